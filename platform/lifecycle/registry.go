@@ -1,0 +1,220 @@
+// Package lifecycle keeps the registry of the host's components (platform
+// parts, backends, pools, sources) and their states, and turns a
+// component's fatal failure into the host's stop when its policy says so.
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// State is where a component is in its life.
+type State string
+
+// The states a component moves through.
+const (
+	Starting State = "starting"
+	Running  State = "running"
+	Degraded State = "degraded"
+	Draining State = "draining"
+	Stopped  State = "stopped"
+	Failed   State = "failed"
+)
+
+// Policy says what a component's failure after start does to the host.
+type Policy string
+
+const (
+	// StopHost stops the host with exit status 1 when the component fails.
+	StopHost Policy = "stop"
+	// StayDegraded keeps the host up; the component shows failed and
+	// liveness reports it.
+	StayDegraded Policy = "degrade"
+)
+
+// ErrDuplicateComponent is returned when two components share a name.
+var ErrDuplicateComponent = errors.New("lifecycle: duplicate component")
+
+// Status is a snapshot of one component.
+type Status struct {
+	Name      string    `json:"name"`
+	State     State     `json:"state"`
+	Since     time.Time `json:"since"`
+	LastError string    `json:"last_error,omitempty"`
+	Policy    Policy    `json:"policy"`
+	// Details is what the component reports of itself (counters, cursor
+	// positions); nil when it reports nothing.
+	Details any `json:"details,omitempty"`
+}
+
+// FatalFunc is called when a component with policy StopHost fails.
+type FatalFunc func(component string, err error)
+
+// Registry holds the components. The zero value is not usable: use
+// NewRegistry.
+type Registry struct {
+	mu       sync.Mutex
+	comps    map[string]*Component
+	policies map[string]Policy
+	fatal    FatalFunc
+	now      func() time.Time
+}
+
+// NewRegistry returns an empty registry. policies overrides the failure
+// policy of named components (from configuration); fatal is called when a
+// component whose policy is StopHost fails.
+func NewRegistry(policies map[string]Policy, fatal FatalFunc) *Registry {
+	if fatal == nil {
+		fatal = func(string, error) {}
+	}
+	return &Registry{comps: map[string]*Component{}, policies: policies, fatal: fatal, now: time.Now}
+}
+
+// Register adds a component in state Starting with def as its failure
+// policy unless configuration overrides it. A second registration of a
+// name returns ErrDuplicateComponent.
+func (r *Registry) Register(name string, def Policy) (*Component, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.comps[name]; ok {
+		return nil, fmt.Errorf("%w: %q", ErrDuplicateComponent, name)
+	}
+	p := def
+	if o, ok := r.policies[name]; ok {
+		p = o
+	}
+	if p == "" {
+		p = StopHost
+	}
+	c := &Component{reg: r, name: name, policy: p, state: Starting, since: r.now()}
+	r.comps[name] = c
+	return c, nil
+}
+
+// MustRegister is Register for names known to be unique; it panics on a
+// duplicate (a programming error).
+func (r *Registry) MustRegister(name string, def Policy) *Component {
+	c, err := r.Register(name, def)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// Get returns the component called name.
+func (r *Registry) Get(name string) (*Component, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.comps[name]
+	return c, ok
+}
+
+// Snapshot returns every component's status, sorted by name.
+func (r *Registry) Snapshot() []Status {
+	r.mu.Lock()
+	comps := make([]*Component, 0, len(r.comps))
+	for _, c := range r.comps {
+		comps = append(comps, c)
+	}
+	r.mu.Unlock()
+	out := make([]Status, 0, len(comps))
+	for _, c := range comps {
+		out = append(out, c.Status())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// AnyFailed returns the first failed component's status, if any.
+func (r *Registry) AnyFailed() (Status, bool) {
+	for _, s := range r.Snapshot() {
+		if s.State == Failed {
+			return s, true
+		}
+	}
+	return Status{}, false
+}
+
+// AllRunning reports whether every component is running (degraded counts
+// as not running) and names the first that is not.
+func (r *Registry) AllRunning() (string, bool) {
+	for _, s := range r.Snapshot() {
+		if s.State != Running {
+			return s.Name + " is " + string(s.State), false
+		}
+	}
+	return "", true
+}
+
+// Component is one registered part of the host. Its methods are safe for
+// concurrent use.
+type Component struct {
+	reg     *Registry
+	name    string
+	policy  Policy
+	mu      sync.Mutex
+	state   State
+	since   time.Time
+	lastErr string
+	details func() any
+}
+
+// Name returns the component's name.
+func (c *Component) Name() string { return c.name }
+
+// State returns the current state.
+func (c *Component) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// SetDetails installs a function that reports the component's details for
+// status pages. It is called on every snapshot and must be cheap and safe
+// for concurrent use.
+func (c *Component) SetDetails(f func() any) {
+	c.mu.Lock()
+	c.details = f
+	c.mu.Unlock()
+}
+
+// Set moves the component to state s. A non-nil err is kept as the last
+// error (a nil err keeps the previous one). Moving to Failed calls the
+// registry's fatal function when the policy is StopHost.
+func (c *Component) Set(s State, err error) {
+	c.mu.Lock()
+	changed := c.state != s
+	if changed {
+		c.state = s
+		c.since = c.reg.now()
+	}
+	if err != nil {
+		c.lastErr = err.Error()
+	}
+	policy := c.policy
+	c.mu.Unlock()
+	if s == Failed && changed && policy == StopHost {
+		if err == nil {
+			err = errors.New("failed")
+		}
+		c.reg.fatal(c.name, err)
+	}
+}
+
+// Fail is Set(Failed, err).
+func (c *Component) Fail(err error) { c.Set(Failed, err) }
+
+// Status returns a snapshot of the component.
+func (c *Component) Status() Status {
+	c.mu.Lock()
+	s := Status{Name: c.name, State: c.state, Since: c.since, LastError: c.lastErr, Policy: c.policy}
+	d := c.details
+	c.mu.Unlock()
+	if d != nil {
+		s.Details = d()
+	}
+	return s
+}

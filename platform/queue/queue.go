@@ -1,0 +1,123 @@
+// Package queue defines the port between the task runtime and a queue
+// backend, and the errors backends share. Backends live in sub-packages
+// (memory, jetstream) and prove they honour the port by passing the
+// conformance suite in queuetest.
+//
+// # Contract
+//
+// Delivery is at least once. A leased task is invisible to other consumers
+// until its lease ends; an expired lease makes it deliverable again with its
+// attempt counter increased. Every settlement (Ack, Retry, DeadLetter) of a
+// delivery whose lease has already expired, or that was already settled,
+// returns ErrLeaseLost and changes nothing.
+//
+// All methods are safe for concurrent use.
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// Sentinel errors a caller can branch on.
+var (
+	// ErrClosed is returned by every call after Close began (and by a
+	// blocked Lease when Close begins).
+	ErrClosed = errors.New("queue: backend closed")
+	// ErrFull is returned by Enqueue when a bounded queue is full and the
+	// backend is configured to fail fast instead of blocking.
+	ErrFull = errors.New("queue: queue full")
+	// ErrLeaseLost is returned when a delivery is settled or extended after
+	// its lease expired (another consumer may have it now) or twice.
+	ErrLeaseLost = errors.New("queue: lease lost")
+	// ErrInvalidTask is returned by Enqueue for a task without a kind or
+	// queue.
+	ErrInvalidTask = errors.New("queue: invalid task")
+)
+
+// Delivery is one leased task. Task.Attempt is the 1-based number of this
+// delivery. Receipt is private to the backend that made the delivery.
+type Delivery struct {
+	Task *task.Task
+	// LeaseUntil is when the lease ends unless extended.
+	LeaseUntil time.Time
+	// Receipt is the backend's handle for settling this delivery.
+	Receipt any
+}
+
+// Stats are the counts of one queue at one moment.
+type Stats struct {
+	Queue    string `json:"queue"`
+	Ready    int64  `json:"ready"`     // deliverable now
+	Delayed  int64  `json:"delayed"`   // waiting for their not-before time
+	InFlight int64  `json:"in_flight"` // leased, not yet settled
+	Dead     int64  `json:"dead"`      // in the dead letter
+}
+
+// DeadLetter is a task that failed for good, with why.
+type DeadLetter struct {
+	Task   *task.Task `json:"task"`
+	Reason string     `json:"reason"`
+	At     time.Time  `json:"at"`
+}
+
+// Producer enqueues tasks.
+type Producer interface {
+	// Enqueue stores tasks on their queues (Task.Queue must be set; the
+	// backend calls Task.Prepare). A task whose key is already present
+	// (within the backend's de-duplication window) is dropped silently.
+	// A batch is accepted as a whole or the error says it was not.
+	// Enqueue blocks while a bounded queue is full, until ctx ends.
+	Enqueue(ctx context.Context, tasks ...*task.Task) error
+}
+
+// Consumer leases and settles deliveries.
+type Consumer interface {
+	// Lease blocks until at least one task of queue is deliverable, then
+	// returns up to max of them leased for leaseFor. It returns ctx.Err()
+	// when ctx ends first and ErrClosed when the backend closes.
+	Lease(ctx context.Context, queue string, max int, leaseFor time.Duration) ([]*Delivery, error)
+	// Extend pushes the lease of d to now+leaseFor, for long tasks.
+	Extend(ctx context.Context, d *Delivery, leaseFor time.Duration) error
+	// Ack settles d as done: it is removed for good.
+	Ack(ctx context.Context, d *Delivery) error
+	// Retry settles d as failed for now: it becomes deliverable again at at
+	// (or later), with its attempt counter increased on that delivery.
+	Retry(ctx context.Context, d *Delivery, at time.Time) error
+	// DeadLetter settles d as failed for good, keeping it with reason.
+	DeadLetter(ctx context.Context, d *Delivery, reason string) error
+}
+
+// DeadLetters lists, re-drives and purges dead letters.
+type DeadLetters interface {
+	// ListDead returns up to limit dead letters of queue, oldest first
+	// (limit <= 0 means all).
+	ListDead(ctx context.Context, queue string, limit int) ([]DeadLetter, error)
+	// Redrive moves the dead letters with the given task ids (all of the
+	// queue's when ids is empty) back to the queue, with fresh attempt
+	// counts. It returns how many moved.
+	Redrive(ctx context.Context, queue string, ids ...string) (int, error)
+	// Purge deletes the dead letters with the given ids (all when empty)
+	// and returns how many went.
+	Purge(ctx context.Context, queue string, ids ...string) (int, error)
+}
+
+// Backend is the whole port a queue backend implements.
+type Backend interface {
+	Producer
+	Consumer
+	DeadLetters
+	// Stats returns the counts of queue.
+	Stats(ctx context.Context, queue string) (Stats, error)
+	// Queues lists the queues the backend knows of, sorted.
+	Queues(ctx context.Context) ([]string, error)
+	// Close stops new leases (blocked Lease calls return ErrClosed) and
+	// waits until every in-flight delivery is settled or ctx ends;
+	// settlements during that wait succeed. What is unsettled when ctx
+	// ends is not lost: a durable backend redelivers it after a restart.
+	// Close is idempotent.
+	Close(ctx context.Context) error
+}

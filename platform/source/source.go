@@ -1,0 +1,52 @@
+// Package source defines how tasks enter the runtime: a Source runs until
+// its context ends and emits tasks through an Emitter. The runtime
+// supervises every source (restart with back-off, a crash-loop limit that
+// marks it failed) and, for sources that implement Completer, reports back
+// when each task they emitted is finally done.
+package source
+
+import (
+	"context"
+
+	"go.uber.org/fx"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// Source produces tasks. Run blocks until ctx ends (then it returns nil or
+// ctx.Err()) or the source fails (then the supervisor restarts it with
+// back-off). Name must be stable across restarts and across host replicas:
+// completions are routed back to a source by name.
+type Source interface {
+	Name() string
+	Run(ctx context.Context, emit Emitter) error
+}
+
+// Emitter hands tasks to the runtime. Emit blocks while the target queue is
+// full, so back-pressure slows the source; it returns ctx.Err() when ctx
+// ends first.
+type Emitter interface {
+	Emit(ctx context.Context, tasks ...*task.Task) error
+}
+
+// Completer is implemented by sources that want to know when a task they
+// emitted is finally done: succeeded (acked) or dead-lettered. The runtime
+// calls Complete after the handler's work is committed and before the
+// delivery is acked, in whichever host process handled the task (possibly
+// another replica, possibly after a restart): it finds the source by the
+// task's task.HeaderCompletion header, so the guarantee is at least once
+// and Complete must be idempotent.
+type Completer interface {
+	Complete(ctx context.Context, t *task.Task, o task.Outcome, reason string) error
+}
+
+// SourcesGroup is the fx value group sources are collected in.
+const SourcesGroup = "task.sources"
+
+// AsSource annotates a constructor returning a concrete source so that its
+// result joins the "task.sources" group as a Source:
+//
+//	fx.Provide(source.AsSource(NewMailboxSource))
+func AsSource(ctor any) any {
+	return fx.Annotate(ctor, fx.As(new(Source)), fx.ResultTags(`group:"`+SourcesGroup+`"`))
+}

@@ -1,0 +1,62 @@
+package task
+
+import (
+	"context"
+	"time"
+)
+
+// Outcome is how a delivery of a task ended.
+type Outcome string
+
+// The outcomes of one delivery.
+const (
+	// Succeeded: the handler returned nil and the task was acked.
+	Succeeded Outcome = "succeeded"
+	// Retried: the handler failed and the task was scheduled again.
+	Retried Outcome = "retried"
+	// DeadLettered: the task failed for good and sits in the dead letter.
+	DeadLettered Outcome = "dead_lettered"
+	// Returned: the pool stopped before the handler finished; the task went
+	// back to the queue unsettled (it will be delivered again).
+	Returned Outcome = "returned"
+)
+
+// Final reports whether the outcome ends the task's life (success or dead
+// letter), which is when a completion is due.
+func (o Outcome) Final() bool { return o == Succeeded || o == DeadLettered }
+
+// Observer sees tasks cross the runtime's boundaries. Telemetry implements
+// it (spans, metrics, log fields); the runtime calls a no-op one when
+// telemetry is off. Implementations must be safe for concurrent use and
+// cheap: they sit on every task's path.
+type Observer interface {
+	// Enqueuing is called before tasks are handed to the backend. It may
+	// set headers (trace context) and returns the context to pass to
+	// Enqueued.
+	Enqueuing(ctx context.Context, tasks []*Task) context.Context
+	// Enqueued is called once the backend accepted (err == nil) or refused
+	// the tasks.
+	Enqueued(ctx context.Context, tasks []*Task, err error)
+	// Starting is called when a worker begins a delivery of t; the
+	// returned context is the handler's.
+	Starting(ctx context.Context, t *Task) context.Context
+	// Finished is called with the context Starting returned once the
+	// delivery is settled: took is the handler's run time; err is what it
+	// returned (nil on success) and reason the dead-letter reason, if any.
+	Finished(ctx context.Context, t *Task, o Outcome, err error, reason string, took time.Duration)
+}
+
+// NopObserver observes nothing.
+type NopObserver struct{}
+
+// Enqueuing returns ctx.
+func (NopObserver) Enqueuing(ctx context.Context, _ []*Task) context.Context { return ctx }
+
+// Enqueued does nothing.
+func (NopObserver) Enqueued(context.Context, []*Task, error) {}
+
+// Starting returns ctx.
+func (NopObserver) Starting(ctx context.Context, _ *Task) context.Context { return ctx }
+
+// Finished does nothing.
+func (NopObserver) Finished(context.Context, *Task, Outcome, error, string, time.Duration) {}

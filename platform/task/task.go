@@ -1,0 +1,101 @@
+package task
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+)
+
+// Well-known header names that the runtime sets or reads. Trace context
+// headers (traceparent, tracestate, baggage) travel beside them.
+const (
+	// HeaderCompletion names the source that asked to be told when the task
+	// is finally done. See platform/source.
+	HeaderCompletion = "plba-completion"
+	// HeaderParent is the id of the task that enqueued this one, if any.
+	HeaderParent = "plba-parent"
+)
+
+// Task is one unit of work: a kind, a payload and the metadata the runtime
+// needs to deliver it at least once.
+type Task struct {
+	// ID uniquely identifies the task. Enqueue fills it when empty.
+	ID string
+	// Kind selects the handler (through the route registered for it).
+	Kind string
+	// Queue is the queue the task lives on. The producer fills it from the
+	// route of Kind when empty.
+	Queue string
+	// Payload is the task's opaque body.
+	Payload []byte
+	// Headers carry metadata across the producer/consumer boundary: trace
+	// context, the completion source, application values.
+	Headers map[string]string
+	// Key de-duplicates: a backend accepts one task per key (within its
+	// de-duplication window). Empty means the ID.
+	Key string
+	// Attempt is the 1-based number of the current delivery attempt. It is
+	// 0 before the first delivery.
+	Attempt int
+	// EnqueuedAt is when the task was first enqueued.
+	EnqueuedAt time.Time
+	// NotBefore delays the first delivery until this time. Zero means now.
+	NotBefore time.Time
+}
+
+// NewID returns a random 128-bit identifier in hex, suitable for Task.ID.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Prepare fills the defaults that every backend relies on: an ID, a Key
+// (the ID when empty), EnqueuedAt (now when zero) and a non-nil Headers
+// map. It is idempotent.
+func (t *Task) Prepare(now time.Time) {
+	if t.ID == "" {
+		t.ID = NewID()
+	}
+	if t.Key == "" {
+		t.Key = t.ID
+	}
+	if t.EnqueuedAt.IsZero() {
+		t.EnqueuedAt = now
+	}
+	if t.Headers == nil {
+		t.Headers = make(map[string]string, 4)
+	}
+}
+
+// Header returns the value of header name, or "" when absent.
+func (t *Task) Header(name string) string {
+	if t.Headers == nil {
+		return ""
+	}
+	return t.Headers[name]
+}
+
+// SetHeader sets header name to value, allocating the map if needed.
+func (t *Task) SetHeader(name, value string) {
+	if t.Headers == nil {
+		t.Headers = make(map[string]string, 4)
+	}
+	t.Headers[name] = value
+}
+
+// Clone returns a deep copy of t (payload and headers included), for code
+// that must keep a task beyond the call that handed it over.
+func (t *Task) Clone() *Task {
+	c := *t
+	if t.Payload != nil {
+		c.Payload = append([]byte(nil), t.Payload...)
+	}
+	if t.Headers != nil {
+		c.Headers = make(map[string]string, len(t.Headers))
+		for k, v := range t.Headers {
+			c.Headers[k] = v
+		}
+	}
+	return &c
+}
