@@ -1,0 +1,224 @@
+// Package admin is the host's control-plane HTTP server: health probes,
+// status, metrics and the routes other parts of the platform contribute
+// (queues, pools, dead letters). It listens on admin.listen, by default
+// 127.0.0.1:8080, and shuts down gracefully within the stop timeout.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/health"
+	"github.com/plba/plba/platform/lifecycle"
+)
+
+// Config is the "admin" configuration section.
+type Config struct {
+	// Listen is the address of the admin server. Default 127.0.0.1:8080;
+	// port 0 picks a free port (the address is logged and in Server.Addr).
+	Listen string `koanf:"listen"`
+	// ReadHeaderTimeout bounds reading a request's headers. Default 5s.
+	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{Listen: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second}
+}
+
+// Validate checks the section.
+func (c Config) Validate() error {
+	var errs []error
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %q is not host:port", c.Listen))
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		errs = append(errs, fmt.Errorf("listen: port %q out of range 0-65535", port))
+	}
+	if c.ReadHeaderTimeout < 0 {
+		errs = append(errs, fmt.Errorf("read_header_timeout: must not be negative (got %s)", c.ReadHeaderTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// RoutesGroup is the fx value group admin routes are collected in.
+const RoutesGroup = "admin.routes"
+
+// Route is an HTTP handler contributed to the admin server.
+type Route struct {
+	// Pattern is an http.ServeMux pattern, e.g. "GET /admin/v1/queues".
+	Pattern string
+	Handler http.Handler
+}
+
+// AsRoute annotates a constructor returning a Route so its result joins the
+// "admin.routes" group.
+func AsRoute(ctor any) any {
+	return fx.Annotate(ctor, fx.ResultTags(`group:"`+RoutesGroup+`"`))
+}
+
+// StatusInfo is the fixed part of /admin/v1/status.
+type StatusInfo struct {
+	Version      string
+	Commit       string
+	ConfigDigest string
+	Started      time.Time
+}
+
+// Status is the JSON body of GET /admin/v1/status.
+type Status struct {
+	Version      string             `json:"version"`
+	Commit       string             `json:"commit"`
+	GoVersion    string             `json:"go_version,omitempty"`
+	Started      time.Time          `json:"started"`
+	Uptime       string             `json:"uptime"`
+	ConfigDigest string             `json:"config_digest"`
+	Live         bool               `json:"live"`
+	Ready        bool               `json:"ready"`
+	Components   []lifecycle.Status `json:"components"`
+}
+
+// Server is the admin HTTP server.
+type Server struct {
+	cfg    Config
+	log    *zap.Logger
+	srv    *http.Server
+	ln     net.Listener
+	mux    *http.ServeMux
+	done   chan struct{}
+	serveE error
+}
+
+// Handler returns the server's handler (for tests with httptest).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Addr returns the address the server listens on, once started.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// NewServer builds the server's routes. It does not listen until Start.
+func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Registry, hr *health.Registry, routes []Route) (*Server, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	mux := http.NewServeMux()
+	if hr != nil {
+		hr.Mount(mux)
+	}
+	mux.HandleFunc("GET /admin/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		st := Status{
+			Version: info.Version, Commit: info.Commit, Started: info.Started,
+			Uptime: time.Since(info.Started).Round(time.Millisecond).String(), ConfigDigest: info.ConfigDigest,
+			Live: true, Ready: true,
+		}
+		if hr != nil {
+			st.Live, _ = hr.Live()
+			st.Ready, _ = hr.Ready()
+		}
+		if comps != nil {
+			st.Components = comps.Snapshot()
+		}
+		WriteJSON(w, http.StatusOK, st)
+	})
+	sorted := append([]Route(nil), routes...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Pattern < sorted[j].Pattern })
+	for _, r := range sorted {
+		if err := register(mux, r); err != nil {
+			return nil, err
+		}
+	}
+	return &Server{cfg: cfg, log: log, mux: mux, done: make(chan struct{})}, nil
+}
+
+func register(mux *http.ServeMux, r Route) (err error) {
+	defer func() {
+		if p := recover(); p != nil { // ServeMux panics on conflicting patterns
+			err = fmt.Errorf("admin: route %q: %v", r.Pattern, p)
+		}
+	}()
+	mux.Handle(r.Pattern, r.Handler)
+	return nil
+}
+
+// Start listens (failing fast when the address is taken) and serves in a
+// goroutine owned by the server.
+func (s *Server) Start(context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("admin: listen %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.serveE = err
+			s.log.Error("admin server stopped", zap.Error(err))
+		}
+	}()
+	s.log.Info("admin server listening", zap.String("addr", ln.Addr().String()))
+	return nil
+}
+
+// Stop shuts the server down gracefully, bounded by ctx, then closes it.
+func (s *Server) Stop(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	<-s.done
+	if err != nil {
+		return fmt.Errorf("admin: shutdown: %w", err)
+	}
+	return s.serveE
+}
+
+// WriteJSON writes v as indented JSON with status code.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// Params are what the admin module takes from the graph.
+type Params struct {
+	fx.In
+	Config     Config
+	Log        *zap.Logger
+	Info       StatusInfo
+	Components *lifecycle.Registry
+	Health     *health.Registry
+	Routes     []Route `group:"admin.routes"`
+	Lifecycle  fx.Lifecycle
+}
+
+// New builds the server and ties it to the fx lifecycle.
+func New(p Params) (*Server, error) {
+	s, err := NewServer(p.Config, p.Log, p.Info, p.Components, p.Health, p.Routes)
+	if err != nil {
+		return nil, err
+	}
+	p.Lifecycle.Append(fx.Hook{OnStart: s.Start, OnStop: s.Stop})
+	return s, nil
+}
+
+// Module provides the admin *Server and starts it with the host.
+var Module = fx.Module("admin", fx.Provide(New))

@@ -1,0 +1,14 @@
+// Package health runs the host's health checks in the background and serves
+// their cached results as Kubernetes-style probes:
+//
+//   - GET /livez: the process is alive and no component has failed. It is
+//     never driven by an external dependency, so a mail server outage does
+//     not get the pod restarted.
+//   - GET /readyz: every readiness-gating check passes, every component is
+//     running, and the host is not shutting down.
+//   - GET /healthz: JSON detail of every check and component.
+//
+// Checks are contributed to the fx group "health.checks" with AsCheck. Each
+// runs on its own interval with its own timeout; the endpoints serve the
+// last result, so a slow dependency never makes a probe slow.
+package health

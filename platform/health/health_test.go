@@ -1,0 +1,174 @@
+package health
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/plba/plba/platform/lifecycle"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func ok(context.Context) error { return nil }
+
+func failing(context.Context) error { return errors.New("mail server unreachable") }
+
+func hanging(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Code, rec.Body.String()
+}
+
+func newServer(t *testing.T, comps *lifecycle.Registry, checks ...Check) (*Registry, http.Handler) {
+	t.Helper()
+	r, err := NewRegistry(Options{DefaultTimeout: 100 * time.Millisecond}, comps, checks)
+	require.NoError(t, err)
+	r.RunAll(context.Background())
+	mux := http.NewServeMux()
+	r.Mount(mux)
+	return r, mux
+}
+
+func TestAggregation(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name             string
+		checks           []Check
+		wantLive, wantRd int
+	}{
+		{"all healthy", []Check{{Name: "a", Func: ok, Gating: true}}, 200, 200},
+		{"failing non-gating check keeps ready", []Check{{Name: "a", Func: ok, Gating: true}, {Name: "b", Func: failing}}, 200, 200},
+		{"failing gating check makes not ready", []Check{{Name: "a", Func: failing, Gating: true}}, 200, 503},
+		{"hanging gating check times out", []Check{{Name: "slow", Func: hanging, Gating: true, Timeout: 50 * time.Millisecond}}, 200, 503},
+		{"checks never drive liveness", []Check{{Name: "a", Func: failing, Gating: true}, {Name: "b", Func: hanging, Gating: true}}, 200, 503},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			comps := lifecycle.NewRegistry(nil, nil)
+			comps.MustRegister("x", lifecycle.StayDegraded).Set(lifecycle.Running, nil)
+			_, h := newServer(t, comps, tc.checks...)
+			live, _ := get(t, h, "/livez")
+			ready, body := get(t, h, "/readyz")
+			require.Equal(t, tc.wantLive, live)
+			require.Equal(t, tc.wantRd, ready, body)
+		})
+	}
+}
+
+// A check that ignores its context still cannot make the probe slow.
+func TestHangingCheckReportsTimeout(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	r, h := newServer(t, nil, Check{Name: "slow", Func: func(context.Context) error { time.Sleep(300 * time.Millisecond); return nil }, Gating: true, Timeout: 50 * time.Millisecond})
+	require.Less(t, time.Since(start), time.Second)
+	res := r.Results()[0]
+	require.False(t, res.Healthy)
+	require.Contains(t, res.LastError, "timed out")
+	code, _ := get(t, h, "/readyz")
+	require.Equal(t, 503, code)
+}
+
+func TestComponentsDriveProbes(t *testing.T) {
+	t.Parallel()
+	comps := lifecycle.NewRegistry(nil, nil)
+	c := comps.MustRegister("pool/default", lifecycle.StayDegraded)
+	_, h := newServer(t, comps)
+
+	code, body := get(t, h, "/readyz")
+	require.Equal(t, 503, code, "a starting component is not ready")
+	require.Contains(t, body, "pool/default is starting")
+
+	c.Set(lifecycle.Running, nil)
+	code, _ = get(t, h, "/readyz")
+	require.Equal(t, 200, code)
+
+	c.Set(lifecycle.Degraded, errors.New("stalled"))
+	code, _ = get(t, h, "/readyz")
+	require.Equal(t, 503, code)
+	code, _ = get(t, h, "/livez")
+	require.Equal(t, 200, code, "degraded is still alive")
+
+	c.Fail(errors.New("boom"))
+	code, body = get(t, h, "/livez")
+	require.Equal(t, 503, code)
+	require.Contains(t, body, "boom")
+}
+
+func TestShuttingDownTurnsReadinessOff(t *testing.T) {
+	t.Parallel()
+	r, h := newServer(t, nil, Check{Name: "a", Func: ok, Gating: true})
+	code, _ := get(t, h, "/readyz")
+	require.Equal(t, 200, code)
+	r.SetShuttingDown()
+	code, body := get(t, h, "/readyz")
+	require.Equal(t, 503, code)
+	require.Contains(t, body, "shutting down")
+	code, _ = get(t, h, "/livez")
+	require.Equal(t, 200, code)
+}
+
+func TestHealthzJSON(t *testing.T) {
+	t.Parallel()
+	comps := lifecycle.NewRegistry(nil, nil)
+	comps.MustRegister("admin", lifecycle.StopHost).Set(lifecycle.Running, nil)
+	_, h := newServer(t, comps, Check{Name: "store", Func: ok, Gating: true}, Check{Name: "mail", Func: failing})
+	code, body := get(t, h, "/healthz")
+	require.Equal(t, 200, code)
+	var rep Report
+	require.NoError(t, json.Unmarshal([]byte(body), &rep))
+	require.True(t, rep.Live)
+	require.True(t, rep.Ready)
+	require.Len(t, rep.Checks, 2)
+	require.Equal(t, "mail", rep.Checks[0].Name)
+	require.False(t, rep.Checks[0].Healthy)
+	require.Equal(t, "mail server unreachable", rep.Checks[0].LastError)
+	require.True(t, rep.Checks[1].Healthy)
+	require.Len(t, rep.Components, 1)
+	require.Equal(t, lifecycle.Running, rep.Components[0].State)
+}
+
+func TestBackgroundLoopServesCachedResult(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	var healthy atomic.Bool
+	r, err := NewRegistry(Options{}, nil, []Check{{
+		Name: "flip", Gating: true, Interval: 10 * time.Millisecond,
+		Func: func(context.Context) error {
+			calls.Add(1)
+			if healthy.Load() {
+				return nil
+			}
+			return errors.New("down")
+		},
+	}})
+	require.NoError(t, err)
+	r.Start()
+	defer r.Stop()
+	require.Eventually(t, func() bool { ok, _ := r.Ready(); return !ok && calls.Load() > 0 }, time.Second, 5*time.Millisecond)
+	healthy.Store(true)
+	require.Eventually(t, func() bool { ok, _ := r.Ready(); return ok }, time.Second, 5*time.Millisecond)
+	before := calls.Load()
+	for range 100 {
+		r.Ready() // probes do not run checks
+	}
+	require.LessOrEqual(t, calls.Load()-before, int32(2))
+}
+
+func TestDuplicateCheck(t *testing.T) {
+	t.Parallel()
+	_, err := NewRegistry(Options{}, nil, []Check{{Name: "a", Func: ok}, {Name: "a", Func: ok}})
+	require.ErrorIs(t, err, ErrDuplicateCheck)
+}
