@@ -1,0 +1,262 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/task"
+)
+
+// ErrCrashLoop is wrapped by the error a source's component fails with when
+// it failed more than Config.CrashLoopLimit times within
+// Config.CrashLoopWindow.
+var ErrCrashLoop = errors.New("source: crash loop")
+
+// ComponentPrefix prefixes the lifecycle component name of each source:
+// "source/<name>".
+const ComponentPrefix = "source/"
+
+// Stats are the counters of one supervised source; they are also its
+// lifecycle component's details.
+type Stats struct {
+	Name      string `json:"name"`
+	Emitted   int64  `json:"emitted"`
+	Errors    int64  `json:"errors"`
+	Restarts  int64  `json:"restarts"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Supervisor runs every source in its own goroutine with its own context,
+// restarts a source whose Run fails (returns an error or panics) with
+// exponential back-off, and marks a crash-looping source failed. Each source
+// is the lifecycle component "source/<name>" (default policy
+// lifecycle.StayDegraded: a failed source does not stop the host unless
+// configuration says so).
+//
+// A Run that returns nil before its context ends has finished: its
+// component becomes Stopped and it is not restarted.
+type Supervisor struct {
+	cfg    Config
+	log    *zap.Logger
+	comps  *Completions
+	runs   []*run
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	state  int // 0 new, 1 started, 2 stopped
+	wg     sync.WaitGroup
+}
+
+type run struct {
+	src      Source
+	emit     *emitter
+	comp     *lifecycle.Component
+	errors   atomic.Int64
+	restarts atomic.Int64
+	lastErr  atomic.Pointer[string]
+}
+
+func (r *run) stats() Stats {
+	s := Stats{Name: r.src.Name(), Emitted: r.emit.emitted.Load(), Errors: r.errors.Load(), Restarts: r.restarts.Load()}
+	if p := r.lastErr.Load(); p != nil {
+		s.LastError = *p
+	}
+	return s
+}
+
+// NewSupervisor validates cfg (zero fields take defaults), registers one
+// lifecycle component per source in reg (a private registry when nil) and
+// returns a supervisor whose sources emit through enq. Sources are ordered
+// by name; two sources with one name are an error wrapping
+// ErrDuplicateSource. A nil log discards logs.
+func NewSupervisor(cfg Config, enq task.Enqueuer, reg *lifecycle.Registry, log *zap.Logger, sources ...Source) (*Supervisor, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("source: config: %w", err)
+	}
+	if enq == nil {
+		return nil, errors.New("source: supervisor needs an enqueuer")
+	}
+	if reg == nil {
+		reg = lifecycle.NewRegistry(nil, nil)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	sorted := append([]Source(nil), sources...)
+	for _, s := range sorted {
+		if s == nil || s.Name() == "" {
+			return nil, fmt.Errorf("%w: nil or unnamed source", ErrInvalidSource)
+		}
+	}
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name() < sorted[j].Name() })
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i].Name() == sorted[i-1].Name() {
+			return nil, fmt.Errorf("%w: %q", ErrDuplicateSource, sorted[i].Name())
+		}
+	}
+	comps, err := NewCompletions(sorted...)
+	if err != nil {
+		return nil, err
+	}
+	s := &Supervisor{cfg: cfg, log: log, comps: comps}
+	for _, src := range sorted {
+		comp, err := reg.Register(ComponentPrefix+src.Name(), lifecycle.StayDegraded)
+		if err != nil {
+			return nil, fmt.Errorf("source %q: %w", src.Name(), err)
+		}
+		r := &run{src: src, emit: NewEmitter(src, enq).(*emitter), comp: comp}
+		comp.SetDetails(func() any { return r.stats() })
+		s.runs = append(s.runs, r)
+	}
+	return s, nil
+}
+
+// Completions returns the registry of the supervised sources that
+// implement Completer, for the worker pools.
+func (s *Supervisor) Completions() *Completions { return s.comps }
+
+// Stats returns the counters of every source, ordered by name.
+func (s *Supervisor) Stats() []Stats {
+	out := make([]Stats, len(s.runs))
+	for i, r := range s.runs {
+		out[i] = r.stats()
+	}
+	return out
+}
+
+// Start launches every source in its own goroutine and returns at once.
+// The sources' contexts derive from context.Background (ctx only bounds
+// start-up); Stop ends them. Starting twice, or after Stop, does nothing.
+func (s *Supervisor) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("source: start: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != 0 {
+		return nil
+	}
+	s.state = 1
+	base, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	for _, r := range s.runs {
+		r.comp.Set(lifecycle.Running, nil)
+		s.wg.Add(1)
+		go s.loop(base, r)
+	}
+	return nil
+}
+
+// Stop cancels every source's context and waits for their Run to return,
+// until ctx ends (then it returns ctx's error; the goroutines still end as
+// soon as their Run honours cancellation). Stop is idempotent and may be
+// called without Start.
+func (s *Supervisor) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.state == 0 {
+		s.state = 2
+		for _, r := range s.runs {
+			r.comp.Set(lifecycle.Stopped, nil)
+		}
+	}
+	s.state = 2
+	cancel := s.cancel
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("source: stop: sources still running: %w", ctx.Err())
+	}
+}
+
+func (s *Supervisor) loop(ctx context.Context, r *run) {
+	defer s.wg.Done()
+	name := r.src.Name()
+	log := s.log.With(zap.String("source", name))
+	var failures []time.Time
+	for {
+		err := runOnce(ctx, r)
+		if ctx.Err() != nil {
+			r.comp.Set(lifecycle.Stopped, nil)
+			return
+		}
+		if err == nil {
+			log.Info("source finished")
+			r.comp.Set(lifecycle.Stopped, nil)
+			return
+		}
+		r.errors.Add(1)
+		msg := err.Error()
+		r.lastErr.Store(&msg)
+		now := time.Now()
+		failures = append(pruneBefore(failures, now.Add(-s.cfg.CrashLoopWindow)), now)
+		if len(failures) > s.cfg.CrashLoopLimit {
+			ferr := fmt.Errorf("source %q: %w: %d failures within %s, last: %w",
+				name, ErrCrashLoop, len(failures), s.cfg.CrashLoopWindow, err)
+			log.Error("source crash-looping, giving up", zap.Error(ferr))
+			r.comp.Fail(ferr)
+			return
+		}
+		delay := s.cfg.restartDelay(len(failures))
+		var pe *task.PanicError
+		if errors.As(err, &pe) {
+			log.Error("source panicked", zap.Any("panic", pe.Value), zap.ByteString("stack", pe.Stack))
+		}
+		log.Warn("source failed, restarting", zap.Error(err), zap.Duration("delay", delay), zap.Int("failures_in_window", len(failures)))
+		r.comp.Set(lifecycle.Degraded, err)
+		if !sleepCtx(ctx, delay) {
+			r.comp.Set(lifecycle.Stopped, nil)
+			return
+		}
+		r.restarts.Add(1)
+		r.comp.Set(lifecycle.Running, nil)
+	}
+}
+
+// runOnce runs the source once, turning a panic into an error.
+func runOnce(ctx context.Context, r *run) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("source %q: run: %w", r.src.Name(), &task.PanicError{Value: v, Stack: debug.Stack()})
+		}
+	}()
+	return r.src.Run(ctx, r.emit)
+}
+
+func pruneBefore(ts []time.Time, cutoff time.Time) []time.Time {
+	i := 0
+	for i < len(ts) && ts[i].Before(cutoff) {
+		i++
+	}
+	return append(ts[:0], ts[i:]...)
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
