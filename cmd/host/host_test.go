@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// hostBin is the host binary built once for the subprocess tests.
+var hostBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "plba-host-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hostBin = filepath.Join(dir, "host")
+	build := exec.Command("go", "build", "-o", hostBin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build host:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is what a finished host process left behind.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runHostCmd runs the host binary to completion with args and extra
+// environment, in dir (a temp dir when empty).
+func runHostCmd(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hostBin, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(cleanEnv(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+// cleanEnv is the test's environment without PLBA_ variables, so the
+// developer's shell cannot change what a test sees.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PLBA_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	r := runHostCmd(t, nil, "version")
+	require.Equal(t, 0, r.code)
+	require.Regexp(t, `^plba host \S+ \(commit \S+, go1\.\d+`, r.stdout)
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{}, {"frobnicate"}, {"run", "--bogus"}, {"config"}, {"config", "explain"}, {"run", "extra-arg"}} {
+		r := runHostCmd(t, nil, args...)
+		require.Equal(t, 2, r.code, "args %v: %s", args, r.stderr)
+		require.Contains(t, r.stderr, "usage:")
+	}
+}
+
+// Every class of configuration error exits 2 with a message naming where
+// the value came from, the key and the problem.
+func TestConfigErrorsExit2(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		file string
+		env  []string
+		sets []string
+		want []string
+	}{
+		{name: "unknown key", file: "admin:\n  listen: 127.0.0.1:0\n  lisen: x\n", want: []string{"bad.yaml", "admin.lisen", "unknown"}},
+		{name: "unknown section", file: "adminn:\n  listen: x\n", want: []string{"bad.yaml", "adminn", "unknown"}},
+		{name: "wrong type", file: "health:\n  interval: [1, 2]\n", want: []string{"bad.yaml", "health.interval"}},
+		{name: "malformed duration", file: "lifecycle:\n  stop_timeout: 5 parsecs\n", want: []string{"bad.yaml", "lifecycle.stop_timeout"}},
+		{name: "invalid value", file: "admin:\n  listen: 127.0.0.1:99999\n", want: []string{"bad.yaml", "admin.listen", "out of range"}},
+		{name: "bad yaml", file: "admin:\n  listen: [\n", want: []string{"bad.yaml"}},
+		{name: "env var", file: "log:\n  level: info\n", env: []string{"PLBA_LIFECYCLE__START_TIMEOUT=-5s"}, want: []string{"PLBA_LIFECYCLE__START_TIMEOUT", "lifecycle.start_timeout", "must be positive"}},
+		{name: "set flag", file: "log:\n  level: info\n", sets: []string{"log.level=loud"}, want: []string{"--set", "log.level"}},
+		{name: "unknown app", file: "host:\n  apps: [nope]\n", want: []string{"bad.yaml", "host.apps.0", `unknown app "nope"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeFile(t, "bad.yaml", tc.file)
+			for _, cmd := range [][]string{{"config", "validate"}, {"run"}} {
+				args := append(append([]string{}, cmd...), "--config", path)
+				for _, s := range tc.sets {
+					args = append(args, "--set", s)
+				}
+				r := runHostCmd(t, tc.env, args...)
+				require.Equal(t, 2, r.code, "%v: %s", cmd, r.stderr)
+				for _, w := range tc.want {
+					require.Contains(t, r.stderr, w, "%v", cmd)
+				}
+				require.NotContains(t, r.stderr, "goroutine ", "no stack trace")
+			}
+		})
+	}
+}
+
+func TestConfigMissingFileExit2(t *testing.T) {
+	t.Parallel()
+	r := runHostCmd(t, nil, "config", "validate", "--config", "/nonexistent/plba.yaml")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "/nonexistent/plba.yaml")
+}
+
+func TestAllProblemsReportedAtOnce(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "bad.yaml", "admin:\n  listen: nope\nlifecycle:\n  stop_timeout: -1s\nbogus: 1\n")
+	r := runHostCmd(t, nil, "config", "validate", "--config", path)
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "admin.listen")
+	require.Contains(t, r.stderr, "lifecycle.stop_timeout")
+	require.Contains(t, r.stderr, "bogus")
+}
+
+func TestConfigShowRedactsAndLayers(t *testing.T) {
+	t.Parallel()
+	a := writeFile(t, "a.yaml", "admin:\n  listen: 127.0.0.1:1111\nlog:\n  level: debug\n")
+	b := writeFile(t, "b.yaml", "admin:\n  listen: 127.0.0.1:2222\n")
+	r := runHostCmd(t, []string{"PLBA_LOG__LEVEL=warn"}, "config", "show", "--config", a, "--config", b, "--set", "lifecycle.stop_timeout=7s")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "listen: 127.0.0.1:2222")
+	require.Contains(t, r.stdout, "level: warn")
+	require.Contains(t, r.stdout, "stop_timeout: 7s")
+
+	ok := runHostCmd(t, nil, "config", "validate", "--config", a)
+	require.Equal(t, 0, ok.code, ok.stderr)
+	require.Contains(t, ok.stdout, "configuration valid")
+}
+
+func TestEmbeddedDemoConfigIsValid(t *testing.T) {
+	t.Parallel()
+	r := runHostCmd(t, nil, "config", "validate")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "(embedded) configs/demo.yaml")
+	// The file on disk is the same configuration.
+	r = runHostCmd(t, nil, "config", "validate", "--config", filepath.Join("..", "..", "configs", "demo.yaml"))
+	require.Equal(t, 0, r.code, r.stderr)
+}
+
+// proc is a running host subprocess whose stderr is scanned for JSON log
+// lines.
+type proc struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	lines  []string
+	admin  chan string
+	exited chan struct{}
+	code   int
+}
+
+func startHost(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(hostBin, append([]string{"run"}, args...)...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(cleanEnv(), env...)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	cmd.Stdout = io.Discard
+	require.NoError(t, cmd.Start())
+	p := &proc{cmd: cmd, admin: make(chan string, 1), exited: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.lines = append(p.lines, line)
+			p.mu.Unlock()
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "admin server listening" {
+				select {
+				case p.admin <- rec.Addr:
+				default:
+				}
+			}
+		}
+		err := cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); ok {
+			p.code = ee.ExitCode()
+		}
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+func (p *proc) adminAddr(t *testing.T) string {
+	t.Helper()
+	select {
+	case a := <-p.admin:
+		return a
+	case <-p.exited:
+		t.Fatalf("host exited early (%d): %s", p.code, p.output())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("host did not start: %s", p.output())
+	}
+	return ""
+}
+
+func (p *proc) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.code
+	case <-time.After(d):
+		t.Fatalf("host did not exit within %s: %s", d, p.output())
+	}
+	return -1
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+var jsonLogs = []string{"--set", "log.format=json", "--set", "admin.listen=127.0.0.1:0"}
+
+func TestSIGTERMStopsCleanly(t *testing.T) {
+	t.Parallel()
+	p := startHost(t, nil, append(jsonLogs, "--set", "lifecycle.stop_timeout=5s")...)
+	addr := p.adminAddr(t)
+	require.Eventually(t, func() bool {
+		code, _ := httpGet(t, "http://"+addr+"/readyz")
+		return code == 200
+	}, 10*time.Second, 20*time.Millisecond)
+	code, body := httpGet(t, "http://"+addr+"/admin/v1/status")
+	require.Equal(t, 200, code)
+	var st struct {
+		Version      string `json:"version"`
+		ConfigDigest string `json:"config_digest"`
+		Components   []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		} `json:"components"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	require.NotEmpty(t, st.ConfigDigest)
+
+	start := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, 10*time.Second), p.output())
+	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+func TestShutdownDelayTurnsReadinessOffFirst(t *testing.T) {
+	t.Parallel()
+	p := startHost(t, nil, append(jsonLogs, "--set", "lifecycle.shutdown_delay=1500ms")...)
+	addr := p.adminAddr(t)
+	require.Eventually(t, func() bool { c, _ := httpGet(t, "http://"+addr+"/readyz"); return c == 200 }, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool { c, _ := httpGet(t, "http://"+addr+"/readyz"); return c == 503 }, time.Second, 10*time.Millisecond)
+	c, _ := httpGet(t, "http://"+addr+"/livez")
+	require.Equal(t, 200, c, "still alive while draining")
+	require.Equal(t, 0, p.wait(t, 10*time.Second))
+}
+
+func TestSecondSignalForcesExit(t *testing.T) {
+	t.Parallel()
+	p := startHost(t, nil, append(jsonLogs, "--set", "lifecycle.shutdown_delay=30s")...)
+	p.adminAddr(t)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	time.Sleep(200 * time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+	require.Equal(t, 1, p.wait(t, 5*time.Second))
+	require.Contains(t, p.output(), "second signal")
+}
+
+func TestStartTimeoutExit1(t *testing.T) {
+	t.Parallel()
+	r := runHostCmd(t, nil, "run", "--set", "admin.listen=127.0.0.1:0", "--set", "lifecycle.start_timeout=1ns")
+	require.Equal(t, 1, r.code, r.stderr)
+	require.Contains(t, r.stderr, "start timed out after 1ns")
+	require.NotContains(t, r.stderr, "goroutine ")
+}
+
+func TestStartFailureExit1(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	r := runHostCmd(t, nil, "run", "--set", "admin.listen="+ln.Addr().String())
+	require.Equal(t, 1, r.code, r.stderr)
+	require.Contains(t, r.stderr, "start failed")
+	require.Contains(t, r.stderr, ln.Addr().String())
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	require.Contains(t, lines[len(lines)-1], "host: start failed", "the error is one readable line")
+}

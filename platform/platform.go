@@ -1,0 +1,80 @@
+// Package platform composes every platform capability into one fx.Option:
+// configuration, logging, the component registry, health, the admin server
+// and (as they are configured) the queue backend, worker pools, sources and
+// telemetry. cmd/host adds the applications on top.
+package platform
+
+import (
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/health"
+	"github.com/plba/plba/platform/lifecycle"
+)
+
+// Section names the platform declares.
+const (
+	LifecycleSection = "lifecycle"
+	AdminSection     = "admin"
+	HealthSection    = "health"
+)
+
+var (
+	_ = config.Declare(LifecycleSection, lifecycle.DefaultConfig())
+	_ = config.Declare(AdminSection, admin.DefaultConfig())
+	_ = config.Declare(HealthSection, DefaultHealthConfig())
+)
+
+// HealthConfig is the "health" configuration section.
+type HealthConfig struct {
+	// Interval is the default interval between runs of a check. Default 10s.
+	Interval time.Duration `koanf:"interval"`
+	// Timeout is the default timeout of one run of a check. Default 2s.
+	Timeout time.Duration `koanf:"timeout"`
+}
+
+// DefaultHealthConfig returns the defaults documented on HealthConfig.
+func DefaultHealthConfig() HealthConfig {
+	return HealthConfig{Interval: 10 * time.Second, Timeout: 2 * time.Second}
+}
+
+// Validate checks the section.
+func (c HealthConfig) Validate() error {
+	var ps config.Problems
+	if c.Interval <= 0 {
+		ps.Add("interval", "must be positive (got %s)", c.Interval)
+	}
+	if c.Timeout <= 0 {
+		ps.Add("timeout", "must be positive (got %s)", c.Timeout)
+	}
+	return ps.Err()
+}
+
+// Info identifies the running build for the status endpoint.
+type Info struct {
+	Version string
+	Commit  string
+}
+
+// Module returns the platform as one fx.Option for the loaded cfg.
+func Module(cfg *config.Config, info Info) fx.Option {
+	started := time.Now()
+	return fx.Module("platform",
+		fx.Supply(cfg),
+		config.Section[lifecycle.Config](LifecycleSection),
+		config.Section[admin.Config](AdminSection),
+		config.Section[HealthConfig](HealthSection),
+		logging(),
+		lifecycle.Module,
+		fx.Provide(func(c HealthConfig) health.Options {
+			return health.Options{DefaultInterval: c.Interval, DefaultTimeout: c.Timeout}
+		}),
+		health.Module,
+		fx.Supply(admin.StatusInfo{Version: info.Version, Commit: info.Commit, ConfigDigest: cfg.Digest(), Started: started}),
+		admin.Module,
+		fx.Invoke(func(*admin.Server) {}),
+	)
+}
