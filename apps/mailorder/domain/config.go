@@ -1,0 +1,82 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config holds the limits of the domain. The zero value is usable: every zero
+// field takes its documented default in WithDefaults.
+type Config struct {
+	// MaxMailBytes is the largest raw mail accepted. Default 25 MiB.
+	MaxMailBytes int64 `koanf:"max_mail_bytes"`
+	// MaxAttachmentBytes is the largest order attachment accepted, after
+	// transfer decoding. Default 5 MiB.
+	MaxAttachmentBytes int64 `koanf:"max_attachment_bytes"`
+	// MaxLinesPerOrder is the most lines one order attachment may hold.
+	// Default 500.
+	MaxLinesPerOrder int `koanf:"max_lines_per_order"`
+	// MaxQuantity is the largest quantity of one line. Default 1 000 000.
+	MaxQuantity int64 `koanf:"max_quantity"`
+	// MaxParts is the most MIME parts walked in one mail. Default 200.
+	MaxParts int `koanf:"max_parts"`
+	// MaxDepth is the deepest nesting of multiparts walked. Default 16.
+	MaxDepth int `koanf:"max_depth"`
+	// Now returns the time recorded as an order's ReceivedAt. Default
+	// time.Now. Not configurable from files; for tests.
+	Now func() time.Time `koanf:"-"`
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.MaxMailBytes == 0 {
+		c.MaxMailBytes = 25 << 20
+	}
+	if c.MaxAttachmentBytes == 0 {
+		c.MaxAttachmentBytes = 5 << 20
+	}
+	if c.MaxLinesPerOrder == 0 {
+		c.MaxLinesPerOrder = 500
+	}
+	if c.MaxQuantity == 0 {
+		c.MaxQuantity = 1_000_000
+	}
+	if c.MaxParts == 0 {
+		c.MaxParts = 200
+	}
+	if c.MaxDepth == 0 {
+		c.MaxDepth = 16
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxMailBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_mail_bytes: must not be negative, got %d", c.MaxMailBytes))
+	}
+	if c.MaxAttachmentBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_attachment_bytes: must not be negative, got %d", c.MaxAttachmentBytes))
+	}
+	if c.MaxLinesPerOrder < 0 {
+		errs = append(errs, fmt.Errorf("max_lines_per_order: must not be negative, got %d", c.MaxLinesPerOrder))
+	}
+	if c.MaxQuantity < 0 || c.MaxQuantity > 1_000_000 {
+		errs = append(errs, fmt.Errorf("max_quantity: must be between 1 and 1000000, got %d", c.MaxQuantity))
+	}
+	if c.MaxParts < 0 {
+		errs = append(errs, fmt.Errorf("max_parts: must not be negative, got %d", c.MaxParts))
+	}
+	if c.MaxDepth < 0 || c.MaxDepth > 64 {
+		errs = append(errs, fmt.Errorf("max_depth: must be between 1 and 64, got %d", c.MaxDepth))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("mailorder: config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,65 @@
+// Package domain is the business of the mailorder pilot application: it turns
+// an order mail into stored orders, without knowing anything about the runtime
+// that delivers the mail (no platform, fx, logging, tracing, IMAP, NATS or SQL
+// client is imported here; a test enforces it).
+//
+// # Pipeline
+//
+// [Service.ProcessMail] runs five steps on the raw RFC 5322 bytes of one mail:
+//
+//  1. extract: [ParseMail] reads the headers (From, Subject decoded per
+//     RFC 2047, Message-ID, Date) and walks every MIME part in any nesting of
+//     multiparts (and attached message/rfc822 mails). A part is an attachment
+//     when its disposition is "attachment" or when it has a file name (inline
+//     parts with a file name count). Transfer encodings base64 and
+//     quoted-printable are decoded; file names may be RFC 2047 or RFC 2231
+//     encoded.
+//  2. parse: [ParseCSV] and [ParseJSON] turn an order attachment into a
+//     [Draft]. The format is chosen by content type (text/csv,
+//     application/json) and else by extension (.csv, .json). Attachments of any
+//     other type are ignored and noted in the order's audit.
+//  3. validate: [Validate] checks every line (see below).
+//  4. store: [Store.SaveOrder] persists the order and its confirmation
+//     (outbox row) atomically and idempotently.
+//  5. confirm: the confirmation text is built by [Order.Confirmation]; the
+//     store writes it to its outbox in the same transaction as the order, so a
+//     sender can deliver it later exactly for stored orders.
+//
+// A mail with two order attachments yields two orders. All attachments are
+// parsed and validated before anything is stored: one invalid attachment
+// rejects the whole mail and nothing is stored.
+//
+// # Errors
+//
+// Any content problem (mail too big, no sender, no order attachment, a bad
+// line) is permanent: the error is a [*RejectError] and errors.Is(err,
+// [ErrRejected]) holds. Its Reason names the attachment, the line and the
+// field. Any other error (the store failed, the context ended) is ordinary and
+// worth a retry; because SaveOrder is idempotent, a retry is safe.
+//
+// # Validation rules
+//
+//   - SKU: trimmed and upper-cased, then it must match ^[A-Z0-9][A-Z0-9-]{2,31}$
+//     (3 to 32 characters, letters, digits and dashes, not starting with a
+//     dash).
+//   - Quantity: a whole number, at least 1, at most Config.MaxQuantity.
+//   - Unit price: not negative, at most two decimal places, at most
+//     [MaxUnitPrice]. "12.50", "12,50" and "12" are accepted; a price must not
+//     contain both a comma and a dot (thousands separators are not supported).
+//     A comma is only possible as a decimal comma: in a ';'-separated CSV, or
+//     in a quoted field of a ','-separated CSV.
+//   - An order has at least one line and at most Config.MaxLinesPerOrder.
+//   - An order attachment is at most Config.MaxAttachmentBytes after transfer
+//     decoding; a mail is at most Config.MaxMailBytes.
+//
+// Money is held as integer cents ([Money]); no float is used anywhere in
+// prices or totals.
+//
+// # Identity
+//
+// An order's ID is derived from the mail's Message-ID and the SHA-256 of the
+// attachment's decoded bytes ([OrderID]), so re-processing the same mail (at
+// least once delivery) always yields the same order, and the store can
+// de-duplicate on (message id, attachment hash). A mail without Message-ID
+// gets a synthetic one derived from the SHA-256 of the raw mail.
+package domain

@@ -1,0 +1,85 @@
+package domain_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/plba/plba/apps/mailorder/domain"
+)
+
+// fuzzConfig keeps every fuzz iteration small and bounded.
+var fuzzConfig = domain.Config{MaxMailBytes: 1 << 20, MaxAttachmentBytes: 256 << 10, MaxParts: 64, MaxDepth: 8}
+
+// FuzzParseMail checks that no input makes the extract, parse and validate
+// steps panic, and that every failure is a rejection (never an unclassified
+// error): go test -run '^$' -fuzz FuzzParseMail ./apps/mailorder/domain
+func FuzzParseMail(f *testing.F) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.eml"))
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no seed mails: %v", err)
+	}
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("From: a@b.c\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x--\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		orders, _, err := domain.BuildOrders(raw, fuzzConfig)
+		if err != nil {
+			if !errors.Is(err, domain.ErrRejected) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			return
+		}
+		if len(orders) == 0 {
+			t.Fatal("no error and no orders")
+		}
+		for _, o := range orders {
+			var sum domain.Money
+			for _, l := range o.Lines {
+				if l.Quantity <= 0 || l.UnitPrice < 0 {
+					t.Fatalf("invalid line passed: %+v", l)
+				}
+				sum += l.Total
+			}
+			if sum != o.Total {
+				t.Fatalf("total %v != sum of lines %v", o.Total, sum)
+			}
+		}
+	})
+}
+
+// FuzzParseCSV checks that ParseCSV and Validate never panic and only fail
+// with rejections: go test -run '^$' -fuzz FuzzParseCSV ./apps/mailorder/domain
+func FuzzParseCSV(f *testing.F) {
+	for _, s := range []string{
+		"sku,qty,price\nA-100,2,12.50\n",
+		"Artikel;Menge;Preis\r\nx-1;5;1,5\r\n",
+		"item,amount,unit_price\n\"A-1\",2,\"1,50\"\n",
+		"sku,qty,price\n\"broken,1,1\n",
+		"",
+		"\ufeffsku\tqty\tprice\nA-1\t1\t1\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := domain.ParseCSV("f.csv", data, 500)
+		if err != nil {
+			if !errors.Is(err, domain.ErrRejected) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			return
+		}
+		if len(d.Lines) > 500 {
+			t.Fatalf("%d lines passed the limit", len(d.Lines))
+		}
+		if _, _, err := domain.Validate(d, domain.Config{}); err != nil && !errors.Is(err, domain.ErrRejected) {
+			t.Fatalf("unclassified error: %v", err)
+		}
+	})
+}
