@@ -1,0 +1,274 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// Defaults of PoolConfig.
+const (
+	DefaultConcurrency  = 8
+	DefaultTaskTimeout  = time.Minute
+	DefaultLease        = 30 * time.Second
+	DefaultMaxAttempts  = 5
+	DefaultDrainTimeout = 10 * time.Second
+	DefaultStallAfter   = 5 * time.Minute
+
+	DefaultBackoffInitial    = time.Second
+	DefaultBackoffMax        = 5 * time.Minute
+	DefaultBackoffMultiplier = 2.0
+	DefaultBackoffJitter     = 0.2
+)
+
+// Backoff is the retry delay policy: the delay after the n-th failed
+// attempt is Initial × Multiplier^(n-1), capped at Max, then spread by a
+// random factor in [1-Jitter, 1+Jitter].
+type Backoff struct {
+	// Initial is the delay after the first failure. Default 1s.
+	Initial time.Duration `koanf:"initial"`
+	// Max caps the delay. Default 5m.
+	Max time.Duration `koanf:"max"`
+	// Multiplier grows the delay per attempt; at least 1. Default 2.
+	Multiplier float64 `koanf:"multiplier"`
+	// Jitter is the random spread as a fraction of the delay, in [0, 1].
+	// Default 0.2; a negative value means no jitter.
+	Jitter float64 `koanf:"jitter"`
+}
+
+// WithDefaults returns b with zero fields set to their defaults.
+func (b Backoff) WithDefaults() Backoff {
+	if b.Initial == 0 {
+		b.Initial = DefaultBackoffInitial
+	}
+	if b.Max == 0 {
+		b.Max = DefaultBackoffMax
+	}
+	if b.Multiplier == 0 {
+		b.Multiplier = DefaultBackoffMultiplier
+	}
+	if b.Jitter == 0 {
+		b.Jitter = DefaultBackoffJitter
+	}
+	return b
+}
+
+// Validate reports the invalid fields of b, each prefixed with its key.
+func (b Backoff) Validate() error {
+	var errs []error
+	if b.Initial < 0 {
+		errs = append(errs, fmt.Errorf("initial: must not be negative (got %s)", b.Initial))
+	}
+	if b.Max < 0 {
+		errs = append(errs, fmt.Errorf("max: must not be negative (got %s)", b.Max))
+	}
+	if b.Max > 0 && b.Initial > b.Max {
+		errs = append(errs, fmt.Errorf("initial: must not exceed max %s (got %s)", b.Max, b.Initial))
+	}
+	if b.Multiplier != 0 && b.Multiplier < 1 {
+		errs = append(errs, fmt.Errorf("multiplier: must be at least 1 (got %g)", b.Multiplier))
+	}
+	if b.Jitter > 1 {
+		errs = append(errs, fmt.Errorf("jitter: must be at most 1 (got %g)", b.Jitter))
+	}
+	return errors.Join(errs...)
+}
+
+// Delay returns the delay after failed attempt n (1-based), with jitter.
+// b must have its defaults applied.
+func (b Backoff) Delay(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	d := float64(b.Initial) * math.Pow(b.Multiplier, float64(n-1))
+	if d > float64(b.Max) {
+		d = float64(b.Max)
+	}
+	if b.Jitter > 0 {
+		d *= 1 + b.Jitter*(2*rand.Float64()-1)
+	}
+	return time.Duration(d)
+}
+
+// PoolConfig configures the worker pool of one queue. The zero value is
+// valid: every zero field takes its documented default.
+type PoolConfig struct {
+	// Concurrency is how many tasks run at once (the number of workers).
+	// Default 8.
+	Concurrency int `koanf:"concurrency"`
+	// TaskTimeout bounds one handler run; the handler's ctx is cancelled
+	// when it passes and the attempt fails. A route's Timeout overrides
+	// it. Default 1m.
+	TaskTimeout time.Duration `koanf:"task_timeout"`
+	// Lease is how long a leased task stays invisible to other consumers.
+	// While a handler runs the pool extends the lease at about half-life,
+	// so long tasks keep theirs. Default 30s.
+	Lease time.Duration `koanf:"lease"`
+	// BatchSize is how many tasks one Lease call may return; the pool
+	// never leases more than it has idle workers. Default: Concurrency.
+	BatchSize int `koanf:"batch_size"`
+	// MaxAttempts is how many deliveries a failing task gets before it is
+	// dead-lettered. A route's MaxAttempts overrides it. Default 5.
+	MaxAttempts int `koanf:"max_attempts"`
+	// Backoff is the delay between attempts.
+	Backoff Backoff `koanf:"backoff"`
+	// DrainTimeout is how long Stop lets in-flight tasks finish before
+	// their contexts are cancelled and they go back to the queue.
+	// Default 10s.
+	DrainTimeout time.Duration `koanf:"drain_timeout"`
+	// StallAfter is the stalled-pool threshold: work is waiting but
+	// nothing finished for longer than this, so the pool reports itself
+	// degraded. Default 5m.
+	StallAfter time.Duration `koanf:"stall_after"`
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c PoolConfig) WithDefaults() PoolConfig {
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.TaskTimeout == 0 {
+		c.TaskTimeout = DefaultTaskTimeout
+	}
+	if c.Lease == 0 {
+		c.Lease = DefaultLease
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = c.Concurrency
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	c.Backoff = c.Backoff.WithDefaults()
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.StallAfter == 0 {
+		c.StallAfter = DefaultStallAfter
+	}
+	return c
+}
+
+// Validate reports every invalid field of c, each prefixed with its key,
+// for example "concurrency: must be at least 1 (got -3)". Zero values are
+// valid (they mean the default).
+func (c PoolConfig) Validate() error {
+	var errs []error
+	if c.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("concurrency: must be at least 1 (got %d)", c.Concurrency))
+	}
+	if c.TaskTimeout < 0 {
+		errs = append(errs, fmt.Errorf("task_timeout: must not be negative (got %s)", c.TaskTimeout))
+	}
+	if c.Lease < 0 {
+		errs = append(errs, fmt.Errorf("lease: must not be negative (got %s)", c.Lease))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("batch_size: must be at least 1 (got %d)", c.BatchSize))
+	}
+	if c.MaxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("max_attempts: must be at least 1 (got %d)", c.MaxAttempts))
+	}
+	if err := c.Backoff.Validate(); err != nil {
+		errs = append(errs, prefixErrors("backoff.", err))
+	}
+	if c.DrainTimeout < 0 {
+		errs = append(errs, fmt.Errorf("drain_timeout: must not be negative (got %s)", c.DrainTimeout))
+	}
+	if c.StallAfter < 0 {
+		errs = append(errs, fmt.Errorf("stall_after: must not be negative (got %s)", c.StallAfter))
+	}
+	return errors.Join(errs...)
+}
+
+// Config is the "workers" section: pool settings per queue name. A queue
+// without an entry uses the entry "default"; within an entry, zero fields
+// fall back to the "default" entry's value and then to the built-in
+// defaults. Every queue named here gets a pool even without routes.
+type Config map[string]PoolConfig
+
+// For resolves the pool settings of queue: its own entry, completed from
+// the "default" entry, completed from the built-in defaults.
+func (c Config) For(queue string) PoolConfig {
+	own := c[queue]
+	if queue != task.DefaultQueue {
+		own = merge(own, c[task.DefaultQueue])
+	}
+	return own.WithDefaults()
+}
+
+// Validate reports every invalid entry, with key paths such as
+// "orders.concurrency: must be at least 1 (got -3)".
+func (c Config) Validate() error {
+	names := make([]string, 0, len(c))
+	for n := range c {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var errs []error
+	for _, n := range names {
+		if n == "" {
+			errs = append(errs, errors.New(`"": queue name must not be empty`))
+			continue
+		}
+		if err := c.For(n).Validate(); err != nil {
+			errs = append(errs, prefixErrors(n+".", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// merge fills the zero fields of c from d.
+func merge(c, d PoolConfig) PoolConfig {
+	if c.Concurrency == 0 {
+		c.Concurrency = d.Concurrency
+	}
+	if c.TaskTimeout == 0 {
+		c.TaskTimeout = d.TaskTimeout
+	}
+	if c.Lease == 0 {
+		c.Lease = d.Lease
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = d.BatchSize
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = d.MaxAttempts
+	}
+	if c.Backoff.Initial == 0 {
+		c.Backoff.Initial = d.Backoff.Initial
+	}
+	if c.Backoff.Max == 0 {
+		c.Backoff.Max = d.Backoff.Max
+	}
+	if c.Backoff.Multiplier == 0 {
+		c.Backoff.Multiplier = d.Backoff.Multiplier
+	}
+	if c.Backoff.Jitter == 0 {
+		c.Backoff.Jitter = d.Backoff.Jitter
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = d.DrainTimeout
+	}
+	if c.StallAfter == 0 {
+		c.StallAfter = d.StallAfter
+	}
+	return c
+}
+
+// prefixErrors prefixes every error joined in err with p.
+func prefixErrors(p string, err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			errs = append(errs, prefixErrors(p, e))
+		}
+		return errors.Join(errs...)
+	}
+	return fmt.Errorf("%s%w", p, err)
+}

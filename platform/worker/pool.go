@@ -1,0 +1,561 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/source"
+	"github.com/plba/plba/platform/task"
+)
+
+// Errors of the pool's control API.
+var (
+	// ErrPoolStopped is returned by Start after Stop.
+	ErrPoolStopped = errors.New("worker: pool stopped")
+	// ErrStalled is wrapped by Check's error when work waits but nothing
+	// finished for longer than StallAfter.
+	ErrStalled = errors.New("worker: pool stalled")
+	// ErrInvalidSize is returned by Resize for a size below 1 (use Pause
+	// to stop taking work).
+	ErrInvalidSize = errors.New("worker: pool size must be at least 1")
+)
+
+// ComponentPrefix prefixes each pool's lifecycle component name:
+// "pool/<queue>".
+const ComponentPrefix = "pool/"
+
+// Releaser is an optional interface of a queue backend: Release puts a
+// leased delivery back, visible at once, without counting the attempt.
+// A pool that stops before a handler finished uses it; without it the
+// pool falls back to Retry at now (which counts the attempt).
+type Releaser interface {
+	Release(ctx context.Context, d *queue.Delivery) error
+}
+
+// Stats are the counters of a pool; they are also its lifecycle
+// component's details.
+type Stats struct {
+	Queue string `json:"queue"`
+	// Processed counts settled deliveries (any outcome).
+	Processed int64 `json:"processed"`
+	// Succeeded counts acked deliveries.
+	Succeeded int64 `json:"succeeded"`
+	// Failed counts failed handler runs (errors, panics, timeouts,
+	// failed completions).
+	Failed int64 `json:"failed"`
+	// Retried counts deliveries scheduled again.
+	Retried int64 `json:"retried"`
+	// Dead counts dead-lettered deliveries.
+	Dead int64 `json:"dead"`
+	// Returned counts deliveries put back unsettled at stop.
+	Returned int64 `json:"returned"`
+	// Panics counts recovered handler panics (also counted in Failed).
+	Panics int64 `json:"panics"`
+	// WorkerRestarts counts worker goroutines that died outside a
+	// handler and were replaced.
+	WorkerRestarts int64 `json:"worker_restarts"`
+	// InFlight is the number of deliveries being handled now.
+	InFlight int64 `json:"in_flight"`
+	// Workers is the number of worker goroutines.
+	Workers int `json:"workers"`
+	// Paused reports whether the pool stopped taking new work.
+	Paused bool `json:"paused"`
+	// LastError is the text of the latest failure.
+	LastError string `json:"last_error,omitempty"`
+	// LastFinished is when the latest delivery was settled.
+	LastFinished time.Time `json:"last_finished,omitzero"`
+}
+
+// PoolParams are the parts of a Pool.
+type PoolParams struct {
+	// Queue is the queue the pool consumes. Required.
+	Queue string
+	// Config is the pool's settings; zero fields take defaults.
+	Config PoolConfig
+	// Backend is the queue backend. Required.
+	Backend queue.Backend
+	// Router maps kinds to handlers. Required.
+	Router *Router
+	// Completions routes completions back to sources; nil means none (a
+	// task asking for a completion then fails and is retried).
+	Completions *source.Completions
+	// Observer sees each delivery; nil means task.NopObserver.
+	Observer task.Observer
+	// Logger logs failures; nil discards.
+	Logger *zap.Logger
+	// Registry receives the pool's component "pool/<queue>"; nil means a
+	// private registry.
+	Registry *lifecycle.Registry
+}
+
+// Pool is the supervised worker pool of one queue: it leases deliveries
+// in batches (never more than it has idle workers), runs each through
+// recover → timeout → observer → handler, and settles it (ack, retry with
+// back-off, dead letter), reporting completions to sources first.
+//
+// Pool states: Start starts it; Pause/Resume stop and resume leasing;
+// Resize changes the number of workers; Stop drains. All methods are safe
+// for concurrent use.
+type Pool struct {
+	queue   string
+	cfg     PoolConfig
+	backend queue.Backend
+	router  *Router
+	comps   *source.Completions
+	obs     task.Observer
+	log     *zap.Logger
+	comp    *lifecycle.Component
+	release Releaser
+
+	processed, succeeded, failed, retried, dead, returned atomic.Int64
+	panics, restarts, inFlight                            atomic.Int64
+	lastErr                                               atomic.Pointer[string]
+	lastFinished                                          atomic.Int64 // unix nanos
+	started                                               atomic.Int64 // unix nanos
+	stalled                                               atomic.Bool
+
+	leased   atomic.Int64 // reserved or leased deliveries not yet finished
+	target   atomic.Int64 // desired workers
+	workersN atomic.Int64 // live workers
+	kick     atomic.Pointer[chan struct{}]
+	wake     chan struct{} // capacity freed: the fetcher looks again
+	work     chan *queue.Delivery
+
+	mu          sync.Mutex
+	state       poolState
+	paused      bool
+	slots       []*slot
+	leaseCtx    context.Context
+	leaseCancel context.CancelFunc
+	hardCtx     context.Context // parent of every handler context
+	hardCancel  context.CancelFunc
+	stopCh      chan struct{}
+	done        chan struct{}
+	wg          sync.WaitGroup // workers
+	bg          sync.WaitGroup // fetcher and housekeeper
+}
+
+type poolState int
+
+const (
+	stateNew poolState = iota
+	stateRunning
+	stateStopping
+	stateStopped
+)
+
+// slot is one worker's current delivery, shared with the housekeeper
+// (lease extension) and Stop (returning what a stuck handler holds).
+type slot struct {
+	mu       sync.Mutex
+	d        *queue.Delivery
+	settled  bool
+	extendAt time.Time
+	ctx      context.Context
+}
+
+// begin records d as the slot's current delivery.
+func (s *slot) begin(d *queue.Delivery, extendAt time.Time) {
+	s.mu.Lock()
+	s.d, s.settled, s.extendAt = d, false, extendAt
+	s.mu.Unlock()
+}
+
+// claim gives the caller the right to settle the current delivery; only
+// one caller gets it.
+func (s *slot) claim() bool {
+	s.mu.Lock()
+	ok := s.d != nil && !s.settled
+	s.settled = true
+	s.mu.Unlock()
+	return ok
+}
+
+// end clears the slot.
+func (s *slot) end() {
+	s.mu.Lock()
+	s.d, s.ctx = nil, nil
+	s.mu.Unlock()
+}
+
+// NewPool returns a pool that is not started yet.
+func NewPool(p PoolParams) (*Pool, error) {
+	if p.Queue == "" {
+		return nil, errors.New("worker: pool needs a queue name")
+	}
+	if p.Backend == nil || p.Router == nil {
+		return nil, fmt.Errorf("worker: pool %q needs a backend and a router", p.Queue)
+	}
+	if err := p.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("worker: pool %q config: %w", p.Queue, err)
+	}
+	cfg := p.Config.WithDefaults()
+	if p.Observer == nil {
+		p.Observer = task.NopObserver{}
+	}
+	if p.Logger == nil {
+		p.Logger = zap.NewNop()
+	}
+	if p.Registry == nil {
+		p.Registry = lifecycle.NewRegistry(nil, nil)
+	}
+	comp, err := p.Registry.Register(ComponentPrefix+p.Queue, lifecycle.StayDegraded)
+	if err != nil {
+		return nil, fmt.Errorf("worker: pool %q: %w", p.Queue, err)
+	}
+	pl := &Pool{
+		queue:   p.Queue,
+		cfg:     cfg,
+		backend: p.Backend,
+		router:  p.Router,
+		comps:   p.Completions,
+		obs:     p.Observer,
+		log:     p.Logger.With(zap.String("queue", p.Queue)),
+		comp:    comp,
+		wake:    make(chan struct{}, 1),
+		work:    make(chan *queue.Delivery),
+		stopCh:  make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	pl.release, _ = p.Backend.(Releaser)
+	pl.target.Store(int64(cfg.Concurrency))
+	k := make(chan struct{})
+	pl.kick.Store(&k)
+	comp.SetDetails(func() any { return pl.Stats() })
+	return pl, nil
+}
+
+// Queue returns the pool's queue name.
+func (p *Pool) Queue() string { return p.queue }
+
+// Config returns the pool's resolved settings.
+func (p *Pool) Config() PoolConfig { return p.cfg }
+
+// Stats returns the pool's counters.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	paused := p.paused
+	p.mu.Unlock()
+	s := Stats{
+		Queue:          p.queue,
+		Processed:      p.processed.Load(),
+		Succeeded:      p.succeeded.Load(),
+		Failed:         p.failed.Load(),
+		Retried:        p.retried.Load(),
+		Dead:           p.dead.Load(),
+		Returned:       p.returned.Load(),
+		Panics:         p.panics.Load(),
+		WorkerRestarts: p.restarts.Load(),
+		InFlight:       p.inFlight.Load(),
+		Workers:        int(p.workersN.Load()),
+		Paused:         paused,
+	}
+	if e := p.lastErr.Load(); e != nil {
+		s.LastError = *e
+	}
+	if n := p.lastFinished.Load(); n != 0 {
+		s.LastFinished = time.Unix(0, n)
+	}
+	return s
+}
+
+// Start starts the workers, the fetcher and the housekeeper (lease
+// extension, stall check) and returns at once. Handler contexts derive
+// from context.Background; ctx only bounds Start. Starting a running pool
+// does nothing; starting a stopped one returns ErrPoolStopped.
+func (p *Pool) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("worker: start pool %q: %w", p.queue, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch p.state {
+	case stateRunning:
+		return nil
+	case stateStopping, stateStopped:
+		return fmt.Errorf("worker: start pool %q: %w", p.queue, ErrPoolStopped)
+	}
+	p.state = stateRunning
+	p.started.Store(time.Now().UnixNano())
+	p.hardCtx, p.hardCancel = context.WithCancel(context.Background())
+	p.newLeaseCtxLocked()
+	for i := int64(0); i < p.target.Load(); i++ {
+		p.spawnLocked(&slot{})
+	}
+	p.bg.Add(2)
+	go p.fetch()
+	go p.housekeep()
+	p.comp.Set(lifecycle.Running, nil)
+	return nil
+}
+
+func (p *Pool) newLeaseCtxLocked() {
+	if p.leaseCancel != nil {
+		p.leaseCancel()
+	}
+	p.leaseCtx, p.leaseCancel = context.WithCancel(context.Background())
+}
+
+// spawnLocked starts a worker on s. p.mu must be held.
+func (p *Pool) spawnLocked(s *slot) {
+	p.slots = append(p.slots, s)
+	p.workersN.Add(1)
+	p.wg.Add(1)
+	go p.worker(s)
+}
+
+// Pause stops leasing new work; running handlers finish normally. A
+// Lease call in progress is interrupted.
+func (p *Pool) Pause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused {
+		return
+	}
+	p.paused = true
+	if p.leaseCancel != nil {
+		p.leaseCancel()
+	}
+	p.log.Info("pool paused")
+}
+
+// Resume undoes Pause.
+func (p *Pool) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.paused {
+		return
+	}
+	p.paused = false
+	if p.state == stateRunning {
+		p.newLeaseCtxLocked()
+	}
+	p.signal()
+	p.log.Info("pool resumed")
+}
+
+// Paused reports whether the pool is paused.
+func (p *Pool) Paused() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.paused
+}
+
+// Resize sets the number of workers to n (at least 1). Growing starts
+// workers at once; shrinking lets surplus workers exit when they finish
+// their current task, so nothing in flight is lost.
+func (p *Pool) Resize(n int) error {
+	if n < 1 {
+		return fmt.Errorf("%w (got %d)", ErrInvalidSize, n)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.target.Swap(int64(n))
+	if p.state == stateRunning {
+		for live := p.workersN.Load(); live < int64(n); live++ {
+			p.spawnLocked(&slot{})
+		}
+		if int64(n) < old {
+			// Wake idle workers so the surplus notices.
+			k := make(chan struct{})
+			close(*p.kick.Swap(&k))
+		}
+	}
+	p.signal()
+	p.log.Info("pool resized", zap.Int64("from", old), zap.Int("to", n))
+	return nil
+}
+
+// signal wakes the fetcher (non-blocking).
+func (p *Pool) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reserve blocks until the pool may lease (running, not paused, an idle
+// worker) and reserves up to BatchSize slots. It returns false on stop.
+func (p *Pool) reserve() (int, context.Context, bool) {
+	for {
+		p.mu.Lock()
+		if p.state != stateRunning {
+			p.mu.Unlock()
+			return 0, nil, false
+		}
+		if !p.paused {
+			free := p.target.Load() - p.leased.Load()
+			if free > 0 {
+				n := min(free, int64(p.cfg.BatchSize))
+				p.leased.Add(n)
+				ctx := p.leaseCtx
+				p.mu.Unlock()
+				return int(n), ctx, true
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.wake:
+		case <-p.stopCh:
+			return 0, nil, false
+		}
+	}
+}
+
+// unreserve gives back n reserved slots.
+func (p *Pool) unreserve(n int) {
+	if n > 0 {
+		p.leased.Add(-int64(n))
+		p.signal()
+	}
+}
+
+// fetch is the leasing loop.
+func (p *Pool) fetch() {
+	defer p.bg.Done()
+	var errDelay time.Duration
+	for {
+		n, ctx, ok := p.reserve()
+		if !ok {
+			return
+		}
+		ds, err := p.backend.Lease(ctx, p.queue, n, p.cfg.Lease)
+		p.unreserve(n - len(ds))
+		if err != nil {
+			if ctx.Err() != nil {
+				continue // paused or stopping: reserve decides
+			}
+			errDelay = min(max(2*errDelay, 50*time.Millisecond), 5*time.Second)
+			p.setLastError(err)
+			p.log.Warn("lease failed", zap.Error(err), zap.Duration("retry_in", errDelay))
+			p.comp.Set(lifecycle.Degraded, fmt.Errorf("lease: %w", err))
+			if !p.sleep(errDelay) {
+				return
+			}
+			continue
+		}
+		if errDelay != 0 {
+			errDelay = 0
+			p.comp.Set(lifecycle.Running, nil)
+		}
+		for i, d := range ds {
+			select {
+			case p.work <- d:
+			case <-p.stopCh:
+				for _, d := range ds[i:] {
+					p.giveBack(d)
+				}
+				p.unreserve(len(ds) - i)
+				return
+			}
+		}
+	}
+}
+
+// sleep waits d unless the pool stops; it reports whether d passed.
+func (p *Pool) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.stopCh:
+		return false
+	}
+}
+
+// worker runs deliveries until it is surplus or the pool stops. A panic
+// outside the handler (which is recovered separately) kills the worker;
+// it is logged and counted, its delivery returned, and a replacement
+// started on the same slot.
+func (p *Pool) worker(s *slot) {
+	defer p.wg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			p.crashed(s, r)
+		}
+	}()
+	for {
+		if p.surplus(s) {
+			return
+		}
+		kick := *p.kick.Load()
+		select {
+		case d := <-p.work:
+			p.process(s, d)
+		case <-kick:
+		case <-p.stopCh:
+			return
+		}
+	}
+}
+
+// surplus removes s and reports true when the pool has more workers than
+// its target.
+func (p *Pool) surplus(s *slot) bool {
+	if p.workersN.Load() <= p.target.Load() {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.workersN.Load() <= p.target.Load() {
+		return false
+	}
+	p.workersN.Add(-1)
+	for i, x := range p.slots {
+		if x == s {
+			p.slots = append(p.slots[:i], p.slots[i+1:]...)
+			break
+		}
+	}
+	return true
+}
+
+func (p *Pool) crashed(s *slot, r any) {
+	p.restarts.Add(1)
+	err := fmt.Errorf("worker crashed: %v", r)
+	p.setLastError(err)
+	p.log.Error("worker goroutine died outside a handler; replacing it", zap.Any("panic", r), zap.Stack("stack"))
+	s.mu.Lock()
+	d := s.d
+	s.mu.Unlock()
+	if d != nil {
+		if s.claim() {
+			p.giveBack(d)
+		}
+		s.end()
+		p.inFlight.Add(-1)
+		p.unreserve(1)
+	}
+	p.wg.Add(1)
+	go p.worker(s)
+}
+
+func (p *Pool) setLastError(err error) {
+	msg := err.Error()
+	p.lastErr.Store(&msg)
+}
+
+// giveBack returns d to the queue unsettled: Release when the backend
+// can, else Retry at now.
+func (p *Pool) giveBack(d *queue.Delivery) {
+	ctx := context.Background()
+	var err error
+	if p.release != nil {
+		err = p.release.Release(ctx, d)
+	} else {
+		err = p.backend.Retry(ctx, d, time.Now())
+	}
+	p.returned.Add(1)
+	if err != nil && !errors.Is(err, queue.ErrLeaseLost) {
+		p.log.Warn("return unfinished task to queue", zap.String("task", d.Task.ID), zap.Error(err))
+	}
+}

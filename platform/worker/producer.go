@@ -1,0 +1,76 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
+)
+
+// Producer is the platform's task.Enqueuer: it fills each task's defaults
+// (task.Prepare), resolves its queue from its kind's route (an unknown kind
+// without an explicit queue goes to task.DefaultQueue, where the pool
+// dead-letters it with "no handler for kind X"), lets the Observer see the
+// batch (trace context) and hands it to the backend in one call. It is safe
+// for concurrent use.
+type Producer struct {
+	backend queue.Producer
+	bound   atomic.Pointer[Router]
+	obs     task.Observer
+	now     func() time.Time
+}
+
+var _ task.Enqueuer = (*Producer)(nil)
+
+// NewProducer returns a producer enqueuing on backend with routes from
+// router. A nil observer observes nothing. A nil router is bound later by
+// New (Params.Producer); until then Enqueue returns ErrNotReady.
+func NewProducer(backend queue.Producer, router *Router, obs task.Observer) *Producer {
+	if obs == nil {
+		obs = task.NopObserver{}
+	}
+	p := &Producer{backend: backend, obs: obs, now: time.Now}
+	if router != nil {
+		p.bind(router)
+	}
+	return p
+}
+
+// Enqueue prepares tasks and hands them to the backend as one batch. It
+// blocks while a bounded queue is full, until ctx ends. A nil task or one
+// without a kind fails the whole batch with queue.ErrInvalidTask.
+func (p *Producer) Enqueue(ctx context.Context, tasks ...*task.Task) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	router := p.bound.Load()
+	if router == nil {
+		return ErrNotReady
+	}
+	now := p.now()
+	for i, t := range tasks {
+		if t == nil {
+			return fmt.Errorf("worker: enqueue: task %d of %d is nil: %w", i+1, len(tasks), queue.ErrInvalidTask)
+		}
+		if t.Kind == "" {
+			return fmt.Errorf("worker: enqueue: task %d of %d has no kind: %w", i+1, len(tasks), queue.ErrInvalidTask)
+		}
+		t.Prepare(now)
+		if t.Queue == "" {
+			t.Queue = router.QueueFor(t.Kind)
+		}
+	}
+	octx := p.obs.Enqueuing(ctx, tasks)
+	err := p.backend.Enqueue(octx, tasks...)
+	p.obs.Enqueued(octx, tasks, err)
+	if err != nil {
+		if len(tasks) == 1 {
+			return fmt.Errorf("worker: enqueue %s task %s on %q: %w", tasks[0].Kind, tasks[0].ID, tasks[0].Queue, err)
+		}
+		return fmt.Errorf("worker: enqueue batch of %d tasks: %w", len(tasks), err)
+	}
+	return nil
+}

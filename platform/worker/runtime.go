@@ -1,0 +1,190 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/source"
+	"github.com/plba/plba/platform/task"
+)
+
+// ErrNotReady is returned by a Producer whose router is not bound yet
+// (only possible when it is used before the Runtime was built).
+var ErrNotReady = errors.New("worker: producer used before the runtime was built")
+
+// Params are the parts of a Runtime.
+type Params struct {
+	// Routes are the task routes (the "task.routes" group).
+	Routes []task.Route
+	// Backend is the queue backend. Required.
+	Backend queue.Backend
+	// Config is the "workers" section.
+	Config Config
+	// Sources are the sources to supervise (the "task.sources" group).
+	Sources []source.Source
+	// SourceConfig is the sources' supervision policy.
+	SourceConfig source.Config
+	// Registry receives the pools' and sources' components; nil means a
+	// private registry.
+	Registry *lifecycle.Registry
+	// Logger; nil discards.
+	Logger *zap.Logger
+	// Observer sees enqueues and deliveries; nil means task.NopObserver.
+	Observer task.Observer
+	// Producer, when set, is bound to the runtime's router instead of a
+	// new one (the fx module provides it separately so route constructors
+	// can depend on task.Enqueuer without a cycle).
+	Producer *Producer
+}
+
+// Runtime owns the task runtime of a host: the router, the producer, one
+// pool per queue (every queue with a route, every configured queue, and
+// always task.DefaultQueue, where unrouted kinds are dead-lettered) and the
+// source supervisor.
+//
+// Start order: pools, then sources. Stop order: sources (no new tasks),
+// then pools drain in parallel. The queue backend is not owned: it must
+// start before Start and close after Stop.
+type Runtime struct {
+	router     *Router
+	producer   *Producer
+	pools      []*Pool
+	byQueue    map[string]*Pool
+	supervisor *source.Supervisor
+	log        *zap.Logger
+}
+
+// New validates p and builds the runtime without starting anything.
+func New(p Params) (*Runtime, error) {
+	if p.Backend == nil {
+		return nil, errors.New("worker: runtime needs a queue backend")
+	}
+	if err := p.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("worker: config: %w", err)
+	}
+	if p.Registry == nil {
+		p.Registry = lifecycle.NewRegistry(nil, nil)
+	}
+	if p.Logger == nil {
+		p.Logger = zap.NewNop()
+	}
+	if p.Observer == nil {
+		p.Observer = task.NopObserver{}
+	}
+	router, err := NewRouter(p.Routes)
+	if err != nil {
+		return nil, err
+	}
+	prod := p.Producer
+	if prod == nil {
+		prod = NewProducer(p.Backend, router, p.Observer)
+	} else {
+		prod.bind(router)
+	}
+	sup, err := source.NewSupervisor(p.SourceConfig, prod, p.Registry, p.Logger.Named("source"), p.Sources...)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{task.DefaultQueue: true}
+	for _, q := range router.Queues() {
+		names[q] = true
+	}
+	for q := range p.Config {
+		names[q] = true
+	}
+	queues := make([]string, 0, len(names))
+	for q := range names {
+		queues = append(queues, q)
+	}
+	sort.Strings(queues)
+	r := &Runtime{router: router, producer: prod, byQueue: map[string]*Pool{}, supervisor: sup, log: p.Logger}
+	for _, q := range queues {
+		pool, err := NewPool(PoolParams{
+			Queue: q, Config: p.Config.For(q), Backend: p.Backend, Router: router,
+			Completions: sup.Completions(), Observer: p.Observer,
+			Logger: p.Logger.Named("worker"), Registry: p.Registry,
+		})
+		if err != nil {
+			return nil, err
+		}
+		r.pools = append(r.pools, pool)
+		r.byQueue[q] = pool
+	}
+	return r, nil
+}
+
+// Router returns the runtime's router.
+func (r *Runtime) Router() *Router { return r.router }
+
+// Producer returns the runtime's task.Enqueuer.
+func (r *Runtime) Producer() *Producer { return r.producer }
+
+// Supervisor returns the source supervisor.
+func (r *Runtime) Supervisor() *source.Supervisor { return r.supervisor }
+
+// Pools returns every pool, ordered by queue name.
+func (r *Runtime) Pools() []*Pool { return append([]*Pool(nil), r.pools...) }
+
+// Pool returns the pool of queue.
+func (r *Runtime) Pool(queue string) (*Pool, bool) {
+	p, ok := r.byQueue[queue]
+	return p, ok
+}
+
+// Start starts the pools, then the sources.
+func (r *Runtime) Start(ctx context.Context) error {
+	if err := r.StartPools(ctx); err != nil {
+		return err
+	}
+	return r.StartSources(ctx)
+}
+
+// Stop stops the sources, then drains the pools.
+func (r *Runtime) Stop(ctx context.Context) error {
+	return errors.Join(r.StopSources(ctx), r.StopPools(ctx))
+}
+
+// StartPools starts every pool; on failure the ones already started are
+// stopped again.
+func (r *Runtime) StartPools(ctx context.Context) error {
+	for i, p := range r.pools {
+		if err := p.Start(ctx); err != nil {
+			for _, q := range r.pools[:i] {
+				_ = q.Stop(ctx)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// StopPools drains every pool in parallel.
+func (r *Runtime) StopPools(ctx context.Context) error {
+	errs := make([]error, len(r.pools))
+	var wg sync.WaitGroup
+	for i, p := range r.pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = p.Stop(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// StartSources starts the source supervisor.
+func (r *Runtime) StartSources(ctx context.Context) error { return r.supervisor.Start(ctx) }
+
+// StopSources stops the sources and waits for them.
+func (r *Runtime) StopSources(ctx context.Context) error { return r.supervisor.Stop(ctx) }
+
+// bind sets the producer's router once.
+func (p *Producer) bind(r *Router) { p.bound.Store(r) }
