@@ -3,6 +3,7 @@ package platform
 import (
 	"go.uber.org/fx"
 
+	"github.com/plba/plba/platform/config"
 	plog "github.com/plba/plba/platform/log"
 )
 

@@ -106,12 +106,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return configError(stderr, err)
 			}
-			out, err := cfg.YAML()
-			if err != nil {
-				fmt.Fprintf(stderr, "host: config show: %v\n", err)
-				return exitFailure
-			}
-			_, _ = stdout.Write(out)
+			_, _ = stdout.Write(cfg.YAML())
 			return exitOK
 		case "validate":
 			cfg, err := cf.load()

@@ -3,6 +3,7 @@ package domain
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Store persists orders. It is declared here, where it is used; the
@@ -67,7 +68,7 @@ func BuildOrders(raw []byte, cfg Config) ([]Order, *Mail, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	receivedAt := cfg.Now().UTC()
+	receivedAt := cfg.Now().UTC().Truncate(time.Microsecond) // what every store keeps
 	var orders []Order
 	seen := map[string]bool{}
 	for _, a := range m.Attachments {

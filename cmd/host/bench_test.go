@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkStartToReady measures, per run of the host binary with the demo
+// configuration, the time from exec to the first 200 from /readyz and the
+// resident set size right then. It reports the medians.
+func BenchmarkStartToReady(b *testing.B) {
+	var readyMs, rssMiB []float64
+	for i := 0; i < b.N; i++ {
+		ms, rss := startOnce(b)
+		readyMs = append(readyMs, ms)
+		rssMiB = append(rssMiB, rss)
+	}
+	b.ReportMetric(median(readyMs), "ms-to-ready")
+	b.ReportMetric(median(rssMiB), "MiB-rss")
+	b.ReportMetric(0, "ns/op")
+}
+
+func startOnce(b *testing.B) (float64, float64) {
+	b.Helper()
+	dir := b.TempDir()
+	wd, _ := os.Getwd()
+	cmd := exec.Command(hostBin, "run", "--config", wd+"/../../configs/demo.yaml",
+		"--set", "admin.listen=127.0.0.1:0", "--set", "log.format=json", "--set", "log.level=info")
+	cmd.Env = cleanEnv()
+	cmd.Dir = dir // the demo's relative data paths land in the temp dir
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "admin server listening" {
+				addr <- rec.Addr
+			}
+		}
+	}()
+	var a string
+	select {
+	case a = <-addr:
+	case <-time.After(30 * time.Second):
+		b.Fatal("host did not start")
+	}
+	client := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := client.Get("http://" + a + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			b.Fatal("host not ready within 30s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	ready := time.Since(start)
+	return float64(ready.Microseconds()) / 1000, rssOf(cmd.Process.Pid)
+}
+
+// rssOf reads VmRSS of pid from /proc, in MiB.
+func rssOf(pid int) float64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

@@ -1,0 +1,305 @@
+package imap
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// TLSMode says how the connection to the server is secured.
+type TLSMode string
+
+// The TLS modes.
+const (
+	// TLSImplicit connects with TLS from the first byte (port 993).
+	TLSImplicit TLSMode = "tls"
+	// TLSStartTLS connects in plain text and upgrades with STARTTLS before
+	// logging in (port 143).
+	TLSStartTLS TLSMode = "starttls"
+	// TLSNone sends everything, password included, in plain text. Allowed
+	// only for a loopback host unless Config.AllowInsecure is set.
+	TLSNone TLSMode = "none"
+)
+
+// Mode says how the source learns about new mail.
+type Mode string
+
+// The watch modes.
+const (
+	// ModePoll runs a UID SEARCH every PollInterval (with ±10% jitter).
+	ModePoll Mode = "poll"
+	// ModeIdle waits in IMAP IDLE and fetches as soon as the server reports
+	// new mail, renews IDLE every IdleRenew and runs a watchdog search every
+	// Reconcile. It falls back to polling when the server lacks IDLE.
+	ModeIdle Mode = "idle"
+)
+
+// Defaults of Config.
+const (
+	DefaultMailbox        = "INBOX"
+	DefaultPollInterval   = 30 * time.Second
+	DefaultIdleRenew      = 25 * time.Minute
+	DefaultReconcile      = time.Minute
+	DefaultBatchSize      = 50
+	DefaultMaxMessageSize = 25 << 20
+	DefaultMaxBatchBytes  = 64 << 20
+	DefaultProcessed      = "Processed"
+	DefaultFailed         = "Failed"
+	DefaultDialTimeout    = 15 * time.Second
+	DefaultReconnectInit  = time.Second
+	DefaultReconnectMax   = time.Minute
+	// MaxIdleRenew is the bound IdleRenew must stay under: RFC 2177 lets a
+	// server drop an idling client after 29 minutes.
+	MaxIdleRenew = 29 * time.Minute
+)
+
+// ErrInvalidConfig is wrapped by every error Validate returns.
+var ErrInvalidConfig = errors.New("imap: invalid config")
+
+// Config is the "imap" configuration section of one mailbox source. The
+// zero value plus Host, Username, Password, Queue and Kind is a working
+// configuration once WithDefaults has filled the rest.
+type Config struct {
+	// Name is the source name (completions are routed back by it; keep it
+	// stable). Default "imap/<Mailbox>".
+	Name string `koanf:"name"`
+	// Host is the server's host name or IP. Required.
+	Host string `koanf:"host"`
+	// Port is the server's TCP port. Default 993 with TLS "tls", else 143.
+	Port int `koanf:"port"`
+	// TLS is "tls" (implicit, default), "starttls" or "none".
+	TLS TLSMode `koanf:"tls"`
+	// InsecureSkipVerify accepts any server certificate (tests only).
+	InsecureSkipVerify bool `koanf:"insecure_skip_verify"`
+	// AllowInsecure permits TLS "none" for a host that is not loopback.
+	AllowInsecure bool `koanf:"allow_insecure"`
+	// Username and Password log in (IMAP LOGIN). Required.
+	Username string `koanf:"username"`
+	Password string `koanf:"password" secret:"true"`
+	// Mailbox is the folder watched. Default "INBOX".
+	Mailbox string `koanf:"mailbox"`
+	// Mode is "idle" (default) or "poll".
+	Mode Mode `koanf:"mode"`
+	// PollInterval is the search interval in poll mode (and in idle mode
+	// when the server lacks IDLE). Default 30s.
+	PollInterval time.Duration `koanf:"poll_interval"`
+	// IdleRenew is how long one IDLE command lasts before it is renewed.
+	// Default 25m; must be below 29m.
+	IdleRenew time.Duration `koanf:"idle_renew"`
+	// Reconcile is the watchdog UID SEARCH interval in idle mode (IDLE
+	// connections can go silent). Default 1m.
+	Reconcile time.Duration `koanf:"reconcile"`
+	// BatchSize is the most tasks handed to one Emit call. Default 50.
+	BatchSize int `koanf:"batch_size"`
+	// MaxMessageSize is the largest message emitted, in bytes. Bigger ones
+	// are not emitted: they are moved to OnFailure.MoveTo with a logged
+	// reason (or only logged when that is empty). Default 25 MiB.
+	MaxMessageSize int64 `koanf:"max_message_size"`
+	// MaxBatchBytes caps the payload bytes of one batch (and so the memory
+	// one fetch round holds). Default 64 MiB.
+	MaxBatchBytes int64 `koanf:"max_batch_bytes"`
+	// Queue and Kind are set on every task emitted. Kind is required; an
+	// empty Queue lets the runtime route by Kind.
+	Queue string `koanf:"queue"`
+	Kind  string `koanf:"kind"`
+	// OnSuccess is what Complete does to a message whose task succeeded.
+	OnSuccess SuccessAction `koanf:"on_success"`
+	// OnFailure is what Complete does to a message whose task was
+	// dead-lettered.
+	OnFailure FailureAction `koanf:"on_failure"`
+	// Reconnect is the back-off between connection attempts.
+	Reconnect Backoff `koanf:"reconnect"`
+	// DialTimeout bounds connecting, TLS and login. Default 15s.
+	DialTimeout time.Duration `koanf:"dial_timeout"`
+}
+
+// SuccessAction is applied to a message after its task succeeded. The
+// pointer fields tell "unset" (nil: the default) from an explicit value.
+type SuccessAction struct {
+	// Seen flags the message \Seen. Default true.
+	Seen *bool `koanf:"seen"`
+	// MoveTo moves the message to this folder (created when missing).
+	// Default "Processed"; "" leaves it in place.
+	MoveTo *string `koanf:"move_to"`
+}
+
+// FailureAction is applied to a message after its task was dead-lettered.
+type FailureAction struct {
+	// MoveTo moves the message to this folder (created when missing).
+	// Default "Failed"; "" leaves it in place (it will be emitted again
+	// after a restart and de-duplicated by its key while the backend
+	// remembers it).
+	MoveTo *string `koanf:"move_to"`
+}
+
+// Backoff is an exponential back-off with full jitter.
+type Backoff struct {
+	// Initial is the first delay. Default 1s.
+	Initial time.Duration `koanf:"initial"`
+	// Max caps the delay. Default 1m.
+	Max time.Duration `koanf:"max"`
+}
+
+// Ptr returns a pointer to v, for the optional fields of Config.
+func Ptr[T any](v T) *T { return &v }
+
+// WithDefaults returns a copy of c with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	if c.TLS == "" {
+		c.TLS = TLSImplicit
+	}
+	if c.Port == 0 {
+		if c.TLS == TLSImplicit {
+			c.Port = 993
+		} else {
+			c.Port = 143
+		}
+	}
+	if c.Mailbox == "" {
+		c.Mailbox = DefaultMailbox
+	}
+	if c.Name == "" {
+		c.Name = "imap/" + c.Mailbox
+	}
+	if c.Mode == "" {
+		c.Mode = ModeIdle
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.IdleRenew == 0 {
+		c.IdleRenew = DefaultIdleRenew
+	}
+	if c.Reconcile == 0 {
+		c.Reconcile = DefaultReconcile
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.OnSuccess.Seen == nil {
+		c.OnSuccess.Seen = Ptr(true)
+	}
+	if c.OnSuccess.MoveTo == nil {
+		c.OnSuccess.MoveTo = Ptr(DefaultProcessed)
+	}
+	if c.OnFailure.MoveTo == nil {
+		c.OnFailure.MoveTo = Ptr(DefaultFailed)
+	}
+	if c.Reconnect.Initial == 0 {
+		c.Reconnect.Initial = DefaultReconnectInit
+	}
+	if c.Reconnect.Max == 0 {
+		c.Reconnect.Max = DefaultReconnectMax
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	return c
+}
+
+// Validate checks a configuration that WithDefaults has filled. Every
+// problem is reported, each with its key path under the "imap" section,
+// joined into one error wrapping ErrInvalidConfig.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalidConfig, key, fmt.Sprintf(format, args...)))
+	}
+	if c.Host == "" {
+		bad("host", "required")
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		bad("port", "%d is not a TCP port", c.Port)
+	}
+	switch c.TLS {
+	case TLSImplicit, TLSStartTLS:
+	case TLSNone:
+		if !c.AllowInsecure && c.Host != "" && !isLoopback(c.Host) {
+			bad("tls", `"none" sends the password in clear text: only allowed for a loopback host unless allow_insecure is true (host %q)`, c.Host)
+		}
+	default:
+		bad("tls", `%q is not one of "tls", "starttls", "none"`, c.TLS)
+	}
+	if c.Username == "" {
+		bad("username", "required")
+	}
+	if c.Password == "" {
+		bad("password", "required")
+	}
+	if c.Mailbox == "" {
+		bad("mailbox", "required")
+	}
+	if c.Name == "" {
+		bad("name", "required")
+	}
+	switch c.Mode {
+	case ModePoll, ModeIdle:
+	default:
+		bad("mode", `%q is not one of "poll", "idle"`, c.Mode)
+	}
+	if c.PollInterval <= 0 {
+		bad("poll_interval", "must be positive, got %s", c.PollInterval)
+	}
+	if c.IdleRenew <= 0 || c.IdleRenew >= MaxIdleRenew {
+		bad("idle_renew", "must be positive and below %s, got %s", MaxIdleRenew, c.IdleRenew)
+	}
+	if c.Reconcile <= 0 {
+		bad("reconcile", "must be positive, got %s", c.Reconcile)
+	}
+	if c.BatchSize < 1 {
+		bad("batch_size", "must be at least 1, got %d", c.BatchSize)
+	}
+	if c.MaxMessageSize < 1 {
+		bad("max_message_size", "must be positive, got %d", c.MaxMessageSize)
+	}
+	if c.MaxBatchBytes < 1 {
+		bad("max_batch_bytes", "must be positive, got %d", c.MaxBatchBytes)
+	}
+	if c.Kind == "" {
+		bad("kind", "required (the task kind the app handles)")
+	}
+	if c.OnSuccess.Seen == nil || c.OnSuccess.MoveTo == nil || c.OnFailure.MoveTo == nil {
+		bad("on_success", "unset actions: call WithDefaults first")
+	} else {
+		if !*c.OnSuccess.Seen && *c.OnSuccess.MoveTo == "" {
+			bad("on_success", "either seen or move_to is needed: otherwise processed mail cannot be told from new mail after a restart")
+		}
+		if *c.OnSuccess.MoveTo != "" && strings.EqualFold(*c.OnSuccess.MoveTo, c.Mailbox) {
+			bad("on_success.move_to", "must differ from mailbox %q", c.Mailbox)
+		}
+		if *c.OnFailure.MoveTo != "" && strings.EqualFold(*c.OnFailure.MoveTo, c.Mailbox) {
+			bad("on_failure.move_to", "must differ from mailbox %q", c.Mailbox)
+		}
+	}
+	if c.Reconnect.Initial <= 0 {
+		bad("reconnect.initial", "must be positive, got %s", c.Reconnect.Initial)
+	}
+	if c.Reconnect.Max < c.Reconnect.Initial {
+		bad("reconnect.max", "must be at least reconnect.initial (%s), got %s", c.Reconnect.Initial, c.Reconnect.Max)
+	}
+	if c.DialTimeout <= 0 {
+		bad("dial_timeout", "must be positive, got %s", c.DialTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP. It does
+// not resolve names: a name that merely resolves to loopback is not trusted.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// addr is the host:port to dial.
+func (c Config) addr() string { return net.JoinHostPort(c.Host, fmt.Sprint(c.Port)) }

@@ -1,0 +1,678 @@
+package imap
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/source"
+	"github.com/plba/plba/platform/task"
+)
+
+// Headers set on every task the source emits.
+const (
+	// HeaderUID is the message's IMAP UID (decimal).
+	HeaderUID = "imap-uid"
+	// HeaderUIDValidity is the mailbox UIDVALIDITY the UID belongs to.
+	HeaderUIDValidity = "imap-uidvalidity"
+	// HeaderMailbox is the mailbox the message was found in.
+	HeaderMailbox = "imap-mailbox"
+	// HeaderMessageID is the Message-ID without angle brackets ("" when the
+	// message has none).
+	HeaderMessageID = "message-id"
+	// HeaderSize is the message size in bytes (decimal).
+	HeaderSize = "imap-size"
+	// HeaderInternalDate is the server's arrival time (RFC 3339).
+	HeaderInternalDate = "imap-internal-date"
+)
+
+// Errors callers branch on.
+var (
+	// ErrAuth: the server refused the credentials. Run returns it (wrapped)
+	// instead of retrying: retrying cannot fix a wrong password.
+	ErrAuth = errors.New("imap: authentication failed")
+	// ErrMailbox: the server refused to select the configured mailbox. Run
+	// returns it (wrapped).
+	ErrMailbox = errors.New("imap: cannot select mailbox")
+	// ErrEmit: the runtime refused tasks. Run returns it (wrapped): the
+	// supervisor decides; nothing was lost, the messages are found again.
+	ErrEmit = errors.New("imap: emit failed")
+	// ErrAlreadyRunning: Run was called while another Run is active.
+	ErrAlreadyRunning = errors.New("imap: source already running")
+	// ErrClosed: Complete was called after Close.
+	ErrClosed = errors.New("imap: source closed")
+	// ErrNotReady is wrapped by Check when the source is not connected or
+	// its last successful search is too old.
+	ErrNotReady = errors.New("imap: not ready")
+)
+
+// fatal marks an error Run must return instead of retrying.
+type fatal struct{ err error }
+
+func (f fatal) Error() string { return f.err.Error() }
+func (f fatal) Unwrap() error { return f.err }
+
+// Source is an IMAP mailbox as a task source: it emits one task per
+// message (payload: the raw RFC 5322 bytes) and, as a source.Completer,
+// flags or moves the message once its task is done. Create it with
+// NewSource; Run it under the runtime's supervisor; Close it after the
+// worker pools have drained.
+type Source struct {
+	cfg  Config
+	log  *zap.Logger
+	wake chan struct{}
+
+	running atomic.Bool
+
+	mu          sync.Mutex
+	uidValidity uint32
+	lastUID     imap.UID
+	inflight    map[string]imap.UID // task key -> UID when emitted
+	st          Status
+	emitting    bool
+
+	comp completer
+}
+
+var (
+	_ source.Source    = (*Source)(nil)
+	_ source.Completer = (*Source)(nil)
+)
+
+// NewSource validates cfg (after WithDefaults) and returns a source that
+// is not connected yet. A nil logger discards logs.
+func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Source{
+		cfg:      cfg,
+		log:      log.With(zap.String("source", cfg.Name), zap.String("mailbox", cfg.Mailbox)),
+		wake:     make(chan struct{}, 1),
+		inflight: map[string]imap.UID{},
+	}
+	s.st.Name = cfg.Name
+	s.st.Mailbox = cfg.Mailbox
+	s.st.Mode = cfg.Mode
+	s.comp.folders = map[string]bool{}
+	return s, nil
+}
+
+// Name is the source name (Config.Name).
+func (s *Source) Name() string { return s.cfg.Name }
+
+// Config returns the effective configuration (defaults applied).
+func (s *Source) Config() Config { return s.cfg }
+
+// Run connects, selects the mailbox and emits every message not yet
+// emitted, then watches for new mail (IDLE or polling) until ctx ends,
+// when it returns nil. Lost connections are retried inside Run with
+// exponential back-off (Config.Reconnect), so a flaky server does not
+// crash-loop the supervisor; Run returns an error only for what a retry
+// cannot fix: refused credentials (ErrAuth), a mailbox that cannot be
+// selected (ErrMailbox), a certificate that does not verify, or an Emit
+// failure other than ctx ending (ErrEmit). Only one Run may be active.
+func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer s.running.Store(false)
+	defer s.setConnected(false)
+
+	attempt := 0
+	for {
+		progressed, err := s.session(ctx, emit)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.setError(err)
+		var f fatal
+		if errors.As(err, &f) {
+			s.log.Error("imap source stopped", zap.Error(err))
+			return f.err
+		}
+		if progressed {
+			attempt = 0
+		}
+		delay := backoff(s.cfg.Reconnect, attempt)
+		attempt++
+		s.mu.Lock()
+		s.st.Reconnects++
+		s.mu.Unlock()
+		s.log.Warn("imap connection lost, reconnecting", zap.Error(err), zap.Duration("in", delay))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// backoff returns the delay before attempt n (0-based): Initial·2ⁿ capped
+// at Max, with full jitter over its upper half.
+func backoff(b Backoff, n int) time.Duration {
+	d := b.Initial
+	for i := 0; i < n && d < b.Max; i++ {
+		d *= 2
+	}
+	if d > b.Max {
+		d = b.Max
+	}
+	half := d / 2
+	return half + time.Duration(rand.Int64N(int64(half)+1))
+}
+
+// session runs one connection until it fails or ctx ends. progressed
+// reports whether the mailbox was selected (which resets the back-off).
+func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed bool, err error) {
+	handler := &imapclient.UnilateralDataHandler{
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				s.signal()
+			}
+		},
+	}
+	c, err := dial(ctx, s.cfg, handler)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+
+	sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
+	if err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			return false, fatal{fmt.Errorf("%w %q: %w", ErrMailbox, s.cfg.Mailbox, err)}
+		}
+		return false, fmt.Errorf("imap: select %q: %w", s.cfg.Mailbox, err)
+	}
+	s.selected(sel.UIDValidity)
+
+	idle := s.cfg.Mode == ModeIdle && c.Caps().Has(imap.CapIdle)
+	mode := ModePoll
+	if idle {
+		mode = ModeIdle
+	} else if s.cfg.Mode == ModeIdle {
+		s.log.Info("server does not support IDLE, polling instead", zap.Duration("interval", s.cfg.PollInterval))
+	}
+	s.mu.Lock()
+	s.st.Mode = mode
+	s.mu.Unlock()
+	s.log.Info("imap connected", zap.Uint32("uidvalidity", sel.UIDValidity), zap.Uint32("messages", sel.NumMessages), zap.String("mode", string(mode)))
+
+	for {
+		if err := s.scan(ctx, c, emit); err != nil {
+			return true, err
+		}
+		if idle {
+			err = s.idleOnce(ctx, c)
+		} else {
+			err = s.pollWait(ctx, c)
+		}
+		if err != nil {
+			return true, err
+		}
+	}
+}
+
+// dial connects, secures the connection per cfg.TLS and logs in, all
+// bounded by cfg.DialTimeout and ctx.
+func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHandler) (*imapclient.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dctx, "tcp", cfg.addr())
+	if err != nil {
+		return nil, fmt.Errorf("imap: dial %s: %w", cfg.addr(), err)
+	}
+	// Closing the raw connection unblocks every step below when dctx ends.
+	stop := context.AfterFunc(dctx, func() { _ = conn.Close() })
+	tlsCfg := &tls.Config{ServerName: strings.Trim(cfg.Host, "[]"), InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in for tests
+	opts := &imapclient.Options{UnilateralDataHandler: handler, TLSConfig: tlsCfg}
+
+	fail := func(step string, err error) (*imapclient.Client, error) {
+		stop()
+		_ = conn.Close()
+		if dctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w (dial timeout %s)", err, cfg.DialTimeout)
+		}
+		var cv *tls.CertificateVerificationError
+		if errors.As(err, &cv) {
+			return nil, fatal{fmt.Errorf("imap: %s %s: %w", step, cfg.addr(), err)}
+		}
+		return nil, fmt.Errorf("imap: %s %s: %w", step, cfg.addr(), err)
+	}
+
+	var c *imapclient.Client
+	switch cfg.TLS {
+	case TLSImplicit:
+		tc := tls.Client(conn, tlsCfg)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			return fail("tls handshake", err)
+		}
+		c = imapclient.New(tc, opts)
+	case TLSStartTLS:
+		c, err = imapclient.NewStartTLS(conn, opts)
+		if err != nil {
+			return fail("starttls", err)
+		}
+	default:
+		c = imapclient.New(conn, opts)
+	}
+	if err := c.WaitGreeting(); err != nil {
+		c.Close()
+		return fail("greeting", err)
+	}
+	if err := c.Login(cfg.Username, cfg.Password).Wait(); err != nil {
+		c.Close()
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			stop()
+			return nil, fatal{fmt.Errorf("%w: %s as %q: %w", ErrAuth, cfg.addr(), cfg.Username, err)}
+		}
+		return fail("login", err)
+	}
+	if !stop() {
+		c.Close()
+		return fail("login", dctx.Err())
+	}
+	return c, nil
+}
+
+// selected records the mailbox's UIDVALIDITY after a SELECT. A change
+// means every UID known so far is void: the cursor restarts at 0 and the
+// next scan finds, by criteria, every message not yet processed; the
+// in-flight set is keyed by task key, not UID, so it still keeps what is
+// in flight from being emitted twice.
+func (s *Source) selected(validity uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.uidValidity != 0 && s.uidValidity != validity {
+		s.log.Warn("UIDVALIDITY changed: rescanning the mailbox",
+			zap.Uint32("old", s.uidValidity), zap.Uint32("new", validity), zap.Uint32("last_uid", uint32(s.lastUID)))
+		s.lastUID = 0
+		s.st.UIDValidityChanges++
+	}
+	s.uidValidity = validity
+	s.st.UIDValidity = validity
+	s.st.LastUID = uint32(s.lastUID)
+	s.st.Connected = true
+}
+
+func (s *Source) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// idleOnce idles until the server reports new mail, the watchdog interval
+// (min(Reconcile, IdleRenew)) passes, ctx ends or the connection drops.
+func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client) error {
+	select {
+	case <-s.wake: // mail arrived during the last scan
+		return nil
+	default:
+	}
+	cmd, err := c.Idle()
+	if err != nil {
+		return fmt.Errorf("imap: idle: %w", err)
+	}
+	t := time.NewTimer(min(s.cfg.Reconcile, s.cfg.IdleRenew))
+	defer t.Stop()
+	why := "new mail"
+	select {
+	case <-s.wake:
+	case <-t.C:
+		why = "watchdog"
+	case <-ctx.Done():
+		why = "stop"
+	case <-c.Closed():
+		why = "connection closed"
+	}
+	s.log.Debug("idle ended", zap.String("why", why))
+	if err := cmd.Close(); err != nil {
+		return fmt.Errorf("imap: end idle: %w", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("imap: idle: %w", err)
+	}
+	return ctx.Err()
+}
+
+// pollWait sleeps PollInterval ±10%.
+func (s *Source) pollWait(ctx context.Context, c *imapclient.Client) error {
+	d := s.cfg.PollInterval
+	d += time.Duration((rand.Float64()*0.2 - 0.1) * float64(d))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.Closed():
+		return errors.New("imap: connection closed by server")
+	case <-t.C:
+		return nil
+	}
+}
+
+// scan searches for messages above the cursor and emits them in batches.
+func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emitter) error {
+	s.mu.Lock()
+	last := s.lastUID
+	s.mu.Unlock()
+	crit := &imap.SearchCriteria{
+		UID:     []imap.UIDSet{{{Start: last + 1, Stop: 0}}},
+		NotFlag: []imap.Flag{imap.FlagDeleted},
+	}
+	if *s.cfg.OnSuccess.MoveTo == "" {
+		// Processed mail stays in the mailbox, flagged \Seen.
+		crit.NotFlag = append(crit.NotFlag, imap.FlagSeen)
+	}
+	data, err := c.UIDSearch(crit, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("imap: uid search: %w", err)
+	}
+	var uids []imap.UID
+	for _, u := range data.AllUIDs() {
+		if u > last { // "n:*" matches the highest UID even when it is below n
+			uids = append(uids, u)
+		}
+	}
+	slices.Sort(uids)
+	for i := 0; i < len(uids); i += s.cfg.BatchSize {
+		if err := s.processChunk(ctx, c, emit, uids[i:min(i+s.cfg.BatchSize, len(uids))]); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.st.LastPoll = time.Now()
+	s.mu.Unlock()
+	return nil
+}
+
+// meta is what the first, cheap fetch of a batch learns of a message.
+type meta struct {
+	uid   imap.UID
+	size  int64
+	msgID string
+	date  time.Time
+}
+
+// processChunk fetches the metadata of up to BatchSize UIDs, sets the
+// oversized aside, fetches the bodies (BODY.PEEK[]: nothing is flagged) in
+// groups bounded by MaxBatchBytes and emits each group.
+func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit source.Emitter, uids []imap.UID) error {
+	bufs, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
+		UID: true, RFC822Size: true, Envelope: true, InternalDate: true,
+	}).Collect()
+	if err != nil {
+		return fmt.Errorf("imap: fetch metadata: %w", err)
+	}
+	metas := make([]meta, 0, len(bufs))
+	for _, b := range bufs {
+		if b.UID == 0 {
+			continue
+		}
+		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate}
+		if b.Envelope != nil {
+			m.msgID = b.Envelope.MessageID
+		}
+		metas = append(metas, m)
+	}
+	slices.SortFunc(metas, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
+
+	var group []meta
+	var groupBytes int64
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		err := s.emitGroup(ctx, c, emit, group)
+		group, groupBytes = nil, 0
+		return err
+	}
+	for _, m := range metas {
+		if m.size > s.cfg.MaxMessageSize {
+			if err := s.rejectOversized(c, m); err != nil {
+				return err
+			}
+			continue
+		}
+		if m.msgID != "" && s.isInflight(s.key(m.msgID, nil)) {
+			continue
+		}
+		if len(group) > 0 && groupBytes+m.size > s.cfg.MaxBatchBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		group = append(group, m)
+		groupBytes += m.size
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if hi := uids[len(uids)-1]; hi > s.lastUID {
+		s.lastUID = hi
+		s.st.LastUID = uint32(hi)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit source.Emitter, group []meta) error {
+	section := &imap.FetchItemBodySection{Peek: true}
+	set := imap.UIDSet{}
+	for _, m := range group {
+		set.AddNum(m.uid)
+	}
+	bodies, err := fetchBodies(c, set, section)
+	if err != nil {
+		return fmt.Errorf("imap: fetch bodies: %w", err)
+	}
+	s.mu.Lock()
+	validity := s.uidValidity
+	s.mu.Unlock()
+	tasks := make([]*task.Task, 0, len(group))
+	seen := make(map[string]bool, len(group))
+	for _, m := range group {
+		raw, ok := bodies[m.uid]
+		if !ok { // expunged meanwhile
+			continue
+		}
+		t := s.newTask(m, validity, raw)
+		if seen[t.Key] || s.isInflight(t.Key) {
+			continue
+		}
+		seen[t.Key] = true
+		tasks = append(tasks, t)
+	}
+	if len(tasks) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	s.emitting = true
+	s.mu.Unlock()
+	err = emit.Emit(ctx, tasks...)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.emitting = false
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fatal{fmt.Errorf("%w: %d tasks: %w", ErrEmit, len(tasks), err)}
+	}
+	for _, t := range tasks {
+		u, _ := strconv.ParseUint(t.Header(HeaderUID), 10, 32)
+		s.inflight[t.Key] = imap.UID(u)
+	}
+	s.st.Emitted += uint64(len(tasks))
+	s.st.InFlight = len(s.inflight)
+	s.log.Debug("emitted", zap.Int("tasks", len(tasks)))
+	return nil
+}
+
+// key is the stable task key of a message: its Message-ID when it has
+// one, else the SHA-256 of its raw bytes.
+func (s *Source) key(msgID string, raw []byte) string {
+	if msgID != "" {
+		return "imap:" + s.cfg.Mailbox + ":" + msgID
+	}
+	sum := sha256.Sum256(raw)
+	return "imap:" + s.cfg.Mailbox + ":sha256:" + hex.EncodeToString(sum[:])
+}
+
+func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
+	t := &task.Task{
+		Kind:    s.cfg.Kind,
+		Queue:   s.cfg.Queue,
+		Payload: raw,
+		Key:     s.key(m.msgID, raw),
+		Headers: map[string]string{
+			HeaderUID:             strconv.FormatUint(uint64(m.uid), 10),
+			HeaderUIDValidity:     strconv.FormatUint(uint64(validity), 10),
+			HeaderMailbox:         s.cfg.Mailbox,
+			HeaderMessageID:       m.msgID,
+			HeaderSize:            strconv.Itoa(len(raw)),
+			task.HeaderCompletion: s.cfg.Name,
+		},
+	}
+	if !m.date.IsZero() {
+		t.Headers[HeaderInternalDate] = m.date.UTC().Format(time.RFC3339)
+	}
+	return t
+}
+
+func (s *Source) isInflight(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.inflight[key]
+	return ok
+}
+
+// rejectOversized moves a message above MaxMessageSize to the failed
+// folder (or only logs it when there is none). It is never emitted.
+func (s *Source) rejectOversized(c *imapclient.Client, m meta) error {
+	to := *s.cfg.OnFailure.MoveTo
+	s.log.Warn("message too large, not emitted",
+		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID),
+		zap.Int64("size", m.size), zap.Int64("max", s.cfg.MaxMessageSize), zap.String("moved_to", to))
+	s.mu.Lock()
+	s.st.Oversized++
+	s.mu.Unlock()
+	if to == "" {
+		return nil
+	}
+	if err := ensureFolder(c, to, nil); err != nil {
+		return err
+	}
+	if _, err := c.Move(imap.UIDSetNum(m.uid), to).Wait(); err != nil {
+		return fmt.Errorf("imap: move oversized uid %d to %q: %w", m.uid, to, err)
+	}
+	return nil
+}
+
+// ensureFolder creates folder unless it exists. known caches what this
+// connection already checked (nil: no cache).
+func ensureFolder(c *imapclient.Client, folder string, known map[string]bool) error {
+	if known[folder] {
+		return nil
+	}
+	list, err := c.List("", folder, nil).Collect()
+	if err != nil {
+		return fmt.Errorf("imap: list %q: %w", folder, err)
+	}
+	if len(list) == 0 {
+		if err := c.Create(folder, nil).Wait(); err != nil {
+			var ie *imap.Error
+			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
+				return fmt.Errorf("imap: create %q: %w", folder, err)
+			}
+		}
+	}
+	if known != nil {
+		known[folder] = true
+	}
+	return nil
+}
+
+// fetchBodies fetches the given section of every message in set, keyed by
+// UID. It does not use FetchCommand.Collect: in go-imap v2.0.0-beta.8 a
+// literal cut mid-read (connection closed) ends with a plain io.EOF, so it
+// looks complete, and is then read again by the library's discard while
+// its decoder goroutine already reads on (a data race). This checks each
+// literal's length and, on a short or failed read, closes the client and
+// abandons the command, so nothing truncated is emitted and the
+// connection is never read from two goroutines.
+func fetchBodies(c *imapclient.Client, set imap.UIDSet, section *imap.FetchItemBodySection) (map[imap.UID][]byte, error) {
+	cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	out := make(map[imap.UID][]byte)
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		var uid imap.UID
+		var body []byte
+		for {
+			item := msg.Next()
+			if item == nil {
+				break
+			}
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = it.UID
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal == nil {
+					continue
+				}
+				b, err := io.ReadAll(it.Literal)
+				if err == nil && int64(len(b)) != it.Literal.Size() {
+					// The library reports a connection closed mid-literal
+					// as a clean EOF: never emit a truncated message.
+					err = fmt.Errorf("literal truncated at %d of %d bytes: %w", len(b), it.Literal.Size(), io.ErrUnexpectedEOF)
+				}
+				if err != nil {
+					_ = c.Close()
+					return nil, fmt.Errorf("read literal: %w", err)
+				}
+				body = b
+			}
+		}
+		if uid != 0 && body != nil {
+			out[uid] = body
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

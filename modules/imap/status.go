@@ -1,0 +1,84 @@
+package imap
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Status is a snapshot of a source, for the control plane and logs.
+type Status struct {
+	Name               string    `json:"name"`
+	Mailbox            string    `json:"mailbox"`
+	Mode               Mode      `json:"mode"`
+	Connected          bool      `json:"connected"`
+	UIDValidity        uint32    `json:"uidvalidity"`
+	LastUID            uint32    `json:"last_uid"`
+	InFlight           int       `json:"in_flight"`
+	Emitted            uint64    `json:"emitted"`
+	CompletedOK        uint64    `json:"completed_ok"`
+	CompletedFailed    uint64    `json:"completed_failed"`
+	Oversized          uint64    `json:"oversized"`
+	UIDValidityChanges uint64    `json:"uidvalidity_changes"`
+	Reconnects         uint64    `json:"reconnects"`
+	LastPoll           time.Time `json:"last_poll"`
+	LastError          string    `json:"last_error,omitempty"`
+}
+
+// Status returns a snapshot of the source's state and counters.
+func (s *Source) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st
+}
+
+func (s *Source) setConnected(v bool) {
+	s.mu.Lock()
+	s.st.Connected = v
+	s.mu.Unlock()
+}
+
+func (s *Source) setError(err error) {
+	s.mu.Lock()
+	s.st.Connected = false
+	if err != nil {
+		s.st.LastError = err.Error()
+	}
+	s.mu.Unlock()
+}
+
+// StaleAfter is how old the last successful search may be before Check
+// fails: 3× PollInterval when polling, 3× min(Reconcile, IdleRenew) when
+// idling.
+func (s *Source) StaleAfter() time.Duration {
+	s.mu.Lock()
+	mode := s.st.Mode
+	s.mu.Unlock()
+	if mode == ModeIdle {
+		return 3 * min(s.cfg.Reconcile, s.cfg.IdleRenew)
+	}
+	return 3 * s.cfg.PollInterval
+}
+
+// Check is a readiness check: it fails (wrapping ErrNotReady) while the
+// source is not connected or its last successful search is older than
+// StaleAfter, unless it is blocked handing a batch to a full queue
+// (back-pressure is not a fault).
+func (s *Source) Check(context.Context) error {
+	stale := s.StaleAfter()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.st.Connected {
+		if s.st.LastError != "" {
+			return fmt.Errorf("%w: %s: not connected: %s", ErrNotReady, s.cfg.Name, s.st.LastError)
+		}
+		return fmt.Errorf("%w: %s: not connected", ErrNotReady, s.cfg.Name)
+	}
+	if s.emitting {
+		return nil
+	}
+	if age := time.Since(s.st.LastPoll); s.st.LastPoll.IsZero() || age > stale {
+		return fmt.Errorf("%w: %s: last successful search %s ago (limit %s)", ErrNotReady, s.cfg.Name, age.Round(time.Second), stale)
+	}
+	return nil
+}

@@ -1,0 +1,471 @@
+package config
+
+import (
+	"encoding"
+	"fmt"
+	"math"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// text is a value that came from the environment or --set: a string whose
+// type is decided by the field it lands in ("4" is an int for an int
+// field and a string for a string field).
+type text string
+
+// decoder turns a merged tree into Go values, strictly: every key must name
+// a field, every value must fit its field's type. It collects problems
+// instead of stopping at the first.
+type decoder struct {
+	problems []Problem
+	readFile func(string) ([]byte, error)
+}
+
+func (d *decoder) add(key, format string, args ...any) {
+	d.problems = append(d.problems, Problem{Key: key, Msg: sprintf(format, args...)})
+}
+
+// decode sets out (settable) from in; nil leaves out as it is. When out
+// implements Validator, Validate runs and its problems are recorded under
+// path, except those at keys that already failed to decode (a field that
+// failed keeps its previous value, so the rest is still worth checking).
+func (d *decoder) decode(path string, in any, out reflect.Value) {
+	if in == nil {
+		return
+	}
+	before := len(d.problems)
+	d.decodeValue(path, in, out)
+	if !out.CanAddr() {
+		return
+	}
+	ptr := out.Addr()
+	if !ptr.Type().Implements(validatorType) || (out.Kind() == reflect.Pointer && out.IsNil()) {
+		return
+	}
+	failed := slices.Clone(d.problems[before:])
+	if len(failed) > 0 && failed[0].Key == path {
+		return // the value as a whole did not decode
+	}
+	for _, p := range appendErr(nil, path, ptr.Interface().(Validator).Validate()) {
+		if !slices.ContainsFunc(failed, func(f Problem) bool { return p.Key == f.Key || isBelow(p.Key, f.Key) }) {
+			d.problems = append(d.problems, p)
+		}
+	}
+}
+
+// isBelow reports whether key lies under parent.
+func isBelow(key, parent string) bool {
+	return strings.HasPrefix(key, parent+".") || strings.HasPrefix(key, parent+"[")
+}
+
+func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
+	t := out.Type()
+	if s, ok := in.(text); ok {
+		var ok bool
+		if in, ok = d.fromText(path, string(s), t); !ok {
+			return
+		}
+	}
+	// A value of exactly the field's type (defaults keep their types).
+	if rv := reflect.ValueOf(in); rv.Type() == t {
+		switch t.Kind() {
+		case reflect.Map, reflect.Slice, reflect.Struct, reflect.Pointer, reflect.Interface:
+			if t.Implements(textMarshalerType) || t == durationType {
+				out.Set(rv)
+				return
+			}
+		default:
+			out.Set(rv)
+			return
+		}
+	}
+	if t == durationType {
+		s, ok := in.(string)
+		if !ok {
+			d.add(path, "expected a duration such as \"30s\", got %s", describe(in))
+			return
+		}
+		dur, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			d.add(path, "invalid duration %q: use a number with a unit (500ms, 30s, 5m, 1h)", s)
+			return
+		}
+		out.SetInt(int64(dur))
+		return
+	}
+	if t.Kind() != reflect.Pointer && reflect.PointerTo(t).Implements(textUnmarshalerType) {
+		s, ok := in.(string)
+		if !ok {
+			d.add(path, "expected a string, got %s", describe(in))
+			return
+		}
+		if err := out.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
+			d.add(path, "invalid value %q: %v", s, err)
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.String:
+		s, ok := in.(string)
+		if !ok {
+			d.add(path, "expected a string, got %s (quote it)", describe(in))
+			return
+		}
+		out.SetString(s)
+	case reflect.Bool:
+		b, ok := in.(bool)
+		if !ok {
+			d.add(path, "expected true or false, got %s", describe(in))
+			return
+		}
+		out.SetBool(b)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, ok := toInt(in)
+		if !ok {
+			d.add(path, "expected an integer, got %s", describe(in))
+			return
+		}
+		if n.big || out.OverflowInt(n.i) {
+			d.add(path, "integer %s out of range for %s", n, t)
+			return
+		}
+		out.SetInt(n.i)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		n, ok := toInt(in)
+		if !ok {
+			d.add(path, "expected a non-negative integer, got %s", describe(in))
+			return
+		}
+		if !n.big && n.i < 0 {
+			d.add(path, "expected a non-negative integer, got %d", n.i)
+			return
+		}
+		u := uint64(n.i)
+		if n.big {
+			u = n.u
+		}
+		if out.OverflowUint(u) {
+			d.add(path, "integer %s out of range for %s", n, t)
+			return
+		}
+		out.SetUint(u)
+	case reflect.Float32, reflect.Float64:
+		var f float64
+		switch x := in.(type) {
+		case float64:
+			f = x
+		case float32:
+			f = float64(x)
+		default:
+			n, ok := toInt(in)
+			if !ok {
+				d.add(path, "expected a number, got %s", describe(in))
+				return
+			}
+			f = float64(n.i)
+			if n.big {
+				f = float64(n.u)
+			}
+		}
+		if out.OverflowFloat(f) {
+			d.add(path, "number %v out of range for %s", f, t)
+			return
+		}
+		out.SetFloat(f)
+	case reflect.Interface:
+		v := reflect.ValueOf(plain(in))
+		if !v.Type().AssignableTo(t) {
+			d.add(path, "expected %s, got %s", t, describe(in))
+			return
+		}
+		out.Set(v)
+	case reflect.Pointer:
+		if out.IsNil() {
+			out.Set(reflect.New(t.Elem()))
+		}
+		d.decode(path, in, out.Elem())
+	case reflect.Struct:
+		d.decodeStruct(path, in, out)
+	case reflect.Map:
+		d.decodeMap(path, in, out)
+	case reflect.Slice:
+		list, ok := in.([]any)
+		if !ok {
+			d.add(path, "expected a list, got %s", describe(in))
+			return
+		}
+		s := reflect.MakeSlice(t, len(list), len(list))
+		for i, item := range list {
+			d.decode(fmt.Sprintf("%s[%d]", path, i), item, s.Index(i))
+		}
+		out.Set(s)
+	case reflect.Array:
+		list, ok := in.([]any)
+		if !ok || len(list) != t.Len() {
+			d.add(path, "expected a list of %d items, got %s", t.Len(), describe(in))
+			return
+		}
+		for i, item := range list {
+			d.decode(fmt.Sprintf("%s[%d]", path, i), item, out.Index(i))
+		}
+	default:
+		d.add(path, "cannot decode into a field of type %s", t)
+	}
+}
+
+func (d *decoder) decodeStruct(path string, in any, out reflect.Value) {
+	m, ok := in.(map[string]any)
+	if !ok {
+		d.add(path, "expected a mapping, got %s", describe(in))
+		return
+	}
+	fs := fieldsOf(out.Type())
+	for _, key := range sortedKeys(m) {
+		val := m[key]
+		if f, ok := fieldByKey(fs, key); ok {
+			d.decode(joinKey(path, key), val, out.FieldByIndex(f.index))
+			continue
+		}
+		if base, isFile := strings.CutSuffix(key, "_file"); isFile {
+			if f, ok := fieldByKey(fs, base); ok && f.secret {
+				d.secretFile(joinKey(path, key), val, out.FieldByIndex(f.index))
+				continue
+			}
+		}
+		d.add(joinKey(path, key), "unknown key (known keys: %s)", fieldKeys(fs))
+	}
+}
+
+// secretFile reads a secret from the file named by a <key>_file value; an
+// empty name leaves the secret as it is.
+func (d *decoder) secretFile(path string, in any, out reflect.Value) {
+	if s, ok := in.(text); ok {
+		in = string(s)
+	}
+	name, ok := in.(string)
+	if !ok {
+		d.add(path, "expected a file name, got %s", describe(in))
+		return
+	}
+	if name == "" {
+		return
+	}
+	read := d.readFile
+	if read == nil {
+		read = os.ReadFile
+	}
+	b, err := read(name)
+	if err != nil {
+		d.add(path, "cannot read secret file: %v", err)
+		return
+	}
+	out.SetString(strings.TrimSpace(string(b)))
+}
+
+// defaultEntry is the map key whose value is the template for every other
+// entry of a map-valued key (workers.default for workers.orders).
+const defaultEntry = "default"
+
+func (d *decoder) decodeMap(path string, in any, out reflect.Value) {
+	t := out.Type()
+	if t.Key().Kind() != reflect.String {
+		d.add(path, "cannot decode into a map keyed by %s", t.Key())
+		return
+	}
+	m, ok := in.(map[string]any)
+	if !ok {
+		d.add(path, "expected a mapping, got %s", describe(in))
+		return
+	}
+	if out.IsNil() {
+		out.Set(reflect.MakeMapWithSize(t, len(m)))
+	}
+	tmpl, hasTmpl := m[defaultEntry]
+	for _, key := range sortedKeys(m) {
+		k := reflect.New(t.Key()).Elem()
+		k.SetString(key)
+		elem := reflect.New(t.Elem()).Elem()
+		if cur := out.MapIndex(k); cur.IsValid() {
+			elem.Set(cur)
+		} else if hasTmpl && key != defaultEntry {
+			// Start from the template; its own problems are reported
+			// once, at its own key.
+			quiet := decoder{readFile: d.readFile}
+			quiet.decodeValue(joinKey(path, defaultEntry), tmpl, elem)
+		}
+		d.decode(joinKey(path, key), m[key], elem)
+		out.SetMapIndex(k, elem)
+	}
+}
+
+// fromText converts a string from the environment or --set for a field of
+// type t: strings, durations and text types take it as it is, everything
+// else reads it as a YAML scalar or flow value ("4", "true", "[a, b]"),
+// and lists also accept "a,b".
+func (d *decoder) fromText(path, s string, t reflect.Type) (any, bool) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.String || t.Kind() == reflect.Interface || t == durationType ||
+		reflect.PointerTo(t).Implements(textUnmarshalerType) {
+		return s, true
+	}
+	var v any
+	if err := yaml.Unmarshal([]byte(s), &v); err != nil || v == nil {
+		if t.Kind() == reflect.Slice && strings.TrimSpace(s) == "" {
+			return []any{}, true
+		}
+		if t.Kind() != reflect.Slice {
+			return s, true // reported as a type mismatch against t
+		}
+	}
+	if t.Kind() == reflect.Slice {
+		if list, ok := v.([]any); ok {
+			return normalize(list), true
+		}
+		parts := strings.Split(s, ",")
+		list := make([]any, len(parts))
+		for i, p := range parts {
+			list[i] = text(strings.TrimSpace(p))
+		}
+		return list, true
+	}
+	return normalize(v), true
+}
+
+type integer struct {
+	i   int64
+	u   uint64
+	big bool // above MaxInt64, held in u
+}
+
+func (n integer) String() string {
+	if n.big {
+		return strconv.FormatUint(n.u, 10)
+	}
+	return strconv.FormatInt(n.i, 10)
+}
+
+func toInt(in any) (integer, bool) {
+	switch x := in.(type) {
+	case int:
+		return integer{i: int64(x)}, true
+	case int8:
+		return integer{i: int64(x)}, true
+	case int16:
+		return integer{i: int64(x)}, true
+	case int32:
+		return integer{i: int64(x)}, true
+	case int64:
+		return integer{i: x}, true
+	case uint:
+		return uintInteger(uint64(x)), true
+	case uint8:
+		return integer{i: int64(x)}, true
+	case uint16:
+		return integer{i: int64(x)}, true
+	case uint32:
+		return integer{i: int64(x)}, true
+	case uint64:
+		return uintInteger(x), true
+	}
+	return integer{}, false
+}
+
+func uintInteger(u uint64) integer {
+	if u > math.MaxInt64 {
+		return integer{u: u, big: true}
+	}
+	return integer{i: int64(u)}
+}
+
+// describe names a value's kind and shows it briefly, for messages.
+func describe(in any) string {
+	switch x := in.(type) {
+	case string:
+		return "string " + strconv.Quote(shorten(x))
+	case text:
+		return "string " + strconv.Quote(shorten(string(x)))
+	case bool:
+		return fmt.Sprintf("boolean %v", x)
+	case float32, float64:
+		return fmt.Sprintf("number %v", x)
+	case map[string]any:
+		return "a mapping"
+	case []any:
+		return "a list"
+	}
+	if _, ok := toInt(in); ok {
+		return fmt.Sprintf("integer %v", in)
+	}
+	return fmt.Sprintf("%T", in)
+}
+
+func shorten(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// plain turns text back into string, recursively, for any-typed fields.
+func plain(in any) any {
+	switch x := in.(type) {
+	case text:
+		return string(x)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, v := range x {
+			out[k] = plain(v)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, v := range x {
+			out[i] = plain(v)
+		}
+		return out
+	}
+	return in
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// normalize makes YAML output uniform: map[any]any and nested maps become
+// map[string]any.
+func normalize(in any) any {
+	switch x := in.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, v := range x {
+			out[k] = normalize(v)
+		}
+		return out
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, v := range x {
+			out[fmt.Sprint(k)] = normalize(v)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, v := range x {
+			out[i] = normalize(v)
+		}
+		return out
+	}
+	return in
+}

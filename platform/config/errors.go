@@ -1,0 +1,131 @@
+package config
+
+import (
+	"errors"
+	"strings"
+)
+
+// ErrUnknownSection is returned by (*Config).Decode for a section name that
+// no package declared.
+var ErrUnknownSection = errors.New("config: unknown section")
+
+// Problem is one thing wrong with the configuration: where the offending
+// value came from, the full key path and what is wrong with it.
+type Problem struct {
+	// Source names where the value came from: a file path, "env PLBA_X__Y",
+	// "--set x.y=...", or "default". Empty inside Validate methods; Load
+	// fills it in.
+	Source string
+	// Key is the dotted key path ("workers.default.concurrency"). Inside a
+	// Validate method it is relative to the value being validated; Load
+	// prefixes it. Empty when the problem is about a whole source (an
+	// unreadable file, a malformed --set).
+	Key string
+	// Msg says what is wrong, for a human.
+	Msg string
+}
+
+// Error formats the problem as "source: key: msg", leaving out empty parts.
+func (p Problem) Error() string {
+	var b strings.Builder
+	for _, s := range []string{p.Source, p.Key} {
+		if s != "" {
+			b.WriteString(s)
+			b.WriteString(": ")
+		}
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Error is the configuration error: every problem found, reported at once.
+// Load, Decode and Section return it; use errors.As to get at the list.
+type Error struct {
+	Problems []Problem
+}
+
+// Error returns one line per problem.
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Invalid returns a single problem for a Validate method: key is relative
+// to the validated value ("" for the value itself), the message is
+// formatted with fmt.Sprintf. Join several with errors.Join or collect them
+// with Problems.
+func Invalid(key, format string, args ...any) error {
+	return Problem{Key: key, Msg: sprintf(format, args...)}
+}
+
+// Problems collects the problems a Validate method finds:
+//
+//	var ps config.Problems
+//	if c.Concurrency < 1 {
+//		ps.Add("concurrency", "must be at least 1 (got %d)", c.Concurrency)
+//	}
+//	return ps.Err()
+type Problems []Problem
+
+// Add records a problem at key (relative to the validated value).
+func (ps *Problems) Add(key, format string, args ...any) {
+	*ps = append(*ps, Problem{Key: key, Msg: sprintf(format, args...)})
+}
+
+// Err returns nil when nothing was added, else an *Error holding the
+// problems.
+func (ps Problems) Err() error {
+	if len(ps) == 0 {
+		return nil
+	}
+	return &Error{Problems: append([]Problem(nil), ps...)}
+}
+
+// Validator is implemented by section structs (and any value inside them)
+// that check themselves after decoding. Return nil, an Invalid problem, a
+// Problems.Err(), an errors.Join of those, or any other error (reported at
+// the validated value's own key).
+type Validator interface {
+	Validate() error
+}
+
+// appendErr flattens err (from a Validate method) into problems whose keys
+// are prefixed with path.
+func appendErr(dst []Problem, path string, err error) []Problem {
+	switch e := err.(type) {
+	case nil:
+		return dst
+	case Problem:
+		return append(dst, Problem{Key: joinKey(path, e.Key), Msg: e.Msg})
+	case *Problem:
+		return append(dst, Problem{Key: joinKey(path, e.Key), Msg: e.Msg})
+	case *Error:
+		for _, p := range e.Problems {
+			dst = append(dst, Problem{Key: joinKey(path, p.Key), Msg: p.Msg})
+		}
+		return dst
+	case interface{ Unwrap() []error }:
+		for _, inner := range e.Unwrap() {
+			dst = appendErr(dst, path, inner)
+		}
+		return dst
+	default:
+		return append(dst, Problem{Key: path, Msg: err.Error()})
+	}
+}
+
+func joinKey(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	case strings.HasPrefix(b, "["):
+		return a + b
+	default:
+		return a + "." + b
+	}
+}

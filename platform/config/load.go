@@ -1,0 +1,361 @@
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/v2"
+)
+
+// EnvPrefix starts every environment variable that sets configuration.
+// PLBA_<SECTION>__<KEY> sets section.key: a double underscore separates
+// levels, single underscores stay in key names, and the name is
+// lower-cased (PLBA_WORKERS__DEFAULT__TASK_TIMEOUT sets
+// workers.default.task_timeout). Variables with the prefix but without a
+// double underscore (PLBA_CONFIG) are not configuration keys and are
+// ignored.
+const EnvPrefix = "PLBA_"
+
+// Options says where Load finds configuration. Later layers win:
+// declared defaults < Files in order < Environ < Sets in order.
+type Options struct {
+	// Files are YAML files, applied in order.
+	Files []string
+	// Environ is the environment as "KEY=value" strings; nil means
+	// os.Environ(). Pass an empty, non-nil slice to ignore the environment.
+	Environ []string
+	// Sets are "key=value" strings from --set flags, applied in order. The
+	// value is read like an environment value.
+	Sets []string
+	// Registry holds the declared sections; nil means DefaultRegistry.
+	Registry *Registry
+	// ReadFile reads files (configuration files and secret _file keys);
+	// nil means os.ReadFile.
+	ReadFile func(name string) ([]byte, error)
+}
+
+// Config is the loaded, validated configuration: every declared section
+// decoded from the merged layers. It is immutable and safe for concurrent
+// use.
+type Config struct {
+	reg      *Registry
+	tree     map[string]any    // merged layers
+	sources  map[string]source // leaf key path -> where its value came from
+	values   map[string]any    // section name -> decoded value (pointer)
+	files    []string
+	readFile func(string) ([]byte, error)
+	yaml     []byte
+	digest   string
+}
+
+type source struct {
+	name string
+	rank int // layer order: later layers have higher ranks
+}
+
+// mapProvider hands koanf an already parsed layer.
+type mapProvider map[string]any
+
+func (m mapProvider) ReadBytes() ([]byte, error) {
+	return nil, errors.New("config: map provider has no bytes")
+}
+
+func (m mapProvider) Read() (map[string]any, error) { return m, nil }
+
+// Load reads the layers, merges them (defaults < files < env < --set),
+// rejects keys no section declares, decodes and validates every declared
+// section. Every problem found is reported at once in an *Error.
+func Load(opts Options) (*Config, error) {
+	reg := opts.Registry
+	if reg == nil {
+		reg = DefaultRegistry
+	}
+	read := opts.ReadFile
+	if read == nil {
+		read = os.ReadFile
+	}
+	env := opts.Environ
+	if env == nil {
+		env = os.Environ()
+	}
+	secs := reg.snapshot()
+	c := &Config{
+		reg:      reg,
+		sources:  map[string]source{},
+		values:   map[string]any{},
+		files:    slices.Clone(opts.Files),
+		readFile: read,
+	}
+	var problems []Problem
+	k := koanf.New(".")
+	rank := 0
+	// apply merges one layer; srcOf names the source of each leaf key.
+	apply := func(layer map[string]any, srcOf func(key string) string) {
+		flat := map[string]any{}
+		flatten("", layer, flat)
+		nested := map[string]any{}
+		for _, key := range sortedKeys(flat) {
+			if flat[key] == nil && k.Exists(key) {
+				// A null does not erase what a lower layer set.
+				continue
+			}
+			c.sources[key] = source{name: srcOf(key), rank: rank}
+			setPath(nested, key, flat[key])
+		}
+		// mapProvider.Read cannot fail and no parser is used.
+		_ = k.Load(mapProvider(nested), nil)
+		rank++
+	}
+
+	defaults := map[string]any{}
+	for _, s := range secs {
+		setPath(defaults, s.name, toTree(reflect.ValueOf(s.def), false))
+	}
+	apply(defaults, func(string) string { return "default" })
+
+	parser := yaml.Parser()
+	for _, name := range opts.Files {
+		b, err := read(name)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			problems = append(problems, Problem{Source: name, Msg: "cannot read file: " + err.Error()})
+			continue
+		}
+		m, err := parseYAML(parser, b)
+		if err != nil {
+			problems = append(problems, Problem{Source: name, Msg: yamlMessage(err)})
+			continue
+		}
+		apply(m, func(string) string { return name })
+	}
+
+	envLayer, envSrc := map[string]any{}, map[string]string{}
+	for _, kv := range env {
+		name, val, ok := strings.Cut(kv, "=")
+		rest, isOurs := strings.CutPrefix(name, EnvPrefix)
+		if !ok || !isOurs || !strings.Contains(rest, "__") {
+			continue
+		}
+		parts := strings.Split(strings.ToLower(rest), "__")
+		if slices.Contains(parts, "") {
+			problems = append(problems, Problem{Source: "env " + name, Msg: "empty key segment in variable name"})
+			continue
+		}
+		key := strings.Join(parts, ".")
+		envLayer[key] = text(val)
+		envSrc[key] = "env " + name
+	}
+	apply(envLayer, func(key string) string { return envSrc[key] })
+
+	for _, s := range opts.Sets {
+		key, val, ok := strings.Cut(s, "=")
+		key = strings.TrimSpace(key)
+		if !ok || key == "" || strings.Contains(key, "..") || strings.HasPrefix(key, ".") || strings.HasSuffix(key, ".") {
+			problems = append(problems, Problem{Source: "--set", Msg: "usage: expected key=value with a dotted key, got " + quoteShort(s)})
+			continue
+		}
+		apply(map[string]any{key: text(val)}, func(string) string { return "--set " + key + "=..." })
+	}
+
+	c.tree = k.Raw()
+	var d decoder
+	d.readFile = read
+	checkUnknown(&d, secs, "", c.tree)
+	for _, s := range secs {
+		v := reflect.New(s.typ)
+		d.decode(s.name, c.sectionTree(secs, s.name), v.Elem())
+		c.values[s.name] = v.Interface()
+	}
+	problems = append(problems, c.attribute(d.problems)...)
+	if len(problems) > 0 {
+		return nil, &Error{Problems: dedupe(problems)}
+	}
+	var err error
+	if c.yaml, err = c.render(); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(c.yaml)
+	c.digest = hex.EncodeToString(sum[:6])
+	return c, nil
+}
+
+func parseYAML(p *yaml.YAML, b []byte) (m map[string]any, err error) {
+	m, err = p.Unmarshal(b)
+	if err != nil {
+		return nil, err
+	}
+	return normalize(m).(map[string]any), nil
+}
+
+// yamlMessage turns "yaml: line 3: did not find expected key" into
+// "line 3: did not find expected key", on one line.
+func yamlMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	fields := strings.Fields(msg)
+	return "invalid YAML: " + strings.Join(fields, " ")
+}
+
+func quoteShort(s string) string {
+	return `"` + shorten(s) + `"`
+}
+
+// checkUnknown reports keys outside every declared section: at top level an
+// unknown section, below the parent of a dotted section an unknown key.
+func checkUnknown(d *decoder, secs []declared, path string, tree map[string]any) {
+	for _, key := range sortedKeys(tree) {
+		p := joinKey(path, key)
+		switch {
+		case slices.ContainsFunc(secs, func(s declared) bool { return s.name == p }):
+			// Decoded as its own section.
+		case isSectionOrParent(secs, p):
+			sub, ok := tree[key].(map[string]any)
+			if !ok {
+				if tree[key] != nil {
+					d.add(p, "expected a mapping, got %s", describe(tree[key]))
+				}
+				continue
+			}
+			checkUnknown(d, secs, p, sub)
+		case path == "":
+			d.add(p, "unknown section (declared sections: %s)", strings.Join(sectionNames(secs), ", "))
+		default:
+			d.add(p, "unknown key")
+		}
+	}
+}
+
+func sectionNames(secs []declared) []string {
+	names := make([]string, len(secs))
+	for i, s := range secs {
+		names[i] = s.name
+	}
+	return names
+}
+
+// sectionTree returns the merged subtree of section name, without the
+// subtrees that belong to dotted sections below it.
+func (c *Config) sectionTree(secs []declared, name string) any {
+	var cur any = c.tree
+	for part := range strings.SplitSeq(name, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[part]
+	}
+	m, ok := cur.(map[string]any)
+	if !ok {
+		return cur
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if !isSectionOrParent(secs, name+"."+k) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// attribute fills in each problem's source from the latest layer that
+// supplied the key or any key under it, else from the nearest parent key
+// that a layer supplied.
+func (c *Config) attribute(ps []Problem) []Problem {
+	for i := range ps {
+		if ps[i].Source == "" {
+			ps[i].Source = c.sourceOf(ps[i].Key)
+		}
+	}
+	return ps
+}
+
+func (c *Config) sourceOf(key string) string {
+	// The key itself or the latest layer that set anything below it (a
+	// later layer may have replaced a value by a mapping or back).
+	best, ok := c.sources[key]
+	if !ok {
+		best = source{name: "default", rank: -1}
+	}
+	for k, s := range c.sources {
+		if isBelow(k, key) && s.rank > best.rank {
+			best = s
+		}
+	}
+	if best.rank >= 0 {
+		return best.name
+	}
+	for p := parentKey(key); p != ""; p = parentKey(p) {
+		if s, ok := c.sources[p]; ok {
+			return s.name
+		}
+	}
+	return "default"
+}
+
+func parentKey(key string) string {
+	i := strings.LastIndexAny(key, ".[")
+	if i < 0 {
+		return ""
+	}
+	return key[:i]
+}
+
+func dedupe(ps []Problem) []Problem {
+	seen := map[Problem]bool{}
+	out := ps[:0]
+	for _, p := range ps {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// flatten records the leaves of tree (non-mapping values and empty
+// mappings) under their dotted paths; dotted YAML keys ("queue.jetstream:")
+// thereby become nested ones.
+func flatten(prefix string, tree map[string]any, out map[string]any) {
+	for k, v := range tree {
+		p := joinKey(prefix, k)
+		if m, ok := v.(map[string]any); ok && len(m) > 0 {
+			flatten(p, m, out)
+			continue
+		}
+		out[p] = v
+	}
+}
+
+// setPath sets the dotted path in tree, creating (or replacing non-mapping
+// values with) intermediate mappings, and merging into existing ones.
+func setPath(tree map[string]any, path string, v any) {
+	parts := strings.Split(path, ".")
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := tree[p].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			tree[p] = next
+		}
+		tree = next
+	}
+	last := parts[len(parts)-1]
+	if m, ok := v.(map[string]any); ok {
+		if cur, ok := tree[last].(map[string]any); ok {
+			for k, x := range m {
+				cur[k] = x
+			}
+			return
+		}
+	}
+	tree[last] = v
+}

@@ -1,0 +1,252 @@
+package config
+
+import (
+	"encoding"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Redacted replaces the value of a non-empty secret in YAML() and Redact.
+const Redacted = "[redacted]"
+
+var (
+	durationType        = reflect.TypeFor[time.Duration]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+	textMarshalerType   = reflect.TypeFor[encoding.TextMarshaler]()
+	validatorType       = reflect.TypeFor[Validator]()
+)
+
+// field is one configuration key of a struct type.
+type field struct {
+	key    string
+	index  []int
+	secret bool // a string field tagged secret:"true"
+}
+
+var fieldCache sync.Map // reflect.Type -> []field
+
+// fieldsOf lists the keys of struct type t: exported fields named by their
+// koanf tag (lower-cased field name without one), skipping `koanf:"-"`,
+// with embedded structs (untagged, or tagged ",squash") inlined.
+func fieldsOf(t reflect.Type) []field {
+	if fs, ok := fieldCache.Load(t); ok {
+		return fs.([]field)
+	}
+	var fs []field
+	collectFields(t, nil, &fs)
+	fieldCache.Store(t, fs)
+	return fs
+}
+
+func collectFields(t reflect.Type, index []int, out *[]field) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("koanf")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		idx := append(slices.Clone(index), i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct && (name == "" || strings.Contains(opts, "squash")) {
+			collectFields(f.Type, idx, out)
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		*out = append(*out, field{
+			key:    name,
+			index:  idx,
+			secret: f.Tag.Get("secret") == "true" && f.Type.Kind() == reflect.String,
+		})
+	}
+}
+
+func fieldByKey(fs []field, key string) (field, bool) {
+	for _, f := range fs {
+		if f.key == key {
+			return f, true
+		}
+	}
+	return field{}, false
+}
+
+func fieldKeys(fs []field) string {
+	keys := make([]string, len(fs))
+	for i, f := range fs {
+		keys[i] = f.key
+	}
+	return strings.Join(keys, ", ")
+}
+
+// toTree turns a Go value into the nested map form koanf merges. With
+// output false it keeps scalar values in their own types (durations,
+// TextMarshalers) so decoding gives them back exactly; with output true it
+// renders them as text for YAML and redacts secrets.
+func toTree(v reflect.Value, output bool) any {
+	if !v.IsValid() {
+		return nil
+	}
+	t := v.Type()
+	if t == durationType {
+		if output {
+			return time.Duration(v.Int()).String()
+		}
+		return v.Interface()
+	}
+	if t.Kind() != reflect.Pointer && t.Kind() != reflect.Interface && t.Implements(textMarshalerType) {
+		if !output {
+			return v.Interface()
+		}
+		text, err := v.Interface().(encoding.TextMarshaler).MarshalText()
+		if err != nil {
+			return fmt.Sprintf("<%v>", err)
+		}
+		return string(text)
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return toTree(v.Elem(), output)
+	case reflect.Struct:
+		m := map[string]any{}
+		for _, f := range fieldsOf(t) {
+			fv := v.FieldByIndex(f.index)
+			if output && f.secret && fv.Len() > 0 {
+				m[f.key] = Redacted
+				continue
+			}
+			m[f.key] = toTree(fv, output)
+		}
+		return m
+	case reflect.Map:
+		if v.IsNil() && !output {
+			return nil
+		}
+		m := make(map[string]any, v.Len())
+		it := v.MapRange()
+		for it.Next() {
+			m[fmt.Sprint(it.Key().Interface())] = toTree(it.Value(), output)
+		}
+		return m
+	case reflect.Slice, reflect.Array:
+		if t.Kind() == reflect.Slice && v.IsNil() {
+			return nil
+		}
+		l := make([]any, v.Len())
+		for i := range l {
+			l[i] = toTree(v.Index(i), output)
+		}
+		return l
+	case reflect.Func, reflect.Chan, reflect.UnsafePointer:
+		return nil
+	default:
+		if output {
+			// Plain kinds, so named types render as their values.
+			switch t.Kind() {
+			case reflect.String:
+				return v.String()
+			case reflect.Bool:
+				return v.Bool()
+			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+				return v.Int()
+			case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+				return v.Uint()
+			case reflect.Float32, reflect.Float64:
+				return v.Float()
+			}
+		}
+		return v.Interface()
+	}
+}
+
+// Redact returns a deep copy of v (same type) in which every non-empty
+// string field tagged secret:"true", at any depth (structs, pointers, maps,
+// slices), reads "[redacted]". Use it before logging a configuration or
+// showing it in the admin status. v itself is not changed.
+func Redact(v any) any {
+	if v == nil {
+		return nil
+	}
+	return redactValue(reflect.ValueOf(v), 0).Interface()
+}
+
+// maxRedactDepth bounds the walk, so a value with a pointer cycle is
+// returned unredacted below that depth instead of overflowing the stack.
+const maxRedactDepth = 64
+
+func redactValue(v reflect.Value, depth int) reflect.Value {
+	if depth > maxRedactDepth {
+		return v
+	}
+	t := v.Type()
+	switch t.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return v
+		}
+		n := reflect.New(t.Elem())
+		n.Elem().Set(redactValue(v.Elem(), depth+1))
+		return n
+	case reflect.Interface:
+		if v.IsNil() {
+			return v
+		}
+		n := reflect.New(t).Elem()
+		n.Set(redactValue(v.Elem(), depth+1))
+		return n
+	case reflect.Struct:
+		n := reflect.New(t).Elem()
+		n.Set(v)
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if f.Type.Kind() == reflect.String && f.Tag.Get("secret") == "true" {
+				if v.Field(i).Len() > 0 {
+					n.Field(i).SetString(Redacted)
+				}
+				continue
+			}
+			n.Field(i).Set(redactValue(v.Field(i), depth+1))
+		}
+		return n
+	case reflect.Map:
+		if v.IsNil() {
+			return v
+		}
+		n := reflect.MakeMapWithSize(t, v.Len())
+		it := v.MapRange()
+		for it.Next() {
+			n.SetMapIndex(it.Key(), redactValue(it.Value(), depth+1))
+		}
+		return n
+	case reflect.Slice:
+		if v.IsNil() {
+			return v
+		}
+		n := reflect.MakeSlice(t, v.Len(), v.Len())
+		for i := range v.Len() {
+			n.Index(i).Set(redactValue(v.Index(i), depth+1))
+		}
+		return n
+	case reflect.Array:
+		n := reflect.New(t).Elem()
+		for i := range v.Len() {
+			n.Index(i).Set(redactValue(v.Index(i), depth+1))
+		}
+		return n
+	default:
+		return v
+	}
+}

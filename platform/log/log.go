@@ -1,0 +1,166 @@
+// Package log builds the host's zap logger from the "log" configuration
+// section, routes fx's own events through it, and carries log fields on a
+// context so that every line written under that context (a task, a source
+// poll) names what it belongs to.
+//
+// The level can be changed while the host runs through the zap.AtomicLevel
+// the module provides (Level.SetLevel, or its ServeHTTP handler).
+package log
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/plba/plba/platform/config"
+)
+
+// Section is the name of the configuration section this package reads.
+const Section = "log"
+
+var _ = config.Declare(Section, DefaultConfig())
+
+// Formats the "format" key accepts.
+const (
+	FormatJSON    = "json"
+	FormatConsole = "console"
+)
+
+// Config is the "log" configuration section.
+type Config struct {
+	// Level is the minimum level written: debug, info, warn or error.
+	// Default info. It can be changed at runtime through the module's
+	// zap.AtomicLevel.
+	Level string `koanf:"level"`
+	// Format is "json" (one object a line, for machines) or "console"
+	// (aligned text, for people). Default json.
+	Format string `koanf:"format"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config { return Config{Level: "info", Format: FormatJSON} }
+
+// Validate checks the section.
+func (c Config) Validate() error {
+	var ps config.Problems
+	if _, err := zapcore.ParseLevel(c.Level); err != nil || c.Level == "" {
+		ps.Add("level", "must be one of debug, info, warn, error (got %q)", c.Level)
+	}
+	if c.Format != FormatJSON && c.Format != FormatConsole {
+		ps.Add("format", "must be %q or %q (got %q)", FormatJSON, FormatConsole, c.Format)
+	}
+	return ps.Err()
+}
+
+// New returns a logger writing cfg's format to w (os.Stderr when nil),
+// and the atomic level that controls it. Call Sync on the logger before
+// the process exits.
+func New(cfg Config, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, zap.AtomicLevel{}, fmt.Errorf("log: %w", err)
+	}
+	lvl, _ := zapcore.ParseLevel(cfg.Level)
+	level := zap.NewAtomicLevelAt(lvl)
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if strings.EqualFold(cfg.Format, FormatConsole) {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	if w == nil {
+		w = os.Stderr
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(zapcore.Lock(os.Stderr))), level, nil
+}
+
+// Params are the inputs of NewFromConfig.
+type Params struct {
+	fx.In
+
+	Config Config
+	// Output receives the lines; os.Stderr when not provided.
+	Output io.Writer `name:"log.output" optional:"true"`
+	LC     fx.Lifecycle
+}
+
+// Result is what NewFromConfig provides: the logger and its level.
+type Result struct {
+	fx.Out
+
+	Logger *zap.Logger
+	Level  zap.AtomicLevel
+}
+
+// NewFromConfig builds the host logger and syncs it when the host stops.
+func NewFromConfig(p Params) (Result, error) {
+	l, lvl, err := New(p.Config, p.Output)
+	if err != nil {
+		return Result{}, err
+	}
+	p.LC.Append(fx.StopHook(func() {
+		_ = l.Sync() // stderr cannot always be synced (a pipe, a terminal); nothing is lost.
+	}))
+	return Result{Logger: l, Level: lvl}, nil
+}
+
+// Module provides *zap.Logger and zap.AtomicLevel from the "log" section
+// (which the graph must provide, e.g. with config.Section[Config]).
+var Module = fx.Module("log", fx.Provide(NewFromConfig))
+
+// FxLogger routes fx's own events through the host logger: ordinary events
+// at debug level, failures at error level.
+func FxLogger() fx.Option {
+	return fx.WithLogger(func(l *zap.Logger) fxevent.Logger {
+		zl := &fxevent.ZapLogger{Logger: l.Named("fx")}
+		zl.UseLogLevel(zapcore.DebugLevel)
+		return zl
+	})
+}
+
+type fieldsKey struct{}
+
+// With returns a context carrying fields in addition to those ctx already
+// carries. Every logger derived from it with FromContext writes them.
+func With(ctx context.Context, fields ...zap.Field) context.Context {
+	if len(fields) == 0 {
+		return ctx
+	}
+	prev := Fields(ctx)
+	all := make([]zap.Field, 0, len(prev)+len(fields))
+	all = append(append(all, prev...), fields...)
+	return context.WithValue(ctx, fieldsKey{}, all)
+}
+
+// Fields returns the fields With put on ctx (and its ancestors), oldest
+// first. The slice must not be modified.
+func Fields(ctx context.Context) []zap.Field {
+	if ctx == nil {
+		return nil
+	}
+	fs, _ := ctx.Value(fieldsKey{}).([]zap.Field)
+	return fs
+}
+
+// FromContext returns base with the fields ctx carries; base itself when
+// there are none, and a no-op logger when base is nil.
+func FromContext(ctx context.Context, base *zap.Logger) *zap.Logger {
+	if base == nil {
+		base = zap.NewNop()
+	}
+	fs := Fields(ctx)
+	if len(fs) == 0 {
+		return base
+	}
+	return base.With(fs...)
+}

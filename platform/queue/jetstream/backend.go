@@ -1,0 +1,423 @@
+package jetstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+)
+
+// Sentinel errors of this package (see also queue's errors).
+var (
+	// ErrNotStarted is returned by calls made before Start succeeded.
+	ErrNotStarted = errors.New("jetstream: backend not started")
+	// ErrForeignDelivery is returned when a delivery made by another backend
+	// is settled here.
+	ErrForeignDelivery = errors.New("jetstream: delivery not made by this backend")
+	// ErrUnreachable is returned by Check when the connection or JetStream
+	// does not answer.
+	ErrUnreachable = errors.New("jetstream: unreachable")
+)
+
+// Params are the inputs of New.
+type Params struct {
+	// Config is the section "queue.jetstream".
+	Config Config
+	// Logger receives connection events and anomalies; nil is a no-op.
+	Logger *zap.Logger
+	// Server, when set, is an embedded server started by the caller: the
+	// backend connects to it in process and does not shut it down. When
+	// nil and Config.Mode is "embedded", Start starts one from
+	// Config.Embedded and Close shuts it down.
+	Server *embedded.Server
+	// NATSOptions are appended to the connection options built from Config.
+	NATSOptions []nats.Option
+}
+
+// Status describes the connection, for the admin plane.
+type Status struct {
+	Connected   bool      `json:"connected"`
+	ServerURL   string    `json:"server_url"`
+	Reconnects  uint64    `json:"reconnects"`
+	Disconnects uint64    `json:"disconnects"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// Backend is the JetStream queue backend. Create it with New (or Open),
+// then Start it; it implements queue.Backend.
+type Backend struct {
+	cfg   Config
+	log   *zap.Logger
+	names names
+	p     Params
+
+	startOnce sync.Once
+	startErr  error
+	started   atomic.Bool
+
+	srv     *embedded.Server // owned when ownsSrv
+	ownsSrv bool
+	nc      *nats.Conn
+	js      jetstream.JetStream
+
+	closing   chan struct{} // closed when Close begins
+	closeOnce sync.Once
+	closeErr  error
+	connDone  atomic.Bool // connection closed by Close
+
+	qmu    sync.Mutex
+	queues map[string]*queueState
+
+	imu      sync.Mutex
+	inflight map[*receipt]struct{}
+	settled  chan struct{} // signalled (non-blocking) on every settlement
+
+	advSub  *nats.Subscription
+	advCh   chan *nats.Msg
+	advDone chan struct{}
+
+	smu         sync.Mutex
+	reconnects  uint64
+	disconnects uint64
+	lastErr     string
+	lastErrAt   time.Time
+}
+
+var _ queue.Backend = (*Backend)(nil)
+
+// New validates p and returns a backend that is not yet connected; call
+// Start. It does no I/O.
+func New(p Params) (*Backend, error) {
+	if err := p.Config.Validate(); err != nil {
+		return nil, err
+	}
+	cfg := p.Config.WithDefaults()
+	if p.Logger == nil {
+		p.Logger = zap.NewNop()
+	}
+	return &Backend{
+		cfg:      cfg,
+		log:      p.Logger,
+		p:        p,
+		names:    names{prefix: cfg.StreamPrefix, consumer: cfg.Consumer},
+		closing:  make(chan struct{}),
+		queues:   make(map[string]*queueState),
+		inflight: make(map[*receipt]struct{}),
+		settled:  make(chan struct{}, 1),
+	}, nil
+}
+
+// Open is New followed by Start.
+func Open(ctx context.Context, p Params) (*Backend, error) {
+	b, err := New(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Start(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Config returns the effective configuration (defaults applied).
+func (b *Backend) Config() Config { return b.cfg }
+
+// Start starts the embedded server (mode "embedded" without
+// Params.Server), connects, creates the dead-letter stream and subscribes
+// to max-deliveries advisories. It is idempotent; after a failure the
+// backend is unusable (make a new one).
+func (b *Backend) Start(ctx context.Context) error {
+	b.startOnce.Do(func() {
+		b.startErr = b.start(ctx)
+		if b.startErr != nil {
+			b.teardown(context.Background())
+			return
+		}
+		b.started.Store(true)
+	})
+	return b.startErr
+}
+
+func (b *Backend) start(ctx context.Context) error {
+	opts, err := b.natsOptions()
+	if err != nil {
+		return err
+	}
+	url := ""
+	switch {
+	case b.p.Server != nil:
+		b.srv = b.p.Server
+		opts = append(opts, b.srv.ClientOptions()...)
+	case b.cfg.Mode == ModeEmbedded:
+		srv, err := embedded.Start(ctx, b.cfg.Embedded, b.log)
+		if err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		b.srv, b.ownsSrv = srv, true
+		opts = append(opts, srv.ClientOptions()...)
+	default:
+		url = joinURLs(b.cfg.URLs)
+	}
+	opts = append(opts, b.p.NATSOptions...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("jetstream: connect %s: %w", redactURLs(url), err)
+	}
+	b.nc = nc
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(b.cfg.MaxAsyncPending),
+		jetstream.WithPublishAsyncTimeout(b.cfg.PublishTimeout),
+	)
+	if err != nil {
+		return fmt.Errorf("jetstream: new context: %w", err)
+	}
+	b.js = js
+	if err := b.ensureDeadStream(ctx); err != nil {
+		return err
+	}
+	if err := b.watchAdvisories(); err != nil {
+		return err
+	}
+	b.log.Info("jetstream backend started", zap.String("server", nc.ConnectedUrlRedacted()),
+		zap.String("mode", b.cfg.Mode), zap.String("stream_prefix", b.cfg.StreamPrefix))
+	return nil
+}
+
+func joinURLs(urls []string) string {
+	s := ""
+	for i, u := range urls {
+		if i > 0 {
+			s += ","
+		}
+		s += u
+	}
+	return s
+}
+
+// redactURLs hides passwords in URLs for error messages.
+func redactURLs(s string) string {
+	if s == "" {
+		return "in-process server"
+	}
+	out := []byte(s)
+	// Mask anything between "://" and "@" in each URL.
+	for i := 0; i+3 <= len(out); i++ {
+		if string(out[i:i+3]) != "://" {
+			continue
+		}
+		j := i + 3
+		for k := j; k < len(out) && out[k] != ','; k++ {
+			if out[k] == '@' {
+				out = append(out[:j], append([]byte("***"), out[k:]...)...)
+				break
+			}
+		}
+	}
+	return string(out)
+}
+
+func (b *Backend) natsOptions() ([]nats.Option, error) {
+	c := b.cfg
+	opts := []nats.Option{
+		nats.Name(c.ConnectionName),
+		nats.Timeout(c.ConnectTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			b.smu.Lock()
+			b.disconnects++
+			if err != nil {
+				b.lastErr, b.lastErrAt = err.Error(), time.Now()
+			}
+			b.smu.Unlock()
+			b.log.Warn("jetstream: disconnected", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.smu.Lock()
+			b.reconnects++
+			b.smu.Unlock()
+			b.log.Info("jetstream: reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
+		}),
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			b.recordErr(err)
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			b.log.Warn("jetstream: async error", zap.String("subject", subj), zap.Error(err))
+		}),
+	}
+	if c.User != "" || c.Password != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.Token != "" {
+		opts = append(opts, nats.Token(c.Token))
+	}
+	if c.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	if c.NKeySeedFile != "" {
+		o, err := nats.NkeyOptionFromSeed(c.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: nkey seed %q: %w", c.NKeySeedFile, err)
+		}
+		opts = append(opts, o)
+	}
+	if c.TLS.enabled() {
+		if c.TLS.CAFile != "" {
+			opts = append(opts, nats.RootCAs(c.TLS.CAFile))
+		}
+		if c.TLS.CertFile != "" {
+			opts = append(opts, nats.ClientCert(c.TLS.CertFile, c.TLS.KeyFile))
+		}
+		if c.TLS.InsecureSkipVerify {
+			opts = append(opts, nats.Secure(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})) //nolint:gosec // explicit opt-in
+		} else {
+			opts = append(opts, nats.Secure())
+		}
+	}
+	return opts, nil
+}
+
+func (b *Backend) recordErr(err error) {
+	if err == nil {
+		return
+	}
+	b.smu.Lock()
+	b.lastErr, b.lastErrAt = err.Error(), time.Now()
+	b.smu.Unlock()
+}
+
+// Status returns the connection's state and counters.
+func (b *Backend) Status() Status {
+	b.smu.Lock()
+	s := Status{Reconnects: b.reconnects, Disconnects: b.disconnects, LastError: b.lastErr, LastErrorAt: b.lastErrAt}
+	b.smu.Unlock()
+	if nc := b.nc; nc != nil && b.started.Load() {
+		s.Connected = nc.IsConnected()
+		s.ServerURL = nc.ConnectedUrlRedacted()
+		if s.ServerURL == "" && s.Connected {
+			s.ServerURL = "in-process"
+		}
+	}
+	return s
+}
+
+// Check reports whether the connection is up and JetStream answers; it is
+// meant for a readiness check.
+func (b *Backend) Check(ctx context.Context) error {
+	if !b.started.Load() {
+		return ErrNotStarted
+	}
+	if b.isClosing() {
+		return queue.ErrClosed
+	}
+	if !b.nc.IsConnected() {
+		return fmt.Errorf("%w: connection %s", ErrUnreachable, b.nc.Status())
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("%w: jetstream account info: %w", ErrUnreachable, err)
+	}
+	return nil
+}
+
+func (b *Backend) isClosing() bool {
+	select {
+	case <-b.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// usable returns ErrNotStarted or ErrClosed when calls must not proceed.
+func (b *Backend) usable() error {
+	if b.isClosing() {
+		return queue.ErrClosed
+	}
+	if !b.started.Load() {
+		return ErrNotStarted
+	}
+	return nil
+}
+
+// Close stops leasing (blocked Lease calls return queue.ErrClosed),
+// releases prefetched messages, waits until every delivery handed out is
+// settled (or its lease ended) or ctx ends, then drains the connection and
+// shuts the owned embedded server down. Unsettled deliveries are
+// redelivered by the server after their AckWait. Close is idempotent.
+func (b *Backend) Close(ctx context.Context) error {
+	b.closeOnce.Do(func() {
+		close(b.closing)
+		if !b.started.Load() {
+			b.teardown(ctx)
+			return
+		}
+		b.stopConsumers()
+		waitErr := b.waitInflight(ctx)
+		b.closeErr = errors.Join(waitErr, b.teardown(ctx))
+	})
+	return b.closeErr
+}
+
+// waitInflight waits until no delivery is in flight or ctx ends.
+func (b *Backend) waitInflight(ctx context.Context) error {
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n := b.pruneInflight(time.Now())
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("jetstream: close: %d deliveries unsettled (redelivered after their lease): %w", n, ctx.Err())
+		case <-b.settled:
+		case <-tick.C:
+		}
+	}
+}
+
+// teardown stops the advisory watcher, drains the connection and shuts
+// the owned server down.
+func (b *Backend) teardown(ctx context.Context) error {
+	var errs []error
+	if b.advSub != nil {
+		_ = b.advSub.Unsubscribe()
+		close(b.advDone)
+		b.advSub = nil
+	}
+	if b.nc != nil && !b.nc.IsClosed() {
+		closed := make(chan struct{})
+		b.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := b.nc.Drain(); err != nil {
+			b.nc.Close()
+		} else {
+			select {
+			case <-closed:
+			case <-ctx.Done():
+				b.nc.Close()
+				errs = append(errs, fmt.Errorf("jetstream: drain connection: %w", ctx.Err()))
+			}
+		}
+	}
+	b.connDone.Store(true)
+	if b.ownsSrv && b.srv != nil {
+		if err := b.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

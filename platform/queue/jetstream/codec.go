@@ -1,0 +1,206 @@
+package jetstream
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
+)
+
+// NATS header names that carry the task's own fields. Task.Headers travel
+// beside them under their own names (traceparent, tracestate, baggage,
+// plba-completion, ...).
+const (
+	HeaderID         = "Plba-Task-Id"
+	HeaderKind       = "Plba-Task-Kind"
+	HeaderKey        = "Plba-Task-Key"
+	HeaderEnqueuedAt = "Plba-Task-Enqueued-At"
+	HeaderNotBefore  = "Plba-Task-Not-Before"
+
+	// HeaderDeadReason, HeaderDeadAt and HeaderDeadAttempts are added to a
+	// dead-lettered copy.
+	HeaderDeadReason   = "Plba-Dead-Reason"
+	HeaderDeadAt       = "Plba-Dead-At"
+	HeaderDeadAttempts = "Plba-Dead-Attempts"
+)
+
+// Server headers this package sets.
+const (
+	hdrMsgID          = "Nats-Msg-Id"
+	hdrSchedule       = "Nats-Schedule"
+	hdrScheduleTarget = "Nats-Schedule-Target"
+)
+
+// reserved reports whether a header name is owned by this package or by
+// the NATS server and so may not appear in Task.Headers.
+func reserved(name string) bool {
+	return hasPrefixFold(name, "nats-") || hasPrefixFold(name, "plba-task-") || hasPrefixFold(name, "plba-dead-")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// validHeaderName rejects names that would corrupt the NATS header block.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == ':' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderValue(s string) bool {
+	return strings.IndexByte(s, '\r') < 0 && strings.IndexByte(s, '\n') < 0
+}
+
+// checkTask validates what Enqueue needs before touching the network.
+func checkTask(t *task.Task) error {
+	if t == nil {
+		return fmt.Errorf("jetstream: nil task: %w", queue.ErrInvalidTask)
+	}
+	if t.Kind == "" || t.Queue == "" {
+		return fmt.Errorf("jetstream: task %q without kind or queue: %w", t.ID, queue.ErrInvalidTask)
+	}
+	for _, v := range [...]string{t.ID, t.Kind, t.Key} {
+		if !validHeaderValue(v) {
+			return fmt.Errorf("jetstream: task %q: id, kind or key contains a line break: %w", t.ID, queue.ErrInvalidTask)
+		}
+	}
+	for k, v := range t.Headers {
+		if !validHeaderName(k) || !validHeaderValue(v) {
+			return fmt.Errorf("jetstream: task %q: header %q is not a valid NATS header: %w", t.ID, k, queue.ErrInvalidTask)
+		}
+		if reserved(k) {
+			return fmt.Errorf("jetstream: task %q: header %q uses a reserved prefix (Nats-, Plba-Task-, Plba-Dead-): %w", t.ID, k, queue.ErrInvalidTask)
+		}
+	}
+	return nil
+}
+
+// encodeTask builds the message for t (already prepared and checked).
+// msgID is the de-duplication id (the task key, or a derived one).
+func encodeTask(t *task.Task, subject, msgID string) *nats.Msg {
+	h := make(nats.Header, len(t.Headers)+6)
+	for k, v := range t.Headers {
+		h[k] = []string{v}
+	}
+	h[HeaderID] = []string{t.ID}
+	h[HeaderKind] = []string{t.Kind}
+	h[HeaderKey] = []string{t.Key}
+	h[HeaderEnqueuedAt] = []string{t.EnqueuedAt.UTC().Format(time.RFC3339Nano)}
+	if !t.NotBefore.IsZero() {
+		h[HeaderNotBefore] = []string{t.NotBefore.UTC().Format(time.RFC3339Nano)}
+	}
+	if msgID != "" {
+		h[hdrMsgID] = []string{msgID}
+	}
+	return &nats.Msg{Subject: subject, Header: h, Data: t.Payload}
+}
+
+// errUndecodable marks a message that is not a task (published by someone
+// else, or damaged).
+var errUndecodable = errors.New("jetstream: message is not a task")
+
+// decodeTask rebuilds a task from a stored message. data is kept, not
+// copied.
+func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, error) {
+	t := &task.Task{Queue: queueName, Payload: data}
+	n := len(h) - 4
+	if n < 0 {
+		n = 0
+	}
+	t.Headers = make(map[string]string, n)
+	for k, vs := range h {
+		if len(vs) == 0 {
+			continue
+		}
+		switch k {
+		case HeaderID:
+			t.ID = vs[0]
+		case HeaderKind:
+			t.Kind = vs[0]
+		case HeaderKey:
+			t.Key = vs[0]
+		case HeaderEnqueuedAt:
+			at, err := time.Parse(time.RFC3339Nano, vs[0])
+			if err != nil {
+				return nil, fmt.Errorf("%w: bad %s %q", errUndecodable, k, vs[0])
+			}
+			t.EnqueuedAt = at
+		case HeaderNotBefore:
+			at, err := time.Parse(time.RFC3339Nano, vs[0])
+			if err != nil {
+				return nil, fmt.Errorf("%w: bad %s %q", errUndecodable, k, vs[0])
+			}
+			t.NotBefore = at
+		default:
+			if !reserved(k) {
+				t.Headers[k] = vs[0]
+			}
+		}
+	}
+	if t.ID == "" || t.Kind == "" {
+		return nil, fmt.Errorf("%w: missing %s or %s header", errUndecodable, HeaderID, HeaderKind)
+	}
+	if t.Key == "" {
+		t.Key = t.ID
+	}
+	return t, nil
+}
+
+// deadInfo is what a dead-letter copy adds to its task.
+type deadInfo struct {
+	reason   string
+	at       time.Time
+	attempts int
+}
+
+func encodeDead(t *task.Task, subject, msgID string, d deadInfo) *nats.Msg {
+	m := encodeTask(t, subject, msgID)
+	m.Header[HeaderDeadReason] = []string{sanitizeValue(d.reason)}
+	m.Header[HeaderDeadAt] = []string{d.at.UTC().Format(time.RFC3339Nano)}
+	m.Header[HeaderDeadAttempts] = []string{strconv.Itoa(d.attempts)}
+	return m
+}
+
+func decodeDead(h nats.Header, data []byte, queueName string) (queue.DeadLetter, error) {
+	t, err := decodeTask(h, data, queueName)
+	if err != nil {
+		return queue.DeadLetter{}, err
+	}
+	dl := queue.DeadLetter{Task: t, Reason: h.Get(HeaderDeadReason)}
+	if at, err := time.Parse(time.RFC3339Nano, h.Get(HeaderDeadAt)); err == nil {
+		dl.At = at
+	}
+	if n, err := strconv.Atoi(h.Get(HeaderDeadAttempts)); err == nil {
+		t.Attempt = n
+	}
+	return dl, nil
+}
+
+// maxReason bounds a dead-letter reason kept in a header.
+const maxReason = 4096
+
+// sanitizeValue makes s safe as a header value: line breaks become spaces
+// and it is cut to maxReason bytes.
+func sanitizeValue(s string) string {
+	if len(s) > maxReason {
+		s = s[:maxReason]
+	}
+	if validHeaderValue(s) {
+		return s
+	}
+	return strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ").Replace(s)
+}

@@ -1,0 +1,244 @@
+package jetstream
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+)
+
+// Modes for Config.Mode.
+const (
+	// ModeEmbedded runs a NATS server inside the process (see package
+	// embedded) and connects to it in process.
+	ModeEmbedded = "embedded"
+	// ModeExternal connects to the NATS servers in Config.URLs.
+	ModeExternal = "external"
+)
+
+// Storage kinds for Config.Storage.
+const (
+	StorageFile   = "file"
+	StorageMemory = "memory"
+)
+
+// Defaults applied by Config.WithDefaults.
+const (
+	DefaultStreamPrefix    = "PLBA"
+	DefaultConsumer        = "plba-workers"
+	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultMaxDeliver      = 10
+	DefaultAckWait         = 30 * time.Second
+	DefaultPrefetch        = 64
+	DefaultMaxAckPending   = 10000
+	DefaultPublishTimeout  = 10 * time.Second
+	DefaultConnectTimeout  = 5 * time.Second
+	DefaultMaxAsyncPending = 4096
+)
+
+// TLSConfig configures TLS towards external servers.
+type TLSConfig struct {
+	// CAFile is a PEM file of CAs to trust; empty uses the system pool.
+	CAFile string `koanf:"ca_file"`
+	// CertFile and KeyFile are the client certificate (mutual TLS).
+	CertFile string `koanf:"cert_file"`
+	KeyFile  string `koanf:"key_file"`
+	// InsecureSkipVerify disables server certificate checks (tests only).
+	InsecureSkipVerify bool `koanf:"insecure_skip_verify"`
+}
+
+func (t TLSConfig) enabled() bool {
+	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify
+}
+
+// Config configures the backend. It is the config section
+// "queue.jetstream". The zero value runs an embedded server under
+// ./data/nats with the defaults documented on each field.
+type Config struct {
+	// Mode is "embedded" or "external". Default: "external" when URLs is
+	// set, else "embedded".
+	Mode string `koanf:"mode"`
+	// URLs are the servers of an external NATS cluster
+	// ("nats://10.0.0.1:4222").
+	URLs []string `koanf:"urls"`
+	// User and Password authenticate with a user name and password.
+	User     string `koanf:"user"`
+	Password string `koanf:"password" secret:"true"`
+	// Token authenticates with a token.
+	Token string `koanf:"token" secret:"true"`
+	// NKeySeedFile authenticates with an NKey seed file.
+	NKeySeedFile string `koanf:"nkey_seed_file"`
+	// CredsFile authenticates with a JWT credentials file.
+	CredsFile string `koanf:"creds_file"`
+	// TLS configures TLS (external mode).
+	TLS TLSConfig `koanf:"tls"`
+	// ConnectionName names the connection in server monitoring. Default
+	// "plba".
+	ConnectionName string `koanf:"connection_name"`
+	// ConnectTimeout bounds the first connection. Default 5s.
+	ConnectTimeout time.Duration `koanf:"connect_timeout"`
+
+	// Replicas is the replication factor of the streams: 1 or 3 (3 needs a
+	// JetStream cluster). Default 1.
+	Replicas int `koanf:"replicas"`
+	// Storage is "file" (default) or "memory" (lost when the servers stop).
+	Storage string `koanf:"storage"`
+	// DuplicateWindow is how long a task key is remembered for
+	// de-duplication. Default 2m.
+	DuplicateWindow time.Duration `koanf:"duplicate_window"`
+	// MaxDeliver is how many deliveries a task gets before it is moved to
+	// the dead letter (-1: unlimited). Default 10.
+	MaxDeliver int `koanf:"max_deliver"`
+	// AckWait is the consumer's lease: an unsettled delivery is redelivered
+	// after it. Longer leases asked of Lease are kept alive with
+	// in-progress acks; shorter ones last AckWait. Default 30s.
+	AckWait time.Duration `koanf:"ack_wait"`
+	// StreamPrefix prefixes every stream and subject name. Default "PLBA".
+	StreamPrefix string `koanf:"stream_prefix"`
+	// Consumer is the durable consumer name shared by every replica of the
+	// host. Default "plba-workers".
+	Consumer string `koanf:"consumer"`
+	// Prefetch is how many messages per queue this process pulls ahead of
+	// Lease calls. About the pool's concurrency is right; lower it for long
+	// tasks so other replicas get their share. Default 64.
+	Prefetch int `koanf:"prefetch"`
+	// MaxAckPending bounds deliveries in flight per queue across all
+	// replicas (tasks waiting for a retry back-off count). Default 10000.
+	MaxAckPending int `koanf:"max_ack_pending"`
+	// AckSync waits for the server to confirm every Ack (slower; an ack lost
+	// in a disconnect otherwise means one redelivery). Default false.
+	AckSync bool `koanf:"ack_sync"`
+	// PublishTimeout bounds how long Enqueue waits for the server to
+	// acknowledge a publish. Default 10s.
+	PublishTimeout time.Duration `koanf:"publish_timeout"`
+	// MaxAsyncPending bounds unacknowledged asynchronous publishes; Enqueue
+	// of a larger batch waits for room. Default 4096.
+	MaxAsyncPending int `koanf:"max_async_pending"`
+
+	// Embedded configures the in-process server (mode "embedded").
+	Embedded embedded.Config `koanf:"embedded"`
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.Mode == "" {
+		c.Mode = ModeEmbedded
+		if len(c.URLs) > 0 {
+			c.Mode = ModeExternal
+		}
+	}
+	if c.ConnectionName == "" {
+		c.ConnectionName = "plba"
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Storage == "" {
+		c.Storage = StorageFile
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.StreamPrefix == "" {
+		c.StreamPrefix = DefaultStreamPrefix
+	}
+	if c.Consumer == "" {
+		c.Consumer = DefaultConsumer
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = DefaultPrefetch
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = DefaultMaxAckPending
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.MaxAsyncPending == 0 {
+		c.MaxAsyncPending = DefaultMaxAsyncPending
+	}
+	c.Embedded = c.Embedded.WithDefaults()
+	return c
+}
+
+// ErrInvalidConfig wraps every Validate failure.
+var ErrInvalidConfig = errors.New("jetstream: invalid config")
+
+// Validate reports the first invalid field of c (after defaults).
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	switch c.Mode {
+	case ModeEmbedded:
+		if len(c.URLs) > 0 {
+			return bad("urls are set but mode is %q", c.Mode)
+		}
+		if err := c.Embedded.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		if c.Replicas != 1 {
+			return bad("replicas %d: an embedded server has one replica", c.Replicas)
+		}
+	case ModeExternal:
+		if len(c.URLs) == 0 {
+			return bad("mode %q needs urls", c.Mode)
+		}
+	default:
+		return bad("mode %q: want %q or %q", c.Mode, ModeEmbedded, ModeExternal)
+	}
+	auth := 0
+	if c.User != "" || c.Password != "" {
+		auth++
+	}
+	for _, s := range []string{c.Token, c.NKeySeedFile, c.CredsFile} {
+		if s != "" {
+			auth++
+		}
+	}
+	if auth > 1 {
+		return bad("choose one of user/password, token, nkey_seed_file, creds_file")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return bad("tls cert_file and key_file go together")
+	}
+	if c.Replicas != 1 && c.Replicas != 3 {
+		return bad("replicas %d: want 1 or 3", c.Replicas)
+	}
+	if c.Storage != StorageFile && c.Storage != StorageMemory {
+		return bad("storage %q: want %q or %q", c.Storage, StorageFile, StorageMemory)
+	}
+	if c.DuplicateWindow < 0 {
+		return bad("duplicate_window %s must not be negative", c.DuplicateWindow)
+	}
+	if c.MaxDeliver < -1 {
+		return bad("max_deliver %d: want -1 (unlimited) or > 0", c.MaxDeliver)
+	}
+	if c.AckWait < time.Millisecond*10 {
+		return bad("ack_wait %s: want at least 10ms", c.AckWait)
+	}
+	if c.StreamPrefix != encodeToken(c.StreamPrefix) {
+		return bad("stream_prefix %q: only letters, digits and '-'", c.StreamPrefix)
+	}
+	if c.Consumer != encodeToken(c.Consumer) {
+		return bad("consumer %q: only letters, digits and '-'", c.Consumer)
+	}
+	if c.Prefetch < 1 || c.MaxAckPending < 1 || c.MaxAsyncPending < 1 {
+		return bad("prefetch, max_ack_pending and max_async_pending must be positive")
+	}
+	if c.PublishTimeout < 0 || c.ConnectTimeout < 0 {
+		return bad("timeouts must not be negative")
+	}
+	return nil
+}

@@ -1,0 +1,342 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
+)
+
+// ensureDeadStream creates or updates the dead-letter stream
+// <prefix>_DEAD (limits retention, one subject per queue).
+func (b *Backend) ensureDeadStream(ctx context.Context) error {
+	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        b.names.deadStream(),
+		Description: "plba dead letters",
+		Subjects:    []string{b.names.deadSubjects()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     b.storage(),
+		Replicas:    b.cfg.Replicas,
+		Duplicates:  b.cfg.DuplicateWindow,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream: create stream %q: %w", b.names.deadStream(), err)
+	}
+	return nil
+}
+
+// deadMsgID de-duplicates copies of one stored message into the dead
+// letter, made by several replicas or by a retried settlement.
+func deadMsgID(stream string, seq uint64) string {
+	return "dead-" + stream + "-" + strconv.FormatUint(seq, 10)
+}
+
+// publishDead stores a copy of t with reason in the dead-letter stream and
+// waits for the server's acknowledgement.
+func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, seq uint64, attempts int, reason string) error {
+	m := encodeDead(t, q.deadSubject, deadMsgID(q.stream, seq), deadInfo{reason: reason, at: time.Now(), attempts: attempts})
+	if _, err := b.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("jetstream: dead-letter task %s of %q: %w", t.ID, q.queue, err)
+	}
+	return nil
+}
+
+// DeadLetter copies d's task with reason (and its headers and attempt
+// count) to the dead-letter stream, then terminates the delivery, which
+// removes it from the work queue. If the copy fails, d stays leased and
+// the error is returned.
+func (b *Backend) DeadLetter(ctx context.Context, d *queue.Delivery, reason string) error {
+	r, err := b.receiptOf(d)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.begin(); err != nil {
+		return err
+	}
+	return b.deadLetterLocked(ctx, r, reason)
+}
+
+func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason string) error {
+	if err := b.publishDead(ctx, r.q, r.d.Task, r.seq, r.attempt, reason); err != nil {
+		return err
+	}
+	if err := r.msg.TermWithReason(sanitizeValue(reason)); err != nil {
+		return fmt.Errorf("jetstream: terminate task %s: %w", r.d.Task.ID, err)
+	}
+	r.finish()
+	return nil
+}
+
+// poison moves a message that is not a task to the dead letter.
+func (b *Backend) poison(q *queueState, m jetstream.Msg, md *jetstream.MsgMetadata, cause error) {
+	b.log.Warn("jetstream: undecodable message dead-lettered", zap.String("queue", q.queue),
+		zap.Uint64("seq", md.Sequence.Stream), zap.Error(cause))
+	t := &task.Task{ID: "seq-" + strconv.FormatUint(md.Sequence.Stream, 10), Kind: "?", Queue: q.queue, Payload: m.Data(), EnqueuedAt: md.Timestamp}
+	for k, vs := range m.Headers() {
+		if len(vs) > 0 && validHeaderName(k) && validHeaderValue(vs[0]) && !reserved(k) {
+			t.SetHeader(k, vs[0])
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
+	defer cancel()
+	if err := b.publishDead(ctx, q, t, md.Sequence.Stream, int(md.NumDelivered), cause.Error()); err != nil {
+		b.log.Error("jetstream: dead-letter undecodable message", zap.Error(err))
+		return // it is redelivered later
+	}
+	_ = m.TermWithReason("not a task")
+}
+
+// maxDeliveriesAdvisory is the part of the server's advisory we use.
+type maxDeliveriesAdvisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
+
+// watchAdvisories subscribes to MAX_DELIVERIES advisories of our durable
+// consumer: a task whose lease expired on its last allowed delivery (a
+// crashing or hanging handler) is copied to the dead letter and deleted
+// from its stream by whichever replica sees the advisory first (the copy
+// is de-duplicated).
+func (b *Backend) watchAdvisories() error {
+	subj := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*." + b.cfg.Consumer
+	b.advCh = make(chan *nats.Msg, 256)
+	b.advDone = make(chan struct{})
+	sub, err := b.nc.ChanSubscribe(subj, b.advCh)
+	if err != nil {
+		return fmt.Errorf("jetstream: subscribe %q: %w", subj, err)
+	}
+	b.advSub = sub
+	go b.adviseLoop(b.advCh, b.advDone)
+	return nil
+}
+
+func (b *Backend) adviseLoop(ch chan *nats.Msg, done chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case m := <-ch:
+			var a maxDeliveriesAdvisory
+			if err := json.Unmarshal(m.Data, &a); err != nil {
+				b.log.Warn("jetstream: bad max-deliveries advisory", zap.Error(err))
+				continue
+			}
+			queueName, ok := b.names.queueOfStream(a.Stream)
+			if !ok || a.Consumer != b.cfg.Consumer {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
+			go func() { // stop the work when Close tears down
+				select {
+				case <-done:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			if err := b.exhausted(ctx, queueName, a); err != nil {
+				b.log.Error("jetstream: dead-letter exhausted task", zap.String("queue", queueName),
+					zap.Uint64("seq", a.StreamSeq), zap.Error(err))
+			}
+			cancel()
+		}
+	}
+}
+
+// exhausted dead-letters the message an advisory names.
+func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveriesAdvisory) error {
+	q, err := b.queue(queueName)
+	if err != nil {
+		return err
+	}
+	s, err := b.js.Stream(ctx, q.stream)
+	if err != nil {
+		return fmt.Errorf("stream %q: %w", q.stream, err)
+	}
+	raw, err := s.GetMsg(ctx, a.StreamSeq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // another replica was faster
+	}
+	if err != nil {
+		return fmt.Errorf("get message %d: %w", a.StreamSeq, err)
+	}
+	t, err := decodeTask(raw.Header, raw.Data, queueName)
+	if err != nil {
+		t = &task.Task{ID: "seq-" + strconv.FormatUint(a.StreamSeq, 10), Kind: "?", Queue: queueName, Payload: raw.Data, EnqueuedAt: raw.Time}
+	}
+	reason := fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", a.Deliveries)
+	if err := b.publishDead(ctx, q, t, a.StreamSeq, int(a.Deliveries), reason); err != nil {
+		return err
+	}
+	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNotFound(err) {
+		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound || strings.Contains(apiErr.Description, "not found"))
+}
+
+// deadMsg is one stored dead letter.
+type deadMsg struct {
+	seq uint64
+	dl  queue.DeadLetter
+	raw *jetstream.RawStreamMsg
+}
+
+// scanDead calls fn for every dead letter of q, oldest first, until fn
+// returns false.
+func (b *Backend) scanDead(ctx context.Context, q queueNames, fn func(deadMsg) bool) error {
+	s, err := b.js.Stream(ctx, b.names.deadStream())
+	if err != nil {
+		return fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+	}
+	for seq := uint64(1); ; {
+		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(q.deadSubject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("jetstream: read dead letters of %q: %w", q.queue, err)
+		}
+		seq = raw.Sequence + 1
+		dl, err := decodeDead(raw.Header, raw.Data, q.queue)
+		if err != nil {
+			dl = queue.DeadLetter{
+				Task:   &task.Task{ID: "seq-" + strconv.FormatUint(raw.Sequence, 10), Queue: q.queue, Payload: raw.Data},
+				Reason: err.Error(), At: raw.Time,
+			}
+		}
+		if !fn(deadMsg{seq: raw.Sequence, dl: dl, raw: raw}) {
+			return nil
+		}
+	}
+}
+
+// ListDead returns up to limit dead letters of queueName, oldest first.
+func (b *Backend) ListDead(ctx context.Context, queueName string, limit int) ([]queue.DeadLetter, error) {
+	if err := b.usable(); err != nil {
+		return nil, err
+	}
+	qn, err := b.names.forQueue(queueName)
+	if err != nil {
+		return nil, err
+	}
+	var out []queue.DeadLetter
+	err = b.scanDead(ctx, qn, func(m deadMsg) bool {
+		out = append(out, m.dl)
+		return limit <= 0 || len(out) < limit
+	})
+	return out, err
+}
+
+func idSet(ids []string) map[string]bool {
+	if len(ids) == 0 {
+		return nil
+	}
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	return set
+}
+
+// Redrive republishes the selected dead letters to their queue as new
+// messages (so they start again at attempt 1, ready now), then deletes
+// them from the dead-letter stream. A crash between the two steps may
+// redrive a task twice, as at-least-once allows.
+func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) (int, error) {
+	if err := b.usable(); err != nil {
+		return 0, err
+	}
+	q, err := b.queue(queueName)
+	if err != nil {
+		return 0, err
+	}
+	var picked []deadMsg
+	set := idSet(ids)
+	if err := b.scanDead(ctx, q.queueNames, func(m deadMsg) bool {
+		if set == nil || set[m.dl.Task.ID] {
+			picked = append(picked, m)
+		}
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	if len(picked) == 0 {
+		return 0, nil
+	}
+	if err := q.ensure(ctx, b); err != nil {
+		return 0, err
+	}
+	dead, err := b.js.Stream(ctx, b.names.deadStream())
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+	}
+	n := 0
+	for _, m := range picked {
+		t := m.dl.Task
+		t.Attempt, t.NotBefore = 0, time.Time{}
+		msgID := t.Key + "-redrive-" + strconv.FormatUint(m.seq, 10)
+		if _, err := b.js.PublishMsg(ctx, encodeTask(t, q.subject, msgID)); err != nil {
+			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
+		}
+		if err := dead.DeleteMsg(ctx, m.seq); err != nil && !isNotFound(err) {
+			return n, fmt.Errorf("jetstream: delete dead letter %s: %w", t.ID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Purge deletes the selected dead letters and returns how many went.
+func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (int, error) {
+	if err := b.usable(); err != nil {
+		return 0, err
+	}
+	qn, err := b.names.forQueue(queueName)
+	if err != nil {
+		return 0, err
+	}
+	var seqs []uint64
+	set := idSet(ids)
+	if err := b.scanDead(ctx, qn, func(m deadMsg) bool {
+		if set == nil || set[m.dl.Task.ID] {
+			seqs = append(seqs, m.seq)
+		}
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	dead, err := b.js.Stream(ctx, b.names.deadStream())
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+	}
+	n := 0
+	for _, seq := range seqs {
+		if err := dead.DeleteMsg(ctx, seq); err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return n, fmt.Errorf("jetstream: purge dead letter %d of %q: %w", seq, qn.queue, err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,267 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+)
+
+// Sync modes for Config.Sync.
+const (
+	// SyncInterval flushes the file store to disk every Config.SyncInterval.
+	SyncInterval = "interval"
+	// SyncAlways flushes every write to disk before acknowledging it.
+	SyncAlways = "always"
+)
+
+// Defaults applied by Config.WithDefaults.
+const (
+	DefaultStoreDir     = "./data/nats"
+	DefaultServerName   = "plba"
+	DefaultMaxPayload   = 8 << 20
+	DefaultReadyTimeout = 10 * time.Second
+)
+
+// ErrNotReady is returned by Start when the server does not accept
+// connections within Config.ReadyTimeout.
+var ErrNotReady = errors.New("embedded: nats server not ready")
+
+// Config configures the embedded NATS server. The zero value is usable:
+// every field documents its default.
+type Config struct {
+	// StoreDir is the JetStream file store directory. Default ./data/nats.
+	StoreDir string `koanf:"store_dir"`
+	// Listen is a host:port to accept network clients on; "" (the default)
+	// opens no listener and only in-process clients can connect. Use port 0
+	// for a random port (see Server.ClientURL).
+	Listen string `koanf:"listen"`
+	// ServerName names the server (in logs, advisories and cluster
+	// membership). Default "plba".
+	ServerName string `koanf:"server_name"`
+	// MaxMemory limits JetStream memory storage in bytes; 0 lets the server
+	// choose (75% of RAM).
+	MaxMemory int64 `koanf:"max_memory"`
+	// MaxStore limits JetStream file storage in bytes; 0 lets the server
+	// choose (1 TB or 75% of the disk).
+	MaxStore int64 `koanf:"max_store"`
+	// MaxPayload is the largest message in bytes. Default 8 MiB.
+	MaxPayload int32 `koanf:"max_payload"`
+	// Sync is "interval" (default) or "always"; see the package doc.
+	Sync string `koanf:"sync"`
+	// SyncInterval is the flush interval for Sync "interval"; 0 keeps the
+	// server's default (2 minutes).
+	SyncInterval time.Duration `koanf:"sync_interval"`
+	// ReadyTimeout bounds how long Start waits for the server. Default 10s.
+	ReadyTimeout time.Duration `koanf:"ready_timeout"`
+	// Debug enables the server's debug log lines (at zap debug level).
+	Debug bool `koanf:"debug"`
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.StoreDir == "" {
+		c.StoreDir = DefaultStoreDir
+	}
+	if c.ServerName == "" {
+		c.ServerName = DefaultServerName
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.Sync == "" {
+		c.Sync = SyncInterval
+	}
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = DefaultReadyTimeout
+	}
+	return c
+}
+
+// Validate reports the first invalid field of c (after defaults).
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	switch c.Sync {
+	case SyncInterval, SyncAlways:
+	default:
+		return fmt.Errorf("embedded: sync %q: want %q or %q", c.Sync, SyncInterval, SyncAlways)
+	}
+	if c.SyncInterval < 0 {
+		return fmt.Errorf("embedded: sync_interval %s must not be negative", c.SyncInterval)
+	}
+	if c.Sync == SyncAlways && c.SyncInterval != 0 {
+		return errors.New("embedded: sync_interval only applies to sync \"interval\"")
+	}
+	if c.MaxPayload < 0 || c.MaxPayload > 64<<20 {
+		return fmt.Errorf("embedded: max_payload %d out of range (0..64MiB)", c.MaxPayload)
+	}
+	if c.MaxMemory < 0 || c.MaxStore < 0 {
+		return errors.New("embedded: max_memory and max_store must not be negative")
+	}
+	if c.ReadyTimeout < 0 {
+		return fmt.Errorf("embedded: ready_timeout %s must not be negative", c.ReadyTimeout)
+	}
+	if c.Listen != "" {
+		if _, _, err := listenHostPort(c.Listen); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func listenHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("embedded: listen %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("embedded: listen %q: bad port", addr)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+// Options returns the nats-server options Start uses for c, for callers that
+// need to adjust them (for example to add cluster routes in tests) and pass
+// them to StartWithOptions.
+func (c Config) Options() (*server.Options, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	c = c.WithDefaults()
+	dir, err := filepath.Abs(c.StoreDir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: store dir %q: %w", c.StoreDir, err)
+	}
+	o := &server.Options{
+		ServerName:         c.ServerName,
+		JetStream:          true,
+		StoreDir:           dir,
+		JetStreamMaxMemory: c.MaxMemory,
+		JetStreamMaxStore:  c.MaxStore,
+		MaxPayload:         c.MaxPayload,
+		SyncAlways:         c.Sync == SyncAlways,
+		SyncInterval:       c.SyncInterval,
+		NoSigs:             true,
+		DontListen:         c.Listen == "",
+		Debug:              c.Debug,
+	}
+	if c.MaxMemory == 0 {
+		o.JetStreamMaxMemory = -1
+	}
+	if c.MaxStore == 0 {
+		o.JetStreamMaxStore = -1
+	}
+	if c.Listen != "" {
+		o.Host, o.Port, _ = listenHostPort(c.Listen)
+	}
+	return o, nil
+}
+
+// Server is a running embedded NATS server.
+type Server struct {
+	srv *server.Server
+}
+
+// Start starts a NATS server with JetStream from cfg and waits until it
+// accepts connections (bounded by ctx and cfg.ReadyTimeout). The caller must
+// call Shutdown. log may be nil.
+func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
+	opts, err := cfg.Options()
+	if err != nil {
+		return nil, err
+	}
+	return StartWithOptions(ctx, opts, cfg.WithDefaults().ReadyTimeout, log)
+}
+
+// StartWithOptions starts a NATS server from raw options (see
+// Config.Options) and waits up to readyTimeout (or ctx) until it accepts
+// connections.
+func StartWithOptions(ctx context.Context, opts *server.Options, readyTimeout time.Duration, log *zap.Logger) (*Server, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if readyTimeout <= 0 {
+		readyTimeout = DefaultReadyTimeout
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < readyTimeout {
+		readyTimeout = time.Until(d)
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: new nats server: %w", err)
+	}
+	ns.SetLoggerV2(zapLogger{log.Named("nats-server").WithOptions(zap.AddCallerSkip(1)).Sugar()}, opts.Debug, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(readyTimeout) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("embedded: start nats server: %w", err)
+		}
+		return nil, fmt.Errorf("embedded: start nats server within %s: %w", readyTimeout, ErrNotReady)
+	}
+	if !ns.JetStreamEnabled() && opts.Cluster.Port == 0 {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("embedded: jetstream did not start (store %q): %w", opts.StoreDir, ErrNotReady)
+	}
+	log.Info("embedded nats server started", zap.String("name", opts.ServerName),
+		zap.String("store_dir", opts.StoreDir), zap.Bool("listening", !opts.DontListen))
+	return &Server{srv: ns}, nil
+}
+
+// NATS returns the underlying nats-server, for tests and diagnostics.
+func (s *Server) NATS() *server.Server { return s.srv }
+
+// ClientOptions returns the nats.go options that connect a client to this
+// server in process (no network listener needed).
+func (s *Server) ClientOptions() []nats.Option {
+	return []nats.Option{nats.InProcessServer(s.srv)}
+}
+
+// ClientURL returns the URL network clients connect to, or "" when the
+// server does not listen.
+func (s *Server) ClientURL() string {
+	if s.srv.Addr() == nil {
+		return ""
+	}
+	return s.srv.ClientURL()
+}
+
+// Shutdown stops the server and waits until it is down or ctx ends. It is
+// safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.srv.Shutdown()
+		s.srv.WaitForShutdown()
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("embedded: shutdown nats server: %w", ctx.Err())
+	}
+}
+
+// zapLogger adapts zap to the nats-server Logger interface.
+type zapLogger struct{ l *zap.SugaredLogger }
+
+func (z zapLogger) Noticef(format string, v ...any) { z.l.Infof(format, v...) }
+func (z zapLogger) Warnf(format string, v ...any)   { z.l.Warnf(format, v...) }
+func (z zapLogger) Fatalf(format string, v ...any)  { z.l.Errorf(format, v...) }
+func (z zapLogger) Errorf(format string, v ...any)  { z.l.Errorf(format, v...) }
+func (z zapLogger) Debugf(format string, v ...any)  { z.l.Debugf(format, v...) }
+func (z zapLogger) Tracef(format string, v ...any)  { z.l.Debugf(format, v...) }

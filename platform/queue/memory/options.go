@@ -1,0 +1,89 @@
+package memory
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults applied by Options.WithDefaults.
+const (
+	// DefaultCapacity is the per-queue capacity used when Options.Capacity
+	// is zero.
+	DefaultCapacity = 10_000
+	// DefaultLease is the lease used when Lease is called with a
+	// non-positive duration and Options.DefaultLease is zero.
+	DefaultLease = 30 * time.Second
+)
+
+// Options configure a Backend. The zero value is ready to use: bounded
+// queues of DefaultCapacity that block producers when full, keys
+// de-duplicated while their task is live, no max-deliveries limit.
+type Options struct {
+	// Capacity bounds each queue: ready + delayed + in-flight tasks (dead
+	// letters do not count). Zero means DefaultCapacity (10,000).
+	Capacity int `koanf:"capacity"`
+	// FailFast makes Enqueue return queue.ErrFull at once when a queue is
+	// full. When false (the default) Enqueue blocks until there is room or
+	// its context ends.
+	FailFast bool `koanf:"fail_fast"`
+	// DedupWindow is how long a task's key keeps being refused after the
+	// task was acked or purged. Keys are always refused while their task is
+	// live (ready, delayed, in flight or dead). Zero (the default) means
+	// only while live.
+	DedupWindow time.Duration `koanf:"dedup_window"`
+	// MaxDeliveries is a safety net for tasks that hang or crash their
+	// consumer: a task whose lease expired this many times is dead-lettered
+	// with the reason "lease expired N times". Zero (the default) means off.
+	MaxDeliveries int `koanf:"max_deliveries"`
+	// DefaultLease is the lease Lease uses when called with leaseFor <= 0.
+	// Zero means DefaultLease (30s).
+	DefaultLease time.Duration `koanf:"default_lease"`
+	// Now replaces time.Now, for tests. Due times (retries, NotBefore,
+	// leases, the de-duplication window) are judged by it whenever a call
+	// looks at a queue; blocked Lease calls are woken by a real timer set
+	// to the due time as Now saw it. Nil means time.Now.
+	Now func() time.Time `koanf:"-"`
+}
+
+// WithDefaults returns o with zero fields replaced by their defaults (and
+// negative values, which Validate rejects, by the defaults as well).
+func (o Options) WithDefaults() Options {
+	if o.Capacity <= 0 {
+		o.Capacity = DefaultCapacity
+	}
+	if o.DedupWindow < 0 {
+		o.DedupWindow = 0
+	}
+	if o.MaxDeliveries < 0 {
+		o.MaxDeliveries = 0
+	}
+	if o.DefaultLease <= 0 {
+		o.DefaultLease = DefaultLease
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Validate reports options that make no sense (negative values).
+func (o Options) Validate() error {
+	var errs []error
+	if o.Capacity < 0 {
+		errs = append(errs, fmt.Errorf("capacity: must not be negative (got %d)", o.Capacity))
+	}
+	if o.DedupWindow < 0 {
+		errs = append(errs, fmt.Errorf("dedup_window: must not be negative (got %s)", o.DedupWindow))
+	}
+	if o.MaxDeliveries < 0 {
+		errs = append(errs, fmt.Errorf("max_deliveries: must not be negative (got %d)", o.MaxDeliveries))
+	}
+	if o.DefaultLease < 0 {
+		errs = append(errs, fmt.Errorf("default_lease: must not be negative (got %s)", o.DefaultLease))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("memory: invalid options: %w", err)
+	}
+	return nil
+}

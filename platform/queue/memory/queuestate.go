@@ -1,0 +1,219 @@
+package memory
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// maxFree bounds the recycled entries kept per queue.
+const maxFree = 4096
+
+// keyRef is what the de-duplication map knows of a key: its live entry, or
+// (e == nil) until when the key stays refused after its task ended.
+type keyRef struct {
+	e     *entry
+	until int64
+}
+
+// keyExpiry is a remembered key in the order its window ends.
+type keyExpiry struct {
+	key   string
+	until int64
+}
+
+// queueState is one queue. Everything in it is guarded by mu.
+type queueState struct {
+	b    *Backend
+	name string
+	mu   sync.Mutex
+
+	ready   ring      // deliverable now, in order
+	delayed entryHeap // by due time
+	leased  entryHeap // by lease end
+	dead    []*entry  // oldest first
+	live    int       // ready + delayed + leased: what counts against capacity
+	seq     uint64
+
+	keys       map[string]keyRef
+	recent     []keyExpiry // keys remembered after their task ended, oldest first
+	recentHead int
+
+	free []*entry // recycled entries
+
+	leaseWaiters waitList
+	spaceWaiters waitList
+	drained      chan struct{} // made by Close; closed when leased empties
+}
+
+func newQueueState(b *Backend, name string) *queueState {
+	return &queueState{b: b, name: name, keys: make(map[string]keyRef, 64)}
+}
+
+// newEntry returns a recycled or new entry for t.
+func (q *queueState) newEntry(t *task.Task) *entry {
+	var e *entry
+	if n := len(q.free); n > 0 {
+		e = q.free[n-1]
+		q.free[n-1] = nil
+		q.free = q.free[:n-1]
+	} else {
+		e = &entry{}
+	}
+	e.t, e.attempts, e.expiries, e.idx = t, 0, 0, -1
+	e.seq = q.seq
+	q.seq++
+	return e
+}
+
+// release forgets e's task (keeping its key for the window) and recycles e.
+func (q *queueState) release(e *entry, now int64) {
+	key := e.t.Key
+	if w := q.b.opts.DedupWindow; w > 0 {
+		until := now + int64(w)
+		q.keys[key] = keyRef{until: until}
+		q.recent = append(q.recent, keyExpiry{key: key, until: until})
+	} else {
+		delete(q.keys, key)
+	}
+	e.t, e.reason, e.state = nil, "", stFree
+	if len(q.free) < maxFree {
+		q.free = append(q.free, e)
+	}
+}
+
+// pruneKeys forgets keys whose window has ended.
+func (q *queueState) pruneKeys(now int64) {
+	for q.recentHead < len(q.recent) && q.recent[q.recentHead].until <= now {
+		k := q.recent[q.recentHead]
+		if ref, ok := q.keys[k.key]; ok && ref.e == nil && ref.until == k.until {
+			delete(q.keys, k.key)
+		}
+		q.recent[q.recentHead] = keyExpiry{}
+		q.recentHead++
+	}
+	if q.recentHead == len(q.recent) {
+		q.recent, q.recentHead = q.recent[:0], 0
+	} else if q.recentHead > 1024 && q.recentHead > len(q.recent)/2 {
+		n := copy(q.recent, q.recent[q.recentHead:])
+		q.recent, q.recentHead = q.recent[:n], 0
+	}
+}
+
+// isDup reports whether key is refused at now.
+func (q *queueState) isDup(key string, now int64) bool {
+	ref, ok := q.keys[key]
+	return ok && (ref.e != nil || ref.until > now)
+}
+
+// insert stores t (not a duplicate) and returns whether it is ready now.
+func (q *queueState) insert(t *task.Task, now int64) (ready bool, due int64) {
+	e := q.newEntry(t)
+	q.keys[t.Key] = keyRef{e: e}
+	q.live++
+	if !t.NotBefore.IsZero() {
+		if due = q.b.at(t.NotBefore); due > now {
+			e.state, e.due = stDelayed, due
+			q.delayed.push(e)
+			return false, due
+		}
+	}
+	e.state = stReady
+	q.ready.push(e)
+	return true, 0
+}
+
+// advance moves due delayed tasks to ready and expires leases that ended,
+// waking leasers and enqueuers as that frees work or room.
+func (q *queueState) advance(now int64) {
+	moved, freed, settled := 0, 0, 0
+	for len(q.delayed) > 0 && q.delayed.min().due <= now {
+		e := q.delayed.pop()
+		e.state = stReady
+		q.ready.push(e)
+		moved++
+	}
+	for len(q.leased) > 0 && q.leased.min().due <= now {
+		e := q.leased.pop()
+		e.expiries++
+		settled++
+		if max := q.b.opts.MaxDeliveries; max > 0 && e.expiries >= max {
+			q.kill(e, fmt.Sprintf("lease expired %d times", e.expiries))
+			freed++
+			continue
+		}
+		e.state = stReady
+		q.ready.push(e)
+		moved++
+	}
+	if moved > 0 {
+		q.wakeLeasers(moved)
+	}
+	if freed > 0 {
+		q.wakeSpace()
+	}
+	if settled > 0 {
+		q.checkDrained()
+	}
+}
+
+// kill moves e (taken out of its heap) to the dead letter.
+func (q *queueState) kill(e *entry, reason string) {
+	e.state, e.reason, e.deadAt = stDead, reason, q.b.opts.Now()
+	q.dead = append(q.dead, e)
+	q.live--
+}
+
+// nextDue is the earliest time something happens on its own.
+func (q *queueState) nextDue() int64 {
+	next := int64(never)
+	if len(q.delayed) > 0 {
+		next = q.delayed.min().due
+	}
+	if len(q.leased) > 0 {
+		next = min(next, q.leased.min().due)
+	}
+	return next
+}
+
+// wakeLeasers signals up to n blocked leasers.
+func (q *queueState) wakeLeasers(n int) {
+	for ; n > 0 && q.leaseWaiters.len() > 0; n-- {
+		q.leaseWaiters.popSignal()
+	}
+}
+
+// wakeSpace signals blocked enqueuers, in order, while their needs fit.
+func (q *queueState) wakeSpace() {
+	avail := q.b.opts.Capacity - q.live
+	for q.spaceWaiters.len() > 0 {
+		w := q.spaceWaiters.front()
+		if w.need > avail {
+			return
+		}
+		avail -= w.need
+		q.spaceWaiters.popSignal()
+	}
+}
+
+// checkDrained tells a waiting Close when nothing is in flight any more.
+func (q *queueState) checkDrained() {
+	if q.drained != nil && len(q.leased) == 0 {
+		close(q.drained)
+		q.drained = nil
+	}
+}
+
+// waiterPool recycles waiters; a waiter is put back only with an empty
+// channel and out of every list.
+var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
+
+func getWaiter() *waiter { return waiterPool.Get().(*waiter) }
+
+func putWaiter(w *waiter) {
+	if w != nil {
+		w.need = 0
+		waiterPool.Put(w)
+	}
+}

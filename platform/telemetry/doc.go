@@ -1,0 +1,81 @@
+// Package telemetry builds the platform's OpenTelemetry tracer and meter
+// providers from the "telemetry" config section, propagates trace context
+// through task headers, and observes every task on its way through the
+// runtime (task.Observer): spans, metrics and trace-correlated log fields.
+//
+// # Traces
+//
+// Enqueuing a task starts a producer span "<queue> publish" (kind
+// Producer) under the caller's span and injects its context into the
+// task's headers (traceparent, tracestate, baggage) through Carrier. Each
+// delivery starts a consumer span "<queue> process" (kind Consumer),
+// a child of the producer span extracted from the headers, so one trace
+// runs from the source's poll (StartPoll) through the enqueue to every
+// delivery, across processes and backends. When the worker's context
+// already carries a span of another trace (a batch span), the consumer
+// span stays in that trace and links to the producer span instead.
+//
+// A retry is a new delivery: a new consumer span with the next
+// plba.task.attempt; the failed one ends with error status and
+// plba.task.retry=true. A dead-lettered delivery's span carries the event
+// "dead_letter" with plba.dead_letter.reason.
+//
+// Span attributes: messaging.system=plba, messaging.destination.name
+// (queue), messaging.message.id (task id), messaging.operation.type
+// (send on the producer, process on the consumer), messaging.operation.name
+// (publish, process), plba.task.kind, plba.task.attempt (consumer),
+// plba.task.outcome (consumer). They are set after the span starts and only
+// on recording spans: samplers see name and kind only, and unsampled tasks
+// pay nothing for them.
+//
+// Exporter "none" (the default) records nothing but still creates and
+// propagates trace context, so log lines carry trace ids.
+//
+// # Logs
+//
+// Starting attaches DeliveryFields (trace_id, span_id, task_id, task_kind,
+// queue, attempt) to the handler's context, lazily: LogFields(ctx) and
+// Logger(ctx, base) render them as zap fields when a logger is derived.
+//
+// # METRICS
+//
+// Names and units follow the OpenTelemetry conventions; the Prometheus
+// exporter (served by MetricsHandler, mounted at /metrics) turns dots into
+// underscores and appends the unit and _total (plba.task.duration becomes
+// plba_task_duration_seconds, plba.task.enqueued plba_task_enqueued_total).
+//
+//	name                      type       unit        attributes              what
+//	plba.task.enqueued        counter    {task}      queue, kind, outcome    tasks handed to the backend; outcome ok|error
+//	plba.task.processed       counter    {delivery}  queue, kind, outcome    settled deliveries; outcome succeeded|retried|dead_lettered|returned
+//	plba.task.failed          counter    {delivery}  queue, kind, outcome    deliveries whose handler failed, or dead-lettered
+//	plba.task.retried         counter    {delivery}  queue, kind, outcome    deliveries scheduled for another attempt
+//	plba.task.dead_lettered   counter    {task}      queue, kind, outcome    tasks moved to the dead letter
+//	plba.task.duration        histogram  s           queue, kind, outcome    handler run time per delivery
+//	plba.task.queue_wait      histogram  s           queue, kind             first enqueue to start of the first delivery
+//	plba.queue.depth          gauge      {task}      queue                   ready tasks (QueueStatser)
+//	plba.queue.in_flight      gauge      {task}      queue                   leased, unsettled tasks (QueueStatser)
+//	plba.queue.delayed        gauge      {task}      queue                   tasks waiting for their not-before time (QueueStatser)
+//	plba.queue.dead           gauge      {task}      queue                   dead letters (QueueStatser)
+//	plba.pool.size            gauge      {worker}    queue                   pool concurrency (PoolStatser)
+//	plba.pool.busy            gauge      {worker}    queue                   workers running a handler (PoolStatser)
+//	plba.source.emitted       counter    {task}      source                  tasks emitted by a source (SourceObserver.Emitted)
+//	plba.source.errors        counter    {error}     source                  failed polls (SourceObserver.StartPoll)
+//	go.*                      various                                        Go runtime (go.memory.used, go.goroutine.count, ...; metrics.runtime)
+//
+// Histogram buckets (s): 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1
+// 2.5 5 10 30 60 120 300. Label sets are cached per (queue, kind, outcome);
+// past 4096 combinations new kinds are reported as kind="_other", which
+// bounds memory and cardinality against producers of arbitrary kinds.
+//
+// # Cost
+//
+// Telemetry off (no span exporter, metrics disabled) gives task.NopObserver.
+// Otherwise the hot path builds no attribute slices or label maps per task;
+// see BenchmarkObserver for the numbers.
+//
+// # Wiring
+//
+// Module provides everything from a Config in the graph; New does the same
+// without fx. Shutdown flushes and must run after the worker pools drained
+// (the fx hook order guarantees it).
+package telemetry

@@ -1,0 +1,149 @@
+package telemetry
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// Metric attribute names (see the METRICS section of the package doc).
+const (
+	attrQueue   = attribute.Key("queue")
+	attrKind    = attribute.Key("kind")
+	attrOutcome = attribute.Key("outcome")
+	attrSource  = attribute.Key("source")
+)
+
+// maxLabelSets bounds the label cache: a flood of distinct kinds (a
+// producer enqueuing garbage) must not grow memory or metric cardinality
+// without bound. Past it, new combinations share kind="_other".
+const maxLabelSets = 4096
+
+// otherKind replaces the kind of label sets created past maxLabelSets.
+const otherKind = "_other"
+
+// labelKey identifies one cached label set.
+type labelKey struct {
+	queue, kind string
+	outcome     task.Outcome
+}
+
+// labelSet is everything the hot path needs for one (queue, kind,
+// outcome): the prebuilt measurement options and the span names, so that
+// no attribute slice, set or string is built per task.
+type labelSet struct {
+	add         []metric.AddOption
+	rec         []metric.RecordOption
+	publishName string
+	processName string
+}
+
+// labelCache is a copy-on-write map: lookups are a single atomic load and
+// a map read (no lock, no allocation); misses copy the map under a mutex.
+type labelCache struct {
+	m  atomic.Pointer[map[labelKey]*labelSet]
+	mu sync.Mutex
+}
+
+func (c *labelCache) get(queue, kind string, o task.Outcome) *labelSet {
+	k := labelKey{queue: queue, kind: kind, outcome: o}
+	if m := c.m.Load(); m != nil {
+		if ls, ok := (*m)[k]; ok {
+			return ls
+		}
+	}
+	return c.slow(k)
+}
+
+func (c *labelCache) slow(k labelKey) *labelSet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil {
+		if ls, ok := (*old)[k]; ok {
+			return ls
+		}
+	}
+	n := 0
+	if old != nil {
+		n = len(*old)
+	}
+	orig := k
+	if n >= maxLabelSets {
+		k.kind = otherKind
+		if ls, ok := (*old)[k]; ok {
+			return ls
+		}
+	}
+	attrs := make([]attribute.KeyValue, 0, 3)
+	attrs = append(attrs, attrQueue.String(k.queue), attrKind.String(k.kind))
+	if k.outcome != "" {
+		attrs = append(attrs, attrOutcome.String(string(k.outcome)))
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
+	ls := &labelSet{
+		add:         []metric.AddOption{opt},
+		rec:         []metric.RecordOption{opt},
+		publishName: spanName(k.queue, "publish"),
+		processName: spanName(k.queue, "process"),
+	}
+	m := make(map[labelKey]*labelSet, n+1)
+	if old != nil {
+		for kk, v := range *old {
+			m[kk] = v
+		}
+	}
+	m[k] = ls
+	if orig != k && n < maxLabelSets {
+		m[orig] = ls
+	}
+	c.m.Store(&m)
+	return ls
+}
+
+func spanName(queue, op string) string {
+	if queue == "" {
+		return op
+	}
+	return queue + " " + op
+}
+
+// sourceCache caches the attribute options per source name, copy-on-write
+// like labelCache.
+type sourceCache struct {
+	m  atomic.Pointer[map[string][]metric.AddOption]
+	mu sync.Mutex
+}
+
+func (c *sourceCache) get(source string) []metric.AddOption {
+	if m := c.m.Load(); m != nil {
+		if o, ok := (*m)[source]; ok {
+			return o
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil {
+		if o, ok := (*old)[source]; ok {
+			return o
+		}
+	}
+	o := []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attrSource.String(source)))}
+	if old != nil && len(*old) >= maxLabelSets {
+		return o // do not cache past the bound; still correct, just slower
+	}
+	m := make(map[string][]metric.AddOption)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[source] = o
+	c.m.Store(&m)
+	return o
+}

@@ -1,0 +1,174 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/plba/plba/platform/queue"
+)
+
+// MeterName is the instrumentation scope of the platform's instruments.
+const MeterName = "github.com/plba/plba/platform/telemetry"
+
+// durationBuckets are the histogram bounds (seconds) for handler duration
+// and queue wait: 1ms to 5 minutes.
+var durationBuckets = []float64{
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+	1, 2.5, 5, 10, 30, 60, 120, 300,
+}
+
+// instruments are the synchronous instruments of the hot path and the
+// observable gauges fed through QueueStatser and PoolStatser.
+type instruments struct {
+	meter metric.Meter
+
+	enqueued, processed, failed, retried, deadLettered metric.Int64Counter
+	duration, wait                                     metric.Float64Histogram
+	sourceEmitted, sourceErrors                        metric.Int64Counter
+
+	depth, inFlight, delayed, dead metric.Int64ObservableGauge
+	poolSize, poolBusy             metric.Int64ObservableGauge
+}
+
+func newInstruments(m metric.Meter) (*instruments, error) {
+	in := &instruments{meter: m}
+	var errs []error
+	counter := func(dst *metric.Int64Counter, name, unit, desc string) {
+		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		*dst = c
+	}
+	hist := func(dst *metric.Float64Histogram, name, desc string) {
+		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+			metric.WithExplicitBucketBoundaries(durationBuckets...))
+		errs = append(errs, err)
+		*dst = h
+	}
+	gauge := func(dst *metric.Int64ObservableGauge, name, unit, desc string) {
+		g, err := m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		*dst = g
+	}
+	counter(&in.enqueued, "plba.task.enqueued", "{task}", "Tasks handed to a queue backend, by queue, kind and outcome (ok, error).")
+	counter(&in.processed, "plba.task.processed", "{delivery}", "Settled deliveries, by queue, kind and outcome (succeeded, retried, dead_lettered, returned).")
+	counter(&in.failed, "plba.task.failed", "{delivery}", "Deliveries whose handler failed or that were dead-lettered, by queue, kind and outcome.")
+	counter(&in.retried, "plba.task.retried", "{delivery}", "Deliveries scheduled for another attempt, by queue and kind.")
+	counter(&in.deadLettered, "plba.task.dead_lettered", "{task}", "Tasks moved to the dead letter, by queue and kind.")
+	hist(&in.duration, "plba.task.duration", "Handler run time of a delivery, by queue, kind and outcome.")
+	hist(&in.wait, "plba.task.queue_wait", "Time from first enqueue to the start of the first delivery, by queue and kind.")
+	counter(&in.sourceEmitted, "plba.source.emitted", "{task}", "Tasks emitted by a source, by source.")
+	counter(&in.sourceErrors, "plba.source.errors", "{error}", "Failed source polls, by source.")
+	gauge(&in.depth, "plba.queue.depth", "{task}", "Tasks ready for delivery, by queue.")
+	gauge(&in.inFlight, "plba.queue.in_flight", "{task}", "Tasks leased and not yet settled, by queue.")
+	gauge(&in.delayed, "plba.queue.delayed", "{task}", "Tasks waiting for their not-before time (retries, scheduled), by queue.")
+	gauge(&in.dead, "plba.queue.dead", "{task}", "Tasks in the dead letter, by queue.")
+	gauge(&in.poolSize, "plba.pool.size", "{worker}", "Workers of a pool (its concurrency), by queue.")
+	gauge(&in.poolBusy, "plba.pool.busy", "{worker}", "Workers running a handler, by queue.")
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("telemetry: create instruments: %w", err)
+	}
+	return in, nil
+}
+
+// QueueStatser reports the counts of every queue; the host feeds it from
+// the queue backend (queue.Backend's Queues and Stats). It is called on
+// each metric collection (each scrape), so it should be cheap.
+type QueueStatser interface {
+	QueueStats(ctx context.Context) ([]queue.Stats, error)
+}
+
+// QueueStatserFunc adapts a function to QueueStatser.
+type QueueStatserFunc func(ctx context.Context) ([]queue.Stats, error)
+
+// QueueStats calls f.
+func (f QueueStatserFunc) QueueStats(ctx context.Context) ([]queue.Stats, error) { return f(ctx) }
+
+// BackendStats returns a QueueStatser over a backend: the stats of every
+// queue it lists.
+func BackendStats(b interface {
+	Queues(ctx context.Context) ([]string, error)
+	Stats(ctx context.Context, queue string) (queue.Stats, error)
+}) QueueStatser {
+	return QueueStatserFunc(func(ctx context.Context) ([]queue.Stats, error) {
+		names, err := b.Queues(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: list queues: %w", err)
+		}
+		out := make([]queue.Stats, 0, len(names))
+		for _, n := range names {
+			s, err := b.Stats(ctx, n)
+			if err != nil {
+				return out, fmt.Errorf("telemetry: stats of queue %q: %w", n, err)
+			}
+			if s.Queue == "" {
+				s.Queue = n
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	})
+}
+
+// PoolStats is the state of one worker pool.
+type PoolStats struct {
+	// Queue is the queue the pool works on.
+	Queue string
+	// Size is the pool's current concurrency.
+	Size int
+	// Busy is how many of its workers run a handler now.
+	Busy int
+}
+
+// PoolStatser reports the state of every worker pool; the host feeds it
+// from the worker runtime. Called on each metric collection.
+type PoolStatser interface {
+	PoolStats() []PoolStats
+}
+
+// PoolStatserFunc adapts a function to PoolStatser.
+type PoolStatserFunc func() []PoolStats
+
+// PoolStats calls f.
+func (f PoolStatserFunc) PoolStats() []PoolStats { return f() }
+
+// observeQueues registers the queue gauges' callback over s.
+func (in *instruments) observeQueues(s QueueStatser) (metric.Registration, error) {
+	reg, err := in.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		stats, err := s.QueueStats(ctx)
+		for _, st := range stats {
+			opt := metric.WithAttributeSet(attribute.NewSet(attrQueue.String(st.Queue)))
+			o.ObserveInt64(in.depth, st.Ready, opt)
+			o.ObserveInt64(in.inFlight, st.InFlight, opt)
+			o.ObserveInt64(in.delayed, st.Delayed, opt)
+			o.ObserveInt64(in.dead, st.Dead, opt)
+		}
+		if err != nil {
+			return fmt.Errorf("telemetry: queue stats: %w", err)
+		}
+		return nil
+	}, in.depth, in.inFlight, in.delayed, in.dead)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: register queue gauges: %w", err)
+	}
+	return reg, nil
+}
+
+// observePools registers the pool gauges' callback over s.
+func (in *instruments) observePools(s PoolStatser) (metric.Registration, error) {
+	reg, err := in.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, p := range s.PoolStats() {
+			opt := metric.WithAttributeSet(attribute.NewSet(attrQueue.String(p.Queue)))
+			o.ObserveInt64(in.poolSize, int64(p.Size), opt)
+			o.ObserveInt64(in.poolBusy, int64(p.Busy), opt)
+		}
+		return nil
+	}, in.poolSize, in.poolBusy)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: register pool gauges: %w", err)
+	}
+	return reg, nil
+}

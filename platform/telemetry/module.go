@@ -1,0 +1,88 @@
+package telemetry
+
+import (
+	"context"
+	"net/http"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/fx"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// Module provides, from a Config in the graph (the "telemetry" section):
+// *Telemetry, trace.TracerProvider, metric.MeterProvider,
+// propagation.TextMapPropagator, task.Observer, SourceObserver and
+// MetricsHandler. It installs the providers as otel's globals. If the graph
+// holds a QueueStatser or a PoolStatser, the queue and pool gauges are fed
+// from them.
+//
+// Shutdown runs in an OnStop hook. fx runs OnStop hooks in reverse order of
+// OnStart, and the worker pools depend on the task.Observer, so their hooks
+// stop (drain) before telemetry flushes.
+var Module = fx.Module("telemetry",
+	fx.Provide(NewFx),
+)
+
+// MetricsHandler is the Prometheus /metrics handler, as its own type so
+// that fx can tell it from other http.Handlers. The admin server mounts it.
+type MetricsHandler interface{ http.Handler }
+
+// Params are NewFx's inputs.
+type Params struct {
+	fx.In
+
+	Config    Config
+	Lifecycle fx.Lifecycle
+	// Queues feeds the queue gauges when present.
+	Queues QueueStatser `optional:"true"`
+	// Pools feeds the pool gauges when present.
+	Pools PoolStatser `optional:"true"`
+}
+
+// Result are NewFx's outputs.
+type Result struct {
+	fx.Out
+
+	Telemetry      *Telemetry
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Propagator     propagation.TextMapPropagator
+	Observer       task.Observer
+	SourceObserver SourceObserver
+	Metrics        MetricsHandler
+}
+
+// NewFx builds Telemetry for the fx graph: New with p.Config, the gauges
+// fed from p.Queues and p.Pools, globals installed, Shutdown on stop.
+func NewFx(p Params) (Result, error) {
+	t, err := New(context.Background(), p.Config)
+	if err != nil {
+		return Result{}, err
+	}
+	if p.Queues != nil {
+		if err := t.ObserveQueues(p.Queues); err != nil {
+			_ = t.Shutdown(context.Background())
+			return Result{}, err
+		}
+	}
+	if p.Pools != nil {
+		if err := t.ObservePools(p.Pools); err != nil {
+			_ = t.Shutdown(context.Background())
+			return Result{}, err
+		}
+	}
+	p.Lifecycle.Append(fx.StopHook(t.Shutdown))
+	t.InstallGlobals()
+	return Result{
+		Telemetry:      t,
+		TracerProvider: t.TracerProvider(),
+		MeterProvider:  t.MeterProvider(),
+		Propagator:     t.Propagator(),
+		Observer:       t.Observer(),
+		SourceObserver: t.SourceObserver(),
+		Metrics:        t.MetricsHandler(),
+	}, nil
+}

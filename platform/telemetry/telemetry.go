@@ -1,0 +1,475 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelruntime "go.opentelemetry.io/contrib/instrumentation/runtime"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// TracerName is the instrumentation scope of the platform's spans.
+const TracerName = "github.com/plba/plba/platform/telemetry"
+
+// ErrShutdown is returned by registrations after Shutdown.
+var ErrShutdown = errors.New("telemetry: shut down")
+
+// Option adjusts New beyond Config (mostly for tests). Options are sealed.
+type Option interface {
+	apply(*options)
+	String() string
+}
+
+type options struct {
+	spanExporter sdktrace.SpanExporter
+	syncExport   bool
+	readers      []sdkmetric.Reader
+}
+
+type spanExporterOption struct {
+	e    sdktrace.SpanExporter
+	sync bool
+}
+
+func (o spanExporterOption) apply(opts *options) { opts.spanExporter, opts.syncExport = o.e, o.sync }
+func (o spanExporterOption) String() string {
+	return fmt.Sprintf("WithSpanExporter(%T, sync=%v)", o.e, o.sync)
+}
+
+// WithSpanExporter exports spans to e through the batch span processor,
+// replacing the configured exporter (for example tracetest's in-memory
+// exporter). The configured sampler applies; with exporter "none" in the
+// config, the sampler is still taken from the config.
+func WithSpanExporter(e sdktrace.SpanExporter) Option { return spanExporterOption{e: e} }
+
+// WithSyncSpanExporter is WithSpanExporter with the synchronous (simple)
+// span processor: every span is exported when it ends. Tests only.
+func WithSyncSpanExporter(e sdktrace.SpanExporter) Option {
+	return spanExporterOption{e: e, sync: true}
+}
+
+type readerOption struct{ r sdkmetric.Reader }
+
+func (o readerOption) apply(opts *options) { opts.readers = append(opts.readers, o.r) }
+func (o readerOption) String() string      { return fmt.Sprintf("WithMetricReader(%T)", o.r) }
+
+// WithMetricReader adds a metric reader (for example a
+// sdkmetric.ManualReader in tests) beside the configured ones.
+func WithMetricReader(r sdkmetric.Reader) Option { return readerOption{r: r} }
+
+// Telemetry owns the tracer and meter providers built from a Config, the
+// propagator, the Prometheus registry and the task Observer. Shutdown
+// flushes and stops everything.
+type Telemetry struct {
+	cfg      Config
+	tp       *sdktrace.TracerProvider
+	mp       *sdkmetric.MeterProvider // nil when metrics are off
+	meter    metric.MeterProvider
+	prop     propagation.TextMapPropagator
+	registry *prometheus.Registry
+	handler  http.Handler
+	obs      *Observer
+	off      bool
+
+	mu       sync.Mutex
+	regs     []metric.Registration
+	shutdown bool
+}
+
+// New builds the providers described by cfg (defaults applied, then
+// validated). Nothing is started that outlives Shutdown: the batch span
+// processor's and the periodic metric reader's goroutines stop there.
+func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var o options
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	res, err := newResource(ctx, cfg.Resource)
+	if err != nil {
+		return nil, err
+	}
+	t := &Telemetry{
+		cfg:  cfg,
+		prop: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+	}
+
+	// Traces.
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	exporter := o.spanExporter
+	if exporter == nil {
+		exporter, err = newSpanExporter(ctx, cfg.Traces)
+		if err != nil {
+			return nil, err
+		}
+	}
+	sampler := newSampler(cfg.Traces)
+	switch {
+	case exporter == nil:
+		// No export: keep creating and propagating trace context (log
+		// correlation, downstream consumers) but record nothing.
+		sampler = sdktrace.NeverSample()
+	case o.syncExport:
+		tpOpts = append(tpOpts, sdktrace.WithSyncer(exporter))
+	default:
+		tpOpts = append(tpOpts, sdktrace.WithBatcher(exporter,
+			sdktrace.WithBatchTimeout(cfg.Traces.BatchTimeout),
+			sdktrace.WithMaxQueueSize(cfg.Traces.MaxQueueSize),
+			sdktrace.WithMaxExportBatchSize(cfg.Traces.MaxExportBatchSize)))
+	}
+	tpOpts = append(tpOpts, sdktrace.WithSampler(sampler))
+	t.tp = sdktrace.NewTracerProvider(tpOpts...)
+
+	// Metrics.
+	t.meter = metricnoop.NewMeterProvider()
+	if cfg.Metrics.MetricsEnabled() || len(o.readers) > 0 {
+		mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res)}
+		if cfg.Metrics.PrometheusEnabled() {
+			t.registry = prometheus.NewRegistry()
+			pe, err := otelprom.New(otelprom.WithRegisterer(t.registry))
+			if err != nil {
+				_ = t.tp.Shutdown(ctx)
+				return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+			}
+			mpOpts = append(mpOpts, sdkmetric.WithReader(pe))
+			t.handler = promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+		}
+		if cfg.Metrics.MetricsEnabled() && cfg.Metrics.OTLP.Enabled {
+			me, err := newMetricExporter(ctx, cfg.Metrics.OTLP.OTLPConfig)
+			if err != nil {
+				_ = t.tp.Shutdown(ctx)
+				return nil, err
+			}
+			mpOpts = append(mpOpts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(me,
+				sdkmetric.WithInterval(cfg.Metrics.OTLP.Interval))))
+		}
+		for _, r := range o.readers {
+			mpOpts = append(mpOpts, sdkmetric.WithReader(r))
+		}
+		t.mp = sdkmetric.NewMeterProvider(mpOpts...)
+		t.meter = t.mp
+		if cfg.Metrics.RuntimeEnabled() {
+			if err := otelruntime.Start(otelruntime.WithMeterProvider(t.mp)); err != nil {
+				_ = t.Shutdown(ctx)
+				return nil, fmt.Errorf("telemetry: runtime metrics: %w", err)
+			}
+		}
+	}
+	if t.handler == nil {
+		t.handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "metrics are not exported for Prometheus (telemetry.metrics.prometheus)", http.StatusNotFound)
+		})
+	}
+
+	t.obs, err = NewObserver(t.tp, t.meter, t.prop)
+	if err != nil {
+		_ = t.Shutdown(ctx)
+		return nil, err
+	}
+	t.off = o.spanExporter == nil && cfg.Traces.Exporter == ExporterNone && t.mp == nil
+	return t, nil
+}
+
+// NewObserver builds an Observer over the given providers and propagator
+// (nil propagator: W3C trace context and baggage). Telemetry builds its own;
+// this is for hosts and tests that manage providers themselves.
+func NewObserver(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) (*Observer, error) {
+	if tp == nil || mp == nil {
+		return nil, errors.New("telemetry: observer needs a tracer and a meter provider")
+	}
+	if prop == nil {
+		prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	in, err := newInstruments(mp.Meter(MeterName))
+	if err != nil {
+		return nil, err
+	}
+	return &Observer{
+		tracer: tp.Tracer(TracerName),
+		prop:   prop,
+		inst:   in,
+		now:    time.Now,
+	}, nil
+}
+
+// Config returns the effective configuration (defaults applied).
+func (t *Telemetry) Config() Config { return t.cfg }
+
+// TracerProvider returns the tracer provider.
+func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
+
+// MeterProvider returns the meter provider (a no-op one when metrics are
+// off).
+func (t *Telemetry) MeterProvider() metric.MeterProvider { return t.meter }
+
+// Propagator returns the W3C trace context + baggage propagator.
+func (t *Telemetry) Propagator() propagation.TextMapPropagator { return t.prop }
+
+// MetricsHandler serves the Prometheus exposition of every metric (404
+// when the Prometheus exporter is off). The host mounts it at /metrics.
+func (t *Telemetry) MetricsHandler() http.Handler { return t.handler }
+
+// Registry returns the Prometheus registry the exporter writes to (nil when
+// the Prometheus exporter is off), for adding collectors of its own.
+func (t *Telemetry) Registry() *prometheus.Registry { return t.registry }
+
+// Observer returns the task observer: task.NopObserver when telemetry is
+// off (no span exporter and metrics disabled), else the *Observer.
+func (t *Telemetry) Observer() task.Observer {
+	if t.off {
+		return task.NopObserver{}
+	}
+	return t.obs
+}
+
+// SourceObserver returns the source observer: NopSourceObserver when
+// telemetry is off, else the *Observer.
+func (t *Telemetry) SourceObserver() SourceObserver {
+	if t.off {
+		return NopSourceObserver{}
+	}
+	return t.obs
+}
+
+// ObserveQueues feeds the queue gauges (plba.queue.depth, in_flight,
+// delayed, dead) from s on every collection, until Shutdown.
+func (t *Telemetry) ObserveQueues(s QueueStatser) error {
+	return t.register(func() (metric.Registration, error) { return t.obs.inst.observeQueues(s) })
+}
+
+// ObservePools feeds the pool gauges (plba.pool.size, busy) from s on every
+// collection, until Shutdown.
+func (t *Telemetry) ObservePools(s PoolStatser) error {
+	return t.register(func() (metric.Registration, error) { return t.obs.inst.observePools(s) })
+}
+
+func (t *Telemetry) register(f func() (metric.Registration, error)) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.shutdown {
+		return ErrShutdown
+	}
+	r, err := f()
+	if err != nil {
+		return err
+	}
+	t.regs = append(t.regs, r)
+	return nil
+}
+
+// InstallGlobals makes the providers and the propagator otel's globals, for
+// libraries instrumented through otel.GetTracerProvider and friends.
+func (t *Telemetry) InstallGlobals() {
+	otel.SetTracerProvider(t.tp)
+	otel.SetMeterProvider(t.meter)
+	otel.SetTextMapPropagator(t.prop)
+}
+
+// ForceFlush exports every finished span and pending metric now.
+func (t *Telemetry) ForceFlush(ctx context.Context) error {
+	var errs []error
+	if err := t.tp.ForceFlush(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("telemetry: flush spans: %w", err))
+	}
+	if t.mp != nil {
+		if err := t.mp.ForceFlush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: flush metrics: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Shutdown flushes the finished spans and pending metrics, then stops the
+// exporters, bounded by ctx. The host calls it after the worker pools have
+// drained, so the last deliveries' spans are exported. It is idempotent;
+// calls after the first return nil.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	t.mu.Lock()
+	if t.shutdown {
+		t.mu.Unlock()
+		return nil
+	}
+	t.shutdown = true
+	regs := t.regs
+	t.regs = nil
+	t.mu.Unlock()
+
+	var errs []error
+	for _, r := range regs {
+		if err := r.Unregister(); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: unregister callback: %w", err))
+		}
+	}
+	if err := t.tp.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("telemetry: shut down tracer provider: %w", err))
+	}
+	if t.mp != nil {
+		if err := t.mp.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: shut down meter provider: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func newResource(ctx context.Context, rc ResourceConfig) (*resource.Resource, error) {
+	attrs := make([]attribute.KeyValue, 0, 3+len(rc.Attributes))
+	keys := make([]string, 0, len(rc.Attributes))
+	for k := range rc.Attributes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		switch k {
+		case "service.name", "service.version", "service.instance.id":
+			continue // the dedicated fields win
+		}
+		attrs = append(attrs, attribute.String(k, rc.Attributes[k]))
+	}
+	attrs = append(attrs,
+		attribute.String("service.name", rc.ServiceName),
+		attribute.String("service.instance.id", rc.ServiceInstanceID))
+	if rc.ServiceVersion != "" {
+		attrs = append(attrs, attribute.String("service.version", rc.ServiceVersion))
+	}
+	res, err := resource.New(ctx, resource.WithTelemetrySDK(), resource.WithAttributes(attrs...))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+	return res, nil
+}
+
+func newSampler(tc TracesConfig) sdktrace.Sampler {
+	switch tc.Sampler {
+	case SamplerAlways:
+		return sdktrace.AlwaysSample()
+	case SamplerNever:
+		return sdktrace.NeverSample()
+	case SamplerRatio:
+		return sdktrace.TraceIDRatioBased(tc.Ratio)
+	case SamplerParentBasedRatio:
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tc.Ratio))
+	default:
+		return sdktrace.ParentBased(sdktrace.AlwaysSample())
+	}
+}
+
+// newSpanExporter returns the configured exporter, nil for "none".
+func newSpanExporter(ctx context.Context, tc TracesConfig) (sdktrace.SpanExporter, error) {
+	switch tc.Exporter {
+	case ExporterStdout:
+		e, err := stdouttrace.New(stdouttrace.WithWriter(os.Stdout))
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: stdout span exporter: %w", err)
+		}
+		return e, nil
+	case ExporterOTLP:
+		o := tc.OTLP
+		if o.Protocol == ProtocolGRPC {
+			opts := []otlptracegrpc.Option{otlptracegrpc.WithTimeout(o.Timeout)}
+			if isURL(o.Endpoint) {
+				opts = append(opts, otlptracegrpc.WithEndpointURL(o.Endpoint))
+			} else if o.Endpoint != "" {
+				opts = append(opts, otlptracegrpc.WithEndpoint(o.Endpoint))
+			}
+			if o.Insecure {
+				opts = append(opts, otlptracegrpc.WithInsecure())
+			}
+			if len(o.Headers) > 0 {
+				opts = append(opts, otlptracegrpc.WithHeaders(o.Headers))
+			}
+			e, err := otlptracegrpc.New(ctx, opts...)
+			if err != nil {
+				return nil, fmt.Errorf("telemetry: otlp/grpc span exporter: %w", err)
+			}
+			return e, nil
+		}
+		opts := []otlptracehttp.Option{otlptracehttp.WithTimeout(o.Timeout)}
+		if isURL(o.Endpoint) {
+			opts = append(opts, otlptracehttp.WithEndpointURL(o.Endpoint))
+		} else if o.Endpoint != "" {
+			opts = append(opts, otlptracehttp.WithEndpoint(o.Endpoint))
+		}
+		if o.Insecure {
+			opts = append(opts, otlptracehttp.WithInsecure())
+		}
+		if len(o.Headers) > 0 {
+			opts = append(opts, otlptracehttp.WithHeaders(o.Headers))
+		}
+		e, err := otlptracehttp.New(ctx, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: otlp/http span exporter: %w", err)
+		}
+		return e, nil
+	default:
+		return nil, nil
+	}
+}
+
+func newMetricExporter(ctx context.Context, o OTLPConfig) (sdkmetric.Exporter, error) {
+	if o.Protocol == ProtocolGRPC {
+		opts := []otlpmetricgrpc.Option{otlpmetricgrpc.WithTimeout(o.Timeout)}
+		if isURL(o.Endpoint) {
+			opts = append(opts, otlpmetricgrpc.WithEndpointURL(o.Endpoint))
+		} else if o.Endpoint != "" {
+			opts = append(opts, otlpmetricgrpc.WithEndpoint(o.Endpoint))
+		}
+		if o.Insecure {
+			opts = append(opts, otlpmetricgrpc.WithInsecure())
+		}
+		if len(o.Headers) > 0 {
+			opts = append(opts, otlpmetricgrpc.WithHeaders(o.Headers))
+		}
+		e, err := otlpmetricgrpc.New(ctx, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: otlp/grpc metric exporter: %w", err)
+		}
+		return e, nil
+	}
+	opts := []otlpmetrichttp.Option{otlpmetrichttp.WithTimeout(o.Timeout)}
+	if isURL(o.Endpoint) {
+		opts = append(opts, otlpmetrichttp.WithEndpointURL(o.Endpoint))
+	} else if o.Endpoint != "" {
+		opts = append(opts, otlpmetrichttp.WithEndpoint(o.Endpoint))
+	}
+	if o.Insecure {
+		opts = append(opts, otlpmetrichttp.WithInsecure())
+	}
+	if len(o.Headers) > 0 {
+		opts = append(opts, otlpmetrichttp.WithHeaders(o.Headers))
+	}
+	e, err := otlpmetrichttp.New(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: otlp/http metric exporter: %w", err)
+	}
+	return e, nil
+}
+
+func isURL(s string) bool { return strings.Contains(s, "://") }

@@ -1,0 +1,606 @@
+package telemetry_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/telemetry"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testBundle is one Telemetry with an in-memory span exporter behind the
+// batch processor and a manual metric reader.
+type testBundle struct {
+	tel    *telemetry.Telemetry
+	obs    *telemetry.Observer
+	spans  *tracetest.InMemoryExporter
+	reader *sdkmetric.ManualReader
+}
+
+func setup(t testing.TB, mutate ...func(*telemetry.Config)) *testBundle {
+	t.Helper()
+	cfg := telemetry.Config{}
+	cfg.Metrics.Runtime = telemetry.Bool(false)
+	cfg.Traces.Sampler = telemetry.SamplerAlways
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	b := &testBundle{spans: tracetest.NewInMemoryExporter(), reader: sdkmetric.NewManualReader()}
+	tel, err := telemetry.New(context.Background(), cfg,
+		telemetry.WithSpanExporter(b.spans), telemetry.WithMetricReader(b.reader))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	b.tel = tel
+	obs, ok := tel.Observer().(*telemetry.Observer)
+	require.True(t, ok, "observer is %T", tel.Observer())
+	b.obs = obs
+	return b
+}
+
+// ended returns the spans exported so far (after a flush).
+func (b *testBundle) ended(t testing.TB) tracetest.SpanStubs {
+	t.Helper()
+	require.NoError(t, b.tel.ForceFlush(context.Background()))
+	return b.spans.GetSpans()
+}
+
+func (b *testBundle) collect(t testing.TB) metricdata.ResourceMetrics {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, b.reader.Collect(context.Background(), &rm))
+	return rm
+}
+
+func newTask(kind, queue string) *task.Task {
+	t := &task.Task{Kind: kind, Queue: queue, Payload: []byte("{}")}
+	t.Prepare(time.Now())
+	return t
+}
+
+// deliver runs one delivery of t through obs: Starting, the handler, Finished.
+func deliver(ctx context.Context, obs task.Observer, t *task.Task, attempt int, out task.Outcome, err error, reason string, handler func(ctx context.Context)) {
+	t.Attempt = attempt
+	hctx := obs.Starting(ctx, t)
+	if handler != nil {
+		handler(hctx)
+	}
+	obs.Finished(hctx, t, out, err, reason, 3*time.Millisecond)
+}
+
+func attrs(s tracetest.SpanStub) map[attribute.Key]attribute.Value {
+	m := make(map[attribute.Key]attribute.Value, len(s.Attributes))
+	for _, kv := range s.Attributes {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+func byName(t testing.TB, spans tracetest.SpanStubs, name string) []tracetest.SpanStub {
+	t.Helper()
+	var out []tracetest.SpanStub
+	for _, s := range spans {
+		if s.Name == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func TestProducerAndConsumerShareTheTrace(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, parent := b.tel.TracerProvider().Tracer("test").Start(context.Background(), "handler")
+	tk := newTask("invoice.create", "billing")
+
+	ectx := b.obs.Enqueuing(ctx, []*task.Task{tk})
+	b.obs.Enqueued(ectx, []*task.Task{tk}, nil)
+	parent.End()
+	require.NotEmpty(t, tk.Headers["traceparent"])
+
+	// The worker's context carries no span.
+	deliver(context.Background(), b.obs, tk, 1, task.Succeeded, nil, "", nil)
+
+	spans := b.ended(t)
+	prod := byName(t, spans, "billing publish")
+	cons := byName(t, spans, "billing process")
+	require.Len(t, prod, 1)
+	require.Len(t, cons, 1)
+	p, c := prod[0], cons[0]
+
+	require.Equal(t, parent.SpanContext().TraceID(), p.SpanContext.TraceID())
+	require.Equal(t, parent.SpanContext().SpanID(), p.Parent.SpanID())
+	require.Equal(t, p.SpanContext.TraceID(), c.SpanContext.TraceID())
+	require.Equal(t, p.SpanContext.SpanID(), c.Parent.SpanID())
+	require.True(t, c.Parent.IsRemote())
+	require.Equal(t, trace.SpanKindProducer, p.SpanKind)
+	require.Equal(t, trace.SpanKindConsumer, c.SpanKind)
+
+	pa := attrs(p)
+	require.Equal(t, "plba", pa[telemetry.AttrMessagingSystem].AsString())
+	require.Equal(t, "billing", pa[telemetry.AttrMessagingDestination].AsString())
+	require.Equal(t, tk.ID, pa[telemetry.AttrMessagingMessageID].AsString())
+	require.Equal(t, "send", pa[telemetry.AttrMessagingOperationType].AsString())
+	require.Equal(t, "invoice.create", pa[telemetry.AttrTaskKind].AsString())
+
+	ca := attrs(c)
+	require.Equal(t, "process", ca[telemetry.AttrMessagingOperationType].AsString())
+	require.Equal(t, "billing", ca[telemetry.AttrMessagingDestination].AsString())
+	require.Equal(t, tk.ID, ca[telemetry.AttrMessagingMessageID].AsString())
+	require.Equal(t, "invoice.create", ca[telemetry.AttrTaskKind].AsString())
+	require.Equal(t, int64(1), ca[telemetry.AttrTaskAttempt].AsInt64())
+	require.Equal(t, "succeeded", ca[telemetry.AttrTaskOutcome].AsString())
+	require.Equal(t, codes.Unset, c.Status.Code)
+}
+
+func TestEnqueueFailureSetsErrorStatus(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tasks := []*task.Task{newTask("a", "q"), newTask("b", "q")}
+	ctx := b.obs.Enqueuing(context.Background(), tasks)
+	b.obs.Enqueued(ctx, tasks, errors.New("backend down"))
+	prod := byName(t, b.ended(t), "q publish")
+	require.Len(t, prod, 2)
+	for _, s := range prod {
+		require.Equal(t, codes.Error, s.Status.Code)
+		require.Equal(t, "backend down", s.Status.Description)
+	}
+	// Each task got its own producer span, hence its own traceparent.
+	require.NotEqual(t, tasks[0].Headers["traceparent"], tasks[1].Headers["traceparent"])
+}
+
+func TestRetryMakesTwoConsumerSpans(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tk := newTask("mail.parse", "mail")
+	ctx := b.obs.Enqueuing(context.Background(), []*task.Task{tk})
+	b.obs.Enqueued(ctx, []*task.Task{tk}, nil)
+
+	deliver(context.Background(), b.obs, tk, 1, task.Retried, errors.New("smtp busy"), "", nil)
+	deliver(context.Background(), b.obs, tk, 2, task.Succeeded, nil, "", nil)
+
+	spans := b.ended(t)
+	prod := byName(t, spans, "mail publish")
+	cons := byName(t, spans, "mail process")
+	require.Len(t, prod, 1)
+	require.Len(t, cons, 2)
+	first, second := cons[0], cons[1]
+	require.Equal(t, int64(1), attrs(first)[telemetry.AttrTaskAttempt].AsInt64())
+	require.Equal(t, int64(2), attrs(second)[telemetry.AttrTaskAttempt].AsInt64())
+	require.True(t, attrs(first)[telemetry.AttrTaskRetry].AsBool())
+	_, retried := attrs(second)[telemetry.AttrTaskRetry]
+	require.False(t, retried)
+	require.Equal(t, codes.Error, first.Status.Code)
+	require.Equal(t, "smtp busy", first.Status.Description)
+	require.Equal(t, codes.Unset, second.Status.Code)
+	for _, c := range cons {
+		require.Equal(t, prod[0].SpanContext.SpanID(), c.Parent.SpanID(), "both attempts are children of the producer")
+	}
+	require.NotEqual(t, first.SpanContext.SpanID(), second.SpanContext.SpanID())
+}
+
+func TestDeadLetterEventCarriesReason(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tk := newTask("order.store", "orders")
+	ctx := b.obs.Enqueuing(context.Background(), []*task.Task{tk})
+	b.obs.Enqueued(ctx, []*task.Task{tk}, nil)
+	cause := task.Permanent(errors.New("bad order"))
+	deliver(context.Background(), b.obs, tk, 1, task.DeadLettered, cause, "permanent: bad order", nil)
+
+	cons := byName(t, b.ended(t), "orders process")
+	require.Len(t, cons, 1)
+	c := cons[0]
+	require.Equal(t, codes.Error, c.Status.Code)
+	var found bool
+	for _, ev := range c.Events {
+		if ev.Name != telemetry.EventDeadLetter {
+			continue
+		}
+		for _, kv := range ev.Attributes {
+			if kv.Key == telemetry.AttrDeadLetterReason {
+				require.Equal(t, "permanent: bad order", kv.Value.AsString())
+				found = true
+			}
+		}
+	}
+	require.True(t, found, "dead_letter event with reason, events: %+v", c.Events)
+}
+
+func TestContextCrossesProcessBoundary(t *testing.T) {
+	t.Parallel()
+	producer := setup(t)
+	consumer := setup(t) // another TracerProvider, another exporter
+
+	ctx, root := producer.tel.TracerProvider().Tracer("test").Start(context.Background(), "request")
+	sent := newTask("report.render", "reports")
+	ectx := producer.obs.Enqueuing(ctx, []*task.Task{sent})
+	producer.obs.Enqueued(ectx, []*task.Task{sent}, nil)
+	root.End()
+
+	// Only the wire form travels: a fresh struct with copied headers.
+	received := &task.Task{ID: sent.ID, Kind: sent.Kind, Queue: sent.Queue, Headers: map[string]string{}}
+	for k, v := range sent.Headers {
+		received.Headers[k] = v
+	}
+	var handlerSC trace.SpanContext
+	deliver(context.Background(), consumer.obs, received, 1, task.Succeeded, nil, "", func(ctx context.Context) {
+		handlerSC = trace.SpanContextFromContext(ctx)
+	})
+
+	prod := byName(t, producer.ended(t), "reports publish")
+	cons := byName(t, consumer.ended(t), "reports process")
+	require.Len(t, prod, 1)
+	require.Len(t, cons, 1)
+	require.Empty(t, byName(t, consumer.ended(t), "reports publish"))
+	require.Equal(t, root.SpanContext().TraceID(), cons[0].SpanContext.TraceID())
+	require.Equal(t, prod[0].SpanContext.SpanID(), cons[0].Parent.SpanID())
+	require.Equal(t, cons[0].SpanContext.SpanID(), handlerSC.SpanID(), "the handler runs under the consumer span")
+}
+
+func TestBatchContextLinksToProducer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tk := newTask("k", "q")
+	ectx := b.obs.Enqueuing(context.Background(), []*task.Task{tk})
+	b.obs.Enqueued(ectx, []*task.Task{tk}, nil)
+
+	bctx, batch := b.tel.TracerProvider().Tracer("test").Start(context.Background(), "batch")
+	deliver(bctx, b.obs, tk, 1, task.Succeeded, nil, "", nil)
+	batch.End()
+
+	spans := b.ended(t)
+	prod := byName(t, spans, "q publish")[0]
+	cons := byName(t, spans, "q process")[0]
+	require.Equal(t, batch.SpanContext().TraceID(), cons.SpanContext.TraceID())
+	require.Equal(t, batch.SpanContext().SpanID(), cons.Parent.SpanID())
+	require.Len(t, cons.Links, 1)
+	require.Equal(t, prod.SpanContext.SpanID(), cons.Links[0].SpanContext.SpanID())
+	require.Equal(t, prod.SpanContext.TraceID(), cons.Links[0].SpanContext.TraceID())
+}
+
+func TestUnsampledTasksStillPropagate(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *telemetry.Config) { c.Traces.Sampler = telemetry.SamplerNever })
+	tk := newTask("k", "q")
+	ectx := b.obs.Enqueuing(context.Background(), []*task.Task{tk})
+	b.obs.Enqueued(ectx, []*task.Task{tk}, nil)
+	require.Contains(t, tk.Headers["traceparent"], "-00", "unsampled flag")
+	var sc trace.SpanContext
+	deliver(context.Background(), b.obs, tk, 1, task.Succeeded, nil, "", func(ctx context.Context) {
+		sc = trace.SpanContextFromContext(ctx)
+	})
+	require.True(t, sc.IsValid())
+	require.Contains(t, tk.Headers["traceparent"], sc.TraceID().String())
+	require.Empty(t, b.ended(t))
+}
+
+func TestPollSpanParentsEmittedTasks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	so := b.tel.SourceObserver()
+	ctx, end := so.StartPoll(context.Background(), "inbox")
+	tk := newTask("mail.received", "mail")
+	ectx := b.obs.Enqueuing(ctx, []*task.Task{tk})
+	b.obs.Enqueued(ectx, []*task.Task{tk}, nil)
+	so.Emitted(ctx, "inbox", 1)
+	end(nil)
+	_, end2 := so.StartPoll(context.Background(), "inbox")
+	end2(errors.New("imap: connection reset"))
+
+	spans := b.ended(t)
+	polls := byName(t, spans, "inbox poll")
+	require.Len(t, polls, 2)
+	prod := byName(t, spans, "mail publish")[0]
+	require.Equal(t, polls[0].SpanContext.SpanID(), prod.Parent.SpanID())
+	require.Equal(t, codes.Error, polls[1].Status.Code)
+
+	rm := b.collect(t)
+	require.Equal(t, int64(1), sumCounter(t, rm, "plba.source.emitted", map[string]string{"source": "inbox"}))
+	require.Equal(t, int64(1), sumCounter(t, rm, "plba.source.errors", map[string]string{"source": "inbox"}))
+}
+
+func TestLogLinesCarryTraceID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	core, logs := newObservedLogger()
+	tk := newTask("k", "q")
+	ectx := b.obs.Enqueuing(context.Background(), []*task.Task{tk})
+	b.obs.Enqueued(ectx, []*task.Task{tk}, nil)
+	var sc trace.SpanContext
+	deliver(context.Background(), b.obs, tk, 3, task.Succeeded, nil, "", func(ctx context.Context) {
+		sc = trace.SpanContextFromContext(ctx)
+		telemetry.Logger(ctx, core).Info("handling")
+	})
+	entries := logs.All()
+	require.Len(t, entries, 1)
+	fields := entries[0].ContextMap()
+	require.Equal(t, sc.TraceID().String(), fields[telemetry.FieldTraceID])
+	require.Equal(t, sc.SpanID().String(), fields[telemetry.FieldSpanID])
+	require.Equal(t, tk.ID, fields[telemetry.FieldTaskID])
+	require.Equal(t, "k", fields[telemetry.FieldKind])
+	require.Equal(t, "q", fields[telemetry.FieldQueue])
+	require.Equal(t, int64(3), fields[telemetry.FieldAttempt])
+
+	f, ok := telemetry.FieldsFromContext(context.Background())
+	require.False(t, ok)
+	require.Equal(t, telemetry.DeliveryFields{}, f)
+	require.Nil(t, telemetry.LogFields(context.Background()))
+}
+
+// TestMetricsScrape drives tasks of known outcomes and reads the counters
+// and histogram counts back from the Prometheus handler.
+func TestMetricsScrape(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const ok, retried, dead = 5, 3, 2
+	all := make([]*task.Task, 0, ok+retried+dead)
+	for range ok + retried + dead {
+		tk := newTask("invoice.create", "billing")
+		tk.EnqueuedAt = time.Now().Add(-2 * time.Second)
+		all = append(all, tk)
+	}
+	ctx := b.obs.Enqueuing(context.Background(), all)
+	b.obs.Enqueued(ctx, all, nil)
+	failed := []*task.Task{newTask("invoice.create", "billing")}
+	ctx = b.obs.Enqueuing(context.Background(), failed)
+	b.obs.Enqueued(ctx, failed, errors.New("full"))
+
+	for i, tk := range all {
+		switch {
+		case i < ok:
+			deliver(context.Background(), b.obs, tk, 1, task.Succeeded, nil, "", nil)
+		case i < ok+retried:
+			deliver(context.Background(), b.obs, tk, 1, task.Retried, errors.New("later"), "", nil)
+		default:
+			deliver(context.Background(), b.obs, tk, 1, task.DeadLettered, errors.New("never"), "never", nil)
+		}
+	}
+
+	mfs := scrape(t, b.tel.MetricsHandler())
+	base := map[string]string{"queue": "billing", "kind": "invoice.create"}
+	with := func(outcome string) map[string]string {
+		m := map[string]string{"outcome": outcome}
+		for k, v := range base {
+			m[k] = v
+		}
+		return m
+	}
+	require.Equal(t, float64(ok+retried+dead), promValue(t, mfs, "plba_task_enqueued_total", with("ok")))
+	require.Equal(t, float64(1), promValue(t, mfs, "plba_task_enqueued_total", with("error")))
+	require.Equal(t, float64(ok), promValue(t, mfs, "plba_task_processed_total", with("succeeded")))
+	require.Equal(t, float64(retried), promValue(t, mfs, "plba_task_processed_total", with("retried")))
+	require.Equal(t, float64(dead), promValue(t, mfs, "plba_task_processed_total", with("dead_lettered")))
+	require.Equal(t, float64(retried), promValue(t, mfs, "plba_task_failed_total", with("retried")))
+	require.Equal(t, float64(dead), promValue(t, mfs, "plba_task_failed_total", with("dead_lettered")))
+	require.Equal(t, float64(retried), promValue(t, mfs, "plba_task_retried_total", with("retried")))
+	require.Equal(t, float64(dead), promValue(t, mfs, "plba_task_dead_lettered_total", with("dead_lettered")))
+	require.Equal(t, uint64(ok), promHistCount(t, mfs, "plba_task_duration_seconds", with("succeeded")))
+	require.Equal(t, uint64(ok+retried+dead), promHistCount(t, mfs, "plba_task_queue_wait_seconds", base))
+
+	// The queue wait is about the 2s the tasks were backdated by.
+	h := promHist(t, mfs, "plba_task_queue_wait_seconds", base)
+	require.InDelta(t, 2.0*float64(ok+retried+dead), h.GetSampleSum(), 0.5*float64(ok+retried+dead))
+
+	// The manual reader sees the same numbers.
+	rm := b.collect(t)
+	require.Equal(t, int64(ok), sumCounter(t, rm, "plba.task.processed", with("succeeded")))
+}
+
+func TestQueueAndPoolGauges(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.tel.ObserveQueues(telemetry.QueueStatserFunc(func(context.Context) ([]queue.Stats, error) {
+		return []queue.Stats{{Queue: "mail", Ready: 7, Delayed: 2, InFlight: 3, Dead: 1}}, nil
+	})))
+	require.NoError(t, b.tel.ObservePools(telemetry.PoolStatserFunc(func() []telemetry.PoolStats {
+		return []telemetry.PoolStats{{Queue: "mail", Size: 4, Busy: 3}}
+	})))
+	rm := b.collect(t)
+	q := map[string]string{"queue": "mail"}
+	require.Equal(t, int64(7), gaugeValue(t, rm, "plba.queue.depth", q))
+	require.Equal(t, int64(3), gaugeValue(t, rm, "plba.queue.in_flight", q))
+	require.Equal(t, int64(2), gaugeValue(t, rm, "plba.queue.delayed", q))
+	require.Equal(t, int64(1), gaugeValue(t, rm, "plba.queue.dead", q))
+	require.Equal(t, int64(4), gaugeValue(t, rm, "plba.pool.size", q))
+	require.Equal(t, int64(3), gaugeValue(t, rm, "plba.pool.busy", q))
+
+	require.NoError(t, b.tel.Shutdown(context.Background()))
+	require.ErrorIs(t, b.tel.ObservePools(telemetry.PoolStatserFunc(func() []telemetry.PoolStats { return nil })), telemetry.ErrShutdown)
+}
+
+func TestRuntimeMetricsAreServed(t *testing.T) {
+	t.Parallel()
+	tel, err := telemetry.New(context.Background(), telemetry.Config{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	mfs := scrape(t, tel.MetricsHandler())
+	require.Contains(t, mfs, "go_goroutine_count")
+	require.Contains(t, mfs, "target_info")
+}
+
+func TestTelemetryOffIsNop(t *testing.T) {
+	t.Parallel()
+	tel, err := telemetry.New(context.Background(), telemetry.Config{Metrics: telemetry.MetricsConfig{Enabled: telemetry.Bool(false)}})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	require.Equal(t, task.NopObserver{}, tel.Observer())
+	require.Equal(t, telemetry.NopSourceObserver{}, tel.SourceObserver())
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.Equal(t, http.StatusNotFound, rec.Code)
+}
+
+func TestExporterNoneStillPropagates(t *testing.T) {
+	t.Parallel()
+	tel, err := telemetry.New(context.Background(), telemetry.Config{Metrics: telemetry.MetricsConfig{Runtime: telemetry.Bool(false)}})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	obs := tel.Observer()
+	tk := newTask("k", "q")
+	obs.Enqueued(obs.Enqueuing(context.Background(), []*task.Task{tk}), []*task.Task{tk}, nil)
+	require.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-00$`, tk.Headers["traceparent"])
+}
+
+func TestOTLPExportersBuildAndShutDown(t *testing.T) {
+	t.Parallel()
+	for _, proto := range []string{telemetry.ProtocolHTTP, telemetry.ProtocolGRPC} {
+		cfg := telemetry.Config{}
+		cfg.Traces.Exporter = telemetry.ExporterOTLP
+		cfg.Traces.OTLP = telemetry.OTLPConfig{Protocol: proto, Endpoint: "127.0.0.1:1", Insecure: true,
+			Headers: map[string]string{"api-key": "secret"}, Timeout: 200 * time.Millisecond}
+		cfg.Metrics.Runtime = telemetry.Bool(false)
+		cfg.Metrics.OTLP.Enabled = true
+		cfg.Metrics.OTLP.OTLPConfig = telemetry.OTLPConfig{Protocol: proto, Endpoint: "http://127.0.0.1:1", Timeout: 200 * time.Millisecond}
+		tel, err := telemetry.New(context.Background(), cfg)
+		require.NoError(t, err, proto)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = tel.Shutdown(ctx) // nothing listens: export errors are expected, leaks are not
+		cancel()
+	}
+}
+
+func scrape(t testing.TB, h http.Handler) map[string]*dto.MetricFamily {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	require.NoError(t, err, string(body))
+	return mfs
+}
+
+func matches(labels []*dto.LabelPair, want map[string]string) bool {
+	got := make(map[string]string, len(labels))
+	for _, l := range labels {
+		got[l.GetName()] = l.GetValue()
+	}
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	// Exact label set apart from the scope labels the exporter adds.
+	for k := range got {
+		if _, ok := want[k]; !ok && !strings.HasPrefix(k, "otel_scope") {
+			return false
+		}
+	}
+	return true
+}
+
+func promMetric(t testing.TB, mfs map[string]*dto.MetricFamily, name string, labels map[string]string) *dto.Metric {
+	t.Helper()
+	mf, ok := mfs[name]
+	require.True(t, ok, "metric %s missing", name)
+	for _, m := range mf.GetMetric() {
+		if matches(m.GetLabel(), labels) {
+			return m
+		}
+	}
+	require.Failf(t, "series missing", "%s%v", name, labels)
+	return nil
+}
+
+func promValue(t testing.TB, mfs map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	t.Helper()
+	return promMetric(t, mfs, name, labels).GetCounter().GetValue()
+}
+
+func promHist(t testing.TB, mfs map[string]*dto.MetricFamily, name string, labels map[string]string) *dto.Histogram {
+	t.Helper()
+	return promMetric(t, mfs, name, labels).GetHistogram()
+}
+
+func promHistCount(t testing.TB, mfs map[string]*dto.MetricFamily, name string, labels map[string]string) uint64 {
+	t.Helper()
+	return promHist(t, mfs, name, labels).GetSampleCount()
+}
+
+func setMatches(set attribute.Set, want map[string]string) bool {
+	if set.Len() != len(want) {
+		return false
+	}
+	for k, v := range want {
+		got, ok := set.Value(attribute.Key(k))
+		if !ok || got.AsString() != v {
+			return false
+		}
+	}
+	return true
+}
+
+func findMetric(t testing.TB, rm metricdata.ResourceMetrics, name string) metricdata.Metrics {
+	t.Helper()
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == name {
+				return m
+			}
+		}
+	}
+	require.Failf(t, "metric missing", "%s", name)
+	return metricdata.Metrics{}
+}
+
+func sumCounter(t testing.TB, rm metricdata.ResourceMetrics, name string, labels map[string]string) int64 {
+	t.Helper()
+	sum, ok := findMetric(t, rm, name).Data.(metricdata.Sum[int64])
+	require.True(t, ok, "%s is not an int64 sum", name)
+	for _, dp := range sum.DataPoints {
+		if setMatches(dp.Attributes, labels) {
+			return dp.Value
+		}
+	}
+	require.Failf(t, "series missing", "%s%v", name, labels)
+	return 0
+}
+
+func gaugeValue(t testing.TB, rm metricdata.ResourceMetrics, name string, labels map[string]string) int64 {
+	t.Helper()
+	g, ok := findMetric(t, rm, name).Data.(metricdata.Gauge[int64])
+	require.True(t, ok, "%s is not an int64 gauge", name)
+	for _, dp := range g.DataPoints {
+		if setMatches(dp.Attributes, labels) {
+			return dp.Value
+		}
+	}
+	require.Failf(t, "series missing", "%s%v", name, labels)
+	return 0
+}
+
+func newObservedLogger() (*zap.Logger, *observer.ObservedLogs) {
+	core, logs := observer.New(zap.InfoLevel)
+	return zap.New(core), logs
+}
