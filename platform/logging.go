@@ -7,12 +7,15 @@ import (
 	plog "github.com/plba/plba/platform/log"
 )
 
-// logging wires platform/log: the zap logger from the "log" section and
-// fx's own events through it at debug level.
+// logging wires platform/log: the zap logger from the "log" section.
 func logging() fx.Option {
 	return fx.Options(
 		config.Section[plog.Config](plog.Section),
 		plog.Module,
-		plog.FxLogger(),
 	)
 }
+
+// fxLogger routes fx's own events through the zap logger at debug level.
+// It must sit at the root of the app: fx.WithLogger inside an fx.Module
+// only covers that module's events.
+func fxLogger() fx.Option { return plog.FxLogger() }

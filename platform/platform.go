@@ -62,7 +62,7 @@ type Info struct {
 // Module returns the platform as one fx.Option for the loaded cfg.
 func Module(cfg *config.Config, info Info) fx.Option {
 	started := time.Now()
-	return fx.Module("platform",
+	return fx.Options(fxLogger(), fx.Module("platform",
 		fx.Supply(cfg),
 		config.Section[lifecycle.Config](LifecycleSection),
 		config.Section[admin.Config](AdminSection),
@@ -76,5 +76,6 @@ func Module(cfg *config.Config, info Info) fx.Option {
 		fx.Supply(admin.StatusInfo{Version: info.Version, Commit: info.Commit, ConfigDigest: cfg.Digest(), Started: started}),
 		admin.Module,
 		fx.Invoke(func(*admin.Server) {}),
-	)
+		taskRuntime(),
+	))
 }

@@ -183,7 +183,7 @@ func TestEmbeddedDemoConfigIsValid(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, "(embedded) configs/demo.yaml")
 	// The file on disk is the same configuration.
-	r = runHostCmd(t, nil, "config", "validate", "--config", filepath.Join("..", "..", "configs", "demo.yaml"))
+	r = runHostCmd(t, nil, "config", "validate", "--config", demoPath(t))
 	require.Equal(t, 0, r.code, r.stderr)
 }
 
@@ -350,4 +350,13 @@ func TestStartFailureExit1(t *testing.T) {
 	require.Contains(t, r.stderr, ln.Addr().String())
 	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
 	require.Contains(t, lines[len(lines)-1], "host: start failed", "the error is one readable line")
+}
+
+// demoPath is the absolute path of configs/demo.yaml (the host subprocess
+// runs in a temp dir).
+func demoPath(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", "configs", "demo.yaml"))
+	require.NoError(t, err)
+	return p
 }

@@ -53,6 +53,9 @@ func (d *decoder) decode(path string, in any, out reflect.Value) {
 		return // the value as a whole did not decode
 	}
 	for _, p := range appendErr(nil, path, ptr.Interface().(Validator).Validate()) {
+		if p.Key == path {
+			p = refineKey(p, out)
+		}
 		if !slices.ContainsFunc(failed, func(f Problem) bool { return p.Key == f.Key || isBelow(p.Key, f.Key) }) {
 			d.problems = append(d.problems, p)
 		}
@@ -468,4 +471,44 @@ func normalize(in any) any {
 		return out
 	}
 	return in
+}
+
+// refineKey turns a plain error from a Validate method that follows the
+// "key: problem" convention ("start_timeout: must be positive") into a
+// problem at that key, as long as each leading "word: " names a field (or
+// map entry) of the validated value v. Anything else stays as it is.
+func refineKey(p Problem, v reflect.Value) Problem {
+	msg := p.Msg
+	for {
+		tok, rest, ok := strings.Cut(msg, ": ")
+		if !ok || rest == "" {
+			return p
+		}
+		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+			if v.IsNil() {
+				return p
+			}
+			v = v.Elem()
+		}
+		switch v.Kind() {
+		case reflect.Struct:
+			i := slices.IndexFunc(fieldsOf(v.Type()), func(f field) bool { return f.key == tok })
+			if i < 0 {
+				return p
+			}
+			v = v.FieldByIndex(fieldsOf(v.Type())[i].index)
+		case reflect.Map:
+			if v.Type().Key().Kind() != reflect.String {
+				return p
+			}
+			e := v.MapIndex(reflect.ValueOf(tok).Convert(v.Type().Key()))
+			if !e.IsValid() {
+				return p
+			}
+			v = e
+		default:
+			return p
+		}
+		p.Key, p.Msg, msg = joinKey(p.Key, tok), rest, rest
+	}
 }

@@ -1,0 +1,157 @@
+package platform
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/health"
+	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream"
+	"github.com/plba/plba/platform/queue/memory"
+	"github.com/plba/plba/platform/source"
+	"github.com/plba/plba/platform/telemetry"
+	"github.com/plba/plba/platform/worker"
+)
+
+// Section names of the task runtime.
+const (
+	QueueSection     = "queue"
+	JetStreamSection = "queue.jetstream"
+	WorkersSection   = "workers"
+	SourcesSection   = "sources"
+	TelemetrySection = "telemetry"
+)
+
+// Queue backends the "queue.backend" key accepts.
+const (
+	BackendMemory    = "memory"
+	BackendJetStream = "jetstream"
+)
+
+var (
+	_ = config.Declare(QueueSection, DefaultQueueConfig())
+	_ = config.Declare(JetStreamSection, jetstream.Config{})
+	_ = config.Declare(WorkersSection, worker.Config{})
+	_ = config.Declare(SourcesSection, source.Config{})
+	_ = config.Declare(TelemetrySection, telemetry.Config{}.WithDefaults())
+)
+
+// QueueConfig is the "queue" section: which backend holds the tasks. The
+// JetStream backend's own settings are the "queue.jetstream" section.
+type QueueConfig struct {
+	// Backend is "memory" (fast, lost on crash) or "jetstream" (durable;
+	// an embedded NATS server unless queue.jetstream.urls is set).
+	// Default memory.
+	Backend string `koanf:"backend"`
+	// Memory configures the memory backend.
+	Memory memory.Options `koanf:"memory"`
+}
+
+// DefaultQueueConfig returns the defaults documented on QueueConfig.
+func DefaultQueueConfig() QueueConfig { return QueueConfig{Backend: BackendMemory} }
+
+// Validate checks the section.
+func (c QueueConfig) Validate() error {
+	var ps config.Problems
+	if c.Backend != BackendMemory && c.Backend != BackendJetStream {
+		ps.Add("backend", "must be %q or %q (got %q)", BackendMemory, BackendJetStream, c.Backend)
+	}
+	if err := c.Memory.Validate(); err != nil {
+		ps.Add("memory", "%v", err)
+	}
+	return ps.Err()
+}
+
+// backendParams are newBackend's inputs.
+type backendParams struct {
+	fx.In
+
+	Lifecycle  fx.Lifecycle
+	Queue      QueueConfig
+	JetStream  jetstream.Config
+	Log        *zap.Logger
+	Components *lifecycle.Registry
+}
+
+// backendResult is the backend and, for backends that can tell, the
+// readiness check on it.
+type backendResult struct {
+	fx.Out
+
+	Backend queue.Backend
+	Checks  []health.Check `group:"health.checks,flatten"`
+}
+
+// newBackend builds the configured queue backend as the component
+// "queue/<backend>": it starts before the pools (which depend on it) and
+// closes after they drained (fx stops in reverse order).
+func newBackend(p backendParams) (backendResult, error) {
+	name := "queue/" + p.Queue.Backend
+	switch p.Queue.Backend {
+	case BackendJetStream:
+		b, err := jetstream.New(jetstream.Params{Config: p.JetStream, Logger: p.Log.Named("jetstream")})
+		if err != nil {
+			return backendResult{}, fmt.Errorf("queue.jetstream: %w", err)
+		}
+		if _, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, b.Start, b.Close); err != nil {
+			return backendResult{}, err
+		}
+		check := health.Check{Name: name, Func: b.Check, Gating: true}
+		return backendResult{Backend: b, Checks: []health.Check{check}}, nil
+	default:
+		b := memory.New(p.Queue.Memory)
+		if _, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, nil, b.Close); err != nil {
+			return backendResult{}, err
+		}
+		return backendResult{Backend: b}, nil
+	}
+}
+
+// poolStats feeds telemetry's pool gauges from the runtime. It is bound
+// after the runtime is built: the runtime depends on telemetry's observer,
+// so telemetry cannot depend on the runtime directly.
+type poolStats struct {
+	rt atomic.Pointer[worker.Runtime]
+}
+
+// PoolStats returns the size and busy workers of every pool; none before
+// the runtime is bound.
+func (s *poolStats) PoolStats() []telemetry.PoolStats {
+	rt := s.rt.Load()
+	if rt == nil {
+		return nil
+	}
+	pools := rt.Pools()
+	out := make([]telemetry.PoolStats, 0, len(pools))
+	for _, p := range pools {
+		st := p.Stats()
+		out = append(out, telemetry.PoolStats{Queue: p.Queue(), Size: st.Workers, Busy: int(st.InFlight)})
+	}
+	return out
+}
+
+// taskRuntime wires the task runtime: the queue backend, telemetry (spans,
+// metrics, /metrics), the producer, the pools and the source supervisor.
+func taskRuntime() fx.Option {
+	ps := &poolStats{}
+	return fx.Options(
+		config.Section[QueueConfig](QueueSection),
+		config.Section[jetstream.Config](JetStreamSection),
+		config.Section[worker.Config](WorkersSection),
+		config.Section[source.Config](SourcesSection),
+		config.Section[telemetry.Config](TelemetrySection),
+		fx.Provide(
+			newBackend,
+			func(b queue.Backend) telemetry.QueueStatser { return telemetry.BackendStats(b) },
+			func() telemetry.PoolStatser { return ps },
+		),
+		telemetry.Module,
+		worker.Module,
+		fx.Invoke(func(rt *worker.Runtime) { ps.rt.Store(rt) }),
+	)
+}
