@@ -454,6 +454,8 @@ func testStats(t *testing.T, s *suite) {
 	s.stats(0, 2, 0, 0)
 
 	// A lease that expires moves its task back to ready.
+	s.enqueue(s.newTask("expires"))
+	s.stats(1, 2, 0, 0)
 	s.leaseOne(s.f.Lease, s.f.Slack) // never settled
 	s.stats(0, 2, 1, 0)
 	time.Sleep(s.f.Lease + s.f.Lease/2)
