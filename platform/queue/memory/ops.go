@@ -389,6 +389,21 @@ func (b *Backend) Retry(_ context.Context, d *queue.Delivery, at time.Time) erro
 	return err
 }
 
+// Release puts d back to the ready end of its queue at once, as if it had
+// never been leased: the delivery's attempt is not counted (the next
+// delivery has the same attempt number). A worker pool that stops before
+// its handler finished uses it (see worker.Releaser).
+func (b *Backend) Release(_ context.Context, d *queue.Delivery) error {
+	return b.settle(d, func(q *queueState, e *entry, _ int64) {
+		q.leased.remove(e.idx)
+		e.attempts--
+		e.state = stReady
+		q.ready.push(e)
+		q.wakeLeasers(1)
+		q.checkDrained()
+	})
+}
+
 // DeadLetter settles d as failed for good, keeping the task with reason.
 func (b *Backend) DeadLetter(_ context.Context, d *queue.Delivery, reason string) error {
 	return b.settle(d, func(q *queueState, e *entry, _ int64) {
