@@ -54,7 +54,6 @@ type Server struct {
 	opts  Options
 	ln    net.Listener
 	srv   *imapserver.Server
-	mem   *imapmemserver.Server
 	user  *imapmemserver.User
 	done  chan struct{}
 	mu    sync.Mutex
@@ -110,17 +109,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 
 	s := &Server{opts: opts, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
-	s.mem = imapmemserver.New()
 	s.user = imapmemserver.NewUser(opts.Username, opts.Password)
 	for _, name := range append([]string{opts.Mailbox}, opts.Mailboxes...) {
 		if err := s.user.Create(name, nil); err != nil {
 			return nil, fmt.Errorf("memserver: create mailbox %q: %w", name, err)
 		}
 	}
-	s.mem.AddUser(s.user)
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return s.mem.NewSession(), nil, nil
+			return &session{user: s.user}, nil, nil
 		},
 		Caps:         opts.Caps,
 		Logger:       printfLogger{logger.Sugar()},
@@ -311,6 +308,13 @@ func (s *Server) DropConnections() int {
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		s.err = s.srv.Close()
+		// imapserver.Server.Close only closes listeners Serve has already
+		// registered: a Close racing the Serve goroutine's start would
+		// leave ours accepting (and Serve returning at once). Close it
+		// ourselves; closing twice is harmless.
+		if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) && s.err == nil {
+			s.err = err
+		}
 		<-s.done
 		s.DropConnections()
 	})
