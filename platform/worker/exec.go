@@ -19,7 +19,13 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	t := d.Task
 	p.inFlight.Add(1)
 	start := time.Now()
-	s.begin(d, start.Add(p.cfg.Lease/2))
+	// Extend at about half-life of the lease as the backend granted it
+	// (the delivery may have waited for a worker since).
+	extendAt := start.Add(p.cfg.Lease / 2)
+	if !d.LeaseUntil.IsZero() {
+		extendAt = d.LeaseUntil.Add(-p.cfg.Lease / 2)
+	}
+	s.begin(d, extendAt)
 
 	var (
 		outcome task.Outcome

@@ -14,6 +14,7 @@ import (
 
 	"github.com/plba/plba/platform/lifecycle"
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/memory"
 	"github.com/plba/plba/platform/task"
 	"github.com/plba/plba/platform/worker"
 )
@@ -27,15 +28,27 @@ var fast = worker.PoolConfig{
 	DrainTimeout: 100 * time.Millisecond,
 }
 
+// newMemory returns a memory backend closed when the test ends.
+func newMemory(t *testing.T) *memory.Backend {
+	t.Helper()
+	be := memory.New(memory.Options{})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, be.Close(ctx))
+	})
+	return be
+}
+
 type bundle struct {
-	be  *fakeBackend
+	be  *memory.Backend
 	reg *lifecycle.Registry
 	rt  *worker.Runtime
 }
 
 func setup(t *testing.T, cfg worker.PoolConfig, routes ...task.Route) *bundle {
 	t.Helper()
-	b := &bundle{be: newFake(), reg: lifecycle.NewRegistry(nil, nil)}
+	b := &bundle{be: newMemory(t), reg: lifecycle.NewRegistry(nil, nil)}
 	rt, err := worker.New(worker.Params{Routes: routes, Backend: b.be, Config: worker.Config{"default": cfg}, Registry: b.reg})
 	require.NoError(t, err)
 	b.rt = rt
@@ -282,7 +295,7 @@ func TestPauseResumeResize(t *testing.T) {
 
 func TestDrainReturnsUnfinishedTasks(t *testing.T) {
 	t.Parallel()
-	be := newFake()
+	be := newMemory(t)
 	started := make(chan struct{}, 10)
 	var cancelled atomic.Int64
 	slow := task.Route{Kind: "slow", Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
@@ -336,7 +349,7 @@ func TestDrainReturnsUnfinishedTasks(t *testing.T) {
 
 func TestStopBeforeStart(t *testing.T) {
 	t.Parallel()
-	rt, err := worker.New(worker.Params{Backend: newFake()})
+	rt, err := worker.New(worker.Params{Backend: newMemory(t)})
 	require.NoError(t, err)
 	require.NoError(t, rt.Stop(context.Background()))
 	p, _ := rt.Pool("default")
@@ -371,16 +384,16 @@ func TestLongHandlerKeepsItsLease(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int64
 	cfg := fast
-	cfg.Lease = 40 * time.Millisecond
+	cfg.Lease = 150 * time.Millisecond
 	b := setup(t, cfg, task.Route{Kind: "long", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
 		calls.Add(1)
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(700 * time.Millisecond)
 		return nil
 	})})
 	b.enqueue(t, &task.Task{Kind: "long"})
 	p := b.pool(t, "default")
 	require.Eventually(t, func() bool { return p.Stats().Processed == 1 }, 5*time.Second, time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
 	require.Equal(t, int64(1), calls.Load(), "the lease was extended: no redelivery")
 	require.Empty(t, p.Stats().LastError, "the ack found its lease")
 }
@@ -399,7 +412,7 @@ func (o *panickyObserver) Finished(context.Context, *task.Task, task.Outcome, er
 
 func TestWorkerCrashIsReplaced(t *testing.T) {
 	t.Parallel()
-	be := newFake()
+	be := newMemory(t)
 	var handled atomic.Int64
 	rt, err := worker.New(worker.Params{
 		Routes:   []task.Route{{Kind: "k", Handler: task.HandlerFunc(func(context.Context, *task.Task) error { handled.Add(1); return nil })}},
@@ -484,7 +497,7 @@ func (o *countingObserver) Finished(context.Context, *task.Task, task.Outcome, e
 func TestProducerAndObserver(t *testing.T) {
 	t.Parallel()
 	obs := &countingObserver{}
-	be := newFake()
+	be := newMemory(t)
 	got := make(chan string, 2)
 	rt, err := worker.New(worker.Params{
 		Routes:   []task.Route{{Kind: "k", Queue: "q", Handler: task.HandlerFunc(func(_ context.Context, t *task.Task) error { got <- t.Header("traceparent"); return nil })}},
