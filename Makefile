@@ -28,3 +28,6 @@ bench:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+tidy:
+	$(GO) mod tidy
