@@ -411,3 +411,58 @@ func TestProblemsCollector(t *testing.T) {
 	require.True(t, errors.As(err, &cerr))
 	require.Equal(t, "a: bad 1\nwhole", err.Error())
 }
+
+// ExporterConfig has a secret map (HTTP headers with tokens) and a plain
+// Validate error in the "key: problem" convention.
+type ExporterConfig struct {
+	Endpoint string            `koanf:"endpoint"`
+	Headers  map[string]string `koanf:"headers" secret:"true"`
+	Limits   struct {
+		Batch int `koanf:"batch"`
+	} `koanf:"limits"`
+}
+
+func (e ExporterConfig) Validate() error {
+	if e.Limits.Batch < 0 {
+		return errors.New("limits: batch: must not be negative")
+	}
+	if e.Endpoint == "bad" {
+		return errors.New("endpoint is bad in a way that names no key")
+	}
+	return nil
+}
+
+func TestSecretMapsAreRedacted(t *testing.T) {
+	t.Parallel()
+	r := config.NewRegistry()
+	require.NoError(t, r.Declare("exporter", ExporterConfig{}))
+	c, err := config.Load(config.Options{Registry: r, Environ: []string{"PLBA_EXPORTER__HEADERS__AUTHORIZATION=Bearer t0ken"}})
+	require.NoError(t, err)
+	var e ExporterConfig
+	require.NoError(t, c.Decode("exporter", &e))
+	require.Equal(t, "Bearer t0ken", e.Headers["authorization"])
+	out := string(c.YAML())
+	require.NotContains(t, out, "t0ken")
+	require.Contains(t, out, "authorization: '[redacted]'", "header names stay visible")
+	red := config.Redact(e).(ExporterConfig)
+	require.Equal(t, config.Redacted, red.Headers["authorization"])
+	require.Equal(t, "Bearer t0ken", e.Headers["authorization"], "original unchanged")
+}
+
+func TestValidateErrorsLandOnTheirKey(t *testing.T) {
+	t.Parallel()
+	r := config.NewRegistry()
+	require.NoError(t, r.Declare("exporter", ExporterConfig{}))
+	_, err := config.Load(config.Options{Registry: r, Environ: []string{}, Sets: []string{"exporter.limits.batch=-1"}})
+	var cerr *config.Error
+	require.ErrorAs(t, err, &cerr)
+	require.Len(t, cerr.Problems, 1)
+	require.Equal(t, "exporter.limits.batch", cerr.Problems[0].Key)
+	require.Equal(t, "must not be negative", cerr.Problems[0].Msg)
+	require.Contains(t, cerr.Problems[0].Source, "--set")
+
+	_, err = config.Load(config.Options{Registry: r, Environ: []string{}, Sets: []string{"exporter.endpoint=bad"}})
+	require.ErrorAs(t, err, &cerr)
+	require.Equal(t, "exporter", cerr.Problems[0].Key, "a message without a key prefix stays on the section")
+	require.Equal(t, "endpoint is bad in a way that names no key", cerr.Problems[0].Msg)
+}

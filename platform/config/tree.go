@@ -64,7 +64,7 @@ func collectFields(t reflect.Type, index []int, out *[]field) {
 		*out = append(*out, field{
 			key:    name,
 			index:  idx,
-			secret: f.Tag.Get("secret") == "true" && f.Type.Kind() == reflect.String,
+			secret: f.Tag.Get("secret") == "true" && secretable(f.Type),
 		})
 	}
 }
@@ -121,8 +121,8 @@ func toTree(v reflect.Value, output bool) any {
 		m := map[string]any{}
 		for _, f := range fieldsOf(t) {
 			fv := v.FieldByIndex(f.index)
-			if output && f.secret && fv.Len() > 0 {
-				m[f.key] = Redacted
+			if output && f.secret {
+				m[f.key] = redactedTree(fv)
 				continue
 			}
 			m[f.key] = toTree(fv, output)
@@ -171,7 +171,8 @@ func toTree(v reflect.Value, output bool) any {
 
 // Redact returns a deep copy of v (same type) in which every non-empty
 // string field tagged secret:"true", at any depth (structs, pointers, maps,
-// slices), reads "[redacted]". Use it before logging a configuration or
+// slices), reads "[redacted]"; so does every value of a secret map of
+// strings (HTTP headers) or element of a secret slice of strings. Use it before logging a configuration or
 // showing it in the admin status. v itself is not changed.
 func Redact(v any) any {
 	if v == nil {
@@ -212,10 +213,8 @@ func redactValue(v reflect.Value, depth int) reflect.Value {
 			if !f.IsExported() {
 				continue
 			}
-			if f.Type.Kind() == reflect.String && f.Tag.Get("secret") == "true" {
-				if v.Field(i).Len() > 0 {
-					n.Field(i).SetString(Redacted)
-				}
+			if f.Tag.Get("secret") == "true" && secretable(f.Type) {
+				n.Field(i).Set(redactedCopy(v.Field(i)))
 				continue
 			}
 			n.Field(i).Set(redactValue(v.Field(i), depth+1))
@@ -249,4 +248,79 @@ func redactValue(v reflect.Value, depth int) reflect.Value {
 	default:
 		return v
 	}
+}
+
+// secretable reports whether a field of type t can carry the secret tag:
+// a string, or a map or slice of strings (every value is secret).
+func secretable(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.String:
+		return true
+	case reflect.Map, reflect.Slice:
+		return t.Elem().Kind() == reflect.String
+	}
+	return false
+}
+
+// redactedTree renders a secret field for output: each non-empty string
+// reads Redacted; map keys (header names) stay visible.
+func redactedTree(v reflect.Value) any {
+	switch v.Kind() {
+	case reflect.String:
+		if v.Len() == 0 {
+			return ""
+		}
+		return Redacted
+	case reflect.Map:
+		m := make(map[string]any, v.Len())
+		it := v.MapRange()
+		for it.Next() {
+			m[fmt.Sprint(it.Key().Interface())] = redactedTree(it.Value())
+		}
+		return m
+	case reflect.Slice:
+		if v.IsNil() {
+			return nil
+		}
+		l := make([]any, v.Len())
+		for i := range l {
+			l[i] = redactedTree(v.Index(i))
+		}
+		return l
+	}
+	return Redacted
+}
+
+// redactedCopy returns a copy of the secret field v with every non-empty
+// string replaced by Redacted.
+func redactedCopy(v reflect.Value) reflect.Value {
+	t := v.Type()
+	switch t.Kind() {
+	case reflect.String:
+		n := reflect.New(t).Elem()
+		if v.Len() > 0 {
+			n.SetString(Redacted)
+		}
+		return n
+	case reflect.Map:
+		if v.IsNil() {
+			return v
+		}
+		n := reflect.MakeMapWithSize(t, v.Len())
+		it := v.MapRange()
+		for it.Next() {
+			n.SetMapIndex(it.Key(), redactedCopy(it.Value()))
+		}
+		return n
+	case reflect.Slice:
+		if v.IsNil() {
+			return v
+		}
+		n := reflect.MakeSlice(t, v.Len(), v.Len())
+		for i := range v.Len() {
+			n.Index(i).Set(redactedCopy(v.Index(i)))
+		}
+		return n
+	}
+	return v
 }
