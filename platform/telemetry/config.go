@@ -157,6 +157,18 @@ func (c MetricsConfig) RuntimeEnabled() bool {
 	return c.MetricsEnabled() && boolOr(c.Runtime, true)
 }
 
+// DefaultConfig returns the documented defaults, for declaring the
+// "telemetry" section: no span export (trace context still propagates),
+// parent-based sampling, metrics with the Prometheus exporter and the Go
+// runtime metrics, service name "plba". ServiceInstanceID stays empty: New
+// fills it with "<hostname>-<pid>" of the running process.
+func DefaultConfig() Config {
+	c := Config{Metrics: MetricsConfig{Enabled: Bool(true), Prometheus: Bool(true), Runtime: Bool(true)}}
+	c = c.WithDefaults()
+	c.Resource.ServiceInstanceID = ""
+	return c
+}
+
 // WithDefaults returns c with every unset field set to its documented
 // default.
 func (c Config) WithDefaults() Config {
@@ -205,9 +217,11 @@ func (o OTLPConfig) withDefaults() OTLPConfig {
 	return o
 }
 
-// Validate reports the first invalid field, naming its path. It expects
-// defaults applied (WithDefaults).
+// Validate reports the first invalid field, naming its path (for example
+// "traces.sampler"). Unset fields are judged by their defaults, so the
+// zero Config is valid.
 func (c Config) Validate() error {
+	c = c.WithDefaults()
 	t := c.Traces
 	switch t.Exporter {
 	case ExporterNone, ExporterStdout:

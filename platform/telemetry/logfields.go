@@ -6,7 +6,9 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
+	"github.com/plba/plba/platform/log"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -18,11 +20,14 @@ const (
 	FieldKind    = "task_kind"
 	FieldQueue   = "queue"
 	FieldAttempt = "attempt"
+	// FieldSource names the source on a poll's lines.
+	FieldSource = "source"
 )
 
 // DeliveryFields are the log fields of one delivery: its consumer span and
-// its task. Starting attaches them to the handler's context; a logger
-// built from that context (LogFields, Logger) writes them on every line.
+// its task. Starting attaches them to the handler's context through
+// platform/log (log.With), so a logger built from that context with
+// log.FromContext (or Logger) writes them on every line.
 type DeliveryFields struct {
 	TraceID trace.TraceID
 	SpanID  trace.SpanID
@@ -68,51 +73,58 @@ func (f DeliveryFields) String() string {
 	return string(b)
 }
 
-// deliveryCtx carries DeliveryFields. It is its own context (embedding the
-// parent) so that attaching the fields costs one allocation, not two.
-type deliveryCtx struct {
-	context.Context
-	f DeliveryFields
-}
-
-type deliveryKey struct{}
-
-// Value returns the fields for the package's key and defers to the parent
-// otherwise.
-func (c *deliveryCtx) Value(key any) any {
-	if _, ok := key.(deliveryKey); ok {
-		return &c.f
+// MarshalLogObject writes f's fields inline (zap.Inline), so that a logger
+// derived from a delivery's context renders them only when a line is
+// written. Invalid (zero) trace and span ids are left out.
+func (f *DeliveryFields) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	if f.TraceID.IsValid() {
+		enc.AddString(FieldTraceID, f.TraceID.String())
 	}
-	return c.Context.Value(key)
+	if f.SpanID.IsValid() {
+		enc.AddString(FieldSpanID, f.SpanID.String())
+	}
+	enc.AddString(FieldTaskID, f.TaskID)
+	enc.AddString(FieldKind, f.Kind)
+	enc.AddString(FieldQueue, f.Queue)
+	enc.AddInt(FieldAttempt, f.Attempt)
+	return nil
 }
 
-// attachLogFields is the one place where Starting hands its log fields to
-// the logging system. It stores them lazily on the context (rendered only
-// when a line is written). When platform/log offers log.With(ctx, ...),
-// this is the function to switch over.
-var attachLogFields = func(ctx context.Context, f DeliveryFields) context.Context {
-	return &deliveryCtx{Context: ctx, f: f}
+// attachLogFields hands a delivery's log fields to platform/log: one lazy
+// field on the context, so that every logger derived from it with
+// log.FromContext (the platform's context logger) writes trace_id,
+// span_id, task_id, task_kind, queue and attempt.
+func attachLogFields(ctx context.Context, f DeliveryFields) context.Context {
+	p := new(DeliveryFields)
+	*p = f
+	return log.With(ctx, zap.Inline(p))
 }
 
 // FieldsFromContext returns the delivery fields Starting attached to ctx
-// (or to an ancestor of ctx).
+// (or to an ancestor of ctx); the innermost delivery wins.
 func FieldsFromContext(ctx context.Context) (DeliveryFields, bool) {
 	if ctx == nil {
 		return DeliveryFields{}, false
 	}
-	if p, ok := ctx.Value(deliveryKey{}).(*DeliveryFields); ok && p != nil {
-		return *p, true
+	fs := log.Fields(ctx)
+	for i := len(fs) - 1; i >= 0; i-- {
+		if fs[i].Type != zapcore.InlineMarshalerType {
+			continue
+		}
+		if p, ok := fs[i].Interface.(*DeliveryFields); ok && p != nil {
+			return *p, true
+		}
 	}
 	return DeliveryFields{}, false
 }
 
 // LogFields returns the zap fields a log line written under ctx should
 // carry: the delivery's fields when ctx is (inside) a delivery, else the
-// trace and span id of the active span, if any. It allocates only when
-// called; call it where a logger is derived, not per line.
+// trace and span id of the active span, if any. The active span may be a
+// child of the delivery's span; its ids win. It allocates only when
+// called.
 func LogFields(ctx context.Context) []zap.Field {
 	if f, ok := FieldsFromContext(ctx); ok {
-		// The active span may be a child of the delivery span; prefer it.
 		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			f.TraceID, f.SpanID = sc.TraceID(), sc.SpanID()
 		}
@@ -128,18 +140,55 @@ func LogFields(ctx context.Context) []zap.Field {
 	}
 }
 
-// Logger returns base with LogFields(ctx) added (base itself when ctx
-// carries none; zap.NewNop() when base is nil). Handlers use it until the
-// platform's context logger takes over.
+// Logger returns base with the fields platform/log carries on ctx
+// (log.FromContext: a delivery's or a poll's fields, and whatever else was
+// added with log.With), plus the trace and span id of ctx's active span
+// when ctx carries no delivery or poll fields. base itself when there is
+// nothing to add; zap.NewNop() when base is nil.
 func Logger(ctx context.Context, base *zap.Logger) *zap.Logger {
-	if base == nil {
-		base = zap.NewNop()
+	l := log.FromContext(ctx, base)
+	if hasTraceFields(ctx) {
+		return l
 	}
-	fs := LogFields(ctx)
-	if len(fs) == 0 {
-		return base
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return l
 	}
-	return base.With(fs...)
+	return l.With(zap.String(FieldTraceID, sc.TraceID().String()), zap.String(FieldSpanID, sc.SpanID().String()))
+}
+
+// hasTraceFields reports whether ctx carries delivery or poll fields.
+func hasTraceFields(ctx context.Context) bool {
+	for _, f := range log.Fields(ctx) {
+		if f.Type != zapcore.InlineMarshalerType {
+			continue
+		}
+		switch f.Interface.(type) {
+		case *DeliveryFields, *PollFields:
+			return true
+		}
+	}
+	return false
+}
+
+// PollFields are the log fields of one source poll: its span and the
+// source's name. StartPoll attaches them to the poll's context.
+type PollFields struct {
+	TraceID trace.TraceID
+	SpanID  trace.SpanID
+	Source  string
+}
+
+// MarshalLogObject writes f's fields inline; invalid ids are left out.
+func (f *PollFields) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	if f.TraceID.IsValid() {
+		enc.AddString(FieldTraceID, f.TraceID.String())
+	}
+	if f.SpanID.IsValid() {
+		enc.AddString(FieldSpanID, f.SpanID.String())
+	}
+	enc.AddString(FieldSource, f.Source)
+	return nil
 }
 
 // taskFields builds the DeliveryFields of t under span context sc.

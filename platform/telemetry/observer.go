@@ -9,7 +9,9 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
 
+	"github.com/plba/plba/platform/log"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -253,12 +255,15 @@ func (NopSourceObserver) StartPoll(ctx context.Context, _ string) (context.Conte
 func (NopSourceObserver) Emitted(context.Context, string, int) {}
 
 // StartPoll starts the span "<source> poll" (kind Internal, attribute
-// plba.source.name) for one poll of source.
+// plba.source.name) for one poll of source, and attaches PollFields
+// (trace_id, span_id, source) to the returned context for log.FromContext.
 func (o *Observer) StartPoll(ctx context.Context, source string) (context.Context, func(error)) {
 	ctx, span := o.tracer.Start(ctx, source+" poll", pollOptions...)
 	if span.IsRecording() {
 		span.SetAttributes(AttrSourceName.String(source))
 	}
+	sc := span.SpanContext()
+	ctx = log.With(ctx, zap.Inline(&PollFields{TraceID: sc.TraceID(), SpanID: sc.SpanID(), Source: source}))
 	return ctx, func(err error) {
 		if err != nil {
 			if span.IsRecording() {

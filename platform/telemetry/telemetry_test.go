@@ -345,7 +345,7 @@ func TestLogLinesCarryTraceID(t *testing.T) {
 	require.Equal(t, tk.ID, fields[telemetry.FieldTaskID])
 	require.Equal(t, "k", fields[telemetry.FieldKind])
 	require.Equal(t, "q", fields[telemetry.FieldQueue])
-	require.Equal(t, int64(3), fields[telemetry.FieldAttempt])
+	require.EqualValues(t, 3, fields[telemetry.FieldAttempt])
 
 	f, ok := telemetry.FieldsFromContext(context.Background())
 	require.False(t, ok)

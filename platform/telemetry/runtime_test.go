@@ -1,0 +1,461 @@
+package telemetry_test
+
+// These tests drive the real worker runtime (worker.Module in fxtest) on
+// the memory backend, with telemetry.Module exporting spans to an
+// in-memory exporter through the batch span processor.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/health"
+	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/log"
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/memory"
+	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/telemetry"
+	"github.com/plba/plba/platform/worker"
+)
+
+// fastPools retries after a short, jitter-free back-off.
+var fastPools = worker.Config{task.DefaultQueue: worker.PoolConfig{
+	Concurrency:  4,
+	Backoff:      worker.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond, Multiplier: 2, Jitter: -1},
+	DrainTimeout: time.Second,
+}}
+
+// newBackend returns a memory backend closed when the test ends (after the
+// hosts using it stopped: cleanups run last in, first out).
+func newBackend(t *testing.T) *memory.Backend {
+	t.Helper()
+	be := memory.New(memory.Options{})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, be.Close(ctx))
+	})
+	return be
+}
+
+// host is one fx application: telemetry, the worker runtime and optionally
+// the admin server, on a shared backend.
+type host struct {
+	spans *tracetest.InMemoryExporter
+	logs  *observer.ObservedLogs
+	log   *zap.Logger
+	tel   *telemetry.Telemetry
+	enq   task.Enqueuer
+	srv   *admin.Server
+}
+
+type hostOpts struct {
+	admin  bool
+	routes []task.Route
+}
+
+func startHost(t *testing.T, be queue.Backend, o hostOpts) *host {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	h := &host{spans: tracetest.NewInMemoryExporter(), logs: logs, log: zap.New(core)}
+	cfg := telemetry.Config{}
+	cfg.Traces.Sampler = telemetry.SamplerAlways
+	cfg.Metrics.Runtime = telemetry.Bool(false)
+	opts := []fx.Option{
+		fx.NopLogger,
+		fx.Supply(cfg, fastPools, h.log, lifecycle.NewRegistry(nil, nil)),
+		fx.Provide(func() queue.Backend { return be }),
+		fx.Provide(func() telemetry.QueueStatser { return telemetry.BackendStats(be) }),
+		telemetry.WithOptions(telemetry.WithSpanExporter(h.spans)),
+		telemetry.Module,
+		worker.Module,
+		fx.Populate(&h.tel, &h.enq),
+	}
+	for _, r := range o.routes {
+		opts = append(opts, task.SupplyRoute(r))
+	}
+	if o.admin {
+		opts = append(opts,
+			fx.Supply(admin.Config{Listen: "127.0.0.1:0", ReadHeaderTimeout: 5 * time.Second}, admin.StatusInfo{Started: time.Now()}),
+			health.Module,
+			admin.Module,
+			fx.Populate(&h.srv),
+		)
+	}
+	app := fxtest.New(t, opts...)
+	app.RequireStart()
+	t.Cleanup(app.RequireStop)
+	return h
+}
+
+// flushed returns the spans ended so far.
+func (h *host) flushed(t *testing.T) tracetest.SpanStubs {
+	t.Helper()
+	require.NoError(t, h.tel.ForceFlush(context.Background()))
+	return h.spans.GetSpans()
+}
+
+// waitSpans waits until n spans called name were exported and returns them.
+func (h *host) waitSpans(t *testing.T, name string, n int) []tracetest.SpanStub {
+	t.Helper()
+	var got []tracetest.SpanStub
+	require.Eventually(t, func() bool {
+		got = byName(t, h.flushed(t), name)
+		return len(got) >= n
+	}, 15*time.Second, 20*time.Millisecond, "waiting for %d %q spans", n, name)
+	require.Len(t, got, n)
+	return got
+}
+
+// recorder keeps the span context each handler run saw, by attempt.
+type recorder struct {
+	mu  sync.Mutex
+	scs map[int]trace.SpanContext
+}
+
+func (r *recorder) record(ctx context.Context, t *task.Task) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.scs == nil {
+		r.scs = map[int]trace.SpanContext{}
+	}
+	r.scs[t.Attempt] = trace.SpanContextFromContext(ctx)
+}
+
+func (r *recorder) get(attempt int) trace.SpanContext {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.scs[attempt]
+}
+
+func TestRuntimeProducerAndConsumerSpans(t *testing.T) {
+	t.Parallel()
+	var rec recorder
+	h := startHost(t, newBackend(t), hostOpts{routes: []task.Route{{
+		Kind: "invoice.create", Queue: "billing",
+		Handler: task.HandlerFunc(func(ctx context.Context, tk *task.Task) error {
+			rec.record(ctx, tk)
+			return nil
+		}),
+	}}})
+
+	ctx, parent := h.tel.TracerProvider().Tracer("test").Start(context.Background(), "http request")
+	tk := &task.Task{Kind: "invoice.create", Payload: []byte(`{}`)}
+	require.NoError(t, h.enq.Enqueue(ctx, tk))
+	parent.End()
+
+	cons := h.waitSpans(t, "billing process", 1)[0]
+	prod := byName(t, h.flushed(t), "billing publish")
+	require.Len(t, prod, 1)
+	p := prod[0]
+
+	// producer: child of the caller's span, in its trace
+	require.Equal(t, parent.SpanContext().TraceID(), p.SpanContext.TraceID())
+	require.Equal(t, parent.SpanContext().SpanID(), p.Parent.SpanID())
+	require.Equal(t, trace.SpanKindProducer, p.SpanKind)
+	pa := attrs(p)
+	require.Equal(t, "plba", pa[telemetry.AttrMessagingSystem].AsString())
+	require.Equal(t, "billing", pa[telemetry.AttrMessagingDestination].AsString())
+	require.Equal(t, tk.ID, pa[telemetry.AttrMessagingMessageID].AsString())
+	require.Equal(t, "send", pa[telemetry.AttrMessagingOperationType].AsString())
+	require.Equal(t, "invoice.create", pa[telemetry.AttrTaskKind].AsString())
+
+	// consumer: child of the producer span (remote parent, through the
+	// task headers), same trace, no link needed
+	require.Equal(t, trace.SpanKindConsumer, cons.SpanKind)
+	require.Equal(t, p.SpanContext.TraceID(), cons.SpanContext.TraceID())
+	require.Equal(t, p.SpanContext.SpanID(), cons.Parent.SpanID())
+	require.True(t, cons.Parent.IsRemote())
+	require.Empty(t, cons.Links)
+	ca := attrs(cons)
+	require.Equal(t, "plba", ca[telemetry.AttrMessagingSystem].AsString())
+	require.Equal(t, "billing", ca[telemetry.AttrMessagingDestination].AsString())
+	require.Equal(t, tk.ID, ca[telemetry.AttrMessagingMessageID].AsString())
+	require.Equal(t, "process", ca[telemetry.AttrMessagingOperationType].AsString())
+	require.Equal(t, "invoice.create", ca[telemetry.AttrTaskKind].AsString())
+	require.Equal(t, int64(1), ca[telemetry.AttrTaskAttempt].AsInt64())
+	require.Equal(t, "succeeded", ca[telemetry.AttrTaskOutcome].AsString())
+	require.Equal(t, codes.Unset, cons.Status.Code)
+
+	// the handler ran under the consumer span
+	require.Equal(t, cons.SpanContext.SpanID(), rec.get(1).SpanID())
+	require.Equal(t, cons.SpanContext.TraceID(), rec.get(1).TraceID())
+}
+
+func TestRuntimeRetryMakesTwoConsumerSpans(t *testing.T) {
+	t.Parallel()
+	var rec recorder
+	h := startHost(t, newBackend(t), hostOpts{routes: []task.Route{{
+		Kind: "mail.parse", Queue: "mail",
+		Handler: task.HandlerFunc(func(ctx context.Context, tk *task.Task) error {
+			rec.record(ctx, tk)
+			if tk.Attempt == 1 {
+				return task.RetryAfter(10*time.Millisecond, errors.New("smtp busy"))
+			}
+			return nil
+		}),
+	}}})
+	ctx, parent := h.tel.TracerProvider().Tracer("test").Start(context.Background(), "poll")
+	require.NoError(t, h.enq.Enqueue(ctx, &task.Task{Kind: "mail.parse"}))
+	parent.End()
+
+	cons := h.waitSpans(t, "mail process", 2)
+	prod := byName(t, h.flushed(t), "mail publish")
+	require.Len(t, prod, 1)
+	byAttempt := map[int64]tracetest.SpanStub{}
+	for _, c := range cons {
+		byAttempt[attrs(c)[telemetry.AttrTaskAttempt].AsInt64()] = c
+	}
+	require.Len(t, byAttempt, 2, "attempts 1 and 2")
+	first, second := byAttempt[1], byAttempt[2]
+
+	require.Equal(t, codes.Error, first.Status.Code)
+	require.Contains(t, first.Status.Description, "smtp busy")
+	require.True(t, attrs(first)[telemetry.AttrTaskRetry].AsBool())
+	require.Equal(t, "retried", attrs(first)[telemetry.AttrTaskOutcome].AsString())
+	require.Equal(t, codes.Unset, second.Status.Code)
+	require.Equal(t, "succeeded", attrs(second)[telemetry.AttrTaskOutcome].AsString())
+	for _, c := range cons {
+		require.Equal(t, parent.SpanContext().TraceID(), c.SpanContext.TraceID())
+		require.Equal(t, prod[0].SpanContext.SpanID(), c.Parent.SpanID(), "every attempt is a child of the producer")
+	}
+	require.NotEqual(t, first.SpanContext.SpanID(), second.SpanContext.SpanID())
+	require.Equal(t, first.SpanContext.SpanID(), rec.get(1).SpanID())
+	require.Equal(t, second.SpanContext.SpanID(), rec.get(2).SpanID())
+}
+
+func TestRuntimeDeadLetterEvent(t *testing.T) {
+	t.Parallel()
+	be := newBackend(t)
+	h := startHost(t, be, hostOpts{routes: []task.Route{{
+		Kind: "order.store", Queue: "orders",
+		Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+			return task.Permanent(errors.New("bad order"))
+		}),
+	}}})
+	tk := &task.Task{Kind: "order.store"}
+	require.NoError(t, h.enq.Enqueue(context.Background(), tk))
+
+	c := h.waitSpans(t, "orders process", 1)[0]
+	require.Equal(t, codes.Error, c.Status.Code)
+	require.Equal(t, "dead_lettered", attrs(c)[telemetry.AttrTaskOutcome].AsString())
+	var reasons []string
+	for _, ev := range c.Events {
+		if ev.Name != telemetry.EventDeadLetter {
+			continue
+		}
+		for _, kv := range ev.Attributes {
+			if kv.Key == telemetry.AttrDeadLetterReason {
+				reasons = append(reasons, kv.Value.AsString())
+			}
+		}
+	}
+	require.Equal(t, []string{"bad order"}, reasons, "events: %+v", c.Events)
+	dl, err := be.ListDead(context.Background(), "orders", 0)
+	require.NoError(t, err)
+	require.Len(t, dl, 1)
+	require.Equal(t, tk.ID, dl[0].Task.ID)
+}
+
+// TestRuntimeTraceCrossesApps enqueues in one fx app and handles in
+// another (separate tracer providers and exporters) sharing the backend:
+// only the task headers carry the trace across.
+func TestRuntimeTraceCrossesApps(t *testing.T) {
+	t.Parallel()
+	be := newBackend(t)
+	var rec recorder
+	consumer := startHost(t, be, hostOpts{routes: []task.Route{{
+		Kind: "report.render", Queue: "reports",
+		Handler: task.HandlerFunc(func(ctx context.Context, tk *task.Task) error {
+			rec.record(ctx, tk)
+			return nil
+		}),
+	}}})
+	producer := startHost(t, be, hostOpts{}) // no route, no pool for "reports"
+
+	ctx, root := producer.tel.TracerProvider().Tracer("test").Start(context.Background(), "request")
+	require.NoError(t, producer.enq.Enqueue(ctx, &task.Task{Kind: "report.render", Queue: "reports"}))
+	root.End()
+
+	cons := consumer.waitSpans(t, "reports process", 1)[0]
+	prod := byName(t, producer.flushed(t), "reports publish")
+	require.Len(t, prod, 1)
+	require.Empty(t, byName(t, producer.flushed(t), "reports process"), "the producer app did not handle it")
+	require.Empty(t, byName(t, consumer.flushed(t), "reports publish"), "the consumer app did not produce it")
+
+	require.Equal(t, root.SpanContext().TraceID(), prod[0].SpanContext.TraceID())
+	require.Equal(t, root.SpanContext().TraceID(), cons.SpanContext.TraceID())
+	require.Equal(t, prod[0].SpanContext.SpanID(), cons.Parent.SpanID())
+	require.True(t, cons.Parent.IsRemote())
+	require.Equal(t, cons.SpanContext.SpanID(), rec.get(1).SpanID())
+}
+
+// TestRuntimeHandlerLogCarriesTrace checks that a line a handler writes
+// through the platform's context logger names its span and task.
+func TestRuntimeHandlerLogCarriesTrace(t *testing.T) {
+	t.Parallel()
+	var h *host
+	ready := make(chan struct{})
+	h = startHost(t, newBackend(t), hostOpts{routes: []task.Route{{
+		Kind: "invoice.send", Queue: "billing",
+		Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+			<-ready
+			log.FromContext(ctx, h.log).Info("sending invoice", zap.String("customer", "c-42"))
+			return nil
+		}),
+	}}})
+	close(ready)
+	tk := &task.Task{Kind: "invoice.send"}
+	require.NoError(t, h.enq.Enqueue(context.Background(), tk))
+
+	cons := h.waitSpans(t, "billing process", 1)[0]
+	lines := h.logs.FilterMessage("sending invoice").All()
+	require.Len(t, lines, 1)
+	f := lines[0].ContextMap()
+	require.Equal(t, cons.SpanContext.TraceID().String(), f[telemetry.FieldTraceID])
+	require.Equal(t, cons.SpanContext.SpanID().String(), f[telemetry.FieldSpanID])
+	require.Equal(t, tk.ID, f[telemetry.FieldTaskID])
+	require.Equal(t, "invoice.send", f[telemetry.FieldKind])
+	require.Equal(t, "billing", f[telemetry.FieldQueue])
+	require.EqualValues(t, 1, f[telemetry.FieldAttempt])
+	require.Equal(t, "c-42", f["customer"])
+}
+
+// TestRuntimeMetricsScrape runs tasks of known outcomes through the
+// runtime and reads the counters, histograms and queue gauges back from
+// GET /metrics on the admin server, where telemetry.Module mounted it.
+func TestRuntimeMetricsScrape(t *testing.T) {
+	t.Parallel()
+	be := newBackend(t)
+	h := startHost(t, be, hostOpts{admin: true, routes: []task.Route{{
+		Kind: "invoice.create", Queue: "billing",
+		Handler: task.HandlerFunc(func(_ context.Context, tk *task.Task) error {
+			switch string(tk.Payload) {
+			case "flaky":
+				if tk.Attempt == 1 {
+					return task.RetryAfter(5*time.Millisecond, errors.New("try again"))
+				}
+			case "bad":
+				return task.Permanent(errors.New("bad invoice"))
+			}
+			return nil
+		}),
+	}}})
+	const ok, flaky, bad = 5, 3, 2
+	var tasks []*task.Task
+	for i := range ok + flaky + bad {
+		p := "ok"
+		switch {
+		case i >= ok+flaky:
+			p = "bad"
+		case i >= ok:
+			p = "flaky"
+		}
+		tasks = append(tasks, &task.Task{Kind: "invoice.create", Payload: []byte(p)})
+	}
+	require.NoError(t, h.enq.Enqueue(context.Background(), tasks...))
+
+	url := "http://" + h.srv.Addr() + telemetry.MetricsPath
+	base := map[string]string{"queue": "billing", "kind": "invoice.create"}
+	with := func(outcome string) map[string]string {
+		m := map[string]string{"outcome": outcome}
+		for k, v := range base {
+			m[k] = v
+		}
+		return m
+	}
+	settled := func() bool {
+		mfs := scrapeURL(t, url)
+		return counterOr0(mfs, "plba_task_processed_total", with("succeeded")) == ok+flaky &&
+			counterOr0(mfs, "plba_task_processed_total", with("dead_lettered")) == bad
+	}
+	require.Eventually(t, settled, 15*time.Second, 20*time.Millisecond)
+
+	mfs := scrapeURL(t, url)
+	require.Equal(t, float64(ok+flaky+bad), promValue(t, mfs, "plba_task_enqueued_total", with("ok")))
+	require.Equal(t, float64(ok+flaky), promValue(t, mfs, "plba_task_processed_total", with("succeeded")))
+	require.Equal(t, float64(flaky), promValue(t, mfs, "plba_task_processed_total", with("retried")))
+	require.Equal(t, float64(bad), promValue(t, mfs, "plba_task_processed_total", with("dead_lettered")))
+	require.Equal(t, float64(flaky), promValue(t, mfs, "plba_task_failed_total", with("retried")))
+	require.Equal(t, float64(bad), promValue(t, mfs, "plba_task_failed_total", with("dead_lettered")))
+	require.Equal(t, float64(flaky), promValue(t, mfs, "plba_task_retried_total", with("retried")))
+	require.Equal(t, float64(bad), promValue(t, mfs, "plba_task_dead_lettered_total", with("dead_lettered")))
+	require.Equal(t, uint64(ok+flaky), promHistCount(t, mfs, "plba_task_duration_seconds", with("succeeded")))
+	require.Equal(t, uint64(flaky), promHistCount(t, mfs, "plba_task_duration_seconds", with("retried")))
+	require.Equal(t, uint64(bad), promHistCount(t, mfs, "plba_task_duration_seconds", with("dead_lettered")))
+	require.Equal(t, uint64(ok+flaky+bad), promHistCount(t, mfs, "plba_task_queue_wait_seconds", base), "first attempts only")
+	_, hasFailedOK := findSeries(mfs, "plba_task_failed_total", with("succeeded"))
+	require.False(t, hasFailedOK, "successes are not failures")
+
+	q := map[string]string{"queue": "billing"}
+	require.Equal(t, float64(bad), gaugeOr(t, mfs, "plba_queue_dead", q))
+	require.Equal(t, float64(0), gaugeOr(t, mfs, "plba_queue_depth", q))
+	require.Equal(t, float64(0), gaugeOr(t, mfs, "plba_queue_in_flight", q))
+
+	resp, err := http.Get("http://" + h.srv.Addr() + "/admin/v1/status")
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the admin server's own routes are still there")
+}
+
+// scrapeURL fetches and parses a Prometheus exposition.
+func scrapeURL(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(resp.Body)
+	require.NoError(t, err)
+	return mfs
+}
+
+// findSeries returns the series of name with exactly labels (apart from
+// the scope labels).
+func findSeries(mfs map[string]*dto.MetricFamily, name string, labels map[string]string) (*dto.Metric, bool) {
+	mf, ok := mfs[name]
+	if !ok {
+		return nil, false
+	}
+	for _, m := range mf.GetMetric() {
+		if matches(m.GetLabel(), labels) {
+			return m, true
+		}
+	}
+	return nil, false
+}
+
+// counterOr0 is the counter's value, 0 while the series does not exist.
+func counterOr0(mfs map[string]*dto.MetricFamily, name string, labels map[string]string) int {
+	m, ok := findSeries(mfs, name, labels)
+	if !ok {
+		return 0
+	}
+	return int(m.GetCounter().GetValue())
+}
+
+// gaugeOr is the gauge's value; the series must exist.
+func gaugeOr(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	t.Helper()
+	m, ok := findSeries(mfs, name, labels)
+	require.True(t, ok, "series %s%v missing", name, labels)
+	return m.GetGauge().GetValue()
+}
