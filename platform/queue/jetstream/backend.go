@@ -79,6 +79,10 @@ type Backend struct {
 	qmu    sync.Mutex
 	queues map[string]*queueState
 
+	apiPrefix string         // "$JS.API."
+	wmu       sync.Mutex     // orders puller starts against Close
+	wg        sync.WaitGroup // pullers and the buffer keeper
+
 	imu      sync.Mutex
 	inflight map[*receipt]struct{}
 	settled  chan struct{} // signalled (non-blocking) on every settlement
@@ -189,6 +193,9 @@ func (b *Backend) start(ctx context.Context) error {
 	if err := b.watchAdvisories(); err != nil {
 		return err
 	}
+	b.apiPrefix = "$JS.API."
+	b.wg.Add(1)
+	go b.keepBuffers()
 	b.log.Info("jetstream backend started", zap.String("server", nc.ConnectedUrlRedacted()),
 		zap.String("mode", b.cfg.Mode), zap.String("stream_prefix", b.cfg.StreamPrefix))
 	return nil

@@ -73,7 +73,7 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 	if err := b.publishDead(ctx, r.q, r.d.Task, r.seq, r.attempt, reason); err != nil {
 		return err
 	}
-	if err := r.msg.TermWithReason(sanitizeValue(reason)); err != nil {
+	if err := r.msg.Respond([]byte("+TERM " + sanitizeValue(reason))); err != nil {
 		return fmt.Errorf("jetstream: terminate task %s: %w", r.d.Task.ID, err)
 	}
 	r.finish()
@@ -81,11 +81,11 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 }
 
 // poison moves a message that is not a task to the dead letter.
-func (b *Backend) poison(q *queueState, m jetstream.Msg, md *jetstream.MsgMetadata, cause error) {
+func (b *Backend) poison(q *queueState, m *nats.Msg, md *nats.MsgMetadata, cause error) {
 	b.log.Warn("jetstream: undecodable message dead-lettered", zap.String("queue", q.queue),
 		zap.Uint64("seq", md.Sequence.Stream), zap.Error(cause))
-	t := &task.Task{ID: "seq-" + strconv.FormatUint(md.Sequence.Stream, 10), Kind: "?", Queue: q.queue, Payload: m.Data(), EnqueuedAt: md.Timestamp}
-	for k, vs := range m.Headers() {
+	t := &task.Task{ID: "seq-" + strconv.FormatUint(md.Sequence.Stream, 10), Kind: "?", Queue: q.queue, Payload: m.Data, EnqueuedAt: md.Timestamp}
+	for k, vs := range m.Header {
 		if len(vs) > 0 && validHeaderName(k) && validHeaderValue(vs[0]) && !reserved(k) {
 			t.SetHeader(k, vs[0])
 		}
@@ -96,7 +96,7 @@ func (b *Backend) poison(q *queueState, m jetstream.Msg, md *jetstream.MsgMetada
 		b.log.Error("jetstream: dead-letter undecodable message", zap.Error(err))
 		return // it is redelivered later
 	}
-	_ = m.TermWithReason("not a task")
+	_ = m.Respond([]byte("+TERM not a task"))
 }
 
 // maxDeliveriesAdvisory is the part of the server's advisory we use.

@@ -2,12 +2,13 @@ package jetstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -15,22 +16,34 @@ import (
 )
 
 // queueState is this process's handle on one queue: its stream, its
-// durable consumer and the prefetch buffer fed by Consume.
+// durable consumer and the prefetch buffer fed by the puller.
 type queueState struct {
 	queueNames
 	ready atomic.Bool // stream and consumer exist
 
 	mu      sync.Mutex
-	cons    jetstream.Consumer
 	ackWait time.Duration
-	cc      jetstream.ConsumeContext
-	buf     chan inbound
+	started bool // puller running
+
+	// Prefetched messages, oldest first. Guarded by pmu.
+	pmu         sync.Mutex
+	buf         []inbound
+	outstanding int       // messages the open pull request may still bring
+	nakDelayed  map[uint64]time.Time // stream seq -> retry due (local Retry with a delay)
+	inbox       string
+	sub         *nats.Subscription
+
+	avail   chan struct{} // signalled when buf gains messages
+	room    chan struct{} // signalled when Lease takes messages
+	reqDone chan struct{} // signalled when the open pull request ends
+	gone    atomic.Bool   // consumer deleted: the puller re-creates it
 }
 
-// inbound is a prefetched message and when it arrived.
+// inbound is a prefetched message and when the server's AckWait timer was
+// last (re)started for it.
 type inbound struct {
-	msg jetstream.Msg
-	at  time.Time
+	msg     *nats.Msg
+	touched time.Time
 }
 
 // queue returns the state of queue name, creating it (without I/O).
@@ -44,7 +57,13 @@ func (b *Backend) queue(name string) (*queueState, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &queueState{queueNames: qn}
+	q := &queueState{
+		queueNames: qn,
+		nakDelayed: make(map[uint64]time.Time),
+		avail:      make(chan struct{}, 1),
+		room:       make(chan struct{}, 1),
+		reqDone:    make(chan struct{}, 1),
+	}
 	b.queues[name] = q
 	return q, nil
 }
@@ -73,7 +92,7 @@ func (b *Backend) storage() jetstream.StorageType {
 }
 
 // ensure creates or updates the queue's stream and durable consumer once
-// per process.
+// per process (again after the consumer was deleted).
 func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	if q.ready.Load() {
 		return nil
@@ -100,69 +119,273 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: create consumer %q on %q: %w", b.cfg.Consumer, q.stream, err)
 	}
-	q.cons = cons
 	q.ackWait = cons.CachedInfo().Config.AckWait
 	q.ready.Store(true)
 	return nil
 }
 
-// consuming returns the prefetch buffer, starting Consume when needed.
-func (q *queueState) consuming(ctx context.Context, b *Backend) (chan inbound, jetstream.ConsumeContext, error) {
+// signal wakes one waiter of ch without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// consuming makes sure the queue exists and its puller runs.
+func (q *queueState) consuming(ctx context.Context, b *Backend) error {
 	if err := q.ensure(ctx, b); err != nil {
-		return nil, nil, err
+		return err
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.started {
+		return nil
+	}
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
 	if b.isClosing() {
-		return nil, nil, queue.ErrClosed
+		return queue.ErrClosed
 	}
-	if q.cc != nil {
-		select {
-		case <-q.cc.Closed():
-			// Consume ended on its own (consumer deleted, ...): start over.
-			q.cc = nil
-			q.ready.Store(false)
-		default:
-			return q.buf, q.cc, nil
-		}
-	}
-	if !q.ready.Load() {
-		q.mu.Unlock()
-		err := q.ensure(ctx, b)
-		q.mu.Lock()
-		if err != nil {
-			return nil, nil, err
-		}
-	}
-	if q.buf == nil {
-		q.buf = make(chan inbound, b.cfg.Prefetch)
-	}
-	buf := q.buf
-	cc, err := q.cons.Consume(func(m jetstream.Msg) {
-		select {
-		case buf <- inbound{msg: m, at: time.Now()}:
-		case <-b.closing:
-			_ = m.Nak() // hand it to another replica right away
-		}
-	},
-		jetstream.PullMaxMessages(b.cfg.Prefetch),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				b.log.Warn("jetstream: consume", zap.String("queue", q.queue), zap.Error(err))
-			} else {
-				b.log.Debug("jetstream: consume", zap.String("queue", q.queue), zap.Error(err))
-			}
-		}),
-	)
+	q.inbox = b.nc.NewInbox()
+	sub, err := b.nc.Subscribe(q.inbox, func(m *nats.Msg) { q.onMsg(b, m) })
 	if err != nil {
-		return nil, nil, fmt.Errorf("jetstream: consume %q: %w", q.stream, err)
+		return fmt.Errorf("jetstream: subscribe %q: %w", q.queue, err)
 	}
-	q.cc = cc
-	return buf, cc, nil
+	_ = sub.SetPendingLimits(-1, -1) // flow is bounded by the pull requests
+	q.pmu.Lock()
+	q.sub = sub
+	q.pmu.Unlock()
+	q.started = true
+	b.wg.Add(1)
+	go q.pull(b)
+	return nil
 }
 
-// stopConsumers stops every Consume and gives prefetched messages back.
+// pullExpiry bounds one pull request; a request lost in a disconnect is
+// replaced after it.
+const pullExpiry = 5 * time.Second
+
+// pull keeps at most one pull request open for the room left in the
+// prefetch buffer, until Close. Messages arrive in onMsg.
+func (q *queueState) pull(b *Backend) {
+	defer b.wg.Done()
+	prefetch := b.cfg.Prefetch
+	threshold := max(1, prefetch/2)
+	subject := b.apiPrefix + "CONSUMER.MSG.NEXT." + q.stream + "." + b.cfg.Consumer
+	backoff := 50 * time.Millisecond
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if q.gone.Load() {
+			q.ready.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
+			go func() {
+				select {
+				case <-b.closing:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			err := q.ensure(ctx, b)
+			cancel()
+			if err != nil {
+				b.log.Warn("jetstream: re-create consumer", zap.String("queue", q.queue), zap.Error(err))
+				if !sleep(b.closing, backoff) {
+					return
+				}
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
+			q.gone.Store(false)
+		}
+		// Wait for room.
+		var n int
+		for {
+			q.pmu.Lock()
+			n = prefetch - len(q.buf)
+			q.pmu.Unlock()
+			if n >= threshold {
+				break
+			}
+			select {
+			case <-q.room:
+			case <-b.closing:
+				return
+			}
+		}
+		select { // forget a stale end signal
+		case <-q.reqDone:
+		default:
+		}
+		q.pmu.Lock()
+		q.outstanding = n
+		q.pmu.Unlock()
+		req := fmt.Appendf(nil, `{"batch":%d,"expires":%d}`, n, int64(pullExpiry))
+		if err := b.nc.PublishRequest(subject, q.inbox, req); err != nil {
+			if b.isClosing() {
+				return
+			}
+			b.log.Debug("jetstream: pull request", zap.String("queue", q.queue), zap.Error(err))
+			if !sleep(b.closing, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		timer.Reset(pullExpiry + time.Second)
+		select {
+		case <-q.reqDone:
+			backoff = 50 * time.Millisecond
+		case <-timer.C:
+			// Lost (disconnect, server restart): ask again.
+		case <-b.closing:
+			return
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// sleep waits d or until stop closes; it reports whether d passed.
+func sleep(stop <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
+	}
+}
+
+// onMsg receives what the pull requests bring: messages go to the
+// prefetch buffer, status messages end the open request.
+func (q *queueState) onMsg(b *Backend, m *nats.Msg) {
+	if len(m.Data) == 0 && m.Header != nil {
+		if code := m.Header.Get("Status"); code != "" {
+			switch code {
+			case "100": // idle heartbeat
+				return
+			case "409":
+				desc := m.Header.Get("Description")
+				if strings.Contains(strings.ToLower(desc), "deleted") {
+					q.gone.Store(true)
+				}
+				b.log.Debug("jetstream: pull ended", zap.String("queue", q.queue), zap.String("status", code), zap.String("description", desc))
+			}
+			signal(q.reqDone)
+			return
+		}
+	}
+	if m.Reply == "" {
+		return
+	}
+	if b.isClosing() {
+		_ = m.Respond(ackNak) // hand it to another replica right away
+		return
+	}
+	q.pmu.Lock()
+	q.buf = append(q.buf, inbound{msg: m, touched: time.Now()})
+	q.outstanding--
+	done := q.outstanding <= 0
+	q.pmu.Unlock()
+	signal(q.avail)
+	if done {
+		signal(q.reqDone)
+	}
+}
+
+// take removes up to max prefetched messages.
+func (q *queueState) take(max int) []inbound {
+	q.pmu.Lock()
+	n := min(max, len(q.buf))
+	if n == 0 {
+		q.pmu.Unlock()
+		return nil
+	}
+	out := make([]inbound, n)
+	copy(out, q.buf)
+	rest := copy(q.buf, q.buf[n:])
+	clear(q.buf[rest:])
+	q.buf = q.buf[:rest]
+	left := rest > 0
+	q.pmu.Unlock()
+	if left {
+		signal(q.avail) // another Lease may take the rest
+	}
+	signal(q.room)
+	return out
+}
+
+// refresh sends an in-progress ack for prefetched messages that waited
+// longer than half their AckWait, so none expires in the buffer.
+func (q *queueState) refresh(now time.Time) {
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	for i := range q.buf {
+		in := &q.buf[i]
+		if now.Sub(in.touched) > q.ackWait/2 {
+			if in.msg.Respond(ackProgress) == nil {
+				in.touched = now
+			}
+		}
+	}
+	for seq, due := range q.nakDelayed {
+		if !due.After(now) {
+			delete(q.nakDelayed, seq)
+		}
+	}
+}
+
+// prefetched reports the buffered messages and the locally known retries
+// still waiting out their delay.
+func (q *queueState) prefetched(now time.Time) (buffered, delayed int) {
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	for _, due := range q.nakDelayed {
+		if due.After(now) {
+			delayed++
+		}
+	}
+	return len(q.buf), delayed
+}
+
+// keepBuffers runs refresh over every queue until Close.
+func (b *Backend) keepBuffers() {
+	defer b.wg.Done()
+	every := max(b.cfg.AckWait/4, 5*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.closing:
+			return
+		case now := <-t.C:
+			b.qmu.Lock()
+			qs := make([]*queueState, 0, len(b.queues))
+			for _, q := range b.queues {
+				qs = append(qs, q)
+			}
+			b.qmu.Unlock()
+			for _, q := range qs {
+				if q.ready.Load() {
+					q.refresh(now)
+				}
+			}
+		}
+	}
+}
+
+// stopConsumers stops the pullers and gives prefetched messages back.
 func (b *Backend) stopConsumers() {
+	b.wmu.Lock() // no puller starts after this
+	b.wmu.Unlock()
+	b.wg.Wait()
 	b.qmu.Lock()
 	qs := make([]*queueState, 0, len(b.queues))
 	for _, q := range b.queues {
@@ -170,38 +393,36 @@ func (b *Backend) stopConsumers() {
 	}
 	b.qmu.Unlock()
 	for _, q := range qs {
-		q.mu.Lock()
-		cc, buf := q.cc, q.buf
-		q.mu.Unlock()
-		if cc == nil {
-			continue
+		q.pmu.Lock()
+		if q.sub != nil {
+			_ = q.sub.Unsubscribe()
 		}
-		cc.Stop()
-		select {
-		case <-cc.Closed():
-		case <-time.After(2 * time.Second):
-		}
-		for {
-			select {
-			case in := <-buf:
-				_ = in.msg.Nak()
-				continue
-			default:
-			}
-			break
+		buf := q.buf
+		q.buf = nil
+		q.pmu.Unlock()
+		for _, in := range buf {
+			_ = in.msg.Respond(ackNak)
 		}
 	}
 }
 
+// Acknowledgement bodies (the JetStream ack protocol).
+var (
+	ackAck      = []byte("+ACK")
+	ackNak      = []byte("-NAK")
+	ackProgress = []byte("+WPI")
+)
+
 // Lease waits until a task of queueName is prefetched and returns up to max
 // of them. leaseFor longer than the consumer's AckWait is kept alive by
 // in-progress acks until it ends; shorter leases last AckWait (the
-// delivery's LeaseUntil tells the truth). Messages that waited in the
-// prefetch buffer for more than half their AckWait are refreshed with an
-// in-progress ack first, and ones whose AckWait has passed are skipped
-// (the server redelivers them).
+// delivery's LeaseUntil tells the truth). Prefetched messages are kept
+// alive with in-progress acks while they wait in the buffer.
 func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor time.Duration) ([]*queue.Delivery, error) {
 	if err := b.usable(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if max <= 0 {
@@ -211,37 +432,34 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 	if err != nil {
 		return nil, err
 	}
-	for {
-		buf, cc, err := q.consuming(ctx, b)
-		if err != nil {
-			return nil, err
-		}
-		var first inbound
-		select {
-		case first = <-buf:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-b.closing:
+	if err := q.consuming(ctx, b); err != nil {
+		if b.isClosing() {
 			return nil, queue.ErrClosed
-		case <-cc.Closed():
-			if b.isClosing() {
+		}
+		return nil, err
+	}
+	for {
+		ins := q.take(max)
+		if len(ins) == 0 {
+			select {
+			case <-q.avail:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-b.closing:
 				return nil, queue.ErrClosed
 			}
-			continue
 		}
-		out := make([]*queue.Delivery, 0, min(max, 1+len(buf)))
-		if d := b.deliver(q, first, leaseFor); d != nil {
-			out = append(out, d)
+		if b.isClosing() {
+			for _, in := range ins {
+				_ = in.msg.Respond(ackNak)
+			}
+			return nil, queue.ErrClosed
 		}
-	more:
-		for len(out) < max {
-			select {
-			case in := <-buf:
-				if d := b.deliver(q, in, leaseFor); d != nil {
-					out = append(out, d)
-				}
-			default:
-				break more
+		out := make([]*queue.Delivery, 0, len(ins))
+		for _, in := range ins {
+			if d := b.deliver(q, in, leaseFor); d != nil {
+				out = append(out, d)
 			}
 		}
 		if len(out) > 0 {
@@ -255,36 +473,27 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *queue.Delivery {
 	m := in.msg
 	now := time.Now()
-	age := now.Sub(in.at)
 	ackWait := q.ackWait
-	if age >= ackWait {
+	if now.Sub(in.touched) >= ackWait {
 		return nil // its lease ran out in the buffer; the server redelivers it
 	}
 	md, err := m.Metadata()
 	if err != nil {
 		b.log.Warn("jetstream: message without metadata", zap.String("queue", q.queue), zap.Error(err))
-		_ = m.Term()
 		return nil
 	}
-	t, err := decodeTask(m.Headers(), m.Data(), q.queue)
+	t, err := decodeTask(m.Header, m.Data, q.queue)
 	if err != nil {
 		b.poison(q, m, md, err)
 		return nil
 	}
 	if !t.NotBefore.IsZero() && t.NotBefore.After(now) {
 		// Only when the schedule fired early (clock skew between servers).
-		_ = m.NakWithDelay(t.NotBefore.Sub(now))
+		_ = nakWithDelay(m, t.NotBefore.Sub(now))
 		return nil
 	}
-	touched := in.at
-	if age > ackWait/2 {
-		if err := m.InProgress(); err != nil {
-			return nil
-		}
-		touched = now
-	}
 	t.Attempt = int(md.NumDelivered)
-	r := &receipt{b: b, q: q, msg: m, seq: md.Sequence.Stream, attempt: t.Attempt, ackWait: ackWait, touched: touched}
+	r := &receipt{b: b, q: q, msg: m, seq: md.Sequence.Stream, attempt: t.Attempt, ackWait: ackWait, touched: in.touched}
 	d := &queue.Delivery{Task: t, Receipt: r}
 	r.d = d
 	r.mu.Lock()
@@ -294,11 +503,19 @@ func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *qu
 	return d
 }
 
+// nakWithDelay asks for a redelivery after delay.
+func nakWithDelay(m *nats.Msg, delay time.Duration) error {
+	if delay <= 0 {
+		return m.Respond(ackNak)
+	}
+	return m.Respond(fmt.Appendf(nil, `-NAK {"delay":%d}`, int64(delay)))
+}
+
 // receipt is the private settlement handle of one delivery.
 type receipt struct {
 	b       *Backend
 	q       *queueState
-	msg     jetstream.Msg
+	msg     *nats.Msg
 	d       *queue.Delivery
 	seq     uint64
 	attempt int
@@ -351,7 +568,7 @@ func (r *receipt) keep() {
 	if now.After(r.touched.Add(r.ackWait)) {
 		return // too late: the server has redelivered it
 	}
-	if err := r.msg.InProgress(); err != nil {
+	if err := r.msg.Respond(ackProgress); err != nil {
 		r.b.log.Warn("jetstream: keep lease", zap.String("queue", r.q.queue), zap.Error(err))
 		return
 	}
@@ -361,6 +578,9 @@ func (r *receipt) keep() {
 
 // begin checks that r may be settled now and marks it settled. r.mu held.
 func (r *receipt) begin() error {
+	if r.b.connDone.Load() {
+		return queue.ErrClosed
+	}
 	if r.settled {
 		return fmt.Errorf("jetstream: delivery already settled: %w", queue.ErrLeaseLost)
 	}
@@ -369,9 +589,6 @@ func (r *receipt) begin() error {
 		r.stopKeeper()
 		r.b.untrack(r)
 		return fmt.Errorf("jetstream: lease ended at %s: %w", r.leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
-	}
-	if r.b.connDone.Load() {
-		return queue.ErrClosed
 	}
 	return nil
 }
@@ -413,9 +630,9 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 		return err
 	}
 	if b.cfg.AckSync {
-		err = r.msg.DoubleAck(ctx)
+		_, err = b.nc.RequestWithContext(ctx, r.msg.Reply, ackAck)
 	} else {
-		err = r.msg.Ack()
+		err = r.msg.Respond(ackAck)
 	}
 	if err != nil {
 		return fmt.Errorf("jetstream: ack task %s: %w", d.Task.ID, err)
@@ -441,13 +658,14 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 	if b.cfg.MaxDeliver > 0 && r.attempt >= b.cfg.MaxDeliver {
 		return b.deadLetterLocked(ctx, r, fmt.Sprintf("retry requested after the last of %d deliveries (max_deliver)", b.cfg.MaxDeliver))
 	}
-	if delay := time.Until(at); delay > 0 {
-		err = r.msg.NakWithDelay(delay)
-	} else {
-		err = r.msg.Nak()
-	}
-	if err != nil {
+	delay := time.Until(at)
+	if err := nakWithDelay(r.msg, delay); err != nil {
 		return fmt.Errorf("jetstream: nak task %s: %w", d.Task.ID, err)
+	}
+	if delay > 0 {
+		r.q.pmu.Lock()
+		r.q.nakDelayed[r.seq] = at
+		r.q.pmu.Unlock()
 	}
 	r.finish()
 	return nil
@@ -463,6 +681,9 @@ func (b *Backend) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.D
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if b.connDone.Load() {
+		return queue.ErrClosed
+	}
 	if r.settled {
 		return fmt.Errorf("jetstream: delivery already settled: %w", queue.ErrLeaseLost)
 	}
@@ -470,10 +691,7 @@ func (b *Backend) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.D
 	if now.After(r.leaseEnd) {
 		return fmt.Errorf("jetstream: lease ended at %s: %w", r.leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
 	}
-	if b.connDone.Load() {
-		return queue.ErrClosed
-	}
-	if err := r.msg.InProgress(); err != nil {
+	if err := r.msg.Respond(ackProgress); err != nil {
 		return fmt.Errorf("jetstream: extend task %s: %w", d.Task.ID, err)
 	}
 	r.touched = now

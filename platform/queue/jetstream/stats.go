@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -53,6 +54,17 @@ func (b *Backend) Stats(ctx context.Context, queueName string) (queue.Stats, err
 			st.InFlight = int64(c.NumAckPending)
 		}
 		st.Delayed = max(0, total-st.Ready-st.InFlight)
+		// Prefetched messages are pending acks for the server but ready
+		// for us; retries waiting out their delay are delayed.
+		if q := b.knownQueue(queueName); q != nil {
+			buffered, nakDelayed := q.prefetched(time.Now())
+			moved := min(int64(buffered), st.InFlight)
+			st.Ready += moved
+			st.InFlight -= moved
+			moved = min(int64(nakDelayed), st.InFlight)
+			st.Delayed += moved
+			st.InFlight -= moved
+		}
 	}
 	dead, err := b.js.Stream(ctx, b.names.deadStream())
 	if err != nil {
@@ -101,4 +113,11 @@ func (b *Backend) Queues(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// knownQueue returns the state of a queue this process used, or nil.
+func (b *Backend) knownQueue(name string) *queueState {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	return b.queues[name]
 }
