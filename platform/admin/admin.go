@@ -207,12 +207,19 @@ type Params struct {
 	Components *lifecycle.Registry
 	Health     *health.Registry
 	Routes     []Route `group:"admin.routes"`
-	Lifecycle  fx.Lifecycle
+	// Level, when the graph provides one (platform/log does), is served
+	// at GET and PUT LogLevelPath.
+	Level     zap.AtomicLevel `optional:"true"`
+	Lifecycle fx.Lifecycle
 }
 
 // New builds the server and ties it to the fx lifecycle.
 func New(p Params) (*Server, error) {
-	s, err := NewServer(p.Config, p.Log, p.Info, p.Components, p.Health, p.Routes)
+	routes := p.Routes
+	if p.Level != (zap.AtomicLevel{}) {
+		routes = append(append([]Route(nil), routes...), LogLevelRoutes(p.Level, p.Log)...)
+	}
+	s, err := NewServer(p.Config, p.Log, p.Info, p.Components, p.Health, routes)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,370 @@
+package admin_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/health"
+	"github.com/plba/plba/platform/lifecycle"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// local is a config listening on a free loopback port.
+func local() admin.Config {
+	c := admin.DefaultConfig()
+	c.Listen = "127.0.0.1:0"
+	return c
+}
+
+// get fetches url and returns the status code and body.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func do(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, admin.DefaultConfig().Validate())
+	require.NoError(t, local().Validate())
+	for _, c := range []struct {
+		cfg  admin.Config
+		want string
+	}{
+		{admin.Config{Listen: "8080"}, "listen"},
+		{admin.Config{Listen: "127.0.0.1:http"}, "listen: port"},
+		{admin.Config{Listen: "127.0.0.1:70000"}, "listen: port"},
+		{admin.Config{Listen: ":0", ReadHeaderTimeout: -time.Second}, "read_header_timeout"},
+	} {
+		err := c.cfg.Validate()
+		require.Error(t, err, "%+v", c.cfg)
+		require.Contains(t, err.Error(), c.want)
+	}
+}
+
+func TestStatusJSON(t *testing.T) {
+	t.Parallel()
+	comps := lifecycle.NewRegistry(nil, nil)
+	c := comps.MustRegister("queue/memory", lifecycle.StopHost)
+	c.Set(lifecycle.Running, nil)
+	hr, err := health.NewRegistry(health.Options{}, comps, nil)
+	require.NoError(t, err)
+	started := time.Now().Add(-time.Minute)
+	info := admin.StatusInfo{Version: "1.2.3", Commit: "abc123", ConfigDigest: "sha256:feed", Started: started}
+	s, err := admin.NewServer(local(), nil, info, comps, hr, nil)
+	require.NoError(t, err)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+
+	code, body := get(t, srv.URL+"/admin/v1/status")
+	require.Equal(t, http.StatusOK, code)
+	var st admin.Status
+	require.NoError(t, json.Unmarshal([]byte(body), &st), body)
+	require.Equal(t, "1.2.3", st.Version)
+	require.Equal(t, "abc123", st.Commit)
+	require.Equal(t, "sha256:feed", st.ConfigDigest)
+	require.True(t, st.Started.Equal(started))
+	up, err := time.ParseDuration(st.Uptime)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, up, time.Minute)
+	require.True(t, st.Live)
+	require.True(t, st.Ready)
+	require.Len(t, st.Components, 1)
+	require.Equal(t, "queue/memory", st.Components[0].Name)
+	require.Equal(t, lifecycle.Running, st.Components[0].State)
+
+	// A failed component makes the host not live (and not ready).
+	c.Fail(errors.New("disk gone"))
+	_, body = get(t, srv.URL+"/admin/v1/status")
+	st = admin.Status{}
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	require.False(t, st.Live)
+	require.False(t, st.Ready)
+	require.Equal(t, lifecycle.Failed, st.Components[0].State)
+	require.Equal(t, "disk gone", st.Components[0].LastError)
+}
+
+func TestHealthEndpointsMounted(t *testing.T) {
+	t.Parallel()
+	comps := lifecycle.NewRegistry(nil, nil)
+	comps.MustRegister("pool/default", lifecycle.StopHost).Set(lifecycle.Running, nil)
+	// A gating check that has not run yet counts as unhealthy: not ready.
+	check := health.Check{Name: "db", Gating: true, Func: func(context.Context) error { return nil }}
+	hr, err := health.NewRegistry(health.Options{}, comps, []health.Check{check})
+	require.NoError(t, err)
+	s, err := admin.NewServer(local(), nil, admin.StatusInfo{}, comps, hr, nil)
+	require.NoError(t, err)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+
+	code, _ := get(t, srv.URL+"/livez")
+	require.Equal(t, http.StatusOK, code)
+	code, body := get(t, srv.URL+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	code, body = get(t, srv.URL+"/healthz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	var rep health.Report
+	require.NoError(t, json.Unmarshal([]byte(body), &rep), body)
+	require.True(t, rep.Live)
+	require.False(t, rep.Ready)
+	require.Len(t, rep.Checks, 1)
+	require.Equal(t, "db", rep.Checks[0].Name)
+
+	// Once the check ran healthy, the host is ready.
+	hr.Start()
+	defer hr.Stop()
+	require.Eventually(t, func() bool {
+		code, _ := get(t, srv.URL+"/readyz")
+		return code == http.StatusOK
+	}, 10*time.Second, 10*time.Millisecond)
+	code, _ = get(t, srv.URL+"/healthz")
+	require.Equal(t, http.StatusOK, code)
+}
+
+func TestStatusWithoutRegistries(t *testing.T) {
+	t.Parallel()
+	s, err := admin.NewServer(local(), nil, admin.StatusInfo{Version: "dev"}, nil, nil, nil)
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/admin/v1/status", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	var st admin.Status
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
+	require.Equal(t, "dev", st.Version)
+	require.True(t, st.Live)
+	require.Empty(t, st.Components)
+}
+
+func TestConflictingRoutesFail(t *testing.T) {
+	t.Parallel()
+	h := http.NotFoundHandler()
+	_, err := admin.NewServer(local(), nil, admin.StatusInfo{}, nil, nil, []admin.Route{
+		{Pattern: "GET /admin/v1/queues", Handler: h},
+		{Pattern: "GET /admin/v1/queues", Handler: h},
+	})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), `route "GET /admin/v1/queues"`)
+}
+
+// TestModuleServesContributedRoutes runs admin.Module in an fx app with a
+// route contributed through the "admin.routes" group and the log level
+// from the graph, over a real loopback listener.
+func TestModuleServesContributedRoutes(t *testing.T) {
+	t.Parallel()
+	level := zap.NewAtomicLevelAt(zapcore.InfoLevel)
+	core, logs := observer.New(zapcore.DebugLevel)
+	var s *admin.Server
+	app := fxtest.New(t,
+		fx.NopLogger,
+		fx.Supply(local(), admin.StatusInfo{Version: "v9"}, zap.New(core), lifecycle.NewRegistry(nil, nil), level),
+		health.Module,
+		admin.Module,
+		fx.Provide(admin.AsRoute(func() admin.Route {
+			return admin.Route{Pattern: "GET /admin/v1/hello/{name}", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				admin.WriteJSON(w, http.StatusOK, map[string]string{"hello": r.PathValue("name")})
+			})}
+		})),
+		fx.Populate(&s),
+	)
+	app.RequireStart()
+	defer app.RequireStop()
+	base := "http://" + s.Addr()
+	require.NotContains(t, s.Addr(), ":0", "the bound port is reported")
+
+	code, body := get(t, base+"/admin/v1/hello/plba")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"hello":"plba"}`, body)
+	code, _ = get(t, base+"/admin/v1/status")
+	require.Equal(t, http.StatusOK, code)
+	code, _ = get(t, base+"/livez")
+	require.Equal(t, http.StatusOK, code)
+
+	// The log level: read, change, refuse nonsense.
+	url := base + admin.LogLevelPath
+	code, body = get(t, url)
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"level":"info"}`, body)
+
+	code, body = do(t, http.MethodPut, url, `{"level":"debug"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	require.JSONEq(t, `{"level":"debug"}`, body)
+	require.Equal(t, zapcore.DebugLevel, level.Level())
+	changed := logs.FilterMessage("log level changed").All()
+	require.Len(t, changed, 1)
+	require.Equal(t, "info", changed[0].ContextMap()["from"])
+	require.Equal(t, "debug", changed[0].ContextMap()["to"])
+
+	for _, bad := range []string{`{"level":"loud"}`, `{"level":""}`, `debug`, `{"level":"warn","x":1}`, ``} {
+		code, body = do(t, http.MethodPut, url, bad)
+		require.Equal(t, http.StatusBadRequest, code, "body %q", bad)
+		var e admin.Error
+		require.NoError(t, json.Unmarshal([]byte(body), &e))
+		require.NotEmpty(t, e.Error)
+		require.Equal(t, zapcore.DebugLevel, level.Level(), "unchanged after %q", bad)
+	}
+	code, _ = do(t, http.MethodPost, url, `{"level":"error"}`)
+	require.Equal(t, http.StatusMethodNotAllowed, code)
+
+	code, _ = get(t, base+"/nope")
+	require.Equal(t, http.StatusNotFound, code)
+}
+
+func TestNoLogLevelWithoutLevel(t *testing.T) {
+	t.Parallel()
+	var s *admin.Server
+	app := fxtest.New(t,
+		fx.NopLogger,
+		fx.Supply(local(), admin.StatusInfo{}, zap.NewNop(), lifecycle.NewRegistry(nil, nil)),
+		health.Module,
+		admin.Module,
+		fx.Populate(&s),
+	)
+	app.RequireStart()
+	defer app.RequireStop()
+	code, _ := get(t, "http://"+s.Addr()+admin.LogLevelPath)
+	require.Equal(t, http.StatusNotFound, code)
+}
+
+func TestStartFailsWhenAddressTaken(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	cfg := local()
+	cfg.Listen = ln.Addr().String()
+	s, err := admin.NewServer(cfg, nil, admin.StatusInfo{}, nil, nil, nil)
+	require.NoError(t, err)
+	err = s.Start(context.Background())
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "admin: listen")
+	require.NoError(t, s.Stop(context.Background()), "stop without a start is fine")
+}
+
+// slowServer starts a server with a route that blocks until release is
+// closed, and returns its base URL.
+func slowServer(t *testing.T, entered chan<- struct{}, release <-chan struct{}) (*admin.Server, string) {
+	t.Helper()
+	route := admin.Route{Pattern: "GET /slow", Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		<-release
+		_, _ = io.WriteString(w, "done")
+	})}
+	s, err := admin.NewServer(local(), nil, admin.StatusInfo{}, nil, nil, []admin.Route{route})
+	require.NoError(t, err)
+	require.NoError(t, s.Start(context.Background()))
+	return s, "http://" + s.Addr()
+}
+
+type reply struct {
+	code int
+	body string
+	err  error
+}
+
+func fetch(url string) <-chan reply {
+	ch := make(chan reply, 1)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			ch <- reply{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		ch <- reply{code: resp.StatusCode, body: string(b), err: err}
+	}()
+	return ch
+}
+
+// TestGracefulShutdown: Stop lets an in-flight request finish, refuses new
+// connections meanwhile, and returns once the request is done.
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	s, base := slowServer(t, entered, release)
+	inflight := fetch(base + "/slow")
+	<-entered
+
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		stopped <- s.Stop(ctx)
+	}()
+	// The listener closes at once: new connections are refused.
+	require.Eventually(t, func() bool {
+		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+		if err != nil {
+			return true
+		}
+		_ = c.Close()
+		return false
+	}, 10*time.Second, 10*time.Millisecond)
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop returned %v while a request was in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	close(release)
+	r := <-inflight
+	require.NoError(t, r.err)
+	require.Equal(t, http.StatusOK, r.code)
+	require.Equal(t, "done", r.body)
+	require.NoError(t, <-stopped)
+	require.NoError(t, s.Stop(context.Background()), "a second stop is fine")
+}
+
+// TestShutdownDeadline: a request that outlives the stop deadline is cut
+// off, and Stop says so.
+func TestShutdownDeadline(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	defer close(release)
+	s, base := slowServer(t, entered, release)
+	inflight := fetch(base + "/slow")
+	<-entered
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := s.Stop(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Contains(t, err.Error(), "admin: shutdown")
+	r := <-inflight
+	require.Error(t, r.err, "the connection was closed under the request")
+}

@@ -1,0 +1,82 @@
+package admin
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// LogLevelPath is where the log level is read (GET) and changed (PUT).
+const LogLevelPath = "/admin/v1/loglevel"
+
+// LogLevel is the JSON body of GET and PUT LogLevelPath.
+type LogLevel struct {
+	// Level is debug, info, warn, error, dpanic, panic or fatal.
+	Level string `json:"level"`
+}
+
+// Error is the JSON body of a failed admin request.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// maxLevelBody bounds the body of PUT LogLevelPath.
+const maxLevelBody = 1 << 10
+
+// LogLevelRoutes returns the routes that read and change level at
+// runtime:
+//
+//	GET LogLevelPath              -> 200 {"level":"info"}
+//	PUT LogLevelPath {"level":"debug"} -> 200 {"level":"debug"}
+//
+// A body that is not such JSON, or names no known level, gets 400 and the
+// level stays as it was. Every change is logged on log (nil: not logged)
+// with the old and new level.
+func LogLevelRoutes(level zap.AtomicLevel, log *zap.Logger) []Route {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	get := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, LogLevel{Level: level.Level().String()})
+	})
+	put := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lvl, err := decodeLevel(io.LimitReader(r.Body, maxLevelBody))
+		if err != nil {
+			WriteJSON(w, http.StatusBadRequest, Error{Error: err.Error()})
+			return
+		}
+		old := level.Level()
+		level.SetLevel(lvl)
+		if old != lvl {
+			// Written at warn so that the change shows at any level.
+			log.Warn("log level changed", zap.Stringer("from", old), zap.Stringer("to", lvl),
+				zap.String("remote", r.RemoteAddr))
+		}
+		WriteJSON(w, http.StatusOK, LogLevel{Level: lvl.String()})
+	})
+	return []Route{
+		{Pattern: "GET " + LogLevelPath, Handler: get},
+		{Pattern: "PUT " + LogLevelPath, Handler: put},
+	}
+}
+
+func decodeLevel(r io.Reader) (zapcore.Level, error) {
+	var body LogLevel
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return 0, fmt.Errorf("admin: log level: body must be {\"level\": \"<level>\"}: %w", err)
+	}
+	if body.Level == "" {
+		return 0, fmt.Errorf("admin: log level: \"level\" is empty")
+	}
+	lvl, err := zapcore.ParseLevel(body.Level)
+	if err != nil {
+		return 0, fmt.Errorf("admin: log level: %w", err)
+	}
+	return lvl, nil
+}
