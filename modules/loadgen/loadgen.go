@@ -1,0 +1,198 @@
+// Package loadgen is a synthetic workload for the host: a source that emits
+// a configured number of tasks at start and a handler that (optionally)
+// records the id of every task it handles in a file. It exists to measure
+// the runtime end to end and to prove durability from outside the process
+// (kill the host midway, restart it, count what the record file holds), so
+// it is as plain as a real application module: a route, a source, a
+// config section.
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/source"
+	"github.com/plba/plba/platform/task"
+)
+
+// Section is the configuration section of the module.
+const Section = "loadgen"
+
+// Kind is the task kind the source emits and the handler handles.
+const Kind = "loadgen.task"
+
+var _ = config.Declare(Section, DefaultConfig())
+
+// Config is the "loadgen" section.
+type Config struct {
+	// Count is how many tasks the source emits when the host starts.
+	// Zero emits none (the host only consumes what is already queued).
+	// Default 0.
+	Count int `koanf:"count"`
+	// Batch is how many tasks one Emit call carries. Default 500.
+	Batch int `koanf:"batch"`
+	// Queue is the queue the tasks go to. Default "loadgen".
+	Queue string `koanf:"queue"`
+	// PayloadBytes is the size of each task's payload. Default 0.
+	PayloadBytes int `koanf:"payload_bytes"`
+	// Work is how long the handler takes per task (it sleeps, honouring
+	// cancellation). Default 0.
+	Work time.Duration `koanf:"work"`
+	// RecordFile, when set, is a file the handler appends each handled
+	// task's id to (one per line) before the task is acked.
+	RecordFile string `koanf:"record_file"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config { return Config{Batch: 500, Queue: "loadgen"} }
+
+// Validate checks the section.
+func (c Config) Validate() error {
+	var ps config.Problems
+	if c.Count < 0 {
+		ps.Add("count", "must not be negative (got %d)", c.Count)
+	}
+	if c.Batch < 1 {
+		ps.Add("batch", "must be at least 1 (got %d)", c.Batch)
+	}
+	if c.Queue == "" {
+		ps.Add("queue", "must not be empty")
+	}
+	if c.PayloadBytes < 0 {
+		ps.Add("payload_bytes", "must not be negative (got %d)", c.PayloadBytes)
+	}
+	if c.Work < 0 {
+		ps.Add("work", "must not be negative (got %s)", c.Work)
+	}
+	return ps.Err()
+}
+
+// ID returns the id (and de-duplication key) of the i-th task: the same on
+// every run, so a restarted source's tasks are recognised.
+func ID(i int) string { return fmt.Sprintf("lg-%07d", i) }
+
+// Source emits Config.Count tasks, then waits for its context to end.
+type Source struct {
+	cfg Config
+	log *zap.Logger
+}
+
+// NewSource returns the module's source.
+func NewSource(cfg Config, log *zap.Logger) *Source {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Source{cfg: cfg, log: log}
+}
+
+// Name identifies the source.
+func (s *Source) Name() string { return "loadgen" }
+
+// Run emits the tasks in batches (blocking while the queue is full) and
+// logs "loadgen emitted" with the count once all are accepted.
+func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
+	payload := make([]byte, s.cfg.PayloadBytes)
+	start := time.Now()
+	batch := make([]*task.Task, 0, s.cfg.Batch)
+	for i := 0; i < s.cfg.Count; {
+		batch = batch[:0]
+		for ; i < s.cfg.Count && len(batch) < s.cfg.Batch; i++ {
+			batch = append(batch, &task.Task{ID: ID(i), Key: ID(i), Kind: Kind, Queue: s.cfg.Queue, Payload: payload})
+		}
+		if err := emit.Emit(ctx, batch...); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("loadgen: emit up to task %d: %w", i, err)
+		}
+	}
+	if s.cfg.Count > 0 {
+		s.log.Info("loadgen emitted", zap.Int("tasks", s.cfg.Count), zap.Duration("took", time.Since(start)))
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// Recorder is the handler: it waits Config.Work, then appends the task's id
+// to the record file (when configured).
+type Recorder struct {
+	work time.Duration
+	mu   sync.Mutex
+	f    *os.File
+}
+
+// NewRecorder opens cfg.RecordFile for appending (creating it) when set.
+// Close it when done.
+func NewRecorder(cfg Config) (*Recorder, error) {
+	r := &Recorder{work: cfg.Work}
+	if cfg.RecordFile != "" {
+		f, err := os.OpenFile(cfg.RecordFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: open record file: %w", err)
+		}
+		r.f = f
+	}
+	return r, nil
+}
+
+// Handle implements task.Handler.
+func (r *Recorder) Handle(ctx context.Context, t *task.Task) error {
+	if r.work > 0 {
+		tm := time.NewTimer(r.work)
+		select {
+		case <-tm.C:
+		case <-ctx.Done():
+			tm.Stop()
+			return ctx.Err()
+		}
+	}
+	if r.f == nil {
+		return nil
+	}
+	line := make([]byte, 0, len(t.ID)+1)
+	line = append(append(line, t.ID...), '\n')
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, err := r.f.Write(line); err != nil {
+		return fmt.Errorf("loadgen: record %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+// Close closes the record file.
+func (r *Recorder) Close() error {
+	if r.f == nil {
+		return nil
+	}
+	return r.f.Close()
+}
+
+// Module is the loadgen application: the "loadgen" section, the route of
+// Kind on Config.Queue with the Recorder, and the Source.
+var Module = fx.Module("loadgen",
+	config.Section[Config](Section),
+	fx.Provide(
+		fx.Private,
+		func(lc fx.Lifecycle, cfg Config) (*Recorder, error) {
+			r, err := NewRecorder(cfg)
+			if err != nil {
+				return nil, err
+			}
+			lc.Append(fx.StopHook(r.Close))
+			return r, nil
+		},
+	),
+	fx.Provide(
+		task.AsRoute(func(cfg Config, r *Recorder) task.Route {
+			return task.Route{Kind: Kind, Queue: cfg.Queue, Handler: r, Name: "loadgen"}
+		}),
+		source.AsSource(func(cfg Config, log *zap.Logger) *Source { return NewSource(cfg, log.Named("loadgen")) }),
+	),
+)

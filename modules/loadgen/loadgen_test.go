@@ -1,0 +1,55 @@
+package loadgen_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx/fxtest"
+
+	"github.com/plba/plba/modules/loadgen"
+	"github.com/plba/plba/platform"
+	"github.com/plba/plba/platform/config"
+)
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, loadgen.DefaultConfig().Validate())
+	err := loadgen.Config{Count: -1, Batch: 0, Work: -time.Second}.Validate()
+	require.Error(t, err)
+	for _, k := range []string{"count", "batch", "queue", "work"} {
+		require.Contains(t, err.Error(), k)
+	}
+}
+
+// The module in a host on the memory backend: every emitted task is
+// handled and recorded exactly once.
+func TestEveryTaskRecordedOnce(t *testing.T) {
+	t.Parallel()
+	rec := filepath.Join(t.TempDir(), "handled.txt")
+	cfg, err := config.Load(config.Options{Environ: []string{}, Sets: []string{
+		"admin.listen=127.0.0.1:0", "log.level=error",
+		"loadgen.count=2000", "loadgen.batch=128", "loadgen.record_file=" + rec,
+	}})
+	require.NoError(t, err)
+	app := fxtest.New(t, platform.Module(cfg, platform.Info{}), loadgen.Module)
+	app.RequireStart()
+	lines := func() []string {
+		b, err := os.ReadFile(rec)
+		require.NoError(t, err)
+		return strings.Fields(string(b))
+	}
+	require.Eventually(t, func() bool { return len(lines()) >= 2000 }, 30*time.Second, 10*time.Millisecond)
+	app.RequireStop()
+	got := lines()
+	require.Len(t, got, 2000)
+	seen := map[string]bool{}
+	for _, id := range got {
+		require.False(t, seen[id], "handled twice: %s", id)
+		seen[id] = true
+	}
+	require.True(t, seen[loadgen.ID(0)] && seen[loadgen.ID(1999)])
+}
