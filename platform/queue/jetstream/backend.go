@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 )
@@ -46,8 +49,16 @@ type Params struct {
 
 // Status describes the connection, for the admin plane.
 type Status struct {
-	Connected   bool      `json:"connected"`
-	ServerURL   string    `json:"server_url"`
+	// Connected is true while the connection is up.
+	Connected bool `json:"connected"`
+	// State is the connection state: CONNECTED, RECONNECTING, CLOSED, ...
+	// ("" before Start).
+	State string `json:"state"`
+	// ServerURL is the server connected to (redacted; "in-process" for an
+	// embedded server without listener).
+	ServerURL string `json:"server_url"`
+	// Reconnects and Disconnects count connection events since Start;
+	// LastError is the last connection or asynchronous error.
 	Reconnects  uint64    `json:"reconnects"`
 	Disconnects uint64    `json:"disconnects"`
 	LastError   string    `json:"last_error,omitempty"`
@@ -171,7 +182,7 @@ func (b *Backend) start(ctx context.Context) error {
 		b.srv, b.ownsSrv = srv, true
 		opts = append(opts, srv.ClientOptions()...)
 	default:
-		url = joinURLs(b.cfg.URLs)
+		url = strings.Join(b.cfg.servers(), ",")
 	}
 	opts = append(opts, b.p.NATSOptions...)
 	nc, err := nats.Connect(url, opts...)
@@ -199,17 +210,6 @@ func (b *Backend) start(ctx context.Context) error {
 	b.log.Info("jetstream backend started", zap.String("server", nc.ConnectedUrlRedacted()),
 		zap.String("mode", b.cfg.Mode), zap.String("stream_prefix", b.cfg.StreamPrefix))
 	return nil
-}
-
-func joinURLs(urls []string) string {
-	s := ""
-	for i, u := range urls {
-		if i > 0 {
-			s += ","
-		}
-		s += u
-	}
-	return s
 }
 
 // redactURLs hides passwords in URLs for error messages.
@@ -240,7 +240,7 @@ func (b *Backend) natsOptions() ([]nats.Option, error) {
 		nats.Name(c.ConnectionName),
 		nats.Timeout(c.ConnectTimeout),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500 * time.Millisecond),
+		nats.CustomReconnectDelay(reconnectDelay),
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			b.smu.Lock()
@@ -256,6 +256,7 @@ func (b *Backend) natsOptions() ([]nats.Option, error) {
 			b.reconnects++
 			b.smu.Unlock()
 			b.log.Info("jetstream: reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
+			b.pokePullers() // pull requests died with the old connection
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			b.recordErr(err)
@@ -272,13 +273,17 @@ func (b *Backend) natsOptions() ([]nats.Option, error) {
 	if c.Token != "" {
 		opts = append(opts, nats.Token(c.Token))
 	}
-	if c.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(c.CredsFile))
-	}
-	if c.NKeySeedFile != "" {
-		o, err := nats.NkeyOptionFromSeed(c.NKeySeedFile)
+	if c.Creds != "" {
+		o, err := credsOption([]byte(c.Creds))
 		if err != nil {
-			return nil, fmt.Errorf("jetstream: nkey seed %q: %w", c.NKeySeedFile, err)
+			return nil, err
+		}
+		opts = append(opts, o)
+	}
+	if c.NKeySeed != "" {
+		o, err := nkeyOption([]byte(c.NKeySeed))
+		if err != nil {
+			return nil, err
 		}
 		opts = append(opts, o)
 	}
@@ -314,6 +319,7 @@ func (b *Backend) Status() Status {
 	b.smu.Unlock()
 	if nc := b.nc; nc != nil && b.started.Load() {
 		s.Connected = nc.IsConnected()
+		s.State = nc.Status().String()
 		s.ServerURL = nc.ConnectedUrlRedacted()
 		if s.ServerURL == "" && s.Connected {
 			s.ServerURL = "in-process"
@@ -338,6 +344,29 @@ func (b *Backend) Check(ctx context.Context) error {
 		return fmt.Errorf("%w: jetstream account info: %w", ErrUnreachable, err)
 	}
 	return nil
+}
+
+// HealthCheck returns Check as a gating readiness check named
+// "queue.jetstream", for the health registry.
+func (b *Backend) HealthCheck() health.Check {
+	return health.Check{Name: "queue.jetstream", Func: b.Check, Gating: true}
+}
+
+// reconnectDelay backs off exponentially from 100ms to 5s, with jitter so
+// that replicas do not reconnect in lock step.
+func reconnectDelay(attempts int) time.Duration {
+	d := 100 * time.Millisecond << min(attempts, 6)
+	d = min(d, 5*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+// pokePullers makes every puller replace its pull request at once.
+func (b *Backend) pokePullers() {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	for _, q := range b.queues {
+		signal(q.reqDone)
+	}
 }
 
 func (b *Backend) isClosing() bool {

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
@@ -59,6 +60,10 @@ type Config struct {
 	// Mode is "embedded" or "external". Default: "external" when URLs is
 	// set, else "embedded".
 	Mode string `koanf:"mode"`
+	// URL is one server URL or several separated by commas
+	// ("nats://10.0.0.1:4222,nats://10.0.0.2:4222"); it is joined with
+	// URLs. Setting either selects mode "external" by default.
+	URL string `koanf:"url"`
 	// URLs are the servers of an external NATS cluster
 	// ("nats://10.0.0.1:4222").
 	URLs []string `koanf:"urls"`
@@ -67,10 +72,12 @@ type Config struct {
 	Password string `koanf:"password" secret:"true"`
 	// Token authenticates with a token.
 	Token string `koanf:"token" secret:"true"`
-	// NKeySeedFile authenticates with an NKey seed file.
-	NKeySeedFile string `koanf:"nkey_seed_file"`
-	// CredsFile authenticates with a JWT credentials file.
-	CredsFile string `koanf:"creds_file"`
+	// NKeySeed authenticates with an NKey user seed ("SU..."). In a config
+	// file, nkey_seed_file names a file to read it from.
+	NKeySeed string `koanf:"nkey_seed" secret:"true"`
+	// Creds authenticates with the content of a JWT credentials file (the
+	// user JWT and its seed). In a config file, creds_file names the file.
+	Creds string `koanf:"creds" secret:"true"`
 	// TLS configures TLS (external mode).
 	TLS TLSConfig `koanf:"tls"`
 	// ConnectionName names the connection in server monitoring. Default
@@ -116,17 +123,45 @@ type Config struct {
 	// of a larger batch waits for room. Default 4096.
 	MaxAsyncPending int `koanf:"max_async_pending"`
 
+	// Sync is how an embedded server flushes its file store: "interval"
+	// (the default: an acknowledged task survives a process crash, and a
+	// power cut loses at most the last sync interval) or "always" (every
+	// write is flushed to disk before it is acknowledged: survives power
+	// cuts, costs throughput; see BENCHMARKS.md). It sets
+	// Embedded.Sync; with external servers the servers' own sync_interval
+	// setting decides, so only "interval" (or empty) is accepted there.
+	Sync string `koanf:"sync"`
+
 	// Embedded configures the in-process server (mode "embedded").
 	Embedded embedded.Config `koanf:"embedded"`
+}
+
+// servers returns URL and URLs as one list.
+func (c Config) servers() []string {
+	var out []string
+	for _, u := range strings.Split(c.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	for _, u := range c.URLs {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
 	if c.Mode == "" {
 		c.Mode = ModeEmbedded
-		if len(c.URLs) > 0 {
+		if len(c.servers()) > 0 {
 			c.Mode = ModeExternal
 		}
+	}
+	if c.Sync != "" && c.Mode == ModeEmbedded {
+		c.Embedded.Sync = c.Sync
 	}
 	if c.ConnectionName == "" {
 		c.ConnectionName = "plba"
@@ -182,8 +217,11 @@ func (c Config) Validate() error {
 	}
 	switch c.Mode {
 	case ModeEmbedded:
-		if len(c.URLs) > 0 {
-			return bad("urls are set but mode is %q", c.Mode)
+		if len(c.servers()) > 0 {
+			return bad("url/urls are set but mode is %q", c.Mode)
+		}
+		if c.Sync != "" && c.Sync != embedded.SyncInterval && c.Sync != embedded.SyncAlways {
+			return bad("sync %q: want %q or %q", c.Sync, embedded.SyncInterval, embedded.SyncAlways)
 		}
 		if err := c.Embedded.Validate(); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -192,8 +230,11 @@ func (c Config) Validate() error {
 			return bad("replicas %d: an embedded server has one replica", c.Replicas)
 		}
 	case ModeExternal:
-		if len(c.URLs) == 0 {
-			return bad("mode %q needs urls", c.Mode)
+		if len(c.servers()) == 0 {
+			return bad("mode %q needs url or urls", c.Mode)
+		}
+		if c.Sync != "" && c.Sync != embedded.SyncInterval {
+			return bad("sync %q: external servers sync as their own configuration says (sync_interval: always)", c.Sync)
 		}
 	default:
 		return bad("mode %q: want %q or %q", c.Mode, ModeEmbedded, ModeExternal)
@@ -202,13 +243,13 @@ func (c Config) Validate() error {
 	if c.User != "" || c.Password != "" {
 		auth++
 	}
-	for _, s := range []string{c.Token, c.NKeySeedFile, c.CredsFile} {
+	for _, s := range []string{c.Token, c.NKeySeed, c.Creds} {
 		if s != "" {
 			auth++
 		}
 	}
 	if auth > 1 {
-		return bad("choose one of user/password, token, nkey_seed_file, creds_file")
+		return bad("choose one of user/password, token, nkey_seed, creds")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return bad("tls cert_file and key_file go together")

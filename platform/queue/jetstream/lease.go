@@ -28,7 +28,7 @@ type queueState struct {
 	// Prefetched messages, oldest first. Guarded by pmu.
 	pmu         sync.Mutex
 	buf         []inbound
-	outstanding int       // messages the open pull request may still bring
+	outstanding int                  // messages the open pull request may still bring
 	nakDelayed  map[uint64]time.Time // stream seq -> retry due (local Retry with a delay)
 	inbox       string
 	sub         *nats.Subscription
