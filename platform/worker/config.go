@@ -109,8 +109,12 @@ type PoolConfig struct {
 	// While a handler runs the pool extends the lease at about half-life,
 	// so long tasks keep theirs. Default 30s.
 	Lease time.Duration `koanf:"lease"`
-	// BatchSize is how many tasks one Lease call may return; the pool
-	// never leases more than it has idle workers. Default: Concurrency.
+	// BatchSize is how many tasks one Lease call may return. The pool
+	// holds at most Concurrency + BatchSize leased deliveries: one per
+	// worker plus a hand-over buffer, so that a busy pool leases in
+	// batches instead of once per finished task. Buffered deliveries go
+	// back to the queue (uncounted, where the backend can Release) on
+	// Pause and Stop. Default: Concurrency.
 	BatchSize int `koanf:"batch_size"`
 	// MaxAttempts is how many deliveries a failing task gets before it is
 	// dead-lettered. A route's MaxAttempts overrides it. Default 5.

@@ -5,8 +5,10 @@
 //
 // # A delivery's way through a pool
 //
-// The pool's fetcher leases batches (at most BatchSize, never more than it
-// has idle workers) and hands each delivery to a worker, which runs it
+// The pool's fetcher leases batches (at most BatchSize; the pool holds at
+// most Concurrency + BatchSize deliveries, those beyond the busy workers in
+// a hand-over buffer that refills by half batches) and hands each delivery
+// to a worker, which runs it
 // through recover → timeout → observer → handler:
 //
 //   - recover: a panic in the handler is logged with its stack and counted

@@ -33,6 +33,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 		err     error
 		octx    context.Context
 		took    time.Duration
+		end     time.Time
 	)
 	rt := p.router.lookup(t.Kind)
 	if rt == nil {
@@ -42,23 +43,23 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	} else {
 		// recover → timeout → observer → handler
 		timeout := rt.timeoutFor(p.cfg.TaskTimeout)
-		ctx, cancel := context.WithTimeout(p.hardCtx, timeout)
-		s.mu.Lock()
-		s.ctx = ctx
-		s.mu.Unlock()
+		ctx := newTaskContext(p.hardCtx, start.Add(timeout))
 		octx, err = p.call(ctx, rt.Handler, t)
-		took = time.Since(start)
+		end = time.Now()
+		took = end.Sub(start)
 		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && p.hardCtx.Err() == nil {
 			err = fmt.Errorf("task timed out after %s: %w", timeout, err)
 		}
-		cancel()
+		ctx.finish()
 		outcome, reason, err = p.settle(octx, s, d, rt, err)
 	}
-	now := time.Now()
+	if end.IsZero() {
+		end = time.Now()
+	}
 	p.obs.Finished(octx, t, outcome, err, reason, took)
 	s.end()
 	p.processed.Add(1)
-	p.lastFinished.Store(now.UnixNano())
+	p.lastFinished.Store(end.UnixNano())
 	p.inFlight.Add(-1)
 	p.unreserve(1)
 }
@@ -222,8 +223,9 @@ func (p *Pool) extendLeases(now time.Time) {
 }
 
 // Check is the stalled-pool health check: it returns an error wrapping
-// ErrStalled (and marks the component degraded) when the queue has ready
-// work but the pool finished nothing for longer than StallAfter, counting
+// ErrStalled (and marks the component degraded) when work waits (ready in
+// the queue, or leased and waiting in the pool's hand-over buffer) but the
+// pool finished nothing for longer than StallAfter, counting
 // from its start. A paused or stopped pool is not stalled. When the stall
 // clears, the component returns to running.
 func (p *Pool) Check(ctx context.Context) error {
@@ -244,12 +246,13 @@ func (p *Pool) Check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("worker: pool %q: stats: %w", p.queue, err)
 	}
-	if st.Ready == 0 {
+	buffered := int64(len(p.work))
+	if st.Ready+buffered == 0 {
 		p.clearStall()
 		return nil
 	}
-	err = fmt.Errorf("%w: queue %q has %d ready tasks but nothing finished for %s (in flight %d)",
-		ErrStalled, p.queue, st.Ready, quiet.Round(time.Millisecond), p.inFlight.Load())
+	err = fmt.Errorf("%w: %d tasks wait (%d ready in queue %q, %d leased for a busy worker) but nothing finished for %s (in flight %d)",
+		ErrStalled, st.Ready+buffered, st.Ready, p.queue, buffered, quiet.Round(time.Millisecond), p.inFlight.Load())
 	if !p.stalled.Swap(true) {
 		p.log.Warn("pool stalled", zap.Error(err))
 	}
@@ -295,6 +298,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 		}
 	}
 	p.state = stateStopping
+	p.halted.Store(true)
 	close(p.stopCh)
 	p.leaseCancel()
 	p.mu.Unlock()
@@ -317,6 +321,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	p.hardCancel()
+	defer p.returnBuffered()
 	select {
 	case <-workersDone:
 	case <-ctx.Done():
@@ -334,6 +339,20 @@ func (p *Pool) Stop(ctx context.Context) error {
 	p.mu.Unlock()
 	p.comp.Set(lifecycle.Stopped, err)
 	return err
+}
+
+// returnBuffered gives back the deliveries still waiting in the hand-over
+// buffer once the fetcher has stopped.
+func (p *Pool) returnBuffered() {
+	for {
+		select {
+		case d := <-p.work:
+			p.giveBack(d)
+			p.unreserve(1)
+		default:
+			return
+		}
+	}
 }
 
 // abandon returns the deliveries of handlers that ignore cancellation.

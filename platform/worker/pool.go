@@ -97,7 +97,7 @@ type PoolParams struct {
 }
 
 // Pool is the supervised worker pool of one queue: it leases deliveries
-// in batches (never more than it has idle workers), runs each through
+// in batches (at most Concurrency + BatchSize at a time), runs each through
 // recover → timeout → observer → handler, and settles it (ack, retry with
 // back-off, dead letter), reporting completions to sources first.
 //
@@ -123,6 +123,7 @@ type Pool struct {
 	stalled                                               atomic.Bool
 
 	leased   atomic.Int64 // reserved or leased deliveries not yet finished
+	halted   atomic.Bool  // paused or stopping: workers start no new delivery
 	target   atomic.Int64 // desired workers
 	workersN atomic.Int64 // live workers
 	kick     atomic.Pointer[chan struct{}]
@@ -159,7 +160,6 @@ type slot struct {
 	d        *queue.Delivery
 	settled  bool
 	extendAt time.Time
-	ctx      context.Context
 }
 
 // begin records d as the slot's current delivery.
@@ -182,7 +182,7 @@ func (s *slot) claim() bool {
 // end clears the slot.
 func (s *slot) end() {
 	s.mu.Lock()
-	s.d, s.ctx = nil, nil
+	s.d = nil
 	s.mu.Unlock()
 }
 
@@ -221,7 +221,7 @@ func NewPool(p PoolParams) (*Pool, error) {
 		log:     p.Logger.With(zap.String("queue", p.Queue)),
 		comp:    comp,
 		wake:    make(chan struct{}, 1),
-		work:    make(chan *queue.Delivery),
+		work:    make(chan *queue.Delivery, cfg.Concurrency+cfg.BatchSize),
 		stopCh:  make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -321,6 +321,7 @@ func (p *Pool) Pause() {
 		return
 	}
 	p.paused = true
+	p.halted.Store(true)
 	if p.leaseCancel != nil {
 		p.leaseCancel()
 	}
@@ -336,6 +337,7 @@ func (p *Pool) Resume() {
 	}
 	p.paused = false
 	if p.state == stateRunning {
+		p.halted.Store(false)
 		p.newLeaseCtxLocked()
 	}
 	p.signal()
@@ -382,8 +384,20 @@ func (p *Pool) signal() {
 	}
 }
 
-// reserve blocks until the pool may lease (running, not paused, an idle
-// worker) and reserves up to BatchSize slots. It returns false on stop.
+// free returns how many more deliveries the pool may hold: one per worker
+// plus BatchSize waiting in the hand-over buffer.
+func (p *Pool) free() int64 {
+	return p.target.Load() + int64(p.cfg.BatchSize) - p.leased.Load()
+}
+
+// refill is how much room makes the fetcher lease again while it holds
+// deliveries: half a batch, so that a saturated pool leases in batches
+// instead of once per finished task.
+func (p *Pool) refill() int64 { return max(1, int64(p.cfg.BatchSize)/2) }
+
+// reserve blocks until the pool may lease (running, not paused, room for
+// at least refill deliveries, or any room when it holds none) and reserves
+// up to BatchSize slots. It returns false on stop.
 func (p *Pool) reserve() (int, context.Context, bool) {
 	for {
 		p.mu.Lock()
@@ -392,8 +406,8 @@ func (p *Pool) reserve() (int, context.Context, bool) {
 			return 0, nil, false
 		}
 		if !p.paused {
-			free := p.target.Load() - p.leased.Load()
-			if free > 0 {
+			free := p.free()
+			if free >= p.refill() || (free > 0 && p.leased.Load() == 0) {
 				n := min(free, int64(p.cfg.BatchSize))
 				p.leased.Add(n)
 				ctx := p.leaseCtx
@@ -410,11 +424,14 @@ func (p *Pool) reserve() (int, context.Context, bool) {
 	}
 }
 
-// unreserve gives back n reserved slots.
+// unreserve gives back n reserved slots and wakes the fetcher when that
+// makes room for a refill.
 func (p *Pool) unreserve(n int) {
 	if n > 0 {
-		p.leased.Add(-int64(n))
-		p.signal()
+		left := p.leased.Add(-int64(n))
+		if free := p.target.Load() + int64(p.cfg.BatchSize) - left; free >= p.refill() || left == 0 {
+			p.signal()
+		}
 	}
 }
 
@@ -447,6 +464,11 @@ func (p *Pool) fetch() {
 			p.comp.Set(lifecycle.Running, nil)
 		}
 		for i, d := range ds {
+			select {
+			case p.work <- d:
+				continue
+			default:
+			}
 			select {
 			case p.work <- d:
 			case <-p.stopCh:
@@ -487,15 +509,36 @@ func (p *Pool) worker(s *slot) {
 		if p.surplus(s) {
 			return
 		}
+		// Fast path: take buffered work without a full select.
+		var d *queue.Delivery
+		select {
+		case d = <-p.work:
+		default:
+		}
+		if d != nil {
+			p.run(s, d)
+			continue
+		}
 		kick := *p.kick.Load()
 		select {
 		case d := <-p.work:
-			p.process(s, d)
+			p.run(s, d)
 		case <-kick:
 		case <-p.stopCh:
 			return
 		}
 	}
+}
+
+// run processes d unless the pool is paused or stopping, in which case d
+// goes back to the queue.
+func (p *Pool) run(s *slot, d *queue.Delivery) {
+	if p.halted.Load() {
+		p.giveBack(d)
+		p.unreserve(1)
+		return
+	}
+	p.process(s, d)
 }
 
 // surplus removes s and reports true when the pool has more workers than

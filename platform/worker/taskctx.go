@@ -1,0 +1,110 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// taskContext is a handler's context: the pool's hard-stop context with the
+// task's deadline. It behaves like context.WithTimeout(parent, timeout) but
+// arms no timer until someone asks for Done: a handler that never waits on
+// its context (or derives none from it) costs one allocation and no timer.
+// Err judges the deadline and the parent on the spot while Done is unarmed.
+type taskContext struct {
+	parent   context.Context
+	deadline time.Time
+
+	mu       sync.Mutex
+	done     chan struct{} // nil until Done; closed iff err != nil
+	err      error
+	timer    *time.Timer
+	stopHook func() bool
+}
+
+var _ context.Context = (*taskContext)(nil)
+
+func newTaskContext(parent context.Context, deadline time.Time) *taskContext {
+	return &taskContext{parent: parent, deadline: deadline}
+}
+
+// Deadline returns the task's deadline.
+func (c *taskContext) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// Value looks key up in the parent.
+func (c *taskContext) Value(key any) any { return c.parent.Value(key) }
+
+// Done returns a channel closed at the deadline, when the parent ends or
+// when the task finished, whichever comes first.
+func (c *taskContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done != nil {
+		return c.done
+	}
+	c.done = make(chan struct{})
+	if c.err == nil {
+		c.err = c.judge()
+	}
+	if c.err != nil {
+		close(c.done)
+		return c.done
+	}
+	c.timer = time.AfterFunc(time.Until(c.deadline), func() { c.cancel(context.DeadlineExceeded) })
+	c.stopHook = context.AfterFunc(c.parent, func() { c.cancel(c.parent.Err()) })
+	return c.done
+}
+
+// Err returns nil while the task may run, context.DeadlineExceeded after
+// its deadline, the parent's error once the parent ended, and
+// context.Canceled after the task finished.
+func (c *taskContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil && c.done == nil {
+		c.err = c.judge()
+	}
+	return c.err
+}
+
+// judge returns the error the context has at this moment, unarmed.
+func (c *taskContext) judge() error {
+	if err := c.parent.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// cancel ends the context with err unless it ended already.
+func (c *taskContext) cancel(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cancelLocked(err)
+}
+
+func (c *taskContext) cancelLocked(err error) {
+	if c.err != nil {
+		return
+	}
+	c.err = err
+	if c.done != nil {
+		close(c.done)
+	}
+}
+
+// finish ends the context once the handler returned (as the cancel func
+// of context.WithTimeout does) and releases its timer and parent hook.
+func (c *taskContext) finish() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cancelLocked(context.Canceled)
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if c.stopHook != nil {
+		c.stopHook()
+	}
+}

@@ -1,0 +1,86 @@
+package worker
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+type ctxKey struct{}
+
+func TestTaskContextDeadline(t *testing.T) {
+	t.Parallel()
+	parent := context.WithValue(context.Background(), ctxKey{}, "v")
+	deadline := time.Now().Add(50 * time.Millisecond)
+	c := newTaskContext(parent, deadline)
+	defer c.finish()
+
+	d, ok := c.Deadline()
+	require.True(t, ok)
+	require.Equal(t, deadline, d)
+	require.Equal(t, "v", c.Value(ctxKey{}))
+	require.NoError(t, c.Err())
+
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed after the deadline")
+	}
+	require.False(t, time.Now().Before(deadline), "closed early")
+	require.ErrorIs(t, c.Err(), context.DeadlineExceeded)
+	c.finish()
+	require.ErrorIs(t, c.Err(), context.DeadlineExceeded, "the first error sticks")
+}
+
+func TestTaskContextUnarmedErr(t *testing.T) {
+	t.Parallel()
+	c := newTaskContext(context.Background(), time.Now().Add(-time.Millisecond))
+	require.ErrorIs(t, c.Err(), context.DeadlineExceeded, "judged without a timer")
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Done of an expired context is closed")
+	}
+}
+
+func TestTaskContextParentCancel(t *testing.T) {
+	t.Parallel()
+	parent, cancel := context.WithCancel(context.Background())
+	armed := newTaskContext(parent, time.Now().Add(time.Hour))
+	unarmed := newTaskContext(parent, time.Now().Add(time.Hour))
+	done := armed.Done()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed when the parent ended")
+	}
+	require.ErrorIs(t, armed.Err(), context.Canceled)
+	require.ErrorIs(t, unarmed.Err(), context.Canceled)
+	armed.finish()
+	unarmed.finish()
+}
+
+func TestTaskContextFinishAndChildren(t *testing.T) {
+	t.Parallel()
+	c := newTaskContext(context.Background(), time.Now().Add(time.Hour))
+	child, cancelChild := context.WithTimeout(c, time.Minute)
+	defer cancelChild()
+	d, _ := child.Deadline()
+	require.WithinDuration(t, time.Now().Add(time.Minute), d, 5*time.Second, "the nearer deadline wins")
+	c.finish()
+	select {
+	case <-child.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a derived context did not end with the task")
+	}
+	require.ErrorIs(t, c.Err(), context.Canceled)
+	require.ErrorIs(t, child.Err(), context.Canceled)
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Done after finish is closed")
+	}
+}

@@ -1,0 +1,216 @@
+// Package workerbench holds the task runtime's end-to-end benchmarks as
+// exported helpers, so every queue backend measures the same work: no-op
+// tasks flow source → backend → worker pool → handler, and the result is
+// reported as tasks/s and enqueue-to-handler latency percentiles beside
+// Go's ns/op and allocs/op (one op is one task).
+//
+// A backend's benchmark calls Runtime with its own factory:
+//
+//	func BenchmarkRuntime(b *testing.B) {
+//		for _, c := range []int{1, 8, 64} {
+//			b.Run(fmt.Sprintf("backend=memory/concurrency=%d", c), func(b *testing.B) {
+//				workerbench.Runtime(b, func(testing.TB) queue.Backend { return memory.New(memory.Options{}) }, workerbench.Options{Concurrency: c})
+//			})
+//		}
+//	}
+//
+// ChannelBaseline does the same work through a buffered channel and N
+// goroutines, the limit the runtime's cost is measured against.
+package workerbench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/source"
+	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
+)
+
+// Kind is the task kind the benchmarks route to their no-op handler.
+const Kind = "bench.noop"
+
+// Options shape one benchmark run. Zero fields take defaults.
+type Options struct {
+	// Concurrency is the pool size (and, for the baseline, the number of
+	// consumer goroutines). Default 8.
+	Concurrency int
+	// EmitBatch is how many tasks the source emits per Emit call.
+	// Default 64.
+	EmitBatch int
+	// Pool overrides the pool's settings (Concurrency is taken from
+	// Concurrency above).
+	Pool worker.PoolConfig
+}
+
+func (o Options) withDefaults() Options {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.EmitBatch <= 0 {
+		o.EmitBatch = 64
+	}
+	return o
+}
+
+// recorder collects the handler's latencies and signals when all n tasks
+// were handled.
+type recorder struct {
+	lat  []int64
+	next atomic.Int64
+	done chan struct{}
+}
+
+func newRecorder(n int) *recorder {
+	return &recorder{lat: make([]int64, n), done: make(chan struct{})}
+}
+
+func (r *recorder) record(enqueued time.Time) {
+	d := time.Since(enqueued)
+	i := r.next.Add(1)
+	if int(i) <= len(r.lat) {
+		r.lat[i-1] = int64(d)
+	}
+	if int(i) == len(r.lat) {
+		close(r.done)
+	}
+}
+
+// report adds tasks/s, CPU time per task and latency percentiles to b.
+// CPU time (user + system, all threads) is what the work costs whatever
+// else the machine runs; tasks/s also depends on how busy it is.
+func (r *recorder) report(b *testing.B, elapsed, cpu time.Duration) {
+	n := min(int(r.next.Load()), len(r.lat))
+	if n == 0 || elapsed <= 0 {
+		return
+	}
+	lat := r.lat[:n]
+	slices.Sort(lat)
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "tasks/s")
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu)/float64(n), "cpu-ns/task")
+	}
+	b.ReportMetric(float64(lat[n/2])/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[min(n-1, n*99/100)])/1e3, "p99-µs")
+}
+
+// emitter is a source that emits n tasks in batches, then finishes.
+type emitter struct {
+	n, batch int
+}
+
+func (e *emitter) Name() string { return "workerbench" }
+
+func (e *emitter) Run(ctx context.Context, emit source.Emitter) error {
+	buf := make([]*task.Task, 0, e.batch)
+	for sent := 0; sent < e.n; {
+		buf = buf[:0]
+		for i := 0; i < e.batch && sent+i < e.n; i++ {
+			buf = append(buf, &task.Task{Kind: Kind})
+		}
+		if err := emit.Emit(ctx, buf...); err != nil {
+			return fmt.Errorf("workerbench: emit: %w", err)
+		}
+		sent += len(buf)
+	}
+	return nil
+}
+
+// Runtime measures b.N no-op tasks through a worker.Runtime on the backend
+// newBackend returns: a source emits them in batches, one pool of
+// o.Concurrency workers handles them. The backend is closed afterwards.
+func Runtime(b *testing.B, newBackend func(tb testing.TB) queue.Backend, o Options) {
+	b.Helper()
+	o = o.withDefaults()
+	be := newBackend(b)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := be.Close(ctx); err != nil {
+			b.Errorf("close backend: %v", err)
+		}
+	}()
+	rec := newRecorder(b.N)
+	route := task.Route{Kind: Kind, Handler: task.HandlerFunc(func(_ context.Context, t *task.Task) error {
+		rec.record(t.EnqueuedAt)
+		return nil
+	})}
+	pc := o.Pool
+	pc.Concurrency = o.Concurrency
+	rt, err := worker.New(worker.Params{
+		Routes:  []task.Route{route},
+		Backend: be,
+		Config:  worker.Config{task.DefaultQueue: pc},
+		Sources: []source.Source{&emitter{n: b.N, batch: o.EmitBatch}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := rt.StartPools(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	if err := rt.StartSources(ctx); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-rec.done:
+	case <-time.After(10 * time.Minute):
+		b.Fatalf("only %d of %d tasks handled", rec.next.Load(), b.N)
+	}
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	b.StopTimer()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := rt.Stop(sctx); err != nil {
+		b.Errorf("stop runtime: %v", err)
+	}
+	rec.report(b, elapsed, cpu)
+}
+
+// ChannelBaseline does Runtime's work without the runtime: one producer
+// goroutine sends b.N tasks (allocated and time-stamped like the source's)
+// into a buffered channel, o.Concurrency goroutines receive them and call
+// the same no-op handler.
+func ChannelBaseline(b *testing.B, o Options) {
+	b.Helper()
+	o = o.withDefaults()
+	rec := newRecorder(b.N)
+	h := task.HandlerFunc(func(_ context.Context, t *task.Task) error {
+		rec.record(t.EnqueuedAt)
+		return nil
+	})
+	ch := make(chan *task.Task, 10_000)
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	ctx := context.Background()
+	for range o.Concurrency {
+		wg.Go(func() {
+			for t := range ch {
+				_ = h.Handle(ctx, t)
+			}
+		})
+	}
+	wg.Go(func() {
+		for range b.N {
+			ch <- &task.Task{Kind: Kind, EnqueuedAt: time.Now()}
+		}
+		close(ch)
+	})
+	<-rec.done
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	b.StopTimer()
+	wg.Wait()
+	rec.report(b, elapsed, cpu)
+}
