@@ -1,0 +1,163 @@
+package mailorder
+
+import (
+	"net"
+	"time"
+
+	"github.com/plba/plba/apps/mailorder/domain"
+	"github.com/plba/plba/apps/mailorder/store/postgres"
+	"github.com/plba/plba/apps/mailorder/store/sqlite"
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/platform/config"
+)
+
+// Section is the application's configuration section.
+const Section = "mailorder"
+
+// Kind is the task kind of one order mail.
+const Kind = "mailorder.mail"
+
+// Store drivers.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+var _ = config.Declare(Section, DefaultConfig())
+
+// Config is the "mailorder" section.
+type Config struct {
+	// Queue is the queue the mail tasks go on (its pool is configured under
+	// workers.<queue>). Default "mailorder".
+	Queue string `koanf:"queue"`
+	// Mailbox is the IMAP mailbox orders arrive in (see modules/imap for
+	// every key). With demo.enabled, host, port, tls, username and password
+	// are those of the embedded server and need not be set.
+	Mailbox MailboxConfig `koanf:"mailbox"`
+	// Store is where orders are kept.
+	Store StoreConfig `koanf:"store"`
+	// Limits are the domain's limits (mail and attachment sizes, lines).
+	Limits domain.Config `koanf:"limits"`
+	// Demo starts an embedded IMAP server seeded with sample order mails.
+	Demo DemoConfig `koanf:"demo"`
+}
+
+// MailboxConfig is modules/imap's Config; its validation runs (with the
+// demo's overrides) when the application is built.
+type MailboxConfig imap.Config
+
+// StoreConfig chooses and configures the order store.
+type StoreConfig struct {
+	// Driver is "sqlite" (default) or "postgres".
+	Driver string `koanf:"driver"`
+	// SQLite configures the SQLite store. Default path ./data/mailorder.db.
+	SQLite SQLiteConfig `koanf:"sqlite"`
+	// Postgres configures the PostgreSQL store (url is required with
+	// driver postgres).
+	Postgres PostgresConfig `koanf:"postgres"`
+}
+
+// SQLiteConfig is the SQLite store's Config.
+type SQLiteConfig sqlite.Config
+
+// PostgresConfig is the PostgreSQL store's Config.
+type PostgresConfig postgres.Config
+
+// DemoConfig configures the embedded demo mailbox.
+type DemoConfig struct {
+	// Enabled starts an in-memory IMAP server (plain IMAP on loopback) and
+	// points the source at it. Default false.
+	Enabled bool `koanf:"enabled"`
+	// Listen is the server's address. Default 127.0.0.1:0 (a free port,
+	// logged at start).
+	Listen string `koanf:"listen"`
+	// Mails is how many sample order mails are put in the INBOX at start,
+	// a few of them malformed. Default 50.
+	Mails int `koanf:"mails"`
+	// Username and Password are the demo account's. Default demo/demo.
+	Username string `koanf:"username"`
+	Password string `koanf:"password" secret:"true"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Queue: "mailorder",
+		Mailbox: MailboxConfig{
+			Mailbox: imap.DefaultMailbox,
+			Mode:    imap.ModeIdle,
+		},
+		Store: StoreConfig{
+			Driver: DriverSQLite,
+			SQLite: SQLiteConfig{Path: "./data/mailorder.db"},
+		},
+		Demo: DemoConfig{Listen: "127.0.0.1:0", Mails: 50, Username: "demo", Password: "demo"},
+	}
+}
+
+// Validate checks the section: the store driver and its settings, the
+// demo settings, and the mailbox as the source will use it.
+func (c Config) Validate() error {
+	var ps config.Problems
+	if c.Queue == "" {
+		ps.Add("queue", "must not be empty")
+	}
+	switch c.Store.Driver {
+	case DriverSQLite:
+		if err := sqlite.Config(c.Store.SQLite).WithDefaults().Validate(); err != nil {
+			ps.Add("store.sqlite", "%v", err)
+		}
+	case DriverPostgres:
+		if err := postgres.Config(c.Store.Postgres).WithDefaults().Validate(); err != nil {
+			ps.Add("store.postgres", "%v", err)
+		}
+	default:
+		ps.Add("store.driver", "must be %q or %q (got %q)", DriverSQLite, DriverPostgres, c.Store.Driver)
+	}
+	if c.Demo.Enabled {
+		if _, _, err := net.SplitHostPort(c.Demo.Listen); err != nil {
+			ps.Add("demo.listen", "%q is not host:port", c.Demo.Listen)
+		}
+		if c.Demo.Mails < 0 {
+			ps.Add("demo.mails", "must not be negative (got %d)", c.Demo.Mails)
+		}
+		if c.Demo.Username == "" || c.Demo.Password == "" {
+			ps.Add("demo", "username and password must not be empty")
+		}
+	}
+	if err := c.source(demoAddr{host: "127.0.0.1", port: 143}).Validate(); err != nil {
+		ps.Add("mailbox", "%v", err)
+	}
+	return ps.Err()
+}
+
+// demoAddr is where the demo server listens.
+type demoAddr struct {
+	host string
+	port int
+}
+
+// source returns the IMAP source's configuration: Mailbox with the
+// application's kind and queue, and, with the demo enabled, the embedded
+// server's address and account.
+func (c Config) source(demo demoAddr) imap.Config {
+	ic := imap.Config(c.Mailbox)
+	ic.Kind, ic.Queue = Kind, c.Queue
+	if c.Demo.Enabled {
+		ic.Host, ic.Port, ic.TLS = demo.host, demo.port, imap.TLSNone
+		ic.Username, ic.Password = c.Demo.Username, c.Demo.Password
+		if ic.PollInterval == 0 {
+			ic.PollInterval = 2 * time.Second
+		}
+		if ic.Reconcile == 0 {
+			ic.Reconcile = 10 * time.Second
+		}
+		if ic.Reconnect.Initial == 0 {
+			ic.Reconnect.Initial = 100 * time.Millisecond
+		}
+		if ic.Reconnect.Max == 0 {
+			ic.Reconnect.Max = 2 * time.Second
+		}
+	}
+	return ic.WithDefaults()
+}

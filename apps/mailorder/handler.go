@@ -1,0 +1,64 @@
+package mailorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/apps/mailorder/domain"
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/platform/task"
+)
+
+// Handler processes one order mail task (payload: the raw mail from the
+// IMAP source): it runs the whole pipeline, extract → parse → validate →
+// store → confirm, in one task. One task per mail keeps the mailbox honest:
+// the source moves the mail only when every order of it is stored (or when
+// it is rejected), which a fan-out into one task per attachment could not
+// tell. Re-running a mail is safe: the store is idempotent per
+// (message id, attachment hash).
+type Handler struct {
+	svc *domain.Service
+	log *zap.Logger
+}
+
+// NewHandler returns the handler over svc. A nil log discards logs.
+func NewHandler(svc *domain.Service, log *zap.Logger) *Handler {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Handler{svc: svc, log: log}
+}
+
+// Handle implements task.Handler. A mail the domain rejects (no order
+// attachment, invalid content) is a permanent failure whose reason names
+// the mail and what is wrong with it; it goes to the dead letter and the
+// source moves it to the failed folder. Any other failure is retried.
+func (h *Handler) Handle(ctx context.Context, t *task.Task) error {
+	res, err := h.svc.ProcessMail(ctx, t.Payload)
+	if err != nil {
+		id := res.MessageID
+		if id == "" {
+			id = t.Header(imap.HeaderMessageID)
+		}
+		if errors.Is(err, domain.ErrRejected) {
+			var rej *domain.RejectError
+			reason := err.Error()
+			if errors.As(err, &rej) {
+				reason = rej.Reason
+			}
+			h.log.Debug("order mail rejected", zap.String("message_id", id), zap.String("from", res.From),
+				zap.String("uid", t.Header(imap.HeaderUID)), zap.String("reason", reason))
+			return task.Permanent(fmt.Errorf("mail <%s> from %q rejected: %s", id, res.From, reason))
+		}
+		return fmt.Errorf("mailorder: mail <%s>: %w", id, err)
+	}
+	for _, o := range res.Orders {
+		h.log.Debug("order stored", zap.String("order", o.Order.ID), zap.String("message_id", res.MessageID),
+			zap.String("customer", o.Order.Customer), zap.Int("lines", len(o.Order.Lines)),
+			zap.Stringer("total", o.Order.Total), zap.Bool("created", o.Created))
+	}
+	return nil
+}

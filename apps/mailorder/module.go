@@ -1,0 +1,252 @@
+package mailorder
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/apps/mailorder/domain"
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/health"
+	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/source"
+	"github.com/plba/plba/platform/task"
+)
+
+// Module is the mailorder application: the "mailorder" section, the order
+// store (component "mailorder/store", readiness check on it), the IMAP
+// mailbox source with its readiness check, the route of Kind on
+// Config.Queue, the admin endpoint StatusPath and, with demo.enabled, the
+// embedded demo mailbox. It needs the platform (platform.Module): a
+// *config.Config, a *zap.Logger, a *lifecycle.Registry, a queue.Backend
+// and the task runtime; the admin server is optional.
+//
+// Start and stop order follows the dependencies: the demo server and the
+// store are opened while the graph is built (before anything starts); on
+// stop the source stops first, the pools drain, then the source's
+// completion connection, the store and the demo server close, in that
+// order.
+var Module = fx.Module("mailorder",
+	config.Section[Config](Section),
+	fx.Provide(
+		fx.Private,
+		newDemo,
+		newStore,
+		newService,
+		newSource,
+		newApp,
+	),
+	fx.Provide(
+		task.AsRoute(newRoute),
+		source.AsSource(func(s *imap.Source) *imap.Source { return s }),
+		health.AsCheck(func(a *App) health.Check {
+			return health.Check{Name: "mailorder/store", Func: a.store.Ping, Gating: true}
+		}),
+		health.AsCheck(func(a *App) health.Check {
+			return health.Check{Name: "mailorder/mailbox", Func: a.src.Check, Gating: true, Interval: 5 * time.Second}
+		}),
+		admin.AsRoute(statusRoute),
+	),
+	fx.Invoke(announce),
+)
+
+type demoParams struct {
+	fx.In
+
+	Config    Config
+	Lifecycle fx.Lifecycle
+	Log       *zap.Logger `optional:"true"`
+}
+
+// newDemo starts the demo mailbox when enabled (nil otherwise). It starts
+// while the graph is built, because the source's configuration needs its
+// address; it closes on stop, after the source.
+func newDemo(p demoParams) (*Demo, error) {
+	if !p.Config.Demo.Enabled {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := StartDemo(ctx, p.Config.Demo, logger(p.Log).Named("demo-imap"))
+	if err != nil {
+		return nil, err
+	}
+	p.Lifecycle.Append(fx.StopHook(d.Close))
+	return d, nil
+}
+
+type storeParams struct {
+	fx.In
+
+	Config     Config
+	Lifecycle  fx.Lifecycle
+	Components *lifecycle.Registry
+}
+
+// newStore opens the store (applying migrations) and registers it as the
+// component "mailorder/store", closed on stop after the pools drained.
+func newStore(p storeParams) (Store, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := OpenStore(ctx, p.Config.Store)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.Components.Track(p.Lifecycle, "mailorder/store", lifecycle.StopHost, nil,
+		func(context.Context) error { return s.Close() }); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func newService(cfg Config, s Store) (*domain.Service, error) {
+	return domain.NewService(s, cfg.Limits)
+}
+
+type sourceParams struct {
+	fx.In
+
+	Config    Config
+	Demo      *Demo
+	Lifecycle fx.Lifecycle
+	Log       *zap.Logger `optional:"true"`
+}
+
+// newSource builds the IMAP source from Config.Mailbox (pointed at the
+// demo server when it runs); its completion connection closes on stop
+// after the pools drained.
+func newSource(p sourceParams) (*imap.Source, error) {
+	return imap.New(imap.Params{Config: p.Config.source(p.Demo.addr()), Logger: logger(p.Log), Lifecycle: p.Lifecycle})
+}
+
+type appParams struct {
+	fx.In
+
+	Config  Config
+	Store   Store
+	Source  *imap.Source
+	Backend queue.Backend `optional:"true"`
+	Demo    *Demo
+}
+
+func newApp(p appParams) *App {
+	return &App{cfg: p.Config, store: p.Store, src: p.Source, backend: p.Backend, demo: p.Demo}
+}
+
+func newRoute(cfg Config, svc *domain.Service, log *zap.Logger) task.Route {
+	return task.Route{Kind: Kind, Queue: cfg.Queue, Handler: NewHandler(svc, logger(log).Named("mailorder")), Name: "mailorder"}
+}
+
+type announceParams struct {
+	fx.In
+
+	Lifecycle fx.Lifecycle
+	App       *App
+	Log       *zap.Logger   `optional:"true"`
+	Admin     *admin.Server `optional:"true"`
+}
+
+// announce logs, once everything started, where the mail comes from,
+// where the orders go and where to look; with the demo, it also logs a
+// summary once every seeded mail is processed.
+func announce(p announceParams) {
+	log := logger(p.Log).Named("mailorder")
+	a := p.App
+	var (
+		stop = make(chan struct{})
+		wg   sync.WaitGroup
+	)
+	p.Lifecycle.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			sc := a.src.Config()
+			where := "GET " + StatusPath + " on the admin server"
+			if p.Admin != nil && p.Admin.Addr() != "" {
+				where = "http://" + p.Admin.Addr() + StatusPath
+			}
+			fields := []zap.Field{
+				zap.String("imap", net.JoinHostPort(sc.Host, strconv.Itoa(sc.Port))), zap.String("mailbox", sc.Mailbox),
+				zap.String("mode", string(sc.Mode)), zap.String("queue", a.cfg.Queue),
+				zap.String("store", storeWhere(a.cfg.Store)), zap.String("status", where),
+			}
+			if a.demo != nil {
+				st := a.demo.Seeded()
+				fields = append(fields, zap.Int("demo_mails", st.Mails), zap.Int("demo_valid", st.Valid),
+					zap.Int("demo_invalid", st.Invalid), zap.String("demo_user", a.cfg.Demo.Username))
+				log.Info("mailorder demo: sample order mails are in the embedded IMAP server; valid ones become orders, the rest move to the failed folder with their reason in the status", fields...)
+				wg.Add(1)
+				go func() { // owned by this hook pair: stop ends it
+					defer wg.Done()
+					watchDemo(a, log, where, stop)
+				}()
+			} else {
+				log.Info("mailorder: watching the mailbox for order mails", fields...)
+			}
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			close(stop)
+			wg.Wait()
+			return nil
+		},
+	})
+}
+
+// watchDemo logs one summary when every seeded demo mail has completed.
+func watchDemo(a *App, log *zap.Logger, where string, stop <-chan struct{}) {
+	want := uint64(a.demo.Seeded().Mails)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		st := a.src.Status()
+		if st.CompletedOK+st.CompletedFailed < want {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n, err := a.store.Count(ctx)
+		cancel()
+		if err != nil {
+			log.Warn("mailorder demo: cannot count orders", zap.Error(err))
+			return
+		}
+		log.Info("mailorder demo: every sample mail processed",
+			zap.Uint64("mails_ok", st.CompletedOK), zap.Uint64("mails_failed", st.CompletedFailed),
+			zap.Int("orders_stored", n), zap.String("failed_folder", deref(a.src.Config().OnFailure.MoveTo)),
+			zap.String("details", where))
+		return
+	}
+}
+
+func storeWhere(c StoreConfig) string {
+	if c.Driver == DriverPostgres {
+		return "postgres (schema " + postgresSchema(c.Postgres) + ")"
+	}
+	return "sqlite " + c.SQLite.Path
+}
+
+func postgresSchema(c PostgresConfig) string {
+	if c.Schema == "" {
+		return "public"
+	}
+	return c.Schema
+}
+
+func logger(l *zap.Logger) *zap.Logger {
+	if l == nil {
+		return zap.NewNop()
+	}
+	return l
+}

@@ -1,0 +1,155 @@
+package mailorder
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/queue"
+)
+
+// StatusPath is the admin endpoint of the application's status.
+const StatusPath = "/admin/v1/mailorder"
+
+// Status is what GET /admin/v1/mailorder shows: the mailbox, the orders
+// and the mails that failed, with their reasons.
+type Status struct {
+	// Mailbox is the IMAP source's state and counters.
+	Mailbox imap.Status `json:"mailbox"`
+	// Queue is the queue of the mail tasks.
+	Queue string `json:"queue"`
+	// Store is the store driver.
+	Store string `json:"store"`
+	// Orders is the number of stored orders.
+	Orders int `json:"orders"`
+	// RecentOrders are the newest orders (at most 20).
+	RecentOrders []OrderSummary `json:"recent_orders"`
+	// FailedMails are the mails in the dead letter of Queue (at most 200),
+	// oldest first, each with the reason it failed.
+	FailedMails []FailedMail `json:"failed_mails"`
+	// Demo describes the embedded demo mailbox, when it runs.
+	Demo *DemoStatus `json:"demo,omitempty"`
+}
+
+// OrderSummary is one order in Status.
+type OrderSummary struct {
+	ID         string    `json:"id"`
+	MessageID  string    `json:"message_id"`
+	Customer   string    `json:"customer"`
+	Attachment string    `json:"attachment"`
+	Lines      int       `json:"lines"`
+	Total      string    `json:"total"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// FailedMail is one dead-lettered mail in Status.
+type FailedMail struct {
+	MessageID string    `json:"message_id"`
+	UID       string    `json:"uid"`
+	Reason    string    `json:"reason"`
+	At        time.Time `json:"at"`
+}
+
+// DemoStatus is the demo part of Status.
+type DemoStatus struct {
+	// IMAP is the embedded server's address.
+	IMAP string `json:"imap"`
+	// Username is the demo account (the password is in the config).
+	Username string `json:"username"`
+	// Seeded is how many sample mails were put in the INBOX at start, and
+	// how many of them are valid orders.
+	Seeded int `json:"seeded"`
+	Valid  int `json:"valid"`
+	// Folders counts the messages in INBOX, Processed and Failed.
+	Folders map[string]int `json:"folders"`
+}
+
+// App is the running application's parts, for the status endpoint, tests
+// and tools.
+type App struct {
+	cfg     Config
+	store   Store
+	src     *imap.Source
+	backend queue.Backend
+	demo    *Demo
+}
+
+// Store returns the order store.
+func (a *App) Store() Store { return a.store }
+
+// Source returns the IMAP source.
+func (a *App) Source() *imap.Source { return a.src }
+
+// Demo returns the demo mailbox, or nil when the demo is off.
+func (a *App) Demo() *Demo { return a.demo }
+
+// Status collects the application's status.
+func (a *App) Status(ctx context.Context) (Status, error) {
+	st := Status{Mailbox: a.src.Status(), Queue: a.cfg.Queue, Store: a.cfg.Store.Driver,
+		RecentOrders: []OrderSummary{}, FailedMails: []FailedMail{}}
+	n, err := a.store.Count(ctx)
+	if err != nil {
+		return st, fmt.Errorf("mailorder: status: %w", err)
+	}
+	st.Orders = n
+	recent, err := a.store.List(ctx, 20)
+	if err != nil {
+		return st, fmt.Errorf("mailorder: status: %w", err)
+	}
+	for _, o := range recent {
+		st.RecentOrders = append(st.RecentOrders, OrderSummary{
+			ID: o.ID, MessageID: o.MessageID, Customer: o.Customer, Attachment: o.AttachmentName,
+			Lines: len(o.Lines), Total: o.Total.String(), ReceivedAt: o.ReceivedAt,
+		})
+	}
+	if a.backend != nil {
+		dead, err := a.backend.ListDead(ctx, a.cfg.Queue, 200)
+		if err != nil {
+			return st, fmt.Errorf("mailorder: status: dead letters: %w", err)
+		}
+		for _, d := range dead {
+			st.FailedMails = append(st.FailedMails, FailedMail{
+				MessageID: d.Task.Header(imap.HeaderMessageID), UID: d.Task.Header(imap.HeaderUID),
+				Reason: d.Reason, At: d.At,
+			})
+		}
+	}
+	if a.demo != nil {
+		ds := &DemoStatus{IMAP: a.demo.srv.Addr(), Username: a.cfg.Demo.Username,
+			Seeded: a.demo.stats.Mails, Valid: a.demo.stats.Valid, Folders: map[string]int{}}
+		for _, f := range []string{a.cfg.Mailbox.Mailbox, deref(a.src.Config().OnSuccess.MoveTo), deref(a.src.Config().OnFailure.MoveTo)} {
+			if f == "" {
+				continue
+			}
+			if msgs, err := a.demo.srv.Messages(ctx, f); err == nil {
+				ds.Folders[f] = len(msgs)
+			}
+		}
+		st.Demo = ds
+	}
+	return st, nil
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// statusRoute serves Status as JSON on GET StatusPath.
+func statusRoute(a *App) admin.Route {
+	return admin.Route{Pattern: "GET " + StatusPath, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		st, err := a.Status(ctx)
+		if err != nil {
+			admin.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, st)
+	})}
+}
