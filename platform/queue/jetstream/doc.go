@@ -1,0 +1,110 @@
+// Package jetstream is the durable queue backend on NATS JetStream
+// (github.com/nats-io/nats.go's jetstream package). It implements
+// queue.Backend and passes the conformance suite in queue/queuetest.
+//
+// # Streams and consumers
+//
+// Every plba queue has a stream of its own, <prefix>_Q_<queue>, with
+// work-queue retention: a message is deleted when it is acknowledged. One
+// stream per queue rather than one stream with a subject per queue,
+// because a stream is JetStream's unit of replication, limits, leadership
+// and purge: a busy or poisoned queue neither slows down nor fills up the
+// others, a queue can be inspected, backed up or deleted alone, and its
+// stream leader lands on any server of a cluster, which spreads the load.
+// The cost is one stream (and one Raft group when replicated) per queue,
+// which suits the tens of queues a host has.
+//
+// Queue names are encoded into NATS tokens: letters, digits and '-' pass,
+// every other byte becomes '_' and two hex digits. Subjects:
+// <prefix>.q.<queue> (ready tasks), <prefix>.s.<queue>.<id> (delayed
+// tasks, see below), <prefix>.dead.<queue> (dead letters).
+//
+// Each work stream has one durable pull consumer, Config.Consumer
+// ("plba-workers"), with explicit acks, shared by every replica of the
+// host: whichever process pulls a message holds it until it settles it or
+// its AckWait passes, so several host processes share the work and each
+// task goes to one of them at a time.
+//
+// # Prefetch
+//
+// Each process keeps one pull request at a time open per queue for the
+// room left in a prefetch buffer of Config.Prefetch messages; Lease takes
+// from that buffer. Messages waiting in the buffer are kept alive with
+// in-progress acks, so they never expire there and their delivery count
+// stays honest. Close gives buffered messages back with a negative ack,
+// so another replica gets them at once.
+//
+// # Leases, retries and dead letters
+//
+//   - Lease = AckWait. Config.AckWait is the consumer's lease; a delivery's
+//     LeaseUntil is at least the time its AckWait ends. A longer lease
+//     asked of Lease or Extend (the worker pool's lease extension) is kept
+//     with in-progress acks ("+WPI"), each of which restarts AckWait.
+//   - Retry = a negative ack with an explicit delay ("-NAK {"delay":…}"),
+//     computed by the pool's retry policy; the consumer's BackOff list does
+//     not apply to a plain nak, so none is configured. The next delivery's
+//     attempt is the message's delivery count.
+//   - Max attempts = MaxDeliver. A Retry on the last allowed delivery
+//     dead-letters the task instead. A task whose lease expires on its last
+//     allowed delivery (a crashing or hanging handler) is reported by the
+//     server's MAX_DELIVERIES advisory; the replica that sees it copies the
+//     message to the dead letter and deletes it from the work stream.
+//   - Dead letter = a copy of the task, its original headers and payload,
+//     plus Plba-Dead-Reason, Plba-Dead-At and Plba-Dead-Attempts headers,
+//     published to the dead-letter stream <prefix>_DEAD (limits retention)
+//     and then the delivery is terminated ("+TERM reason"). ListDead reads
+//     that stream by subject, Redrive republishes a copy to the queue
+//     (fresh attempts) and deletes the dead letter, Purge deletes.
+//
+// # De-duplication, headers, delays
+//
+// A task's key is its Nats-Msg-Id, so the stream refuses a second task with
+// the same key within Config.DuplicateWindow (default 2 minutes), whether
+// the first is still queued or already done. Task fields and Task.Headers
+// (traceparent, tracestate, baggage, the attempt's parent, ...) travel as
+// NATS headers and come back unchanged on every delivery, after a retry,
+// in the dead letter and after a redrive. A task with a future NotBefore is
+// stored as a one-shot message schedule (Nats-Schedule "@at …") that the
+// server turns into a ready task at that time; the schedule survives
+// restarts like any stored message.
+//
+// # Stats
+//
+// Stats come from stream and consumer info: Ready is the consumer's
+// pending count plus this process's prefetch buffer, InFlight its pending
+// acks minus those and minus this process's retries waiting out their
+// delay, Delayed the schedules plus those retries. With several replicas,
+// another replica's buffered messages and delayed retries count as in
+// flight.
+//
+// # Embedded and external servers
+//
+// Mode "embedded" (the default when no URL is set) starts a nats-server in
+// the process (package embedded) with file storage under
+// Config.Embedded.StoreDir and connects to it in process, without a
+// network listener unless Config.Embedded.Listen is set. Mode "external"
+// connects to Config.URL/URLs with user/password, token, NKey seed or JWT
+// credentials, and optional TLS; streams have Config.Replicas (1 or 3)
+// replicas with Config.Storage ("file" or "memory").
+//
+// # Durability
+//
+// Enqueue returns only after the server acknowledged every message (and,
+// with replicas, after a quorum stored it). What "stored" means is
+// Config.Sync: with "interval" (the default) the server writes to the
+// file system at once and flushes to disk every sync interval (2 minutes
+// unless Config.Embedded.SyncInterval says otherwise), so an acknowledged
+// task survives a crash of the process but not a power cut or kernel
+// crash within that interval. With "always" every write is flushed before
+// it is acknowledged, which survives power cuts and costs throughput
+// (BENCHMARKS.md has both). External servers follow their own sync
+// setting; replicas on several machines are the usual answer there.
+//
+// # Connection health
+//
+// Check (and HealthCheck, for the health registry) fails with
+// ErrUnreachable while the connection is down or JetStream does not
+// answer. The connection reconnects forever with exponential back-off
+// (100ms to 5s, jittered); every disconnect and reconnect is logged and
+// counted in Status.
+package jetstream
