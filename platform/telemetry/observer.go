@@ -63,6 +63,11 @@ type Observer struct {
 	now    func() time.Time
 	labels labelCache
 	srcs   sourceCache
+	// reuseUnsampled: the sampler never samples a child of an unsampled
+	// parent (the parent-based samplers), so a delivery whose producer
+	// was not sampled runs under the producer's span context instead of
+	// a new non-recording span that nobody would ever see.
+	reuseUnsampled bool
 }
 
 var (
@@ -134,14 +139,14 @@ func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) 
 		ls := o.labels.get(t.Queue, t.Kind, outcome)
 		if ls != run {
 			if run != nil {
-				o.inst.enqueued.Add(ctx, n, run.add...)
+				o.inst.enqueued.Add(context.Background(), n, run.add...)
 			}
 			run, n = ls, 0
 		}
 		n++
 	}
 	if run != nil {
-		o.inst.enqueued.Add(ctx, n, run.add...)
+		o.inst.enqueued.Add(context.Background(), n, run.add...)
 	}
 }
 
@@ -162,6 +167,12 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 	parent := trace.SpanContextFromContext(ctx)
 	pctx := o.prop.Extract(ctx, Carrier(t))
 	producer := trace.SpanContextFromContext(pctx)
+	if o.reuseUnsampled && !parent.IsValid() && producer.IsValid() && !producer.IsSampled() {
+		// Unsampled trace: keep its ids for the logs and downstream
+		// calls, skip the span (it would be dropped anyway).
+		o.recordWait(t, ls)
+		return attachLogFields(pctx, taskFields(t, producer))
+	}
 	linked := false
 	if producer.IsValid() && parent.IsValid() && producer.TraceID() != parent.TraceID() {
 		linked = true
@@ -183,12 +194,20 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 			span.AddLink(trace.Link{SpanContext: producer})
 		}
 	}
+	o.recordWait(t, ls)
+	return attachLogFields(ctx, taskFields(t, span.SpanContext()))
+}
+
+// recordWait records the queue wait of a first attempt. Like every
+// measurement of the hot path it is made without the span's context:
+// exemplars are off (see New), and looking for the span would walk the
+// handler's context chain on every task.
+func (o *Observer) recordWait(t *task.Task, ls *labelSet) {
 	if t.Attempt <= 1 && !t.EnqueuedAt.IsZero() {
 		if wait := o.now().Sub(t.EnqueuedAt); wait >= 0 {
-			o.inst.wait.Record(ctx, wait.Seconds(), ls.rec...)
+			o.inst.wait.Record(context.Background(), wait.Seconds(), ls.rec...)
 		}
 	}
-	return attachLogFields(ctx, taskFields(t, span.SpanContext()))
 }
 
 // Finished ends the delivery's consumer span and records its metrics.
@@ -219,17 +238,17 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 		return
 	}
 	ls := o.labels.get(t.Queue, t.Kind, out)
-	o.inst.processed.Add(ctx, 1, ls.add...)
+	o.inst.processed.Add(context.Background(), 1, ls.add...)
 	if err != nil || out == task.DeadLettered {
-		o.inst.failed.Add(ctx, 1, ls.add...)
+		o.inst.failed.Add(context.Background(), 1, ls.add...)
 	}
 	switch out {
 	case task.Retried:
-		o.inst.retried.Add(ctx, 1, ls.add...)
+		o.inst.retried.Add(context.Background(), 1, ls.add...)
 	case task.DeadLettered:
-		o.inst.deadLettered.Add(ctx, 1, ls.add...)
+		o.inst.deadLettered.Add(context.Background(), 1, ls.add...)
 	}
-	o.inst.duration.Record(ctx, took.Seconds(), ls.rec...)
+	o.inst.duration.Record(context.Background(), took.Seconds(), ls.rec...)
 }
 
 // SourceObserver sees a source's polls and emits. The source supervisor

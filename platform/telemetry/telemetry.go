@@ -26,6 +26,7 @@ import (
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -151,7 +152,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 	// Metrics.
 	t.meter = metricnoop.NewMeterProvider()
 	if cfg.Metrics.MetricsEnabled() || len(o.readers) > 0 {
-		mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res)}
+		// No exemplars: the Prometheus text format does not carry them,
+		// and the hot path records without the span's context.
+		mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter)}
 		if cfg.Metrics.PrometheusEnabled() {
 			t.registry = prometheus.NewRegistry()
 			pe, err := otelprom.New(otelprom.WithRegisterer(t.registry))
@@ -193,6 +196,13 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 	if err != nil {
 		_ = t.Shutdown(ctx)
 		return nil, err
+	}
+	switch cfg.Traces.Sampler {
+	case SamplerParentBasedAlways, SamplerParentBasedRatio, SamplerNever:
+		t.obs.reuseUnsampled = true
+	}
+	if exporter == nil {
+		t.obs.reuseUnsampled = true // NeverSample
 	}
 	t.off = o.spanExporter == nil && cfg.Traces.Exporter == ExporterNone && t.mp == nil
 	return t, nil

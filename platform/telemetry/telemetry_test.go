@@ -604,3 +604,34 @@ func newObservedLogger() (*zap.Logger, *observer.ObservedLogs) {
 	core, logs := observer.New(zap.InfoLevel)
 	return zap.New(core), logs
 }
+
+// TestUnsampledDeliveryKeepsProducerIDs: with a parent-based sampler, a
+// delivery of an unsampled task runs under the producer's span context
+// (no span of its own would ever be recorded); its logs carry those ids.
+func TestUnsampledDeliveryKeepsProducerIDs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *telemetry.Config) {
+		c.Traces.Sampler = telemetry.SamplerParentBasedRatio
+		c.Traces.Ratio = 0
+	})
+	core, logs := newObservedLogger()
+	tk := newTask("k", "q")
+	b.obs.Enqueued(b.obs.Enqueuing(context.Background(), []*task.Task{tk}), []*task.Task{tk}, nil)
+	tp := tk.Headers["traceparent"]
+	require.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-00$`, tp)
+	var sc trace.SpanContext
+	deliver(context.Background(), b.obs, tk, 1, task.Succeeded, nil, "", func(ctx context.Context) {
+		sc = trace.SpanContextFromContext(ctx)
+		telemetry.Logger(ctx, core).Info("x")
+	})
+	require.Equal(t, "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-00", tp)
+	require.True(t, sc.IsRemote())
+	f := logs.All()[0].ContextMap()
+	require.Equal(t, sc.TraceID().String(), f[telemetry.FieldTraceID])
+	require.Equal(t, sc.SpanID().String(), f[telemetry.FieldSpanID])
+	require.Empty(t, b.ended(t))
+
+	// Metrics are recorded all the same.
+	rm := b.collect(t)
+	require.Equal(t, int64(1), sumCounter(t, rm, "plba.task.processed", map[string]string{"queue": "q", "kind": "k", "outcome": "succeeded"}))
+}
