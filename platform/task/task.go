@@ -2,7 +2,9 @@ package task
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,16 +45,35 @@ type Task struct {
 	NotBefore time.Time
 }
 
-// NewID returns a random 128-bit identifier in hex, suitable for Task.ID.
-func NewID() string {
+// idPrefix is random per process; idSeq counts the ids made since start
+// (from a random offset).
+var (
+	idPrefix [8]byte
+	idSeq    atomic.Uint64
+)
+
+func init() {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
+	copy(idPrefix[:], b[:8])
+	idSeq.Store(binary.BigEndian.Uint64(b[8:]))
+}
+
+// NewID returns a 128-bit identifier in hex (32 characters), suitable for
+// Task.ID: 64 random bits chosen once per process followed by a 64-bit
+// counter, so ids are unique within a process and collide across
+// processes only if two draw the same 64 random bits. It is cheap enough
+// for every task (no system call).
+func NewID() string {
+	var b [16]byte
+	copy(b[:8], idPrefix[:])
+	binary.BigEndian.PutUint64(b[8:], idSeq.Add(1))
 	return hex.EncodeToString(b[:])
 }
 
 // Prepare fills the defaults that every backend relies on: an ID, a Key
-// (the ID when empty), EnqueuedAt (now when zero) and a non-nil Headers
-// map. It is idempotent.
+// (the ID when empty) and EnqueuedAt (now when zero). Headers stay nil
+// when there are none (SetHeader allocates the map). It is idempotent.
 func (t *Task) Prepare(now time.Time) {
 	if t.ID == "" {
 		t.ID = NewID()
@@ -62,9 +83,6 @@ func (t *Task) Prepare(now time.Time) {
 	}
 	if t.EnqueuedAt.IsZero() {
 		t.EnqueuedAt = now
-	}
-	if t.Headers == nil {
-		t.Headers = make(map[string]string, 4)
 	}
 }
 

@@ -25,8 +25,9 @@ const never = math.MaxInt64
 // Backend is the in-memory queue backend. Create it with New; all methods
 // are safe for concurrent use. Tasks live only as long as the process.
 type Backend struct {
-	opts  Options
-	epoch time.Time // times are kept as nanoseconds since epoch
+	opts      Options
+	epoch     time.Time // times are kept as nanoseconds since epoch
+	realClock bool      // Options.Now was nil: read the monotonic clock only
 
 	state  atomic.Int32
 	queues atomic.Pointer[map[string]*queueState] // copy on write
@@ -49,8 +50,9 @@ var _ queue.Backend = (*Backend)(nil)
 // Options.Validate) are replaced by their defaults; the fx module rejects
 // them instead.
 func New(opts Options) *Backend {
+	real := opts.Now == nil
 	opts = opts.WithDefaults()
-	b := &Backend{opts: opts, epoch: opts.Now(), done: make(chan struct{})}
+	b := &Backend{opts: opts, epoch: opts.Now(), realClock: real, done: make(chan struct{})}
 	empty := map[string]*queueState{}
 	b.queues.Store(&empty)
 	b.wakeAt.Store(never)
@@ -63,7 +65,12 @@ func New(opts Options) *Backend {
 func (b *Backend) Options() Options { return b.opts }
 
 // nanos returns the backend's current time in nanoseconds since epoch.
-func (b *Backend) nanos() int64 { return int64(b.opts.Now().Sub(b.epoch)) }
+func (b *Backend) nanos() int64 {
+	if b.realClock {
+		return int64(time.Since(b.epoch))
+	}
+	return int64(b.opts.Now().Sub(b.epoch))
+}
 
 // at converts a time to nanoseconds since epoch.
 func (b *Backend) at(t time.Time) int64 { return int64(t.Sub(b.epoch)) }
