@@ -289,7 +289,7 @@ func (o *Observer) StartPoll(ctx context.Context, source string) (context.Contex
 				span.RecordError(err)
 				span.SetStatus(codes.Error, err.Error())
 			}
-			o.inst.sourceErrors.Add(ctx, 1, o.srcs.get(source)...)
+			o.inst.sourceErrors.Add(context.Background(), 1, o.srcs.get(source)...)
 		}
 		span.End()
 	}
@@ -300,7 +300,7 @@ func (o *Observer) Emitted(ctx context.Context, source string, n int) {
 	if n <= 0 {
 		return
 	}
-	o.inst.sourceEmitted.Add(ctx, int64(n), o.srcs.get(source)...)
+	o.inst.sourceEmitted.Add(context.Background(), int64(n), o.srcs.get(source)...)
 }
 
 // Carrier returns a propagation.TextMapCarrier over t's headers (allocating

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/plba/plba/platform/log"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/memory"
+	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
 	"github.com/plba/plba/platform/telemetry"
 	"github.com/plba/plba/platform/worker"
@@ -73,6 +75,12 @@ type hostOpts struct {
 
 func startHost(t *testing.T, be queue.Backend, o hostOpts) *host {
 	t.Helper()
+	return startHostWith(t, be, o)
+}
+
+// startHostWith is startHost with more fx options.
+func startHostWith(t *testing.T, be queue.Backend, o hostOpts, extra ...fx.Option) *host {
+	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	h := &host{spans: tracetest.NewInMemoryExporter(), logs: logs, log: zap.New(core)}
 	cfg := telemetry.Config{}
@@ -91,6 +99,7 @@ func startHost(t *testing.T, be queue.Backend, o hostOpts) *host {
 	for _, r := range o.routes {
 		opts = append(opts, task.SupplyRoute(r))
 	}
+	opts = append(opts, extra...)
 	if o.admin {
 		opts = append(opts,
 			fx.Supply(admin.Config{Listen: "127.0.0.1:0", ReadHeaderTimeout: 5 * time.Second}, admin.StatusInfo{Started: time.Now()}),
@@ -458,4 +467,60 @@ func gaugeOr(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels
 	m, ok := findSeries(mfs, name, labels)
 	require.True(t, ok, "series %s%v missing", name, labels)
 	return m.GetGauge().GetValue()
+}
+
+// TestRuntimeSourcePollIsParentSpan runs a polling source instrumented
+// with InstrumentPoll in the runtime: the poll is a span, the tasks it
+// emits are its children (and their deliveries theirs), its log lines
+// carry the poll's trace, and the emits are counted.
+func TestRuntimeSourcePollIsParentSpan(t *testing.T) {
+	t.Parallel()
+	be := newBackend(t)
+	core, logs := observer.New(zap.InfoLevel)
+	pollLog := zap.New(core)
+	var polled atomic.Bool
+	poll := func(ctx context.Context, emit source.Emitter) error {
+		if polled.Swap(true) {
+			return nil
+		}
+		log.FromContext(ctx, pollLog).Info("found mail", zap.Int("count", 2))
+		return emit.Emit(ctx, &task.Task{Kind: "mail.received"}, &task.Task{Kind: "mail.received"})
+	}
+	h := startHostWith(t, be, hostOpts{routes: []task.Route{{
+		Kind: "mail.received", Queue: "mail",
+		Handler: task.HandlerFunc(func(context.Context, *task.Task) error { return nil }),
+	}}}, fx.Provide(source.AsSource(func(so telemetry.SourceObserver) *source.Poller {
+		return source.Poll("inbox", time.Hour, 0, telemetry.InstrumentPoll(so, "inbox", poll))
+	})))
+
+	cons := h.waitSpans(t, "mail process", 2)
+	spans := h.flushed(t)
+	polls := byName(t, spans, "inbox poll")
+	require.Len(t, polls, 1)
+	pollSpan := polls[0]
+	prods := byName(t, spans, "mail publish")
+	require.Len(t, prods, 2)
+	prodIDs := map[trace.SpanID]bool{}
+	for _, p := range prods {
+		require.Equal(t, pollSpan.SpanContext.SpanID(), p.Parent.SpanID(), "emitted tasks are children of the poll")
+		require.Equal(t, pollSpan.SpanContext.TraceID(), p.SpanContext.TraceID())
+		prodIDs[p.SpanContext.SpanID()] = true
+	}
+	for _, c := range cons {
+		require.True(t, prodIDs[c.Parent.SpanID()], "each delivery is a child of its producer span")
+		require.Equal(t, pollSpan.SpanContext.TraceID(), c.SpanContext.TraceID())
+	}
+	require.Equal(t, "inbox", attrs(pollSpan)[telemetry.AttrSourceName].AsString())
+
+	lines := logs.FilterMessage("found mail").All()
+	require.Len(t, lines, 1)
+	f := lines[0].ContextMap()
+	require.Equal(t, pollSpan.SpanContext.TraceID().String(), f[telemetry.FieldTraceID])
+	require.Equal(t, pollSpan.SpanContext.SpanID().String(), f[telemetry.FieldSpanID])
+	require.Equal(t, "inbox", f[telemetry.FieldSource])
+
+	mfs := scrape(t, h.tel.MetricsHandler())
+	require.Equal(t, float64(2), promValue(t, mfs, "plba_source_emitted_total", map[string]string{"source": "inbox"}))
+	_, failed := findSeries(mfs, "plba_source_errors_total", map[string]string{"source": "inbox"})
+	require.False(t, failed)
 }
