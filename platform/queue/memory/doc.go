@@ -1,0 +1,36 @@
+// Package memory is the in-memory queue backend: the fastest, for tests,
+// demos and jobs that may be lost when the process ends. It implements
+// queue.Backend (and passes the conformance suite in queuetest) plus
+// Release, which the worker pools use to give back unstarted deliveries
+// without counting an attempt.
+//
+// # Bounds and back-pressure
+//
+// Every queue holds at most Options.Capacity tasks: ready, delayed and in
+// flight (dead letters do not count). Enqueue blocks while a queue lacks
+// room for a batch, until an ack or dead letter frees it or ctx ends; with
+// Options.FailFast it returns queue.ErrFull at once instead. Blocked
+// producers are served in order. A batch is stored as a whole or not at
+// all, also when it spans several queues.
+//
+// # Time
+//
+// Retries, NotBefore and lease ends are kept in per-queue heaps; one
+// time.AfterFunc timer, set to the earliest due time, wakes blocked Lease
+// calls, so an idle backend runs no goroutine. An expired lease makes its
+// task ready again with the attempt counted; Options.MaxDeliveries
+// dead-letters a task whose leases expired that many times.
+//
+// # De-duplication
+//
+// A task's Key is refused while a task with that key is live (ready,
+// delayed, in flight or dead) and, with Options.DedupWindow, for that long
+// after it was acked or purged.
+//
+// # Sharing
+//
+// The backend keeps the enqueued *task.Task values; deliveries carry
+// shallow copies whose Payload and Headers are shared and read-only.
+// Nothing survives the process: Close drops what is stored once in-flight
+// deliveries are settled (or ctx ends).
+package memory

@@ -1,0 +1,105 @@
+package task_test
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+
+	"github.com/plba/plba/platform/task"
+)
+
+func TestErrorClasses(t *testing.T) {
+	t.Parallel()
+	base := errors.New("boom")
+	require.Nil(t, task.Permanent(nil))
+	p := task.Permanent(base)
+	require.True(t, task.IsPermanent(p))
+	require.True(t, task.IsPermanent(errors.Join(errors.New("x"), p)), "found in a chain")
+	require.ErrorIs(t, p, base)
+	require.False(t, task.IsPermanent(base))
+
+	r := task.RetryAfter(time.Minute, base)
+	d, ok := task.RetryDelay(r)
+	require.True(t, ok)
+	require.Equal(t, time.Minute, d)
+	require.ErrorIs(t, r, base)
+	require.Error(t, task.RetryAfter(time.Second, nil), "asking for a retry is a failure")
+	_, ok = task.RetryDelay(base)
+	require.False(t, ok)
+
+	pe := &task.PanicError{Value: "nil map"}
+	require.Equal(t, "handler panic: nil map", pe.Error())
+}
+
+func TestPrepareAndClone(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	tk := &task.Task{Kind: "k"}
+	tk.Prepare(now)
+	require.Regexp(t, regexp.MustCompile(`^[0-9a-f]{32}$`), tk.ID)
+	require.Equal(t, tk.ID, tk.Key, "the key defaults to the id")
+	require.Equal(t, now, tk.EnqueuedAt)
+	id := tk.ID
+	tk.Prepare(now.Add(time.Hour))
+	require.Equal(t, id, tk.ID, "idempotent")
+	require.Equal(t, now, tk.EnqueuedAt)
+
+	keyed := &task.Task{Kind: "k", Key: "order-1"}
+	keyed.Prepare(now)
+	require.Equal(t, "order-1", keyed.Key)
+
+	require.Empty(t, tk.Header("x"))
+	tk.SetHeader("x", "1")
+	tk.Payload = []byte("abc")
+	c := tk.Clone()
+	c.Headers["x"] = "2"
+	c.Payload[0] = 'z'
+	require.Equal(t, "1", tk.Header("x"), "headers are copied")
+	require.Equal(t, "abc", string(tk.Payload), "payload is copied")
+}
+
+func TestNewIDUnique(t *testing.T) {
+	t.Parallel()
+	seen := make(map[string]bool, 10000)
+	for range 10000 {
+		id := task.NewID()
+		require.Len(t, id, 32)
+		require.False(t, seen[id], "duplicate id %s", id)
+		seen[id] = true
+	}
+}
+
+func TestRouteHelpers(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, task.DefaultQueue, task.Route{}.QueueName())
+	require.Equal(t, "mail", task.Route{Queue: "mail"}.QueueName())
+
+	h := task.HandlerFunc(func(context.Context, *task.Task) error { return nil })
+	var got struct {
+		fx.In
+		Routes []task.Route `group:"task.routes"`
+	}
+	fxtest.New(t,
+		fx.NopLogger,
+		fx.Provide(task.AsRoute(func() task.Route { return task.Route{Kind: "a", Handler: h} })),
+		task.SupplyRoute(task.Route{Kind: "b", Handler: h}),
+		fx.Populate(&got),
+	).RequireStart().RequireStop()
+	kinds := []string{got.Routes[0].Kind, got.Routes[1].Kind}
+	require.ElementsMatch(t, []string{"a", "b"}, kinds)
+}
+
+func TestNewJSON(t *testing.T) {
+	t.Parallel()
+	_, err := task.NewJSON("k", make(chan int))
+	require.ErrorContains(t, err, "task: encode k payload")
+	tk, err := task.NewJSON("k", map[string]int{"a": 1})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"a":1}`, string(tk.Payload))
+}
