@@ -21,7 +21,8 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
-// Module is the mailorder application: the "mailorder" section, the order
+// Module is the mailorder application: the "mailorder" section, the *App
+// (its running parts, for tools and tests), the order
 // store (component "mailorder/store", readiness check on it), the IMAP
 // mailbox source with its readiness check, the route of Kind on
 // Config.Queue, the admin endpoint StatusPath and, with demo.enabled, the
@@ -42,9 +43,9 @@ var Module = fx.Module("mailorder",
 		newStore,
 		newService,
 		newSource,
-		newApp,
 	),
 	fx.Provide(
+		newApp,
 		task.AsRoute(newRoute),
 		source.AsSource(func(s *imap.Source) *imap.Source { return s }),
 		health.AsCheck(func(a *App) health.Check {

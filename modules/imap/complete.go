@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -31,7 +32,8 @@ type completer struct {
 // ignored. The message is found by the UID in t's headers while the
 // mailbox UIDVALIDITY still matches, else by a Message-ID search; a
 // message that is no longer there was handled already, so Complete is
-// idempotent. It runs on its own connection, serialized, and is safe to
+// idempotent. Further copies of the message (same task key) that the
+// source saw but did not emit are settled the same way. It runs on its own connection, serialized, and is safe to
 // call concurrently with Run, before Run and after Run returned.
 func (s *Source) Complete(ctx context.Context, t *task.Task, o task.Outcome, reason string) error {
 	if !o.Final() || t == nil {
@@ -51,6 +53,7 @@ func (s *Source) Complete(ctx context.Context, t *task.Task, o task.Outcome, rea
 	}
 	s.mu.Lock()
 	delete(s.inflight, t.Key)
+	delete(s.dupes, t.Key)
 	s.st.InFlight = len(s.inflight)
 	if o == task.Succeeded {
 		s.st.CompletedOK++
@@ -142,6 +145,11 @@ func (s *Source) applyLocked(ctx context.Context, t *task.Task, seen bool, moveT
 	uids, err := s.locate(c, cp.validity, t)
 	if err != nil {
 		return err
+	}
+	for _, u := range s.dupesOf(t.Key, cp.validity) {
+		if !slices.Contains(uids, u) {
+			uids = append(uids, u)
+		}
 	}
 	if len(uids) == 0 {
 		s.log.Debug("completion: message already gone", zap.String("key", t.Key))

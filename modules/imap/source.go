@@ -85,8 +85,12 @@ type Source struct {
 	uidValidity uint32
 	lastUID     imap.UID
 	inflight    map[string]imap.UID // task key -> UID when emitted
-	st          Status
-	emitting    bool
+	// dupes are further copies of in-flight messages (same task key,
+	// other UID) that were not emitted: the completion of the key's task
+	// settles them too, since the cursor has moved past them.
+	dupes    map[string]dupe
+	st       Status
+	emitting bool
 
 	comp completer
 }
@@ -111,6 +115,7 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 		log:      log.With(zap.String("source", cfg.Name), zap.String("mailbox", cfg.Mailbox)),
 		wake:     make(chan struct{}, 1),
 		inflight: map[string]imap.UID{},
+		dupes:    map[string]dupe{},
 	}
 	s.st.Name = cfg.Name
 	s.st.Mailbox = cfg.Mailbox
@@ -464,7 +469,8 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 			}
 			continue
 		}
-		if m.msgID != "" && s.isInflight(s.key(m.msgID, nil)) {
+		if k := s.key(m.msgID, nil); m.msgID != "" && s.isInflight(k) {
+			s.addDupe(k, m.uid)
 			continue
 		}
 		if len(group) > 0 && groupBytes+m.size > s.cfg.MaxBatchBytes {
@@ -509,6 +515,7 @@ func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit sourc
 		}
 		t := s.newTask(m, validity, raw)
 		if seen[t.Key] || s.isInflight(t.Key) {
+			s.addDupe(t.Key, m.uid)
 			continue
 		}
 		seen[t.Key] = true
@@ -569,6 +576,39 @@ func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
 		t.Headers[HeaderInternalDate] = m.date.UTC().Format(time.RFC3339)
 	}
 	return t
+}
+
+// dupe is the UIDs of the extra copies of one message, under the
+// UIDVALIDITY they were seen with.
+type dupe struct {
+	validity uint32
+	uids     []imap.UID
+}
+
+// addDupe records uid as another copy of the in-flight message key.
+func (s *Source) addDupe(key string, uid imap.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.dupes[key]
+	if d.validity != s.uidValidity {
+		d = dupe{validity: s.uidValidity}
+	}
+	if !slices.Contains(d.uids, uid) {
+		d.uids = append(d.uids, uid)
+	}
+	s.dupes[key] = d
+	s.log.Debug("another copy of an in-flight message: settled with it", zap.String("key", key), zap.Uint32("uid", uint32(uid)))
+}
+
+// dupesOf returns the extra copies of key seen under validity.
+func (s *Source) dupesOf(key string, validity uint32) []imap.UID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.dupes[key]
+	if !ok || d.validity != validity {
+		return nil
+	}
+	return slices.Clone(d.uids)
 }
 
 func (s *Source) isInflight(key string) bool {

@@ -396,3 +396,32 @@ func TestCompleteAfterCloseIsRefused(t *testing.T) {
 	err := b.src.Complete(context.Background(), &task.Task{Key: "k", Headers: map[string]string{imap.HeaderMessageID: "x"}}, task.Succeeded, "")
 	require.ErrorIs(t, err, imap.ErrClosed)
 }
+
+func TestDuplicateCopiesAreSettledWithTheirTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, func(c *imap.Config) { c.BatchSize = 2 })
+	// Three copies of one message (one in a later batch) and another one.
+	raw := imaptest.Message("same@example.com", "order", "twice")
+	for range 2 {
+		_, err := b.srv.Append("INBOX", raw)
+		require.NoError(t, err)
+	}
+	appendN(t, b.srv, 1, 1)
+	_, err := b.srv.Append("INBOX", raw)
+	require.NoError(t, err)
+	b.run(t)
+	waitEmitted(t, b.em, 2)
+	time.Sleep(200 * time.Millisecond) // several polls: no copy is emitted
+	require.Len(t, b.em.all(), 2)
+	require.Equal(t, map[string]int{"imap:INBOX:same@example.com": 1, "imap:INBOX:1@example.com": 1}, b.em.keys())
+
+	for _, tk := range b.em.all() {
+		if tk.Key == "imap:INBOX:same@example.com" {
+			complete(t, b.src, tk, task.Succeeded)
+		}
+	}
+	inbox := messages(t, b.srv, "INBOX")
+	require.Len(t, inbox, 1, "every copy is moved with the task")
+	require.Equal(t, "1@example.com", inbox[0].MessageID)
+	require.Len(t, messages(t, b.srv, "Processed"), 3)
+}
