@@ -57,6 +57,11 @@ type Status struct {
 	// ServerURL is the server connected to (redacted; "in-process" for an
 	// embedded server without listener).
 	ServerURL string `json:"server_url"`
+	// ServerVersion is the connected server's version ("2.12.1").
+	ServerVersion string `json:"server_version"`
+	// Schedules says whether the server stores NotBefore tasks as message
+	// schedules (2.12 and later); see Enqueue.
+	Schedules bool `json:"schedules"`
 	// Reconnects and Disconnects count connection events since Start;
 	// LastError is the last connection or asynchronous error.
 	Reconnects  uint64    `json:"reconnects"`
@@ -91,6 +96,7 @@ type Backend struct {
 	queues map[string]*queueState
 
 	apiPrefix string         // "$JS.API."
+	schedules bool           // the server supports message schedules (2.12+)
 	wmu       sync.Mutex     // orders puller starts against Close
 	wg        sync.WaitGroup // pullers and the buffer keeper
 
@@ -205,6 +211,11 @@ func (b *Backend) start(ctx context.Context) error {
 		return err
 	}
 	b.apiPrefix = "$JS.API."
+	b.schedules = serverAtLeast(nc.ConnectedServerVersion(), 2, 12)
+	if !b.schedules {
+		b.log.Warn("jetstream: server without message schedules (before 2.12): NotBefore tasks wait in the queue with delayed negative acks",
+			zap.String("server_version", nc.ConnectedServerVersion()))
+	}
 	b.wg.Add(1)
 	go b.keepBuffers()
 	b.log.Info("jetstream backend started", zap.String("server", nc.ConnectedUrlRedacted()),
@@ -320,12 +331,23 @@ func (b *Backend) Status() Status {
 	if nc := b.nc; nc != nil && b.started.Load() {
 		s.Connected = nc.IsConnected()
 		s.State = nc.Status().String()
+		s.ServerVersion = nc.ConnectedServerVersion()
+		s.Schedules = b.schedules
 		s.ServerURL = nc.ConnectedUrlRedacted()
 		if s.ServerURL == "" && s.Connected {
 			s.ServerURL = "in-process"
 		}
 	}
 	return s
+}
+
+// MaxPayload returns the largest message the connected server accepts
+// (0 before Start). A task's payload and headers must fit in it.
+func (b *Backend) MaxPayload() int64 {
+	if !b.started.Load() {
+		return 0
+	}
+	return b.nc.MaxPayload()
 }
 
 // Check reports whether the connection is up and JetStream answers; it is
@@ -350,6 +372,15 @@ func (b *Backend) Check(ctx context.Context) error {
 // "queue.jetstream", for the health registry.
 func (b *Backend) HealthCheck() health.Check {
 	return health.Check{Name: "queue.jetstream", Func: b.Check, Gating: true}
+}
+
+// serverAtLeast reports whether version ("2.10.4") is at least major.minor.
+func serverAtLeast(version string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(version, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // reconnectDelay backs off exponentially from 100ms to 5s, with jitter so

@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 // testLease is the AckWait the conformance factories configure: long
 // enough for a loaded 2-core machine under -race, short enough for the
 // timing cases.
-const testLease = 400 * time.Millisecond
+const testLease = time.Second
 
 // conformanceFeatures are what the backend promises the suite.
 func conformanceFeatures(reopen func(t *testing.T, old queue.Backend) queue.Backend) queuetest.Features {

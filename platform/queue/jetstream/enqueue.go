@@ -58,7 +58,10 @@ func (e *EnqueueError) Unwrap() []error {
 // invalid task fails the whole batch before anything is published. A task
 // whose key was seen within Config.DuplicateWindow is dropped by the
 // server. A task with NotBefore in the future is stored as a one-shot
-// message schedule that the server turns into a ready task at NotBefore.
+// message schedule that the server turns into a ready task at NotBefore
+// (servers before 2.12 have no schedules: there the task is stored ready
+// and its first delivery is given back with a negative ack delayed until
+// NotBefore, which does not count as an attempt in this process).
 func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	if err := b.usable(); err != nil {
 		return err
@@ -100,7 +103,7 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		q := qs[i]
 		var f jetstream.PubAckFuture
 		var err error
-		if t.NotBefore.After(now) {
+		if t.NotBefore.After(now) && b.schedules {
 			m := encodeTask(t, q.schedPrefix+encodeToken(t.ID), t.Key)
 			m.Header[hdrSchedule] = []string{"@at " + t.NotBefore.UTC().Format(time.RFC3339Nano)}
 			m.Header[hdrScheduleTarget] = []string{q.subject}

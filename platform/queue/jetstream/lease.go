@@ -30,6 +30,7 @@ type queueState struct {
 	buf         []inbound
 	outstanding int                  // messages the open pull request may still bring
 	nakDelayed  map[uint64]time.Time // stream seq -> retry due (local Retry with a delay)
+	early       map[uint64]int       // stream seq -> deliveries given back before NotBefore
 	inbox       string
 	sub         *nats.Subscription
 
@@ -60,6 +61,7 @@ func (b *Backend) queue(name string) (*queueState, error) {
 	q := &queueState{
 		queueNames: qn,
 		nakDelayed: make(map[uint64]time.Time),
+		early:      make(map[uint64]int),
 		avail:      make(chan struct{}, 1),
 		room:       make(chan struct{}, 1),
 		reqDone:    make(chan struct{}, 1),
@@ -487,13 +489,24 @@ func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *qu
 		b.poison(q, m, md, err)
 		return nil
 	}
+	seq := md.Sequence.Stream
 	if !t.NotBefore.IsZero() && t.NotBefore.After(now) {
-		// Only when the schedule fired early (clock skew between servers).
-		_ = nakWithDelay(m, t.NotBefore.Sub(now))
+		// A server without schedules, or a schedule that fired early
+		// (clock skew between servers): not an attempt.
+		if nakWithDelay(m, t.NotBefore.Sub(now)) == nil {
+			q.pmu.Lock()
+			q.early[seq]++
+			q.nakDelayed[seq] = t.NotBefore
+			q.pmu.Unlock()
+		}
 		return nil
 	}
-	t.Attempt = int(md.NumDelivered)
-	r := &receipt{b: b, q: q, msg: m, seq: md.Sequence.Stream, attempt: t.Attempt, ackWait: ackWait, touched: in.touched}
+	q.pmu.Lock()
+	early := q.early[seq]
+	delete(q.early, seq)
+	q.pmu.Unlock()
+	t.Attempt = max(1, int(md.NumDelivered)-early)
+	r := &receipt{b: b, q: q, msg: m, seq: seq, attempt: t.Attempt, early: early, ackWait: ackWait, touched: in.touched}
 	d := &queue.Delivery{Task: t, Receipt: r}
 	r.d = d
 	r.mu.Lock()
@@ -519,6 +532,7 @@ type receipt struct {
 	d       *queue.Delivery
 	seq     uint64
 	attempt int
+	early   int // deliveries before NotBefore, not attempts
 	ackWait time.Duration
 
 	mu       sync.Mutex
@@ -550,7 +564,7 @@ func (r *receipt) scheduleKeeper(now time.Time) {
 		}
 		return
 	}
-	next := r.touched.Add(r.ackWait * 2 / 3).Sub(now)
+	next := r.touched.Add(r.ackWait / 2).Sub(now)
 	if r.keeper == nil {
 		r.keeper = time.AfterFunc(next, r.keep)
 	} else {
@@ -655,18 +669,21 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 	if err := r.begin(); err != nil {
 		return err
 	}
-	if b.cfg.MaxDeliver > 0 && r.attempt >= b.cfg.MaxDeliver {
+	if b.cfg.MaxDeliver > 0 && r.attempt+r.early >= b.cfg.MaxDeliver {
 		return b.deadLetterLocked(ctx, r, fmt.Sprintf("retry requested after the last of %d deliveries (max_deliver)", b.cfg.MaxDeliver))
 	}
 	delay := time.Until(at)
 	if err := nakWithDelay(r.msg, delay); err != nil {
 		return fmt.Errorf("jetstream: nak task %s: %w", d.Task.ID, err)
 	}
+	r.q.pmu.Lock()
 	if delay > 0 {
-		r.q.pmu.Lock()
 		r.q.nakDelayed[r.seq] = at
-		r.q.pmu.Unlock()
 	}
+	if r.early > 0 {
+		r.q.early[r.seq] = r.early // the next delivery counts attempts alike
+	}
+	r.q.pmu.Unlock()
 	r.finish()
 	return nil
 }

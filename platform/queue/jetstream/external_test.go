@@ -1,0 +1,94 @@
+package jetstream_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream"
+	"github.com/plba/plba/platform/queue/queuetest"
+)
+
+// externalURL returns PLBA_TEST_NATS_URL or skips t.
+func externalURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("PLBA_TEST_NATS_URL")
+	if u == "" {
+		t.Skip("PLBA_TEST_NATS_URL not set")
+	}
+	return u
+}
+
+// uniquePrefix returns a stream prefix no other run uses.
+func uniquePrefix(t testing.TB) string {
+	t.Helper()
+	var b [5]byte
+	_, err := rand.Read(b[:])
+	require.NoError(t, err)
+	return "PLBATEST-" + strings.ToUpper(hex.EncodeToString(b[:]))
+}
+
+// deleteStreams removes every stream whose name starts with prefix.
+func deleteStreams(t testing.TB, url, prefix string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Errorf("cleanup: connect: %v", err)
+		return
+	}
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	var del []string
+	for n := range names.Name() {
+		if strings.HasPrefix(n, prefix+"_") {
+			del = append(del, n)
+		}
+	}
+	for _, n := range del {
+		if err := js.DeleteStream(ctx, n); err != nil {
+			t.Errorf("cleanup: delete stream %s: %v", n, err)
+		}
+	}
+}
+
+func TestConformanceExternal(t *testing.T) {
+	url := externalURL(t)
+	t.Parallel()
+	cfgFor := func(t *testing.T) jetstream.Config {
+		prefix := uniquePrefix(t)
+		t.Cleanup(func() { deleteStreams(t, url, prefix) })
+		return jetstream.Config{URL: url, StreamPrefix: prefix, MaxDeliver: 3, AckWait: testLease}
+	}
+	reopen := func(t *testing.T, old queue.Backend) queue.Backend {
+		return openBackend(t, old.(*jetstream.Backend).Config())
+	}
+	queuetest.Run(t, conformanceFeatures(reopen), func(t *testing.T) queue.Backend {
+		b := openBackend(t, cfgFor(t))
+		// The suite's 1 MiB payload plus headers exceeds the default
+		// max_payload (1 MiB) of a stock server; that is the server's
+		// configuration, not the backend's limit.
+		if strings.HasSuffix(t.Name(), "/LargePayload") && b.MaxPayload() < 2<<20 {
+			t.Skipf("server max_payload is %d bytes", b.MaxPayload())
+		}
+		// Before 2.12 a server has no message schedules: NotBefore tasks
+		// wait in the queue as ready messages until a consumer pulls them,
+		// so Stats cannot tell them from ready ones.
+		if strings.HasSuffix(t.Name(), "/Stats") && !b.Status().Schedules {
+			t.Skipf("server %s has no message schedules", b.Status().ServerVersion)
+		}
+		return b
+	})
+}
