@@ -34,12 +34,28 @@
 // # Logs
 //
 // Starting attaches DeliveryFields (trace_id, span_id, task_id, task_kind,
-// queue, attempt) to the handler's context, lazily: LogFields(ctx) and
-// Logger(ctx, base) render them as zap fields when a logger is derived.
+// queue, attempt) to the handler's context through platform/log
+// (log.With, as one lazy zap.Inline field rendered only when a line is
+// written), so every logger derived with log.FromContext carries them.
+// A source poll (StartPoll, InstrumentPoll) attaches PollFields
+// (trace_id, span_id, source) the same way. Logger(ctx, base) is
+// log.FromContext plus the ids of the active span when ctx carries
+// neither.
+//
+// An unsampled delivery (the producer's trace was not sampled and the
+// sampler is parent-based, the default) runs under the producer's span
+// context rather than a span of its own that would never be recorded; its
+// log lines then name the producer's span id.
+//
+// # Sources
+//
+// InstrumentPoll wraps a source.PollFunc: each poll is a span "<source>
+// poll" whose children are the producer spans of the tasks it emits.
 //
 // # METRICS
 //
-// Names and units follow the OpenTelemetry conventions; the Prometheus
+// docs/metrics.md is the reference for operators. Names and units follow
+// the OpenTelemetry conventions; the Prometheus
 // exporter (served by MetricsHandler, mounted at /metrics) turns dots into
 // underscores and appends the unit and _total (plba.task.duration becomes
 // plba_task_duration_seconds, plba.task.enqueued plba_task_enqueued_total).
@@ -48,7 +64,7 @@
 //	plba.task.enqueued        counter    {task}      queue, kind, outcome    tasks handed to the backend; outcome ok|error
 //	plba.task.processed       counter    {delivery}  queue, kind, outcome    settled deliveries; outcome succeeded|retried|dead_lettered|returned
 //	plba.task.failed          counter    {delivery}  queue, kind, outcome    deliveries whose handler failed, or dead-lettered
-//	plba.task.retried         counter    {delivery}  queue, kind, outcome    deliveries scheduled for another attempt
+//	plba.task.retried         counter    {delivery}  queue, kind, outcome    deliveries scheduled for another attempt (outcome retried)
 //	plba.task.dead_lettered   counter    {task}      queue, kind, outcome    tasks moved to the dead letter
 //	plba.task.duration        histogram  s           queue, kind, outcome    handler run time per delivery
 //	plba.task.queue_wait      histogram  s           queue, kind             first enqueue to start of the first delivery
@@ -70,12 +86,15 @@
 // # Cost
 //
 // Telemetry off (no span exporter, metrics disabled) gives task.NopObserver.
-// Otherwise the hot path builds no attribute slices or label maps per task;
-// see BenchmarkObserver for the numbers.
+// Otherwise the hot path builds no attribute slices, sets or label maps
+// per task (they are cached per queue, kind and outcome), records metrics
+// without walking the handler's context, and keeps no exemplars. See
+// BenchmarkObserver and BenchmarkTelemetryOverhead, and BENCHMARKS.md.
 //
 // # Wiring
 //
-// Module provides everything from a Config in the graph; New does the same
+// Module provides everything from a Config in the graph and mounts
+// "GET /metrics" on the admin server (admin.routes); New does the same
 // without fx. Shutdown flushes and must run after the worker pools drained
 // (the fx hook order guarantees it).
 package telemetry

@@ -635,3 +635,74 @@ func TestUnsampledDeliveryKeepsProducerIDs(t *testing.T) {
 	rm := b.collect(t)
 	require.Equal(t, int64(1), sumCounter(t, rm, "plba.task.processed", map[string]string{"queue": "q", "kind": "k", "outcome": "succeeded"}))
 }
+
+func TestConfigDefaultsAndValidation(t *testing.T) {
+	t.Parallel()
+	def := telemetry.DefaultConfig()
+	require.NoError(t, def.Validate())
+	require.NoError(t, telemetry.Config{}.Validate(), "unset fields take their defaults")
+	require.Equal(t, telemetry.ExporterNone, def.Traces.Exporter)
+	require.Equal(t, telemetry.SamplerParentBasedAlways, def.Traces.Sampler)
+	require.Equal(t, "plba", def.Resource.ServiceName)
+	require.Empty(t, def.Resource.ServiceInstanceID, "filled per process by New")
+	require.True(t, def.Metrics.PrometheusEnabled())
+	require.True(t, def.Metrics.RuntimeEnabled())
+
+	for _, c := range []struct {
+		path   string
+		mutate func(*telemetry.Config)
+	}{
+		{"traces.exporter", func(c *telemetry.Config) { c.Traces.Exporter = "jaeger" }},
+		{"traces.sampler", func(c *telemetry.Config) { c.Traces.Sampler = "sometimes" }},
+		{"traces.ratio", func(c *telemetry.Config) { c.Traces.Ratio = 1.5 }},
+		{"traces.batch_timeout", func(c *telemetry.Config) { c.Traces.BatchTimeout = -time.Second }},
+		{"traces.max_export_batch_size", func(c *telemetry.Config) { c.Traces.MaxQueueSize, c.Traces.MaxExportBatchSize = 10, 20 }},
+		{"traces.otlp.protocol", func(c *telemetry.Config) {
+			c.Traces.Exporter = telemetry.ExporterOTLP
+			c.Traces.OTLP.Protocol = "udp"
+		}},
+		{"traces.otlp.endpoint", func(c *telemetry.Config) {
+			c.Traces.Exporter = telemetry.ExporterOTLP
+			c.Traces.OTLP.Endpoint = "ftp://collector:4318"
+		}},
+		{"metrics.otlp.interval", func(c *telemetry.Config) {
+			c.Metrics.OTLP.Enabled = true
+			c.Metrics.OTLP.Interval = -time.Second
+		}},
+		{"resource.attributes", func(c *telemetry.Config) { c.Resource.Attributes = map[string]string{" ": "x"} }},
+	} {
+		cfg := telemetry.DefaultConfig()
+		c.mutate(&cfg)
+		err := cfg.Validate()
+		require.ErrorIs(t, err, telemetry.ErrInvalidConfig, c.path)
+		require.Contains(t, err.Error(), c.path)
+		_, err = telemetry.New(context.Background(), cfg)
+		require.ErrorIs(t, err, telemetry.ErrInvalidConfig, "New validates too: %s", c.path)
+	}
+}
+
+func TestResourceAttributes(t *testing.T) {
+	t.Parallel()
+	cfg := telemetry.Config{Resource: telemetry.ResourceConfig{
+		ServiceName: "orders", ServiceVersion: "1.4.0", ServiceInstanceID: "host-a-1",
+		Attributes: map[string]string{"deployment.environment.name": "test", "service.name": "ignored"},
+	}}
+	cfg.Metrics.Runtime = telemetry.Bool(false)
+	cfg.Traces.Sampler = telemetry.SamplerAlways
+	spans := tracetest.NewInMemoryExporter()
+	tel, err := telemetry.New(context.Background(), cfg, telemetry.WithSyncSpanExporter(spans))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	_, s := tel.TracerProvider().Tracer("test").Start(context.Background(), "x")
+	s.End()
+	got := spans.GetSpans()
+	require.Len(t, got, 1)
+	res := map[string]string{}
+	for _, kv := range got[0].Resource.Attributes() {
+		res[string(kv.Key)] = kv.Value.Emit()
+	}
+	require.Equal(t, "orders", res["service.name"])
+	require.Equal(t, "1.4.0", res["service.version"])
+	require.Equal(t, "host-a-1", res["service.instance.id"])
+	require.Equal(t, "test", res["deployment.environment.name"])
+}
