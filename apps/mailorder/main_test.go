@@ -14,4 +14,12 @@ var _ = config.Declare("host", struct {
 	Apps []string `koanf:"apps"`
 }{})
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(cleanupM{m}) }
+
+// cleanupM removes the host binary built by the crash test after the run.
+type cleanupM struct{ *testing.M }
+
+func (c cleanupM) Run() int {
+	defer cleanupHost()
+	return c.M.Run()
+}
