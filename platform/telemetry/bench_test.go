@@ -67,6 +67,7 @@ func runRuntime(b *testing.B, obs task.Observer) {
 	buf := make([]*task.Task, 0, batch)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for sent := 0; sent < b.N; {
 		buf = buf[:0]
 		for i := 0; i < batch && sent+i < b.N; i++ {
@@ -83,6 +84,7 @@ func runRuntime(b *testing.B, obs task.Observer) {
 		b.Fatalf("only %d of %d tasks handled", handled.Load(), b.N)
 	}
 	b.StopTimer()
+	reportCPU(b, cpu0)
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	require.NoError(b, rt.Stop(sctx))
@@ -113,6 +115,7 @@ func BenchmarkObserver(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			for range b.N {
 				ectx := obs.Enqueuing(ctx, tasks)
 				obs.Enqueued(ectx, tasks, nil)
@@ -120,6 +123,8 @@ func BenchmarkObserver(b *testing.B) {
 				hctx := obs.Starting(ctx, tk)
 				obs.Finished(hctx, tk, task.Succeeded, nil, "", time.Microsecond)
 			}
+			b.StopTimer()
+			reportCPU(b, cpu0)
 		})
 	}
 }
@@ -136,10 +141,13 @@ func BenchmarkReference(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		b.ResetTimer()
+		cpu0 := cpuTime()
 		for range b.N {
 			_, s := tr.Start(ctx, "op")
 			s.End()
 		}
+		b.StopTimer()
+		reportCPU(b, cpu0)
 	})
 	b.Run("counter-add-attrs", func(b *testing.B) {
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
@@ -150,8 +158,19 @@ func BenchmarkReference(b *testing.B) {
 		queue, kind := "default", "bench.noop"
 		b.ReportAllocs()
 		b.ResetTimer()
+		cpu0 := cpuTime()
 		for range b.N {
 			c.Add(ctx, 1, metric.WithAttributes(attribute.String("queue", queue), attribute.String("kind", kind), attribute.String("outcome", "succeeded")))
 		}
+		b.StopTimer()
+		reportCPU(b, cpu0)
 	})
+}
+
+// reportCPU reports the process CPU time since cpu0 per op (all
+// goroutines: workers, the batch span processor, the GC).
+func reportCPU(b *testing.B, cpu0 time.Duration) {
+	if cpu := cpuTime() - cpu0; cpu > 0 && cpu0 > 0 {
+		b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+	}
 }

@@ -24,9 +24,10 @@
 // (queue), messaging.message.id (task id), messaging.operation.type
 // (send on the producer, process on the consumer), messaging.operation.name
 // (publish, process), plba.task.kind, plba.task.attempt (consumer),
-// plba.task.outcome (consumer). They are set after the span starts and only
-// on recording spans: samplers see name and kind only, and unsampled tasks
-// pay nothing for them.
+// plba.task.outcome (consumer). They are set only on recording spans (on
+// the producer span after it starts, on the consumer span when it ends, in
+// one call each): samplers see name and kind only, and unsampled tasks pay
+// nothing for them.
 //
 // Exporter "none" (the default) records nothing but still creates and
 // propagates trace context, so log lines carry trace ids.

@@ -183,16 +183,8 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 		ctx = pctx
 	}
 	ctx, span := o.tracer.Start(ctx, ls.processName, consumerOptions...)
-	if span.IsRecording() {
-		span.SetAttributes(attrSystem,
-			AttrMessagingDestination.String(t.Queue),
-			AttrMessagingMessageID.String(t.ID),
-			attrOpProcess, attrOpNameProc,
-			AttrTaskKind.String(t.Kind),
-			AttrTaskAttempt.Int(t.Attempt))
-		if linked {
-			span.AddLink(trace.Link{SpanContext: producer})
-		}
+	if linked && span.IsRecording() {
+		span.AddLink(trace.Link{SpanContext: producer})
 	}
 	o.recordWait(t, ls)
 	return attachLogFields(ctx, taskFields(t, span.SpanContext()))
@@ -217,15 +209,34 @@ func (o *Observer) recordWait(t *task.Task, ls *labelSet) {
 // gets a new consumer span with the next attempt number).
 func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome, err error, reason string, took time.Duration) {
 	span := trace.SpanFromContext(ctx)
+	if span.IsRecording() && t != nil {
+		// All attributes in one call, at the end: the SDK sizes the
+		// span's attribute slice once.
+		if out == task.Retried {
+			span.SetAttributes(attrSystem,
+				AttrMessagingDestination.String(t.Queue),
+				AttrMessagingMessageID.String(t.ID),
+				attrOpProcess, attrOpNameProc,
+				AttrTaskKind.String(t.Kind),
+				AttrTaskAttempt.Int(t.Attempt),
+				AttrTaskOutcome.String(string(out)),
+				attrRetryTrue)
+		} else {
+			span.SetAttributes(attrSystem,
+				AttrMessagingDestination.String(t.Queue),
+				AttrMessagingMessageID.String(t.ID),
+				attrOpProcess, attrOpNameProc,
+				AttrTaskKind.String(t.Kind),
+				AttrTaskAttempt.Int(t.Attempt),
+				AttrTaskOutcome.String(string(out)))
+		}
+	}
 	if span.IsRecording() {
-		span.SetAttributes(AttrTaskOutcome.String(string(out)))
 		if err != nil {
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
 		}
 		switch out {
-		case task.Retried:
-			span.SetAttributes(attrRetryTrue)
 		case task.DeadLettered:
 			span.AddEvent(EventDeadLetter, trace.WithAttributes(AttrDeadLetterReason.String(reason)))
 			if err == nil {
