@@ -230,7 +230,7 @@ func TestConfigProblemsFailTheHost(t *testing.T) {
 		sets []string
 		want string
 	}{
-		{"no mailbox host", nil, "mailorder.mailbox"},
+		{"no mailbox host", []string{"mailorder.queue=orders"}, "mailorder.mailbox"},
 		{"unknown driver", []string{"mailorder.demo.enabled=true", "mailorder.store.driver=mysql"}, "mailorder.store.driver"},
 		{"postgres without url", []string{"mailorder.demo.enabled=true", "mailorder.store.driver=postgres"}, "mailorder.store.postgres"},
 		{"clear text to a remote host", []string{"mailorder.mailbox.host=imap.example.com", "mailorder.mailbox.tls=none",
@@ -243,4 +243,37 @@ func TestConfigProblemsFailTheHost(t *testing.T) {
 			require.Contains(t, err.Error(), tt.want)
 		})
 	}
+}
+
+// configs/mailorder.yaml takes the mailbox and its secret from the
+// environment, and is refused without them.
+func TestRealMailboxConfig(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join("..", "..", "configs", "mailorder.yaml")
+	_, err := config.Load(config.Options{Files: []string{path}, Environ: []string{}})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "mailorder.mailbox")
+
+	cfg, err := config.Load(config.Options{Files: []string{path}, Environ: []string{
+		"PLBA_MAILORDER__MAILBOX__HOST=imap.example.com",
+		"PLBA_MAILORDER__MAILBOX__USERNAME=orders@example.com",
+		"PLBA_MAILORDER__MAILBOX__PASSWORD=s3cret-from-env",
+	}})
+	require.NoError(t, err)
+	var mc mailorder.Config
+	require.NoError(t, cfg.Decode(mailorder.Section, &mc))
+	require.Equal(t, "imap.example.com", mc.Mailbox.Host)
+	require.Equal(t, "s3cret-from-env", mc.Mailbox.Password)
+	require.NotContains(t, string(cfg.YAML()), "s3cret-from-env", "the password is redacted")
+	require.NoError(t, fx.ValidateApp(platform.Module(cfg, platform.Info{}), mailorder.Module))
+}
+
+// Without any mailorder settings the host does not build: the mailbox has
+// no server.
+func TestNoMailboxFailsTheGraph(t *testing.T) {
+	t.Parallel()
+	cfg := load(t, "{}\n")
+	app := fx.New(platform.Module(cfg, platform.Info{}), mailorder.Module, fx.NopLogger)
+	require.Error(t, app.Err())
+	require.Contains(t, app.Err().Error(), "host: required")
 }
