@@ -32,3 +32,16 @@ func BenchmarkChannelBaseline(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLatency is enqueue-to-handler latency without queueing: one task
+// at a time through source → memory queue → pool → handler.
+func BenchmarkLatency(b *testing.B) {
+	b.Run("backend=memory/concurrency=8", func(b *testing.B) {
+		workerbench.Latency(b, func(testing.TB) queue.Backend {
+			return memory.New(memory.Options{})
+		}, workerbench.Options{Concurrency: 8})
+	})
+	b.Run("channel/concurrency=8", func(b *testing.B) {
+		workerbench.ChannelLatency(b, workerbench.Options{Concurrency: 8})
+	})
+}

@@ -18,10 +18,10 @@ import (
 func (p *Pool) process(s *slot, d *queue.Delivery) {
 	t := d.Task
 	p.inFlight.Add(1)
-	start := time.Now()
+	start := p.clock()
 	// Extend at about half-life of the lease as the backend granted it
 	// (the delivery may have waited for a worker since).
-	extendAt := start.Add(p.cfg.Lease / 2)
+	extendAt := p.epoch.Add(start + p.cfg.Lease/2)
 	if !d.LeaseUntil.IsZero() {
 		extendAt = d.LeaseUntil.Add(-p.cfg.Lease / 2)
 	}
@@ -33,7 +33,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 		err     error
 		octx    context.Context
 		took    time.Duration
-		end     time.Time
+		end     time.Duration
 	)
 	rt := p.router.lookup(t.Kind)
 	if rt == nil {
@@ -43,23 +43,23 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	} else {
 		// recover → timeout → observer → handler
 		timeout := rt.timeoutFor(p.cfg.TaskTimeout)
-		ctx := newTaskContext(p.hardCtx, start.Add(timeout))
+		ctx := newTaskContext(p.hardCtx, p.epoch.Add(start+timeout))
 		octx, err = p.call(ctx, rt.Handler, t)
-		end = time.Now()
-		took = end.Sub(start)
+		end = p.clock()
+		took = end - start
 		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && p.hardCtx.Err() == nil {
 			err = fmt.Errorf("task timed out after %s: %w", timeout, err)
 		}
 		ctx.finish()
 		outcome, reason, err = p.settle(octx, s, d, rt, err)
 	}
-	if end.IsZero() {
-		end = time.Now()
+	if end == 0 {
+		end = p.clock()
 	}
 	p.obs.Finished(octx, t, outcome, err, reason, took)
 	s.end()
 	p.processed.Add(1)
-	p.lastFinished.Store(end.UnixNano())
+	p.lastFinished.Store(int64(end))
 	p.inFlight.Add(-1)
 	p.unreserve(1)
 }
@@ -237,7 +237,7 @@ func (p *Pool) Check(ctx context.Context) error {
 		return nil
 	}
 	last := max(p.lastFinished.Load(), p.started.Load())
-	quiet := time.Since(time.Unix(0, last))
+	quiet := p.clock() - time.Duration(last)
 	if quiet <= p.cfg.StallAfter {
 		p.clearStall()
 		return nil

@@ -105,6 +105,7 @@ type PoolParams struct {
 // Resize changes the number of workers; Stop drains. All methods are safe
 // for concurrent use.
 type Pool struct {
+	epoch   time.Time // the pool's clock: monotonic time since epoch
 	queue   string
 	cfg     PoolConfig
 	backend queue.Backend
@@ -118,8 +119,8 @@ type Pool struct {
 	processed, succeeded, failed, retried, dead, returned atomic.Int64
 	panics, restarts, inFlight                            atomic.Int64
 	lastErr                                               atomic.Pointer[string]
-	lastFinished                                          atomic.Int64 // unix nanos
-	started                                               atomic.Int64 // unix nanos
+	lastFinished                                          atomic.Int64 // p.clock() when the latest delivery was settled; 0: none
+	started                                               atomic.Int64 // p.clock() at Start
 	stalled                                               atomic.Bool
 
 	leased   atomic.Int64 // reserved or leased deliveries not yet finished
@@ -212,6 +213,7 @@ func NewPool(p PoolParams) (*Pool, error) {
 		return nil, fmt.Errorf("worker: pool %q: %w", p.Queue, err)
 	}
 	pl := &Pool{
+		epoch:   time.Now(),
 		queue:   p.Queue,
 		cfg:     cfg,
 		backend: p.Backend,
@@ -232,6 +234,10 @@ func NewPool(p PoolParams) (*Pool, error) {
 	comp.SetDetails(func() any { return pl.Stats() })
 	return pl, nil
 }
+
+// clock returns the time since the pool's epoch from the monotonic clock
+// alone (cheaper than time.Now on the per-task path).
+func (p *Pool) clock() time.Duration { return time.Since(p.epoch) }
 
 // Queue returns the pool's queue name.
 func (p *Pool) Queue() string { return p.queue }
@@ -262,7 +268,7 @@ func (p *Pool) Stats() Stats {
 		s.LastError = *e
 	}
 	if n := p.lastFinished.Load(); n != 0 {
-		s.LastFinished = time.Unix(0, n)
+		s.LastFinished = p.epoch.Add(time.Duration(n))
 	}
 	return s
 }
@@ -284,7 +290,7 @@ func (p *Pool) Start(ctx context.Context) error {
 		return fmt.Errorf("worker: start pool %q: %w", p.queue, ErrPoolStopped)
 	}
 	p.state = stateRunning
-	p.started.Store(time.Now().UnixNano())
+	p.started.Store(int64(p.clock()))
 	p.hardCtx, p.hardCancel = context.WithCancel(context.Background())
 	p.newLeaseCtxLocked()
 	for i := int64(0); i < p.target.Load(); i++ {

@@ -123,7 +123,7 @@ func (q *queueState) waitSpace(ctx context.Context, w *waiter) error {
 func (q *queueState) countNew(tasks []*task.Task, now int64) int {
 	n := 0
 	for _, t := range tasks {
-		if !q.isDup(t.Key, now) {
+		if !q.isDup(t.Key, q.keys.hash(t.Key), now) {
 			n++
 		}
 	}
@@ -135,10 +135,11 @@ func (q *queueState) countNew(tasks []*task.Task, now int64) int {
 func (q *queueState) insertAll(tasks []*task.Task, now int64) int64 {
 	readied, first := 0, int64(never)
 	for _, t := range tasks {
-		if q.isDup(t.Key, now) {
+		h := q.keys.hash(t.Key)
+		if q.isDup(t.Key, h, now) {
 			continue
 		}
-		if ready, due := q.insert(t, now); ready {
+		if ready, due := q.insert(t, h, now); ready {
 			readied++
 		} else {
 			first = min(first, due)

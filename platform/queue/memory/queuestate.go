@@ -10,16 +10,10 @@ import (
 // maxFree bounds the recycled entries kept per queue.
 const maxFree = 4096
 
-// keyRef is what the de-duplication map knows of a key: its live entry, or
-// (e == nil) until when the key stays refused after its task ended.
-type keyRef struct {
-	e     *entry
-	until int64
-}
-
 // keyExpiry is a remembered key in the order its window ends.
 type keyExpiry struct {
 	key   string
+	h     uint64
 	until int64
 }
 
@@ -36,7 +30,7 @@ type queueState struct {
 	live    int       // ready + delayed + leased: what counts against capacity
 	seq     uint64
 
-	keys       map[string]keyRef
+	keys       keyIndex
 	recent     []keyExpiry // keys remembered after their task ended, oldest first
 	recentHead int
 
@@ -48,7 +42,7 @@ type queueState struct {
 }
 
 func newQueueState(b *Backend, name string) *queueState {
-	return &queueState{b: b, name: name, keys: make(map[string]keyRef, 64)}
+	return &queueState{b: b, name: name, keys: newKeyIndex()}
 }
 
 // newEntry returns a recycled or new entry for t.
@@ -72,10 +66,10 @@ func (q *queueState) release(e *entry, now int64) {
 	key := e.t.Key
 	if w := q.b.opts.DedupWindow; w > 0 {
 		until := now + int64(w)
-		q.keys[key] = keyRef{until: until}
-		q.recent = append(q.recent, keyExpiry{key: key, until: until})
+		q.keys.set(key, e.kh, keyRef{until: until})
+		q.recent = append(q.recent, keyExpiry{key: key, h: e.kh, until: until})
 	} else {
-		delete(q.keys, key)
+		q.keys.del(key, e.kh)
 	}
 	e.t, e.reason, e.state = nil, "", stFree
 	if len(q.free) < maxFree {
@@ -87,8 +81,8 @@ func (q *queueState) release(e *entry, now int64) {
 func (q *queueState) pruneKeys(now int64) {
 	for q.recentHead < len(q.recent) && q.recent[q.recentHead].until <= now {
 		k := q.recent[q.recentHead]
-		if ref, ok := q.keys[k.key]; ok && ref.e == nil && ref.until == k.until {
-			delete(q.keys, k.key)
+		if ref, ok := q.keys.get(k.key, k.h); ok && ref.e == nil && ref.until == k.until {
+			q.keys.del(k.key, k.h)
 		}
 		q.recent[q.recentHead] = keyExpiry{}
 		q.recentHead++
@@ -101,16 +95,17 @@ func (q *queueState) pruneKeys(now int64) {
 	}
 }
 
-// isDup reports whether key is refused at now.
-func (q *queueState) isDup(key string, now int64) bool {
-	ref, ok := q.keys[key]
+// isDup reports whether key (whose hash is h) is refused at now.
+func (q *queueState) isDup(key string, h uint64, now int64) bool {
+	ref, ok := q.keys.get(key, h)
 	return ok && (ref.e != nil || ref.until > now)
 }
 
 // insert stores t (not a duplicate) and returns whether it is ready now.
-func (q *queueState) insert(t *task.Task, now int64) (ready bool, due int64) {
+func (q *queueState) insert(t *task.Task, h uint64, now int64) (ready bool, due int64) {
 	e := q.newEntry(t)
-	q.keys[t.Key] = keyRef{e: e}
+	e.kh = h
+	q.keys.set(t.Key, h, keyRef{e: e})
 	q.live++
 	if !t.NotBefore.IsZero() {
 		if due = q.b.at(t.NotBefore); due > now {

@@ -22,6 +22,7 @@ type entry struct {
 	t        *task.Task // the stored task; never written after Enqueue
 	due      int64      // delayed: when ready; leased: when the lease ends
 	seq      uint64     // enqueue order, to break ties in the heaps
+	kh       uint64     // hash of t.Key in the queue's key index
 	gen      uint64     // bumped on every lease
 	idx      int        // position in the heap holding it, -1 if none
 	attempts int        // deliveries so far

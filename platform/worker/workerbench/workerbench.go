@@ -196,3 +196,116 @@ func ChannelBaseline(b *testing.B, o Options) {
 	wg.Wait()
 	rec.report(b, elapsed, cpu)
 }
+
+// pingSource emits one task at a time and waits until it was handled
+// before emitting the next.
+type pingSource struct {
+	n       int
+	handled chan struct{}
+}
+
+func (p *pingSource) Name() string { return "workerbench-ping" }
+
+func (p *pingSource) Run(ctx context.Context, emit source.Emitter) error {
+	for range p.n {
+		if err := emit.Emit(ctx, &task.Task{Kind: Kind}); err != nil {
+			return fmt.Errorf("workerbench: emit: %w", err)
+		}
+		select {
+		case <-p.handled:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// Latency measures enqueue-to-handler latency without queueing: a source
+// emits one no-op task, waits until the handler ran, and emits the next
+// (a closed loop), b.N times. Compare Runtime, whose latency under
+// saturation is dominated by the time tasks wait in a full queue.
+func Latency(b *testing.B, newBackend func(tb testing.TB) queue.Backend, o Options) {
+	b.Helper()
+	o = o.withDefaults()
+	be := newBackend(b)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := be.Close(ctx); err != nil {
+			b.Errorf("close backend: %v", err)
+		}
+	}()
+	rec := newRecorder(b.N)
+	ping := &pingSource{n: b.N, handled: make(chan struct{}, 1)}
+	route := task.Route{Kind: Kind, Handler: task.HandlerFunc(func(_ context.Context, t *task.Task) error {
+		rec.record(t.EnqueuedAt)
+		ping.handled <- struct{}{}
+		return nil
+	})}
+	pc := o.Pool
+	pc.Concurrency = o.Concurrency
+	rt, err := worker.New(worker.Params{
+		Routes:  []task.Route{route},
+		Backend: be,
+		Config:  worker.Config{task.DefaultQueue: pc},
+		Sources: []source.Source{ping},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := rt.StartPools(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	if err := rt.StartSources(ctx); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-rec.done:
+	case <-time.After(10 * time.Minute):
+		b.Fatalf("only %d of %d tasks handled", rec.next.Load(), b.N)
+	}
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	b.StopTimer()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := rt.Stop(sctx); err != nil {
+		b.Errorf("stop runtime: %v", err)
+	}
+	rec.report(b, elapsed, cpu)
+}
+
+// ChannelLatency is Latency's closed loop through a channel and
+// o.Concurrency goroutines.
+func ChannelLatency(b *testing.B, o Options) {
+	b.Helper()
+	o = o.withDefaults()
+	rec := newRecorder(b.N)
+	handled := make(chan struct{}, 1)
+	ch := make(chan *task.Task, 10_000)
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	for range o.Concurrency {
+		wg.Go(func() {
+			for t := range ch {
+				rec.record(t.EnqueuedAt)
+				handled <- struct{}{}
+			}
+		})
+	}
+	for range b.N {
+		ch <- &task.Task{Kind: Kind, EnqueuedAt: time.Now()}
+		<-handled
+	}
+	close(ch)
+	<-rec.done
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	b.StopTimer()
+	wg.Wait()
+	rec.report(b, elapsed, cpu)
+}

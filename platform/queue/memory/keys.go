@@ -1,0 +1,64 @@
+package memory
+
+import "hash/maphash"
+
+// keyRef is what the de-duplication index knows of a key: its live entry,
+// or (e == nil) until when the key stays refused after its task ended.
+type keyRef struct {
+	key   string
+	e     *entry
+	until int64
+}
+
+// keyIndex maps task keys to keyRefs. It is keyed by a 64-bit hash of the
+// key, which makes the three lookups every task costs (check, insert,
+// delete) cheap: the key string is compared only on a hit. A key whose
+// hash is taken by a different key goes to spill (practically never
+// used).
+type keyIndex struct {
+	seed  maphash.Seed
+	byH   map[uint64]keyRef
+	spill map[string]keyRef
+}
+
+func newKeyIndex() keyIndex {
+	return keyIndex{seed: maphash.MakeSeed(), byH: make(map[uint64]keyRef, 64)}
+}
+
+func (x *keyIndex) hash(key string) uint64 { return maphash.String(x.seed, key) }
+
+// get returns the ref of key (whose hash is h).
+func (x *keyIndex) get(key string, h uint64) (keyRef, bool) {
+	if ref, ok := x.byH[h]; ok && ref.key == key {
+		return ref, true
+	}
+	if x.spill != nil {
+		ref, ok := x.spill[key]
+		return ref, ok
+	}
+	return keyRef{}, false
+}
+
+// set stores ref for key (whose hash is h).
+func (x *keyIndex) set(key string, h uint64, ref keyRef) {
+	ref.key = key
+	if cur, ok := x.byH[h]; !ok || cur.key == key {
+		x.byH[h] = ref
+		return
+	}
+	if x.spill == nil {
+		x.spill = make(map[string]keyRef)
+	}
+	x.spill[key] = ref
+}
+
+// del forgets key (whose hash is h).
+func (x *keyIndex) del(key string, h uint64) {
+	if cur, ok := x.byH[h]; ok && cur.key == key {
+		delete(x.byH, h)
+		return
+	}
+	if x.spill != nil {
+		delete(x.spill, key)
+	}
+}
