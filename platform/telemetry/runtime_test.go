@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
@@ -523,4 +524,71 @@ func TestRuntimeSourcePollIsParentSpan(t *testing.T) {
 	require.Equal(t, float64(2), promValue(t, mfs, "plba_source_emitted_total", map[string]string{"source": "inbox"}))
 	_, failed := findSeries(mfs, "plba_source_errors_total", map[string]string{"source": "inbox"})
 	require.False(t, failed)
+}
+
+// keepingExporter keeps its spans across Shutdown (tracetest's exporter
+// forgets them there) and remembers how many it had when shut down.
+type keepingExporter struct {
+	mu         sync.Mutex
+	spans      tracetest.SpanStubs
+	atShutdown int
+	shutdowns  int
+}
+
+func (e *keepingExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.spans = append(e.spans, tracetest.SpanStubsFromReadOnlySpans(spans)...)
+	return nil
+}
+
+func (e *keepingExporter) Shutdown(context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.shutdowns++
+	e.atShutdown = len(e.spans)
+	return nil
+}
+
+// TestRuntimeStopFlushesAfterDrain stops the host while a handler runs:
+// the pool drains first, then telemetry flushes, so the span of that last
+// delivery is exported before the exporter shuts down. The batch timeout
+// is far beyond the test, so only the flush on stop can export it.
+func TestRuntimeStopFlushesAfterDrain(t *testing.T) {
+	t.Parallel()
+	be := newBackend(t)
+	exp := &keepingExporter{}
+	cfg := telemetry.Config{}
+	cfg.Traces.Sampler = telemetry.SamplerAlways
+	cfg.Traces.BatchTimeout = time.Hour
+	cfg.Metrics.Enabled = telemetry.Bool(false)
+	started := make(chan struct{})
+	var enq task.Enqueuer
+	app := fxtest.New(t,
+		fx.NopLogger,
+		fx.Supply(cfg, fastPools, lifecycle.NewRegistry(nil, nil)),
+		fx.Provide(func() queue.Backend { return be }),
+		telemetry.WithOptions(telemetry.WithSpanExporter(exp)),
+		telemetry.Module,
+		worker.Module,
+		task.SupplyRoute(task.Route{Kind: "report.build", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+			close(started)
+			time.Sleep(200 * time.Millisecond) // finishes within the drain timeout
+			return nil
+		})}),
+		fx.Populate(&enq),
+	)
+	app.RequireStart()
+	require.NoError(t, enq.Enqueue(context.Background(), &task.Task{Kind: "report.build"}))
+	<-started
+	app.RequireStop()
+
+	exp.mu.Lock()
+	defer exp.mu.Unlock()
+	require.Equal(t, 1, exp.shutdowns)
+	require.Len(t, byName(t, exp.spans, "default publish"), 1)
+	cons := byName(t, exp.spans, "default process")
+	require.Len(t, cons, 1, "the drained delivery's span was flushed")
+	require.Equal(t, "succeeded", attrs(cons[0])[telemetry.AttrTaskOutcome].AsString())
+	require.Equal(t, len(exp.spans), exp.atShutdown, "exported before the exporter shut down")
 }
