@@ -90,6 +90,7 @@ loadgen:
 	t.Logf("the restarted host finished the rest in %s", time.Since(restarted).Round(time.Millisecond))
 	require.NoError(t, p2.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p2.wait(t, 30*time.Second), p2.output())
+	t.Logf("stopped %s after SIGTERM", time.Since(restarted).Round(time.Millisecond))
 
 	ids, lines := recorded(t, rec)
 	for i := range n {
@@ -107,6 +108,7 @@ loadgen:
 	b, err := jetstream.Open(ctx, jetstream.Params{Config: jc})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, b.Close(context.Background())) }()
+	t.Logf("store reopened %s after SIGTERM", time.Since(restarted).Round(time.Millisecond))
 	st, err := b.Stats(ctx, "loadgen")
 	require.NoError(t, err)
 	require.Zero(t, st.Ready, "%+v", st)

@@ -75,13 +75,15 @@ func compose(cfg *config.Config, extra ...fx.Option) (fx.Option, lifecycle.Confi
 	return fx.Options(opts...), lc, nil
 }
 
-// validateGraph builds the whole host graph without running it.
+// validateGraph builds the whole host graph without starting it: every
+// configuration section a composed module uses is decoded and validated
+// (constructors run; they do no I/O, start hooks are not run).
 func validateGraph(cfg *config.Config) error {
-	opt, _, err := compose(cfg)
+	opt, _, err := compose(cfg, fx.NopLogger)
 	if err != nil {
 		return err
 	}
-	return fx.ValidateApp(opt, fx.NopLogger)
+	return fx.New(opt).Err()
 }
 
 // runHost starts the host, blocks until a signal or a fatal component

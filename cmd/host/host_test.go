@@ -200,12 +200,24 @@ type proc struct {
 
 func startHost(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return startHostEnvOut(t, env, io.Discard, args...)
+}
+
+// startHostOut is startHost with the host's stdout going to stdout (read
+// it only after the process exited).
+func startHostOut(t *testing.T, stdout io.Writer, args ...string) *proc {
+	t.Helper()
+	return startHostEnvOut(t, nil, stdout, args...)
+}
+
+func startHostEnvOut(t *testing.T, env []string, stdout io.Writer, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(hostBin, append([]string{"run"}, args...)...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(cleanEnv(), env...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
-	cmd.Stdout = io.Discard
+	cmd.Stdout = stdout
 	require.NoError(t, cmd.Start())
 	p := &proc{cmd: cmd, admin: make(chan string, 1), exited: make(chan struct{})}
 	go func() {

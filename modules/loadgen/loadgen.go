@@ -45,13 +45,17 @@ type Config struct {
 	// Work is how long the handler takes per task (it sleeps, honouring
 	// cancellation). Default 0.
 	Work time.Duration `koanf:"work"`
+	// Consume registers the handler (and so a pool for Queue) in this
+	// host. False makes a producer-only host: its tasks are handled by
+	// other hosts sharing the queue backend. Default true.
+	Consume bool `koanf:"consume"`
 	// RecordFile, when set, is a file the handler appends each handled
 	// task's id to (one per line) before the task is acked.
 	RecordFile string `koanf:"record_file"`
 }
 
 // DefaultConfig returns the defaults documented on Config.
-func DefaultConfig() Config { return Config{Batch: 500, Queue: "loadgen"} }
+func DefaultConfig() Config { return Config{Batch: 500, Queue: "loadgen", Consume: true} }
 
 // Validate checks the section.
 func (c Config) Validate() error {
@@ -190,9 +194,12 @@ var Module = fx.Module("loadgen",
 		},
 	),
 	fx.Provide(
-		task.AsRoute(func(cfg Config, r *Recorder) task.Route {
-			return task.Route{Kind: Kind, Queue: cfg.Queue, Handler: r, Name: "loadgen"}
-		}),
+		fx.Annotate(func(cfg Config, r *Recorder) []task.Route {
+			if !cfg.Consume {
+				return nil
+			}
+			return []task.Route{{Kind: Kind, Queue: cfg.Queue, Handler: r, Name: "loadgen"}}
+		}, fx.ResultTags(`group:"`+task.RoutesGroup+`,flatten"`)),
 		source.AsSource(func(cfg Config, log *zap.Logger) *Source { return NewSource(cfg, log.Named("loadgen")) }),
 	),
 )

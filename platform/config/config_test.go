@@ -466,3 +466,45 @@ func TestValidateErrorsLandOnTheirKey(t *testing.T) {
 	require.Equal(t, "exporter", cerr.Problems[0].Key, "a message without a key prefix stays on the section")
 	require.Equal(t, "endpoint is bad in a way that names no key", cerr.Problems[0].Msg)
 }
+
+// NeedsInput has defaults that are not valid on their own: it needs a
+// setting (like an application's mailbox host) before it can be used.
+type NeedsInput struct {
+	Host string `koanf:"host"`
+	Port int    `koanf:"port"`
+}
+
+func (n NeedsInput) Validate() error {
+	if n.Host == "" {
+		return config.Invalid("host", "required")
+	}
+	return nil
+}
+
+// A section nobody configured is not validated by Load (its module may not
+// be in the host), but is when a layer sets any of its keys, and always by
+// Decode (which Section[T] uses when a module is composed).
+func TestUntouchedSectionsAreValidatedOnUse(t *testing.T) {
+	t.Parallel()
+	r := config.NewRegistry()
+	require.NoError(t, r.Declare("mailbox", NeedsInput{Port: 993}))
+	c, err := config.Load(config.Options{Registry: r, Environ: []string{}})
+	require.NoError(t, err, "untouched: not validated by Load")
+	var n NeedsInput
+	err = c.Decode("mailbox", &n)
+	var cerr *config.Error
+	require.ErrorAs(t, err, &cerr, "Decode validates")
+	require.Equal(t, "mailbox.host", cerr.Problems[0].Key)
+
+	_, err = config.Load(config.Options{Registry: r, Environ: []string{}, Sets: []string{"mailbox.port=143"}})
+	require.ErrorAs(t, err, &cerr, "touched: validated by Load")
+	require.Equal(t, "mailbox.host", cerr.Problems[0].Key)
+
+	c, err = config.Load(config.Options{Registry: r, Environ: []string{}, Sets: []string{"mailbox.host=imap.example.com"}})
+	require.NoError(t, err)
+	require.NoError(t, c.Decode("mailbox", &n))
+	require.Equal(t, NeedsInput{Host: "imap.example.com", Port: 993}, n)
+
+	_, err = config.Load(config.Options{Registry: r, Environ: []string{}, Sets: []string{"mailbox.port=many"}})
+	require.ErrorAs(t, err, &cerr, "type errors are always reported")
+}

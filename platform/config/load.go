@@ -173,7 +173,17 @@ func Load(opts Options) (*Config, error) {
 	checkUnknown(&d, secs, "", c.tree)
 	for _, s := range secs {
 		v := reflect.New(s.typ)
-		d.decode(s.name, c.sectionTree(secs, s.name), v.Elem())
+		if c.untouched(secs, s.name) {
+			// Only defaults: decode, but leave validation to Decode (and
+			// so to Section[T] when a module actually uses the section).
+			// An application that is not composed may ship defaults that
+			// need settings (a mailbox host) without failing every host.
+			if tree := c.sectionTree(secs, s.name); tree != nil {
+				d.decodeValue(s.name, tree, v.Elem())
+			}
+		} else {
+			d.decode(s.name, c.sectionTree(secs, s.name), v.Elem())
+		}
 		c.values[s.name] = v.Interface()
 	}
 	problems = append(problems, c.attribute(d.problems)...)
@@ -277,6 +287,32 @@ func (c *Config) attribute(ps []Problem) []Problem {
 		}
 	}
 	return ps
+}
+
+// untouched reports whether no layer above the defaults set any key of
+// section name (keys of dotted sections below it do not count).
+func (c *Config) untouched(secs []declared, name string) bool {
+	for k, s := range c.sources {
+		if s.rank == 0 || (k != name && !isBelow(k, name)) {
+			continue
+		}
+		if owner := ownerOf(secs, k); owner == name {
+			return false
+		}
+	}
+	return true
+}
+
+// ownerOf returns the declared section a key belongs to: the longest
+// section name that is the key or a parent of it.
+func ownerOf(secs []declared, key string) string {
+	best := ""
+	for _, d := range secs {
+		if (key == d.name || isBelow(key, d.name)) && len(d.name) > len(best) {
+			best = d.name
+		}
+	}
+	return best
 }
 
 func (c *Config) sourceOf(key string) string {
