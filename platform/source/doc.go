@@ -1,3 +1,9 @@
+// Package source defines how tasks enter the runtime: a Source runs until
+// its context ends and emits tasks through an Emitter. The runtime
+// supervises every source (restart with back-off, a crash-loop limit that
+// marks it failed) and, for sources that implement Completer, reports back
+// when each task they emitted is finally done.
+//
 // # Supervision
 //
 // A Supervisor runs each Source in its own goroutine with its own context.
@@ -32,7 +38,11 @@
 //     completion is made again;
 //   - in whichever process handles the task (another replica, or the same
 //     host after a restart), found by name, so a source must have the same
-//     name on every replica;
+//     name on every replica. Nothing but the header links a task to its
+//     source: no callback or channel is held in memory, so the promise
+//     survives a durable backend (the task, header included, is stored
+//     with it and the completion comes when, and where, it is finally
+//     handled);
 //   - at least once: a completion that fails (returns an error) makes the
 //     success path retry the delivery, so the completion is not lost; the
 //     handler runs again, which handlers tolerate anyway (at-least-once).

@@ -1,8 +1,3 @@
-// Package source defines how tasks enter the runtime: a Source runs until
-// its context ends and emits tasks through an Emitter. The runtime
-// supervises every source (restart with back-off, a crash-loop limit that
-// marks it failed) and, for sources that implement Completer, reports back
-// when each task they emitted is finally done.
 package source
 
 import (
