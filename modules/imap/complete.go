@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -15,14 +15,48 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
+// Bounds of one completion batch.
+const (
+	// maxCompletionBatch is the most completions applied together.
+	maxCompletionBatch = 256
+	// completionTimeout bounds one batch (after the dial timeout).
+	completionTimeout = 30 * time.Second
+)
+
 // completer owns the connection completions run on: one connection,
-// separate from the fetch loop's, used by one Complete at a time.
+// separate from the fetch loop's, used only by the completion loop. The
+// loop takes every completion that is waiting and applies them together
+// (one search, one STORE and one MOVE per action for the whole batch), so
+// concurrent workers share round trips instead of queueing for them.
 type completer struct {
-	mu       sync.Mutex
+	// Owned by the loop goroutine (and by close once it has ended).
 	c        *imapclient.Client
 	validity uint32
 	folders  map[string]bool
-	closed   bool
+
+	reqs chan *compReq
+	stop chan struct{} // closed by close: the loop ends
+	done chan struct{} // closed when the loop has ended
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+}
+
+// compReq is one completion waiting for the loop.
+type compReq struct {
+	ctx    context.Context
+	t      *task.Task
+	seen   bool
+	moveTo string
+	done   chan error // buffered: the loop never blocks on it
+}
+
+func (cp *completer) init() {
+	cp.folders = map[string]bool{}
+	cp.reqs = make(chan *compReq)
+	cp.stop = make(chan struct{})
+	cp.done = make(chan struct{})
 }
 
 // Complete applies the configured action to the message behind t once
@@ -33,8 +67,10 @@ type completer struct {
 // mailbox UIDVALIDITY still matches, else by a Message-ID search; a
 // message that is no longer there was handled already, so Complete is
 // idempotent. Further copies of the message (same task key) that the
-// source saw but did not emit are settled the same way. It runs on its own connection, serialized, and is safe to
-// call concurrently with Run, before Run and after Run returned.
+// source saw but did not emit are settled the same way. Completions run
+// on their own connection, batched with the others waiting at the same
+// time; Complete is safe to call concurrently with Run, before Run and
+// after Run returned.
 func (s *Source) Complete(ctx context.Context, t *task.Task, o task.Outcome, reason string) error {
 	if !o.Final() || t == nil {
 		return nil
@@ -68,27 +104,114 @@ func (s *Source) Complete(ctx context.Context, t *task.Task, o task.Outcome, rea
 	return nil
 }
 
-// apply runs the action, retrying once on a fresh connection when a
-// reused one turns out to be dead.
+// apply hands the action to the completion loop (starting it on first
+// use) and waits for its result or ctx.
 func (s *Source) apply(ctx context.Context, t *task.Task, seen bool, moveTo string) error {
-	s.comp.mu.Lock()
-	defer s.comp.mu.Unlock()
-	if s.comp.closed {
+	cp := &s.comp
+	cp.mu.Lock()
+	if cp.closed {
+		cp.mu.Unlock()
 		return ErrClosed
 	}
-	reused := s.comp.c != nil
-	err := s.applyLocked(ctx, t, seen, moveTo)
-	if err != nil && reused && ctx.Err() == nil && !isServerNo(err) {
-		s.comp.reset()
-		err = s.applyLocked(ctx, t, seen, moveTo)
+	if !cp.started {
+		cp.started = true
+		go s.completionLoop() // owned by the source: Close stops it
 	}
-	if err != nil {
-		if !isServerNo(err) {
-			s.comp.reset()
+	cp.mu.Unlock()
+	r := &compReq{ctx: ctx, t: t, seen: seen, moveTo: moveTo, done: make(chan error, 1)}
+	select {
+	case cp.reqs <- r:
+	case <-cp.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("imap: complete %q: %w", t.Key, ctx.Err())
+	}
+	select {
+	case err := <-r.done:
+		if err != nil {
+			return fmt.Errorf("imap: complete %q: %w", t.Key, err)
 		}
-		return fmt.Errorf("imap: complete %q: %w", t.Key, err)
+		return nil
+	case <-ctx.Done():
+		// The loop may still apply it: harmless, completion is idempotent.
+		return fmt.Errorf("imap: complete %q: %w", t.Key, ctx.Err())
 	}
-	return nil
+}
+
+// completionLoop applies completions in batches until Close.
+func (s *Source) completionLoop() {
+	cp := &s.comp
+	defer close(cp.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // owned by the loop: ends with it
+		select {
+		case <-cp.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		var batch []*compReq
+		select {
+		case <-cp.stop:
+			return
+		case r := <-cp.reqs:
+			batch = append(batch, r)
+		}
+	more:
+		for len(batch) < maxCompletionBatch {
+			select {
+			case r := <-cp.reqs:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		live := batch[:0]
+		for _, r := range batch {
+			if err := r.ctx.Err(); err != nil {
+				r.done <- err
+				continue
+			}
+			live = append(live, r)
+		}
+		if len(live) > 0 {
+			bctx, bcancel := context.WithTimeout(ctx, s.cfg.DialTimeout+completionTimeout)
+			s.processBatch(bctx, live)
+			bcancel()
+		}
+	}
+}
+
+// processBatch applies batch and answers every request in it. A dead
+// connection is replaced once; a server's NO for a batch of several is
+// narrowed down by applying each on its own.
+func (s *Source) processBatch(ctx context.Context, batch []*compReq) {
+	cp := &s.comp
+	err := s.applyBatch(ctx, batch)
+	if err != nil && ctx.Err() == nil && !isServerNo(err) {
+		cp.reset()
+		err = s.applyBatch(ctx, batch)
+	}
+	if err != nil && !isServerNo(err) {
+		cp.reset()
+	}
+	if err != nil && isServerNo(err) && len(batch) > 1 {
+		for _, r := range batch {
+			s.processBatch(ctx, []*compReq{r})
+		}
+		return
+	}
+	s.mu.Lock()
+	s.st.CompletionBatches++
+	s.mu.Unlock()
+	for _, r := range batch {
+		r.done <- err
+	}
+	if len(batch) > 1 {
+		s.log.Debug("completions applied", zap.Int("batch", len(batch)), zap.Error(err))
+	}
 }
 
 func isServerNo(err error) bool {
@@ -105,15 +228,35 @@ func (cp *completer) reset() {
 	cp.folders = map[string]bool{}
 }
 
-// close closes the connection and refuses further completions.
+// close stops the loop (waiting for its batch), closes the connection and
+// refuses further completions.
 func (cp *completer) close() {
 	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	cp.reset()
+	if cp.closed {
+		cp.mu.Unlock()
+		return
+	}
 	cp.closed = true
+	started := cp.started
+	cp.mu.Unlock()
+	close(cp.stop)
+	if started {
+		<-cp.done
+	}
+	cp.reset()
 }
 
-func (s *Source) applyLocked(ctx context.Context, t *task.Task, seen bool, moveTo string) error {
+// action is what a completion does to its messages.
+type action struct {
+	seen   bool
+	moveTo string
+}
+
+// applyBatch connects when needed, finds the messages of every request
+// (by UID while UIDVALIDITY matches, else by Message-ID), keeps those that
+// still exist (one UID SEARCH for all) and applies each action to its
+// messages at once.
+func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 	cp := &s.comp
 	if cp.c != nil {
 		select {
@@ -142,64 +285,92 @@ func (s *Source) applyLocked(ctx context.Context, t *task.Task, seen bool, moveT
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 
-	uids, err := s.locate(c, cp.validity, t)
-	if err != nil {
-		return err
-	}
-	for _, u := range s.dupesOf(t.Key, cp.validity) {
-		if !slices.Contains(uids, u) {
-			uids = append(uids, u)
+	var (
+		order  []action
+		groups = map[action][]imap.UID{}
+		all    []imap.UID
+	)
+	for _, r := range batch {
+		a := action{seen: r.seen, moveTo: r.moveTo}
+		if _, ok := groups[a]; !ok {
+			order = append(order, a)
+			groups[a] = nil
 		}
-	}
-	if len(uids) == 0 {
-		s.log.Debug("completion: message already gone", zap.String("key", t.Key))
-		return nil
-	}
-	set := imap.UIDSetNum(uids...)
-	if seen {
-		err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+		uids, err := s.locate(c, cp.validity, r.t)
 		if err != nil {
-			return fmt.Errorf("flag \\Seen uid %v: %w", set, err)
-		}
-	}
-	if moveTo != "" {
-		if err := ensureFolder(c, moveTo, cp.folders); err != nil {
 			return err
 		}
-		if _, err := c.Move(set, moveTo).Wait(); err != nil {
-			return fmt.Errorf("move uid %v to %q: %w", set, moveTo, err)
+		uids = append(uids, s.dupesOf(r.t.Key, cp.validity)...)
+		groups[a] = append(groups[a], uids...)
+		all = append(all, uids...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	data, err := c.UIDSearch(&imap.SearchCriteria{
+		UID:     []imap.UIDSet{imap.UIDSetNum(all...)},
+		NotFlag: []imap.Flag{imap.FlagDeleted},
+	}, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("uid search: %w", err)
+	}
+	exists := map[imap.UID]bool{}
+	for _, u := range data.AllUIDs() {
+		exists[u] = true
+	}
+	for _, a := range order {
+		var uids []imap.UID
+		for _, u := range groups[a] {
+			if exists[u] {
+				uids = append(uids, u)
+				delete(exists, u) // one action per message
+			}
+		}
+		if len(uids) == 0 {
+			continue
+		}
+		set := imap.UIDSetNum(uids...)
+		if a.seen {
+			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+			if err != nil {
+				return fmt.Errorf("flag \\Seen uid %v: %w", set, err)
+			}
+		}
+		if a.moveTo != "" {
+			if err := ensureFolder(c, a.moveTo, cp.folders); err != nil {
+				return err
+			}
+			if _, err := c.Move(set, a.moveTo).Wait(); err != nil {
+				return fmt.Errorf("move uid %v to %q: %w", set, a.moveTo, err)
+			}
 		}
 	}
 	return nil
 }
 
-// locate returns the UIDs of the message behind t in the selected mailbox:
-// by UID while UIDVALIDITY matches, else by Message-ID.
+// locate returns the candidate UIDs of the message behind t in the
+// selected mailbox: its UID while UIDVALIDITY matches (the caller checks
+// that it still exists), else the result of a Message-ID search.
 func (s *Source) locate(c *imapclient.Client, validity uint32, t *task.Task) ([]imap.UID, error) {
 	uid, errU := strconv.ParseUint(t.Header(HeaderUID), 10, 32)
 	v, errV := strconv.ParseUint(t.Header(HeaderUIDValidity), 10, 32)
-	crit := &imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagDeleted}}
-	switch msgID := t.Header(HeaderMessageID); {
-	case errU == nil && errV == nil && uid != 0 && uint32(v) == validity:
-		crit.UID = []imap.UIDSet{imap.UIDSetNum(imap.UID(uid))}
-	case msgID != "":
-		crit.Header = []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: msgID}}
-	default:
+	if errU == nil && errV == nil && uid != 0 && uint32(v) == validity {
+		return []imap.UID{imap.UID(uid)}, nil
+	}
+	msgID := t.Header(HeaderMessageID)
+	if msgID == "" {
 		s.log.Warn("completion: UIDVALIDITY changed and the message has no Message-ID: cannot find it",
 			zap.String("key", t.Key), zap.String("uid", t.Header(HeaderUID)))
 		return nil, nil
 	}
-	data, err := c.UIDSearch(crit, nil).Wait()
+	data, err := c.UIDSearch(&imap.SearchCriteria{
+		Header:  []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: msgID}},
+		NotFlag: []imap.Flag{imap.FlagDeleted},
+	}, nil).Wait()
 	if err != nil {
 		return nil, fmt.Errorf("uid search: %w", err)
 	}
-	var out []imap.UID
-	for _, u := range data.AllUIDs() {
-		if len(crit.UID) == 0 || u == imap.UID(uid) {
-			out = append(out, u)
-		}
-	}
-	return out, nil
+	return data.AllUIDs(), nil
 }
 
 // Close closes the completion connection; later Complete calls return

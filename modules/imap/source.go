@@ -120,7 +120,7 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 	s.st.Name = cfg.Name
 	s.st.Mailbox = cfg.Mailbox
 	s.st.Mode = cfg.Mode
-	s.comp.folders = map[string]bool{}
+	s.comp.init()
 	return s, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -424,4 +425,62 @@ func TestDuplicateCopiesAreSettledWithTheirTask(t *testing.T) {
 	require.Len(t, inbox, 1, "every copy is moved with the task")
 	require.Equal(t, "1@example.com", inbox[0].MessageID)
 	require.Len(t, messages(t, b.srv, "Processed"), 3)
+}
+
+func TestConcurrentCompletionsAreBatched(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, func(c *imap.Config) { c.BatchSize = 100 })
+	const n = 120
+	appendN(t, b.srv, 1, n)
+	b.run(t)
+	waitEmitted(t, b.em, n)
+	tasks := b.em.all()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i, tk := range tasks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := task.Succeeded
+			if i%10 == 0 {
+				o = task.DeadLettered
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			errs <- b.src.Complete(ctx, tk, o, "")
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Empty(t, messages(t, b.srv, "INBOX"))
+	require.Len(t, messages(t, b.srv, "Processed"), n-n/10)
+	failed := messages(t, b.srv, "Failed")
+	require.Len(t, failed, n/10)
+	for _, m := range failed {
+		var i int
+		_, err := fmt.Sscanf(m.MessageID, "%d@example.com", &i)
+		require.NoError(t, err)
+		require.Equal(t, 0, (i-1)%10, "message %d failed by mistake", i)
+	}
+	st := b.src.Status()
+	require.EqualValues(t, n-n/10, st.CompletedOK)
+	require.EqualValues(t, n/10, st.CompletedFailed)
+	require.Less(t, st.CompletionBatches, uint64(n), "concurrent completions share batches")
+	t.Logf("%d completions in %d batches", n, st.CompletionBatches)
+}
+
+func TestCloseRefusesWaitingCompletions(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, nil)
+	appendN(t, b.srv, 1, 1)
+	b.run(t)
+	waitEmitted(t, b.em, 1)
+	complete(t, b.src, b.em.all()[0], task.Succeeded) // starts the loop
+	require.NoError(t, b.src.Close())
+	require.NoError(t, b.src.Close(), "idempotent")
+	err := b.src.Complete(context.Background(), b.em.all()[0], task.Succeeded, "")
+	require.ErrorIs(t, err, imap.ErrClosed)
 }

@@ -19,6 +19,7 @@ type Status struct {
 	CompletedOK        uint64    `json:"completed_ok"`
 	CompletedFailed    uint64    `json:"completed_failed"`
 	Oversized          uint64    `json:"oversized"`
+	CompletionBatches  uint64    `json:"completion_batches"`
 	UIDValidityChanges uint64    `json:"uidvalidity_changes"`
 	Reconnects         uint64    `json:"reconnects"`
 	LastPoll           time.Time `json:"last_poll"`
