@@ -224,6 +224,32 @@ func Mail(i int) []byte {
 	return []byte(b.String())
 }
 
+// OrderMail returns a valid mail with Message-ID MessageID(i) and exactly
+// one CSV order attachment of 1 to 4 lines: the benchmark's unit of work.
+func OrderMail(i int) []byte {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
+	w("From: \"Alice Buyer\" <alice@buyer.example>")
+	w("To: Orders <orders@shop.example>")
+	w("Subject: Order %d", 1000+i)
+	w("Date: Mon, 06 Jan 2025 10:00:00 +0100")
+	w("Message-ID: <%s>", MessageID(i))
+	w("MIME-Version: 1.0")
+	w("Content-Type: multipart/mixed; boundary=\"=_b\"")
+	w("")
+	w("--=_b")
+	w("Content-Type: text/plain; charset=utf-8")
+	w("")
+	w("Please find our order attached.")
+	w("--=_b")
+	w("Content-Type: text/csv; charset=utf-8; name=\"order.csv\"")
+	w("Content-Disposition: attachment; filename=\"order.csv\"")
+	w("")
+	b.WriteString(strings.ReplaceAll(csvLines(i, ','), "\n", "\r\n"))
+	w("--=_b--")
+	return []byte(b.String())
+}
+
 // csvLines is a small order of 1 to 4 lines, deterministic in i, with sep
 // as the separator (';' also uses decimal commas).
 func csvLines(i int, sep rune) string {

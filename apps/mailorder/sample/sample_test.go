@@ -41,3 +41,14 @@ func TestSamplesParseAsAnnounced(t *testing.T) {
 	require.Equal(t, 200, st.Valid+st.Invalid)
 	require.Positive(t, st.Invalid)
 }
+
+func TestOrderMailHasOneCSVOrder(t *testing.T) {
+	t.Parallel()
+	for i := 0; i < 50; i++ {
+		orders, m, err := domain.BuildOrders(sample.OrderMail(i), domain.Config{})
+		require.NoError(t, err)
+		require.Len(t, orders, 1)
+		require.Equal(t, sample.MessageID(i), m.MessageID)
+		require.Len(t, orders[0].Lines, i%4+1)
+	}
+}
