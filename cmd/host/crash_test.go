@@ -94,7 +94,9 @@ loadgen:
 
 	ids, lines := recorded(t, rec)
 	for i := range n {
-		require.Contains(t, ids, loadgen.ID(i))
+		if ids[loadgen.ID(i)] == 0 {
+			t.Fatalf("task %s was never handled", loadgen.ID(i))
+		}
 	}
 	require.Len(t, ids, n, "no unknown ids")
 	t.Logf("handled %d tasks, %d duplicates (redelivered after the kill: handled but not acked); %d lines before the kill",
