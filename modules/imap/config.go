@@ -38,18 +38,19 @@ const (
 
 // Defaults of Config.
 const (
-	DefaultMailbox        = "INBOX"
-	DefaultPollInterval   = 30 * time.Second
-	DefaultIdleRenew      = 25 * time.Minute
-	DefaultReconcile      = time.Minute
-	DefaultBatchSize      = 50
-	DefaultMaxMessageSize = 25 << 20
-	DefaultMaxBatchBytes  = 64 << 20
-	DefaultProcessed      = "Processed"
-	DefaultFailed         = "Failed"
-	DefaultDialTimeout    = 15 * time.Second
-	DefaultReconnectInit  = time.Second
-	DefaultReconnectMax   = time.Minute
+	DefaultMailbox         = "INBOX"
+	DefaultPollInterval    = 30 * time.Second
+	DefaultIdleRenew       = 25 * time.Minute
+	DefaultReconcile       = time.Minute
+	DefaultBatchSize       = 50
+	DefaultMaxMessageSize  = 25 << 20
+	DefaultMaxBatchBytes   = 64 << 20
+	DefaultProcessed       = "Processed"
+	DefaultFailed          = "Failed"
+	DefaultDialTimeout     = 15 * time.Second
+	DefaultReconnectInit   = time.Second
+	DefaultReconnectMax    = time.Minute
+	DefaultInFlightTimeout = time.Hour
 	// MaxIdleRenew is the bound IdleRenew must stay under: RFC 2177 lets a
 	// server drop an idling client after 29 minutes.
 	MaxIdleRenew = 29 * time.Minute
@@ -113,6 +114,11 @@ type Config struct {
 	Reconnect Backoff `koanf:"reconnect"`
 	// DialTimeout bounds connecting, TLS and login. Default 15s.
 	DialTimeout time.Duration `koanf:"dial_timeout"`
+	// InFlightTimeout is how long an emitted message may wait for its
+	// task's completion before the source emits it again (the backend
+	// de-duplicates it while the task still exists). Keep it above the
+	// longest retry schedule of the queue. Default 1h.
+	InFlightTimeout time.Duration `koanf:"inflight_timeout"`
 }
 
 // SuccessAction is applied to a message after its task succeeded. The
@@ -202,6 +208,9 @@ func (c Config) WithDefaults() Config {
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
 	}
+	if c.InFlightTimeout == 0 {
+		c.InFlightTimeout = DefaultInFlightTimeout
+	}
 	return c
 }
 
@@ -287,6 +296,9 @@ func (c Config) Validate() error {
 	}
 	if c.DialTimeout <= 0 {
 		bad("dial_timeout", "must be positive, got %s", c.DialTimeout)
+	}
+	if c.InFlightTimeout <= 0 {
+		bad("inflight_timeout", "must be positive, got %s", c.InFlightTimeout)
 	}
 	return errors.Join(errs...)
 }

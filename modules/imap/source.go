@@ -84,7 +84,7 @@ type Source struct {
 	mu          sync.Mutex
 	uidValidity uint32
 	lastUID     imap.UID
-	inflight    map[string]imap.UID // task key -> UID when emitted
+	inflight    map[string]emitted // task key -> what was emitted, when
 	// dupes are further copies of in-flight messages (same task key,
 	// other UID) that were not emitted: the completion of the key's task
 	// settles them too, since the cursor has moved past them.
@@ -114,7 +114,7 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 		cfg:      cfg,
 		log:      log.With(zap.String("source", cfg.Name), zap.String("mailbox", cfg.Mailbox)),
 		wake:     make(chan struct{}, 1),
-		inflight: map[string]imap.UID{},
+		inflight: map[string]emitted{},
 		dupes:    map[string]dupe{},
 	}
 	s.st.Name = cfg.Name
@@ -388,6 +388,7 @@ func (s *Source) pollWait(ctx context.Context, c *imapclient.Client) error {
 
 // scan searches for messages above the cursor and emits them in batches.
 func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emitter) error {
+	s.reapStale(time.Now())
 	s.mu.Lock()
 	last := s.lastUID
 	s.mu.Unlock()
@@ -537,9 +538,10 @@ func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit sourc
 		}
 		return fatal{fmt.Errorf("%w: %d tasks: %w", ErrEmit, len(tasks), err)}
 	}
+	now := time.Now()
 	for _, t := range tasks {
 		u, _ := strconv.ParseUint(t.Header(HeaderUID), 10, 32)
-		s.inflight[t.Key] = imap.UID(u)
+		s.inflight[t.Key] = emitted{uid: imap.UID(u), validity: validity, at: now}
 	}
 	s.st.Emitted += uint64(len(tasks))
 	s.st.InFlight = len(s.inflight)
@@ -578,6 +580,40 @@ func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
 	return t
 }
 
+// emitted is an in-flight message: emitted, its task not completed yet.
+type emitted struct {
+	uid      imap.UID
+	validity uint32
+	at       time.Time
+}
+
+// reapStale forgets the in-flight messages whose task has not completed
+// within InFlightTimeout and moves the cursor back so the next scan finds
+// them again. A task can vanish without a completion: a backend that drops
+// a re-emitted key as a duplicate of one it already acked (the message was
+// put back into the mailbox), or a task purged from the dead letter.
+// Emitting it again is safe: a task still queued under the key is
+// de-duplicated by the backend.
+func (s *Source) reapStale(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, e := range s.inflight {
+		if now.Sub(e.at) < s.cfg.InFlightTimeout {
+			continue
+		}
+		delete(s.inflight, key)
+		delete(s.dupes, key)
+		if e.validity == s.uidValidity && e.uid > 0 && e.uid-1 < s.lastUID {
+			s.lastUID = e.uid - 1
+		}
+		s.st.Reemitted++
+		s.log.Warn("task not completed in time: the message will be emitted again",
+			zap.String("key", key), zap.Uint32("uid", uint32(e.uid)), zap.Duration("inflight_timeout", s.cfg.InFlightTimeout))
+	}
+	s.st.InFlight = len(s.inflight)
+	s.st.LastUID = uint32(s.lastUID)
+}
+
 // dupe is the UIDs of the extra copies of one message, under the
 // UIDVALIDITY they were seen with.
 type dupe struct {
@@ -589,6 +625,9 @@ type dupe struct {
 func (s *Source) addDupe(key string, uid imap.UID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if e, ok := s.inflight[key]; ok && e.uid == uid && e.validity == s.uidValidity {
+		return // the in-flight message itself, seen again after a rescan
+	}
 	d := s.dupes[key]
 	if d.validity != s.uidValidity {
 		d = dupe{validity: s.uidValidity}

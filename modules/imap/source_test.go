@@ -484,3 +484,27 @@ func TestCloseRefusesWaitingCompletions(t *testing.T) {
 	err := b.src.Complete(context.Background(), b.em.all()[0], task.Succeeded, "")
 	require.ErrorIs(t, err, imap.ErrClosed)
 }
+
+func TestUncompletedMessageIsEmittedAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, func(c *imap.Config) { c.InFlightTimeout = time.Second })
+	appendN(t, b.srv, 1, 3)
+	b.run(t)
+	waitEmitted(t, b.em, 3)
+	first := b.em.all()
+	complete(t, b.src, first[0], task.Succeeded)
+	complete(t, b.src, first[2], task.DeadLettered)
+
+	// The second task never completes (as if the backend had dropped it):
+	// after the timeout its message is emitted again, and only it.
+	waitEmitted(t, b.em, 4)
+	time.Sleep(150 * time.Millisecond)
+	require.Len(t, b.em.all(), 4)
+	again := b.em.all()[3]
+	require.Equal(t, first[1].Key, again.Key)
+	require.Equal(t, first[1].Header(imap.HeaderUID), again.Header(imap.HeaderUID))
+	require.GreaterOrEqual(t, b.src.Status().Reemitted, uint64(1))
+	complete(t, b.src, again, task.Succeeded)
+	require.Empty(t, messages(t, b.srv, "INBOX"))
+	require.Zero(t, b.src.Status().InFlight)
+}

@@ -20,6 +20,7 @@ type Status struct {
 	CompletedFailed    uint64    `json:"completed_failed"`
 	Oversized          uint64    `json:"oversized"`
 	CompletionBatches  uint64    `json:"completion_batches"`
+	Reemitted          uint64    `json:"reemitted"`
 	UIDValidityChanges uint64    `json:"uidvalidity_changes"`
 	Reconnects         uint64    `json:"reconnects"`
 	LastPoll           time.Time `json:"last_poll"`
