@@ -3,6 +3,7 @@ package mailorder
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -18,8 +19,11 @@ type Demo struct {
 }
 
 // StartDemo starts the in-memory IMAP server on cfg.Listen and appends
-// cfg.Mails sample mails (see package sample) to its INBOX. Close it when
-// done. ctx bounds the start.
+// cfg.Mails sample mails (see package sample) to its INBOX. Their
+// Message-IDs name this start (a UTC time stamp): the mailbox is new on
+// every start, and so are its mails, so a durable queue that remembers
+// the keys of an earlier run does not take them for redeliveries. Close it
+// when done. ctx bounds the start.
 func StartDemo(ctx context.Context, cfg DemoConfig, log *zap.Logger) (*Demo, error) {
 	if log == nil {
 		log = zap.NewNop()
@@ -30,8 +34,9 @@ func StartDemo(ctx context.Context, cfg DemoConfig, log *zap.Logger) (*Demo, err
 	if err != nil {
 		return nil, fmt.Errorf("mailorder: demo mailbox: %w", err)
 	}
+	run := time.Now().UTC().Format("20060102t150405.000")
 	for i := 0; i < cfg.Mails; i++ {
-		if _, err := srv.Append("INBOX", sample.Mail(i)); err != nil {
+		if _, err := srv.Append("INBOX", sample.MailIn(run, i)); err != nil {
 			_ = srv.Close()
 			return nil, fmt.Errorf("mailorder: demo mailbox: seed mail %d: %w", i, err)
 		}

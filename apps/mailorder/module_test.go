@@ -207,7 +207,9 @@ func TestDemoConfig(t *testing.T) {
 	t.Parallel()
 	demo, err := os.ReadFile(filepath.Join("..", "..", "configs", "demo.yaml"))
 	require.NoError(t, err)
-	cfg := load(t, string(demo), "mailorder.store.sqlite.path="+filepath.Join(t.TempDir(), "data", "mailorder.db"))
+	data := t.TempDir()
+	cfg := load(t, string(demo), "mailorder.store.sqlite.path="+filepath.Join(data, "mailorder.db"),
+		"queue.jetstream.embedded.store_dir="+filepath.Join(data, "nats"))
 	h := start(t, cfg)
 	d := h.app.Demo()
 	require.NotNil(t, d)

@@ -67,7 +67,16 @@ func VariantOf(i int) Variant { return Variant(i % int(numVariants)) }
 
 // MessageID returns the Message-ID (without angle brackets) of the i-th
 // mail.
-func MessageID(i int) string { return fmt.Sprintf("order-%06d@sample.plba.test", i) }
+func MessageID(i int) string { return MessageIDIn("", i) }
+
+// MessageIDIn returns the Message-ID of the i-th mail of run: mails of
+// different runs are different mails (""  is the run of Mail).
+func MessageIDIn(run string, i int) string {
+	if run == "" {
+		return fmt.Sprintf("order-%06d@sample.plba.test", i)
+	}
+	return fmt.Sprintf("order-%06d.%s@sample.plba.test", i, run)
+}
 
 // Stats summarises the first n mails.
 type Stats struct {
@@ -97,7 +106,10 @@ func Count(n int) Stats {
 
 // Mail returns the raw RFC 5322 bytes (CRLF line ends) of the i-th sample
 // mail.
-func Mail(i int) []byte {
+func Mail(i int) []byte { return MailIn("", i) }
+
+// MailIn is Mail(i) with the Message-ID of run (see MessageIDIn).
+func MailIn(run string, i int) []byte {
 	v := VariantOf(i)
 	customers := []struct{ name, addr string }{
 		{"Alice Buyer", "alice@buyer.example"},
@@ -121,7 +133,7 @@ func Mail(i int) []byte {
 	w("To: Orders <orders@shop.example>")
 	w("Subject: Order %d", 1000+i)
 	w("Date: Mon, 06 Jan 2025 %02d:%02d:00 +0100", 8+i/60%10, i%60)
-	w("Message-ID: <%s>", MessageID(i))
+	w("Message-ID: <%s>", MessageIDIn(run, i))
 	w("MIME-Version: 1.0")
 	bnd := fmt.Sprintf("=_b%d", i)
 	switch v {
