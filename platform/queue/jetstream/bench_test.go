@@ -42,16 +42,22 @@ func benchBackend(sync string, prefetch int) func(tb testing.TB) queue.Backend {
 // pool -> handler (one op is one task), on the embedded server with file
 // storage, beside the memory backend as the baseline.
 func BenchmarkJetStreamRuntime(b *testing.B) {
-	for _, c := range []int{8, 64} {
-		b.Run(fmt.Sprintf("backend=memory/concurrency=%d", c), func(b *testing.B) {
-			workerbench.Runtime(b, func(testing.TB) queue.Backend { return memory.New(memory.Options{}) },
-				workerbench.Options{Concurrency: c})
-		})
-		for _, sync := range []string{embedded.SyncInterval, embedded.SyncAlways} {
-			b.Run(fmt.Sprintf("backend=jetstream/sync=%s/concurrency=%d", sync, c), func(b *testing.B) {
-				workerbench.Runtime(b, benchBackend(sync, max(64, 2*c)), workerbench.Options{Concurrency: c})
+	b.Run("sync=none/backend=memory", func(b *testing.B) {
+		for _, c := range []int{8, 64} {
+			b.Run(fmt.Sprintf("concurrency=%d", c), func(b *testing.B) {
+				workerbench.Runtime(b, func(testing.TB) queue.Backend { return memory.New(memory.Options{}) },
+					workerbench.Options{Concurrency: c})
 			})
 		}
+	})
+	for _, sync := range []string{embedded.SyncInterval, embedded.SyncAlways} {
+		b.Run("sync="+sync+"/backend=jetstream", func(b *testing.B) {
+			for _, c := range []int{8, 64} {
+				b.Run(fmt.Sprintf("concurrency=%d", c), func(b *testing.B) {
+					workerbench.Runtime(b, benchBackend(sync, max(64, 2*c)), workerbench.Options{Concurrency: c})
+				})
+			}
+		})
 	}
 }
 
