@@ -13,7 +13,10 @@ import (
 
 // Defaults of PoolConfig.
 const (
-	DefaultConcurrency  = 8
+	DefaultConcurrency = 8
+	// DefaultMinBatchSize is the smallest default BatchSize: a busy pool
+	// leases (and wakes its fetcher) once per this many tasks at most.
+	DefaultMinBatchSize = 32
 	DefaultTaskTimeout  = time.Minute
 	DefaultLease        = 30 * time.Second
 	DefaultMaxAttempts  = 5
@@ -114,7 +117,12 @@ type PoolConfig struct {
 	// worker plus a hand-over buffer, so that a busy pool leases in
 	// batches instead of once per finished task. Buffered deliveries go
 	// back to the queue (uncounted, where the backend can Release) on
-	// Pause and Stop. Default: Concurrency.
+	// Pause and Stop; a buffered delivery whose lease ended before a
+	// worker took it is skipped (the backend delivers it again). Larger
+	// batches cost less per task (fewer Lease calls and wake-ups); smaller
+	// ones let several replicas sharing a durable queue split slow work
+	// more evenly, since a pool never holds more than Concurrency +
+	// BatchSize tasks. Default: Concurrency, at least 32.
 	BatchSize int `koanf:"batch_size"`
 	// MaxAttempts is how many deliveries a failing task gets before it is
 	// dead-lettered. A route's MaxAttempts overrides it. Default 5.
@@ -143,7 +151,7 @@ func (c PoolConfig) WithDefaults() PoolConfig {
 		c.Lease = DefaultLease
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = c.Concurrency
+		c.BatchSize = max(c.Concurrency, DefaultMinBatchSize)
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts

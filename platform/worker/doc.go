@@ -7,8 +7,9 @@
 //
 // The pool's fetcher leases batches (at most BatchSize; the pool holds at
 // most Concurrency + BatchSize deliveries, those beyond the busy workers in
-// a hand-over buffer that refills by half batches) and hands each delivery
-// to a worker, which runs it
+// a hand-over buffer that refills by half batches; a buffered delivery
+// whose lease ended before a worker took it is skipped and counted as
+// expired) and hands each delivery to a worker, which runs it
 // through recover → timeout → observer → handler:
 //
 //   - recover: a panic in the handler is logged with its stack and counted

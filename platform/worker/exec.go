@@ -17,8 +17,18 @@ import (
 // process runs one delivery and settles it.
 func (p *Pool) process(s *slot, d *queue.Delivery) {
 	t := d.Task
-	p.inFlight.Add(1)
 	start := p.clock()
+	if !d.LeaseUntil.IsZero() && !p.epoch.Add(start).Before(d.LeaseUntil) {
+		// The lease ended while the delivery waited in the hand-over
+		// buffer: the backend may have given the task to another consumer
+		// already, and will deliver it again in any case.
+		p.expired.Add(1)
+		p.log.Warn("lease ended before a worker took the task; skipped (it is delivered again)",
+			zap.String("task", t.ID), zap.String("kind", t.Kind), zap.Time("lease_until", d.LeaseUntil))
+		p.unreserve(1)
+		return
+	}
+	p.inFlight.Add(1)
 	// Extend at about half-life of the lease as the backend granted it
 	// (the delivery may have waited for a worker since).
 	extendAt := p.epoch.Add(start + p.cfg.Lease/2)

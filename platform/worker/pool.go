@@ -55,8 +55,12 @@ type Stats struct {
 	Retried int64 `json:"retried"`
 	// Dead counts dead-lettered deliveries.
 	Dead int64 `json:"dead"`
-	// Returned counts deliveries put back unsettled at stop.
+	// Returned counts deliveries put back unsettled (at stop, or taken
+	// from the hand-over buffer while paused).
 	Returned int64 `json:"returned"`
+	// Expired counts deliveries skipped because their lease ended while
+	// they waited for a worker (the backend delivers them again).
+	Expired int64 `json:"expired"`
 	// Panics counts recovered handler panics (also counted in Failed).
 	Panics int64 `json:"panics"`
 	// WorkerRestarts counts worker goroutines that died outside a
@@ -117,7 +121,7 @@ type Pool struct {
 	release Releaser
 
 	processed, succeeded, failed, retried, dead, returned atomic.Int64
-	panics, restarts, inFlight                            atomic.Int64
+	panics, restarts, inFlight, expired                   atomic.Int64
 	lastErr                                               atomic.Pointer[string]
 	lastFinished                                          atomic.Int64 // p.clock() when the latest delivery was settled; 0: none
 	started                                               atomic.Int64 // p.clock() at Start
@@ -258,6 +262,7 @@ func (p *Pool) Stats() Stats {
 		Retried:        p.retried.Load(),
 		Dead:           p.dead.Load(),
 		Returned:       p.returned.Load(),
+		Expired:        p.expired.Load(),
 		Panics:         p.panics.Load(),
 		WorkerRestarts: p.restarts.Load(),
 		InFlight:       p.inFlight.Load(),

@@ -454,7 +454,8 @@ func TestConfigValidateAndResolve(t *testing.T) {
 	require.Equal(t, 16, o.Concurrency)
 	require.Equal(t, 7, o.MaxAttempts, "from the default entry")
 	require.Equal(t, worker.DefaultTaskTimeout, o.TaskTimeout, "built-in default")
-	require.Equal(t, 16, o.BatchSize)
+	require.Equal(t, worker.DefaultMinBatchSize, o.BatchSize, "at least the minimum batch")
+	require.Equal(t, 64, worker.PoolConfig{Concurrency: 64}.WithDefaults().BatchSize, "a batch per worker")
 	other := cfg.For("mail")
 	require.Equal(t, 2, other.Concurrency)
 	require.Equal(t, worker.DefaultLease, worker.Config(nil).For("x").Lease)
@@ -524,4 +525,35 @@ func TestProducerAndObserver(t *testing.T) {
 
 	require.ErrorIs(t, rt.Producer().Enqueue(context.Background(), &task.Task{}), queue.ErrInvalidTask)
 	require.ErrorIs(t, worker.NewProducer(be, nil, nil).Enqueue(context.Background(), &task.Task{Kind: "k"}), worker.ErrNotReady)
+}
+
+// TestBufferedDeliveryWithExpiredLeaseIsSkipped: a delivery whose lease
+// ended while it waited in the hand-over buffer is not run (another
+// consumer may have it); the backend delivers it again.
+func TestBufferedDeliveryWithExpiredLeaseIsSkipped(t *testing.T) {
+	t.Parallel()
+	var (
+		mu       sync.Mutex
+		attempts = map[string][]int{}
+	)
+	cfg := fast
+	cfg.Concurrency, cfg.BatchSize, cfg.Lease = 1, 1, 150*time.Millisecond
+	b := setup(t, cfg, task.Route{Kind: "k", Handler: task.HandlerFunc(func(_ context.Context, tk *task.Task) error {
+		mu.Lock()
+		attempts[string(tk.Payload)] = append(attempts[string(tk.Payload)], tk.Attempt)
+		mu.Unlock()
+		if string(tk.Payload) == "long" {
+			time.Sleep(600 * time.Millisecond) // its own lease is extended
+		}
+		return nil
+	})})
+	b.enqueue(t, &task.Task{Kind: "k", Payload: []byte("long")}, &task.Task{Kind: "k", Payload: []byte("next")})
+	p := b.pool(t, "default")
+	require.Eventually(t, func() bool { return p.Stats().Succeeded == 2 }, 10*time.Second, time.Millisecond)
+	st := p.Stats()
+	require.Equal(t, int64(1), st.Expired)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []int{1}, attempts["long"])
+	require.Equal(t, []int{2}, attempts["next"], "run once, on its second delivery")
 }
