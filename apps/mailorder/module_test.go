@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
@@ -278,4 +279,41 @@ func TestNoMailboxFailsTheGraph(t *testing.T) {
 	app := fx.New(platform.Module(cfg, platform.Info{}), mailorder.Module, fx.NopLogger)
 	require.Error(t, app.Err())
 	require.Contains(t, app.Err().Error(), "host: required")
+}
+
+// The same way through the PostgreSQL store (enabled by
+// PLBA_TEST_POSTGRES_URL; the test's schema is dropped afterwards).
+func TestEndToEndOnPostgres(t *testing.T) {
+	t.Parallel()
+	url := os.Getenv("PLBA_TEST_POSTGRES_URL")
+	if url == "" {
+		t.Skip("PLBA_TEST_POSTGRES_URL not set")
+	}
+	schema := fmt.Sprintf("mailorder_e2e_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, url)
+		require.NoError(t, err)
+		defer c.Close(ctx)
+		_, err = c.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
+		require.NoError(t, err)
+	})
+	srv := imaptest.NewServer(t, memserver.Options{})
+	const n = 40
+	for i := 0; i < n; i++ {
+		_, err := srv.Append("INBOX", sample.Mail(i))
+		require.NoError(t, err)
+	}
+	want := sample.Count(n)
+	h := start(t, load(t, mailboxYAML(t, srv), "mailorder.store.driver=postgres",
+		"mailorder.store.postgres.url="+url, "mailorder.store.postgres.schema="+schema))
+	waitCompleted(t, h.app, n, 60*time.Second)
+	count, err := h.app.Store().Count(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, want.Orders, count)
+	require.Len(t, folder(t, srv, "Failed"), want.Invalid)
+	st := getStatus(t, h)
+	require.Equal(t, "postgres", st.Store)
+	require.Len(t, st.FailedMails, want.Invalid)
 }
