@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -591,4 +592,31 @@ func TestRuntimeStopFlushesAfterDrain(t *testing.T) {
 	require.Len(t, cons, 1, "the drained delivery's span was flushed")
 	require.Equal(t, "succeeded", attrs(cons[0])[telemetry.AttrTaskOutcome].AsString())
 	require.Equal(t, len(exp.spans), exp.atShutdown, "exported before the exporter shut down")
+}
+
+// TestRuntimeBaggageReachesHandler: W3C baggage set where a task is
+// enqueued travels in its headers to the handler's context.
+func TestRuntimeBaggageReachesHandler(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	h := startHost(t, newBackend(t), hostOpts{routes: []task.Route{{
+		Kind: "invoice.create",
+		Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+			got <- baggage.FromContext(ctx).Member("tenant").Value()
+			return nil
+		}),
+	}}})
+	m, err := baggage.NewMember("tenant", "acme")
+	require.NoError(t, err)
+	bg, err := baggage.New(m)
+	require.NoError(t, err)
+	tk := &task.Task{Kind: "invoice.create"}
+	require.NoError(t, h.enq.Enqueue(baggage.ContextWithBaggage(context.Background(), bg), tk))
+	require.Equal(t, "tenant=acme", tk.Headers["baggage"])
+	select {
+	case v := <-got:
+		require.Equal(t, "acme", v)
+	case <-time.After(15 * time.Second):
+		t.Fatal("handler not called")
+	}
 }
