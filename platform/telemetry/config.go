@@ -87,8 +87,10 @@ type OTLPConfig struct {
 	// Protocol is http (default, port 4318) or grpc (port 4317).
 	Protocol string `koanf:"protocol"`
 	// Endpoint is host:port, or a URL (http://collector:4318) whose scheme
-	// also decides TLS. Empty means the exporter's default (localhost, or
-	// the OTEL_EXPORTER_OTLP_ENDPOINT environment variable).
+	// also decides TLS. Over http, a URL without a path gets the signal's
+	// standard one (/v1/traces, /v1/metrics); a URL with a path is used as
+	// it is. Empty means the exporter's default (localhost, or the
+	// OTEL_EXPORTER_OTLP_ENDPOINT environment variable).
 	Endpoint string `koanf:"endpoint"`
 	// Headers are sent with every export (for example an API key).
 	Headers map[string]string `koanf:"headers" secret:"true"`

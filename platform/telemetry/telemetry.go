@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -423,7 +424,7 @@ func newSpanExporter(ctx context.Context, tc TracesConfig) (sdktrace.SpanExporte
 		}
 		opts := []otlptracehttp.Option{otlptracehttp.WithTimeout(o.Timeout)}
 		if isURL(o.Endpoint) {
-			opts = append(opts, otlptracehttp.WithEndpointURL(o.Endpoint))
+			opts = append(opts, otlptracehttp.WithEndpointURL(signalURL(o.Endpoint, "/v1/traces")))
 		} else if o.Endpoint != "" {
 			opts = append(opts, otlptracehttp.WithEndpoint(o.Endpoint))
 		}
@@ -465,7 +466,7 @@ func newMetricExporter(ctx context.Context, o OTLPConfig) (sdkmetric.Exporter, e
 	}
 	opts := []otlpmetrichttp.Option{otlpmetrichttp.WithTimeout(o.Timeout)}
 	if isURL(o.Endpoint) {
-		opts = append(opts, otlpmetrichttp.WithEndpointURL(o.Endpoint))
+		opts = append(opts, otlpmetrichttp.WithEndpointURL(signalURL(o.Endpoint, "/v1/metrics")))
 	} else if o.Endpoint != "" {
 		opts = append(opts, otlpmetrichttp.WithEndpoint(o.Endpoint))
 	}
@@ -483,3 +484,16 @@ func newMetricExporter(ctx context.Context, o OTLPConfig) (sdkmetric.Exporter, e
 }
 
 func isURL(s string) bool { return strings.Contains(s, "://") }
+
+// signalURL appends the signal's standard path (/v1/traces, /v1/metrics)
+// to an OTLP/HTTP endpoint URL that names no path of its own, as the
+// OTLP exporter configuration does for its base endpoint: a URL with a
+// path is used as it is.
+func signalURL(endpoint, path string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Path != "" && u.Path != "/") {
+		return endpoint
+	}
+	u.Path = path
+	return u.String()
+}

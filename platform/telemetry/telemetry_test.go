@@ -706,3 +706,76 @@ func TestResourceAttributes(t *testing.T) {
 	require.Equal(t, "host-a-1", res["service.instance.id"])
 	require.Equal(t, "test", res["deployment.environment.name"])
 }
+
+// TestOTLPHTTPExport sends spans and metrics to an OTLP/HTTP endpoint on
+// loopback and checks the paths, the configured headers and plain HTTP
+// (insecure for host:port, scheme for a URL).
+func TestOTLPHTTPExport(t *testing.T) {
+	t.Parallel()
+	type hit struct{ path, key, ctype string }
+	hits := make(chan hit, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		hits <- hit{path: r.URL.Path, key: r.Header.Get("Api-Key"), ctype: r.Header.Get("Content-Type")}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	hostport := strings.TrimPrefix(srv.URL, "http://")
+
+	cfg := telemetry.Config{}
+	cfg.Traces.Exporter = telemetry.ExporterOTLP
+	cfg.Traces.Sampler = telemetry.SamplerAlways
+	cfg.Traces.OTLP = telemetry.OTLPConfig{Protocol: telemetry.ProtocolHTTP, Endpoint: hostport, Insecure: true,
+		Headers: map[string]string{"api-key": "s3cret"}}
+	cfg.Metrics.Runtime = telemetry.Bool(false)
+	cfg.Metrics.Prometheus = telemetry.Bool(false)
+	cfg.Metrics.OTLP.Enabled = true
+	cfg.Metrics.OTLP.Interval = time.Hour
+	cfg.Metrics.OTLP.OTLPConfig = telemetry.OTLPConfig{Protocol: telemetry.ProtocolHTTP, Endpoint: srv.URL,
+		Headers: map[string]string{"api-key": "m3trics"}}
+	tel, err := telemetry.New(context.Background(), cfg)
+	require.NoError(t, err)
+
+	obs := tel.Observer()
+	tk := newTask("k", "q")
+	obs.Enqueued(obs.Enqueuing(context.Background(), []*task.Task{tk}), []*task.Task{tk}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, tel.ForceFlush(ctx))
+	require.NoError(t, tel.Shutdown(ctx))
+
+	got := map[string]hit{}
+	for len(hits) > 0 {
+		h := <-hits
+		got[h.path] = h
+	}
+	require.Contains(t, got, "/v1/traces")
+	require.Equal(t, "s3cret", got["/v1/traces"].key)
+	require.Equal(t, "application/x-protobuf", got["/v1/traces"].ctype)
+	require.Contains(t, got, "/v1/metrics")
+	require.Equal(t, "m3trics", got["/v1/metrics"].key)
+}
+
+func TestOTLPHTTPEndpointWithPathIsKept(t *testing.T) {
+	t.Parallel()
+	paths := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		paths <- r.URL.Path
+	}))
+	defer srv.Close()
+	cfg := telemetry.Config{}
+	cfg.Traces.Exporter = telemetry.ExporterOTLP
+	cfg.Traces.Sampler = telemetry.SamplerAlways
+	cfg.Traces.OTLP = telemetry.OTLPConfig{Endpoint: srv.URL + "/gateway/spans"}
+	cfg.Metrics.Enabled = telemetry.Bool(false)
+	tel, err := telemetry.New(context.Background(), cfg)
+	require.NoError(t, err)
+	_, s := tel.TracerProvider().Tracer("test").Start(context.Background(), "x")
+	s.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, tel.Shutdown(ctx))
+	require.Equal(t, "/gateway/spans", <-paths)
+}
