@@ -51,9 +51,7 @@ var Module = fx.Module("mailorder",
 		health.AsCheck(func(a *App) health.Check {
 			return health.Check{Name: "mailorder/store", Func: a.store.Ping, Gating: true}
 		}),
-		health.AsCheck(func(a *App) health.Check {
-			return health.Check{Name: "mailorder/mailbox", Func: a.src.Check, Gating: true, Interval: 5 * time.Second}
-		}),
+		health.AsCheck(imap.HealthCheck),
 		admin.AsRoute(statusRoute),
 	),
 	fx.Invoke(announce),

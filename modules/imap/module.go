@@ -2,10 +2,12 @@ package imap
 
 import (
 	"context"
+	"time"
 
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/source"
 )
 
@@ -35,10 +37,21 @@ func New(p Params) (*Source, error) {
 }
 
 // Module provides one mailbox source from the Config in the graph: the
-// concrete *Source (for status and the readiness check) and the same value
-// as a source.Source in the "task.sources" group. For several mailboxes,
-// provide NewSource results yourself with source.AsSource.
+// concrete *Source (for status), the same value as a source.Source in the
+// "task.sources" group, and its readiness-gating check (Source.Check,
+// named after the source) in the "health.checks" group. For several
+// mailboxes, provide NewSource results yourself with source.AsSource and
+// HealthCheck.
 var Module = fx.Module("imap",
 	fx.Provide(New),
-	fx.Provide(source.AsSource(func(s *Source) *Source { return s })),
+	fx.Provide(
+		source.AsSource(func(s *Source) *Source { return s }),
+		health.AsCheck(HealthCheck),
+	),
 )
+
+// HealthCheck is s's readiness-gating check: connected, and the last
+// successful search younger than StaleAfter.
+func HealthCheck(s *Source) health.Check {
+	return health.Check{Name: s.Name(), Func: s.Check, Gating: true, Interval: 5 * time.Second}
+}

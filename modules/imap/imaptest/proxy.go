@@ -21,6 +21,7 @@ type Proxy struct {
 	trigger []byte
 	after   int64
 	closed  bool
+	hide    [][2][]byte // server→client replacements (HideCapability)
 
 	accepted atomic.Int64
 	cuts     atomic.Int64
@@ -81,6 +82,18 @@ func (p *Proxy) CutOnce(trigger string, afterBytes int64) {
 	p.mu.Lock()
 	p.trigger, p.after = []byte(trigger), afterBytes
 	p.mu.Unlock()
+}
+
+// HideCapability makes the server look as if it lacked capability name
+// (for example "IDLE"): " NAME" in what the server sends is replaced by a
+// capability nobody knows, of the same length (so literal sizes stay
+// right). It is meant for small test conversations: a token split across
+// two reads is not replaced, and neither is one inside a message body.
+func (p *Proxy) HideCapability(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	hidden := append([]byte(" X"), bytes.Repeat([]byte("-"), len(name)-1)...)
+	p.hide = append(p.hide, [2][]byte{[]byte(" " + name), hidden})
 }
 
 // DropAll cuts every open connection now.
@@ -177,6 +190,11 @@ func (p *Proxy) downstream(c *pconn) {
 		n, err := c.server.Read(buf)
 		if n > 0 {
 			chunk := buf[:n]
+			p.mu.Lock()
+			for _, h := range p.hide {
+				chunk = bytes.ReplaceAll(chunk, h[0], h[1])
+			}
+			p.mu.Unlock()
 			cut := false
 			if b := c.budget.Load(); b >= 0 {
 				if int64(len(chunk)) >= b {

@@ -1,0 +1,176 @@
+package imap_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/modules/imap/imaptest"
+	"github.com/plba/plba/modules/imap/memserver"
+	"github.com/plba/plba/platform/health"
+	"github.com/plba/plba/platform/source"
+	"github.com/plba/plba/platform/task"
+)
+
+func TestConfigDefaultsAndValidation(t *testing.T) {
+	t.Parallel()
+	base := imap.Config{Host: "imap.example.com", Username: "u", Password: "p", Kind: "mail"}
+	c := base.WithDefaults()
+	require.NoError(t, c.Validate())
+	require.Equal(t, imap.TLSImplicit, c.TLS)
+	require.Equal(t, 993, c.Port)
+	require.Equal(t, "INBOX", c.Mailbox)
+	require.Equal(t, "imap/INBOX", c.Name)
+	require.Equal(t, imap.ModeIdle, c.Mode)
+	require.Less(t, c.IdleRenew, imap.MaxIdleRenew)
+	require.True(t, *c.OnSuccess.Seen)
+	require.Equal(t, "Processed", *c.OnSuccess.MoveTo)
+	require.Equal(t, "Failed", *c.OnFailure.MoveTo)
+
+	starttls := base
+	starttls.TLS = imap.TLSStartTLS
+	require.Equal(t, 143, starttls.WithDefaults().Port)
+
+	for _, tt := range []struct {
+		name  string
+		tweak func(*imap.Config)
+		key   string
+	}{
+		{"clear text to a remote host", func(c *imap.Config) { c.TLS = imap.TLSNone }, "tls"},
+		{"unknown tls mode", func(c *imap.Config) { c.TLS = "ssl" }, "tls"},
+		{"no host", func(c *imap.Config) { c.Host = "" }, "host"},
+		{"no password", func(c *imap.Config) { c.Password = "" }, "password"},
+		{"no kind", func(c *imap.Config) { c.Kind = "" }, "kind"},
+		{"idle renew at the RFC limit", func(c *imap.Config) { c.IdleRenew = 29 * time.Minute }, "idle_renew"},
+		{"unknown mode", func(c *imap.Config) { c.Mode = "push" }, "mode"},
+		{"nothing marks processed mail", func(c *imap.Config) { c.OnSuccess.Seen = imap.Ptr(false); c.OnSuccess.MoveTo = imap.Ptr("") }, "on_success"},
+		{"moving into the watched mailbox", func(c *imap.Config) { c.OnFailure.MoveTo = imap.Ptr("inbox") }, "on_failure.move_to"},
+		{"port out of range", func(c *imap.Config) { c.Port = 70000 }, "port"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := base
+			tt.tweak(&c)
+			err := c.WithDefaults().Validate()
+			require.ErrorIs(t, err, imap.ErrInvalidConfig)
+			require.Contains(t, err.Error(), tt.key+":")
+			require.NotContains(t, err.Error(), "p\"", "no password in errors")
+		})
+	}
+
+	// Clear text is fine on loopback, and elsewhere only when allowed.
+	for _, host := range []string{"127.0.0.1", "::1", "localhost"} {
+		c := base
+		c.Host, c.TLS = host, imap.TLSNone
+		require.NoError(t, c.WithDefaults().Validate(), host)
+	}
+	c = base
+	c.TLS, c.AllowInsecure = imap.TLSNone, true
+	require.NoError(t, c.WithDefaults().Validate())
+}
+
+// selfSigned returns a server TLS config for 127.0.0.1 with a fresh
+// self-signed certificate.
+func selfSigned(t *testing.T) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "imap test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+}
+
+func TestImplicitTLS(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{TLSConfig: selfSigned(t)})
+	appendN(t, srv, 1, 2)
+
+	// A certificate that does not verify stops Run: retrying cannot fix it.
+	cfg := testConfig(srv.Host(), srv.Port())
+	cfg.TLS = imap.TLSImplicit
+	strict := newSource(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := strict.Run(ctx, &fakeEmitter{})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "certificate")
+
+	cfg.InsecureSkipVerify = true
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 2)
+	complete(t, src, em.all()[0], task.Succeeded)
+	require.Len(t, messages(t, srv, "Processed"), 1)
+}
+
+func TestIdleFallsBackToPollingWithoutIdle(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{Caps: goimap.CapSet{goimap.CapIMAP4rev1: {}}})
+	proxy := imaptest.NewProxy(t, srv.Addr())
+	proxy.HideCapability("IDLE")
+	cfg := testConfig(proxy.Host(), proxy.Port())
+	cfg.Mode, cfg.PollInterval = imap.ModeIdle, 50*time.Millisecond
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	appendN(t, srv, 1, 2)
+	waitEmitted(t, em, 2)
+	require.Equal(t, imap.ModePoll, src.Status().Mode)
+}
+
+func TestCheckFailsWhenTheLastSearchIsStale(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, func(c *imap.Config) { c.PollInterval = 100 * time.Millisecond })
+	require.ErrorIs(t, b.src.Check(context.Background()), imap.ErrNotReady, "not connected yet")
+	b.run(t)
+	require.Eventually(t, func() bool { return b.src.Check(context.Background()) == nil }, 5*time.Second, 5*time.Millisecond)
+	b.stop()
+	require.ErrorIs(t, b.src.Check(context.Background()), imap.ErrNotReady, "stopped: not connected")
+}
+
+func TestModuleProvidesSourceAndCheck(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	type in struct {
+		fx.In
+		Src     *imap.Source
+		Sources []source.Source `group:"task.sources"`
+		Checks  []health.Check  `group:"health.checks"`
+	}
+	var got in
+	app := fxtest.New(t, imap.Module, fx.Supply(testConfig(srv.Host(), srv.Port())),
+		fx.Invoke(func(p in) { got = p }))
+	app.RequireStart()
+	require.Len(t, got.Sources, 1)
+	require.Same(t, got.Src, got.Sources[0])
+	require.Len(t, got.Checks, 1)
+	require.True(t, got.Checks[0].Gating)
+	require.Equal(t, "imap/INBOX", got.Checks[0].Name)
+	require.Eventually(t, func() bool { return got.Checks[0].Func(context.Background()) != nil }, time.Second, time.Millisecond,
+		"not ready: the source is not running without the runtime")
+	app.RequireStop()
+	tk := &task.Task{Key: "k", Headers: map[string]string{imap.HeaderMessageID: "x"}}
+	require.ErrorIs(t, got.Src.Complete(context.Background(), tk, task.Succeeded, ""), imap.ErrClosed,
+		"the module closes the completion connection on stop")
+}
