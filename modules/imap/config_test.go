@@ -124,6 +124,20 @@ func TestImplicitTLS(t *testing.T) {
 	require.Len(t, messages(t, srv, "Processed"), 1)
 }
 
+func TestStartTLS(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{TLSConfig: selfSigned(t), StartTLS: true})
+	appendN(t, srv, 1, 2)
+	cfg := testConfig(srv.Host(), srv.Port())
+	cfg.TLS, cfg.InsecureSkipVerify = imap.TLSStartTLS, true
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 2)
+	complete(t, src, em.all()[1], task.DeadLettered)
+	require.Len(t, messages(t, srv, "Failed"), 1)
+}
+
 func TestIdleFallsBackToPollingWithoutIdle(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{Caps: goimap.CapSet{goimap.CapIMAP4rev1: {}}})

@@ -40,8 +40,11 @@ type Options struct {
 	// Use imap.CapSet{imap.CapIMAP4rev1: {}} for a plain IMAP4rev1 server
 	// without MOVE.
 	Caps imap.CapSet
-	// TLSConfig, when set, makes the listener use implicit TLS.
+	// TLSConfig, when set, makes the listener use implicit TLS (or, with
+	// StartTLS, offers STARTTLS on a plain listener).
 	TLSConfig *tls.Config
+	// StartTLS offers TLSConfig through STARTTLS instead of implicit TLS.
+	StartTLS bool
 	// AllowInsecure permits a non-loopback listen address without TLS.
 	AllowInsecure bool
 	// Logger receives the server's error messages. Nil discards them.
@@ -115,21 +118,25 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("memserver: create mailbox %q: %w", name, err)
 		}
 	}
-	s.srv = imapserver.New(&imapserver.Options{
+	so := &imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return &session{user: s.user}, nil, nil
 		},
 		Caps:         opts.Caps,
 		Logger:       printfLogger{logger.Sugar()},
 		InsecureAuth: true,
-	})
+	}
+	if opts.StartTLS {
+		so.TLSConfig = opts.TLSConfig
+	}
+	s.srv = imapserver.New(so)
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", opts.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("memserver: listen %q: %w", opts.Listen, err)
 	}
-	if opts.TLSConfig != nil {
+	if opts.TLSConfig != nil && !opts.StartTLS {
 		ln = tls.NewListener(ln, opts.TLSConfig)
 	}
 	s.ln = &trackingListener{Listener: ln, s: s}
@@ -271,7 +278,7 @@ func (s *Server) client(ctx context.Context) (*imapclient.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("memserver: dial: %w", err)
 	}
-	if s.opts.TLSConfig != nil {
+	if s.opts.TLSConfig != nil && !s.opts.StartTLS {
 		tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // our own loopback server
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
