@@ -567,14 +567,15 @@ func TestRuntimeStopFlushesAfterDrain(t *testing.T) {
 	var enq task.Enqueuer
 	app := fxtest.New(t,
 		fx.NopLogger,
-		fx.Supply(cfg, fastPools, lifecycle.NewRegistry(nil, nil)),
+		// A drain timeout far beyond the handler's run, however busy the machine.
+		fx.Supply(cfg, worker.Config{task.DefaultQueue: worker.PoolConfig{DrainTimeout: 10 * time.Second}}, lifecycle.NewRegistry(nil, nil)),
 		fx.Provide(func() queue.Backend { return be }),
 		telemetry.WithOptions(telemetry.WithSpanExporter(exp)),
 		telemetry.Module,
 		worker.Module,
 		task.SupplyRoute(task.Route{Kind: "report.build", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
 			close(started)
-			time.Sleep(200 * time.Millisecond) // finishes within the drain timeout
+			time.Sleep(200 * time.Millisecond) // still running when the host stops
 			return nil
 		})}),
 		fx.Populate(&enq),
