@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
 
 	"github.com/plba/plba/platform/lifecycle"
@@ -46,18 +48,25 @@ type bundle struct {
 	rt  *worker.Runtime
 }
 
+// setup starts an fx app with worker.Module on a memory backend, cfg as
+// the "default" pool's settings and routes; the app stops when the test
+// ends.
 func setup(t *testing.T, cfg worker.PoolConfig, routes ...task.Route) *bundle {
 	t.Helper()
 	b := &bundle{be: newMemory(t), reg: lifecycle.NewRegistry(nil, nil)}
-	rt, err := worker.New(worker.Params{Routes: routes, Backend: b.be, Config: worker.Config{"default": cfg}, Registry: b.reg})
-	require.NoError(t, err)
-	b.rt = rt
-	require.NoError(t, rt.Start(context.Background()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		require.NoError(t, rt.Stop(ctx))
-	})
+	opts := []fx.Option{
+		fx.NopLogger,
+		fx.Supply(b.reg, worker.Config{"default": cfg}),
+		fx.Provide(func() queue.Backend { return b.be }),
+		worker.Module,
+		fx.Populate(&b.rt),
+	}
+	for _, r := range routes {
+		opts = append(opts, task.SupplyRoute(r))
+	}
+	app := fxtest.New(t, opts...)
+	app.RequireStart()
+	t.Cleanup(app.RequireStop)
 	return b
 }
 
