@@ -185,9 +185,10 @@ func (p *Pool) settleFailed(op string, t *task.Task, err error) {
 }
 
 // housekeep extends the leases of long-running handlers at about
-// half-life and runs the stall check.
+// half-life and runs the stall check. It runs until the workers are done,
+// so handlers finishing during the drain keep their leases.
 func (p *Pool) housekeep() {
-	defer p.bg.Done()
+	defer p.hk.Done()
 	extendEvery := min(max(p.cfg.Lease/4, time.Millisecond), 5*time.Second)
 	checkEvery := min(max(p.cfg.StallAfter/2, 10*time.Millisecond), 30*time.Second)
 	ext := time.NewTicker(extendEvery)
@@ -196,7 +197,7 @@ func (p *Pool) housekeep() {
 	defer chk.Stop()
 	for {
 		select {
-		case <-p.stopCh:
+		case <-p.hkStop:
 			return
 		case now := <-ext.C:
 			p.extendLeases(now)
@@ -315,7 +316,11 @@ func (p *Pool) Stop(ctx context.Context) error {
 	p.comp.Set(lifecycle.Draining, nil)
 	defer close(p.done)
 
-	p.bg.Wait() // fetcher (returns leased-but-undispatched work) and housekeeper
+	p.bg.Wait() // the fetcher returns leased-but-undispatched work
+	defer func() {
+		close(p.hkStop)
+		p.hk.Wait()
+	}()
 
 	workersDone := make(chan struct{})
 	go func() {

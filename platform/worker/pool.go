@@ -146,7 +146,9 @@ type Pool struct {
 	stopCh      chan struct{}
 	done        chan struct{}
 	wg          sync.WaitGroup // workers
-	bg          sync.WaitGroup // fetcher and housekeeper
+	bg          sync.WaitGroup // fetcher
+	hk          sync.WaitGroup // housekeeper
+	hkStop      chan struct{}  // closed once the workers are done
 }
 
 type poolState int
@@ -229,6 +231,7 @@ func NewPool(p PoolParams) (*Pool, error) {
 		wake:    make(chan struct{}, 1),
 		work:    make(chan *queue.Delivery, cfg.Concurrency+cfg.BatchSize),
 		stopCh:  make(chan struct{}),
+		hkStop:  make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	pl.release, _ = p.Backend.(Releaser)
@@ -301,8 +304,9 @@ func (p *Pool) Start(ctx context.Context) error {
 	for i := int64(0); i < p.target.Load(); i++ {
 		p.spawnLocked(&slot{})
 	}
-	p.bg.Add(2)
+	p.bg.Add(1)
 	go p.fetch()
+	p.hk.Add(1)
 	go p.housekeep()
 	p.comp.Set(lifecycle.Running, nil)
 	return nil

@@ -566,3 +566,32 @@ func TestBufferedDeliveryWithExpiredLeaseIsSkipped(t *testing.T) {
 	require.Equal(t, []int{1}, attempts["long"])
 	require.Equal(t, []int{2}, attempts["next"], "run once, on its second delivery")
 }
+
+// TestDrainKeepsLeasesAlive: a handler that finishes during the drain
+// still holds its lease (the pool keeps extending it), so its ack counts
+// and the task is not delivered again.
+func TestDrainKeepsLeasesAlive(t *testing.T) {
+	t.Parallel()
+	be := newMemory(t)
+	started := make(chan struct{})
+	cfg := fast
+	cfg.Lease, cfg.DrainTimeout = 150*time.Millisecond, 2*time.Second
+	rt, err := worker.New(worker.Params{Backend: be, Config: worker.Config{"default": cfg},
+		Routes: []task.Route{{Kind: "k", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+			close(started)
+			time.Sleep(700 * time.Millisecond) // ignores its context: finishes within the drain
+			return nil
+		})}}})
+	require.NoError(t, err)
+	require.NoError(t, rt.Start(context.Background()))
+	require.NoError(t, rt.Producer().Enqueue(context.Background(), &task.Task{Kind: "k"}))
+	<-started
+	require.NoError(t, rt.Stop(context.Background()))
+	p, _ := rt.Pool("default")
+	st := p.Stats()
+	require.Equal(t, int64(1), st.Succeeded)
+	require.Empty(t, st.LastError, "the ack found its lease")
+	qs, err := be.Stats(context.Background(), "default")
+	require.NoError(t, err)
+	require.Equal(t, queue.Stats{Queue: "default"}, qs, "nothing left to deliver again")
+}
