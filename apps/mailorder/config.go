@@ -1,8 +1,8 @@
 package mailorder
 
 import (
+	"errors"
 	"net"
-	"time"
 
 	"github.com/plba/plba/apps/mailorder/domain"
 	"github.com/plba/plba/apps/mailorder/store/postgres"
@@ -79,19 +79,25 @@ type DemoConfig struct {
 	Password string `koanf:"password" secret:"true"`
 }
 
-// DefaultConfig returns the defaults documented on Config.
+// DefaultConfig returns the defaults documented on Config, with every
+// default of the parts filled in (so "host config show" shows them).
+// Two mailbox keys stay empty on purpose: port (993 with tls "tls", else
+// 143) and name ("imap/<mailbox>"), which follow other keys.
 func DefaultConfig() Config {
+	mb := imap.Config{}.WithDefaults()
+	mb.Port, mb.Name = 0, ""
+	limits := domain.Config{}.WithDefaults()
+	limits.Now = nil
 	return Config{
-		Queue: "mailorder",
-		Mailbox: MailboxConfig{
-			Mailbox: imap.DefaultMailbox,
-			Mode:    imap.ModeIdle,
-		},
+		Queue:   "mailorder",
+		Mailbox: MailboxConfig(mb),
 		Store: StoreConfig{
-			Driver: DriverSQLite,
-			SQLite: SQLiteConfig{Path: "./data/mailorder.db"},
+			Driver:   DriverSQLite,
+			SQLite:   SQLiteConfig(sqlite.Config{Path: "./data/mailorder.db"}.WithDefaults()),
+			Postgres: PostgresConfig(postgres.Config{}.WithDefaults()),
 		},
-		Demo: DemoConfig{Listen: "127.0.0.1:0", Mails: 50, Username: "demo", Password: "demo"},
+		Limits: limits,
+		Demo:   DemoConfig{Listen: "127.0.0.1:0", Mails: 50, Username: "demo", Password: "demo"},
 	}
 }
 
@@ -125,8 +131,23 @@ func (c Config) Validate() error {
 			ps.Add("demo", "username and password must not be empty")
 		}
 	}
+	if c.Mailbox.Kind != "" || c.Mailbox.Queue != "" {
+		ps.Add("mailbox", "kind and queue are set by the application (use mailorder.queue)")
+	}
 	if err := c.source(demoAddr{host: "127.0.0.1", port: 143}).Validate(); err != nil {
-		ps.Add("mailbox", "%v", err)
+		var joined interface{ Unwrap() []error }
+		errs := []error{err}
+		if errors.As(err, &joined) {
+			errs = joined.Unwrap()
+		}
+		for _, e := range errs {
+			var ce *imap.ConfigError
+			if errors.As(e, &ce) {
+				ps.Add("mailbox."+ce.Key, "%s", ce.Msg)
+			} else {
+				ps.Add("mailbox", "%v", e)
+			}
+		}
 	}
 	return ps.Err()
 }
@@ -146,18 +167,6 @@ func (c Config) source(demo demoAddr) imap.Config {
 	if c.Demo.Enabled {
 		ic.Host, ic.Port, ic.TLS = demo.host, demo.port, imap.TLSNone
 		ic.Username, ic.Password = c.Demo.Username, c.Demo.Password
-		if ic.PollInterval == 0 {
-			ic.PollInterval = 2 * time.Second
-		}
-		if ic.Reconcile == 0 {
-			ic.Reconcile = 10 * time.Second
-		}
-		if ic.Reconnect.Initial == 0 {
-			ic.Reconnect.Initial = 100 * time.Millisecond
-		}
-		if ic.Reconnect.Max == 0 {
-			ic.Reconnect.Max = 2 * time.Second
-		}
 	}
 	return ic.WithDefaults()
 }

@@ -56,8 +56,21 @@ const (
 	MaxIdleRenew = 29 * time.Minute
 )
 
-// ErrInvalidConfig is wrapped by every error Validate returns.
+// ErrInvalidConfig is matched (errors.Is) by every error Validate returns.
 var ErrInvalidConfig = errors.New("imap: invalid config")
+
+// ConfigError is one problem Validate found: the key (its path under the
+// source's configuration section) and what is wrong.
+type ConfigError struct {
+	Key string
+	Msg string
+}
+
+// Error returns "imap: invalid config: <key>: <msg>".
+func (e *ConfigError) Error() string { return ErrInvalidConfig.Error() + ": " + e.Key + ": " + e.Msg }
+
+// Is makes every ConfigError match ErrInvalidConfig.
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
 
 // Config is the "imap" configuration section of one mailbox source. The
 // zero value plus Host, Username, Password, Queue and Kind is a working
@@ -215,12 +228,12 @@ func (c Config) WithDefaults() Config {
 }
 
 // Validate checks a configuration that WithDefaults has filled. Every
-// problem is reported, each with its key path under the "imap" section,
-// joined into one error wrapping ErrInvalidConfig.
+// problem is reported as a *ConfigError (its key path under the source's
+// section), joined into one error; each matches ErrInvalidConfig.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalidConfig, key, fmt.Sprintf(format, args...)))
+		errs = append(errs, &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 	if c.Host == "" {
 		bad("host", "required")
