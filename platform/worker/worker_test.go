@@ -42,6 +42,14 @@ func newMemory(t *testing.T) *memory.Backend {
 	return be
 }
 
+// slowLease and slowHandler are for the lease-extension cases: the pool
+// extends a lease at half-life, checking every quarter lease, so the
+// margin against scheduling delays on a busy machine is a quarter lease.
+const (
+	slowLease   = time.Second
+	slowHandler = 5 * slowLease / 2
+)
+
 type bundle struct {
 	be  *memory.Backend
 	reg *lifecycle.Registry
@@ -394,16 +402,16 @@ func TestLongHandlerKeepsItsLease(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int64
 	cfg := fast
-	cfg.Lease = 150 * time.Millisecond
+	cfg.Lease = slowLease
 	b := setup(t, cfg, task.Route{Kind: "long", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
 		calls.Add(1)
-		time.Sleep(700 * time.Millisecond)
+		time.Sleep(slowHandler)
 		return nil
 	})})
 	b.enqueue(t, &task.Task{Kind: "long"})
 	p := b.pool(t, "default")
 	require.Eventually(t, func() bool { return p.Stats().Processed == 1 }, 5*time.Second, time.Millisecond)
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(slowLease / 2)
 	require.Equal(t, int64(1), calls.Load(), "the lease was extended: no redelivery")
 	require.Empty(t, p.Stats().LastError, "the ack found its lease")
 }
@@ -546,13 +554,13 @@ func TestBufferedDeliveryWithExpiredLeaseIsSkipped(t *testing.T) {
 		attempts = map[string][]int{}
 	)
 	cfg := fast
-	cfg.Concurrency, cfg.BatchSize, cfg.Lease = 1, 1, 150*time.Millisecond
+	cfg.Concurrency, cfg.BatchSize, cfg.Lease = 1, 1, slowLease
 	b := setup(t, cfg, task.Route{Kind: "k", Handler: task.HandlerFunc(func(_ context.Context, tk *task.Task) error {
 		mu.Lock()
 		attempts[string(tk.Payload)] = append(attempts[string(tk.Payload)], tk.Attempt)
 		mu.Unlock()
 		if string(tk.Payload) == "long" {
-			time.Sleep(600 * time.Millisecond) // its own lease is extended
+			time.Sleep(slowHandler) // its own lease is extended
 		}
 		return nil
 	})})
@@ -575,11 +583,11 @@ func TestDrainKeepsLeasesAlive(t *testing.T) {
 	be := newMemory(t)
 	started := make(chan struct{})
 	cfg := fast
-	cfg.Lease, cfg.DrainTimeout = 150*time.Millisecond, 2*time.Second
+	cfg.Lease, cfg.DrainTimeout = slowLease, 4*slowHandler
 	rt, err := worker.New(worker.Params{Backend: be, Config: worker.Config{"default": cfg},
 		Routes: []task.Route{{Kind: "k", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
 			close(started)
-			time.Sleep(700 * time.Millisecond) // ignores its context: finishes within the drain
+			time.Sleep(slowHandler) // ignores its context: finishes within the drain
 			return nil
 		})}}})
 	require.NoError(t, err)
