@@ -179,6 +179,18 @@ mailorder:
 	p2 := runHost(t, cfg)
 	require.Eventually(t, func() bool { return settled() == n }, 120*time.Second, 20*time.Millisecond,
 		"the restarted host settles every mail: %s", p2.out.String())
+
+	// The restarted host idles on the mailbox: a new mail is settled
+	// within 2 seconds.
+	time.Sleep(200 * time.Millisecond)
+	began := time.Now()
+	_, err := srv.Append("INBOX", sample.Mail(n))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return settled() == n+1 }, 2*time.Second, 10*time.Millisecond,
+		"a mail appended while the host idles is settled within 2s")
+	t.Logf("append → settled by the host subprocess: %s", time.Since(began))
+	want = sample.Count(n + 1)
+
 	require.NoError(t, p2.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p2.wait(t, 30*time.Second), p2.out.String())
 
@@ -197,7 +209,7 @@ mailorder:
 	for _, o := range orders {
 		perMail[o.MessageID]++
 	}
-	for i := 0; i < n; i++ {
+	for i := 0; i <= n; i++ {
 		require.Equal(t, sample.VariantOf(i).Orders(), perMail[sample.MessageID(i)], "mail %d", i)
 	}
 	pending, err := s.PendingConfirmations(ctx, 10*n)
