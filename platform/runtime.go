@@ -38,7 +38,7 @@ var (
 	_ = config.Declare(JetStreamSection, jetstream.Config{})
 	_ = config.Declare(WorkersSection, worker.Config{})
 	_ = config.Declare(SourcesSection, source.Config{})
-	_ = config.Declare(TelemetrySection, telemetry.Config{}.WithDefaults())
+	_ = config.Declare(TelemetrySection, telemetry.DefaultConfig())
 )
 
 // QueueConfig is the "queue" section: which backend holds the tasks. The

@@ -116,8 +116,9 @@ func NewRegistry(opts Options, components *lifecycle.Registry, checks []Check) (
 	return r, nil
 }
 
-// Start runs every check once right away and then on its interval, each in
-// its own goroutine, until Stop.
+// Start runs every check once right away and then on its interval (a
+// failing one sooner, see retryInitial), each in its own goroutine, until
+// Stop.
 func (r *Registry) Start() {
 	r.startOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -150,28 +151,43 @@ func (r *Registry) RunAll(ctx context.Context) {
 // SetShuttingDown turns readiness off for good: the host is stopping.
 func (r *Registry) SetShuttingDown() { r.shutting.Store(true) }
 
+// Retry pace of a failing check: it is run again after retryInitial,
+// doubling up to its interval, so a dependency that comes up a moment after
+// start (a mailbox connecting) makes the host ready in milliseconds, not
+// one interval later.
+const retryInitial = 25 * time.Millisecond
+
 func (r *Registry) loop(ctx context.Context, c Check) {
 	defer r.wg.Done()
-	t := time.NewTicker(c.Interval)
+	t := time.NewTimer(0)
 	defer t.Stop()
+	retry := retryInitial
 	for {
-		r.runOnce(ctx, c)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		next := c.Interval
+		if !r.runOnce(ctx, c) {
+			next = min(retry, c.Interval)
+			retry *= 2
+		} else {
+			retry = retryInitial
+		}
+		t.Reset(next)
 	}
 }
 
-func (r *Registry) runOnce(ctx context.Context, c Check) {
+// runOnce runs c and records the result; it reports whether c passed.
+func (r *Registry) runOnce(ctx context.Context, c Check) bool {
 	cctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	start := time.Now()
 	err := runGuarded(cctx, c.Func)
 	took := time.Since(start)
 	cancel()
 	if ctx.Err() != nil {
-		return // stopping: keep the last real result
+		return false // stopping: keep the last real result
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -188,6 +204,7 @@ func (r *Registry) runOnce(ctx context.Context, c Check) {
 	} else {
 		res.LastError = ""
 	}
+	return healthy
 }
 
 // runGuarded calls f, returning when it does or when ctx ends (a check

@@ -172,3 +172,31 @@ func TestDuplicateCheck(t *testing.T) {
 	_, err := NewRegistry(Options{}, nil, []Check{{Name: "a", Func: ok}, {Name: "a", Func: ok}})
 	require.ErrorIs(t, err, ErrDuplicateCheck)
 }
+
+// A failing check is retried well before its interval, so a dependency
+// that comes up just after start makes the host ready at once; a passing
+// one runs on its interval.
+func TestFailingCheckRetriesSoon(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	up := time.Now().Add(150 * time.Millisecond)
+	r, err := NewRegistry(Options{}, nil, []Check{{
+		Name: "late", Gating: true, Interval: time.Hour,
+		Func: func(context.Context) error {
+			calls.Add(1)
+			if time.Now().Before(up) {
+				return errors.New("connecting")
+			}
+			return nil
+		},
+	}})
+	require.NoError(t, err)
+	r.Start()
+	defer r.Stop()
+	require.Eventually(t, func() bool { ok, _ := r.Ready(); return ok }, 5*time.Second, 5*time.Millisecond,
+		"ready long before the one-hour interval")
+	n := calls.Load()
+	require.GreaterOrEqual(t, n, int32(2))
+	time.Sleep(100 * time.Millisecond)
+	require.Equal(t, n, calls.Load(), "healthy: back to its interval")
+}
