@@ -22,6 +22,7 @@ type emitter struct {
 	completes bool
 	enq       task.Enqueuer
 	emitted   atomic.Int64
+	obs       Observer // nil: none
 }
 
 // Emit stamps the completion header (when due) and enqueues tasks.
@@ -37,5 +38,8 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 		return err
 	}
 	e.emitted.Add(int64(len(tasks)))
+	if e.obs != nil {
+		e.obs.Emitted(ctx, e.name, len(tasks))
+	}
 	return nil
 }

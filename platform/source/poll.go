@@ -54,7 +54,7 @@ func (p *Poller) Run(ctx context.Context, emit Emitter) error {
 		}
 	}()
 	for {
-		if err := p.fn(ctx, emit); err != nil {
+		if err := p.poll(ctx, emit); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -71,6 +71,15 @@ func (p *Poller) Run(ctx context.Context, emit Emitter) error {
 		case <-t.C:
 		}
 	}
+}
+
+// poll runs one poll under the supervisor's observer (a span whose
+// children are the tasks emitted, see StartPoll).
+func (p *Poller) poll(ctx context.Context, emit Emitter) error {
+	pctx, end := StartPoll(ctx, p.name)
+	err := p.fn(pctx, emit)
+	end(err)
+	return err
 }
 
 // next returns the wait before the next poll.

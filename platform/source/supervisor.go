@@ -48,6 +48,7 @@ type Supervisor struct {
 	cfg    Config
 	log    *zap.Logger
 	comps  *Completions
+	obs    Observer
 	runs   []*run
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -118,6 +119,15 @@ func NewSupervisor(cfg Config, enq task.Enqueuer, reg *lifecycle.Registry, log *
 		s.runs = append(s.runs, r)
 	}
 	return s, nil
+}
+
+// SetObserver makes o see every source's polls (through Poll and StartPoll)
+// and emits. Call it before Start.
+func (s *Supervisor) SetObserver(o Observer) {
+	s.obs = o
+	for _, r := range s.runs {
+		r.emit.obs = o
+	}
 }
 
 // Completions returns the registry of the supervised sources that
@@ -193,7 +203,7 @@ func (s *Supervisor) loop(ctx context.Context, r *run) {
 	log := s.log.With(zap.String("source", name))
 	var failures []time.Time
 	for {
-		err := runOnce(ctx, r)
+		err := runOnce(ctx, r, s.obs)
 		if ctx.Err() != nil {
 			r.comp.Set(lifecycle.Stopped, nil)
 			return
@@ -232,13 +242,13 @@ func (s *Supervisor) loop(ctx context.Context, r *run) {
 }
 
 // runOnce runs the source once, turning a panic into an error.
-func runOnce(ctx context.Context, r *run) (err error) {
+func runOnce(ctx context.Context, r *run, obs Observer) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("source %q: run: %w", r.src.Name(), &task.PanicError{Value: v, Stack: debug.Stack()})
 		}
 	}()
-	return r.src.Run(ctx, r.emit)
+	return r.src.Run(runContext(ctx, obs, r.src.Name()), r.emit)
 }
 
 func pruneBefore(ts []time.Time, cutoff time.Time) []time.Time {

@@ -17,8 +17,8 @@ import (
 //
 // It consumes the "task.routes" and "task.sources" groups, a queue.Backend,
 // a *lifecycle.Registry, and optionally a Config ("workers" section),
-// a source.Config ("sources" section), a *zap.Logger and a task.Observer
-// (task.NopObserver when absent).
+// a source.Config ("sources" section), a *zap.Logger, a task.Observer
+// (task.NopObserver when absent) and a source.Observer.
 //
 // # Start and stop order
 //
@@ -54,7 +54,9 @@ type FxParams struct {
 	Registry     *lifecycle.Registry
 	Logger       *zap.Logger   `optional:"true"`
 	Observer     task.Observer `optional:"true"`
-	Producer     *Producer
+	// SourceObserver sees source polls and emits (telemetry provides it).
+	SourceObserver source.Observer `optional:"true"`
+	Producer       *Producer
 }
 
 type producerParams struct {
@@ -73,7 +75,8 @@ func newFxRuntime(p FxParams) (*Runtime, error) {
 		Routes: p.Routes, Backend: p.Backend, Config: p.Config,
 		Sources: p.Sources, SourceConfig: p.SourceConfig,
 		Registry: p.Registry, Logger: p.Logger, Observer: p.Observer,
-		Producer: p.Producer,
+		SourceObserver: p.SourceObserver,
+		Producer:       p.Producer,
 	})
 	if err != nil {
 		return nil, err

@@ -38,6 +38,8 @@ type Params struct {
 	Logger *zap.Logger
 	// Observer sees enqueues and deliveries; nil means task.NopObserver.
 	Observer task.Observer
+	// SourceObserver sees the sources' polls and emits; nil means none.
+	SourceObserver source.Observer
 	// Producer, when set, is bound to the runtime's router instead of a
 	// new one (the fx module provides it separately so route constructors
 	// can depend on task.Enqueuer without a cycle).
@@ -89,6 +91,9 @@ func New(p Params) (*Runtime, error) {
 		prod.bind(router)
 	}
 	sup, err := source.NewSupervisor(p.SourceConfig, prod, p.Registry, p.Logger.Named("source"), p.Sources...)
+	if err == nil && p.SourceObserver != nil {
+		sup.SetObserver(p.SourceObserver)
+	}
 	if err != nil {
 		return nil, err
 	}
