@@ -102,6 +102,10 @@ func runHost(cfg *config.Config, stderr io.Writer) int {
 		return startError(stderr, err)
 	}
 
+	// Listen for SIGINT and SIGTERM (and a fatal component's shutdown)
+	// before starting: a signal that arrives while the host starts must
+	// stop it cleanly, not kill it with the default action.
+	wait := app.Wait()
 	startCtx, cancel := context.WithTimeout(context.Background(), lc.StartTimeout)
 	err = app.Start(startCtx)
 	cancel()
@@ -112,9 +116,9 @@ func runHost(cfg *config.Config, stderr io.Writer) int {
 		return startError(stderr, fmt.Errorf("start failed: %w", err))
 	}
 
-	// fx listens for SIGINT and SIGTERM once Wait is called; a component
-	// failing with the stop policy arrives here too, with exit status 1.
-	sd := <-app.Wait()
+	// A component failing with the stop policy arrives here too, with exit
+	// status 1.
+	sd := <-wait
 	force := make(chan os.Signal, 1)
 	signal.Notify(force, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(force)
