@@ -101,8 +101,7 @@ func newBackend(p backendParams) (backendResult, error) {
 		if _, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, b.Start, b.Close); err != nil {
 			return backendResult{}, err
 		}
-		check := health.Check{Name: name, Func: b.Check, Gating: true}
-		return backendResult{Backend: b, Checks: []health.Check{check}}, nil
+		return backendResult{Backend: b, Checks: []health.Check{b.HealthCheck()}}, nil
 	default:
 		b := memory.New(p.Queue.Memory)
 		if _, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, nil, b.Close); err != nil {

@@ -155,7 +155,7 @@ func (r *Registry) SetShuttingDown() { r.shutting.Store(true) }
 // doubling up to its interval, so a dependency that comes up a moment after
 // start (a mailbox connecting) makes the host ready in milliseconds, not
 // one interval later.
-const retryInitial = 25 * time.Millisecond
+const retryInitial = 5 * time.Millisecond
 
 func (r *Registry) loop(ctx context.Context, c Check) {
 	defer r.wg.Done()
