@@ -100,9 +100,11 @@ type Backend struct {
 	wmu       sync.Mutex     // orders puller starts against Close
 	wg        sync.WaitGroup // pullers and the buffer keeper
 
-	imu      sync.Mutex
-	inflight map[*receipt]struct{}
-	settled  chan struct{} // signalled (non-blocking) on every settlement
+	imu       sync.Mutex
+	inflight  map[*receipt]struct{}
+	lwg       sync.WaitGroup // the lease keeper
+	leaseStop chan struct{}  // closed when the lease keeper stops
+	settled   chan struct{}  // signalled (non-blocking) on every settlement
 
 	advSub  *nats.Subscription
 	advCh   chan *nats.Msg
@@ -128,14 +130,15 @@ func New(p Params) (*Backend, error) {
 		p.Logger = zap.NewNop()
 	}
 	return &Backend{
-		cfg:      cfg,
-		log:      p.Logger,
-		p:        p,
-		names:    names{prefix: cfg.StreamPrefix, consumer: cfg.Consumer},
-		closing:  make(chan struct{}),
-		queues:   make(map[string]*queueState),
-		inflight: make(map[*receipt]struct{}),
-		settled:  make(chan struct{}, 1),
+		cfg:       cfg,
+		log:       p.Logger,
+		p:         p,
+		names:     names{prefix: cfg.StreamPrefix, consumer: cfg.Consumer},
+		closing:   make(chan struct{}),
+		queues:    make(map[string]*queueState),
+		inflight:  make(map[*receipt]struct{}),
+		settled:   make(chan struct{}, 1),
+		leaseStop: make(chan struct{}),
 	}, nil
 }
 
@@ -218,6 +221,8 @@ func (b *Backend) start(ctx context.Context) error {
 	}
 	b.wg.Add(1)
 	go b.keepBuffers()
+	b.lwg.Add(1)
+	go b.keepLeases()
 	b.log.Info("jetstream backend started", zap.String("server", nc.ConnectedUrlRedacted()),
 		zap.String("mode", b.cfg.Mode), zap.String("stream_prefix", b.cfg.StreamPrefix))
 	return nil
@@ -434,6 +439,8 @@ func (b *Backend) Close(ctx context.Context) error {
 		}
 		b.stopConsumers()
 		waitErr := b.waitInflight(ctx)
+		close(b.leaseStop)
+		b.lwg.Wait()
 		b.closeErr = errors.Join(waitErr, b.teardown(ctx))
 	})
 	return b.closeErr

@@ -120,7 +120,7 @@ func BenchmarkJetStreamBareLoop(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0 := time.Now(), cpuTime()
 			futures := make([]njs.PubAckFuture, 0, 64)
 			hdr := nats.Header{"Plba-Task-Id": []string{"x"}}
 			for i := 0; i < b.N; i++ {
@@ -155,9 +155,10 @@ func BenchmarkJetStreamBareLoop(b *testing.B) {
 				b.Fatal(err)
 			}
 			<-done
-			elapsed := time.Since(start)
+			elapsed, cpu := time.Since(start), cpuTime()-cpu0
 			b.StopTimer()
 			cc.Stop()
+			b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/task")
 			b.ReportMetric(float64(b.N)/published.Seconds(), "pub/s")
 			b.ReportMetric(float64(b.N)/(elapsed-published).Seconds(), "drain/s")
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")

@@ -91,22 +91,58 @@ func checkTask(t *task.Task) error {
 
 // encodeTask builds the message for t (already prepared and checked).
 // msgID is the de-duplication id (the task key, or a derived one).
+//
+// Headers that repeat another are left out to keep every message (and
+// its decoding on every delivery) small: Plba-Task-Id when it equals the
+// Nats-Msg-Id, Plba-Task-Key when it equals the id. decodeTask fills them
+// back in.
 func encodeTask(t *task.Task, subject, msgID string) *nats.Msg {
-	h := make(nats.Header, len(t.Headers)+6)
-	for k, v := range t.Headers {
-		h[k] = []string{v}
+	n := len(t.Headers) + 2 // kind, enqueued at
+	withID := msgID != t.ID
+	withKey := t.Key != t.ID
+	if withID {
+		n++
 	}
-	h[HeaderID] = []string{t.ID}
-	h[HeaderKind] = []string{t.Kind}
-	h[HeaderKey] = []string{t.Key}
-	h[HeaderEnqueuedAt] = []string{t.EnqueuedAt.UTC().Format(time.RFC3339Nano)}
+	if withKey {
+		n++
+	}
 	if !t.NotBefore.IsZero() {
-		h[HeaderNotBefore] = []string{t.NotBefore.UTC().Format(time.RFC3339Nano)}
+		n++
 	}
 	if msgID != "" {
-		h[hdrMsgID] = []string{msgID}
+		n++
+	}
+	// One backing array for every value: a header is a one-element slice.
+	vals := make([]string, 0, n)
+	h := make(nats.Header, n+3) // room for the dead-letter or schedule headers
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	for k, v := range t.Headers {
+		set(k, v)
+	}
+	if withID {
+		set(HeaderID, t.ID)
+	}
+	set(HeaderKind, t.Kind)
+	if withKey {
+		set(HeaderKey, t.Key)
+	}
+	set(HeaderEnqueuedAt, formatTime(t.EnqueuedAt))
+	if !t.NotBefore.IsZero() {
+		set(HeaderNotBefore, formatTime(t.NotBefore))
+	}
+	if msgID != "" {
+		set(hdrMsgID, msgID)
 	}
 	return &nats.Msg{Subject: subject, Header: h, Data: t.Payload}
+}
+
+// formatTime renders t in UTC as RFC 3339 with nanoseconds.
+func formatTime(t time.Time) string {
+	var buf [40]byte
+	return string(t.UTC().AppendFormat(buf[:0], time.RFC3339Nano))
 }
 
 // errUndecodable marks a message that is not a task (published by someone
@@ -114,14 +150,11 @@ func encodeTask(t *task.Task, subject, msgID string) *nats.Msg {
 var errUndecodable = errors.New("jetstream: message is not a task")
 
 // decodeTask rebuilds a task from a stored message. data is kept, not
-// copied.
+// copied. A missing Plba-Task-Id is the Nats-Msg-Id, a missing
+// Plba-Task-Key the id (see encodeTask).
 func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, error) {
 	t := &task.Task{Queue: queueName, Payload: data}
-	n := len(h) - 4
-	if n < 0 {
-		n = 0
-	}
-	t.Headers = make(map[string]string, n)
+	var msgID string
 	for k, vs := range h {
 		if len(vs) == 0 {
 			continue
@@ -133,6 +166,8 @@ func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, error
 			t.Kind = vs[0]
 		case HeaderKey:
 			t.Key = vs[0]
+		case hdrMsgID:
+			msgID = vs[0]
 		case HeaderEnqueuedAt:
 			at, err := time.Parse(time.RFC3339Nano, vs[0])
 			if err != nil {
@@ -147,12 +182,18 @@ func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, error
 			t.NotBefore = at
 		default:
 			if !reserved(k) {
+				if t.Headers == nil {
+					t.Headers = make(map[string]string, len(h))
+				}
 				t.Headers[k] = vs[0]
 			}
 		}
 	}
+	if t.ID == "" {
+		t.ID = msgID
+	}
 	if t.ID == "" || t.Kind == "" {
-		return nil, fmt.Errorf("%w: missing %s or %s header", errUndecodable, HeaderID, HeaderKind)
+		return nil, fmt.Errorf("%w: missing %s (or %s) or %s header", errUndecodable, HeaderID, hdrMsgID, HeaderKind)
 	}
 	if t.Key == "" {
 		t.Key = t.ID
@@ -170,7 +211,7 @@ type deadInfo struct {
 func encodeDead(t *task.Task, subject, msgID string, d deadInfo) *nats.Msg {
 	m := encodeTask(t, subject, msgID)
 	m.Header[HeaderDeadReason] = []string{sanitizeValue(d.reason)}
-	m.Header[HeaderDeadAt] = []string{d.at.UTC().Format(time.RFC3339Nano)}
+	m.Header[HeaderDeadAt] = []string{formatTime(d.at)}
 	m.Header[HeaderDeadAttempts] = []string{strconv.Itoa(d.attempts)}
 	return m
 }

@@ -105,6 +105,9 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		var err error
 		if t.NotBefore.After(now) && b.schedules {
 			m := encodeTask(t, q.schedPrefix+encodeToken(t.ID), t.Key)
+			// The message the schedule produces need not keep the
+			// Nats-Msg-Id: the id travels in its own header.
+			m.Header[HeaderID] = []string{t.ID}
 			m.Header[hdrSchedule] = []string{"@at " + t.NotBefore.UTC().Format(time.RFC3339Nano)}
 			m.Header[hdrScheduleTarget] = []string{q.subject}
 			f, err = b.js.PublishMsgAsync(m)

@@ -31,6 +31,7 @@ type queueState struct {
 	outstanding int                  // messages the open pull request may still bring
 	nakDelayed  map[uint64]time.Time // stream seq -> retry due (local Retry with a delay)
 	early       map[uint64]int       // stream seq -> deliveries given back before NotBefore
+	hasEarly    atomic.Bool          // early is not empty
 	inbox       string
 	sub         *nats.Subscription
 
@@ -383,6 +384,37 @@ func (b *Backend) keepBuffers() {
 	}
 }
 
+// keepLeases keeps the leases of handed-out deliveries that were promised
+// beyond the server's AckWait: every quarter AckWait it sends an
+// in-progress ack for each one half of whose AckWait has passed, so the
+// server's timer never runs out while the promise holds (one goroutine
+// for all deliveries instead of a timer each). It runs until leaseStop
+// closes, after Close waited for the deliveries in flight.
+func (b *Backend) keepLeases() {
+	defer b.lwg.Done()
+	every := max(b.cfg.AckWait/4, 5*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var rs []*receipt
+	for {
+		select {
+		case <-b.leaseStop:
+			return
+		case now := <-t.C:
+			b.imu.Lock()
+			rs = rs[:0]
+			for r := range b.inflight {
+				rs = append(rs, r)
+			}
+			b.imu.Unlock()
+			for _, r := range rs {
+				r.keep(now)
+			}
+			clear(rs)
+		}
+	}
+}
+
 // stopConsumers stops the pullers and gives prefetched messages back.
 func (b *Backend) stopConsumers() {
 	b.wmu.Lock() // no puller starts after this
@@ -479,41 +511,95 @@ func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *qu
 	if now.Sub(in.touched) >= ackWait {
 		return nil // its lease ran out in the buffer; the server redelivers it
 	}
-	md, err := m.Metadata()
-	if err != nil {
-		b.log.Warn("jetstream: message without metadata", zap.String("queue", q.queue), zap.Error(err))
+	delivered, seq, ok := ackInfo(m.Reply)
+	if !ok {
+		b.log.Warn("jetstream: message without metadata", zap.String("queue", q.queue), zap.String("reply", m.Reply))
 		return nil
 	}
 	t, err := decodeTask(m.Header, m.Data, q.queue)
 	if err != nil {
+		md, merr := m.Metadata()
+		if merr != nil {
+			b.log.Warn("jetstream: message without metadata", zap.String("queue", q.queue), zap.Error(merr))
+			return nil
+		}
 		b.poison(q, m, md, err)
 		return nil
 	}
-	seq := md.Sequence.Stream
 	if !t.NotBefore.IsZero() && t.NotBefore.After(now) {
 		// A server without schedules, or a schedule that fired early
 		// (clock skew between servers): not an attempt.
 		if nakWithDelay(m, t.NotBefore.Sub(now)) == nil {
 			q.pmu.Lock()
 			q.early[seq]++
+			q.hasEarly.Store(true)
 			q.nakDelayed[seq] = t.NotBefore
 			q.pmu.Unlock()
 		}
 		return nil
 	}
-	q.pmu.Lock()
-	early := q.early[seq]
-	delete(q.early, seq)
-	q.pmu.Unlock()
-	t.Attempt = max(1, int(md.NumDelivered)-early)
+	early := 0
+	if q.hasEarly.Load() {
+		q.pmu.Lock()
+		early = q.early[seq]
+		delete(q.early, seq)
+		q.hasEarly.Store(len(q.early) > 0)
+		q.pmu.Unlock()
+	}
+	t.Attempt = max(1, int(delivered)-early)
 	r := &receipt{b: b, q: q, msg: m, seq: seq, attempt: t.Attempt, early: early, ackWait: ackWait, touched: in.touched}
-	d := &queue.Delivery{Task: t, Receipt: r}
+	r.del = queue.Delivery{Task: t, Receipt: r}
+	d := &r.del
 	r.d = d
-	r.mu.Lock()
-	r.setLease(now, leaseFor)
-	r.mu.Unlock()
+	r.setLease(now, leaseFor) // r is not shared yet
 	b.track(r)
 	return d
+}
+
+// ackInfo reads the delivery count and the stream sequence from a
+// JetStream ack subject ($JS.ACK.<stream>.<consumer>.<delivered>.<seq>...
+// or, with a domain and account hash, $JS.ACK.<domain>.<hash>.<stream>...)
+// without allocating.
+func ackInfo(reply string) (delivered, seq uint64, ok bool) {
+	const prefix = "$JS.ACK."
+	if !strings.HasPrefix(reply, prefix) {
+		return 0, 0, false
+	}
+	tokens := strings.Count(reply, ".") + 1
+	var at int // index of the delivered token
+	switch {
+	case tokens == 9:
+		at = 4
+	case tokens >= 11:
+		at = 6
+	default:
+		return 0, 0, false
+	}
+	rest := reply
+	for range at {
+		_, rest, _ = strings.Cut(rest, ".")
+	}
+	dTok, rest, _ := strings.Cut(rest, ".")
+	sTok, _, _ := strings.Cut(rest, ".")
+	delivered, ok1 := parseUint(dTok)
+	seq, ok2 := parseUint(sTok)
+	return delivered, seq, ok1 && ok2 && seq > 0
+}
+
+// parseUint parses a decimal token.
+func parseUint(s string) (uint64, bool) {
+	if s == "" || len(s) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
 }
 
 // nakWithDelay asks for a redelivery after delay.
@@ -524,12 +610,14 @@ func nakWithDelay(m *nats.Msg, delay time.Duration) error {
 	return m.Respond(fmt.Appendf(nil, `-NAK {"delay":%d}`, int64(delay)))
 }
 
-// receipt is the private settlement handle of one delivery.
+// receipt is the private settlement handle of one delivery. The delivery
+// itself lives in it (one allocation for both).
 type receipt struct {
 	b       *Backend
 	q       *queueState
 	msg     *nats.Msg
-	d       *queue.Delivery
+	d       *queue.Delivery // &del
+	del     queue.Delivery
 	seq     uint64
 	attempt int
 	early   int // deliveries before NotBefore, not attempts
@@ -539,11 +627,11 @@ type receipt struct {
 	settled  bool
 	touched  time.Time // last time the server's AckWait timer restarted
 	leaseEnd time.Time // the lease promised to the caller
-	keeper   *time.Timer
 }
 
 // setLease promises the lease until now+leaseFor (at least AckWait after
-// the last touch) and arranges in-progress acks to keep it. r.mu held.
+// the last touch). When that is beyond the server's AckWait, the lease
+// keeper (keepLeases) sends in-progress acks to keep it. r.mu held.
 func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 	end := r.touched.Add(r.ackWait)
 	if want := now.Add(leaseFor); want.After(end) {
@@ -551,35 +639,21 @@ func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 	}
 	r.leaseEnd = end
 	r.d.LeaseUntil = end
-	r.scheduleKeeper(now)
 }
 
-// scheduleKeeper arms the timer that refreshes the server's AckWait while
-// the promised lease extends beyond it. r.mu held.
-func (r *receipt) scheduleKeeper(now time.Time) {
-	serverEnd := r.touched.Add(r.ackWait)
-	if !r.leaseEnd.After(serverEnd) {
-		if r.keeper != nil {
-			r.keeper.Stop()
-		}
-		return
-	}
-	next := r.touched.Add(r.ackWait / 2).Sub(now)
-	if r.keeper == nil {
-		r.keeper = time.AfterFunc(next, r.keep)
-	} else {
-		r.keeper.Reset(next)
-	}
-}
-
-func (r *receipt) keep() {
+// keep sends an in-progress ack when the promised lease extends beyond
+// the server's AckWait and half of that has passed since the last touch.
+func (r *receipt) keep(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.settled || r.b.connDone.Load() {
 		return
 	}
-	now := time.Now()
-	if now.After(r.touched.Add(r.ackWait)) {
+	serverEnd := r.touched.Add(r.ackWait)
+	if !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
+		return
+	}
+	if now.After(serverEnd) {
 		return // too late: the server has redelivered it
 	}
 	if err := r.msg.Respond(ackProgress); err != nil {
@@ -587,7 +661,6 @@ func (r *receipt) keep() {
 		return
 	}
 	r.touched = now
-	r.scheduleKeeper(now)
 }
 
 // begin checks that r may be settled now and marks it settled. r.mu held.
@@ -600,23 +673,15 @@ func (r *receipt) begin() error {
 	}
 	if time.Now().After(r.leaseEnd) {
 		r.settled = true
-		r.stopKeeper()
 		r.b.untrack(r)
 		return fmt.Errorf("jetstream: lease ended at %s: %w", r.leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
 	}
 	return nil
 }
 
-func (r *receipt) stopKeeper() {
-	if r.keeper != nil {
-		r.keeper.Stop()
-	}
-}
-
 // finish marks r settled. r.mu held.
 func (r *receipt) finish() {
 	r.settled = true
-	r.stopKeeper()
 	r.b.untrack(r)
 }
 
@@ -682,6 +747,7 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 	}
 	if r.early > 0 {
 		r.q.early[r.seq] = r.early // the next delivery counts attempts alike
+		r.q.hasEarly.Store(true)
 	}
 	r.q.pmu.Unlock()
 	r.finish()
@@ -741,7 +807,6 @@ func (b *Backend) pruneInflight(now time.Time) int {
 	for r := range b.inflight {
 		if r.mu.TryLock() {
 			if !r.settled && now.After(r.leaseEnd) {
-				r.stopKeeper()
 				delete(b.inflight, r)
 			}
 			r.mu.Unlock()
