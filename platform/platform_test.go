@@ -99,7 +99,13 @@ func TestBackends(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("task not handled")
 			}
-			states := componentStates(status(t, srv))
+			st := status(t, srv)
+			states := componentStates(st)
+			for _, c := range st["components"].([]any) {
+				if m := c.(map[string]any); m["name"] == "queue/"+tt.backend {
+					require.NotNil(t, m["details"], "the backend reports its details: %v", m)
+				}
+			}
 			require.Equal(t, "running", states["queue/"+tt.backend], states)
 			require.Equal(t, "running", states["pool/echoes"], states)
 			require.Eventually(t, func() bool {

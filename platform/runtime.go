@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 
@@ -98,15 +99,19 @@ func newBackend(p backendParams) (backendResult, error) {
 		if err != nil {
 			return backendResult{}, fmt.Errorf("queue.jetstream: %w", err)
 		}
-		if _, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, b.Start, b.Close); err != nil {
+		comp, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, b.Start, b.Close)
+		if err != nil {
 			return backendResult{}, err
 		}
+		comp.SetDetails(func() any { return b.Status() }) // connection state, server, reconnects
 		return backendResult{Backend: b, Checks: []health.Check{b.HealthCheck()}}, nil
 	default:
 		b := memory.New(p.Queue.Memory)
-		if _, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, nil, b.Close); err != nil {
+		comp, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, nil, b.Close)
+		if err != nil {
 			return backendResult{}, err
 		}
+		comp.SetDetails(func() any { return memoryStats(b) })
 		return backendResult{Backend: b}, nil
 	}
 }
@@ -154,4 +159,21 @@ func taskRuntime() fx.Option {
 		worker.Module,
 		fx.Invoke(func(rt *worker.Runtime) { ps.rt.Store(rt) }),
 	)
+}
+
+// memoryStats lists the counts of every queue of the memory backend (cheap:
+// it only reads the backend's own state), for the status page.
+func memoryStats(b *memory.Backend) []queue.Stats {
+	ctx := context.Background()
+	names, err := b.Queues(ctx)
+	if err != nil {
+		return nil
+	}
+	out := make([]queue.Stats, 0, len(names))
+	for _, n := range names {
+		if st, err := b.Stats(ctx, n); err == nil {
+			out = append(out, st)
+		}
+	}
+	return out
 }
