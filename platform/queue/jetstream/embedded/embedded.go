@@ -259,7 +259,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // zapLogger adapts zap to the nats-server Logger interface.
 type zapLogger struct{ l *zap.SugaredLogger }
 
-func (z zapLogger) Noticef(format string, v ...any) { z.l.Infof(format, v...) }
+// Noticef logs at debug: the server's notices are its start-up banner and
+// routine events, which would bury the host's own lines at info; the
+// backend logs what matters (started, disconnected, reconnected) itself.
+func (z zapLogger) Noticef(format string, v ...any) { z.l.Debugf(format, v...) }
 func (z zapLogger) Warnf(format string, v ...any)   { z.l.Warnf(format, v...) }
 func (z zapLogger) Fatalf(format string, v ...any)  { z.l.Errorf(format, v...) }
 func (z zapLogger) Errorf(format string, v ...any)  { z.l.Errorf(format, v...) }
