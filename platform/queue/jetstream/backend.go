@@ -100,6 +100,8 @@ type Backend struct {
 	wmu       sync.Mutex     // orders puller starts against Close
 	wg        sync.WaitGroup // pullers and the buffer keeper
 
+	pubs pending // Enqueue's messages waiting for their publish ack
+
 	imu       sync.Mutex
 	inflight  map[*receipt]struct{}
 	lwg       sync.WaitGroup // the lease keeper
@@ -202,6 +204,8 @@ func (b *Backend) start(ctx context.Context) error {
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(b.cfg.MaxAsyncPending),
 		jetstream.WithPublishAsyncTimeout(b.cfg.PublishTimeout),
+		jetstream.WithPublishAsyncAckHandler(b.onPubAck),
+		jetstream.WithPublishAsyncErrHandler(b.onPubErr),
 	)
 	if err != nil {
 		return fmt.Errorf("jetstream: new context: %w", err)

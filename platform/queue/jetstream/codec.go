@@ -112,31 +112,36 @@ func encodeTask(t *task.Task, subject, msgID string) *nats.Msg {
 	if msgID != "" {
 		n++
 	}
-	// One backing array for every value: a header is a one-element slice.
+	// One backing array for every value: a header is a one-element slice
+	// of it.
 	vals := make([]string, 0, n)
-	h := make(nats.Header, n+3) // room for the dead-letter or schedule headers
-	set := func(k, v string) {
-		vals = append(vals, v)
-		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
-	}
+	h := make(nats.Header, n)
 	for k, v := range t.Headers {
-		set(k, v)
+		vals = setHeader(h, vals, k, v)
 	}
 	if withID {
-		set(HeaderID, t.ID)
+		vals = setHeader(h, vals, HeaderID, t.ID)
 	}
-	set(HeaderKind, t.Kind)
+	vals = setHeader(h, vals, HeaderKind, t.Kind)
 	if withKey {
-		set(HeaderKey, t.Key)
+		vals = setHeader(h, vals, HeaderKey, t.Key)
 	}
-	set(HeaderEnqueuedAt, formatTime(t.EnqueuedAt))
+	vals = setHeader(h, vals, HeaderEnqueuedAt, formatTime(t.EnqueuedAt))
 	if !t.NotBefore.IsZero() {
-		set(HeaderNotBefore, formatTime(t.NotBefore))
+		vals = setHeader(h, vals, HeaderNotBefore, formatTime(t.NotBefore))
 	}
 	if msgID != "" {
-		set(hdrMsgID, msgID)
+		setHeader(h, vals, hdrMsgID, msgID)
 	}
 	return &nats.Msg{Subject: subject, Header: h, Data: t.Payload}
+}
+
+// setHeader sets h[k] to v, stored in vals (which has room for it), and
+// returns vals.
+func setHeader(h nats.Header, vals []string, k, v string) []string {
+	vals = append(vals, v)
+	h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	return vals
 }
 
 // formatTime renders t in UTC as RFC 3339 with nanoseconds.

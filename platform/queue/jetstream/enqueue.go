@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plba/plba/platform/task"
@@ -98,42 +101,127 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	fail := func(i int, err error) {
 		failed = append(failed, TaskError{ID: tasks[i].ID, Queue: tasks[i].Queue, Err: err})
 	}
-	futures := make([]jetstream.PubAckFuture, len(tasks))
+	// Acks come back through the backend's async publish callbacks
+	// (onPubAck, onPubErr), which count down the batch: no channels or
+	// futures per message.
+	batch := &pubBatch{errs: make([]error, len(tasks)), done: make(chan struct{})}
+	batch.left.Store(int64(len(tasks)))
+	msgs := make([]*nats.Msg, len(tasks))
 	for i, t := range tasks {
 		q := qs[i]
-		var f jetstream.PubAckFuture
-		var err error
+		var m *nats.Msg
 		if t.NotBefore.After(now) && b.schedules {
-			m := encodeTask(t, q.schedPrefix+encodeToken(t.ID), t.Key)
+			m = encodeTask(t, q.schedPrefix+encodeToken(t.ID), t.Key)
 			// The message the schedule produces need not keep the
 			// Nats-Msg-Id: the id travels in its own header.
 			m.Header[HeaderID] = []string{t.ID}
 			m.Header[hdrSchedule] = []string{"@at " + t.NotBefore.UTC().Format(time.RFC3339Nano)}
 			m.Header[hdrScheduleTarget] = []string{q.subject}
-			f, err = b.js.PublishMsgAsync(m)
 		} else {
-			f, err = b.js.PublishMsgAsync(encodeTask(t, q.subject, t.Key))
+			m = encodeTask(t, q.subject, t.Key)
 		}
-		if err != nil {
-			fail(i, fmt.Errorf("publish: %w", err))
-			continue
+		msgs[i] = m
+		b.pubs.add(m, batch, i) // before publishing: the ack may come first
+		if _, err := b.js.PublishMsgAsync(m); err != nil {
+			if b.pubs.take(m) != nil {
+				batch.settle(i, fmt.Errorf("publish: %w", err))
+			}
 		}
-		futures[i] = f
 	}
-	for i, f := range futures {
-		if f == nil {
-			continue
+	select {
+	case <-batch.done:
+	case <-ctx.Done():
+		// Give up on the acks still missing; late ones are ignored.
+		for i, m := range msgs {
+			if b.pubs.take(m) != nil {
+				batch.settle(i, fmt.Errorf("publish ack: %w", ctx.Err()))
+			}
 		}
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			fail(i, fmt.Errorf("publish ack: %w", err))
-		case <-ctx.Done():
-			fail(i, fmt.Errorf("publish ack: %w", ctx.Err()))
+		<-batch.done
+	}
+	for i, err := range batch.errs {
+		if err != nil {
+			fail(i, err)
 		}
 	}
 	if len(failed) > 0 {
 		return &EnqueueError{Failed: failed, Total: len(tasks)}
 	}
 	return nil
+}
+
+// pubBatch waits for the publish acks of one Enqueue call.
+type pubBatch struct {
+	left atomic.Int64  // acks (or errors) still missing
+	errs []error       // per message; written once each, before left drops
+	done chan struct{} // closed when left reaches 0
+}
+
+// settle records the outcome of message i (err nil: stored).
+func (p *pubBatch) settle(i int, err error) {
+	p.errs[i] = err
+	if p.left.Add(-1) == 0 {
+		close(p.done)
+	}
+}
+
+// pubSlot is where a published message's outcome goes.
+type pubSlot struct {
+	batch *pubBatch
+	i     int
+}
+
+// pending maps the messages of Enqueue calls that wait for their publish
+// ack to their batch. Whoever takes a message out of it (the ack or error
+// callback, or Enqueue giving up) settles it, exactly once.
+type pending struct {
+	mu sync.Mutex
+	m  map[*nats.Msg]pubSlot
+}
+
+func (p *pending) add(m *nats.Msg, b *pubBatch, i int) {
+	p.mu.Lock()
+	if p.m == nil {
+		p.m = make(map[*nats.Msg]pubSlot)
+	}
+	p.m[m] = pubSlot{batch: b, i: i}
+	p.mu.Unlock()
+}
+
+// take removes m and returns its slot's batch (nil when already taken),
+// settling nothing; the caller settles.
+func (p *pending) take(m *nats.Msg) *pubBatch {
+	s, ok := p.takeSlot(m)
+	if !ok {
+		return nil
+	}
+	return s.batch
+}
+
+func (p *pending) takeSlot(m *nats.Msg) (pubSlot, bool) {
+	p.mu.Lock()
+	s, ok := p.m[m]
+	if ok {
+		delete(p.m, m)
+	}
+	p.mu.Unlock()
+	return s, ok
+}
+
+// onPubAck is the async publish ack callback: the message is stored (or
+// was a duplicate within the window, which is success too).
+func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+	if s, ok := b.pubs.takeSlot(m); ok {
+		s.batch.settle(s.i, nil)
+	}
+}
+
+// onPubErr is the async publish error callback (an error reply, no
+// stream, a timeout after Config.PublishTimeout, a reconnect that lost
+// the ack). It may run with nats.go's publisher lock held: it only
+// touches the pending map.
+func (b *Backend) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	if s, ok := b.pubs.takeSlot(m); ok {
+		s.batch.settle(s.i, fmt.Errorf("publish ack: %w", err))
+	}
 }
