@@ -165,3 +165,19 @@ func BenchmarkJetStreamBareLoop(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkJetStreamHalfLoad measures enqueue-to-handler latency at half
+// of the peak rate (workerbench.OpenLoop measures the peak first, on a
+// backend of its own), concurrency 8, for the memory backend and the
+// embedded JetStream backend with file storage.
+func BenchmarkJetStreamHalfLoad(b *testing.B) {
+	o := workerbench.Options{Concurrency: 8}
+	b.Run("sync=none/backend=memory", func(b *testing.B) {
+		workerbench.OpenLoop(b, func(testing.TB) queue.Backend { return memory.New(memory.Options{}) }, o, 0)
+	})
+	for _, sync := range []string{embedded.SyncInterval, embedded.SyncAlways} {
+		b.Run("sync="+sync+"/backend=jetstream", func(b *testing.B) {
+			workerbench.OpenLoop(b, benchBackend(sync, 64), o, 0)
+		})
+	}
+}

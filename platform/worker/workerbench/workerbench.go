@@ -309,3 +309,134 @@ func ChannelLatency(b *testing.B, o Options) {
 	wg.Wait()
 	rec.report(b, elapsed, cpu)
 }
+
+// pacer is an open-loop source: it emits n tasks at rate tasks/s whether
+// or not earlier ones were handled, each stamped with the time it is
+// emitted. Behind schedule (a slow Emit) it catches up in batches of at
+// most batch tasks.
+type pacer struct {
+	n, batch int
+	rate     float64
+}
+
+func (p *pacer) Name() string { return "workerbench-pacer" }
+
+func (p *pacer) Run(ctx context.Context, emit source.Emitter) error {
+	buf := make([]*task.Task, 0, p.batch)
+	start := time.Now()
+	for sent := 0; sent < p.n; {
+		due := min(p.n, int(time.Since(start).Seconds()*p.rate)+1)
+		if due <= sent {
+			next := start.Add(time.Duration(float64(sent) / p.rate * float64(time.Second)))
+			select {
+			case <-time.After(time.Until(next)):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		buf = buf[:0]
+		now := time.Now()
+		for range min(due-sent, p.batch) {
+			buf = append(buf, &task.Task{Kind: Kind, EnqueuedAt: now})
+		}
+		if err := emit.Emit(ctx, buf...); err != nil {
+			return fmt.Errorf("workerbench: emit: %w", err)
+		}
+		sent += len(buf)
+	}
+	return nil
+}
+
+// drive runs src through a worker.Runtime with one pool of o.Concurrency
+// workers on be until rec saw every task, and returns the time that took.
+func drive(tb testing.TB, be queue.Backend, o Options, src source.Source, rec *recorder) time.Duration {
+	tb.Helper()
+	route := task.Route{Kind: Kind, Handler: task.HandlerFunc(func(_ context.Context, t *task.Task) error {
+		rec.record(t.EnqueuedAt)
+		return nil
+	})}
+	pc := o.Pool
+	pc.Concurrency = o.Concurrency
+	rt, err := worker.New(worker.Params{
+		Routes:  []task.Route{route},
+		Backend: be,
+		Config:  worker.Config{task.DefaultQueue: pc},
+		Sources: []source.Source{src},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := rt.StartPools(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	start := time.Now()
+	if err := rt.StartSources(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	select {
+	case <-rec.done:
+	case <-time.After(10 * time.Minute):
+		tb.Fatalf("only %d of %d tasks handled", rec.next.Load(), len(rec.lat))
+	}
+	elapsed := time.Since(start)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := rt.Stop(sctx); err != nil {
+		tb.Errorf("stop runtime: %v", err)
+	}
+	return elapsed
+}
+
+// closeBackend closes be within 30s.
+func closeBackend(tb testing.TB, be queue.Backend) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := be.Close(ctx); err != nil {
+		tb.Errorf("close backend: %v", err)
+	}
+}
+
+// OpenLoop measures enqueue-to-handler latency under a steady load below
+// saturation: an open-loop source emits b.N no-op tasks at rate tasks/s
+// (not waiting for them to be handled), each stamped with the time it is
+// emitted, and the handler records how long after that it started. With
+// rate <= 0 the rate is half the peak: first b.N tasks are emitted as
+// fast as possible through a runtime on a backend of their own (as
+// Runtime does) and their throughput is the peak. Reported: the peak and
+// target rates, the achieved tasks/s, p50/p99/p99.9 latency and CPU per
+// task of the open-loop phase.
+func OpenLoop(b *testing.B, newBackend func(tb testing.TB) queue.Backend, o Options, rate float64) {
+	b.Helper()
+	o = o.withDefaults()
+	b.StopTimer()
+	peak := 0.0
+	if rate <= 0 {
+		be := newBackend(b)
+		rec := newRecorder(b.N)
+		elapsed := drive(b, be, o, &emitter{n: b.N, batch: o.EmitBatch}, rec)
+		closeBackend(b, be)
+		peak = float64(b.N) / elapsed.Seconds()
+		rate = peak / 2
+	}
+	be := newBackend(b)
+	defer closeBackend(b, be)
+	rec := newRecorder(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.StartTimer()
+	cpu0 := cpuTime()
+	elapsed := drive(b, be, o, &pacer{n: b.N, batch: o.EmitBatch, rate: rate}, rec)
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	if peak > 0 {
+		b.ReportMetric(peak, "peak-tasks/s")
+	}
+	b.ReportMetric(rate, "target-tasks/s")
+	rec.report(b, elapsed, cpu)
+	lat := rec.lat[:min(int(rec.next.Load()), len(rec.lat))]
+	if n := len(lat); n > 0 {
+		b.ReportMetric(float64(lat[min(n-1, n*999/1000)])/1e3, "p99.9-µs")
+	}
+}
