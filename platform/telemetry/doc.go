@@ -46,7 +46,15 @@
 // An unsampled delivery (the producer's trace was not sampled and the
 // sampler is parent-based, the default) runs under the producer's span
 // context rather than a span of its own that would never be recorded; its
-// log lines then name the producer's span id.
+// log lines then name the producer's span id. Likewise no producer span is
+// started that could not be recorded: tasks enqueued under an unsampled
+// span carry that span's context (parent-based samplers), and for a new
+// trace the sampler is asked first with fresh ids (the tracer provider
+// then starts the span with those ids, so the decision is made once); a
+// dropped trace's tasks carry the ids with the sampled flag off. The W3C
+// headers are written and read without the propagators' generic carrier
+// machinery (fastpath.go); a traceparent of another version goes through
+// the propagator.
 //
 // # Sources
 //

@@ -40,6 +40,41 @@ type labelSet struct {
 	rec         []metric.RecordOption
 	publishName string
 	processName string
+
+	key labelKey
+	// outs caches the sets of the same queue and kind per outcome of a
+	// delivery (outcomeIndex), for Finished.
+	outs [4]atomic.Pointer[labelSet]
+}
+
+// outcomeIndex numbers the delivery outcomes labelSet.outs caches.
+func outcomeIndex(o task.Outcome) int {
+	switch o {
+	case task.Succeeded:
+		return 0
+	case task.Retried:
+		return 1
+	case task.DeadLettered:
+		return 2
+	case task.Returned:
+		return 3
+	}
+	return -1
+}
+
+// withOutcome returns the set of ls's queue and kind with outcome o,
+// without a map lookup once seen.
+func (ls *labelSet) withOutcome(c *labelCache, o task.Outcome) *labelSet {
+	i := outcomeIndex(o)
+	if i < 0 {
+		return c.get(ls.key.queue, ls.key.kind, o)
+	}
+	if r := ls.outs[i].Load(); r != nil {
+		return r
+	}
+	r := c.get(ls.key.queue, ls.key.kind, o)
+	ls.outs[i].Store(r)
+	return r
 }
 
 // labelCache is a copy-on-write map: lookups are a single atomic load and
@@ -47,6 +82,15 @@ type labelSet struct {
 type labelCache struct {
 	m  atomic.Pointer[map[labelKey]*labelSet]
 	mu sync.Mutex
+}
+
+// getLast is get with a one-entry cache: prev when it has the same
+// labels (the tasks of a batch usually do).
+func (c *labelCache) getLast(prev *labelSet, queue, kind string, o task.Outcome) *labelSet {
+	if prev != nil && prev.key.outcome == o && prev.key.queue == queue && prev.key.kind == kind {
+		return prev
+	}
+	return c.get(queue, kind, o)
 }
 
 func (c *labelCache) get(queue, kind string, o task.Outcome) *labelSet {
@@ -88,6 +132,7 @@ func (c *labelCache) slow(k labelKey) *labelSet {
 	ls := &labelSet{
 		add:         []metric.AddOption{opt},
 		rec:         []metric.RecordOption{opt},
+		key:         k,
 		publishName: spanName(k.queue, "publish"),
 		processName: spanName(k.queue, "process"),
 	}

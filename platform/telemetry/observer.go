@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
@@ -57,6 +58,7 @@ var (
 // tracestate, baggage), so producer and consumer may be different
 // processes with different tracer providers.
 type Observer struct {
+	tp     trace.TracerProvider
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
 	inst   *instruments
@@ -66,8 +68,17 @@ type Observer struct {
 	// reuseUnsampled: the sampler never samples a child of an unsampled
 	// parent (the parent-based samplers), so a delivery whose producer
 	// was not sampled runs under the producer's span context instead of
-	// a new non-recording span that nobody would ever see.
+	// a new non-recording span that nobody would ever see, and a task
+	// enqueued under an unsampled span carries that span's context.
 	reuseUnsampled bool
+	// w3c: prop is the W3C trace context + baggage propagator, so the
+	// observer may read and write those headers itself (fastpath.go).
+	w3c bool
+	// sampler, when set, is the tracer provider's sampler and the
+	// provider takes its ids from idGenerator: a new trace's producer
+	// span is only started when the sampler keeps it; a dropped one
+	// costs two random ids and its traceparent.
+	sampler sdktrace.Sampler
 }
 
 var (
@@ -86,14 +97,42 @@ type enqueueState struct{ spans []trace.Span }
 // Producer) as a child of ctx's span and injects its context into the
 // task's headers. Attributes are set only on recording spans, after start
 // (samplers see the span's name and kind, not its attributes).
+//
+// No span is started where it could not be recorded: under an unsampled
+// span with a parent-based sampler the tasks carry that span's context;
+// for a new trace the sampler is asked first, and a dropped trace's
+// tasks carry fresh ids with the sampled flag off.
 func (o *Observer) Enqueuing(ctx context.Context, tasks []*task.Task) context.Context {
 	var st *enqueueState
+	parent := trace.SpanContextFromContext(ctx)
+	var reused string // parent's traceparent, formatted once per call
+	var ls *labelSet
 	for _, t := range tasks {
 		if t == nil {
 			continue
 		}
-		ls := o.labels.get(t.Queue, t.Kind, "")
-		sctx, span := o.tracer.Start(ctx, ls.publishName, producerOptions...)
+		if o.w3c && o.reuseUnsampled && parent.IsValid() && !parent.IsSampled() {
+			if reused == "" {
+				reused = formatTraceparent(parent)
+			}
+			injectFast(ctx, Carrier(t), parent, reused)
+			continue
+		}
+		ls = o.labels.getLast(ls, t.Queue, t.Kind, "")
+		sctx := ctx
+		if o.sampler != nil && o.w3c && !parent.TraceID().IsValid() {
+			tid, sid := newTraceIDs()
+			res := o.sampler.ShouldSample(sdktrace.SamplingParameters{
+				ParentContext: ctx, TraceID: tid, Name: ls.publishName, Kind: trace.SpanKindProducer,
+			})
+			if res.Decision == sdktrace.Drop {
+				sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceState: res.Tracestate})
+				injectFast(ctx, Carrier(t), sc, formatTraceparent(sc))
+				continue
+			}
+			sctx = context.WithValue(ctx, presetIDsKey{}, &presetIDs{tid: tid, sid: sid})
+		}
+		sctx, span := o.tracer.Start(sctx, ls.publishName, producerOptions...)
 		if span.IsRecording() {
 			span.SetAttributes(attrSystem,
 				AttrMessagingDestination.String(t.Queue),
@@ -105,7 +144,12 @@ func (o *Observer) Enqueuing(ctx context.Context, tasks []*task.Task) context.Co
 			}
 			st.spans = append(st.spans, span)
 		}
-		o.prop.Inject(sctx, Carrier(t))
+		if o.w3c {
+			sc := span.SpanContext()
+			injectFast(sctx, Carrier(t), sc, formatTraceparent(sc))
+		} else {
+			o.prop.Inject(sctx, Carrier(t))
+		}
 	}
 	if st == nil {
 		return ctx
@@ -136,7 +180,7 @@ func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) 
 		if t == nil {
 			continue
 		}
-		ls := o.labels.get(t.Queue, t.Kind, outcome)
+		ls := o.labels.getLast(run, t.Queue, t.Kind, outcome)
 		if ls != run {
 			if run != nil {
 				o.inst.enqueued.Add(context.Background(), n, run.add...)
@@ -148,6 +192,33 @@ func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) 
 	if run != nil {
 		o.inst.enqueued.Add(context.Background(), n, run.add...)
 	}
+}
+
+// delivery is the context Starting returns to the handler: the log
+// fields and label set of the delivery in the same allocation as, for an
+// unsampled delivery, the producer's span context (answered for package
+// trace's span key, see spanKey). Finished finds it without a lookup.
+type delivery struct {
+	context.Context
+	ls      *labelSet
+	span    remoteSpan
+	hasSpan bool
+	fields  DeliveryFields
+}
+
+// deliveryKey finds the delivery among a context's ancestors.
+type deliveryKey struct{}
+
+// Value answers the span key with the delivery's own span (unsampled
+// deliveries) and deliveryKey with d; everything else from the parent.
+func (d *delivery) Value(k any) any {
+	if d.hasSpan && k == spanKey {
+		return &d.span
+	}
+	if _, ok := k.(deliveryKey); ok {
+		return d
+	}
+	return d.Context.Value(k)
 }
 
 // Starting extracts the producer's trace context from t's headers and
@@ -164,14 +235,34 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 		return ctx
 	}
 	ls := o.labels.get(t.Queue, t.Kind, "")
+	o.recordWait(t, ls)
+	d := &delivery{ls: ls}
 	parent := trace.SpanContextFromContext(ctx)
-	pctx := o.prop.Extract(ctx, Carrier(t))
-	producer := trace.SpanContextFromContext(pctx)
+	var pctx context.Context
+	var producer trace.SpanContext
+	if o.w3c {
+		pctx, producer = o.extractFast(ctx, t)
+	}
+	if pctx == nil {
+		pctx = o.prop.Extract(ctx, Carrier(t))
+		producer = trace.SpanContextFromContext(pctx)
+	}
 	if o.reuseUnsampled && !parent.IsValid() && producer.IsValid() && !producer.IsSampled() {
 		// Unsampled trace: keep its ids for the logs and downstream
 		// calls, skip the span (it would be dropped anyway).
-		o.recordWait(t, ls)
-		return attachLogFields(pctx, taskFields(t, producer))
+		if spanKey != nil {
+			d.span = remoteSpan{sc: producer, tp: o.tp}
+			d.hasSpan = true
+		} else {
+			pctx = trace.ContextWithRemoteSpanContext(pctx, producer)
+		}
+		d.fields = taskFields(t, producer)
+		d.Context = log.With(pctx, zap.Inline(&d.fields))
+		return d
+	}
+	if o.w3c && producer.IsValid() {
+		// extractFast read it; the generic propagator put it on pctx.
+		pctx = trace.ContextWithRemoteSpanContext(pctx, producer)
 	}
 	linked := false
 	if producer.IsValid() && parent.IsValid() && producer.TraceID() != parent.TraceID() {
@@ -186,8 +277,37 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 	if linked && span.IsRecording() {
 		span.AddLink(trace.Link{SpanContext: producer})
 	}
-	o.recordWait(t, ls)
-	return attachLogFields(ctx, taskFields(t, span.SpanContext()))
+	d.fields = taskFields(t, span.SpanContext())
+	d.Context = log.With(ctx, zap.Inline(&d.fields))
+	return d
+}
+
+// extractFast reads a version 00 traceparent (and tracestate and
+// baggage, when present) from t's headers: the producer's span context,
+// and ctx with the baggage. A nil context means the headers need the
+// generic propagator.
+func (o *Observer) extractFast(ctx context.Context, t *task.Task) (context.Context, trace.SpanContext) {
+	tp := t.Header(headerTraceparent)
+	if tp == "" {
+		if t.Header(headerBaggage) != "" {
+			return propagation.Baggage{}.Extract(ctx, Carrier(t)), trace.SpanContext{}
+		}
+		return ctx, trace.SpanContext{}
+	}
+	tid, sid, flags, ok := parseTraceparent(tp)
+	if !ok {
+		return nil, trace.SpanContext{}
+	}
+	cfg := trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true}
+	if ts := t.Header(headerTracestate); ts != "" {
+		if s, err := trace.ParseTraceState(ts); err == nil {
+			cfg.TraceState = s
+		}
+	}
+	if t.Header(headerBaggage) != "" {
+		ctx = propagation.Baggage{}.Extract(ctx, Carrier(t))
+	}
+	return ctx, trace.NewSpanContext(cfg)
 }
 
 // recordWait records the queue wait of a first attempt. Like every
@@ -208,47 +328,60 @@ func (o *Observer) recordWait(t *task.Task, ls *labelSet) {
 // one the attribute plba.task.retry=true (the retry is a new delivery and
 // gets a new consumer span with the next attempt number).
 func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome, err error, reason string, took time.Duration) {
-	span := trace.SpanFromContext(ctx)
-	if span.IsRecording() && t != nil {
-		// All attributes in one call, at the end: the SDK sizes the
-		// span's attribute slice once.
-		if out == task.Retried {
-			span.SetAttributes(attrSystem,
-				AttrMessagingDestination.String(t.Queue),
-				AttrMessagingMessageID.String(t.ID),
-				attrOpProcess, attrOpNameProc,
-				AttrTaskKind.String(t.Kind),
-				AttrTaskAttempt.Int(t.Attempt),
-				AttrTaskOutcome.String(string(out)),
-				attrRetryTrue)
-		} else {
-			span.SetAttributes(attrSystem,
-				AttrMessagingDestination.String(t.Queue),
-				AttrMessagingMessageID.String(t.ID),
-				attrOpProcess, attrOpNameProc,
-				AttrTaskKind.String(t.Kind),
-				AttrTaskAttempt.Int(t.Attempt),
-				AttrTaskOutcome.String(string(out)))
-		}
+	d, _ := ctx.(*delivery)
+	if d == nil {
+		d, _ = ctx.Value(deliveryKey{}).(*delivery)
+	}
+	var span trace.Span
+	if d != nil && d.hasSpan {
+		span = &d.span
+	} else {
+		span = trace.SpanFromContext(ctx)
 	}
 	if span.IsRecording() {
+		if t != nil {
+			// All attributes in one call, at the end: the SDK sizes the
+			// span's attribute slice once.
+			if out == task.Retried {
+				span.SetAttributes(attrSystem,
+					AttrMessagingDestination.String(t.Queue),
+					AttrMessagingMessageID.String(t.ID),
+					attrOpProcess, attrOpNameProc,
+					AttrTaskKind.String(t.Kind),
+					AttrTaskAttempt.Int(t.Attempt),
+					AttrTaskOutcome.String(string(out)),
+					attrRetryTrue)
+			} else {
+				span.SetAttributes(attrSystem,
+					AttrMessagingDestination.String(t.Queue),
+					AttrMessagingMessageID.String(t.ID),
+					attrOpProcess, attrOpNameProc,
+					AttrTaskKind.String(t.Kind),
+					AttrTaskAttempt.Int(t.Attempt),
+					AttrTaskOutcome.String(string(out)))
+			}
+		}
 		if err != nil {
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
 		}
-		switch out {
-		case task.DeadLettered:
+		if out == task.DeadLettered {
 			span.AddEvent(EventDeadLetter, trace.WithAttributes(AttrDeadLetterReason.String(reason)))
 			if err == nil {
 				span.SetStatus(codes.Error, reason)
 			}
 		}
+		span.End()
 	}
-	span.End()
 	if t == nil {
 		return
 	}
-	ls := o.labels.get(t.Queue, t.Kind, out)
+	var ls *labelSet
+	if d != nil {
+		ls = d.ls.withOutcome(&o.labels, out)
+	} else {
+		ls = o.labels.get(t.Queue, t.Kind, out)
+	}
 	o.inst.processed.Add(context.Background(), 1, ls.add...)
 	if err != nil || out == task.DeadLettered {
 		o.inst.failed.Add(context.Background(), 1, ls.add...)

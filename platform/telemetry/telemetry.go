@@ -147,7 +147,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 			sdktrace.WithMaxQueueSize(cfg.Traces.MaxQueueSize),
 			sdktrace.WithMaxExportBatchSize(cfg.Traces.MaxExportBatchSize)))
 	}
-	tpOpts = append(tpOpts, sdktrace.WithSampler(sampler))
+	tpOpts = append(tpOpts, sdktrace.WithSampler(sampler), sdktrace.WithIDGenerator(idGenerator{}))
 	t.tp = sdktrace.NewTracerProvider(tpOpts...)
 
 	// Metrics.
@@ -205,6 +205,14 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 	if exporter == nil {
 		t.obs.reuseUnsampled = true // NeverSample
 	}
+	// The observer may write and read the W3C headers itself, and ask the
+	// sampler before starting a new trace's producer span when the
+	// sampler may drop it (the provider takes the ids it asked with).
+	t.obs.w3c = true
+	if exporter == nil || cfg.Traces.Sampler == SamplerNever ||
+		((cfg.Traces.Sampler == SamplerRatio || cfg.Traces.Sampler == SamplerParentBasedRatio) && cfg.Traces.Ratio < 1) {
+		t.obs.sampler = sampler
+	}
 	t.off = o.spanExporter == nil && cfg.Traces.Exporter == ExporterNone && t.mp == nil
 	return t, nil
 }
@@ -216,6 +224,7 @@ func NewObserver(tp trace.TracerProvider, mp metric.MeterProvider, prop propagat
 	if tp == nil || mp == nil {
 		return nil, errors.New("telemetry: observer needs a tracer and a meter provider")
 	}
+	w3c := prop == nil
 	if prop == nil {
 		prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
@@ -224,6 +233,8 @@ func NewObserver(tp trace.TracerProvider, mp metric.MeterProvider, prop propagat
 		return nil, err
 	}
 	return &Observer{
+		tp:     tp,
+		w3c:    w3c,
 		tracer: tp.Tracer(TracerName),
 		prop:   prop,
 		inst:   in,

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -778,4 +779,80 @@ func TestOTLPHTTPEndpointWithPathIsKept(t *testing.T) {
 	defer cancel()
 	require.NoError(t, tel.Shutdown(ctx))
 	require.Equal(t, "/gateway/spans", <-paths)
+}
+
+// TestRatioSamplerDecidesOnce: for a new trace the observer asks the
+// sampler before starting the producer span, and the provider takes the
+// ids it asked with, so a ratio sampler's decision is the one the span
+// and the propagated flag show: every task whose traceparent says
+// sampled has exactly its exported producer span, the others none.
+func TestRatioSamplerDecidesOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *telemetry.Config) {
+		c.Traces.Sampler = telemetry.SamplerParentBasedRatio
+		c.Traces.Ratio = 0.5
+	})
+	const n = 400
+	tasks := make([]*task.Task, n)
+	for i := range tasks {
+		tasks[i] = newTask("k", "q")
+	}
+	b.obs.Enqueued(b.obs.Enqueuing(context.Background(), tasks), tasks, nil)
+	producers := map[string]bool{}
+	for _, s := range byName(t, b.ended(t), "q publish") {
+		producers["00-"+s.SpanContext.TraceID().String()+"-"+s.SpanContext.SpanID().String()+"-01"] = true
+	}
+	sampled := 0
+	for _, tk := range tasks {
+		tp := tk.Headers["traceparent"]
+		if strings.HasSuffix(tp, "-01") {
+			sampled++
+			require.True(t, producers[tp], "sampled task %s has no producer span", tp)
+		} else {
+			require.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-00$`, tp)
+		}
+	}
+	require.Equal(t, len(producers), sampled)
+	require.Greater(t, sampled, n/4)
+	require.Less(t, sampled, 3*n/4)
+}
+
+// TestEnqueueUnderUnsampledSpanPropagatesIt: with a parent-based sampler,
+// tasks enqueued under an unsampled span carry that span's context (a
+// producer span of their own could never be recorded), tracestate and
+// baggage included, and the handler's context continues it.
+func TestEnqueueUnderUnsampledSpanPropagatesIt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *telemetry.Config) {
+		c.Traces.Sampler = telemetry.SamplerParentBasedRatio
+		c.Traces.Ratio = 0
+	})
+	ts, err := trace.ParseTraceState("vendor=v1")
+	require.NoError(t, err)
+	parent := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6}, TraceState: ts,
+	})
+	member, err := baggage.NewMember("tenant", "acme")
+	require.NoError(t, err)
+	bag, err := baggage.New(member)
+	require.NoError(t, err)
+	ctx := baggage.ContextWithBaggage(trace.ContextWithSpanContext(context.Background(), parent), bag)
+	tasks := []*task.Task{newTask("k", "q"), newTask("k", "q")}
+	b.obs.Enqueued(b.obs.Enqueuing(ctx, tasks), tasks, nil)
+	for _, tk := range tasks {
+		require.Equal(t, "00-"+parent.TraceID().String()+"-"+parent.SpanID().String()+"-00", tk.Headers["traceparent"])
+		require.Equal(t, "vendor=v1", tk.Headers["tracestate"])
+		require.Equal(t, "tenant=acme", tk.Headers["baggage"])
+	}
+	var sc trace.SpanContext
+	var tenant string
+	deliver(context.Background(), b.obs, tasks[0], 1, task.Succeeded, nil, "", func(ctx context.Context) {
+		sc = trace.SpanContextFromContext(ctx)
+		tenant = baggage.FromContext(ctx).Member("tenant").Value()
+	})
+	require.Equal(t, parent.TraceID(), sc.TraceID())
+	require.Equal(t, parent.SpanID(), sc.SpanID())
+	require.Equal(t, "vendor=v1", sc.TraceState().String())
+	require.Equal(t, "acme", tenant)
+	require.Empty(t, b.ended(t))
 }
