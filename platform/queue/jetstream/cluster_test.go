@@ -180,6 +180,13 @@ func TestClusterFailover(t *testing.T) {
 	case <-time.After(120 * time.Second):
 		t.Fatalf("only %d of %d tasks handled after the failover (a: %d, b: %d)", count.Load(), total, byRT[0].Load(), byRT[1].Load())
 	}
+	// A task B handled while its server went away may have lost its ack:
+	// it is redelivered to A after AckWait and handled again (at least
+	// once). Wait for the stream to empty before stopping the consumers.
+	require.Eventually(t, func() bool {
+		st, err := a.Stats(t.Context(), "cluster")
+		return err == nil && st.Ready+st.InFlight+st.Dead+st.Delayed == 0
+	}, 60*time.Second, 50*time.Millisecond, "the stream empties once lost acks are redelivered")
 	stop(rtA)
 	stop(rtB)
 
