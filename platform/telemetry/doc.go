@@ -97,7 +97,11 @@
 // Telemetry off (no span exporter, metrics disabled) gives task.NopObserver.
 // Otherwise the hot path builds no attribute slices, sets or label maps
 // per task (they are cached per queue, kind and outcome), records metrics
-// without walking the handler's context, and keeps no exemplars. See
+// without walking the handler's context, and keeps no exemplars. The task
+// counters are observable counters: a task adds to atomic counts on its
+// cached label set and a callback reports them on collection (the
+// exported metrics are the same monotonic sums); the two histograms are
+// recorded per task through the SDK. See
 // BenchmarkObserver and BenchmarkTelemetryOverhead, and BENCHMARKS.md.
 //
 // # Wiring

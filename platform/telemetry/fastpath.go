@@ -67,26 +67,32 @@ func parseTraceparent(s string) (tid trace.TraceID, sid trace.SpanID, flags trac
 // decodeLowerHex decodes lowercase hex src into dst (len(src) ==
 // 2*len(dst)), as the W3C format requires.
 func decodeLowerHex(dst []byte, src string) bool {
-	for i := range dst {
-		hi, ok1 := fromHex(src[2*i])
-		lo, ok2 := fromHex(src[2*i+1])
-		if !ok1 || !ok2 {
-			return false
-		}
-		dst[i] = hi<<4 | lo
+	if len(src) != 2*len(dst) {
+		return false
 	}
-	return true
+	bad := byte(0)
+	for i := range dst {
+		hi, lo := hexVal[src[2*i]], hexVal[src[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo&0x0f
+	}
+	return bad&0x10 == 0
 }
 
-func fromHex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
+// hexVal maps a lowercase hex digit to its value and every other byte to
+// 0x10 (the invalid bit decodeLowerHex checks once at the end).
+var hexVal = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0x10
 	}
-	return 0, false
-}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c - 'a' + 10)
+	}
+	return t
+}()
 
 // newTraceIDs returns a random, valid trace and span id (math/rand/v2's
 // per-thread ChaCha8 generator: no lock, no allocation).

@@ -36,16 +36,29 @@ type labelKey struct {
 // outcome): the prebuilt measurement options and the span names, so that
 // no attribute slice, set or string is built per task.
 type labelSet struct {
-	add         []metric.AddOption
 	rec         []metric.RecordOption
+	obs         []metric.ObserveOption
 	publishName string
 	processName string
+
+	// counts are the task counters of this label set (countEnqueued...),
+	// reported by the callback observeTasks registers.
+	counts [5]atomic.Int64
 
 	key labelKey
 	// outs caches the sets of the same queue and kind per outcome of a
 	// delivery (outcomeIndex), for Finished.
 	outs [4]atomic.Pointer[labelSet]
 }
+
+// Indexes of labelSet.counts, in the order observeTasks reports them.
+const (
+	countEnqueued = iota
+	countProcessed
+	countFailed
+	countRetried
+	countDeadLettered
+)
 
 // outcomeIndex numbers the delivery outcomes labelSet.outs caches.
 func outcomeIndex(o task.Outcome) int {
@@ -130,8 +143,8 @@ func (c *labelCache) slow(k labelKey) *labelSet {
 	}
 	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
 	ls := &labelSet{
-		add:         []metric.AddOption{opt},
 		rec:         []metric.RecordOption{opt},
+		obs:         []metric.ObserveOption{opt},
 		key:         k,
 		publishName: spanName(k.queue, "publish"),
 		processName: spanName(k.queue, "process"),

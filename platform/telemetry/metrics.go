@@ -26,7 +26,11 @@ var durationBuckets = []float64{
 type instruments struct {
 	meter metric.Meter
 
-	enqueued, processed, failed, retried, deadLettered metric.Int64Counter
+	// The task counters are observable: the hot path adds to atomic
+	// counts on the label set (labelSet.counts) and a callback reports
+	// them on collection, so counting a task costs an atomic add instead
+	// of an SDK measurement (attribute set check, aggregator lookup).
+	enqueued, processed, failed, retried, deadLettered metric.Int64ObservableCounter
 	duration, wait                                     metric.Float64Histogram
 	sourceEmitted, sourceErrors                        metric.Int64Counter
 
@@ -53,11 +57,16 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 		errs = append(errs, err)
 		*dst = g
 	}
-	counter(&in.enqueued, "plba.task.enqueued", "{task}", "Tasks handed to a queue backend, by queue, kind and outcome (ok, error).")
-	counter(&in.processed, "plba.task.processed", "{delivery}", "Settled deliveries, by queue, kind and outcome (succeeded, retried, dead_lettered, returned).")
-	counter(&in.failed, "plba.task.failed", "{delivery}", "Deliveries whose handler failed or that were dead-lettered, by queue, kind and outcome.")
-	counter(&in.retried, "plba.task.retried", "{delivery}", "Deliveries scheduled for another attempt, by queue and kind.")
-	counter(&in.deadLettered, "plba.task.dead_lettered", "{task}", "Tasks moved to the dead letter, by queue and kind.")
+	ocounter := func(dst *metric.Int64ObservableCounter, name, unit, desc string) {
+		c, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		*dst = c
+	}
+	ocounter(&in.enqueued, "plba.task.enqueued", "{task}", "Tasks handed to a queue backend, by queue, kind and outcome (ok, error).")
+	ocounter(&in.processed, "plba.task.processed", "{delivery}", "Settled deliveries, by queue, kind and outcome (succeeded, retried, dead_lettered, returned).")
+	ocounter(&in.failed, "plba.task.failed", "{delivery}", "Deliveries whose handler failed or that were dead-lettered, by queue, kind and outcome.")
+	ocounter(&in.retried, "plba.task.retried", "{delivery}", "Deliveries scheduled for another attempt, by queue and kind.")
+	ocounter(&in.deadLettered, "plba.task.dead_lettered", "{task}", "Tasks moved to the dead letter, by queue and kind.")
 	hist(&in.duration, "plba.task.duration", "Handler run time of a delivery, by queue, kind and outcome.")
 	hist(&in.wait, "plba.task.queue_wait", "Time from first enqueue to the start of the first delivery, by queue and kind.")
 	counter(&in.sourceEmitted, "plba.source.emitted", "{task}", "Tasks emitted by a source, by source.")
@@ -134,6 +143,33 @@ type PoolStatserFunc func() []PoolStats
 
 // PoolStats calls f.
 func (f PoolStatserFunc) PoolStats() []PoolStats { return f() }
+
+// observeTasks registers the task counters' callback over the label
+// cache: every label set's non-zero counts.
+func (in *instruments) observeTasks(c *labelCache) (metric.Registration, error) {
+	reg, err := in.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		m := c.m.Load()
+		if m == nil {
+			return nil
+		}
+		insts := [...]metric.Int64ObservableCounter{in.enqueued, in.processed, in.failed, in.retried, in.deadLettered}
+		for k, ls := range *m {
+			if k != ls.key {
+				continue // an alias of the kind="_other" set
+			}
+			for i, inst := range insts {
+				if v := ls.counts[i].Load(); v > 0 {
+					o.ObserveInt64(inst, v, ls.obs...)
+				}
+			}
+		}
+		return nil
+	}, in.enqueued, in.processed, in.failed, in.retried, in.deadLettered)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: register task counters: %w", err)
+	}
+	return reg, nil
+}
 
 // observeQueues registers the queue gauges' callback over s.
 func (in *instruments) observeQueues(s QueueStatser) (metric.Registration, error) {

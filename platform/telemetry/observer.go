@@ -183,14 +183,14 @@ func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) 
 		ls := o.labels.getLast(run, t.Queue, t.Kind, outcome)
 		if ls != run {
 			if run != nil {
-				o.inst.enqueued.Add(context.Background(), n, run.add...)
+				run.counts[countEnqueued].Add(n)
 			}
 			run, n = ls, 0
 		}
 		n++
 	}
 	if run != nil {
-		o.inst.enqueued.Add(context.Background(), n, run.add...)
+		run.counts[countEnqueued].Add(n)
 	}
 }
 
@@ -382,15 +382,15 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 	} else {
 		ls = o.labels.get(t.Queue, t.Kind, out)
 	}
-	o.inst.processed.Add(context.Background(), 1, ls.add...)
+	ls.counts[countProcessed].Add(1)
 	if err != nil || out == task.DeadLettered {
-		o.inst.failed.Add(context.Background(), 1, ls.add...)
+		ls.counts[countFailed].Add(1)
 	}
 	switch out {
 	case task.Retried:
-		o.inst.retried.Add(context.Background(), 1, ls.add...)
+		ls.counts[countRetried].Add(1)
 	case task.DeadLettered:
-		o.inst.deadLettered.Add(context.Background(), 1, ls.add...)
+		ls.counts[countDeadLettered].Add(1)
 	}
 	o.inst.duration.Record(context.Background(), took.Seconds(), ls.rec...)
 }

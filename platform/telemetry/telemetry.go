@@ -232,14 +232,18 @@ func NewObserver(tp trace.TracerProvider, mp metric.MeterProvider, prop propagat
 	if err != nil {
 		return nil, err
 	}
-	return &Observer{
+	o := &Observer{
 		tp:     tp,
 		w3c:    w3c,
 		tracer: tp.Tracer(TracerName),
 		prop:   prop,
 		inst:   in,
 		now:    time.Now,
-	}, nil
+	}
+	if _, err := in.observeTasks(&o.labels); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // Config returns the effective configuration (defaults applied).
