@@ -39,7 +39,10 @@
 //   - Lease = AckWait. Config.AckWait is the consumer's lease; a delivery's
 //     LeaseUntil is at least the time its AckWait ends. A longer lease
 //     asked of Lease or Extend (the worker pool's lease extension) is kept
-//     with in-progress acks ("+WPI"), each of which restarts AckWait.
+//     with in-progress acks ("+WPI"), each of which restarts AckWait: one
+//     keeper goroutine per backend looks at the deliveries in flight every
+//     quarter AckWait and refreshes those half of whose AckWait has
+//     passed (no timer per delivery).
 //   - Retry = a negative ack with an explicit delay ("-NAK {"delay":…}"),
 //     computed by the pool's retry policy; the consumer's BackOff list does
 //     not apply to a plain nak, so none is configured. The next delivery's
@@ -60,7 +63,9 @@
 //
 // A task's key is its Nats-Msg-Id, so the stream refuses a second task with
 // the same key within Config.DuplicateWindow (default 2 minutes), whether
-// the first is still queued or already done. Task fields and Task.Headers
+// the first is still queued or already done. Task fields (Plba-Task-Kind,
+// Plba-Task-Enqueued-At, ...; Plba-Task-Id only when it differs from the
+// Nats-Msg-Id, Plba-Task-Key only when it differs from the id) and Task.Headers
 // (traceparent, tracestate, baggage, the attempt's parent, ...) travel as
 // NATS headers and come back unchanged on every delivery, after a retry,
 // in the dead letter and after a redrive. A task with a future NotBefore is
@@ -89,8 +94,10 @@
 //
 // # Durability
 //
-// Enqueue returns only after the server acknowledged every message (and,
-// with replicas, after a quorum stored it). What "stored" means is
+// Enqueue publishes a batch asynchronously and returns only after the
+// server acknowledged every message (and, with replicas, after a quorum
+// stored it); the acks are collected by the connection's async publish
+// callbacks, and a missing one fails its task after Config.PublishTimeout. What "stored" means is
 // Config.Sync: with "interval" (the default) the server writes to the
 // file system at once and flushes to disk every sync interval (2 minutes
 // unless Config.Embedded.SyncInterval says otherwise), so an acknowledged

@@ -15,5 +15,8 @@
 //	}
 //
 // ChannelBaseline does the same work through a buffered channel and N
-// goroutines, the limit the runtime's cost is measured against.
+// goroutines, the limit the runtime's cost is measured against. Latency
+// measures enqueue-to-handler latency in a closed loop (one task at a
+// time); OpenLoop measures it under a steady open-loop load, by default
+// at half of the peak rate it measures first.
 package workerbench
