@@ -227,9 +227,21 @@ func (b *Backend) start(ctx context.Context) error {
 	go b.keepBuffers()
 	b.lwg.Add(1)
 	go b.keepLeases()
-	b.log.Info("jetstream backend started", zap.String("server", nc.ConnectedUrlRedacted()),
+	b.log.Info("jetstream backend started", zap.String("server", b.serverURL(nc)),
 		zap.String("mode", b.cfg.Mode), zap.String("stream_prefix", b.cfg.StreamPrefix))
 	return nil
+}
+
+// serverURL names the server nc is connected to (password redacted), or
+// "in-process" for an embedded server without a network listener.
+func (b *Backend) serverURL(nc *nats.Conn) string {
+	if b.srv != nil && b.srv.ClientURL() == "" {
+		return "in-process"
+	}
+	if u := nc.ConnectedUrlRedacted(); u != "" {
+		return u
+	}
+	return "in-process"
 }
 
 // redactURLs hides passwords in URLs for error messages.
@@ -342,10 +354,7 @@ func (b *Backend) Status() Status {
 		s.State = nc.Status().String()
 		s.ServerVersion = nc.ConnectedServerVersion()
 		s.Schedules = b.schedules
-		s.ServerURL = nc.ConnectedUrlRedacted()
-		if s.ServerURL == "" && s.Connected {
-			s.ServerURL = "in-process"
-		}
+		s.ServerURL = b.serverURL(nc)
 	}
 	return s
 }
