@@ -151,14 +151,20 @@ func (r *Registry) RunAll(ctx context.Context) {
 // SetShuttingDown turns readiness off for good: the host is stopping.
 func (r *Registry) SetShuttingDown() { r.shutting.Store(true) }
 
-// Retry pace of a failing check: it is run again after retryInitial,
-// doubling up to its interval, so a dependency that comes up a moment after
-// start (a mailbox connecting) makes the host ready in milliseconds, not
-// one interval later.
-const retryInitial = 5 * time.Millisecond
+// Retry pace of a failing check. While the host starts (the first
+// startupWindow after Start) a failing check runs again every retryInitial,
+// so a dependency that comes up a moment after start (a mailbox
+// connecting) makes the host ready within milliseconds. After that a
+// failing check backs off from retryInitial, doubling up to its interval,
+// so a dependency that stays down is not hammered.
+const (
+	retryInitial  = 5 * time.Millisecond
+	startupWindow = time.Second
+)
 
 func (r *Registry) loop(ctx context.Context, c Check) {
 	defer r.wg.Done()
+	started := time.Now()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	retry := retryInitial
@@ -169,11 +175,14 @@ func (r *Registry) loop(ctx context.Context, c Check) {
 		case <-t.C:
 		}
 		next := c.Interval
-		if !r.runOnce(ctx, c) {
+		switch {
+		case r.runOnce(ctx, c):
+			retry = retryInitial
+		case time.Since(started) < startupWindow:
+			next = min(retryInitial, c.Interval)
+		default:
 			next = min(retry, c.Interval)
 			retry *= 2
-		} else {
-			retry = retryInitial
 		}
 		t.Reset(next)
 	}

@@ -200,3 +200,22 @@ func TestFailingCheckRetriesSoon(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	require.Equal(t, n, calls.Load(), "healthy: back to its interval")
 }
+
+// A check that stays down backs off after the start-up window instead of
+// running every few milliseconds forever.
+func TestFailingCheckBacksOffAfterStartup(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	r, err := NewRegistry(Options{}, nil, []Check{{
+		Name: "down", Gating: true, Interval: time.Hour,
+		Func: func(context.Context) error { calls.Add(1); return errors.New("down") },
+	}})
+	require.NoError(t, err)
+	r.Start()
+	defer r.Stop()
+	time.Sleep(startupWindow)
+	atWindow := calls.Load()
+	require.Greater(t, atWindow, int32(20), "retried often while starting")
+	time.Sleep(time.Second)
+	require.Less(t, calls.Load()-atWindow, int32(12), "then backs off (5ms doubling: at most ~8 runs in a second)")
+}
