@@ -182,7 +182,7 @@ func (r *Registry) loop(ctx context.Context, c Check) {
 			next = min(retryInitial, c.Interval)
 		default:
 			next = min(retry, c.Interval)
-			retry *= 2
+			retry = min(2*retry, c.Interval)
 		}
 		t.Reset(next)
 	}

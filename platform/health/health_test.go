@@ -219,3 +219,24 @@ func TestFailingCheckBacksOffAfterStartup(t *testing.T) {
 	time.Sleep(time.Second)
 	require.Less(t, calls.Load()-atWindow, int32(12), "then backs off (5ms doubling: at most ~8 runs in a second)")
 }
+
+// The back-off of a check that stays down is capped at its interval; it
+// must not keep doubling until the duration overflows (negative, then
+// zero: the check would then run in a tight loop).
+func TestFailingCheckBackoffDoesNotOverflow(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	r, err := NewRegistry(Options{}, nil, []Check{{
+		Name: "down", Interval: 20 * time.Millisecond,
+		Func: func(context.Context) error { calls.Add(1); return errors.New("down") },
+	}})
+	require.NoError(t, err)
+	r.Start()
+	defer r.Stop()
+	// Start-up window, then more than 60 failures at the 20ms interval:
+	// past the point where 5ms doubled every failure overflows.
+	time.Sleep(startupWindow + 2500*time.Millisecond)
+	before := calls.Load()
+	time.Sleep(500 * time.Millisecond)
+	require.Less(t, calls.Load()-before, int64(100), "at most one run per 20ms interval (about 25 in 500ms)")
+}
