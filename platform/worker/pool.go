@@ -328,11 +328,12 @@ func (p *Pool) spawnLocked(s *slot) {
 }
 
 // Pause stops leasing new work; running handlers finish normally. A
-// Lease call in progress is interrupted.
+// Lease call in progress is interrupted, and the deliveries waiting in the
+// hand-over buffer go back to the queue.
 func (p *Pool) Pause() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.paused {
+		p.mu.Unlock()
 		return
 	}
 	p.paused = true
@@ -340,7 +341,11 @@ func (p *Pool) Pause() {
 	if p.leaseCancel != nil {
 		p.leaseCancel()
 	}
+	p.mu.Unlock()
 	p.log.Info("pool paused")
+	// After halted is set: what the fetcher hands over from now on is
+	// returned by the fetcher itself (see fetch).
+	p.returnBuffered()
 }
 
 // Resume undoes Pause.
@@ -484,6 +489,14 @@ func (p *Pool) fetch() {
 				continue
 			default:
 			}
+			if p.halted.Load() {
+				// Paused with the buffer full: the rest goes back now.
+				for _, d := range ds[i:] {
+					p.giveBack(d)
+				}
+				p.unreserve(len(ds) - i)
+				break
+			}
 			select {
 			case p.work <- d:
 			case <-p.stopCh:
@@ -493,6 +506,11 @@ func (p *Pool) fetch() {
 				p.unreserve(len(ds) - i)
 				return
 			}
+		}
+		if p.halted.Load() {
+			// Paused while this batch was leased or handed over: Pause may
+			// have emptied the buffer before these arrived.
+			p.returnBuffered()
 		}
 	}
 }

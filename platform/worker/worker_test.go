@@ -603,3 +603,44 @@ func TestDrainKeepsLeasesAlive(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, queue.Stats{Queue: "default"}, qs, "nothing left to deliver again")
 }
+
+// TestPauseReturnsBufferedDeliveries: deliveries waiting in the hand-over
+// buffer go back to the queue when the pool is paused, even while every
+// worker is busy with a long handler (they must not stay leased, and
+// invisible to other consumers, until a worker frees up).
+func TestPauseReturnsBufferedDeliveries(t *testing.T) {
+	t.Parallel()
+	be := newMemory(t)
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	cfg := fast
+	cfg.Concurrency, cfg.BatchSize = 1, 2
+	rt, err := worker.New(worker.Params{Backend: be, Config: worker.Config{"default": cfg},
+		Routes: []task.Route{{Kind: "k", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-release
+			return nil
+		})}}})
+	require.NoError(t, err)
+	require.NoError(t, rt.Start(context.Background()))
+	defer func() { require.NoError(t, rt.Stop(context.Background())) }()
+	defer close(release)
+	p, _ := rt.Pool("default")
+	require.NoError(t, rt.Producer().Enqueue(context.Background(),
+		&task.Task{Kind: "k"}, &task.Task{Kind: "k"}, &task.Task{Kind: "k"}))
+	<-started
+	require.Eventually(t, func() bool {
+		qs, err := be.Stats(context.Background(), "default")
+		return err == nil && qs.InFlight == 3
+	}, 5*time.Second, time.Millisecond, "one running, two in the hand-over buffer")
+
+	p.Pause()
+	require.Eventually(t, func() bool {
+		qs, err := be.Stats(context.Background(), "default")
+		return err == nil && qs.InFlight == 1 && qs.Ready == 2
+	}, 5*time.Second, time.Millisecond, "the buffered deliveries went back while the handler still runs")
+	require.Equal(t, int64(2), p.Stats().Returned)
+}
