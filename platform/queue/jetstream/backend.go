@@ -105,6 +105,7 @@ type Backend struct {
 	imu       sync.Mutex
 	inflight  map[*receipt]struct{}
 	lwg       sync.WaitGroup // the lease keeper
+	awg       sync.WaitGroup // the advisory watcher
 	leaseStop chan struct{}  // closed when the lease keeper stops
 	settled   chan struct{}  // signalled (non-blocking) on every settlement
 
@@ -485,6 +486,15 @@ func (b *Backend) teardown(ctx context.Context) error {
 		_ = b.advSub.Unsubscribe()
 		close(b.advDone)
 		b.advSub = nil
+		// The watcher may be dead-lettering an exhausted task: let it
+		// finish (it needs the connection) before the connection goes.
+		watched := make(chan struct{})
+		go func() { b.awg.Wait(); close(watched) }()
+		select {
+		case <-watched:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("jetstream: advisory watcher: %w", ctx.Err()))
+		}
 	}
 	if b.nc != nil && !b.nc.IsClosed() {
 		closed := make(chan struct{})

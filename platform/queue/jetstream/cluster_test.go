@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -24,6 +25,38 @@ import (
 // startCluster starts n nats-servers with JetStream on loopback, random
 // ports, forming one cluster, and waits until JetStream answers.
 func startCluster(t *testing.T, n int) []*embedded.Server {
+	t.Helper()
+	// The route ports are reserved by listening and closing, so another
+	// test may take one before the server binds it: try again with new
+	// ports when a cluster does not come up.
+	var srvs []*embedded.Server
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if srvs, err = tryCluster(t, n); err == nil {
+			break
+		}
+		t.Logf("cluster start, attempt %d: %v", attempt, err)
+	}
+	require.NoError(t, err)
+	// JetStream answers once the meta group elected a leader.
+	nc, err := nats.Connect(srvs[0].ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	waitFor(t, 30*time.Second, "a JetStream meta leader", func() bool {
+		for _, s := range srvs {
+			if !s.NATS().JetStreamIsClustered() {
+				return false
+			}
+		}
+		_, err := nc.Request("$JS.API.INFO", nil, time.Second)
+		return err == nil && srvs[0].NATS().JetStreamIsCurrent()
+	})
+	return srvs
+}
+
+// tryCluster starts n clustered servers once; on failure it shuts down
+// those that started and returns the error.
+func tryCluster(t *testing.T, n int) ([]*embedded.Server, error) {
 	t.Helper()
 	// A JetStream cluster needs its routes configured up front: reserve n
 	// loopback ports for them.
@@ -49,32 +82,22 @@ func startCluster(t *testing.T, n int) []*embedded.Server {
 		opts.Cluster = server.ClusterOpts{Name: "plba-test", Host: "127.0.0.1", Port: ports[i]}
 		opts.Routes = routes
 		wg.Go(func() {
-			srvs[i], errs[i] = embedded.StartWithOptions(t.Context(), opts, 20*time.Second, nil)
+			srvs[i], errs[i] = embedded.StartWithOptions(t.Context(), opts, 30*time.Second, nil)
 		})
 	}
 	wg.Wait()
-	for i := range n {
-		if srvs[i] != nil {
-			t.Cleanup(func() { _ = srvs[i].Shutdown(context.Background()) })
-		}
-	}
-	for _, err := range errs {
-		require.NoError(t, err)
-	}
-	// JetStream answers once the meta group elected a leader.
-	nc, err := nats.Connect(srvs[0].ClientURL())
-	require.NoError(t, err)
-	defer nc.Close()
-	waitFor(t, 30*time.Second, "a JetStream meta leader", func() bool {
+	if err := errors.Join(errs...); err != nil {
 		for _, s := range srvs {
-			if !s.NATS().JetStreamIsClustered() {
-				return false
+			if s != nil {
+				_ = s.Shutdown(context.Background())
 			}
 		}
-		_, err := nc.Request("$JS.API.INFO", nil, time.Second)
-		return err == nil && srvs[0].NATS().JetStreamIsCurrent()
-	})
-	return srvs
+		return nil, err
+	}
+	for i := range n {
+		t.Cleanup(func() { _ = srvs[i].Shutdown(context.Background()) })
+	}
+	return srvs, nil
 }
 
 // TestClusterFailover runs two worker runtimes, each on its own backend

@@ -121,7 +121,11 @@ func (b *Backend) watchAdvisories() error {
 		return fmt.Errorf("jetstream: subscribe %q: %w", subj, err)
 	}
 	b.advSub = sub
-	go b.adviseLoop(b.advCh, b.advDone)
+	b.awg.Add(1)
+	go func() {
+		defer b.awg.Done()
+		b.adviseLoop(b.advCh, b.advDone)
+	}()
 	return nil
 }
 
