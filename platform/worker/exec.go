@@ -102,7 +102,10 @@ func (p *Pool) settle(ctx context.Context, s *slot, d *queue.Delivery, rt *route
 			if !s.claim() {
 				return task.Returned, "", nil
 			}
-			if aerr := p.backend.Ack(context.Background(), d); aerr != nil {
+			sctx, cancel := p.settleCtx()
+			aerr := p.backend.Ack(sctx, d)
+			cancel()
+			if aerr != nil {
 				p.settleFailed("ack", t, aerr)
 			}
 			p.succeeded.Add(1)
@@ -134,7 +137,10 @@ func (p *Pool) settle(ctx context.Context, s *slot, d *queue.Delivery, rt *route
 	if !s.claim() {
 		return task.Returned, "", err
 	}
-	if rerr := p.backend.Retry(context.Background(), d, time.Now().Add(delay)); rerr != nil {
+	sctx, cancel := p.settleCtx()
+	rerr := p.backend.Retry(sctx, d, time.Now().Add(delay))
+	cancel()
+	if rerr != nil {
 		p.settleFailed("retry", t, rerr)
 	}
 	p.retried.Add(1)
@@ -155,8 +161,11 @@ func (p *Pool) deadLetter(ctx context.Context, s *slot, d *queue.Delivery, reaso
 	if !s.claim() {
 		return task.Returned
 	}
-	if err := p.backend.DeadLetter(context.Background(), d, reason); err != nil {
-		p.settleFailed("dead-letter", t, err)
+	sctx, cancel := p.settleCtx()
+	derr := p.backend.DeadLetter(sctx, d, reason)
+	cancel()
+	if derr != nil {
+		p.settleFailed("dead-letter", t, derr)
 	}
 	p.dead.Add(1)
 	p.log.Warn("task dead-lettered", zap.String("task", t.ID), zap.String("kind", t.Kind),

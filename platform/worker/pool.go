@@ -620,10 +620,20 @@ func (p *Pool) setLastError(err error) {
 	p.lastErr.Store(&msg)
 }
 
+// settleCtx bounds one settlement call (ack, retry, dead letter, return)
+// by the lease: it is not tied to the handler's context (a settlement must
+// go through even while the pool stops), but a backend that never answers
+// cannot hold a worker, or Stop, longer than the delivery's lease; after
+// that the backend redelivers the task anyway.
+func (p *Pool) settleCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), p.cfg.Lease)
+}
+
 // giveBack returns d to the queue unsettled: Release when the backend
 // can, else Retry at now.
 func (p *Pool) giveBack(d *queue.Delivery) {
-	ctx := context.Background()
+	ctx, cancel := p.settleCtx()
+	defer cancel()
 	var err error
 	if p.release != nil {
 		err = p.release.Release(ctx, d)
