@@ -84,3 +84,7 @@ func (s *Source) Check(context.Context) error {
 	}
 	return nil
 }
+
+// Details reports the mailbox status for the source supervisor, so that it
+// shows in the source's component in /admin/v1/status.
+func (s *Source) Details() any { return s.Status() }

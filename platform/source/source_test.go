@@ -300,3 +300,24 @@ func TestPollErrorEndsRun(t *testing.T) {
 	err := p.Run(context.Background(), source.NewEmitter(p, &collector{}))
 	require.ErrorContains(t, err, `source "failing": poll: server down`)
 }
+
+// detailed is a source with a status of its own.
+type detailed struct{}
+
+func (detailed) Name() string { return "detailed" }
+func (detailed) Run(ctx context.Context, _ source.Emitter) error {
+	<-ctx.Done()
+	return nil
+}
+func (detailed) Details() any { return map[string]int{"last_uid": 42} }
+
+func TestDetailerShowsInComponentDetails(t *testing.T) {
+	t.Parallel()
+	reg := lifecycle.NewRegistry(nil, nil)
+	s, err := source.NewSupervisor(source.Config{}, &collector{}, reg, nil, detailed{})
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"last_uid": 42}, s.Stats()[0].Details)
+	c, ok := reg.Get("source/detailed")
+	require.True(t, ok)
+	require.Equal(t, map[string]int{"last_uid": 42}, c.Status().Details.(source.Stats).Details)
+}

@@ -33,6 +33,17 @@ type Stats struct {
 	Errors    int64  `json:"errors"`
 	Restarts  int64  `json:"restarts"`
 	LastError string `json:"last_error,omitempty"`
+	// Details is what the source reports of itself when it implements
+	// Detailer (an IMAP mailbox: UIDVALIDITY, last UID, counts).
+	Details any `json:"details,omitempty"`
+}
+
+// Detailer is implemented by a source that has a status of its own; the
+// supervisor shows it in the source's component details (and so in
+// /admin/v1/status) next to its counters. Details must be cheap and safe
+// for concurrent use.
+type Detailer interface {
+	Details() any
 }
 
 // Supervisor runs every source in its own goroutine with its own context,
@@ -69,6 +80,9 @@ func (r *run) stats() Stats {
 	s := Stats{Name: r.src.Name(), Emitted: r.emit.emitted.Load(), Errors: r.errors.Load(), Restarts: r.restarts.Load()}
 	if p := r.lastErr.Load(); p != nil {
 		s.LastError = *p
+	}
+	if d, ok := r.src.(Detailer); ok {
+		s.Details = d.Details()
 	}
 	return s
 }
