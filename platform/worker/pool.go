@@ -539,6 +539,11 @@ func (p *Pool) worker(s *slot) {
 		}
 	}()
 	for {
+		// Load the kick channel before the surplus check: a Resize that
+		// lowers the target after the check closes this very channel, so
+		// the worker wakes and checks again instead of sleeping on a newer
+		// one.
+		kick := *p.kick.Load()
 		if p.surplus(s) {
 			return
 		}
@@ -552,7 +557,6 @@ func (p *Pool) worker(s *slot) {
 			p.run(s, d)
 			continue
 		}
-		kick := *p.kick.Load()
 		select {
 		case d := <-p.work:
 			p.run(s, d)
