@@ -22,6 +22,9 @@ const (
 	HeaderKey        = "Plba-Task-Key"
 	HeaderEnqueuedAt = "Plba-Task-Enqueued-At"
 	HeaderNotBefore  = "Plba-Task-Not-Before"
+	// HeaderAttempts is the number of attempts a task had used before it
+	// was published again by Release; its deliveries count on from there.
+	HeaderAttempts = "Plba-Task-Attempts"
 
 	// HeaderDeadReason, HeaderDeadAt and HeaderDeadAttempts are added to a
 	// dead-lettered copy.
@@ -179,6 +182,12 @@ func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, error
 				return nil, fmt.Errorf("%w: bad %s %q", errUndecodable, k, vs[0])
 			}
 			t.EnqueuedAt = at
+		case HeaderAttempts:
+			n, err := strconv.Atoi(vs[0])
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("%w: bad %s %q", errUndecodable, k, vs[0])
+			}
+			t.Attempt = n // the base; deliver adds this message's deliveries
 		case HeaderNotBefore:
 			at, err := time.Parse(time.RFC3339Nano, vs[0])
 			if err != nil {

@@ -47,6 +47,11 @@
 //     computed by the pool's retry policy; the consumer's BackOff list does
 //     not apply to a plain nak, so none is configured. The next delivery's
 //     attempt is the message's delivery count.
+//   - Release (a delivery the pool leased but did not run, given back on
+//     pause or stop) = publish the task again as a new message, with the
+//     attempts it had used in Plba-Task-Attempts and a Nats-Msg-Id of its
+//     own, then ack the original: a nak would count a delivery for work
+//     that never happened. A crash in between delivers the task twice.
 //   - Max attempts = MaxDeliver. A Retry on the last allowed delivery
 //     dead-letters the task instead. A task whose lease expires on its last
 //     allowed delivery (a crashing or hanging handler) is reported by the

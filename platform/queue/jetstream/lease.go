@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -546,7 +547,7 @@ func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *qu
 		q.hasEarly.Store(len(q.early) > 0)
 		q.pmu.Unlock()
 	}
-	t.Attempt = max(1, int(delivered)-early)
+	t.Attempt = max(1, t.Attempt+int(delivered)-early) // t.Attempt: attempts used before a Release
 	r := &receipt{b: b, q: q, msg: m, seq: seq, attempt: t.Attempt, early: early, ackWait: ackWait, touched: in.touched}
 	r.del = queue.Delivery{Task: t, Receipt: r}
 	d := &r.del
@@ -715,6 +716,54 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	}
 	if err != nil {
 		return fmt.Errorf("jetstream: ack task %s: %w", d.Task.ID, err)
+	}
+	r.finish()
+	return nil
+}
+
+// Release gives d back to its queue without counting this delivery as an
+// attempt (worker.Releaser): the pool calls it for deliveries it leased but
+// never ran, or had to abandon, when it pauses or stops. JetStream counts
+// every delivery of a message, and a negative ack would bring the task
+// closer to its last attempt for work that never happened; so the task is
+// published again as a new message (same id, key and headers; a Nats-Msg-Id
+// of its own, so that the duplicate window does not drop it; the attempts
+// it had used in HeaderAttempts) and only then is the original
+// acknowledged. A crash in between leaves both: the task is delivered
+// twice, never lost. If the publish fails, Release falls back to a
+// negative ack (the delivery then counts).
+func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
+	r, err := b.receiptOf(d)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.begin(); err != nil {
+		return err
+	}
+	t := d.Task
+	msg := encodeTask(t, r.q.subject, t.Key+"-release-"+strconv.FormatUint(r.seq, 10))
+	if used := r.attempt - 1; used > 0 {
+		msg.Header.Set(HeaderAttempts, strconv.Itoa(used))
+	}
+	if _, perr := b.js.PublishMsg(ctx, msg); perr != nil {
+		if err := nakWithDelay(r.msg, 0); err != nil {
+			return fmt.Errorf("jetstream: release task %s: publish: %w; nak: %w", t.ID, perr, err)
+		}
+		r.finish()
+		b.log.Warn("jetstream: release fell back to a negative ack (the delivery counts)", zap.String("task", t.ID), zap.Error(perr))
+		return nil
+	}
+	if b.cfg.AckSync {
+		_, err = b.nc.RequestWithContext(ctx, r.msg.Reply, ackAck)
+	} else {
+		err = r.msg.Respond(ackAck)
+	}
+	if err != nil {
+		// The copy is stored; the original will be redelivered after
+		// AckWait: a duplicate, not a loss.
+		return fmt.Errorf("jetstream: release task %s: ack original: %w", t.ID, err)
 	}
 	r.finish()
 	return nil
