@@ -102,10 +102,7 @@ func (p *Pool) settle(ctx context.Context, s *slot, d *queue.Delivery, rt *route
 			if !s.claim() {
 				return task.Returned, "", nil
 			}
-			sctx, cancel := p.settleCtx()
-			aerr := p.backend.Ack(sctx, d)
-			cancel()
-			if aerr != nil {
+			if aerr := p.backend.Ack(context.Background(), d); aerr != nil {
 				p.settleFailed("ack", t, aerr)
 			}
 			p.succeeded.Add(1)

@@ -624,11 +624,13 @@ func (p *Pool) setLastError(err error) {
 	p.lastErr.Store(&msg)
 }
 
-// settleCtx bounds one settlement call (ack, retry, dead letter, return)
-// by the lease: it is not tied to the handler's context (a settlement must
-// go through even while the pool stops), but a backend that never answers
+// settleCtx bounds a settlement call (retry, dead letter, return) by the
+// lease: it is not tied to the handler's context (a settlement must go
+// through even while the pool stops), but a backend that never answers
 // cannot hold a worker, or Stop, longer than the delivery's lease; after
-// that the backend redelivers the task anyway.
+// that the backend redelivers the task anyway. Acks, on every task's path,
+// pass context.Background() and stay allocation-free: a backend whose ack
+// waits for an answer bounds it itself (JetStream's AckSync by AckWait).
 func (p *Pool) settleCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), p.cfg.Lease)
 }

@@ -710,7 +710,7 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 		return err
 	}
 	if b.cfg.AckSync {
-		_, err = b.nc.RequestWithContext(ctx, r.msg.Reply, ackAck)
+		err = b.ackSync(ctx, r)
 	} else {
 		err = r.msg.Respond(ackAck)
 	}
@@ -719,6 +719,19 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	}
 	r.finish()
 	return nil
+}
+
+// ackSync acks r and waits for the server's confirmation, at most for
+// AckWait when ctx has no deadline (after that the server redelivers the
+// message anyway; waiting longer would only hold the caller).
+func (b *Backend) ackSync(ctx context.Context, r *receipt) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, max(r.ackWait, time.Second))
+		defer cancel()
+	}
+	_, err := b.nc.RequestWithContext(ctx, r.msg.Reply, ackAck)
+	return err
 }
 
 // Release gives d back to its queue without counting this delivery as an
@@ -756,7 +769,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 		return nil
 	}
 	if b.cfg.AckSync {
-		_, err = b.nc.RequestWithContext(ctx, r.msg.Reply, ackAck)
+		err = b.ackSync(ctx, r)
 	} else {
 		err = r.msg.Respond(ackAck)
 	}
