@@ -282,6 +282,10 @@ func (b *Backend) natsOptions() ([]nats.Option, error) {
 				b.lastErr, b.lastErrAt = err.Error(), time.Now()
 			}
 			b.smu.Unlock()
+			if b.isClosing() {
+				b.log.Debug("jetstream: disconnected on close", zap.Error(err))
+				return
+			}
 			b.log.Warn("jetstream: disconnected", zap.Error(err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
