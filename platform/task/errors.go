@@ -10,6 +10,7 @@ import (
 // straight to the dead letter with Err's text as the reason.
 type PermanentError struct{ Err error }
 
+// Error says the failure is permanent and why.
 func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
 
 // Unwrap returns the wrapped error.
@@ -41,6 +42,7 @@ type RetryAfterError struct {
 	Err   error
 }
 
+// Error says when the task is retried and why.
 func (e *RetryAfterError) Error() string {
 	return fmt.Sprintf("retry after %s: %v", e.Delay, e.Err)
 }
@@ -72,4 +74,5 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error names the recovered panic value.
 func (e *PanicError) Error() string { return fmt.Sprintf("handler panic: %v", e.Value) }

@@ -29,6 +29,7 @@ type EnqueueError struct {
 	Total  int
 }
 
+// Error lists the tasks the backend refused and why.
 func (e *EnqueueError) Error() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "jetstream: enqueue: %d of %d tasks not stored", len(e.Failed), e.Total)
