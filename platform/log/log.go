@@ -170,14 +170,35 @@ func With(ctx context.Context, fields ...zap.Field) context.Context {
 	return c
 }
 
-// Fields returns the fields With put on ctx (and its ancestors), oldest
-// first. The slice must not be modified.
+// FieldsCarrier is a context value that carries log fields itself. A
+// package that already puts one value of its own on a hot path's context
+// (telemetry's delivery, on every task) makes that value answer
+// IsFieldsKey keys with itself, and so adds its fields without the second
+// allocation a With would cost.
+type FieldsCarrier interface {
+	// LogFields returns every field the context carries: its parent's
+	// (Fields of the parent context) and its own, oldest first.
+	LogFields() []zap.Field
+}
+
+// IsFieldsKey reports whether key is the context key Fields looks up; a
+// FieldsCarrier's Value method answers it with the carrier.
+func IsFieldsKey(key any) bool {
+	_, ok := key.(fieldsKey)
+	return ok
+}
+
+// Fields returns the fields With (or a FieldsCarrier) put on ctx and its
+// ancestors, oldest first. The slice must not be modified.
 func Fields(ctx context.Context) []zap.Field {
 	if ctx == nil {
 		return nil
 	}
-	if c, ok := ctx.Value(fieldsKey{}).(*fieldsCtx); ok {
-		return c.fields
+	switch v := ctx.Value(fieldsKey{}).(type) {
+	case *fieldsCtx:
+		return v.fields
+	case FieldsCarrier:
+		return v.LogFields()
 	}
 	return nil
 }

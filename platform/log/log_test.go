@@ -176,3 +176,37 @@ func TestWithAllocatesOnce(t *testing.T) {
 	})
 	require.LessOrEqual(t, allocs, 1.0)
 }
+
+// carrierCtx is a context value that carries its own field, the way
+// telemetry's delivery does.
+type carrierCtx struct {
+	context.Context
+	own zap.Field
+}
+
+func (c *carrierCtx) Value(k any) any {
+	if plog.IsFieldsKey(k) {
+		return c
+	}
+	return c.Context.Value(k)
+}
+
+func (c *carrierCtx) LogFields() []zap.Field {
+	return append(append([]zap.Field(nil), plog.Fields(c.Context)...), c.own)
+}
+
+func TestFieldsCarrier(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	base, _, err := plog.New(plog.Config{Level: "info", Format: "json"}, &buf)
+	require.NoError(t, err)
+	up := plog.With(context.Background(), zap.String("source", "imap"))
+	ctx := &carrierCtx{Context: up, own: zap.String("task_id", "t7")}
+	inner := plog.With(ctx, zap.Int("attempt", 3))
+	plog.FromContext(inner, base).Info("handled")
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal([]byte(buf.lines()[0]), &rec))
+	require.Equal(t, "imap", rec["source"], "the carrier's parent fields")
+	require.Equal(t, "t7", rec["task_id"], "the carrier's own field")
+	require.EqualValues(t, 3, rec["attempt"], "fields added below the carrier")
+}

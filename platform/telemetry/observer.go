@@ -206,6 +206,17 @@ type delivery struct {
 	fields  DeliveryFields
 }
 
+// LogFields implements log.FieldsCarrier: the parent context's log fields
+// and the delivery's own (trace_id, span_id, task id, kind, queue,
+// attempt, rendered lazily). The delivery answers platform/log's key
+// itself, so attaching the fields costs no allocation of its own; this one
+// happens only when a logger is derived.
+func (d *delivery) LogFields() []zap.Field {
+	parent := log.Fields(d.Context)
+	out := make([]zap.Field, 0, len(parent)+1)
+	return append(append(out, parent...), zap.Inline(&d.fields))
+}
+
 // deliveryKey finds the delivery among a context's ancestors.
 type deliveryKey struct{}
 
@@ -216,6 +227,9 @@ func (d *delivery) Value(k any) any {
 		return &d.span
 	}
 	if _, ok := k.(deliveryKey); ok {
+		return d
+	}
+	if log.IsFieldsKey(k) {
 		return d
 	}
 	return d.Context.Value(k)
@@ -257,7 +271,7 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 			pctx = trace.ContextWithRemoteSpanContext(pctx, producer)
 		}
 		d.fields = taskFields(t, producer)
-		d.Context = log.With(pctx, zap.Inline(&d.fields))
+		d.Context = pctx // d carries the log fields itself (LogFields)
 		return d
 	}
 	if o.w3c && producer.IsValid() {
@@ -278,7 +292,7 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 		span.AddLink(trace.Link{SpanContext: producer})
 	}
 	d.fields = taskFields(t, span.SpanContext())
-	d.Context = log.With(ctx, zap.Inline(&d.fields))
+	d.Context = ctx // d carries the log fields itself (LogFields)
 	return d
 }
 
