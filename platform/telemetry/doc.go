@@ -35,8 +35,9 @@
 // # Logs
 //
 // Starting attaches DeliveryFields (trace_id, span_id, task_id, task_kind,
-// queue, attempt) to the handler's context through platform/log
-// (log.With, as one lazy zap.Inline field rendered only when a line is
+// queue, attempt) to the handler's context through platform/log: the
+// delivery's own context value is a log.FieldsCarrier (no extra
+// allocation; one lazy zap.Inline field rendered only when a line is
 // written), so every logger derived with log.FromContext carries them.
 // A source poll (StartPoll, InstrumentPoll) attaches PollFields
 // (trace_id, span_id, source) the same way. Logger(ctx, base) is

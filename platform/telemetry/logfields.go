@@ -26,7 +26,8 @@ const (
 
 // DeliveryFields are the log fields of one delivery: its consumer span and
 // its task. Starting attaches them to the handler's context through
-// platform/log (log.With), so a logger built from that context with
+// platform/log (the delivery is a log.FieldsCarrier), so a logger built
+// from that context with
 // log.FromContext (or Logger) writes them on every line.
 type DeliveryFields struct {
 	TraceID trace.TraceID
