@@ -153,7 +153,6 @@ func taskRuntime() fx.Option {
 			newBackend,
 			func(b queue.Backend) telemetry.QueueStatser { return telemetry.BackendStats(b) },
 			func() telemetry.PoolStatser { return ps },
-			func(o telemetry.SourceObserver) source.Observer { return o },
 		),
 		telemetry.Module,
 		worker.Module,

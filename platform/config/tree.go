@@ -178,14 +178,16 @@ func Redact(v any) any {
 	if v == nil {
 		return nil
 	}
-	return redactValue(reflect.ValueOf(v), 0).Interface()
+	return redactValue(reflect.ValueOf(v), 0, false).Interface()
 }
 
 // maxRedactDepth bounds the walk, so a value with a pointer cycle is
 // returned unredacted below that depth instead of overflowing the stack.
 const maxRedactDepth = 64
 
-func redactValue(v reflect.Value, depth int) reflect.Value {
+// redactValue copies v; secret says v lies in a field tagged secret, so its
+// non-empty strings become Redacted.
+func redactValue(v reflect.Value, depth int, secret bool) reflect.Value {
 	if depth > maxRedactDepth {
 		return v
 	}
@@ -196,14 +198,14 @@ func redactValue(v reflect.Value, depth int) reflect.Value {
 			return v
 		}
 		n := reflect.New(t.Elem())
-		n.Elem().Set(redactValue(v.Elem(), depth+1))
+		n.Elem().Set(redactValue(v.Elem(), depth+1, secret))
 		return n
 	case reflect.Interface:
 		if v.IsNil() {
 			return v
 		}
 		n := reflect.New(t).Elem()
-		n.Set(redactValue(v.Elem(), depth+1))
+		n.Set(redactValue(v.Elem(), depth+1, secret))
 		return n
 	case reflect.Struct:
 		n := reflect.New(t).Elem()
@@ -214,10 +216,10 @@ func redactValue(v reflect.Value, depth int) reflect.Value {
 				continue
 			}
 			if f.Tag.Get("secret") == "true" && secretable(f.Type) {
-				n.Field(i).Set(redactedCopy(v.Field(i)))
+				n.Field(i).Set(redactValue(v.Field(i), depth+1, true))
 				continue
 			}
-			n.Field(i).Set(redactValue(v.Field(i), depth+1))
+			n.Field(i).Set(redactValue(v.Field(i), depth+1, secret))
 		}
 		return n
 	case reflect.Map:
@@ -227,7 +229,7 @@ func redactValue(v reflect.Value, depth int) reflect.Value {
 		n := reflect.MakeMapWithSize(t, v.Len())
 		it := v.MapRange()
 		for it.Next() {
-			n.SetMapIndex(it.Key(), redactValue(it.Value(), depth+1))
+			n.SetMapIndex(it.Key(), redactValue(it.Value(), depth+1, secret))
 		}
 		return n
 	case reflect.Slice:
@@ -236,15 +238,22 @@ func redactValue(v reflect.Value, depth int) reflect.Value {
 		}
 		n := reflect.MakeSlice(t, v.Len(), v.Len())
 		for i := range v.Len() {
-			n.Index(i).Set(redactValue(v.Index(i), depth+1))
+			n.Index(i).Set(redactValue(v.Index(i), depth+1, secret))
 		}
 		return n
 	case reflect.Array:
 		n := reflect.New(t).Elem()
 		for i := range v.Len() {
-			n.Index(i).Set(redactValue(v.Index(i), depth+1))
+			n.Index(i).Set(redactValue(v.Index(i), depth+1, secret))
 		}
 		return n
+	case reflect.String:
+		if secret && v.Len() > 0 {
+			n := reflect.New(t).Elem()
+			n.SetString(Redacted)
+			return n
+		}
+		return v
 	default:
 		return v
 	}
@@ -289,38 +298,4 @@ func redactedTree(v reflect.Value) any {
 		return l
 	}
 	return Redacted
-}
-
-// redactedCopy returns a copy of the secret field v with every non-empty
-// string replaced by Redacted.
-func redactedCopy(v reflect.Value) reflect.Value {
-	t := v.Type()
-	switch t.Kind() {
-	case reflect.String:
-		n := reflect.New(t).Elem()
-		if v.Len() > 0 {
-			n.SetString(Redacted)
-		}
-		return n
-	case reflect.Map:
-		if v.IsNil() {
-			return v
-		}
-		n := reflect.MakeMapWithSize(t, v.Len())
-		it := v.MapRange()
-		for it.Next() {
-			n.SetMapIndex(it.Key(), redactedCopy(it.Value()))
-		}
-		return n
-	case reflect.Slice:
-		if v.IsNil() {
-			return v
-		}
-		n := reflect.MakeSlice(t, v.Len(), v.Len())
-		for i := range v.Len() {
-			n.Index(i).Set(redactedCopy(v.Index(i)))
-		}
-		return n
-	}
-	return v
 }

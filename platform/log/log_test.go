@@ -154,19 +154,6 @@ func TestModuleRoutesFxEventsAtDebug(t *testing.T) {
 	require.Contains(t, joined, "provided")
 }
 
-func BenchmarkWith(b *testing.B) {
-	ctx := context.Background()
-	fs := []zap.Field{zap.String("trace_id", "t"), zap.String("span_id", "s"), zap.String("task_id", "i"),
-		zap.String("task_kind", "k"), zap.String("queue", "q"), zap.Int("attempt", 1)}
-	b.ReportAllocs()
-	for b.Loop() {
-		c := plog.With(ctx, fs...)
-		if len(plog.Fields(c)) != 6 {
-			b.Fatal("fields lost")
-		}
-	}
-}
-
 func TestWithAllocatesOnce(t *testing.T) {
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(100, func() {

@@ -39,7 +39,7 @@
 // delivery's own context value is a log.FieldsCarrier (no extra
 // allocation; one lazy zap.Inline field rendered only when a line is
 // written), so every logger derived with log.FromContext carries them.
-// A source poll (StartPoll, InstrumentPoll) attaches PollFields
+// A source poll (StartPoll) attaches PollFields
 // (trace_id, span_id, source) the same way. Logger(ctx, base) is
 // log.FromContext plus the ids of the active span when ctx carries
 // neither.
@@ -59,8 +59,10 @@
 //
 // # Sources
 //
-// InstrumentPoll wraps a source.PollFunc: each poll is a span "<source>
-// poll" whose children are the producer spans of the tasks it emits.
+// The Observer is also the source supervisor's source.Observer: each poll
+// of a source.Poll (or a source's own source.StartPoll) is a span
+// "<source> poll" whose children are the producer spans of the tasks it
+// emits, and the supervisor's emitters count on plba.source.emitted.
 //
 // # METRICS
 //

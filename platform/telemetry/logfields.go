@@ -91,30 +91,14 @@ func (f *DeliveryFields) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	return nil
 }
 
-// attachLogFields hands a delivery's log fields to platform/log: one lazy
-// field on the context, so that every logger derived from it with
-// log.FromContext (the platform's context logger) writes trace_id,
-// span_id, task_id, task_kind, queue and attempt.
-func attachLogFields(ctx context.Context, f DeliveryFields) context.Context {
-	p := new(DeliveryFields)
-	*p = f
-	return log.With(ctx, zap.Inline(p))
-}
-
 // FieldsFromContext returns the delivery fields Starting attached to ctx
 // (or to an ancestor of ctx); the innermost delivery wins.
 func FieldsFromContext(ctx context.Context) (DeliveryFields, bool) {
 	if ctx == nil {
 		return DeliveryFields{}, false
 	}
-	fs := log.Fields(ctx)
-	for i := len(fs) - 1; i >= 0; i-- {
-		if fs[i].Type != zapcore.InlineMarshalerType {
-			continue
-		}
-		if p, ok := fs[i].Interface.(*DeliveryFields); ok && p != nil {
-			return *p, true
-		}
+	if d, ok := ctx.Value(deliveryKey{}).(*delivery); ok {
+		return d.fields, true
 	}
 	return DeliveryFields{}, false
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/log"
+	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -409,16 +410,13 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 	o.inst.duration.Record(context.Background(), took.Seconds(), ls.rec...)
 }
 
-// SourceObserver sees a source's polls and emits. The source supervisor
-// calls it; Telemetry provides one (a no-op when telemetry is off).
-type SourceObserver interface {
-	// StartPoll starts a span for one poll of source; tasks emitted under
-	// the returned context become its children. end(err) ends the span,
-	// counting err on plba.source.errors.
-	StartPoll(ctx context.Context, source string) (context.Context, func(err error))
-	// Emitted counts n tasks emitted by source.
-	Emitted(ctx context.Context, source string, n int)
-}
+// SourceObserver sees a source's polls and emits: it is source.Observer,
+// which the source supervisor calls (around every source.Poll, and where a
+// source calls source.StartPoll). Telemetry provides one (a no-op when
+// telemetry is off): StartPoll starts the span "<source> poll", whose
+// children are the tasks emitted under it, and counts a failed poll on
+// plba.source.errors; Emitted counts on plba.source.emitted.
+type SourceObserver = source.Observer
 
 // NopSourceObserver observes nothing.
 type NopSourceObserver struct{}

@@ -471,8 +471,8 @@ func gaugeOr(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels
 	return m.GetGauge().GetValue()
 }
 
-// TestRuntimeSourcePollIsParentSpan runs a polling source instrumented
-// with InstrumentPoll in the runtime: the poll is a span, the tasks it
+// TestRuntimeSourcePollIsParentSpan runs a polling source in the runtime
+// (the supervisor observes it through telemetry's source.Observer): the poll is a span, the tasks it
 // emits are its children (and their deliveries theirs), its log lines
 // carry the poll's trace, and the emits are counted.
 func TestRuntimeSourcePollIsParentSpan(t *testing.T) {
@@ -491,8 +491,8 @@ func TestRuntimeSourcePollIsParentSpan(t *testing.T) {
 	h := startHostWith(t, be, hostOpts{routes: []task.Route{{
 		Kind: "mail.received", Queue: "mail",
 		Handler: task.HandlerFunc(func(context.Context, *task.Task) error { return nil }),
-	}}}, fx.Provide(source.AsSource(func(so telemetry.SourceObserver) *source.Poller {
-		return source.Poll("inbox", time.Hour, 0, telemetry.InstrumentPoll(so, "inbox", poll))
+	}}}, fx.Provide(source.AsSource(func() *source.Poller {
+		return source.Poll("inbox", time.Hour, 0, poll)
 	})))
 
 	cons := h.waitSpans(t, "mail process", 2)

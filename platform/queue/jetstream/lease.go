@@ -709,22 +709,21 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
-	if b.cfg.AckSync {
-		err = b.ackSync(ctx, r)
-	} else {
-		err = r.msg.Respond(ackAck)
-	}
-	if err != nil {
+	if err := b.ack(ctx, r); err != nil {
 		return fmt.Errorf("jetstream: ack task %s: %w", d.Task.ID, err)
 	}
 	r.finish()
 	return nil
 }
 
-// ackSync acks r and waits for the server's confirmation, at most for
-// AckWait when ctx has no deadline (after that the server redelivers the
-// message anyway; waiting longer would only hold the caller).
-func (b *Backend) ackSync(ctx context.Context, r *receipt) error {
+// ack acknowledges r's message. With Config.AckSync it waits for the
+// server's confirmation, at most for AckWait when ctx has no deadline
+// (after that the server redelivers the message anyway; waiting longer
+// would only hold the caller).
+func (b *Backend) ack(ctx context.Context, r *receipt) error {
+	if !b.cfg.AckSync {
+		return r.msg.Respond(ackAck)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, max(r.ackWait, time.Second))
@@ -768,12 +767,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 		b.log.Warn("jetstream: release fell back to a negative ack (the delivery counts)", zap.String("task", t.ID), zap.Error(perr))
 		return nil
 	}
-	if b.cfg.AckSync {
-		err = b.ackSync(ctx, r)
-	} else {
-		err = r.msg.Respond(ackAck)
-	}
-	if err != nil {
+	if err := b.ack(ctx, r); err != nil {
 		// The copy is stored; the original will be redelivered after
 		// AckWait: a duplicate, not a loss.
 		return fmt.Errorf("jetstream: release task %s: ack original: %w", t.ID, err)
