@@ -166,3 +166,20 @@ func TestConfigValidate(t *testing.T) {
 	require.ErrorContains(t, err, "stop_timeout: must be positive")
 	require.ErrorContains(t, err, `policies.x: must be "stop" or "degrade"`)
 }
+
+// The probes read states only; a component's details are computed for
+// status pages, not on every /livez and /readyz.
+func TestProbesDoNotComputeDetails(t *testing.T) {
+	t.Parallel()
+	reg := NewRegistry(nil, nil)
+	c := reg.MustRegister("pool", StayDegraded)
+	c.Set(Running, nil)
+	var calls int
+	c.SetDetails(func() any { calls++; return calls })
+	_, failed := reg.AnyFailed()
+	require.False(t, failed)
+	_, running := reg.AllRunning()
+	require.True(t, running)
+	require.Zero(t, calls, "probes do not compute details")
+	require.Equal(t, 1, reg.Snapshot()[0].Details)
+}

@@ -113,7 +113,12 @@ func (r *Registry) Get(name string) (*Component, bool) {
 }
 
 // Snapshot returns every component's status, sorted by name.
-func (r *Registry) Snapshot() []Status {
+func (r *Registry) Snapshot() []Status { return r.snapshot(true) }
+
+// snapshot returns every component's status, sorted by name, with the
+// details only when asked: the probes (AnyFailed, AllRunning) read states
+// alone and must not pay for every component's details.
+func (r *Registry) snapshot(details bool) []Status {
 	r.mu.Lock()
 	comps := make([]*Component, 0, len(r.comps))
 	for _, c := range r.comps {
@@ -122,15 +127,16 @@ func (r *Registry) Snapshot() []Status {
 	r.mu.Unlock()
 	out := make([]Status, 0, len(comps))
 	for _, c := range comps {
-		out = append(out, c.Status())
+		out = append(out, c.status(details))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// AnyFailed returns the first failed component's status, if any.
+// AnyFailed returns the first failed component's status (without details),
+// if any.
 func (r *Registry) AnyFailed() (Status, bool) {
-	for _, s := range r.Snapshot() {
+	for _, s := range r.snapshot(false) {
 		if s.State == Failed {
 			return s, true
 		}
@@ -141,7 +147,7 @@ func (r *Registry) AnyFailed() (Status, bool) {
 // AllRunning reports whether every component is running (degraded counts
 // as not running) and names the first that is not.
 func (r *Registry) AllRunning() (string, bool) {
-	for _, s := range r.Snapshot() {
+	for _, s := range r.snapshot(false) {
 		if s.State != Running {
 			return s.Name + " is " + string(s.State), false
 		}
@@ -208,12 +214,14 @@ func (c *Component) Set(s State, err error) {
 func (c *Component) Fail(err error) { c.Set(Failed, err) }
 
 // Status returns a snapshot of the component.
-func (c *Component) Status() Status {
+func (c *Component) Status() Status { return c.status(true) }
+
+func (c *Component) status(details bool) Status {
 	c.mu.Lock()
 	s := Status{Name: c.name, State: c.state, Since: c.since, LastError: c.lastErr, Policy: c.policy}
 	d := c.details
 	c.mu.Unlock()
-	if d != nil {
+	if d != nil && details {
 		s.Details = d()
 	}
 	return s
