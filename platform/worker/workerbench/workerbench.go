@@ -134,29 +134,7 @@ func Runtime(b *testing.B, newBackend func(tb testing.TB) queue.Backend, o Optio
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
-	if err := rt.StartPools(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
-	if err := rt.StartSources(ctx); err != nil {
-		b.Fatal(err)
-	}
-	select {
-	case <-rec.done:
-	case <-time.After(10 * time.Minute):
-		b.Fatalf("only %d of %d tasks handled", rec.next.Load(), b.N)
-	}
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
-	b.StopTimer()
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := rt.Stop(sctx); err != nil {
-		b.Errorf("stop runtime: %v", err)
-	}
-	rec.report(b, elapsed, cpu)
+	runTimed(b, rt, rec)
 }
 
 // ChannelBaseline does Runtime's work without the runtime: one producer
@@ -253,29 +231,7 @@ func Latency(b *testing.B, newBackend func(tb testing.TB) queue.Backend, o Optio
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
-	if err := rt.StartPools(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
-	if err := rt.StartSources(ctx); err != nil {
-		b.Fatal(err)
-	}
-	select {
-	case <-rec.done:
-	case <-time.After(10 * time.Minute):
-		b.Fatalf("only %d of %d tasks handled", rec.next.Load(), b.N)
-	}
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
-	b.StopTimer()
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := rt.Stop(sctx); err != nil {
-		b.Errorf("stop runtime: %v", err)
-	}
-	rec.report(b, elapsed, cpu)
+	runTimed(b, rt, rec)
 }
 
 // ChannelLatency is Latency's closed loop through a channel and
@@ -439,4 +395,33 @@ func OpenLoop(b *testing.B, newBackend func(tb testing.TB) queue.Backend, o Opti
 	if n := len(lat); n > 0 {
 		b.ReportMetric(float64(lat[min(n-1, n*999/1000)])/1e3, "p99.9-µs")
 	}
+}
+
+// runTimed starts rt's pools, then (timer running) its sources, waits until
+// rec saw b.N tasks, stops rt and reports.
+func runTimed(b *testing.B, rt *worker.Runtime, rec *recorder) {
+	b.Helper()
+	ctx := context.Background()
+	if err := rt.StartPools(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	if err := rt.StartSources(ctx); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-rec.done:
+	case <-time.After(10 * time.Minute):
+		b.Fatalf("only %d of %d tasks handled", rec.next.Load(), b.N)
+	}
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	b.StopTimer()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := rt.Stop(sctx); err != nil {
+		b.Errorf("stop runtime: %v", err)
+	}
+	rec.report(b, elapsed, cpu)
 }
