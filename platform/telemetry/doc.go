@@ -103,9 +103,13 @@
 // without walking the handler's context, and keeps no exemplars. The task
 // counters are observable counters: a task adds to atomic counts on its
 // cached label set and a callback reports them on collection (the
-// exported metrics are the same monotonic sums); the two histograms are
-// recorded per task through the SDK. See
-// BenchmarkObserver and BenchmarkTelemetryOverhead, and BENCHMARKS.md.
+// exported metrics are the same monotonic sums). The two histograms are
+// aggregated the same way, in atomic buckets on the label set, and handed
+// to every metric reader New builds as an sdkmetric.Producer (same names,
+// units, bounds, attributes, min and max, cumulative temporality); a
+// synchronous SDK histogram cost a lock and an attribute-set check per
+// measurement. See BenchmarkObserver and BenchmarkTelemetryOverhead, and
+// BENCHMARKS.md.
 //
 // # Wiring
 //

@@ -33,10 +33,10 @@ type labelKey struct {
 }
 
 // labelSet is everything the hot path needs for one (queue, kind,
-// outcome): the prebuilt measurement options and the span names, so that
-// no attribute slice, set or string is built per task.
+// outcome): the prebuilt attribute set and span names, its counters and
+// histograms, so that no attribute slice, set or string is built per task.
 type labelSet struct {
-	rec         []metric.RecordOption
+	attrs       attribute.Set
 	obs         []metric.ObserveOption
 	publishName string
 	processName string
@@ -44,6 +44,9 @@ type labelSet struct {
 	// counts are the task counters of this label set (countEnqueued...),
 	// reported by the callback observeTasks registers.
 	counts [5]atomic.Int64
+	// duration (sets with a delivery outcome) and wait (outcome "") are
+	// the task histograms, reported by histProducer.
+	duration, wait histogram
 
 	key labelKey
 	// outs caches the sets of the same queue and kind per outcome of a
@@ -141,10 +144,10 @@ func (c *labelCache) slow(k labelKey) *labelSet {
 	if k.outcome != "" {
 		attrs = append(attrs, attrOutcome.String(string(k.outcome)))
 	}
-	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
+	set := attribute.NewSet(attrs...)
 	ls := &labelSet{
-		rec:         []metric.RecordOption{opt},
-		obs:         []metric.ObserveOption{opt},
+		attrs:       set,
+		obs:         []metric.ObserveOption{metric.WithAttributeSet(set)},
 		key:         k,
 		publishName: spanName(k.queue, "publish"),
 		processName: spanName(k.queue, "process"),

@@ -14,15 +14,9 @@ import (
 // MeterName is the instrumentation scope of the platform's instruments.
 const MeterName = "github.com/plba/plba/platform/telemetry"
 
-// durationBuckets are the histogram bounds (seconds) for handler duration
-// and queue wait: 1ms to 5 minutes.
-var durationBuckets = []float64{
-	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-	1, 2.5, 5, 10, 30, 60, 120, 300,
-}
-
-// instruments are the synchronous instruments of the hot path and the
-// observable gauges fed through QueueStatser and PoolStatser.
+// instruments are the SDK instruments of the observer: the task counters,
+// the source counters and the observable gauges fed through QueueStatser
+// and PoolStatser. The task histograms are not among them (histogram.go).
 type instruments struct {
 	meter metric.Meter
 
@@ -31,7 +25,6 @@ type instruments struct {
 	// them on collection, so counting a task costs an atomic add instead
 	// of an SDK measurement (attribute set check, aggregator lookup).
 	enqueued, processed, failed, retried, deadLettered metric.Int64ObservableCounter
-	duration, wait                                     metric.Float64Histogram
 	sourceEmitted, sourceErrors                        metric.Int64Counter
 
 	depth, inFlight, delayed, dead metric.Int64ObservableGauge
@@ -45,12 +38,6 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		errs = append(errs, err)
 		*dst = c
-	}
-	hist := func(dst *metric.Float64Histogram, name, desc string) {
-		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
-			metric.WithExplicitBucketBoundaries(durationBuckets...))
-		errs = append(errs, err)
-		*dst = h
 	}
 	gauge := func(dst *metric.Int64ObservableGauge, name, unit, desc string) {
 		g, err := m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
@@ -67,8 +54,6 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	ocounter(&in.failed, "plba.task.failed", "{delivery}", "Deliveries whose handler failed or that were dead-lettered, by queue, kind and outcome.")
 	ocounter(&in.retried, "plba.task.retried", "{delivery}", "Deliveries scheduled for another attempt, by queue and kind.")
 	ocounter(&in.deadLettered, "plba.task.dead_lettered", "{task}", "Tasks moved to the dead letter, by queue and kind.")
-	hist(&in.duration, "plba.task.duration", "Handler run time of a delivery, by queue, kind and outcome.")
-	hist(&in.wait, "plba.task.queue_wait", "Time from first enqueue to the start of the first delivery, by queue and kind.")
 	counter(&in.sourceEmitted, "plba.source.emitted", "{task}", "Tasks emitted by a source, by source.")
 	counter(&in.sourceErrors, "plba.source.errors", "{error}", "Failed source polls, by source.")
 	gauge(&in.depth, "plba.queue.depth", "{task}", "Tasks ready for delivery, by queue.")

@@ -52,8 +52,7 @@ var (
 )
 
 // Observer implements task.Observer with spans, metrics and log fields,
-// and SourceObserver for source polls. Build it with NewObserver or take
-// it from Telemetry. It is safe for concurrent use.
+// and SourceObserver for source polls. Take it from Telemetry. It is safe for concurrent use.
 //
 // Trace context crosses the queue in the task's headers (traceparent,
 // tracestate, baggage), so producer and consumer may be different
@@ -72,9 +71,6 @@ type Observer struct {
 	// a new non-recording span that nobody would ever see, and a task
 	// enqueued under an unsampled span carries that span's context.
 	reuseUnsampled bool
-	// w3c: prop is the W3C trace context + baggage propagator, so the
-	// observer may read and write those headers itself (fastpath.go).
-	w3c bool
 	// sampler, when set, is the tracer provider's sampler and the
 	// provider takes its ids from idGenerator: a new trace's producer
 	// span is only started when the sampler keeps it; a dropped one
@@ -112,7 +108,7 @@ func (o *Observer) Enqueuing(ctx context.Context, tasks []*task.Task) context.Co
 		if t == nil {
 			continue
 		}
-		if o.w3c && o.reuseUnsampled && parent.IsValid() && !parent.IsSampled() {
+		if o.reuseUnsampled && parent.IsValid() && !parent.IsSampled() {
 			if reused == "" {
 				reused = formatTraceparent(parent)
 			}
@@ -121,7 +117,7 @@ func (o *Observer) Enqueuing(ctx context.Context, tasks []*task.Task) context.Co
 		}
 		ls = o.labels.getLast(ls, t.Queue, t.Kind, "")
 		sctx := ctx
-		if o.sampler != nil && o.w3c && !parent.TraceID().IsValid() {
+		if o.sampler != nil && !parent.TraceID().IsValid() {
 			tid, sid := newTraceIDs()
 			res := o.sampler.ShouldSample(sdktrace.SamplingParameters{
 				ParentContext: ctx, TraceID: tid, Name: ls.publishName, Kind: trace.SpanKindProducer,
@@ -145,12 +141,8 @@ func (o *Observer) Enqueuing(ctx context.Context, tasks []*task.Task) context.Co
 			}
 			st.spans = append(st.spans, span)
 		}
-		if o.w3c {
-			sc := span.SpanContext()
-			injectFast(sctx, Carrier(t), sc, formatTraceparent(sc))
-		} else {
-			o.prop.Inject(sctx, Carrier(t))
-		}
+		sc := span.SpanContext()
+		injectFast(sctx, Carrier(t), sc, formatTraceparent(sc))
 	}
 	if st == nil {
 		return ctx
@@ -253,11 +245,7 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 	o.recordWait(t, ls)
 	d := &delivery{ls: ls}
 	parent := trace.SpanContextFromContext(ctx)
-	var pctx context.Context
-	var producer trace.SpanContext
-	if o.w3c {
-		pctx, producer = o.extractFast(ctx, t)
-	}
+	pctx, producer := o.extractFast(ctx, t)
 	if pctx == nil {
 		pctx = o.prop.Extract(ctx, Carrier(t))
 		producer = trace.SpanContextFromContext(pctx)
@@ -275,8 +263,8 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 		d.Context = pctx // d carries the log fields itself (LogFields)
 		return d
 	}
-	if o.w3c && producer.IsValid() {
-		// extractFast read it; the generic propagator put it on pctx.
+	if producer.IsValid() {
+		// extractFast read it, or the propagator put it on pctx already.
 		pctx = trace.ContextWithRemoteSpanContext(pctx, producer)
 	}
 	linked := false
@@ -314,6 +302,9 @@ func (o *Observer) extractFast(ctx context.Context, t *task.Task) (context.Conte
 		return nil, trace.SpanContext{}
 	}
 	cfg := trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true}
+	if len(t.Headers) == 1 {
+		return ctx, trace.NewSpanContext(cfg) // the traceparent alone
+	}
 	if ts := t.Header(headerTracestate); ts != "" {
 		if s, err := trace.ParseTraceState(ts); err == nil {
 			cfg.TraceState = s
@@ -325,14 +316,11 @@ func (o *Observer) extractFast(ctx context.Context, t *task.Task) (context.Conte
 	return ctx, trace.NewSpanContext(cfg)
 }
 
-// recordWait records the queue wait of a first attempt. Like every
-// measurement of the hot path it is made without the span's context:
-// exemplars are off (see New), and looking for the span would walk the
-// handler's context chain on every task.
+// recordWait records the queue wait of a first attempt.
 func (o *Observer) recordWait(t *task.Task, ls *labelSet) {
 	if t.Attempt <= 1 && !t.EnqueuedAt.IsZero() {
 		if wait := o.now().Sub(t.EnqueuedAt); wait >= 0 {
-			o.inst.wait.Record(context.Background(), wait.Seconds(), ls.rec...)
+			ls.wait.record(wait)
 		}
 	}
 }
@@ -407,7 +395,7 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 	case task.DeadLettered:
 		ls.counts[countDeadLettered].Add(1)
 	}
-	o.inst.duration.Record(context.Background(), took.Seconds(), ls.rec...)
+	ls.duration.record(took)
 }
 
 // SourceObserver sees a source's polls and emits: it is source.Observer,

@@ -50,7 +50,7 @@ type Option interface {
 type options struct {
 	spanExporter sdktrace.SpanExporter
 	syncExport   bool
-	readers      []sdkmetric.Reader
+	readers      []func(sdkmetric.Producer) sdkmetric.Reader
 }
 
 type spanExporterOption struct {
@@ -75,14 +75,22 @@ func WithSyncSpanExporter(e sdktrace.SpanExporter) Option {
 	return spanExporterOption{e: e, sync: true}
 }
 
-type readerOption struct{ r sdkmetric.Reader }
+type readerOption struct {
+	newReader func(sdkmetric.Producer) sdkmetric.Reader
+}
 
-func (o readerOption) apply(opts *options) { opts.readers = append(opts.readers, o.r) }
-func (o readerOption) String() string      { return fmt.Sprintf("WithMetricReader(%T)", o.r) }
+func (o readerOption) apply(opts *options) { opts.readers = append(opts.readers, o.newReader) }
+func (o readerOption) String() string      { return "WithMetricReader" }
 
-// WithMetricReader adds a metric reader (for example a
-// sdkmetric.ManualReader in tests) beside the configured ones.
-func WithMetricReader(r sdkmetric.Reader) Option { return readerOption{r: r} }
+// WithMetricReader adds a metric reader beside the configured ones (for
+// example a sdkmetric.ManualReader in tests). New calls newReader with
+// the producer of the task histograms, which the observer aggregates
+// outside the SDK: the reader must be built with it
+// (sdkmetric.WithProducer) to see plba.task.duration and
+// plba.task.queue_wait.
+func WithMetricReader(newReader func(sdkmetric.Producer) sdkmetric.Reader) Option {
+	return readerOption{newReader: newReader}
+}
 
 // Telemetry owns the tracer and meter providers built from a Config, the
 // propagator, the Prometheus registry and the task Observer. Shutdown
@@ -150,15 +158,16 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 	tpOpts = append(tpOpts, sdktrace.WithSampler(sampler), sdktrace.WithIDGenerator(idGenerator{}))
 	t.tp = sdktrace.NewTracerProvider(tpOpts...)
 
-	// Metrics.
+	// Metrics. Every reader gets hists, the task histograms.
 	t.meter = metricnoop.NewMeterProvider()
+	hists := newHistProducer()
 	if cfg.Metrics.MetricsEnabled() || len(o.readers) > 0 {
 		// No exemplars: the Prometheus text format does not carry them,
 		// and the hot path records without the span's context.
 		mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter)}
 		if cfg.Metrics.PrometheusEnabled() {
 			t.registry = prometheus.NewRegistry()
-			pe, err := otelprom.New(otelprom.WithRegisterer(t.registry))
+			pe, err := otelprom.New(otelprom.WithRegisterer(t.registry), otelprom.WithProducer(hists))
 			if err != nil {
 				_ = t.tp.Shutdown(ctx)
 				return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
@@ -173,10 +182,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 				return nil, err
 			}
 			mpOpts = append(mpOpts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(me,
-				sdkmetric.WithInterval(cfg.Metrics.OTLP.Interval))))
+				sdkmetric.WithInterval(cfg.Metrics.OTLP.Interval), sdkmetric.WithProducer(hists))))
 		}
-		for _, r := range o.readers {
-			mpOpts = append(mpOpts, sdkmetric.WithReader(r))
+		for _, newReader := range o.readers {
+			mpOpts = append(mpOpts, sdkmetric.WithReader(newReader(hists)))
 		}
 		t.mp = sdkmetric.NewMeterProvider(mpOpts...)
 		t.meter = t.mp
@@ -193,11 +202,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 		})
 	}
 
-	t.obs, err = NewObserver(t.tp, t.meter, t.prop)
+	t.obs, err = newObserver(t.tp, t.meter, t.prop)
 	if err != nil {
 		_ = t.Shutdown(ctx)
 		return nil, err
 	}
+	hists.labels.Store(&t.obs.labels)
 	switch cfg.Traces.Sampler {
 	case SamplerParentBasedAlways, SamplerParentBasedRatio, SamplerNever:
 		t.obs.reuseUnsampled = true
@@ -205,10 +215,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 	if exporter == nil {
 		t.obs.reuseUnsampled = true // NeverSample
 	}
-	// The observer may write and read the W3C headers itself, and ask the
-	// sampler before starting a new trace's producer span when the
-	// sampler may drop it (the provider takes the ids it asked with).
-	t.obs.w3c = true
+	// The observer asks the sampler before starting a new trace's
+	// producer span when the sampler may drop it (the provider takes the
+	// ids it asked with).
 	if exporter == nil || cfg.Traces.Sampler == SamplerNever ||
 		((cfg.Traces.Sampler == SamplerRatio || cfg.Traces.Sampler == SamplerParentBasedRatio) && cfg.Traces.Ratio < 1) {
 		t.obs.sampler = sampler
@@ -217,24 +226,16 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 	return t, nil
 }
 
-// NewObserver builds an Observer over the given providers and propagator
-// (nil propagator: W3C trace context and baggage). Telemetry builds its own;
-// this is for hosts and tests that manage providers themselves.
-func NewObserver(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) (*Observer, error) {
-	if tp == nil || mp == nil {
-		return nil, errors.New("telemetry: observer needs a tracer and a meter provider")
-	}
-	w3c := prop == nil
-	if prop == nil {
-		prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-	}
+// newObserver builds the Observer over New's providers and propagator;
+// New sets its sampling shortcuts and hands its label cache to the
+// histogram producer.
+func newObserver(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) (*Observer, error) {
 	in, err := newInstruments(mp.Meter(MeterName))
 	if err != nil {
 		return nil, err
 	}
 	o := &Observer{
 		tp:     tp,
-		w3c:    w3c,
 		tracer: tp.Tracer(TracerName),
 		prop:   prop,
 		inst:   in,

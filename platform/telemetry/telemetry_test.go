@@ -52,9 +52,12 @@ func setup(t testing.TB, mutate ...func(*telemetry.Config)) *testBundle {
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	b := &testBundle{spans: tracetest.NewInMemoryExporter(), reader: sdkmetric.NewManualReader()}
+	b := &testBundle{spans: tracetest.NewInMemoryExporter()}
 	tel, err := telemetry.New(context.Background(), cfg,
-		telemetry.WithSpanExporter(b.spans), telemetry.WithMetricReader(b.reader))
+		telemetry.WithSpanExporter(b.spans), telemetry.WithMetricReader(func(p sdkmetric.Producer) sdkmetric.Reader {
+			b.reader = sdkmetric.NewManualReader(sdkmetric.WithProducer(p))
+			return b.reader
+		}))
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
 	b.tel = tel
@@ -408,9 +411,12 @@ func TestMetricsScrape(t *testing.T) {
 	h := promHist(t, mfs, "plba_task_queue_wait_seconds", base)
 	require.InDelta(t, 2.0*float64(ok+retried+dead), h.GetSampleSum(), 0.5*float64(ok+retried+dead))
 
-	// The manual reader sees the same numbers.
+	// The manual reader sees the same numbers, histograms included (they
+	// reach it through the producer WithMetricReader hands it).
 	rm := b.collect(t)
 	require.Equal(t, int64(ok), sumCounter(t, rm, "plba.task.processed", with("succeeded")))
+	require.Equal(t, uint64(ok), histCount(t, rm, "plba.task.duration", with("succeeded")))
+	require.Equal(t, uint64(ok+retried+dead), histCount(t, rm, "plba.task.queue_wait", base))
 }
 
 func TestQueueAndPoolGauges(t *testing.T) {
@@ -582,6 +588,19 @@ func sumCounter(t testing.TB, rm metricdata.ResourceMetrics, name string, labels
 	for _, dp := range sum.DataPoints {
 		if setMatches(dp.Attributes, labels) {
 			return dp.Value
+		}
+	}
+	require.Failf(t, "series missing", "%s%v", name, labels)
+	return 0
+}
+
+func histCount(t testing.TB, rm metricdata.ResourceMetrics, name string, labels map[string]string) uint64 {
+	t.Helper()
+	h, ok := findMetric(t, rm, name).Data.(metricdata.Histogram[float64])
+	require.True(t, ok, "%s is not a float64 histogram", name)
+	for _, dp := range h.DataPoints {
+		if setMatches(dp.Attributes, labels) {
+			return dp.Count
 		}
 	}
 	require.Failf(t, "series missing", "%s%v", name, labels)
