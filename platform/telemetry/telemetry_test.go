@@ -875,3 +875,34 @@ func TestEnqueueUnderUnsampledSpanPropagatesIt(t *testing.T) {
 	require.Equal(t, "acme", tenant)
 	require.Empty(t, b.ended(t))
 }
+
+// TestUnsampledTaskAllocations guards the 0% sampling path: one task from
+// Enqueuing to Finished, on a fresh task as the runtime sees it, makes at
+// most 4 allocations (the traceparent string, the header map and its
+// group, the delivery). The goal is under 5 extra per task.
+func TestUnsampledTaskAllocations(t *testing.T) {
+	b := setup(t, func(c *telemetry.Config) {
+		c.Traces.Sampler = telemetry.SamplerParentBasedRatio
+		c.Traces.Ratio = 0
+	})
+	const runs = 200
+	tasks := make([]*task.Task, runs+1) // AllocsPerRun runs once more to warm up
+	for i := range tasks {
+		tasks[i] = newTask("alloc.test", task.DefaultQueue)
+	}
+	ctx := context.Background()
+	i := 0
+	allocs := testing.AllocsPerRun(runs, func() {
+		tk := tasks[i]
+		i++
+		batch := tasks[i-1 : i]
+		ectx := b.obs.Enqueuing(ctx, batch)
+		b.obs.Enqueued(ectx, batch, nil)
+		tk.Attempt = 1
+		hctx := b.obs.Starting(ctx, tk)
+		b.obs.Finished(hctx, tk, task.Succeeded, nil, "", time.Millisecond)
+	})
+	t.Logf("allocs per task: %v", allocs)
+	require.LessOrEqual(t, allocs, 4.0)
+	require.NotEmpty(t, tasks[0].Header("traceparent"), "the unsampled path still propagates")
+}
