@@ -30,11 +30,11 @@ import (
 // *config.Config, a *zap.Logger, a *lifecycle.Registry, a queue.Backend
 // and the task runtime; the admin server is optional.
 //
-// Start and stop order follows the dependencies: the demo server and the
-// store are opened while the graph is built (before anything starts); on
-// stop the source stops first, the pools drain, then the source's
-// completion connection, the store and the demo server close, in that
-// order.
+// Start and stop order follows the dependencies: the demo server starts
+// while the graph is built (the source's address is its port); the store
+// opens on start, before the pools; on stop the source stops first, the
+// pools drain, then the source's completion connection, the store and the
+// demo server close, in that order.
 var Module = fx.Module("mailorder",
 	config.Section[Config](Section),
 	fx.Provide(
@@ -90,18 +90,13 @@ type storeParams struct {
 	Components *lifecycle.Registry
 }
 
-// newStore opens the store (applying migrations) and registers it as the
-// component "mailorder/store", closed on stop after the pools drained.
+// newStore registers the store as the component "mailorder/store": opened
+// (migrations applied) on start, before the pools that use it start, and
+// closed on stop after they drained. Building the graph opens nothing.
 func newStore(p storeParams) (Store, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := OpenStore(ctx, p.Config.Store)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := p.Components.Track(p.Lifecycle, "mailorder/store", lifecycle.StopHost, nil,
+	s := &startedStore{cfg: p.Config.Store}
+	if _, err := p.Components.Track(p.Lifecycle, "mailorder/store", lifecycle.StopHost, s.open,
 		func(context.Context) error { return s.Close() }); err != nil {
-		_ = s.Close()
 		return nil, err
 	}
 	return s, nil

@@ -2,9 +2,11 @@ package mailorder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/plba/plba/apps/mailorder/domain"
 	"github.com/plba/plba/apps/mailorder/store/postgres"
@@ -55,4 +57,86 @@ func OpenStore(ctx context.Context, cfg StoreConfig) (Store, error) {
 	default:
 		return nil, fmt.Errorf("mailorder: unknown store driver %q", cfg.Driver)
 	}
+}
+
+// ErrStoreNotOpen is what the host's store answers before the component
+// "mailorder/store" started and after it stopped.
+var ErrStoreNotOpen = errors.New("mailorder: store not open")
+
+// startedStore is the Store of the host's graph. The component
+// "mailorder/store" opens the configured store (creating the SQLite
+// file's directory, applying migrations) when it starts and closes it
+// when it stops, so building the graph touches no database: `host config
+// validate` neither creates files nor migrates a live database.
+type startedStore struct {
+	cfg StoreConfig
+	cur atomic.Pointer[storeRef]
+}
+
+type storeRef struct{ Store }
+
+var _ Store = (*startedStore)(nil)
+
+// open opens the configured store; the component's start.
+func (s *startedStore) open(ctx context.Context) error {
+	st, err := OpenStore(ctx, s.cfg)
+	if err != nil {
+		return err
+	}
+	if old := s.cur.Swap(&storeRef{st}); old != nil {
+		_ = old.Close() // not reached: a component starts once
+	}
+	return nil
+}
+
+func (s *startedStore) get() (Store, error) {
+	if r := s.cur.Load(); r != nil {
+		return r.Store, nil
+	}
+	return nil, ErrStoreNotOpen
+}
+
+// SaveOrder implements domain.Store on the open store.
+func (s *startedStore) SaveOrder(ctx context.Context, o domain.Order) (bool, error) {
+	st, err := s.get()
+	if err != nil {
+		return false, err
+	}
+	return st.SaveOrder(ctx, o)
+}
+
+// Count counts the orders of the open store.
+func (s *startedStore) Count(ctx context.Context) (int, error) {
+	st, err := s.get()
+	if err != nil {
+		return 0, err
+	}
+	return st.Count(ctx)
+}
+
+// List lists orders of the open store.
+func (s *startedStore) List(ctx context.Context, limit int) ([]domain.Order, error) {
+	st, err := s.get()
+	if err != nil {
+		return nil, err
+	}
+	return st.List(ctx, limit)
+}
+
+// Ping pings the open store; before start it fails with ErrStoreNotOpen.
+func (s *startedStore) Ping(ctx context.Context) error {
+	st, err := s.get()
+	if err != nil {
+		return err
+	}
+	return st.Ping(ctx)
+}
+
+// Close closes the open store (the component's stop); closing a store
+// that is not open does nothing.
+func (s *startedStore) Close() error {
+	if r := s.cur.Swap(nil); r != nil {
+		return r.Close()
+	}
+	return nil
 }

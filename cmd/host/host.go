@@ -77,7 +77,8 @@ func compose(cfg *config.Config, extra ...fx.Option) (fx.Option, lifecycle.Confi
 
 // validateGraph builds the whole host graph without starting it: every
 // configuration section a composed module uses is decoded and validated
-// (constructors run; they do no I/O, start hooks are not run).
+// (constructors run; they open nothing, which is what start hooks are
+// for: TestValidateTouchesNothing).
 func validateGraph(cfg *config.Config) error {
 	opt, _, err := compose(cfg, fx.NopLogger)
 	if err != nil {

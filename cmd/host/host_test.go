@@ -52,10 +52,16 @@ type result struct {
 // environment, in dir (a temp dir when empty).
 func runHostCmd(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	return runHostCmdIn(t, t.TempDir(), env, args...)
+}
+
+// runHostCmdIn is runHostCmd in the working directory dir.
+func runHostCmdIn(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, hostBin, args...)
-	cmd.Dir = t.TempDir()
+	cmd.Dir = dir
 	cmd.Env = append(cleanEnv(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -185,6 +191,31 @@ func TestEmbeddedDemoConfigIsValid(t *testing.T) {
 	// The file on disk is the same configuration.
 	r = runHostCmd(t, nil, "config", "validate", "--config", demoPath(t))
 	require.Equal(t, 0, r.code, r.stderr)
+}
+
+// TestValidateTouchesNothing: `config validate` checks the configuration
+// and the graph without opening what the host would open on start: in the
+// demo configuration no ./data appears (no SQLite file, no JetStream
+// store), and an order store on a PostgreSQL server that does not answer
+// is a valid configuration (the database is the run's business).
+func TestValidateTouchesNothing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := runHostCmdIn(t, dir, nil, "config", "validate")
+	require.Equal(t, 0, r.code, r.stderr)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, entries, "validate left files behind")
+
+	// A port nobody listens on: connecting would fail at once.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := l.Addr().String()
+	require.NoError(t, l.Close())
+	sets := []string{"--set", "mailorder.store.driver=postgres", "--set", "mailorder.store.postgres.url=postgres://plba@" + dead + "/none"}
+	r = runHostCmdIn(t, dir, nil, append([]string{"config", "validate"}, sets...)...)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "configuration valid")
 }
 
 // proc is a running host subprocess whose stderr is scanned for JSON log
