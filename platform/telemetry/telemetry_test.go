@@ -22,9 +22,12 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	otlpmetrics "go.opentelemetry.io/proto/otlp/metrics/v1"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
@@ -734,8 +737,15 @@ func TestOTLPHTTPExport(t *testing.T) {
 	t.Parallel()
 	type hit struct{ path, key, ctype string }
 	hits := make(chan hit, 16)
+	metrics := make(chan *collectormetrics.ExportMetricsServiceRequest, 16)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/v1/metrics" {
+			req := &collectormetrics.ExportMetricsServiceRequest{}
+			if proto.Unmarshal(body, req) == nil {
+				metrics <- req
+			}
+		}
 		hits <- hit{path: r.URL.Path, key: r.Header.Get("Api-Key"), ctype: r.Header.Get("Content-Type")}
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		w.WriteHeader(http.StatusOK)
@@ -760,10 +770,36 @@ func TestOTLPHTTPExport(t *testing.T) {
 	obs := tel.Observer()
 	tk := newTask("k", "q")
 	obs.Enqueued(obs.Enqueuing(context.Background(), []*task.Task{tk}), []*task.Task{tk}, nil)
+	deliver(context.Background(), obs, tk, 1, task.Succeeded, nil, "", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, tel.ForceFlush(ctx))
 	require.NoError(t, tel.Shutdown(ctx))
+
+	// The exports (ForceFlush, then Shutdown: both cumulative) carry the
+	// task counters and both histograms, which reach the OTLP reader
+	// through the observer's metric producer.
+	histCounts := map[string]uint64{}
+	counters := map[string]bool{}
+	for len(metrics) > 0 {
+		for _, rm := range (<-metrics).GetResourceMetrics() {
+			for _, sm := range rm.GetScopeMetrics() {
+				for _, m := range sm.GetMetrics() {
+					if h := m.GetHistogram(); h != nil {
+						require.Equal(t, otlpmetrics.AggregationTemporality_AGGREGATION_TEMPORALITY_CUMULATIVE, h.GetAggregationTemporality())
+						for _, dp := range h.GetDataPoints() {
+							histCounts[m.GetName()] = max(histCounts[m.GetName()], dp.GetCount())
+						}
+					}
+					if m.GetSum() != nil {
+						counters[m.GetName()] = true
+					}
+				}
+			}
+		}
+	}
+	require.Equal(t, map[string]uint64{"plba.task.duration": 1, "plba.task.queue_wait": 1}, histCounts)
+	require.True(t, counters["plba.task.enqueued"] && counters["plba.task.processed"], "counters: %v", counters)
 
 	got := map[string]hit{}
 	for len(hits) > 0 {
