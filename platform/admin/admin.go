@@ -27,7 +27,9 @@ type Config struct {
 	// Listen is the address of the admin server. Default 127.0.0.1:8080;
 	// port 0 picks a free port (the address is logged and in Server.Addr).
 	Listen string `koanf:"listen"`
-	// ReadHeaderTimeout bounds reading a request's headers. Default 5s.
+	// ReadHeaderTimeout bounds reading a request's headers. Default 5s;
+	// zero also means 5s (header reads are always bounded, against clients
+	// that open connections and never finish a request).
 	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
 }
 
@@ -109,8 +111,15 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// NewServer builds the server's routes. It does not listen until Start.
+// NewServer validates cfg (a zero ReadHeaderTimeout takes the default)
+// and builds the server's routes. It does not listen until Start.
 func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Registry, hr *health.Registry, routes []Route) (*Server, error) {
+	if cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = DefaultConfig().ReadHeaderTimeout
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
 	if log == nil {
 		log = zap.NewNop()
 	}

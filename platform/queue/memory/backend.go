@@ -47,8 +47,8 @@ type Backend struct {
 var _ queue.Backend = (*Backend)(nil)
 
 // New returns an open in-memory backend. Invalid options (see
-// Options.Validate) are replaced by their defaults; the fx module rejects
-// them instead.
+// Options.Validate) are replaced by their defaults; the platform's queue
+// configuration (platform.QueueConfig) rejects them instead.
 func New(opts Options) *Backend {
 	real := opts.Now == nil
 	opts = opts.WithDefaults()
