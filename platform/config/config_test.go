@@ -508,3 +508,66 @@ func TestUntouchedSectionsAreValidatedOnUse(t *testing.T) {
 	_, err = config.Load(config.Options{Registry: r, Environ: []string{}, Sets: []string{"mailbox.port=many"}})
 	require.ErrorAs(t, err, &cerr, "type errors are always reported")
 }
+
+// TestSecretValuesNeverInMessages: a secret given with the wrong type, or
+// in a malformed --set, is reported by its key and kind; its value never
+// appears in the error.
+func TestSecretValuesNeverInMessages(t *testing.T) {
+	t.Parallel()
+	r := config.NewRegistry()
+	require.NoError(t, r.Declare("server", ServerConfig{Port: 1}))
+	require.NoError(t, r.Declare("exporter", ExporterConfig{}))
+	file := writeFile(t, "s.yaml", "server:\n  password: 123456789\n")
+	_, err := config.Load(config.Options{Registry: r, Files: []string{file},
+		Environ: []string{"PLBA_EXPORTER__HEADERS=Bearer s3cr3t-token"},
+		Sets:    []string{".server.password=hunter2", "=hunter3"}})
+	var cerr *config.Error
+	require.ErrorAs(t, err, &cerr)
+	msg := err.Error()
+	for _, secret := range []string{"123456789", "s3cr3t-token", "hunter2", "hunter3"} {
+		require.NotContains(t, msg, secret)
+	}
+	require.Contains(t, msg, "server.password: expected a string, got an integer (value hidden: the key is secret)")
+	require.Contains(t, msg, "exporter.headers: expected a mapping, got a string (value hidden: the key is secret)")
+	require.Contains(t, msg, `got key ".server.password" (value not shown)`)
+	require.Len(t, cerr.Problems, 4)
+}
+
+// TestYAMLErrorsDoNotQuoteTheInput: a file that is not YAML of sections
+// (a secret passed to --config by mistake) is reported without its text.
+func TestYAMLErrorsDoNotQuoteTheInput(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "secret.txt", "hunter2\n")
+	_, err := load(t, config.Options{Files: []string{file}})
+	require.ErrorContains(t, err, "secret.txt: invalid YAML")
+	require.NotContains(t, err.Error(), "hunter2")
+}
+
+// TestNullTemplateEntry: a map section whose "default" entry is null
+// (and has no declared default) decodes the other entries as they are.
+func TestNullTemplateEntry(t *testing.T) {
+	t.Parallel()
+	r := config.NewRegistry()
+	require.NoError(t, r.Declare("pools", map[string]PoolConfig{}))
+	file := writeFile(t, "p.yaml", "pools: {default: ~, orders: {concurrency: 2}}\n")
+	c, err := config.Load(config.Options{Registry: r, Files: []string{file}, Environ: []string{}})
+	require.NoError(t, err)
+	var pools map[string]PoolConfig
+	require.NoError(t, c.Decode("pools", &pools))
+	require.Equal(t, 2, pools["orders"].Concurrency)
+}
+
+// TestFilesAreReadWithALimit: a configuration or secret file name that
+// points at an endless file fails with a message, not an exhausted
+// memory.
+func TestFilesAreReadWithALimit(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	_, err := load(t, config.Options{Files: []string{"/dev/zero"}, Sets: []string{"server.password_file=/dev/zero"}})
+	var cerr *config.Error
+	require.ErrorAs(t, err, &cerr)
+	require.ErrorContains(t, err, "/dev/zero: cannot read file: larger than 16 MiB")
+	require.ErrorContains(t, err, "server.password_file: cannot read secret file: larger than 16 MiB")
+}

@@ -4,7 +4,6 @@ import (
 	"encoding"
 	"fmt"
 	"math"
-	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -25,6 +24,27 @@ type text string
 type decoder struct {
 	problems []Problem
 	readFile func(string) ([]byte, error)
+	// secret counts the secret fields being decoded (a field tagged
+	// secret:"true" and everything below it): their values never appear
+	// in a message.
+	secret int
+}
+
+// describe is the package's describe, or only the kind of the value
+// inside a secret field.
+func (d *decoder) describe(in any) string {
+	if d.secret > 0 {
+		return kindOf(in) + " (value hidden: the key is secret)"
+	}
+	return describe(in)
+}
+
+// quote quotes s for a message, or hides it inside a secret field.
+func (d *decoder) quote(s string) string {
+	if d.secret > 0 {
+		return "(value hidden: the key is secret)"
+	}
+	return strconv.Quote(s)
 }
 
 func (d *decoder) add(key, format string, args ...any) {
@@ -91,12 +111,12 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 	if t == durationType {
 		s, ok := in.(string)
 		if !ok {
-			d.add(path, "expected a duration such as \"30s\", got %s", describe(in))
+			d.add(path, "expected a duration such as \"30s\", got %s", d.describe(in))
 			return
 		}
 		dur, err := time.ParseDuration(strings.TrimSpace(s))
 		if err != nil {
-			d.add(path, "invalid duration %q: use a number with a unit (500ms, 30s, 5m, 1h)", s)
+			d.add(path, "invalid duration %s: use a number with a unit (500ms, 30s, 5m, 1h)", d.quote(s))
 			return
 		}
 		out.SetInt(int64(dur))
@@ -105,11 +125,15 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 	if t.Kind() != reflect.Pointer && reflect.PointerTo(t).Implements(textUnmarshalerType) {
 		s, ok := in.(string)
 		if !ok {
-			d.add(path, "expected a string, got %s", describe(in))
+			d.add(path, "expected a string, got %s", d.describe(in))
 			return
 		}
 		if err := out.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
-			d.add(path, "invalid value %q: %v", s, err)
+			if d.secret > 0 {
+				d.add(path, "invalid value %s", d.quote(s))
+			} else {
+				d.add(path, "invalid value %q: %v", s, err)
+			}
 		}
 		return
 	}
@@ -117,21 +141,21 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 	case reflect.String:
 		s, ok := in.(string)
 		if !ok {
-			d.add(path, "expected a string, got %s (quote it)", describe(in))
+			d.add(path, "expected a string, got %s (quote it)", d.describe(in))
 			return
 		}
 		out.SetString(s)
 	case reflect.Bool:
 		b, ok := in.(bool)
 		if !ok {
-			d.add(path, "expected true or false, got %s", describe(in))
+			d.add(path, "expected true or false, got %s", d.describe(in))
 			return
 		}
 		out.SetBool(b)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, ok := toInt(in)
 		if !ok {
-			d.add(path, "expected an integer, got %s", describe(in))
+			d.add(path, "expected an integer, got %s", d.describe(in))
 			return
 		}
 		if n.big || out.OverflowInt(n.i) {
@@ -142,11 +166,11 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		n, ok := toInt(in)
 		if !ok {
-			d.add(path, "expected a non-negative integer, got %s", describe(in))
+			d.add(path, "expected a non-negative integer, got %s", d.describe(in))
 			return
 		}
 		if !n.big && n.i < 0 {
-			d.add(path, "expected a non-negative integer, got %d", n.i)
+			d.add(path, "expected a non-negative integer, got %s", d.describe(in))
 			return
 		}
 		u := uint64(n.i)
@@ -168,7 +192,7 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 		default:
 			n, ok := toInt(in)
 			if !ok {
-				d.add(path, "expected a number, got %s", describe(in))
+				d.add(path, "expected a number, got %s", d.describe(in))
 				return
 			}
 			f = float64(n.i)
@@ -184,7 +208,7 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 	case reflect.Interface:
 		v := reflect.ValueOf(plain(in))
 		if !v.Type().AssignableTo(t) {
-			d.add(path, "expected %s, got %s", t, describe(in))
+			d.add(path, "expected %s, got %s", t, d.describe(in))
 			return
 		}
 		out.Set(v)
@@ -200,7 +224,7 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 	case reflect.Slice:
 		list, ok := in.([]any)
 		if !ok {
-			d.add(path, "expected a list, got %s", describe(in))
+			d.add(path, "expected a list, got %s", d.describe(in))
 			return
 		}
 		s := reflect.MakeSlice(t, len(list), len(list))
@@ -211,7 +235,7 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 	case reflect.Array:
 		list, ok := in.([]any)
 		if !ok || len(list) != t.Len() {
-			d.add(path, "expected a list of %d items, got %s", t.Len(), describe(in))
+			d.add(path, "expected a list of %d items, got %s", t.Len(), d.describe(in))
 			return
 		}
 		for i, item := range list {
@@ -225,14 +249,20 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 func (d *decoder) decodeStruct(path string, in any, out reflect.Value) {
 	m, ok := in.(map[string]any)
 	if !ok {
-		d.add(path, "expected a mapping, got %s", describe(in))
+		d.add(path, "expected a mapping, got %s", d.describe(in))
 		return
 	}
 	fs := fieldsOf(out.Type())
 	for _, key := range sortedKeys(m) {
 		val := m[key]
 		if f, ok := fieldByKey(fs, key); ok {
+			if f.secret {
+				d.secret++
+			}
 			d.decode(joinKey(path, key), val, out.FieldByIndex(f.index))
+			if f.secret {
+				d.secret--
+			}
 			continue
 		}
 		if base, isFile := strings.CutSuffix(key, "_file"); isFile {
@@ -253,7 +283,7 @@ func (d *decoder) secretFile(path string, in any, out reflect.Value) {
 	}
 	name, ok := in.(string)
 	if !ok {
-		d.add(path, "expected a file name, got %s", describe(in))
+		d.add(path, "expected a file name, got %s", d.describe(in))
 		return
 	}
 	if name == "" {
@@ -261,7 +291,7 @@ func (d *decoder) secretFile(path string, in any, out reflect.Value) {
 	}
 	read := d.readFile
 	if read == nil {
-		read = os.ReadFile
+		read = ReadFile
 	}
 	b, err := read(name)
 	if err != nil {
@@ -283,7 +313,7 @@ func (d *decoder) decodeMap(path string, in any, out reflect.Value) {
 	}
 	m, ok := in.(map[string]any)
 	if !ok {
-		d.add(path, "expected a mapping, got %s", describe(in))
+		d.add(path, "expected a mapping, got %s", d.describe(in))
 		return
 	}
 	if out.IsNil() {
@@ -296,7 +326,7 @@ func (d *decoder) decodeMap(path string, in any, out reflect.Value) {
 		elem := reflect.New(t.Elem()).Elem()
 		if cur := out.MapIndex(k); cur.IsValid() {
 			elem.Set(cur)
-		} else if hasTmpl && key != defaultEntry {
+		} else if hasTmpl && tmpl != nil && key != defaultEntry {
 			// Start from the template; its own problems are reported
 			// once, at its own key.
 			quiet := decoder{readFile: d.readFile}
@@ -406,6 +436,26 @@ func describe(in any) string {
 	}
 	if _, ok := toInt(in); ok {
 		return fmt.Sprintf("integer %v", in)
+	}
+	return fmt.Sprintf("%T", in)
+}
+
+// kindOf names a value's kind only, for messages about secret keys.
+func kindOf(in any) string {
+	switch in.(type) {
+	case string, text:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case float32, float64:
+		return "a number"
+	case map[string]any:
+		return "a mapping"
+	case []any:
+		return "a list"
+	}
+	if _, ok := toInt(in); ok {
+		return "an integer"
 	}
 	return fmt.Sprintf("%T", in)
 }

@@ -25,10 +25,15 @@ func FuzzLoad(f *testing.F) {
 		"a: &x [*x]\n",
 		"server:\n  password_file: \"\"\n",
 		"\tbad",
+		"pools: {default: ~, orders: {concurrency: 2}}\n",
+		"exporter: {headers: 5, endpoint: [x]}\n",
 	} {
 		f.Add([]byte(seed))
 	}
 	reg := testRegistry(f)
+	// A map section without a declared default entry, and a secret map.
+	require.NoError(f, reg.Declare("pools", map[string]PoolConfig{}))
+	require.NoError(f, reg.Declare("exporter", ExporterConfig{}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := config.Load(config.Options{
 			Files:    []string{"fuzz.yaml"},

@@ -4,9 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -37,8 +40,30 @@ type Options struct {
 	// Registry holds the declared sections; nil means DefaultRegistry.
 	Registry *Registry
 	// ReadFile reads files (configuration files and secret _file keys);
-	// nil means os.ReadFile.
+	// nil means ReadFile, which refuses files over MaxFileSize.
 	ReadFile func(name string) ([]byte, error)
+}
+
+// MaxFileSize is the largest configuration or secret file ReadFile reads:
+// a name that points at a device or a runaway file fails with a message
+// instead of exhausting memory.
+const MaxFileSize = 16 << 20
+
+// ReadFile reads the file name, at most MaxFileSize bytes.
+func ReadFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileSize {
+		return nil, fmt.Errorf("larger than %d MiB", MaxFileSize>>20)
+	}
+	return b, nil
 }
 
 // Config is the loaded, validated configuration: every declared section
@@ -79,7 +104,7 @@ func Load(opts Options) (*Config, error) {
 	}
 	read := opts.ReadFile
 	if read == nil {
-		read = os.ReadFile
+		read = ReadFile
 	}
 	env := opts.Environ
 	if env == nil {
@@ -161,7 +186,11 @@ func Load(opts Options) (*Config, error) {
 		key, val, ok := strings.Cut(s, "=")
 		key = strings.TrimSpace(key)
 		if !ok || key == "" || strings.Contains(key, "..") || strings.HasPrefix(key, ".") || strings.HasSuffix(key, ".") {
-			problems = append(problems, Problem{Source: "--set", Msg: "usage: expected key=value with a dotted key, got " + quoteShort(s)})
+			got := quoteShort(s)
+			if ok { // only the key part: the value may be a secret
+				got = "key " + quoteShort(key) + " (value not shown)"
+			}
+			problems = append(problems, Problem{Source: "--set", Msg: "usage: expected key=value with a dotted key, got " + got})
 			continue
 		}
 		apply(map[string]any{key: text(val)}, func(string) string { return "--set " + key + "=..." })
@@ -208,13 +237,19 @@ func parseYAML(p *yaml.YAML, b []byte) (m map[string]any, err error) {
 }
 
 // yamlMessage turns "yaml: line 3: did not find expected key" into
-// "line 3: did not find expected key", on one line.
+// "line 3: did not find expected key", on one line. The parser quotes the
+// offending text in backquotes ("cannot unmarshal !!str `hunter2`"); that
+// is left out, since it may be a secret given to --config by mistake.
 func yamlMessage(err error) string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	msg = yamlQuoted.ReplaceAllString(msg, "")
 	fields := strings.Fields(msg)
 	return "invalid YAML: " + strings.Join(fields, " ")
 }
+
+// yamlQuoted matches the parser's quotation of input text.
+var yamlQuoted = regexp.MustCompile("`[^`]*`")
 
 func quoteShort(s string) string {
 	return `"` + shorten(s) + `"`
