@@ -571,3 +571,50 @@ func TestFilesAreReadWithALimit(t *testing.T) {
 	require.ErrorContains(t, err, "/dev/zero: cannot read file: larger than 16 MiB")
 	require.ErrorContains(t, err, "server.password_file: cannot read secret file: larger than 16 MiB")
 }
+
+// ClusterConfig has URLs whose user information is secret.
+type ClusterConfig struct {
+	URL  string   `koanf:"url" secret:"userinfo"`
+	URLs []string `koanf:"urls" secret:"userinfo"`
+}
+
+// TestURLUserinfoIsRedacted: URLs tagged secret:"userinfo" show their
+// servers but not their credentials, in YAML and in Redact; decoding
+// keeps them whole.
+func TestURLUserinfoIsRedacted(t *testing.T) {
+	t.Parallel()
+	r := config.NewRegistry()
+	require.NoError(t, r.Declare("cluster", ClusterConfig{}))
+	c, err := config.Load(config.Options{Registry: r, Environ: []string{},
+		Sets: []string{"cluster.url=nats://alice:s3cr3tpw@10.0.0.1:4222,nats://t0ken@10.0.0.2:4222", "cluster.urls=[nats://bob:pa55@10.0.0.3:4222, nats://10.0.0.4:4222]"}})
+	require.NoError(t, err)
+	var cc ClusterConfig
+	require.NoError(t, c.Decode("cluster", &cc))
+	require.Equal(t, "nats://alice:s3cr3tpw@10.0.0.1:4222,nats://t0ken@10.0.0.2:4222", cc.URL)
+
+	out := string(c.YAML())
+	for _, secret := range []string{"alice", "s3cr3tpw", "t0ken", "bob", "pa55"} {
+		require.NotContains(t, out, secret)
+	}
+	require.Contains(t, out, "url: nats://[redacted]@10.0.0.1:4222,nats://[redacted]@10.0.0.2:4222")
+	require.Contains(t, out, "nats://[redacted]@10.0.0.3:4222")
+	require.Contains(t, out, "nats://10.0.0.4:4222")
+
+	red := config.Redact(cc).(ClusterConfig)
+	require.Equal(t, []string{"nats://[redacted]@10.0.0.3:4222", "nats://10.0.0.4:4222"}, red.URLs)
+	require.Equal(t, "nats://bob:pa55@10.0.0.3:4222", cc.URLs[0], "original unchanged")
+}
+
+func TestRedactUserinfo(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"":                                  "",
+		"nats://10.0.0.1:4222":              "nats://10.0.0.1:4222",
+		"nats://u:p@h:1":                    "nats://[redacted]@h:1",
+		"nats://tok@h:1,nats://h2:2":        "nats://[redacted]@h:1,nats://h2:2",
+		"postgres://u:p@db/x?sslmode=false": "postgres://[redacted]@db/x?sslmode=false",
+		"no scheme@host":                    "no scheme@host",
+	} {
+		require.Equal(t, want, config.RedactUserinfo(in), in)
+	}
+}

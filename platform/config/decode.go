@@ -256,11 +256,11 @@ func (d *decoder) decodeStruct(path string, in any, out reflect.Value) {
 	for _, key := range sortedKeys(m) {
 		val := m[key]
 		if f, ok := fieldByKey(fs, key); ok {
-			if f.secret {
+			if f.secret || f.userinfo {
 				d.secret++
 			}
 			d.decode(joinKey(path, key), val, out.FieldByIndex(f.index))
-			if f.secret {
+			if f.secret || f.userinfo {
 				d.secret--
 			}
 			continue

@@ -25,6 +25,9 @@ type field struct {
 	key    string
 	index  []int
 	secret bool // a string field tagged secret:"true"
+	// userinfo: a string (or list of strings) of URLs tagged
+	// secret:"userinfo": the user information of each URL is secret.
+	userinfo bool
 }
 
 var fieldCache sync.Map // reflect.Type -> []field
@@ -64,7 +67,8 @@ func collectFields(t reflect.Type, index []int, out *[]field) {
 		*out = append(*out, field{
 			key:    name,
 			index:  idx,
-			secret: f.Tag.Get("secret") == "true" && secretable(f.Type),
+			secret:   f.Tag.Get("secret") == "true" && secretable(f.Type),
+			userinfo: f.Tag.Get("secret") == "userinfo" && secretable(f.Type),
 		})
 	}
 }
@@ -125,6 +129,10 @@ func toTree(v reflect.Value, output bool) any {
 				m[f.key] = redactedTree(fv)
 				continue
 			}
+			if output && f.userinfo {
+				m[f.key] = toTree(redactUserinfoValue(fv), output)
+				continue
+			}
 			m[f.key] = toTree(fv, output)
 		}
 		return m
@@ -172,8 +180,11 @@ func toTree(v reflect.Value, output bool) any {
 // Redact returns a deep copy of v (same type) in which every non-empty
 // string field tagged secret:"true", at any depth (structs, pointers, maps,
 // slices), reads "[redacted]"; so does every value of a secret map of
-// strings (HTTP headers) or element of a secret slice of strings. Use it before logging a configuration or
-// showing it in the admin status. v itself is not changed.
+// strings (HTTP headers) or element of a secret slice of strings. A field
+// of URLs tagged secret:"userinfo" keeps its URLs with their user
+// information redacted (RedactUserinfo). Use it before logging a
+// configuration or showing it in the admin status. v itself is not
+// changed.
 func Redact(v any) any {
 	if v == nil {
 		return nil
@@ -217,6 +228,10 @@ func redactValue(v reflect.Value, depth int, secret bool) reflect.Value {
 			}
 			if f.Tag.Get("secret") == "true" && secretable(f.Type) {
 				n.Field(i).Set(redactValue(v.Field(i), depth+1, true))
+				continue
+			}
+			if f.Tag.Get("secret") == "userinfo" && secretable(f.Type) {
+				n.Field(i).Set(redactUserinfoValue(v.Field(i)))
 				continue
 			}
 			n.Field(i).Set(redactValue(v.Field(i), depth+1, secret))
@@ -298,4 +313,47 @@ func redactedTree(v reflect.Value) any {
 		return l
 	}
 	return Redacted
+}
+
+// RedactUserinfo replaces the user information of every URL in s (one
+// URL, or several separated by commas) with Redacted:
+// "nats://alice:pw@10.0.0.1:4222" reads "nats://[redacted]@10.0.0.1:4222".
+// A user name alone is redacted too, since some schemes carry a token
+// there.
+func RedactUserinfo(s string) string {
+	var b strings.Builder
+	for i, u := range strings.Split(s, ",") {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		scheme, rest, ok := strings.Cut(u, "://")
+		at := strings.IndexByte(rest, '@')
+		if !ok || at < 0 {
+			b.WriteString(u)
+			continue
+		}
+		b.WriteString(scheme + "://" + Redacted + rest[at:])
+	}
+	return b.String()
+}
+
+// redactUserinfoValue copies a string or slice of strings with
+// RedactUserinfo applied to each.
+func redactUserinfoValue(v reflect.Value) reflect.Value {
+	switch v.Kind() {
+	case reflect.String:
+		n := reflect.New(v.Type()).Elem()
+		n.SetString(RedactUserinfo(v.String()))
+		return n
+	case reflect.Slice:
+		if v.IsNil() {
+			return v
+		}
+		n := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		for i := range v.Len() {
+			n.Index(i).Set(redactUserinfoValue(v.Index(i)))
+		}
+		return n
+	}
+	return v
 }

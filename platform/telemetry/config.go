@@ -91,7 +91,7 @@ type OTLPConfig struct {
 	// standard one (/v1/traces, /v1/metrics); a URL with a path is used as
 	// it is. Empty means the exporter's default (localhost, or the
 	// OTEL_EXPORTER_OTLP_ENDPOINT environment variable).
-	Endpoint string `koanf:"endpoint"`
+	Endpoint string `koanf:"endpoint" secret:"userinfo"`
 	// Headers are sent with every export (for example an API key).
 	Headers map[string]string `koanf:"headers" secret:"true"`
 	// Insecure disables TLS for a host:port endpoint.

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
@@ -245,26 +246,13 @@ func (b *Backend) serverURL(nc *nats.Conn) string {
 	return "in-process"
 }
 
-// redactURLs hides passwords in URLs for error messages.
+// redactURLs hides the user information (passwords, tokens) of URLs for
+// error messages.
 func redactURLs(s string) string {
 	if s == "" {
 		return "in-process server"
 	}
-	out := []byte(s)
-	// Mask anything between "://" and "@" in each URL.
-	for i := 0; i+3 <= len(out); i++ {
-		if string(out[i:i+3]) != "://" {
-			continue
-		}
-		j := i + 3
-		for k := j; k < len(out) && out[k] != ','; k++ {
-			if out[k] == '@' {
-				out = append(out[:j], append([]byte("***"), out[k:]...)...)
-				break
-			}
-		}
-	}
-	return string(out)
+	return config.RedactUserinfo(s)
 }
 
 func (b *Backend) natsOptions() ([]nats.Option, error) {

@@ -63,10 +63,10 @@ type Config struct {
 	// URL is one server URL or several separated by commas
 	// ("nats://10.0.0.1:4222,nats://10.0.0.2:4222"); it is joined with
 	// URLs. Setting either selects mode "external" by default.
-	URL string `koanf:"url"`
+	URL string `koanf:"url" secret:"userinfo"`
 	// URLs are the servers of an external NATS cluster
 	// ("nats://10.0.0.1:4222").
-	URLs []string `koanf:"urls"`
+	URLs []string `koanf:"urls" secret:"userinfo"`
 	// User and Password authenticate with a user name and password.
 	User     string `koanf:"user"`
 	Password string `koanf:"password" secret:"true"`
