@@ -65,8 +65,8 @@ func collectFields(t reflect.Type, index []int, out *[]field) {
 			name = strings.ToLower(f.Name)
 		}
 		*out = append(*out, field{
-			key:    name,
-			index:  idx,
+			key:      name,
+			index:    idx,
 			secret:   f.Tag.Get("secret") == "true" && secretable(f.Type),
 			userinfo: f.Tag.Get("secret") == "userinfo" && secretable(f.Type),
 		})
