@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -28,12 +29,15 @@ type HostConfig struct {
 	Apps []string `koanf:"apps"`
 }
 
-// Validate checks that every app named is known.
+// Validate checks that every app named is known, and named once.
 func (c HostConfig) Validate() error {
 	var ps config.Problems
 	for i, a := range c.Apps {
+		key := fmt.Sprintf("apps[%d]", i)
 		if _, ok := knownApps[a]; !ok {
-			ps.Add(fmt.Sprintf("apps.%d", i), "unknown app %q (known: %s)", a, strings.Join(appNames(), ", "))
+			ps.Add(key, "unknown app %q (known: %s)", a, strings.Join(appNames(), ", "))
+		} else if j := slices.Index(c.Apps, a); j < i {
+			ps.Add(key, "app %q is already listed (apps[%d])", a, j)
 		}
 	}
 	return ps.Err()
