@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -617,4 +618,40 @@ func TestRedactUserinfo(t *testing.T) {
 	} {
 		require.Equal(t, want, config.RedactUserinfo(in), in)
 	}
+}
+
+// Pools is a map section whose own Validate repeats its entries' checks
+// with "<entry>.<key>: " prefixes, as worker.Config does.
+type Pools map[string]PoolConfig
+
+func (p Pools) Validate() error {
+	var errs []error
+	for name, c := range p {
+		if err := c.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s.%w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// TestDottedValidateKeysLandOnTheirKey: "entry.key: problem" from a map's
+// Validate lands on the entry's key, once, attributed to the layer that
+// set that key (not to a later layer that set a sibling).
+func TestDottedValidateKeysLandOnTheirKey(t *testing.T) {
+	t.Parallel()
+	r := config.NewRegistry()
+	require.NoError(t, r.Declare("pools", Pools{}))
+	file := writeFile(t, "p.yaml", "pools:\n  orders: {concurrency: -1}\n  mail: {concurrency: -2}\n")
+	_, err := config.Load(config.Options{Registry: r, Files: []string{file},
+		Environ: []string{"PLBA_POOLS__OTHER__CONCURRENCY=2"}})
+	var cerr *config.Error
+	require.ErrorAs(t, err, &cerr)
+	var lines []string
+	for _, p := range cerr.Problems {
+		lines = append(lines, p.Error())
+	}
+	require.ElementsMatch(t, []string{
+		file + ": pools.orders.concurrency: must be at least 1 (got -1)",
+		file + ": pools.mail.concurrency: must be at least 1 (got -2)",
+	}, lines)
 }

@@ -525,8 +525,10 @@ func normalize(in any) any {
 
 // refineKey turns a plain error from a Validate method that follows the
 // "key: problem" convention ("start_timeout: must be positive") into a
-// problem at that key, as long as each leading "word: " names a field (or
-// map entry) of the validated value v. Anything else stays as it is.
+// problem at that key, as long as each leading "key: " names a field (or
+// map entry) of the validated value v, at any depth ("orders.concurrency:
+// must be at least 1" from a map's Validate). Anything else stays as it
+// is.
 func refineKey(p Problem, v reflect.Value) Problem {
 	msg := p.Msg
 	for {
@@ -534,31 +536,51 @@ func refineKey(p Problem, v reflect.Value) Problem {
 		if !ok || rest == "" {
 			return p
 		}
-		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
-			if v.IsNil() {
-				return p
-			}
-			v = v.Elem()
-		}
-		switch v.Kind() {
-		case reflect.Struct:
-			i := slices.IndexFunc(fieldsOf(v.Type()), func(f field) bool { return f.key == tok })
-			if i < 0 {
-				return p
-			}
-			v = v.FieldByIndex(fieldsOf(v.Type())[i].index)
-		case reflect.Map:
-			if v.Type().Key().Kind() != reflect.String {
-				return p
-			}
-			e := v.MapIndex(reflect.ValueOf(tok).Convert(v.Type().Key()))
-			if !e.IsValid() {
-				return p
-			}
-			v = e
-		default:
+		if v, ok = walkKey(v, tok); !ok {
 			return p
 		}
 		p.Key, p.Msg, msg = joinKey(p.Key, tok), rest, rest
 	}
+}
+
+// walkKey follows the dotted key path from v through struct fields and
+// string-keyed map entries (whose names may contain dots: the longest
+// entry that matches wins); ok is false when a part names nothing.
+func walkKey(v reflect.Value, path string) (reflect.Value, bool) {
+	for path != "" {
+		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+			if v.IsNil() {
+				return v, false
+			}
+			v = v.Elem()
+		}
+		var part string
+		switch v.Kind() {
+		case reflect.Struct:
+			part, path, _ = strings.Cut(path, ".")
+			i := slices.IndexFunc(fieldsOf(v.Type()), func(f field) bool { return f.key == part })
+			if i < 0 {
+				return v, false
+			}
+			v = v.FieldByIndex(fieldsOf(v.Type())[i].index)
+		case reflect.Map:
+			if v.Type().Key().Kind() != reflect.String {
+				return v, false
+			}
+			var e reflect.Value
+			for _, k := range v.MapKeys() {
+				name := k.String()
+				if (path == name || strings.HasPrefix(path, name+".")) && len(name) >= len(part) {
+					part, e = name, v.MapIndex(k)
+				}
+			}
+			if !e.IsValid() {
+				return v, false
+			}
+			v, path = e, strings.TrimPrefix(strings.TrimPrefix(path, part), ".")
+		default:
+			return v, false
+		}
+	}
+	return v, true
 }
