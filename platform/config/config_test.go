@@ -655,3 +655,16 @@ func TestDottedValidateKeysLandOnTheirKey(t *testing.T) {
 		file + ": pools.mail.concurrency: must be at least 1 (got -2)",
 	}, lines)
 }
+
+// TestEmptyYAMLKey: an empty key in a file is reported at the mapping
+// that holds it, not taken for its parent.
+func TestEmptyYAMLKey(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "e.yaml", "server: {\"\": 5, port: 2}\n\"\": {a: 1}\n")
+	_, err := load(t, config.Options{Files: []string{file}})
+	var cerr *config.Error
+	require.ErrorAs(t, err, &cerr)
+	require.Len(t, cerr.Problems, 2, "%v", err)
+	require.ErrorContains(t, err, file+`: server: empty key ("") in a mapping`)
+	require.ErrorContains(t, err, file+`: empty key ("") in a mapping`)
+}

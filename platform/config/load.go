@@ -161,6 +161,9 @@ func Load(opts Options) (*Config, error) {
 			problems = append(problems, Problem{Source: name, Msg: yamlMessage(err)})
 			continue
 		}
+		for _, key := range dropEmptyKeys("", m) {
+			problems = append(problems, Problem{Source: name, Key: key, Msg: `empty key ("") in a mapping`})
+		}
 		apply(m, func(string) string { return name })
 	}
 
@@ -405,6 +408,22 @@ func flatten(prefix string, tree map[string]any, out map[string]any) {
 		}
 		out[p] = v
 	}
+}
+
+// dropEmptyKeys removes the empty keys of tree, at any depth, and returns
+// the paths of the mappings that had one ("" for the top level).
+func dropEmptyKeys(path string, tree map[string]any) []string {
+	var found []string
+	if _, ok := tree[""]; ok {
+		delete(tree, "")
+		found = append(found, path)
+	}
+	for _, k := range sortedKeys(tree) {
+		if m, ok := tree[k].(map[string]any); ok {
+			found = append(found, dropEmptyKeys(joinKey(path, k), m)...)
+		}
+	}
+	return found
 }
 
 // setPath sets the dotted path in tree, creating (or replacing non-mapping
