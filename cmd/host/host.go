@@ -109,12 +109,20 @@ func runHost(cfg *config.Config, stderr io.Writer) int {
 
 	// Listen for SIGINT and SIGTERM (and a fatal component's shutdown)
 	// before starting: a signal that arrives while the host starts must
-	// stop it cleanly, not kill it with the default action.
+	// stop it cleanly, not kill it with the default action. A signal
+	// during start abandons the start (fx stops what had started); a
+	// second one exits at once.
 	wait := app.Wait()
 	startCtx, cancel := context.WithTimeout(context.Background(), lc.StartTimeout)
+	interrupted := interruptStart(cancel, stderr)
 	err = app.Start(startCtx)
+	sig := interrupted()
 	cancel()
 	if err != nil {
+		if sig != nil {
+			fmt.Fprintf(stderr, "host: %s received while starting; start abandoned, started components stopped\n", sig)
+			return exitOK
+		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("start timed out after %s%s: %w", lc.StartTimeout, stuck(comp), err)
 		}
@@ -160,6 +168,40 @@ func runHost(cfg *config.Config, stderr io.Writer) int {
 		return exitFailure
 	}
 	return code
+}
+
+// interruptStart watches for SIGINT and SIGTERM while the host starts:
+// the first calls abandon (the start context's cancel), a second exits
+// the process with status 1. The returned function ends the watch and
+// reports the first signal, if any.
+func interruptStart(abandon context.CancelFunc, stderr io.Writer) func() os.Signal {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	got := make(chan os.Signal, 1)
+	go func() { // owned: ends when the returned function is called
+		var first os.Signal
+		defer func() { got <- first }()
+		for {
+			select {
+			case s := <-sigs:
+				if first != nil {
+					fmt.Fprintln(stderr, "host: second signal, exiting now")
+					os.Exit(exitFailure)
+				}
+				first = s
+				fmt.Fprintf(stderr, "host: %s received while starting, abandoning the start (send again to force exit)\n", s)
+				abandon()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() os.Signal {
+		signal.Stop(sigs)
+		close(done)
+		return <-got
+	}
 }
 
 // stuck names the components that had not finished starting.

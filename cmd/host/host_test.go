@@ -345,6 +345,11 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal([]byte(body), &st))
 	require.NotEmpty(t, st.ConfigDigest)
+	require.NotEmpty(t, st.Version)
+	require.NotEmpty(t, st.Components)
+	for _, c := range st.Components {
+		require.Equal(t, "running", c.State, c.Name)
+	}
 
 	start := time.Now()
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
@@ -403,4 +408,49 @@ func demoPath(t *testing.T) string {
 	p, err := filepath.Abs(filepath.Join("..", "..", "configs", "demo.yaml"))
 	require.NoError(t, err)
 	return p
+}
+
+// TestSignalDuringStartAbandonsIt: a SIGTERM while a component is still
+// starting (here: a NATS server that accepts the connection and never
+// answers) abandons the start at once instead of waiting for the start
+// timeout, and the host exits 0.
+func TestSignalDuringStartAbandonsIt(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	accepted := make(chan struct{})
+	go func() { // accept and hold: a server that never speaks
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if held = append(held, c); len(held) == 1 {
+				close(accepted)
+			}
+		}
+	}()
+	p := startHost(t, nil, append(jsonLogs, "--set", "queue.backend=jetstream",
+		"--set", "queue.jetstream.url=nats://"+ln.Addr().String(), "--set", "queue.jetstream.connect_timeout=60s",
+		"--set", "lifecycle.start_timeout=60s")...)
+	select {
+	case <-accepted: // the host is inside the JetStream connect
+	case <-p.exited:
+		t.Fatalf("host exited early (%d): %s", p.code, p.output())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the host never connected: %s", p.output())
+	}
+	start := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, 20*time.Second), p.output())
+	require.Less(t, time.Since(start), 10*time.Second)
+	require.Contains(t, p.output(), "received while starting")
+	require.NotContains(t, p.output(), `"logger":"fx"`, "fx's own failure events stay at debug")
 }

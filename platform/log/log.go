@@ -118,12 +118,16 @@ func NewFromConfig(p Params) (Result, error) {
 // (which the graph must provide, e.g. with config.Section[Config]).
 var Module = fx.Module("log", fx.Provide(NewFromConfig))
 
-// FxLogger routes fx's own events through the host logger: ordinary events
-// at debug level, failures at error level.
+// FxLogger routes fx's own events through the host logger at debug level,
+// failures included: fx returns every failure to the caller of New, Start
+// or Stop, which reports it (the host as one line on stderr), so at info
+// the failure is not printed twice; at debug fx's events add where it
+// happened.
 func FxLogger() fx.Option {
 	return fx.WithLogger(func(l *zap.Logger) fxevent.Logger {
 		zl := &fxevent.ZapLogger{Logger: l.Named("fx")}
 		zl.UseLogLevel(zapcore.DebugLevel)
+		zl.UseErrorLevel(zapcore.DebugLevel)
 		return zl
 	})
 }
