@@ -229,7 +229,8 @@ func TestModuleServesContributedRoutes(t *testing.T) {
 	require.Equal(t, "info", changed[0].ContextMap()["from"])
 	require.Equal(t, "debug", changed[0].ContextMap()["to"])
 
-	for _, bad := range []string{`{"level":"loud"}`, `{"level":""}`, `debug`, `{"level":"warn","x":1}`, ``} {
+	for _, bad := range []string{`{"level":"loud"}`, `{"level":""}`, `debug`, `{"level":"warn","x":1}`, ``,
+		`{"level":"fatal"}`, `{"level":"dpanic"}`, `{"level":"warn"} trailing`, `{"level":"warn"}{"level":"error"}`} {
 		code, body = do(t, http.MethodPut, url, bad)
 		require.Equal(t, http.StatusBadRequest, code, "body %q", bad)
 		var e admin.Error
@@ -367,4 +368,30 @@ func TestShutdownDeadline(t *testing.T) {
 	require.Contains(t, err.Error(), "admin: shutdown")
 	r := <-inflight
 	require.Error(t, r.err, "the connection was closed under the request")
+}
+
+// TestLogLevelChangeIsAlwaysLogged: the audit line of a level change is
+// written whether the change raises the level above warn or lowers it
+// from above warn.
+func TestLogLevelChangeIsAlwaysLogged(t *testing.T) {
+	t.Parallel()
+	level := zap.NewAtomicLevelAt(zapcore.InfoLevel)
+	core, logs := observer.New(level) // the audit logger obeys the level it changes
+	var put http.Handler
+	for _, r := range admin.LogLevelRoutes(level, zap.New(core)) {
+		if strings.HasPrefix(r.Pattern, "PUT ") {
+			put = r.Handler
+		}
+	}
+	require.NotNil(t, put)
+	for _, to := range []string{"error", "debug", "error", "info"} {
+		rec := httptest.NewRecorder()
+		put.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, admin.LogLevelPath, strings.NewReader(`{"level":"`+to+`"}`)))
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	}
+	var got []string
+	for _, e := range logs.FilterMessage("log level changed").All() {
+		got = append(got, e.ContextMap()["from"].(string)+"->"+e.ContextMap()["to"].(string))
+	}
+	require.Equal(t, []string{"info->error", "error->debug", "debug->error", "error->info"}, got)
 }

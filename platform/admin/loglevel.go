@@ -2,12 +2,15 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	plog "github.com/plba/plba/platform/log"
 )
 
 // LogLevelPath is where the log level is read (GET) and changed (PUT).
@@ -15,7 +18,7 @@ const LogLevelPath = "/admin/v1/loglevel"
 
 // LogLevel is the JSON body of GET and PUT LogLevelPath.
 type LogLevel struct {
-	// Level is debug, info, warn, error, dpanic, panic or fatal.
+	// Level is debug, info, warn or error.
 	Level string `json:"level"`
 }
 
@@ -33,9 +36,10 @@ const maxLevelBody = 1 << 10
 //	GET LogLevelPath              -> 200 {"level":"info"}
 //	PUT LogLevelPath {"level":"debug"} -> 200 {"level":"debug"}
 //
-// A body that is not such JSON, or names no known level, gets 400 and the
-// level stays as it was. Every change is logged on log (nil: not logged)
-// with the old and new level.
+// A body that is not exactly such JSON, or names another level, gets 400
+// and the level stays as it was. Every change is logged on log (nil: not
+// logged) at warn with the old and new level, while the lower of the two
+// is in effect, so that the line is written either way.
 func LogLevelRoutes(level zap.AtomicLevel, log *zap.Logger) []Route {
 	if log == nil {
 		log = zap.NewNop()
@@ -50,11 +54,17 @@ func LogLevelRoutes(level zap.AtomicLevel, log *zap.Logger) []Route {
 			return
 		}
 		old := level.Level()
-		level.SetLevel(lvl)
-		if old != lvl {
-			// Written at warn so that the change shows at any level.
+		audit := func() {
 			log.Warn("log level changed", zap.Stringer("from", old), zap.Stringer("to", lvl),
 				zap.String("remote", r.RemoteAddr))
+		}
+		switch {
+		case lvl > old: // raising: write it before the new level hides it
+			audit()
+			level.SetLevel(lvl)
+		case lvl < old:
+			level.SetLevel(lvl)
+			audit()
 		}
 		WriteJSON(w, http.StatusOK, LogLevel{Level: lvl.String()})
 	})
@@ -71,12 +81,15 @@ func decodeLevel(r io.Reader) (zapcore.Level, error) {
 	if err := dec.Decode(&body); err != nil {
 		return 0, fmt.Errorf("admin: log level: body must be {\"level\": \"<level>\"}: %w", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return 0, errors.New("admin: log level: body must be one JSON object, nothing after it")
+	}
 	if body.Level == "" {
 		return 0, fmt.Errorf("admin: log level: \"level\" is empty")
 	}
-	lvl, err := zapcore.ParseLevel(body.Level)
+	lvl, err := plog.ParseLevel(body.Level)
 	if err != nil {
-		return 0, fmt.Errorf("admin: log level: %w", err)
+		return 0, fmt.Errorf("admin: %w", err)
 	}
 	return lvl, nil
 }

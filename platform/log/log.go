@@ -9,6 +9,7 @@ package log
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -47,10 +48,24 @@ type Config struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config { return Config{Level: "info", Format: FormatJSON} }
 
+// ErrLevel is returned by ParseLevel for anything but the four levels.
+var ErrLevel = errors.New("log: level must be one of debug, info, warn, error")
+
+// ParseLevel parses one of the levels a host runs at: debug, info, warn or
+// error (in any case). The more severe zap levels (dpanic, panic, fatal)
+// are refused: running at them would silence every error.
+func ParseLevel(s string) (zapcore.Level, error) {
+	lvl, err := zapcore.ParseLevel(s)
+	if err != nil || s == "" || lvl < zapcore.DebugLevel || lvl > zapcore.ErrorLevel {
+		return 0, fmt.Errorf("%w (got %q)", ErrLevel, s)
+	}
+	return lvl, nil
+}
+
 // Validate checks the section.
 func (c Config) Validate() error {
 	var ps config.Problems
-	if _, err := zapcore.ParseLevel(c.Level); err != nil || c.Level == "" {
+	if _, err := ParseLevel(c.Level); err != nil {
 		ps.Add("level", "must be one of debug, info, warn, error (got %q)", c.Level)
 	}
 	if c.Format != FormatJSON && c.Format != FormatConsole {
@@ -66,7 +81,7 @@ func New(cfg Config, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, zap.AtomicLevel{}, fmt.Errorf("log: %w", err)
 	}
-	lvl, _ := zapcore.ParseLevel(cfg.Level)
+	lvl, _ := ParseLevel(cfg.Level)
 	level := zap.NewAtomicLevelAt(lvl)
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder

@@ -197,3 +197,15 @@ func TestFieldsCarrier(t *testing.T) {
 	require.Equal(t, "t7", rec["task_id"], "the carrier's own field")
 	require.EqualValues(t, 3, rec["attempt"], "fields added below the carrier")
 }
+
+func TestParseLevel(t *testing.T) {
+	for _, ok := range []string{"debug", "info", "warn", "error", "INFO"} {
+		_, err := plog.ParseLevel(ok)
+		require.NoError(t, err, ok)
+	}
+	for _, bad := range []string{"", "loud", "fatal", "panic", "dpanic"} {
+		_, err := plog.ParseLevel(bad)
+		require.ErrorIs(t, err, plog.ErrLevel, bad)
+	}
+	require.Error(t, plog.Config{Level: "fatal", Format: plog.FormatJSON}.Validate(), "a host cannot run at fatal")
+}
