@@ -74,11 +74,15 @@ type Registry struct {
 	checks     []Check
 	mu         sync.RWMutex
 	results    map[string]*Result
-	shutting   atomic.Bool
-	wg         sync.WaitGroup
-	cancel     context.CancelFunc
-	startOnce  sync.Once
-	stopOnce   sync.Once
+	// running marks a check whose last run has not returned yet (it
+	// ignores its context): it is not started again until it does, so a
+	// hanging check holds one goroutine, not one more per interval.
+	running   map[string]*atomic.Bool
+	shutting  atomic.Bool
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+	startOnce sync.Once
+	stopOnce  sync.Once
 }
 
 // ErrDuplicateCheck is returned when two checks share a name.
@@ -95,7 +99,7 @@ func NewRegistry(opts Options, components *lifecycle.Registry, checks []Check) (
 	}
 	sorted := append([]Check(nil), checks...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	r := &Registry{opts: opts, components: components, results: map[string]*Result{}}
+	r := &Registry{opts: opts, components: components, results: map[string]*Result{}, running: map[string]*atomic.Bool{}}
 	for i := range sorted {
 		c := &sorted[i]
 		if c.Name == "" || c.Func == nil {
@@ -111,6 +115,7 @@ func NewRegistry(opts Options, components *lifecycle.Registry, checks []Check) (
 			c.Timeout = opts.DefaultTimeout
 		}
 		r.results[c.Name] = &Result{Name: c.Name, Gating: c.Gating, LastError: "not checked yet"}
+		r.running[c.Name] = new(atomic.Bool)
 	}
 	r.checks = sorted
 	return r, nil
@@ -192,7 +197,12 @@ func (r *Registry) loop(ctx context.Context, c Check) {
 func (r *Registry) runOnce(ctx context.Context, c Check) bool {
 	cctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	start := time.Now()
-	err := runGuarded(cctx, c.Func)
+	var err error
+	if busy := r.running[c.Name]; busy.CompareAndSwap(false, true) {
+		err = runGuarded(cctx, c.Func, func() { busy.Store(false) })
+	} else {
+		err = errors.New("its previous run has not returned yet (the check ignores its context)")
+	}
 	took := time.Since(start)
 	cancel()
 	if ctx.Err() != nil {
@@ -218,10 +228,11 @@ func (r *Registry) runOnce(ctx context.Context, c Check) bool {
 
 // runGuarded calls f, returning when it does or when ctx ends (a check
 // that ignores its context cannot hang the loop), and turns a panic into an
-// error.
-func runGuarded(ctx context.Context, f func(context.Context) error) error {
+// error. returned is called when f has returned, however late.
+func runGuarded(ctx context.Context, f func(context.Context) error, returned func()) error {
 	done := make(chan error, 1)
-	go func() {
+	go func() { // ends when f returns; runOnce starts no second one before
+		defer returned()
 		defer func() {
 			if p := recover(); p != nil {
 				done <- fmt.Errorf("check panicked: %v", p)
