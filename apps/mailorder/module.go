@@ -33,8 +33,8 @@ import (
 // Start and stop order follows the dependencies: the demo server starts
 // while the graph is built (the source's address is its port); the store
 // opens on start, before the pools; on stop the source stops first, the
-// pools drain, then the source's completion connection, the store and the
-// demo server close, in that order.
+// pools drain, then the store, the source's completion connection and the
+// demo server close, in that order (all after the pools drained).
 var Module = fx.Module("mailorder",
 	config.Section[Config](Section),
 	fx.Provide(
