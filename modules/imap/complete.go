@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,10 @@ const (
 	maxCompletionBatch = 256
 	// completionTimeout bounds one batch (after the dial timeout).
 	completionTimeout = 30 * time.Second
+	// settleRounds is how many times one completion applies its action
+	// while further copies of its message keep turning up; copies found
+	// after the last round are scanned again.
+	settleRounds = 3
 )
 
 // completer owns the connection completions run on: one connection,
@@ -50,6 +55,9 @@ type compReq struct {
 	seen   bool
 	moveTo string
 	done   chan error // buffered: the loop never blocks on it
+	// settled is the copies of the message the batch included, set by
+	// the loop before done.
+	settled dupe
 }
 
 func (cp *completer) init() {
@@ -64,10 +72,12 @@ func (cp *completer) init() {
 // moves it to OnSuccess.MoveTo; on task.DeadLettered it moves it to
 // OnFailure.MoveTo (folders are created when missing). Other outcomes are
 // ignored. The message is found by the UID in t's headers while the
-// mailbox UIDVALIDITY still matches, else by a Message-ID search; a
-// message that is no longer there was handled already, so Complete is
-// idempotent. Further copies of the message (same task key) that the
-// source saw but did not emit are settled the same way. Completions run
+// mailbox UIDVALIDITY still matches, else by its Message-ID (an exact
+// match, and the same content when t carries its payload); a message
+// that is no longer there was handled already, so Complete is
+// idempotent. Further copies of the message (same task key: same bytes)
+// that the source saw but did not emit are settled the same way,
+// including copies found while the completion runs. Completions run
 // on their own connection, batched with the others waiting at the same
 // time; Complete is safe to call concurrently with Run, before Run and
 // after Run returned.
@@ -82,14 +92,26 @@ func (s *Source) Complete(ctx context.Context, t *task.Task, o task.Outcome, rea
 	} else {
 		moveTo = *s.cfg.OnFailure.MoveTo
 	}
-	if seen || moveTo != "" {
-		if err := s.apply(ctx, t, seen, moveTo); err != nil {
-			return err
+	act := seen || moveTo != ""
+	for round := 1; ; round++ {
+		var settled dupe
+		if act {
+			var err error
+			if settled, err = s.apply(ctx, t, seen, moveTo); err != nil {
+				return err
+			}
 		}
+		s.mu.Lock()
+		if left := s.forgetSettled(t.Key, settled); !act || len(left) == 0 || round == settleRounds {
+			break // with s.mu held
+		}
+		s.mu.Unlock() // copies recorded meanwhile: settle them too
 	}
-	s.mu.Lock()
+	// In the same critical section as the last check: from here on, a
+	// copy the scan finds is a message of its own (addDupe), and copies
+	// still left are scanned again.
 	delete(s.inflight, t.Key)
-	delete(s.dupes, t.Key)
+	s.dropDupes(t.Key, act)
 	s.st.InFlight = len(s.inflight)
 	if o == task.Succeeded {
 		s.st.CompletedOK++
@@ -105,13 +127,14 @@ func (s *Source) Complete(ctx context.Context, t *task.Task, o task.Outcome, rea
 }
 
 // apply hands the action to the completion loop (starting it on first
-// use) and waits for its result or ctx.
-func (s *Source) apply(ctx context.Context, t *task.Task, seen bool, moveTo string) error {
+// use) and waits for its result or ctx. It returns the copies of the
+// message it settled with it.
+func (s *Source) apply(ctx context.Context, t *task.Task, seen bool, moveTo string) (dupe, error) {
 	cp := &s.comp
 	cp.mu.Lock()
 	if cp.closed {
 		cp.mu.Unlock()
-		return ErrClosed
+		return dupe{}, ErrClosed
 	}
 	if !cp.started {
 		cp.started = true
@@ -122,19 +145,19 @@ func (s *Source) apply(ctx context.Context, t *task.Task, seen bool, moveTo stri
 	select {
 	case cp.reqs <- r:
 	case <-cp.stop:
-		return ErrClosed
+		return dupe{}, ErrClosed
 	case <-ctx.Done():
-		return fmt.Errorf("imap: complete %q: %w", t.Key, ctx.Err())
+		return dupe{}, fmt.Errorf("imap: complete %q: %w", t.Key, ctx.Err())
 	}
 	select {
 	case err := <-r.done:
 		if err != nil {
-			return fmt.Errorf("imap: complete %q: %w", t.Key, err)
+			return dupe{}, fmt.Errorf("imap: complete %q: %w", t.Key, err)
 		}
-		return nil
+		return r.settled, nil
 	case <-ctx.Done():
 		// The loop may still apply it: harmless, completion is idempotent.
-		return fmt.Errorf("imap: complete %q: %w", t.Key, ctx.Err())
+		return dupe{}, fmt.Errorf("imap: complete %q: %w", t.Key, ctx.Err())
 	}
 }
 
@@ -300,7 +323,8 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		if err != nil {
 			return err
 		}
-		uids = append(uids, s.dupesOf(r.t.Key, cp.validity)...)
+		r.settled = dupe{validity: cp.validity, uids: s.dupesOf(r.t.Key, cp.validity)}
+		uids = append(uids, r.settled.uids...)
 		groups[a] = append(groups[a], uids...)
 		all = append(all, uids...)
 	}
@@ -350,7 +374,10 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 
 // locate returns the candidate UIDs of the message behind t in the
 // selected mailbox: its UID while UIDVALIDITY matches (the caller checks
-// that it still exists), else the result of a Message-ID search.
+// that it still exists), else the messages with exactly its Message-ID
+// and, when t carries its payload, the same bytes. (A HEADER search
+// matches substrings: <1@example.com> finds <11@example.com> too; and
+// two different messages may share a Message-ID.)
 func (s *Source) locate(c *imapclient.Client, validity uint32, t *task.Task) ([]imap.UID, error) {
 	uid, errU := strconv.ParseUint(t.Header(HeaderUID), 10, 32)
 	v, errV := strconv.ParseUint(t.Header(HeaderUIDValidity), 10, 32)
@@ -370,7 +397,35 @@ func (s *Source) locate(c *imapclient.Client, validity uint32, t *task.Task) ([]
 	if err != nil {
 		return nil, fmt.Errorf("uid search: %w", err)
 	}
-	return data.AllUIDs(), nil
+	cands := data.AllUIDs()
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	bufs, err := c.Fetch(imap.UIDSetNum(cands...), &imap.FetchOptions{UID: true, Envelope: true}).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("fetch envelopes: %w", err)
+	}
+	var exact []imap.UID
+	for _, b := range bufs {
+		if b.UID != 0 && b.Envelope != nil && b.Envelope.MessageID == msgID {
+			exact = append(exact, b.UID)
+		}
+	}
+	if len(exact) == 0 || len(t.Payload) == 0 {
+		return exact, nil
+	}
+	// Bodies larger than the payload cannot be it: they are not read.
+	bodies, _, err := fetchBodies(c, imap.UIDSetNum(exact...), &imap.FetchItemBodySection{Peek: true}, int64(len(t.Payload)), nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch bodies: %w", err)
+	}
+	var same []imap.UID
+	for _, u := range exact {
+		if b, ok := bodies[u]; ok && bytes.Equal(b, t.Payload) {
+			same = append(same, u)
+		}
+	}
+	return same, nil
 }
 
 // Close closes the completion connection; later Complete calls return

@@ -48,6 +48,7 @@ const (
 	DefaultProcessed       = "Processed"
 	DefaultFailed          = "Failed"
 	DefaultDialTimeout     = 15 * time.Second
+	DefaultCommandTimeout  = 2 * time.Minute
 	DefaultReconnectInit   = time.Second
 	DefaultReconnectMax    = time.Minute
 	DefaultInFlightTimeout = time.Hour
@@ -109,7 +110,9 @@ type Config struct {
 	BatchSize int `koanf:"batch_size"`
 	// MaxMessageSize is the largest message emitted, in bytes. Bigger ones
 	// are not emitted: they are moved to OnFailure.MoveTo with a logged
-	// reason (or only logged when that is empty). Default 25 MiB.
+	// reason (or only logged when that is empty). It is checked against
+	// the server's RFC822.SIZE and again against the body the server
+	// sends, which is never read beyond it. Default 25 MiB.
 	MaxMessageSize int64 `koanf:"max_message_size"`
 	// MaxBatchBytes caps the payload bytes of one batch (and so the memory
 	// one fetch round holds). Default 64 MiB.
@@ -127,10 +130,22 @@ type Config struct {
 	Reconnect Backoff `koanf:"reconnect"`
 	// DialTimeout bounds connecting, TLS and login. Default 15s.
 	DialTimeout time.Duration `koanf:"dial_timeout"`
+	// CommandTimeout is how long a command of the watching connection
+	// (SELECT, SEARCH, FETCH, MOVE, ending an IDLE) may wait for the
+	// server without any progress. When it passes, the connection is
+	// closed and the source reconnects with back-off: a server that stops
+	// answering while the TCP connection stays up does not stall the
+	// source. Waiting in IDLE is not bounded by it (IDLE is renewed every
+	// min(Reconcile, IdleRenew)). Default 2m.
+	CommandTimeout time.Duration `koanf:"command_timeout"`
 	// InFlightTimeout is how long an emitted message may wait for its
-	// task's completion before the source emits it again (the backend
-	// de-duplicates it while the task still exists). Keep it above the
-	// longest retry schedule of the queue. Default 1h.
+	// task's completion before the source emits it again. The backend
+	// drops the second task only while it still remembers the key (the
+	// memory backend while the task exists, JetStream within its
+	// duplicate_window, 2m by default), so a task that waits longer runs
+	// twice: the application must be idempotent per message, as the
+	// mailorder store is. Keep it above the longest retry schedule of the
+	// queue. Default 1h.
 	InFlightTimeout time.Duration `koanf:"inflight_timeout"`
 }
 
@@ -221,6 +236,9 @@ func (c Config) WithDefaults() Config {
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
 	}
+	if c.CommandTimeout == 0 {
+		c.CommandTimeout = DefaultCommandTimeout
+	}
 	if c.InFlightTimeout == 0 {
 		c.InFlightTimeout = DefaultInFlightTimeout
 	}
@@ -309,6 +327,9 @@ func (c Config) Validate() error {
 	}
 	if c.DialTimeout <= 0 {
 		bad("dial_timeout", "must be positive, got %s", c.DialTimeout)
+	}
+	if c.CommandTimeout <= 0 {
+		bad("command_timeout", "must be positive, got %s", c.CommandTimeout)
 	}
 	if c.InFlightTimeout <= 0 {
 		bad("inflight_timeout", "must be positive, got %s", c.InFlightTimeout)

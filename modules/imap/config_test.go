@@ -40,6 +40,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	require.True(t, *c.OnSuccess.Seen)
 	require.Equal(t, "Processed", *c.OnSuccess.MoveTo)
 	require.Equal(t, "Failed", *c.OnFailure.MoveTo)
+	require.Equal(t, imap.DefaultCommandTimeout, c.CommandTimeout)
 
 	starttls := base
 	starttls.TLS = imap.TLSStartTLS
@@ -60,6 +61,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{"nothing marks processed mail", func(c *imap.Config) { c.OnSuccess.Seen = imap.Ptr(false); c.OnSuccess.MoveTo = imap.Ptr("") }, "on_success"},
 		{"moving into the watched mailbox", func(c *imap.Config) { c.OnFailure.MoveTo = imap.Ptr("inbox") }, "on_failure.move_to"},
 		{"port out of range", func(c *imap.Config) { c.Port = 70000 }, "port"},
+		{"negative command timeout", func(c *imap.Config) { c.CommandTimeout = -time.Second }, "command_timeout"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -94,7 +94,7 @@ func ExampleSource() {
 		fmt.Println(box, "holds", len(msgs))
 	}
 	// Output:
-	// mail.received mail imap:INBOX:17@example.com
+	// mail.received mail imap:INBOX:17@example.com:sha256:3ab73b69048f2a35aae1a226347b961aa3162c8d9cfa451738209d8e04880f6b
 	// uid: 1 message-id: 17@example.com
 	// subject: order 17
 	// INBOX holds 0

@@ -2,6 +2,8 @@ package imap_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/plba/plba/modules/imap"
 	"github.com/plba/plba/modules/imap/imaptest"
 	"github.com/plba/plba/modules/imap/memserver"
+	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -107,7 +110,7 @@ func newSource(t *testing.T, cfg imap.Config) *imap.Source {
 }
 
 // start runs src until the test ends (or stop is called).
-func start(t *testing.T, src *imap.Source, em *fakeEmitter) (done chan error, stop context.CancelFunc) {
+func start(t *testing.T, src *imap.Source, em source.Emitter) (done chan error, stop context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan error, 1)
@@ -168,6 +171,13 @@ func waitEmitted(t *testing.T, em *fakeEmitter, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool { return em.count() >= n }, 10*time.Second, 5*time.Millisecond,
 		"want %d emitted", n)
+}
+
+// taskKey is the key the source gives a message: its Message-ID and the
+// SHA-256 of its bytes.
+func taskKey(mailbox, msgID string, raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return "imap:" + mailbox + ":" + msgID + ":sha256:" + hex.EncodeToString(sum[:])
 }
 
 func complete(t *testing.T, src *imap.Source, tk *task.Task, o task.Outcome) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -45,11 +46,15 @@ const (
 
 // Errors callers branch on.
 var (
-	// ErrAuth: the server refused the credentials. Run returns it (wrapped)
-	// instead of retrying: retrying cannot fix a wrong password.
+	// ErrAuth: the server refused the credentials (NO [AUTHENTICATIONFAILED],
+	// NO [AUTHORIZATIONFAILED] or a NO without a response code). Run returns
+	// it (wrapped) instead of retrying: retrying cannot fix a wrong
+	// password. Other refusals of LOGIN ([UNAVAILABLE], [INUSE],
+	// throttling) are retried with back-off.
 	ErrAuth = errors.New("imap: authentication failed")
-	// ErrMailbox: the server refused to select the configured mailbox. Run
-	// returns it (wrapped).
+	// ErrMailbox: the configured mailbox does not exist (NO [NONEXISTENT]
+	// or a NO without a response code to SELECT). Run returns it (wrapped);
+	// other refusals of SELECT are retried with back-off.
 	ErrMailbox = errors.New("imap: cannot select mailbox")
 	// ErrEmit: the runtime refused tasks. Run returns it (wrapped): the
 	// supervisor decides; nothing was lost, the messages are found again.
@@ -88,7 +93,12 @@ type Source struct {
 	// dupes are further copies of in-flight messages (same task key,
 	// other UID) that were not emitted: the completion of the key's task
 	// settles them too, since the cursor has moved past them.
-	dupes    map[string]dupe
+	dupes map[string]dupe
+	// rescan is the lowest UID (under uidValidity) that the next scan
+	// must see again although the cursor has passed it (0: none): a copy
+	// its original's completion could not settle. Set by Complete, which
+	// runs beside the scan, and applied when the next scan starts.
+	rescan   imap.UID
 	st       Status
 	emitting bool
 
@@ -132,11 +142,14 @@ func (s *Source) Config() Config { return s.cfg }
 
 // Run connects, selects the mailbox and emits every message not yet
 // emitted, then watches for new mail (IDLE or polling) until ctx ends,
-// when it returns nil. Lost connections are retried inside Run with
-// exponential back-off (Config.Reconnect), so a flaky server does not
-// crash-loop the supervisor; Run returns an error only for what a retry
-// cannot fix: refused credentials (ErrAuth), a mailbox that cannot be
-// selected (ErrMailbox), a certificate that does not verify, or an Emit
+// when it returns nil. Lost connections, commands the server does not
+// answer within Config.CommandTimeout and temporary refusals are retried
+// inside Run with exponential back-off (Config.Reconnect), so a flaky
+// server does not crash-loop the supervisor; a session that selected the
+// mailbox resets the back-off unless it failed exactly as the one before
+// within Reconnect.Max. Run returns an error only for what a retry
+// cannot fix: refused credentials (ErrAuth), a mailbox that does not
+// exist (ErrMailbox), a certificate that does not verify, or an Emit
 // failure other than ctx ending (ErrEmit). Only one Run may be active.
 func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 	if !s.running.CompareAndSwap(false, true) {
@@ -146,7 +159,9 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 	defer s.setConnected(false)
 
 	attempt := 0
+	var prev string // the last session's error
 	for {
+		began := time.Now()
 		progressed, err := s.session(ctx, emit)
 		if ctx.Err() != nil {
 			return nil
@@ -157,9 +172,15 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 			s.log.Error("imap source stopped", zap.Error(err))
 			return f.err
 		}
-		if progressed {
+		// A session that selected the mailbox resets the back-off, unless
+		// it was short and failed exactly as the one before: a command the
+		// server refuses every time must not be retried at the initial
+		// delay forever.
+		msg := fmt.Sprint(err)
+		if progressed && (msg != prev || time.Since(began) >= s.cfg.Reconnect.Max) {
 			attempt = 0
 		}
+		prev = msg
 		delay := backoff(s.cfg.Reconnect, attempt)
 		attempt++
 		s.mu.Lock()
@@ -208,10 +229,10 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 
+	w := s.guard(c)
 	sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
-	if err != nil {
-		var ie *imap.Error
-		if errors.As(err, &ie) {
+	if err = w.done(err); err != nil {
+		if permanentSelect(err) {
 			return false, fatal{fmt.Errorf("%w %q: %w", ErrMailbox, s.cfg.Mailbox, err)}
 		}
 		return false, fmt.Errorf("imap: select %q: %w", s.cfg.Mailbox, err)
@@ -295,8 +316,7 @@ func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHan
 	}
 	if err := c.Login(cfg.Username, cfg.Password).Wait(); err != nil {
 		c.Close()
-		var ie *imap.Error
-		if errors.As(err, &ie) {
+		if permanentLogin(err) {
 			stop()
 			return nil, fatal{fmt.Errorf("%w: %s as %q: %w", ErrAuth, cfg.addr(), cfg.Username, err)}
 		}
@@ -321,6 +341,7 @@ func (s *Source) selected(validity uint32) {
 		s.log.Warn("UIDVALIDITY changed: rescanning the mailbox",
 			zap.Uint32("old", s.uidValidity), zap.Uint32("new", validity), zap.Uint32("last_uid", uint32(s.lastUID)))
 		s.lastUID = 0
+		s.rescan = 0
 		s.st.UIDValidityChanges++
 	}
 	s.uidValidity = validity
@@ -338,14 +359,17 @@ func (s *Source) signal() {
 
 // idleOnce idles until the server reports new mail, the watchdog interval
 // (min(Reconcile, IdleRenew)) passes, ctx ends or the connection drops.
+// Starting and ending the IDLE are bounded by CommandTimeout; the wait in
+// between is not.
 func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client) error {
 	select {
 	case <-s.wake: // mail arrived during the last scan
 		return nil
 	default:
 	}
+	w := s.guard(c)
 	cmd, err := c.Idle()
-	if err != nil {
+	if err = w.done(err); err != nil {
 		return fmt.Errorf("imap: idle: %w", err)
 	}
 	t := time.NewTimer(min(s.cfg.Reconcile, s.cfg.IdleRenew))
@@ -361,10 +385,11 @@ func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client) error {
 		why = "connection closed"
 	}
 	s.log.Debug("idle ended", zap.String("why", why))
+	w = s.guard(c)
 	if err := cmd.Close(); err != nil {
-		return fmt.Errorf("imap: end idle: %w", err)
+		return fmt.Errorf("imap: end idle: %w", w.done(err))
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := w.done(cmd.Wait()); err != nil {
 		return fmt.Errorf("imap: idle: %w", err)
 	}
 	return ctx.Err()
@@ -390,6 +415,11 @@ func (s *Source) pollWait(ctx context.Context, c *imapclient.Client) error {
 func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emitter) error {
 	s.reapStale(time.Now())
 	s.mu.Lock()
+	if s.rescan != 0 && s.rescan <= s.lastUID {
+		s.lastUID = s.rescan - 1
+		s.st.LastUID = uint32(s.lastUID)
+	}
+	s.rescan = 0
 	last := s.lastUID
 	s.mu.Unlock()
 	crit := &imap.SearchCriteria{
@@ -400,8 +430,9 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 		// Processed mail stays in the mailbox, flagged \Seen.
 		crit.NotFlag = append(crit.NotFlag, imap.FlagSeen)
 	}
+	w := s.guard(c)
 	data, err := c.UIDSearch(crit, nil).Wait()
-	if err != nil {
+	if err = w.done(err); err != nil {
 		return fmt.Errorf("imap: uid search: %w", err)
 	}
 	var uids []imap.UID
@@ -432,24 +463,12 @@ type meta struct {
 
 // processChunk fetches the metadata of up to BatchSize UIDs, sets the
 // oversized aside, fetches the bodies (BODY.PEEK[]: nothing is flagged) in
-// groups bounded by MaxBatchBytes and emits each group.
+// groups bounded by MaxBatchBytes and emits each group. Messages the
+// server refuses to return are set aside (see fetchGroup).
 func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit source.Emitter, uids []imap.UID) error {
-	bufs, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
-		UID: true, RFC822Size: true, Envelope: true, InternalDate: true,
-	}).Collect()
+	metas, err := s.fetchMeta(c, uids)
 	if err != nil {
-		return fmt.Errorf("imap: fetch metadata: %w", err)
-	}
-	metas := make([]meta, 0, len(bufs))
-	for _, b := range bufs {
-		if b.UID == 0 {
-			continue
-		}
-		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate}
-		if b.Envelope != nil {
-			m.msgID = b.Envelope.MessageID
-		}
-		metas = append(metas, m)
+		return err
 	}
 	slices.SortFunc(metas, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
 
@@ -468,10 +487,6 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 			if err := s.rejectOversized(c, m); err != nil {
 				return err
 			}
-			continue
-		}
-		if k := s.key(m.msgID, nil); m.msgID != "" && s.isInflight(k) {
-			s.addDupe(k, m.uid)
 			continue
 		}
 		if len(group) > 0 && groupBytes+m.size > s.cfg.MaxBatchBytes {
@@ -494,38 +509,89 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	return nil
 }
 
+// fetchMeta fetches the metadata of uids. When the server refuses the
+// lot (see refused), it asks for each message on its own and sets aside
+// those it refuses.
+func (s *Source) fetchMeta(c *imapclient.Client, uids []imap.UID) ([]meta, error) {
+	metas, err := s.fetchMetaOf(c, uids)
+	if !refused(err) {
+		return metas, err
+	}
+	metas = nil
+	for _, u := range uids {
+		m, err := s.fetchMetaOf(c, []imap.UID{u})
+		if refused(err) {
+			s.setAside(meta{uid: u}, "metadata", err)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		metas = append(metas, m...)
+	}
+	return metas, nil
+}
+
+func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, error) {
+	w := s.guard(c)
+	bufs, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
+		UID: true, RFC822Size: true, Envelope: true, InternalDate: true,
+	}).Collect()
+	if err = w.done(err); err != nil {
+		return nil, fmt.Errorf("imap: fetch metadata: %w", err)
+	}
+	metas := make([]meta, 0, len(bufs))
+	for _, b := range bufs {
+		if b.UID == 0 {
+			continue
+		}
+		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate}
+		if b.Envelope != nil {
+			m.msgID = b.Envelope.MessageID
+		}
+		metas = append(metas, m)
+	}
+	return metas, nil
+}
+
 func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit source.Emitter, group []meta) error {
-	section := &imap.FetchItemBodySection{Peek: true}
-	set := imap.UIDSet{}
-	for _, m := range group {
-		set.AddNum(m.uid)
-	}
-	bodies, err := fetchBodies(c, set, section)
+	bodies, oversize, err := s.fetchGroup(c, group)
 	if err != nil {
-		return fmt.Errorf("imap: fetch bodies: %w", err)
+		return err
 	}
+	for _, m := range group {
+		if size, ok := oversize[m.uid]; ok { // RFC822.SIZE said less
+			m.size = size
+			if err := s.rejectOversized(c, m); err != nil {
+				return err
+			}
+		}
+	}
+	// Which message is a copy of which is decided and recorded under one
+	// lock with the in-flight set, and the tasks are in flight before
+	// Emit (a worker may complete one before Emit returns): a completion
+	// either sees a copy (and settles it) or has already ended (and the
+	// copy is emitted as a message of its own).
 	s.mu.Lock()
 	validity := s.uidValidity
-	s.mu.Unlock()
 	tasks := make([]*task.Task, 0, len(group))
-	seen := make(map[string]bool, len(group))
 	for _, m := range group {
 		raw, ok := bodies[m.uid]
-		if !ok { // expunged meanwhile
+		if !ok { // expunged meanwhile, or set aside
 			continue
 		}
 		t := s.newTask(m, validity, raw)
-		if seen[t.Key] || s.isInflight(t.Key) {
-			s.addDupe(t.Key, m.uid)
+		if s.addDupe(t.Key, m.uid) { // a copy of one in flight, maybe emitted just above
 			continue
 		}
-		seen[t.Key] = true
+		s.inflight[t.Key] = emitted{uid: m.uid, validity: validity, at: time.Now()}
 		tasks = append(tasks, t)
 	}
+	s.st.InFlight = len(s.inflight)
 	if len(tasks) == 0 {
+		s.mu.Unlock()
 		return nil
 	}
-	s.mu.Lock()
 	s.emitting = true
 	s.mu.Unlock()
 	err = emit.Emit(ctx, tasks...)
@@ -533,30 +599,133 @@ func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit sourc
 	defer s.mu.Unlock()
 	s.emitting = false
 	if err != nil {
+		// The cursor stays below the group: all of it is scanned again.
+		for _, t := range tasks {
+			delete(s.inflight, t.Key)
+			delete(s.dupes, t.Key)
+		}
+		s.st.InFlight = len(s.inflight)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fatal{fmt.Errorf("%w: %d tasks: %w", ErrEmit, len(tasks), err)}
 	}
-	now := time.Now()
+	now := time.Now() // InFlightTimeout counts from the end of Emit
 	for _, t := range tasks {
-		u, _ := strconv.ParseUint(t.Header(HeaderUID), 10, 32)
-		s.inflight[t.Key] = emitted{uid: imap.UID(u), validity: validity, at: now}
+		if e, ok := s.inflight[t.Key]; ok {
+			e.at = now
+			s.inflight[t.Key] = e
+		}
 	}
 	s.st.Emitted += uint64(len(tasks))
-	s.st.InFlight = len(s.inflight)
 	s.log.Debug("emitted", zap.Int("tasks", len(tasks)))
 	return nil
 }
 
-// key is the stable task key of a message: its Message-ID when it has
-// one, else the SHA-256 of its raw bytes.
-func (s *Source) key(msgID string, raw []byte) string {
-	if msgID != "" {
-		return "imap:" + s.cfg.Mailbox + ":" + msgID
+// fetchGroup fetches the bodies of group, keyed by UID, and the sizes of
+// those whose body is above MaxMessageSize (not read). When the server
+// refuses the group (a NO that is not a temporary refusal), each message
+// is fetched on its own, and those it refuses are set aside.
+func (s *Source) fetchGroup(c *imapclient.Client, group []meta) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, err error) {
+	set := imap.UIDSet{}
+	for _, m := range group {
+		set.AddNum(m.uid)
 	}
+	bodies, oversize, err = s.fetchBodies(c, set)
+	if !refused(err) {
+		return bodies, oversize, err
+	}
+	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
+	for _, m := range group {
+		b, o, err := s.fetchBodies(c, imap.UIDSetNum(m.uid))
+		if refused(err) {
+			s.setAside(m, "body", err)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		maps.Copy(bodies, b)
+		maps.Copy(oversize, o)
+	}
+	return bodies, oversize, nil
+}
+
+// fetchBodies fetches BODY.PEEK[] of set under CommandTimeout (counted
+// from the last progress).
+func (s *Source) fetchBodies(c *imapclient.Client, set imap.UIDSet) (map[imap.UID][]byte, map[imap.UID]int64, error) {
+	w := s.guard(c)
+	bodies, oversize, err := fetchBodies(c, set, &imap.FetchItemBodySection{Peek: true}, s.cfg.MaxMessageSize, w)
+	if err = w.done(err); err != nil {
+		return nil, nil, fmt.Errorf("imap: fetch bodies: %w", err)
+	}
+	return bodies, oversize, nil
+}
+
+// setAside counts and logs a message the server refuses to return (FETCH
+// answered NO, as Exchange does for a message it cannot convert). It is
+// neither emitted nor moved: it stays in the mailbox, and the cursor
+// moves past it, so it is tried again only after a restart or a
+// UIDVALIDITY change.
+func (s *Source) setAside(m meta, what string, err error) {
+	s.mu.Lock()
+	s.st.Refused++
+	s.mu.Unlock()
+	s.log.Warn("the server refuses to return a message: set aside, left in the mailbox",
+		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID), zap.String("fetch", what), zap.Error(err))
+}
+
+// refused reports whether err is the server's NO to a command about
+// particular messages, other than a temporary refusal ([UNAVAILABLE],
+// [INUSE], [LIMIT]: those end the session, which is retried with
+// back-off).
+func refused(err error) bool {
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo {
+		return false
+	}
+	switch ie.Code {
+	case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeLimit:
+		return false
+	}
+	return true
+}
+
+// permanentLogin reports whether err, the answer to LOGIN, refuses the
+// credentials for good: NO [AUTHENTICATIONFAILED], NO
+// [AUTHORIZATIONFAILED], or a NO without a response code (all many
+// servers say). Other refusals (NO [UNAVAILABLE], [INUSE], throttling, a
+// BAD) may pass and are retried.
+func permanentLogin(err error) bool {
+	return isNo(err, "", imap.ResponseCodeAuthenticationFailed, imap.ResponseCodeAuthorizationFailed)
+}
+
+// permanentSelect reports whether err, the answer to SELECT, says the
+// mailbox does not exist: NO [NONEXISTENT] or a NO without a response
+// code. Other refusals are retried.
+func permanentSelect(err error) bool {
+	return isNo(err, "", imap.ResponseCodeNonExistent)
+}
+
+// isNo reports whether err is a server's NO with one of codes ("": no
+// response code).
+func isNo(err error, codes ...imap.ResponseCode) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo && slices.Contains(codes, ie.Code)
+}
+
+// key is the stable task key of a message: its Message-ID (when it has
+// one) and the SHA-256 of its raw bytes. The hash keeps two different
+// messages that share a Message-ID (a sender reusing ids, a corrected
+// mail) apart, and it is the same for the same message wherever and
+// whenever it is fetched, so a restart or a re-emission reuses the key.
+func (s *Source) key(msgID string, raw []byte) string {
 	sum := sha256.Sum256(raw)
-	return "imap:" + s.cfg.Mailbox + ":sha256:" + hex.EncodeToString(sum[:])
+	h := "sha256:" + hex.EncodeToString(sum[:])
+	if msgID != "" {
+		return "imap:" + s.cfg.Mailbox + ":" + msgID + ":" + h
+	}
+	return "imap:" + s.cfg.Mailbox + ":" + h
 }
 
 func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
@@ -589,11 +758,13 @@ type emitted struct {
 
 // reapStale forgets the in-flight messages whose task has not completed
 // within InFlightTimeout and moves the cursor back so the next scan finds
-// them again. A task can vanish without a completion: a backend that drops
-// a re-emitted key as a duplicate of one it already acked (the message was
-// put back into the mailbox), or a task purged from the dead letter.
-// Emitting it again is safe: a task still queued under the key is
-// de-duplicated by the backend.
+// them again: to the lowest UID known for the message under the current
+// UIDVALIDITY, its own or a copy's (after a UIDVALIDITY change the
+// message is known by the copy the rescan found). A task can vanish
+// without a completion: a backend that drops a re-emitted key as a
+// duplicate of one it already acked (the message was put back into the
+// mailbox), or a task purged from the dead letter. Emitting it again is
+// safe: a task still queued under the key is de-duplicated by the backend.
 func (s *Source) reapStale(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -601,14 +772,26 @@ func (s *Source) reapStale(now time.Time) {
 		if now.Sub(e.at) < s.cfg.InFlightTimeout {
 			continue
 		}
+		var low imap.UID
+		if e.validity == s.uidValidity {
+			low = e.uid
+		}
+		if d, ok := s.dupes[key]; ok && d.validity == s.uidValidity {
+			for _, u := range d.uids {
+				if low == 0 || u < low {
+					low = u
+				}
+			}
+		}
 		delete(s.inflight, key)
 		delete(s.dupes, key)
-		if e.validity == s.uidValidity && e.uid > 0 && e.uid-1 < s.lastUID {
-			s.lastUID = e.uid - 1
+		if low > 0 && low-1 < s.lastUID {
+			s.lastUID = low - 1
 		}
 		s.st.Reemitted++
 		s.log.Warn("task not completed in time: the message will be emitted again",
-			zap.String("key", key), zap.Uint32("uid", uint32(e.uid)), zap.Duration("inflight_timeout", s.cfg.InFlightTimeout))
+			zap.String("key", key), zap.Uint32("uid", uint32(e.uid)), zap.Uint32("rescan_from", uint32(low)),
+			zap.Duration("inflight_timeout", s.cfg.InFlightTimeout))
 	}
 	s.st.InFlight = len(s.inflight)
 	s.st.LastUID = uint32(s.lastUID)
@@ -621,12 +804,16 @@ type dupe struct {
 	uids     []imap.UID
 }
 
-// addDupe records uid as another copy of the in-flight message key.
-func (s *Source) addDupe(key string, uid imap.UID) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.inflight[key]; ok && e.uid == uid && e.validity == s.uidValidity {
-		return // the in-flight message itself, seen again after a rescan
+// addDupe records uid as another copy of the in-flight message key and
+// reports true, or reports false when key is not in flight: the copy is
+// then a message of its own, to be emitted. The caller holds s.mu.
+func (s *Source) addDupe(key string, uid imap.UID) bool {
+	e, ok := s.inflight[key]
+	if !ok {
+		return false
+	}
+	if e.uid == uid && e.validity == s.uidValidity {
+		return true // the in-flight message itself, seen again after a rescan
 	}
 	d := s.dupes[key]
 	if d.validity != s.uidValidity {
@@ -637,6 +824,7 @@ func (s *Source) addDupe(key string, uid imap.UID) {
 	}
 	s.dupes[key] = d
 	s.log.Debug("another copy of an in-flight message: settled with it", zap.String("key", key), zap.Uint32("uid", uint32(uid)))
+	return true
 }
 
 // dupesOf returns the extra copies of key seen under validity.
@@ -650,11 +838,53 @@ func (s *Source) dupesOf(key string, validity uint32) []imap.UID {
 	return slices.Clone(d.uids)
 }
 
-func (s *Source) isInflight(key string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.inflight[key]
-	return ok
+// forgetSettled removes the copies in settled from key's and returns
+// those left: copies recorded after the completion read them. The caller
+// holds s.mu.
+func (s *Source) forgetSettled(key string, settled dupe) []imap.UID {
+	d, ok := s.dupes[key]
+	if !ok {
+		return nil
+	}
+	if d.validity == settled.validity {
+		d.uids = slices.DeleteFunc(d.uids, func(u imap.UID) bool { return slices.Contains(settled.uids, u) })
+	}
+	if len(d.uids) == 0 {
+		delete(s.dupes, key)
+		return nil
+	}
+	s.dupes[key] = d
+	return d.uids
+}
+
+// dropDupes forgets key's copies. With rescan, those seen under the
+// current UIDVALIDITY are scanned again (see Source.rescan); under
+// another one their UIDs are void, and the rescan that followed the
+// change finds them. The caller holds s.mu.
+func (s *Source) dropDupes(key string, rescan bool) {
+	d, ok := s.dupes[key]
+	if !ok {
+		return
+	}
+	delete(s.dupes, key)
+	if !rescan || d.validity != s.uidValidity {
+		return
+	}
+	for _, u := range d.uids {
+		if s.rescan == 0 || u < s.rescan {
+			s.rescan = u
+		}
+	}
+	s.log.Warn("copies of a completed message left unsettled: scanning them again",
+		zap.String("key", key), zap.Uint32s("uids", uidsOf(d.uids)))
+}
+
+func uidsOf(uids []imap.UID) []uint32 {
+	out := make([]uint32, len(uids))
+	for i, u := range uids {
+		out[i] = uint32(u)
+	}
+	return out
 }
 
 // rejectOversized moves a message above MaxMessageSize to the failed
@@ -670,13 +900,15 @@ func (s *Source) rejectOversized(c *imapclient.Client, m meta) error {
 	if to == "" {
 		return nil
 	}
-	if err := ensureFolder(c, to, nil); err != nil {
-		return err
+	w := s.guard(c)
+	err := ensureFolder(c, to, nil)
+	if err == nil {
+		w.kick()
+		if _, err = c.Move(imap.UIDSetNum(m.uid), to).Wait(); err != nil {
+			err = fmt.Errorf("imap: move oversized uid %d to %q: %w", m.uid, to, err)
+		}
 	}
-	if _, err := c.Move(imap.UIDSetNum(m.uid), to).Wait(); err != nil {
-		return fmt.Errorf("imap: move oversized uid %d to %q: %w", m.uid, to, err)
-	}
-	return nil
+	return w.done(err)
 }
 
 // ensureFolder creates folder unless it exists. known caches what this
@@ -703,24 +935,86 @@ func ensureFolder(c *imapclient.Client, folder string, known map[string]bool) er
 	return nil
 }
 
+// watchdog closes a connection whose command makes no progress within a
+// timeout (Config.CommandTimeout), so that a server that stops answering
+// while its TCP connection stays up ends the session (and the reconnect
+// loop takes over) instead of stalling it. The go-imap client bounds a
+// response once it has begun, not the wait for it.
+type watchdog struct {
+	t     *time.Timer
+	d     time.Duration
+	fired atomic.Bool
+}
+
+// guard starts a watchdog on c for one command; end it with done.
+func (s *Source) guard(c *imapclient.Client) *watchdog {
+	w := &watchdog{d: s.cfg.CommandTimeout}
+	w.t = time.AfterFunc(w.d, func() {
+		w.fired.Store(true)
+		_ = c.Close()
+	})
+	return w
+}
+
+// kick restarts the countdown: the command made progress. A nil watchdog
+// does nothing.
+func (w *watchdog) kick() {
+	if w != nil {
+		w.t.Reset(w.d)
+	}
+}
+
+// done stops the watchdog and returns err, saying so when the watchdog
+// closed the connection (then never nil: the connection is gone).
+func (w *watchdog) done(err error) error {
+	w.t.Stop()
+	if !w.fired.Load() {
+		return err
+	}
+	if err == nil {
+		err = errors.New("connection closed")
+	}
+	return fmt.Errorf("%w (no answer within command_timeout %s)", err, w.d)
+}
+
+// progressReader kicks a watchdog on every read that returns data.
+type progressReader struct {
+	r io.Reader
+	w *watchdog
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.w.kick()
+	}
+	return n, err
+}
+
 // fetchBodies fetches the given section of every message in set, keyed by
-// UID. It does not use FetchCommand.Collect: in go-imap v2.0.0-beta.8 a
+// UID, reading no literal above limit: those are drained unread and
+// reported in oversize with their size (the server's RFC822.SIZE is not
+// trusted to bound memory). w, when not nil, is kicked as data arrives.
+//
+// It does not use FetchCommand.Collect: in go-imap v2.0.0-beta.8 a
 // literal cut mid-read (connection closed) ends with a plain io.EOF, so it
 // looks complete, and is then read again by the library's discard while
 // its decoder goroutine already reads on (a data race). This checks each
 // literal's length and, on a short or failed read, closes the client and
 // abandons the command, so nothing truncated is emitted and the
 // connection is never read from two goroutines.
-func fetchBodies(c *imapclient.Client, set imap.UIDSet, section *imap.FetchItemBodySection) (map[imap.UID][]byte, error) {
+func fetchBodies(c *imapclient.Client, set imap.UIDSet, section *imap.FetchItemBodySection, limit int64, w *watchdog) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, err error) {
 	cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
-	out := make(map[imap.UID][]byte)
+	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
 	for {
 		msg := cmd.Next()
 		if msg == nil {
 			break
 		}
+		w.kick()
 		var uid imap.UID
 		var body []byte
+		big := int64(-1)
 		for {
 			item := msg.Next()
 			if item == nil {
@@ -733,25 +1027,37 @@ func fetchBodies(c *imapclient.Client, set imap.UIDSet, section *imap.FetchItemB
 				if it.Literal == nil {
 					continue
 				}
-				b, err := io.ReadAll(it.Literal)
-				if err == nil && int64(len(b)) != it.Literal.Size() {
+				size := it.Literal.Size()
+				r := progressReader{r: it.Literal, w: w}
+				var n int64
+				if size > limit {
+					n, err = io.Copy(io.Discard, r)
+					big = size
+				} else {
+					body, err = io.ReadAll(io.LimitReader(r, size))
+					n = int64(len(body))
+				}
+				if err == nil && n != size {
 					// The library reports a connection closed mid-literal
 					// as a clean EOF: never emit a truncated message.
-					err = fmt.Errorf("literal truncated at %d of %d bytes: %w", len(b), it.Literal.Size(), io.ErrUnexpectedEOF)
+					err = fmt.Errorf("literal truncated at %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
 				}
 				if err != nil {
 					_ = c.Close()
-					return nil, fmt.Errorf("read literal: %w", err)
+					return nil, nil, fmt.Errorf("read literal: %w", err)
 				}
-				body = b
 			}
 		}
-		if uid != 0 && body != nil {
-			out[uid] = body
+		switch {
+		case uid == 0:
+		case big >= 0:
+			oversize[uid] = big
+		case body != nil:
+			bodies[uid] = body
 		}
 	}
 	if err := cmd.Close(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	return bodies, oversize, nil
 }

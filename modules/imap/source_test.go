@@ -34,7 +34,7 @@ func TestPollEmitsEveryMessageOnceInBatches(t *testing.T) {
 	stored := messages(t, b.srv, "INBOX")
 	for i, tk := range b.em.all() {
 		m := stored[i]
-		require.Equal(t, fmt.Sprintf("imap:INBOX:%d@example.com", i+1), tk.Key)
+		require.Equal(t, taskKey("INBOX", fmt.Sprintf("%d@example.com", i+1), m.Raw), tk.Key)
 		require.Equal(t, "mail.received", tk.Kind)
 		require.Equal(t, "mail", tk.Queue)
 		require.Equal(t, m.Raw, tk.Payload, "payload is the raw message")
@@ -142,7 +142,7 @@ func TestCompleteWithoutMoveCapabilityAndSeenOnly(t *testing.T) {
 	waitEmitted(t, em, 1)
 	time.Sleep(200 * time.Millisecond)
 	require.Len(t, em.all(), 1)
-	require.Equal(t, "imap:INBOX:2@example.com", em.all()[0].Key)
+	require.Equal(t, "2@example.com", em.all()[0].Header(imap.HeaderMessageID))
 }
 
 func TestIdleEmitsAppendedMailPromptly(t *testing.T) {
@@ -255,7 +255,7 @@ func TestUIDValidityChange(t *testing.T) {
 	require.NotEqual(t, oldValidity, st.UIDValidity)
 	require.EqualValues(t, 1, st.UIDValidityChanges)
 	newTask := b.em.all()[3]
-	require.Equal(t, "imap:INBOX:4@example.com", newTask.Key)
+	require.Equal(t, "4@example.com", newTask.Header(imap.HeaderMessageID))
 	require.Equal(t, fmt.Sprint(st.UIDValidity), newTask.Header(imap.HeaderUIDValidity))
 
 	// Tasks emitted under the old UIDVALIDITY complete by Message-ID.
@@ -306,7 +306,7 @@ func TestOversizedMessageIsMovedNotEmitted(t *testing.T) {
 	b.run(t)
 	waitEmitted(t, b.em, 1)
 	require.Eventually(t, func() bool { return b.src.Status().Oversized == 1 }, 5*time.Second, 5*time.Millisecond)
-	require.Equal(t, "imap:INBOX:1@example.com", b.em.all()[0].Key)
+	require.Equal(t, "1@example.com", b.em.all()[0].Header(imap.HeaderMessageID))
 	failed := messages(t, b.srv, "Failed")
 	require.Len(t, failed, 1)
 	require.Equal(t, "big@example.com", failed[0].MessageID)
@@ -414,10 +414,10 @@ func TestDuplicateCopiesAreSettledWithTheirTask(t *testing.T) {
 	waitEmitted(t, b.em, 2)
 	time.Sleep(200 * time.Millisecond) // several polls: no copy is emitted
 	require.Len(t, b.em.all(), 2)
-	require.Equal(t, map[string]int{"imap:INBOX:same@example.com": 1, "imap:INBOX:1@example.com": 1}, b.em.keys())
+	require.Equal(t, map[string]int{taskKey("INBOX", "same@example.com", raw): 1, taskKey("INBOX", "1@example.com", imaptest.Message("1@example.com", "order 1", "hello")): 1}, b.em.keys())
 
 	for _, tk := range b.em.all() {
-		if tk.Key == "imap:INBOX:same@example.com" {
+		if tk.Key == taskKey("INBOX", "same@example.com", raw) {
 			complete(t, b.src, tk, task.Succeeded)
 		}
 	}

@@ -7,6 +7,9 @@ import (
 )
 
 // Status is a snapshot of a source, for the control plane and logs.
+// Refused counts the messages the server refused to return (FETCH
+// answered NO): set aside, left in the mailbox, tried again after a
+// restart.
 type Status struct {
 	Name               string    `json:"name"`
 	Mailbox            string    `json:"mailbox"`
@@ -19,6 +22,7 @@ type Status struct {
 	CompletedOK        uint64    `json:"completed_ok"`
 	CompletedFailed    uint64    `json:"completed_failed"`
 	Oversized          uint64    `json:"oversized"`
+	Refused            uint64    `json:"refused"`
 	CompletionBatches  uint64    `json:"completion_batches"`
 	Reemitted          uint64    `json:"reemitted"`
 	UIDValidityChanges uint64    `json:"uidvalidity_changes"`

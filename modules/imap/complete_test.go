@@ -1,0 +1,194 @@
+package imap_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/modules/imap/imaptest"
+	"github.com/plba/plba/modules/imap/memserver"
+	"github.com/plba/plba/platform/task"
+)
+
+// messageIDs lists the Message-IDs of msgs in order.
+func messageIDs(msgs []memserver.Message) []string {
+	ids := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		ids = append(ids, m.MessageID)
+	}
+	return ids
+}
+
+// After a UIDVALIDITY change a task emitted under the old one is found by
+// a Message-ID search, and IMAP's HEADER search matches substrings:
+// completing <1@example.com> must move neither <11@example.com> nor a
+// different mail that reuses <1@example.com>, none of them emitted.
+func TestCompletionByMessageIDMovesOnlyTheSameMessage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, nil)
+	appendN(t, b.srv, 1, 1)
+	b.run(t)
+	waitEmitted(t, b.em, 1)
+	b.stop() // no scan from here on: nothing else can be emitted
+	tk := b.em.all()[0]
+
+	require.NoError(t, b.srv.RecreateMailbox("INBOX")) // new UIDVALIDITY
+	appendN(t, b.srv, 1, 1)                            // the message itself, under a new UID
+	appendN(t, b.srv, 11, 1)                           // its id is a substring of this one's
+	_, err := b.srv.Append("INBOX", imaptest.Message("1@example.com", "order 1 (corrected)", "other"))
+	require.NoError(t, err)
+
+	complete(t, b.src, tk, task.Succeeded)
+	processed := messages(t, b.srv, "Processed")
+	require.Equal(t, []string{"1@example.com"}, messageIDs(processed))
+	require.Equal(t, tk.Payload, processed[0].Raw, "the message itself, not the one reusing its id")
+	require.Equal(t, []string{"11@example.com", "1@example.com"}, messageIDs(messages(t, b.srv, "INBOX")))
+}
+
+// Two different mails that share a Message-ID (a sender reusing ids, a
+// corrected order) are two tasks with their own keys, and completing one
+// moves only it. The keys are deterministic: after a restart the mail
+// left is emitted under the key it had.
+func TestMailsSharingAMessageIDAreSeparateTasks(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, nil)
+	first := imaptest.Message("po-42@erp.example", "order", "first attachment")
+	second := imaptest.Message("po-42@erp.example", "order (corrected)", "second, different attachment")
+	for _, raw := range [][]byte{first, second} {
+		_, err := b.srv.Append("INBOX", raw)
+		require.NoError(t, err)
+	}
+	b.run(t)
+	waitEmitted(t, b.em, 2)
+	tasks := b.em.all()
+	require.Equal(t, taskKey("INBOX", "po-42@erp.example", first), tasks[0].Key)
+	require.Equal(t, taskKey("INBOX", "po-42@erp.example", second), tasks[1].Key)
+
+	complete(t, b.src, tasks[0], task.Succeeded)
+	processed := messages(t, b.srv, "Processed")
+	require.Equal(t, []string{"po-42@erp.example"}, messageIDs(processed))
+	require.Equal(t, first, processed[0].Raw)
+	inbox := messages(t, b.srv, "INBOX")
+	require.Equal(t, []string{"po-42@erp.example"}, messageIDs(inbox), "the corrected mail stays until its own task is done")
+	require.Equal(t, second, inbox[0].Raw)
+	b.stop()
+
+	fresh := newSource(t, b.src.Config())
+	em := &fakeEmitter{}
+	start(t, fresh, em)
+	waitEmitted(t, em, 1)
+	require.Equal(t, tasks[1].Key, em.all()[0].Key)
+	complete(t, fresh, em.all()[0], task.Succeeded)
+	require.Empty(t, messageIDs(messages(t, b.srv, "INBOX")))
+	require.Len(t, messageIDs(messages(t, b.srv, "Processed")), 2)
+}
+
+// A copy of a message that the scan finds while the message's completion
+// is under way (after the completion read the copies it knew of) is
+// settled by that completion too: it is neither left in the mailbox
+// behind the cursor nor left in the source's bookkeeping.
+func TestCopyFoundDuringCompletionIsSettledWithIt(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	moving := make(chan struct{})  // the completion's first MOVE reached the proxy
+	release := make(chan struct{}) // let it through
+	var held atomic.Bool
+	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+		if _, name, _ := command(line); name == "UID MOVE" && held.CompareAndSwap(false, true) {
+			close(moving)
+			select {
+			case <-release:
+			case <-c.closed:
+			}
+		}
+		return false
+	}})
+	src := newSource(t, testConfig(p.Host(), p.Port()))
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the source closes
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	raw := imaptest.Message("m@example.com", "order", "x")
+	_, err := srv.Append("INBOX", raw)
+	require.NoError(t, err)
+	waitEmitted(t, em, 1)
+	tk := em.all()[0]
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		done <- src.Complete(ctx, tk, task.Succeeded, "")
+	}()
+	select {
+	case <-moving:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the completion never moved the message")
+	}
+
+	copyUID, err := srv.Append("INBOX", raw) // a second copy arrives now
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return src.Status().LastUID >= uint32(copyUID) }, 10*time.Second, time.Millisecond,
+		"the scan passes the copy while the completion is held")
+	free()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Complete did not return")
+	}
+
+	require.Empty(t, messageIDs(messages(t, srv, "INBOX")), "the copy is settled with its task")
+	require.Len(t, messageIDs(messages(t, srv, "Processed")), 2)
+	require.Equal(t, 1, em.count(), "the copy is not a task of its own")
+	require.Zero(t, src.Status().InFlight)
+	require.Zero(t, imap.PendingCopies(src))
+}
+
+// completingEmitter completes every task it is handed, successfully,
+// before Emit returns: a worker faster than the source's bookkeeping.
+type completingEmitter struct {
+	fakeEmitter
+	src *imap.Source
+}
+
+func (e *completingEmitter) Emit(ctx context.Context, tasks ...*task.Task) error {
+	if err := e.fakeEmitter.Emit(ctx, tasks...); err != nil {
+		return err
+	}
+	for _, tk := range tasks {
+		if err := e.src.Complete(ctx, tk, task.Succeeded, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A task completed before Emit has even returned still settles the
+// copies of its message found in the same batch, and leaves nothing in
+// flight behind it.
+func TestTaskCompletedDuringEmitSettlesItsCopies(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, nil)
+	raw := imaptest.Message("m@example.com", "order", "x")
+	for range 2 {
+		_, err := b.srv.Append("INBOX", raw)
+		require.NoError(t, err)
+	}
+	appendN(t, b.srv, 1, 1)
+	em := &completingEmitter{src: b.src}
+	start(t, b.src, em)
+
+	require.Eventually(t, func() bool { return b.src.Status().Emitted == 2 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, 2, em.count())
+	require.Empty(t, messageIDs(messages(t, b.srv, "INBOX")), "the copy is settled with its task")
+	require.Len(t, messageIDs(messages(t, b.srv, "Processed")), 3)
+	require.Zero(t, b.src.Status().InFlight)
+	require.Zero(t, imap.PendingCopies(b.src))
+}

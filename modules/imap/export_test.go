@@ -1,0 +1,9 @@
+package imap
+
+// PendingCopies is how many in-flight messages have copies recorded, for
+// tests that check no bookkeeping is left behind.
+func PendingCopies(s *Source) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.dupes)
+}

@@ -1,0 +1,253 @@
+package imap_test
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/modules/imap/imaptest"
+	"github.com/plba/plba/modules/imap/memserver"
+)
+
+// observedSource is newSource with the source's warnings recorded.
+func observedSource(t *testing.T, cfg imap.Config) (*imap.Source, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zapcore.WarnLevel)
+	src, err := imap.NewSource(cfg, zap.New(core))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = src.Close() })
+	return src, logs
+}
+
+// After a UIDVALIDITY change the in-flight message is known only by the
+// copy the rescan found under its new UID. If its task then vanishes
+// (never completed within InFlightTimeout), the message is emitted again,
+// under the new UIDVALIDITY, as the log says.
+func TestStaleTaskIsEmittedAgainAfterUIDValidityChange(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, func(c *imap.Config) { c.InFlightTimeout = time.Second })
+	appendN(t, b.srv, 1, 1)
+	b.run(t)
+	waitEmitted(t, b.em, 1)
+	first := b.em.all()[0]
+	require.NoError(t, b.srv.RecreateMailbox("INBOX"))
+	appendN(t, b.srv, 1, 1) // the same mail under a new UIDVALIDITY
+	validity, err := b.srv.UIDValidity("INBOX")
+	require.NoError(t, err)
+	b.srv.DropConnections()
+
+	// The task never completes.
+	require.Eventually(t, func() bool {
+		for _, tk := range b.em.all()[1:] {
+			if tk.Header(imap.HeaderUIDValidity) == fmt.Sprint(validity) {
+				require.Equal(t, first.Key, tk.Key)
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 10*time.Millisecond, "the uncompleted message is emitted again")
+	require.GreaterOrEqual(t, b.src.Status().Reemitted, uint64(1))
+}
+
+// One message the server refuses to return (FETCH answered NO, as
+// Exchange does for a message it cannot convert to RFC 822) is set aside
+// (counted, logged at warn with its UID, left in the mailbox untouched)
+// instead of failing the session over and over: the mail after it flows.
+func TestRefusedMessageIsSetAsideAndLaterMailFlows(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 5) // UID 1 is the one the server refuses
+	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		c.reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		return true
+	}})
+	src, logs := observedSource(t, testConfig(p.Host(), p.Port()))
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	waitEmitted(t, em, 4)
+	for i, tk := range em.all() {
+		require.Equal(t, fmt.Sprintf("%d@example.com", i+2), tk.Header(imap.HeaderMessageID))
+	}
+	st := src.Status()
+	require.EqualValues(t, 1, st.Refused)
+	require.Zero(t, st.Reconnects, "a refused message does not fail the session")
+	inbox := messages(t, srv, "INBOX")
+	require.Len(t, messageIDs(inbox), 5)
+	require.Equal(t, goimap.UID(1), inbox[0].UID)
+	require.False(t, inbox[0].HasFlag(goimap.FlagDeleted) || inbox[0].HasFlag(goimap.FlagSeen), "left untouched")
+	warned := logs.FilterFieldKey("uid").FilterMessageSnippet("refuses").All()
+	require.Len(t, warned, 1)
+	require.EqualValues(t, 1, warned[0].ContextMap()["uid"])
+}
+
+// A session that fails after selecting the mailbox, the same way each
+// time, does not reset the reconnect back-off: the delays grow instead of
+// hammering the server at the initial delay forever.
+func TestRepeatedSessionFailureBacksOff(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+		tag, name, _ := command(line)
+		if name != "UID SEARCH" {
+			return false
+		}
+		c.reply(tag + " NO [SERVERBUG] Internal error\r\n")
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.Reconnect = imap.Backoff{Initial: 20 * time.Millisecond, Max: 10 * time.Second}
+	src, logs := observedSource(t, cfg)
+	start(t, src, &fakeEmitter{})
+
+	lost := func() []observer.LoggedEntry {
+		return logs.FilterMessage("imap connection lost, reconnecting").All()
+	}
+	require.Eventually(t, func() bool { return len(lost()) >= 4 }, 15*time.Second, 5*time.Millisecond)
+	delay := lost()[3].ContextMap()["in"].(time.Duration)
+	require.Greater(t, delay, cfg.Reconnect.Initial, "the 4th delay is 4-8× the initial one, not reset to it")
+}
+
+// A server that stops answering while the TCP connection stays up (here:
+// from the watching connection's second search on) no longer stalls the
+// source: CommandTimeout closes the connection and the source reconnects.
+func TestHungServerIsCutByCommandTimeout(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	frozen := make(chan struct{})
+	var searches atomic.Int32
+	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+		if _, name, _ := command(line); c.n == 1 && name == "UID SEARCH" && searches.Add(1) == 2 {
+			c.mute()
+			close(frozen)
+		}
+		return false
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.CommandTimeout = 300 * time.Millisecond
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	select {
+	case <-frozen:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the source never searched twice")
+	}
+
+	appendN(t, srv, 1, 1)
+	waitEmitted(t, em, 1)
+	st := src.Status()
+	require.GreaterOrEqual(t, st.Reconnects, uint64(1))
+	require.Contains(t, st.LastError, "command_timeout")
+	require.GreaterOrEqual(t, p.accepted(), int64(2))
+}
+
+// IDLE lasts longer than CommandTimeout by design: the deadline bounds
+// starting and ending an IDLE, not the wait in it.
+func TestIdleOutlastsCommandTimeout(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	idling := make(chan struct{}, 1)
+	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+		if _, name, _ := command(line); name == "IDLE" {
+			select {
+			case idling <- struct{}{}:
+			default:
+			}
+		}
+		return false
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.Mode, cfg.Reconcile, cfg.PollInterval = imap.ModeIdle, time.Minute, time.Minute
+	cfg.CommandTimeout = 500 * time.Millisecond
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	select {
+	case <-idling:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the source never idled")
+	}
+
+	// A deadline on the wait would fire within 500ms; idle three times
+	// that before any mail arrives.
+	time.Sleep(3 * cfg.CommandTimeout)
+	appendN(t, srv, 1, 1)
+	waitEmitted(t, em, 1)
+	require.Zero(t, src.Status().Reconnects)
+	require.EqualValues(t, 1, p.accepted())
+}
+
+// A temporary refusal of LOGIN (NO [UNAVAILABLE]) or SELECT (NO [INUSE])
+// is retried with back-off instead of ending Run as bad credentials or a
+// missing mailbox would.
+func TestTemporaryLoginAndSelectRefusalsAreRetried(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 1)
+	var logins, selects atomic.Int32
+	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+		tag, name, _ := command(line)
+		switch {
+		case name == "LOGIN" && logins.Add(1) == 1:
+			c.reply(tag + " NO [UNAVAILABLE] Authentication backend down, try later\r\n")
+		case name == "SELECT" && selects.Add(1) == 1:
+			c.reply(tag + " NO [INUSE] Mailbox locked by another session\r\n")
+		default:
+			return false
+		}
+		return true
+	}})
+	src := newSource(t, testConfig(p.Host(), p.Port()))
+	em := &fakeEmitter{}
+	start(t, src, em) // its cleanup requires Run to return nil
+
+	waitEmitted(t, em, 1)
+	require.GreaterOrEqual(t, src.Status().Reconnects, uint64(2))
+	require.GreaterOrEqual(t, logins.Load(), int32(2))
+	require.GreaterOrEqual(t, selects.Load(), int32(2))
+}
+
+// The server's RFC822.SIZE does not bound memory: a body larger than
+// MaxMessageSize is not read, whatever size the server reported, and is
+// treated like an oversized message (moved to the failed folder, never
+// emitted).
+func TestBodyLargerThanItsReportedSizeIsTreatedAsOversized(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	_, err := srv.Append("INBOX", imaptest.Message("big@example.com", "big", strings.Repeat("x", 5000)))
+	require.NoError(t, err)
+	appendN(t, srv, 1, 1)
+	size := regexp.MustCompile(`RFC822\.SIZE \d+`)
+	p := newFaultProxy(t, srv.Addr(), faultHooks{rewrite: func(b []byte) []byte {
+		return size.ReplaceAll(b, []byte("RFC822.SIZE 100")) // the server understates every size
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.MaxMessageSize = 2000
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	waitEmitted(t, em, 1)
+	require.Eventually(t, func() bool { return src.Status().Oversized == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, []string{"big@example.com"}, messageIDs(messages(t, srv, "Failed")))
+	require.Equal(t, []string{"1@example.com"}, messageIDs(messages(t, srv, "INBOX")))
+	for _, tk := range em.all() {
+		require.Equal(t, "1@example.com", tk.Header(imap.HeaderMessageID))
+		require.LessOrEqual(t, int64(len(tk.Payload)), cfg.MaxMessageSize)
+	}
+}
