@@ -7,14 +7,29 @@ import (
 )
 
 // PermanentError marks a failure that retrying cannot fix. The task goes
-// straight to the dead letter with Err's text as the reason.
+// straight to the dead letter with Err's text as the reason. A
+// PermanentError without an Err (or a nil *PermanentError) is still
+// permanent; its text, and reason, is "permanent failure (no reason
+// given)".
 type PermanentError struct{ Err error }
 
-// Error says the failure is permanent and why.
-func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+const noReason = "permanent failure (no reason given)"
 
-// Unwrap returns the wrapped error.
-func (e *PermanentError) Unwrap() error { return e.Err }
+// Error says the failure is permanent and why.
+func (e *PermanentError) Error() string {
+	if e == nil || e.Err == nil {
+		return noReason
+	}
+	return "permanent: " + e.Err.Error()
+}
+
+// Unwrap returns the wrapped error (nil when there is none).
+func (e *PermanentError) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Err
+}
 
 // Permanent wraps err so the runtime does not retry it. Permanent(nil) is nil.
 func Permanent(err error) error {
@@ -44,11 +59,19 @@ type RetryAfterError struct {
 
 // Error says when the task is retried and why.
 func (e *RetryAfterError) Error() string {
+	if e == nil {
+		return "retry requested"
+	}
 	return fmt.Sprintf("retry after %s: %v", e.Delay, e.Err)
 }
 
-// Unwrap returns the wrapped error.
-func (e *RetryAfterError) Unwrap() error { return e.Err }
+// Unwrap returns the wrapped error (nil when there is none).
+func (e *RetryAfterError) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Err
+}
 
 // RetryAfter wraps err so the task is retried after d. A nil err is
 // replaced by a generic one: asking for a retry is itself a failure.
@@ -59,10 +82,11 @@ func RetryAfter(d time.Duration, err error) error {
 	return &RetryAfterError{Delay: d, Err: err}
 }
 
-// RetryDelay returns the delay requested by a RetryAfterError in err's chain.
+// RetryDelay returns the delay requested by a RetryAfterError in err's
+// chain (a nil *RetryAfterError requests none).
 func RetryDelay(err error) (time.Duration, bool) {
 	var r *RetryAfterError
-	if errors.As(err, &r) {
+	if errors.As(err, &r) && r != nil {
 		return r.Delay, true
 	}
 	return 0, false
@@ -75,4 +99,9 @@ type PanicError struct {
 }
 
 // Error names the recovered panic value.
-func (e *PanicError) Error() string { return fmt.Sprintf("handler panic: %v", e.Value) }
+func (e *PanicError) Error() string {
+	if e == nil {
+		return "handler panic"
+	}
+	return fmt.Sprintf("handler panic: %v", e.Value)
+}

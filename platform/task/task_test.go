@@ -37,6 +37,31 @@ func TestErrorClasses(t *testing.T) {
 	require.Equal(t, "handler panic: nil map", pe.Error())
 }
 
+// TestErrorClassesWithoutCause: the error classes print and unwrap when
+// made without the error they wrap, or as nil pointers, instead of
+// panicking (a panic while the worker pool settled a task used to run the
+// task again forever).
+func TestErrorClassesWithoutCause(t *testing.T) {
+	t.Parallel()
+	const noReason = "permanent failure (no reason given)"
+	var nilPerm *task.PermanentError
+	for _, p := range []*task.PermanentError{{}, nilPerm} {
+		require.Equal(t, noReason, p.Error())
+		require.NoError(t, p.Unwrap())
+		require.True(t, task.IsPermanent(p))
+	}
+
+	var nilRetry *task.RetryAfterError
+	require.Equal(t, "retry requested", nilRetry.Error())
+	require.NoError(t, nilRetry.Unwrap())
+	_, ok := task.RetryDelay(nilRetry)
+	require.False(t, ok, "a nil RetryAfterError asks for no delay")
+	require.Equal(t, "retry after 0s: <nil>", (&task.RetryAfterError{}).Error())
+
+	var nilPanic *task.PanicError
+	require.Equal(t, "handler panic", nilPanic.Error())
+}
+
 func TestPrepareAndClone(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)

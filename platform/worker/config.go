@@ -117,8 +117,11 @@ type PoolConfig struct {
 	// worker plus a hand-over buffer, so that a busy pool leases in
 	// batches instead of once per finished task. Buffered deliveries go
 	// back to the queue (uncounted, where the backend can Release) on
-	// Pause and Stop; a buffered delivery whose lease ended before a
-	// worker took it is skipped (the backend delivers it again). Larger
+	// Pause and Stop. A buffered delivery that waited half its lease or
+	// more has its lease extended before its handler starts; one whose
+	// lease ended before a worker took it is skipped and counted as
+	// expired (Stats.Expired): another consumer may hold it already, and
+	// the backend delivers it again, as a new attempt. Larger
 	// batches cost less per task (fewer Lease calls and wake-ups); smaller
 	// ones let several replicas sharing a durable queue split slow work
 	// more evenly, since a pool never holds more than Concurrency +

@@ -8,9 +8,11 @@
 // The pool's fetcher leases batches (at most BatchSize; the pool holds at
 // most Concurrency + BatchSize deliveries, those beyond the busy workers in
 // a hand-over buffer that refills by half batches; a buffered delivery
-// whose lease ended before a worker took it is skipped and counted as
-// expired) and hands each delivery to a worker, which runs it
-// through recover → timeout → observer → handler:
+// that waited half its lease or more is extended before it runs, one
+// whose lease ended before a worker took it is skipped, counted as
+// expired, and delivered again by the backend as a new attempt) and hands
+// each delivery to a worker, which runs it through recover → timeout →
+// observer → handler:
 //
 //   - recover: a panic in the handler is logged with its stack and counted
 //     as a failure (*task.PanicError);
@@ -34,6 +36,13 @@
 //     once the attempt reaches MaxAttempts (the route's, else the pool's);
 //   - a kind without a route: dead letter with "no handler for kind X".
 //
+// Settlement never trusts the handler's error: an error whose Error method
+// panics (a nil pointer of an error type returned as an error) is reported
+// by a description of that panic, and any other panic while settling (or
+// a worker dying outside its handler) fails the delivery like a handler
+// error, so that the attempt counts and a poisonous task ends in the dead
+// letter instead of running forever.
+//
 // A long-running handler keeps its lease: the pool extends it at about
 // half its length.
 //
@@ -47,9 +56,12 @@
 //
 // # Drain
 //
-// Stop stops leasing, gives in-flight handlers DrainTimeout to finish, then
-// cancels their contexts; their deliveries go back to the queue unsettled
-// (task.Returned), through the backend's Release when it implements
-// Releaser (no attempt counted), else Retry at now. Nothing unfinished is
-// ever acked.
+// Stop stops leasing, gives the hand-over buffer back at once, gives
+// in-flight handlers DrainTimeout to finish, then cancels their contexts;
+// their deliveries go back to the queue unsettled (task.Returned), through
+// the backend's Release when it implements Releaser (no attempt counted),
+// else Retry at now. Nothing unfinished is ever acked. Give-backs run
+// concurrently and, like every settlement once Stop began, are bounded by
+// Stop's ctx as well as by the lease; when ctx ends first, Stop returns an
+// error naming what still runs.
 package worker

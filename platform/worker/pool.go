@@ -49,7 +49,8 @@ type Stats struct {
 	// Succeeded counts acked deliveries.
 	Succeeded int64 `json:"succeeded"`
 	// Failed counts failed handler runs (errors, panics, timeouts,
-	// failed completions).
+	// failed completions) and deliveries whose settlement panicked or
+	// whose worker crashed.
 	Failed int64 `json:"failed"`
 	// Retried counts deliveries scheduled again.
 	Retried int64 `json:"retried"`
@@ -58,13 +59,15 @@ type Stats struct {
 	// Returned counts deliveries put back unsettled (at stop, or taken
 	// from the hand-over buffer while paused).
 	Returned int64 `json:"returned"`
-	// Expired counts deliveries skipped because their lease ended while
-	// they waited for a worker (the backend delivers them again).
+	// Expired counts deliveries skipped because their lease ended (or
+	// could not be extended) while they waited for a worker (the backend
+	// delivers them again, as a new attempt).
 	Expired int64 `json:"expired"`
 	// Panics counts recovered handler panics (also counted in Failed).
 	Panics int64 `json:"panics"`
 	// WorkerRestarts counts worker goroutines that died outside a
-	// handler and were replaced.
+	// handler and were replaced (the delivery they held fails like a
+	// handler error: retried, or dead-lettered at its last attempt).
 	WorkerRestarts int64 `json:"worker_restarts"`
 	// InFlight is the number of deliveries being handled now.
 	InFlight int64 `json:"in_flight"`
@@ -141,14 +144,26 @@ type Pool struct {
 	slots       []*slot
 	leaseCtx    context.Context
 	leaseCancel context.CancelFunc
+	abandoning  chan struct{}   // closed once Stop's give-backs for abandoned handlers returned; nil: none
 	hardCtx     context.Context // parent of every handler context
 	hardCancel  context.CancelFunc
 	stopCh      chan struct{}
-	done        chan struct{}
 	wg          sync.WaitGroup // workers
 	bg          sync.WaitGroup // fetcher
 	hk          sync.WaitGroup // housekeeper
 	hkStop      chan struct{}  // closed once the workers are done
+	done        chan struct{}  // closed once every goroutine of the pool ended (after Stop)
+
+	// Used off the per-task path, kept apart from its counters.
+
+	// extendEvery is the housekeeper's lease-extension period; a delivery
+	// whose lease has no more than renewBelow left when a worker takes it
+	// is extended before its handler starts.
+	extendEvery, renewBelow time.Duration
+	returning               atomic.Int64                    // give-backs in progress outside a worker's settlement (unrun or abandoned deliveries)
+	late                    atomic.Int64                    // give-backs cut short by their context
+	fetching                atomic.Bool                     // the fetcher has not returned
+	stopCtx                 atomic.Pointer[context.Context] // Stop's ctx: bounds settlements once the pool stops
 }
 
 type poolState int
@@ -184,6 +199,26 @@ func (s *slot) claim() bool {
 	s.settled = true
 	s.mu.Unlock()
 	return ok
+}
+
+// unsettled reports whether d is the slot's delivery and nobody claimed
+// it yet.
+func (s *slot) unsettled(d *queue.Delivery) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.d == d && !s.settled
+}
+
+// claimCurrent claims the current delivery and returns it; nil when there
+// is none or it was claimed already.
+func (s *slot) claimCurrent() *queue.Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.d == nil || s.settled {
+		return nil
+	}
+	s.settled = true
+	return s.d
 }
 
 // end clears the slot.
@@ -235,6 +270,8 @@ func NewPool(p PoolParams) (*Pool, error) {
 		done:    make(chan struct{}),
 	}
 	pl.release, _ = p.Backend.(Releaser)
+	pl.extendEvery = min(max(cfg.Lease/4, time.Millisecond), 5*time.Second)
+	pl.renewBelow = max(cfg.Lease/2, pl.extendEvery)
 	pl.target.Store(int64(cfg.Concurrency))
 	k := make(chan struct{})
 	pl.kick.Store(&k)
@@ -305,6 +342,7 @@ func (p *Pool) Start(ctx context.Context) error {
 		p.spawnLocked(&slot{})
 	}
 	p.bg.Add(1)
+	p.fetching.Store(true)
 	go p.fetch()
 	p.hk.Add(1)
 	go p.housekeep()
@@ -458,6 +496,7 @@ func (p *Pool) unreserve(n int) {
 // fetch is the leasing loop.
 func (p *Pool) fetch() {
 	defer p.bg.Done()
+	defer p.fetching.Store(false)
 	var errDelay time.Duration
 	for {
 		n, ctx, ok := p.reserve()
@@ -491,19 +530,13 @@ func (p *Pool) fetch() {
 			}
 			if p.halted.Load() {
 				// Paused with the buffer full: the rest goes back now.
-				for _, d := range ds[i:] {
-					p.giveBack(d)
-				}
-				p.unreserve(len(ds) - i)
+				p.returnUnrun(ds[i:]...)
 				break
 			}
 			select {
 			case p.work <- d:
 			case <-p.stopCh:
-				for _, d := range ds[i:] {
-					p.giveBack(d)
-				}
-				p.unreserve(len(ds) - i)
+				p.returnUnrun(ds[i:]...)
 				return
 			}
 		}
@@ -528,9 +561,10 @@ func (p *Pool) sleep(d time.Duration) bool {
 }
 
 // worker runs deliveries until it is surplus or the pool stops. A panic
-// outside the handler (which is recovered separately) kills the worker;
-// it is logged and counted, its delivery returned, and a replacement
-// started on the same slot.
+// outside the handler and the settlement (both recovered separately)
+// kills the worker; it is logged and counted, its delivery, unless
+// settled already, fails like a handler error (see crashed), and a
+// replacement starts on the same slot.
 func (p *Pool) worker(s *slot) {
 	defer p.wg.Done()
 	defer func() {
@@ -571,8 +605,7 @@ func (p *Pool) worker(s *slot) {
 // goes back to the queue.
 func (p *Pool) run(s *slot, d *queue.Delivery) {
 	if p.halted.Load() {
-		p.giveBack(d)
-		p.unreserve(1)
+		p.returnUnrun(d)
 		return
 	}
 	p.process(s, d)
@@ -599,6 +632,12 @@ func (p *Pool) surplus(s *slot) bool {
 	return true
 }
 
+// crashed replaces the worker of s, which died of r outside its handler
+// and outside settlement (an observer's Finished, say). The delivery it
+// held, unless already settled, fails like a handler error: retried after
+// the back-off, or dead-lettered at its last attempt. Giving it back
+// uncounted (Release) would let a task that crashes every worker run
+// again at once, forever.
 func (p *Pool) crashed(s *slot, r any) {
 	p.restarts.Add(1)
 	err := fmt.Errorf("worker crashed: %v", r)
@@ -608,8 +647,8 @@ func (p *Pool) crashed(s *slot, r any) {
 	d := s.d
 	s.mu.Unlock()
 	if d != nil {
-		if s.claim() {
-			p.giveBack(d)
+		if s.unsettled(d) {
+			p.settleCrashed(s, d, err)
 		}
 		s.end()
 		p.inFlight.Add(-1)
@@ -619,26 +658,52 @@ func (p *Pool) crashed(s *slot, r any) {
 	go p.worker(s)
 }
 
+// settleCrashed fails d, the delivery of a crashed worker. A panic here
+// (a broken backend) is logged; the delivery's lease then runs out and
+// the backend delivers it again, as a new attempt.
+func (p *Pool) settleCrashed(s *slot, d *queue.Delivery, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("panic while settling the task of a crashed worker", zap.String("task", d.Task.ID),
+				zap.Any("panic", r), zap.Stack("stack"))
+		}
+	}()
+	p.fail(p.hardCtx, s, d, p.router.lookup(d.Task.Kind), err)
+	p.processed.Add(1)
+	p.lastFinished.Store(int64(p.clock()))
+}
+
+// setLastError records err's text (see errorText) as Stats.LastError.
 func (p *Pool) setLastError(err error) {
-	msg := err.Error()
+	msg, _ := errorText(err)
 	p.lastErr.Store(&msg)
 }
 
-// settleCtx bounds a settlement call (retry, dead letter, return) by the
-// lease: it is not tied to the handler's context (a settlement must go
-// through even while the pool stops), but a backend that never answers
-// cannot hold a worker, or Stop, longer than the delivery's lease; after
-// that the backend redelivers the task anyway. Acks, on every task's path,
-// pass context.Background() and stay allocation-free: a backend whose ack
+// settleParent is the parent of every settlement context: Stop's ctx once
+// the pool stops, else context.Background().
+func (p *Pool) settleParent() context.Context {
+	if c := p.stopCtx.Load(); c != nil {
+		return *c
+	}
+	return context.Background()
+}
+
+// settleCtx bounds a settlement call (retry, dead letter) by the lease
+// and, once Stop began, by Stop's ctx, whichever ends first. It is not
+// tied to the handler's context (a settlement must go through even while
+// the pool stops), but a backend that never answers cannot hold a worker
+// longer than the delivery's lease (after that the backend redelivers the
+// task anyway), nor Stop past its ctx. Acks, on every task's path, pass
+// context.Background() and stay allocation-free: a backend whose ack
 // waits for an answer bounds it itself (JetStream's AckSync by AckWait).
 func (p *Pool) settleCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), p.cfg.Lease)
+	return context.WithTimeout(p.settleParent(), p.cfg.Lease)
 }
 
 // giveBack returns d to the queue unsettled: Release when the backend
-// can, else Retry at now.
-func (p *Pool) giveBack(d *queue.Delivery) {
-	ctx, cancel := p.settleCtx()
+// can, else Retry at now. The call is bounded by parent and by the lease.
+func (p *Pool) giveBack(parent context.Context, d *queue.Delivery) {
+	ctx, cancel := context.WithTimeout(parent, p.cfg.Lease)
 	defer cancel()
 	var err error
 	if p.release != nil {
@@ -648,6 +713,44 @@ func (p *Pool) giveBack(d *queue.Delivery) {
 	}
 	p.returned.Add(1)
 	if err != nil && !errors.Is(err, queue.ErrLeaseLost) {
+		if ctx.Err() != nil {
+			p.late.Add(1)
+		}
 		p.log.Warn("return unfinished task to queue", zap.String("task", d.Task.ID), zap.Error(err))
 	}
+}
+
+// maxParallelGiveBacks bounds the backend calls of one giveBackAll.
+const maxParallelGiveBacks = 16
+
+// giveBackAll gives ds back, up to maxParallelGiveBacks at a time, and
+// waits for all: a slow backend delays Pause and Stop by about one call,
+// not by one call per delivery.
+func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery) {
+	if len(ds) == 1 {
+		p.giveBack(parent, ds[0])
+		return
+	}
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(len(ds), maxParallelGiveBacks) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(ds)); i = next.Add(1) - 1 {
+				p.giveBack(parent, ds[i])
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// returnUnrun gives back deliveries the pool leased but did not run (see
+// giveBackAll) and frees their reservations.
+func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
+	n := int64(len(ds))
+	p.returning.Add(n)
+	p.giveBackAll(p.settleParent(), ds)
+	p.returning.Add(-n)
+	p.unreserve(len(ds))
 }

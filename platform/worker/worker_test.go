@@ -44,11 +44,27 @@ func newMemory(t *testing.T) *memory.Backend {
 
 // slowLease and slowHandler are for the lease-extension cases: the pool
 // extends a lease at half-life, checking every quarter lease, so the
-// margin against scheduling delays on a busy machine is a quarter lease.
+// margin against scheduling delays is a quarter lease: 750ms, enough for
+// a slow CI machine running the tests in parallel under -race (a 1s
+// lease, a 250ms margin, was not). A slow handler outlives its first
+// lease by half: its lease must have been extended at least once.
 const (
-	slowLease   = time.Second
-	slowHandler = 5 * slowLease / 2
+	slowLease   = 3 * time.Second
+	slowHandler = 3 * slowLease / 2
 )
+
+// within fails t unless ch delivers (or is closed) within 10s.
+func within[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		var zero T
+		return zero
+	}
+}
 
 type bundle struct {
 	be  *memory.Backend
@@ -190,7 +206,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 		return nil
 	})})
 	b.enqueue(t, &task.Task{Kind: "later"})
-	<-done
+	within(t, done, "the retry")
 	_, times := rec.snapshot()
 	require.GreaterOrEqual(t, times[1].Sub(times[0]), 150*time.Millisecond)
 }
@@ -305,8 +321,9 @@ func TestPauseResumeResize(t *testing.T) {
 	require.Eventually(t, func() bool { return done.Load() == 6 }, 5*time.Second, time.Millisecond)
 	require.Eventually(t, func() bool { return p.Stats().Workers == 1 }, 5*time.Second, time.Millisecond)
 	require.Equal(t, int64(4), peak.Load())
-	st := p.Stats()
-	require.Equal(t, int64(6), st.Succeeded, "shrinking lost nothing in flight")
+	// The handler counted its run before returning: the ack follows.
+	require.Eventually(t, func() bool { return p.Stats().Succeeded == 6 }, 5*time.Second, time.Millisecond,
+		"shrinking lost nothing in flight")
 	require.ErrorIs(t, p.Resize(0), worker.ErrInvalidSize)
 }
 
@@ -398,6 +415,12 @@ func TestStalledCheck(t *testing.T) {
 	require.Equal(t, lifecycle.Running, comp.State())
 }
 
+// TestLongHandlerKeepsItsLease: a handler that runs longer than its lease
+// keeps it (the pool extends it), so its ack counts and the task is not
+// delivered again. Had the lease run out, the backend would have put the
+// task back (run again by another worker) and the ack would have failed
+// (LastError): both are checked once the handler finished, without
+// waiting for something not to happen.
 func TestLongHandlerKeepsItsLease(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int64
@@ -410,10 +433,12 @@ func TestLongHandlerKeepsItsLease(t *testing.T) {
 	})})
 	b.enqueue(t, &task.Task{Kind: "long"})
 	p := b.pool(t, "default")
-	require.Eventually(t, func() bool { return p.Stats().Processed == 1 }, 5*time.Second, time.Millisecond)
-	time.Sleep(slowLease / 2)
-	require.Equal(t, int64(1), calls.Load(), "the lease was extended: no redelivery")
+	require.Eventually(t, func() bool { return p.Stats().Processed == 1 }, slowHandler+10*time.Second, time.Millisecond)
 	require.Empty(t, p.Stats().LastError, "the ack found its lease")
+	require.Equal(t, int64(1), calls.Load(), "the lease was extended: no redelivery")
+	qs, err := b.be.Stats(context.Background(), "default")
+	require.NoError(t, err)
+	require.Equal(t, queue.Stats{Queue: "default"}, qs, "acked, nothing left to deliver again")
 }
 
 // panickyObserver panics in Finished once: outside the handler's recover.
@@ -566,9 +591,10 @@ func TestBufferedDeliveryWithExpiredLeaseIsSkipped(t *testing.T) {
 	})})
 	b.enqueue(t, &task.Task{Kind: "k", Payload: []byte("long")}, &task.Task{Kind: "k", Payload: []byte("next")})
 	p := b.pool(t, "default")
-	require.Eventually(t, func() bool { return p.Stats().Succeeded == 2 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return p.Stats().Succeeded == 2 }, slowHandler+10*time.Second, time.Millisecond)
 	st := p.Stats()
 	require.Equal(t, int64(1), st.Expired)
+	require.Empty(t, st.LastError, "both acks found their leases")
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, []int{1}, attempts["long"])
@@ -593,7 +619,7 @@ func TestDrainKeepsLeasesAlive(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, rt.Start(context.Background()))
 	require.NoError(t, rt.Producer().Enqueue(context.Background(), &task.Task{Kind: "k"}))
-	<-started
+	within(t, started, "the handler")
 	require.NoError(t, rt.Stop(context.Background()))
 	p, _ := rt.Pool("default")
 	st := p.Stats()
