@@ -10,8 +10,12 @@
 // flight (dead letters do not count). Enqueue blocks while a queue lacks
 // room for a batch, until an ack or dead letter frees it or ctx ends; with
 // Options.FailFast it returns queue.ErrFull at once instead. Blocked
-// producers are served in order. A batch is stored as a whole or not at
-// all, also when it spans several queues.
+// producers are woken in the order they blocked as room frees up; a
+// producer that arrives just then may take the room first, and the woken
+// one waits again (no strict first-come order). A batch is stored as a
+// whole or not at all, also when it spans several queues. Dead letters
+// are kept until purged or re-driven (they do not count against
+// Capacity, and nothing bounds them).
 //
 // # Time
 //
