@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,7 +61,8 @@ func TestStaleTaskIsEmittedAgainAfterUIDValidityChange(t *testing.T) {
 }
 
 // One message the server refuses to return (FETCH answered NO, as
-// Exchange does for a message it cannot convert to RFC 822) is set aside
+// Exchange does for a message it cannot convert to RFC 822) while it
+// returns the others of its batch is set aside at once
 // (counted, logged at warn with its UID, left in the mailbox untouched)
 // instead of failing the session over and over: the mail after it flows.
 func TestRefusedMessageIsSetAsideAndLaterMailFlows(t *testing.T) {
@@ -91,6 +93,122 @@ func TestRefusedMessageIsSetAsideAndLaterMailFlows(t *testing.T) {
 	require.Equal(t, goimap.UID(1), inbox[0].UID)
 	require.False(t, inbox[0].HasFlag(goimap.FlagDeleted) || inbox[0].HasFlag(goimap.FlagSeen), "left untouched")
 	warned := logs.FilterFieldKey("uid").FilterMessageSnippet("refuses").All()
+	require.Len(t, warned, 1)
+	require.EqualValues(t, 1, warned[0].ContextMap()["uid"])
+}
+
+// A server that fails as a whole for a moment (NO [SERVERBUG] to every
+// FETCH, of the metadata or of the bodies) skips no mail: nothing is set
+// aside, the sessions fail and are retried with back-off, and once the
+// server recovers every message is emitted. Here the failure lasts one
+// session less than it takes to set a message refused alone aside.
+func TestTransientFetchFailureSkipsNoMail(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		match func(rest string) bool
+	}{
+		{"metadata", func(rest string) bool { return !strings.Contains(rest, "BODY.PEEK[]") }},
+		{"body", func(rest string) bool { return strings.Contains(rest, "BODY.PEEK[]") }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := imaptest.NewServer(t, memserver.Options{})
+			appendN(t, srv, 1, 3)
+			const brokenSessions = imap.RefusedSessionsBeforeSetAside - 1
+			var mu sync.Mutex
+			broken := map[int64]bool{} // the connections the server failed
+			var refusals atomic.Int32
+			p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+				tag, name, rest := command(line)
+				if name != "UID FETCH" || !tt.match(rest) {
+					return false
+				}
+				mu.Lock()
+				if !broken[c.n] && len(broken) == brokenSessions {
+					mu.Unlock()
+					return false // the server recovered
+				}
+				broken[c.n] = true
+				mu.Unlock()
+				refusals.Add(1)
+				c.reply(tag + " NO [SERVERBUG] Internal error occurred\r\n")
+				return true
+			}})
+			src, logs := observedSource(t, testConfig(p.Host(), p.Port()))
+			em := &fakeEmitter{}
+			start(t, src, em)
+
+			waitEmitted(t, em, 3)
+			st := src.Status()
+			require.Zero(t, st.Refused, "nothing set aside")
+			require.EqualValues(t, brokenSessions, st.Reconnects, "each broken session failed and was retried")
+			require.Contains(t, st.LastError, "SERVERBUG")
+			require.Contains(t, st.LastError, "none set aside yet")
+			// Each broken session asked for the batch, then for each message.
+			require.EqualValues(t, brokenSessions*4, refusals.Load())
+			require.Len(t, logs.FilterMessageSnippet("retrying before setting any aside").All(), brokenSessions)
+			require.Empty(t, logs.FilterMessageSnippet("set aside, left in the mailbox").All())
+
+			appendN(t, srv, 4, 1) // later mail flows too
+			waitEmitted(t, em, 4)
+			keys := em.keys()
+			require.Len(t, keys, 4, "each mail emitted once")
+			for i, tk := range em.all() {
+				require.Equal(t, fmt.Sprintf("%d@example.com", i+1), tk.Header(imap.HeaderMessageID))
+			}
+			require.Zero(t, src.Status().Refused)
+		})
+	}
+}
+
+// A message the server refuses alone (the only one in the mailbox, so no
+// other message shows that the server works) is not set aside at once:
+// the session fails and is retried, and only after it has been refused in
+// RefusedSessionsBeforeSetAside consecutive sessions, over at least
+// Reconnect.Max, is it set aside, so that it does not block the mailbox
+// forever. Later mail then flows, and the message is not asked for again.
+func TestMessageRefusedAloneIsSetAsideAfterRetries(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 1) // UID 1, which the server refuses
+	var asked atomic.Int32
+	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		asked.Add(1)
+		c.reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		return true
+	}})
+	src, logs := observedSource(t, testConfig(p.Host(), p.Port()))
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	began := time.Now()
+	require.Eventually(t, func() bool { return src.Status().Refused == 1 }, 15*time.Second, 5*time.Millisecond)
+	require.GreaterOrEqual(t, time.Since(began), testConfig("", 0).Reconnect.Max, "not before Reconnect.Max")
+	st := src.Status()
+	sessions := asked.Load()
+	require.GreaterOrEqual(t, sessions, int32(imap.RefusedSessionsBeforeSetAside))
+	require.EqualValues(t, sessions-1, st.Reconnects, "asked once per session")
+	require.Zero(t, em.count())
+	require.Len(t, logs.FilterMessageSnippet("retrying before setting any aside").All(), int(sessions-1))
+
+	appendN(t, srv, 2, 2)
+	waitEmitted(t, em, 2)
+	for i, tk := range em.all() {
+		require.Equal(t, fmt.Sprintf("%d@example.com", i+2), tk.Header(imap.HeaderMessageID))
+	}
+	st = src.Status()
+	require.EqualValues(t, 1, st.Refused)
+	require.EqualValues(t, sessions-1, st.Reconnects, "no session failed after it was set aside")
+	require.Equal(t, sessions, asked.Load(), "not asked for again")
+	inbox := messages(t, srv, "INBOX")
+	require.Equal(t, goimap.UID(1), inbox[0].UID)
+	require.False(t, inbox[0].HasFlag(goimap.FlagDeleted) || inbox[0].HasFlag(goimap.FlagSeen), "left untouched")
+	warned := logs.FilterFieldKey("uid").FilterMessageSnippet("set aside, left in the mailbox").All()
 	require.Len(t, warned, 1)
 	require.EqualValues(t, 1, warned[0].ContextMap()["uid"])
 }

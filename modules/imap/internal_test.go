@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/stretchr/testify/require"
@@ -13,8 +14,8 @@ import (
 // (AUTHENTICATIONFAILED, AUTHORIZATIONFAILED) at login, a mailbox that
 // does not exist (NONEXISTENT) at select, or a bare NO where that is all a
 // server says. Temporary refusals are retried with back-off. For FETCH,
-// a refusal about the messages (anything but a temporary code) sets them
-// aside.
+// a refusal about the messages (anything but a temporary code) may set
+// them aside (settleRefused decides).
 func TestRefusalClassification(t *testing.T) {
 	t.Parallel()
 	no := func(code imap.ResponseCode) error {
@@ -73,4 +74,73 @@ func TestCopyBookkeeping(t *testing.T) {
 	require.Zero(t, s.rescan, "UIDs of another UIDVALIDITY are void")
 	require.Zero(t, PendingCopies(s))
 	require.NoError(t, s.Close())
+}
+
+// What becomes of messages the server refused one by one: set aside at
+// once when it returned another of the batch; else counted per UID and
+// an error (the session is retried), until every one of them has been
+// refused alone in RefusedSessionsBeforeSetAside sessions over at least
+// Reconnect.Max. A message fetched fine, set aside, or a UIDVALIDITY
+// change clears its count.
+func TestSettleRefused(t *testing.T) {
+	t.Parallel()
+	s, err := NewSource(Config{Host: "localhost", TLS: TLSNone, Username: "u", Password: "p", Kind: "k"}, nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Close()) }()
+	now := time.Unix(1_000_000, 0)
+	s.now = func() time.Time { return now }
+	s.cfg.Reconnect.Max = time.Minute
+	s.selected(7)
+	no := fmt.Errorf("imap: fetch bodies: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error"})
+	refs := func(uids ...imap.UID) []refusal {
+		var out []refusal
+		for _, u := range uids {
+			out = append(out, refusal{meta{uid: u}, no})
+		}
+		return out
+	}
+
+	// Others of the batch returned: specific to these, set aside at once.
+	require.NoError(t, s.settleRefused(refs(1), true, "body"))
+	require.EqualValues(t, 1, s.Status().Refused)
+	require.Empty(t, s.refusedAlone)
+
+	// None returned: an error, the same each time, until the limit.
+	var msgs []string
+	for range RefusedSessionsBeforeSetAside - 1 {
+		err := s.settleRefused(refs(2, 3), false, "body")
+		require.Error(t, err)
+		require.ErrorIs(t, err, no)
+		msgs = append(msgs, err.Error())
+	}
+	require.Equal(t, msgs[0], msgs[len(msgs)-1], "the same text each session: Run's back-off grows")
+	require.EqualValues(t, 1, s.Status().Refused)
+
+	// 3 was fetched fine meanwhile: it starts over, so 2 waits for it.
+	s.fetchedFine(map[imap.UID][]byte{3: []byte("x")}, nil)
+	require.Error(t, s.settleRefused(refs(2, 3), false, "body"))
+	require.EqualValues(t, 1, s.Status().Refused)
+	for range RefusedSessionsBeforeSetAside - 2 {
+		require.Error(t, s.settleRefused(refs(2, 3), false, "body"))
+	}
+	// Enough sessions, but not yet Reconnect.Max since the first refusal
+	// of 3: a server failing for a while only delays mail.
+	require.Error(t, s.settleRefused(refs(2, 3), false, "body"))
+	now = now.Add(time.Minute)
+	require.NoError(t, s.settleRefused(refs(2, 3), false, "body"))
+	require.EqualValues(t, 3, s.Status().Refused)
+	require.Empty(t, s.refusedAlone)
+
+	// A UIDVALIDITY change voids the counts.
+	require.Error(t, s.settleRefused(refs(4), false, "metadata"))
+	s.selected(7)
+	require.Len(t, s.refusedAlone, 1, "same UIDVALIDITY: kept")
+	s.selected(8)
+	require.Empty(t, s.refusedAlone)
+	for range RefusedSessionsBeforeSetAside - 1 {
+		require.Error(t, s.settleRefused(refs(4), false, "metadata"))
+	}
+	now = now.Add(time.Minute)
+	require.NoError(t, s.settleRefused(refs(4), false, "metadata"))
+	require.EqualValues(t, 4, s.Status().Refused)
 }

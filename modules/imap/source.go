@@ -68,6 +68,19 @@ var (
 	ErrNotReady = errors.New("imap: not ready")
 )
 
+// RefusedSessionsBeforeSetAside is how many consecutive sessions the
+// server must refuse a message alone (it was asked for that message and
+// the others of its batch one by one, and returned none) before the
+// message is set aside. A refusal of only some messages of a batch is
+// specific to them: those are set aside at once. A refusal of all of them
+// may as well be the server failing as a whole (NO [SERVERBUG] for a
+// moment), so the session fails instead and Run retries it with back-off;
+// only a message still refused alone after this many sessions, and over
+// at least Reconnect.Max since its first refusal, is set aside, so that a
+// message the server can never return does not block the mailbox
+// forever while a server failing for a while only delays mail.
+const RefusedSessionsBeforeSetAside = 3
+
 // fatal marks an error Run must return instead of retrying.
 type fatal struct{ err error }
 
@@ -83,6 +96,7 @@ type Source struct {
 	cfg  Config
 	log  *zap.Logger
 	wake chan struct{}
+	now  func() time.Time // time.Now; tests move it
 
 	running atomic.Bool
 
@@ -98,9 +112,15 @@ type Source struct {
 	// must see again although the cursor has passed it (0: none): a copy
 	// its original's completion could not settle. Set by Complete, which
 	// runs beside the scan, and applied when the next scan starts.
-	rescan   imap.UID
-	st       Status
-	emitting bool
+	rescan imap.UID
+	// refusedAlone counts, per UID under uidValidity, the consecutive
+	// sessions in which the server refused the message alone (see
+	// RefusedSessionsBeforeSetAside). An entry is dropped when the
+	// message's body is fetched fine or the message is set aside, and
+	// all of them when UIDVALIDITY changes.
+	refusedAlone map[imap.UID]refusedAlone
+	st           Status
+	emitting     bool
 
 	comp completer
 }
@@ -121,11 +141,13 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 		log = zap.NewNop()
 	}
 	s := &Source{
-		cfg:      cfg,
-		log:      log.With(zap.String("source", cfg.Name), zap.String("mailbox", cfg.Mailbox)),
-		wake:     make(chan struct{}, 1),
-		inflight: map[string]emitted{},
-		dupes:    map[string]dupe{},
+		cfg:          cfg,
+		log:          log.With(zap.String("source", cfg.Name), zap.String("mailbox", cfg.Mailbox)),
+		wake:         make(chan struct{}, 1),
+		inflight:     map[string]emitted{},
+		dupes:        map[string]dupe{},
+		refusedAlone: map[imap.UID]refusedAlone{},
+		now:          time.Now,
 	}
 	s.st.Name = cfg.Name
 	s.st.Mailbox = cfg.Mailbox
@@ -147,10 +169,16 @@ func (s *Source) Config() Config { return s.cfg }
 // inside Run with exponential back-off (Config.Reconnect), so a flaky
 // server does not crash-loop the supervisor; a session that selected the
 // mailbox resets the back-off unless it failed exactly as the one before
-// within Reconnect.Max. Run returns an error only for what a retry
-// cannot fix: refused credentials (ErrAuth), a mailbox that does not
-// exist (ErrMailbox), a certificate that does not verify, or an Emit
-// failure other than ctx ending (ErrEmit). Only one Run may be active.
+// within Reconnect.Max. A FETCH the server refuses for every message it
+// is asked for (none returned, as when the server fails as a whole) ends
+// the session too and is retried so: nothing is skipped. A message is set
+// aside (see Status.Refused) only when the server returns others of its
+// batch, or once it has been refused alone in
+// RefusedSessionsBeforeSetAside consecutive sessions. Run returns an
+// error only for what a retry cannot fix: refused credentials (ErrAuth),
+// a mailbox that does not exist (ErrMailbox), a certificate that does not
+// verify, or an Emit failure other than ctx ending (ErrEmit). Only one
+// Run may be active.
 func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
@@ -342,6 +370,7 @@ func (s *Source) selected(validity uint32) {
 			zap.Uint32("old", s.uidValidity), zap.Uint32("new", validity), zap.Uint32("last_uid", uint32(s.lastUID)))
 		s.lastUID = 0
 		s.rescan = 0
+		clear(s.refusedAlone)
 		s.st.UIDValidityChanges++
 	}
 	s.uidValidity = validity
@@ -464,7 +493,8 @@ type meta struct {
 // processChunk fetches the metadata of up to BatchSize UIDs, sets the
 // oversized aside, fetches the bodies (BODY.PEEK[]: nothing is flagged) in
 // groups bounded by MaxBatchBytes and emits each group. Messages the
-// server refuses to return are set aside (see fetchGroup).
+// server refuses to return are set aside, or the chunk fails (see
+// fetchGroup); the cursor moves past the chunk only when it did not.
 func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit source.Emitter, uids []imap.UID) error {
 	metas, err := s.fetchMeta(c, uids)
 	if err != nil {
@@ -505,29 +535,43 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 		s.lastUID = hi
 		s.st.LastUID = uint32(hi)
 	}
+	// Every message of the chunk was emitted, set aside, rejected as
+	// oversized or expunged meanwhile: none is refused alone any more.
+	for _, u := range uids {
+		delete(s.refusedAlone, u)
+	}
 	s.mu.Unlock()
 	return nil
 }
 
 // fetchMeta fetches the metadata of uids. When the server refuses the
-// lot (see refused), it asks for each message on its own and sets aside
-// those it refuses.
+// lot (see refused), it asks for each message on its own and hands those
+// it refuses to settleRefused: set aside when it returned another, else
+// the error (the session fails and is retried).
 func (s *Source) fetchMeta(c *imapclient.Client, uids []imap.UID) ([]meta, error) {
 	metas, err := s.fetchMetaOf(c, uids)
 	if !refused(err) {
 		return metas, err
 	}
-	metas = nil
-	for _, u := range uids {
-		m, err := s.fetchMetaOf(c, []imap.UID{u})
-		if refused(err) {
-			s.setAside(meta{uid: u}, "metadata", err)
-			continue
+	var refs []refusal
+	if len(uids) == 1 {
+		refs = append(refs, refusal{meta{uid: uids[0]}, err}) // asking again is the same question
+	} else {
+		metas = nil
+		for _, u := range uids {
+			m, err := s.fetchMetaOf(c, []imap.UID{u})
+			if refused(err) {
+				refs = append(refs, refusal{meta{uid: u}, err})
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			metas = append(metas, m...)
 		}
-		if err != nil {
-			return nil, err
-		}
-		metas = append(metas, m...)
+	}
+	if err := s.settleRefused(refs, len(metas) > 0, "metadata"); err != nil {
+		return nil, err
 	}
 	return metas, nil
 }
@@ -625,7 +669,14 @@ func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit sourc
 // fetchGroup fetches the bodies of group, keyed by UID, and the sizes of
 // those whose body is above MaxMessageSize (not read). When the server
 // refuses the group (a NO that is not a temporary refusal), each message
-// is fetched on its own, and those it refuses are set aside.
+// is fetched on its own. If the server returns at least one, its
+// refusals are specific to the others: those are set aside. If it
+// returns none (a group of one included), the server may be failing as a
+// whole: nothing is set aside, each refusal is counted against its UID
+// and the error is returned, so that the session fails and Run retries
+// it with back-off; only a message refused alone in
+// RefusedSessionsBeforeSetAside consecutive sessions is then set aside
+// (see settleRefused).
 func (s *Source) fetchGroup(c *imapclient.Client, group []meta) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, err error) {
 	set := imap.UIDSet{}
 	for _, m := range group {
@@ -633,22 +684,107 @@ func (s *Source) fetchGroup(c *imapclient.Client, group []meta) (bodies map[imap
 	}
 	bodies, oversize, err = s.fetchBodies(c, set)
 	if !refused(err) {
+		if err == nil {
+			s.fetchedFine(bodies, oversize)
+		}
 		return bodies, oversize, err
 	}
+	var refs []refusal
 	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
-	for _, m := range group {
-		b, o, err := s.fetchBodies(c, imap.UIDSetNum(m.uid))
-		if refused(err) {
-			s.setAside(m, "body", err)
-			continue
+	if len(group) == 1 {
+		refs = append(refs, refusal{group[0], err}) // asking again is the same question
+	} else {
+		for _, m := range group {
+			b, o, err := s.fetchBodies(c, imap.UIDSetNum(m.uid))
+			if refused(err) {
+				refs = append(refs, refusal{m, err})
+				continue
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			maps.Copy(bodies, b)
+			maps.Copy(oversize, o)
 		}
-		if err != nil {
-			return nil, nil, err
-		}
-		maps.Copy(bodies, b)
-		maps.Copy(oversize, o)
+	}
+	s.fetchedFine(bodies, oversize)
+	if err := s.settleRefused(refs, len(bodies)+len(oversize) > 0, "body"); err != nil {
+		return nil, nil, err
 	}
 	return bodies, oversize, nil
+}
+
+// fetchedFine forgets the refusals counted against the messages whose
+// body the server returned.
+func (s *Source) fetchedFine(bodies map[imap.UID][]byte, oversize map[imap.UID]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for u := range bodies {
+		delete(s.refusedAlone, u)
+	}
+	for u := range oversize {
+		delete(s.refusedAlone, u)
+	}
+}
+
+// refusal is a message the server refused to return on its own, with its
+// answer.
+type refusal struct {
+	m   meta
+	err error
+}
+
+// settleRefused decides what becomes of the messages of a batch the
+// server refused one by one (what: "metadata" or "body"). When it
+// returned another message of the batch (returned), the refusals are
+// specific to these messages: they are set aside. When it returned none,
+// it may be failing as a whole: each refusal is counted against its UID
+// and an error is returned (the session fails, Run retries with
+// back-off), unless every one of them has now been refused alone in
+// RefusedSessionsBeforeSetAside consecutive sessions: then they are set
+// aside. The error's text is the same every time the same batch fails
+// the same way, so that Run's back-off grows.
+// refusedAlone is how often, and since when, the server refused a
+// message alone (settleRefused).
+type refusedAlone struct {
+	sessions int
+	since    time.Time
+}
+
+func (s *Source) settleRefused(refs []refusal, returned bool, what string) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	if !returned {
+		s.mu.Lock()
+		pending := 0
+		now := s.now()
+		for _, r := range refs {
+			ra := s.refusedAlone[r.m.uid]
+			if ra.sessions == 0 {
+				ra.since = now
+			}
+			ra.sessions++
+			s.refusedAlone[r.m.uid] = ra
+			if ra.sessions < RefusedSessionsBeforeSetAside || now.Sub(ra.since) < s.cfg.Reconnect.Max {
+				pending++
+			}
+		}
+		s.mu.Unlock()
+		if pending > 0 {
+			first, last := refs[0].m.uid, refs[len(refs)-1].m.uid
+			s.log.Warn("the server refuses every message asked for: retrying before setting any aside",
+				zap.String("fetch", what), zap.Int("messages", len(refs)), zap.Int("not_yet_set_aside", pending),
+				zap.Uint32("first_uid", uint32(first)), zap.Uint32("last_uid", uint32(last)),
+				zap.Int("set_aside_after_sessions", RefusedSessionsBeforeSetAside), zap.Error(refs[0].err))
+			return fmt.Errorf("imap: fetch %s: the server refused each of %d messages (uid %d to %d), none set aside yet: %w",
+				what, len(refs), first, last, refs[0].err)
+		}
+	}
+	for _, r := range refs {
+		s.setAside(r.m, what, r.err)
+	}
+	return nil
 }
 
 // fetchBodies fetches BODY.PEEK[] of set under CommandTimeout (counted
@@ -662,14 +798,17 @@ func (s *Source) fetchBodies(c *imapclient.Client, set imap.UIDSet) (map[imap.UI
 	return bodies, oversize, nil
 }
 
-// setAside counts and logs a message the server refuses to return (FETCH
-// answered NO, as Exchange does for a message it cannot convert). It is
-// neither emitted nor moved: it stays in the mailbox, and the cursor
-// moves past it, so it is tried again only after a restart or a
-// UIDVALIDITY change.
+// setAside counts (Status.Refused) and logs a message the server refuses
+// to return (FETCH answered NO, as Exchange does for a message it cannot
+// convert) while it returns others of the same batch, or that it has
+// refused alone in RefusedSessionsBeforeSetAside consecutive sessions
+// (see settleRefused). It is neither emitted nor moved: it stays in the
+// mailbox, and the cursor moves past it, so it is tried again only after
+// a restart or a UIDVALIDITY change.
 func (s *Source) setAside(m meta, what string, err error) {
 	s.mu.Lock()
 	s.st.Refused++
+	delete(s.refusedAlone, m.uid)
 	s.mu.Unlock()
 	s.log.Warn("the server refuses to return a message: set aside, left in the mailbox",
 		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID), zap.String("fetch", what), zap.Error(err))
@@ -678,7 +817,9 @@ func (s *Source) setAside(m meta, what string, err error) {
 // refused reports whether err is the server's NO to a command about
 // particular messages, other than a temporary refusal ([UNAVAILABLE],
 // [INUSE], [LIMIT]: those end the session, which is retried with
-// back-off).
+// back-off). Such a NO may still be the server failing as a whole (NO
+// [SERVERBUG]): whether a message is set aside for it is decided by
+// settleRefused.
 func refused(err error) bool {
 	var ie *imap.Error
 	if !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo {
