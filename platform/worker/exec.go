@@ -19,6 +19,7 @@ import (
 func (p *Pool) process(s *slot, d *queue.Delivery) {
 	t := d.Task
 	start := p.clock()
+	renewed := false
 	if !d.LeaseUntil.IsZero() {
 		now := p.epoch.Add(start)
 		if !now.Before(d.LeaseUntil) {
@@ -29,18 +30,27 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 			return
 		}
 		if d.LeaseUntil.Sub(now) <= p.renewBelow {
+			// Counted until the delivery is in flight or given back, so
+			// that Stop, whose ctx ends meanwhile, names the worker.
+			p.renewing.Add(1)
 			if !p.renew(d) {
+				p.renewing.Add(-1)
 				p.skipExpired(d)
 				return
 			}
 			if p.halted.Load() {
 				// Paused or stopped while renewing.
 				p.returnUnrun(d)
+				p.renewing.Add(-1)
 				return
 			}
+			renewed = true
 		}
 	}
 	p.inFlight.Add(1)
+	if renewed {
+		p.renewing.Add(-1)
+	}
 	// Extend at about half-life of the lease as the backend granted it
 	// (or as renew extended it).
 	extendAt := p.epoch.Add(start + p.cfg.Lease/2)
@@ -102,8 +112,11 @@ func (p *Pool) skipExpired(d *queue.Delivery) {
 // It reports false when the lease is lost; on any other error the
 // delivery runs on what is left of its lease (the housekeeper tries
 // again).
+//
+// The call is bounded by half the lease and by Stop's ctx (see extendCtx),
+// also when it began before Stop; the caller counts it in p.renewing.
 func (p *Pool) renew(d *queue.Delivery) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Lease/2)
+	ctx, cancel := context.WithTimeout(p.extendCtx, p.cfg.Lease/2)
 	err := p.backend.Extend(ctx, d, p.cfg.Lease)
 	cancel()
 	if err == nil {
@@ -367,7 +380,7 @@ func (p *Pool) housekeep() {
 		case now := <-ext.C:
 			p.extendLeases(now)
 		case <-chk.C:
-			ctx, cancel := context.WithTimeout(context.Background(), checkEvery)
+			ctx, cancel := context.WithTimeout(p.extendCtx, checkEvery)
 			_ = p.Check(ctx)
 			cancel()
 		}
@@ -389,9 +402,13 @@ func (p *Pool) extendLeases(now time.Time) {
 		if !due {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Lease/2)
+		// Bounded by Stop's ctx too (see extendCtx), and reported by
+		// Stop while it runs past it.
+		p.extending.Store(true)
+		ctx, cancel := context.WithTimeout(p.extendCtx, p.cfg.Lease/2)
 		err := p.backend.Extend(ctx, d, p.cfg.Lease)
 		cancel()
+		p.extending.Store(false)
 		if err != nil && s.unsettled(d) {
 			// (Settled meanwhile: the ack or retry won the race, and the
 			// lease is no longer needed.)
@@ -459,17 +476,21 @@ const stopGrace = 50 * time.Millisecond
 // to DrainTimeout (or until ctx ends, whichever is first), then cancels
 // the contexts of those still running; they go back to the queue
 // unsettled (outcome task.Returned; never acked). Every settlement and
-// give-back from then on is bounded by ctx as well as by the lease.
+// give-back from then on is bounded by ctx as well as by the lease, and so
+// is every lease extension, including one in progress when Stop began (a
+// give-back of a delivery that did not run, starting only after ctx ended,
+// is bounded by a short grace instead: see returnUnrun).
 //
-// Stop returns nil once every goroutine of the pool has ended. When ctx
-// ends first, it waits a short grace for cancelled handlers, gives back
+// Stop returns nil only once every goroutine of the pool has ended. When
+// ctx ends first, it waits a short grace for cancelled handlers, gives back
 // itself the deliveries of handlers that ignore their context, and returns
 // an error wrapping ctx.Err() that names what still runs (those handlers,
-// settlements and give-backs in progress, the fetcher) and how many
-// deliveries could not be given back in time (their leases run out and
-// the backend delivers them again). What still runs ends on its own; a
-// later Stop waits for it. Stop is idempotent and may be called before
-// Start.
+// settlements, give-backs and lease renewals in progress, the fetcher, the
+// housekeeper's lease extension; "pool goroutines" when it is none of
+// these) and how many deliveries could not be given back in time (their
+// leases run out and the backend delivers them again). What still runs
+// ends on its own; a later Stop waits for it. Stop is idempotent and may
+// be called before Start.
 func (p *Pool) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	switch p.state {
@@ -478,6 +499,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 		close(p.stopCh)
 		close(p.done)
 		p.mu.Unlock()
+		p.extendCancel()
 		p.comp.Set(lifecycle.Stopped, nil)
 		return nil
 	case stateStopping, stateStopped:
@@ -512,8 +534,12 @@ func (p *Pool) Stop(ctx context.Context) error {
 	select {
 	case <-p.done:
 	case <-ctx.Done():
+		// Lease extensions in progress (begun before Stop, bounded only by
+		// the lease) end with ctx.
+		p.extendCancel()
 		err = p.overrun(ctx)
 	}
+	p.extendCancel()
 	p.mu.Lock()
 	p.state = stateStopped
 	p.mu.Unlock()
@@ -565,8 +591,25 @@ func (p *Pool) overrun(ctx context.Context) error {
 	if n := p.returning.Load(); n > 0 {
 		still = append(still, fmt.Sprintf("%d give-backs to the backend", n))
 	}
+	if n := p.renewing.Load(); n > 0 {
+		still = append(still, fmt.Sprintf("%d workers renewing a lease", n))
+	}
 	if p.fetching.Load() {
 		still = append(still, "the fetcher")
+	}
+	if p.extending.Load() {
+		still = append(still, "the housekeeper extending a lease")
+	}
+	ended := false
+	select {
+	case <-p.done:
+		ended = true
+	default:
+	}
+	if len(still) == 0 && !ended {
+		// Between two of the counters above, or something none of them
+		// covers: nil is only for a pool whose goroutines all ended.
+		still = append(still, "pool goroutines")
 	}
 	late := p.late.Load()
 	if len(still) == 0 && late == 0 {

@@ -447,3 +447,96 @@ func TestExtendRacingAnAckIsNotAWarning(t *testing.T) {
 	require.Empty(t, p.Stats().LastError)
 	require.Zero(t, logs.Len(), "warnings: %v", logs.All())
 }
+
+// renewStuck is a memory backend for a delivery stuck in its pre-run
+// lease renewal: it leases for as long as asked but reports each lease as
+// a quarter of that (as if the delivery had waited in the hand-over
+// buffer), so a worker renews it before running it; Extend then waits,
+// ignoring its context, until the test opens the gate, and fails if its
+// context ended meanwhile. Release honours its context, as JetStream's
+// does: a give-back with an ended context does not happen.
+type renewStuck struct {
+	*memory.Backend
+	entered chan struct{} // closed when Extend is first called
+	gate    chan struct{}
+	once    sync.Once
+}
+
+func (b *renewStuck) Lease(ctx context.Context, name string, n int, leaseFor time.Duration) ([]*queue.Delivery, error) {
+	ds, err := b.Backend.Lease(ctx, name, n, leaseFor)
+	for _, d := range ds {
+		d.LeaseUntil = time.Now().Add(leaseFor / 4)
+	}
+	return ds, err
+}
+
+func (b *renewStuck) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.Duration) error {
+	b.once.Do(func() { close(b.entered) })
+	<-b.gate
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.Backend.Extend(ctx, d, leaseFor)
+}
+
+func (b *renewStuck) Release(ctx context.Context, d *queue.Delivery) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.Backend.Release(ctx, d)
+}
+
+// TestStopWaitsForALeaseRenewal: Stop names a worker still renewing a
+// delivery's lease before running it, and gives that delivery back once
+// the renewal returns. Stop used to return nil while the worker was inside
+// the backend's Extend (uncounted, bounded only by half the lease), and
+// the worker then gave the delivery back with Stop's ended context: with a
+// backend that honours it, the delivery stayed leased until its lease ran
+// out and came back as a new attempt.
+func TestStopWaitsForALeaseRenewal(t *testing.T) {
+	t.Parallel()
+	be := &renewStuck{Backend: newMemory(t), entered: make(chan struct{}), gate: make(chan struct{})}
+	cfg := fast
+	// A long lease: the delivery must go back by Release, long before its
+	// lease could run out, however slow the machine.
+	cfg.Concurrency, cfg.BatchSize, cfg.Lease = 1, 1, time.Minute
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be,
+		Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+			return errors.New("the handler must not run: the pool stopped during the renewal")
+		})})})
+	require.NoError(t, err)
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "renewed", Kind: "k", Queue: "default"}))
+	require.NoError(t, p.Start(context.Background()))
+	within(t, be.entered, "the renewal of the delivery's lease")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	err = p.Stop(ctx)
+	took := time.Since(begin)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "still running: 1 workers renewing a lease")
+	require.Less(t, took, 10*time.Second, "Stop overran its ctx: %v", err)
+
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	require.ErrorIs(t, p.Stop(ctx2), context.DeadlineExceeded, "the renewal still runs")
+
+	close(be.gate)
+	require.NoError(t, p.Stop(context.Background()), "everything ends once Extend returns")
+
+	st := p.Stats()
+	require.Equal(t, int64(1), st.Returned)
+	require.Zero(t, st.Expired)
+	require.Zero(t, st.Processed, "the handler never ran")
+	qs, err := be.Stats(context.Background(), "default")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), qs.Ready, "the delivery went back")
+	require.Zero(t, qs.InFlight)
+	ds, err := be.Backend.Lease(context.Background(), "default", 1, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, "renewed", ds[0].Task.ID)
+	require.Equal(t, 1, ds[0].Task.Attempt, "given back uncounted, not redelivered after its lease ran out")
+	require.NoError(t, be.Backend.Ack(context.Background(), ds[0]))
+}

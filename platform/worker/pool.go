@@ -161,9 +161,17 @@ type Pool struct {
 	// is extended before its handler starts.
 	extendEvery, renewBelow time.Duration
 	returning               atomic.Int64                    // give-backs in progress outside a worker's settlement (unrun or abandoned deliveries)
+	renewing                atomic.Int64                    // workers extending a lease before the handler starts (see process)
+	extending               atomic.Bool                     // the housekeeper is inside a lease extension
 	late                    atomic.Int64                    // give-backs cut short by their context
 	fetching                atomic.Bool                     // the fetcher has not returned
 	stopCtx                 atomic.Pointer[context.Context] // Stop's ctx: bounds settlements once the pool stops
+	// extendCtx is the parent of every lease extension (a worker's
+	// renew, the housekeeper's rounds); extendCancel ends it once Stop's
+	// ctx ended, so that an extension in progress, begun before Stop,
+	// does not outlive it either.
+	extendCtx    context.Context
+	extendCancel context.CancelFunc
 }
 
 type poolState int
@@ -270,6 +278,7 @@ func NewPool(p PoolParams) (*Pool, error) {
 		done:    make(chan struct{}),
 	}
 	pl.release, _ = p.Backend.(Releaser)
+	pl.extendCtx, pl.extendCancel = context.WithCancel(context.Background())
 	pl.extendEvery = min(max(cfg.Lease/4, time.Millisecond), 5*time.Second)
 	pl.renewBelow = max(cfg.Lease/2, pl.extendEvery)
 	pl.target.Store(int64(cfg.Concurrency))
@@ -746,11 +755,23 @@ func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery) {
 }
 
 // returnUnrun gives back deliveries the pool leased but did not run (see
-// giveBackAll) and frees their reservations.
+// giveBackAll) and frees their reservations. The give-backs are bounded
+// by Stop's ctx once Stop began; one that starts after that ctx ended (a
+// worker whose lease renewal outlived it, a fetcher whose Lease ignored
+// cancellation) is bounded by stopGrace instead, like Stop's own
+// give-backs of abandoned handlers: with Stop's ended ctx it could not
+// even be tried, and the delivery would wait for its lease to run out
+// and be delivered again as a new attempt.
 func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
 	n := int64(len(ds))
 	p.returning.Add(n)
-	p.giveBackAll(p.settleParent(), ds)
+	parent := p.settleParent()
+	if parent.Err() != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), stopGrace)
+		defer cancel()
+		parent = ctx
+	}
+	p.giveBackAll(parent, ds)
 	p.returning.Add(-n)
 	p.unreserve(len(ds))
 }
