@@ -129,3 +129,33 @@ func TestFailedCompletionIsRetried(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, qs.Ready+qs.Delayed+qs.InFlight+qs.Dead)
 }
+
+// TestHandledTaskIsNeverReportedDeadLettered: when the handler succeeds
+// but telling the source fails on every attempt, the task ends in the
+// dead letter with that reason, and the source never hears
+// "dead-lettered" for work that was done (it would file the message as
+// failed); it was not told anything, so it emits the message again later.
+func TestHandledTaskIsNeverReportedDeadLettered(t *testing.T) {
+	t.Parallel()
+	be := newMemory(t)
+	src := &inbox{emit: []string{"o1"}}
+	src.fail.Store(3) // exactly the attempts: a later completion would get through
+	var runs atomic.Int64
+	route := orderRoute
+	route.MaxAttempts = 3
+	route.Handler = task.HandlerFunc(func(context.Context, *task.Task) error { runs.Add(1); return nil })
+	rt, err := worker.New(worker.Params{Backend: be, Config: worker.Config{"orders": fast}, Routes: []task.Route{route}, Sources: []source.Source{src}})
+	require.NoError(t, err)
+	require.NoError(t, rt.Start(context.Background()))
+	defer func() { require.NoError(t, rt.Stop(context.Background())) }()
+
+	p, _ := rt.Pool("orders")
+	require.Eventually(t, func() bool { return p.Stats().Dead == 1 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, int64(3), runs.Load())
+	dead, err := be.ListDead(context.Background(), "orders", 10)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Contains(t, dead[0].Reason, "handled, but its source could not be told")
+	require.Contains(t, dead[0].Reason, "imap server unavailable")
+	require.Empty(t, src.snapshot(), "no completion reached the source, in particular no dead letter")
+}

@@ -26,7 +26,9 @@
 //   - nil: the completion (if the task carries task.HeaderCompletion) is
 //     reported with task.Succeeded, then the delivery is acked. A failed
 //     completion turns the delivery into a failure, so it is retried and
-//     the completion is not lost;
+//     the completion is not lost; when it still fails at the last attempt
+//     the task is dead-lettered ("handled, but its source could not be
+//     told") without telling the source anything, never as dead-lettered;
 //   - task.Permanent: dead letter with the error's text as reason, after
 //     the completion with task.DeadLettered;
 //   - task.RetryAfter(d): retried at now+d (still an attempt: past the

@@ -187,7 +187,7 @@ func (p *Pool) settle(ctx context.Context, s *slot, d *queue.Delivery, rt *route
 	t := d.Task
 	if err == nil {
 		if cerr := p.complete(ctx, t, task.Succeeded, ""); cerr != nil {
-			err = fmt.Errorf("completion: %w", cerr)
+			err = &completionError{err: cerr}
 		} else {
 			if !s.claim() {
 				return task.Returned, "", nil
@@ -239,6 +239,16 @@ func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, 
 		maxAttempts = rt.maxAttemptsFor(p.cfg.MaxAttempts)
 	}
 	if t.Attempt >= maxAttempts {
+		var ce *completionError
+		if errors.As(err, &ce) {
+			// The handler succeeded; only telling the source failed, every
+			// time. The source must not hear "dead-lettered" for work that
+			// was done (it would file the message as failed): the task is
+			// dead-lettered without a completion, and the source, which
+			// has not heard of it, emits it again in its own time.
+			reason := "handled, but its source could not be told: " + msg
+			return p.deadLetterUntold(s, d, reason), reason, report
+		}
 		return p.deadLetter(ctx, s, d, msg), msg, report
 	}
 	if !s.claim() {
@@ -304,6 +314,12 @@ type unprintableError struct {
 func (e *unprintableError) Error() string { return e.msg }
 func (e *unprintableError) Unwrap() error { return e.err }
 
+// completionError is a failed completion after the handler succeeded.
+type completionError struct{ err error }
+
+func (e *completionError) Error() string { return "completion: " + e.err.Error() }
+func (e *completionError) Unwrap() error { return e.err }
+
 // deadLetter reports the completion and dead-letters d with reason. A
 // failed completion is logged and appended to the reason (re-driving the
 // dead letter makes it again).
@@ -314,6 +330,12 @@ func (p *Pool) deadLetter(ctx context.Context, s *slot, d *queue.Delivery, reaso
 		p.log.Error("completion of dead-lettered task failed", zap.String("task", t.ID), zap.String("error", msg))
 		reason += " (completion failed: " + msg + ")"
 	}
+	return p.deadLetterUntold(s, d, reason)
+}
+
+// deadLetterUntold dead-letters d with reason without telling its source.
+func (p *Pool) deadLetterUntold(s *slot, d *queue.Delivery, reason string) task.Outcome {
+	t := d.Task
 	if !s.claim() {
 		return task.Returned
 	}
