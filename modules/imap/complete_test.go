@@ -98,12 +98,12 @@ func TestCopyFoundDuringCompletionIsSettledWithIt(t *testing.T) {
 	moving := make(chan struct{})  // the completion's first MOVE reached the proxy
 	release := make(chan struct{}) // let it through
 	var held atomic.Bool
-	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 		if _, name, _ := command(line); name == "UID MOVE" && held.CompareAndSwap(false, true) {
 			close(moving)
 			select {
 			case <-release:
-			case <-c.closed:
+			case <-c.Closed():
 			}
 		}
 		return false

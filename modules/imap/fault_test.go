@@ -69,12 +69,12 @@ func TestRefusedMessageIsSetAsideAndLaterMailFlows(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{})
 	appendN(t, srv, 1, 5) // UID 1 is the one the server refuses
-	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 		tag, name, rest := command(line)
 		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 1) {
 			return false
 		}
-		c.reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
 		return true
 	}})
 	src, logs := observedSource(t, testConfig(p.Host(), p.Port()))
@@ -119,20 +119,20 @@ func TestTransientFetchFailureSkipsNoMail(t *testing.T) {
 			var mu sync.Mutex
 			broken := map[int64]bool{} // the connections the server failed
 			var refusals atomic.Int32
-			p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+			p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 				tag, name, rest := command(line)
 				if name != "UID FETCH" || !tt.match(rest) {
 					return false
 				}
 				mu.Lock()
-				if !broken[c.n] && len(broken) == brokenSessions {
+				if !broken[c.N()] && len(broken) == brokenSessions {
 					mu.Unlock()
 					return false // the server recovered
 				}
-				broken[c.n] = true
+				broken[c.N()] = true
 				mu.Unlock()
 				refusals.Add(1)
-				c.reply(tag + " NO [SERVERBUG] Internal error occurred\r\n")
+				c.Reply(tag + " NO [SERVERBUG] Internal error occurred\r\n")
 				return true
 			}})
 			src, logs := observedSource(t, testConfig(p.Host(), p.Port()))
@@ -173,13 +173,13 @@ func TestMessageRefusedAloneIsSetAsideAfterRetries(t *testing.T) {
 	srv := imaptest.NewServer(t, memserver.Options{})
 	appendN(t, srv, 1, 1) // UID 1, which the server refuses
 	var asked atomic.Int32
-	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 		tag, name, rest := command(line)
 		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 1) {
 			return false
 		}
 		asked.Add(1)
-		c.reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
 		return true
 	}})
 	src, logs := observedSource(t, testConfig(p.Host(), p.Port()))
@@ -219,12 +219,12 @@ func TestMessageRefusedAloneIsSetAsideAfterRetries(t *testing.T) {
 func TestRepeatedSessionFailureBacksOff(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{})
-	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 		tag, name, _ := command(line)
 		if name != "UID SEARCH" {
 			return false
 		}
-		c.reply(tag + " NO [SERVERBUG] Internal error\r\n")
+		c.Reply(tag + " NO [SERVERBUG] Internal error\r\n")
 		return true
 	}})
 	cfg := testConfig(p.Host(), p.Port())
@@ -248,9 +248,9 @@ func TestHungServerIsCutByCommandTimeout(t *testing.T) {
 	srv := imaptest.NewServer(t, memserver.Options{})
 	frozen := make(chan struct{})
 	var searches atomic.Int32
-	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
-		if _, name, _ := command(line); c.n == 1 && name == "UID SEARCH" && searches.Add(1) == 2 {
-			c.mute()
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		if _, name, _ := command(line); c.N() == 1 && name == "UID SEARCH" && searches.Add(1) == 2 {
+			c.Mute()
 			close(frozen)
 		}
 		return false
@@ -271,7 +271,7 @@ func TestHungServerIsCutByCommandTimeout(t *testing.T) {
 	st := src.Status()
 	require.GreaterOrEqual(t, st.Reconnects, uint64(1))
 	require.Contains(t, st.LastError, "command_timeout")
-	require.GreaterOrEqual(t, p.accepted(), int64(2))
+	require.GreaterOrEqual(t, p.Accepted(), int64(2))
 }
 
 // IDLE lasts longer than CommandTimeout by design: the deadline bounds
@@ -280,7 +280,7 @@ func TestIdleOutlastsCommandTimeout(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{})
 	idling := make(chan struct{}, 1)
-	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 		if _, name, _ := command(line); name == "IDLE" {
 			select {
 			case idling <- struct{}{}:
@@ -307,7 +307,7 @@ func TestIdleOutlastsCommandTimeout(t *testing.T) {
 	appendN(t, srv, 1, 1)
 	waitEmitted(t, em, 1)
 	require.Zero(t, src.Status().Reconnects)
-	require.EqualValues(t, 1, p.accepted())
+	require.EqualValues(t, 1, p.Accepted())
 }
 
 // A temporary refusal of LOGIN (NO [UNAVAILABLE]) or SELECT (NO [INUSE])
@@ -318,13 +318,13 @@ func TestTemporaryLoginAndSelectRefusalsAreRetried(t *testing.T) {
 	srv := imaptest.NewServer(t, memserver.Options{})
 	appendN(t, srv, 1, 1)
 	var logins, selects atomic.Int32
-	p := newFaultProxy(t, srv.Addr(), faultHooks{onLine: func(c *faultConn, line string) bool {
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 		tag, name, _ := command(line)
 		switch {
 		case name == "LOGIN" && logins.Add(1) == 1:
-			c.reply(tag + " NO [UNAVAILABLE] Authentication backend down, try later\r\n")
+			c.Reply(tag + " NO [UNAVAILABLE] Authentication backend down, try later\r\n")
 		case name == "SELECT" && selects.Add(1) == 1:
-			c.reply(tag + " NO [INUSE] Mailbox locked by another session\r\n")
+			c.Reply(tag + " NO [INUSE] Mailbox locked by another session\r\n")
 		default:
 			return false
 		}
@@ -351,7 +351,7 @@ func TestBodyLargerThanItsReportedSizeIsTreatedAsOversized(t *testing.T) {
 	require.NoError(t, err)
 	appendN(t, srv, 1, 1)
 	size := regexp.MustCompile(`RFC822\.SIZE \d+`)
-	p := newFaultProxy(t, srv.Addr(), faultHooks{rewrite: func(b []byte) []byte {
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{Rewrite: func(b []byte) []byte {
 		return size.ReplaceAll(b, []byte("RFC822.SIZE 100")) // the server understates every size
 	}})
 	cfg := testConfig(p.Host(), p.Port())

@@ -1,7 +1,9 @@
 package imaptest
 
 import (
+	"bufio"
 	"bytes"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -11,14 +13,19 @@ import (
 
 // Proxy is a TCP proxy for fault injection: it forwards connections to a
 // target and can cut them, all at once (DropAll) or once a client sends a
-// given command (CutOnce). It closes when the test ends.
+// given command (CutOnce), hide a capability, and, through Hooks, answer
+// or hold a client's command in the server's stead, make the server go
+// silent or rewrite what it sends. It closes when the test ends, ending
+// every goroutine it started.
 type Proxy struct {
 	ln     net.Listener
 	target string
+	hooks  Hooks
+	done   chan struct{} // closed by Close
 
 	mu      sync.Mutex
-	conns   map[*pconn]struct{}
-	trigger []byte
+	conns   map[*Conn]struct{}
+	trigger string
 	after   int64
 	closed  bool
 	hide    [][2][]byte // server→client replacements (HideCapability)
@@ -28,13 +35,48 @@ type Proxy struct {
 	wg       sync.WaitGroup
 }
 
-type pconn struct {
+// Hooks say what a Proxy does to the conversations it forwards. They are
+// called from the proxy's goroutines, one per connection and direction,
+// so they must be safe for concurrent use.
+type Hooks struct {
+	// OnLine sees every line a client sends (CRLF included) before it is
+	// forwarded; returning true drops it (the hook answered it itself
+	// with Conn.Reply). It may block, until Conn.Closed at most.
+	OnLine func(c *Conn, line string) (handled bool)
+	// Rewrite changes what the server sends (nil: unchanged). Tokens
+	// split across two reads are missed: keep it to small conversations.
+	Rewrite func([]byte) []byte
+}
+
+// Conn is one proxied connection.
+type Conn struct {
+	n              int64
 	client, server net.Conn
+	closed         <-chan struct{}
 	budget         atomic.Int64 // bytes server→client left before the cut; -1: unlimited
+	muted          atomic.Bool
+	wmu            sync.Mutex // serializes writes to client
 	once           sync.Once
 }
 
-func (c *pconn) close() {
+// N numbers the connections in the order accepted, from 1.
+func (c *Conn) N() int64 { return c.n }
+
+// Closed is closed when the proxy closes.
+func (c *Conn) Closed() <-chan struct{} { return c.closed }
+
+// Reply sends s to the client as if the server had.
+func (c *Conn) Reply(s string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, _ = io.WriteString(c.client, s)
+}
+
+// Mute drops everything the server sends from now on: the server seems
+// to hang while the TCP connection stays up.
+func (c *Conn) Mute() { c.muted.Store(true) }
+
+func (c *Conn) close() {
 	c.once.Do(func() {
 		_ = c.client.Close()
 		_ = c.server.Close()
@@ -44,11 +86,17 @@ func (c *pconn) close() {
 // NewProxy listens on 127.0.0.1:0 and forwards every connection to target.
 func NewProxy(tb testing.TB, target string) *Proxy {
 	tb.Helper()
+	return NewProxyWith(tb, target, Hooks{})
+}
+
+// NewProxyWith is NewProxy with hooks.
+func NewProxyWith(tb testing.TB, target string, hooks Hooks) *Proxy {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("imaptest: proxy listen: %v", err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[*pconn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, hooks: hooks, done: make(chan struct{}), conns: map[*Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	tb.Cleanup(p.Close)
@@ -74,13 +122,13 @@ func (p *Proxy) Accepted() int64 { return p.accepted.Load() }
 // Cuts is how many connections CutOnce has cut.
 func (p *Proxy) Cuts() int64 { return p.cuts.Load() }
 
-// CutOnce arms a one-shot fault: the first time a client sends bytes
+// CutOnce arms a one-shot fault: the first time a client sends a line
 // containing trigger (for example "BODY.PEEK[]"), its connection is cut
 // after afterBytes more bytes from the server have reached it — a server
 // dying in the middle of a response.
 func (p *Proxy) CutOnce(trigger string, afterBytes int64) {
 	p.mu.Lock()
-	p.trigger, p.after = []byte(trigger), afterBytes
+	p.trigger, p.after = trigger, afterBytes
 	p.mu.Unlock()
 }
 
@@ -114,6 +162,7 @@ func (p *Proxy) Close() {
 		return
 	}
 	p.closed = true
+	close(p.done)
 	p.mu.Unlock()
 	_ = p.ln.Close()
 	p.DropAll()
@@ -132,7 +181,7 @@ func (p *Proxy) accept() {
 			_ = client.Close()
 			continue
 		}
-		c := &pconn{client: client, server: server}
+		c := &Conn{client: client, server: server, closed: p.done}
 		c.budget.Store(-1)
 		p.mu.Lock()
 		if p.closed {
@@ -140,39 +189,42 @@ func (p *Proxy) accept() {
 			c.close()
 			return
 		}
+		c.n = p.accepted.Add(1)
 		p.conns[c] = struct{}{}
-		p.accepted.Add(1)
-		p.mu.Unlock()
 		p.wg.Add(2)
+		p.mu.Unlock()
 		go p.upstream(c)
 		go p.downstream(c)
 	}
 }
 
-func (p *Proxy) forget(c *pconn) {
+func (p *Proxy) forget(c *Conn) {
 	c.close()
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
 }
 
-// upstream copies client→server and arms the cut when the trigger passes.
-func (p *Proxy) upstream(c *pconn) {
+// upstream forwards client→server a line at a time, arms the cut when
+// the trigger passes and gives each line to Hooks.OnLine.
+func (p *Proxy) upstream(c *Conn) {
 	defer p.wg.Done()
 	defer p.forget(c)
-	buf := make([]byte, 32<<10)
+	r := bufio.NewReader(c.client)
 	for {
-		n, err := c.client.Read(buf)
-		if n > 0 {
+		line, err := r.ReadString('\n')
+		if line != "" {
 			p.mu.Lock()
-			if len(p.trigger) > 0 && bytes.Contains(buf[:n], p.trigger) {
+			if p.trigger != "" && bytes.Contains([]byte(line), []byte(p.trigger)) {
 				c.budget.Store(p.after)
-				p.trigger = nil
+				p.trigger = ""
 				p.cuts.Add(1)
 			}
 			p.mu.Unlock()
-			if _, werr := c.server.Write(buf[:n]); werr != nil {
-				return
+			if p.hooks.OnLine == nil || !p.hooks.OnLine(c, line) {
+				if _, werr := io.WriteString(c.server, line); werr != nil {
+					return
+				}
 			}
 		}
 		if err != nil {
@@ -181,15 +233,19 @@ func (p *Proxy) upstream(c *pconn) {
 	}
 }
 
-// downstream copies server→client, cutting when the budget runs out.
-func (p *Proxy) downstream(c *pconn) {
+// downstream forwards server→client unless muted, rewritten by
+// Hooks.Rewrite and HideCapability, cutting when the budget runs out.
+func (p *Proxy) downstream(c *Conn) {
 	defer p.wg.Done()
 	defer p.forget(c)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := c.server.Read(buf)
-		if n > 0 {
+		if n > 0 && !c.muted.Load() {
 			chunk := buf[:n]
+			if p.hooks.Rewrite != nil {
+				chunk = p.hooks.Rewrite(chunk)
+			}
 			p.mu.Lock()
 			for _, h := range p.hide {
 				chunk = bytes.ReplaceAll(chunk, h[0], h[1])
@@ -202,7 +258,10 @@ func (p *Proxy) downstream(c *pconn) {
 				}
 				c.budget.Store(b - int64(len(chunk)))
 			}
-			if _, werr := c.client.Write(chunk); werr != nil || cut {
+			c.wmu.Lock()
+			_, werr := c.client.Write(chunk)
+			c.wmu.Unlock()
+			if werr != nil || cut {
 				return
 			}
 		}
