@@ -353,7 +353,9 @@ func (b *Backend) Status() Status {
 }
 
 // MaxPayload returns the largest message the connected server accepts
-// (0 before Start). A task's payload and headers must fit in it.
+// (0 before Start). A task's payload and headers must fit in it, less
+// 4.5 KiB kept for the headers of a dead-letter copy (Enqueue refuses
+// larger tasks).
 func (b *Backend) MaxPayload() int64 {
 	if !b.started.Load() {
 		return 0

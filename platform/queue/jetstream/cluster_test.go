@@ -42,14 +42,15 @@ func startCluster(t *testing.T, n int) []*embedded.Server {
 	nc, err := nats.Connect(srvs[0].ClientURL())
 	require.NoError(t, err)
 	defer nc.Close()
-	waitFor(t, 30*time.Second, "a JetStream meta leader", func() bool {
+	// A stream of n replicas also needs every peer online and current.
+	waitFor(t, 30*time.Second, "a JetStream meta leader and every peer current", func() bool {
 		for _, s := range srvs {
-			if !s.NATS().JetStreamIsClustered() {
+			if !s.NATS().JetStreamIsClustered() || !s.NATS().JetStreamIsCurrent() {
 				return false
 			}
 		}
 		_, err := nc.Request("$JS.API.INFO", nil, time.Second)
-		return err == nil && srvs[0].NATS().JetStreamIsCurrent()
+		return err == nil
 	})
 	return srvs
 }

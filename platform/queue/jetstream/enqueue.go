@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -122,6 +123,13 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			m = encodeTask(t, q.subject, t.Key)
 		}
 		msgs[i] = m
+		if size, limit := msgSize(m), b.MaxPayload()-deadLetterRoom; size > limit {
+			// Stored, it could never be dead-lettered: the copy adds the
+			// reason and its headers, and would not fit.
+			batch.settle(i, fmt.Errorf("task of %d bytes (payload and headers) exceeds %d, the server's max_payload less %d bytes kept for a dead-letter copy's headers: %w",
+				size, limit, deadLetterRoom, queue.ErrInvalidTask))
+			continue
+		}
 		b.pubs.add(m, batch, i) // before publishing: the ack may come first
 		if _, err := b.js.PublishMsgAsync(m); err != nil {
 			if b.pubs.take(m) != nil {
@@ -149,6 +157,26 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		return &EnqueueError{Failed: failed, Total: len(tasks)}
 	}
 	return nil
+}
+
+// deadLetterRoom is what a task must leave free of the server's
+// max_payload for its dead-letter copy: the reason (at most maxReason
+// bytes) and the other Plba-Dead- and Plba-Task- headers it adds.
+const deadLetterRoom = maxReason + 512
+
+// msgSize is the size of m on the wire as max_payload counts it: the
+// payload and the header block.
+func msgSize(m *nats.Msg) int64 {
+	n := len(m.Data)
+	if len(m.Header) > 0 {
+		n += len("NATS/1.0\r\n\r\n")
+		for k, vs := range m.Header {
+			for _, v := range vs {
+				n += len(k) + len(": \r\n") + len(v)
+			}
+		}
+	}
+	return int64(n)
 }
 
 // pubBatch waits for the publish acks of one Enqueue call.

@@ -389,8 +389,9 @@ func (b *Backend) keepBuffers() {
 // beyond the server's AckWait: every quarter AckWait it sends an
 // in-progress ack for each one half of whose AckWait has passed, so the
 // server's timer never runs out while the promise holds (one goroutine
-// for all deliveries instead of a timer each). It runs until leaseStop
-// closes, after Close waited for the deliveries in flight.
+// for all deliveries instead of a timer each), and forgets deliveries
+// whose lease ran out unsettled. It runs until leaseStop closes, after
+// Close waited for the deliveries in flight.
 func (b *Backend) keepLeases() {
 	defer b.lwg.Done()
 	every := max(b.cfg.AckWait/4, 5*time.Millisecond)
@@ -408,8 +409,19 @@ func (b *Backend) keepLeases() {
 				rs = append(rs, r)
 			}
 			b.imu.Unlock()
+			n := 0
 			for _, r := range rs {
-				r.keep(now)
+				if r.keep(now) {
+					rs[n] = r
+					n++
+				}
+			}
+			if n > 0 {
+				b.imu.Lock()
+				for _, r := range rs[:n] {
+					delete(b.inflight, r)
+				}
+				b.imu.Unlock()
 			}
 			clear(rs)
 		}
@@ -644,24 +656,37 @@ func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 
 // keep sends an in-progress ack when the promised lease extends beyond
 // the server's AckWait and half of that has passed since the last touch.
-func (r *receipt) keep(now time.Time) {
-	r.mu.Lock()
+// It reports whether r can be forgotten: its lease and the server's
+// AckWait have both ended without a settlement (the server has
+// redelivered the message; a handler that never settles, or a delivery
+// the pool skipped, must not stay tracked with its message forever).
+//
+// A receipt whose lock is held is being settled (settlements hold it
+// across their network calls, a publish for Release or a dead letter):
+// it is skipped until the next round rather than waited for, so that one
+// slow settlement cannot hold up the renewal of every other lease.
+func (r *receipt) keep(now time.Time) (forget bool) {
+	if !r.mu.TryLock() {
+		return false
+	}
 	defer r.mu.Unlock()
 	if r.settled || r.b.connDone.Load() {
-		return
+		return false
 	}
 	serverEnd := r.touched.Add(r.ackWait)
-	if !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
-		return
-	}
 	if now.After(serverEnd) {
-		return // too late: the server has redelivered it
+		// Too late: the server has redelivered it.
+		return now.After(r.leaseEnd)
+	}
+	if !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
+		return false
 	}
 	if err := r.msg.Respond(ackProgress); err != nil {
 		r.b.log.Warn("jetstream: keep lease", zap.String("queue", r.q.queue), zap.Error(err))
-		return
+		return false
 	}
 	r.touched = now
+	return false
 }
 
 // begin checks that r may be settled now and marks it settled. r.mu held.

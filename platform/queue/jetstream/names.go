@@ -73,6 +73,11 @@ func decodeToken(s string) (string, bool) {
 			return "", false
 		}
 	}
+	// Only the canonical form: "_71" decodes to "q" too, but "q" is
+	// encoded "q", so a stream named with "_71" is not ours.
+	if encodeToken(string(b)) != s {
+		return "", false
+	}
 	return string(b), true
 }
 
