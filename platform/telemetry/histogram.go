@@ -66,20 +66,27 @@ func bucketIndex(d time.Duration) int {
 // not allocate.
 type histogram struct {
 	counts [len(durationBuckets) + 1]atomic.Uint64
-	sum    atomic.Int64 // nanoseconds
-	max    atomic.Int64 // nanoseconds
+	sum    atomic.Uint64 // float64 seconds (math.Float64bits): never wraps
+	max    atomic.Int64  // nanoseconds
 	// minInv is math.MaxInt64 minus the minimum, so that the zero value
 	// means "none yet" and both extremes are an atomic maximum.
 	minInv atomic.Int64
 }
 
-// record adds d (negative durations count as 0).
+// record adds d (negative durations count as 0). The sum and the
+// extremes are updated before the bucket, so a reader that sees a count
+// also sees the extremes of what it counted.
 func (h *histogram) record(d time.Duration) {
 	d = max(d, 0)
-	h.counts[bucketIndex(d)].Add(1)
-	h.sum.Add(int64(d))
+	for {
+		old := h.sum.Load()
+		if h.sum.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+d.Seconds())) {
+			break
+		}
+	}
 	atomicMax(&h.max, int64(d))
 	atomicMax(&h.minInv, math.MaxInt64-int64(d))
+	h.counts[bucketIndex(d)].Add(1)
 }
 
 func atomicMax(a *atomic.Int64, v int64) {
@@ -93,8 +100,9 @@ func atomicMax(a *atomic.Int64, v int64) {
 
 // dataPoint reads h as a data point in seconds; ok is false when nothing
 // was recorded. The count is the sum of the buckets read, so the
-// overflow bucket and the count always agree; the sum, read separately,
-// may lead or trail them by the measurements made during the read.
+// overflow bucket and the count always agree; the sum and the extremes,
+// read separately, may include measurements made during the read whose
+// buckets were not counted yet.
 func (h *histogram) dataPoint() (dp metricdata.HistogramDataPoint[float64], ok bool) {
 	counts := make([]uint64, len(h.counts))
 	var n uint64
@@ -108,7 +116,7 @@ func (h *histogram) dataPoint() (dp metricdata.HistogramDataPoint[float64], ok b
 	dp.Count = n
 	dp.Bounds = durationBuckets[:]
 	dp.BucketCounts = counts
-	dp.Sum = time.Duration(h.sum.Load()).Seconds()
+	dp.Sum = math.Float64frombits(h.sum.Load())
 	dp.Min = metricdata.NewExtrema(time.Duration(math.MaxInt64 - h.minInv.Load()).Seconds())
 	dp.Max = metricdata.NewExtrema(time.Duration(h.max.Load()).Seconds())
 	return dp, true

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -139,4 +140,15 @@ func TestHistProducer(t *testing.T) {
 		require.False(t, dp.Time.Before(dp.StartTime))
 	}
 	require.Equal(t, map[string]uint64{"succeeded": 2, "retried": 1}, counts)
+}
+
+// TestHistogramSumDoesNotWrap: the sum is kept in float64 seconds, so
+// durations that would overflow a nanosecond counter add up.
+func TestHistogramSumDoesNotWrap(t *testing.T) {
+	var h histogram
+	h.record(time.Duration(math.MaxInt64))
+	h.record(time.Duration(math.MaxInt64))
+	dp, ok := h.dataPoint()
+	require.True(t, ok)
+	require.InDelta(t, 2*time.Duration(math.MaxInt64).Seconds(), dp.Sum, 1)
 }
