@@ -69,7 +69,7 @@ func (cf *configFlags) load() (*config.Config, error) {
 			if name == embeddedDemo {
 				return configs.Demo, nil
 			}
-			return os.ReadFile(name)
+			return config.ReadFile(name) // secret files: the same limit
 		}
 	}
 	return config.Load(opts)

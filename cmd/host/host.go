@@ -109,9 +109,11 @@ func runHost(cfg *config.Config, stderr io.Writer) int {
 
 	// Listen for SIGINT and SIGTERM (and a fatal component's shutdown)
 	// before starting: a signal that arrives while the host starts must
-	// stop it cleanly, not kill it with the default action. A signal
-	// during start abandons the start (fx stops what had started); a
-	// second one exits at once.
+	// not kill it with the default action. A signal during start abandons
+	// the start at once instead of waiting for a component that hangs
+	// (fx then returns without running the stop hooks of the components
+	// that had started: they end with the process, as after a crash,
+	// which every store recovers from); a second one exits at once.
 	wait := app.Wait()
 	startCtx, cancel := context.WithTimeout(context.Background(), lc.StartTimeout)
 	interrupted := interruptStart(cancel, stderr)
@@ -120,8 +122,8 @@ func runHost(cfg *config.Config, stderr io.Writer) int {
 	cancel()
 	if err != nil {
 		if sig != nil {
-			fmt.Fprintf(stderr, "host: %s received while starting; start abandoned, started components stopped\n", sig)
-			return exitOK
+			fmt.Fprintf(stderr, "host: %s received while starting: start abandoned (the components already started end with the process)\n", sig)
+			return exitFailure
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("start timed out after %s%s: %w", lc.StartTimeout, stuck(comp), err)
@@ -190,7 +192,6 @@ func interruptStart(abandon context.CancelFunc, stderr io.Writer) func() os.Sign
 					os.Exit(exitFailure)
 				}
 				first = s
-				fmt.Fprintf(stderr, "host: %s received while starting, abandoning the start (send again to force exit)\n", s)
 				abandon()
 			case <-done:
 				return

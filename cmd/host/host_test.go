@@ -372,7 +372,9 @@ func TestShutdownDelayTurnsReadinessOffFirst(t *testing.T) {
 func TestSecondSignalForcesExit(t *testing.T) {
 	t.Parallel()
 	p := startHost(t, nil, append(jsonLogs, "--set", "lifecycle.shutdown_delay=30s")...)
-	p.adminAddr(t)
+	addr := p.adminAddr(t)
+	// Started, not starting: a signal during start abandons the start.
+	require.Eventually(t, func() bool { c, _ := httpGet(t, "http://"+addr+"/readyz"); return c == 200 }, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	time.Sleep(200 * time.Millisecond)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
@@ -413,7 +415,7 @@ func demoPath(t *testing.T) string {
 // TestSignalDuringStartAbandonsIt: a SIGTERM while a component is still
 // starting (here: a NATS server that accepts the connection and never
 // answers) abandons the start at once instead of waiting for the start
-// timeout, and the host exits 0.
+// timeout; the start failed, so the host exits 1.
 func TestSignalDuringStartAbandonsIt(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -449,8 +451,20 @@ func TestSignalDuringStartAbandonsIt(t *testing.T) {
 	}
 	start := time.Now()
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	require.Equal(t, 0, p.wait(t, 20*time.Second), p.output())
+	require.Equal(t, 1, p.wait(t, 20*time.Second), p.output())
 	require.Less(t, time.Since(start), 10*time.Second)
-	require.Contains(t, p.output(), "received while starting")
+	require.Contains(t, p.output(), "received while starting: start abandoned")
 	require.NotContains(t, p.output(), `"logger":"fx"`, "fx's own failure events stay at debug")
+}
+
+// TestSecretFileIsReadWithALimit: a secret file naming an endless device
+// fails with a message, also with the embedded configuration.
+func TestSecretFileIsReadWithALimit(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	r := runHostCmd(t, nil, "config", "validate", "--set", "queue.jetstream.password_file=/dev/zero")
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "larger than 16 MiB")
 }
