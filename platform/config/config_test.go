@@ -614,10 +614,14 @@ func TestRedactUserinfo(t *testing.T) {
 		"nats://u:p@h:1":                    "nats://[redacted]@h:1",
 		"nats://tok@h:1,nats://h2:2":        "nats://[redacted]@h:1,nats://h2:2",
 		"postgres://u:p@db/x?sslmode=false": "postgres://[redacted]@db/x?sslmode=false",
-		"no scheme@host":                    "no scheme@host",
+		"u:hunter2@127.0.0.1:1":             "[redacted]@127.0.0.1:1",
+		"nats://u:p@ss@h:1":                 "nats://[redacted]@h:1",
+		"http://h/path@x":                   "http://h/path@x",
 	} {
 		require.Equal(t, want, config.RedactUserinfo(in), in)
 	}
+	msg := `connect nats://[redacted]@h:1: parse "nats://u:hunt%zzer2@h:1": invalid URL escape "%zz"`
+	require.Equal(t, `connect nats://[redacted]@h:1: parse "nats://[redacted]@h:1": invalid URL escape "%zz"`, config.RedactURLsIn(msg))
 }
 
 // Pools is a map section whose own Validate repeats its entries' checks

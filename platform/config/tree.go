@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -317,24 +318,38 @@ func redactedTree(v reflect.Value) any {
 
 // RedactUserinfo replaces the user information of every URL in s (one
 // URL, or several separated by commas) with Redacted:
-// "nats://alice:pw@10.0.0.1:4222" reads "nats://[redacted]@10.0.0.1:4222".
-// A user name alone is redacted too, since some schemes carry a token
-// there.
+// "nats://alice:pw@10.0.0.1:4222" reads "nats://[redacted]@10.0.0.1:4222",
+// and so does "alice:pw@10.0.0.1:4222" without a scheme. The user
+// information is what precedes the last "@" of the authority (the part
+// before the first "/", "?" or "#"). A user name alone is redacted too,
+// since some schemes carry a token there.
 func RedactUserinfo(s string) string {
-	var b strings.Builder
-	for i, u := range strings.Split(s, ",") {
-		if i > 0 {
-			b.WriteByte(',')
+	parts := strings.Split(s, ",")
+	for i, u := range parts {
+		prefix, rest := "", u
+		if scheme, r, ok := strings.Cut(u, "://"); ok {
+			prefix, rest = scheme+"://", r
 		}
-		scheme, rest, ok := strings.Cut(u, "://")
-		at := strings.IndexByte(rest, '@')
-		if !ok || at < 0 {
-			b.WriteString(u)
-			continue
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
 		}
-		b.WriteString(scheme + "://" + Redacted + rest[at:])
+		if at := strings.LastIndexByte(rest[:end], '@'); at >= 0 {
+			parts[i] = prefix + Redacted + rest[at:]
+		}
 	}
-	return b.String()
+	return strings.Join(parts, ",")
+}
+
+// urlUserinfo matches the user information of URLs with a scheme inside
+// free text (an error message that quotes a URL).
+var urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#"'@]*@`)
+
+// RedactURLsIn replaces the user information of every URL with a scheme
+// in the text s (an error message from a client library that quotes the
+// URL it was given) with Redacted.
+func RedactURLsIn(s string) string {
+	return urlUserinfo.ReplaceAllString(s, "${1}"+Redacted+"@")
 }
 
 // redactUserinfoValue copies a string or slice of strings with

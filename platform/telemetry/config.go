@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/plba/plba/platform/config"
 )
 
 // ConfigSection is the name of the configuration section Config is read
@@ -283,13 +285,18 @@ func (o OTLPConfig) validate(path string) error {
 	if strings.Contains(o.Endpoint, "://") {
 		u, err := url.Parse(o.Endpoint)
 		if err != nil {
-			return invalid(path+".endpoint", "%v", err)
+			// url.Error quotes the URL, user information included.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return invalid(path+".endpoint", "%s is not a URL: %v", config.RedactUserinfo(o.Endpoint), err)
 		}
 		if u.Scheme != "http" && u.Scheme != "https" {
 			return invalid(path+".endpoint", "scheme %q is not http or https", u.Scheme)
 		}
 		if u.Host == "" {
-			return invalid(path+".endpoint", "%q has no host", o.Endpoint)
+			return invalid(path+".endpoint", "%q has no host", config.RedactUserinfo(o.Endpoint))
 		}
 	}
 	return nil

@@ -200,7 +200,7 @@ func (b *Backend) start(ctx context.Context) error {
 	opts = append(opts, b.p.NATSOptions...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return fmt.Errorf("jetstream: connect %s: %w", redactURLs(url), err)
+		return fmt.Errorf("jetstream: connect %s: %w", redactURLs(url), redactedErr{err})
 	}
 	b.nc = nc
 	js, err := jetstream.New(nc,
@@ -245,6 +245,13 @@ func (b *Backend) serverURL(nc *nats.Conn) string {
 	}
 	return "in-process"
 }
+
+// redactedErr is err with the user information of the URLs its text
+// quotes redacted (nats.go's parse errors quote the URL it was given).
+type redactedErr struct{ err error }
+
+func (e redactedErr) Error() string { return config.RedactURLsIn(e.err.Error()) }
+func (e redactedErr) Unwrap() error { return e.err }
 
 // redactURLs hides the user information (passwords, tokens) of URLs for
 // error messages.
