@@ -130,6 +130,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{name: "env var", file: "log:\n  level: info\n", env: []string{"PLBA_LIFECYCLE__START_TIMEOUT=-5s"}, want: []string{"PLBA_LIFECYCLE__START_TIMEOUT", "lifecycle.start_timeout", "must be positive"}},
 		{name: "set flag", file: "log:\n  level: info\n", sets: []string{"log.level=loud"}, want: []string{"--set", "log.level"}},
 		{name: "unknown app", file: "host:\n  apps: [nope]\n", want: []string{"bad.yaml", "host.apps[0]", `unknown app "nope"`}},
+		{name: "telemetry key", file: "log:\n  level: info\n", sets: []string{"telemetry.traces.sampler=bogus"}, want: []string{"--set", "telemetry.traces.sampler:", "is not one of"}},
 		{name: "app twice", file: "host:\n  apps: [mailorder, mailorder]\n", want: []string{"bad.yaml", "host.apps[1]", `app "mailorder" is already listed (apps[0])`}},
 	}
 	for _, tc := range cases {

@@ -672,3 +672,35 @@ func TestEmptyYAMLKey(t *testing.T) {
 	require.ErrorContains(t, err, file+`: server: empty key ("") in a mapping`)
 	require.ErrorContains(t, err, file+`: empty key ("") in a mapping`)
 }
+
+// wrappedProblem is a package's own error type around a Problem (to keep
+// a sentinel for errors.Is), like telemetry's.
+type wrappedProblem struct{ p config.Problem }
+
+func (e wrappedProblem) Error() string { return "pkg: invalid config: " + e.p.Error() }
+func (e wrappedProblem) Unwrap() error { return e.p }
+
+type WrappedConfig struct {
+	Mode string `koanf:"mode"`
+}
+
+func (c WrappedConfig) Validate() error {
+	if c.Mode != "a" {
+		return wrappedProblem{config.Problem{Key: "mode", Msg: "must be a"}}
+	}
+	return nil
+}
+
+// TestWrappedProblemLandsOnItsKey: a Validate error that wraps a Problem
+// is reported at the Problem's key, without the wrapper's prefix.
+func TestWrappedProblemLandsOnItsKey(t *testing.T) {
+	t.Parallel()
+	r := config.NewRegistry()
+	require.NoError(t, r.Declare("pkg", WrappedConfig{Mode: "a"}))
+	_, err := config.Load(config.Options{Registry: r, Environ: []string{}, Sets: []string{"pkg.mode=b"}})
+	var cerr *config.Error
+	require.ErrorAs(t, err, &cerr)
+	require.Len(t, cerr.Problems, 1)
+	require.Equal(t, "pkg.mode", cerr.Problems[0].Key)
+	require.Equal(t, "must be a", cerr.Problems[0].Msg)
+}

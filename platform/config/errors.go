@@ -115,6 +115,12 @@ func appendErr(dst []Problem, path string, err error) []Problem {
 		}
 		return dst
 	default:
+		// A package's own error type that wraps a Problem (to keep its
+		// sentinel for errors.Is) still lands on its key.
+		var p Problem
+		if errors.As(err, &p) {
+			return append(dst, Problem{Key: joinKey(path, p.Key), Msg: p.Msg})
+		}
 		return append(dst, Problem{Key: path, Msg: err.Error()})
 	}
 }
