@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/modules/loadgen"
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream"
 )
 
@@ -111,10 +112,17 @@ loadgen:
 	require.NoError(t, err)
 	defer func() { require.NoError(t, b.Close(context.Background())) }()
 	t.Logf("store reopened %s after SIGTERM", time.Since(restarted).Round(time.Millisecond))
-	st, err := b.Stats(ctx, "loadgen")
-	require.NoError(t, err)
-	require.Zero(t, st.Ready, "%+v", st)
-	require.Zero(t, st.InFlight, "%+v", st)
-	require.Zero(t, st.Delayed, "%+v", st)
-	require.Zero(t, st.Dead, "%+v", st)
+	// The server settles its recovered state asynchronously: a message
+	// acked just before the stop can still be counted in the stream for
+	// a moment after the reopen (seen once in about 40 runs, as one
+	// "delayed" task that no consumer holds), so wait for the counts.
+	var st queue.Stats
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err = b.Stats(ctx, "loadgen")
+		require.NoError(t, err)
+		if st.Ready+st.InFlight+st.Delayed+st.Dead == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	require.Zero(t, st.Ready+st.InFlight+st.Delayed+st.Dead, "nothing left in the queue: %+v", st)
 }
