@@ -131,6 +131,7 @@ func TestConfigErrorsExit2(t *testing.T) {
 		{name: "set flag", file: "log:\n  level: info\n", sets: []string{"log.level=loud"}, want: []string{"--set", "log.level"}},
 		{name: "unknown app", file: "host:\n  apps: [nope]\n", want: []string{"bad.yaml", "host.apps[0]", `unknown app "nope"`}},
 		{name: "telemetry key", file: "log:\n  level: info\n", sets: []string{"telemetry.traces.sampler=bogus"}, want: []string{"--set", "telemetry.traces.sampler:", "is not one of"}},
+		{name: "jetstream key", file: "log:\n  level: info\n", sets: []string{"queue.jetstream.replicas=7"}, want: []string{"--set", "queue.jetstream.replicas: 7:", "one replica"}},
 		{name: "app twice", file: "host:\n  apps: [mailorder, mailorder]\n", want: []string{"bad.yaml", "host.apps[1]", `app "mailorder" is already listed (apps[0])`}},
 	}
 	for _, tc := range cases {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 )
 
@@ -209,35 +210,43 @@ func (c Config) WithDefaults() Config {
 // ErrInvalidConfig wraps every Validate failure.
 var ErrInvalidConfig = errors.New("jetstream: invalid config")
 
+// invalidError is a problem of the section at its key (so the host's
+// configuration error names the key) that also matches ErrInvalidConfig.
+type invalidError struct{ p config.Problem }
+
+func (e invalidError) Error() string        { return ErrInvalidConfig.Error() + ": " + e.p.Error() }
+func (e invalidError) Is(target error) bool { return target == ErrInvalidConfig }
+func (e invalidError) Unwrap() error        { return e.p }
+
 // Validate reports the first invalid field of c (after defaults).
 func (c Config) Validate() error {
 	c = c.WithDefaults()
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	bad := func(key, format string, args ...any) error {
+		return invalidError{config.Problem{Key: key, Msg: fmt.Sprintf(format, args...)}}
 	}
 	switch c.Mode {
 	case ModeEmbedded:
 		if len(c.servers()) > 0 {
-			return bad("url/urls are set but mode is %q", c.Mode)
+			return bad("mode", "%q, but url/urls are set", c.Mode)
 		}
 		if c.Sync != "" && c.Sync != embedded.SyncInterval && c.Sync != embedded.SyncAlways {
-			return bad("sync %q: want %q or %q", c.Sync, embedded.SyncInterval, embedded.SyncAlways)
+			return bad("sync", "%q: want %q or %q", c.Sync, embedded.SyncInterval, embedded.SyncAlways)
 		}
 		if err := c.Embedded.Validate(); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+			return invalidError{config.Problem{Key: "embedded", Msg: err.Error()}}
 		}
 		if c.Replicas != 1 {
-			return bad("replicas %d: an embedded server has one replica", c.Replicas)
+			return bad("replicas", "%d: an embedded server has one replica", c.Replicas)
 		}
 	case ModeExternal:
 		if len(c.servers()) == 0 {
-			return bad("mode %q needs url or urls", c.Mode)
+			return bad("urls", "mode %q needs url or urls", c.Mode)
 		}
 		if c.Sync != "" && c.Sync != embedded.SyncInterval {
-			return bad("sync %q: external servers sync as their own configuration says (sync_interval: always)", c.Sync)
+			return bad("sync", "%q: external servers sync as their own configuration says (sync_interval: always)", c.Sync)
 		}
 	default:
-		return bad("mode %q: want %q or %q", c.Mode, ModeEmbedded, ModeExternal)
+		return bad("mode", "%q: want %q or %q", c.Mode, ModeEmbedded, ModeExternal)
 	}
 	auth := 0
 	if c.User != "" || c.Password != "" {
@@ -249,37 +258,37 @@ func (c Config) Validate() error {
 		}
 	}
 	if auth > 1 {
-		return bad("choose one of user/password, token, nkey_seed, creds")
+		return bad("", "choose one of user/password, token, nkey_seed, creds")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return bad("tls cert_file and key_file go together")
+		return bad("tls", "cert_file and key_file go together")
 	}
 	if c.Replicas != 1 && c.Replicas != 3 {
-		return bad("replicas %d: want 1 or 3", c.Replicas)
+		return bad("replicas", "%d: want 1 or 3", c.Replicas)
 	}
 	if c.Storage != StorageFile && c.Storage != StorageMemory {
-		return bad("storage %q: want %q or %q", c.Storage, StorageFile, StorageMemory)
+		return bad("storage", "%q: want %q or %q", c.Storage, StorageFile, StorageMemory)
 	}
 	if c.DuplicateWindow < 0 {
-		return bad("duplicate_window %s must not be negative", c.DuplicateWindow)
+		return bad("duplicate_window", "%s must not be negative", c.DuplicateWindow)
 	}
 	if c.MaxDeliver < -1 {
-		return bad("max_deliver %d: want -1 (unlimited) or > 0", c.MaxDeliver)
+		return bad("max_deliver", "%d: want -1 (unlimited) or > 0", c.MaxDeliver)
 	}
 	if c.AckWait < time.Millisecond*10 {
-		return bad("ack_wait %s: want at least 10ms", c.AckWait)
+		return bad("ack_wait", "%s: want at least 10ms", c.AckWait)
 	}
 	if c.StreamPrefix != encodeToken(c.StreamPrefix) {
-		return bad("stream_prefix %q: only letters, digits and '-'", c.StreamPrefix)
+		return bad("stream_prefix", "%q: only letters, digits and '-'", c.StreamPrefix)
 	}
 	if c.Consumer != encodeToken(c.Consumer) {
-		return bad("consumer %q: only letters, digits and '-'", c.Consumer)
+		return bad("consumer", "%q: only letters, digits and '-'", c.Consumer)
 	}
 	if c.Prefetch < 1 || c.MaxAckPending < 1 || c.MaxAsyncPending < 1 {
-		return bad("prefetch, max_ack_pending and max_async_pending must be positive")
+		return bad("", "prefetch, max_ack_pending and max_async_pending must be positive")
 	}
 	if c.PublishTimeout < 0 || c.ConnectTimeout < 0 {
-		return bad("timeouts must not be negative")
+		return bad("", "publish_timeout and connect_timeout must not be negative")
 	}
 	return nil
 }
