@@ -17,6 +17,7 @@ import (
 	"github.com/plba/plba/platform/task"
 	"github.com/plba/plba/platform/telemetry"
 	"github.com/plba/plba/platform/worker"
+	"github.com/plba/plba/platform/worker/workerbench"
 )
 
 // benchTelemetry builds Telemetry as a host would run it: metrics with the
@@ -67,7 +68,7 @@ func runRuntime(b *testing.B, obs task.Observer) {
 	buf := make([]*task.Task, 0, batch)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := workerbench.CPUTime()
 	for sent := 0; sent < b.N; {
 		buf = buf[:0]
 		for i := 0; i < batch && sent+i < b.N; i++ {
@@ -115,7 +116,7 @@ func BenchmarkObserver(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := cpuTime()
+			cpu0 := workerbench.CPUTime()
 			for range b.N {
 				ectx := obs.Enqueuing(ctx, tasks)
 				obs.Enqueued(ectx, tasks, nil)
@@ -142,7 +143,7 @@ func BenchmarkReference(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		b.ResetTimer()
-		cpu0 := cpuTime()
+		cpu0 := workerbench.CPUTime()
 		for range b.N {
 			_, s := tr.Start(ctx, "op")
 			s.End()
@@ -157,7 +158,7 @@ func BenchmarkReference(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		b.ResetTimer()
-		cpu0 := cpuTime()
+		cpu0 := workerbench.CPUTime()
 		for i := range b.N {
 			_, s := tr.Start(ctx, "op")
 			s.SetAttributes(attribute.String("messaging.system", "plba"), attribute.String("messaging.destination.name", "default"),
@@ -178,7 +179,7 @@ func BenchmarkReference(b *testing.B) {
 		queue, kind := "default", "bench.noop"
 		b.ReportAllocs()
 		b.ResetTimer()
-		cpu0 := cpuTime()
+		cpu0 := workerbench.CPUTime()
 		for range b.N {
 			c.Add(ctx, 1, metric.WithAttributes(attribute.String("queue", queue), attribute.String("kind", kind), attribute.String("outcome", "succeeded")))
 		}
@@ -190,7 +191,7 @@ func BenchmarkReference(b *testing.B) {
 // reportCPU reports the process CPU time since cpu0 per op (all
 // goroutines: workers, the batch span processor, the GC).
 func reportCPU(b *testing.B, cpu0 time.Duration) {
-	if cpu := cpuTime() - cpu0; cpu > 0 && cpu0 > 0 {
+	if cpu := workerbench.CPUTime() - cpu0; cpu > 0 && cpu0 > 0 {
 		b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 	}
 }

@@ -120,7 +120,7 @@ func BenchmarkJetStreamBareLoop(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			start, cpu0 := time.Now(), cpuTime()
+			start, cpu0 := time.Now(), workerbench.CPUTime()
 			futures := make([]njs.PubAckFuture, 0, 64)
 			hdr := nats.Header{"Plba-Task-Id": []string{"x"}}
 			for i := 0; i < b.N; i++ {
@@ -155,7 +155,7 @@ func BenchmarkJetStreamBareLoop(b *testing.B) {
 				b.Fatal(err)
 			}
 			<-done
-			elapsed, cpu := time.Since(start), cpuTime()-cpu0
+			elapsed, cpu := time.Since(start), workerbench.CPUTime()-cpu0
 			b.StopTimer()
 			cc.Stop()
 			b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/task")

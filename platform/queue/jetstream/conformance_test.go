@@ -1,11 +1,9 @@
 package jetstream_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/plba/plba/platform/queue"
@@ -50,19 +48,7 @@ func embeddedConfig(dir string) jetstream.Config {
 }
 
 // openBackend starts a backend from cfg and closes it when t ends.
-func openBackend(t testing.TB, cfg jetstream.Config) *jetstream.Backend {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := jetstream.Open(ctx, jetstream.Params{Config: cfg})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Close(ctx)
-	})
-	return b
-}
+var openBackend = jetstream.OpenTestBackend
 
 func TestConformanceEmbedded(t *testing.T) {
 	t.Parallel()

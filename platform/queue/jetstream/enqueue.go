@@ -109,6 +109,7 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	batch := &pubBatch{errs: make([]error, len(tasks)), done: make(chan struct{})}
 	batch.left.Store(int64(len(tasks)))
 	msgs := make([]*nats.Msg, len(tasks))
+	limit := b.MaxPayload() - deadLetterRoom // the largest task that can still be dead-lettered
 	for i, t := range tasks {
 		q := qs[i]
 		var m *nats.Msg
@@ -123,7 +124,7 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			m = encodeTask(t, q.subject, t.Key)
 		}
 		msgs[i] = m
-		if size, limit := msgSize(m), b.MaxPayload()-deadLetterRoom; size > limit {
+		if size := msgSize(m); size > limit {
 			// Stored, it could never be dead-lettered: the copy adds the
 			// reason and its headers, and would not fit.
 			batch.settle(i, fmt.Errorf("task of %d bytes (payload and headers) exceeds %d, the server's max_payload less %d bytes kept for a dead-letter copy's headers: %w",

@@ -14,25 +14,13 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
-func openInternal(t *testing.T, cfg Config) *Backend {
-	t.Helper()
-	b, err := Open(t.Context(), Params{Config: cfg})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Close(ctx)
-	})
-	return b
-}
-
 // TestExpiredUnsettledReceiptsAreForgotten: deliveries whose lease ran out
 // without a settlement (a hung handler, a delivery the pool skipped) are
 // not tracked, message and payload included, until Close.
 func TestExpiredUnsettledReceiptsAreForgotten(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	b := openInternal(t, Config{Mode: ModeEmbedded, MaxDeliver: -1, AckWait: 300 * time.Millisecond,
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, MaxDeliver: -1, AckWait: 300 * time.Millisecond,
 		Embedded: embedded.Config{StoreDir: t.TempDir()}})
 	const n = 20
 	for range n {
@@ -68,7 +56,7 @@ func TestExpiredUnsettledReceiptsAreForgotten(t *testing.T) {
 func TestSlowSettlementDoesNotStopLeaseRenewal(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	b := openInternal(t, Config{Mode: ModeEmbedded, AckWait: 400 * time.Millisecond,
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: 400 * time.Millisecond,
 		Embedded: embedded.Config{StoreDir: t.TempDir()}})
 	require.NoError(t, b.Enqueue(ctx, &task.Task{Kind: "k", Queue: "keep", Payload: []byte("1")},
 		&task.Task{Kind: "k", Queue: "keep", Payload: []byte("2")}))
@@ -114,7 +102,7 @@ func TestTooLargeToDeadLetterIsRefused(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	const maxPayload = 64 << 10
-	b := openInternal(t, Config{Mode: ModeEmbedded, AckWait: 5 * time.Second,
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: 5 * time.Second,
 		Embedded: embedded.Config{StoreDir: t.TempDir(), MaxPayload: maxPayload}})
 	err := b.Enqueue(ctx, &task.Task{Kind: "k", Queue: "big", Payload: make([]byte, maxPayload-300)})
 	require.ErrorIs(t, err, queue.ErrInvalidTask)

@@ -19,14 +19,8 @@ import (
 func TestForeignMessagesGoToTheDeadLetter(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	b, err := Open(ctx, Params{Config: Config{Mode: ModeEmbedded, MaxDeliver: 3, AckWait: 5 * time.Second,
-		Embedded: embedded.Config{StoreDir: t.TempDir()}}})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Close(cctx)
-	})
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, MaxDeliver: 3, AckWait: 5 * time.Second,
+		Embedded: embedded.Config{StoreDir: t.TempDir()}})
 	const q = "foreign"
 	first := &task.Task{Kind: "k", Queue: q, Payload: []byte("first")}
 	require.NoError(t, b.Enqueue(ctx, first)) // creates the queue's stream

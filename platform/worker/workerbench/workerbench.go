@@ -111,29 +111,9 @@ func Runtime(b *testing.B, newBackend func(tb testing.TB) queue.Backend, o Optio
 	b.Helper()
 	o = o.withDefaults()
 	be := newBackend(b)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := be.Close(ctx); err != nil {
-			b.Errorf("close backend: %v", err)
-		}
-	}()
+	defer closeBackend(b, be)
 	rec := newRecorder(b.N)
-	route := task.Route{Kind: Kind, Handler: task.HandlerFunc(func(_ context.Context, t *task.Task) error {
-		rec.record(t.EnqueuedAt)
-		return nil
-	})}
-	pc := o.Pool
-	pc.Concurrency = o.Concurrency
-	rt, err := worker.New(worker.Params{
-		Routes:  []task.Route{route},
-		Backend: be,
-		Config:  worker.Config{task.DefaultQueue: pc},
-		Sources: []source.Source{&emitter{n: b.N, batch: o.EmitBatch}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	rt := newRuntime(b, be, o, &emitter{n: b.N, batch: o.EmitBatch}, func(t *task.Task) { rec.record(t.EnqueuedAt) })
 	runTimed(b, rt, rec)
 }
 
@@ -153,7 +133,7 @@ func ChannelBaseline(b *testing.B, o Options) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), CPUTime()
 	ctx := context.Background()
 	for range o.Concurrency {
 		wg.Go(func() {
@@ -169,7 +149,7 @@ func ChannelBaseline(b *testing.B, o Options) {
 		close(ch)
 	})
 	<-rec.done
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), CPUTime()-cpu0
 	b.StopTimer()
 	wg.Wait()
 	rec.report(b, elapsed, cpu)
@@ -206,31 +186,13 @@ func Latency(b *testing.B, newBackend func(tb testing.TB) queue.Backend, o Optio
 	b.Helper()
 	o = o.withDefaults()
 	be := newBackend(b)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := be.Close(ctx); err != nil {
-			b.Errorf("close backend: %v", err)
-		}
-	}()
+	defer closeBackend(b, be)
 	rec := newRecorder(b.N)
 	ping := &pingSource{n: b.N, handled: make(chan struct{}, 1)}
-	route := task.Route{Kind: Kind, Handler: task.HandlerFunc(func(_ context.Context, t *task.Task) error {
+	rt := newRuntime(b, be, o, ping, func(t *task.Task) {
 		rec.record(t.EnqueuedAt)
 		ping.handled <- struct{}{}
-		return nil
-	})}
-	pc := o.Pool
-	pc.Concurrency = o.Concurrency
-	rt, err := worker.New(worker.Params{
-		Routes:  []task.Route{route},
-		Backend: be,
-		Config:  worker.Config{task.DefaultQueue: pc},
-		Sources: []source.Source{ping},
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
 	runTimed(b, rt, rec)
 }
 
@@ -245,7 +207,7 @@ func ChannelLatency(b *testing.B, o Options) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), CPUTime()
 	for range o.Concurrency {
 		wg.Go(func() {
 			for t := range ch {
@@ -260,7 +222,7 @@ func ChannelLatency(b *testing.B, o Options) {
 	}
 	close(ch)
 	<-rec.done
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), CPUTime()-cpu0
 	b.StopTimer()
 	wg.Wait()
 	rec.report(b, elapsed, cpu)
@@ -304,12 +266,12 @@ func (p *pacer) Run(ctx context.Context, emit source.Emitter) error {
 	return nil
 }
 
-// drive runs src through a worker.Runtime with one pool of o.Concurrency
-// workers on be until rec saw every task, and returns the time that took.
-func drive(tb testing.TB, be queue.Backend, o Options, src source.Source, rec *recorder) time.Duration {
+// newRuntime builds a worker.Runtime on be fed by src, with one pool of
+// o.Concurrency workers on the default queue whose handler calls handle.
+func newRuntime(tb testing.TB, be queue.Backend, o Options, src source.Source, handle func(*task.Task)) *worker.Runtime {
 	tb.Helper()
 	route := task.Route{Kind: Kind, Handler: task.HandlerFunc(func(_ context.Context, t *task.Task) error {
-		rec.record(t.EnqueuedAt)
+		handle(t)
 		return nil
 	})}
 	pc := o.Pool
@@ -323,6 +285,14 @@ func drive(tb testing.TB, be queue.Backend, o Options, src source.Source, rec *r
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return rt
+}
+
+// drive runs src through a worker.Runtime with one pool of o.Concurrency
+// workers on be until rec saw every task, and returns the time that took.
+func drive(tb testing.TB, be queue.Backend, o Options, src source.Source, rec *recorder) time.Duration {
+	tb.Helper()
+	rt := newRuntime(tb, be, o, src, func(t *task.Task) { rec.record(t.EnqueuedAt) })
 	ctx := context.Background()
 	if err := rt.StartPools(ctx); err != nil {
 		tb.Fatal(err)
@@ -382,9 +352,9 @@ func OpenLoop(b *testing.B, newBackend func(tb testing.TB) queue.Backend, o Opti
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.StartTimer()
-	cpu0 := cpuTime()
+	cpu0 := CPUTime()
 	elapsed := drive(b, be, o, &pacer{n: b.N, batch: o.EmitBatch, rate: rate}, rec)
-	cpu := cpuTime() - cpu0
+	cpu := CPUTime() - cpu0
 	b.StopTimer()
 	if peak > 0 {
 		b.ReportMetric(peak, "peak-tasks/s")
@@ -407,7 +377,7 @@ func runTimed(b *testing.B, rt *worker.Runtime, rec *recorder) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), CPUTime()
 	if err := rt.StartSources(ctx); err != nil {
 		b.Fatal(err)
 	}
@@ -416,7 +386,7 @@ func runTimed(b *testing.B, rt *worker.Runtime, rec *recorder) {
 	case <-time.After(10 * time.Minute):
 		b.Fatalf("only %d of %d tasks handled", rec.next.Load(), b.N)
 	}
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), CPUTime()-cpu0
 	b.StopTimer()
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
