@@ -673,12 +673,8 @@ func TestEmptyYAMLKey(t *testing.T) {
 	require.ErrorContains(t, err, file+`: empty key ("") in a mapping`)
 }
 
-// wrappedProblem is a package's own error type around a Problem (to keep
-// a sentinel for errors.Is), like telemetry's.
-type wrappedProblem struct{ p config.Problem }
-
-func (e wrappedProblem) Error() string { return "pkg: invalid config: " + e.p.Error() }
-func (e wrappedProblem) Unwrap() error { return e.p }
+// errPkgInvalid is a package's own invalid-config sentinel.
+var errPkgInvalid = errors.New("pkg: invalid config")
 
 type WrappedConfig struct {
 	Mode string `koanf:"mode"`
@@ -686,13 +682,14 @@ type WrappedConfig struct {
 
 func (c WrappedConfig) Validate() error {
 	if c.Mode != "a" {
-		return wrappedProblem{config.Problem{Key: "mode", Msg: "must be a"}}
+		return config.InvalidAs(errPkgInvalid, "mode", "must be a")
 	}
 	return nil
 }
 
-// TestWrappedProblemLandsOnItsKey: a Validate error that wraps a Problem
-// is reported at the Problem's key, without the wrapper's prefix.
+// TestWrappedProblemLandsOnItsKey: a Validate error made with InvalidAs
+// matches the package's sentinel and is reported by Load at its key,
+// without the sentinel's prefix.
 func TestWrappedProblemLandsOnItsKey(t *testing.T) {
 	t.Parallel()
 	r := config.NewRegistry()
@@ -703,4 +700,7 @@ func TestWrappedProblemLandsOnItsKey(t *testing.T) {
 	require.Len(t, cerr.Problems, 1)
 	require.Equal(t, "pkg.mode", cerr.Problems[0].Key)
 	require.Equal(t, "must be a", cerr.Problems[0].Msg)
+	verr := WrappedConfig{Mode: "b"}.Validate()
+	require.ErrorIs(t, verr, errPkgInvalid)
+	require.EqualError(t, verr, "pkg: invalid config: mode: must be a")
 }

@@ -61,6 +61,23 @@ func Invalid(key, format string, args ...any) error {
 	return Problem{Key: key, Msg: sprintf(format, args...)}
 }
 
+// InvalidAs is Invalid for a package whose callers branch on its own
+// sentinel error: the result reads "<sentinel>: key: message", matches
+// sentinel with errors.Is, and still lands on its key when a section's
+// Validate returns it.
+func InvalidAs(sentinel error, key, format string, args ...any) error {
+	return sentinelProblem{sentinel: sentinel, p: Problem{Key: key, Msg: sprintf(format, args...)}}
+}
+
+type sentinelProblem struct {
+	sentinel error
+	p        Problem
+}
+
+func (e sentinelProblem) Error() string        { return e.sentinel.Error() + ": " + e.p.Error() }
+func (e sentinelProblem) Is(target error) bool { return target == e.sentinel }
+func (e sentinelProblem) Unwrap() error        { return e.p }
+
 // Problems collects the problems a Validate method finds:
 //
 //	var ps config.Problems

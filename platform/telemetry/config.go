@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"errors"
-	"fmt"
 	"net/url"
 	"os"
 	"strconv"
@@ -303,13 +302,5 @@ func (o OTLPConfig) validate(path string) error {
 }
 
 func invalid(path, format string, args ...any) error {
-	return invalidError{config.Problem{Key: path, Msg: fmt.Sprintf(format, args...)}}
+	return config.InvalidAs(ErrInvalidConfig, path, format, args...)
 }
-
-// invalidError is a problem of the section at its key (so the host's
-// configuration error names the key) that also matches ErrInvalidConfig.
-type invalidError struct{ p config.Problem }
-
-func (e invalidError) Error() string        { return ErrInvalidConfig.Error() + ": " + e.p.Error() }
-func (e invalidError) Is(target error) bool { return target == ErrInvalidConfig }
-func (e invalidError) Unwrap() error        { return e.p }

@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -210,19 +209,11 @@ func (c Config) WithDefaults() Config {
 // ErrInvalidConfig wraps every Validate failure.
 var ErrInvalidConfig = errors.New("jetstream: invalid config")
 
-// invalidError is a problem of the section at its key (so the host's
-// configuration error names the key) that also matches ErrInvalidConfig.
-type invalidError struct{ p config.Problem }
-
-func (e invalidError) Error() string        { return ErrInvalidConfig.Error() + ": " + e.p.Error() }
-func (e invalidError) Is(target error) bool { return target == ErrInvalidConfig }
-func (e invalidError) Unwrap() error        { return e.p }
-
 // Validate reports the first invalid field of c (after defaults).
 func (c Config) Validate() error {
 	c = c.WithDefaults()
 	bad := func(key, format string, args ...any) error {
-		return invalidError{config.Problem{Key: key, Msg: fmt.Sprintf(format, args...)}}
+		return config.InvalidAs(ErrInvalidConfig, key, format, args...)
 	}
 	switch c.Mode {
 	case ModeEmbedded:
@@ -233,7 +224,7 @@ func (c Config) Validate() error {
 			return bad("sync", "%q: want %q or %q", c.Sync, embedded.SyncInterval, embedded.SyncAlways)
 		}
 		if err := c.Embedded.Validate(); err != nil {
-			return invalidError{config.Problem{Key: "embedded", Msg: err.Error()}}
+			return config.InvalidAs(ErrInvalidConfig, "embedded", "%v", err)
 		}
 		if c.Replicas != 1 {
 			return bad("replicas", "%d: an embedded server has one replica", c.Replicas)
