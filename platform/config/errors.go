@@ -102,8 +102,9 @@ func (ps Problems) Err() error {
 }
 
 // Validator is implemented by section structs (and any value inside them)
-// that check themselves after decoding. Return nil, an Invalid problem, a
-// Problems.Err(), an errors.Join of those, or any other error: a plain
+// that check themselves after decoding. Return nil, an Invalid or
+// InvalidAs problem, a Problems.Err(), an errors.Join of those, or any
+// other error: a plain
 // error whose text starts with "field: " (or "field: subfield: ") naming
 // fields of the value is reported at that key path, anything else at the
 // validated value's own key.
