@@ -22,6 +22,11 @@ var (
 	// ErrInvalidTask is returned by Enqueue for a task without a kind or
 	// queue.
 	ErrInvalidTask = errors.New("queue: invalid task")
+	// ErrDeadLettered is returned by Retry when the backend settled the
+	// delivery as a dead letter instead (its own delivery limit was
+	// reached). The settlement happened: the caller counts and reports a
+	// dead letter, not a retry.
+	ErrDeadLettered = errors.New("queue: dead-lettered by the backend")
 )
 
 // Delivery is one leased task. Task.Attempt is the 1-based number of this
@@ -71,7 +76,9 @@ type Consumer interface {
 	// Ack settles d as done: it is removed for good.
 	Ack(ctx context.Context, d *Delivery) error
 	// Retry settles d as failed for now: it becomes deliverable again at at
-	// (or later), with its attempt counter increased on that delivery.
+	// (or later), with its attempt counter increased on that delivery. A
+	// backend whose own delivery limit forbids another delivery
+	// dead-letters d instead and returns ErrDeadLettered.
 	Retry(ctx context.Context, d *Delivery, at time.Time) error
 	// DeadLetter settles d as failed for good, keeping it with reason.
 	DeadLetter(ctx context.Context, d *Delivery, reason string) error
@@ -89,6 +96,15 @@ type DeadLetters interface {
 	// Purge deletes the dead letters with the given ids (all when empty)
 	// and returns how many went.
 	Purge(ctx context.Context, queue string, ids ...string) (int, error)
+}
+
+// DeadWatcher is an optional interface of a backend that dead-letters tasks
+// on its own, outside any settlement call (JetStream, when the server gives
+// up on a message after its maximum deliveries). The runtime registers one
+// function; the backend calls it once for each such dead letter, after the
+// dead letter is stored, and never drops one. fn must not block for long.
+type DeadWatcher interface {
+	WatchDead(fn func(DeadLetter))
 }
 
 // Backend is the whole port a queue backend implements.
