@@ -16,6 +16,10 @@ const (
 	HeaderCompletion = "plba-completion"
 	// HeaderParent is the id of the task that enqueued this one, if any.
 	HeaderParent = "plba-parent"
+	// HeaderRejected holds the reason a task was rejected before it could
+	// be handled (see Rejected). A pool dead-letters such a task with that
+	// reason without running a handler.
+	HeaderRejected = "plba-rejected"
 )
 
 // Task is one unit of work: a kind, a payload and the metadata the runtime
@@ -100,6 +104,19 @@ func (t *Task) SetHeader(name, value string) {
 		t.Headers = make(map[string]string, 4)
 	}
 	t.Headers[name] = value
+}
+
+// Rejected returns a copy of t without its payload that carries reason in
+// HeaderRejected. A source whose task the backend refuses for good (too
+// large to carry, say) emits Rejected(t, reason) instead: the stand-in
+// keeps t's kind, key and headers, is dead-lettered with reason by the
+// pool without running a handler, and so reaches the dead letters and the
+// source's completion like any failed task.
+func Rejected(t *Task, reason string) *Task {
+	c := t.Clone()
+	c.Payload = nil
+	c.SetHeader(HeaderRejected, reason)
+	return c
 }
 
 // Clone returns a deep copy of t (payload and headers included), for code
