@@ -22,6 +22,11 @@ var (
 	// ErrInvalidTask is returned by Enqueue for a task without a kind or
 	// queue.
 	ErrInvalidTask = errors.New("queue: invalid task")
+	// ErrTooLarge is returned by Enqueue for a task larger than the
+	// backend can carry. Like ErrInvalidTask it is permanent: the same
+	// task will never be accepted, so a source dead-letters it instead
+	// (task.Rejected) rather than emitting it again.
+	ErrTooLarge = errors.New("queue: task too large")
 	// ErrDeadLettered is returned by Retry when the backend settled the
 	// delivery as a dead letter instead (its own delivery limit was
 	// reached). The settlement happened: the caller counts and reports a

@@ -128,7 +128,7 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			// Stored, it could never be dead-lettered: the copy adds the
 			// reason and its headers, and would not fit.
 			batch.settle(i, fmt.Errorf("task of %d bytes (payload and headers) exceeds %d, the server's max_payload less %d bytes kept for a dead-letter copy's headers: %w",
-				size, limit, deadLetterRoom, queue.ErrInvalidTask))
+				size, limit, deadLetterRoom, queue.ErrTooLarge))
 			continue
 		}
 		b.pubs.add(m, batch, i) // before publishing: the ack may come first

@@ -105,7 +105,7 @@ func TestTooLargeToDeadLetterIsRefused(t *testing.T) {
 	b := openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: 5 * time.Second,
 		Embedded: embedded.Config{StoreDir: t.TempDir(), MaxPayload: maxPayload}})
 	err := b.Enqueue(ctx, &task.Task{Kind: "k", Queue: "big", Payload: make([]byte, maxPayload-300)})
-	require.ErrorIs(t, err, queue.ErrInvalidTask)
+	require.ErrorIs(t, err, queue.ErrTooLarge)
 	require.ErrorContains(t, err, "dead-letter")
 
 	fits := &task.Task{Kind: "k", Queue: "big", Payload: make([]byte, maxPayload-deadLetterRoom-1024)}
