@@ -7,7 +7,7 @@ LDFLAGS   := -X github.com/plba/plba/cmd/host/internal/buildinfo.Version=$(VERSI
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
-.PHONY: build run test lint bench fmt tidy
+.PHONY: build run test test-race lint bench fmt tidy
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/host ./cmd/host
@@ -15,8 +15,14 @@ build:
 run: build
 	./bin/host run --config configs/demo.yaml
 
+# Every test that needs nothing installed; integration suites join in when
+# their PLBA_TEST_* variable is set, and the first lines say which are
+# skipped. test-race is the same under the race detector (CI runs both).
 test:
-	$(GO) test -race -count=1 -timeout 20m ./...
+	GO=$(GO) scripts/test -timeout 20m
+
+test-race:
+	GO=$(GO) scripts/test -race -timeout 30m
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
