@@ -2,8 +2,8 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
-LDFLAGS   := -X github.com/plba/plba/cmd/host/internal/buildinfo.Version=$(VERSION) \
-             -X github.com/plba/plba/cmd/host/internal/buildinfo.Commit=$(COMMIT)
+LDFLAGS   := -X github.com/plba/plba/platform/host/internal/buildinfo.Version=$(VERSION) \
+             -X github.com/plba/plba/platform/host/internal/buildinfo.Commit=$(COMMIT)
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
