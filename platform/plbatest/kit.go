@@ -3,7 +3,7 @@ package plbatest
 import (
 	"context"
 	"fmt"
-		"time"
+	"time"
 
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
