@@ -195,3 +195,19 @@ func TestSourceEmits(t *testing.T) {
 	require.Len(t, k.Succeeded(placeOrder.Name()), 1)
 	require.Len(t, k.Succeeded(sendReceipt.Name()), 1)
 }
+
+func TestWaitEnqueued(t *testing.T) {
+	t.Parallel()
+	var fail atomic.Int32
+	src := plbatest.NewSource("feed")
+	k := plbatest.Start(t, fx.Options(shop(&fail), src.Module()))
+	go func() { // owned: ends once Emit returns (the kit stops the source at cleanup)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = src.Emit(ctx, mustNew(t, placeOrder, orderArgs{ID: "w1", Cents: 3}), mustNew(t, placeOrder, orderArgs{ID: "w2", Cents: 3}))
+	}()
+	es := k.WaitEnqueued(placeOrder.Name(), 2)
+	require.Len(t, es, 2)
+	k.RunUntilIdle()
+	require.Len(t, k.Succeeded(sendReceipt.Name()), 2)
+}

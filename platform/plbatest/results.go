@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/plba/plba/platform/task"
 )
@@ -112,4 +113,23 @@ func list[A any](as []A) string {
 		parts[i] = fmt.Sprintf("%+v", a)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// WaitEnqueued waits until at least n tasks of kind ("": any kind) were
+// enqueued (by a source running on its own, say) and returns them; the
+// test fails after the kit's Timeout.
+func (k *Kit) WaitEnqueued(kind string, n int) []Enqueued {
+	k.t.Helper()
+	deadline := time.Now().Add(k.timeout)
+	for {
+		es := k.Enqueued(kind)
+		if len(es) >= n {
+			return es
+		}
+		if time.Now().After(deadline) {
+			k.t.Fatalf("plbatest: %d task(s) of kind %q enqueued after %s, want %d", len(es), kind, k.timeout, n)
+			return es
+		}
+		time.Sleep(pollEvery)
+	}
 }
