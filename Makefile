@@ -17,6 +17,7 @@ run: build
 
 test:
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd examples/shipments && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
