@@ -42,7 +42,7 @@ func execute(args []string, stdout, stderr io.Writer, apps ...AppOption) int {
 		return ExitUsage
 	}
 	code := ExitOK
-	root := o.commands(stdout, stderr, &code)
+	root := o.commands(args, stdout, stderr, &code)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -59,7 +59,7 @@ const configHelp = `Configuration is layered; later layers win:
 
 // commands builds the command tree. Commands report their exit status
 // through code; an error returned to cobra is a usage error.
-func (o *options) commands(stdout, stderr io.Writer, code *int) *cobra.Command {
+func (o *options) commands(args []string, stdout, stderr io.Writer, code *int) *cobra.Command {
 	version, commit := buildinfo.Resolved()
 	root := &cobra.Command{
 		Use:   o.prog,
@@ -75,9 +75,15 @@ Exit status: 0 clean stop, 1 runtime failure, 2 usage or configuration error.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, rest []string) error {
+			if len(rest) > 0 {
+				return unknownCommand(cmd, rest[0])
+			}
 			if len(args) > 0 {
-				return unknownCommand(cmd, args[0])
+				// Unknown flags are let through at the root (so that a
+				// mistyped command followed by flags gets its suggestion):
+				// here they are all there is.
+				return fmt.Errorf("unknown flag: %s", args[0])
 			}
 			return errors.New("no command given")
 		},

@@ -77,12 +77,14 @@ func TestTypoSuggestsCommand(t *testing.T) {
 }
 
 func TestUsageErrorsExit2(t *testing.T) {
-	for _, args := range [][]string{{}, {"run", "--bogus"}, {"run", "extra"}, {"config"}, {"version", "x"}} {
+	for _, args := range [][]string{{}, {"--bogus"}, {"run", "--bogus"}, {"run", "extra"}, {"config"}, {"version", "x"}} {
 		r := cli(t, args)
 		require.Equal(t, ExitUsage, r.code, "%v", args)
 		require.Contains(t, r.stderr, "invoices: ", "%v", args)
 		require.Contains(t, r.stderr, "Usage:", "%v", args)
 	}
+	require.Contains(t, cli(t, []string{"--bogus"}).stderr, "unknown flag: --bogus")
+	require.Contains(t, cli(t, []string{"run", "--bogus"}).stderr, "unknown flag: --bogus")
 }
 
 // validate: 2 for a configuration problem (also one found while building
