@@ -41,6 +41,9 @@ func execute(args []string, stdout, stderr io.Writer, apps ...AppOption) int {
 		fmt.Fprintf(stderr, "host: %v\n", err)
 		return ExitUsage
 	}
+	if args == nil {
+		args = []string{} // cobra reads os.Args for nil
+	}
 	code := ExitOK
 	root := o.commands(args, stdout, stderr, &code)
 	root.SetArgs(args)
