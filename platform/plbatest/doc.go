@@ -10,7 +10,9 @@
 //	invoices:
 //	  smtp: 127.0.0.1:2525
 //	`))
-//		k.Enqueue(must(invoices.Send.New(invoices.SendArgs{Number: "7"})))
+//		tk, err := invoices.Send.New(invoices.SendArgs{Number: "7"})
+//		require.NoError(t, err)
+//		k.Enqueue(tk)
 //		k.RunUntilIdle()
 //		require.Len(t, k.Succeeded(invoices.Send.Name()), 1)
 //		plbatest.RequireEnqueued(k, invoices.Send.Name(), invoices.Receipt, invoices.ReceiptArgs{Number: "7"})
