@@ -2,8 +2,8 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
-LDFLAGS   := -X github.com/plba/plba/cmd/host/internal/buildinfo.Version=$(VERSION) \
-             -X github.com/plba/plba/cmd/host/internal/buildinfo.Commit=$(COMMIT)
+LDFLAGS   := -X github.com/plba/plba/platform/host/internal/buildinfo.Version=$(VERSION) \
+             -X github.com/plba/plba/platform/host/internal/buildinfo.Commit=$(COMMIT)
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
@@ -28,6 +28,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+	@for m in $$(git ls-files 'examples/*/go.mod'); do d=$$(dirname $$m); echo "lint: $$d"; (cd $$d && $(GO) vet ./... && $(GO) mod tidy -diff) || exit 1; done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./...

@@ -98,7 +98,7 @@ func TestVersion(t *testing.T) {
 	t.Parallel()
 	r := runHostCmd(t, nil, "version")
 	require.Equal(t, 0, r.code)
-	require.Regexp(t, `^plba host \S+ \(commit \S+, go1\.\d+`, r.stdout)
+	require.Regexp(t, `^host \S+ \(commit \S+, go1\.\d+`, r.stdout)
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -106,7 +106,7 @@ func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{}, {"frobnicate"}, {"run", "--bogus"}, {"config"}, {"config", "explain"}, {"run", "extra-arg"}} {
 		r := runHostCmd(t, nil, args...)
 		require.Equal(t, 2, r.code, "args %v: %s", args, r.stderr)
-		require.Contains(t, r.stderr, "usage:")
+		require.Contains(t, r.stderr, "Usage:")
 	}
 }
 

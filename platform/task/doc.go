@@ -23,4 +23,15 @@
 //
 // A panic in a handler is recovered by the worker, logged with its stack and
 // counted as an ordinary failure.
+//
+// # Typed kinds
+//
+// Define ties a kind to its payload type once; producers call New (or
+// Enqueue), the module supplies Handle's Route, and the handler receives
+// the decoded payload, reaching the task itself through FromContext:
+//
+//	var Invoice = task.Define[InvoiceArgs]("invoice.send", task.Queue("billing"))
+//
+//	task.SupplyRoute(Invoice.Handle(func(ctx context.Context, a InvoiceArgs) error { ... }))
+//	t, err := Invoice.New(InvoiceArgs{Number: "2024-17"})
 package task

@@ -81,3 +81,35 @@ func ExampleRetryAfter() {
 	// "retry after 30s: rate limited"          permanent=false delay=30s (true)
 	// "permanent: unknown customer"            permanent=true delay=0s (false)
 }
+
+// InvoiceArgs is the payload of the "invoice.send" kind.
+type InvoiceArgs struct {
+	Number string `json:"number"`
+	Cents  int    `json:"cents"`
+}
+
+// Invoice ties the kind, its queue and its payload type together once.
+var Invoice = task.Define[InvoiceArgs]("invoice.send", task.Queue("billing"), task.MaxAttempts(3))
+
+// A typed kind: the producer makes tasks with New, the consumer's route
+// comes from Handle, and the compiler checks both use InvoiceArgs. The
+// handler reaches the task (id, attempt, headers) through its context.
+func ExampleDefine() {
+	route := Invoice.Handle(func(ctx context.Context, a InvoiceArgs) error {
+		t, _ := task.FromContext(ctx)
+		fmt.Printf("attempt %d: send invoice %s over %d cents\n", t.Attempt, a.Number, a.Cents)
+		return nil
+	})
+	// In a module: task.SupplyRoute(route).
+	fmt.Println(route.Kind, route.QueueName(), route.MaxAttempts)
+
+	t, err := Invoice.New(InvoiceArgs{Number: "2024-17", Cents: 12000})
+	if err != nil {
+		panic(err)
+	}
+	t.Attempt = 1 // the runtime counts attempts
+	_ = route.Handler.Handle(context.Background(), t)
+	// Output:
+	// invoice.send billing 3
+	// attempt 1: send invoice 2024-17 over 12000 cents
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The binary's command line: help exits 0 and documents the flags; a typo
+// gets a suggestion and exit status 2.
+func TestCLIHelpAndSuggestions(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"run", "--help"}, {"config", "--help"}} {
+		r := runHostCmd(t, nil, args...)
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Contains(t, r.stdout, "--config FILE")
+		require.Contains(t, r.stdout, "--set key=value")
+	}
+	r := runHostCmd(t, nil, "--version")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `^host \S+ \(commit \S+, go1\.\d+`, r.stdout)
+
+	r = runHostCmd(t, nil, "rn", "--config", "x.yaml")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "Did you mean this?\n\trun")
+}
+
+// Without --config the first log line says the host runs the built-in
+// demo configuration.
+func TestRunWithoutConfigNamesTheDemo(t *testing.T) {
+	t.Parallel()
+	p := startHost(t, nil, "--set", "log.format=json", "--set", "admin.listen=127.0.0.1:0", "--set", "queue.backend=memory")
+	addr := p.adminAddr(t)
+	// Started, not starting: a signal during start abandons the start.
+	require.Eventually(t, func() bool { c, _ := httpGet(t, "http://"+addr+"/readyz"); return c == 200 }, 30*time.Second, 20*time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, 30*time.Second), p.output())
+	first := strings.SplitN(p.output(), "\n", 2)[0]
+	var rec struct {
+		Msg  string   `json:"msg"`
+		Apps []string `json:"apps"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(first), &rec), first)
+	require.Equal(t, "host starting with the built-in demo configuration (embedded) configs/demo.yaml (no --config given)", rec.Msg)
+	require.Equal(t, []string{"mailorder"}, rec.Apps)
+}

@@ -1,0 +1,78 @@
+package shipments
+
+import (
+	"net/url"
+	"time"
+
+	"github.com/plba/plba/platform/config"
+)
+
+// Section is the application's configuration section.
+const Section = "shipments"
+
+var _ = config.Declare(Section, DefaultConfig())
+
+// Config is the "shipments" section.
+type Config struct {
+	// NotifyURL is the notification service's endpoint: every customer
+	// message is POSTed to it as JSON. Required.
+	NotifyURL string `koanf:"notify_url"`
+	// HealthURL is GETed by the readiness check on the notification
+	// service; any answer below 500 is healthy. Default: NotifyURL.
+	HealthURL string `koanf:"health_url"`
+	// Timeout bounds one call to the notification service. Default 5s.
+	Timeout time.Duration `koanf:"timeout"`
+	// FeedbackAfter is how long after the shipping notice the customer is
+	// asked for feedback. Default 72h.
+	FeedbackAfter time.Duration `koanf:"feedback_after"`
+	// Digest sends a summary of the notices sent, on a schedule.
+	Digest DigestConfig `koanf:"digest"`
+	// DemoSink serves POST /shipments/v1/sink on the admin server, which
+	// logs what it receives: point notify_url at it to try the app
+	// without a notification service. Default false.
+	DemoSink bool `koanf:"demo_sink"`
+}
+
+// DigestConfig is the "shipments.digest" part of the section.
+type DigestConfig struct {
+	// Enabled runs the scheduled digest. Default true.
+	Enabled bool `koanf:"enabled"`
+	// Every is the period of the digest. Default 1h.
+	Every time.Duration `koanf:"every"`
+	// To is who receives the digest. Default "ops@example.com".
+	To string `koanf:"to"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Timeout:       5 * time.Second,
+		FeedbackAfter: 72 * time.Hour,
+		Digest:        DigestConfig{Enabled: true, Every: time.Hour, To: "ops@example.com"},
+	}
+}
+
+// Validate checks the section.
+func (c Config) Validate() error {
+	var ps config.Problems
+	if c.NotifyURL == "" {
+		ps.Add("notify_url", "must be set (the notification service's URL)")
+	} else if u, err := url.Parse(c.NotifyURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		ps.Add("notify_url", "must be an http(s) URL (got %q)", c.NotifyURL)
+	}
+	if c.HealthURL != "" {
+		if u, err := url.Parse(c.HealthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			ps.Add("health_url", "must be an http(s) URL (got %q)", c.HealthURL)
+		}
+	}
+	if c.Timeout <= 0 {
+		ps.Add("timeout", "must be positive (got %s)", c.Timeout)
+	}
+	if c.FeedbackAfter < 0 {
+		ps.Add("feedback_after", "must not be negative (got %s)", c.FeedbackAfter)
+	}
+	if c.Digest.Enabled && c.Digest.Every < time.Minute {
+		ps.Add("digest.every", "must be at least 1m (got %s)", c.Digest.Every)
+	}
+	return ps.Err()
+}

@@ -1,0 +1,189 @@
+package shipments_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+
+	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/plbatest"
+
+	"example.com/shipments/shipments"
+)
+
+// notifyService is a fake notification service: it records messages and
+// answers with the statuses queued in fail first, then 200.
+type notifyService struct {
+	*httptest.Server
+	mu   sync.Mutex
+	msgs []shipments.Message
+	fail []int
+}
+
+func newNotifyService(t *testing.T, fail ...int) *notifyService {
+	s := &notifyService{fail: fail}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.fail) > 0 {
+			code := s.fail[0]
+			s.fail = s.fail[1:]
+			http.Error(w, "refused by the test", code)
+			return
+		}
+		var m shipments.Message
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.msgs = append(s.msgs, m)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *notifyService) messages() []shipments.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]shipments.Message(nil), s.msgs...)
+}
+
+// start runs the application against svc, the digest off unless extra
+// configuration turns it on; it returns the kit and the webhook's URL.
+func start(t *testing.T, svc *notifyService, extra ...plbatest.Option) (*plbatest.Kit, string) {
+	var srv *admin.Server
+	opts := append([]plbatest.Option{
+		plbatest.Config(fmt.Sprintf("shipments:\n  notify_url: %s\n  digest:\n    enabled: false\n", svc.URL)),
+		plbatest.With(fx.Populate(&srv)),
+	}, extra...)
+	k := plbatest.Start(t, shipments.Module, opts...)
+	return k, "http://" + srv.Addr() + shipments.WebhookPath
+}
+
+func post(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+const event = `{"shipment":"s-1","order":"o-17","email":"ada@example.com","carrier":"DHL","tracking":"JD0123"}`
+
+// An event posted to the webhook becomes a shipping notice and, three
+// days later by the kit's clock (no real waiting), a feedback request.
+func TestWebhookSendsNoticeThenFeedback(t *testing.T) {
+	t.Parallel()
+	svc := newNotifyService(t)
+	k, url := start(t, svc)
+
+	code, body := post(t, url, event)
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.Contains(t, body, `"task":`)
+	k.RunUntilIdle()
+
+	require.Len(t, k.Succeeded(shipments.Notice.Name()), 1)
+	require.Len(t, k.Succeeded(shipments.Feedback.Name()), 1)
+	plbatest.RequireEnqueued(k, shipments.Notice.Name(), shipments.Feedback, shipments.FeedbackArgs{Shipment: "s-1", Email: "ada@example.com"})
+	require.GreaterOrEqual(t, k.Clock().Skipped(), 71*time.Hour)
+
+	msgs := svc.messages()
+	require.Len(t, msgs, 2)
+	require.Equal(t, "Your order o-17 is on its way", msgs[0].Subject)
+	require.Contains(t, msgs[0].Body, "DHL tracking number JD0123")
+	require.Contains(t, msgs[0].Body, "attempt 1")
+	require.Equal(t, "How did your delivery go?", msgs[1].Subject)
+}
+
+// The same event posted twice makes one notice: the task's key is the
+// shipment, and the queue refuses a key it saw within its de-duplication
+// window.
+func TestWebhookDeduplicatesByShipment(t *testing.T) {
+	t.Parallel()
+	svc := newNotifyService(t)
+	// No feedback delay: the clock would jump three days, past the window.
+	k, url := start(t, svc, plbatest.Set("queue.memory.dedup_window=1h", "shipments.feedback_after=0s"))
+	code, _ := post(t, url, event)
+	require.Equal(t, http.StatusAccepted, code)
+	k.RunUntilIdle()
+	code, _ = post(t, url, event)
+	require.Equal(t, http.StatusAccepted, code, "a duplicate is accepted, and dropped")
+	k.RunUntilIdle()
+	require.Len(t, k.Succeeded(shipments.Notice.Name()), 1)
+	require.Len(t, svc.messages(), 2, "one notice, one feedback request")
+	require.Len(t, k.Enqueued(shipments.Notice.Name()), 2, "both posts reached the producer")
+}
+
+func TestWebhookRejectsBadEvents(t *testing.T) {
+	t.Parallel()
+	svc := newNotifyService(t)
+	k, url := start(t, svc)
+	for _, tc := range []struct{ body, want string }{
+		{`{`, "unexpected EOF"},
+		{`{"shipment":"s-1"}`, "missing order, email, carrier, tracking"},
+		{`{"shipment":"s-1","order":"o","email":"not-an-address","carrier":"c","tracking":"t"}`, `email "not-an-address"`},
+		{`{"shipment":"s-1","color":"red"}`, `unknown field "color"`},
+	} {
+		code, body := post(t, url, tc.body)
+		require.Equal(t, http.StatusBadRequest, code, tc.body)
+		require.Contains(t, body, tc.want)
+	}
+	require.Empty(t, k.Enqueued(""))
+}
+
+// The notification service failing (503) is retried with back-off until
+// it answers; refusing the message (422) dead-letters the notice with the
+// service's answer as the reason.
+func TestNotificationServiceFailures(t *testing.T) {
+	t.Parallel()
+	svc := newNotifyService(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable)
+	k, url := start(t, svc, plbatest.Config("shipments:\n  feedback_after: 0s\n"))
+	code, _ := post(t, url, event)
+	require.Equal(t, http.StatusAccepted, code)
+	k.RunUntilIdle()
+	retried := k.Retried(shipments.Notice.Name())
+	require.Len(t, retried, 2)
+	require.ErrorContains(t, retried[0].Err, "503 Service Unavailable")
+	require.Positive(t, retried[1].RetryIn)
+	require.Len(t, k.Succeeded(shipments.Notice.Name()), 1)
+
+	refusing := newNotifyService(t, http.StatusUnprocessableEntity)
+	k, url = start(t, refusing)
+	code, _ = post(t, url, event)
+	require.Equal(t, http.StatusAccepted, code)
+	k.RunUntilIdle()
+	dead := k.DeadLettered(shipments.Notice.Name())
+	require.Len(t, dead, 1)
+	require.Contains(t, dead[0].Reason, "422 Unprocessable Entity: refused by the test")
+	require.Empty(t, k.Enqueued(shipments.Feedback.Name()), "no feedback for a notice never sent")
+}
+
+// The digest source emits one digest at start (then every period); the
+// digest reports the notices sent.
+func TestScheduledDigest(t *testing.T) {
+	t.Parallel()
+	svc := newNotifyService(t)
+	k, _ := start(t, svc, plbatest.Config("shipments:\n  digest:\n    enabled: true\n    every: 1h\n    to: ops@example.test\n"))
+	es := k.WaitEnqueued(shipments.Digest.Name(), 1)
+	require.Nil(t, es[0].By, "emitted by the source")
+	k.RunUntilIdle()
+	require.Len(t, k.Succeeded(shipments.Digest.Name()), 1)
+	msgs := svc.messages()
+	require.Len(t, msgs, 1)
+	require.Equal(t, "ops@example.test", msgs[0].To)
+	require.Contains(t, msgs[0].Body, "0 notice(s) sent")
+}

@@ -1,0 +1,101 @@
+package shipments
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/mail"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/task"
+)
+
+// WebhookPath is where the warehouse posts shipment events.
+const WebhookPath = "/shipments/v1/webhook"
+
+// maxEvent bounds a webhook body.
+const maxEvent = 64 << 10
+
+// Event is a shipment event from the warehouse.
+type Event struct {
+	Shipment string `json:"shipment"`
+	Order    string `json:"order"`
+	Email    string `json:"email"`
+	Carrier  string `json:"carrier"`
+	Tracking string `json:"tracking"`
+}
+
+// validate names the first problem of e.
+func (e Event) validate() error {
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"shipment", e.Shipment}, {"order", e.Order}, {"email", e.Email}, {"carrier", e.Carrier}, {"tracking", e.Tracking}} {
+		if strings.TrimSpace(f.v) == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s", strings.Join(missing, ", "))
+	}
+	if _, err := mail.ParseAddress(e.Email); err != nil {
+		return fmt.Errorf("email %q: %v", e.Email, err)
+	}
+	return nil
+}
+
+// webhook accepts shipment events and enqueues a notice for each: 202 with
+// the task's id, 400 for an event it cannot use, 503 when the queue does
+// not take it (the warehouse retries). The task's key is the shipment, so
+// an event posted twice makes one notice while the first is queued.
+func webhook(e task.Enqueuer, log *zap.Logger) admin.Route {
+	return admin.Route{Pattern: "POST " + WebhookPath, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev Event
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxEvent))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&ev); err != nil {
+			http.Error(w, "shipment event: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := ev.validate(); err != nil {
+			http.Error(w, "shipment event: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		t, err := Notice.New(NoticeArgs(ev))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		t.Key = "notice/" + ev.Shipment
+		if err := e.Enqueue(r.Context(), t); err != nil {
+			log.Warn("webhook: enqueue notice", zap.String("shipment", ev.Shipment), zap.Error(err))
+			status := http.StatusServiceUnavailable
+			if errors.Is(err, r.Context().Err()) {
+				status = http.StatusRequestTimeout
+			}
+			http.Error(w, "shipment event not queued, try again", status)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_ = json.NewEncoder(w).Encode(map[string]string{"task": t.ID})
+	})}
+}
+
+// sink is the demo notification service: it logs each message.
+func sink(log *zap.Logger) admin.Route {
+	return admin.Route{Pattern: "/shipments/v1/sink", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			return // health check
+		}
+		var m Message
+		if err := json.NewDecoder(io.LimitReader(r.Body, maxEvent)).Decode(&m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		log.Info("demo sink: message", zap.String("to", m.To), zap.String("subject", m.Subject), zap.String("body", m.Body))
+	})}
+}

@@ -1,0 +1,153 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/health"
+	"github.com/plba/plba/platform/lifecycle"
+)
+
+// runHost starts the host, blocks until a signal or a fatal component
+// failure, stops it and returns the exit status.
+func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) int {
+	var (
+		hr   *health.Registry
+		comp *lifecycle.Registry
+	)
+	c, err := o.compose(cfg, fx.Populate(&hr, &comp))
+	if err != nil {
+		return o.configError(stderr, err)
+	}
+	// The announcement is invoked first: fx runs invokes in order, so it is
+	// the first line the host logs (after the logger's own construction).
+	app := fx.New(announce(source, c.apps), c.option)
+	if err := app.Err(); err != nil {
+		return o.startError(stderr, err)
+	}
+	lc := c.lifecycle
+
+	// Listen for SIGINT and SIGTERM (and a fatal component's shutdown)
+	// before starting: a signal that arrives while the host starts must
+	// not kill it with the default action. A signal during start abandons
+	// the start at once instead of waiting for a component that hangs
+	// (fx then returns without running the stop hooks of the components
+	// that had started: they end with the process, as after a crash,
+	// which every store recovers from); a second one exits at once.
+	wait := app.Wait()
+	startCtx, cancel := context.WithTimeout(context.Background(), lc.StartTimeout)
+	interrupted := o.interruptStart(cancel, stderr)
+	err = app.Start(startCtx)
+	sig := interrupted()
+	cancel()
+	if err != nil {
+		if sig != nil {
+			fmt.Fprintf(stderr, "%s: %s received while starting: start abandoned (the components already started end with the process)\n", o.prog, sig)
+			return ExitFailure
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("start timed out after %s%s: %w", lc.StartTimeout, stuck(comp), err)
+		}
+		return o.startError(stderr, fmt.Errorf("start failed: %w", err))
+	}
+
+	// A component failing with the stop policy arrives here too, with exit
+	// status 1.
+	sd := <-wait
+	force := make(chan os.Signal, 1)
+	signal.Notify(force, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(force)
+	hr.SetShuttingDown()
+	code := sd.ExitCode
+	if s, failed := comp.AnyFailed(); failed && code != ExitOK {
+		fmt.Fprintf(stderr, "%s: component %s failed: %s\n", o.prog, s.Name, s.LastError)
+	} else {
+		fmt.Fprintf(stderr, "%s: %s received, stopping (send again to force exit)\n", o.prog, sd.Signal)
+		if lc.ShutdownDelay > 0 {
+			select {
+			case <-time.After(lc.ShutdownDelay):
+			case <-force:
+				fmt.Fprintf(stderr, "%s: second signal, exiting now\n", o.prog)
+				return ExitFailure
+			}
+		}
+	}
+
+	stopped := make(chan error, 1)
+	go func() { // owned: the select below waits for it unless forced out
+		ctx, cancel := context.WithTimeout(context.Background(), lc.StopTimeout)
+		defer cancel()
+		stopped <- app.Stop(ctx)
+	}()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: stop: %s\n", o.prog, oneLine(err))
+			return ExitFailure
+		}
+	case <-force:
+		fmt.Fprintf(stderr, "%s: second signal, exiting now\n", o.prog)
+		return ExitFailure
+	}
+	return code
+}
+
+// interruptStart watches for SIGINT and SIGTERM while the host starts:
+// the first calls abandon (the start context's cancel), a second exits
+// the process with status 1. The returned function ends the watch and
+// reports the first signal, if any.
+func (o *options) interruptStart(abandon context.CancelFunc, stderr io.Writer) func() os.Signal {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	got := make(chan os.Signal, 1)
+	go func() { // owned: ends when the returned function is called
+		var first os.Signal
+		defer func() { got <- first }()
+		for {
+			select {
+			case s := <-sigs:
+				if first != nil {
+					fmt.Fprintf(stderr, "%s: second signal, exiting now\n", o.prog)
+					os.Exit(ExitFailure)
+				}
+				first = s
+				abandon()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() os.Signal {
+		signal.Stop(sigs)
+		close(done)
+		return <-got
+	}
+}
+
+// stuck names the components that had not finished starting.
+func stuck(comp *lifecycle.Registry) string {
+	if comp == nil {
+		return ""
+	}
+	var names []string
+	for _, s := range comp.Snapshot() {
+		if s.State == lifecycle.Starting || (s.State == lifecycle.Failed && strings.Contains(s.LastError, "deadline")) {
+			names = append(names, s.Name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return " (waiting for " + strings.Join(names, ", ") + ")"
+}

@@ -1,0 +1,148 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Kind is a task kind defined once with its payload type A: producers make
+// tasks of it with New, the handler is bound to it with Handle, and the
+// compiler checks that both speak A (as River's JobArgs do). Define it at
+// package level:
+//
+//	var Invoice = task.Define[InvoiceArgs]("invoice.send", task.Queue("billing"))
+//
+//	t, err := Invoice.New(InvoiceArgs{Number: "2024-17"}) // producer
+//	fx.Options(task.SupplyRoute(Invoice.Handle(send)))     // consumer
+//
+// Payloads are JSON. A Kind is a small value, safe for concurrent use.
+type Kind[A any] struct {
+	name        string
+	queue       string
+	maxAttempts int
+	timeout     time.Duration
+}
+
+// KindOption configures a Kind (see Define).
+type KindOption func(*kindOptions)
+
+type kindOptions struct {
+	queue       string
+	maxAttempts int
+	timeout     time.Duration
+}
+
+// Queue puts the kind's tasks on the named queue (Route.Queue). Default
+// DefaultQueue.
+func Queue(name string) KindOption { return func(o *kindOptions) { o.queue = name } }
+
+// MaxAttempts overrides the pool's maximum attempts for the kind
+// (Route.MaxAttempts); at least 1.
+func MaxAttempts(n int) KindOption { return func(o *kindOptions) { o.maxAttempts = n } }
+
+// Timeout overrides the pool's handler timeout for the kind
+// (Route.Timeout); positive.
+func Timeout(d time.Duration) KindOption { return func(o *kindOptions) { o.timeout = d } }
+
+// Define defines the kind called name whose payload is an A. It panics
+// on an empty name, a MaxAttempts below 1 or a Timeout that is not
+// positive: definitions are program text, and a mistake must stop the
+// program on its first run.
+func Define[A any](name string, opts ...KindOption) Kind[A] {
+	o := kindOptions{maxAttempts: -1, timeout: -1}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case name == "":
+		panic("task: Define: empty kind name")
+	case o.maxAttempts == 0 || o.maxAttempts < -1:
+		panic(fmt.Sprintf("task: Define %q: MaxAttempts must be at least 1 (got %d)", name, o.maxAttempts))
+	case o.timeout == 0 || o.timeout < -1:
+		panic(fmt.Sprintf("task: Define %q: Timeout must be positive (got %s)", name, o.timeout))
+	}
+	return Kind[A]{name: name, queue: o.queue, maxAttempts: max(o.maxAttempts, 0), timeout: max(o.timeout, 0)}
+}
+
+// Name returns the kind's name (Task.Kind).
+func (k Kind[A]) Name() string { return k.name }
+
+// QueueName returns the queue the kind's tasks go to.
+func (k Kind[A]) QueueName() string {
+	if k.queue == "" {
+		return DefaultQueue
+	}
+	return k.queue
+}
+
+// New returns a task of the kind carrying args as its JSON payload, on the
+// kind's queue. Set its Key to de-duplicate, NotBefore to delay it.
+func (k Kind[A]) New(args A) (*Task, error) {
+	b, err := json.Marshal(args)
+	if err != nil {
+		return nil, fmt.Errorf("task: encode %s payload: %w", k.name, err)
+	}
+	return &Task{Kind: k.name, Queue: k.QueueName(), Payload: b}, nil
+}
+
+// Enqueue makes a task of args (New) and enqueues it through e.
+func (k Kind[A]) Enqueue(ctx context.Context, e Enqueuer, args A) error {
+	t, err := k.New(args)
+	if err != nil {
+		return err
+	}
+	return e.Enqueue(ctx, t)
+}
+
+// Args decodes the payload of t, which must be of this kind.
+func (k Kind[A]) Args(t *Task) (A, error) {
+	var a A
+	if t.Kind != k.name {
+		return a, fmt.Errorf("task: task %s is of kind %q, not %q", t.ID, t.Kind, k.name)
+	}
+	if err := json.Unmarshal(t.Payload, &a); err != nil {
+		return a, fmt.Errorf("task %s: decode %s payload: %w", t.ID, t.Kind, err)
+	}
+	return a, nil
+}
+
+// Handle returns the kind's Route: fn receives each task's decoded
+// payload, and reaches the task itself (id, attempt, headers) through
+// FromContext(ctx). A payload that does not decode is a permanent failure
+// (retrying cannot fix it). mws wrap fn's handler, the first outermost.
+func (k Kind[A]) Handle(fn func(ctx context.Context, args A) error, mws ...Middleware) Route {
+	h := HandlerFunc(func(ctx context.Context, t *Task) error {
+		a, err := k.Args(t)
+		if err != nil {
+			return Permanent(err)
+		}
+		return fn(WithTask(ctx, t), a)
+	})
+	return Route{
+		Kind:        k.name,
+		Queue:       k.queue,
+		Handler:     Chain(h, mws...),
+		MaxAttempts: k.maxAttempts,
+		Timeout:     k.timeout,
+		Name:        "task.Define(" + k.name + ")",
+	}
+}
+
+// taskKey is the context key of the task being handled.
+type taskKey struct{}
+
+// WithTask returns ctx carrying t as the task being handled. Typed handlers
+// (Kind.Handle) get it set for them.
+func WithTask(ctx context.Context, t *Task) context.Context {
+	return context.WithValue(ctx, taskKey{}, t)
+}
+
+// FromContext returns the task being handled under ctx, set by Kind.Handle
+// (or WithTask): its ID, Attempt, Headers and the rest. The task belongs to
+// the runtime: read it, do not change it.
+func FromContext(ctx context.Context) (*Task, bool) {
+	t, ok := ctx.Value(taskKey{}).(*Task)
+	return t, ok && t != nil
+}

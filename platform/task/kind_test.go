@@ -1,0 +1,125 @@
+package task_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/task"
+)
+
+type invoiceArgs struct {
+	Number string `json:"number"`
+	Cents  int    `json:"cents"`
+}
+
+var invoiceKind = task.Define[invoiceArgs]("invoice.send", task.Queue("billing"), task.MaxAttempts(3), task.Timeout(time.Minute))
+
+func TestKindNewAndArgsRoundTrip(t *testing.T) {
+	tk, err := invoiceKind.New(invoiceArgs{Number: "2024-17", Cents: 12000})
+	require.NoError(t, err)
+	require.Equal(t, "invoice.send", tk.Kind)
+	require.Equal(t, "billing", tk.Queue)
+	require.JSONEq(t, `{"number":"2024-17","cents":12000}`, string(tk.Payload))
+
+	a, err := invoiceKind.Args(tk)
+	require.NoError(t, err)
+	require.Equal(t, invoiceArgs{Number: "2024-17", Cents: 12000}, a)
+
+	other := &task.Task{ID: "x", Kind: "other", Payload: tk.Payload}
+	_, err = invoiceKind.Args(other)
+	require.ErrorContains(t, err, `is of kind "other", not "invoice.send"`)
+}
+
+func TestKindRouteCarriesOptions(t *testing.T) {
+	r := invoiceKind.Handle(func(context.Context, invoiceArgs) error { return nil })
+	require.Equal(t, "invoice.send", r.Kind)
+	require.Equal(t, "billing", r.Queue)
+	require.Equal(t, 3, r.MaxAttempts)
+	require.Equal(t, time.Minute, r.Timeout)
+	require.Equal(t, "task.Define(invoice.send)", r.Name)
+
+	plain := task.Define[invoiceArgs]("plain")
+	pr := plain.Handle(func(context.Context, invoiceArgs) error { return nil })
+	require.Equal(t, task.DefaultQueue, pr.QueueName())
+	require.Zero(t, pr.MaxAttempts)
+	require.Zero(t, pr.Timeout)
+	require.Equal(t, task.DefaultQueue, plain.QueueName())
+}
+
+// The typed handler gets the decoded args and reaches the task through
+// its context; a payload that does not decode fails permanently without
+// calling it.
+func TestKindHandleDecodesAndExposesTask(t *testing.T) {
+	var (
+		got  invoiceArgs
+		seen *task.Task
+	)
+	boom := errors.New("smtp down")
+	r := invoiceKind.Handle(func(ctx context.Context, a invoiceArgs) error {
+		got = a
+		seen, _ = task.FromContext(ctx)
+		return boom
+	})
+	tk, err := invoiceKind.New(invoiceArgs{Number: "7"})
+	require.NoError(t, err)
+	tk.ID, tk.Attempt = "id-1", 2
+	tk.SetHeader("tenant", "acme")
+	require.ErrorIs(t, r.Handler.Handle(context.Background(), tk), boom)
+	require.Equal(t, "7", got.Number)
+	require.Same(t, tk, seen)
+	require.Equal(t, 2, seen.Attempt)
+	require.Equal(t, "acme", seen.Header("tenant"))
+
+	called := false
+	r = invoiceKind.Handle(func(context.Context, invoiceArgs) error { called = true; return nil })
+	err = r.Handler.Handle(context.Background(), &task.Task{ID: "bad", Kind: "invoice.send", Payload: []byte("{")})
+	require.True(t, task.IsPermanent(err), "%v", err)
+	require.False(t, called)
+
+	_, ok := task.FromContext(context.Background())
+	require.False(t, ok)
+}
+
+func TestKindHandleMiddlewareOrder(t *testing.T) {
+	var order []string
+	mw := func(name string) task.Middleware {
+		return func(next task.Handler) task.Handler {
+			return task.HandlerFunc(func(ctx context.Context, t *task.Task) error {
+				order = append(order, name)
+				return next.Handle(ctx, t)
+			})
+		}
+	}
+	r := invoiceKind.Handle(func(context.Context, invoiceArgs) error { order = append(order, "fn"); return nil }, mw("a"), mw("b"))
+	tk, _ := invoiceKind.New(invoiceArgs{})
+	require.NoError(t, r.Handler.Handle(context.Background(), tk))
+	require.Equal(t, []string{"a", "b", "fn"}, order)
+}
+
+type enqueuerFunc func(ctx context.Context, ts ...*task.Task) error
+
+func (f enqueuerFunc) Enqueue(ctx context.Context, ts ...*task.Task) error { return f(ctx, ts...) }
+
+func TestKindEnqueue(t *testing.T) {
+	var got []*task.Task
+	e := enqueuerFunc(func(_ context.Context, ts ...*task.Task) error { got = append(got, ts...); return nil })
+	require.NoError(t, invoiceKind.Enqueue(context.Background(), e, invoiceArgs{Number: "9"}))
+	require.Len(t, got, 1)
+	a, err := invoiceKind.Args(got[0])
+	require.NoError(t, err)
+	require.Equal(t, "9", a.Number)
+
+	bad := task.Define[func()]("bad")
+	require.ErrorContains(t, bad.Enqueue(context.Background(), e, func() {}), "encode bad payload")
+	require.Len(t, got, 1, "nothing enqueued when encoding fails")
+}
+
+func TestDefinePanicsOnBadDefinitions(t *testing.T) {
+	require.PanicsWithValue(t, "task: Define: empty kind name", func() { task.Define[int]("") })
+	require.Panics(t, func() { task.Define[int]("k", task.MaxAttempts(0)) })
+	require.Panics(t, func() { task.Define[int]("k", task.Timeout(-time.Second)) })
+}
