@@ -162,6 +162,7 @@ func taskRuntime() fx.Option {
 		telemetry.Module,
 		worker.Module,
 		fx.Invoke(func(rt *worker.Runtime) { ps.rt.Store(rt) }),
+		fx.Invoke(checkQueues),
 	)
 }
 

@@ -146,7 +146,9 @@ func (c PoolConfig) Validate() error {
 // Config is the "workers" section: pool settings per queue name. A queue
 // without an entry uses the entry "default"; within an entry, zero fields
 // fall back to the "default" entry's value and then to the built-in
-// defaults. Every queue named here gets a pool even without routes.
+// defaults. Every queue named here gets a pool even without routes; the
+// platform (platform.Module) rejects an entry for a queue no route uses,
+// naming it and the known queues, since it is most likely a typo.
 type Config map[string]PoolConfig
 
 // For resolves the pool settings of queue: its own entry, completed from
