@@ -90,8 +90,7 @@ func (p *Pool) leaseHeld(d *queue.Delivery, start time.Duration) bool {
 	}
 	// Counted until the delivery is in flight or given back, so that
 	// Stop, whose ctx ends meanwhile, names the worker.
-	p.stop.renewing.Add(1)
-	defer p.stop.renewing.Add(-1)
+	defer p.stop.running.begin(renewals, 1)()
 	if !p.renew(d) {
 		p.skipExpired(d)
 		return false

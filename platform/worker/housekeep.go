@@ -53,11 +53,11 @@ func (p *Pool) extendLeases(now time.Time) {
 		}
 		// Bounded by Stop's ctx too (see extendCtx), and reported by
 		// Stop while it runs past it.
-		p.stop.extending.Store(true)
+		end := p.stop.running.begin(extensions, 1)
 		ctx, cancel := context.WithTimeout(p.extendCtx, p.cfg.Lease/2)
 		err := p.backend.Extend(ctx, d, p.cfg.Lease)
 		cancel()
-		p.stop.extending.Store(false)
+		end()
 		if err != nil && s.unsettled(d) {
 			// (Settled meanwhile: the ack or retry won the race, and the
 			// lease is no longer needed.)

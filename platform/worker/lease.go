@@ -81,7 +81,7 @@ func (p *Pool) unreserve(n int) {
 // back-off (leaseRetry), and the pool is degraded meanwhile.
 func (p *Pool) fetch() {
 	defer p.stop.fetcher.Done()
-	defer p.stop.fetching.Store(false)
+	defer p.stop.running.n[fetching].Store(0)
 	retry := leaseRetry()
 	failing := false
 	for {
@@ -181,8 +181,7 @@ func (p *Pool) returnBuffered() {
 // even be tried, and the delivery would wait for its lease to run out
 // and be delivered again as a new attempt.
 func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
-	n := int64(len(ds))
-	p.stop.returning.Add(n)
+	end := p.stop.running.begin(giveBacks, int64(len(ds)))
 	parent := p.settleParent()
 	if parent.Err() != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), stopGrace)
@@ -190,7 +189,7 @@ func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
 		parent = ctx
 	}
 	p.giveBackAll(parent, ds)
-	p.stop.returning.Add(-n)
+	end()
 	p.unreserve(len(ds))
 }
 

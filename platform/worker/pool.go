@@ -215,7 +215,7 @@ func (p *Pool) Start(ctx context.Context) error {
 		p.spawnLocked(&slot{})
 	}
 	p.stop.fetcher.Add(1)
-	p.stop.fetching.Store(true)
+	p.stop.running.n[fetching].Store(1)
 	go p.fetch()
 	p.stop.housekeeper.Add(1)
 	go p.housekeep()

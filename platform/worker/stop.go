@@ -14,8 +14,8 @@ import (
 
 // Stopping: Stop drains the pool and, when its ctx ends first, names what
 // still runs. stopping holds what that needs: the signals, the wait groups
-// of the pool's goroutines, and the few counts of work in progress that
-// only Stop's error reports.
+// of the pool's goroutines, and the work in progress outside a handler
+// (running), by what Stop's error calls it.
 type stopping struct {
 	ch   chan struct{}                   // closed when Stop begins
 	done chan struct{}                   // closed once every goroutine of the pool ended (after Stop)
@@ -27,11 +27,54 @@ type stopping struct {
 	hkStop      chan struct{} // closed once the workers are done
 	abandoning  chan struct{} // guarded by Pool.mu: closed once Stop's give-backs for abandoned handlers returned; nil: none
 
-	returning atomic.Int64 // give-backs in progress outside a worker's settlement (unrun or abandoned deliveries)
-	renewing  atomic.Int64 // workers extending a lease before the handler starts
-	late      atomic.Int64 // give-backs cut short by their context
-	extending atomic.Bool  // the housekeeper is inside a lease extension
-	fetching  atomic.Bool  // the fetcher has not returned
+	running running
+	late    atomic.Int64 // give-backs cut short by their context
+}
+
+// activity is work in progress outside a handler that can outlive Stop's
+// ctx.
+type activity int
+
+const (
+	giveBacks  activity = iota // give-backs outside a worker's settlement (unrun or abandoned deliveries)
+	renewals                   // workers extending a lease before the handler starts
+	fetching                   // the fetcher has not returned
+	extensions                 // the housekeeper is inside a lease extension
+	activities
+)
+
+// describe is how Stop's error names n of a.
+func (a activity) describe(n int64) string {
+	switch a {
+	case giveBacks:
+		return fmt.Sprintf("%d give-backs to the backend", n)
+	case renewals:
+		return fmt.Sprintf("%d workers renewing a lease", n)
+	case fetching:
+		return "the fetcher"
+	default:
+		return "the housekeeper extending a lease"
+	}
+}
+
+// running counts the activities in progress.
+type running struct{ n [activities]atomic.Int64 }
+
+// begin counts n more of a and returns the function that ends them.
+func (r *running) begin(a activity, n int64) (end func()) {
+	r.n[a].Add(n)
+	return func() { r.n[a].Add(-n) }
+}
+
+// describe names every activity in progress.
+func (r *running) describe() []string {
+	var out []string
+	for a := range activities {
+		if n := r.n[a].Load(); n > 0 {
+			out = append(out, a.describe(n))
+		}
+	}
+	return out
 }
 
 func (s *stopping) init() {
@@ -162,18 +205,7 @@ func (p *Pool) overrun(ctx context.Context) error {
 	if n := p.n.inFlight.Load() - int64(len(abandoned)); n > 0 {
 		still = append(still, fmt.Sprintf("%d workers settling their deliveries", n))
 	}
-	if n := p.stop.returning.Load(); n > 0 {
-		still = append(still, fmt.Sprintf("%d give-backs to the backend", n))
-	}
-	if n := p.stop.renewing.Load(); n > 0 {
-		still = append(still, fmt.Sprintf("%d workers renewing a lease", n))
-	}
-	if p.stop.fetching.Load() {
-		still = append(still, "the fetcher")
-	}
-	if p.stop.extending.Load() {
-		still = append(still, "the housekeeper extending a lease")
-	}
+	still = append(still, p.stop.running.describe()...)
 	ended := false
 	select {
 	case <-p.stop.done:
@@ -228,12 +260,12 @@ func (p *Pool) abandon(ctx context.Context) []string {
 	}
 	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
 	n := int64(len(ds))
-	p.stop.returning.Add(n)
+	end := p.stop.running.begin(giveBacks, n)
 	go func() {
 		defer close(finished)
 		defer cancel()
+		defer end()
 		p.giveBackAll(gctx, ds)
-		p.stop.returning.Add(-n)
 	}()
 	wait := time.NewTimer(2 * stopGrace)
 	select {
