@@ -25,7 +25,14 @@ const (
 
 // Fault is what Faulty does to calls of one Op.
 type Fault struct {
-	// Delay is waited before anything else; a call whose ctx ends during
+	// Entered, when set, is called first, with the call's task (nil for
+	// Lease): a test learns that the call is in progress.
+	Entered func(t *task.Task)
+	// Gate, when set, holds the call until it is closed, ignoring the
+	// call's ctx: a backend that does not honour its context. Then the
+	// rest of the fault applies.
+	Gate <-chan struct{}
+	// Delay is waited next; a call whose ctx ends during
 	// the wait returns ctx.Err() without reaching the backend. A Delay
 	// longer than the caller's ctx models a backend that does not answer.
 	Delay time.Duration
@@ -123,6 +130,16 @@ func (f *Faulty) do(ctx context.Context, op Op, call func() error, tasks ...*tas
 	ft := f.take(op, tasks...)
 	if ft == nil {
 		return call()
+	}
+	if ft.Entered != nil {
+		var t *task.Task
+		if len(tasks) > 0 {
+			t = tasks[0]
+		}
+		ft.Entered(t)
+	}
+	if ft.Gate != nil {
+		<-ft.Gate
 	}
 	if ft.Delay > 0 {
 		t := time.NewTimer(ft.Delay)
