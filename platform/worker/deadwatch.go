@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -18,13 +17,14 @@ import (
 // (add queues it), and one goroutine, running from StartPools to
 // StopPools, calls the task's source's Complete with task.DeadLettered and
 // the backend's reason, counted on the pool of the task's queue (Dead, and
-// CompletionFailed when the source fails). Nothing is dropped: what is
-// queued when the runtime stops is told within Stop's ctx.
+// CompletionFailed when the source fails). Nothing is dropped while the
+// runtime runs: what is queued when it stops is told within Stop's ctx. A
+// dead letter the backend reports after that (it closes after the pools)
+// is counted and logged as not told.
 type deadTeller struct {
-	comps   *source.Completions
-	pools   map[string]*Pool
-	log     *zap.Logger
-	timeout time.Duration // bounds one Complete
+	comps *source.Completions
+	pools map[string]*Pool
+	log   *zap.Logger
 
 	mu      sync.Mutex
 	pending []queue.DeadLetter
@@ -35,7 +35,7 @@ type deadTeller struct {
 }
 
 func newDeadTeller(comps *source.Completions, pools map[string]*Pool, log *zap.Logger) *deadTeller {
-	return &deadTeller{comps: comps, pools: pools, log: log, timeout: DefaultTaskTimeout, wake: make(chan struct{}, 1)}
+	return &deadTeller{comps: comps, pools: pools, log: log, wake: make(chan struct{}, 1)}
 }
 
 // add queues dl; it never blocks for long and never calls the backend.
@@ -50,6 +50,12 @@ func (d *deadTeller) add(dl queue.DeadLetter) {
 		return
 	}
 	d.mu.Lock()
+	if !d.running {
+		d.mu.Unlock()
+		d.log.Warn("the backend dead-lettered a task after the runtime stopped; its source is not told",
+			zap.String("task", dl.Task.ID), zap.String("queue", dl.Task.Queue), zap.String("reason", dl.Reason))
+		return
+	}
 	d.pending = append(d.pending, dl)
 	d.mu.Unlock()
 	select {
@@ -104,8 +110,8 @@ func (d *deadTeller) run() {
 	}
 }
 
-// drain tells every queued dead letter, each bounded by d.timeout and by
-// parent.
+// drain tells every queued dead letter, each bounded by parent and by the
+// task timeout of its queue's pool (DefaultTaskTimeout without one).
 func (d *deadTeller) drain(parent context.Context) {
 	for {
 		d.mu.Lock()
@@ -122,10 +128,15 @@ func (d *deadTeller) drain(parent context.Context) {
 }
 
 func (d *deadTeller) tell(parent context.Context, dl queue.DeadLetter) {
-	ctx, cancel := context.WithTimeout(parent, d.timeout)
+	timeout := DefaultTaskTimeout
+	p := d.pools[dl.Task.Queue]
+	if p != nil {
+		timeout = p.cfg.TaskTimeout
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	if err := d.comps.Complete(ctx, dl.Task, task.DeadLettered, dl.Reason); err != nil {
-		if p := d.pools[dl.Task.Queue]; p != nil {
+		if p != nil {
 			p.n.completionFailed.Add(1)
 			p.setLastError(err)
 		}

@@ -20,8 +20,10 @@ type Stats struct {
 	Failed int64 `json:"failed"`
 	// Retried counts deliveries the backend scheduled again.
 	Retried int64 `json:"retried"`
-	// Dead counts deliveries the backend dead-lettered: by the pool's
-	// verdict, or on its own when asked to retry (queue.ErrDeadLettered).
+	// Dead counts tasks of the queue the backend dead-lettered: by the
+	// pool's verdict, on its own when asked to retry
+	// (queue.ErrDeadLettered), or on its own outside any settlement
+	// (queue.DeadWatcher, reported through the Runtime).
 	Dead int64 `json:"dead"`
 	// Returned counts deliveries the backend took back unsettled (at stop,
 	// or taken from the hand-over buffer while paused).
