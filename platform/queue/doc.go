@@ -7,9 +7,13 @@
 //
 // Delivery is at least once. A leased task is invisible to other consumers
 // until its lease ends; an expired lease makes it deliverable again with its
-// attempt counter increased. Every settlement (Ack, Retry, DeadLetter) of a
-// delivery whose lease has already expired, or that was already settled,
-// returns ErrLeaseLost and changes nothing.
+// attempt counter increased. Every settlement (Ack, Retry, DeadLetter,
+// Release) of a delivery whose lease has already expired, or that was
+// already settled, returns ErrLeaseLost and changes nothing. A settlement
+// that returns an error did not happen, except Retry's ErrDeadLettered:
+// the backend dead-lettered the delivery instead. A backend that
+// dead-letters on its own outside a settlement says so through
+// DeadWatcher.
 //
 // All methods are safe for concurrent use.
 package queue
