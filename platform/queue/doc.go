@@ -9,9 +9,11 @@
 // until its lease ends; an expired lease makes it deliverable again with its
 // attempt counter increased. Every settlement (Ack, Retry, DeadLetter,
 // Release) of a delivery whose lease has already expired, or that was
-// already settled, returns ErrLeaseLost and changes nothing. A settlement
-// that returns an error did not happen, except Retry's ErrDeadLettered:
-// the backend dead-lettered the delivery instead. A backend that
+// already settled, returns ErrLeaseLost and changes nothing. A caller
+// treats a settlement that returned an error as not done (if it took
+// effect all the same, a timeout say, nothing is lost: the delivery was
+// settled; if not, it comes back when its lease ends), except Retry's
+// ErrDeadLettered: the backend dead-lettered the delivery instead. A backend that
 // dead-letters on its own outside a settlement says so through
 // DeadWatcher.
 //
