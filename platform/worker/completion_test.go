@@ -371,3 +371,42 @@ func TestBackendsOwnDeadLettersReachTheSource(t *testing.T) {
 	src.mu.Unlock()
 	require.Equal(t, int64(1), p.Stats().Dead)
 }
+
+// hangingSource's Complete waits until its context ends, then reports
+// how long that took.
+type hangingSource struct {
+	inbox
+	waited chan time.Duration
+}
+
+func (s *hangingSource) Complete(ctx context.Context, _ *task.Task, _ task.Outcome, _ string) error {
+	begin := time.Now()
+	<-ctx.Done()
+	s.waited <- time.Since(begin)
+	return ctx.Err()
+}
+
+// TestCompletionContextIsBounded: Complete gets a context bounded by the
+// task timeout; a source that never returns holds a worker no longer, and
+// the task stays acked.
+func TestCompletionContextIsBounded(t *testing.T) {
+	t.Parallel()
+	be := newMemory(t)
+	src := &hangingSource{inbox: inbox{emit: []string{"o1"}}, waited: make(chan time.Duration, 1)}
+	cfg := fast
+	cfg.TaskTimeout = 200 * time.Millisecond
+	rt, err := worker.New(worker.Params{Backend: be, Config: worker.Config{"orders": cfg}, Routes: []task.Route{orderRoute},
+		Sources: []source.Source{src}})
+	require.NoError(t, err)
+	require.NoError(t, rt.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, rt.Stop(context.Background())) })
+
+	waited := within(t, src.waited, "the completion's context to end")
+	require.GreaterOrEqual(t, waited, 150*time.Millisecond)
+	p, _ := rt.Pool("orders")
+	require.Eventually(t, func() bool { return p.Stats().Processed == 1 }, 10*time.Second, time.Millisecond)
+	st := p.Stats()
+	require.Equal(t, int64(1), st.Succeeded)
+	require.Equal(t, int64(1), st.CompletionFailed)
+	requireEmpty(t, be, "orders")
+}
