@@ -123,8 +123,8 @@ type poolStats struct {
 	rt atomic.Pointer[worker.Runtime]
 }
 
-// PoolStats returns the size and busy workers of every pool; none before
-// the runtime is bound.
+// PoolStats returns the size, busy workers and failure counts of every
+// pool; none before the runtime is bound.
 func (s *poolStats) PoolStats() []telemetry.PoolStats {
 	rt := s.rt.Load()
 	if rt == nil {
@@ -134,7 +134,12 @@ func (s *poolStats) PoolStats() []telemetry.PoolStats {
 	out := make([]telemetry.PoolStats, 0, len(pools))
 	for _, p := range pools {
 		st := p.Stats()
-		out = append(out, telemetry.PoolStats{Queue: p.Queue(), Size: st.Workers, Busy: int(st.InFlight)})
+		sf := st.SettleFailed
+		out = append(out, telemetry.PoolStats{Queue: p.Queue(), Size: st.Workers, Busy: int(st.InFlight),
+			SettleFailed: map[string]int64{
+				worker.OpAck: sf.Ack, worker.OpRetry: sf.Retry, worker.OpDeadLetter: sf.DeadLetter, worker.OpRelease: sf.Release,
+			},
+			CompletionFailed: st.CompletionFailed})
 	}
 	return out
 }
@@ -157,6 +162,7 @@ func taskRuntime() fx.Option {
 		telemetry.Module,
 		worker.Module,
 		fx.Invoke(func(rt *worker.Runtime) { ps.rt.Store(rt) }),
+		fx.Invoke(checkQueues),
 	)
 }
 

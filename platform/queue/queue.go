@@ -51,6 +51,10 @@ type Stats struct {
 	Delayed  int64  `json:"delayed"`   // waiting for their not-before time
 	InFlight int64  `json:"in_flight"` // leased, not yet settled
 	Dead     int64  `json:"dead"`      // in the dead letter
+	// DeadDiscarded counts the dead letters the backend discarded since it
+	// started because its dead-letter bound was reached (memory:
+	// Options.MaxDead). Zero for a backend without a bound.
+	DeadDiscarded int64 `json:"dead_discarded"`
 }
 
 // DeadLetter is a task that failed for good, with why.
@@ -87,6 +91,11 @@ type Consumer interface {
 	Retry(ctx context.Context, d *Delivery, at time.Time) error
 	// DeadLetter settles d as failed for good, keeping it with reason.
 	DeadLetter(ctx context.Context, d *Delivery, reason string) error
+	// Release puts d back unsettled, deliverable again at once, without
+	// counting the attempt: the next delivery carries the same attempt
+	// number. A worker pool uses it for deliveries it leased but did not
+	// run (pause, stop) and for handlers cancelled by a stop.
+	Release(ctx context.Context, d *Delivery) error
 }
 
 // DeadLetters lists, re-drives and purges dead letters.
@@ -105,9 +114,12 @@ type DeadLetters interface {
 
 // DeadWatcher is an optional interface of a backend that dead-letters tasks
 // on its own, outside any settlement call (JetStream, when the server gives
-// up on a message after its maximum deliveries). The runtime registers one
+// up on a message after its maximum deliveries; memory, when a lease
+// expired Options.MaxDeliveries times). The runtime registers one
 // function; the backend calls it once for each such dead letter, after the
-// dead letter is stored, and never drops one. fn must not block for long.
+// dead letter is stored, and never drops one. fn must not block for long
+// and must not call back into the backend (a backend may call it while it
+// holds a lock).
 type DeadWatcher interface {
 	WatchDead(fn func(DeadLetter))
 }

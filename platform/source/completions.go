@@ -24,9 +24,9 @@ var (
 )
 
 // Completions routes the completion of a task back to the Completer named
-// by its task.HeaderCompletion header. Worker pools call Complete after a
-// task's final outcome (succeeded or dead-lettered) and before they settle
-// it. The zero value is an empty registry ready for use; it is safe for
+// by its task.HeaderCompletion header. Worker pools call Complete once the
+// backend confirmed a task's final settlement (acked, or dead-lettered by
+// the pool or by the backend itself). The zero value is an empty registry ready for use; it is safe for
 // concurrent use.
 type Completions struct {
 	mu sync.RWMutex

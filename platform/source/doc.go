@@ -31,11 +31,14 @@
 // Completions.Complete for every task that carries task.HeaderCompletion,
 // once the task's outcome is final:
 //
-//   - with task.Succeeded after the handler returned nil, and with
-//     task.DeadLettered (and the reason) when it failed for good;
-//   - after the handler's work, before the delivery is acked or
-//     dead-lettered, so a crash in between redelivers the task and the
-//     completion is made again;
+//   - with task.Succeeded once the handler returned nil and the backend
+//     acked the task, and with task.DeadLettered (and the reason) once the
+//     backend dead-lettered it (by the pool's verdict, or on its own at its
+//     delivery limit);
+//   - after the settlement, never before: a source never hears of an
+//     outcome that did not happen. A handled task is acked whatever state
+//     its source is in; a source that cannot be reached never turns it
+//     into a dead letter;
 //   - in whichever process handles the task (another replica, or the same
 //     host after a restart), found by name, so a source must have the same
 //     name on every replica. Nothing but the header links a task to its
@@ -43,13 +46,15 @@
 //     survives a durable backend (the task, header included, is stored
 //     with it and the completion comes when, and where, it is finally
 //     handled);
-//   - at least once: a completion that fails (returns an error) makes the
-//     success path retry the delivery, so the completion is not lost; the
-//     handler runs again, which handlers tolerate anyway (at-least-once).
+//   - once per settlement, with a bounded context: a failed completion is
+//     counted and logged, not retried by the runtime. Applying it (and
+//     retrying that) is the source's job: queue it and return.
 //
-// Complete must therefore be idempotent (marking a mail seen twice is fine).
-// A failed completion of a dead-lettered task is logged and recorded in the
-// dead-letter reason; re-driving the dead letter makes it again.
+// If the process dies after the settlement and before the source applied
+// the completion, the source emits the task again after its restart; the
+// handler, idempotent, runs once more and the completion comes then.
+// Complete must therefore be idempotent (marking a mail seen twice is
+// fine).
 //
 // # Polling
 //

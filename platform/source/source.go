@@ -26,11 +26,18 @@ type Emitter interface {
 
 // Completer is implemented by sources that want to know when a task they
 // emitted is finally done: succeeded (acked) or dead-lettered. The runtime
-// calls Complete after the handler's work is committed and before the
-// delivery is acked, in whichever host process handled the task (possibly
+// calls Complete after the queue backend confirmed the settlement (the ack
+// or the dead letter), with the outcome that happened and, for a dead
+// letter, its reason, in whichever host process handled the task (possibly
 // another replica, possibly after a restart): it finds the source by the
-// task's task.HeaderCompletion header, so the guarantee is at least once
-// and Complete must be idempotent.
+// task's task.HeaderCompletion header. Complete gets a bounded context
+// (the pool's task timeout) and should return quickly: queue the work
+// (flag, move) and apply it in the source's own time, retrying there. An
+// error is counted and logged; the runtime does not retry it and never
+// undoes the settlement. A process that dies after the settlement and
+// before the source applied the completion leaves it untold: the source
+// emits the task again after its restart (the handler is idempotent) and
+// the completion comes then. Complete must therefore be idempotent.
 type Completer interface {
 	Complete(ctx context.Context, t *task.Task, o task.Outcome, reason string) error
 }

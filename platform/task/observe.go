@@ -16,8 +16,10 @@ const (
 	Retried Outcome = "retried"
 	// DeadLettered: the task failed for good and sits in the dead letter.
 	DeadLettered Outcome = "dead_lettered"
-	// Returned: the pool stopped before the handler finished; the task went
-	// back to the queue unsettled (it will be delivered again).
+	// Returned: the delivery was not settled: the pool stopped before the
+	// handler finished (the task went back to the queue), or the backend
+	// refused the settlement (the delivery stays leased until its lease
+	// ends). Either way the task is delivered again.
 	Returned Outcome = "returned"
 )
 

@@ -74,16 +74,19 @@
 //
 //	name                      type       unit        attributes              what
 //	plba.task.enqueued        counter    {task}      queue, kind, outcome    tasks handed to the backend; outcome ok|error
-//	plba.task.processed       counter    {delivery}  queue, kind, outcome    settled deliveries; outcome succeeded|retried|dead_lettered|returned
+//	plba.task.processed       counter    {delivery}  queue, kind, outcome    finished deliveries; outcome succeeded|retried|dead_lettered|returned (returned: not settled)
 //	plba.task.failed          counter    {delivery}  queue, kind, outcome    deliveries whose handler failed, or dead-lettered
 //	plba.task.retried         counter    {delivery}  queue, kind, outcome    deliveries scheduled for another attempt (outcome retried)
 //	plba.task.dead_lettered   counter    {task}      queue, kind, outcome    tasks moved to the dead letter
+//	plba.task.settle_failed   counter    {delivery}  queue, op               settlements the backend refused; op ack|retry|dead_letter|release (PoolStatser)
+//	plba.task.completion_failed counter  {task}      queue                   completions a source failed after the settlement (PoolStatser)
 //	plba.task.duration        histogram  s           queue, kind, outcome    handler run time per delivery
 //	plba.task.queue_wait      histogram  s           queue, kind             first enqueue to start of the first delivery
 //	plba.queue.depth          gauge      {task}      queue                   ready tasks (QueueStatser)
 //	plba.queue.in_flight      gauge      {task}      queue                   leased, unsettled tasks (QueueStatser)
 //	plba.queue.delayed        gauge      {task}      queue                   tasks waiting for their not-before time (QueueStatser)
 //	plba.queue.dead           gauge      {task}      queue                   dead letters (QueueStatser)
+//	plba.queue.dead_discarded counter    {task}      queue                   dead letters discarded at the backend's bound (QueueStatser)
 //	plba.pool.size            gauge      {worker}    queue                   pool concurrency (PoolStatser)
 //	plba.pool.busy            gauge      {worker}    queue                   workers running a handler (PoolStatser)
 //	plba.source.emitted       counter    {task}      source                  tasks emitted by a source (SourceObserver.Emitted)

@@ -16,6 +16,7 @@ const (
 	attrKind    = attribute.Key("kind")
 	attrOutcome = attribute.Key("outcome")
 	attrSource  = attribute.Key("source")
+	attrOp      = attribute.Key("op")
 )
 
 // maxLabelSets bounds the label cache: a flood of distinct kinds (a

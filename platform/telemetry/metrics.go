@@ -29,6 +29,10 @@ type instruments struct {
 
 	depth, inFlight, delayed, dead metric.Int64ObservableGauge
 	poolSize, poolBusy             metric.Int64ObservableGauge
+
+	// Cumulative counts kept by the backend and the pools themselves,
+	// reported on collection like the gauges.
+	deadDiscarded, settleFailed, completionFailed metric.Int64ObservableCounter
 }
 
 func newInstruments(m metric.Meter) (*instruments, error) {
@@ -62,6 +66,9 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	gauge(&in.dead, "plba.queue.dead", "{task}", "Tasks in the dead letter, by queue.")
 	gauge(&in.poolSize, "plba.pool.size", "{worker}", "Workers of a pool (its concurrency), by queue.")
 	gauge(&in.poolBusy, "plba.pool.busy", "{worker}", "Workers running a handler, by queue.")
+	ocounter(&in.deadDiscarded, "plba.queue.dead_discarded", "{task}", "Dead letters the backend discarded at its dead-letter bound, by queue.")
+	ocounter(&in.settleFailed, "plba.task.settle_failed", "{delivery}", "Settlements (ack, retry, dead_letter, release) the backend refused or did not answer, by queue and op.")
+	ocounter(&in.completionFailed, "plba.task.completion_failed", "{task}", "Completions a source failed after the settlement, by queue.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("telemetry: create instruments: %w", err)
 	}
@@ -115,6 +122,12 @@ type PoolStats struct {
 	Size int
 	// Busy is how many of its workers run a handler now.
 	Busy int
+	// SettleFailed counts the pool's failed settlements by operation
+	// ("ack", "retry", "dead_letter", "release"), since it started.
+	SettleFailed map[string]int64
+	// CompletionFailed counts the completions its tasks' sources failed,
+	// since it started.
+	CompletionFailed int64
 }
 
 // PoolStatser reports the state of every worker pool; the host feeds it
@@ -166,12 +179,13 @@ func (in *instruments) observeQueues(s QueueStatser) (metric.Registration, error
 			o.ObserveInt64(in.inFlight, st.InFlight, opt)
 			o.ObserveInt64(in.delayed, st.Delayed, opt)
 			o.ObserveInt64(in.dead, st.Dead, opt)
+			o.ObserveInt64(in.deadDiscarded, st.DeadDiscarded, opt)
 		}
 		if err != nil {
 			return fmt.Errorf("telemetry: queue stats: %w", err)
 		}
 		return nil
-	}, in.depth, in.inFlight, in.delayed, in.dead)
+	}, in.depth, in.inFlight, in.delayed, in.dead, in.deadDiscarded)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: register queue gauges: %w", err)
 	}
@@ -185,9 +199,13 @@ func (in *instruments) observePools(s PoolStatser) (metric.Registration, error) 
 			opt := metric.WithAttributeSet(attribute.NewSet(attrQueue.String(p.Queue)))
 			o.ObserveInt64(in.poolSize, int64(p.Size), opt)
 			o.ObserveInt64(in.poolBusy, int64(p.Busy), opt)
+			o.ObserveInt64(in.completionFailed, p.CompletionFailed, opt)
+			for op, n := range p.SettleFailed {
+				o.ObserveInt64(in.settleFailed, n, metric.WithAttributeSet(attribute.NewSet(attrQueue.String(p.Queue), attrOp.String(op))))
+			}
 		}
 		return nil
-	}, in.poolSize, in.poolBusy)
+	}, in.poolSize, in.poolBusy, in.completionFailed, in.settleFailed)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: register pool gauges: %w", err)
 	}

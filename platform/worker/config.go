@@ -3,8 +3,6 @@ package worker
 import (
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"sort"
 	"time"
 
@@ -29,80 +27,23 @@ const (
 	DefaultBackoffJitter     = 0.2
 )
 
-// Backoff is the retry delay policy: the delay after the n-th failed
-// attempt is Initial × Multiplier^(n-1), capped at Max, then spread by a
-// random factor in [1-Jitter, 1+Jitter].
-type Backoff struct {
-	// Initial is the delay after the first failure. Default 1s.
-	Initial time.Duration `koanf:"initial"`
-	// Max caps the delay. Default 5m.
-	Max time.Duration `koanf:"max"`
-	// Multiplier grows the delay per attempt; at least 1. Default 2.
-	Multiplier float64 `koanf:"multiplier"`
-	// Jitter is the random spread as a fraction of the delay, in [0, 1].
-	// Default 0.2; a negative value means no jitter.
-	Jitter float64 `koanf:"jitter"`
-}
-
-// WithDefaults returns b with zero fields set to their defaults.
-func (b Backoff) WithDefaults() Backoff {
-	if b.Initial == 0 {
-		b.Initial = DefaultBackoffInitial
-	}
-	if b.Max == 0 {
-		b.Max = DefaultBackoffMax
-	}
-	if b.Multiplier == 0 {
-		b.Multiplier = DefaultBackoffMultiplier
-	}
-	if b.Jitter == 0 {
-		b.Jitter = DefaultBackoffJitter
-	}
-	return b
-}
-
-// Validate reports the invalid fields of b, each prefixed with its key.
-func (b Backoff) Validate() error {
-	var errs []error
-	if b.Initial < 0 {
-		errs = append(errs, fmt.Errorf("initial: must not be negative (got %s)", b.Initial))
-	}
-	if b.Max < 0 {
-		errs = append(errs, fmt.Errorf("max: must not be negative (got %s)", b.Max))
-	}
-	if b.Max > 0 && b.Initial > b.Max {
-		errs = append(errs, fmt.Errorf("initial: must not exceed max %s (got %s)", b.Max, b.Initial))
-	}
-	if b.Multiplier != 0 && b.Multiplier < 1 {
-		errs = append(errs, fmt.Errorf("multiplier: must be at least 1 (got %g)", b.Multiplier))
-	}
-	if b.Jitter > 1 {
-		errs = append(errs, fmt.Errorf("jitter: must be at most 1 (got %g)", b.Jitter))
-	}
-	return errors.Join(errs...)
-}
-
-// Delay returns the delay after failed attempt n (1-based), with jitter.
-// b must have its defaults applied.
-func (b Backoff) Delay(n int) time.Duration {
-	if n < 1 {
-		n = 1
-	}
-	d := float64(b.Initial) * math.Pow(b.Multiplier, float64(n-1))
-	if d > float64(b.Max) {
-		d = float64(b.Max)
-	}
-	if b.Jitter > 0 {
-		d *= 1 + b.Jitter*(2*rand.Float64()-1)
-	}
-	return time.Duration(d)
-}
+// Upper bounds of PoolConfig. A pool allocates its hand-over buffer
+// (Concurrency + BatchSize deliveries) and starts Concurrency goroutines
+// at once, and one Lease call may return BatchSize tasks with their
+// payloads: the bounds keep a mistyped value from exhausting memory. Ten
+// thousand workers are far more than one process runs usefully (handlers
+// that wait on I/O included), and a batch of ten thousand already
+// amortises a lease call to nothing.
+const (
+	MaxConcurrency = 10_000
+	MaxBatchSize   = 10_000
+)
 
 // PoolConfig configures the worker pool of one queue. The zero value is
 // valid: every zero field takes its documented default.
 type PoolConfig struct {
 	// Concurrency is how many tasks run at once (the number of workers).
-	// Default 8.
+	// 1 to MaxConcurrency (10,000). Default 8.
 	Concurrency int `koanf:"concurrency"`
 	// TaskTimeout bounds one handler run; the handler's ctx is cancelled
 	// when it passes and the attempt fails. A route's Timeout overrides
@@ -125,7 +66,8 @@ type PoolConfig struct {
 	// batches cost less per task (fewer Lease calls and wake-ups); smaller
 	// ones let several replicas sharing a durable queue split slow work
 	// more evenly, since a pool never holds more than Concurrency +
-	// BatchSize tasks. Default: Concurrency, at least 32.
+	// BatchSize tasks. 1 to MaxBatchSize (10,000). Default: Concurrency,
+	// at least 32.
 	BatchSize int `koanf:"batch_size"`
 	// MaxAttempts is how many deliveries a failing task gets before it is
 	// dead-lettered. A route's MaxAttempts overrides it. Default 5.
@@ -174,8 +116,8 @@ func (c PoolConfig) WithDefaults() PoolConfig {
 // valid (they mean the default).
 func (c PoolConfig) Validate() error {
 	var errs []error
-	if c.Concurrency < 0 {
-		errs = append(errs, fmt.Errorf("concurrency: must be at least 1 (got %d)", c.Concurrency))
+	if c.Concurrency < 0 || c.Concurrency > MaxConcurrency {
+		errs = append(errs, fmt.Errorf("concurrency: must be 1 to %d (got %d)", MaxConcurrency, c.Concurrency))
 	}
 	if c.TaskTimeout < 0 {
 		errs = append(errs, fmt.Errorf("task_timeout: must not be negative (got %s)", c.TaskTimeout))
@@ -183,8 +125,8 @@ func (c PoolConfig) Validate() error {
 	if c.Lease < 0 {
 		errs = append(errs, fmt.Errorf("lease: must not be negative (got %s)", c.Lease))
 	}
-	if c.BatchSize < 0 {
-		errs = append(errs, fmt.Errorf("batch_size: must be at least 1 (got %d)", c.BatchSize))
+	if c.BatchSize < 0 || c.BatchSize > MaxBatchSize {
+		errs = append(errs, fmt.Errorf("batch_size: must be 1 to %d (got %d)", MaxBatchSize, c.BatchSize))
 	}
 	if c.MaxAttempts < 0 {
 		errs = append(errs, fmt.Errorf("max_attempts: must be at least 1 (got %d)", c.MaxAttempts))
@@ -204,7 +146,9 @@ func (c PoolConfig) Validate() error {
 // Config is the "workers" section: pool settings per queue name. A queue
 // without an entry uses the entry "default"; within an entry, zero fields
 // fall back to the "default" entry's value and then to the built-in
-// defaults. Every queue named here gets a pool even without routes.
+// defaults. Every queue named here gets a pool even without routes; the
+// platform (platform.Module) rejects an entry for a queue no route uses,
+// naming it and the known queues, since it is most likely a typo.
 type Config map[string]PoolConfig
 
 // For resolves the pool settings of queue: its own entry, completed from

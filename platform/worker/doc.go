@@ -23,20 +23,41 @@
 //
 // Then the delivery is settled:
 //
-//   - nil: the completion (if the task carries task.HeaderCompletion) is
-//     reported with task.Succeeded, then the delivery is acked. A failed
-//     completion turns the delivery into a failure, so it is retried and
-//     the completion is not lost; when it still fails at the last attempt
-//     the task is dead-lettered ("handled, but its source could not be
-//     told") without telling the source anything, never as dead-lettered;
-//   - task.Permanent: dead letter with the error's text as reason, after
-//     the completion with task.DeadLettered;
+//   - nil: acked, whatever state the task's source is in;
+//   - task.Permanent: dead letter with the error's text as reason;
 //   - task.RetryAfter(d): retried at now+d (still an attempt: past the
 //     maximum attempts it is dead-lettered);
 //   - any other error: retried after the back-off (Initial × Multiplier^(n-1)
-//     capped at Max, ±Jitter), dead-lettered with the last error as reason
-//     once the attempt reaches MaxAttempts (the route's, else the pool's);
-//   - a kind without a route: dead letter with "no handler for kind X".
+//     capped at Max, ±Jitter; github.com/cenkalti/backoff/v5), dead-lettered
+//     with the last error as reason once the attempt reaches MaxAttempts
+//     (the route's, else the pool's);
+//   - a kind without a route: dead letter with "no handler for kind X";
+//   - a task carrying task.HeaderRejected (a stand-in, see task.Rejected):
+//     dead letter with that reason, without running a handler.
+//
+// What is counted and reported is what the backend did. A settlement it
+// refuses (an error from Ack, Retry, DeadLetter or Release) is not done:
+// it is counted in Stats.SettleFailed (metric plba.task.settle_failed),
+// reported to the observer as task.Returned with the error, and the
+// delivery stays leased until its lease ends, when the backend delivers it
+// again. A Retry the backend answers with queue.ErrDeadLettered (its own
+// delivery limit) is a dead letter. Dead letters a backend makes on its
+// own (queue.DeadWatcher) are reported to the Runtime, which tells their
+// sources and counts them on the queue's pool.
+//
+// # Completion
+//
+// A task that carries task.HeaderCompletion has its source told of its
+// final outcome (source.Completions) after the backend confirmed the
+// settlement: task.Succeeded after the ack, task.DeadLettered with the
+// reason after the dead letter. Complete gets a context bounded by the
+// task timeout (and Stop's ctx). A failed completion is counted
+// (Stats.CompletionFailed, metric plba.task.completion_failed) and logged;
+// the pool neither retries it nor turns the task into a dead letter:
+// applying a completion, and retrying it, is the source's own job. A
+// process that dies between the ack and the completion leaves the source
+// untold: the source emits the task again after its restart, the
+// idempotent handler runs once more, and the completion is made then.
 //
 // Settlement never trusts the handler's error: an error whose Error method
 // panics (a nil pointer of an error type returned as an error) is reported
@@ -46,7 +67,8 @@
 // letter instead of running forever.
 //
 // A long-running handler keeps its lease: the pool extends it at about
-// half its length.
+// half its length. The handler's context arms its deadline timer only when
+// the handler waits on it, and contexts derived from it cost no goroutine.
 //
 // # Supervision and control
 //
@@ -61,8 +83,8 @@
 // Stop stops leasing, gives the hand-over buffer back at once, gives
 // in-flight handlers DrainTimeout to finish, then cancels their contexts;
 // their deliveries go back to the queue unsettled (task.Returned), through
-// the backend's Release when it implements Releaser (no attempt counted),
-// else Retry at now. Nothing unfinished is ever acked. Give-backs run
+// the backend's Release (no attempt counted). Nothing unfinished is ever
+// acked. Give-backs run
 // concurrently and, like every settlement once Stop began, are bounded by
 // Stop's ctx as well as by the lease; when ctx ends first, Stop returns an
 // error naming what still runs.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/memory"
+	"github.com/plba/plba/platform/queue/queuetest"
 	"github.com/plba/plba/platform/task"
 	"github.com/plba/plba/platform/worker"
 )
@@ -338,18 +339,6 @@ func TestStopHonoursItsContextWithASlowBackend(t *testing.T) {
 	be.releaseAll(t)
 }
 
-// stuckRelease is a memory backend whose Release ignores its context and
-// waits until the test opens the gate.
-type stuckRelease struct {
-	*memory.Backend
-	gate chan struct{}
-}
-
-func (b *stuckRelease) Release(ctx context.Context, d *queue.Delivery) error {
-	<-b.gate
-	return b.Backend.Release(context.Background(), d)
-}
-
 // TestStopNamesWhatStillRuns: when ctx ends before the pool stopped, Stop
 // returns an error naming what still runs: a handler that ignores its
 // cancellation (whose delivery Stop gives back itself), a worker still
@@ -358,7 +347,10 @@ func (b *stuckRelease) Release(ctx context.Context, d *queue.Delivery) error {
 // its own give-back of an abandoned delivery without bound.
 func TestStopNamesWhatStillRuns(t *testing.T) {
 	t.Parallel()
-	be := &stuckRelease{Backend: newMemory(t), gate: make(chan struct{})}
+	// Release ignores its context and waits until the gate opens.
+	gate := make(chan struct{})
+	be := queuetest.NewFaulty(newMemory(t))
+	be.Inject(queuetest.OpRelease, queuetest.Fault{Gate: gate})
 	stuck := make(chan struct{})
 	started := make(chan struct{}, 2)
 	cfg := fast
@@ -392,7 +384,7 @@ func TestStopNamesWhatStillRuns(t *testing.T) {
 	require.ErrorContains(t, err, "1 workers settling their deliveries")
 	require.ErrorContains(t, err, "1 give-backs to the backend") // the abandoned delivery
 
-	close(be.gate)
+	close(gate)
 	close(stuck)
 	require.NoError(t, p.Stop(context.Background()), "everything ends once the backend answers")
 	qs, err := be.Stats(context.Background(), "default")
@@ -401,38 +393,22 @@ func TestStopNamesWhatStillRuns(t *testing.T) {
 	require.Equal(t, int64(2), p.Stats().Returned)
 }
 
-// gatedExtend is a memory backend whose first Extend waits, once called,
-// until the test opens the gate.
-type gatedExtend struct {
-	*memory.Backend
-	entered chan struct{} // closed when the first Extend is called
-	gate    chan struct{}
-	once    sync.Once
-}
-
-func (b *gatedExtend) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.Duration) error {
-	first := false
-	b.once.Do(func() { first = true })
-	if first {
-		close(b.entered)
-		<-b.gate
-	}
-	return b.Backend.Extend(ctx, d, leaseFor)
-}
-
 // TestExtendRacingAnAckIsNotAWarning: when the housekeeper extends the
 // lease of a delivery that is acked meanwhile, the failed extension
 // (lease lost) is no cause for a warning.
 func TestExtendRacingAnAckIsNotAWarning(t *testing.T) {
 	t.Parallel()
-	be := &gatedExtend{Backend: newMemory(t), entered: make(chan struct{}), gate: make(chan struct{})}
+	// The first Extend, once called, waits until the gate opens.
+	entered, gate := make(chan struct{}), make(chan struct{})
+	be := queuetest.NewFaulty(newMemory(t))
+	be.Inject(queuetest.OpExtend, queuetest.Fault{Entered: func(*task.Task) { close(entered) }, Gate: gate, Times: 1})
 	core, logs := observer.New(zapcore.WarnLevel)
 	cfg := fast
 	cfg.Lease = slowLease
 	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be, Logger: zap.New(core),
 		Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
 			select {
-			case <-be.entered: // the housekeeper is extending this lease
+			case <-entered: // the housekeeper is extending this lease
 				return nil
 			case <-time.After(slowLease + 10*time.Second):
 				return errors.New("the lease was never extended")
@@ -442,7 +418,7 @@ func TestExtendRacingAnAckIsNotAWarning(t *testing.T) {
 	require.NoError(t, be.Enqueue(context.Background(), &task.Task{Kind: "k", Queue: "default"}))
 	require.NoError(t, p.Start(context.Background()))
 	require.Eventually(t, func() bool { return p.Stats().Succeeded == 1 }, slowLease+10*time.Second, time.Millisecond)
-	close(be.gate) // the extension now finds the delivery acked
+	close(gate) // the extension now finds the delivery acked
 	require.NoError(t, p.Stop(context.Background()))
 	require.Empty(t, p.Stats().LastError)
 	require.Zero(t, logs.Len(), "warnings: %v", logs.All())
@@ -539,4 +515,54 @@ func TestStopWaitsForALeaseRenewal(t *testing.T) {
 	require.Equal(t, "renewed", ds[0].Task.ID)
 	require.Equal(t, 1, ds[0].Task.Attempt, "given back uncounted, not redelivered after its lease ran out")
 	require.NoError(t, be.Backend.Ack(context.Background(), ds[0]))
+}
+
+// TestFailedReleaseIsNotAReturn: give-backs the backend refuses (the
+// hand-over buffer and a cancelled handler's delivery at Stop) are
+// counted as failed releases, not as returned; the deliveries come back
+// when their leases end. They used to be counted as returned.
+func TestFailedReleaseIsNotAReturn(t *testing.T) {
+	t.Parallel()
+	mem := newMemory(t)
+	be := queuetest.NewFaulty(mem)
+	be.Inject(queuetest.OpRelease, queuetest.Fault{Err: errors.New("connection reset")})
+	cfg := fast
+	cfg.Concurrency, cfg.BatchSize, cfg.Lease = 1, 3, time.Second
+	started := make(chan struct{}, 10)
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be,
+		Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+			started <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		})})})
+	require.NoError(t, err)
+	for range 4 {
+		require.NoError(t, be.Enqueue(context.Background(), &task.Task{Kind: "k", Queue: "default"}))
+	}
+	require.NoError(t, p.Start(context.Background()))
+	within(t, started, "the first handler")
+	require.Eventually(t, func() bool {
+		st, err := be.Stats(context.Background(), "default")
+		return err == nil && st.InFlight == 4
+	}, 10*time.Second, time.Millisecond, "one running, three in the hand-over buffer")
+	require.NoError(t, p.Stop(context.Background()))
+
+	st := p.Stats()
+	require.Equal(t, worker.SettleFailures{Release: 4}, st.SettleFailed)
+	require.Zero(t, st.Returned)
+	require.Contains(t, st.LastError, "connection reset")
+	require.Equal(t, 4, be.Calls(queuetest.OpRelease))
+	// Not released: they come back once their leases end, as new attempts.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	seen := 0
+	for seen < 4 {
+		ds, err := mem.Lease(ctx, "default", 4, time.Minute)
+		require.NoError(t, err)
+		for _, d := range ds {
+			require.Equal(t, 2, d.Task.Attempt)
+			require.NoError(t, mem.Ack(context.Background(), d))
+		}
+		seen += len(ds)
+	}
 }

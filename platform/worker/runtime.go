@@ -61,6 +61,8 @@ type Runtime struct {
 	byQueue    map[string]*Pool
 	supervisor *source.Supervisor
 	log        *zap.Logger
+	backend    queue.Backend
+	dead       *deadTeller
 }
 
 // New validates p and builds the runtime without starting anything.
@@ -109,7 +111,7 @@ func New(p Params) (*Runtime, error) {
 		queues = append(queues, q)
 	}
 	sort.Strings(queues)
-	r := &Runtime{router: router, producer: prod, byQueue: map[string]*Pool{}, supervisor: sup, log: p.Logger}
+	r := &Runtime{router: router, producer: prod, byQueue: map[string]*Pool{}, supervisor: sup, log: p.Logger, backend: p.Backend}
 	for _, q := range queues {
 		pool, err := NewPool(PoolParams{
 			Queue: q, Config: p.Config.For(q), Backend: p.Backend, Router: router,
@@ -122,6 +124,7 @@ func New(p Params) (*Runtime, error) {
 		r.pools = append(r.pools, pool)
 		r.byQueue[q] = pool
 	}
+	r.dead = newDeadTeller(sup.Completions(), r.byQueue, p.Logger.Named("worker"))
 	return r, nil
 }
 
@@ -157,13 +160,21 @@ func (r *Runtime) Stop(ctx context.Context) error {
 }
 
 // StartPools starts every pool; on failure the ones already started are
-// stopped again.
+// stopped again. A backend that dead-letters tasks on its own
+// (queue.DeadWatcher) reports each such dead letter to the runtime from
+// now on, which tells the task's source (task.DeadLettered, with the
+// backend's reason) and counts it on the pool of its queue.
 func (r *Runtime) StartPools(ctx context.Context) error {
+	if w, ok := r.backend.(queue.DeadWatcher); ok {
+		r.dead.start()
+		w.WatchDead(r.dead.add)
+	}
 	for i, p := range r.pools {
 		if err := p.Start(ctx); err != nil {
 			for _, q := range r.pools[:i] {
 				_ = q.Stop(ctx)
 			}
+			_ = r.dead.close(ctx)
 			return err
 		}
 	}
@@ -182,7 +193,7 @@ func (r *Runtime) StopPools(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, r.dead.close(ctx))...)
 }
 
 // StartSources starts the source supervisor.

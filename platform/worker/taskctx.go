@@ -11,6 +11,13 @@ import (
 // arms no timer until someone asks for Done: a handler that never waits on
 // its context (or derives none from it) costs one allocation and no timer.
 // Err judges the deadline and the parent on the spot while Done is unarmed.
+//
+// Contexts derived from it (WithTimeout, WithCancel, AfterFunc) cost no
+// goroutine: it has the AfterFunc method through which the standard
+// library's context package links a child to a parent of a foreign type
+// (without it, each child would start a goroutine waiting on Done). The
+// standard library's WithDeadline costs three allocations and a timer per
+// task more (BENCHMARKS.md).
 type taskContext struct {
 	parent   context.Context
 	deadline time.Time
@@ -20,7 +27,11 @@ type taskContext struct {
 	err      error
 	timer    *time.Timer
 	stopHook func() bool
+	after    map[*afterFunc]struct{} // run once when the context ends
 }
+
+// afterFunc is one function registered with AfterFunc.
+type afterFunc struct{ f func() }
 
 var _ context.Context = (*taskContext)(nil)
 
@@ -92,6 +103,44 @@ func (c *taskContext) cancelLocked(err error) {
 	c.err = err
 	if c.done != nil {
 		close(c.done)
+	}
+	if len(c.after) > 0 {
+		fs := c.after
+		c.after = nil
+		// Outside the lock: a function may call back (a stop, Err).
+		c.mu.Unlock()
+		for a := range fs {
+			a.f()
+		}
+		c.mu.Lock()
+	}
+}
+
+// AfterFunc arranges for f to be called once the context ends (at once, in
+// its own goroutine, when it ended already) and returns a function that
+// cancels the call: it reports whether it did. The context package uses it
+// to link derived contexts to this one without a goroutine each; f is
+// then a child's cancel, which returns at once.
+func (c *taskContext) AfterFunc(f func()) (stop func() bool) {
+	_ = c.Done() // armed: the deadline and the parent now end the context
+	a := &afterFunc{f: f}
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	if c.after == nil {
+		c.after = make(map[*afterFunc]struct{})
+	}
+	c.after[a] = struct{}{}
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, ok := c.after[a]
+		delete(c.after, a)
+		return ok
 	}
 }
 

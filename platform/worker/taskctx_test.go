@@ -84,3 +84,34 @@ func TestTaskContextFinishAndChildren(t *testing.T) {
 		t.Fatal("Done after finish is closed")
 	}
 }
+
+// TestTaskContextAfterFunc: children linked through AfterFunc end at the
+// task's deadline; a stopped registration is not called; one made after
+// the end runs at once.
+func TestTaskContextAfterFunc(t *testing.T) {
+	t.Parallel()
+	c := newTaskContext(context.Background(), time.Now().Add(50*time.Millisecond))
+	child, cancelChild := context.WithCancel(c)
+	defer cancelChild()
+	called := make(chan struct{})
+	context.AfterFunc(c, func() { close(called) })
+	stopped := c.AfterFunc(func() { t.Error("a stopped function was called") })
+	require.True(t, stopped())
+	require.False(t, stopped(), "stop reports once")
+	select {
+	case <-child.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the derived context did not end at the deadline")
+	}
+	require.ErrorIs(t, child.Err(), context.DeadlineExceeded)
+	select {
+	case <-called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("context.AfterFunc was not called")
+	}
+	late := make(chan struct{})
+	stop := c.AfterFunc(func() { close(late) })
+	<-late
+	require.False(t, stop())
+	c.finish()
+}

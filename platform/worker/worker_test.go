@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -481,7 +482,15 @@ func TestWorkerCrashIsReplaced(t *testing.T) {
 func TestConfigValidateAndResolve(t *testing.T) {
 	t.Parallel()
 	err := worker.PoolConfig{Concurrency: -3}.Validate()
-	require.EqualError(t, err, "concurrency: must be at least 1 (got -3)")
+	require.EqualError(t, err, "concurrency: must be 1 to 10000 (got -3)")
+
+	// Upper bounds: a huge value used to panic in makechan (concurrency)
+	// or exhaust memory (batch_size) instead of being reported.
+	err = worker.PoolConfig{Concurrency: math.MaxInt64, BatchSize: 2_000_000_000}.Validate()
+	require.EqualError(t, err, "concurrency: must be 1 to 10000 (got 9223372036854775807)\nbatch_size: must be 1 to 10000 (got 2000000000)")
+	_, err = worker.NewPool(worker.PoolParams{Queue: "q", Backend: memory.New(memory.Options{}), Router: mustRouter(t),
+		Config: worker.PoolConfig{Concurrency: math.MaxInt64}})
+	require.ErrorContains(t, err, "concurrency: must be 1 to 10000")
 
 	cfg := worker.Config{
 		"default": {Concurrency: 2, MaxAttempts: 7},

@@ -42,9 +42,34 @@ type Backend struct {
 	timer   *time.Timer
 	wakeAt  atomic.Int64
 	tickMu  sync.Mutex // held by a running tick
+
+	watch atomic.Pointer[func(queue.DeadLetter)] // see WatchDead
 }
 
-var _ queue.Backend = (*Backend)(nil)
+var (
+	_ queue.Backend     = (*Backend)(nil)
+	_ queue.DeadWatcher = (*Backend)(nil)
+)
+
+// WatchDead registers fn, called for every task the backend dead-letters
+// on its own: one whose lease expired Options.MaxDeliveries times. It is
+// called with the queue's lock held (see queue.DeadWatcher: fn must not
+// block nor call the backend). A later call replaces fn; nil removes it.
+func (b *Backend) WatchDead(fn func(queue.DeadLetter)) {
+	if fn == nil {
+		b.watch.Store(nil)
+		return
+	}
+	b.watch.Store(&fn)
+}
+
+// reportDead tells the watcher of e, which the backend dead-lettered on
+// its own.
+func (b *Backend) reportDead(e *entry) {
+	if fn := b.watch.Load(); fn != nil {
+		(*fn)(deadLetter(e))
+	}
+}
 
 // New returns an open in-memory backend. Invalid options (see
 // Options.Validate) are replaced by their defaults; the platform's queue
@@ -179,6 +204,7 @@ func (b *Backend) Stats(_ context.Context, name string) (queue.Stats, error) {
 	st.Delayed = int64(len(q.delayed))
 	st.InFlight = int64(len(q.leased))
 	st.Dead = int64(len(q.dead))
+	st.DeadDiscarded = q.discarded
 	q.mu.Unlock()
 	return st, nil
 }

@@ -14,8 +14,11 @@
 // producer that arrives just then may take the room first, and the woken
 // one waits again (no strict first-come order). A batch is stored as a
 // whole or not at all, also when it spans several queues. Dead letters
-// are kept until purged or re-driven (they do not count against
-// Capacity, and nothing bounds them).
+// are kept until purged or re-driven; they do not count against Capacity
+// but against their own bound, Options.MaxDead per queue (10,000 by
+// default): a dead letter beyond it discards the queue's oldest one,
+// which is counted (queue.Stats.DeadDiscarded, the metric
+// plba.queue.dead_discarded) and logged, never lost silently.
 //
 // # Time
 //
@@ -23,7 +26,9 @@
 // time.AfterFunc timer, set to the earliest due time, wakes blocked Lease
 // calls, so an idle backend runs no goroutine. An expired lease makes its
 // task ready again with the attempt counted; Options.MaxDeliveries
-// dead-letters a task whose leases expired that many times.
+// dead-letters a task whose leases expired that many times, and reports
+// it to the function registered with WatchDead (queue.DeadWatcher), so
+// that its source hears of it like of any dead letter.
 //
 // # De-duplication
 //

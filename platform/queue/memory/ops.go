@@ -392,8 +392,7 @@ func (b *Backend) Retry(_ context.Context, d *queue.Delivery, at time.Time) erro
 
 // Release puts d back to the ready end of its queue at once, as if it had
 // never been leased: the delivery's attempt is not counted (the next
-// delivery has the same attempt number). A worker pool that stops before
-// its handler finished uses it (see worker.Releaser).
+// delivery has the same attempt number); see queue.Consumer.
 func (b *Backend) Release(_ context.Context, d *queue.Delivery) error {
 	return b.settle(d, func(q *queueState, e *entry, _ int64) {
 		q.leased.remove(e.idx)
@@ -436,9 +435,7 @@ func (b *Backend) ListDead(_ context.Context, name string, limit int) ([]queue.D
 	}
 	out := make([]queue.DeadLetter, n)
 	for i, e := range q.dead[:n] {
-		t := e.t.Clone()
-		t.Attempt = e.attempts
-		out[i] = queue.DeadLetter{Task: t, Reason: e.reason, At: e.deadAt}
+		out[i] = deadLetter(e)
 	}
 	return out, nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // Defaults applied by Options.WithDefaults.
@@ -14,15 +16,26 @@ const (
 	// DefaultLease is the lease used when Lease is called with a
 	// non-positive duration and Options.DefaultLease is zero.
 	DefaultLease = 30 * time.Second
+	// DefaultMaxDead is the per-queue dead-letter bound used when
+	// Options.MaxDead is zero.
+	DefaultMaxDead = 10_000
 )
 
 // Options configure a Backend. The zero value is ready to use: bounded
-// queues of DefaultCapacity that block producers when full, keys
-// de-duplicated while their task is live, no max-deliveries limit.
+// queues of DefaultCapacity that block producers when full, at most
+// DefaultMaxDead dead letters per queue, keys de-duplicated while their
+// task is live, no max-deliveries limit.
 type Options struct {
 	// Capacity bounds each queue: ready + delayed + in-flight tasks (dead
 	// letters do not count). Zero means DefaultCapacity (10,000).
 	Capacity int `koanf:"capacity"`
+	// MaxDead bounds the dead letters kept per queue. A dead letter made
+	// when a queue already holds MaxDead of them discards the oldest one
+	// (its key is then remembered for DedupWindow, as after a purge):
+	// counted in queue.Stats.DeadDiscarded and logged (at most once a
+	// minute per queue, with the count). Zero means DefaultMaxDead
+	// (10,000).
+	MaxDead int `koanf:"max_dead"`
 	// FailFast makes Enqueue return queue.ErrFull at once when a queue is
 	// full. When false (the default) Enqueue blocks until there is room or
 	// its context ends.
@@ -39,6 +52,9 @@ type Options struct {
 	// DefaultLease is the lease Lease uses when called with leaseFor <= 0.
 	// Zero means DefaultLease (30s).
 	DefaultLease time.Duration `koanf:"default_lease"`
+	// Logger receives the warnings about discarded dead letters; nil
+	// discards them (the count is still in Stats).
+	Logger *zap.Logger `koanf:"-"`
 	// Now replaces time.Now, for tests. Due times (retries, NotBefore,
 	// leases, the de-duplication window) are judged by it whenever a call
 	// looks at a queue; blocked Lease calls are woken by a real timer set
@@ -52,6 +68,9 @@ func (o Options) WithDefaults() Options {
 	if o.Capacity <= 0 {
 		o.Capacity = DefaultCapacity
 	}
+	if o.MaxDead <= 0 {
+		o.MaxDead = DefaultMaxDead
+	}
 	if o.DedupWindow < 0 {
 		o.DedupWindow = 0
 	}
@@ -64,6 +83,9 @@ func (o Options) WithDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
 	return o
 }
 
@@ -72,6 +94,9 @@ func (o Options) Validate() error {
 	var errs []error
 	if o.Capacity < 0 {
 		errs = append(errs, fmt.Errorf("capacity: must not be negative (got %d)", o.Capacity))
+	}
+	if o.MaxDead < 0 {
+		errs = append(errs, fmt.Errorf("max_dead: must not be negative (got %d)", o.MaxDead))
 	}
 	if o.DedupWindow < 0 {
 		errs = append(errs, fmt.Errorf("dedup_window: must not be negative (got %s)", o.DedupWindow))

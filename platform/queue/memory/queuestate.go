@@ -3,9 +3,17 @@ package memory
 import (
 	"fmt"
 	"sync"
+	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
+
+// discardLogEvery is how often, at most, a queue logs that it discards
+// dead letters (with the count since its last such line).
+const discardLogEvery = time.Minute
 
 // maxFree bounds the recycled entries kept per queue.
 const maxFree = 4096
@@ -35,6 +43,11 @@ type queueState struct {
 	recentHead int
 
 	free []*entry // recycled entries
+
+	// discarded counts the dead letters dropped at Options.MaxDead;
+	// loggedDiscards is that count at the latest log line, at loggedAt.
+	discarded, loggedDiscards int64
+	loggedAt                  time.Time
 
 	leaseWaiters waitList
 	spaceWaiters waitList
@@ -135,6 +148,7 @@ func (q *queueState) advance(now int64) {
 		settled++
 		if max := q.b.opts.MaxDeliveries; max > 0 && e.expiries >= max {
 			q.kill(e, fmt.Sprintf("lease expired %d times", e.expiries))
+			q.b.reportDead(e)
 			freed++
 			continue
 		}
@@ -153,11 +167,42 @@ func (q *queueState) advance(now int64) {
 	}
 }
 
-// kill moves e (taken out of its heap) to the dead letter.
+// kill moves e (taken out of its heap) to the dead letter. A queue that
+// holds Options.MaxDead dead letters already discards its oldest one.
 func (q *queueState) kill(e *entry, reason string) {
 	e.state, e.reason, e.deadAt = stDead, reason, q.b.opts.Now()
 	q.dead = append(q.dead, e)
 	q.live--
+	if len(q.dead) > q.b.opts.MaxDead {
+		q.discardOldest(e.deadAt)
+	}
+}
+
+// discardOldest drops the oldest dead letter (its key is remembered for
+// the de-duplication window, as after a purge), counts it and logs at most
+// once per discardLogEvery.
+func (q *queueState) discardOldest(now time.Time) {
+	old := q.dead[0]
+	q.dead[0] = nil
+	q.dead = q.dead[1:]
+	id, reason := old.t.ID, old.reason
+	q.release(old, q.b.nanos())
+	q.discarded++
+	if q.loggedDiscards == 0 || now.Sub(q.loggedAt) >= discardLogEvery {
+		q.b.opts.Logger.Warn("dead-letter bound reached: oldest dead letter discarded",
+			zap.String("queue", q.name), zap.Int("max_dead", q.b.opts.MaxDead),
+			zap.Int64("discarded_since_last_report", q.discarded-q.loggedDiscards),
+			zap.Int64("discarded_total", q.discarded),
+			zap.String("task", id), zap.String("reason", reason))
+		q.loggedDiscards, q.loggedAt = q.discarded, now
+	}
+}
+
+// deadLetter is the queue.DeadLetter of e, a dead entry.
+func deadLetter(e *entry) queue.DeadLetter {
+	t := e.t.Clone()
+	t.Attempt = e.attempts
+	return queue.DeadLetter{Task: t, Reason: e.reason, At: e.deadAt}
 }
 
 // nextDue is the earliest time something happens on its own.

@@ -46,6 +46,7 @@ var cases = []testCase{
 	{name: "Dedupe", run: testDedupe},
 	{name: "LeaseExpiry", run: testLeaseExpiry},
 	{name: "Extend", run: testExtend},
+	{name: "Release", run: testRelease},
 	{name: "NoDoubleDelivery", run: testNoDoubleDelivery},
 	{name: "BatchEnqueue", run: testBatchEnqueue},
 	{name: "NotBefore", run: testNotBefore},
@@ -706,6 +707,7 @@ func testAfterClose(t *testing.T, s *suite) {
 	require.ErrorIs(t, s.b.Retry(ctx, d, time.Now()), queue.ErrClosed, "Retry")
 	require.ErrorIs(t, s.b.DeadLetter(ctx, d, "x"), queue.ErrClosed, "DeadLetter")
 	require.ErrorIs(t, s.b.Extend(ctx, d, s.f.Lease), queue.ErrClosed, "Extend")
+	require.ErrorIs(t, s.b.Release(ctx, d), queue.ErrClosed, "Release")
 	_, err = s.b.Stats(ctx, s.q)
 	require.ErrorIs(t, err, queue.ErrClosed, "Stats")
 	_, err = s.b.Queues(ctx)
@@ -724,4 +726,39 @@ func testInvalidTask(t *testing.T, s *suite) {
 	require.ErrorIs(t, s.b.Enqueue(s.ctx, nil), queue.ErrInvalidTask, "nil task")
 	require.NoError(t, s.b.Enqueue(s.ctx), "an empty batch is a no-op")
 	s.expectNone(s.f.Lease / 2)
+}
+
+// testRelease: Release gives a delivery back at once without counting its
+// attempt, keeping the task as it was; a released, settled or expired
+// delivery cannot be released (or settled) again.
+func testRelease(t *testing.T, s *suite) {
+	tk := s.newTask("release")
+	tk.SetHeader("x-app", "kept")
+	s.enqueue(tk)
+	d1 := s.leaseOne(longLease, s.f.Slack)
+	require.NoError(t, s.b.Retry(s.ctx, d1, time.Now()))
+	d2 := s.leaseOne(longLease, s.f.Slack)
+	require.Equal(t, 2, d2.Task.Attempt)
+
+	require.NoError(t, s.b.Release(s.ctx, d2))
+	s.requireLost(d2)
+	require.ErrorIs(t, s.b.Release(s.ctx, d2), queue.ErrLeaseLost, "second Release")
+	s.stats(1, 0, 0, 0)
+	d3 := s.leaseOne(longLease, s.f.Slack)
+	require.Equal(t, tk.ID, d3.Task.ID)
+	require.Equal(t, 2, d3.Task.Attempt, "a release does not count the attempt")
+	require.Equal(t, []byte("release"), d3.Task.Payload)
+	require.Equal(t, "kept", d3.Task.Header("x-app"))
+	require.NoError(t, s.b.Ack(s.ctx, d3))
+	require.ErrorIs(t, s.b.Release(s.ctx, d3), queue.ErrLeaseLost, "Release after Ack")
+
+	// A delivery whose lease expired is not released: the task is
+	// delivered again as a new attempt, and that delivery holds it.
+	s.enqueue(s.newTask("expires"))
+	old := s.leaseOne(s.f.Lease, s.f.Slack)
+	again := s.leaseOne(longLease, s.f.Lease+s.f.Slack)
+	require.Equal(t, old.Task.ID, again.Task.ID)
+	require.ErrorIs(t, s.b.Release(s.ctx, old), queue.ErrLeaseLost, "Release of an expired delivery")
+	require.NoError(t, s.b.Ack(s.ctx, again))
+	s.stats(0, 0, 0, 0)
 }

@@ -26,10 +26,14 @@
 // reason, and ListDead, Redrive and Purge work; the backend's max-deliveries
 // limit; de-duplication by key; lease expiry redelivers and the old
 // delivery's settlements return queue.ErrLeaseLost; Extend keeps a lease
-// alive; no double delivery among concurrent consumers; batch enqueue (whole
+// alive; Release gives a delivery back at once without counting its
+// attempt; no double delivery among concurrent consumers; batch enqueue (whole
 // or nothing, FIFO where promised); NotBefore; exact stats; a 1 MiB payload;
 // headers including W3C trace context (traceparent, tracestate, baggage),
 // also after a retry and a redrive; cancellation and Close unblocking Lease;
 // Close waiting for in-flight deliveries (and, for durable backends, their
 // redelivery after a reopen); Queues; ErrClosed after Close; ErrInvalidTask.
+//
+// Faulty wraps any backend and injects errors and latency into its port
+// methods, for the tests of code that uses a backend.
 package queuetest

@@ -1,0 +1,116 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/lifecycle"
+)
+
+// The housekeeper: it extends the leases of running handlers at about
+// half-life and runs the stall check, until the workers are done (so
+// handlers finishing during the drain keep their leases).
+
+func (p *Pool) housekeep() {
+	defer p.stop.housekeeper.Done()
+	extendEvery := p.extendEvery
+	checkEvery := min(max(p.cfg.StallAfter/2, 10*time.Millisecond), 30*time.Second)
+	ext := time.NewTicker(extendEvery)
+	defer ext.Stop()
+	chk := time.NewTicker(checkEvery)
+	defer chk.Stop()
+	for {
+		select {
+		case <-p.stop.hkStop:
+			return
+		case now := <-ext.C:
+			p.extendLeases(now)
+		case <-chk.C:
+			ctx, cancel := context.WithTimeout(p.extendCtx, checkEvery)
+			_ = p.Check(ctx)
+			cancel()
+		}
+	}
+}
+
+func (p *Pool) extendLeases(now time.Time) {
+	p.mu.Lock()
+	slots := append([]*slot(nil), p.slots...)
+	p.mu.Unlock()
+	for _, s := range slots {
+		s.mu.Lock()
+		d := s.d
+		due := d != nil && !s.settled && !now.Before(s.extendAt)
+		if due {
+			s.extendAt = now.Add(p.cfg.Lease / 2)
+		}
+		s.mu.Unlock()
+		if !due {
+			continue
+		}
+		// Bounded by Stop's ctx too (see extendCtx), and reported by
+		// Stop while it runs past it.
+		end := p.stop.running.begin(extensions, 1)
+		ctx, cancel := context.WithTimeout(p.extendCtx, p.cfg.Lease/2)
+		err := p.backend.Extend(ctx, d, p.cfg.Lease)
+		cancel()
+		end()
+		if err != nil && s.unsettled(d) {
+			// (Settled meanwhile: the ack or retry won the race, and the
+			// lease is no longer needed.)
+			p.log.Warn("extend lease of running task", zap.String("task", d.Task.ID), zap.Error(err))
+		}
+	}
+}
+
+// Check is the stalled-pool health check: it returns an error wrapping
+// ErrStalled (and marks the component degraded) when work waits (ready in
+// the queue, or leased and waiting in the pool's hand-over buffer) but the
+// pool finished nothing for longer than StallAfter, counting
+// from its start. A paused or stopped pool is not stalled. When the stall
+// clears, the component returns to running.
+func (p *Pool) Check(ctx context.Context) error {
+	p.mu.Lock()
+	idle := p.paused || p.state != stateRunning
+	p.mu.Unlock()
+	if idle {
+		p.clearStall()
+		return nil
+	}
+	last := max(p.n.lastFinished.Load(), p.started.Load())
+	quiet := p.clock() - time.Duration(last)
+	if quiet <= p.cfg.StallAfter {
+		p.clearStall()
+		return nil
+	}
+	st, err := p.backend.Stats(ctx, p.queue)
+	if err != nil {
+		return fmt.Errorf("worker: pool %q: stats: %w", p.queue, err)
+	}
+	buffered := int64(len(p.work))
+	if st.Ready+buffered == 0 {
+		p.clearStall()
+		return nil
+	}
+	err = fmt.Errorf("%w: %d tasks wait (%d ready in queue %q, %d leased for a busy worker) but nothing finished for %s (in flight %d)",
+		ErrStalled, st.Ready+buffered, st.Ready, p.queue, buffered, quiet.Round(time.Millisecond), p.n.inFlight.Load())
+	if !p.stalled.Swap(true) {
+		p.log.Warn("pool stalled", zap.Error(err))
+	}
+	p.comp.Set(lifecycle.Degraded, err)
+	return err
+}
+
+func (p *Pool) clearStall() {
+	if p.stalled.Swap(false) {
+		p.mu.Lock()
+		running := p.state == stateRunning
+		p.mu.Unlock()
+		if running {
+			p.comp.Set(lifecycle.Running, nil)
+		}
+	}
+}

@@ -1,0 +1,237 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue"
+)
+
+// Leasing and the hand-over buffer: the fetcher leases batches while the
+// pool has room (one delivery per worker plus BatchSize in the buffer
+// p.work) and hands them to the workers; what the pool leased but will not
+// run goes back to the queue uncounted (Release).
+
+// signal wakes the fetcher (non-blocking).
+func (p *Pool) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// free returns how many more deliveries the pool may hold: one per worker
+// plus BatchSize waiting in the hand-over buffer.
+func (p *Pool) free() int64 {
+	return p.target.Load() + int64(p.cfg.BatchSize) - p.leased.Load()
+}
+
+// refill is how much room makes the fetcher lease again while it holds
+// deliveries: half a batch, so that a saturated pool leases in batches
+// instead of once per finished task.
+func (p *Pool) refill() int64 { return max(1, int64(p.cfg.BatchSize)/2) }
+
+// reserve blocks until the pool may lease (running, not paused, room for
+// at least refill deliveries, or any room when it holds none) and reserves
+// up to BatchSize slots. It returns false on stop.
+func (p *Pool) reserve() (int, context.Context, bool) {
+	for {
+		p.mu.Lock()
+		if p.state != stateRunning {
+			p.mu.Unlock()
+			return 0, nil, false
+		}
+		if !p.paused {
+			free := p.free()
+			if free >= p.refill() || (free > 0 && p.leased.Load() == 0) {
+				n := min(free, int64(p.cfg.BatchSize))
+				p.leased.Add(n)
+				ctx := p.leaseCtx
+				p.mu.Unlock()
+				return int(n), ctx, true
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.wake:
+		case <-p.stop.ch:
+			return 0, nil, false
+		}
+	}
+}
+
+// unreserve gives back n reserved slots and wakes the fetcher when that
+// makes room for a refill.
+func (p *Pool) unreserve(n int) {
+	if n > 0 {
+		left := p.leased.Add(-int64(n))
+		if free := p.target.Load() + int64(p.cfg.BatchSize) - left; free >= p.refill() || left == 0 {
+			p.signal()
+		}
+	}
+}
+
+// fetch is the leasing loop. A failing Lease is tried again after a
+// back-off (leaseRetry), and the pool is degraded meanwhile.
+func (p *Pool) fetch() {
+	defer p.stop.fetcher.Done()
+	defer p.stop.running.n[fetching].Store(0)
+	retry := leaseRetry()
+	failing := false
+	for {
+		n, ctx, ok := p.reserve()
+		if !ok {
+			return
+		}
+		ds, err := p.backend.Lease(ctx, p.queue, n, p.cfg.Lease)
+		p.unreserve(n - len(ds))
+		if err != nil {
+			if ctx.Err() != nil {
+				continue // paused or stopping: reserve decides
+			}
+			delay := retry.NextBackOff()
+			failing = true
+			p.setLastError(err)
+			p.log.Warn("lease failed", zap.Error(err), zap.Duration("retry_in", delay))
+			p.comp.Set(lifecycle.Degraded, fmt.Errorf("lease: %w", err))
+			if !p.sleep(delay) {
+				return
+			}
+			continue
+		}
+		if failing {
+			failing = false
+			retry.Reset()
+			p.comp.Set(lifecycle.Running, nil)
+		}
+		p.handOver(ds)
+	}
+}
+
+// handOver puts ds into the hand-over buffer, blocking while it is full;
+// what cannot be handed over (paused, stopping) goes back.
+func (p *Pool) handOver(ds []*queue.Delivery) {
+	for i, d := range ds {
+		select {
+		case p.work <- d:
+			continue
+		default:
+		}
+		if p.halted.Load() {
+			// Paused with the buffer full: the rest goes back now.
+			p.returnUnrun(ds[i:]...)
+			break
+		}
+		select {
+		case p.work <- d:
+		case <-p.stop.ch:
+			p.returnUnrun(ds[i:]...)
+			return
+		}
+	}
+	if p.halted.Load() {
+		// Paused while this batch was leased or handed over: Pause may
+		// have emptied the buffer before these arrived.
+		p.returnBuffered()
+	}
+}
+
+// sleep waits d unless the pool stops; it reports whether d passed.
+func (p *Pool) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.stop.ch:
+		return false
+	}
+}
+
+// returnBuffered gives back the deliveries waiting in the hand-over
+// buffer, all at once (see giveBackAll).
+func (p *Pool) returnBuffered() {
+	var ds []*queue.Delivery
+	for {
+		select {
+		case d := <-p.work:
+			ds = append(ds, d)
+			continue
+		default:
+		}
+		break
+	}
+	if len(ds) > 0 {
+		p.returnUnrun(ds...)
+	}
+}
+
+// returnUnrun gives back deliveries the pool leased but did not run (see
+// giveBackAll) and frees their reservations. The give-backs are bounded
+// by Stop's ctx once Stop began; one that starts after that ctx ended (a
+// worker whose lease renewal outlived it, a fetcher whose Lease ignored
+// cancellation) is bounded by stopGrace instead, like Stop's own
+// give-backs of abandoned handlers: with Stop's ended ctx it could not
+// even be tried, and the delivery would wait for its lease to run out
+// and be delivered again as a new attempt.
+func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
+	end := p.stop.running.begin(giveBacks, int64(len(ds)))
+	parent := p.settleParent()
+	if parent.Err() != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), stopGrace)
+		defer cancel()
+		parent = ctx
+	}
+	p.giveBackAll(parent, ds)
+	end()
+	p.unreserve(len(ds))
+}
+
+// giveBack returns d to the queue unsettled (Release, which does not count
+// the attempt), bounded by parent and by the lease. A failed release is
+// counted (SettleFailures.Release): the delivery stays leased until its
+// lease ends, and comes back then as a new attempt.
+func (p *Pool) giveBack(parent context.Context, d *queue.Delivery) {
+	ctx, cancel := context.WithTimeout(parent, p.cfg.Lease)
+	defer cancel()
+	err := p.backend.Release(ctx, d)
+	if err == nil {
+		p.n.returned.Add(1)
+		return
+	}
+	if ctx.Err() != nil {
+		p.stop.late.Add(1)
+	}
+	_ = p.settleFailed(OpRelease, d.Task, err)
+}
+
+// maxParallelGiveBacks bounds the backend calls of one giveBackAll.
+const maxParallelGiveBacks = 16
+
+// giveBackAll gives ds back, up to maxParallelGiveBacks at a time, and
+// waits for all: a slow backend delays Pause and Stop by about one call,
+// not by one call per delivery.
+func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery) {
+	if len(ds) == 1 {
+		p.giveBack(parent, ds[0])
+		return
+	}
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(len(ds), maxParallelGiveBacks) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(ds)); i = next.Add(1) - 1 {
+				p.giveBack(parent, ds[i])
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -1,0 +1,205 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
+)
+
+// Settling a delivery: nil acks; task.Permanent, a rejected task, a kind
+// without a route and the last attempt dead-letter; any other error
+// retries after the back-off. Every outcome is what the backend did: a
+// settlement it refused is counted as failed (Stats.SettleFailed) and
+// reported as task.Returned (the delivery stays leased until its lease
+// ends, then it is delivered again); a retry the backend turned into a
+// dead letter (queue.ErrDeadLettered) is a dead letter. The source hears
+// of the final outcome only once the backend confirmed it (complete.go).
+
+// settleGuarded settles d with a panic during settlement recovered: an
+// error whose methods panic past errorText, a broken backend. The
+// delivery then fails like a handler error (counted: retried with
+// back-off, dead-lettered at the last attempt); leaving the panic to the
+// worker would give the task back without counting the attempt, and run
+// it again at once, forever. rt is nil when the kind has no route;
+// rejected is the task's task.HeaderRejected reason, if any.
+func (p *Pool) settleGuarded(ctx context.Context, s *slot, d *queue.Delivery, rt *route, rejected string, err error) (o task.Outcome, reason string, rerr error) {
+	defer func() {
+		if r := recover(); r != nil {
+			o, reason, rerr = p.settlePanicked(ctx, s, d, rt, r)
+		}
+	}()
+	switch {
+	case rejected != "":
+		return p.deadLetter(ctx, s, d, rejected, nil)
+	case rt == nil:
+		return p.deadLetter(ctx, s, d, "no handler for kind "+d.Task.Kind, nil)
+	case err == nil:
+		return p.ack(ctx, s, d)
+	case p.hardCtx.Err() != nil:
+		// Stopping: the handler was cancelled; the task goes back as it is.
+		if s.claim() {
+			p.giveBack(p.settleParent(), d)
+		}
+		return task.Returned, "", printable(err)
+	}
+	return p.fail(ctx, s, d, rt, err)
+}
+
+// settlePanicked handles a panic recovered while settling d.
+func (p *Pool) settlePanicked(ctx context.Context, s *slot, d *queue.Delivery, rt *route, r any) (task.Outcome, string, error) {
+	t := d.Task
+	err := fmt.Errorf("panic while settling the task: %v", r)
+	p.log.Error("panic while settling a task", zap.String("task", t.ID), zap.String("kind", t.Kind),
+		zap.Int("attempt", t.Attempt), zap.Any("panic", r), zap.Stack("stack"))
+	if !s.unsettled(d) {
+		// The panic came during the backend's settlement call (or the
+		// completion after it): whether the settlement took effect is
+		// unknown. If not, the lease runs out and the task is delivered
+		// again, as a new attempt.
+		p.setLastError(err)
+		return task.Returned, "", err
+	}
+	return p.fail(ctx, s, d, rt, err)
+}
+
+// ack acks d, whose handler succeeded, and then tells its source. The ack
+// passes context.Background(): on every task's path it stays
+// allocation-free, and a backend whose ack waits for an answer bounds it
+// itself (JetStream's by AckWait).
+func (p *Pool) ack(ctx context.Context, s *slot, d *queue.Delivery) (task.Outcome, string, error) {
+	if !s.claim() {
+		return task.Returned, "", nil // Stop gave it back
+	}
+	if err := p.backend.Ack(context.Background(), d); err != nil {
+		return task.Returned, "", p.settleFailed(OpAck, d.Task, err)
+	}
+	p.n.succeeded.Add(1)
+	p.complete(ctx, d.Task, task.Succeeded, "")
+	return task.Succeeded, "", nil
+}
+
+// fail settles d after a failed attempt: dead letter when err is
+// permanent or the attempt was the last the route (rt; nil: the pool's
+// setting) allows, else retry after the back-off or the delay err asks
+// for. It returns the outcome, the dead-letter reason and the error to
+// report, in a form that can be printed.
+func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, err error) (task.Outcome, string, error) {
+	t := d.Task
+	// Examine err before counting anything: its methods may panic (see
+	// settleGuarded, which then fails the delivery afresh).
+	msg, ok := errorText(err)
+	report := err
+	if !ok {
+		report = &unprintableError{msg: msg, err: err}
+	}
+	permanent := task.IsPermanent(err)
+	delay, ok := task.RetryDelay(err)
+	if !ok {
+		delay = p.cfg.Backoff.Delay(t.Attempt)
+	}
+	p.n.failed.Add(1)
+	p.n.lastErr.Store(&msg)
+	if permanent {
+		return p.deadLetter(ctx, s, d, permanentReason(err), report)
+	}
+	maxAttempts := p.cfg.MaxAttempts
+	if rt != nil {
+		maxAttempts = rt.maxAttemptsFor(p.cfg.MaxAttempts)
+	}
+	if t.Attempt >= maxAttempts {
+		return p.deadLetter(ctx, s, d, msg, report)
+	}
+	if !s.claim() {
+		return task.Returned, "", report
+	}
+	sctx, cancel := p.settleCtx()
+	rerr := p.backend.Retry(sctx, d, time.Now().Add(delay))
+	cancel()
+	switch {
+	case rerr == nil:
+		p.n.retried.Add(1)
+		p.log.Debug("task failed, retrying", zap.String("task", t.ID), zap.String("kind", t.Kind),
+			zap.Int("attempt", t.Attempt), zap.Duration("delay", delay), zap.String("error", msg))
+		return task.Retried, "", report
+	case errors.Is(rerr, queue.ErrDeadLettered):
+		// The backend's own delivery limit: it dead-lettered the task.
+		why, _ := errorText(rerr)
+		reason := msg + " (" + why + ")"
+		p.dead(ctx, d, reason)
+		return task.DeadLettered, reason, report
+	default:
+		return task.Returned, "", fmt.Errorf("%w; %w", report, p.settleFailed(OpRetry, t, rerr))
+	}
+}
+
+// deadLetter dead-letters d with reason and then tells its source. report
+// is the handler's error, if any, passed through to the observer.
+func (p *Pool) deadLetter(ctx context.Context, s *slot, d *queue.Delivery, reason string, report error) (task.Outcome, string, error) {
+	if !s.claim() {
+		return task.Returned, "", report
+	}
+	sctx, cancel := p.settleCtx()
+	err := p.backend.DeadLetter(sctx, d, reason)
+	cancel()
+	if err != nil {
+		serr := p.settleFailed(OpDeadLetter, d.Task, err)
+		if report != nil {
+			serr = fmt.Errorf("%w; %w", report, serr)
+		}
+		return task.Returned, "", serr
+	}
+	p.dead(ctx, d, reason)
+	return task.DeadLettered, reason, report
+}
+
+// dead counts and logs d, which the backend dead-lettered with reason,
+// and tells its source.
+func (p *Pool) dead(ctx context.Context, d *queue.Delivery, reason string) {
+	t := d.Task
+	p.n.dead.Add(1)
+	p.log.Warn("task dead-lettered", zap.String("task", t.ID), zap.String("kind", t.Kind),
+		zap.Int("attempt", t.Attempt), zap.String("reason", reason))
+	p.complete(ctx, t, task.DeadLettered, reason)
+}
+
+// settleParent is the parent of every settlement context: Stop's ctx once
+// the pool stops, else context.Background().
+func (p *Pool) settleParent() context.Context {
+	if c := p.stop.ctx.Load(); c != nil {
+		return *c
+	}
+	return context.Background()
+}
+
+// settleCtx bounds a settlement call (retry, dead letter) by the lease
+// and, once Stop began, by Stop's ctx, whichever ends first. It is not
+// tied to the handler's context (a settlement must go through even while
+// the pool stops), but a backend that never answers cannot hold a worker
+// longer than the delivery's lease (after that the backend redelivers the
+// task anyway), nor Stop past its ctx.
+func (p *Pool) settleCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(p.settleParent(), p.cfg.Lease)
+}
+
+// settleFailed counts and logs the failed settlement op of t and returns
+// the error to report. The delivery is not settled: it stays leased until
+// its lease ends, and the backend delivers it again.
+func (p *Pool) settleFailed(op string, t *task.Task, err error) error {
+	p.n.settleFailed(op).Add(1)
+	serr := fmt.Errorf("%s task %s: %w", op, t.ID, printable(err))
+	p.setLastError(serr)
+	if errors.Is(err, queue.ErrLeaseLost) {
+		p.log.Warn("lease lost before settlement; the task will be delivered again",
+			zap.String("op", op), zap.String("task", t.ID), zap.String("kind", t.Kind))
+		return serr
+	}
+	p.log.Error("settlement failed; the task will be delivered again when its lease ends",
+		zap.String("op", op), zap.String("task", t.ID), zap.String("kind", t.Kind), zap.Error(serr))
+	return serr
+}

@@ -1,0 +1,277 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue"
+)
+
+// Stopping: Stop drains the pool and, when its ctx ends first, names what
+// still runs. stopping holds what that needs: the signals, the wait groups
+// of the pool's goroutines, and the work in progress outside a handler
+// (running), by what Stop's error calls it.
+type stopping struct {
+	ch   chan struct{}                   // closed when Stop begins
+	done chan struct{}                   // closed once every goroutine of the pool ended (after Stop)
+	ctx  atomic.Pointer[context.Context] // Stop's ctx: bounds settlements once the pool stops
+
+	workers     sync.WaitGroup
+	fetcher     sync.WaitGroup
+	housekeeper sync.WaitGroup
+	hkStop      chan struct{} // closed once the workers are done
+	abandoning  chan struct{} // guarded by Pool.mu: closed once Stop's give-backs for abandoned handlers returned; nil: none
+
+	running running
+	late    atomic.Int64 // give-backs cut short by their context
+}
+
+// activity is work in progress outside a handler that can outlive Stop's
+// ctx.
+type activity int
+
+const (
+	giveBacks  activity = iota // give-backs outside a worker's settlement (unrun or abandoned deliveries)
+	renewals                   // workers extending a lease before the handler starts
+	fetching                   // the fetcher has not returned
+	extensions                 // the housekeeper is inside a lease extension
+	activities
+)
+
+// describe is how Stop's error names n of a.
+func (a activity) describe(n int64) string {
+	switch a {
+	case giveBacks:
+		return fmt.Sprintf("%d give-backs to the backend", n)
+	case renewals:
+		return fmt.Sprintf("%d workers renewing a lease", n)
+	case fetching:
+		return "the fetcher"
+	default:
+		return "the housekeeper extending a lease"
+	}
+}
+
+// running counts the activities in progress.
+type running struct{ n [activities]atomic.Int64 }
+
+// begin counts n more of a and returns the function that ends them.
+func (r *running) begin(a activity, n int64) (end func()) {
+	r.n[a].Add(n)
+	return func() { r.n[a].Add(-n) }
+}
+
+// describe names every activity in progress.
+func (r *running) describe() []string {
+	var out []string
+	for a := range activities {
+		if n := r.n[a].Load(); n > 0 {
+			out = append(out, a.describe(n))
+		}
+	}
+	return out
+}
+
+func (s *stopping) init() {
+	s.ch = make(chan struct{})
+	s.done = make(chan struct{})
+	s.hkStop = make(chan struct{})
+}
+
+// stopGrace is how long Stop waits, once its ctx ended, for cancelled
+// handlers to return, and then bounds the give-backs of those that did
+// not.
+const stopGrace = 50 * time.Millisecond
+
+// Stop drains the pool: it stops leasing, gives the deliveries waiting in
+// the hand-over buffer back at once, lets in-flight handlers finish for up
+// to DrainTimeout (or until ctx ends, whichever is first), then cancels
+// the contexts of those still running; they go back to the queue
+// unsettled (outcome task.Returned; never acked). Every settlement and
+// give-back from then on is bounded by ctx as well as by the lease, and so
+// is every lease extension, including one in progress when Stop began (a
+// give-back of a delivery that did not run, starting only after ctx ended,
+// is bounded by a short grace instead: see returnUnrun).
+//
+// Stop returns nil only once every goroutine of the pool has ended. When
+// ctx ends first, it waits a short grace for cancelled handlers, gives back
+// itself the deliveries of handlers that ignore their context, and returns
+// an error wrapping ctx.Err() that names what still runs (those handlers,
+// settlements, give-backs and lease renewals in progress, the fetcher, the
+// housekeeper's lease extension; "pool goroutines" when it is none of
+// these) and how many deliveries could not be given back in time (their
+// leases run out and the backend delivers them again). What still runs
+// ends on its own; a later Stop waits for it. Stop is idempotent and may
+// be called before Start.
+func (p *Pool) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	switch p.state {
+	case stateNew:
+		p.state = stateStopped
+		close(p.stop.ch)
+		close(p.stop.done)
+		p.mu.Unlock()
+		p.extendCancel()
+		p.comp.Set(lifecycle.Stopped, nil)
+		return nil
+	case stateStopping, stateStopped:
+		p.mu.Unlock()
+		select {
+		case <-p.stop.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("worker: stop pool %q: %w", p.queue, ctx.Err())
+		}
+	}
+	p.state = stateStopping
+	p.stop.ctx.Store(&ctx)
+	p.stop.late.Store(0)
+	p.halted.Store(true)
+	close(p.stop.ch)
+	p.leaseCancel()
+	p.mu.Unlock()
+	p.comp.Set(lifecycle.Draining, nil)
+
+	go p.shutdown()
+
+	drain := time.NewTimer(p.cfg.DrainTimeout)
+	defer drain.Stop()
+	select {
+	case <-p.stop.done:
+	case <-drain.C:
+	case <-ctx.Done():
+	}
+	p.hardCancel()
+	var err error
+	select {
+	case <-p.stop.done:
+	case <-ctx.Done():
+		// Lease extensions in progress (begun before Stop, bounded only by
+		// the lease) end with ctx.
+		p.extendCancel()
+		err = p.overrun(ctx)
+	}
+	p.extendCancel()
+	p.mu.Lock()
+	p.state = stateStopped
+	p.mu.Unlock()
+	p.comp.Set(lifecycle.Stopped, err)
+	return err
+}
+
+// shutdown ends the pool once Stop began: the fetcher returns (giving back
+// what it leased but could not hand over), the hand-over buffer goes back,
+// the workers finish (and Stop's give-backs of what handlers that ignore
+// cancellation held, see abandon), then the housekeeper, which extends
+// leases while the handlers drain. It closes p.done when all of them have
+// ended.
+func (p *Pool) shutdown() {
+	defer close(p.stop.done)
+	p.stop.fetcher.Wait()
+	// Nothing is handed over from now on; the workers may still take
+	// (and give back) some of what is buffered.
+	p.returnBuffered()
+	p.stop.workers.Wait()
+	p.mu.Lock()
+	abandoning := p.stop.abandoning
+	p.mu.Unlock()
+	if abandoning != nil {
+		<-abandoning
+	}
+	close(p.stop.hkStop)
+	p.stop.housekeeper.Wait()
+}
+
+// overrun finishes Stop when ctx ended before the pool did (see Stop).
+func (p *Pool) overrun(ctx context.Context) error {
+	grace := time.NewTimer(stopGrace)
+	var abandoned []string
+	select {
+	case <-p.stop.done:
+	case <-grace.C:
+		abandoned = p.abandon(ctx)
+	}
+	grace.Stop()
+	var still []string
+	if n := len(abandoned); n > 0 {
+		still = append(still, fmt.Sprintf("%d handlers that ignore cancellation (tasks %s; Stop gives their deliveries back)",
+			n, strings.Join(abandoned, ", ")))
+	}
+	if n := p.n.inFlight.Load() - int64(len(abandoned)); n > 0 {
+		still = append(still, fmt.Sprintf("%d workers settling their deliveries", n))
+	}
+	still = append(still, p.stop.running.describe()...)
+	ended := false
+	select {
+	case <-p.stop.done:
+		ended = true
+	default:
+	}
+	if len(still) == 0 && !ended {
+		// Between two of the counters above, or something none of them
+		// covers: nil is only for a pool whose goroutines all ended.
+		still = append(still, "pool goroutines")
+	}
+	late := p.stop.late.Load()
+	if len(still) == 0 && late == 0 {
+		return nil // everything ended within the grace
+	}
+	err := fmt.Errorf("worker: stop pool %q: %w", p.queue, ctx.Err())
+	if len(still) > 0 {
+		err = fmt.Errorf("%w; still running: %s", err, strings.Join(still, ", "))
+	}
+	if late > 0 {
+		err = fmt.Errorf("%w; %d deliveries could not be given back in time (they are delivered again when their leases end)", err, late)
+	}
+	return err
+}
+
+// abandon gives back the deliveries of handlers that ignore cancellation
+// and returns their task ids. The give-backs are bounded by stopGrace (ctx
+// is over); Stop waits for them no longer than twice that, in case the
+// backend ignores its context, and counts them as running until they
+// return.
+func (p *Pool) abandon(ctx context.Context) []string {
+	// Announced before any claim: shutdown, past the workers, waits for
+	// it (and if shutdown got there first, no worker holds anything).
+	finished := make(chan struct{})
+	p.mu.Lock()
+	p.stop.abandoning = finished
+	slots := append([]*slot(nil), p.slots...)
+	p.mu.Unlock()
+	var (
+		ds  []*queue.Delivery
+		ids []string
+	)
+	for _, s := range slots {
+		if d := s.claimCurrent(); d != nil {
+			ds = append(ds, d)
+			ids = append(ids, d.Task.ID)
+		}
+	}
+	if len(ds) == 0 {
+		close(finished)
+		return nil
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
+	n := int64(len(ds))
+	end := p.stop.running.begin(giveBacks, n)
+	go func() {
+		defer close(finished)
+		defer cancel()
+		defer end()
+		p.giveBackAll(gctx, ds)
+	}()
+	wait := time.NewTimer(2 * stopGrace)
+	select {
+	case <-finished:
+	case <-wait.C:
+	}
+	wait.Stop()
+	return ids
+}

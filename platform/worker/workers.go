@@ -1,0 +1,193 @@
+package worker
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
+)
+
+// The worker goroutines: each takes deliveries from the hand-over buffer
+// and executes them (exec.go) until it is surplus (Resize) or the pool
+// stops; one that dies outside a handler is replaced.
+
+// slot is one worker's current delivery, shared with the housekeeper
+// (lease extension) and Stop (returning what a stuck handler holds).
+type slot struct {
+	mu       sync.Mutex
+	d        *queue.Delivery
+	settled  bool
+	extendAt time.Time
+}
+
+// begin records d as the slot's current delivery.
+func (s *slot) begin(d *queue.Delivery, extendAt time.Time) {
+	s.mu.Lock()
+	s.d, s.settled, s.extendAt = d, false, extendAt
+	s.mu.Unlock()
+}
+
+// claim gives the caller the right to settle the current delivery; only
+// one caller gets it.
+func (s *slot) claim() bool {
+	s.mu.Lock()
+	ok := s.d != nil && !s.settled
+	s.settled = true
+	s.mu.Unlock()
+	return ok
+}
+
+// unsettled reports whether d is the slot's delivery and nobody claimed
+// it yet.
+func (s *slot) unsettled(d *queue.Delivery) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.d == d && !s.settled
+}
+
+// claimCurrent claims the current delivery and returns it; nil when there
+// is none or it was claimed already.
+func (s *slot) claimCurrent() *queue.Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.d == nil || s.settled {
+		return nil
+	}
+	s.settled = true
+	return s.d
+}
+
+// current returns the slot's delivery (nil when idle).
+func (s *slot) current() *queue.Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.d
+}
+
+// end clears the slot.
+func (s *slot) end() {
+	s.mu.Lock()
+	s.d = nil
+	s.mu.Unlock()
+}
+
+// spawnLocked starts a worker on s. p.mu must be held.
+func (p *Pool) spawnLocked(s *slot) {
+	p.slots = append(p.slots, s)
+	p.workersN.Add(1)
+	p.stop.workers.Add(1)
+	go p.worker(s)
+}
+
+// worker runs deliveries until it is surplus or the pool stops. A panic
+// outside the handler and the settlement (both recovered separately)
+// kills the worker; it is logged and counted, its delivery, unless
+// settled already, fails like a handler error (see crashed), and a
+// replacement starts on the same slot.
+func (p *Pool) worker(s *slot) {
+	defer p.stop.workers.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			p.crashed(s, r)
+		}
+	}()
+	for {
+		// Load the kick channel before the surplus check: a Resize that
+		// lowers the target after the check closes this very channel, so
+		// the worker wakes and checks again instead of sleeping on a newer
+		// one.
+		kick := *p.kick.Load()
+		if p.surplus(s) {
+			return
+		}
+		// Fast path: take buffered work without a full select.
+		var d *queue.Delivery
+		select {
+		case d = <-p.work:
+		default:
+		}
+		if d != nil {
+			p.run(s, d)
+			continue
+		}
+		select {
+		case d := <-p.work:
+			p.run(s, d)
+		case <-kick:
+		case <-p.stop.ch:
+			return
+		}
+	}
+}
+
+// run processes d unless the pool is paused or stopping, in which case d
+// goes back to the queue.
+func (p *Pool) run(s *slot, d *queue.Delivery) {
+	if p.halted.Load() {
+		p.returnUnrun(d)
+		return
+	}
+	p.process(s, d)
+}
+
+// surplus removes s and reports true when the pool has more workers than
+// its target.
+func (p *Pool) surplus(s *slot) bool {
+	if p.workersN.Load() <= p.target.Load() {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.workersN.Load() <= p.target.Load() {
+		return false
+	}
+	p.workersN.Add(-1)
+	for i, x := range p.slots {
+		if x == s {
+			p.slots = append(p.slots[:i], p.slots[i+1:]...)
+			break
+		}
+	}
+	return true
+}
+
+// crashed replaces the worker of s, which died of r outside its handler
+// and outside settlement (an observer's Finished, say). The delivery it
+// held, unless already settled, fails like a handler error: retried after
+// the back-off, or dead-lettered at its last attempt. Giving it back
+// uncounted (Release) would let a task that crashes every worker run
+// again at once, forever.
+func (p *Pool) crashed(s *slot, r any) {
+	p.n.restarts.Add(1)
+	err := fmt.Errorf("worker crashed: %v", r)
+	p.setLastError(err)
+	p.log.Error("worker goroutine died outside a handler; replacing it", zap.Any("panic", r), zap.Stack("stack"))
+	if d := s.current(); d != nil {
+		if s.unsettled(d) {
+			p.settleCrashed(s, d, err)
+		}
+		s.end()
+		p.n.inFlight.Add(-1)
+		p.unreserve(1)
+	}
+	p.stop.workers.Add(1)
+	go p.worker(s)
+}
+
+// settleCrashed fails d, the delivery of a crashed worker. A panic here
+// (a broken backend) is logged; the delivery's lease then runs out and
+// the backend delivers it again, as a new attempt.
+func (p *Pool) settleCrashed(s *slot, d *queue.Delivery, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("panic while settling the task of a crashed worker", zap.String("task", d.Task.ID),
+				zap.Any("panic", r), zap.Stack("stack"))
+		}
+	}()
+	p.fail(p.hardCtx, s, d, p.router.lookup(d.Task.Kind), err)
+	p.n.processed.Add(1)
+	p.n.lastFinished.Store(int64(p.clock()))
+}
