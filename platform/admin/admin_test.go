@@ -395,3 +395,42 @@ func TestLogLevelChangeIsAlwaysLogged(t *testing.T) {
 	}
 	require.Equal(t, []string{"info->error", "error->debug", "debug->error", "error->info"}, got)
 }
+
+// TestLogLevelBodyIsOneObject: a valid object followed by junk is refused
+// wherever the junk starts, also past the body limit (1 KiB), and the
+// level stays as it was.
+func TestLogLevelBodyIsOneObject(t *testing.T) {
+	t.Parallel()
+	level := zap.NewAtomicLevelAt(zapcore.InfoLevel)
+	var put http.Handler
+	for _, r := range admin.LogLevelRoutes(level, nil) {
+		if strings.HasPrefix(r.Pattern, "PUT ") {
+			put = r.Handler
+		}
+	}
+	require.NotNil(t, put)
+	obj := `{"level":"debug"}`
+	for _, tc := range []struct {
+		name string
+		body string
+		code int
+	}{
+		{"junk right after", obj + "junk", http.StatusBadRequest},
+		{"junk before the limit", obj + strings.Repeat(" ", 900) + "junk", http.StatusBadRequest},
+		{"junk past the limit", obj + strings.Repeat(" ", 2000) + "junk", http.StatusRequestEntityTooLarge},
+		{"second object past the limit", obj + strings.Repeat("\n", 1100) + `{"level":"error"}`, http.StatusRequestEntityTooLarge},
+		{"large body", strings.Repeat(" ", 4096) + obj, http.StatusRequestEntityTooLarge},
+	} {
+		rec := httptest.NewRecorder()
+		put.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, admin.LogLevelPath, strings.NewReader(tc.body)))
+		require.Equal(t, tc.code, rec.Code, "%s: %s", tc.name, rec.Body.String())
+		var e admin.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e), tc.name)
+		require.NotEmpty(t, e.Error, tc.name)
+		require.Equal(t, zapcore.InfoLevel, level.Level(), "%s: level changed", tc.name)
+	}
+	rec := httptest.NewRecorder()
+	put.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, admin.LogLevelPath, strings.NewReader(obj+"\n")))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Equal(t, zapcore.DebugLevel, level.Level())
+}
