@@ -50,3 +50,23 @@ func TestValidateCreatesNoRecordFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, entries, "validate left files behind")
 }
+
+// TestGateReadinessNamesASource: sources.gate_readiness must name sources
+// the host runs; a typo is a configuration error naming the key and the
+// known sources (validate and run).
+func TestGateReadinessNamesASource(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range []string{"validate", "run"} {
+		args := []string{"config", "validate"}
+		if cmd == "run" {
+			args = []string{"run"}
+		}
+		args = append(args, "--set", "admin.listen=127.0.0.1:0", "--set", "queue.backend=memory",
+			"--set", "host.apps=loadgen", "--set", "sources.gate_readiness=loadgn")
+		r := runHostCmd(t, nil, args...)
+		require.Equal(t, 2, r.code, "%s: %s", cmd, r.stderr)
+		require.Contains(t, r.stderr, `sources.gate_readiness[0]: no source "loadgn" (known: loadgen)`, cmd)
+	}
+	r := runHostCmd(t, nil, "config", "validate", "--set", "host.apps=loadgen", "--set", "sources.gate_readiness=loadgen")
+	require.Equal(t, 0, r.code, r.stderr)
+}
