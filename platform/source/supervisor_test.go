@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/lifecycle"
@@ -112,6 +113,16 @@ func TestSupervisorNeverGivesUp(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(body), &rep))
 	require.Len(t, rep.Components, 1)
 	require.Equal(t, lifecycle.Failed, rep.Components[0].State)
+	srv, err := admin.NewServer(admin.Config{Listen: "127.0.0.1:0"}, nil, admin.StatusInfo{}, reg, hr, nil)
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/admin/v1/status", nil))
+	var status admin.Status
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &status))
+	require.True(t, status.Live)
+	require.Len(t, status.Components, 1)
+	require.Equal(t, lifecycle.Failed, status.Components[0].State)
+	require.Contains(t, status.Components[0].LastError, "crash loop")
 
 	src.healed.Store(true)
 	require.Eventually(t, func() bool { return componentState(t, reg, "mailbox").State == lifecycle.Running }, 10*time.Second, time.Millisecond,
