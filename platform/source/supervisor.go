@@ -265,6 +265,8 @@ func (s *Supervisor) loop(ctx context.Context, r *run) {
 	var (
 		failures []time.Time // within the crash-loop window, since the last recovery
 		failed   bool        // shown failed: past the limit, not recovered since
+		streak   int         // failures since the source last worked
+		since    time.Time   // the first of them
 	)
 	for {
 		err := s.runOnce(ctx, r, failed)
@@ -280,11 +282,12 @@ func (s *Supervisor) loop(ctx context.Context, r *run) {
 		r.errors.Add(1)
 		msg := err.Error()
 		r.lastErr.Store(&msg)
-		if r.showedWork() { // it worked before failing: a new episode
-			failures, failed = failures[:0], false
+		now := time.Now()
+		if r.showedWork() || streak == 0 { // it worked before failing: a new episode
+			failures, failed, streak, since = failures[:0], false, 0, now
 			bo.Reset()
 		}
-		now := time.Now()
+		streak++
 		failures = append(pruneBefore(failures, now.Add(-s.cfg.CrashLoopWindow)), now)
 		delay := min(bo.NextBackOff(), s.cfg.RestartMax)
 		var pe *task.PanicError
@@ -293,10 +296,10 @@ func (s *Supervisor) loop(ctx context.Context, r *run) {
 		}
 		if failed || len(failures) > s.cfg.CrashLoopLimit {
 			failed = true
-			ferr := fmt.Errorf("source %q: %w: %d failures within %s, restarting in %s, last: %w",
-				name, ErrCrashLoop, len(failures), s.cfg.CrashLoopWindow, delay.Round(time.Millisecond), err)
+			ferr := fmt.Errorf("source %q: %w: %d failures since %s, restarting in %s, last: %w",
+				name, ErrCrashLoop, streak, since.UTC().Format(time.RFC3339), delay.Round(time.Millisecond), err)
 			log.Error("source failing, restarting", zap.Error(err), zap.Duration("delay", delay),
-				zap.Int("failures_in_window", len(failures)))
+				zap.Int("failures", streak), zap.Time("failing_since", since))
 			r.comp.Fail(ferr)
 		} else {
 			log.Warn("source failed, restarting", zap.Error(err), zap.Duration("delay", delay),
