@@ -202,11 +202,14 @@ func (c *conns) track(_ net.Conn, st http.ConnState) {
 	}
 }
 
-// WriteJSON writes v as indented JSON with status code.
+// WriteJSON writes v as indented JSON with status code. <, > and & are
+// written as they are (a mail address in an error stays readable), not as
+// \u003c escapes: the admin API is JSON, never embedded in HTML.
 func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
@@ -232,7 +235,11 @@ func New(p Params) (*Server, error) {
 	if p.Level != (zap.AtomicLevel{}) {
 		routes = append(append([]Route(nil), routes...), LogLevelRoutes(p.Level, p.Log)...)
 	}
-	s, err := NewServer(p.Config, p.Log, p.Info, p.Components, p.Health, routes)
+	log := p.Log
+	if log != nil {
+		log = log.Named("admin")
+	}
+	s, err := NewServer(p.Config, log, p.Info, p.Components, p.Health, routes)
 	if err != nil {
 		return nil, err
 	}

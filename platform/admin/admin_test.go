@@ -525,3 +525,22 @@ func TestLogLevelBodyIsOneObject(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	require.Equal(t, zapcore.DebugLevel, level.Level())
 }
+
+// TestJSONKeepsAngleBrackets: an error naming a mail address reads as it
+// is in /admin/v1/status and /healthz, not as \u003c escapes.
+func TestJSONKeepsAngleBrackets(t *testing.T) {
+	t.Parallel()
+	comps := lifecycle.NewRegistry(nil, nil)
+	comps.MustRegister("source/mailbox", lifecycle.StayDegraded, lifecycle.External(false)).
+		Fail(errors.New("mail <a@b.example> & co rejected"))
+	hr, err := health.NewRegistry(health.Options{}, comps, nil)
+	require.NoError(t, err)
+	s, err := admin.NewServer(local(), nil, admin.StatusInfo{}, comps, hr, nil)
+	require.NoError(t, err)
+	for _, path := range []string{"/admin/v1/status", "/healthz"} {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		require.Contains(t, rec.Body.String(), "mail <a@b.example> & co rejected", path)
+		require.True(t, json.Valid(rec.Body.Bytes()), path)
+	}
+}
