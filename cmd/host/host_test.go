@@ -460,13 +460,21 @@ func TestSignalDuringStartAbandonsIt(t *testing.T) {
 }
 
 // TestSecretFileIsReadWithALimit: a secret file naming an endless device
-// fails with a message, also with the embedded configuration.
+// or a runaway file fails with a message, also with the embedded
+// configuration.
 func TestSecretFileIsReadWithALimit(t *testing.T) {
 	t.Parallel()
 	if _, err := os.Stat("/dev/zero"); err != nil {
 		t.Skip("no /dev/zero")
 	}
 	r := runHostCmd(t, nil, "config", "validate", "--set", "queue.jetstream.password_file=/dev/zero")
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "/dev/zero is a device, not a regular file")
+
+	big := filepath.Join(t.TempDir(), "big")
+	require.NoError(t, os.WriteFile(big, nil, 0o600))
+	require.NoError(t, os.Truncate(big, 17<<20)) // sparse
+	r = runHostCmd(t, nil, "config", "validate", "--set", "queue.jetstream.password_file="+big)
 	require.Equal(t, 2, r.code, r.stderr)
 	require.Contains(t, r.stderr, "larger than 16 MiB")
 }

@@ -128,22 +128,32 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 // to the record file (when configured).
 type Recorder struct {
 	work time.Duration
+	path string
 	mu   sync.Mutex
 	f    *os.File
 }
 
-// NewRecorder opens cfg.RecordFile for appending (creating it) when set.
-// Close it when done.
-func NewRecorder(cfg Config) (*Recorder, error) {
-	r := &Recorder{work: cfg.Work}
-	if cfg.RecordFile != "" {
-		f, err := os.OpenFile(cfg.RecordFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("loadgen: open record file: %w", err)
-		}
-		r.f = f
+// NewRecorder returns the handler for cfg. It opens nothing: Open opens
+// the record file (the module calls it on start), so building the host's
+// graph (`host config validate`) writes no file.
+func NewRecorder(cfg Config) *Recorder {
+	return &Recorder{work: cfg.Work, path: cfg.RecordFile}
+}
+
+// Open opens the record file for appending, creating it, when one is
+// configured. Close it when done.
+func (r *Recorder) Open(context.Context) error {
+	if r.path == "" {
+		return nil
 	}
-	return r, nil
+	f, err := os.OpenFile(r.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("loadgen: open record file: %w", err)
+	}
+	r.mu.Lock()
+	r.f = f
+	r.mu.Unlock()
+	return nil
 }
 
 // Handle implements task.Handler.
@@ -157,13 +167,16 @@ func (r *Recorder) Handle(ctx context.Context, t *task.Task) error {
 			return ctx.Err()
 		}
 	}
-	if r.f == nil {
+	if r.path == "" {
 		return nil
 	}
 	line := make([]byte, 0, len(t.ID)+1)
 	line = append(append(line, t.ID...), '\n')
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.f == nil {
+		return fmt.Errorf("loadgen: record %s: the record file is not open", t.ID)
+	}
 	if _, err := r.f.Write(line); err != nil {
 		return fmt.Errorf("loadgen: record %s: %w", t.ID, err)
 	}
@@ -172,10 +185,14 @@ func (r *Recorder) Handle(ctx context.Context, t *task.Task) error {
 
 // Close closes the record file.
 func (r *Recorder) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.f == nil {
 		return nil
 	}
-	return r.f.Close()
+	err := r.f.Close()
+	r.f = nil
+	return err
 }
 
 // Module is the loadgen application: the "loadgen" section, the route of
@@ -184,13 +201,12 @@ var Module = fx.Module("loadgen",
 	config.Section[Config](Section),
 	fx.Provide(
 		fx.Private,
-		func(lc fx.Lifecycle, cfg Config) (*Recorder, error) {
-			r, err := NewRecorder(cfg)
-			if err != nil {
-				return nil, err
-			}
-			lc.Append(fx.StopHook(r.Close))
-			return r, nil
+		func(lc fx.Lifecycle, cfg Config) *Recorder {
+			r := NewRecorder(cfg)
+			// Appended before the pool that uses the recorder: opened
+			// before it starts, closed after it drained.
+			lc.Append(fx.Hook{OnStart: r.Open, OnStop: func(context.Context) error { return r.Close() }})
+			return r
 		},
 	),
 	fx.Provide(

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
 	"github.com/plba/plba/modules/loadgen"
@@ -52,4 +53,25 @@ func TestEveryTaskRecordedOnce(t *testing.T) {
 		seen[id] = true
 	}
 	require.True(t, seen[loadgen.ID(0)] && seen[loadgen.ID(1999)])
+}
+
+// TestBuildingTheGraphWritesNothing: building the module's graph (what
+// `host config validate` does) creates no record file; starting the host
+// does, and stopping it closes it.
+func TestBuildingTheGraphWritesNothing(t *testing.T) {
+	t.Parallel()
+	rec := filepath.Join(t.TempDir(), "handled.txt")
+	cfg, err := config.Load(config.Options{Environ: []string{}, Sets: []string{
+		"admin.listen=127.0.0.1:0", "log.level=error", "loadgen.record_file=" + rec,
+	}})
+	require.NoError(t, err)
+	require.NoError(t, fx.New(fx.NopLogger, platform.Module(cfg, platform.Info{}), loadgen.Module).Err())
+	_, err = os.Stat(rec)
+	require.ErrorIs(t, err, os.ErrNotExist, "building the graph created the record file")
+
+	app := fxtest.New(t, platform.Module(cfg, platform.Info{}), loadgen.Module)
+	app.RequireStart()
+	_, err = os.Stat(rec)
+	require.NoError(t, err, "start opens the record file")
+	app.RequireStop()
 }

@@ -12,7 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
-	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/fx"
@@ -21,36 +21,6 @@ import (
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/lifecycle"
 )
-
-// Config is the "admin" configuration section.
-type Config struct {
-	// Listen is the address of the admin server. Default 127.0.0.1:8080;
-	// port 0 picks a free port (the address is logged and in Server.Addr).
-	Listen string `koanf:"listen"`
-	// ReadHeaderTimeout bounds reading a request's headers. Default 5s;
-	// zero also means 5s (header reads are always bounded, against clients
-	// that open connections and never finish a request).
-	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
-}
-
-// DefaultConfig returns the defaults documented on Config.
-func DefaultConfig() Config {
-	return Config{Listen: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second}
-}
-
-// Validate checks the section.
-func (c Config) Validate() error {
-	var errs []error
-	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("listen: %q is not host:port", c.Listen))
-	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		errs = append(errs, fmt.Errorf("listen: port %q out of range 0-65535", port))
-	}
-	if c.ReadHeaderTimeout < 0 {
-		errs = append(errs, fmt.Errorf("read_header_timeout: must not be negative (got %s)", c.ReadHeaderTimeout))
-	}
-	return errors.Join(errs...)
-}
 
 // RoutesGroup is the fx value group admin routes are collected in.
 const RoutesGroup = "admin.routes"
@@ -98,6 +68,7 @@ type Server struct {
 	mux    *http.ServeMux
 	done   chan struct{}
 	serveE error
+	conns  conns
 }
 
 // Handler returns the server's handler (for tests with httptest).
@@ -111,12 +82,10 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// NewServer validates cfg (a zero ReadHeaderTimeout takes the default)
-// and builds the server's routes. It does not listen until Start.
+// NewServer validates cfg (a zero timeout takes its default) and builds
+// the server's routes. It does not listen until Start.
 func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Registry, hr *health.Registry, routes []Route) (*Server, error) {
-	if cfg.ReadHeaderTimeout == 0 {
-		cfg.ReadHeaderTimeout = DefaultConfig().ReadHeaderTimeout
-	}
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
@@ -170,7 +139,15 @@ func (s *Server) Start(context.Context) error {
 		return fmt.Errorf("admin: listen %s: %w", s.cfg.Listen, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout}
+	s.srv = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		ConnState:         s.conns.track,
+		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
+	}
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -182,27 +159,57 @@ func (s *Server) Start(context.Context) error {
 	return nil
 }
 
-// Stop shuts the server down gracefully, bounded by ctx, then closes it.
+// Stop shuts the server down: it stops listening, closes idle
+// connections and waits for the requests in progress, for at most
+// Config.ShutdownTimeout and at most half of what is left of ctx (the rest
+// of the stop budget belongs to the pools and stores that stop after the
+// admin server). Connections still open then (a client trickling a
+// request body) are closed, and that is logged, not an error: the server
+// has stopped either way. Stop returns an error only when ctx itself ended.
 func (s *Server) Stop(ctx context.Context) error {
 	if s.srv == nil {
 		return nil
 	}
-	err := s.srv.Shutdown(ctx)
+	grace := s.cfg.ShutdownTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		grace = min(grace, time.Until(dl)/2)
+	}
+	sctx, cancel := context.WithTimeout(ctx, grace)
+	err := s.srv.Shutdown(sctx)
+	cancel()
 	if err != nil {
+		open := s.conns.open.Load()
 		_ = s.srv.Close()
+		s.log.Warn("admin server: requests still open after the shutdown grace, connections closed",
+			zap.Duration("grace", grace), zap.Int64("connections", open))
 	}
 	<-s.done
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("admin: shutdown: %w", err)
 	}
 	return s.serveE
 }
 
-// WriteJSON writes v as indented JSON with status code.
+// conns counts the server's open connections, for the shutdown log.
+type conns struct{ open atomic.Int64 }
+
+func (c *conns) track(_ net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		c.open.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		c.open.Add(-1)
+	}
+}
+
+// WriteJSON writes v as indented JSON with status code. <, > and & are
+// written as they are (a mail address in an error stays readable), not as
+// \u003c escapes: the admin API is JSON, never embedded in HTML.
 func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
@@ -228,7 +235,11 @@ func New(p Params) (*Server, error) {
 	if p.Level != (zap.AtomicLevel{}) {
 		routes = append(append([]Route(nil), routes...), LogLevelRoutes(p.Level, p.Log)...)
 	}
-	s, err := NewServer(p.Config, p.Log, p.Info, p.Components, p.Health, routes)
+	log := p.Log
+	if log != nil {
+		log = log.Named("admin")
+	}
+	s, err := NewServer(p.Config, log, p.Info, p.Components, p.Health, routes)
 	if err != nil {
 		return nil, err
 	}

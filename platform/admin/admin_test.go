@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,10 @@ func TestConfigValidate(t *testing.T) {
 		{admin.Config{Listen: "127.0.0.1:http"}, "listen: port"},
 		{admin.Config{Listen: "127.0.0.1:70000"}, "listen: port"},
 		{admin.Config{Listen: ":0", ReadHeaderTimeout: -time.Second}, "read_header_timeout"},
+		{admin.Config{Listen: ":0", ReadTimeout: -time.Second}, "read_timeout: must not be negative (got -1s)"},
+		{admin.Config{Listen: ":0", WriteTimeout: -time.Second}, "write_timeout"},
+		{admin.Config{Listen: ":0", IdleTimeout: -time.Second}, "idle_timeout"},
+		{admin.Config{Listen: ":0", ShutdownTimeout: -time.Second}, "shutdown_timeout"},
 	} {
 		err := c.cfg.Validate()
 		require.Error(t, err, "%+v", c.cfg)
@@ -280,12 +285,18 @@ func TestStartFailsWhenAddressTaken(t *testing.T) {
 // closed, and returns its base URL.
 func slowServer(t *testing.T, entered chan<- struct{}, release <-chan struct{}) (*admin.Server, string) {
 	t.Helper()
+	return slowServerWith(t, local(), nil, entered, release)
+}
+
+// slowServerWith is slowServer with cfg and log.
+func slowServerWith(t *testing.T, cfg admin.Config, log *zap.Logger, entered chan<- struct{}, release <-chan struct{}) (*admin.Server, string) {
+	t.Helper()
 	route := admin.Route{Pattern: "GET /slow", Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		entered <- struct{}{}
 		<-release
 		_, _ = io.WriteString(w, "done")
 	})}
-	s, err := admin.NewServer(local(), nil, admin.StatusInfo{}, nil, nil, []admin.Route{route})
+	s, err := admin.NewServer(cfg, log, admin.StatusInfo{}, nil, nil, []admin.Route{route})
 	require.NoError(t, err)
 	require.NoError(t, s.Start(context.Background()))
 	return s, "http://" + s.Addr()
@@ -351,23 +362,103 @@ func TestGracefulShutdown(t *testing.T) {
 	require.NoError(t, s.Stop(context.Background()), "a second stop is fine")
 }
 
-// TestShutdownDeadline: a request that outlives the stop deadline is cut
-// off, and Stop says so.
-func TestShutdownDeadline(t *testing.T) {
+// TestShutdownTakesABoundedPartOfTheBudget: a request that outlives the
+// shutdown grace is cut off after at most half of the stop budget left,
+// so the hooks that stop after the admin server (pools, stores) still
+// have the rest; the cut is logged, and Stop succeeds (the server has
+// stopped).
+func TestShutdownTakesABoundedPartOfTheBudget(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	defer close(release)
+	core, logs := observer.New(zapcore.WarnLevel)
+	s, base := slowServerWith(t, local(), zap.New(core), entered, release)
+	inflight := fetch(base + "/slow")
+	<-entered
+
+	budget := 4 * time.Second // the default shutdown_timeout is 5s
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, s.Stop(ctx))
+	took := time.Since(start)
+	require.NoError(t, ctx.Err(), "Stop used the whole budget (%s)", took)
+	require.GreaterOrEqual(t, took, budget/2-100*time.Millisecond, "the request had its grace")
+	r := <-inflight
+	require.Error(t, r.err, "the connection was closed under the request")
+	cut := logs.FilterMessageSnippet("connections closed").All()
+	require.Len(t, cut, 1)
+	require.Equal(t, int64(1), cut[0].ContextMap()["connections"])
+}
+
+// TestShutdownTimeoutBoundsTheGrace: admin.shutdown_timeout bounds the
+// grace below half the budget.
+func TestShutdownTimeoutBoundsTheGrace(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	defer close(release)
+	cfg := local()
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+	s, base := slowServerWith(t, cfg, nil, entered, release)
+	inflight := fetch(base + "/slow")
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, s.Stop(ctx))
+	require.Less(t, time.Since(start), 20*time.Second)
+	require.Error(t, (<-inflight).err)
+}
+
+// TestStopAfterTheBudgetIsAnError: a stop whose context has already ended
+// says so.
+func TestStopAfterTheBudgetIsAnError(t *testing.T) {
 	t.Parallel()
 	entered, release := make(chan struct{}, 1), make(chan struct{})
 	defer close(release)
 	s, base := slowServer(t, entered, release)
 	inflight := fetch(base + "/slow")
 	<-entered
-
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
 	err := s.Stop(ctx)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorIs(t, err, context.Canceled)
 	require.Contains(t, err.Error(), "admin: shutdown")
-	r := <-inflight
-	require.Error(t, r.err, "the connection was closed under the request")
+	require.Error(t, (<-inflight).err)
+}
+
+// TestSlowBodyIsCutByReadTimeout: a client that trickles a request body
+// holds its connection no longer than admin.read_timeout.
+func TestSlowBodyIsCutByReadTimeout(t *testing.T) {
+	t.Parallel()
+	level := zap.NewAtomicLevel()
+	cfg := local()
+	cfg.ReadTimeout = 300 * time.Millisecond
+	s, err := admin.NewServer(cfg, nil, admin.StatusInfo{}, nil, nil, admin.LogLevelRoutes(level, nil))
+	require.NoError(t, err)
+	require.NoError(t, s.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, s.Stop(context.Background())) })
+
+	c, err := net.Dial("tcp", s.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = io.WriteString(c, "PUT "+admin.LogLevelPath+" HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+	require.NoError(t, err)
+	start := time.Now()
+	closed := false
+	for time.Since(start) < 20*time.Second && !closed {
+		time.Sleep(50 * time.Millisecond)
+		if _, err := io.WriteString(c, " "); err != nil {
+			closed = true
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		var b [512]byte
+		if n, err := c.Read(b[:]); n > 0 || (err != nil && !errors.Is(err, os.ErrDeadlineExceeded)) {
+			closed = true // an error answer or the connection closed
+		}
+	}
+	require.True(t, closed, "the trickling client was never cut off")
+	require.Less(t, time.Since(start), 10*time.Second)
 }
 
 // TestLogLevelChangeIsAlwaysLogged: the audit line of a level change is
@@ -394,4 +485,62 @@ func TestLogLevelChangeIsAlwaysLogged(t *testing.T) {
 		got = append(got, e.ContextMap()["from"].(string)+"->"+e.ContextMap()["to"].(string))
 	}
 	require.Equal(t, []string{"info->error", "error->debug", "debug->error", "error->info"}, got)
+}
+
+// TestLogLevelBodyIsOneObject: a valid object followed by junk is refused
+// wherever the junk starts, also past the body limit (1 KiB), and the
+// level stays as it was.
+func TestLogLevelBodyIsOneObject(t *testing.T) {
+	t.Parallel()
+	level := zap.NewAtomicLevelAt(zapcore.InfoLevel)
+	var put http.Handler
+	for _, r := range admin.LogLevelRoutes(level, nil) {
+		if strings.HasPrefix(r.Pattern, "PUT ") {
+			put = r.Handler
+		}
+	}
+	require.NotNil(t, put)
+	obj := `{"level":"debug"}`
+	for _, tc := range []struct {
+		name string
+		body string
+		code int
+	}{
+		{"junk right after", obj + "junk", http.StatusBadRequest},
+		{"junk before the limit", obj + strings.Repeat(" ", 900) + "junk", http.StatusBadRequest},
+		{"junk past the limit", obj + strings.Repeat(" ", 2000) + "junk", http.StatusRequestEntityTooLarge},
+		{"second object past the limit", obj + strings.Repeat("\n", 1100) + `{"level":"error"}`, http.StatusRequestEntityTooLarge},
+		{"large body", strings.Repeat(" ", 4096) + obj, http.StatusRequestEntityTooLarge},
+	} {
+		rec := httptest.NewRecorder()
+		put.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, admin.LogLevelPath, strings.NewReader(tc.body)))
+		require.Equal(t, tc.code, rec.Code, "%s: %s", tc.name, rec.Body.String())
+		var e admin.Error
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e), tc.name)
+		require.NotEmpty(t, e.Error, tc.name)
+		require.Equal(t, zapcore.InfoLevel, level.Level(), "%s: level changed", tc.name)
+	}
+	rec := httptest.NewRecorder()
+	put.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, admin.LogLevelPath, strings.NewReader(obj+"\n")))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Equal(t, zapcore.DebugLevel, level.Level())
+}
+
+// TestJSONKeepsAngleBrackets: an error naming a mail address reads as it
+// is in /admin/v1/status and /healthz, not as \u003c escapes.
+func TestJSONKeepsAngleBrackets(t *testing.T) {
+	t.Parallel()
+	comps := lifecycle.NewRegistry(nil, nil)
+	comps.MustRegister("source/mailbox", lifecycle.StayDegraded, lifecycle.External(false)).
+		Fail(errors.New("mail <a@b.example> & co rejected"))
+	hr, err := health.NewRegistry(health.Options{}, comps, nil)
+	require.NoError(t, err)
+	s, err := admin.NewServer(local(), nil, admin.StatusInfo{}, comps, hr, nil)
+	require.NoError(t, err)
+	for _, path := range []string{"/admin/v1/status", "/healthz"} {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		require.Contains(t, rec.Body.String(), "mail <a@b.example> & co rejected", path)
+		require.True(t, json.Valid(rec.Body.Bytes()), path)
+	}
 }

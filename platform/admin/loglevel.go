@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,8 +37,9 @@ const maxLevelBody = 1 << 10
 //	GET LogLevelPath              -> 200 {"level":"info"}
 //	PUT LogLevelPath {"level":"debug"} -> 200 {"level":"debug"}
 //
-// A body that is not exactly such JSON, or names another level, gets 400
-// and the level stays as it was. Every change is logged on log (nil: not
+// A body that is not exactly one such JSON object (nothing but white
+// space after it), or names another level, gets 400, one over 1 KiB gets
+// 413, and the level stays as it was. Every change is logged on log (nil: not
 // logged) at warn with the old and new level, while the lower of the two
 // is in effect, so that the line is written either way.
 func LogLevelRoutes(level zap.AtomicLevel, log *zap.Logger) []Route {
@@ -48,7 +50,19 @@ func LogLevelRoutes(level zap.AtomicLevel, log *zap.Logger) []Route {
 		WriteJSON(w, http.StatusOK, LogLevel{Level: level.Level().String()})
 	})
 	put := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		lvl, err := decodeLevel(io.LimitReader(r.Body, maxLevelBody))
+		// Read one byte past the limit: a body cut at the limit would hide
+		// whatever follows the object from decodeLevel's check.
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxLevelBody+1))
+		if err != nil {
+			WriteJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("admin: log level: read body: %v", err)})
+			return
+		}
+		if len(body) > maxLevelBody {
+			WriteJSON(w, http.StatusRequestEntityTooLarge,
+				Error{Error: fmt.Sprintf("admin: log level: body larger than %d bytes", maxLevelBody)})
+			return
+		}
+		lvl, err := decodeLevel(bytes.NewReader(body))
 		if err != nil {
 			WriteJSON(w, http.StatusBadRequest, Error{Error: err.Error()})
 			return

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -566,11 +567,49 @@ func TestFilesAreReadWithALimit(t *testing.T) {
 	if _, err := os.Stat("/dev/zero"); err != nil {
 		t.Skip("no /dev/zero")
 	}
-	_, err := load(t, config.Options{Files: []string{"/dev/zero"}, Sets: []string{"server.password_file=/dev/zero"}})
+	// A secret file must be a regular file: a large one is refused by
+	// size (sparse: it costs no disk).
+	big := filepath.Join(t.TempDir(), "big")
+	require.NoError(t, os.WriteFile(big, nil, 0o600))
+	require.NoError(t, os.Truncate(big, config.MaxFileSize+1))
+	_, err := load(t, config.Options{Files: []string{"/dev/zero"}, Sets: []string{"server.password_file=" + big}})
 	var cerr *config.Error
 	require.ErrorAs(t, err, &cerr)
 	require.ErrorContains(t, err, "/dev/zero: cannot read file: larger than 16 MiB")
 	require.ErrorContains(t, err, "server.password_file: cannot read secret file: larger than 16 MiB")
+}
+
+// TestSecretFileMustBeRegular: a secret file naming a FIFO nobody writes
+// to (reading it would block for ever) or a device is refused at once,
+// naming the key and what the file is.
+func TestSecretFileMustBeRegular(t *testing.T) {
+	t.Parallel()
+	fifo := filepath.Join(t.TempDir(), "pw")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFO: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { // would block for ever on a FIFO without the check
+		_, err := load(t, config.Options{Sets: []string{"server.password_file=" + fifo}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorContains(t, err, "server.password_file: cannot read secret file: "+fifo+" is a named pipe (FIFO), not a regular file")
+	case <-time.After(20 * time.Second):
+		f, _ := os.OpenFile(fifo, os.O_WRONLY, 0) // unblock the reader
+		if f != nil {
+			_ = f.Close()
+		}
+		<-done
+		t.Fatal("loading a FIFO secret file hung")
+	}
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		_, err := load(t, config.Options{Sets: []string{"server.password_file=/dev/zero"}})
+		require.ErrorContains(t, err, "server.password_file: cannot read secret file: /dev/zero is a device, not a regular file")
+	}
+	_, err := load(t, config.Options{Sets: []string{"server.password_file=" + t.TempDir()}})
+	require.ErrorContains(t, err, "is a directory, not a regular file")
 }
 
 // ClusterConfig has URLs whose user information is secret.

@@ -276,7 +276,9 @@ func (d *decoder) decodeStruct(path string, in any, out reflect.Value) {
 }
 
 // secretFile reads a secret from the file named by a <key>_file value; an
-// empty name leaves the secret as it is.
+// empty name leaves the secret as it is. The file must be a regular file
+// (or a link to one): a named pipe would block the read until a writer
+// came, a device could feed it for ever.
 func (d *decoder) secretFile(path string, in any, out reflect.Value) {
 	if s, ok := in.(text); ok {
 		in = string(s)
@@ -287,6 +289,10 @@ func (d *decoder) secretFile(path string, in any, out reflect.Value) {
 		return
 	}
 	if name == "" {
+		return
+	}
+	if err := regularFile(name); err != nil {
+		d.add(path, "cannot read secret file: %v", err)
 		return
 	}
 	read := d.readFile

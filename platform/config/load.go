@@ -66,6 +66,28 @@ func ReadFile(name string) ([]byte, error) {
 	return b, nil
 }
 
+// regularFile returns an error naming what name is when it exists and is
+// not a regular file (a link is followed). A name it cannot stat is left
+// to the read, which reports why.
+func regularFile(name string) error {
+	fi, err := os.Stat(name)
+	if err != nil || fi.Mode().IsRegular() {
+		return nil
+	}
+	what := "not a regular file"
+	switch m := fi.Mode(); {
+	case m&fs.ModeNamedPipe != 0:
+		what = "a named pipe (FIFO), not a regular file"
+	case m&fs.ModeDevice != 0:
+		what = "a device, not a regular file"
+	case m.IsDir():
+		what = "a directory, not a regular file"
+	case m&fs.ModeSocket != 0:
+		what = "a socket, not a regular file"
+	}
+	return fmt.Errorf("%s is %s", name, what)
+}
+
 // Config is the loaded, validated configuration: every declared section
 // decoded from the merged layers. It is immutable and safe for concurrent
 // use.

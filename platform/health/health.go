@@ -260,10 +260,12 @@ func (r *Registry) Results() []Result {
 }
 
 // Live reports whether the process should be considered alive: no
-// component has failed. It never depends on external checks.
+// component has failed, apart from those that follow an outside
+// dependency (lifecycle.External, as every source). It never depends on
+// checks or on anything outside the process.
 func (r *Registry) Live() (bool, string) {
 	if r.components != nil {
-		if s, failed := r.components.AnyFailed(); failed {
+		if s, failed := r.components.LiveFailure(); failed {
 			return false, fmt.Sprintf("component %s failed: %s", s.Name, s.LastError)
 		}
 	}
@@ -271,13 +273,15 @@ func (r *Registry) Live() (bool, string) {
 }
 
 // Ready reports whether the host should receive work: not shutting down,
-// every component running and every gating check healthy.
+// every component that gates readiness running (an External component
+// gates it only when it was registered so: a source, when configured)
+// and every gating check healthy.
 func (r *Registry) Ready() (bool, string) {
 	if r.shutting.Load() {
 		return false, "shutting down"
 	}
 	if r.components != nil {
-		if why, ok := r.components.AllRunning(); !ok {
+		if why, ok := r.components.ReadyRunning(); !ok {
 			return false, "component " + why
 		}
 	}

@@ -107,6 +107,43 @@ func TestComponentsDriveProbes(t *testing.T) {
 	require.Contains(t, body, "boom")
 }
 
+// TestExternalComponentsNeverDriveLiveness: a component that follows an
+// outside dependency (a source) never makes /livez fail, failed or not; it
+// makes /readyz fail only when registered to gate readiness; /healthz
+// shows it failed either way.
+func TestExternalComponentsNeverDriveLiveness(t *testing.T) {
+	t.Parallel()
+	comps := lifecycle.NewRegistry(nil, nil)
+	free := comps.MustRegister("source/free", lifecycle.StayDegraded, lifecycle.External(false))
+	gating := comps.MustRegister("source/gating", lifecycle.StayDegraded, lifecycle.External(true))
+	free.Set(lifecycle.Running, nil)
+	gating.Set(lifecycle.Running, nil)
+	_, h := newServer(t, comps)
+	code, _ := get(t, h, "/readyz")
+	require.Equal(t, 200, code)
+
+	free.Fail(errors.New("mail server down"))
+	code, _ = get(t, h, "/livez")
+	require.Equal(t, 200, code, "an outside dependency does not drive liveness")
+	code, _ = get(t, h, "/readyz")
+	require.Equal(t, 200, code, "a source that does not gate readiness")
+	code, body := get(t, h, "/healthz")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `"state": "failed"`)
+	require.Contains(t, body, "mail server down")
+
+	gating.Fail(errors.New("disk full"))
+	code, _ = get(t, h, "/livez")
+	require.Equal(t, 200, code)
+	code, body = get(t, h, "/readyz")
+	require.Equal(t, 503, code)
+	require.Contains(t, body, "source/gating is failed")
+
+	gating.Set(lifecycle.Running, nil)
+	code, _ = get(t, h, "/readyz")
+	require.Equal(t, 200, code, "back to ready when it recovers")
+}
+
 func TestShuttingDownTurnsReadinessOff(t *testing.T) {
 	t.Parallel()
 	r, h := newServer(t, nil, Check{Name: "a", Func: ok, Gating: true})

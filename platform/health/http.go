@@ -53,6 +53,7 @@ func (r *Registry) Mount(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false) // "<a@b>" in an error stays readable
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(rep)
 	})

@@ -183,3 +183,42 @@ func TestProbesDoNotComputeDetails(t *testing.T) {
 	require.Zero(t, calls, "probes do not compute details")
 	require.Equal(t, 1, reg.Snapshot()[0].Details)
 }
+
+// TestExternalComponents: an External component's failure is not a
+// liveness failure; it blocks readiness only when registered to.
+func TestExternalComponents(t *testing.T) {
+	t.Parallel()
+	r := NewRegistry(nil, nil)
+	own := r.MustRegister("pool/a", StayDegraded)
+	ext := r.MustRegister("source/a", StayDegraded, External(false))
+	gate := r.MustRegister("source/b", StayDegraded, External(true))
+	for _, c := range []*Component{own, ext, gate} {
+		c.Set(Running, nil)
+	}
+	_, failed := r.LiveFailure()
+	require.False(t, failed)
+	_, ok := r.ReadyRunning()
+	require.True(t, ok)
+
+	ext.Fail(errors.New("down"))
+	_, failed = r.LiveFailure()
+	require.False(t, failed, "an external failure is not a liveness failure")
+	_, ok = r.ReadyRunning()
+	require.True(t, ok, "nor a readiness one unless it gates")
+	s, failed := r.AnyFailed()
+	require.True(t, failed, "it is failed all the same")
+	require.Equal(t, "source/a", s.Name)
+	require.True(t, ext.Status().External)
+	require.False(t, ext.Status().GatesReadiness)
+
+	gate.Set(Degraded, errors.New("restarting"))
+	why, ok := r.ReadyRunning()
+	require.False(t, ok)
+	require.Equal(t, "source/b is degraded", why)
+
+	own.Fail(errors.New("stalled"))
+	s, failed = r.LiveFailure()
+	require.True(t, failed)
+	require.Equal(t, "pool/a", s.Name)
+	require.True(t, own.Status().GatesReadiness)
+}

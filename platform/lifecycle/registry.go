@@ -31,7 +31,7 @@ const (
 	// StopHost stops the host with exit status 1 when the component fails.
 	StopHost Policy = "stop"
 	// StayDegraded keeps the host up; the component shows failed and
-	// liveness reports it.
+	// liveness reports it (unless the component is External).
 	StayDegraded Policy = "degrade"
 )
 
@@ -45,6 +45,13 @@ type Status struct {
 	Since     time.Time `json:"since"`
 	LastError string    `json:"last_error,omitempty"`
 	Policy    Policy    `json:"policy"`
+	// External marks a component whose state follows a dependency outside
+	// the process (see External): its failure never makes the host not
+	// live.
+	External bool `json:"external,omitempty"`
+	// GatesReadiness says whether the host is ready only while this
+	// component runs.
+	GatesReadiness bool `json:"gates_readiness"`
 	// Details is what the component reports of itself (counters, cursor
 	// positions); nil when it reports nothing.
 	Details any `json:"details,omitempty"`
@@ -73,10 +80,26 @@ func NewRegistry(policies map[string]Policy, fatal FatalFunc) *Registry {
 	return &Registry{comps: map[string]*Component{}, policies: policies, fatal: fatal, now: time.Now}
 }
 
+// Option tunes a component when it is registered.
+type Option func(*Component)
+
+// External marks a component whose state follows a dependency outside the
+// process (a mail server, a database, a remote disk): liveness is never
+// driven by it (a restart of the process would not bring the dependency
+// back), and it counts for readiness only when gatesReadiness. Without
+// this option a component gates both: its failure makes the host not live,
+// and anything but running makes it not ready.
+func External(gatesReadiness bool) Option {
+	return func(c *Component) {
+		c.external = true
+		c.gatesReady = gatesReadiness
+	}
+}
+
 // Register adds a component in state Starting with def as its failure
 // policy unless configuration overrides it. A second registration of a
 // name returns ErrDuplicateComponent.
-func (r *Registry) Register(name string, def Policy) (*Component, error) {
+func (r *Registry) Register(name string, def Policy, opts ...Option) (*Component, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.comps[name]; ok {
@@ -89,15 +112,18 @@ func (r *Registry) Register(name string, def Policy) (*Component, error) {
 	if p == "" {
 		p = StopHost
 	}
-	c := &Component{reg: r, name: name, policy: p, state: Starting, since: r.now()}
+	c := &Component{reg: r, name: name, policy: p, state: Starting, since: r.now(), gatesReady: true}
+	for _, o := range opts {
+		o(c)
+	}
 	r.comps[name] = c
 	return c, nil
 }
 
 // MustRegister is Register for names known to be unique; it panics on a
 // duplicate (a programming error).
-func (r *Registry) MustRegister(name string, def Policy) *Component {
-	c, err := r.Register(name, def)
+func (r *Registry) MustRegister(name string, def Policy, opts ...Option) *Component {
+	c, err := r.Register(name, def, opts...)
 	if err != nil {
 		panic(err)
 	}
@@ -155,6 +181,28 @@ func (r *Registry) AllRunning() (string, bool) {
 	return "", true
 }
 
+// LiveFailure returns the first failed component that drives liveness
+// (one not marked External), if any: what makes the process not live.
+func (r *Registry) LiveFailure() (Status, bool) {
+	for _, s := range r.snapshot(false) {
+		if s.State == Failed && !s.External {
+			return s, true
+		}
+	}
+	return Status{}, false
+}
+
+// ReadyRunning reports whether every component that gates readiness is
+// running and names the first that is not.
+func (r *Registry) ReadyRunning() (string, bool) {
+	for _, s := range r.snapshot(false) {
+		if s.GatesReadiness && s.State != Running {
+			return s.Name + " is " + string(s.State), false
+		}
+	}
+	return "", true
+}
+
 // Component is one registered part of the host. Its methods are safe for
 // concurrent use.
 type Component struct {
@@ -166,6 +214,9 @@ type Component struct {
 	since   time.Time
 	lastErr string
 	details func() any
+	// external and gatesReady are set at registration (External).
+	external   bool
+	gatesReady bool
 }
 
 // Name returns the component's name.
@@ -218,7 +269,8 @@ func (c *Component) Status() Status { return c.status(true) }
 
 func (c *Component) status(details bool) Status {
 	c.mu.Lock()
-	s := Status{Name: c.name, State: c.state, Since: c.since, LastError: c.lastErr, Policy: c.policy}
+	s := Status{Name: c.name, State: c.state, Since: c.since, LastError: c.lastErr, Policy: c.policy,
+		External: c.external, GatesReadiness: c.gatesReady}
 	d := c.details
 	c.mu.Unlock()
 	if d != nil && details {

@@ -75,7 +75,9 @@ func (c Config) Validate() error {
 }
 
 // New returns a logger writing cfg's format to w (os.Stderr when nil),
-// and the atomic level that controls it. Call Sync on the logger before
+// and the atomic level that controls it. Every line has a logger name
+// (RootName when the logger has none); the console format aligns its
+// columns; structured values keep <, > and & as they are. Call Sync on the logger before
 // the process exits.
 func New(cfg Config, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
 	if err := cfg.Validate(); err != nil {
@@ -83,11 +85,10 @@ func New(cfg Config, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
 	}
 	lvl, _ := ParseLevel(cfg.Level)
 	level := zap.NewAtomicLevelAt(lvl)
-	ec := zap.NewProductionEncoderConfig()
-	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	console := strings.EqualFold(cfg.Format, FormatConsole)
+	ec := encoderConfig(console)
 	var enc zapcore.Encoder
-	if strings.EqualFold(cfg.Format, FormatConsole) {
-		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+	if console {
 		enc = zapcore.NewConsoleEncoder(ec)
 	} else {
 		enc = zapcore.NewJSONEncoder(ec)
@@ -95,7 +96,7 @@ func New(cfg Config, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
 	if w == nil {
 		w = os.Stderr
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
+	core := namedCore{zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)}
 	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(zapcore.Lock(os.Stderr))), level, nil
 }
 

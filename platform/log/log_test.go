@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"strings"
 	"sync"
@@ -208,4 +209,65 @@ func TestParseLevel(t *testing.T) {
 		require.ErrorIs(t, err, plog.ErrLevel, bad)
 	}
 	require.Error(t, plog.Config{Level: "fatal", Format: plog.FormatJSON}.Validate(), "a host cannot run at fatal")
+}
+
+// TestEveryLineNamesItsLogger: a line from a logger without a name (the
+// host's own) is named RootName, in both formats; named loggers keep
+// their names.
+func TestEveryLineNamesItsLogger(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	l, _, err := plog.New(plog.Config{Level: "info", Format: "json"}, &buf)
+	require.NoError(t, err)
+	l.Info("root")
+	l.With(zap.Int("n", 1)).Info("root with fields")
+	l.Named("pool").Info("named")
+	var names []string
+	for _, line := range buf.lines() {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec))
+		names = append(names, rec["logger"].(string))
+	}
+	require.Equal(t, []string{plog.RootName, plog.RootName, "pool"}, names)
+}
+
+// TestConsoleColumnsAlign: in the console format the message starts at
+// the same column on every line, whatever the level, logger name (or
+// none) and caller.
+func TestConsoleColumnsAlign(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	l, _, err := plog.New(plog.Config{Level: "debug", Format: "console"}, &buf)
+	require.NoError(t, err)
+	l.Info("MSG one")
+	l.Named("jetstream").Warn("MSG two", zap.String("k", "v"))
+	l.Named("fx").Error("MSG three")
+	l.Named("source").Debug("MSG four")
+	lines := buf.lines()
+	require.Len(t, lines, 4)
+	col := strings.Index(lines[0], "MSG")
+	require.Positive(t, col)
+	for _, line := range lines {
+		require.Equal(t, col, strings.Index(line, "MSG"), "misaligned:\n%s", strings.Join(lines, "\n"))
+		require.NotContains(t, line, "\t")
+	}
+	require.Contains(t, lines[0], "INFO   "+plog.RootName)
+}
+
+// TestJSONKeepsAngleBrackets: < > and & stay as they are in strings and in
+// structured values (a mail address, a query), instead of \u003c escapes.
+func TestJSONKeepsAngleBrackets(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	l, _, err := plog.New(plog.Config{Level: "info", Format: "json"}, &buf)
+	require.NoError(t, err)
+	from := "Jane <jane@example.com> & co"
+	l.Info("mail", zap.String("from", from), zap.Any("mail", map[string]string{"from": from}),
+		zap.Error(errors.New("bad address "+from)))
+	line := buf.lines()[0]
+	require.NotContains(t, line, `\u003c`)
+	require.Equal(t, 3, strings.Count(line, "Jane <jane@example.com> & co"), line)
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal([]byte(line), &rec), "still JSON")
+	require.Equal(t, from, rec["from"])
 }

@@ -1,34 +1,61 @@
 package source
 
 import (
-	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/plba/plba/platform/config"
 )
 
 // Config is the supervision policy for sources (section "sources"). The
 // zero value is valid: every zero field takes its documented default.
+//
+// A source whose Run fails is restarted, for ever, after a delay that
+// starts at RestartInitial and doubles with each failure up to RestartMax.
+// More than CrashLoopLimit failures within CrashLoopWindow show it failed
+// (in /healthz and /admin/v1/status) until it recovers; it is restarted
+// all the same. It has recovered, and its delay starts over, once a
+// restarted Run shows it works: a poll ends without error, a task is
+// emitted, or it stays up for CrashLoopWindow.
 type Config struct {
 	// RestartInitial is the delay before the first restart of a source
-	// whose Run failed. Each further failure within CrashLoopWindow doubles
-	// it, up to RestartMax. Default 1s.
+	// whose Run failed. Each further failure doubles it, up to
+	// RestartMax. Default 1s.
 	RestartInitial time.Duration `koanf:"restart_initial"`
-	// RestartMax caps the restart delay. Default 1m.
+	// RestartMax caps the restart delay. Default 5m.
 	RestartMax time.Duration `koanf:"restart_max"`
+	// RestartJitter spreads each delay by a random factor in
+	// [1-RestartJitter, 1+RestartJitter] (never beyond RestartMax), so
+	// replicas do not retry a server in step. In [0, 1]; default 0.2; a
+	// negative value means none.
+	RestartJitter float64 `koanf:"restart_jitter"`
 	// CrashLoopLimit is how many failures within CrashLoopWindow a source
-	// may have; one more marks its component failed and it is not
-	// restarted again. Default 5.
+	// may have; one more shows its component failed (and stops the host
+	// if lifecycle.policies says "stop" for it) until it recovers. It is
+	// restarted either way. Default 5.
 	CrashLoopLimit int `koanf:"crash_loop_limit"`
 	// CrashLoopWindow is the window failures are counted in. Failures
-	// older than the window are forgotten (which also resets the restart
-	// delay). Default 1m.
+	// older than the window are forgotten; a restarted Run that stays up
+	// for the whole window has recovered. Default 1m.
 	CrashLoopWindow time.Duration `koanf:"crash_loop_window"`
+	// GateReadiness names the sources whose state gates the host's
+	// readiness: while one of them is not running (failing, or waiting
+	// for a restart) /readyz answers 503. Other sources show their state
+	// in /healthz and /admin/v1/status only. A source never drives
+	// liveness (/livez): it follows an outside dependency, which a
+	// restart of the process would not bring back. Default none.
+	GateReadiness []string `koanf:"gate_readiness"`
 }
 
 // Defaults of Config.
 const (
 	DefaultRestartInitial  = time.Second
-	DefaultRestartMax      = time.Minute
+	DefaultRestartMax      = 5 * time.Minute
+	DefaultRestartJitter   = 0.2
 	DefaultCrashLoopLimit  = 5
 	DefaultCrashLoopWindow = time.Minute
 )
@@ -40,6 +67,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.RestartMax == 0 {
 		c.RestartMax = DefaultRestartMax
+	}
+	if c.RestartJitter == 0 {
+		c.RestartJitter = DefaultRestartJitter
 	}
 	if c.CrashLoopLimit == 0 {
 		c.CrashLoopLimit = DefaultCrashLoopLimit
@@ -53,34 +83,58 @@ func (c Config) WithDefaults() Config {
 // Validate reports every invalid field of c (after defaults), each
 // prefixed with its key.
 func (c Config) Validate() error {
-	var errs []error
+	var ps config.Problems
 	if c.RestartInitial < 0 {
-		errs = append(errs, fmt.Errorf("restart_initial: must not be negative (got %s)", c.RestartInitial))
+		ps.Add("restart_initial", "must not be negative (got %s)", c.RestartInitial)
 	}
 	if c.RestartMax < 0 {
-		errs = append(errs, fmt.Errorf("restart_max: must not be negative (got %s)", c.RestartMax))
+		ps.Add("restart_max", "must not be negative (got %s)", c.RestartMax)
 	}
 	if c.RestartMax > 0 && c.RestartInitial > c.RestartMax {
-		errs = append(errs, fmt.Errorf("restart_initial: must not exceed restart_max %s (got %s)", c.RestartMax, c.RestartInitial))
+		ps.Add("restart_initial", "must not exceed restart_max %s (got %s)", c.RestartMax, c.RestartInitial)
+	}
+	if c.RestartJitter > 1 {
+		ps.Add("restart_jitter", "must be at most 1 (got %g)", c.RestartJitter)
 	}
 	if c.CrashLoopLimit < 0 {
-		errs = append(errs, fmt.Errorf("crash_loop_limit: must not be negative (got %d)", c.CrashLoopLimit))
+		ps.Add("crash_loop_limit", "must not be negative (got %d)", c.CrashLoopLimit)
 	}
 	if c.CrashLoopWindow < 0 {
-		errs = append(errs, fmt.Errorf("crash_loop_window: must not be negative (got %s)", c.CrashLoopWindow))
+		ps.Add("crash_loop_window", "must not be negative (got %s)", c.CrashLoopWindow)
 	}
-	return errors.Join(errs...)
+	for i, n := range c.GateReadiness {
+		if j := slices.Index(c.GateReadiness, n); j < i {
+			ps.Add(fmt.Sprintf("gate_readiness[%d]", i), "source %q is already listed (gate_readiness[%d])", n, j)
+		}
+	}
+	return ps.Err()
 }
 
-// restartDelay is the delay before the restart that follows the n-th
-// failure (1-based) within the window.
-func (c Config) restartDelay(n int) time.Duration {
-	d := c.RestartInitial
-	for i := 1; i < n && d < c.RestartMax; i++ {
-		d *= 2
+// checkGates reports, under the section's key, every source named in
+// GateReadiness that is not among names.
+func (c Config) checkGates(names []string) error {
+	var ps config.Problems
+	for i, n := range c.GateReadiness {
+		if !slices.Contains(names, n) {
+			known := "none"
+			if len(names) > 0 {
+				known = strings.Join(names, ", ")
+			}
+			ps.Add(fmt.Sprintf("sources.gate_readiness[%d]", i), "no source %q (known: %s)", n, known)
+		}
 	}
-	if d > c.RestartMax {
-		d = c.RestartMax
+	return ps.Err()
+}
+
+// backoff returns the restart delays: RestartInitial doubling up to
+// RestartMax, spread by RestartJitter.
+func (c Config) backoff() *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     c.RestartInitial,
+		RandomizationFactor: max(c.RestartJitter, 0),
+		Multiplier:          2,
+		MaxInterval:         c.RestartMax,
 	}
-	return d
+	b.Reset()
+	return b
 }

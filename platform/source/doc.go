@@ -1,20 +1,27 @@
 // Package source defines how tasks enter the runtime: a Source runs until
 // its context ends and emits tasks through an Emitter. The runtime
-// supervises every source (restart with back-off, a crash-loop limit that
-// marks it failed) and, for sources that implement Completer, reports back
-// when each task they emitted is finally done.
+// supervises every source (restarted for ever with capped back-off, shown
+// failed while it crash-loops) and, for sources that implement Completer,
+// reports back when each task they emitted is finally done.
 //
 // # Supervision
 //
 // A Supervisor runs each Source in its own goroutine with its own context.
 // A Run that returns an error or panics is restarted after a delay that
-// starts at Config.RestartInitial and doubles with each failure inside
-// Config.CrashLoopWindow, up to Config.RestartMax. A source that fails more
-// than Config.CrashLoopLimit times inside the window is given up: its
-// lifecycle component "source/<name>" becomes Failed (policy StayDegraded by
-// default). While it waits for a restart the component is Degraded. The
-// component's details are the source's Stats: emitted, errors, restarts,
-// last_error.
+// starts at Config.RestartInitial and doubles with each failure up to
+// Config.RestartMax (default 5m), spread by Config.RestartJitter
+// (github.com/cenkalti/backoff/v5). A source is never given up: a disk
+// that was full for a while, or a server that was down, does not need a
+// restart of the host. While it waits for a restart its lifecycle
+// component "source/<name>" is Degraded; past Config.CrashLoopLimit
+// failures within Config.CrashLoopWindow it is Failed (policy
+// StayDegraded by default), and stays so through its restarts until a
+// restarted Run shows it works: a poll ends without error, a task is
+// emitted, or it stays up for a whole window. Then it is Running again
+// and its delay starts over. A source's component is
+// lifecycle.External: it never makes /livez fail, and it makes /readyz
+// fail only when Config.GateReadiness names it. The component's details
+// are the source's Stats: emitted, errors, restarts, last_error.
 //
 // # Emitting and back-pressure
 //

@@ -52,3 +52,26 @@ func runContext(ctx context.Context, o Observer, name string) context.Context {
 	}
 	return context.WithValue(ctx, observerKey{}, o)
 }
+
+// healthObserver passes a source's polls and emits on to the supervisor's
+// observer and tells the source's run that it works when a poll ends
+// without error or a task is emitted.
+type healthObserver struct {
+	next Observer
+	run  *run
+}
+
+func (h *healthObserver) StartPoll(ctx context.Context, source string) (context.Context, func(error)) {
+	ctx, end := h.next.StartPoll(ctx, source)
+	return ctx, func(err error) {
+		end(err)
+		if err == nil {
+			h.run.working()
+		}
+	}
+}
+
+func (h *healthObserver) Emitted(ctx context.Context, source string, n int) {
+	h.next.Emitted(ctx, source, n)
+	h.run.working()
+}

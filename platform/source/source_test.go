@@ -95,7 +95,7 @@ func TestSupervisorRestartBackoff(t *testing.T) {
 		return ctx.Err()
 	}}
 	reg := lifecycle.NewRegistry(nil, nil)
-	cfg := source.Config{RestartInitial: 20 * time.Millisecond, RestartMax: 60 * time.Millisecond, CrashLoopLimit: 10, CrashLoopWindow: time.Minute}
+	cfg := source.Config{RestartInitial: 20 * time.Millisecond, RestartMax: 60 * time.Millisecond, RestartJitter: -1, CrashLoopLimit: 10, CrashLoopWindow: time.Minute}
 	s, err := source.NewSupervisor(cfg, &collector{}, reg, nil, src)
 	require.NoError(t, err)
 	require.NoError(t, s.Start(context.Background()))
@@ -121,33 +121,6 @@ func TestSupervisorRestartBackoff(t *testing.T) {
 	require.Equal(t, "boom", st.LastError)
 	stopSupervisor(t, s)
 	require.Equal(t, lifecycle.Stopped, componentState(t, reg, "flaky").State)
-}
-
-func TestSupervisorCrashLoopFails(t *testing.T) {
-	t.Parallel()
-	var runs atomic.Int64
-	src := &funcSource{name: "broken", run: func(context.Context, source.Emitter) error {
-		runs.Add(1)
-		return errors.New("cannot connect")
-	}}
-	var fatal atomic.Int64
-	reg := lifecycle.NewRegistry(nil, func(string, error) { fatal.Add(1) })
-	cfg := source.Config{RestartInitial: time.Millisecond, RestartMax: 2 * time.Millisecond, CrashLoopLimit: 3, CrashLoopWindow: time.Minute}
-	s, err := source.NewSupervisor(cfg, &collector{}, reg, nil, src)
-	require.NoError(t, err)
-	require.NoError(t, s.Start(context.Background()))
-	require.Eventually(t, func() bool { return componentState(t, reg, "broken").State == lifecycle.Failed }, 5*time.Second, time.Millisecond)
-
-	st := componentState(t, reg, "broken")
-	require.Contains(t, st.LastError, "crash loop")
-	require.Contains(t, st.LastError, "cannot connect")
-	require.Equal(t, int64(4), runs.Load(), "limit 3 allows 3 failures, the 4th gives up")
-	d := st.Details.(source.Stats)
-	require.Equal(t, int64(4), d.Errors)
-	require.Equal(t, int64(3), d.Restarts)
-	require.Zero(t, fatal.Load(), "sources default to StayDegraded")
-	stopSupervisor(t, s)
-	require.Equal(t, lifecycle.Failed, componentState(t, reg, "broken").State, "stop keeps the failure visible")
 }
 
 func TestSupervisorRecoversPanic(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -16,9 +17,10 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
-// ErrCrashLoop is wrapped by the error a source's component fails with when
-// it failed more than Config.CrashLoopLimit times within
-// Config.CrashLoopWindow.
+// ErrCrashLoop is wrapped by the error a source's component shows while it
+// is failed: it failed more than Config.CrashLoopLimit times within
+// Config.CrashLoopWindow and has not recovered since. The supervisor keeps
+// restarting it.
 var ErrCrashLoop = errors.New("source: crash loop")
 
 // ComponentPrefix prefixes the lifecycle component name of each source:
@@ -46,10 +48,14 @@ type Detailer interface {
 	Details() any
 }
 
-// Supervisor runs every source in its own goroutine with its own context,
-// restarts a source whose Run fails (returns an error or panics) with
-// exponential back-off, and marks a crash-looping source failed. Each source
-// is the lifecycle component "source/<name>" (default policy
+// Supervisor runs every source in its own goroutine with its own context
+// and restarts a source whose Run fails (returns an error or panics), for
+// ever, with capped exponential back-off (see Config). Each source is the
+// lifecycle component "source/<name>", registered lifecycle.External: it
+// never drives liveness, and gates readiness only when named in
+// Config.GateReadiness. Its state: running; degraded while it waits for a
+// restart; failed past the crash-loop limit, through its restarts, until a
+// restarted Run shows it works (default policy
 // lifecycle.StayDegraded: a failed source does not stop the host unless
 // configuration says so).
 //
@@ -71,9 +77,36 @@ type run struct {
 	src      Source
 	emit     *emitter
 	comp     *lifecycle.Component
+	log      *zap.Logger
+	obs      *healthObserver
 	errors   atomic.Int64
 	restarts atomic.Int64
 	lastErr  atomic.Pointer[string]
+
+	// mu guards the recovery of a restarted Run, which a poll, an emit
+	// or a timer may report while the supervisor's loop decides on its
+	// failure.
+	mu         sync.Mutex
+	inRun      bool // a Run is in progress
+	recovering bool // the Run in progress follows a failure: not yet shown to work
+	worked     bool // the Run in progress (or the last) has shown it works
+}
+
+// working records that the source showed it works (a poll without error,
+// an emit, or a Run up for a whole crash-loop window): a restarted Run
+// that does has recovered, and its component is running again.
+func (r *run) working() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.inRun {
+		return
+	}
+	r.worked = true
+	if r.recovering {
+		r.recovering = false
+		r.comp.Set(lifecycle.Running, nil)
+		r.log.Info("source recovered")
+	}
 }
 
 func (r *run) stats() Stats {
@@ -122,13 +155,23 @@ func NewSupervisor(cfg Config, enq task.Enqueuer, reg *lifecycle.Registry, log *
 	if err != nil {
 		return nil, err
 	}
+	names := make([]string, len(sorted))
+	for i, src := range sorted {
+		names[i] = src.Name()
+	}
+	if err := cfg.checkGates(names); err != nil {
+		return nil, err
+	}
 	s := &Supervisor{cfg: cfg, log: log, comps: comps}
 	for _, src := range sorted {
-		comp, err := reg.Register(ComponentPrefix+src.Name(), lifecycle.StayDegraded)
+		gates := slices.Contains(cfg.GateReadiness, src.Name())
+		comp, err := reg.Register(ComponentPrefix+src.Name(), lifecycle.StayDegraded, lifecycle.External(gates))
 		if err != nil {
 			return nil, fmt.Errorf("source %q: %w", src.Name(), err)
 		}
-		r := &run{src: src, emit: NewEmitter(src, enq).(*emitter), comp: comp}
+		r := &run{src: src, emit: NewEmitter(src, enq).(*emitter), comp: comp, log: log.With(zap.String("source", src.Name()))}
+		r.obs = &healthObserver{next: nopObserver{}, run: r}
+		r.emit.obs = r.obs
 		comp.SetDetails(func() any { return r.stats() })
 		s.runs = append(s.runs, r)
 	}
@@ -138,9 +181,12 @@ func NewSupervisor(cfg Config, enq task.Enqueuer, reg *lifecycle.Registry, log *
 // SetObserver makes o see every source's polls (through Poll and StartPoll)
 // and emits. Call it before Start.
 func (s *Supervisor) SetObserver(o Observer) {
+	if o == nil {
+		o = nopObserver{}
+	}
 	s.obs = o
 	for _, r := range s.runs {
-		r.emit.obs = o
+		r.obs.next = o
 	}
 }
 
@@ -214,10 +260,16 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 func (s *Supervisor) loop(ctx context.Context, r *run) {
 	defer s.wg.Done()
 	name := r.src.Name()
-	log := s.log.With(zap.String("source", name))
-	var failures []time.Time
+	log := r.log
+	bo := s.cfg.backoff()
+	var (
+		failures []time.Time // within the crash-loop window, since the last recovery
+		failed   bool        // shown failed: past the limit, not recovered since
+		streak   int         // failures since the source last worked
+		since    time.Time   // the first of them
+	)
 	for {
-		err := runOnce(ctx, r, s.obs)
+		err := s.runOnce(ctx, r, failed)
 		if ctx.Err() != nil {
 			r.comp.Set(lifecycle.Stopped, nil)
 			return
@@ -231,32 +283,70 @@ func (s *Supervisor) loop(ctx context.Context, r *run) {
 		msg := err.Error()
 		r.lastErr.Store(&msg)
 		now := time.Now()
-		failures = append(pruneBefore(failures, now.Add(-s.cfg.CrashLoopWindow)), now)
-		if len(failures) > s.cfg.CrashLoopLimit {
-			ferr := fmt.Errorf("source %q: %w: %d failures within %s, last: %w",
-				name, ErrCrashLoop, len(failures), s.cfg.CrashLoopWindow, err)
-			log.Error("source crash-looping, giving up", zap.Error(ferr))
-			r.comp.Fail(ferr)
-			return
+		if r.showedWork() || streak == 0 { // it worked before failing: a new episode
+			failures, failed, streak, since = failures[:0], false, 0, now
+			bo.Reset()
 		}
-		delay := s.cfg.restartDelay(len(failures))
+		streak++
+		failures = append(pruneBefore(failures, now.Add(-s.cfg.CrashLoopWindow)), now)
+		delay := min(bo.NextBackOff(), s.cfg.RestartMax)
 		var pe *task.PanicError
 		if errors.As(err, &pe) {
 			log.Error("source panicked", zap.Any("panic", pe.Value), zap.ByteString("stack", pe.Stack))
 		}
-		log.Warn("source failed, restarting", zap.Error(err), zap.Duration("delay", delay), zap.Int("failures_in_window", len(failures)))
-		r.comp.Set(lifecycle.Degraded, err)
+		if failed || len(failures) > s.cfg.CrashLoopLimit {
+			failed = true
+			ferr := fmt.Errorf("source %q: %w: %d failures since %s, restarting in %s, last: %w",
+				name, ErrCrashLoop, streak, since.UTC().Format(time.RFC3339), delay.Round(time.Millisecond), err)
+			log.Error("source failing, restarting", zap.Error(err), zap.Duration("delay", delay),
+				zap.Int("failures", streak), zap.Time("failing_since", since))
+			r.comp.Fail(ferr)
+		} else {
+			log.Warn("source failed, restarting", zap.Error(err), zap.Duration("delay", delay),
+				zap.Int("failures_in_window", len(failures)))
+			r.comp.Set(lifecycle.Degraded, err)
+		}
 		if !sleepCtx(ctx, delay) {
-			r.comp.Set(lifecycle.Stopped, nil)
+			if !failed {
+				r.comp.Set(lifecycle.Stopped, nil)
+			}
 			return
 		}
 		r.restarts.Add(1)
-		r.comp.Set(lifecycle.Running, nil)
+		if !failed { // a failed source is running again once it works
+			r.comp.Set(lifecycle.Running, nil)
+		}
 	}
 }
 
-// runOnce runs the source once, turning a panic into an error.
-func runOnce(ctx context.Context, r *run, obs Observer) (err error) {
+// runOnce runs the source once under the recovery bookkeeping. A Run that
+// shows it works (see run.working) or stays up for a whole crash-loop
+// window ends the failure episode; when the source was shown failed
+// (recovering), that also shows it running again. Flipping a failed
+// source to running on each restart attempt instead would make it look
+// healthy for as long as each attempt takes to fail.
+func (s *Supervisor) runOnce(ctx context.Context, r *run, recovering bool) error {
+	r.mu.Lock()
+	r.inRun, r.worked, r.recovering = true, false, recovering
+	r.mu.Unlock()
+	up := time.AfterFunc(s.cfg.CrashLoopWindow, r.working)
+	err := runGuarded(ctx, r, r.obs)
+	up.Stop()
+	r.mu.Lock()
+	r.inRun = false
+	r.mu.Unlock()
+	return err
+}
+
+// showedWork reports whether the last Run showed it works.
+func (r *run) showedWork() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.worked
+}
+
+// runGuarded runs the source once, turning a panic into an error.
+func runGuarded(ctx context.Context, r *run, obs Observer) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("source %q: run: %w", r.src.Name(), &task.PanicError{Value: v, Stack: debug.Stack()})
