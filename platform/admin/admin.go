@@ -29,6 +29,9 @@ const RoutesGroup = "admin.routes"
 type Route struct {
 	// Pattern is an http.ServeMux pattern, e.g. "GET /admin/v1/queues".
 	Pattern string
+	// Role is the role a request needs (empty: RoleViewer). A route that
+	// changes state needs at least RoleOperator.
+	Role    Role
 	Handler http.Handler
 }
 
