@@ -121,17 +121,18 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 
 // Lease returns the lease named name, kept under a key derived from it.
 func (k *KV) Lease(name string) Lease {
-	return &kvLease{k: k, name: name, key: keyFor(name)}
+	return &kvLease{k: k, name: name, key: keyFor("lease", name)}
 }
 
 var validKey = regexp.MustCompile(`^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)*$`)
 
-// keyFor returns name as a key when it is a valid one, else its base64.
-func keyFor(name string) string {
+// keyFor returns prefix.name as a key when name is valid in one, else
+// prefix-b64.<name in base64>.
+func keyFor(prefix, name string) string {
 	if validKey.MatchString(name) {
-		return "lease." + name
+		return prefix + "." + name
 	}
-	return "lease-b64." + base64.RawURLEncoding.EncodeToString([]byte(name))
+	return prefix + "-b64." + base64.RawURLEncoding.EncodeToString([]byte(name))
 }
 
 // record is a lease key's value.

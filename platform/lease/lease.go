@@ -19,6 +19,9 @@
 //   - Local: a lease within one process, for the memory backend and a
 //     single host. It costs a mutex.
 //
+// Marks keep each schedule's last due time in a key-value bucket shared
+// by the hosts (source.Marks), for schedules that catch up missed runs.
+//
 // The promise "never two holders" rests on the holder's work stopping
 // within the margin once its hold is lost (source.Exclusive cancels the
 // source's context at once) and on the NATS servers' clocks agreeing

@@ -70,9 +70,10 @@ type Marks interface {
 // SkipMissed the latest passed due time fires only within the grace (and
 // its key drops it if a host ran it before, since the grace is under the
 // de-duplication window); with CatchUpOnce it fires at every start, since
-// nothing says it ran. Give durable Marks shared by the hosts (a key-value
-// bucket) to catch up exactly what was missed across restarts; MemoryMarks
-// survive only a restart of the source by its supervisor.
+// nothing says it ran. Give durable Marks shared by the hosts
+// (lease.OpenMarks: a JetStream key-value bucket) to catch up exactly what
+// was missed across restarts; MemoryMarks survive only a restart of the
+// source by its supervisor.
 type Schedule struct {
 	name   string
 	spec   string
