@@ -85,7 +85,7 @@ func TestExclusiveSourceOnKVLease(t *testing.T) {
 	second := recv(t, ev.started, 3*ttl)
 	require.Equal(t, other, second)
 	t.Logf("the source moved from %s to %s in %v", first, second, time.Since(cut))
-	require.Less(t, time.Since(cut), ttl+ttl/3+time.Second)
+	require.Less(t, time.Since(cut), ttl+ttl/3+2*time.Second, "within the TTL and a poll (plus slack for a loaded machine)")
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	require.Empty(t, ev.overlap)
