@@ -76,6 +76,9 @@ type KV struct {
 	cfg       KVConfig
 	kv        jetstream.KeyValue
 	handovers metric.Int64Counter
+
+	mu     sync.Mutex
+	leases map[string]*kvLease
 }
 
 // OpenKV binds to the leases' bucket, creating it with cfg's TTL and
@@ -119,9 +122,20 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 	return &KV{cfg: cfg, kv: kv, handovers: c}, nil
 }
 
-// Lease returns the lease named name, kept under a key derived from it.
+// Lease returns the lease named name (the same one for the same name),
+// kept under a key derived from it.
 func (k *KV) Lease(name string) Lease {
-	return &kvLease{k: k, name: name, key: keyFor("lease", name)}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.leases == nil {
+		k.leases = map[string]*kvLease{}
+	}
+	l, ok := k.leases[name]
+	if !ok {
+		l = &kvLease{k: k, name: name, key: keyFor("lease", name)}
+		k.leases[name] = l
+	}
+	return l
 }
 
 var validKey = regexp.MustCompile(`^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)*$`)

@@ -78,3 +78,10 @@ type Status struct {
 	// the next success.
 	LastError string `json:"last_error,omitempty"`
 }
+
+// Provider gives the lease for a name: the same lease for the same name.
+// KV and Locals implement it, so a host chooses one by its backend and
+// hands it to whatever needs leases (source.Exclusive).
+type Provider interface {
+	Lease(name string) Lease
+}

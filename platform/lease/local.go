@@ -74,3 +74,32 @@ func (h *localHold) Release(context.Context) error {
 	})
 	return nil
 }
+
+// Locals is a Provider of local leases: one per name, in this process.
+// The zero value is ready; Holder names this host in their Status.
+type Locals struct {
+	Holder string
+
+	mu     sync.Mutex
+	leases map[string]*Local
+}
+
+var (
+	_ Provider = (*Locals)(nil)
+	_ Provider = (*KV)(nil)
+)
+
+// Lease returns the local lease named name.
+func (p *Locals) Lease(name string) Lease {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.leases == nil {
+		p.leases = map[string]*Local{}
+	}
+	l, ok := p.leases[name]
+	if !ok {
+		l = NewLocal(name, p.Holder)
+		p.leases[name] = l
+	}
+	return l
+}

@@ -36,3 +36,13 @@ func TestLocalOneHolderAtATime(t *testing.T) {
 	require.NoError(t, h2.Release(context.Background()))
 	require.False(t, l.Status().Held)
 }
+
+func TestLocalsGiveOneLeasePerName(t *testing.T) {
+	var p lease.Locals
+	a, b := p.Lease("x"), p.Lease("x")
+	h, err := a.Acquire(context.Background())
+	require.NoError(t, err)
+	require.True(t, b.Status().Held, "the same lease")
+	require.False(t, p.Lease("y").Status().Held)
+	require.NoError(t, h.Release(context.Background()))
+}
