@@ -241,6 +241,10 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 		other.Holder = "(unreadable)"
 	}
 	l.mu.Lock()
+	if l.st.Held { // held by another caller in this process: its status stands
+		l.mu.Unlock()
+		return nil, nil
+	}
 	l.sawHolder = true
 	l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = other.Holder, other.Since, false, e.Revision(), ""
 	l.mu.Unlock()
