@@ -1,0 +1,267 @@
+package lease
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Defaults of KVConfig.
+const (
+	DefaultBucket = "plba_leases"
+	// DefaultTTL hands a dead holder's lease over within DefaultTTL plus
+	// a third of it: 8 s.
+	DefaultTTL = 6 * time.Second
+)
+
+// ErrConfig is wrapped by the errors of a bad KVConfig or a bucket that
+// does not match it.
+var ErrConfig = errors.New("lease: bad configuration")
+
+// KVConfig configures leases kept in a JetStream key-value bucket.
+type KVConfig struct {
+	// Bucket is the key-value bucket (created when missing). Default
+	// DefaultBucket. Every host contending for a lease uses the same.
+	Bucket string
+	// TTL is how long a lease outlives its holder's last renewal: the
+	// bucket's TTL. Default DefaultTTL; at least one second. Every host
+	// must agree: OpenKV fails when the bucket has another TTL.
+	TTL time.Duration
+	// Replicas of the bucket: 3 on a three-node cluster, so that a lease
+	// survives the loss of a server. Default 1.
+	Replicas int
+	// Holder is this host's identity in the leases' Status. Default
+	// "<hostname>/<pid>".
+	Holder string
+	// Meter makes the hand-over counter plba.lease.handovers. Default the
+	// global meter provider's.
+	Meter metric.Meter
+}
+
+func (c KVConfig) withDefaults() KVConfig {
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Holder == "" {
+		host, _ := os.Hostname()
+		c.Holder = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	if c.Meter == nil {
+		c.Meter = otel.GetMeterProvider().Meter("github.com/plba/plba/platform/lease")
+	}
+	return c
+}
+
+// KV keeps leases in a JetStream key-value bucket.
+type KV struct {
+	cfg       KVConfig
+	kv        jetstream.KeyValue
+	handovers metric.Int64Counter
+
+	mu     sync.Mutex
+	leases map[string]*kvLease
+}
+
+// OpenKV binds to the leases' bucket, creating it with cfg's TTL and
+// replicas when it is missing. It fails (wrapping ErrConfig) when the
+// bucket exists with another TTL: hosts that disagree on the TTL could
+// both believe they hold a lease.
+func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, error) {
+	cfg = cfg.withDefaults()
+	if cfg.TTL < time.Second {
+		return nil, fmt.Errorf("%w: ttl %v is under one second", ErrConfig, cfg.TTL)
+	}
+	if cfg.Replicas != 1 && cfg.Replicas != 3 {
+		return nil, fmt.Errorf("%w: replicas %d: want 1 or 3", ErrConfig, cfg.Replicas)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "plba leases: one holder per key",
+		History:     1,
+		TTL:         cfg.TTL,
+		Replicas:    cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lease: bucket %q: %w", cfg.Bucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lease: bucket %q: status: %w", cfg.Bucket, err)
+	}
+	if st.TTL() != cfg.TTL {
+		return nil, fmt.Errorf("%w: bucket %q has ttl %v, configured %v", ErrConfig, cfg.Bucket, st.TTL(), cfg.TTL)
+	}
+	c, err := cfg.Meter.Int64Counter("plba.lease.handovers",
+		metric.WithDescription("times this host took a lease after seeing another holder have it"))
+	if err != nil {
+		return nil, fmt.Errorf("lease: metric: %w", err)
+	}
+	return &KV{cfg: cfg, kv: kv, handovers: c}, nil
+}
+
+// Lease returns the lease named name (the same one for the same name),
+// kept under a key derived from it.
+func (k *KV) Lease(name string) Lease {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.leases == nil {
+		k.leases = map[string]*kvLease{}
+	}
+	l, ok := k.leases[name]
+	if !ok {
+		l = &kvLease{k: k, name: name, key: keyFor("lease", name)}
+		k.leases[name] = l
+	}
+	return l
+}
+
+var validKey = regexp.MustCompile(`^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)*$`)
+
+// keyFor returns prefix.name as a key when name is valid in one, else
+// prefix-b64.<name in base64>.
+func keyFor(prefix, name string) string {
+	if validKey.MatchString(name) {
+		return prefix + "." + name
+	}
+	return prefix + "-b64." + base64.RawURLEncoding.EncodeToString([]byte(name))
+}
+
+// record is a lease key's value.
+type record struct {
+	Holder string    `json:"holder"`
+	Since  time.Time `json:"since"`
+	Token  string    `json:"token"` // one per hold
+}
+
+type kvLease struct {
+	k    *KV
+	name string
+	key  string
+
+	mu         sync.Mutex
+	st         Status
+	sawHolder  bool // another holder seen since this host last held it
+	acquireErr error
+}
+
+func (l *kvLease) Name() string { return l.name }
+
+func (l *kvLease) Status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.st
+	s.Name = l.name
+	return s
+}
+
+// Acquire tries to create the key at once and then every third of the TTL
+// until it succeeds or ctx ends.
+func (l *kvLease) Acquire(ctx context.Context) (Hold, error) {
+	every := l.k.cfg.TTL / 3
+	for {
+		h, err := l.try(ctx)
+		if h != nil {
+			return h, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		l.setErr(err)
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// try makes one attempt: the hold, or (nil, nil) when another host holds
+// the lease, or the store's error.
+func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
+	token := newToken()
+	sent := time.Now()
+	rec := record{Holder: l.k.cfg.Holder, Since: sent.UTC().Truncate(time.Millisecond), Token: token}
+	val, _ := json.Marshal(rec)
+	rctx, cancel := context.WithTimeout(ctx, l.k.cfg.TTL/3)
+	rev, err := l.k.kv.Create(rctx, l.key, val)
+	cancel()
+	if err == nil {
+		l.mu.Lock()
+		handover := l.sawHolder
+		l.sawHolder = false
+		if handover {
+			l.st.HandOvers++
+		}
+		l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = rec.Holder, rec.Since, true, rev, ""
+		l.mu.Unlock()
+		if handover {
+			l.k.handovers.Add(ctx, 1, metric.WithAttributes(attribute.String("lease", l.name)))
+		}
+		return startHold(l, val, rev, sent), nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, fmt.Errorf("lease %q: create: %w", l.name, err)
+	}
+	gctx, cancel := context.WithTimeout(ctx, l.k.cfg.TTL/3)
+	e, err := l.k.kv.Get(gctx, l.key)
+	cancel()
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound): // expired in between: the next attempt
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("lease %q: get: %w", l.name, err)
+	}
+	var other record
+	if json.Unmarshal(e.Value(), &other) != nil {
+		other.Holder = "(unreadable)"
+	}
+	l.mu.Lock()
+	if l.st.Held { // held by another caller in this process: its status stands
+		l.mu.Unlock()
+		return nil, nil
+	}
+	l.sawHolder = true
+	l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = other.Holder, other.Since, false, e.Revision(), ""
+	l.mu.Unlock()
+	return nil, nil
+}
+
+func (l *kvLease) setErr(err error) {
+	if err == nil {
+		return
+	}
+	l.mu.Lock()
+	l.st.LastError = err.Error()
+	l.mu.Unlock()
+}
+
+func newToken() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,129 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// kvHold renews a held KV lease until Release or loss.
+type kvHold struct {
+	l    *kvLease
+	val  []byte
+	lost chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
+	mu       sync.Mutex
+	rev      uint64
+	isLost   bool
+	released bool
+}
+
+// startHold starts renewing the lease created at revision rev by a
+// request sent at sent.
+func startHold(l *kvLease, val []byte, rev uint64, sent time.Time) *kvHold {
+	h := &kvHold{l: l, val: val, rev: rev, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	go h.renew(sent)
+	return h
+}
+
+func (h *kvHold) Lost() <-chan struct{} { return h.lost }
+
+// renew updates the key every quarter of the TTL. The lease is valid until
+// the TTL after the last successful renewal was sent; the hold is lost a
+// quarter of the TTL before that (three renewals failed), or at once when
+// the key is no longer at the held revision.
+func (h *kvHold) renew(sent time.Time) {
+	defer close(h.done)
+	ttl := h.l.k.cfg.TTL
+	every, margin := ttl/4, ttl/4
+	lostAt := sent.Add(ttl - margin)
+	next := sent.Add(every)
+	t := time.NewTimer(time.Until(next))
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if !now.Before(lostAt) {
+			h.lose(fmt.Errorf("lease %q: not renewed within %v", h.l.name, ttl-margin))
+			return
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), lostAt)
+		h.mu.Lock()
+		rev := h.rev
+		h.mu.Unlock()
+		newRev, err := h.l.k.kv.Update(ctx, h.l.key, h.val, rev)
+		cancel()
+		switch {
+		case err == nil:
+			h.mu.Lock()
+			h.rev = newRev
+			h.mu.Unlock()
+			h.l.mu.Lock()
+			h.l.st.Revision, h.l.st.LastError = newRev, ""
+			h.l.mu.Unlock()
+			lostAt = now.Add(ttl - margin)
+			next = now.Add(every)
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists):
+			// Not at our revision: expired and maybe taken. (Also when
+			// a renewal was applied but its reply lost: the hold ends,
+			// safely, and the key expires after the TTL.)
+			h.lose(fmt.Errorf("lease %q: lost: %w", h.l.name, err))
+			return
+		default:
+			h.l.setErr(fmt.Errorf("lease %q: renew: %w", h.l.name, err))
+			next = time.Now().Add(every / 2)
+			if next.After(lostAt) {
+				next = lostAt
+			}
+		}
+		t.Reset(time.Until(next))
+	}
+}
+
+func (h *kvHold) lose(err error) {
+	h.mu.Lock()
+	h.isLost = true
+	h.mu.Unlock()
+	h.l.mu.Lock()
+	h.l.st.Held, h.l.st.Holder, h.l.st.Since = false, "", time.Time{}
+	h.l.st.LastError = err.Error()
+	h.l.mu.Unlock()
+	close(h.lost)
+}
+
+// Release stops renewing and, unless the hold was lost, deletes the key
+// on the held revision.
+func (h *kvHold) Release(ctx context.Context) error {
+	h.mu.Lock()
+	if h.released {
+		h.mu.Unlock()
+		return nil
+	}
+	h.released = true
+	h.mu.Unlock()
+	close(h.stop)
+	<-h.done
+	h.mu.Lock()
+	lost, rev := h.isLost, h.rev
+	h.mu.Unlock()
+	if lost {
+		return nil
+	}
+	h.l.mu.Lock()
+	h.l.st.Held, h.l.st.Holder, h.l.st.Since = false, "", time.Time{}
+	h.l.mu.Unlock()
+	if err := h.l.k.kv.Delete(ctx, h.l.key, jetstream.LastRevision(rev)); err != nil {
+		return fmt.Errorf("lease %q: release: %w (it expires after %v)", h.l.name, err, h.l.k.cfg.TTL)
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+// Package lease gives one host of a cluster at a time the right to do
+// something: run a source that must not run twice (an IMAP mailbox, a
+// schedule). A Lease is acquired, held while its holder renews it, and
+// handed over when the holder releases it or dies.
+//
+// Two implementations:
+//
+//   - KV: a JetStream key-value bucket whose TTL is the lease's. The holder
+//     creates the lease's key (Create: only if absent) and renews it with
+//     Update on the revision it holds (optimistic concurrency), every
+//     quarter of the TTL. A holder that dies stops renewing; the key
+//     expires after the TTL and another host's next attempt (every third of
+//     the TTL) takes it: the default TTL of 6 s hands over within 8 s. A
+//     holder that cannot renew (cut off from NATS) declares its hold lost
+//     a quarter of the TTL before the key can expire, measured from when
+//     it sent its last successful renewal, so its work stops before anyone
+//     else can hold the lease. Release deletes the key on the held
+//     revision: the next host takes over at its next attempt.
+//   - Local: a lease within one process, for the memory backend and a
+//     single host. It costs a mutex.
+//
+// Marks keep each schedule's last due time in a key-value bucket shared
+// by the hosts (source.Marks), for schedules that catch up missed runs.
+//
+// The promise "never two holders" rests on the holder's work stopping
+// within the margin once its hold is lost (source.Exclusive cancels the
+// source's context at once) and on the NATS servers' clocks agreeing
+// within that margin (a key's age is measured by the server).
+package lease
+
+import (
+	"context"
+	"time"
+)
+
+// Lease is the right to do something on one host of the cluster at a
+// time. A Lease is safe for concurrent use.
+type Lease interface {
+	// Name is the lease's name: the same on every host that contends
+	// for it.
+	Name() string
+	// Acquire blocks until this host holds the lease, and returns the
+	// hold; it returns ctx.Err() when ctx ends first. Errors of the store
+	// while waiting are retried (Status shows the last one).
+	Acquire(ctx context.Context) (Hold, error)
+	// Status is the lease as this host last saw it.
+	Status() Status
+}
+
+// Hold is a held lease.
+type Hold interface {
+	// Lost is closed when the hold ends without Release: it could not be
+	// renewed in time, or the lease was found taken. The holder must stop
+	// its work at once: Lost closes a margin before the lease can expire.
+	Lost() <-chan struct{}
+	// Release stops renewing and frees the lease so that another host can
+	// take it at once. It is idempotent; after Lost it only stops.
+	Release(ctx context.Context) error
+}
+
+// Status is a lease as one host sees it.
+type Status struct {
+	// Name is the lease's name.
+	Name string `json:"name"`
+	// Holder is who holds the lease (a host's identity), empty when
+	// nobody does as far as this host knows.
+	Holder string `json:"holder,omitempty"`
+	// Since is when Holder took the lease.
+	Since time.Time `json:"since,omitzero"`
+	// Held says whether this host is the holder.
+	Held bool `json:"held"`
+	// Revision is the key's revision this host last saw (KV leases).
+	Revision uint64 `json:"revision,omitempty"`
+	// HandOvers counts the times this host took the lease after seeing
+	// another holder have it.
+	HandOvers int64 `json:"hand_overs"`
+	// LastError is the last error of the store (KV leases), cleared by
+	// the next success.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Provider gives the lease for a name: the same lease for the same name.
+// KV and Locals implement it, so a host chooses one by its backend and
+// hands it to whatever needs leases (source.Exclusive).
+type Provider interface {
+	Lease(name string) Lease
+}

@@ -1,0 +1,97 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultMarksBucket is the bucket Marks use by default.
+const DefaultMarksBucket = "plba_schedule_marks"
+
+// Marks keep each schedule's last due time in a JetStream key-value
+// bucket shared by the hosts, so that a schedule that catches up missed
+// due times (source.CatchUpOnce) knows across restarts and hosts what
+// already ran. They implement source.Marks. A mark only moves forward:
+// two hosts recording different due times keep the later one.
+type Marks struct {
+	kv jetstream.KeyValue
+}
+
+// OpenMarks binds to bucket (DefaultMarksBucket when empty), creating it
+// with replicas (1 or 3) when it is missing.
+func OpenMarks(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*Marks, error) {
+	if bucket == "" {
+		bucket = DefaultMarksBucket
+	}
+	if replicas == 0 {
+		replicas = 1
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: "plba schedules: the last due time each one ran",
+		History:     1,
+		Replicas:    replicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.KeyValue(ctx, bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lease: marks bucket %q: %w", bucket, err)
+	}
+	return &Marks{kv: kv}, nil
+}
+
+// LastRun returns schedule's mark, or the zero time when there is none.
+func (m *Marks) LastRun(ctx context.Context, schedule string) (time.Time, error) {
+	t, _, err := m.get(ctx, schedule)
+	return t, err
+}
+
+// get returns the mark and its revision (0 when absent).
+func (m *Marks) get(ctx context.Context, schedule string) (time.Time, uint64, error) {
+	e, err := m.kv.Get(ctx, keyFor("mark", schedule))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return time.Time{}, 0, nil
+	}
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("lease: mark of %q: %w", schedule, err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(e.Value()))
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("lease: mark of %q: %q: %w", schedule, e.Value(), err)
+	}
+	return t, e.Revision(), nil
+}
+
+// SetLastRun moves schedule's mark to due, unless it is already at or
+// after due.
+func (m *Marks) SetLastRun(ctx context.Context, schedule string, due time.Time) error {
+	val := []byte(due.UTC().Format(time.RFC3339Nano))
+	for range 10 {
+		cur, rev, err := m.get(ctx, schedule)
+		if err != nil {
+			return err
+		}
+		if !cur.IsZero() && !cur.Before(due) {
+			return nil
+		}
+		if rev == 0 {
+			_, err = m.kv.Create(ctx, keyFor("mark", schedule), val)
+		} else {
+			_, err = m.kv.Update(ctx, keyFor("mark", schedule), val, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("lease: set mark of %q: %w", schedule, err)
+		}
+		// Another host moved it in between: read it again.
+	}
+	return fmt.Errorf("lease: set mark of %q: too many concurrent updates", schedule)
+}

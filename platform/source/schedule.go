@@ -1,0 +1,316 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// Headers a scheduled task carries.
+const (
+	// HeaderSchedule names the schedule that emitted the task.
+	HeaderSchedule = "plba-schedule"
+	// HeaderScheduledAt is the due time the task runs for (RFC 3339, UTC).
+	HeaderScheduledAt = "plba-scheduled-at"
+)
+
+// Missed says what a schedule does with due times that passed while no
+// host ran it (the hosts were down, or the machine slept).
+type Missed int
+
+const (
+	// SkipMissed forgets them: the schedule waits for its next due time.
+	SkipMissed Missed = iota
+	// CatchUpOnce runs the latest of them once, at once, then waits for
+	// the next due time. Which due time ran last is read from the
+	// schedule's Marks.
+	CatchUpOnce
+)
+
+// Marks keep the last due time each schedule emitted, so that CatchUpOnce
+// knows what was missed. A schedule writes its mark after each due time is
+// enqueued and reads it when it starts.
+type Marks interface {
+	// LastRun returns the last due time recorded for schedule, or the
+	// zero time when there is none.
+	LastRun(ctx context.Context, schedule string) (time.Time, error)
+	// SetLastRun records due as schedule's last due time.
+	SetLastRun(ctx context.Context, schedule string, due time.Time) error
+}
+
+// Schedule is a Source that emits one task per due time of a fixed
+// interval (Every) or a cron expression (Cron), so that a periodic job is a
+// task like any other: queued, retried, dead-lettered, observed.
+//
+// Once per cluster: every host may run the same schedule. Due times are
+// computed, not counted from the start (Every's are the multiples of the
+// interval since the Unix epoch; Cron's are the expression's), so every
+// host derives the same ones, and each due time's task has the key
+// "<name>@<due time, RFC 3339 UTC>": the backend accepts it once per
+// de-duplication window (JetStream's duplicate_window, two minutes by
+// default). Wrapped in Exclusive, only one host runs the schedule at a
+// time and the key covers the hand-over.
+//
+// Missed due times: the schedule emits at most one task each time it
+// wakes, for the latest due time that has come. A due time reached at most
+// the grace late (WithGrace, default DefaultGrace) fires; one reached
+// later is missed (no host ran the schedule then, Emit blocked on a full
+// queue, the machine slept), and so are the due times before it that the
+// schedule never reached. The Missed policy decides: SkipMissed (default)
+// drops them and waits for the next due time; CatchUpOnce fires the latest
+// of them once.
+//
+// The last run: at start the schedule looks at the latest due time that
+// has passed. What it knows of earlier runs comes from its Marks
+// (WithMarks): a due time at or before the mark already ran. Without
+// marks it derives the answer from the clock and the policy: with
+// SkipMissed the latest passed due time fires only within the grace (and
+// its key drops it if a host ran it before, since the grace is under the
+// de-duplication window); with CatchUpOnce it fires at every start, since
+// nothing says it ran. Give durable Marks shared by the hosts
+// (lease.OpenMarks: a JetStream key-value bucket) to catch up exactly what
+// was missed across restarts; MemoryMarks survive only a restart of the
+// source by its supervisor.
+type Schedule struct {
+	name   string
+	spec   string
+	kind   string
+	times  dueTimes
+	loc    *time.Location
+	missed Missed
+	marks  Marks
+	build  func(due time.Time) (*task.Task, error)
+	grace  time.Duration
+	clock  clock
+
+	mu         sync.Mutex
+	next, last time.Time
+	missedRuns int64
+}
+
+var (
+	_ Source   = (*Schedule)(nil)
+	_ Detailer = (*Schedule)(nil)
+)
+
+// ScheduleOption configures a Schedule.
+type ScheduleOption func(*Schedule)
+
+// InLocation evaluates the schedule in loc (a cron expression's hours are
+// loc's wall clock, with its daylight saving time). Default time.UTC.
+func InLocation(loc *time.Location) ScheduleOption {
+	return func(s *Schedule) {
+		if loc != nil {
+			s.loc = loc
+		}
+	}
+}
+
+// OnMissed sets the policy for missed due times. Default SkipMissed.
+func OnMissed(m Missed) ScheduleOption { return func(s *Schedule) { s.missed = m } }
+
+// DefaultGrace is how late a due time may fire before it counts as missed:
+// under JetStream's default de-duplication window (two minutes), so a
+// due time fired again by a host that restarted within the grace is
+// dropped by its key.
+const DefaultGrace = time.Minute
+
+// WithGrace sets how late a due time may fire before it counts as missed
+// (the host was down, Emit blocked on a full queue, the machine slept).
+// Default DefaultGrace. Keep it under the backend's de-duplication window.
+func WithGrace(d time.Duration) ScheduleOption {
+	return func(s *Schedule) {
+		if d > 0 {
+			s.grace = d
+		}
+	}
+}
+
+// WithMarks keeps the last due time in m (see Marks). Default: none.
+func WithMarks(m Marks) ScheduleOption { return func(s *Schedule) { s.marks = m } }
+
+// WithTask makes each due time's task with build instead of an empty
+// task of the schedule's kind. The schedule sets the task's Key and the
+// HeaderSchedule and HeaderScheduledAt headers on what build returns;
+// build must not return nil.
+func WithTask(build func(due time.Time) (*task.Task, error)) ScheduleOption {
+	return func(s *Schedule) { s.build = build }
+}
+
+// Every returns a schedule named name that emits a task of kind at every
+// multiple of interval since the Unix epoch (interval one hour: on the
+// hour, UTC). It fails with ErrBadSchedule for an interval under one
+// second or an empty name or kind.
+func Every(name string, interval time.Duration, kind string, opts ...ScheduleOption) (*Schedule, error) {
+	if interval < time.Second {
+		return nil, fmt.Errorf("%w: %q: interval %v is under one second", ErrBadSchedule, name, interval)
+	}
+	return newSchedule(name, "every "+interval.String(), kind, every{d: interval}, opts)
+}
+
+// Cron returns a schedule named name that emits a task of kind at each
+// time the cron expression spec names ("0 * * * *": on the hour; five
+// fields, or @hourly, @daily, @weekly, @monthly, @yearly, @every <d>),
+// evaluated in InLocation's time zone. It fails with ErrBadSchedule for an
+// expression it cannot parse or an empty name or kind.
+func Cron(name, spec, kind string, opts ...ScheduleOption) (*Schedule, error) {
+	s, err := newSchedule(name, spec, kind, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	if s.times, err = parseCron(spec, s.loc); err != nil {
+		return nil, fmt.Errorf("schedule %q: %w", name, err)
+	}
+	return s, nil
+}
+
+func newSchedule(name, spec, kind string, times dueTimes, opts []ScheduleOption) (*Schedule, error) {
+	if name == "" || kind == "" {
+		return nil, fmt.Errorf("%w: a schedule needs a name and a task kind", ErrBadSchedule)
+	}
+	s := &Schedule{name: name, spec: spec, kind: kind, times: times, loc: time.UTC, grace: DefaultGrace, clock: realClock{}}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.missed != SkipMissed && s.missed != CatchUpOnce {
+		return nil, fmt.Errorf("%w: %q: unknown missed policy %d", ErrBadSchedule, name, s.missed)
+	}
+	return s, nil
+}
+
+// Name returns the schedule's name.
+func (s *Schedule) Name() string { return s.name }
+
+// Key returns the de-duplication key of due's task.
+func (s *Schedule) Key(due time.Time) string {
+	return s.name + "@" + due.UTC().Format(time.RFC3339Nano)
+}
+
+// ScheduleDetails is a schedule's status (its component's details).
+type ScheduleDetails struct {
+	Schedule string    `json:"schedule"`
+	Location string    `json:"location"`
+	Next     time.Time `json:"next,omitzero"`
+	Last     time.Time `json:"last,omitzero"`
+	// Missed counts the due times that passed without a run of their own
+	// (CatchUpOnce runs only the latest of them). A due time that passed
+	// before the start counts only when the schedule knows it did not run
+	// (from its Marks), or, without Marks, when it is not run at start.
+	Missed int64 `json:"missed"`
+}
+
+// Details returns the schedule's expression, time zone, next due time and
+// the last due time it emitted.
+func (s *Schedule) Details() any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ScheduleDetails{Schedule: s.spec, Location: s.loc.String(), Next: s.next, Last: s.last, Missed: s.missedRuns}
+}
+
+// Run emits each due time's task until ctx ends. An Emit or Marks error
+// ends Run with that error (the supervisor restarts the source, which
+// then treats the due time like any other it reaches late). Run returns
+// nil when the schedule has no further due time.
+func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
+	var last time.Time
+	if s.marks != nil {
+		var err error
+		if last, err = s.marks.LastRun(ctx, s.name); err != nil {
+			return fmt.Errorf("schedule %q: read last run: %w", s.name, err)
+		}
+	}
+	now := s.clock.Now()
+	// A due time that passed before the start: on time within the grace,
+	// else missed.
+	if due, n := latest(s.times, last, now); !due.IsZero() {
+		if err := s.maybeFire(ctx, emit, due, n, now); err != nil {
+			return err
+		}
+	}
+	for {
+		next := s.times.Next(now)
+		if next.IsZero() {
+			return nil
+		}
+		s.setNext(next)
+		if err := s.clock.Sleep(ctx, next); err != nil {
+			return nil
+		}
+		now = s.clock.Now()
+		// The latest due time that has come: next, or a later one when
+		// the clock jumped (the machine slept); those between are missed.
+		due, n := latest(s.times, next.Add(-time.Nanosecond), now)
+		if err := s.maybeFire(ctx, emit, due, n, now); err != nil {
+			return err
+		}
+	}
+}
+
+// maybeFire fires due, the latest of passed due times, when it is at most
+// the grace late at now, or when the policy catches up missed due times;
+// the others count as missed.
+func (s *Schedule) maybeFire(ctx context.Context, emit Emitter, due time.Time, passed int64, now time.Time) error {
+	if now.Sub(due) > s.grace && s.missed != CatchUpOnce {
+		s.mu.Lock()
+		s.missedRuns += passed
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Lock()
+	s.missedRuns += passed - 1
+	s.mu.Unlock()
+	if err := s.fire(ctx, emit, due); err != nil {
+		return s.stopped(ctx, err)
+	}
+	return nil
+}
+
+// stopped is Run's result for err: nil when ctx ended (a stop, not a
+// failure).
+func (s *Schedule) stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// fire enqueues due's task and records the mark.
+func (s *Schedule) fire(ctx context.Context, emit Emitter, due time.Time) error {
+	t := &task.Task{Kind: s.kind}
+	if s.build != nil {
+		var err error
+		if t, err = s.build(due); err != nil {
+			return fmt.Errorf("schedule %q: task for %s: %w", s.name, due.Format(time.RFC3339), err)
+		}
+		if t == nil {
+			return fmt.Errorf("schedule %q: task for %s: build returned nil", s.name, due.Format(time.RFC3339))
+		}
+	}
+	t.Key = s.Key(due)
+	t.SetHeader(HeaderSchedule, s.name)
+	t.SetHeader(HeaderScheduledAt, due.UTC().Format(time.RFC3339Nano))
+	pctx, end := StartPoll(ctx, s.name)
+	err := emit.Emit(pctx, t)
+	end(err)
+	if err != nil {
+		return fmt.Errorf("schedule %q: emit %s: %w", s.name, due.Format(time.RFC3339), err)
+	}
+	s.mu.Lock()
+	s.last = due
+	s.mu.Unlock()
+	if s.marks != nil {
+		if err := s.marks.SetLastRun(ctx, s.name, due); err != nil {
+			return fmt.Errorf("schedule %q: record last run %s: %w", s.name, due.Format(time.RFC3339), err)
+		}
+	}
+	return nil
+}
+
+func (s *Schedule) setNext(t time.Time) {
+	s.mu.Lock()
+	s.next = t
+	s.mu.Unlock()
+}
