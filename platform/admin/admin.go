@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -49,7 +50,10 @@ type StatusInfo struct {
 	Started      time.Time
 }
 
-// Status is the JSON body of GET /admin/v1/status.
+// StatusPath is where the host's status is served (GET).
+const StatusPath = "/admin/v1/status"
+
+// Status is the JSON body of GET StatusPath.
 type Status struct {
 	Version      string             `json:"version"`
 	Commit       string             `json:"commit"`
@@ -69,6 +73,7 @@ type Server struct {
 	srv    *http.Server
 	ln     net.Listener
 	mux    *http.ServeMux
+	pages  []string // the GET paths worth opening: status, health, contributed pages
 	done   chan struct{}
 	serveE error
 	conns  conns
@@ -99,7 +104,7 @@ func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Re
 	if hr != nil {
 		hr.Mount(mux)
 	}
-	mux.HandleFunc("GET /admin/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET "+StatusPath, func(w http.ResponseWriter, _ *http.Request) {
 		st := Status{
 			Version: info.Version, Commit: info.Commit, Started: info.Started,
 			Uptime: time.Since(info.Started).Round(time.Millisecond).String(), ConfigDigest: info.ConfigDigest,
@@ -116,12 +121,19 @@ func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Re
 	})
 	sorted := append([]Route(nil), routes...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Pattern < sorted[j].Pattern })
+	pages := []string{StatusPath}
+	if hr != nil {
+		pages = append(pages, "/healthz")
+	}
 	for _, r := range sorted {
 		if err := register(mux, r); err != nil {
 			return nil, err
 		}
+		if path, ok := strings.CutPrefix(r.Pattern, "GET "); ok && !strings.Contains(path, "{") && path != LogLevelPath {
+			pages = append(pages, path)
+		}
 	}
-	return &Server{cfg: cfg, log: log, mux: mux, done: make(chan struct{})}, nil
+	return &Server{cfg: cfg, log: log, mux: mux, pages: pages, done: make(chan struct{})}, nil
 }
 
 func register(mux *http.ServeMux, r Route) (err error) {
@@ -158,7 +170,13 @@ func (s *Server) Start(context.Context) error {
 			s.log.Error("admin server stopped", zap.Error(err))
 		}
 	}()
-	s.log.Info("admin server listening", zap.String("addr", ln.Addr().String()))
+	// The admin server starts after everything its routes depend on (in
+	// the host, last): this line ends the start-up with the pages to open.
+	open := make([]string, len(s.pages))
+	for i, p := range s.pages {
+		open[i] = "http://" + ln.Addr().String() + p
+	}
+	s.log.Info("admin server listening", zap.String("addr", ln.Addr().String()), zap.Strings("open", open))
 	return nil
 }
 

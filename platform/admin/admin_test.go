@@ -544,3 +544,29 @@ func TestJSONKeepsAngleBrackets(t *testing.T) {
 		require.True(t, json.Valid(rec.Body.Bytes()), path)
 	}
 }
+
+// TestListeningLineListsThePages: the line the server logs when it
+// listens lists the URLs worth opening: status, health and the
+// contributed GET pages (not patterns with wildcards, not the log level).
+func TestListeningLineListsThePages(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zapcore.InfoLevel)
+	hr, err := health.NewRegistry(health.Options{}, nil, nil)
+	require.NoError(t, err)
+	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	routes := append([]admin.Route{
+		{Pattern: "GET /metrics", Handler: ok},
+		{Pattern: "GET /admin/v1/mailorder", Handler: ok},
+		{Pattern: "GET /admin/v1/hello/{name}", Handler: ok},
+		{Pattern: "POST /admin/v1/pause", Handler: ok},
+	}, admin.LogLevelRoutes(zap.NewAtomicLevel(), nil)...)
+	s, err := admin.NewServer(local(), zap.New(core), admin.StatusInfo{}, nil, hr, routes)
+	require.NoError(t, err)
+	require.NoError(t, s.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, s.Stop(context.Background())) })
+	lines := logs.FilterMessage("admin server listening").All()
+	require.Len(t, lines, 1)
+	base := "http://" + s.Addr()
+	require.Equal(t, []any{base + admin.StatusPath, base + "/healthz", base + "/admin/v1/mailorder", base + "/metrics"},
+		lines[0].ContextMap()["open"])
+}
