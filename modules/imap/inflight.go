@@ -13,6 +13,9 @@ type emitted struct {
 	uid      imap.UID
 	validity uint32
 	at       time.Time
+	// completing: its task is done and the completion is queued (see
+	// Complete); the reaper leaves it alone, the completion loop ends it.
+	completing bool
 }
 
 // reapStale forgets the in-flight messages whose task has not completed
@@ -28,7 +31,7 @@ func (s *Source) reapStale(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for key, e := range s.inflight {
-		if now.Sub(e.at) < s.cfg.InFlightTimeout {
+		if e.completing || now.Sub(e.at) < s.cfg.InFlightTimeout {
 			continue
 		}
 		var low imap.UID

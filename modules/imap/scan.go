@@ -163,7 +163,7 @@ func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit sourc
 	}
 	s.emitting = true
 	s.mu.Unlock()
-	err = emit.Emit(ctx, tasks...)
+	err = s.emitTasks(ctx, emit, tasks)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.emitting = false

@@ -155,6 +155,7 @@ func (s *Source) selected(validity uint32) {
 	s.st.UIDValidity = validity
 	s.st.LastUID = uint32(s.lastUID)
 	s.st.Connected = true
+	s.st.LastError = "" // reconnected: the last session's error is over
 }
 
 func (s *Source) signal() {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,7 +72,8 @@ type Source struct {
 	wake chan struct{}
 	now  func() time.Time // time.Now; tests move it
 
-	running atomic.Bool
+	running  atomic.Bool
+	queueMax atomic.Int64 // SetQueueMaxPayload
 
 	mu          sync.Mutex
 	uidValidity uint32
@@ -161,7 +161,7 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 	defer s.running.Store(false)
 	defer s.setConnected(false)
 
-	attempt := 0
+	bo := newBackoff(s.cfg.Reconnect)
 	var prev string // the last session's error
 	for {
 		began := time.Now()
@@ -181,11 +181,10 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 		// delay forever.
 		msg := fmt.Sprint(err)
 		if progressed && (msg != prev || time.Since(began) >= s.cfg.Reconnect.Max) {
-			attempt = 0
+			bo.Reset()
 		}
 		prev = msg
-		delay := backoff(s.cfg.Reconnect, attempt)
-		attempt++
+		delay := next(bo)
 		s.mu.Lock()
 		s.st.Reconnects++
 		s.mu.Unlock()
@@ -198,18 +197,4 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 		case <-t.C:
 		}
 	}
-}
-
-// backoff returns the delay before attempt n (0-based): Initial·2ⁿ capped
-// at Max, with full jitter over its upper half.
-func backoff(b Backoff, n int) time.Duration {
-	d := b.Initial
-	for i := 0; i < n && d < b.Max; i++ {
-		d *= 2
-	}
-	if d > b.Max {
-		d = b.Max
-	}
-	half := d / 2
-	return half + time.Duration(rand.Int64N(int64(half)+1))
 }
