@@ -3,9 +3,12 @@ package imap
 import (
 	"context"
 	"crypto/sha256"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/emersion/go-imap/v2"
 
 	"github.com/plba/plba/platform/task"
 )
@@ -57,6 +60,14 @@ type compReq struct {
 }
 
 func (r *compReq) act() bool { return r.seen || r.moveTo != "" }
+
+// uid returns the message's UID and UIDVALIDITY from the task's headers
+// (zero when absent).
+func (r *compReq) uid() (imap.UID, uint32) {
+	u, _ := strconv.ParseUint(r.t.Header(HeaderUID), 10, 32)
+	v, _ := strconv.ParseUint(r.t.Header(HeaderUIDValidity), 10, 32)
+	return imap.UID(u), uint32(v)
+}
 
 // Complete queues the completion of t's message and returns: the source
 // applies it on its own, so a handled task never waits for, nor fails
@@ -115,6 +126,12 @@ func (s *Source) finish(r *compReq) (again bool) {
 	if left := s.forgetSettled(key, r.settled); r.act() && len(left) > 0 && r.round < settleRounds {
 		s.mu.Unlock()
 		return true // copies recorded meanwhile: settle them too
+	}
+	uid, validity := r.uid()
+	if r.act() {
+		s.finishedUIDs(validity, append([]imap.UID{uid}, r.settled.uids...), time.Now())
+	} else if validity == s.uidValidity {
+		s.leftInPlace(uid) // dead-lettered, no folder to move it to
 	}
 	delete(s.inflight, key)
 	s.dropDupes(key, r.act())

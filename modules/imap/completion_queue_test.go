@@ -173,3 +173,40 @@ func TestCompleteDoesNotWaitForTheServer(t *testing.T) {
 	waitCompletions(t, src)
 	require.Len(t, messages(t, srv, "Processed"), 3)
 }
+
+// A message handled but left in the mailbox (here the server answers OK
+// to the MOVE without moving anything) is found by the next reconcile
+// pass, although the cursor is past it, and emitted again to finish it.
+func TestReconcileFinishesHandledButUnmovedMail(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	var fake atomic.Bool
+	fake.Store(true)
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, _ := command(line)
+		if fake.Load() && name == "UID MOVE" {
+			c.Reply(tag + " OK Move completed (not really)\r\n")
+			return true
+		}
+		return false
+	}})
+	appendN(t, srv, 1, 2)
+	src := newSource(t, testConfig(p.Host(), p.Port())) // Reconcile 300ms
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 2)
+	for _, tk := range em.all() {
+		complete(t, src, tk, task.Succeeded)
+	}
+	require.Len(t, messages(t, srv, "INBOX"), 2, "the server did not move them")
+	require.Zero(t, src.Status().InFlight)
+
+	waitEmitted(t, em, 4) // the reconcile pass emits both again
+	require.EqualValues(t, 2, src.Status().Reconciled)
+	fake.Store(false)
+	for _, tk := range em.all()[2:] {
+		complete(t, src, tk, task.Succeeded)
+	}
+	require.Empty(t, messages(t, srv, "INBOX"))
+	require.Len(t, messages(t, srv, "Processed"), 2)
+}

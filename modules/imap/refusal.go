@@ -94,6 +94,7 @@ func (s *Source) setAside(m meta, what string, err error) {
 	s.mu.Lock()
 	s.st.Refused++
 	delete(s.refusedAlone, m.uid)
+	s.leftInPlace(m.uid)
 	s.mu.Unlock()
 	s.log.Warn("the server refuses to return a message: set aside, left in the mailbox",
 		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID), zap.String("fetch", what), zap.Error(err))

@@ -19,7 +19,8 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
-// scan searches for messages above the cursor and emits them in batches.
+// scan searches for messages above the cursor (the whole mailbox on a
+// reconcile pass, see reconcile.go) and emits them in batches.
 func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emitter) error {
 	s.reapStale(time.Now())
 	s.mu.Lock()
@@ -30,8 +31,13 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	s.rescan = 0
 	last := s.lastUID
 	s.mu.Unlock()
+	from := last + 1
+	full := s.reconcileDue(time.Now())
+	if full {
+		from = 1
+	}
 	crit := &imap.SearchCriteria{
-		UID:     []imap.UIDSet{{{Start: last + 1, Stop: 0}}},
+		UID:     []imap.UIDSet{{{Start: from, Stop: 0}}},
 		NotFlag: []imap.Flag{imap.FlagDeleted},
 	}
 	if *s.cfg.OnSuccess.MoveTo == "" {
@@ -43,11 +49,17 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	if err = w.done(err); err != nil {
 		return fmt.Errorf("imap: uid search: %w", err)
 	}
-	var uids []imap.UID
+	var uids, below []imap.UID
 	for _, u := range data.AllUIDs() {
 		if u > last { // "n:*" matches the highest UID even when it is below n
 			uids = append(uids, u)
+		} else if full {
+			below = append(below, u)
 		}
+	}
+	slices.Sort(below)
+	if again := s.unfinished(below); len(again) > 0 {
+		uids = append(again, uids...)
 	}
 	slices.Sort(uids)
 	for i := 0; i < len(uids); i += s.cfg.BatchSize {
@@ -235,6 +247,9 @@ func (s *Source) rejectOversized(c *imapclient.Client, m meta) error {
 		zap.Int64("size", m.size), zap.Int64("max", s.cfg.MaxMessageSize), zap.String("moved_to", to))
 	s.mu.Lock()
 	s.st.Oversized++
+	if to == "" {
+		s.leftInPlace(m.uid)
+	}
 	s.mu.Unlock()
 	if to == "" {
 		return nil

@@ -149,6 +149,8 @@ func (s *Source) selected(validity uint32) {
 		s.lastUID = 0
 		s.rescan = 0
 		clear(s.refusedAlone)
+		clear(s.aside)
+		clear(s.finished)
 		s.st.UIDValidityChanges++
 	}
 	s.uidValidity = validity

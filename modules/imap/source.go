@@ -94,8 +94,15 @@ type Source struct {
 	// message's body is fetched fine or the message is set aside, and
 	// all of them when UIDVALIDITY changes.
 	refusedAlone map[imap.UID]refusedAlone
-	st           Status
-	emitting     bool
+	// aside is the UIDs (under uidValidity) the source leaves in the
+	// mailbox on purpose; finished those a completion settled lately,
+	// when; nextReconcile when the next scan searches the whole mailbox
+	// (see reconcile.go).
+	aside         map[imap.UID]bool
+	finished      map[imap.UID]time.Time
+	nextReconcile time.Time
+	st            Status
+	emitting      bool
 
 	comp completer
 }
@@ -122,6 +129,8 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 		inflight:     map[string]emitted{},
 		dupes:        map[string]dupe{},
 		refusedAlone: map[imap.UID]refusedAlone{},
+		aside:        map[imap.UID]bool{},
+		finished:     map[imap.UID]time.Time{},
 		now:          time.Now,
 	}
 	s.st.Name = cfg.Name

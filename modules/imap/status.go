@@ -40,8 +40,11 @@ type Status struct {
 	// Rejected counts the messages the queue refused for good (too large,
 	// invalid): a stand-in carrying the reason was emitted instead, to be
 	// dead-lettered, and the message moves to the failed folder.
-	Rejected           uint64    `json:"rejected"`
-	Reemitted          uint64    `json:"reemitted"`
+	Rejected  uint64 `json:"rejected"`
+	Reemitted uint64 `json:"reemitted"`
+	// Reconciled counts the messages a reconcile pass found handled or
+	// emitted before yet still in the mailbox, and emitted again.
+	Reconciled         uint64    `json:"reconciled"`
 	UIDValidityChanges uint64    `json:"uidvalidity_changes"`
 	Reconnects         uint64    `json:"reconnects"`
 	LastPoll           time.Time `json:"last_poll"`
