@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
@@ -112,14 +113,18 @@ type sourceParams struct {
 	Config    Config
 	Demo      *Demo
 	Lifecycle fx.Lifecycle
-	Log       *zap.Logger `optional:"true"`
+	Log       *zap.Logger          `optional:"true"`
+	Backend   queue.Backend        `optional:"true"`
+	Meter     metric.MeterProvider `optional:"true"`
 }
 
 // newSource builds the IMAP source from Config.Mailbox (pointed at the
 // demo server when it runs); its completion connection closes on stop
-// after the pools drained.
+// after the pools drained. On start it checks mailbox.max_message_size
+// against what the queue backend can carry.
 func newSource(p sourceParams) (*imap.Source, error) {
-	return imap.New(imap.Params{Config: p.Config.source(p.Demo.addr()), Logger: logger(p.Log), Lifecycle: p.Lifecycle})
+	return imap.New(imap.Params{Config: p.Config.source(p.Demo.addr()), Logger: logger(p.Log), Lifecycle: p.Lifecycle,
+		Backend: p.Backend, Meter: p.Meter})
 }
 
 type appParams struct {
