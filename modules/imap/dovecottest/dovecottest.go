@@ -311,12 +311,15 @@ func (s *Server) MessageIDs(mailbox string) ([]string, error) {
 		return nil, err
 	}
 	defer c.Close()
+	list, err := c.List("", mailbox, nil).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("dovecottest: list %q: %w", mailbox, err)
+	}
+	if len(list) == 0 {
+		return nil, nil
+	}
 	sel, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
-		var ie *imap.Error
-		if errors.As(err, &ie) && ie.Code == imap.ResponseCodeNonExistent {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("dovecottest: examine %q: %w", mailbox, err)
 	}
 	if sel.NumMessages == 0 {
