@@ -87,7 +87,9 @@ func (h *dovecotHost) count(t *testing.T, box string) int {
 	return n
 }
 
-func (h *dovecotHost) settled(t *testing.T) int { return h.count(t, "Processed") + h.count(t, "Failed") }
+func (h *dovecotHost) settled(t *testing.T) int {
+	return h.count(t, "Processed") + h.count(t, "Failed")
+}
 
 func (h *dovecotHost) status(t *testing.T) mailorder.Status {
 	t.Helper()
@@ -225,7 +227,7 @@ func TestDovecotMaxMessageSizeAndTooLargeMail(t *testing.T) {
 	for !sample.VariantOf(valid).Valid() {
 		valid++
 	}
-	big := string(sample.Mail(valid + 1)) + strings.Repeat(strings.Repeat("x", 76)+"\r\n", 9_500_000/78)
+	big := string(sample.Mail(valid+1)) + strings.Repeat(strings.Repeat("x", 76)+"\r\n", 9_500_000/78)
 	require.NoError(t, d.Append("INBOX", []byte(big)))
 	deliverSamples(t, d, valid, 1)
 	h := newDovecotHost(t, d, "")
