@@ -44,7 +44,13 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 		// Processed mail stays in the mailbox, flagged \Seen.
 		crit.NotFlag = append(crit.NotFlag, imap.FlagSeen)
 	}
+	// A server shows a session the mail delivered since its last command
+	// only when it syncs; a search alone would see it one poll late.
 	w := s.guard(c)
+	if err := w.done(c.Noop().Wait()); err != nil {
+		return fmt.Errorf("imap: noop: %w", err)
+	}
+	w = s.guard(c)
 	data, err := c.UIDSearch(crit, nil).Wait()
 	if err = w.done(err); err != nil {
 		return fmt.Errorf("imap: uid search: %w", err)
