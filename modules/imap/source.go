@@ -43,7 +43,10 @@ var (
 	// or a NO without a response code to SELECT). Run returns it (wrapped);
 	// other refusals of SELECT are retried with back-off.
 	ErrMailbox = errors.New("imap: cannot select mailbox")
-	// ErrEmit: the runtime refused tasks. Run returns it (wrapped): the
+	// ErrEmit: the runtime refused tasks for a reason other than the
+	// task itself (a task the queue refuses for good, too large or
+	// invalid, is replaced by its task.Rejected stand-in instead, see
+	// Status.Rejected). Run returns it (wrapped): the
 	// supervisor decides; nothing was lost, the messages are found again.
 	ErrEmit = errors.New("imap: emit failed")
 	// ErrAlreadyRunning: Run was called while another Run is active.
@@ -63,7 +66,8 @@ func (f fatal) Unwrap() error { return f.err }
 
 // Source is an IMAP mailbox as a task source: it emits one task per
 // message (payload: the raw RFC 5322 bytes) and, as a source.Completer,
-// flags or moves the message once its task is done. Create it with
+// flags or moves the message once its task is done: Complete queues that,
+// and the source's completion loop applies it (see Complete). Create it with
 // NewSource; Run it under the runtime's supervisor; Close it after the
 // worker pools have drained.
 type Source struct {
