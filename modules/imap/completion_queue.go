@@ -244,17 +244,14 @@ func (s *Source) processBatch(ctx context.Context, batch []*compReq) (again []*c
 		}
 		return again, nil
 	case isServerNo(err) && len(batch) > 1:
-		for _, r := range batch {
+		for i, r := range batch {
 			a, e := s.processBatch(ctx, []*compReq{r})
 			again = append(again, a...)
-			if e != nil && !isServerNo(e) {
-				err = e
+			if e != nil { // the connection failed: the rest waits for the loop's back-off
+				return append(again, batch[i+1:]...), e
 			}
 		}
-		if isServerNo(err) {
-			err = nil
-		}
-		return again, err
+		return again, nil
 	}
 	cp.reset()
 	s.completionFailed(batch, err)

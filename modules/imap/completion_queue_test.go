@@ -210,3 +210,40 @@ func TestReconcileFinishesHandledButUnmovedMail(t *testing.T) {
 	require.Empty(t, messages(t, srv, "INBOX"))
 	require.Len(t, messages(t, srv, "Processed"), 2)
 }
+
+// A server's NO for one message of a batch is narrowed down to it: the
+// others are moved at once, and it is retried on its own with back-off
+// (counted) until the server takes it.
+func TestRefusedCompletionIsNarrowedAndRetried(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	var refuse atomic.Bool
+	refuse.Store(true)
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if set, _, _ := strings.Cut(rest, " "); refuse.Load() && name == "UID MOVE" && uidSetHas(set, 3) {
+			c.Reply(tag + " NO [CANNOT] Cannot move this one\r\n")
+			return true
+		}
+		return false
+	}})
+	appendN(t, srv, 1, 5)
+	src := newSource(t, testConfig(p.Host(), p.Port()))
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 5)
+	for _, tk := range em.all() {
+		require.NoError(t, src.Complete(context.Background(), tk, task.Succeeded, ""))
+	}
+	require.Eventually(t, func() bool { return len(messages(t, srv, "Processed")) == 4 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return src.Status().CompletionFailures >= 2 }, 10*time.Second, 5*time.Millisecond,
+		"the refused one is retried")
+	inbox := messages(t, srv, "INBOX")
+	require.Len(t, inbox, 1)
+	require.Equal(t, "3@example.com", inbox[0].MessageID)
+
+	refuse.Store(false)
+	waitCompletions(t, src)
+	require.Empty(t, messages(t, srv, "INBOX"))
+	require.Len(t, messages(t, srv, "Processed"), 5)
+}
