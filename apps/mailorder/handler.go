@@ -37,6 +37,12 @@ func NewHandler(svc *domain.Service, log *zap.Logger) *Handler {
 // the mail and what is wrong with it; it goes to the dead letter and the
 // source moves it to the failed folder. Any other failure is retried.
 func (h *Handler) Handle(ctx context.Context, t *task.Task) error {
+	if reason := t.Header(task.HeaderRejected); reason != "" {
+		// A stand-in for a mail the queue refused (task.Rejected): the
+		// pool dead-letters it without a handler; should one run it, the
+		// reason stays the same.
+		return task.Permanent(fmt.Errorf("mail <%s> not handled: %s", t.Header(imap.HeaderMessageID), reason))
+	}
 	res, err := h.svc.ProcessMail(ctx, t.Payload)
 	if err != nil {
 		id := res.MessageID

@@ -26,3 +26,15 @@ func TestBrokenMIMERejectionNamesSenderAndSubject(t *testing.T) {
 	require.True(t, task.IsPermanent(err), "%v", err)
 	require.EqualError(t, err, `permanent: mail <broken@example.com> from "alice@example.com" (subject "Order 42") rejected: multipart/mixed part without boundary`)
 }
+
+// The stand-in of a mail the queue refused fails for good with the
+// refusal's reason, not with what an empty payload would say.
+func TestRejectedStandInFailsWithItsReason(t *testing.T) {
+	svc, err := domain.NewService(nopStore{}, domain.Config{})
+	require.NoError(t, err)
+	stand := task.Rejected(&task.Task{Headers: map[string]string{"message-id": "big@example.com"}},
+		"message of 9.1 MiB exceeds the queue's max payload of 8 MiB")
+	err = mailorder.NewHandler(svc, nil).Handle(context.Background(), stand)
+	require.True(t, task.IsPermanent(err), "%v", err)
+	require.ErrorContains(t, err, "mail <big@example.com> not handled: message of 9.1 MiB exceeds the queue's max payload of 8 MiB")
+}
