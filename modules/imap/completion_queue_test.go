@@ -247,3 +247,40 @@ func TestRefusedCompletionIsNarrowedAndRetried(t *testing.T) {
 	require.Empty(t, messages(t, srv, "INBOX"))
 	require.Len(t, messages(t, srv, "Processed"), 5)
 }
+
+// The sequence after a crash between the ack and the move: the task is
+// done (acked), its completion is still queued when the source goes away;
+// the mail stays in the INBOX, a new source (the restarted process) emits
+// it again under the same key, so the idempotent handler finds its work
+// done, and that completion moves it.
+func TestCompletionLostWithTheProcessIsAppliedAfterRestart(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, _ := command(line)
+		if name == "UID MOVE" || name == "UID STORE" {
+			c.Reply(tag + " NO [UNAVAILABLE] Try again later\r\n")
+			return true
+		}
+		return false
+	}})
+	appendN(t, srv, 1, 1)
+	first := newSource(t, testConfig(p.Host(), p.Port()))
+	em1 := &fakeEmitter{}
+	_, stop1 := start(t, first, em1)
+	waitEmitted(t, em1, 1)
+	require.NoError(t, first.Complete(context.Background(), em1.all()[0], task.Succeeded, "")) // acked
+	require.Eventually(t, func() bool { return first.Status().CompletionFailures > 0 }, 10*time.Second, 5*time.Millisecond)
+	stop1()
+	require.NoError(t, first.Close()) // the process ends, the completion unapplied
+	require.Len(t, messages(t, srv, "INBOX"), 1)
+
+	second := newSource(t, testConfig(srv.Host(), srv.Port())) // the restarted process
+	em2 := &fakeEmitter{}
+	start(t, second, em2)
+	waitEmitted(t, em2, 1)
+	require.Equal(t, em1.all()[0].Key, em2.all()[0].Key, "emitted again under the same key: the handler is idempotent per key")
+	complete(t, second, em2.all()[0], task.Succeeded)
+	require.Empty(t, messages(t, srv, "INBOX"))
+	require.Len(t, messages(t, srv, "Processed"), 1)
+}
