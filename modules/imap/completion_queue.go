@@ -43,6 +43,7 @@ func (cp *completer) init() {
 
 // enqueue adds r (starting the loop on first use).
 func (cp *completer) enqueue(ctx context.Context, s *Source, r *compReq) error {
+	s.markCompleting(r.t.Key) // before the loop can finish it
 	waitUntil := time.Now().Add(queueWait)
 	for {
 		cp.mu.Lock()
@@ -57,7 +58,6 @@ func (cp *completer) enqueue(ctx context.Context, s *Source, r *compReq) error {
 		if len(cp.pending) < maxQueuedCompletions || time.Now().After(waitUntil) || ctx.Err() != nil {
 			cp.pending = append(cp.pending, r)
 			cp.mu.Unlock()
-			s.markCompleting(r.t.Key)
 			cp.poke()
 			return nil
 		}
