@@ -235,7 +235,10 @@ func TestRefusedCompletionIsNarrowedAndRetried(t *testing.T) {
 	for _, tk := range em.all() {
 		require.NoError(t, src.Complete(context.Background(), tk, task.Succeeded, ""))
 	}
-	require.Eventually(t, func() bool { return len(messages(t, srv, "Processed")) == 4 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool {
+		msgs, err := srv.Messages(context.Background(), "Processed") // fails until the folder exists
+		return err == nil && len(msgs) == 4
+	}, 10*time.Second, 5*time.Millisecond)
 	require.Eventually(t, func() bool { return src.Status().CompletionFailures >= 2 }, 10*time.Second, 5*time.Millisecond,
 		"the refused one is retried")
 	inbox := messages(t, srv, "INBOX")
