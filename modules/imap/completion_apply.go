@@ -18,10 +18,11 @@ type action struct {
 	moveTo string
 }
 
-// applyBatch connects when needed, syncs the session (NOOP), finds the messages of every request
-// (by UID while UIDVALIDITY matches, else by Message-ID), keeps those that
-// still exist (one UID SEARCH for all) and applies each action to its
-// messages at once.
+// applyBatch connects when needed, syncs the session (NOOP), finds the
+// messages of every request (by UID while UIDVALIDITY matches, else by
+// Message-ID), keeps those that still exist (one UID SEARCH for all) and
+// applies each action to its messages at once (one UID STORE, one UID
+// MOVE).
 func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 	cp := &s.comp
 	if cp.c != nil {

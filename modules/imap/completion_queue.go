@@ -142,6 +142,12 @@ func (s *Source) completionLoop() {
 	bo := newBackoff(s.cfg.Reconnect)
 	var retryAt time.Time // after a failed batch: the loop's back-off
 	for {
+		select {
+		case <-cp.stop:
+			s.drainCompletions()
+			return
+		default:
+		}
 		now := time.Now()
 		var batch []*compReq
 		var nextDue time.Time
