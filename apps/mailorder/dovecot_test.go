@@ -225,7 +225,7 @@ func TestDovecotMaxMessageSizeAndTooLargeMail(t *testing.T) {
 	bad := newDovecotHost(t, d, "    max_message_size: 26214400\n")
 	p := runHost(t, bad.cfg)
 	require.NotEqual(t, 0, p.wait(t, 60*time.Second))
-	require.Contains(t, p.out.String(), "max_message_size: 26214400 (25 MiB) is more than the queue backend can carry")
+	require.Contains(t, p.out.String(), "mailorder.mailbox.max_message_size: 26214400 (25 MiB) is more than the queue backend can carry")
 
 	valid := 0
 	for !sample.VariantOf(valid).Valid() {

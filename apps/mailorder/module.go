@@ -2,6 +2,8 @@ package mailorder
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
@@ -120,11 +122,29 @@ type sourceParams struct {
 
 // newSource builds the IMAP source from Config.Mailbox (pointed at the
 // demo server when it runs); its completion connection closes on stop
-// after the pools drained. On start it checks mailbox.max_message_size
-// against what the queue backend can carry.
+// after the pools drained. On start (the backend started before it) it
+// checks mailbox.max_message_size against what the queue backend can
+// carry, and fails naming mailorder.mailbox.max_message_size.
 func newSource(p sourceParams) (*imap.Source, error) {
-	return imap.New(imap.Params{Config: p.Config.source(p.Demo.addr()), Logger: logger(p.Log), Lifecycle: p.Lifecycle,
-		Backend: p.Backend, Meter: p.Meter})
+	src, err := imap.New(imap.Params{Config: p.Config.source(p.Demo.addr()), Logger: logger(p.Log), Lifecycle: p.Lifecycle,
+		Meter: p.Meter})
+	if err != nil {
+		return nil, err
+	}
+	mp, ok := p.Backend.(interface{ MaxPayload() int64 })
+	if !ok {
+		return src, nil
+	}
+	p.Lifecycle.Append(fx.StartHook(func() error {
+		n := mp.MaxPayload()
+		src.SetQueueMaxPayload(n)
+		var ce *imap.ConfigError
+		if err := imap.CheckQueueLimit(src.Config(), n); errors.As(err, &ce) {
+			return fmt.Errorf("mailorder: %w", config.Problem{Key: Section + ".mailbox." + ce.Key, Msg: ce.Msg})
+		}
+		return nil
+	}))
+	return src, nil
 }
 
 type appParams struct {
