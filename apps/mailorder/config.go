@@ -17,6 +17,12 @@ const Section = "mailorder"
 // Kind is the task kind of one order mail.
 const Kind = "mailorder.mail"
 
+// DefaultMaxMessageSize is the default of mailbox.max_message_size: 7 MiB,
+// what the embedded NATS server (8 MiB max payload) carries with room for
+// the task's headers, and room enough for a 5 MiB attachment
+// (limits.max_attachment_bytes) in base64.
+const DefaultMaxMessageSize = 7 << 20
+
 // Store drivers.
 const (
 	DriverSQLite   = "sqlite"
@@ -86,6 +92,8 @@ type DemoConfig struct {
 func DefaultConfig() Config {
 	mb := imap.Config{}.WithDefaults()
 	mb.Port, mb.Name = 0, ""
+	// A mail must fit in one task: the embedded NATS carries 8 MiB.
+	mb.MaxMessageSize = DefaultMaxMessageSize
 	limits := domain.Config{}.WithDefaults()
 	limits.Now = nil
 	return Config{

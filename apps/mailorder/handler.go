@@ -37,6 +37,12 @@ func NewHandler(svc *domain.Service, log *zap.Logger) *Handler {
 // the mail and what is wrong with it; it goes to the dead letter and the
 // source moves it to the failed folder. Any other failure is retried.
 func (h *Handler) Handle(ctx context.Context, t *task.Task) error {
+	if reason := t.Header(task.HeaderRejected); reason != "" {
+		// A stand-in for a mail the queue refused (task.Rejected): the
+		// pool dead-letters it without a handler; should one run it, the
+		// reason stays the same.
+		return task.Permanent(fmt.Errorf("mail <%s> not handled: %s", t.Header(imap.HeaderMessageID), reason))
+	}
 	res, err := h.svc.ProcessMail(ctx, t.Payload)
 	if err != nil {
 		id := res.MessageID
@@ -46,12 +52,19 @@ func (h *Handler) Handle(ctx context.Context, t *task.Task) error {
 		if errors.Is(err, domain.ErrRejected) {
 			var rej *domain.RejectError
 			reason := err.Error()
+			from, subject := res.From, res.Subject
 			if errors.As(err, &rej) {
 				reason = rej.Reason
+				if from == "" && subject == "" { // rejected before the mail was parsed whole
+					from, subject = rej.From, rej.Subject
+					if res.MessageID == "" && rej.MessageID != "" {
+						id = rej.MessageID
+					}
+				}
 			}
-			h.log.Debug("order mail rejected", zap.String("message_id", id), zap.String("from", res.From),
+			h.log.Debug("order mail rejected", zap.String("message_id", id), zap.String("from", from),
 				zap.String("uid", t.Header(imap.HeaderUID)), zap.String("reason", reason))
-			return task.Permanent(fmt.Errorf("mail <%s> from %q rejected: %s", id, res.From, reason))
+			return task.Permanent(fmt.Errorf("mail <%s> from %q (subject %q) rejected: %s", id, from, subject, reason))
 		}
 		return fmt.Errorf("mailorder: mail <%s>: %w", id, err)
 	}

@@ -2,11 +2,14 @@ package mailorder
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
@@ -112,14 +115,36 @@ type sourceParams struct {
 	Config    Config
 	Demo      *Demo
 	Lifecycle fx.Lifecycle
-	Log       *zap.Logger `optional:"true"`
+	Log       *zap.Logger          `optional:"true"`
+	Backend   queue.Backend        `optional:"true"`
+	Meter     metric.MeterProvider `optional:"true"`
 }
 
 // newSource builds the IMAP source from Config.Mailbox (pointed at the
 // demo server when it runs); its completion connection closes on stop
-// after the pools drained.
+// after the pools drained. On start (the backend started before it) it
+// checks mailbox.max_message_size against what the queue backend can
+// carry, and fails naming mailorder.mailbox.max_message_size.
 func newSource(p sourceParams) (*imap.Source, error) {
-	return imap.New(imap.Params{Config: p.Config.source(p.Demo.addr()), Logger: logger(p.Log), Lifecycle: p.Lifecycle})
+	src, err := imap.New(imap.Params{Config: p.Config.source(p.Demo.addr()), Logger: logger(p.Log), Lifecycle: p.Lifecycle,
+		Meter: p.Meter})
+	if err != nil {
+		return nil, err
+	}
+	mp, ok := p.Backend.(interface{ MaxPayload() int64 })
+	if !ok {
+		return src, nil
+	}
+	p.Lifecycle.Append(fx.StartHook(func() error {
+		n := mp.MaxPayload()
+		src.SetQueueMaxPayload(n)
+		var ce *imap.ConfigError
+		if err := imap.CheckQueueLimit(src.Config(), n); errors.As(err, &ce) {
+			return fmt.Errorf("mailorder: %w", config.Problem{Key: Section + ".mailbox." + ce.Key, Msg: ce.Msg})
+		}
+		return nil
+	}))
+	return src, nil
 }
 
 type appParams struct {

@@ -2,13 +2,16 @@ package mailorder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/plba/plba/apps/mailorder/domain"
 	"github.com/plba/plba/modules/imap"
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
 )
 
 // StatusPath is the admin endpoint of the application's status.
@@ -28,8 +31,13 @@ type Status struct {
 	// RecentOrders are the newest orders (at most 20).
 	RecentOrders []OrderSummary `json:"recent_orders"`
 	// FailedMails are the mails in the dead letter of Queue (at most 200),
-	// oldest first, each with the reason it failed.
+	// oldest first, each with the reason it failed, except those resolved.
 	FailedMails []FailedMail `json:"failed_mails"`
+	// ResolvedMails counts the dead letters (of the 200 looked at) whose
+	// mail a later run stored: every order of the mail is in the store (the
+	// mail was dead-lettered, say, while the database was down, and
+	// emitted again after a restart). They are not failed.
+	ResolvedMails int `json:"resolved_mails"`
 	// Demo describes the embedded demo mailbox, when it runs.
 	Demo *DemoStatus `json:"demo,omitempty"`
 }
@@ -73,8 +81,13 @@ type App struct {
 	cfg     Config
 	store   Store
 	src     *imap.Source
-	backend queue.Backend
+	backend deadLister // nil: no dead letters to show
 	demo    *Demo
+}
+
+// deadLister is the part of the queue backend the status reads.
+type deadLister interface {
+	ListDead(ctx context.Context, queue string, limit int) ([]queue.DeadLetter, error)
 }
 
 // Store returns the order store.
@@ -111,6 +124,12 @@ func (a *App) Status(ctx context.Context) (Status, error) {
 			return st, fmt.Errorf("mailorder: status: dead letters: %w", err)
 		}
 		for _, d := range dead {
+			if ok, err := a.stored(ctx, d.Task); err != nil {
+				return st, fmt.Errorf("mailorder: status: dead letters: %w", err)
+			} else if ok {
+				st.ResolvedMails++
+				continue
+			}
 			st.FailedMails = append(st.FailedMails, FailedMail{
 				MessageID: d.Task.Header(imap.HeaderMessageID), UID: d.Task.Header(imap.HeaderUID),
 				Reason: d.Reason, At: d.At,
@@ -131,6 +150,28 @@ func (a *App) Status(ctx context.Context) (Status, error) {
 		st.Demo = ds
 	}
 	return st, nil
+}
+
+// stored reports whether every order of the mail behind t is in the store:
+// a later run stored it, so its dead letter is resolved. A mail that
+// cannot be parsed into orders (a rejected mail, a payload-less stand-in)
+// is not.
+func (a *App) stored(ctx context.Context, t *task.Task) (bool, error) {
+	if t == nil || len(t.Payload) == 0 {
+		return false, nil
+	}
+	orders, _, err := domain.BuildOrders(t.Payload, a.cfg.Limits)
+	if err != nil || len(orders) == 0 {
+		return false, nil
+	}
+	for _, o := range orders {
+		if _, err := a.store.Get(ctx, o.ID); errors.Is(err, domain.ErrOrderNotFound) {
+			return false, nil
+		} else if err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func deref(p *string) string {

@@ -22,6 +22,9 @@ type Store interface {
 	Count(ctx context.Context) (int, error)
 	// List returns up to limit orders, newest first.
 	List(ctx context.Context, limit int) ([]domain.Order, error)
+	// Get returns the order with id; an unknown id matches
+	// domain.ErrOrderNotFound.
+	Get(ctx context.Context, id string) (domain.Order, error)
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the store.
@@ -121,6 +124,15 @@ func (s *startedStore) List(ctx context.Context, limit int) ([]domain.Order, err
 		return nil, err
 	}
 	return st.List(ctx, limit)
+}
+
+// Get reads an order of the open store.
+func (s *startedStore) Get(ctx context.Context, id string) (domain.Order, error) {
+	st, err := s.get()
+	if err != nil {
+		return domain.Order{}, err
+	}
+	return st.Get(ctx, id)
 }
 
 // Ping pings the open store; before start it fails with ErrStoreNotOpen.

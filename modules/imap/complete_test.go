@@ -143,6 +143,7 @@ func TestCopyFoundDuringCompletionIsSettledWithIt(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Complete did not return")
 	}
+	waitCompletions(t, src)
 
 	require.Empty(t, messageIDs(messages(t, srv, "INBOX")), "the copy is settled with its task")
 	require.Len(t, messageIDs(messages(t, srv, "Processed")), 2)
@@ -187,6 +188,7 @@ func TestTaskCompletedDuringEmitSettlesItsCopies(t *testing.T) {
 
 	require.Eventually(t, func() bool { return b.src.Status().Emitted == 2 }, 10*time.Second, time.Millisecond)
 	require.Equal(t, 2, em.count())
+	waitCompletions(t, b.src)
 	require.Empty(t, messageIDs(messages(t, b.srv, "INBOX")), "the copy is settled with its task")
 	require.Len(t, messageIDs(messages(t, b.srv, "Processed")), 3)
 	require.Zero(t, b.src.Status().InFlight)

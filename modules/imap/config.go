@@ -49,8 +49,8 @@ const (
 	DefaultFailed          = "Failed"
 	DefaultDialTimeout     = 15 * time.Second
 	DefaultCommandTimeout  = 2 * time.Minute
-	DefaultReconnectInit   = time.Second
-	DefaultReconnectMax    = time.Minute
+	DefaultReconnectInit   = 250 * time.Millisecond
+	DefaultReconnectMax    = 2 * time.Second
 	DefaultInFlightTimeout = time.Hour
 	// MaxIdleRenew is the bound IdleRenew must stay under: RFC 2177 lets a
 	// server drop an idling client after 29 minutes.
@@ -168,11 +168,13 @@ type FailureAction struct {
 	MoveTo *string `koanf:"move_to"`
 }
 
-// Backoff is an exponential back-off with full jitter.
+// Backoff is the exponential back-off (±50% jitter) of reconnecting and
+// of retrying completions. Its defaults are short so that a server that is
+// back after an outage is used again within about 2 s.
 type Backoff struct {
-	// Initial is the first delay. Default 1s.
+	// Initial is the first delay. Default 250ms.
 	Initial time.Duration `koanf:"initial"`
-	// Max caps the delay. Default 1m.
+	// Max caps the delay. Default 2s.
 	Max time.Duration `koanf:"max"`
 }
 

@@ -79,6 +79,10 @@ func ExampleSource() {
 	if err := src.Complete(ctx, t, task.Succeeded, ""); err != nil {
 		panic(err)
 	}
+	// Complete only queues: wait until the source has moved the message.
+	if err := src.WaitCompletions(ctx); err != nil {
+		panic(err)
+	}
 	stop()
 	if err := <-done; err != nil {
 		panic(err)

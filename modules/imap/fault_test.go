@@ -143,8 +143,9 @@ func TestTransientFetchFailureSkipsNoMail(t *testing.T) {
 			st := src.Status()
 			require.Zero(t, st.Refused, "nothing set aside")
 			require.EqualValues(t, brokenSessions, st.Reconnects, "each broken session failed and was retried")
-			require.Contains(t, st.LastError, "SERVERBUG")
-			require.Contains(t, st.LastError, "none set aside yet")
+			require.Empty(t, st.LastError, "reconnected: the status shows no error")
+			require.Contains(t, lastLostError(logs), "SERVERBUG")
+			require.Contains(t, lastLostError(logs), "none set aside yet")
 			// Each broken session asked for the batch, then for each message.
 			require.EqualValues(t, brokenSessions*4, refusals.Load())
 			require.Len(t, logs.FilterMessageSnippet("retrying before setting any aside").All(), brokenSessions)
@@ -257,7 +258,7 @@ func TestHungServerIsCutByCommandTimeout(t *testing.T) {
 	}})
 	cfg := testConfig(p.Host(), p.Port())
 	cfg.CommandTimeout = 300 * time.Millisecond
-	src := newSource(t, cfg)
+	src, logs := observedSource(t, cfg)
 	em := &fakeEmitter{}
 	start(t, src, em)
 	select {
@@ -270,7 +271,8 @@ func TestHungServerIsCutByCommandTimeout(t *testing.T) {
 	waitEmitted(t, em, 1)
 	st := src.Status()
 	require.GreaterOrEqual(t, st.Reconnects, uint64(1))
-	require.Contains(t, st.LastError, "command_timeout")
+	require.Empty(t, st.LastError, "reconnected: the status shows no error")
+	require.Contains(t, lastLostError(logs), "command_timeout")
 	require.GreaterOrEqual(t, p.Accepted(), int64(2))
 }
 

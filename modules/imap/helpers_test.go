@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/plba/plba/modules/imap"
 	"github.com/plba/plba/modules/imap/imaptest"
@@ -185,4 +186,21 @@ func complete(t *testing.T, src *imap.Source, tk *task.Task, o task.Outcome) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	require.NoError(t, src.Complete(ctx, tk, o, "test"))
+	require.NoError(t, src.WaitCompletions(ctx))
+}
+
+// lastLostError is the error of the last "connection lost" log entry.
+func lastLostError(logs *observer.ObservedLogs) string {
+	lost := logs.FilterMessage("imap connection lost, reconnecting").All()
+	if len(lost) == 0 {
+		return ""
+	}
+	return fmt.Sprint(lost[len(lost)-1].ContextMap()["error"])
+}
+
+func waitCompletions(t *testing.T, src *imap.Source) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, src.WaitCompletions(ctx))
 }

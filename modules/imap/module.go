@@ -2,12 +2,15 @@ package imap
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/health"
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/source"
 )
 
@@ -19,9 +22,22 @@ type Params struct {
 	// Logger is optional; nil discards logs.
 	Logger *zap.Logger `optional:"true"`
 	// Lifecycle, when present, closes the source's completion connection on
-	// stop (after the pools that complete tasks have drained).
+	// stop (after the pools that complete tasks have drained) and, on
+	// start, checks MaxMessageSize against Backend.
 	Lifecycle fx.Lifecycle `optional:"true"`
+	// Backend is the queue backend. When it has a MaxPayload method (the
+	// JetStream backend), start fails with a *ConfigError on
+	// max_message_size when a message of that size could not be carried
+	// (CheckQueueLimit), and the source names the limit when the queue
+	// refuses a message as too large.
+	Backend queue.Backend `optional:"true"`
+	// Meter, when present, gets the source's completion counters
+	// (plba.imap.completion.failures, plba.imap.completion.pending).
+	Meter metric.MeterProvider `optional:"true"`
 }
+
+// maxPayloader is a backend that knows the largest task it carries.
+type maxPayloader interface{ MaxPayload() int64 }
 
 // New builds a Source from Params, for fx (see Module). Without fx, use
 // NewSource.
@@ -30,8 +46,27 @@ func New(p Params) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.Meter != nil {
+		if err := s.observe(p.Meter); err != nil {
+			return nil, err
+		}
+	}
 	if p.Lifecycle != nil {
-		p.Lifecycle.Append(fx.Hook{OnStop: func(context.Context) error { return s.Close() }})
+		p.Lifecycle.Append(fx.Hook{
+			OnStart: func(context.Context) error {
+				mp, ok := p.Backend.(maxPayloader)
+				if !ok {
+					return nil
+				}
+				n := mp.MaxPayload()
+				s.SetQueueMaxPayload(n)
+				if err := CheckQueueLimit(s.cfg, n); err != nil {
+					return fmt.Errorf("imap source %q: %w", s.cfg.Name, err)
+				}
+				return nil
+			},
+			OnStop: func(context.Context) error { return s.Close() },
+		})
 	}
 	return s, nil
 }

@@ -15,20 +15,36 @@ import (
 // counted here at first: the session fails (LastError, Reconnects) and is
 // retried with back-off, so a transient server failure skips no mail.
 type Status struct {
-	Name               string    `json:"name"`
-	Mailbox            string    `json:"mailbox"`
-	Mode               Mode      `json:"mode"`
-	Connected          bool      `json:"connected"`
-	UIDValidity        uint32    `json:"uidvalidity"`
-	LastUID            uint32    `json:"last_uid"`
-	InFlight           int       `json:"in_flight"`
-	Emitted            uint64    `json:"emitted"`
-	CompletedOK        uint64    `json:"completed_ok"`
-	CompletedFailed    uint64    `json:"completed_failed"`
-	Oversized          uint64    `json:"oversized"`
-	Refused            uint64    `json:"refused"`
-	CompletionBatches  uint64    `json:"completion_batches"`
-	Reemitted          uint64    `json:"reemitted"`
+	Name              string `json:"name"`
+	Mailbox           string `json:"mailbox"`
+	Mode              Mode   `json:"mode"`
+	Connected         bool   `json:"connected"`
+	UIDValidity       uint32 `json:"uidvalidity"`
+	LastUID           uint32 `json:"last_uid"`
+	InFlight          int    `json:"in_flight"`
+	Emitted           uint64 `json:"emitted"`
+	CompletedOK       uint64 `json:"completed_ok"`
+	CompletedFailed   uint64 `json:"completed_failed"`
+	Oversized         uint64 `json:"oversized"`
+	Refused           uint64 `json:"refused"`
+	CompletionBatches uint64 `json:"completion_batches"`
+	// CompletionsQueued counts the completions queued (Complete);
+	// CompletionsPending is how many wait to be applied now.
+	CompletionsQueued  uint64 `json:"completions_queued"`
+	CompletionsPending int    `json:"completions_pending"`
+	// CompletionFailures counts the completions of failed batches (each
+	// retried until it is applied); LastCompletionError is the last
+	// failure's error.
+	CompletionFailures  uint64 `json:"completion_failures"`
+	LastCompletionError string `json:"last_completion_error,omitempty"`
+	// Rejected counts the messages the queue refused for good (too large,
+	// invalid): a stand-in carrying the reason was emitted instead, to be
+	// dead-lettered, and the message moves to the failed folder.
+	Rejected  uint64 `json:"rejected"`
+	Reemitted uint64 `json:"reemitted"`
+	// Reconciled counts the messages a reconcile pass found handled or
+	// emitted before yet still in the mailbox, and emitted again.
+	Reconciled         uint64    `json:"reconciled"`
 	UIDValidityChanges uint64    `json:"uidvalidity_changes"`
 	Reconnects         uint64    `json:"reconnects"`
 	LastPoll           time.Time `json:"last_poll"`
@@ -37,9 +53,14 @@ type Status struct {
 
 // Status returns a snapshot of the source's state and counters.
 func (s *Source) Status() Status {
+	s.comp.mu.Lock()
+	pending := len(s.comp.pending) + s.comp.busy
+	s.comp.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.st
+	st := s.st
+	st.CompletionsPending = pending
+	return st
 }
 
 func (s *Source) setConnected(v bool) {

@@ -27,6 +27,9 @@ type RejectError struct {
 	Line int
 	// Field is the column or key at fault ("sku", "qty", "unit_price"), if any.
 	Field string
+	// From, Subject and MessageID are the mail's, when its headers could
+	// be read before the problem (a broken MIME structure, say) was found.
+	From, Subject, MessageID string
 }
 
 // Error returns "mailorder: mail rejected: " followed by the reason.

@@ -122,6 +122,10 @@ func ParseMail(raw []byte, cfg Config) (*Mail, error) {
 
 	w := walker{cfg: cfg, mail: m}
 	if err := w.walk(th, br, 0); err != nil {
+		var rej *RejectError
+		if errors.As(err, &rej) { // the reason can still name the mail
+			rej.From, rej.Subject, rej.MessageID = m.From, m.Subject, m.MessageID
+		}
 		return nil, err
 	}
 	return m, nil

@@ -31,6 +31,8 @@ type Result struct {
 	MessageID string
 	// From is the sender's address.
 	From string
+	// Subject is the mail's decoded subject.
+	Subject string
 	// Orders are the orders of the mail, one per order attachment, in
 	// attachment order.
 	Orders []Outcome
@@ -145,7 +147,7 @@ func (s *Service) ProcessMail(ctx context.Context, raw []byte) (Result, error) {
 	orders, m, err := BuildOrders(raw, s.cfg)
 	res := Result{}
 	if m != nil {
-		res.MessageID, res.From, res.Notes = m.MessageID, m.From, m.Notes
+		res.MessageID, res.From, res.Subject, res.Notes = m.MessageID, m.From, m.Subject, m.Notes
 	}
 	if err != nil {
 		return res, err

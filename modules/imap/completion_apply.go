@@ -1,0 +1,193 @@
+package imap
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"go.uber.org/zap"
+)
+
+// action is what a completion does to its messages.
+type action struct {
+	seen   bool
+	moveTo string
+}
+
+// applyBatch connects when needed, syncs the session (NOOP), finds the
+// messages of every request (by UID while UIDVALIDITY matches, else by
+// Message-ID), keeps those that still exist (one UID SEARCH for all) and
+// applies each action to its messages at once (one UID STORE, one UID
+// MOVE).
+func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
+	cp := &s.comp
+	if cp.c != nil {
+		select {
+		case <-cp.c.Closed():
+			cp.reset()
+		default:
+		}
+	}
+	if cp.c == nil {
+		c, err := dial(ctx, s.cfg, nil)
+		if err != nil {
+			return sessionError{errFromFatal(err)}
+		}
+		sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
+		if err != nil {
+			c.Close()
+			return sessionError{fmt.Errorf("select %q: %w", s.cfg.Mailbox, err)}
+		}
+		cp.c, cp.validity = c, sel.UIDValidity
+	}
+	c := cp.c
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+
+	// A server adds messages delivered since the last command to a
+	// session's view only when it syncs: without this a UID SEARCH for a
+	// fresh message finds nothing, which would read as "handled already".
+	if err := c.Noop().Wait(); err != nil {
+		return fmt.Errorf("noop: %w", err)
+	}
+
+	var (
+		order  []action
+		groups = map[action][]imap.UID{}
+		all    []imap.UID
+	)
+	for _, r := range batch {
+		a := action{seen: r.seen, moveTo: r.moveTo}
+		if _, ok := groups[a]; !ok {
+			order = append(order, a)
+			groups[a] = nil
+		}
+		uids, err := s.locate(c, cp.validity, r)
+		if err != nil {
+			return err
+		}
+		r.settled = dupe{validity: cp.validity, uids: s.dupesOf(r.t.Key, cp.validity)}
+		uids = append(uids, r.settled.uids...)
+		groups[a] = append(groups[a], uids...)
+		all = append(all, uids...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	data, err := c.UIDSearch(&imap.SearchCriteria{
+		UID:     []imap.UIDSet{imap.UIDSetNum(all...)},
+		NotFlag: []imap.Flag{imap.FlagDeleted},
+	}, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("uid search: %w", err)
+	}
+	exists := map[imap.UID]bool{}
+	for _, u := range data.AllUIDs() {
+		exists[u] = true
+	}
+	for _, a := range order {
+		var uids []imap.UID
+		for _, u := range groups[a] {
+			if exists[u] {
+				uids = append(uids, u)
+				delete(exists, u) // one action per message
+			}
+		}
+		if len(uids) == 0 {
+			continue
+		}
+		set := imap.UIDSetNum(uids...)
+		if a.seen {
+			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+			if err != nil {
+				return fmt.Errorf("flag \\Seen uid %v: %w", set, err)
+			}
+		}
+		if a.moveTo != "" {
+			if err := ensureFolder(c, a.moveTo, cp.folders); err != nil {
+				return err
+			}
+			if _, err := c.Move(set, a.moveTo).Wait(); err != nil {
+				return fmt.Errorf("move uid %v to %q: %w", set, a.moveTo, err)
+			}
+		}
+	}
+	return nil
+}
+
+// locate returns the candidate UIDs of the message behind t in the
+// selected mailbox: its UID while UIDVALIDITY matches (the caller checks
+// that it still exists), else the messages with exactly its Message-ID
+// and, when the task carried its payload, the same bytes (by hash). (A HEADER search
+// matches substrings: <1@example.com> finds <11@example.com> too; and
+// two different messages may share a Message-ID.)
+func (s *Source) locate(c *imapclient.Client, validity uint32, r *compReq) ([]imap.UID, error) {
+	t := r.t
+	uid, errU := strconv.ParseUint(t.Header(HeaderUID), 10, 32)
+	v, errV := strconv.ParseUint(t.Header(HeaderUIDValidity), 10, 32)
+	if errU == nil && errV == nil && uid != 0 && uint32(v) == validity {
+		return []imap.UID{imap.UID(uid)}, nil
+	}
+	msgID := t.Header(HeaderMessageID)
+	if msgID == "" {
+		s.log.Warn("completion: UIDVALIDITY changed and the message has no Message-ID: cannot find it",
+			zap.String("key", t.Key), zap.String("uid", t.Header(HeaderUID)))
+		return nil, nil
+	}
+	data, err := c.UIDSearch(&imap.SearchCriteria{
+		Header:  []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: msgID}},
+		NotFlag: []imap.Flag{imap.FlagDeleted},
+	}, nil).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("uid search: %w", err)
+	}
+	cands := data.AllUIDs()
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	bufs, err := c.Fetch(imap.UIDSetNum(cands...), &imap.FetchOptions{UID: true, Envelope: true}).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("fetch envelopes: %w", err)
+	}
+	var exact []imap.UID
+	for _, b := range bufs {
+		if b.UID != 0 && b.Envelope != nil && b.Envelope.MessageID == msgID {
+			exact = append(exact, b.UID)
+		}
+	}
+	if len(exact) == 0 || r.size == 0 {
+		return exact, nil
+	}
+	// Bodies larger than the payload cannot be it: they are not read.
+	bodies, _, err := fetchBodies(c, imap.UIDSetNum(exact...), &imap.FetchItemBodySection{Peek: true}, int64(r.size), nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch bodies: %w", err)
+	}
+	var same []imap.UID
+	for _, u := range exact {
+		if b, ok := bodies[u]; ok && len(b) == r.size && sha256.Sum256(b) == r.sum {
+			same = append(same, u)
+		}
+	}
+	return same, nil
+}
+
+// isServerNo reports whether err is the server's answer (NO or BAD) to a
+// command about the batch's messages, rather than a failed connection or
+// session.
+func isServerNo(err error) bool {
+	var se sessionError
+	var ie *imap.Error
+	return !errors.As(err, &se) && errors.As(err, &ie)
+}
+
+// sessionError marks a failure to open the completion session (dial,
+// login, select): about the server, not about the batch's messages.
+type sessionError struct{ err error }
+
+func (e sessionError) Error() string { return e.err.Error() }
+func (e sessionError) Unwrap() error { return e.err }

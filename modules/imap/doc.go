@@ -1,0 +1,27 @@
+// Package imap is an IMAP mailbox as a task source: one task per message
+// (payload: the raw RFC 5322 bytes), and, once the task is done, the
+// message flagged \Seen and/or moved to a folder (Processed, or Failed for
+// a dead letter).
+//
+// Where to find what:
+//
+//   - source.go: Source, NewSource and Run, the reconnect loop around
+//     sessions (back-off in backoff.go, shared with the completion loop);
+//   - session.go: one connection: dial and login, SELECT, IDLE or polling;
+//   - scan.go: the search above the cursor, batching, emitting (reject.go:
+//     a task the queue refuses for good becomes its task.Rejected
+//     stand-in); reconcile.go: the periodic whole-mailbox pass that
+//     finishes handled-but-unmoved mail;
+//   - fetch.go and refusal.go: fetching metadata and bodies, and what
+//     becomes of messages the server refuses to return;
+//   - inflight.go: what was emitted and not completed yet, copies of it,
+//     and the reaper that emits again what never completes;
+//   - complete.go: Complete, which only queues; completion_queue.go: the
+//     queue and the loop that applies it in batches, retried without
+//     limit; completion_apply.go: one batch on the completion connection;
+//   - watchdog.go: the command timeout; status.go and metrics.go: Status,
+//     the readiness check and the metrics; config.go: Config.
+//
+// memserver is an in-memory server for tests and the demo, imaptest holds
+// test helpers around it, and dovecottest runs a real Dovecot per test.
+package imap

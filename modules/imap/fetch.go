@@ -1,0 +1,221 @@
+package imap
+
+import (
+	"fmt"
+	"io"
+	"maps"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// fetchMeta fetches the metadata of uids. When the server refuses the
+// lot (see refused), it asks for each message on its own and hands those
+// it refuses to settleRefused: set aside when it returned another, else
+// the error (the session fails and is retried).
+func (s *Source) fetchMeta(c *imapclient.Client, uids []imap.UID) ([]meta, error) {
+	metas, err := s.fetchMetaOf(c, uids)
+	if !refused(err) {
+		return metas, err
+	}
+	var refs []refusal
+	if len(uids) == 1 {
+		refs = append(refs, refusal{meta{uid: uids[0]}, err}) // asking again is the same question
+	} else {
+		metas = nil
+		for _, u := range uids {
+			m, err := s.fetchMetaOf(c, []imap.UID{u})
+			if refused(err) {
+				refs = append(refs, refusal{meta{uid: u}, err})
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			metas = append(metas, m...)
+		}
+	}
+	if err := s.settleRefused(refs, len(metas) > 0, "metadata"); err != nil {
+		return nil, err
+	}
+	return metas, nil
+}
+
+func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, error) {
+	w := s.guard(c)
+	bufs, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
+		UID: true, RFC822Size: true, Envelope: true, InternalDate: true,
+	}).Collect()
+	if err = w.done(err); err != nil {
+		return nil, fmt.Errorf("imap: fetch metadata: %w", err)
+	}
+	metas := make([]meta, 0, len(bufs))
+	for _, b := range bufs {
+		if b.UID == 0 {
+			continue
+		}
+		m := meta{uid: b.UID, size: b.RFC822Size, date: b.InternalDate}
+		if b.Envelope != nil {
+			m.msgID = b.Envelope.MessageID
+		}
+		metas = append(metas, m)
+	}
+	return metas, nil
+}
+
+// fetchGroup fetches the bodies of group, keyed by UID, and the sizes of
+// those whose body is above MaxMessageSize (not read). When the server
+// refuses the group (a NO that is not a temporary refusal), each message
+// is fetched on its own. If the server returns at least one, its
+// refusals are specific to the others: those are set aside. If it
+// returns none (a group of one included), the server may be failing as a
+// whole: nothing is set aside, each refusal is counted against its UID
+// and the error is returned, so that the session fails and Run retries
+// it with back-off; only a message refused alone in
+// RefusedSessionsBeforeSetAside consecutive sessions is then set aside
+// (see settleRefused).
+func (s *Source) fetchGroup(c *imapclient.Client, group []meta) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, err error) {
+	set := imap.UIDSet{}
+	for _, m := range group {
+		set.AddNum(m.uid)
+	}
+	bodies, oversize, err = s.fetchBodies(c, set)
+	if !refused(err) {
+		if err == nil {
+			s.fetchedFine(bodies, oversize)
+		}
+		return bodies, oversize, err
+	}
+	var refs []refusal
+	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
+	if len(group) == 1 {
+		refs = append(refs, refusal{group[0], err}) // asking again is the same question
+	} else {
+		for _, m := range group {
+			b, o, err := s.fetchBodies(c, imap.UIDSetNum(m.uid))
+			if refused(err) {
+				refs = append(refs, refusal{m, err})
+				continue
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			maps.Copy(bodies, b)
+			maps.Copy(oversize, o)
+		}
+	}
+	s.fetchedFine(bodies, oversize)
+	if err := s.settleRefused(refs, len(bodies)+len(oversize) > 0, "body"); err != nil {
+		return nil, nil, err
+	}
+	return bodies, oversize, nil
+}
+
+// fetchedFine forgets the refusals counted against the messages whose
+// body the server returned.
+func (s *Source) fetchedFine(bodies map[imap.UID][]byte, oversize map[imap.UID]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for u := range bodies {
+		delete(s.refusedAlone, u)
+	}
+	for u := range oversize {
+		delete(s.refusedAlone, u)
+	}
+}
+
+// fetchBodies fetches BODY.PEEK[] of set under CommandTimeout (counted
+// from the last progress).
+func (s *Source) fetchBodies(c *imapclient.Client, set imap.UIDSet) (map[imap.UID][]byte, map[imap.UID]int64, error) {
+	w := s.guard(c)
+	bodies, oversize, err := fetchBodies(c, set, &imap.FetchItemBodySection{Peek: true}, s.cfg.MaxMessageSize, w)
+	if err = w.done(err); err != nil {
+		return nil, nil, fmt.Errorf("imap: fetch bodies: %w", err)
+	}
+	return bodies, oversize, nil
+}
+
+// progressReader kicks a watchdog on every read that returns data.
+type progressReader struct {
+	r io.Reader
+	w *watchdog
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.w.kick()
+	}
+	return n, err
+}
+
+// fetchBodies fetches the given section of every message in set, keyed by
+// UID, reading no literal above limit: those are drained unread and
+// reported in oversize with their size (the server's RFC822.SIZE is not
+// trusted to bound memory). w, when not nil, is kicked as data arrives.
+//
+// It does not use FetchCommand.Collect: in go-imap v2.0.0-beta.8 a
+// literal cut mid-read (connection closed) ends with a plain io.EOF, so it
+// looks complete, and is then read again by the library's discard while
+// its decoder goroutine already reads on (a data race). This checks each
+// literal's length and, on a short or failed read, closes the client and
+// abandons the command, so nothing truncated is emitted and the
+// connection is never read from two goroutines.
+func fetchBodies(c *imapclient.Client, set imap.UIDSet, section *imap.FetchItemBodySection, limit int64, w *watchdog) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, err error) {
+	cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		w.kick()
+		var uid imap.UID
+		var body []byte
+		big := int64(-1)
+		for {
+			item := msg.Next()
+			if item == nil {
+				break
+			}
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = it.UID
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal == nil {
+					continue
+				}
+				size := it.Literal.Size()
+				r := progressReader{r: it.Literal, w: w}
+				var n int64
+				if size > limit {
+					n, err = io.Copy(io.Discard, r)
+					big = size
+				} else {
+					body, err = io.ReadAll(io.LimitReader(r, size))
+					n = int64(len(body))
+				}
+				if err == nil && n != size {
+					// The library reports a connection closed mid-literal
+					// as a clean EOF: never emit a truncated message.
+					err = fmt.Errorf("literal truncated at %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+				}
+				if err != nil {
+					_ = c.Close()
+					return nil, nil, fmt.Errorf("read literal: %w", err)
+				}
+			}
+		}
+		switch {
+		case uid == 0:
+		case big >= 0:
+			oversize[uid] = big
+		case body != nil:
+			bodies[uid] = body
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, nil, err
+	}
+	return bodies, oversize, nil
+}

@@ -1,0 +1,88 @@
+package imap
+
+import (
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"go.uber.org/zap"
+)
+
+// The reconcile pass: every Reconcile, the scan searches the whole
+// mailbox instead of only above the cursor, and emits again a message
+// below the cursor that is neither in flight, nor set aside, nor finished
+// within the last two Reconcile intervals: a message handled but left in
+// the mailbox (a completion the server acknowledged and did not apply, or
+// one still queued when the process stopped). Emitting it again is safe:
+// the handler is idempotent per message, and its completion is applied
+// then.
+
+// reconcileDue reports whether this scan is a reconcile pass (and, when
+// it is, schedules the next one).
+func (s *Source) reconcileDue(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Before(s.nextReconcile) {
+		return false
+	}
+	s.nextReconcile = now.Add(s.cfg.Reconcile)
+	for u, at := range s.finished {
+		if now.Sub(at) > 2*s.cfg.Reconcile {
+			delete(s.finished, u)
+		}
+	}
+	return true
+}
+
+// unfinished returns the UIDs among found, all at or below the cursor,
+// that the source does not account for: not in flight (nor a copy of one
+// in flight), not set aside, not finished recently.
+func (s *Source) unfinished(found []imap.UID) []imap.UID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	known := map[imap.UID]bool{}
+	for _, e := range s.inflight {
+		if e.validity == s.uidValidity {
+			known[e.uid] = true
+		}
+	}
+	for _, d := range s.dupes {
+		if d.validity == s.uidValidity {
+			for _, u := range d.uids {
+				known[u] = true
+			}
+		}
+	}
+	var out []imap.UID
+	for _, u := range found {
+		if _, done := s.finished[u]; !known[u] && !s.aside[u] && !done {
+			out = append(out, u)
+		}
+	}
+	if len(out) > 0 {
+		s.st.Reconciled += uint64(len(out))
+		s.log.Warn("reconcile: messages handled or emitted before but still in the mailbox: emitting them again to finish them",
+			zap.Int("messages", len(out)), zap.Uint32("first_uid", uint32(out[0])))
+	}
+	return out
+}
+
+// leftInPlace records a message the source leaves in the mailbox on
+// purpose (set aside, oversized or dead-lettered without a folder to move
+// to): the reconcile pass does not emit it again. The caller holds s.mu.
+func (s *Source) leftInPlace(uid imap.UID) {
+	if uid != 0 {
+		s.aside[uid] = true
+	}
+}
+
+// finishedUIDs records the messages a completion just settled, so that a
+// reconcile pass whose search ran before the move does not take them for
+// unfinished. The caller holds s.mu.
+func (s *Source) finishedUIDs(validity uint32, uids []imap.UID, now time.Time) {
+	if validity != s.uidValidity {
+		return
+	}
+	for _, u := range uids {
+		s.finished[u] = now
+	}
+}

@@ -1,0 +1,142 @@
+package imap
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"go.uber.org/zap"
+)
+
+// RefusedSessionsBeforeSetAside is how many consecutive sessions the
+// server must refuse a message alone (it was asked for that message and
+// the others of its batch one by one, and returned none) before the
+// message is set aside. A refusal of only some messages of a batch is
+// specific to them: those are set aside at once. A refusal of all of them
+// may as well be the server failing as a whole (NO [SERVERBUG] for a
+// moment), so the session fails instead and Run retries it with back-off;
+// only a message still refused alone after this many sessions, and over
+// at least Reconnect.Max since its first refusal, is set aside, so that a
+// message the server can never return does not block the mailbox
+// forever while a server failing for a while only delays mail.
+const RefusedSessionsBeforeSetAside = 3
+
+// refusal is a message the server refused to return on its own, with its
+// answer.
+type refusal struct {
+	m   meta
+	err error
+}
+
+// settleRefused decides what becomes of the messages of a batch the
+// server refused one by one (what: "metadata" or "body"). When it
+// returned another message of the batch (returned), the refusals are
+// specific to these messages: they are set aside. When it returned none,
+// it may be failing as a whole: each refusal is counted against its UID
+// and an error is returned (the session fails, Run retries with
+// back-off), unless every one of them has now been refused alone in
+// RefusedSessionsBeforeSetAside consecutive sessions: then they are set
+// aside. The error's text is the same every time the same batch fails
+// the same way, so that Run's back-off grows.
+// refusedAlone is how often, and since when, the server refused a
+// message alone (settleRefused).
+type refusedAlone struct {
+	sessions int
+	since    time.Time
+}
+
+func (s *Source) settleRefused(refs []refusal, returned bool, what string) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	if !returned {
+		s.mu.Lock()
+		pending := 0
+		now := s.now()
+		for _, r := range refs {
+			ra := s.refusedAlone[r.m.uid]
+			if ra.sessions == 0 {
+				ra.since = now
+			}
+			ra.sessions++
+			s.refusedAlone[r.m.uid] = ra
+			if ra.sessions < RefusedSessionsBeforeSetAside || now.Sub(ra.since) < s.cfg.Reconnect.Max {
+				pending++
+			}
+		}
+		s.mu.Unlock()
+		if pending > 0 {
+			first, last := refs[0].m.uid, refs[len(refs)-1].m.uid
+			s.log.Warn("the server refuses every message asked for: retrying before setting any aside",
+				zap.String("fetch", what), zap.Int("messages", len(refs)), zap.Int("not_yet_set_aside", pending),
+				zap.Uint32("first_uid", uint32(first)), zap.Uint32("last_uid", uint32(last)),
+				zap.Int("set_aside_after_sessions", RefusedSessionsBeforeSetAside), zap.Error(refs[0].err))
+			return fmt.Errorf("imap: fetch %s: the server refused each of %d messages (uid %d to %d), none set aside yet: %w",
+				what, len(refs), first, last, refs[0].err)
+		}
+	}
+	for _, r := range refs {
+		s.setAside(r.m, what, r.err)
+	}
+	return nil
+}
+
+// setAside counts (Status.Refused) and logs a message the server refuses
+// to return (FETCH answered NO, as Exchange does for a message it cannot
+// convert) while it returns others of the same batch, or that it has
+// refused alone in RefusedSessionsBeforeSetAside consecutive sessions
+// (see settleRefused). It is neither emitted nor moved: it stays in the
+// mailbox, and the cursor moves past it, so it is tried again only after
+// a restart or a UIDVALIDITY change.
+func (s *Source) setAside(m meta, what string, err error) {
+	s.mu.Lock()
+	s.st.Refused++
+	delete(s.refusedAlone, m.uid)
+	s.leftInPlace(m.uid)
+	s.mu.Unlock()
+	s.log.Warn("the server refuses to return a message: set aside, left in the mailbox",
+		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID), zap.String("fetch", what), zap.Error(err))
+}
+
+// refused reports whether err is the server's NO to a command about
+// particular messages, other than a temporary refusal ([UNAVAILABLE],
+// [INUSE], [LIMIT]: those end the session, which is retried with
+// back-off). Such a NO may still be the server failing as a whole (NO
+// [SERVERBUG]): whether a message is set aside for it is decided by
+// settleRefused.
+func refused(err error) bool {
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo {
+		return false
+	}
+	switch ie.Code {
+	case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeLimit:
+		return false
+	}
+	return true
+}
+
+// permanentLogin reports whether err, the answer to LOGIN, refuses the
+// credentials for good: NO [AUTHENTICATIONFAILED], NO
+// [AUTHORIZATIONFAILED], or a NO without a response code (all many
+// servers say). Other refusals (NO [UNAVAILABLE], [INUSE], throttling, a
+// BAD) may pass and are retried.
+func permanentLogin(err error) bool {
+	return isNo(err, "", imap.ResponseCodeAuthenticationFailed, imap.ResponseCodeAuthorizationFailed)
+}
+
+// permanentSelect reports whether err, the answer to SELECT, says the
+// mailbox does not exist: NO [NONEXISTENT] or a NO without a response
+// code. Other refusals are retried.
+func permanentSelect(err error) bool {
+	return isNo(err, "", imap.ResponseCodeNonExistent)
+}
+
+// isNo reports whether err is a server's NO with one of codes ("": no
+// response code).
+func isNo(err error, codes ...imap.ResponseCode) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo && slices.Contains(codes, ie.Code)
+}

@@ -1,0 +1,296 @@
+package imap
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/source"
+	"github.com/plba/plba/platform/task"
+)
+
+// scan searches for messages above the cursor (the whole mailbox on a
+// reconcile pass, see reconcile.go) and emits them in batches.
+func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emitter) error {
+	s.reapStale(time.Now())
+	s.mu.Lock()
+	if s.rescan != 0 && s.rescan <= s.lastUID {
+		s.lastUID = s.rescan - 1
+		s.st.LastUID = uint32(s.lastUID)
+	}
+	s.rescan = 0
+	last := s.lastUID
+	s.mu.Unlock()
+	from := last + 1
+	full := s.reconcileDue(time.Now())
+	if full {
+		from = 1
+	}
+	crit := &imap.SearchCriteria{
+		UID:     []imap.UIDSet{{{Start: from, Stop: 0}}},
+		NotFlag: []imap.Flag{imap.FlagDeleted},
+	}
+	if *s.cfg.OnSuccess.MoveTo == "" {
+		// Processed mail stays in the mailbox, flagged \Seen.
+		crit.NotFlag = append(crit.NotFlag, imap.FlagSeen)
+	}
+	// A server shows a session the mail delivered since its last command
+	// only when it syncs; a search alone would see it one poll late.
+	w := s.guard(c)
+	if err := w.done(c.Noop().Wait()); err != nil {
+		return fmt.Errorf("imap: noop: %w", err)
+	}
+	w = s.guard(c)
+	data, err := c.UIDSearch(crit, nil).Wait()
+	if err = w.done(err); err != nil {
+		return fmt.Errorf("imap: uid search: %w", err)
+	}
+	var uids, below []imap.UID
+	for _, u := range data.AllUIDs() {
+		if u > last { // "n:*" matches the highest UID even when it is below n
+			uids = append(uids, u)
+		} else if full {
+			below = append(below, u)
+		}
+	}
+	slices.Sort(below)
+	if again := s.unfinished(below); len(again) > 0 {
+		uids = append(again, uids...)
+	}
+	slices.Sort(uids)
+	for i := 0; i < len(uids); i += s.cfg.BatchSize {
+		if err := s.processChunk(ctx, c, emit, uids[i:min(i+s.cfg.BatchSize, len(uids))]); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.st.LastPoll = time.Now()
+	s.mu.Unlock()
+	return nil
+}
+
+// meta is what the first, cheap fetch of a batch learns of a message.
+type meta struct {
+	uid   imap.UID
+	size  int64
+	msgID string
+	date  time.Time
+}
+
+// processChunk fetches the metadata of up to BatchSize UIDs, sets the
+// oversized aside, fetches the bodies (BODY.PEEK[]: nothing is flagged) in
+// groups bounded by MaxBatchBytes and emits each group. Messages the
+// server refuses to return are set aside, or the chunk fails (see
+// fetchGroup); the cursor moves past the chunk only when it did not.
+func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit source.Emitter, uids []imap.UID) error {
+	metas, err := s.fetchMeta(c, uids)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(metas, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
+
+	var group []meta
+	var groupBytes int64
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		err := s.emitGroup(ctx, c, emit, group)
+		group, groupBytes = nil, 0
+		return err
+	}
+	for _, m := range metas {
+		if m.size > s.cfg.MaxMessageSize {
+			if err := s.rejectOversized(c, m); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(group) > 0 && groupBytes+m.size > s.cfg.MaxBatchBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		group = append(group, m)
+		groupBytes += m.size
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if hi := uids[len(uids)-1]; hi > s.lastUID {
+		s.lastUID = hi
+		s.st.LastUID = uint32(hi)
+	}
+	// Every message of the chunk was emitted, set aside, rejected as
+	// oversized or expunged meanwhile: none is refused alone any more.
+	for _, u := range uids {
+		delete(s.refusedAlone, u)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit source.Emitter, group []meta) error {
+	bodies, oversize, err := s.fetchGroup(c, group)
+	if err != nil {
+		return err
+	}
+	for _, m := range group {
+		if size, ok := oversize[m.uid]; ok { // RFC822.SIZE said less
+			m.size = size
+			if err := s.rejectOversized(c, m); err != nil {
+				return err
+			}
+		}
+	}
+	// Which message is a copy of which is decided and recorded under one
+	// lock with the in-flight set, and the tasks are in flight before
+	// Emit (a worker may complete one before Emit returns): a completion
+	// either sees a copy (and settles it) or has already ended (and the
+	// copy is emitted as a message of its own).
+	s.mu.Lock()
+	validity := s.uidValidity
+	tasks := make([]*task.Task, 0, len(group))
+	for _, m := range group {
+		raw, ok := bodies[m.uid]
+		if !ok { // expunged meanwhile, or set aside
+			continue
+		}
+		t := s.newTask(m, validity, raw)
+		if s.addDupe(t.Key, m.uid) { // a copy of one in flight, maybe emitted just above
+			continue
+		}
+		s.inflight[t.Key] = emitted{uid: m.uid, validity: validity, at: time.Now()}
+		tasks = append(tasks, t)
+	}
+	s.st.InFlight = len(s.inflight)
+	if len(tasks) == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	s.emitting = true
+	s.mu.Unlock()
+	err = s.emitTasks(ctx, emit, tasks)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.emitting = false
+	if err != nil {
+		// The cursor stays below the group: all of it is scanned again.
+		for _, t := range tasks {
+			delete(s.inflight, t.Key)
+			delete(s.dupes, t.Key)
+		}
+		s.st.InFlight = len(s.inflight)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fatal{fmt.Errorf("%w: %d tasks: %w", ErrEmit, len(tasks), err)}
+	}
+	now := time.Now() // InFlightTimeout counts from the end of Emit
+	for _, t := range tasks {
+		if e, ok := s.inflight[t.Key]; ok {
+			e.at = now
+			s.inflight[t.Key] = e
+		}
+	}
+	s.st.Emitted += uint64(len(tasks))
+	s.log.Debug("emitted", zap.Int("tasks", len(tasks)))
+	return nil
+}
+
+// key is the stable task key of a message: its Message-ID (when it has
+// one) and the SHA-256 of its raw bytes. The hash keeps two different
+// messages that share a Message-ID (a sender reusing ids, a corrected
+// mail) apart, and it is the same for the same message wherever and
+// whenever it is fetched, so a restart or a re-emission reuses the key.
+func (s *Source) key(msgID string, raw []byte) string {
+	sum := sha256.Sum256(raw)
+	h := "sha256:" + hex.EncodeToString(sum[:])
+	if msgID != "" {
+		return "imap:" + s.cfg.Mailbox + ":" + msgID + ":" + h
+	}
+	return "imap:" + s.cfg.Mailbox + ":" + h
+}
+
+func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
+	t := &task.Task{
+		Kind:    s.cfg.Kind,
+		Queue:   s.cfg.Queue,
+		Payload: raw,
+		Key:     s.key(m.msgID, raw),
+		Headers: map[string]string{
+			HeaderUID:             strconv.FormatUint(uint64(m.uid), 10),
+			HeaderUIDValidity:     strconv.FormatUint(uint64(validity), 10),
+			HeaderMailbox:         s.cfg.Mailbox,
+			HeaderMessageID:       m.msgID,
+			HeaderSize:            strconv.Itoa(len(raw)),
+			task.HeaderCompletion: s.cfg.Name,
+		},
+	}
+	if !m.date.IsZero() {
+		t.Headers[HeaderInternalDate] = m.date.UTC().Format(time.RFC3339)
+	}
+	return t
+}
+
+// rejectOversized moves a message above MaxMessageSize to the failed
+// folder (or only logs it when there is none). It is never emitted.
+func (s *Source) rejectOversized(c *imapclient.Client, m meta) error {
+	to := *s.cfg.OnFailure.MoveTo
+	s.log.Warn("message too large, not emitted",
+		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID),
+		zap.Int64("size", m.size), zap.Int64("max", s.cfg.MaxMessageSize), zap.String("moved_to", to))
+	s.mu.Lock()
+	s.st.Oversized++
+	if to == "" {
+		s.leftInPlace(m.uid)
+	}
+	s.mu.Unlock()
+	if to == "" {
+		return nil
+	}
+	w := s.guard(c)
+	err := ensureFolder(c, to, nil)
+	if err == nil {
+		w.kick()
+		if _, err = c.Move(imap.UIDSetNum(m.uid), to).Wait(); err != nil {
+			err = fmt.Errorf("imap: move oversized uid %d to %q: %w", m.uid, to, err)
+		}
+	}
+	return w.done(err)
+}
+
+// ensureFolder creates folder unless it exists. known caches what this
+// connection already checked (nil: no cache).
+func ensureFolder(c *imapclient.Client, folder string, known map[string]bool) error {
+	if known[folder] {
+		return nil
+	}
+	list, err := c.List("", folder, nil).Collect()
+	if err != nil {
+		return fmt.Errorf("imap: list %q: %w", folder, err)
+	}
+	if len(list) == 0 {
+		if err := c.Create(folder, nil).Wait(); err != nil {
+			var ie *imap.Error
+			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
+				return fmt.Errorf("imap: create %q: %w", folder, err)
+			}
+		}
+	}
+	if known != nil {
+		known[folder] = true
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/source"
+)
+
+// session runs one connection until it fails or ctx ends. progressed
+// reports whether the mailbox was selected (which resets the back-off).
+func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed bool, err error) {
+	handler := &imapclient.UnilateralDataHandler{
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				s.signal()
+			}
+		},
+	}
+	c, err := dial(ctx, s.cfg, handler)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+
+	w := s.guard(c)
+	sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
+	if err = w.done(err); err != nil {
+		if permanentSelect(err) {
+			return false, fatal{fmt.Errorf("%w %q: %w", ErrMailbox, s.cfg.Mailbox, err)}
+		}
+		return false, fmt.Errorf("imap: select %q: %w", s.cfg.Mailbox, err)
+	}
+	s.selected(sel.UIDValidity)
+
+	idle := s.cfg.Mode == ModeIdle && c.Caps().Has(imap.CapIdle)
+	mode := ModePoll
+	if idle {
+		mode = ModeIdle
+	} else if s.cfg.Mode == ModeIdle {
+		s.log.Info("server does not support IDLE, polling instead", zap.Duration("interval", s.cfg.PollInterval))
+	}
+	s.mu.Lock()
+	s.st.Mode = mode
+	s.mu.Unlock()
+	s.log.Info("imap connected", zap.Uint32("uidvalidity", sel.UIDValidity), zap.Uint32("messages", sel.NumMessages), zap.String("mode", string(mode)))
+
+	for {
+		if err := s.scan(ctx, c, emit); err != nil {
+			return true, err
+		}
+		if idle {
+			err = s.idleOnce(ctx, c)
+		} else {
+			err = s.pollWait(ctx, c)
+		}
+		if err != nil {
+			return true, err
+		}
+	}
+}
+
+// dial connects, secures the connection per cfg.TLS and logs in, all
+// bounded by cfg.DialTimeout and ctx.
+func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHandler) (*imapclient.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dctx, "tcp", cfg.addr())
+	if err != nil {
+		return nil, fmt.Errorf("imap: dial %s: %w", cfg.addr(), err)
+	}
+	// Closing the raw connection unblocks every step below when dctx ends.
+	stop := context.AfterFunc(dctx, func() { _ = conn.Close() })
+	tlsCfg := &tls.Config{ServerName: strings.Trim(cfg.Host, "[]"), InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in for tests
+	opts := &imapclient.Options{UnilateralDataHandler: handler, TLSConfig: tlsCfg}
+
+	fail := func(step string, err error) (*imapclient.Client, error) {
+		stop()
+		_ = conn.Close()
+		if dctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w (dial timeout %s)", err, cfg.DialTimeout)
+		}
+		var cv *tls.CertificateVerificationError
+		if errors.As(err, &cv) {
+			return nil, fatal{fmt.Errorf("imap: %s %s: %w", step, cfg.addr(), err)}
+		}
+		return nil, fmt.Errorf("imap: %s %s: %w", step, cfg.addr(), err)
+	}
+
+	var c *imapclient.Client
+	switch cfg.TLS {
+	case TLSImplicit:
+		tc := tls.Client(conn, tlsCfg)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			return fail("tls handshake", err)
+		}
+		c = imapclient.New(tc, opts)
+	case TLSStartTLS:
+		c, err = imapclient.NewStartTLS(conn, opts)
+		if err != nil {
+			return fail("starttls", err)
+		}
+	default:
+		c = imapclient.New(conn, opts)
+	}
+	if err := c.WaitGreeting(); err != nil {
+		c.Close()
+		return fail("greeting", err)
+	}
+	if err := c.Login(cfg.Username, cfg.Password).Wait(); err != nil {
+		c.Close()
+		if permanentLogin(err) {
+			stop()
+			return nil, fatal{fmt.Errorf("%w: %s as %q: %w", ErrAuth, cfg.addr(), cfg.Username, err)}
+		}
+		return fail("login", err)
+	}
+	if !stop() {
+		c.Close()
+		return fail("login", dctx.Err())
+	}
+	return c, nil
+}
+
+// selected records the mailbox's UIDVALIDITY after a SELECT. A change
+// means every UID known so far is void: the cursor restarts at 0 and the
+// next scan finds, by criteria, every message not yet processed; the
+// in-flight set is keyed by task key, not UID, so it still keeps what is
+// in flight from being emitted twice.
+func (s *Source) selected(validity uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.uidValidity != 0 && s.uidValidity != validity {
+		s.log.Warn("UIDVALIDITY changed: rescanning the mailbox",
+			zap.Uint32("old", s.uidValidity), zap.Uint32("new", validity), zap.Uint32("last_uid", uint32(s.lastUID)))
+		s.lastUID = 0
+		s.rescan = 0
+		clear(s.refusedAlone)
+		clear(s.aside)
+		clear(s.finished)
+		s.st.UIDValidityChanges++
+	}
+	s.uidValidity = validity
+	s.st.UIDValidity = validity
+	s.st.LastUID = uint32(s.lastUID)
+	s.st.Connected = true
+	s.st.LastError = "" // reconnected: the last session's error is over
+}
+
+func (s *Source) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// idleOnce idles until the server reports new mail, the watchdog interval
+// (min(Reconcile, IdleRenew)) passes, ctx ends or the connection drops.
+// Starting and ending the IDLE are bounded by CommandTimeout; the wait in
+// between is not.
+func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client) error {
+	select {
+	case <-s.wake: // mail arrived during the last scan
+		return nil
+	default:
+	}
+	w := s.guard(c)
+	cmd, err := c.Idle()
+	if err = w.done(err); err != nil {
+		return fmt.Errorf("imap: idle: %w", err)
+	}
+	t := time.NewTimer(min(s.cfg.Reconcile, s.cfg.IdleRenew))
+	defer t.Stop()
+	why := "new mail"
+	select {
+	case <-s.wake:
+	case <-t.C:
+		why = "watchdog"
+	case <-ctx.Done():
+		why = "stop"
+	case <-c.Closed():
+		why = "connection closed"
+	}
+	s.log.Debug("idle ended", zap.String("why", why))
+	w = s.guard(c)
+	if err := cmd.Close(); err != nil {
+		return fmt.Errorf("imap: end idle: %w", w.done(err))
+	}
+	if err := w.done(cmd.Wait()); err != nil {
+		return fmt.Errorf("imap: idle: %w", err)
+	}
+	return ctx.Err()
+}
+
+// pollWait sleeps PollInterval ±10%.
+func (s *Source) pollWait(ctx context.Context, c *imapclient.Client) error {
+	d := s.cfg.PollInterval
+	d += time.Duration((rand.Float64()*0.2 - 0.1) * float64(d))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.Closed():
+		return errors.New("imap: connection closed by server")
+	case <-t.C:
+		return nil
+	}
+}
