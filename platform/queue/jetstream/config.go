@@ -2,6 +2,9 @@ package jetstream
 
 import (
 	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -233,6 +236,9 @@ func (c Config) Validate() error {
 		if len(c.servers()) == 0 {
 			return bad("urls", "mode %q needs url or urls", c.Mode)
 		}
+		if err := c.checkURLs(); err != nil {
+			return err
+		}
 		if c.Sync != "" && c.Sync != embedded.SyncInterval {
 			return bad("sync", "%q: external servers sync as their own configuration says (sync_interval: always)", c.Sync)
 		}
@@ -280,6 +286,62 @@ func (c Config) Validate() error {
 	}
 	if c.PublishTimeout < 0 || c.ConnectTimeout < 0 {
 		return bad("", "publish_timeout and connect_timeout must not be negative")
+	}
+	return nil
+}
+
+// checkURLs parses every server URL as the NATS client will (a URL
+// without a scheme gets "nats://"), so that a malformed one fails
+// validation naming its key instead of the first connection.
+func (c Config) checkURLs() error {
+	check := func(key, list string) error {
+		for _, raw := range strings.Split(list, ",") {
+			if raw = strings.TrimSpace(raw); raw == "" {
+				continue
+			}
+			if err := checkURL(raw); err != nil {
+				return config.InvalidAs(ErrInvalidConfig, key, "%s", config.RedactURLsIn(err.Error()))
+			}
+		}
+		return nil
+	}
+	if err := check("url", c.URL); err != nil {
+		return err
+	}
+	for i, u := range c.URLs {
+		if err := check(fmt.Sprintf("urls[%d]", i), u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// natsSchemes are the URL schemes the NATS client connects with.
+var natsSchemes = map[string]bool{"nats": true, "tls": true, "ws": true, "wss": true}
+
+// checkURL reports why raw is not a server URL the client can use.
+func checkURL(raw string) error {
+	s := raw
+	if !strings.Contains(s, "://") {
+		s = "nats://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q: %w", raw, errors.Unwrap(err))
+	}
+	if !natsSchemes[strings.ToLower(u.Scheme)] {
+		return fmt.Errorf("%q: scheme %q: want nats, tls, ws or wss", raw, u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("%q: no host", raw)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port %q out of range", raw, p)
+		}
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: a server URL has no path, query or fragment", raw)
 	}
 	return nil
 }
