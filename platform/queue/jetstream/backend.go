@@ -87,6 +87,7 @@ type Backend struct {
 	ownsSrv bool
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	done    jetstream.Stream // finished keys (done.go)
 
 	closing   chan struct{} // closed when Close begins
 	closeOnce sync.Once
@@ -106,13 +107,15 @@ type Backend struct {
 	imu       sync.Mutex
 	inflight  map[*receipt]struct{}
 	lwg       sync.WaitGroup // the lease keeper
-	awg       sync.WaitGroup // the advisory watcher
 	leaseStop chan struct{}  // closed when the lease keeper stops
 	settled   chan struct{}  // signalled (non-blocking) on every settlement
 
-	advSub  *nats.Subscription
-	advCh   chan *nats.Msg
-	advDone chan struct{}
+	advMu   sync.Mutex
+	advCons jetstream.Consumer       // of the advisory stream (advisory.go)
+	advCC   jetstream.ConsumeContext // reads it, once WatchDead or Lease was called
+
+	watchMu sync.Mutex
+	watchFn func(queue.DeadLetter) // WatchDead's function
 
 	smu         sync.Mutex
 	reconnects  uint64
@@ -162,8 +165,8 @@ func Open(ctx context.Context, p Params) (*Backend, error) {
 func (b *Backend) Config() Config { return b.cfg }
 
 // Start starts the embedded server (mode "embedded" without
-// Params.Server), connects, creates the dead-letter stream and subscribes
-// to max-deliveries advisories. It is idempotent; after a failure the
+// Params.Server), connects and creates the dead-letter stream (and
+// starts reading max-deliveries advisories when WatchDead was called). It is idempotent; after a failure the
 // backend is unusable (make a new one).
 func (b *Backend) Start(ctx context.Context) error {
 	b.startOnce.Do(func() {
@@ -216,7 +219,10 @@ func (b *Backend) start(ctx context.Context) error {
 	if err := b.ensureDeadStream(ctx); err != nil {
 		return err
 	}
-	if err := b.watchAdvisories(); err != nil {
+	if err := b.ensureDoneStream(ctx); err != nil {
+		return err
+	}
+	if err := b.ensureAdvisoryStream(ctx); err != nil {
 		return err
 	}
 	b.apiPrefix = "$JS.API."
@@ -229,6 +235,14 @@ func (b *Backend) start(ctx context.Context) error {
 	go b.keepBuffers()
 	b.lwg.Add(1)
 	go b.keepLeases()
+	b.watchMu.Lock()
+	watched := b.watchFn != nil
+	b.watchMu.Unlock()
+	if watched {
+		if err := b.startAdvisories(); err != nil {
+			return err
+		}
+	}
 	b.log.Info("jetstream backend started", zap.String("server", b.serverURL(nc)),
 		zap.String("mode", b.cfg.Mode), zap.String("stream_prefix", b.cfg.StreamPrefix))
 	return nil
@@ -483,19 +497,10 @@ func (b *Backend) waitInflight(ctx context.Context) error {
 // the owned server down.
 func (b *Backend) teardown(ctx context.Context) error {
 	var errs []error
-	if b.advSub != nil {
-		_ = b.advSub.Unsubscribe()
-		close(b.advDone)
-		b.advSub = nil
-		// The watcher may be dead-lettering an exhausted task: let it
-		// finish (it needs the connection) before the connection goes.
-		watched := make(chan struct{})
-		go func() { b.awg.Wait(); close(watched) }()
-		select {
-		case <-watched:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("jetstream: advisory watcher: %w", ctx.Err()))
-		}
+	// The advisory consumer may be dead-lettering an exhausted task: let
+	// it finish (it needs the connection) before the connection goes.
+	if err := b.stopAdvisories(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	if b.nc != nil && !b.nc.IsClosed() {
 		closed := make(chan struct{})

@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -73,6 +72,9 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 	if err := b.publishDead(ctx, r.q, r.d.Task, r.seq, r.attempt, reason); err != nil {
 		return err
 	}
+	if err := b.markDone(ctx, r.q, r.d.Task.Key); err != nil {
+		return err
+	}
 	if err := r.msg.Respond([]byte("+TERM " + sanitizeValue(reason))); err != nil {
 		return fmt.Errorf("jetstream: terminate task %s: %w", r.d.Task.ID, err)
 	}
@@ -92,104 +94,13 @@ func (b *Backend) poison(q *queueState, m *nats.Msg, md *nats.MsgMetadata, cause
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
 	defer cancel()
+	at := time.Now()
 	if err := b.publishDead(ctx, q, t, md.Sequence.Stream, int(md.NumDelivered), cause.Error()); err != nil {
 		b.log.Error("jetstream: dead-letter undecodable message", zap.Error(err))
 		return // it is redelivered later
 	}
+	b.toldDead(queue.DeadLetter{Task: t, Reason: cause.Error(), At: at})
 	_ = m.Respond([]byte("+TERM not a task"))
-}
-
-// maxDeliveriesAdvisory is the part of the server's advisory we use.
-type maxDeliveriesAdvisory struct {
-	Stream     string `json:"stream"`
-	Consumer   string `json:"consumer"`
-	StreamSeq  uint64 `json:"stream_seq"`
-	Deliveries uint64 `json:"deliveries"`
-}
-
-// watchAdvisories subscribes to MAX_DELIVERIES advisories of our durable
-// consumer: a task whose lease expired on its last allowed delivery (a
-// crashing or hanging handler) is copied to the dead letter and deleted
-// from its stream by whichever replica sees the advisory first (the copy
-// is de-duplicated).
-func (b *Backend) watchAdvisories() error {
-	subj := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*." + b.cfg.Consumer
-	b.advCh = make(chan *nats.Msg, 256)
-	b.advDone = make(chan struct{})
-	sub, err := b.nc.ChanSubscribe(subj, b.advCh)
-	if err != nil {
-		return fmt.Errorf("jetstream: subscribe %q: %w", subj, err)
-	}
-	b.advSub = sub
-	b.awg.Add(1)
-	go func() {
-		defer b.awg.Done()
-		b.adviseLoop(b.advCh, b.advDone)
-	}()
-	return nil
-}
-
-func (b *Backend) adviseLoop(ch chan *nats.Msg, done chan struct{}) {
-	for {
-		select {
-		case <-done:
-			return
-		case m := <-ch:
-			var a maxDeliveriesAdvisory
-			if err := json.Unmarshal(m.Data, &a); err != nil {
-				b.log.Warn("jetstream: bad max-deliveries advisory", zap.Error(err))
-				continue
-			}
-			queueName, ok := b.names.queueOfStream(a.Stream)
-			if !ok || a.Consumer != b.cfg.Consumer {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
-			go func() { // stop the work when Close tears down
-				select {
-				case <-done:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			if err := b.exhausted(ctx, queueName, a); err != nil {
-				b.log.Error("jetstream: dead-letter exhausted task", zap.String("queue", queueName),
-					zap.Uint64("seq", a.StreamSeq), zap.Error(err))
-			}
-			cancel()
-		}
-	}
-}
-
-// exhausted dead-letters the message an advisory names.
-func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveriesAdvisory) error {
-	q, err := b.queue(queueName)
-	if err != nil {
-		return err
-	}
-	s, err := b.js.Stream(ctx, q.stream)
-	if err != nil {
-		return fmt.Errorf("stream %q: %w", q.stream, err)
-	}
-	raw, err := s.GetMsg(ctx, a.StreamSeq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil // another replica was faster
-	}
-	if err != nil {
-		return fmt.Errorf("get message %d: %w", a.StreamSeq, err)
-	}
-	t, err := decodeTask(raw.Header, raw.Data, queueName)
-	if err != nil {
-		t = &task.Task{ID: "seq-" + strconv.FormatUint(a.StreamSeq, 10), Kind: "?", Queue: queueName, Payload: raw.Data, EnqueuedAt: raw.Time}
-	}
-	reason := fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", a.Deliveries)
-	if err := b.publishDead(ctx, q, t, a.StreamSeq, int(a.Deliveries), reason); err != nil {
-		return err
-	}
-	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNotFound(err) {
-		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)
-	}
-	return nil
 }
 
 func isNotFound(err error) bool {

@@ -61,8 +61,9 @@ func (e *EnqueueError) Unwrap() []error {
 // publish acknowledgement before it returns, so an accepted batch is
 // stored (and replicated) on the server. Tasks are validated first: an
 // invalid task fails the whole batch before anything is published. A task
-// whose key was seen within Config.DuplicateWindow is dropped by the
-// server. A task with NotBefore in the future is stored as a one-shot
+// whose key is queued, or was enqueued or finished within
+// Config.DuplicateWindow, is dropped (see done.go: this holds across
+// restarts). A task with NotBefore in the future is stored as a one-shot
 // message schedule that the server turns into a ready task at NotBefore
 // (servers before 2.12 have no schedules: there the task is stored ready
 // and its first delivery is given back with a negative ack delayed until
@@ -99,6 +100,10 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	for _, t := range tasks {
 		t.Prepare(now)
 	}
+	done, err := b.finished(ctx, tasks, qs)
+	if err != nil {
+		return err
+	}
 	var failed []TaskError
 	fail := func(i int, err error) {
 		failed = append(failed, TaskError{ID: tasks[i].ID, Queue: tasks[i].Queue, Err: err})
@@ -111,6 +116,10 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	msgs := make([]*nats.Msg, len(tasks))
 	limit := b.MaxPayload() - deadLetterRoom // the largest task that can still be dead-lettered
 	for i, t := range tasks {
+		if done[i] {
+			batch.settle(i, nil) // its key finished within the window: a duplicate
+			continue
+		}
 		q := qs[i]
 		var m *nats.Msg
 		if t.NotBefore.After(now) && b.schedules {

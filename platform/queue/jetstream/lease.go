@@ -110,6 +110,9 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: create stream %q: %w", q.stream, err)
 	}
+	if err := b.captureAdvisories(ctx, q.stream); err != nil {
+		return err
+	}
 	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       b.cfg.Consumer,
 		Description:   "plba workers of queue " + q.queue,
@@ -139,6 +142,9 @@ func signal(ch chan struct{}) {
 // consuming makes sure the queue exists and its puller runs.
 func (q *queueState) consuming(ctx context.Context, b *Backend) error {
 	if err := q.ensure(ctx, b); err != nil {
+		return err
+	}
+	if err := b.startAdvisories(); err != nil {
 		return err
 	}
 	q.mu.Lock()
@@ -722,8 +728,9 @@ func (b *Backend) receiptOf(d *queue.Delivery) (*receipt, error) {
 	return r, nil
 }
 
-// Ack settles d as done; the work-queue stream deletes the message. With
-// Config.AckSync it waits for the server's confirmation.
+// Ack settles d as done: it records the task's key as finished (done.go),
+// then acknowledges the message, which the work-queue stream deletes. With
+// Config.AckSync it waits for the server's confirmation of the ack too.
 func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -732,6 +739,9 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.begin(); err != nil {
+		return err
+	}
+	if err := b.markDone(ctx, r.q, d.Task.Key); err != nil {
 		return err
 	}
 	if err := b.ack(ctx, r); err != nil {
@@ -804,7 +814,9 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 // Retry settles d as failed for now with a negative ack delayed until at.
 // The next delivery's Attempt (NumDelivered) is one higher. When d was the
 // last delivery Config.MaxDeliver allows, the task is dead-lettered
-// instead, because the server would not deliver it again.
+// instead, because the server would not deliver it again, and Retry
+// returns queue.ErrDeadLettered: the settlement happened, as a dead
+// letter.
 func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -816,7 +828,10 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 		return err
 	}
 	if b.cfg.MaxDeliver > 0 && r.attempt+r.early >= b.cfg.MaxDeliver {
-		return b.deadLetterLocked(ctx, r, fmt.Sprintf("retry requested after the last of %d deliveries (max_deliver)", b.cfg.MaxDeliver))
+		if err := b.deadLetterLocked(ctx, r, fmt.Sprintf("retry requested after the last of %d deliveries (max_deliver)", b.cfg.MaxDeliver)); err != nil {
+			return err
+		}
+		return fmt.Errorf("jetstream: retry task %s on its last delivery (max_deliver %d): %w", d.Task.ID, b.cfg.MaxDeliver, queue.ErrDeadLettered)
 	}
 	delay := time.Until(at)
 	if err := nakWithDelay(r.msg, delay); err != nil {

@@ -1,0 +1,94 @@
+package jetstream
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// De-duplication across restarts. A work stream refuses a second task
+// with the same Nats-Msg-Id (the task key) within the duplicate window,
+// but the server keeps that table in memory and rebuilds it at start from
+// the messages it still stores; an acknowledged task is deleted from its
+// work stream, so after a restart its key would be accepted again. The
+// backend therefore remembers finished keys itself: when a task is acked
+// or dead-lettered, a marker without payload is stored on
+// <prefix>.done.<queue>.<hash of key> in the stream <prefix>_DONE (limits
+// retention, MaxAge = the duplicate window, one message per subject,
+// direct gets), before the work message goes. Enqueue looks up every
+// task's marker first and drops a task whose key finished within the
+// window. A crash between the marker and the ack leaves the task queued
+// (it runs again, at least once) while a new task with its key is
+// dropped, which loses nothing because the queued one still runs.
+
+// doneLookups bounds the marker lookups one Enqueue runs at a time.
+const doneLookups = 32
+
+// ensureDoneStream creates or updates the stream of finished keys.
+func (b *Backend) ensureDoneStream(ctx context.Context) error {
+	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              b.names.doneStream(),
+		Description:       "plba: keys of finished tasks, for de-duplication across restarts",
+		Subjects:          []string{b.names.doneSubjects()},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           b.storage(),
+		Replicas:          b.cfg.Replicas,
+		MaxAge:            b.cfg.DuplicateWindow,
+		MaxMsgsPerSubject: 1,
+		Discard:           jetstream.DiscardOld,
+		AllowDirect:       true,
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream: create stream %q: %w", b.names.doneStream(), err)
+	}
+	b.done = s
+	return nil
+}
+
+// doneSubject is the marker subject of key on q.
+func (q *queueState) doneSubject(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return q.donePrefix + hex.EncodeToString(sum[:16])
+}
+
+// markDone stores the marker that key finished on q, and waits for the
+// server to store it.
+func (b *Backend) markDone(ctx context.Context, q *queueState, key string) error {
+	if _, err := b.js.Publish(ctx, q.doneSubject(key), nil); err != nil {
+		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", key, q.queue, err)
+	}
+	return nil
+}
+
+// finished reports, for each task, whether its key finished on its queue
+// within the duplicate window.
+func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueState) ([]bool, error) {
+	out := make([]bool, len(tasks))
+	errs := make([]error, len(tasks))
+	sem := make(chan struct{}, doneLookups)
+	var wg sync.WaitGroup
+	for i, t := range tasks {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			_, err := b.done.GetLastMsgForSubject(ctx, qs[i].doneSubject(t.Key))
+			switch {
+			case err == nil:
+				out[i] = true
+			case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):
+			default:
+				errs[i] = fmt.Errorf("jetstream: look up key %q of %q: %w", t.Key, t.Queue, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
