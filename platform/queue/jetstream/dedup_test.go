@@ -53,4 +53,3 @@ func TestDedupSurvivesRestart(t *testing.T) {
 		return st.Ready+st.InFlight+st.Delayed == 0 && st.Dead == 1
 	}, 10*time.Second, 20*time.Millisecond)
 }
-
