@@ -99,6 +99,7 @@ type Backend struct {
 
 	apiPrefix string         // "$JS.API."
 	schedules bool           // the server supports message schedules (2.12+)
+	multiGet  bool           // the server answers batched direct gets (2.11+)
 	wmu       sync.Mutex     // orders puller starts against Close
 	wg        sync.WaitGroup // pullers and the buffer keeper
 
@@ -227,6 +228,7 @@ func (b *Backend) start(ctx context.Context) error {
 	}
 	b.apiPrefix = "$JS.API."
 	b.schedules = serverAtLeast(nc.ConnectedServerVersion(), 2, 12)
+	b.multiGet = serverAtLeast(nc.ConnectedServerVersion(), 2, 11)
 	if !b.schedules {
 		b.log.Warn("jetstream: server without message schedules (before 2.12): NotBefore tasks wait in the queue with delayed negative acks",
 			zap.String("server_version", nc.ConnectedServerVersion()))

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/plba/plba/platform/task"
 )
@@ -28,7 +29,8 @@ import (
 // (it runs again, at least once) while a new task with its key is
 // dropped, which loses nothing because the queued one still runs.
 
-// doneLookups bounds the marker lookups one Enqueue runs at a time.
+// doneLookups bounds the marker lookups one Enqueue runs at a time on a
+// server without batched direct gets.
 const doneLookups = 32
 
 // ensureDoneStream creates or updates the stream of finished keys.
@@ -67,9 +69,54 @@ func (b *Backend) markDone(ctx context.Context, q *queueState, key string) error
 	return nil
 }
 
+// maxLastFor is how many subjects one batched direct get asks for (the
+// server answers at most 1024 messages to one request).
+const maxLastFor = 1024
+
 // finished reports, for each task, whether its key finished on its queue
-// within the duplicate window.
+// within the duplicate window. Servers from 2.11 on answer a whole batch
+// with one direct get (multi_last, through orbit.go's jetstreamext);
+// older ones get one direct get per task, doneLookups at a time.
 func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueState) ([]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+	defer cancel()
+	if !b.multiGet {
+		return b.finishedOneByOne(ctx, tasks, qs)
+	}
+	out := make([]bool, len(tasks))
+	at := make(map[string][]int, len(tasks)) // subject -> tasks
+	subjects := make([]string, 0, len(tasks))
+	for i, t := range tasks {
+		subj := qs[i].doneSubject(t.Key)
+		if _, ok := at[subj]; !ok {
+			subjects = append(subjects, subj)
+		}
+		at[subj] = append(at[subj], i)
+	}
+	for len(subjects) > 0 {
+		chunk := subjects[:min(len(subjects), maxLastFor)]
+		subjects = subjects[len(chunk):]
+		msgs, err := jetstreamext.GetLastMsgsFor(ctx, b.js, b.names.doneStream(), chunk)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: look up %d keys: %w", len(chunk), err)
+		}
+		for m, err := range msgs {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("jetstream: look up %d keys: %w", len(chunk), err)
+			}
+			for _, i := range at[m.Subject] {
+				out[i] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// finishedOneByOne is finished for servers without batched direct gets.
+func (b *Backend) finishedOneByOne(ctx context.Context, tasks []*task.Task, qs []*queueState) ([]bool, error) {
 	out := make([]bool, len(tasks))
 	errs := make([]error, len(tasks))
 	sem := make(chan struct{}, doneLookups)

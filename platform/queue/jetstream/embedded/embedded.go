@@ -185,12 +185,19 @@ func (c Config) Options() (*server.Options, error) {
 	return o, nil
 }
 
+// stopping maps the store directory of every server of this process that
+// is shutting down to a channel closed when it is down and its lock
+// released.
+var stopping sync.Map
+
 // Server is a running embedded NATS server.
 type Server struct {
 	srv  *server.Server
 	lock *dirlock.Lock
+	dir  string
 
-	once sync.Once
+	once    sync.Once
+	stopped chan struct{} // closed when the server is down and the lock released
 }
 
 // Start starts a NATS server with JetStream from cfg and waits until it
@@ -217,7 +224,7 @@ func StartWithOptions(ctx context.Context, opts *server.Options, readyTimeout ti
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < readyTimeout {
 		readyTimeout = time.Until(d)
 	}
-	lock, err := lockStore(opts.StoreDir)
+	lock, err := lockStore(ctx, opts.StoreDir)
 	if err != nil {
 		return nil, err
 	}
@@ -266,18 +273,29 @@ func StartWithOptions(ctx context.Context, opts *server.Options, readyTimeout ti
 	}
 	log.Info("embedded nats server started", zap.String("name", opts.ServerName),
 		zap.String("store_dir", opts.StoreDir), zap.Bool("listening", !opts.DontListen))
-	return &Server{srv: ns, lock: lock}, nil
+	return &Server{srv: ns, lock: lock, dir: opts.StoreDir, stopped: make(chan struct{})}, nil
 }
 
 // lockStore makes sure dir is a usable directory and takes its lock: one
 // server per store, across processes. A second server on the same store
 // would corrupt it (both write the same message blocks).
-func lockStore(dir string) (*dirlock.Lock, error) {
+//
+// A server of this process that is still shutting down on dir (its
+// Shutdown's context ended first) is waited for, within ctx: it is going
+// away, and the store is free once it is down.
+func lockStore(ctx context.Context, dir string) (*dirlock.Lock, error) {
 	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("embedded: store dir %s: not a directory: %w", dir, ErrStoreUnusable)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("embedded: store dir %s: %w: %w", dir, err, ErrStoreUnusable)
+	}
+	if down, ok := stopping.Load(dir); ok {
+		select {
+		case <-down.(chan struct{}):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("embedded: store dir %s: waiting for this process's previous server to shut down: %w", dir, ctx.Err())
+		}
 	}
 	lock, err := dirlock.Acquire(filepath.Join(dir, lockFile))
 	if errors.Is(err, dirlock.ErrLocked) {
@@ -310,15 +328,18 @@ func (s *Server) ClientURL() string {
 // Shutdown stops the server and waits until it is down or ctx ends. It is
 // safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.srv.Shutdown()
-		s.srv.WaitForShutdown()
-		s.once.Do(func() { _ = s.lock.Release() }) // the store is free only once the server is down
-	}()
+	s.once.Do(func() {
+		stopping.Store(s.dir, s.stopped)
+		go func() {
+			s.srv.Shutdown()
+			s.srv.WaitForShutdown()
+			_ = s.lock.Release() // the store is free only once the server is down
+			stopping.CompareAndDelete(s.dir, s.stopped)
+			close(s.stopped)
+		}()
+	})
 	select {
-	case <-done:
+	case <-s.stopped:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("embedded: shutdown nats server: %w", ctx.Err())
