@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/config"
@@ -65,10 +66,13 @@ type Status struct {
 	Schedules bool `json:"schedules"`
 	// Reconnects and Disconnects count connection events since Start;
 	// LastError is the last connection or asynchronous error.
-	Reconnects  uint64    `json:"reconnects"`
-	Disconnects uint64    `json:"disconnects"`
-	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// DeadDiscarded counts the dead letters this process discarded
+	// because the dead-letter stream was full (Config.Dead).
+	DeadDiscarded uint64    `json:"dead_discarded"`
+	Reconnects    uint64    `json:"reconnects"`
+	Disconnects   uint64    `json:"disconnects"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
 }
 
 // Backend is the JetStream queue backend. Create it with New (or Open),
@@ -88,6 +92,10 @@ type Backend struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	done    jetstream.Stream // finished keys (done.go)
+	dead    jetstream.Stream // dead letters (dead.go)
+
+	deadDiscarded atomic.Uint64       // dead letters discarded to make room
+	metricReg     metric.Registration // registerMetrics' callback
 
 	closing   chan struct{} // closed when Close begins
 	closeOnce sync.Once
@@ -233,6 +241,9 @@ func (b *Backend) start(ctx context.Context) error {
 		b.log.Warn("jetstream: server without message schedules (before 2.12): NotBefore tasks wait in the queue with delayed negative acks",
 			zap.String("server_version", nc.ConnectedServerVersion()))
 	}
+	if err := b.registerMetrics(); err != nil {
+		return err
+	}
 	b.wg.Add(1)
 	go b.keepBuffers()
 	b.lwg.Add(1)
@@ -363,7 +374,8 @@ func (b *Backend) recordErr(err error) {
 // Status returns the connection's state and counters.
 func (b *Backend) Status() Status {
 	b.smu.Lock()
-	s := Status{Reconnects: b.reconnects, Disconnects: b.disconnects, LastError: b.lastErr, LastErrorAt: b.lastErrAt}
+	s := Status{Reconnects: b.reconnects, Disconnects: b.disconnects, LastError: b.lastErr, LastErrorAt: b.lastErrAt,
+		DeadDiscarded: b.deadDiscarded.Load()}
 	b.smu.Unlock()
 	if nc := b.nc; nc != nil && b.started.Load() {
 		s.Connected = nc.IsConnected()
@@ -499,10 +511,21 @@ func (b *Backend) waitInflight(ctx context.Context) error {
 // the owned server down.
 func (b *Backend) teardown(ctx context.Context) error {
 	var errs []error
+	if b.metricReg != nil {
+		_ = b.metricReg.Unregister()
+	}
 	// The advisory consumer may be dead-lettering an exhausted task: let
 	// it finish (it needs the connection) before the connection goes.
 	if err := b.stopAdvisories(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if b.js != nil && b.nc != nil && !b.nc.IsClosed() {
+		// Acks wait for their finished-key record (markDoneThenAck):
+		// let the records' acks arrive, so the acks go out.
+		select {
+		case <-b.js.PublishAsyncComplete():
+		case <-ctx.Done():
+		}
 	}
 	if b.nc != nil && !b.nc.IsClosed() {
 		closed := make(chan struct{})

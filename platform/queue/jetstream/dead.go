@@ -17,9 +17,12 @@ import (
 )
 
 // ensureDeadStream creates or updates the dead-letter stream
-// <prefix>_DEAD (limits retention, one subject per queue).
+// <prefix>_DEAD (limits retention, one subject per queue), bounded by
+// Config.Dead. Its discard policy is "new": the server refuses a dead
+// letter that does not fit, and publishDead discards the oldest to make
+// room, counting each one (the server would discard them silently).
 func (b *Backend) ensureDeadStream(ctx context.Context) error {
-	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        b.names.deadStream(),
 		Description: "plba dead letters",
 		Subjects:    []string{b.names.deadSubjects()},
@@ -27,11 +30,15 @@ func (b *Backend) ensureDeadStream(ctx context.Context) error {
 		Storage:     b.storage(),
 		Replicas:    b.cfg.Replicas,
 		Duplicates:  b.cfg.DuplicateWindow,
-		Discard:     jetstream.DiscardOld,
+		MaxAge:      b.cfg.Dead.MaxAge,
+		MaxBytes:    b.cfg.Dead.MaxBytes,
+		MaxMsgs:     b.cfg.Dead.MaxMsgs,
+		Discard:     jetstream.DiscardNew,
 	})
 	if err != nil {
 		return fmt.Errorf("jetstream: create stream %q: %w", b.names.deadStream(), err)
 	}
+	b.dead = s
 	return nil
 }
 
@@ -43,11 +50,52 @@ func deadMsgID(stream string, seq uint64) string {
 
 // publishDead stores a copy of t with reason in the dead-letter stream and
 // waits for the server's acknowledgement.
+//
+// When the dead-letter stream is full (Config.Dead.MaxBytes or MaxMsgs),
+// the oldest dead letters are deleted until the new one fits; each is
+// counted in Status.DeadDiscarded and logged.
 func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, seq uint64, attempts int, reason string) error {
 	m := encodeDead(t, q.deadSubject, deadMsgID(q.stream, seq), deadInfo{reason: reason, at: time.Now(), attempts: attempts})
-	if _, err := b.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("jetstream: dead-letter task %s of %q: %w", t.ID, q.queue, err)
+	for {
+		_, err := b.js.PublishMsg(ctx, m)
+		if err == nil {
+			return nil
+		}
+		if !isStreamFull(err) {
+			return fmt.Errorf("jetstream: dead-letter task %s of %q: %w", t.ID, q.queue, err)
+		}
+		if derr := b.discardOldestDead(ctx); derr != nil {
+			return fmt.Errorf("jetstream: dead-letter task %s of %q: %w; making room: %w", t.ID, q.queue, err, derr)
+		}
 	}
+}
+
+// discardOldestDead deletes the oldest dead letter to make room for a new
+// one, and counts it.
+func (b *Backend) discardOldestDead(ctx context.Context) error {
+	info, err := b.dead.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.State.Msgs == 0 {
+		return errors.New("the dead-letter stream is empty and still refuses it (dead.max_bytes smaller than one dead letter?)")
+	}
+	first := info.State.FirstSeq
+	raw, gerr := b.dead.GetMsg(ctx, first)
+	if err := b.dead.DeleteMsg(ctx, first); err != nil && !isNotFound(err) {
+		return err
+	} else if err != nil {
+		return nil // another replica deleted it first: it counts it
+	}
+	b.deadDiscarded.Add(1)
+	fields := []zap.Field{zap.Uint64("seq", first), zap.Uint64("discarded_total", b.deadDiscarded.Load())}
+	if gerr == nil {
+		qn, _ := b.names.queueOfDeadSubject(raw.Subject)
+		if dl, err := decodeDead(raw.Header, raw.Data, qn); err == nil {
+			fields = append(fields, zap.String("task", dl.Task.ID), zap.String("queue", dl.Task.Queue), zap.String("reason", dl.Reason))
+		}
+	}
+	b.log.Warn("jetstream: dead-letter stream full (dead.max_bytes / dead.max_msgs): oldest dead letter discarded", fields...)
 	return nil
 }
 

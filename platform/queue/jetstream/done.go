@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/task"
 )
@@ -72,6 +75,29 @@ func (b *Backend) markDone(ctx context.Context, q *queueState, key string) error
 // maxLastFor is how many subjects one batched direct get asks for (the
 // server answers at most 1024 messages to one request).
 const maxLastFor = 1024
+
+// markDoneThenAck publishes the marker that r's key finished and sends
+// r's ack once the server stored it, without waiting.
+func (b *Backend) markDoneThenAck(r *receipt) error {
+	m := nats.NewMsg(r.q.doneSubject(r.d.Task.Key))
+	msg, q, id := r.msg, r.q.queue, r.d.Task.ID
+	b.pubs.addThen(m, func(err error) {
+		if err != nil {
+			b.log.Warn("jetstream: record a finished key (the task is delivered again after its AckWait)",
+				zap.String("queue", q), zap.String("task", id), zap.Error(err))
+			return
+		}
+		if err := msg.Respond(ackAck); err != nil {
+			b.log.Warn("jetstream: ack (the task is delivered again after its AckWait)",
+				zap.String("queue", q), zap.String("task", id), zap.Error(err))
+		}
+	})
+	if _, err := b.js.PublishMsgAsync(m); err != nil {
+		b.pubs.take(m) // unless the error callback had it already
+		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.d.Task.Key, q, err)
+	}
+	return nil
+}
 
 // finished reports, for each task, whether its key finished on its queue
 // within the duplicate window. Servers from 2.11 on answer a whole batch

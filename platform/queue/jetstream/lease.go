@@ -73,7 +73,7 @@ func (b *Backend) queue(name string) (*queueState, error) {
 }
 
 func (b *Backend) streamConfig(q *queueState) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
+	sc := jetstream.StreamConfig{
 		Name:              q.stream,
 		Description:       "plba queue " + q.queue,
 		Subjects:          []string{q.subject, q.schedPrefix + "*"},
@@ -81,12 +81,29 @@ func (b *Backend) streamConfig(q *queueState) jetstream.StreamConfig {
 		Storage:           b.storage(),
 		Replicas:          b.cfg.Replicas,
 		Duplicates:        b.cfg.DuplicateWindow,
-		Discard:           jetstream.DiscardOld,
+		Discard:           jetstream.DiscardOld, // inert: no limit to discard by
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
 		Metadata:          map[string]string{"plba_queue": q.queue},
 	}
+	if b.limited() {
+		// A full stream refuses new tasks, never drops queued ones. The
+		// server cannot schedule messages in such a stream, so NotBefore
+		// tasks wait as delayed negative acks (see Enqueue).
+		sc.MaxMsgs = max(b.cfg.MaxMsgs, -1)
+		sc.MaxBytes = max(b.cfg.MaxBytes, -1)
+		sc.Discard = jetstream.DiscardNew
+		sc.AllowMsgSchedules = false
+	}
+	return sc
 }
+
+// limited reports whether work streams have a max_msgs or max_bytes.
+func (b *Backend) limited() bool { return b.cfg.MaxMsgs > 0 || b.cfg.MaxBytes > 0 }
+
+// scheduling reports whether NotBefore tasks are stored as message
+// schedules.
+func (b *Backend) scheduling() bool { return b.schedules && !b.limited() }
 
 func (b *Backend) storage() jetstream.StorageType {
 	if b.cfg.Storage == StorageMemory {
@@ -107,6 +124,10 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 		return nil
 	}
 	s, err := b.js.CreateOrUpdateStream(ctx, b.streamConfig(q))
+	if err != nil && b.limited() && strings.Contains(err.Error(), "schedules can not be disabled") {
+		return fmt.Errorf("jetstream: stream %q was created without max_msgs/max_bytes and stores message schedules, which a bounded stream cannot: "+
+			"drain the queue and delete the stream to bound it, or unset queue.jetstream.max_msgs and max_bytes: %w", q.stream, err)
+	}
 	if err != nil {
 		return fmt.Errorf("jetstream: create stream %q: %w", q.stream, err)
 	}
@@ -730,7 +751,12 @@ func (b *Backend) receiptOf(d *queue.Delivery) (*receipt, error) {
 
 // Ack settles d as done: it records the task's key as finished (done.go),
 // then acknowledges the message, which the work-queue stream deletes. With
-// Config.AckSync it waits for the server's confirmation of the ack too.
+// Config.AckSync it waits for the server to store the record and to
+// confirm the ack. Without (the default), it publishes the record and
+// returns; the ack goes out when the server has stored the record. A
+// record the server refuses or a connection lost before then leaves the
+// task unacked: it is delivered again after AckWait, as a lost ack would
+// be.
 func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -740,6 +766,13 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	defer r.mu.Unlock()
 	if err := r.begin(); err != nil {
 		return err
+	}
+	if !b.cfg.AckSync {
+		if err := b.markDoneThenAck(r); err != nil {
+			return err
+		}
+		r.finish()
+		return nil
 	}
 	if err := b.markDone(ctx, r.q, d.Task.Key); err != nil {
 		return err
