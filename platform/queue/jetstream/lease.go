@@ -827,7 +827,15 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 	if used := r.attempt - 1; used > 0 {
 		msg.Header.Set(HeaderAttempts, strconv.Itoa(used))
 	}
-	if _, perr := b.js.PublishMsg(ctx, msg); perr != nil {
+	// The copy's Nats-Msg-Id is not the key, so after a restart the
+	// server would not refuse the key while the copy is queued: record
+	// it with the finished keys first (done.go). A crash in between
+	// leaves the original queued, which is what the record says.
+	perr := b.markDone(ctx, r.q, t.Key)
+	if perr == nil {
+		_, perr = b.js.PublishMsg(ctx, msg)
+	}
+	if perr != nil {
 		if err := nakWithDelay(r.msg, 0); err != nil {
 			return fmt.Errorf("jetstream: release task %s: publish: %w; nak: %w", t.ID, perr, err)
 		}
