@@ -293,6 +293,11 @@ func (b *Backend) natsOptions() ([]nats.Option, error) {
 	c := b.cfg
 	opts := []nats.Option{
 		nats.Name(c.ConnectionName),
+		// Synchronous subscriptions are only the batched key lookups
+		// (done.go), answered by at most maxLastFor messages and an end
+		// marker: a channel of that size instead of nats.go's 64Ki
+		// (512 KiB allocated per lookup).
+		nats.SyncQueueLen(maxLastFor + 16),
 		nats.Timeout(c.ConnectTimeout),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(reconnectDelay),

@@ -72,6 +72,21 @@
 //     that stream by subject, Redrive republishes a copy to the queue
 //     (fresh attempts) and deletes the dead letter, Purge deletes.
 //
+// # Bounded storage
+//
+// The dead-letter stream is bounded by Config.Dead: dead letters expire
+// after dead.max_age (30 days), and the stream holds at most
+// dead.max_bytes (1 GiB) and dead.max_msgs (no bound). Its discard policy
+// is "new", so the server never drops a dead letter silently: when one
+// does not fit, the backend deletes the oldest until it does, logs each
+// and counts it (Status.DeadDiscarded, metric plba.queue.dead_discarded).
+// Work streams have no bound by default; with Config.MaxMsgs or MaxBytes
+// they use discard policy "new": a full stream refuses new tasks and
+// Enqueue waits (back-off up to 1s) until there is room or its context
+// ends, so the pressure reaches the source and no queued task is dropped.
+// The server cannot schedule messages in such a stream, so NotBefore
+// tasks wait there as delayed negative acks, as on servers before 2.12.
+//
 // # De-duplication, headers, delays
 //
 // A task's key is its Nats-Msg-Id, so the stream refuses a second task with
@@ -114,7 +129,12 @@
 // Mode "embedded" (the default when no URL is set) starts a nats-server in
 // the process (package embedded) with file storage under
 // Config.Embedded.StoreDir and connects to it in process, without a
-// network listener unless Config.Embedded.Listen is set. Mode "external"
+// network listener unless Config.Embedded.Listen is set. The server takes
+// an exclusive lock on the store directory first (flock on
+// <store_dir>/plba.lock, which holds its pid): a second process on the
+// same store fails to start, naming the directory and the holder, rather
+// than corrupting it; a store directory it cannot use fails the start at
+// once with the cause. Mode "external"
 // connects to Config.URL/URLs with user/password, token, NKey seed or JWT
 // credentials, and optional TLS; streams have Config.Replicas (1 or 3)
 // replicas with Config.Storage ("file" or "memory").
