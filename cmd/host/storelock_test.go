@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,4 +69,47 @@ func TestUnusableStoreDirFailsTheStart(t *testing.T) {
 	require.Contains(t, line, "not a directory")
 	require.NotContains(t, r.stderr, "not ready")
 	require.Less(t, time.Since(began), 8*time.Second, "well below the 10 s ready timeout, with a loaded machine's start-up")
+}
+
+// A store directory the host may not write fails the start at once with
+// "permission denied". Tests run as root, which permission bits do not
+// stop, so the host runs here as user and group 65534 (nobody), from a
+// copy of the binary it may execute, on a store below a directory only
+// root may write.
+func TestStoreDirWithoutPermissionFailsTheStart(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the host as another user")
+	}
+	dir, err := os.MkdirTemp("", "plba-perm")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	bin, err := os.ReadFile(hostBin)
+	require.NoError(t, err)
+	exe := filepath.Join(dir, "host")
+	require.NoError(t, os.WriteFile(exe, bin, 0o755))
+	store := filepath.Join(dir, "root-only", "nats")
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "root-only"), 0o755))
+	cfg := filepath.Join(dir, "store.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("log:\n  format: json\nadmin:\n  listen: 127.0.0.1:0\nqueue:\n  backend: jetstream\n  jetstream:\n    embedded:\n      store_dir: "+store+"\n"), 0o644))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "run", "--config", cfg)
+	cmd.Dir = dir
+	cmd.Env = cleanEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	began := time.Now()
+	err = cmd.Run()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, stderr.String())
+	require.Equal(t, 1, ee.ExitCode(), stderr.String())
+	line := lastLine(stderr.String())
+	require.Contains(t, line, store)
+	require.Contains(t, line, "permission denied")
+	t.Log(line)
+	require.Less(t, time.Since(began), 8*time.Second, "well below the 10 s ready timeout")
 }

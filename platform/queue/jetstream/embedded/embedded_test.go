@@ -49,6 +49,8 @@ func TestOneServerPerStoreDir(t *testing.T) {
 // use either: a file where the directory should be, a directory below a
 // file, a lock file that is a directory, and a JetStream directory that is
 // a file (the server's own failure, reported from its fatal log line).
+// cmd/host's TestStoreDirWithoutPermissionFailsTheStart runs the host as
+// another user for the permission case.
 func TestUnusableStoreDirFailsFast(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
