@@ -21,7 +21,26 @@ import (
 // Config.Dead. Its discard policy is "new": the server refuses a dead
 // letter that does not fit, and publishDead discards the oldest to make
 // room, counting each one (the server would discard them silently).
+//
+// A stream that already holds more than the bounds allow (a host
+// upgraded from unbounded dead letters, or bounds lowered) is brought
+// within them first, the same way, so the server does not trim it
+// silently when the bounds are applied.
 func (b *Backend) ensureDeadStream(ctx context.Context) error {
+	if s, err := b.js.Stream(ctx, b.names.deadStream()); err == nil {
+		b.dead = s
+		st := s.CachedInfo().State
+		for over := b.deadOver(st); over; over = b.deadOver(st) {
+			if err := b.discardOldestDead(ctx); err != nil {
+				return fmt.Errorf("jetstream: bring %q within dead.max_bytes and dead.max_msgs: %w", b.names.deadStream(), err)
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				return fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+			}
+			st = info.State
+		}
+	}
 	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        b.names.deadStream(),
 		Description: "plba dead letters",
@@ -68,6 +87,12 @@ func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, 
 			return fmt.Errorf("jetstream: dead-letter task %s of %q: %w; making room: %w", t.ID, q.queue, err, derr)
 		}
 	}
+}
+
+// deadOver reports whether st holds more than Config.Dead allows.
+func (b *Backend) deadOver(st jetstream.StreamState) bool {
+	d := b.cfg.Dead
+	return d.MaxBytes > 0 && st.Bytes > uint64(d.MaxBytes) || d.MaxMsgs > 0 && st.Msgs > uint64(d.MaxMsgs)
 }
 
 // discardOldestDead deletes the oldest dead letter to make room for a new

@@ -98,3 +98,28 @@ func TestLimitsConfig(t *testing.T) {
 		require.ErrorContains(t, err, tc.key)
 	}
 }
+
+// Bounds applied to a dead-letter stream that already holds more (an
+// upgrade from unbounded dead letters, or lowered bounds) discard the
+// oldest through the backend, counted, not silently by the server.
+func TestLoweredDeadBoundsAreCounted(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	cfg := embeddedConfig(t.TempDir())
+	b := openBackend(t, cfg)
+	for _, id := range []string{"d1", "d2", "d3", "d4"} {
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: id, Kind: "k", Queue: "low"}))
+		require.NoError(t, b.DeadLetter(ctx, leaseOne(t, b, "low"), "bad"))
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	require.NoError(t, b.Close(cctx))
+	cancel()
+
+	cfg.Dead.MaxMsgs = 2
+	b = openBackend(t, cfg)
+	require.EqualValues(t, 2, b.Status().DeadDiscarded)
+	dead, err := b.ListDead(ctx, "low", 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 2)
+	require.Equal(t, "d3", dead[0].Task.ID)
+}
