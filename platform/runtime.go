@@ -36,7 +36,7 @@ const (
 
 var (
 	_ = config.Declare(QueueSection, DefaultQueueConfig())
-	_ = config.Declare(JetStreamSection, jetstream.Config{})
+	_ = config.Declare(JetStreamSection, jetstream.DefaultConfig())
 	_ = config.Declare(WorkersSection, worker.Config{})
 	_ = config.Declare(SourcesSection, source.Config{})
 	_ = config.Declare(TelemetrySection, telemetry.DefaultConfig())

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/config"
@@ -65,10 +66,13 @@ type Status struct {
 	Schedules bool `json:"schedules"`
 	// Reconnects and Disconnects count connection events since Start;
 	// LastError is the last connection or asynchronous error.
-	Reconnects  uint64    `json:"reconnects"`
-	Disconnects uint64    `json:"disconnects"`
-	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// DeadDiscarded counts the dead letters this process discarded
+	// because the dead-letter stream was full (Config.Dead).
+	DeadDiscarded uint64    `json:"dead_discarded"`
+	Reconnects    uint64    `json:"reconnects"`
+	Disconnects   uint64    `json:"disconnects"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
 }
 
 // Backend is the JetStream queue backend. Create it with New (or Open),
@@ -87,6 +91,11 @@ type Backend struct {
 	ownsSrv bool
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	done    jetstream.Stream // finished keys (done.go)
+	dead    jetstream.Stream // dead letters (dead.go)
+
+	deadDiscarded atomic.Uint64       // dead letters discarded to make room
+	metricReg     metric.Registration // registerMetrics' callback
 
 	closing   chan struct{} // closed when Close begins
 	closeOnce sync.Once
@@ -98,6 +107,7 @@ type Backend struct {
 
 	apiPrefix string         // "$JS.API."
 	schedules bool           // the server supports message schedules (2.12+)
+	multiGet  bool           // the server answers batched direct gets (2.11+)
 	wmu       sync.Mutex     // orders puller starts against Close
 	wg        sync.WaitGroup // pullers and the buffer keeper
 
@@ -106,13 +116,15 @@ type Backend struct {
 	imu       sync.Mutex
 	inflight  map[*receipt]struct{}
 	lwg       sync.WaitGroup // the lease keeper
-	awg       sync.WaitGroup // the advisory watcher
 	leaseStop chan struct{}  // closed when the lease keeper stops
 	settled   chan struct{}  // signalled (non-blocking) on every settlement
 
-	advSub  *nats.Subscription
-	advCh   chan *nats.Msg
-	advDone chan struct{}
+	advMu   sync.Mutex
+	advCons jetstream.Consumer       // of the advisory stream (advisory.go)
+	advCC   jetstream.ConsumeContext // reads it, once WatchDead or Lease was called
+
+	watchMu sync.Mutex
+	watchFn func(queue.DeadLetter) // WatchDead's function
 
 	smu         sync.Mutex
 	reconnects  uint64
@@ -162,8 +174,8 @@ func Open(ctx context.Context, p Params) (*Backend, error) {
 func (b *Backend) Config() Config { return b.cfg }
 
 // Start starts the embedded server (mode "embedded" without
-// Params.Server), connects, creates the dead-letter stream and subscribes
-// to max-deliveries advisories. It is idempotent; after a failure the
+// Params.Server), connects and creates the dead-letter stream (and
+// starts reading max-deliveries advisories when WatchDead was called). It is idempotent; after a failure the
 // backend is unusable (make a new one).
 func (b *Backend) Start(ctx context.Context) error {
 	b.startOnce.Do(func() {
@@ -216,19 +228,34 @@ func (b *Backend) start(ctx context.Context) error {
 	if err := b.ensureDeadStream(ctx); err != nil {
 		return err
 	}
-	if err := b.watchAdvisories(); err != nil {
+	if err := b.ensureDoneStream(ctx); err != nil {
+		return err
+	}
+	if err := b.ensureAdvisoryStream(ctx); err != nil {
 		return err
 	}
 	b.apiPrefix = "$JS.API."
 	b.schedules = serverAtLeast(nc.ConnectedServerVersion(), 2, 12)
+	b.multiGet = serverAtLeast(nc.ConnectedServerVersion(), 2, 11)
 	if !b.schedules {
 		b.log.Warn("jetstream: server without message schedules (before 2.12): NotBefore tasks wait in the queue with delayed negative acks",
 			zap.String("server_version", nc.ConnectedServerVersion()))
+	}
+	if err := b.registerMetrics(); err != nil {
+		return err
 	}
 	b.wg.Add(1)
 	go b.keepBuffers()
 	b.lwg.Add(1)
 	go b.keepLeases()
+	b.watchMu.Lock()
+	watched := b.watchFn != nil
+	b.watchMu.Unlock()
+	if watched {
+		if err := b.startAdvisories(); err != nil {
+			return err
+		}
+	}
 	b.log.Info("jetstream backend started", zap.String("server", b.serverURL(nc)),
 		zap.String("mode", b.cfg.Mode), zap.String("stream_prefix", b.cfg.StreamPrefix))
 	return nil
@@ -266,6 +293,11 @@ func (b *Backend) natsOptions() ([]nats.Option, error) {
 	c := b.cfg
 	opts := []nats.Option{
 		nats.Name(c.ConnectionName),
+		// Synchronous subscriptions are only the batched key lookups
+		// (done.go), answered by at most maxLastFor messages and an end
+		// marker: a channel of that size instead of nats.go's 64Ki
+		// (512 KiB allocated per lookup).
+		nats.SyncQueueLen(maxLastFor + 16),
 		nats.Timeout(c.ConnectTimeout),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(reconnectDelay),
@@ -347,7 +379,8 @@ func (b *Backend) recordErr(err error) {
 // Status returns the connection's state and counters.
 func (b *Backend) Status() Status {
 	b.smu.Lock()
-	s := Status{Reconnects: b.reconnects, Disconnects: b.disconnects, LastError: b.lastErr, LastErrorAt: b.lastErrAt}
+	s := Status{Reconnects: b.reconnects, Disconnects: b.disconnects, LastError: b.lastErr, LastErrorAt: b.lastErrAt,
+		DeadDiscarded: b.deadDiscarded.Load()}
 	b.smu.Unlock()
 	if nc := b.nc; nc != nil && b.started.Load() {
 		s.Connected = nc.IsConnected()
@@ -483,18 +516,20 @@ func (b *Backend) waitInflight(ctx context.Context) error {
 // the owned server down.
 func (b *Backend) teardown(ctx context.Context) error {
 	var errs []error
-	if b.advSub != nil {
-		_ = b.advSub.Unsubscribe()
-		close(b.advDone)
-		b.advSub = nil
-		// The watcher may be dead-lettering an exhausted task: let it
-		// finish (it needs the connection) before the connection goes.
-		watched := make(chan struct{})
-		go func() { b.awg.Wait(); close(watched) }()
+	if b.metricReg != nil {
+		_ = b.metricReg.Unregister()
+	}
+	// The advisory consumer may be dead-lettering an exhausted task: let
+	// it finish (it needs the connection) before the connection goes.
+	if err := b.stopAdvisories(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if b.js != nil && b.nc != nil && !b.nc.IsClosed() {
+		// Acks wait for their finished-key record (markDoneThenAck):
+		// let the records' acks arrive, so the acks go out.
 		select {
-		case <-watched:
+		case <-b.js.PublishAsyncComplete():
 		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("jetstream: advisory watcher: %w", ctx.Err()))
 		}
 	}
 	if b.nc != nil && !b.nc.IsClosed() {

@@ -163,6 +163,13 @@ func TestConfigValidate(t *testing.T) {
 		{"sync always external", jetstream.Config{URL: "nats://a", Sync: "always"}, true},
 		{"negative window", jetstream.Config{DuplicateWindow: -time.Second}, true},
 		{"bad prefix", jetstream.Config{StreamPrefix: "a.b"}, true},
+		{"url without host", jetstream.Config{URL: "nats://:4222"}, true},
+		{"url bad port", jetstream.Config{URL: "nats://a:99999"}, true},
+		{"url bad scheme", jetstream.Config{URL: "http://a:4222"}, true},
+		{"url malformed", jetstream.Config{URL: "nats://[::1"}, true},
+		{"url in list", jetstream.Config{URLs: []string{"nats://a:4222", "nats://b:x"}}, true},
+		{"url without scheme", jetstream.Config{URL: "a:4222"}, false},
+		{"url with user", jetstream.Config{URL: "nats://u:p@a:4222"}, false},
 		{"cert without key", jetstream.Config{URL: "tls://a", TLS: jetstream.TLSConfig{CertFile: "c"}}, true},
 	} {
 		err := tc.cfg.Validate()

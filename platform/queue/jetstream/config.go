@@ -2,6 +2,9 @@ package jetstream
 
 import (
 	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,7 +39,32 @@ const (
 	DefaultPublishTimeout  = 10 * time.Second
 	DefaultConnectTimeout  = 5 * time.Second
 	DefaultMaxAsyncPending = 4096
+	DefaultDeadMaxAge      = 30 * 24 * time.Hour
+	DefaultDeadMaxBytes    = 1 << 30
 )
+
+// DeadConfig bounds the dead-letter stream <prefix>_DEAD (shared by every
+// queue). A dead letter older than MaxAge expires; when a new one would
+// exceed MaxBytes or MaxMsgs, the oldest are discarded to make room, and
+// each discard is counted (Status.DeadDiscarded and the metric
+// plba.queue.dead_discarded).
+type DeadConfig struct {
+	// MaxAge is how long a dead letter is kept. Default 720h (30 days).
+	MaxAge time.Duration `koanf:"max_age"`
+	// MaxBytes bounds the stream's size in bytes; -1: no bound. Default
+	// 1 GiB.
+	MaxBytes int64 `koanf:"max_bytes"`
+	// MaxMsgs bounds the number of dead letters; -1 or 0: no bound.
+	// Default -1.
+	MaxMsgs int64 `koanf:"max_msgs"`
+}
+
+// DefaultConfig returns the section's declared defaults: the settings
+// that do not depend on the mode (the others are filled by WithDefaults,
+// because an embedded default would conflict with a configured URL).
+func DefaultConfig() Config {
+	return Config{Dead: DeadConfig{MaxAge: DefaultDeadMaxAge, MaxBytes: DefaultDeadMaxBytes, MaxMsgs: -1}}
+}
 
 // TLSConfig configures TLS towards external servers.
 type TLSConfig struct {
@@ -132,6 +160,21 @@ type Config struct {
 	// setting decides, so only "interval" (or empty) is accepted there.
 	Sync string `koanf:"sync"`
 
+	// MaxMsgs and MaxBytes bound each work stream (0: no bound, the
+	// default). A full stream refuses new tasks (discard policy "new"):
+	// Enqueue waits, retrying with back-off, until there is room or its
+	// context ends, so back-pressure reaches the source and nothing queued
+	// is dropped. The server cannot schedule messages in such a stream:
+	// NotBefore tasks are then stored ready and given back with delayed
+	// negative acks until their time. A stream created without a bound
+	// cannot get one later (message schedules cannot be turned off): Start
+	// of its queue fails saying so.
+	MaxMsgs  int64 `koanf:"max_msgs"`
+	MaxBytes int64 `koanf:"max_bytes"`
+
+	// Dead bounds the dead-letter stream.
+	Dead DeadConfig `koanf:"dead"`
+
 	// Embedded configures the in-process server (mode "embedded").
 	Embedded embedded.Config `koanf:"embedded"`
 }
@@ -202,6 +245,15 @@ func (c Config) WithDefaults() Config {
 	if c.MaxAsyncPending == 0 {
 		c.MaxAsyncPending = DefaultMaxAsyncPending
 	}
+	if c.Dead.MaxAge == 0 {
+		c.Dead.MaxAge = DefaultDeadMaxAge
+	}
+	if c.Dead.MaxBytes == 0 {
+		c.Dead.MaxBytes = DefaultDeadMaxBytes
+	}
+	if c.Dead.MaxMsgs == 0 {
+		c.Dead.MaxMsgs = -1
+	}
 	c.Embedded = c.Embedded.WithDefaults()
 	return c
 }
@@ -232,6 +284,9 @@ func (c Config) Validate() error {
 	case ModeExternal:
 		if len(c.servers()) == 0 {
 			return bad("urls", "mode %q needs url or urls", c.Mode)
+		}
+		if err := c.checkURLs(); err != nil {
+			return err
 		}
 		if c.Sync != "" && c.Sync != embedded.SyncInterval {
 			return bad("sync", "%q: external servers sync as their own configuration says (sync_interval: always)", c.Sync)
@@ -280,6 +335,77 @@ func (c Config) Validate() error {
 	}
 	if c.PublishTimeout < 0 || c.ConnectTimeout < 0 {
 		return bad("", "publish_timeout and connect_timeout must not be negative")
+	}
+	if c.MaxMsgs < 0 {
+		return bad("max_msgs", "%d: want 0 (no bound) or more", c.MaxMsgs)
+	}
+	if c.MaxBytes < 0 {
+		return bad("max_bytes", "%d: want 0 (no bound) or more", c.MaxBytes)
+	}
+	if c.Dead.MaxAge < time.Minute {
+		return bad("dead.max_age", "%s: want at least 1m", c.Dead.MaxAge)
+	}
+	if c.Dead.MaxBytes < -1 || c.Dead.MaxBytes > 0 && c.Dead.MaxBytes < 1<<20 {
+		return bad("dead.max_bytes", "%d: want -1 (no bound) or at least 1048576 (1 MiB)", c.Dead.MaxBytes)
+	}
+	if c.Dead.MaxMsgs < -1 {
+		return bad("dead.max_msgs", "%d: want -1 (no bound) or more than 0", c.Dead.MaxMsgs)
+	}
+	return nil
+}
+
+// checkURLs parses every server URL as the NATS client will (a URL
+// without a scheme gets "nats://"), so that a malformed one fails
+// validation naming its key instead of the first connection.
+func (c Config) checkURLs() error {
+	check := func(key, list string) error {
+		for _, raw := range strings.Split(list, ",") {
+			if raw = strings.TrimSpace(raw); raw == "" {
+				continue
+			}
+			if err := checkURL(raw); err != nil {
+				return config.InvalidAs(ErrInvalidConfig, key, "%s", config.RedactURLsIn(err.Error()))
+			}
+		}
+		return nil
+	}
+	if err := check("url", c.URL); err != nil {
+		return err
+	}
+	for i, u := range c.URLs {
+		if err := check(fmt.Sprintf("urls[%d]", i), u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// natsSchemes are the URL schemes the NATS client connects with.
+var natsSchemes = map[string]bool{"nats": true, "tls": true, "ws": true, "wss": true}
+
+// checkURL reports why raw is not a server URL the client can use.
+func checkURL(raw string) error {
+	s := raw
+	if !strings.Contains(s, "://") {
+		s = "nats://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q: %w", raw, errors.Unwrap(err))
+	}
+	if !natsSchemes[strings.ToLower(u.Scheme)] {
+		return fmt.Errorf("%q: scheme %q: want nats, tls, ws or wss", raw, u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("%q: no host", raw)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port %q out of range", raw, p)
+		}
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: a server URL has no path, query or fragment", raw)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -18,9 +17,31 @@ import (
 )
 
 // ensureDeadStream creates or updates the dead-letter stream
-// <prefix>_DEAD (limits retention, one subject per queue).
+// <prefix>_DEAD (limits retention, one subject per queue), bounded by
+// Config.Dead. Its discard policy is "new": the server refuses a dead
+// letter that does not fit, and publishDead discards the oldest to make
+// room, counting each one (the server would discard them silently).
+//
+// A stream that already holds more than the bounds allow (a host
+// upgraded from unbounded dead letters, or bounds lowered) is brought
+// within them first, the same way, so the server does not trim it
+// silently when the bounds are applied.
 func (b *Backend) ensureDeadStream(ctx context.Context) error {
-	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if s, err := b.js.Stream(ctx, b.names.deadStream()); err == nil {
+		b.dead = s
+		st := s.CachedInfo().State
+		for over := b.deadOver(st); over; over = b.deadOver(st) {
+			if err := b.discardOldestDead(ctx); err != nil {
+				return fmt.Errorf("jetstream: bring %q within dead.max_bytes and dead.max_msgs: %w", b.names.deadStream(), err)
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				return fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+			}
+			st = info.State
+		}
+	}
+	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        b.names.deadStream(),
 		Description: "plba dead letters",
 		Subjects:    []string{b.names.deadSubjects()},
@@ -28,11 +49,15 @@ func (b *Backend) ensureDeadStream(ctx context.Context) error {
 		Storage:     b.storage(),
 		Replicas:    b.cfg.Replicas,
 		Duplicates:  b.cfg.DuplicateWindow,
-		Discard:     jetstream.DiscardOld,
+		MaxAge:      b.cfg.Dead.MaxAge,
+		MaxBytes:    b.cfg.Dead.MaxBytes,
+		MaxMsgs:     b.cfg.Dead.MaxMsgs,
+		Discard:     jetstream.DiscardNew,
 	})
 	if err != nil {
 		return fmt.Errorf("jetstream: create stream %q: %w", b.names.deadStream(), err)
 	}
+	b.dead = s
 	return nil
 }
 
@@ -44,11 +69,58 @@ func deadMsgID(stream string, seq uint64) string {
 
 // publishDead stores a copy of t with reason in the dead-letter stream and
 // waits for the server's acknowledgement.
+//
+// When the dead-letter stream is full (Config.Dead.MaxBytes or MaxMsgs),
+// the oldest dead letters are deleted until the new one fits; each is
+// counted in Status.DeadDiscarded and logged.
 func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, seq uint64, attempts int, reason string) error {
 	m := encodeDead(t, q.deadSubject, deadMsgID(q.stream, seq), deadInfo{reason: reason, at: time.Now(), attempts: attempts})
-	if _, err := b.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("jetstream: dead-letter task %s of %q: %w", t.ID, q.queue, err)
+	for {
+		_, err := b.js.PublishMsg(ctx, m)
+		if err == nil {
+			return nil
+		}
+		if !isStreamFull(err) {
+			return fmt.Errorf("jetstream: dead-letter task %s of %q: %w", t.ID, q.queue, err)
+		}
+		if derr := b.discardOldestDead(ctx); derr != nil {
+			return fmt.Errorf("jetstream: dead-letter task %s of %q: %w; making room: %w", t.ID, q.queue, err, derr)
+		}
 	}
+}
+
+// deadOver reports whether st holds more than Config.Dead allows.
+func (b *Backend) deadOver(st jetstream.StreamState) bool {
+	d := b.cfg.Dead
+	return d.MaxBytes > 0 && st.Bytes > uint64(d.MaxBytes) || d.MaxMsgs > 0 && st.Msgs > uint64(d.MaxMsgs)
+}
+
+// discardOldestDead deletes the oldest dead letter to make room for a new
+// one, and counts it.
+func (b *Backend) discardOldestDead(ctx context.Context) error {
+	info, err := b.dead.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.State.Msgs == 0 {
+		return errors.New("the dead-letter stream is empty and still refuses it (dead.max_bytes smaller than one dead letter?)")
+	}
+	first := info.State.FirstSeq
+	raw, gerr := b.dead.GetMsg(ctx, first)
+	if err := b.dead.DeleteMsg(ctx, first); err != nil && !isNotFound(err) {
+		return err
+	} else if err != nil {
+		return nil // another replica deleted it first: it counts it
+	}
+	b.deadDiscarded.Add(1)
+	fields := []zap.Field{zap.Uint64("seq", first), zap.Uint64("discarded_total", b.deadDiscarded.Load())}
+	if gerr == nil {
+		qn, _ := b.names.queueOfDeadSubject(raw.Subject)
+		if dl, err := decodeDead(raw.Header, raw.Data, qn); err == nil {
+			fields = append(fields, zap.String("task", dl.Task.ID), zap.String("queue", dl.Task.Queue), zap.String("reason", dl.Reason))
+		}
+	}
+	b.log.Warn("jetstream: dead-letter stream full (dead.max_bytes / dead.max_msgs): oldest dead letter discarded", fields...)
 	return nil
 }
 
@@ -73,6 +145,9 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 	if err := b.publishDead(ctx, r.q, r.d.Task, r.seq, r.attempt, reason); err != nil {
 		return err
 	}
+	if err := b.markDone(ctx, r.q, r.d.Task.Key); err != nil {
+		return err
+	}
 	if err := r.msg.Respond([]byte("+TERM " + sanitizeValue(reason))); err != nil {
 		return fmt.Errorf("jetstream: terminate task %s: %w", r.d.Task.ID, err)
 	}
@@ -92,104 +167,13 @@ func (b *Backend) poison(q *queueState, m *nats.Msg, md *nats.MsgMetadata, cause
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
 	defer cancel()
+	at := time.Now()
 	if err := b.publishDead(ctx, q, t, md.Sequence.Stream, int(md.NumDelivered), cause.Error()); err != nil {
 		b.log.Error("jetstream: dead-letter undecodable message", zap.Error(err))
 		return // it is redelivered later
 	}
+	b.toldDead(queue.DeadLetter{Task: t, Reason: cause.Error(), At: at})
 	_ = m.Respond([]byte("+TERM not a task"))
-}
-
-// maxDeliveriesAdvisory is the part of the server's advisory we use.
-type maxDeliveriesAdvisory struct {
-	Stream     string `json:"stream"`
-	Consumer   string `json:"consumer"`
-	StreamSeq  uint64 `json:"stream_seq"`
-	Deliveries uint64 `json:"deliveries"`
-}
-
-// watchAdvisories subscribes to MAX_DELIVERIES advisories of our durable
-// consumer: a task whose lease expired on its last allowed delivery (a
-// crashing or hanging handler) is copied to the dead letter and deleted
-// from its stream by whichever replica sees the advisory first (the copy
-// is de-duplicated).
-func (b *Backend) watchAdvisories() error {
-	subj := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*." + b.cfg.Consumer
-	b.advCh = make(chan *nats.Msg, 256)
-	b.advDone = make(chan struct{})
-	sub, err := b.nc.ChanSubscribe(subj, b.advCh)
-	if err != nil {
-		return fmt.Errorf("jetstream: subscribe %q: %w", subj, err)
-	}
-	b.advSub = sub
-	b.awg.Add(1)
-	go func() {
-		defer b.awg.Done()
-		b.adviseLoop(b.advCh, b.advDone)
-	}()
-	return nil
-}
-
-func (b *Backend) adviseLoop(ch chan *nats.Msg, done chan struct{}) {
-	for {
-		select {
-		case <-done:
-			return
-		case m := <-ch:
-			var a maxDeliveriesAdvisory
-			if err := json.Unmarshal(m.Data, &a); err != nil {
-				b.log.Warn("jetstream: bad max-deliveries advisory", zap.Error(err))
-				continue
-			}
-			queueName, ok := b.names.queueOfStream(a.Stream)
-			if !ok || a.Consumer != b.cfg.Consumer {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
-			go func() { // stop the work when Close tears down
-				select {
-				case <-done:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			if err := b.exhausted(ctx, queueName, a); err != nil {
-				b.log.Error("jetstream: dead-letter exhausted task", zap.String("queue", queueName),
-					zap.Uint64("seq", a.StreamSeq), zap.Error(err))
-			}
-			cancel()
-		}
-	}
-}
-
-// exhausted dead-letters the message an advisory names.
-func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveriesAdvisory) error {
-	q, err := b.queue(queueName)
-	if err != nil {
-		return err
-	}
-	s, err := b.js.Stream(ctx, q.stream)
-	if err != nil {
-		return fmt.Errorf("stream %q: %w", q.stream, err)
-	}
-	raw, err := s.GetMsg(ctx, a.StreamSeq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil // another replica was faster
-	}
-	if err != nil {
-		return fmt.Errorf("get message %d: %w", a.StreamSeq, err)
-	}
-	t, err := decodeTask(raw.Header, raw.Data, queueName)
-	if err != nil {
-		t = &task.Task{ID: "seq-" + strconv.FormatUint(a.StreamSeq, 10), Kind: "?", Queue: queueName, Payload: raw.Data, EnqueuedAt: raw.Time}
-	}
-	reason := fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", a.Deliveries)
-	if err := b.publishDead(ctx, q, t, a.StreamSeq, int(a.Deliveries), reason); err != nil {
-		return err
-	}
-	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNotFound(err) {
-		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)
-	}
-	return nil
 }
 
 func isNotFound(err error) bool {

@@ -53,10 +53,18 @@
 //     own, then ack the original: a nak would count a delivery for work
 //     that never happened. A crash in between delivers the task twice.
 //   - Max attempts = MaxDeliver. A Retry on the last allowed delivery
-//     dead-letters the task instead. A task whose lease expires on its last
-//     allowed delivery (a crashing or hanging handler) is reported by the
-//     server's MAX_DELIVERIES advisory; the replica that sees it copies the
-//     message to the dead letter and deletes it from the work stream.
+//     dead-letters the task instead and returns queue.ErrDeadLettered. A
+//     task whose lease expires on its last allowed delivery (a crashing or
+//     hanging handler) is reported by the server's MAX_DELIVERIES
+//     advisory, and the server keeps the message without delivering it
+//     again. Advisories are captured by the stream <prefix>_ADV_<consumer>
+//     (one subject per work stream) and read by a durable consumer, so
+//     none is lost while no process listens or one is slow: the replica
+//     that gets an advisory copies the message to the dead letter, calls
+//     the WatchDead function (queue.DeadWatcher), deletes the message and
+//     only then acknowledges the advisory. A crash in between leaves the
+//     advisory and the message; the next process does it again (the copy
+//     is de-duplicated, the watcher is told at least once).
 //   - Dead letter = a copy of the task, its original headers and payload,
 //     plus Plba-Dead-Reason, Plba-Dead-At and Plba-Dead-Attempts headers,
 //     published to the dead-letter stream <prefix>_DEAD (limits retention)
@@ -64,11 +72,40 @@
 //     that stream by subject, Redrive republishes a copy to the queue
 //     (fresh attempts) and deletes the dead letter, Purge deletes.
 //
+// # Bounded storage
+//
+// The dead-letter stream is bounded by Config.Dead: dead letters expire
+// after dead.max_age (30 days), and the stream holds at most
+// dead.max_bytes (1 GiB) and dead.max_msgs (no bound). Its discard policy
+// is "new", so the server never drops a dead letter silently: when one
+// does not fit, the backend deletes the oldest until it does, logs each
+// and counts it (Status.DeadDiscarded, metric plba.queue.dead_discarded).
+// Work streams have no bound by default; with Config.MaxMsgs or MaxBytes
+// they use discard policy "new": a full stream refuses new tasks and
+// Enqueue waits (back-off up to 1s) until there is room or its context
+// ends, so the pressure reaches the source and no queued task is dropped.
+// The server cannot schedule messages in such a stream, so NotBefore
+// tasks wait there as delayed negative acks, as on servers before 2.12.
+//
 // # De-duplication, headers, delays
 //
 // A task's key is its Nats-Msg-Id, so the stream refuses a second task with
-// the same key within Config.DuplicateWindow (default 2 minutes), whether
-// the first is still queued or already done. Task fields (Plba-Task-Kind,
+// the same key within Config.DuplicateWindow (default 2 minutes) of the
+// first. The server keeps that table in memory and rebuilds it at start
+// from the messages it still stores, which no longer include acked tasks;
+// so the backend also records the key of every finished (acked or
+// dead-lettered) task, before the ack, as an empty marker message in the
+// stream <prefix>_DONE (MaxAge = DuplicateWindow, one message per
+// subject <prefix>.done.<queue>.<128-bit hash of the key>), and Enqueue
+// looks each task's key up there (direct get, 32 at a time) before it
+// publishes: a key is accepted once whether the first task is still
+// queued, or finished within the window, across restarts and replicas.
+// The cost is one stored publish per settled task and one lookup per
+// enqueued task (BENCHMARKS.md). A crash between the marker and the ack
+// runs the task again (at least once) but drops a re-emitted copy, which
+// loses nothing: the queued task still runs. A copy emitted in the very
+// moment its first task finishes, more than a window after that one was
+// enqueued, can be accepted. Task fields (Plba-Task-Kind,
 // Plba-Task-Enqueued-At, ...; Plba-Task-Id only when it differs from the
 // Nats-Msg-Id, Plba-Task-Key only when it differs from the id) and Task.Headers
 // (traceparent, tracestate, baggage, the attempt's parent, ...) travel as
@@ -92,7 +129,12 @@
 // Mode "embedded" (the default when no URL is set) starts a nats-server in
 // the process (package embedded) with file storage under
 // Config.Embedded.StoreDir and connects to it in process, without a
-// network listener unless Config.Embedded.Listen is set. Mode "external"
+// network listener unless Config.Embedded.Listen is set. The server takes
+// an exclusive lock on the store directory first (flock on
+// <store_dir>/plba.lock, which holds its pid): a second process on the
+// same store fails to start, naming the directory and the holder, rather
+// than corrupting it; a store directory it cannot use fails the start at
+// once with the cause. Mode "external"
 // connects to Config.URL/URLs with user/password, token, NKey seed or JWT
 // credentials, and optional TLS; streams have Config.Replicas (1 or 3)
 // replicas with Config.Storage ("file" or "memory").

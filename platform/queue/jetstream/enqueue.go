@@ -2,12 +2,14 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -61,12 +63,16 @@ func (e *EnqueueError) Unwrap() []error {
 // publish acknowledgement before it returns, so an accepted batch is
 // stored (and replicated) on the server. Tasks are validated first: an
 // invalid task fails the whole batch before anything is published. A task
-// whose key was seen within Config.DuplicateWindow is dropped by the
-// server. A task with NotBefore in the future is stored as a one-shot
+// whose key is queued, or was enqueued or finished within
+// Config.DuplicateWindow, is dropped (see done.go: this holds across
+// restarts). A task with NotBefore in the future is stored as a one-shot
 // message schedule that the server turns into a ready task at NotBefore
-// (servers before 2.12 have no schedules: there the task is stored ready
-// and its first delivery is given back with a negative ack delayed until
-// NotBefore, which does not count as an attempt in this process).
+// (servers before 2.12 have no schedules, and a stream bounded by
+// Config.MaxMsgs or MaxBytes cannot use them: there the task is stored
+// ready and its first delivery is given back with a negative ack delayed
+// until NotBefore, which does not count as an attempt in this process).
+// When a bounded work stream is full, Enqueue waits for room, retrying
+// with back-off, until ctx ends.
 func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	if err := b.usable(); err != nil {
 		return err
@@ -99,21 +105,24 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	for _, t := range tasks {
 		t.Prepare(now)
 	}
+	done, err := b.finished(ctx, tasks, qs)
+	if err != nil {
+		return err
+	}
 	var failed []TaskError
 	fail := func(i int, err error) {
 		failed = append(failed, TaskError{ID: tasks[i].ID, Queue: tasks[i].Queue, Err: err})
 	}
-	// Acks come back through the backend's async publish callbacks
-	// (onPubAck, onPubErr), which count down the batch: no channels or
-	// futures per message.
-	batch := &pubBatch{errs: make([]error, len(tasks)), done: make(chan struct{})}
-	batch.left.Store(int64(len(tasks)))
 	msgs := make([]*nats.Msg, len(tasks))
 	limit := b.MaxPayload() - deadLetterRoom // the largest task that can still be dead-lettered
+	var send []int                           // tasks to publish
 	for i, t := range tasks {
+		if done[i] {
+			continue // its key finished within the window: a duplicate
+		}
 		q := qs[i]
 		var m *nats.Msg
-		if t.NotBefore.After(now) && b.schedules {
+		if t.NotBefore.After(now) && b.scheduling() {
 			m = encodeTask(t, q.schedPrefix+encodeToken(t.ID), t.Key)
 			// The message the schedule produces need not keep the
 			// Nats-Msg-Id: the id travels in its own header.
@@ -127,14 +136,73 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		if size := msgSize(m); size > limit {
 			// Stored, it could never be dead-lettered: the copy adds the
 			// reason and its headers, and would not fit.
-			batch.settle(i, fmt.Errorf("task of %d bytes (payload and headers) exceeds %d, the server's max_payload less %d bytes kept for a dead-letter copy's headers: %w",
+			fail(i, fmt.Errorf("task of %d bytes (payload and headers) exceeds %d, the server's max_payload less %d bytes kept for a dead-letter copy's headers: %w",
 				size, limit, deadLetterRoom, queue.ErrTooLarge))
 			continue
 		}
-		b.pubs.add(m, batch, i) // before publishing: the ack may come first
+		send = append(send, i)
+	}
+	// A work stream at its max_msgs or max_bytes refuses new messages
+	// (DiscardNew): those tasks are published again, with back-off, until
+	// the stream has room or ctx ends. Nothing queued is ever dropped to
+	// make room.
+	wait := fullBackoff()
+	for len(send) > 0 {
+		errs := b.publish(ctx, msgs, send)
+		var full []int
+		for j, i := range send {
+			switch {
+			case errs[j] == nil:
+			case isStreamFull(errs[j]):
+				full = append(full, i)
+			default:
+				fail(i, errs[j])
+			}
+		}
+		send = full
+		if len(send) == 0 {
+			break
+		}
+		t := time.NewTimer(wait.NextBackOff())
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			for _, i := range send {
+				fail(i, fmt.Errorf("queue %q is full (its stream's max_msgs or max_bytes): %w", tasks[i].Queue, ctx.Err()))
+			}
+			send = nil
+		case <-b.closing:
+			t.Stop()
+			for _, i := range send {
+				fail(i, fmt.Errorf("queue %q is full: %w", tasks[i].Queue, queue.ErrClosed))
+			}
+			send = nil
+		}
+	}
+	if len(failed) > 0 {
+		return &EnqueueError{Failed: failed, Total: len(tasks)}
+	}
+	return nil
+}
+
+// publish publishes msgs[i] for every i in send asynchronously and waits
+// for their acks (or ctx); the result has one error per entry of send.
+// Acks come back through the backend's async publish callbacks (onPubAck,
+// onPubErr), which count down the batch: no channels or futures per
+// message.
+func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) []error {
+	batch := &pubBatch{errs: make([]error, len(send)), done: make(chan struct{})}
+	batch.left.Store(int64(len(send)))
+	sent := make([]*nats.Msg, len(send))
+	for j, i := range send {
+		m := msgs[i]
+		m = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data} // a fresh message for every attempt
+		sent[j] = m
+		b.pubs.add(m, batch, j) // before publishing: the ack may come first
 		if _, err := b.js.PublishMsgAsync(m); err != nil {
 			if b.pubs.take(m) != nil {
-				batch.settle(i, fmt.Errorf("publish: %w", err))
+				batch.settle(j, fmt.Errorf("publish: %w", err))
 			}
 		}
 	}
@@ -142,22 +210,35 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	case <-batch.done:
 	case <-ctx.Done():
 		// Give up on the acks still missing; late ones are ignored.
-		for i, m := range msgs {
+		for j, m := range sent {
 			if b.pubs.take(m) != nil {
-				batch.settle(i, fmt.Errorf("publish ack: %w", ctx.Err()))
+				batch.settle(j, fmt.Errorf("publish ack: %w", ctx.Err()))
 			}
 		}
 		<-batch.done
 	}
-	for i, err := range batch.errs {
-		if err != nil {
-			fail(i, err)
-		}
+	return batch.errs
+}
+
+// isStreamFull reports whether err is a stream's refusal of a message
+// because it holds max_msgs or max_bytes (discard policy "new").
+func isStreamFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
 	}
-	if len(failed) > 0 {
-		return &EnqueueError{Failed: failed, Total: len(tasks)}
-	}
-	return nil
+	d := apiErr.Description
+	return strings.Contains(d, "maximum messages exceeded") || strings.Contains(d, "maximum bytes exceeded")
+}
+
+// fullBackoff is how long Enqueue waits before it offers a full stream
+// its tasks again: from 20ms up to 1s.
+func fullBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 20 * time.Millisecond
+	bo.MaxInterval = time.Second
+	bo.Reset()
+	return bo
 }
 
 // deadLetterRoom is what a task must leave free of the server's
@@ -195,10 +276,12 @@ func (p *pubBatch) settle(i int, err error) {
 	}
 }
 
-// pubSlot is where a published message's outcome goes.
+// pubSlot is where a published message's outcome goes: message i of a
+// batch, or a function (then) for a single message.
 type pubSlot struct {
 	batch *pubBatch
 	i     int
+	then  func(error)
 }
 
 // pending maps the messages of Enqueue calls that wait for their publish
@@ -209,12 +292,18 @@ type pending struct {
 	m  map[*nats.Msg]pubSlot
 }
 
-func (p *pending) add(m *nats.Msg, b *pubBatch, i int) {
+func (p *pending) add(m *nats.Msg, b *pubBatch, i int) { p.put(m, pubSlot{batch: b, i: i}) }
+
+// addThen makes the outcome of m go to then, which runs on nats.go's
+// ack-processing goroutine and must not block.
+func (p *pending) addThen(m *nats.Msg, then func(error)) { p.put(m, pubSlot{then: then}) }
+
+func (p *pending) put(m *nats.Msg, s pubSlot) {
 	p.mu.Lock()
 	if p.m == nil {
 		p.m = make(map[*nats.Msg]pubSlot)
 	}
-	p.m[m] = pubSlot{batch: b, i: i}
+	p.m[m] = s
 	p.mu.Unlock()
 }
 
@@ -242,6 +331,10 @@ func (p *pending) takeSlot(m *nats.Msg) (pubSlot, bool) {
 // was a duplicate within the window, which is success too).
 func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
 	if s, ok := b.pubs.takeSlot(m); ok {
+		if s.then != nil {
+			s.then(nil)
+			return
+		}
 		s.batch.settle(s.i, nil)
 	}
 }
@@ -252,6 +345,10 @@ func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubA
 // touches the pending map.
 func (b *Backend) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	if s, ok := b.pubs.takeSlot(m); ok {
+		if s.then != nil {
+			s.then(fmt.Errorf("publish ack: %w", err))
+			return
+		}
 		s.batch.settle(s.i, fmt.Errorf("publish ack: %w", err))
 	}
 }

@@ -73,7 +73,7 @@ func (b *Backend) queue(name string) (*queueState, error) {
 }
 
 func (b *Backend) streamConfig(q *queueState) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
+	sc := jetstream.StreamConfig{
 		Name:              q.stream,
 		Description:       "plba queue " + q.queue,
 		Subjects:          []string{q.subject, q.schedPrefix + "*"},
@@ -81,12 +81,29 @@ func (b *Backend) streamConfig(q *queueState) jetstream.StreamConfig {
 		Storage:           b.storage(),
 		Replicas:          b.cfg.Replicas,
 		Duplicates:        b.cfg.DuplicateWindow,
-		Discard:           jetstream.DiscardOld,
+		Discard:           jetstream.DiscardOld, // inert: no limit to discard by
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
 		Metadata:          map[string]string{"plba_queue": q.queue},
 	}
+	if b.limited() {
+		// A full stream refuses new tasks, never drops queued ones. The
+		// server cannot schedule messages in such a stream, so NotBefore
+		// tasks wait as delayed negative acks (see Enqueue).
+		sc.MaxMsgs = max(b.cfg.MaxMsgs, -1)
+		sc.MaxBytes = max(b.cfg.MaxBytes, -1)
+		sc.Discard = jetstream.DiscardNew
+		sc.AllowMsgSchedules = false
+	}
+	return sc
 }
+
+// limited reports whether work streams have a max_msgs or max_bytes.
+func (b *Backend) limited() bool { return b.cfg.MaxMsgs > 0 || b.cfg.MaxBytes > 0 }
+
+// scheduling reports whether NotBefore tasks are stored as message
+// schedules.
+func (b *Backend) scheduling() bool { return b.schedules && !b.limited() }
 
 func (b *Backend) storage() jetstream.StorageType {
 	if b.cfg.Storage == StorageMemory {
@@ -107,8 +124,15 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 		return nil
 	}
 	s, err := b.js.CreateOrUpdateStream(ctx, b.streamConfig(q))
+	if err != nil && b.limited() && strings.Contains(err.Error(), "schedules can not be disabled") {
+		return fmt.Errorf("jetstream: stream %q was created without max_msgs/max_bytes and stores message schedules, which a bounded stream cannot: "+
+			"drain the queue and delete the stream to bound it, or unset queue.jetstream.max_msgs and max_bytes: %w", q.stream, err)
+	}
 	if err != nil {
 		return fmt.Errorf("jetstream: create stream %q: %w", q.stream, err)
+	}
+	if err := b.captureAdvisories(ctx, q.stream); err != nil {
+		return err
 	}
 	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       b.cfg.Consumer,
@@ -139,6 +163,9 @@ func signal(ch chan struct{}) {
 // consuming makes sure the queue exists and its puller runs.
 func (q *queueState) consuming(ctx context.Context, b *Backend) error {
 	if err := q.ensure(ctx, b); err != nil {
+		return err
+	}
+	if err := b.startAdvisories(); err != nil {
 		return err
 	}
 	q.mu.Lock()
@@ -722,8 +749,14 @@ func (b *Backend) receiptOf(d *queue.Delivery) (*receipt, error) {
 	return r, nil
 }
 
-// Ack settles d as done; the work-queue stream deletes the message. With
-// Config.AckSync it waits for the server's confirmation.
+// Ack settles d as done: it records the task's key as finished (done.go),
+// then acknowledges the message, which the work-queue stream deletes. With
+// Config.AckSync it waits for the server to store the record and to
+// confirm the ack. Without (the default), it publishes the record and
+// returns; the ack goes out when the server has stored the record. A
+// record the server refuses or a connection lost before then leaves the
+// task unacked: it is delivered again after AckWait, as a lost ack would
+// be.
 func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -732,6 +765,16 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.begin(); err != nil {
+		return err
+	}
+	if !b.cfg.AckSync {
+		if err := b.markDoneThenAck(r); err != nil {
+			return err
+		}
+		r.finish()
+		return nil
+	}
+	if err := b.markDone(ctx, r.q, d.Task.Key); err != nil {
 		return err
 	}
 	if err := b.ack(ctx, r); err != nil {
@@ -784,7 +827,15 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 	if used := r.attempt - 1; used > 0 {
 		msg.Header.Set(HeaderAttempts, strconv.Itoa(used))
 	}
-	if _, perr := b.js.PublishMsg(ctx, msg); perr != nil {
+	// The copy's Nats-Msg-Id is not the key, so after a restart the
+	// server would not refuse the key while the copy is queued: record
+	// it with the finished keys first (done.go). A crash in between
+	// leaves the original queued, which is what the record says.
+	perr := b.markDone(ctx, r.q, t.Key)
+	if perr == nil {
+		_, perr = b.js.PublishMsg(ctx, msg)
+	}
+	if perr != nil {
 		if err := nakWithDelay(r.msg, 0); err != nil {
 			return fmt.Errorf("jetstream: release task %s: publish: %w; nak: %w", t.ID, perr, err)
 		}
@@ -804,7 +855,9 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 // Retry settles d as failed for now with a negative ack delayed until at.
 // The next delivery's Attempt (NumDelivered) is one higher. When d was the
 // last delivery Config.MaxDeliver allows, the task is dead-lettered
-// instead, because the server would not deliver it again.
+// instead, because the server would not deliver it again, and Retry
+// returns queue.ErrDeadLettered: the settlement happened, as a dead
+// letter.
 func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -816,7 +869,10 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 		return err
 	}
 	if b.cfg.MaxDeliver > 0 && r.attempt+r.early >= b.cfg.MaxDeliver {
-		return b.deadLetterLocked(ctx, r, fmt.Sprintf("retry requested after the last of %d deliveries (max_deliver)", b.cfg.MaxDeliver))
+		if err := b.deadLetterLocked(ctx, r, fmt.Sprintf("retry requested after the last of %d deliveries (max_deliver)", b.cfg.MaxDeliver)); err != nil {
+			return err
+		}
+		return fmt.Errorf("jetstream: retry task %s on its last delivery (max_deliver %d): %w", d.Task.ID, b.cfg.MaxDeliver, queue.ErrDeadLettered)
 	}
 	delay := time.Until(at)
 	if err := nakWithDelay(r.msg, delay); err != nil {

@@ -108,9 +108,19 @@ type queueNames struct {
 	subject     string // <prefix>.q.<enc>
 	schedPrefix string // <prefix>.s.<enc>. (one schedule subject per delayed task)
 	deadSubject string // <prefix>.dead.<enc>
+	donePrefix  string // <prefix>.done.<enc>. (one marker subject per finished key)
 }
 
-func (n names) deadStream() string   { return n.prefix + "_DEAD" }
+func (n names) deadStream() string     { return n.prefix + "_DEAD" }
+func (n names) doneStream() string     { return n.prefix + "_DONE" }
+func (n names) doneSubjects() string   { return n.prefix + ".done.>" }
+func (n names) advisoryStream() string { return n.prefix + "_ADV_" + n.consumer }
+
+// advisorySubject is the subject of the max-deliveries advisories of the
+// durable consumer on one work stream.
+func (n names) advisorySubject(stream string) string {
+	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + "." + n.consumer
+}
 func (n names) deadSubjects() string { return n.prefix + ".dead.>" }
 func (n names) streamPrefix() string { return n.prefix + "_Q_" }
 func (n names) queueSubjects() string {
@@ -128,6 +138,7 @@ func (n names) forQueue(q string) (queueNames, error) {
 		subject:     n.prefix + ".q." + enc,
 		schedPrefix: n.prefix + ".s." + enc + ".",
 		deadSubject: n.prefix + ".dead." + enc,
+		donePrefix:  n.prefix + ".done." + enc + ".",
 	}
 	if len(qn.stream) > maxStreamName {
 		return queueNames{}, fmt.Errorf("jetstream: queue name %.40q... too long: %w", q, queue.ErrInvalidTask)

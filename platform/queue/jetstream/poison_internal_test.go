@@ -2,12 +2,14 @@ package jetstream
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 	"github.com/plba/plba/platform/task"
 )
@@ -22,6 +24,13 @@ func TestForeignMessagesGoToTheDeadLetter(t *testing.T) {
 	b := openTestBackend(t, Config{Mode: ModeEmbedded, MaxDeliver: 3, AckWait: 5 * time.Second,
 		Embedded: embedded.Config{StoreDir: t.TempDir()}})
 	const q = "foreign"
+	var toldMu sync.Mutex
+	told := map[string]bool{} // payloads the WatchDead function heard of
+	b.WatchDead(func(dl queue.DeadLetter) {
+		toldMu.Lock()
+		told[string(dl.Task.Payload)] = true
+		toldMu.Unlock()
+	})
 	first := &task.Task{Kind: "k", Queue: q, Payload: []byte("first")}
 	require.NoError(t, b.Enqueue(ctx, first)) // creates the queue's stream
 	qn, err := b.names.forQueue(q)
@@ -72,6 +81,11 @@ func TestForeignMessagesGoToTheDeadLetter(t *testing.T) {
 		}
 		return true
 	}, 10*time.Second, 20*time.Millisecond, "every foreign message is dead-lettered")
+	require.Eventually(t, func() bool {
+		toldMu.Lock()
+		defer toldMu.Unlock()
+		return len(told) == len(bad)
+	}, 10*time.Second, 20*time.Millisecond, "the watcher hears of every dead letter the backend made on its own")
 	for _, m := range bad {
 		require.Contains(t, dead, m.payload)
 		require.Contains(t, dead[m.payload], "not a task", m.payload)

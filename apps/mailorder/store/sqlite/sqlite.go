@@ -16,7 +16,12 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/plba/plba/apps/mailorder/domain"
+	"github.com/plba/plba/internal/dirlock"
 )
+
+// ErrInUse is returned by Open when another process (or another Store in
+// this one) has the database open: one process per database file.
+var ErrInUse = dirlock.ErrLocked
 
 //go:embed migrations/*.sql
 var migrations embed.FS
@@ -82,18 +87,39 @@ func (c Config) dsn() string {
 
 // Store is the SQLite order store. It is safe for concurrent use.
 type Store struct {
-	w, r *sql.DB // one writer connection, a pool of readers
+	w, r *sql.DB       // one writer connection, a pool of readers
+	lock *dirlock.Lock // <path>.lock, held while open
 
 	insOrder, insLine, insOutbox *sql.Stmt
 }
 
 // Open opens (or creates) the database at cfg.Path, applies the embedded
-// migrations and prepares the write statements.
+// migrations and prepares the write statements. It first takes an
+// exclusive lock on <path>.lock (with its pid written in it): a second
+// process on the same database fails with ErrInUse, naming the holder.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var lock *dirlock.Lock
+	if cfg.Path != ":memory:" {
+		l, err := dirlock.Acquire(cfg.Path + ".lock")
+		if err != nil {
+			return nil, fmt.Errorf("sqlite store: %s: %w", cfg.Path, err)
+		}
+		lock = l
+	}
+	s, err := open(ctx, cfg)
+	if err != nil {
+		_ = lock.Release()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+func open(ctx context.Context, cfg Config) (*Store, error) {
 	w, err := sql.Open("sqlite", cfg.dsn())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store: open %q: %w", cfg.Path, err)
@@ -397,7 +423,8 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the statements and both connection pools.
+// Close closes the statements and both connection pools, then releases
+// the lock.
 func (s *Store) Close() error {
 	var errs []error
 	for _, st := range []*sql.Stmt{s.insOrder, s.insLine, s.insOutbox} {
@@ -409,6 +436,7 @@ func (s *Store) Close() error {
 		errs = append(errs, s.r.Close())
 	}
 	errs = append(errs, s.w.Close())
+	errs = append(errs, s.lock.Release())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sqlite store: close: %w", err)
 	}

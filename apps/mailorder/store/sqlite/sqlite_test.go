@@ -2,6 +2,8 @@ package sqlite_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -61,4 +63,20 @@ func TestConfigValidate(t *testing.T) {
 	require.NoError(t, sqlite.Config{Path: "x.db"}.WithDefaults().Validate())
 	_, err := sqlite.Open(context.Background(), sqlite.Config{})
 	require.ErrorContains(t, err, "path is required")
+}
+
+// One process per database: a second Open of the same file fails at once
+// with ErrInUse, naming the file and the holder's pid; after Close the
+// file can be opened again.
+func TestSecondOpenIsRefused(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "orders.db")
+	s := open(t, path)
+	_, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
+	require.ErrorIs(t, err, sqlite.ErrInUse)
+	require.ErrorContains(t, err, path)
+	require.ErrorContains(t, err, fmt.Sprintf("pid %d", os.Getpid()))
+	require.NoError(t, s.Close())
+	s = open(t, path)
+	require.NoError(t, s.Close())
 }

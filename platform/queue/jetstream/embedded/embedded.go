@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+
+	"github.com/plba/plba/internal/dirlock"
 )
 
 // Sync modes for Config.Sync.
@@ -33,6 +37,19 @@ const (
 // ErrNotReady is returned by Start when the server does not accept
 // connections within Config.ReadyTimeout.
 var ErrNotReady = errors.New("embedded: nats server not ready")
+
+// ErrStoreInUse is returned by Start when another process (or another
+// server in this one) holds the store directory's lock.
+var ErrStoreInUse = dirlock.ErrLocked
+
+// ErrStoreUnusable is returned by Start when the store directory cannot
+// be used (not a directory, no permission, no space, or JetStream could
+// not open it); the error says why.
+var ErrStoreUnusable = errors.New("embedded: store dir unusable")
+
+// lockFile is the lock file in the store directory: it holds the pid of
+// the process that uses the store.
+const lockFile = "plba.lock"
 
 // Config configures the embedded NATS server. The zero value is usable:
 // every field documents its default.
@@ -168,9 +185,19 @@ func (c Config) Options() (*server.Options, error) {
 	return o, nil
 }
 
+// stopping maps the store directory of every server of this process that
+// is shutting down to a channel closed when it is down and its lock
+// released.
+var stopping sync.Map
+
 // Server is a running embedded NATS server.
 type Server struct {
-	srv *server.Server
+	srv  *server.Server
+	lock *dirlock.Lock
+	dir  string
+
+	once    sync.Once
+	stopped chan struct{} // closed when the server is down and the lock released
 }
 
 // Start starts a NATS server with JetStream from cfg and waits until it
@@ -197,28 +224,87 @@ func StartWithOptions(ctx context.Context, opts *server.Options, readyTimeout ti
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < readyTimeout {
 		readyTimeout = time.Until(d)
 	}
+	lock, err := lockStore(ctx, opts.StoreDir)
+	if err != nil {
+		return nil, err
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
+		_ = lock.Release()
 		return nil, fmt.Errorf("embedded: new nats server: %w", err)
 	}
-	ns.SetLoggerV2(zapLogger{log.Named("nats-server").WithOptions(zap.AddCallerSkip(1)).Sugar()}, opts.Debug, false, false)
+	fatal := make(chan string, 1)
+	ns.SetLoggerV2(zapLogger{l: log.Named("nats-server").WithOptions(zap.AddCallerSkip(1)).Sugar(), fatal: fatal}, opts.Debug, false, false)
 	ns.Start()
-	if !ns.ReadyForConnections(readyTimeout) {
+	down := func() {
 		ns.Shutdown()
 		ns.WaitForShutdown()
+		_ = lock.Release()
+	}
+	// Wait for the server, but not for a server that already gave up: a
+	// JetStream that cannot open its store logs a fatal error and never
+	// becomes ready.
+	deadline := time.Now().Add(readyTimeout)
+	for !ns.ReadyForConnections(50 * time.Millisecond) {
+		select {
+		case msg := <-fatal:
+			down()
+			return nil, fmt.Errorf("embedded: store dir %s: %s: %w", opts.StoreDir, msg, ErrStoreUnusable)
+		default:
+		}
 		if err := ctx.Err(); err != nil {
+			down()
 			return nil, fmt.Errorf("embedded: start nats server: %w", err)
 		}
-		return nil, fmt.Errorf("embedded: start nats server within %s: %w", readyTimeout, ErrNotReady)
+		if time.Now().After(deadline) {
+			down()
+			return nil, fmt.Errorf("embedded: start nats server within %s: %w", readyTimeout, ErrNotReady)
+		}
 	}
 	if !ns.JetStreamEnabled() && opts.Cluster.Port == 0 {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return nil, fmt.Errorf("embedded: jetstream did not start (store %q): %w", opts.StoreDir, ErrNotReady)
+		cause := "jetstream did not start"
+		select {
+		case msg := <-fatal:
+			cause = msg
+		default:
+		}
+		down()
+		return nil, fmt.Errorf("embedded: store dir %s: %s: %w", opts.StoreDir, cause, ErrStoreUnusable)
 	}
 	log.Info("embedded nats server started", zap.String("name", opts.ServerName),
 		zap.String("store_dir", opts.StoreDir), zap.Bool("listening", !opts.DontListen))
-	return &Server{srv: ns}, nil
+	return &Server{srv: ns, lock: lock, dir: opts.StoreDir, stopped: make(chan struct{})}, nil
+}
+
+// lockStore makes sure dir is a usable directory and takes its lock: one
+// server per store, across processes. A second server on the same store
+// would corrupt it (both write the same message blocks).
+//
+// A server of this process that is still shutting down on dir (its
+// Shutdown's context ended first) is waited for, within ctx: it is going
+// away, and the store is free once it is down.
+func lockStore(ctx context.Context, dir string) (*dirlock.Lock, error) {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("embedded: store dir %s: not a directory: %w", dir, ErrStoreUnusable)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("embedded: store dir %s: %w: %w", dir, err, ErrStoreUnusable)
+	}
+	if down, ok := stopping.Load(dir); ok {
+		select {
+		case <-down.(chan struct{}):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("embedded: store dir %s: waiting for this process's previous server to shut down: %w", dir, ctx.Err())
+		}
+	}
+	lock, err := dirlock.Acquire(filepath.Join(dir, lockFile))
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, fmt.Errorf("embedded: store dir %s: %w", dir, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("embedded: store dir %s: %w: %w", dir, err, ErrStoreUnusable)
+	}
+	return lock, nil
 }
 
 // NATS returns the underlying nats-server, for tests and diagnostics.
@@ -242,29 +328,45 @@ func (s *Server) ClientURL() string {
 // Shutdown stops the server and waits until it is down or ctx ends. It is
 // safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.srv.Shutdown()
-		s.srv.WaitForShutdown()
-	}()
+	s.once.Do(func() {
+		stopping.Store(s.dir, s.stopped)
+		go func() {
+			s.srv.Shutdown()
+			s.srv.WaitForShutdown()
+			_ = s.lock.Release() // the store is free only once the server is down
+			stopping.CompareAndDelete(s.dir, s.stopped)
+			close(s.stopped)
+		}()
+	})
 	select {
-	case <-done:
+	case <-s.stopped:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("embedded: shutdown nats server: %w", ctx.Err())
 	}
 }
 
-// zapLogger adapts zap to the nats-server Logger interface.
-type zapLogger struct{ l *zap.SugaredLogger }
+// zapLogger adapts zap to the nats-server Logger interface. The first
+// fatal message also goes to fatal (when set), for Start.
+type zapLogger struct {
+	l     *zap.SugaredLogger
+	fatal chan string
+}
 
 // Noticef logs at debug: the server's notices are its start-up banner and
 // routine events, which would bury the host's own lines at info; the
 // backend logs what matters (started, disconnected, reconnected) itself.
 func (z zapLogger) Noticef(format string, v ...any) { z.l.Debugf(format, v...) }
 func (z zapLogger) Warnf(format string, v ...any)   { z.l.Warnf(format, v...) }
-func (z zapLogger) Fatalf(format string, v ...any)  { z.l.Errorf(format, v...) }
-func (z zapLogger) Errorf(format string, v ...any)  { z.l.Errorf(format, v...) }
-func (z zapLogger) Debugf(format string, v ...any)  { z.l.Debugf(format, v...) }
-func (z zapLogger) Tracef(format string, v ...any)  { z.l.Debugf(format, v...) }
+func (z zapLogger) Fatalf(format string, v ...any) {
+	z.l.Errorf(format, v...)
+	if z.fatal != nil {
+		select {
+		case z.fatal <- fmt.Sprintf(format, v...):
+		default:
+		}
+	}
+}
+func (z zapLogger) Errorf(format string, v ...any) { z.l.Errorf(format, v...) }
+func (z zapLogger) Debugf(format string, v ...any) { z.l.Debugf(format, v...) }
+func (z zapLogger) Tracef(format string, v ...any) { z.l.Debugf(format, v...) }

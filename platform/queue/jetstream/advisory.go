@@ -1,0 +1,256 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
+)
+
+// The server gives up on a message after MaxDeliver deliveries without
+// telling the consumer: it publishes a MAX_DELIVERIES advisory and keeps
+// the message in the work stream, never to deliver it again. The backend
+// turns each such message into a dead letter. Advisories are core NATS
+// messages, lost when nobody listens, so they are captured by a stream of
+// their own, <prefix>_ADV_<consumer> (work-queue retention), and read by a
+// durable consumer of the same name: an advisory is acknowledged only
+// after its dead letter is stored, the watcher told and the work message
+// deleted. A process that dies in between leaves the advisory
+// unacknowledged and the message in its work stream; the next process
+// (or another replica, after AckWait) does the work again, and the
+// dead-letter copy is de-duplicated by its Nats-Msg-Id.
+
+// maxDeliveriesAdvisory is the part of the server's advisory we use.
+type maxDeliveriesAdvisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
+
+// advisoryRetry is how long a failed advisory waits before it is tried
+// again.
+const advisoryRetry = time.Second
+
+// ensureAdvisoryStream creates the stream that captures the
+// max-deliveries advisories (its subjects are added queue by queue, see
+// captureAdvisories) and its durable consumer. An existing stream is
+// kept as it is: its subjects are the queues' subjects.
+func (b *Backend) ensureAdvisoryStream(ctx context.Context) error {
+	name := b.names.advisoryStream()
+	s, err := b.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = b.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        name,
+			Description: "plba: max-deliveries advisories of consumer " + b.cfg.Consumer + ", turned into dead letters",
+			Subjects:    []string{b.names.prefix + ".adv." + b.cfg.Consumer}, // placeholder until a queue adds its own
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     b.storage(),
+			Replicas:    b.cfg.Replicas,
+			Discard:     jetstream.DiscardNew,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = b.js.Stream(ctx, name)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: create stream %q: %w", name, err)
+	}
+	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:     b.cfg.Consumer,
+		Description: "plba: dead-letters exhausted tasks",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     b.cfg.AckWait,
+		MaxDeliver:  -1,
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream: create consumer %q on %q: %w", b.cfg.Consumer, name, err)
+	}
+	b.advCons = c
+	return nil
+}
+
+// captureAdvisories adds the advisory subject of the work stream to the
+// advisory stream, before the stream's consumer exists. One subject per
+// work stream rather than a wildcard over the stream token, which would
+// also capture, and collide with, the advisories of another stream
+// prefix that uses the same consumer name. Replicas that add queues at
+// the same time may overwrite each other's update: it is read back and
+// retried until the subject is there.
+func (b *Backend) captureAdvisories(ctx context.Context, stream string) error {
+	name := b.names.advisoryStream()
+	subj := b.names.advisorySubject(stream)
+	b.advMu.Lock()
+	defer b.advMu.Unlock()
+	for range 20 {
+		s, err := b.js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("jetstream: stream %q: %w", name, err)
+		}
+		cfg := s.CachedInfo().Config
+		if slices.Contains(cfg.Subjects, subj) {
+			return nil
+		}
+		cfg.Subjects = append(cfg.Subjects, subj)
+		if _, err := b.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("jetstream: add %q to stream %q: %w", subj, name, err)
+		}
+	}
+	return fmt.Errorf("jetstream: add %q to stream %q: concurrent updates kept removing it", subj, name)
+}
+
+// WatchDead registers fn, called once for each dead letter the backend
+// makes on its own: a task the server stopped delivering after
+// Config.MaxDeliver deliveries (its lease expired on the last one), or a
+// message on a work stream that is not a task. fn runs after the dead
+// letter is stored and before the work message is deleted, so a crash in
+// between calls it again (at least once). fn may be called from several
+// goroutines and must not block for long. Register it before the first
+// Lease: advisories are read from then on (or from this call), and
+// wait in their stream until then.
+func (b *Backend) WatchDead(fn func(queue.DeadLetter)) {
+	b.watchMu.Lock()
+	b.watchFn = fn
+	b.watchMu.Unlock()
+	if b.started.Load() {
+		if err := b.startAdvisories(); err != nil {
+			b.log.Error("jetstream: read advisories", zap.Error(err))
+		}
+	}
+}
+
+var _ queue.DeadWatcher = (*Backend)(nil)
+
+// toldDead calls the registered watcher, if any.
+func (b *Backend) toldDead(dl queue.DeadLetter) {
+	b.watchMu.Lock()
+	fn := b.watchFn
+	b.watchMu.Unlock()
+	if fn != nil {
+		fn(dl)
+	}
+}
+
+// startAdvisories starts reading the advisory stream, once.
+func (b *Backend) startAdvisories() error {
+	b.advMu.Lock()
+	defer b.advMu.Unlock()
+	if b.advCC != nil || b.isClosing() {
+		return nil
+	}
+	cc, err := b.advCons.Consume(b.onAdvisory, jetstream.PullMaxMessages(16),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !b.isClosing() {
+				b.log.Debug("jetstream: advisory consumer", zap.Error(err))
+			}
+		}))
+	if err != nil {
+		return fmt.Errorf("jetstream: consume %q: %w", b.names.advisoryStream(), err)
+	}
+	b.advCC = cc
+	return nil
+}
+
+// stopAdvisories stops reading advisories and waits for the one being
+// handled, or ctx.
+func (b *Backend) stopAdvisories(ctx context.Context) error {
+	b.advMu.Lock()
+	cc := b.advCC
+	b.advMu.Unlock()
+	if cc == nil {
+		return nil
+	}
+	cc.Stop()
+	select {
+	case <-cc.Closed():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("jetstream: advisory consumer: %w", ctx.Err())
+	}
+}
+
+// onAdvisory dead-letters the message an advisory names, then
+// acknowledges the advisory; on failure the advisory comes back later.
+func (b *Backend) onAdvisory(m jetstream.Msg) {
+	var a maxDeliveriesAdvisory
+	if err := json.Unmarshal(m.Data(), &a); err != nil {
+		b.log.Warn("jetstream: bad max-deliveries advisory", zap.Error(err))
+		_ = m.Term()
+		return
+	}
+	queueName, ok := b.names.queueOfStream(a.Stream)
+	if !ok || a.Consumer != b.cfg.Consumer {
+		_ = m.Ack()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
+	defer cancel()
+	go func() { // stop the work when Close tears down
+		select {
+		case <-b.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := b.exhausted(ctx, queueName, a, m); err != nil {
+		b.log.Error("jetstream: dead-letter exhausted task (tried again later)", zap.String("queue", queueName),
+			zap.Uint64("seq", a.StreamSeq), zap.Error(err))
+		_ = m.NakWithDelay(advisoryRetry)
+		return
+	}
+	if err := m.Ack(); err != nil {
+		b.log.Warn("jetstream: ack advisory", zap.Error(err))
+	}
+}
+
+// exhausted dead-letters the message an advisory names: store the copy,
+// tell the watcher, delete the message. A message already gone was
+// handled before (the watcher was told before it was deleted).
+func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveriesAdvisory, adv jetstream.Msg) error {
+	q, err := b.queue(queueName)
+	if err != nil {
+		return err
+	}
+	s, err := b.js.Stream(ctx, q.stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stream %q: %w", q.stream, err)
+	}
+	raw, err := s.GetMsg(ctx, a.StreamSeq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get message %d: %w", a.StreamSeq, err)
+	}
+	t, err := decodeTask(raw.Header, raw.Data, queueName)
+	if err != nil {
+		t = &task.Task{ID: "seq-" + strconv.FormatUint(a.StreamSeq, 10), Kind: "?", Queue: queueName, Payload: raw.Data, EnqueuedAt: raw.Time}
+	}
+	t.Attempt = max(1, t.Attempt+int(a.Deliveries)) // t.Attempt: attempts used before a Release
+	reason := fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", a.Deliveries)
+	at := time.Now()
+	if err := b.publishDead(ctx, q, t, a.StreamSeq, int(a.Deliveries), reason); err != nil {
+		return err
+	}
+	_ = adv.InProgress()
+	b.toldDead(queue.DeadLetter{Task: t, Reason: reason, At: at})
+	if err := b.markDone(ctx, q, t.Key); err != nil {
+		return err
+	}
+	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNotFound(err) {
+		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)
+	}
+	return nil
+}

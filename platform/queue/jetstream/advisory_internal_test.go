@@ -1,0 +1,124 @@
+package jetstream
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+	"github.com/plba/plba/platform/task"
+)
+
+// TestRetryOnTheLastDeliveryReportsTheDeadLetter: a Retry that max_deliver
+// forbids is a dead letter, and Retry says so (queue.ErrDeadLettered)
+// instead of reporting a retry that will never happen.
+func TestRetryOnTheLastDeliveryReportsTheDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{MaxDeliver: 2, AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t1", Kind: "k", Queue: "rt"}))
+	lease := func() *queue.Delivery {
+		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		ds, err := b.Lease(lctx, "rt", 1, 5*time.Second)
+		require.NoError(t, err)
+		return ds[0]
+	}
+	d := lease()
+	require.Equal(t, 1, d.Task.Attempt)
+	require.NoError(t, b.Retry(ctx, d, time.Now()), "attempt 1 of 2: a real retry")
+	d = lease()
+	require.Equal(t, 2, d.Task.Attempt)
+	require.ErrorIs(t, b.Retry(ctx, d, time.Now()), queue.ErrDeadLettered)
+	dead, err := b.ListDead(ctx, "rt", 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Equal(t, "t1", dead[0].Task.ID)
+	st, err := b.Stats(ctx, "rt")
+	require.NoError(t, err)
+	require.Zero(t, st.Ready+st.InFlight+st.Delayed)
+}
+
+// TestExhaustedTasksReachAWatcherAcrossACrash: tasks whose lease expired on
+// their last delivery are dead-lettered from the server's MAX_DELIVERIES
+// advisories, which are kept in a stream until handled. Process A sees
+// 300 of them arrive while its watcher is stuck on the first (the old
+// 256-slot channel dropped the overflow), then dies without handling them
+// (the old subscription lost what it had not handled); process B, started
+// afterwards on the same server, dead-letters every one and tells its
+// watcher, and nothing is left in the queue.
+func TestExhaustedTasksReachAWatcherAcrossACrash(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv, err := embedded.Start(ctx, embedded.Config{StoreDir: t.TempDir()}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	cfg := Config{MaxDeliver: 1, AckWait: 500 * time.Millisecond}
+	const n = 300
+
+	a, err := Open(ctx, Params{Config: cfg, Server: srv})
+	require.NoError(t, err)
+	stuck := make(chan struct{})
+	var stuckOnce sync.Once
+	a.WatchDead(func(queue.DeadLetter) { <-stuck })
+	defer stuckOnce.Do(func() { close(stuck) })
+	tasks := make([]*task.Task, n)
+	for i := range tasks {
+		tasks[i] = &task.Task{Kind: "k", Queue: "ex"}
+	}
+	require.NoError(t, a.Enqueue(ctx, tasks...))
+	ids := map[string]bool{}
+	for _, tk := range tasks {
+		ids[tk.ID] = true
+	}
+	// Lease everything once and never settle: every task is exhausted.
+	advisories := func() uint64 {
+		s, err := a.js.Stream(ctx, a.names.advisoryStream())
+		require.NoError(t, err)
+		return s.CachedInfo().State.LastSeq
+	}
+	for deadline := time.Now().Add(60 * time.Second); advisories() < n; {
+		require.True(t, time.Now().Before(deadline), "only %d of %d advisories", advisories(), n)
+		lctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, _ = a.Lease(lctx, "ex", n, 100*time.Millisecond)
+		cancel()
+	}
+	// A dies: its connection goes without a goodbye.
+	a.nc.Close()
+	stuckOnce.Do(func() { close(stuck) })
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_ = a.Close(cctx)
+	cancel()
+
+	b, err := Open(ctx, Params{Config: cfg, Server: srv})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	var mu sync.Mutex
+	told := map[string]int{}
+	b.WatchDead(func(dl queue.DeadLetter) {
+		mu.Lock()
+		told[dl.Task.ID]++
+		mu.Unlock()
+	})
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(told) == n
+	}, 60*time.Second, 20*time.Millisecond, "every exhausted task reaches B's watcher")
+	mu.Lock()
+	for id := range told {
+		require.True(t, ids[id], "unknown id %s", id)
+	}
+	mu.Unlock()
+	require.Eventually(t, func() bool {
+		dead, err := b.ListDead(ctx, "ex", 0)
+		require.NoError(t, err)
+		st, err := b.Stats(ctx, "ex")
+		require.NoError(t, err)
+		return len(dead) == n && st.Ready+st.InFlight+st.Delayed == 0
+	}, 30*time.Second, 50*time.Millisecond, "%d dead letters, the queue empty", n)
+}

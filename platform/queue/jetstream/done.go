@@ -1,0 +1,167 @@
+package jetstream
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// De-duplication across restarts. A work stream refuses a second task
+// with the same Nats-Msg-Id (the task key) within the duplicate window,
+// but the server keeps that table in memory and rebuilds it at start from
+// the messages it still stores; an acknowledged task is deleted from its
+// work stream, so after a restart its key would be accepted again. The
+// backend therefore remembers finished keys itself: when a task is acked
+// or dead-lettered, a marker without payload is stored on
+// <prefix>.done.<queue>.<hash of key> in the stream <prefix>_DONE (limits
+// retention, MaxAge = the duplicate window, one message per subject,
+// direct gets), before the work message goes. Enqueue looks up every
+// task's marker first and drops a task whose key finished within the
+// window. A crash between the marker and the ack leaves the task queued
+// (it runs again, at least once) while a new task with its key is
+// dropped, which loses nothing because the queued one still runs.
+
+// doneLookups bounds the marker lookups one Enqueue runs at a time on a
+// server without batched direct gets.
+const doneLookups = 32
+
+// ensureDoneStream creates or updates the stream of finished keys.
+func (b *Backend) ensureDoneStream(ctx context.Context) error {
+	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              b.names.doneStream(),
+		Description:       "plba: keys of finished tasks, for de-duplication across restarts",
+		Subjects:          []string{b.names.doneSubjects()},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           b.storage(),
+		Replicas:          b.cfg.Replicas,
+		MaxAge:            b.cfg.DuplicateWindow,
+		MaxMsgsPerSubject: 1,
+		Discard:           jetstream.DiscardOld,
+		AllowDirect:       true,
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream: create stream %q: %w", b.names.doneStream(), err)
+	}
+	b.done = s
+	return nil
+}
+
+// doneSubject is the marker subject of key on q.
+func (q *queueState) doneSubject(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return q.donePrefix + hex.EncodeToString(sum[:16])
+}
+
+// markDone stores the marker that key finished on q, and waits for the
+// server to store it.
+func (b *Backend) markDone(ctx context.Context, q *queueState, key string) error {
+	if _, err := b.js.Publish(ctx, q.doneSubject(key), nil); err != nil {
+		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", key, q.queue, err)
+	}
+	return nil
+}
+
+// maxLastFor is how many subjects one batched direct get asks for (the
+// server answers at most 1024 messages to one request).
+const maxLastFor = 1024
+
+// markDoneThenAck publishes the marker that r's key finished and sends
+// r's ack once the server stored it, without waiting.
+func (b *Backend) markDoneThenAck(r *receipt) error {
+	m := nats.NewMsg(r.q.doneSubject(r.d.Task.Key))
+	msg, q, id := r.msg, r.q.queue, r.d.Task.ID
+	b.pubs.addThen(m, func(err error) {
+		if err != nil {
+			b.log.Warn("jetstream: record a finished key (the task is delivered again after its AckWait)",
+				zap.String("queue", q), zap.String("task", id), zap.Error(err))
+			return
+		}
+		if err := msg.Respond(ackAck); err != nil {
+			b.log.Warn("jetstream: ack (the task is delivered again after its AckWait)",
+				zap.String("queue", q), zap.String("task", id), zap.Error(err))
+		}
+	})
+	if _, err := b.js.PublishMsgAsync(m); err != nil {
+		b.pubs.take(m) // unless the error callback had it already
+		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.d.Task.Key, q, err)
+	}
+	return nil
+}
+
+// finished reports, for each task, whether its key finished on its queue
+// within the duplicate window. Servers from 2.11 on answer a whole batch
+// with one direct get (multi_last, through orbit.go's jetstreamext);
+// older ones get one direct get per task, doneLookups at a time.
+func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueState) ([]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+	defer cancel()
+	if !b.multiGet {
+		return b.finishedOneByOne(ctx, tasks, qs)
+	}
+	out := make([]bool, len(tasks))
+	at := make(map[string][]int, len(tasks)) // subject -> tasks
+	subjects := make([]string, 0, len(tasks))
+	for i, t := range tasks {
+		subj := qs[i].doneSubject(t.Key)
+		if _, ok := at[subj]; !ok {
+			subjects = append(subjects, subj)
+		}
+		at[subj] = append(at[subj], i)
+	}
+	for len(subjects) > 0 {
+		chunk := subjects[:min(len(subjects), maxLastFor)]
+		subjects = subjects[len(chunk):]
+		msgs, err := jetstreamext.GetLastMsgsFor(ctx, b.js, b.names.doneStream(), chunk)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: look up %d keys: %w", len(chunk), err)
+		}
+		for m, err := range msgs {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("jetstream: look up %d keys: %w", len(chunk), err)
+			}
+			for _, i := range at[m.Subject] {
+				out[i] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// finishedOneByOne is finished for servers without batched direct gets.
+func (b *Backend) finishedOneByOne(ctx context.Context, tasks []*task.Task, qs []*queueState) ([]bool, error) {
+	out := make([]bool, len(tasks))
+	errs := make([]error, len(tasks))
+	sem := make(chan struct{}, doneLookups)
+	var wg sync.WaitGroup
+	for i, t := range tasks {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			_, err := b.done.GetLastMsgForSubject(ctx, qs[i].doneSubject(t.Key))
+			switch {
+			case err == nil:
+				out[i] = true
+			case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):
+			default:
+				errs[i] = fmt.Errorf("jetstream: look up key %q of %q: %w", t.Key, t.Queue, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}

@@ -1,0 +1,62 @@
+package jetstream
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+	"github.com/plba/plba/platform/task"
+)
+
+// Both ways of looking finished keys up (one batched direct get, and one
+// get per key for servers before 2.11) find the same keys, across two
+// queues and with a key repeated in the batch.
+func TestFinishedLookups(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	require.True(t, b.multiGet, "the embedded server answers batched direct gets")
+	q1, err := b.queue("one")
+	require.NoError(t, err)
+	q2, err := b.queue("two")
+	require.NoError(t, err)
+	require.NoError(t, b.markDone(ctx, q1, "a"))
+	require.NoError(t, b.markDone(ctx, q2, "b"))
+	tasks := []*task.Task{{Key: "a", Queue: "one"}, {Key: "a", Queue: "two"}, {Key: "b", Queue: "two"}, {Key: "c", Queue: "one"}, {Key: "a", Queue: "one"}}
+	qs := []*queueState{q1, q2, q2, q1, q1}
+	want := []bool{true, false, true, false, true}
+	got, err := b.finished(ctx, tasks, qs)
+	require.NoError(t, err)
+	require.Equal(t, want, got, "batched")
+	got, err = b.finishedOneByOne(ctx, tasks, qs)
+	require.NoError(t, err)
+	require.Equal(t, want, got, "one by one")
+}
+
+// A batch of more keys than one batched get may ask for is looked up in
+// chunks, and every finished key is found.
+func TestFinishedLookupsInChunks(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	q, err := b.queue("big")
+	require.NoError(t, err)
+	const n = maxLastFor + 500
+	tasks := make([]*task.Task, n)
+	qs := make([]*queueState, n)
+	for i := range tasks {
+		tasks[i] = &task.Task{Key: strconv.Itoa(i), Queue: "big"}
+		qs[i] = q
+		if i%2 == 0 {
+			require.NoError(t, b.markDone(ctx, q, tasks[i].Key))
+		}
+	}
+	got, err := b.finished(ctx, tasks, qs)
+	require.NoError(t, err)
+	for i, done := range got {
+		require.Equal(t, i%2 == 0, done, "key %d", i)
+	}
+}
