@@ -68,7 +68,10 @@ type DeadLetter struct {
 type Producer interface {
 	// Enqueue stores tasks on their queues (Task.Queue must be set; the
 	// backend calls Task.Prepare). A task whose key is already present
-	// (within the backend's de-duplication window) is dropped silently.
+	// (within the backend's de-duplication window) is dropped; when the
+	// task with that key already finished (acked or dead-lettered), the
+	// dropped task is marked with how (task.MarkFinished), so that the
+	// caller can tell its source, which may never have heard it.
 	// A batch is accepted as a whole or the error says it was not.
 	// Enqueue blocks while a bounded queue is full, until ctx ends.
 	Enqueue(ctx context.Context, tasks ...*task.Task) error

@@ -2,6 +2,8 @@ package source
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/plba/plba/platform/task"
@@ -12,14 +14,20 @@ import (
 // task.HeaderCompletion to src's name so the completion finds its way back.
 // Back-pressure comes from enq: a bounded backend blocks Emit while the
 // queue is full.
+//
+// A task the backend drops because a task with its key already finished
+// (task.Finished) is completed at once with that outcome: the source that
+// emits it again (after a restart, say) may never have heard it, and no
+// other completion will come.
 func NewEmitter(src Source, enq task.Enqueuer) Emitter {
-	_, completes := src.(Completer)
-	return &emitter{name: src.Name(), completes: completes, enq: enq}
+	cp, _ := src.(Completer)
+	return &emitter{name: src.Name(), completes: cp != nil, cp: cp, enq: enq}
 }
 
 type emitter struct {
 	name      string
 	completes bool
+	cp        Completer // nil unless completes
 	enq       task.Enqueuer
 	emitted   atomic.Int64
 	obs       Observer // nil: none
@@ -41,5 +49,16 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	if e.obs != nil {
 		e.obs.Emitted(ctx, e.name, len(tasks))
 	}
-	return nil
+	if !e.completes {
+		return nil
+	}
+	var errs []error
+	for _, t := range tasks {
+		if o, reason, ok := task.Finished(t); ok {
+			if err := e.cp.Complete(ctx, t, o, reason); err != nil {
+				errs = append(errs, fmt.Errorf("source %s: complete task %s, a duplicate of one that %s: %w", e.name, t.ID, o, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue/memory"
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
 )
@@ -293,4 +294,41 @@ func TestDetailerShowsInComponentDetails(t *testing.T) {
 	c, ok := reg.Get("source/detailed")
 	require.True(t, ok)
 	require.Equal(t, map[string]int{"last_uid": 42}, c.Status().Details.(source.Stats).Details)
+}
+
+// TestEmitterCompletesDuplicatesOfFinishedTasks: a task emitted again
+// after its first copy finished (a source restarted after its process
+// died between the ack and the completion, say) is dropped by the
+// backend's de-duplication; the emitter tells the source the outcome at
+// once, since no other completion will come. Before, the source was told
+// nothing and its mail stayed in the INBOX.
+func TestEmitterCompletesDuplicatesOfFinishedTasks(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	be := memory.New(memory.Options{DedupWindow: time.Minute})
+	t.Cleanup(func() { _ = be.Close(context.Background()) })
+	src := &completingSource{funcSource: funcSource{name: "mailbox"}}
+	emit := source.NewEmitter(src, be)
+
+	require.NoError(t, emit.Emit(ctx, &task.Task{ID: "a", Kind: "k", Queue: "q"}, &task.Task{ID: "b", Kind: "k", Queue: "q"}))
+	ds, err := be.Lease(ctx, "q", 2, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, ds, 2)
+	for _, d := range ds {
+		if d.Task.ID == "a" {
+			require.NoError(t, be.Ack(ctx, d))
+		} else {
+			require.NoError(t, be.DeadLetter(ctx, d, "bad"))
+		}
+	}
+	require.Empty(t, src.seen, "the pool (absent here) tells the source of the first copies")
+
+	require.NoError(t, emit.Emit(ctx, &task.Task{ID: "a", Kind: "k", Queue: "q"}, &task.Task{ID: "b", Kind: "k", Queue: "q"},
+		&task.Task{ID: "c", Kind: "k", Queue: "q"}))
+	src.mu.Lock()
+	require.Equal(t, map[string]task.Outcome{"a": task.Succeeded, "b": task.DeadLettered}, src.seen)
+	src.mu.Unlock()
+	st, err := be.Stats(ctx, "q")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Ready, "only the new task was enqueued")
 }

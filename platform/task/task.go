@@ -20,7 +20,37 @@ const (
 	// be handled (see Rejected). A pool dead-letters such a task with that
 	// reason without running a handler.
 	HeaderRejected = "plba-rejected"
+	// HeaderFinished is set by a queue backend on a task it dropped at
+	// Enqueue because a task with the same key already finished within
+	// the de-duplication window: the Outcome that one finished with
+	// (succeeded or dead_lettered). See Finished.
+	HeaderFinished = "plba-finished"
+	// HeaderFinishedReason is the dead letter's reason beside
+	// HeaderFinished.
+	HeaderFinishedReason = "plba-finished-reason"
 )
+
+// MarkFinished records on t, a duplicate that Enqueue dropped, how the
+// task with its key finished. Backends call it; sources read it through
+// Finished.
+func MarkFinished(t *Task, o Outcome, reason string) {
+	t.SetHeader(HeaderFinished, string(o))
+	if reason != "" {
+		t.SetHeader(HeaderFinishedReason, reason)
+	}
+}
+
+// Finished reports whether Enqueue dropped t because a task with its key
+// already finished, and with which outcome and reason. Whoever emitted t
+// still owes its source that outcome: the task that finished may have
+// been told to a process that no longer exists.
+func Finished(t *Task) (o Outcome, reason string, ok bool) {
+	v := Outcome(t.Header(HeaderFinished))
+	if !v.Final() {
+		return "", "", false
+	}
+	return v, t.Header(HeaderFinishedReason), true
+}
 
 // Task is one unit of work: a kind, a payload and the metadata the runtime
 // needs to deliver it at least once.

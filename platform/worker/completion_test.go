@@ -253,7 +253,12 @@ func TestFailedRetryAndDeadLetterAreNotDone(t *testing.T) {
 	rt := startInbox(t, be, cfg, src, route, obs)
 
 	p, _ := rt.Pool("orders")
-	require.Eventually(t, func() bool { return p.Stats().Dead == 1 }, 20*time.Second, time.Millisecond)
+	// The counter moves before the observer and the source hear of the
+	// dead letter: wait for all three.
+	require.Eventually(t, func() bool {
+		outs, _ := obs.snapshot()
+		return p.Stats().Dead == 1 && len(outs) == 3 && len(src.snapshot()["o1"]) == 1
+	}, 20*time.Second, time.Millisecond)
 	st := p.Stats()
 	require.Equal(t, worker.SettleFailures{Retry: 1, DeadLetter: 1}, st.SettleFailed)
 	// Attempt 1: retry refused (lease runs out: attempt 2); attempt 2:

@@ -246,7 +246,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	}
 	_ = adv.InProgress()
 	b.toldDead(queue.DeadLetter{Task: t, Reason: reason, At: at})
-	if err := b.markDone(ctx, q, t.Key); err != nil {
+	if err := b.markDone(ctx, q, t.Key, task.DeadLettered, reason); err != nil {
 		return err
 	}
 	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNotFound(err) {

@@ -145,7 +145,7 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 	if err := b.publishDead(ctx, r.q, r.d.Task, r.seq, r.attempt, reason); err != nil {
 		return err
 	}
-	if err := b.markDone(ctx, r.q, r.d.Task.Key); err != nil {
+	if err := b.markDone(ctx, r.q, r.d.Task.Key, task.DeadLettered, reason); err != nil {
 		return err
 	}
 	if err := r.msg.Respond([]byte("+TERM " + sanitizeValue(reason))); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -63,10 +64,39 @@ func (q *queueState) doneSubject(key string) string {
 	return q.donePrefix + hex.EncodeToString(sum[:16])
 }
 
-// markDone stores the marker that key finished on q, and waits for the
-// server to store it.
-func (b *Backend) markDone(ctx context.Context, q *queueState, key string) error {
-	if _, err := b.js.Publish(ctx, q.doneSubject(key), nil); err != nil {
+// maxDoneReason caps the dead-letter reason a marker keeps.
+const maxDoneReason = 1 << 10
+
+// doneData is a marker's payload: how the task finished ("succeeded", or
+// "dead_lettered" and a line with the reason), or nothing for a task that
+// was released (its copy is still queued; the copy's own settlement
+// writes the final marker over it).
+func doneData(o task.Outcome, reason string) []byte {
+	if !o.Final() {
+		return nil
+	}
+	if o != task.DeadLettered || reason == "" {
+		return []byte(o)
+	}
+	if len(reason) > maxDoneReason {
+		reason = reason[:maxDoneReason]
+	}
+	return []byte(string(o) + "\n" + reason)
+}
+
+// markFinished marks t, a duplicate Enqueue drops, with the outcome its
+// key's marker data records, when it records a final one.
+func markFinished(t *task.Task, data []byte) {
+	o, reason, _ := strings.Cut(string(data), "\n")
+	if task.Outcome(o).Final() {
+		task.MarkFinished(t, task.Outcome(o), reason)
+	}
+}
+
+// markDone stores the marker that key finished on q with outcome o (and a
+// dead letter's reason), and waits for the server to store it.
+func (b *Backend) markDone(ctx context.Context, q *queueState, key string, o task.Outcome, reason string) error {
+	if _, err := b.js.Publish(ctx, q.doneSubject(key), doneData(o, reason)); err != nil {
 		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", key, q.queue, err)
 	}
 	return nil
@@ -80,6 +110,7 @@ const maxLastFor = 1024
 // r's ack once the server stored it, without waiting.
 func (b *Backend) markDoneThenAck(r *receipt) error {
 	m := nats.NewMsg(r.q.doneSubject(r.d.Task.Key))
+	m.Data = doneData(task.Succeeded, "")
 	msg, q, id := r.msg, r.q.queue, r.d.Task.ID
 	b.pubs.addThen(m, func(err error) {
 		if err != nil {
@@ -99,17 +130,24 @@ func (b *Backend) markDoneThenAck(r *receipt) error {
 	return nil
 }
 
+// doneMark is what finished found of one task's key: whether it finished
+// within the window, and its marker's data (see doneData).
+type doneMark struct {
+	done bool
+	data []byte
+}
+
 // finished reports, for each task, whether its key finished on its queue
-// within the duplicate window. Servers from 2.11 on answer a whole batch
+// within the duplicate window, and how. Servers from 2.11 on answer a whole batch
 // with one direct get (multi_last, through orbit.go's jetstreamext);
 // older ones get one direct get per task, doneLookups at a time.
-func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueState) ([]bool, error) {
+func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueState) ([]doneMark, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
 	if !b.multiGet {
 		return b.finishedOneByOne(ctx, tasks, qs)
 	}
-	out := make([]bool, len(tasks))
+	out := make([]doneMark, len(tasks))
 	at := make(map[string][]int, len(tasks)) // subject -> tasks
 	subjects := make([]string, 0, len(tasks))
 	for i, t := range tasks {
@@ -134,7 +172,7 @@ func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueS
 				return nil, fmt.Errorf("jetstream: look up %d keys: %w", len(chunk), err)
 			}
 			for _, i := range at[m.Subject] {
-				out[i] = true
+				out[i] = doneMark{done: true, data: m.Data}
 			}
 		}
 	}
@@ -142,8 +180,8 @@ func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueS
 }
 
 // finishedOneByOne is finished for servers without batched direct gets.
-func (b *Backend) finishedOneByOne(ctx context.Context, tasks []*task.Task, qs []*queueState) ([]bool, error) {
-	out := make([]bool, len(tasks))
+func (b *Backend) finishedOneByOne(ctx context.Context, tasks []*task.Task, qs []*queueState) ([]doneMark, error) {
+	out := make([]doneMark, len(tasks))
 	errs := make([]error, len(tasks))
 	sem := make(chan struct{}, doneLookups)
 	var wg sync.WaitGroup
@@ -152,10 +190,10 @@ func (b *Backend) finishedOneByOne(ctx context.Context, tasks []*task.Task, qs [
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			_, err := b.done.GetLastMsgForSubject(ctx, qs[i].doneSubject(t.Key))
+			m, err := b.done.GetLastMsgForSubject(ctx, qs[i].doneSubject(t.Key))
 			switch {
 			case err == nil:
-				out[i] = true
+				out[i] = doneMark{done: true, data: m.Data}
 			case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):
 			default:
 				errs[i] = fmt.Errorf("jetstream: look up key %q of %q: %w", t.Key, t.Queue, err)

@@ -23,11 +23,12 @@ func TestFinishedLookups(t *testing.T) {
 	require.NoError(t, err)
 	q2, err := b.queue("two")
 	require.NoError(t, err)
-	require.NoError(t, b.markDone(ctx, q1, "a"))
-	require.NoError(t, b.markDone(ctx, q2, "b"))
+	require.NoError(t, b.markDone(ctx, q1, "a", task.Succeeded, ""))
+	require.NoError(t, b.markDone(ctx, q2, "b", task.DeadLettered, "bad input"))
 	tasks := []*task.Task{{Key: "a", Queue: "one"}, {Key: "a", Queue: "two"}, {Key: "b", Queue: "two"}, {Key: "c", Queue: "one"}, {Key: "a", Queue: "one"}}
 	qs := []*queueState{q1, q2, q2, q1, q1}
-	want := []bool{true, false, true, false, true}
+	ok, dead := doneMark{true, []byte("succeeded")}, doneMark{true, []byte("dead_lettered\nbad input")}
+	want := []doneMark{ok, {}, dead, {}, ok}
 	got, err := b.finished(ctx, tasks, qs)
 	require.NoError(t, err)
 	require.Equal(t, want, got, "batched")
@@ -51,12 +52,12 @@ func TestFinishedLookupsInChunks(t *testing.T) {
 		tasks[i] = &task.Task{Key: strconv.Itoa(i), Queue: "big"}
 		qs[i] = q
 		if i%2 == 0 {
-			require.NoError(t, b.markDone(ctx, q, tasks[i].Key))
+			require.NoError(t, b.markDone(ctx, q, tasks[i].Key, task.Succeeded, ""))
 		}
 	}
 	got, err := b.finished(ctx, tasks, qs)
 	require.NoError(t, err)
-	for i, done := range got {
-		require.Equal(t, i%2 == 0, done, "key %d", i)
+	for i, m := range got {
+		require.Equal(t, i%2 == 0, m.done, "key %d", i)
 	}
 }

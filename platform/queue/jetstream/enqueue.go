@@ -117,8 +117,9 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	limit := b.MaxPayload() - deadLetterRoom // the largest task that can still be dead-lettered
 	var send []int                           // tasks to publish
 	for i, t := range tasks {
-		if done[i] {
-			continue // its key finished within the window: a duplicate
+		if done[i].done {
+			markFinished(t, done[i].data) // its key finished within the window: a duplicate
+			continue
 		}
 		q := qs[i]
 		var m *nats.Msg

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
 )
 
 // queueState is this process's handle on one queue: its stream, its
@@ -774,7 +775,7 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 		r.finish()
 		return nil
 	}
-	if err := b.markDone(ctx, r.q, d.Task.Key); err != nil {
+	if err := b.markDone(ctx, r.q, d.Task.Key, task.Succeeded, ""); err != nil {
 		return err
 	}
 	if err := b.ack(ctx, r); err != nil {
@@ -831,7 +832,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 	// server would not refuse the key while the copy is queued: record
 	// it with the finished keys first (done.go). A crash in between
 	// leaves the original queued, which is what the record says.
-	perr := b.markDone(ctx, r.q, t.Key)
+	perr := b.markDone(ctx, r.q, t.Key, task.Returned, "")
 	if perr == nil {
 		_, perr = b.js.PublishMsg(ctx, msg)
 	}

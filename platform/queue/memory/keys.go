@@ -1,13 +1,20 @@
 package memory
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+
+	"github.com/plba/plba/platform/task"
+)
 
 // keyRef is what the de-duplication index knows of a key: its live entry,
-// or (e == nil) until when the key stays refused after its task ended.
+// or (e == nil) until when the key stays refused after its task ended,
+// and how it ended (outcome, reason), for the duplicates Enqueue drops.
 type keyRef struct {
-	key   string
-	e     *entry
-	until int64
+	key     string
+	e       *entry
+	until   int64
+	outcome task.Outcome
+	reason  string
 }
 
 // keyIndex maps task keys to keyRefs. It is keyed by a 64-bit hash of the

@@ -137,6 +137,7 @@ func (q *queueState) insertAll(tasks []*task.Task, now int64) int64 {
 	for _, t := range tasks {
 		h := q.keys.hash(t.Key)
 		if q.isDup(t.Key, h, now) {
+			q.markDup(t, h)
 			continue
 		}
 		if ready, due := q.insert(t, h, now); ready {
@@ -361,7 +362,7 @@ func (b *Backend) Ack(_ context.Context, d *queue.Delivery) error {
 	return b.settle(d, func(q *queueState, e *entry, now int64) {
 		q.leased.remove(e.idx)
 		q.live--
-		q.release(e, now)
+		q.release(e, now, task.Succeeded)
 		q.wakeSpace()
 		q.checkDrained()
 	})
@@ -459,7 +460,7 @@ func (b *Backend) Redrive(_ context.Context, name string, ids ...string) (int, e
 // Options.DedupWindow, as after an ack.
 func (b *Backend) Purge(_ context.Context, name string, ids ...string) (int, error) {
 	return b.takeDead(name, ids, func(q *queueState, e *entry, now int64) {
-		q.release(e, now)
+		q.release(e, now, task.DeadLettered)
 	})
 }
 

@@ -74,12 +74,17 @@ func (q *queueState) newEntry(t *task.Task) *entry {
 	return e
 }
 
-// release forgets e's task (keeping its key for the window) and recycles e.
-func (q *queueState) release(e *entry, now int64) {
+// release forgets e's task (keeping its key for the window, with the
+// outcome it ended with and, for a dead letter, its reason) and recycles e.
+func (q *queueState) release(e *entry, now int64, o task.Outcome) {
 	key := e.t.Key
 	if w := q.b.opts.DedupWindow; w > 0 {
 		until := now + int64(w)
-		q.keys.set(key, e.kh, keyRef{until: until})
+		ref := keyRef{until: until, outcome: o}
+		if o == task.DeadLettered {
+			ref.reason = e.reason
+		}
+		q.keys.set(key, e.kh, ref)
 		q.recent = append(q.recent, keyExpiry{key: key, h: e.kh, until: until})
 	} else {
 		q.keys.del(key, e.kh)
@@ -112,6 +117,20 @@ func (q *queueState) pruneKeys(now int64) {
 func (q *queueState) isDup(key string, h uint64, now int64) bool {
 	ref, ok := q.keys.get(key, h)
 	return ok && (ref.e != nil || ref.until > now)
+}
+
+// markDup marks t, a duplicate being dropped, with how the task of its
+// key finished, when it did: a dead letter still kept, or a key
+// remembered after its task ended.
+func (q *queueState) markDup(t *task.Task, h uint64) {
+	ref, ok := q.keys.get(t.Key, h)
+	switch {
+	case !ok:
+	case ref.e != nil && ref.e.state == stDead:
+		task.MarkFinished(t, task.DeadLettered, ref.e.reason)
+	case ref.e == nil && ref.outcome.Final():
+		task.MarkFinished(t, ref.outcome, ref.reason)
+	}
 }
 
 // insert stores t (not a duplicate) and returns whether it is ready now.
@@ -186,7 +205,7 @@ func (q *queueState) discardOldest(now time.Time) {
 	q.dead[0] = nil
 	q.dead = q.dead[1:]
 	id, reason := old.t.ID, old.reason
-	q.release(old, q.b.nanos())
+	q.release(old, q.b.nanos(), task.DeadLettered)
 	q.discarded++
 	if q.loggedDiscards == 0 || now.Sub(q.loggedAt) >= discardLogEvery {
 		q.b.opts.Logger.Warn("dead-letter bound reached: oldest dead letter discarded",

@@ -44,6 +44,12 @@ var cases = []testCase{
 		return ""
 	}, run: testMaxDeliveries},
 	{name: "Dedupe", run: testDedupe},
+	{name: "DuplicateOfFinished", skip: func(f Features) string {
+		if f.DedupWindow < time.Second {
+			return "keys are not remembered after their task finished"
+		}
+		return ""
+	}, run: testDuplicateOfFinished},
 	{name: "LeaseExpiry", run: testLeaseExpiry},
 	{name: "Extend", run: testExtend},
 	{name: "Release", run: testRelease},
@@ -248,11 +254,14 @@ func testDedupe(t *testing.T, s *suite) {
 	slices.Sort(got)
 	require.Equal(t, []string{"batch-first", "first", "id-first", "other"}, got)
 
-	// A key whose task is in flight is still refused.
+	// A key whose task is in flight is still refused, and not marked
+	// finished: its task has not finished yet.
 	again := s.newTask("while-leased")
 	again.Key = key
 	s.enqueue(again)
 	s.expectNone(s.f.Lease / 2)
+	_, _, finished := task.Finished(again)
+	require.False(t, finished, "a duplicate of a task in flight is not marked finished")
 
 	for _, d := range ds {
 		require.NoError(t, s.b.Ack(s.ctx, d))
@@ -263,6 +272,34 @@ func testDedupe(t *testing.T, s *suite) {
 		s.enqueue(late)
 		s.expectNone(s.f.Lease / 2)
 	}
+}
+
+// testDuplicateOfFinished: a duplicate of a task that was acked, or
+// dead-lettered, is dropped and marked with that outcome (and the dead
+// letter's reason), so that whoever emitted it again can tell its source.
+func testDuplicateOfFinished(t *testing.T, s *suite) {
+	done, dead := s.newTask("done"), s.newTask("dead")
+	done.Key, dead.Key = "done-"+s.q, "dead-"+s.q
+	s.enqueue(done, dead)
+	for _, d := range s.leaseN(2, longLease) {
+		if d.Task.Key == done.Key {
+			require.NoError(t, s.b.Ack(s.ctx, d))
+		} else {
+			require.NoError(t, s.b.DeadLetter(s.ctx, d, "bad order 7"))
+		}
+	}
+	again, againDead := s.newTask("done-again"), s.newTask("dead-again")
+	again.Key, againDead.Key = done.Key, dead.Key
+	s.enqueue(again, againDead)
+	s.expectNone(s.f.Lease / 2)
+	o, reason, ok := task.Finished(again)
+	require.True(t, ok, "a duplicate of an acked task is marked finished")
+	require.Equal(t, task.Succeeded, o)
+	require.Empty(t, reason)
+	o, reason, ok = task.Finished(againDead)
+	require.True(t, ok, "a duplicate of a dead letter is marked finished")
+	require.Equal(t, task.DeadLettered, o)
+	require.Equal(t, "bad order 7", reason)
 }
 
 func testLeaseExpiry(t *testing.T, s *suite) {
