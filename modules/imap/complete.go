@@ -143,7 +143,9 @@ func (s *Source) finish(r *compReq) (again bool) {
 	}
 	s.mu.Unlock()
 	if r.outcome == task.DeadLettered {
-		s.log.Warn("message dead-lettered", zap.String("uid", r.t.Header(HeaderUID)),
+		// The dead letter itself was logged at warn where it was made (the
+		// pool); this line says where its mail went.
+		s.log.Info("message moved after its dead letter", zap.String("uid", r.t.Header(HeaderUID)),
 			zap.String("message_id", r.t.Header(HeaderMessageID)), zap.String("moved_to", r.moveTo), zap.String("reason", r.reason))
 	}
 	return false

@@ -128,7 +128,7 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 	}
 	s := &Source{
 		cfg:          cfg,
-		log:          log.With(zap.String("source", cfg.Name), zap.String("mailbox", cfg.Mailbox)),
+		log:          log.Named("imap").With(zap.String("source", cfg.Name), zap.String("mailbox", cfg.Mailbox)),
 		wake:         make(chan struct{}, 1),
 		inflight:     map[string]emitted{},
 		dupes:        map[string]dupe{},
