@@ -28,8 +28,6 @@ const Section = "loadgen"
 // Kind is the task kind the source emits and the handler handles.
 const Kind = "loadgen.task"
 
-var _ = config.Declare(Section, DefaultConfig())
-
 // Config is the "loadgen" section.
 type Config struct {
 	// Count is how many tasks the source emits when the host starts.
@@ -198,7 +196,7 @@ func (r *Recorder) Close() error {
 // Module is the loadgen application: the "loadgen" section, the route of
 // Kind on Config.Queue with the Recorder, and the Source.
 var Module = fx.Module("loadgen",
-	config.Section[Config](Section),
+	config.Provide(Section, DefaultConfig()),
 	fx.Provide(
 		fx.Private,
 		func(lc fx.Lifecycle, cfg Config) *Recorder {

@@ -24,7 +24,7 @@ import (
 // admin server), the three routes, the digest source and the readiness
 // check on the notification service.
 var Module = fx.Module("shipments",
-	config.Section[Config](Section),
+	config.Provide(Section, DefaultConfig()), // declares the section and provides Config
 	fx.Provide(
 		NewNotifier,
 		func() *Ledger { return &Ledger{} },
