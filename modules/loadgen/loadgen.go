@@ -20,6 +20,7 @@ import (
 	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 // Section is the configuration section of the module.
@@ -213,7 +214,7 @@ var Module = fx.Module("loadgen",
 				return nil
 			}
 			return []task.Route{{Kind: Kind, Queue: cfg.Queue, Handler: r, Name: "loadgen"}}
-		}, fx.ResultTags(`group:"`+task.RoutesGroup+`,flatten"`)),
+		}, fx.ResultTags(`group:"`+worker.RoutesGroup+`,flatten"`)),
 		source.AsSource(func(cfg Config, log *zap.Logger) *Source { return NewSource(cfg, log.Named("loadgen")) }),
 	),
 )

@@ -36,7 +36,7 @@ func ExampleSupplyMiddleware() {
 		}),
 		worker.SupplyMiddleware("audit", 20, say("audit")),
 		worker.SupplyMiddleware("tenant", 10, say("tenant")),
-		task.SupplyRoute(task.Route{Kind: "invoice.send", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+		worker.SupplyRoute(task.Route{Kind: "invoice.send", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
 			fmt.Println("send")
 			close(done)
 			return nil

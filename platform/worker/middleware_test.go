@@ -62,8 +62,8 @@ func TestMiddlewareWrapsEveryRouteInOrder(t *testing.T) {
 		fx.Provide(worker.AsMiddleware(func() worker.Middleware {
 			return worker.Middleware{Name: "b-middle", Order: 10, Wrap: tr.mw("b-middle")}
 		})),
-		task.SupplyRoute(task.Route{Kind: "one", Handler: task.Chain(handler("one"), tr.mw("route-own"))}),
-		task.SupplyRoute(task.Route{Kind: "two", Queue: "other", Handler: handler("two")}),
+		worker.SupplyRoute(task.Route{Kind: "one", Handler: task.Chain(handler("one"), tr.mw("route-own"))}),
+		worker.SupplyRoute(task.Route{Kind: "two", Queue: "other", Handler: handler("two")}),
 		worker.Module,
 		fx.Populate(&enq),
 	)

@@ -18,6 +18,7 @@ import (
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 // Module is the application: the "shipments" section, the webhook (on the
@@ -31,9 +32,9 @@ var Module = fx.Module("shipments",
 		func(cfg Config, n *Notifier, l *Ledger, e task.Enqueuer) *handlers {
 			return &handlers{cfg: cfg, notifier: n, ledger: l, enqueuer: e, now: time.Now}
 		},
-		task.AsRoute(func(h *handlers) task.Route { return Notice.Handle(h.notice) }),
-		task.AsRoute(func(h *handlers) task.Route { return Feedback.Handle(h.feedback) }),
-		task.AsRoute(func(h *handlers) task.Route { return Digest.Handle(h.digest) }),
+		worker.AsRoute(func(h *handlers) task.Route { return Notice.Handle(h.notice) }),
+		worker.AsRoute(func(h *handlers) task.Route { return Feedback.Handle(h.feedback) }),
+		worker.AsRoute(func(h *handlers) task.Route { return Digest.Handle(h.digest) }),
 		admin.AsRoute(webhook),
 		health.AsCheck(func(n *Notifier) health.Check {
 			return health.Check{Name: "shipments/notification-service", Func: n.Check, Interval: 15 * time.Second, Gating: true}
