@@ -42,8 +42,8 @@ var Module = fx.Module("worker",
 	fx.Invoke(func(*Runtime) {}),
 )
 
-// FxParams are the runtime's fx dependencies.
-type FxParams struct {
+// fxParams are the runtime's fx dependencies.
+type fxParams struct {
 	fx.In
 
 	Lifecycle    fx.Lifecycle
@@ -72,7 +72,7 @@ func newFxProducer(p producerParams) *Producer {
 	return NewProducer(p.Backend, nil, p.Observer)
 }
 
-func newFxRuntime(p FxParams) (*Runtime, error) {
+func newFxRuntime(p fxParams) (*Runtime, error) {
 	r, err := New(Params{
 		Routes: p.Routes, Middleware: p.Middleware, Backend: p.Backend, Config: p.Config,
 		Sources: p.Sources, SourceConfig: p.SourceConfig,
