@@ -43,13 +43,13 @@ func (c shopConfig) Validate() error {
 	return nil
 }
 
-var _ = config.Declare("plbatest_shop", shopConfig{ReceiptsTo: "shop@example.test"})
+var shopSection = config.Declare("plbatest_shop", shopConfig{ReceiptsTo: "shop@example.test"})
 
 // shop places orders and, for each, enqueues a receipt; receipts fail
 // while failReceipts is positive (counting down).
 func shop(failReceipts *atomic.Int32) fx.Option {
 	return fx.Module("shop",
-		config.Section[shopConfig]("plbatest_shop"),
+		shopSection.Provide(),
 		fx.Provide(worker.AsRoute(func(e task.Enqueuer, c shopConfig) task.Route {
 			return placeOrder.Handle(func(ctx context.Context, a orderArgs) error {
 				if a.Cents <= 0 {
