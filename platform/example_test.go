@@ -11,12 +11,13 @@ import (
 	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 // Greeter is a whole application: a source that emits names and a handler
 // that greets them. It never touches a pool, a queue or a tracer.
 var Greeter = fx.Module("greeter",
-	task.SupplyRoute(task.Route{Kind: "greet", Queue: "greetings",
+	worker.SupplyRoute(task.Route{Kind: "greet", Queue: "greetings",
 		Handler: task.JSON(func(ctx context.Context, who string) error {
 			greeted <- "hello, " + who
 			return nil

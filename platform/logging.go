@@ -3,14 +3,13 @@ package platform
 import (
 	"go.uber.org/fx"
 
-	"github.com/plba/plba/platform/config"
 	plog "github.com/plba/plba/platform/log"
 )
 
 // logging wires platform/log: the zap logger from the "log" section.
 func logging() fx.Option {
 	return fx.Options(
-		config.Section[plog.Config](plog.Section),
+		plog.Declared.Provide(),
 		plog.Module,
 	)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
 	"github.com/plba/plba/platform/telemetry"
+	"github.com/plba/plba/platform/worker"
 )
 
 // In the host, a polling source's poll is a span whose children are the
@@ -41,7 +42,7 @@ func TestSourcePollsAreTracedInTheHost(t *testing.T) {
 	app := fxtest.New(t,
 		platform.Module(load(t, "telemetry.traces.exporter=none", "telemetry.traces.sampler=always"), platform.Info{}),
 		telemetry.WithOptions(telemetry.WithSyncSpanExporter(spans)),
-		task.SupplyRoute(task.Route{Kind: "tick", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+		worker.SupplyRoute(task.Route{Kind: "tick", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
 			handled <- struct{}{}
 			return nil
 		})}),

@@ -23,9 +23,9 @@ const (
 )
 
 var (
-	_ = config.Declare(LifecycleSection, lifecycle.DefaultConfig())
-	_ = config.Declare(AdminSection, admin.DefaultConfig())
-	_ = config.Declare(HealthSection, DefaultHealthConfig())
+	lifecycleSection = config.Declare(LifecycleSection, lifecycle.DefaultConfig())
+	adminSection     = config.Declare(AdminSection, admin.DefaultConfig())
+	healthSection    = config.Declare(HealthSection, DefaultHealthConfig())
 )
 
 // HealthConfig is the "health" configuration section.
@@ -64,9 +64,9 @@ func Module(cfg *config.Config, info Info) fx.Option {
 	started := time.Now()
 	return fx.Options(fxLogger(), fx.Module("platform",
 		fx.Supply(cfg),
-		config.Section[lifecycle.Config](LifecycleSection),
-		config.Section[admin.Config](AdminSection),
-		config.Section[HealthConfig](HealthSection),
+		lifecycleSection.Provide(),
+		adminSection.Provide(),
+		healthSection.Provide(),
 		logging(),
 		lifecycle.Module,
 		fx.Provide(func(c HealthConfig) health.Options {

@@ -18,6 +18,7 @@ import (
 	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 func load(t *testing.T, sets ...string) *config.Config {
@@ -84,7 +85,7 @@ func TestBackends(t *testing.T) {
 			)
 			app := fxtest.New(t,
 				platform.Module(load(t, append(tt.sets, "queue.backend="+tt.backend)...), platform.Info{}),
-				task.SupplyRoute(task.Route{Kind: "echo", Queue: "echoes", Handler: task.HandlerFunc(func(_ context.Context, tk *task.Task) error {
+				worker.SupplyRoute(task.Route{Kind: "echo", Queue: "echoes", Handler: task.HandlerFunc(func(_ context.Context, tk *task.Task) error {
 					done <- string(tk.Payload)
 					return nil
 				})}),

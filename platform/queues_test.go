@@ -11,9 +11,10 @@ import (
 	"github.com/plba/plba/platform"
 	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
-var echoRoute = task.SupplyRoute(task.Route{Kind: "echo", Queue: "echoes", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+var echoRoute = worker.SupplyRoute(task.Route{Kind: "echo", Queue: "echoes", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
 	return nil
 })})
 

@@ -18,6 +18,7 @@ import (
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 // The module example in README.md is the code of Example, so it compiles
@@ -49,11 +50,11 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 	var enq task.Enqueuer
 	app := fxtest.New(t,
 		platform.Module(load(t), platform.Info{}),
-		task.SupplyRoute(task.Route{Kind: "ok", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+		worker.SupplyRoute(task.Route{Kind: "ok", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
 			handled <- struct{}{}
 			return nil
 		})}),
-		task.SupplyRoute(task.Route{Kind: "bad", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+		worker.SupplyRoute(task.Route{Kind: "bad", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
 			handled <- struct{}{}
 			return task.Permanent(errors.New("bad"))
 		})}),

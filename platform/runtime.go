@@ -34,12 +34,17 @@ const (
 	BackendJetStream = "jetstream"
 )
 
+// The runtime's sections. Some of jetstream.Config's defaults are derived
+// from other fields (the mode from the URLs), so its declared default holds
+// only the others; its WithDefaults, which the configuration applies after
+// decoding, makes the effective values (and `host config show` prints
+// those).
 var (
-	_ = config.Declare(QueueSection, DefaultQueueConfig())
-	_ = config.Declare(JetStreamSection, jetstream.DefaultConfig())
-	_ = config.Declare(WorkersSection, worker.Config{})
-	_ = config.Declare(SourcesSection, source.Config{})
-	_ = config.Declare(TelemetrySection, telemetry.DefaultConfig())
+	queueSection     = config.Declare(QueueSection, DefaultQueueConfig())
+	jetStreamSection = config.Declare(JetStreamSection, jetstream.DefaultConfig())
+	workersSection   = config.Declare(WorkersSection, worker.DefaultConfig())
+	sourcesSection   = config.Declare(SourcesSection, source.Config{}.WithDefaults())
+	telemetrySection = config.Declare(TelemetrySection, telemetry.DefaultConfig())
 )
 
 // QueueConfig is the "queue" section: which backend holds the tasks. The
@@ -53,8 +58,13 @@ type QueueConfig struct {
 	Memory memory.Options `koanf:"memory"`
 }
 
-// DefaultQueueConfig returns the defaults documented on QueueConfig.
-func DefaultQueueConfig() QueueConfig { return QueueConfig{Backend: BackendMemory} }
+// DefaultQueueConfig returns the defaults documented on QueueConfig, the
+// memory backend's included.
+func DefaultQueueConfig() QueueConfig {
+	return QueueConfig{Backend: BackendMemory, Memory: memory.Options{
+		Capacity: memory.DefaultCapacity, MaxDead: memory.DefaultMaxDead, DefaultLease: memory.DefaultLease,
+	}}
+}
 
 // Validate checks the section.
 func (c QueueConfig) Validate() error {
@@ -149,11 +159,11 @@ func (s *poolStats) PoolStats() []telemetry.PoolStats {
 func taskRuntime() fx.Option {
 	ps := &poolStats{}
 	return fx.Options(
-		config.Section[QueueConfig](QueueSection),
-		config.Section[jetstream.Config](JetStreamSection),
-		config.Section[worker.Config](WorkersSection),
-		config.Section[source.Config](SourcesSection),
-		config.Section[telemetry.Config](TelemetrySection),
+		queueSection.Provide(),
+		jetStreamSection.Provide(),
+		workersSection.Provide(),
+		sourcesSection.Provide(),
+		telemetrySection.Provide(),
 		fx.Provide(
 			newBackend,
 			func(b queue.Backend) telemetry.QueueStatser { return telemetry.BackendStats(b) },

@@ -22,6 +22,7 @@ import (
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 // Module is the mailorder application: the "mailorder" section, the *App
@@ -49,7 +50,7 @@ var Module = fx.Module("mailorder",
 	),
 	fx.Provide(
 		newApp,
-		task.AsRoute(newRoute),
+		worker.AsRoute(newRoute),
 		source.AsSource(func(s *imap.Source) *imap.Source { return s }),
 		health.AsCheck(func(a *App) health.Check {
 			return health.Check{Name: "mailorder/store", Func: a.store.Ping, Gating: true}

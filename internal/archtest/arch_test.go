@@ -70,3 +70,16 @@ func TestDomainIsPure(t *testing.T) {
 		}
 	}
 }
+
+// platform/task is the core data type: it depends on no fx, even
+// transitively (the fx glue, AsRoute and SupplyRoute, lives in
+// platform/worker beside the module that owns the groups).
+func TestTaskImportsNoFx(t *testing.T) {
+	t.Parallel()
+	deps := imports(t, "./platform/task", true)
+	require.NotEmpty(t, deps)
+	for dep := range deps {
+		require.False(t, strings.HasPrefix(dep, "go.uber.org/fx") || strings.HasPrefix(dep, "go.uber.org/dig"),
+			"platform/task depends on %s: keep fx out of the core data type", dep)
+	}
+}

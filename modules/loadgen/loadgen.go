@@ -20,6 +20,7 @@ import (
 	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 // Section is the configuration section of the module.
@@ -27,8 +28,6 @@ const Section = "loadgen"
 
 // Kind is the task kind the source emits and the handler handles.
 const Kind = "loadgen.task"
-
-var _ = config.Declare(Section, DefaultConfig())
 
 // Config is the "loadgen" section.
 type Config struct {
@@ -198,7 +197,7 @@ func (r *Recorder) Close() error {
 // Module is the loadgen application: the "loadgen" section, the route of
 // Kind on Config.Queue with the Recorder, and the Source.
 var Module = fx.Module("loadgen",
-	config.Section[Config](Section),
+	config.Provide(Section, DefaultConfig()),
 	fx.Provide(
 		fx.Private,
 		func(lc fx.Lifecycle, cfg Config) *Recorder {
@@ -215,7 +214,7 @@ var Module = fx.Module("loadgen",
 				return nil
 			}
 			return []task.Route{{Kind: Kind, Queue: cfg.Queue, Handler: r, Name: "loadgen"}}
-		}, fx.ResultTags(`group:"`+task.RoutesGroup+`,flatten"`)),
+		}, fx.ResultTags(`group:"`+worker.RoutesGroup+`,flatten"`)),
 		source.AsSource(func(cfg Config, log *zap.Logger) *Source { return NewSource(cfg, log.Named("loadgen")) }),
 	),
 )

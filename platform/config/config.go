@@ -26,6 +26,7 @@ func (c *Config) Decode(name string, out any) error {
 	if len(d.problems) > 0 {
 		return &Error{Problems: dedupe(c.attribute(d.problems))}
 	}
+	applyDefaults(rv.Elem())
 	return nil
 }
 

@@ -363,10 +363,13 @@ func TestDeclare(t *testing.T) {
 	t.Parallel()
 	r := config.NewRegistry()
 	require.NoError(t, r.Declare("a.b", struct{}{}))
-	require.Error(t, r.Declare("a.b", struct{}{}), "twice")
+	require.NoError(t, r.Declare("a.b", struct{}{}), "the same declaration again")
+	require.Error(t, r.Declare("a.b", struct{ X int }{}), "twice, with another type")
+	require.NoError(t, r.Declare("c", ServerConfig{Port: 1}))
+	require.Error(t, r.Declare("c", ServerConfig{Port: 2}), "twice, with another default")
 	require.Error(t, r.Declare("Bad-Name", struct{}{}))
 	require.Error(t, r.Declare("x", nil))
-	require.Equal(t, []string{"a.b"}, r.Names())
+	require.Equal(t, []string{"a.b", "c"}, r.Names())
 }
 
 // strictServer is decoded from the same section with a stricter check.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
@@ -42,6 +43,16 @@ type Options struct {
 	// ReadFile reads files (configuration files and secret _file keys);
 	// nil means ReadFile, which refuses files over MaxFileSize.
 	ReadFile func(name string) ([]byte, error)
+	// Values sets whole sections, by name, to values of their declared
+	// type: a layer above Sets (a test kit gives a module its section as
+	// a struct this way). Every field counts as set.
+	Values map[string]any
+	// Partial makes Load return the configuration along with its *Error
+	// when it finds problems: every value that decoded, the rest at what
+	// the lower layers (at least the defaults) said. It is for printing a
+	// configuration that is not complete yet (`host config show`); never
+	// run on one.
+	Partial bool
 }
 
 // MaxFileSize is the largest configuration or secret file ReadFile reads:
@@ -221,6 +232,19 @@ func Load(opts Options) (*Config, error) {
 		apply(map[string]any{key: text(val)}, func(string) string { return "--set " + key + "=..." })
 	}
 
+	for _, name := range slices.Sorted(maps.Keys(opts.Values)) {
+		d, ok := reg.lookup(name)
+		v := reflect.ValueOf(opts.Values[name])
+		switch {
+		case !ok:
+			problems = append(problems, Problem{Source: "value", Key: name, Msg: "unknown section"})
+		case !v.IsValid() || v.Type() != d.typ:
+			problems = append(problems, Problem{Source: "value", Key: name, Msg: fmt.Sprintf("value of type %T for a section of type %s", opts.Values[name], d.typ)})
+		default:
+			apply(map[string]any{name: toTree(v, false)}, func(string) string { return "value " + name })
+		}
+	}
+
 	c.tree = k.Raw()
 	var d decoder
 	d.readFile = read
@@ -238,10 +262,11 @@ func Load(opts Options) (*Config, error) {
 		} else {
 			d.decode(s.name, c.sectionTree(secs, s.name), v.Elem())
 		}
+		applyDefaults(v.Elem())
 		c.values[s.name] = v.Interface()
 	}
 	problems = append(problems, c.attribute(d.problems)...)
-	if len(problems) > 0 {
+	if len(problems) > 0 && !opts.Partial {
 		return nil, &Error{Problems: dedupe(problems)}
 	}
 	var err error
@@ -250,6 +275,9 @@ func Load(opts Options) (*Config, error) {
 	}
 	sum := sha256.Sum256(c.yaml)
 	c.digest = hex.EncodeToString(sum[:6])
+	if len(problems) > 0 {
+		return c, &Error{Problems: dedupe(problems)}
+	}
 	return c, nil
 }
 

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-
-	"go.uber.org/fx"
 )
 
 // Registry holds the declared sections: their names, types and default
@@ -40,8 +38,9 @@ var sectionName = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)*$`)
 // Declare adds the section name with def as its default value; def's type
 // is the section's type. Names are lower-case snake_case words, possibly
 // dotted ("queue.jetstream"): keys under a dotted section belong to it, not
-// to its parent. Declaring a name twice, a bad name, or a nil default is an
-// error.
+// to its parent. Declaring a name twice with another type or default, a
+// bad name, or a nil default is an error; the same declaration again is
+// not.
 func (r *Registry) Declare(name string, def any) error {
 	if !sectionName.MatchString(name) {
 		return fmt.Errorf("config: declare %q: name must be lower-case words separated by dots", name)
@@ -51,8 +50,11 @@ func (r *Registry) Declare(name string, def any) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, dup := r.sections[name]; dup {
-		return fmt.Errorf("config: declare %q: section declared twice", name)
+	if prev, dup := r.sections[name]; dup {
+		if prev.typ == reflect.TypeOf(def) && reflect.DeepEqual(prev.def, def) {
+			return nil // the same declaration again (a module built twice)
+		}
+		return fmt.Errorf("config: declare %q: section declared twice (as %s and as %T)", name, prev.typ, def)
 	}
 	r.sections[name] = declared{name: name, typ: reflect.TypeOf(def), def: def}
 	return nil
@@ -68,6 +70,19 @@ func (r *Registry) Names() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// SectionsOf returns the names of the sections declared with the type of
+// v, sorted.
+func (r *Registry) SectionsOf(v any) []string {
+	t := reflect.TypeOf(v)
+	var out []string
+	for _, d := range r.snapshot() {
+		if d.typ == t {
+			out = append(out, d.name)
+		}
+	}
+	return out
 }
 
 func (r *Registry) lookup(name string) (declared, bool) {
@@ -97,47 +112,6 @@ func isSectionOrParent(secs []declared, path string) bool {
 		}
 	}
 	return false
-}
-
-// Declaration is what Declare returns: the section's name, and a typed way
-// to inject it.
-type Declaration[T any] struct {
-	// Name is the section's name.
-	Name string
-}
-
-// Option returns Section[T](d.Name).
-func (d Declaration[T]) Option() fx.Option { return Section[T](d.Name) }
-
-// Declare adds a section to DefaultRegistry at package level:
-//
-//	var _ = config.Declare("imap", imap.DefaultConfig())
-//
-// It panics on a bad or duplicate name: declarations are program text, and
-// a conflict must stop the program on its first run.
-func Declare[T any](name string, def T) Declaration[T] {
-	if err := DefaultRegistry.Declare(name, def); err != nil {
-		panic(err)
-	}
-	return Declaration[T]{Name: name}
-}
-
-// Section returns an fx option providing T decoded from the graph's
-// *Config section name (defaults, files, env and --set applied), validated
-// through T's Validate method if it has one. A failure fails fx.New: the
-// option also invokes the constructor, so it runs even when nothing else
-// asks for T yet.
-func Section[T any](name string) fx.Option {
-	return fx.Options(
-		fx.Provide(func(c *Config) (T, error) {
-			var v T
-			if err := c.Decode(name, &v); err != nil {
-				return v, fmt.Errorf("config section %q: %w", name, err)
-			}
-			return v, nil
-		}),
-		fx.Invoke(func(T) {}),
-	)
 }
 
 func sprintf(format string, args ...any) string {

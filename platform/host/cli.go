@@ -161,14 +161,19 @@ Exit status: 0 valid, 2 a configuration problem, 1 any other failure.`,
 	cfgCmd.AddCommand(&cobra.Command{
 		Use:   "show",
 		Short: "print the effective configuration (secrets redacted)",
-		Args:  cobra.NoArgs,
+		Long: `Show prints the effective configuration as YAML: the host's section and the
+sections of the platform and of the composed applications (host.apps), every
+value as it takes effect (defaults filled in), secrets redacted.
+
+An incomplete or invalid configuration is printed too, each problem a comment
+on its key ("# problem: required"); the problems are then listed on stderr
+and the exit status is 2.
+
+Exit status: 0 complete and valid, 2 a configuration problem (printed and
+marked), 1 any other failure.`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			cfg, err := o.load(&cf)
-			if err != nil {
-				*code = o.configError(stderr, err)
-				return nil
-			}
-			_, _ = stdout.Write(cfg.YAML())
+			*code = o.showConfig(&cf, stdout, stderr)
 			return nil
 		},
 	}, &cobra.Command{

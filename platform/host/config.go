@@ -65,8 +65,12 @@ type configFlags struct {
 
 // load reads the configuration the flags describe: the files given, or the
 // built-in configuration when there are none.
-func (o *options) load(cf *configFlags) (*config.Config, error) {
-	opts := config.Options{Files: cf.files, Environ: os.Environ(), Sets: cf.sets}
+func (o *options) load(cf *configFlags) (*config.Config, error) { return o.loadWith(cf, false) }
+
+// loadWith is load; partial returns the configuration with its problems
+// (config.Options.Partial), for show.
+func (o *options) loadWith(cf *configFlags, partial bool) (*config.Config, error) {
+	opts := config.Options{Files: cf.files, Environ: os.Environ(), Sets: cf.sets, Partial: partial}
 	if len(cf.files) == 0 && o.defaultName != "" {
 		opts.Files = []string{o.defaultName}
 		opts.ReadFile = func(name string) ([]byte, error) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/plba/plba/platform/host"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 // An application is an fx.Option; its main hands it to host.Main, which
@@ -21,7 +22,7 @@ import (
 // exit status 2 (its message, naming the key, goes to stderr).
 func Example() {
 	greetings := fx.Module("greetings",
-		task.SupplyRoute(task.Route{Kind: "greet", Handler: task.HandlerFunc(func(ctx context.Context, t *task.Task) error {
+		worker.SupplyRoute(task.Route{Kind: "greet", Handler: task.HandlerFunc(func(ctx context.Context, t *task.Task) error {
 			zap.L().Info("hello", zap.ByteString("who", t.Payload))
 			return nil
 		})}),

@@ -26,7 +26,9 @@ import (
 // Section is the name of the configuration section this package reads.
 const Section = "log"
 
-var _ = config.Declare(Section, DefaultConfig())
+// Declared is the "log" section, declared with its defaults; the platform
+// provides it to the graph (Declared.Provide).
+var Declared = config.Declare(Section, DefaultConfig())
 
 // Formats the "format" key accepts.
 const (
@@ -131,7 +133,7 @@ func NewFromConfig(p Params) (Result, error) {
 }
 
 // Module provides *zap.Logger and zap.AtomicLevel from the "log" section
-// (which the graph must provide, e.g. with config.Section[Config]).
+// (which the graph must provide, e.g. with Declared.Provide()).
 var Module = fx.Module("log", fx.Provide(NewFromConfig))
 
 // FxLogger routes fx's own events through the host logger at debug level,

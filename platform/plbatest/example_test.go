@@ -9,6 +9,7 @@ import (
 
 	"github.com/plba/plba/platform/plbatest"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 type reminderArgs struct {
@@ -25,7 +26,7 @@ func Example() {
 	defer t.cleanup()
 
 	failed := false
-	module := task.SupplyRoute(remind.Handle(func(ctx context.Context, a reminderArgs) error {
+	module := worker.SupplyRoute(remind.Handle(func(ctx context.Context, a reminderArgs) error {
 		if !failed {
 			failed = true
 			return errors.New("mail server busy")

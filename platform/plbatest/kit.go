@@ -3,6 +3,7 @@ package plbatest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/fx"
@@ -51,7 +52,7 @@ type settings struct {
 	level    zapcore.Level
 	timeout  time.Duration
 	extra    []fx.Option
-	sections []func(TB) fx.Option
+	sections []func(TB) (string, any)
 }
 
 // Config layers a YAML document over the kit's configuration (later
@@ -61,18 +62,23 @@ func Config(yaml string) Option { return func(s *settings) { s.yaml = append(s.y
 // Set overrides single keys, as the host's --set does: Set("log.level=debug").
 func Set(kv ...string) Option { return func(s *settings) { s.sets = append(s.sets, kv...) } }
 
-// Section gives the module the configuration section of type T as the
-// value v instead of decoding it (v is validated if T has a Validate
-// method). The module must take T from the graph (config.Section[T]).
+// Section gives the module its configuration section as the value v of
+// the section's declared type (config.Declare, config.Provide), instead
+// of YAML: a layer over Config and Set. v is decoded and validated like
+// any layer. The test fails when no section, or more than one, is
+// declared with T.
 func Section[T any](v T) Option {
 	return func(s *settings) {
-		s.sections = append(s.sections, func(tb TB) fx.Option {
-			if val, ok := any(v).(config.Validator); ok {
-				if err := val.Validate(); err != nil {
-					tb.Fatalf("plbatest: Section[%T]: %v", v, err)
-				}
+		s.sections = append(s.sections, func(tb TB) (string, any) {
+			names := config.DefaultRegistry.SectionsOf(v)
+			switch len(names) {
+			case 0:
+				tb.Fatalf("plbatest: Section[%T]: no configuration section is declared with this type", v)
+			case 1:
+			default:
+				tb.Fatalf("plbatest: Section[%T]: sections %s have this type: set one with plbatest.Config or plbatest.Set", v, strings.Join(names, ", "))
 			}
-			return fx.Decorate(func(T) T { return v })
+			return names[0], v
 		})
 	}
 }
@@ -107,7 +113,7 @@ func Start(t TB, module fx.Option, opts ...Option) *Kit {
 	for _, o := range opts {
 		o(s)
 	}
-	cfg, err := load(s)
+	cfg, err := load(t, s)
 	if err != nil {
 		t.Fatalf("plbatest: configuration: %v", err)
 	}
@@ -116,11 +122,11 @@ func Start(t TB, module fx.Option, opts ...Option) *Kit {
 	graph := []fx.Option{
 		platform.Module(cfg, platform.Info{Version: "plbatest", Commit: "none"}),
 		module,
-		fx.Decorate(func(c platform.QueueConfig) platform.QueueConfig {
+		fx.Decorate(fx.Annotate(func(c platform.QueueConfig) platform.QueueConfig {
 			c.Backend = platform.BackendMemory
 			c.Memory.Now = k.clock.Now
 			return c
-		}),
+		}, fx.ParamTags(config.Tag(platform.QueueSection)), fx.ResultTags(config.Tag(platform.QueueSection)))),
 		fx.Decorate(func(b queue.Backend) (queue.Backend, error) {
 			mb, ok := b.(*memory.Backend)
 			if !ok {
@@ -136,9 +142,6 @@ func Start(t TB, module fx.Option, opts ...Option) *Kit {
 		fx.Decorate(func() *zap.Logger { return zaptest.NewLogger(t, zaptest.Level(s.level)) }),
 		fx.Populate(&k.enqueuer, &backend),
 	}
-	for _, sec := range s.sections {
-		graph = append(graph, sec(t))
-	}
 	graph = append(graph, s.extra...)
 	k.app = fxtest.New(t, graph...)
 	k.app.RequireStart()
@@ -151,7 +154,12 @@ func Start(t TB, module fx.Option, opts ...Option) *Kit {
 
 // load reads the kit's configuration with the test's layers on top, the
 // process environment ignored.
-func load(s *settings) (*config.Config, error) {
+func load(t TB, s *settings) (*config.Config, error) {
+	values := map[string]any{}
+	for _, sec := range s.sections {
+		name, v := sec(t)
+		values[name] = v
+	}
 	files := map[string][]byte{"plbatest defaults": []byte(base)}
 	names := []string{"plbatest defaults"}
 	for i, y := range s.yaml {
@@ -163,6 +171,7 @@ func load(s *settings) (*config.Config, error) {
 		Files:   names,
 		Environ: []string{},
 		Sets:    s.sets,
+		Values:  values,
 		ReadFile: func(name string) ([]byte, error) {
 			if b, ok := files[name]; ok {
 				return b, nil

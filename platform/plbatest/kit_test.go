@@ -13,6 +13,7 @@ import (
 	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/plbatest"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 type orderArgs struct {
@@ -42,14 +43,14 @@ func (c shopConfig) Validate() error {
 	return nil
 }
 
-var _ = config.Declare("plbatest_shop", shopConfig{ReceiptsTo: "shop@example.test"})
+var shopSection = config.Declare("plbatest_shop", shopConfig{ReceiptsTo: "shop@example.test"})
 
 // shop places orders and, for each, enqueues a receipt; receipts fail
 // while failReceipts is positive (counting down).
 func shop(failReceipts *atomic.Int32) fx.Option {
 	return fx.Module("shop",
-		config.Section[shopConfig]("plbatest_shop"),
-		fx.Provide(task.AsRoute(func(e task.Enqueuer, c shopConfig) task.Route {
+		shopSection.Provide(),
+		fx.Provide(worker.AsRoute(func(e task.Enqueuer, c shopConfig) task.Route {
 			return placeOrder.Handle(func(ctx context.Context, a orderArgs) error {
 				if a.Cents <= 0 {
 					return task.Permanentf("order %s: amount %d", a.ID, a.Cents)
@@ -57,7 +58,7 @@ func shop(failReceipts *atomic.Int32) fx.Option {
 				return sendReceipt.Enqueue(ctx, e, receiptArgs{Order: a.ID, To: c.ReceiptsTo})
 			})
 		})),
-		task.SupplyRoute(sendReceipt.Handle(func(ctx context.Context, a receiptArgs) error {
+		worker.SupplyRoute(sendReceipt.Handle(func(ctx context.Context, a receiptArgs) error {
 			if failReceipts.Add(-1) >= 0 {
 				return errors.New("smtp: 421 try again later")
 			}

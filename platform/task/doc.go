@@ -32,6 +32,6 @@
 //
 //	var Invoice = task.Define[InvoiceArgs]("invoice.send", task.Queue("billing"))
 //
-//	task.SupplyRoute(Invoice.Handle(func(ctx context.Context, a InvoiceArgs) error { ... }))
+//	worker.SupplyRoute(Invoice.Handle(func(ctx context.Context, a InvoiceArgs) error { ... }))
 //	t, err := Invoice.New(InvoiceArgs{Number: "2024-17"})
 package task

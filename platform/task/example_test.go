@@ -100,7 +100,7 @@ func ExampleDefine() {
 		fmt.Printf("attempt %d: send invoice %s over %d cents\n", t.Attempt, a.Number, a.Cents)
 		return nil
 	})
-	// In a module: task.SupplyRoute(route).
+	// In a module: worker.SupplyRoute(route).
 	fmt.Println(route.Kind, route.QueueName(), route.MaxAttempts)
 
 	t, err := Invoice.New(InvoiceArgs{Number: "2024-17", Cents: 12000})

@@ -15,7 +15,7 @@ import (
 //	var Invoice = task.Define[InvoiceArgs]("invoice.send", task.Queue("billing"))
 //
 //	t, err := Invoice.New(InvoiceArgs{Number: "2024-17"}) // producer
-//	fx.Options(task.SupplyRoute(Invoice.Handle(send)))     // consumer
+//	fx.Options(worker.SupplyRoute(Invoice.Handle(send)))     // consumer
 //
 // Payloads are JSON. A Kind is a small value, safe for concurrent use.
 type Kind[A any] struct {

@@ -3,13 +3,13 @@ package task
 import (
 	"context"
 	"time"
-
-	"go.uber.org/fx"
 )
 
 // Route binds a task kind to the queue it lives on and the handler that
 // processes it. Applications contribute routes to the fx group "task.routes"
-// with AsRoute; two routes for one kind fail the host at start-up.
+// with worker.AsRoute or worker.SupplyRoute (this package is the core data
+// type and knows nothing of fx); two routes for one kind fail the host at
+// start-up.
 type Route struct {
 	// Kind is the task kind this route handles. Required.
 	Kind string
@@ -37,22 +37,6 @@ func (r Route) QueueName() string {
 		return DefaultQueue
 	}
 	return r.Queue
-}
-
-// RoutesGroup is the fx value group routes are collected in.
-const RoutesGroup = "task.routes"
-
-// AsRoute annotates a constructor returning a Route so that its result joins
-// the "task.routes" group:
-//
-//	fx.Provide(task.AsRoute(NewInvoiceRoute))
-func AsRoute(ctor any) any {
-	return fx.Annotate(ctor, fx.ResultTags(`group:"`+RoutesGroup+`"`))
-}
-
-// SupplyRoute contributes a ready Route value to the "task.routes" group.
-func SupplyRoute(r Route) fx.Option {
-	return fx.Provide(AsRoute(func() Route { return r }))
 }
 
 // Enqueuer puts tasks on their queues. The platform provides one (the

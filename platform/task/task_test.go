@@ -1,15 +1,12 @@
 package task_test
 
 import (
-	"context"
 	"errors"
 	"regexp"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/fx"
-	"go.uber.org/fx/fxtest"
 
 	"github.com/plba/plba/platform/task"
 )
@@ -105,19 +102,6 @@ func TestRouteHelpers(t *testing.T) {
 	require.Equal(t, task.DefaultQueue, task.Route{}.QueueName())
 	require.Equal(t, "mail", task.Route{Queue: "mail"}.QueueName())
 
-	h := task.HandlerFunc(func(context.Context, *task.Task) error { return nil })
-	var got struct {
-		fx.In
-		Routes []task.Route `group:"task.routes"`
-	}
-	fxtest.New(t,
-		fx.NopLogger,
-		fx.Provide(task.AsRoute(func() task.Route { return task.Route{Kind: "a", Handler: h} })),
-		task.SupplyRoute(task.Route{Kind: "b", Handler: h}),
-		fx.Populate(&got),
-	).RequireStart().RequireStop()
-	kinds := []string{got.Routes[0].Kind, got.Routes[1].Kind}
-	require.ElementsMatch(t, []string{"a", "b"}, kinds)
 }
 
 func TestNewJSON(t *testing.T) {

@@ -13,11 +13,11 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/plba/plba/internal/workerbench"
 	"github.com/plba/plba/platform/queue/memory"
 	"github.com/plba/plba/platform/task"
 	"github.com/plba/plba/platform/telemetry"
 	"github.com/plba/plba/platform/worker"
-	"github.com/plba/plba/platform/worker/workerbench"
 )
 
 // benchTelemetry builds Telemetry as a host would run it: metrics with the

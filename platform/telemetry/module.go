@@ -26,7 +26,7 @@ import (
 // OnStart, and the worker pools depend on the task.Observer, so their hooks
 // stop (drain) before telemetry flushes.
 var Module = fx.Module("telemetry",
-	fx.Provide(NewFx),
+	fx.Provide(newFx),
 	fx.Provide(admin.AsRoute(MetricsRoute)),
 )
 
@@ -56,8 +56,8 @@ func MetricsRoute(h MetricsHandler) admin.Route {
 // that fx can tell it from other http.Handlers. The admin server mounts it.
 type MetricsHandler interface{ http.Handler }
 
-// Params are NewFx's inputs.
-type Params struct {
+// fxParams are newFx's inputs.
+type fxParams struct {
 	fx.In
 
 	Config    Config
@@ -70,8 +70,8 @@ type Params struct {
 	Options []Option `group:"telemetry.options"`
 }
 
-// Result are NewFx's outputs.
-type Result struct {
+// fxResult are newFx's outputs.
+type fxResult struct {
 	fx.Out
 
 	Telemetry      *Telemetry
@@ -83,28 +83,28 @@ type Result struct {
 	Metrics        MetricsHandler
 }
 
-// NewFx builds Telemetry for the fx graph: New with p.Config, the gauges
+// newFx builds Telemetry for the fx graph: New with p.Config, the gauges
 // fed from p.Queues and p.Pools, globals installed, Shutdown on stop.
-func NewFx(p Params) (Result, error) {
+func newFx(p fxParams) (fxResult, error) {
 	t, err := New(context.Background(), p.Config, p.Options...)
 	if err != nil {
-		return Result{}, err
+		return fxResult{}, err
 	}
 	if p.Queues != nil {
 		if err := t.ObserveQueues(p.Queues); err != nil {
 			_ = t.Shutdown(context.Background())
-			return Result{}, err
+			return fxResult{}, err
 		}
 	}
 	if p.Pools != nil {
 		if err := t.ObservePools(p.Pools); err != nil {
 			_ = t.Shutdown(context.Background())
-			return Result{}, err
+			return fxResult{}, err
 		}
 	}
 	p.Lifecycle.Append(fx.StopHook(t.Shutdown))
 	t.InstallGlobals()
-	return Result{
+	return fxResult{
 		Telemetry:      t,
 		TracerProvider: t.TracerProvider(),
 		MeterProvider:  t.MeterProvider(),

@@ -99,7 +99,7 @@ func startHostWith(t *testing.T, be queue.Backend, o hostOpts, extra ...fx.Optio
 		fx.Populate(&h.tel, &h.enq),
 	}
 	for _, r := range o.routes {
-		opts = append(opts, task.SupplyRoute(r))
+		opts = append(opts, worker.SupplyRoute(r))
 	}
 	opts = append(opts, extra...)
 	if o.admin {
@@ -573,7 +573,7 @@ func TestRuntimeStopFlushesAfterDrain(t *testing.T) {
 		telemetry.WithOptions(telemetry.WithSpanExporter(exp)),
 		telemetry.Module,
 		worker.Module,
-		task.SupplyRoute(task.Route{Kind: "report.build", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+		worker.SupplyRoute(task.Route{Kind: "report.build", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
 			close(started)
 			time.Sleep(200 * time.Millisecond) // still running when the host stops
 			return nil

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/plba/plba/internal/workerbench"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/memory"
-	"github.com/plba/plba/platform/worker/workerbench"
 )
 
 var benchConcurrency = []int{1, 8, 64}

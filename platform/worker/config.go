@@ -151,6 +151,26 @@ func (c PoolConfig) Validate() error {
 // naming it and the known queues, since it is most likely a typo.
 type Config map[string]PoolConfig
 
+// DefaultConfig returns the defaults: the "default" entry with every
+// field at its default, BatchSize left to derive from Concurrency.
+func DefaultConfig() Config {
+	d := PoolConfig{}.WithDefaults()
+	d.BatchSize = 0 // Concurrency, at least 32: derived once Concurrency is known
+	return Config{task.DefaultQueue: d}
+}
+
+// WithDefaults returns c with every entry resolved as For resolves it
+// (its own fields, the "default" entry's, the built-in defaults), the
+// "default" entry included: the effective settings of every pool.
+func (c Config) WithDefaults() Config {
+	out := make(Config, len(c)+1)
+	for n := range c {
+		out[n] = c.For(n)
+	}
+	out[task.DefaultQueue] = c.For(task.DefaultQueue)
+	return out
+}
+
 // For resolves the pool settings of queue: its own entry, completed from
 // the "default" entry, completed from the built-in defaults.
 func (c Config) For(queue string) PoolConfig {

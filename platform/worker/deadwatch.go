@@ -46,18 +46,22 @@ func (d *deadTeller) add(dl queue.DeadLetter) {
 	if p := d.pools[dl.Task.Queue]; p != nil {
 		p.n.dead.Add(1)
 	}
-	if dl.Task.Header(task.HeaderCompletion) == "" {
-		return
-	}
+	// The one log line of this dead letter (warn), whichever way it goes.
+	msg := "task dead-lettered by the backend"
+	hasSource := dl.Task.Header(task.HeaderCompletion) != ""
 	d.mu.Lock()
-	if !d.running {
-		d.mu.Unlock()
-		d.log.Warn("the backend dead-lettered a task after the runtime stopped; its source is not told",
-			zap.String("task", dl.Task.ID), zap.String("queue", dl.Task.Queue), zap.String("reason", dl.Reason))
+	tell := hasSource && d.running
+	if tell {
+		d.pending = append(d.pending, dl)
+	} else if hasSource {
+		msg += " after the runtime stopped; its source is not told"
+	}
+	d.mu.Unlock()
+	d.log.Warn(msg, zap.String("task", dl.Task.ID), zap.String("kind", dl.Task.Kind), zap.String("queue", dl.Task.Queue),
+		zap.Int("attempt", dl.Task.Attempt), zap.String("reason", dl.Reason))
+	if !tell {
 		return
 	}
-	d.pending = append(d.pending, dl)
-	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:
 	default:

@@ -15,7 +15,8 @@ import (
 //   - task.Enqueuer and *Producer (the producer);
 //   - *Runtime (pools, router, source supervisor).
 //
-// It consumes the "task.routes" and "task.sources" groups, a queue.Backend,
+// It consumes the "task.routes", "task.middleware" (Middleware, wrapping
+// every route) and "task.sources" groups, a queue.Backend,
 // a *lifecycle.Registry, and optionally a Config ("workers" section),
 // a source.Config ("sources" section), a *zap.Logger, a task.Observer
 // (task.NopObserver when absent) and a source.Observer.
@@ -41,12 +42,13 @@ var Module = fx.Module("worker",
 	fx.Invoke(func(*Runtime) {}),
 )
 
-// FxParams are the runtime's fx dependencies.
-type FxParams struct {
+// fxParams are the runtime's fx dependencies.
+type fxParams struct {
 	fx.In
 
 	Lifecycle    fx.Lifecycle
 	Routes       []task.Route    `group:"task.routes"`
+	Middleware   []Middleware    `group:"task.middleware"`
 	Sources      []source.Source `group:"task.sources"`
 	Backend      queue.Backend
 	Config       Config        `optional:"true"`
@@ -70,9 +72,9 @@ func newFxProducer(p producerParams) *Producer {
 	return NewProducer(p.Backend, nil, p.Observer)
 }
 
-func newFxRuntime(p FxParams) (*Runtime, error) {
+func newFxRuntime(p fxParams) (*Runtime, error) {
 	r, err := New(Params{
-		Routes: p.Routes, Backend: p.Backend, Config: p.Config,
+		Routes: p.Routes, Middleware: p.Middleware, Backend: p.Backend, Config: p.Config,
 		Sources: p.Sources, SourceConfig: p.SourceConfig,
 		Registry: p.Registry, Logger: p.Logger, Observer: p.Observer,
 		SourceObserver: p.SourceObserver,

@@ -83,7 +83,7 @@ func TestEndToEndTenThousandTasks(t *testing.T) {
 		fx.Supply(lifecycle.NewRegistry(nil, nil)),
 		memoryBackend(memory.Options{Capacity: 500}),
 		fx.Supply(worker.Config{"orders": {Concurrency: 8}}),
-		task.SupplyRoute(task.Route{Kind: "order.store", Queue: "orders", Name: "orders module",
+		worker.SupplyRoute(task.Route{Kind: "order.store", Queue: "orders", Name: "orders module",
 			Handler: task.HandlerFunc(func(_ context.Context, t *task.Task) error {
 				i, err := strconv.Atoi(string(t.Payload))
 				if err != nil {
@@ -131,8 +131,8 @@ func TestModuleDuplicateRouteFailsStartup(t *testing.T) {
 		fx.NopLogger,
 		fx.Supply(lifecycle.NewRegistry(nil, nil)),
 		memoryBackend(memory.Options{}),
-		task.SupplyRoute(task.Route{Kind: "invoice.send", Handler: h, Name: "billing"}),
-		task.SupplyRoute(task.Route{Kind: "invoice.send", Handler: h, Name: "mailing"}),
+		worker.SupplyRoute(task.Route{Kind: "invoice.send", Handler: h, Name: "billing"}),
+		worker.SupplyRoute(task.Route{Kind: "invoice.send", Handler: h, Name: "mailing"}),
 		worker.Module,
 	)
 	err := app.Err()
@@ -154,7 +154,7 @@ func TestModuleStatusInRegistry(t *testing.T) {
 		fx.Supply(reg),
 		memoryBackend(memory.Options{}),
 		fx.Supply(worker.Config{"orders": {Concurrency: 2, MaxAttempts: 1}}),
-		task.SupplyRoute(task.Route{Kind: "order.store", Queue: "orders", Handler: task.HandlerFunc(func(_ context.Context, t *task.Task) error {
+		worker.SupplyRoute(task.Route{Kind: "order.store", Queue: "orders", Handler: task.HandlerFunc(func(_ context.Context, t *task.Task) error {
 			if string(t.Payload) == "7" {
 				fails.Add(1)
 				return task.Permanentf("order 7 is malformed")

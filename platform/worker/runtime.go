@@ -23,6 +23,9 @@ var ErrNotReady = errors.New("worker: producer used before the runtime was built
 type Params struct {
 	// Routes are the task routes (the "task.routes" group).
 	Routes []task.Route
+	// Middleware wraps every route's handler, in Order (the
+	// "task.middleware" group).
+	Middleware []Middleware
 	// Backend is the queue backend. Required.
 	Backend queue.Backend
 	// Config is the "workers" section.
@@ -82,7 +85,11 @@ func New(p Params) (*Runtime, error) {
 	if p.Observer == nil {
 		p.Observer = task.NopObserver{}
 	}
-	router, err := NewRouter(p.Routes)
+	mws, err := sortMiddleware(p.Middleware)
+	if err != nil {
+		return nil, err
+	}
+	router, err := NewRouter(wrapRoutes(p.Routes, mws))
 	if err != nil {
 		return nil, err
 	}

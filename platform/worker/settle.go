@@ -80,6 +80,10 @@ func (p *Pool) ack(ctx context.Context, s *slot, d *queue.Delivery) (task.Outcom
 		return task.Returned, "", p.settleFailed(OpAck, d.Task, err)
 	}
 	p.n.succeeded.Add(1)
+	// Checked first: a task's success costs no allocation while debug is off.
+	if ce := p.log.Check(zap.DebugLevel, "task succeeded"); ce != nil {
+		ce.Write(zap.String("task", d.Task.ID), zap.String("kind", d.Task.Kind), zap.Int("attempt", d.Task.Attempt))
+	}
 	p.complete(ctx, d.Task, task.Succeeded, "")
 	return task.Succeeded, "", nil
 }
@@ -124,7 +128,7 @@ func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, 
 	switch {
 	case rerr == nil:
 		p.n.retried.Add(1)
-		p.log.Debug("task failed, retrying", zap.String("task", t.ID), zap.String("kind", t.Kind),
+		p.log.Info("task failed, retrying", zap.String("task", t.ID), zap.String("kind", t.Kind),
 			zap.Int("attempt", t.Attempt), zap.Duration("delay", delay), zap.String("error", msg))
 		return task.Retried, "", report
 	case errors.Is(rerr, queue.ErrDeadLettered):
@@ -159,7 +163,9 @@ func (p *Pool) deadLetter(ctx context.Context, s *slot, d *queue.Delivery, reaso
 }
 
 // dead counts and logs d, which the backend dead-lettered with reason,
-// and tells its source.
+// and tells its source. This is the one log line of a dead letter the
+// pool made (warn); one the backend made on its own is logged once by
+// the runtime's deadTeller. Sources should not log it again at warn.
 func (p *Pool) dead(ctx context.Context, d *queue.Delivery, reason string) {
 	t := d.Task
 	p.n.dead.Add(1)

@@ -87,7 +87,7 @@ func setup(t *testing.T, cfg worker.PoolConfig, routes ...task.Route) *bundle {
 		fx.Populate(&b.rt),
 	}
 	for _, r := range routes {
-		opts = append(opts, task.SupplyRoute(r))
+		opts = append(opts, worker.SupplyRoute(r))
 	}
 	app := fxtest.New(t, opts...)
 	app.RequireStart()

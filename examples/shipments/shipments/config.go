@@ -10,8 +10,6 @@ import (
 // Section is the application's configuration section.
 const Section = "shipments"
 
-var _ = config.Declare(Section, DefaultConfig())
-
 // Config is the "shipments" section.
 type Config struct {
 	// NotifyURL is the notification service's endpoint: every customer

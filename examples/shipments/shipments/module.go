@@ -18,22 +18,23 @@ import (
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 // Module is the application: the "shipments" section, the webhook (on the
 // admin server), the three routes, the digest source and the readiness
 // check on the notification service.
 var Module = fx.Module("shipments",
-	config.Section[Config](Section),
+	config.Provide(Section, DefaultConfig()), // declares the section and provides Config
 	fx.Provide(
 		NewNotifier,
 		func() *Ledger { return &Ledger{} },
 		func(cfg Config, n *Notifier, l *Ledger, e task.Enqueuer) *handlers {
 			return &handlers{cfg: cfg, notifier: n, ledger: l, enqueuer: e, now: time.Now}
 		},
-		task.AsRoute(func(h *handlers) task.Route { return Notice.Handle(h.notice) }),
-		task.AsRoute(func(h *handlers) task.Route { return Feedback.Handle(h.feedback) }),
-		task.AsRoute(func(h *handlers) task.Route { return Digest.Handle(h.digest) }),
+		worker.AsRoute(func(h *handlers) task.Route { return Notice.Handle(h.notice) }),
+		worker.AsRoute(func(h *handlers) task.Route { return Feedback.Handle(h.feedback) }),
+		worker.AsRoute(func(h *handlers) task.Route { return Digest.Handle(h.digest) }),
 		admin.AsRoute(webhook),
 		health.AsCheck(func(n *Notifier) health.Check {
 			return health.Check{Name: "shipments/notification-service", Func: n.Check, Interval: 15 * time.Second, Gating: true}

@@ -1,0 +1,26 @@
+// Package config loads the host's configuration: typed sections declared
+// by the packages that use them, filled from layers (declared defaults <
+// YAML files < PLBA_<SECTION>__<KEY> environment variables < --set),
+// strictly (an unknown key is an error naming it), every problem reported
+// at once with its source and key path, secrets redacted when printed.
+//
+// A module declares its section once, with the real defaults, and gets
+// it from the graph:
+//
+//	var Module = fx.Module("invoices",
+//		config.Provide("invoices", DefaultConfig()), // declares "invoices", provides Config
+//		fx.Provide(newMailer),                       // func newMailer(c Config) *Mailer
+//	)
+//
+// The declaration must run before the configuration is loaded: a
+// package-level module does that, otherwise use Declare at package level
+// and its Declaration.Provide in the module. The section's value is
+// private to the fx.Module that provides it, so two modules may each have
+// a section of the same type; the whole graph reaches it by name with
+// Tag.
+//
+// After decoding and validation, a section type's method WithDefaults()
+// (returning its own type), if it has one, is applied: the graph and
+// `host config show` get the effective values, not zeros that stand for a
+// default.
+package config
