@@ -30,10 +30,12 @@ const ComponentPrefix = "source/"
 // Stats are the counters of one supervised source; they are also its
 // lifecycle component's details.
 type Stats struct {
-	Name      string `json:"name"`
-	Emitted   int64  `json:"emitted"`
-	Errors    int64  `json:"errors"`
-	Restarts  int64  `json:"restarts"`
+	Name     string `json:"name"`
+	Emitted  int64  `json:"emitted"`
+	Errors   int64  `json:"errors"`
+	Restarts int64  `json:"restarts"`
+	// Paused reports whether an operator paused the source (Pause).
+	Paused    bool   `json:"paused"`
 	LastError string `json:"last_error,omitempty"`
 	// Details is what the source reports of itself when it implements
 	// Detailer (an IMAP mailbox: UIDVALIDITY, last UID, counts).
@@ -110,7 +112,7 @@ func (r *run) working() {
 }
 
 func (r *run) stats() Stats {
-	s := Stats{Name: r.src.Name(), Emitted: r.emit.emitted.Load(), Errors: r.errors.Load(), Restarts: r.restarts.Load()}
+	s := Stats{Name: r.src.Name(), Emitted: r.emit.emitted.Load(), Errors: r.errors.Load(), Restarts: r.restarts.Load(), Paused: r.emit.gate.isPaused()}
 	if p := r.lastErr.Load(); p != nil {
 		s.LastError = *p
 	}
