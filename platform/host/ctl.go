@@ -281,7 +281,9 @@ func ctlTime(s, flag string) (time.Time, error) {
 
 func (c *ctl) poolCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "pool", Short: "list, pause, resume and resize worker pools", Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error { return errors.New("pool: want list, pause, resume, resize or clear") }}
+		RunE: func(*cobra.Command, []string) error {
+			return errors.New("pool: want list, pause, resume, resize or clear")
+		}}
 	showPool := func(raw []byte, p control.Pool) {
 		c.show(raw, func(w *tabw) { poolTable(w, []control.Pool{p}) })
 	}
