@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/control"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream"
@@ -88,6 +91,7 @@ type env struct {
 	srv     *httptest.Server
 	handler atomic.Pointer[task.HandlerFunc]
 	ran     atomic.Int64
+	logs    *observer.ObservedLogs // the admin server's log (the audit)
 }
 
 func newEnv(t *testing.T, b queue.Backend, store worker.OverrideStore, pc worker.PoolConfig) *env {
@@ -103,11 +107,13 @@ func newEnv(t *testing.T, b queue.Backend, store worker.OverrideStore, pc worker
 	require.NoError(t, err)
 	e.rt = rt
 	api := control.New(control.Params{Backend: b, Runtime: rt})
-	mux := http.NewServeMux()
-	for _, r := range api.Routes() {
-		mux.Handle(r.Pattern, r.Handler)
-	}
-	e.srv = httptest.NewServer(mux)
+	// Served by the admin server's own mux (audit included), its log
+	// observed.
+	core, logs := observer.New(zap.InfoLevel)
+	e.logs = logs
+	as, err := admin.NewServer(admin.Config{Listen: "127.0.0.1:0"}, zap.New(core), admin.StatusInfo{}, nil, nil, api.Routes())
+	require.NoError(t, err)
+	e.srv = httptest.NewServer(as.Handler())
 	require.NoError(t, api.Start(context.Background()))
 	require.NoError(t, rt.Start(context.Background()))
 	t.Cleanup(func() {
