@@ -122,3 +122,12 @@ func (s *Supervisor) runOf(name string) (*run, error) {
 	}
 	return nil, fmt.Errorf("%w %q", ErrUnknownSource, name)
 }
+
+// healthy is the state of a source that works: Paused while an operator
+// has it paused, else Running.
+func (r *run) healthy() lifecycle.State {
+	if r.emit.gate.isPaused() {
+		return lifecycle.Paused
+	}
+	return lifecycle.Running
+}

@@ -106,7 +106,7 @@ func (r *run) working() {
 	r.worked = true
 	if r.recovering {
 		r.recovering = false
-		r.comp.Set(lifecycle.Running, nil)
+		r.comp.Set(r.healthy(), nil)
 		r.log.Info("source recovered")
 	}
 }
@@ -221,7 +221,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	base, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	for _, r := range s.runs {
-		r.comp.Set(lifecycle.Running, nil)
+		r.comp.Set(r.healthy(), nil)
 		s.wg.Add(1)
 		go s.loop(base, r)
 	}
@@ -316,7 +316,7 @@ func (s *Supervisor) loop(ctx context.Context, r *run) {
 		}
 		r.restarts.Add(1)
 		if !failed { // a failed source is running again once it works
-			r.comp.Set(lifecycle.Running, nil)
+			r.comp.Set(r.healthy(), nil)
 		}
 	}
 }
