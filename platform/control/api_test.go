@@ -310,3 +310,31 @@ func TestQueuesListCountsAndRates(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+func TestTaskLookupByIDAndKey(t *testing.T) {
+	for _, bk := range backends() {
+		t.Run(bk.name, func(t *testing.T) {
+			t.Parallel()
+			b, store, _ := bk.open(t)
+			e := newEnv(t, b, store, worker.PoolConfig{Concurrency: 1})
+			e.setHandler(func(context.Context, *task.Task) error { return task.Permanent(errors.New("nope")) })
+			tk := &task.Task{Kind: testKind, Key: "order-42", Payload: []byte("{}")}
+			require.NoError(t, e.rt.Producer().Enqueue(context.Background(), tk))
+			eventually(t, "a dead letter", func() bool { return e.deadCount() == 1 })
+
+			var info control.TaskInfo
+			e.mustCall(http.StatusOK, "GET", control.Prefix+"/queues/"+testQueue+"/tasks/"+tk.ID, nil, &info)
+			require.Equal(t, "dead", info.State)
+			require.Equal(t, "order-42", info.Dead.Key)
+			var list control.TaskList
+			e.mustCall(http.StatusOK, "GET", control.Prefix+"/queues/"+testQueue+"/tasks?key=order-42", nil, &list)
+			require.Len(t, list.Items, 1)
+			require.Equal(t, tk.ID, list.Items[0].ID)
+			e.mustCall(http.StatusOK, "GET", control.Prefix+"/queues/"+testQueue+"/tasks?key=other", nil, &list)
+			require.Empty(t, list.Items)
+			code, body := e.call("GET", control.Prefix+"/queues/"+testQueue+"/tasks/unknown", nil, nil)
+			require.Equal(t, http.StatusNotFound, code)
+			require.Contains(t, body, "cannot look up tasks waiting or running")
+		})
+	}
+}

@@ -108,6 +108,7 @@ func (a *API) Routes() []admin.Route {
 		{Pattern: "GET " + Prefix + "/queues/{queue}/dead/{id}", Role: v, Handler: h(a.getDead)},
 		{Pattern: "POST " + Prefix + "/queues/{queue}/dead/redrive", Role: op, Handler: h(a.redriveDead)},
 		{Pattern: "POST " + Prefix + "/queues/{queue}/dead/purge", Role: op, Handler: h(a.purgeDead)},
+		{Pattern: "GET " + Prefix + "/queues/{queue}/tasks", Role: v, Handler: h(a.findTasks)},
 		{Pattern: "GET " + Prefix + "/queues/{queue}/tasks/{id}", Role: v, Handler: h(a.getTask)},
 		{Pattern: "POST " + Prefix + "/tasks", Role: op, Handler: h(a.enqueue)},
 		{Pattern: "GET " + Prefix + "/pools", Role: v, Handler: h(a.listPools)},

@@ -33,6 +33,39 @@ func (a *API) getTask(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// TaskList answers a lookup by key.
+type TaskList struct {
+	// State is "dead": the tasks listed are dead letters of the queue.
+	State string        `json:"state"`
+	Items []DeadSummary `json:"items"`
+}
+
+// findTasks looks tasks up by key (?key=): the dead letters of the queue
+// with that key (the backends cannot look up tasks waiting or running).
+func (a *API) findTasks(w http.ResponseWriter, r *http.Request) error {
+	key := r.URL.Query().Get("key")
+	if key == "" {
+		return status(http.StatusBadRequest, "key is required")
+	}
+	out := TaskList{State: "dead", Items: []DeadSummary{}}
+	q := queue.DeadQuery{Key: key, Limit: queue.MaxDeadLimit}
+	for {
+		page, err := a.backend.QueryDead(r.Context(), r.PathValue("queue"), q)
+		if err != nil {
+			return err
+		}
+		for _, d := range page.Items {
+			out.Items = append(out.Items, summary(d))
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	admin.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
 // Enqueue is the body of POST /admin/v1/tasks: a task of a kind that has
 // a route, with a JSON payload (kept as sent) and optionally its key.
 type Enqueue struct {

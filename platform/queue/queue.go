@@ -159,6 +159,8 @@ type DeadQuery struct {
 	Since, Until time.Time
 	// IDs keeps only the tasks with these ids.
 	IDs []string
+	// Key keeps the tasks with this de-duplication key only.
+	Key string
 	// WithPayload includes the payloads.
 	WithPayload bool
 }
@@ -174,13 +176,16 @@ func (q DeadQuery) PageLimit() int {
 	return q.Limit
 }
 
-// Matches reports whether d passes q's filters (kind, reason, time span,
-// ids); the cursor and limit are the backend's business.
+// Matches reports whether d passes q's filters (kind, key, reason, time
+// span, ids); the cursor and limit are the backend's business.
 func (q DeadQuery) Matches(d DeadLetter) bool {
 	if d.Task == nil {
 		return false
 	}
 	if q.Kind != "" && d.Task.Kind != q.Kind {
+		return false
+	}
+	if q.Key != "" && d.Task.Key != q.Key {
 		return false
 	}
 	if q.Reason != "" && !strings.Contains(strings.ToLower(d.Reason), strings.ToLower(q.Reason)) {

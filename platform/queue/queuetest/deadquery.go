@@ -98,6 +98,7 @@ func testDeadQuery(t *testing.T, s *suite) {
 	require.Equal(t, want[:4], ids(queue.DeadQuery{Until: mid}))
 	require.Equal(t, []string{want[5]}, ids(queue.DeadQuery{Kind: "queuetest.other", Since: mid, Reason: "timeout", IDs: []string{want[5], want[6]}}))
 	require.Empty(t, ids(queue.DeadQuery{Kind: "no-such-kind"}))
+	require.Equal(t, []string{want[3]}, ids(queue.DeadQuery{Key: "key-3"}))
 
 	// A filtered page of one continues where it stopped.
 	page, err := s.b.QueryDead(s.ctx, s.q, queue.DeadQuery{Kind: "queuetest.other", Limit: 1})
