@@ -12,6 +12,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,7 +86,8 @@ type routesOut struct {
 }
 
 // Module provides the API and contributes its routes to the admin server.
-// On JetStream it also provides the durable store of pool overrides.
+// The runtime's worker.OverrideStore (durable on JetStream) is the
+// platform's: see platform.Module.
 var Module = fx.Module("control",
 	fx.Provide(New, func(a *API) routesOut { return routesOut{Routes: a.Routes()} }),
 )
@@ -173,7 +175,7 @@ func decodeBody(r *http.Request, v any) error {
 	if len(body) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytesReader(body))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return status(http.StatusBadRequest, "body: %v", err)

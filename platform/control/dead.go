@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -190,7 +191,7 @@ func (a *API) purgeDead(w http.ResponseWriter, r *http.Request) error {
 // then hands them to op in chunks. A chunk the backend did not do whole
 // is checked: the ids still dead letters are reported failed.
 func (a *API) deadAction(w http.ResponseWriter, r *http.Request, action string,
-	op func(ctx contextT, queue string, ids ...string) (int, error)) error {
+	op func(ctx context.Context, queue string, ids ...string) (int, error)) error {
 	qname := r.PathValue("queue")
 	var body DeadAction
 	if err := decodeBody(r, &body); err != nil {
@@ -278,7 +279,7 @@ func (a *API) deadAction(w http.ResponseWriter, r *http.Request, action string,
 }
 
 // collect pages through q and returns the ids, oldest first.
-func (a *API) collect(ctx contextT, qname string, q queue.DeadQuery) ([]string, error) {
+func (a *API) collect(ctx context.Context, qname string, q queue.DeadQuery) ([]string, error) {
 	var ids []string
 	for {
 		page, err := a.backend.QueryDead(ctx, qname, q)

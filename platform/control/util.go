@@ -1,14 +1,6 @@
 package control
 
-import (
-	"bytes"
-	"context"
-	"iter"
-)
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
-
-type contextT = context.Context
+import "iter"
 
 // dedupe returns ids without repeats, in their first order.
 func dedupe(ids []string) []string {

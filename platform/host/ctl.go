@@ -360,12 +360,14 @@ func (c *ctl) sourceCmd() *cobra.Command {
 		var many struct {
 			Sources []map[string]any `json:"sources"`
 		}
-		var one map[string]any
-		rows := many.Sources
+		var rows []map[string]any
 		if json.Unmarshal(raw, &many) == nil && many.Sources != nil {
 			rows = many.Sources
-		} else if json.Unmarshal(raw, &one) == nil {
-			rows = []map[string]any{one}
+		} else {
+			var one map[string]any
+			if json.Unmarshal(raw, &one) == nil {
+				rows = []map[string]any{one}
+			}
 		}
 		w.row("SOURCE", "PAUSED", "EMITTED", "ERRORS", "RESTARTS", "LAST ERROR")
 		for _, s := range rows {
