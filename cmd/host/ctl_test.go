@@ -115,6 +115,13 @@ func TestCtlAgainstTheHost(t *testing.T) {
 	require.Equal(t, "debug", strings.TrimSpace(ok("loglevel", "debug")))
 	require.Equal(t, "debug", strings.TrimSpace(ok("loglevel")))
 
+	code, body := httpGet(t, base+"/admin/v1/config")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, "backend: jetstream", "the effective configuration")
+	code, body = httpGet(t, base+"/admin/v1/openapi.json")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, `"openapi": "3.1.0"`)
+
 	r = ctl("pool", "pause", "no-such-queue")
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, "404")

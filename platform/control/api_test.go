@@ -338,3 +338,16 @@ func TestTaskLookupByIDAndKey(t *testing.T) {
 		})
 	}
 }
+
+func TestPprofAndConfig(t *testing.T) {
+	b, store, _ := backends()[0].open(t)
+	e := newEnv(t, b, store, worker.PoolConfig{Concurrency: 1})
+	code, body := e.call("GET", control.PprofPrefix+"goroutine?debug=1", nil, nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "goroutine profile")
+	code, body = e.call("GET", control.PprofPrefix, nil, nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "heap")
+	code, _ = e.call("GET", control.Prefix+"/config", nil, nil)
+	require.Equal(t, http.StatusNotFound, code, "a host without configuration says so")
+}
