@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/control"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/lifecycle"
 	"github.com/plba/plba/platform/queue"
@@ -95,7 +96,10 @@ type backendResult struct {
 	fx.Out
 
 	Backend queue.Backend
-	Checks  []health.Check `group:"health.checks,flatten"`
+	// Overrides keeps the pools' run-time overrides: in the JetStream KV
+	// (durable), or in memory with the memory backend.
+	Overrides worker.OverrideStore
+	Checks    []health.Check `group:"health.checks,flatten"`
 }
 
 // newBackend builds the configured queue backend as the component
@@ -114,7 +118,7 @@ func newBackend(p backendParams) (backendResult, error) {
 			return backendResult{}, err
 		}
 		comp.SetDetails(func() any { return b.Status() }) // connection state, server, reconnects
-		return backendResult{Backend: b, Checks: []health.Check{b.HealthCheck()}}, nil
+		return backendResult{Backend: b, Overrides: b.Overrides(), Checks: []health.Check{b.HealthCheck()}}, nil
 	default:
 		b := memory.New(p.Queue.Memory)
 		comp, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, nil, b.Close)
@@ -122,7 +126,7 @@ func newBackend(p backendParams) (backendResult, error) {
 			return backendResult{}, err
 		}
 		comp.SetDetails(func() any { return memoryStats(b) })
-		return backendResult{Backend: b}, nil
+		return backendResult{Backend: b, Overrides: &worker.MemoryOverrides{}}, nil
 	}
 }
 
@@ -171,6 +175,7 @@ func taskRuntime() fx.Option {
 		),
 		telemetry.Module,
 		worker.Module,
+		control.Module,
 		fx.Invoke(func(rt *worker.Runtime) { ps.rt.Store(rt) }),
 		fx.Invoke(checkQueues),
 	)

@@ -74,6 +74,7 @@ type Server struct {
 	ln     net.Listener
 	mux    *http.ServeMux
 	pages  []string // the GET paths worth opening: status, health, contributed pages
+	audit  *recorder
 	done   chan struct{}
 	serveE error
 	conns  conns
@@ -119,6 +120,7 @@ func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Re
 		}
 		WriteJSON(w, http.StatusOK, st)
 	})
+	s := &Server{cfg: cfg, log: log, mux: mux, audit: newRecorder(log), done: make(chan struct{})}
 	sorted := append([]Route(nil), routes...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Pattern < sorted[j].Pattern })
 	pages := []string{StatusPath}
@@ -126,6 +128,7 @@ func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Re
 		pages = append(pages, "/healthz")
 	}
 	for _, r := range sorted {
+		r.Handler = audited(s.audit, r.Pattern, r.Handler)
 		if err := register(mux, r); err != nil {
 			return nil, err
 		}
@@ -133,7 +136,8 @@ func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Re
 			pages = append(pages, path)
 		}
 	}
-	return &Server{cfg: cfg, log: log, mux: mux, pages: pages, done: make(chan struct{})}, nil
+	s.pages = pages
+	return s, nil
 }
 
 func register(mux *http.ServeMux, r Route) (err error) {

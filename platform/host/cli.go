@@ -28,8 +28,9 @@ const (
 //
 //	func main() { os.Exit(host.Main(os.Args[1:], host.App("invoices", invoices.Module))) }
 //
-// The commands are `run`, `config show`, `config validate` and `version`
-// (see `--help`).
+// The commands are `run`, `config show`, `config validate`, `ctl` (a
+// client of a running host's admin API; it exits 3 when denied) and
+// `version` (see `--help`).
 func Main(args []string, apps ...AppOption) int {
 	return execute(args, os.Stdout, os.Stderr, apps...)
 }
@@ -199,7 +200,7 @@ marked), 1 any other failure.`,
 		},
 	})
 
-	root.AddCommand(run, cfgCmd, &cobra.Command{
+	root.AddCommand(run, cfgCmd, ctlCommand(os.Stdin, stdout, stderr, code), &cobra.Command{
 		Use:   "version",
 		Short: "print the version",
 		Args:  cobra.NoArgs,

@@ -18,6 +18,10 @@ type State string
 const (
 	Starting State = "starting"
 	Running  State = "running"
+	// Paused is a component an operator paused (a worker pool that takes
+	// no new work, a source that stops fetching): healthy and on purpose,
+	// so it counts as running for readiness.
+	Paused   State = "paused"
 	Degraded State = "degraded"
 	Draining State = "draining"
 	Stopped  State = "stopped"
@@ -193,10 +197,10 @@ func (r *Registry) LiveFailure() (Status, bool) {
 }
 
 // ReadyRunning reports whether every component that gates readiness is
-// running and names the first that is not.
+// running (or paused by an operator) and names the first that is not.
 func (r *Registry) ReadyRunning() (string, bool) {
 	for _, s := range r.snapshot(false) {
-		if s.GatesReadiness && s.State != Running {
+		if s.GatesReadiness && s.State != Running && s.State != Paused {
 			return s.Name + " is " + string(s.State), false
 		}
 	}

@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/plba/plba/platform/task"
@@ -32,6 +34,12 @@ var (
 	// reached). The settlement happened: the caller counts and reports a
 	// dead letter, not a retry.
 	ErrDeadLettered = errors.New("queue: dead-lettered by the backend")
+	// ErrNotFound is returned by GetDead for an id that is not (or no
+	// longer) a dead letter of the queue.
+	ErrNotFound = errors.New("queue: not found")
+	// ErrBadCursor is returned by QueryDead for a cursor the backend did
+	// not make.
+	ErrBadCursor = errors.New("queue: bad cursor")
 )
 
 // Delivery is one leased task. Task.Attempt is the 1-based number of this
@@ -57,11 +65,15 @@ type Stats struct {
 	DeadDiscarded int64 `json:"dead_discarded"`
 }
 
-// DeadLetter is a task that failed for good, with why.
+// DeadLetter is a task that failed for good, with why. Task.Attempt is
+// the number of attempts it used.
 type DeadLetter struct {
 	Task   *task.Task `json:"task"`
 	Reason string     `json:"reason"`
 	At     time.Time  `json:"at"`
+	// PayloadSize is the size of the task's payload in bytes, also when
+	// the payload itself was left out (QueryDead without WithPayload).
+	PayloadSize int `json:"payload_size"`
 }
 
 // Producer enqueues tasks.
@@ -113,6 +125,89 @@ type DeadLetters interface {
 	// Purge deletes the dead letters with the given ids (all when empty)
 	// and returns how many went.
 	Purge(ctx context.Context, queue string, ids ...string) (int, error)
+	// QueryDead returns one page of the dead letters of queue that match
+	// q, oldest first, and the cursor of the next page ("" after the
+	// last). Without q.WithPayload the tasks carry no payload (only
+	// DeadLetter.PayloadSize), and the backend avoids reading payloads
+	// where it can. A cursor the backend did not make is ErrBadCursor.
+	QueryDead(ctx context.Context, queue string, q DeadQuery) (DeadPage, error)
+	// GetDead returns the dead letter of queue whose task has id, with
+	// its payload and headers, or an error wrapping ErrNotFound.
+	GetDead(ctx context.Context, queue, id string) (DeadLetter, error)
+}
+
+// Bounds of DeadQuery.Limit.
+const (
+	DefaultDeadLimit = 100
+	MaxDeadLimit     = 1000
+)
+
+// DeadQuery selects dead letters of one queue. Its zero value is the
+// first page of every dead letter.
+type DeadQuery struct {
+	// Cursor continues after the page that returned it (DeadPage.Next);
+	// empty starts at the oldest dead letter.
+	Cursor string
+	// Limit is the most dead letters a page holds: <= 0 means
+	// DefaultDeadLimit (100), more than MaxDeadLimit (1000) means
+	// MaxDeadLimit.
+	Limit int
+	// Kind keeps the tasks of this kind only (exact match).
+	Kind string
+	// Reason keeps the dead letters whose reason contains this text
+	// (case-insensitive).
+	Reason string
+	// Since and Until keep the dead letters dead-lettered at or after
+	// Since and before Until; a zero time does not bound.
+	Since, Until time.Time
+	// IDs keeps only the tasks with these ids.
+	IDs []string
+	// Key keeps the tasks with this de-duplication key only.
+	Key string
+	// WithPayload includes the payloads.
+	WithPayload bool
+}
+
+// PageLimit returns q.Limit within its bounds.
+func (q DeadQuery) PageLimit() int {
+	switch {
+	case q.Limit <= 0:
+		return DefaultDeadLimit
+	case q.Limit > MaxDeadLimit:
+		return MaxDeadLimit
+	}
+	return q.Limit
+}
+
+// Matches reports whether d passes q's filters (kind, key, reason, time
+// span, ids); the cursor and limit are the backend's business.
+func (q DeadQuery) Matches(d DeadLetter) bool {
+	if d.Task == nil {
+		return false
+	}
+	if q.Kind != "" && d.Task.Kind != q.Kind {
+		return false
+	}
+	if q.Key != "" && d.Task.Key != q.Key {
+		return false
+	}
+	if q.Reason != "" && !strings.Contains(strings.ToLower(d.Reason), strings.ToLower(q.Reason)) {
+		return false
+	}
+	if !q.Since.IsZero() && d.At.Before(q.Since) {
+		return false
+	}
+	if !q.Until.IsZero() && !d.At.Before(q.Until) {
+		return false
+	}
+	return len(q.IDs) == 0 || slices.Contains(q.IDs, d.Task.ID)
+}
+
+// DeadPage is one page of QueryDead.
+type DeadPage struct {
+	Items []DeadLetter `json:"items"`
+	// Next is the cursor of the next page; empty when this was the last.
+	Next string `json:"next,omitempty"`
 }
 
 // DeadWatcher is an optional interface of a backend that dead-letters tasks

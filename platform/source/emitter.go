@@ -31,10 +31,15 @@ type emitter struct {
 	enq       task.Enqueuer
 	emitted   atomic.Int64
 	obs       Observer // nil: none
+	gate      gate     // closed while the supervisor has the source paused
 }
 
-// Emit stamps the completion header (when due) and enqueues tasks.
+// Emit waits while the source is paused (Supervisor.Pause), then stamps
+// the completion header (when due) and enqueues tasks.
 func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
+	if err := e.gate.wait(ctx); err != nil {
+		return err
+	}
 	if e.completes {
 		for _, t := range tasks {
 			if t != nil {

@@ -48,13 +48,13 @@ func (r *run) working() {
 	r.worked = true
 	if r.recovering {
 		r.recovering = false
-		r.comp.Set(lifecycle.Running, nil)
+		r.comp.Set(r.healthy(), nil)
 		r.log.Info("source recovered")
 	}
 }
 
 func (r *run) stats() Stats {
-	s := Stats{Name: r.src.Name(), Emitted: r.emit.emitted.Load(), Errors: r.errors.Load(), Restarts: r.restarts.Load()}
+	s := Stats{Name: r.src.Name(), Emitted: r.emit.emitted.Load(), Errors: r.errors.Load(), Restarts: r.restarts.Load(), Paused: r.emit.gate.isPaused()}
 	if p := r.lastErr.Load(); p != nil {
 		s.LastError = *p
 	}
@@ -123,7 +123,7 @@ func (s *Supervisor) loop(ctx context.Context, r *run) {
 		}
 		r.restarts.Add(1)
 		if !failed { // a failed source is running again once it works
-			r.comp.Set(lifecycle.Running, nil)
+			r.comp.Set(r.healthy(), nil)
 		}
 	}
 }

@@ -28,10 +28,12 @@ const ComponentPrefix = "source/"
 // Stats are the counters of one supervised source; they are also its
 // lifecycle component's details.
 type Stats struct {
-	Name      string `json:"name"`
-	Emitted   int64  `json:"emitted"`
-	Errors    int64  `json:"errors"`
-	Restarts  int64  `json:"restarts"`
+	Name     string `json:"name"`
+	Emitted  int64  `json:"emitted"`
+	Errors   int64  `json:"errors"`
+	Restarts int64  `json:"restarts"`
+	// Paused reports whether an operator paused the source (Pause).
+	Paused    bool   `json:"paused"`
 	LastError string `json:"last_error,omitempty"`
 	// Details is what the source reports of itself when it implements
 	// Detailer (an IMAP mailbox: UIDVALIDITY, last UID, counts).
@@ -170,7 +172,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	base, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	for _, r := range s.runs {
-		r.comp.Set(lifecycle.Running, nil)
+		r.comp.Set(r.healthy(), nil)
 		s.wg.Add(1)
 		go s.loop(base, r)
 	}

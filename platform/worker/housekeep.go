@@ -108,9 +108,10 @@ func (p *Pool) clearStall() {
 	if p.stalled.Swap(false) {
 		p.mu.Lock()
 		running := p.state == stateRunning
+		healthy := p.healthyLocked()
 		p.mu.Unlock()
 		if running {
-			p.comp.Set(lifecycle.Running, nil)
+			p.comp.Set(healthy, nil)
 		}
 	}
 }

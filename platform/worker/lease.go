@@ -108,7 +108,10 @@ func (p *Pool) fetch() {
 		if failing {
 			failing = false
 			retry.Reset()
-			p.comp.Set(lifecycle.Running, nil)
+			p.mu.Lock()
+			healthy := p.healthyLocked()
+			p.mu.Unlock()
+			p.comp.Set(healthy, nil)
 		}
 		p.handOver(ds)
 	}

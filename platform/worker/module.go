@@ -58,7 +58,10 @@ type fxParams struct {
 	Observer     task.Observer `optional:"true"`
 	// SourceObserver sees source polls and emits (telemetry provides it).
 	SourceObserver source.Observer `optional:"true"`
-	Producer       *Producer
+	// Overrides keeps the pools' run-time overrides (the control plane
+	// provides a durable one on JetStream).
+	Overrides OverrideStore `optional:"true"`
+	Producer  *Producer
 }
 
 type producerParams struct {
@@ -78,6 +81,7 @@ func newFxRuntime(p fxParams) (*Runtime, error) {
 		Sources: p.Sources, SourceConfig: p.SourceConfig,
 		Registry: p.Registry, Logger: p.Logger, Observer: p.Observer,
 		SourceObserver: p.SourceObserver,
+		Overrides:      p.Overrides,
 		Producer:       p.Producer,
 	})
 	if err != nil {

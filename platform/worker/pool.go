@@ -88,9 +88,10 @@ type Pool struct {
 	log     *zap.Logger
 	comp    *lifecycle.Component
 
-	n       counters     // stats.go
-	started atomic.Int64 // p.clock() at Start
-	stalled atomic.Bool
+	n        counters                     // stats.go
+	override atomic.Pointer[PoolOverride] // overrides.go
+	started  atomic.Int64                 // p.clock() at Start
+	stalled  atomic.Bool
 
 	// Leasing and the hand-over buffer (lease.go).
 	leased atomic.Int64 // reserved or leased deliveries not yet finished
@@ -219,8 +220,17 @@ func (p *Pool) Start(ctx context.Context) error {
 	go p.fetch()
 	p.stop.housekeeper.Add(1)
 	go p.housekeep()
-	p.comp.Set(lifecycle.Running, nil)
+	p.comp.Set(p.healthyLocked(), nil)
 	return nil
+}
+
+// healthyLocked is the component state of a working pool: Paused while
+// paused, else Running.
+func (p *Pool) healthyLocked() lifecycle.State {
+	if p.paused {
+		return lifecycle.Paused
+	}
+	return lifecycle.Running
 }
 
 func (p *Pool) newLeaseCtxLocked() {
@@ -244,6 +254,9 @@ func (p *Pool) Pause() {
 	if p.leaseCancel != nil {
 		p.leaseCancel()
 	}
+	if p.state == stateRunning {
+		p.comp.Set(lifecycle.Paused, nil)
+	}
 	p.mu.Unlock()
 	p.log.Info("pool paused")
 	// After halted is set: what the fetcher hands over from now on is
@@ -262,6 +275,9 @@ func (p *Pool) Resume() {
 	if p.state == stateRunning {
 		p.halted.Store(false)
 		p.newLeaseCtxLocked()
+		if st := p.comp.State(); st == lifecycle.Paused {
+			p.comp.Set(lifecycle.Running, nil)
+		}
 	}
 	p.signal()
 	p.log.Info("pool resumed")

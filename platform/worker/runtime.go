@@ -43,6 +43,9 @@ type Params struct {
 	Observer task.Observer
 	// SourceObserver sees the sources' polls and emits; nil means none.
 	SourceObserver source.Observer
+	// Overrides keeps the pools' run-time overrides (pause, size); nil
+	// means a MemoryOverrides (lost with the process).
+	Overrides OverrideStore
 	// Producer, when set, is bound to the runtime's router instead of a
 	// new one (the fx module provides it separately so route constructors
 	// can depend on task.Enqueuer without a cycle).
@@ -66,6 +69,7 @@ type Runtime struct {
 	log        *zap.Logger
 	backend    queue.Backend
 	dead       *deadTeller
+	ov         overrides
 }
 
 // New validates p and builds the runtime without starting anything.
@@ -119,6 +123,10 @@ func New(p Params) (*Runtime, error) {
 	}
 	sort.Strings(queues)
 	r := &Runtime{router: router, producer: prod, byQueue: map[string]*Pool{}, supervisor: sup, log: p.Logger, backend: p.Backend}
+	r.ov.store = p.Overrides
+	if r.ov.store == nil {
+		r.ov.store = &MemoryOverrides{}
+	}
 	for _, q := range queues {
 		pool, err := NewPool(PoolParams{
 			Queue: q, Config: p.Config.For(q), Backend: p.Backend, Router: router,
@@ -166,12 +174,16 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	return errors.Join(r.StopSources(ctx), r.StopPools(ctx))
 }
 
-// StartPools starts every pool; on failure the ones already started are
+// StartPools applies the saved pool overrides (Params.Overrides), then
+// starts every pool; on failure the ones already started are
 // stopped again. A backend that dead-letters tasks on its own
 // (queue.DeadWatcher) reports each such dead letter to the runtime from
 // now on, which tells the task's source (task.DeadLettered, with the
 // backend's reason) and counts it on the pool of its queue.
 func (r *Runtime) StartPools(ctx context.Context) error {
+	if err := r.applyOverrides(ctx); err != nil {
+		return err
+	}
 	if w, ok := r.backend.(queue.DeadWatcher); ok {
 		r.dead.start()
 		w.WatchDead(r.dead.add)

@@ -53,6 +53,8 @@ type Stats struct {
 	Workers int `json:"workers"`
 	// Paused reports whether the pool stopped taking new work.
 	Paused bool `json:"paused"`
+	// Override is what an operator changed at run time (nil: nothing).
+	Override *PoolOverride `json:"override,omitempty"`
 	// LastError is the text of the latest failure.
 	LastError string `json:"last_error,omitempty"`
 	// LastFinished is when the latest delivery was settled.
@@ -127,6 +129,7 @@ func (p *Pool) Stats() Stats {
 		InFlight:         c.inFlight.Load(),
 		Workers:          int(p.workersN.Load()),
 		Paused:           paused,
+		Override:         p.override.Load(),
 	}
 	if e := c.lastErr.Load(); e != nil {
 		s.LastError = *e

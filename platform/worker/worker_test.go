@@ -304,6 +304,7 @@ func TestPauseResumeResize(t *testing.T) {
 
 	p.Pause()
 	require.True(t, p.Stats().Paused)
+	require.Equal(t, lifecycle.Paused, p.State(), "a paused pool's component says paused")
 	for range 6 {
 		b.enqueue(t, &task.Task{Kind: "block"})
 	}
@@ -311,6 +312,7 @@ func TestPauseResumeResize(t *testing.T) {
 	require.Zero(t, running.Load(), "a paused pool leases nothing")
 
 	p.Resume()
+	require.Equal(t, lifecycle.Running, p.State())
 	require.Eventually(t, func() bool { return running.Load() == 1 }, 5*time.Second, time.Millisecond)
 	require.NoError(t, p.Resize(4))
 	require.Eventually(t, func() bool { return running.Load() == 4 }, 5*time.Second, time.Millisecond)

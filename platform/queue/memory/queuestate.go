@@ -37,6 +37,7 @@ type queueState struct {
 	dead    []*entry  // oldest first
 	live    int       // ready + delayed + leased: what counts against capacity
 	seq     uint64
+	deadSeq uint64 // last dead letter's entry.deadSeq
 
 	keys       keyIndex
 	recent     []keyExpiry // keys remembered after their task ended, oldest first
@@ -190,6 +191,8 @@ func (q *queueState) advance(now int64) {
 // holds Options.MaxDead dead letters already discards its oldest one.
 func (q *queueState) kill(e *entry, reason string) {
 	e.state, e.reason, e.deadAt = stDead, reason, q.b.opts.Now()
+	q.deadSeq++
+	e.deadSeq = q.deadSeq
 	q.dead = append(q.dead, e)
 	q.live--
 	if len(q.dead) > q.b.opts.MaxDead {
@@ -221,7 +224,7 @@ func (q *queueState) discardOldest(now time.Time) {
 func deadLetter(e *entry) queue.DeadLetter {
 	t := e.t.Clone()
 	t.Attempt = e.attempts
-	return queue.DeadLetter{Task: t, Reason: e.reason, At: e.deadAt}
+	return queue.DeadLetter{Task: t, Reason: e.reason, At: e.deadAt, PayloadSize: len(t.Payload)}
 }
 
 // nextDue is the earliest time something happens on its own.

@@ -30,6 +30,7 @@ type entry struct {
 	state    uint8
 	reason   string    // dead-letter reason
 	deadAt   time.Time // when it was dead-lettered
+	deadSeq  uint64    // order among the queue's dead letters (QueryDead's cursor)
 }
 
 // delivery is what Lease hands out: the Delivery, its own shallow copy of

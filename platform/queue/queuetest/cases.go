@@ -37,6 +37,7 @@ var cases = []testCase{
 	{name: "AckRemoves", run: testAckRemoves},
 	{name: "RetryDelay", run: testRetryDelay},
 	{name: "DeadLetterListRedrivePurge", run: testDeadLetter},
+	{name: "DeadQuery", run: testDeadQuery},
 	{name: "MaxDeliveries", skip: func(f Features) string {
 		if f.MaxDeliveries <= 0 {
 			return "backend has no max-deliveries limit"

@@ -1,0 +1,125 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// ExitDenied is the exit status of a `ctl` command the admin server
+// refused: no or wrong credentials (401) or a role too weak (403).
+const ExitDenied = 3
+
+// CtlTokenEnv is the environment variable `ctl` takes its bearer token
+// from (--token-file wins).
+const CtlTokenEnv = "PLBA_CTL_TOKEN"
+
+// ctlClient calls the admin API for `ctl`.
+type ctlClient struct {
+	base    string
+	token   string
+	timeout time.Duration
+	http    *http.Client
+}
+
+// ctlError is a failed call, with the exit status it means.
+type ctlError struct {
+	code int // ExitFailure or ExitDenied
+	msg  string
+}
+
+func (e *ctlError) Error() string { return e.msg }
+
+// newCtlClient reads the token (file first, then the environment).
+func newCtlClient(url, tokenFile string, timeout time.Duration) (*ctlClient, error) {
+	c := &ctlClient{base: strings.TrimRight(url, "/"), timeout: timeout, http: &http.Client{Timeout: timeout}}
+	switch {
+	case tokenFile != "":
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		c.token = strings.TrimSpace(string(b))
+		if c.token == "" {
+			return nil, fmt.Errorf("--token-file %s is empty", tokenFile)
+		}
+	default:
+		c.token = strings.TrimSpace(os.Getenv(CtlTokenEnv))
+	}
+	if !strings.HasPrefix(c.base, "http://") && !strings.HasPrefix(c.base, "https://") {
+		return nil, fmt.Errorf("--url %q: want http://host:port or https://host:port", url)
+	}
+	return c, nil
+}
+
+// do calls method path with body (JSON, nil for none) and decodes a 2xx
+// answer into out (nil: discard). It returns the raw body as well.
+func (c *ctlClient) do(ctx context.Context, method, path string, body, out any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, &ctlError{code: ExitFailure, msg: err.Error()}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s %s: %v", method, path, err)}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s %s: read answer: %v", method, path, err)}
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		msg := strings.TrimSpace(string(raw))
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		code := ExitFailure
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			code = ExitDenied
+			if c.token == "" && resp.StatusCode == http.StatusUnauthorized {
+				msg += " (no token: set " + CtlTokenEnv + " or --token-file)"
+			}
+		}
+		return raw, &ctlError{code: code, msg: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, msg)}
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return raw, &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s %s: decode answer: %v", method, path, err)}
+		}
+	}
+	return raw, nil
+}
+
+// exitOf is the exit status of err from a ctl command.
+func exitOf(err error) int {
+	var ce *ctlError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	return ExitFailure
+}

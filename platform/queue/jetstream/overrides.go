@@ -1,0 +1,100 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plba/plba/platform/worker"
+)
+
+// overridesBucket is the name of the KV bucket that keeps the pools'
+// run-time overrides, after the stream prefix: <prefix>_OVERRIDES.
+func (n names) overridesBucket() string { return n.prefix + "_OVERRIDES" }
+
+// Overrides returns a worker.OverrideStore kept in the JetStream KV
+// bucket <prefix>_OVERRIDES (one key per queue, the queue name encoded
+// like a stream token), with the backend's storage and replicas: a
+// paused or resized pool stays so after a restart of any replica. The
+// bucket is created on first use (the backend must be started).
+func (b *Backend) Overrides() worker.OverrideStore { return &kvOverrides{b: b} }
+
+type kvOverrides struct{ b *Backend }
+
+func (s *kvOverrides) Durable() bool { return s.b.cfg.Storage != StorageMemory }
+
+func (s *kvOverrides) kv(ctx context.Context) (jetstream.KeyValue, error) {
+	if err := s.b.usable(); err != nil {
+		return nil, err
+	}
+	name := s.b.names.overridesBucket()
+	kv, err := s.b.js.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = s.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, Description: "plba pool overrides", History: 1,
+			Storage: s.b.storage(), Replicas: s.b.cfg.Replicas,
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: key-value bucket %q: %w", name, err)
+	}
+	return kv, nil
+}
+
+// Load returns every saved override.
+func (s *kvOverrides) Load(ctx context.Context) (map[string]worker.PoolOverride, error) {
+	kv, err := s.kv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]worker.PoolOverride{}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: list pool overrides: %w", err)
+	}
+	for k := range keys.Keys() {
+		q, ok := decodeToken(k)
+		if !ok {
+			continue
+		}
+		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: read pool override %q: %w", q, err)
+		}
+		var o worker.PoolOverride
+		if err := json.Unmarshal(e.Value(), &o); err != nil {
+			return nil, fmt.Errorf("jetstream: pool override %q: %w", q, err)
+		}
+		out[q] = o
+	}
+	return out, nil
+}
+
+// Save keeps o for queue; a zero o deletes the key.
+func (s *kvOverrides) Save(ctx context.Context, queue string, o worker.PoolOverride) error {
+	kv, err := s.kv(ctx)
+	if err != nil {
+		return err
+	}
+	key := encodeToken(queue)
+	if o.IsZero() {
+		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("jetstream: delete pool override %q: %w", queue, err)
+		}
+		return nil
+	}
+	v, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, key, v); err != nil {
+		return fmt.Errorf("jetstream: save pool override %q: %w", queue, err)
+	}
+	return nil
+}
