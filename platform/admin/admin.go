@@ -69,6 +69,7 @@ type Server struct {
 	srv    *http.Server
 	ln     net.Listener
 	mux    *http.ServeMux
+	audit  *recorder
 	done   chan struct{}
 	serveE error
 	conns  conns
@@ -114,14 +115,16 @@ func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Re
 		}
 		WriteJSON(w, http.StatusOK, st)
 	})
+	s := &Server{cfg: cfg, log: log, mux: mux, audit: newRecorder(log), done: make(chan struct{})}
 	sorted := append([]Route(nil), routes...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Pattern < sorted[j].Pattern })
 	for _, r := range sorted {
+		r.Handler = audited(s.audit, r.Pattern, r.Handler)
 		if err := register(mux, r); err != nil {
 			return nil, err
 		}
 	}
-	return &Server{cfg: cfg, log: log, mux: mux, done: make(chan struct{})}, nil
+	return s, nil
 }
 
 func register(mux *http.ServeMux, r Route) (err error) {

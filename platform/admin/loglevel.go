@@ -53,21 +53,26 @@ func LogLevelRoutes(level zap.AtomicLevel, log *zap.Logger) []Route {
 		// Read one byte past the limit: a body cut at the limit would hide
 		// whatever follows the object from decodeLevel's check.
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxLevelBody+1))
+		fail := func(code int, err error) {
+			Audit(r, AuditEntry{Action: "loglevel.set", Target: "log", Error: err.Error()})
+			WriteJSON(w, code, Error{Error: err.Error()})
+		}
 		if err != nil {
-			WriteJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("admin: log level: read body: %v", err)})
+			fail(http.StatusBadRequest, fmt.Errorf("admin: log level: read body: %w", err))
 			return
 		}
 		if len(body) > maxLevelBody {
-			WriteJSON(w, http.StatusRequestEntityTooLarge,
-				Error{Error: fmt.Sprintf("admin: log level: body larger than %d bytes", maxLevelBody)})
+			fail(http.StatusRequestEntityTooLarge, fmt.Errorf("admin: log level: body larger than %d bytes", maxLevelBody))
 			return
 		}
 		lvl, err := decodeLevel(bytes.NewReader(body))
 		if err != nil {
-			WriteJSON(w, http.StatusBadRequest, Error{Error: err.Error()})
+			fail(http.StatusBadRequest, err)
 			return
 		}
 		old := level.Level()
+		Audit(r, AuditEntry{Action: "loglevel.set", Target: "log",
+			Params: map[string]any{"from": old.String(), "to": lvl.String()}})
 		audit := func() {
 			log.Warn("log level changed", zap.Stringer("from", old), zap.Stringer("to", lvl),
 				zap.String("remote", r.RemoteAddr))

@@ -1,0 +1,215 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// AuditEntry is one state-changing call on the admin server, as recorded
+// in the log, in the audit ring served at AuditPath and, when the queue
+// backend is JetStream, in the audit stream.
+//
+// A handler fills Action, Target, Params and, when it knows better than
+// the response's status code, Result and Error; Audit fills the rest
+// from the request.
+type AuditEntry struct {
+	// ID orders the entries, newest highest; it is assigned when the
+	// entry is recorded (nanoseconds since 1970, strictly increasing) and
+	// is the cursor for paging.
+	ID int64 `json:"id"`
+	// Time is when Audit was called.
+	Time time.Time `json:"time"`
+	// Identity is the name of the token or user that made the call
+	// ("anonymous" when authentication is off).
+	Identity string `json:"identity"`
+	// Role is the identity's role.
+	Role Role `json:"role,omitempty"`
+	// Auth is how the identity signed in: "token", "session" or "none".
+	Auth string `json:"auth,omitempty"`
+	// Action names what was done, dotted, subject first: "dlq.redrive",
+	// "pool.pause", "loglevel.set", "session.create".
+	Action string `json:"action"`
+	// Target is what it was done to: "queue/mailorder", "pool/default",
+	// "source/inbox", a dead letter's id.
+	Target string `json:"target,omitempty"`
+	// Params are the call's parameters. Values under a key that names a
+	// secret (password, token, secret, cookie, authorization, credential,
+	// api_key, private_key), at any depth, are replaced by "[redacted]".
+	Params map[string]any `json:"params,omitempty"`
+	// Result is AuditOK, AuditFailed or AuditDenied. Left empty, it is
+	// taken from the response's status code when the handler returns
+	// (2xx and 3xx ok, 401 and 403 denied, anything else failed).
+	Result string `json:"result"`
+	// Error says why the call failed or was denied.
+	Error string `json:"error,omitempty"`
+	// Status is the HTTP status code the call was answered with.
+	Status int `json:"status,omitempty"`
+	// Remote is the client's address (the connection's; the admin server
+	// trusts no forwarding header).
+	Remote string `json:"remote,omitempty"`
+}
+
+// The results of an audited call.
+const (
+	AuditOK     = "ok"
+	AuditFailed = "failed"
+	AuditDenied = "denied"
+)
+
+// Audit records e as a call made by the request r: the identity, role
+// and remote address come from r, the time is now. Inside a request the
+// admin server handles, the entry is recorded when the handler returns
+// (so that an empty Result can be taken from the status code); a handler
+// may call Audit more than once (a bulk action with one entry per
+// target). A state-changing request (any method but GET, HEAD and
+// OPTIONS) whose handler recorded nothing is recorded by the server
+// after it, with the route's pattern as Action: every state-changing call
+// is audited, a handler only makes the entry more precise.
+//
+// Outside a request of the admin server (a handler called directly, with
+// no auditor on its context), Audit does nothing.
+func Audit(r *http.Request, e AuditEntry) {
+	if e.Remote == "" {
+		e.Remote = r.RemoteAddr
+	}
+	AuditContext(r.Context(), e)
+}
+
+// AuditContext is Audit for code that holds only the request's context.
+func AuditContext(ctx context.Context, e AuditEntry) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if id, ok := IdentityFrom(ctx); ok {
+		if e.Identity == "" {
+			e.Identity = id.Name
+		}
+		if e.Role == "" {
+			e.Role = id.Role
+		}
+		if e.Auth == "" {
+			e.Auth = id.Kind
+		}
+	}
+	e.Params = redactParams(e.Params)
+	if st, ok := ctx.Value(auditStateKey{}).(*auditState); ok {
+		if e.Remote == "" {
+			e.Remote = st.remote
+		}
+		st.add(e)
+		return
+	}
+	if rec, ok := ctx.Value(auditorKey{}).(auditor); ok {
+		if e.Result == "" {
+			e.Result = AuditOK
+		}
+		rec.record(ctx, e)
+	}
+}
+
+// auditor records finished entries: the log, the ring, the stream.
+type auditor interface {
+	record(ctx context.Context, e AuditEntry)
+}
+
+type auditorKey struct{}
+
+type auditStateKey struct{}
+
+// auditState collects the entries of one request until its handler
+// returns.
+type auditState struct {
+	remote  string
+	mu      sync.Mutex
+	entries []AuditEntry
+}
+
+func (s *auditState) add(e AuditEntry) {
+	s.mu.Lock()
+	s.entries = append(s.entries, e)
+	s.mu.Unlock()
+}
+
+func (s *auditState) take() []AuditEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	es := s.entries
+	s.entries = nil
+	return es
+}
+
+// stateChanging reports whether a request with method m changes state.
+func stateChanging(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
+}
+
+// resultOf is the Result of a call answered with status code.
+func resultOf(code int) string {
+	switch {
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		return AuditDenied
+	case code >= 200 && code < 400:
+		return AuditOK
+	}
+	return AuditFailed
+}
+
+// Redacted replaces a secret parameter's value in an audit entry.
+const Redacted = "[redacted]"
+
+// secretWords are the parts of a parameter's name that mark it secret.
+var secretWords = []string{"password", "passwd", "secret", "token", "cookie", "authorization", "credential", "api_key", "apikey", "private_key"}
+
+func secretName(k string) bool {
+	k = strings.ToLower(k)
+	for _, w := range secretWords {
+		if strings.Contains(k, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactParams returns a copy of p with the secrets replaced, at any
+// depth (maps and slices), and p unchanged.
+func redactParams(p map[string]any) map[string]any {
+	if p == nil {
+		return nil
+	}
+	out := make(map[string]any, len(p))
+	for k, v := range p {
+		if secretName(k) {
+			out[k] = Redacted
+			continue
+		}
+		out[k] = redactValue(v)
+	}
+	return out
+}
+
+func redactValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return redactParams(x)
+	case map[string]string:
+		m := make(map[string]any, len(x))
+		for k, s := range x {
+			m[k] = s
+		}
+		return redactParams(m)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = redactValue(e)
+		}
+		return out
+	}
+	return v
+}

@@ -1,0 +1,127 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// recorder is the server's auditor: it assigns each entry its id and
+// writes it to the log at info (logger "admin.audit").
+type recorder struct {
+	log *zap.Logger
+
+	mu   sync.Mutex
+	last int64 // the last id given
+}
+
+func newRecorder(log *zap.Logger) *recorder {
+	return &recorder{log: log.Named("audit")}
+}
+
+// nextID returns an id above every one given before, close to t.
+func (r *recorder) nextID(t time.Time) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := t.UnixNano()
+	if id <= r.last {
+		id = r.last + 1
+	}
+	r.last = id
+	return id
+}
+
+func (r *recorder) record(_ context.Context, e AuditEntry) {
+	e.ID = r.nextID(e.Time)
+	fields := []zap.Field{
+		zap.String("action", e.Action), zap.String("result", e.Result),
+		zap.String("identity", e.Identity), zap.String("role", string(e.Role)),
+		zap.String("remote", e.Remote),
+	}
+	if e.Auth != "" {
+		fields = append(fields, zap.String("auth", e.Auth))
+	}
+	if e.Target != "" {
+		fields = append(fields, zap.String("target", e.Target))
+	}
+	if len(e.Params) > 0 {
+		fields = append(fields, zap.Any("params", e.Params))
+	}
+	if e.Status != 0 {
+		fields = append(fields, zap.Int("status", e.Status))
+	}
+	if e.Error != "" {
+		fields = append(fields, zap.String("error", e.Error))
+	}
+	r.log.Info("audit", fields...)
+}
+
+// audited wraps a route's handler: the auditor is on every request's
+// context; a state-changing request's entries are recorded when the
+// handler returns (one with the route's pattern when it recorded none).
+func audited(rec auditor, pattern string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := context.WithValue(r.Context(), auditorKey{}, rec)
+		if !stateChanging(r.Method) {
+			h.ServeHTTP(w, r.WithContext(ctx))
+			return
+		}
+		st := &auditState{remote: r.RemoteAddr}
+		ctx = context.WithValue(ctx, auditStateKey{}, st)
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			p := recover()
+			code := sw.code
+			switch {
+			case p != nil:
+				code = http.StatusInternalServerError
+			case code == 0:
+				code = http.StatusOK // the handler wrote nothing: net/http answers 200
+			}
+			entries := st.take()
+			if len(entries) == 0 {
+				AuditContext(context.WithValue(ctx, auditStateKey{}, st), AuditEntry{Action: pattern, Remote: r.RemoteAddr})
+				entries = st.take()
+			}
+			for _, e := range entries {
+				if e.Status == 0 {
+					e.Status = code
+				}
+				if e.Result == "" {
+					e.Result = resultOf(code)
+				}
+				rec.record(ctx, e)
+			}
+			if p != nil {
+				panic(p)
+			}
+		}()
+		h.ServeHTTP(sw, r.WithContext(ctx))
+	})
+}
+
+// statusWriter remembers the status code a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
