@@ -1,0 +1,72 @@
+// Package auth holds the admin server's credential primitives: password
+// hashes for users (bcrypt) and token digests for machines, compared in
+// constant time. The admin server (platform/admin) builds on it; `host ctl
+// users hash-password` calls HashPassword.
+package auth
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// PasswordCost is the bcrypt cost HashPassword uses (2^12 rounds: about
+// a quarter of a second on a current core, which is what a sign-in
+// costs the server and a guess costs an attacker holding the hash).
+const PasswordCost = 12
+
+// MinPasswordLength is the shortest password HashPassword accepts.
+const MinPasswordLength = 8
+
+// ErrPasswordTooShort and ErrPasswordTooLong are HashPassword's refusals.
+var (
+	ErrPasswordTooShort = fmt.Errorf("auth: password shorter than %d characters", MinPasswordLength)
+	// ErrPasswordTooLong: bcrypt reads at most 72 bytes; a longer
+	// password would be cut silently, so it is refused.
+	ErrPasswordTooLong = errors.New("auth: password longer than 72 bytes")
+)
+
+// HashPassword returns the bcrypt hash of pw, for admin.auth.users'
+// password_hash ("$2a$12$..."). pw must have at least MinPasswordLength
+// characters and at most 72 bytes.
+func HashPassword(pw string) (string, error) {
+	if len([]rune(pw)) < MinPasswordLength {
+		return "", ErrPasswordTooShort
+	}
+	if len(pw) > 72 {
+		return "", ErrPasswordTooLong
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), PasswordCost)
+	if err != nil {
+		return "", fmt.Errorf("auth: hash password: %w", err)
+	}
+	return string(h), nil
+}
+
+// CheckPasswordHash reports whether hash is a bcrypt hash CheckPassword
+// can use, and why not.
+func CheckPasswordHash(hash string) error {
+	if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		return fmt.Errorf("not a bcrypt hash (make one with `host ctl users hash-password`): %w", err)
+	}
+	return nil
+}
+
+// CheckPassword reports whether pw matches hash. It takes the hash's
+// cost in time whatever the answer.
+func CheckPassword(hash, pw string) bool {
+	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) == nil
+}
+
+// Digest is the SHA-256 of a token: what the server keeps instead of
+// the token.
+type Digest [sha256.Size]byte
+
+// DigestOf returns the digest of token.
+func DigestOf(token string) Digest { return sha256.Sum256([]byte(token)) }
+
+// Equal compares two digests in constant time.
+func (d Digest) Equal(o Digest) bool { return subtle.ConstantTimeCompare(d[:], o[:]) == 1 }
