@@ -88,8 +88,8 @@ func LogLevelRoutes(level zap.AtomicLevel, log *zap.Logger) []Route {
 		WriteJSON(w, http.StatusOK, LogLevel{Level: lvl.String()})
 	})
 	return []Route{
-		{Pattern: "GET " + LogLevelPath, Handler: get},
-		{Pattern: "PUT " + LogLevelPath, Handler: put},
+		{Pattern: "GET " + LogLevelPath, Role: RoleViewer, Handler: get},
+		{Pattern: "PUT " + LogLevelPath, Role: RoleOperator, Handler: put},
 	}
 }
 
