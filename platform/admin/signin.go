@@ -92,7 +92,7 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 	entry.Role = u.Role
 	Audit(r, entry)
 	http.SetCookie(w, &http.Cookie{
-		Name: SessionCookie, Value: se.id, Path: "/", Expires: se.expires, MaxAge: int(time.Until(se.expires).Seconds()),
+		Name: SessionCookie, Value: se.id, Path: "/", Expires: se.expires, MaxAge: int(se.expires.Sub(now).Seconds()),
 		HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteStrictMode,
 	})
 	WriteJSON(w, http.StatusOK, SessionInfo{Identity: Identity{Name: u.Name, Role: u.Role, Kind: "session"}, Expires: se.expires, CSRFToken: se.csrf})
