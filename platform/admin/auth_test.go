@@ -231,6 +231,14 @@ func TestSessionSignInCSRFAndSignOut(t *testing.T) {
 	}
 	code, _, _ = request(t, http.MethodPost, base+admin.SessionPath, `{"name":"alice"}`, nil)
 	require.Equal(t, http.StatusBadRequest, code)
+	// A sign-in posted from another site (login CSRF) is refused; from
+	// the server's own origin it works.
+	code, _, _ = request(t, http.MethodPost, base+admin.SessionPath, `{"name":"alice","password":"alicealice"}`,
+		map[string]string{"Origin": "https://evil.example"})
+	require.Equal(t, http.StatusForbidden, code)
+	code, _, _ = request(t, http.MethodPost, base+admin.SessionPath, `{"name":"alice","password":"alicealice"}`,
+		map[string]string{"Origin": base})
+	require.Equal(t, http.StatusOK, code)
 
 	// Sign-out needs the CSRF token, then the cookie is worthless.
 	code, _, _ = request(t, http.MethodDelete, base+admin.SessionPath, "", withCookie)

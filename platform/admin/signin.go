@@ -37,6 +37,18 @@ type SessionInfo struct {
 // maxSignInBody bounds the body of POST SessionPath.
 const maxSignInBody = 4 << 10
 
+// maxAuditName bounds the name of a failed sign-in in the audit.
+const maxAuditName = 64
+
+// sameOrigin reports whether the Origin header o names host (the
+// request's Host): a browser sends Origin with a cross-site form post,
+// and a sign-in from another site would sign the browser in as someone
+// else (login CSRF).
+func sameOrigin(o, host string) bool {
+	u, err := url.Parse(o)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
+}
+
 // sessionRoutes are the sign-in, who-am-I and sign-out routes.
 func (s *Server) sessionRoutes() []Route {
 	a := s.auth
@@ -66,6 +78,11 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 		d.write(w)
 		return
 	}
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
+		skipAudit(r.Context())
+		WriteJSON(w, http.StatusForbidden, Error{Error: "admin: sign in: cross-origin request refused (Origin " + o + ")"})
+		return
+	}
 	in, err := readSignIn(r)
 	if err != nil {
 		skipAudit(r.Context())
@@ -79,7 +96,11 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 	} else if a.decoy != nil {
 		a.decoy.Check(in.Password)
 	}
-	entry := AuditEntry{Action: "session.create", Identity: in.Name, Auth: "session", Target: "user/" + in.Name}
+	name := in.Name
+	if len(name) > maxAuditName { // a failed sign-in's name is the client's
+		name = name[:maxAuditName] + "…"
+	}
+	entry := AuditEntry{Action: "session.create", Identity: name, Auth: "session", Target: "user/" + name}
 	if !ok {
 		a.failed(r, now, "sign-in", in.Name)
 		entry.Result, entry.Error = AuditDenied, "wrong name or password"
