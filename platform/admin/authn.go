@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,7 @@ type authenticator struct {
 	decoy    *auth.Decoy // unknown users' passwords are checked against it: same time as a known user's
 	sessions *sessions
 	limit    *failLimiter
+	checks   chan struct{} // one slot per password check allowed at once
 	secure   bool // cookies only over TLS
 	log      *zap.Logger
 	now      func() time.Time
@@ -47,6 +49,7 @@ func newAuthenticator(c Config, log *zap.Logger) (*authenticator, error) {
 		users:    make(map[string]UserConfig, len(ac.Users)),
 		sessions: newSessions(ac.SessionTTL, ac.MaxSessions),
 		limit:    newFailLimiter(ac.FailedAttempts, ac.FailedWindow),
+		checks:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 		secure:   c.TLS.Enabled(),
 		log:      log,
 		now:      time.Now,

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -74,4 +75,32 @@ func TestFailLimiterRefills(t *testing.T) {
 	require.False(t, blocked)
 	_, blocked = l.blocked("192.0.2.2:6", now)
 	require.False(t, blocked)
+}
+
+// TestPasswordChecksAreBounded: with every password-check slot taken, a
+// sign-in waits for one (here: until its client gives up, and nothing is
+// checked or created); with a slot free it goes through.
+func TestPasswordChecksAreBounded(t *testing.T) {
+	t.Parallel()
+	h, err := bcrypt.GenerateFromPassword([]byte("alicealice"), bcrypt.MinCost)
+	require.NoError(t, err)
+	cfg := Config{Listen: "127.0.0.1:0", Auth: AuthConfig{Users: []UserConfig{{Name: "alice", Role: RoleViewer, PasswordHash: string(h)}}}}
+	s, err := NewServer(cfg, nil, StatusInfo{}, nil, nil, nil)
+	require.NoError(t, err)
+	for range cap(s.auth.checks) {
+		s.auth.checks <- struct{}{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client gave up while waiting
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, SessionPath, strings.NewReader(`{"name":"alice","password":"alicealice"}`))
+	s.Handler().ServeHTTP(rec, req)
+	require.Empty(t, rec.Result().Cookies())
+	require.Empty(t, s.auth.sessions.byID)
+
+	<-s.auth.checks // one slot free
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, SessionPath, strings.NewReader(`{"name":"alice","password":"alicealice"}`)))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Len(t, s.auth.sessions.byID, 1)
 }

@@ -89,6 +89,15 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusBadRequest, Error{Error: err.Error()})
 		return
 	}
+	// A password check costs a bcrypt computation (a quarter to most of a
+	// second of a core): at most a few run at once, so that sign-ins from
+	// many addresses cannot take every core from the host's work.
+	select {
+	case a.checks <- struct{}{}:
+	case <-r.Context().Done():
+		skipAudit(r.Context())
+		return
+	}
 	u, known := a.users[in.Name]
 	ok := false
 	if known {
@@ -96,6 +105,7 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 	} else if a.decoy != nil {
 		a.decoy.Check(in.Password)
 	}
+	<-a.checks
 	name := in.Name
 	if len(name) > maxAuditName { // a failed sign-in's name is the client's
 		name = name[:maxAuditName] + "…"
