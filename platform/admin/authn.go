@@ -30,7 +30,7 @@ type authenticator struct {
 	sessions *sessions
 	limit    *failLimiter
 	checks   chan struct{} // one slot per password check allowed at once
-	secure   bool // cookies only over TLS
+	secure   bool          // cookies only over TLS
 	log      *zap.Logger
 	now      func() time.Time
 }
