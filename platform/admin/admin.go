@@ -2,6 +2,14 @@
 // status, metrics and the routes other parts of the platform contribute
 // (queues, pools, dead letters). It listens on admin.listen, by default
 // 127.0.0.1:8080, and shuts down gracefully within the stop timeout.
+//
+// Every route is behind authentication (bearer tokens for machines,
+// users signing in to a session cookie with a CSRF token) and requires
+// the Role it declares (empty: RoleViewer). Without credentials the
+// server is open only on a loopback address or with admin.auth.mode none,
+// and says so at warn on every start. Every state-changing call is
+// audited (Audit): in the log, in a ring served at AuditPath and, given an
+// AuditStore, beyond the process.
 package admin
 
 import (

@@ -126,7 +126,9 @@ func auditRoute(rg *ring) Route {
 type AuditStore interface {
 	// Start makes the store ready (creates the stream).
 	Start(ctx context.Context) error
-	// Append stores e.
+	// Append stores e. The server calls it as the entry is recorded,
+	// in the request's goroutine, with a context bounded to 5s; an error is
+	// logged (the entry is in the log and the ring either way).
 	Append(ctx context.Context, e AuditEntry) error
 	// Recent returns at most n of the newest entries, oldest first.
 	Recent(ctx context.Context, n int) ([]AuditEntry, error)
