@@ -77,5 +77,6 @@ func Module(cfg *config.Config, info Info) fx.Option {
 		admin.Module,
 		fx.Invoke(func(*admin.Server) {}),
 		taskRuntime(),
+		auditStore(),
 	))
 }

@@ -183,7 +183,7 @@ func deref(p *string) string {
 
 // statusRoute serves Status as JSON on GET StatusPath.
 func statusRoute(a *App) admin.Route {
-	return admin.Route{Pattern: "GET " + StatusPath, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return admin.Route{Pattern: "GET " + StatusPath, Page: true, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
 		st, err := a.Status(ctx)

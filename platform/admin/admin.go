@@ -2,6 +2,14 @@
 // status, metrics and the routes other parts of the platform contribute
 // (queues, pools, dead letters). It listens on admin.listen, by default
 // 127.0.0.1:8080, and shuts down gracefully within the stop timeout.
+//
+// Every route is behind authentication (bearer tokens for machines,
+// users signing in to a session cookie with a CSRF token) and requires
+// the Role it declares (empty: RoleViewer). Without credentials the
+// server is open only on a loopback address or with admin.auth.mode none,
+// and says so at warn on every start. Every state-changing call is
+// audited (Audit): in the log, in a ring served at AuditPath and, given an
+// AuditStore, beyond the process.
 package admin
 
 import (
@@ -34,7 +42,13 @@ type Route struct {
 	// changes state needs at least RoleOperator.
 	Role    Role
 	Handler http.Handler
+	// Page marks a GET route worth opening in a browser (an app's status
+	// page, the metrics): the line that ends the start-up lists it.
+	Page bool
 }
+
+// StatusPath is where the host's status is served (GET).
+const StatusPath = "/admin/v1/status"
 
 // AsRoute annotates a constructor returning a Route so its result joins the
 // "admin.routes" group.
@@ -50,10 +64,7 @@ type StatusInfo struct {
 	Started      time.Time
 }
 
-// StatusPath is where the host's status is served (GET).
-const StatusPath = "/admin/v1/status"
-
-// Status is the JSON body of GET StatusPath.
+// Status is the JSON body of GET /admin/v1/status.
 type Status struct {
 	Version      string             `json:"version"`
 	Commit       string             `json:"commit"`
@@ -73,11 +84,24 @@ type Server struct {
 	srv    *http.Server
 	ln     net.Listener
 	mux    *http.ServeMux
+	routes []Route  // every route served on Listen, with its role
 	pages  []string // the GET paths worth opening: status, health, contributed pages
+	auth   *authenticator
 	audit  *recorder
+	certs  *certReloader // nil without TLS
+	probes *probeServer  // nil without ProbesListen
 	done   chan struct{}
 	serveE error
 	conns  conns
+}
+
+// Option configures a Server beyond its Config.
+type Option func(*Server)
+
+// WithAuditStore appends every audit entry to st as well, and fills the
+// audit ring from it at start.
+func WithAuditStore(st AuditStore) Option {
+	return func(s *Server) { s.audit.store = st }
 }
 
 // Handler returns the server's handler (for tests with httptest).
@@ -91,9 +115,35 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
+// ProbesAddr returns the address of the probes listener, once started
+// ("" without admin.probes_listen).
+func (s *Server) ProbesAddr() string {
+	if s.probes == nil {
+		return ""
+	}
+	return s.probes.addr()
+}
+
+// Routes returns every route the server serves on its main listener
+// (built in and contributed), sorted by pattern, each with the role it
+// requires (never empty) and without its handler: what a test walks to
+// check that every route is closed to whom it should be.
+func (s *Server) Routes() []Route {
+	out := make([]Route, len(s.routes))
+	for i, r := range s.routes {
+		out[i] = Route{Pattern: r.Pattern, Role: r.Role}
+	}
+	return out
+}
+
 // NewServer validates cfg (a zero timeout takes its default) and builds
-// the server's routes. It does not listen until Start.
-func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Registry, hr *health.Registry, routes []Route) (*Server, error) {
+// the server's routes, each behind authentication, its role and the
+// audit. It does not listen until Start.
+//
+// Built in: GET /livez and GET /readyz (public), GET /healthz and GET
+// /admin/v1/status (viewer), the session routes (sign in and out:
+// public; who am I: viewer) and GET /admin/v1/audit (viewer).
+func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Registry, hr *health.Registry, routes []Route, opts ...Option) (*Server, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
@@ -101,11 +151,69 @@ func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Re
 	if log == nil {
 		log = zap.NewNop()
 	}
-	mux := http.NewServeMux()
-	if hr != nil {
-		hr.Mount(mux)
+	s := &Server{cfg: cfg, log: log, mux: http.NewServeMux(), audit: newRecorder(log, cfg.Audit), done: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
 	}
-	mux.HandleFunc("GET "+StatusPath, func(w http.ResponseWriter, _ *http.Request) {
+	a, err := newAuthenticator(cfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	s.auth = a
+	if cfg.TLS.Enabled() {
+		s.certs = newCertReloader(cfg.TLS, log)
+	}
+	all := append([]Route(nil), routes...)
+	if hr != nil {
+		hmux := http.NewServeMux()
+		hr.Mount(hmux)
+		all = append(all,
+			Route{Pattern: "GET /livez", Role: RolePublic, Handler: hmux},
+			Route{Pattern: "GET /readyz", Role: RolePublic, Handler: hmux},
+			Route{Pattern: "GET /healthz", Role: RoleViewer, Handler: hmux})
+	}
+	all = append(all, Route{Pattern: "GET " + StatusPath, Role: RoleViewer, Handler: statusHandler(info, comps, hr)},
+		auditRoute(s.audit.ring))
+	all = append(all, s.sessionRoutes()...)
+	sort.Slice(all, func(i, j int) bool { return all[i].Pattern < all[j].Pattern })
+	for _, r := range all {
+		if r.Role == "" {
+			r.Role = RoleViewer
+		}
+		if !r.Role.Valid() {
+			return nil, fmt.Errorf("admin: route %q: unknown role %q", r.Pattern, r.Role)
+		}
+		s.routes = append(s.routes, r)
+		if err := register(s.mux, r.Pattern, s.guard(r.Pattern, r.Role, r.Handler)); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.ProbesListen != "" {
+		s.probes = newProbeServer(cfg, log, hr, routes)
+	}
+	s.pages = pagesOf(routes, hr != nil)
+	return s, nil
+}
+
+// pagesOf returns the paths worth opening: the status, the health page
+// when there is one, and the contributed routes marked Page, by pattern.
+func pagesOf(routes []Route, health bool) []string {
+	pages := []string{StatusPath}
+	if health {
+		pages = append(pages, "/healthz")
+	}
+	sorted := append([]Route(nil), routes...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Pattern < sorted[j].Pattern })
+	for _, r := range sorted {
+		if path, ok := strings.CutPrefix(r.Pattern, "GET "); ok && r.Page && !strings.Contains(path, "{") {
+			pages = append(pages, path)
+		}
+	}
+	return pages
+}
+
+func statusHandler(info StatusInfo, comps *lifecycle.Registry, hr *health.Registry) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		st := Status{
 			Version: info.Version, Commit: info.Commit, Started: info.Started,
 			Uptime: time.Since(info.Started).Round(time.Millisecond).String(), ConfigDigest: info.ConfigDigest,
@@ -120,42 +228,40 @@ func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Re
 		}
 		WriteJSON(w, http.StatusOK, st)
 	})
-	s := &Server{cfg: cfg, log: log, mux: mux, audit: newRecorder(log), done: make(chan struct{})}
-	sorted := append([]Route(nil), routes...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Pattern < sorted[j].Pattern })
-	pages := []string{StatusPath}
-	if hr != nil {
-		pages = append(pages, "/healthz")
-	}
-	for _, r := range sorted {
-		r.Handler = audited(s.audit, r.Pattern, r.Handler)
-		if err := register(mux, r); err != nil {
-			return nil, err
-		}
-		if path, ok := strings.CutPrefix(r.Pattern, "GET "); ok && !strings.Contains(path, "{") && path != LogLevelPath {
-			pages = append(pages, path)
-		}
-	}
-	s.pages = pages
-	return s, nil
 }
 
-func register(mux *http.ServeMux, r Route) (err error) {
+func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 	defer func() {
 		if p := recover(); p != nil { // ServeMux panics on conflicting patterns
-			err = fmt.Errorf("admin: route %q: %v", r.Pattern, p)
+			err = fmt.Errorf("admin: route %q: %v", pattern, p)
 		}
 	}()
-	mux.Handle(r.Pattern, r.Handler)
+	mux.Handle(pattern, h)
 	return nil
 }
 
-// Start listens (failing fast when the address is taken) and serves in a
-// goroutine owned by the server.
-func (s *Server) Start(context.Context) error {
+// Start fills the audit ring from the audit store (when there is one),
+// loads the TLS certificate (when configured), listens (failing fast when
+// the address is taken) and serves in goroutines owned by the server. It
+// logs at warn when authentication is off.
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.audit.start(ctx); err != nil {
+		return err
+	}
+	if s.certs != nil {
+		if err := s.certs.load(); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("admin: listen %s: %w", s.cfg.Listen, err)
+	}
+	if s.probes != nil {
+		if err := s.probes.start(); err != nil {
+			_ = ln.Close()
+			return err
+		}
 	}
 	s.ln = ln
 	s.srv = &http.Server{
@@ -167,20 +273,34 @@ func (s *Server) Start(context.Context) error {
 		ConnState:         s.conns.track,
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 	}
+	if s.certs != nil {
+		s.srv.TLSConfig = s.certs.tlsConfig()
+	}
 	go func() {
 		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.certs != nil {
+			err = s.srv.ServeTLS(ln, "", "")
+		} else {
+			err = s.srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.serveE = err
 			s.log.Error("admin server stopped", zap.Error(err))
 		}
 	}()
 	// The admin server starts after everything its routes depend on (in
 	// the host, last): this line ends the start-up with the pages to open.
+	scheme := "http://"
+	if s.certs != nil {
+		scheme = "https://"
+	}
 	open := make([]string, len(s.pages))
 	for i, p := range s.pages {
-		open[i] = "http://" + ln.Addr().String() + p
+		open[i] = scheme + ln.Addr().String() + p
 	}
-	s.log.Info("admin server listening", zap.String("addr", ln.Addr().String()), zap.Strings("open", open))
+	s.log.Info("admin server listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", s.certs != nil), zap.Strings("open", open))
+	s.logAuth()
 	return nil
 }
 
@@ -191,6 +311,7 @@ func (s *Server) Start(context.Context) error {
 // admin server). Connections still open then (a client trickling a
 // request body) are closed, and that is logged, not an error: the server
 // has stopped either way. Stop returns an error only when ctx itself ended.
+// The probes listener stops with it.
 func (s *Server) Stop(ctx context.Context) error {
 	if s.srv == nil {
 		return nil
@@ -201,6 +322,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, grace)
 	err := s.srv.Shutdown(sctx)
+	if s.probes != nil {
+		s.probes.stop(sctx)
+	}
 	cancel()
 	if err != nil {
 		open := s.conns.open.Load()
@@ -250,8 +374,11 @@ type Params struct {
 	Routes     []Route `group:"admin.routes"`
 	// Level, when the graph provides one (platform/log does), is served
 	// at GET and PUT LogLevelPath.
-	Level     zap.AtomicLevel `optional:"true"`
-	Lifecycle fx.Lifecycle
+	Level zap.AtomicLevel `optional:"true"`
+	// AuditStore, when the graph provides one (platform does on the
+	// JetStream backend), keeps the audit beyond the process.
+	AuditStore AuditStore `optional:"true"`
+	Lifecycle  fx.Lifecycle
 }
 
 // New builds the server and ties it to the fx lifecycle.
@@ -264,7 +391,11 @@ func New(p Params) (*Server, error) {
 	if log != nil {
 		log = log.Named("admin")
 	}
-	s, err := NewServer(p.Config, log, p.Info, p.Components, p.Health, routes)
+	var opts []Option
+	if p.AuditStore != nil {
+		opts = append(opts, WithAuditStore(p.AuditStore))
+	}
+	s, err := NewServer(p.Config, log, p.Info, p.Components, p.Health, routes, opts...)
 	if err != nil {
 		return nil, err
 	}

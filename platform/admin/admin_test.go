@@ -547,7 +547,8 @@ func TestJSONKeepsAngleBrackets(t *testing.T) {
 
 // TestListeningLineListsThePages: the line the server logs when it
 // listens lists the URLs worth opening: status, health and the
-// contributed GET pages (not patterns with wildcards, not the log level).
+// contributed GET routes marked Page (not the API, not patterns with
+// wildcards, not the log level).
 func TestListeningLineListsThePages(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zapcore.InfoLevel)
@@ -555,9 +556,10 @@ func TestListeningLineListsThePages(t *testing.T) {
 	require.NoError(t, err)
 	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 	routes := append([]admin.Route{
-		{Pattern: "GET /metrics", Handler: ok},
-		{Pattern: "GET /admin/v1/mailorder", Handler: ok},
-		{Pattern: "GET /admin/v1/hello/{name}", Handler: ok},
+		{Pattern: "GET /metrics", Handler: ok, Page: true},
+		{Pattern: "GET /admin/v1/mailorder", Handler: ok, Page: true},
+		{Pattern: "GET /admin/v1/queues", Handler: ok},
+		{Pattern: "GET /admin/v1/hello/{name}", Handler: ok, Page: true},
 		{Pattern: "POST /admin/v1/pause", Handler: ok},
 	}, admin.LogLevelRoutes(zap.NewAtomicLevel(), nil)...)
 	s, err := admin.NewServer(local(), zap.New(core), admin.StatusInfo{}, nil, hr, routes)

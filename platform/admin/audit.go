@@ -99,6 +99,9 @@ func AuditContext(ctx context.Context, e AuditEntry) {
 		if e.Remote == "" {
 			e.Remote = st.remote
 		}
+		if id := st.id; id != nil && e.Identity == "" {
+			e.Identity, e.Role, e.Auth = id.Name, id.Role, id.Kind
+		}
 		st.add(e)
 		return
 	}
@@ -123,6 +126,8 @@ type auditStateKey struct{}
 // returns.
 type auditState struct {
 	remote  string
+	id      *Identity // who made the request, once authenticated
+	skip    bool      // not audited: no valid credentials, nothing done
 	mu      sync.Mutex
 	entries []AuditEntry
 }
@@ -133,12 +138,25 @@ func (s *auditState) add(e AuditEntry) {
 	s.mu.Unlock()
 }
 
-func (s *auditState) take() []AuditEntry {
+// take returns the entries recorded so far, and whether the request is
+// audited at all.
+func (s *auditState) take() ([]AuditEntry, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	es := s.entries
 	s.entries = nil
-	return es
+	return es, !s.skip
+}
+
+// skipAudit marks the request of ctx as not audited: it was refused for
+// want of valid credentials (such refusals are logged and rate-limited
+// instead: recording them would let anyone flood the audit).
+func skipAudit(ctx context.Context) {
+	if st, ok := ctx.Value(auditStateKey{}).(*auditState); ok {
+		st.mu.Lock()
+		st.skip = true
+		st.mu.Unlock()
+	}
 }
 
 // stateChanging reports whether a request with method m changes state.

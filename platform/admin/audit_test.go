@@ -1,6 +1,8 @@
 package admin_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -65,4 +67,107 @@ func TestAuditRecordsEveryStateChangingCall(t *testing.T) {
 	// A handler called outside the server: nothing recorded, no panic.
 	routes[0].Handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/admin/v1/things/9/poke", nil))
 	require.Len(t, logs.FilterMessage("audit").All(), 2)
+}
+
+// auditPage fetches GET /admin/v1/audit with query q as a viewer.
+func auditPage(t *testing.T, base, q string) admin.AuditPage {
+	t.Helper()
+	code, body, _ := request(t, http.MethodGet, base+admin.AuditPath+q, "",
+		map[string]string{"Authorization": "Bearer " + roleTokens[admin.RoleViewer]})
+	require.Equal(t, http.StatusOK, code, body)
+	var p admin.AuditPage
+	require.NoError(t, json.Unmarshal([]byte(body), &p))
+	return p
+}
+
+// TestAuditRing: sign-ins (and failed ones), sign-outs, log-level changes,
+// actions and refusals of known identities are in the ring, newest first,
+// with identity, role and remote address; calls without valid
+// credentials are not; paging with limit and cursor walks all of it
+// once.
+func TestAuditRing(t *testing.T) {
+	t.Parallel()
+	_, srv := serve(t, secured(t), nil)
+	base := srv.URL
+	op := map[string]string{"Authorization": "Bearer " + roleTokens[admin.RoleOperator]}
+	viewer := map[string]string{"Authorization": "Bearer " + roleTokens[admin.RoleViewer]}
+
+	code, _, _ := request(t, http.MethodPost, base+admin.SessionPath, `{"name":"alice","password":"wrong-wrong"}`, nil)
+	require.Equal(t, http.StatusUnauthorized, code)
+	cookie, csrf := signIn(t, base, "alice", "alicealice")
+	code, _, _ = request(t, http.MethodPut, base+admin.LogLevelPath, `{"level":"debug"}`, op)
+	require.Equal(t, http.StatusOK, code)
+	code, _, _ = request(t, http.MethodPost, base+"/admin/v1/pools/orders/pause", "", viewer)
+	require.Equal(t, http.StatusForbidden, code)
+	code, _, _ = request(t, http.MethodPost, base+"/admin/v1/pools/orders/pause", "", nil)
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, _, _ = request(t, http.MethodPost, base+"/admin/v1/pools/orders/pause", "",
+		map[string]string{"Cookie": cookie.String(), admin.CSRFHeader: csrf})
+	require.Equal(t, http.StatusOK, code)
+	code, _, _ = request(t, http.MethodDelete, base+admin.SessionPath, "",
+		map[string]string{"Cookie": cookie.String(), admin.CSRFHeader: csrf})
+	require.Equal(t, http.StatusNoContent, code)
+
+	p := auditPage(t, base, "")
+	require.Empty(t, p.NextCursor)
+	type row struct{ Action, Identity, Result, Target string }
+	var got []row
+	for _, e := range p.Entries {
+		got = append(got, row{e.Action, e.Identity, e.Result, e.Target})
+		require.NotZero(t, e.ID)
+		require.NotEmpty(t, e.Remote)
+		require.False(t, e.Time.IsZero())
+	}
+	require.Equal(t, []row{
+		{"session.delete", "alice", admin.AuditOK, "user/alice"},
+		{"pool.pause", "alice", admin.AuditOK, "pool/orders"},
+		{"POST /admin/v1/pools/{pool}/pause", "ci-viewer", admin.AuditDenied, ""},
+		{"loglevel.set", "ci-operator", admin.AuditOK, "log"},
+		{"session.create", "alice", admin.AuditOK, "user/alice"},
+		{"session.create", "alice", admin.AuditDenied, "user/alice"},
+	}, got)
+	require.Equal(t, admin.RoleOperator, p.Entries[1].Role)
+	require.Equal(t, "session", p.Entries[1].Auth)
+	require.Equal(t, map[string]any{"from": "info", "to": "debug"}, p.Entries[3].Params)
+	require.Equal(t, http.StatusForbidden, p.Entries[2].Status)
+
+	// Paging: two at a time, each entry once, in order.
+	var ids []int64
+	cursor := ""
+	for range 10 {
+		pg := auditPage(t, base, "?limit=2"+cursor)
+		for _, e := range pg.Entries {
+			ids = append(ids, e.ID)
+		}
+		if pg.NextCursor == "" {
+			break
+		}
+		cursor = "&cursor=" + pg.NextCursor
+	}
+	require.Len(t, ids, len(p.Entries))
+	for i, e := range p.Entries {
+		require.Equal(t, e.ID, ids[i])
+	}
+	for _, q := range []string{"?limit=0", "?limit=1001", "?limit=x", "?cursor=-1", "?cursor=abc"} {
+		code, _, _ := request(t, http.MethodGet, base+admin.AuditPath+q, "", viewer)
+		require.Equal(t, http.StatusBadRequest, code, q)
+	}
+}
+
+// TestAuditRingIsBounded: the ring keeps the newest ring_size entries.
+func TestAuditRingIsBounded(t *testing.T) {
+	t.Parallel()
+	cfg := secured(t)
+	cfg.Audit.RingSize = 3
+	_, srv := serve(t, cfg, nil)
+	op := map[string]string{"Authorization": "Bearer " + roleTokens[admin.RoleOperator]}
+	for i := range 5 {
+		code, _, _ := request(t, http.MethodPost, srv.URL+fmt.Sprintf("/admin/v1/pools/p%d/pause", i), "", op)
+		require.Equal(t, http.StatusOK, code)
+	}
+	p := auditPage(t, srv.URL, "")
+	require.Len(t, p.Entries, 3)
+	for i, want := range []string{"pool/p4", "pool/p3", "pool/p2"} {
+		require.Equal(t, want, p.Entries[i].Target)
+	}
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -9,17 +10,46 @@ import (
 	"go.uber.org/zap"
 )
 
-// recorder is the server's auditor: it assigns each entry its id and
-// writes it to the log at info (logger "admin.audit").
+// recorder is the server's auditor: it assigns each entry its id, writes
+// it to the log at info (logger "admin.audit"), keeps it in the ring and,
+// with a store, appends it there.
 type recorder struct {
-	log *zap.Logger
+	log   *zap.Logger
+	ring  *ring
+	store AuditStore // nil: the ring only
 
 	mu   sync.Mutex
 	last int64 // the last id given
 }
 
-func newRecorder(log *zap.Logger) *recorder {
-	return &recorder{log: log.Named("audit")}
+func newRecorder(log *zap.Logger, c AuditConfig) *recorder {
+	c = c.WithDefaults()
+	return &recorder{log: log.Named("audit"), ring: newRing(c.RingSize)}
+}
+
+// storeTimeout bounds appending one entry to the store.
+const storeTimeout = 5 * time.Second
+
+// start starts the store and fills the ring with its newest entries.
+func (r *recorder) start(ctx context.Context) error {
+	if r.store == nil {
+		return nil
+	}
+	if err := r.store.Start(ctx); err != nil {
+		return fmt.Errorf("admin: audit store: %w", err)
+	}
+	es, err := r.store.Recent(ctx, r.ring.size)
+	if err != nil {
+		return fmt.Errorf("admin: audit store: read the newest entries: %w", err)
+	}
+	r.mu.Lock()
+	for _, e := range es {
+		r.last = max(r.last, e.ID)
+	}
+	r.mu.Unlock()
+	r.ring.fill(es)
+	r.log.Info("audit: ring filled from the store", zap.Int("entries", len(es)))
+	return nil
 }
 
 // nextID returns an id above every one given before, close to t.
@@ -34,7 +64,7 @@ func (r *recorder) nextID(t time.Time) int64 {
 	return id
 }
 
-func (r *recorder) record(_ context.Context, e AuditEntry) {
+func (r *recorder) record(ctx context.Context, e AuditEntry) {
 	e.ID = r.nextID(e.Time)
 	fields := []zap.Field{
 		zap.String("action", e.Action), zap.String("result", e.Result),
@@ -57,6 +87,15 @@ func (r *recorder) record(_ context.Context, e AuditEntry) {
 		fields = append(fields, zap.String("error", e.Error))
 	}
 	r.log.Info("audit", fields...)
+	r.ring.add(e)
+	if r.store != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		defer cancel()
+		if err := r.store.Append(ctx, e); err != nil {
+			r.log.Error("audit: entry not stored (it is in the log and the ring)", zap.Int64("id", e.ID),
+				zap.String("action", e.Action), zap.Error(err))
+		}
+	}
 }
 
 // audited wraps a route's handler: the auditor is on every request's
@@ -81,10 +120,12 @@ func audited(rec auditor, pattern string, h http.Handler) http.Handler {
 			case code == 0:
 				code = http.StatusOK // the handler wrote nothing: net/http answers 200
 			}
-			entries := st.take()
-			if len(entries) == 0 {
-				AuditContext(context.WithValue(ctx, auditStateKey{}, st), AuditEntry{Action: pattern, Remote: r.RemoteAddr})
-				entries = st.take()
+			entries, audit := st.take()
+			if !audit {
+				entries = nil
+			} else if len(entries) == 0 {
+				AuditContext(ctx, AuditEntry{Action: pattern, Remote: r.RemoteAddr})
+				entries, _ = st.take()
 			}
 			for _, e := range entries {
 				if e.Status == 0 {

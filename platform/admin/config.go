@@ -3,6 +3,7 @@ package admin
 import (
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/plba/plba/platform/config"
@@ -36,6 +37,68 @@ type Config struct {
 	// pools and stores stop after it. Connections still open then are
 	// closed. Default 5s.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// ProbesListen, when set, is a second listener serving /livez,
+	// /readyz, /healthz and /metrics without authentication (for
+	// Kubernetes probes and Prometheus). On Listen, /livez and /readyz
+	// are public too; /healthz and /metrics need RoleViewer.
+	ProbesListen string `koanf:"probes_listen"`
+	// TLS turns on TLS on Listen (not on ProbesListen).
+	TLS TLSConfig `koanf:"tls"`
+	// Auth is who may call the server: tokens, users, sessions.
+	Auth AuthConfig `koanf:"auth"`
+	// Audit is where state-changing calls are recorded.
+	Audit AuditConfig `koanf:"audit"`
+}
+
+// TLSConfig is admin.tls: the certificate and key, PEM files, read at
+// start and again when either file changes (a renewed certificate is used
+// from the next handshake on, without a restart).
+type TLSConfig struct {
+	CertFile string `koanf:"cert_file"`
+	KeyFile  string `koanf:"key_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// AuditConfig is admin.audit.
+type AuditConfig struct {
+	// RingSize is how many entries GET /admin/v1/audit can show (the
+	// newest). Default 1000.
+	RingSize int `koanf:"ring_size"`
+	// Stream names the JetStream stream the entries are appended to when
+	// the queue backend is JetStream. Default PLBA_AUDIT.
+	Stream string `koanf:"stream"`
+	// MaxAge is how long the stream keeps an entry. Default 2160h (90 days).
+	MaxAge time.Duration `koanf:"max_age"`
+	// MaxMsgs bounds the entries the stream keeps (the oldest go first).
+	// Default 1000000.
+	MaxMsgs int64 `koanf:"max_msgs"`
+}
+
+// Defaults of AuditConfig.
+const (
+	DefaultAuditRingSize = 1000
+	DefaultAuditStream   = "PLBA_AUDIT"
+	DefaultAuditMaxAge   = 90 * 24 * time.Hour
+	DefaultAuditMaxMsgs  = 1_000_000
+)
+
+// WithDefaults returns c with every zero value set to its default.
+func (c AuditConfig) WithDefaults() AuditConfig {
+	if c.RingSize == 0 {
+		c.RingSize = DefaultAuditRingSize
+	}
+	if c.Stream == "" {
+		c.Stream = DefaultAuditStream
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultAuditMaxAge
+	}
+	if c.MaxMsgs == 0 {
+		c.MaxMsgs = DefaultAuditMaxMsgs
+	}
+	return c
 }
 
 // Defaults of Config.
@@ -57,6 +120,8 @@ func DefaultConfig() Config {
 		WriteTimeout:      DefaultWriteTimeout,
 		IdleTimeout:       DefaultIdleTimeout,
 		ShutdownTimeout:   DefaultShutdownTimeout,
+		Auth:              AuthConfig{}.withDefaults(),
+		Audit:             AuditConfig{}.WithDefaults(),
 	}
 }
 
@@ -74,16 +139,34 @@ func (c Config) withDefaults() Config {
 			*f.v = *f.def
 		}
 	}
+	c.Auth = c.Auth.withDefaults()
+	c.Audit = c.Audit.WithDefaults()
 	return c
 }
 
 // Validate checks the section, naming every invalid key.
 func (c Config) Validate() error {
 	var ps config.Problems
-	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
-		ps.Add("listen", "%q is not host:port", c.Listen)
-	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		ps.Add("listen", "port %q out of range 0-65535", port)
+	checkAddr(&ps, "listen", c.Listen)
+	if c.ProbesListen != "" {
+		checkAddr(&ps, "probes_listen", c.ProbesListen)
+	}
+	if c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		ps.Add("tls", "cert_file and key_file go together (got cert_file %q, key_file %q)", c.TLS.CertFile, c.TLS.KeyFile)
+	}
+	ps = append(ps, c.Auth.validate(c.Listen)...)
+	a := c.Audit
+	if a.RingSize < 0 {
+		ps.Add("audit.ring_size", "must not be negative (got %d)", a.RingSize)
+	}
+	if a.MaxAge < 0 {
+		ps.Add("audit.max_age", "must not be negative (got %s)", a.MaxAge)
+	}
+	if a.MaxMsgs < 0 {
+		ps.Add("audit.max_msgs", "must not be negative (got %d)", a.MaxMsgs)
+	}
+	if strings.ContainsAny(a.Stream, " .*>/\\") {
+		ps.Add("audit.stream", "%q is not a stream name (no spaces, dots, wildcards or slashes)", a.Stream)
 	}
 	for _, f := range []struct {
 		key string
@@ -100,4 +183,12 @@ func (c Config) Validate() error {
 		}
 	}
 	return ps.Err()
+}
+
+func checkAddr(ps *config.Problems, key, addr string) {
+	if _, port, err := net.SplitHostPort(addr); err != nil {
+		ps.Add(key, "%q is not host:port", addr)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		ps.Add(key, "port %q out of range 0-65535", port)
+	}
 }

@@ -49,7 +49,7 @@ func WithOptions(opts ...Option) fx.Option {
 
 // MetricsRoute is the admin route "GET /metrics" serving h.
 func MetricsRoute(h MetricsHandler) admin.Route {
-	return admin.Route{Pattern: "GET " + MetricsPath, Handler: h}
+	return admin.Route{Pattern: "GET " + MetricsPath, Handler: h, Page: true}
 }
 
 // MetricsHandler is the Prometheus /metrics handler, as its own type so

@@ -5,10 +5,13 @@
 package auth
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -70,3 +73,37 @@ func DigestOf(token string) Digest { return sha256.Sum256([]byte(token)) }
 
 // Equal compares two digests in constant time.
 func (d Digest) Equal(o Digest) bool { return subtle.ConstantTimeCompare(d[:], o[:]) == 1 }
+
+// Decoy is a hash no password matches, of a given cost: checking an
+// unknown user's password against it takes as long as checking a known
+// user's, so the time of a refusal does not tell which names exist. It is
+// made on first use (that takes the cost's time once).
+type Decoy struct {
+	cost int
+	once sync.Once
+	hash string
+}
+
+// NewDecoy returns a decoy of the cost of hash (PasswordCost when hash
+// is not a bcrypt hash).
+func NewDecoy(hash string) *Decoy {
+	cost, err := bcrypt.Cost([]byte(hash))
+	if err != nil {
+		cost = PasswordCost
+	}
+	return &Decoy{cost: cost}
+}
+
+// Check spends the time of one CheckPassword and reports false.
+func (d *Decoy) Check(pw string) bool {
+	d.once.Do(func() {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		h, err := bcrypt.GenerateFromPassword([]byte(hex.EncodeToString(b)), d.cost)
+		if err == nil {
+			d.hash = string(h)
+		}
+	})
+	_ = CheckPassword(d.hash, pw)
+	return false
+}

@@ -1,0 +1,137 @@
+// Package auditstream keeps the admin audit in a JetStream stream, so
+// that it survives restarts: admin.AuditStore on JetStream. The platform
+// provides it when the queue backend is JetStream; the admin server
+// appends every entry and fills its ring from the stream at start.
+package auditstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plba/plba/platform/admin"
+)
+
+// Store is the audit stream.
+type Store struct {
+	js       func() jetstream.JetStream
+	cfg      admin.AuditConfig
+	replicas int
+	subject  string
+}
+
+var _ admin.AuditStore = (*Store)(nil)
+
+// New returns the store for the stream cfg names (defaults applied), on
+// the JetStream context js returns once the backend started (js is
+// called at Start, not before). replicas is the stream's replication
+// factor (the queue streams'). New does no I/O.
+func New(js func() jetstream.JetStream, cfg admin.AuditConfig, replicas int) *Store {
+	cfg = cfg.WithDefaults()
+	if replicas < 1 {
+		replicas = 1
+	}
+	return &Store{js: js, cfg: cfg, replicas: replicas, subject: cfg.Stream + ".entries"}
+}
+
+// Start creates the stream, or updates its limits to the configured ones.
+func (s *Store) Start(ctx context.Context) error {
+	js := s.js()
+	if js == nil {
+		return errors.New("auditstream: the JetStream backend has not started")
+	}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        s.cfg.Stream,
+		Description: "plba admin audit: every state-changing call on the admin server",
+		Subjects:    []string{s.subject},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      s.cfg.MaxAge,
+		MaxMsgs:     s.cfg.MaxMsgs,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.replicas,
+		Duplicates:  time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("auditstream: create stream %q: %w", s.cfg.Stream, err)
+	}
+	return nil
+}
+
+// Append publishes e and waits for the stream's acknowledgement. The
+// entry's id is its message id: an append retried after a lost ack is
+// stored once.
+func (s *Store) Append(ctx context.Context, e admin.AuditEntry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("auditstream: encode entry %d: %w", e.ID, err)
+	}
+	if _, err := s.js().Publish(ctx, s.subject, b, jetstream.WithMsgID(strconv.FormatInt(e.ID, 10))); err != nil {
+		return fmt.Errorf("auditstream: append to %q: %w", s.cfg.Stream, err)
+	}
+	return nil
+}
+
+// fetchWait bounds one fetch of Recent.
+const fetchWait = 2 * time.Second
+
+// Recent returns at most n of the newest entries, oldest first. An entry
+// that does not decode is skipped.
+func (s *Store) Recent(ctx context.Context, n int) ([]admin.AuditEntry, error) {
+	js := s.js()
+	st, err := js.Stream(ctx, s.cfg.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("auditstream: stream %q: %w", s.cfg.Stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("auditstream: stream %q: info: %w", s.cfg.Stream, err)
+	}
+	state := info.State
+	if state.Msgs == 0 || n <= 0 {
+		return nil, nil
+	}
+	start := state.FirstSeq
+	if state.LastSeq >= uint64(n) && state.LastSeq-uint64(n)+1 > start {
+		start = state.LastSeq - uint64(n) + 1
+	}
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("auditstream: stream %q: consumer: %w", s.cfg.Stream, err)
+	}
+	out := make([]admin.AuditEntry, 0, min(n, int(state.Msgs)))
+	for {
+		batch, err := c.Fetch(min(n, 256), jetstream.FetchMaxWait(fetchWait))
+		if err != nil {
+			return nil, fmt.Errorf("auditstream: stream %q: fetch: %w", s.cfg.Stream, err)
+		}
+		got, last := 0, uint64(0)
+		for m := range batch.Messages() {
+			got++
+			if md, err := m.Metadata(); err == nil {
+				last = md.Sequence.Stream
+			}
+			var e admin.AuditEntry
+			if json.Unmarshal(m.Data(), &e) == nil {
+				out = append(out, e)
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("auditstream: stream %q: fetch: %w", s.cfg.Stream, err)
+		}
+		if got == 0 || last >= state.LastSeq {
+			break
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out, nil
+}

@@ -1,0 +1,152 @@
+package auditstream_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/admin/auditstream"
+	"github.com/plba/plba/platform/queue/jetstream"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"))
+}
+
+// backend starts a JetStream backend: embedded on dir, or the external
+// server of PLBA_TEST_NATS_URL when external is true (skipped without it).
+func backend(t *testing.T, dir string, external bool) *jetstream.Backend {
+	t.Helper()
+	cfg := jetstream.Config{Embedded: embedded.Config{StoreDir: dir}}
+	if external {
+		u := os.Getenv("PLBA_TEST_NATS_URL")
+		if u == "" {
+			t.Skip("PLBA_TEST_NATS_URL not set (e.g. nats://127.0.0.1:4222)")
+		}
+		cfg = jetstream.Config{URLs: []string{u}, StreamPrefix: fmt.Sprintf("T%d", time.Now().UnixNano())}
+	}
+	b, err := jetstream.Open(context.Background(), jetstream.Params{Config: cfg})
+	require.NoError(t, err)
+	return b
+}
+
+// server is an admin server with an operator token and the audit store
+// on b, started (its ring filled from the stream).
+func server(t *testing.T, b *jetstream.Backend, stream string) (*admin.Server, *httptest.Server) {
+	t.Helper()
+	cfg := admin.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Auth.Tokens = []admin.TokenConfig{{Name: "ops", Role: admin.RoleOperator, Token: "operator-token-0123456789"}}
+	cfg.Audit.Stream = stream
+	cfg.Audit.RingSize = 3
+	st := auditstream.New(b.JetStream, cfg.Audit, 1)
+	act := admin.Route{Pattern: "POST /admin/v1/pools/{pool}/pause", Role: admin.RoleOperator, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		admin.Audit(r, admin.AuditEntry{Action: "pool.pause", Target: "pool/" + r.PathValue("pool"), Params: map[string]any{"token": "s3cret"}})
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	s, err := admin.NewServer(cfg, nil, admin.StatusInfo{}, nil, nil, []admin.Route{act}, admin.WithAuditStore(st))
+	require.NoError(t, err)
+	require.NoError(t, s.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, s.Stop(context.Background())) })
+	return s, httptest.NewServer(s.Handler())
+}
+
+func pause(t *testing.T, base, pool string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/admin/v1/pools/"+pool+"/pause", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer operator-token-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+}
+
+func targets(t *testing.T, s *httptest.Server) []string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.URL+admin.AuditPath, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer operator-token-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var p admin.AuditPage
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&p))
+	var out []string
+	for _, e := range p.Entries {
+		out = append(out, e.Target)
+	}
+	return out
+}
+
+// TestAuditSurvivesARestart: entries recorded by one admin server are in
+// the stream (secrets redacted) and fill the ring of the next one, on a
+// restarted embedded server over the same store directory; new entries
+// come after them.
+func TestAuditSurvivesARestart(t *testing.T) {
+	dir := t.TempDir()
+	b := backend(t, dir, false)
+	_, h := server(t, b, "PLBA_AUDIT")
+	for _, p := range []string{"a", "b", "c", "d"} {
+		pause(t, h.URL, p)
+	}
+	require.Equal(t, []string{"pool/d", "pool/c", "pool/b"}, targets(t, h))
+	h.Close()
+
+	st := auditstream.New(b.JetStream, admin.AuditConfig{Stream: "PLBA_AUDIT"}, 1)
+	es, err := st.Recent(context.Background(), 10)
+	require.NoError(t, err)
+	require.Len(t, es, 4)
+	require.Equal(t, "pool/a", es[0].Target)
+	require.Equal(t, admin.Redacted, es[0].Params["token"])
+	require.Equal(t, "ops", es[0].Identity)
+	require.Equal(t, admin.AuditOK, es[0].Result)
+	require.NoError(t, b.Close(context.Background()))
+
+	b2 := backend(t, dir, false)
+	t.Cleanup(func() { require.NoError(t, b2.Close(context.Background())) })
+	_, h2 := server(t, b2, "PLBA_AUDIT")
+	defer h2.Close()
+	require.Equal(t, []string{"pool/d", "pool/c", "pool/b"}, targets(t, h2), "the ring is filled from the stream")
+	pause(t, h2.URL, "e")
+	require.Equal(t, []string{"pool/e", "pool/d", "pool/c"}, targets(t, h2))
+}
+
+// TestAuditStreamExternal runs the store on the NATS server of
+// PLBA_TEST_NATS_URL: the stream's limits and Recent's paging over more
+// entries than one fetch.
+func TestAuditStreamExternal(t *testing.T) {
+	b := backend(t, "", true)
+	t.Cleanup(func() { require.NoError(t, b.Close(context.Background())) })
+	name := fmt.Sprintf("PLBA_AUDIT_T%d", time.Now().UnixNano())
+	ctx := context.Background()
+	t.Cleanup(func() { _ = b.JetStream().DeleteStream(ctx, name) })
+	st := auditstream.New(b.JetStream, admin.AuditConfig{Stream: name, MaxMsgs: 500, MaxAge: time.Hour}, 1)
+	require.NoError(t, st.Start(ctx))
+	info, err := b.JetStream().Stream(ctx, name)
+	require.NoError(t, err)
+	require.Equal(t, int64(500), info.CachedInfo().Config.MaxMsgs)
+	require.Equal(t, time.Hour, info.CachedInfo().Config.MaxAge)
+	for i := range 600 {
+		require.NoError(t, st.Append(ctx, admin.AuditEntry{ID: int64(i + 1), Action: "x", Result: admin.AuditOK}))
+	}
+	es, err := st.Recent(ctx, 400)
+	require.NoError(t, err)
+	require.Len(t, es, 400)
+	require.Equal(t, int64(201), es[0].ID)
+	require.Equal(t, int64(600), es[399].ID)
+	es, err = st.Recent(ctx, 1000)
+	require.NoError(t, err)
+	require.Len(t, es, 500, "max_msgs keeps the newest 500")
+	require.Equal(t, int64(101), es[0].ID)
+}

@@ -1,0 +1,224 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/admin/auth"
+)
+
+// Anonymous is the identity of every request when authentication is off.
+var Anonymous = Identity{Name: "anonymous", Role: RoleAdmin, Kind: "none"}
+
+// realm is the WWW-Authenticate challenge of a 401.
+const realm = `Bearer realm="plba admin"`
+
+// authenticator decides who a request is and whether it may call a route.
+type authenticator struct {
+	off      bool
+	tokens   []tokenCred
+	users    map[string]UserConfig
+	decoy    *auth.Decoy // unknown users' passwords are checked against it: same time as a known user's
+	sessions *sessions
+	limit    *failLimiter
+	checks   chan struct{} // one slot per password check allowed at once
+	secure   bool          // cookies only over TLS
+	log      *zap.Logger
+	now      func() time.Time
+}
+
+type tokenCred struct {
+	name   string
+	role   Role
+	digest auth.Digest
+}
+
+// newAuthenticator builds the authenticator of c (validated, defaults
+// applied). It reads token_env variables; it opens nothing.
+func newAuthenticator(c Config, log *zap.Logger) (*authenticator, error) {
+	ac := c.Auth
+	a := &authenticator{
+		users:    make(map[string]UserConfig, len(ac.Users)),
+		sessions: newSessions(ac.SessionTTL, ac.MaxSessions),
+		limit:    newFailLimiter(ac.FailedAttempts, ac.FailedWindow),
+		checks:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
+		secure:   c.TLS.Enabled(),
+		log:      log,
+		now:      time.Now,
+	}
+	a.off = ac.Mode == AuthNone || !ac.HasCredentials()
+	for i, t := range ac.Tokens {
+		v, err := t.tokenValue()
+		if err != nil {
+			return nil, fmt.Errorf("auth.tokens.%d: %w", i, err)
+		}
+		a.tokens = append(a.tokens, tokenCred{name: t.Name, role: t.Role, digest: auth.DigestOf(v)})
+	}
+	for _, u := range ac.Users {
+		a.users[u.Name] = u
+		if a.decoy == nil {
+			a.decoy = auth.NewDecoy(u.PasswordHash)
+		}
+	}
+	return a, nil
+}
+
+// outcome is what authenticate decided, when it did not let the
+// request through.
+type denial struct {
+	code   int
+	msg    string
+	audit  bool // a known identity was refused: the call is audited
+	header func(http.Header)
+}
+
+// authenticate returns the identity of r and, for a session, the session,
+// when it may call a route that needs need; otherwise the denial to answer
+// with.
+func (a *authenticator) authenticate(r *http.Request, need Role) (Identity, *session, *denial) {
+	if a.off {
+		return Anonymous, nil, nil
+	}
+	if need == RolePublic {
+		return Identity{}, nil, nil
+	}
+	now := a.now()
+	var id Identity
+	var se *session
+	if h := r.Header.Get("Authorization"); h != "" {
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok {
+			return id, nil, unauthorized(`Bearer realm="plba admin", error="invalid_request"`, "admin: Authorization must be \"Bearer <token>\"")
+		}
+		if d := a.blocked(r, now); d != nil {
+			return id, nil, d
+		}
+		got := auth.DigestOf(strings.TrimSpace(tok))
+		found := -1
+		for i, t := range a.tokens { // every one, no early exit: the time says nothing
+			if t.digest.Equal(got) {
+				found = i
+			}
+		}
+		if found < 0 {
+			a.failed(r, now, "bearer token", "")
+			return id, nil, unauthorized(`Bearer realm="plba admin", error="invalid_token"`, "admin: unknown bearer token")
+		}
+		id = Identity{Name: a.tokens[found].name, Role: a.tokens[found].role, Kind: "token"}
+	} else if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+		s, ok := a.sessions.get(c.Value, now)
+		if !ok {
+			return id, nil, unauthorized(realm, "admin: session expired or signed out; sign in again at POST "+SessionPath)
+		}
+		se = s
+		id = Identity{Name: s.user, Role: s.role, Kind: "session"}
+		if stateChanging(r.Method) && !s.csrfOK(r.Header.Get(CSRFHeader)) {
+			return id, se, &denial{code: http.StatusForbidden, audit: true,
+				msg: "admin: a state-changing request with a session needs its CSRF token in the " + CSRFHeader + " header"}
+		}
+	} else {
+		return id, nil, unauthorized(realm, "admin: credentials required: a bearer token or a session (POST "+SessionPath+")")
+	}
+	if !id.Role.Allows(need) {
+		return id, se, &denial{code: http.StatusForbidden, audit: true,
+			msg: fmt.Sprintf("admin: %s %q has role %s; this needs %s", id.Kind, id.Name, id.Role, need)}
+	}
+	return id, se, nil
+}
+
+func unauthorized(challenge, msg string) *denial {
+	return &denial{code: http.StatusUnauthorized, msg: msg, header: func(h http.Header) { h.Set("WWW-Authenticate", challenge) }}
+}
+
+// blocked returns a 429 when r's address has no failure left.
+func (a *authenticator) blocked(r *http.Request, now time.Time) *denial {
+	wait, ok := a.limit.blocked(r.RemoteAddr, now)
+	if !ok {
+		return nil
+	}
+	secs := strconv.Itoa(int(math.Ceil(wait.Seconds())))
+	return &denial{code: http.StatusTooManyRequests, msg: "admin: too many failed sign-ins or tokens from this address; retry in " + secs + "s",
+		header: func(h http.Header) { h.Set("Retry-After", secs) }}
+}
+
+// failed counts a failed credential of r's address and logs it.
+func (a *authenticator) failed(r *http.Request, now time.Time, what, name string) {
+	a.limit.fail(r.RemoteAddr, now)
+	fields := []zap.Field{zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path)}
+	if name != "" {
+		fields = append(fields, zap.String("name", name))
+	}
+	if _, blocked := a.limit.blocked(r.RemoteAddr, now); blocked {
+		fields = append(fields, zap.Bool("limited", true))
+	}
+	a.log.Warn("admin: refused "+what, fields...)
+}
+
+// write answers r with d.
+func (d *denial) write(w http.ResponseWriter) {
+	if d.header != nil {
+		d.header(w.Header())
+	}
+	WriteJSON(w, d.code, Error{Error: d.msg})
+}
+
+// guard wraps a route's handler: authentication, the role check, the
+// identity on the context, and the audit.
+func (s *Server) guard(pattern string, need Role, h http.Handler) http.Handler {
+	if need == "" {
+		need = RoleViewer
+	}
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, se, d := s.auth.authenticate(r, need)
+		ctx := r.Context()
+		if id.Name != "" {
+			ctx = WithIdentity(ctx, id)
+			if st, ok := ctx.Value(auditStateKey{}).(*auditState); ok {
+				st.id = &id
+			}
+		}
+		if d != nil {
+			if !d.audit {
+				skipAudit(ctx)
+			}
+			if d.audit || d.code != http.StatusUnauthorized {
+				s.log.Info("admin: request refused", zap.Int("status", d.code), zap.String("method", r.Method),
+					zap.String("path", r.URL.Path), zap.String("identity", id.Name), zap.String("remote", r.RemoteAddr))
+			}
+			d.write(w)
+			return
+		}
+		if se != nil {
+			ctx = context.WithValue(ctx, sessionKey{}, se)
+		}
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+	return audited(s.audit, pattern, inner)
+}
+
+type sessionKey struct{}
+
+// logAuth says at start how the server authenticates: at warn when it
+// does not.
+func (s *Server) logAuth() {
+	ac := s.cfg.Auth
+	switch {
+	case ac.Mode == AuthNone:
+		s.log.Warn("admin: authentication is OFF (admin.auth.mode: none): every request acts as \"anonymous\" with role admin",
+			zap.String("listen", s.cfg.Listen))
+	case !ac.HasCredentials():
+		s.log.Warn("admin: authentication is off: no credentials configured and the server listens on loopback only; configure admin.auth.tokens or admin.auth.users to turn it on",
+			zap.String("listen", s.cfg.Listen))
+	default:
+		s.log.Info("admin: authentication on", zap.Int("tokens", len(ac.Tokens)), zap.Int("users", len(ac.Users)),
+			zap.Duration("session_ttl", ac.SessionTTL), zap.Bool("secure_cookies", s.auth.secure))
+	}
+}

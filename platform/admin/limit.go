@@ -1,0 +1,91 @@
+package admin
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// failLimiter limits failed sign-ins and failed bearer tokens per remote
+// address (the connection's IP, port left out): Burst failures at once,
+// then one per Every. An address over its limit is refused with 429
+// before its credentials are even checked.
+type failLimiter struct {
+	every rate.Limit
+	burst int
+
+	mu    sync.Mutex
+	addrs map[string]*addrLimit
+}
+
+type addrLimit struct {
+	lim *rate.Limiter
+}
+
+// maxLimitedAddrs bounds the addresses remembered; past it the ones whose
+// limiter has filled up again are forgotten.
+const maxLimitedAddrs = 10_000
+
+func newFailLimiter(attempts int, window time.Duration) *failLimiter {
+	return &failLimiter{
+		every: rate.Every(window / time.Duration(attempts)),
+		burst: attempts,
+		addrs: make(map[string]*addrLimit),
+	}
+}
+
+// host is remote's IP (remote is host:port, as in http.Request.RemoteAddr).
+func host(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
+}
+
+// blocked reports whether remote has no failure left, and if so how long
+// until it has one.
+func (l *failLimiter) blocked(remote string, now time.Time) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, ok := l.addrs[host(remote)]
+	if !ok || a.lim.TokensAt(now) >= 1 {
+		return 0, false
+	}
+	r := a.lim.ReserveN(now, 1)
+	wait := r.DelayFrom(now)
+	r.CancelAt(now)
+	return wait, true
+}
+
+// fail counts one failure of remote.
+func (l *failLimiter) fail(remote string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := host(remote)
+	a, ok := l.addrs[h]
+	if !ok {
+		if len(l.addrs) >= maxLimitedAddrs {
+			l.prune(now)
+		}
+		a = &addrLimit{lim: rate.NewLimiter(l.every, l.burst)}
+		l.addrs[h] = a
+	}
+	a.lim.AllowN(now, 1)
+}
+
+// prune forgets the addresses whose limiter is full again (they have
+// not failed for a whole window); when that frees nothing, it forgets
+// every address (ten thousand addresses failing at once are an attack no
+// per-address limit stops).
+func (l *failLimiter) prune(now time.Time) {
+	for h, a := range l.addrs {
+		if a.lim.TokensAt(now) >= float64(l.burst) {
+			delete(l.addrs, h)
+		}
+	}
+	if len(l.addrs) >= maxLimitedAddrs {
+		clear(l.addrs)
+	}
+}

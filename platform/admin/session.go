@@ -1,0 +1,96 @@
+package admin
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"sync"
+	"time"
+)
+
+// SessionCookie is the name of the session cookie.
+const SessionCookie = "plba_session"
+
+// CSRFHeader carries a session's CSRF token on every state-changing
+// request made with the session cookie.
+const CSRFHeader = "X-CSRF-Token"
+
+// session is one signed-in user.
+type session struct {
+	id      string
+	csrf    string
+	user    string
+	role    Role
+	expires time.Time
+}
+
+// sessions are the signed-in users, in memory (a restart signs everyone
+// out), at most max of them.
+type sessions struct {
+	ttl time.Duration
+	max int
+
+	mu   sync.Mutex
+	byID map[string]*session
+}
+
+func newSessions(ttl time.Duration, max int) *sessions {
+	return &sessions{ttl: ttl, max: max, byID: make(map[string]*session)}
+}
+
+// randomToken returns 32 random bytes, base64url.
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand panics rather than return short)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// create signs user in with role.
+func (s *sessions) create(user string, role Role, now time.Time) *session {
+	se := &session{id: randomToken(), csrf: randomToken(), user: user, role: role, expires: now.Add(s.ttl)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, o := range s.byID {
+		if !now.Before(o.expires) {
+			delete(s.byID, id)
+		}
+	}
+	for len(s.byID) >= s.max {
+		var first *session
+		for _, o := range s.byID {
+			if first == nil || o.expires.Before(first.expires) {
+				first = o
+			}
+		}
+		delete(s.byID, first.id)
+	}
+	s.byID[se.id] = se
+	return se
+}
+
+// get returns the live session id names.
+func (s *sessions) get(id string, now time.Time) (*session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	se, ok := s.byID[id]
+	if !ok {
+		return nil, false
+	}
+	if !now.Before(se.expires) {
+		delete(s.byID, id)
+		return nil, false
+	}
+	return se, true
+}
+
+// end signs the session out.
+func (s *sessions) end(id string) {
+	s.mu.Lock()
+	delete(s.byID, id)
+	s.mu.Unlock()
+}
+
+// csrfOK reports whether got is the session's CSRF token.
+func (se *session) csrfOK(got string) bool {
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(se.csrf)) == 1
+}

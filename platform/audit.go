@@ -1,0 +1,24 @@
+package platform
+
+import (
+	"go.uber.org/fx"
+
+	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/admin/auditstream"
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream"
+)
+
+// auditStore keeps the admin audit in the JetStream stream
+// admin.audit.stream when the queue backend is JetStream (the admin server
+// then depends on the backend, so it starts after it), and nowhere but the
+// log and the ring otherwise.
+func auditStore() fx.Option {
+	return fx.Provide(func(b queue.Backend, js jetstream.Config, c admin.Config) admin.AuditStore {
+		jb, ok := b.(*jetstream.Backend)
+		if !ok {
+			return nil
+		}
+		return auditstream.New(jb.JetStream, c.Audit, js.WithDefaults().Replicas)
+	})
+}
