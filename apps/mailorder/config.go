@@ -29,8 +29,6 @@ const (
 	DriverPostgres = "postgres"
 )
 
-var _ = config.Declare(Section, DefaultConfig())
-
 // Config is the "mailorder" section.
 type Config struct {
 	// Queue is the queue the mail tasks go on (its pool is configured under

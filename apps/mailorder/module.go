@@ -40,7 +40,7 @@ import (
 // pools drain, then the store, the source's completion connection and the
 // demo server close, in that order (all after the pools drained).
 var Module = fx.Module("mailorder",
-	config.Section[Config](Section),
+	config.Provide(Section, DefaultConfig()), // declares the section and provides Config
 	fx.Provide(
 		fx.Private,
 		newDemo,

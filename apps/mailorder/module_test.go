@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/plba/plba/apps/mailorder"
 	"github.com/plba/plba/apps/mailorder/sample"
@@ -24,6 +25,7 @@ import (
 	"github.com/plba/plba/platform"
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/plbatest"
 )
 
 // load builds the configuration from yaml plus sets, ignoring the
@@ -71,21 +73,33 @@ mailorder:
 type host struct {
 	app   *mailorder.App
 	admin *admin.Server
-	fx    *fxtest.App
+	kit   *plbatest.Kit // nil for a host built by startHost
 }
 
-// start runs the platform plus the mailorder app from cfg until the test
-// ends.
-func start(t testing.TB, cfg *config.Config) *host {
+// start runs the mailorder app with the platform on the memory backend
+// under the test kit, configured by yaml plus sets, until the test ends.
+func start(t testing.TB, yaml string, sets ...string) *host {
 	t.Helper()
 	h := &host{}
-	h.fx = fxtest.New(t,
+	h.kit = plbatest.Start(t, mailorder.Module,
+		plbatest.Config(yaml), plbatest.Set(sets...),
+		plbatest.With(fx.Populate(&h.app, &h.admin)),
+		plbatest.LogLevel(zapcore.ErrorLevel))
+	return h
+}
+
+// startHost runs the platform plus the mailorder app from cfg as the host
+// does, on the backend cfg names (the kit's start runs on memory only).
+func startHost(t testing.TB, cfg *config.Config) *host {
+	t.Helper()
+	h := &host{}
+	app := fxtest.New(t,
 		platform.Module(cfg, platform.Info{Version: "test"}),
 		mailorder.Module,
 		fx.Populate(&h.app, &h.admin),
 	)
-	h.fx.RequireStart()
-	t.Cleanup(h.fx.RequireStop)
+	app.RequireStart()
+	t.Cleanup(app.RequireStop)
 	return h
 }
 
@@ -135,8 +149,16 @@ func TestEndToEndMailboxToOrders(t *testing.T) {
 		require.NoError(t, err)
 	}
 	want := sample.Count(n)
-	h := start(t, load(t, mailboxYAML(t, srv)))
+	h := start(t, mailboxYAML(t, srv))
 	waitCompleted(t, h.app, n, 60*time.Second)
+	h.kit.RunUntilIdle()
+	require.Len(t, h.kit.Succeeded(mailorder.Kind), want.Valid, "each valid mail is handled once")
+	dead := h.kit.DeadLettered(mailorder.Kind)
+	require.Len(t, dead, want.Invalid, "each invalid mail is dead-lettered once")
+	for _, d := range dead {
+		require.Contains(t, d.Reason, "rejected: ")
+	}
+	require.Empty(t, h.kit.Retried(mailorder.Kind), "a malformed mail is not retried")
 
 	ctx := context.Background()
 	count, err := h.app.Store().Count(ctx)
@@ -194,8 +216,9 @@ func TestRedeliveredMailCreatesNoSecondOrder(t *testing.T) {
 		_, err := srv.Append("INBOX", sample.Mail(0))
 		require.NoError(t, err)
 	}
-	h := start(t, load(t, mailboxYAML(t, srv)))
+	h := start(t, mailboxYAML(t, srv))
 	require.Eventually(t, func() bool { return len(folder(t, srv, "INBOX")) == 0 }, 20*time.Second, 20*time.Millisecond)
+	h.kit.RunUntilIdle()
 	n, err := h.app.Store().Count(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
@@ -211,7 +234,7 @@ func TestDemoConfig(t *testing.T) {
 	data := t.TempDir()
 	cfg := load(t, string(demo), "mailorder.store.sqlite.path="+filepath.Join(data, "mailorder.db"),
 		"queue.jetstream.embedded.store_dir="+filepath.Join(data, "nats"))
-	h := start(t, cfg)
+	h := startHost(t, cfg)
 	d := h.app.Demo()
 	require.NotNil(t, d)
 	seeded := d.Seeded()
@@ -306,8 +329,8 @@ func TestEndToEndOnPostgres(t *testing.T) {
 		require.NoError(t, err)
 	}
 	want := sample.Count(n)
-	h := start(t, load(t, mailboxYAML(t, srv), "mailorder.store.driver=postgres",
-		"mailorder.store.postgres.url="+url, "mailorder.store.postgres.schema="+schema))
+	h := start(t, mailboxYAML(t, srv), "mailorder.store.driver=postgres",
+		"mailorder.store.postgres.url="+url, "mailorder.store.postgres.schema="+schema)
 	waitCompleted(t, h.app, n, 60*time.Second)
 	count, err := h.app.Store().Count(context.Background())
 	require.NoError(t, err)

@@ -6,6 +6,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/plba/plba/platform/config"
 )
 
 // TLSMode says how the connection to the server is secured.
@@ -57,6 +59,19 @@ const (
 	MaxIdleRenew = 29 * time.Minute
 )
 
+// Section is the configuration section Module declares and provides.
+const Section = "imap"
+
+// DefaultConfig returns the defaults of the "imap" section as `host config
+// show` prints them: every default WithDefaults fills in, except port and
+// name, which follow other keys (993 with tls "tls", else 143;
+// "imap/<mailbox>") and stay unset until the source is built.
+func DefaultConfig() Config {
+	c := Config{}.WithDefaults()
+	c.Port, c.Name = 0, ""
+	return c
+}
+
 // ErrInvalidConfig is matched (errors.Is) by every error Validate returns.
 var ErrInvalidConfig = errors.New("imap: invalid config")
 
@@ -72,6 +87,16 @@ func (e *ConfigError) Error() string { return ErrInvalidConfig.Error() + ": " + 
 
 // Is makes every ConfigError match ErrInvalidConfig.
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// As makes a ConfigError a config.Problem at its key, so that the
+// configuration's loader reports it under the section ("imap.port: ...").
+func (e *ConfigError) As(target any) bool {
+	p, ok := target.(*config.Problem)
+	if ok {
+		*p = config.Problem{Key: e.Key, Msg: e.Msg}
+	}
+	return ok
+}
 
 // Config is the "imap" configuration section of one mailbox source. The
 // zero value plus Host, Username, Password, Queue and Kind is a working
@@ -247,10 +272,12 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate checks a configuration that WithDefaults has filled. Every
-// problem is reported as a *ConfigError (its key path under the source's
-// section), joined into one error; each matches ErrInvalidConfig.
+// Validate checks the configuration as WithDefaults completes it (an
+// unset field is checked at its default). Every problem is reported as a
+// *ConfigError (its key path under the source's section), joined into one
+// error; each matches ErrInvalidConfig.
 func (c Config) Validate() error {
+	c = c.WithDefaults()
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)})
@@ -308,18 +335,14 @@ func (c Config) Validate() error {
 	if c.Kind == "" {
 		bad("kind", "required (the task kind the app handles)")
 	}
-	if c.OnSuccess.Seen == nil || c.OnSuccess.MoveTo == nil || c.OnFailure.MoveTo == nil {
-		bad("on_success", "unset actions: call WithDefaults first")
-	} else {
-		if !*c.OnSuccess.Seen && *c.OnSuccess.MoveTo == "" {
-			bad("on_success", "either seen or move_to is needed: otherwise processed mail cannot be told from new mail after a restart")
-		}
-		if *c.OnSuccess.MoveTo != "" && strings.EqualFold(*c.OnSuccess.MoveTo, c.Mailbox) {
-			bad("on_success.move_to", "must differ from mailbox %q", c.Mailbox)
-		}
-		if *c.OnFailure.MoveTo != "" && strings.EqualFold(*c.OnFailure.MoveTo, c.Mailbox) {
-			bad("on_failure.move_to", "must differ from mailbox %q", c.Mailbox)
-		}
+	if !*c.OnSuccess.Seen && *c.OnSuccess.MoveTo == "" {
+		bad("on_success", "either seen or move_to is needed: otherwise processed mail cannot be told from new mail after a restart")
+	}
+	if *c.OnSuccess.MoveTo != "" && strings.EqualFold(*c.OnSuccess.MoveTo, c.Mailbox) {
+		bad("on_success.move_to", "must differ from mailbox %q", c.Mailbox)
+	}
+	if *c.OnFailure.MoveTo != "" && strings.EqualFold(*c.OnFailure.MoveTo, c.Mailbox) {
+		bad("on_failure.move_to", "must differ from mailbox %q", c.Mailbox)
 	}
 	if c.Reconnect.Initial <= 0 {
 		bad("reconnect.initial", "must be positive, got %s", c.Reconnect.Initial)

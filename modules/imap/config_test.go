@@ -21,6 +21,7 @@ import (
 	"github.com/plba/plba/modules/imap"
 	"github.com/plba/plba/modules/imap/imaptest"
 	"github.com/plba/plba/modules/imap/memserver"
+	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
@@ -165,6 +166,26 @@ func TestCheckFailsWhenTheLastSearchIsStale(t *testing.T) {
 	require.ErrorIs(t, b.src.Check(context.Background()), imap.ErrNotReady, "stopped: not connected")
 }
 
+// Module's "imap" section: the defaults that follow other keys (port,
+// name) follow them, and a problem names its key under the section.
+func TestModuleSection(t *testing.T) {
+	t.Parallel()
+	sets := []string{"imap.host=127.0.0.1", "imap.tls=none", "imap.username=u", "imap.password=p", "imap.kind=mail", "imap.mailbox=Orders"}
+	cfg, err := config.Load(config.Options{Environ: []string{}, Sets: sets})
+	require.NoError(t, err)
+	var src *imap.Source
+	app := fxtest.New(t, imap.Module, fx.Supply(cfg), fx.Populate(&src))
+	app.RequireStart().RequireStop()
+	require.Equal(t, 143, src.Config().Port)
+	require.Equal(t, "imap/Orders", src.Config().Name)
+	require.Equal(t, imap.DefaultPollInterval, src.Config().PollInterval)
+
+	_, err = config.Load(config.Options{Environ: []string{}, Sets: []string{"imap.host=imap.example.com", "imap.tls=none"}})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "imap.tls:")
+	require.Contains(t, err.Error(), "imap.kind: required")
+}
+
 func TestModuleProvidesSourceAndCheck(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{})
@@ -175,8 +196,10 @@ func TestModuleProvidesSourceAndCheck(t *testing.T) {
 		Checks  []health.Check  `group:"health.checks"`
 	}
 	var got in
-	app := fxtest.New(t, imap.Module, fx.Supply(testConfig(srv.Host(), srv.Port())),
-		fx.Invoke(func(p in) { got = p }))
+	cfg, err := config.Load(config.Options{Environ: []string{},
+		Values: map[string]any{imap.Section: testConfig(srv.Host(), srv.Port())}})
+	require.NoError(t, err)
+	app := fxtest.New(t, imap.Module, fx.Supply(cfg), fx.Invoke(func(p in) { got = p }))
 	app.RequireStart()
 	require.Len(t, got.Sources, 1)
 	require.Same(t, got.Src, got.Sources[0])

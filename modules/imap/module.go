@@ -9,6 +9,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/source"
@@ -17,7 +18,7 @@ import (
 // Params are New's dependencies.
 type Params struct {
 	fx.In
-	// Config is the "imap" section.
+	// Config is the source's configuration (Module: the "imap" section).
 	Config Config
 	// Logger is optional; nil discards logs.
 	Logger *zap.Logger `optional:"true"`
@@ -71,13 +72,16 @@ func New(p Params) (*Source, error) {
 	return s, nil
 }
 
-// Module provides one mailbox source from the Config in the graph: the
-// concrete *Source (for status), the same value as a source.Source in the
-// "task.sources" group, and its readiness-gating check (Source.Check,
-// named after the source) in the "health.checks" group. For several
-// mailboxes, provide NewSource results yourself with source.AsSource and
-// HealthCheck.
+// Module is one mailbox source configured by the "imap" section (Section,
+// declared with DefaultConfig; it needs the graph's *config.Config, which
+// platform.Module provides): the concrete *Source (for status), the same
+// value as a source.Source in the "task.sources" group, and its
+// readiness-gating check (Source.Check, named after the source) in the
+// "health.checks" group. For several mailboxes, or a mailbox inside an
+// application's own section, provide New or NewSource results yourself
+// with source.AsSource and HealthCheck.
 var Module = fx.Module("imap",
+	config.Provide(Section, DefaultConfig()), // declares "imap" and provides Config
 	fx.Provide(New),
 	fx.Provide(
 		source.AsSource(func(s *Source) *Source { return s }),

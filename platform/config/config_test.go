@@ -389,19 +389,19 @@ func TestSectionWithFx(t *testing.T) {
 	var got ServerConfig
 	app := fxtest.New(t,
 		fx.Supply(c),
-		config.Section[ServerConfig]("server"),
+		config.Declaration[ServerConfig]{Name: "server"}.Provide(),
 		fx.Populate(&got),
 	)
 	app.RequireStart().RequireStop()
 	require.Equal(t, 9999, got.Port)
 
 	// A failing Validate fails fx.New, even with no consumer of the type.
-	bad := fx.New(fx.NopLogger, fx.Supply(c), config.Section[strictServer]("server"))
+	bad := fx.New(fx.NopLogger, fx.Supply(c), config.Declaration[strictServer]{Name: "server"}.Provide())
 	var cerr *config.Error
 	require.ErrorAs(t, bad.Err(), &cerr)
 	require.Equal(t, []config.Problem{{Source: "default", Key: "server.tls", Msg: "must be true in production"}}, cerr.Problems)
 
-	undeclared := fx.New(fx.NopLogger, fx.Supply(c), config.Section[ServerConfig]("nope"))
+	undeclared := fx.New(fx.NopLogger, fx.Supply(c), config.Declaration[ServerConfig]{Name: "nope"}.Provide())
 	require.ErrorIs(t, undeclared.Err(), config.ErrUnknownSection)
 }
 
@@ -488,7 +488,7 @@ func (n NeedsInput) Validate() error {
 
 // A section nobody configured is not validated by Load (its module may not
 // be in the host), but is when a layer sets any of its keys, and always by
-// Decode (which Section[T] uses when a module is composed).
+// Decode (which Provide uses when a module is composed).
 func TestUntouchedSectionsAreValidatedOnUse(t *testing.T) {
 	t.Parallel()
 	r := config.NewRegistry()

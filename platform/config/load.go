@@ -253,7 +253,7 @@ func Load(opts Options) (*Config, error) {
 		v := reflect.New(s.typ)
 		if c.untouched(secs, s.name) {
 			// Only defaults: decode, but leave validation to Decode (and
-			// so to Section[T] when a module actually uses the section).
+			// so to Provide when a module actually uses the section).
 			// An application that is not composed may ship defaults that
 			// need settings (a mailbox host) without failing every host.
 			if tree := c.sectionTree(secs, s.name); tree != nil {

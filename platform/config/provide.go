@@ -79,25 +79,6 @@ func (d Declaration[T]) Provide() fx.Option {
 	)
 }
 
-// Option returns Section[T](d.Name).
-//
-// Deprecated: use d.Provide, which cannot collide with another section of
-// the same type.
-func (d Declaration[T]) Option() fx.Option { return Section[T](d.Name) }
-
-// Section returns an fx option providing T, for the whole graph, decoded
-// from the graph's *Config section name and validated.
-//
-// Deprecated: the name is written twice (here and in Declare) and two
-// sections of one type collide. Use Provide, or Declare's Declaration.Provide.
-func Section[T any](name string) fx.Option {
-	return fx.Options(
-		fx.Provide(decodeSection[T](name)),
-		markProvided(name),
-		fx.Invoke(func(T) {}),
-	)
-}
-
 func decodeSection[T any](name string) func(*Config) (T, error) {
 	return func(c *Config) (T, error) {
 		var v T
@@ -118,7 +99,7 @@ func markProvided(name string) fx.Option {
 
 // ReportProvided returns an option that calls fn, while fx.New builds the
 // graph, with the names (sorted, once each) of the sections the graph's
-// modules provide through Provide or Section. Put it first among fx.New's
+// modules provide through Provide. Put it first among fx.New's
 // options: it runs before every other module's invocations, so a later
 // failure does not hide a section. `host config show` uses it to print
 // only the sections of the composed applications.
