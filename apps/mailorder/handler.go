@@ -32,6 +32,10 @@ func NewHandler(svc *domain.Service, log *zap.Logger) *Handler {
 	return &Handler{svc: svc, log: log}
 }
 
+// rejectedMarker is in the dead-letter reason of every mail the domain
+// rejected: the status does not look for its orders.
+const rejectedMarker = " rejected: "
+
 // Handle implements task.Handler. A mail the domain rejects (no order
 // attachment, invalid content) is a permanent failure whose reason names
 // the mail and what is wrong with it; it goes to the dead letter and the
@@ -64,7 +68,7 @@ func (h *Handler) Handle(ctx context.Context, t *task.Task) error {
 			}
 			h.log.Debug("order mail rejected", zap.String("message_id", id), zap.String("from", from),
 				zap.String("uid", t.Header(imap.HeaderUID)), zap.String("reason", reason))
-			return task.Permanent(fmt.Errorf("mail <%s> from %q (subject %q) rejected: %s", id, from, subject, reason))
+			return task.Permanent(fmt.Errorf("mail <%s> from %q (subject %q)"+rejectedMarker+"%s", id, from, subject, reason))
 		}
 		return fmt.Errorf("mailorder: mail <%s>: %w", id, err)
 	}

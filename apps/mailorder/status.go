@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/plba/plba/apps/mailorder/domain"
@@ -30,7 +31,8 @@ type Status struct {
 	Orders int `json:"orders"`
 	// RecentOrders are the newest orders (at most 20).
 	RecentOrders []OrderSummary `json:"recent_orders"`
-	// FailedMails are the mails in the dead letter of Queue (at most 200),
+	// FailedMails are the mails in the dead letter of Queue (of the oldest
+	// 200, read without their payloads),
 	// oldest first, each with the reason it failed, except those resolved.
 	FailedMails []FailedMail `json:"failed_mails"`
 	// ResolvedMails counts the dead letters (of the 200 looked at) whose
@@ -85,10 +87,15 @@ type App struct {
 	demo    *Demo
 }
 
-// deadLister is the part of the queue backend the status reads.
+// deadLister is the part of the queue backend the status reads: a page of
+// dead letters without their payloads, and one dead letter whole.
 type deadLister interface {
-	ListDead(ctx context.Context, queue string, limit int) ([]queue.DeadLetter, error)
+	QueryDead(ctx context.Context, queue string, q queue.DeadQuery) (queue.DeadPage, error)
+	GetDead(ctx context.Context, queue, id string) (queue.DeadLetter, error)
 }
+
+// statusDeadLimit is how many dead letters the status looks at.
+const statusDeadLimit = 200
 
 // Store returns the order store.
 func (a *App) Store() Store { return a.store }
@@ -119,12 +126,12 @@ func (a *App) Status(ctx context.Context) (Status, error) {
 		})
 	}
 	if a.backend != nil {
-		dead, err := a.backend.ListDead(ctx, a.cfg.Queue, 200)
+		page, err := a.backend.QueryDead(ctx, a.cfg.Queue, queue.DeadQuery{Limit: statusDeadLimit})
 		if err != nil {
 			return st, fmt.Errorf("mailorder: status: dead letters: %w", err)
 		}
-		for _, d := range dead {
-			if ok, err := a.stored(ctx, d.Task); err != nil {
+		for _, d := range page.Items {
+			if ok, err := a.resolved(ctx, d); err != nil {
 				return st, fmt.Errorf("mailorder: status: dead letters: %w", err)
 			} else if ok {
 				st.ResolvedMails++
@@ -150,6 +157,24 @@ func (a *App) Status(ctx context.Context) (Status, error) {
 		st.Demo = ds
 	}
 	return st, nil
+}
+
+// resolved reports whether the mail of dead letter d (listed without its
+// payload) was stored by a later run. Only a dead letter that could have
+// been resolved is read whole: one with a payload that the domain did not
+// reject (a rejected mail is rejected again; a database outage is not).
+func (a *App) resolved(ctx context.Context, d queue.DeadLetter) (bool, error) {
+	if d.Task == nil || d.PayloadSize == 0 || strings.Contains(d.Reason, rejectedMarker) {
+		return false, nil
+	}
+	whole, err := a.backend.GetDead(ctx, a.cfg.Queue, d.Task.ID)
+	if errors.Is(err, queue.ErrNotFound) {
+		return false, nil // re-driven or purged since the page was read
+	}
+	if err != nil {
+		return false, err
+	}
+	return a.stored(ctx, whole.Task)
 }
 
 // stored reports whether every order of the mail behind t is in the store:

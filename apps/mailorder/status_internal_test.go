@@ -2,6 +2,7 @@ package mailorder
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -14,9 +15,36 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
-type fakeDead []queue.DeadLetter
+// fakeDead serves its dead letters as a backend does: pages without
+// payloads, one dead letter whole; it counts the whole reads.
+type fakeDead struct {
+	items []queue.DeadLetter
+	gets  []string
+}
 
-func (f fakeDead) ListDead(context.Context, string, int) ([]queue.DeadLetter, error) { return f, nil }
+func (f *fakeDead) QueryDead(_ context.Context, _ string, q queue.DeadQuery) (queue.DeadPage, error) {
+	var page queue.DeadPage
+	for _, d := range f.items {
+		if len(page.Items) == q.PageLimit() {
+			break
+		}
+		t := *d.Task
+		d.PayloadSize, t.Payload = len(t.Payload), nil
+		d.Task = &t
+		page.Items = append(page.Items, d)
+	}
+	return page, nil
+}
+
+func (f *fakeDead) GetDead(_ context.Context, _ string, id string) (queue.DeadLetter, error) {
+	f.gets = append(f.gets, id)
+	for _, d := range f.items {
+		if d.Task.ID == id {
+			return d, nil
+		}
+	}
+	return queue.DeadLetter{}, queue.ErrNotFound
+}
 
 // A dead letter whose mail a later run stored (every order of it is in the
 // store) is resolved: the status does not list it as failed.
@@ -40,13 +68,16 @@ func TestStatusResolvesDeadLettersOfMailsStoredLater(t *testing.T) {
 	_, err = svc.ProcessMail(ctx, sample.Mail(stored)) // the later run
 	require.NoError(t, err)
 
-	dead := fakeDead{}
+	dead := &fakeDead{}
 	for _, i := range []int{stored, notStored} {
-		dead = append(dead, queue.DeadLetter{Reason: "database down", Task: &task.Task{
+		dead.items = append(dead.items, queue.DeadLetter{Reason: "database down", Task: &task.Task{ID: fmt.Sprint("t", i),
 			Payload: sample.Mail(i), Headers: map[string]string{imap.HeaderMessageID: sample.MessageID(i)}}})
 	}
-	dead = append(dead, queue.DeadLetter{Reason: "message of 9.1 MiB exceeds the queue's max payload of 8 MiB",
-		Task: &task.Task{Headers: map[string]string{imap.HeaderMessageID: "big@example.com"}}})
+	dead.items = append(dead.items, queue.DeadLetter{Reason: "message of 9.1 MiB exceeds the queue's max payload of 8 MiB",
+		Task: &task.Task{ID: "big", Headers: map[string]string{imap.HeaderMessageID: "big@example.com"}}})
+	// A mail the domain rejected is not read whole: it cannot have orders.
+	dead.items = append(dead.items, queue.DeadLetter{Reason: `mail <bad@example.com> from "a" (subject "b")` + rejectedMarker + "no attachment",
+		Task: &task.Task{ID: "bad", Payload: []byte("Subject: b\r\n\r\nno attachment"), Headers: map[string]string{imap.HeaderMessageID: "bad@example.com"}}})
 
 	src, err := imap.NewSource(imap.Config{Host: "127.0.0.1", Username: "u", Password: "p", Kind: Kind}, nil)
 	require.NoError(t, err)
@@ -59,5 +90,7 @@ func TestStatusResolvesDeadLettersOfMailsStoredLater(t *testing.T) {
 	for _, f := range s.FailedMails {
 		failed = append(failed, f.MessageID)
 	}
-	require.Equal(t, []string{sample.MessageID(notStored), "big@example.com"}, failed)
+	require.Equal(t, []string{sample.MessageID(notStored), "big@example.com", "bad@example.com"}, failed)
+	require.Equal(t, []string{fmt.Sprint("t", stored), fmt.Sprint("t", notStored)}, dead.gets,
+		"only the dead letters that could be resolved are read with their payloads")
 }
