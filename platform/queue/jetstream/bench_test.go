@@ -11,12 +11,12 @@ import (
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/plba/plba/internal/workerbench"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 	"github.com/plba/plba/platform/queue/memory"
 	"github.com/plba/plba/platform/task"
-	"github.com/plba/plba/platform/worker/workerbench"
 )
 
 // benchBackend opens an embedded backend with file storage in a fresh
