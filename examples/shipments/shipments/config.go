@@ -23,6 +23,12 @@ type Config struct {
 	// FeedbackAfter is how long after the shipping notice the customer is
 	// asked for feedback. Default 72h.
 	FeedbackAfter time.Duration `koanf:"feedback_after"`
+	// WebhookSecret is the secret the warehouse signs its events with:
+	// each POST carries the HMAC-SHA256 of its body in hex as the header
+	// "X-Signature-256: sha256=<hex>". The webhook is a public route of
+	// the admin server (no admin credentials), so an event without a valid
+	// signature is refused with 401. Required; at least 16 bytes.
+	WebhookSecret string `koanf:"webhook_secret" secret:"true"`
 	// Digest sends a summary of the notices sent, on a schedule.
 	Digest DigestConfig `koanf:"digest"`
 	// DemoSink serves POST /shipments/v1/sink on the admin server, which
@@ -62,6 +68,9 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(c.HealthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			ps.Add("health_url", "must be an http(s) URL (got %q)", c.HealthURL)
 		}
+	}
+	if len(c.WebhookSecret) < 16 {
+		ps.Add("webhook_secret", "must be set, at least 16 bytes (the warehouse signs its events with it)")
 	}
 	if c.Timeout <= 0 {
 		ps.Add("timeout", "must be positive (got %s)", c.Timeout)

@@ -65,16 +65,31 @@ func (s *notifyService) messages() []shipments.Message {
 func start(t *testing.T, svc *notifyService, extra ...plbatest.Option) (*plbatest.Kit, string) {
 	var srv *admin.Server
 	opts := append([]plbatest.Option{
-		plbatest.Config(fmt.Sprintf("shipments:\n  notify_url: %s\n  digest:\n    enabled: false\n", svc.URL)),
+		plbatest.Config(fmt.Sprintf("shipments:\n  notify_url: %s\n  webhook_secret: %s\n  digest:\n    enabled: false\n", svc.URL, secret)),
 		plbatest.With(fx.Populate(&srv)),
 	}, extra...)
 	k := plbatest.Start(t, shipments.Module, opts...)
 	return k, "http://" + srv.Addr() + shipments.WebhookPath
 }
 
+// secret is the webhook secret of the tests' configuration.
+const secret = "test-webhook-secret-0123"
+
+// post posts body to url signed with secret.
 func post(t *testing.T, url, body string) (int, string) {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	return postSigned(t, url, body, shipments.Sign(secret, []byte(body)))
+}
+
+func postSigned(t *testing.T, url, body, signature string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if signature != "" {
+		req.Header.Set(shipments.SignatureHeader, signature)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -186,4 +201,30 @@ func TestScheduledDigest(t *testing.T) {
 	require.Len(t, msgs, 1)
 	require.Equal(t, "ops@example.test", msgs[0].To)
 	require.Contains(t, msgs[0].Body, "0 notice(s) sent")
+}
+
+// The webhook is a public route: with the admin server closed (a token
+// configured), the warehouse reaches it without admin credentials, and its
+// signature is what lets an event in.
+func TestWebhookIsPublicAndSigned(t *testing.T) {
+	t.Parallel()
+	svc := newNotifyService(t)
+	k, url := start(t, svc, plbatest.Config("admin:\n  auth:\n    tokens:\n      - {name: ops, role: viewer, token: ops-token-0123456789abcdef}\n"))
+	adminURL := strings.TrimSuffix(url, shipments.WebhookPath) + "/admin/v1/queues"
+	resp, err := http.Get(adminURL)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the admin API is closed")
+
+	for _, sig := range []string{"", shipments.Sign("another-secret-0123456", []byte(event)), "sha256=00"} {
+		code, body := postSigned(t, url, event, sig)
+		require.Equal(t, http.StatusUnauthorized, code, body)
+		require.Contains(t, body, shipments.SignatureHeader)
+	}
+	require.Empty(t, k.Enqueued(""), "no unsigned event is queued")
+
+	code, body := post(t, url, event)
+	require.Equal(t, http.StatusAccepted, code, body)
+	k.RunUntilIdle()
+	require.Len(t, k.Succeeded(shipments.Notice.Name()), 1)
 }

@@ -16,6 +16,10 @@ func TestConfigValidate(t *testing.T) {
 	c.NotifyURL = "ftp://x"
 	require.ErrorContains(t, c.Validate(), `notify_url: must be an http(s) URL (got "ftp://x")`)
 	c.NotifyURL = "http://127.0.0.1:9/notify"
+	require.ErrorContains(t, c.Validate(), "webhook_secret: must be set")
+	c.WebhookSecret = "short"
+	require.ErrorContains(t, c.Validate(), "webhook_secret: must be set, at least 16 bytes")
+	c.WebhookSecret = "0123456789abcdef"
 	require.NoError(t, c.Validate())
 	c.Digest.Every = time.Second
 	require.ErrorContains(t, c.Validate(), "digest.every: must be at least 1m")

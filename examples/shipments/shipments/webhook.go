@@ -1,6 +1,9 @@
 package shipments
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +20,17 @@ import (
 
 // WebhookPath is where the warehouse posts shipment events.
 const WebhookPath = "/shipments/v1/webhook"
+
+// SignatureHeader carries an event's signature: "sha256=" and the hex
+// HMAC-SHA256 of the body under Config.WebhookSecret.
+const SignatureHeader = "X-Signature-256"
+
+// Sign returns the SignatureHeader value of body under secret.
+func Sign(secret string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
 
 // maxEvent bounds a webhook body.
 const maxEvent = 64 << 10
@@ -48,13 +62,28 @@ func (e Event) validate() error {
 }
 
 // webhook accepts shipment events and enqueues a notice for each: 202 with
-// the task's id, 400 for an event it cannot use, 503 when the queue does
-// not take it (the warehouse retries). The task's key is the shipment, so
-// an event posted twice makes one notice while the first is queued.
-func webhook(e task.Enqueuer, log *zap.Logger) admin.Route {
-	return admin.Route{Pattern: "POST " + WebhookPath, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// the task's id, 401 for an event without a valid signature, 400 for an
+// event it cannot use, 503 when the queue does not take it (the warehouse
+// retries). The task's key is the shipment, so an event posted twice
+// makes one notice while the first is queued. The route is public (the
+// warehouse holds no admin credentials): the signature is its check.
+func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
+	return admin.Route{Pattern: "POST " + WebhookPath, Role: admin.RolePublic, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxEvent+1))
+		if err != nil {
+			http.Error(w, "shipment event: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if len(body) > maxEvent {
+			http.Error(w, "shipment event: larger than 64 KiB", http.StatusRequestEntityTooLarge)
+			return
+		}
+		if !hmac.Equal([]byte(r.Header.Get(SignatureHeader)), []byte(Sign(cfg.WebhookSecret, body))) {
+			http.Error(w, "shipment event: missing or wrong "+SignatureHeader, http.StatusUnauthorized)
+			return
+		}
 		var ev Event
-		dec := json.NewDecoder(io.LimitReader(r.Body, maxEvent))
+		dec := json.NewDecoder(strings.NewReader(string(body)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&ev); err != nil {
 			http.Error(w, "shipment event: "+err.Error(), http.StatusBadRequest)
@@ -85,9 +114,10 @@ func webhook(e task.Enqueuer, log *zap.Logger) admin.Route {
 	})}
 }
 
-// sink is the demo notification service: it logs each message.
+// sink is the demo notification service: it logs each message. It is
+// public, as the service it stands in for is outside the admin server.
 func sink(log *zap.Logger) admin.Route {
-	return admin.Route{Pattern: "/shipments/v1/sink", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return admin.Route{Pattern: "/shipments/v1/sink", Role: admin.RolePublic, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			return // health check
 		}
