@@ -6,9 +6,10 @@ import (
 )
 
 // openAPIDoc is the OpenAPI 3.1 document of the admin API: every route of
-// this package and the admin server's own (status, log level). Each
-// operation names its role in x-role. TestOpenAPIMatchesRoutes keeps it
-// and the routes in agreement.
+// this package and the admin server's own (status, log level, audit,
+// session, probes, metrics). Each operation names its role in x-role.
+// platform's TestOpenAPIMatchesRoutes compares it, both ways, with the
+// routes the platform's admin server really registers (Server.Routes).
 //
 //go:embed openapi.json
 var openAPIDoc []byte
