@@ -98,7 +98,7 @@ type backendResult struct {
 	Backend queue.Backend
 	// Overrides keeps the pools' run-time overrides: in the JetStream KV
 	// (durable), or in memory with the memory backend.
-	Overrides worker.OverrideStore
+	Overrides queue.OverrideStore
 	Checks    []health.Check `group:"health.checks,flatten"`
 }
 
@@ -126,7 +126,7 @@ func newBackend(p backendParams) (backendResult, error) {
 			return backendResult{}, err
 		}
 		comp.SetDetails(func() any { return memoryStats(b) })
-		return backendResult{Backend: b, Overrides: &worker.MemoryOverrides{}}, nil
+		return backendResult{Backend: b, Overrides: &queue.MemoryOverrides{}}, nil
 	}
 }
 

@@ -83,3 +83,16 @@ func TestTaskImportsNoFx(t *testing.T) {
 			"platform/task depends on %s: keep fx out of the core data type", dep)
 	}
 }
+
+// The queue port and its backends sit below the worker pools: a backend
+// keeps what the pools need kept (the pools' overrides, queue.OverrideStore)
+// without depending on them, even transitively.
+func TestQueueBackendsDoNotImportWorker(t *testing.T) {
+	t.Parallel()
+	for _, pkg := range []string{"./platform/queue", "./platform/queue/memory", "./platform/queue/jetstream"} {
+		for dep := range imports(t, pkg, true) {
+			require.NotEqual(t, mod+"/platform/worker", dep, "%s depends on platform/worker", pkg)
+			require.NotEqual(t, mod+"/platform/control", dep, "%s depends on platform/control", pkg)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/plba/plba/platform/control"
 	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 	"github.com/plba/plba/platform/worker"
 )
@@ -147,7 +148,7 @@ func TestPauseHoldsDeliveriesResumeReleasesThem(t *testing.T) {
 			e.mustCall(http.StatusOK, "POST", control.Prefix+"/pools/"+testQueue+"/pause", nil, &pl)
 			require.Equal(t, lifecycle.Paused, pl.State)
 			require.True(t, pl.Stats.Paused)
-			require.Equal(t, &worker.PoolOverride{Paused: true}, pl.Override)
+			require.Equal(t, &queue.PoolOverride{Paused: true}, pl.Override)
 
 			e.enqueue(3, "{}")
 			// Held: after a second (many lease rounds) nothing ran and the
@@ -195,7 +196,7 @@ func TestResizeChangesBusyWorkers(t *testing.T) {
 			eventually(t, "two busy workers", func() bool { return busy() == 2 })
 			var pl control.Pool
 			e.mustCall(http.StatusOK, "POST", control.Prefix+"/pools/"+testQueue+"/resize", control.Resize{Size: 5}, &pl)
-			require.Equal(t, &worker.PoolOverride{Size: 5}, pl.Override)
+			require.Equal(t, &queue.PoolOverride{Size: 5}, pl.Override)
 			require.Equal(t, 2, pl.Configured)
 			eventually(t, "five busy workers", func() bool { return busy() == 5 })
 			code, body := e.call("POST", control.Prefix+"/pools/"+testQueue+"/resize", control.Resize{Size: 0}, nil)
@@ -233,7 +234,7 @@ func TestOverridesSurviveARestartOnJetStream(t *testing.T) {
 	e2.mustCall(http.StatusOK, "GET", control.Prefix+"/pools/"+testQueue, nil, &pl)
 	require.Equal(t, lifecycle.Paused, pl.State, "paused after the restart")
 	require.True(t, pl.OverridesDurable)
-	require.Equal(t, &worker.PoolOverride{Paused: true, Size: 4}, pl.Override)
+	require.Equal(t, &queue.PoolOverride{Paused: true, Size: 4}, pl.Override)
 	require.Equal(t, 4, pl.Stats.Workers)
 	e2.enqueue(1, "{}")
 	time.Sleep(500 * time.Millisecond)

@@ -86,7 +86,7 @@ type routesOut struct {
 }
 
 // Module provides the API and contributes its routes to the admin server.
-// The runtime's worker.OverrideStore (durable on JetStream) is the
+// The runtime's queue.OverrideStore (durable on JetStream) is the
 // platform's: see platform.Module.
 var Module = fx.Module("control",
 	fx.Provide(New, func(a *API) routesOut { return routesOut{Routes: a.Routes()} }),

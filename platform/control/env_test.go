@@ -33,7 +33,7 @@ const (
 // backendKind opens one kind of backend for a test.
 type backendKind struct {
 	name string
-	open func(t *testing.T) (queue.Backend, worker.OverrideStore, func(t *testing.T) (queue.Backend, worker.OverrideStore))
+	open func(t *testing.T) (queue.Backend, queue.OverrideStore, func(t *testing.T) (queue.Backend, queue.OverrideStore))
 }
 
 // backends are the backends every API test runs on: memory, and
@@ -42,15 +42,15 @@ type backendKind struct {
 // the same store (JetStream only; nil for memory).
 func backends() []backendKind {
 	return []backendKind{
-		{name: "memory", open: func(t *testing.T) (queue.Backend, worker.OverrideStore, func(*testing.T) (queue.Backend, worker.OverrideStore)) {
+		{name: "memory", open: func(t *testing.T) (queue.Backend, queue.OverrideStore, func(*testing.T) (queue.Backend, queue.OverrideStore)) {
 			b := memory.New(memory.Options{})
 			t.Cleanup(func() { _ = b.Close(context.Background()) })
-			return b, &worker.MemoryOverrides{}, nil
+			return b, &queue.MemoryOverrides{}, nil
 		}},
-		{name: "jetstream", open: func(t *testing.T) (queue.Backend, worker.OverrideStore, func(*testing.T) (queue.Backend, worker.OverrideStore)) {
+		{name: "jetstream", open: func(t *testing.T) (queue.Backend, queue.OverrideStore, func(*testing.T) (queue.Backend, queue.OverrideStore)) {
 			cfg := jetstreamConfig(t)
 			b := openJetStream(t, cfg)
-			reopen := func(t *testing.T) (queue.Backend, worker.OverrideStore) {
+			reopen := func(t *testing.T) (queue.Backend, queue.OverrideStore) {
 				b := openJetStream(t, cfg)
 				return b, b.Overrides()
 			}
@@ -94,7 +94,7 @@ type env struct {
 	logs    *observer.ObservedLogs // the admin server's log (the audit)
 }
 
-func newEnv(t *testing.T, b queue.Backend, store worker.OverrideStore, pc worker.PoolConfig) *env {
+func newEnv(t *testing.T, b queue.Backend, store queue.OverrideStore, pc worker.PoolConfig) *env {
 	t.Helper()
 	e := &env{t: t, b: b}
 	ok := task.HandlerFunc(func(context.Context, *task.Task) error { return nil })

@@ -5,6 +5,7 @@ import (
 
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/worker"
 )
 
@@ -17,7 +18,7 @@ type Pool struct {
 	// Configured is the concurrency from the configuration.
 	Configured int `json:"configured_size"`
 	// Override is what an operator changed (nil: nothing).
-	Override *worker.PoolOverride `json:"override,omitempty"`
+	Override *queue.PoolOverride `json:"override,omitempty"`
 	// OverridesDurable says whether overrides outlive a restart (false on
 	// the memory backend).
 	OverridesDurable bool         `json:"overrides_durable"`
@@ -59,7 +60,7 @@ func (a *API) getPool(w http.ResponseWriter, r *http.Request) error {
 
 // controlPool applies change to the pool's override, audits it and
 // answers with the pool.
-func (a *API) controlPool(w http.ResponseWriter, r *http.Request, action string, params map[string]any, change func(*worker.PoolOverride) error) error {
+func (a *API) controlPool(w http.ResponseWriter, r *http.Request, action string, params map[string]any, change func(*queue.PoolOverride) error) error {
 	q := r.PathValue("queue")
 	_, err := a.rt.ControlPool(r.Context(), q, change)
 	e := admin.AuditEntry{Action: action, Target: "pool/" + q, Params: params}
@@ -78,11 +79,11 @@ func (a *API) controlPool(w http.ResponseWriter, r *http.Request, action string,
 }
 
 func (a *API) pausePool(w http.ResponseWriter, r *http.Request) error {
-	return a.controlPool(w, r, "pool.pause", nil, func(o *worker.PoolOverride) error { o.Paused = true; return nil })
+	return a.controlPool(w, r, "pool.pause", nil, func(o *queue.PoolOverride) error { o.Paused = true; return nil })
 }
 
 func (a *API) resumePool(w http.ResponseWriter, r *http.Request) error {
-	return a.controlPool(w, r, "pool.resume", nil, func(o *worker.PoolOverride) error { o.Paused = false; return nil })
+	return a.controlPool(w, r, "pool.resume", nil, func(o *queue.PoolOverride) error { o.Paused = false; return nil })
 }
 
 // Resize is the body of POST /admin/v1/pools/{queue}/resize.
@@ -98,15 +99,15 @@ func (a *API) resizePool(w http.ResponseWriter, r *http.Request) error {
 	if body.Size < 1 || body.Size > worker.MaxConcurrency {
 		return status(http.StatusBadRequest, "size %d: want 1 to %d", body.Size, worker.MaxConcurrency)
 	}
-	return a.controlPool(w, r, "pool.resize", map[string]any{"size": body.Size}, func(o *worker.PoolOverride) error {
+	return a.controlPool(w, r, "pool.resize", map[string]any{"size": body.Size}, func(o *queue.PoolOverride) error {
 		o.Size = body.Size
 		return nil
 	})
 }
 
 func (a *API) clearPool(w http.ResponseWriter, r *http.Request) error {
-	return a.controlPool(w, r, "pool.override.clear", nil, func(o *worker.PoolOverride) error {
-		*o = worker.PoolOverride{}
+	return a.controlPool(w, r, "pool.override.clear", nil, func(o *queue.PoolOverride) error {
+		*o = queue.PoolOverride{}
 		return nil
 	})
 }

@@ -60,7 +60,7 @@ type fxParams struct {
 	SourceObserver source.Observer `optional:"true"`
 	// Overrides keeps the pools' run-time overrides (the control plane
 	// provides a durable one on JetStream).
-	Overrides OverrideStore `optional:"true"`
+	Overrides queue.OverrideStore `optional:"true"`
 	Producer  *Producer
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/memory"
 	"github.com/plba/plba/platform/task"
 	"github.com/plba/plba/platform/worker"
@@ -17,8 +18,8 @@ import (
 // the pause), and clearing the override restores the configuration.
 func TestSavedOverridesApplyBeforeStart(t *testing.T) {
 	ctx := context.Background()
-	store := &worker.MemoryOverrides{}
-	require.NoError(t, store.Save(ctx, "default", worker.PoolOverride{Paused: true, Size: 3}))
+	store := &queue.MemoryOverrides{}
+	require.NoError(t, store.Save(ctx, "default", queue.PoolOverride{Paused: true, Size: 3}))
 	b := memory.New(memory.Options{})
 	t.Cleanup(func() { _ = b.Close(ctx) })
 	ran := make(chan struct{}, 1)
@@ -31,10 +32,10 @@ func TestSavedOverridesApplyBeforeStart(t *testing.T) {
 	p, _ := rt.Pool("default")
 	require.Equal(t, lifecycle.Paused, p.State())
 	require.Equal(t, 3, p.Stats().Workers)
-	require.Equal(t, &worker.PoolOverride{Paused: true, Size: 3}, p.Stats().Override)
+	require.Equal(t, &queue.PoolOverride{Paused: true, Size: 3}, p.Stats().Override)
 	require.False(t, rt.OverridesDurable())
 
-	o, err := rt.ControlPool(ctx, "default", func(o *worker.PoolOverride) error { *o = worker.PoolOverride{}; return nil })
+	o, err := rt.ControlPool(ctx, "default", func(o *queue.PoolOverride) error { *o = queue.PoolOverride{}; return nil })
 	require.NoError(t, err)
 	require.True(t, o.IsZero())
 	<-ran
@@ -42,6 +43,6 @@ func TestSavedOverridesApplyBeforeStart(t *testing.T) {
 	saved, err := store.Load(ctx)
 	require.NoError(t, err)
 	require.Empty(t, saved)
-	_, err = rt.ControlPool(ctx, "nope", func(*worker.PoolOverride) error { return nil })
+	_, err = rt.ControlPool(ctx, "nope", func(*queue.PoolOverride) error { return nil })
 	require.ErrorIs(t, err, worker.ErrUnknownPool)
 }

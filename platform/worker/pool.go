@@ -88,9 +88,9 @@ type Pool struct {
 	log     *zap.Logger
 	comp    *lifecycle.Component
 
-	n        counters                     // stats.go
-	override atomic.Pointer[PoolOverride] // overrides.go
-	started  atomic.Int64                 // p.clock() at Start
+	n        counters                           // stats.go
+	override atomic.Pointer[queue.PoolOverride] // overrides.go
+	started  atomic.Int64                       // p.clock() at Start
 	stalled  atomic.Bool
 
 	// Leasing and the hand-over buffer (lease.go).

@@ -44,8 +44,8 @@ type Params struct {
 	// SourceObserver sees the sources' polls and emits; nil means none.
 	SourceObserver source.Observer
 	// Overrides keeps the pools' run-time overrides (pause, size); nil
-	// means a MemoryOverrides (lost with the process).
-	Overrides OverrideStore
+	// means a queue.MemoryOverrides (lost with the process).
+	Overrides queue.OverrideStore
 	// Producer, when set, is bound to the runtime's router instead of a
 	// new one (the fx module provides it separately so route constructors
 	// can depend on task.Enqueuer without a cycle).
@@ -125,7 +125,7 @@ func New(p Params) (*Runtime, error) {
 	r := &Runtime{router: router, producer: prod, byQueue: map[string]*Pool{}, supervisor: sup, log: p.Logger, backend: p.Backend}
 	r.ov.store = p.Overrides
 	if r.ov.store == nil {
-		r.ov.store = &MemoryOverrides{}
+		r.ov.store = &queue.MemoryOverrides{}
 	}
 	for _, q := range queues {
 		pool, err := NewPool(PoolParams{

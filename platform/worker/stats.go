@@ -3,6 +3,8 @@ package worker
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/plba/plba/platform/queue"
 )
 
 // Stats are the counters of a pool; they are also its lifecycle
@@ -54,7 +56,7 @@ type Stats struct {
 	// Paused reports whether the pool stopped taking new work.
 	Paused bool `json:"paused"`
 	// Override is what an operator changed at run time (nil: nothing).
-	Override *PoolOverride `json:"override,omitempty"`
+	Override *queue.PoolOverride `json:"override,omitempty"`
 	// LastError is the text of the latest failure.
 	LastError string `json:"last_error,omitempty"`
 	// LastFinished is when the latest delivery was settled.

@@ -8,19 +8,19 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/plba/plba/platform/worker"
+	"github.com/plba/plba/platform/queue"
 )
 
 // overridesBucket is the name of the KV bucket that keeps the pools'
 // run-time overrides, after the stream prefix: <prefix>_OVERRIDES.
 func (n names) overridesBucket() string { return n.prefix + "_OVERRIDES" }
 
-// Overrides returns a worker.OverrideStore kept in the JetStream KV
+// Overrides returns a queue.OverrideStore kept in the JetStream KV
 // bucket <prefix>_OVERRIDES (one key per queue, the queue name encoded
 // like a stream token), with the backend's storage and replicas: a
 // paused or resized pool stays so after a restart of any replica. The
 // bucket is created on first use (the backend must be started).
-func (b *Backend) Overrides() worker.OverrideStore { return &kvOverrides{b: b} }
+func (b *Backend) Overrides() queue.OverrideStore { return &kvOverrides{b: b} }
 
 type kvOverrides struct{ b *Backend }
 
@@ -45,12 +45,12 @@ func (s *kvOverrides) kv(ctx context.Context) (jetstream.KeyValue, error) {
 }
 
 // Load returns every saved override.
-func (s *kvOverrides) Load(ctx context.Context) (map[string]worker.PoolOverride, error) {
+func (s *kvOverrides) Load(ctx context.Context) (map[string]queue.PoolOverride, error) {
 	kv, err := s.kv(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]worker.PoolOverride{}
+	out := map[string]queue.PoolOverride{}
 	keys, err := kv.ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: list pool overrides: %w", err)
@@ -67,7 +67,7 @@ func (s *kvOverrides) Load(ctx context.Context) (map[string]worker.PoolOverride,
 		if err != nil {
 			return nil, fmt.Errorf("jetstream: read pool override %q: %w", q, err)
 		}
-		var o worker.PoolOverride
+		var o queue.PoolOverride
 		if err := json.Unmarshal(e.Value(), &o); err != nil {
 			return nil, fmt.Errorf("jetstream: pool override %q: %w", q, err)
 		}
@@ -76,16 +76,16 @@ func (s *kvOverrides) Load(ctx context.Context) (map[string]worker.PoolOverride,
 	return out, nil
 }
 
-// Save keeps o for queue; a zero o deletes the key.
-func (s *kvOverrides) Save(ctx context.Context, queue string, o worker.PoolOverride) error {
+// Save keeps o for queue q; a zero o deletes the key.
+func (s *kvOverrides) Save(ctx context.Context, q string, o queue.PoolOverride) error {
 	kv, err := s.kv(ctx)
 	if err != nil {
 		return err
 	}
-	key := encodeToken(queue)
+	key := encodeToken(q)
 	if o.IsZero() {
 		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("jetstream: delete pool override %q: %w", queue, err)
+			return fmt.Errorf("jetstream: delete pool override %q: %w", q, err)
 		}
 		return nil
 	}
@@ -94,7 +94,7 @@ func (s *kvOverrides) Save(ctx context.Context, queue string, o worker.PoolOverr
 		return err
 	}
 	if _, err := kv.Put(ctx, key, v); err != nil {
-		return fmt.Errorf("jetstream: save pool override %q: %w", queue, err)
+		return fmt.Errorf("jetstream: save pool override %q: %w", q, err)
 	}
 	return nil
 }
