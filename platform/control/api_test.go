@@ -312,30 +312,84 @@ func TestQueuesListCountsAndRates(t *testing.T) {
 
 var _ = fmt.Sprint
 
-func TestTaskLookupByIDAndKey(t *testing.T) {
+// A task is found by id or key wherever it is: in flight, delayed, ready,
+// dead-lettered, and (by key, within the backend's window) finished; the
+// answer says where the backend looked.
+func TestTaskLookupWhereverTheTaskIs(t *testing.T) {
 	for _, bk := range backends() {
 		t.Run(bk.name, func(t *testing.T) {
 			t.Parallel()
 			b, store, _ := bk.open(t)
 			e := newEnv(t, b, store, worker.PoolConfig{Concurrency: 1})
-			e.setHandler(func(context.Context, *task.Task) error { return task.Permanent(errors.New("nope")) })
-			tk := &task.Task{Kind: testKind, Key: "order-42", Payload: []byte("{}")}
-			require.NoError(t, e.rt.Producer().Enqueue(context.Background(), tk))
-			eventually(t, "a dead letter", func() bool { return e.deadCount() == 1 })
+			release := make(chan struct{})
+			t.Cleanup(func() { close(release) }) // before the runtime stops
+			e.setHandler(func(ctx context.Context, tk *task.Task) error {
+				switch tk.Key {
+				case "dead-1":
+					return task.Permanent(errors.New("nope"))
+				case "running-1":
+					select {
+					case <-release:
+					case <-ctx.Done():
+					}
+				}
+				return nil
+			})
+			ctx := context.Background()
+			enqueue := func(tk *task.Task) *task.Task {
+				tk.Kind = testKind
+				require.NoError(t, e.rt.Producer().Enqueue(ctx, tk))
+				return tk
+			}
+			find := func(path string) control.TaskInfo {
+				var info control.TaskInfo
+				e.mustCall(http.StatusOK, "GET", control.Prefix+"/queues/"+testQueue+"/tasks"+path, nil, &info)
+				require.NotEmpty(t, info.Searched)
+				return info
+			}
+			state := func(info control.TaskInfo) []queue.TaskState {
+				var out []queue.TaskState
+				for _, f := range info.Found {
+					out = append(out, f.State)
+				}
+				return out
+			}
 
-			var info control.TaskInfo
-			e.mustCall(http.StatusOK, "GET", control.Prefix+"/queues/"+testQueue+"/tasks/"+tk.ID, nil, &info)
-			require.Equal(t, "dead", info.State)
-			require.Equal(t, "order-42", info.Dead.Key)
-			var list control.TaskList
-			e.mustCall(http.StatusOK, "GET", control.Prefix+"/queues/"+testQueue+"/tasks?key=order-42", nil, &list)
-			require.Len(t, list.Items, 1)
-			require.Equal(t, tk.ID, list.Items[0].ID)
-			e.mustCall(http.StatusOK, "GET", control.Prefix+"/queues/"+testQueue+"/tasks?key=other", nil, &list)
-			require.Empty(t, list.Items)
+			done := enqueue(&task.Task{Key: "done-1", Payload: []byte("{}")})
+			dead := enqueue(&task.Task{Key: "dead-1", Payload: []byte("{}")})
+			eventually(t, "a dead letter", func() bool { return e.deadCount() == 1 })
+			running := enqueue(&task.Task{Key: "running-1", Payload: []byte("{}")})
+			eventually(t, "the task running", func() bool { return e.ran.Load() == 3 })
+			later := enqueue(&task.Task{Key: "later-1", NotBefore: time.Now().Add(time.Hour), Payload: []byte("{}")})
+
+			info := find("/" + dead.ID)
+			require.Equal(t, []queue.TaskState{queue.StateDead}, state(info))
+			require.Contains(t, info.Found[0].Reason, "nope")
+			require.Equal(t, "dead-1", info.Found[0].Task.Key)
+			require.NotEmpty(t, info.NotSearched, "finished tasks are not found by id, and the answer says so")
+			require.Equal(t, []queue.TaskState{queue.StateDead}, state(find("?key=dead-1")))
+
+			info = find("/" + running.ID)
+			require.Equal(t, []queue.TaskState{queue.StateInFlight}, state(info))
+			require.Equal(t, running.ID, info.Found[0].Task.ID)
+			require.Equal(t, []queue.TaskState{queue.StateInFlight}, state(find("?key=running-1")))
+
+			info = find("/" + later.ID)
+			require.Equal(t, []queue.TaskState{queue.StateDelayed}, state(info))
+			require.WithinDuration(t, later.NotBefore, info.Found[0].DueAt, time.Second)
+
+			info = find("?key=done-1")
+			require.Contains(t, strings.Join(info.Searched, ", "), "finished keys")
+			if bk.name == "jetstream" { // the memory backend here keeps no window
+				require.Equal(t, []queue.TaskState{queue.StateSucceeded}, state(info))
+			}
+			_ = done
+
+			require.Empty(t, find("?key=other").Found)
 			code, body := e.call("GET", control.Prefix+"/queues/"+testQueue+"/tasks/unknown", nil, nil)
 			require.Equal(t, http.StatusNotFound, code)
-			require.Contains(t, body, "cannot look up tasks waiting or running")
+			require.Contains(t, body, "searched: ")
+			require.Contains(t, body, "dead letters")
 		})
 	}
 }

@@ -2,67 +2,51 @@ package control
 
 import (
 	"encoding/json"
-	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
 
-// TaskInfo answers a task lookup.
-type TaskInfo struct {
-	// State is "dead" (the task is a dead letter of the queue).
-	State string     `json:"state"`
-	Dead  DeadDetail `json:"dead"`
-}
+// TaskInfo answers a task lookup by id or by key: the tasks found, each
+// with its state (ready, delayed, in_flight, queued, succeeded, dead), and
+// where the backend looked (Searched) and could not look (NotSearched).
+type TaskInfo = queue.TaskSearch
 
-// getTask looks a task up by id. The backends can look up dead letters
-// only (not tasks waiting or running): a task that is not a dead letter is
-// 404 saying so.
+// getTask looks a task up by id wherever the backend can (see
+// queue.FindTasks): 404 naming the places searched when it is in none.
 func (a *API) getTask(w http.ResponseWriter, r *http.Request) error {
 	q, id := r.PathValue("queue"), r.PathValue("id")
-	d, err := a.backend.GetDead(r.Context(), q, id)
-	if errors.Is(err, queue.ErrNotFound) {
-		return status(http.StatusNotFound, "task %q is not a dead letter of queue %q (the backend cannot look up tasks waiting or running)", id, q)
-	}
+	s, err := queue.FindTasks(r.Context(), a.backend, q, queue.TaskLookup{ID: id})
 	if err != nil {
 		return err
 	}
-	admin.WriteJSON(w, http.StatusOK, TaskInfo{State: "dead", Dead: detail(d)})
+	if len(s.Found) == 0 {
+		msg := fmt.Sprintf("task %q not found in queue %q (searched: %s)", id, q, strings.Join(s.Searched, ", "))
+		if len(s.NotSearched) > 0 {
+			msg += "; not searched: " + strings.Join(s.NotSearched, "; ")
+		}
+		return status(http.StatusNotFound, "%s", msg)
+	}
+	admin.WriteJSON(w, http.StatusOK, s)
 	return nil
 }
 
-// TaskList answers a lookup by key.
-type TaskList struct {
-	// State is "dead": the tasks listed are dead letters of the queue.
-	State string        `json:"state"`
-	Items []DeadSummary `json:"items"`
-}
-
-// findTasks looks tasks up by key (?key=): the dead letters of the queue
-// with that key (the backends cannot look up tasks waiting or running).
+// findTasks looks tasks up by key (?key=) wherever the backend can: 200
+// with what was found (possibly nothing) and where it looked.
 func (a *API) findTasks(w http.ResponseWriter, r *http.Request) error {
 	key := r.URL.Query().Get("key")
 	if key == "" {
 		return status(http.StatusBadRequest, "key is required")
 	}
-	out := TaskList{State: "dead", Items: []DeadSummary{}}
-	q := queue.DeadQuery{Key: key, Limit: queue.MaxDeadLimit}
-	for {
-		page, err := a.backend.QueryDead(r.Context(), r.PathValue("queue"), q)
-		if err != nil {
-			return err
-		}
-		for _, d := range page.Items {
-			out.Items = append(out.Items, summary(d))
-		}
-		if page.Next == "" {
-			break
-		}
-		q.Cursor = page.Next
+	s, err := queue.FindTasks(r.Context(), a.backend, r.PathValue("queue"), queue.TaskLookup{Key: key})
+	if err != nil {
+		return err
 	}
-	admin.WriteJSON(w, http.StatusOK, out)
+	admin.WriteJSON(w, http.StatusOK, s)
 	return nil
 }
 
