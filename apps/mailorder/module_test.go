@@ -340,3 +340,43 @@ func TestEndToEndOnPostgres(t *testing.T) {
 	require.Equal(t, "postgres", st.Store)
 	require.Len(t, st.FailedMails, want.Invalid)
 }
+
+// Behind authentication the application's page answers the viewer role
+// and no one without credentials: the customers' addresses it shows are
+// not readable without a role.
+func TestStatusPageNeedsTheViewerRole(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	for i := 0; i < 5; i++ {
+		_, err := srv.Append("INBOX", sample.Mail(i))
+		require.NoError(t, err)
+	}
+	const viewer = "viewer-token-0123456789"
+	h := start(t, mailboxYAML(t, srv)+"admin:\n  auth:\n    tokens:\n      - {name: dashboards, role: viewer, token: "+viewer+"}\n")
+	waitCompleted(t, h.app, 5, 20*time.Second)
+	url := "http://" + h.admin.Addr() + mailorder.StatusPath
+	for _, tc := range []struct {
+		token string
+		code  int
+	}{{"", http.StatusUnauthorized}, {"wrong-token-0123456789", http.StatusUnauthorized}, {viewer, http.StatusOK}} {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		require.NoError(t, err)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, tc.code, resp.StatusCode, string(b))
+		if tc.code != http.StatusOK {
+			require.NotContains(t, string(b), "@", "no address without a role")
+			continue
+		}
+		var st mailorder.Status
+		require.NoError(t, json.Unmarshal(b, &st))
+		require.NotEmpty(t, st.RecentOrders)
+		require.Contains(t, st.RecentOrders[0].Customer, "@", "the viewer sees the customers")
+	}
+}
