@@ -11,7 +11,8 @@ import (
 
 // TestCtlAgainstTheHost runs `host ctl` against the built host running the
 // embedded demo (mailorder on embedded JetStream; its malformed mails end
-// as dead letters): queues, dead letters (list, show, dry run, purge),
+// as dead letters): queues, dead letters (list, show, dry run, purge), a
+// task lookup by id and by key,
 // pools (pause, resize, resume, clear), sources, the log level, and the
 // exit statuses 1 (failed) and 2 (usage).
 func TestCtlAgainstTheHost(t *testing.T) {
@@ -72,6 +73,31 @@ func TestCtlAgainstTheHost(t *testing.T) {
 	out = ok("dlq", "list", "mailorder")
 	require.Contains(t, out, id)
 
+	// The dead letter found as a task, by id and by its key.
+	out = ok("task", "mailorder", id)
+	require.Contains(t, out, "dead")
+	require.Contains(t, out, "searched: ")
+	var tasks struct {
+		Found []struct {
+			State string `json:"state"`
+			Task  struct {
+				ID  string `json:"id"`
+				Key string `json:"key"`
+			} `json:"task"`
+		} `json:"found"`
+		Searched []string `json:"searched"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(ok("task", "mailorder", id, "-o", "json")), &tasks))
+	require.Len(t, tasks.Found, 1)
+	require.Equal(t, id, tasks.Found[0].Task.ID)
+	require.NoError(t, json.Unmarshal([]byte(ok("task", "mailorder", "--key", tasks.Found[0].Task.Key, "-o", "json")), &tasks))
+	require.NotEmpty(t, tasks.Found)
+	require.Equal(t, "dead", tasks.Found[0].State)
+	r := ctl("task", "mailorder", "no-such-task")
+	require.Equal(t, 1, r.code, "%s%s", r.stdout, r.stderr)
+	require.Contains(t, r.stderr, "searched: ")
+	require.Equal(t, 2, ctl("task", "mailorder").code, "an id or --key is needed")
+
 	var dry struct {
 		DryRun  bool `json:"dry_run"`
 		Matched int  `json:"matched"`
@@ -84,7 +110,7 @@ func TestCtlAgainstTheHost(t *testing.T) {
 
 	out = ok("dlq", "purge", "mailorder", id)
 	require.Contains(t, out, "purged 1 of 1")
-	r := ctl("dlq", "purge", "mailorder", id)
+	r = ctl("dlq", "purge", "mailorder", id)
 	require.Equal(t, 1, r.code, "purging it again fails: %s%s", r.stdout, r.stderr)
 	require.Contains(t, r.stdout, "failed")
 

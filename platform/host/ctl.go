@@ -64,7 +64,7 @@ func ctlCommand(stdin io.Reader, stdout, stderr io.Writer, code *int) *cobra.Com
 	pf.StringVarP(&f.output, "output", "o", "table", "output `FORMAT`: table or json")
 	pf.DurationVar(&f.timeout, "timeout", 30*time.Second, "bound of one call")
 
-	root.AddCommand(c.queuesCmd(), c.dlqCmd(), c.poolCmd(), c.sourceCmd(), c.loglevelCmd(), c.auditCmd(), c.usersCmd())
+	root.AddCommand(c.queuesCmd(), c.dlqCmd(), c.taskCmd(), c.poolCmd(), c.sourceCmd(), c.loglevelCmd(), c.auditCmd(), c.usersCmd())
 	return root
 }
 
