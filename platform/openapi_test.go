@@ -2,6 +2,7 @@ package platform_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -54,6 +55,62 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 	require.Equal(t, sortedPairs(registered), sortedPairs(described), "routes (left) and the OpenAPI document (right) disagree")
+}
+
+// The document the host serves also describes the routes applications
+// contribute (their role and summary), so that it and the routes the
+// admin server registers agree both ways in a host with applications.
+func TestServedOpenAPIDescribesContributedRoutes(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(config.Options{Environ: []string{}, Sets: []string{"admin.listen=127.0.0.1:0", "log.level=error"}})
+	require.NoError(t, err)
+	var srv *admin.Server
+	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	app := fxtest.New(t, platform.Module(cfg, platform.Info{}), fx.Populate(&srv),
+		fx.Provide(admin.AsRoute(func() admin.Route {
+			return admin.Route{Pattern: "GET /admin/v1/invoices/{number}", Summary: "one invoice", Handler: ok}
+		})),
+		fx.Provide(admin.AsRoute(func() admin.Route {
+			return admin.Route{Pattern: "POST /hooks/payments", Role: admin.RolePublic, Handler: ok}
+		})))
+	app.RequireStart()
+	defer app.RequireStop()
+
+	resp, err := http.Get("http://" + srv.Addr() + control.Prefix + "/openapi.json")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			XRole      string `json:"x-role"`
+			Summary    string `json:"summary"`
+			Parameters []struct {
+				Name string `json:"name"`
+				In   string `json:"in"`
+			} `json:"parameters"`
+		} `json:"paths"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&doc))
+	registered, described := map[string]string{}, map[string]string{}
+	for _, r := range srv.Routes() {
+		method, path, _ := strings.Cut(r.Pattern, " ")
+		registered[method+" "+strings.TrimSuffix(path, "{$}")] = string(r.Role)
+	}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			described[strings.ToUpper(method)+" "+path] = op.XRole
+		}
+	}
+	require.Equal(t, sortedPairs(registered), sortedPairs(described), "routes (left) and the served document (right) disagree")
+	inv := doc.Paths["/admin/v1/invoices/{number}"]["get"]
+	require.Equal(t, "one invoice", inv.Summary)
+	require.Equal(t, "viewer", inv.XRole)
+	require.Len(t, inv.Parameters, 1)
+	require.Equal(t, "number", inv.Parameters[0].Name)
+	require.Equal(t, "path", inv.Parameters[0].In)
+	hook := doc.Paths["/hooks/payments"]["post"]
+	require.Equal(t, "public", hook.XRole)
+	require.Equal(t, "contributed by an application", hook.Summary)
 }
 
 func sortedPairs(m map[string]string) []string {

@@ -147,6 +147,7 @@ func TestCtlAgainstTheHost(t *testing.T) {
 	code, body = httpGet(t, base+"/admin/v1/openapi.json")
 	require.Equal(t, 200, code)
 	require.Contains(t, body, `"openapi": "3.1.0"`)
+	require.Contains(t, body, `"/admin/v1/mailorder"`, "the application's page is described too")
 
 	r = ctl("pool", "pause", "no-such-queue")
 	require.Equal(t, 1, r.code)

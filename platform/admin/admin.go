@@ -45,6 +45,11 @@ type Route struct {
 	// Page marks a GET route worth opening in a browser (an app's status
 	// page, the metrics): the line that ends the start-up lists it.
 	Page bool
+	// Summary says in a line what the route answers: the OpenAPI document
+	// of the admin API (platform/control) describes a contributed route
+	// with it. Empty: a generic line naming the route as an
+	// application's.
+	Summary string
 }
 
 // StatusPath is where the host's status is served (GET).
@@ -126,12 +131,13 @@ func (s *Server) ProbesAddr() string {
 
 // Routes returns every route the server serves on its main listener
 // (built in and contributed), sorted by pattern, each with the role it
-// requires (never empty) and without its handler: what a test walks to
-// check that every route is closed to whom it should be.
+// requires (never empty) and its summary, without its handler: what a
+// test walks to check that every route is closed to whom it should be,
+// and what the OpenAPI document describes.
 func (s *Server) Routes() []Route {
 	out := make([]Route, len(s.routes))
 	for i, r := range s.routes {
-		out[i] = Route{Pattern: r.Pattern, Role: r.Role}
+		out[i] = Route{Pattern: r.Pattern, Role: r.Role, Page: r.Page, Summary: r.Summary}
 	}
 	return out
 }

@@ -51,6 +51,7 @@ type API struct {
 	cfg     *config.Config
 	log     *zap.Logger
 	rates   *rates
+	doc     served // the OpenAPI document with the contributed routes (openapi.go)
 }
 
 // New returns the API; its rate sampler runs between Start and Stop.
@@ -85,11 +86,18 @@ type routesOut struct {
 	Routes []admin.Route `group:"admin.routes,flatten"`
 }
 
-// Module provides the API and contributes its routes to the admin server.
+// Module provides the API and contributes its routes to the admin server,
+// whose other routes (an application's) its OpenAPI document describes
+// too (Describe).
 // The runtime's queue.OverrideStore (durable on JetStream) is the
 // platform's: see platform.Module.
 var Module = fx.Module("control",
 	fx.Provide(New, func(a *API) routesOut { return routesOut{Routes: a.Routes()} }),
+	fx.Invoke(fx.Annotate(func(a *API, s *admin.Server) {
+		if s != nil {
+			a.Describe(s.Routes)
+		}
+	}, fx.ParamTags(``, `optional:"true"`))),
 )
 
 // Routes returns every route of the API, with the role each requires.
