@@ -22,6 +22,11 @@
 //   - watchdog.go: the command timeout; status.go and metrics.go: Status,
 //     the readiness check and the metrics; config.go: Config.
 //
+// Module is one mailbox source configured by its own "imap" section
+// (config.Provide); an application that keeps its mailbox inside its own
+// section builds the source with New or NewSource instead (as
+// apps/mailorder does).
+//
 // memserver is an in-memory server for tests and the demo, imaptest holds
 // test helpers around it, and dovecottest runs a real Dovecot per test.
 package imap
