@@ -12,7 +12,7 @@ import (
 )
 
 // TaskInfo answers a task lookup by id or by key: the tasks found, each
-// with its state (ready, delayed, in_flight, queued, succeeded, dead), and
+// with its state (ready, delayed, in_flight, succeeded, dead), and
 // where the backend looked (Searched) and could not look (NotSearched).
 type TaskInfo = queue.TaskSearch
 

@@ -22,9 +22,6 @@ const (
 	// backend that cannot tell the two apart, waiting for a retry's
 	// redelivery).
 	StateInFlight TaskState = "in_flight"
-	// StateQueued: stored and not finished, on a backend that cannot
-	// tell ready from in flight.
-	StateQueued TaskState = "queued"
 	// StateSucceeded: finished successfully. Only the key's de-duplication
 	// marker remains (the task itself is gone), within the backend's
 	// de-duplication window.

@@ -103,8 +103,9 @@ func hasDead(fs []queue.FoundTask) bool {
 	return false
 }
 
-// findQueued scans the work stream of qn (headers only) for the messages
-// match accepts, and adds them to s with their state.
+// findQueued reads the work stream of qn, one message per request (at
+// most maxFindScan), for the messages match accepts, and adds them to s
+// with their state.
 func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(map[string][]string) bool, s *queue.TaskSearch) error {
 	st, err := b.js.Stream(ctx, qn.stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
