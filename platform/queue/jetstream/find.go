@@ -50,12 +50,19 @@ func (b *Backend) FindTasks(ctx context.Context, queueName string, l queue.TaskL
 			}
 			return ""
 		}
+		// As decodeTask reads them: a missing id is the Nats-Msg-Id (a
+		// task whose key is its id carries no Plba-Task-Id), a missing
+		// key the id.
+		id := get(HeaderID)
+		if id == "" {
+			id = get(hdrMsgID)
+		}
 		if l.ID != "" {
-			return get(HeaderID) == l.ID
+			return id == l.ID
 		}
 		key := get(HeaderKey)
 		if key == "" {
-			key = get(hdrMsgID)
+			key = id
 		}
 		return key == l.Key
 	}
