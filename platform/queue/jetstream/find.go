@@ -131,8 +131,11 @@ func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(map[
 	if q := b.knownQueue(qn.queue); q != nil {
 		q.pmu.Lock()
 		retryAt = make(map[uint64]time.Time, len(q.nakDelayed))
+		now := time.Now()
 		for seq, at := range q.nakDelayed {
-			retryAt[seq] = at
+			if at.After(now) { // a retry whose delay ended is redelivered: no longer delayed
+				retryAt[seq] = at
+			}
 		}
 		q.pmu.Unlock()
 	}
