@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -35,6 +36,14 @@ func NewHandler(svc *domain.Service, log *zap.Logger) *Handler {
 // rejectedMarker is in the dead-letter reason of every mail the domain
 // rejected: the status does not look for its orders.
 const rejectedMarker = " rejected: "
+
+// rejectedReason reports whether a dead letter's reason is that of a mail
+// the domain rejected: it starts as Handle words it ("mail <"; any other
+// failure's starts "mailorder: ") and has rejectedMarker. The Message-ID
+// is the sender's, so the marker alone could be in another reason.
+func rejectedReason(reason string) bool {
+	return strings.HasPrefix(reason, "mail <") && strings.Contains(reason, rejectedMarker)
+}
 
 // Handle implements task.Handler. A mail the domain rejects (no order
 // attachment, invalid content) is a permanent failure whose reason names

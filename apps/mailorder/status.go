@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/plba/plba/apps/mailorder/domain"
@@ -164,7 +163,7 @@ func (a *App) Status(ctx context.Context) (Status, error) {
 // been resolved is read whole: one with a payload that the domain did not
 // reject (a rejected mail is rejected again; a database outage is not).
 func (a *App) resolved(ctx context.Context, d queue.DeadLetter) (bool, error) {
-	if d.Task == nil || d.PayloadSize == 0 || strings.Contains(d.Reason, rejectedMarker) {
+	if d.Task == nil || d.PayloadSize == 0 || rejectedReason(d.Reason) {
 		return false, nil
 	}
 	whole, err := a.backend.GetDead(ctx, a.cfg.Queue, d.Task.ID)

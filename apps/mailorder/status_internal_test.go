@@ -94,3 +94,36 @@ func TestStatusResolvesDeadLettersOfMailsStoredLater(t *testing.T) {
 	require.Equal(t, []string{fmt.Sprint("t", stored), fmt.Sprint("t", notStored)}, dead.gets,
 		"only the dead letters that could be resolved are read with their payloads")
 }
+
+// A dead letter of a mail that failed for a passing reason (the handler's
+// "mailorder: mail <id>: ..." reason) is resolved when a later run stored
+// it, even when its Message-ID (the sender's, used as is when malformed)
+// looks like the reason of a rejected mail.
+func TestStatusResolvesTransientFailureWhoseIDLooksRejected(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.Store.SQLite.Path = filepath.Join(t.TempDir(), "orders.db")
+	st, err := OpenStore(ctx, cfg.Store)
+	require.NoError(t, err)
+	defer st.Close()
+	svc, err := domain.NewService(st, cfg.Limits)
+	require.NoError(t, err)
+	i := 0
+	for !sample.VariantOf(i).Valid() || sample.VariantOf(i).Orders() == 0 {
+		i++
+	}
+	_, err = svc.ProcessMail(ctx, sample.Mail(i)) // the later run
+	require.NoError(t, err)
+
+	reason := fmt.Sprintf("mailorder: mail <%s>: %s", "x"+rejectedMarker+"y", "database down")
+	dead := &fakeDead{items: []queue.DeadLetter{{Reason: reason, Task: &task.Task{ID: "t", Payload: sample.Mail(i),
+		Headers: map[string]string{imap.HeaderMessageID: sample.MessageID(i)}}}}}
+	src, err := imap.NewSource(imap.Config{Host: "127.0.0.1", Username: "u", Password: "p", Kind: Kind}, nil)
+	require.NoError(t, err)
+	defer src.Close()
+	a := &App{cfg: cfg, store: st, src: src, backend: dead}
+	s, err := a.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, s.ResolvedMails)
+	require.Empty(t, s.FailedMails)
+}
