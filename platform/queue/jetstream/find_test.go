@@ -57,7 +57,7 @@ func TestFindTasksRetriedThenRedelivered(t *testing.T) {
 	ds, err := b.Lease(ctx, q, 1, time.Minute)
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
-	due := time.Now().Add(300 * time.Millisecond)
+	due := time.Now().Add(1500 * time.Millisecond)
 	require.NoError(t, b.Retry(ctx, ds[0], due))
 
 	s, err := b.FindTasks(ctx, q, queue.TaskLookup{ID: tk.ID})
@@ -66,7 +66,7 @@ func TestFindTasksRetriedThenRedelivered(t *testing.T) {
 	require.Equal(t, queue.StateDelayed, s.Found[0].State)
 
 	var again []*queue.Delivery
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for len(again) == 0 && time.Now().Before(deadline) {
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
 		again, err = b.Lease(lctx, q, 1, time.Minute)
