@@ -107,8 +107,12 @@ func (b *Backend) markDone(ctx context.Context, q *queueState, key string, o tas
 const maxLastFor = 1024
 
 // markDoneThenAck publishes the marker that r's key finished and sends
-// r's ack once the server stored it, without waiting.
-func (b *Backend) markDoneThenAck(r *receipt) error {
+// r's ack once the server stored it, without waiting for either (only,
+// when the publish window is full, for room in it: see window.go).
+func (b *Backend) markDoneThenAck(ctx context.Context, r *receipt) error {
+	if err := b.acquire(ctx); err != nil {
+		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.d.Task.Key, r.q.queue, err)
+	}
 	m := nats.NewMsg(r.q.doneSubject(r.d.Task.Key))
 	m.Data = doneData(task.Succeeded, "")
 	msg, q, id := r.msg, r.q.queue, r.d.Task.ID
@@ -124,7 +128,8 @@ func (b *Backend) markDoneThenAck(r *receipt) error {
 		}
 	})
 	if _, err := b.js.PublishMsgAsync(m); err != nil {
-		b.pubs.take(m) // unless the error callback had it already
+		b.releaseWindow() // nats.go forgot it: no callback comes
+		b.pubs.take(m)    // unless the error callback had it already
 		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.d.Task.Key, q, err)
 	}
 	return nil

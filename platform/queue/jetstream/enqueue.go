@@ -192,16 +192,28 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 // Acks come back through the backend's async publish callbacks (onPubAck,
 // onPubErr), which count down the batch: no channels or futures per
 // message.
+//
+// At most Config.MaxAsyncPending publishes are in flight (the backend's
+// publish window, shared with the ack path's finished-key records): a
+// larger batch waits for acks to make room, until ctx ends or the backend
+// closes; the tasks not published by then fail with that cause.
 func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) []error {
 	batch := &pubBatch{errs: make([]error, len(send)), done: make(chan struct{})}
 	batch.left.Store(int64(len(send)))
 	sent := make([]*nats.Msg, len(send))
 	for j, i := range send {
+		if err := b.acquire(ctx); err != nil {
+			for k := j; k < len(send); k++ {
+				batch.settle(k, fmt.Errorf("publish: waiting for room among %d publishes in flight: %w", cap(b.window), err))
+			}
+			break
+		}
 		m := msgs[i]
 		m = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data} // a fresh message for every attempt
 		sent[j] = m
 		b.pubs.add(m, batch, j) // before publishing: the ack may come first
 		if _, err := b.js.PublishMsgAsync(m); err != nil {
+			b.releaseWindow() // nats.go forgot it: no callback comes
 			if b.pubs.take(m) != nil {
 				batch.settle(j, fmt.Errorf("publish: %w", err))
 			}
@@ -212,7 +224,7 @@ func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) []e
 	case <-ctx.Done():
 		// Give up on the acks still missing; late ones are ignored.
 		for j, m := range sent {
-			if b.pubs.take(m) != nil {
+			if m != nil && b.pubs.take(m) != nil {
 				batch.settle(j, fmt.Errorf("publish ack: %w", ctx.Err()))
 			}
 		}
@@ -331,6 +343,7 @@ func (p *pending) takeSlot(m *nats.Msg) (pubSlot, bool) {
 // onPubAck is the async publish ack callback: the message is stored (or
 // was a duplicate within the window, which is success too).
 func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+	b.releaseWindow()
 	if s, ok := b.pubs.takeSlot(m); ok {
 		if s.then != nil {
 			s.then(nil)
@@ -345,6 +358,7 @@ func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubA
 // the ack). It may run with nats.go's publisher lock held: it only
 // touches the pending map.
 func (b *Backend) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	b.releaseWindow()
 	if s, ok := b.pubs.takeSlot(m); ok {
 		if s.then != nil {
 			s.then(fmt.Errorf("publish ack: %w", err))
