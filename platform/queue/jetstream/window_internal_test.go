@@ -43,7 +43,7 @@ func TestEnqueueWaitsForPublishWindow(t *testing.T) {
 	b := windowBackend(t, 2)
 	ctx := t.Context()
 	require.NoError(t, b.Enqueue(ctx, newTasks("win", 1)...)) // stream and consumer exist
-	b.window <- struct{}{}                                     // two publishes in flight elsewhere
+	b.window <- struct{}{}                                    // two publishes in flight elsewhere
 	b.window <- struct{}{}
 
 	tasks := newTasks("win", 5)
