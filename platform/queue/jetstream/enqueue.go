@@ -290,11 +290,15 @@ func (p *pubBatch) settle(i int, err error) {
 }
 
 // pubSlot is where a published message's outcome goes: message i of a
-// batch, or a function (then) for a single message.
+// batch, or, for a finished-key record, the ack of the task's message
+// (ack, with the queue and task id for the log; see ackAfterRecord).
+// Slots are stored by value: no allocation of their own.
 type pubSlot struct {
 	batch *pubBatch
 	i     int
-	then  func(error)
+	ack   *nats.Msg
+	queue string
+	id    string
 }
 
 // pending maps the messages of Enqueue calls that wait for their publish
@@ -307,9 +311,11 @@ type pending struct {
 
 func (p *pending) add(m *nats.Msg, b *pubBatch, i int) { p.put(m, pubSlot{batch: b, i: i}) }
 
-// addThen makes the outcome of m go to then, which runs on nats.go's
-// ack-processing goroutine and must not block.
-func (p *pending) addThen(m *nats.Msg, then func(error)) { p.put(m, pubSlot{then: then}) }
+// addAck makes the outcome of m, a finished-key record, decide whether
+// ack, the message of task id on queue q, is acked (ackAfterRecord).
+func (p *pending) addAck(m, ack *nats.Msg, q, id string) {
+	p.put(m, pubSlot{ack: ack, queue: q, id: id})
+}
 
 func (p *pending) put(m *nats.Msg, s pubSlot) {
 	p.mu.Lock()
@@ -345,8 +351,8 @@ func (p *pending) takeSlot(m *nats.Msg) (pubSlot, bool) {
 func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
 	b.releaseWindow()
 	if s, ok := b.pubs.takeSlot(m); ok {
-		if s.then != nil {
-			s.then(nil)
+		if s.ack != nil {
+			b.ackAfterRecord(s.ack, s.queue, s.id, nil)
 			return
 		}
 		s.batch.settle(s.i, nil)
@@ -360,8 +366,8 @@ func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubA
 func (b *Backend) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	b.releaseWindow()
 	if s, ok := b.pubs.takeSlot(m); ok {
-		if s.then != nil {
-			s.then(fmt.Errorf("publish ack: %w", err))
+		if s.ack != nil {
+			b.ackAfterRecord(s.ack, s.queue, s.id, fmt.Errorf("publish ack: %w", err))
 			return
 		}
 		s.batch.settle(s.i, fmt.Errorf("publish ack: %w", err))
