@@ -111,7 +111,8 @@ type Backend struct {
 	wmu       sync.Mutex     // orders puller starts against Close
 	wg        sync.WaitGroup // pullers and the buffer keeper
 
-	pubs pending // Enqueue's messages waiting for their publish ack
+	pubs   pending       // Enqueue's messages waiting for their publish ack
+	window chan struct{} // one token per async publish in flight (window.go)
 
 	imu       sync.Mutex
 	inflight  map[*receipt]struct{}
@@ -155,6 +156,7 @@ func New(p Params) (*Backend, error) {
 		inflight:  make(map[*receipt]struct{}),
 		settled:   make(chan struct{}, 1),
 		leaseStop: make(chan struct{}),
+		window:    make(chan struct{}, cfg.MaxAsyncPending),
 	}, nil
 }
 

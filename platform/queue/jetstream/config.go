@@ -147,8 +147,10 @@ type Config struct {
 	// PublishTimeout bounds how long Enqueue waits for the server to
 	// acknowledge a publish. Default 10s.
 	PublishTimeout time.Duration `koanf:"publish_timeout"`
-	// MaxAsyncPending bounds unacknowledged asynchronous publishes; Enqueue
-	// of a larger batch waits for room. Default 4096.
+	// MaxAsyncPending bounds unacknowledged asynchronous publishes (tasks
+	// being enqueued and the finished-key records of acks together);
+	// Enqueue of a larger batch waits for room as long as its context
+	// allows (window.go). Default 4096.
 	MaxAsyncPending int `koanf:"max_async_pending"`
 
 	// Sync is how an embedded server flushes its file store: "interval"

@@ -144,7 +144,12 @@
 // Enqueue publishes a batch asynchronously and returns only after the
 // server acknowledged every message (and, with replicas, after a quorum
 // stored it); the acks are collected by the connection's async publish
-// callbacks, and a missing one fails its task after Config.PublishTimeout. What "stored" means is
+// callbacks, and a missing one fails its task after Config.PublishTimeout.
+// At most Config.MaxAsyncPending publishes are in flight at once (the
+// publish window, window.go, shared with the finished-key records of the
+// ack path): a larger batch waits for acks to make room, as long as its
+// context allows, and the tasks it could not publish fail with the
+// context's error in the EnqueueError. What "stored" means is
 // Config.Sync: with "interval" (the default) the server writes to the
 // file system at once and flushes to disk every sync interval (2 minutes
 // unless Config.Embedded.SyncInterval says otherwise), so an acknowledged

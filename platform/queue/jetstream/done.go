@@ -58,10 +58,14 @@ func (b *Backend) ensureDoneStream(ctx context.Context) error {
 	return nil
 }
 
-// doneSubject is the marker subject of key on q.
+// doneSubject is the marker subject of key on q: the prefix and the hex
+// of the first 16 bytes of the key's SHA-256, built in one allocation.
 func (q *queueState) doneSubject(key string) string {
 	sum := sha256.Sum256([]byte(key))
-	return q.donePrefix + hex.EncodeToString(sum[:16])
+	var buf [128]byte
+	b := append(buf[:0], q.donePrefix...)
+	b = hex.AppendEncode(b, sum[:16])
+	return string(b)
 }
 
 // maxDoneReason caps the dead-letter reason a marker keeps.
@@ -75,6 +79,9 @@ func doneData(o task.Outcome, reason string) []byte {
 	if !o.Final() {
 		return nil
 	}
+	if o == task.Succeeded {
+		return doneSucceeded
+	}
 	if o != task.DeadLettered || reason == "" {
 		return []byte(o)
 	}
@@ -83,6 +90,10 @@ func doneData(o task.Outcome, reason string) []byte {
 	}
 	return []byte(string(o) + "\n" + reason)
 }
+
+// doneSucceeded is the payload of a succeeded task's marker, shared by
+// every one (nats.go only reads a message's data).
+var doneSucceeded = []byte(task.Succeeded)
 
 // markFinished marks t, a duplicate Enqueue drops, with the outcome its
 // key's marker data records, when it records a final one.
@@ -102,30 +113,38 @@ func (b *Backend) markDone(ctx context.Context, q *queueState, key string, o tas
 	return nil
 }
 
+// ackAfterRecord runs on nats.go's ack-processing goroutine when the
+// finished-key record of the task id on queue q was stored (err nil): it
+// acks the task's message msg. A refused record leaves the task unacked.
+func (b *Backend) ackAfterRecord(msg *nats.Msg, q, id string, err error) {
+	if err != nil {
+		b.log.Warn("jetstream: record a finished key (the task is delivered again after its AckWait)",
+			zap.String("queue", q), zap.String("task", id), zap.Error(err))
+		return
+	}
+	if err := msg.Respond(ackAck); err != nil {
+		b.log.Warn("jetstream: ack (the task is delivered again after its AckWait)",
+			zap.String("queue", q), zap.String("task", id), zap.Error(err))
+	}
+}
+
 // maxLastFor is how many subjects one batched direct get asks for (the
 // server answers at most 1024 messages to one request).
 const maxLastFor = 1024
 
 // markDoneThenAck publishes the marker that r's key finished and sends
-// r's ack once the server stored it, without waiting.
-func (b *Backend) markDoneThenAck(r *receipt) error {
-	m := nats.NewMsg(r.q.doneSubject(r.d.Task.Key))
-	m.Data = doneData(task.Succeeded, "")
-	msg, q, id := r.msg, r.q.queue, r.d.Task.ID
-	b.pubs.addThen(m, func(err error) {
-		if err != nil {
-			b.log.Warn("jetstream: record a finished key (the task is delivered again after its AckWait)",
-				zap.String("queue", q), zap.String("task", id), zap.Error(err))
-			return
-		}
-		if err := msg.Respond(ackAck); err != nil {
-			b.log.Warn("jetstream: ack (the task is delivered again after its AckWait)",
-				zap.String("queue", q), zap.String("task", id), zap.Error(err))
-		}
-	})
+// r's ack once the server stored it, without waiting for either (only,
+// when the publish window is full, for room in it: see window.go).
+func (b *Backend) markDoneThenAck(ctx context.Context, r *receipt) error {
+	if err := b.acquire(ctx); err != nil {
+		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.d.Task.Key, r.q.queue, err)
+	}
+	m := &nats.Msg{Subject: r.q.doneSubject(r.d.Task.Key), Data: doneData(task.Succeeded, "")}
+	b.pubs.addAck(m, r.msg, r.q.queue, r.d.Task.ID)
 	if _, err := b.js.PublishMsgAsync(m); err != nil {
-		b.pubs.take(m) // unless the error callback had it already
-		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.d.Task.Key, q, err)
+		b.releaseWindow() // nats.go forgot it: no callback comes
+		b.pubs.take(m)    // unless the error callback had it already
+		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.d.Task.Key, r.q.queue, err)
 	}
 	return nil
 }

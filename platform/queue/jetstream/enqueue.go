@@ -192,16 +192,28 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 // Acks come back through the backend's async publish callbacks (onPubAck,
 // onPubErr), which count down the batch: no channels or futures per
 // message.
+//
+// At most Config.MaxAsyncPending publishes are in flight (the backend's
+// publish window, shared with the ack path's finished-key records): a
+// larger batch waits for acks to make room, until ctx ends or the backend
+// closes; the tasks not published by then fail with that cause.
 func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) []error {
 	batch := &pubBatch{errs: make([]error, len(send)), done: make(chan struct{})}
 	batch.left.Store(int64(len(send)))
 	sent := make([]*nats.Msg, len(send))
 	for j, i := range send {
+		if err := b.acquire(ctx); err != nil {
+			for k := j; k < len(send); k++ {
+				batch.settle(k, fmt.Errorf("publish: waiting for room among %d publishes in flight: %w", cap(b.window), err))
+			}
+			break
+		}
 		m := msgs[i]
 		m = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data} // a fresh message for every attempt
 		sent[j] = m
 		b.pubs.add(m, batch, j) // before publishing: the ack may come first
 		if _, err := b.js.PublishMsgAsync(m); err != nil {
+			b.releaseWindow() // nats.go forgot it: no callback comes
 			if b.pubs.take(m) != nil {
 				batch.settle(j, fmt.Errorf("publish: %w", err))
 			}
@@ -212,7 +224,7 @@ func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) []e
 	case <-ctx.Done():
 		// Give up on the acks still missing; late ones are ignored.
 		for j, m := range sent {
-			if b.pubs.take(m) != nil {
+			if m != nil && b.pubs.take(m) != nil {
 				batch.settle(j, fmt.Errorf("publish ack: %w", ctx.Err()))
 			}
 		}
@@ -278,11 +290,15 @@ func (p *pubBatch) settle(i int, err error) {
 }
 
 // pubSlot is where a published message's outcome goes: message i of a
-// batch, or a function (then) for a single message.
+// batch, or, for a finished-key record, the ack of the task's message
+// (ack, with the queue and task id for the log; see ackAfterRecord).
+// Slots are stored by value: no allocation of their own.
 type pubSlot struct {
 	batch *pubBatch
 	i     int
-	then  func(error)
+	ack   *nats.Msg
+	queue string
+	id    string
 }
 
 // pending maps the messages of Enqueue calls that wait for their publish
@@ -295,9 +311,11 @@ type pending struct {
 
 func (p *pending) add(m *nats.Msg, b *pubBatch, i int) { p.put(m, pubSlot{batch: b, i: i}) }
 
-// addThen makes the outcome of m go to then, which runs on nats.go's
-// ack-processing goroutine and must not block.
-func (p *pending) addThen(m *nats.Msg, then func(error)) { p.put(m, pubSlot{then: then}) }
+// addAck makes the outcome of m, a finished-key record, decide whether
+// ack, the message of task id on queue q, is acked (ackAfterRecord).
+func (p *pending) addAck(m, ack *nats.Msg, q, id string) {
+	p.put(m, pubSlot{ack: ack, queue: q, id: id})
+}
 
 func (p *pending) put(m *nats.Msg, s pubSlot) {
 	p.mu.Lock()
@@ -331,9 +349,10 @@ func (p *pending) takeSlot(m *nats.Msg) (pubSlot, bool) {
 // onPubAck is the async publish ack callback: the message is stored (or
 // was a duplicate within the window, which is success too).
 func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+	b.releaseWindow()
 	if s, ok := b.pubs.takeSlot(m); ok {
-		if s.then != nil {
-			s.then(nil)
+		if s.ack != nil {
+			b.ackAfterRecord(s.ack, s.queue, s.id, nil)
 			return
 		}
 		s.batch.settle(s.i, nil)
@@ -345,9 +364,10 @@ func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubA
 // the ack). It may run with nats.go's publisher lock held: it only
 // touches the pending map.
 func (b *Backend) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	b.releaseWindow()
 	if s, ok := b.pubs.takeSlot(m); ok {
-		if s.then != nil {
-			s.then(fmt.Errorf("publish ack: %w", err))
+		if s.ack != nil {
+			b.ackAfterRecord(s.ack, s.queue, s.id, fmt.Errorf("publish ack: %w", err))
 			return
 		}
 		s.batch.settle(s.i, fmt.Errorf("publish ack: %w", err))

@@ -769,7 +769,7 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 		return err
 	}
 	if !b.cfg.AckSync {
-		if err := b.markDoneThenAck(r); err != nil {
+		if err := b.markDoneThenAck(ctx, r); err != nil {
 			return err
 		}
 		r.finish()
