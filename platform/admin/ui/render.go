@@ -52,14 +52,21 @@ var funcs = template.FuncMap{
 		return d.Round(10 * time.Microsecond).String()
 	},
 	"pretty": pretty,
-	"q": func(kv ...string) string {
+	"q": func(kv ...string) template.URL {
 		v := url.Values{}
 		for i := 0; i+1 < len(kv); i += 2 {
 			if kv[i+1] != "" {
 				v.Set(kv[i], kv[i+1])
 			}
 		}
-		return v.Encode()
+		return template.URL(v.Encode()) // encoded: safe in a query
+	},
+	"qurl": func(query string) template.URL {
+		v, err := url.ParseQuery(query)
+		if err != nil {
+			return "?"
+		}
+		return template.URL("?" + v.Encode()) // re-encoded: safe
 	},
 	"path": url.PathEscape,
 	"dict": func(kv ...any) map[string]any {
