@@ -33,7 +33,7 @@ func secure(w http.ResponseWriter) {
 	h.Set("Content-Security-Policy", CSP)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin") // not no-referrer: a form post would say Origin: null
 	h.Set("Cache-Control", "no-store")
 }
 
