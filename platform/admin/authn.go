@@ -240,7 +240,7 @@ func (s *Server) logAuth() {
 		if s.certs != nil {
 			scheme = "https://"
 		}
-		s.log.Warn("admin: DEMO user for trying the host only (admin.auth.demo; a new password at every start): sign in to the web UI",
+		s.log.Warn("admin: DEMO user and token, for the demo only (admin.auth.demo; new ones at every start, on loopback only): sign in to the web UI",
 			zap.String("ui", scheme+s.ln.Addr().String()+"/ui/"), zap.String("name", DemoUser), zap.String("password", s.auth.demoPass),
 			zap.String("role", string(RoleOperator)), zap.String("token", s.auth.demoToken),
 			zap.String("ctl", "PLBA_CTL_TOKEN="+s.auth.demoToken+" host ctl --url "+scheme+s.ln.Addr().String()+" queues"))
