@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -187,10 +188,17 @@ func (b *browser) signIn(name string) {
 	require.Contains(b.t, get(b, "who am I", chromedp.Text(chromedp.CSS("#whoami"))), name)
 }
 
-// text returns the text of the first node sel matches.
+// text returns the text of the first node sel matches ("" when none).
+// It reads in the page, in one go: htmx may replace the node at any
+// moment, and a node looked up first and read after would be gone.
 func (b *browser) text(sel string) string {
 	b.t.Helper()
-	return strings.TrimSpace(get(b, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
+	return strings.TrimSpace(get(b, "read "+sel, textOf(sel)))
+}
+
+func textOf(sel string) chromedp.Action[string] {
+	q, _ := json.Marshal(sel)
+	return chromedp.Evaluate[string](`(function(){ var n = document.querySelector(` + string(q) + `); return n ? n.innerText : ""; })()`)
 }
 
 // waitText waits until the first node sel matches says want.
@@ -199,7 +207,7 @@ func (b *browser) waitText(sel, want string) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		s, err := chromedp.Run(ctx, textOf(sel))
 		cancel()
 		if err == nil && strings.TrimSpace(s) == want {
 			b.check("wait for " + sel)
@@ -253,7 +261,7 @@ func TestBrowserOperator(t *testing.T) {
 	// Counts change while tasks run.
 	e.delay.Store(int64(time.Second)) // 10 tasks on 2 workers: 5 s, more than one refresh
 	b.run("open the queue", chromedp.Navigate(e.base+"/ui/queues/"+testQueue), chromedp.WaitVisible(chromedp.CSS("#queue-counts")), b.mark())
-	require.Equal(t, "0", b.text("#queue-counts .depth"))
+	b.waitText("#queue-counts .depth", "0")
 	e.enqueue(10)
 	deadline := time.Now().Add(20 * time.Second)
 	seen := false
