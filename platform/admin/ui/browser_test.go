@@ -35,8 +35,16 @@ type browser struct {
 	dir  string // screenshots
 	mu   sync.Mutex
 	errs []string
-	// allow, when set, lets an error through (a forged request's 403).
+	// allow, when set, lets an error through (a forged request's 403);
+	// guarded by mu (setAllow).
 	allow func(msg string) bool
+}
+
+// setAllow lets the errors f accepts through (nil: none).
+func (b *browser) setAllow(f func(msg string) bool) {
+	b.mu.Lock()
+	b.allow = f
+	b.mu.Unlock()
 }
 
 // newBrowser starts Chromium for t (skipped unless PLBA_TEST_BROWSER=1)
@@ -342,12 +350,12 @@ func TestBrowserViewer(t *testing.T) {
 		require.Empty(t, nodes, "%s: a viewer sees no action", p)
 	}
 	b.shot("viewer-dead-letter")
-	b.allow = func(msg string) bool { return strings.Contains(msg, "403") }
+	b.setAllow(func(msg string) bool { return strings.Contains(msg, "403") })
 	forge := `fetch("/ui/pools/` + testQueue + `/pause", {method: "POST", headers: {"HX-Request": "true",
 		"X-CSRF-Token": JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRF-Token"]}}).then(r => r.status)`
 	status := get(b, "forge a pause", chromedp.Evaluate[int](forge, chromedp.EvalAwaitPromise))
 	require.Equal(t, 403, status)
-	b.allow = nil
+	b.setAllow(nil)
 	p, _ := e.rt.Pool(testQueue)
 	require.False(t, p.Paused())
 }
