@@ -10,6 +10,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/admin/ui"
 	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/lifecycle"
@@ -75,6 +76,7 @@ func Module(cfg *config.Config, info Info) fx.Option {
 		health.Module,
 		fx.Supply(admin.StatusInfo{Version: info.Version, Commit: info.Commit, ConfigDigest: cfg.Digest(), Started: started}),
 		admin.Module,
+		ui.Module,
 		fx.Invoke(func(*admin.Server) {}),
 		taskRuntime(),
 		auditStore(),

@@ -16,6 +16,7 @@ import (
 	"github.com/plba/plba/apps/mailorder/domain"
 	"github.com/plba/plba/modules/imap"
 	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/admin/ui"
 	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/lifecycle"
@@ -57,6 +58,7 @@ var Module = fx.Module("mailorder",
 		}),
 		health.AsCheck(imap.HealthCheck),
 		admin.AsRoute(statusRoute),
+		ui.AsPage(ordersPage),
 	),
 	fx.Invoke(announce),
 )

@@ -225,7 +225,8 @@ func TestRedeliveredMailCreatesNoSecondOrder(t *testing.T) {
 }
 
 // configs/demo.yaml runs as shipped (with the admin port and the data
-// directory moved for the test): the seeded orders exist within seconds,
+// directory moved for the test, and its demo user off so that the status
+// reads without credentials): the seeded orders exist within seconds,
 // the bad mails sit in the failed folder with their reasons in the status.
 func TestDemoConfig(t *testing.T) {
 	t.Parallel()
@@ -233,7 +234,7 @@ func TestDemoConfig(t *testing.T) {
 	require.NoError(t, err)
 	data := t.TempDir()
 	cfg := load(t, string(demo), "mailorder.store.sqlite.path="+filepath.Join(data, "mailorder.db"),
-		"queue.jetstream.embedded.store_dir="+filepath.Join(data, "nats"))
+		"queue.jetstream.embedded.store_dir="+filepath.Join(data, "nats"), "admin.auth.demo=false")
 	h := startHost(t, cfg)
 	d := h.app.Demo()
 	require.NotNil(t, d)

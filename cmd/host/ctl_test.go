@@ -17,7 +17,10 @@ import (
 // exit statuses 1 (failed) and 2 (usage).
 func TestCtlAgainstTheHost(t *testing.T) {
 	t.Parallel()
-	p := startHost(t, nil, jsonLogs...)
+	// The demo's user and token off: the admin API is open on loopback,
+	// as before the demo had them (admin.auth.demo is tested in
+	// platform/admin).
+	p := startHost(t, nil, append(jsonLogs, "--set", "admin.auth.demo=false")...)
 	base := "http://" + p.adminAddr(t)
 	ctl := func(args ...string) result {
 		t.Helper()

@@ -329,7 +329,7 @@ var jsonLogs = []string{"--set", "log.format=json", "--set", "admin.listen=127.0
 
 func TestSIGTERMStopsCleanly(t *testing.T) {
 	t.Parallel()
-	p := startHost(t, nil, append(jsonLogs, "--set", "lifecycle.stop_timeout=5s")...)
+	p := startHost(t, nil, append(jsonLogs, "--set", "lifecycle.stop_timeout=5s", "--set", "admin.auth.demo=false")...)
 	addr := p.adminAddr(t)
 	require.Eventually(t, func() bool {
 		code, _ := httpGet(t, "http://"+addr+"/readyz")

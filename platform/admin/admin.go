@@ -211,7 +211,8 @@ func pagesOf(routes []Route, health bool) []string {
 	sorted := append([]Route(nil), routes...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Pattern < sorted[j].Pattern })
 	for _, r := range sorted {
-		if path, ok := strings.CutPrefix(r.Pattern, "GET "); ok && r.Page && !strings.Contains(path, "{") {
+		path, ok := strings.CutPrefix(r.Pattern, "GET ")
+		if path = strings.TrimSuffix(path, "{$}"); ok && r.Page && !strings.Contains(path, "{") {
 			pages = append(pages, path)
 		}
 	}

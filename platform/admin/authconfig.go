@@ -44,7 +44,19 @@ type AuthConfig struct {
 	FailedAttempts int `koanf:"failed_attempts"`
 	// FailedWindow: see FailedAttempts.
 	FailedWindow time.Duration `koanf:"failed_window"`
+	// Demo adds the user DemoUser and the bearer token DemoToken, both
+	// with RoleOperator, with a password and a token made at random at
+	// every start and printed at warn in the start-up log with the web
+	// UI's address: for trying the host out (configs/demo.yaml), never
+	// for production. Only with a loopback admin.listen. Default false.
+	Demo bool `koanf:"demo"`
 }
+
+// The names of the user and the token admin.auth.demo adds.
+const (
+	DemoUser  = "demo"
+	DemoToken = "demo-token"
+)
 
 // TokenConfig is one bearer token.
 type TokenConfig struct {
@@ -103,7 +115,8 @@ func (c AuthConfig) withDefaults() AuthConfig {
 }
 
 // HasCredentials reports whether any token or user is configured.
-func (c AuthConfig) HasCredentials() bool { return len(c.Tokens)+len(c.Users) > 0 }
+// The demo user counts.
+func (c AuthConfig) HasCredentials() bool { return len(c.Tokens)+len(c.Users) > 0 || c.Demo }
 
 // tokenValue is the token t stands for: its own value or its
 // environment variable's.
@@ -191,6 +204,14 @@ func (c AuthConfig) validate(listen string) config.Problems {
 	}
 	if c.FailedAttempts < 0 {
 		ps.Add("auth.failed_attempts", "must not be negative (got %d)", c.FailedAttempts)
+	}
+	if c.Demo && listen != "" && !Loopback(listen) {
+		ps.Add("auth.demo", "the demo user is for a loopback admin.listen only (got %s)", listen)
+	}
+	for _, n := range []string{DemoUser, DemoToken} {
+		if _, taken := names[n]; c.Demo && taken {
+			ps.Add("auth.demo", "%q is also the name of %s", n, names[n])
+		}
 	}
 	if (c.Mode == "" || c.Mode == AuthAuto) && !c.HasCredentials() && listen != "" && !Loopback(listen) {
 		ps.Add("auth", "no credentials configured and admin.listen %s is not a loopback address: the admin server would be open to the network; configure admin.auth.tokens or admin.auth.users, or set admin.auth.mode: none to run it open on purpose", listen)

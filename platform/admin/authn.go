@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"math"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/plba/plba/platform/admin/auth"
 )
@@ -23,16 +25,18 @@ const realm = `Bearer realm="plba admin"`
 
 // authenticator decides who a request is and whether it may call a route.
 type authenticator struct {
-	off      bool
-	tokens   []tokenCred
-	users    map[string]UserConfig
-	decoy    *auth.Decoy // unknown users' passwords are checked against it: same time as a known user's
-	sessions *sessions
-	limit    *failLimiter
-	checks   chan struct{} // one slot per password check allowed at once
-	secure   bool          // cookies only over TLS
-	log      *zap.Logger
-	now      func() time.Time
+	off       bool
+	tokens    []tokenCred
+	users     map[string]UserConfig
+	decoy     *auth.Decoy // unknown users' passwords are checked against it: same time as a known user's
+	sessions  *sessions
+	limit     *failLimiter
+	checks    chan struct{} // one slot per password check allowed at once
+	secure    bool          // cookies only over TLS
+	demoPass  string        // the demo user's password (admin.auth.demo), for the start-up log
+	demoToken string        // the demo token (admin.auth.demo), for the start-up log
+	log       *zap.Logger
+	now       func() time.Time
 }
 
 type tokenCred struct {
@@ -61,6 +65,20 @@ func newAuthenticator(c Config, log *zap.Logger) (*authenticator, error) {
 			return nil, fmt.Errorf("auth.tokens.%d: %w", i, err)
 		}
 		a.tokens = append(a.tokens, tokenCred{name: t.Name, role: t.Role, digest: auth.DigestOf(v)})
+	}
+	if ac.Demo {
+		// 16 random base32 characters (80 bits) are too many to guess at
+		// any bcrypt cost: the lowest keeps the start fast.
+		pw := rand.Text()[:16]
+		hb, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			return nil, fmt.Errorf("auth.demo: %w", err)
+		}
+		h := string(hb)
+		a.users[DemoUser] = UserConfig{Name: DemoUser, Role: RoleOperator, PasswordHash: h}
+		a.decoy, a.demoPass = auth.NewDecoy(h), pw
+		a.demoToken = rand.Text()
+		a.tokens = append(a.tokens, tokenCred{name: DemoToken, role: RoleOperator, digest: auth.DigestOf(a.demoToken)})
 	}
 	for _, u := range ac.Users {
 		a.users[u.Name] = u
@@ -220,5 +238,15 @@ func (s *Server) logAuth() {
 	default:
 		s.log.Info("admin: authentication on", zap.Int("tokens", len(ac.Tokens)), zap.Int("users", len(ac.Users)),
 			zap.Duration("session_ttl", ac.SessionTTL), zap.Bool("secure_cookies", s.auth.secure))
+	}
+	if s.auth.demoPass != "" && s.ln != nil {
+		scheme := "http://"
+		if s.certs != nil {
+			scheme = "https://"
+		}
+		s.log.Warn("admin: DEMO user and token, for the demo only (admin.auth.demo; new ones at every start, on loopback only): sign in to the web UI",
+			zap.String("ui", scheme+s.ln.Addr().String()+"/ui/"), zap.String("name", DemoUser), zap.String("password", s.auth.demoPass),
+			zap.String("role", string(RoleOperator)), zap.String("token", s.auth.demoToken),
+			zap.String("ctl", "PLBA_CTL_TOKEN="+s.auth.demoToken+" host ctl --url "+scheme+s.ln.Addr().String()+" queues"))
 	}
 }

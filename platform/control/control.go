@@ -52,6 +52,7 @@ type API struct {
 	log     *zap.Logger
 	rates   *rates
 	doc     served // the OpenAPI document with the contributed routes (openapi.go)
+	history *history
 }
 
 // New returns the API; its rate sampler runs between Start and Stop.
@@ -60,17 +61,25 @@ func New(p Params) *API {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	a := &API{backend: p.Backend, rt: p.Runtime, cfg: p.Config, log: log.Named("control"), rates: newRates(time.Minute, 5*time.Second)}
+	a := &API{backend: p.Backend, rt: p.Runtime, cfg: p.Config, log: log.Named("control"), rates: newRates(time.Minute, sampleEvery),
+		history: newHistory(ThroughputWindow, sampleEvery)}
 	if p.Lifecycle != nil {
 		p.Lifecycle.Append(fx.Hook{OnStart: a.Start, OnStop: a.Stop})
 	}
 	return a
 }
 
+// sampleEvery is how often the rate sampler reads the counters.
+const sampleEvery = 5 * time.Second
+
 // Start starts the rate sampler (the goroutine is owned by the API and
 // ended by Stop).
 func (a *API) Start(context.Context) error {
-	a.rates.start(a.sample)
+	a.rates.start(func() map[string]counts {
+		c := a.sample()
+		a.history.add(time.Now(), c)
+		return c
+	})
 	return nil
 }
 
@@ -127,6 +136,7 @@ func (a *API) Routes() []admin.Route {
 		{Pattern: "POST " + Prefix + "/pools/{queue}/resume", Role: op, Handler: h(a.resumePool)},
 		{Pattern: "POST " + Prefix + "/pools/{queue}/resize", Role: op, Handler: h(a.resizePool)},
 		{Pattern: "DELETE " + Prefix + "/pools/{queue}/override", Role: op, Handler: h(a.clearPool)},
+		{Pattern: "GET " + Prefix + "/throughput", Role: v, Handler: h(a.throughput)},
 		{Pattern: "GET " + Prefix + "/sources", Role: v, Handler: h(a.listSources)},
 		{Pattern: "POST " + Prefix + "/sources/{name}/pause", Role: op, Handler: h(a.pauseSource)},
 		{Pattern: "POST " + Prefix + "/sources/{name}/resume", Role: op, Handler: h(a.resumeSource)},

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -65,6 +66,7 @@ func (h *healthObserver) StartPoll(ctx context.Context, source string) (context.
 	ctx, end := h.next.StartPoll(ctx, source)
 	return ctx, func(err error) {
 		end(err)
+		h.run.lastPoll.Store(time.Now().UnixNano())
 		if err == nil {
 			h.run.working()
 		}
@@ -73,5 +75,6 @@ func (h *healthObserver) StartPoll(ctx context.Context, source string) (context.
 
 func (h *healthObserver) Emitted(ctx context.Context, source string, n int) {
 	h.next.Emitted(ctx, source, n)
+	h.run.lastEmit.Store(time.Now().UnixNano())
 	h.run.working()
 }

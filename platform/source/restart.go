@@ -26,6 +26,8 @@ type run struct {
 	errors   atomic.Int64
 	restarts atomic.Int64
 	lastErr  atomic.Pointer[string]
+	lastPoll atomic.Int64 // unix nanoseconds; 0: never
+	lastEmit atomic.Int64 // unix nanoseconds; 0: never
 
 	// mu guards the recovery of a restarted Run, which a poll, an emit
 	// or a timer may report while the supervisor's loop decides on its
@@ -57,6 +59,13 @@ func (r *run) stats() Stats {
 	s := Stats{Name: r.src.Name(), Emitted: r.emit.emitted.Load(), Errors: r.errors.Load(), Restarts: r.restarts.Load(), Paused: r.emit.gate.isPaused()}
 	if p := r.lastErr.Load(); p != nil {
 		s.LastError = *p
+	}
+	s.State = r.comp.State()
+	if ns := r.lastPoll.Load(); ns != 0 {
+		s.LastPoll = time.Unix(0, ns)
+	}
+	if ns := r.lastEmit.Load(); ns != 0 {
+		s.LastEmit = time.Unix(0, ns)
 	}
 	if d, ok := r.src.(Detailer); ok {
 		s.Details = d.Details()

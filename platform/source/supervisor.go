@@ -35,6 +35,16 @@ type Stats struct {
 	// Paused reports whether an operator paused the source (Pause).
 	Paused    bool   `json:"paused"`
 	LastError string `json:"last_error,omitempty"`
+	// State is the source's component state: running, paused,
+	// degraded, failed, stopped, ...
+	State lifecycle.State `json:"state,omitempty"`
+	// LastPoll is when the source's last poll (through Poll or
+	// StartPoll) ended; zero before the first, and for a source that
+	// does not poll.
+	LastPoll time.Time `json:"last_poll,omitzero"`
+	// LastEmit is when the source last emitted (pushed) tasks; zero
+	// before the first.
+	LastEmit time.Time `json:"last_emit,omitzero"`
 	// Details is what the source reports of itself when it implements
 	// Detailer (an IMAP mailbox: UIDVALIDITY, last UID, counts).
 	Details any `json:"details,omitempty"`

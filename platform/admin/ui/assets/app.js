@@ -1,0 +1,62 @@
+// plba admin UI: the only script besides htmx (no inline script: the
+// Content-Security-Policy forbids it). It shows times in the browser's
+// zone with relative times, selects every dead letter of a page, closes
+// confirmations, and shows the message of a refused or failed request.
+(function () {
+  "use strict";
+
+  function relative(ms) {
+    var s = Math.round(ms / 1000), past = s >= 0, a = Math.abs(s), out;
+    if (a < 45) out = a + " s";
+    else if (a < 45 * 60) out = Math.round(a / 60) + " min";
+    else if (a < 36 * 3600) out = Math.round(a / 3600) + " h";
+    else out = Math.round(a / 86400) + " d";
+    return past ? out + " ago" : "in " + out;
+  }
+
+  function times(root) {
+    var els = (root || document).querySelectorAll("time[datetime]");
+    for (var i = 0; i < els.length; i++) {
+      var el = els[i], d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d.getTime())) continue;
+      el.textContent = d.toLocaleString() + " (" + relative(Date.now() - d.getTime()) + ")";
+      el.title = d.toISOString();
+    }
+  }
+
+  function flash(msg) {
+    var f = document.getElementById("flash");
+    if (!f) return;
+    f.textContent = msg;
+    f.hidden = !msg;
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { times(document); });
+  document.addEventListener("htmx:load", function (e) { times(e.target); });
+  document.addEventListener("htmx:afterSwap", function (e) { times(e.target); });
+  document.addEventListener("htmx:beforeRequest", function () { flash(""); });
+  document.addEventListener("htmx:responseError", function (e) {
+    var x = e.detail.xhr;
+    flash((x && x.responseText) ? x.responseText : "The request failed.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    flash("The admin server did not answer.");
+  });
+
+  document.addEventListener("change", function (e) {
+    if (e.target && e.target.id === "select-all") {
+      var boxes = document.querySelectorAll("#dead-table input[name=ids]");
+      for (var i = 0; i < boxes.length; i++) boxes[i].checked = e.target.checked;
+    }
+  });
+  document.addEventListener("click", function (e) {
+    var b = e.target && e.target.closest ? e.target.closest("button.cancel") : null;
+    if (!b) return;
+    var box = b.closest("#confirm");
+    if (box) box.innerHTML = "";
+    else {
+      var c = b.closest(".confirm, .result");
+      if (c) c.remove();
+    }
+  });
+})();

@@ -1,0 +1,117 @@
+package ui
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/plba/plba/platform/control"
+)
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// deadOp is a re-drive or purge as the forms of the queue page post it:
+// op (redrive or purge), scope (ids: the ticked ones; filter: every one
+// matching kind and reason, all of them when both are empty) and the ids
+// or the filter.
+type deadOp struct {
+	Queue  string
+	Op     string
+	Scope  string
+	IDs    []string
+	Kind   string
+	Reason string
+}
+
+func deadOpFrom(r *http.Request, op string) (deadOp, error) {
+	f := r.PostForm
+	d := deadOp{Queue: r.PathValue("queue"), Op: op, Scope: f.Get("scope"), IDs: f["ids"], Kind: f.Get("kind"), Reason: f.Get("reason")}
+	if d.Op == "" { // the confirmation: the button clicked says op:scope (or op, with scope a field)
+		d.Op = f.Get("op")
+		if a, sc, ok := strings.Cut(f.Get("action"), ":"); ok {
+			d.Op, d.Scope = a, sc
+		}
+	}
+	if d.Op != "redrive" && d.Op != "purge" {
+		return d, &APIError{Code: http.StatusBadRequest, Msg: "op: want redrive or purge"}
+	}
+	switch d.Scope {
+	case "ids":
+		if len(d.IDs) == 0 {
+			return d, &APIError{Code: http.StatusBadRequest, Msg: "no dead letter selected: tick the ones to " + d.Verb()}
+		}
+		d.Kind, d.Reason = "", ""
+	case "filter":
+		d.IDs = nil
+	default:
+		return d, &APIError{Code: http.StatusBadRequest, Msg: "scope: want ids or filter"}
+	}
+	return d, nil
+}
+
+// Verb names the operation in a sentence.
+func (d deadOp) Verb() string {
+	if d.Op == "purge" {
+		return "purge"
+	}
+	return "re-drive"
+}
+
+// action is the API's body for d.
+func (d deadOp) action(dry bool) control.DeadAction {
+	a := control.DeadAction{IDs: d.IDs, DryRun: dry}
+	if d.Scope == "filter" {
+		a.Filter = control.DeadFilter{Kind: d.Kind, Reason: d.Reason}
+		a.All = d.Kind == "" && d.Reason == ""
+	}
+	return a
+}
+
+func (d deadOp) path() string {
+	return control.Prefix + "/queues/" + url.PathEscape(d.Queue) + "/dead/" + d.Op
+}
+
+type deadConfirmView struct {
+	Op     deadOp
+	Result control.DeadResult
+}
+
+// deadConfirm asks the API how many dead letters the operation would
+// take (a dry run) and answers the confirmation, which states the count.
+func (u *UI) deadConfirm(w http.ResponseWriter, r *http.Request, _ *session) error {
+	d, err := deadOpFrom(r, "")
+	if err != nil {
+		return err
+	}
+	var res control.DeadResult
+	if err := u.call(r, http.MethodPost, d.path(), d.action(true), &res); err != nil {
+		return err
+	}
+	u.fragment(w, http.StatusOK, "dead-confirm", deadConfirmView{Op: d, Result: res})
+	return nil
+}
+
+func (u *UI) deadRedrive(w http.ResponseWriter, r *http.Request, s *session) error {
+	return u.deadDo(w, r, "redrive")
+}
+
+func (u *UI) deadPurge(w http.ResponseWriter, r *http.Request, s *session) error {
+	return u.deadDo(w, r, "purge")
+}
+
+// deadDo re-drives or purges through the API and answers what it did;
+// the list and the counts reload (HX-Trigger dead-changed).
+func (u *UI) deadDo(w http.ResponseWriter, r *http.Request, op string) error {
+	d, err := deadOpFrom(r, op)
+	if err != nil {
+		return err
+	}
+	var res control.DeadResult
+	if err := u.call(r, http.MethodPost, d.path(), d.action(false), &res); err != nil {
+		return err
+	}
+	w.Header().Set("HX-Trigger", "dead-changed")
+	u.fragment(w, http.StatusOK, "dead-result", deadConfirmView{Op: d, Result: res})
+	return nil
+}
