@@ -14,7 +14,7 @@ import (
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/admin/admintest"
 	"github.com/plba/plba/platform/admin/ui"
-	"github.com/plba/plba/platform/worker"
+	"github.com/plba/plba/platform/queue"
 )
 
 // pages are every page of the UI.
@@ -227,7 +227,7 @@ func TestQueuesAreLive(t *testing.T) {
 	c.signIn(viewerName)
 	p, _ := e.rt.Pool(testQueue)
 	pauseCtx := context.Background()
-	_, err := e.rt.ControlPool(pauseCtx, testQueue, func(o *worker.PoolOverride) error { o.Paused = true; return nil })
+	_, err := e.rt.ControlPool(pauseCtx, testQueue, func(o *queue.PoolOverride) error { o.Paused = true; return nil })
 	require.NoError(t, err)
 	require.True(t, p.Paused())
 	e.enqueue(3)
