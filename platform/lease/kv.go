@@ -51,6 +51,12 @@ type KVConfig struct {
 	Meter metric.Meter
 }
 
+// DefaultHolder is the default Holder: "<hostname>/<pid>".
+func (KVConfig) DefaultHolder() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
+}
+
 func (c KVConfig) withDefaults() KVConfig {
 	if c.Bucket == "" {
 		c.Bucket = DefaultBucket
@@ -62,8 +68,7 @@ func (c KVConfig) withDefaults() KVConfig {
 		c.Replicas = 1
 	}
 	if c.Holder == "" {
-		host, _ := os.Hostname()
-		c.Holder = fmt.Sprintf("%s/%d", host, os.Getpid())
+		c.Holder = c.DefaultHolder()
 	}
 	if c.Meter == nil {
 		c.Meter = otel.GetMeterProvider().Meter("github.com/plba/plba/platform/lease")
