@@ -45,6 +45,10 @@ type Status struct {
 	// dead-lettered, and the message moves to the failed folder.
 	Rejected  uint64 `json:"rejected"`
 	Reemitted uint64 `json:"reemitted"`
+	// Gone counts the in-flight messages a reconcile pass no longer
+	// found in the mailbox: completed by another host (the tasks of an
+	// exclusive source are handled on any host), or removed.
+	Gone uint64 `json:"gone"`
 	// Reconciled counts the messages a reconcile pass found handled or
 	// emitted before yet still in the mailbox, and emitted again.
 	Reconciled         uint64    `json:"reconciled"`
