@@ -92,6 +92,7 @@ func startNATSCluster(t *testing.T, n int) []*natsNode {
 		conf := filepath.Join(dir, "nats.conf")
 		require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf(`server_name: %s
 listen: 127.0.0.1:%d
+max_payload: 8MB
 jetstream {
   store_dir: %q
   max_memory_store: 64MB
