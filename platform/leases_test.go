@@ -3,7 +3,10 @@ package platform_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,6 +137,10 @@ func TestExclusiveSourcesAndSchedulesOnceAcrossHosts(t *testing.T) {
 	apps[first].RequireStop()
 	require.Eventually(t, func() bool { return seen.holder() == other }, 10*time.Second, 20*time.Millisecond)
 	t.Logf("hand-over after the holder stopped: %v", time.Since(stopped))
+	srvOther := map[string]*admin.Server{"host-a": srvA, "host-b": srvB}[other]
+	require.Eventually(t, func() bool {
+		return strings.Contains(metrics(t, srvOther), `plba_lease_handovers_total{lease="source/mailbox"`)
+	}, 10*time.Second, 50*time.Millisecond, "the hand-over is counted")
 	time.Sleep(2 * time.Second)
 
 	seen.mu.Lock()
@@ -145,6 +152,16 @@ func TestExclusiveSourcesAndSchedulesOnceAcrossHosts(t *testing.T) {
 	for at, n := range ticks {
 		require.Equal(t, 1, n, "due time %s ran %d times", at, n)
 	}
+}
+
+func metrics(t *testing.T, srv *admin.Server) string {
+	t.Helper()
+	resp, err := http.Get("http://" + srv.Addr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
 }
 
 // leaseHolder reads the holder of source name's lease from the host's
