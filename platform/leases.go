@@ -124,13 +124,18 @@ func (l *lazyLease) Acquire(ctx context.Context) (lease.Hold, error) {
 	return inner.Acquire(ctx)
 }
 
+// inner returns the KV lease, opening the bucket when it is not yet
+// (without holding l.mu, so Status answers meanwhile).
 func (l *lazyLease) inner(ctx context.Context) (lease.Lease, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.l != nil {
-		return l.l, nil
+	inner := l.l
+	l.mu.Unlock()
+	if inner != nil {
+		return inner, nil
 	}
 	kv, err := l.k.open(ctx)
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err != nil {
 		l.last = err
 		return nil, err

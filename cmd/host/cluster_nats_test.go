@@ -27,7 +27,7 @@ var (
 // natsServerBinary builds the nats-server of the version this module
 // depends on, once per test binary, into the host binary's directory
 // (removed by TestMain).
-func natsServerBinary(t *testing.T) string {
+func natsServerBinary(t testing.TB) string {
 	t.Helper()
 	natsBinOnce.Do(func() {
 		natsBinPath = filepath.Join(filepath.Dir(hostBin), "nats-server")
@@ -42,7 +42,7 @@ func natsServerBinary(t *testing.T) string {
 
 // freePort returns a free TCP port on loopback (closed again: a small
 // race with other processes, acceptable in a test).
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -62,7 +62,7 @@ type natsNode struct {
 func (n *natsNode) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
 
 // stop ends the node with SIGTERM (a clean shutdown) and waits.
-func (n *natsNode) stop(t *testing.T) {
+func (n *natsNode) stop(t testing.TB) {
 	t.Helper()
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -76,7 +76,7 @@ func (n *natsNode) stop(t *testing.T) {
 // startNATSCluster starts n nats-server processes with JetStream as one
 // cluster on loopback (free ports, stores in temp dirs) and waits until
 // JetStream answers on every node.
-func startNATSCluster(t *testing.T, n int) []*natsNode {
+func startNATSCluster(t testing.TB, n int) []*natsNode {
 	t.Helper()
 	bin := natsServerBinary(t)
 	nodes := make([]*natsNode, n)

@@ -51,7 +51,8 @@ type Marks interface {
 // host derives the same ones, and each due time's task has the key
 // "<name>@<due time, RFC 3339 UTC>": the backend accepts it once per
 // de-duplication window (JetStream's duplicate_window, two minutes by
-// default). Wrapped in Exclusive, only one host runs the schedule at a
+// default). The runtime runs a schedule wrapped in Exclusive (it is an
+// Exclusiver), so only one host runs it at a
 // time and the key covers the hand-over.
 //
 // Missed due times: the schedule emits at most one task each time it
