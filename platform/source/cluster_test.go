@@ -105,3 +105,22 @@ func mustLast(t *testing.T, m source.Marks) time.Time {
 	require.NoError(t, err)
 	return l
 }
+
+// The sources.lease section: defaults hand a dead holder's lease over
+// within 8 s; a TTL out of range or a bad bucket name is a problem named
+// by its key.
+func TestLeaseConfig(t *testing.T) {
+	t.Parallel()
+	c := source.Config{}.WithDefaults()
+	require.NoError(t, c.Validate())
+	require.Equal(t, 6*time.Second, c.Lease.TTL)
+	require.Equal(t, 8*time.Second, c.Lease.HandOverWithin())
+	require.Equal(t, lease.DefaultBucket, c.Lease.Bucket)
+	require.Equal(t, lease.DefaultMarksBucket, c.Lease.MarksBucket)
+
+	c.Lease.TTL = 500 * time.Millisecond
+	c.Lease.Bucket = "bad.bucket"
+	err := c.Validate()
+	require.ErrorContains(t, err, "lease.ttl: must be between 1s and 5m0s (got 500ms)")
+	require.ErrorContains(t, err, `lease.bucket: must be letters, digits, '-' or '_' (got "bad.bucket")`)
+}
