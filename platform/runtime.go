@@ -170,6 +170,7 @@ func taskRuntime() fx.Option {
 		telemetrySection.Provide(),
 		fx.Provide(
 			newBackend,
+			newLeases,
 			func(b queue.Backend) telemetry.QueueStatser { return telemetry.BackendStats(b) },
 			func() telemetry.PoolStatser { return ps },
 		),

@@ -24,6 +24,7 @@ const hostBinary = "/usr/local/bin/host"
 // sampleSecrets are the contents the operator puts in the secret files
 // deploy/README.md and compose.yaml's header name, in the form they take.
 var sampleSecrets = map[string]string{
+	"admin_token":       "sample-admin-token-0123456789",
 	"mailbox_password":  "imap-password",
 	"mailbox-password":  "imap-password",
 	"orders_db_url":     "postgres://plba:orders@postgres:5432/plba?sslmode=disable",
@@ -32,21 +33,25 @@ var sampleSecrets = map[string]string{
 
 // validateLaunch runs `host config validate` as l would start, with l's
 // files laid out under a temporary root (every mention of their absolute
-// paths in args and env rewritten), and returns the configuration it
+// paths in args, env and config files rewritten), and returns the configuration it
 // validated as `config show` prints it.
 func validateLaunch(t *testing.T, l launch) map[string]any {
 	t.Helper()
 	root := t.TempDir()
 	paths := dsortedKeys(l.files)
 	sort.Slice(paths, func(i, j int) bool { return len(paths[i]) > len(paths[j]) })
-	for _, p := range paths {
-		writeUnder(t, root, p, l.files[p])
-	}
 	rewrite := func(s string) string {
 		for _, p := range paths {
 			s = strings.ReplaceAll(s, p, filepath.Join(root, p))
 		}
 		return s
+	}
+	for _, p := range paths {
+		b := l.files[p]
+		if strings.HasSuffix(p, ".yaml") { // a config file naming another file (a secret)
+			b = []byte(rewrite(string(b)))
+		}
+		writeUnder(t, root, p, b)
 	}
 	require.NotEmpty(t, l.args, "%s: no command", l.name)
 	require.Equal(t, "run", l.args[0], "%s: the host is started with run", l.name)
@@ -85,8 +90,23 @@ func requireShared(t *testing.T, name string, cfg map[string]any) {
 	require.True(t, dstr(dget(js, "url")) != "" || len(dlist(dget(js, "urls"))) > 0, "%s: no NATS url", name)
 	require.Equal(t, "3", dstr(dget(js, "replicas")), "%s: streams replicated on the cluster", name)
 	require.Equal(t, "postgres", dstr(dget(cfg, "mailorder", "store", "driver")), name)
-	require.True(t, strings.HasPrefix(dstr(dget(cfg, "admin", "listen")), "127.0.0.1:"),
-		"%s: the admin server has no authentication yet (issue 13): it stays on loopback", name)
+	require.Equal(t, "true", dstr(dget(cfg, "mailorder", "mailbox", "exclusive")), "%s: one host watches the mailbox", name)
+	requireAdminAuth(t, name, cfg)
+}
+
+// requireAdminAuth: an admin server that listens beyond loopback requires
+// a token (the container's configs/container.yaml), and the probes have a
+// listener of their own.
+func requireAdminAuth(t *testing.T, name string, cfg map[string]any) {
+	t.Helper()
+	listen := dstr(dget(cfg, "admin", "listen"))
+	if strings.HasPrefix(listen, "127.0.0.1:") {
+		return
+	}
+	require.Equal(t, "0.0.0.0:8080", listen, name)
+	require.Equal(t, "0.0.0.0:8081", dstr(dget(cfg, "admin", "probes_listen")), "%s: probes on their own port", name)
+	require.NotEqual(t, "none", dstr(dget(cfg, "admin", "auth", "mode")), name)
+	require.NotEmpty(t, dlist(dget(cfg, "admin", "auth", "tokens")), "%s: the admin API needs a token", name)
 }
 
 func TestDeployDockerfile(t *testing.T) {
@@ -97,7 +117,7 @@ func TestDeployDockerfile(t *testing.T) {
 	require.Contains(t, d.volumes, d.workdir, "the working (data) directory is a volume")
 	uid, _, _ := strings.Cut(d.user, ":")
 	require.True(t, strings.HasPrefix(d.chownData, d.workdir+" "+uid), "the data directory is owned by the runtime user: %q", d.chownData)
-	require.Contains(t, strings.Join(d.healthcheck, " "), "127.0.0.1:8080/readyz")
+	require.Contains(t, strings.Join(d.healthcheck, " "), "127.0.0.1:8081/readyz", "the health check asks the probes listener")
 
 	base := launch{name: "Dockerfile", args: d.cmd, env: d.env, files: d.files}
 	// The image alone needs the mailbox: deploy/README.md's docker run
@@ -115,8 +135,14 @@ func TestDeployDockerfile(t *testing.T) {
 	for k, v := range d.env {
 		withMailbox.env[k] = v
 	}
+	// deploy/README.md's docker run mounts the admin token.
+	withMailbox.files = map[string][]byte{"/run/secrets/admin_token": []byte(sampleSecrets["admin_token"])}
+	for k, v := range d.files {
+		withMailbox.files[k] = v
+	}
 	cfg := validateLaunch(t, withMailbox)
-	require.True(t, strings.HasPrefix(dstr(dget(cfg, "admin", "listen")), "127.0.0.1:"), "admin on loopback until issue 13")
+	require.Equal(t, "0.0.0.0:8080", dstr(dget(cfg, "admin", "listen")), "the container's admin server listens beyond its loopback")
+	requireAdminAuth(t, "Dockerfile", cfg)
 }
 
 // rewriteImagePaths lays the image's files out under a temp root and
@@ -201,7 +227,9 @@ func TestDeployCompose(t *testing.T) {
 			require.Contains(t, header, "secrets/"+secret, "compose.yaml's header says how to make %s", secret)
 			l.files["/run/secrets/"+secret] = []byte(content)
 		}
-		require.Nil(t, dget(svc, "ports"), "%s: the admin server is not published until it has authentication (issue 13)", name)
+		for _, p := range dlist(dget(svc, "ports")) {
+			require.True(t, strings.HasSuffix(dstr(p), ":8080"), "%s: only the admin API (authenticated) is published: %v", name, p)
+		}
 		require.Contains(t, strings.Join(dstrList(t, dget(svc, "healthcheck", "test")), " "), "/readyz", "%s: health check on /readyz", name)
 		require.NotEmpty(t, dlist(dget(svc, "volumes")), "%s: a volume for its data directory", name)
 		requireShared(t, l.name, validateLaunch(t, l))
@@ -239,17 +267,22 @@ func TestDeployKubernetes(t *testing.T) {
 			require.Equal(t, true, dget(c, "securityContext", "readOnlyRootFilesystem"), "%s: read-only root", key)
 			require.Equal(t, false, dget(c, "securityContext", "allowPrivilegeEscalation"), key)
 			requireWritableMount(t, key, pod, c, d.workdir)
-			for probe, route := range map[string]string{"livenessProbe": "/livez", "readinessProbe": "/readyz", "startupProbe": "/livez"} {
-				cmd := strings.Join(dstrList(t, dget(c, probe, "exec", "command")), " ")
-				require.Contains(t, cmd, "127.0.0.1:8080"+route, "%s: %s", key, probe)
+			ports := map[string]int{}
+			for _, p := range dlist(dget(c, "ports")) {
+				ports[dstr(dget(p, "name"))] = dget(p, "containerPort").(int)
 			}
-			require.Nil(t, dget(c, "ports"), "%s: the host takes no connections", key)
+			require.Equal(t, map[string]int{"admin": 8080, "probes": 8081}, ports, key)
+			for probe, route := range map[string]string{"livenessProbe": "/livez", "readinessProbe": "/readyz", "startupProbe": "/livez"} {
+				require.Equal(t, route, dstr(dget(c, probe, "httpGet", "path")), "%s: %s", key, probe)
+				require.Equal(t, "probes", dstr(dget(c, probe, "httpGet", "port")), "%s: %s on the probes listener", key, probe)
+			}
 			labels := dget(obj, "spec", "selector", "matchLabels")
 			requirePDB(t, objs, key, labels)
 			for _, k := range dsortedKeys(objs) {
-				if strings.HasPrefix(k, "Service/") {
-					require.NotEqual(t, labels, dget(objs[k], "spec", "selector"),
-						"%s exposes %s: the admin server has no authentication yet (issue 13)", k, key)
+				if strings.HasPrefix(k, "Service/") && equalAny(labels, dget(objs[k], "spec", "selector")) {
+					for _, p := range dlist(dget(objs[k], "spec", "ports")) {
+						require.Equal(t, "admin", dstr(dget(p, "targetPort")), "%s exposes only the authenticated admin API of %s", k, key)
+					}
 				}
 			}
 		}
@@ -413,6 +446,6 @@ func TestDeploySystemd(t *testing.T) {
 		l.args = argv[1:]
 		l.name = "systemd " + x
 		cfg := validateLaunch(t, l)
-		require.True(t, strings.HasPrefix(dstr(dget(cfg, "admin", "listen")), "127.0.0.1:"), "admin on loopback until issue 13")
+		require.True(t, strings.HasPrefix(dstr(dget(cfg, "admin", "listen")), "127.0.0.1:"), "one host per machine: the admin API on loopback")
 	}
 }

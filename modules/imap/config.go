@@ -172,6 +172,13 @@ type Config struct {
 	// mailorder store is. Keep it above the longest retry schedule of the
 	// queue. Default 1h.
 	InFlightTimeout time.Duration `koanf:"inflight_timeout"`
+	// Exclusive runs the source on one host of the cluster at a time: the
+	// runtime holds a lease named after the source (on JetStream, in a
+	// key-value bucket shared by the hosts; see sources.lease) and runs
+	// the source only while it holds it, so two hosts never watch the
+	// mailbox at once. Completions are applied by whichever host handled
+	// the task, on its own connection. Default true.
+	Exclusive *bool `koanf:"exclusive"`
 }
 
 // SuccessAction is applied to a message after its task succeeded. The
@@ -268,6 +275,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.InFlightTimeout == 0 {
 		c.InFlightTimeout = DefaultInFlightTimeout
+	}
+	if c.Exclusive == nil {
+		c.Exclusive = Ptr(true)
 	}
 	return c
 }

@@ -213,3 +213,22 @@ func TestModuleProvidesSourceAndCheck(t *testing.T) {
 	require.ErrorIs(t, got.Src.Complete(context.Background(), tk, task.Succeeded, ""), imap.ErrClosed,
 		"the module closes the completion connection on stop")
 }
+
+// The mailbox source is exclusive by default; while its host waits for
+// the lease (a standby) it passes its readiness check, and once it holds
+// the lease the check is about the connection again.
+func TestExclusiveByDefaultAndReadyAsAStandby(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, nil)
+	require.True(t, b.src.Exclusive())
+	require.True(t, *b.src.Config().Exclusive)
+	require.ErrorIs(t, b.src.Check(context.Background()), imap.ErrNotReady, "not running, not a standby")
+	b.src.SetStandby(true)
+	require.NoError(t, b.src.Check(context.Background()), "a standby is ready")
+	require.True(t, b.src.Status().Standby)
+	b.src.SetStandby(false)
+	require.ErrorIs(t, b.src.Check(context.Background()), imap.ErrNotReady)
+
+	off := setup(t, memserver.Options{}, func(c *imap.Config) { c.Exclusive = imap.Ptr(false) })
+	require.False(t, off.src.Exclusive())
+}

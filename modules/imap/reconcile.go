@@ -86,3 +86,32 @@ func (s *Source) finishedUIDs(validity uint32, uids []imap.UID, now time.Time) {
 		s.finished[u] = now
 	}
 }
+
+// forgetGone ends the in-flight messages (emitted before searched, under
+// the current UIDVALIDITY, completion not queued here) that a full search
+// started at searched no longer finds: another host handled their task and
+// moved or flagged them (an exclusive source's tasks are handled, and
+// completed, on any host), or a person removed them. Their completion, if
+// it still comes here, finds nothing to do.
+func (s *Source) forgetGone(found []imap.UID, searched time.Time) {
+	there := make(map[imap.UID]bool, len(found))
+	for _, u := range found {
+		there[u] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for key, e := range s.inflight {
+		if e.completing || e.validity != s.uidValidity || !e.at.Before(searched) || there[e.uid] {
+			continue
+		}
+		delete(s.inflight, key)
+		delete(s.dupes, key)
+		n++
+	}
+	if n > 0 {
+		s.st.Gone += uint64(n)
+		s.st.InFlight = len(s.inflight)
+		s.log.Debug("reconcile: in-flight messages no longer in the mailbox (completed by another host)", zap.Int("messages", n))
+	}
+}

@@ -46,6 +46,7 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	}
 	// A server shows a session the mail delivered since its last command
 	// only when it syncs; a search alone would see it one poll late.
+	searched := time.Now()
 	w := s.guard(c)
 	if err := w.done(c.Noop().Wait()); err != nil {
 		return fmt.Errorf("imap: noop: %w", err)
@@ -64,6 +65,9 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 		}
 	}
 	slices.Sort(below)
+	if full {
+		s.forgetGone(data.AllUIDs(), searched)
+	}
 	if again := s.unfinished(below); len(again) > 0 {
 		uids = append(again, uids...)
 	}

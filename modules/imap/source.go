@@ -77,6 +77,7 @@ type Source struct {
 	now  func() time.Time // time.Now; tests move it
 
 	running  atomic.Bool
+	standby  atomic.Bool  // SetStandby
 	queueMax atomic.Int64 // SetQueueMaxPayload
 
 	mu          sync.Mutex
@@ -112,8 +113,10 @@ type Source struct {
 }
 
 var (
-	_ source.Source    = (*Source)(nil)
-	_ source.Completer = (*Source)(nil)
+	_ source.Source     = (*Source)(nil)
+	_ source.Completer  = (*Source)(nil)
+	_ source.Exclusiver = (*Source)(nil)
+	_ source.Standbyer  = (*Source)(nil)
 )
 
 // NewSource validates cfg (after WithDefaults) and returns a source that
@@ -146,6 +149,20 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 
 // Name is the source name (Config.Name).
 func (s *Source) Name() string { return s.cfg.Name }
+
+// Exclusive reports Config.Exclusive: the runtime then runs the source on
+// one host of the cluster at a time (source.Exclusiver).
+func (s *Source) Exclusive() bool { return *s.cfg.Exclusive }
+
+// SetStandby is called by the runtime (source.Exclusive) with true while
+// this host waits for the mailbox's lease, and false once it holds it:
+// a standby passes Check and shows Standby in its Status.
+func (s *Source) SetStandby(on bool) {
+	s.standby.Store(on)
+	s.mu.Lock()
+	s.st.Standby = on
+	s.mu.Unlock()
+}
 
 // Config returns the effective configuration (defaults applied).
 func (s *Source) Config() Config { return s.cfg }

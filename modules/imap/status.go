@@ -15,10 +15,13 @@ import (
 // counted here at first: the session fails (LastError, Reconnects) and is
 // retried with back-off, so a transient server failure skips no mail.
 type Status struct {
-	Name              string `json:"name"`
-	Mailbox           string `json:"mailbox"`
-	Mode              Mode   `json:"mode"`
-	Connected         bool   `json:"connected"`
+	Name      string `json:"name"`
+	Mailbox   string `json:"mailbox"`
+	Mode      Mode   `json:"mode"`
+	Connected bool   `json:"connected"`
+	// Standby: the source is exclusive and this host waits for its lease
+	// (another host watches the mailbox).
+	Standby           bool   `json:"standby,omitempty"`
 	UIDValidity       uint32 `json:"uidvalidity"`
 	LastUID           uint32 `json:"last_uid"`
 	InFlight          int    `json:"in_flight"`
@@ -42,6 +45,10 @@ type Status struct {
 	// dead-lettered, and the message moves to the failed folder.
 	Rejected  uint64 `json:"rejected"`
 	Reemitted uint64 `json:"reemitted"`
+	// Gone counts the in-flight messages a reconcile pass no longer
+	// found in the mailbox: completed by another host (the tasks of an
+	// exclusive source are handled on any host), or removed.
+	Gone uint64 `json:"gone"`
 	// Reconciled counts the messages a reconcile pass found handled or
 	// emitted before yet still in the mailbox, and emitted again.
 	Reconciled         uint64    `json:"reconciled"`
@@ -94,9 +101,14 @@ func (s *Source) StaleAfter() time.Duration {
 // Check is a readiness check: it fails (wrapping ErrNotReady) while the
 // source is not connected or its last successful search is older than
 // StaleAfter, unless it is blocked handing a batch to a full queue
-// (back-pressure is not a fault).
+// (back-pressure is not a fault). An exclusive source whose host waits
+// for the mailbox's lease (another host holds it: see SetStandby) passes:
+// the standby is ready to take over.
 func (s *Source) Check(context.Context) error {
 	stale := s.StaleAfter()
+	if s.standby.Load() && !s.running.Load() {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.st.Connected {

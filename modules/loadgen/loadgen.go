@@ -51,7 +51,18 @@ type Config struct {
 	// RecordFile, when set, is a file the handler appends each handled
 	// task's id to (one per line) before the task is acked.
 	RecordFile string `koanf:"record_file"`
+	// Every, when set, adds the schedule TickSchedule: a task of kind
+	// TickKind on Queue at every multiple of Every, enqueued once per
+	// cluster (see source.Every), which the handler records as
+	// "tick@<due time>" in RecordFile. Default 0 (none); at least 1s.
+	Every time.Duration `koanf:"every"`
 }
+
+// The schedule Config.Every adds.
+const (
+	TickSchedule = "loadgen/tick"
+	TickKind     = "loadgen.tick"
+)
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config { return Config{Batch: 500, Queue: "loadgen", Consume: true} }
@@ -73,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.Work < 0 {
 		ps.Add("work", "must not be negative (got %s)", c.Work)
+	}
+	if c.Every != 0 && c.Every < time.Second {
+		ps.Add("every", "must be 0 (no schedule) or at least 1s (got %s)", c.Every)
 	}
 	return ps.Err()
 }
@@ -169,8 +183,12 @@ func (r *Recorder) Handle(ctx context.Context, t *task.Task) error {
 	if r.path == "" {
 		return nil
 	}
-	line := make([]byte, 0, len(t.ID)+1)
-	line = append(append(line, t.ID...), '\n')
+	id := t.ID
+	if t.Kind == TickKind {
+		id = "tick@" + t.Header(source.HeaderScheduledAt)
+	}
+	line := make([]byte, 0, len(id)+1)
+	line = append(append(line, id...), '\n')
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.f == nil {
@@ -213,8 +231,30 @@ var Module = fx.Module("loadgen",
 			if !cfg.Consume {
 				return nil
 			}
-			return []task.Route{{Kind: Kind, Queue: cfg.Queue, Handler: r, Name: "loadgen"}}
+			routes := []task.Route{{Kind: Kind, Queue: cfg.Queue, Handler: r, Name: "loadgen"}}
+			if cfg.Every > 0 {
+				routes = append(routes, task.Route{Kind: TickKind, Queue: cfg.Queue, Handler: r, Name: "loadgen/tick"})
+			}
+			return routes
 		}, fx.ResultTags(`group:"`+worker.RoutesGroup+`,flatten"`)),
 		source.AsSource(func(cfg Config, log *zap.Logger) *Source { return NewSource(cfg, log.Named("loadgen")) }),
+		fx.Annotate(func(cfg Config) ([]source.Source, error) {
+			if cfg.Every == 0 {
+				return nil, nil
+			}
+			s, err := NewTicks(cfg)
+			if err != nil {
+				return nil, err
+			}
+			return []source.Source{s}, nil
+		}, fx.ResultTags(`group:"`+source.SourcesGroup+`,flatten"`)),
 	),
 )
+
+// NewTicks returns the schedule TickSchedule of cfg (Every must be set):
+// one task of TickKind on cfg.Queue per due time.
+func NewTicks(cfg Config) (*source.Schedule, error) {
+	return source.Every(TickSchedule, cfg.Every, TickKind, source.WithTask(func(time.Time) (*task.Task, error) {
+		return &task.Task{Kind: TickKind, Queue: cfg.Queue}, nil
+	}))
+}

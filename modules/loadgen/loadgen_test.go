@@ -75,3 +75,33 @@ func TestBuildingTheGraphWritesNothing(t *testing.T) {
 	require.NoError(t, err, "start opens the record file")
 	app.RequireStop()
 }
+
+// With every set, the module's schedule enqueues one tick per second,
+// recorded with its due time, each once.
+func TestTicksRecordedOncePerDueTime(t *testing.T) {
+	t.Parallel()
+	rec := filepath.Join(t.TempDir(), "handled.txt")
+	cfg, err := config.Load(config.Options{Environ: []string{}, Sets: []string{
+		"admin.listen=127.0.0.1:0", "log.level=error", "loadgen.every=1s", "loadgen.record_file=" + rec,
+	}})
+	require.NoError(t, err)
+	app := fxtest.New(t, platform.Module(cfg, platform.Info{}), loadgen.Module)
+	app.RequireStart()
+	ticks := func() []string {
+		b, err := os.ReadFile(rec)
+		require.NoError(t, err)
+		return strings.Fields(string(b))
+	}
+	require.Eventually(t, func() bool { return len(ticks()) >= 2 }, 10*time.Second, 10*time.Millisecond)
+	app.RequireStop()
+	seen := map[string]bool{}
+	for _, l := range ticks() {
+		require.True(t, strings.HasPrefix(l, "tick@"), l)
+		at, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(l, "tick@"))
+		require.NoError(t, err)
+		require.Equal(t, at.Truncate(time.Second), at, "on the second")
+		require.False(t, seen[l], "twice: %s", l)
+		seen[l] = true
+	}
+	require.Error(t, loadgen.Config{Batch: 1, Queue: "q", Every: time.Millisecond}.Validate())
+}

@@ -17,6 +17,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/plba/plba/internal/jsapi"
 )
 
 // Defaults of KVConfig.
@@ -51,6 +53,12 @@ type KVConfig struct {
 	Meter metric.Meter
 }
 
+// DefaultHolder is the default Holder: "<hostname>/<pid>".
+func (KVConfig) DefaultHolder() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
+}
+
 func (c KVConfig) withDefaults() KVConfig {
 	if c.Bucket == "" {
 		c.Bucket = DefaultBucket
@@ -62,8 +70,7 @@ func (c KVConfig) withDefaults() KVConfig {
 		c.Replicas = 1
 	}
 	if c.Holder == "" {
-		host, _ := os.Hostname()
-		c.Holder = fmt.Sprintf("%s/%d", host, os.Getpid())
+		c.Holder = c.DefaultHolder()
 	}
 	if c.Meter == nil {
 		c.Meter = otel.GetMeterProvider().Meter("github.com/plba/plba/platform/lease")
@@ -93,17 +100,20 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 	if cfg.Replicas != 1 && cfg.Replicas != 3 {
 		return nil, fmt.Errorf("%w: replicas %d: want 1 or 3", ErrConfig, cfg.Replicas)
 	}
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
-		Description: "plba leases: one holder per key",
-		History:     1,
-		TTL:         cfg.TTL,
-		Replicas:    cfg.Replicas,
-		Storage:     jetstream.FileStorage,
+	kv, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      cfg.Bucket,
+			Description: "plba leases: one holder per key",
+			History:     1,
+			TTL:         cfg.TTL,
+			Replicas:    cfg.Replicas,
+			Storage:     jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			return js.KeyValue(ctx, cfg.Bucket)
+		}
+		return kv, err
 	})
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = js.KeyValue(ctx, cfg.Bucket)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("lease: bucket %q: %w", cfg.Bucket, err)
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plba/plba/internal/jsapi"
 )
 
 // DefaultMarksBucket is the bucket Marks use by default.
@@ -30,16 +32,19 @@ func OpenMarks(ctx context.Context, js jetstream.JetStream, bucket string, repli
 	if replicas == 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      bucket,
-		Description: "plba schedules: the last due time each one ran",
-		History:     1,
-		Replicas:    replicas,
-		Storage:     jetstream.FileStorage,
+	kv, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      bucket,
+			Description: "plba schedules: the last due time each one ran",
+			History:     1,
+			Replicas:    replicas,
+			Storage:     jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			return js.KeyValue(ctx, bucket)
+		}
+		return kv, err
 	})
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = js.KeyValue(ctx, bucket)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("lease: marks bucket %q: %w", bucket, err)
 	}

@@ -49,6 +49,10 @@ type Config struct {
 	// liveness (/livez): it follows an outside dependency, which a
 	// restart of the process would not bring back. Default none.
 	GateReadiness []string `koanf:"gate_readiness"`
+	// Lease configures the leases of exclusive sources (a source that
+	// must run on one host of the cluster at a time: an IMAP mailbox, a
+	// schedule).
+	Lease LeaseConfig `koanf:"lease"`
 }
 
 // Defaults of Config.
@@ -77,6 +81,7 @@ func (c Config) WithDefaults() Config {
 	if c.CrashLoopWindow == 0 {
 		c.CrashLoopWindow = DefaultCrashLoopWindow
 	}
+	c.Lease = c.Lease.WithDefaults()
 	return c
 }
 
@@ -102,6 +107,7 @@ func (c Config) Validate() error {
 	if c.CrashLoopWindow < 0 {
 		ps.Add("crash_loop_window", "must not be negative (got %s)", c.CrashLoopWindow)
 	}
+	c.Lease.WithDefaults().problems(&ps, "lease.")
 	for i, n := range c.GateReadiness {
 		if j := slices.Index(c.GateReadiness, n); j < i {
 			ps.Add(fmt.Sprintf("gate_readiness[%d]", i), "source %q is already listed (gate_readiness[%d])", n, j)

@@ -71,8 +71,17 @@ func (x *exclusive) Details() any {
 
 // Run holds the lease and runs the source, again after each lost hold.
 func (x *exclusive) Run(ctx context.Context, emit Emitter) error {
+	sb, _ := x.src.(Standbyer)
+	standby := func(on bool) {
+		if sb != nil {
+			sb.SetStandby(on)
+		}
+	}
+	defer standby(false)
 	for {
+		standby(true)
 		h, err := x.l.Acquire(ctx)
+		standby(false)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -51,7 +51,8 @@ type Marks interface {
 // host derives the same ones, and each due time's task has the key
 // "<name>@<due time, RFC 3339 UTC>": the backend accepts it once per
 // de-duplication window (JetStream's duplicate_window, two minutes by
-// default). Wrapped in Exclusive, only one host runs the schedule at a
+// default). The runtime runs a schedule wrapped in Exclusive (it is an
+// Exclusiver), so only one host runs it at a
 // time and the key covers the hand-over.
 //
 // Missed due times: the schedule emits at most one task each time it
@@ -92,8 +93,10 @@ type Schedule struct {
 }
 
 var (
-	_ Source   = (*Schedule)(nil)
-	_ Detailer = (*Schedule)(nil)
+	_ Source     = (*Schedule)(nil)
+	_ Detailer   = (*Schedule)(nil)
+	_ Exclusiver = (*Schedule)(nil)
+	_ MarksUser  = (*Schedule)(nil)
 )
 
 // ScheduleOption configures a Schedule.
@@ -184,6 +187,22 @@ func newSchedule(name, spec, kind string, times dueTimes, opts []ScheduleOption)
 // Name returns the schedule's name.
 func (s *Schedule) Name() string { return s.name }
 
+// Exclusive reports true: the runtime runs a schedule on one host of the
+// cluster at a time (under a lease named after it), and its keys cover a
+// hand-over.
+func (s *Schedule) Exclusive() bool { return true }
+
+// UseMarks keeps the last due time in m unless the schedule has marks
+// (WithMarks) already. The runtime calls it before the start with the
+// host's marks: shared by the hosts on JetStream.
+func (s *Schedule) UseMarks(m Marks) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.marks == nil {
+		s.marks = m
+	}
+}
+
 // Key returns the de-duplication key of due's task.
 func (s *Schedule) Key(due time.Time) string {
 	return s.name + "@" + due.UTC().Format(time.RFC3339Nano)
@@ -216,9 +235,12 @@ func (s *Schedule) Details() any {
 // nil when the schedule has no further due time.
 func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
 	var last time.Time
-	if s.marks != nil {
+	s.mu.Lock()
+	marks := s.marks
+	s.mu.Unlock()
+	if marks != nil {
 		var err error
-		if last, err = s.marks.LastRun(ctx, s.name); err != nil {
+		if last, err = marks.LastRun(ctx, s.name); err != nil {
 			return fmt.Errorf("schedule %q: read last run: %w", s.name, err)
 		}
 	}
@@ -300,9 +322,10 @@ func (s *Schedule) fire(ctx context.Context, emit Emitter, due time.Time) error 
 	}
 	s.mu.Lock()
 	s.last = due
+	marks := s.marks
 	s.mu.Unlock()
-	if s.marks != nil {
-		if err := s.marks.SetLastRun(ctx, s.name, due); err != nil {
+	if marks != nil {
+		if err := marks.SetLastRun(ctx, s.name, due); err != nil {
 			return fmt.Errorf("schedule %q: record last run %s: %w", s.name, due.Format(time.RFC3339), err)
 		}
 	}

@@ -219,7 +219,12 @@ func TestFailedAckIsNotASuccess(t *testing.T) {
 	rt := startInbox(t, be, cfg, src, route, obs)
 
 	p, _ := rt.Pool("orders")
-	require.Eventually(t, func() bool { return p.Stats().Succeeded == 1 }, 10*time.Second, time.Millisecond)
+	// Succeeded counts at the ack, Processed and the observer after it.
+	require.Eventually(t, func() bool {
+		st := p.Stats()
+		outs, _ := obs.snapshot()
+		return st.Succeeded == 1 && st.Processed == 2 && len(outs) == 2
+	}, 10*time.Second, time.Millisecond)
 	st := p.Stats()
 	require.Equal(t, worker.SettleFailures{Ack: 1}, st.SettleFailed)
 	require.Equal(t, int64(2), st.Processed)

@@ -4,6 +4,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/platform/lease"
 	"github.com/plba/plba/platform/lifecycle"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/source"
@@ -19,7 +20,8 @@ import (
 // every route) and "task.sources" groups, a queue.Backend,
 // a *lifecycle.Registry, and optionally a Config ("workers" section),
 // a source.Config ("sources" section), a *zap.Logger, a task.Observer
-// (task.NopObserver when absent) and a source.Observer.
+// (task.NopObserver when absent), a source.Observer, a lease.Provider
+// (local leases when absent) and source.Marks.
 //
 // # Start and stop order
 //
@@ -61,7 +63,11 @@ type fxParams struct {
 	// Overrides keeps the pools' run-time overrides (the control plane
 	// provides a durable one on JetStream).
 	Overrides queue.OverrideStore `optional:"true"`
-	Producer  *Producer
+	// Leases and Marks serve exclusive sources and schedules (the
+	// platform provides them from the queue backend).
+	Leases   lease.Provider `optional:"true"`
+	Marks    source.Marks   `optional:"true"`
+	Producer *Producer
 }
 
 type producerParams struct {
@@ -82,6 +88,8 @@ func newFxRuntime(p fxParams) (*Runtime, error) {
 		Registry: p.Registry, Logger: p.Logger, Observer: p.Observer,
 		SourceObserver: p.SourceObserver,
 		Overrides:      p.Overrides,
+		Leases:         p.Leases,
+		Marks:          p.Marks,
 		Producer:       p.Producer,
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/platform/lease"
 	"github.com/plba/plba/platform/lifecycle"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/source"
@@ -34,6 +35,13 @@ type Params struct {
 	Sources []source.Source
 	// SourceConfig is the sources' supervision policy.
 	SourceConfig source.Config
+	// Leases gives the lease of each exclusive source (a source.Exclusiver
+	// saying true: it runs wrapped in source.Exclusive); nil means local
+	// leases (one process).
+	Leases lease.Provider
+	// Marks are handed to the sources that keep marks (source.MarksUser:
+	// schedules); nil gives them none.
+	Marks source.Marks
 	// Registry receives the pools' and sources' components; nil means a
 	// private registry.
 	Registry *lifecycle.Registry
@@ -103,7 +111,8 @@ func New(p Params) (*Runtime, error) {
 	} else {
 		prod.bind(router)
 	}
-	sup, err := source.NewSupervisor(p.SourceConfig, prod, p.Registry, p.Logger.Named("source"), p.Sources...)
+	sources := source.Prepare(p.Leases, p.Marks, p.Sources)
+	sup, err := source.NewSupervisor(p.SourceConfig, prod, p.Registry, p.Logger.Named("source"), sources...)
 	if err == nil && p.SourceObserver != nil {
 		sup.SetObserver(p.SourceObserver)
 	}

@@ -41,8 +41,19 @@ type Config struct {
 type DigestConfig struct {
 	// Enabled runs the scheduled digest. Default true.
 	Enabled bool `koanf:"enabled"`
-	// Every is the period of the digest. Default 1h.
+	// Every is the period of the digest: due at every multiple of it
+	// since the Unix epoch (1h: on the hour, UTC). Default 1h.
 	Every time.Duration `koanf:"every"`
+	// Cron, when set, schedules the digest by a cron expression instead
+	// of Every ("0 8 * * 1-5": 08:00 on weekdays), read in TimeZone.
+	Cron string `koanf:"cron"`
+	// TimeZone is the IANA zone Cron is read in ("Europe/Berlin").
+	// Default UTC.
+	TimeZone string `koanf:"time_zone"`
+	// CatchUp sends, at start, the digest of the latest period that came
+	// while no host ran the schedule (true), or waits for the next one
+	// (false). Default true.
+	CatchUp bool `koanf:"catch_up"`
 	// To is who receives the digest. Default "ops@example.com".
 	To string `koanf:"to"`
 }
@@ -52,7 +63,7 @@ func DefaultConfig() Config {
 	return Config{
 		Timeout:       5 * time.Second,
 		FeedbackAfter: 72 * time.Hour,
-		Digest:        DigestConfig{Enabled: true, Every: time.Hour, To: "ops@example.com"},
+		Digest:        DigestConfig{Enabled: true, Every: time.Hour, To: "ops@example.com", CatchUp: true},
 	}
 }
 
@@ -78,8 +89,15 @@ func (c Config) Validate() error {
 	if c.FeedbackAfter < 0 {
 		ps.Add("feedback_after", "must not be negative (got %s)", c.FeedbackAfter)
 	}
-	if c.Digest.Enabled && c.Digest.Every < time.Minute {
+	if c.Digest.Enabled && c.Digest.Cron == "" && c.Digest.Every < time.Minute {
 		ps.Add("digest.every", "must be at least 1m (got %s)", c.Digest.Every)
+	}
+	if _, err := time.LoadLocation(c.Digest.TimeZone); err != nil {
+		ps.Add("digest.time_zone", "unknown time zone %q", c.Digest.TimeZone)
+	} else if c.Digest.Enabled {
+		if _, err := c.Digest.schedule(); err != nil {
+			ps.Add("digest.cron", "%v", err)
+		}
 	}
 	return ps.Err()
 }

@@ -7,7 +7,6 @@
 package shipments
 
 import (
-	"context"
 	"time"
 
 	"go.uber.org/fx"
@@ -44,23 +43,42 @@ var Module = fx.Module("shipments",
 	fx.Provide(fx.Annotate(demoSink, fx.ResultTags(`group:"admin.routes,flatten"`))),
 )
 
-// digestSource emits one digest task per period, keyed by the period so
-// that replicas sharing the queue send one digest between them (while the
-// first is queued). None when the digest is disabled.
-func digestSource(cfg Config) []source.Source {
+// digestSource is the digest's schedule: one digest task per due time,
+// enqueued once per cluster (the runtime runs a schedule on one host at a
+// time, and each due time's task is keyed by it). None when the digest is
+// disabled.
+func digestSource(cfg Config) ([]source.Source, error) {
 	if !cfg.Digest.Enabled {
-		return nil
+		return nil, nil
 	}
-	every := cfg.Digest.Every
-	return []source.Source{source.Poll("shipments/digest", every, 0, func(ctx context.Context, emit source.Emitter) error {
-		period := time.Now().UTC().Truncate(every)
-		t, err := Digest.New(DigestArgs{Period: period.Format(time.RFC3339)})
-		if err != nil {
-			return err
-		}
-		t.Key = "digest/" + period.Format(time.RFC3339)
-		return emit.Emit(ctx, t)
-	})}
+	s, err := cfg.Digest.schedule()
+	if err != nil {
+		return nil, err
+	}
+	return []source.Source{s}, nil
+}
+
+// schedule builds the digest's schedule from the section (Cron in
+// TimeZone, else Every).
+func (d DigestConfig) schedule() (*source.Schedule, error) {
+	loc, err := time.LoadLocation(d.TimeZone)
+	if err != nil {
+		return nil, err
+	}
+	missed := source.SkipMissed
+	if d.CatchUp {
+		missed = source.CatchUpOnce
+	}
+	opts := []source.ScheduleOption{
+		source.InLocation(loc), source.OnMissed(missed),
+		source.WithTask(func(due time.Time) (*task.Task, error) {
+			return Digest.New(DigestArgs{Period: due.UTC().Format(time.RFC3339)})
+		}),
+	}
+	if d.Cron != "" {
+		return source.Cron("shipments/digest", d.Cron, Digest.Name(), opts...)
+	}
+	return source.Every("shipments/digest", d.Every, Digest.Name(), opts...)
 }
 
 // demoSink serves the demo notification service when configured.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/plbatest"
+	"github.com/plba/plba/platform/source"
 
 	"example.com/shipments/shipments"
 )
@@ -187,14 +188,19 @@ func TestNotificationServiceFailures(t *testing.T) {
 	require.Empty(t, k.Enqueued(shipments.Feedback.Name()), "no feedback for a notice never sent")
 }
 
-// The digest source emits one digest at start (then every period); the
-// digest reports the notices sent.
+// The digest's schedule catches up the period that came before the start
+// (then runs every period); its task is keyed by the schedule and the due
+// time, so the backend keeps one per cluster; the digest reports the
+// notices sent.
 func TestScheduledDigest(t *testing.T) {
 	t.Parallel()
 	svc := newNotifyService(t)
 	k, _ := start(t, svc, plbatest.Config("shipments:\n  digest:\n    enabled: true\n    every: 1h\n    to: ops@example.test\n"))
 	es := k.WaitEnqueued(shipments.Digest.Name(), 1)
 	require.Nil(t, es[0].By, "emitted by the source")
+	hour := time.Now().UTC().Truncate(time.Hour).Format(time.RFC3339)
+	require.Equal(t, "shipments/digest@"+hour, es[0].Task.Key)
+	require.Equal(t, hour, es[0].Task.Header(source.HeaderScheduledAt))
 	k.RunUntilIdle()
 	require.Len(t, k.Succeeded(shipments.Digest.Name()), 1)
 	msgs := svc.messages()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/source"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -23,6 +25,23 @@ func TestConfigValidate(t *testing.T) {
 	require.NoError(t, c.Validate())
 	c.Digest.Every = time.Second
 	require.ErrorContains(t, c.Validate(), "digest.every: must be at least 1m")
+	c.Digest.Cron, c.Digest.TimeZone = "0 8 * * 1-5", "Europe/Berlin"
+	require.NoError(t, c.Validate(), "a cron expression replaces every")
+	c.Digest.TimeZone = "Mars/Olympus"
+	require.ErrorContains(t, c.Validate(), `digest.time_zone: unknown time zone "Mars/Olympus"`)
+	c.Digest.TimeZone, c.Digest.Cron = "", "61 * * * *"
+	require.ErrorContains(t, c.Validate(), "digest.cron")
+}
+
+// A cron digest is due at the expression's times in its time zone.
+func TestDigestCronInTimeZone(t *testing.T) {
+	s, err := DigestConfig{Enabled: true, Cron: "0 8 * * *", TimeZone: "Europe/Berlin"}.schedule()
+	require.NoError(t, err)
+	require.Equal(t, "shipments/digest", s.Name())
+	require.True(t, s.Exclusive(), "one host runs it at a time")
+	d := s.Details().(source.ScheduleDetails)
+	require.Equal(t, "Europe/Berlin", d.Location)
+	require.Equal(t, "0 8 * * *", d.Schedule)
 }
 
 // The readiness check: an answer below 500 is healthy; a 5xx or no

@@ -63,6 +63,30 @@ type Server struct {
 	conns map[net.Conn]struct{}
 	once  sync.Once
 	err   error
+	idle  idlers
+}
+
+// idlers counts the sessions in IDLE.
+type idlers struct {
+	mu        sync.Mutex
+	now, most int
+}
+
+func (i *idlers) add(d int) {
+	i.mu.Lock()
+	i.now += d
+	i.most = max(i.most, i.now)
+	i.mu.Unlock()
+}
+
+// Idlers returns how many sessions are in IDLE now, and the most that
+// ever were at once: a client that watches the mailbox idles, one that
+// only moves messages does not, so "most" tells whether two watchers
+// ever overlapped.
+func (s *Server) Idlers() (now, most int) {
+	s.idle.mu.Lock()
+	defer s.idle.mu.Unlock()
+	return s.idle.now, s.idle.most
 }
 
 // Message is one stored message as seen by Messages.
@@ -120,7 +144,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	so := &imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return &session{user: s.user}, nil, nil
+			return &session{user: s.user, idle: &s.idle}, nil, nil
 		},
 		Caps:         opts.Caps,
 		Logger:       printfLogger{logger.Sugar()},

@@ -80,6 +80,9 @@ func TestIdleReportsUpdatesQueuedBeforeIdle(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("EXISTS for a mail appended before IDLE not reported during IDLE")
 	}
+	now, most := s.Idlers()
+	require.Equal(t, 1, now, "the client idles")
+	require.Equal(t, 1, most)
 	// And one appended during IDLE.
 	_, err = s.Append("INBOX", msg("2@example.com"))
 	require.NoError(t, err)
@@ -91,6 +94,7 @@ func TestIdleReportsUpdatesQueuedBeforeIdle(t *testing.T) {
 	}
 	require.NoError(t, idle.Close())
 	require.NoError(t, idle.Wait())
+	require.Eventually(t, func() bool { now, _ := s.Idlers(); return now == 0 }, 2*time.Second, 5*time.Millisecond)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -17,6 +17,7 @@ const idleRepoll = 100 * time.Millisecond
 type session struct {
 	*imapmemserver.UserSession
 	user *imapmemserver.User
+	idle *idlers
 }
 
 var _ imapserver.SessionIMAP4rev2 = (*session)(nil)
@@ -52,6 +53,8 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	if s.UserSession == nil {
 		return nil
 	}
+	s.idle.add(1)
+	defer s.idle.add(-1)
 	for {
 		if err := s.Poll(w, true); err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/plba/plba/internal/jsapi"
 	"github.com/plba/plba/platform/admin"
 )
 
@@ -45,17 +46,19 @@ func (s *Store) Start(ctx context.Context) error {
 	if js == nil {
 		return errors.New("auditstream: the JetStream backend has not started")
 	}
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        s.cfg.Stream,
-		Description: "plba admin audit: every state-changing call on the admin server",
-		Subjects:    []string{s.subject},
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      s.cfg.MaxAge,
-		MaxMsgs:     s.cfg.MaxMsgs,
-		Storage:     jetstream.FileStorage,
-		Replicas:    s.replicas,
-		Duplicates:  time.Minute,
+	_, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        s.cfg.Stream,
+			Description: "plba admin audit: every state-changing call on the admin server",
+			Subjects:    []string{s.subject},
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      s.cfg.MaxAge,
+			MaxMsgs:     s.cfg.MaxMsgs,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.replicas,
+			Duplicates:  time.Minute,
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("auditstream: create stream %q: %w", s.cfg.Stream, err)
@@ -84,7 +87,7 @@ const fetchWait = 2 * time.Second
 // that does not decode is skipped.
 func (s *Store) Recent(ctx context.Context, n int) ([]admin.AuditEntry, error) {
 	js := s.js()
-	st, err := js.Stream(ctx, s.cfg.Stream)
+	st, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, s.cfg.Stream) })
 	if err != nil {
 		return nil, fmt.Errorf("auditstream: stream %q: %w", s.cfg.Stream, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/internal/jsapi"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
@@ -47,25 +48,28 @@ const advisoryRetry = time.Second
 // kept as it is: its subjects are the queues' subjects.
 func (b *Backend) ensureAdvisoryStream(ctx context.Context) error {
 	name := b.names.advisoryStream()
-	s, err := b.js.Stream(ctx, name)
+	s, err := lookupStream(ctx, b.js, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s, err = b.js.CreateStream(ctx, jetstream.StreamConfig{
-			Name:        name,
-			Description: "plba: max-deliveries advisories of consumer " + b.cfg.Consumer + ", turned into dead letters",
-			Subjects:    []string{b.names.prefix + ".adv." + b.cfg.Consumer}, // placeholder until a queue adds its own
-			Retention:   jetstream.WorkQueuePolicy,
-			Storage:     b.storage(),
-			Replicas:    b.cfg.Replicas,
-			Discard:     jetstream.DiscardNew,
+		s, err = jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+			s, err := b.js.CreateStream(ctx, jetstream.StreamConfig{
+				Name:        name,
+				Description: "plba: max-deliveries advisories of consumer " + b.cfg.Consumer + ", turned into dead letters",
+				Subjects:    []string{b.names.prefix + ".adv." + b.cfg.Consumer}, // placeholder until a queue adds its own
+				Retention:   jetstream.WorkQueuePolicy,
+				Storage:     b.storage(),
+				Replicas:    b.cfg.Replicas,
+				Discard:     jetstream.DiscardNew,
+			})
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return lookupStream(ctx, b.js, name) // another host's create won
+			}
+			return s, err
 		})
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			s, err = b.js.Stream(ctx, name)
-		}
 	}
 	if err != nil {
 		return fmt.Errorf("jetstream: create stream %q: %w", name, err)
 	}
-	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	c, err := createOrUpdateConsumer(ctx, s, jetstream.ConsumerConfig{
 		Durable:     b.cfg.Consumer,
 		Description: "plba: dead-letters exhausted tasks",
 		AckPolicy:   jetstream.AckExplicitPolicy,
@@ -92,7 +96,7 @@ func (b *Backend) captureAdvisories(ctx context.Context, stream string) error {
 	b.advMu.Lock()
 	defer b.advMu.Unlock()
 	for range 20 {
-		s, err := b.js.Stream(ctx, name)
+		s, err := lookupStream(ctx, b.js, name)
 		if err != nil {
 			return fmt.Errorf("jetstream: stream %q: %w", name, err)
 		}

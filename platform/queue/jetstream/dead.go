@@ -27,7 +27,7 @@ import (
 // within them first, the same way, so the server does not trim it
 // silently when the bounds are applied.
 func (b *Backend) ensureDeadStream(ctx context.Context) error {
-	if s, err := b.js.Stream(ctx, b.names.deadStream()); err == nil {
+	if s, err := lookupStream(ctx, b.js, b.names.deadStream()); err == nil {
 		b.dead = s
 		st := s.CachedInfo().State
 		for over := b.deadOver(st); over; over = b.deadOver(st) {
@@ -41,7 +41,7 @@ func (b *Backend) ensureDeadStream(ctx context.Context) error {
 			st = info.State
 		}
 	}
-	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := createOrUpdateStream(ctx, b.js, jetstream.StreamConfig{
 		Name:        b.names.deadStream(),
 		Description: "plba dead letters",
 		Subjects:    []string{b.names.deadSubjects()},

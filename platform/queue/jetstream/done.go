@@ -39,7 +39,7 @@ const doneLookups = 32
 
 // ensureDoneStream creates or updates the stream of finished keys.
 func (b *Backend) ensureDoneStream(ctx context.Context) error {
-	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := createOrUpdateStream(ctx, b.js, jetstream.StreamConfig{
 		Name:              b.names.doneStream(),
 		Description:       "plba: keys of finished tasks, for de-duplication across restarts",
 		Subjects:          []string{b.names.doneSubjects()},

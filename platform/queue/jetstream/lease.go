@@ -124,7 +124,7 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	if q.ready.Load() {
 		return nil
 	}
-	s, err := b.js.CreateOrUpdateStream(ctx, b.streamConfig(q))
+	s, err := createOrUpdateStream(ctx, b.js, b.streamConfig(q))
 	if err != nil && b.limited() && strings.Contains(err.Error(), "schedules can not be disabled") {
 		return fmt.Errorf("jetstream: stream %q was created without max_msgs/max_bytes and stores message schedules, which a bounded stream cannot: "+
 			"drain the queue and delete the stream to bound it, or unset queue.jetstream.max_msgs and max_bytes: %w", q.stream, err)
@@ -135,7 +135,7 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	if err := b.captureAdvisories(ctx, q.stream); err != nil {
 		return err
 	}
-	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := createOrUpdateConsumer(ctx, s, jetstream.ConsumerConfig{
 		Durable:       b.cfg.Consumer,
 		Description:   "plba workers of queue " + q.queue,
 		AckPolicy:     jetstream.AckExplicitPolicy,

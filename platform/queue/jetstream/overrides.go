@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/plba/plba/internal/jsapi"
 	"github.com/plba/plba/platform/queue"
 )
 
@@ -31,11 +32,13 @@ func (s *kvOverrides) kv(ctx context.Context) (jetstream.KeyValue, error) {
 		return nil, err
 	}
 	name := s.b.names.overridesBucket()
-	kv, err := s.b.js.KeyValue(ctx, name)
+	kv, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return s.b.js.KeyValue(ctx, name) })
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = s.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: name, Description: "plba pool overrides", History: 1,
-			Storage: s.b.storage(), Replicas: s.b.cfg.Replicas,
+		kv, err = jsapi.Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+			return s.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: name, Description: "plba pool overrides", History: 1,
+				Storage: s.b.storage(), Replicas: s.b.cfg.Replicas,
+			})
 		})
 	}
 	if err != nil {

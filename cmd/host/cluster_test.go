@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/apps/mailorder/sample"
+	"github.com/plba/plba/apps/mailorder/store/postgres"
+	"github.com/plba/plba/modules/imap/imaptest"
+	"github.com/plba/plba/modules/imap/memserver"
+)
+
+// Many hosts, one workload (PLBA_TEST_CLUSTER=1, with
+// PLBA_TEST_POSTGRES_URL for the shared order store): three nats-server
+// processes as a JetStream cluster, three host processes on R3 streams
+// running mailorder (on the in-memory IMAP server) and loadgen (tasks
+// and a schedule every second). The host holding the mailbox's lease is
+// killed with SIGKILL, then a NATS server is stopped. In the end: no
+// task lost, duplicates counted, no order twice, every mail moved, the
+// mailbox watched by one host at a time, the lease handed over in under
+// 10 s, and each scheduled run once.
+func TestClusterThreeHostsOneWorkload(t *testing.T) {
+	if os.Getenv("PLBA_TEST_CLUSTER") == "" {
+		t.Skip("set PLBA_TEST_CLUSTER=1 to run three nats-server and three host processes")
+	}
+	pgURL := os.Getenv("PLBA_TEST_POSTGRES_URL")
+	if pgURL == "" {
+		t.Skip("the cluster test keeps the orders in PostgreSQL: set PLBA_TEST_POSTGRES_URL")
+	}
+	const (
+		mails = 600 // 400 before the kill, 200 after it
+		first = 400
+		tasks = 3000
+	)
+	schema := fmt.Sprintf("cluster_%d", time.Now().UnixNano())
+	t.Cleanup(func() { dropSchema(pgURL, schema) })
+
+	nodes := startNATSCluster(t, 3)
+	urls := make([]string, len(nodes))
+	for i, n := range nodes {
+		urls[i] = n.url()
+	}
+	srv := imaptest.NewServer(t, memserver.Options{})
+	for i := range first {
+		_, err := srv.Append("INBOX", sample.Mail(i))
+		require.NoError(t, err)
+	}
+	dir := t.TempDir()
+	type hostRun struct {
+		name, rec, admin string
+		p                *proc
+		killed           bool
+	}
+	hosts := make([]*hostRun, 3)
+	for i := range hosts {
+		h := &hostRun{name: fmt.Sprintf("host-%d", i+1), rec: filepath.Join(dir, fmt.Sprintf("host-%d.txt", i+1))}
+		cfg := writeFile(t, h.name+".yaml", fmt.Sprintf(`host:
+  apps: [mailorder, loadgen]
+log:
+  format: json
+  level: info
+lifecycle:
+  start_timeout: 60s
+admin:
+  listen: 127.0.0.1:0
+queue:
+  backend: jetstream
+  jetstream:
+    urls: [%s]
+    replicas: 3
+    ack_wait: 5s
+sources:
+  lease:
+    holder: %s
+workers:
+  mailorder: {concurrency: 2, drain_timeout: 1s}
+  loadgen: {concurrency: 4, drain_timeout: 1s}
+mailorder:
+  mailbox:
+    host: %s
+    port: %d
+    tls: none
+    username: %s
+    password: %s
+    batch_size: 20
+    reconcile: 5s
+    reconnect: {initial: 100ms, max: 1s}
+  store:
+    driver: postgres
+    postgres: {url: %q, schema: %s}
+loadgen:
+  count: %d
+  batch: 250
+  work: 1ms
+  every: 1s
+  record_file: %s
+`, strings.Join(urls, ", "), h.name, srv.Host(), srv.Port(), imaptest.Username, imaptest.Password, pgURL, schema, tasks, h.rec))
+		h.p = startHost(t, nil, "--config", cfg)
+		hosts[i] = h
+	}
+	for _, h := range hosts {
+		select {
+		case h.admin = <-h.p.admin:
+		case <-h.p.exited:
+			t.Fatalf("%s exited (%d): %s\nNATS n1: %s", h.name, h.p.code, h.p.output(), readTail(nodes[0].log))
+		case <-time.After(90 * time.Second):
+			t.Fatalf("%s did not start: %s", h.name, h.p.output())
+		}
+	}
+	began := time.Now()
+	settled := func() int { return len(mailsIn(t, srv, "Processed")) + len(mailsIn(t, srv, "Failed")) }
+	handled := func() (map[string]int, int) {
+		all, lines := map[string]int{}, 0
+		for _, h := range hosts {
+			ids, n := recorded(t, h.rec)
+			for id, c := range ids {
+				all[id] += c
+			}
+			lines += n
+		}
+		return all, lines
+	}
+	loadgenDone := func(all map[string]int) int {
+		n := 0
+		for id := range all {
+			if strings.HasPrefix(id, "lg-") {
+				n++
+			}
+		}
+		return n
+	}
+
+	// Work flows; find the host that watches the mailbox.
+	require.Eventually(t, func() bool { all, _ := handled(); return settled() >= mails/10 && loadgenDone(all) > 0 },
+		120*time.Second, 20*time.Millisecond, "work flows: %s", hosts[0].p.output())
+	var holder *hostRun
+	for _, h := range hosts {
+		if held, _ := mailboxLease(h.admin); held {
+			require.Nil(t, holder, "two hosts hold the mailbox's lease")
+			holder = h
+		}
+	}
+	require.NotNil(t, holder, "one host holds the mailbox's lease")
+
+	// kill -9 the holder; another host takes the mailbox over.
+	killed := time.Now()
+	atKill := settled()
+	require.NoError(t, holder.p.cmd.Process.Signal(syscall.SIGKILL))
+	<-holder.p.exited
+	holder.killed = true
+	var next *hostRun
+	require.Eventually(t, func() bool {
+		for _, h := range hosts {
+			if !h.killed {
+				if held, _ := mailboxLease(h.admin); held {
+					next = h
+					return true
+				}
+			}
+		}
+		return false
+	}, 20*time.Second, 50*time.Millisecond)
+	handOver := time.Since(killed)
+	t.Logf("mailbox lease: %s killed, %s took over after %v (%d of %d mails settled at the kill)", holder.name, next.name, handOver, atKill, first)
+	require.Less(t, handOver, 10*time.Second, "the lease hands over in under 10 s")
+	require.Less(t, atKill, first, "the kill must land midway for the test to mean anything")
+	// Mail keeps arriving: the new holder reads it.
+	for i := first; i < mails; i++ {
+		_, err := srv.Append("INBOX", sample.Mail(i))
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 1, mailboxLeaseStatus(next.admin).HandOvers, "the new holder counts the hand-over")
+
+	// Then a NATS server stops.
+	time.Sleep(2 * time.Second)
+	nodes[2].stop(t)
+	t.Logf("stopped NATS server %s", nodes[2].name)
+
+	require.Eventually(t, func() bool { return settled() == mails }, 180*time.Second, 100*time.Millisecond,
+		"every mail settled: %s", next.p.output())
+	require.Eventually(t, func() bool { all, _ := handled(); return loadgenDone(all) == tasks }, 180*time.Second, 100*time.Millisecond,
+		"every task handled")
+	time.Sleep(5 * time.Second) // more ticks on the survivors
+	ran := time.Since(began)
+	for _, h := range hosts {
+		if !h.killed {
+			require.NoError(t, h.p.cmd.Process.Signal(syscall.SIGTERM))
+		}
+	}
+	for _, h := range hosts {
+		<-h.p.exited
+		if !h.killed {
+			require.Equal(t, 0, h.p.code, "%s stops cleanly: %s", h.name, h.p.output())
+		}
+	}
+
+	// No task lost; duplicates counted.
+	all, _ := handled()
+	var dupTasks, ticks, dupTicks int
+	var tickTimes []string
+	for id, c := range all {
+		switch {
+		case strings.HasPrefix(id, "lg-"):
+			dupTasks += c - 1
+		case strings.HasPrefix(id, "tick@"):
+			ticks++
+			dupTicks += c - 1
+			tickTimes = append(tickTimes, id)
+		}
+	}
+	sort.Strings(tickTimes)
+	t.Logf("loadgen: %d tasks handled, %d handled twice; schedule: %d runs, %d twice, from %s to %s",
+		tasks, dupTasks, ticks, dupTicks, tickTimes[0], tickTimes[len(tickTimes)-1])
+	require.Equal(t, tasks, loadgenDone(all), "no task lost")
+	require.LessOrEqual(t, dupTasks, 4*(4+64), "a task runs twice only when its host died (or its ack was lost) after the handler: at most what was in flight")
+	require.Zero(t, dupTicks, "each scheduled run once")
+	require.Greater(t, ticks, int(ran/time.Second)-12, "one run a second, but for the hand-over of the schedule's lease")
+
+	// Every mail moved, no order twice.
+	want := sample.Count(mails)
+	require.Empty(t, mailsIn(t, srv, "INBOX"))
+	require.Len(t, mailsIn(t, srv, "Processed"), want.Valid)
+	require.Len(t, mailsIn(t, srv, "Failed"), want.Invalid)
+	ctx := context.Background()
+	st, err := postgres.Open(ctx, postgres.Config{URL: pgURL, Schema: schema})
+	require.NoError(t, err)
+	defer st.Close()
+	orders, err := st.List(ctx, 10*mails)
+	require.NoError(t, err)
+	require.Len(t, orders, want.Orders, "every valid mail's orders, none twice")
+	perMail := map[string]int{}
+	for _, o := range orders {
+		perMail[o.MessageID]++
+	}
+	for i := range mails {
+		require.Equal(t, sample.VariantOf(i).Orders(), perMail[sample.MessageID(i)], "mail %d", i)
+	}
+
+	// The mailbox was watched by one host at a time.
+	_, most := srv.Idlers()
+	require.Equal(t, 1, most, "never two hosts idling on the mailbox at once")
+}
+
+// mailboxLease reads whether the host at addr holds the mailbox source's
+// lease, and who does as it sees it.
+func mailboxLease(addr string) (held bool, holder string) {
+	l := mailboxLeaseStatus(addr)
+	return l.Held, l.Holder
+}
+
+// leaseStatus is a lease's status as a host's /admin/v1/status shows it.
+type leaseStatus struct {
+	Held      bool   `json:"held"`
+	Holder    string `json:"holder"`
+	HandOvers int64  `json:"hand_overs"`
+}
+
+// mailboxLeaseStatus reads the mailbox source's lease from the host at
+// addr (zero when it cannot).
+func mailboxLeaseStatus(addr string) leaseStatus {
+	resp, err := http.Get("http://" + addr + "/admin/v1/status")
+	if err != nil {
+		return leaseStatus{}
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Components []struct {
+			Name    string `json:"name"`
+			Details struct {
+				Details struct {
+					Lease leaseStatus `json:"lease"`
+				} `json:"details"`
+			} `json:"details"`
+		} `json:"components"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return leaseStatus{}
+	}
+	for _, c := range st.Components {
+		if strings.HasPrefix(c.Name, "source/imap/") {
+			return c.Details.Details.Lease
+		}
+	}
+	return leaseStatus{}
+}
+
+func mailsIn(t *testing.T, srv *memserver.Server, name string) []memserver.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msgs, err := srv.Messages(ctx, name)
+	if err != nil && strings.Contains(err.Error(), "No such mailbox") {
+		return nil
+	}
+	require.NoError(t, err)
+	return msgs
+}
+
+func dropSchema(url, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return
+	}
+	defer c.Close(ctx)
+	_, _ = c.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
+}

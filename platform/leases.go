@@ -1,0 +1,205 @@
+package platform
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/fx"
+
+	"github.com/plba/plba/platform/lease"
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream"
+	"github.com/plba/plba/platform/source"
+)
+
+type leasesParams struct {
+	fx.In
+
+	Backend   queue.Backend
+	JetStream jetstream.Config
+	Sources   source.Config
+	Meter     metric.MeterProvider `optional:"true"`
+}
+
+type leasesResult struct {
+	fx.Out
+
+	Leases lease.Provider
+	Marks  source.Marks
+}
+
+// newLeases gives exclusive sources their leases and schedules their
+// marks: in JetStream key-value buckets (sources.lease, replicated like the
+// streams) when the backend is JetStream, so that one host of the cluster
+// runs each; local to the process otherwise. The buckets are opened on
+// first use, after the backend started.
+func newLeases(p leasesParams) leasesResult {
+	lc := p.Sources.WithDefaults().Lease
+	jb, ok := p.Backend.(*jetstream.Backend)
+	if !ok {
+		return leasesResult{Leases: &lease.Locals{Holder: holderName(lc.Holder)}, Marks: &source.MemoryMarks{}}
+	}
+	replicas := p.JetStream.WithDefaults().Replicas
+	cfg := lease.KVConfig{Bucket: lc.Bucket, TTL: lc.TTL, Replicas: replicas, Holder: lc.Holder}
+	if p.Meter != nil {
+		cfg.Meter = p.Meter.Meter("github.com/plba/plba/platform/lease")
+	}
+	kv := &lazyKV{js: jb.JetStream, cfg: cfg, leases: map[string]*lazyLease{}}
+	marks := &lazyMarks{js: jb.JetStream, bucket: lc.MarksBucket, replicas: replicas}
+	return leasesResult{Leases: kv, Marks: marks}
+}
+
+// holderName is h, or "<hostname>/<pid>" when h is empty.
+func holderName(h string) string {
+	if h != "" {
+		return h
+	}
+	return lease.KVConfig{}.DefaultHolder()
+}
+
+// lazyKV is a lease.Provider whose bucket is opened at the first Acquire
+// (the backend's JetStream context exists only after its start); a
+// failed open is tried again at the next Acquire.
+type lazyKV struct {
+	js  func() njs.JetStream
+	cfg lease.KVConfig
+
+	mu     sync.Mutex
+	kv     *lease.KV
+	leases map[string]*lazyLease
+}
+
+func (k *lazyKV) Lease(name string) lease.Lease {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l, ok := k.leases[name]
+	if !ok {
+		l = &lazyLease{k: k, name: name}
+		k.leases[name] = l
+	}
+	return l
+}
+
+// open returns the bucket, opening it when it is not yet.
+func (k *lazyKV) open(ctx context.Context) (*lease.KV, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.kv != nil {
+		return k.kv, nil
+	}
+	js := k.js()
+	if js == nil {
+		return nil, fmt.Errorf("lease: the JetStream backend has not started")
+	}
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kv, err := lease.OpenKV(octx, js, k.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("sources.lease: %w", err)
+	}
+	k.kv = kv
+	return kv, nil
+}
+
+type lazyLease struct {
+	k    *lazyKV
+	name string
+
+	mu   sync.Mutex
+	l    lease.Lease
+	last error
+}
+
+func (l *lazyLease) Name() string { return l.name }
+
+func (l *lazyLease) Acquire(ctx context.Context) (lease.Hold, error) {
+	inner, err := l.inner(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return inner.Acquire(ctx)
+}
+
+// inner returns the KV lease, opening the bucket when it is not yet
+// (without holding l.mu, so Status answers meanwhile).
+func (l *lazyLease) inner(ctx context.Context) (lease.Lease, error) {
+	l.mu.Lock()
+	inner := l.l
+	l.mu.Unlock()
+	if inner != nil {
+		return inner, nil
+	}
+	kv, err := l.k.open(ctx)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.last = err
+		return nil, err
+	}
+	l.l, l.last = kv.Lease(l.name), nil
+	return l.l, nil
+}
+
+func (l *lazyLease) Status() lease.Status {
+	l.mu.Lock()
+	inner, last := l.l, l.last
+	l.mu.Unlock()
+	if inner != nil {
+		return inner.Status()
+	}
+	st := lease.Status{Name: l.name}
+	if last != nil {
+		st.LastError = last.Error()
+	}
+	return st
+}
+
+// lazyMarks are lease.Marks opened at first use.
+type lazyMarks struct {
+	js       func() njs.JetStream
+	bucket   string
+	replicas int
+
+	mu sync.Mutex
+	m  *lease.Marks
+}
+
+var _ source.Marks = (*lazyMarks)(nil)
+
+func (m *lazyMarks) open(ctx context.Context) (*lease.Marks, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m != nil {
+		return m.m, nil
+	}
+	js := m.js()
+	if js == nil {
+		return nil, fmt.Errorf("schedule marks: the JetStream backend has not started")
+	}
+	mk, err := lease.OpenMarks(ctx, js, m.bucket, m.replicas)
+	if err != nil {
+		return nil, fmt.Errorf("sources.lease.marks_bucket: %w", err)
+	}
+	m.m = mk
+	return mk, nil
+}
+
+func (m *lazyMarks) LastRun(ctx context.Context, schedule string) (time.Time, error) {
+	mk, err := m.open(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return mk.LastRun(ctx, schedule)
+}
+
+func (m *lazyMarks) SetLastRun(ctx context.Context, schedule string, due time.Time) error {
+	mk, err := m.open(ctx)
+	if err != nil {
+		return err
+	}
+	return mk.SetLastRun(ctx, schedule, due)
+}
