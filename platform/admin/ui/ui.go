@@ -124,7 +124,7 @@ func (u *UI) Bind(h http.Handler) { u.api.Store(&h) }
 func (u *UI) Routes() []admin.Route {
 	pub, op := admin.RolePublic, admin.RoleOperator
 	p := Prefix
-	return []admin.Route{
+	rs := []admin.Route{
 		{Pattern: "GET " + p + "assets/{file}", Role: pub, Handler: http.HandlerFunc(serveAsset)},
 		{Pattern: "GET " + p + "signin", Role: pub, Handler: u.h(u.signInPage)},
 		{Pattern: "POST " + p + "signin", Role: pub, Handler: u.h(u.signIn)},
@@ -144,6 +144,10 @@ func (u *UI) Routes() []admin.Route {
 		{Pattern: "POST " + p + "loglevel", Role: op, Handler: u.page(u.setLogLevel)},
 		{Pattern: "GET " + p + "apps/{slug}", Role: pub, Handler: u.page(u.appPage)},
 	}
+	for i := range rs {
+		rs[i].Summary = "the web UI (an HTML page or form, not the JSON API)"
+	}
+	return rs
 }
 
 // routesOut contributes the UI's routes to the admin server.
