@@ -23,6 +23,13 @@ const (
 	failedPageParam = "failed"
 )
 
+// A failed mail's state on the Orders page: still failed, or stored by a
+// later run (its dead letter is resolved, as the status says).
+const (
+	stateFailed   = "failed"
+	stateResolved = "stored by a later run"
+)
+
 // deadQuerier is the paged dead-letter query of the queue backend,
 // without payloads.
 type deadQuerier interface {
@@ -32,7 +39,7 @@ type deadQuerier interface {
 // ordersPage is the application's page in the admin web UI: the newest
 // orders from the store, paged, and the failed mails of the queue's dead
 // letters with their reasons, paged through the backend's cursor
-// (without payloads).
+// (without payloads), each marked failed or stored by a later run.
 func ordersPage(a *App) ui.Page {
 	return ui.Page{Slug: "orders", Title: "Orders", Render: a.renderOrders}
 }
@@ -68,7 +75,7 @@ func (a *App) renderOrders(r *http.Request) (ui.Content, error) {
 	if off > 0 {
 		orders.Prev = with(q, ordersPageParam, strconv.Itoa(max(0, off-pageOrders)))
 	}
-	failed := ui.Section{Title: "Failed mails", Columns: []string{"Message-ID", "UID", "Reason", "Attempts", "Failed"},
+	failed := ui.Section{Title: "Failed mails", Columns: []string{"Message-ID", "UID", "Reason", "Attempts", "Failed", "State"},
 		Empty: "No failed mails."}
 	dq, ok := a.backend.(deadQuerier)
 	if !ok {
@@ -82,7 +89,13 @@ func (a *App) renderOrders(r *http.Request) (ui.Content, error) {
 	}
 	failed.Note = fmt.Sprintf("Dead letters of queue %s, oldest first; re-drive or purge them on the queue's page.", a.cfg.Queue)
 	for _, d := range page.Items {
-		failed.Rows = append(failed.Rows, []any{d.Task.Header(imap.HeaderMessageID), d.Task.Header(imap.HeaderUID), d.Reason, d.Task.Attempt, d.At})
+		state := stateFailed
+		if ok, err := a.resolved(ctx, d); err != nil {
+			return ui.Content{}, fmt.Errorf("mailorder: failed mails: %w", err)
+		} else if ok {
+			state = stateResolved
+		}
+		failed.Rows = append(failed.Rows, []any{d.Task.Header(imap.HeaderMessageID), d.Task.Header(imap.HeaderUID), d.Reason, d.Task.Attempt, d.At, state})
 	}
 	if page.Next != "" {
 		failed.Next = with(q, failedPageParam, page.Next)

@@ -13,6 +13,7 @@ import (
 	"github.com/plba/plba/apps/mailorder/domain"
 	"github.com/plba/plba/apps/mailorder/sample"
 	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/memory"
 	"github.com/plba/plba/platform/task"
 )
@@ -76,4 +77,44 @@ func TestOrdersPage(t *testing.T) {
 	require.Equal(t, "m20@example.com", f2.Rows[0][0])
 	require.Empty(t, f2.Next)
 	require.NotEmpty(t, o2.Prev)
+}
+
+// The Orders page does not show as failed a mail that a later run stored:
+// its dead letter is shown resolved, as the status does.
+func TestOrdersPageShowsMailsStoredLaterResolved(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.Store.SQLite.Path = filepath.Join(t.TempDir(), "orders.db")
+	st, err := OpenStore(ctx, cfg.Store)
+	require.NoError(t, err)
+	defer st.Close()
+	svc, err := domain.NewService(st, cfg.Limits)
+	require.NoError(t, err)
+	var valid []int
+	for i := 0; len(valid) < 2; i++ {
+		if sample.VariantOf(i).Valid() && sample.VariantOf(i).Orders() > 0 {
+			valid = append(valid, i)
+		}
+	}
+	stored, notStored := valid[0], valid[1]
+	_, err = svc.ProcessMail(ctx, sample.Mail(stored)) // the later run
+	require.NoError(t, err)
+	dead := &fakeDead{}
+	for _, i := range []int{stored, notStored} {
+		dead.items = append(dead.items, queue.DeadLetter{Reason: "database down", Task: &task.Task{ID: fmt.Sprint("t", i),
+			Payload: sample.Mail(i), Headers: map[string]string{imap.HeaderMessageID: sample.MessageID(i)}}})
+	}
+	src, err := imap.NewSource(imap.Config{Host: "127.0.0.1", Username: "u", Password: "p", Kind: Kind}, nil)
+	require.NoError(t, err)
+	defer src.Close()
+	a := &App{cfg: cfg, store: st, src: src, backend: dead}
+	c, err := ordersPage(a).Render(httptest.NewRequest("GET", "/ui/apps/orders", nil))
+	require.NoError(t, err)
+	f := c.Sections[1]
+	require.Len(t, f.Rows, 2)
+	state := map[any]any{}
+	for _, r := range f.Rows {
+		state[r[0]] = r[len(r)-1]
+	}
+	require.Equal(t, map[any]any{sample.MessageID(stored): stateResolved, sample.MessageID(notStored): stateFailed}, state)
 }
