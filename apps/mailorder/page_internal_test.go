@@ -83,31 +83,17 @@ func TestOrdersPage(t *testing.T) {
 // its dead letter is shown resolved, as the status does.
 func TestOrdersPageShowsMailsStoredLaterResolved(t *testing.T) {
 	ctx := context.Background()
-	cfg := DefaultConfig()
-	cfg.Store.SQLite.Path = filepath.Join(t.TempDir(), "orders.db")
-	st, err := OpenStore(ctx, cfg.Store)
-	require.NoError(t, err)
-	defer st.Close()
-	svc, err := domain.NewService(st, cfg.Limits)
-	require.NoError(t, err)
-	var valid []int
-	for i := 0; len(valid) < 2; i++ {
-		if sample.VariantOf(i).Valid() && sample.VariantOf(i).Orders() > 0 {
-			valid = append(valid, i)
-		}
-	}
+	cfg, st, svc := testStore(t)
+	valid := validMails(2)
 	stored, notStored := valid[0], valid[1]
-	_, err = svc.ProcessMail(ctx, sample.Mail(stored)) // the later run
+	_, err := svc.ProcessMail(ctx, sample.Mail(stored)) // the later run
 	require.NoError(t, err)
 	dead := &fakeDead{}
 	for _, i := range []int{stored, notStored} {
 		dead.items = append(dead.items, queue.DeadLetter{Reason: "database down", Task: &task.Task{ID: fmt.Sprint("t", i),
 			Payload: sample.Mail(i), Headers: map[string]string{imap.HeaderMessageID: sample.MessageID(i)}}})
 	}
-	src, err := imap.NewSource(imap.Config{Host: "127.0.0.1", Username: "u", Password: "p", Kind: Kind}, nil)
-	require.NoError(t, err)
-	defer src.Close()
-	a := &App{cfg: cfg, store: st, src: src, backend: dead}
+	a := testApp(t, cfg, st, dead)
 	c, err := ordersPage(a).Render(httptest.NewRequest("GET", "/ui/apps/orders", nil))
 	require.NoError(t, err)
 	f := c.Sections[1]

@@ -50,22 +50,10 @@ func (f *fakeDead) GetDead(_ context.Context, _ string, id string) (queue.DeadLe
 // store) is resolved: the status does not list it as failed.
 func TestStatusResolvesDeadLettersOfMailsStoredLater(t *testing.T) {
 	ctx := context.Background()
-	cfg := DefaultConfig()
-	cfg.Store.SQLite.Path = filepath.Join(t.TempDir(), "orders.db")
-	st, err := OpenStore(ctx, cfg.Store)
-	require.NoError(t, err)
-	defer st.Close()
-	svc, err := domain.NewService(st, cfg.Limits)
-	require.NoError(t, err)
-
-	var valid []int
-	for i := 0; len(valid) < 2; i++ {
-		if sample.VariantOf(i).Valid() && sample.VariantOf(i).Orders() > 0 {
-			valid = append(valid, i)
-		}
-	}
+	cfg, st, svc := testStore(t)
+	valid := validMails(2)
 	stored, notStored := valid[0], valid[1]
-	_, err = svc.ProcessMail(ctx, sample.Mail(stored)) // the later run
+	_, err := svc.ProcessMail(ctx, sample.Mail(stored)) // the later run
 	require.NoError(t, err)
 
 	dead := &fakeDead{}
@@ -79,10 +67,7 @@ func TestStatusResolvesDeadLettersOfMailsStoredLater(t *testing.T) {
 	dead.items = append(dead.items, queue.DeadLetter{Reason: `mail <bad@example.com> from "a" (subject "b")` + rejectedMarker + "no attachment",
 		Task: &task.Task{ID: "bad", Payload: []byte("Subject: b\r\n\r\nno attachment"), Headers: map[string]string{imap.HeaderMessageID: "bad@example.com"}}})
 
-	src, err := imap.NewSource(imap.Config{Host: "127.0.0.1", Username: "u", Password: "p", Kind: Kind}, nil)
-	require.NoError(t, err)
-	defer src.Close()
-	a := &App{cfg: cfg, store: st, src: src, backend: dead}
+	a := testApp(t, cfg, st, dead)
 	s, err := a.Status(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, s.ResolvedMails)
@@ -101,29 +86,53 @@ func TestStatusResolvesDeadLettersOfMailsStoredLater(t *testing.T) {
 // looks like the reason of a rejected mail.
 func TestStatusResolvesTransientFailureWhoseIDLooksRejected(t *testing.T) {
 	ctx := context.Background()
-	cfg := DefaultConfig()
-	cfg.Store.SQLite.Path = filepath.Join(t.TempDir(), "orders.db")
-	st, err := OpenStore(ctx, cfg.Store)
-	require.NoError(t, err)
-	defer st.Close()
-	svc, err := domain.NewService(st, cfg.Limits)
-	require.NoError(t, err)
-	i := 0
-	for !sample.VariantOf(i).Valid() || sample.VariantOf(i).Orders() == 0 {
-		i++
-	}
-	_, err = svc.ProcessMail(ctx, sample.Mail(i)) // the later run
+	cfg, st, svc := testStore(t)
+	i := validMails(1)[0]
+	_, err := svc.ProcessMail(ctx, sample.Mail(i)) // the later run
 	require.NoError(t, err)
 
 	reason := fmt.Sprintf("mailorder: mail <%s>: %s", "x"+rejectedMarker+"y", "database down")
 	dead := &fakeDead{items: []queue.DeadLetter{{Reason: reason, Task: &task.Task{ID: "t", Payload: sample.Mail(i),
 		Headers: map[string]string{imap.HeaderMessageID: sample.MessageID(i)}}}}}
-	src, err := imap.NewSource(imap.Config{Host: "127.0.0.1", Username: "u", Password: "p", Kind: Kind}, nil)
-	require.NoError(t, err)
-	defer src.Close()
-	a := &App{cfg: cfg, store: st, src: src, backend: dead}
+	a := testApp(t, cfg, st, dead)
 	s, err := a.Status(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, s.ResolvedMails)
 	require.Empty(t, s.FailedMails)
+}
+
+// testStore opens an order store (SQLite in t's temp dir, closed at the
+// end of the test) and the domain service that stores into it.
+func testStore(t *testing.T) (Config, Store, *domain.Service) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Store.SQLite.Path = filepath.Join(t.TempDir(), "orders.db")
+	st, err := OpenStore(context.Background(), cfg.Store)
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	svc, err := domain.NewService(st, cfg.Limits)
+	require.NoError(t, err)
+	return cfg, st, svc
+}
+
+// validMails returns the numbers of the first n sample mails that make
+// orders.
+func validMails(n int) []int {
+	var out []int
+	for i := 0; len(out) < n; i++ {
+		if sample.VariantOf(i).Valid() && sample.VariantOf(i).Orders() > 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// testApp is an App on st and backend, with an IMAP source that is never
+// started.
+func testApp(t *testing.T, cfg Config, st Store, backend deadLister) *App {
+	t.Helper()
+	src, err := imap.NewSource(imap.Config{Host: "127.0.0.1", Username: "u", Password: "p", Kind: Kind}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { src.Close() })
+	return &App{cfg: cfg, store: st, src: src, backend: backend}
 }
