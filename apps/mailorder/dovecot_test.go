@@ -194,7 +194,9 @@ func TestDovecotCrashLosesNothingDuplicatesNothing(t *testing.T) {
 	h := newDovecotHost(t, d, "")
 
 	p := runHost(t, h.cfg)
-	require.Eventually(t, func() bool { return h.settled(t) >= n/10 }, 60*time.Second, 2*time.Millisecond,
+	// The kill lands as soon as the first mails settle: on an idle machine
+	// the host takes in 500 mails in well under a second.
+	require.Eventually(t, func() bool { return h.settled(t) > 0 }, 60*time.Second, 2*time.Millisecond,
 		"the first host settles mails: %s", p.out.String())
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
 	p.wait(t, 10*time.Second)

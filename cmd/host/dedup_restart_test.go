@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/modules/loadgen"
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 )
@@ -242,9 +243,14 @@ func (r *restartRun) checkEmpty(t *testing.T) {
 	b, err := jetstream.Open(ctx, jetstream.Params{Config: jc})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, b.Close(context.Background())) }()
+	var st queue.Stats
 	require.Eventually(t, func() bool {
-		st, err := b.Stats(ctx, "loadgen")
+		var err error
+		st, err = b.Stats(ctx, "loadgen")
 		require.NoError(t, err)
 		return st.Ready+st.InFlight+st.Delayed+st.Dead == 0
 	}, 10*time.Second, 50*time.Millisecond, "nothing left in the queue")
+	if t.Failed() {
+		t.Logf("left: %+v", st)
+	}
 }
