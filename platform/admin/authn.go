@@ -195,6 +195,20 @@ func (s *Server) guard(pattern string, need Role, h http.Handler) http.Handler {
 		need = RoleViewer
 	}
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A browser sends a form of another site here with the user's
+		// cookies, and with authentication off with nothing to tell it
+		// from the UI's own: it says where it posts from (Sec-Fetch-Site,
+		// Origin), and a state-changing request from elsewhere is refused.
+		// Clients other than browsers send neither header.
+		if stateChanging(r.Method) {
+			if err := crossOrigin.Check(r); err != nil {
+				skipAudit(r.Context())
+				s.log.Info("admin: cross-origin request refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+					zap.String("origin", r.Header.Get("Origin")), zap.String("remote", r.RemoteAddr))
+				WriteJSON(w, http.StatusForbidden, Error{Error: "admin: cross-origin request refused: a page of another site cannot act here"})
+				return
+			}
+		}
 		id, se, d := s.auth.authenticate(r, need)
 		ctx := r.Context()
 		if id.Name != "" {
@@ -223,6 +237,10 @@ func (s *Server) guard(pattern string, need Role, h http.Handler) http.Handler {
 }
 
 type sessionKey struct{}
+
+// crossOrigin tells a browser's cross-origin request (Sec-Fetch-Site, or
+// Origin against Host) from a same-origin one and a non-browser client's.
+var crossOrigin = http.NewCrossOriginProtection()
 
 // logAuth says at start how the server authenticates: at warn when it
 // does not.

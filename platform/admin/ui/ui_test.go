@@ -244,3 +244,38 @@ func TestQueuesAreLive(t *testing.T) {
 	require.NotContains(t, r.body, "dead-table", "the counts alone")
 	require.Equal(t, http.StatusNotFound, c.get("/ui/queues/no-such-queue").code)
 }
+
+// TestCrossSiteFormsRefusedWithAuthenticationOff: with authentication
+// off a page of another site that posts a form to the UI (or to the API
+// it calls) in the browser of someone running the host on loopback is
+// refused, whether the browser says so in Sec-Fetch-Site or in Origin;
+// the same form from the UI itself acts.
+func TestCrossSiteFormsRefusedWithAuthenticationOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	p, _ := e.rt.Pool(testQueue)
+	post := func(path string, hdr map[string]string) int {
+		req, err := http.NewRequest(http.MethodPost, e.base+path, strings.NewReader("scope=filter"))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = res.Body.Close()
+		return res.StatusCode
+	}
+	for _, path := range []string{"/ui/pools/" + testQueue + "/pause", "/admin/v1/pools/" + testQueue + "/pause"} {
+		for _, hdr := range []map[string]string{
+			{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+			{"Origin": "https://evil.example"},
+			{"Sec-Fetch-Site": "same-site", "Origin": "http://localhost:1"},
+		} {
+			require.Equal(t, http.StatusForbidden, post(path, hdr), "%s %v", path, hdr)
+			require.False(t, p.Paused(), "%s %v: a cross-site form paused the pool", path, hdr)
+		}
+	}
+	require.Equal(t, http.StatusOK, post("/ui/pools/"+testQueue+"/pause", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": e.base}))
+	require.True(t, p.Paused(), "the UI's own form acts")
+}
