@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -26,6 +27,7 @@ const realm = `Bearer realm="plba admin"`
 // authenticator decides who a request is and whether it may call a route.
 type authenticator struct {
 	off       bool
+	localOnly bool // off for want of credentials on loopback: only requests for a loopback name are answered
 	tokens    []tokenCred
 	users     map[string]UserConfig
 	decoy     *auth.Decoy // unknown users' passwords are checked against it: same time as a known user's
@@ -59,6 +61,7 @@ func newAuthenticator(c Config, log *zap.Logger) (*authenticator, error) {
 		now:      time.Now,
 	}
 	a.off = ac.Mode == AuthNone || !ac.HasCredentials()
+	a.localOnly = a.off && ac.Mode != AuthNone
 	for i, t := range ac.Tokens {
 		v, err := t.tokenValue()
 		if err != nil {
@@ -237,6 +240,40 @@ func (s *Server) guard(pattern string, need Role, h http.Handler) http.Handler {
 }
 
 type sessionKey struct{}
+
+// localOnly wraps the listener's handler: with authentication off on
+// loopback, a name of another site that its owner points at 127.0.0.1
+// (DNS rebinding) makes its pages the same origin as the server's to the
+// browser, and the Host header, a name other than a loopback one, is the
+// only tell. Such a request is refused.
+func (s *Server) localOnly(h http.Handler) http.Handler {
+	if !s.auth.localOnly {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackHost(r.Host) {
+			s.log.Info("admin: request for another host refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+				zap.String("host", r.Host), zap.String("remote", r.RemoteAddr))
+			WriteJSON(w, http.StatusForbidden, Error{Error: "admin: authentication is off: only requests for a loopback name (127.0.0.1, ::1, localhost) are answered; configure admin.auth to reach the server by another name"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether the Host header h names a loopback
+// address or localhost.
+func loopbackHost(h string) bool {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
 
 // crossOrigin tells a browser's cross-origin request (Sec-Fetch-Site, or
 // Origin against Host) from a same-origin one and a non-browser client's.

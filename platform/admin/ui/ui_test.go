@@ -3,6 +3,7 @@ package ui_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -278,4 +279,39 @@ func TestCrossSiteFormsRefusedWithAuthenticationOff(t *testing.T) {
 	}
 	require.Equal(t, http.StatusOK, post("/ui/pools/"+testQueue+"/pause", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": e.base}))
 	require.True(t, p.Paused(), "the UI's own form acts")
+}
+
+// TestAuthenticationOffAnswersLoopbackNamesOnly: with authentication off
+// on loopback the server answers only requests for a loopback name: a
+// page of another site whose name the attacker points at 127.0.0.1 (DNS
+// rebinding) is the same origin as itself to the browser, and would read
+// the pages and act, with the Host header the only tell.
+func TestAuthenticationOffAnswersLoopbackNamesOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(e.base, "http://"))
+	require.NoError(t, err)
+	send := func(method, path, host string) int {
+		req, err := http.NewRequest(method, e.base+path, strings.NewReader(""))
+		require.NoError(t, err)
+		req.Host = host
+		if method == http.MethodPost {
+			req.Header.Set("Origin", "http://"+host)
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = res.Body.Close()
+		return res.StatusCode
+	}
+	for _, host := range []string{"evil.example:" + port, "evil.example", "127.0.0.1.evil.example:" + port} {
+		require.Equal(t, http.StatusForbidden, send(http.MethodGet, "/ui/", host), host)
+		require.Equal(t, http.StatusForbidden, send(http.MethodGet, "/admin/v1/queues", host), host)
+		require.Equal(t, http.StatusForbidden, send(http.MethodPost, "/ui/pools/"+testQueue+"/pause", host), host)
+	}
+	p, _ := e.rt.Pool(testQueue)
+	require.False(t, p.Paused())
+	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port, "[::1]:" + port, "127.0.0.1"} {
+		require.Equal(t, http.StatusOK, send(http.MethodGet, "/ui/", host), host)
+	}
 }
