@@ -315,3 +315,31 @@ func TestAuthenticationOffAnswersLoopbackNamesOnly(t *testing.T) {
 		require.Equal(t, http.StatusOK, send(http.MethodGet, "/ui/", host), host)
 	}
 }
+
+var formRE = regexp.MustCompile(`(?s)<form([^>]*)>(.*?)</form>`)
+
+// TestFormsWithTheCSRFTokenPost: a form that carries the session's CSRF
+// token posts, so that a browser without htmx (scripts off, or not yet
+// loaded) that submits it does not put the token in a URL (the history,
+// the address bar, a proxy's log) with a GET.
+func TestFormsWithTheCSRFTokenPost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	e.fail.Store(true)
+	ids := e.enqueue(1)
+	eventually(t, "a dead letter", func() bool { return e.dead() == 1 })
+	c := e.client()
+	c.signIn(operatorName)
+	n := 0
+	for _, p := range []string{"/ui/", "/ui/queues/" + testQueue, "/ui/queues/" + testQueue + "/dead/" + ids[0], "/ui/pools", "/ui/audit"} {
+		r := c.get(p)
+		checkPage(t, p, r)
+		for _, m := range formRE.FindAllStringSubmatch(r.body, -1) {
+			if strings.Contains(m[2], `name="csrf"`) {
+				n++
+				require.Contains(t, m[1], `method="post"`, "%s: a form with the CSRF token: <form%s>", p, m[1])
+			}
+		}
+	}
+	require.GreaterOrEqual(t, n, 5, "the forms with the token were found")
+}
