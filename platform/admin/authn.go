@@ -83,9 +83,9 @@ func newAuthenticator(c Config, log *zap.Logger) (*authenticator, error) {
 		a.demoToken = rand.Text()
 		a.tokens = append(a.tokens, tokenCred{name: DemoToken, role: RoleOperator, digest: auth.DigestOf(a.demoToken)})
 	}
-	for _, u := range ac.Users {
+	for i, u := range ac.Users {
 		a.users[u.Name] = u
-		if a.decoy == nil {
+		if i == 0 { // the configured users' cost, not the demo's lowest: a refusal's time tells no name
 			a.decoy = auth.NewDecoy(u.PasswordHash)
 		}
 	}
