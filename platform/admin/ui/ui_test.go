@@ -343,3 +343,23 @@ func TestFormsWithTheCSRFTokenPost(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, n, 5, "the forms with the token were found")
 }
+
+// TestActionBehindAProxyThatRewritesHost: behind a proxy that sends the
+// server its own Host, a browser's Origin names the proxy's; the browser
+// says same-origin in Sec-Fetch-Site, and the UI's action and the API
+// call it makes in process both take its word.
+func TestActionBehindAProxyThatRewritesHost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	req, err := http.NewRequest(http.MethodPost, e.base+"/ui/pools/"+testQueue+"/pause", strings.NewReader(""))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+operatorTok)
+	req.Header.Set("Origin", "https://admin.example")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	p, _ := e.rt.Pool(testQueue)
+	require.True(t, p.Paused())
+}
