@@ -145,7 +145,8 @@ func TestPoolsSourcesAndLogLevel(t *testing.T) {
 
 // TestApplicationPage: a contributed page is in the navigation and draws
 // its sections escaped, with times as <time> and its paging link; an
-// error of the page is a 500 page; an unknown page 404.
+// error of the page is a 500 page, a bad paging cursor a 400; an unknown
+// page 404.
 func TestApplicationPage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, false)
@@ -162,6 +163,9 @@ func TestApplicationPage(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, r.code)
 	require.Contains(t, r.body, "the store is down")
 	require.Equal(t, http.StatusNotFound, c.get("/ui/apps/nothing").code)
+	r = c.get("/ui/apps/things?cursor=made-up")
+	require.Equal(t, http.StatusBadRequest, r.code, "a cursor the backend did not make is the caller's mistake")
+	require.Contains(t, r.body, "bad cursor")
 }
 
 // TestAssetsAreEmbeddedAndSmall: every asset a page loads is served by
