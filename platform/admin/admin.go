@@ -109,7 +109,9 @@ func WithAuditStore(st AuditStore) Option {
 	return func(s *Server) { s.audit.store = st }
 }
 
-// Handler returns the server's handler (for tests with httptest).
+// Handler returns the server's handler (for tests with httptest, and the
+// web UI's calls in process), without the listener's check of the Host
+// header that authentication off on loopback adds.
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Addr returns the address the server listens on, once started.
@@ -272,7 +274,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	s.srv = &http.Server{
-		Handler:           s.mux,
+		Handler:           s.localOnly(s.mux),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,

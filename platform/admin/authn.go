@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -26,6 +27,7 @@ const realm = `Bearer realm="plba admin"`
 // authenticator decides who a request is and whether it may call a route.
 type authenticator struct {
 	off       bool
+	localOnly bool // off for want of credentials on loopback: only requests for a loopback name are answered
 	tokens    []tokenCred
 	users     map[string]UserConfig
 	decoy     *auth.Decoy // unknown users' passwords are checked against it: same time as a known user's
@@ -59,6 +61,7 @@ func newAuthenticator(c Config, log *zap.Logger) (*authenticator, error) {
 		now:      time.Now,
 	}
 	a.off = ac.Mode == AuthNone || !ac.HasCredentials()
+	a.localOnly = a.off && ac.Mode != AuthNone
 	for i, t := range ac.Tokens {
 		v, err := t.tokenValue()
 		if err != nil {
@@ -80,9 +83,9 @@ func newAuthenticator(c Config, log *zap.Logger) (*authenticator, error) {
 		a.demoToken = rand.Text()
 		a.tokens = append(a.tokens, tokenCred{name: DemoToken, role: RoleOperator, digest: auth.DigestOf(a.demoToken)})
 	}
-	for _, u := range ac.Users {
+	for i, u := range ac.Users {
 		a.users[u.Name] = u
-		if a.decoy == nil {
+		if i == 0 { // the configured users' cost, not the demo's lowest: a refusal's time tells no name
 			a.decoy = auth.NewDecoy(u.PasswordHash)
 		}
 	}
@@ -195,6 +198,20 @@ func (s *Server) guard(pattern string, need Role, h http.Handler) http.Handler {
 		need = RoleViewer
 	}
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A browser sends a form of another site here with the user's
+		// cookies, and with authentication off with nothing to tell it
+		// from the UI's own: it says where it posts from (Sec-Fetch-Site,
+		// Origin), and a state-changing request from elsewhere is refused.
+		// Clients other than browsers send neither header.
+		if stateChanging(r.Method) {
+			if err := crossOrigin.Check(r); err != nil {
+				skipAudit(r.Context())
+				s.log.Info("admin: cross-origin request refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+					zap.String("origin", r.Header.Get("Origin")), zap.String("remote", r.RemoteAddr))
+				WriteJSON(w, http.StatusForbidden, Error{Error: "admin: cross-origin request refused: a page of another site cannot act here"})
+				return
+			}
+		}
 		id, se, d := s.auth.authenticate(r, need)
 		ctx := r.Context()
 		if id.Name != "" {
@@ -223,6 +240,44 @@ func (s *Server) guard(pattern string, need Role, h http.Handler) http.Handler {
 }
 
 type sessionKey struct{}
+
+// localOnly wraps the listener's handler: with authentication off on
+// loopback, a name of another site that its owner points at 127.0.0.1
+// (DNS rebinding) makes its pages the same origin as the server's to the
+// browser, and the Host header, a name other than a loopback one, is the
+// only tell. Such a request is refused.
+func (s *Server) localOnly(h http.Handler) http.Handler {
+	if !s.auth.localOnly {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackHost(r.Host) {
+			s.log.Info("admin: request for another host refused", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+				zap.String("host", r.Host), zap.String("remote", r.RemoteAddr))
+			WriteJSON(w, http.StatusForbidden, Error{Error: "admin: authentication is off: only requests for a loopback name (127.0.0.1, ::1, localhost) are answered; configure admin.auth to reach the server by another name"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether the Host header h names a loopback
+// address or localhost.
+func loopbackHost(h string) bool {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// crossOrigin tells a browser's cross-origin request (Sec-Fetch-Site, or
+// Origin against Host) from a same-origin one and a non-browser client's.
+var crossOrigin = http.NewCrossOriginProtection()
 
 // logAuth says at start how the server authenticates: at warn when it
 // does not.

@@ -94,6 +94,9 @@ func NewDecoy(hash string) *Decoy {
 	return &Decoy{cost: cost}
 }
 
+// Cost is the bcrypt cost of the decoy's checks.
+func (d *Decoy) Cost() int { return d.cost }
+
 // Check spends the time of one CheckPassword and reports false.
 func (d *Decoy) Check(pw string) bool {
 	d.once.Do(func() {

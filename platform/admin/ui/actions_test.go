@@ -1,11 +1,13 @@
 package ui_test
 
 import (
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -143,7 +145,8 @@ func TestPoolsSourcesAndLogLevel(t *testing.T) {
 
 // TestApplicationPage: a contributed page is in the navigation and draws
 // its sections escaped, with times as <time> and its paging link; an
-// error of the page is a 500 page; an unknown page 404.
+// error of the page is a 500 page, a bad paging cursor a 400; an unknown
+// page 404.
 func TestApplicationPage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, false)
@@ -160,6 +163,9 @@ func TestApplicationPage(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, r.code)
 	require.Contains(t, r.body, "the store is down")
 	require.Equal(t, http.StatusNotFound, c.get("/ui/apps/nothing").code)
+	r = c.get("/ui/apps/things?cursor=made-up")
+	require.Equal(t, http.StatusBadRequest, r.code, "a cursor the backend did not make is the caller's mistake")
+	require.Contains(t, r.body, "bad cursor")
 }
 
 // TestAssetsAreEmbeddedAndSmall: every asset a page loads is served by
@@ -208,4 +214,44 @@ func TestDeadLettersArePaged(t *testing.T) {
 	require.Equal(t, 5, strings.Count(r.body, "upstream refused the order"))
 	require.Nil(t, nextLink.FindStringSubmatch(r.body), "the last page")
 	require.Contains(t, r.body, "← Oldest")
+}
+
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
+
+// formOf returns the hidden fields of the confirmation's form, as the
+// browser posts them when Yes is clicked.
+func formOf(t *testing.T, fragment string) url.Values {
+	t.Helper()
+	v := url.Values{}
+	for _, m := range hiddenInput.FindAllStringSubmatch(fragment, -1) {
+		v.Add(m[1], html.UnescapeString(m[2]))
+	}
+	require.NotEmpty(t, v, "the confirmation has a form: %s", fragment)
+	return v
+}
+
+// TestConfirmedCountIsWhatIsDone: the confirmation of a purge of every
+// dead letter matching a filter states a count; dead letters that come
+// after it are not purged by its Yes, which purges what it stated.
+func TestConfirmedCountIsWhatIsDone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	e.fail.Store(true)
+	e.enqueue(2)
+	eventually(t, "two dead letters", func() bool { return e.dead() == 2 })
+	c := e.client()
+	c.signIn(operatorName)
+	qp := "/ui/queues/" + testQueue
+	r := c.do(http.MethodPost, qp+"/dead/confirm", url.Values{"action": {"purge:filter"}, "reason": {"upstream"}}, true)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, "Yes, purge 2")
+	yes := formOf(t, r.body)
+
+	time.Sleep(5 * time.Millisecond)
+	e.enqueue(3) // they fail too while the operator reads the confirmation
+	eventually(t, "five dead letters", func() bool { return e.dead() == 5 })
+	r = c.do(http.MethodPost, qp+"/dead/purge", yes, true)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, "Purged 2 of 2 dead letters.")
+	require.Equal(t, int64(3), e.dead(), "the ones that came after the confirmation stay")
 }

@@ -81,7 +81,7 @@ func (u *UI) do(r *http.Request, method, path string, in any) (*recorder, error)
 		return nil, fmt.Errorf("ui: %s %s: %w", method, path, err)
 	}
 	req.RemoteAddr, req.Host, req.TLS = r.RemoteAddr, r.Host, r.TLS
-	for _, h := range []string{"Cookie", "Authorization", "Origin", "User-Agent"} {
+	for _, h := range []string{"Cookie", "Authorization", "Origin", "Sec-Fetch-Site", "User-Agent"} {
 		if v := r.Header.Values(h); len(v) > 0 {
 			req.Header[h] = v
 		}

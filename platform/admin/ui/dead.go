@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/plba/plba/platform/control"
 )
@@ -22,11 +23,17 @@ type deadOp struct {
 	IDs    []string
 	Kind   string
 	Reason string
+	// Until bounds a filter to the dead letters dead-lettered before it:
+	// the confirmation sets it to when it counted, and its Yes posts it
+	// back, so that the action takes what the confirmation stated and
+	// not the dead letters that came since (RFC 3339; empty: no bound).
+	Until string
 }
 
 func deadOpFrom(r *http.Request, op string) (deadOp, error) {
 	f := r.PostForm
-	d := deadOp{Queue: r.PathValue("queue"), Op: op, Scope: f.Get("scope"), IDs: f["ids"], Kind: f.Get("kind"), Reason: f.Get("reason")}
+	d := deadOp{Queue: r.PathValue("queue"), Op: op, Scope: f.Get("scope"), IDs: f["ids"], Kind: f.Get("kind"), Reason: f.Get("reason"),
+		Until: f.Get("until")}
 	if d.Op == "" { // the confirmation: the button clicked says op:scope (or op, with scope a field)
 		d.Op = f.Get("op")
 		if a, sc, ok := strings.Cut(f.Get("action"), ":"); ok {
@@ -41,9 +48,14 @@ func deadOpFrom(r *http.Request, op string) (deadOp, error) {
 		if len(d.IDs) == 0 {
 			return d, &APIError{Code: http.StatusBadRequest, Msg: "no dead letter selected: tick the ones to " + d.Verb()}
 		}
-		d.Kind, d.Reason = "", ""
+		d.Kind, d.Reason, d.Until = "", "", ""
 	case "filter":
 		d.IDs = nil
+		if d.Until != "" {
+			if _, err := time.Parse(time.RFC3339Nano, d.Until); err != nil {
+				return d, &APIError{Code: http.StatusBadRequest, Msg: "until: want an RFC 3339 time"}
+			}
+		}
 	default:
 		return d, &APIError{Code: http.StatusBadRequest, Msg: "scope: want ids or filter"}
 	}
@@ -63,6 +75,7 @@ func (d deadOp) action(dry bool) control.DeadAction {
 	a := control.DeadAction{IDs: d.IDs, DryRun: dry}
 	if d.Scope == "filter" {
 		a.Filter = control.DeadFilter{Kind: d.Kind, Reason: d.Reason}
+		a.Filter.Until, _ = time.Parse(time.RFC3339Nano, d.Until) // checked in deadOpFrom
 		a.All = d.Kind == "" && d.Reason == ""
 	}
 	return a
@@ -83,6 +96,9 @@ func (u *UI) deadConfirm(w http.ResponseWriter, r *http.Request, _ *session) err
 	d, err := deadOpFrom(r, "")
 	if err != nil {
 		return err
+	}
+	if d.Scope == "filter" && d.Until == "" {
+		d.Until = time.Now().UTC().Format(time.RFC3339Nano)
 	}
 	var res control.DeadResult
 	if err := u.call(r, http.MethodPost, d.path(), d.action(true), &res); err != nil {

@@ -3,6 +3,7 @@ package ui_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -22,6 +23,7 @@ import (
 	"github.com/plba/plba/platform/control"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/memory"
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
@@ -80,6 +82,9 @@ func (s *ticker) Run(ctx context.Context, emit source.Emitter) error {
 var appPage = ui.Page{Slug: "things", Title: "Things", Render: func(r *http.Request) (ui.Content, error) {
 	if r.URL.Query().Get("broken") != "" {
 		return ui.Content{}, errors.New("the store is down")
+	}
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		return ui.Content{}, fmt.Errorf("things: cursor %q: %w", c, queue.ErrBadCursor)
 	}
 	return ui.Content{Sections: []ui.Section{{Title: "Recent things", Columns: []string{"Name", "When"},
 		Rows: [][]any{{"<b>first</b>", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, {"second", 2}}, Next: "page=2"}}}, nil

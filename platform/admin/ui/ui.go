@@ -37,6 +37,7 @@ type Page struct {
 	Title string
 	// Render returns the page's content for the request (its query
 	// parameters carry the paging cursors Content's sections hand out).
+	// An error wrapping queue.ErrBadCursor answers 400, any other 500.
 	Render func(r *http.Request) (Content, error)
 }
 

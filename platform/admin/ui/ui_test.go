@@ -3,6 +3,7 @@ package ui_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -243,4 +244,122 @@ func TestQueuesAreLive(t *testing.T) {
 	require.Regexp(t, `<dd class="depth">5</dd>`, r.body)
 	require.NotContains(t, r.body, "dead-table", "the counts alone")
 	require.Equal(t, http.StatusNotFound, c.get("/ui/queues/no-such-queue").code)
+}
+
+// TestCrossSiteFormsRefusedWithAuthenticationOff: with authentication
+// off a page of another site that posts a form to the UI (or to the API
+// it calls) in the browser of someone running the host on loopback is
+// refused, whether the browser says so in Sec-Fetch-Site or in Origin;
+// the same form from the UI itself acts.
+func TestCrossSiteFormsRefusedWithAuthenticationOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	p, _ := e.rt.Pool(testQueue)
+	post := func(path string, hdr map[string]string) int {
+		req, err := http.NewRequest(http.MethodPost, e.base+path, strings.NewReader("scope=filter"))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = res.Body.Close()
+		return res.StatusCode
+	}
+	for _, path := range []string{"/ui/pools/" + testQueue + "/pause", "/admin/v1/pools/" + testQueue + "/pause"} {
+		for _, hdr := range []map[string]string{
+			{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+			{"Origin": "https://evil.example"},
+			{"Sec-Fetch-Site": "same-site", "Origin": "http://localhost:1"},
+		} {
+			require.Equal(t, http.StatusForbidden, post(path, hdr), "%s %v", path, hdr)
+			require.False(t, p.Paused(), "%s %v: a cross-site form paused the pool", path, hdr)
+		}
+	}
+	require.Equal(t, http.StatusOK, post("/ui/pools/"+testQueue+"/pause", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": e.base}))
+	require.True(t, p.Paused(), "the UI's own form acts")
+}
+
+// TestAuthenticationOffAnswersLoopbackNamesOnly: with authentication off
+// on loopback the server answers only requests for a loopback name: a
+// page of another site whose name the attacker points at 127.0.0.1 (DNS
+// rebinding) is the same origin as itself to the browser, and would read
+// the pages and act, with the Host header the only tell.
+func TestAuthenticationOffAnswersLoopbackNamesOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(e.base, "http://"))
+	require.NoError(t, err)
+	send := func(method, path, host string) int {
+		req, err := http.NewRequest(method, e.base+path, strings.NewReader(""))
+		require.NoError(t, err)
+		req.Host = host
+		if method == http.MethodPost {
+			req.Header.Set("Origin", "http://"+host)
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = res.Body.Close()
+		return res.StatusCode
+	}
+	for _, host := range []string{"evil.example:" + port, "evil.example", "127.0.0.1.evil.example:" + port} {
+		require.Equal(t, http.StatusForbidden, send(http.MethodGet, "/ui/", host), host)
+		require.Equal(t, http.StatusForbidden, send(http.MethodGet, "/admin/v1/queues", host), host)
+		require.Equal(t, http.StatusForbidden, send(http.MethodPost, "/ui/pools/"+testQueue+"/pause", host), host)
+	}
+	p, _ := e.rt.Pool(testQueue)
+	require.False(t, p.Paused())
+	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port, "[::1]:" + port, "127.0.0.1"} {
+		require.Equal(t, http.StatusOK, send(http.MethodGet, "/ui/", host), host)
+	}
+}
+
+var formRE = regexp.MustCompile(`(?s)<form([^>]*)>(.*?)</form>`)
+
+// TestFormsWithTheCSRFTokenPost: a form that carries the session's CSRF
+// token posts, so that a browser without htmx (scripts off, or not yet
+// loaded) that submits it does not put the token in a URL (the history,
+// the address bar, a proxy's log) with a GET.
+func TestFormsWithTheCSRFTokenPost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	e.fail.Store(true)
+	ids := e.enqueue(1)
+	eventually(t, "a dead letter", func() bool { return e.dead() == 1 })
+	c := e.client()
+	c.signIn(operatorName)
+	n := 0
+	for _, p := range []string{"/ui/", "/ui/queues/" + testQueue, "/ui/queues/" + testQueue + "/dead/" + ids[0], "/ui/pools", "/ui/audit"} {
+		r := c.get(p)
+		checkPage(t, p, r)
+		for _, m := range formRE.FindAllStringSubmatch(r.body, -1) {
+			if strings.Contains(m[2], `name="csrf"`) {
+				n++
+				require.Contains(t, m[1], `method="post"`, "%s: a form with the CSRF token: <form%s>", p, m[1])
+			}
+		}
+	}
+	require.GreaterOrEqual(t, n, 5, "the forms with the token were found")
+}
+
+// TestActionBehindAProxyThatRewritesHost: behind a proxy that sends the
+// server its own Host, a browser's Origin names the proxy's; the browser
+// says same-origin in Sec-Fetch-Site, and the UI's action and the API
+// call it makes in process both take its word.
+func TestActionBehindAProxyThatRewritesHost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	req, err := http.NewRequest(http.MethodPost, e.base+"/ui/pools/"+testQueue+"/pause", strings.NewReader(""))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+operatorTok)
+	req.Header.Set("Origin", "https://admin.example")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	p, _ := e.rt.Pool(testQueue)
+	require.True(t, p.Paused())
 }
