@@ -391,3 +391,36 @@ func TestEveryOnTheRealClock(t *testing.T) {
 		require.Equal(t, due, due.Truncate(time.Second), k)
 	}
 }
+
+// "@every <d>" is due at multiples of d since the epoch, as Every is, so
+// that it fires, and every host derives the same due times and keys.
+func TestCronEveryDescriptorFiresOnSharedDueTimes(t *testing.T) {
+	b := newDedup()
+	c1 := newFakeClock(at("2026-12-04T10:07:13Z"))
+	c2 := newFakeClock(at("2026-12-04T10:41:59Z"))
+	for _, c := range []*fakeClock{c1, c2} {
+		s, err := Cron("sync", "@every 15m", "sync.run")
+		require.NoError(t, err)
+		runSchedule(t, s, c, b)
+	}
+	require.Equal(t, at("2026-12-04T10:15:00Z"), c1.nextSleep(t).UTC())
+	require.Equal(t, at("2026-12-04T10:45:00Z"), c2.nextSleep(t).UTC())
+	c1.set(at("2026-12-04T10:15:00Z"))
+	require.Equal(t, "sync@2026-12-04T10:15:00Z", b.next(t))
+	require.Equal(t, at("2026-12-04T10:30:00Z"), c1.nextSleep(t).UTC())
+	c1.set(at("2026-12-04T10:45:00Z"))
+	c2.set(at("2026-12-04T10:45:01Z"))
+	require.Equal(t, "sync@2026-12-04T10:45:00Z", b.next(t))
+	require.Equal(t, "sync@2026-12-04T10:45:00Z", b.next(t))
+}
+
+// A time zone prefix without an expression is an error, not a panic of
+// the cron parser.
+func TestCronBadTimeZonePrefix(t *testing.T) {
+	for _, spec := range []string{"TZ=UTC", "CRON_TZ=Europe/Berlin", "TZ=Nowhere/Else 0 * * * *"} {
+		require.NotPanics(t, func() {
+			_, err := Cron("x", spec, "k")
+			require.ErrorIs(t, err, ErrBadSchedule, spec)
+		}, spec)
+	}
+}

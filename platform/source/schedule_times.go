@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -43,11 +44,20 @@ var ErrBadSchedule = errors.New("source: bad schedule")
 
 // parseCron parses a standard five-field cron expression (minute hour
 // day-of-month month day-of-week) or a descriptor (@hourly, @daily,
-// @every 1h30m, ...).
+// @every 1h30m, ...). "@every <d>" is due at the multiples of d since the
+// Unix epoch, as Every is (the parser's own counts from the time it is
+// asked, which differs between hosts and never fires in Run).
 func parseCron(spec string, loc *time.Location) (dueTimes, error) {
+	// The parser panics on a time zone prefix with nothing after it.
+	if (strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=")) && !strings.Contains(spec, " ") {
+		return nil, fmt.Errorf("%w: cron %q: a time zone without an expression", ErrBadSchedule, spec)
+	}
 	s, err := cron.ParseStandard(spec)
 	if err != nil {
 		return nil, fmt.Errorf("%w: cron %q: %v", ErrBadSchedule, spec, err)
+	}
+	if d, ok := s.(cron.ConstantDelaySchedule); ok {
+		return every{d: d.Delay}, nil
 	}
 	return inLocation{s: s, loc: loc}, nil
 }
