@@ -103,7 +103,9 @@ var (
 type ScheduleOption func(*Schedule)
 
 // InLocation evaluates the schedule in loc (a cron expression's hours are
-// loc's wall clock, with its daylight saving time). Default time.UTC.
+// loc's wall clock, with its daylight saving time: a time at fixed hours
+// runs once when the clocks go back, and at the change when they skip
+// it). Default time.UTC.
 func InLocation(loc *time.Location) ScheduleOption {
 	return func(s *Schedule) {
 		if loc != nil {

@@ -424,3 +424,55 @@ func TestCronBadTimeZonePrefix(t *testing.T) {
 		}, spec)
 	}
 }
+
+// nextN returns the n due times of d after from, in UTC.
+func nextN(d dueTimes, from time.Time, n int) []time.Time {
+	var out []time.Time
+	for range n {
+		from = d.Next(from)
+		out = append(out, from.UTC())
+	}
+	return out
+}
+
+// A cron time at fixed hours is due once a day across daylight saving
+// time: once when the clocks go back (the first 02:30), and at the change
+// when they skip it; a schedule over every hour runs each hour that
+// passes.
+func TestCronAcrossDaylightSavingTime(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	require.NoError(t, err)
+	daily, err := parseCron("30 2 * * *", berlin)
+	require.NoError(t, err)
+	// 2026-10-25 03:00 CEST becomes 02:00 CET (01:00 UTC).
+	require.Equal(t, []time.Time{at("2026-10-24T00:30:00Z"), at("2026-10-25T00:30:00Z"), at("2026-10-26T01:30:00Z")},
+		nextN(daily, at("2026-10-23T12:00:00Z"), 3))
+	// Asked from within the repeated hour, after the first 02:30.
+	require.Equal(t, at("2026-10-26T01:30:00Z"), daily.Next(at("2026-10-25T01:10:00Z")).UTC())
+	// 2026-03-29 02:00 CET becomes 03:00 CEST (01:00 UTC): 02:30 is skipped,
+	// the run is at the change.
+	require.Equal(t, []time.Time{at("2026-03-28T01:30:00Z"), at("2026-03-29T01:00:00Z"), at("2026-03-30T00:30:00Z")},
+		nextN(daily, at("2026-03-27T12:00:00Z"), 3))
+
+	hourly, err := parseCron("0 * * * *", berlin)
+	require.NoError(t, err)
+	require.Equal(t, []time.Time{at("2026-10-25T00:00:00Z"), at("2026-10-25T01:00:00Z"), at("2026-10-25T02:00:00Z")},
+		nextN(hourly, at("2026-10-24T23:30:00Z"), 3))
+
+	// A TZ= prefix names the time zone.
+	tz, err := parseCron("TZ=Europe/Berlin 30 2 * * *", time.UTC)
+	require.NoError(t, err)
+	require.Equal(t, []time.Time{at("2026-10-25T00:30:00Z"), at("2026-10-26T01:30:00Z")}, nextN(tz, at("2026-10-24T12:00:00Z"), 2))
+
+	// The schedule fires each of them once.
+	s, err := Cron("nightly", "30 2 * * *", "nightly.run", InLocation(berlin))
+	require.NoError(t, err)
+	c := newFakeClock(at("2026-10-24T12:00:00Z"))
+	b := newDedup()
+	runSchedule(t, s, c, b)
+	for _, due := range []string{"2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"} {
+		require.Equal(t, at(due), c.nextSleep(t).UTC())
+		c.set(at(due))
+		require.Equal(t, "nightly@"+due, b.next(t))
+	}
+}
