@@ -476,3 +476,54 @@ func TestCronAcrossDaylightSavingTime(t *testing.T) {
 		require.Equal(t, "nightly@"+due, b.next(t))
 	}
 }
+
+// ctxMarks are MemoryMarks that fail like a store once ctx ended.
+type ctxMarks struct{ MemoryMarks }
+
+func (m *ctxMarks) SetLastRun(ctx context.Context, schedule string, due time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return m.MemoryMarks.SetLastRun(ctx, schedule, due)
+}
+
+// cancelOnEmit accepts a task, then cancels the run (its host lost the
+// lease, or stops) before Emit returns.
+type cancelOnEmit struct {
+	cancel  context.CancelFunc
+	emitted chan string
+}
+
+func (e *cancelOnEmit) Emit(_ context.Context, tasks ...*task.Task) error {
+	for _, t := range tasks {
+		e.emitted <- t.Key
+	}
+	e.cancel()
+	return nil
+}
+
+// A due time whose task was enqueued is marked even when the run is
+// stopped right after: else the next host, catching up, runs it again.
+func TestScheduleMarksAnEnqueuedDueTimeWhenStopped(t *testing.T) {
+	marks := &ctxMarks{}
+	s, err := Every("job", time.Hour, "job.run", OnMissed(CatchUpOnce), WithMarks(marks))
+	require.NoError(t, err)
+	c := newFakeClock(at("2026-12-04T10:30:00Z"))
+	s.clock = c
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := &cancelOnEmit{cancel: cancel, emitted: make(chan string, 4)}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, e) }()
+	require.Equal(t, at("2026-12-04T11:00:00Z"), c.nextSleep(t))
+	require.Equal(t, "job@2026-12-04T10:00:00Z", <-e.emitted) // caught up at the start (no mark)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run does not return")
+	}
+	last, err := marks.LastRun(context.Background(), "job")
+	require.NoError(t, err)
+	require.Equal(t, at("2026-12-04T10:00:00Z"), last)
+}
