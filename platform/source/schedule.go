@@ -103,7 +103,9 @@ var (
 type ScheduleOption func(*Schedule)
 
 // InLocation evaluates the schedule in loc (a cron expression's hours are
-// loc's wall clock, with its daylight saving time). Default time.UTC.
+// loc's wall clock, with its daylight saving time: a time at fixed hours
+// runs once when the clocks go back, and at the change when they skip
+// it). Default time.UTC.
 func InLocation(loc *time.Location) ScheduleOption {
 	return func(s *Schedule) {
 		if loc != nil {
@@ -202,6 +204,10 @@ func (s *Schedule) UseMarks(m Marks) {
 		s.marks = m
 	}
 }
+
+// markTimeout bounds the write of a due time's mark after its task was
+// enqueued.
+const markTimeout = 2 * time.Second
 
 // Key returns the de-duplication key of due's task.
 func (s *Schedule) Key(due time.Time) string {
@@ -325,7 +331,12 @@ func (s *Schedule) fire(ctx context.Context, emit Emitter, due time.Time) error 
 	marks := s.marks
 	s.mu.Unlock()
 	if marks != nil {
-		if err := marks.SetLastRun(ctx, s.name, due); err != nil {
+		// The task is enqueued: its mark is written even when the run was
+		// stopped meanwhile (the lease lost, the host stopping), else the
+		// next host catching up would run the due time again.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+		defer cancel()
+		if err := marks.SetLastRun(mctx, s.name, due); err != nil {
 			return fmt.Errorf("schedule %q: record last run %s: %w", s.name, due.Format(time.RFC3339), err)
 		}
 	}

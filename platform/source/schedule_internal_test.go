@@ -391,3 +391,139 @@ func TestEveryOnTheRealClock(t *testing.T) {
 		require.Equal(t, due, due.Truncate(time.Second), k)
 	}
 }
+
+// "@every <d>" is due at multiples of d since the epoch, as Every is, so
+// that it fires, and every host derives the same due times and keys.
+func TestCronEveryDescriptorFiresOnSharedDueTimes(t *testing.T) {
+	b := newDedup()
+	c1 := newFakeClock(at("2026-12-04T10:07:13Z"))
+	c2 := newFakeClock(at("2026-12-04T10:41:59Z"))
+	for _, c := range []*fakeClock{c1, c2} {
+		s, err := Cron("sync", "@every 15m", "sync.run")
+		require.NoError(t, err)
+		runSchedule(t, s, c, b)
+	}
+	require.Equal(t, at("2026-12-04T10:15:00Z"), c1.nextSleep(t).UTC())
+	require.Equal(t, at("2026-12-04T10:45:00Z"), c2.nextSleep(t).UTC())
+	c1.set(at("2026-12-04T10:15:00Z"))
+	require.Equal(t, "sync@2026-12-04T10:15:00Z", b.next(t))
+	require.Equal(t, at("2026-12-04T10:30:00Z"), c1.nextSleep(t).UTC())
+	c1.set(at("2026-12-04T10:45:00Z"))
+	c2.set(at("2026-12-04T10:45:01Z"))
+	require.Equal(t, "sync@2026-12-04T10:45:00Z", b.next(t))
+	require.Equal(t, "sync@2026-12-04T10:45:00Z", b.next(t))
+}
+
+// A time zone prefix without an expression is an error, not a panic of
+// the cron parser.
+func TestCronBadTimeZonePrefix(t *testing.T) {
+	for _, spec := range []string{"TZ=UTC", "CRON_TZ=Europe/Berlin", "TZ=Nowhere/Else 0 * * * *"} {
+		require.NotPanics(t, func() {
+			_, err := Cron("x", spec, "k")
+			require.ErrorIs(t, err, ErrBadSchedule, spec)
+		}, spec)
+	}
+}
+
+// nextN returns the n due times of d after from, in UTC.
+func nextN(d dueTimes, from time.Time, n int) []time.Time {
+	var out []time.Time
+	for range n {
+		from = d.Next(from)
+		out = append(out, from.UTC())
+	}
+	return out
+}
+
+// A cron time at fixed hours is due once a day across daylight saving
+// time: once when the clocks go back (the first 02:30), and at the change
+// when they skip it; a schedule over every hour runs each hour that
+// passes.
+func TestCronAcrossDaylightSavingTime(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	require.NoError(t, err)
+	daily, err := parseCron("30 2 * * *", berlin)
+	require.NoError(t, err)
+	// 2026-10-25 03:00 CEST becomes 02:00 CET (01:00 UTC).
+	require.Equal(t, []time.Time{at("2026-10-24T00:30:00Z"), at("2026-10-25T00:30:00Z"), at("2026-10-26T01:30:00Z")},
+		nextN(daily, at("2026-10-23T12:00:00Z"), 3))
+	// Asked from within the repeated hour, after the first 02:30.
+	require.Equal(t, at("2026-10-26T01:30:00Z"), daily.Next(at("2026-10-25T01:10:00Z")).UTC())
+	// 2026-03-29 02:00 CET becomes 03:00 CEST (01:00 UTC): 02:30 is skipped,
+	// the run is at the change.
+	require.Equal(t, []time.Time{at("2026-03-28T01:30:00Z"), at("2026-03-29T01:00:00Z"), at("2026-03-30T00:30:00Z")},
+		nextN(daily, at("2026-03-27T12:00:00Z"), 3))
+
+	hourly, err := parseCron("0 * * * *", berlin)
+	require.NoError(t, err)
+	require.Equal(t, []time.Time{at("2026-10-25T00:00:00Z"), at("2026-10-25T01:00:00Z"), at("2026-10-25T02:00:00Z")},
+		nextN(hourly, at("2026-10-24T23:30:00Z"), 3))
+
+	// A TZ= prefix names the time zone.
+	tz, err := parseCron("TZ=Europe/Berlin 30 2 * * *", time.UTC)
+	require.NoError(t, err)
+	require.Equal(t, []time.Time{at("2026-10-25T00:30:00Z"), at("2026-10-26T01:30:00Z")}, nextN(tz, at("2026-10-24T12:00:00Z"), 2))
+
+	// The schedule fires each of them once.
+	s, err := Cron("nightly", "30 2 * * *", "nightly.run", InLocation(berlin))
+	require.NoError(t, err)
+	c := newFakeClock(at("2026-10-24T12:00:00Z"))
+	b := newDedup()
+	runSchedule(t, s, c, b)
+	for _, due := range []string{"2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"} {
+		require.Equal(t, at(due), c.nextSleep(t).UTC())
+		c.set(at(due))
+		require.Equal(t, "nightly@"+due, b.next(t))
+	}
+}
+
+// ctxMarks are MemoryMarks that fail like a store once ctx ended.
+type ctxMarks struct{ MemoryMarks }
+
+func (m *ctxMarks) SetLastRun(ctx context.Context, schedule string, due time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return m.MemoryMarks.SetLastRun(ctx, schedule, due)
+}
+
+// cancelOnEmit accepts a task, then cancels the run (its host lost the
+// lease, or stops) before Emit returns.
+type cancelOnEmit struct {
+	cancel  context.CancelFunc
+	emitted chan string
+}
+
+func (e *cancelOnEmit) Emit(_ context.Context, tasks ...*task.Task) error {
+	for _, t := range tasks {
+		e.emitted <- t.Key
+	}
+	e.cancel()
+	return nil
+}
+
+// A due time whose task was enqueued is marked even when the run is
+// stopped right after: else the next host, catching up, runs it again.
+func TestScheduleMarksAnEnqueuedDueTimeWhenStopped(t *testing.T) {
+	marks := &ctxMarks{}
+	s, err := Every("job", time.Hour, "job.run", OnMissed(CatchUpOnce), WithMarks(marks))
+	require.NoError(t, err)
+	c := newFakeClock(at("2026-12-04T10:30:00Z"))
+	s.clock = c
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := &cancelOnEmit{cancel: cancel, emitted: make(chan string, 4)}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, e) }()
+	require.Equal(t, at("2026-12-04T11:00:00Z"), c.nextSleep(t))
+	require.Equal(t, "job@2026-12-04T10:00:00Z", <-e.emitted) // caught up at the start (no mark)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run does not return")
+	}
+	last, err := marks.LastRun(context.Background(), "job")
+	require.NoError(t, err)
+	require.Equal(t, at("2026-12-04T10:00:00Z"), last)
+}

@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -43,13 +44,96 @@ var ErrBadSchedule = errors.New("source: bad schedule")
 
 // parseCron parses a standard five-field cron expression (minute hour
 // day-of-month month day-of-week) or a descriptor (@hourly, @daily,
-// @every 1h30m, ...).
+// @every 1h30m, ...). "@every <d>" is due at the multiples of d since the
+// Unix epoch, as Every is (the parser's own counts from the time it is
+// asked, which differs between hosts and never fires in Run).
 func parseCron(spec string, loc *time.Location) (dueTimes, error) {
+	// The parser panics on a time zone prefix with nothing after it.
+	if (strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=")) && !strings.Contains(spec, " ") {
+		return nil, fmt.Errorf("%w: cron %q: a time zone without an expression", ErrBadSchedule, spec)
+	}
 	s, err := cron.ParseStandard(spec)
 	if err != nil {
 		return nil, fmt.Errorf("%w: cron %q: %v", ErrBadSchedule, spec, err)
 	}
+	switch s := s.(type) {
+	case cron.ConstantDelaySchedule:
+		return every{d: s.Delay}, nil
+	case *cron.SpecSchedule:
+		if s.Hour&starBit == 0 {
+			if s.Location != time.Local { // a TZ= prefix
+				loc = s.Location
+			}
+			wall := *s
+			wall.Location = time.UTC
+			return wallClock{s: &wall, loc: loc}, nil
+		}
+	}
 	return inLocation{s: s, loc: loc}, nil
+}
+
+// starBit marks a cron field written "*" (robfig/cron's SpecSchedule).
+const starBit = 1 << 63
+
+// wallClock evaluates a cron schedule at fixed hours (not "*") on loc's
+// wall clock, so that each wall time it names is due once, as cron does
+// it: at its first occurrence when the clocks go back (02:30 is not run
+// twice), and at the change when the clocks skip it (02:30 on the night
+// the clocks go from 02:00 to 03:00 runs at 03:00). A schedule over every
+// hour (inLocation) runs each hour that passes instead.
+type wallClock struct {
+	s   *cron.SpecSchedule // in UTC: wall times
+	loc *time.Location
+}
+
+func (c wallClock) Next(t time.Time) time.Time {
+	w := wallOf(t.In(c.loc))
+	// A wall time whose first occurrence is at or before t is passed
+	// (t is in the hour the clocks repeated): the next one, up to the
+	// minutes of an hour.
+	for range 4096 {
+		nw := c.s.Next(w)
+		if nw.IsZero() {
+			return time.Time{}
+		}
+		if due := c.instant(nw); due.After(t) {
+			return due
+		}
+		w = nw
+	}
+	return time.Time{}
+}
+
+// wallOf is t's wall clock as a UTC time.
+func wallOf(t time.Time) time.Time {
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+}
+
+// instant is the first instant whose wall clock in c.loc is w, or, when
+// the clocks skip w, the first one after it (the change).
+func (c wallClock) instant(w time.Time) time.Time {
+	var first time.Time
+	for _, around := range []time.Duration{-26 * time.Hour, 0, 26 * time.Hour} {
+		_, off := w.Add(around).In(c.loc).Zone()
+		cand := w.Add(-time.Duration(off) * time.Second).In(c.loc)
+		if wallOf(cand).Equal(w) && (first.IsZero() || cand.Before(first)) {
+			first = cand
+		}
+	}
+	if !first.IsZero() {
+		return first
+	}
+	// Skipped: the first second whose wall clock is after w.
+	lo, hi := w.Add(-28*time.Hour).Unix(), w.Add(28*time.Hour).Unix() // wall(lo) < w <= wall(hi)
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if wallOf(time.Unix(mid, 0).In(c.loc)).Before(w) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return time.Unix(hi, 0).In(c.loc)
 }
 
 // maxCatchUpScan bounds the due times Latest walks from a mark to now (a
