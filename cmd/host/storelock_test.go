@@ -85,10 +85,13 @@ func TestStoreDirWithoutPermissionFailsTheStart(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	require.NoError(t, os.Chmod(dir, 0o755))
-	bin, err := os.ReadFile(hostBin)
-	require.NoError(t, err)
+	// cp writes the copy: a file this process had open for writing could
+	// be inherited by a parallel test's fork, and exec would then fail with
+	// "text file busy".
 	exe := filepath.Join(dir, "host")
-	require.NoError(t, os.WriteFile(exe, bin, 0o755))
+	out, err := exec.Command("cp", hostBin, exe).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, os.Chmod(exe, 0o755))
 	store := filepath.Join(dir, "root-only", "nats")
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "root-only"), 0o755))
 	cfg := filepath.Join(dir, "store.yaml")
