@@ -252,5 +252,56 @@ func (r *restartRun) checkEmpty(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond, "nothing left in the queue")
 	if t.Failed() {
 		t.Logf("left: %+v", st)
+		r.dumpLeft(t)
+	}
+}
+
+// dumpLeft logs what the stopped host's work stream still stores: each
+// message's sequence, subject and headers, whether its key has a done
+// marker, and the consumer's state.
+func (r *restartRun) dumpLeft(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv, err := embedded.Start(ctx, embedded.Config{StoreDir: r.store}, nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, srv.Shutdown(context.Background())) }()
+	nc, err := nats.Connect("", srv.ClientOptions()...)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	work, err := js.Stream(ctx, jetstream.DefaultStreamPrefix+"_Q_loadgen")
+	require.NoError(t, err)
+	st := work.CachedInfo().State
+	t.Logf("work stream state: %+v", st)
+	for name := range work.ConsumerNames(ctx).Name() {
+		c, err := work.Consumer(ctx, name)
+		require.NoError(t, err)
+		ci := c.CachedInfo()
+		t.Logf("consumer %s: pending %d ack_pending %d redelivered %d waiting %d delivered %+v ack_floor %+v config %+v",
+			name, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting, ci.Delivered, ci.AckFloor, ci.Config)
+	}
+	done, err := js.Stream(ctx, jetstream.DefaultStreamPrefix+"_DONE")
+	require.NoError(t, err)
+	for seq := st.FirstSeq; st.Msgs > 0 && seq <= st.LastSeq; seq++ {
+		m, err := work.GetMsg(ctx, seq)
+		if errors.Is(err, njs.ErrMsgNotFound) {
+			continue
+		}
+		require.NoError(t, err)
+		id := m.Header.Get(jetstream.HeaderID)
+		if id == "" {
+			id = m.Header.Get(nats.MsgIdHdr)
+		}
+		sum := sha256.Sum256([]byte(id))
+		subj := jetstream.DefaultStreamPrefix + ".done.loadgen." + hex.EncodeToString(sum[:16])
+		marker, merr := done.GetLastMsgForSubject(ctx, subj)
+		mk := "none"
+		if merr == nil {
+			mk = fmt.Sprintf("seq %d at %s data %q", marker.Sequence, marker.Time, marker.Data)
+		}
+		ids, _ := recorded(t, r.rec)
+		t.Logf("left seq %d subject %s at %s headers %v handled %d times; done marker: %s", m.Sequence, m.Subject, m.Time, m.Header, ids[id], mk)
 	}
 }

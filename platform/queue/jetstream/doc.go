@@ -115,6 +115,13 @@
 // server turns into a ready task at that time; the schedule survives
 // restarts like any stored message.
 //
+// The server records a consumer's ack before it deletes the acked message
+// from the work stream; a process killed or a server stopped between the
+// two keeps a message the consumer has acked (at or below its ack floor),
+// which the server never delivers again and, on work-queue retention,
+// never removes. Opening a queue deletes such messages (logged as a
+// warning) and Stats does not count them (orphan.go).
+//
 // # Stats
 //
 // Stats come from stream and consumer info: Ready is the consumer's

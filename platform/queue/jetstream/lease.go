@@ -148,6 +148,9 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: create consumer %q on %q: %w", b.cfg.Consumer, q.stream, err)
 	}
+	if _, err := b.dropAcked(ctx, q, s, cons); err != nil {
+		return err
+	}
 	q.ackWait = cons.CachedInfo().Config.AckWait
 	q.ready.Store(true)
 	return nil

@@ -18,8 +18,9 @@ import (
 // waiting out a Retry back-off and expired leases not yet redelivered,
 // which the server also holds as pending acks); Delayed is the
 // not-yet-fired NotBefore schedules (stream messages minus the two
-// above); Dead is the queue's message count in the dead-letter stream. A
-// queue never used has zero counts.
+// above, less acked tasks a crash left stored: see dropAcked); Dead is
+// the queue's message count in the dead-letter stream. A queue never
+// used has zero counts.
 func (b *Backend) Stats(ctx context.Context, queueName string) (queue.Stats, error) {
 	st := queue.Stats{Queue: queueName}
 	if err := b.usable(); err != nil {
@@ -52,6 +53,13 @@ func (b *Backend) Stats(ctx context.Context, queueName string) (queue.Stats, err
 			c := ci.CachedInfo()
 			st.Ready = int64(c.NumPending)
 			st.InFlight = int64(c.NumAckPending)
+			// Acked tasks a crash left stored (see dropAcked) are
+			// finished, not delayed.
+			left, err := ackedLeft(ctx, s, qn.subject, c.AckFloor.Stream, nil)
+			if err != nil {
+				return st, err
+			}
+			total -= int64(left)
 		}
 		st.Delayed = max(0, total-st.Ready-st.InFlight)
 		// Prefetched messages are pending acks for the server but ready
