@@ -1,0 +1,160 @@
+package jetstream
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// queueState is this process's handle on one queue: its stream, its
+// durable consumer and the prefetch buffer fed by the puller.
+type queueState struct {
+	queueNames
+	ready atomic.Bool // stream and consumer exist
+
+	mu      sync.Mutex
+	ackWait time.Duration
+	started bool // puller running
+
+	// Prefetched messages, oldest first. Guarded by pmu.
+	pmu         sync.Mutex
+	buf         []inbound
+	outstanding int                  // messages the open pull request may still bring
+	nakDelayed  map[uint64]time.Time // stream seq -> retry due (local Retry with a delay)
+	early       map[uint64]int       // stream seq -> deliveries given back before NotBefore
+	hasEarly    atomic.Bool          // early is not empty
+	inbox       string
+	sub         *nats.Subscription
+
+	avail   chan struct{} // signalled when buf gains messages
+	room    chan struct{} // signalled when Lease takes messages
+	reqDone chan struct{} // signalled when the open pull request ends
+	gone    atomic.Bool   // consumer deleted: the puller re-creates it
+}
+
+// inbound is a prefetched message and when the server's AckWait timer was
+// last (re)started for it.
+type inbound struct {
+	msg     *nats.Msg
+	touched time.Time
+}
+
+// queue returns the state of queue name, creating it (without I/O).
+func (b *Backend) queue(name string) (*queueState, error) {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	if q, ok := b.queues[name]; ok {
+		return q, nil
+	}
+	qn, err := b.names.forQueue(name)
+	if err != nil {
+		return nil, err
+	}
+	q := &queueState{
+		queueNames: qn,
+		nakDelayed: make(map[uint64]time.Time),
+		early:      make(map[uint64]int),
+		avail:      make(chan struct{}, 1),
+		room:       make(chan struct{}, 1),
+		reqDone:    make(chan struct{}, 1),
+	}
+	b.queues[name] = q
+	return q, nil
+}
+
+func (b *Backend) streamConfig(q *queueState) jetstream.StreamConfig {
+	sc := jetstream.StreamConfig{
+		Name:              q.stream,
+		Description:       "plba queue " + q.queue,
+		Subjects:          []string{q.subject, q.schedPrefix + "*"},
+		Retention:         jetstream.WorkQueuePolicy,
+		Storage:           b.storage(),
+		Replicas:          b.cfg.Replicas,
+		Duplicates:        b.cfg.DuplicateWindow,
+		Discard:           jetstream.DiscardOld, // inert: no limit to discard by
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
+		Metadata:          map[string]string{"plba_queue": q.queue},
+	}
+	if b.limited() {
+		// A full stream refuses new tasks, never drops queued ones. The
+		// server cannot schedule messages in such a stream, so NotBefore
+		// tasks wait as delayed negative acks (see Enqueue).
+		sc.MaxMsgs = max(b.cfg.MaxMsgs, -1)
+		sc.MaxBytes = max(b.cfg.MaxBytes, -1)
+		sc.Discard = jetstream.DiscardNew
+		sc.AllowMsgSchedules = false
+	}
+	return sc
+}
+
+// limited reports whether work streams have a max_msgs or max_bytes.
+func (b *Backend) limited() bool { return b.cfg.MaxMsgs > 0 || b.cfg.MaxBytes > 0 }
+
+// scheduling reports whether NotBefore tasks are stored as message
+// schedules.
+func (b *Backend) scheduling() bool { return b.schedules && !b.limited() }
+
+func (b *Backend) storage() jetstream.StorageType {
+	if b.cfg.Storage == StorageMemory {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
+}
+
+// ensure creates or updates the queue's stream and durable consumer once
+// per process (again after the consumer was deleted).
+func (q *queueState) ensure(ctx context.Context, b *Backend) error {
+	if q.ready.Load() {
+		return nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.ready.Load() {
+		return nil
+	}
+	s, err := createOrUpdateStream(ctx, b.js, b.streamConfig(q))
+	if err != nil && b.limited() && strings.Contains(err.Error(), "schedules can not be disabled") {
+		return fmt.Errorf("jetstream: stream %q was created without max_msgs/max_bytes and stores message schedules, which a bounded stream cannot: "+
+			"drain the queue and delete the stream to bound it, or unset queue.jetstream.max_msgs and max_bytes: %w", q.stream, err)
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: create stream %q: %w", q.stream, err)
+	}
+	if err := b.captureAdvisories(ctx, q.stream); err != nil {
+		return err
+	}
+	cons, err := createOrUpdateConsumer(ctx, s, jetstream.ConsumerConfig{
+		Durable:       b.cfg.Consumer,
+		Description:   "plba workers of queue " + q.queue,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       b.cfg.AckWait,
+		MaxDeliver:    b.cfg.MaxDeliver,
+		MaxAckPending: b.cfg.MaxAckPending,
+		FilterSubject: q.subject,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream: create consumer %q on %q: %w", b.cfg.Consumer, q.stream, err)
+	}
+	if _, err := b.dropAcked(ctx, q, s, cons); err != nil {
+		return err
+	}
+	q.ackWait = cons.CachedInfo().Config.AckWait
+	q.ready.Store(true)
+	return nil
+}
+
+// signal wakes one waiter of ch without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

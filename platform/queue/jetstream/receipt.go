@@ -1,0 +1,144 @@
+package jetstream
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
+)
+
+// receipt is the private settlement handle of one delivery. The delivery
+// itself lives in it (one allocation for both).
+type receipt struct {
+	b       *Backend
+	q       *queueState
+	msg     *nats.Msg
+	d       *queue.Delivery // &del
+	del     queue.Delivery
+	seq     uint64
+	attempt int
+	early   int // deliveries before NotBefore, not attempts
+	ackWait time.Duration
+
+	mu       sync.Mutex
+	settled  bool
+	touched  time.Time // last time the server's AckWait timer restarted
+	leaseEnd time.Time // the lease promised to the caller
+}
+
+// setLease promises the lease until now+leaseFor (at least AckWait after
+// the last touch). When that is beyond the server's AckWait, the lease
+// keeper (keepLeases) sends in-progress acks to keep it. r.mu held.
+func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
+	end := r.touched.Add(r.ackWait)
+	if want := now.Add(leaseFor); want.After(end) {
+		end = want
+	}
+	r.leaseEnd = end
+	r.d.LeaseUntil = end
+}
+
+// keep sends an in-progress ack when the promised lease extends beyond
+// the server's AckWait and half of that has passed since the last touch.
+// It reports whether r can be forgotten: its lease and the server's
+// AckWait have both ended without a settlement (the server has
+// redelivered the message; a handler that never settles, or a delivery
+// the pool skipped, must not stay tracked with its message forever).
+//
+// A receipt whose lock is held is being settled (settlements hold it
+// across their network calls, a publish for Release or a dead letter):
+// it is skipped until the next round rather than waited for, so that one
+// slow settlement cannot hold up the renewal of every other lease.
+func (r *receipt) keep(now time.Time) (forget bool) {
+	if !r.mu.TryLock() {
+		return false
+	}
+	defer r.mu.Unlock()
+	if r.settled || r.b.connDone.Load() {
+		return false
+	}
+	serverEnd := r.touched.Add(r.ackWait)
+	if now.After(serverEnd) {
+		// Too late: the server has redelivered it.
+		return now.After(r.leaseEnd)
+	}
+	if !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
+		return false
+	}
+	if err := r.msg.Respond(ackProgress); err != nil {
+		r.b.log.Warn("jetstream: keep lease", zap.String("queue", r.q.queue), zap.Error(err))
+		return false
+	}
+	r.touched = now
+	return false
+}
+
+// begin checks that r may be settled now and marks it settled. r.mu held.
+func (r *receipt) begin() error {
+	if r.b.connDone.Load() {
+		return queue.ErrClosed
+	}
+	if r.settled {
+		return fmt.Errorf("jetstream: delivery already settled: %w", queue.ErrLeaseLost)
+	}
+	if time.Now().After(r.leaseEnd) {
+		r.settled = true
+		r.b.untrack(r)
+		return fmt.Errorf("jetstream: lease ended at %s: %w", r.leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
+	}
+	return nil
+}
+
+// finish marks r settled. r.mu held.
+func (r *receipt) finish() {
+	r.settled = true
+	r.b.untrack(r)
+}
+
+func (b *Backend) receiptOf(d *queue.Delivery) (*receipt, error) {
+	if d == nil {
+		return nil, fmt.Errorf("jetstream: nil delivery: %w", ErrForeignDelivery)
+	}
+	r, ok := d.Receipt.(*receipt)
+	if !ok || r == nil || r.b != b {
+		return nil, ErrForeignDelivery
+	}
+	return r, nil
+}
+
+// track records a handed-out delivery until it is settled.
+func (b *Backend) track(r *receipt) {
+	b.imu.Lock()
+	b.inflight[r] = struct{}{}
+	b.imu.Unlock()
+}
+
+func (b *Backend) untrack(r *receipt) {
+	b.imu.Lock()
+	delete(b.inflight, r)
+	b.imu.Unlock()
+	select {
+	case b.settled <- struct{}{}:
+	default:
+	}
+}
+
+// pruneInflight forgets deliveries whose lease has ended and returns how
+// many remain.
+func (b *Backend) pruneInflight(now time.Time) int {
+	b.imu.Lock()
+	defer b.imu.Unlock()
+	for r := range b.inflight {
+		if r.mu.TryLock() {
+			if !r.settled && now.After(r.leaseEnd) {
+				delete(b.inflight, r)
+			}
+			r.mu.Unlock()
+		}
+	}
+	return len(b.inflight)
+}

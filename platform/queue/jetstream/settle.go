@@ -1,0 +1,183 @@
+package jetstream
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
+)
+
+// Ack settles d as done: it records the task's key as finished (done.go),
+// then acknowledges the message, which the work-queue stream deletes. With
+// Config.AckSync it waits for the server to store the record and to
+// confirm the ack. Without (the default), it publishes the record and
+// returns; the ack goes out when the server has stored the record. A
+// record the server refuses or a connection lost before then leaves the
+// task unacked: it is delivered again after AckWait, as a lost ack would
+// be.
+func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
+	r, err := b.receiptOf(d)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.begin(); err != nil {
+		return err
+	}
+	if !b.cfg.AckSync {
+		if err := b.markDoneThenAck(ctx, r); err != nil {
+			return err
+		}
+		r.finish()
+		return nil
+	}
+	if err := b.markDone(ctx, r.q, d.Task.Key, task.Succeeded, ""); err != nil {
+		return err
+	}
+	if err := b.ack(ctx, r); err != nil {
+		return fmt.Errorf("jetstream: ack task %s: %w", d.Task.ID, err)
+	}
+	r.finish()
+	return nil
+}
+
+// ack acknowledges r's message. With Config.AckSync it waits for the
+// server's confirmation, at most for AckWait when ctx has no deadline
+// (after that the server redelivers the message anyway; waiting longer
+// would only hold the caller).
+func (b *Backend) ack(ctx context.Context, r *receipt) error {
+	if !b.cfg.AckSync {
+		return r.msg.Respond(ackAck)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, max(r.ackWait, time.Second))
+		defer cancel()
+	}
+	_, err := b.nc.RequestWithContext(ctx, r.msg.Reply, ackAck)
+	return err
+}
+
+// Release gives d back to its queue without counting this delivery as an
+// attempt (worker.Releaser): the pool calls it for deliveries it leased but
+// never ran, or had to abandon, when it pauses or stops. JetStream counts
+// every delivery of a message, and a negative ack would bring the task
+// closer to its last attempt for work that never happened; so the task is
+// published again as a new message (same id, key and headers; a Nats-Msg-Id
+// of its own, so that the duplicate window does not drop it; the attempts
+// it had used in HeaderAttempts) and only then is the original
+// acknowledged. A crash in between leaves both: the task is delivered
+// twice, never lost. If the publish fails, Release falls back to a
+// negative ack (the delivery then counts).
+func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
+	r, err := b.receiptOf(d)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.begin(); err != nil {
+		return err
+	}
+	t := d.Task
+	msg := encodeTask(t, r.q.subject, t.Key+"-release-"+strconv.FormatUint(r.seq, 10))
+	if used := r.attempt - 1; used > 0 {
+		msg.Header.Set(HeaderAttempts, strconv.Itoa(used))
+	}
+	// The copy's Nats-Msg-Id is not the key, so after a restart the
+	// server would not refuse the key while the copy is queued: record
+	// it with the finished keys first (done.go). A crash in between
+	// leaves the original queued, which is what the record says.
+	perr := b.markDone(ctx, r.q, t.Key, task.Returned, "")
+	if perr == nil {
+		_, perr = b.js.PublishMsg(ctx, msg)
+	}
+	if perr != nil {
+		if err := nakWithDelay(r.msg, 0); err != nil {
+			return fmt.Errorf("jetstream: release task %s: publish: %w; nak: %w", t.ID, perr, err)
+		}
+		r.finish()
+		b.log.Warn("jetstream: release fell back to a negative ack (the delivery counts)", zap.String("task", t.ID), zap.Error(perr))
+		return nil
+	}
+	if err := b.ack(ctx, r); err != nil {
+		// The copy is stored; the original will be redelivered after
+		// AckWait: a duplicate, not a loss.
+		return fmt.Errorf("jetstream: release task %s: ack original: %w", t.ID, err)
+	}
+	r.finish()
+	return nil
+}
+
+// Retry settles d as failed for now with a negative ack delayed until at.
+// The next delivery's Attempt (NumDelivered) is one higher. When d was the
+// last delivery Config.MaxDeliver allows, the task is dead-lettered
+// instead, because the server would not deliver it again, and Retry
+// returns queue.ErrDeadLettered: the settlement happened, as a dead
+// letter.
+func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) error {
+	r, err := b.receiptOf(d)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.begin(); err != nil {
+		return err
+	}
+	if b.cfg.MaxDeliver > 0 && r.attempt+r.early >= b.cfg.MaxDeliver {
+		if err := b.deadLetterLocked(ctx, r, fmt.Sprintf("retry requested after the last of %d deliveries (max_deliver)", b.cfg.MaxDeliver)); err != nil {
+			return err
+		}
+		return fmt.Errorf("jetstream: retry task %s on its last delivery (max_deliver %d): %w", d.Task.ID, b.cfg.MaxDeliver, queue.ErrDeadLettered)
+	}
+	delay := time.Until(at)
+	if err := nakWithDelay(r.msg, delay); err != nil {
+		return fmt.Errorf("jetstream: nak task %s: %w", d.Task.ID, err)
+	}
+	r.q.pmu.Lock()
+	if delay > 0 {
+		r.q.nakDelayed[r.seq] = at
+	}
+	if r.early > 0 {
+		r.q.early[r.seq] = r.early // the next delivery counts attempts alike
+		r.q.hasEarly.Store(true)
+	}
+	r.q.pmu.Unlock()
+	r.finish()
+	return nil
+}
+
+// Extend sends an in-progress ack (the server restarts AckWait) and
+// promises the lease until now+leaseFor, kept alive with further
+// in-progress acks when leaseFor exceeds AckWait. d.LeaseUntil is updated.
+func (b *Backend) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.Duration) error {
+	r, err := b.receiptOf(d)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b.connDone.Load() {
+		return queue.ErrClosed
+	}
+	if r.settled {
+		return fmt.Errorf("jetstream: delivery already settled: %w", queue.ErrLeaseLost)
+	}
+	now := time.Now()
+	if now.After(r.leaseEnd) {
+		return fmt.Errorf("jetstream: lease ended at %s: %w", r.leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
+	}
+	if err := r.msg.Respond(ackProgress); err != nil {
+		return fmt.Errorf("jetstream: extend task %s: %w", d.Task.ID, err)
+	}
+	r.touched = now
+	r.setLease(now, leaseFor)
+	return nil
+}
