@@ -93,6 +93,23 @@ func (r *restartRun) lines(t *testing.T) []string {
 	return strings.Fields(string(b))
 }
 
+// openStore serves the stopped host's store with an embedded server and
+// returns a JetStream client on it, and the func that shuts both down
+// (before the next host starts on the store).
+func (r *restartRun) openStore(ctx context.Context, t *testing.T) (njs.JetStream, func()) {
+	t.Helper()
+	srv, err := embedded.Start(ctx, embedded.Config{StoreDir: r.store}, nil)
+	require.NoError(t, err)
+	nc, err := nats.Connect("", srv.ClientOptions()...)
+	require.NoError(t, err)
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	return js, func() {
+		nc.Close()
+		require.NoError(t, srv.Shutdown(context.Background()))
+	}
+}
+
 // finished opens the stopped host's store and returns the tasks that are
 // finished: their key is recorded as finished and no message of theirs is
 // left in the work stream (a task recorded as finished but still stored
@@ -101,14 +118,8 @@ func (r *restartRun) finished(t *testing.T) map[string]bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv, err := embedded.Start(ctx, embedded.Config{StoreDir: r.store}, nil)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, srv.Shutdown(context.Background())) }()
-	nc, err := nats.Connect("", srv.ClientOptions()...)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := njs.New(nc)
-	require.NoError(t, err)
+	js, closeStore := r.openStore(ctx, t)
+	defer closeStore()
 
 	done, err := js.Stream(ctx, jetstream.DefaultStreamPrefix+"_DONE")
 	require.NoError(t, err)
@@ -263,14 +274,8 @@ func (r *restartRun) dumpLeft(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv, err := embedded.Start(ctx, embedded.Config{StoreDir: r.store}, nil)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, srv.Shutdown(context.Background())) }()
-	nc, err := nats.Connect("", srv.ClientOptions()...)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := njs.New(nc)
-	require.NoError(t, err)
+	js, closeStore := r.openStore(ctx, t)
+	defer closeStore()
 	work, err := js.Stream(ctx, jetstream.DefaultStreamPrefix+"_Q_loadgen")
 	require.NoError(t, err)
 	st := work.CachedInfo().State
