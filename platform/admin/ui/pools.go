@@ -26,11 +26,7 @@ func (u *UI) pools(w http.ResponseWriter, r *http.Request, s *session) error {
 		return err
 	}
 	data := map[string]any{"Pools": pl.Pools, "S": s}
-	if htmx(r) {
-		u.fragment(w, http.StatusOK, "pools-table", data)
-		return nil
-	}
-	u.render(w, http.StatusOK, "pools", view{Title: "Pools", Nav: "pools", S: s, Pages: u.pages, Data: data})
+	u.listPage(w, r, s, "pools", "Pools", data)
 	return nil
 }
 
@@ -65,11 +61,7 @@ func (u *UI) sources(w http.ResponseWriter, r *http.Request, s *session) error {
 		return err
 	}
 	data := map[string]any{"Sources": sl.Sources, "S": s}
-	if htmx(r) {
-		u.fragment(w, http.StatusOK, "sources-table", data)
-		return nil
-	}
-	u.render(w, http.StatusOK, "sources", view{Title: "Sources", Nav: "sources", S: s, Pages: u.pages, Data: data})
+	u.listPage(w, r, s, "sources", "Sources", data)
 	return nil
 }
 

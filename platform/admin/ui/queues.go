@@ -26,11 +26,7 @@ func (u *UI) queues(w http.ResponseWriter, r *http.Request, s *session) error {
 	if err := u.call(r, http.MethodGet, control.Prefix+"/queues", nil, &ql); err != nil {
 		return err
 	}
-	if htmx(r) {
-		u.fragment(w, http.StatusOK, "queues-table", ql.Queues)
-		return nil
-	}
-	u.render(w, http.StatusOK, "queues", view{Title: "Queues", Nav: "queues", S: s, Pages: u.pages, Data: ql.Queues})
+	u.listPage(w, r, s, "queues", "Queues", ql.Queues)
 	return nil
 }
 

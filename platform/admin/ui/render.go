@@ -280,3 +280,14 @@ func pretty(s string) string {
 	}
 	return s
 }
+
+// listPage answers a page that is one live table: for htmx's refresh, the
+// table alone (template name+"-table"); otherwise the whole page (template
+// name, in the navigation as name).
+func (u *UI) listPage(w http.ResponseWriter, r *http.Request, s *session, name, title string, data any) {
+	if htmx(r) {
+		u.fragment(w, http.StatusOK, name+"-table", data)
+		return
+	}
+	u.render(w, http.StatusOK, name, view{Title: title, Nav: name, S: s, Pages: u.pages, Data: data})
+}
