@@ -222,6 +222,17 @@ type DeadWatcher interface {
 	WatchDead(fn func(DeadLetter))
 }
 
+// Declarer is an optional interface of a backend that sets queues up
+// ahead of their first use (JetStream: the stream and the durable
+// consumer of each). The runtime declares every queue its routes use
+// before its pools start, so that a queue the backend cannot set up (a
+// conflicting stream, missing permissions) stops the host at start
+// instead of failing its first Enqueue, and so that every queue is
+// listed, with its counts, before its first task.
+type Declarer interface {
+	Declare(ctx context.Context, queues ...string) error
+}
+
 // Backend is the whole port a queue backend implements.
 type Backend interface {
 	Producer

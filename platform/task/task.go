@@ -77,6 +77,9 @@ type Task struct {
 	EnqueuedAt time.Time
 	// NotBefore delays the first delivery until this time. Zero means now.
 	NotBefore time.Time
+
+	// keyMade is set by Prepare when it chose both the ID and the Key.
+	keyMade bool
 }
 
 // idPrefix is random per process; idSeq counts the ids made since start
@@ -111,6 +114,7 @@ func NewID() string {
 func (t *Task) Prepare(now time.Time) {
 	if t.ID == "" {
 		t.ID = NewID()
+		t.keyMade = t.Key == ""
 	}
 	if t.Key == "" {
 		t.Key = t.ID
@@ -119,6 +123,15 @@ func (t *Task) Prepare(now time.Time) {
 		t.EnqueuedAt = now
 	}
 }
+
+// KeyGenerated reports whether Prepare chose the task's key: its producer
+// set neither Key nor ID, so the key is a fresh identifier that no other
+// producer can know. Such a task can only be enqueued again by the very
+// call that made it (a retried publish), which a backend's de-duplication
+// window covers; a backend therefore need not remember its key after the
+// task finished. De-duplication across restarts is for tasks whose
+// producer chose the key (or the ID).
+func (t *Task) KeyGenerated() bool { return t.keyMade }
 
 // Header returns the value of header name, or "" when absent.
 func (t *Task) Header(name string) string {

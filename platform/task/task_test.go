@@ -72,9 +72,18 @@ func TestPrepareAndClone(t *testing.T) {
 	require.Equal(t, id, tk.ID, "idempotent")
 	require.Equal(t, now, tk.EnqueuedAt)
 
+	require.True(t, tk.KeyGenerated(), "neither key nor id given")
+	tk.Prepare(now)
+	require.True(t, tk.KeyGenerated(), "a second Prepare keeps it")
+
 	keyed := &task.Task{Kind: "k", Key: "order-1"}
 	keyed.Prepare(now)
 	require.Equal(t, "order-1", keyed.Key)
+	require.False(t, keyed.KeyGenerated(), "the producer chose the key")
+	byID := &task.Task{Kind: "k", ID: "mine"}
+	byID.Prepare(now)
+	require.Equal(t, "mine", byID.Key)
+	require.False(t, byID.KeyGenerated(), "the producer chose the id, which is the key")
 
 	require.Empty(t, tk.Header("x"))
 	tk.SetHeader("x", "1")

@@ -183,13 +183,23 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	return errors.Join(r.StopSources(ctx), r.StopPools(ctx))
 }
 
-// StartPools applies the saved pool overrides (Params.Overrides), then
-// starts every pool; on failure the ones already started are
+// StartPools declares the pools' queues to a backend that sets queues up
+// ahead of use (queue.Declarer), applies the saved pool overrides
+// (Params.Overrides), then starts every pool; on failure the ones already started are
 // stopped again. A backend that dead-letters tasks on its own
 // (queue.DeadWatcher) reports each such dead letter to the runtime from
 // now on, which tells the task's source (task.DeadLettered, with the
 // backend's reason) and counts it on the pool of its queue.
 func (r *Runtime) StartPools(ctx context.Context) error {
+	if d, ok := r.backend.(queue.Declarer); ok {
+		names := make([]string, len(r.pools))
+		for i, p := range r.pools {
+			names[i] = p.queue
+		}
+		if err := d.Declare(ctx, names...); err != nil {
+			return fmt.Errorf("worker: declare queues %v: %w", names, err)
+		}
+	}
 	if err := r.applyOverrides(ctx); err != nil {
 		return err
 	}

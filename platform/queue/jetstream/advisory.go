@@ -245,13 +245,16 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	t.Attempt = max(1, t.Attempt+int(a.Deliveries)) // t.Attempt: attempts used before a Release
 	reason := fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", a.Deliveries)
 	at := time.Now()
-	if err := b.publishDead(ctx, q, t, a.StreamSeq, int(a.Deliveries), reason); err != nil {
+	keyed := keyedMsg(raw.Header)
+	if err := b.publishDead(ctx, q, t, keyed, a.StreamSeq, int(a.Deliveries), reason); err != nil {
 		return err
 	}
 	_ = adv.InProgress()
 	b.toldDead(queue.DeadLetter{Task: t, Reason: reason, At: at})
-	if err := b.markDone(ctx, q, t.Key, task.DeadLettered, reason); err != nil {
-		return err
+	if keyed {
+		if err := b.markDone(ctx, q, t.Key, task.DeadLettered, reason); err != nil {
+			return err
+		}
 	}
 	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNotFound(err) {
 		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)

@@ -93,16 +93,19 @@ func checkTask(t *task.Task) error {
 }
 
 // encodeTask builds the message for t (already prepared and checked).
-// msgID is the de-duplication id (the task key, or a derived one).
+// msgID is the de-duplication id (the task key, or a derived one). keyed
+// is false for a task whose key Prepare generated (task.KeyGenerated):
+// its message carries no Plba-Task-Key, which is how a delivery knows
+// that its key need not be remembered once it finished (done.go).
 //
 // Headers that repeat another are left out to keep every message (and
 // its decoding on every delivery) small: Plba-Task-Id when it equals the
-// Nats-Msg-Id, Plba-Task-Key when it equals the id. decodeTask fills them
-// back in.
-func encodeTask(t *task.Task, subject, msgID string) *nats.Msg {
+// Nats-Msg-Id. decodeTask fills it back in, and the key from the id when
+// Plba-Task-Key is absent.
+func encodeTask(t *task.Task, subject, msgID string, keyed bool) *nats.Msg {
 	n := len(t.Headers) + 2 // kind, enqueued at
 	withID := msgID != t.ID
-	withKey := t.Key != t.ID
+	withKey := keyed || t.Key != t.ID
 	if withID {
 		n++
 	}
@@ -215,6 +218,12 @@ func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, error
 	return t, nil
 }
 
+// keyedMsg reports whether a task's message carries a key its producer
+// chose (Plba-Task-Key; see encodeTask). A message stored before that
+// header was written for every such task lacks it when the producer chose
+// only the id: its key is not remembered after it finished.
+func keyedMsg(h nats.Header) bool { return len(h[HeaderKey]) > 0 }
+
 // deadInfo is what a dead-letter copy adds to its task.
 type deadInfo struct {
 	reason   string
@@ -222,8 +231,8 @@ type deadInfo struct {
 	attempts int
 }
 
-func encodeDead(t *task.Task, subject, msgID string, d deadInfo) *nats.Msg {
-	m := encodeTask(t, subject, msgID)
+func encodeDead(t *task.Task, subject, msgID string, keyed bool, d deadInfo) *nats.Msg {
+	m := encodeTask(t, subject, msgID, keyed)
 	m.Header[HeaderDeadReason] = []string{sanitizeValue(d.reason)}
 	m.Header[HeaderDeadAt] = []string{formatTime(d.at)}
 	m.Header[HeaderDeadAttempts] = []string{strconv.Itoa(d.attempts)}

@@ -73,8 +73,8 @@ func deadMsgID(stream string, seq uint64) string {
 // When the dead-letter stream is full (Config.Dead.MaxBytes or MaxMsgs),
 // the oldest dead letters are deleted until the new one fits; each is
 // counted in Status.DeadDiscarded and logged.
-func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, seq uint64, attempts int, reason string) error {
-	m := encodeDead(t, q.deadSubject, deadMsgID(q.stream, seq), deadInfo{reason: reason, at: time.Now(), attempts: attempts})
+func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, keyed bool, seq uint64, attempts int, reason string) error {
+	m := encodeDead(t, q.deadSubject, deadMsgID(q.stream, seq), keyed, deadInfo{reason: reason, at: time.Now(), attempts: attempts})
 	for {
 		_, err := b.js.PublishMsg(ctx, m)
 		if err == nil {
@@ -142,11 +142,13 @@ func (b *Backend) DeadLetter(ctx context.Context, d *queue.Delivery, reason stri
 }
 
 func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason string) error {
-	if err := b.publishDead(ctx, r.q, r.d.Task, r.seq, r.attempt, reason); err != nil {
+	if err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, r.attempt, reason); err != nil {
 		return err
 	}
-	if err := b.markDone(ctx, r.q, r.d.Task.Key, task.DeadLettered, reason); err != nil {
-		return err
+	if r.keyed {
+		if err := b.markDone(ctx, r.q, r.d.Task.Key, task.DeadLettered, reason); err != nil {
+			return err
+		}
 	}
 	if err := r.msg.Respond([]byte("+TERM " + sanitizeValue(reason))); err != nil {
 		return fmt.Errorf("jetstream: terminate task %s: %w", r.d.Task.ID, err)
@@ -168,7 +170,7 @@ func (b *Backend) poison(q *queueState, m *nats.Msg, md *nats.MsgMetadata, cause
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
 	defer cancel()
 	at := time.Now()
-	if err := b.publishDead(ctx, q, t, md.Sequence.Stream, int(md.NumDelivered), cause.Error()); err != nil {
+	if err := b.publishDead(ctx, q, t, false, md.Sequence.Stream, int(md.NumDelivered), cause.Error()); err != nil {
 		b.log.Error("jetstream: dead-letter undecodable message", zap.Error(err))
 		return // it is redelivered later
 	}
@@ -282,7 +284,9 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		t := m.dl.Task
 		t.Attempt, t.NotBefore = 0, time.Time{}
 		msgID := t.Key + "-redrive-" + strconv.FormatUint(m.seq, 10)
-		if _, err := b.js.PublishMsg(ctx, encodeTask(t, q.subject, msgID)); err != nil {
+		// Re-driven by an operator, the task is remembered by its key
+		// once it finishes, whoever chose the key.
+		if _, err := b.js.PublishMsg(ctx, encodeTask(t, q.subject, msgID, true)); err != nil {
 			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
 		}
 		if err := dead.DeleteMsg(ctx, m.seq); err != nil && !isNotFound(err) {

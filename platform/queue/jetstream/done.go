@@ -29,7 +29,8 @@ import (
 // retention, MaxAge = the duplicate window, one message per subject,
 // direct gets), before the work message goes. Enqueue looks up every
 // task's marker first and drops a task whose key finished within the
-// window. A crash between the marker and the ack leaves the task queued
+// window. Only keys a producer chose are recorded (task.KeyGenerated,
+// keyedMsg): a generated key cannot be enqueued again after a restart. A crash between the marker and the ack leaves the task queued
 // (it runs again, at least once) while a new task with its key is
 // dropped, which loses nothing because the queued one still runs.
 
@@ -157,19 +158,33 @@ type doneMark struct {
 }
 
 // finished reports, for each task, whether its key finished on its queue
-// within the duplicate window, and how. Servers from 2.11 on answer a whole batch
-// with one direct get (multi_last, through orbit.go's jetstreamext);
-// older ones get one direct get per task, doneLookups at a time.
+// within the duplicate window, and how. Tasks whose key Prepare generated
+// are not looked up: no marker is ever stored for them. Servers from 2.11
+// on answer a whole batch with one direct get (multi_last, through
+// orbit.go's jetstreamext); older ones get one direct get per task,
+// doneLookups at a time.
 func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueState) ([]doneMark, error) {
+	out := make([]doneMark, len(tasks))
+	keyed := 0
+	for _, t := range tasks {
+		if !t.KeyGenerated() {
+			keyed++
+		}
+	}
+	if keyed == 0 {
+		return out, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
 	if !b.multiGet {
-		return b.finishedOneByOne(ctx, tasks, qs)
+		return out, b.finishedOneByOne(ctx, tasks, qs, out)
 	}
-	out := make([]doneMark, len(tasks))
-	at := make(map[string][]int, len(tasks)) // subject -> tasks
-	subjects := make([]string, 0, len(tasks))
+	at := make(map[string][]int, keyed) // subject -> tasks
+	subjects := make([]string, 0, keyed)
 	for i, t := range tasks {
+		if t.KeyGenerated() {
+			continue
+		}
 		subj := qs[i].doneSubject(t.Key)
 		if _, ok := at[subj]; !ok {
 			subjects = append(subjects, subj)
@@ -198,13 +213,16 @@ func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueS
 	return out, nil
 }
 
-// finishedOneByOne is finished for servers without batched direct gets.
-func (b *Backend) finishedOneByOne(ctx context.Context, tasks []*task.Task, qs []*queueState) ([]doneMark, error) {
-	out := make([]doneMark, len(tasks))
+// finishedOneByOne is finished for servers without batched direct gets:
+// it fills out.
+func (b *Backend) finishedOneByOne(ctx context.Context, tasks []*task.Task, qs []*queueState, out []doneMark) error {
 	errs := make([]error, len(tasks))
 	sem := make(chan struct{}, doneLookups)
 	var wg sync.WaitGroup
 	for i, t := range tasks {
+		if t.KeyGenerated() {
+			continue
+		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -220,5 +238,5 @@ func (b *Backend) finishedOneByOne(ctx context.Context, tasks []*task.Task, qs [
 		}()
 	}
 	wg.Wait()
-	return out, errors.Join(errs...)
+	return errors.Join(errs...)
 }

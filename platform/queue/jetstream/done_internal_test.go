@@ -32,8 +32,8 @@ func TestFinishedLookups(t *testing.T) {
 	got, err := b.finished(ctx, tasks, qs)
 	require.NoError(t, err)
 	require.Equal(t, want, got, "batched")
-	got, err = b.finishedOneByOne(ctx, tasks, qs)
-	require.NoError(t, err)
+	got = make([]doneMark, len(tasks))
+	require.NoError(t, b.finishedOneByOne(ctx, tasks, qs, got))
 	require.Equal(t, want, got, "one by one")
 }
 

@@ -124,14 +124,14 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		q := qs[i]
 		var m *nats.Msg
 		if t.NotBefore.After(now) && b.scheduling() {
-			m = encodeTask(t, q.schedPrefix+encodeToken(t.ID), t.Key)
+			m = encodeTask(t, q.schedPrefix+encodeToken(t.ID), t.Key, !t.KeyGenerated())
 			// The message the schedule produces need not keep the
 			// Nats-Msg-Id: the id travels in its own header.
 			m.Header[HeaderID] = []string{t.ID}
 			m.Header[hdrSchedule] = []string{"@at " + t.NotBefore.UTC().Format(time.RFC3339Nano)}
 			m.Header[hdrScheduleTarget] = []string{q.subject}
 		} else {
-			m = encodeTask(t, q.subject, t.Key)
+			m = encodeTask(t, q.subject, t.Key, !t.KeyGenerated())
 		}
 		msgs[i] = m
 		if size := msgSize(m); size > limit {

@@ -78,10 +78,10 @@ func (b *Backend) FindTasks(ctx context.Context, queueName string, l queue.TaskL
 		return s, err
 	}
 	if l.Key == "" {
-		s.NotSearched = append(s.NotSearched, "finished tasks: the backend remembers them by key only (look up by key)")
+		s.NotSearched = append(s.NotSearched, "finished tasks: the backend remembers them by key only (look up by key), and only keys that the producer chose (a task enqueued without key or id is forgotten once it finished)")
 		return s, nil
 	}
-	s.Searched = append(s.Searched, fmt.Sprintf("finished keys (stream %s, kept for %s, queue.jetstream.duplicate_window)", b.names.doneStream(), b.cfg.DuplicateWindow))
+	s.Searched = append(s.Searched, fmt.Sprintf("finished keys that producers chose (stream %s, kept for %s, queue.jetstream.duplicate_window)", b.names.doneStream(), b.cfg.DuplicateWindow))
 	m, err := b.done.GetLastMsgForSubject(ctx, (&queueState{queueNames: qn}).doneSubject(l.Key))
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):

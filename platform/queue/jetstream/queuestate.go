@@ -46,6 +46,24 @@ type inbound struct {
 }
 
 // queue returns the state of queue name, creating it (without I/O).
+// Declare creates or updates the stream and the durable consumer of each
+// queue (queue.Declarer), as the first Enqueue or Lease would.
+func (b *Backend) Declare(ctx context.Context, queues ...string) error {
+	if err := b.usable(); err != nil {
+		return err
+	}
+	for _, name := range queues {
+		q, err := b.queue(name)
+		if err != nil {
+			return err
+		}
+		if err := q.ensure(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (b *Backend) queue(name string) (*queueState, error) {
 	b.qmu.Lock()
 	defer b.qmu.Unlock()

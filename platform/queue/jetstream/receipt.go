@@ -21,7 +21,8 @@ type receipt struct {
 	del     queue.Delivery
 	seq     uint64
 	attempt int
-	early   int // deliveries before NotBefore, not attempts
+	early   int  // deliveries before NotBefore, not attempts
+	keyed   bool // its key is remembered once it finished (keyedMsg)
 	ackWait time.Duration
 
 	mu       sync.Mutex

@@ -30,6 +30,14 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
+	if !r.keyed {
+		// A generated key is not remembered (done.go): the ack alone.
+		if err := b.ack(ctx, r); err != nil {
+			return fmt.Errorf("jetstream: ack task %s: %w", d.Task.ID, err)
+		}
+		r.finish()
+		return nil
+	}
 	if !b.cfg.AckSync {
 		if err := b.markDoneThenAck(ctx, r); err != nil {
 			return err
@@ -86,7 +94,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 		return err
 	}
 	t := d.Task
-	msg := encodeTask(t, r.q.subject, t.Key+"-release-"+strconv.FormatUint(r.seq, 10))
+	msg := encodeTask(t, r.q.subject, t.Key+"-release-"+strconv.FormatUint(r.seq, 10), r.keyed)
 	if used := r.attempt - 1; used > 0 {
 		msg.Header.Set(HeaderAttempts, strconv.Itoa(used))
 	}
@@ -94,7 +102,10 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 	// server would not refuse the key while the copy is queued: record
 	// it with the finished keys first (done.go). A crash in between
 	// leaves the original queued, which is what the record says.
-	perr := b.markDone(ctx, r.q, t.Key, task.Returned, "")
+	var perr error
+	if r.keyed {
+		perr = b.markDone(ctx, r.q, t.Key, task.Returned, "")
+	}
 	if perr == nil {
 		_, perr = b.js.PublishMsg(ctx, msg)
 	}

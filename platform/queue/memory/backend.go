@@ -187,6 +187,18 @@ func (b *Backend) Queues(context.Context) ([]string, error) {
 	return names, nil
 }
 
+// Declare makes queues known (queue.Declarer): Queues lists them before
+// their first task.
+func (b *Backend) Declare(_ context.Context, queues ...string) error {
+	if err := b.open(); err != nil {
+		return err
+	}
+	for _, name := range queues {
+		b.queueFor(name)
+	}
+	return nil
+}
+
 // Stats returns the counts of queue; an unknown queue has all zero.
 func (b *Backend) Stats(_ context.Context, name string) (queue.Stats, error) {
 	if err := b.open(); err != nil {

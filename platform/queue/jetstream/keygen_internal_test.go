@@ -1,0 +1,79 @@
+package jetstream
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+	"github.com/plba/plba/platform/task"
+)
+
+// A task whose key Prepare generated leaves no finished-key marker when it
+// is acked, dead-lettered or released (nobody else can enqueue its key);
+// a task whose producer chose the key, or only the id, does, and so does
+// the released copy of such a task.
+func TestGeneratedKeysAreNotRemembered(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qn = "gk"
+	mk := func(id, key string) *task.Task { return &task.Task{ID: id, Key: key, Kind: "k", Queue: qn} }
+	tasks := []*task.Task{mk("", ""), mk("", ""), mk("", ""), mk("mine", ""), mk("", "order-1"), mk("", "order-2")}
+	require.NoError(t, b.Enqueue(ctx, tasks...))
+	for i, tk := range tasks {
+		require.Equal(t, i < 3, tk.KeyGenerated(), "task %d", i)
+	}
+	lease := func() *queue.Delivery {
+		t.Helper()
+		ds, err := b.Lease(ctx, qn, 1, 5*time.Second)
+		require.NoError(t, err)
+		require.Len(t, ds, 1)
+		return ds[0]
+	}
+	byID := map[string]*task.Task{}
+	for _, tk := range tasks {
+		byID[tk.ID] = tk
+	}
+	for range len(tasks) {
+		d := lease()
+		tk := byID[d.Task.ID]
+		require.NotNil(t, tk, "task %s delivered", d.Task.ID)
+		require.Equal(t, tk.Key, d.Task.Key, "the key survives the trip")
+		switch tk {
+		case tasks[1]:
+			require.NoError(t, b.DeadLetter(ctx, d, "bad"))
+		case tasks[2], tasks[5]:
+			require.NoError(t, b.Release(ctx, d))
+		default:
+			require.NoError(t, b.Ack(ctx, d))
+		}
+	}
+	for range 2 { // the released copies
+		c := lease()
+		require.Contains(t, []string{tasks[2].ID, tasks[5].ID}, c.Task.ID)
+		require.NoError(t, b.Ack(ctx, c))
+	}
+	q, err := b.queue(qn)
+	require.NoError(t, err)
+	has := func(key string) bool {
+		_, err := b.done.GetLastMsgForSubject(ctx, q.doneSubject(key))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	}
+	// Acks record their marker asynchronously.
+	require.Eventually(t, func() bool { return has("mine") && has("order-1") && has("order-2") }, 10*time.Second, 10*time.Millisecond)
+	for _, tk := range tasks[:3] {
+		require.False(t, has(tk.Key), "a generated key %s is not remembered", tk.Key)
+	}
+	info, err := b.done.Info(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, info.State.Msgs, "one marker per chosen key")
+}
