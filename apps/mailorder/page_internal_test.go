@@ -3,9 +3,14 @@ package mailorder
 import (
 	"context"
 	"fmt"
+	"html"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +19,7 @@ import (
 	"github.com/plba/plba/apps/mailorder/domain"
 	"github.com/plba/plba/apps/mailorder/sample"
 	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/admin/ui"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/memory"
@@ -107,10 +113,10 @@ func TestOrdersPageShowsMailsStoredLaterResolved(t *testing.T) {
 	require.Equal(t, map[any]any{sample.MessageID(stored): stateResolved, sample.MessageID(notStored): stateFailed}, state)
 }
 
-// TestOrdersPagePrevious: "Previous" goes back one page, for the orders
-// (an offset) and the failed mails (the backend's forward-only cursor)
-// alike, and paging one table keeps the other on its page.
-func TestOrdersPagePrevious(t *testing.T) {
+// pagedApp is an App whose Orders page has three pages of orders and
+// four of failed mails (m0@example.com to m61@example.com).
+func pagedApp(t *testing.T) *App {
+	t.Helper()
 	ctx := context.Background()
 	cfg, st, svc := testStore(t)
 	orders := 0
@@ -131,7 +137,14 @@ func TestOrdersPagePrevious(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, b.DeadLetter(ctx, ds[0], "no attachment"))
 	}
-	pg := ordersPage(testApp(t, cfg, st, b))
+	return testApp(t, cfg, st, b)
+}
+
+// TestOrdersPagePrevious: "Previous" goes back one page, for the orders
+// (an offset) and the failed mails (the backend's forward-only cursor)
+// alike, and paging one table keeps the other on its page.
+func TestOrdersPagePrevious(t *testing.T) {
+	pg := ordersPage(pagedApp(t))
 	// render opens the page at query (a section's Next or Prev) and
 	// returns its two sections.
 	render := func(query string) (o, f ui.Section) {
@@ -193,4 +206,63 @@ func TestOrdersPagePrevious(t *testing.T) {
 	next, err := url.ParseQuery(f.Next)
 	require.NoError(t, err)
 	require.Len(t, next[failedBackParam], maxFailedBack)
+}
+
+// TestOrdersPageLinksInTheUI follows the Orders page's links as the web
+// UI draws them (authentication off, on loopback): three times "Next" of
+// the failed mails, then "Previous" shows the third page, then the second,
+// while the orders stay on their second page.
+func TestOrdersPageLinksInTheUI(t *testing.T) {
+	u, err := ui.New(ui.Params{Pages: []ui.Page{ordersPage(pagedApp(t))}})
+	require.NoError(t, err)
+	cfg := admin.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := admin.NewServer(cfg, nil, admin.StatusInfo{}, nil, nil, u.Routes())
+	require.NoError(t, err)
+	u.Bind(srv.Handler())
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+
+	link := regexp.MustCompile(`<a href="([^"]*)" rel="(prev|next)">`)
+	// open returns the page's two sections as HTML: the orders, the
+	// failed mails.
+	open := func(href string) (o, f string) {
+		t.Helper()
+		res, err := http.Get(hs.URL + "/ui/apps/orders" + html.UnescapeString(href))
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode, string(b))
+		parts := strings.Split(string(b), "<section")
+		require.Len(t, parts, 3)
+		return parts[1], parts[2]
+	}
+	// follow returns the href of the section's link rel.
+	follow := func(section, rel string) string {
+		t.Helper()
+		for _, m := range link.FindAllStringSubmatch(section, -1) {
+			if m[2] == rel {
+				return m[1]
+			}
+		}
+		t.Fatalf("no %s link in %s", rel, section)
+		return ""
+	}
+	o, f := open("")
+	o, f = open(follow(o, "next"))
+	require.Contains(t, o, "orders stored")
+	rows := func(section string) string {
+		return section[strings.Index(section, "<tbody>"):strings.Index(section, "</tbody>")]
+	}
+	secondOrders := rows(o)
+	for _, want := range []string{"m20@", "m40@", "m60@"} {
+		o, f = open(follow(f, "next"))
+		require.Contains(t, f, "<td>"+want+"example.com</td>")
+	}
+	o, f = open(follow(f, "prev"))
+	require.Contains(t, f, "<td>m40@example.com</td>", "Previous from the fourth page shows the third")
+	o, f = open(follow(f, "prev"))
+	require.Contains(t, f, "<td>m20@example.com</td>", "and then the second")
+	require.Equal(t, secondOrders, rows(o), "the orders stay on their page")
 }
