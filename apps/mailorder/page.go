@@ -23,6 +23,17 @@ const (
 	failedPageParam = "failed"
 )
 
+// The backend's dead-letter cursor only goes forward, so the failed
+// mails' links carry the way back: failedBackParam repeats, oldest first,
+// the cursors of the pages between the first and the current one.
+// "Previous" returns to the last of them (or to the first page), "Next"
+// adds the current one. The trail keeps the latest maxFailedBack pages; a
+// "Previous" past them lands on the first page.
+const (
+	failedBackParam = "failedback"
+	maxFailedBack   = 50
+)
+
 // A failed mail's state on the Orders page: still failed, or stored by a
 // later run (its dead letter is resolved, as the status says).
 const (
@@ -97,13 +108,41 @@ func (a *App) renderOrders(r *http.Request) (ui.Content, error) {
 		}
 		failed.Rows = append(failed.Rows, []any{d.Task.Header(imap.HeaderMessageID), d.Task.Header(imap.HeaderUID), d.Reason, d.Task.Attempt, d.At, state})
 	}
+	back := q[failedBackParam]
+	if cur == "" {
+		back = nil // the first page has no way back
+	}
 	if page.Next != "" {
-		failed.Next = with(q, failedPageParam, page.Next)
+		fwd := back
+		if cur != "" {
+			fwd = append(back[:len(back):len(back)], cur)
+		}
+		failed.Next = withAll(q, failedPageParam, page.Next, fwd[max(0, len(fwd)-maxFailedBack):])
 	}
 	if cur != "" {
-		failed.Prev = with(q, failedPageParam, "")
+		prev := ""
+		if len(back) > 0 {
+			prev, back = back[len(back)-1], back[:len(back)-1]
+		}
+		failed.Prev = withAll(q, failedPageParam, prev, back)
 	}
 	return ui.Content{Sections: []ui.Section{orders, failed}}, nil
+}
+
+// withAll is with for the failed mails' cursor: key set to v and
+// failedBackParam to the trail back (both removed when empty).
+func withAll(q url.Values, key, v string, back []string) string {
+	out := url.Values{}
+	for k, vs := range q {
+		out[k] = vs
+	}
+	out.Del(failedBackParam)
+	for _, c := range back {
+		if c != "" {
+			out.Add(failedBackParam, c)
+		}
+	}
+	return with(out, key, v)
 }
 
 // with returns q's encoding with key set to v (removed when empty).

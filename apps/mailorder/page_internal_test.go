@@ -3,8 +3,14 @@ package mailorder
 import (
 	"context"
 	"fmt"
+	"html"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +19,8 @@ import (
 	"github.com/plba/plba/apps/mailorder/domain"
 	"github.com/plba/plba/apps/mailorder/sample"
 	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/admin/ui"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/memory"
 	"github.com/plba/plba/platform/task"
@@ -103,4 +111,158 @@ func TestOrdersPageShowsMailsStoredLaterResolved(t *testing.T) {
 		state[r[0]] = r[len(r)-1]
 	}
 	require.Equal(t, map[any]any{sample.MessageID(stored): stateResolved, sample.MessageID(notStored): stateFailed}, state)
+}
+
+// pagedApp is an App whose Orders page has three pages of orders and
+// four of failed mails (m0@example.com to m61@example.com).
+func pagedApp(t *testing.T) *App {
+	t.Helper()
+	ctx := context.Background()
+	cfg, st, svc := testStore(t)
+	orders := 0
+	for i := 0; orders <= 2*pageOrders; i++ {
+		if v := sample.VariantOf(i); v.Valid() && v.Orders() > 0 {
+			_, err := svc.ProcessMail(ctx, sample.Mail(i))
+			require.NoError(t, err)
+			orders += v.Orders()
+		}
+	}
+	b := memory.New(memory.Options{})
+	t.Cleanup(func() { b.Close(ctx) })
+	for i := range 3*pageFailed + 2 {
+		tk := &task.Task{Kind: Kind, Queue: cfg.Queue, Payload: []byte("mail"), Headers: map[string]string{
+			imap.HeaderMessageID: fmt.Sprintf("m%d@example.com", i), imap.HeaderUID: fmt.Sprint(i + 1)}}
+		require.NoError(t, b.Enqueue(ctx, tk))
+		ds, err := b.Lease(ctx, cfg.Queue, 1, time.Minute)
+		require.NoError(t, err)
+		require.NoError(t, b.DeadLetter(ctx, ds[0], "no attachment"))
+	}
+	return testApp(t, cfg, st, b)
+}
+
+// TestOrdersPagePrevious: "Previous" goes back one page, for the orders
+// (an offset) and the failed mails (the backend's forward-only cursor)
+// alike, and paging one table keeps the other on its page.
+func TestOrdersPagePrevious(t *testing.T) {
+	pg := ordersPage(pagedApp(t))
+	// render opens the page at query (a section's Next or Prev) and
+	// returns its two sections.
+	render := func(query string) (o, f ui.Section) {
+		t.Helper()
+		c, err := pg.Render(httptest.NewRequest("GET", "/ui/apps/orders?"+query, nil))
+		require.NoError(t, err)
+		require.Len(t, c.Sections, 2)
+		return c.Sections[0], c.Sections[1]
+	}
+	first := func(s ui.Section) any { t.Helper(); require.NotEmpty(t, s.Rows); return s.Rows[0][0] }
+
+	o1, f1 := render("")
+	require.Empty(t, f1.Prev)
+	_, f2 := render(f1.Next)
+	_, f3 := render(f2.Next)
+	require.Equal(t, "m40@example.com", first(f3))
+	_, back := render(f3.Prev)
+	require.Equal(t, f2.Rows, back.Rows, "Previous from the third page of failed mails shows the second")
+	_, back = render(back.Prev)
+	require.Equal(t, f1.Rows, back.Rows)
+	require.Empty(t, back.Prev)
+	_, fwd := render(f2.Prev)
+	_, fwd = render(fwd.Next)
+	_, fwd = render(fwd.Next)
+	require.Equal(t, f3.Rows, fwd.Rows, "Next after Previous goes forward again")
+
+	o2, _ := render(o1.Next)
+	o3, _ := render(o2.Next)
+	ob, _ := render(o3.Prev)
+	require.Equal(t, o2.Rows, ob.Rows, "Previous from the third page of orders shows the second")
+
+	// Orders on page 3, failed mails on page 3, then back in turns: each
+	// table keeps the other's page.
+	o, f := render(o1.Next)
+	o, f = render(f.Next)
+	o, f = render(f.Next)
+	o, f = render(o.Next)
+	require.Equal(t, []any{first(o3), first(f3)}, []any{first(o), first(f)})
+	o, f = render(f.Prev)
+	require.Equal(t, []any{first(o3), first(f2)}, []any{first(o), first(f)})
+	o, f = render(o.Prev)
+	require.Equal(t, []any{first(o2), first(f2)}, []any{first(o), first(f)})
+	o, f = render(f.Next)
+	require.Equal(t, []any{first(o2), first(f3)}, []any{first(o), first(f)})
+	o, f = render(f.Prev)
+	o, f = render(f.Prev)
+	require.Equal(t, []any{first(o2), first(f1)}, []any{first(o), first(f)})
+	o, f = render(o.Prev)
+	require.Equal(t, []any{first(o1), first(f1)}, []any{first(o), first(f)})
+	require.Empty(t, f.Prev)
+
+	// The way back is bounded: a Next link keeps the latest maxFailedBack
+	// cursors.
+	long := url.Values{}
+	for range maxFailedBack + 5 {
+		long.Add(failedBackParam, "1")
+	}
+	_, f = render(f2.Next + "&" + long.Encode())
+	next, err := url.ParseQuery(f.Next)
+	require.NoError(t, err)
+	require.Len(t, next[failedBackParam], maxFailedBack)
+}
+
+// TestOrdersPageLinksInTheUI follows the Orders page's links as the web
+// UI draws them (authentication off, on loopback): three times "Next" of
+// the failed mails, then "Previous" shows the third page, then the second,
+// while the orders stay on their second page.
+func TestOrdersPageLinksInTheUI(t *testing.T) {
+	u, err := ui.New(ui.Params{Pages: []ui.Page{ordersPage(pagedApp(t))}})
+	require.NoError(t, err)
+	cfg := admin.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := admin.NewServer(cfg, nil, admin.StatusInfo{}, nil, nil, u.Routes())
+	require.NoError(t, err)
+	u.Bind(srv.Handler())
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+
+	link := regexp.MustCompile(`<a href="([^"]*)" rel="(prev|next)">`)
+	// open returns the page's two sections as HTML: the orders, the
+	// failed mails.
+	open := func(href string) (o, f string) {
+		t.Helper()
+		res, err := http.Get(hs.URL + "/ui/apps/orders" + html.UnescapeString(href))
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode, string(b))
+		parts := strings.Split(string(b), "<section")
+		require.Len(t, parts, 3)
+		return parts[1], parts[2]
+	}
+	// follow returns the href of the section's link rel.
+	follow := func(section, rel string) string {
+		t.Helper()
+		for _, m := range link.FindAllStringSubmatch(section, -1) {
+			if m[2] == rel {
+				return m[1]
+			}
+		}
+		t.Fatalf("no %s link in %s", rel, section)
+		return ""
+	}
+	o, f := open("")
+	o, f = open(follow(o, "next"))
+	require.Contains(t, o, "orders stored")
+	rows := func(section string) string {
+		return section[strings.Index(section, "<tbody>"):strings.Index(section, "</tbody>")]
+	}
+	secondOrders := rows(o)
+	for _, want := range []string{"m20@", "m40@", "m60@"} {
+		o, f = open(follow(f, "next"))
+		require.Contains(t, f, "<td>"+want+"example.com</td>")
+	}
+	o, f = open(follow(f, "prev"))
+	require.Contains(t, f, "<td>m40@example.com</td>", "Previous from the fourth page shows the third")
+	o, f = open(follow(f, "prev"))
+	require.Contains(t, f, "<td>m20@example.com</td>", "and then the second")
+	require.Equal(t, secondOrders, rows(o), "the orders stay on their page")
 }

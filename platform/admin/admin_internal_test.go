@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,4 +27,23 @@ func TestNewServerBoundsHeaderReads(t *testing.T) {
 
 	_, err = NewServer(Config{}, nil, StatusInfo{}, nil, nil, nil)
 	require.ErrorContains(t, err, "listen")
+}
+
+// TestAuditName: the name a sign-in tried loses bytes that are not
+// UTF-8 and control, format and line-separator characters, keeps at most
+// maxAuditName characters (a cut marked "…"), and is "?" when nothing is
+// left.
+func TestAuditName(t *testing.T) {
+	long := strings.Repeat("ü", maxAuditName)
+	for in, want := range map[string]string{
+		"alice":                     "alice",
+		"\xff\xfeal\x00ice\x7f":     "alice",
+		"a\tb\u200bc\u2029d\ue000e": "abcde",
+		"\x00\x01\r\n":              "?",
+		long:                        long,
+		long + "x":                  long + "…",
+		"Zoë O'Brien":               "Zoë O'Brien",
+	} {
+		require.Equal(t, want, auditName(in), "%q", in)
+	}
 }

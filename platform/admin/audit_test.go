@@ -171,3 +171,78 @@ func TestAuditRingIsBounded(t *testing.T) {
 		require.Equal(t, want, p.Entries[i].Target)
 	}
 }
+
+// TestFailedSignInIsAudited: a failed sign-in is in the audit (ring and
+// log) with the name tried, cleaned (no control or format characters,
+// at most 64 characters), the client's address and the reason (unknown
+// user, wrong password, the failure that rate-limits the address); the
+// first sign-in refused for the rate limit is audited with its name, the
+// next ones of that address are not (anyone could flood the audit). No
+// password is in the audit or the log.
+func TestFailedSignInIsAudited(t *testing.T) {
+	t.Parallel()
+	cfg := secured(t)
+	cfg.Auth.FailedAttempts = 3
+	cfg.Auth.FailedWindow = 1 << 40 // no refill during the test
+	core, logs := observer.New(zapcore.InfoLevel)
+	s, err := admin.NewServer(cfg, zap.New(core), admin.StatusInfo{}, nil, nil, nil)
+	require.NoError(t, err)
+	h := s.Handler()
+	const remote = "192.0.2.7:1000"
+	try := func(name, pw string) int {
+		t.Helper()
+		b, err := json.Marshal(admin.SignIn{Name: name, Password: pw})
+		require.NoError(t, err)
+		req := httptest.NewRequest(http.MethodPost, admin.SessionPath, strings.NewReader(string(b)))
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	forged := "mal\x1b[2Jlory\r\n\u202eok\u2028" + strings.Repeat("é", 100)
+	require.Equal(t, http.StatusUnauthorized, try("alice", "guess-one-pw"))
+	require.Equal(t, http.StatusUnauthorized, try(forged, "guess-two-pw"))
+	require.Equal(t, http.StatusUnauthorized, try("victor", "guess-three-pw"))
+	require.Equal(t, http.StatusTooManyRequests, try("bob", "guess-four-pw"))
+	require.Equal(t, http.StatusTooManyRequests, try("carol", "guess-five-pw"))
+
+	req := httptest.NewRequest(http.MethodGet, admin.AuditPath, nil)
+	req.RemoteAddr = "192.0.2.99:1"
+	req.Header.Set("Authorization", "Bearer "+roleTokens[admin.RoleViewer])
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	var p admin.AuditPage
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &p))
+	cleaned := "mal[2Jloryok" + strings.Repeat("é", 64-len("mal[2Jloryok")) + "…"
+	type row struct {
+		Identity, Target, Result, Error, Remote string
+		Status                                  int
+	}
+	var got []row
+	for _, e := range p.Entries {
+		require.Equal(t, "session.create", e.Action)
+		got = append(got, row{e.Identity, e.Target, e.Result, e.Error, e.Remote, e.Status})
+	}
+	require.Equal(t, []row{ // newest first
+		{"bob", "user/bob", admin.AuditDenied, "rate-limited: too many failed sign-ins or tokens from this address", remote, http.StatusTooManyRequests},
+		{"victor", "user/victor", admin.AuditDenied, "wrong password; the address is now rate-limited", remote, http.StatusUnauthorized},
+		{cleaned, "user/" + cleaned, admin.AuditDenied, "unknown user", remote, http.StatusUnauthorized},
+		{"alice", "user/alice", admin.AuditDenied, "wrong password", remote, http.StatusUnauthorized},
+	}, got)
+
+	var logged strings.Builder
+	for _, l := range logs.All() {
+		logged.WriteString(l.Message)
+		for k, v := range l.ContextMap() {
+			fmt.Fprintf(&logged, " %s=%v", k, v)
+		}
+		logged.WriteString("\n")
+	}
+	for _, pw := range []string{"guess-one-pw", "guess-two-pw", "guess-three-pw", "guess-four-pw", "guess-five-pw"} {
+		require.NotContains(t, rec.Body.String(), pw)
+		require.NotContains(t, logged.String(), pw)
+	}
+	require.NotContains(t, logged.String(), "\x1b", "the log holds the cleaned name too")
+	require.Contains(t, logged.String(), "name="+cleaned)
+}

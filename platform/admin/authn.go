@@ -170,17 +170,21 @@ func (a *authenticator) blocked(r *http.Request, now time.Time) *denial {
 		header: func(h http.Header) { h.Set("Retry-After", secs) }}
 }
 
-// failed counts a failed credential of r's address and logs it.
-func (a *authenticator) failed(r *http.Request, now time.Time, what, name string) {
+// failed counts a failed credential of r's address and logs it, with
+// name (auditName's, for a sign-in) when not empty. It reports whether
+// the address is rate-limited now.
+func (a *authenticator) failed(r *http.Request, now time.Time, what, name string) bool {
 	a.limit.fail(r.RemoteAddr, now)
 	fields := []zap.Field{zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path)}
 	if name != "" {
 		fields = append(fields, zap.String("name", name))
 	}
-	if _, blocked := a.limit.blocked(r.RemoteAddr, now); blocked {
+	_, limited := a.limit.blocked(r.RemoteAddr, now)
+	if limited {
 		fields = append(fields, zap.Bool("limited", true))
 	}
 	a.log.Warn("admin: refused "+what, fields...)
+	return limited
 }
 
 // write answers r with d.

@@ -21,7 +21,8 @@ type failLimiter struct {
 }
 
 type addrLimit struct {
-	lim *rate.Limiter
+	lim     *rate.Limiter
+	refused bool // a refusal since the last failure was reported (firstRefusal)
 }
 
 // maxLimitedAddrs bounds the addresses remembered; past it the ones whose
@@ -73,6 +74,21 @@ func (l *failLimiter) fail(remote string, now time.Time) {
 		l.addrs[h] = a
 	}
 	a.lim.AllowN(now, 1)
+	a.refused = false
+}
+
+// firstRefusal reports whether this is the first refusal of remote for
+// its limit since its last failure (the one the audit records), and
+// marks it reported.
+func (l *failLimiter) firstRefusal(remote string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, ok := l.addrs[host(remote)]
+	if !ok || a.refused {
+		return false
+	}
+	a.refused = true
+	return true
 }
 
 // prune forgets the addresses whose limiter is full again (they have

@@ -9,6 +9,10 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/admin/auth"
 )
@@ -37,8 +41,50 @@ type SessionInfo struct {
 // maxSignInBody bounds the body of POST SessionPath.
 const maxSignInBody = 4 << 10
 
-// maxAuditName bounds the name of a failed sign-in in the audit.
+// maxAuditName bounds, in characters, the name a sign-in tried in the
+// audit and the log.
 const maxAuditName = 64
+
+// The reasons a sign-in was refused, as the audit says them (the client
+// is told "wrong name or password" either way: the answer says nothing
+// of which names exist).
+const (
+	reasonUnknownUser   = "unknown user"
+	reasonWrongPassword = "wrong password"
+	reasonNowLimited    = "; the address is now rate-limited"
+	reasonRateLimited   = "rate-limited: too many failed sign-ins or tokens from this address"
+)
+
+// auditName is the name a sign-in tried (the client's, anything at all)
+// as the audit and the log show it: control, format (bidirectional
+// overrides) and line-separator characters and invalid UTF-8 removed,
+// cut to maxAuditName characters ("…" marks the cut); "?" when nothing
+// is left. A password typed in the name field is still the name: what
+// the client sent as the password is never recorded.
+func auditName(s string) string {
+	var b strings.Builder
+	n := 0
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		s = s[size:]
+		if r == utf8.RuneError && size == 1 { // a byte that is not UTF-8
+			continue
+		}
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Zl, unicode.Zp) {
+			continue
+		}
+		if n == maxAuditName {
+			b.WriteString("…")
+			break
+		}
+		b.WriteRune(r)
+		n++
+	}
+	if b.Len() == 0 {
+		return "?"
+	}
+	return b.String()
+}
 
 // sameOrigin reports whether the Origin header o names host (the
 // request's Host): a browser sends Origin with a cross-site form post,
@@ -73,11 +119,6 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.now()
-	if d := a.blocked(r, now); d != nil {
-		skipAudit(r.Context())
-		d.write(w)
-		return
-	}
 	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
 		skipAudit(r.Context())
 		WriteJSON(w, http.StatusForbidden, Error{Error: "admin: sign in: cross-origin request refused (Origin " + o + ")"})
@@ -87,6 +128,22 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		skipAudit(r.Context())
 		WriteJSON(w, http.StatusBadRequest, Error{Error: err.Error()})
+		return
+	}
+	name := auditName(in.Name)
+	entry := AuditEntry{Action: "session.create", Identity: name, Auth: "session", Target: "user/" + name}
+	if d := a.blocked(r, now); d != nil {
+		// The first refusal of a rate-limited address is audited, with
+		// the name it tried; the next ones are logged only, until the
+		// address fails again (anyone could flood the audit with them).
+		if a.limit.firstRefusal(r.RemoteAddr) {
+			entry.Result, entry.Error = AuditDenied, reasonRateLimited
+			Audit(r, entry)
+		} else {
+			skipAudit(r.Context())
+		}
+		a.log.Info("admin: sign-in refused: the address is rate-limited", zap.String("remote", r.RemoteAddr), zap.String("name", name))
+		d.write(w)
 		return
 	}
 	// A password check costs a bcrypt computation (a quarter to most of a
@@ -106,21 +163,21 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 		a.decoy.Check(in.Password)
 	}
 	<-a.checks
-	name := in.Name
-	if len(name) > maxAuditName { // a failed sign-in's name is the client's
-		name = name[:maxAuditName] + "…"
-	}
-	entry := AuditEntry{Action: "session.create", Identity: name, Auth: "session", Target: "user/" + name}
 	if !ok {
-		a.failed(r, now, "sign-in", in.Name)
-		entry.Result, entry.Error = AuditDenied, "wrong name or password"
+		entry.Result, entry.Error = AuditDenied, reasonWrongPassword
+		if !known {
+			entry.Error = reasonUnknownUser
+		}
+		if a.failed(r, now, "sign-in", name) {
+			entry.Error += reasonNowLimited
+		}
 		Audit(r, entry)
 		w.Header().Set("WWW-Authenticate", realm)
 		WriteJSON(w, http.StatusUnauthorized, Error{Error: "admin: wrong name or password"})
 		return
 	}
 	se := a.sessions.create(u.Name, u.Role, now)
-	entry.Role = u.Role
+	entry.Identity, entry.Target, entry.Role = u.Name, "user/"+u.Name, u.Role
 	Audit(r, entry)
 	http.SetCookie(w, &http.Cookie{
 		Name: SessionCookie, Value: se.id, Path: "/", Expires: se.expires, MaxAge: int(se.expires.Sub(now).Seconds()),

@@ -9,6 +9,20 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// Config is the loaded, validated configuration: every declared section
+// decoded from the merged layers. It is immutable and safe for concurrent
+// use.
+type Config struct {
+	reg      *Registry
+	tree     map[string]any    // merged layers
+	sources  map[string]source // leaf key path -> where its value came from
+	values   map[string]any    // section name -> decoded value (pointer)
+	files    []string
+	readFile func(string) ([]byte, error)
+	yaml     []byte
+	digest   string
+}
+
 // Decode decodes section name into out (a non-nil pointer), from the same
 // merged layers Load checked, and validates it. out's type need not be the
 // declared one. A problem returns an *Error; an undeclared name returns

@@ -5,12 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -53,69 +51,6 @@ type Options struct {
 	// configuration that is not complete yet (`host config show`); never
 	// run on one.
 	Partial bool
-}
-
-// MaxFileSize is the largest configuration or secret file ReadFile reads:
-// a name that points at a device or a runaway file fails with a message
-// instead of exhausting memory.
-const MaxFileSize = 16 << 20
-
-// ReadFile reads the file name, at most MaxFileSize bytes.
-func ReadFile(name string) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > MaxFileSize {
-		return nil, fmt.Errorf("larger than %d MiB", MaxFileSize>>20)
-	}
-	return b, nil
-}
-
-// regularFile returns an error naming what name is when it exists and is
-// not a regular file (a link is followed). A name it cannot stat is left
-// to the read, which reports why.
-func regularFile(name string) error {
-	fi, err := os.Stat(name)
-	if err != nil || fi.Mode().IsRegular() {
-		return nil
-	}
-	what := "not a regular file"
-	switch m := fi.Mode(); {
-	case m&fs.ModeNamedPipe != 0:
-		what = "a named pipe (FIFO), not a regular file"
-	case m&fs.ModeDevice != 0:
-		what = "a device, not a regular file"
-	case m.IsDir():
-		what = "a directory, not a regular file"
-	case m&fs.ModeSocket != 0:
-		what = "a socket, not a regular file"
-	}
-	return fmt.Errorf("%s is %s", name, what)
-}
-
-// Config is the loaded, validated configuration: every declared section
-// decoded from the merged layers. It is immutable and safe for concurrent
-// use.
-type Config struct {
-	reg      *Registry
-	tree     map[string]any    // merged layers
-	sources  map[string]source // leaf key path -> where its value came from
-	values   map[string]any    // section name -> decoded value (pointer)
-	files    []string
-	readFile func(string) ([]byte, error)
-	yaml     []byte
-	digest   string
-}
-
-type source struct {
-	name string
-	rank int // layer order: later layers have higher ranks
 }
 
 // mapProvider hands koanf an already parsed layer.
@@ -281,29 +216,6 @@ func Load(opts Options) (*Config, error) {
 	return c, nil
 }
 
-func parseYAML(p *yaml.YAML, b []byte) (m map[string]any, err error) {
-	m, err = p.Unmarshal(b)
-	if err != nil {
-		return nil, err
-	}
-	return normalize(m).(map[string]any), nil
-}
-
-// yamlMessage turns "yaml: line 3: did not find expected key" into
-// "line 3: did not find expected key", on one line. The parser quotes the
-// offending text in backquotes ("cannot unmarshal !!str `hunter2`"); that
-// is left out, since it may be a secret given to --config by mistake.
-func yamlMessage(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
-	msg = yamlQuoted.ReplaceAllString(msg, "")
-	fields := strings.Fields(msg)
-	return "invalid YAML: " + strings.Join(fields, " ")
-}
-
-// yamlQuoted matches the parser's quotation of input text.
-var yamlQuoted = regexp.MustCompile("`[^`]*`")
-
 func quoteShort(s string) string {
 	return `"` + shorten(s) + `"`
 }
@@ -360,87 +272,6 @@ func (c *Config) sectionTree(secs []declared, name string) any {
 	for k, v := range m {
 		if !isSectionOrParent(secs, name+"."+k) {
 			out[k] = v
-		}
-	}
-	return out
-}
-
-// attribute fills in each problem's source from the latest layer that
-// supplied the key or any key under it, else from the nearest parent key
-// that a layer supplied.
-func (c *Config) attribute(ps []Problem) []Problem {
-	for i := range ps {
-		if ps[i].Source == "" {
-			ps[i].Source = c.sourceOf(ps[i].Key)
-		}
-	}
-	return ps
-}
-
-// untouched reports whether no layer above the defaults set any key of
-// section name (keys of dotted sections below it do not count).
-func (c *Config) untouched(secs []declared, name string) bool {
-	for k, s := range c.sources {
-		if s.rank == 0 || (k != name && !isBelow(k, name)) {
-			continue
-		}
-		if owner := ownerOf(secs, k); owner == name {
-			return false
-		}
-	}
-	return true
-}
-
-// ownerOf returns the declared section a key belongs to: the longest
-// section name that is the key or a parent of it.
-func ownerOf(secs []declared, key string) string {
-	best := ""
-	for _, d := range secs {
-		if (key == d.name || isBelow(key, d.name)) && len(d.name) > len(best) {
-			best = d.name
-		}
-	}
-	return best
-}
-
-func (c *Config) sourceOf(key string) string {
-	// The key itself or the latest layer that set anything below it (a
-	// later layer may have replaced a value by a mapping or back).
-	best, ok := c.sources[key]
-	if !ok {
-		best = source{name: "default", rank: -1}
-	}
-	for k, s := range c.sources {
-		if isBelow(k, key) && s.rank > best.rank {
-			best = s
-		}
-	}
-	if best.rank >= 0 {
-		return best.name
-	}
-	for p := parentKey(key); p != ""; p = parentKey(p) {
-		if s, ok := c.sources[p]; ok {
-			return s.name
-		}
-	}
-	return "default"
-}
-
-func parentKey(key string) string {
-	i := strings.LastIndexAny(key, ".[")
-	if i < 0 {
-		return ""
-	}
-	return key[:i]
-}
-
-func dedupe(ps []Problem) []Problem {
-	seen := map[Problem]bool{}
-	out := ps[:0]
-	for _, p := range ps {
-		if !seen[p] {
-			seen[p] = true
-			out = append(out, p)
 		}
 	}
 	return out

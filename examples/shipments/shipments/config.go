@@ -24,11 +24,19 @@ type Config struct {
 	// asked for feedback. Default 72h.
 	FeedbackAfter time.Duration `koanf:"feedback_after"`
 	// WebhookSecret is the secret the warehouse signs its events with:
-	// each POST carries the HMAC-SHA256 of its body in hex as the header
-	// "X-Signature-256: sha256=<hex>". The webhook is a public route of
-	// the admin server (no admin credentials), so an event without a valid
+	// each POST carries the header "Shipments-Signature: t=<unix
+	// seconds>,v1=<hex>", the hex being the HMAC-SHA256 of "<t>.<body>"
+	// (SignatureHeader, Sign). The webhook is a public route of the admin
+	// server (no admin credentials), so an event without a valid
 	// signature is refused with 401. Required; at least 16 bytes.
 	WebhookSecret string `koanf:"webhook_secret" secret:"true"`
+	// WebhookTolerance is how far an event's signed timestamp may be from
+	// the server's clock, before or after: an older event (a captured
+	// request replayed) is refused with 401. Keep it shorter than the
+	// queue's de-duplication window (queue.memory.dedup_window, the
+	// JetStream stream's duplicates window), which drops a replay within
+	// it by the shipment's key. Default 5m.
+	WebhookTolerance time.Duration `koanf:"webhook_tolerance"`
 	// Digest sends a summary of the notices sent, on a schedule.
 	Digest DigestConfig `koanf:"digest"`
 	// DemoSink serves POST /shipments/v1/sink on the admin server, which
@@ -61,9 +69,10 @@ type DigestConfig struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		Timeout:       5 * time.Second,
-		FeedbackAfter: 72 * time.Hour,
-		Digest:        DigestConfig{Enabled: true, Every: time.Hour, To: "ops@example.com", CatchUp: true},
+		Timeout:          5 * time.Second,
+		FeedbackAfter:    72 * time.Hour,
+		WebhookTolerance: 5 * time.Minute,
+		Digest:           DigestConfig{Enabled: true, Every: time.Hour, To: "ops@example.com", CatchUp: true},
 	}
 }
 
@@ -82,6 +91,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.WebhookSecret) < 16 {
 		ps.Add("webhook_secret", "must be set, at least 16 bytes (the warehouse signs its events with it)")
+	}
+	if c.WebhookTolerance <= 0 {
+		ps.Add("webhook_tolerance", "must be positive (got %s)", c.WebhookTolerance)
 	}
 	if c.Timeout <= 0 {
 		ps.Add("timeout", "must be positive (got %s)", c.Timeout)

@@ -76,10 +76,10 @@ func start(t *testing.T, svc *notifyService, extra ...plbatest.Option) (*plbates
 // secret is the webhook secret of the tests' configuration.
 const secret = "test-webhook-secret-0123"
 
-// post posts body to url signed with secret.
+// post posts body to url signed with secret, now.
 func post(t *testing.T, url, body string) (int, string) {
 	t.Helper()
-	return postSigned(t, url, body, shipments.Sign(secret, []byte(body)))
+	return postSigned(t, url, body, shipments.Sign(secret, time.Now(), []byte(body)))
 }
 
 func postSigned(t *testing.T, url, body, signature string) (int, string) {
@@ -136,7 +136,8 @@ func TestWebhookDeduplicatesByShipment(t *testing.T) {
 	code, _ := post(t, url, event)
 	require.Equal(t, http.StatusAccepted, code)
 	k.RunUntilIdle()
-	code, _ = post(t, url, event)
+	// The warehouse posts the event again, signed anew.
+	code, _ = postSigned(t, url, event, shipments.Sign(secret, time.Now().Add(-time.Second), []byte(event)))
 	require.Equal(t, http.StatusAccepted, code, "a duplicate is accepted, and dropped")
 	k.RunUntilIdle()
 	require.Len(t, k.Succeeded(shipments.Notice.Name()), 1)
@@ -222,7 +223,7 @@ func TestWebhookIsPublicAndSigned(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the admin API is closed")
 
-	for _, sig := range []string{"", shipments.Sign("another-secret-0123456", []byte(event)), "sha256=00"} {
+	for _, sig := range []string{"", shipments.Sign("another-secret-0123456", time.Now(), []byte(event)), "sha256=00"} {
 		code, body := postSigned(t, url, event, sig)
 		require.Equal(t, http.StatusUnauthorized, code, body)
 		require.Contains(t, body, shipments.SignatureHeader)
@@ -233,4 +234,40 @@ func TestWebhookIsPublicAndSigned(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code, body)
 	k.RunUntilIdle()
 	require.Len(t, k.Succeeded(shipments.Notice.Name()), 1)
+}
+
+// A signed request captured and posted again is refused once its signed
+// timestamp is older than the tolerance (5m by default; a signature from
+// the future likewise), and within it is answered as accepted without a
+// second notice; shipments.webhook_tolerance sets the tolerance. Every
+// refusal is a 401 that says why.
+func TestWebhookRefusesReplays(t *testing.T) {
+	t.Parallel()
+	svc := newNotifyService(t)
+	k, url := start(t, svc)
+	now := time.Now()
+	for _, tc := range []struct{ sig, want string }{
+		{shipments.Sign(secret, now.Add(-10*time.Minute), []byte(event)), "10m0s old, beyond 5m0s"},
+		{shipments.Sign(secret, now.Add(10*time.Minute), []byte(event)), "ahead of the server's clock, beyond 5m0s"},
+		{"sha256=" + strings.Repeat("0", 64), "malformed"},
+	} {
+		code, body := postSigned(t, url, event, tc.sig)
+		require.Equal(t, http.StatusUnauthorized, code, body)
+		require.Contains(t, body, tc.want)
+		require.NotContains(t, body, secret)
+	}
+	require.Empty(t, k.Enqueued(""), "no stale event is queued")
+
+	captured := shipments.Sign(secret, now.Add(-4*time.Minute), []byte(event))
+	code, first := postSigned(t, url, event, captured)
+	require.Equal(t, http.StatusAccepted, code, first)
+	code, again := postSigned(t, url, event, captured)
+	require.Equal(t, http.StatusAccepted, code, again)
+	require.JSONEq(t, strings.Replace(first, "}", `,"duplicate":true}`, 1), again, "the same task, not queued again")
+	require.Len(t, k.Enqueued(shipments.Notice.Name()), 1)
+
+	k, url = start(t, svc, plbatest.Config("shipments:\n  webhook_tolerance: 30m\n"))
+	code, body := postSigned(t, url, event, shipments.Sign(secret, now.Add(-10*time.Minute), []byte(event)))
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.Len(t, k.Enqueued(shipments.Notice.Name()), 1)
 }

@@ -1,9 +1,6 @@
 package shipments
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +8,7 @@ import (
 	"net/http"
 	"net/mail"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -20,17 +18,6 @@ import (
 
 // WebhookPath is where the warehouse posts shipment events.
 const WebhookPath = "/shipments/v1/webhook"
-
-// SignatureHeader carries an event's signature: "sha256=" and the hex
-// HMAC-SHA256 of the body under Config.WebhookSecret.
-const SignatureHeader = "X-Signature-256"
-
-// Sign returns the SignatureHeader value of body under secret.
-func Sign(secret string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
 
 // maxEvent bounds a webhook body.
 const maxEvent = 64 << 10
@@ -62,12 +49,17 @@ func (e Event) validate() error {
 }
 
 // webhook accepts shipment events and enqueues a notice for each: 202 with
-// the task's id, 401 for an event without a valid signature, 400 for an
+// the task's id, 401 with the reason for an event without a valid
+// signature or signed outside the tolerance (VerifySignature), 400 for an
 // event it cannot use, 503 when the queue does not take it (the warehouse
-// retries). The task's key is the shipment, so an event posted twice
-// makes one notice while the first is queued. The route is public (the
-// warehouse holds no admin credentials): the signature is its check.
+// retries). The same signed request posted again within the tolerance
+// is answered 202 with the first task's id and "duplicate": true, and not
+// queued again (replays); the task's key is the shipment, so an event
+// signed anew and posted twice makes one notice while the queue
+// de-duplicates it. The route is public (the warehouse holds no admin
+// credentials): the signature is its check.
 func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
+	seen, log := newReplays(), log.Named("shipments")
 	return admin.Route{Pattern: "POST " + WebhookPath, Role: admin.RolePublic, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxEvent+1))
 		if err != nil {
@@ -78,8 +70,16 @@ func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 			http.Error(w, "shipment event: larger than 64 KiB", http.StatusRequestEntityTooLarge)
 			return
 		}
-		if !hmac.Equal([]byte(r.Header.Get(SignatureHeader)), []byte(Sign(cfg.WebhookSecret, body))) {
-			http.Error(w, "shipment event: missing or wrong "+SignatureHeader, http.StatusUnauthorized)
+		now := time.Now()
+		sig, sent, err := verify(cfg.WebhookSecret, r.Header.Get(SignatureHeader), body, now, cfg.WebhookTolerance)
+		if err != nil {
+			log.Info("webhook: event refused", zap.String("remote", r.RemoteAddr), zap.String("reason", err.Error()))
+			http.Error(w, "shipment event: "+err.Error(), http.StatusUnauthorized)
+			return
+		}
+		if id, ok := seen.get(sig, now); ok {
+			log.Info("webhook: event received before, not queued again", zap.String("remote", r.RemoteAddr), zap.String("task", id))
+			accepted(w, id, true)
 			return
 		}
 		var ev Event
@@ -108,10 +108,21 @@ func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 			http.Error(w, "shipment event not queued, try again", status)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusAccepted)
-		_ = json.NewEncoder(w).Encode(map[string]string{"task": t.ID})
+		seen.add(sig, t.ID, sent.Add(cfg.WebhookTolerance), now)
+		accepted(w, t.ID, false)
 	})}
+}
+
+// accepted answers 202 with the notice's task id; duplicate says the
+// event (the same signed request) was received before and not queued
+// again.
+func accepted(w http.ResponseWriter, id string, duplicate bool) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(struct {
+		Task      string `json:"task"`
+		Duplicate bool   `json:"duplicate,omitempty"`
+	}{id, duplicate})
 }
 
 // sink is the demo notification service: it logs each message. It is

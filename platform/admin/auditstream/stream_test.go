@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/admin/auditstream"
@@ -47,6 +49,9 @@ func server(t *testing.T, b *jetstream.Backend, stream string) (*admin.Server, *
 	cfg := admin.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Auth.Tokens = []admin.TokenConfig{{Name: "ops", Role: admin.RoleOperator, Token: "operator-token-0123456789"}}
+	h, err := bcrypt.GenerateFromPassword([]byte("alicealice"), bcrypt.MinCost)
+	require.NoError(t, err)
+	cfg.Auth.Users = []admin.UserConfig{{Name: "alice", Role: admin.RoleOperator, PasswordHash: string(h)}}
 	cfg.Audit.Stream = stream
 	cfg.Audit.RingSize = 3
 	st := auditstream.New(b.JetStream, cfg.Audit, 1)
@@ -90,13 +95,18 @@ func targets(t *testing.T, s *httptest.Server) []string {
 }
 
 // TestAuditSurvivesARestart: entries recorded by one admin server are in
-// the stream (secrets redacted) and fill the ring of the next one, on a
-// restarted embedded server over the same store directory; new entries
-// come after them.
+// the stream (secrets redacted; a failed sign-in with the name it tried,
+// cleaned, its address and reason, and not its password) and fill the
+// ring of the next one, on a restarted embedded server over the same
+// store directory; new entries come after them.
 func TestAuditSurvivesARestart(t *testing.T) {
 	dir := t.TempDir()
 	b := backend(t, dir, false)
 	_, h := server(t, b, "PLBA_AUDIT")
+	resp, err := http.Post(h.URL+admin.SessionPath, "application/json", strings.NewReader(`{"name":"mallory\r\n","password":"guessed-pw"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	for _, p := range []string{"a", "b", "c", "d"} {
 		pause(t, h.URL, p)
 	}
@@ -106,11 +116,18 @@ func TestAuditSurvivesARestart(t *testing.T) {
 	st := auditstream.New(b.JetStream, admin.AuditConfig{Stream: "PLBA_AUDIT"}, 1)
 	es, err := st.Recent(context.Background(), 10)
 	require.NoError(t, err)
-	require.Len(t, es, 4)
-	require.Equal(t, "pool/a", es[0].Target)
-	require.Equal(t, admin.Redacted, es[0].Params["token"])
-	require.Equal(t, "ops", es[0].Identity)
-	require.Equal(t, admin.AuditOK, es[0].Result)
+	require.Len(t, es, 5)
+	signIn := es[0]
+	require.Equal(t, []string{"session.create", "mallory", admin.AuditDenied, "unknown user"},
+		[]string{signIn.Action, signIn.Identity, signIn.Result, signIn.Error})
+	require.True(t, strings.HasPrefix(signIn.Remote, "127.0.0.1:"), signIn.Remote)
+	raw, err := json.Marshal(signIn)
+	require.NoError(t, err)
+	require.NotContains(t, string(raw), "guessed-pw")
+	require.Equal(t, "pool/a", es[1].Target)
+	require.Equal(t, admin.Redacted, es[1].Params["token"])
+	require.Equal(t, "ops", es[1].Identity)
+	require.Equal(t, admin.AuditOK, es[1].Result)
 	require.NoError(t, b.Close(context.Background()))
 
 	b2 := backend(t, dir, false)

@@ -1,0 +1,60 @@
+package shipments
+
+import (
+	"encoding/hex"
+	"sync"
+	"time"
+)
+
+// replays remembers the signatures of the events the webhook queued
+// until their timestamps leave the tolerance: the same signed request
+// posted again within it (a replay, or a sender retrying a request whose
+// answer it lost) is answered as accepted and not queued again. Past the
+// tolerance the signature check refuses it. It is the host's memory:
+// behind a load balancer, another host sees a replay first, and the
+// queue's de-duplication by the shipment's key drops it while it lasts.
+type replays struct {
+	mu    sync.Mutex
+	sigs  map[string]replay
+	limit int // past it, an add forgets the expired ones first
+}
+
+type replay struct {
+	task    string    // the notice's task id
+	expires time.Time // when the timestamp leaves the tolerance
+}
+
+// pruneAt is how many signatures replays holds before an add forgets the
+// expired ones; after that, twice what is left. Only requests signed with
+// the secret are remembered, so the map grows with the warehouse's own
+// traffic within the tolerance, not with an attacker's.
+const pruneAt = 1024
+
+func newReplays() *replays { return &replays{sigs: make(map[string]replay), limit: pruneAt} }
+
+// get returns the task id of the event signed sig, when it was queued and
+// its timestamp is still within the tolerance at now.
+func (r *replays) get(sig []byte, now time.Time) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.sigs[hex.EncodeToString(sig)]
+	if !ok || now.After(e.expires) {
+		return "", false
+	}
+	return e.task, true
+}
+
+// add remembers sig's event as queued as task until expires.
+func (r *replays) add(sig []byte, task string, expires, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.sigs) >= r.limit {
+		for k, e := range r.sigs {
+			if now.After(e.expires) {
+				delete(r.sigs, k)
+			}
+		}
+		r.limit = max(pruneAt, 2*len(r.sigs))
+	}
+	r.sigs[hex.EncodeToString(sig)] = replay{task: task, expires: expires}
+}

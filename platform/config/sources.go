@@ -1,0 +1,77 @@
+package config
+
+import "strings"
+
+type source struct {
+	name string
+	rank int // layer order: later layers have higher ranks
+}
+
+// attribute fills in each problem's source from the latest layer that
+// supplied the key or any key under it, else from the nearest parent key
+// that a layer supplied.
+func (c *Config) attribute(ps []Problem) []Problem {
+	for i := range ps {
+		if ps[i].Source == "" {
+			ps[i].Source = c.sourceOf(ps[i].Key)
+		}
+	}
+	return ps
+}
+
+// untouched reports whether no layer above the defaults set any key of
+// section name (keys of dotted sections below it do not count).
+func (c *Config) untouched(secs []declared, name string) bool {
+	for k, s := range c.sources {
+		if s.rank == 0 || (k != name && !isBelow(k, name)) {
+			continue
+		}
+		if owner := ownerOf(secs, k); owner == name {
+			return false
+		}
+	}
+	return true
+}
+
+// ownerOf returns the declared section a key belongs to: the longest
+// section name that is the key or a parent of it.
+func ownerOf(secs []declared, key string) string {
+	best := ""
+	for _, d := range secs {
+		if (key == d.name || isBelow(key, d.name)) && len(d.name) > len(best) {
+			best = d.name
+		}
+	}
+	return best
+}
+
+func (c *Config) sourceOf(key string) string {
+	// The key itself or the latest layer that set anything below it (a
+	// later layer may have replaced a value by a mapping or back).
+	best, ok := c.sources[key]
+	if !ok {
+		best = source{name: "default", rank: -1}
+	}
+	for k, s := range c.sources {
+		if isBelow(k, key) && s.rank > best.rank {
+			best = s
+		}
+	}
+	if best.rank >= 0 {
+		return best.name
+	}
+	for p := parentKey(key); p != ""; p = parentKey(p) {
+		if s, ok := c.sources[p]; ok {
+			return s.name
+		}
+	}
+	return "default"
+}
+
+func parentKey(key string) string {
+	i := strings.LastIndexAny(key, ".[")
+	if i < 0 {
+		return ""
+	}
+	return key[:i]
+}
