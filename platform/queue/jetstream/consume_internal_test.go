@@ -88,3 +88,51 @@ func (q *queueState) pulling() bool {
 	defer q.fmu.Unlock()
 	return q.cancelFetch != nil
 }
+
+// TestPrefetchIsBoundedAndKeptAlive: while nobody leases (a paused or
+// busy pool), this process holds at most Config.Prefetch messages of a
+// queue, and all of them wait in the buffer, kept alive: after several
+// AckWaits every task comes out at its first attempt, none was
+// redelivered by the server.
+func TestPrefetchIsBoundedAndKeptAlive(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const (
+		prefetch = 4
+		ackWait  = 400 * time.Millisecond
+		n        = 3 * prefetch
+	)
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, Prefetch: prefetch, AckWait: ackWait,
+		Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qname = "idle"
+	for i := range n {
+		require.NoError(t, b.Enqueue(ctx, &task.Task{Kind: "k", Queue: qname, Key: strconv.Itoa(i)}))
+	}
+	ds, err := b.Lease(ctx, qname, 1, time.Minute) // starts the puller; this one is leased long
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	q := b.knownQueue(qname)
+	cons, err := b.js.Consumer(ctx, q.stream, b.cfg.Consumer)
+	require.NoError(t, err)
+	// Nobody leases for several AckWaits.
+	for end := time.Now().Add(5 * ackWait); time.Now().Before(end); {
+		info, err := cons.Info(ctx)
+		require.NoError(t, err)
+		require.LessOrEqual(t, info.NumAckPending, prefetch, "delivered to this process: the leased task and the buffer")
+		require.Zero(t, info.NumRedelivered, "nothing waiting in this process expired")
+		time.Sleep(ackWait / 4) // sampling, not synchronisation
+	}
+	seen := map[string]bool{ds[0].Task.Key: true}
+	require.NoError(t, b.Ack(ctx, ds[0]))
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for len(seen) < n {
+		ds, err := b.Lease(lctx, qname, n, time.Minute)
+		require.NoError(t, err)
+		for _, d := range ds {
+			require.Equal(t, 1, d.Task.Attempt, "task %s was redelivered", d.Task.Key)
+			seen[d.Task.Key] = true
+			require.NoError(t, b.Ack(ctx, d))
+		}
+	}
+}
