@@ -98,20 +98,24 @@ func (q *queueState) pull(b *Backend) {
 		if b.isClosing() {
 			return
 		}
-		switch {
-		case err == nil:
+		if err == nil {
 			backoff = 50 * time.Millisecond
-		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound),
-			errors.Is(err, nats.ErrNoResponders):
+			continue
+		}
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+			errors.Is(err, nats.ErrNoResponders) {
 			b.log.Warn("jetstream: consumer gone, re-creating it", zap.String("queue", q.queue), zap.Error(err))
 			q.gone.Store(true)
-		default:
+		} else {
 			b.log.Debug("jetstream: pull", zap.String("queue", q.queue), zap.Error(err))
-			if !sleep(b.closing, backoff) {
-				return
-			}
-			backoff = min(2*backoff, 5*time.Second)
 		}
+		// Back off, also between re-creations: a consumer that is not
+		// answering yet (a cluster electing its leader) must not turn
+		// this into a loop of requests.
+		if !sleep(b.closing, backoff) {
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
