@@ -102,11 +102,12 @@ type Backend struct {
 	qmu    sync.Mutex
 	queues map[string]*queueState
 
-	apiPrefix string         // "$JS.API."
-	schedules bool           // the server supports message schedules (2.12+)
-	multiGet  bool           // the server answers batched direct gets (2.11+)
-	wmu       sync.Mutex     // orders puller starts against Close
-	wg        sync.WaitGroup // pullers and the buffer keeper
+	schedules bool               // the server supports message schedules (2.12+)
+	multiGet  bool               // the server answers batched direct gets (2.11+)
+	wmu       sync.Mutex         // orders puller starts against Close
+	wg        sync.WaitGroup     // pullers and the buffer keeper
+	pullCtx   context.Context    // the pullers' requests; ends at Close
+	stopPull  context.CancelFunc // ends pullCtx
 
 	pubs   pending       // Enqueue's messages waiting for their publish ack
 	window chan struct{} // one token per async publish in flight (window.go)
@@ -143,7 +144,10 @@ func New(p Params) (*Backend, error) {
 	if p.Logger == nil {
 		p.Logger = zap.NewNop()
 	}
+	pullCtx, stopPull := context.WithCancel(context.Background())
 	return &Backend{
+		pullCtx:   pullCtx,
+		stopPull:  stopPull,
 		cfg:       cfg,
 		log:       p.Logger,
 		p:         p,
@@ -233,7 +237,6 @@ func (b *Backend) start(ctx context.Context) error {
 	if err := b.ensureAdvisoryStream(ctx); err != nil {
 		return err
 	}
-	b.apiPrefix = "$JS.API."
 	b.schedules = serverAtLeast(nc.ConnectedServerVersion(), 2, 12)
 	b.multiGet = serverAtLeast(nc.ConnectedServerVersion(), 2, 11)
 	if !b.schedules {
@@ -325,7 +328,7 @@ func (b *Backend) pokePullers() {
 	b.qmu.Lock()
 	defer b.qmu.Unlock()
 	for _, q := range b.queues {
-		signal(q.reqDone)
+		q.repull()
 	}
 }
 
@@ -391,6 +394,7 @@ func (b *Backend) waitInflight(ctx context.Context) error {
 // teardown stops the advisory watcher, drains the connection and shuts
 // the owned server down.
 func (b *Backend) teardown(ctx context.Context) error {
+	b.stopPull()
 	var errs []error
 	if b.metricReg != nil {
 		_ = b.metricReg.Unregister()

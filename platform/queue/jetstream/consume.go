@@ -2,11 +2,11 @@ package jetstream
 
 import (
 	"context"
-	"fmt"
-	"strings"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
@@ -30,46 +30,34 @@ func (q *queueState) consuming(ctx context.Context, b *Backend) error {
 	if b.isClosing() {
 		return queue.ErrClosed
 	}
-	q.inbox = b.nc.NewInbox()
-	sub, err := b.nc.Subscribe(q.inbox, func(m *nats.Msg) { q.onMsg(b, m) })
-	if err != nil {
-		return fmt.Errorf("jetstream: subscribe %q: %w", q.queue, err)
-	}
-	_ = sub.SetPendingLimits(-1, -1) // flow is bounded by the pull requests
-	q.pmu.Lock()
-	q.sub = sub
-	q.pmu.Unlock()
 	q.started = true
 	b.wg.Add(1)
 	go q.pull(b)
 	return nil
 }
 
-// pullExpiry bounds one pull request; a request lost in a disconnect is
-// replaced after it.
+// pullExpiry bounds one pull request (a Fetch); a request lost in a
+// disconnect is replaced after it, or at once when the connection comes
+// back (pokePullers).
 const pullExpiry = 5 * time.Second
 
-// pull keeps at most one pull request open for the room left in the
-// prefetch buffer, until Close. Messages arrive in onMsg.
+// pull keeps at most one Fetch open for the room left in the prefetch
+// buffer, until Close: it waits until at least half the buffer is free,
+// fetches that many messages and moves each into the buffer as it comes.
+// Every message the server delivers is in the buffer, where the buffer
+// keeper sees it, so none waits unrefreshed in a client-side queue (as
+// Consume's or Messages' read-ahead would hold them while Lease is not
+// called). A consumer deleted under the puller (ErrConsumerDeleted, or
+// not found) is created again.
 func (q *queueState) pull(b *Backend) {
 	defer b.wg.Done()
 	prefetch := b.cfg.Prefetch
 	threshold := max(1, prefetch/2)
-	subject := b.apiPrefix + "CONSUMER.MSG.NEXT." + q.stream + "." + b.cfg.Consumer
 	backoff := 50 * time.Millisecond
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	for {
 		if q.gone.Load() {
 			q.ready.Store(false)
-			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
-			go func() {
-				select {
-				case <-b.closing:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
+			ctx, cancel := context.WithTimeout(b.pullCtx, b.cfg.PublishTimeout)
 			err := q.ensure(ctx, b)
 			cancel()
 			if err != nil {
@@ -81,6 +69,7 @@ func (q *queueState) pull(b *Backend) {
 				continue
 			}
 			q.gone.Store(false)
+			b.log.Info("jetstream: consumer re-created", zap.String("queue", q.queue), zap.String("consumer", b.cfg.Consumer))
 		}
 		// Wait for room.
 		var n int
@@ -97,41 +86,62 @@ func (q *queueState) pull(b *Backend) {
 				return
 			}
 		}
-		select { // forget a stale end signal
-		case <-q.reqDone:
-		default:
-		}
-		q.pmu.Lock()
-		q.outstanding = n
-		q.pmu.Unlock()
-		req := fmt.Appendf(nil, `{"batch":%d,"expires":%d}`, n, int64(pullExpiry))
-		if err := b.nc.PublishRequest(subject, q.inbox, req); err != nil {
-			if b.isClosing() {
-				return
-			}
-			b.log.Debug("jetstream: pull request", zap.String("queue", q.queue), zap.Error(err))
-			if !sleep(b.closing, backoff) {
-				return
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		timer.Reset(pullExpiry + time.Second)
-		select {
-		case <-q.reqDone:
-			backoff = 50 * time.Millisecond
-		case <-timer.C:
-			// Lost (disconnect, server restart): ask again.
-		case <-b.closing:
+		ctx, cancel := context.WithTimeout(b.pullCtx, pullExpiry)
+		q.fmu.Lock()
+		q.cancelFetch = cancel
+		q.fmu.Unlock()
+		err := q.fetch(ctx, b, n)
+		q.fmu.Lock()
+		q.cancelFetch = nil
+		q.fmu.Unlock()
+		cancel()
+		if b.isClosing() {
 			return
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
+		if err == nil {
+			backoff = 50 * time.Millisecond
+			continue
 		}
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+			errors.Is(err, nats.ErrNoResponders) {
+			b.log.Warn("jetstream: consumer gone, re-creating it", zap.String("queue", q.queue), zap.Error(err))
+			q.gone.Store(true)
+		} else {
+			b.log.Debug("jetstream: pull", zap.String("queue", q.queue), zap.Error(err))
+		}
+		// Back off, also between re-creations: a consumer that is not
+		// answering yet (a cluster electing its leader) must not turn
+		// this into a loop of requests.
+		if !sleep(b.closing, backoff) {
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// fetch runs one Fetch of up to n messages into the prefetch buffer. It
+// returns nil when the request ended normally (filled, expired, or
+// cancelled by pokePullers or Close), else the request's error.
+func (q *queueState) fetch(ctx context.Context, b *Backend, n int) error {
+	batch, err := q.consumer().Fetch(n, jetstream.FetchContext(ctx))
+	if err != nil {
+		return err
+	}
+	for m := range batch.Messages() {
+		if b.isClosing() {
+			_ = m.Nak() // hand it to another replica right away
+			continue
+		}
+		q.pmu.Lock()
+		q.buf = append(q.buf, inbound{msg: m, touched: time.Now()})
+		q.pmu.Unlock()
+		signal(q.avail)
+	}
+	err = batch.Error()
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }
 
 // sleep waits d or until stop closes; it reports whether d passed.
@@ -146,41 +156,14 @@ func sleep(stop <-chan struct{}, d time.Duration) bool {
 	}
 }
 
-// onMsg receives what the pull requests bring: messages go to the
-// prefetch buffer, status messages end the open request.
-func (q *queueState) onMsg(b *Backend, m *nats.Msg) {
-	if len(m.Data) == 0 && m.Header != nil {
-		if code := m.Header.Get("Status"); code != "" {
-			switch code {
-			case "100": // idle heartbeat
-				return
-			case "409":
-				desc := m.Header.Get("Description")
-				if strings.Contains(strings.ToLower(desc), "deleted") {
-					q.gone.Store(true)
-				}
-				b.log.Debug("jetstream: pull ended", zap.String("queue", q.queue), zap.String("status", code), zap.String("description", desc))
-			}
-			signal(q.reqDone)
-			return
-		}
+// repull ends the open Fetch at once, so the puller asks again (the
+// request died with a lost connection).
+func (q *queueState) repull() {
+	q.fmu.Lock()
+	if q.cancelFetch != nil {
+		q.cancelFetch()
 	}
-	if m.Reply == "" {
-		return
-	}
-	if b.isClosing() {
-		_ = m.Respond(ackNak) // hand it to another replica right away
-		return
-	}
-	q.pmu.Lock()
-	q.buf = append(q.buf, inbound{msg: m, touched: time.Now()})
-	q.outstanding--
-	done := q.outstanding <= 0
-	q.pmu.Unlock()
-	signal(q.avail)
-	if done {
-		signal(q.reqDone)
-	}
+	q.fmu.Unlock()
 }
 
 // take removes up to max prefetched messages.
@@ -213,7 +196,7 @@ func (q *queueState) refresh(now time.Time) {
 	for i := range q.buf {
 		in := &q.buf[i]
 		if now.Sub(in.touched) > q.ackWait/2 {
-			if in.msg.Respond(ackProgress) == nil {
+			if in.msg.InProgress() == nil {
 				in.touched = now
 			}
 		}
@@ -307,10 +290,12 @@ func (b *Backend) keepLeases() {
 	}
 }
 
-// stopConsumers stops the pullers and gives prefetched messages back.
+// stopConsumers stops the pullers (ending their open Fetch) and gives
+// prefetched messages back.
 func (b *Backend) stopConsumers() {
 	b.wmu.Lock() // no puller starts after this
 	b.wmu.Unlock()
+	b.stopPull()
 	b.wg.Wait()
 	b.qmu.Lock()
 	qs := make([]*queueState, 0, len(b.queues))
@@ -320,14 +305,11 @@ func (b *Backend) stopConsumers() {
 	b.qmu.Unlock()
 	for _, q := range qs {
 		q.pmu.Lock()
-		if q.sub != nil {
-			_ = q.sub.Unsubscribe()
-		}
 		buf := q.buf
 		q.buf = nil
 		q.pmu.Unlock()
 		for _, in := range buf {
-			_ = in.msg.Respond(ackNak)
+			_ = in.msg.Nak()
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -150,7 +149,7 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 			return err
 		}
 	}
-	if err := r.msg.Respond([]byte("+TERM " + sanitizeValue(reason))); err != nil {
+	if err := r.msg.TermWithReason(sanitizeValue(reason)); err != nil {
 		return fmt.Errorf("jetstream: terminate task %s: %w", r.d.Task.ID, err)
 	}
 	r.finish()
@@ -158,11 +157,11 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 }
 
 // poison moves a message that is not a task to the dead letter.
-func (b *Backend) poison(q *queueState, m *nats.Msg, md *nats.MsgMetadata, cause error) {
+func (b *Backend) poison(q *queueState, m jetstream.Msg, md *jetstream.MsgMetadata, cause error) {
 	b.log.Warn("jetstream: undecodable message dead-lettered", zap.String("queue", q.queue),
 		zap.Uint64("seq", md.Sequence.Stream), zap.Error(cause))
-	t := &task.Task{ID: "seq-" + strconv.FormatUint(md.Sequence.Stream, 10), Kind: "?", Queue: q.queue, Payload: m.Data, EnqueuedAt: md.Timestamp}
-	for k, vs := range m.Header {
+	t := &task.Task{ID: "seq-" + strconv.FormatUint(md.Sequence.Stream, 10), Kind: "?", Queue: q.queue, Payload: m.Data(), EnqueuedAt: md.Timestamp}
+	for k, vs := range m.Headers() {
 		if len(vs) > 0 && validHeaderName(k) && validHeaderValue(vs[0]) && !reserved(k) {
 			t.SetHeader(k, vs[0])
 		}
@@ -175,7 +174,7 @@ func (b *Backend) poison(q *queueState, m *nats.Msg, md *nats.MsgMetadata, cause
 		return // it is redelivered later
 	}
 	b.toldDead(queue.DeadLetter{Task: t, Reason: cause.Error(), At: at})
-	_ = m.Respond([]byte("+TERM not a task"))
+	_ = m.TermWithReason("not a task")
 }
 
 func isNotFound(err error) bool {

@@ -34,16 +34,45 @@
 // stays honest. Close gives buffered messages back with a negative ack,
 // so another replica gets them at once.
 //
+// The pull requests and settlements go through nats.go's jetstream API:
+// the puller calls Consumer.Fetch for the room left (once at least half
+// the buffer is free) and moves each message into the buffer as it
+// arrives; a delivery reads its attempt and stream sequence from
+// Msg.Metadata; settlements are Msg.Ack (DoubleAck with Config.AckSync),
+// Nak, NakWithDelay, InProgress and TermWithReason. A request ends
+// filled, expired (5 s) or cut short by a reconnect; a consumer deleted
+// under the puller (ErrConsumerDeleted, or no consumer answering the
+// next request) is created again.
+//
+// Fetch rather than Consume or Messages, because those read ahead: they
+// ask for more messages as soon as the previous ones were handed over,
+// whether the buffer has room or not, so a bounded buffer must stop
+// taking them, and what arrives meanwhile waits in nats.go's own queue,
+// out of reach of the in-progress acks. With Lease not called (a paused
+// or busy pool) the server then redelivers those messages, counting a
+// delivery for each (TestPrefetchIsBoundedAndKeptAlive fails on a
+// Consume-based puller: 7 messages held with a prefetch of 4, and tasks
+// redelivered). Fetch asks for exactly the room in the buffer, so every
+// message delivered to this process is in the buffer and kept alive.
+// The cost, measured against the hand-written pull protocol this
+// replaced (BENCHMARKS.md, issue 15): 6 more allocations per task
+// (Fetch's loop arms a timer for every message; the jetstream.Msg
+// wrapper; its metadata) and, on a loaded 2-core machine, 1 to 4 µs
+// more CPU per task (2 to 6%: the pull path itself, and a second
+// goroutine hand-over per message), not visible in tasks per second.
+// A Consume-based puller measured no cheaper within the spread. No part
+// of the hand-written protocol is kept.
+//
 // # Leases, retries and dead letters
 //
 //   - Lease = AckWait. Config.AckWait is the consumer's lease; a delivery's
 //     LeaseUntil is at least the time its AckWait ends. A longer lease
 //     asked of Lease or Extend (the worker pool's lease extension) is kept
-//     with in-progress acks ("+WPI"), each of which restarts AckWait: one
+//     with in-progress acks (InProgress), each of which restarts AckWait: one
 //     keeper goroutine per backend looks at the deliveries in flight every
 //     quarter AckWait and refreshes those half of whose AckWait has
 //     passed (no timer per delivery).
-//   - Retry = a negative ack with an explicit delay ("-NAK {"delay":…}"),
+//   - Retry = a negative ack with an explicit delay (NakWithDelay),
 //     computed by the pool's retry policy; the consumer's BackOff list does
 //     not apply to a plain nak, so none is configured. The next delivery's
 //     attempt is the message's delivery count.
@@ -68,7 +97,7 @@
 //   - Dead letter = a copy of the task, its original headers and payload,
 //     plus Plba-Dead-Reason, Plba-Dead-At and Plba-Dead-Attempts headers,
 //     published to the dead-letter stream <prefix>_DEAD (limits retention)
-//     and then the delivery is terminated ("+TERM reason"). ListDead reads
+//     and then the delivery is terminated (TermWithReason). ListDead reads
 //     that stream by subject, Redrive republishes a copy to the queue
 //     (fresh attempts) and deletes the dead letter, Purge deletes.
 //

@@ -117,13 +117,13 @@ func (b *Backend) markDone(ctx context.Context, q *queueState, key string, o tas
 // ackAfterRecord runs on nats.go's ack-processing goroutine when the
 // finished-key record of the task id on queue q was stored (err nil): it
 // acks the task's message msg. A refused record leaves the task unacked.
-func (b *Backend) ackAfterRecord(msg *nats.Msg, q, id string, err error) {
+func (b *Backend) ackAfterRecord(msg jetstream.Msg, q, id string, err error) {
 	if err != nil {
 		b.log.Warn("jetstream: record a finished key (the task is delivered again after its AckWait)",
 			zap.String("queue", q), zap.String("task", id), zap.Error(err))
 		return
 	}
-	if err := msg.Respond(ackAck); err != nil {
+	if err := msg.Ack(); err != nil {
 		b.log.Warn("jetstream: ack (the task is delivered again after its AckWait)",
 			zap.String("queue", q), zap.String("task", id), zap.Error(err))
 	}

@@ -296,7 +296,7 @@ func (p *pubBatch) settle(i int, err error) {
 type pubSlot struct {
 	batch *pubBatch
 	i     int
-	ack   *nats.Msg
+	ack   jetstream.Msg
 	queue string
 	id    string
 }
@@ -313,7 +313,7 @@ func (p *pending) add(m *nats.Msg, b *pubBatch, i int) { p.put(m, pubSlot{batch:
 
 // addAck makes the outcome of m, a finished-key record, decide whether
 // ack, the message of task id on queue q, is acked (ackAfterRecord).
-func (p *pending) addAck(m, ack *nats.Msg, q, id string) {
+func (p *pending) addAck(m *nats.Msg, ack jetstream.Msg, q, id string) {
 	p.put(m, pubSlot{ack: ack, queue: q, id: id})
 }
 

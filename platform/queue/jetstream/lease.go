@@ -2,21 +2,11 @@ package jetstream
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
-)
-
-// Acknowledgement bodies (the JetStream ack protocol).
-var (
-	ackAck      = []byte("+ACK")
-	ackNak      = []byte("-NAK")
-	ackProgress = []byte("+WPI")
 )
 
 // Lease waits until a task of queueName is prefetched and returns up to max
@@ -58,7 +48,7 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 		}
 		if b.isClosing() {
 			for _, in := range ins {
-				_ = in.msg.Respond(ackNak)
+				_ = in.msg.Nak()
 			}
 			return nil, queue.ErrClosed
 		}
@@ -83,25 +73,21 @@ func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *qu
 	if now.Sub(in.touched) >= ackWait {
 		return nil // its lease ran out in the buffer; the server redelivers it
 	}
-	delivered, seq, ok := ackInfo(m.Reply)
-	if !ok {
-		b.log.Warn("jetstream: message without metadata", zap.String("queue", q.queue), zap.String("reply", m.Reply))
+	md, err := m.Metadata()
+	if err != nil {
+		b.log.Warn("jetstream: message without metadata", zap.String("queue", q.queue), zap.String("reply", m.Reply()), zap.Error(err))
 		return nil
 	}
-	t, err := decodeTask(m.Header, m.Data, q.queue)
+	delivered, seq := md.NumDelivered, md.Sequence.Stream
+	t, err := decodeTask(m.Headers(), m.Data(), q.queue)
 	if err != nil {
-		md, merr := m.Metadata()
-		if merr != nil {
-			b.log.Warn("jetstream: message without metadata", zap.String("queue", q.queue), zap.Error(merr))
-			return nil
-		}
 		b.poison(q, m, md, err)
 		return nil
 	}
 	if !t.NotBefore.IsZero() && t.NotBefore.After(now) {
 		// A server without schedules, or a schedule that fired early
 		// (clock skew between servers): not an attempt.
-		if nakWithDelay(m, t.NotBefore.Sub(now)) == nil {
+		if m.NakWithDelay(t.NotBefore.Sub(now)) == nil {
 			q.pmu.Lock()
 			q.early[seq]++
 			q.hasEarly.Store(true)
@@ -126,58 +112,4 @@ func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *qu
 	r.setLease(now, leaseFor) // r is not shared yet
 	b.track(r)
 	return d
-}
-
-// ackInfo reads the delivery count and the stream sequence from a
-// JetStream ack subject ($JS.ACK.<stream>.<consumer>.<delivered>.<seq>...
-// or, with a domain and account hash, $JS.ACK.<domain>.<hash>.<stream>...)
-// without allocating.
-func ackInfo(reply string) (delivered, seq uint64, ok bool) {
-	const prefix = "$JS.ACK."
-	if !strings.HasPrefix(reply, prefix) {
-		return 0, 0, false
-	}
-	tokens := strings.Count(reply, ".") + 1
-	var at int // index of the delivered token
-	switch {
-	case tokens == 9:
-		at = 4
-	case tokens >= 11:
-		at = 6
-	default:
-		return 0, 0, false
-	}
-	rest := reply
-	for range at {
-		_, rest, _ = strings.Cut(rest, ".")
-	}
-	dTok, rest, _ := strings.Cut(rest, ".")
-	sTok, _, _ := strings.Cut(rest, ".")
-	delivered, ok1 := parseUint(dTok)
-	seq, ok2 := parseUint(sTok)
-	return delivered, seq, ok1 && ok2 && seq > 0
-}
-
-// parseUint parses a decimal token.
-func parseUint(s string) (uint64, bool) {
-	if s == "" || len(s) > 19 {
-		return 0, false
-	}
-	var n uint64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	return n, true
-}
-
-// nakWithDelay asks for a redelivery after delay.
-func nakWithDelay(m *nats.Msg, delay time.Duration) error {
-	if delay <= 0 {
-		return m.Respond(ackNak)
-	}
-	return m.Respond(fmt.Appendf(nil, `-NAK {"delay":%d}`, int64(delay)))
 }

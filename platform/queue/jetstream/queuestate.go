@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -20,28 +19,28 @@ type queueState struct {
 
 	mu      sync.Mutex
 	ackWait time.Duration
-	started bool // puller running
+	cons    jetstream.Consumer // the durable consumer, set by ensure
+	started bool               // puller running
 
 	// Prefetched messages, oldest first. Guarded by pmu.
-	pmu         sync.Mutex
-	buf         []inbound
-	outstanding int                  // messages the open pull request may still bring
-	nakDelayed  map[uint64]time.Time // stream seq -> retry due (local Retry with a delay)
-	early       map[uint64]int       // stream seq -> deliveries given back before NotBefore
-	hasEarly    atomic.Bool          // early is not empty
-	inbox       string
-	sub         *nats.Subscription
+	pmu        sync.Mutex
+	buf        []inbound
+	nakDelayed map[uint64]time.Time // stream seq -> retry due (local Retry with a delay)
+	early      map[uint64]int       // stream seq -> deliveries given back before NotBefore
+	hasEarly   atomic.Bool          // early is not empty
 
-	avail   chan struct{} // signalled when buf gains messages
-	room    chan struct{} // signalled when Lease takes messages
-	reqDone chan struct{} // signalled when the open pull request ends
-	gone    atomic.Bool   // consumer deleted: the puller re-creates it
+	fmu         sync.Mutex
+	cancelFetch context.CancelFunc // ends the open Fetch (repull); nil when none
+
+	avail chan struct{} // signalled when buf gains messages
+	room  chan struct{} // signalled when Lease takes messages
+	gone  atomic.Bool   // consumer deleted: the puller re-creates it
 }
 
 // inbound is a prefetched message and when the server's AckWait timer was
 // last (re)started for it.
 type inbound struct {
-	msg     *nats.Msg
+	msg     jetstream.Msg
 	touched time.Time
 }
 
@@ -80,7 +79,6 @@ func (b *Backend) queue(name string) (*queueState, error) {
 		early:      make(map[uint64]int),
 		avail:      make(chan struct{}, 1),
 		room:       make(chan struct{}, 1),
-		reqDone:    make(chan struct{}, 1),
 	}
 	b.queues[name] = q
 	return q, nil
@@ -165,8 +163,16 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 		return err
 	}
 	q.ackWait = cons.CachedInfo().Config.AckWait
+	q.cons = cons
 	q.ready.Store(true)
 	return nil
+}
+
+// consumer returns the queue's durable consumer, as ensure last made it.
+func (q *queueState) consumer() jetstream.Consumer {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.cons
 }
 
 // signal wakes one waiter of ch without blocking.

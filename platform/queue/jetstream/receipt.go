@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
@@ -16,7 +16,7 @@ import (
 type receipt struct {
 	b       *Backend
 	q       *queueState
-	msg     *nats.Msg
+	msg     jetstream.Msg
 	d       *queue.Delivery // &del
 	del     queue.Delivery
 	seq     uint64
@@ -70,7 +70,7 @@ func (r *receipt) keep(now time.Time) (forget bool) {
 	if !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
 		return false
 	}
-	if err := r.msg.Respond(ackProgress); err != nil {
+	if err := r.msg.InProgress(); err != nil {
 		r.b.log.Warn("jetstream: keep lease", zap.String("queue", r.q.queue), zap.Error(err))
 		return false
 	}

@@ -56,20 +56,19 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 }
 
 // ack acknowledges r's message. With Config.AckSync it waits for the
-// server's confirmation, at most for AckWait when ctx has no deadline
-// (after that the server redelivers the message anyway; waiting longer
-// would only hold the caller).
+// server's confirmation (DoubleAck), at most for AckWait when ctx has no
+// deadline (after that the server redelivers the message anyway; waiting
+// longer would only hold the caller).
 func (b *Backend) ack(ctx context.Context, r *receipt) error {
 	if !b.cfg.AckSync {
-		return r.msg.Respond(ackAck)
+		return r.msg.Ack()
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, max(r.ackWait, time.Second))
 		defer cancel()
 	}
-	_, err := b.nc.RequestWithContext(ctx, r.msg.Reply, ackAck)
-	return err
+	return r.msg.DoubleAck(ctx)
 }
 
 // Release gives d back to its queue without counting this delivery as an
@@ -110,7 +109,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 		_, perr = b.js.PublishMsg(ctx, msg)
 	}
 	if perr != nil {
-		if err := nakWithDelay(r.msg, 0); err != nil {
+		if err := r.msg.Nak(); err != nil {
 			return fmt.Errorf("jetstream: release task %s: publish: %w; nak: %w", t.ID, perr, err)
 		}
 		r.finish()
@@ -149,7 +148,7 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 		return fmt.Errorf("jetstream: retry task %s on its last delivery (max_deliver %d): %w", d.Task.ID, b.cfg.MaxDeliver, queue.ErrDeadLettered)
 	}
 	delay := time.Until(at)
-	if err := nakWithDelay(r.msg, delay); err != nil {
+	if err := r.msg.NakWithDelay(delay); err != nil { // a plain nak when delay <= 0
 		return fmt.Errorf("jetstream: nak task %s: %w", d.Task.ID, err)
 	}
 	r.q.pmu.Lock()
@@ -185,7 +184,7 @@ func (b *Backend) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.D
 	if now.After(r.leaseEnd) {
 		return fmt.Errorf("jetstream: lease ended at %s: %w", r.leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
 	}
-	if err := r.msg.Respond(ackProgress); err != nil {
+	if err := r.msg.InProgress(); err != nil {
 		return fmt.Errorf("jetstream: extend task %s: %w", d.Task.ID, err)
 	}
 	r.touched = now
