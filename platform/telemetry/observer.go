@@ -76,6 +76,10 @@ type Observer struct {
 	// span is only started when the sampler keeps it; a dropped one
 	// costs two random ids and its traceparent.
 	sampler sdktrace.Sampler
+	// dropsNew: the sampler drops every new trace (set with sampler), so
+	// the tasks of one Enqueuing call that start a trace share one
+	// dropped span context.
+	dropsNew bool
 }
 
 var (
@@ -98,33 +102,48 @@ type enqueueState struct{ spans []trace.Span }
 // No span is started where it could not be recorded: under an unsampled
 // span with a parent-based sampler the tasks carry that span's context;
 // for a new trace the sampler is asked first, and a dropped trace's
-// tasks carry fresh ids with the sampled flag off.
+// tasks carry fresh ids with the sampled flag off. When the sampler drops
+// every new trace (no exporter, the default; sampler "never"; ratio 0),
+// the tasks of one call that start a new trace share one: the context of
+// the batch's publish operation, which is what the OpenTelemetry
+// messaging conventions inject into every message of a batch that has no
+// creation span per message. Tasks that carry the same context and have
+// no headers of their own share one header map (task.ShareHeaders).
 func (o *Observer) Enqueuing(ctx context.Context, tasks []*task.Task) context.Context {
 	var st *enqueueState
 	parent := trace.SpanContextFromContext(ctx)
-	var reused string // parent's traceparent, formatted once per call
+	var reused, dropped sharedContext // one per call, set on first use
 	var ls *labelSet
 	for _, t := range tasks {
 		if t == nil {
 			continue
 		}
 		if o.reuseUnsampled && parent.IsValid() && !parent.IsSampled() {
-			if reused == "" {
-				reused = formatTraceparent(parent)
+			if reused.traceparent == "" {
+				reused = newSharedContext(parent)
 			}
-			injectFast(ctx, Carrier(t), parent, reused)
+			reused.inject(ctx, t)
 			continue
 		}
 		ls = o.labels.getLast(ls, t.Queue, t.Kind, "")
 		sctx := ctx
 		if o.sampler != nil && !parent.TraceID().IsValid() {
+			if dropped.traceparent != "" {
+				dropped.inject(ctx, t)
+				continue
+			}
 			tid, sid := newTraceIDs()
 			res := o.sampler.ShouldSample(sdktrace.SamplingParameters{
 				ParentContext: ctx, TraceID: tid, Name: ls.publishName, Kind: trace.SpanKindProducer,
 			})
 			if res.Decision == sdktrace.Drop {
 				sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceState: res.Tracestate})
-				injectFast(ctx, Carrier(t), sc, formatTraceparent(sc))
+				if o.dropsNew {
+					dropped = newSharedContext(sc)
+					dropped.inject(ctx, t)
+				} else {
+					injectFast(ctx, Carrier(t), sc, formatTraceparent(sc))
+				}
 				continue
 			}
 			sctx = context.WithValue(ctx, presetIDsKey{}, &presetIDs{tid: tid, sid: sid})
@@ -148,6 +167,33 @@ func (o *Observer) Enqueuing(ctx context.Context, tasks []*task.Task) context.Co
 		return ctx
 	}
 	return context.WithValue(ctx, enqueueKey{}, st)
+}
+
+// sharedContext is a span context that several tasks of one Enqueuing
+// call carry: its traceparent rendered once, and one header map (made on
+// first use) for the tasks without headers of their own.
+type sharedContext struct {
+	sc          trace.SpanContext
+	traceparent string
+	headers     map[string]string
+}
+
+func newSharedContext(sc trace.SpanContext) sharedContext {
+	return sharedContext{sc: sc, traceparent: formatTraceparent(sc)}
+}
+
+// inject gives t the shared context: the shared header map when t has no
+// headers, else the trace headers written into t's own.
+func (s *sharedContext) inject(ctx context.Context, t *task.Task) {
+	if t.Headers != nil {
+		injectFast(ctx, Carrier(t), s.sc, s.traceparent)
+		return
+	}
+	if s.headers == nil {
+		s.headers = make(map[string]string, 3)
+		injectFast(ctx, propagation.MapCarrier(s.headers), s.sc, s.traceparent)
+	}
+	task.ShareHeaders(s.headers, t)
 }
 
 // Enqueued ends the producer spans Enqueuing started (with error status

@@ -221,6 +221,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 	if exporter == nil || cfg.Traces.Sampler == SamplerNever ||
 		((cfg.Traces.Sampler == SamplerRatio || cfg.Traces.Sampler == SamplerParentBasedRatio) && cfg.Traces.Ratio < 1) {
 		t.obs.sampler = sampler
+		t.obs.dropsNew = exporter == nil || cfg.Traces.Sampler == SamplerNever || cfg.Traces.Ratio == 0
 	}
 	t.off = o.spanExporter == nil && cfg.Traces.Exporter == ExporterNone && t.mp == nil
 	return t, nil
