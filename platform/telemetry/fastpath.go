@@ -9,7 +9,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/embedded"
 )
 
 // This file holds the unsampled fast path: what the observer does instead
@@ -159,28 +158,25 @@ func injectFast(ctx context.Context, c propagation.TextMapCarrier, sc trace.Span
 	propagation.Baggage{}.Inject(ctx, c)
 }
 
-// remoteSpan is the non-recording span of an unsampled delivery: the
+// A delivery is the non-recording span of an unsampled delivery: the
 // producer's span context, read by trace.SpanFromContext from the
 // handler's context (what trace.ContextWithRemoteSpanContext would put
 // there, without its two allocations).
-type remoteSpan struct {
-	embedded.Span
-	sc trace.SpanContext
-	tp trace.TracerProvider
-}
+var _ trace.Span = (*delivery)(nil)
 
-var _ trace.Span = (*remoteSpan)(nil)
+// SpanContext returns the handler's span context.
+func (d *delivery) SpanContext() trace.SpanContext          { return d.sc }
+func (d *delivery) IsRecording() bool                       { return false }
+func (d *delivery) SetStatus(codes.Code, string)            {}
+func (d *delivery) SetAttributes(...attribute.KeyValue)     {}
+func (d *delivery) End(...trace.SpanEndOption)              {}
+func (d *delivery) RecordError(error, ...trace.EventOption) {}
+func (d *delivery) AddEvent(string, ...trace.EventOption)   {}
+func (d *delivery) AddLink(trace.Link)                      {}
+func (d *delivery) SetName(string)                          {}
 
-func (s *remoteSpan) SpanContext() trace.SpanContext          { return s.sc }
-func (s *remoteSpan) IsRecording() bool                       { return false }
-func (s *remoteSpan) SetStatus(codes.Code, string)            {}
-func (s *remoteSpan) SetAttributes(...attribute.KeyValue)     {}
-func (s *remoteSpan) End(...trace.SpanEndOption)              {}
-func (s *remoteSpan) RecordError(error, ...trace.EventOption) {}
-func (s *remoteSpan) AddEvent(string, ...trace.EventOption)   {}
-func (s *remoteSpan) AddLink(trace.Link)                      {}
-func (s *remoteSpan) SetName(string)                          {}
-func (s *remoteSpan) TracerProvider() trace.TracerProvider    { return s.tp }
+// TracerProvider returns the observer's tracer provider.
+func (d *delivery) TracerProvider() trace.TracerProvider { return d.o.tp }
 
 // spanKey is the key under which package trace keeps the active span in a
 // context (unexported there), found once by asking trace.SpanFromContext
@@ -209,8 +205,8 @@ func probeSpanKey() any {
 	// (and SpanContextFromContext uses the same key).
 	tid, sid := newTraceIDs()
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true})
-	d := &delivery{Context: context.Background(), span: remoteSpan{sc: sc}, hasSpan: true}
-	if k := (spanKeyCheck{d, key}); !trace.SpanContextFromContext(k).Equal(sc) || trace.SpanFromContext(k) != trace.Span(&d.span) {
+	d := &delivery{Context: context.Background(), sc: sc, hasSpan: true}
+	if k := (spanKeyCheck{d, key}); !trace.SpanContextFromContext(k).Equal(sc) || trace.SpanFromContext(k) != trace.Span(d) {
 		return nil
 	}
 	return key
@@ -224,7 +220,7 @@ type spanKeyCheck struct {
 
 func (c spanKeyCheck) Value(k any) any {
 	if k == c.key {
-		return &c.delivery.span
+		return trace.Span(c.delivery)
 	}
 	return c.delivery.Context.Value(k)
 }

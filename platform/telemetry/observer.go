@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/log"
@@ -233,37 +234,56 @@ func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) 
 	}
 }
 
-// delivery is the context Starting returns to the handler: the log
-// fields and label set of the delivery in the same allocation as, for an
-// unsampled delivery, the producer's span context (answered for package
-// trace's span key, see spanKey). Finished finds it without a lookup.
+// delivery is the context Starting returns to the handler, in one
+// allocation of 128 bytes: for an unsampled delivery it is also the
+// handler's span (the producer's span context, answered for package
+// trace's span key, see spanKey); it holds the label set Finished records
+// with, and the task the log fields are rendered from when a logger asks.
 type delivery struct {
 	context.Context
+	embedded.Span // a non-recording span: see the Span methods in fastpath.go
+	// sc is the span context of the handler's span: the producer's for an
+	// unsampled delivery (hasSpan), else the consumer span's.
+	sc      trace.SpanContext
+	o       *Observer
 	ls      *labelSet
-	span    remoteSpan
+	t       *task.Task
+	attempt int32
 	hasSpan bool
-	fields  DeliveryFields
+}
+
+// fields returns the delivery's log fields.
+func (d *delivery) fields() DeliveryFields {
+	return DeliveryFields{
+		TraceID: d.sc.TraceID(),
+		SpanID:  d.sc.SpanID(),
+		TaskID:  d.t.ID,
+		Kind:    d.t.Kind,
+		Queue:   d.t.Queue,
+		Attempt: int(d.attempt),
+	}
 }
 
 // LogFields implements log.FieldsCarrier: the parent context's log fields
 // and the delivery's own (trace_id, span_id, task id, kind, queue,
 // attempt, rendered lazily). The delivery answers platform/log's key
-// itself, so attaching the fields costs no allocation of its own; this one
-// happens only when a logger is derived.
+// itself, so attaching the fields costs no allocation of its own; these
+// happen only when a logger is derived.
 func (d *delivery) LogFields() []zap.Field {
 	parent := log.Fields(d.Context)
+	f := d.fields()
 	out := make([]zap.Field, 0, len(parent)+1)
-	return append(append(out, parent...), zap.Inline(&d.fields))
+	return append(append(out, parent...), zap.Inline(&f))
 }
 
 // deliveryKey finds the delivery among a context's ancestors.
 type deliveryKey struct{}
 
-// Value answers the span key with the delivery's own span (unsampled
+// Value answers the span key with the delivery itself (unsampled
 // deliveries) and deliveryKey with d; everything else from the parent.
 func (d *delivery) Value(k any) any {
 	if d.hasSpan && k == spanKey {
-		return &d.span
+		return trace.Span(d)
 	}
 	if _, ok := k.(deliveryKey); ok {
 		return d
@@ -289,7 +309,7 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 	}
 	ls := o.labels.get(t.Queue, t.Kind, "")
 	o.recordWait(t, ls)
-	d := &delivery{ls: ls}
+	d := &delivery{o: o, ls: ls, t: t, attempt: int32(t.Attempt)}
 	parent := trace.SpanContextFromContext(ctx)
 	pctx, producer := o.extractFast(ctx, t)
 	if pctx == nil {
@@ -300,12 +320,11 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 		// Unsampled trace: keep its ids for the logs and downstream
 		// calls, skip the span (it would be dropped anyway).
 		if spanKey != nil {
-			d.span = remoteSpan{sc: producer, tp: o.tp}
 			d.hasSpan = true
 		} else {
 			pctx = trace.ContextWithRemoteSpanContext(pctx, producer)
 		}
-		d.fields = taskFields(t, producer)
+		d.sc = producer
 		d.Context = pctx // d carries the log fields itself (LogFields)
 		return d
 	}
@@ -326,7 +345,7 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 	if linked && span.IsRecording() {
 		span.AddLink(trace.Link{SpanContext: producer})
 	}
-	d.fields = taskFields(t, span.SpanContext())
+	d.sc = span.SpanContext()
 	d.Context = ctx // d carries the log fields itself (LogFields)
 	return d
 }
@@ -383,7 +402,7 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 	}
 	var span trace.Span
 	if d != nil && d.hasSpan {
-		span = &d.span
+		span = d
 	} else {
 		span = trace.SpanFromContext(ctx)
 	}
