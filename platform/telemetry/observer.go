@@ -63,7 +63,6 @@ type Observer struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
 	inst   *instruments
-	now    func() time.Time
 	labels labelCache
 	srcs   sourceCache
 	// reuseUnsampled: the sampler never samples a child of an unsampled
@@ -381,10 +380,13 @@ func (o *Observer) extractFast(ctx context.Context, t *task.Task) (context.Conte
 	return ctx, trace.NewSpanContext(cfg)
 }
 
-// recordWait records the queue wait of a first attempt.
+// recordWait records the queue wait of a first attempt. time.Since reads
+// only the monotonic clock when EnqueuedAt has a reading of it (a task
+// enqueued in this process, on the memory backend): in the peers harness
+// the wall clock read of time.Now was a quarter of Starting's time.
 func (o *Observer) recordWait(t *task.Task, ls *labelSet) {
 	if t.Attempt <= 1 && !t.EnqueuedAt.IsZero() {
-		if wait := o.now().Sub(t.EnqueuedAt); wait >= 0 {
+		if wait := time.Since(t.EnqueuedAt); wait >= 0 {
 			ls.wait.record(wait)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -240,7 +239,6 @@ func newObserver(tp trace.TracerProvider, mp metric.MeterProvider, prop propagat
 		tracer: tp.Tracer(TracerName),
 		prop:   prop,
 		inst:   in,
-		now:    time.Now,
 	}
 	if _, err := in.observeTasks(&o.labels); err != nil {
 		return nil, err
