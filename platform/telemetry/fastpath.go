@@ -164,8 +164,16 @@ func injectFast(ctx context.Context, c propagation.TextMapCarrier, sc trace.Span
 // there, without its two allocations).
 var _ trace.Span = (*delivery)(nil)
 
-// SpanContext returns the handler's span context.
-func (d *delivery) SpanContext() trace.SpanContext          { return d.sc }
+// SpanContext returns the handler's span context (remote for an unsampled
+// delivery: the producer's).
+func (d *delivery) SpanContext() trace.SpanContext {
+	cfg := trace.SpanContextConfig{TraceID: d.tid, SpanID: d.sid, TraceFlags: d.flags, Remote: d.hasSpan}
+	if d.ts != nil {
+		cfg.TraceState = *d.ts
+	}
+	return trace.NewSpanContext(cfg)
+}
+
 func (d *delivery) IsRecording() bool                       { return false }
 func (d *delivery) SetStatus(codes.Code, string)            {}
 func (d *delivery) SetAttributes(...attribute.KeyValue)     {}
@@ -205,7 +213,8 @@ func probeSpanKey() any {
 	// (and SpanContextFromContext uses the same key).
 	tid, sid := newTraceIDs()
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true})
-	d := &delivery{Context: context.Background(), sc: sc, hasSpan: true}
+	d := &delivery{Context: context.Background(), hasSpan: true}
+	d.setSpanContext(sc)
 	if k := (spanKeyCheck{d, key}); !trace.SpanContextFromContext(k).Equal(sc) || trace.SpanFromContext(k) != trace.Span(d) {
 		return nil
 	}

@@ -234,28 +234,41 @@ func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) 
 }
 
 // delivery is the context Starting returns to the handler, in one
-// allocation of 128 bytes: for an unsampled delivery it is also the
+// allocation of 96 bytes: for an unsampled delivery it is also the
 // handler's span (the producer's span context, answered for package
 // trace's span key, see spanKey); it holds the label set Finished records
 // with, and the task the log fields are rendered from when a logger asks.
 type delivery struct {
 	context.Context
 	embedded.Span // a non-recording span: see the Span methods in fastpath.go
-	// sc is the span context of the handler's span: the producer's for an
-	// unsampled delivery (hasSpan), else the consumer span's.
-	sc      trace.SpanContext
+	// tid, sid, flags and ts are the span context of the handler's span
+	// (SpanContext): the producer's for an unsampled delivery (hasSpan),
+	// else the consumer span's. ts is nil when the trace state is empty.
+	tid     trace.TraceID
+	sid     trace.SpanID
+	ts      *trace.TraceState
 	o       *Observer
 	ls      *labelSet
 	t       *task.Task
 	attempt int32
+	flags   trace.TraceFlags
 	hasSpan bool
+}
+
+// setSpanContext keeps sc as the handler's span context.
+func (d *delivery) setSpanContext(sc trace.SpanContext) {
+	d.tid, d.sid, d.flags = sc.TraceID(), sc.SpanID(), sc.TraceFlags()
+	if sc.TraceState().Len() > 0 {
+		ts := sc.TraceState() // on the heap only when there is one
+		d.ts = &ts
+	}
 }
 
 // fields returns the delivery's log fields.
 func (d *delivery) fields() DeliveryFields {
 	return DeliveryFields{
-		TraceID: d.sc.TraceID(),
-		SpanID:  d.sc.SpanID(),
+		TraceID: d.tid,
+		SpanID:  d.sid,
 		TaskID:  d.t.ID,
 		Kind:    d.t.Kind,
 		Queue:   d.t.Queue,
@@ -306,7 +319,7 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 	if t == nil {
 		return ctx
 	}
-	ls := o.labels.get(t.Queue, t.Kind, "")
+	ls := o.labels.getStarted(t.Queue, t.Kind)
 	o.recordWait(t, ls)
 	d := &delivery{o: o, ls: ls, t: t, attempt: int32(t.Attempt)}
 	parent := trace.SpanContextFromContext(ctx)
@@ -323,7 +336,7 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 		} else {
 			pctx = trace.ContextWithRemoteSpanContext(pctx, producer)
 		}
-		d.sc = producer
+		d.setSpanContext(producer)
 		d.Context = pctx // d carries the log fields itself (LogFields)
 		return d
 	}
@@ -344,7 +357,7 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 	if linked && span.IsRecording() {
 		span.AddLink(trace.Link{SpanContext: producer})
 	}
-	d.sc = span.SpanContext()
+	d.setSpanContext(span.SpanContext())
 	d.Context = ctx // d carries the log fields itself (LogFields)
 	return d
 }
