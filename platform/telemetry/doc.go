@@ -52,7 +52,14 @@
 // span carry that span's context (parent-based samplers), and for a new
 // trace the sampler is asked first with fresh ids (the tracer provider
 // then starts the span with those ids, so the decision is made once); a
-// dropped trace's tasks carry the ids with the sampled flag off. The W3C
+// dropped trace's tasks carry the ids with the sampled flag off. When the
+// sampler drops every new trace (exporter "none", the default; sampler
+// "never"; ratio 0) the tasks of one Enqueue call that start a trace share
+// one: the span context of the batch's publish operation, as the
+// OpenTelemetry messaging conventions have a batch's messages carry the
+// send operation's context when there is no creation span per message.
+// Tasks carrying one context and no headers of their own share one header
+// map (task.ShareHeaders; SetHeader copies it before a write). The W3C
 // headers are written and read without the propagators' generic carrier
 // machinery (fastpath.go); a traceparent of another version goes through
 // the propagator.

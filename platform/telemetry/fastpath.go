@@ -9,7 +9,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/embedded"
 )
 
 // This file holds the unsampled fast path: what the observer does instead
@@ -17,6 +16,19 @@ import (
 // The results are the ones the SDK and the W3C propagators would give
 // (the same span context on the task and in the handler's context); only
 // the allocations differ.
+//
+// Measured on the peers harness (issue 15, BENCHMARKS.md: plba-memory,
+// 50,000 tasks, c=8 and 64, against a scratch copy with one piece swapped
+// for the SDK's, same run): reading the traceparent with the W3C
+// propagator (TraceContext.Extract, then the remote span context it puts
+// on the context) costs 2 allocations and 0.35 to 1.1 µs of CPU per task
+// worked more (medians of 5 in three cells; worked/s 250 k to 384 k
+// against 401 k to 456 k); the delivery answering package trace's span
+// key itself (spanKey) instead of trace.ContextWithRemoteSpanContext, 2
+// allocations and 0.2 to 0.7 µs (worked/s 315 k to 400 k).
+// Both are kept for that. Formatting the traceparent costs nothing
+// measurable now that a batch renders it once, but the per-task path of a
+// ratio sampler still does it for every task (TestUnsampledTaskAllocations).
 
 // W3C trace context and baggage header names.
 const (
@@ -159,28 +171,33 @@ func injectFast(ctx context.Context, c propagation.TextMapCarrier, sc trace.Span
 	propagation.Baggage{}.Inject(ctx, c)
 }
 
-// remoteSpan is the non-recording span of an unsampled delivery: the
+// A delivery is the non-recording span of an unsampled delivery: the
 // producer's span context, read by trace.SpanFromContext from the
 // handler's context (what trace.ContextWithRemoteSpanContext would put
 // there, without its two allocations).
-type remoteSpan struct {
-	embedded.Span
-	sc trace.SpanContext
-	tp trace.TracerProvider
+var _ trace.Span = (*delivery)(nil)
+
+// SpanContext returns the handler's span context (remote for an unsampled
+// delivery: the producer's).
+func (d *delivery) SpanContext() trace.SpanContext {
+	cfg := trace.SpanContextConfig{TraceID: d.tid, SpanID: d.sid, TraceFlags: d.flags, Remote: d.hasSpan}
+	if d.ts != nil {
+		cfg.TraceState = *d.ts
+	}
+	return trace.NewSpanContext(cfg)
 }
 
-var _ trace.Span = (*remoteSpan)(nil)
+func (d *delivery) IsRecording() bool                       { return false }
+func (d *delivery) SetStatus(codes.Code, string)            {}
+func (d *delivery) SetAttributes(...attribute.KeyValue)     {}
+func (d *delivery) End(...trace.SpanEndOption)              {}
+func (d *delivery) RecordError(error, ...trace.EventOption) {}
+func (d *delivery) AddEvent(string, ...trace.EventOption)   {}
+func (d *delivery) AddLink(trace.Link)                      {}
+func (d *delivery) SetName(string)                          {}
 
-func (s *remoteSpan) SpanContext() trace.SpanContext          { return s.sc }
-func (s *remoteSpan) IsRecording() bool                       { return false }
-func (s *remoteSpan) SetStatus(codes.Code, string)            {}
-func (s *remoteSpan) SetAttributes(...attribute.KeyValue)     {}
-func (s *remoteSpan) End(...trace.SpanEndOption)              {}
-func (s *remoteSpan) RecordError(error, ...trace.EventOption) {}
-func (s *remoteSpan) AddEvent(string, ...trace.EventOption)   {}
-func (s *remoteSpan) AddLink(trace.Link)                      {}
-func (s *remoteSpan) SetName(string)                          {}
-func (s *remoteSpan) TracerProvider() trace.TracerProvider    { return s.tp }
+// TracerProvider returns the observer's tracer provider.
+func (d *delivery) TracerProvider() trace.TracerProvider { return d.o.tp }
 
 // spanKey is the key under which package trace keeps the active span in a
 // context (unexported there), found once by asking trace.SpanFromContext
@@ -209,8 +226,9 @@ func probeSpanKey() any {
 	// (and SpanContextFromContext uses the same key).
 	tid, sid := newTraceIDs()
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true})
-	d := &delivery{Context: context.Background(), span: remoteSpan{sc: sc}, hasSpan: true}
-	if k := (spanKeyCheck{d, key}); !trace.SpanContextFromContext(k).Equal(sc) || trace.SpanFromContext(k) != trace.Span(&d.span) {
+	d := &delivery{Context: context.Background(), hasSpan: true}
+	d.setSpanContext(sc)
+	if k := (spanKeyCheck{d, key}); !trace.SpanContextFromContext(k).Equal(sc) || trace.SpanFromContext(k) != trace.Span(d) {
 		return nil
 	}
 	return key
@@ -224,7 +242,7 @@ type spanKeyCheck struct {
 
 func (c spanKeyCheck) Value(k any) any {
 	if k == c.key {
-		return &c.delivery.span
+		return trace.Span(c.delivery)
 	}
 	return c.delivery.Context.Value(k)
 }

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/propagation"
@@ -47,9 +48,11 @@ func TestSpanKeyProbe(t *testing.T) {
 	require.NotNil(t, spanKey)
 	tid, sid := newTraceIDs()
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true})
-	d := &delivery{Context: context.Background(), span: remoteSpan{sc: sc}, hasSpan: true}
+	d := &delivery{Context: context.Background(), hasSpan: true}
+	d.setSpanContext(sc)
 	require.True(t, trace.SpanContextFromContext(d).Equal(sc))
 	require.False(t, trace.SpanFromContext(d).IsRecording())
 	child := context.WithValue(d, struct{}{}, 1)
 	require.True(t, trace.SpanContextFromContext(child).Equal(sc))
+	require.LessOrEqual(t, int(unsafe.Sizeof(delivery{})), 96, "one 96-byte allocation per delivery")
 }

@@ -99,6 +99,20 @@ func (ls *labelSet) withOutcome(c *labelCache, o task.Outcome) *labelSet {
 type labelCache struct {
 	m  atomic.Pointer[map[labelKey]*labelSet]
 	mu sync.Mutex
+	// started is the set the last getStarted returned: deliveries of one
+	// queue and kind in a row find it without hashing the key.
+	started atomic.Pointer[labelSet]
+}
+
+// getStarted is get with outcome "" for Starting, through the one-entry
+// cache started (written only when the queue or kind changes).
+func (c *labelCache) getStarted(queue, kind string) *labelSet {
+	if ls := c.started.Load(); ls != nil && ls.key.queue == queue && ls.key.kind == kind {
+		return ls
+	}
+	ls := c.get(queue, kind, "")
+	c.started.Store(ls)
+	return ls
 }
 
 // getLast is get with a one-entry cache: prev when it has the same

@@ -9,7 +9,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/plba/plba/platform/log"
-	"github.com/plba/plba/platform/task"
 )
 
 // Log field names Starting puts on a delivery's context.
@@ -98,7 +97,7 @@ func FieldsFromContext(ctx context.Context) (DeliveryFields, bool) {
 		return DeliveryFields{}, false
 	}
 	if d, ok := ctx.Value(deliveryKey{}).(*delivery); ok {
-		return d.fields, true
+		return d.fields(), true
 	}
 	return DeliveryFields{}, false
 }
@@ -174,16 +173,4 @@ func (f *PollFields) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	enc.AddString(FieldSource, f.Source)
 	return nil
-}
-
-// taskFields builds the DeliveryFields of t under span context sc.
-func taskFields(t *task.Task, sc trace.SpanContext) DeliveryFields {
-	return DeliveryFields{
-		TraceID: sc.TraceID(),
-		SpanID:  sc.SpanID(),
-		TaskID:  t.ID,
-		Kind:    t.Kind,
-		Queue:   t.Queue,
-		Attempt: t.Attempt,
-	}
 }

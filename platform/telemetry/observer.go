@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/log"
@@ -62,7 +63,6 @@ type Observer struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
 	inst   *instruments
-	now    func() time.Time
 	labels labelCache
 	srcs   sourceCache
 	// reuseUnsampled: the sampler never samples a child of an unsampled
@@ -76,6 +76,10 @@ type Observer struct {
 	// span is only started when the sampler keeps it; a dropped one
 	// costs two random ids and its traceparent.
 	sampler sdktrace.Sampler
+	// dropsNew: the sampler drops every new trace (set with sampler), so
+	// the tasks of one Enqueuing call that start a trace share one
+	// dropped span context.
+	dropsNew bool
 }
 
 var (
@@ -98,33 +102,48 @@ type enqueueState struct{ spans []trace.Span }
 // No span is started where it could not be recorded: under an unsampled
 // span with a parent-based sampler the tasks carry that span's context;
 // for a new trace the sampler is asked first, and a dropped trace's
-// tasks carry fresh ids with the sampled flag off.
+// tasks carry fresh ids with the sampled flag off. When the sampler drops
+// every new trace (no exporter, the default; sampler "never"; ratio 0),
+// the tasks of one call that start a new trace share one: the context of
+// the batch's publish operation, which is what the OpenTelemetry
+// messaging conventions inject into every message of a batch that has no
+// creation span per message. Tasks that carry the same context and have
+// no headers of their own share one header map (task.ShareHeaders).
 func (o *Observer) Enqueuing(ctx context.Context, tasks []*task.Task) context.Context {
 	var st *enqueueState
 	parent := trace.SpanContextFromContext(ctx)
-	var reused string // parent's traceparent, formatted once per call
+	var reused, dropped sharedContext // one per call, set on first use
 	var ls *labelSet
 	for _, t := range tasks {
 		if t == nil {
 			continue
 		}
 		if o.reuseUnsampled && parent.IsValid() && !parent.IsSampled() {
-			if reused == "" {
-				reused = formatTraceparent(parent)
+			if reused.traceparent == "" {
+				reused = newSharedContext(parent)
 			}
-			injectFast(ctx, Carrier(t), parent, reused)
+			reused.inject(ctx, t)
 			continue
 		}
 		ls = o.labels.getLast(ls, t.Queue, t.Kind, "")
 		sctx := ctx
 		if o.sampler != nil && !parent.TraceID().IsValid() {
+			if dropped.traceparent != "" {
+				dropped.inject(ctx, t)
+				continue
+			}
 			tid, sid := newTraceIDs()
 			res := o.sampler.ShouldSample(sdktrace.SamplingParameters{
 				ParentContext: ctx, TraceID: tid, Name: ls.publishName, Kind: trace.SpanKindProducer,
 			})
 			if res.Decision == sdktrace.Drop {
 				sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceState: res.Tracestate})
-				injectFast(ctx, Carrier(t), sc, formatTraceparent(sc))
+				if o.dropsNew {
+					dropped = newSharedContext(sc)
+					dropped.inject(ctx, t)
+				} else {
+					injectFast(ctx, Carrier(t), sc, formatTraceparent(sc))
+				}
 				continue
 			}
 			sctx = context.WithValue(ctx, presetIDsKey{}, &presetIDs{tid: tid, sid: sid})
@@ -148,6 +167,33 @@ func (o *Observer) Enqueuing(ctx context.Context, tasks []*task.Task) context.Co
 		return ctx
 	}
 	return context.WithValue(ctx, enqueueKey{}, st)
+}
+
+// sharedContext is a span context that several tasks of one Enqueuing
+// call carry: its traceparent rendered once, and one header map (made on
+// first use) for the tasks without headers of their own.
+type sharedContext struct {
+	sc          trace.SpanContext
+	traceparent string
+	headers     map[string]string
+}
+
+func newSharedContext(sc trace.SpanContext) sharedContext {
+	return sharedContext{sc: sc, traceparent: formatTraceparent(sc)}
+}
+
+// inject gives t the shared context: the shared header map when t has no
+// headers, else the trace headers written into t's own.
+func (s *sharedContext) inject(ctx context.Context, t *task.Task) {
+	if t.Headers != nil {
+		injectFast(ctx, Carrier(t), s.sc, s.traceparent)
+		return
+	}
+	if s.headers == nil {
+		s.headers = make(map[string]string, 3)
+		injectFast(ctx, propagation.MapCarrier(s.headers), s.sc, s.traceparent)
+	}
+	task.ShareHeaders(s.headers, t)
 }
 
 // Enqueued ends the producer spans Enqueuing started (with error status
@@ -187,37 +233,69 @@ func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) 
 	}
 }
 
-// delivery is the context Starting returns to the handler: the log
-// fields and label set of the delivery in the same allocation as, for an
-// unsampled delivery, the producer's span context (answered for package
-// trace's span key, see spanKey). Finished finds it without a lookup.
+// delivery is the context Starting returns to the handler, in one
+// allocation of 96 bytes: for an unsampled delivery it is also the
+// handler's span (the producer's span context, answered for package
+// trace's span key, see spanKey); it holds the label set Finished records
+// with, and the task the log fields are rendered from when a logger asks.
 type delivery struct {
 	context.Context
+	embedded.Span // a non-recording span: see the Span methods in fastpath.go
+	// tid, sid, flags and ts are the span context of the handler's span
+	// (SpanContext): the producer's for an unsampled delivery (hasSpan),
+	// else the consumer span's. ts is nil when the trace state is empty.
+	tid     trace.TraceID
+	sid     trace.SpanID
+	ts      *trace.TraceState
+	o       *Observer
 	ls      *labelSet
-	span    remoteSpan
+	t       *task.Task
+	attempt int32
+	flags   trace.TraceFlags
 	hasSpan bool
-	fields  DeliveryFields
+}
+
+// setSpanContext keeps sc as the handler's span context.
+func (d *delivery) setSpanContext(sc trace.SpanContext) {
+	d.tid, d.sid, d.flags = sc.TraceID(), sc.SpanID(), sc.TraceFlags()
+	if sc.TraceState().Len() > 0 {
+		ts := sc.TraceState() // on the heap only when there is one
+		d.ts = &ts
+	}
+}
+
+// fields returns the delivery's log fields.
+func (d *delivery) fields() DeliveryFields {
+	return DeliveryFields{
+		TraceID: d.tid,
+		SpanID:  d.sid,
+		TaskID:  d.t.ID,
+		Kind:    d.t.Kind,
+		Queue:   d.t.Queue,
+		Attempt: int(d.attempt),
+	}
 }
 
 // LogFields implements log.FieldsCarrier: the parent context's log fields
 // and the delivery's own (trace_id, span_id, task id, kind, queue,
 // attempt, rendered lazily). The delivery answers platform/log's key
-// itself, so attaching the fields costs no allocation of its own; this one
-// happens only when a logger is derived.
+// itself, so attaching the fields costs no allocation of its own; these
+// happen only when a logger is derived.
 func (d *delivery) LogFields() []zap.Field {
 	parent := log.Fields(d.Context)
+	f := d.fields()
 	out := make([]zap.Field, 0, len(parent)+1)
-	return append(append(out, parent...), zap.Inline(&d.fields))
+	return append(append(out, parent...), zap.Inline(&f))
 }
 
 // deliveryKey finds the delivery among a context's ancestors.
 type deliveryKey struct{}
 
-// Value answers the span key with the delivery's own span (unsampled
+// Value answers the span key with the delivery itself (unsampled
 // deliveries) and deliveryKey with d; everything else from the parent.
 func (d *delivery) Value(k any) any {
 	if d.hasSpan && k == spanKey {
-		return &d.span
+		return trace.Span(d)
 	}
 	if _, ok := k.(deliveryKey); ok {
 		return d
@@ -241,9 +319,9 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 	if t == nil {
 		return ctx
 	}
-	ls := o.labels.get(t.Queue, t.Kind, "")
+	ls := o.labels.getStarted(t.Queue, t.Kind)
 	o.recordWait(t, ls)
-	d := &delivery{ls: ls}
+	d := &delivery{o: o, ls: ls, t: t, attempt: int32(t.Attempt)}
 	parent := trace.SpanContextFromContext(ctx)
 	pctx, producer := o.extractFast(ctx, t)
 	if pctx == nil {
@@ -254,12 +332,11 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 		// Unsampled trace: keep its ids for the logs and downstream
 		// calls, skip the span (it would be dropped anyway).
 		if spanKey != nil {
-			d.span = remoteSpan{sc: producer, tp: o.tp}
 			d.hasSpan = true
 		} else {
 			pctx = trace.ContextWithRemoteSpanContext(pctx, producer)
 		}
-		d.fields = taskFields(t, producer)
+		d.setSpanContext(producer)
 		d.Context = pctx // d carries the log fields itself (LogFields)
 		return d
 	}
@@ -280,7 +357,7 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 	if linked && span.IsRecording() {
 		span.AddLink(trace.Link{SpanContext: producer})
 	}
-	d.fields = taskFields(t, span.SpanContext())
+	d.setSpanContext(span.SpanContext())
 	d.Context = ctx // d carries the log fields itself (LogFields)
 	return d
 }
@@ -316,10 +393,13 @@ func (o *Observer) extractFast(ctx context.Context, t *task.Task) (context.Conte
 	return ctx, trace.NewSpanContext(cfg)
 }
 
-// recordWait records the queue wait of a first attempt.
+// recordWait records the queue wait of a first attempt. time.Since reads
+// only the monotonic clock when EnqueuedAt has a reading of it (a task
+// enqueued in this process, on the memory backend): in the peers harness
+// the wall clock read of time.Now was a quarter of Starting's time.
 func (o *Observer) recordWait(t *task.Task, ls *labelSet) {
 	if t.Attempt <= 1 && !t.EnqueuedAt.IsZero() {
-		if wait := o.now().Sub(t.EnqueuedAt); wait >= 0 {
+		if wait := time.Since(t.EnqueuedAt); wait >= 0 {
 			ls.wait.record(wait)
 		}
 	}
@@ -337,7 +417,7 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 	}
 	var span trace.Span
 	if d != nil && d.hasSpan {
-		span = &d.span
+		span = d
 	} else {
 		span = trace.SpanFromContext(ctx)
 	}

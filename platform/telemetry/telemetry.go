@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -221,6 +220,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 	if exporter == nil || cfg.Traces.Sampler == SamplerNever ||
 		((cfg.Traces.Sampler == SamplerRatio || cfg.Traces.Sampler == SamplerParentBasedRatio) && cfg.Traces.Ratio < 1) {
 		t.obs.sampler = sampler
+		t.obs.dropsNew = exporter == nil || cfg.Traces.Sampler == SamplerNever || cfg.Traces.Ratio == 0
 	}
 	t.off = o.spanExporter == nil && cfg.Traces.Exporter == ExporterNone && t.mp == nil
 	return t, nil
@@ -239,7 +239,6 @@ func newObserver(tp trace.TracerProvider, mp metric.MeterProvider, prop propagat
 		tracer: tp.Tracer(TracerName),
 		prop:   prop,
 		inst:   in,
-		now:    time.Now,
 	}
 	if _, err := in.observeTasks(&o.labels); err != nil {
 		return nil, err

@@ -947,3 +947,78 @@ func TestUnsampledTaskAllocations(t *testing.T) {
 	require.LessOrEqual(t, allocs, 4.0)
 	require.NotEmpty(t, tasks[0].Header("traceparent"), "the unsampled path still propagates")
 }
+
+// TestDroppedBatchSharesOneContext: with the host's default (no exporter,
+// so every new trace is dropped) the tasks of one Enqueuing call carry one
+// trace context, the batch's publish operation's: one traceparent, one
+// header map among the tasks without headers of their own (a write to one
+// task's headers stays on it), the same context in every handler; the
+// next call starts another trace. Batches of unsampled ratio traces keep
+// a trace per task (TestRatioSamplerDecidesOnce).
+func TestDroppedBatchSharesOneContext(t *testing.T) {
+	t.Parallel()
+	tel, err := telemetry.New(context.Background(), telemetry.Config{Metrics: telemetry.MetricsConfig{Runtime: telemetry.Bool(false)}})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	obs := tel.Observer()
+
+	own := newTask("k", "q")
+	own.SetHeader(task.HeaderParent, "p1")
+	tasks := []*task.Task{newTask("k", "q"), newTask("k2", "q"), own, newTask("k", "q2")}
+	obs.Enqueued(obs.Enqueuing(context.Background(), tasks), tasks, nil)
+	tp := tasks[0].Headers["traceparent"]
+	require.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-00$`, tp)
+	for _, tk := range tasks {
+		require.Equal(t, tp, tk.Header("traceparent"), "task %s", tk.Kind)
+	}
+	require.Equal(t, map[string]string{"traceparent": tp, task.HeaderParent: "p1"}, own.Headers)
+
+	tasks[0].SetHeader(task.HeaderFinished, "succeeded")
+	require.Empty(t, tasks[1].Header(task.HeaderFinished), "the shared map is copied on write")
+	require.Equal(t, map[string]string{"traceparent": tp}, tasks[3].Headers)
+
+	for _, tk := range tasks {
+		var sc trace.SpanContext
+		deliver(context.Background(), obs, tk, 1, task.Succeeded, nil, "", func(ctx context.Context) {
+			sc = trace.SpanContextFromContext(ctx)
+		})
+		require.Equal(t, "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-00", tp)
+	}
+
+	next := []*task.Task{newTask("k", "q")}
+	obs.Enqueued(obs.Enqueuing(context.Background(), next), next, nil)
+	require.NotEqual(t, tp[3:35], next[0].Header("traceparent")[3:35], "a new call, a new trace")
+}
+
+// TestDroppedBatchAllocations guards the cost per task of a batch at the
+// host's default telemetry: the trace context and its header map are made
+// once per Enqueuing call, so a task of a batch of 100 costs its delivery
+// and nothing else.
+func TestDroppedBatchAllocations(t *testing.T) {
+	tel, err := telemetry.New(context.Background(), telemetry.Config{Metrics: telemetry.MetricsConfig{Runtime: telemetry.Bool(false)}})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	obs := tel.Observer()
+	const batch, runs = 100, 20
+	batches := make([][]*task.Task, runs+1) // AllocsPerRun runs once more to warm up
+	for i := range batches {
+		batches[i] = make([]*task.Task, batch)
+		for j := range batches[i] {
+			batches[i][j] = newTask("alloc.test", task.DefaultQueue)
+		}
+	}
+	ctx := context.Background()
+	i := 0
+	allocs := testing.AllocsPerRun(runs, func() {
+		tasks := batches[i]
+		i++
+		obs.Enqueued(obs.Enqueuing(ctx, tasks), tasks, nil)
+		for _, tk := range tasks {
+			tk.Attempt = 1
+			obs.Finished(obs.Starting(ctx, tk), tk, task.Succeeded, nil, "", time.Millisecond)
+		}
+	})
+	t.Logf("allocs per task: %v", allocs/batch)
+	require.LessOrEqual(t, allocs/batch, 1.1)
+	require.NotEmpty(t, batches[0][0].Header("traceparent"))
+}

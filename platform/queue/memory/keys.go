@@ -46,17 +46,42 @@ func (x *keyIndex) get(key string, h uint64) (keyRef, bool) {
 	return keyRef{}, false
 }
 
-// set stores ref for key (whose hash is h).
-func (x *keyIndex) set(key string, h uint64, ref keyRef) {
+// set stores ref for key (whose hash is h) and reports whether it went to
+// spill (its hash is taken by another key).
+func (x *keyIndex) set(key string, h uint64, ref keyRef) (spilled bool) {
 	ref.key = key
 	if cur, ok := x.byH[h]; !ok || cur.key == key {
 		x.byH[h] = ref
-		return
+		return false
 	}
 	if x.spill == nil {
 		x.spill = make(map[string]keyRef)
 	}
 	x.spill[key] = ref
+	return true
+}
+
+// replace stores ref for key (whose hash is h), which is stored already,
+// where set put it (spilled is what set returned): one map operation,
+// without looking the key up first. A stored key stays where it is: set
+// changes only the slot of its own key.
+func (x *keyIndex) replace(key string, h uint64, spilled bool, ref keyRef) {
+	ref.key = key
+	if spilled {
+		x.spill[key] = ref
+		return
+	}
+	x.byH[h] = ref
+}
+
+// forget deletes key (whose hash is h), stored where set put it (spilled
+// is what set returned): one map operation, without looking it up first.
+func (x *keyIndex) forget(key string, h uint64, spilled bool) {
+	if spilled {
+		delete(x.spill, key)
+		return
+	}
+	delete(x.byH, h)
 }
 
 // del forgets key (whose hash is h).

@@ -40,3 +40,33 @@ func TestKeyIndexCollisions(t *testing.T) {
 	require.Equal(t, x.hash("order-1"), x.hash("order-1"))
 	require.NotEqual(t, x.hash("order-1"), x.hash("order-2"))
 }
+
+// TestKeyIndexReplaceAndForget: a stored key is replaced and forgotten
+// where set put it, in the map by hash or in the spill, without touching
+// the other key of its hash.
+func TestKeyIndexReplaceAndForget(t *testing.T) {
+	t.Parallel()
+	x := newKeyIndex()
+	const h = 7
+	require.False(t, x.set("a", h, keyRef{until: 1}))
+	require.True(t, x.set("b", h, keyRef{until: 2}), "b's hash is taken by a")
+
+	x.replace("b", h, true, keyRef{until: 20})
+	x.replace("a", h, false, keyRef{until: 10})
+	ra, _ := x.get("a", h)
+	rb, _ := x.get("b", h)
+	require.Equal(t, int64(10), ra.until)
+	require.Equal(t, int64(20), rb.until)
+
+	x.forget("a", h, false)
+	_, ok := x.get("a", h)
+	require.False(t, ok)
+	rb, ok = x.get("b", h)
+	require.True(t, ok)
+	require.Equal(t, int64(20), rb.until)
+	x.forget("b", h, true)
+	_, ok = x.get("b", h)
+	require.False(t, ok)
+	require.Empty(t, x.byH)
+	require.Empty(t, x.spill)
+}

@@ -85,10 +85,10 @@ func (q *queueState) release(e *entry, now int64, o task.Outcome) {
 		if o == task.DeadLettered {
 			ref.reason = e.reason
 		}
-		q.keys.set(key, e.kh, ref)
+		q.keys.replace(key, e.kh, e.kspill, ref)
 		q.recent = append(q.recent, keyExpiry{key: key, h: e.kh, until: until})
 	} else {
-		q.keys.del(key, e.kh)
+		q.keys.forget(key, e.kh, e.kspill)
 	}
 	e.t, e.reason, e.state = nil, "", stFree
 	if len(q.free) < maxFree {
@@ -138,7 +138,7 @@ func (q *queueState) markDup(t *task.Task, h uint64) {
 func (q *queueState) insert(t *task.Task, h uint64, now int64) (ready bool, due int64) {
 	e := q.newEntry(t)
 	e.kh = h
-	q.keys.set(t.Key, h, keyRef{e: e})
+	e.kspill = q.keys.set(t.Key, h, keyRef{e: e})
 	q.live++
 	if !t.NotBefore.IsZero() {
 		if due = q.b.at(t.NotBefore); due > now {

@@ -28,6 +28,7 @@ type entry struct {
 	attempts int        // deliveries so far
 	expiries int        // leases that ended without a settlement
 	state    uint8
+	kspill   bool      // t.Key is in the key index's spill (keyIndex.set)
 	reason   string    // dead-letter reason
 	deadAt   time.Time // when it was dead-lettered
 	deadSeq  uint64    // order among the queue's dead letters (QueryDead's cursor)
