@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"maps"
 	"sync/atomic"
 	"time"
 )
@@ -66,8 +65,7 @@ type Task struct {
 	// Payload is the task's opaque body.
 	Payload []byte
 	// Headers carry metadata across the producer/consumer boundary: trace
-	// context, the completion source, application values. Set them with
-	// SetHeader: the map may be shared with other tasks (ShareHeaders).
+	// context, the completion source, application values.
 	Headers map[string]string
 	// Key de-duplicates: a backend accepts one task per key (within its
 	// de-duplication window). Empty means the ID.
@@ -82,9 +80,6 @@ type Task struct {
 
 	// keyMade is set by Prepare when it chose both the ID and the Key.
 	keyMade bool
-	// sharedHeaders: Headers is a map other tasks hold too (ShareHeaders),
-	// which SetHeader copies before its first write.
-	sharedHeaders bool
 }
 
 // idPrefix is random per process; idSeq counts the ids made since start
@@ -146,34 +141,12 @@ func (t *Task) Header(name string) string {
 	return t.Headers[name]
 }
 
-// SetHeader sets header name to value, allocating the map if needed. Headers
-// shared with other tasks (ShareHeaders) are copied first, so the write
-// stays on t.
+// SetHeader sets header name to value, allocating the map if needed.
 func (t *Task) SetHeader(name, value string) {
-	if t.sharedHeaders {
-		t.Headers = maps.Clone(t.Headers)
-		t.sharedHeaders = false
-	}
 	if t.Headers == nil {
 		t.Headers = make(map[string]string, 4)
 	}
 	t.Headers[name] = value
-}
-
-// ShareHeaders sets h as the headers of every task in tasks that has none
-// yet, shared among them: one map for a batch instead of one per task
-// (telemetry gives the tasks of one Enqueue call that carry the same trace
-// context one map this way). A shared map must not be written: SetHeader
-// copies it for the task it writes to, and code writing Headers directly
-// must first copy it with Clone (or give the task a map of its own).
-// Tasks that already have headers keep them and are not changed. h must
-// not be written after the call either.
-func ShareHeaders(h map[string]string, tasks ...*Task) {
-	for _, t := range tasks {
-		if t != nil && t.Headers == nil {
-			t.Headers, t.sharedHeaders = h, true
-		}
-	}
 }
 
 // Rejected returns a copy of t without its payload that carries reason in
@@ -202,6 +175,5 @@ func (t *Task) Clone() *Task {
 			c.Headers[k] = v
 		}
 	}
-	c.sharedHeaders = false
 	return &c
 }

@@ -122,33 +122,3 @@ func TestNewJSON(t *testing.T) {
 	require.JSONEq(t, `{"a":1}`, string(tk.Payload))
 }
 
-// TestShareHeaders: tasks without headers get the shared map, tasks with
-// headers keep theirs, and SetHeader on one sharing task copies the map
-// for that task alone (and Clone gives a map of its own).
-func TestShareHeaders(t *testing.T) {
-	t.Parallel()
-	shared := map[string]string{"traceparent": "00-x"}
-	a, b := &task.Task{Kind: "k"}, &task.Task{Kind: "k"}
-	own := &task.Task{Kind: "k", Headers: map[string]string{"plba-parent": "p"}}
-	task.ShareHeaders(shared, a, nil, b, own)
-	require.Equal(t, "00-x", a.Header("traceparent"))
-	require.Equal(t, "00-x", b.Header("traceparent"))
-	require.Equal(t, map[string]string{"plba-parent": "p"}, own.Headers, "a task with headers keeps them")
-
-	a.SetHeader("plba-finished", "succeeded")
-	require.Equal(t, map[string]string{"traceparent": "00-x", "plba-finished": "succeeded"}, a.Headers)
-	require.Equal(t, map[string]string{"traceparent": "00-x"}, b.Headers, "the write stays on a")
-	require.Equal(t, map[string]string{"traceparent": "00-x"}, shared)
-	a.SetHeader("x", "1") // a's own map now: written in place
-	require.Equal(t, "1", a.Header("x"))
-
-	copied := *b // a shallow copy (a backend's delivery) shares as well
-	copied.SetHeader("y", "2")
-	require.Equal(t, map[string]string{"traceparent": "00-x"}, b.Headers)
-
-	c := b.Clone()
-	c.Headers["z"] = "3" // Clone's map is its own
-	require.Equal(t, map[string]string{"traceparent": "00-x"}, shared)
-	c.SetHeader("w", "4")
-	require.Equal(t, "3", c.Header("z"))
-}

@@ -58,8 +58,8 @@
 // one: the span context of the batch's publish operation, as the
 // OpenTelemetry messaging conventions have a batch's messages carry the
 // send operation's context when there is no creation span per message.
-// Tasks carrying one context and no headers of their own share one header
-// map (task.ShareHeaders; SetHeader copies it before a write). The W3C
+// The traceparent string is rendered once; every task keeps a header map
+// of its own (a shared map would carry one task's write into the others). The W3C
 // headers are written and read without the propagators' generic carrier
 // machinery (fastpath.go); a traceparent of another version goes through
 // the propagator.

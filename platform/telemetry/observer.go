@@ -107,8 +107,8 @@ type enqueueState struct{ spans []trace.Span }
 // the tasks of one call that start a new trace share one: the context of
 // the batch's publish operation, which is what the OpenTelemetry
 // messaging conventions inject into every message of a batch that has no
-// creation span per message. Tasks that carry the same context and have
-// no headers of their own share one header map (task.ShareHeaders).
+// creation span per message. The tasks carry one rendered traceparent
+// string; each task's header map is its own.
 func (o *Observer) Enqueuing(ctx context.Context, tasks []*task.Task) context.Context {
 	var st *enqueueState
 	parent := trace.SpanContextFromContext(ctx)
@@ -170,30 +170,22 @@ func (o *Observer) Enqueuing(ctx context.Context, tasks []*task.Task) context.Co
 }
 
 // sharedContext is a span context that several tasks of one Enqueuing
-// call carry: its traceparent rendered once, and one header map (made on
-// first use) for the tasks without headers of their own.
+// call carry, its traceparent rendered once. Each task still gets a
+// header map of its own: Task.Headers is a public map that handlers and
+// middleware may write, and a map shared by a batch would carry one
+// task's write into every other.
 type sharedContext struct {
 	sc          trace.SpanContext
 	traceparent string
-	headers     map[string]string
 }
 
 func newSharedContext(sc trace.SpanContext) sharedContext {
 	return sharedContext{sc: sc, traceparent: formatTraceparent(sc)}
 }
 
-// inject gives t the shared context: the shared header map when t has no
-// headers, else the trace headers written into t's own.
+// inject writes the shared context into t's headers.
 func (s *sharedContext) inject(ctx context.Context, t *task.Task) {
-	if t.Headers != nil {
-		injectFast(ctx, Carrier(t), s.sc, s.traceparent)
-		return
-	}
-	if s.headers == nil {
-		s.headers = make(map[string]string, 3)
-		injectFast(ctx, propagation.MapCarrier(s.headers), s.sc, s.traceparent)
-	}
-	task.ShareHeaders(s.headers, t)
+	injectFast(ctx, Carrier(t), s.sc, s.traceparent)
 }
 
 // Enqueued ends the producer spans Enqueuing started (with error status

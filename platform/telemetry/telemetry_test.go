@@ -950,9 +950,9 @@ func TestUnsampledTaskAllocations(t *testing.T) {
 
 // TestDroppedBatchSharesOneContext: with the host's default (no exporter,
 // so every new trace is dropped) the tasks of one Enqueuing call carry one
-// trace context, the batch's publish operation's: one traceparent, one
-// header map among the tasks without headers of their own (a write to one
-// task's headers stays on it), the same context in every handler; the
+// trace context, the batch's publish operation's: one traceparent, a
+// header map of its own for every task (a write to one task's headers
+// stays on it), the same context in every handler; the
 // next call starts another trace. Batches of unsampled ratio traces keep
 // a trace per task (TestRatioSamplerDecidesOnce).
 func TestDroppedBatchSharesOneContext(t *testing.T) {
@@ -974,7 +974,11 @@ func TestDroppedBatchSharesOneContext(t *testing.T) {
 	require.Equal(t, map[string]string{"traceparent": tp, task.HeaderParent: "p1"}, own.Headers)
 
 	tasks[0].SetHeader(task.HeaderFinished, "succeeded")
-	require.Empty(t, tasks[1].Header(task.HeaderFinished), "the shared map is copied on write")
+	require.Empty(t, tasks[1].Header(task.HeaderFinished), "each task's map is its own")
+	tasks[2].Headers["x"] = "direct" // a direct write, as a handler may do
+	for _, tk := range []*task.Task{tasks[0], tasks[1], tasks[3]} {
+		require.Empty(t, tk.Header("x"), "a direct write to one task's map reaches no other")
+	}
 	require.Equal(t, map[string]string{"traceparent": tp}, tasks[3].Headers)
 
 	for _, tk := range tasks {
@@ -991,9 +995,9 @@ func TestDroppedBatchSharesOneContext(t *testing.T) {
 }
 
 // TestDroppedBatchAllocations guards the cost per task of a batch at the
-// host's default telemetry: the trace context and its header map are made
-// once per Enqueuing call, so a task of a batch of 100 costs its delivery
-// and nothing else.
+// host's default telemetry: the trace context is made once per Enqueuing
+// call, so a task of a batch of 100 costs its own header map (two
+// allocations: a small map) and its delivery.
 func TestDroppedBatchAllocations(t *testing.T) {
 	tel, err := telemetry.New(context.Background(), telemetry.Config{Metrics: telemetry.MetricsConfig{Runtime: telemetry.Bool(false)}})
 	require.NoError(t, err)
@@ -1019,6 +1023,6 @@ func TestDroppedBatchAllocations(t *testing.T) {
 		}
 	})
 	t.Logf("allocs per task: %v", allocs/batch)
-	require.LessOrEqual(t, allocs/batch, 1.1)
+	require.LessOrEqual(t, allocs/batch, 3.1)
 	require.NotEmpty(t, batches[0][0].Header("traceparent"))
 }
