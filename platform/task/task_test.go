@@ -121,4 +121,3 @@ func TestNewJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{"a":1}`, string(tk.Payload))
 }
-
