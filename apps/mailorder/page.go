@@ -58,6 +58,14 @@ func ordersPage(a *App) ui.Page {
 func (a *App) renderOrders(r *http.Request) (ui.Content, error) {
 	ctx := r.Context()
 	q := r.URL.Query()
+	// Every link below carries the failed mails' trail back on: none on
+	// their first page, and at most the latest maxFailedBack cursors
+	// whatever the URL brought.
+	if q.Get(failedPageParam) == "" {
+		q.Del(failedBackParam)
+	} else if back := q[failedBackParam]; len(back) > maxFailedBack {
+		q[failedBackParam] = back[len(back)-maxFailedBack:]
+	}
 	off, _ := strconv.Atoi(q.Get(ordersPageParam))
 	off = min(max(off, 0), maxOrdersPaged)
 	total, err := a.store.Count(ctx)
@@ -108,10 +116,7 @@ func (a *App) renderOrders(r *http.Request) (ui.Content, error) {
 		}
 		failed.Rows = append(failed.Rows, []any{d.Task.Header(imap.HeaderMessageID), d.Task.Header(imap.HeaderUID), d.Reason, d.Task.Attempt, d.At, state})
 	}
-	back := q[failedBackParam]
-	if cur == "" {
-		back = nil // the first page has no way back
-	}
+	back := q[failedBackParam] // none on the first page (above)
 	if page.Next != "" {
 		fwd := back
 		if cur != "" {

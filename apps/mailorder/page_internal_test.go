@@ -208,6 +208,32 @@ func TestOrdersPagePrevious(t *testing.T) {
 	require.Len(t, next[failedBackParam], maxFailedBack)
 }
 
+// TestOrdersPageTrailBounded: whatever trail a URL brings (a link edited
+// by hand, a crafted one), every link the page draws carries at most
+// maxFailedBack cursors back: the failed mails' Previous and the orders'
+// Previous and Next as well as the failed mails' Next.
+func TestOrdersPageTrailBounded(t *testing.T) {
+	pg := ordersPage(pagedApp(t))
+	c, err := pg.Render(httptest.NewRequest("GET", "/ui/apps/orders", nil))
+	require.NoError(t, err)
+	f1 := c.Sections[1]
+	long, err := url.ParseQuery(f1.Next)
+	require.NoError(t, err)
+	long.Set(ordersPageParam, fmt.Sprint(pageOrders))
+	for range 10 * maxFailedBack {
+		long.Add(failedBackParam, "1")
+	}
+	c, err = pg.Render(httptest.NewRequest("GET", "/ui/apps/orders?"+long.Encode(), nil))
+	require.NoError(t, err)
+	o, f := c.Sections[0], c.Sections[1]
+	for name, link := range map[string]string{"orders Next": o.Next, "orders Previous": o.Prev, "failed Next": f.Next, "failed Previous": f.Prev} {
+		require.NotEmpty(t, link, name)
+		v, err := url.ParseQuery(link)
+		require.NoError(t, err, name)
+		require.LessOrEqual(t, len(v[failedBackParam]), maxFailedBack, name)
+	}
+}
+
 // TestOrdersPageLinksInTheUI follows the Orders page's links as the web
 // UI draws them (authentication off, on loopback): three times "Next" of
 // the failed mails, then "Previous" shows the third page, then the second,

@@ -165,6 +165,22 @@ func (a *authenticator) blocked(r *http.Request, now time.Time) *denial {
 	if !ok {
 		return nil
 	}
+	return tooMany(wait)
+}
+
+// attempt counts a failure of r's address ahead of a password check
+// (failLimiter.take), or returns a 429 when it has none left; undo gives
+// the failure back when the password was right.
+func (a *authenticator) attempt(r *http.Request, now time.Time) (undo func(), d *denial) {
+	undo, wait, ok := a.limit.take(r.RemoteAddr, now)
+	if !ok {
+		return nil, tooMany(wait)
+	}
+	return undo, nil
+}
+
+// tooMany is the 429 of an address with no failure left for wait.
+func tooMany(wait time.Duration) *denial {
 	secs := strconv.Itoa(int(math.Ceil(wait.Seconds())))
 	return &denial{code: http.StatusTooManyRequests, msg: "admin: too many failed sign-ins or tokens from this address; retry in " + secs + "s",
 		header: func(h http.Header) { h.Set("Retry-After", secs) }}
@@ -175,6 +191,13 @@ func (a *authenticator) blocked(r *http.Request, now time.Time) *denial {
 // the address is rate-limited now.
 func (a *authenticator) failed(r *http.Request, now time.Time, what, name string) bool {
 	a.limit.fail(r.RemoteAddr, now)
+	return a.logFailed(r, now, what, name)
+}
+
+// logFailed logs a failed credential of r's address, already counted
+// (failed, attempt), and reports whether the address is rate-limited
+// now.
+func (a *authenticator) logFailed(r *http.Request, now time.Time, what, name string) bool {
 	fields := []zap.Field{zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path)}
 	if name != "" {
 		fields = append(fields, zap.String("name", name))

@@ -77,6 +77,36 @@ func (l *failLimiter) fail(remote string, now time.Time) {
 	a.refused = false
 }
 
+// take counts one failure of remote ahead of a credential check whose
+// outcome is not known yet, so that checks running at once cannot
+// together exceed remote's allowance (blocked, then fail after the
+// check, would let every request that arrived before the first failure
+// through). It reports false, with how long until remote has a failure
+// left, when it has none. A check that succeeds gives the failure back
+// with undo.
+func (l *failLimiter) take(remote string, now time.Time) (undo func(), wait time.Duration, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := host(remote)
+	a, found := l.addrs[h]
+	if !found {
+		if len(l.addrs) >= maxLimitedAddrs {
+			l.prune(now)
+		}
+		a = &addrLimit{lim: rate.NewLimiter(l.every, l.burst)}
+		l.addrs[h] = a
+	}
+	r := a.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return nil, d, false
+	}
+	a.refused = false
+	// Cancelled at the time it was reserved, the reservation gives its
+	// token back (a later time would restore nothing).
+	return func() { r.CancelAt(now) }, 0, true
+}
+
 // firstRefusal reports whether this is the first refusal of remote for
 // its limit since its last failure (the one the audit records), and
 // marks it reported.

@@ -132,7 +132,8 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	name := auditName(in.Name)
 	entry := AuditEntry{Action: "session.create", Identity: name, Auth: "session", Target: "user/" + name}
-	if d := a.blocked(r, now); d != nil {
+	undo, d := a.attempt(r, now)
+	if d != nil {
 		// The first refusal of a rate-limited address is audited, with
 		// the name it tried; the next ones are logged only, until the
 		// address fails again (anyone could flood the audit with them).
@@ -148,10 +149,14 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	// A password check costs a bcrypt computation (a quarter to most of a
 	// second of a core): at most a few run at once, so that sign-ins from
-	// many addresses cannot take every core from the host's work.
+	// many addresses cannot take every core from the host's work. The
+	// check's failure is counted already (attempt): sign-ins from one
+	// address that wait here together get no more checks than the
+	// address's allowance.
 	select {
 	case a.checks <- struct{}{}:
 	case <-r.Context().Done():
+		undo() // never checked
 		skipAudit(r.Context())
 		return
 	}
@@ -168,7 +173,7 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 		if !known {
 			entry.Error = reasonUnknownUser
 		}
-		if a.failed(r, now, "sign-in", name) {
+		if a.logFailed(r, now, "sign-in", name) {
 			entry.Error += reasonNowLimited
 		}
 		Audit(r, entry)
@@ -176,6 +181,7 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusUnauthorized, Error{Error: "admin: wrong name or password"})
 		return
 	}
+	undo() // a right password is no failure
 	se := a.sessions.create(u.Name, u.Role, now)
 	entry.Identity, entry.Target, entry.Role = u.Name, "user/"+u.Name, u.Role
 	Audit(r, entry)

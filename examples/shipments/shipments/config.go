@@ -32,10 +32,11 @@ type Config struct {
 	WebhookSecret string `koanf:"webhook_secret" secret:"true"`
 	// WebhookTolerance is how far an event's signed timestamp may be from
 	// the server's clock, before or after: an older event (a captured
-	// request replayed) is refused with 401. Keep it shorter than the
-	// queue's de-duplication window (queue.memory.dedup_window, the
-	// JetStream stream's duplicates window), which drops a replay within
-	// it by the shipment's key. Default 5m.
+	// request replayed) is refused with 401. Keep it no longer than the
+	// queue's de-duplication window (queue.memory.dedup_window, 0 by
+	// default; queue.jetstream.duplicate_window, 2m by default: neither
+	// covers the default tolerance), which drops a replay within it by the
+	// shipment's key. Default 5m.
 	WebhookTolerance time.Duration `koanf:"webhook_tolerance"`
 	// Digest sends a summary of the notices sent, on a schedule.
 	Digest DigestConfig `koanf:"digest"`

@@ -33,6 +33,12 @@ const (
 	HeaderDeadAttempts = "Plba-Dead-Attempts"
 )
 
+// hdrKeyGenerated marks the message of a task whose key Prepare
+// generated (task.KeyGenerated): its key is not remembered once it
+// finished (keyedMsg). A message without it, as every message an earlier
+// version stored, is remembered.
+const hdrKeyGenerated = "Plba-Task-Key-Generated"
+
 // Server headers this package sets.
 const (
 	hdrMsgID          = "Nats-Msg-Id"
@@ -95,8 +101,9 @@ func checkTask(t *task.Task) error {
 // encodeTask builds the message for t (already prepared and checked).
 // msgID is the de-duplication id (the task key, or a derived one). keyed
 // is false for a task whose key Prepare generated (task.KeyGenerated):
-// its message carries no Plba-Task-Key, which is how a delivery knows
-// that its key need not be remembered once it finished (done.go).
+// its message carries no Plba-Task-Key but Plba-Task-Key-Generated, which
+// is how a delivery knows that its key need not be remembered once it
+// finished (done.go).
 //
 // Headers that repeat another are left out to keep every message (and
 // its decoding on every delivery) small: Plba-Task-Id when it equals the
@@ -109,7 +116,7 @@ func encodeTask(t *task.Task, subject, msgID string, keyed bool) *nats.Msg {
 	if withID {
 		n++
 	}
-	if withKey {
+	if withKey || !keyed {
 		n++
 	}
 	if !t.NotBefore.IsZero() {
@@ -131,6 +138,9 @@ func encodeTask(t *task.Task, subject, msgID string, keyed bool) *nats.Msg {
 	vals = setHeader(h, vals, HeaderKind, t.Kind)
 	if withKey {
 		vals = setHeader(h, vals, HeaderKey, t.Key)
+	}
+	if !keyed {
+		vals = setHeader(h, vals, hdrKeyGenerated, "1")
 	}
 	vals = setHeader(h, vals, HeaderEnqueuedAt, formatTime(t.EnqueuedAt))
 	if !t.NotBefore.IsZero() {
@@ -218,11 +228,13 @@ func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, error
 	return t, nil
 }
 
-// keyedMsg reports whether a task's message carries a key its producer
-// chose (Plba-Task-Key; see encodeTask). A message stored before that
-// header was written for every such task lacks it when the producer chose
-// only the id: its key is not remembered after it finished.
-func keyedMsg(h nats.Header) bool { return len(h[HeaderKey]) > 0 }
+// keyedMsg reports whether a task's key is remembered once it finished:
+// unless its message says the key was generated (Plba-Task-Key-Generated;
+// see encodeTask). A message stored before that header existed is
+// remembered, as it was then, whether its producer chose the key, only
+// the id (no Plba-Task-Key: the key was left out when it equalled the
+// id), or neither.
+func keyedMsg(h nats.Header) bool { return len(h[hdrKeyGenerated]) == 0 }
 
 // deadInfo is what a dead-letter copy adds to its task.
 type deadInfo struct {

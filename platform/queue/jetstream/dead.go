@@ -177,9 +177,18 @@ func (b *Backend) poison(q *queueState, m jetstream.Msg, md *jetstream.MsgMetada
 	_ = m.TermWithReason("not a task")
 }
 
+// isNotFound reports whether err says that the message asked for is not
+// stored: an API error saying so, or a delete the server refused because
+// the message was gone already (deleted for an ack, or by another
+// replica, since it was read); nats.go reports that one as
+// ErrMsgDeleteUnsuccessful with the server's error as text only
+// ("err_code=10057 description=no message found").
 func isNotFound(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound || strings.Contains(apiErr.Description, "not found"))
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound || strings.Contains(apiErr.Description, "not found")
+	}
+	return errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found")
 }
 
 // deadMsg is one stored dead letter.

@@ -134,16 +134,18 @@
 // producer chose the key or the id: a task enqueued with neither gets a
 // fresh key from task.Prepare (task.KeyGenerated) that no other producer
 // can know, so nothing can re-emit it after a restart; its message
-// carries no Plba-Task-Key, it is not looked up, and its ack is the ack
-// alone (a retried publish of the same task is still refused by the
-// server's window). Measured on the peers harness, the marker was 1.55×
+// carries no Plba-Task-Key but Plba-Task-Key-Generated, it is not looked
+// up, and its ack is the ack alone (a retried publish of the same task is
+// still refused by the server's window). A message without that header
+// (every message an earlier version stored) is remembered. Measured on the peers harness, the marker was 1.55×
 // of worked/s on keyless no-op tasks. A crash between the marker and the ack
 // runs the task again (at least once) but drops a re-emitted copy, which
 // loses nothing: the queued task still runs. A copy emitted in the very
 // moment its first task finishes, more than a window after that one was
 // enqueued, can be accepted. Task fields (Plba-Task-Kind,
 // Plba-Task-Enqueued-At, ...; Plba-Task-Id only when it differs from the
-// Nats-Msg-Id, Plba-Task-Key only when the producer chose the key or the id) and Task.Headers
+// Nats-Msg-Id, Plba-Task-Key only when the producer chose the key or the id,
+// Plba-Task-Key-Generated only when it did not) and Task.Headers
 // (traceparent, tracestate, baggage, the attempt's parent, ...) travel as
 // NATS headers and come back unchanged on every delivery, after a retry,
 // in the dead letter and after a redrive. A task with a future NotBefore is

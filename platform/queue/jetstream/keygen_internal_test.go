@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -76,4 +77,58 @@ func TestGeneratedKeysAreNotRemembered(t *testing.T) {
 	info, err := b.done.Info(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 3, info.State.Msgs, "one marker per chosen key")
+}
+
+// A task stored by an earlier version, whose producer chose only the id,
+// carries no Plba-Task-Key (the key was left out when it equalled the
+// id): its key is still remembered when it finishes, acked or released
+// and then acked, as that version would have remembered it. Only a
+// message that says its key was generated goes without a marker.
+func TestOldMessagesKeepTheirMarker(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qn = "old"
+	require.NoError(t, b.Declare(ctx, qn))
+	q, err := b.queue(qn)
+	require.NoError(t, err)
+	for _, id := range []string{"old-acked", "old-released"} {
+		// As encodeTask wrote a task whose key is its id before
+		// KeyGenerated: no Plba-Task-Id, no Plba-Task-Key.
+		m := &nats.Msg{Subject: q.subject, Header: nats.Header{
+			HeaderKind:       []string{"k"},
+			HeaderEnqueuedAt: []string{formatTime(time.Now())},
+			hdrMsgID:         []string{id},
+		}}
+		_, err := b.js.PublishMsg(ctx, m)
+		require.NoError(t, err)
+	}
+	released := map[string]bool{}
+	for range 3 {
+		ds, err := b.Lease(ctx, qn, 1, 5*time.Second)
+		require.NoError(t, err)
+		require.Len(t, ds, 1)
+		d := ds[0]
+		require.Equal(t, d.Task.ID, d.Task.Key)
+		if d.Task.ID == "old-released" && !released[d.Task.ID] {
+			released[d.Task.ID] = true
+			require.NoError(t, b.Release(ctx, d))
+			continue
+		}
+		require.NoError(t, b.Ack(ctx, d))
+	}
+	has := func(key string) bool {
+		_, err := b.done.GetLastMsgForSubject(ctx, q.doneSubject(key))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	}
+	require.Eventually(t, func() bool { return has("old-acked") && has("old-released") }, 10*time.Second, 10*time.Millisecond,
+		"the keys the producers chose are remembered")
+	dup := &task.Task{ID: "old-acked", Kind: "k", Queue: qn}
+	require.NoError(t, b.Enqueue(ctx, dup))
+	_, _, finished := task.Finished(dup)
+	require.True(t, finished, "a task with the finished key is dropped")
 }

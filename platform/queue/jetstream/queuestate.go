@@ -44,7 +44,6 @@ type inbound struct {
 	touched time.Time
 }
 
-// queue returns the state of queue name, creating it (without I/O).
 // Declare creates or updates the stream and the durable consumer of each
 // queue (queue.Declarer), as the first Enqueue or Lease would.
 func (b *Backend) Declare(ctx context.Context, queues ...string) error {
@@ -63,6 +62,7 @@ func (b *Backend) Declare(ctx context.Context, queues ...string) error {
 	return nil
 }
 
+// queue returns the state of queue name, creating it (without I/O).
 func (b *Backend) queue(name string) (*queueState, error) {
 	b.qmu.Lock()
 	defer b.qmu.Unlock()

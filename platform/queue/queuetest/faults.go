@@ -223,7 +223,18 @@ func (f *Faulty) WatchDead(fn func(queue.DeadLetter)) {
 	}
 }
 
+// Declare declares queues to the wrapped backend when it is a
+// queue.Declarer (else it does nothing), so that a runtime on a Faulty
+// backend sets its queues up at start as it would on the backend itself.
+func (f *Faulty) Declare(ctx context.Context, queues ...string) error {
+	if d, ok := f.Backend.(queue.Declarer); ok {
+		return d.Declare(ctx, queues...)
+	}
+	return nil
+}
+
 var (
 	_ queue.Backend     = (*Faulty)(nil)
 	_ queue.DeadWatcher = (*Faulty)(nil)
+	_ queue.Declarer    = (*Faulty)(nil)
 )
