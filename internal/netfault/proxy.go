@@ -1,7 +1,3 @@
-// Package netfault is a TCP proxy for tests that can partition a client
-// from its server: while frozen it forwards nothing in either direction
-// and keeps the connections open, as a network partition does (no error,
-// no close: requests just get no answer).
 package netfault
 
 import (
