@@ -236,20 +236,7 @@ loadgen:
 	require.Empty(t, mailsIn(t, srv, "INBOX"))
 	require.Len(t, mailsIn(t, srv, "Processed"), want.Valid)
 	require.Len(t, mailsIn(t, srv, "Failed"), want.Invalid)
-	ctx := context.Background()
-	st, err := postgres.Open(ctx, postgres.Config{URL: pgURL, Schema: schema})
-	require.NoError(t, err)
-	defer st.Close()
-	orders, err := st.List(ctx, 10*mails)
-	require.NoError(t, err)
-	require.Len(t, orders, want.Orders, "every valid mail's orders, none twice")
-	perMail := map[string]int{}
-	for _, o := range orders {
-		perMail[o.MessageID]++
-	}
-	for i := range mails {
-		require.Equal(t, sample.VariantOf(i).Orders(), perMail[sample.MessageID(i)], "mail %d", i)
-	}
+	checkOrdersOnce(t, pgURL, schema, mails)
 
 	// The mailbox was watched by one host at a time.
 	_, most := srv.Idlers()
@@ -320,4 +307,24 @@ func dropSchema(url, schema string) {
 	}
 	defer c.Close(ctx)
 	_, _ = c.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
+}
+
+// checkOrdersOnce checks that the order store in PostgreSQL (pgURL,
+// schema) holds the orders of the first mails sample mails, each once.
+func checkOrdersOnce(t *testing.T, pgURL, schema string, mails int) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := postgres.Open(ctx, postgres.Config{URL: pgURL, Schema: schema})
+	require.NoError(t, err)
+	defer st.Close()
+	orders, err := st.List(ctx, 10*mails)
+	require.NoError(t, err)
+	require.Len(t, orders, sample.Count(mails).Orders, "every valid mail's orders, none twice")
+	perMail := map[string]int{}
+	for _, o := range orders {
+		perMail[o.MessageID]++
+	}
+	for i := range mails {
+		require.Equal(t, sample.VariantOf(i).Orders(), perMail[sample.MessageID(i)], "mail %d", i)
+	}
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/apps/mailorder/sample"
-	"github.com/plba/plba/apps/mailorder/store/postgres"
 	"github.com/plba/plba/internal/netfault"
 	"github.com/plba/plba/modules/imap/dovecottest"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
@@ -211,20 +210,7 @@ mailorder:
 	failed, err := d.Count("Failed")
 	require.NoError(t, err)
 	require.Equal(t, want.Invalid, failed)
-	ctx := context.Background()
-	store, err := postgres.Open(ctx, postgres.Config{URL: pgURL, Schema: schema})
-	require.NoError(t, err)
-	defer store.Close()
-	orders, err := store.List(ctx, 10*mails)
-	require.NoError(t, err)
-	require.Len(t, orders, want.Orders, "every valid mail's orders, none twice")
-	perMail := map[string]int{}
-	for _, o := range orders {
-		perMail[o.MessageID]++
-	}
-	for i := range mails {
-		require.Equal(t, sample.VariantOf(i).Orders(), perMail[sample.MessageID(i)], "mail %d", i)
-	}
+	checkOrdersOnce(t, pgURL, schema, mails)
 }
 
 // leaseHost is one host of TestOneHostWatchesADovecotMailbox: its config,

@@ -60,11 +60,9 @@ func (l *failLimiter) blocked(remote string, now time.Time) (time.Duration, bool
 	return wait, true
 }
 
-// fail counts one failure of remote.
-func (l *failLimiter) fail(remote string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	h := host(remote)
+// entry returns the limit of address h, made (after pruning a full
+// table) when h has none. l.mu held.
+func (l *failLimiter) entry(h string, now time.Time) *addrLimit {
 	a, ok := l.addrs[h]
 	if !ok {
 		if len(l.addrs) >= maxLimitedAddrs {
@@ -73,6 +71,14 @@ func (l *failLimiter) fail(remote string, now time.Time) {
 		a = &addrLimit{lim: rate.NewLimiter(l.every, l.burst)}
 		l.addrs[h] = a
 	}
+	return a
+}
+
+// fail counts one failure of remote.
+func (l *failLimiter) fail(remote string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.entry(host(remote), now)
 	a.lim.AllowN(now, 1)
 	a.refused = false
 }
@@ -87,15 +93,7 @@ func (l *failLimiter) fail(remote string, now time.Time) {
 func (l *failLimiter) take(remote string, now time.Time) (undo func(), wait time.Duration, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	h := host(remote)
-	a, found := l.addrs[h]
-	if !found {
-		if len(l.addrs) >= maxLimitedAddrs {
-			l.prune(now)
-		}
-		a = &addrLimit{lim: rate.NewLimiter(l.every, l.burst)}
-		l.addrs[h] = a
-	}
+	a := l.entry(host(remote), now)
 	r := a.lim.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
