@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,24 +25,23 @@ import (
 // JetStream embedded, SQLite).
 
 type dovecotHost struct {
-	d     *dovecottest.Server
-	cfg   string // the host's config file
-	db    string
-	admin string // host:port of the admin server
+	d   *dovecottest.Server
+	cfg string // the host's config file
+	db  string
+	p   *proc // the host process started last (run)
 }
 
 func newDovecotHost(t *testing.T, d *dovecottest.Server, extra string) *dovecotHost {
 	t.Helper()
 	dir := t.TempDir()
-	h := &dovecotHost{d: d, cfg: filepath.Join(dir, "host.yaml"), db: filepath.Join(dir, "data", "orders.db"),
-		admin: net.JoinHostPort("127.0.0.1", fmt.Sprint(freePort(t)))}
+	h := &dovecotHost{d: d, cfg: filepath.Join(dir, "host.yaml"), db: filepath.Join(dir, "data", "orders.db")}
 	require.NoError(t, os.WriteFile(h.cfg, []byte(fmt.Sprintf(`host:
   apps: [mailorder]
 log:
   format: json
-  level: warn
+  level: info
 admin:
-  listen: %s
+  listen: 127.0.0.1:0
 queue:
   backend: jetstream
   jetstream:
@@ -68,16 +66,8 @@ mailorder:
 %s  store:
     sqlite:
       path: %s
-`, h.admin, filepath.Join(dir, "nats"), d.Host(), d.Port(), dovecottest.Username, dovecottest.Password, extra, h.db)), 0o600))
+`, filepath.Join(dir, "nats"), d.Host(), d.Port(), dovecottest.Username, dovecottest.Password, extra, h.db)), 0o600))
 	return h
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func (h *dovecotHost) count(t *testing.T, box string) int {
@@ -91,10 +81,36 @@ func (h *dovecotHost) settled(t *testing.T) int {
 	return h.count(t, "Processed") + h.count(t, "Failed")
 }
 
+// run starts the host and makes it the one whose admin server the
+// helpers below ask.
+func (h *dovecotHost) run(t *testing.T) *proc {
+	t.Helper()
+	h.p = runHost(t, h.cfg)
+	return h.p
+}
+
+// admin is the address the running host's admin server listens on (the
+// kernel chose the port), from its log; "" until it has logged it. A
+// port picked free beforehand and then passed to the host could be taken
+// in between by another test's process.
+func (h *dovecotHost) admin() string {
+	for _, line := range strings.Split(h.p.out.String(), "\n") {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "admin server listening" {
+			return rec.Addr
+		}
+	}
+	return ""
+}
+
 // ordersStored is the count of stored orders the host's status reports,
 // or 0 while its admin server does not answer yet.
 func (h *dovecotHost) ordersStored() int {
-	resp, err := http.Get("http://" + h.admin + mailorder.StatusPath)
+	addr := h.admin()
+	if addr == "" {
+		return 0
+	}
+	resp, err := http.Get("http://" + addr + mailorder.StatusPath)
 	if err != nil {
 		return 0
 	}
@@ -108,7 +124,9 @@ func (h *dovecotHost) ordersStored() int {
 
 func (h *dovecotHost) status(t *testing.T) mailorder.Status {
 	t.Helper()
-	resp, err := http.Get("http://" + h.admin + mailorder.StatusPath)
+	addr := h.admin()
+	require.NotEmpty(t, addr, "the host logged its admin address: %s", h.p.out.String())
+	resp, err := http.Get("http://" + addr + mailorder.StatusPath)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	var st mailorder.Status
@@ -159,7 +177,7 @@ func TestDovecotOutageDeadLettersNoHandledMail(t *testing.T) {
 	want := sample.Count(n)
 	deliverSamples(t, d, 0, n)
 	h := newDovecotHost(t, d, "")
-	p := runHost(t, h.cfg)
+	p := h.run(t)
 
 	require.Eventually(t, func() bool { return h.settled(t) >= n/5 }, 60*time.Second, 5*time.Millisecond,
 		"the host settles mails: %s", p.out.String())
@@ -208,7 +226,7 @@ func TestDovecotCrashLosesNothingDuplicatesNothing(t *testing.T) {
 	deliverSamples(t, d, 0, n)
 	h := newDovecotHost(t, d, "")
 
-	p := runHost(t, h.cfg)
+	p := h.run(t)
 	// The kill lands as soon as the first orders are stored: on an idle
 	// machine the host takes in 500 mails in well under a second, and
 	// moves them in a few large batches.
@@ -221,7 +239,7 @@ func TestDovecotCrashLosesNothingDuplicatesNothing(t *testing.T) {
 	t.Logf("killed after %d of %d orders were stored, %d of %d mails settled", ordersAtKill, want.Orders, before, n)
 	require.Less(t, ordersAtKill, want.Orders, "the kill must land midway for the test to mean anything")
 
-	p2 := runHost(t, h.cfg)
+	p2 := h.run(t)
 	require.Eventually(t, func() bool { return h.settled(t) == n }, 120*time.Second, 20*time.Millisecond,
 		"the restarted host settles every mail: %s", p2.out.String())
 	require.Zero(t, h.count(t, "INBOX"))
@@ -254,7 +272,7 @@ func TestDovecotMaxMessageSizeAndTooLargeMail(t *testing.T) {
 	require.NoError(t, d.Append("INBOX", []byte(big)))
 	deliverSamples(t, d, valid, 1)
 	h := newDovecotHost(t, d, "")
-	p2 := runHost(t, h.cfg)
+	p2 := h.run(t)
 	require.Eventually(t, func() bool { return h.settled(t) == 2 }, 60*time.Second, 20*time.Millisecond,
 		"both mails settled: %s", p2.out.String())
 	ids, err := d.MessageIDs("Failed")
