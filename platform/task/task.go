@@ -68,7 +68,10 @@ type Task struct {
 	// context, the completion source, application values.
 	Headers map[string]string
 	// Key de-duplicates: a backend accepts one task per key (within its
-	// de-duplication window). Empty means the ID.
+	// de-duplication window). Empty means the ID. A key the producer chose
+	// (or an ID it chose) is remembered after the task finished, across
+	// restarts on JetStream; a task with neither gets a generated key that
+	// nobody can re-emit, and is not remembered (KeyGenerated).
 	Key string
 	// Attempt is the 1-based number of the current delivery attempt. It is
 	// 0 before the first delivery.
