@@ -116,7 +116,10 @@ func encodeTask(t *task.Task, subject, msgID string, keyed bool) *nats.Msg {
 	if withID {
 		n++
 	}
-	if withKey || !keyed {
+	if withKey {
+		n++
+	}
+	if !keyed {
 		n++
 	}
 	if !t.NotBefore.IsZero() {

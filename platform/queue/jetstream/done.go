@@ -30,9 +30,10 @@ import (
 // direct gets), before the work message goes. Enqueue looks up every
 // task's marker first and drops a task whose key finished within the
 // window. Only keys a producer chose are recorded (task.KeyGenerated,
-// keyedMsg): a generated key cannot be enqueued again after a restart. A crash between the marker and the ack leaves the task queued
-// (it runs again, at least once) while a new task with its key is
-// dropped, which loses nothing because the queued one still runs.
+// keyedMsg): a generated key cannot be enqueued again after a restart. A
+// crash between the marker and the ack leaves the task queued (it runs
+// again, at least once) while a new task with its key is dropped, which
+// loses nothing because the queued one still runs.
 
 // doneLookups bounds the marker lookups one Enqueue runs at a time on a
 // server without batched direct gets.
