@@ -137,10 +137,9 @@ func (r *restartRun) finished(t *testing.T) map[string]bool {
 			continue
 		}
 		require.NoError(t, err)
-		id := m.Header.Get(jetstream.HeaderID)
-		if id == "" {
-			id = m.Header.Get(nats.MsgIdHdr)
-		}
+		tk, err := jetstream.DecodeTask(m.Header, nil, "loadgen")
+		require.NoError(t, err)
+		id := tk.ID
 		stored[id] = true
 	}
 	out := map[string]bool{}
@@ -295,10 +294,9 @@ func (r *restartRun) dumpLeft(t *testing.T) {
 			continue
 		}
 		require.NoError(t, err)
-		id := m.Header.Get(jetstream.HeaderID)
-		if id == "" {
-			id = m.Header.Get(nats.MsgIdHdr)
-		}
+		tk, err := jetstream.DecodeTask(m.Header, nil, "loadgen")
+		require.NoError(t, err)
+		id := tk.ID
 		sum := sha256.Sum256([]byte(id))
 		subj := jetstream.DefaultStreamPrefix + ".done.loadgen." + hex.EncodeToString(sum[:16])
 		marker, merr := done.GetLastMsgForSubject(ctx, subj)

@@ -238,14 +238,14 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	if err != nil {
 		return fmt.Errorf("get message %d: %w", a.StreamSeq, err)
 	}
-	t, err := decodeTask(raw.Header, raw.Data, queueName)
+	t, keyed, err := decodeTask(raw.Header, raw.Data, queueName)
 	if err != nil {
+		keyed = false // not a task: no key of its own to remember
 		t = &task.Task{ID: "seq-" + strconv.FormatUint(a.StreamSeq, 10), Kind: "?", Queue: queueName, Payload: raw.Data, EnqueuedAt: raw.Time}
 	}
 	t.Attempt = max(1, t.Attempt+int(a.Deliveries)) // t.Attempt: attempts used before a Release
 	reason := fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", a.Deliveries)
 	at := time.Now()
-	keyed := keyedMsg(raw.Header)
 	if err := b.publishDead(ctx, q, t, keyed, a.StreamSeq, int(a.Deliveries), reason); err != nil {
 		return err
 	}

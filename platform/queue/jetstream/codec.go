@@ -13,9 +13,17 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
-// NATS header names that carry the task's own fields. Task.Headers travel
-// beside them under their own names (traceparent, tracestate, baggage,
-// plba-completion, ...).
+// HeaderTask is the NATS header that carries a task's own fields (kind,
+// id, key, enqueue time, NotBefore, attempts used before a Release, and
+// whether Prepare generated the key) in one line of text; see
+// appendTaskHeader for its format. Task.Headers travel beside it under
+// their own names (traceparent, tracestate, baggage, plba-completion, ...),
+// and the task's key (or a key derived from it) is its Nats-Msg-Id.
+const HeaderTask = "Plba-Task"
+
+// Header names of the format before HeaderTask, one header per field.
+// Messages stored in that form (work streams and dead letters keep them
+// across upgrades) are still decoded; nothing writes them any more.
 const (
 	HeaderID         = "Plba-Task-Id"
 	HeaderKind       = "Plba-Task-Kind"
@@ -25,18 +33,20 @@ const (
 	// HeaderAttempts is the number of attempts a task had used before it
 	// was published again by Release; its deliveries count on from there.
 	HeaderAttempts = "Plba-Task-Attempts"
+)
 
-	// HeaderDeadReason, HeaderDeadAt and HeaderDeadAttempts are added to a
-	// dead-lettered copy.
+// HeaderDeadReason, HeaderDeadAt and HeaderDeadAttempts are added to a
+// dead-lettered copy, beside its HeaderTask.
+const (
 	HeaderDeadReason   = "Plba-Dead-Reason"
 	HeaderDeadAt       = "Plba-Dead-At"
 	HeaderDeadAttempts = "Plba-Dead-Attempts"
 )
 
-// hdrKeyGenerated marks the message of a task whose key Prepare
-// generated (task.KeyGenerated): its key is not remembered once it
-// finished (keyedMsg). A message without it, as every message an earlier
-// version stored, is remembered.
+// hdrKeyGenerated marked, in the format before HeaderTask, the message of
+// a task whose key Prepare generated (task.KeyGenerated): its key is not
+// remembered once it finished. A message without it (nor the
+// key-generated flag of HeaderTask) is remembered.
 const hdrKeyGenerated = "Plba-Task-Key-Generated"
 
 // Server headers this package sets.
@@ -49,7 +59,8 @@ const (
 // reserved reports whether a header name is owned by this package or by
 // the NATS server and so may not appear in Task.Headers.
 func reserved(name string) bool {
-	return hasPrefixFold(name, "nats-") || hasPrefixFold(name, "plba-task-") || hasPrefixFold(name, "plba-dead-")
+	return hasPrefixFold(name, "nats-") || hasPrefixFold(name, "plba-task-") || hasPrefixFold(name, "plba-dead-") ||
+		strings.EqualFold(name, HeaderTask)
 }
 
 func hasPrefixFold(s, prefix string) bool {
@@ -92,67 +103,72 @@ func checkTask(t *task.Task) error {
 			return fmt.Errorf("jetstream: task %q: header %q is not a valid NATS header: %w", t.ID, k, queue.ErrInvalidTask)
 		}
 		if reserved(k) {
-			return fmt.Errorf("jetstream: task %q: header %q uses a reserved prefix (Nats-, Plba-Task-, Plba-Dead-): %w", t.ID, k, queue.ErrInvalidTask)
+			return fmt.Errorf("jetstream: task %q: header %q is reserved (Plba-Task, or the prefix Nats-, Plba-Task- or Plba-Dead-): %w", t.ID, k, queue.ErrInvalidTask)
 		}
 	}
 	return nil
 }
 
-// encodeTask builds the message for t (already prepared and checked).
-// msgID is the de-duplication id (the task key, or a derived one). keyed
-// is false for a task whose key Prepare generated (task.KeyGenerated):
-// its message carries no Plba-Task-Key but Plba-Task-Key-Generated, which
-// is how a delivery knows that its key need not be remembered once it
-// finished (done.go).
-//
-// Headers that repeat another are left out to keep every message (and
-// its decoding on every delivery) small: Plba-Task-Id when it equals the
-// Nats-Msg-Id. decodeTask fills it back in, and the key from the id when
-// Plba-Task-Key is absent.
-func encodeTask(t *task.Task, subject, msgID string, keyed bool) *nats.Msg {
-	n := len(t.Headers) + 2 // kind, enqueued at
-	withID := msgID != t.ID
-	withKey := keyed || t.Key != t.ID
-	if withID {
+// msgSpec says how encodeTask writes a task's message.
+type msgSpec struct {
+	subject string
+	// msgID is the de-duplication id (Nats-Msg-Id): the task key, or one
+	// derived from it; "" for none.
+	msgID string
+	// keyed is false for a task whose key Prepare generated
+	// (task.KeyGenerated): its HeaderTask carries the key-generated flag,
+	// which is how a delivery knows that its key need not be remembered
+	// once it finished (done.go).
+	keyed bool
+	// keepID writes the id into HeaderTask even when it equals msgID (a
+	// message schedule: the message it produces has no Nats-Msg-Id).
+	keepID bool
+	// attempts is the number of attempts the task used before a Release.
+	attempts int
+	// extra is the number of headers the caller adds to the message.
+	extra int
+}
+
+// taskMsg is a task's message with room for its header values: one
+// allocation for both.
+type taskMsg struct {
+	msg  nats.Msg
+	vals [3]string
+}
+
+// encodeTask builds the message for t (already prepared and checked):
+// Task.Headers under their own names, the task's fields in HeaderTask and
+// the Nats-Msg-Id. Fields that repeat another are left out to keep every
+// message (and its decoding on every delivery) small: the id when it
+// equals the Nats-Msg-Id (unless s.keepID), the key when it equals the
+// id. decodeTask fills them back in.
+func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
+	n := len(t.Headers) + 1 + s.extra // HeaderTask
+	if s.msgID != "" {
 		n++
 	}
-	if withKey {
-		n++
-	}
-	if !keyed {
-		n++
-	}
-	if !t.NotBefore.IsZero() {
-		n++
-	}
-	if msgID != "" {
-		n++
-	}
+	tm := &taskMsg{msg: nats.Msg{Subject: s.subject, Data: t.Payload}}
 	// One backing array for every value: a header is a one-element slice
 	// of it.
-	vals := make([]string, 0, n)
+	vals := tm.vals[:0]
+	if n > len(tm.vals) {
+		vals = make([]string, 0, n)
+	}
 	h := make(nats.Header, n)
 	for k, v := range t.Headers {
 		vals = setHeader(h, vals, k, v)
 	}
-	if withID {
-		vals = setHeader(h, vals, HeaderID, t.ID)
+	var buf [256]byte
+	// nats.go drops the blanks that begin a header value: an id that
+	// begins with one is not left to the Nats-Msg-Id.
+	withID := s.keepID || s.msgID != t.ID || t.ID[0] == ' ' || t.ID[0] == '\t'
+	v := appendTaskHeader(buf[:0], t, withID, s.keyed, s.attempts)
+	vals = setHeader(h, vals, HeaderTask, string(v))
+	if s.msgID != "" {
+		setHeader(h, vals, hdrMsgID, s.msgID)
 	}
-	vals = setHeader(h, vals, HeaderKind, t.Kind)
-	if withKey {
-		vals = setHeader(h, vals, HeaderKey, t.Key)
-	}
-	if !keyed {
-		vals = setHeader(h, vals, hdrKeyGenerated, "1")
-	}
-	vals = setHeader(h, vals, HeaderEnqueuedAt, formatTime(t.EnqueuedAt))
-	if !t.NotBefore.IsZero() {
-		vals = setHeader(h, vals, HeaderNotBefore, formatTime(t.NotBefore))
-	}
-	if msgID != "" {
-		setHeader(h, vals, hdrMsgID, msgID)
-	}
-	return &nats.Msg{Subject: subject, Header: h, Data: t.Payload}
+	tm.msg.Header = h
+	return &tm.msg
 }
 
 // setHeader sets h[k] to v, stored in vals (which has room for it), and
@@ -173,41 +189,68 @@ func formatTime(t time.Time) string {
 // else, or damaged).
 var errUndecodable = errors.New("jetstream: message is not a task")
 
-// decodeTask rebuilds a task from a stored message. data is kept, not
-// copied. A missing Plba-Task-Id is the Nats-Msg-Id, a missing
-// Plba-Task-Key the id (see encodeTask).
-func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, error) {
+// DecodeTask rebuilds the task of a message this package stored on a work
+// stream or in the dead letters, from its headers and payload (kept, not
+// copied), for tools that read the streams themselves. It reads both
+// forms: HeaderTask and the separate headers that earlier versions wrote
+// (HeaderID, HeaderKind, ...). Task.Attempt is the number of attempts
+// used before a Release, not counting the message's own deliveries.
+func DecodeTask(h nats.Header, data []byte, queueName string) (*task.Task, error) {
+	t, _, err := decodeTask(h, data, queueName)
+	return t, err
+}
+
+// decodeTask rebuilds a task from a stored message, and reports whether
+// its key is remembered once it finished (keyed: unless the message says
+// that Prepare generated the key). data is kept, not copied. A missing id
+// is the Nats-Msg-Id, a missing key the id (see encodeTask).
+//
+// A message stored before HeaderTask existed carries one header per field
+// and is read as such; one stored before the generated-key mark existed
+// is keyed, as it was then, whether its producer chose the key, only the
+// id (no Plba-Task-Key: the key was left out when it equalled the id), or
+// neither.
+func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, bool, error) {
 	t := &task.Task{Queue: queueName, Payload: data}
 	var msgID string
+	keyed := true
 	for k, vs := range h {
 		if len(vs) == 0 {
 			continue
 		}
 		switch k {
+		case HeaderTask:
+			gen, err := parseTaskHeader(vs[0], t)
+			if err != nil {
+				return nil, false, fmt.Errorf("%w: bad %s %q: %w", errUndecodable, k, clip(vs[0]), err)
+			}
+			keyed = keyed && !gen
+		case hdrMsgID:
+			msgID = vs[0]
 		case HeaderID:
 			t.ID = vs[0]
 		case HeaderKind:
 			t.Kind = vs[0]
 		case HeaderKey:
 			t.Key = vs[0]
-		case hdrMsgID:
-			msgID = vs[0]
+		case hdrKeyGenerated:
+			keyed = false
 		case HeaderEnqueuedAt:
 			at, err := time.Parse(time.RFC3339Nano, vs[0])
 			if err != nil {
-				return nil, fmt.Errorf("%w: bad %s %q", errUndecodable, k, vs[0])
+				return nil, false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
 			}
 			t.EnqueuedAt = at
 		case HeaderAttempts:
 			n, err := strconv.Atoi(vs[0])
 			if err != nil || n < 0 {
-				return nil, fmt.Errorf("%w: bad %s %q", errUndecodable, k, vs[0])
+				return nil, false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
 			}
 			t.Attempt = n // the base; deliver adds this message's deliveries
 		case HeaderNotBefore:
 			at, err := time.Parse(time.RFC3339Nano, vs[0])
 			if err != nil {
-				return nil, fmt.Errorf("%w: bad %s %q", errUndecodable, k, vs[0])
+				return nil, false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
 			}
 			t.NotBefore = at
 		default:
@@ -223,21 +266,21 @@ func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, error
 		t.ID = msgID
 	}
 	if t.ID == "" || t.Kind == "" {
-		return nil, fmt.Errorf("%w: missing %s (or %s) or %s header", errUndecodable, HeaderID, hdrMsgID, HeaderKind)
+		return nil, false, fmt.Errorf("%w: missing id (%s, or %s) or kind", errUndecodable, HeaderTask, hdrMsgID)
 	}
 	if t.Key == "" {
 		t.Key = t.ID
 	}
-	return t, nil
+	return t, keyed, nil
 }
 
-// keyedMsg reports whether a task's key is remembered once it finished:
-// unless its message says the key was generated (Plba-Task-Key-Generated;
-// see encodeTask). A message stored before that header existed is
-// remembered, as it was then, whether its producer chose the key, only
-// the id (no Plba-Task-Key: the key was left out when it equalled the
-// id), or neither.
-func keyedMsg(h nats.Header) bool { return len(h[hdrKeyGenerated]) == 0 }
+// clip cuts a header value quoted in an error to 128 bytes.
+func clip(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "..."
+	}
+	return s
+}
 
 // deadInfo is what a dead-letter copy adds to its task.
 type deadInfo struct {
@@ -246,16 +289,21 @@ type deadInfo struct {
 	attempts int
 }
 
+// encodeDead builds the dead-letter copy of t: its message (as
+// encodeTask) with the Plba-Dead- headers beside HeaderTask, where the
+// nats CLI shows the reason as it is.
 func encodeDead(t *task.Task, subject, msgID string, keyed bool, d deadInfo) *nats.Msg {
-	m := encodeTask(t, subject, msgID, keyed)
+	m := encodeTask(t, msgSpec{subject: subject, msgID: msgID, keyed: keyed, extra: 3})
 	m.Header[HeaderDeadReason] = []string{sanitizeValue(d.reason)}
 	m.Header[HeaderDeadAt] = []string{formatTime(d.at)}
 	m.Header[HeaderDeadAttempts] = []string{strconv.Itoa(d.attempts)}
 	return m
 }
 
+// decodeDead rebuilds a dead letter from its stored copy, in either
+// form (see decodeTask).
 func decodeDead(h nats.Header, data []byte, queueName string) (queue.DeadLetter, error) {
-	t, err := decodeTask(h, data, queueName)
+	t, _, err := decodeTask(h, data, queueName)
 	if err != nil {
 		return queue.DeadLetter{}, err
 	}

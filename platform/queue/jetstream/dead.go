@@ -294,7 +294,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		msgID := t.Key + "-redrive-" + strconv.FormatUint(m.seq, 10)
 		// Re-driven by an operator, the task is remembered by its key
 		// once it finishes, whoever chose the key.
-		if _, err := b.js.PublishMsg(ctx, encodeTask(t, q.subject, msgID, true)); err != nil {
+		if _, err := b.js.PublishMsg(ctx, encodeTask(t, msgSpec{subject: q.subject, msgID: msgID, keyed: true})); err != nil {
 			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
 		}
 		if err := dead.DeleteMsg(ctx, m.seq); err != nil && !isNotFound(err) {

@@ -30,7 +30,7 @@ import (
 // direct gets), before the work message goes. Enqueue looks up every
 // task's marker first and drops a task whose key finished within the
 // window. Only keys a producer chose are recorded (task.KeyGenerated,
-// keyedMsg): a generated key cannot be enqueued again after a restart. A
+// decodeTask): a generated key cannot be enqueued again after a restart. A
 // crash between the marker and the ack leaves the task queued (it runs
 // again, at least once) while a new task with its key is dropped, which
 // loses nothing because the queued one still runs.

@@ -124,14 +124,13 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		q := qs[i]
 		var m *nats.Msg
 		if t.NotBefore.After(now) && b.scheduling() {
-			m = encodeTask(t, q.schedPrefix+encodeToken(t.ID), t.Key, !t.KeyGenerated())
 			// The message the schedule produces need not keep the
-			// Nats-Msg-Id: the id travels in its own header.
-			m.Header[HeaderID] = []string{t.ID}
+			// Nats-Msg-Id: the id travels in HeaderTask.
+			m = encodeTask(t, msgSpec{subject: q.schedPrefix + encodeToken(t.ID), msgID: t.Key, keyed: !t.KeyGenerated(), keepID: true, extra: 2})
 			m.Header[hdrSchedule] = []string{"@at " + t.NotBefore.UTC().Format(time.RFC3339Nano)}
 			m.Header[hdrScheduleTarget] = []string{q.subject}
 		} else {
-			m = encodeTask(t, q.subject, t.Key, !t.KeyGenerated())
+			m = encodeTask(t, msgSpec{subject: q.subject, msgID: t.Key, keyed: !t.KeyGenerated()})
 		}
 		msgs[i] = m
 		if size := msgSize(m); size > limit {
@@ -163,6 +162,12 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		send = full
 		if len(send) == 0 {
 			break
+		}
+		for _, i := range send {
+			// A fresh message for the next attempt: the refused one is
+			// done with, but nothing of it is reused.
+			m := msgs[i]
+			msgs[i] = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
 		}
 		t := time.NewTimer(wait.NextBackOff())
 		select {
@@ -200,7 +205,6 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) []error {
 	batch := &pubBatch{errs: make([]error, len(send)), done: make(chan struct{})}
 	batch.left.Store(int64(len(send)))
-	sent := make([]*nats.Msg, len(send))
 	for j, i := range send {
 		if err := b.acquire(ctx); err != nil {
 			for k := j; k < len(send); k++ {
@@ -208,9 +212,7 @@ func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) []e
 			}
 			break
 		}
-		m := msgs[i]
-		m = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data} // a fresh message for every attempt
-		sent[j] = m
+		m := msgs[i]            // a message of its own for every attempt (Enqueue copies it for the next)
 		b.pubs.add(m, batch, j) // before publishing: the ack may come first
 		if _, err := b.js.PublishMsgAsync(m); err != nil {
 			b.releaseWindow() // nats.go forgot it: no callback comes
@@ -223,8 +225,10 @@ func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) []e
 	case <-batch.done:
 	case <-ctx.Done():
 		// Give up on the acks still missing; late ones are ignored.
-		for j, m := range sent {
-			if m != nil && b.pubs.take(m) != nil {
+		for j, i := range send {
+			// One never published (no room in the window) was settled
+			// already and is not pending.
+			if b.pubs.take(msgs[i]) != nil {
 				batch.settle(j, fmt.Errorf("publish ack: %w", ctx.Err()))
 			}
 		}

@@ -43,28 +43,11 @@ func (b *Backend) FindTasks(ctx context.Context, queueName string, l queue.TaskL
 	}
 	s := queue.TaskSearch{Found: []queue.FoundTask{},
 		Searched: []string{"work stream " + qn.stream + " (ready, delayed and in-flight tasks)", "dead letters (stream " + b.names.deadStream() + ")"}}
-	match := func(h map[string][]string) bool {
-		get := func(k string) string {
-			if v := h[k]; len(v) > 0 {
-				return v[0]
-			}
-			return ""
-		}
-		// As decodeTask reads them: a missing id is the Nats-Msg-Id (a
-		// task whose key is its id carries no Plba-Task-Id), a missing
-		// key the id.
-		id := get(HeaderID)
-		if id == "" {
-			id = get(hdrMsgID)
-		}
+	match := func(t *task.Task) bool {
 		if l.ID != "" {
-			return id == l.ID
+			return t.ID == l.ID
 		}
-		key := get(HeaderKey)
-		if key == "" {
-			key = id
-		}
-		return key == l.Key
+		return t.Key == l.Key
 	}
 	if err := b.findQueued(ctx, qn, match, &s); err != nil {
 		return s, err
@@ -113,7 +96,7 @@ func hasDead(fs []queue.FoundTask) bool {
 // findQueued reads the work stream of qn, one message per request (at
 // most maxFindScan), for the messages match accepts, and adds them to s
 // with their state.
-func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(map[string][]string) bool, s *queue.TaskSearch) error {
+func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*task.Task) bool, s *queue.TaskSearch) error {
 	st, err := b.js.Stream(ctx, qn.stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
@@ -156,12 +139,9 @@ func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(map[
 			return fmt.Errorf("jetstream: read the tasks of %q: %w", qn.queue, err)
 		}
 		seq = raw.Sequence + 1
-		if !match(raw.Header) {
-			continue
-		}
-		t, err := decodeTask(raw.Header, nil, qn.queue)
-		if err != nil {
-			continue // not a task this backend wrote
+		t, _, err := decodeTask(raw.Header, nil, qn.queue)
+		if err != nil || !match(t) {
+			continue // not a task this backend wrote, or another task
 		}
 		f := queue.FoundTask{Task: t, State: queue.StateReady, PayloadSize: len(raw.Data)}
 		switch {

@@ -92,19 +92,23 @@ func TestOldMessagesKeepTheirMarker(t *testing.T) {
 	require.NoError(t, b.Declare(ctx, qn))
 	q, err := b.queue(qn)
 	require.NoError(t, err)
-	for _, id := range []string{"old-acked", "old-released"} {
+	for _, id := range []string{"old-acked", "old-released", "old-generated"} {
 		// As encodeTask wrote a task whose key is its id before
-		// KeyGenerated: no Plba-Task-Id, no Plba-Task-Key.
+		// KeyGenerated: no Plba-Task-Id, no Plba-Task-Key; and, before
+		// HeaderTask, one whose key Prepare generated.
 		m := &nats.Msg{Subject: q.subject, Header: nats.Header{
 			HeaderKind:       []string{"k"},
 			HeaderEnqueuedAt: []string{formatTime(time.Now())},
 			hdrMsgID:         []string{id},
 		}}
+		if id == "old-generated" {
+			m.Header[hdrKeyGenerated] = []string{"1"}
+		}
 		_, err := b.js.PublishMsg(ctx, m)
 		require.NoError(t, err)
 	}
 	released := map[string]bool{}
-	for range 3 {
+	for range 4 {
 		ds, err := b.Lease(ctx, qn, 1, 5*time.Second)
 		require.NoError(t, err)
 		require.Len(t, ds, 1)
@@ -127,6 +131,7 @@ func TestOldMessagesKeepTheirMarker(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return has("old-acked") && has("old-released") }, 10*time.Second, 10*time.Millisecond,
 		"the keys the producers chose are remembered")
+	require.False(t, has("old-generated"), "a generated key, marked in the old form, is not remembered")
 	dup := &task.Task{ID: "old-acked", Kind: "k", Queue: qn}
 	require.NoError(t, b.Enqueue(ctx, dup))
 	_, _, finished := task.Finished(dup)

@@ -79,7 +79,7 @@ func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *qu
 		return nil
 	}
 	delivered, seq := md.NumDelivered, md.Sequence.Stream
-	t, err := decodeTask(m.Headers(), m.Data(), q.queue)
+	t, keyed, err := decodeTask(m.Headers(), m.Data(), q.queue)
 	if err != nil {
 		b.poison(q, m, md, err)
 		return nil
@@ -105,7 +105,7 @@ func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *qu
 		q.pmu.Unlock()
 	}
 	t.Attempt = max(1, t.Attempt+int(delivered)-early) // t.Attempt: attempts used before a Release
-	r := &receipt{b: b, q: q, msg: m, seq: seq, attempt: t.Attempt, early: early, keyed: keyedMsg(m.Headers()), ackWait: ackWait, touched: in.touched}
+	r := &receipt{b: b, q: q, msg: m, seq: seq, attempt: t.Attempt, early: early, keyed: keyed, ackWait: ackWait, touched: in.touched}
 	r.del = queue.Delivery{Task: t, Receipt: r}
 	d := &r.del
 	r.d = d

@@ -45,6 +45,10 @@ func TestForeignMessagesGoToTheDeadLetter(t *testing.T) {
 		{"no kind", nats.Header{HeaderID: {"x-1"}}, "missing"},
 		{"bad time", nats.Header{HeaderID: {"x-2"}, HeaderKind: {"k"}, HeaderEnqueuedAt: {"yesterday"}}, `bad Plba-Task-Enqueued-At "yesterday"`},
 		{"bad attempts", nats.Header{HeaderID: {"x-3"}, HeaderKind: {"k"}, HeaderAttempts: {"-4"}}, `bad Plba-Task-Attempts "-4"`},
+		{"bad time, one header", nats.Header{HeaderTask: {"kind=k at=yesterday"}, hdrMsgID: {"x-4"}}, `bad Plba-Task "kind=k at=yesterday": field at`},
+		{"no kind, one header", nats.Header{HeaderTask: {"id=x-5"}}, "no kind"},
+		{"bad escape", nats.Header{HeaderTask: {"kind=%zz"}, hdrMsgID: {"x-6"}}, `bad escape "%zz"`},
+		{"escaped line break", nats.Header{HeaderTask: {"kind=k key=a%0D%0AInjected:%20x"}, hdrMsgID: {"x-7"}}, "line break"},
 	}
 	for _, m := range bad {
 		_, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: qn.subject, Header: m.header, Data: []byte(m.payload)})

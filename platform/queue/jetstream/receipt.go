@@ -22,7 +22,7 @@ type receipt struct {
 	seq     uint64
 	attempt int
 	early   int  // deliveries before NotBefore, not attempts
-	keyed   bool // its key is remembered once it finished (keyedMsg)
+	keyed   bool // its key is remembered once it finished (decodeTask)
 	ackWait time.Duration
 
 	mu       sync.Mutex

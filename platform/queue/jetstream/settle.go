@@ -78,7 +78,7 @@ func (b *Backend) ack(ctx context.Context, r *receipt) error {
 // closer to its last attempt for work that never happened; so the task is
 // published again as a new message (same id, key and headers; a Nats-Msg-Id
 // of its own, so that the duplicate window does not drop it; the attempts
-// it had used in HeaderAttempts) and only then is the original
+// it had used in HeaderTask's attempts field) and only then is the original
 // acknowledged. A crash in between leaves both: the task is delivered
 // twice, never lost. If the publish fails, Release falls back to a
 // negative ack (the delivery then counts).
@@ -93,10 +93,8 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 		return err
 	}
 	t := d.Task
-	msg := encodeTask(t, r.q.subject, t.Key+"-release-"+strconv.FormatUint(r.seq, 10), r.keyed)
-	if used := r.attempt - 1; used > 0 {
-		msg.Header.Set(HeaderAttempts, strconv.Itoa(used))
-	}
+	msg := encodeTask(t, msgSpec{subject: r.q.subject, msgID: t.Key + "-release-" + strconv.FormatUint(r.seq, 10), keyed: r.keyed,
+		attempts: r.attempt - 1})
 	// The copy's Nats-Msg-Id is not the key, so after a restart the
 	// server would not refuse the key while the copy is queued: record
 	// it with the finished keys first (done.go). A crash in between

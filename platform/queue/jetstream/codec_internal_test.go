@@ -1,0 +1,255 @@
+package jetstream
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// wire sends h through the NATS header block and back, as a delivery
+// reads it (nats.go drops the blanks that begin a value, for one).
+func wire(t testing.TB, h nats.Header) nats.Header {
+	t.Helper()
+	var sb strings.Builder
+	sb.WriteString("NATS/1.0\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			sb.WriteString(k + ": " + v + "\r\n")
+		}
+	}
+	sb.WriteString("\r\n")
+	out, err := nats.DecodeHeadersMsg([]byte(sb.String()))
+	require.NoError(t, err)
+	return out
+}
+
+// Every task checkTask admits comes back from its message as it was: odd
+// bytes in kind, id and key, NotBefore, the attempts of a Release, its
+// headers, and whether its key was generated; the message has one
+// header for the task's fields, one per Task.Headers entry and the
+// Nats-Msg-Id.
+func TestTaskHeaderRoundTrip(t *testing.T) {
+	at := time.Date(2026, 12, 4, 14, 59, 0, 123456789, time.FixedZone("x", 3600))
+	odd := " lead % 100%25 a=b\ttab\x01\x7f é  trail "
+	cases := []struct {
+		name string
+		t    task.Task
+		spec msgSpec
+	}{
+		{"keyless", task.Task{ID: "0af3", Key: "0af3", Kind: "noop"}, msgSpec{msgID: "0af3"}},
+		{"keyed by id", task.Task{ID: "order 7", Key: "order 7", Kind: "invoice.send"}, msgSpec{msgID: "order 7", keyed: true}},
+		{"key apart", task.Task{ID: "i-1", Key: "k 1", Kind: "k"}, msgSpec{msgID: "k 1", keyed: true}},
+		{"odd bytes", task.Task{ID: odd, Key: odd + "k", Kind: odd + "kind"}, msgSpec{msgID: odd + "k", keyed: true}},
+		{"odd id is the msg id", task.Task{ID: odd, Key: odd, Kind: "k"}, msgSpec{msgID: odd, keyed: true}},
+		{"release", task.Task{ID: "i", Key: "i", Kind: "k", NotBefore: at.Add(time.Hour)}, msgSpec{msgID: "i-release-9", keyed: true, attempts: 3}},
+		{"schedule", task.Task{ID: "s", Key: "s", Kind: "k", NotBefore: at}, msgSpec{msgID: "s", keepID: true}},
+		{"no msg id", task.Task{ID: "n", Key: "n", Kind: "k"}, msgSpec{keyed: true}},
+		{"stand-in without key", task.Task{ID: "seq-2", Kind: "?"}, msgSpec{msgID: "dead-PLBA_Q_q-2"}},
+		{"headers", task.Task{ID: "h", Key: "h", Kind: "k", Headers: map[string]string{
+			"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "a": "1", "b": "2", "c": "3"}},
+			msgSpec{msgID: "h", keyed: true}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := c.t
+			in.Queue, in.Payload, in.EnqueuedAt = "q", []byte("p"), at
+			c.spec.subject = "s"
+			m := encodeTask(&in, c.spec)
+			want := len(in.Headers) + 1
+			if c.spec.msgID != "" {
+				want++
+			}
+			require.Len(t, m.Header, want)
+			v := m.Header.Get(HeaderTask)
+			require.NotContains(t, v, "  ", v)
+			require.True(t, validHeaderValue(v), v)
+			require.True(t, strings.HasPrefix(v, "kind="), v)
+
+			h := wire(t, m.Header)
+			if c.spec.keepID {
+				delete(h, hdrMsgID) // a schedule's message has none
+			}
+			got, keyed, err := decodeTask(h, m.Data, "q")
+			require.NoError(t, err, v)
+			require.Equal(t, c.spec.keyed, keyed)
+			require.Equal(t, in.ID, got.ID)
+			if in.Key == "" {
+				in.Key = in.ID // the key is the id unless set
+			}
+			require.Equal(t, in.Key, got.Key)
+			require.Equal(t, in.Kind, got.Kind)
+			require.Equal(t, "q", got.Queue)
+			require.Equal(t, []byte("p"), got.Payload)
+			require.True(t, at.Equal(got.EnqueuedAt), got.EnqueuedAt)
+			require.True(t, in.NotBefore.Equal(got.NotBefore), got.NotBefore)
+			require.Equal(t, c.spec.attempts, got.Attempt)
+			if len(in.Headers) == 0 {
+				require.Nil(t, got.Headers)
+			} else {
+				require.Equal(t, in.Headers, got.Headers)
+			}
+		})
+	}
+}
+
+// A keyless task's message reads well in the nats CLI.
+func TestTaskHeaderIsReadable(t *testing.T) {
+	tk := &task.Task{ID: "0af3", Key: "0af3", Kind: "invoice.send", EnqueuedAt: time.Date(2026, 12, 4, 14, 59, 0, 5, time.UTC)}
+	m := encodeTask(tk, msgSpec{subject: "s", msgID: tk.ID})
+	require.Equal(t, "kind=invoice.send at=2026-12-04T14:59:00.000000005Z key-generated", m.Header.Get(HeaderTask))
+	require.Equal(t, "0af3", m.Header.Get(hdrMsgID))
+}
+
+// Messages stored by earlier versions, one header per field, still
+// decode; a message without the generated-key mark (as every one from
+// before the mark) is keyed.
+func TestOldFormatDecodes(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	old := nats.Header{
+		HeaderKind:       {"k"},
+		HeaderID:         {"the id"},
+		HeaderKey:        {"the key"},
+		HeaderEnqueuedAt: {formatTime(at)},
+		HeaderNotBefore:  {formatTime(at.Add(time.Minute))},
+		HeaderAttempts:   {"2"},
+		hdrMsgID:         {"the key-release-4"},
+		"traceparent":    {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+	}
+	got, keyed, err := decodeTask(wire(t, old), []byte("p"), "q")
+	require.NoError(t, err)
+	require.True(t, keyed)
+	require.Equal(t, task.Task{ID: "the id", Key: "the key", Kind: "k", Queue: "q", Payload: []byte("p"), Attempt: 2,
+		EnqueuedAt: at, NotBefore: at.Add(time.Minute),
+		Headers: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}, *got)
+
+	// Before Plba-Task-Id was left out: only the Nats-Msg-Id names it.
+	short := nats.Header{HeaderKind: {"k"}, HeaderEnqueuedAt: {formatTime(at)}, hdrMsgID: {"id-1"}}
+	got, keyed, err = decodeTask(wire(t, short), nil, "q")
+	require.NoError(t, err)
+	require.True(t, keyed, "no mark: remembered, as then")
+	require.Equal(t, "id-1", got.ID)
+	require.Equal(t, "id-1", got.Key)
+
+	short[hdrKeyGenerated] = []string{"1"}
+	got, keyed, err = decodeTask(wire(t, short), nil, "q")
+	require.NoError(t, err)
+	require.False(t, keyed, "the old generated-key mark")
+	require.Equal(t, "id-1", got.ID)
+
+	// A dead letter stored in the old form.
+	dead := nats.Header{HeaderKind: {"k"}, hdrMsgID: {"dead-PLBA_Q_q-7"}, HeaderID: {"i"},
+		HeaderDeadReason: {"boom"}, HeaderDeadAt: {formatTime(at)}, HeaderDeadAttempts: {"5"}}
+	dl, err := decodeDead(wire(t, dead), nil, "q")
+	require.NoError(t, err)
+	require.Equal(t, "i", dl.Task.ID)
+	require.Equal(t, "boom", dl.Reason)
+	require.True(t, at.Equal(dl.At))
+	require.Equal(t, 5, dl.Task.Attempt)
+}
+
+// A dead-letter copy carries the task in HeaderTask and its reason, time
+// and attempts in the Plba-Dead- headers; it decodes whole.
+func TestDeadLetterRoundTrip(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	tk := &task.Task{ID: "i d", Key: "k", Kind: "k", EnqueuedAt: at, Headers: map[string]string{"x": "y"}}
+	m := encodeDead(tk, "dead.q", deadMsgID("PLBA_Q_q", 7), false, deadInfo{reason: "line\nbreak", at: at, attempts: 4})
+	dl, err := decodeDead(wire(t, m.Header), nil, "q")
+	require.NoError(t, err)
+	require.Equal(t, "i d", dl.Task.ID)
+	require.Equal(t, "k", dl.Task.Key)
+	require.Equal(t, map[string]string{"x": "y"}, dl.Task.Headers)
+	require.Equal(t, "line break", dl.Reason)
+	require.Equal(t, 4, dl.Task.Attempt)
+	require.True(t, at.Equal(dl.At))
+	_, keyed, err := decodeTask(wire(t, m.Header), nil, "q")
+	require.NoError(t, err)
+	require.False(t, keyed)
+}
+
+// A malformed HeaderTask makes the message undecodable (the poison path),
+// with the reason; nothing panics.
+func TestMalformedTaskHeader(t *testing.T) {
+	for _, c := range []struct{ v, reason string }{
+		{"", "empty"},
+		{"id=x", "no kind"},
+		{"kind=", "empty value"},
+		{"kind=k  at=2026-01-02T03:04:05Z", "empty field"},
+		{"kind=k ", "empty field"},
+		{" kind=k", "empty field"},
+		{"kind=k kind=j", "given twice"},
+		{"kind=k key-generated key-generated", "given twice"},
+		{"kind=k frob", `unknown flag "frob"`},
+		{"kind=k =v", "without a name"},
+		{"kind=%4", "truncated escape"},
+		{"kind=%", "truncated escape"},
+		{"kind=%zz", `bad escape "%zz"`},
+		{"kind=a%0Ab", "line break"},
+		{"kind=a\tb", "raw byte"},
+		{"kind=k at=yesterday", "field at"},
+		{"kind=k not-before=2026-13-01T00:00:00Z", "field not-before"},
+		{"kind=k attempts=-1", "negative"},
+		{"kind=k attempts=x", "field attempts"},
+	} {
+		h := nats.Header{HeaderTask: {c.v}, hdrMsgID: {"m"}}
+		_, _, err := decodeTask(h, nil, "q")
+		require.Error(t, err, "%q", c.v)
+		require.True(t, errors.Is(err, errUndecodable), "%q: %v", c.v, err)
+		require.Contains(t, err.Error(), c.reason, "%q", c.v)
+	}
+	// A field of a later version is skipped.
+	got, keyed, err := decodeTask(nats.Header{HeaderTask: {"kind=k future=1 key-generated"}, hdrMsgID: {"m"}}, nil, "q")
+	require.NoError(t, err)
+	require.False(t, keyed)
+	require.Equal(t, "k", got.Kind)
+}
+
+// Plba-Task is the package's: a task may not carry it among its headers,
+// and a foreign message's copy does not pass it on.
+func TestTaskHeaderIsReserved(t *testing.T) {
+	for _, name := range []string{"Plba-Task", "plba-task", "PLBA-TASK"} {
+		require.True(t, reserved(name), name)
+		err := checkTask(&task.Task{Kind: "k", Queue: "q", Headers: map[string]string{name: "kind=x"}})
+		require.Error(t, err, name)
+	}
+	require.False(t, reserved("Plba-Tasks"))
+}
+
+// FuzzTaskHeader: any HeaderTask value either fails to decode or decodes
+// to fields that encode back to a value decoding to the same fields.
+func FuzzTaskHeader(f *testing.F) {
+	for _, s := range []string{"kind=k", "kind=a%20b id=%25 key=x at=2026-12-04T14:59:00.000000005Z attempts=3 key-generated",
+		"kind=k not-before=2026-01-02T03:04:05Z", "kind=%0", "kind=k x=y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		var a task.Task
+		gen, err := parseTaskHeader(v, &a)
+		if err != nil {
+			return
+		}
+		if a.ID == "" {
+			a.ID = "msg"
+		}
+		if a.Key == "" {
+			a.Key = a.ID
+		}
+		if !validHeaderValue(a.ID) || !validHeaderValue(a.Kind) || !validHeaderValue(a.Key) {
+			t.Fatalf("%q decoded to a line break", v)
+		}
+		var b task.Task
+		gen2, err := parseTaskHeader(string(appendTaskHeader(nil, &a, true, !gen, a.Attempt)), &b)
+		require.NoError(t, err)
+		require.Equal(t, gen, gen2)
+		require.Equal(t, a.Kind, b.Kind)
+		require.Equal(t, a.ID, b.ID)
+		require.True(t, a.EnqueuedAt.Equal(b.EnqueuedAt))
+		require.True(t, a.NotBefore.Equal(b.NotBefore))
+		require.Equal(t, a.Attempt, b.Attempt)
+	})
+}
