@@ -78,8 +78,8 @@
 //     attempt is the message's delivery count.
 //   - Release (a delivery the pool leased but did not run, given back on
 //     pause or stop) = publish the task again as a new message, with the
-//     attempts it had used in Plba-Task-Attempts and a Nats-Msg-Id of its
-//     own, then ack the original: a nak would count a delivery for work
+//     attempts it had used in its Plba-Task header and a Nats-Msg-Id of
+//     its own, then ack the original: a nak would count a delivery for work
 //     that never happened. A crash in between delivers the task twice.
 //   - Max attempts = MaxDeliver. A Retry on the last allowed delivery
 //     dead-letters the task instead and returns queue.ErrDeadLettered. A
@@ -133,22 +133,43 @@
 // enqueued task (BENCHMARKS.md), so it is paid only for tasks whose
 // producer chose the key or the id: a task enqueued with neither gets a
 // fresh key from task.Prepare (task.KeyGenerated) that no other producer
-// can know, so nothing can re-emit it after a restart; its message
-// carries no Plba-Task-Key but Plba-Task-Key-Generated, it is not looked
+// can know, so nothing can re-emit it after a restart; its message says
+// so (the key-generated flag of its Plba-Task header), it is not looked
 // up, and its ack is the ack alone (a retried publish of the same task is
-// still refused by the server's window). A message without that header
-// (every message an earlier version stored) is remembered. Measured on the peers harness, the marker was 1.55×
-// of worked/s on keyless no-op tasks. A crash between the marker and the ack
-// runs the task again (at least once) but drops a re-emitted copy, which
+// still refused by the server's window). A message without that flag (or
+// the Plba-Task-Key-Generated header of the earlier format) is
+// remembered, as every message stored before the flag existed. Measured
+// on the peers harness, the marker was 1.55× of worked/s on keyless
+// no-op tasks. A crash between the marker and the ack runs the task again (at least once) but drops a re-emitted copy, which
 // loses nothing: the queued task still runs. A copy emitted in the very
 // moment its first task finishes, more than a window after that one was
-// enqueued, can be accepted. Task fields (Plba-Task-Kind,
-// Plba-Task-Enqueued-At, ...; Plba-Task-Id only when it differs from the
-// Nats-Msg-Id, Plba-Task-Key only when the producer chose the key or the id,
-// Plba-Task-Key-Generated only when it did not) and Task.Headers
-// (traceparent, tracestate, baggage, the attempt's parent, ...) travel as
-// NATS headers and come back unchanged on every delivery, after a retry,
-// in the dead letter and after a redrive. A task with a future NotBefore is
+// enqueued, can be accepted.
+//
+// A task's message has the payload as its data and three kinds of
+// headers: Task.Headers under their own names (traceparent, tracestate,
+// baggage, the attempt's parent, ...), the Nats-Msg-Id (the key, or a key
+// derived from it for a released copy or a redrive), and the task's own
+// fields in one header of text, readable with the nats CLI:
+//
+//	Plba-Task: kind=invoice.send at=2026-12-04T14:59:00.123456789Z key-generated
+//
+// (fields kind, id, key, at, not-before, attempts and the flag
+// key-generated; the id only when it differs from the Nats-Msg-Id, the
+// key only when it differs from the id; '%', blanks and control bytes in
+// kind, id and key written as %XX). A keyless task's message has three
+// headers, which every delivery decodes. A Plba-Task that does not parse
+// (a bad escape, an unknown flag, a field twice, no kind) makes the
+// message undecodable: it is dead-lettered with the reason, as a message
+// without one. Versions before Plba-Task wrote one header per field
+// (Plba-Task-Kind, Plba-Task-Id, Plba-Task-Key, Plba-Task-Enqueued-At,
+// Plba-Task-Not-Before, Plba-Task-Attempts, Plba-Task-Key-Generated);
+// messages stored that way, queued or dead-lettered, are still read. A
+// version that knows only that form dead-letters a message with a
+// Plba-Task header as undecodable: during a rolling upgrade, hosts of the
+// earlier version must stop consuming before the first new one enqueues.
+// DecodeTask decodes either form for tools. A task's fields and its
+// Task.Headers come back unchanged on every delivery, after a retry, in
+// the dead letter and after a redrive. A task with a future NotBefore is
 // stored as a one-shot message schedule (Nats-Schedule "@at …") that the
 // server turns into a ready task at that time; the schedule survives
 // restarts like any stored message.

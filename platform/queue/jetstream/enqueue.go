@@ -260,7 +260,8 @@ func fullBackoff() *backoff.ExponentialBackOff {
 
 // deadLetterRoom is what a task must leave free of the server's
 // max_payload for its dead-letter copy: the reason (at most maxReason
-// bytes) and the other Plba-Dead- and Plba-Task- headers it adds.
+// bytes), the other Plba-Dead- headers it adds and the id its Plba-Task
+// then names (the copy has a Nats-Msg-Id of its own).
 const deadLetterRoom = maxReason + 512
 
 // msgSize is the size of m on the wire as max_payload counts it: the
