@@ -143,7 +143,7 @@ type taskMsg struct {
 // equals the Nats-Msg-Id (unless s.keepID), the key when it equals the
 // id. decodeTask fills them back in.
 func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
-	n := len(t.Headers) + 1 + s.extra // HeaderTask
+	n := len(t.Headers) + 1 // HeaderTask
 	if s.msgID != "" {
 		n++
 	}
@@ -154,14 +154,14 @@ func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
 	if n > len(tm.vals) {
 		vals = make([]string, 0, n)
 	}
-	h := make(nats.Header, n)
+	h := make(nats.Header, n+s.extra)
 	for k, v := range t.Headers {
 		vals = setHeader(h, vals, k, v)
 	}
 	var buf [256]byte
 	// nats.go drops the blanks that begin a header value: an id that
 	// begins with one is not left to the Nats-Msg-Id.
-	withID := s.keepID || s.msgID != t.ID || t.ID[0] == ' ' || t.ID[0] == '\t'
+	withID := s.keepID || s.msgID != t.ID || strings.HasPrefix(t.ID, " ") || strings.HasPrefix(t.ID, "\t")
 	v := appendTaskHeader(buf[:0], t, withID, s.keyed, s.attempts)
 	vals = setHeader(h, vals, HeaderTask, string(v))
 	if s.msgID != "" {

@@ -253,3 +253,19 @@ func FuzzTaskHeader(f *testing.F) {
 		require.Equal(t, a.Attempt, b.Attempt)
 	})
 }
+
+// The message of a keyless task with a trace context costs four
+// allocations to build (the message with its header values, the header
+// map and its slots, the Plba-Task text) and three to decode (the task,
+// its header map and slots); the fields are substrings of the header.
+func TestTaskCodecAllocations(t *testing.T) {
+	tk := &task.Task{Kind: "noop", Queue: "q", Payload: make([]byte, 128),
+		Headers: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}
+	tk.Prepare(time.Now())
+	spec := msgSpec{subject: "s", msgID: tk.Key, keyed: !tk.KeyGenerated()}
+	m := encodeTask(tk, spec)
+	require.LessOrEqual(t, testing.AllocsPerRun(200, func() { m = encodeTask(tk, spec) }), 4.0)
+	h := wire(t, m.Header)
+	require.Len(t, h, 3)
+	require.LessOrEqual(t, testing.AllocsPerRun(200, func() { _, _, _ = decodeTask(h, m.Data, "q") }), 3.0)
+}
