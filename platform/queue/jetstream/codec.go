@@ -211,9 +211,20 @@ func DecodeTask(h nats.Header, data []byte, queueName string) (*task.Task, error
 // id (no Plba-Task-Key: the key was left out when it equalled the id), or
 // neither.
 func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, bool, error) {
-	t := &task.Task{Queue: queueName, Payload: data}
+	t := new(task.Task)
+	keyed, err := decodeTaskInto(t, h, data, queueName)
+	if err != nil {
+		return nil, false, err
+	}
+	return t, keyed, nil
+}
+
+// decodeTaskInto is decodeTask into t, a zero task (a delivery's lives in
+// its receipt). t is partly filled when it fails.
+func decodeTaskInto(t *task.Task, h nats.Header, data []byte, queueName string) (keyed bool, err error) {
+	t.Queue, t.Payload = queueName, data
 	var msgID string
-	keyed := true
+	keyed = true
 	for k, vs := range h {
 		if len(vs) == 0 {
 			continue
@@ -222,7 +233,7 @@ func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, bool,
 		case HeaderTask:
 			gen, err := parseTaskHeader(vs[0], t)
 			if err != nil {
-				return nil, false, fmt.Errorf("%w: bad %s %q: %w", errUndecodable, k, clip(vs[0]), err)
+				return false, fmt.Errorf("%w: bad %s %q: %w", errUndecodable, k, clip(vs[0]), err)
 			}
 			keyed = keyed && !gen
 		case hdrMsgID:
@@ -238,19 +249,19 @@ func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, bool,
 		case HeaderEnqueuedAt:
 			at, err := time.Parse(time.RFC3339Nano, vs[0])
 			if err != nil {
-				return nil, false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
+				return false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
 			}
 			t.EnqueuedAt = at
 		case HeaderAttempts:
 			n, err := strconv.Atoi(vs[0])
 			if err != nil || n < 0 {
-				return nil, false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
+				return false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
 			}
 			t.Attempt = n // the base; deliver adds this message's deliveries
 		case HeaderNotBefore:
 			at, err := time.Parse(time.RFC3339Nano, vs[0])
 			if err != nil {
-				return nil, false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
+				return false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
 			}
 			t.NotBefore = at
 		default:
@@ -266,12 +277,12 @@ func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, bool,
 		t.ID = msgID
 	}
 	if t.ID == "" || t.Kind == "" {
-		return nil, false, fmt.Errorf("%w: missing id (%s, or %s) or kind", errUndecodable, HeaderTask, hdrMsgID)
+		return false, fmt.Errorf("%w: missing id (%s, or %s) or kind", errUndecodable, HeaderTask, hdrMsgID)
 	}
 	if t.Key == "" {
 		t.Key = t.ID
 	}
-	return t, keyed, nil
+	return keyed, nil
 }
 
 // clip cuts a header value quoted in an error to 128 bytes.

@@ -79,7 +79,9 @@ func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *qu
 		return nil
 	}
 	delivered, seq := md.NumDelivered, md.Sequence.Stream
-	t, keyed, err := decodeTask(m.Headers(), m.Data(), q.queue)
+	r := &receipt{b: b, q: q, msg: m, seq: seq, ackWait: ackWait, touched: in.touched}
+	t := &r.task // one allocation for the receipt, its delivery and its task
+	keyed, err := decodeTaskInto(t, m.Headers(), m.Data(), q.queue)
 	if err != nil {
 		b.poison(q, m, md, err)
 		return nil
@@ -105,7 +107,7 @@ func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *qu
 		q.pmu.Unlock()
 	}
 	t.Attempt = max(1, t.Attempt+int(delivered)-early) // t.Attempt: attempts used before a Release
-	r := &receipt{b: b, q: q, msg: m, seq: seq, attempt: t.Attempt, early: early, keyed: keyed, ackWait: ackWait, touched: in.touched}
+	r.attempt, r.early, r.keyed = t.Attempt, early, keyed
 	r.del = queue.Delivery{Task: t, Receipt: r}
 	d := &r.del
 	r.d = d

@@ -9,16 +9,18 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
 )
 
 // receipt is the private settlement handle of one delivery. The delivery
-// itself lives in it (one allocation for both).
+// and its task live in it (one allocation for all three).
 type receipt struct {
 	b       *Backend
 	q       *queueState
 	msg     jetstream.Msg
 	d       *queue.Delivery // &del
 	del     queue.Delivery
+	task    task.Task // del.Task
 	seq     uint64
 	attempt int
 	early   int  // deliveries before NotBefore, not attempts
