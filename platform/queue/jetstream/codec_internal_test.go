@@ -269,3 +269,58 @@ func TestTaskCodecAllocations(t *testing.T) {
 	require.Len(t, h, 3)
 	require.LessOrEqual(t, testing.AllocsPerRun(200, func() { _, _, _ = decodeTask(h, m.Data, "q") }), 3.0)
 }
+
+// BenchmarkTaskDecode measures what every delivery pays for its headers:
+// nats.go's parse of the header block and decodeTask, for a keyless task
+// with a trace context, in the one-header form this package writes and
+// in the one-header-per-field form of earlier versions.
+func BenchmarkTaskDecode(b *testing.B) {
+	tk := &task.Task{Kind: "noop", Queue: "q", Payload: make([]byte, 128),
+		Headers: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}
+	tk.Prepare(time.Now())
+	old := nats.Header{
+		"traceparent":    {tk.Headers["traceparent"]},
+		HeaderKind:       {tk.Kind},
+		hdrKeyGenerated:  {"1"},
+		HeaderEnqueuedAt: {formatTime(tk.EnqueuedAt)},
+		hdrMsgID:         {tk.ID},
+	}
+	for _, c := range []struct {
+		name string
+		h    nats.Header
+	}{
+		{"form=one-header", encodeTask(tk, msgSpec{subject: "s", msgID: tk.Key}).Header},
+		{"form=header-per-field", old},
+	} {
+		var sb strings.Builder
+		sb.WriteString("NATS/1.0\r\n")
+		for k, vs := range c.h {
+			sb.WriteString(k + ": " + vs[0] + "\r\n")
+		}
+		sb.WriteString("\r\n")
+		block := []byte(sb.String())
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				h, err := nats.DecodeHeadersMsg(block)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := decodeTask(h, tk.Payload, "q"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkTaskEncode measures building a keyless task's message.
+func BenchmarkTaskEncode(b *testing.B) {
+	tk := &task.Task{Kind: "noop", Queue: "q", Payload: make([]byte, 128),
+		Headers: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}
+	tk.Prepare(time.Now())
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = encodeTask(tk, msgSpec{subject: "s", msgID: tk.Key})
+	}
+}
