@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -128,10 +129,8 @@ func (q *queueState) fetch(ctx context.Context, b *Backend, n int) error {
 		return err
 	}
 	for m := range batch.Messages() {
-		if b.isClosing() {
-			_ = m.Nak() // hand it to another replica right away
-			continue
-		}
+		// Into the buffer also while closing: Close gives the buffer back
+		// once the puller has stopped (stopConsumers).
 		q.pmu.Lock()
 		q.buf = append(q.buf, inbound{msg: m, touched: time.Now()})
 		q.pmu.Unlock()
@@ -291,8 +290,8 @@ func (b *Backend) keepLeases() {
 }
 
 // stopConsumers stops the pullers (ending their open Fetch) and gives
-// prefetched messages back.
-func (b *Backend) stopConsumers() {
+// the prefetched messages back (giveBack), bounded by ctx.
+func (b *Backend) stopConsumers(ctx context.Context) {
 	b.wmu.Lock() // no puller starts after this
 	b.wmu.Unlock()
 	b.stopPull()
@@ -308,8 +307,37 @@ func (b *Backend) stopConsumers() {
 		buf := q.buf
 		q.buf = nil
 		q.pmu.Unlock()
-		for _, in := range buf {
-			_ = in.msg.Nak()
-		}
+		b.giveBack(ctx, q, buf)
 	}
+}
+
+// maxParallelGiveBacks bounds the releases giveBack runs at a time.
+const maxParallelGiveBacks = 16
+
+// giveBack returns prefetched messages that no worker ran to their queue
+// at once, for any replica. A negative ack would do that, but the server
+// counts it as a delivery, so the next delivery's Attempt would be one
+// too high for a task that never ran. Each is given back as Release gives
+// back a delivery instead: a copy that carries the attempts used, then the
+// ack of the original (Release falls back to a negative ack when the copy
+// cannot be stored, ctx ended say). Messages whose wait in the buffer
+// outlived their AckWait are left to the server, which redelivers them.
+func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
+	sem := make(chan struct{}, maxParallelGiveBacks)
+	var wg sync.WaitGroup
+	for _, in := range ins {
+		d := b.deliver(q, in, q.ackWait)
+		if d == nil {
+			continue // expired, not a task (dead-lettered) or not due yet: handled
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := b.Release(ctx, d); err != nil {
+				b.log.Warn("jetstream: give back a prefetched task (it is delivered again after its AckWait)",
+					zap.String("queue", q.queue), zap.String("task", d.Task.ID), zap.Error(err))
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -31,8 +31,11 @@
 // room left in a prefetch buffer of Config.Prefetch messages; Lease takes
 // from that buffer. Messages waiting in the buffer are kept alive with
 // in-progress acks, so they never expire there and their delivery count
-// stays honest. Close gives buffered messages back with a negative ack,
-// so another replica gets them at once.
+// stays honest. Close gives buffered messages back at once, for another
+// replica, without counting a delivery: each goes back as Release gives
+// back a delivery (a copy that carries the attempts used, then the ack of
+// the original), since a negative ack would count one for a task that
+// never ran (TestCloseGivesTheBufferBackUncounted).
 //
 // The pull requests and settlements go through nats.go's jetstream API:
 // the puller calls Consumer.Fetch for the room left (once at least half
