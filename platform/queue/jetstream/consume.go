@@ -45,6 +45,8 @@ const pullExpiry = 5 * time.Second
 // pull keeps at most one Fetch open for the room left in the prefetch
 // buffer, until Close: it waits until at least half the buffer is free,
 // fetches that many messages and moves each into the buffer as it comes.
+// The buffer's size follows the rate at which Lease takes messages (see
+// ahead), between Config.Prefetch and Config.MaxPrefetch.
 // Every message the server delivers is in the buffer, where the buffer
 // keeper sees it, so none waits unrefreshed in a client-side queue (as
 // Consume's or Messages' read-ahead would hold them while Lease is not
@@ -52,8 +54,7 @@ const pullExpiry = 5 * time.Second
 // not found) is created again.
 func (q *queueState) pull(b *Backend) {
 	defer b.wg.Done()
-	prefetch := b.cfg.Prefetch
-	threshold := max(1, prefetch/2)
+	lo, hi := b.cfg.Prefetch, max(b.cfg.MaxPrefetch, b.cfg.Prefetch)
 	backoff := 50 * time.Millisecond
 	for {
 		if q.gone.Load() {
@@ -76,9 +77,10 @@ func (q *queueState) pull(b *Backend) {
 		var n int
 		for {
 			q.pmu.Lock()
-			n = prefetch - len(q.buf)
+			size := q.ahead(time.Now(), lo, hi)
+			n = size - len(q.buf)
 			q.pmu.Unlock()
-			if n >= threshold {
+			if n >= max(1, size/2) {
 				break
 			}
 			select {
@@ -118,6 +120,31 @@ func (q *queueState) pull(b *Backend) {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// prefetchAhead is how much work the prefetch buffer holds at the rate
+// Lease takes messages: several round trips of a pull request on a loaded
+// machine, so that the workers do not wait for the next batch. At the
+// consumer-API harness of issue 15 a fixed buffer of 64 messages held
+// plba-jetstream to about 0.5x the bare client, 256 to 512 messages (4 to
+// 8ms of its rate) to 0.7x-0.8x (BENCHMARKS.md).
+const prefetchAhead = 10 * time.Millisecond
+
+// ahead returns how many messages the buffer should hold now:
+// prefetchAhead's worth at the rate Lease has been taking them, between
+// lo and hi. The rate is an average over about the last prefetchAhead,
+// sampled at most once a millisecond (a sample of dt moves it dt /
+// prefetchAhead of the way to the rate it saw; one over a longer pause
+// replaces it), so the size follows a burst within a few milliseconds
+// and falls back to lo once Lease slows down or stops (a paused or busy
+// pool, long tasks: other replicas get their share). q.pmu held.
+func (q *queueState) ahead(now time.Time, lo, hi int) int {
+	if dt := now.Sub(q.rateAt); dt >= time.Millisecond {
+		seen := float64(q.taken) / dt.Seconds()
+		q.rate += min(1, float64(dt)/float64(prefetchAhead)) * (seen - q.rate)
+		q.taken, q.rateAt = 0, now
+	}
+	return min(hi, max(lo, int(q.rate*prefetchAhead.Seconds())))
 }
 
 // fetch runs one Fetch of up to n messages into the prefetch buffer. It
@@ -178,6 +205,7 @@ func (q *queueState) take(max int) []inbound {
 	rest := copy(q.buf, q.buf[n:])
 	clear(q.buf[rest:])
 	q.buf = q.buf[:rest]
+	q.taken += n
 	left := rest > 0
 	q.pmu.Unlock()
 	if left {
