@@ -353,7 +353,8 @@ func (b *Backend) usable() error {
 }
 
 // Close stops leasing (blocked Lease calls return queue.ErrClosed),
-// releases prefetched messages, waits until every delivery handed out is
+// gives prefetched messages back without counting a delivery (see
+// giveBack), waits until every delivery handed out is
 // settled (or its lease ended) or ctx ends, then drains the connection and
 // shuts the owned embedded server down. Unsettled deliveries are
 // redelivered by the server after their AckWait. Close is idempotent.
@@ -364,7 +365,7 @@ func (b *Backend) Close(ctx context.Context) error {
 			b.teardown(ctx)
 			return
 		}
-		b.stopConsumers()
+		b.stopConsumers(ctx)
 		waitErr := b.waitInflight(ctx)
 		close(b.leaseStop)
 		b.lwg.Wait()

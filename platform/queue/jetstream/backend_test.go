@@ -171,6 +171,9 @@ func TestConfigValidate(t *testing.T) {
 		{"url without scheme", jetstream.Config{URL: "a:4222"}, false},
 		{"url with user", jetstream.Config{URL: "nats://u:p@a:4222"}, false},
 		{"cert without key", jetstream.Config{URL: "tls://a", TLS: jetstream.TLSConfig{CertFile: "c"}}, true},
+		{"fixed prefetch", jetstream.Config{Prefetch: 32, MaxPrefetch: 32}, false},
+		{"max prefetch below prefetch", jetstream.Config{Prefetch: 32, MaxPrefetch: 16}, true},
+		{"prefetch above the default max", jetstream.Config{Prefetch: 4096}, false},
 	} {
 		err := tc.cfg.Validate()
 		if tc.bad {
@@ -182,4 +185,5 @@ func TestConfigValidate(t *testing.T) {
 	c := jetstream.Config{Sync: "always"}.WithDefaults()
 	require.Equal(t, embedded.SyncAlways, c.Embedded.Sync)
 	require.Equal(t, jetstream.ModeExternal, jetstream.Config{URL: "nats://a"}.WithDefaults().Mode)
+	require.Equal(t, 4096, jetstream.Config{Prefetch: 4096}.WithDefaults().MaxPrefetch, "the max is at least the least")
 }

@@ -35,6 +35,7 @@ const (
 	DefaultMaxDeliver      = 10
 	DefaultAckWait         = 30 * time.Second
 	DefaultPrefetch        = 64
+	DefaultMaxPrefetch     = 1024
 	DefaultMaxAckPending   = 10000
 	DefaultPublishTimeout  = 10 * time.Second
 	DefaultConnectTimeout  = 5 * time.Second
@@ -135,9 +136,15 @@ type Config struct {
 	// host. Default "plba-workers".
 	Consumer string `koanf:"consumer"`
 	// Prefetch is how many messages per queue this process pulls ahead of
-	// Lease calls. About the pool's concurrency is right; lower it for long
-	// tasks so other replicas get their share. Default 64.
+	// Lease calls at least. About the pool's concurrency is right; lower it
+	// for long tasks so other replicas get their share. Default 64.
 	Prefetch int `koanf:"prefetch"`
+	// MaxPrefetch bounds how far the prefetch grows while Lease calls take
+	// messages fast: the puller keeps about 10ms of work at the rate they
+	// take them, between Prefetch and MaxPrefetch (see the package doc).
+	// Default 1024, or Prefetch when that is larger; set it to Prefetch
+	// for a buffer of a fixed size.
+	MaxPrefetch int `koanf:"max_prefetch"`
 	// MaxAckPending bounds deliveries in flight per queue across all
 	// replicas (tasks waiting for a retry back-off count). Default 10000.
 	MaxAckPending int `koanf:"max_ack_pending"`
@@ -238,6 +245,9 @@ func (c Config) WithDefaults() Config {
 	if c.Prefetch == 0 {
 		c.Prefetch = DefaultPrefetch
 	}
+	if c.MaxPrefetch == 0 {
+		c.MaxPrefetch = max(DefaultMaxPrefetch, c.Prefetch)
+	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = DefaultMaxAckPending
 	}
@@ -334,6 +344,9 @@ func (c Config) Validate() error {
 	}
 	if c.Prefetch < 1 || c.MaxAckPending < 1 || c.MaxAsyncPending < 1 {
 		return bad("", "prefetch, max_ack_pending and max_async_pending must be positive")
+	}
+	if c.MaxPrefetch < c.Prefetch {
+		return bad("max_prefetch", "%d is below prefetch (%d)", c.MaxPrefetch, c.Prefetch)
 	}
 	if c.PublishTimeout < 0 || c.ConnectTimeout < 0 {
 		return bad("", "publish_timeout and connect_timeout must not be negative")

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +45,8 @@ const pullExpiry = 5 * time.Second
 // pull keeps at most one Fetch open for the room left in the prefetch
 // buffer, until Close: it waits until at least half the buffer is free,
 // fetches that many messages and moves each into the buffer as it comes.
+// The buffer's size follows the rate at which Lease takes messages (see
+// ahead), between Config.Prefetch and Config.MaxPrefetch.
 // Every message the server delivers is in the buffer, where the buffer
 // keeper sees it, so none waits unrefreshed in a client-side queue (as
 // Consume's or Messages' read-ahead would hold them while Lease is not
@@ -51,8 +54,7 @@ const pullExpiry = 5 * time.Second
 // not found) is created again.
 func (q *queueState) pull(b *Backend) {
 	defer b.wg.Done()
-	prefetch := b.cfg.Prefetch
-	threshold := max(1, prefetch/2)
+	lo, hi := b.cfg.Prefetch, max(b.cfg.MaxPrefetch, b.cfg.Prefetch)
 	backoff := 50 * time.Millisecond
 	for {
 		if q.gone.Load() {
@@ -75,9 +77,10 @@ func (q *queueState) pull(b *Backend) {
 		var n int
 		for {
 			q.pmu.Lock()
-			n = prefetch - len(q.buf)
+			size := q.ahead(time.Now(), lo, hi)
+			n = size - len(q.buf)
 			q.pmu.Unlock()
-			if n >= threshold {
+			if n >= max(1, size/2) {
 				break
 			}
 			select {
@@ -119,6 +122,31 @@ func (q *queueState) pull(b *Backend) {
 	}
 }
 
+// prefetchAhead is how much work the prefetch buffer holds at the rate
+// Lease takes messages: several round trips of a pull request on a loaded
+// machine, so that the workers do not wait for the next batch. At the
+// consumer-API harness of issue 15 a fixed buffer of 64 messages held
+// plba-jetstream to about 0.5x the bare client, 256 to 512 messages (4 to
+// 8ms of its rate) to 0.7x-0.8x (BENCHMARKS.md).
+const prefetchAhead = 10 * time.Millisecond
+
+// ahead returns how many messages the buffer should hold now:
+// prefetchAhead's worth at the rate Lease has been taking them, between
+// lo and hi. The rate is an average over about the last prefetchAhead,
+// sampled at most once a millisecond (a sample of dt moves it dt /
+// prefetchAhead of the way to the rate it saw; one over a longer pause
+// replaces it), so the size follows a burst within a few milliseconds
+// and falls back to lo once Lease slows down or stops (a paused or busy
+// pool, long tasks: other replicas get their share). q.pmu held.
+func (q *queueState) ahead(now time.Time, lo, hi int) int {
+	if dt := now.Sub(q.rateAt); dt >= time.Millisecond {
+		seen := float64(q.taken) / dt.Seconds()
+		q.rate += min(1, float64(dt)/float64(prefetchAhead)) * (seen - q.rate)
+		q.taken, q.rateAt = 0, now
+	}
+	return min(hi, max(lo, int(q.rate*prefetchAhead.Seconds())))
+}
+
 // fetch runs one Fetch of up to n messages into the prefetch buffer. It
 // returns nil when the request ended normally (filled, expired, or
 // cancelled by pokePullers or Close), else the request's error.
@@ -128,10 +156,8 @@ func (q *queueState) fetch(ctx context.Context, b *Backend, n int) error {
 		return err
 	}
 	for m := range batch.Messages() {
-		if b.isClosing() {
-			_ = m.Nak() // hand it to another replica right away
-			continue
-		}
+		// Into the buffer also while closing: Close gives the buffer back
+		// once the puller has stopped (stopConsumers).
 		q.pmu.Lock()
 		q.buf = append(q.buf, inbound{msg: m, touched: time.Now()})
 		q.pmu.Unlock()
@@ -179,6 +205,7 @@ func (q *queueState) take(max int) []inbound {
 	rest := copy(q.buf, q.buf[n:])
 	clear(q.buf[rest:])
 	q.buf = q.buf[:rest]
+	q.taken += n
 	left := rest > 0
 	q.pmu.Unlock()
 	if left {
@@ -291,8 +318,8 @@ func (b *Backend) keepLeases() {
 }
 
 // stopConsumers stops the pullers (ending their open Fetch) and gives
-// prefetched messages back.
-func (b *Backend) stopConsumers() {
+// the prefetched messages back (giveBack), bounded by ctx.
+func (b *Backend) stopConsumers(ctx context.Context) {
 	b.wmu.Lock() // no puller starts after this
 	b.wmu.Unlock()
 	b.stopPull()
@@ -308,8 +335,37 @@ func (b *Backend) stopConsumers() {
 		buf := q.buf
 		q.buf = nil
 		q.pmu.Unlock()
-		for _, in := range buf {
-			_ = in.msg.Nak()
-		}
+		b.giveBack(ctx, q, buf)
 	}
+}
+
+// maxParallelGiveBacks bounds the releases giveBack runs at a time.
+const maxParallelGiveBacks = 16
+
+// giveBack returns prefetched messages that no worker ran to their queue
+// at once, for any replica. A negative ack would do that, but the server
+// counts it as a delivery, so the next delivery's Attempt would be one
+// too high for a task that never ran. Each is given back as Release gives
+// back a delivery instead: a copy that carries the attempts used, then the
+// ack of the original (Release falls back to a negative ack when the copy
+// cannot be stored, ctx ended say). Messages whose wait in the buffer
+// outlived their AckWait are left to the server, which redelivers them.
+func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
+	sem := make(chan struct{}, maxParallelGiveBacks)
+	var wg sync.WaitGroup
+	for _, in := range ins {
+		d := b.deliver(q, in, q.ackWait)
+		if d == nil {
+			continue // expired, not a task (dead-lettered) or not due yet: handled
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := b.Release(ctx, d); err != nil {
+				b.log.Warn("jetstream: give back a prefetched task (it is delivered again after its AckWait)",
+					zap.String("queue", q.queue), zap.String("task", d.Task.ID), zap.Error(err))
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -136,3 +136,95 @@ func TestPrefetchIsBoundedAndKeptAlive(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchFollowsTheLeaseRate: the buffer's size is about
+// prefetchAhead of the rate at which Lease takes messages, between
+// Prefetch and MaxPrefetch: it grows within a few samples of a burst and
+// falls back to Prefetch once Lease stops taking.
+func TestPrefetchFollowsTheLeaseRate(t *testing.T) {
+	t.Parallel()
+	const lo, hi = 64, 1024
+	q := &queueState{}
+	now := time.Unix(1_000_000, 0)
+	require.Equal(t, lo, q.ahead(now, lo, hi), "no rate known yet")
+	step := func(perMs, ms int) int {
+		size := 0
+		for range ms {
+			q.taken += perMs
+			now = now.Add(time.Millisecond)
+			size = q.ahead(now, lo, hi)
+		}
+		return size
+	}
+	require.Equal(t, lo, step(1, 20), "1k/s: 10 messages of work, below Prefetch")
+	require.Greater(t, step(50, 5), 2*lo, "a burst raises the size within a few milliseconds")
+	require.InDelta(t, 500, step(50, 100), 1, "50k/s: 10ms is 500 messages")
+	require.Equal(t, hi, step(200, 50), "200k/s: capped at MaxPrefetch")
+	size := hi
+	for i := 0; size > lo; i++ {
+		require.Less(t, i, 50, "still %d after %d idle milliseconds", size, i)
+		now = now.Add(time.Millisecond)
+		size = q.ahead(now, lo, hi)
+	}
+	// Back to 200k/s, then a long pause and a slow Lease: the sample over
+	// the whole pause replaces the rate.
+	require.Equal(t, hi, step(200, 50))
+	now = now.Add(time.Minute)
+	q.taken = 1
+	require.Equal(t, lo, q.ahead(now, lo, hi))
+	require.Less(t, q.rate, 1.0)
+}
+
+// TestPrefetchGrowsUnderLoadAndShrinksWhenIdle: with Lease taking tasks as
+// fast as they come, the puller holds more than Prefetch messages (up to
+// MaxPrefetch); once nobody leases, the buffer is refilled to Prefetch
+// only, and what it holds stays there, kept alive, at its first attempt.
+func TestPrefetchGrowsUnderLoadAndShrinksWhenIdle(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const (
+		prefetch, maxPrefetch = 4, 256
+		n                     = 20_000
+		qname                 = "burst"
+	)
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, Prefetch: prefetch, MaxPrefetch: maxPrefetch,
+		AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	tasks := make([]*task.Task, n)
+	for i := range tasks {
+		tasks[i] = &task.Task{Kind: "k", Queue: qname}
+	}
+	require.NoError(t, b.Enqueue(ctx, tasks...))
+	q := b.knownQueue(qname)
+	most, done := 0, 0
+	lctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for done < n/2 {
+		ds, err := b.Lease(lctx, qname, 64, 5*time.Second)
+		require.NoError(t, err)
+		for _, d := range ds {
+			require.NoError(t, b.Ack(ctx, d))
+		}
+		done += len(ds)
+		buffered, _ := q.prefetched(time.Now())
+		most = max(most, buffered)
+	}
+	require.Greater(t, most, prefetch, "the buffer grew beyond Prefetch under load")
+	require.LessOrEqual(t, most, maxPrefetch)
+
+	// Lease slows down to 200 tasks/s: every task still comes at its first
+	// attempt, and the size falls back to Prefetch.
+	for range 30 {
+		ds, err := b.Lease(lctx, qname, 1, 5*time.Second)
+		require.NoError(t, err)
+		for _, d := range ds {
+			require.Equal(t, 1, d.Task.Attempt)
+			require.NoError(t, b.Ack(ctx, d))
+		}
+		time.Sleep(5 * time.Millisecond) // 200/s: 2 messages of work
+	}
+	require.Eventually(t, func() bool {
+		q.pmu.Lock()
+		defer q.pmu.Unlock()
+		return q.ahead(time.Now(), prefetch, maxPrefetch) == prefetch
+	}, 5*time.Second, 10*time.Millisecond, "the size fell back to Prefetch")
+}

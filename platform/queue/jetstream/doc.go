@@ -28,11 +28,19 @@
 // # Prefetch
 //
 // Each process keeps one pull request at a time open per queue for the
-// room left in a prefetch buffer of Config.Prefetch messages; Lease takes
-// from that buffer. Messages waiting in the buffer are kept alive with
+// room left in a prefetch buffer; Lease takes from that buffer. The
+// buffer holds about 10ms of work at the rate Lease calls take messages,
+// between Config.Prefetch (64) and Config.MaxPrefetch (1024): a slow or
+// idle pool keeps Prefetch messages, so other replicas get their share of
+// long tasks, and a fast one does not wait for the next pull request's
+// round trip (with a fixed 64 the JetStream runtime ran at about half the
+// bare client's rate on the issue 15 harness; see BENCHMARKS.md). Messages waiting in the buffer are kept alive with
 // in-progress acks, so they never expire there and their delivery count
-// stays honest. Close gives buffered messages back with a negative ack,
-// so another replica gets them at once.
+// stays honest. Close gives buffered messages back at once, for another
+// replica, without counting a delivery: each goes back as Release gives
+// back a delivery (a copy that carries the attempts used, then the ack of
+// the original), since a negative ack would count one for a task that
+// never ran (TestCloseGivesTheBufferBackUncounted).
 //
 // The pull requests and settlements go through nats.go's jetstream API:
 // the puller calls Consumer.Fetch for the room left (once at least half

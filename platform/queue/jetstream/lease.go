@@ -47,9 +47,11 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 			}
 		}
 		if b.isClosing() {
-			for _, in := range ins {
-				_ = in.msg.Nak()
-			}
+			// Taken from the buffer after Close began: given back like the
+			// rest of the buffer, within the publish timeout.
+			gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.PublishTimeout)
+			b.giveBack(gctx, q, ins)
+			cancel()
 			return nil, queue.ErrClosed
 		}
 		out := make([]*queue.Delivery, 0, len(ins))

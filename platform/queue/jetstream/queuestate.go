@@ -28,6 +28,9 @@ type queueState struct {
 	nakDelayed map[uint64]time.Time // stream seq -> retry due (local Retry with a delay)
 	early      map[uint64]int       // stream seq -> deliveries given back before NotBefore
 	hasEarly   atomic.Bool          // early is not empty
+	taken      int                  // messages Lease took since rateAt
+	rateAt     time.Time            // when rate was last sampled
+	rate       float64              // messages Lease takes per second (see ahead)
 
 	fmu         sync.Mutex
 	cancelFetch context.CancelFunc // ends the open Fetch (repull); nil when none
