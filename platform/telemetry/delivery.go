@@ -16,26 +16,35 @@ import (
 )
 
 // delivery is the context Starting returns to the handler, in one
-// allocation of 96 bytes: for an unsampled delivery it is also the
+// allocation of 80 bytes: for an unsampled delivery it is also the
 // handler's span (the producer's span context, answered for package
 // trace's span key, see spanKey); it holds the label set Finished records
-// with, and the task the log fields are rendered from when a logger asks.
+// with (which leads to the observer's tracer provider), and the task the
+// log fields are rendered from when a logger asks. Its size matters on
+// the peers harness, where every byte a delivery allocates is fresh
+// memory whose first touch costs more than the allocation
+// (BENCHMARKS.md).
 type delivery struct {
 	context.Context
-	embedded.Span // a non-recording span: see the Span methods in fastpath.go
+	*spanMarker // a non-recording span: see the Span methods in fastpath.go
 	// tid, sid, flags and ts are the span context of the handler's span
 	// (SpanContext): the producer's for an unsampled delivery (hasSpan),
 	// else the consumer span's. ts is nil when the trace state is empty.
 	tid     trace.TraceID
 	sid     trace.SpanID
 	ts      *trace.TraceState
-	o       *Observer
 	ls      *labelSet
 	t       *task.Task
 	attempt int32
 	flags   trace.TraceFlags
 	hasSpan bool
 }
+
+// spanMarker carries the unexported method of trace.Span (package
+// embedded's), which a delivery gets by embedding a nil *spanMarker: 8
+// bytes where the embedded interface takes 16. The method is a marker
+// that nothing calls.
+type spanMarker struct{ embedded.Span }
 
 // setSpanContext keeps sc as the handler's span context.
 func (d *delivery) setSpanContext(sc trace.SpanContext) {
@@ -103,7 +112,7 @@ func (o *Observer) Starting(ctx context.Context, t *task.Task) context.Context {
 	}
 	ls := o.labels.getStarted(t.Queue, t.Kind)
 	o.recordWait(t, ls)
-	d := &delivery{o: o, ls: ls, t: t, attempt: int32(t.Attempt)}
+	d := &delivery{ls: ls, t: t, attempt: int32(t.Attempt)}
 	parent := trace.SpanContextFromContext(ctx)
 	pctx, producer := o.extractFast(ctx, t)
 	if pctx == nil {

@@ -197,7 +197,7 @@ func (d *delivery) AddLink(trace.Link)                      {}
 func (d *delivery) SetName(string)                          {}
 
 // TracerProvider returns the observer's tracer provider.
-func (d *delivery) TracerProvider() trace.TracerProvider { return d.o.tp }
+func (d *delivery) TracerProvider() trace.TracerProvider { return d.ls.tp }
 
 // spanKey is the key under which package trace keeps the active span in a
 // context (unexported there), found once by asking trace.SpanFromContext

@@ -54,5 +54,5 @@ func TestSpanKeyProbe(t *testing.T) {
 	require.False(t, trace.SpanFromContext(d).IsRecording())
 	child := context.WithValue(d, struct{}{}, 1)
 	require.True(t, trace.SpanContextFromContext(child).Equal(sc))
-	require.LessOrEqual(t, int(unsafe.Sizeof(delivery{})), 96, "one 96-byte allocation per delivery")
+	require.LessOrEqual(t, int(unsafe.Sizeof(delivery{})), 80, "one 80-byte allocation per delivery")
 }

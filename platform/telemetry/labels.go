@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plba/plba/platform/task"
 )
@@ -50,6 +51,9 @@ type labelSet struct {
 	duration, wait histogram
 
 	key labelKey
+	// tp is the observer's tracer provider (a delivery's, see
+	// delivery.TracerProvider).
+	tp trace.TracerProvider
 	// outs caches the sets of the same queue and kind per outcome of a
 	// delivery (outcomeIndex), for Finished.
 	outs [4]atomic.Pointer[labelSet]
@@ -99,6 +103,8 @@ func (ls *labelSet) withOutcome(c *labelCache, o task.Outcome) *labelSet {
 type labelCache struct {
 	m  atomic.Pointer[map[labelKey]*labelSet]
 	mu sync.Mutex
+	// tp is the observer's tracer provider, given to every set.
+	tp trace.TracerProvider
 	// started is the set the last getStarted returned: deliveries of one
 	// queue and kind in a row find it without hashing the key.
 	started atomic.Pointer[labelSet]
@@ -164,6 +170,7 @@ func (c *labelCache) slow(k labelKey) *labelSet {
 		attrs:       set,
 		obs:         []metric.ObserveOption{metric.WithAttributeSet(set)},
 		key:         k,
+		tp:          c.tp,
 		publishName: spanName(k.queue, "publish"),
 		processName: spanName(k.queue, "process"),
 	}

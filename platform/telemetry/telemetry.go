@@ -229,6 +229,7 @@ func newObserver(tp trace.TracerProvider, mp metric.MeterProvider, prop propagat
 		prop:   prop,
 		inst:   in,
 	}
+	o.labels.tp = tp
 	if _, err := in.observeTasks(&o.labels); err != nil {
 		return nil, err
 	}

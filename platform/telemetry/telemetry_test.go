@@ -647,11 +647,16 @@ func TestUnsampledDeliveryKeepsProducerIDs(t *testing.T) {
 	b.obs.Enqueued(b.obs.Enqueuing(context.Background(), []*task.Task{tk}), []*task.Task{tk}, nil)
 	tp := tk.Headers["traceparent"]
 	require.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-00$`, tp)
-	var sc trace.SpanContext
+	var (
+		sc       trace.SpanContext
+		provider trace.TracerProvider
+	)
 	deliver(context.Background(), b.obs, tk, 1, task.Succeeded, nil, "", func(ctx context.Context) {
 		sc = trace.SpanContextFromContext(ctx)
+		provider = trace.SpanFromContext(ctx).TracerProvider()
 		telemetry.Logger(ctx, core).Info("x")
 	})
+	require.Same(t, b.tel.TracerProvider(), provider, "the span's tracer provider is the host's")
 	require.Equal(t, "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-00", tp)
 	require.True(t, sc.IsRemote())
 	f := logs.All()[0].ContextMap()

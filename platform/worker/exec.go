@@ -46,7 +46,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	} else {
 		// recover → timeout → observer → handler
 		timeout := rt.timeoutFor(p.cfg.TaskTimeout)
-		ctx := newTaskContext(p.hardCtx, p.epoch.Add(start+timeout))
+		ctx := newTaskContext(p.hardCtx, &p.epoch, start+timeout)
 		octx, err = p.call(ctx, rt.Handler, t)
 		end = p.clock()
 		took = end - start

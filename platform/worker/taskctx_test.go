@@ -4,22 +4,36 @@ import (
 	"context"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
 
 type ctxKey struct{}
 
+// newTestContext is newTaskContext with an absolute deadline.
+func newTestContext(parent context.Context, deadline time.Time) *taskContext {
+	epoch := time.Now()
+	return newTaskContext(parent, &epoch, deadline.Sub(epoch))
+}
+
+// TestTaskContextSize: the handler's context is 64 bytes, one size class
+// (see taskContext).
+func TestTaskContextSize(t *testing.T) {
+	t.Parallel()
+	require.LessOrEqual(t, unsafe.Sizeof(taskContext{}), uintptr(64))
+}
+
 func TestTaskContextDeadline(t *testing.T) {
 	t.Parallel()
 	parent := context.WithValue(context.Background(), ctxKey{}, "v")
 	deadline := time.Now().Add(50 * time.Millisecond)
-	c := newTaskContext(parent, deadline)
+	c := newTestContext(parent, deadline)
 	defer c.finish()
 
 	d, ok := c.Deadline()
 	require.True(t, ok)
-	require.Equal(t, deadline, d)
+	require.True(t, d.Equal(deadline), "deadline %v, want %v", d, deadline)
 	require.Equal(t, "v", c.Value(ctxKey{}))
 	require.NoError(t, c.Err())
 
@@ -36,7 +50,7 @@ func TestTaskContextDeadline(t *testing.T) {
 
 func TestTaskContextUnarmedErr(t *testing.T) {
 	t.Parallel()
-	c := newTaskContext(context.Background(), time.Now().Add(-time.Millisecond))
+	c := newTestContext(context.Background(), time.Now().Add(-time.Millisecond))
 	require.ErrorIs(t, c.Err(), context.DeadlineExceeded, "judged without a timer")
 	select {
 	case <-c.Done():
@@ -48,8 +62,8 @@ func TestTaskContextUnarmedErr(t *testing.T) {
 func TestTaskContextParentCancel(t *testing.T) {
 	t.Parallel()
 	parent, cancel := context.WithCancel(context.Background())
-	armed := newTaskContext(parent, time.Now().Add(time.Hour))
-	unarmed := newTaskContext(parent, time.Now().Add(time.Hour))
+	armed := newTestContext(parent, time.Now().Add(time.Hour))
+	unarmed := newTestContext(parent, time.Now().Add(time.Hour))
 	done := armed.Done()
 	cancel()
 	select {
@@ -65,7 +79,7 @@ func TestTaskContextParentCancel(t *testing.T) {
 
 func TestTaskContextFinishAndChildren(t *testing.T) {
 	t.Parallel()
-	c := newTaskContext(context.Background(), time.Now().Add(time.Hour))
+	c := newTestContext(context.Background(), time.Now().Add(time.Hour))
 	child, cancelChild := context.WithTimeout(c, time.Minute)
 	defer cancelChild()
 	d, _ := child.Deadline()
@@ -90,7 +104,7 @@ func TestTaskContextFinishAndChildren(t *testing.T) {
 // the end runs at once.
 func TestTaskContextAfterFunc(t *testing.T) {
 	t.Parallel()
-	c := newTaskContext(context.Background(), time.Now().Add(50*time.Millisecond))
+	c := newTestContext(context.Background(), time.Now().Add(50*time.Millisecond))
 	child, cancelChild := context.WithCancel(c)
 	defer cancelChild()
 	called := make(chan struct{})

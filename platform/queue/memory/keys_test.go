@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/task"
 )
 
 // TestKeyIndexCollisions forces two keys onto one hash: both are kept
@@ -67,6 +69,46 @@ func TestKeyIndexReplaceAndForget(t *testing.T) {
 	x.forget("b", h, true)
 	_, ok = x.get("b", h)
 	require.False(t, ok)
-	require.Empty(t, x.byH)
+	require.Empty(t, x.live)
+	require.Empty(t, x.done)
 	require.Empty(t, x.spill)
+}
+
+// TestKeyIndexLiveAndDone: a stored task's key maps to its entry (live);
+// released with a window it moves to done, and enqueued again it moves
+// back, never in both maps at once; another key of its hash goes to the
+// spill meanwhile.
+func TestKeyIndexLiveAndDone(t *testing.T) {
+	t.Parallel()
+	x := newKeyIndex()
+	const h = 9
+	e := &entry{t: &task.Task{Key: "a"}}
+	require.False(t, x.set("a", h, keyRef{e: e}))
+	r, ok := x.get("a", h)
+	require.True(t, ok)
+	require.Same(t, e, r.e)
+	require.Equal(t, "a", r.key)
+	require.True(t, x.set("b", h, keyRef{until: 5}), "a holds the hash")
+
+	x.replace("a", h, false, keyRef{until: 10, outcome: task.Succeeded})
+	require.Empty(t, x.live)
+	r, ok = x.get("a", h)
+	require.True(t, ok)
+	require.Nil(t, r.e)
+	require.Equal(t, int64(10), r.until)
+	require.Equal(t, task.Succeeded, r.outcome)
+
+	e2 := &entry{t: &task.Task{Key: "a"}}
+	require.False(t, x.set("a", h, keyRef{e: e2}), "its own hash")
+	require.Empty(t, x.done)
+	r, _ = x.get("a", h)
+	require.Same(t, e2, r.e)
+	rb, ok := x.get("b", h)
+	require.True(t, ok)
+	require.Equal(t, int64(5), rb.until)
+
+	x.forget("a", h, false)
+	_, ok = x.get("a", h)
+	require.False(t, ok)
+	require.Empty(t, x.live)
 }

@@ -299,7 +299,7 @@ func (q *queueState) lease(n int, due int64) []*queue.Delivery {
 		e.state, e.due = stLeased, due
 		q.leased.push(e)
 		d := &ds[i]
-		d.e, d.gen, d.q = e, e.gen, q
+		d.e, d.gen = e, e.gen
 		d.t = *e.t
 		d.t.Attempt = e.attempts
 		d.d = queue.Delivery{Task: &d.t, LeaseUntil: until, Receipt: d}
@@ -318,10 +318,10 @@ func (b *Backend) settle(d *queue.Delivery, fn func(q *queueState, e *entry, now
 		return fmt.Errorf("memory: nil delivery: %w", queue.ErrLeaseLost)
 	}
 	r, ok := d.Receipt.(*delivery)
-	if !ok || r.q == nil || r.q.b != b {
+	if !ok || r.e == nil || r.e.q.b != b {
 		return fmt.Errorf("memory: delivery was not made by this backend: %w", queue.ErrLeaseLost)
 	}
-	q, e := r.q, r.e
+	q, e := r.e.q, r.e
 	now := b.nanos()
 	q.mu.Lock()
 	if b.state.Load() == stateClosed {

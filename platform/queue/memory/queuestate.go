@@ -67,7 +67,7 @@ func (q *queueState) newEntry(t *task.Task) *entry {
 		q.free[n-1] = nil
 		q.free = q.free[:n-1]
 	} else {
-		e = &entry{}
+		e = &entry{q: q}
 	}
 	e.t, e.attempts, e.expiries, e.idx = t, 0, 0, -1
 	e.seq = q.seq

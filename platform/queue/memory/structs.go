@@ -19,6 +19,7 @@ const (
 // entry is one stored task. Entries are recycled per queue; gen grows with
 // every lease so that a stale receipt never matches a later delivery.
 type entry struct {
+	q        *queueState
 	t        *task.Task // the stored task; never written after Enqueue
 	due      int64      // delayed: when ready; leased: when the lease ends
 	seq      uint64     // enqueue order, to break ties in the heaps
@@ -35,14 +36,14 @@ type entry struct {
 }
 
 // delivery is what Lease hands out: the Delivery, its own shallow copy of
-// the task (with this delivery's attempt), and the receipt fields. A
-// pointer to it is the Delivery's Receipt.
+// the task (with this delivery's attempt), and the receipt fields (the
+// entry, with its queue, and the lease's generation). A pointer to it is
+// the Delivery's Receipt.
 type delivery struct {
 	d   queue.Delivery
 	t   task.Task
 	e   *entry
 	gen uint64
-	q   *queueState
 }
 
 // single lets a one-task lease cost one allocation.
