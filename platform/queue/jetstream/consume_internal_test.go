@@ -86,7 +86,7 @@ func TestDeletedConsumerIsRecreated(t *testing.T) {
 func (q *queueState) pulling() bool {
 	q.fmu.Lock()
 	defer q.fmu.Unlock()
-	return q.cancelFetch != nil
+	return len(q.fetches) > 0
 }
 
 // TestPrefetchIsBoundedAndKeptAlive: while nobody leases (a paused or
