@@ -145,3 +145,46 @@ func (b *Backend) pruneInflight(now time.Time) int {
 	}
 	return len(b.inflight)
 }
+
+// keepLeases keeps the leases of handed-out deliveries that were promised
+// beyond the server's AckWait: every quarter AckWait it sends an
+// in-progress ack for each one half of whose AckWait has passed, so the
+// server's timer never runs out while the promise holds (one goroutine
+// for all deliveries instead of a timer each), and forgets deliveries
+// whose lease ran out unsettled. It runs until leaseStop closes, after
+// Close waited for the deliveries in flight.
+func (b *Backend) keepLeases() {
+	defer b.lwg.Done()
+	every := max(b.cfg.AckWait/4, 5*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var rs []*receipt
+	for {
+		select {
+		case <-b.leaseStop:
+			return
+		case now := <-t.C:
+			b.imu.Lock()
+			rs = rs[:0]
+			for r := range b.inflight {
+				rs = append(rs, r)
+			}
+			b.imu.Unlock()
+			n := 0
+			for _, r := range rs {
+				if r.keep(now) {
+					rs[n] = r
+					n++
+				}
+			}
+			if n > 0 {
+				b.imu.Lock()
+				for _, r := range rs[:n] {
+					delete(b.inflight, r)
+				}
+				b.imu.Unlock()
+			}
+			clear(rs)
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package jetstream
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The prefetch buffer: Lease takes from it, the buffer keeper keeps what
+// waits in it alive, and Close gives what is left back.
+
+// take removes up to max prefetched messages.
+func (q *queueState) take(max int) []inbound {
+	q.pmu.Lock()
+	n := min(max, len(q.buf))
+	if n == 0 {
+		q.pmu.Unlock()
+		return nil
+	}
+	out := make([]inbound, n)
+	copy(out, q.buf)
+	rest := copy(q.buf, q.buf[n:])
+	clear(q.buf[rest:])
+	q.buf = q.buf[:rest]
+	q.taken += n
+	left := rest > 0
+	q.pmu.Unlock()
+	if left {
+		signal(q.avail) // another Lease may take the rest
+	}
+	signal(q.room)
+	return out
+}
+
+// refresh sends an in-progress ack for prefetched messages that waited
+// longer than half their AckWait, so none expires in the buffer.
+func (q *queueState) refresh(now time.Time) {
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	for i := range q.buf {
+		in := &q.buf[i]
+		if now.Sub(in.touched) > q.ackWait/2 {
+			if in.msg.InProgress() == nil {
+				in.touched = now
+			}
+		}
+	}
+	for seq, due := range q.nakDelayed {
+		if !due.After(now) {
+			delete(q.nakDelayed, seq)
+		}
+	}
+}
+
+// prefetched reports the buffered messages and the locally known retries
+// still waiting out their delay.
+func (q *queueState) prefetched(now time.Time) (buffered, delayed int) {
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	for _, due := range q.nakDelayed {
+		if due.After(now) {
+			delayed++
+		}
+	}
+	return len(q.buf), delayed
+}
+
+// keepBuffers runs refresh over every queue until Close.
+func (b *Backend) keepBuffers() {
+	defer b.wg.Done()
+	every := max(b.cfg.AckWait/4, 5*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.closing:
+			return
+		case now := <-t.C:
+			b.qmu.Lock()
+			qs := make([]*queueState, 0, len(b.queues))
+			for _, q := range b.queues {
+				qs = append(qs, q)
+			}
+			b.qmu.Unlock()
+			for _, q := range qs {
+				if q.ready.Load() {
+					q.refresh(now)
+				}
+			}
+		}
+	}
+}
+
+// stopConsumers stops the pullers (ending their open Fetch) and gives
+// the prefetched messages back (giveBack), bounded by ctx.
+func (b *Backend) stopConsumers(ctx context.Context) {
+	b.wmu.Lock() // no puller starts after this
+	b.wmu.Unlock()
+	b.stopPull()
+	b.wg.Wait()
+	b.qmu.Lock()
+	qs := make([]*queueState, 0, len(b.queues))
+	for _, q := range b.queues {
+		qs = append(qs, q)
+	}
+	b.qmu.Unlock()
+	for _, q := range qs {
+		q.pmu.Lock()
+		buf := q.buf
+		q.buf = nil
+		q.pmu.Unlock()
+		b.giveBack(ctx, q, buf)
+	}
+}
+
+// maxParallelGiveBacks bounds the releases giveBack runs at a time.
+const maxParallelGiveBacks = 16
+
+// giveBack returns prefetched messages that no worker ran to their queue
+// at once, for any replica. A negative ack would do that, but the server
+// counts it as a delivery, so the next delivery's Attempt would be one
+// too high for a task that never ran. Each is given back as Release gives
+// back a delivery instead: a copy that carries the attempts used, then the
+// ack of the original (Release falls back to a negative ack when the copy
+// cannot be stored, ctx ended say). Messages whose wait in the buffer
+// outlived their AckWait are left to the server, which redelivers them.
+func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
+	sem := make(chan struct{}, maxParallelGiveBacks)
+	var wg sync.WaitGroup
+	for _, in := range ins {
+		d := b.deliver(q, in, q.ackWait)
+		if d == nil {
+			continue // expired, not a task (dead-lettered) or not due yet: handled
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := b.Release(ctx, d); err != nil {
+				b.log.Warn("jetstream: give back a prefetched task (it is delivered again after its AckWait)",
+					zap.String("queue", q.queue), zap.String("task", d.Task.ID), zap.Error(err))
+			}
+		})
+	}
+	wg.Wait()
+}
