@@ -118,6 +118,11 @@ func (q *queueState) pull(b *Backend) {
 			}
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
 				errors.Is(err, nats.ErrNoResponders) {
+				if q.gone.Load() {
+					// Another open request already saw it: the re-creation,
+					// once the open requests ended, backs off on its own.
+					continue
+				}
 				b.log.Warn("jetstream: consumer gone, re-creating it", zap.String("queue", q.queue), zap.Error(err))
 				q.gone.Store(true)
 			} else {
