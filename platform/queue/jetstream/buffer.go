@@ -41,7 +41,7 @@ func (q *queueState) refresh(now time.Time) {
 	defer q.pmu.Unlock()
 	for i := range q.buf {
 		in := &q.buf[i]
-		if now.Sub(in.touched) > q.ackWait/2 {
+		if now.Sub(in.touched) > q.ackWait()/2 {
 			if in.msg.InProgress() == nil {
 				in.touched = now
 			}
@@ -130,7 +130,7 @@ func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
 	sem := make(chan struct{}, maxParallelGiveBacks)
 	var wg sync.WaitGroup
 	for _, in := range ins {
-		d := b.deliver(q, in, q.ackWait)
+		d := b.deliver(q, in, q.ackWait())
 		if d == nil {
 			continue // expired, not a task (dead-lettered) or not due yet: handled
 		}

@@ -71,7 +71,7 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *queue.Delivery {
 	m := in.msg
 	now := time.Now()
-	ackWait := q.ackWait
+	ackWait := q.ackWait()
 	if now.Sub(in.touched) >= ackWait {
 		return nil // its lease ran out in the buffer; the server redelivers it
 	}

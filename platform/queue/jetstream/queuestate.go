@@ -17,8 +17,11 @@ type queueState struct {
 	queueNames
 	ready atomic.Bool // stream and consumer exist
 
+	// ackWaitNs is the consumer's AckWait, set by ensure (again when the
+	// consumer is re-created) while deliveries read it.
+	ackWaitNs atomic.Int64
+
 	mu      sync.Mutex
-	ackWait time.Duration
 	cons    jetstream.Consumer // the durable consumer, set by ensure
 	started bool               // puller running
 
@@ -41,6 +44,9 @@ type queueState struct {
 	room  chan struct{} // signalled when Lease takes messages
 	gone  atomic.Bool   // consumer deleted: the puller re-creates it
 }
+
+// ackWait is the consumer's AckWait.
+func (q *queueState) ackWait() time.Duration { return time.Duration(q.ackWaitNs.Load()) }
 
 // inbound is a prefetched message and when the server's AckWait timer was
 // last (re)started for it.
@@ -167,7 +173,7 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	if _, err := b.dropAcked(ctx, q, s, cons); err != nil {
 		return err
 	}
-	q.ackWait = cons.CachedInfo().Config.AckWait
+	q.ackWaitNs.Store(int64(cons.CachedInfo().Config.AckWait))
 	q.cons = cons
 	q.ready.Store(true)
 	return nil
