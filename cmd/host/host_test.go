@@ -305,6 +305,16 @@ func (p *proc) adminAddr(t *testing.T) string {
 	return ""
 }
 
+// ready waits until the host answers /readyz with 200: it has started
+// every component, so a signal now stops it instead of abandoning its
+// start (exit 1).
+func (p *proc) ready(t *testing.T) {
+	t.Helper()
+	addr := p.adminAddr(t)
+	require.Eventually(t, func() bool { c, _ := httpGet(t, "http://"+addr+"/readyz"); return c == 200 },
+		30*time.Second, 20*time.Millisecond, "host not ready: %s", p.output())
+}
+
 func (p *proc) wait(t *testing.T, d time.Duration) int {
 	t.Helper()
 	select {

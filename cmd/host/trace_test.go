@@ -93,7 +93,7 @@ loadgen:
 	// The producer host: emits n tasks, has no handler for them.
 	var prodOut bytes.Buffer
 	p := startHostOut(t, &prodOut, "--config", cfg("producer", n, false))
-	p.adminAddr(t)
+	p.ready(t)
 	require.Eventually(t, func() bool { return strings.Contains(p.output(), `"msg":"loadgen emitted"`) }, 30*time.Second, 10*time.Millisecond)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, 30*time.Second), p.output())
@@ -103,7 +103,7 @@ loadgen:
 	// The consumer host: emits nothing, handles what is queued.
 	var consOut bytes.Buffer
 	c := startHostOut(t, &consOut, "--config", cfg("consumer", 0, true))
-	c.adminAddr(t)
+	c.ready(t)
 	require.Eventually(t, func() bool { ids, _ := recorded(t, rec); return len(ids) == n }, 30*time.Second, 10*time.Millisecond)
 	require.NoError(t, c.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, c.wait(t, 30*time.Second), c.output())
