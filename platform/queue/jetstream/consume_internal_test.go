@@ -86,7 +86,7 @@ func TestDeletedConsumerIsRecreated(t *testing.T) {
 func (q *queueState) pulling() bool {
 	q.fmu.Lock()
 	defer q.fmu.Unlock()
-	return len(q.fetches) > 0
+	return q.cancelFetch != nil
 }
 
 // TestPrefetchIsBoundedAndKeptAlive: while nobody leases (a paused or

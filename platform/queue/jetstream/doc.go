@@ -27,18 +27,16 @@
 //
 // # Prefetch
 //
-// Each process keeps a prefetch buffer per queue, filled by pull
-// requests (Consumer.Fetch) for the room left in it; Lease takes from that
-// buffer. The buffer holds about 10ms of work at the rate Lease calls take
-// messages, between Config.Prefetch (64) and Config.MaxPrefetch (1024): a
-// slow or idle pool keeps Prefetch messages, so other replicas get their
-// share of long tasks, and a fast one is not held up by the requests'
-// round trips. The next request goes out while the last one still
-// delivers, once half the buffer is free of messages buffered or asked
-// for. On the issue 15 harness (BENCHMARKS.md) a fixed buffer of 64
-// with one request at a time ran the JetStream runtime at about half the
-// bare client's rate; the rate-sized buffer at about 0.8x, and
-// overlapping requests added about 5% at c=64. Messages waiting in the
+// Each process keeps a prefetch buffer per queue, filled by one pull
+// request (Consumer.Fetch) at a time for the room left in it, once half
+// of it is free; Lease takes from that buffer, in stream order. The
+// buffer holds about 10ms of work at the rate Lease calls take messages,
+// between Config.Prefetch (64) and Config.MaxPrefetch (1024): a slow or
+// idle pool keeps Prefetch messages, so other replicas get their share of
+// long tasks, and a fast one is not held up by the requests' round trips.
+// On the issue 15 harness (BENCHMARKS.md) a fixed buffer of 64 ran the
+// JetStream runtime at about half the bare client's rate, the rate-sized
+// buffer at about 0.8x. Messages waiting in the
 // buffer are kept alive with in-progress acks, so they never expire there
 // and their delivery count stays honest. Close gives buffered messages back at once, for another
 // replica, without counting a delivery: each goes back as Release gives
@@ -47,8 +45,8 @@
 // never ran (TestCloseGivesTheBufferBackUncounted).
 //
 // The pull requests and settlements go through nats.go's jetstream API:
-// the puller calls Consumer.Fetch for the room left (at most four
-// requests open) and moves each message into the buffer as it arrives; a delivery reads its attempt and stream sequence from
+// the puller calls Consumer.Fetch for the room left and moves each
+// message into the buffer as it arrives; a delivery reads its attempt and stream sequence from
 // Msg.Metadata; settlements are Msg.Ack (DoubleAck with Config.AckSync),
 // Nak, NakWithDelay, InProgress and TermWithReason. A request ends
 // filled, expired (5 s) or cut short by a reconnect; a consumer deleted

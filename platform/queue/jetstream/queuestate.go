@@ -34,11 +34,9 @@ type queueState struct {
 	taken      int                  // messages Lease took since rateAt
 	rateAt     time.Time            // when rate was last sampled
 	rate       float64              // messages Lease takes per second (see ahead)
-	asked      int                  // messages the open Fetch requests may still deliver
 
-	fmu      sync.Mutex
-	fetches  map[uint64]context.CancelFunc // the open Fetch requests (repull ends them)
-	fetchSeq uint64
+	fmu         sync.Mutex
+	cancelFetch context.CancelFunc // ends the open Fetch (repull); nil when none
 
 	avail chan struct{} // signalled when buf gains messages
 	room  chan struct{} // signalled when Lease takes messages
