@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -216,24 +217,19 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 		if t != nil {
 			// All attributes in one call, at the end: the SDK sizes the
 			// span's attribute slice once.
-			if out == task.Retried {
-				span.SetAttributes(attrSystem,
-					AttrMessagingDestination.String(t.Queue),
-					AttrMessagingMessageID.String(t.ID),
-					attrOpProcess, attrOpNameProc,
-					AttrTaskKind.String(t.Kind),
-					AttrTaskAttempt.Int(t.Attempt),
-					AttrTaskOutcome.String(string(out)),
-					attrRetryTrue)
-			} else {
-				span.SetAttributes(attrSystem,
-					AttrMessagingDestination.String(t.Queue),
-					AttrMessagingMessageID.String(t.ID),
-					attrOpProcess, attrOpNameProc,
-					AttrTaskKind.String(t.Kind),
-					AttrTaskAttempt.Int(t.Attempt),
-					AttrTaskOutcome.String(string(out)))
+			attrs := [...]attribute.KeyValue{attrSystem,
+				AttrMessagingDestination.String(t.Queue),
+				AttrMessagingMessageID.String(t.ID),
+				attrOpProcess, attrOpNameProc,
+				AttrTaskKind.String(t.Kind),
+				AttrTaskAttempt.Int(t.Attempt),
+				AttrTaskOutcome.String(string(out)),
+				attrRetryTrue}
+			n := len(attrs)
+			if out != task.Retried {
+				n-- // plba.task.retry only on a retried delivery
 			}
+			span.SetAttributes(attrs[:n]...)
 		}
 		if err != nil {
 			span.RecordError(err)

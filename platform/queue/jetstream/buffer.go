@@ -78,13 +78,7 @@ func (b *Backend) keepBuffers() {
 		case <-b.closing:
 			return
 		case now := <-t.C:
-			b.qmu.Lock()
-			qs := make([]*queueState, 0, len(b.queues))
-			for _, q := range b.queues {
-				qs = append(qs, q)
-			}
-			b.qmu.Unlock()
-			for _, q := range qs {
+			for _, q := range b.knownQueues() {
 				if q.ready.Load() {
 					q.refresh(now)
 				}
@@ -100,13 +94,7 @@ func (b *Backend) stopConsumers(ctx context.Context) {
 	b.wmu.Unlock()
 	b.stopPull()
 	b.wg.Wait()
-	b.qmu.Lock()
-	qs := make([]*queueState, 0, len(b.queues))
-	for _, q := range b.queues {
-		qs = append(qs, q)
-	}
-	b.qmu.Unlock()
-	for _, q := range qs {
+	for _, q := range b.knownQueues() {
 		q.pmu.Lock()
 		buf := q.buf
 		q.buf = nil

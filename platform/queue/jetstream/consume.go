@@ -57,7 +57,7 @@ const pullExpiry = 5 * time.Second
 // not found) is created again.
 func (q *queueState) pull(b *Backend) {
 	defer b.wg.Done()
-	lo, hi := b.cfg.Prefetch, max(b.cfg.MaxPrefetch, b.cfg.Prefetch)
+	lo, hi := b.cfg.Prefetch, b.cfg.MaxPrefetch // Validate: Prefetch <= MaxPrefetch
 	backoff := 50 * time.Millisecond
 	for {
 		if q.gone.Load() {

@@ -71,6 +71,18 @@ func (b *Backend) Declare(ctx context.Context, queues ...string) error {
 	return nil
 }
 
+// knownQueues returns the queues this process has state for, as a copy
+// the caller may range over without holding qmu.
+func (b *Backend) knownQueues() []*queueState {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	qs := make([]*queueState, 0, len(b.queues))
+	for _, q := range b.queues {
+		qs = append(qs, q)
+	}
+	return qs
+}
+
 // queue returns the state of queue name, creating it (without I/O).
 func (b *Backend) queue(name string) (*queueState, error) {
 	b.qmu.Lock()
