@@ -159,16 +159,41 @@ func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
 		vals = setHeader(h, vals, k, v)
 	}
 	var buf [256]byte
-	// nats.go drops the blanks that begin a header value: an id that
-	// begins with one is not left to the Nats-Msg-Id.
-	withID := s.keepID || s.msgID != t.ID || strings.HasPrefix(t.ID, " ") || strings.HasPrefix(t.ID, "\t")
-	v := appendTaskHeader(buf[:0], t, withID, s.keyed, s.attempts)
+	v := appendTaskHeader(buf[:0], t, writesID(t, s), s.keyed, s.attempts)
 	vals = setHeader(h, vals, HeaderTask, string(v))
 	if s.msgID != "" {
 		setHeader(h, vals, hdrMsgID, s.msgID)
 	}
 	tm.msg.Header = h
 	return &tm.msg
+}
+
+// writesID reports whether t's message written with s carries the id in
+// HeaderTask: unless s.keepID, it is left out when the Nats-Msg-Id names
+// it. nats.go drops the blanks that begin a header value, so an id that
+// begins with one is never left to the Nats-Msg-Id.
+func writesID(t *task.Task, s msgSpec) bool {
+	return s.keepID || s.msgID != t.ID || strings.HasPrefix(t.ID, " ") || strings.HasPrefix(t.ID, "\t")
+}
+
+// copyGrowth is how many bytes more than t's message written with s a
+// copy of it may need for the id: a dead-letter copy and a Release copy
+// have a Nats-Msg-Id of their own (a Release copy's still holds the key),
+// so they write the id into HeaderTask, escaped, where t's message may
+// have left it to the Nats-Msg-Id. The copy's other additions are
+// bounded by deadLetterRoom.
+func copyGrowth(t *task.Task, s msgSpec) int64 {
+	if writesID(t, s) {
+		return 0
+	}
+	n := len(" " + fieldID + "=")
+	for i := 0; i < len(t.ID); i++ {
+		n++
+		if escaped(t.ID[i]) {
+			n += 2 // %XX
+		}
+	}
+	return int64(n)
 }
 
 // setHeader sets h[k] to v, stored in vals (which has room for it), and

@@ -114,7 +114,6 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		failed = append(failed, TaskError{ID: tasks[i].ID, Queue: tasks[i].Queue, Err: err})
 	}
 	msgs := make([]*nats.Msg, len(tasks))
-	limit := b.MaxPayload() - deadLetterRoom // the largest task that can still be dead-lettered
 	var send []int                           // tasks to publish
 	for i, t := range tasks {
 		if done[i].done {
@@ -123,21 +122,24 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		}
 		q := qs[i]
 		var m *nats.Msg
+		spec := msgSpec{subject: q.subject, msgID: t.Key, keyed: !t.KeyGenerated()}
 		if t.NotBefore.After(now) && b.scheduling() {
 			// The message the schedule produces need not keep the
 			// Nats-Msg-Id: the id travels in HeaderTask.
-			m = encodeTask(t, msgSpec{subject: q.schedPrefix + encodeToken(t.ID), msgID: t.Key, keyed: !t.KeyGenerated(), keepID: true, extra: 2})
+			spec.subject, spec.keepID, spec.extra = q.schedPrefix+encodeToken(t.ID), true, 2
+			m = encodeTask(t, spec)
 			m.Header[hdrSchedule] = []string{"@at " + t.NotBefore.UTC().Format(time.RFC3339Nano)}
 			m.Header[hdrScheduleTarget] = []string{q.subject}
 		} else {
-			m = encodeTask(t, msgSpec{subject: q.subject, msgID: t.Key, keyed: !t.KeyGenerated()})
+			m = encodeTask(t, spec)
 		}
 		msgs[i] = m
-		if size := msgSize(m); size > limit {
+		if size, room := msgSize(m), deadLetterRoom+copyGrowth(t, spec); size > b.MaxPayload()-room {
 			// Stored, it could never be dead-lettered: the copy adds the
-			// reason and its headers, and would not fit.
-			fail(i, fmt.Errorf("task of %d bytes (payload and headers) exceeds %d, the server's max_payload less %d bytes kept for a dead-letter copy's headers: %w",
-				size, limit, deadLetterRoom, queue.ErrTooLarge))
+			// reason and its headers (and may write the id), and would
+			// not fit.
+			fail(i, fmt.Errorf("task of %d bytes (payload and headers) exceeds %d, the server's max_payload less %d bytes kept for a dead-letter copy's headers and id: %w",
+				size, b.MaxPayload()-room, room, queue.ErrTooLarge))
 			continue
 		}
 		send = append(send, i)
@@ -260,8 +262,9 @@ func fullBackoff() *backoff.ExponentialBackOff {
 
 // deadLetterRoom is what a task must leave free of the server's
 // max_payload for its dead-letter copy: the reason (at most maxReason
-// bytes), the other Plba-Dead- headers it adds and the id its Plba-Task
-// then names (the copy has a Nats-Msg-Id of its own).
+// bytes), the other Plba-Dead- headers it adds and the copy's own
+// Nats-Msg-Id. The id the copy may add to its Plba-Task is counted per
+// task (copyGrowth).
 const deadLetterRoom = maxReason + 512
 
 // msgSize is the size of m on the wire as max_payload counts it: the

@@ -118,3 +118,40 @@ func TestTooLargeToDeadLetterIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, dead, 1)
 }
+
+// TestIDThatGrowsInItsCopyIsRefused: a task's dead-letter and Release
+// copies write its id into their Plba-Task, escaped (three bytes for a
+// blank, say), where the original left it to its Nats-Msg-Id; Enqueue
+// keeps room for that growth, so a task it accepts can always be
+// released and dead-lettered.
+func TestIDThatGrowsInItsCopyIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const maxPayload = 64 << 10
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: 5 * time.Second,
+		Embedded: embedded.Config{StoreDir: t.TempDir(), MaxPayload: maxPayload}})
+	blanks := strings.Repeat("a ", 10<<10) // 20 KiB here, 40 KiB escaped
+	err := b.Enqueue(ctx, &task.Task{ID: blanks, Kind: "k", Queue: "grow"})
+	require.ErrorIs(t, err, queue.ErrTooLarge, "its dead-letter copy would not fit")
+
+	// The same length without escapes fits; its Release copy (the key in
+	// its Nats-Msg-Id, the id in its Plba-Task) is published, not given
+	// back with a negative ack that would count the attempt; and it is
+	// dead-lettered.
+	plain := strings.Repeat("ab", 10<<10)
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: plain, Kind: "k", Queue: "grow"}))
+	ds, err := b.Lease(ctx, "grow", 1, 5*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.NoError(t, b.Release(ctx, ds[0]))
+	ds, err = b.Lease(ctx, "grow", 1, 5*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, plain, ds[0].Task.ID)
+	require.Equal(t, 1, ds[0].Task.Attempt, "released uncounted")
+	require.NoError(t, b.DeadLetter(ctx, ds[0], "handler: "+strings.Repeat("x", 2*maxReason)))
+	dead, err := b.ListDead(ctx, "grow", 1)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Equal(t, plain, dead[0].Task.ID)
+}
