@@ -15,6 +15,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	"github.com/plba/plba/internal/natstest"
 	"github.com/plba/plba/platform"
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
@@ -28,6 +29,7 @@ import (
 func natsURL(t *testing.T) string {
 	t.Helper()
 	if u := os.Getenv("PLBA_TEST_NATS_URL"); u != "" {
+		natstest.KeepStreamDir(u)
 		return u
 	}
 	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()

@@ -13,11 +13,15 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/plba/plba/internal/natstest"
 	"github.com/plba/plba/platform/lease"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 )
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv("PLBA_TEST_NATS_URL"); url != "" {
+		natstest.KeepStreamDir(url)
+	}
 	goleak.VerifyTestMain(m,
 		// nats.go's and nats-server's background goroutines stop shortly
 		// after Close/Shutdown returns.

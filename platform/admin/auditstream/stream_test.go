@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/plba/plba/internal/natstest"
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/admin/auditstream"
 	"github.com/plba/plba/platform/queue/jetstream"
@@ -22,6 +23,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv("PLBA_TEST_NATS_URL"); url != "" {
+		natstest.KeepStreamDir(url)
+	}
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"))
 }
 

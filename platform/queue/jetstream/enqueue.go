@@ -114,7 +114,7 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		failed = append(failed, TaskError{ID: tasks[i].ID, Queue: tasks[i].Queue, Err: err})
 	}
 	msgs := make([]*nats.Msg, len(tasks))
-	var send []int                           // tasks to publish
+	var send []int // tasks to publish
 	for i, t := range tasks {
 		if done[i].done {
 			markFinished(t, done[i].data) // its key finished within the window: a duplicate
