@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 )
 
@@ -112,12 +113,48 @@ const maxParallelGiveBacks = 16
 // too high for a task that never ran. Each is given back as Release gives
 // back a delivery instead: a copy that carries the attempts used, then the
 // ack of the original (Release falls back to a negative ack when the copy
-// cannot be stored, ctx ended say). Messages whose wait in the buffer
-// outlived their AckWait are left to the server, which redelivers them.
+// cannot be stored). Messages whose wait in the buffer outlived their
+// AckWait are left to the server, which redelivers them.
+//
+// Giving back needs the server: it stops when ctx ends, after
+// Config.PublishTimeout, or as soon as the connection is lost (an outage
+// would otherwise hold Close for all of ctx, a host's whole stop
+// timeout). What it did not give back is left to the server as it is,
+// delivered again after its AckWait (the delivery then counts).
 func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
+	if len(ins) == 0 {
+		return
+	}
+	gctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+	defer cancel()
+	lost := b.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case _, ok := <-lost:
+			if ok {
+				cancel()
+			}
+		case <-gctx.Done():
+		}
+	}()
+	defer func() {
+		cancel()
+		b.nc.RemoveStatusListener(lost)
+		<-watched
+	}()
+	if !b.nc.IsConnected() {
+		cancel()
+	}
 	sem := make(chan struct{}, maxParallelGiveBacks)
 	var wg sync.WaitGroup
+	left := 0
 	for _, in := range ins {
+		if gctx.Err() != nil {
+			left++
+			continue
+		}
 		d := b.deliver(q, in, q.ackWait())
 		if d == nil {
 			continue // expired, not a task (dead-lettered) or not due yet: handled
@@ -125,11 +162,15 @@ func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := b.Release(ctx, d); err != nil {
+			if err := b.Release(gctx, d); err != nil {
 				b.log.Warn("jetstream: give back a prefetched task (it is delivered again after its AckWait)",
 					zap.String("queue", q.queue), zap.String("task", d.Task.ID), zap.Error(err))
 			}
 		})
 	}
 	wg.Wait()
+	if left > 0 {
+		b.log.Warn("jetstream: prefetched tasks left to the server, delivered again after their AckWait",
+			zap.String("queue", q.queue), zap.Int("tasks", left), zap.Error(context.Cause(gctx)))
+	}
 }

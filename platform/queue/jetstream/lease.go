@@ -48,10 +48,9 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 		}
 		if b.isClosing() {
 			// Taken from the buffer after Close began: given back like the
-			// rest of the buffer, within the publish timeout.
-			gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.PublishTimeout)
-			b.giveBack(gctx, q, ins)
-			cancel()
+			// rest of the buffer (within the publish timeout), even when
+			// this Lease's ctx ends.
+			b.giveBack(context.WithoutCancel(ctx), q, ins)
 			return nil, queue.ErrClosed
 		}
 		out := make([]*queue.Delivery, 0, len(ins))
