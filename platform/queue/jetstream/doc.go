@@ -42,7 +42,11 @@
 // replica, without counting a delivery: each goes back as Release gives
 // back a delivery (a copy that carries the attempts used, then the ack of
 // the original), since a negative ack would count one for a task that
-// never ran (TestCloseGivesTheBufferBackUncounted).
+// never ran (TestCloseGivesTheBufferBackUncounted). That needs the
+// server: without a connection, or past Config.PublishTimeout, the rest
+// is left to the server and delivered again after its AckWait, so Close
+// does not hold a stopping host for its whole stop timeout during an
+// outage (TestCloseDuringAnOutageReturnsSoon).
 //
 // The pull requests and settlements go through nats.go's jetstream API:
 // the puller calls Consumer.Fetch for the room left and moves each
