@@ -407,11 +407,14 @@ func (b *Backend) teardown(ctx context.Context) error {
 	}
 	if b.js != nil && b.nc != nil && !b.nc.IsClosed() {
 		// Acks wait for their finished-key record (markDoneThenAck):
-		// let the records' acks arrive, so the acks go out.
+		// let the records' acks arrive, so the acks go out. Not from a
+		// server this connection lost: those tasks are delivered again.
+		wctx, stop := b.whileConnected(ctx)
 		select {
 		case <-b.js.PublishAsyncComplete():
-		case <-ctx.Done():
+		case <-wctx.Done():
 		}
+		stop()
 	}
 	if b.nc != nil && !b.nc.IsClosed() {
 		closed := make(chan struct{})

@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 )
 
@@ -125,28 +124,10 @@ func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
 	if len(ins) == 0 {
 		return
 	}
-	gctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+	tctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
-	lost := b.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		select {
-		case _, ok := <-lost:
-			if ok {
-				cancel()
-			}
-		case <-gctx.Done():
-		}
-	}()
-	defer func() {
-		cancel()
-		b.nc.RemoveStatusListener(lost)
-		<-watched
-	}()
-	if !b.nc.IsConnected() {
-		cancel()
-	}
+	gctx, stop := b.whileConnected(tctx)
+	defer stop()
 	sem := make(chan struct{}, maxParallelGiveBacks)
 	var wg sync.WaitGroup
 	left := 0

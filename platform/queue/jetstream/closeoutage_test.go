@@ -12,6 +12,7 @@ import (
 	"github.com/plba/plba/platform/queue/jetstream"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 // Close during an outage of the server does not wait its whole context
@@ -50,12 +51,20 @@ func TestCloseDuringAnOutageReturnsSoon(t *testing.T) {
 	require.Less(t, took, 5*time.Second, "Close waited for a server it cannot reach")
 
 	// Nothing was lost: the other 19 tasks are delivered to a new backend.
-	again := openBackend(t, jetstream.Config{URLs: []string{srv.ClientURL()}, AckWait: 2 * time.Second})
-	seen := map[string]bool{"t0": true}
+	requireDeliveredAgain(t, srv.ClientURL(), "outage", tasks[1:])
+}
+
+// requireDeliveredAgain leases from the server at url until every task of
+// want was delivered (and acks them).
+func requireDeliveredAgain(t *testing.T, url, queueName string, want []*task.Task) {
+	t.Helper()
+	ctx := t.Context()
+	again := openBackend(t, jetstream.Config{URLs: []string{url}, AckWait: 2 * time.Second})
+	seen := map[string]bool{}
 	deadline := time.Now().Add(30 * time.Second)
-	for len(seen) < len(tasks) && time.Now().Before(deadline) {
+	for len(seen) < len(want) && time.Now().Before(deadline) {
 		lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
-		ds, err := again.Lease(lctx, "outage", 20, 10*time.Second)
+		ds, err := again.Lease(lctx, queueName, 20, 10*time.Second)
 		lcancel()
 		require.NoError(t, err)
 		for _, d := range ds {
@@ -63,5 +72,64 @@ func TestCloseDuringAnOutageReturnsSoon(t *testing.T) {
 			require.NoError(t, again.Ack(ctx, d))
 		}
 	}
-	require.Len(t, seen, len(tasks), "every task is delivered again")
+	for _, tk := range want {
+		require.True(t, seen[tk.ID], "task %s is delivered again", tk.ID)
+	}
+}
+
+// A pool stopping during an outage gives back the deliveries it leased
+// but did not run: that needs the server, so without it Stop does not
+// wait its whole context out either; the tasks are delivered again.
+func TestPoolStopDuringAnOutageReturnsSoon(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
+	require.NoError(t, err)
+	srv, err := embedded.StartWithOptions(ctx, opts, 20*time.Second, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	proxy := netfault.NewProxy(t, srv.NATS().Addr().String())
+	b, err := jetstream.Open(ctx, jetstream.Params{Config: jetstream.Config{URLs: []string{"nats://" + proxy.Addr()}, AckWait: 2 * time.Second}})
+	require.NoError(t, err)
+
+	started := make(chan string, 20)
+	release := make(chan struct{})
+	route := task.Route{Kind: "k", Queue: "outage", Handler: task.HandlerFunc(func(ctx context.Context, tk *task.Task) error {
+		started <- tk.ID
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})}
+	rt, err := worker.New(worker.Params{Routes: []task.Route{route}, Backend: b,
+		Config: worker.Config{"outage": {Concurrency: 1, BatchSize: 8, Lease: 30 * time.Second}}})
+	require.NoError(t, err)
+	tasks := make([]*task.Task, 10)
+	for i := range tasks {
+		tasks[i] = &task.Task{ID: fmt.Sprint("t", i), Kind: "k", Queue: "outage"}
+	}
+	require.NoError(t, b.Enqueue(ctx, tasks...))
+	require.NoError(t, rt.StartPools(ctx))
+	<-started                          // one runs, the pool holds others leased
+	time.Sleep(200 * time.Millisecond) // the hand-over buffer is full
+
+	proxy.Close()
+	close(release)
+	stopCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_ = rt.Stop(stopCtx)
+	took := time.Since(start)
+	t.Logf("Stop took %v", took)
+	require.Less(t, took, 5*time.Second, "Stop waited for a server it cannot reach")
+
+	// The task that ran acked into the outage; its finished-key record's
+	// publish ack cannot come: Close does not wait for it either.
+	start = time.Now()
+	_ = b.Close(stopCtx)
+	took = time.Since(start)
+	t.Logf("Close took %v", took)
+	require.Less(t, took, 5*time.Second, "Close waited for a server it cannot reach")
+	requireDeliveredAgain(t, srv.ClientURL(), "outage", tasks)
 }

@@ -1,7 +1,9 @@
 package jetstream
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -134,3 +136,36 @@ func reconnectDelay(attempts int) time.Duration {
 	d = min(d, 5*time.Second)
 	return d/2 + rand.N(d/2+1)
 }
+
+// whileConnected returns a context that ends with ctx or as soon as the
+// connection to the server is lost (at once when it is not connected),
+// for the give-backs of Release and Close: during an outage they cannot
+// succeed, and waiting for ctx would hold a stopping pool or host for all
+// of it. Call stop when done; it releases the status listener and its
+// goroutine.
+func (b *Backend) whileConnected(ctx context.Context) (context.Context, func()) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	lost := b.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case _, ok := <-lost:
+			if ok {
+				cancel(errNotConnected)
+			}
+		case <-cctx.Done():
+		}
+	}()
+	if !b.nc.IsConnected() {
+		cancel(errNotConnected)
+	}
+	return cctx, func() {
+		cancel(nil)
+		b.nc.RemoveStatusListener(lost)
+		<-watched
+	}
+}
+
+// errNotConnected ends the context of whileConnected.
+var errNotConnected = errors.New("jetstream: not connected to the server")

@@ -46,7 +46,9 @@
 // server: without a connection, or past Config.PublishTimeout, the rest
 // is left to the server and delivered again after its AckWait, so Close
 // does not hold a stopping host for its whole stop timeout during an
-// outage (TestCloseDuringAnOutageReturnsSoon).
+// outage (TestCloseDuringAnOutageReturnsSoon). Release, which a pool
+// uses to give back what it leased but did not run, likewise stops
+// waiting when the connection is lost (whileConnected).
 //
 // The pull requests and settlements go through nats.go's jetstream API:
 // the puller calls Consumer.Fetch for the room left and moves each

@@ -81,7 +81,10 @@ func (b *Backend) ack(ctx context.Context, r *receipt) error {
 // it had used in HeaderTask's attempts field) and only then is the original
 // acknowledged. A crash in between leaves both: the task is delivered
 // twice, never lost. If the publish fails, Release falls back to a
-// negative ack (the delivery then counts).
+// negative ack (the delivery then counts). It does not wait for a server
+// it has lost: the publish ends as soon as the connection drops (or when
+// it is down already), so a pool stopping during an outage is not held
+// for a lease per give-back (TestPoolStopDuringAnOutageReturnsSoon).
 func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -92,6 +95,8 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
+	ctx, stop := b.whileConnected(ctx)
+	defer stop()
 	t := d.Task
 	msg := encodeTask(t, msgSpec{subject: r.q.subject, msgID: t.Key + "-release-" + strconv.FormatUint(r.seq, 10), keyed: r.keyed,
 		attempts: r.attempt - 1})
