@@ -1,6 +1,8 @@
 package jetstream
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -170,31 +172,50 @@ func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
 
 // writesID reports whether t's message written with s carries the id in
 // HeaderTask: unless s.keepID, it is left out when the Nats-Msg-Id names
-// it. nats.go drops the blanks that begin a header value, so an id that
-// begins with one is never left to the Nats-Msg-Id.
+// it.
 func writesID(t *task.Task, s msgSpec) bool {
-	return s.keepID || s.msgID != t.ID || strings.HasPrefix(t.ID, " ") || strings.HasPrefix(t.ID, "\t")
+	return s.keepID || s.msgID != t.ID
 }
 
-// copyGrowth is how many bytes more than t's message written with s a
-// copy of it may need for the id: a dead-letter copy and a Release copy
-// have a Nats-Msg-Id of their own (a Release copy's still holds the key),
-// so they write the id into HeaderTask, escaped, where t's message may
-// have left it to the Nats-Msg-Id. The copy's other additions are
-// bounded by deadLetterRoom.
-func copyGrowth(t *task.Task, s msgSpec) int64 {
-	if writesID(t, s) {
-		return 0
+// msgIDOf is the Nats-Msg-Id that de-duplicates key: the key itself,
+// unless nats.go would change it on the wire (it trims the blanks around
+// a header value, so "abc " would arrive as "abc", the id of another
+// task); such a key's is "Plba-Key-SHA256:" and the hex of its SHA-256.
+func msgIDOf(key string) string {
+	if key == "" || !isBlank(key[0]) && !isBlank(key[len(key)-1]) {
+		return key
 	}
-	n := len(" " + fieldID + "=")
+	sum := sha256.Sum256([]byte(key))
+	return "Plba-Key-SHA256:" + hex.EncodeToString(sum[:])
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
+// copyRoom is what t's message written with s must leave free of the
+// server's max_payload for its copies. A dead-letter copy adds the reason
+// and its headers (deadLetterRoom); a Release or redrive copy a longer
+// Nats-Msg-Id and the attempts used (releaseRoom). Both have a
+// Nats-Msg-Id of their own, so they write the id into HeaderTask,
+// escaped, where t's message may have left it to its Nats-Msg-Id: the
+// dead-letter copy drops that Nats-Msg-Id, the Release copy keeps it.
+func copyRoom(t *task.Task, s msgSpec) int64 {
+	if writesID(t, s) {
+		return deadLetterRoom
+	}
+	idField := int64(len(" " + fieldID + "="))
 	for i := 0; i < len(t.ID); i++ {
-		n++
+		idField++
 		if escaped(t.ID[i]) {
-			n += 2 // %XX
+			idField += 2 // %XX
 		}
 	}
-	return int64(n)
+	return max(deadLetterRoom+idField-int64(len(s.msgID)), idField+releaseRoom)
 }
+
+// releaseRoom bounds what a Release or redrive copy adds beside the id:
+// "-release-" or "-redrive-" and a sequence number in its Nats-Msg-Id,
+// and the attempts field.
+const releaseRoom = 64
 
 // setHeader sets h[k] to v, stored in vals (which has room for it), and
 // returns vals.

@@ -60,6 +60,7 @@ func TestTaskHeaderRoundTrip(t *testing.T) {
 			in := c.t
 			in.Queue, in.Payload, in.EnqueuedAt = "q", []byte("p"), at
 			c.spec.subject = "s"
+			c.spec.msgID = msgIDOf(c.spec.msgID) // as every caller writes it
 			m := encodeTask(&in, c.spec)
 			want := len(in.Headers) + 1
 			if c.spec.msgID != "" {

@@ -291,7 +291,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 	for _, m := range picked {
 		t := m.dl.Task
 		t.Attempt, t.NotBefore = 0, time.Time{}
-		msgID := t.Key + "-redrive-" + strconv.FormatUint(m.seq, 10)
+		msgID := msgIDOf(t.Key) + "-redrive-" + strconv.FormatUint(m.seq, 10)
 		// Re-driven by an operator, the task is remembered by its key
 		// once it finishes, whoever chose the key.
 		if _, err := b.js.PublishMsg(ctx, encodeTask(t, msgSpec{subject: q.subject, msgID: msgID, keyed: true})); err != nil {

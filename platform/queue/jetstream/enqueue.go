@@ -122,11 +122,11 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		}
 		q := qs[i]
 		var m *nats.Msg
-		spec := msgSpec{subject: q.subject, msgID: t.Key, keyed: !t.KeyGenerated()}
+		spec := msgSpec{subject: q.subject, msgID: msgIDOf(t.Key), keyed: !t.KeyGenerated()}
 		if t.NotBefore.After(now) && b.scheduling() {
 			// The message the schedule produces need not keep the
 			// Nats-Msg-Id: the id travels in HeaderTask.
-			spec.subject, spec.keepID, spec.extra = q.schedPrefix+encodeToken(t.ID), true, 2
+			spec.subject, spec.keepID, spec.extra = q.schedPrefix+schedToken(t.ID), true, 2
 			m = encodeTask(t, spec)
 			m.Header[hdrSchedule] = []string{"@at " + t.NotBefore.UTC().Format(time.RFC3339Nano)}
 			m.Header[hdrScheduleTarget] = []string{q.subject}
@@ -134,7 +134,7 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			m = encodeTask(t, spec)
 		}
 		msgs[i] = m
-		if size, room := msgSize(m), deadLetterRoom+copyGrowth(t, spec); size > b.MaxPayload()-room {
+		if size, room := msgSize(m), copyRoom(t, spec); size > b.MaxPayload()-room {
 			// Stored, it could never be dead-lettered: the copy adds the
 			// reason and its headers (and may write the id), and would
 			// not fit.
@@ -264,7 +264,7 @@ func fullBackoff() *backoff.ExponentialBackOff {
 // max_payload for its dead-letter copy: the reason (at most maxReason
 // bytes), the other Plba-Dead- headers it adds and the copy's own
 // Nats-Msg-Id. The id the copy may add to its Plba-Task is counted per
-// task (copyGrowth).
+// task (copyRoom).
 const deadLetterRoom = maxReason + 512
 
 // msgSize is the size of m on the wire as max_payload counts it: the

@@ -130,9 +130,25 @@ func TestIDThatGrowsInItsCopyIsRefused(t *testing.T) {
 	const maxPayload = 64 << 10
 	b := openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: 5 * time.Second,
 		Embedded: embedded.Config{StoreDir: t.TempDir(), MaxPayload: maxPayload}})
-	blanks := strings.Repeat("a ", 10<<10) // 20 KiB here, 40 KiB escaped
+	// 30 KiB as its Nats-Msg-Id, 60 KiB escaped: the Release copy (which
+	// keeps the Nats-Msg-Id) and the dead-letter copy would not fit.
+	blanks := strings.Repeat("a ", 15<<10) + "a"
 	err := b.Enqueue(ctx, &task.Task{ID: blanks, Kind: "k", Queue: "grow"})
-	require.ErrorIs(t, err, queue.ErrTooLarge, "its dead-letter copy would not fit")
+	require.ErrorIs(t, err, queue.ErrTooLarge, "its copies would not fit")
+
+	// Half of it fits: 15 KiB as its Nats-Msg-Id, 30 KiB escaped.
+	half := strings.Repeat("a ", 15<<9) + "a"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: half, Kind: "k", Queue: "grow"}))
+	ds, err := b.Lease(ctx, "grow", 1, 5*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.NoError(t, b.Release(ctx, ds[0]))
+	ds, err = b.Lease(ctx, "grow", 1, 5*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, half, ds[0].Task.ID)
+	require.Equal(t, 1, ds[0].Task.Attempt, "released uncounted")
+	require.NoError(t, b.DeadLetter(ctx, ds[0], "handler: "+strings.Repeat("x", 2*maxReason)))
 
 	// The same length without escapes fits; its Release copy (the key in
 	// its Nats-Msg-Id, the id in its Plba-Task) is published, not given
@@ -140,7 +156,7 @@ func TestIDThatGrowsInItsCopyIsRefused(t *testing.T) {
 	// dead-lettered.
 	plain := strings.Repeat("ab", 10<<10)
 	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: plain, Kind: "k", Queue: "grow"}))
-	ds, err := b.Lease(ctx, "grow", 1, 5*time.Second)
+	ds, err = b.Lease(ctx, "grow", 1, 5*time.Second)
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
 	require.NoError(t, b.Release(ctx, ds[0]))
@@ -150,8 +166,81 @@ func TestIDThatGrowsInItsCopyIsRefused(t *testing.T) {
 	require.Equal(t, plain, ds[0].Task.ID)
 	require.Equal(t, 1, ds[0].Task.Attempt, "released uncounted")
 	require.NoError(t, b.DeadLetter(ctx, ds[0], "handler: "+strings.Repeat("x", 2*maxReason)))
-	dead, err := b.ListDead(ctx, "grow", 1)
+	dead, err := b.ListDead(ctx, "grow", 2)
 	require.NoError(t, err)
-	require.Len(t, dead, 1)
-	require.Equal(t, plain, dead[0].Task.ID)
+	require.Len(t, dead, 2)
+	require.Equal(t, half, dead[0].Task.ID)
+	require.Equal(t, plain, dead[1].Task.ID)
+}
+
+// TestLongIDScheduledKeepsTheConnection: a delayed task's schedule subject
+// is built from its id; a long id must not make the publish's control
+// line exceed the server's limit (4 KiB by default), which the server
+// answers by closing the connection for good.
+func TestLongIDScheduledKeepsTheConnection(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: 5 * time.Second,
+		Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	require.True(t, b.scheduling(), "the embedded server has message schedules")
+	long := strings.Repeat("/", 2000) // 6,000 bytes once made a subject token
+	due := time.Now().Add(500 * time.Millisecond)
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: long, Kind: "k", Queue: "later", NotBefore: due}))
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: long + "2", Kind: "k", Queue: "later", NotBefore: due}),
+		"a second schedule of a long id is its own")
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "after", Kind: "k", Queue: "later"}), "the connection still works")
+	got := map[string]bool{}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(got) < 3 && time.Now().Before(deadline) {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ds, err := b.Lease(lctx, "later", 3, 5*time.Second)
+		cancel()
+		require.NoError(t, err)
+		for _, d := range ds {
+			got[d.Task.ID] = true
+			require.NoError(t, b.Ack(ctx, d))
+		}
+	}
+	require.Equal(t, map[string]bool{long: true, long + "2": true, "after": true}, got)
+}
+
+// TestBlankEdgedKeysStayDistinct: nats.go trims the blanks around a
+// header value, so a key with a blank at either end must not be the
+// Nats-Msg-Id as it is: its id would come back trimmed, and the server
+// would take it for the trimmed key's duplicate.
+func TestBlankEdgedKeysStayDistinct(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: 5 * time.Second,
+		Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	ids := []string{"abc", "abc ", " abc", "abc\t", " abc "}
+	for _, id := range ids {
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: id, Kind: "k", Queue: "edges"}))
+	}
+	got := map[string]string{}
+	for range ids {
+		d := leaseOneInternal(t, b, "edges")
+		got[d.Task.ID] = d.Task.Key
+		require.NoError(t, b.Ack(ctx, d))
+	}
+	for _, id := range ids {
+		require.Equal(t, id, got[id], "task %q comes back with its own id and key", id)
+	}
+	// Released, a blank-edged task keeps its id too.
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "rel ", Kind: "k", Queue: "edges"}))
+	d := leaseOneInternal(t, b, "edges")
+	require.NoError(t, b.Release(ctx, d))
+	d = leaseOneInternal(t, b, "edges")
+	require.Equal(t, "rel ", d.Task.ID)
+	require.Equal(t, 1, d.Task.Attempt)
+}
+
+func leaseOneInternal(t *testing.T, b *Backend, q string) *queue.Delivery {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	ds, err := b.Lease(ctx, q, 1, 5*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	return ds[0]
 }

@@ -1,6 +1,8 @@
 package jetstream
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -39,6 +41,25 @@ func encodeToken(s string) string {
 		sb.WriteByte(hex[c&15])
 	}
 	return sb.String()
+}
+
+// maxSchedToken bounds the token of a schedule subject (schedToken): the
+// publish of a delayed task carries the subject in its control line, which
+// the server limits (max_control_line, 4 KiB by default) and answers
+// beyond that by closing the connection.
+const maxSchedToken = 256
+
+// schedToken is the last token of the schedule subject of the delayed
+// task id: encodeToken(id) when that is at most maxSchedToken bytes,
+// otherwise "_H" and the hex of the id's SHA-256, which encodeToken never
+// produces ('H' is no hex digit). Nothing decodes it: the task's id
+// travels in its HeaderTask.
+func schedToken(id string) string {
+	if enc := encodeToken(id); len(enc) <= maxSchedToken {
+		return enc
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "_H" + hex.EncodeToString(sum[:])
 }
 
 // decodeToken reverses encodeToken; ok is false for strings encodeToken
