@@ -422,12 +422,17 @@ func (b *Backend) teardown(ctx context.Context) error {
 		if err := b.nc.Drain(); err != nil {
 			b.nc.Close()
 		} else {
+			// Draining flushes what is buffered; a server that does not
+			// answer within the publish timeout (a frozen network) is
+			// not waited for longer.
+			dctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 			select {
 			case <-closed:
-			case <-ctx.Done():
+			case <-dctx.Done():
 				b.nc.Close()
-				errs = append(errs, fmt.Errorf("jetstream: drain connection: %w", ctx.Err()))
+				errs = append(errs, fmt.Errorf("jetstream: drain connection: %w", dctx.Err()))
 			}
+			cancel()
 		}
 	}
 	b.connDone.Store(true)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
 )
 
 // The prefetch buffer: Lease takes from it, the buffer keeper keeps what
@@ -94,17 +96,30 @@ func (b *Backend) stopConsumers(ctx context.Context) {
 	b.wmu.Unlock()
 	b.stopPull()
 	b.wg.Wait()
+	gctx, stop := b.giveBackContext(ctx)
+	defer stop()
 	for _, q := range b.knownQueues() {
 		q.pmu.Lock()
 		buf := q.buf
 		q.buf = nil
 		q.pmu.Unlock()
-		b.giveBack(ctx, q, buf)
+		b.giveBack(gctx, q, buf)
 	}
 }
 
 // maxParallelGiveBacks bounds the releases giveBack runs at a time.
 const maxParallelGiveBacks = 16
+
+// giveBackContext bounds the give-backs of one Close (or of one Lease
+// that took messages after Close began), all queues together: they need
+// the server, so they end with ctx, after Config.PublishTimeout, or as
+// soon as the connection is lost (an outage would otherwise hold Close
+// for all of ctx, a host's whole stop timeout).
+func (b *Backend) giveBackContext(ctx context.Context) (context.Context, func()) {
+	tctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+	gctx, stop := b.whileConnected(tctx)
+	return gctx, func() { stop(); cancel() }
+}
 
 // giveBack returns prefetched messages that no worker ran to their queue
 // at once, for any replica. A negative ack would do that, but the server
@@ -115,24 +130,15 @@ const maxParallelGiveBacks = 16
 // cannot be stored). Messages whose wait in the buffer outlived their
 // AckWait are left to the server, which redelivers them.
 //
-// Giving back needs the server: it stops when ctx ends, after
-// Config.PublishTimeout, or as soon as the connection is lost (an outage
-// would otherwise hold Close for all of ctx, a host's whole stop
-// timeout). What it did not give back is left to the server as it is,
-// delivered again after its AckWait (the delivery then counts).
+// What is not given back when ctx ends (see giveBackContext) is left to
+// the server as it is, delivered again after its AckWait (the delivery
+// then counts), and is not waited for as in flight.
 func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
-	if len(ins) == 0 {
-		return
-	}
-	tctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
-	defer cancel()
-	gctx, stop := b.whileConnected(tctx)
-	defer stop()
 	sem := make(chan struct{}, maxParallelGiveBacks)
 	var wg sync.WaitGroup
 	left := 0
 	for _, in := range ins {
-		if gctx.Err() != nil {
+		if ctx.Err() != nil {
 			left++
 			continue
 		}
@@ -143,7 +149,8 @@ func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := b.Release(gctx, d); err != nil {
+			if err := b.Release(ctx, d); err != nil {
+				b.leaveToServer(d)
 				b.log.Warn("jetstream: give back a prefetched task (it is delivered again after its AckWait)",
 					zap.String("queue", q.queue), zap.String("task", d.Task.ID), zap.Error(err))
 			}
@@ -152,6 +159,19 @@ func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
 	wg.Wait()
 	if left > 0 {
 		b.log.Warn("jetstream: prefetched tasks left to the server, delivered again after their AckWait",
-			zap.String("queue", q.queue), zap.Int("tasks", left), zap.Error(context.Cause(gctx)))
+			zap.String("queue", q.queue), zap.Int("tasks", left), zap.Error(context.Cause(ctx)))
 	}
+}
+
+// leaveToServer forgets d, whose give-back failed: the server delivers
+// its message again after its AckWait, and Close does not wait for it as
+// a delivery in flight.
+func (b *Backend) leaveToServer(d *queue.Delivery) {
+	r, err := b.receiptOf(d)
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	r.finish()
+	r.mu.Unlock()
 }

@@ -133,3 +133,53 @@ func TestPoolStopDuringAnOutageReturnsSoon(t *testing.T) {
 	require.Less(t, took, 5*time.Second, "Close waited for a server it cannot reach")
 	requireDeliveredAgain(t, srv.ClientURL(), "outage", tasks)
 }
+
+// On a frozen network (the connection looks up, nothing comes back),
+// Close gives up on the server after the publish timeout, once for all
+// queues, not for each queue and then for all of its context.
+func TestCloseOnAFrozenNetworkIsBounded(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
+	require.NoError(t, err)
+	srv, err := embedded.StartWithOptions(ctx, opts, 20*time.Second, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	proxy := netfault.NewProxy(t, srv.NATS().Addr().String())
+	cfg := jetstream.Config{URLs: []string{"nats://" + proxy.Addr()}, AckWait: 2 * time.Second,
+		PublishTimeout: time.Second, Prefetch: 4, MaxPrefetch: 4}
+	b, err := jetstream.Open(ctx, jetstream.Params{Config: cfg})
+	require.NoError(t, err)
+	var all []*task.Task
+	for q := range 3 {
+		name := fmt.Sprint("frozen", q)
+		var tasks []*task.Task
+		for i := range 6 {
+			tasks = append(tasks, &task.Task{ID: fmt.Sprint(name, "-", i), Kind: "k", Queue: name})
+		}
+		require.NoError(t, b.Enqueue(ctx, tasks...))
+		require.NoError(t, b.Ack(ctx, leaseOne(t, b, name))) // the puller holds the next ones
+		all = append(all, tasks[1:]...)
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	proxy.Freeze()
+	closeCtx, cancel := context.WithTimeout(ctx, 40*time.Second)
+	defer cancel()
+	start := time.Now()
+	_ = b.Close(closeCtx)
+	took := time.Since(start)
+	t.Logf("Close took %v", took)
+	require.Less(t, took, 8*time.Second, "Close waited for a server that does not answer")
+
+	for q := range 3 {
+		name := fmt.Sprint("frozen", q)
+		var want []*task.Task
+		for _, tk := range all {
+			if tk.Queue == name {
+				want = append(want, tk)
+			}
+		}
+		requireDeliveredAgain(t, srv.ClientURL(), name, want)
+	}
+}

@@ -50,7 +50,9 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 			// Taken from the buffer after Close began: given back like the
 			// rest of the buffer (within the publish timeout), even when
 			// this Lease's ctx ends.
-			b.giveBack(context.WithoutCancel(ctx), q, ins)
+			gctx, stop := b.giveBackContext(context.WithoutCancel(ctx))
+			b.giveBack(gctx, q, ins)
+			stop()
 			return nil, queue.ErrClosed
 		}
 		out := make([]*queue.Delivery, 0, len(ins))
