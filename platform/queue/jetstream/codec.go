@@ -100,6 +100,11 @@ func checkTask(t *task.Task) error {
 			return fmt.Errorf("jetstream: task %q: id, kind or key contains a line break: %w", t.ID, queue.ErrInvalidTask)
 		}
 	}
+	for _, at := range [...]time.Time{t.EnqueuedAt, t.NotBefore} {
+		if y := at.UTC().Year(); !at.IsZero() && (y < 1 || y > 9999) {
+			return fmt.Errorf("jetstream: task %q: time %s is outside the years 1 to 9999 (UTC) that its message can carry: %w", t.ID, at, queue.ErrInvalidTask)
+		}
+	}
 	for k, v := range t.Headers {
 		if !validHeaderName(k) || !validHeaderValue(v) {
 			return fmt.Errorf("jetstream: task %q: header %q is not a valid NATS header: %w", t.ID, k, queue.ErrInvalidTask)

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -324,4 +325,19 @@ func BenchmarkTaskEncode(b *testing.B) {
 	for b.Loop() {
 		_ = encodeTask(tk, msgSpec{subject: "s", msgID: tk.Key})
 	}
+}
+
+// A time that the message cannot carry (RFC 3339 writes years 1 to 9999)
+// is refused at Enqueue: stored, every delivery would fail to decode and
+// the task would reach the dead letter as a nameless stand-in.
+func TestTaskTimesOutsideRFC3339AreRefused(t *testing.T) {
+	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tk := range []*task.Task{
+		{ID: "a", Kind: "k", Queue: "q", EnqueuedAt: far},
+		{ID: "b", Kind: "k", Queue: "q", NotBefore: far},
+		{ID: "c", Kind: "k", Queue: "q", NotBefore: time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC)},
+	} {
+		require.ErrorIs(t, checkTask(tk), queue.ErrInvalidTask, tk.ID)
+	}
+	require.NoError(t, checkTask(&task.Task{ID: "d", Kind: "k", Queue: "q", NotBefore: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)}))
 }
