@@ -22,12 +22,7 @@ import (
 func TestCloseDuringAnOutageReturnsSoon(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
-	require.NoError(t, err)
-	srv, err := embedded.StartWithOptions(ctx, opts, 20*time.Second, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	proxy := netfault.NewProxy(t, srv.NATS().Addr().String())
+	srv, proxy := proxiedServer(t)
 
 	cfg := jetstream.Config{URLs: []string{"nats://" + proxy.Addr()}, AckWait: 2 * time.Second, Prefetch: 8, MaxPrefetch: 8}
 	b, err := jetstream.Open(ctx, jetstream.Params{Config: cfg})
@@ -52,6 +47,18 @@ func TestCloseDuringAnOutageReturnsSoon(t *testing.T) {
 
 	// Nothing was lost: the other 19 tasks are delivered to a new backend.
 	requireDeliveredAgain(t, srv.ClientURL(), "outage", tasks[1:])
+}
+
+// proxiedServer starts an embedded server listening on loopback and a
+// proxy in front of it that the test can cut or freeze.
+func proxiedServer(t *testing.T) (*embedded.Server, *netfault.Proxy) {
+	t.Helper()
+	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
+	require.NoError(t, err)
+	srv, err := embedded.StartWithOptions(t.Context(), opts, 20*time.Second, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return srv, netfault.NewProxy(t, srv.NATS().Addr().String())
 }
 
 // requireDeliveredAgain leases from the server at url until every task of
@@ -83,12 +90,7 @@ func requireDeliveredAgain(t *testing.T, url, queueName string, want []*task.Tas
 func TestPoolStopDuringAnOutageReturnsSoon(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
-	require.NoError(t, err)
-	srv, err := embedded.StartWithOptions(ctx, opts, 20*time.Second, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	proxy := netfault.NewProxy(t, srv.NATS().Addr().String())
+	srv, proxy := proxiedServer(t)
 	b, err := jetstream.Open(ctx, jetstream.Params{Config: jetstream.Config{URLs: []string{"nats://" + proxy.Addr()}, AckWait: 2 * time.Second}})
 	require.NoError(t, err)
 
@@ -140,12 +142,7 @@ func TestPoolStopDuringAnOutageReturnsSoon(t *testing.T) {
 func TestCloseOnAFrozenNetworkIsBounded(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
-	require.NoError(t, err)
-	srv, err := embedded.StartWithOptions(ctx, opts, 20*time.Second, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	proxy := netfault.NewProxy(t, srv.NATS().Addr().String())
+	srv, proxy := proxiedServer(t)
 	cfg := jetstream.Config{URLs: []string{"nats://" + proxy.Addr()}, AckWait: 2 * time.Second,
 		PublishTimeout: time.Second, Prefetch: 4, MaxPrefetch: 4}
 	b, err := jetstream.Open(ctx, jetstream.Params{Config: cfg})

@@ -138,39 +138,35 @@ func TestIDThatGrowsInItsCopyIsRefused(t *testing.T) {
 
 	// Half of it fits: 15 KiB as its Nats-Msg-Id, 30 KiB escaped.
 	half := strings.Repeat("a ", 15<<9) + "a"
-	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: half, Kind: "k", Queue: "grow"}))
-	ds, err := b.Lease(ctx, "grow", 1, 5*time.Second)
-	require.NoError(t, err)
-	require.Len(t, ds, 1)
-	require.NoError(t, b.Release(ctx, ds[0]))
-	ds, err = b.Lease(ctx, "grow", 1, 5*time.Second)
-	require.NoError(t, err)
-	require.Len(t, ds, 1)
-	require.Equal(t, half, ds[0].Task.ID)
-	require.Equal(t, 1, ds[0].Task.Attempt, "released uncounted")
-	require.NoError(t, b.DeadLetter(ctx, ds[0], "handler: "+strings.Repeat("x", 2*maxReason)))
+	releaseThenDeadLetter(t, b, half)
 
 	// The same length without escapes fits; its Release copy (the key in
 	// its Nats-Msg-Id, the id in its Plba-Task) is published, not given
 	// back with a negative ack that would count the attempt; and it is
 	// dead-lettered.
 	plain := strings.Repeat("ab", 10<<10)
-	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: plain, Kind: "k", Queue: "grow"}))
-	ds, err = b.Lease(ctx, "grow", 1, 5*time.Second)
-	require.NoError(t, err)
-	require.Len(t, ds, 1)
-	require.NoError(t, b.Release(ctx, ds[0]))
-	ds, err = b.Lease(ctx, "grow", 1, 5*time.Second)
-	require.NoError(t, err)
-	require.Len(t, ds, 1)
-	require.Equal(t, plain, ds[0].Task.ID)
-	require.Equal(t, 1, ds[0].Task.Attempt, "released uncounted")
-	require.NoError(t, b.DeadLetter(ctx, ds[0], "handler: "+strings.Repeat("x", 2*maxReason)))
+	releaseThenDeadLetter(t, b, plain)
 	dead, err := b.ListDead(ctx, "grow", 2)
 	require.NoError(t, err)
 	require.Len(t, dead, 2)
 	require.Equal(t, half, dead[0].Task.ID)
 	require.Equal(t, plain, dead[1].Task.ID)
+}
+
+// releaseThenDeadLetter enqueues a task with id on queue "grow", releases
+// its first delivery (which must come back uncounted, so the Release copy
+// was published, not replaced by a negative ack) and dead-letters the
+// second with the longest reason kept.
+func releaseThenDeadLetter(t *testing.T, b *Backend, id string) {
+	t.Helper()
+	ctx := t.Context()
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: id, Kind: "k", Queue: "grow"}))
+	d := leaseOneInternal(t, b, "grow")
+	require.NoError(t, b.Release(ctx, d))
+	d = leaseOneInternal(t, b, "grow")
+	require.Equal(t, id, d.Task.ID)
+	require.Equal(t, 1, d.Task.Attempt, "released uncounted")
+	require.NoError(t, b.DeadLetter(ctx, d, "handler: "+strings.Repeat("x", 2*maxReason)))
 }
 
 // TestLongIDScheduledKeepsTheConnection: a delayed task's schedule subject
