@@ -136,7 +136,8 @@
 // A task's key is its Nats-Msg-Id (a key with a blank at either end, which
 // nats.go would trim on the wire, is represented by its SHA-256), so the
 // stream refuses a second task with the same key within
-// Config.DuplicateWindow (default 2 minutes) of the first. The server keeps that table in memory and rebuilds it at start
+// Config.DuplicateWindow (default 2 minutes) of the first. The server
+// keeps that table in memory and rebuilds it at start
 // from the messages it still stores, which no longer include acked tasks;
 // so the backend also records the key of every finished (acked or
 // dead-lettered) task, before the ack, as an empty marker message in the
