@@ -24,9 +24,12 @@ type TaskError struct {
 	Err   error
 }
 
-// EnqueueError reports the tasks of a batch that were not stored. The
-// others are stored durably; enqueueing the whole batch again is safe,
-// because tasks are de-duplicated by key.
+// EnqueueError reports the tasks of a batch whose storing the server did
+// not confirm. Most were refused (invalid, too large, a full stream whose
+// wait ended); one whose publish ack did not come in time (a timeout, a
+// lost connection) may still have been stored. The others are stored
+// durably. Enqueueing the whole batch again is safe either way, because
+// tasks are de-duplicated by key.
 type EnqueueError struct {
 	Failed []TaskError
 	Total  int
@@ -35,7 +38,7 @@ type EnqueueError struct {
 // Error lists the tasks the backend refused and why.
 func (e *EnqueueError) Error() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "jetstream: enqueue: %d of %d tasks not stored", len(e.Failed), e.Total)
+	fmt.Fprintf(&sb, "jetstream: enqueue: %d of %d tasks not confirmed stored", len(e.Failed), e.Total)
 	for i, f := range e.Failed {
 		if i == 3 {
 			fmt.Fprintf(&sb, "; and %d more", len(e.Failed)-3)
