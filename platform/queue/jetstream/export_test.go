@@ -6,10 +6,27 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue"
 )
 
 // OpenTestBackend is openTestBackend for the package's external tests.
 var OpenTestBackend = openTestBackend
+
+// LeaseOne is leaseOne for the package's external tests.
+var LeaseOne = leaseOne
+
+// leaseOne leases one delivery of q (waiting up to 20 s for it), with a
+// lease of 5 s.
+func leaseOne(t *testing.T, b *Backend, q string) *queue.Delivery {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	ds, err := b.Lease(ctx, q, 1, 5*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	return ds[0]
+}
 
 // openTestBackend starts a backend from cfg and closes it when tb ends.
 func openTestBackend(tb testing.TB, cfg Config) *Backend {

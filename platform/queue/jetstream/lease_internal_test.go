@@ -161,9 +161,9 @@ func releaseThenDeadLetter(t *testing.T, b *Backend, id string) {
 	t.Helper()
 	ctx := t.Context()
 	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: id, Kind: "k", Queue: "grow"}))
-	d := leaseOneInternal(t, b, "grow")
+	d := leaseOne(t, b, "grow")
 	require.NoError(t, b.Release(ctx, d))
-	d = leaseOneInternal(t, b, "grow")
+	d = leaseOne(t, b, "grow")
 	require.Equal(t, id, d.Task.ID)
 	require.Equal(t, 1, d.Task.Attempt, "released uncounted")
 	require.NoError(t, b.DeadLetter(ctx, d, "handler: "+strings.Repeat("x", 2*maxReason)))
@@ -215,7 +215,7 @@ func TestBlankEdgedKeysStayDistinct(t *testing.T) {
 	}
 	got := map[string]string{}
 	for range ids {
-		d := leaseOneInternal(t, b, "edges")
+		d := leaseOne(t, b, "edges")
 		got[d.Task.ID] = d.Task.Key
 		require.NoError(t, b.Ack(ctx, d))
 	}
@@ -224,19 +224,9 @@ func TestBlankEdgedKeysStayDistinct(t *testing.T) {
 	}
 	// Released, a blank-edged task keeps its id too.
 	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "rel ", Kind: "k", Queue: "edges"}))
-	d := leaseOneInternal(t, b, "edges")
+	d := leaseOne(t, b, "edges")
 	require.NoError(t, b.Release(ctx, d))
-	d = leaseOneInternal(t, b, "edges")
+	d = leaseOne(t, b, "edges")
 	require.Equal(t, "rel ", d.Task.ID)
 	require.Equal(t, 1, d.Task.Attempt)
-}
-
-func leaseOneInternal(t *testing.T, b *Backend, q string) *queue.Delivery {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	ds, err := b.Lease(ctx, q, 1, 5*time.Second)
-	require.NoError(t, err)
-	require.Len(t, ds, 1)
-	return ds[0]
 }

@@ -1,7 +1,6 @@
 package jetstream_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -15,15 +14,7 @@ import (
 
 var _ worker.Releaser = (*jetstream.Backend)(nil)
 
-func leaseOne(t *testing.T, b *jetstream.Backend, q string) *queue.Delivery {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	ds, err := b.Lease(ctx, q, 1, 5*time.Second)
-	require.NoError(t, err)
-	require.Len(t, ds, 1)
-	return ds[0]
-}
+var leaseOne = jetstream.LeaseOne
 
 // Release gives a task back without counting the delivery: a task released
 // more times than MaxDeliver allows is still delivered, with the attempt
