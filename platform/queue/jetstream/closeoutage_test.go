@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/internal/netfault"
@@ -174,4 +176,52 @@ func TestCloseOnAFrozenNetworkIsBounded(t *testing.T) {
 		}
 		requireDeliveredAgain(t, srv.ClientURL(), name, want)
 	}
+}
+
+// Foreign messages (not tasks) in the prefetch buffer go to the dead
+// letter when leased. During an outage that publish cannot succeed: it
+// ends with the Lease's context or the connection, not after the publish
+// timeout for each message, so a stopping pool is not held; the messages
+// are left to the server and dead-lettered once it is back.
+func TestLeaseOfForeignMessagesDuringAnOutageReturnsSoon(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv, proxy := proxiedServer(t)
+	cfg := jetstream.Config{URLs: []string{"nats://" + proxy.Addr()}, AckWait: 2 * time.Second,
+		PublishTimeout: 10 * time.Second, Prefetch: 8, MaxPrefetch: 8}
+	b, err := jetstream.Open(ctx, jetstream.Params{Config: cfg})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	first := &task.Task{ID: "first", Kind: "k", Queue: "foreign-outage"}
+	require.NoError(t, b.Enqueue(ctx, first)) // creates the stream
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	subject := jetstream.WorkSubject(t, b, "foreign-outage")
+	for i := range 3 {
+		_, err := js.Publish(ctx, subject, []byte(fmt.Sprint("foreign ", i)))
+		require.NoError(t, err)
+	}
+	require.NoError(t, b.Ack(ctx, leaseOne(t, b, "foreign-outage"))) // the puller holds the foreign ones
+	time.Sleep(200 * time.Millisecond)
+
+	proxy.Close()
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	requireReturnsWithin(t, 4*time.Second, "Lease", func() {
+		_, err = b.Lease(lctx, "foreign-outage", 8, 5*time.Second)
+	}, "Lease waited out the publish timeout for each foreign message")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	// Nothing was lost: once the server is reachable, each is dead-lettered.
+	again := openBackend(t, jetstream.Config{URLs: []string{srv.ClientURL()}, AckWait: 2 * time.Second})
+	require.Eventually(t, func() bool {
+		lctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		_, _ = again.Lease(lctx, "foreign-outage", 8, 5*time.Second)
+		dls, err := again.ListDead(ctx, "foreign-outage", 10)
+		return err == nil && len(dls) == 3
+	}, 20*time.Second, 50*time.Millisecond, "every foreign message reaches the dead letter")
 }

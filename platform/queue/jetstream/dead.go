@@ -156,8 +156,13 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 	return nil
 }
 
-// poison moves a message that is not a task to the dead letter.
-func (b *Backend) poison(q *queueState, m jetstream.Msg, md *jetstream.MsgMetadata, cause error) {
+// poison moves a message that is not a task to the dead letter. The copy
+// is published within ctx (the Lease's, or Close's give-back), at most
+// Config.PublishTimeout and while connected: during an outage it fails at
+// once rather than hold a Lease, and with it a stopping pool, for the
+// publish timeout of each such message. The message is then left to the
+// server, which delivers it again after its AckWait.
+func (b *Backend) poison(ctx context.Context, q *queueState, m jetstream.Msg, md *jetstream.MsgMetadata, cause error) {
 	b.log.Warn("jetstream: undecodable message dead-lettered", zap.String("queue", q.queue),
 		zap.Uint64("seq", md.Sequence.Stream), zap.Error(cause))
 	t := &task.Task{ID: "seq-" + strconv.FormatUint(md.Sequence.Stream, 10), Kind: "?", Queue: q.queue, Payload: m.Data(), EnqueuedAt: md.Timestamp}
@@ -166,10 +171,12 @@ func (b *Backend) poison(q *queueState, m jetstream.Msg, md *jetstream.MsgMetada
 			t.SetHeader(k, vs[0])
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
+	tctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
+	pctx, stop := b.whileConnected(tctx)
+	defer stop()
 	at := time.Now()
-	if err := b.publishDead(ctx, q, t, false, md.Sequence.Stream, int(md.NumDelivered), cause.Error()); err != nil {
+	if err := b.publishDead(pctx, q, t, false, md.Sequence.Stream, int(md.NumDelivered), cause.Error()); err != nil {
 		b.log.Error("jetstream: dead-letter undecodable message", zap.Error(err))
 		return // it is redelivered later
 	}

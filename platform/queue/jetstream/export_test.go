@@ -42,3 +42,12 @@ func openTestBackend(tb testing.TB, cfg Config) *Backend {
 	})
 	return b
 }
+
+// WorkSubject is the subject of queueName's work stream on b, for
+// external tests that publish foreign messages there.
+func WorkSubject(tb testing.TB, b *Backend, queueName string) string {
+	tb.Helper()
+	qn, err := b.names.forQueue(queueName)
+	require.NoError(tb, err)
+	return qn.subject
+}

@@ -57,7 +57,7 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 		}
 		out := make([]*queue.Delivery, 0, len(ins))
 		for _, in := range ins {
-			if d := b.deliver(q, in, leaseFor); d != nil {
+			if d := b.deliver(ctx, q, in, leaseFor); d != nil {
 				out = append(out, d)
 			}
 		}
@@ -68,8 +68,9 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 }
 
 // deliver turns a prefetched message into a delivery, or returns nil when
-// it must not be handed out.
-func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *queue.Delivery {
+// it must not be handed out. A message that is not a task goes to the
+// dead letter within ctx (see poison).
+func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseFor time.Duration) *queue.Delivery {
 	m := in.msg
 	now := time.Now()
 	ackWait := q.ackWait()
@@ -86,7 +87,7 @@ func (b *Backend) deliver(q *queueState, in inbound, leaseFor time.Duration) *qu
 	t := &r.task // one allocation for the receipt, its delivery and its task
 	keyed, err := decodeTaskInto(t, m.Headers(), m.Data(), q.queue)
 	if err != nil {
-		b.poison(q, m, md, err)
+		b.poison(ctx, q, m, md, err)
 		return nil
 	}
 	if !t.NotBefore.IsZero() && t.NotBefore.After(now) {
