@@ -415,3 +415,66 @@ func TestPprofAndConfig(t *testing.T) {
 	code, _ = e.call("GET", control.Prefix+"/config", nil, nil)
 	require.Equal(t, http.StatusNotFound, code, "a host without configuration says so")
 }
+
+// An enqueue whose key the backend already holds (its task queued, in
+// flight or dead-lettered) or remembers as finished stores nothing: the
+// API must not answer 201 with the id of a task that does not exist. It
+// answers 409 naming what holds the key, and the audit says the call
+// failed.
+func TestEnqueueOfAHeldKeyIsNotReportedAsEnqueued(t *testing.T) {
+	for _, bk := range backends() {
+		t.Run(bk.name, func(t *testing.T) {
+			t.Parallel()
+			b, store, _ := bk.open(t)
+			e := newEnv(t, b, store, worker.PoolConfig{Concurrency: 1})
+			hold := make(chan struct{})
+			running := make(chan string, 4)
+			e.setHandler(func(ctx context.Context, tk *task.Task) error {
+				if tk.Key == "k-dead" {
+					return task.Permanent(errors.New("upstream refused"))
+				}
+				running <- tk.ID
+				select {
+				case <-hold:
+				case <-ctx.Done():
+				}
+				return nil
+			})
+			tasks := control.Prefix + "/tasks"
+
+			// Dead-lettered: the key is held by the dead letter.
+			var first control.Enqueued
+			e.mustCall(http.StatusCreated, "POST", tasks, map[string]any{"kind": testKind, "key": "k-dead", "payload": 1}, &first)
+			eventually(t, "a dead letter", func() bool { return e.deadCount() == 1 })
+			code, body := e.call("POST", tasks, map[string]any{"kind": testKind, "key": "k-dead", "payload": 2}, nil)
+			require.Equal(t, http.StatusConflict, code, "a second enqueue of a dead-lettered key: %s", body)
+			require.Contains(t, body, "k-dead")
+			require.Contains(t, body, string(task.DeadLettered))
+
+			// In flight: the key is held by the running task.
+			var live control.Enqueued
+			e.mustCall(http.StatusCreated, "POST", tasks, map[string]any{"kind": testKind, "key": "k-live", "payload": 1}, &live)
+			select {
+			case id := <-running:
+				require.Equal(t, live.ID, id)
+			case <-time.After(20 * time.Second):
+				t.Fatal("the task did not start")
+			}
+			code, body = e.call("POST", tasks, map[string]any{"kind": testKind, "key": "k-live", "payload": 2}, nil)
+			require.Equal(t, http.StatusConflict, code, "a second enqueue of a key in flight: %s", body)
+			require.Contains(t, body, live.ID, "the answer names the task that holds the key")
+			close(hold)
+			eventually(t, "the held task acked", func() bool { return mustAcked(e) == 1 })
+
+			var results []string
+			for _, l := range e.logs.FilterMessage("audit").All() {
+				m := l.ContextMap()
+				if m["action"] == "task.enqueue" {
+					results = append(results, m["result"].(string))
+				}
+			}
+			require.Equal(t, []string{"ok", "failed", "ok", "failed"}, results)
+			require.Len(t, running, 0, "no second task ran")
+		})
+	}
+}

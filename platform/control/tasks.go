@@ -1,10 +1,13 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+
+	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/queue"
@@ -58,7 +61,10 @@ type Enqueue struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
-// Enqueued answers POST /admin/v1/tasks.
+// Enqueued answers POST /admin/v1/tasks (201). A task whose key is held
+// already (queued, in flight, or finished within the backend's
+// de-duplication window) is not stored, and the answer is 409 naming
+// what holds the key, not Enqueued.
 type Enqueued struct {
 	ID    string `json:"id"`
 	Key   string `json:"key"`
@@ -87,8 +93,64 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	e.Target = "queue/" + t.Queue
+	if held := a.heldKey(r.Context(), t); held != nil {
+		e.Result, e.Error = admin.AuditFailed, held.Error()
+		admin.Audit(r, e)
+		return held
+	}
 	e.Params["id"] = t.ID
 	admin.Audit(r, e)
 	admin.WriteJSON(w, http.StatusCreated, Enqueued{ID: t.ID, Key: t.Key, Kind: t.Kind, Queue: t.Queue})
 	return nil
+}
+
+// heldKey returns a 409 when the backend accepted t but stored nothing,
+// t's key being held already (a producer's Enqueue drops such a task
+// without an error): by a task that finished within the de-duplication
+// window (the backend marks t, task.Finished; a dead letter within the
+// window too), or by a task still queued or in flight (found by a lookup
+// of the key). It returns
+// nil when t was stored, and when a lookup cannot tell (the backend
+// accepted t; the lookup's failure is logged).
+func (a *API) heldKey(ctx context.Context, t *task.Task) error {
+	if o, reason, ok := task.Finished(t); ok {
+		what := string(o)
+		if reason != "" {
+			what += ": " + reason
+		}
+		msg := fmt.Sprintf("key %q: a task with this key already finished (%s) within the backend's de-duplication window: nothing enqueued", t.Key, what)
+		if o == task.DeadLettered {
+			msg += "; re-drive its dead letter, if it is still kept, to run it again"
+		}
+		return status(http.StatusConflict, "%s", msg)
+	}
+	if t.KeyGenerated() {
+		return nil // a key nobody chose cannot be held by another task
+	}
+	s, err := queue.FindTasks(ctx, a.backend, t.Queue, queue.TaskLookup{Key: t.Key})
+	if err != nil {
+		a.log.Warn("enqueue: the key's tasks not looked up; answered as enqueued", zap.String("queue", t.Queue),
+			zap.String("key", t.Key), zap.String("id", t.ID), zap.Error(err))
+		return nil
+	}
+	var other *queue.FoundTask
+	for i, f := range s.Found {
+		if f.Task == nil || f.Task.ID == "" {
+			continue // a finished key's marker: t's own, when t finished already
+		}
+		if f.Task.ID == t.ID {
+			return nil
+		}
+		// A dead letter holds its key through the mark above, within the
+		// window; one found here may be older than the window, which
+		// lets t in.
+		live := f.State == queue.StateReady || f.State == queue.StateDelayed || f.State == queue.StateInFlight
+		if live && other == nil {
+			other = &s.Found[i]
+		}
+	}
+	if other == nil {
+		return nil
+	}
+	return status(http.StatusConflict, "key %q: task %s with this key is %s already: nothing enqueued", t.Key, other.Task.ID, other.State)
 }
