@@ -162,6 +162,11 @@ func status(code int, format string, args ...any) error {
 // unknown queue, pool, source or dead letter, 503 when the backend is
 // closed, 500 otherwise.
 func writeError(w http.ResponseWriter, err error) {
+	admin.WriteJSON(w, statusOf(err), admin.Error{Error: err.Error()})
+}
+
+// statusOf is the status writeError answers err with.
+func statusOf(err error) int {
 	code := http.StatusInternalServerError
 	var he *httpError
 	switch {
@@ -174,7 +179,7 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, queue.ErrClosed):
 		code = http.StatusServiceUnavailable
 	}
-	admin.WriteJSON(w, code, admin.Error{Error: err.Error()})
+	return code
 }
 
 // maxBody bounds a request body (a task payload included).

@@ -168,6 +168,23 @@ type DeadResult struct {
 	Done int `json:"done"`
 	// Failed are the selected ids that were not done, with why.
 	Failed []Failure `json:"failed"`
+	// Gone is how many selected dead letters were no longer dead
+	// letters after the action without the backend counting them done:
+	// another call re-drove or purged them between the selection and the
+	// action (or the backend did them and then failed before saying so).
+	// This call did not do them.
+	Gone int `json:"gone"`
+	// Unknown is how many selected dead letters the backend failed on
+	// while what it did with them could not be checked: done or not, no
+	// one can say from here (list the dead letters to see). The action
+	// stopped there.
+	Unknown int `json:"unknown,omitempty"`
+	// NotTried is how many selected dead letters the action did not get
+	// to: it stopped (Unknown, or the request ended) first.
+	NotTried int `json:"not_tried,omitempty"`
+	// Error, with a status other than 200, says why the action stopped
+	// and how far it got (a client reads it as the error of the call).
+	Error string `json:"error,omitempty"`
 }
 
 // Failure is an id an action could not do.
@@ -241,41 +258,92 @@ func (a *API) deadAction(w http.ResponseWriter, r *http.Request, action string,
 		admin.WriteJSON(w, http.StatusOK, res)
 		return nil
 	}
-	var firstErr error
+	run := a.runDeadAction(ctx, qname, ids, op, &res)
+	params["matched"], params["done"], params["failed"], params["gone"] = res.Matched, res.Done, len(res.Failed), res.Gone
+	if res.Unknown > 0 || res.NotTried > 0 {
+		params["unknown"], params["not_tried"] = res.Unknown, res.NotTried
+	}
+	e := admin.AuditEntry{Action: action, Target: "queue/" + qname, Params: params}
+	switch {
+	case run.stopped:
+		res.Error = fmt.Sprintf("%s stopped after %d of %d done (%d gone, %d failed, %d unknown, %d not tried): %v",
+			action, res.Done, res.Matched, res.Gone, len(res.Failed), res.Unknown, res.NotTried, run.err)
+		e.Result, e.Error = admin.AuditFailed, res.Error
+	case run.err != nil:
+		e.Result, e.Error = admin.AuditFailed, run.err.Error()
+	case len(res.Failed) > 0:
+		e.Result, e.Error = admin.AuditFailed, fmt.Sprintf("%d selected dead letters not done", len(res.Failed))
+	case res.Gone > 0:
+		e.Result, e.Error = admin.AuditFailed, fmt.Sprintf("%d selected dead letters not done by this call: another call re-drove or purged them meanwhile", res.Gone)
+	}
+	admin.Audit(r, e)
+	if run.stopped {
+		admin.WriteJSON(w, statusOf(run.err), res)
+		return nil
+	}
+	admin.WriteJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// deadRun is how runDeadAction ended: err is the first error (the
+// backend's, the check's, the request's end), stopped says the action
+// ended before it had tried and accounted for every id.
+type deadRun struct {
+	err     error
+	stopped bool
+}
+
+// checkTimeout bounds the check of which ids are still dead letters
+// after a chunk the backend did not do whole; it runs even when the
+// request has ended (the client gone), so that the audit says what was
+// done.
+const checkTimeout = 10 * time.Second
+
+// runDeadAction hands ids to op in chunks and fills res's Done, Failed,
+// Gone, Unknown and NotTried. A chunk the backend did not do whole is
+// checked: the ids still dead letters are Failed, the others not
+// counted done are Gone (another call re-drove or purged them between
+// the selection and the action, or the backend did them and failed
+// before it could say so). When the check itself fails, what the
+// backend did with the chunk is Unknown, and the action stops: the
+// later chunks are NotTried. So is everything after the request ended.
+func (a *API) runDeadAction(ctx context.Context, qname string, ids []string,
+	op func(ctx context.Context, queue string, ids ...string) (int, error), res *DeadResult) deadRun {
+	var run deadRun
+	tried := 0
 	for c := range chunks(ids, actionChunk) {
+		if err := ctx.Err(); err != nil {
+			run.err, run.stopped = errors.Join(run.err, err), true
+			break
+		}
+		tried += len(c)
 		n, err := op(ctx, qname, c...)
 		res.Done += n
 		if err == nil && n == len(c) {
 			continue
 		}
-		if err != nil && firstErr == nil {
-			firstErr = err
+		if err != nil && run.err == nil {
+			run.err = err
 		}
 		why := "still a dead letter after the action"
 		if err != nil {
 			why = err.Error()
 		}
-		still, qerr := a.collect(ctx, qname, queue.DeadQuery{IDs: c, Limit: queue.MaxDeadLimit})
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
+		still, qerr := a.collect(cctx, qname, queue.DeadQuery{IDs: c, Limit: queue.MaxDeadLimit})
+		cancel()
 		if qerr != nil {
-			return errors.Join(err, qerr)
+			res.Unknown += len(c) - n
+			run.err, run.stopped = errors.Join(run.err, fmt.Errorf("check which are still dead letters: %w", qerr)), true
+			break
 		}
 		for _, id := range still {
 			res.Failed = append(res.Failed, Failure{ID: id, Error: why})
 		}
+		res.Gone += max(0, len(c)-n-len(still))
 	}
-	params["matched"], params["done"], params["failed"] = res.Matched, res.Done, len(res.Failed)
-	e := admin.AuditEntry{Action: action, Target: "queue/" + qname, Params: params}
-	if firstErr != nil || len(res.Failed) > 0 {
-		e.Result = admin.AuditFailed
-		if firstErr != nil {
-			e.Error = firstErr.Error()
-		} else {
-			e.Error = fmt.Sprintf("%d selected dead letters not done", len(res.Failed))
-		}
-	}
-	admin.Audit(r, e)
-	admin.WriteJSON(w, http.StatusOK, res)
-	return nil
+	res.NotTried = len(ids) - tried
+	return run
 }
 
 // collect pages through q and returns the ids, oldest first.

@@ -96,6 +96,13 @@ type env struct {
 
 func newEnv(t *testing.T, b queue.Backend, store queue.OverrideStore, pc worker.PoolConfig) *env {
 	t.Helper()
+	return newEnvAPI(t, b, b, store, pc)
+}
+
+// newEnvAPI is newEnv whose API calls apiB, a wrapper of b that disturbs
+// the API's calls only (the runtime calls b).
+func newEnvAPI(t *testing.T, b, apiB queue.Backend, store queue.OverrideStore, pc worker.PoolConfig) *env {
+	t.Helper()
 	e := &env{t: t, b: b}
 	ok := task.HandlerFunc(func(context.Context, *task.Task) error { return nil })
 	e.handler.Store(&ok)
@@ -106,7 +113,7 @@ func newEnv(t *testing.T, b queue.Backend, store queue.OverrideStore, pc worker.
 	rt, err := worker.New(worker.Params{Routes: []task.Route{route}, Backend: b, Config: worker.Config{testQueue: pc}, Overrides: store})
 	require.NoError(t, err)
 	e.rt = rt
-	api := control.New(control.Params{Backend: b, Runtime: rt})
+	api := control.New(control.Params{Backend: apiB, Runtime: rt})
 	// Served by the admin server's own mux (audit included), its log
 	// observed.
 	core, logs := observer.New(zap.InfoLevel)

@@ -115,12 +115,15 @@ func (c *ctl) dlqCmd() *cobra.Command {
 					} else {
 						w.note(fmt.Sprintf("%s %d of %d", pastTense(name), res.Done, res.Matched))
 					}
+					if res.Gone > 0 {
+						w.note(fmt.Sprintf("%d no longer dead letters, not %s by this call: another call re-drove or purged them meanwhile", res.Gone, pastTense(name)))
+					}
 					for _, f := range res.Failed {
 						w.row("failed", f.ID, f.Error)
 					}
 				})
-				if len(res.Failed) > 0 {
-					return &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s: %d not done", name, len(res.Failed))}
+				if n := len(res.Failed) + res.Gone; n > 0 {
+					return &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s: %d not done", name, n)}
 				}
 				return nil
 			}),
