@@ -87,7 +87,7 @@ func (c *ctl) run(body func(ctx context.Context, cl *ctlClient, args []string) e
 			if errors.As(err, &ue) {
 				return err
 			}
-			fmt.Fprintf(c.stderr, "ctl: %v\n", err)
+			fmt.Fprintf(c.stderr, "ctl: %s\n", printable(err.Error(), true)) // the server's message may quote what came from outside
 			*c.code = exitOf(err)
 		}
 		return nil
@@ -108,7 +108,7 @@ func (c *ctl) show(raw []byte, table func(w *tabw)) {
 			_ = enc.Encode(v)
 			return
 		}
-		_, _ = c.stdout.Write(raw)
+		_, _ = io.WriteString(c.stdout, printable(string(raw), true))
 		return
 	}
 	w := newTabw(c.stdout)

@@ -2,10 +2,12 @@ package host
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -64,4 +66,61 @@ func TestCtlTokenAndExitStatuses(t *testing.T) {
 	require.Contains(t, stdout, "ops")
 	code, _, _ = run("viewer-token", "audit", "-o", "yaml")
 	require.Equal(t, ExitUsage, code)
+}
+
+// What ctl prints comes from outside: a dead letter's payload is a mail
+// as its sender wrote it, its reason and key carry the mail's headers.
+// Control characters in them (a terminal's escape sequences: set the
+// title, write the clipboard, clear the screen) and bidirectional
+// overrides are printed visibly escaped, never sent to the operator's
+// terminal, and a newline inside a cell cannot forge a row.
+func TestCtlPrintsNoControlCharactersFromTheServer(t *testing.T) {
+	const evil = "\x1b]52;c;ZXZpbA==\x07\x1b[2J\u202e"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/admin/v1/queues/mail/dead":
+			_ = json.NewEncoder(w).Encode(map[string]any{"items": []map[string]any{{
+				"id": "d1", "kind": "mail" + evil, "key": "imap:INBOX:<x" + evil + "@y>", "reason": "mail <x" + evil + "@y> not handled\nd2  forged  row",
+				"at": "2026-01-02T03:04:05Z", "attempts": 1, "payload_size": 10,
+			}}})
+		case "/admin/v1/queues/mail/dead/d1":
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"id": "d1", "kind": "mail", "key": "k" + evil, "reason": "r" + evil, "at": "2026-01-02T03:04:05Z",
+				"headers": map[string]string{"plba-imap-message-id": "<x" + evil + "@y>"},
+				"payload": "Subject: hi\r\n\r\nbody" + evil + "\nline two\tend", "payload_encoding": "text", "payload_size": 40,
+			})
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": "no such" + evil})
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv(CtlTokenEnv, "")
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := execute(append([]string{"ctl", "--url", srv.URL}, args...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	clean := func(what, s string) {
+		t.Helper()
+		for _, bad := range []string{"\x1b", "\x07", "\u202e", "\r"} {
+			require.NotContains(t, s, bad, "%s printed %q raw:\n%s", what, bad, s)
+		}
+	}
+
+	code, out, errs := run("dlq", "list", "mail")
+	require.Equal(t, ExitOK, code, errs)
+	clean("dlq list", out)
+	require.Contains(t, out, `\x1b`, "shown, escaped")
+	require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 2, "a header and one row, no forged one:\n%s", out)
+
+	code, out, errs = run("dlq", "show", "mail", "d1")
+	require.Equal(t, ExitOK, code, errs)
+	clean("dlq show", out)
+	require.Contains(t, out, "\nline two\tend", "the payload keeps its lines and tabs:\n%s", out)
+
+	code, _, errs = run("dlq", "show", "mail", "nope")
+	require.Equal(t, ExitFailure, code)
+	clean("an error", errs)
 }

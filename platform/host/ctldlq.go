@@ -85,7 +85,7 @@ func (c *ctl) dlqCmd() *cobra.Command {
 				}
 				w.row("payload", fmt.Sprintf("%d bytes, %s%s", d.PayloadSize, d.PayloadEncoding, trunc))
 				w.flush()
-				fmt.Fprintln(c.stdout, d.Payload)
+				fmt.Fprintln(c.stdout, printable(d.Payload, true))
 			})
 			return nil
 		}),
