@@ -86,7 +86,7 @@ func TestCtlPrintsNoControlCharactersFromTheServer(t *testing.T) {
 			}}})
 		case "/admin/v1/queues/mail/dead/d1":
 			_ = json.NewEncoder(w).Encode(map[string]any{
-				"id": "d1", "kind": "mail", "key": "k" + evil, "reason": "r" + evil, "at": "2026-01-02T03:04:05Z",
+				"id": "d1", "kind": "mail", "key": "k" + evil + "\nreason  forged", "reason": "r" + evil, "at": "2026-01-02T03:04:05Z",
 				"headers": map[string]string{"plba-imap-message-id": "<x" + evil + "@y>"},
 				"payload": "Subject: hi\r\n\r\nbody" + evil + "\nline two\tend", "payload_encoding": "text", "payload_size": 40,
 			})
@@ -119,6 +119,13 @@ func TestCtlPrintsNoControlCharactersFromTheServer(t *testing.T) {
 	require.Equal(t, ExitOK, code, errs)
 	clean("dlq show", out)
 	require.Contains(t, out, "\nline two\tend", "the payload keeps its lines and tabs:\n%s", out)
+	reasons := 0
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "reason") {
+			reasons++
+		}
+	}
+	require.Equal(t, 1, reasons, "a newline in the key forged no reason row:\n%s", out)
 
 	code, _, errs = run("dlq", "show", "mail", "nope")
 	require.Equal(t, ExitFailure, code)
