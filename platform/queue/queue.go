@@ -83,7 +83,9 @@ type Producer interface {
 	// (within the backend's de-duplication window) is dropped; when the
 	// task with that key already finished (acked or dead-lettered), the
 	// dropped task is marked with how (task.MarkFinished), so that the
-	// caller can tell its source, which may never have heard it.
+	// caller can tell its source, which may never have heard it. A task
+	// that is stored never carries that mark (Task.Prepare drops one that
+	// came with it).
 	// A batch is accepted as a whole or the error says it was not.
 	// Enqueue blocks while a bounded queue is full, until ctx ends.
 	Enqueue(ctx context.Context, tasks ...*task.Task) error

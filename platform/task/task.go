@@ -23,7 +23,9 @@ const (
 	// HeaderFinished is set by a queue backend on a task it dropped at
 	// Enqueue because a task with the same key already finished within
 	// the de-duplication window: the Outcome that one finished with
-	// (succeeded or dead_lettered). See Finished.
+	// (succeeded or dead_lettered). See Finished. Prepare removes it (and
+	// HeaderFinishedReason) from every task it prepares: a task is never
+	// enqueued with it.
 	HeaderFinished = "plba-finished"
 	// HeaderFinishedReason is the dead letter's reason beside
 	// HeaderFinished.
@@ -113,7 +115,11 @@ func NewID() string {
 
 // Prepare fills the defaults that every backend relies on: an ID, a Key
 // (the ID when empty) and EnqueuedAt (now when zero). Headers stay nil
-// when there are none (SetHeader allocates the map). It is idempotent.
+// when there are none (SetHeader allocates the map). It drops
+// HeaderFinished and HeaderFinishedReason: only a backend sets them, after
+// Prepare, on a duplicate it dropped (MarkFinished); a task that arrives
+// with them (headers copied from outside) would otherwise be reported to
+// its source as finished before it ran. It is idempotent.
 func (t *Task) Prepare(now time.Time) {
 	if t.ID == "" {
 		t.ID = NewID()
@@ -124,6 +130,10 @@ func (t *Task) Prepare(now time.Time) {
 	}
 	if t.EnqueuedAt.IsZero() {
 		t.EnqueuedAt = now
+	}
+	if len(t.Headers) > 0 {
+		delete(t.Headers, HeaderFinished)
+		delete(t.Headers, HeaderFinishedReason)
 	}
 }
 

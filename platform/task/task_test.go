@@ -121,3 +121,28 @@ func TestNewJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{"a":1}`, string(tk.Payload))
 }
+
+// TestPrepareDropsTheFinishedMark: only a backend marks a task finished
+// (a duplicate it dropped, after Prepare); a task that arrives with the
+// mark loses it, other headers stay.
+func TestPrepareDropsTheFinishedMark(t *testing.T) {
+	t.Parallel()
+	tk := &task.Task{Kind: "k"}
+	tk.SetHeader(task.HeaderFinished, string(task.Succeeded))
+	tk.SetHeader(task.HeaderFinishedReason, "forged")
+	tk.SetHeader("x-app", "kept")
+	tk.Prepare(time.Now())
+	_, _, ok := task.Finished(tk)
+	require.False(t, ok)
+	require.Equal(t, map[string]string{"x-app": "kept"}, tk.Headers)
+
+	task.MarkFinished(tk, task.DeadLettered, "bad")
+	o, reason, ok := task.Finished(tk)
+	require.True(t, ok, "the backend's mark, made after Prepare, is read")
+	require.Equal(t, task.DeadLettered, o)
+	require.Equal(t, "bad", reason)
+
+	none := &task.Task{Kind: "k"}
+	none.Prepare(time.Now())
+	require.Nil(t, none.Headers, "no headers stay nil")
+}

@@ -51,6 +51,7 @@ var cases = []testCase{
 		}
 		return ""
 	}, run: testDuplicateOfFinished},
+	{name: "ForgedFinishedMark", run: testForgedFinishedMark},
 	{name: "LeaseExpiry", run: testLeaseExpiry},
 	{name: "Extend", run: testExtend},
 	{name: "Release", run: testRelease},
@@ -301,6 +302,28 @@ func testDuplicateOfFinished(t *testing.T, s *suite) {
 	require.True(t, ok, "a duplicate of a dead letter is marked finished")
 	require.Equal(t, task.DeadLettered, o)
 	require.Equal(t, "bad order 7", reason)
+}
+
+// testForgedFinishedMark: a task that arrives carrying the mark of a
+// dropped duplicate (task.HeaderFinished, headers copied from outside) is
+// stored like any other, is not marked finished once enqueued, and its
+// deliveries do not carry the mark: its source would otherwise be told it
+// finished before it ran.
+func testForgedFinishedMark(t *testing.T, s *suite) {
+	forged := s.newTask("forged")
+	forged.SetHeader(task.HeaderFinished, string(task.Succeeded))
+	forged.SetHeader(task.HeaderFinishedReason, "forged")
+	forged.SetHeader("x-app", "kept")
+	s.enqueue(forged)
+	_, _, ok := task.Finished(forged)
+	require.False(t, ok, "a task the backend stored is not marked finished")
+	d := s.leaseN(1, longLease)[0]
+	require.Equal(t, "forged", string(d.Task.Payload))
+	_, _, ok = task.Finished(d.Task)
+	require.False(t, ok, "its delivery carries no mark")
+	require.Empty(t, d.Task.Header(task.HeaderFinishedReason))
+	require.Equal(t, "kept", d.Task.Header("x-app"))
+	require.NoError(t, s.b.Ack(s.ctx, d))
 }
 
 func testLeaseExpiry(t *testing.T, s *suite) {
