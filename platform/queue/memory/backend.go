@@ -97,6 +97,16 @@ func (b *Backend) nanos() int64 {
 	return int64(b.opts.Now().Sub(b.epoch))
 }
 
+// after returns now+d in nanoseconds since epoch, at most never: a
+// duration meant as "for ever" (math.MaxInt64) must not wrap around to
+// a time in the past.
+func after(now int64, d time.Duration) int64 {
+	if int64(d) > never-now {
+		return never
+	}
+	return now + int64(d)
+}
+
 // at converts a time to nanoseconds since epoch.
 func (b *Backend) at(t time.Time) int64 { return int64(t.Sub(b.epoch)) }
 

@@ -249,7 +249,7 @@ func (b *Backend) Lease(ctx context.Context, name string, max int, leaseFor time
 		}
 		q.advance(now)
 		if n := q.ready.len(); n > 0 {
-			due := now + int64(leaseFor)
+			due := after(now, leaseFor)
 			out := q.lease(min(n, max), due)
 			if q.ready.len() > 0 && q.leaseWaiters.len() > 0 {
 				q.wakeLeasers(q.ready.len())
@@ -338,20 +338,23 @@ func (b *Backend) settle(d *queue.Delivery, fn func(q *queueState, e *entry, now
 	return nil
 }
 
-// Extend pushes the lease of d to now+leaseFor (<= 0 means
-// Options.DefaultLease) and updates d.LeaseUntil.
+// Extend moves the end of d's lease to now+leaseFor (<= 0 means
+// Options.DefaultLease), later or earlier than it was, and updates
+// d.LeaseUntil.
 func (b *Backend) Extend(_ context.Context, d *queue.Delivery, leaseFor time.Duration) error {
 	if leaseFor <= 0 {
 		leaseFor = b.opts.DefaultLease
 	}
-	var until time.Time
+	var due int64
 	err := b.settle(d, func(q *queueState, e *entry, now int64) {
-		e.due = now + int64(leaseFor)
+		due = after(now, leaseFor)
+		e.due = due
 		q.leased.fix(e.idx)
-		until = b.timeOf(e.due)
 	})
 	if err == nil {
-		d.LeaseUntil = until
+		// An earlier end than the timer is set for must wake the leasers.
+		b.schedule(due)
+		d.LeaseUntil = b.timeOf(due)
 	}
 	return err
 }

@@ -80,7 +80,7 @@ func (q *queueState) newEntry(t *task.Task) *entry {
 func (q *queueState) release(e *entry, now int64, o task.Outcome) {
 	key := e.t.Key
 	if w := q.b.opts.DedupWindow; w > 0 {
-		until := now + int64(w)
+		until := after(now, w)
 		ref := keyRef{until: until, outcome: o}
 		if o == task.DeadLettered {
 			ref.reason = e.reason
