@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"time"
 
@@ -46,7 +47,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	} else {
 		// recover → timeout → observer → handler
 		timeout := rt.timeoutFor(p.cfg.TaskTimeout)
-		ctx := newTaskContext(p.hardCtx, &p.epoch, start+timeout)
+		ctx := newTaskContext(p.hardCtx, &p.epoch, deadlineAfter(start, timeout))
 		octx, err = p.call(ctx, rt.Handler, t)
 		end = p.clock()
 		took = end - start
@@ -65,6 +66,16 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	p.n.lastFinished.Store(int64(end))
 	p.n.inFlight.Add(-1)
 	p.unreserve(1)
+}
+
+// deadlineAfter is start+timeout on the pool's clock, at most the latest
+// time it holds: a timeout meant as "none" (math.MaxInt64) must not wrap
+// around to a deadline in the past.
+func deadlineAfter(start, timeout time.Duration) time.Duration {
+	if timeout > math.MaxInt64-start {
+		return math.MaxInt64
+	}
+	return start + timeout
 }
 
 // leaseHeld checks the lease of d, taken from the hand-over buffer at

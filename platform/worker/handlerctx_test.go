@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"testing"
 	"time"
@@ -43,4 +44,34 @@ func TestDerivedHandlerContextsCostNoGoroutine(t *testing.T) {
 	b.enqueue(t, &task.Task{Kind: "k"})
 	n := within(t, grew, "the handler")
 	require.Less(t, n, derived/2, "goroutines started by %d derived contexts", derived)
+}
+
+// TestRouteTimeoutForEver: a route whose Timeout is the longest duration
+// there is (no timeout, in effect) gives its handler a live context with
+// a deadline far ahead. The pool added the timeout to the start time and
+// overflowed: the context had ended before the handler ran, and every
+// attempt failed as "task timed out".
+func TestRouteTimeoutForEver(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		err      error
+		deadline time.Time
+	}
+	got := make(chan seen, 1)
+	b := setup(t, fast, task.Route{Kind: "k", Timeout: time.Duration(math.MaxInt64), MaxAttempts: 1,
+		Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+			dl, _ := ctx.Deadline()
+			select {
+			case <-ctx.Done():
+			default:
+			}
+			got <- seen{err: ctx.Err(), deadline: dl}
+			return ctx.Err()
+		})})
+	b.enqueue(t, &task.Task{Kind: "k"})
+	s := within(t, got, "the handler")
+	require.NoError(t, s.err)
+	require.True(t, s.deadline.After(time.Now().Add(100*365*24*time.Hour)), "deadline %s", s.deadline)
+	p := b.pool(t, "default")
+	require.Eventually(t, func() bool { return p.Stats().Succeeded == 1 }, 10*time.Second, time.Millisecond)
 }
