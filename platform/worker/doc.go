@@ -73,8 +73,9 @@
 // # Supervision and control
 //
 // Each pool is the lifecycle component "pool/<queue>" whose details are its
-// Stats. A worker goroutine that dies outside a handler is replaced and
-// counted (worker_restarts). Pause, Resume and Resize(n) control a running
+// Stats. A worker goroutine that dies outside a handler, or of
+// runtime.Goexit (a handler calling testing's FailNow), is replaced and
+// counted (worker_restarts); the attempt it held fails. Pause, Resume and Resize(n) control a running
 // pool; Check is the stalled-pool health check (ready work, nothing
 // finished for StallAfter: the component turns degraded).
 //

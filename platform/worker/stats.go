@@ -46,7 +46,7 @@ type Stats struct {
 	// Panics counts recovered handler panics (also counted in Failed).
 	Panics int64 `json:"panics"`
 	// WorkerRestarts counts worker goroutines that died outside a
-	// handler and were replaced (the delivery they held fails like a
+	// handler (or of runtime.Goexit) and were replaced (the delivery they held fails like a
 	// handler error: retried, or dead-lettered at its last attempt).
 	WorkerRestarts int64 `json:"worker_restarts"`
 	// InFlight is the number of deliveries being handled now.

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -86,14 +87,28 @@ func (p *Pool) spawnLocked(s *slot) {
 // outside the handler and the settlement (both recovered separately)
 // kills the worker; it is logged and counted, its delivery, unless
 // settled already, fails like a handler error (see crashed), and a
-// replacement starts on the same slot.
+// replacement starts on the same slot. So does runtime.Goexit, which
+// nothing can recover (a handler calling testing's FailNow, say).
 func (p *Pool) worker(s *slot) {
 	defer p.stop.workers.Done()
+	returned := false
 	defer func() {
 		if r := recover(); r != nil {
 			p.crashed(s, r)
+		} else if !returned {
+			p.crashed(s, errGoexit)
 		}
 	}()
+	p.loop(s)
+	returned = true
+}
+
+// errGoexit is what crashed reports for a worker ended by runtime.Goexit.
+var errGoexit = errors.New("runtime.Goexit called (by the handler, a middleware or an observer)")
+
+// loop is the worker's loop; it returns when the worker is surplus or
+// the pool stops.
+func (p *Pool) loop(s *slot) {
 	for {
 		// Load the kick channel before the surplus check: a Resize that
 		// lowers the target after the check closes this very channel, so
@@ -155,7 +170,8 @@ func (p *Pool) surplus(s *slot) bool {
 }
 
 // crashed replaces the worker of s, which died of r outside its handler
-// and outside settlement (an observer's Finished, say). The delivery it
+// and outside settlement (an observer's Finished, say), or of
+// runtime.Goexit anywhere (r is errGoexit). The delivery it
 // held, unless already settled, fails like a handler error: retried after
 // the back-off, or dead-lettered at its last attempt. Giving it back
 // uncounted (Release) would let a task that crashes every worker run
@@ -164,7 +180,8 @@ func (p *Pool) crashed(s *slot, r any) {
 	p.n.restarts.Add(1)
 	err := fmt.Errorf("worker crashed: %v", r)
 	p.setLastError(err)
-	p.log.Error("worker goroutine died outside a handler; replacing it", zap.Any("panic", r), zap.Stack("stack"))
+	p.log.Error("worker goroutine died (a panic outside a handler, or runtime.Goexit); replacing it",
+		zap.Any("panic", r), zap.Stack("stack"))
 	if d := s.current(); d != nil {
 		if s.unsettled(d) {
 			p.settleCrashed(s, d, err)
