@@ -3,6 +3,7 @@ package memory_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -121,6 +122,35 @@ func TestFailFast(t *testing.T) {
 	again := tk("again")
 	again.Key = "k1"
 	require.NoError(t, b.Enqueue(ctx, again), "a duplicate of a live key is dropped, not refused")
+}
+
+// TestDuplicatesWithinABatchNeedNoRoom: tasks of one batch that share a
+// key are stored once, so they need room for one. Each used to count,
+// and a batch that fits was refused as full (FailFast), or as larger than
+// the queue's capacity.
+func TestDuplicatesWithinABatchNeedNoRoom(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, memory.Options{Capacity: 2, FailFast: true})
+	ctx := context.Background()
+	require.NoError(t, b.Enqueue(ctx, tk("a")))
+	x, y := tk("x"), tk("y")
+	x.Key, y.Key = "k", "k"
+	require.NoError(t, b.Enqueue(ctx, x, y), "one slot is free, one task is new")
+	st, err := b.Stats(ctx, "q")
+	require.NoError(t, err)
+	require.Equal(t, int64(2), st.Ready)
+
+	c := newBackend(t, memory.Options{Capacity: 2})
+	var same []*task.Task
+	for i := range 3 {
+		s := tk(fmt.Sprint("same-", i))
+		s.Key = "same"
+		same = append(same, s)
+	}
+	require.NoError(t, c.Enqueue(ctx, same...), "three tasks, one key: one stored")
+	st, err = c.Stats(ctx, "q")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Ready)
 }
 
 func TestBatchLargerThanCapacity(t *testing.T) {

@@ -7,7 +7,9 @@
 // # Bounds and back-pressure
 //
 // Every queue holds at most Options.Capacity tasks: ready, delayed and in
-// flight (dead letters do not count). Enqueue blocks while a queue lacks
+// flight (dead letters do not count). A batch needs room only for the
+// tasks it stores: duplicates (of stored keys, or of an earlier task of
+// the batch) need none. Enqueue blocks while a queue lacks
 // room for a batch, until an ack or dead letter frees it or ctx ends; with
 // Options.FailFast it returns queue.ErrFull at once instead. Blocked
 // producers are woken in the order they blocked as room frees up; a

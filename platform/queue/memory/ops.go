@@ -119,13 +119,25 @@ func (q *queueState) waitSpace(ctx context.Context, w *waiter) error {
 	}
 }
 
-// countNew counts the tasks that are not duplicates of stored keys.
+// countNew counts the tasks insertAll would store: those whose key is
+// neither refused (isDup) nor taken by an earlier task of the batch.
 func (q *queueState) countNew(tasks []*task.Task, now int64) int {
+	var seen map[string]struct{}
+	if len(tasks) > 1 {
+		seen = make(map[string]struct{}, len(tasks))
+	}
 	n := 0
 	for _, t := range tasks {
-		if !q.isDup(t.Key, q.keys.hash(t.Key), now) {
-			n++
+		if q.isDup(t.Key, q.keys.hash(t.Key), now) {
+			continue
 		}
+		if seen != nil {
+			if _, ok := seen[t.Key]; ok {
+				continue
+			}
+			seen[t.Key] = struct{}{}
+		}
+		n++
 	}
 	return n
 }
@@ -186,6 +198,9 @@ func (b *Backend) enqueueMany(ctx context.Context, tasks []*task.Task) error {
 		for _, q := range qs {
 			q.advance(now)
 			q.pruneKeys(now)
+			if q.live+len(groups[q]) <= b.opts.Capacity {
+				continue // fits even if none is a duplicate
+			}
 			if n := q.countNew(groups[q], now); q.live+n > b.opts.Capacity {
 				full, need = q, n
 				break
