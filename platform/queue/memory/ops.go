@@ -16,7 +16,8 @@ import (
 // caller must not modify them afterwards. A batch is stored as a whole:
 // when a queue lacks room for its share, nothing is stored until there is
 // room for all of it (or, with FailFast, Enqueue returns queue.ErrFull). A
-// batch larger than a queue's capacity fails with queue.ErrFull at once.
+// batch whose new tasks (duplicates need no room) outnumber a queue's
+// capacity fails with queue.ErrFull at once.
 func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	if err := b.open(); err != nil {
 		return err
