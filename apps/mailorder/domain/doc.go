@@ -61,5 +61,16 @@
 // attachment's decoded bytes ([OrderID]), so re-processing the same mail (at
 // least once delivery) always yields the same order, and the store can
 // de-duplicate on (message id, attachment hash). A mail without Message-ID
-// gets a synthetic one derived from the SHA-256 of the raw mail.
+// gets a synthetic one derived from the SHA-256 of the raw mail; a mail
+// whose Message-ID holds bytes that are not UTF-8 or control characters gets
+// one derived from the SHA-256 of that id (replacing the bytes could make
+// two mails' ids equal).
+//
+// # Text
+//
+// Every text of a Mail, a Draft and an Order (addresses, names, subject, file
+// names, JSON strings, notes) is valid UTF-8 without control characters but
+// tab: a sender's 8-bit header bytes, NULs or escape sequences are replaced
+// by U+FFFD and noted in the audit, so every store keeps the order (PostgreSQL
+// refuses bytes that are not UTF-8 and the NUL byte) and pages show it as is.
 package domain

@@ -13,8 +13,8 @@ import (
 var fuzzConfig = domain.Config{MaxMailBytes: 1 << 20, MaxAttachmentBytes: 256 << 10, MaxParts: 64, MaxDepth: 8}
 
 // FuzzParseMail checks that no input makes the extract, parse and validate
-// steps panic, and that every failure is a rejection (never an unclassified
-// error): go test -run '^$' -fuzz FuzzParseMail ./apps/mailorder/domain
+// steps panic, that every failure is a rejection (never an unclassified
+// error) and that every order's text is fit to store: go test -run '^$' -fuzz FuzzParseMail ./apps/mailorder/domain
 func FuzzParseMail(f *testing.F) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.eml"))
 	if err != nil || len(files) == 0 {
@@ -40,6 +40,9 @@ func FuzzParseMail(f *testing.F) {
 			t.Fatal("no error and no orders")
 		}
 		for _, o := range orders {
+			if p := orderTextProblems(o); len(p) > 0 {
+				t.Fatalf("order text a store cannot keep: %q", p)
+			}
 			var sum domain.Money
 			for _, l := range o.Lines {
 				if l.Quantity <= 0 || l.UnitPrice < 0 {

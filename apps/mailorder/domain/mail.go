@@ -74,6 +74,9 @@ type Attachment struct {
 // Content problems (too big, no sender, broken MIME structure, an order
 // attachment over the size limit or with a broken encoding) return a
 // *RejectError. ParseMail never panics and reads at most cfg's limits.
+// The Mail's text (addresses, name, subject, file names, notes) is valid
+// UTF-8 without control characters (see cleanText); a Message-ID that is
+// not is replaced by a synthetic one derived from its bytes.
 func ParseMail(raw []byte, cfg Config) (*Mail, error) {
 	cfg = cfg.WithDefaults()
 	if int64(len(raw)) > cfg.MaxMailBytes {
@@ -119,6 +122,10 @@ func ParseMail(raw []byte, cfg Config) (*Mail, error) {
 	} else {
 		m.Notes = append(m.Notes, "unreadable Date header ignored")
 	}
+	m.MessageID = cleanMessageID(m.MessageID, &m.Notes)
+	cleanField("sender address", &m.From, &m.Notes)
+	cleanField("sender name", &m.FromName, &m.Notes)
+	cleanField("subject", &m.Subject, &m.Notes)
 
 	w := walker{cfg: cfg, mail: m}
 	if err := w.walk(th, br, 0); err != nil {
@@ -127,6 +134,9 @@ func ParseMail(raw []byte, cfg Config) (*Mail, error) {
 			rej.From, rej.Subject, rej.MessageID = m.From, m.Subject, m.MessageID
 		}
 		return nil, err
+	}
+	for i := range m.Notes { // they may quote what could not be read
+		m.Notes[i], _ = cleanText(m.Notes[i])
 	}
 	return m, nil
 }
@@ -154,6 +164,7 @@ func (w *walker) walk(th textproto.Header, body io.Reader, depth int) error {
 		name = params["name"]
 	}
 	name = cleanName(name)
+	cleanField(fmt.Sprintf("file name %q", clip(name)), &name, &w.mail.Notes)
 
 	isAttachment := disp == "attachment" || name != ""
 	switch {

@@ -316,12 +316,14 @@ func ParseJSON(name string, data []byte, maxLines int) (Draft, error) {
 					return d, reject(name, 0, "customer", "must be a string or number")
 				}
 				d.CustomerRef = s
+				cleanField(fmt.Sprintf("attachment %q: customer", name), &d.CustomerRef, &d.Notes)
 			case "reference", "order reference", "ref", "po", "po number":
 				s, err := jsonScalar(v)
 				if err != nil {
 					return d, reject(name, 0, "reference", "must be a string or number")
 				}
 				d.Reference = s
+				cleanField(fmt.Sprintf("attachment %q: reference", name), &d.Reference, &d.Notes)
 			}
 		}
 		if rawLines == nil {

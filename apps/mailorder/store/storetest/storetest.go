@@ -71,6 +71,30 @@ func MakeOrder(n, lines int) domain.Order {
 	return o
 }
 
+// HostileMail is a valid order mail whose text is what a careless or
+// hostile sender writes: raw 8-bit (Latin-1) bytes in its Subject,
+// Message-ID and file name, a NUL and a control character in RFC 2047
+// words of its sender's name and subject, and NULs in its JSON order's
+// customer and reference. It holds two orders (a CSV and a JSON one).
+const HostileMail = "From: =?utf-8?q?M=C3=BCller=00=07?= <buyer@example.com>\r\n" +
+	"Subject: Bestellung f\xfcr =?iso-8859-1?q?K=F6ln=00?=\r\n" +
+	"Message-ID: <bestellung-\xfc-1@example.com>\r\n" +
+	"Date: Mon, 6 Jan 2025 10:00:00 +0100\r\n" +
+	"MIME-Version: 1.0\r\n" +
+	"Content-Type: multipart/mixed; boundary=b1\r\n" +
+	"\r\n" +
+	"--b1\r\n" +
+	"Content-Type: text/csv\r\n" +
+	"Content-Disposition: attachment; filename=\"bestellung-k\xf6ln.csv\"\r\n" +
+	"\r\n" +
+	"sku,qty,unit_price\r\nAB-1,2,3.50\r\n" +
+	"--b1\r\n" +
+	"Content-Type: application/json\r\n" +
+	"Content-Disposition: attachment; filename=\"order.json\"\r\n" +
+	"\r\n" +
+	`{"customer":"C-\u0000-1","reference":"PO\u0000\u001b[31m","lines":[{"sku":"CD-2","qty":1,"unit_price":"9.99"}]}` + "\r\n" +
+	"--b1--\r\n"
+
 // Run runs the conformance suite against stores made by newStore.
 func Run(t *testing.T, newStore NewFunc) {
 	t.Helper()
@@ -263,6 +287,25 @@ func Run(t *testing.T, newStore NewFunc) {
 		n, err := s.Count(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n)
+	})
+
+	t.Run("OrdersOfAMailWithHostileText", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		orders, _, err := domain.BuildOrders([]byte(HostileMail), domain.Config{})
+		require.NoError(t, err)
+		require.Len(t, orders, 2)
+		for _, o := range orders {
+			created, err := s.SaveOrder(ctx, o)
+			require.NoError(t, err, "a valid order whatever bytes its mail's headers hold")
+			require.True(t, created)
+			got, err := s.Get(ctx, o.ID)
+			require.NoError(t, err)
+			RequireEqualOrders(t, o, got)
+		}
+		pending, err := s.PendingConfirmations(ctx, 10)
+		require.NoError(t, err)
+		require.Equal(t, []domain.Confirmation{orders[0].Confirmation(), orders[1].Confirmation()}, pending)
 	})
 
 	t.Run("ManyLines", func(t *testing.T) {

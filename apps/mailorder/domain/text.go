@@ -1,0 +1,78 @@
+package domain
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Text taken from a mail (its headers, file names, the strings of a JSON
+// order) is stored and shown: every store must be able to keep it as
+// text (PostgreSQL refuses bytes that are not UTF-8 and the NUL byte),
+// and a status page or a log must show it without control sequences. So
+// the text fields of a Mail, a Draft and an Order are valid UTF-8 without
+// control characters (tab aside): whatever else a sender wrote there is
+// replaced by U+FFFD and noted in the audit.
+
+// cleanText returns s with every byte that is not UTF-8 and every control
+// character but tab replaced by U+FFFD, and whether anything was replaced.
+func cleanText(s string) (string, bool) {
+	ok := utf8.ValidString(s)
+	if ok {
+		for _, r := range s {
+			if unsafeRune(r) {
+				ok = false
+				break
+			}
+		}
+	}
+	if ok {
+		return s, false
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 || unsafeRune(r) {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String(), true
+}
+
+// unsafeRune reports a C0 control character other than tab, DEL, or a C1
+// control character.
+func unsafeRune(r rune) bool {
+	return r < 0x20 && r != '\t' || r >= 0x7f && r < 0xa0
+}
+
+// cleanField cleans *s in place (see cleanText) and, when something was
+// replaced, adds a note naming the field to notes.
+func cleanField(field string, s *string, notes *[]string) {
+	c, changed := cleanText(*s)
+	if !changed {
+		return
+	}
+	*s = c
+	*notes = append(*notes, field+" held bytes that are not UTF-8 text or control characters; they were replaced by U+FFFD")
+}
+
+// cleanMessageID returns id when it is clean text; otherwise a synthetic
+// id derived from the SHA-256 of its bytes ("msgid-sha256-<hex>@mailorder.invalid")
+// and a note. Replacing the bad bytes would not do: the Message-ID is half
+// of an order's identity, and two mails whose ids differ only in such
+// bytes would share their orders.
+func cleanMessageID(id string, notes *[]string) string {
+	if _, changed := cleanText(id); !changed {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	syn := "msgid-sha256-" + hex.EncodeToString(sum[:16]) + "@mailorder.invalid"
+	*notes = append(*notes, fmt.Sprintf("Message-ID %q is not UTF-8 text without control characters; using %s", clip(id), syn))
+	return syn
+}

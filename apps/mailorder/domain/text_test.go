@@ -1,0 +1,100 @@
+package domain_test
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/apps/mailorder/domain"
+	"github.com/plba/plba/apps/mailorder/store/storetest"
+)
+
+// cleanTextProblem returns what makes s unfit to store as text ("" when
+// it is fit): bytes that are not UTF-8, or a control character (tab
+// aside).
+func cleanTextProblem(s string) string {
+	if !utf8.ValidString(s) {
+		return "not UTF-8"
+	}
+	for _, r := range s {
+		if r < 0x20 && r != '\t' || r >= 0x7f && r < 0xa0 {
+			return "control character"
+		}
+	}
+	return ""
+}
+
+// orderTextProblems lists the text fields of o that a store could not keep
+// as text or a page could not show as is.
+func orderTextProblems(o domain.Order) []string {
+	fields := map[string]string{
+		"id": o.ID, "customer": o.Customer, "customer_name": o.CustomerName, "customer_ref": o.CustomerRef,
+		"reference": o.Reference, "message_id": o.MessageID, "subject": o.Subject,
+		"attachment_name": o.AttachmentName, "attachment_hash": o.AttachmentHash,
+	}
+	for i, a := range o.Audit {
+		fields["audit "+strings.Repeat("#", i+1)] = a
+	}
+	for i, l := range o.Lines {
+		fields["sku of line "+strings.Repeat("#", i+1)] = l.SKU
+	}
+	c := o.Confirmation()
+	fields["confirmation subject"], fields["confirmation to"] = c.Subject, c.To
+	fields["confirmation body (lines)"] = strings.ReplaceAll(c.Body, "\n", "")
+	var out []string
+	for name, v := range fields {
+		if p := cleanTextProblem(v); p != "" {
+			out = append(out, name+": "+p+": "+strings.ToValidUTF8(v, "?"))
+		}
+	}
+	return out
+}
+
+// A mail whose headers, file names and JSON strings hold 8-bit bytes, NULs
+// and control characters still yields its orders, with text every store
+// keeps (PostgreSQL refused such an order, so a valid order mail was
+// retried and dead-lettered as a store failure), and says so in the audit.
+func TestHostileTextIsCleanedAndNoted(t *testing.T) {
+	t.Parallel()
+	orders, m, err := domain.BuildOrders([]byte(storetest.HostileMail), domain.Config{})
+	require.NoError(t, err)
+	require.Len(t, orders, 2)
+	for _, o := range orders {
+		require.Empty(t, orderTextProblems(o), "order %s", o.ID)
+	}
+	require.Equal(t, "Müller\ufffd\ufffd", m.FromName)
+	require.Equal(t, "Bestellung f\ufffdr Köln\ufffd", m.Subject)
+	require.Equal(t, "bestellung-k\ufffdln.csv", orders[0].AttachmentName)
+	require.Equal(t, "C-\ufffd-1", orders[1].CustomerRef)
+	require.Equal(t, "PO\ufffd\ufffd[31m", orders[1].Reference)
+	require.True(t, strings.HasPrefix(m.MessageID, "msgid-sha256-"), m.MessageID)
+	require.True(t, strings.HasSuffix(m.MessageID, "@mailorder.invalid"), m.MessageID)
+	audit := strings.Join(orders[1].Audit, "\n")
+	for _, want := range []string{`Message-ID "bestellung-\xfc-1@example.com"`, "sender name held", "subject held", "reference held", "customer held"} {
+		require.Contains(t, audit, want)
+	}
+}
+
+// The Message-ID is half of an order's identity: two mails whose ids
+// differ only in bytes that are not text keep their orders apart, and the
+// same mail keeps its order ids.
+func TestUncleanMessageIDsStayDistinctAndStable(t *testing.T) {
+	t.Parallel()
+	mail := func(id string) []byte {
+		return []byte("From: a@example.com\r\nMessage-ID: <" + id + ">\r\nContent-Type: text/csv; name=o.csv\r\n\r\nsku,qty,price\r\nAB-1,1,1\r\n")
+	}
+	a1, _, err := domain.BuildOrders(mail("x\xfc@example.com"), domain.Config{})
+	require.NoError(t, err)
+	a2, _, err := domain.BuildOrders(mail("x\xfc@example.com"), domain.Config{})
+	require.NoError(t, err)
+	b, _, err := domain.BuildOrders(mail("x\xfd@example.com"), domain.Config{})
+	require.NoError(t, err)
+	require.Equal(t, a1[0].ID, a2[0].ID)
+	require.NotEqual(t, a1[0].ID, b[0].ID)
+	require.NotEqual(t, a1[0].MessageID, b[0].MessageID)
+	clean, _, err := domain.BuildOrders(mail("x@example.com"), domain.Config{})
+	require.NoError(t, err)
+	require.Equal(t, "x@example.com", clean[0].MessageID, "a clean id is kept")
+}
