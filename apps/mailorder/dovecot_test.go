@@ -251,8 +251,8 @@ func TestDovecotCrashLosesNothingDuplicatesNothing(t *testing.T) {
 }
 
 // A max_message_size the queue cannot carry is reported at start, naming
-// the key; the shipped default fits, and a mail above it moves to Failed
-// while the mail after it is stored.
+// the key; the shipped default fits, and a mail above it is a dead letter
+// with its reason and moves to Failed while the mail after it is stored.
 func TestDovecotMaxMessageSizeAndTooLargeMail(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the host binary")
@@ -279,6 +279,14 @@ func TestDovecotMaxMessageSizeAndTooLargeMail(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{sample.MessageID(valid + 1)}, ids, "the too-large mail is in Failed")
 	require.Equal(t, 1, h.count(t, "Processed"), "the mail after it is stored")
+	var reasons []string
+	for _, f := range h.status(t).FailedMails {
+		if f.MessageID == sample.MessageID(valid+1) {
+			reasons = append(reasons, f.Reason)
+		}
+	}
+	require.Len(t, reasons, 1, "the too-large mail is a dead letter with its reason")
+	require.Contains(t, reasons[0], "exceeds max_message_size of 7 MiB")
 	require.NoError(t, p2.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p2.wait(t, 30*time.Second), p2.out.String())
 }

@@ -134,10 +134,13 @@ type Config struct {
 	// BatchSize is the most tasks handed to one Emit call. Default 50.
 	BatchSize int `koanf:"batch_size"`
 	// MaxMessageSize is the largest message emitted, in bytes. Bigger ones
-	// are not emitted: they are moved to OnFailure.MoveTo with a logged
-	// reason (or only logged when that is empty). It is checked against
-	// the server's RFC822.SIZE and again against the body the server
-	// sends, which is never read beyond it. Default 25 MiB.
+	// are not fetched: their stand-in (task.Rejected, without the message)
+	// is emitted with the reason, so the pool dead-letters it and its
+	// completion moves the message to OnFailure.MoveTo (or leaves it in
+	// place when that is empty), as for any mail that cannot become a
+	// task (Status.Oversized counts them). It is checked against the
+	// server's RFC822.SIZE and again against the body the server sends,
+	// which is never read beyond it. Default 25 MiB.
 	MaxMessageSize int64 `koanf:"max_message_size"`
 	// MaxBatchBytes caps the payload bytes of one batch (and so the memory
 	// one fetch round holds). Default 64 MiB.

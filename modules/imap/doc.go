@@ -8,9 +8,10 @@
 //   - source.go: Source, NewSource and Run, the reconnect loop around
 //     sessions (back-off in backoff.go, shared with the completion loop);
 //   - session.go: one connection: dial and login, SELECT, IDLE or polling;
-//   - scan.go: the search above the cursor, batching, emitting (reject.go:
-//     a task the queue refuses for good becomes its task.Rejected
-//     stand-in); reconcile.go: the periodic whole-mailbox pass that
+//   - scan.go: the search above the cursor, batching, emitting (a message
+//     above MaxMessageSize, not fetched, and, in reject.go, a task the
+//     queue refuses for good become their task.Rejected stand-ins);
+//     reconcile.go: the periodic whole-mailbox pass that
 //     finishes handled-but-unmoved mail;
 //   - fetch.go and refusal.go: fetching metadata and bodies, and what
 //     becomes of messages the server refuses to return;

@@ -18,6 +18,7 @@ import (
 	"github.com/plba/plba/modules/imap"
 	"github.com/plba/plba/modules/imap/imaptest"
 	"github.com/plba/plba/modules/imap/memserver"
+	"github.com/plba/plba/platform/task"
 )
 
 // observedSource is newSource with the source's warnings recorded.
@@ -344,12 +345,14 @@ func TestTemporaryLoginAndSelectRefusalsAreRetried(t *testing.T) {
 
 // The server's RFC822.SIZE does not bound memory: a body larger than
 // MaxMessageSize is not read, whatever size the server reported, and is
-// treated like an oversized message (moved to the failed folder, never
-// emitted).
+// treated like an oversized message (its stand-in is emitted with the
+// true size, and the message moves to the failed folder once that is
+// dead-lettered).
 func TestBodyLargerThanItsReportedSizeIsTreatedAsOversized(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{})
-	_, err := srv.Append("INBOX", imaptest.Message("big@example.com", "big", strings.Repeat("x", 5000)))
+	big := imaptest.Message("big@example.com", "big", strings.Repeat("x", 5000))
+	_, err := srv.Append("INBOX", big)
 	require.NoError(t, err)
 	appendN(t, srv, 1, 1)
 	size := regexp.MustCompile(`RFC822\.SIZE \d+`)
@@ -362,12 +365,17 @@ func TestBodyLargerThanItsReportedSizeIsTreatedAsOversized(t *testing.T) {
 	em := &fakeEmitter{}
 	start(t, src, em)
 
-	waitEmitted(t, em, 1)
+	waitEmitted(t, em, 2)
 	require.Eventually(t, func() bool { return src.Status().Oversized == 1 }, 10*time.Second, 5*time.Millisecond)
-	require.Equal(t, []string{"big@example.com"}, messageIDs(messages(t, srv, "Failed")))
-	require.Equal(t, []string{"1@example.com"}, messageIDs(messages(t, srv, "INBOX")))
 	for _, tk := range em.all() {
-		require.Equal(t, "1@example.com", tk.Header(imap.HeaderMessageID))
 		require.LessOrEqual(t, int64(len(tk.Payload)), cfg.MaxMessageSize)
 	}
+	stand := emittedWithID(t, em, "big@example.com")
+	require.Empty(t, stand.Payload)
+	require.Equal(t, fmt.Sprintf("message of %d bytes exceeds max_message_size of 2000 bytes: not fetched", len(big)),
+		stand.Header(task.HeaderRejected))
+	require.Equal(t, "1@example.com", emittedWithID(t, em, "1@example.com").Header(imap.HeaderMessageID))
+	complete(t, src, stand, task.DeadLettered)
+	require.Equal(t, []string{"big@example.com"}, messageIDs(messages(t, srv, "Failed")))
+	require.Equal(t, []string{"1@example.com"}, messageIDs(messages(t, srv, "INBOX")))
 }

@@ -91,11 +91,12 @@ type meta struct {
 	date  time.Time
 }
 
-// processChunk fetches the metadata of up to BatchSize UIDs, sets the
-// oversized aside, fetches the bodies (BODY.PEEK[]: nothing is flagged) in
-// groups bounded by MaxBatchBytes and emits each group. Messages the
-// server refuses to return are set aside, or the chunk fails (see
-// fetchGroup); the cursor moves past the chunk only when it did not.
+// processChunk fetches the metadata of up to BatchSize UIDs, fetches the
+// bodies (BODY.PEEK[]: nothing is flagged) in groups bounded by
+// MaxBatchBytes and emits each group. A message above MaxMessageSize is
+// not fetched: its stand-in is emitted instead (see oversizedTask).
+// Messages the server refuses to return are set aside, or the chunk fails
+// (see fetchGroup); the cursor moves past the chunk only when it did not.
 func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit source.Emitter, uids []imap.UID) error {
 	metas, err := s.fetchMeta(c, uids)
 	if err != nil {
@@ -103,7 +104,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	}
 	slices.SortFunc(metas, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
 
-	var group []meta
+	var group, big []meta
 	var groupBytes int64
 	flush := func() error {
 		if len(group) == 0 {
@@ -115,9 +116,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	}
 	for _, m := range metas {
 		if m.size > s.cfg.MaxMessageSize {
-			if err := s.rejectOversized(c, m); err != nil {
-				return err
-			}
+			big = append(big, m)
 			continue
 		}
 		if len(group) > 0 && groupBytes+m.size > s.cfg.MaxBatchBytes {
@@ -131,13 +130,16 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	if err := flush(); err != nil {
 		return err
 	}
+	if err := s.emitMessages(ctx, emit, big, nil); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	if hi := uids[len(uids)-1]; hi > s.lastUID {
 		s.lastUID = hi
 		s.st.LastUID = uint32(hi)
 	}
-	// Every message of the chunk was emitted, set aside, rejected as
-	// oversized or expunged meanwhile: none is refused alone any more.
+	// Every message of the chunk was emitted (or its stand-in), set aside
+	// or expunged meanwhile: none is refused alone any more.
 	for _, u := range uids {
 		delete(s.refusedAlone, u)
 	}
@@ -150,13 +152,24 @@ func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit sourc
 	if err != nil {
 		return err
 	}
+	var out []meta
 	for _, m := range group {
 		if size, ok := oversize[m.uid]; ok { // RFC822.SIZE said less
 			m.size = size
-			if err := s.rejectOversized(c, m); err != nil {
-				return err
-			}
+			out = append(out, m)
+		} else if _, ok := bodies[m.uid]; ok { // else expunged meanwhile, or set aside
+			out = append(out, m)
 		}
+	}
+	return s.emitMessages(ctx, emit, out, bodies)
+}
+
+// emitMessages emits one task per message of ms: its body from bodies, or,
+// for a message without one there (above MaxMessageSize, not read), its
+// stand-in (oversizedTask).
+func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []meta, bodies map[imap.UID][]byte) error {
+	if len(ms) == 0 {
+		return nil
 	}
 	// Which message is a copy of which is decided and recorded under one
 	// lock with the in-flight set, and the tasks are in flight before
@@ -165,18 +178,23 @@ func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit sourc
 	// copy is emitted as a message of its own).
 	s.mu.Lock()
 	validity := s.uidValidity
-	tasks := make([]*task.Task, 0, len(group))
-	for _, m := range group {
-		raw, ok := bodies[m.uid]
-		if !ok { // expunged meanwhile, or set aside
-			continue
+	tasks := make([]*task.Task, 0, len(ms))
+	big := 0
+	for _, m := range ms {
+		var t *task.Task
+		if raw, ok := bodies[m.uid]; ok {
+			t = s.newTask(m, validity, raw)
+		} else {
+			t = s.oversizedTask(m, validity)
 		}
-		t := s.newTask(m, validity, raw)
 		if s.addDupe(t.Key, m.uid) { // a copy of one in flight, maybe emitted just above
 			continue
 		}
 		s.inflight[t.Key] = emitted{uid: m.uid, validity: validity, at: time.Now()}
 		tasks = append(tasks, t)
+		if t.Payload == nil && t.Header(task.HeaderRejected) != "" {
+			big++
+		}
 	}
 	s.st.InFlight = len(s.inflight)
 	if len(tasks) == 0 {
@@ -185,7 +203,7 @@ func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit sourc
 	}
 	s.emitting = true
 	s.mu.Unlock()
-	err = s.emitTasks(ctx, emit, tasks)
+	err := s.emitTasks(ctx, emit, tasks)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.emitting = false
@@ -209,6 +227,7 @@ func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit sourc
 		}
 	}
 	s.st.Emitted += uint64(len(tasks))
+	s.st.Oversized += uint64(big)
 	s.log.Debug("emitted", zap.Int("tasks", len(tasks)))
 	return nil
 }
@@ -248,31 +267,29 @@ func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
 	return t
 }
 
-// rejectOversized moves a message above MaxMessageSize to the failed
-// folder (or only logs it when there is none). It is never emitted.
-func (s *Source) rejectOversized(c *imapclient.Client, m meta) error {
-	to := *s.cfg.OnFailure.MoveTo
-	s.log.Warn("message too large, not emitted",
+// oversizedTask is the stand-in (task.Rejected, without the message) of
+// a message above MaxMessageSize, whose body is not fetched: the pool
+// dead-letters it with the reason, and its completion moves the message to
+// OnFailure.MoveTo, as for any mail that cannot become a task. Its key is
+// the message's place (UIDVALIDITY and UID, the content being unknown), so
+// it is stable across restarts and de-duplicated as any task key.
+func (s *Source) oversizedTask(m meta, validity uint32) *task.Task {
+	t := s.newTask(m, validity, nil)
+	t.Key = "imap:" + s.cfg.Mailbox + ":" + m.msgID + ":oversized:" + strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(m.uid), 10)
+	t.Headers[HeaderSize] = strconv.FormatInt(m.size, 10)
+	reason := fmt.Sprintf("message of %s exceeds max_message_size of %s: not fetched", sizeText(m.size), sizeText(s.cfg.MaxMessageSize))
+	s.log.Warn("message too large: its stand-in is dead-lettered with the reason, to move to the failed folder",
 		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID),
-		zap.Int64("size", m.size), zap.Int64("max", s.cfg.MaxMessageSize), zap.String("moved_to", to))
-	s.mu.Lock()
-	s.st.Oversized++
-	if to == "" {
-		s.leftInPlace(m.uid)
+		zap.Int64("size", m.size), zap.Int64("max", s.cfg.MaxMessageSize), zap.String("moved_to", *s.cfg.OnFailure.MoveTo))
+	return task.Rejected(t, reason)
+}
+
+// sizeText formats n bytes in bytes below 1 MiB, else in MiB (mib).
+func sizeText(n int64) string {
+	if n < 1<<20 {
+		return strconv.FormatInt(n, 10) + " bytes"
 	}
-	s.mu.Unlock()
-	if to == "" {
-		return nil
-	}
-	w := s.guard(c)
-	err := ensureFolder(c, to, nil)
-	if err == nil {
-		w.kick()
-		if _, err = c.Move(imap.UIDSetNum(m.uid), to).Wait(); err != nil {
-			err = fmt.Errorf("imap: move oversized uid %d to %q: %w", m.uid, to, err)
-		}
-	}
-	return w.done(err)
+	return mib(n)
 }
 
 // ensureFolder creates folder unless it exists. known caches what this

@@ -298,19 +298,54 @@ func TestBackPressureNothingReemittedWhileInFlight(t *testing.T) {
 	require.Len(t, b.em.keys(), 6)
 }
 
-func TestOversizedMessageIsMovedNotEmitted(t *testing.T) {
+// A message above MaxMessageSize is not fetched: its stand-in, without
+// the message, is emitted with the reason, so that it reaches the dead
+// letters like any mail that cannot become a task, and the message moves
+// to the failed folder once the stand-in is dead-lettered (before, it
+// was moved at once and only a log line said why). The stand-in's key is
+// the same after a restart.
+func TestOversizedMessageIsDeadLetteredWithItsReason(t *testing.T) {
 	t.Parallel()
 	b := setup(t, memserver.Options{}, func(c *imap.Config) { c.MaxMessageSize = 2000 })
-	_, err := b.srv.Append("INBOX", imaptest.Message("big@example.com", "big", strings.Repeat("x", 5000)))
+	big := imaptest.Message("big@example.com", "big", strings.Repeat("x", 5000))
+	_, err := b.srv.Append("INBOX", big)
 	require.NoError(t, err)
 	appendN(t, b.srv, 1, 1)
 	b.run(t)
-	waitEmitted(t, b.em, 1)
-	require.Eventually(t, func() bool { return b.src.Status().Oversized == 1 }, 5*time.Second, 5*time.Millisecond)
-	require.Equal(t, "1@example.com", b.em.all()[0].Header(imap.HeaderMessageID))
-	failed := messages(t, b.srv, "Failed")
-	require.Len(t, failed, 1)
-	require.Equal(t, "big@example.com", failed[0].MessageID)
+	waitEmitted(t, b.em, 2)
+	stand := emittedWithID(t, b.em, "big@example.com")
+	require.Empty(t, stand.Payload, "the message is not fetched")
+	require.Equal(t, fmt.Sprintf("message of %d bytes exceeds max_message_size of 2000 bytes: not fetched", len(big)),
+		stand.Header(task.HeaderRejected))
+	require.Equal(t, fmt.Sprint(len(big)), stand.Header(imap.HeaderSize))
+	require.Equal(t, "1@example.com", emittedWithID(t, b.em, "1@example.com").Header(imap.HeaderMessageID))
+	require.EqualValues(t, 1, b.src.Status().Oversized)
+	require.ElementsMatch(t, []string{"big@example.com", "1@example.com"}, messageIDs(messages(t, b.srv, "INBOX")),
+		"nothing moves before the dead letter")
+
+	// Another process finds the same stand-in (the same key).
+	again := newSource(t, b.src.Config())
+	em := &fakeEmitter{}
+	start(t, again, em)
+	waitEmitted(t, em, 2)
+	require.Equal(t, stand.Key, emittedWithID(t, em, "big@example.com").Key)
+
+	complete(t, b.src, stand, task.DeadLettered)
+	require.Equal(t, []string{"big@example.com"}, messageIDs(messages(t, b.srv, "Failed")))
+	require.Equal(t, []string{"1@example.com"}, messageIDs(messages(t, b.srv, "INBOX")))
+}
+
+// emittedWithID returns the one task em recorded for the message msgID.
+func emittedWithID(t *testing.T, em *fakeEmitter, msgID string) *task.Task {
+	t.Helper()
+	var found []*task.Task
+	for _, tk := range em.all() {
+		if tk.Header(imap.HeaderMessageID) == msgID {
+			found = append(found, tk)
+		}
+	}
+	require.Len(t, found, 1, "tasks of <%s>", msgID)
+	return found[0]
 }
 
 func TestMessageWithoutMessageIDIsKeyedByHash(t *testing.T) {
