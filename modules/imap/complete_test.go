@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/modules/imap"
@@ -193,4 +195,35 @@ func TestTaskCompletedDuringEmitSettlesItsCopies(t *testing.T) {
 	require.Len(t, messageIDs(messages(t, b.srv, "Processed")), 3)
 	require.Zero(t, b.src.Status().InFlight)
 	require.Zero(t, imap.PendingCopies(b.src))
+}
+
+// On a server without MOVE a move is COPY, then STORE \Deleted and
+// EXPUNGE. When the COPY is refused (here: the folder was deleted by
+// another client after the completion connection had checked it; a full
+// quota does the same) the message must stay in the mailbox, and the
+// completion is retried until the folder is there again; it must not be
+// flagged \Deleted and expunged without its copy.
+func TestRefusedCopyWithoutMoveLosesNoMail(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{Caps: goimap.CapSet{goimap.CapIMAP4rev1: {}}}, nil)
+	appendN(t, b.srv, 1, 2)
+	b.run(t)
+	waitEmitted(t, b.em, 2)
+	tasks := b.em.all()
+	complete(t, b.src, tasks[0], task.Succeeded) // creates Processed; the connection knows it
+	require.Equal(t, []string{tasks[0].Header(imap.HeaderMessageID)}, messageIDs(messages(t, b.srv, "Processed")))
+
+	c, err := imapclient.DialInsecure(b.srv.Addr(), nil)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Login(imaptest.Username, imaptest.Password).Wait())
+	require.NoError(t, c.Delete("Processed").Wait())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.src.Complete(ctx, tasks[1], task.Succeeded, ""))
+	require.NoError(t, b.src.WaitCompletions(ctx))
+	require.Empty(t, messages(t, b.srv, "INBOX"))
+	require.Equal(t, []string{tasks[1].Header(imap.HeaderMessageID)}, messageIDs(messages(t, b.srv, "Processed")),
+		"the message is in the folder, not lost")
 }

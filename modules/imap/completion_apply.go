@@ -111,7 +111,7 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 			if err := ensureFolder(c, a.moveTo, cp.folders); err != nil {
 				return err
 			}
-			if _, err := c.Move(set, a.moveTo).Wait(); err != nil {
+			if err := move(c, set, a.moveTo); err != nil {
 				return fmt.Errorf("move uid %v to %q: %w", set, a.moveTo, err)
 			}
 		}

@@ -19,7 +19,8 @@
 //     and the reaper that emits again what never completes;
 //   - complete.go: Complete, which only queues; completion_queue.go: the
 //     queue and the loop that applies it in batches, retried without
-//     limit; completion_apply.go: one batch on the completion connection;
+//     limit; completion_apply.go: one batch on the completion connection
+//     (move.go: MOVE, or a COPY confirmed before the original is deleted);
 //   - watchdog.go: the command timeout; status.go and metrics.go: Status,
 //     the readiness check and the metrics; config.go: Config.
 //
