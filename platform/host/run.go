@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -135,19 +136,23 @@ func (o *options) interruptStart(abandon context.CancelFunc, stderr io.Writer) f
 	}
 }
 
-// stuck names the components that had not finished starting.
+// stuck names the components that the start was waiting for: those whose
+// start had begun and not ended, and those whose start gave up at the
+// deadline. Components whose turn had not come are in state Starting too;
+// they are not named.
 func stuck(comp *lifecycle.Registry) string {
 	if comp == nil {
 		return ""
 	}
-	var names []string
+	names := comp.StartsUnderway()
 	for _, s := range comp.Snapshot() {
-		if s.State == lifecycle.Starting || (s.State == lifecycle.Failed && strings.Contains(s.LastError, "deadline")) {
+		if s.State == lifecycle.Failed && strings.Contains(s.LastError, "deadline") && !slices.Contains(names, s.Name) {
 			names = append(names, s.Name)
 		}
 	}
 	if len(names) == 0 {
 		return ""
 	}
+	slices.Sort(names)
 	return " (waiting for " + strings.Join(names, ", ") + ")"
 }

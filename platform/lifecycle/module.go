@@ -76,6 +76,7 @@ func (r *Registry) Track(lc fx.Lifecycle, name string, def Policy, start, stop f
 	}
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
+			c.BeginStart()
 			if start != nil {
 				if err := start(ctx); err != nil {
 					c.mu.Lock()

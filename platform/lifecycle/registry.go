@@ -207,6 +207,29 @@ func (r *Registry) ReadyRunning() (string, bool) {
 	return "", true
 }
 
+// StartsUnderway names, sorted, the components whose start has begun
+// (BeginStart) and not ended: they are still in state Starting. It is what
+// a start that timed out was waiting for; the components whose turn had
+// not come are in state Starting too, but not among them.
+func (r *Registry) StartsUnderway() []string {
+	r.mu.Lock()
+	comps := make([]*Component, 0, len(r.comps))
+	for _, c := range r.comps {
+		comps = append(comps, c)
+	}
+	r.mu.Unlock()
+	var names []string
+	for _, c := range comps {
+		c.mu.Lock()
+		if c.begun && c.state == Starting {
+			names = append(names, c.name)
+		}
+		c.mu.Unlock()
+	}
+	sort.Strings(names)
+	return names
+}
+
 // Component is one registered part of the host. Its methods are safe for
 // concurrent use.
 type Component struct {
@@ -221,6 +244,10 @@ type Component struct {
 	// external and gatesReady are set at registration (External).
 	external   bool
 	gatesReady bool
+	// begun says that the component's start has begun (BeginStart): a
+	// component is in state Starting from its registration on, also
+	// while its turn to start has not come.
+	begun bool
 }
 
 // Name returns the component's name.
@@ -231,6 +258,16 @@ func (c *Component) State() State {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.state
+}
+
+// BeginStart records that the component's start has begun. Track's start
+// hook calls it; an owner that starts its components itself (the worker
+// runtime its pools) calls it when their start begins. It only feeds
+// StartsUnderway.
+func (c *Component) BeginStart() {
+	c.mu.Lock()
+	c.begun = true
+	c.mu.Unlock()
 }
 
 // SetDetails installs a function that reports the component's details for

@@ -191,6 +191,9 @@ func (r *Runtime) Stop(ctx context.Context) error {
 // now on, which tells the task's source (task.DeadLettered, with the
 // backend's reason) and counts it on the pool of its queue.
 func (r *Runtime) StartPools(ctx context.Context) error {
+	for _, p := range r.pools { // their start begins with their queues' declaration
+		p.comp.BeginStart()
+	}
 	if d, ok := r.backend.(queue.Declarer); ok {
 		names := make([]string, len(r.pools))
 		for i, p := range r.pools {
