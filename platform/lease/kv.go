@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,6 +84,10 @@ type KV struct {
 	cfg       KVConfig
 	kv        jetstream.KeyValue
 	handovers metric.Int64Counter
+	// nonce starts the token of every record this KV writes, so that it
+	// knows its own records (a hold it lost, an attempt whose reply it
+	// never got) from another holder's, whatever the Holder names say.
+	nonce string
 
 	mu     sync.Mutex
 	leases map[string]*kvLease
@@ -129,7 +134,7 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 	if err != nil {
 		return nil, fmt.Errorf("lease: metric: %w", err)
 	}
-	return &KV{cfg: cfg, kv: kv, handovers: c}, nil
+	return &KV{cfg: cfg, kv: kv, handovers: c, nonce: newToken()}, nil
 }
 
 // Lease returns the lease named name (the same one for the same name),
@@ -163,7 +168,7 @@ func keyFor(prefix, name string) string {
 type record struct {
 	Holder string    `json:"holder"`
 	Since  time.Time `json:"since"`
-	Token  string    `json:"token"` // one per hold
+	Token  string    `json:"token"` // one per attempt: the KV's nonce, a dot, random hex
 }
 
 type kvLease struct {
@@ -173,7 +178,7 @@ type kvLease struct {
 
 	mu         sync.Mutex
 	st         Status
-	sawHolder  bool // another holder seen since this host last held it
+	sawHolder  bool // another holder's record seen since this host last held it
 	acquireErr error
 }
 
@@ -213,7 +218,7 @@ func (l *kvLease) Acquire(ctx context.Context) (Hold, error) {
 // try makes one attempt: the hold, or (nil, nil) when another host holds
 // the lease, or the store's error.
 func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
-	token := newToken()
+	token := l.k.nonce + "." + newToken()
 	sent := time.Now()
 	rec := record{Holder: l.k.cfg.Holder, Since: sent.UTC().Truncate(time.Millisecond), Token: token}
 	val, _ := json.Marshal(rec)
@@ -255,7 +260,12 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 		l.mu.Unlock()
 		return nil, nil
 	}
-	l.sawHolder = true
+	if !strings.HasPrefix(other.Token, l.k.nonce+".") {
+		// Not a record of this host's own (a hold it lost, whose key
+		// outlives it by the margin, or an attempt whose reply was lost):
+		// taking the lease after it is a hand-over.
+		l.sawHolder = true
+	}
 	l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = other.Holder, other.Since, false, e.Revision(), ""
 	l.mu.Unlock()
 	return nil, nil
