@@ -15,8 +15,11 @@ type kvHold struct {
 	l    *kvLease
 	val  []byte
 	lost chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	// stopped ends with Release: it stops the renewals, and a renewal
+	// waiting for its reply.
+	stopped context.Context
+	stop    context.CancelFunc
+	done    chan struct{}
 
 	mu       sync.Mutex
 	rev      uint64
@@ -27,7 +30,8 @@ type kvHold struct {
 // startHold starts renewing the lease created at revision rev by a
 // request sent at sent.
 func startHold(l *kvLease, val []byte, rev uint64, sent time.Time) *kvHold {
-	h := &kvHold{l: l, val: val, rev: rev, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	h := &kvHold{l: l, val: val, rev: rev, lost: make(chan struct{}), done: make(chan struct{})}
+	h.stopped, h.stop = context.WithCancel(context.Background())
 	go h.renew(sent)
 	return h
 }
@@ -48,7 +52,7 @@ func (h *kvHold) renew(sent time.Time) {
 	defer t.Stop()
 	for {
 		select {
-		case <-h.stop:
+		case <-h.stopped.Done():
 			return
 		case <-t.C:
 		}
@@ -57,7 +61,7 @@ func (h *kvHold) renew(sent time.Time) {
 			h.lose(fmt.Errorf("lease %q: not renewed within %v", h.l.name, ttl-margin))
 			return
 		}
-		ctx, cancel := context.WithDeadline(context.Background(), lostAt)
+		ctx, cancel := context.WithDeadline(h.stopped, lostAt)
 		h.mu.Lock()
 		rev := h.rev
 		h.mu.Unlock()
@@ -79,6 +83,8 @@ func (h *kvHold) renew(sent time.Time) {
 			// safely, and the key expires after the TTL.)
 			h.lose(fmt.Errorf("lease %q: lost: %w", h.l.name, err))
 			return
+		case h.stopped.Err() != nil:
+			return // released: an Update cut short may still have been applied
 		default:
 			h.l.setErr(fmt.Errorf("lease %q: renew: %w", h.l.name, err))
 			next = time.Now().Add(every / 2)
@@ -101,8 +107,10 @@ func (h *kvHold) lose(err error) {
 	close(h.lost)
 }
 
-// Release stops renewing and, unless the hold was lost, deletes the key
-// on the held revision.
+// Release stops renewing (cutting short a renewal waiting for its reply)
+// and, unless the hold was lost, deletes the key on the held revision.
+// The key is left to expire when the delete fails, or finds another
+// revision: a renewal cut short may still have been applied.
 func (h *kvHold) Release(ctx context.Context) error {
 	h.mu.Lock()
 	if h.released {
@@ -111,7 +119,7 @@ func (h *kvHold) Release(ctx context.Context) error {
 	}
 	h.released = true
 	h.mu.Unlock()
-	close(h.stop)
+	h.stop()
 	<-h.done
 	h.mu.Lock()
 	lost, rev := h.isLost, h.rev
