@@ -143,7 +143,7 @@ type Config struct {
 	// messages fast: the puller keeps about 10ms of work at the rate they
 	// take them, between Prefetch and MaxPrefetch (see the package doc).
 	// Default 1024, or Prefetch when that is larger; set it to Prefetch
-	// for a buffer of a fixed size.
+	// for a buffer of a fixed size. Both are at most PrefetchLimit.
 	MaxPrefetch int `koanf:"max_prefetch"`
 	// MaxAckPending bounds deliveries in flight per queue across all
 	// replicas (tasks waiting for a retry back-off count). Default 10000.
@@ -270,6 +270,13 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// PrefetchLimit bounds Prefetch and MaxPrefetch: a pull asks for up to
+// MaxPrefetch messages at once, and the client makes a buffer of that
+// size for them (a prefetch of 1<<62 made the host panic at its first
+// pull). The server delivers no more than MaxAckPending (default 10000)
+// anyway.
+const PrefetchLimit = 100_000
+
 // ErrInvalidConfig wraps every Validate failure.
 var ErrInvalidConfig = errors.New("jetstream: invalid config")
 
@@ -344,6 +351,12 @@ func (c Config) Validate() error {
 	}
 	if c.Prefetch < 1 || c.MaxAckPending < 1 || c.MaxAsyncPending < 1 {
 		return bad("", "prefetch, max_ack_pending and max_async_pending must be positive")
+	}
+	if c.Prefetch > PrefetchLimit {
+		return bad("prefetch", "%d: want at most %d", c.Prefetch, PrefetchLimit)
+	}
+	if c.MaxPrefetch > PrefetchLimit {
+		return bad("max_prefetch", "%d: want at most %d", c.MaxPrefetch, PrefetchLimit)
 	}
 	if c.MaxPrefetch < c.Prefetch {
 		return bad("max_prefetch", "%d is below prefetch (%d)", c.MaxPrefetch, c.Prefetch)
