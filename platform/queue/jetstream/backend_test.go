@@ -176,7 +176,7 @@ func TestConfigValidate(t *testing.T) {
 		{"max prefetch below prefetch", jetstream.Config{Prefetch: 32, MaxPrefetch: 16}, true},
 		{"prefetch above the default max", jetstream.Config{Prefetch: 4096}, false},
 		// The client makes a buffer of the fetch's size: MaxInt64 panicked
-		// in makechan at the first fetch, a billion ran out of memory.
+		// in makechan at the first fetch.
 		{"prefetch out of range", jetstream.Config{Prefetch: math.MaxInt64}, true},
 		{"max prefetch out of range", jetstream.Config{MaxPrefetch: 1_000_000_000}, true},
 		{"max prefetch at its bound", jetstream.Config{MaxPrefetch: jetstream.PrefetchLimit}, false},
