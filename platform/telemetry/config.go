@@ -76,7 +76,8 @@ type TracesConfig struct {
 	// processor before export. Default 5s.
 	BatchTimeout time.Duration `koanf:"batch_timeout"`
 	// MaxQueueSize is the batch span processor's buffer; spans beyond it
-	// are dropped (never blocking a task). Default 2048.
+	// are dropped (never blocking a task). Default 2048; at most
+	// MaxSpanQueueSize.
 	MaxQueueSize int `koanf:"max_queue_size"`
 	// MaxExportBatchSize is the most spans sent in one export. Default 512.
 	MaxExportBatchSize int `koanf:"max_export_batch_size"`
@@ -220,6 +221,11 @@ func (o OTLPConfig) withDefaults() OTLPConfig {
 	return o
 }
 
+// MaxSpanQueueSize bounds TracesConfig.MaxQueueSize: the batch span
+// processor makes its buffer of that size at start (a size of 1<<62
+// panicked there, 4e9 ran out of memory).
+const MaxSpanQueueSize = 1_000_000
+
 // Validate reports the first invalid field, naming its path (for example
 // "traces.sampler"). Unset fields are judged by their defaults, so the
 // zero Config is valid.
@@ -249,6 +255,9 @@ func (c Config) Validate() error {
 	}
 	if t.MaxQueueSize < 0 || t.MaxExportBatchSize < 0 {
 		return invalid("traces.max_queue_size", "negative sizes (%d, %d)", t.MaxQueueSize, t.MaxExportBatchSize)
+	}
+	if t.MaxQueueSize > MaxSpanQueueSize {
+		return invalid("traces.max_queue_size", "%d: want at most %d", t.MaxQueueSize, MaxSpanQueueSize)
 	}
 	if t.MaxExportBatchSize > t.MaxQueueSize {
 		return invalid("traces.max_export_batch_size", "%d exceeds max_queue_size %d", t.MaxExportBatchSize, t.MaxQueueSize)

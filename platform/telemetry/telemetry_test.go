@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -690,6 +691,12 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{"traces.ratio", func(c *telemetry.Config) { c.Traces.Ratio = 1.5 }},
 		{"traces.batch_timeout", func(c *telemetry.Config) { c.Traces.BatchTimeout = -time.Second }},
 		{"traces.max_export_batch_size", func(c *telemetry.Config) { c.Traces.MaxQueueSize, c.Traces.MaxExportBatchSize = 10, 20 }},
+		// The batch span processor makes a channel of that size: MaxInt64
+		// panicked in makechan at start, 4e9 ran out of memory.
+		{"traces.max_queue_size", func(c *telemetry.Config) {
+			c.Traces.Exporter = telemetry.ExporterStdout
+			c.Traces.MaxQueueSize = math.MaxInt64
+		}},
 		{"traces.otlp.protocol", func(c *telemetry.Config) {
 			c.Traces.Exporter = telemetry.ExporterOTLP
 			c.Traces.OTLP.Protocol = "udp"
