@@ -15,10 +15,11 @@ type kvHold struct {
 	l    *kvLease
 	val  []byte
 	lost chan struct{}
-	// stopped ends with Release: it stops the renewals, and a renewal
-	// waiting for its reply.
-	stopped context.Context
-	stop    context.CancelFunc
+	stop chan struct{} // closed by Release: no further renewal
+	// cut ends a renewal waiting for its reply: Release cuts it when its
+	// own context ends first.
+	cut     context.Context
+	cutStop context.CancelFunc
 	done    chan struct{}
 
 	mu       sync.Mutex
@@ -30,8 +31,8 @@ type kvHold struct {
 // startHold starts renewing the lease created at revision rev by a
 // request sent at sent.
 func startHold(l *kvLease, val []byte, rev uint64, sent time.Time) *kvHold {
-	h := &kvHold{l: l, val: val, rev: rev, lost: make(chan struct{}), done: make(chan struct{})}
-	h.stopped, h.stop = context.WithCancel(context.Background())
+	h := &kvHold{l: l, val: val, rev: rev, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	h.cut, h.cutStop = context.WithCancel(context.Background())
 	go h.renew(sent)
 	return h
 }
@@ -52,7 +53,7 @@ func (h *kvHold) renew(sent time.Time) {
 	defer t.Stop()
 	for {
 		select {
-		case <-h.stopped.Done():
+		case <-h.stop:
 			return
 		case <-t.C:
 		}
@@ -61,7 +62,7 @@ func (h *kvHold) renew(sent time.Time) {
 			h.lose(fmt.Errorf("lease %q: not renewed within %v", h.l.name, ttl-margin))
 			return
 		}
-		ctx, cancel := context.WithDeadline(h.stopped, lostAt)
+		ctx, cancel := context.WithDeadline(h.cut, lostAt)
 		h.mu.Lock()
 		rev := h.rev
 		h.mu.Unlock()
@@ -83,8 +84,8 @@ func (h *kvHold) renew(sent time.Time) {
 			// safely, and the key expires after the TTL.)
 			h.lose(fmt.Errorf("lease %q: lost: %w", h.l.name, err))
 			return
-		case h.stopped.Err() != nil:
-			return // released: an Update cut short may still have been applied
+		case h.cut.Err() != nil:
+			return // cut short by Release: it may still have been applied
 		default:
 			h.l.setErr(fmt.Errorf("lease %q: renew: %w", h.l.name, err))
 			next = time.Now().Add(every / 2)
@@ -107,10 +108,12 @@ func (h *kvHold) lose(err error) {
 	close(h.lost)
 }
 
-// Release stops renewing (cutting short a renewal waiting for its reply)
-// and, unless the hold was lost, deletes the key on the held revision.
+// Release stops renewing and, unless the hold was lost, deletes the key
+// on the held revision. A renewal waiting for its reply is waited for
+// while ctx lasts, and cut short when it ends (a renewal cut off from
+// NATS waits until the hold would be lost: three quarters of the TTL).
 // The key is left to expire when the delete fails, or finds another
-// revision: a renewal cut short may still have been applied.
+// revision (a renewal cut short may still have been applied).
 func (h *kvHold) Release(ctx context.Context) error {
 	h.mu.Lock()
 	if h.released {
@@ -119,8 +122,14 @@ func (h *kvHold) Release(ctx context.Context) error {
 	}
 	h.released = true
 	h.mu.Unlock()
-	h.stop()
-	<-h.done
+	close(h.stop)
+	select {
+	case <-h.done:
+	case <-ctx.Done():
+		h.cutStop()
+		<-h.done
+	}
+	h.cutStop()
 	h.mu.Lock()
 	lost, rev := h.isLost, h.rev
 	h.mu.Unlock()

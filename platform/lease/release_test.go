@@ -40,3 +40,29 @@ func TestReleaseWhileCutOffHonoursItsContext(t *testing.T) {
 	require.Less(t, took, 2*time.Second, "Release waited past its context")
 	p.Thaw()
 }
+
+// A renewal under way when Release is called is waited for while
+// Release's context lasts: Release then deletes the key at the renewed
+// revision and another host takes the lease at once (cutting the renewal
+// short would leave the key at a revision Release does not know, to
+// expire after the TTL).
+func TestReleaseWaitsForARenewalUnderWay(t *testing.T) {
+	url := natsURL(t)
+	bucket := uniqueBucket(t)
+	const ttl = 8 * time.Second
+	p := netfault.NewProxy(t, hostPort(t, url))
+	a := newHost(t, "nats://"+p.Addr(), bucket, "host-a", ttl)
+	b := newHost(t, url, bucket, "host-b", ttl)
+	h := acquire(t, a.kv.Lease("imap/INBOX"), 10*time.Second)
+	p.Freeze()
+	time.Sleep(ttl/4 + ttl/8) // the first renewal is under way
+	p.Thaw()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, h.Release(ctx), "the renewal went through, then the delete")
+
+	start := time.Now()
+	hb := acquire(t, b.kv.Lease("imap/INBOX"), 10*time.Second)
+	defer func() { _ = hb.Release(context.Background()) }()
+	require.Less(t, time.Since(start), time.Second, "the released lease is free at once")
+}
