@@ -30,6 +30,12 @@ const (
 	// HeaderFinishedReason is the dead letter's reason beside
 	// HeaderFinished.
 	HeaderFinishedReason = "plba-finished-reason"
+	// HeaderHeld is set by a queue backend on a task it dropped at Enqueue
+	// because another task with the same key was stored and is still
+	// live (queued, delayed or in flight): the id of that task, or "" when
+	// the backend could not tell which task it is. See Held. Like
+	// HeaderFinished it is never stored: Prepare removes it.
+	HeaderHeld = "plba-held"
 )
 
 // MarkFinished records on t, a duplicate that Enqueue dropped, how the
@@ -52,6 +58,24 @@ func Finished(t *Task) (o Outcome, reason string, ok bool) {
 		return "", "", false
 	}
 	return v, t.Header(HeaderFinishedReason), true
+}
+
+// MarkHeld records on t, a duplicate that Enqueue dropped, that the task
+// with id by (by "" when unknown) holds its key and has not finished.
+// Backends call it; callers read it through Held. It carries no outcome: a
+// source whose task is held hears the holder's completion, if any, through
+// the holder.
+func MarkHeld(t *Task, by string) { t.SetHeader(HeaderHeld, by) }
+
+// Held reports whether Enqueue dropped t because another task with its key
+// was stored and had not finished, and that task's id ("" when the backend
+// could not tell). A task whose key finished is reported by Finished
+// instead; a task that is stored is neither. Enqueue of a task that is
+// stored already (the same Task, or one with its ID and key, enqueued
+// again) marks nothing: that task holds the key, not another.
+func Held(t *Task) (by string, ok bool) {
+	by, ok = t.Headers[HeaderHeld]
+	return by, ok
 }
 
 // Task is one unit of work: a kind, a payload and the metadata the runtime
@@ -116,10 +140,12 @@ func NewID() string {
 // Prepare fills the defaults that every backend relies on: an ID, a Key
 // (the ID when empty) and EnqueuedAt (now when zero). Headers stay nil
 // when there are none (SetHeader allocates the map). It drops
-// HeaderFinished and HeaderFinishedReason: only a backend sets them, after
-// Prepare, on a duplicate it dropped (MarkFinished); a task that arrives
-// with them (headers copied from outside) would otherwise be reported to
-// its source as finished before it ran. It is idempotent.
+// HeaderFinished, HeaderFinishedReason and HeaderHeld: only a backend sets
+// them, after Prepare, on a duplicate it dropped (MarkFinished, MarkHeld);
+// a task that arrives with them (headers copied from outside, or a task
+// enqueued again after a backend dropped it) would otherwise be reported
+// as finished before it ran, or as not stored when it was. It is
+// idempotent.
 func (t *Task) Prepare(now time.Time) {
 	if t.ID == "" {
 		t.ID = NewID()
@@ -134,6 +160,7 @@ func (t *Task) Prepare(now time.Time) {
 	if len(t.Headers) > 0 {
 		delete(t.Headers, HeaderFinished)
 		delete(t.Headers, HeaderFinishedReason)
+		delete(t.Headers, HeaderHeld)
 	}
 }
 

@@ -146,3 +146,33 @@ func TestPrepareDropsTheFinishedMark(t *testing.T) {
 	none.Prepare(time.Now())
 	require.Nil(t, none.Headers, "no headers stay nil")
 }
+
+// TestPrepareDropsTheHeldMark: only a backend marks a task held (a
+// duplicate of a live task, after Prepare); a task that arrives with the
+// mark, even an empty one, loses it, and the mark is not a finished one.
+func TestPrepareDropsTheHeldMark(t *testing.T) {
+	t.Parallel()
+	tk := &task.Task{Kind: "k"}
+	tk.SetHeader(task.HeaderHeld, "")
+	tk.SetHeader("x-app", "kept")
+	tk.Prepare(time.Now())
+	_, ok := task.Held(tk)
+	require.False(t, ok)
+	require.Equal(t, map[string]string{"x-app": "kept"}, tk.Headers)
+
+	task.MarkHeld(tk, "other")
+	by, ok := task.Held(tk)
+	require.True(t, ok, "the backend's mark, made after Prepare, is read")
+	require.Equal(t, "other", by)
+	_, _, finished := task.Finished(tk)
+	require.False(t, finished, "held is not finished")
+
+	unknown := &task.Task{Kind: "k"}
+	unknown.Prepare(time.Now())
+	task.MarkHeld(unknown, "")
+	by, ok = task.Held(unknown)
+	require.True(t, ok, "a holder the backend could not name still marks")
+	require.Empty(t, by)
+	_, ok = task.Held(&task.Task{Kind: "k"})
+	require.False(t, ok)
+}
