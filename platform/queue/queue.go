@@ -80,12 +80,18 @@ type DeadLetter struct {
 type Producer interface {
 	// Enqueue stores tasks on their queues (Task.Queue must be set; the
 	// backend calls Task.Prepare). A task whose key is already present
-	// (within the backend's de-duplication window) is dropped; when the
-	// task with that key already finished (acked or dead-lettered), the
-	// dropped task is marked with how (task.MarkFinished), so that the
-	// caller can tell its source, which may never have heard it. A task
-	// that is stored never carries that mark (Task.Prepare drops one that
-	// came with it).
+	// (within the backend's de-duplication window) is dropped, without an
+	// error, and marked: when the task with that key already finished
+	// (acked or dead-lettered), with how (task.MarkFinished), so that the
+	// caller can tell its source, which may never have heard it; when
+	// another task holds the key and has not finished (queued, delayed,
+	// in flight), as held by it (task.MarkHeld; the holder's id when the
+	// backend knows it). A caller tells "stored" from "dropped" by these
+	// marks alone. The same task enqueued again (the same Task, or one
+	// with its ID and key) while it is stored is not marked: it holds the
+	// key itself, and the earlier call stored it. A task that is stored
+	// never carries either mark (Task.Prepare drops one that came with
+	// it).
 	// A batch is accepted as a whole or the error says it was not.
 	// Enqueue blocks while a bounded queue is full, until ctx ends.
 	Enqueue(ctx context.Context, tasks ...*task.Task) error

@@ -162,6 +162,15 @@
 // moment its first task finishes, more than a window after that one was
 // enqueued, can be accepted.
 //
+// A dropped task is marked (see queue.Producer): task.MarkFinished when
+// its key's marker records an outcome, task.MarkHeld when the key is held
+// by a task that has not finished. The publish ack of a duplicate names
+// the stored message it duplicates; Enqueue reads that message (one get
+// per such task) and marks the task held by the task it carries, unless
+// that is the task itself, enqueued again (held.go). A holder that moved
+// (a released copy, a message schedule that fired) or cannot be read
+// marks it held by an unknown task ("").
+//
 // A task's message has the payload as its data and three kinds of
 // headers: Task.Headers under their own names (traceparent, tracestate,
 // baggage, the attempt's parent, ...), the Nats-Msg-Id (the key, or a key

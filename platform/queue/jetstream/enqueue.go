@@ -68,7 +68,9 @@ func (e *EnqueueError) Unwrap() []error {
 // invalid task fails the whole batch before anything is published. A task
 // whose key is queued, or was enqueued or finished within
 // Config.DuplicateWindow, is dropped (see done.go: this holds across
-// restarts). A task with NotBefore in the future is stored as a one-shot
+// restarts) and marked: task.MarkFinished when its key's task finished,
+// task.MarkHeld when the server refused its publish as a duplicate of a
+// message still stored (see held.go). A task with NotBefore in the future is stored as a one-shot
 // message schedule that the server turns into a ready task at NotBefore
 // (servers before 2.12 have no schedules, and a stream bounded by
 // Config.MaxMsgs or MaxBytes cannot use them: there the task is stored
@@ -117,10 +119,17 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		failed = append(failed, TaskError{ID: tasks[i].ID, Queue: tasks[i].Queue, Err: err})
 	}
 	msgs := make([]*nats.Msg, len(tasks))
-	var send []int // tasks to publish
+	var send []int    // tasks to publish
+	var dups []dupPub // tasks whose publish the server found a duplicate
 	for i, t := range tasks {
 		if done[i].done {
-			markFinished(t, done[i].data) // its key finished within the window: a duplicate
+			// Its key finished within the window, or its task was
+			// released and the copy is queued (a marker without an
+			// outcome): a duplicate either way.
+			markFinished(t, done[i].data)
+			if _, _, ok := task.Finished(t); !ok {
+				task.MarkHeld(t, "")
+			}
 			continue
 		}
 		q := qs[i]
@@ -153,10 +162,12 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	// make room.
 	wait := fullBackoff()
 	for len(send) > 0 {
-		errs := b.publish(ctx, msgs, send)
+		errs, seqs := b.publish(ctx, msgs, send)
 		var full []int
 		for j, i := range send {
 			switch {
+			case errs[j] == nil && seqs[j].dup:
+				dups = append(dups, dupPub{i: i, seq: seqs[j].seq})
 			case errs[j] == nil:
 			case isStreamFull(errs[j]):
 				full = append(full, i)
@@ -191,6 +202,9 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			send = nil
 		}
 	}
+	if len(dups) > 0 {
+		b.markHeld(ctx, tasks, qs, dups)
+	}
 	if len(failed) > 0 {
 		return &EnqueueError{Failed: failed, Total: len(tasks)}
 	}
@@ -198,7 +212,9 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 }
 
 // publish publishes msgs[i] for every i in send asynchronously and waits
-// for their acks (or ctx); the result has one error per entry of send.
+// for their acks (or ctx); the results have one entry per entry of send:
+// the error, and whether the server found the message a duplicate of one
+// it stored (and which).
 // Acks come back through the backend's async publish callbacks (onPubAck,
 // onPubErr), which count down the batch: no channels or futures per
 // message.
@@ -207,8 +223,8 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 // publish window, shared with the ack path's finished-key records): a
 // larger batch waits for acks to make room, until ctx ends or the backend
 // closes; the tasks not published by then fail with that cause.
-func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) []error {
-	batch := &pubBatch{errs: make([]error, len(send)), done: make(chan struct{})}
+func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) ([]error, []dupAck) {
+	batch := &pubBatch{errs: make([]error, len(send)), dups: make([]dupAck, len(send)), done: make(chan struct{})}
 	batch.left.Store(int64(len(send)))
 	for j, i := range send {
 		if err := b.acquire(ctx); err != nil {
@@ -239,7 +255,7 @@ func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) []e
 		}
 		<-batch.done
 	}
-	return batch.errs
+	return batch.errs, batch.dups
 }
 
 // isStreamFull reports whether err is a stream's refusal of a message
@@ -289,7 +305,25 @@ func msgSize(m *nats.Msg) int64 {
 type pubBatch struct {
 	left atomic.Int64  // acks (or errors) still missing
 	errs []error       // per message; written once each, before left drops
+	dups []dupAck      // per message; written with errs, by a duplicate's ack
 	done chan struct{} // closed when left reaches 0
+}
+
+// dupAck is what a publish ack says of a duplicate: the server stored
+// nothing, the message's Nats-Msg-Id being that of the message it stores
+// at seq (stored within the duplicate window).
+type dupAck struct {
+	dup bool
+	seq uint64
+}
+
+// settleAck records ack, the server's acceptance of message i: stored, or
+// a duplicate.
+func (p *pubBatch) settleAck(i int, ack *jetstream.PubAck) {
+	if ack != nil && ack.Duplicate {
+		p.dups[i] = dupAck{dup: true, seq: ack.Sequence}
+	}
+	p.settle(i, nil)
 }
 
 // settle records the outcome of message i (err nil: stored).
@@ -358,15 +392,16 @@ func (p *pending) takeSlot(m *nats.Msg) (pubSlot, bool) {
 }
 
 // onPubAck is the async publish ack callback: the message is stored (or
-// was a duplicate within the window, which is success too).
-func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+// was a duplicate within the window, which is success too; Enqueue marks
+// the task held, see held.go).
+func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
 	b.releaseWindow()
 	if s, ok := b.pubs.takeSlot(m); ok {
 		if s.ack != nil {
 			b.ackAfterRecord(s.ack, s.queue, s.id, nil)
 			return
 		}
-		s.batch.settle(s.i, nil)
+		s.batch.settleAck(s.i, ack)
 	}
 }
 

@@ -123,3 +123,46 @@ func TestLoweredDeadBoundsAreCounted(t *testing.T) {
 	require.Len(t, dead, 2)
 	require.Equal(t, "d3", dead[0].Task.ID)
 }
+
+// A task Enqueue publishes again because a full stream refused it is
+// stored unmarked when room comes (the refused copy was not stored, and a
+// copy of its own would not mark it held anyway), while a duplicate in
+// the same batch is marked held by the task that holds its key.
+func TestTaskRepublishedOnAFullStreamIsNotHeld(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	cfg := embeddedConfig(t.TempDir())
+	cfg.MaxMsgs = 2
+	b := openBackend(t, cfg)
+	a, bt := &task.Task{ID: "a", Kind: "k", Queue: "full"}, &task.Task{ID: "b", Kind: "k", Queue: "full"}
+	require.NoError(t, b.Enqueue(ctx, a, bt))
+
+	c, dupA := &task.Task{ID: "c", Kind: "k", Queue: "full"}, &task.Task{Key: "a", Kind: "k", Queue: "full"}
+	enqueued := make(chan error, 1)
+	go func() { enqueued <- b.Enqueue(ctx, c, dupA) }()
+	select {
+	case err := <-enqueued:
+		t.Fatalf("Enqueue returned while the queue was full: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	inFlight := leaseOne(t, b, "full")
+	require.Equal(t, "a", inFlight.Task.ID)
+	d := leaseOne(t, b, "full")
+	require.Equal(t, "b", d.Task.ID)
+	require.NoError(t, b.Ack(ctx, d))
+	select {
+	case err := <-enqueued:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Enqueue still blocked after a task left the queue")
+	}
+	_, held := task.Held(c)
+	require.False(t, held, "c was stored by its republished message")
+	by, held := task.Held(dupA)
+	require.True(t, held, "a duplicate of the task in flight is held")
+	require.Equal(t, "a", by)
+	d = leaseOne(t, b, "full")
+	require.Equal(t, "c", d.Task.ID)
+	require.NoError(t, b.Ack(ctx, d))
+	require.NoError(t, b.Ack(ctx, inFlight))
+}

@@ -22,6 +22,7 @@ type queueState struct {
 	ackWaitNs atomic.Int64
 
 	mu      sync.Mutex
+	st      jetstream.Stream   // the work stream, set by ensure
 	cons    jetstream.Consumer // the durable consumer, set by ensure
 	started bool               // puller running
 
@@ -184,7 +185,7 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 		return err
 	}
 	q.ackWaitNs.Store(int64(cons.CachedInfo().Config.AckWait))
-	q.cons = cons
+	q.st, q.cons = s, cons
 	q.ready.Store(true)
 	return nil
 }
@@ -194,6 +195,13 @@ func (q *queueState) consumer() jetstream.Consumer {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.cons
+}
+
+// workStream returns the queue's work stream, as ensure last found it.
+func (q *queueState) workStream() jetstream.Stream {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.st
 }
 
 // signal wakes one waiter of ch without blocking.

@@ -36,7 +36,10 @@
 //
 // A task's Key is refused while a task with that key is live (ready,
 // delayed, in flight or dead) and, with Options.DedupWindow, for that long
-// after it was acked or purged.
+// after it was acked or purged. A dropped task is marked with what holds
+// its key (queue.Producer): the outcome of a finished task, or the id of a
+// live one (task.MarkHeld); the same task enqueued again while stored is
+// not marked.
 //
 // # Sharing
 //

@@ -120,16 +120,28 @@ func (q *queueState) isDup(key string, h uint64, now int64) bool {
 	return ok && (ref.e != nil || ref.until > now)
 }
 
-// markDup marks t, a duplicate being dropped, with how the task of its
-// key finished, when it did: a dead letter still kept, or a key
-// remembered after its task ended.
+// markDup marks t, a duplicate being dropped, with what holds its key: how
+// the task of its key finished, when it did (a dead letter still kept, or
+// a key remembered after its task ended), or the live task (queued,
+// delayed or in flight) that holds it. t enqueued again while it (or a
+// task with its ID) is live is that task, not a duplicate of another:
+// nothing is marked. The mark goes on t only, never on the stored task:
+// when t is the very task kept as a dead letter, the dead letter keeps a
+// copy of its own.
 func (q *queueState) markDup(t *task.Task, h uint64) {
 	ref, ok := q.keys.get(t.Key, h)
 	switch {
 	case !ok:
 	case ref.e != nil && ref.e.state == stDead:
+		if ref.e.t == t {
+			ref.e.t = t.Clone()
+		}
 		task.MarkFinished(t, task.DeadLettered, ref.e.reason)
-	case ref.e == nil && ref.outcome.Final():
+	case ref.e != nil:
+		if ref.e.t.ID != t.ID {
+			task.MarkHeld(t, ref.e.t.ID)
+		}
+	case ref.outcome.Final():
 		task.MarkFinished(t, ref.outcome, ref.reason)
 	}
 }

@@ -51,7 +51,14 @@ var cases = []testCase{
 		}
 		return ""
 	}, run: testDuplicateOfFinished},
+	{name: "EnqueueAgainAfterDeadLetter", skip: func(f Features) string {
+		if f.DedupWindow < time.Second {
+			return "keys are not remembered after their task finished"
+		}
+		return ""
+	}, run: testEnqueueAgainAfterDeadLetter},
 	{name: "ForgedFinishedMark", run: testForgedFinishedMark},
+	{name: "DuplicateOfLive", run: testDuplicateOfLive},
 	{name: "LeaseExpiry", run: testLeaseExpiry},
 	{name: "Extend", run: testExtend},
 	{name: "Release", run: testRelease},
