@@ -463,6 +463,7 @@ func TestEnqueueOfAHeldKeyIsNotReportedAsEnqueued(t *testing.T) {
 			code, body = e.call("POST", tasks, map[string]any{"kind": testKind, "key": "k-live", "payload": 2}, nil)
 			require.Equal(t, http.StatusConflict, code, "a second enqueue of a key in flight: %s", body)
 			require.Contains(t, body, live.ID, "the answer names the task that holds the key")
+			require.Contains(t, body, "nothing enqueued")
 			close(hold)
 			eventually(t, "the held task acked", func() bool { return mustAcked(e) == 1 })
 

@@ -1,13 +1,11 @@
 package control
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
-
-	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/queue"
@@ -62,7 +60,7 @@ type Enqueue struct {
 }
 
 // Enqueued answers POST /admin/v1/tasks (201). A task whose key is held
-// already (queued, in flight, or finished within the backend's
+// already (queued, delayed, in flight, or finished within the backend's
 // de-duplication window) is not stored, and the answer is 409 naming
 // what holds the key, not Enqueued.
 type Enqueued struct {
@@ -93,7 +91,7 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	e.Target = "queue/" + t.Queue
-	if held := a.heldKey(r.Context(), t); held != nil {
+	if held := heldKey(t); held != nil {
 		e.Result, e.Error = admin.AuditFailed, held.Error()
 		admin.Audit(r, e)
 		return held
@@ -106,13 +104,13 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) error {
 
 // heldKey returns a 409 when the backend accepted t but stored nothing,
 // t's key being held already (a producer's Enqueue drops such a task
-// without an error): by a task that finished within the de-duplication
-// window (the backend marks t, task.Finished; a dead letter within the
-// window too), or by a task still queued or in flight (found by a lookup
-// of the key). It returns
-// nil when t was stored, and when a lookup cannot tell (the backend
-// accepted t; the lookup's failure is logged).
-func (a *API) heldKey(ctx context.Context, t *task.Task) error {
+// without an error, and marks it; see queue.Producer): by a task that
+// finished within the de-duplication window (task.Finished; a dead letter
+// within the window too), or by a task still queued, delayed or in flight
+// (task.Held, naming that task when the backend knows it). It returns nil
+// when t was stored: t carries neither mark. It looks nothing up: the
+// backend's marks say what its Enqueue did.
+func heldKey(t *task.Task) error {
 	if o, reason, ok := task.Finished(t); ok {
 		what := string(o)
 		if reason != "" {
@@ -124,33 +122,13 @@ func (a *API) heldKey(ctx context.Context, t *task.Task) error {
 		}
 		return status(http.StatusConflict, "%s", msg)
 	}
-	if t.KeyGenerated() {
-		return nil // a key nobody chose cannot be held by another task
-	}
-	s, err := queue.FindTasks(ctx, a.backend, t.Queue, queue.TaskLookup{Key: t.Key})
-	if err != nil {
-		a.log.Warn("enqueue: the key's tasks not looked up; answered as enqueued", zap.String("queue", t.Queue),
-			zap.String("key", t.Key), zap.String("id", t.ID), zap.Error(err))
-		return nil
-	}
-	var other *queue.FoundTask
-	for i, f := range s.Found {
-		if f.Task == nil || f.Task.ID == "" {
-			continue // a finished key's marker: t's own, when t finished already
+	if by, ok := task.Held(t); ok {
+		holder := "a task with this key"
+		if by != "" {
+			holder = fmt.Sprintf("task %s with this key", by)
 		}
-		if f.Task.ID == t.ID {
-			return nil
-		}
-		// A dead letter holds its key through the mark above, within the
-		// window; one found here may be older than the window, which
-		// lets t in.
-		live := f.State == queue.StateReady || f.State == queue.StateDelayed || f.State == queue.StateInFlight
-		if live && other == nil {
-			other = &s.Found[i]
-		}
+		return status(http.StatusConflict, "key %q: %s is queued, delayed or in flight already: nothing enqueued; "+
+			"look it up with GET %s/queues/%s/tasks?key=%s", t.Key, holder, Prefix, url.PathEscape(t.Queue), url.QueryEscape(t.Key))
 	}
-	if other == nil {
-		return nil
-	}
-	return status(http.StatusConflict, "key %q: task %s with this key is %s already: nothing enqueued", t.Key, other.Task.ID, other.State)
+	return nil
 }
