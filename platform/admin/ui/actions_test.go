@@ -255,3 +255,35 @@ func TestConfirmedCountIsWhatIsDone(t *testing.T) {
 	require.Contains(t, r.body, "Purged 2 of 2 dead letters.")
 	require.Equal(t, int64(3), e.dead(), "the ones that came after the confirmation stay")
 }
+
+// TestStoppedRedriveShowsWhatIsKnown: a re-drive the API stops midway
+// (the backend failed and what it did could not be checked) answers the
+// result in place of the confirmation: the counts, how many are unknown,
+// why it stopped; and the list and the counts reload, since dead letters
+// may have left. Before, the answer was a bare error text: the stale
+// confirmation stayed with its Yes, and the list kept showing as dead
+// letters the ones the re-drive had moved.
+func TestStoppedRedriveShowsWhatIsKnown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	e.fail.Store(true)
+	ids := e.enqueue(3)
+	eventually(t, "three dead letters", func() bool { return e.dead() == 3 })
+	e.fail.Store(false)
+	c := e.client()
+	c.signIn(operatorName)
+	qp := "/ui/queues/" + testQueue
+
+	e.api.broken.Store(true)
+	r := c.do(http.MethodPost, qp+"/dead/redrive", url.Values{"scope": {"ids"}, "ids": {ids[0], ids[1]}}, true)
+	e.api.broken.Store(false)
+	require.Equal(t, http.StatusInternalServerError, r.code, r.body)
+	require.True(t, strings.HasPrefix(r.hdr.Get("Content-Type"), "text/html"), "the result, not an error text: %s", r.body)
+	require.Equal(t, "dead-changed", r.hdr.Get("HX-Trigger"), "the list and the counts reload")
+	require.Contains(t, r.body, `id="result-text"`)
+	require.Contains(t, r.body, "Re-drove 0 of 2 dead letters, then stopped")
+	require.Contains(t, r.body, "2 unknown")
+	require.Contains(t, r.body, html.EscapeString(errConnectionLost.Error()))
+	require.Equal(t, int64(1), e.dead(), "the backend did re-drive both")
+	require.Contains(t, auditActions(t, e), "dlq.redrive olive failed")
+}

@@ -378,3 +378,35 @@ func TestBrowserPhoneWidth(t *testing.T) {
 		require.LessOrEqual(t, widths[0], widths[1], "%s is no wider than the phone's screen", p)
 	}
 }
+
+// TestBrowserStoppedRedrive: a re-drive the API stops midway (the
+// backend failed, and what it did could not be checked) shows its result
+// in place of the confirmation, saying how many are unknown and why, and
+// the list reloads: the dead letters the backend did move are gone from
+// it.
+func TestBrowserStoppedRedrive(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	e.fail.Store(true)
+	ids := e.enqueue(2)
+	eventually(t, "two dead letters", func() bool { return e.dead() == 2 })
+	e.fail.Store(false)
+	b := newBrowser(t, e, 1280, 900)
+	b.signIn(operatorName)
+	b.run("the queue", chromedp.Navigate(e.base+"/ui/queues/"+testQueue), chromedp.WaitVisible(chromedp.CSS(`input[value="`+ids[1]+`"]`)))
+	b.run("ask to re-drive both", chromedp.Click(chromedp.CSS("#select-all")), chromedp.Click(chromedp.CSS("#redrive-selected")),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-yes")))
+	require.Equal(t, "Yes, re-drive 2", b.text("#confirm-yes"))
+	b.setAllow(func(msg string) bool { return strings.Contains(msg, "500") })
+	e.api.broken.Store(true)
+	b.run("confirm", chromedp.Click(chromedp.CSS("#confirm-yes")), chromedp.WaitVisible(chromedp.CSS("#result-text")))
+	e.api.broken.Store(false)
+	b.shot("stopped")
+	require.Equal(t, "Re-drove 0 of 2 dead letters, then stopped.", b.text("#result-text"))
+	require.Contains(t, b.text("#result-unknown"), "2 unknown")
+	require.Contains(t, b.text("#result-error"), errConnectionLost.Error())
+	require.Empty(t, b.text("#confirm-yes"), "the confirmation is gone")
+	eventually(t, "the backend did re-drive both", func() bool { return e.dead() == 0 })
+	b.waitText("#dead-table tbody", "No dead letters.")
+	b.setAllow(nil)
+}

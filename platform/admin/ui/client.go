@@ -43,15 +43,10 @@ func (u *UI) call(r *http.Request, method, path string, in, out any) error {
 		return err
 	}
 	if rec.code < 200 || rec.code > 299 {
-		var e admin.Error
-		_ = json.Unmarshal(rec.body.Bytes(), &e)
-		if e.Error == "" {
-			e.Error = strings.TrimSpace(rec.body.String())
-		}
 		if rec.code == http.StatusServiceUnavailable && out != nil {
 			_ = json.Unmarshal(rec.body.Bytes(), out)
 		}
-		return &APIError{Code: rec.code, Msg: e.Error}
+		return answerError(rec)
 	}
 	if out == nil || rec.body.Len() == 0 {
 		return nil
@@ -60,6 +55,17 @@ func (u *UI) call(r *http.Request, method, path string, in, out any) error {
 		return fmt.Errorf("ui: %s %s: answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// answerError is the *APIError of an API answer: its status and the
+// message of its body.
+func answerError(rec *recorder) error {
+	var e admin.Error
+	_ = json.Unmarshal(rec.body.Bytes(), &e)
+	if e.Error == "" {
+		e.Error = strings.TrimSpace(rec.body.String())
+	}
+	return &APIError{Code: rec.code, Msg: e.Error}
 }
 
 // do makes the API request of call and returns its answer as it is.

@@ -1,11 +1,15 @@
 package ui
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/control"
 )
@@ -117,17 +121,48 @@ func (u *UI) deadPurge(w http.ResponseWriter, r *http.Request, s *session) error
 }
 
 // deadDo re-drives or purges through the API and answers what it did;
-// the list and the counts reload (HX-Trigger dead-changed).
+// the list and the counts reload (HX-Trigger dead-changed). An action the
+// API stopped midway (a backend failure it could not check) is answered
+// as a result too, with the API's status and what is known: done, gone,
+// failed, unknown, not tried, and why it stopped (app.js swaps an HTML
+// answer whatever its status).
 func (u *UI) deadDo(w http.ResponseWriter, r *http.Request, op string) error {
 	d, err := deadOpFrom(r, op)
 	if err != nil {
 		return err
 	}
-	var res control.DeadResult
-	if err := u.call(r, http.MethodPost, d.path(), d.action(false), &res); err != nil {
+	rec, err := u.do(r, http.MethodPost, d.path(), d.action(false))
+	if err != nil {
 		return err
 	}
+	res, ok := deadResultOf(rec)
+	switch {
+	case ok:
+	case rec.code >= 200 && rec.code <= 299:
+		return fmt.Errorf("ui: POST %s: the answer is no dead-letter result: %.200q", d.path(), rec.body.String())
+	default:
+		return answerError(rec)
+	}
+	if res.Error != "" {
+		u.log.Warn("ui: dead-letter action stopped", zap.String("queue", d.Queue), zap.String("op", d.Op),
+			zap.Int("status", rec.code), zap.String("error", res.Error))
+	}
 	w.Header().Set("HX-Trigger", "dead-changed")
-	u.fragment(w, http.StatusOK, "dead-result", deadConfirmView{Op: d, Result: res})
+	u.fragment(w, rec.code, "dead-result", deadConfirmView{Op: d, Result: res})
 	return nil
+}
+
+// deadResultOf decodes the API's answer to a re-drive or purge: a 2xx
+// one, or one that stopped midway (its counts and the error).
+func deadResultOf(rec *recorder) (control.DeadResult, bool) {
+	var res control.DeadResult
+	var has struct {
+		Matched *int `json:"matched"`
+	}
+	body := rec.body.Bytes()
+	if json.Unmarshal(body, &has) != nil || has.Matched == nil || json.Unmarshal(body, &res) != nil {
+		return res, false
+	}
+	ok := rec.code >= 200 && rec.code <= 299
+	return res, ok || res.Error != ""
 }

@@ -50,6 +50,7 @@ type env struct {
 	t     testing.TB
 	base  string
 	b     *memory.Backend
+	api   *flaky // the control API's backend: b, failing on demand
 	rt    *worker.Runtime
 	srv   *admin.Server
 	fail  atomic.Bool
@@ -117,7 +118,8 @@ func newEnv(t testing.TB, authOff bool) *env {
 		{Name: "mailbox", Func: func(context.Context) error { return errors.New("mailbox <inbox> unreachable") }},
 	})
 	require.NoError(t, err)
-	api := control.New(control.Params{Backend: e.b, Runtime: rt})
+	e.api = &flaky{Backend: e.b}
+	api := control.New(control.Params{Backend: e.api, Runtime: rt})
 	u, err := ui.New(ui.Params{Pages: []ui.Page{appPage}})
 	require.NoError(t, err)
 	cfg := admin.Config{Listen: "127.0.0.1:0"}
@@ -157,6 +159,34 @@ func newEnv(t testing.TB, authOff bool) *env {
 		_ = e.b.Close(ctx)
 	})
 	return e
+}
+
+// flaky is the control API's view of the env's backend. While broken is
+// set, a re-drive does its work and then fails before it says so (the
+// connection lost), and the next read of dead letters (the API's check
+// of what the re-drive did) fails too: what it did cannot be checked.
+type flaky struct {
+	queue.Backend
+	broken atomic.Bool
+	lost   atomic.Bool
+}
+
+var errConnectionLost = errors.New("backend: connection lost")
+
+func (f *flaky) Redrive(ctx context.Context, q string, ids ...string) (int, error) {
+	n, err := f.Backend.Redrive(ctx, q, ids...)
+	if err != nil || !f.broken.Load() {
+		return n, err
+	}
+	f.lost.Store(true)
+	return 0, errConnectionLost
+}
+
+func (f *flaky) QueryDead(ctx context.Context, q string, dq queue.DeadQuery) (queue.DeadPage, error) {
+	if f.lost.CompareAndSwap(true, false) {
+		return queue.DeadPage{}, errConnectionLost
+	}
+	return f.Backend.QueryDead(ctx, q, dq)
 }
 
 // enqueue puts n tasks on testQueue and returns their ids.

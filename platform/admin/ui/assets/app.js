@@ -1,7 +1,9 @@
 // plba admin UI: the only script besides htmx (no inline script: the
 // Content-Security-Policy forbids it). It shows times in the browser's
 // zone with relative times, selects every dead letter of a page, closes
-// confirmations, and shows the message of a refused or failed request.
+// confirmations, swaps an HTML answer whatever its status (an action that
+// failed midway says what it did), and shows the message of a refused or
+// failed request.
 (function () {
   "use strict";
 
@@ -35,6 +37,15 @@
   document.addEventListener("htmx:load", function (e) { times(e.target); });
   document.addEventListener("htmx:afterSwap", function (e) { times(e.target); });
   document.addEventListener("htmx:beforeRequest", function () { flash(""); });
+  // An HTML answer is swapped whatever its status: an action that failed
+  // midway answers what it did (the UI's errors are text, flashed).
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var x = e.detail.xhr, ct = x ? x.getResponseHeader("Content-Type") || "" : "";
+    if (x && x.status >= 400 && ct.indexOf("text/html") === 0) {
+      e.detail.shouldSwap = true;
+      e.detail.isError = false;
+    }
+  });
   document.addEventListener("htmx:responseError", function (e) {
     var x = e.detail.xhr;
     flash((x && x.responseText) ? x.responseText : "The request failed.");
