@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"context"
 	"html"
 	"net/http"
 	"net/url"
@@ -286,4 +287,40 @@ func TestStoppedRedriveShowsWhatIsKnown(t *testing.T) {
 	require.Contains(t, r.body, html.EscapeString(errConnectionLost.Error()))
 	require.Equal(t, int64(1), e.dead(), "the backend did re-drive both")
 	require.Contains(t, auditActions(t, e), "dlq.redrive olive failed")
+}
+
+// TestConfirmationLeavesOutWhatItSaysItLeavesOut: of two selected dead
+// letters, one is purged by someone else before the confirmation; the
+// confirmation says it is left out, and its Yes re-drives the other one
+// alone: the result and the audit say it was done, with nothing failed.
+// Before, the Yes posted the left-out id too, so the result listed it as
+// failed and the audit recorded the confirmed re-drive as failed.
+func TestConfirmationLeavesOutWhatItSaysItLeavesOut(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	e.fail.Store(true)
+	ids := e.enqueue(2)
+	eventually(t, "two dead letters", func() bool { return e.dead() == 2 })
+	e.fail.Store(false)
+	c := e.client()
+	c.signIn(operatorName)
+	qp := "/ui/queues/" + testQueue
+
+	n, err := e.b.Purge(context.Background(), testQueue, ids[0])
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	r := c.do(http.MethodPost, qp+"/dead/confirm", url.Values{"action": {"redrive:ids"}, "ids": {ids[0], ids[1]}}, true)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, "Re-drive 1 dead letter</strong>")
+	require.Contains(t, r.body, "1 of the selected are no longer dead letters and are left out.")
+	yes := formOf(t, r.body)
+	require.Equal(t, []string{ids[1]}, yes["ids"], "the Yes posts what the confirmation stated")
+
+	r = c.do(http.MethodPost, qp+"/dead/redrive", yes, true)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, "Re-drove 1 of 1 dead letter.")
+	require.NotContains(t, r.body, ids[0])
+	actions := auditActions(t, e)
+	require.Contains(t, actions, "dlq.redrive olive ok")
+	require.NotContains(t, actions, "dlq.redrive olive failed")
 }

@@ -94,6 +94,23 @@ type deadConfirmView struct {
 	Result control.DeadResult
 }
 
+// IDs are the ids the confirmation's Yes posts: the selected ones less
+// those the dry run found no longer dead letters, which the confirmation
+// says it leaves out.
+func (v deadConfirmView) IDs() []string {
+	out := map[string]bool{}
+	for _, f := range v.Result.Failed {
+		out[f.ID] = true
+	}
+	var ids []string
+	for _, id := range v.Op.IDs {
+		if !out[id] {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // deadConfirm asks the API how many dead letters the operation would
 // take (a dry run) and answers the confirmation, which states the count.
 func (u *UI) deadConfirm(w http.ResponseWriter, r *http.Request, _ *session) error {
