@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/admin"
 )
 
 // TestDeadLettersRedriveAndPurgeWithConfirmation: the queue page lists
@@ -323,4 +325,37 @@ func TestConfirmationLeavesOutWhatItSaysItLeavesOut(t *testing.T) {
 	actions := auditActions(t, e)
 	require.Contains(t, actions, "dlq.redrive olive ok")
 	require.NotContains(t, actions, "dlq.redrive olive failed")
+}
+
+// TestActionsTheUIRefusesAreAudited: an operator's action the UI refuses
+// itself (a size that is no number, an unknown pool action, a dead-letter
+// action with nothing selected) calls no API route, and is audited as
+// failed with the UI's reason, as the API audits the actions it refuses.
+// Before, the UI marked every action as audited by the API route it would
+// call, so these left no entry.
+func TestActionsTheUIRefusesAreAudited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	c := e.client()
+	c.signIn(operatorName)
+	for _, a := range []struct {
+		path string
+		form url.Values
+		code int
+		why  string
+	}{
+		{"/ui/pools/" + testQueue + "/resize", url.Values{"size": {"many"}}, http.StatusBadRequest, "size: want a whole number"},
+		{"/ui/pools/" + testQueue + "/explode", url.Values{}, http.StatusNotFound, "no pool action explode"},
+		{"/ui/queues/" + testQueue + "/dead/redrive", url.Values{"scope": {"ids"}}, http.StatusBadRequest, "no dead letter selected"},
+	} {
+		r := c.do(http.MethodPost, a.path, a.form, true)
+		require.Equal(t, a.code, r.code, r.body)
+		found := false
+		for _, en := range auditEntries(t, e) {
+			if en.Identity == operatorName && en.Result == admin.AuditFailed && en.Status == a.code && strings.Contains(en.Error, a.why) {
+				found = true
+			}
+		}
+		require.True(t, found, "%s: audited as failed with %q", a.path, a.why)
+	}
 }

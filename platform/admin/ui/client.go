@@ -68,11 +68,19 @@ func answerError(rec *recorder) error {
 	return &APIError{Code: rec.code, Msg: e.Error}
 }
 
-// do makes the API request of call and returns its answer as it is.
+// do makes the API request of call and returns its answer as it is. A
+// state-changing request marks r as audited by the API route it calls.
 func (u *UI) do(r *http.Request, method, path string, in any) (*recorder, error) {
 	hp := u.api.Load()
 	if hp == nil {
 		return nil, errNotBound
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		// The API route records the action, refused or done: the UI's
+		// own route records nothing more.
+		admin.AuditedElsewhere(r)
 	}
 	var body io.Reader = http.NoBody
 	if in != nil {

@@ -12,7 +12,9 @@
 // purge, pause, resume, resize, the log level) is a route that needs
 // RoleOperator and, with a session, its CSRF token, and passes the call
 // on to the API route that does it, which checks the role and the token
-// again and records the audit entry. A viewer sees no action buttons.
+// again and records the audit entry; an action the UI refuses itself
+// (a malformed form) is audited as failed under the UI's route. A viewer
+// sees no action buttons.
 //
 // Every response carries a Content-Security-Policy that allows scripts,
 // styles and requests only from the server itself and no inline script;

@@ -148,12 +148,13 @@ const maxForm = 256 << 10
 // page wraps a page or action: security headers, the form (actions),
 // who the caller is (GET SessionPath on the API with the caller's
 // credentials; without any, a page sends the browser to the sign-in), and
-// an error page or message for what f returns.
+// an error page or message for what f returns. An action is audited by
+// the API route it calls (do); one the UI refuses before it calls any is
+// audited by fail.
 func (u *UI) page(f handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secure(w)
 		if r.Method == http.MethodPost {
-			admin.AuditedElsewhere(r) // the API route each action calls records it
 			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 			if err := r.ParseForm(); err != nil {
 				u.fail(w, r, nil, &APIError{Code: http.StatusBadRequest, Msg: "form: " + err.Error()})
@@ -213,6 +214,12 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, s *session, err error)
 	}
 	if code >= 500 {
 		u.log.Warn("ui: request failed", zap.String("path", r.URL.Path), zap.Int("status", code), zap.Error(err))
+	}
+	if r.Method == http.MethodPost {
+		// An action refused before it called the API: audited here (when
+		// it called the API, the API route's entry stands and this one is
+		// dropped, see do).
+		admin.Audit(r, admin.AuditEntry{Action: r.Pattern, Target: r.URL.Path, Error: msg})
 	}
 	if htmx(r) || s == nil {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -108,6 +108,17 @@ func TestSignInPagesAndSignOut(t *testing.T) {
 // newest first, read with the operator token.
 func auditActions(t *testing.T, e *env) []string {
 	t.Helper()
+	var out []string
+	for _, en := range auditEntries(t, e) {
+		out = append(out, en.Action+" "+en.Identity+" "+en.Result)
+	}
+	return out
+}
+
+// auditEntries returns every audit entry, newest first, read with the
+// operator token.
+func auditEntries(t *testing.T, e *env) []admin.AuditEntry {
+	t.Helper()
 	c := e.client()
 	c.token = operatorTok
 	req, err := http.NewRequest(http.MethodGet, e.base+admin.AuditPath+"?limit=1000", nil)
@@ -118,11 +129,7 @@ func auditActions(t *testing.T, e *env) []string {
 	defer res.Body.Close()
 	var page admin.AuditPage
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&page))
-	var out []string
-	for _, en := range page.Entries {
-		out = append(out, en.Action+" "+en.Identity+" "+en.Result)
-	}
-	return out
+	return page.Entries
 }
 
 // TestRolesSeeAndDoWhatTheyMay: an operator (session or token) sees the
