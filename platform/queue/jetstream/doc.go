@@ -57,7 +57,9 @@
 // Nak, NakWithDelay, InProgress and TermWithReason. A request ends
 // filled, expired (5 s) or cut short by a reconnect; a consumer deleted
 // under the puller (ErrConsumerDeleted, or no consumer answering the
-// next request) is created again.
+// next request) is created again, with its stream when that is gone too.
+// Enqueue sets a deleted work stream up again as well, so a host that
+// only produces heals too (TestEnqueueSetsADeletedStreamUpAgain).
 //
 // Fetch rather than Consume or Messages, because those read ahead: they
 // ask for more messages as soon as the previous ones were handed over,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 )
 
 // queueState is this process's handle on one queue: its stream, its
@@ -188,6 +189,36 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	q.st, q.cons = s, cons
 	q.ready.Store(true)
 	return nil
+}
+
+// restore sets the queues of the tasks lost (indexes into qs) up again,
+// their stream and consumer: a publish that no stream answered finds the
+// queue's work stream gone. It returns the tasks whose queue is set up
+// again and calls fail for the others.
+func (b *Backend) restore(ctx context.Context, qs []*queueState, lost []int, fail func(i int, err error)) []int {
+	errs := map[*queueState]error{}
+	for _, i := range lost {
+		q := qs[i]
+		if _, seen := errs[q]; seen {
+			continue
+		}
+		q.ready.Store(false)
+		err := q.ensure(ctx, b)
+		errs[q] = err
+		if err == nil {
+			b.log.Warn("jetstream: work stream set up again (no stream answered a publish: deleted on the server?)",
+				zap.String("queue", q.queue), zap.String("stream", q.stream))
+		}
+	}
+	var again []int
+	for _, i := range lost {
+		if err := errs[qs[i]]; err != nil {
+			fail(i, err)
+			continue
+		}
+		again = append(again, i)
+	}
+	return again
 }
 
 // consumer returns the queue's durable consumer, as ensure last made it.

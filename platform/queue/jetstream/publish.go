@@ -1,0 +1,177 @@
+package jetstream
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// publish publishes msgs[i] for every i in send asynchronously and waits
+// for their acks (or ctx); the results have one entry per entry of send:
+// the error, and whether the server found the message a duplicate of one
+// it stored (and which).
+// Acks come back through the backend's async publish callbacks (onPubAck,
+// onPubErr), which count down the batch: no channels or futures per
+// message.
+//
+// At most Config.MaxAsyncPending publishes are in flight (the backend's
+// publish window, shared with the ack path's finished-key records): a
+// larger batch waits for acks to make room, until ctx ends or the backend
+// closes; the tasks not published by then fail with that cause.
+func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) ([]error, []dupAck) {
+	batch := &pubBatch{errs: make([]error, len(send)), dups: make([]dupAck, len(send)), done: make(chan struct{})}
+	batch.left.Store(int64(len(send)))
+	for j, i := range send {
+		if err := b.acquire(ctx); err != nil {
+			for k := j; k < len(send); k++ {
+				batch.settle(k, fmt.Errorf("publish: waiting for room among %d publishes in flight: %w", cap(b.window), err))
+			}
+			break
+		}
+		m := msgs[i]            // a message of its own for every attempt (Enqueue copies it for the next)
+		b.pubs.add(m, batch, j) // before publishing: the ack may come first
+		if _, err := b.js.PublishMsgAsync(m); err != nil {
+			b.releaseWindow() // nats.go forgot it: no callback comes
+			if b.pubs.take(m) != nil {
+				batch.settle(j, fmt.Errorf("publish: %w", err))
+			}
+		}
+	}
+	select {
+	case <-batch.done:
+	case <-ctx.Done():
+		// Give up on the acks still missing; late ones are ignored.
+		for j, i := range send {
+			// One never published (no room in the window) was settled
+			// already and is not pending.
+			if b.pubs.take(msgs[i]) != nil {
+				batch.settle(j, fmt.Errorf("publish ack: %w", ctx.Err()))
+			}
+		}
+		<-batch.done
+	}
+	return batch.errs, batch.dups
+}
+
+// pubBatch waits for the publish acks of one Enqueue call.
+type pubBatch struct {
+	left atomic.Int64  // acks (or errors) still missing
+	errs []error       // per message; written once each, before left drops
+	dups []dupAck      // per message; written with errs, by a duplicate's ack
+	done chan struct{} // closed when left reaches 0
+}
+
+// dupAck is what a publish ack says of a duplicate: the server stored
+// nothing, the message's Nats-Msg-Id being that of the message it stores
+// at seq (stored within the duplicate window).
+type dupAck struct {
+	dup bool
+	seq uint64
+}
+
+// settleAck records ack, the server's acceptance of message i: stored, or
+// a duplicate.
+func (p *pubBatch) settleAck(i int, ack *jetstream.PubAck) {
+	if ack != nil && ack.Duplicate {
+		p.dups[i] = dupAck{dup: true, seq: ack.Sequence}
+	}
+	p.settle(i, nil)
+}
+
+// settle records the outcome of message i (err nil: stored).
+func (p *pubBatch) settle(i int, err error) {
+	p.errs[i] = err
+	if p.left.Add(-1) == 0 {
+		close(p.done)
+	}
+}
+
+// pubSlot is where a published message's outcome goes: message i of a
+// batch, or, for a finished-key record, the ack of the task's message
+// (ack, with the queue and task id for the log; see ackAfterRecord).
+// Slots are stored by value: no allocation of their own.
+type pubSlot struct {
+	batch *pubBatch
+	i     int
+	ack   jetstream.Msg
+	queue string
+	id    string
+}
+
+// pending maps the messages of Enqueue calls that wait for their publish
+// ack to their batch. Whoever takes a message out of it (the ack or error
+// callback, or Enqueue giving up) settles it, exactly once.
+type pending struct {
+	mu sync.Mutex
+	m  map[*nats.Msg]pubSlot
+}
+
+func (p *pending) add(m *nats.Msg, b *pubBatch, i int) { p.put(m, pubSlot{batch: b, i: i}) }
+
+// addAck makes the outcome of m, a finished-key record, decide whether
+// ack, the message of task id on queue q, is acked (ackAfterRecord).
+func (p *pending) addAck(m *nats.Msg, ack jetstream.Msg, q, id string) {
+	p.put(m, pubSlot{ack: ack, queue: q, id: id})
+}
+
+func (p *pending) put(m *nats.Msg, s pubSlot) {
+	p.mu.Lock()
+	if p.m == nil {
+		p.m = make(map[*nats.Msg]pubSlot)
+	}
+	p.m[m] = s
+	p.mu.Unlock()
+}
+
+// take removes m and returns its slot's batch (nil when already taken),
+// settling nothing; the caller settles.
+func (p *pending) take(m *nats.Msg) *pubBatch {
+	s, ok := p.takeSlot(m)
+	if !ok {
+		return nil
+	}
+	return s.batch
+}
+
+func (p *pending) takeSlot(m *nats.Msg) (pubSlot, bool) {
+	p.mu.Lock()
+	s, ok := p.m[m]
+	if ok {
+		delete(p.m, m)
+	}
+	p.mu.Unlock()
+	return s, ok
+}
+
+// onPubAck is the async publish ack callback: the message is stored (or
+// was a duplicate within the window, which is success too; Enqueue marks
+// the task held, see held.go).
+func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	b.releaseWindow()
+	if s, ok := b.pubs.takeSlot(m); ok {
+		if s.ack != nil {
+			b.ackAfterRecord(s.ack, s.queue, s.id, nil)
+			return
+		}
+		s.batch.settleAck(s.i, ack)
+	}
+}
+
+// onPubErr is the async publish error callback (an error reply, no
+// stream, a timeout after Config.PublishTimeout, a reconnect that lost
+// the ack). It may run with nats.go's publisher lock held: it only
+// touches the pending map.
+func (b *Backend) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	b.releaseWindow()
+	if s, ok := b.pubs.takeSlot(m); ok {
+		if s.ack != nil {
+			b.ackAfterRecord(s.ack, s.queue, s.id, fmt.Errorf("publish ack: %w", err))
+			return
+		}
+		s.batch.settle(s.i, fmt.Errorf("publish ack: %w", err))
+	}
+}
