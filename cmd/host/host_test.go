@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/internal/netfault"
 )
 
 // hostBin is the host binary built once for the subprocess tests.
@@ -430,29 +432,9 @@ func demoPath(t *testing.T) string {
 // timeout; the start failed, so the host exits 1.
 func TestSignalDuringStartAbandonsIt(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = ln.Close() })
-	accepted := make(chan struct{})
-	go func() { // accept and hold: a server that never speaks
-		var held []net.Conn
-		defer func() {
-			for _, c := range held {
-				_ = c.Close()
-			}
-		}()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if held = append(held, c); len(held) == 1 {
-				close(accepted)
-			}
-		}
-	}()
+	addr, accepted := netfault.Silent(t) // a server that never speaks
 	p := startHost(t, nil, append(jsonLogs, "--set", "queue.backend=jetstream",
-		"--set", "queue.jetstream.url=nats://"+ln.Addr().String(), "--set", "queue.jetstream.connect_timeout=60s",
+		"--set", "queue.jetstream.url=nats://"+addr, "--set", "queue.jetstream.connect_timeout=60s",
 		"--set", "lifecycle.start_timeout=60s")...)
 	select {
 	case <-accepted: // the host is inside the JetStream connect
