@@ -128,7 +128,10 @@ type DeadLetters interface {
 	ListDead(ctx context.Context, queue string, limit int) ([]DeadLetter, error)
 	// Redrive moves the dead letters with the given task ids (all of the
 	// queue's when ids is empty) back to the queue, with fresh attempt
-	// counts. It returns how many moved.
+	// counts. It returns how many moved. A re-driven task is queued
+	// again, not finished: Enqueue drops a duplicate of it without the
+	// finished mark of its dead letter (its source hears the outcome of
+	// the re-driven task instead).
 	Redrive(ctx context.Context, queue string, ids ...string) (int, error)
 	// Purge deletes the dead letters with the given ids (all when empty)
 	// and returns how many went.

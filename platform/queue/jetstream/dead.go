@@ -263,9 +263,13 @@ func idSet(ids []string) map[string]bool {
 }
 
 // Redrive republishes the selected dead letters to their queue as new
-// messages (so they start again at attempt 1, ready now), then deletes
-// them from the dead-letter stream. A crash between the two steps may
-// redrive a task twice, as at-least-once allows.
+// messages (so they start again at attempt 1, ready now), records each
+// one's key as queued again (done.go: the key's dead-letter marker would
+// otherwise mark a duplicate emitted meanwhile as dead-lettered, and its
+// source would be told an outcome the re-driven task has not had), then
+// deletes them from the dead-letter stream. A crash between the steps may
+// redrive a task twice, as at-least-once allows, or leave the old marker,
+// which then marks a duplicate as the dead letter it was.
 func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) (int, error) {
 	if err := b.usable(); err != nil {
 		return 0, err
@@ -299,9 +303,19 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		t := m.dl.Task
 		t.Attempt, t.NotBefore = 0, time.Time{}
 		msgID := msgIDOf(t.Key) + "-redrive-" + strconv.FormatUint(m.seq, 10)
+		// The marker the key has now (the dead letter's, when within
+		// the window), which the re-driven task's own settlement may
+		// replace as soon as it is published.
+		prev, err := b.doneSeq(ctx, q, t.Key)
+		if err != nil {
+			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
+		}
 		// Re-driven by an operator, the task is remembered by its key
 		// once it finishes, whoever chose the key.
 		if _, err := b.js.PublishMsg(ctx, encodeTask(t, msgSpec{subject: q.subject, msgID: msgID, keyed: true})); err != nil {
+			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
+		}
+		if err := b.markQueuedAgain(ctx, q, t.Key, prev); err != nil {
 			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
 		}
 		if err := dead.DeleteMsg(ctx, m.seq); err != nil && !isNotFound(err) {

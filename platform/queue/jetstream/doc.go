@@ -116,7 +116,9 @@
 //     published to the dead-letter stream <prefix>_DEAD (limits retention)
 //     and then the delivery is terminated (TermWithReason). ListDead reads
 //     that stream by subject, Redrive republishes a copy to the queue
-//     (fresh attempts) and deletes the dead letter, Purge deletes.
+//     (fresh attempts), records its key as queued again (a finished-key
+//     marker without outcome, written only over the dead letter's, see
+//     done.go) and deletes the dead letter, Purge deletes.
 //
 // # Bounded storage
 //

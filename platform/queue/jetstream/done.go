@@ -115,6 +115,39 @@ func (b *Backend) markDone(ctx context.Context, q *queueState, key string, o tas
 	return nil
 }
 
+// doneSeq returns the stream sequence of key's marker on q, or 0 when
+// the key has none (never finished, or its marker aged out of the
+// window).
+func (b *Backend) doneSeq(ctx context.Context, q *queueState, key string) (uint64, error) {
+	m, err := b.done.GetLastMsgForSubject(ctx, q.doneSubject(key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: look up key %q of %q: %w", key, q.queue, err)
+	}
+	return m.Sequence, nil
+}
+
+// markQueuedAgain records that key, whose marker was at stream sequence
+// prev (0: none), is queued again (a re-driven dead letter): a marker
+// without outcome, so that Enqueue drops a duplicate without telling its
+// source an outcome the queued task has not had. The marker is written
+// only over prev: when the re-driven task finished meanwhile, its own
+// marker stands.
+func (b *Backend) markQueuedAgain(ctx context.Context, q *queueState, key string, prev uint64) error {
+	_, err := b.js.Publish(ctx, q.doneSubject(key), doneData(task.Returned, ""), jetstream.WithExpectLastSequencePerSubject(prev))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return nil // a newer marker: the re-driven task finished already
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: record key %q of %q as queued again: %w", key, q.queue, err)
+	}
+	return nil
+}
+
 // ackAfterRecord runs on nats.go's ack-processing goroutine when the
 // finished-key record of the task id on queue q was stored (err nil): it
 // acks the task's message msg. A refused record leaves the task unacked.

@@ -61,3 +61,38 @@ func TestFinishedLookupsInChunks(t *testing.T) {
 		require.Equal(t, i%2 == 0, m.done, "key %d", i)
 	}
 }
+
+// A re-drive records its key as queued again only over the marker it saw
+// before it published the task: when the re-driven task finished in
+// between, its marker (the real outcome) stands.
+func TestQueuedAgainMarkerKeepsANewerOutcome(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	q, err := b.queue("redrive")
+	require.NoError(t, err)
+	lookup := func(key string) doneMark {
+		got, err := b.finished(ctx, []*task.Task{{Key: key, Queue: "redrive"}}, []*queueState{q})
+		require.NoError(t, err)
+		return got[0]
+	}
+
+	// No marker yet, and none meanwhile: the key is recorded as queued.
+	prev, err := b.doneSeq(ctx, q, "fresh")
+	require.NoError(t, err)
+	require.Zero(t, prev)
+	require.NoError(t, b.markQueuedAgain(ctx, q, "fresh", prev))
+	m := lookup("fresh")
+	require.True(t, m.done, "a duplicate of the queued key is dropped")
+	require.Empty(t, m.data, "and not marked with an outcome")
+
+	// The dead letter's marker, then the re-driven task's success before
+	// the re-drive records the key: the success stands.
+	require.NoError(t, b.markDone(ctx, q, "k", task.DeadLettered, "bad"))
+	prev, err = b.doneSeq(ctx, q, "k")
+	require.NoError(t, err)
+	require.NotZero(t, prev)
+	require.NoError(t, b.markDone(ctx, q, "k", task.Succeeded, ""))
+	require.NoError(t, b.markQueuedAgain(ctx, q, "k", prev))
+	require.Equal(t, doneMark{done: true, data: []byte("succeeded")}, lookup("k"))
+}

@@ -57,6 +57,12 @@ var cases = []testCase{
 		}
 		return ""
 	}, run: testEnqueueAgainAfterDeadLetter},
+	{name: "DuplicateOfRedriven", skip: func(f Features) string {
+		if f.DedupWindow < time.Second {
+			return "keys are not remembered after their task finished"
+		}
+		return ""
+	}, run: testDuplicateOfRedriven},
 	{name: "ForgedFinishedMark", run: testForgedFinishedMark},
 	{name: "DuplicateOfLive", run: testDuplicateOfLive},
 	{name: "LeaseExpiry", run: testLeaseExpiry},
@@ -309,6 +315,43 @@ func testDuplicateOfFinished(t *testing.T, s *suite) {
 	require.True(t, ok, "a duplicate of a dead letter is marked finished")
 	require.Equal(t, task.DeadLettered, o)
 	require.Equal(t, "bad order 7", reason)
+}
+
+// testDuplicateOfRedriven: a dead letter that is re-driven is queued
+// again, no longer finished, so a duplicate of it is dropped without a
+// finished mark (its emitter would otherwise tell its source the dead
+// letter while the re-driven task runs, and may then succeed); once the
+// re-driven task finished, a duplicate is marked with that new outcome.
+func testDuplicateOfRedriven(t *testing.T, s *suite) {
+	tk := s.newTask("redriven")
+	tk.Key = "redriven-" + s.q
+	s.enqueue(tk)
+	d := s.leaseN(1, longLease)[0]
+	require.NoError(t, s.b.DeadLetter(s.ctx, d, "bad order 8"))
+	n, err := s.b.Redrive(s.ctx, s.q, tk.ID)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	again := s.newTask("redriven-again")
+	again.Key = tk.Key
+	s.enqueue(again)
+	o, reason, ok := task.Finished(again)
+	require.False(t, ok, "a duplicate of a re-driven task that is queued again is not finished (marked %q, %q)", o, reason)
+
+	d = s.leaseN(1, longLease)[0]
+	require.Equal(t, tk.ID, d.Task.ID, "the re-driven task, not the duplicate, is delivered")
+	require.NoError(t, s.b.Ack(s.ctx, d))
+	s.expectNone(s.f.Lease / 2)
+
+	late := s.newTask("redriven-late")
+	late.Key = tk.Key
+	require.Eventually(t, func() bool {
+		late.Headers = nil
+		require.NoError(t, s.b.Enqueue(s.ctx, late))
+		o, _, ok := task.Finished(late)
+		return ok && o == task.Succeeded
+	}, s.f.Slack, 20*time.Millisecond, "a duplicate of the re-driven task that succeeded is marked succeeded")
+	s.expectNone(s.f.Lease / 2)
 }
 
 // testForgedFinishedMark: a task that arrives carrying the mark of a

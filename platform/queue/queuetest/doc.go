@@ -24,7 +24,9 @@
 // The cases cover: ack removes; retry is not delivered before its time and is
 // delivered after it with the attempt increased; dead letters keep task and
 // reason, and ListDead, Redrive and Purge work; the backend's max-deliveries
-// limit; de-duplication by key; a task that arrives with the mark of a
+// limit; de-duplication by key; a duplicate of a finished task is marked
+// with its outcome, and one of a re-driven dead letter, queued again, is
+// not; a task that arrives with the mark of a
 // dropped duplicate (task.HeaderFinished) is stored unmarked; lease expiry redelivers and the old
 // delivery's settlements return queue.ErrLeaseLost; Extend keeps a lease
 // alive; Release gives a delivery back at once without counting its
