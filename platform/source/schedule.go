@@ -62,7 +62,11 @@ type Marks interface {
 // queue, the machine slept), and so are the due times before it that the
 // schedule never reached. The Missed policy decides: SkipMissed (default)
 // drops them and waits for the next due time; CatchUpOnce fires the latest
-// of them once.
+// of them once. Due times are wall-clock times: the schedule reads the
+// wall clock at least every second while it waits, so a clock set forward
+// (an NTP step) or a machine that slept before a due time does not make
+// that due time late; a due time the clock jumped over, or that came
+// while the machine slept, is late by as much.
 //
 // The last run: at start the schedule looks at the latest due time that
 // has passed. What it knows of earlier runs comes from its Marks

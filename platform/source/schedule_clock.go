@@ -14,25 +14,41 @@ type clock interface {
 	Sleep(ctx context.Context, t time.Time) error
 }
 
-type realClock struct{}
+type realClock struct {
+	wall func() time.Time // nil: time.Now (a clock that jumps in tests)
+}
 
-func (realClock) Now() time.Time { return time.Now() }
+func (c realClock) Now() time.Time {
+	if c.wall != nil {
+		return c.wall()
+	}
+	return time.Now()
+}
 
-// Sleep waits on the monotonic clock and checks the wall clock after, so
-// a wall clock set back does not fire a due time early.
-func (realClock) Sleep(ctx context.Context, t time.Time) error {
-	timer := time.NewTimer(time.Until(t))
+// wallCheck is how long, at most, Sleep waits before it reads the wall
+// clock again.
+const wallCheck = time.Second
+
+// Sleep waits until the wall clock reads t. Timers run on the monotonic
+// clock, which a wall clock set forward (an NTP step) does not move and
+// which stands still while the machine sleeps: a timer set for the whole
+// distance would end late by the jump or the suspend, and the due time
+// would count as missed. So Sleep waits at most wallCheck at a time and
+// reads the wall clock after each wait; a wall clock set back does not
+// end it early either.
+func (c realClock) Sleep(ctx context.Context, t time.Time) error {
+	timer := time.NewTimer(min(t.Sub(c.Now()), wallCheck))
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-timer.C:
-			d := time.Until(t)
+			d := t.Sub(c.Now())
 			if d <= 0 {
 				return nil
 			}
-			timer.Reset(d)
+			timer.Reset(min(d, wallCheck))
 		}
 	}
 }

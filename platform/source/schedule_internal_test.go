@@ -527,3 +527,70 @@ func TestScheduleMarksAnEnqueuedDueTimeWhenStopped(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, at("2026-12-04T10:00:00Z"), last)
 }
+
+// jumpingWall is a wall clock that runs with the real one and is set
+// forward by jump, as NTP steps it or as it reads after the machine slept
+// (the monotonic clock, which timers use, does not advance in a suspend).
+type jumpingWall struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (w *jumpingWall) now() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return time.Now().Round(0).Add(w.off)
+}
+
+func (w *jumpingWall) jump(d time.Duration) {
+	w.mu.Lock()
+	w.off += d
+	w.mu.Unlock()
+}
+
+// The real clock's Sleep ends soon after the wall clock reached the due
+// time, also when the wall clock jumped there (set forward, or the
+// machine slept before the due time): it does not wait for the timer it
+// set for the old distance, which would make the due time late by the
+// jump, and a schedule would count it missed and skip it.
+func TestRealClockSleepFollowsAWallClockJump(t *testing.T) {
+	w := &jumpingWall{}
+	c := realClock{wall: w.now}
+	due := c.Now().Add(time.Hour)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		w.jump(time.Hour - time.Second) // the due time is a second away now
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, c.Sleep(ctx, due), "Sleep ends once the wall clock reads the due time")
+	require.Less(t, time.Since(start), 5*time.Second)
+	require.False(t, c.Now().Before(due), "not before the due time")
+}
+
+// A schedule sleeping towards a due time a day away, whose wall clock is
+// set forward by five minutes in the middle, runs that due time on time
+// by the wall clock, not five minutes late (which is more than the
+// grace: the run would be missed).
+func TestScheduleRunsADueTimeAfterAWallClockJump(t *testing.T) {
+	w := &jumpingWall{}
+	s, err := Every("daily", 24*time.Hour, "daily.run", WithGrace(time.Minute))
+	require.NoError(t, err)
+	s.clock = realClock{wall: w.now}
+	// Two seconds before tomorrow's due time, by the wall clock.
+	next := s.times.Next(time.Now())
+	w.jump(next.Sub(time.Now()) - 2*time.Second - 5*time.Minute)
+	b := newDedup()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, b) }()
+	require.Eventually(t, func() bool { return s.Details().(ScheduleDetails).Next.Equal(next) }, 5*time.Second, 10*time.Millisecond)
+	missed := s.Details().(ScheduleDetails).Missed // today's due time, before the start
+	w.jump(5 * time.Minute)                        // NTP steps the clock: the due time is 2s away
+	key := b.next(t)
+	cancel()
+	require.NoError(t, <-done)
+	require.Equal(t, s.Key(next), key)
+	require.Equal(t, missed, s.Details().(ScheduleDetails).Missed, "the due time is not missed")
+}
