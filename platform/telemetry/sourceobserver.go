@@ -15,7 +15,8 @@ import (
 // source calls source.StartPoll). Telemetry provides one (a no-op when
 // telemetry is off): StartPoll starts the span "<source> poll", whose
 // children are the tasks emitted under it, and counts a failed poll on
-// plba.source.errors; Emitted counts on plba.source.emitted.
+// plba.source.errors (not one its source's stop cut short); Emitted counts
+// on plba.source.emitted.
 type SourceObserver = source.Observer
 
 // NopSourceObserver observes nothing.
@@ -32,7 +33,11 @@ func (NopSourceObserver) Emitted(context.Context, string, int) {}
 // StartPoll starts the span "<source> poll" (kind Internal, attribute
 // plba.source.name) for one poll of source, and attaches PollFields
 // (trace_id, span_id, source) to the returned context for log.FromContext.
+// A poll that ends with an error after ctx ended was stopped (the host
+// stops, an exclusive source lost its lease), not failed: its span gets
+// the event "stopped" and it is not counted on plba.source.errors.
 func (o *Observer) StartPoll(ctx context.Context, source string) (context.Context, func(error)) {
+	run := ctx
 	ctx, span := o.tracer.Start(ctx, source+" poll", pollOptions...)
 	if span.IsRecording() {
 		span.SetAttributes(AttrSourceName.String(source))
@@ -40,7 +45,11 @@ func (o *Observer) StartPoll(ctx context.Context, source string) (context.Contex
 	sc := span.SpanContext()
 	ctx = log.With(ctx, zap.Inline(&PollFields{TraceID: sc.TraceID(), SpanID: sc.SpanID(), Source: source}))
 	return ctx, func(err error) {
-		if err != nil {
+		if err != nil && run.Err() != nil {
+			if span.IsRecording() {
+				span.AddEvent("stopped")
+			}
+		} else if err != nil {
 			if span.IsRecording() {
 				span.RecordError(err)
 				span.SetStatus(codes.Error, err.Error())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -330,6 +331,29 @@ func TestPollSpanParentsEmittedTasks(t *testing.T) {
 
 	rm := b.collect(t)
 	require.Equal(t, int64(1), sumCounter(t, rm, "plba.source.emitted", map[string]string{"source": "inbox"}))
+	require.Equal(t, int64(1), sumCounter(t, rm, "plba.source.errors", map[string]string{"source": "inbox"}))
+}
+
+// A poll cut short because its source is stopping (its context ended:
+// the host stops, the lease of an exclusive source is lost) did not fail:
+// it is not counted on plba.source.errors nor shown as an error span. A
+// poll that fails while its source runs still is.
+func TestPollEndedByItsStopIsNoError(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	so := b.tel.SourceObserver()
+	ctx, cancel := context.WithCancel(context.Background())
+	pctx, end := so.StartPoll(ctx, "inbox")
+	cancel()
+	end(fmt.Errorf("schedule %q: emit: %w", "inbox", pctx.Err()))
+	_, end2 := so.StartPoll(context.Background(), "inbox")
+	end2(context.DeadlineExceeded) // the poll's own timeout: a failure
+
+	polls := byName(t, b.ended(t), "inbox poll")
+	require.Len(t, polls, 2)
+	require.NotEqual(t, codes.Error, polls[0].Status.Code, "a stopped poll is no error")
+	require.Equal(t, codes.Error, polls[1].Status.Code)
+	rm := b.collect(t)
 	require.Equal(t, int64(1), sumCounter(t, rm, "plba.source.errors", map[string]string{"source": "inbox"}))
 }
 
