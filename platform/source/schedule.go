@@ -70,7 +70,9 @@ type Marks interface {
 //
 // The last run: at start the schedule looks at the latest due time that
 // has passed. What it knows of earlier runs comes from its Marks
-// (WithMarks): a due time at or before the mark already ran. Without
+// (WithMarks): a due time at or before the mark already ran, and is not
+// run again even when it lies ahead of this host's clock (the host that
+// ran it had a clock ahead, or this one was set back). Without
 // marks it derives the answer from the clock and the policy: with
 // SkipMissed the latest passed due time fires only within the grace (and
 // its key drops it if a host ran it before, since the grace is under the
@@ -263,7 +265,10 @@ func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
 		}
 	}
 	for {
-		next := s.times.Next(now)
+		// A due time at or before the mark ran already, even when it is
+		// ahead of this clock (the host that ran it had a clock ahead of
+		// this one, or this one was set back).
+		next := s.times.Next(latestOf(now, last, s.lastFired()))
 		if next.IsZero() {
 			return nil
 		}
@@ -345,6 +350,24 @@ func (s *Schedule) fire(ctx context.Context, emit Emitter, due time.Time) error 
 		}
 	}
 	return nil
+}
+
+// lastFired is the last due time this schedule emitted (zero: none).
+func (s *Schedule) lastFired() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// latestOf returns the latest of ts.
+func latestOf(ts ...time.Time) time.Time {
+	var l time.Time
+	for _, t := range ts {
+		if t.After(l) {
+			l = t
+		}
+	}
+	return l
 }
 
 func (s *Schedule) setNext(t time.Time) {

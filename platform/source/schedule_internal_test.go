@@ -594,3 +594,26 @@ func TestScheduleRunsADueTimeAfterAWallClockJump(t *testing.T) {
 	require.Equal(t, s.Key(next), key)
 	require.Equal(t, missed, s.Details().(ScheduleDetails).Missed, "the due time is not missed")
 }
+
+// A due time at or before the schedule's mark ran already, also when it
+// lies ahead of this host's clock: the host that ran it (before a
+// hand-over, say) had a clock a few minutes ahead, or this host's clock
+// was set back. The schedule waits for the first due time after the
+// mark; running 12:00 again when this clock reaches it, longer after the
+// first run than the de-duplication window, would run it twice.
+func TestScheduleDoesNotRunADueTimeAtOrBeforeItsMark(t *testing.T) {
+	for _, missed := range []Missed{SkipMissed, CatchUpOnce} {
+		marks := &MemoryMarks{}
+		require.NoError(t, marks.SetLastRun(context.Background(), "job", at("2026-12-04T12:00:00Z")))
+		s, err := Every("job", time.Hour, "job.run", OnMissed(missed), WithMarks(marks))
+		require.NoError(t, err)
+		c := newFakeClock(at("2026-12-04T11:57:00Z")) // three minutes behind the host that ran 12:00
+		b := newDedup()
+		runSchedule(t, s, c, b)
+		require.Equal(t, at("2026-12-04T13:00:00Z"), c.nextSleep(t), "policy %d", missed)
+		c.set(at("2026-12-04T13:00:00Z"))
+		require.Equal(t, "job@2026-12-04T13:00:00Z", b.next(t), "policy %d", missed)
+		require.Empty(t, b.emitted, "policy %d", missed)
+		require.Zero(t, s.Details().(ScheduleDetails).Missed, "policy %d", missed)
+	}
+}
