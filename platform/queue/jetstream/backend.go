@@ -104,6 +104,7 @@ type Backend struct {
 
 	schedules bool               // the server supports message schedules (2.12+)
 	multiGet  bool               // the server answers batched direct gets (2.11+)
+	termWhy   bool               // the server reads a reason after +TERM (2.11+; see term)
 	wmu       sync.Mutex         // orders puller starts against Close
 	wg        sync.WaitGroup     // pullers and the buffer keeper
 	pullCtx   context.Context    // the pullers' requests; ends at Close
@@ -239,6 +240,7 @@ func (b *Backend) start(ctx context.Context) error {
 	}
 	b.schedules = serverAtLeast(nc.ConnectedServerVersion(), 2, 12)
 	b.multiGet = serverAtLeast(nc.ConnectedServerVersion(), 2, 11)
+	b.termWhy = serverAtLeast(nc.ConnectedServerVersion(), 2, 11)
 	if !b.schedules {
 		b.log.Warn("jetstream: server without message schedules (before 2.12): NotBefore tasks wait in the queue with delayed negative acks",
 			zap.String("server_version", nc.ConnectedServerVersion()))

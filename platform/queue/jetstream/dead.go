@@ -149,11 +149,25 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 			return err
 		}
 	}
-	if err := r.msg.TermWithReason(sanitizeValue(reason)); err != nil {
+	if err := b.term(r.msg, reason); err != nil {
 		return fmt.Errorf("jetstream: terminate task %s: %w", r.d.Task.ID, err)
 	}
 	r.finish()
 	return nil
+}
+
+// term terminates m: the server stops delivering it and, for a work
+// queue, deletes it. The reason goes with it where the server reads one
+// (its term advisory shows it): a server before 2.10.4 compares the
+// whole ack with "+TERM", so "+TERM <reason>" is no term for it, the
+// message stays pending and is delivered again after AckWait (a dead
+// letter handled once more and told to its source again). Servers before
+// 2.11 get a plain term; the dead letter keeps the reason either way.
+func (b *Backend) term(m jetstream.Msg, reason string) error {
+	if b.termWhy {
+		return m.TermWithReason(sanitizeValue(reason))
+	}
+	return m.Term()
 }
 
 // poison moves a message that is not a task to the dead letter. The copy
@@ -181,7 +195,7 @@ func (b *Backend) poison(ctx context.Context, q *queueState, m jetstream.Msg, md
 		return // it is redelivered later
 	}
 	b.toldDead(queue.DeadLetter{Task: t, Reason: cause.Error(), At: at})
-	_ = m.TermWithReason("not a task")
+	_ = b.term(m, "not a task")
 }
 
 // isNotFound reports whether err says that the message asked for is not

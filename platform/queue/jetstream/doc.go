@@ -54,7 +54,8 @@
 // the puller calls Consumer.Fetch for the room left and moves each
 // message into the buffer as it arrives; a delivery reads its attempt and stream sequence from
 // Msg.Metadata; settlements are Msg.Ack (DoubleAck with Config.AckSync),
-// Nak, NakWithDelay, InProgress and TermWithReason. A request ends
+// Nak, NakWithDelay, InProgress and TermWithReason (Term on servers
+// before 2.11, which do not read the reason). A request ends
 // filled, expired (5 s) or cut short by a reconnect; a consumer deleted
 // under the puller (ErrConsumerDeleted, or no consumer answering the
 // next request) is created again, with its stream when that is gone too.
@@ -114,7 +115,9 @@
 //   - Dead letter = a copy of the task, its original headers and payload,
 //     plus Plba-Dead-Reason, Plba-Dead-At and Plba-Dead-Attempts headers,
 //     published to the dead-letter stream <prefix>_DEAD (limits retention)
-//     and then the delivery is terminated (TermWithReason). ListDead reads
+//     and then the delivery is terminated (with the reason from 2.11 on:
+//     an older server does not take "+TERM <reason>" for a term and would
+//     deliver the task again). ListDead reads
 //     that stream by subject, Redrive republishes a copy to the queue
 //     (fresh attempts), records its key as queued again (a finished-key
 //     marker without outcome, written only over the dead letter's, see

@@ -37,6 +37,7 @@ var cases = []testCase{
 	{name: "AckRemoves", run: testAckRemoves},
 	{name: "RetryDelay", run: testRetryDelay},
 	{name: "DeadLetterListRedrivePurge", run: testDeadLetter},
+	{name: "DeadLetterRemoves", run: testDeadLetterRemoves},
 	{name: "DeadQuery", run: testDeadQuery},
 	{name: "MaxDeliveries", skip: func(f Features) string {
 		if f.MaxDeliveries <= 0 {
@@ -101,6 +102,21 @@ func testAckRemoves(t *testing.T, s *suite) {
 	require.ErrorIs(t, s.b.Ack(s.ctx, d), queue.ErrLeaseLost, "second Ack")
 	// Nothing comes back, not even after the lease would have ended.
 	s.expectNone(2 * s.f.Lease)
+}
+
+// testDeadLetterRemoves: a dead-lettered task is not delivered again,
+// not even after its lease would have ended: a handler would run it once
+// more, and its source would hear of it again after its dead letter.
+func testDeadLetterRemoves(t *testing.T, s *suite) {
+	tk := s.newTask("dead")
+	s.enqueue(tk)
+	d := s.leaseOne(s.f.Lease, s.f.Slack)
+	require.NoError(t, s.b.DeadLetter(s.ctx, d, "bad order 9"))
+	s.requireLost(d)
+	s.expectNone(2 * s.f.Lease)
+	dead, err := s.b.ListDead(s.ctx, s.q, 0)
+	require.NoError(t, err)
+	require.Equal(t, []string{tk.ID}, deadIDs(dead))
 }
 
 func testRetryDelay(t *testing.T, s *suite) {

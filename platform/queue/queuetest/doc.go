@@ -23,7 +23,8 @@
 //
 // The cases cover: ack removes; retry is not delivered before its time and is
 // delivered after it with the attempt increased; dead letters keep task and
-// reason, and ListDead, Redrive and Purge work; the backend's max-deliveries
+// reason, are not delivered again, and ListDead, Redrive and Purge work;
+// the backend's max-deliveries
 // limit; de-duplication by key; a duplicate of a finished task is marked
 // with its outcome, and one of a re-driven dead letter, queued again, is
 // not; a task that arrives with the mark of a
