@@ -353,6 +353,8 @@ func testDuplicateOfRedriven(t *testing.T, s *suite) {
 	s.enqueue(again)
 	o, reason, ok := task.Finished(again)
 	require.False(t, ok, "a duplicate of a re-driven task that is queued again is not finished (marked %q, %q)", o, reason)
+	_, held := task.Held(again)
+	require.True(t, held, "a duplicate of a re-driven task that is queued again is held by it")
 
 	d = s.leaseN(1, longLease)[0]
 	require.Equal(t, tk.ID, d.Task.ID, "the re-driven task, not the duplicate, is delivered")
