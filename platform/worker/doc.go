@@ -67,7 +67,12 @@
 // letter instead of running forever.
 //
 // A long-running handler keeps its lease: the pool extends it at about
-// half its length. The handler's context arms its deadline timer only when
+// half its length, until one lease period after the handler's timeout. A
+// handler that ignores the cancellation of its context keeps its worker
+// (a goroutine cannot be stopped) but not its task: the lease then ends
+// and the task is delivered again, another attempt, so max attempts
+// bound a task that hangs every time (TestHandlerThatIgnoresItsTimeoutLosesItsLease).
+// The handler's context arms its deadline timer only when
 // the handler waits on it, and contexts derived from it cost no goroutine.
 //
 // # Supervision and control

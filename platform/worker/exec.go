@@ -31,7 +31,6 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	if !d.LeaseUntil.IsZero() {
 		extendAt = d.LeaseUntil.Add(-p.cfg.Lease / 2)
 	}
-	s.begin(d, extendAt)
 
 	var (
 		octx context.Context
@@ -43,11 +42,17 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	rejected := t.Header(task.HeaderRejected)
 	if rt == nil || rejected != "" {
 		// Dead-lettered without a handler (see settleGuarded).
+		s.begin(d, extendAt, time.Time{})
 		octx = p.obs.Starting(p.hardCtx, t)
 	} else {
 		// recover → timeout → observer → handler
 		timeout := rt.timeoutFor(p.cfg.TaskTimeout)
-		ctx := newTaskContext(p.hardCtx, &p.epoch, deadlineAfter(start, timeout))
+		deadline := deadlineAfter(start, timeout)
+		// A handler that ignores its cancellation keeps its worker, not
+		// its task: the lease is extended until one lease period after
+		// the timeout, then left to end (see extendLeases).
+		s.begin(d, extendAt, p.epoch.Add(deadlineAfter(deadline, p.cfg.Lease)))
+		ctx := newTaskContext(p.hardCtx, &p.epoch, deadline)
 		octx, err = p.call(ctx, rt.Handler, t)
 		end = p.clock()
 		took = end - start

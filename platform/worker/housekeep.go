@@ -44,10 +44,24 @@ func (p *Pool) extendLeases(now time.Time) {
 		s.mu.Lock()
 		d := s.d
 		due := d != nil && !s.settled && !now.Before(s.extendAt)
-		if due {
+		overrun := due && !s.keepUntil.IsZero() && now.After(s.keepUntil)
+		first := overrun && !s.overrun
+		if overrun {
+			s.overrun, due = true, false
+		} else if due {
 			s.extendAt = now.Add(p.cfg.Lease / 2)
 		}
 		s.mu.Unlock()
+		if first {
+			// The handler ran past its timeout by a lease period and
+			// ignores its cancellation. Its worker stays with it (a
+			// goroutine cannot be stopped); its task is not held for ever
+			// but delivered again once the lease ends, another attempt
+			// that max attempts bound. Its late settlement then fails.
+			p.log.Warn("handler ignores the cancellation of its timeout: its lease is no longer extended, the task is delivered again when it ends",
+				zap.String("task", d.Task.ID), zap.String("kind", d.Task.Kind), zap.Int("attempt", d.Task.Attempt),
+				zap.Time("lease_until", d.LeaseUntil))
+		}
 		if !due {
 			continue
 		}

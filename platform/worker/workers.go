@@ -22,12 +22,17 @@ type slot struct {
 	d        *queue.Delivery
 	settled  bool
 	extendAt time.Time
+	// keepUntil is when the housekeeper stops extending d's lease: one
+	// lease period after its handler's timeout (zero: no handler runs).
+	keepUntil time.Time
+	overrun   bool // keepUntil passed with the handler still running
 }
 
-// begin records d as the slot's current delivery.
-func (s *slot) begin(d *queue.Delivery, extendAt time.Time) {
+// begin records d as the slot's current delivery, whose lease is
+// extended from extendAt on until keepUntil.
+func (s *slot) begin(d *queue.Delivery, extendAt, keepUntil time.Time) {
 	s.mu.Lock()
-	s.d, s.settled, s.extendAt = d, false, extendAt
+	s.d, s.settled, s.extendAt, s.keepUntil, s.overrun = d, false, extendAt, keepUntil, false
 	s.mu.Unlock()
 }
 
