@@ -190,7 +190,12 @@ type SuccessAction struct {
 	// Seen flags the message \Seen. Default true.
 	Seen *bool `koanf:"seen"`
 	// MoveTo moves the message to this folder (created when missing).
-	// Default "Processed"; "" leaves it in place.
+	// Default "Processed"; "" leaves it in place, and then the mailbox's
+	// \Seen flag is what tells processed mail from new mail: the source
+	// only takes unseen messages, so a mail that someone (a person in a
+	// mail client, another program) marks as read before the source
+	// fetched it is never emitted. Use a folder where people read the
+	// mailbox too.
 	MoveTo *string `koanf:"move_to"`
 }
 
