@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/plba/plba/platform/task"
 )
@@ -112,4 +113,20 @@ func (c *Completions) Complete(ctx context.Context, t *task.Task, o task.Outcome
 		return fmt.Errorf("source %q: complete task %s (%s): %w", name, t.ID, o, err)
 	}
 	return nil
+}
+
+// CompleteWithin is Complete under the guard of every completion the
+// runtime makes: the completer's context keeps ctx's values but not its
+// cancellation (the outcome happened; whoever tells it may be stopping
+// meanwhile), and ends after timeout, or earlier when stop ends (a nil
+// stop never does). A panic is an error, as with Complete. Worker pools
+// call it with their task timeout and their Stop's context; an Emitter
+// for a task the backend dropped as a duplicate of a finished one.
+func (c *Completions) CompleteWithin(ctx, stop context.Context, timeout time.Duration, t *task.Task, o task.Outcome, reason string) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if stop != nil {
+		defer context.AfterFunc(stop, cancel)()
+	}
+	return c.Complete(cctx, t, o, reason)
 }

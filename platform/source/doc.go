@@ -60,6 +60,11 @@
 // If the process dies after the settlement and before the source applied
 // the completion, the source emits the task again after its restart; the
 // handler, idempotent, runs once more and the completion comes then.
+// Within the backend's de-duplication window the copy is dropped instead
+// and marked with the first one's outcome (task.Finished); the emitter
+// completes it at once, even when Enqueue failed for other tasks of the
+// batch, under the same guard as a pool's completion (in the runtime, it
+// is the pool of the task's queue that completes it: SetCompleter).
 // Complete must therefore be idempotent (marking a mail seen twice is
 // fine).
 //

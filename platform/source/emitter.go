@@ -5,9 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/plba/plba/platform/task"
 )
+
+// DefaultCompleteTimeout bounds the completion an emitter makes by itself
+// (one made by NewEmitter, or by a Supervisor without SetCompleter) for a
+// task the backend dropped as a duplicate of a finished one.
+const DefaultCompleteTimeout = time.Minute
+
+// CompleteFunc tells the source of t (task.HeaderCompletion) that t
+// finished with outcome o (and reason, for a dead letter). An emitter
+// calls it for each task the backend dropped at Enqueue as a duplicate of
+// a finished one (task.Finished); an error it returns is returned by
+// Emit. The worker runtime gives its supervisor one that completes
+// through the pool of the task's queue (see Supervisor.SetCompleter).
+type CompleteFunc func(ctx context.Context, t *task.Task, o task.Outcome, reason string) error
 
 // NewEmitter returns the Emitter the supervisor hands to src: it enqueues
 // through enq and, when src implements Completer, sets each task's
@@ -16,18 +30,32 @@ import (
 // queue is full.
 //
 // A task the backend drops because a task with its key already finished
-// (task.Finished) is completed at once with that outcome: the source that
-// emits it again (after a restart, say) may never have heard it, and no
-// other completion will come.
+// (task.Finished) is completed at once with that outcome, whether or not
+// Enqueue failed for other tasks of the batch: the source that emits it
+// again (after a restart, say) may never have heard it, and no other
+// completion will come. The completion runs under
+// Completions.CompleteWithin, bounded by DefaultCompleteTimeout; its
+// error (a panic included) is returned by Emit, beside Enqueue's. Only the
+// marks of this Enqueue count: Emit removes any a task carries before.
 func NewEmitter(src Source, enq task.Enqueuer) Emitter {
-	cp, _ := src.(Completer)
-	return &emitter{name: src.Name(), completes: cp != nil, cp: cp, enq: enq}
+	e := &emitter{name: src.Name(), enq: enq}
+	if cp, ok := src.(Completer); ok {
+		comps := &Completions{}
+		_ = comps.Add(e.name, cp) // a named source and a non-nil completer: cannot fail
+		e.completes = true
+		e.own = func(ctx context.Context, t *task.Task, o task.Outcome, reason string) error {
+			return comps.CompleteWithin(ctx, nil, DefaultCompleteTimeout, t, o, reason)
+		}
+		e.complete = e.own
+	}
+	return e
 }
 
 type emitter struct {
 	name      string
 	completes bool
-	cp        Completer // nil unless completes
+	own       CompleteFunc // the emitter's own completion; nil unless completes
+	complete  CompleteFunc // own, or the supervisor's (SetCompleter)
 	enq       task.Enqueuer
 	emitted   atomic.Int64
 	obs       Observer // nil: none
@@ -43,27 +71,34 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	if e.completes {
 		for _, t := range tasks {
 			if t != nil {
+				task.Unmark(t)
 				t.SetHeader(task.HeaderCompletion, e.name)
 			}
 		}
 	}
-	if err := e.enq.Enqueue(ctx, tasks...); err != nil {
-		return err
-	}
-	e.emitted.Add(int64(len(tasks)))
-	if e.obs != nil {
-		e.obs.Emitted(ctx, e.name, len(tasks))
+	err := e.enq.Enqueue(ctx, tasks...)
+	if err == nil {
+		e.emitted.Add(int64(len(tasks)))
+		if e.obs != nil {
+			e.obs.Emitted(ctx, e.name, len(tasks))
+		}
 	}
 	if !e.completes {
-		return nil
+		return err
 	}
 	var errs []error
 	for _, t := range tasks {
+		if t == nil {
+			continue
+		}
 		if o, reason, ok := task.Finished(t); ok {
-			if err := e.cp.Complete(ctx, t, o, reason); err != nil {
-				errs = append(errs, fmt.Errorf("source %s: complete task %s, a duplicate of one that %s: %w", e.name, t.ID, o, err))
+			if cerr := e.complete(ctx, t, o, reason); cerr != nil {
+				errs = append(errs, fmt.Errorf("source %s: complete task %s, a duplicate of one that %s: %w", e.name, t.ID, o, cerr))
 			}
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return err
+	}
+	return errors.Join(append([]error{err}, errs...)...)
 }

@@ -153,6 +153,25 @@ func (s *Supervisor) SetObserver(o Observer) {
 	}
 }
 
+// SetCompleter makes every source's emitter tell its source, through f,
+// of the tasks the backend drops at Enqueue as duplicates of finished ones
+// (task.Finished), instead of completing them itself (see NewEmitter). A
+// nil f restores the emitters' own completion. Call it before Start. The
+// worker runtime sets one that completes through the pool of the task's
+// queue, under the pool's guard.
+func (s *Supervisor) SetCompleter(f CompleteFunc) {
+	for _, r := range s.runs {
+		if !r.emit.completes {
+			continue
+		}
+		if f == nil {
+			r.emit.complete = r.emit.own
+		} else {
+			r.emit.complete = f
+		}
+	}
+}
+
 // Completions returns the registry of the supervised sources that
 // implement Completer, for the worker pools.
 func (s *Supervisor) Completions() *Completions { return s.comps }

@@ -157,6 +157,15 @@ func (t *Task) Prepare(now time.Time) {
 	if t.EnqueuedAt.IsZero() {
 		t.EnqueuedAt = now
 	}
+	Unmark(t)
+}
+
+// Unmark removes from t the marks a backend sets on a duplicate it
+// dropped (HeaderFinished, HeaderFinishedReason, HeaderHeld). Prepare
+// calls it; so does whoever reads the marks after an Enqueue that may have
+// failed before the backend prepared t, so that only this Enqueue's marks
+// are read.
+func Unmark(t *Task) {
 	if len(t.Headers) > 0 {
 		delete(t.Headers, HeaderFinished)
 		delete(t.Headers, HeaderFinishedReason)

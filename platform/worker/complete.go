@@ -21,6 +21,23 @@ import (
 // after its restart, and the idempotent handler runs once more (see
 // docs/architecture.md, "Completion").
 
+// completeFinished is the supervisor's source.CompleteFunc: a task the
+// backend dropped at Enqueue as a duplicate of a finished one is told to
+// its source by the pool of its queue (task.DefaultQueue's for a queue
+// without a pool), as that pool tells the outcomes it settles: bounded by
+// its task timeout, a panic recovered, a failure counted and logged. The
+// failure is not returned to the source's Emit: its task was enqueued (or
+// known finished); a source that emitted it again would only be told
+// again.
+func (r *Runtime) completeFinished(ctx context.Context, t *task.Task, o task.Outcome, reason string) error {
+	p := r.byQueue[t.Queue]
+	if p == nil {
+		p = r.byQueue[task.DefaultQueue]
+	}
+	p.complete(ctx, t, o, reason)
+	return nil
+}
+
 // complete reports the final outcome o of t to its source, if it asked.
 func (p *Pool) complete(ctx context.Context, t *task.Task, o task.Outcome, reason string) {
 	if t.Header(task.HeaderCompletion) == "" {
@@ -46,8 +63,5 @@ func (p *Pool) completeGuarded(ctx context.Context, t *task.Task, o task.Outcome
 			err = fmt.Errorf("completion panicked: %v", r)
 		}
 	}()
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.TaskTimeout)
-	defer cancel()
-	defer context.AfterFunc(p.settleParent(), cancel)()
-	return p.comps.Complete(cctx, t, o, reason)
+	return p.comps.CompleteWithin(ctx, p.settleParent(), p.cfg.TaskTimeout, t, o, reason)
 }

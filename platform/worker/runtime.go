@@ -149,6 +149,7 @@ func New(p Params) (*Runtime, error) {
 		r.byQueue[q] = pool
 	}
 	r.dead = newDeadTeller(sup.Completions(), r.byQueue, p.Logger.Named("worker"))
+	sup.SetCompleter(r.completeFinished)
 	return r, nil
 }
 
