@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	njs "github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/fx"
@@ -62,8 +63,8 @@ func holderName(h string) string {
 }
 
 // lazyKV is a lease.Provider whose bucket is opened at the first Acquire
-// (the backend's JetStream context exists only after its start); a
-// failed open is tried again at the next Acquire.
+// (the backend's JetStream context exists only after its start); Acquire
+// tries a failed open again with back-off until its ctx ends.
 type lazyKV struct {
 	js  func() njs.JetStream
 	cfg lease.KVConfig
@@ -116,12 +117,44 @@ type lazyLease struct {
 
 func (l *lazyLease) Name() string { return l.name }
 
+// Acquire opens the bucket when it is not yet, retrying a failed open
+// (the backend not started, NATS not reachable) with back-off until ctx
+// ends, as lease.Lease promises: Status shows the last error meanwhile.
 func (l *lazyLease) Acquire(ctx context.Context) (lease.Hold, error) {
-	inner, err := l.inner(ctx)
-	if err != nil {
-		return nil, err
+	var retry *backoff.ExponentialBackOff
+	for {
+		inner, err := l.inner(ctx)
+		if err == nil {
+			return inner.Acquire(ctx)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if retry == nil {
+			retry = openRetry(l.k.cfg.TTL)
+		}
+		t := time.NewTimer(retry.NextBackOff())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
 	}
-	return inner.Acquire(ctx)
+}
+
+// openRetry is the back-off between failed opens of the lease bucket:
+// 100ms doubling up to a third of the lease's TTL (how often the KV lease
+// retries its store), spread by ±20%.
+func openRetry(ttl time.Duration) *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     100 * time.Millisecond,
+		RandomizationFactor: 0.2,
+		Multiplier:          2,
+		MaxInterval:         max(ttl/3, 100*time.Millisecond),
+	}
+	b.Reset()
+	return b
 }
 
 // inner returns the KV lease, opening the bucket when it is not yet
