@@ -13,7 +13,8 @@
 //   - the first log line names the configuration and the apps;
 //   - start and stop are bounded by lifecycle.start_timeout and
 //     lifecycle.stop_timeout; a start that times out names the components
-//     still starting;
+//     still starting, a stop that times out those still stopping (a
+//     source whose Run ignores its cancellation: source/<name>);
 //   - on SIGINT or SIGTERM readiness turns 503, the host waits
 //     lifecycle.shutdown_delay, then stops; a second signal exits at once;
 //     a signal while starting abandons the start;

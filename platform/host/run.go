@@ -93,6 +93,9 @@ func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) i
 	select {
 	case err := <-stopped:
 		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("stop timed out after %s%s: %w", lc.StopTimeout, stopping(comp), err)
+			}
 			fmt.Fprintf(stderr, "%s: stop: %s\n", o.prog, oneLine(err))
 			return ExitFailure
 		}
@@ -154,5 +157,19 @@ func stuck(comp *lifecycle.Registry) string {
 		return ""
 	}
 	slices.Sort(names)
+	return " (waiting for " + strings.Join(names, ", ") + ")"
+}
+
+// stopping names the components that the stop was waiting for: those
+// whose stop had begun and not ended (lifecycle.Registry.StopsUnderway).
+// Components whose turn had not come are not named.
+func stopping(comp *lifecycle.Registry) string {
+	if comp == nil {
+		return ""
+	}
+	names := comp.StopsUnderway()
+	if len(names) == 0 {
+		return ""
+	}
 	return " (waiting for " + strings.Join(names, ", ") + ")"
 }

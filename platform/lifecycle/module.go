@@ -91,6 +91,7 @@ func (r *Registry) Track(lc fx.Lifecycle, name string, def Policy, start, stop f
 			return nil
 		},
 		OnStop: func(ctx context.Context) error {
+			c.BeginStop()
 			c.Set(Draining, nil)
 			var err error
 			if stop != nil {

@@ -230,6 +230,31 @@ func (r *Registry) StartsUnderway() []string {
 	return names
 }
 
+// StopsUnderway names, sorted, the components whose stop has begun
+// (BeginStop) and not ended: they are not yet in state Stopped (nor was
+// EndStop called). It is what
+// a stop that timed out was waiting for; the components whose turn had
+// not come are not among them, nor those that had stopped on their own
+// before.
+func (r *Registry) StopsUnderway() []string {
+	r.mu.Lock()
+	comps := make([]*Component, 0, len(r.comps))
+	for _, c := range r.comps {
+		comps = append(comps, c)
+	}
+	r.mu.Unlock()
+	var names []string
+	for _, c := range comps {
+		c.mu.Lock()
+		if c.stopping && c.state != Stopped {
+			names = append(names, c.name)
+		}
+		c.mu.Unlock()
+	}
+	sort.Strings(names)
+	return names
+}
+
 // Component is one registered part of the host. Its methods are safe for
 // concurrent use.
 type Component struct {
@@ -248,6 +273,9 @@ type Component struct {
 	// component is in state Starting from its registration on, also
 	// while its turn to start has not come.
 	begun bool
+	// stopping says that the component's stop has begun (BeginStop); it
+	// ends with state Stopped.
+	stopping bool
 }
 
 // Name returns the component's name.
@@ -267,6 +295,25 @@ func (c *Component) State() State {
 func (c *Component) BeginStart() {
 	c.mu.Lock()
 	c.begun = true
+	c.mu.Unlock()
+}
+
+// BeginStop records that the component's stop has begun. Track's stop
+// hook calls it; an owner that stops its components itself (the worker
+// runtime its pools, the source supervisor its sources) calls it when
+// their stop begins. It only feeds StopsUnderway.
+func (c *Component) BeginStop() {
+	c.mu.Lock()
+	c.stopping = true
+	c.mu.Unlock()
+}
+
+// EndStop records that the component's stop has ended while it stays in
+// another state than Stopped (a source that stays failed). Moving to
+// Stopped ends the stop as well.
+func (c *Component) EndStop() {
+	c.mu.Lock()
+	c.stopping = false
 	c.mu.Unlock()
 }
 

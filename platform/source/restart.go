@@ -33,9 +33,37 @@ type run struct {
 	// or a timer may report while the supervisor's loop decides on its
 	// failure.
 	mu         sync.Mutex
+	ended      bool // the supervisor's loop for the source has returned
 	inRun      bool // a Run is in progress
 	recovering bool // the source is shown failed: the Run in progress must show it works
 	worked     bool // the Run in progress (or the last) has shown it works
+}
+
+// end records that the supervisor's loop for the source returned: its
+// stop, if one began, has ended (a source that stays failed included).
+func (r *run) end() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ended = true
+	r.comp.EndStop()
+}
+
+// beginStop tells the source's component that its stop began, unless its
+// loop returned already (a source that finished).
+func (r *run) beginStop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.ended {
+		r.comp.BeginStop()
+	}
+}
+
+// running reports whether the supervisor's loop for the source has not
+// returned.
+func (r *run) running() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.ended
 }
 
 // working records that the source showed it works (a poll without error,
@@ -77,6 +105,7 @@ func (r *run) stats() Stats {
 // each failure (see Supervisor).
 func (s *Supervisor) loop(ctx context.Context, r *run) {
 	defer s.wg.Done()
+	defer r.end()
 	name := r.src.Name()
 	log := r.log
 	bo := s.cfg.backoff()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -209,8 +210,10 @@ func (s *Supervisor) Start(ctx context.Context) error {
 }
 
 // Stop cancels every source's context and waits for their Run to return,
-// until ctx ends (then it returns ctx's error; the goroutines still end as
-// soon as their Run honours cancellation). Stop is idempotent and may be
+// until ctx ends (then it returns an error wrapping ctx's that names the
+// sources still running, which lifecycle.Registry.StopsUnderway names as
+// well; the goroutines still end as soon as their Run honours
+// cancellation). Stop is idempotent and may be
 // called without Start.
 func (s *Supervisor) Stop(ctx context.Context) error {
 	s.mu.Lock()
@@ -224,6 +227,9 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	cancel := s.cancel
 	s.mu.Unlock()
 	if cancel != nil {
+		for _, r := range s.runs {
+			r.beginStop()
+		}
 		cancel()
 	}
 	done := make(chan struct{})
@@ -235,7 +241,16 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("source: stop: sources still running: %w", ctx.Err())
+		var names []string
+		for _, r := range s.runs {
+			if r.running() {
+				names = append(names, r.src.Name())
+			}
+		}
+		if len(names) == 0 { // they all ended just now
+			return fmt.Errorf("source: stop: sources still running: %w", ctx.Err())
+		}
+		return fmt.Errorf("source: stop: sources still running: %s: %w", strings.Join(names, ", "), ctx.Err())
 	}
 }
 

@@ -222,3 +222,34 @@ func TestRecoveryResetsTheBackoff(t *testing.T) {
 	mu.Unlock()
 	require.Less(t, gap, 500*time.Millisecond, "the delay after a recovery starts over (else at least 1.28s)")
 }
+
+// TestStopNamesTheSourcesStillRunning: a Stop whose ctx ends while a
+// source's Run ignores its cancellation names that source (and not the
+// one that stopped) in its error and in the registry's StopsUnderway.
+// Before, it said only "sources still running".
+func TestStopNamesTheSourcesStillRunning(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	stuck := &funcSource{name: "stuck", run: func(ctx context.Context, _ source.Emitter) error {
+		<-release // ignores ctx
+		return nil
+	}}
+	quick := &funcSource{name: "quick", run: func(ctx context.Context, _ source.Emitter) error {
+		<-ctx.Done()
+		return nil
+	}}
+	reg := lifecycle.NewRegistry(nil, nil)
+	s, err := source.NewSupervisor(source.Config{}, &collector{}, reg, nil, stuck, quick)
+	require.NoError(t, err)
+	require.NoError(t, s.Start(context.Background()))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = s.Stop(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "sources still running: stuck")
+	require.NotContains(t, err.Error(), "quick")
+	require.Equal(t, []string{"source/stuck"}, reg.StopsUnderway())
+	close(release)
+	stopSupervisor(t, s)
+	require.Empty(t, reg.StopsUnderway())
+}

@@ -135,6 +135,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 	close(p.stop.ch)
 	p.leaseCancel()
 	p.mu.Unlock()
+	p.comp.BeginStop()
 	p.comp.Set(lifecycle.Draining, nil)
 
 	go p.shutdown()

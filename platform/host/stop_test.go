@@ -1,0 +1,44 @@
+package host
+
+import (
+	"context"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+
+	"github.com/plba/plba/platform/source"
+)
+
+// stuckSource is a source whose Run ignores its context until release
+// closes.
+type stuckSource struct{ release chan struct{} }
+
+func (stuckSource) Name() string { return "stuck" }
+func (s stuckSource) Run(context.Context, source.Emitter) error {
+	<-s.release
+	return nil
+}
+
+// A stop that times out names what it waited for: the source whose Run
+// ignores its cancellation, by its component (fx gives up at the deadline
+// without waiting for the hook's own error). Before, it said only "context
+// deadline exceeded".
+func TestStopTimeoutNamesWhatItWaitedFor(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	app := App("stuck", fx.Options(
+		fx.Provide(source.AsSource(func() stuckSource { return stuckSource{release: release} })),
+		fx.Invoke(func(lc fx.Lifecycle, sd fx.Shutdowner) {
+			lc.Append(fx.Hook{OnStart: func(context.Context) error {
+				go func() { _ = sd.Shutdown() }() // owned by fx: it only signals the host to stop
+				return nil
+			}})
+		}),
+	))
+	r := cli(t, []string{"run", "--set", "admin.listen=127.0.0.1:0", "--set", "log.level=error",
+		"--set", "lifecycle.stop_timeout=1s"}, app)
+	require.Equal(t, ExitFailure, r.code, r.stderr)
+	require.Regexp(t, regexp.MustCompile(`stop: stop timed out after 1s \(waiting for [^)]*source/stuck[^)]*\)`), r.stderr)
+}
