@@ -80,7 +80,8 @@
 // Each pool is the lifecycle component "pool/<queue>" whose details are its
 // Stats. A worker goroutine that dies outside a handler, or of
 // runtime.Goexit (a handler calling testing's FailNow), is replaced and
-// counted (worker_restarts); the attempt it held fails. Pause, Resume and Resize(n) control a running
+// counted (worker_restarts); the attempt it held fails, and the observer
+// that saw it start hears its outcome (Finished) like any other. Pause, Resume and Resize(n) control a running
 // pool; Check is the stalled-pool health check (ready work, nothing
 // finished for StallAfter: the component turns degraded).
 //

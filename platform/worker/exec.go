@@ -43,7 +43,9 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	if rt == nil || rejected != "" {
 		// Dead-lettered without a handler (see settleGuarded).
 		s.begin(d, extendAt, time.Time{})
+		s.octx = p.hardCtx
 		octx = p.obs.Starting(p.hardCtx, t)
+		s.octx = octx
 	} else {
 		// recover → timeout → observer → handler
 		timeout := rt.timeoutFor(p.cfg.TaskTimeout)
@@ -53,7 +55,8 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 		// the timeout, then left to end (see extendLeases).
 		s.begin(d, extendAt, p.epoch.Add(deadlineAfter(deadline, p.cfg.Lease)))
 		ctx := newTaskContext(p.hardCtx, &p.epoch, deadline)
-		octx, err = p.call(ctx, rt.Handler, t)
+		s.handlerAt, s.ran = start, true
+		octx, err = p.call(ctx, s, rt.Handler, t)
 		end = p.clock()
 		took = end - start
 		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && p.hardCtx.Err() == nil {
@@ -156,8 +159,9 @@ func (p *Pool) renew(d *queue.Delivery) bool {
 }
 
 // call runs the observer's Starting and the handler with panics
-// recovered as *task.PanicError.
-func (p *Pool) call(ctx context.Context, h task.Handler, t *task.Task) (octx context.Context, err error) {
+// recovered as *task.PanicError. It keeps the observer's context on s,
+// for a worker that dies in the handler (crashed).
+func (p *Pool) call(ctx context.Context, s *slot, h task.Handler, t *task.Task) (octx context.Context, err error) {
 	octx = ctx
 	defer func() {
 		if r := recover(); r != nil {
@@ -168,6 +172,8 @@ func (p *Pool) call(ctx context.Context, h task.Handler, t *task.Task) (octx con
 			err = &task.PanicError{Value: r, Stack: stack}
 		}
 	}()
+	s.octx = ctx
 	octx = p.obs.Starting(ctx, t)
+	s.octx = octx
 	return octx, h.Handle(octx, t)
 }

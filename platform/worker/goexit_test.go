@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
 )
 
 // TestHandlerGoexitIsACrash: a handler that ends its goroutine with
@@ -43,4 +44,58 @@ func TestHandlerGoexitIsACrash(t *testing.T) {
 	require.Contains(t, st.LastError, "runtime.Goexit")
 	require.Equal(t, 1, st.Workers)
 	require.Zero(t, st.InFlight)
+}
+
+// startsAndEnds counts the deliveries the observer saw start and records
+// the outcome and error of each it saw finish.
+type startsAndEnds struct {
+	outcomes
+	starts atomic.Int64
+}
+
+func (o *startsAndEnds) Starting(ctx context.Context, _ *task.Task) context.Context {
+	o.starts.Add(1)
+	return ctx
+}
+
+// TestCrashedDeliveryIsObserved: the delivery of a worker that crashed
+// (here a handler calling runtime.Goexit) is settled by the pool, and
+// the observer hears how it ended, like any other: retried with the
+// crash as its error, then dead-lettered at the last attempt. The
+// observer saw it start but never finish: telemetry's
+// plba.task.processed, plba.task.failed, plba.task.retried and
+// plba.task.dead_lettered missed what Stats counted, and the delivery's
+// consumer span was never ended.
+func TestCrashedDeliveryIsObserved(t *testing.T) {
+	t.Parallel()
+	be := newMemory(t)
+	obs := &startsAndEnds{}
+	cfg := fast
+	cfg.Concurrency = 1
+	rt, err := worker.New(worker.Params{
+		Routes: []task.Route{{Kind: "k", MaxAttempts: 2, Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+			runtime.Goexit()
+			return nil
+		})}},
+		Backend: be, Config: worker.Config{"default": cfg}, Observer: obs,
+	})
+	require.NoError(t, err)
+	require.NoError(t, rt.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, rt.Stop(context.Background())) })
+	require.NoError(t, rt.Producer().Enqueue(context.Background(), &task.Task{Kind: "k"}))
+
+	p, _ := rt.Pool("default")
+	require.Eventually(t, func() bool { return p.Stats().Dead == 1 }, 10*time.Second, time.Millisecond, "stats %+v", p.Stats())
+	st := p.Stats()
+	require.Equal(t, int64(2), st.WorkerRestarts)
+	require.Equal(t, int64(1), st.Retried)
+	require.Equal(t, int64(2), st.Processed)
+	require.Eventually(t, func() bool { outs, _ := obs.snapshot(); return len(outs) == 2 }, 5*time.Second, time.Millisecond,
+		"the observer saw %d deliveries start and these finish: %v", obs.starts.Load(), func() []task.Outcome { o, _ := obs.snapshot(); return o }())
+	outs, errs := obs.snapshot()
+	require.Equal(t, []task.Outcome{task.Retried, task.DeadLettered}, outs)
+	for _, err := range errs {
+		require.ErrorContains(t, err, "runtime.Goexit")
+	}
+	require.Equal(t, int64(2), obs.starts.Load())
 }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -26,6 +27,16 @@ type slot struct {
 	// lease period after its handler's timeout (zero: no handler runs).
 	keepUntil time.Time
 	overrun   bool // keepUntil passed with the handler still running
+
+	// The observer's side of the current delivery, for a worker that
+	// crashes before its settlement (crashed): octx is the context the
+	// observer's Starting returned (the one it was given while Starting
+	// runs; nil before Starting was called), and handlerAt the pool clock
+	// when the handler's run began (ran: it did). Written and read by the
+	// slot's worker goroutine only (crashed runs on it), so unguarded.
+	octx      context.Context
+	handlerAt time.Duration
+	ran       bool
 }
 
 // begin records d as the slot's current delivery, whose lease is
@@ -34,6 +45,7 @@ func (s *slot) begin(d *queue.Delivery, extendAt, keepUntil time.Time) {
 	s.mu.Lock()
 	s.d, s.settled, s.extendAt, s.keepUntil, s.overrun = d, false, extendAt, keepUntil, false
 	s.mu.Unlock()
+	s.octx, s.ran = nil, false
 }
 
 // claim gives the caller the right to settle the current delivery; only
@@ -209,7 +221,20 @@ func (p *Pool) settleCrashed(s *slot, d *queue.Delivery, err error) {
 				zap.Any("panic", r), zap.Stack("stack"))
 		}
 	}()
-	p.fail(p.hardCtx, s, d, p.router.lookup(d.Task.Kind), err)
+	octx := s.octx
+	if octx == nil {
+		octx = p.hardCtx
+	}
+	o, reason, rerr := p.fail(octx, s, d, p.router.lookup(d.Task.Kind), err)
+	end := p.clock()
 	p.n.processed.Add(1)
-	p.n.lastFinished.Store(int64(p.clock()))
+	p.n.lastFinished.Store(int64(end))
+	if s.octx != nil {
+		// The observer saw the delivery start: it hears how it ended.
+		var took time.Duration
+		if s.ran {
+			took = end - s.handlerAt
+		}
+		p.obs.Finished(s.octx, d.Task, o, rerr, reason, took)
+	}
 }
