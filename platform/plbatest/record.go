@@ -90,6 +90,14 @@ func (r *recorder) Finished(ctx context.Context, t *task.Task, o task.Outcome, e
 	r.mu.Unlock()
 }
 
+// DeadLettered passes a dead letter the backend made on its own on to the
+// platform's observer (task.DeadObserver), which counts it.
+func (r *recorder) DeadLettered(ctx context.Context, t *task.Task, reason string) {
+	if d, ok := r.inner.(task.DeadObserver); ok {
+		d.DeadLettered(ctx, t, reason)
+	}
+}
+
 // retryDelay notes the delay of the retry being settled for t.
 func (r *recorder) retryDelay(t *task.Task, d time.Duration) {
 	r.mu.Lock()

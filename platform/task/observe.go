@@ -62,3 +62,16 @@ func (NopObserver) Starting(ctx context.Context, _ *Task) context.Context { retu
 
 // Finished does nothing.
 func (NopObserver) Finished(context.Context, *Task, Outcome, error, string, time.Duration) {}
+
+// DeadObserver is an optional interface of an Observer that also hears of
+// the tasks a queue backend dead-lettered on its own, outside any
+// delivery's settlement (queue.DeadWatcher: JetStream after its maximum
+// deliveries, memory after Options.MaxDeliveries expired leases). The
+// runtime calls DeadLettered once for each such dead letter the backend
+// reports to this process, with the backend's reason; no Starting or
+// Finished goes with it (no delivery of this process ended). Telemetry
+// counts it on plba.task.dead_lettered. Like the Observer's methods, it
+// must be cheap and must not block.
+type DeadObserver interface {
+	DeadLettered(ctx context.Context, t *Task, reason string)
+}

@@ -264,3 +264,15 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 	}
 	ls.duration.record(took)
 }
+
+// DeadLettered counts t, which the queue backend dead-lettered on its own
+// (task.DeadObserver), on plba.task.dead_lettered. It is no delivery this
+// process settled: plba.task.processed, plba.task.failed and the duration
+// histogram are left alone, and there is no span (the backend's reason is
+// in the dead letter and in the runtime's log line).
+func (o *Observer) DeadLettered(_ context.Context, t *task.Task, _ string) {
+	if t == nil {
+		return
+	}
+	o.labels.get(t.Queue, t.Kind, task.DeadLettered).counts[countDeadLettered].Add(1)
+}

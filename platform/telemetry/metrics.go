@@ -57,7 +57,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	ocounter(&in.processed, "plba.task.processed", "{delivery}", "Settled deliveries, by queue, kind and outcome (succeeded, retried, dead_lettered, returned).")
 	ocounter(&in.failed, "plba.task.failed", "{delivery}", "Deliveries whose handler failed or that were dead-lettered, by queue, kind and outcome.")
 	ocounter(&in.retried, "plba.task.retried", "{delivery}", "Deliveries scheduled for another attempt, by queue and kind.")
-	ocounter(&in.deadLettered, "plba.task.dead_lettered", "{task}", "Tasks moved to the dead letter, by queue and kind.")
+	ocounter(&in.deadLettered, "plba.task.dead_lettered", "{task}", "Tasks moved to the dead letter (by a pool, or by the backend on its own), by queue and kind.")
 	counter(&in.sourceEmitted, "plba.source.emitted", "{task}", "Tasks emitted by a source, by source.")
 	counter(&in.sourceErrors, "plba.source.errors", "{error}", "Failed source polls, by source.")
 	gauge(&in.depth, "plba.queue.depth", "{task}", "Tasks ready for delivery, by queue.")

@@ -77,8 +77,9 @@ type Observer struct {
 }
 
 var (
-	_ task.Observer  = (*Observer)(nil)
-	_ SourceObserver = (*Observer)(nil)
+	_ task.Observer     = (*Observer)(nil)
+	_ task.DeadObserver = (*Observer)(nil)
+	_ SourceObserver    = (*Observer)(nil)
 )
 
 // enqueueKey keys the producer spans Enqueuing hands to Enqueued.

@@ -621,3 +621,41 @@ func TestRuntimeBaggageReachesHandler(t *testing.T) {
 		t.Fatal("handler not called")
 	}
 }
+
+// TestRuntimeCountsTheBackendsOwnDeadLetters: a task the backend
+// dead-letters on its own (queue.DeadWatcher: JetStream after its
+// maximum deliveries, memory after Options.MaxDeliveries expired leases)
+// is a task moved to the dead letter, and plba.task.dead_lettered counts
+// it, as the pool's Stats.Dead does. The metric counted only the dead
+// letters a pool's settlement made, so a task that crashed or hung its
+// consumers until the backend gave up on it (the poison message an
+// operator most wants to see) never showed there.
+func TestRuntimeCountsTheBackendsOwnDeadLetters(t *testing.T) {
+	t.Parallel()
+	be := memory.New(memory.Options{MaxDeliveries: 1})
+	t.Cleanup(func() { _ = be.Close(context.Background()) })
+	var rt *worker.Runtime
+	h := startHostWith(t, be, hostOpts{routes: []task.Route{{
+		Kind: "order.store", Queue: "orders",
+		Handler: task.HandlerFunc(func(context.Context, *task.Task) error { return nil }),
+	}}}, fx.Populate(&rt))
+	p, ok := rt.Pool("orders")
+	require.True(t, ok)
+	p.Pause() // a consumer elsewhere takes the task instead
+	require.NoError(t, h.enq.Enqueue(context.Background(), &task.Task{Kind: "order.store"}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds, err := be.Lease(ctx, "orders", 1, 20*time.Millisecond) // and dies
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Eventually(t, func() bool {
+		_, _ = be.Stats(context.Background(), "orders") // the backend notices the expired lease
+		return p.Stats().Dead == 1
+	}, 10*time.Second, 5*time.Millisecond)
+
+	mfs := scrape(t, h.tel.MetricsHandler())
+	labels := map[string]string{"queue": "orders", "kind": "order.store", "outcome": "dead_lettered"}
+	require.Equal(t, float64(1), promValue(t, mfs, "plba_task_dead_lettered_total", labels))
+	_, processed := findSeries(mfs, "plba_task_processed_total", labels)
+	require.False(t, processed, "no delivery of this host was settled")
+}

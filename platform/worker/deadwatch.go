@@ -17,13 +17,15 @@ import (
 // (add queues it), and one goroutine, running from StartPools to
 // StopPools, calls the task's source's Complete with task.DeadLettered and
 // the backend's reason, counted on the pool of the task's queue (Dead, and
-// CompletionFailed when the source fails). Nothing is dropped while the
+// CompletionFailed when the source fails) and told to the observer when
+// it is a task.DeadObserver (telemetry's plba.task.dead_lettered). Nothing is dropped while the
 // runtime runs: what is queued when it stops is told within Stop's ctx. A
 // dead letter the backend reports after that (it closes after the pools)
 // is counted and logged as not told.
 type deadTeller struct {
 	comps *source.Completions
 	pools map[string]*Pool
+	obs   task.DeadObserver // nil: the observer does not count dead letters
 	log   *zap.Logger
 
 	mu      sync.Mutex
@@ -34,8 +36,10 @@ type deadTeller struct {
 	done    chan struct{}
 }
 
-func newDeadTeller(comps *source.Completions, pools map[string]*Pool, log *zap.Logger) *deadTeller {
-	return &deadTeller{comps: comps, pools: pools, log: log, wake: make(chan struct{}, 1)}
+func newDeadTeller(comps *source.Completions, pools map[string]*Pool, obs task.Observer, log *zap.Logger) *deadTeller {
+	d := &deadTeller{comps: comps, pools: pools, log: log, wake: make(chan struct{}, 1)}
+	d.obs, _ = obs.(task.DeadObserver)
+	return d
 }
 
 // add queues dl; it never blocks for long and never calls the backend.
@@ -45,6 +49,9 @@ func (d *deadTeller) add(dl queue.DeadLetter) {
 	}
 	if p := d.pools[dl.Task.Queue]; p != nil {
 		p.n.dead.Add(1)
+	}
+	if d.obs != nil {
+		d.obs.DeadLettered(context.Background(), dl.Task, dl.Reason)
 	}
 	// The one log line of this dead letter (warn), whichever way it goes.
 	msg := "task dead-lettered by the backend"

@@ -148,7 +148,7 @@ func New(p Params) (*Runtime, error) {
 		r.pools = append(r.pools, pool)
 		r.byQueue[q] = pool
 	}
-	r.dead = newDeadTeller(sup.Completions(), r.byQueue, p.Logger.Named("worker"))
+	r.dead = newDeadTeller(sup.Completions(), r.byQueue, p.Observer, p.Logger.Named("worker"))
 	sup.SetCompleter(r.completeFinished)
 	return r, nil
 }
@@ -190,7 +190,8 @@ func (r *Runtime) Stop(ctx context.Context) error {
 // stopped again. A backend that dead-letters tasks on its own
 // (queue.DeadWatcher) reports each such dead letter to the runtime from
 // now on, which tells the task's source (task.DeadLettered, with the
-// backend's reason) and counts it on the pool of its queue.
+// backend's reason), counts it on the pool of its queue and tells the
+// observer, when it is a task.DeadObserver.
 func (r *Runtime) StartPools(ctx context.Context) error {
 	for _, p := range r.pools { // their start begins with their queues' declaration
 		p.comp.BeginStart()
