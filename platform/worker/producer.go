@@ -75,6 +75,9 @@ func (p *Producer) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		return fmt.Errorf("worker: enqueue batch of %d tasks: %w", len(tasks), err)
 	}
 	for _, t := range tasks {
+		if dropped(t) {
+			continue
+		}
 		c, ok := p.counts.Load(t.Queue)
 		if !ok {
 			c, _ = p.counts.LoadOrStore(t.Queue, new(atomic.Int64))
@@ -84,9 +87,20 @@ func (p *Producer) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	return nil
 }
 
+// dropped reports whether the backend dropped t as a duplicate (it marks
+// those, and only those: see queue.Producer).
+func dropped(t *task.Task) bool {
+	if _, ok := task.Held(t); ok {
+		return true
+	}
+	_, _, ok := task.Finished(t)
+	return ok
+}
+
 // Enqueued returns how many tasks this producer enqueued on each queue
-// since it was made (tasks a backend dropped as duplicates included):
-// what the admin API's enqueue rate is computed from.
+// since it was made: tasks the backend stored, not the duplicates it
+// dropped (task.Held, task.Finished). It is what the admin API's enqueue
+// rate is computed from.
 func (p *Producer) Enqueued() map[string]int64 {
 	out := map[string]int64{}
 	p.counts.Range(func(k, v any) bool {
