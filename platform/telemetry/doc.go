@@ -80,7 +80,7 @@
 // plba_task_duration_seconds, plba.task.enqueued plba_task_enqueued_total).
 //
 //	name                      type       unit        attributes              what
-//	plba.task.enqueued        counter    {task}      queue, kind, outcome    tasks handed to the backend; outcome ok|error
+//	plba.task.enqueued        counter    {task}      queue, kind, outcome    tasks handed to the backend; outcome ok|duplicate|error
 //	plba.task.processed       counter    {delivery}  queue, kind, outcome    finished deliveries; outcome succeeded|retried|dead_lettered|returned (returned: not settled)
 //	plba.task.failed          counter    {delivery}  queue, kind, outcome    deliveries whose handler failed, or dead-lettered
 //	plba.task.retried         counter    {delivery}  queue, kind, outcome    deliveries scheduled for another attempt (outcome retried)

@@ -184,7 +184,10 @@ func (s *sharedContext) inject(ctx context.Context, t *task.Task) {
 }
 
 // Enqueued ends the producer spans Enqueuing started (with error status
-// when err != nil) and counts the tasks on plba.task.enqueued.
+// when err != nil) and counts the tasks on plba.task.enqueued: outcome
+// "error" when the backend refused the batch, "duplicate" for a task it
+// dropped because another holds its key (marked task.Held or
+// task.Finished: nothing was stored), else "ok".
 func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) {
 	if st, ok := ctx.Value(enqueueKey{}).(*enqueueState); ok {
 		for _, s := range st.spans {
@@ -206,7 +209,11 @@ func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) 
 		if t == nil {
 			continue
 		}
-		ls := o.labels.getLast(run, t.Queue, t.Kind, outcome)
+		out := outcome
+		if err == nil && dropped(t) {
+			out = outcomeDuplicate
+		}
+		ls := o.labels.getLast(run, t.Queue, t.Kind, out)
 		if ls != run {
 			if run != nil {
 				run.counts[countEnqueued].Add(n)
@@ -236,4 +243,21 @@ func (c taskCarrier) Keys() []string {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// outcomeDuplicate is the plba.task.enqueued outcome of a task the
+// backend dropped as a duplicate.
+const outcomeDuplicate task.Outcome = "duplicate"
+
+// dropped reports whether the backend dropped t at Enqueue as a duplicate
+// (it marks those, and only those: see queue.Producer).
+func dropped(t *task.Task) bool {
+	if len(t.Headers) == 0 {
+		return false
+	}
+	if _, ok := task.Held(t); ok {
+		return true
+	}
+	_, _, ok := task.Finished(t)
+	return ok
 }

@@ -659,3 +659,35 @@ func TestRuntimeCountsTheBackendsOwnDeadLetters(t *testing.T) {
 	_, processed := findSeries(mfs, "plba_task_processed_total", labels)
 	require.False(t, processed, "no delivery of this host was settled")
 }
+
+// TestRuntimeCountsDroppedDuplicatesApart: a task the backend dropped at
+// Enqueue as a duplicate (marked task.Held or task.Finished) is counted
+// on plba.task.enqueued with outcome "duplicate", not "ok": it was
+// counted as handed over and stored, so the enqueue rate of a source
+// emitting again what was queued already overstated what reached the
+// queue.
+func TestRuntimeCountsDroppedDuplicatesApart(t *testing.T) {
+	t.Parallel()
+	be := newBackend(t)
+	var rt *worker.Runtime
+	h := startHostWith(t, be, hostOpts{routes: []task.Route{{
+		Kind: "order.store", Queue: "orders",
+		Handler: task.HandlerFunc(func(context.Context, *task.Task) error { return nil }),
+	}}}, fx.Populate(&rt))
+	p, ok := rt.Pool("orders")
+	require.True(t, ok)
+	p.Pause() // the first stays queued and holds its key
+	ctx := context.Background()
+	require.NoError(t, h.enq.Enqueue(ctx, &task.Task{Kind: "order.store", Key: "o1"}))
+	dup := &task.Task{Kind: "order.store", Key: "o1"}
+	require.NoError(t, h.enq.Enqueue(ctx, dup, &task.Task{Kind: "order.store", Key: "o2"}))
+	_, held := task.Held(dup)
+	require.True(t, held)
+
+	mfs := scrape(t, h.tel.MetricsHandler())
+	with := func(outcome string) map[string]string {
+		return map[string]string{"queue": "orders", "kind": "order.store", "outcome": outcome}
+	}
+	require.Equal(t, float64(2), promValue(t, mfs, "plba_task_enqueued_total", with("ok")))
+	require.Equal(t, float64(1), promValue(t, mfs, "plba_task_enqueued_total", with("duplicate")))
+}
