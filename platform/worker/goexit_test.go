@@ -99,3 +99,29 @@ func TestCrashedDeliveryIsObserved(t *testing.T) {
 	}
 	require.Equal(t, int64(2), obs.starts.Load())
 }
+
+// TestWorkerCrashedAfterSettlementCountsTheDelivery: a worker that dies
+// after its delivery was settled (here in the observer's Finished) still
+// finished with it: Stats.Processed and LastFinished count it. They
+// missed it, so Processed fell behind Succeeded.
+func TestWorkerCrashedAfterSettlementCountsTheDelivery(t *testing.T) {
+	t.Parallel()
+	be := newMemory(t)
+	rt, err := worker.New(worker.Params{
+		Routes:   []task.Route{{Kind: "k", Handler: task.HandlerFunc(func(context.Context, *task.Task) error { return nil })}},
+		Backend:  be,
+		Config:   worker.Config{"default": worker.PoolConfig{Concurrency: 1}},
+		Observer: &panickyObserver{},
+	})
+	require.NoError(t, err)
+	require.NoError(t, rt.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, rt.Stop(context.Background())) })
+	require.NoError(t, rt.Producer().Enqueue(context.Background(), &task.Task{Kind: "k"}))
+	p, _ := rt.Pool("default")
+	require.Eventually(t, func() bool { st := p.Stats(); return st.WorkerRestarts == 1 && st.Processed == 1 },
+		5*time.Second, time.Millisecond, "stats %+v", p.Stats())
+	st := p.Stats()
+	require.Equal(t, int64(1), st.Succeeded)
+	require.False(t, st.LastFinished.IsZero())
+	require.Zero(t, st.InFlight)
+}

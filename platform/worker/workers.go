@@ -200,9 +200,13 @@ func (p *Pool) crashed(s *slot, r any) {
 	p.log.Error("worker goroutine died (a panic outside a handler, or runtime.Goexit); replacing it",
 		zap.Any("panic", r), zap.Stack("stack"))
 	if d := s.current(); d != nil {
+		// Settled (or given back by Stop) before the worker died, or
+		// settled now: either way the pool finished with it.
 		if s.unsettled(d) {
 			p.settleCrashed(s, d, err)
 		}
+		p.n.processed.Add(1)
+		p.n.lastFinished.Store(int64(p.clock()))
 		s.end()
 		p.n.inFlight.Add(-1)
 		p.unreserve(1)
@@ -226,14 +230,11 @@ func (p *Pool) settleCrashed(s *slot, d *queue.Delivery, err error) {
 		octx = p.hardCtx
 	}
 	o, reason, rerr := p.fail(octx, s, d, p.router.lookup(d.Task.Kind), err)
-	end := p.clock()
-	p.n.processed.Add(1)
-	p.n.lastFinished.Store(int64(end))
 	if s.octx != nil {
 		// The observer saw the delivery start: it hears how it ended.
 		var took time.Duration
 		if s.ran {
-			took = end - s.handlerAt
+			took = p.clock() - s.handlerAt
 		}
 		p.obs.Finished(s.octx, d.Task, o, rerr, reason, took)
 	}
