@@ -47,9 +47,23 @@ const advisoryRetry = time.Second
 // captureAdvisories) and its durable consumer. An existing stream is
 // kept as it is: its subjects are the queues' subjects.
 func (b *Backend) ensureAdvisoryStream(ctx context.Context) error {
+	c, _, err := b.setUpAdvisoryStream(ctx)
+	if err != nil {
+		return err
+	}
+	b.advMu.Lock()
+	b.advCons = c
+	b.advMu.Unlock()
+	return nil
+}
+
+// setUpAdvisoryStream creates the advisory stream when it does not exist
+// (created says so) and creates or updates its durable consumer.
+func (b *Backend) setUpAdvisoryStream(ctx context.Context) (c jetstream.Consumer, created bool, err error) {
 	name := b.names.advisoryStream()
 	s, err := lookupStream(ctx, b.js, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		created = true
 		s, err = jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
 			s, err := b.js.CreateStream(ctx, jetstream.StreamConfig{
 				Name:        name,
@@ -67,8 +81,15 @@ func (b *Backend) ensureAdvisoryStream(ctx context.Context) error {
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("jetstream: create stream %q: %w", name, err)
+		return nil, false, fmt.Errorf("jetstream: create stream %q: %w", name, err)
 	}
+	c, err = b.setUpAdvisoryConsumer(ctx, s)
+	return c, created, err
+}
+
+// setUpAdvisoryConsumer creates or updates the durable consumer of the
+// advisory stream s.
+func (b *Backend) setUpAdvisoryConsumer(ctx context.Context, s jetstream.Stream) (jetstream.Consumer, error) {
 	c, err := createOrUpdateConsumer(ctx, s, jetstream.ConsumerConfig{
 		Durable:     b.cfg.Consumer,
 		Description: "plba: dead-letters exhausted tasks",
@@ -77,10 +98,9 @@ func (b *Backend) ensureAdvisoryStream(ctx context.Context) error {
 		MaxDeliver:  -1,
 	})
 	if err != nil {
-		return fmt.Errorf("jetstream: create consumer %q on %q: %w", b.cfg.Consumer, name, err)
+		return nil, fmt.Errorf("jetstream: create consumer %q on %q: %w", b.cfg.Consumer, b.names.advisoryStream(), err)
 	}
-	b.advCons = c
-	return nil
+	return c, nil
 }
 
 // captureAdvisories adds the advisory subject of the work stream to the

@@ -123,6 +123,8 @@ type Backend struct {
 	advCons jetstream.Consumer       // of the advisory stream (advisory.go)
 	advCC   jetstream.ConsumeContext // reads it, once WatchDead or Lease was called
 
+	stores restorer // sets lost streams up again (restore.go)
+
 	watchMu sync.Mutex
 	watchFn func(queue.DeadLetter) // WatchDead's function
 
@@ -159,6 +161,7 @@ func New(p Params) (*Backend, error) {
 		settled:   make(chan struct{}, 1),
 		leaseStop: make(chan struct{}),
 		window:    make(chan struct{}, cfg.MaxAsyncPending),
+		stores:    newRestorer(),
 	}, nil
 }
 
@@ -260,6 +263,8 @@ func (b *Backend) start(ctx context.Context) error {
 			return err
 		}
 	}
+	b.wg.Add(1)
+	go b.keepStores()
 	b.log.Info("jetstream backend started", zap.String("server", b.serverURL(nc)),
 		zap.String("mode", b.cfg.Mode), zap.String("stream_prefix", b.cfg.StreamPrefix))
 	return nil

@@ -74,6 +74,7 @@ func (b *Backend) natsOptions() ([]nats.Option, error) {
 			b.smu.Unlock()
 			b.log.Info("jetstream: reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
 			b.pokePullers() // pull requests died with the old connection
+			b.askRestore()  // a new server may lack the streams (restore.go)
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			b.recordErr(err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -40,7 +41,17 @@ func (b *Backend) ensureDeadStream(ctx context.Context) error {
 			st = info.State
 		}
 	}
-	s, err := createOrUpdateStream(ctx, b.js, jetstream.StreamConfig{
+	s, err := createOrUpdateStream(ctx, b.js, b.deadStreamConfig())
+	if err != nil {
+		return fmt.Errorf("jetstream: create stream %q: %w", b.names.deadStream(), err)
+	}
+	b.dead = s
+	return nil
+}
+
+// deadStreamConfig is the configuration of the dead-letter stream.
+func (b *Backend) deadStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:        b.names.deadStream(),
 		Description: "plba dead letters",
 		Subjects:    []string{b.names.deadSubjects()},
@@ -52,12 +63,7 @@ func (b *Backend) ensureDeadStream(ctx context.Context) error {
 		MaxBytes:    b.cfg.Dead.MaxBytes,
 		MaxMsgs:     b.cfg.Dead.MaxMsgs,
 		Discard:     jetstream.DiscardNew,
-	})
-	if err != nil {
-		return fmt.Errorf("jetstream: create stream %q: %w", b.names.deadStream(), err)
 	}
-	b.dead = s
-	return nil
 }
 
 // deadMsgID de-duplicates copies of one stored message into the dead
@@ -67,17 +73,29 @@ func deadMsgID(stream string, seq uint64) string {
 }
 
 // publishDead stores a copy of t with reason in the dead-letter stream and
-// waits for the server's acknowledgement.
+// waits for the server's acknowledgement. A copy no stream answered is
+// published once more after the streams were set up again (restore.go).
 //
 // When the dead-letter stream is full (Config.Dead.MaxBytes or MaxMsgs),
 // the oldest dead letters are deleted until the new one fits; each is
 // counted in Status.DeadDiscarded and logged.
 func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, keyed bool, seq uint64, attempts int, reason string) error {
 	m := encodeDead(t, q.deadSubject, deadMsgID(q.stream, seq), keyed, deadInfo{reason: reason, at: time.Now(), attempts: attempts})
+	restored := false
 	for {
 		_, err := b.js.PublishMsg(ctx, m)
 		if err == nil {
 			return nil
+		}
+		if storeGone(err) && !restored {
+			// No stream answered: set it up again, then once more (the
+			// Nats-Msg-Id makes the copy count once).
+			restored = true
+			if rerr := b.awaitRestore(ctx); rerr != nil {
+				return fmt.Errorf("jetstream: dead-letter task %s of %q: %w; setting the stream up again: %w", t.ID, q.queue, err, rerr)
+			}
+			m = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
+			continue
 		}
 		if !isStreamFull(err) {
 			return fmt.Errorf("jetstream: dead-letter task %s of %q: %w", t.ID, q.queue, err)

@@ -41,7 +41,17 @@ const doneLookups = 32
 
 // ensureDoneStream creates or updates the stream of finished keys.
 func (b *Backend) ensureDoneStream(ctx context.Context) error {
-	s, err := createOrUpdateStream(ctx, b.js, jetstream.StreamConfig{
+	s, err := createOrUpdateStream(ctx, b.js, b.doneStreamConfig())
+	if err != nil {
+		return fmt.Errorf("jetstream: create stream %q: %w", b.names.doneStream(), err)
+	}
+	b.done = s
+	return nil
+}
+
+// doneStreamConfig is the configuration of the stream of finished keys.
+func (b *Backend) doneStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:              b.names.doneStream(),
 		Description:       "plba: keys of finished tasks, for de-duplication across restarts",
 		Subjects:          []string{b.names.doneSubjects()},
@@ -52,12 +62,7 @@ func (b *Backend) ensureDoneStream(ctx context.Context) error {
 		MaxMsgsPerSubject: 1,
 		Discard:           jetstream.DiscardOld,
 		AllowDirect:       true,
-	})
-	if err != nil {
-		return fmt.Errorf("jetstream: create stream %q: %w", b.names.doneStream(), err)
 	}
-	b.done = s
-	return nil
 }
 
 // doneSubject is the marker subject of key on q: the prefix and the hex
@@ -108,8 +113,17 @@ func markFinished(t *task.Task, data []byte) {
 
 // markDone stores the marker that key finished on q with outcome o (and a
 // dead letter's reason), and waits for the server to store it.
+// A record no stream answered is published once more after the streams
+// were set up again (restore.go).
 func (b *Backend) markDone(ctx context.Context, q *queueState, key string, o task.Outcome, reason string) error {
-	if _, err := b.js.Publish(ctx, q.doneSubject(key), doneData(o, reason)); err != nil {
+	_, err := b.js.Publish(ctx, q.doneSubject(key), doneData(o, reason))
+	if storeGone(err) {
+		if rerr := b.awaitRestore(ctx); rerr != nil {
+			return fmt.Errorf("jetstream: record key %q of %q as finished: %w; setting the stream up again: %w", key, q.queue, err, rerr)
+		}
+		_, err = b.js.Publish(ctx, q.doneSubject(key), doneData(o, reason))
+	}
+	if err != nil {
 		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", key, q.queue, err)
 	}
 	return nil

@@ -112,6 +112,14 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		t.Prepare(now)
 	}
 	done, err := b.finished(ctx, tasks, qs)
+	if storeGone(err) {
+		// The finished-key stream is gone (restore.go): set it up
+		// again and look up once more.
+		if rerr := b.awaitRestore(ctx); rerr != nil {
+			return fmt.Errorf("%w; setting the stream up again: %w", err, rerr)
+		}
+		done, err = b.finished(ctx, tasks, qs)
+	}
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -163,12 +164,17 @@ func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pu
 
 // onPubErr is the async publish error callback (an error reply, no
 // stream, a timeout after Config.PublishTimeout, a reconnect that lost
-// the ack). It may run with nats.go's publisher lock held: it only
+// the ack). A finished-key record no stream answered goes to keepStores,
+// which publishes it again once the stream is set up again. It may run with nats.go's publisher lock held: it only
 // touches the pending map.
 func (b *Backend) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	b.releaseWindow()
 	if s, ok := b.pubs.takeSlot(m); ok {
 		if s.ack != nil {
+			if errors.Is(err, jetstream.ErrNoStreamResponse) {
+				b.retryRecord(m, s) // after the stream is set up again (restore.go)
+				return
+			}
 			b.ackAfterRecord(s.ack, s.queue, s.id, fmt.Errorf("publish ack: %w", err))
 			return
 		}

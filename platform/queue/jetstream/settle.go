@@ -19,7 +19,9 @@ import (
 // returns; the ack goes out when the server has stored the record. A
 // record the server refuses or a connection lost before then leaves the
 // task unacked: it is delivered again after AckWait, as a lost ack would
-// be.
+// be. A record no stream answered (the server lost the stream) is stored
+// once more after the stream is set up again, and the ack follows
+// (restore.go).
 func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
