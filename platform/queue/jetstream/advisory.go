@@ -173,8 +173,12 @@ func (b *Backend) startAdvisories() error {
 	}
 	cc, err := b.advCons.Consume(b.onAdvisory, jetstream.PullMaxMessages(16),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !b.isClosing() {
-				b.log.Debug("jetstream: advisory consumer", zap.Error(err))
+			if b.isClosing() {
+				return
+			}
+			b.log.Debug("jetstream: advisory consumer", zap.Error(err))
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				b.askRestore() // sets it up again and reads it anew (restore.go)
 			}
 		}))
 	if err != nil {

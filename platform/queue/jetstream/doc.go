@@ -64,19 +64,20 @@
 //
 // The backend's own streams (<prefix>_DEAD, <prefix>_DONE, the advisory
 // stream and its consumer), made at Start, heal too (restore.go): after
-// every reconnect (the server may be a new one, without its store) and
-// when a finished-key record, a dead letter or a key lookup finds no
-// stream, one goroutine of the backend sets up again whatever is
-// missing, one round at a time: those streams, the advisory consumer
-// (and the reading of it, which ended with the old one), and the work
-// streams and consumers of the queues this process uses; it logs at Warn
-// what it created. The record, dead letter or lookup that found no
-// stream waits for that round and is tried once more (both are
-// idempotent); an Ack's record is retried that way too, so the ack goes
-// out rather than the task running again after it was reported done
-// (TestServerThatLostItsStoreIsSetUpAgain,
-// TestDeletedStreamsAreSetUpAgain). What the lost store held (queued
-// tasks, dead letters, finished keys) is gone with it.
+// every reconnect (the server may be a new one, without its store), when
+// a finished-key record, a dead letter or a key lookup finds no stream,
+// and when the advisory consumer is deleted under its reader, one
+// goroutine of the backend sets up again whatever is missing, one round
+// at a time: those streams, the advisory consumer (and the reading of
+// it, which ended with the old one), and the work streams and consumers
+// of the queues this process uses; it logs at Warn what it created. The
+// record, dead letter or lookup that found no stream waits for that
+// round and is tried once more (each is idempotent); an Ack's record is
+// retried that way too, so the ack goes out rather than the task running
+// again after it was reported done (TestServerThatLostItsStoreIsSetUpAgain,
+// TestDeletedStreamsAreSetUpAgain, TestDeletedAdvisoryConsumerIsSetUpAgain).
+// What the lost store held (queued tasks, dead letters, finished keys) is
+// gone with it.
 //
 // Fetch rather than Consume or Messages, because those read ahead: they
 // ask for more messages as soon as the previous ones were handed over,

@@ -106,9 +106,18 @@ func requireHealed(t *testing.T, st *storeTest, lose func(), leasedBefore bool) 
 	// A lease expiring on the last delivery: dead-lettered through the
 	// max-deliveries advisory.
 	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "expired", Kind: "k", Queue: "heal-expire"}))
+	requireExhaustedDead(t, st)
+}
+
+// requireExhaustedDead lets the leases of the task "expired" of queue
+// heal-expire expire on both its deliveries and waits for its dead
+// letter, told to the watcher and listed.
+func requireExhaustedDead(t *testing.T, st *storeTest) {
+	t.Helper()
+	ctx := t.Context()
 	for attempt := 1; attempt <= 2; attempt++ {
 		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		ds, err := b.Lease(lctx, "heal-expire", 1, 200*time.Millisecond)
+		ds, err := st.b.Lease(lctx, "heal-expire", 1, 200*time.Millisecond)
 		cancel()
 		require.NoError(t, err)
 		require.Len(t, ds, 1)
@@ -120,7 +129,7 @@ func requireHealed(t *testing.T, st *storeTest, lose func(), leasedBefore bool) 
 	case <-time.After(20 * time.Second):
 		t.Fatal("the task exhausted by expired leases was never dead-lettered")
 	}
-	dead, err = b.ListDead(ctx, "heal-expire", 0)
+	dead, err := st.b.ListDead(ctx, "heal-expire", 0)
 	require.NoError(t, err)
 	require.Len(t, dead, 1)
 	require.Equal(t, "expired", dead[0].Task.ID)
@@ -219,4 +228,24 @@ func TestEnqueueSetsADeletedDoneStreamUpAgain(t *testing.T) {
 	require.NoError(t, b.Enqueue(ctx, again))
 	_, _, ok := task.Finished(again)
 	require.True(t, ok, "the key acked after the stream came back is remembered")
+}
+
+// TestDeletedAdvisoryConsumerIsSetUpAgain: the consumer of the advisory
+// stream is deleted while the backend reads it (its reading ends); it is
+// set up again and read anew, so a task whose lease expires on its last
+// delivery still reaches the dead letter.
+func TestDeletedAdvisoryConsumerIsSetUpAgain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", nil)
+	st := openStoreTest(t, srv.ClientURL())
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	require.NoError(t, js.DeleteConsumer(ctx, "PLBA_ADV_plba-workers", "plba-workers"))
+
+	require.NoError(t, st.b.Enqueue(ctx, &task.Task{ID: "expired", Kind: "k", Queue: "heal-expire"}))
+	requireExhaustedDead(t, st)
 }
