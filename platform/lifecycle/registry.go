@@ -212,31 +212,21 @@ func (r *Registry) ReadyRunning() (string, bool) {
 // a start that timed out was waiting for; the components whose turn had
 // not come are in state Starting too, but not among them.
 func (r *Registry) StartsUnderway() []string {
-	r.mu.Lock()
-	comps := make([]*Component, 0, len(r.comps))
-	for _, c := range r.comps {
-		comps = append(comps, c)
-	}
-	r.mu.Unlock()
-	var names []string
-	for _, c := range comps {
-		c.mu.Lock()
-		if c.begun && c.state == Starting {
-			names = append(names, c.name)
-		}
-		c.mu.Unlock()
-	}
-	sort.Strings(names)
-	return names
+	return r.names(func(c *Component) bool { return c.begun && c.state == Starting })
 }
 
 // StopsUnderway names, sorted, the components whose stop has begun
 // (BeginStop) and not ended: they are not yet in state Stopped (nor was
-// EndStop called). It is what
-// a stop that timed out was waiting for; the components whose turn had
-// not come are not among them, nor those that had stopped on their own
-// before.
+// EndStop called). It is what a stop that timed out was waiting for; the
+// components whose turn had not come are not among them, nor those that
+// had stopped on their own before.
 func (r *Registry) StopsUnderway() []string {
+	return r.names(func(c *Component) bool { return c.stopping && c.state != Stopped })
+}
+
+// names returns, sorted, the names of the components for which is holds
+// (called with the component's lock held).
+func (r *Registry) names(is func(*Component) bool) []string {
 	r.mu.Lock()
 	comps := make([]*Component, 0, len(r.comps))
 	for _, c := range r.comps {
@@ -246,7 +236,7 @@ func (r *Registry) StopsUnderway() []string {
 	var names []string
 	for _, c := range comps {
 		c.mu.Lock()
-		if c.stopping && c.state != Stopped {
+		if is(c) {
 			names = append(names, c.name)
 		}
 		c.mu.Unlock()
