@@ -61,8 +61,10 @@
 // The traceparent string is rendered once; every task keeps a header map
 // of its own (a shared map would carry one task's write into the others). The W3C
 // headers are written and read without the propagators' generic carrier
-// machinery (fastpath.go); a traceparent of another version goes through
-// the propagator.
+// machinery (fastpath.go), with the propagator's results: the sampled and
+// random flags are kept, a version 00 traceparent with a reserved flag
+// bit is dropped; a traceparent of another version goes through the
+// propagator.
 //
 // # Sources
 //

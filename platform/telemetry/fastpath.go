@@ -41,6 +41,12 @@ const (
 // "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>".
 const traceparentLen = 55
 
+// w3cFlags are the trace flags a version 00 traceparent carries: sampled
+// and random (W3C Trace Context Level 2). The W3C propagator keeps both,
+// writes no other, and refuses a version 00 traceparent with any other bit
+// set; so does the fast path.
+const w3cFlags = trace.FlagsSampled | trace.FlagsRandom
+
 // formatTraceparent renders sc as a version 00 traceparent (one
 // allocation, the string).
 func formatTraceparent(sc trace.SpanContext) string {
@@ -51,14 +57,15 @@ func formatTraceparent(sc trace.SpanContext) string {
 	b[35] = '-'
 	hex.Encode(b[36:52], sid[:])
 	b[52] = '-'
-	f := sc.TraceFlags() & trace.FlagsSampled
+	f := sc.TraceFlags() & w3cFlags
 	hex.Encode(b[53:55], []byte{byte(f)})
 	return string(b[:])
 }
 
 // parseTraceparent parses a version 00 traceparent without allocating.
 // ok is false for anything else (other versions, malformed values, zero
-// ids), which the caller hands to the generic propagator.
+// ids, reserved flag bits), which the caller hands to the generic
+// propagator.
 func parseTraceparent(s string) (tid trace.TraceID, sid trace.SpanID, flags trace.TraceFlags, ok bool) {
 	if len(s) != traceparentLen || s[0] != '0' || s[1] != '0' || s[2] != '-' || s[35] != '-' || s[52] != '-' {
 		return tid, sid, 0, false
@@ -67,13 +74,13 @@ func parseTraceparent(s string) (tid trace.TraceID, sid trace.SpanID, flags trac
 		return tid, sid, 0, false
 	}
 	var fb [1]byte
-	if !decodeLowerHex(fb[:], s[53:55]) {
-		return tid, sid, 0, false
+	if !decodeLowerHex(fb[:], s[53:55]) || trace.TraceFlags(fb[0])&^w3cFlags != 0 {
+		return tid, sid, 0, false // version 00 has no other flags
 	}
 	if !tid.IsValid() || !sid.IsValid() {
 		return tid, sid, 0, false
 	}
-	return tid, sid, trace.TraceFlags(fb[0]) & trace.FlagsSampled, true
+	return tid, sid, trace.TraceFlags(fb[0]), true
 }
 
 // decodeLowerHex decodes lowercase hex src into dst (len(src) ==
