@@ -76,8 +76,9 @@ type TracesConfig struct {
 	// processor before export. Default 5s.
 	BatchTimeout time.Duration `koanf:"batch_timeout"`
 	// MaxQueueSize is the batch span processor's buffer; spans beyond it
-	// are dropped (never blocking a task). Default 2048; at most
-	// MaxSpanQueueSize.
+	// are dropped (never blocking a task) and counted on
+	// plba.telemetry.spans_dropped (reason queue_full). Default 2048; at
+	// most MaxSpanQueueSize.
 	MaxQueueSize int `koanf:"max_queue_size"`
 	// MaxExportBatchSize is the most spans sent in one export. Default 512.
 	MaxExportBatchSize int `koanf:"max_export_batch_size"`

@@ -98,6 +98,7 @@
 //	plba.queue.dead_discarded counter    {task}      queue                   dead letters discarded at the backend's bound (QueueStatser)
 //	plba.pool.size            gauge      {worker}    queue                   pool concurrency (PoolStatser)
 //	plba.pool.busy            gauge      {worker}    queue                   workers running a handler (PoolStatser)
+//	plba.telemetry.spans_dropped counter {span}      reason                  sampled spans the trace export lost; reason queue_full|export_failed (spandrops.go)
 //	plba.source.emitted       counter    {task}      source                  tasks emitted by a source (SourceObserver.Emitted)
 //	plba.source.errors        counter    {error}     source                  failed polls (SourceObserver.StartPoll)
 //	go.*                      various                                        Go runtime (go.memory.used, go.goroutine.count, ...; metrics.runtime)

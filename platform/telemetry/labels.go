@@ -18,6 +18,7 @@ const (
 	attrOutcome = attribute.Key("outcome")
 	attrSource  = attribute.Key("source")
 	attrOp      = attribute.Key("op")
+	attrReason  = attribute.Key("reason")
 )
 
 // maxLabelSets bounds the label cache: a flood of distinct kinds (a

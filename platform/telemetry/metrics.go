@@ -33,6 +33,9 @@ type instruments struct {
 	// Cumulative counts kept by the backend and the pools themselves,
 	// reported on collection like the gauges.
 	deadDiscarded, settleFailed, completionFailed metric.Int64ObservableCounter
+
+	// spansDropped counts the spans the batch export lost (spandrops.go).
+	spansDropped metric.Int64ObservableCounter
 }
 
 func newInstruments(m metric.Meter) (*instruments, error) {
@@ -69,6 +72,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	ocounter(&in.deadDiscarded, "plba.queue.dead_discarded", "{task}", "Dead letters the backend discarded at its dead-letter bound, by queue.")
 	ocounter(&in.settleFailed, "plba.task.settle_failed", "{delivery}", "Settlements (ack, retry, dead_letter, release) the backend refused or did not answer, by queue and op.")
 	ocounter(&in.completionFailed, "plba.task.completion_failed", "{task}", "Completions a source failed after the settlement, by queue.")
+	ocounter(&in.spansDropped, "plba.telemetry.spans_dropped", "{span}", "Sampled spans the trace export lost, by reason (queue_full: the export buffer was full, the exporter down or slow; export_failed: the exporter refused the batch).")
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("telemetry: create instruments: %w", err)
 	}

@@ -130,6 +130,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 		}
 	}
 	sampler := newSampler(cfg.Traces)
+	var drops *spanDrops // the batch export's, nil without one
 	switch {
 	case exporter == nil:
 		// No export: keep creating and propagating trace context (log
@@ -138,10 +139,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 	case o.syncExport:
 		tpOpts = append(tpOpts, sdktrace.WithSyncer(exporter))
 	default:
-		tpOpts = append(tpOpts, sdktrace.WithBatcher(exporter,
+		var bsp sdktrace.SpanProcessor
+		bsp, drops = newDropCountingBatcher(exporter, cfg.Traces.MaxQueueSize,
 			sdktrace.WithBatchTimeout(cfg.Traces.BatchTimeout),
-			sdktrace.WithMaxQueueSize(cfg.Traces.MaxQueueSize),
-			sdktrace.WithMaxExportBatchSize(cfg.Traces.MaxExportBatchSize)))
+			sdktrace.WithMaxExportBatchSize(cfg.Traces.MaxExportBatchSize))
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(bsp))
 	}
 	tpOpts = append(tpOpts, sdktrace.WithSampler(sampler), sdktrace.WithIDGenerator(idGenerator{}))
 	t.tp = sdktrace.NewTracerProvider(tpOpts...)
@@ -196,6 +198,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 		return nil, err
 	}
 	hists.labels.Store(&t.obs.labels)
+	if drops != nil {
+		if err := t.register(func() (metric.Registration, error) { return t.obs.inst.observeSpanDrops(drops) }); err != nil {
+			_ = t.Shutdown(ctx)
+			return nil, err
+		}
+	}
 	switch cfg.Traces.Sampler {
 	case SamplerParentBasedAlways, SamplerParentBasedRatio, SamplerNever:
 		t.obs.reuseUnsampled = true
