@@ -66,7 +66,10 @@ type TokenConfig struct {
 	Role Role `koanf:"role"`
 	// Token is the token itself; better given as token_file (a file
 	// holding it) or token_env (an environment variable holding it).
-	// The server keeps only its SHA-256.
+	// The server keeps only its SHA-256. The token of a file or a
+	// variable is trimmed of white space, like the token of an
+	// Authorization header; a token given inline with white space
+	// around it is a configuration error.
 	Token string `koanf:"token" secret:"true"`
 	// TokenEnv names an environment variable holding the token.
 	TokenEnv string `koanf:"token_env"`
@@ -74,7 +77,8 @@ type TokenConfig struct {
 
 // UserConfig is one user who signs in with a password.
 type UserConfig struct {
-	// Name is what the user signs in with.
+	// Name is what the user signs in with, compared as given: white
+	// space around it is a configuration error.
 	Name string `koanf:"name"`
 	// Role is viewer, operator or admin.
 	Role Role `koanf:"role"`
@@ -171,6 +175,12 @@ func (c AuthConfig) validate(listen string) config.Problems {
 		switch {
 		case err != nil:
 			ps.Add(key, "%v", err)
+		case v != strings.TrimSpace(v):
+			// Only an inline token gets here: token_file and token_env are
+			// trimmed. The token of an Authorization header is trimmed too,
+			// so this one could never match; it is refused, not trimmed, so
+			// that the secret is what the file says.
+			ps.Add(key+".token", "has white space around it: the token of an Authorization header is trimmed, so it could never match; remove the white space")
 		case len(v) < MinTokenLength:
 			ps.Add(key, "token shorter than %d characters (make one with `openssl rand -hex 32`)", MinTokenLength)
 		default:
@@ -184,6 +194,9 @@ func (c AuthConfig) validate(listen string) config.Problems {
 	for i, u := range c.Users {
 		key := fmt.Sprintf("auth.users.%d", i)
 		seen(key, u.Name)
+		if u.Name != strings.TrimSpace(u.Name) {
+			ps.Add(key+".name", "has white space around it (%q): a sign-in's name is compared as given, so %q would be refused; remove the white space", u.Name, strings.TrimSpace(u.Name))
+		}
 		role(key, u.Role)
 		if u.PasswordHash == "" {
 			ps.Add(key+".password_hash", "is empty (make one with `host ctl users hash-password`)")

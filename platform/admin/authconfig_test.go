@@ -61,6 +61,15 @@ func TestClosedByDefault(t *testing.T) {
 		{"no hash", admin.AuthConfig{Users: []admin.UserConfig{{Name: "a", Role: "viewer"}}}, "auth.users.0.password_hash: is empty"},
 		{"bad hash", admin.AuthConfig{Users: []admin.UserConfig{{Name: "a", Role: "viewer", PasswordHash: "plaintext"}}}, "auth.users.0.password_hash: not a bcrypt hash"},
 		{"negative", admin.AuthConfig{SessionTTL: -1, FailedAttempts: -1}, "auth.session_ttl: must not be negative"},
+		// The Authorization header's token is trimmed: a configured token
+		// with white space around it could never match.
+		{"token spaces", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer", Token: " 0123456789abcdef0 "}}},
+			"auth.tokens.0.token: has white space around it"},
+		{"token newline", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer", Token: "0123456789abcdef0\n"}}},
+			"auth.tokens.0.token: has white space around it"},
+		// A sign-in's name is compared as given: "alice " would refuse "alice".
+		{"user name spaces", admin.AuthConfig{Users: []admin.UserConfig{{Name: "alice ", Role: "viewer", PasswordHash: hash(t, "xxxxxxxx")}}},
+			"auth.users.0.name: has white space around it"},
 	} {
 		cfg := admin.DefaultConfig()
 		cfg.Auth = c.auth
