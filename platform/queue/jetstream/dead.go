@@ -302,6 +302,10 @@ func idSet(ids []string) map[string]bool {
 // deletes them from the dead-letter stream. A crash between the steps may
 // redrive a task twice, as at-least-once allows, or leave the old marker,
 // which then marks a duplicate as the dead letter it was.
+//
+// A publish no stream answered (the work stream was deleted on the
+// server) sets the queue up again, as Enqueue does (restore), once per
+// call, and is tried once more.
 func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) (int, error) {
 	if err := b.usable(); err != nil {
 		return 0, err
@@ -331,6 +335,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		return 0, fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
 	}
 	n := 0
+	restored := false // the queue was set up again (publishWork)
 	for _, m := range picked {
 		t := m.dl.Task
 		t.Attempt, t.NotBefore = 0, time.Time{}
@@ -344,7 +349,8 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		}
 		// Re-driven by an operator, the task is remembered by its key
 		// once it finishes, whoever chose the key.
-		if _, err := b.js.PublishMsg(ctx, encodeTask(t, msgSpec{subject: q.subject, msgID: msgID, keyed: true})); err != nil {
+		pm := encodeTask(t, msgSpec{subject: q.subject, msgID: msgID, keyed: true})
+		if err := b.publishWork(ctx, q, pm, &restored); err != nil {
 			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
 		}
 		if err := b.markQueuedAgain(ctx, q, t.Key, prev); err != nil {

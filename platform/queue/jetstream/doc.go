@@ -59,8 +59,10 @@
 // filled, expired (5 s) or cut short by a reconnect; a consumer deleted
 // under the puller (ErrConsumerDeleted, or no consumer answering the
 // next request) is created again, with its stream when that is gone too.
-// Enqueue sets a deleted work stream up again as well, so a host that
-// only produces heals too (TestEnqueueSetsADeletedStreamUpAgain).
+// Enqueue and Redrive set a deleted work stream up again as well (the
+// publish no stream answered is tried once more), so a host that only
+// produces, or only re-drives, heals too (TestEnqueueSetsADeletedStreamUpAgain,
+// TestRedriveSetsADeletedWorkStreamUpAgain).
 //
 // The backend's own streams (<prefix>_DEAD, <prefix>_DONE, the advisory
 // stream and its consumer), made at Start, heal too (restore.go): after

@@ -249,3 +249,44 @@ func TestDeletedAdvisoryConsumerIsSetUpAgain(t *testing.T) {
 	require.NoError(t, st.b.Enqueue(ctx, &task.Task{ID: "expired", Kind: "k", Queue: "heal-expire"}))
 	requireExhaustedDead(t, st)
 }
+
+// TestRedriveSetsADeletedWorkStreamUpAgain: a dead letter is re-driven
+// into a queue whose work stream was deleted on the server after this
+// backend set it up (no puller of its own to notice); the publish that
+// no stream answered sets the queue up again, as Enqueue's does, and the
+// task is queued and delivered. Before, Redrive failed.
+func TestRedriveSetsADeletedWorkStreamUpAgain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", nil)
+	cfg := jetstream.Config{URL: srv.ClientURL(), AckWait: time.Second, PublishTimeout: 5 * time.Second}
+
+	// Another process dead-letters the task, then stops.
+	other := openBackend(t, cfg)
+	require.NoError(t, other.Enqueue(ctx, &task.Task{ID: "redriven", Kind: "k", Queue: "redrive-gone", Key: "key-redriven"}))
+	d := jetstream.LeaseOne(t, other, "redrive-gone")
+	require.NoError(t, other.DeadLetter(ctx, d, "broken"))
+	require.NoError(t, other.Close(ctx))
+
+	b := openBackend(t, cfg)
+	require.NoError(t, b.Declare(ctx, "redrive-gone"))
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	require.NoError(t, js.DeleteStream(ctx, "PLBA_Q_redrive-gone"))
+
+	n, err := b.Redrive(ctx, "redrive-gone")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	_, err = js.Stream(ctx, "PLBA_Q_redrive-gone")
+	require.NoError(t, err, "the work stream is set up again")
+	dead, err := b.ListDead(ctx, "redrive-gone", 0)
+	require.NoError(t, err)
+	require.Empty(t, dead)
+	got := jetstream.LeaseOne(t, b, "redrive-gone")
+	require.Equal(t, "redriven", got.Task.ID)
+	require.Equal(t, 1, got.Task.Attempt)
+	require.NoError(t, b.Ack(ctx, got))
+}
