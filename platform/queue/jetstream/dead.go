@@ -240,9 +240,9 @@ type deadMsg struct {
 // scanDead calls fn for every dead letter of q, oldest first, until fn
 // returns false.
 func (b *Backend) scanDead(ctx context.Context, q queueNames, fn func(deadMsg) bool) error {
-	s, err := b.js.Stream(ctx, b.names.deadStream())
+	s, err := b.lookupDead(ctx)
 	if err != nil {
-		return fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+		return err
 	}
 	for seq := uint64(1); ; {
 		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(q.deadSubject))
@@ -330,9 +330,9 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 	if err := q.ensure(ctx, b); err != nil {
 		return 0, err
 	}
-	dead, err := b.js.Stream(ctx, b.names.deadStream())
+	dead, err := b.lookupDead(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+		return 0, err
 	}
 	n := 0
 	restored := false // the queue was set up again (publishWork)
@@ -383,9 +383,9 @@ func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (i
 	}); err != nil {
 		return 0, err
 	}
-	dead, err := b.js.Stream(ctx, b.names.deadStream())
+	dead, err := b.lookupDead(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+		return 0, err
 	}
 	n := 0
 	for _, seq := range seqs {

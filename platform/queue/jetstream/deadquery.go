@@ -113,9 +113,9 @@ func (b *Backend) GetDead(ctx context.Context, queueName, id string) (queue.Dead
 
 // readDead reads the dead letter stored at seq in full.
 func (b *Backend) readDead(ctx context.Context, qn queueNames, seq uint64) (queue.DeadLetter, error) {
-	s, err := b.js.Stream(ctx, b.names.deadStream())
+	s, err := b.lookupDead(ctx)
 	if err != nil {
-		return queue.DeadLetter{}, fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+		return queue.DeadLetter{}, err
 	}
 	raw, err := s.GetMsg(ctx, seq)
 	if err != nil {
@@ -147,9 +147,9 @@ func decodeDeadOrRaw(h map[string][]string, data []byte, queueName string, seq u
 // scan ends (and removed by the server after a minute of inactivity if
 // the delete fails).
 func (b *Backend) scanDeadHeaders(ctx context.Context, qn queueNames, start uint64, fn func(seq uint64, d queue.DeadLetter) bool) error {
-	s, err := b.js.Stream(ctx, b.names.deadStream())
+	s, err := b.lookupDead(ctx)
 	if err != nil {
-		return fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+		return err
 	}
 	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		FilterSubject:     qn.deadSubject,

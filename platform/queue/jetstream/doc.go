@@ -67,17 +67,23 @@
 // The backend's own streams (<prefix>_DEAD, <prefix>_DONE, the advisory
 // stream and its consumer), made at Start, heal too (restore.go): after
 // every reconnect (the server may be a new one, without its store), when
-// a finished-key record, a dead letter or a key lookup finds no stream,
+// a finished-key record, a dead letter, a key lookup (Enqueue's, FindTasks',
+// Redrive's, a duplicate's finished marker) or a read of the dead letters (ListDead,
+// QueryDead, GetDead, Redrive, Purge, Stats, Queues) finds no stream,
 // and when the advisory consumer is deleted under its reader, one
 // goroutine of the backend sets up again whatever is missing, one round
 // at a time: those streams, the advisory consumer (and the reading of
 // it, which ended with the old one), and the work streams and consumers
 // of the queues this process uses; it logs at Warn what it created. The
-// record, dead letter or lookup that found no stream waits for that
-// round and is tried once more (each is idempotent); an Ack's record is
+// record, dead letter, lookup or read that found no stream waits for that
+// round and is tried once more (each is idempotent; a read then finds the
+// new, empty stream), except a duplicate's finished-marker lookup in
+// Enqueue, which only asks for the round (the duplicate is marked held by
+// an unknown task, as the marker went with the stream); an Ack's record is
 // retried that way too, so the ack goes out rather than the task running
 // again after it was reported done (TestServerThatLostItsStoreIsSetUpAgain,
-// TestDeletedStreamsAreSetUpAgain, TestDeletedAdvisoryConsumerIsSetUpAgain).
+// TestDeletedStreamsAreSetUpAgain, TestDeletedAdvisoryConsumerIsSetUpAgain,
+// TestReadsSetDeletedStreamsUpAgain).
 // What the lost store held (queued tasks, dead letters, finished keys) is
 // gone with it.
 //

@@ -133,7 +133,7 @@ func (b *Backend) markDone(ctx context.Context, q *queueState, key string, o tas
 // the key has none (never finished, or its marker aged out of the
 // window).
 func (b *Backend) doneSeq(ctx context.Context, q *queueState, key string) (uint64, error) {
-	m, err := b.done.GetLastMsgForSubject(ctx, q.doneSubject(key))
+	m, err := b.lastDone(ctx, q.doneSubject(key))
 	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
 		return 0, nil
 	}

@@ -65,7 +65,7 @@ func (b *Backend) FindTasks(ctx context.Context, queueName string, l queue.TaskL
 		return s, nil
 	}
 	s.Searched = append(s.Searched, fmt.Sprintf("finished keys that producers chose (stream %s, kept for %s, queue.jetstream.duplicate_window)", b.names.doneStream(), b.cfg.DuplicateWindow))
-	m, err := b.done.GetLastMsgForSubject(ctx, (&queueState{queueNames: qn}).doneSubject(l.Key))
+	m, err := b.lastDone(ctx, (&queueState{queueNames: qn}).doneSubject(l.Key))
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):
 	case err != nil:

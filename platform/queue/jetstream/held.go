@@ -104,6 +104,11 @@ func (b *Backend) dupMarkOf(ctx context.Context, q *queueState, t *task.Task, se
 			return dupMark{finished: m.Data}
 		case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):
 			return dupMark{} // a schedule that fired: its task is live
+		case storeGone(err):
+			// The finished-key stream is gone: a round sets it up again
+			// (restore.go). This Enqueue does not wait for it; the
+			// marker went with the stream, so the mark stays unknown.
+			b.askRestore()
 		}
 		b.log.Warn("jetstream: enqueue: a duplicate's key not looked up; marked held by an unknown task",
 			zap.String("queue", t.Queue), zap.String("key", t.Key), zap.String("task", t.ID), zap.Error(err))

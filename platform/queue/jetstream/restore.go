@@ -21,7 +21,8 @@ import (
 // advisory stream and its consumer exhausted tasks stay in their work
 // stream, never delivered, never dead-lettered. The backend sets them up
 // again: after every reconnect (the server may be a new one) and when a
-// publish to one of them, or a finished-key lookup, finds no stream. One
+// publish to one of them, a finished-key lookup or a read of the dead
+// letters (lookupDead, lastDone) finds no stream. One
 // goroutine (keepStores, stopped by Close) does it, one round at a time;
 // callers that found a stream missing wait for the next round and try
 // their publish once more (records and dead letters are idempotent: one
@@ -305,4 +306,39 @@ func (b *Backend) workGone(ctx context.Context, q *queueState) (bool, error) {
 		return false, fmt.Errorf("jetstream: consumer %q of %q: %w", b.cfg.Consumer, q.stream, err)
 	}
 	return false, nil
+}
+
+// lookupDead looks the dead-letter stream up for a read or a delete by
+// its name. When the server has no such stream (deleted, or a store lost
+// without a reconnect telling the backend), it asks keepStores for a
+// round, waits for it and looks up once more: the stream is then the
+// empty one the round set up, and what the lost one held is gone.
+func (b *Backend) lookupDead(ctx context.Context) (jetstream.Stream, error) {
+	name := b.names.deadStream()
+	s, err := b.js.Stream(ctx, name)
+	if storeGone(err) {
+		if rerr := b.awaitRestore(ctx); rerr != nil {
+			return nil, fmt.Errorf("jetstream: stream %q: %w; setting it up again: %w", name, err, rerr)
+		}
+		s, err = b.js.Stream(ctx, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: stream %q: %w", name, err)
+	}
+	return s, nil
+}
+
+// lastDone reads the last finished-key marker of subject. When no
+// stream answers (the finished-key stream is gone), it asks keepStores
+// for a round, waits for it and reads once more; the marker is then not
+// found (the new stream is empty).
+func (b *Backend) lastDone(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	m, err := b.done.GetLastMsgForSubject(ctx, subject)
+	if storeGone(err) {
+		if rerr := b.awaitRestore(ctx); rerr != nil {
+			return nil, fmt.Errorf("%w; setting the stream %q up again: %w", err, b.names.doneStream(), rerr)
+		}
+		m, err = b.done.GetLastMsgForSubject(ctx, subject)
+	}
+	return m, err
 }

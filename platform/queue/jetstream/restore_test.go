@@ -290,3 +290,40 @@ func TestRedriveSetsADeletedWorkStreamUpAgain(t *testing.T) {
 	require.Equal(t, 1, got.Task.Attempt)
 	require.NoError(t, b.Ack(ctx, got))
 }
+
+// TestReadsSetDeletedStreamsUpAgain: reads by stream name that find the
+// dead-letter or finished-key stream deleted on the server (no reconnect
+// tells the backend) ask for a round of setting the streams up again,
+// wait for it and read once more: ListDead lists no dead letters (the
+// stream is empty, set up again) and FindTasks by key finds nothing
+// finished. Before, both failed with "stream not found" and nothing set
+// the streams up until a write happened to need them.
+func TestReadsSetDeletedStreamsUpAgain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", nil)
+	b := openBackend(t, jetstream.Config{URL: srv.ClientURL(), AckWait: time.Second, PublishTimeout: 5 * time.Second})
+	require.NoError(t, b.Declare(ctx, "reads"))
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+
+	require.NoError(t, js.DeleteStream(ctx, "PLBA_DEAD"))
+	dead, err := b.ListDead(ctx, "reads", 0)
+	require.NoError(t, err)
+	require.Empty(t, dead)
+	_, err = js.Stream(ctx, "PLBA_DEAD")
+	require.NoError(t, err, "the dead-letter stream is set up again")
+	dead, err = b.ListDead(ctx, "reads", 0)
+	require.NoError(t, err)
+	require.Empty(t, dead)
+
+	require.NoError(t, js.DeleteStream(ctx, "PLBA_DONE"))
+	found, err := b.FindTasks(ctx, "reads", queue.TaskLookup{Key: "never"})
+	require.NoError(t, err)
+	require.Empty(t, found.Found)
+	_, err = js.Stream(ctx, "PLBA_DONE")
+	require.NoError(t, err, "the finished-key stream is set up again")
+}

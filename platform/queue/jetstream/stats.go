@@ -74,9 +74,9 @@ func (b *Backend) Stats(ctx context.Context, queueName string) (queue.Stats, err
 			st.InFlight -= moved
 		}
 	}
-	dead, err := b.js.Stream(ctx, b.names.deadStream())
+	dead, err := b.lookupDead(ctx)
 	if err != nil {
-		return st, fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+		return st, err
 	}
 	di, err := dead.Info(ctx, jetstream.WithSubjectFilter(qn.deadSubject))
 	if err != nil {
@@ -102,9 +102,9 @@ func (b *Backend) Queues(ctx context.Context) ([]string, error) {
 	if err := lister.Err(); err != nil {
 		return nil, fmt.Errorf("jetstream: list streams: %w", err)
 	}
-	dead, err := b.js.Stream(ctx, b.names.deadStream())
+	dead, err := b.lookupDead(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: stream %q: %w", b.names.deadStream(), err)
+		return nil, err
 	}
 	di, err := dead.Info(ctx, jetstream.WithSubjectFilter(b.names.deadSubjects()))
 	if err != nil {
