@@ -83,7 +83,9 @@ func (r *compReq) uid() (imap.UID, uint32) {
 // without limit, counted in Status.CompletionFailures and logged once per
 // batch. The message is found by the UID in t's headers while the mailbox
 // UIDVALIDITY still matches, else by its Message-ID (an exact match, and
-// the same content when t carries its payload); a message that is no
+// the same content when t carries its payload; for a stand-in without
+// it, the same size, imap-size, and nothing is moved when several mails
+// match: the scan emits them again); a message that is no
 // longer there was handled already, so completion is idempotent. Further
 // copies of the message (same task key) that the source saw but did not
 // emit are settled the same way.

@@ -2,6 +2,7 @@ package imap_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -226,4 +227,54 @@ func TestRefusedCopyWithoutMoveLosesNoMail(t *testing.T) {
 	require.Empty(t, messages(t, b.srv, "INBOX"))
 	require.Equal(t, []string{tasks[1].Header(imap.HeaderMessageID)}, messageIDs(messages(t, b.srv, "Processed")),
 		"the message is in the folder, not lost")
+}
+
+// A stand-in (an oversized or queue-refused mail, without its content)
+// emitted under the old UIDVALIDITY is found by its Message-ID: other
+// mails that reuse the id are not moved with it. One of another size is
+// told apart by the size the stand-in carries (imap-size); one of the
+// same size cannot be told apart, so nothing is moved (the mails stay,
+// and the scan under the new UIDVALIDITY emits them again).
+func TestStandInAfterUIDValidityChangeMovesOnlyItsMessage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, func(c *imap.Config) { c.MaxMessageSize = 2000 })
+	big := imaptest.Message("big@example.com", "big", strings.Repeat("x", 5000))
+	_, err := b.srv.Append("INBOX", big)
+	require.NoError(t, err)
+	b.run(t)
+	waitEmitted(t, b.em, 1)
+	b.stop() // no scan from here on
+	stand := b.em.all()[0]
+	require.Empty(t, stand.Payload)
+
+	require.NoError(t, b.srv.RecreateMailbox("INBOX")) // new UIDVALIDITY
+	other := imaptest.Message("big@example.com", "big (corrected)", strings.Repeat("y", 6000))
+	for _, raw := range [][]byte{other, big} {
+		_, err := b.srv.Append("INBOX", raw)
+		require.NoError(t, err)
+	}
+	complete(t, b.src, stand, task.DeadLettered)
+	require.Equal(t, []int64{int64(len(big))}, sizes(messages(t, b.srv, "Failed")), "the stand-in's message, not the one reusing its id")
+	require.Equal(t, []int64{int64(len(other))}, sizes(messages(t, b.srv, "INBOX")))
+
+	// Two mails of the stand-in's size with its id: neither is moved.
+	require.NoError(t, b.srv.RecreateMailbox("INBOX"))
+	twin := imaptest.Message("big@example.com", "big", strings.Repeat("z", 5000))
+	require.Len(t, twin, len(big))
+	for _, raw := range [][]byte{big, twin} {
+		_, err := b.srv.Append("INBOX", raw)
+		require.NoError(t, err)
+	}
+	complete(t, b.src, stand, task.DeadLettered)
+	require.Equal(t, []int64{int64(len(big))}, sizes(messages(t, b.srv, "Failed")), "nothing more moved")
+	require.Equal(t, []int64{int64(len(big)), int64(len(twin))}, sizes(messages(t, b.srv, "INBOX")))
+}
+
+// sizes lists the sizes of msgs in order.
+func sizes(msgs []memserver.Message) []int64 {
+	out := make([]int64, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, m.Size)
+	}
+	return out
 }
