@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 )
 
 // queueState is this process's handle on one queue: its stream, its
@@ -193,32 +192,24 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	return nil
 }
 
-// restore sets the queues of the tasks lost (indexes into qs) up again,
-// their stream and consumer: a publish that no stream answered finds the
-// queue's work stream gone. It returns the tasks whose queue is set up
-// again and calls fail for the others.
+// restore sets the queues of the tasks lost (indexes into qs) up again
+// after a publish that no stream answered found the queue's work stream
+// gone: it waits for a round of the backend's restoration (restoreStores,
+// which also sets up again the work streams and consumers of the queues
+// in use) and returns the tasks whose queue is set up again; fail is
+// called for the others.
 func (b *Backend) restore(ctx context.Context, qs []*queueState, lost []int, fail func(i int, err error)) []int {
-	errs := map[*queueState]error{}
-	for _, i := range lost {
-		q := qs[i]
-		if _, seen := errs[q]; seen {
-			continue
-		}
-		q.ready.Store(false)
-		err := q.ensure(ctx, b)
-		errs[q] = err
-		if err == nil {
-			b.log.Warn("jetstream: work stream set up again (no stream answered a publish: deleted on the server?)",
-				zap.String("queue", q.queue), zap.String("stream", q.stream))
-		}
-	}
+	err := b.awaitRestore(ctx)
 	var again []int
 	for _, i := range lost {
-		if err := errs[qs[i]]; err != nil {
+		switch {
+		case err != nil:
 			fail(i, err)
-			continue
+		case !qs[i].ready.Load():
+			fail(i, fmt.Errorf("jetstream: queue %q was not set up again", qs[i].queue))
+		default:
+			again = append(again, i)
 		}
-		again = append(again, i)
 	}
 	return again
 }
