@@ -18,4 +18,16 @@
 // The store keeps up to Config.MaxConns connections of its own (a small pool
 // on pgx.Conn); every statement runs with the caller's context, and a
 // connection a cancelled statement left in doubt is closed, not reused.
+//
+// # Hosts that vanish mid-transaction
+//
+// Several hosts share one database. A host that freezes or is cut off
+// inside SaveOrder's transaction leaves its session idle in a transaction
+// that holds the order's unique key (message_id, attachment_hash): the
+// redelivery of the same mail on another host waits for that key. The
+// server would end such a session only when TCP keepalive finds the host
+// gone (hours by default), so every connection of the store sets
+// idle_in_transaction_session_timeout (Config.IdleInTransactionTimeout,
+// default 10s): the server rolls the lost host's transaction back after
+// it, and the waiting host stores the order.
 package postgres

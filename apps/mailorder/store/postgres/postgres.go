@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +34,21 @@ type Config struct {
 	Schema string `koanf:"schema"`
 	// MaxConns is the most connections the store opens. Default 4.
 	MaxConns int `koanf:"max_conns"`
+	// IdleInTransactionTimeout is how long the server keeps a session of
+	// the store that sits idle inside a transaction (its
+	// idle_in_transaction_session_timeout) before it ends the session and
+	// rolls the transaction back. A host that froze or was cut off in the
+	// middle of SaveOrder holds the order's unique key until then, and
+	// any other host storing the same order (its redelivery) waits for
+	// it; the server alone would notice the lost host only by TCP
+	// keepalive, after hours. The store's transactions are never idle
+	// longer than a round trip. Default 10s.
+	IdleInTransactionTimeout time.Duration `koanf:"idle_in_transaction_timeout"`
 }
+
+// DefaultIdleInTransactionTimeout is the default of
+// Config.IdleInTransactionTimeout.
+const DefaultIdleInTransactionTimeout = 10 * time.Second
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
@@ -42,6 +57,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 4
+	}
+	if c.IdleInTransactionTimeout == 0 {
+		c.IdleInTransactionTimeout = DefaultIdleInTransactionTimeout
 	}
 	return c
 }
@@ -61,6 +79,9 @@ func (c Config) Validate() error {
 	if c.Schema == "" {
 		errs = append(errs, errors.New("schema: required"))
 	}
+	if c.IdleInTransactionTimeout < time.Millisecond {
+		errs = append(errs, fmt.Errorf("idle_in_transaction_timeout: must be at least 1ms, got %v", c.IdleInTransactionTimeout))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("postgres store: config: %w", err)
 	}
@@ -75,7 +96,9 @@ type Store struct {
 var _ domain.Store = (*Store)(nil)
 
 // Open connects to the database, creates cfg.Schema when missing and
-// applies the embedded migrations.
+// applies the embedded migrations. Every connection of the store sets
+// the session's search_path to cfg.Schema and its
+// idle_in_transaction_session_timeout to cfg.IdleInTransactionTimeout.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -87,6 +110,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	schema := pgx.Identifier{cfg.Schema}.Sanitize()
 	cc.RuntimeParams["search_path"] = schema
+	cc.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(cfg.IdleInTransactionTimeout.Milliseconds(), 10)
 	s := &Store{pool: newPool(cc, cfg.MaxConns)}
 	if err := s.migrate(ctx, schema); err != nil {
 		s.Close()

@@ -102,12 +102,14 @@ func TestConfigValidate(t *testing.T) {
 		{},
 		{URL: "postgres://u:hunter2@host/db", MaxConns: -1},
 		{URL: "::not a url::"},
+		{URL: "postgres://localhost/db", IdleInTransactionTimeout: -time.Second},
 	} {
 		err := c.WithDefaults().Validate()
 		require.Error(t, err, "%+v", c)
 		require.NotContains(t, err.Error(), "hunter2", "the password is not echoed")
 	}
 	require.NoError(t, postgres.Config{URL: "postgres://localhost/db"}.WithDefaults().Validate())
+	require.Equal(t, postgres.DefaultIdleInTransactionTimeout, postgres.Config{}.WithDefaults().IdleInTransactionTimeout)
 	_, err := postgres.Open(context.Background(), postgres.Config{})
 	require.ErrorContains(t, err, "url: required")
 }
