@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -82,6 +83,7 @@ func (c KVConfig) withDefaults() KVConfig {
 // KV keeps leases in a JetStream key-value bucket.
 type KV struct {
 	cfg       KVConfig
+	js        jetstream.JetStream
 	kv        jetstream.KeyValue
 	handovers metric.Int64Counter
 	// nonce starts the token of every record this KV writes, so that it
@@ -91,6 +93,9 @@ type KV struct {
 
 	mu     sync.Mutex
 	leases map[string]*kvLease
+	// goneSince is when an attempt first found the bucket missing (zero:
+	// it was there at the last attempt); see restoreBucket.
+	goneSince time.Time
 }
 
 // OpenKV binds to the leases' bucket, creating it with cfg's TTL and
@@ -106,18 +111,7 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 		return nil, fmt.Errorf("%w: replicas %d: want 1 or 3", ErrConfig, cfg.Replicas)
 	}
 	kv, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
-		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      cfg.Bucket,
-			Description: "plba leases: one holder per key",
-			History:     1,
-			TTL:         cfg.TTL,
-			Replicas:    cfg.Replicas,
-			Storage:     jetstream.FileStorage,
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			return js.KeyValue(ctx, cfg.Bucket)
-		}
-		return kv, err
+		return createBucket(ctx, js, cfg)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lease: bucket %q: %w", cfg.Bucket, err)
@@ -134,7 +128,69 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 	if err != nil {
 		return nil, fmt.Errorf("lease: metric: %w", err)
 	}
-	return &KV{cfg: cfg, kv: kv, handovers: c, nonce: newToken()}, nil
+	return &KV{cfg: cfg, js: js, kv: kv, handovers: c, nonce: newToken()}, nil
+}
+
+// createBucket creates the leases' bucket, or binds to it when it exists.
+func createBucket(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "plba leases: one holder per key",
+		History:     1,
+		TTL:         cfg.TTL,
+		Replicas:    cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return js.KeyValue(ctx, cfg.Bucket)
+	}
+	return kv, err
+}
+
+// bucketGone reports whether err may mean that the bucket's stream is
+// gone (the server lost its store, or the bucket was deleted). The same
+// errors come while a cluster elects the stream's leader: restoreBucket
+// then finds the bucket there and changes nothing.
+func bucketGone(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
+}
+
+// restoreBucket sets the bucket up again after an attempt found it gone
+// (err, see bucketGone), but only once the TTL has passed since an
+// attempt first found it so: a hold on the lost bucket ends at the latest
+// the TTL after its last renewal, which came before the loss, so no host
+// can take a lease from the new bucket while the holder of one on the old
+// bucket still believes it holds it. It returns err, with what it did.
+func (k *KV) restoreBucket(ctx context.Context, err error) error {
+	if !bucketGone(err) {
+		return err
+	}
+	now := time.Now()
+	k.mu.Lock()
+	if k.goneSince.IsZero() {
+		k.goneSince = now
+	}
+	since := k.goneSince
+	k.mu.Unlock()
+	if now.Sub(since) < k.cfg.TTL {
+		return fmt.Errorf("%w (bucket %q gone? it is set up again from %s on)", err, k.cfg.Bucket,
+			since.Add(k.cfg.TTL).Format(time.RFC3339Nano))
+	}
+	cctx, cancel := context.WithTimeout(ctx, k.cfg.TTL/3)
+	defer cancel()
+	if _, cerr := createBucket(cctx, k.js, k.cfg); cerr != nil {
+		return fmt.Errorf("%w (bucket %q gone; set it up again: %w)", err, k.cfg.Bucket, cerr)
+	}
+	k.bucketAnswered()
+	return fmt.Errorf("%w (bucket %q was gone: set up again)", err, k.cfg.Bucket)
+}
+
+// bucketAnswered forgets a loss of the bucket: an attempt found it there.
+func (k *KV) bucketAnswered() {
+	k.mu.Lock()
+	k.goneSince = time.Time{}
+	k.mu.Unlock()
 }
 
 // Lease returns the lease named name (the same one for the same name),
@@ -226,6 +282,7 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	rev, err := l.k.kv.Create(rctx, l.key, val)
 	cancel()
 	if err == nil {
+		l.k.bucketAnswered()
 		l.mu.Lock()
 		handover := l.sawHolder
 		l.sawHolder = false
@@ -240,8 +297,9 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 		return startHold(l, val, rev, sent), nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, fmt.Errorf("lease %q: create: %w", l.name, err)
+		return nil, fmt.Errorf("lease %q: create: %w", l.name, l.k.restoreBucket(ctx, err))
 	}
+	l.k.bucketAnswered()
 	gctx, cancel := context.WithTimeout(ctx, l.k.cfg.TTL/3)
 	e, err := l.k.kv.Get(gctx, l.key)
 	cancel()

@@ -15,7 +15,12 @@
 //     a quarter of the TTL before the key can expire, measured from when
 //     it sent its last successful renewal, so its work stops before anyone
 //     else can hold the lease. Release deletes the key on the held
-//     revision: the next host takes over at its next attempt.
+//     revision: the next host takes over at its next attempt. A bucket the
+//     server lost (restarted without its store, or deleted) is set up
+//     again by the next attempt that finds it gone a TTL after the first
+//     one did, when every hold on the lost bucket has ended; a host that
+//     starts meanwhile creates it at once (OpenKV), and a holder learns
+//     of the new bucket at its next renewal.
 //   - Local: a lease within one process, for the memory backend and a
 //     single host. It costs a mutex.
 //
