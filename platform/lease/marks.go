@@ -18,9 +18,14 @@ const DefaultMarksBucket = "plba_schedule_marks"
 // bucket shared by the hosts, so that a schedule that catches up missed
 // due times (source.CatchUpOnce) knows across restarts and hosts what
 // already ran. They implement source.Marks. A mark only moves forward:
-// two hosts recording different due times keep the later one.
+// two hosts recording different due times keep the later one. A bucket
+// the server lost (restarted without its store, or deleted) is set up
+// again by the next read or write that finds it gone: its marks are lost
+// with it, and LastRun reports none.
 type Marks struct {
-	kv jetstream.KeyValue
+	js  jetstream.JetStream
+	cfg jetstream.KeyValueConfig
+	kv  jetstream.KeyValue
 }
 
 // OpenMarks binds to bucket (DefaultMarksBucket when empty), creating it
@@ -32,23 +37,39 @@ func OpenMarks(ctx context.Context, js jetstream.JetStream, bucket string, repli
 	if replicas == 0 {
 		replicas = 1
 	}
-	kv, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
-		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      bucket,
-			Description: "plba schedules: the last due time each one ran",
-			History:     1,
-			Replicas:    replicas,
-			Storage:     jetstream.FileStorage,
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			return js.KeyValue(ctx, bucket)
-		}
-		return kv, err
-	})
+	m := &Marks{js: js, cfg: jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: "plba schedules: the last due time each one ran",
+		History:     1,
+		Replicas:    replicas,
+		Storage:     jetstream.FileStorage,
+	}}
+	kv, err := jsapi.Retry(ctx, m.createBucket)
 	if err != nil {
 		return nil, fmt.Errorf("lease: marks bucket %q: %w", bucket, err)
 	}
-	return &Marks{kv: kv}, nil
+	m.kv = kv
+	return m, nil
+}
+
+// createBucket creates the marks' bucket, or binds to it when it exists.
+func (m *Marks) createBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := m.js.CreateKeyValue(ctx, m.cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return m.js.KeyValue(ctx, m.cfg.Bucket)
+	}
+	return kv, err
+}
+
+// restored sets the bucket up again when err says it may be gone
+// (bucketGone) and reports whether it did: the failed call is worth one
+// more try. A mark has no holder to wait for, unlike a lease.
+func (m *Marks) restored(ctx context.Context, err error) bool {
+	if !bucketGone(err) {
+		return false
+	}
+	_, cerr := m.createBucket(ctx)
+	return cerr == nil
 }
 
 // LastRun returns schedule's mark, or the zero time when there is none.
@@ -60,6 +81,9 @@ func (m *Marks) LastRun(ctx context.Context, schedule string) (time.Time, error)
 // get returns the mark and its revision (0 when absent).
 func (m *Marks) get(ctx context.Context, schedule string) (time.Time, uint64, error) {
 	e, err := m.kv.Get(ctx, keyFor("mark", schedule))
+	if err != nil && m.restored(ctx, err) {
+		e, err = m.kv.Get(ctx, keyFor("mark", schedule))
+	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return time.Time{}, 0, nil
 	}
@@ -92,6 +116,9 @@ func (m *Marks) SetLastRun(ctx context.Context, schedule string, due time.Time) 
 		}
 		if err == nil {
 			return nil
+		}
+		if m.restored(ctx, err) {
+			continue // an empty bucket: read it again
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return fmt.Errorf("lease: set mark of %q: %w", schedule, err)
