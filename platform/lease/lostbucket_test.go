@@ -2,12 +2,17 @@ package lease_test
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/lease"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
 )
 
 // TestKVBucketLostIsSetUpAgain: the server loses the leases' bucket
@@ -81,4 +86,65 @@ func TestKVBucketLostIsSetUpAgain(t *testing.T) {
 		require.NoError(t, tk.h.Release(context.Background()))
 	default:
 	}
+}
+
+// TestKVLeaseAfterTheServerLostItsStore: the server is restarted on the
+// same address without its store while a host holds a lease and another
+// waits for it. Both reconnect; the lease is held again, not before the
+// first host's hold ended.
+func TestKVLeaseAfterTheServerLostItsStore(t *testing.T) {
+	t.Parallel()
+	start := func(dir, listen string) *embedded.Server {
+		opts, err := embedded.Config{StoreDir: dir, Listen: listen}.Options()
+		require.NoError(t, err)
+		srv, err := embedded.StartWithOptions(context.Background(), opts, 20*time.Second, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+		return srv
+	}
+	srv := start(t.TempDir(), "127.0.0.1:0")
+	_, port, err := net.SplitHostPort(srv.NATS().Addr().String())
+	require.NoError(t, err)
+	const ttl = 2 * time.Second
+	connect := func(holder string) *lease.KV {
+		nc, err := nats.Connect(srv.ClientURL(), nats.Name(holder), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+		require.NoError(t, err)
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		require.NoError(t, err)
+		kv, err := lease.OpenKV(context.Background(), js, lease.KVConfig{TTL: ttl, Holder: holder})
+		require.NoError(t, err)
+		return kv
+	}
+	a, b := connect("host-a"), connect("host-b")
+	ha := acquire(t, a.Lease("imap/INBOX"), 10*time.Second)
+
+	require.NoError(t, srv.Shutdown(context.Background()))
+	start(t.TempDir(), "127.0.0.1:"+port) // an empty store
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*ttl)
+	defer cancel()
+	type took struct {
+		at time.Time
+		h  lease.Hold
+	}
+	held := make(chan took, 1)
+	go func() {
+		h, err := b.Lease("imap/INBOX").Acquire(ctx)
+		if err == nil {
+			held <- took{time.Now(), h}
+		}
+		close(held)
+	}()
+	var aLost time.Time
+	select {
+	case <-ha.Lost():
+		aLost = time.Now()
+	case <-time.After(2 * ttl):
+		t.Fatal("host-a's hold outlived the server's store")
+	}
+	tk, ok := <-held
+	require.True(t, ok, "host-b never holds the lease: its bucket is gone for good")
+	require.True(t, tk.at.After(aLost), "host-b took the lease before host-a's hold ended")
+	require.NoError(t, tk.h.Release(context.Background()))
 }
