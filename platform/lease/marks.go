@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plba/plba/internal/jsapi"
@@ -66,7 +67,15 @@ func (m *Marks) createBucket(ctx context.Context) (jetstream.KeyValue, error) {
 // more try. A mark has no holder to wait for, unlike a lease.
 func (m *Marks) restored(ctx context.Context, err error) bool {
 	if !bucketGone(err) {
-		return false
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return false
+		}
+		// A server before 2.10 (Debian's 2.9) does not answer a read of
+		// a deleted bucket at all: the request times out. The bucket's
+		// lookup tells whether it is gone (with ctx still running).
+		if _, lerr := m.js.KeyValue(ctx, m.cfg.Bucket); !errors.Is(lerr, jetstream.ErrBucketNotFound) {
+			return false
+		}
 	}
 	_, cerr := m.createBucket(ctx)
 	return cerr == nil
