@@ -1,6 +1,7 @@
 package netfault
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -13,10 +14,12 @@ type Proxy struct {
 	ln       net.Listener
 	upstream string
 
-	mu     sync.Mutex
-	frozen chan struct{} // closed while forwarding; replaced when frozen
-	conns  []net.Conn
-	wg     sync.WaitGroup
+	mu        sync.Mutex
+	frozen    chan struct{} // closed while forwarding; replaced when frozen
+	trigger   []byte        // FreezeOn's pattern; nil when none is armed
+	triggered chan struct{} // closed when the pattern froze the proxy
+	conns     []net.Conn
+	wg        sync.WaitGroup
 }
 
 // NewProxy listens on 127.0.0.1 at a free port and forwards each
@@ -54,19 +57,25 @@ func (p *Proxy) accept() {
 		p.conns = append(p.conns, c, u)
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(u, c)
-		go p.pipe(c, u)
+		go p.pipe(u, c, true)
+		go p.pipe(c, u, false)
 	}
 }
 
-// pipe copies from src to dst, holding what it read while frozen.
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies from src to dst (upstream: from the client), holding what
+// it read while frozen.
+func (p *Proxy) pipe(dst, src net.Conn, upstream bool) {
 	defer p.wg.Done()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
+			if upstream && p.trigger != nil && bytes.Contains(buf[:n], p.trigger) {
+				p.trigger = nil
+				p.freezeLocked()
+				close(p.triggered)
+			}
 			gate := p.frozen
 			p.mu.Unlock()
 			<-gate
@@ -87,12 +96,28 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 // and new ones are accepted but get nothing through.
 func (p *Proxy) Freeze() {
 	p.mu.Lock()
+	p.freezeLocked()
+	p.mu.Unlock()
+}
+
+func (p *Proxy) freezeLocked() {
 	select {
 	case <-p.frozen:
 		p.frozen = make(chan struct{})
 	default: // frozen already
 	}
-	p.mu.Unlock()
+}
+
+// FreezeOn freezes the proxy (as Freeze) when a client next sends data
+// that holds pattern, before that data goes upstream: to the server, the
+// client stopped mid-conversation (a host that froze or lost its
+// network, no FIN, no RST). The channel closes then. The pattern must
+// arrive within one read.
+func (p *Proxy) FreezeOn(pattern string) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.trigger, p.triggered = []byte(pattern), make(chan struct{})
+	return p.triggered
 }
 
 // Thaw forwards again, first what was held while frozen.
