@@ -173,6 +173,20 @@ func Unmark(t *Task) {
 	}
 }
 
+// Dropped reports whether Enqueue dropped t as a duplicate: the backend
+// marked it held (Held) or finished (Finished), as it marks those and only
+// those.
+func Dropped(t *Task) bool {
+	if len(t.Headers) == 0 {
+		return false
+	}
+	if _, ok := Held(t); ok {
+		return true
+	}
+	_, _, ok := Finished(t)
+	return ok
+}
+
 // KeyGenerated reports whether Prepare chose the task's key: its producer
 // set neither Key nor ID, so the key is a fresh identifier that no other
 // producer can know. Such a task can only be enqueued again by the very

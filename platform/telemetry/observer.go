@@ -210,7 +210,7 @@ func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) 
 			continue
 		}
 		out := outcome
-		if err == nil && dropped(t) {
+		if err == nil && task.Dropped(t) {
 			out = outcomeDuplicate
 		}
 		ls := o.labels.getLast(run, t.Queue, t.Kind, out)
@@ -248,16 +248,3 @@ func (c taskCarrier) Keys() []string {
 // outcomeDuplicate is the plba.task.enqueued outcome of a task the
 // backend dropped as a duplicate.
 const outcomeDuplicate task.Outcome = "duplicate"
-
-// dropped reports whether the backend dropped t at Enqueue as a duplicate
-// (it marks those, and only those: see queue.Producer).
-func dropped(t *task.Task) bool {
-	if len(t.Headers) == 0 {
-		return false
-	}
-	if _, ok := task.Held(t); ok {
-		return true
-	}
-	_, _, ok := task.Finished(t)
-	return ok
-}

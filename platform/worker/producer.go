@@ -75,7 +75,7 @@ func (p *Producer) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		return fmt.Errorf("worker: enqueue batch of %d tasks: %w", len(tasks), err)
 	}
 	for _, t := range tasks {
-		if dropped(t) {
+		if task.Dropped(t) {
 			continue
 		}
 		c, ok := p.counts.Load(t.Queue)
@@ -85,16 +85,6 @@ func (p *Producer) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		c.(*atomic.Int64).Add(1)
 	}
 	return nil
-}
-
-// dropped reports whether the backend dropped t as a duplicate (it marks
-// those, and only those: see queue.Producer).
-func dropped(t *task.Task) bool {
-	if _, ok := task.Held(t); ok {
-		return true
-	}
-	_, _, ok := task.Finished(t)
-	return ok
 }
 
 // Enqueued returns how many tasks this producer enqueued on each queue

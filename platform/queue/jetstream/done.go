@@ -103,12 +103,16 @@ func doneData(o task.Outcome, reason string) []byte {
 var doneSucceeded = []byte(task.Succeeded)
 
 // markFinished marks t, a duplicate Enqueue drops, with the outcome its
-// key's marker data records, when it records a final one.
+// key's marker data records, when it records a final one; a marker
+// without one (the task was released or re-driven, and its copy is
+// queued) marks t held by an unknown task.
 func markFinished(t *task.Task, data []byte) {
 	o, reason, _ := strings.Cut(string(data), "\n")
 	if task.Outcome(o).Final() {
 		task.MarkFinished(t, task.Outcome(o), reason)
+		return
 	}
+	task.MarkHeld(t, "")
 }
 
 // markDone stores the marker that key finished on q with outcome o (and a

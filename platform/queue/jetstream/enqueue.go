@@ -136,9 +136,6 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			// released and the copy is queued (a marker without an
 			// outcome): a duplicate either way.
 			markFinished(t, done[i].data)
-			if _, _, ok := task.Finished(t); !ok {
-				task.MarkHeld(t, "")
-			}
 			continue
 		}
 		q := qs[i]

@@ -81,9 +81,6 @@ func (b *Backend) markHeld(ctx context.Context, tasks []*task.Task, qs []*queueS
 		case m.own:
 		case m.finished != nil:
 			markFinished(t, m.finished)
-			if _, _, ok := task.Finished(t); !ok {
-				task.MarkHeld(t, "")
-			}
 		default:
 			task.MarkHeld(t, m.by)
 		}
