@@ -14,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
-	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 )
@@ -44,32 +43,6 @@ type Params struct {
 	Server *embedded.Server
 	// NATSOptions are appended to the connection options built from Config.
 	NATSOptions []nats.Option
-}
-
-// Status describes the connection, for the admin plane.
-type Status struct {
-	// Connected is true while the connection is up.
-	Connected bool `json:"connected"`
-	// State is the connection state: CONNECTED, RECONNECTING, CLOSED, ...
-	// ("" before Start).
-	State string `json:"state"`
-	// ServerURL is the server connected to (redacted; "in-process" for an
-	// embedded server without listener).
-	ServerURL string `json:"server_url"`
-	// ServerVersion is the connected server's version ("2.12.1").
-	ServerVersion string `json:"server_version"`
-	// Schedules says whether the server stores NotBefore tasks as message
-	// schedules (2.12 and later); see Enqueue.
-	Schedules bool `json:"schedules"`
-	// Reconnects and Disconnects count connection events since Start;
-	// LastError is the last connection or asynchronous error.
-	// DeadDiscarded counts the dead letters this process discarded
-	// because the dead-letter stream was full (Config.Dead).
-	DeadDiscarded uint64    `json:"dead_discarded"`
-	Reconnects    uint64    `json:"reconnects"`
-	Disconnects   uint64    `json:"disconnects"`
-	LastError     string    `json:"last_error,omitempty"`
-	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
 }
 
 // Backend is the JetStream queue backend. Create it with New (or Open),
@@ -270,66 +243,6 @@ func (b *Backend) start(ctx context.Context) error {
 	return nil
 }
 
-func (b *Backend) recordErr(err error) {
-	if err == nil {
-		return
-	}
-	b.smu.Lock()
-	b.lastErr, b.lastErrAt = err.Error(), time.Now()
-	b.smu.Unlock()
-}
-
-// Status returns the connection's state and counters.
-func (b *Backend) Status() Status {
-	b.smu.Lock()
-	s := Status{Reconnects: b.reconnects, Disconnects: b.disconnects, LastError: b.lastErr, LastErrorAt: b.lastErrAt,
-		DeadDiscarded: b.deadDiscarded.Load()}
-	b.smu.Unlock()
-	if nc := b.nc; nc != nil && b.started.Load() {
-		s.Connected = nc.IsConnected()
-		s.State = nc.Status().String()
-		s.ServerVersion = nc.ConnectedServerVersion()
-		s.Schedules = b.schedules
-		s.ServerURL = b.serverURL(nc)
-	}
-	return s
-}
-
-// MaxPayload returns the largest message the connected server accepts
-// (0 before Start). A task's payload and headers must fit in it, less
-// 4.5 KiB kept for the headers of a dead-letter copy (Enqueue refuses
-// larger tasks).
-func (b *Backend) MaxPayload() int64 {
-	if !b.started.Load() {
-		return 0
-	}
-	return b.nc.MaxPayload()
-}
-
-// Check reports whether the connection is up and JetStream answers; it is
-// meant for a readiness check.
-func (b *Backend) Check(ctx context.Context) error {
-	if !b.started.Load() {
-		return ErrNotStarted
-	}
-	if b.isClosing() {
-		return queue.ErrClosed
-	}
-	if !b.nc.IsConnected() {
-		return fmt.Errorf("%w: connection %s", ErrUnreachable, b.nc.Status())
-	}
-	if _, err := b.js.AccountInfo(ctx); err != nil {
-		return fmt.Errorf("%w: jetstream account info: %w", ErrUnreachable, err)
-	}
-	return nil
-}
-
-// HealthCheck returns Check as a gating readiness check named
-// "queue.jetstream", for the health registry.
-func (b *Backend) HealthCheck() health.Check {
-	return health.Check{Name: "queue.jetstream", Func: b.Check, Gating: true}
-}
-
 // pokePullers makes every puller replace its pull request at once.
 func (b *Backend) pokePullers() {
 	b.qmu.Lock()
@@ -357,96 +270,4 @@ func (b *Backend) usable() error {
 		return ErrNotStarted
 	}
 	return nil
-}
-
-// Close stops leasing (blocked Lease calls return queue.ErrClosed),
-// gives prefetched messages back without counting a delivery (see
-// giveBack), waits until every delivery handed out is
-// settled (or its lease ended) or ctx ends, then drains the connection and
-// shuts the owned embedded server down. Unsettled deliveries are
-// redelivered by the server after their AckWait. Close is idempotent.
-func (b *Backend) Close(ctx context.Context) error {
-	b.closeOnce.Do(func() {
-		close(b.closing)
-		if !b.started.Load() {
-			b.teardown(ctx)
-			return
-		}
-		b.stopConsumers(ctx)
-		waitErr := b.waitInflight(ctx)
-		close(b.leaseStop)
-		b.lwg.Wait()
-		b.closeErr = errors.Join(waitErr, b.teardown(ctx))
-	})
-	return b.closeErr
-}
-
-// waitInflight waits until no delivery is in flight or ctx ends.
-func (b *Backend) waitInflight(ctx context.Context) error {
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		n := b.pruneInflight(time.Now())
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("jetstream: close: %d deliveries unsettled (redelivered after their lease): %w", n, ctx.Err())
-		case <-b.settled:
-		case <-tick.C:
-		}
-	}
-}
-
-// teardown stops the advisory watcher, drains the connection and shuts
-// the owned server down.
-func (b *Backend) teardown(ctx context.Context) error {
-	b.stopPull()
-	var errs []error
-	if b.metricReg != nil {
-		_ = b.metricReg.Unregister()
-	}
-	// The advisory consumer may be dead-lettering an exhausted task: let
-	// it finish (it needs the connection) before the connection goes.
-	if err := b.stopAdvisories(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	if b.js != nil && b.nc != nil && !b.nc.IsClosed() {
-		// Acks wait for their finished-key record (markDoneThenAck):
-		// let the records' acks arrive, so the acks go out. Not from a
-		// server this connection lost: those tasks are delivered again.
-		wctx, stop := b.whileConnected(ctx)
-		select {
-		case <-b.js.PublishAsyncComplete():
-		case <-wctx.Done():
-		}
-		stop()
-	}
-	if b.nc != nil && !b.nc.IsClosed() {
-		closed := make(chan struct{})
-		b.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-		if err := b.nc.Drain(); err != nil {
-			b.nc.Close()
-		} else {
-			// Draining flushes what is buffered; a server that does not
-			// answer within the publish timeout (a frozen network) is
-			// not waited for longer.
-			dctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
-			select {
-			case <-closed:
-			case <-dctx.Done():
-				b.nc.Close()
-				errs = append(errs, fmt.Errorf("jetstream: drain connection: %w", dctx.Err()))
-			}
-			cancel()
-		}
-	}
-	b.connDone.Store(true)
-	if b.ownsSrv && b.srv != nil {
-		if err := b.srv.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
