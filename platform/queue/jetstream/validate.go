@@ -1,0 +1,181 @@
+package jetstream
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+)
+
+// PrefetchLimit bounds Prefetch and MaxPrefetch: a pull asks for up to
+// MaxPrefetch messages at once, and the client makes a buffer of that
+// size for them (a prefetch of 1<<62 made the host panic at its first
+// pull). The server delivers no more than MaxAckPending (default 10000)
+// anyway.
+const PrefetchLimit = 100_000
+
+// ErrInvalidConfig wraps every Validate failure.
+var ErrInvalidConfig = errors.New("jetstream: invalid config")
+
+// Validate reports the first invalid field of c (after defaults).
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	bad := func(key, format string, args ...any) error {
+		return config.InvalidAs(ErrInvalidConfig, key, format, args...)
+	}
+	switch c.Mode {
+	case ModeEmbedded:
+		if len(c.servers()) > 0 {
+			return bad("mode", "%q, but url/urls are set", c.Mode)
+		}
+		if c.Sync != "" && c.Sync != embedded.SyncInterval && c.Sync != embedded.SyncAlways {
+			return bad("sync", "%q: want %q or %q", c.Sync, embedded.SyncInterval, embedded.SyncAlways)
+		}
+		if err := c.Embedded.Validate(); err != nil {
+			return config.InvalidAs(ErrInvalidConfig, "embedded", "%v", err)
+		}
+		if c.Replicas != 1 {
+			return bad("replicas", "%d: an embedded server has one replica", c.Replicas)
+		}
+	case ModeExternal:
+		if len(c.servers()) == 0 {
+			return bad("urls", "mode %q needs url or urls", c.Mode)
+		}
+		if err := c.checkURLs(); err != nil {
+			return err
+		}
+		if c.Sync != "" && c.Sync != embedded.SyncInterval {
+			return bad("sync", "%q: external servers sync as their own configuration says (sync_interval: always)", c.Sync)
+		}
+	default:
+		return bad("mode", "%q: want %q or %q", c.Mode, ModeEmbedded, ModeExternal)
+	}
+	auth := 0
+	if c.User != "" || c.Password != "" {
+		auth++
+	}
+	for _, s := range []string{c.Token, c.NKeySeed, c.Creds} {
+		if s != "" {
+			auth++
+		}
+	}
+	if auth > 1 {
+		return bad("", "choose one of user/password, token, nkey_seed, creds")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return bad("tls", "cert_file and key_file go together")
+	}
+	if c.Replicas != 1 && c.Replicas != 3 {
+		return bad("replicas", "%d: want 1 or 3", c.Replicas)
+	}
+	if c.Storage != StorageFile && c.Storage != StorageMemory {
+		return bad("storage", "%q: want %q or %q", c.Storage, StorageFile, StorageMemory)
+	}
+	if c.DuplicateWindow < 0 {
+		return bad("duplicate_window", "%s must not be negative", c.DuplicateWindow)
+	}
+	if c.MaxDeliver < -1 {
+		return bad("max_deliver", "%d: want -1 (unlimited) or > 0", c.MaxDeliver)
+	}
+	if c.AckWait < time.Millisecond*10 {
+		return bad("ack_wait", "%s: want at least 10ms", c.AckWait)
+	}
+	if c.StreamPrefix != encodeToken(c.StreamPrefix) {
+		return bad("stream_prefix", "%q: only letters, digits and '-'", c.StreamPrefix)
+	}
+	if c.Consumer != encodeToken(c.Consumer) {
+		return bad("consumer", "%q: only letters, digits and '-'", c.Consumer)
+	}
+	if c.Prefetch < 1 || c.MaxAckPending < 1 || c.MaxAsyncPending < 1 {
+		return bad("", "prefetch, max_ack_pending and max_async_pending must be positive")
+	}
+	if c.Prefetch > PrefetchLimit {
+		return bad("prefetch", "%d: want at most %d", c.Prefetch, PrefetchLimit)
+	}
+	if c.MaxPrefetch > PrefetchLimit {
+		return bad("max_prefetch", "%d: want at most %d", c.MaxPrefetch, PrefetchLimit)
+	}
+	if c.MaxPrefetch < c.Prefetch {
+		return bad("max_prefetch", "%d is below prefetch (%d)", c.MaxPrefetch, c.Prefetch)
+	}
+	if c.PublishTimeout < 0 || c.ConnectTimeout < 0 {
+		return bad("", "publish_timeout and connect_timeout must not be negative")
+	}
+	if c.MaxMsgs < 0 {
+		return bad("max_msgs", "%d: want 0 (no bound) or more", c.MaxMsgs)
+	}
+	if c.MaxBytes < 0 {
+		return bad("max_bytes", "%d: want 0 (no bound) or more", c.MaxBytes)
+	}
+	if c.Dead.MaxAge < time.Minute {
+		return bad("dead.max_age", "%s: want at least 1m", c.Dead.MaxAge)
+	}
+	if c.Dead.MaxBytes < -1 || c.Dead.MaxBytes > 0 && c.Dead.MaxBytes < 1<<20 {
+		return bad("dead.max_bytes", "%d: want -1 (no bound) or at least 1048576 (1 MiB)", c.Dead.MaxBytes)
+	}
+	if c.Dead.MaxMsgs < -1 {
+		return bad("dead.max_msgs", "%d: want -1 (no bound) or more than 0", c.Dead.MaxMsgs)
+	}
+	return nil
+}
+
+// checkURLs parses every server URL as the NATS client will (a URL
+// without a scheme gets "nats://"), so that a malformed one fails
+// validation naming its key instead of the first connection.
+func (c Config) checkURLs() error {
+	check := func(key, list string) error {
+		for _, raw := range strings.Split(list, ",") {
+			if raw = strings.TrimSpace(raw); raw == "" {
+				continue
+			}
+			if err := checkURL(raw); err != nil {
+				return config.InvalidAs(ErrInvalidConfig, key, "%s", config.RedactURLsIn(err.Error()))
+			}
+		}
+		return nil
+	}
+	if err := check("url", c.URL); err != nil {
+		return err
+	}
+	for i, u := range c.URLs {
+		if err := check(fmt.Sprintf("urls[%d]", i), u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// natsSchemes are the URL schemes the NATS client connects with.
+var natsSchemes = map[string]bool{"nats": true, "tls": true, "ws": true, "wss": true}
+
+// checkURL reports why raw is not a server URL the client can use.
+func checkURL(raw string) error {
+	s := raw
+	if !strings.Contains(s, "://") {
+		s = "nats://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q: %w", raw, errors.Unwrap(err))
+	}
+	if !natsSchemes[strings.ToLower(u.Scheme)] {
+		return fmt.Errorf("%q: scheme %q: want nats, tls, ws or wss", raw, u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("%q: no host", raw)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port %q out of range", raw, p)
+		}
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: a server URL has no path, query or fragment", raw)
+	}
+	return nil
+}
