@@ -76,3 +76,16 @@ func cleanMessageID(id string, notes *[]string) string {
 	*notes = append(*notes, fmt.Sprintf("Message-ID %q is not UTF-8 text without control characters; using %s", clip(id), syn))
 	return syn
 }
+
+// clip shortens s for a reason text.
+func clip(s string) string {
+	const max = 40
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
