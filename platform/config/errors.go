@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -141,6 +143,68 @@ func appendErr(dst []Problem, path string, err error) []Problem {
 		}
 		return append(dst, Problem{Key: path, Msg: err.Error()})
 	}
+}
+
+// refineKey turns a plain error from a Validate method that follows the
+// "key: problem" convention ("start_timeout: must be positive") into a
+// problem at that key, as long as each leading "key: " names a field (or
+// map entry) of the validated value v, at any depth ("orders.concurrency:
+// must be at least 1" from a map's Validate). Anything else stays as it
+// is.
+func refineKey(p Problem, v reflect.Value) Problem {
+	msg := p.Msg
+	for {
+		tok, rest, ok := strings.Cut(msg, ": ")
+		if !ok || rest == "" {
+			return p
+		}
+		if v, ok = walkKey(v, tok); !ok {
+			return p
+		}
+		p.Key, p.Msg, msg = joinKey(p.Key, tok), rest, rest
+	}
+}
+
+// walkKey follows the dotted key path from v through struct fields and
+// string-keyed map entries (whose names may contain dots: the longest
+// entry that matches wins); ok is false when a part names nothing.
+func walkKey(v reflect.Value, path string) (reflect.Value, bool) {
+	for path != "" {
+		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+			if v.IsNil() {
+				return v, false
+			}
+			v = v.Elem()
+		}
+		var part string
+		switch v.Kind() {
+		case reflect.Struct:
+			part, path, _ = strings.Cut(path, ".")
+			i := slices.IndexFunc(fieldsOf(v.Type()), func(f field) bool { return f.key == part })
+			if i < 0 {
+				return v, false
+			}
+			v = v.FieldByIndex(fieldsOf(v.Type())[i].index)
+		case reflect.Map:
+			if v.Type().Key().Kind() != reflect.String {
+				return v, false
+			}
+			var e reflect.Value
+			for _, k := range v.MapKeys() {
+				name := k.String()
+				if (path == name || strings.HasPrefix(path, name+".")) && len(name) >= len(part) {
+					part, e = name, v.MapIndex(k)
+				}
+			}
+			if !e.IsValid() {
+				return v, false
+			}
+			v, path = e, strings.TrimPrefix(strings.TrimPrefix(path, part), ".")
+		default:
+			return v, false
+		}
+	}
+	return v, true
 }
 
 func joinKey(a, b string) string {
