@@ -3,13 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net/url"
-	"sort"
 	"strings"
 	"time"
 
@@ -22,68 +18,6 @@ import (
 // ErrInUse is returned by Open when another process (or another Store in
 // this one) has the database open: one process per database file.
 var ErrInUse = dirlock.ErrLocked
-
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// Config configures the SQLite store.
-type Config struct {
-	// Path is the database file; it is created when missing. Required. It
-	// must not contain '?'.
-	Path string `koanf:"path"`
-	// BusyTimeout is how long a statement waits for a lock held by another
-	// process. Default 5s.
-	BusyTimeout time.Duration `koanf:"busy_timeout"`
-	// Synchronous is the PRAGMA synchronous level: "NORMAL" (default, see
-	// the package documentation) or "FULL".
-	Synchronous string `koanf:"synchronous"`
-	// MaxReaders is the size of the read connection pool. Default 4.
-	MaxReaders int `koanf:"max_readers"`
-}
-
-// WithDefaults returns c with zero fields set to their defaults.
-func (c Config) WithDefaults() Config {
-	if c.BusyTimeout == 0 {
-		c.BusyTimeout = 5 * time.Second
-	}
-	if c.Synchronous == "" {
-		c.Synchronous = "NORMAL"
-	}
-	if c.MaxReaders == 0 {
-		c.MaxReaders = 4
-	}
-	return c
-}
-
-// Validate reports a configuration that cannot work.
-func (c Config) Validate() error {
-	switch {
-	case c.Path == "":
-		return errors.New("sqlite store: config: path is required")
-	case strings.ContainsRune(c.Path, '?'):
-		return fmt.Errorf("sqlite store: config: path %q must not contain '?'", c.Path)
-	case c.BusyTimeout < 0:
-		return fmt.Errorf("sqlite store: config: busy_timeout must not be negative, got %s", c.BusyTimeout)
-	case c.MaxReaders < 0:
-		return fmt.Errorf("sqlite store: config: max_readers must not be negative, got %d", c.MaxReaders)
-	}
-	switch strings.ToUpper(c.Synchronous) {
-	case "NORMAL", "FULL", "EXTRA":
-	default:
-		return fmt.Errorf("sqlite store: config: synchronous must be NORMAL, FULL or EXTRA, got %q", c.Synchronous)
-	}
-	return nil
-}
-
-func (c Config) dsn() string {
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", c.BusyTimeout.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", fmt.Sprintf("synchronous(%s)", strings.ToUpper(c.Synchronous)))
-	q.Add("_pragma", "foreign_keys(1)")
-	q.Set("_txlock", "immediate")
-	return c.Path + "?" + q.Encode()
-}
 
 // Store is the SQLite order store. It is safe for concurrent use.
 type Store struct {
@@ -160,56 +94,6 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 		*p.stmt = st
 	}
 	return s, nil
-}
-
-// migrate applies the embedded migrations not yet recorded in
-// schema_migrations, in file name order, each in its own transaction.
-func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version TEXT NOT NULL PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("sqlite store: create schema_migrations: %w", err)
-	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return fmt.Errorf("sqlite store: list migrations: %w", err)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return fmt.Errorf("sqlite store: read migration %s: %w", version, err)
-		}
-		if err := s.applyMigration(ctx, version, string(body)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Store) applyMigration(ctx context.Context, version, body string) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite store: migration %s: begin: %w", version, err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
-		return fmt.Errorf("sqlite store: migration %s: check: %w", version, err)
-	}
-	if n > 0 {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, body); err != nil {
-		return fmt.Errorf("sqlite store: migration %s: apply: %w", version, err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, time.Now().UnixMicro()); err != nil {
-		return fmt.Errorf("sqlite store: migration %s: record: %w", version, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite store: migration %s: commit: %w", version, err)
-	}
-	return nil
 }
 
 // SaveOrder stores o, its lines and its confirmation (outbox) in one

@@ -1,0 +1,68 @@
+package sqlite
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config configures the SQLite store.
+type Config struct {
+	// Path is the database file; it is created when missing. Required. It
+	// must not contain '?'.
+	Path string `koanf:"path"`
+	// BusyTimeout is how long a statement waits for a lock held by another
+	// process. Default 5s.
+	BusyTimeout time.Duration `koanf:"busy_timeout"`
+	// Synchronous is the PRAGMA synchronous level: "NORMAL" (default, see
+	// the package documentation) or "FULL".
+	Synchronous string `koanf:"synchronous"`
+	// MaxReaders is the size of the read connection pool. Default 4.
+	MaxReaders int `koanf:"max_readers"`
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.BusyTimeout == 0 {
+		c.BusyTimeout = 5 * time.Second
+	}
+	if c.Synchronous == "" {
+		c.Synchronous = "NORMAL"
+	}
+	if c.MaxReaders == 0 {
+		c.MaxReaders = 4
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Path == "":
+		return errors.New("sqlite store: config: path is required")
+	case strings.ContainsRune(c.Path, '?'):
+		return fmt.Errorf("sqlite store: config: path %q must not contain '?'", c.Path)
+	case c.BusyTimeout < 0:
+		return fmt.Errorf("sqlite store: config: busy_timeout must not be negative, got %s", c.BusyTimeout)
+	case c.MaxReaders < 0:
+		return fmt.Errorf("sqlite store: config: max_readers must not be negative, got %d", c.MaxReaders)
+	}
+	switch strings.ToUpper(c.Synchronous) {
+	case "NORMAL", "FULL", "EXTRA":
+	default:
+		return fmt.Errorf("sqlite store: config: synchronous must be NORMAL, FULL or EXTRA, got %q", c.Synchronous)
+	}
+	return nil
+}
+
+func (c Config) dsn() string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", c.BusyTimeout.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", fmt.Sprintf("synchronous(%s)", strings.ToUpper(c.Synchronous)))
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	return c.Path + "?" + q.Encode()
+}
