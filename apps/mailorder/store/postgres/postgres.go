@@ -2,13 +2,9 @@ package postgres
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,77 +12,6 @@ import (
 
 	"github.com/plba/plba/apps/mailorder/domain"
 )
-
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// migrationLock is the advisory lock key taken while migrating ("mailordr").
-const migrationLock int64 = 0x6d61696c6f726472
-
-// Config configures the PostgreSQL store.
-type Config struct {
-	// URL is the connection string, as a URL
-	// ("postgres://user:pass@host:5432/db?sslmode=disable") or in key=value
-	// form. Required. It may hold a password: it is a secret.
-	URL string `koanf:"url" secret:"true"`
-	// Schema holds the store's tables; it is created when missing. Default
-	// "public".
-	Schema string `koanf:"schema"`
-	// MaxConns is the most connections the store opens. Default 4.
-	MaxConns int `koanf:"max_conns"`
-	// IdleInTransactionTimeout is how long the server keeps a session of
-	// the store that sits idle inside a transaction (its
-	// idle_in_transaction_session_timeout) before it ends the session and
-	// rolls the transaction back. A host that froze or was cut off in the
-	// middle of SaveOrder holds the order's unique key until then, and
-	// any other host storing the same order (its redelivery) waits for
-	// it; the server alone would notice the lost host only by TCP
-	// keepalive, after hours. The store's transactions are never idle
-	// longer than a round trip. Default 10s.
-	IdleInTransactionTimeout time.Duration `koanf:"idle_in_transaction_timeout"`
-}
-
-// DefaultIdleInTransactionTimeout is the default of
-// Config.IdleInTransactionTimeout.
-const DefaultIdleInTransactionTimeout = 10 * time.Second
-
-// WithDefaults returns c with zero fields set to their defaults.
-func (c Config) WithDefaults() Config {
-	if c.Schema == "" {
-		c.Schema = "public"
-	}
-	if c.MaxConns == 0 {
-		c.MaxConns = 4
-	}
-	if c.IdleInTransactionTimeout == 0 {
-		c.IdleInTransactionTimeout = DefaultIdleInTransactionTimeout
-	}
-	return c
-}
-
-// Validate reports a configuration that cannot work. It does not echo the
-// URL, which may hold a password.
-func (c Config) Validate() error {
-	var errs []error
-	if c.URL == "" {
-		errs = append(errs, errors.New("url: required"))
-	} else if _, err := pgx.ParseConfig(c.URL); err != nil {
-		errs = append(errs, errors.New("url: not a valid PostgreSQL connection string"))
-	}
-	if c.MaxConns < 1 {
-		errs = append(errs, fmt.Errorf("max_conns: must be at least 1, got %d", c.MaxConns))
-	}
-	if c.Schema == "" {
-		errs = append(errs, errors.New("schema: required"))
-	}
-	if c.IdleInTransactionTimeout < time.Millisecond {
-		errs = append(errs, fmt.Errorf("idle_in_transaction_timeout: must be at least 1ms, got %v", c.IdleInTransactionTimeout))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("postgres store: config: %w", err)
-	}
-	return nil
-}
 
 // Store is the PostgreSQL order store. It is safe for concurrent use.
 type Store struct {
@@ -117,55 +42,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-func (s *Store) migrate(ctx context.Context, schema string) error {
-	return s.pool.with(ctx, func(c *pgx.Conn) error {
-		tx, err := c.Begin(ctx)
-		if err != nil {
-			return fmt.Errorf("postgres store: migrate: begin: %w", err)
-		}
-		defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
-			return fmt.Errorf("postgres store: migrate: lock: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+schema); err != nil {
-			return fmt.Errorf("postgres store: migrate: create schema %s: %w", schema, err)
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-			version TEXT NOT NULL PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil {
-			return fmt.Errorf("postgres store: migrate: create schema_migrations: %w", err)
-		}
-		names, err := fs.Glob(migrations, "migrations/*.sql")
-		if err != nil {
-			return fmt.Errorf("postgres store: list migrations: %w", err)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
-			var n int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
-				return fmt.Errorf("postgres store: migration %s: check: %w", version, err)
-			}
-			if n > 0 {
-				continue
-			}
-			body, err := migrations.ReadFile(name)
-			if err != nil {
-				return fmt.Errorf("postgres store: migration %s: read: %w", version, err)
-			}
-			if _, err := tx.Exec(ctx, string(body)); err != nil {
-				return fmt.Errorf("postgres store: migration %s: apply: %w", version, err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, version); err != nil {
-				return fmt.Errorf("postgres store: migration %s: record: %w", version, err)
-			}
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return fmt.Errorf("postgres store: migrate: commit: %w", err)
-		}
-		return nil
-	})
 }
 
 // SaveOrder stores o, its lines and its confirmation (outbox) in one

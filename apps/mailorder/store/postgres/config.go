@@ -1,0 +1,74 @@
+package postgres
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Config configures the PostgreSQL store.
+type Config struct {
+	// URL is the connection string, as a URL
+	// ("postgres://user:pass@host:5432/db?sslmode=disable") or in key=value
+	// form. Required. It may hold a password: it is a secret.
+	URL string `koanf:"url" secret:"true"`
+	// Schema holds the store's tables; it is created when missing. Default
+	// "public".
+	Schema string `koanf:"schema"`
+	// MaxConns is the most connections the store opens. Default 4.
+	MaxConns int `koanf:"max_conns"`
+	// IdleInTransactionTimeout is how long the server keeps a session of
+	// the store that sits idle inside a transaction (its
+	// idle_in_transaction_session_timeout) before it ends the session and
+	// rolls the transaction back. A host that froze or was cut off in the
+	// middle of SaveOrder holds the order's unique key until then, and
+	// any other host storing the same order (its redelivery) waits for
+	// it; the server alone would notice the lost host only by TCP
+	// keepalive, after hours. The store's transactions are never idle
+	// longer than a round trip. Default 10s.
+	IdleInTransactionTimeout time.Duration `koanf:"idle_in_transaction_timeout"`
+}
+
+// DefaultIdleInTransactionTimeout is the default of
+// Config.IdleInTransactionTimeout.
+const DefaultIdleInTransactionTimeout = 10 * time.Second
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Schema == "" {
+		c.Schema = "public"
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 4
+	}
+	if c.IdleInTransactionTimeout == 0 {
+		c.IdleInTransactionTimeout = DefaultIdleInTransactionTimeout
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work. It does not echo the
+// URL, which may hold a password.
+func (c Config) Validate() error {
+	var errs []error
+	if c.URL == "" {
+		errs = append(errs, errors.New("url: required"))
+	} else if _, err := pgx.ParseConfig(c.URL); err != nil {
+		errs = append(errs, errors.New("url: not a valid PostgreSQL connection string"))
+	}
+	if c.MaxConns < 1 {
+		errs = append(errs, fmt.Errorf("max_conns: must be at least 1, got %d", c.MaxConns))
+	}
+	if c.Schema == "" {
+		errs = append(errs, errors.New("schema: required"))
+	}
+	if c.IdleInTransactionTimeout < time.Millisecond {
+		errs = append(errs, fmt.Errorf("idle_in_transaction_timeout: must be at least 1ms, got %v", c.IdleInTransactionTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("postgres store: config: %w", err)
+	}
+	return nil
+}
