@@ -10,8 +10,6 @@
 package dovecottest
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -19,14 +17,10 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // EnvVar enables the tests that need Dovecot.
@@ -220,199 +214,6 @@ func (s *Server) Stop() {
 	// The master's children end with it; make sure none keeps the port.
 	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	s.cmd, s.exit = nil, nil
-}
-
-// Save delivers raw with doveadm save into mailbox (created when
-// missing), as a mail delivery agent would: clients idling on the mailbox
-// are told.
-func (s *Server) Save(mailbox string, raw []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "doveadm", "-c", s.conf, "save", "-u", Username, "-m", mailbox)
-	cmd.Stdin = strings.NewReader(string(raw))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("dovecottest: doveadm save: %w: %s", err, out)
-	}
-	return nil
-}
-
-// Dial logs in to the server as Username.
-func (s *Server) Dial() (*imapclient.Client, error) {
-	c, err := imapclient.DialInsecure(s.Addr(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("dovecottest: dial: %w", err)
-	}
-	if err := c.Login(Username, Password).Wait(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("dovecottest: login: %w", err)
-	}
-	return c, nil
-}
-
-// Append puts the messages into mailbox over IMAP (pipelined APPENDs):
-// the quick way to deliver many.
-func (s *Server) Append(mailbox string, msgs ...[]byte) error {
-	c, err := s.Dial()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := ensure(c, mailbox); err != nil {
-		return err
-	}
-	const window = 64
-	var cmds []*imapclient.AppendCommand
-	wait := func() error {
-		for _, cmd := range cmds {
-			if _, err := cmd.Wait(); err != nil {
-				return fmt.Errorf("dovecottest: append: %w", err)
-			}
-		}
-		cmds = cmds[:0]
-		return nil
-	}
-	for _, m := range msgs {
-		cmd := c.Append(mailbox, int64(len(m)), nil)
-		if _, err := cmd.Write(m); err != nil {
-			return fmt.Errorf("dovecottest: append: %w", err)
-		}
-		if err := cmd.Close(); err != nil {
-			return fmt.Errorf("dovecottest: append: %w", err)
-		}
-		if cmds = append(cmds, cmd); len(cmds) == window {
-			if err := wait(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := wait(); err != nil {
-		return err
-	}
-	return c.Logout().Wait()
-}
-
-func ensure(c *imapclient.Client, mailbox string) error {
-	if strings.EqualFold(mailbox, "INBOX") {
-		return nil
-	}
-	err := c.Create(mailbox, nil).Wait()
-	var ie *imap.Error
-	if err != nil && !(errors.As(err, &ie) && ie.Code == imap.ResponseCodeAlreadyExists) {
-		return fmt.Errorf("dovecottest: create %q: %w", mailbox, err)
-	}
-	return nil
-}
-
-// MessageIDs returns the Message-IDs (without brackets) of the messages
-// in mailbox, not counting those flagged \Deleted; a mailbox that does
-// not exist has none.
-func (s *Server) MessageIDs(mailbox string) ([]string, error) {
-	c, err := s.Dial()
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	list, err := c.List("", mailbox, nil).Collect()
-	if err != nil {
-		return nil, fmt.Errorf("dovecottest: list %q: %w", mailbox, err)
-	}
-	if len(list) == 0 {
-		return nil, nil
-	}
-	sel, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
-	if err != nil {
-		return nil, fmt.Errorf("dovecottest: examine %q: %w", mailbox, err)
-	}
-	if sel.NumMessages == 0 {
-		return nil, nil
-	}
-	data, err := c.UIDSearch(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
-	if err != nil {
-		return nil, fmt.Errorf("dovecottest: search %q: %w", mailbox, err)
-	}
-	uids := data.AllUIDs()
-	if len(uids) == 0 {
-		return nil, nil
-	}
-	bufs, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Envelope: true}).Collect()
-	if err != nil {
-		return nil, fmt.Errorf("dovecottest: fetch %q: %w", mailbox, err)
-	}
-	ids := make([]string, 0, len(bufs))
-	for _, b := range bufs {
-		if b.Envelope != nil {
-			ids = append(ids, b.Envelope.MessageID)
-		}
-	}
-	return ids, nil
-}
-
-// Count returns how many messages mailbox holds (0 when it does not
-// exist).
-func (s *Server) Count(mailbox string) (int, error) {
-	ids, err := s.MessageIDs(mailbox)
-	return len(ids), err
-}
-
-// Session is one logged-in IMAP session as Dovecot shows it.
-type Session struct {
-	// PID is the session's imap process.
-	PID int
-	// User is the logged-in user; IP the client's address.
-	User, IP string
-	// Title is the process title, such as "dovecot/imap [orders 127.0.0.1
-	// IDLE]": the command the session is in, when it is in one.
-	Title string
-}
-
-// Idle reports whether the session is in an IDLE command (watching the
-// mailbox for new mail).
-func (s Session) Idle() bool { return strings.HasSuffix(s.Title, " IDLE]") }
-
-// Sessions lists the IMAP sessions logged in to the server now, from
-// doveadm who (one line per connection) and each session's process title.
-// A session that ends while it is being listed is left out.
-func (s *Server) Sessions(ctx context.Context) ([]Session, error) {
-	out, err := exec.CommandContext(ctx, "doveadm", "-c", s.conf, "who", "-1").Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("dovecottest: doveadm who: %w: %s", err, ee.Stderr)
-		}
-		return nil, fmt.Errorf("dovecottest: doveadm who: %w", err)
-	}
-	return parseWho(string(out), func(pid int) (string, error) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		return strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " "), err
-	})
-}
-
-// parseWho reads doveadm who -1's table (a header, then "user proto pid
-// ip" per connection), with title giving a process's title.
-func parseWho(out string, title func(pid int) (string, error)) ([]Session, error) {
-	var ss []Session
-	for i, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		f := strings.Fields(line)
-		if i == 0 || len(f) == 0 {
-			continue // the header
-		}
-		if len(f) < 4 {
-			return nil, fmt.Errorf("dovecottest: doveadm who: unexpected line %q", line)
-		}
-		pid, err := strconv.Atoi(f[2])
-		if err != nil {
-			return nil, fmt.Errorf("dovecottest: doveadm who: pid in %q: %w", line, err)
-		}
-		if f[1] != "imap" {
-			continue
-		}
-		t, err := title(pid)
-		if err != nil {
-			continue // ended meanwhile
-		}
-		ss = append(ss, Session{PID: pid, User: f[0], IP: f[3], Title: t})
-	}
-	return ss, nil
 }
 
 func freePort(tb testing.TB) int {
