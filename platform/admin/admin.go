@@ -52,34 +52,10 @@ type Route struct {
 	Summary string
 }
 
-// StatusPath is where the host's status is served (GET).
-const StatusPath = "/admin/v1/status"
-
 // AsRoute annotates a constructor returning a Route so its result joins the
 // "admin.routes" group.
 func AsRoute(ctor any) any {
 	return fx.Annotate(ctor, fx.ResultTags(`group:"`+RoutesGroup+`"`))
-}
-
-// StatusInfo is the fixed part of /admin/v1/status.
-type StatusInfo struct {
-	Version      string
-	Commit       string
-	ConfigDigest string
-	Started      time.Time
-}
-
-// Status is the JSON body of GET /admin/v1/status.
-type Status struct {
-	Version      string             `json:"version"`
-	Commit       string             `json:"commit"`
-	GoVersion    string             `json:"go_version,omitempty"`
-	Started      time.Time          `json:"started"`
-	Uptime       string             `json:"uptime"`
-	ConfigDigest string             `json:"config_digest"`
-	Live         bool               `json:"live"`
-	Ready        bool               `json:"ready"`
-	Components   []lifecycle.Status `json:"components"`
 }
 
 // Server is the admin HTTP server.
@@ -219,24 +195,6 @@ func pagesOf(routes []Route, health bool) []string {
 		}
 	}
 	return pages
-}
-
-func statusHandler(info StatusInfo, comps *lifecycle.Registry, hr *health.Registry) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		st := Status{
-			Version: info.Version, Commit: info.Commit, Started: info.Started,
-			Uptime: time.Since(info.Started).Round(time.Millisecond).String(), ConfigDigest: info.ConfigDigest,
-			Live: true, Ready: true,
-		}
-		if hr != nil {
-			st.Live, _ = hr.Live()
-			st.Ready, _ = hr.Ready()
-		}
-		if comps != nil {
-			st.Components = comps.Snapshot()
-		}
-		WriteJSON(w, http.StatusOK, st)
-	})
 }
 
 func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
