@@ -2,14 +2,10 @@ package queuetest
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,112 +124,6 @@ func testRetryDelay(t *testing.T, s *suite) {
 	d3 := s.leaseOne(s.f.Lease, s.f.Slack)
 	require.Equal(t, 3, d3.Task.Attempt)
 	require.NoError(t, s.b.Ack(s.ctx, d3))
-}
-
-func deadIDs(dead []queue.DeadLetter) []string {
-	out := make([]string, len(dead))
-	for i, d := range dead {
-		out[i] = d.Task.ID
-	}
-	return out
-}
-
-func testLeaseExpiry(t *testing.T, s *suite) {
-	tk := s.newTask("expire")
-	s.enqueue(tk)
-	d1 := s.leaseOne(s.f.Lease, s.f.Slack)
-	require.Equal(t, 1, d1.Task.Attempt)
-	// Blocks until the first lease ends, then gets the task again.
-	d2 := s.leaseOne(longLease, s.f.Lease+s.f.Slack)
-	now := time.Now()
-	require.False(t, now.Before(d1.LeaseUntil.Add(-earlyTolerance)),
-		"redelivered %s before the first lease ended", d1.LeaseUntil.Sub(now))
-	require.Equal(t, tk.ID, d2.Task.ID)
-	require.Equal(t, 2, d2.Task.Attempt)
-	require.Equal(t, []byte("expire"), d2.Task.Payload)
-	s.requireLost(d1)
-	require.NoError(t, s.b.Ack(s.ctx, d2))
-	s.expectNone(s.f.Lease / 2)
-}
-
-func testExtend(t *testing.T, s *suite) {
-	s.enqueue(s.newTask("extend"))
-	first := 2 * s.f.Lease
-	d := s.leaseOne(first, s.f.Slack)
-	require.NoError(t, s.b.Extend(s.ctx, d, 6*s.f.Lease))
-	// Well beyond the first term nobody else gets it.
-	s.expectNone(4 * s.f.Lease)
-	require.NoError(t, s.b.Extend(s.ctx, d, 6*s.f.Lease))
-	require.NoError(t, s.b.Ack(s.ctx, d))
-	require.ErrorIs(t, s.b.Extend(s.ctx, d, s.f.Lease), queue.ErrLeaseLost, "Extend after Ack")
-}
-
-func testNoDoubleDelivery(t *testing.T, s *suite) {
-	const total, consumers = 400, 8
-	want := make(map[string]bool, total)
-	batch := make([]*task.Task, 0, 50)
-	for i := range total {
-		tk := s.newTask(fmt.Sprint(i))
-		batch = append(batch, tk)
-		if len(batch) == cap(batch) {
-			s.enqueue(batch...)
-			for _, tk := range batch {
-				want[tk.ID] = true
-			}
-			batch = batch[:0]
-		}
-	}
-
-	ctx, cancel := context.WithTimeout(s.ctx, 10*s.f.Slack)
-	defer cancel()
-	var (
-		mu    sync.Mutex
-		seen  = make(map[string]int, total)
-		count atomic.Int64
-		wg    sync.WaitGroup
-		errs  = make(chan error, consumers)
-	)
-	for c := range consumers {
-		wg.Go(func() {
-			for {
-				ds, err := s.b.Lease(ctx, s.q, 1+c%4, longLease)
-				if err != nil {
-					if ctx.Err() == nil {
-						errs <- fmt.Errorf("consumer %d: lease: %w", c, err)
-					}
-					return
-				}
-				for _, d := range ds {
-					mu.Lock()
-					seen[d.Task.ID]++
-					mu.Unlock()
-					if d.Task.Attempt != 1 {
-						errs <- fmt.Errorf("task %s delivered with attempt %d", d.Task.ID, d.Task.Attempt)
-						return
-					}
-					if err := s.b.Ack(context.Background(), d); err != nil {
-						errs <- fmt.Errorf("consumer %d: ack: %w", c, err)
-						return
-					}
-					if count.Add(1) == total {
-						cancel()
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
-	require.Equal(t, int64(total), count.Load(), "all tasks delivered before the deadline")
-	require.Len(t, seen, total)
-	for id, n := range seen {
-		require.True(t, want[id], "unknown task %s delivered", id)
-		require.Equal(t, 1, n, "task %s delivered %d times", id, n)
-	}
-	s.expectNone(s.f.Lease / 2)
 }
 
 func testBatchEnqueue(t *testing.T, s *suite) {
@@ -408,42 +298,6 @@ func testTraceHeaders(t *testing.T, s *suite) {
 	require.NoError(t, s.b.Ack(s.ctx, d))
 }
 
-func testLeaseCancel(t *testing.T, s *suite) {
-	// Cancelled while blocked.
-	ctx, cancel := context.WithCancel(s.ctx)
-	errc := goAsync(func() error {
-		ds, err := s.b.Lease(ctx, s.q, 1, s.f.Lease)
-		if len(ds) > 0 {
-			return errors.New("delivery from an empty queue")
-		}
-		return err
-	})
-	time.Sleep(50 * time.Millisecond)
-	start := time.Now()
-	cancel()
-	err := waitErr(t, errc, time.Second, "cancelled Lease")
-	require.ErrorIs(t, err, context.Canceled)
-	require.Less(t, time.Since(start), time.Second)
-
-	// Already cancelled.
-	_, err = s.b.Lease(ctx, s.q, 1, s.f.Lease)
-	require.ErrorIs(t, err, context.Canceled)
-
-	// Deadline.
-	start = time.Now()
-	dctx, dcancel := context.WithTimeout(s.ctx, 100*time.Millisecond)
-	defer dcancel()
-	_, err = s.b.Lease(dctx, s.q, 1, s.f.Lease)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Less(t, time.Since(start), time.Second)
-
-	// The cancelled leasers took nothing with them.
-	s.enqueue(s.newTask("after-cancel"))
-	d := s.leaseOne(longLease, s.f.Slack)
-	require.Equal(t, "after-cancel", string(d.Task.Payload))
-	require.NoError(t, s.b.Ack(s.ctx, d))
-}
-
 func testQueues(t *testing.T, s *suite) {
 	other := QueueName(t, "queues2")
 	s.enqueue(s.newTask("one"))
@@ -463,39 +317,4 @@ func testInvalidTask(t *testing.T, s *suite) {
 	require.ErrorIs(t, s.b.Enqueue(s.ctx, nil), queue.ErrInvalidTask, "nil task")
 	require.NoError(t, s.b.Enqueue(s.ctx), "an empty batch is a no-op")
 	s.expectNone(s.f.Lease / 2)
-}
-
-// testRelease: Release gives a delivery back at once without counting its
-// attempt, keeping the task as it was; a released, settled or expired
-// delivery cannot be released (or settled) again.
-func testRelease(t *testing.T, s *suite) {
-	tk := s.newTask("release")
-	tk.SetHeader("x-app", "kept")
-	s.enqueue(tk)
-	d1 := s.leaseOne(longLease, s.f.Slack)
-	require.NoError(t, s.b.Retry(s.ctx, d1, time.Now()))
-	d2 := s.leaseOne(longLease, s.f.Slack)
-	require.Equal(t, 2, d2.Task.Attempt)
-
-	require.NoError(t, s.b.Release(s.ctx, d2))
-	s.requireLost(d2)
-	require.ErrorIs(t, s.b.Release(s.ctx, d2), queue.ErrLeaseLost, "second Release")
-	s.stats(1, 0, 0, 0)
-	d3 := s.leaseOne(longLease, s.f.Slack)
-	require.Equal(t, tk.ID, d3.Task.ID)
-	require.Equal(t, 2, d3.Task.Attempt, "a release does not count the attempt")
-	require.Equal(t, []byte("release"), d3.Task.Payload)
-	require.Equal(t, "kept", d3.Task.Header("x-app"))
-	require.NoError(t, s.b.Ack(s.ctx, d3))
-	require.ErrorIs(t, s.b.Release(s.ctx, d3), queue.ErrLeaseLost, "Release after Ack")
-
-	// A delivery whose lease expired is not released: the task is
-	// delivered again as a new attempt, and that delivery holds it.
-	s.enqueue(s.newTask("expires"))
-	old := s.leaseOne(s.f.Lease, s.f.Slack)
-	again := s.leaseOne(longLease, s.f.Lease+s.f.Slack)
-	require.Equal(t, old.Task.ID, again.Task.ID)
-	require.ErrorIs(t, s.b.Release(s.ctx, old), queue.ErrLeaseLost, "Release of an expired delivery")
-	require.NoError(t, s.b.Ack(s.ctx, again))
-	s.stats(0, 0, 0, 0)
 }

@@ -136,3 +136,11 @@ func testMaxDeliveries(t *testing.T, s *suite) {
 	}
 	s.expectNone(s.f.Lease)
 }
+
+func deadIDs(dead []queue.DeadLetter) []string {
+	out := make([]string, len(dead))
+	for i, d := range dead {
+		out[i] = d.Task.ID
+	}
+	return out
+}
