@@ -206,3 +206,56 @@ func (b *Backend) scanDeadHeaders(ctx context.Context, qn queueNames, start uint
 	}
 	return nil
 }
+
+// deadMsg is one stored dead letter.
+type deadMsg struct {
+	seq uint64
+	dl  queue.DeadLetter
+	raw *jetstream.RawStreamMsg
+}
+
+// scanDead calls fn for every dead letter of q, oldest first, until fn
+// returns false.
+func (b *Backend) scanDead(ctx context.Context, q queueNames, fn func(deadMsg) bool) error {
+	s, err := b.lookupDead(ctx)
+	if err != nil {
+		return err
+	}
+	for seq := uint64(1); ; {
+		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(q.deadSubject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("jetstream: read dead letters of %q: %w", q.queue, err)
+		}
+		seq = raw.Sequence + 1
+		dl, err := decodeDead(raw.Header, raw.Data, q.queue)
+		if err != nil {
+			dl = queue.DeadLetter{
+				Task:   &task.Task{ID: "seq-" + strconv.FormatUint(raw.Sequence, 10), Queue: q.queue, Payload: raw.Data},
+				Reason: err.Error(), At: raw.Time,
+			}
+		}
+		if !fn(deadMsg{seq: raw.Sequence, dl: dl, raw: raw}) {
+			return nil
+		}
+	}
+}
+
+// ListDead returns up to limit dead letters of queueName, oldest first.
+func (b *Backend) ListDead(ctx context.Context, queueName string, limit int) ([]queue.DeadLetter, error) {
+	if err := b.usable(); err != nil {
+		return nil, err
+	}
+	qn, err := b.names.forQueue(queueName)
+	if err != nil {
+		return nil, err
+	}
+	var out []queue.DeadLetter
+	err = b.scanDead(ctx, qn, func(m deadMsg) bool {
+		out = append(out, m.dl)
+		return limit <= 0 || len(out) < limit
+	})
+	return out, err
+}
