@@ -204,78 +204,91 @@ const shortLease = 300 * time.Millisecond
 // source not told; the delivery comes back when its lease ends, and the
 // source hears "succeeded" once, after the ack that went through. The pool
 // used to count and report the refused ack as a success, and tell the
-// source before acking.
+// source before acking. An ack that panics (a broken backend) is the same
+// refused ack; it used to be reported as returned without being counted.
 func TestFailedAckIsNotASuccess(t *testing.T) {
 	t.Parallel()
-	be := queuetest.NewFaulty(newMemory(t))
-	be.Inject(queuetest.OpAck, queuetest.Fault{Err: errors.New("connection reset"), Times: 1})
-	src := &inbox{emit: []string{"o1"}}
-	var runs atomic.Int64
-	route := orderRoute
-	route.Handler = task.HandlerFunc(func(context.Context, *task.Task) error { runs.Add(1); return nil })
-	obs := &outcomes{}
-	cfg := fast
-	cfg.Lease = shortLease
-	rt := startInbox(t, be, cfg, src, route, obs)
+	for name, refuse := range refusals {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			be := queuetest.NewFaulty(newMemory(t))
+			be.Inject(queuetest.OpAck, refuse("connection reset", 1))
+			src := &inbox{emit: []string{"o1"}}
+			var runs atomic.Int64
+			route := orderRoute
+			route.Handler = task.HandlerFunc(func(context.Context, *task.Task) error { runs.Add(1); return nil })
+			obs := &outcomes{}
+			cfg := fast
+			cfg.Lease = shortLease
+			rt := startInbox(t, be, cfg, src, route, obs)
 
-	p, _ := rt.Pool("orders")
-	// Succeeded counts at the ack, Processed and the observer after it.
-	require.Eventually(t, func() bool {
-		st := p.Stats()
-		outs, _ := obs.snapshot()
-		return st.Succeeded == 1 && st.Processed == 2 && len(outs) == 2
-	}, 10*time.Second, time.Millisecond)
-	st := p.Stats()
-	require.Equal(t, worker.SettleFailures{Ack: 1}, st.SettleFailed)
-	require.Equal(t, int64(2), st.Processed)
-	require.Equal(t, int64(2), runs.Load(), "the unacked task ran again")
-	require.Equal(t, map[string][]task.Outcome{"o1": {task.Succeeded}}, src.snapshot())
-	outs, errs := obs.snapshot()
-	require.Equal(t, []task.Outcome{task.Returned, task.Succeeded}, outs)
-	require.ErrorContains(t, errs[0], "ack task ")
-	require.ErrorContains(t, errs[0], "connection reset")
-	require.NoError(t, errs[1])
-	requireEmpty(t, be, "orders")
+			p, _ := rt.Pool("orders")
+			// Succeeded counts at the ack, Processed and the observer after it.
+			require.Eventually(t, func() bool {
+				st := p.Stats()
+				outs, _ := obs.snapshot()
+				return st.Succeeded == 1 && st.Processed == 2 && len(outs) == 2
+			}, 10*time.Second, time.Millisecond)
+			st := p.Stats()
+			require.Equal(t, worker.SettleFailures{Ack: 1}, st.SettleFailed)
+			require.Equal(t, int64(2), st.Processed)
+			require.Equal(t, int64(2), runs.Load(), "the unacked task ran again")
+			require.Equal(t, map[string][]task.Outcome{"o1": {task.Succeeded}}, src.snapshot())
+			outs, errs := obs.snapshot()
+			require.Equal(t, []task.Outcome{task.Returned, task.Succeeded}, outs)
+			require.ErrorContains(t, errs[0], "ack task ")
+			require.ErrorContains(t, errs[0], "connection reset")
+			require.NoError(t, errs[1])
+			requireEmpty(t, be, "orders")
+		})
+	}
 }
 
 // TestFailedRetryAndDeadLetterAreNotDone: a retry or a dead letter the
 // backend refuses is counted as a failed settlement, not as retried or
 // dead, and the source hears nothing until the dead letter went through.
+// So is one that panics; it used to be reported as returned without
+// being counted.
 func TestFailedRetryAndDeadLetterAreNotDone(t *testing.T) {
 	t.Parallel()
-	be := queuetest.NewFaulty(newMemory(t))
-	be.Inject(queuetest.OpRetry, queuetest.Fault{Err: errors.New("stream unavailable"), Times: 1})
-	be.Inject(queuetest.OpDeadLetter, queuetest.Fault{Err: errors.New("stream unavailable"), Times: 1})
-	src := &inbox{emit: []string{"o1"}}
-	route := orderRoute
-	route.MaxAttempts = 2
-	route.Handler = task.HandlerFunc(func(_ context.Context, tk *task.Task) error {
-		return fmt.Errorf("attempt %d failed", tk.Attempt)
-	})
-	obs := &outcomes{}
-	cfg := fast
-	cfg.Lease = shortLease
-	rt := startInbox(t, be, cfg, src, route, obs)
+	for name, refuse := range refusals {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			be := queuetest.NewFaulty(newMemory(t))
+			be.Inject(queuetest.OpRetry, refuse("stream unavailable", 1))
+			be.Inject(queuetest.OpDeadLetter, refuse("stream unavailable", 1))
+			src := &inbox{emit: []string{"o1"}}
+			route := orderRoute
+			route.MaxAttempts = 2
+			route.Handler = task.HandlerFunc(func(_ context.Context, tk *task.Task) error {
+				return fmt.Errorf("attempt %d failed", tk.Attempt)
+			})
+			obs := &outcomes{}
+			cfg := fast
+			cfg.Lease = shortLease
+			rt := startInbox(t, be, cfg, src, route, obs)
 
-	p, _ := rt.Pool("orders")
-	// The counter moves before the observer and the source hear of the
-	// dead letter: wait for all three.
-	require.Eventually(t, func() bool {
-		outs, _ := obs.snapshot()
-		return p.Stats().Dead == 1 && len(outs) == 3 && len(src.snapshot()["o1"]) == 1
-	}, 20*time.Second, time.Millisecond)
-	st := p.Stats()
-	require.Equal(t, worker.SettleFailures{Retry: 1, DeadLetter: 1}, st.SettleFailed)
-	// Attempt 1: retry refused (lease runs out: attempt 2); attempt 2:
-	// dead letter refused (attempt 3); attempt 3: dead-lettered.
-	require.Zero(t, st.Retried)
-	require.Equal(t, int64(3), st.Failed)
-	outs, _ := obs.snapshot()
-	require.Equal(t, []task.Outcome{task.Returned, task.Returned, task.DeadLettered}, outs)
-	require.Equal(t, map[string][]task.Outcome{"o1": {task.DeadLettered}}, src.snapshot())
-	src.mu.Lock()
-	require.Equal(t, "attempt 3 failed", src.reasons["o1"])
-	src.mu.Unlock()
+			p, _ := rt.Pool("orders")
+			// The counter moves before the observer and the source hear of the
+			// dead letter: wait for all three.
+			require.Eventually(t, func() bool {
+				outs, _ := obs.snapshot()
+				return p.Stats().Dead == 1 && len(outs) == 3 && len(src.snapshot()["o1"]) == 1
+			}, 20*time.Second, time.Millisecond)
+			st := p.Stats()
+			require.Equal(t, worker.SettleFailures{Retry: 1, DeadLetter: 1}, st.SettleFailed)
+			// Attempt 1: retry refused (lease runs out: attempt 2); attempt 2:
+			// dead letter refused (attempt 3); attempt 3: dead-lettered.
+			require.Zero(t, st.Retried)
+			require.Equal(t, int64(3), st.Failed)
+			outs, _ := obs.snapshot()
+			require.Equal(t, []task.Outcome{task.Returned, task.Returned, task.DeadLettered}, outs)
+			require.Equal(t, map[string][]task.Outcome{"o1": {task.DeadLettered}}, src.snapshot())
+			src.mu.Lock()
+			require.Equal(t, "attempt 3 failed", src.reasons["o1"])
+			src.mu.Unlock()
+		})
+	}
 }
 
 // deadOnRetry is a memory backend with a delivery limit of its own, as

@@ -36,14 +36,21 @@
 //     dead letter with that reason, without running a handler.
 //
 // What is counted and reported is what the backend did. A settlement it
-// refuses (an error from Ack, Retry, DeadLetter or Release) is not done:
+// refuses (an error from Ack, Retry, DeadLetter or Release, or a panic in
+// one: recovered and logged with its stack, the call and the task) is not
+// done:
 // it is counted in Stats.SettleFailed (metric plba.task.settle_failed),
 // reported to the observer as task.Returned with the error, and the
 // delivery stays leased until its lease ends, when the backend delivers it
 // again. A Retry the backend answers with queue.ErrDeadLettered (its own
 // delivery limit) is a dead letter. Dead letters a backend makes on its
 // own (queue.DeadWatcher) are reported to the Runtime, which tells their
-// sources and counts them on the queue's pool.
+// sources and counts them on the queue's pool. Every other call into the
+// backend is guarded the same way: a Lease, Extend or Stats that panics
+// is that call's error (a failed lease is retried after a back-off, a
+// failed extension leaves the delivery on what is left of its lease, a
+// failed Stats fails Check), so that a broken backend costs the pool
+// neither a worker, nor a slot, nor the process.
 //
 // # Completion
 //
@@ -61,9 +68,9 @@
 //
 // Settlement never trusts the handler's error: an error whose Error method
 // panics (a nil pointer of an error type returned as an error) is reported
-// by a description of that panic, and any other panic while settling (or
-// a worker dying outside its handler) fails the delivery like a handler
-// error, so that the attempt counts and a poisonous task ends in the dead
+// by a description of that panic, and any other panic while settling
+// before the backend's call (or a worker dying outside its handler)
+// fails the delivery like a handler error, so that the attempt counts and a poisonous task ends in the dead
 // letter instead of running forever.
 //
 // A long-running handler keeps its lease: the pool extends it at about

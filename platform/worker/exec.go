@@ -146,7 +146,7 @@ func (p *Pool) skipExpired(d *queue.Delivery) {
 // also when it began before Stop.
 func (p *Pool) renew(d *queue.Delivery) bool {
 	ctx, cancel := context.WithTimeout(p.extendCtx, p.cfg.Lease/2)
-	err := p.backend.Extend(ctx, d, p.cfg.Lease)
+	err := p.backendCall(opExtend, d.Task, func() error { return p.backend.Extend(ctx, d, p.cfg.Lease) })
 	cancel()
 	if err == nil {
 		return true

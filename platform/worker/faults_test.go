@@ -520,49 +520,56 @@ func TestStopWaitsForALeaseRenewal(t *testing.T) {
 // TestFailedReleaseIsNotAReturn: give-backs the backend refuses (the
 // hand-over buffer and a cancelled handler's delivery at Stop) are
 // counted as failed releases, not as returned; the deliveries come back
-// when their leases end. They used to be counted as returned.
+// when their leases end. They used to be counted as returned. Give-backs
+// that panic are the same failed releases; they used to end the
+// goroutine giving them back (Stop's: the process).
 func TestFailedReleaseIsNotAReturn(t *testing.T) {
 	t.Parallel()
-	mem := newMemory(t)
-	be := queuetest.NewFaulty(mem)
-	be.Inject(queuetest.OpRelease, queuetest.Fault{Err: errors.New("connection reset")})
-	cfg := fast
-	cfg.Concurrency, cfg.BatchSize, cfg.Lease = 1, 3, time.Second
-	started := make(chan struct{}, 10)
-	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be,
-		Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
-			started <- struct{}{}
-			<-ctx.Done()
-			return ctx.Err()
-		})})})
-	require.NoError(t, err)
-	for range 4 {
-		require.NoError(t, be.Enqueue(context.Background(), &task.Task{Kind: "k", Queue: "default"}))
-	}
-	require.NoError(t, p.Start(context.Background()))
-	within(t, started, "the first handler")
-	require.Eventually(t, func() bool {
-		st, err := be.Stats(context.Background(), "default")
-		return err == nil && st.InFlight == 4
-	}, 10*time.Second, time.Millisecond, "one running, three in the hand-over buffer")
-	require.NoError(t, p.Stop(context.Background()))
+	for name, refuse := range refusals {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			mem := newMemory(t)
+			be := queuetest.NewFaulty(mem)
+			be.Inject(queuetest.OpRelease, refuse("connection reset", 0))
+			cfg := fast
+			cfg.Concurrency, cfg.BatchSize, cfg.Lease = 1, 3, time.Second
+			started := make(chan struct{}, 10)
+			p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be,
+				Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+					started <- struct{}{}
+					<-ctx.Done()
+					return ctx.Err()
+				})})})
+			require.NoError(t, err)
+			for range 4 {
+				require.NoError(t, be.Enqueue(context.Background(), &task.Task{Kind: "k", Queue: "default"}))
+			}
+			require.NoError(t, p.Start(context.Background()))
+			within(t, started, "the first handler")
+			require.Eventually(t, func() bool {
+				st, err := be.Stats(context.Background(), "default")
+				return err == nil && st.InFlight == 4
+			}, 10*time.Second, time.Millisecond, "one running, three in the hand-over buffer")
+			require.NoError(t, p.Stop(context.Background()))
 
-	st := p.Stats()
-	require.Equal(t, worker.SettleFailures{Release: 4}, st.SettleFailed)
-	require.Zero(t, st.Returned)
-	require.Contains(t, st.LastError, "connection reset")
-	require.Equal(t, 4, be.Calls(queuetest.OpRelease))
-	// Not released: they come back once their leases end, as new attempts.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	seen := 0
-	for seen < 4 {
-		ds, err := mem.Lease(ctx, "default", 4, time.Minute)
-		require.NoError(t, err)
-		for _, d := range ds {
-			require.Equal(t, 2, d.Task.Attempt)
-			require.NoError(t, mem.Ack(context.Background(), d))
-		}
-		seen += len(ds)
+			st := p.Stats()
+			require.Equal(t, worker.SettleFailures{Release: 4}, st.SettleFailed)
+			require.Zero(t, st.Returned)
+			require.Contains(t, st.LastError, "connection reset")
+			require.Equal(t, 4, be.Calls(queuetest.OpRelease))
+			// Not released: they come back once their leases end, as new attempts.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			seen := 0
+			for seen < 4 {
+				ds, err := mem.Lease(ctx, "default", 4, time.Minute)
+				require.NoError(t, err)
+				for _, d := range ds {
+					require.Equal(t, 2, d.Task.Attempt)
+					require.NoError(t, mem.Ack(context.Background(), d))
+				}
+				seen += len(ds)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/lifecycle"
+	"github.com/plba/plba/platform/queue"
 )
 
 // The housekeeper: it extends the leases of running handlers at about
@@ -69,7 +70,7 @@ func (p *Pool) extendLeases(now time.Time) {
 		// Stop while it runs past it.
 		end := p.stop.running.begin(extensions, 1)
 		ctx, cancel := context.WithTimeout(p.extendCtx, p.cfg.Lease/2)
-		err := p.backend.Extend(ctx, d, p.cfg.Lease)
+		err := p.backendCall(opExtend, d.Task, func() error { return p.backend.Extend(ctx, d, p.cfg.Lease) })
 		cancel()
 		end()
 		if err != nil && s.unsettled(d) {
@@ -100,7 +101,11 @@ func (p *Pool) Check(ctx context.Context) error {
 		p.clearStall()
 		return nil
 	}
-	st, err := p.backend.Stats(ctx, p.queue)
+	var st queue.Stats
+	err := p.backendCall(opStats, nil, func() (err error) {
+		st, err = p.backend.Stats(ctx, p.queue)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("worker: pool %q: stats: %w", p.queue, err)
 	}

@@ -89,7 +89,11 @@ func (p *Pool) fetch() {
 		if !ok {
 			return
 		}
-		ds, err := p.backend.Lease(ctx, p.queue, n, p.cfg.Lease)
+		var ds []*queue.Delivery
+		err := p.backendCall(opLease, nil, func() (err error) {
+			ds, err = p.backend.Lease(ctx, p.queue, n, p.cfg.Lease)
+			return err
+		})
 		p.unreserve(n - len(ds))
 		if err != nil {
 			if ctx.Err() != nil {
@@ -203,7 +207,7 @@ func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
 func (p *Pool) giveBack(parent context.Context, d *queue.Delivery) {
 	ctx, cancel := context.WithTimeout(parent, p.cfg.Lease)
 	defer cancel()
-	err := p.backend.Release(ctx, d)
+	err := p.backendCall(OpRelease, d.Task, func() error { return p.backend.Release(ctx, d) })
 	if err == nil {
 		p.n.returned.Add(1)
 		return

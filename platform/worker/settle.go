@@ -17,13 +17,15 @@ import (
 // retries after the back-off. Every outcome is what the backend did: a
 // settlement it refused is counted as failed (Stats.SettleFailed) and
 // reported as task.Returned (the delivery stays leased until its lease
-// ends, then it is delivered again); a retry the backend turned into a
+// ends, then it is delivered again), and so is one whose call panicked
+// (backend.go); a retry the backend turned into a
 // dead letter (queue.ErrDeadLettered) is a dead letter. The source hears
 // of the final outcome only once the backend confirmed it (complete.go).
 
 // settleGuarded settles d with a panic during settlement recovered: an
-// error whose methods panic past errorText, a broken backend. The
-// delivery then fails like a handler error (counted: retried with
+// error whose methods panic past errorText (a backend call that panics is
+// that call's error already, see backendCall). The delivery then fails
+// like a handler error (counted: retried with
 // back-off, dead-lettered at the last attempt); leaving the panic to the
 // worker would give the task back without counting the attempt, and run
 // it again at once, forever. rt is nil when the kind has no route;
@@ -58,10 +60,12 @@ func (p *Pool) settlePanicked(ctx context.Context, s *slot, d *queue.Delivery, r
 	p.log.Error("panic while settling a task", zap.String("task", t.ID), zap.String("kind", t.Kind),
 		zap.Int("attempt", t.Attempt), zap.Any("panic", r), zap.Stack("stack"))
 	if !s.unsettled(d) {
-		// The panic came during the backend's settlement call (or the
-		// completion after it): whether the settlement took effect is
-		// unknown. If not, the lease runs out and the task is delivered
-		// again, as a new attempt.
+		// The panic came after the delivery was claimed for its
+		// settlement (not in the backend's call, which backendCall
+		// guards, nor in the completion, which completeGuarded does):
+		// whether the settlement took effect is unknown. If not, the
+		// lease runs out and the task is delivered again, as a new
+		// attempt.
 		p.setLastError(err)
 		return task.Returned, "", err
 	}
@@ -76,7 +80,7 @@ func (p *Pool) ack(ctx context.Context, s *slot, d *queue.Delivery) (task.Outcom
 	if !s.claim() {
 		return task.Returned, "", nil // Stop gave it back
 	}
-	if err := p.backend.Ack(context.Background(), d); err != nil {
+	if err := p.backendCall(OpAck, d.Task, func() error { return p.backend.Ack(context.Background(), d) }); err != nil {
 		return task.Returned, "", p.settleFailed(OpAck, d.Task, err)
 	}
 	p.n.succeeded.Add(1)
@@ -123,7 +127,7 @@ func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, 
 		return task.Returned, "", report
 	}
 	sctx, cancel := p.settleCtx()
-	rerr := p.backend.Retry(sctx, d, time.Now().Add(delay))
+	rerr := p.backendCall(OpRetry, t, func() error { return p.backend.Retry(sctx, d, time.Now().Add(delay)) })
 	cancel()
 	switch {
 	case rerr == nil:
@@ -149,7 +153,7 @@ func (p *Pool) deadLetter(ctx context.Context, s *slot, d *queue.Delivery, reaso
 		return task.Returned, "", report
 	}
 	sctx, cancel := p.settleCtx()
-	err := p.backend.DeadLetter(sctx, d, reason)
+	err := p.backendCall(OpDeadLetter, d.Task, func() error { return p.backend.DeadLetter(sctx, d, reason) })
 	cancel()
 	if err != nil {
 		serr := p.settleFailed(OpDeadLetter, d.Task, err)

@@ -30,8 +30,8 @@ type Stats struct {
 	// Returned counts deliveries the backend took back unsettled (at stop,
 	// or taken from the hand-over buffer while paused).
 	Returned int64 `json:"returned"`
-	// SettleFailed counts, per operation, settlements the backend refused
-	// or did not answer in time. Such a delivery is not counted as done:
+	// SettleFailed counts, per operation, settlements the backend refused,
+	// did not answer in time, or panicked in. Such a delivery is not counted as done:
 	// it stays leased until its lease ends, and the backend delivers it
 	// again (a failed ack: the handler runs again).
 	SettleFailed SettleFailures `json:"settle_failed"`

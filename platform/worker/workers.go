@@ -216,8 +216,9 @@ func (p *Pool) crashed(s *slot, r any) {
 }
 
 // settleCrashed fails d, the delivery of a crashed worker. A panic here
-// (a broken backend) is logged; the delivery's lease then runs out and
-// the backend delivers it again, as a new attempt.
+// (an error whose methods panic; a backend call that panics is a failed
+// settlement, see backendCall) is logged; the delivery's lease then runs
+// out and the backend delivers it again, as a new attempt.
 func (p *Pool) settleCrashed(s *slot, d *queue.Delivery, err error) {
 	defer func() {
 		if r := recover(); r != nil {

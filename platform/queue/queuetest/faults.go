@@ -43,6 +43,10 @@ type Fault struct {
 	// backend succeeded: the operation took effect, but the caller hears
 	// Err (a reply lost on the way back).
 	Applied bool
+	// Panic, when not nil, is what the call panics with instead of
+	// returning (after Err's backend call when Applied is set, else
+	// without calling the backend): a broken backend.
+	Panic any
 	// Times is how many calls the fault applies to; zero means every call
 	// until Clear.
 	Times int
@@ -51,7 +55,7 @@ type Fault struct {
 	Match func(t *task.Task) bool
 }
 
-// Faulty wraps a backend and injects errors and latency into its port
+// Faulty wraps a backend and injects errors, panics and latency into its port
 // methods (Enqueue, Lease, Extend, Ack, Retry, DeadLetter, Release), for
 // the tests of code that uses a backend: the worker pool's settlement
 // paths, a source's back-pressure. Every other method goes straight to the
@@ -149,6 +153,12 @@ func (f *Faulty) do(ctx context.Context, op Op, call func() error, tasks ...*tas
 			t.Stop()
 			return ctx.Err()
 		}
+	}
+	if ft.Panic != nil {
+		if ft.Applied {
+			_ = call()
+		}
+		panic(ft.Panic)
 	}
 	if ft.Err == nil {
 		return call()

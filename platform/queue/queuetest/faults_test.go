@@ -62,4 +62,20 @@ func TestFaultyInjects(t *testing.T) {
 	f.Clear(queuetest.OpRelease)
 	require.NoError(t, f.Release(ctx, ds[1]))
 	require.Equal(t, 2, f.Calls(queuetest.OpRelease))
+
+	// Panic: the call panics; without Applied the backend was not called,
+	// with it, it was.
+	ds, err = f.Lease(ctx, "q", 1, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	f.Inject(queuetest.OpAck, queuetest.Fault{Panic: "backend bug", Times: 1})
+	require.PanicsWithValue(t, "backend bug", func() { _ = f.Ack(ctx, ds[0]) })
+	st, err = f.Stats(ctx, "q")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.InFlight, "not acked")
+	f.Inject(queuetest.OpAck, queuetest.Fault{Panic: "backend bug", Applied: true, Times: 1})
+	require.PanicsWithValue(t, "backend bug", func() { _ = f.Ack(ctx, ds[0]) })
+	st, err = f.Stats(ctx, "q")
+	require.NoError(t, err)
+	require.Zero(t, st.InFlight, "acked")
 }

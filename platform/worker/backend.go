@@ -1,0 +1,59 @@
+package worker
+
+import (
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// Calls into the queue backend (Lease, Extend, Ack, Retry, DeadLetter,
+// Release, Stats) go through backendCall: a panic in one, a broken
+// backend, is recovered there and becomes that call's error, so that the
+// caller's error path handles it like a refusal. A settlement that
+// panicked is a failed settlement (Stats.SettleFailed, task.Returned, the
+// source not told: the backend may not have done it), a give-back that
+// panicked a failed release, an extension that panicked one that failed,
+// a lease that panicked a failed lease (retried after a back-off); and
+// what the pool holds for the call (the worker, its slot, the
+// reservation, Stop's count of the work in progress) is given back as
+// after any error. Left to the caller, the panic would kill a worker
+// outside its delivery (the reservation lost for good, the delivery
+// neither run nor given back) or a goroutine without a recover (the
+// fetcher, the housekeeper, a give-back: the process).
+
+// Backend calls other than the settlements (OpAck...), as logged.
+const (
+	opLease  = "lease"
+	opExtend = "extend"
+	opStats  = "stats"
+)
+
+// backendCall runs call, the backend's op about t (nil: no task), and
+// returns its error, or, when it panics, an error saying so (see
+// backendPanicked).
+func (p *Pool) backendCall(op string, t *task.Task, call func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = p.backendPanicked(op, t, r)
+		}
+	}()
+	return call()
+}
+
+// backendPanicked logs the panic r of the backend's op about t (nil: no
+// task) with its stack, records it as the pool's last error, and returns
+// the error that stands for the call's outcome (its callers add the task
+// and what it was for, as to any error of the call).
+func (p *Pool) backendPanicked(op string, t *task.Task, r any) error {
+	err := fmt.Errorf("backend %s panicked: %v", op, r)
+	if t != nil {
+		p.log.Error("queue backend panicked", zap.String("op", op), zap.String("task", t.ID), zap.String("kind", t.Kind),
+			zap.Int("attempt", t.Attempt), zap.Any("panic", r), zap.Stack("stack"))
+	} else {
+		p.log.Error("queue backend panicked", zap.String("op", op), zap.Any("panic", r), zap.Stack("stack"))
+	}
+	p.setLastError(err)
+	return err
+}
