@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -27,8 +28,13 @@ import (
 // after its dead letter is stored, the watcher told and the work message
 // deleted. A process that dies in between leaves the advisory
 // unacknowledged and the message in its work stream; the next process
-// (or another replica, after AckWait) does the work again, and the
-// dead-letter copy is de-duplicated by its Nats-Msg-Id.
+// (or another replica, after AckWait) does the work again, and stores no
+// second dead-letter copy: within the dead-letter stream's duplicate
+// window the copy's Nats-Msg-Id de-duplicates it; an advisory stored
+// longer ago than half the window (its handling failed after the copy
+// and is tried again, or it waited for a process) first looks for the
+// copy among the queue's dead letters stored since the advisory
+// (storedCopy), and stores none if it is there.
 
 // maxDeliveriesAdvisory is the part of the server's advisory we use.
 type maxDeliveriesAdvisory struct {
@@ -270,7 +276,14 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	t.Attempt = max(1, t.Attempt+int(a.Deliveries)) // t.Attempt: attempts used before a Release
 	reason := fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", a.Deliveries)
 	at := time.Now()
-	if err := b.publishDead(ctx, q, t, keyed, a.StreamSeq, int(a.Deliveries), reason); err != nil {
+	prev, err := b.storedCopy(ctx, q, a.StreamSeq, t.ID, adv)
+	if err != nil {
+		return err
+	}
+	if prev != nil {
+		// Stored by an earlier handling of this advisory: tell it as it was.
+		reason, at = prev.Reason, prev.At
+	} else if err := b.publishDead(ctx, q, t, keyed, a.StreamSeq, int(a.Deliveries), reason); err != nil {
 		return err
 	}
 	_ = adv.InProgress()
@@ -284,4 +297,43 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)
 	}
 	return nil
+}
+
+// copyLookupMargin is how much earlier than the advisory a dead-letter
+// copy made for it is looked for: the advisory and the dead-letter
+// streams may have their leaders on servers whose clocks differ.
+const copyLookupMargin = time.Minute
+
+// storedCopy returns the dead letter an earlier handling of the advisory
+// adv stored for the message seq (task id) of q's work stream, or nil.
+// The server de-duplicates the copy by its Nats-Msg-Id (deadMsgID) within
+// the dead-letter stream's duplicate window only: an advisory stored
+// less than half the window ago (the other half is the margin for the
+// clocks of host and server) is not looked up, since any copy made for
+// it is younger than the window. An older one (its handling failed after
+// the copy and is tried again, or it waited for a process to read it)
+// costs a headers-only scan of the queue's dead letters stored since the
+// advisory (scanDeadHeadersFrom: a consumer created, read and deleted).
+func (b *Backend) storedCopy(ctx context.Context, q *queueState, seq uint64, id string, adv jetstream.Msg) (*queue.DeadLetter, error) {
+	md, err := adv.Metadata()
+	if err == nil && time.Since(md.Timestamp) < b.cfg.DuplicateWindow/2 {
+		return nil, nil
+	}
+	from := deadScanFrom{seq: 1} // the advisory's age unknown: every dead letter of the queue
+	if err == nil {
+		from = deadScanFrom{since: md.Timestamp.Add(-copyLookupMargin)}
+	}
+	msgID := deadMsgID(q.stream, seq)
+	var found *queue.DeadLetter
+	err = b.scanDeadHeadersFrom(ctx, q.queueNames, from, func(_ uint64, h nats.Header, d queue.DeadLetter) bool {
+		if h.Get(hdrMsgID) == msgID && d.Task.ID == id {
+			found = &d
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look for the dead letter of message %d: %w", seq, err)
+	}
+	return found, nil
 }

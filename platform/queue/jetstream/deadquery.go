@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plba/plba/platform/queue"
@@ -142,25 +143,46 @@ func decodeDeadOrRaw(h map[string][]string, data []byte, queueName string, seq u
 
 // scanDeadHeaders calls fn with every dead letter of qn from stream
 // sequence start on, oldest first, without payloads (PayloadSize set),
-// until fn returns false. It reads through an ephemeral headers-only
-// consumer filtered to the queue's dead-letter subject, deleted when the
-// scan ends (and removed by the server after a minute of inactivity if
-// the delete fails).
+// until fn returns false (see scanDeadHeadersFrom).
 func (b *Backend) scanDeadHeaders(ctx context.Context, qn queueNames, start uint64, fn func(seq uint64, d queue.DeadLetter) bool) error {
+	return b.scanDeadHeadersFrom(ctx, qn, deadScanFrom{seq: start}, func(seq uint64, _ nats.Header, d queue.DeadLetter) bool {
+		return fn(seq, d)
+	})
+}
+
+// deadScanFrom is where a dead-letter scan begins: at the stream sequence
+// seq, or, when since is set, at the first dead letter stored at or after
+// since (the server's clock).
+type deadScanFrom struct {
+	seq   uint64
+	since time.Time
+}
+
+// scanDeadHeadersFrom calls fn with every dead letter of qn from from on,
+// oldest first, with its stored headers and without payloads
+// (PayloadSize set), until fn returns false. It reads through an
+// ephemeral headers-only consumer filtered to the queue's dead-letter
+// subject, deleted when the scan ends (and removed by the server after a
+// minute of inactivity if the delete fails).
+func (b *Backend) scanDeadHeadersFrom(ctx context.Context, qn queueNames, from deadScanFrom, fn func(seq uint64, h nats.Header, d queue.DeadLetter) bool) error {
 	s, err := b.lookupDead(ctx)
 	if err != nil {
 		return err
 	}
-	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+	cc := jetstream.ConsumerConfig{
 		FilterSubject:     qn.deadSubject,
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       start,
+		OptStartSeq:       from.seq,
 		AckPolicy:         jetstream.AckNonePolicy,
 		HeadersOnly:       true,
 		MemoryStorage:     true,
 		InactiveThreshold: time.Minute,
 		Replicas:          1,
-	})
+	}
+	if !from.since.IsZero() {
+		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, 0, &from.since
+	}
+	cons, err := s.CreateConsumer(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("jetstream: read dead letters of %q: %w", qn.queue, err)
 	}
@@ -190,7 +212,7 @@ func (b *Backend) scanDeadHeaders(ctx context.Context, qn queueNames, start uint
 			if n, err := strconv.Atoi(h.Get(headerMsgSize)); err == nil {
 				d.PayloadSize = n
 			}
-			if !fn(md.Sequence.Stream, d) {
+			if !fn(md.Sequence.Stream, h, d) {
 				return nil
 			}
 		}
