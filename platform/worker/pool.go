@@ -76,7 +76,8 @@ type PoolParams struct {
 // The pool's code reads by concept: lease.go leases and buffers
 // deliveries, workers.go runs the worker goroutines, exec.go executes one
 // delivery, settle.go settles it, complete.go tells its source,
-// housekeep.go extends leases and checks for stalls, stop.go drains.
+// housekeep.go extends leases and checks for stalls, stop.go drains;
+// backend.go guards every call into the backend against its panics.
 type Pool struct {
 	epoch   time.Time // the pool's clock: monotonic time since epoch
 	queue   string
