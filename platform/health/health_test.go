@@ -296,3 +296,29 @@ func TestHangingCheckIsNotStackedUp(t *testing.T) {
 	require.False(t, res.Healthy)
 	require.Contains(t, res.LastError, "previous run has not returned yet")
 }
+
+// A check that panics neither crashes the host nor passes: it fails with
+// the panic as its reason, in /readyz and /healthz, and keeps being run.
+func TestPanickingCheckFailsWithTheReason(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int32
+	r, err := NewRegistry(Options{}, nil, []Check{{Name: "boom", Gating: true, Interval: 10 * time.Millisecond,
+		Func: func(context.Context) error { runs.Add(1); panic("nil map in the check") }}})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	r.Mount(mux)
+	r.Start()
+	defer r.Stop()
+	require.Eventually(t, func() bool { return runs.Load() >= 3 }, 5*time.Second, 5*time.Millisecond, "run again after a panic")
+	code, body := get(t, mux, "/readyz")
+	require.Equal(t, 503, code)
+	require.Contains(t, body, "check boom: check panicked: nil map in the check")
+	code, body = get(t, mux, "/healthz")
+	require.Equal(t, 503, code)
+	var rep Report
+	require.NoError(t, json.Unmarshal([]byte(body), &rep))
+	require.False(t, rep.Checks[0].Healthy)
+	require.Equal(t, "check panicked: nil map in the check", rep.Checks[0].LastError)
+	code, _ = get(t, mux, "/livez")
+	require.Equal(t, 200, code, "a check never drives liveness")
+}
