@@ -84,7 +84,18 @@ func (p *Proxy) pipe(dst, src net.Conn, upstream bool) {
 			}
 		}
 		if err != nil {
-			if err != io.EOF {
+			// Pass the close on: src's end finished sending (EOF: dst
+			// gets EOF too once it read the rest) or broke (dst is
+			// closed). Held back, a server that closed would look, to
+			// its client, like one that froze. While frozen, the close
+			// waits too.
+			p.mu.Lock()
+			gate := p.frozen
+			p.mu.Unlock()
+			<-gate
+			if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == io.EOF {
+				_ = cw.CloseWrite()
+			} else {
 				_ = dst.Close()
 			}
 			return

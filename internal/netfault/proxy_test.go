@@ -64,3 +64,32 @@ func TestFreezeHoldsAndThawDelivers(t *testing.T) {
 	require.NoError(t, err, "thawed, the proxy delivers what it held")
 	require.Equal(t, "two", string(buf))
 }
+
+// A server that closes its end is seen to close by the client (and the
+// other way round): the proxy passes the close on instead of leaving the
+// client with an open connection that never answers again.
+func TestCloseIsPassedOn(t *testing.T) {
+	t.Parallel()
+	for _, closer := range []string{"server", "client"} {
+		t.Run(closer, func(t *testing.T) {
+			t.Parallel()
+			addr, conns := upstream(t)
+			p := netfault.NewProxy(t, addr)
+			c, err := net.Dial("tcp", p.Addr())
+			require.NoError(t, err)
+			defer c.Close()
+			up := <-conns
+			closing, other := up, c
+			if closer == "client" {
+				closing, other = c, up
+			}
+			_, err = closing.Write([]byte("bye"))
+			require.NoError(t, err)
+			require.NoError(t, closing.Close())
+			require.NoError(t, other.SetReadDeadline(time.Now().Add(5*time.Second)))
+			got, err := io.ReadAll(other)
+			require.NoError(t, err, "the other end reads to the end (EOF)")
+			require.Equal(t, "bye", string(got))
+		})
+	}
+}
