@@ -28,14 +28,15 @@ func dovecotHealth(t *testing.T, src *imap.Source) *health.Registry {
 	return hr
 }
 
-// waitCheck waits until the check's result is healthy (want) and
-// returns its last error.
+// waitCheck waits until a run of the check that ended from now on is
+// healthy (want) and returns its last error.
 func waitCheck(t *testing.T, hr *health.Registry, want bool, limit time.Duration, what string) string {
 	t.Helper()
+	from := time.Now()
 	var res health.Result
 	require.Eventually(t, func() bool {
 		res = hr.Results()[0]
-		return !res.CheckedAt.IsZero() && res.Healthy == want
+		return res.CheckedAt.After(from) && res.Healthy == want
 	}, limit, 10*time.Millisecond, "%s: healthy is not %v: %+v", what, want, res)
 	return res.LastError
 }
