@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/fx"
 
+	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/lease"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream"
@@ -52,6 +53,45 @@ func newLeases(p leasesParams) leasesResult {
 	kv := &lazyKV{js: jb.JetStream, cfg: cfg, leases: map[string]*lazyLease{}}
 	marks := &lazyMarks{js: jb.JetStream, bucket: lc.MarksBucket, replicas: replicas}
 	return leasesResult{Leases: kv, Marks: marks}
+}
+
+type leaseChecksParams struct {
+	fx.In
+
+	Sources []source.Source `group:"task.sources"`
+	Leases  lease.Provider
+}
+
+type leaseChecksResult struct {
+	fx.Out
+
+	Checks []health.Check `group:"health.checks,flatten"`
+}
+
+// newLeaseChecks gives each exclusive source (a source.Exclusiver saying
+// true, as source.Prepare wraps it) a readiness-gating check named
+// "lease/source/<name>" that fails while the lease's store fails (the
+// lease's last error: the bucket cannot be opened or does not have this
+// host's TTL, a create or renewal that failed). A standby passes the
+// source's own check (another host runs it); this one tells whether it
+// could take over, so a host that can never take the lease is not ready
+// instead of waiting for ever as a standby that looks ready.
+func newLeaseChecks(p leaseChecksParams) leaseChecksResult {
+	var checks []health.Check
+	for _, s := range p.Sources {
+		if x, ok := s.(source.Exclusiver); !ok || !x.Exclusive() {
+			continue
+		}
+		l := p.Leases.Lease(source.LeaseName(s.Name()))
+		checks = append(checks, health.Check{Name: "lease/" + l.Name(), Gating: true,
+			Func: func(context.Context) error {
+				if st := l.Status(); st.LastError != "" {
+					return fmt.Errorf("lease %q: %s", l.Name(), st.LastError)
+				}
+				return nil
+			}})
+	}
+	return leaseChecksResult{Checks: checks}
 }
 
 // holderName is h, or "<hostname>/<pid>" when h is empty.

@@ -171,6 +171,7 @@ func taskRuntime() fx.Option {
 		fx.Provide(
 			newBackend,
 			newLeases,
+			newLeaseChecks,
 			func(b queue.Backend) telemetry.QueueStatser { return telemetry.BackendStats(b) },
 			func() telemetry.PoolStatser { return ps },
 		),

@@ -103,7 +103,8 @@ func (s *Source) StaleAfter() time.Duration {
 // StaleAfter, unless it is blocked handing a batch to a full queue
 // (back-pressure is not a fault). An exclusive source whose host waits
 // for the mailbox's lease (another host holds it: see SetStandby) passes:
-// the standby is ready to take over.
+// the standby is ready to take over (the platform's lease check tells
+// whether it could: it fails while the lease's store does).
 func (s *Source) Check(context.Context) error {
 	stale := s.StaleAfter()
 	if s.standby.Load() && !s.running.Load() {

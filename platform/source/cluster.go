@@ -125,12 +125,13 @@ func Prepare(leases lease.Provider, marks Marks, sources []Source) []Source {
 			mu.UseMarks(marks)
 		}
 		if x, ok := s.(Exclusiver); ok && x.Exclusive() {
-			s = Exclusive(s, leases.Lease(leaseName(s.Name())))
+			s = Exclusive(s, leases.Lease(LeaseName(s.Name())))
 		}
 		out[i] = s
 	}
 	return out
 }
 
-// leaseName is the lease of the source named name.
-func leaseName(name string) string { return fmt.Sprintf("source/%s", name) }
+// LeaseName is the name of the lease an exclusive source named name runs
+// under ("source/<name>").
+func LeaseName(name string) string { return fmt.Sprintf("source/%s", name) }
