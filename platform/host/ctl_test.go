@@ -131,3 +131,28 @@ func TestCtlPrintsNoControlCharactersFromTheServer(t *testing.T) {
 	require.Equal(t, ExitFailure, code)
 	clean("an error", errs)
 }
+
+// `ctl source list` shows each source's state, as `ctl pool list` does a
+// pool's: a source that failed (its crash-loop limit passed) reads
+// "failed", not as a running one with an error beside it.
+func TestCtlSourceListShowsTheState(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"sources": []map[string]any{
+			{"name": "mailbox", "state": "failed", "emitted": 3, "errors": 6, "restarts": 5, "paused": false,
+				"last_error": "imap: authentication failed", "last_poll": "2026-01-02T03:04:05Z"},
+			{"name": "tick", "state": "running", "emitted": 7, "errors": 0, "restarts": 0, "paused": false},
+		}})
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv(CtlTokenEnv, "")
+	var out, errb bytes.Buffer
+	code := execute([]string{"ctl", "--url", srv.URL, "source", "list"}, &out, &errb)
+	require.Equal(t, ExitOK, code, errb.String())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 3, out.String())
+	require.Equal(t, []string{"SOURCE", "STATE"}, strings.Fields(lines[0])[:2], out.String())
+	require.Equal(t, []string{"mailbox", "failed"}, strings.Fields(lines[1])[:2], out.String())
+	require.Equal(t, []string{"tick", "running"}, strings.Fields(lines[2])[:2], out.String())
+	require.Contains(t, lines[1], "2026-01-02T03:04:05Z", "the last poll")
+}

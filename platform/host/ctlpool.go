@@ -104,9 +104,10 @@ func (c *ctl) sourceCmd() *cobra.Command {
 				rows = []map[string]any{one}
 			}
 		}
-		w.row("SOURCE", "PAUSED", "EMITTED", "ERRORS", "RESTARTS", "LAST ERROR")
+		w.row("SOURCE", "STATE", "PAUSED", "EMITTED", "ERRORS", "RESTARTS", "LAST POLL", "LAST ERROR")
 		for _, s := range rows {
-			w.row(s["name"], s["paused"], s["emitted"], s["errors"], s["restarts"], cut(fmt.Sprint(orDash(s["last_error"])), 60))
+			w.row(s["name"], orDash(s["state"]), s["paused"], s["emitted"], s["errors"], s["restarts"], orDash(s["last_poll"]),
+				cut(fmt.Sprint(orDash(s["last_error"])), 60))
 		}
 	}
 	act := func(verb string) *cobra.Command {
