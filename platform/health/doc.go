@@ -6,7 +6,11 @@
 //     not get the pod restarted.
 //   - GET /readyz: every readiness-gating check passes, every component is
 //     running, and the host is not shutting down.
-//   - GET /healthz: JSON detail of every check and component.
+//   - GET /healthz: JSON detail of every check and component (Report),
+//     with status 503 when the host is not live or not ready.
+//
+// A check that panics or outlives its timeout fails with that as its
+// reason; a check whose last run has not returned is not started again.
 //
 // Checks are contributed to the fx group "health.checks" with AsCheck. Each
 // runs on its own interval with its own timeout; the endpoints serve the
