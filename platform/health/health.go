@@ -252,6 +252,11 @@ func runGuarded(ctx context.Context, f func(context.Context) error, returned fun
 func (r *Registry) Results() []Result {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	return r.resultsLocked()
+}
+
+// resultsLocked is Results with r.mu held.
+func (r *Registry) resultsLocked() []Result {
 	out := make([]Result, 0, len(r.results))
 	for _, c := range r.checks {
 		out = append(out, *r.results[c.Name])
@@ -277,6 +282,17 @@ func (r *Registry) Live() (bool, string) {
 // gates it only when it was registered so: a source, when configured)
 // and every gating check healthy.
 func (r *Registry) Ready() (bool, string) {
+	if ok, why := r.readyApartFromChecks(); !ok {
+		return false, why
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.checksReadyLocked()
+}
+
+// readyApartFromChecks is Ready without the checks: not shutting down,
+// and every component that gates readiness running.
+func (r *Registry) readyApartFromChecks() (bool, string) {
 	if r.shutting.Load() {
 		return false, "shutting down"
 	}
@@ -285,8 +301,12 @@ func (r *Registry) Ready() (bool, string) {
 			return false, "component " + why
 		}
 	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
+	return true, "ok"
+}
+
+// checksReadyLocked reports whether every gating check passed its last
+// run, with r.mu held, and names the first that did not.
+func (r *Registry) checksReadyLocked() (bool, string) {
 	for _, c := range r.checks {
 		res := r.results[c.Name]
 		if res.Gating && !res.Healthy {

@@ -322,3 +322,29 @@ func TestPanickingCheckFailsWithTheReason(t *testing.T) {
 	code, _ = get(t, mux, "/livez")
 	require.Equal(t, 200, code, "a check never drives liveness")
 }
+
+// /healthz is one snapshot: its ready and reason agree with the checks
+// it lists, even while a check changes between runs.
+func TestReportIsOneSnapshot(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	r, err := NewRegistry(Options{}, nil, []Check{{Name: "flapping", Gating: true, Interval: time.Microsecond,
+		Func: func(context.Context) error {
+			if n.Add(1)%2 == 0 {
+				return errors.New("down")
+			}
+			return nil
+		}}})
+	require.NoError(t, err)
+	r.Start()
+	defer r.Stop()
+	require.Eventually(t, func() bool { return n.Load() > 10 }, 5*time.Second, time.Millisecond)
+	for i := range 20000 {
+		rep := r.Report()
+		c := rep.Checks[0]
+		require.Equal(t, c.Healthy, rep.Ready, "report %d: ready %v, reason %q, check %+v", i, rep.Ready, rep.Reason, c)
+		if !rep.Ready {
+			require.Equal(t, "check flapping: "+c.LastError, rep.Reason, "report %d", i)
+		}
+	}
+}

@@ -18,11 +18,19 @@ type Report struct {
 	Time       time.Time          `json:"time"`
 }
 
-// Report assembles the full health report.
+// Report assembles the full health report. Its readiness is judged on
+// the check results it lists (one snapshot): a check that runs meanwhile
+// cannot make them disagree.
 func (r *Registry) Report() Report {
 	live, why := r.Live()
-	ready, rwhy := r.Ready()
-	rep := Report{Live: live, Ready: ready, Checks: r.Results(), Time: time.Now()}
+	ready, rwhy := r.readyApartFromChecks()
+	r.mu.RLock()
+	checks := r.resultsLocked()
+	if ready {
+		ready, rwhy = r.checksReadyLocked()
+	}
+	r.mu.RUnlock()
+	rep := Report{Live: live, Ready: ready, Checks: checks, Time: time.Now()}
 	if !live {
 		rep.Reason = why
 	} else if !ready {
