@@ -269,10 +269,16 @@ func (r *Registry) resultsLocked() []Result {
 // dependency (lifecycle.External, as every source). It never depends on
 // checks or on anything outside the process.
 func (r *Registry) Live() (bool, string) {
-	if r.components != nil {
-		if s, failed := r.components.LiveFailure(); failed {
-			return false, fmt.Sprintf("component %s failed: %s", s.Name, s.LastError)
-		}
+	if r.components == nil {
+		return true, "ok"
+	}
+	return liveness(r.components.LiveFailure())
+}
+
+// liveness words a component failure that makes the host not live.
+func liveness(s lifecycle.Status, failed bool) (bool, string) {
+	if failed {
+		return false, fmt.Sprintf("component %s failed: %s", s.Name, s.LastError)
 	}
 	return true, "ok"
 }
@@ -282,24 +288,23 @@ func (r *Registry) Live() (bool, string) {
 // gates it only when it was registered so: a source, when configured)
 // and every gating check healthy.
 func (r *Registry) Ready() (bool, string) {
-	if ok, why := r.readyApartFromChecks(); !ok {
-		return false, why
+	if r.shutting.Load() {
+		return false, "shutting down"
+	}
+	if r.components != nil {
+		if ok, why := readiness(r.components.ReadyRunning()); !ok {
+			return false, why
+		}
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.checksReadyLocked()
 }
 
-// readyApartFromChecks is Ready without the checks: not shutting down,
-// and every component that gates readiness running.
-func (r *Registry) readyApartFromChecks() (bool, string) {
-	if r.shutting.Load() {
-		return false, "shutting down"
-	}
-	if r.components != nil {
-		if why, ok := r.components.ReadyRunning(); !ok {
-			return false, "component " + why
-		}
+// readiness words lifecycle's ReadyRunning answer.
+func readiness(why string, running bool) (bool, string) {
+	if !running {
+		return false, "component " + why
 	}
 	return true, "ok"
 }

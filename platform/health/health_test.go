@@ -348,3 +348,37 @@ func TestReportIsOneSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// The same for components: /healthz's live, ready and reason agree with
+// the component states it lists, while a component changes state.
+func TestReportComponentsAreOneSnapshot(t *testing.T) {
+	t.Parallel()
+	comps := lifecycle.NewRegistry(nil, nil)
+	c := comps.MustRegister("pool/flapping", lifecycle.StayDegraded)
+	c.Set(lifecycle.Running, nil)
+	r, err := NewRegistry(Options{}, comps, nil)
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // owned: stopped and waited for below
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if i%2 == 0 {
+				c.Set(lifecycle.Degraded, errors.New("stalled"))
+			} else {
+				c.Set(lifecycle.Running, nil)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for i := range 20000 {
+		rep := r.Report()
+		running := rep.Components[0].State == lifecycle.Running
+		require.Equal(t, running, rep.Ready, "report %d: ready %v, reason %q, component %+v", i, rep.Ready, rep.Reason, rep.Components[0])
+	}
+}

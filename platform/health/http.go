@@ -18,26 +18,31 @@ type Report struct {
 	Time       time.Time          `json:"time"`
 }
 
-// Report assembles the full health report. Its readiness is judged on
-// the check results it lists (one snapshot): a check that runs meanwhile
-// cannot make them disagree.
+// Report assembles the full health report. Its liveness and readiness
+// are judged on the check results and component states it lists (one
+// snapshot): a check that runs or a component that changes state
+// meanwhile cannot make them disagree.
 func (r *Registry) Report() Report {
-	live, why := r.Live()
-	ready, rwhy := r.readyApartFromChecks()
+	var comps []lifecycle.Status
+	if r.components != nil {
+		comps = r.components.Snapshot()
+	}
+	live, why := liveness(lifecycle.LiveFailureIn(comps))
+	ready, rwhy := false, "shutting down"
+	if !r.shutting.Load() {
+		ready, rwhy = readiness(lifecycle.ReadyRunningIn(comps))
+	}
 	r.mu.RLock()
 	checks := r.resultsLocked()
 	if ready {
 		ready, rwhy = r.checksReadyLocked()
 	}
 	r.mu.RUnlock()
-	rep := Report{Live: live, Ready: ready, Checks: checks, Time: time.Now()}
+	rep := Report{Live: live, Ready: ready, Checks: checks, Components: comps, Time: time.Now()}
 	if !live {
 		rep.Reason = why
 	} else if !ready {
 		rep.Reason = rwhy
-	}
-	if r.components != nil {
-		rep.Components = r.components.Snapshot()
 	}
 	return rep
 }

@@ -187,8 +187,12 @@ func (r *Registry) AllRunning() (string, bool) {
 
 // LiveFailure returns the first failed component that drives liveness
 // (one not marked External), if any: what makes the process not live.
-func (r *Registry) LiveFailure() (Status, bool) {
-	for _, s := range r.snapshot(false) {
+func (r *Registry) LiveFailure() (Status, bool) { return LiveFailureIn(r.snapshot(false)) }
+
+// LiveFailureIn is LiveFailure judged on the statuses ss (a Snapshot), so
+// that a report shows the states it judged.
+func LiveFailureIn(ss []Status) (Status, bool) {
+	for _, s := range ss {
 		if s.State == Failed && !s.External {
 			return s, true
 		}
@@ -198,8 +202,11 @@ func (r *Registry) LiveFailure() (Status, bool) {
 
 // ReadyRunning reports whether every component that gates readiness is
 // running (or paused by an operator) and names the first that is not.
-func (r *Registry) ReadyRunning() (string, bool) {
-	for _, s := range r.snapshot(false) {
+func (r *Registry) ReadyRunning() (string, bool) { return ReadyRunningIn(r.snapshot(false)) }
+
+// ReadyRunningIn is ReadyRunning judged on the statuses ss (a Snapshot).
+func ReadyRunningIn(ss []Status) (string, bool) {
+	for _, s := range ss {
 		if s.GatesReadiness && s.State != Running && s.State != Paused {
 			return s.Name + " is " + string(s.State), false
 		}
