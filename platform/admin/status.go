@@ -39,11 +39,11 @@ func statusHandler(info StatusInfo, comps *lifecycle.Registry, hr *health.Regist
 			Uptime: time.Since(info.Started).Round(time.Millisecond).String(), ConfigDigest: info.ConfigDigest,
 			Live: true, Ready: true,
 		}
-		if hr != nil {
-			st.Live, _ = hr.Live()
-			st.Ready, _ = hr.Ready()
+		if hr != nil { // live, ready and the components from one snapshot
+			rep := hr.Report()
+			st.Live, st.Ready, st.Components = rep.Live, rep.Ready, rep.Components
 		}
-		if comps != nil {
+		if st.Components == nil && comps != nil { // a health registry without them
 			st.Components = comps.Snapshot()
 		}
 		WriteJSON(w, http.StatusOK, st)

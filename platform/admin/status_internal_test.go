@@ -1,0 +1,52 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/health"
+	"github.com/plba/plba/platform/lifecycle"
+)
+
+// /admin/v1/status's live and ready agree with the component states it
+// lists, while a component changes state.
+func TestStatusIsOneSnapshot(t *testing.T) {
+	t.Parallel()
+	comps := lifecycle.NewRegistry(nil, nil)
+	c := comps.MustRegister("pool/flapping", lifecycle.StayDegraded)
+	c.Set(lifecycle.Running, nil)
+	hr, err := health.NewRegistry(health.Options{}, comps, nil)
+	require.NoError(t, err)
+	h := statusHandler(StatusInfo{}, comps, hr)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // owned: stopped and waited for below
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if i%2 == 0 {
+				c.Set(lifecycle.Degraded, errors.New("stalled"))
+			} else {
+				c.Set(lifecycle.Running, nil)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for i := range 5000 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, StatusPath, nil))
+		var st Status
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
+		running := st.Components[0].State == lifecycle.Running
+		require.Equal(t, running, st.Ready, "status %d: ready %v, component %+v", i, st.Ready, st.Components[0])
+	}
+}
