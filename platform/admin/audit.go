@@ -14,7 +14,11 @@ import (
 //
 // A handler fills Action, Target, Params and, when it knows better than
 // the response's status code, Result and Error; Audit fills the rest
-// from the request.
+// from the request. When the entry is recorded, its text fields are
+// cleaned of control, format and line-separator characters and bounded
+// (Error to 1024 characters, the others to 256; "…" marks a cut): a
+// name a client chose cannot forge a line or grow the audit without
+// bound.
 type AuditEntry struct {
 	// ID orders the entries, newest highest; it is assigned when the
 	// entry is recorded (nanoseconds since 1970, strictly increasing) and
@@ -66,8 +70,9 @@ const (
 // may call Audit more than once (a bulk action with one entry per
 // target). A state-changing request (any method but GET, HEAD and
 // OPTIONS) whose handler recorded nothing is recorded by the server
-// after it, with the route's pattern as Action: every state-changing call
-// is audited, a handler only makes the entry more precise.
+// after it, with the route's pattern as Action and the request's path
+// (escaped) as Target: every state-changing call is audited, a handler
+// only makes the entry more precise.
 //
 // Outside a request of the admin server (a handler called directly, with
 // no auditor on its context), Audit does nothing.

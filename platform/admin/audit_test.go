@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -121,7 +122,7 @@ func TestAuditRing(t *testing.T) {
 	require.Equal(t, []row{
 		{"session.delete", "alice", admin.AuditOK, "user/alice"},
 		{"pool.pause", "alice", admin.AuditOK, "pool/orders"},
-		{"POST /admin/v1/pools/{pool}/pause", "ci-viewer", admin.AuditDenied, ""},
+		{"POST /admin/v1/pools/{pool}/pause", "ci-viewer", admin.AuditDenied, "/admin/v1/pools/orders/pause"},
 		{"loglevel.set", "ci-operator", admin.AuditOK, "log"},
 		{"session.create", "alice", admin.AuditOK, "user/alice"},
 		{"session.create", "alice", admin.AuditDenied, "user/alice"},
@@ -245,4 +246,49 @@ func TestFailedSignInIsAudited(t *testing.T) {
 	}
 	require.NotContains(t, logged.String(), "\x1b", "the log holds the cleaned name too")
 	require.Contains(t, logged.String(), "name="+cleaned)
+}
+
+// TestAuditEntriesSayOnWhatAndStayOneRecord: a call refused before its
+// handler ran (a role too weak) is recorded with the path it was made on
+// as its target (which pool a viewer tried to pause); a name a client put
+// in a path reaches the audit without control or line-separator
+// characters (no forged line in the log or in `host ctl audit`, no
+// terminal escape) and bounded, whatever its length.
+func TestAuditEntriesSayOnWhatAndStayOneRecord(t *testing.T) {
+	t.Parallel()
+	s, err := admin.NewServer(secured(t), nil, admin.StatusInfo{}, nil, nil, sampleRoutes())
+	require.NoError(t, err)
+	h := s.Handler()
+	post := func(role admin.Role, path string) int {
+		req := httptest.NewRequest(http.MethodPost, path, nil)
+		req.Header.Set("Authorization", "Bearer "+roleTokens[role])
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	require.Equal(t, http.StatusForbidden, post(admin.RoleViewer, "/admin/v1/pools/orders/pause"))
+	forged := "x%0A2026-01-01T00:00:00Z%09alice%09operator%09pool.resume%1B%5B2J%E2%80%AE" + strings.Repeat("y", 5000)
+	require.Equal(t, http.StatusOK, post(admin.RoleOperator, "/admin/v1/pools/"+forged+"/pause"))
+
+	req := httptest.NewRequest(http.MethodGet, admin.AuditPath, nil)
+	req.Header.Set("Authorization", "Bearer "+roleTokens[admin.RoleViewer])
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code)
+	var p admin.AuditPage
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &p))
+	require.Len(t, p.Entries, 2)
+	denied := p.Entries[1]
+	require.Equal(t, admin.AuditDenied, denied.Result)
+	require.Equal(t, "/admin/v1/pools/orders/pause", denied.Target, "a refusal says on what")
+
+	hostile := p.Entries[0]
+	require.Equal(t, "pool.pause", hostile.Action)
+	require.True(t, strings.HasPrefix(hostile.Target, "pool/x2026-01-01T00:00:00Zaliceoperatorpool.resume[2Jyyy"), hostile.Target)
+	require.NotContains(t, hostile.Target, "\n", "no line of its own")
+	require.NotContains(t, hostile.Target, "\t")
+	require.NotContains(t, hostile.Target, "\x1b", "no terminal escape")
+	require.NotContains(t, hostile.Target, "\u202e", "no bidirectional override")
+	require.LessOrEqual(t, utf8.RuneCountInString(hostile.Target), 257, "bounded, with the cut marked")
+	require.True(t, strings.HasSuffix(hostile.Target, "…"))
 }

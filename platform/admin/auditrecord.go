@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 )
@@ -64,7 +67,61 @@ func (r *recorder) nextID(t time.Time) int64 {
 	return id
 }
 
+// The bounds, in characters, of an entry's text fields (auditText).
+const (
+	maxAuditField = 256  // Identity, Action, Target, Auth, Remote
+	maxAuditError = 1024 // Error
+)
+
+// auditText is s as an audit entry holds it: control, format
+// (bidirectional overrides), private-use and line-separator characters
+// and invalid UTF-8 removed, so that no field can start a line of its own
+// in the log or in `host ctl audit` nor move the cursor of a terminal;
+// cut to max characters ("…" marks the cut).
+func auditText(s string, max int) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Zl, unicode.Zp) {
+			clean = false
+			break
+		}
+	}
+	if clean && len(s) <= max { // characters <= bytes
+		return s
+	}
+	var b strings.Builder
+	n := 0
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		s = s[size:]
+		if r == utf8.RuneError && size == 1 { // a byte that is not UTF-8
+			continue
+		}
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Zl, unicode.Zp) {
+			continue
+		}
+		if n == max {
+			b.WriteString("…")
+			break
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+// clean bounds and cleans e's text fields (auditText): whatever a
+// client put in a path, a name or a body, an entry stays one record of
+// bounded size.
+func (e *AuditEntry) clean() {
+	for _, f := range []*string{&e.Identity, &e.Action, &e.Target, &e.Auth, &e.Remote, &e.Result} {
+		*f = auditText(*f, maxAuditField)
+	}
+	e.Error = auditText(e.Error, maxAuditError)
+}
+
 func (r *recorder) record(ctx context.Context, e AuditEntry) {
+	e.clean()
 	e.ID = r.nextID(e.Time)
 	fields := []zap.Field{
 		zap.String("action", e.Action), zap.String("result", e.Result),
@@ -100,7 +157,8 @@ func (r *recorder) record(ctx context.Context, e AuditEntry) {
 
 // audited wraps a route's handler: the auditor is on every request's
 // context; a state-changing request's entries are recorded when the
-// handler returns (one with the route's pattern when it recorded none).
+// handler returns (one with the route's pattern as its action and the
+// request's path as its target when it recorded none).
 func audited(rec auditor, pattern string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := context.WithValue(r.Context(), auditorKey{}, rec)
@@ -124,7 +182,7 @@ func audited(rec auditor, pattern string, h http.Handler) http.Handler {
 			if !audit {
 				entries = nil
 			} else if len(entries) == 0 {
-				AuditContext(ctx, AuditEntry{Action: pattern, Remote: r.RemoteAddr})
+				AuditContext(ctx, AuditEntry{Action: pattern, Target: r.URL.EscapedPath(), Remote: r.RemoteAddr})
 				entries, _ = st.take()
 			}
 			for _, e := range entries {

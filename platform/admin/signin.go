@@ -9,8 +9,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -56,34 +54,15 @@ const (
 )
 
 // auditName is the name a sign-in tried (the client's, anything at all)
-// as the audit and the log show it: control, format (bidirectional
-// overrides) and line-separator characters and invalid UTF-8 removed,
-// cut to maxAuditName characters ("…" marks the cut); "?" when nothing
-// is left. A password typed in the name field is still the name: what
-// the client sent as the password is never recorded.
+// as the audit and the log show it: auditText's cleaning, cut to
+// maxAuditName characters; "?" when nothing is left. A password typed in
+// the name field is still the name: what the client sent as the password
+// is never recorded.
 func auditName(s string) string {
-	var b strings.Builder
-	n := 0
-	for len(s) > 0 {
-		r, size := utf8.DecodeRuneInString(s)
-		s = s[size:]
-		if r == utf8.RuneError && size == 1 { // a byte that is not UTF-8
-			continue
-		}
-		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Zl, unicode.Zp) {
-			continue
-		}
-		if n == maxAuditName {
-			b.WriteString("…")
-			break
-		}
-		b.WriteRune(r)
-		n++
-	}
-	if b.Len() == 0 {
+	if s = auditText(s, maxAuditName); s == "" {
 		return "?"
 	}
-	return b.String()
+	return s
 }
 
 // sameOrigin reports whether the Origin header o names host (the
