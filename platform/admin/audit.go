@@ -43,13 +43,16 @@ type AuditEntry struct {
 	// secret (password, token, secret, cookie, authorization, credential,
 	// api_key, private_key), at any depth, are replaced by "[redacted]".
 	Params map[string]any `json:"params,omitempty"`
-	// Result is AuditOK, AuditFailed or AuditDenied. Left empty, it is
-	// taken from the response's status code when the handler returns
-	// (2xx and 3xx ok, 401 and 403 denied, anything else failed).
+	// Result is AuditOK, AuditFailed, AuditDenied or AuditUnknown. Left
+	// empty, it is taken from the response's status code when the handler
+	// returns (2xx and 3xx ok, 401 and 403 denied, anything else failed);
+	// AuditUnknown when the handler returned without an answer after the
+	// client went away (what it did is not known).
 	Result string `json:"result"`
 	// Error says why the call failed or was denied.
 	Error string `json:"error,omitempty"`
-	// Status is the HTTP status code the call was answered with.
+	// Status is the HTTP status code the call was answered with (none
+	// when the client went away before its handler answered).
 	Status int `json:"status,omitempty"`
 	// Remote is the client's address (the connection's; the admin server
 	// trusts no forwarding header).
@@ -61,6 +64,9 @@ const (
 	AuditOK     = "ok"
 	AuditFailed = "failed"
 	AuditDenied = "denied"
+	// AuditUnknown: the client went away (the request's context ended)
+	// and the handler returned without answering or saying what it did.
+	AuditUnknown = "unknown"
 )
 
 // Audit records e as a call made by the request r: the identity, role

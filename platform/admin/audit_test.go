@@ -1,12 +1,14 @@
 package admin_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -291,4 +293,42 @@ func TestAuditEntriesSayOnWhatAndStayOneRecord(t *testing.T) {
 	require.NotContains(t, hostile.Target, "\u202e", "no bidirectional override")
 	require.LessOrEqual(t, utf8.RuneCountInString(hostile.Target), 257, "bounded, with the cut marked")
 	require.True(t, strings.HasSuffix(hostile.Target, "…"))
+}
+
+// TestAuditOfACallTheClientLeft: a client that goes away while the
+// handler works, the handler returning without an answer, is recorded as
+// unknown, with no status (none was sent) and the reason, not as an ok
+// with 200 that nobody answered.
+func TestAuditOfACallTheClientLeft(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	routes := []admin.Route{{Pattern: "POST /admin/v1/slow/{id}", Role: admin.RoleOperator, Handler: http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done() // gives up with the client, says nothing
+	})}}
+	s, err := admin.NewServer(local(), nil, admin.StatusInfo{}, nil, nil, routes)
+	require.NoError(t, err)
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-started; cancel() }()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/admin/v1/slow/7", nil)
+	require.NoError(t, err)
+	_, err = http.DefaultClient.Do(req)
+	require.ErrorIs(t, err, context.Canceled)
+
+	var p admin.AuditPage
+	require.Eventually(t, func() bool {
+		code, body, _ := request(t, http.MethodGet, srv.URL+admin.AuditPath, "", nil)
+		require.Equal(t, http.StatusOK, code)
+		require.NoError(t, json.Unmarshal([]byte(body), &p))
+		return len(p.Entries) == 1
+	}, 5*time.Second, 5*time.Millisecond)
+	e := p.Entries[0]
+	require.Equal(t, "POST /admin/v1/slow/{id}", e.Action)
+	require.Equal(t, "/admin/v1/slow/7", e.Target)
+	require.Equal(t, admin.AuditUnknown, e.Result)
+	require.Zero(t, e.Status, "nothing was answered")
+	require.Contains(t, e.Error, "the client went away")
 }

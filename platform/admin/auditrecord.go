@@ -158,7 +158,9 @@ func (r *recorder) record(ctx context.Context, e AuditEntry) {
 // audited wraps a route's handler: the auditor is on every request's
 // context; a state-changing request's entries are recorded when the
 // handler returns (one with the route's pattern as its action and the
-// request's path as its target when it recorded none).
+// request's path as its target when it recorded none), with the result of
+// the status code it answered, or AuditUnknown when it answered nothing
+// after the client went away.
 func audited(rec auditor, pattern string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := context.WithValue(r.Context(), auditorKey{}, rec)
@@ -172,9 +174,12 @@ func audited(rec auditor, pattern string, h http.Handler) http.Handler {
 		defer func() {
 			p := recover()
 			code := sw.code
+			gone := false // the client went away and the handler answered nothing
 			switch {
 			case p != nil:
 				code = http.StatusInternalServerError
+			case code == 0 && r.Context().Err() != nil:
+				gone = true
 			case code == 0:
 				code = http.StatusOK // the handler wrote nothing: net/http answers 200
 			}
@@ -186,11 +191,20 @@ func audited(rec auditor, pattern string, h http.Handler) http.Handler {
 				entries, _ = st.take()
 			}
 			for _, e := range entries {
-				if e.Status == 0 {
-					e.Status = code
-				}
-				if e.Result == "" {
-					e.Result = resultOf(code)
+				switch {
+				case gone && e.Result == "":
+					e.Result = AuditUnknown
+					if e.Error == "" {
+						e.Error = "the client went away before the call was answered: " + context.Cause(r.Context()).Error()
+					}
+				case gone:
+				default:
+					if e.Status == 0 {
+						e.Status = code
+					}
+					if e.Result == "" {
+						e.Result = resultOf(code)
+					}
 				}
 				rec.record(ctx, e)
 			}
