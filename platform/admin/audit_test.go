@@ -157,7 +157,9 @@ func TestAuditRing(t *testing.T) {
 	}
 }
 
-// TestAuditRingIsBounded: the ring keeps the newest ring_size entries.
+// TestAuditRingIsBounded: the ring keeps the newest ring_size entries
+// and says how many it dropped: its last page is not the end of the
+// audit.
 func TestAuditRingIsBounded(t *testing.T) {
 	t.Parallel()
 	cfg := secured(t)
@@ -173,6 +175,8 @@ func TestAuditRingIsBounded(t *testing.T) {
 	for i, want := range []string{"pool/p4", "pool/p3", "pool/p2"} {
 		require.Equal(t, want, p.Entries[i].Target)
 	}
+	require.Empty(t, p.NextCursor)
+	require.EqualValues(t, 2, p.Evicted, "p0 and p1 were dropped")
 }
 
 // TestFailedSignInIsAudited: a failed sign-in is in the audit (ring and
@@ -253,9 +257,11 @@ func TestFailedSignInIsAudited(t *testing.T) {
 // TestAuditEntriesSayOnWhatAndStayOneRecord: a call refused before its
 // handler ran (a role too weak) is recorded with the path it was made on
 // as its target (which pool a viewer tried to pause); a name a client put
-// in a path reaches the audit without control or line-separator
-// characters (no forged line in the log or in `host ctl audit`, no
-// terminal escape) and bounded, whatever its length.
+// in a path reaches the audit without control, line-separator or
+// bidirectional-override characters (nothing for a reader of the audit
+// API or the web UI's page to take for a line of its own or to see
+// reversed) and bounded, whatever its length (before, a path of a
+// megabyte was kept whole in each of the ring's entries).
 func TestAuditEntriesSayOnWhatAndStayOneRecord(t *testing.T) {
 	t.Parallel()
 	s, err := admin.NewServer(secured(t), nil, admin.StatusInfo{}, nil, nil, sampleRoutes())

@@ -17,6 +17,13 @@ type AuditPage struct {
 	// NextCursor, when set, is the cursor parameter of the next (older)
 	// page.
 	NextCursor string `json:"next_cursor,omitempty"`
+	// Evicted is how many entries, older than every one the ring holds,
+	// the ring has dropped since the server started to keep to its size
+	// (audit.ring_size): the last page is the end of the ring, not of the
+	// audit. They are in the log and, with an audit store, in the store
+	// (which also keeps the entries of earlier runs the ring was not
+	// filled with at start: those are not counted here).
+	Evicted int64 `json:"evicted,omitempty"`
 }
 
 // Paging limits of GET AuditPath.
@@ -31,6 +38,7 @@ type ring struct {
 	size    int
 	entries []AuditEntry // a circular buffer once full
 	next    int          // where the next entry goes once full
+	evicted int64        // entries dropped to keep to size
 }
 
 func newRing(size int) *ring { return &ring{size: size} }
@@ -39,19 +47,21 @@ func (r *ring) add(e AuditEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.size <= 0 {
+		r.evicted++
 		return
 	}
 	if len(r.entries) < r.size {
 		r.entries = append(r.entries, e)
 		return
 	}
+	r.evicted++
 	r.entries[r.next] = e
 	r.next = (r.next + 1) % r.size
 }
 
 // page returns at most limit entries older than before (0: the newest),
-// newest first, and whether older ones remain.
-func (r *ring) page(before int64, limit int) ([]AuditEntry, bool) {
+// newest first, whether older ones remain, and how many the ring dropped.
+func (r *ring) page(before int64, limit int) ([]AuditEntry, bool, int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := len(r.entries)
@@ -68,7 +78,7 @@ func (r *ring) page(before int64, limit int) ([]AuditEntry, bool) {
 		}
 		out = append(out, e)
 	}
-	return out, more
+	return out, more, r.evicted
 }
 
 // fill puts entries (loaded from the stream at start) in the ring, in
@@ -82,6 +92,7 @@ func (r *ring) fill(es []AuditEntry) {
 	all := append(append([]AuditEntry(nil), es...), old...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].ID < all[j].ID })
 	if len(all) > r.size {
+		r.evicted += int64(len(all) - r.size)
 		all = all[len(all)-r.size:]
 	}
 	r.entries, r.next = all, 0
@@ -111,8 +122,8 @@ func auditRoute(rg *ring) Route {
 			}
 			before = n
 		}
-		es, more := rg.page(before, limit)
-		p := AuditPage{Entries: es}
+		es, more, evicted := rg.page(before, limit)
+		p := AuditPage{Entries: es, Evicted: evicted}
 		if more && len(es) > 0 {
 			p.NextCursor = strconv.FormatInt(es[len(es)-1].ID, 10)
 		}

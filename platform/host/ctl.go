@@ -174,10 +174,7 @@ func (c *ctl) auditCmd() *cobra.Command {
 			if cursor != "" {
 				v.Set("cursor", cursor)
 			}
-			var page struct {
-				Entries    []admin.AuditEntry `json:"entries"`
-				NextCursor string             `json:"next_cursor"`
-			}
+			var page admin.AuditPage
 			raw, err := cl.do(ctx, "GET", auditPath+"?"+v.Encode(), nil, &page)
 			if err != nil {
 				return err
@@ -189,6 +186,8 @@ func (c *ctl) auditCmd() *cobra.Command {
 				}
 				if page.NextCursor != "" {
 					w.note("more: --cursor " + page.NextCursor)
+				} else if page.Evicted > 0 {
+					w.note(fmt.Sprintf("end of the server's ring: %d older entries dropped from it (they are in the host's log and, on JetStream, in the audit stream)", page.Evicted))
 				}
 			})
 			return nil

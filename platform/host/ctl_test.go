@@ -15,7 +15,8 @@ import (
 
 // TestCtlTokenAndExitStatuses: the token from --token-file (over
 // PLBA_CTL_TOKEN) is sent as a bearer token; 401 and 403 exit 3, another
-// error 1; the audit page prints as a table.
+// error 1; the audit page prints as a table, its last page with how many
+// entries the server's ring dropped.
 func TestCtlTokenAndExitStatuses(t *testing.T) {
 	var gotAuth string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -28,7 +29,7 @@ func TestCtlTokenAndExitStatuses(t *testing.T) {
 				return
 			}
 			if r.URL.Path == "/admin/v1/audit" {
-				_, _ = w.Write([]byte(`{"entries":[{"id":1,"time":"2026-01-02T03:04:05Z","identity":"ops","role":"operator","action":"pool.pause","target":"pool/default","result":"ok","remote":"127.0.0.1:5"}]}`))
+				_, _ = w.Write([]byte(`{"entries":[{"id":1,"time":"2026-01-02T03:04:05Z","identity":"ops","role":"operator","action":"pool.pause","target":"pool/default","result":"ok","remote":"127.0.0.1:5"}],"evicted":7}`))
 				return
 			}
 			w.WriteHeader(http.StatusInternalServerError)
@@ -64,6 +65,7 @@ func TestCtlTokenAndExitStatuses(t *testing.T) {
 	require.Equal(t, ExitOK, code)
 	require.Contains(t, stdout, "pool.pause")
 	require.Contains(t, stdout, "ops")
+	require.Contains(t, stdout, "7 older entries dropped", "the end of the ring is not the end of the audit")
 	code, _, _ = run("viewer-token", "audit", "-o", "yaml")
 	require.Equal(t, ExitUsage, code)
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -375,4 +377,34 @@ func TestActionBehindAProxyThatRewritesHost(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	p, _ := e.rt.Pool(testQueue)
 	require.True(t, p.Paused())
+}
+
+// TestAuditPageSaysTheRingDroppedEntries: the last page of an audit whose
+// ring dropped older entries says so, with how many, instead of ending as
+// if nothing came before.
+func TestAuditPageSaysTheRingDroppedEntries(t *testing.T) {
+	t.Parallel()
+	api := http.NewServeMux()
+	api.HandleFunc("GET "+admin.SessionPath, func(w http.ResponseWriter, _ *http.Request) {
+		admin.WriteJSON(w, http.StatusOK, admin.SessionInfo{Identity: admin.Anonymous})
+	})
+	api.HandleFunc("GET "+admin.LogLevelPath, func(w http.ResponseWriter, _ *http.Request) {
+		admin.WriteJSON(w, http.StatusOK, admin.LogLevel{Level: "info"})
+	})
+	api.HandleFunc("GET "+admin.AuditPath, func(w http.ResponseWriter, _ *http.Request) {
+		admin.WriteJSON(w, http.StatusOK, admin.AuditPage{Entries: []admin.AuditEntry{{ID: 9, Time: time.Now(), Identity: "ops",
+			Action: "pool.pause", Target: "pool/default", Result: admin.AuditOK}}, Evicted: 41})
+	})
+	u, err := ui.New(ui.Params{})
+	require.NoError(t, err)
+	u.Bind(api)
+	mux := http.NewServeMux()
+	for _, r := range u.Routes() {
+		mux.Handle(r.Pattern, r.Handler)
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/ui/audit", nil))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), "pool/default")
+	require.Regexp(t, `id="audit-evicted">End of the ring: 41 older entries were dropped`, rec.Body.String())
 }
