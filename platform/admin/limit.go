@@ -9,7 +9,8 @@ import (
 )
 
 // failLimiter limits failed sign-ins and failed bearer tokens per remote
-// address (the connection's IP, port left out): Burst failures at once,
+// address (the connection's IP, port left out; an IPv6 address's /64,
+// which one host holds whole): Burst failures at once,
 // then one per Every. An address over its limit is refused with 429
 // before its credentials are even checked.
 type failLimiter struct {
@@ -37,12 +38,20 @@ func newFailLimiter(attempts int, window time.Duration) *failLimiter {
 	}
 }
 
-// host is remote's IP (remote is host:port, as in http.Request.RemoteAddr).
+// host is the key of remote's limit (remote is host:port, as in
+// http.Request.RemoteAddr): its IPv4 address, or its IPv6 address's /64
+// (a host is given a /64, and every address in it, to pick from at will:
+// one limit per address would be no limit).
 func host(remote string) string {
-	if h, _, err := net.SplitHostPort(remote); err == nil {
+	h := remote
+	if hh, _, err := net.SplitHostPort(remote); err == nil {
+		h = hh
+	}
+	ip := net.ParseIP(h)
+	if ip == nil || ip.To4() != nil {
 		return h
 	}
-	return remote
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // blocked reports whether remote has no failure left, and if so how long
