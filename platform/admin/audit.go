@@ -159,9 +159,12 @@ func (s *auditState) take() ([]AuditEntry, bool) {
 	return es, !s.skip
 }
 
-// skipAudit marks the request of ctx as not audited: it was refused for
-// want of valid credentials (such refusals are logged and rate-limited
-// instead: recording them would let anyone flood the audit).
+// skipAudit marks the request of ctx as not audited: it was refused
+// with no credentials to count against the rate limit (no credentials at
+// all, an expired session, a sign-in's bad body: recording them would let
+// anyone flood the audit; an unknown bearer token, which the limit
+// counts, is audited), or its handler leaves the audit to the calls it
+// makes (AuditedElsewhere).
 func skipAudit(ctx context.Context) {
 	if st, ok := ctx.Value(auditStateKey{}).(*auditState); ok {
 		st.mu.Lock()

@@ -338,3 +338,62 @@ func TestAuditOfACallTheClientLeft(t *testing.T) {
 	require.Zero(t, e.Status, "nothing was answered")
 	require.Contains(t, e.Error, "the client went away")
 }
+
+// TestActionsRefusedByAuthenticationAreAudited: a state-changing call
+// refused for an unknown bearer token is in the audit as denied, on what
+// it tried, with the reason, as a failed sign-in is: the rate limit
+// bounds how many (the failure that reaches the limit says so, the first
+// call refused for the limit is recorded, the next ones are logged only).
+// A refusal of a known identity says why. A call with no credentials at
+// all, which nothing limits, is not recorded (anyone could flood the
+// audit with them).
+func TestActionsRefusedByAuthenticationAreAudited(t *testing.T) {
+	t.Parallel()
+	cfg := secured(t)
+	cfg.Auth.FailedAttempts = 2
+	cfg.Auth.FailedWindow = 1 << 40 // no refill during the test
+	s, err := admin.NewServer(cfg, nil, admin.StatusInfo{}, nil, nil, sampleRoutes())
+	require.NoError(t, err)
+	h := s.Handler()
+	post := func(remote, tok, pool string) int {
+		req := httptest.NewRequest(http.MethodPost, "/admin/v1/pools/"+pool+"/pause", nil)
+		req.RemoteAddr = remote
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	const remote = "192.0.2.7:1000"
+	require.Equal(t, http.StatusUnauthorized, post(remote, "", "nocreds"))
+	require.Equal(t, http.StatusUnauthorized, post(remote, "stolen-or-guessed-000001", "a"))
+	require.Equal(t, http.StatusUnauthorized, post(remote, "stolen-or-guessed-000002", "b"))
+	require.Equal(t, http.StatusTooManyRequests, post(remote, "stolen-or-guessed-000003", "c"))
+	require.Equal(t, http.StatusTooManyRequests, post(remote, "stolen-or-guessed-000004", "d"))
+	require.Equal(t, http.StatusForbidden, post("192.0.2.8:1", roleTokens[admin.RoleViewer], "e"))
+
+	req := httptest.NewRequest(http.MethodGet, admin.AuditPath, nil)
+	req.RemoteAddr = "192.0.2.99:1"
+	req.Header.Set("Authorization", "Bearer "+roleTokens[admin.RoleViewer])
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code)
+	var p admin.AuditPage
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &p))
+	type row struct {
+		Identity, Auth, Target, Result, Error string
+		Status                                int
+	}
+	var got []row
+	for _, e := range p.Entries {
+		require.Equal(t, "POST /admin/v1/pools/{pool}/pause", e.Action)
+		got = append(got, row{e.Identity, e.Auth, e.Target, e.Result, e.Error, e.Status})
+	}
+	require.Equal(t, []row{ // newest first
+		{"ci-viewer", "token", "/admin/v1/pools/e/pause", admin.AuditDenied, "role viewer; this needs operator", http.StatusForbidden},
+		{"?", "token", "/admin/v1/pools/c/pause", admin.AuditDenied, "rate-limited: too many failed sign-ins or tokens from this address", http.StatusTooManyRequests},
+		{"?", "token", "/admin/v1/pools/b/pause", admin.AuditDenied, "unknown bearer token; the address is now rate-limited", http.StatusUnauthorized},
+		{"?", "token", "/admin/v1/pools/a/pause", admin.AuditDenied, "unknown bearer token", http.StatusUnauthorized},
+	}, got)
+}

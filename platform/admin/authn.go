@@ -92,14 +92,19 @@ func newAuthenticator(c Config, log *zap.Logger) (*authenticator, error) {
 	return a, nil
 }
 
-// outcome is what authenticate decided, when it did not let the
+// denial is what authenticate decided, when it did not let the
 // request through.
 type denial struct {
 	code   int
 	msg    string
-	audit  bool // a known identity was refused: the call is audited
+	audit  bool   // a state-changing call so refused is audited (a known identity, or a failure the limit counts)
+	reason string // the audit's Error, when audit
 	header func(http.Header)
 }
+
+// unknownToken is the identity the audit gives a call made with an
+// unknown bearer token.
+var unknownToken = Identity{Name: "?", Kind: "token"}
 
 // authenticate returns the identity of r and, for a session, the session,
 // when it may call a route that needs need; otherwise the denial to answer
@@ -120,7 +125,13 @@ func (a *authenticator) authenticate(r *http.Request, need Role) (Identity, *ses
 			return id, nil, unauthorized(`Bearer realm="plba admin", error="invalid_request"`, "admin: Authorization must be \"Bearer <token>\"")
 		}
 		if d := a.blocked(r, now); d != nil {
-			return id, nil, d
+			// The first refusal of a rate-limited address is audited (a
+			// state-changing call's), the next ones logged only, until the
+			// address fails again: as for sign-ins.
+			if stateChanging(r.Method) && a.limit.firstRefusal(r.RemoteAddr) {
+				d.audit, d.reason = true, reasonRateLimited
+			}
+			return unknownToken, nil, d
 		}
 		got := auth.DigestOf(strings.TrimSpace(tok))
 		found := -1
@@ -130,8 +141,12 @@ func (a *authenticator) authenticate(r *http.Request, need Role) (Identity, *ses
 			}
 		}
 		if found < 0 {
-			a.failed(r, now, "bearer token", "")
-			return id, nil, unauthorized(`Bearer realm="plba admin", error="invalid_token"`, "admin: unknown bearer token")
+			d := unauthorized(`Bearer realm="plba admin", error="invalid_token"`, "admin: unknown bearer token")
+			d.audit, d.reason = true, "unknown bearer token" // each one counted by the limit: the audit stays bounded
+			if a.failed(r, now, "bearer token", "") {
+				d.reason += reasonNowLimited
+			}
+			return unknownToken, nil, d
 		}
 		id = Identity{Name: a.tokens[found].name, Role: a.tokens[found].role, Kind: "token"}
 	} else if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
@@ -142,14 +157,14 @@ func (a *authenticator) authenticate(r *http.Request, need Role) (Identity, *ses
 		se = s
 		id = Identity{Name: s.user, Role: s.role, Kind: "session"}
 		if stateChanging(r.Method) && !s.csrfOK(r.Header.Get(CSRFHeader)) {
-			return id, se, &denial{code: http.StatusForbidden, audit: true,
+			return id, se, &denial{code: http.StatusForbidden, audit: true, reason: "no or wrong CSRF token",
 				msg: "admin: a state-changing request with a session needs its CSRF token in the " + CSRFHeader + " header"}
 		}
 	} else {
 		return id, nil, unauthorized(realm, "admin: credentials required: a bearer token or a session (POST "+SessionPath+")")
 	}
 	if !id.Role.Allows(need) {
-		return id, se, &denial{code: http.StatusForbidden, audit: true,
+		return id, se, &denial{code: http.StatusForbidden, audit: true, reason: fmt.Sprintf("role %s; this needs %s", id.Role, need),
 			msg: fmt.Sprintf("admin: %s %q has role %s; this needs %s", id.Kind, id.Name, id.Role, need)}
 	}
 	return id, se, nil
@@ -248,10 +263,12 @@ func (s *Server) guard(pattern string, need Role, h http.Handler) http.Handler {
 			}
 		}
 		if d != nil {
-			if !d.audit {
+			if d.audit && stateChanging(r.Method) {
+				AuditContext(ctx, AuditEntry{Action: pattern, Target: r.URL.EscapedPath(), Result: AuditDenied, Error: d.reason})
+			} else {
 				skipAudit(ctx)
 			}
-			if d.audit || d.code != http.StatusUnauthorized {
+			if d.code != http.StatusUnauthorized { // a failed token is logged by failed
 				s.log.Info("admin: request refused", zap.Int("status", d.code), zap.String("method", r.Method),
 					zap.String("path", r.URL.Path), zap.String("identity", id.Name), zap.String("remote", r.RemoteAddr))
 			}
