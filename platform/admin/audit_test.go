@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -396,4 +397,38 @@ func TestActionsRefusedByAuthenticationAreAudited(t *testing.T) {
 		{"?", "token", "/admin/v1/pools/b/pause", admin.AuditDenied, "unknown bearer token; the address is now rate-limited", http.StatusUnauthorized},
 		{"?", "token", "/admin/v1/pools/a/pause", admin.AuditDenied, "unknown bearer token", http.StatusUnauthorized},
 	}, got)
+}
+
+// brokenStore is an audit store that started and then cannot append.
+type brokenStore struct{}
+
+func (brokenStore) Start(context.Context) error { return nil }
+func (brokenStore) Append(context.Context, admin.AuditEntry) error {
+	return errors.New("nats: no responders available for request")
+}
+func (brokenStore) Recent(context.Context, int) ([]admin.AuditEntry, error) { return nil, nil }
+
+// TestAuditStoreFailureIsReported: when the audit store cannot take an
+// entry, the action stands (it was done: the answer says so), the entry
+// is in the log and the ring, and its loss from the store is logged at
+// error with its id and action, not dropped in silence.
+func TestAuditStoreFailureIsReported(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zapcore.InfoLevel)
+	s, err := admin.NewServer(secured(t), zap.New(core), admin.StatusInfo{}, nil, nil, sampleRoutes(), admin.WithAuditStore(brokenStore{}))
+	require.NoError(t, err)
+	require.NoError(t, s.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, s.Stop(context.Background())) })
+	base := "http://" + s.Addr()
+	code, _, _ := request(t, http.MethodPost, base+"/admin/v1/pools/orders/pause", "",
+		map[string]string{"Authorization": "Bearer " + roleTokens[admin.RoleOperator]})
+	require.Equal(t, http.StatusOK, code)
+	p := auditPage(t, base, "")
+	require.Len(t, p.Entries, 1)
+	require.Equal(t, "pool.pause", p.Entries[0].Action)
+	lost := logs.FilterMessageSnippet("entry not stored").FilterLevelExact(zapcore.ErrorLevel).All()
+	require.Len(t, lost, 1)
+	require.Equal(t, "pool.pause", lost[0].ContextMap()["action"])
+	require.EqualValues(t, p.Entries[0].ID, lost[0].ContextMap()["id"])
+	require.Contains(t, lost[0].ContextMap()["error"], "no responders")
 }
