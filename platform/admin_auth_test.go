@@ -51,7 +51,8 @@ func startPlatform(t *testing.T, cfg *config.Config) (*fxtest.App, *admin.Server
 }
 
 // TestPlatformRoutesAndDurableAudit walks every route the whole platform
-// registers with each role and without credentials, and shows that on
+// registers with each role and without credentials, checks that none
+// that changes state is open to a viewer, and shows that on
 // JetStream the audit survives a restart of the host.
 func TestPlatformRoutesAndDurableAudit(t *testing.T) {
 	dir := t.TempDir()
@@ -59,6 +60,17 @@ func TestPlatformRoutesAndDurableAudit(t *testing.T) {
 	app, srv := startPlatform(t, cfg)
 	base := "http://" + srv.Addr()
 	admintest.CheckRoles(t, base, srv.Routes(), platformTokens)
+	// No state-changing route is open to a viewer: only signing in and
+	// out (with their own checks: the password, the session's CSRF token)
+	// need no role.
+	for _, r := range srv.Routes() {
+		method, _, hasMethod := strings.Cut(r.Pattern, " ") // a pattern without a method takes every one
+		if (hasMethod && method == http.MethodGet) || r.Role.Allows(admin.RoleOperator) {
+			continue
+		}
+		require.Contains(t, []string{"POST /admin/v1/session", "DELETE /admin/v1/session", "POST /ui/signin", "POST /ui/signout"}, r.Pattern,
+			"a state-changing route a viewer may call")
+	}
 
 	req, err := http.NewRequest(http.MethodPut, base+admin.LogLevelPath, strings.NewReader(`{"level":"warn"}`))
 	require.NoError(t, err)
