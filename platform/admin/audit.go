@@ -43,7 +43,8 @@ type AuditEntry struct {
 	// secret (password, token, secret, cookie, authorization, credential,
 	// api_key, private_key), at any depth, are replaced by "[redacted]".
 	Params map[string]any `json:"params,omitempty"`
-	// Result is AuditOK, AuditFailed, AuditDenied or AuditUnknown. Left
+	// Result is AuditOK, AuditPartial, AuditFailed, AuditDenied or
+	// AuditUnknown. Left
 	// empty, it is taken from the response's status code when the handler
 	// returns (2xx and 3xx ok, 401 and 403 denied, anything else failed);
 	// AuditUnknown when the handler returned without an answer after the
@@ -64,6 +65,9 @@ const (
 	AuditOK     = "ok"
 	AuditFailed = "failed"
 	AuditDenied = "denied"
+	// AuditPartial: the call did part of what it was asked (a bulk action
+	// with some targets done, some not); its Params say how much.
+	AuditPartial = "partial"
 	// AuditUnknown: the client went away (the request's context ended)
 	// and the handler returned without answering or saying what it did.
 	AuditUnknown = "unknown"

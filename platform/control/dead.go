@@ -276,6 +276,9 @@ func (a *API) deadAction(w http.ResponseWriter, r *http.Request, action string,
 	case res.Gone > 0:
 		e.Result, e.Error = admin.AuditFailed, fmt.Sprintf("%d selected dead letters not done by this call: another call re-drove or purged them meanwhile", res.Gone)
 	}
+	if e.Result == admin.AuditFailed && res.Done > 0 {
+		e.Result = admin.AuditPartial // some done: not a call that did nothing
+	}
 	admin.Audit(r, e)
 	if run.stopped {
 		admin.WriteJSON(w, statusOf(run.err), res)
