@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -157,4 +158,43 @@ func TestCtlSourceListShowsTheState(t *testing.T) {
 	require.Equal(t, []string{"mailbox", "failed"}, strings.Fields(lines[1])[:2], out.String())
 	require.Equal(t, []string{"tick", "running"}, strings.Fields(lines[2])[:2], out.String())
 	require.Contains(t, lines[1], "2026-01-02T03:04:05Z", "the last poll")
+}
+
+// TestCtlSaysAnActionWithoutAnswerMayBeDone: a state-changing call that
+// reached the server and got no answer in time may have been done: ctl
+// says so (and where to look), rather than a bare failure the operator
+// would take for "not done". A call that could not connect was not sent,
+// and a read is no action: neither says it.
+func TestCtlSaysAnActionWithoutAnswerMayBeDone(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // works past the client's timeout
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	t.Setenv(CtlTokenEnv, "operator-token")
+	run := func(url string, args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := execute(append([]string{"ctl", "--url", url, "--timeout", "200ms"}, args...), &out, &errb)
+		return code, errb.String()
+	}
+	code, stderr := run(srv.URL, "pool", "pause", "default")
+	require.Equal(t, ExitFailure, code)
+	require.Contains(t, stderr, "the server may have done it or not", stderr)
+	require.Contains(t, stderr, "host ctl audit")
+
+	code, stderr = run(srv.URL, "queues")
+	require.Equal(t, ExitFailure, code)
+	require.NotContains(t, stderr, "may have done it", "a read")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	code, stderr = run(closed, "pool", "pause", "default")
+	require.Equal(t, ExitFailure, code)
+	require.NotContains(t, stderr, "may have done it", "never sent: %s", stderr)
 }

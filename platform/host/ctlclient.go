@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -83,12 +84,12 @@ func (c *ctlClient) do(ctx context.Context, method, path string, body, out any) 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s %s: %v", method, path, err)}
+		return nil, &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s %s: %v%s", method, path, err, unknownOutcome(method, err))}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s %s: read answer: %v", method, path, err)}
+		return nil, &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s %s: read answer: %v%s", method, path, err, unknownOutcome(method, err))}
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {
@@ -113,6 +114,22 @@ func (c *ctlClient) do(ctx context.Context, method, path string, body, out any) 
 		}
 	}
 	return raw, nil
+}
+
+// unknownOutcome is what an error of a call with method adds: for a
+// call that changes state and reached the server (the connection was
+// made: a timeout, a connection lost), that the server may have done it.
+// The server audits what it did either way.
+func unknownOutcome(method string, err error) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return ""
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return "" // never sent
+	}
+	return " (no answer: the server may have done it or not; `host ctl audit` shows what it did)"
 }
 
 // exitOf is the exit status of err from a ctl command.
