@@ -319,6 +319,20 @@ func loopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// userCosts returns the names of us by the bcrypt cost of their hash.
+func userCosts(us []UserConfig) map[string][]string {
+	costs := map[string][]string{}
+	for _, u := range us {
+		c, err := bcrypt.Cost([]byte(u.PasswordHash))
+		if err != nil {
+			continue // refused by validation
+		}
+		k := strconv.Itoa(c)
+		costs[k] = append(costs[k], u.Name)
+	}
+	return costs
+}
+
 // crossOrigin tells a browser's cross-origin request (Sec-Fetch-Site, or
 // Origin against Host) from a same-origin one and a non-browser client's.
 var crossOrigin = http.NewCrossOriginProtection()
@@ -337,6 +351,10 @@ func (s *Server) logAuth() {
 	default:
 		s.log.Info("admin: authentication on", zap.Int("tokens", len(ac.Tokens)), zap.Int("users", len(ac.Users)),
 			zap.Duration("session_ttl", ac.SessionTTL), zap.Bool("secure_cookies", s.auth.secure))
+		if costs := userCosts(ac.Users); len(costs) > 1 {
+			s.log.Warn("admin: the users' password hashes have different bcrypt costs: the time a refused sign-in takes tells which names exist (an unknown name is checked at the first user's cost); hash every password at one cost (host ctl users hash-password)",
+				zap.Any("users_by_cost", costs))
+		}
 	}
 	if s.auth.demoPass != "" && s.ln != nil {
 		scheme := "http://"

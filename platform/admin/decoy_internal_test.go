@@ -1,9 +1,13 @@
 package admin
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -25,4 +29,41 @@ func TestDemoDecoyTakesTheUsersCost(t *testing.T) {
 	a, err = newAuthenticator(c, nil)
 	require.NoError(t, err)
 	require.Equal(t, bcrypt.MinCost, a.decoy.Cost(), "the demo user alone: its cost")
+}
+
+// TestUsersOfDifferentCostsAreWarnedOf: an unknown name is checked at
+// the first user's cost; a user whose hash has another cost is refused
+// in another time, which tells that the name exists. The start says so
+// at warn, naming the users by cost; users of one cost get no warning.
+func TestUsersOfDifferentCostsAreWarnedOf(t *testing.T) {
+	t.Parallel()
+	hash := func(cost int) string {
+		h, err := bcrypt.GenerateFromPassword([]byte("correct-horse-battery"), cost)
+		require.NoError(t, err)
+		return string(h)
+	}
+	for _, c := range []struct {
+		name  string
+		costs []int
+		warn  bool
+	}{{"one cost", []int{bcrypt.MinCost, bcrypt.MinCost}, false}, {"two costs", []int{bcrypt.MinCost, bcrypt.MinCost + 2}, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			core, logs := observer.New(zapcore.InfoLevel)
+			cfg := Config{Listen: "127.0.0.1:0", Auth: AuthConfig{Users: []UserConfig{
+				{Name: "olive", Role: RoleOperator, PasswordHash: hash(c.costs[0])},
+				{Name: "victor", Role: RoleViewer, PasswordHash: hash(c.costs[1])},
+			}}}
+			s, err := NewServer(cfg, zap.New(core), StatusInfo{}, nil, nil, nil)
+			require.NoError(t, err)
+			require.NoError(t, s.Start(context.Background()))
+			require.NoError(t, s.Stop(context.Background()))
+			warned := logs.FilterMessageSnippet("different bcrypt costs").FilterLevelExact(zapcore.WarnLevel).All()
+			if !c.warn {
+				require.Empty(t, warned)
+				return
+			}
+			require.Len(t, warned, 1)
+			require.Equal(t, map[string][]string{"4": {"olive"}, "6": {"victor"}}, warned[0].ContextMap()["users_by_cost"])
+		})
+	}
 }
