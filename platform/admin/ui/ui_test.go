@@ -54,7 +54,8 @@ func checkPage(t *testing.T, path string, r response) {
 // TestSignInPagesAndSignOut: without credentials every page sends the
 // browser to the sign-in; a wrong password and a form without its token
 // are refused; a signed-in user sees every page; signing out needs the
-// CSRF token and ends the session. The API audits the sign-in and the
+// CSRF token and ends the session on the server (its cookie, kept, is
+// worth nothing). The API audits the sign-in and the
 // sign-out, once each (the UI's own routes record nothing).
 func TestSignInPagesAndSignOut(t *testing.T) {
 	t.Parallel()
@@ -92,10 +93,17 @@ func TestSignInPagesAndSignOut(t *testing.T) {
 	r = c.do(http.MethodPost, "/ui/signout", url.Values{}, false)
 	require.Equal(t, http.StatusForbidden, r.code, "signing out needs the CSRF token")
 	require.Equal(t, http.StatusOK, c.get("/ui/").code, "still signed in")
+	base, err := url.Parse(e.base)
+	require.NoError(t, err)
+	old := c.hc.Jar.Cookies(base) // the session cookie as it was before signing out
+	require.NotEmpty(t, old)
 	r = c.do(http.MethodPost, "/ui/signout", url.Values{"csrf": {c.csrf}}, false)
 	require.Equal(t, http.StatusSeeOther, r.code, r.body)
 	require.Equal(t, "/ui/signin", r.hdr.Get("Location"))
 	require.Equal(t, http.StatusSeeOther, c.get("/ui/").code, "signed out")
+	c.hc.Jar.SetCookies(base, old) // kept by whoever copied it: the server ended the session
+	require.Equal(t, old, c.hc.Jar.Cookies(base))
+	require.Equal(t, http.StatusSeeOther, c.get("/ui/").code, "the session ended on the server, not only in the browser")
 
 	actions := auditActions(t, e)
 	require.Contains(t, actions, "session.create olive denied")
