@@ -416,3 +416,38 @@ func TestAuditPageSaysTheRingDroppedEntries(t *testing.T) {
 	require.Contains(t, rec.Body.String(), "pool/default")
 	require.Regexp(t, `id="audit-evicted">End of the ring: 41 older entries were dropped`, rec.Body.String())
 }
+
+// TestEveryUIActionNeedsTheCSRFToken walks every state-changing route of
+// the UI with an operator's session cookie and no CSRF token, as a form
+// of a browser that names no origin (no Sec-Fetch-Site, no Origin) would
+// come: each is refused with 403 by the server before the UI's handler
+// runs, nothing is done, and the audit records each refusal once, on the
+// UI's route, with the reason.
+func TestEveryUIActionNeedsTheCSRFToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	c := e.client()
+	c.signIn(operatorName)
+	n := 0
+	for _, r := range e.srv.Routes() {
+		method, path := admintest.Request(r.Pattern)
+		if method == http.MethodGet || !strings.HasPrefix(path, "/ui/") || r.Role == admin.RolePublic {
+			continue
+		}
+		n++
+		res := c.do(method, path, url.Values{"scope": {"all"}, "level": {"debug"}, "size": {"3"}, "confirm": {"yes"}}, false)
+		require.Equal(t, http.StatusForbidden, res.code, "%s: %s", r.Pattern, res.body)
+	}
+	require.GreaterOrEqual(t, n, 5, "the UI's actions were found")
+	p, _ := e.rt.Pool(testQueue)
+	require.False(t, p.Paused())
+	refused := 0
+	for _, en := range auditEntries(t, e) {
+		if en.Identity == operatorName && en.Result == admin.AuditDenied && en.Status == http.StatusForbidden {
+			require.Equal(t, "no or wrong CSRF token", en.Error, "%+v", en)
+			require.True(t, strings.HasPrefix(en.Target, "/ui/"), "the UI's route: %+v", en)
+			refused++
+		}
+	}
+	require.Equal(t, n, refused, "each refusal audited once")
+}
