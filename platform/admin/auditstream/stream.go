@@ -6,6 +6,7 @@ package auditstream
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ type Store struct {
 	cfg      admin.AuditConfig
 	replicas int
 	subject  string
+	origin   string // this store's own part of every message id
 }
 
 var _ admin.AuditStore = (*Store)(nil)
@@ -37,7 +39,7 @@ func New(js func() jetstream.JetStream, cfg admin.AuditConfig, replicas int) *St
 	if replicas < 1 {
 		replicas = 1
 	}
-	return &Store{js: js, cfg: cfg, replicas: replicas, subject: cfg.Stream + ".entries"}
+	return &Store{js: js, cfg: cfg, replicas: replicas, subject: cfg.Stream + ".entries", origin: rand.Text()[:13]}
 }
 
 // Start creates the stream, or updates its limits to the configured ones.
@@ -66,15 +68,18 @@ func (s *Store) Start(ctx context.Context) error {
 	return nil
 }
 
-// Append publishes e and waits for the stream's acknowledgement. The
-// entry's id is its message id: an append retried after a lost ack is
-// stored once.
+// Append publishes e and waits for the stream's acknowledgement. Its
+// message id is the entry's id after the store's own random part: an
+// append retried after a lost ack is stored once, and the entry of
+// another host on the same stream (the hosts of a cluster share it) with
+// the same id (a time in nanoseconds) is stored beside it, not taken for
+// a retry and dropped.
 func (s *Store) Append(ctx context.Context, e admin.AuditEntry) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("auditstream: encode entry %d: %w", e.ID, err)
 	}
-	if _, err := s.js().Publish(ctx, s.subject, b, jetstream.WithMsgID(strconv.FormatInt(e.ID, 10))); err != nil {
+	if _, err := s.js().Publish(ctx, s.subject, b, jetstream.WithMsgID(s.origin+"-"+strconv.FormatInt(e.ID, 10))); err != nil {
 		return fmt.Errorf("auditstream: append to %q: %w", s.cfg.Stream, err)
 	}
 	return nil

@@ -171,3 +171,28 @@ func TestAuditStreamExternal(t *testing.T) {
 	require.Len(t, es, 500, "max_msgs keeps the newest 500")
 	require.Equal(t, int64(101), es[0].ID)
 }
+
+// TestTwoHostsOnOneStreamKeepEveryEntry: the hosts of a cluster share the
+// audit stream, and an entry's id is a time in nanoseconds: two hosts can
+// give their entries the same one. Both entries are kept (the stream's
+// de-duplication is for one host's retried append), not one of them
+// dropped while both appends report success.
+func TestTwoHostsOnOneStreamKeepEveryEntry(t *testing.T) {
+	b := backend(t, t.TempDir(), false)
+	t.Cleanup(func() { require.NoError(t, b.Close(context.Background())) })
+	ctx := context.Background()
+	cfg := admin.AuditConfig{Stream: "PLBA_AUDIT"}
+	one, two := auditstream.New(b.JetStream, cfg, 1), auditstream.New(b.JetStream, cfg, 1)
+	require.NoError(t, one.Start(ctx))
+	require.NoError(t, two.Start(ctx))
+	const id = 1796428657512561448
+	require.NoError(t, one.Append(ctx, admin.AuditEntry{ID: id, Action: "pool.pause", Target: "pool/a", Result: admin.AuditOK}))
+	require.NoError(t, two.Append(ctx, admin.AuditEntry{ID: id, Action: "dlq.purge", Target: "queue/b", Result: admin.AuditOK}))
+	es, err := one.Recent(ctx, 10)
+	require.NoError(t, err)
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Action)
+	}
+	require.Equal(t, []string{"pool.pause", "dlq.purge"}, got)
+}
