@@ -41,7 +41,9 @@ type AuditEntry struct {
 	Target string `json:"target,omitempty"`
 	// Params are the call's parameters. Values under a key that names a
 	// secret (password, token, secret, cookie, authorization, credential,
-	// api_key, private_key), at any depth, are replaced by "[redacted]".
+	// api_key, private_key), at any depth, are replaced by "[redacted]";
+	// strings (in maps and slices too) are cleaned and bounded as Error
+	// is.
 	Params map[string]any `json:"params,omitempty"`
 	// Result is AuditOK, AuditPartial, AuditFailed, AuditDenied or
 	// AuditUnknown. Left
@@ -230,8 +232,18 @@ func redactParams(p map[string]any) map[string]any {
 	return out
 }
 
+// redactValue is v with its secrets redacted and its strings as an
+// entry holds them (auditText, at most maxAuditError characters).
 func redactValue(v any) any {
 	switch x := v.(type) {
+	case string:
+		return auditText(x, maxAuditError)
+	case []string:
+		out := make([]any, len(x))
+		for i, s := range x {
+			out[i] = auditText(s, maxAuditError)
+		}
+		return out
 	case map[string]any:
 		return redactParams(x)
 	case map[string]string:

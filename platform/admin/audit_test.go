@@ -432,3 +432,27 @@ func TestAuditStoreFailureIsReported(t *testing.T) {
 	require.EqualValues(t, p.Entries[0].ID, lost[0].ContextMap()["id"])
 	require.Contains(t, lost[0].ContextMap()["error"], "no responders")
 }
+
+// TestAuditParamsAreBounded: a parameter a client chose (a task's key of
+// a megabyte) is kept in the entry cut to 1024 characters: the entry
+// stays small enough for the ring and for the audit stream's messages
+// (whose size JetStream limits: an entry over it was not stored).
+func TestAuditParamsAreBounded(t *testing.T) {
+	t.Parallel()
+	routes := []admin.Route{{Pattern: "POST /admin/v1/things", Role: admin.RoleOperator, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		admin.Audit(r, admin.AuditEntry{Action: "thing.add", Params: map[string]any{
+			"key": strings.Repeat("k", 1<<20), "keys": []string{strings.Repeat("j", 5000)}, "nested": map[string]any{"note": strings.Repeat("n", 5000)}}})
+		w.WriteHeader(http.StatusCreated)
+	})}}
+	s, err := admin.NewServer(local(), nil, admin.StatusInfo{}, nil, nil, routes)
+	require.NoError(t, err)
+	s.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/admin/v1/things", nil))
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, admin.AuditPath, nil))
+	require.Less(t, rec.Body.Len(), 8<<10, "the whole page")
+	var p admin.AuditPage
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &p))
+	require.Len(t, p.Entries, 1)
+	key := p.Entries[0].Params["key"].(string)
+	require.Equal(t, strings.Repeat("k", 1024)+"…", key)
+}
