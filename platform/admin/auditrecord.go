@@ -75,9 +75,10 @@ const (
 
 // auditText is s as an audit entry holds it: control, format
 // (bidirectional overrides), private-use and line-separator characters
-// and invalid UTF-8 removed, so that no field can start a line of its own
-// in the log or in `host ctl audit` nor move the cursor of a terminal;
-// cut to max characters ("…" marks the cut).
+// and invalid UTF-8 removed, so that no field shows a reader of the
+// audit (the API's JSON, the web UI, a tool reading the stream) a line of
+// its own, reversed text or a terminal's escape; cut to max characters
+// ("…" marks the cut).
 func auditText(s string, max int) string {
 	clean := true
 	for _, r := range s {
@@ -197,7 +198,7 @@ func audited(rec auditor, pattern string, h http.Handler) http.Handler {
 					if e.Error == "" {
 						e.Error = "the client went away before the call was answered: " + context.Cause(r.Context()).Error()
 					}
-				case gone:
+				case gone: // the handler said what it did: no status was sent
 				default:
 					if e.Status == 0 {
 						e.Status = code
