@@ -323,9 +323,17 @@ func (b *Backend) storedCopy(ctx context.Context, q *queueState, seq uint64, id 
 	if err == nil {
 		from = deadScanFrom{since: md.Timestamp.Add(-copyLookupMargin)}
 	}
+	return b.deadCopyOf(ctx, q, seq, id, from)
+}
+
+// deadCopyOf returns the dead letter stored for the message seq (task id)
+// of q's work stream among the queue's dead letters from from on, or nil:
+// a headers-only scan (scanDeadHeadersFrom) for the copy's Nats-Msg-Id
+// (deadMsgID) and task id.
+func (b *Backend) deadCopyOf(ctx context.Context, q *queueState, seq uint64, id string, from deadScanFrom) (*queue.DeadLetter, error) {
 	msgID := deadMsgID(q.stream, seq)
 	var found *queue.DeadLetter
-	err = b.scanDeadHeadersFrom(ctx, q.queueNames, from, func(_ uint64, h nats.Header, d queue.DeadLetter) bool {
+	err := b.scanDeadHeadersFrom(ctx, q.queueNames, from, func(_ uint64, h nats.Header, d queue.DeadLetter) bool {
 		if h.Get(hdrMsgID) == msgID && d.Task.ID == id {
 			found = &d
 			return false

@@ -69,7 +69,8 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 
 // deliver turns a prefetched message into a delivery, or returns nil when
 // it must not be handed out. A message that is not a task goes to the
-// dead letter within ctx (see poison).
+// dead letter within ctx (see poison); a message delivered again whose
+// task was dead-lettered is finished as such (redelivered.go).
 func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseFor time.Duration) *queue.Delivery {
 	m := in.msg
 	now := time.Now()
@@ -109,6 +110,9 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		delete(q.early, seq)
 		q.hasEarly.Store(len(q.early) > 0)
 		q.pmu.Unlock()
+	}
+	if delivered > 1 && b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
+		return nil
 	}
 	t.Attempt = max(1, t.Attempt+int(delivered)-early) // t.Attempt: attempts used before a Release
 	r.attempt, r.early, r.keyed = t.Attempt, early, keyed

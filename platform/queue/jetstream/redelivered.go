@@ -1,0 +1,116 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
+)
+
+// A dead letter is stored first and the work message terminated after
+// (deadLetterLocked). When the term does not take effect (it failed, or
+// was lost with the connection) or the process dies in between, the
+// server delivers the message again after AckWait. The task was
+// dead-lettered: its dead letter is listed and, for a keyed task, its
+// key recorded so. Running it again could make it succeed, and its
+// source would be told succeeded while its dead letter stays listed (and
+// could be re-driven, running a task that succeeded once more). So a
+// message delivered more than once is first looked for among the
+// queue's dead letters (deadLetteredBefore); when its copy is there, it
+// is finished as the dead letter it is: the watcher is told (the
+// runtime tells the source, as for a dead letter the backend made on its
+// own), its key is recorded as dead-lettered, the message terminated,
+// and it is not handed out. A first delivery (NumDelivered 1) cannot
+// have a dead letter and pays nothing.
+
+// deadLetteredBefore reports whether the redelivered message m, task t,
+// must not be handed out: it had been dead-lettered (its copy is stored)
+// and is now finished as such, or the lookup failed and it is left to the
+// server, which delivers it again after its AckWait (as poison leaves a
+// message whose copy failed). The lookup runs within ctx (the Lease's),
+// at most Config.PublishTimeout and while connected.
+func (b *Backend) deadLetteredBefore(ctx context.Context, q *queueState, m jetstream.Msg, md *jetstream.MsgMetadata, t *task.Task, keyed bool) bool {
+	tctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+	defer cancel()
+	lctx, stop := b.whileConnected(tctx)
+	defer stop()
+	prev, err := b.redeliveredCopy(lctx, q, md, t.ID)
+	if err != nil {
+		b.log.Warn("jetstream: redelivered task not handed out: its dead letter could not be looked for (delivered again later)",
+			zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", md.Sequence.Stream), zap.Error(err))
+		return true
+	}
+	if prev == nil {
+		return false
+	}
+	// The task as it was dead-lettered: its attempts then, the reason and
+	// the time its dead letter keeps.
+	dt := *t
+	dt.Attempt = prev.Task.Attempt
+	b.toldDead(queue.DeadLetter{Task: &dt, Reason: prev.Reason, At: prev.At})
+	if keyed {
+		if err := b.markDone(lctx, q, t.Key, task.DeadLettered, prev.Reason); err != nil {
+			b.log.Warn("jetstream: redelivered dead letter: record its key (delivered again later)",
+				zap.String("queue", q.queue), zap.String("task", t.ID), zap.Error(err))
+			return true
+		}
+	}
+	if err := b.term(m, prev.Reason); err != nil {
+		b.log.Warn("jetstream: redelivered dead letter: terminate it (delivered again later)",
+			zap.String("queue", q.queue), zap.String("task", t.ID), zap.Error(err))
+		return true
+	}
+	b.log.Info("jetstream: redelivered task finished as the dead letter stored for it before",
+		zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", md.Sequence.Stream))
+	return true
+}
+
+// redeliveredCopy returns the dead letter stored for the message md
+// (task id) of q's work stream, or nil. The copy was stored after the
+// message, so only dead letters stored since (less copyLookupMargin, for
+// the clocks of the servers leading the two streams) can be it: the
+// queue's newest dead letter is read first (one get), which is the copy
+// itself when the redelivery follows its dead letter, and settles it when
+// it is older than that; otherwise the dead letters stored since are
+// scanned (deadCopyOf).
+func (b *Backend) redeliveredCopy(ctx context.Context, q *queueState, md *jetstream.MsgMetadata, id string) (*queue.DeadLetter, error) {
+	seq := md.Sequence.Stream
+	since := md.Timestamp.Add(-copyLookupMargin)
+	last, err := b.lastDead(ctx, q.deadSubject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+		return nil, nil // the queue has no dead letter
+	}
+	if err != nil {
+		return nil, err
+	}
+	if last.Time.Before(since) {
+		return nil, nil
+	}
+	if last.Header.Get(hdrMsgID) == deadMsgID(q.stream, seq) {
+		dl := decodeDeadOrRaw(last.Header, nil, q.queue, last.Sequence, last.Time)
+		if dl.Task.ID == id {
+			dl.Task.Payload = nil
+			return &dl, nil
+		}
+	}
+	return b.deadCopyOf(ctx, q, seq, id, deadScanFrom{since: since})
+}
+
+// lastDead reads the newest dead letter of subject. When no stream
+// answers (the dead-letter stream is gone), it waits for the streams to
+// be set up again (restore.go) and reads once more (as lastDone).
+func (b *Backend) lastDead(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	m, err := b.dead.GetLastMsgForSubject(ctx, subject)
+	if storeGone(err) {
+		if rerr := b.awaitRestore(ctx); rerr != nil {
+			return nil, fmt.Errorf("%w; setting the stream %q up again: %w", err, b.names.deadStream(), rerr)
+		}
+		m, err = b.dead.GetLastMsgForSubject(ctx, subject)
+	}
+	return m, err
+}
