@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -133,18 +134,18 @@ func (b *Backend) markDone(ctx context.Context, q *queueState, key string, o tas
 	return nil
 }
 
-// doneSeq returns the stream sequence of key's marker on q, or 0 when
-// the key has none (never finished, or its marker aged out of the
-// window).
-func (b *Backend) doneSeq(ctx context.Context, q *queueState, key string) (uint64, error) {
+// doneMarker returns the stream sequence of key's marker on q (0 when
+// the key has none: never finished, or its marker aged out of the
+// window) and whether it records that the task succeeded.
+func (b *Backend) doneMarker(ctx context.Context, q *queueState, key string) (seq uint64, succeeded bool, err error) {
 	m, err := b.lastDone(ctx, q.doneSubject(key))
 	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("jetstream: look up key %q of %q: %w", key, q.queue, err)
+		return 0, false, fmt.Errorf("jetstream: look up key %q of %q: %w", key, q.queue, err)
 	}
-	return m.Sequence, nil
+	return m.Sequence, bytes.Equal(m.Data, doneSucceeded), nil
 }
 
 // markQueuedAgain records that key, whose marker was at stream sequence

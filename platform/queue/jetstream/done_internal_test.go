@@ -78,7 +78,7 @@ func TestQueuedAgainMarkerKeepsANewerOutcome(t *testing.T) {
 	}
 
 	// No marker yet, and none meanwhile: the key is recorded as queued.
-	prev, err := b.doneSeq(ctx, q, "fresh")
+	prev, _, err := b.doneMarker(ctx, q, "fresh")
 	require.NoError(t, err)
 	require.Zero(t, prev)
 	require.NoError(t, b.markQueuedAgain(ctx, q, "fresh", prev))
@@ -89,7 +89,7 @@ func TestQueuedAgainMarkerKeepsANewerOutcome(t *testing.T) {
 	// The dead letter's marker, then the re-driven task's success before
 	// the re-drive records the key: the success stands.
 	require.NoError(t, b.markDone(ctx, q, "k", task.DeadLettered, "bad"))
-	prev, err = b.doneSeq(ctx, q, "k")
+	prev, _, err = b.doneMarker(ctx, q, "k")
 	require.NoError(t, err)
 	require.NotZero(t, prev)
 	require.NoError(t, b.markDone(ctx, q, "k", task.Succeeded, ""))

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -59,6 +60,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		return 0, err
 	}
 	n := 0
+	var skipped []error
 	restored := false // the queue was set up again (publishWork)
 	for _, m := range picked {
 		t := m.dl.Task
@@ -67,9 +69,18 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		// The marker the key has now (the dead letter's, when within
 		// the window), which the re-driven task's own settlement may
 		// replace as soon as it is published.
-		prev, err := b.doneSeq(ctx, q, t.Key)
+		prev, succeeded, err := b.doneMarker(ctx, q, t.Key)
 		if err != nil {
 			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
+		}
+		if succeeded {
+			// The task ran again after its dead letter and succeeded (a
+			// re-drive that stopped before it deleted the dead letter, or
+			// a dead letter stored by an earlier version whose work
+			// message was not terminated): re-driving would run it once
+			// more. Left as it is, and said.
+			skipped = append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, errSucceededSince))
+			continue
 		}
 		// Re-driven by an operator, the task is remembered by its key
 		// once it finishes, whoever chose the key.
@@ -85,8 +96,12 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		}
 		n++
 	}
-	return n, nil
+	return n, errors.Join(skipped...)
 }
+
+// errSucceededSince is why Redrive leaves a dead letter whose task's key
+// has finished succeeded since.
+var errSucceededSince = errors.New("its key is recorded as succeeded since it was dead-lettered: not re-driven (it would run again; purge the dead letter)")
 
 // Purge deletes the selected dead letters and returns how many went.
 func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (int, error) {
