@@ -131,7 +131,9 @@ type DeadLetters interface {
 	// counts. It returns how many moved. A re-driven task is queued
 	// again, not finished: Enqueue drops a duplicate of it without the
 	// finished mark of its dead letter (its source hears the outcome of
-	// the re-driven task instead).
+	// the re-driven task instead). A dead letter whose task the backend
+	// knows to have succeeded since (JetStream: its key's marker) is left
+	// and named in the error, with the others re-driven and counted.
 	Redrive(ctx context.Context, queue string, ids ...string) (int, error)
 	// Purge deletes the dead letters with the given ids (all when empty)
 	// and returns how many went.
