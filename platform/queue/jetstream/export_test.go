@@ -2,12 +2,15 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
 )
 
 // OpenTestBackend is openTestBackend for the package's external tests.
@@ -50,4 +53,47 @@ func WorkSubject(tb testing.TB, b *Backend, queueName string) string {
 	qn, err := b.names.forQueue(queueName)
 	require.NoError(tb, err)
 	return qn.subject
+}
+
+// termLost is a work message whose term does not reach the server (the
+// connection lost at that moment).
+type termLost struct{ jetstream.Msg }
+
+func (termLost) Term() error                 { return errors.New("nats: connection closed") }
+func (termLost) TermWithReason(string) error { return errors.New("nats: connection closed") }
+
+// LoseTerm makes the term of d's message fail, as when the connection is
+// lost at that moment.
+func LoseTerm(d *queue.Delivery) {
+	r := d.Receipt.(*receipt)
+	r.mu.Lock()
+	r.msg = termLost{r.msg}
+	r.mu.Unlock()
+}
+
+// StoreDeadOnly does what DeadLetter does before its term (the dead
+// letter, the key's marker), as a process that dies then; d stays
+// unsettled.
+func StoreDeadOnly(ctx context.Context, b *Backend, d *queue.Delivery, reason string) error {
+	r := d.Receipt.(*receipt)
+	if err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, r.attempt, reason); err != nil {
+		return err
+	}
+	if r.keyed {
+		return b.markDone(ctx, r.q, r.d.Task.Key, task.DeadLettered, reason)
+	}
+	return nil
+}
+
+// DoneMarker returns the data of the finished-key marker of d's key ("":
+// none, or d's key is not remembered).
+func DoneMarker(tb testing.TB, b *Backend, d *queue.Delivery) string {
+	tb.Helper()
+	r := d.Receipt.(*receipt)
+	if !r.keyed {
+		return ""
+	}
+	m, err := b.lastDone(tb.Context(), r.q.doneSubject(d.Task.Key))
+	require.NoError(tb, err)
+	return string(m.Data)
 }
