@@ -324,7 +324,12 @@
 //
 // Check (and HealthCheck, for the health registry) fails with
 // ErrUnreachable while the connection is down or JetStream does not
-// answer. The connection reconnects forever with exponential back-off
+// answer, and with ErrQueueUnavailable, naming the queue, while the work
+// stream of a queue this process has set up is missing (the check asks
+// for it to be set up again, and passes once it is), has no leader (a
+// clustered stream that lost its quorum) or does not answer its
+// information request: one request per such queue per check, at most 8
+// at a time, within the check's timeout. The connection reconnects forever with exponential back-off
 // (100ms to 5s, jittered); every disconnect and reconnect is logged and
 // counted in Status.
 package jetstream

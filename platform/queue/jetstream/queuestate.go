@@ -18,6 +18,10 @@ import (
 type queueState struct {
 	queueNames
 	ready atomic.Bool // stream and consumer exist
+	// setUp is set when ensure first succeeded and never cleared: the
+	// queue's stream is then checked (checkQueues) and set up again when
+	// lost (restoreStores).
+	setUp atomic.Bool
 
 	// ackWaitNs is the consumer's AckWait, set by ensure (again when the
 	// consumer is re-created) while deliveries read it.
@@ -189,6 +193,7 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	q.ackWaitNs.Store(int64(cons.CachedInfo().Config.AckWait))
 	q.st, q.cons = s, cons
 	q.ready.Store(true)
+	q.setUp.Store(true)
 	return nil
 }
 

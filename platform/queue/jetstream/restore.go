@@ -194,7 +194,7 @@ func (b *Backend) restoreStores(ctx context.Context) error {
 	}
 	var errs []error // of queues: the others are set up all the same
 	for _, q := range b.knownQueues() {
-		if !q.ready.Load() {
+		if !q.setUp.Load() {
 			continue // set up when first used
 		}
 		sctx, cancel := step()

@@ -71,8 +71,9 @@ func (b *Backend) MaxPayload() int64 {
 	return b.nc.MaxPayload()
 }
 
-// Check reports whether the connection is up and JetStream answers; it is
-// meant for a readiness check.
+// Check reports whether the connection is up, JetStream answers and the
+// work stream of every queue this process has set up answers with a
+// leader (checkQueues); it is meant for a readiness check.
 func (b *Backend) Check(ctx context.Context) error {
 	if !b.started.Load() {
 		return ErrNotStarted
@@ -86,7 +87,7 @@ func (b *Backend) Check(ctx context.Context) error {
 	if _, err := b.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("%w: jetstream account info: %w", ErrUnreachable, err)
 	}
-	return nil
+	return b.checkQueues(ctx)
 }
 
 // HealthCheck returns Check as a gating readiness check named
