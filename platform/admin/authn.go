@@ -156,9 +156,10 @@ func (a *authenticator) authenticate(r *http.Request, need Role) (Identity, *ses
 		}
 		se = s
 		id = Identity{Name: s.user, Role: s.role, Kind: "session"}
-		if stateChanging(r.Method) && !s.csrfOK(r.Header.Get(CSRFHeader)) {
+		if stateChanging(r.Method) && !s.csrfOK(csrfOf(r)) {
 			return id, se, &denial{code: http.StatusForbidden, audit: true, reason: "no or wrong CSRF token",
-				msg: "admin: a state-changing request with a session needs its CSRF token in the " + CSRFHeader + " header"}
+				msg: "admin: a state-changing request with a session needs its CSRF token in the " + CSRFHeader +
+					" header (or, for a form, in its field " + CSRFField + ")"}
 		}
 	} else {
 		return id, nil, unauthorized(realm, "admin: credentials required: a bearer token or a session (POST "+SessionPath+")")
@@ -226,9 +227,18 @@ func (a *authenticator) logFailed(r *http.Request, now time.Time, what, name str
 }
 
 // write answers r with d.
-func (d *denial) write(w http.ResponseWriter) {
+// write answers the denial: as JSON, or as text to a browser's form
+// (formPost), which shows the answer as it is.
+func (d *denial) write(w http.ResponseWriter, r *http.Request) {
 	if d.header != nil {
 		d.header(w.Header())
+	}
+	if formPost(r) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(d.code)
+		_, _ = fmt.Fprintf(w, "%s: %s\n", http.StatusText(d.code), d.msg)
+		return
 	}
 	WriteJSON(w, d.code, Error{Error: d.msg})
 }
@@ -272,7 +282,7 @@ func (s *Server) guard(pattern string, need Role, h http.Handler) http.Handler {
 				s.log.Info("admin: request refused", zap.Int("status", d.code), zap.String("method", r.Method),
 					zap.String("path", r.URL.Path), zap.String("identity", id.Name), zap.String("remote", r.RemoteAddr))
 			}
-			d.write(w)
+			d.write(w, r)
 			return
 		}
 		if se != nil {

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"mime"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -14,6 +16,36 @@ const SessionCookie = "plba_session"
 // CSRFHeader carries a session's CSRF token on every state-changing
 // request made with the session cookie.
 const CSRFHeader = "X-CSRF-Token"
+
+// CSRFField carries the token instead of CSRFHeader in a form posted as
+// a browser posts it without scripts (application/x-www-form-urlencoded):
+// the web UI's action forms have it.
+const CSRFField = "csrf"
+
+// maxFormBody bounds the form read for its CSRFField.
+const maxFormBody = 256 << 10
+
+// formPost reports whether r is a form as a browser posts it.
+func formPost(r *http.Request) bool {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return r.Method == http.MethodPost && ct == "application/x-www-form-urlencoded"
+}
+
+// csrfOf returns the CSRF token r carries: its CSRFHeader, or else, for
+// a form (formPost), its field CSRFField. Reading the field parses the
+// form (at most maxFormBody), which the handler then finds parsed.
+func csrfOf(r *http.Request) string {
+	if v := r.Header.Get(CSRFHeader); v != "" || !formPost(r) {
+		return v
+	}
+	if r.PostForm == nil {
+		r.Body = http.MaxBytesReader(nil, r.Body, maxFormBody)
+		if err := r.ParseForm(); err != nil {
+			return ""
+		}
+	}
+	return r.PostForm.Get(CSRFField)
+}
 
 // session is one signed-in user.
 type session struct {

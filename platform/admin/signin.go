@@ -123,7 +123,7 @@ func (a *authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 			skipAudit(r.Context())
 		}
 		a.log.Info("admin: sign-in refused: the address is rate-limited", zap.String("remote", r.RemoteAddr), zap.String("name", name))
-		d.write(w)
+		d.write(w, r)
 		return
 	}
 	// A password check costs a bcrypt computation (a quarter to most of a

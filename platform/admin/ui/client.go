@@ -26,7 +26,7 @@ var errNotBound = errors.New("ui: not bound to the admin server")
 
 // csrfField is the form field a form carries the session's CSRF token in
 // (htmx sends it in the admin.CSRFHeader header as well).
-const csrfField = "csrf"
+const csrfField = admin.CSRFField
 
 // maxAPIAnswer bounds an answer of the API the UI reads.
 const maxAPIAnswer = 8 << 20

@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -110,3 +111,51 @@ func TestEveryUIActionNeedsTheCSRFToken(t *testing.T) {
 }
 
 var formRE = regexp.MustCompile(`(?s)<form([^>]*)>(.*?)</form>`)
+
+// TestPlainFormPostWithTheCSRFField: a browser without htmx (scripts off,
+// or not loaded yet) posts an action form as it is: form encoding, the
+// session cookie and the token in the form's field, no header. The
+// action is done, audited once, and answered with the page; the same
+// post without the field is refused (403, as text, not JSON) and nothing
+// is done.
+func TestPlainFormPostWithTheCSRFField(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	c := e.client()
+	c.signIn(operatorName)
+	page := c.get("/ui/pools")
+	require.Equal(t, http.StatusOK, page.code)
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page.body)
+	require.NotNil(t, m, "the pools page's forms carry the token in a field")
+	p, _ := e.rt.Pool(testQueue)
+	path := "/ui/pools/" + testQueue + "/pause"
+
+	res := c.do(http.MethodPost, path, url.Values{"other": {"x"}}, false)
+	require.Equal(t, http.StatusForbidden, res.code, res.body)
+	require.NotContains(t, res.hdr.Get("Content-Type"), "json", "a browser's form is answered with text: %s", res.body)
+	require.False(t, p.Paused(), "paused without the token")
+	res = c.do(http.MethodPost, path, url.Values{"csrf": {"wrong"}}, false)
+	require.Equal(t, http.StatusForbidden, res.code, res.body)
+	require.False(t, p.Paused(), "paused with a wrong token")
+
+	res = c.do(http.MethodPost, path, url.Values{"csrf": {html.UnescapeString(m[1])}}, false)
+	require.Equal(t, http.StatusOK, res.code, res.body)
+	require.Contains(t, res.hdr.Get("Content-Type"), "text/html")
+	require.Contains(t, res.body, "<html", "the whole page, not a fragment")
+	require.True(t, p.Paused(), "the form's action was not done")
+	done := 0
+	for _, en := range auditEntries(t, e) {
+		if en.Identity == operatorName && en.Result != admin.AuditDenied && strings.Contains(en.Target+en.Action, "pause") {
+			require.Equal(t, "pool.pause", en.Action, "%+v", en)
+			done++
+		}
+	}
+	require.Equal(t, 1, done, "the action audited once")
+	denied := 0
+	for _, en := range auditEntries(t, e) {
+		if en.Result == admin.AuditDenied {
+			denied++
+		}
+	}
+	require.Equal(t, 2, denied, "each refused post audited once")
+}
