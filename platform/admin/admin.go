@@ -320,9 +320,12 @@ func (c *conns) track(_ net.Conn, st http.ConnState) {
 
 // WriteJSON writes v as indented JSON with status code. <, > and & are
 // written as they are (a mail address in an error stays readable), not as
-// \u003c escapes: the admin API is JSON, never embedded in HTML.
+// \u003c escapes: the admin API is JSON, never embedded in HTML. The
+// answer carries Cache-Control: no-store, as every answer of the admin
+// API reflects live state (or refuses).
 func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store") // live state: a stored copy would tell what no longer holds
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)

@@ -382,3 +382,13 @@ func TestReportComponentsAreOneSnapshot(t *testing.T) {
 		require.Equal(t, running, rep.Ready, "report %d: ready %v, reason %q, component %+v", i, rep.Ready, rep.Reason, rep.Components[0])
 	}
 }
+
+// /healthz is live state, as the probes: it is not to be stored.
+func TestHealthzIsNotStored(t *testing.T) {
+	t.Parallel()
+	_, h := newServer(t, nil, Check{Name: "c", Func: ok})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+}

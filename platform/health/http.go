@@ -64,6 +64,7 @@ func (r *Registry) Mount(mux *http.ServeMux) {
 			code = http.StatusServiceUnavailable
 		}
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store") // live state, as the probes
 		w.WriteHeader(code)
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false) // "<a@b>" in an error stays readable
