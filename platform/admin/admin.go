@@ -208,7 +208,8 @@ func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 }
 
 // Start fills the audit ring from the audit store (when there is one),
-// loads the TLS certificate (when configured), listens (failing fast when
+// loads the TLS certificate (when configured), makes the decoy hash
+// unknown sign-in names are checked against (auth.Decoy), listens (failing fast when
 // the address is taken) and serves in goroutines owned by the server. It
 // logs at warn when authentication is off.
 func (s *Server) Start(ctx context.Context) error {
@@ -219,6 +220,11 @@ func (s *Server) Start(ctx context.Context) error {
 		if err := s.certs.load(); err != nil {
 			return err
 		}
+	}
+	if s.auth.decoy != nil {
+		// Made now, not by the first sign-in of an unknown name, which
+		// would take twice a known name's time.
+		s.auth.decoy.Prepare()
 	}
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {

@@ -67,3 +67,20 @@ func TestUsersOfDifferentCostsAreWarnedOf(t *testing.T) {
 		})
 	}
 }
+
+// TestDecoyIsMadeAtStart: the decoy hash is made when the server starts,
+// not by the first sign-in of an unknown name, which then took the time
+// of two password checks (making the hash, checking it) against a known
+// name's one and told that the name does not exist.
+func TestDecoyIsMadeAtStart(t *testing.T) {
+	t.Parallel()
+	h, err := bcrypt.GenerateFromPassword([]byte("correct-horse-battery"), bcrypt.MinCost)
+	require.NoError(t, err)
+	cfg := Config{Listen: "127.0.0.1:0", Auth: AuthConfig{Users: []UserConfig{{Name: "olive", Role: RoleOperator, PasswordHash: string(h)}}}}
+	s, err := NewServer(cfg, nil, StatusInfo{}, nil, nil, nil)
+	require.NoError(t, err)
+	require.False(t, s.auth.decoy.Ready(), "a constructor computes nothing")
+	require.NoError(t, s.Start(context.Background()))
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	require.True(t, s.auth.decoy.Ready(), "the decoy is made at start")
+}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -76,12 +77,15 @@ func (d Digest) Equal(o Digest) bool { return subtle.ConstantTimeCompare(d[:], o
 
 // Decoy is a hash no password matches, of a given cost: checking an
 // unknown user's password against it takes as long as checking a known
-// user's, so the time of a refusal does not tell which names exist. It is
-// made on first use (that takes the cost's time once).
+// user's, so the time of a refusal does not tell which names exist.
+// Making it takes the time of one check: Prepare makes it ahead (at
+// start), so that the first unknown name is not refused in twice a known
+// one's time; a decoy not prepared is made by its first Check.
 type Decoy struct {
-	cost int
-	once sync.Once
-	hash string
+	cost  int
+	once  sync.Once
+	hash  string
+	ready atomic.Bool
 }
 
 // NewDecoy returns a decoy of the cost of hash (PasswordCost when hash
@@ -97,8 +101,8 @@ func NewDecoy(hash string) *Decoy {
 // Cost is the bcrypt cost of the decoy's checks.
 func (d *Decoy) Cost() int { return d.cost }
 
-// Check spends the time of one CheckPassword and reports false.
-func (d *Decoy) Check(pw string) bool {
+// Prepare makes the decoy's hash, once (a second call returns at once).
+func (d *Decoy) Prepare() {
 	d.once.Do(func() {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
@@ -106,7 +110,16 @@ func (d *Decoy) Check(pw string) bool {
 		if err == nil {
 			d.hash = string(h)
 		}
+		d.ready.Store(true)
 	})
+}
+
+// Ready reports whether the decoy's hash is made (Prepare).
+func (d *Decoy) Ready() bool { return d.ready.Load() }
+
+// Check spends the time of one CheckPassword and reports false.
+func (d *Decoy) Check(pw string) bool {
+	d.Prepare()
 	_ = CheckPassword(d.hash, pw)
 	return false
 }

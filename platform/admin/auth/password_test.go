@@ -31,3 +31,20 @@ func TestDigest(t *testing.T) {
 	require.True(t, auth.DigestOf("abc").Equal(auth.DigestOf("abc")))
 	require.False(t, auth.DigestOf("abc").Equal(auth.DigestOf("abd")))
 }
+
+// A decoy is made by Prepare, once, or else by its first Check; it never
+// matches.
+func TestDecoyPrepare(t *testing.T) {
+	t.Parallel()
+	d := auth.NewDecoy("not a hash")
+	require.Equal(t, auth.PasswordCost, d.Cost())
+	d = auth.NewDecoy("$2a$04$C6UzMDM.H6dfI/f/IKxGhuE4gFWhVsmHdVJ4sMqBhIzM7C3pp7rQ2")
+	require.False(t, d.Ready())
+	d.Prepare()
+	require.True(t, d.Ready())
+	d.Prepare()
+	require.False(t, d.Check(""))
+	lazy := auth.NewDecoy("$2a$04$C6UzMDM.H6dfI/f/IKxGhuE4gFWhVsmHdVJ4sMqBhIzM7C3pp7rQ2")
+	require.False(t, lazy.Check("x"))
+	require.True(t, lazy.Ready())
+}
