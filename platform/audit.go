@@ -2,6 +2,7 @@ package platform
 
 import (
 	"go.uber.org/fx"
+	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/admin/auditstream"
@@ -14,11 +15,11 @@ import (
 // then depends on the backend, so it starts after it), and nowhere but the
 // log and the ring otherwise.
 func auditStore() fx.Option {
-	return fx.Provide(func(b queue.Backend, js jetstream.Config, c admin.Config) admin.AuditStore {
+	return fx.Provide(func(b queue.Backend, js jetstream.Config, c admin.Config, log *zap.Logger) admin.AuditStore {
 		jb, ok := b.(*jetstream.Backend)
 		if !ok {
 			return nil
 		}
-		return auditstream.New(jb.JetStream, c.Audit, js.WithDefaults().Replicas)
+		return auditstream.New(jb.JetStream, c.Audit, js.WithDefaults().Replicas, log)
 	})
 }

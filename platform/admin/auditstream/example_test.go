@@ -39,7 +39,7 @@ func Example() {
 		panic(err)
 	}
 
-	st := auditstream.New(func() jetstream.JetStream { return js }, admin.AuditConfig{}.WithDefaults(), 1)
+	st := auditstream.New(func() jetstream.JetStream { return js }, admin.AuditConfig{}.WithDefaults(), 1, nil)
 	if err := st.Start(ctx); err != nil {
 		panic(err)
 	}
@@ -51,7 +51,7 @@ func Example() {
 		}
 	}
 
-	again := auditstream.New(func() jetstream.JetStream { return js }, admin.AuditConfig{}.WithDefaults(), 1)
+	again := auditstream.New(func() jetstream.JetStream { return js }, admin.AuditConfig{}.WithDefaults(), 1, nil)
 	if err := again.Start(ctx); err != nil {
 		panic(err)
 	}

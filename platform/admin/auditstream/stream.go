@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/plba/plba/internal/jsapi"
 	"github.com/plba/plba/platform/admin"
@@ -26,6 +27,7 @@ type Store struct {
 	replicas int
 	subject  string
 	origin   string // this store's own part of every message id
+	log      *zap.Logger
 }
 
 var _ admin.AuditStore = (*Store)(nil)
@@ -33,13 +35,17 @@ var _ admin.AuditStore = (*Store)(nil)
 // New returns the store for the stream cfg names (defaults applied), on
 // the JetStream context js returns once the backend started (js is
 // called at Start, not before). replicas is the stream's replication
-// factor (the queue streams'). New does no I/O.
-func New(js func() jetstream.JetStream, cfg admin.AuditConfig, replicas int) *Store {
+// factor (the queue streams'). log receives the count of the entries
+// Recent skipped (nil: none). New does no I/O.
+func New(js func() jetstream.JetStream, cfg admin.AuditConfig, replicas int, log *zap.Logger) *Store {
 	cfg = cfg.WithDefaults()
 	if replicas < 1 {
 		replicas = 1
 	}
-	return &Store{js: js, cfg: cfg, replicas: replicas, subject: cfg.Stream + ".entries", origin: rand.Text()[:13]}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Store{js: js, cfg: cfg, replicas: replicas, subject: cfg.Stream + ".entries", origin: rand.Text()[:13], log: log}
 }
 
 // Start creates the stream, or updates its limits to the configured ones.
@@ -89,7 +95,8 @@ func (s *Store) Append(ctx context.Context, e admin.AuditEntry) error {
 const fetchWait = 2 * time.Second
 
 // Recent returns at most n of the newest entries, oldest first. An entry
-// that does not decode is skipped.
+// that does not decode is skipped; when any was, one warning counts them
+// (the history has holes).
 func (s *Store) Recent(ctx context.Context, n int) ([]admin.AuditEntry, error) {
 	js := s.js()
 	st, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, s.cfg.Stream) })
@@ -115,6 +122,7 @@ func (s *Store) Recent(ctx context.Context, n int) ([]admin.AuditEntry, error) {
 		return nil, fmt.Errorf("auditstream: stream %q: consumer: %w", s.cfg.Stream, err)
 	}
 	out := make([]admin.AuditEntry, 0, min(n, int(state.Msgs)))
+	skipped, firstSkipped := 0, uint64(0)
 	for {
 		batch, err := c.Fetch(min(n, 256), jetstream.FetchMaxWait(fetchWait))
 		if err != nil {
@@ -127,9 +135,13 @@ func (s *Store) Recent(ctx context.Context, n int) ([]admin.AuditEntry, error) {
 				last = md.Sequence.Stream
 			}
 			var e admin.AuditEntry
-			if json.Unmarshal(m.Data(), &e) == nil {
-				out = append(out, e)
+			if json.Unmarshal(m.Data(), &e) != nil {
+				if skipped++; skipped == 1 {
+					firstSkipped = last
+				}
+				continue
 			}
+			out = append(out, e)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("auditstream: stream %q: fetch: %w", s.cfg.Stream, err)
@@ -137,6 +149,10 @@ func (s *Store) Recent(ctx context.Context, n int) ([]admin.AuditEntry, error) {
 		if got == 0 || last >= state.LastSeq {
 			break
 		}
+	}
+	if skipped > 0 {
+		s.log.Warn("auditstream: entries of the stream that do not decode were skipped: the audit history read has holes",
+			zap.String("stream", s.cfg.Stream), zap.Int("skipped", skipped), zap.Uint64("first_seq", firstSkipped))
 	}
 	if len(out) > n {
 		out = out[len(out)-n:]

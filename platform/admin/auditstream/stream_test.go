@@ -13,6 +13,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/plba/plba/internal/natstest"
@@ -58,7 +61,7 @@ func server(t *testing.T, b *jetstream.Backend, stream string) (*admin.Server, *
 	cfg.Auth.Users = []admin.UserConfig{{Name: "alice", Role: admin.RoleOperator, PasswordHash: string(h)}}
 	cfg.Audit.Stream = stream
 	cfg.Audit.RingSize = 3
-	st := auditstream.New(b.JetStream, cfg.Audit, 1)
+	st := auditstream.New(b.JetStream, cfg.Audit, 1, nil)
 	act := admin.Route{Pattern: "POST /admin/v1/pools/{pool}/pause", Role: admin.RoleOperator, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		admin.Audit(r, admin.AuditEntry{Action: "pool.pause", Target: "pool/" + r.PathValue("pool"), Params: map[string]any{"token": "s3cret"}})
 		w.WriteHeader(http.StatusNoContent)
@@ -117,7 +120,7 @@ func TestAuditSurvivesARestart(t *testing.T) {
 	require.Equal(t, []string{"pool/d", "pool/c", "pool/b"}, targets(t, h))
 	h.Close()
 
-	st := auditstream.New(b.JetStream, admin.AuditConfig{Stream: "PLBA_AUDIT"}, 1)
+	st := auditstream.New(b.JetStream, admin.AuditConfig{Stream: "PLBA_AUDIT"}, 1, nil)
 	es, err := st.Recent(context.Background(), 10)
 	require.NoError(t, err)
 	require.Len(t, es, 5)
@@ -152,7 +155,7 @@ func TestAuditStreamExternal(t *testing.T) {
 	name := fmt.Sprintf("PLBA_AUDIT_T%d", time.Now().UnixNano())
 	ctx := context.Background()
 	t.Cleanup(func() { _ = b.JetStream().DeleteStream(ctx, name) })
-	st := auditstream.New(b.JetStream, admin.AuditConfig{Stream: name, MaxMsgs: 500, MaxAge: time.Hour}, 1)
+	st := auditstream.New(b.JetStream, admin.AuditConfig{Stream: name, MaxMsgs: 500, MaxAge: time.Hour}, 1, nil)
 	require.NoError(t, st.Start(ctx))
 	info, err := b.JetStream().Stream(ctx, name)
 	require.NoError(t, err)
@@ -182,7 +185,7 @@ func TestTwoHostsOnOneStreamKeepEveryEntry(t *testing.T) {
 	t.Cleanup(func() { require.NoError(t, b.Close(context.Background())) })
 	ctx := context.Background()
 	cfg := admin.AuditConfig{Stream: "PLBA_AUDIT"}
-	one, two := auditstream.New(b.JetStream, cfg, 1), auditstream.New(b.JetStream, cfg, 1)
+	one, two := auditstream.New(b.JetStream, cfg, 1, nil), auditstream.New(b.JetStream, cfg, 1, nil)
 	require.NoError(t, one.Start(ctx))
 	require.NoError(t, two.Start(ctx))
 	const id = 1796428657512561448
@@ -195,4 +198,38 @@ func TestTwoHostsOnOneStreamKeepEveryEntry(t *testing.T) {
 		got = append(got, e.Action)
 	}
 	require.Equal(t, []string{"pool.pause", "dlq.purge"}, got)
+}
+
+// TestUndecodableEntriesAreCounted: entries of the stream that do not
+// decode are skipped by Recent, and one warning counts them, so that an
+// operator knows the history in the ring has holes.
+func TestUndecodableEntriesAreCounted(t *testing.T) {
+	b := backend(t, t.TempDir(), false)
+	t.Cleanup(func() { require.NoError(t, b.Close(context.Background())) })
+	ctx := t.Context()
+	core, logs := observer.New(zapcore.InfoLevel)
+	cfg := admin.AuditConfig{Stream: "HOLES"}
+	st := auditstream.New(b.JetStream, cfg, 1, zap.New(core))
+	require.NoError(t, st.Start(ctx))
+	require.NoError(t, st.Append(ctx, admin.AuditEntry{ID: 1, Action: "pool.pause", Result: admin.AuditOK}))
+	for _, bad := range []string{"not json", `{"id":"a string"}`} {
+		_, err := b.JetStream().Publish(ctx, "HOLES.entries", []byte(bad))
+		require.NoError(t, err)
+	}
+	require.NoError(t, st.Append(ctx, admin.AuditEntry{ID: 2, Action: "pool.resume", Result: admin.AuditOK}))
+
+	es, err := st.Recent(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, es, 2)
+	warned := logs.FilterLevelExact(zapcore.WarnLevel).All()
+	require.Len(t, warned, 1, "one warning for the entries skipped")
+	require.Equal(t, int64(2), warned[0].ContextMap()["skipped"])
+	require.Equal(t, "HOLES", warned[0].ContextMap()["stream"])
+
+	logs.TakeAll()
+	_ = st.Append(ctx, admin.AuditEntry{ID: 3, Action: "pool.pause", Result: admin.AuditOK})
+	es, err = st.Recent(ctx, 1)
+	require.NoError(t, err)
+	require.Len(t, es, 1)
+	require.Empty(t, logs.FilterLevelExact(zapcore.WarnLevel).All(), "no warning when what was read decodes")
 }
