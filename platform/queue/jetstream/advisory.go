@@ -34,7 +34,10 @@ import (
 // longer ago than half the window (its handling failed after the copy
 // and is tried again, or it waited for a process) first looks for the
 // copy among the queue's dead letters stored since the advisory
-// (storedCopy), and stores none if it is there.
+// (storedCopy), and stores none if it is there. The watcher is told the
+// dead letter as stored, not as this handling would have made it: a copy
+// de-duplicated by the server is read back (publishDead), one found by
+// storedCopy is told as found.
 
 // maxDeliveriesAdvisory is the part of the server's advisory we use.
 type maxDeliveriesAdvisory struct {
@@ -144,7 +147,9 @@ func (b *Backend) captureAdvisories(ctx context.Context, stream string) error {
 // message on a work stream that is not a task. fn runs after the dead
 // letter is stored and before the work message is deleted, so a crash in
 // between calls it again (at least once). fn may be called from several
-// goroutines and must not block for long. Register it before the first
+// goroutines and must not block for long. It is told the dead letter as
+// stored (reason, time, attempt), also when the copy was stored before by
+// another path (a DeadLetter whose term was lost). Register it before the first
 // Lease: advisories are read from then on (or from this call), and
 // wait in their stream until then.
 func (b *Backend) WatchDead(fn func(queue.DeadLetter)) {
@@ -274,22 +279,27 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 		t = &task.Task{ID: "seq-" + strconv.FormatUint(a.StreamSeq, 10), Kind: "?", Queue: queueName, Payload: raw.Data, EnqueuedAt: raw.Time}
 	}
 	t.Attempt = max(1, t.Attempt+int(a.Deliveries)) // t.Attempt: attempts used before a Release
-	reason := fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", a.Deliveries)
-	at := time.Now()
 	prev, err := b.storedCopy(ctx, q, a.StreamSeq, t.ID, adv)
 	if err != nil {
 		return err
 	}
+	var stored deadInfo
 	if prev != nil {
-		// Stored by an earlier handling of this advisory: tell it as it was.
-		reason, at = prev.Reason, prev.At
-	} else if err := b.publishDead(ctx, q, t, keyed, a.StreamSeq, int(a.Deliveries), reason); err != nil {
-		return err
+		// Stored before (an earlier handling of this advisory, or a
+		// DeadLetter whose term was lost): tell it as it was.
+		stored = deadInfo{reason: prev.Reason, at: prev.At, attempts: prev.Task.Attempt}
+	} else {
+		// A copy stored within the duplicate window is the one told.
+		reason := fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", a.Deliveries)
+		if stored, err = b.publishDead(ctx, q, t, keyed, a.StreamSeq, t.Attempt, reason); err != nil {
+			return err
+		}
 	}
+	t.Attempt = stored.attempts
 	_ = adv.InProgress()
-	b.toldDead(queue.DeadLetter{Task: t, Reason: reason, At: at})
+	b.toldDead(queue.DeadLetter{Task: t, Reason: stored.reason, At: stored.at})
 	if keyed {
-		if err := b.markDone(ctx, q, t.Key, task.DeadLettered, reason); err != nil {
+		if err := b.markDone(ctx, q, t.Key, task.DeadLettered, stored.reason); err != nil {
 			return err
 		}
 	}

@@ -72,38 +72,80 @@ func deadMsgID(stream string, seq uint64) string {
 	return "dead-" + stream + "-" + strconv.FormatUint(seq, 10)
 }
 
-// publishDead stores a copy of t with reason in the dead-letter stream and
-// waits for the server's acknowledgement. A copy no stream answered is
-// published once more after the streams were set up again (restore.go).
+// publishDead stores a copy of t with reason in the dead-letter stream,
+// waits for the server's acknowledgement and returns what the dead letter
+// stored for the message says (its reason, time and attempts): what the
+// watcher and the key's marker are to be told, as operators see it
+// listed. A copy no stream answered is published once more after the
+// streams were set up again (restore.go).
+//
+// The copy's Nats-Msg-Id (deadMsgID) makes the server drop a second copy
+// of the same message within the stream's duplicate window, silently:
+// the acknowledgement says Duplicate and gives the sequence of the copy
+// stored before (a DeadLetter whose term was lost, then the server's
+// max-deliveries advisory for the same message; a retried handling).
+// That copy is read back (storedDead, within ctx) and its reason, time
+// and attempts returned, not this call's; when the read fails, that is
+// logged and this call's are returned.
 //
 // When the dead-letter stream is full (Config.Dead.MaxBytes or MaxMsgs),
 // the oldest dead letters are deleted until the new one fits; each is
 // counted in Status.DeadDiscarded and logged.
-func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, keyed bool, seq uint64, attempts int, reason string) error {
-	m := encodeDead(t, q.deadSubject, deadMsgID(q.stream, seq), keyed, deadInfo{reason: reason, at: time.Now(), attempts: attempts})
+func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, keyed bool, seq uint64, attempts int, reason string) (deadInfo, error) {
+	info := deadInfo{reason: sanitizeValue(reason), at: time.Now(), attempts: attempts}
+	msgID := deadMsgID(q.stream, seq)
+	m := encodeDead(t, q.deadSubject, msgID, keyed, info)
 	restored := false
 	for {
-		_, err := b.js.PublishMsg(ctx, m)
+		ack, err := b.js.PublishMsg(ctx, m)
 		if err == nil {
-			return nil
+			if !ack.Duplicate {
+				return info, nil
+			}
+			stored, err := b.storedDead(ctx, ack.Sequence, msgID)
+			if err != nil {
+				b.log.Warn("jetstream: dead letter stored before for the task could not be read: its reason and time as this copy's",
+					zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", seq),
+					zap.Uint64("dead_seq", ack.Sequence), zap.Error(err))
+				return info, nil
+			}
+			return stored, nil
 		}
 		if storeGone(err) && !restored {
 			// No stream answered: set it up again, then once more (the
 			// Nats-Msg-Id makes the copy count once).
 			restored = true
 			if rerr := b.awaitRestore(ctx); rerr != nil {
-				return fmt.Errorf("jetstream: dead-letter task %s of %q: %w; setting the stream up again: %w", t.ID, q.queue, err, rerr)
+				return deadInfo{}, fmt.Errorf("jetstream: dead-letter task %s of %q: %w; setting the stream up again: %w", t.ID, q.queue, err, rerr)
 			}
 			m = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
 			continue
 		}
 		if !isStreamFull(err) {
-			return fmt.Errorf("jetstream: dead-letter task %s of %q: %w", t.ID, q.queue, err)
+			return deadInfo{}, fmt.Errorf("jetstream: dead-letter task %s of %q: %w", t.ID, q.queue, err)
 		}
 		if derr := b.discardOldestDead(ctx); derr != nil {
-			return fmt.Errorf("jetstream: dead-letter task %s of %q: %w; making room: %w", t.ID, q.queue, err, derr)
+			return deadInfo{}, fmt.Errorf("jetstream: dead-letter task %s of %q: %w; making room: %w", t.ID, q.queue, err, derr)
 		}
 	}
+}
+
+// storedDead reads the reason, time and attempts of the dead letter at
+// sequence seq of the dead-letter stream, which must be the copy whose
+// Nats-Msg-Id is msgID (a copy re-driven or purged since is gone).
+func (b *Backend) storedDead(ctx context.Context, seq uint64, msgID string) (deadInfo, error) {
+	raw, err := b.dead.GetMsg(ctx, seq)
+	if err != nil {
+		return deadInfo{}, fmt.Errorf("read dead letter %d: %w", seq, err)
+	}
+	if id := raw.Header.Get(hdrMsgID); id != msgID {
+		return deadInfo{}, fmt.Errorf("dead letter %d is %q, not %q", seq, id, msgID)
+	}
+	dl, err := decodeDead(raw.Header, raw.Data, "")
+	if err != nil {
+		return deadInfo{}, fmt.Errorf("decode dead letter %d: %w", seq, err)
+	}
+	return deadInfo{reason: dl.Reason, at: dl.At, attempts: dl.Task.Attempt}, nil
 }
 
 // deadOver reports whether st holds more than Config.Dead allows.
@@ -159,11 +201,12 @@ func (b *Backend) DeadLetter(ctx context.Context, d *queue.Delivery, reason stri
 }
 
 func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason string) error {
-	if err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, r.attempt, reason); err != nil {
+	stored, err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, r.attempt, reason)
+	if err != nil {
 		return err
 	}
 	if r.keyed {
-		if err := b.markDone(ctx, r.q, r.d.Task.Key, task.DeadLettered, reason); err != nil {
+		if err := b.markDone(ctx, r.q, r.d.Task.Key, task.DeadLettered, stored.reason); err != nil {
 			return err
 		}
 	}
@@ -207,12 +250,13 @@ func (b *Backend) poison(ctx context.Context, q *queueState, m jetstream.Msg, md
 	defer cancel()
 	pctx, stop := b.whileConnected(tctx)
 	defer stop()
-	at := time.Now()
-	if err := b.publishDead(pctx, q, t, false, md.Sequence.Stream, int(md.NumDelivered), cause.Error()); err != nil {
+	stored, err := b.publishDead(pctx, q, t, false, md.Sequence.Stream, int(md.NumDelivered), cause.Error())
+	if err != nil {
 		b.log.Error("jetstream: dead-letter undecodable message", zap.Error(err))
 		return // it is redelivered later
 	}
-	b.toldDead(queue.DeadLetter{Task: t, Reason: cause.Error(), At: at})
+	t.Attempt = stored.attempts
+	b.toldDead(queue.DeadLetter{Task: t, Reason: stored.reason, At: stored.at})
 	_ = b.term(m, "not a task")
 }
 

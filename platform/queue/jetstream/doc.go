@@ -141,7 +141,15 @@
 //     the dead-letter stream's duplicate window, and an advisory stored
 //     more than half the window ago first looks for its copy among the
 //     queue's dead letters stored since (a headers-only scan: about 1 ms,
-//     plus 2 ms per hundred dead letters, on an embedded server).
+//     plus 2 ms per hundred dead letters, on an embedded server). The
+//     watcher, and a keyed task's finished marker, get that dead letter as
+//     it is stored (reason, time, attempts), the one ListDead shows: a
+//     copy stored before (by a DeadLetter whose term was lost on the last
+//     delivery, or by an earlier handling) keeps its reason; the server's
+//     acknowledgement of a de-duplicated copy gives its sequence, and it
+//     is read back (a read that fails is logged, and the advisory's own
+//     reason and time told) (TestToldDeadLetterIsTheStoredOne). Its
+//     attempts count those used before a Release, as the delivery's do.
 //   - Dead letter = a copy of the task, its original headers and payload,
 //     plus Plba-Dead-Reason, Plba-Dead-At and Plba-Dead-Attempts headers,
 //     published to the dead-letter stream <prefix>_DEAD (limits retention)

@@ -76,7 +76,7 @@ func LoseTerm(d *queue.Delivery) {
 // unsettled.
 func StoreDeadOnly(ctx context.Context, b *Backend, d *queue.Delivery, reason string) error {
 	r := d.Receipt.(*receipt)
-	if err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, r.attempt, reason); err != nil {
+	if _, err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, r.attempt, reason); err != nil {
 		return err
 	}
 	if r.keyed {
