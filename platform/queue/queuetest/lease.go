@@ -118,9 +118,24 @@ func testNoDoubleDelivery(t *testing.T, s *suite) {
 	s.expectNone(s.f.Lease / 2)
 }
 
+// testLeaseCancel: a Lease on an empty queue returns when its ctx is
+// cancelled while it waits, at once when it is cancelled already, and at
+// its deadline; the cancelled leasers take nothing with them.
 func testLeaseCancel(t *testing.T, s *suite) {
-	// Cancelled while blocked.
-	ctx, cancel := context.WithCancel(s.ctx)
+	// Deadline. First, so that the queue is set up (a backend may create
+	// it on the first Lease, using the Lease's ctx) before the case below
+	// takes a Lease's first look at ctx.Done as its wait.
+	start := time.Now()
+	dctx, dcancel := context.WithTimeout(s.ctx, 100*time.Millisecond)
+	defer dcancel()
+	_, err := s.b.Lease(dctx, s.q, 1, s.f.Lease)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), time.Second)
+
+	// Cancelled while blocked: cancelled once Lease asked for ctx.Done,
+	// which a Lease that waits on its ctx does as it starts waiting.
+	cctx, cancel := context.WithCancel(s.ctx)
+	ctx := newDoneWatch(cctx)
 	errc := goAsync(func() error {
 		ds, err := s.b.Lease(ctx, s.q, 1, s.f.Lease)
 		if len(ds) > 0 {
@@ -128,10 +143,19 @@ func testLeaseCancel(t *testing.T, s *suite) {
 		}
 		return err
 	})
-	time.Sleep(50 * time.Millisecond)
-	start := time.Now()
+	select {
+	case <-ctx.asked:
+	case err := <-errc:
+		cancel()
+		require.Failf(t, "Lease on an empty queue returned before its ctx was cancelled", "error: %v", err)
+	case <-time.After(s.f.Slack):
+		// A backend that waits without ctx.Done (polling ctx.Err): it is
+		// cancelled all the same.
+		t.Logf("Lease did not ask for ctx.Done within %s: cancelled without knowing it waits", s.f.Slack)
+	}
+	start = time.Now()
 	cancel()
-	err := waitErr(t, errc, time.Second, "cancelled Lease")
+	err = waitErr(t, errc, time.Second, "cancelled Lease")
 	require.ErrorIs(t, err, context.Canceled)
 	require.Less(t, time.Since(start), time.Second)
 
@@ -139,19 +163,31 @@ func testLeaseCancel(t *testing.T, s *suite) {
 	_, err = s.b.Lease(ctx, s.q, 1, s.f.Lease)
 	require.ErrorIs(t, err, context.Canceled)
 
-	// Deadline.
-	start = time.Now()
-	dctx, dcancel := context.WithTimeout(s.ctx, 100*time.Millisecond)
-	defer dcancel()
-	_, err = s.b.Lease(dctx, s.q, 1, s.f.Lease)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Less(t, time.Since(start), time.Second)
-
 	// The cancelled leasers took nothing with them.
 	s.enqueue(s.newTask("after-cancel"))
 	d := s.leaseOne(longLease, s.f.Slack)
 	require.Equal(t, "after-cancel", string(d.Task.Payload))
 	require.NoError(t, s.b.Ack(s.ctx, d))
+}
+
+// doneWatch is a context that tells when its Done channel is first
+// asked for: a blocking call that waits on its ctx asks for it as it
+// starts waiting.
+type doneWatch struct {
+	context.Context
+	once  sync.Once
+	asked chan struct{}
+}
+
+func newDoneWatch(ctx context.Context) *doneWatch {
+	return &doneWatch{Context: ctx, asked: make(chan struct{})}
+}
+
+// Done returns the context's Done channel, and closes w.asked the first
+// time.
+func (w *doneWatch) Done() <-chan struct{} {
+	w.once.Do(func() { close(w.asked) })
+	return w.Context.Done()
 }
 
 // testRelease: Release gives a delivery back at once without counting its
