@@ -89,8 +89,14 @@ func TestCheckFailsOnAWorkStreamWithoutLeader(t *testing.T) {
 	defer nc2.Close()
 	js, err = njs.New(nc2)
 	require.NoError(t, err)
-	_, err = js.AccountInfo(ctx)
-	require.NoError(t, err, "the account still answers")
+	// The account answers again once the remaining servers agree on a
+	// meta leader (the lost server may have been it).
+	waitFor(t, 30*time.Second, "the account to answer", func() bool {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(actx)
+		return err == nil
+	})
 	waitFor(t, 30*time.Second, "the check to fail", func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
