@@ -1,6 +1,8 @@
 // Package loadgen is a synthetic workload for the host: a source that emits
 // a configured number of tasks at start and a handler that (optionally)
-// records the id of every task it handles in a file. It exists to measure
+// records the id of every task it handles in a file, and can be told to
+// fail attempts (fail_first, dead_every) and to record every attempt it
+// ran (attempt_file). It exists to measure
 // the runtime end to end and to prove durability from outside the process
 // (kill the host midway, restart it, count what the record file holds), so
 // it is as plain as a real application module: a route, a source, a
@@ -9,8 +11,11 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +56,20 @@ type Config struct {
 	// RecordFile, when set, is a file the handler appends each handled
 	// task's id to (one per line) before the task is acked.
 	RecordFile string `koanf:"record_file"`
+	// AttemptFile, when set, is a file the handler appends every run of a
+	// task of Kind to, as "<id> <attempt> ok|fail" (one per line), before
+	// it returns: the attempts the handler really ran, as the runtime
+	// numbered them (task.Task.Attempt).
+	AttemptFile string `koanf:"attempt_file"`
+	// FailFirst makes the handler fail the first FailFirst attempts of
+	// every task of Kind (a plain error, so the pool retries it) and
+	// succeed from the next one on. Default 0.
+	FailFirst int `koanf:"fail_first"`
+	// DeadEvery makes the handler fail every attempt of every DeadEvery-th
+	// task (those whose index, ID(i), is a multiple of it), so that each
+	// of them ends in the dead letter once its attempts are used.
+	// Default 0 (none).
+	DeadEvery int `koanf:"dead_every"`
 	// Every, when set, adds the schedule TickSchedule: a task of kind
 	// TickKind on Queue at every multiple of Every, enqueued once per
 	// cluster (see source.Every), which the handler records as
@@ -84,6 +103,12 @@ func (c Config) Validate() error {
 	}
 	if c.Work < 0 {
 		ps.Add("work", "must not be negative (got %s)", c.Work)
+	}
+	if c.FailFirst < 0 {
+		ps.Add("fail_first", "must not be negative (got %d)", c.FailFirst)
+	}
+	if c.DeadEvery < 0 {
+		ps.Add("dead_every", "must not be negative (got %d)", c.DeadEvery)
 	}
 	if c.Every != 0 && c.Every < time.Second {
 		ps.Add("every", "must be 0 (no schedule) or at least 1s (got %s)", c.Every)
@@ -137,35 +162,80 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 	return nil
 }
 
-// Recorder is the handler: it waits Config.Work, then appends the task's id
-// to the record file (when configured).
+// Index returns i for id ID(i), and false for any other id.
+func Index(id string) (int, bool) {
+	digits, ok := strings.CutPrefix(id, "lg-")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(digits)
+	return i, err == nil && i >= 0
+}
+
+// Recorder is the handler: it waits Config.Work, then fails the attempt
+// as Config.FailFirst and Config.DeadEvery ask, or appends the task's id
+// to the record file (when configured). Each run of a task of Kind is
+// appended to the attempt file (when configured) first.
 type Recorder struct {
-	work time.Duration
-	path string
-	mu   sync.Mutex
-	f    *os.File
+	work      time.Duration
+	path      string
+	attempts  string
+	failFirst int
+	deadEvery int
+	mu        sync.Mutex
+	f         *os.File
+	af        *os.File
 }
 
 // NewRecorder returns the handler for cfg. It opens nothing: Open opens
-// the record file (the module calls it on start), so building the host's
-// graph (`host config validate`) writes no file.
+// the record and attempt files (the module calls it on start), so
+// building the host's graph (`host config validate`) writes no file.
 func NewRecorder(cfg Config) *Recorder {
-	return &Recorder{work: cfg.Work, path: cfg.RecordFile}
+	return &Recorder{work: cfg.Work, path: cfg.RecordFile, attempts: cfg.AttemptFile,
+		failFirst: cfg.FailFirst, deadEvery: cfg.DeadEvery}
 }
 
-// Open opens the record file for appending, creating it, when one is
-// configured. Close it when done.
+// Open opens the record and attempt files for appending, creating them,
+// when configured. Close them when done.
 func (r *Recorder) Open(context.Context) error {
-	if r.path == "" {
-		return nil
+	open := func(path string) (*os.File, error) {
+		if path == "" {
+			return nil, nil
+		}
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: open %s: %w", path, err)
+		}
+		return f, nil
 	}
-	f, err := os.OpenFile(r.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := open(r.path)
 	if err != nil {
-		return fmt.Errorf("loadgen: open record file: %w", err)
+		return err
+	}
+	af, err := open(r.attempts)
+	if err != nil {
+		if f != nil {
+			_ = f.Close()
+		}
+		return err
 	}
 	r.mu.Lock()
-	r.f = f
+	r.f, r.af = f, af
 	r.mu.Unlock()
+	return nil
+}
+
+// fails reports whether this attempt of t is to fail, and why.
+func (r *Recorder) fails(t *task.Task) error {
+	if t.Kind != Kind {
+		return nil
+	}
+	if i, ok := Index(t.ID); ok && r.deadEvery > 0 && i%r.deadEvery == 0 {
+		return fmt.Errorf("loadgen: task %s fails every attempt (dead_every %d)", t.ID, r.deadEvery)
+	}
+	if t.Attempt <= r.failFirst {
+		return fmt.Errorf("loadgen: task %s fails attempt %d (fail_first %d)", t.ID, t.Attempt, r.failFirst)
+	}
 	return nil
 }
 
@@ -180,6 +250,24 @@ func (r *Recorder) Handle(ctx context.Context, t *task.Task) error {
 			return ctx.Err()
 		}
 	}
+	failed := r.fails(t)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.attempts != "" && t.Kind == Kind {
+		if r.af == nil {
+			return fmt.Errorf("loadgen: record attempt of %s: the attempt file is not open", t.ID)
+		}
+		verdict := "ok"
+		if failed != nil {
+			verdict = "fail"
+		}
+		if _, err := fmt.Fprintf(r.af, "%s %d %s\n", t.ID, t.Attempt, verdict); err != nil {
+			return fmt.Errorf("loadgen: record attempt of %s: %w", t.ID, err)
+		}
+	}
+	if failed != nil {
+		return failed
+	}
 	if r.path == "" {
 		return nil
 	}
@@ -187,29 +275,29 @@ func (r *Recorder) Handle(ctx context.Context, t *task.Task) error {
 	if t.Kind == TickKind {
 		id = "tick@" + t.Header(source.HeaderScheduledAt)
 	}
-	line := make([]byte, 0, len(id)+1)
-	line = append(append(line, id...), '\n')
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.f == nil {
 		return fmt.Errorf("loadgen: record %s: the record file is not open", t.ID)
 	}
+	line := make([]byte, 0, len(id)+1)
+	line = append(append(line, id...), '\n')
 	if _, err := r.f.Write(line); err != nil {
 		return fmt.Errorf("loadgen: record %s: %w", t.ID, err)
 	}
 	return nil
 }
 
-// Close closes the record file.
+// Close closes the record and attempt files.
 func (r *Recorder) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.f == nil {
-		return nil
+	var errs []error
+	for _, f := range []**os.File{&r.f, &r.af} {
+		if *f != nil {
+			errs = append(errs, (*f).Close())
+			*f = nil
+		}
 	}
-	err := r.f.Close()
-	r.f = nil
-	return err
+	return errors.Join(errs...)
 }
 
 // Module is the loadgen application: the "loadgen" section, the route of

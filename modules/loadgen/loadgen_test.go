@@ -105,3 +105,46 @@ func TestTicksRecordedOncePerDueTime(t *testing.T) {
 	}
 	require.Error(t, loadgen.Config{Batch: 1, Queue: "q", Every: time.Millisecond}.Validate())
 }
+
+// fail_first and dead_every on the memory backend: every task fails its
+// first attempt, each tenth fails every attempt; the attempt file shows
+// each run with its attempt, the record file the successes only.
+func TestFailingAttemptsAreRecorded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rec, att := filepath.Join(dir, "handled.txt"), filepath.Join(dir, "attempts.txt")
+	cfg, err := config.Load(config.Options{Environ: []string{}, Sets: []string{
+		"admin.listen=127.0.0.1:0", "log.level=error",
+		"loadgen.count=100", "loadgen.record_file=" + rec, "loadgen.attempt_file=" + att,
+		"loadgen.fail_first=1", "loadgen.dead_every=10",
+		"workers.loadgen.max_attempts=3", "workers.loadgen.backoff.initial=1ms", "workers.loadgen.backoff.max=2ms",
+	}})
+	require.NoError(t, err)
+	app := fxtest.New(t, platform.Module(cfg, platform.Info{}), loadgen.Module)
+	app.RequireStart()
+	read := func(p string) []string {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	// 90 tasks run twice, 10 three times.
+	require.Eventually(t, func() bool { return len(read(att)) >= 90*2+10*3 }, 30*time.Second, 10*time.Millisecond)
+	app.RequireStop()
+	require.Len(t, read(rec), 90)
+	runs := map[string][]string{}
+	for _, l := range read(att) {
+		f := strings.Fields(l)
+		require.Len(t, f, 3, l)
+		runs[f[0]] = append(runs[f[0]], f[1]+" "+f[2])
+	}
+	require.Len(t, runs, 100)
+	require.Equal(t, []string{"1 fail", "2 ok"}, runs[loadgen.ID(1)])
+	require.Equal(t, []string{"1 fail", "2 fail", "3 fail"}, runs[loadgen.ID(10)])
+	i, ok := loadgen.Index(loadgen.ID(42))
+	require.True(t, ok)
+	require.Equal(t, 42, i)
+	_, ok = loadgen.Index("other")
+	require.False(t, ok)
+	require.Error(t, loadgen.Config{Batch: 1, Queue: "q", FailFirst: -1}.Validate())
+	require.Error(t, loadgen.Config{Batch: 1, Queue: "q", DeadEvery: -1}.Validate())
+}
