@@ -260,7 +260,9 @@ func TestFailedRetryAndDeadLetterAreNotDone(t *testing.T) {
 			src := &inbox{emit: []string{"o1"}}
 			route := orderRoute
 			route.MaxAttempts = 2
+			var runs atomic.Int64
 			route.Handler = task.HandlerFunc(func(_ context.Context, tk *task.Task) error {
+				runs.Add(1)
 				return fmt.Errorf("attempt %d failed", tk.Attempt)
 			})
 			obs := &outcomes{}
@@ -278,14 +280,16 @@ func TestFailedRetryAndDeadLetterAreNotDone(t *testing.T) {
 			st := p.Stats()
 			require.Equal(t, worker.SettleFailures{Retry: 1, DeadLetter: 1}, st.SettleFailed)
 			// Attempt 1: retry refused (lease runs out: attempt 2); attempt 2:
-			// dead letter refused (attempt 3); attempt 3: dead-lettered.
+			// dead letter refused (attempt 3); attempt 3, past the last,
+			// dead-lettered without running the handler again.
 			require.Zero(t, st.Retried)
-			require.Equal(t, int64(3), st.Failed)
+			require.Equal(t, int64(2), st.Failed)
+			require.Equal(t, int64(2), runs.Load(), "the handler ran attempts 1 and 2 only")
 			outs, _ := obs.snapshot()
 			require.Equal(t, []task.Outcome{task.Returned, task.Returned, task.DeadLettered}, outs)
 			require.Equal(t, map[string][]task.Outcome{"o1": {task.DeadLettered}}, src.snapshot())
 			src.mu.Lock()
-			require.Equal(t, "attempt 3 failed", src.reasons["o1"])
+			require.Equal(t, "delivered again after its last attempt (attempt 3 of 2): the attempt before it was not settled", src.reasons["o1"])
 			src.mu.Unlock()
 		})
 	}

@@ -32,6 +32,13 @@
 //     with the last error as reason once the attempt reaches MaxAttempts
 //     (the route's, else the pool's);
 //   - a kind without a route: dead letter with "no handler for kind X";
+//   - a delivery past its last attempt (Attempt > MaxAttempts: the process
+//     that held the last attempt ended before settling it, or after its
+//     dead letter was stored but before the backend forgot the delivery):
+//     dead letter without running the handler, with "delivered again after
+//     its last attempt" as reason (a backend that de-duplicates dead
+//     letters of one delivery keeps the first); running it could turn a
+//     task that is dead already into a success as well;
 //   - a task carrying task.HeaderRejected (a stand-in, see task.Rejected):
 //     dead letter with that reason, without running a handler.
 //

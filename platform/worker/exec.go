@@ -40,6 +40,9 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	)
 	rt := p.router.lookup(t.Kind)
 	rejected := t.Header(task.HeaderRejected)
+	if rejected == "" && rt != nil {
+		rejected = pastLastAttempt(t, rt.maxAttemptsFor(p.cfg.MaxAttempts))
+	}
 	if rt == nil || rejected != "" {
 		// Dead-lettered without a handler (see settleGuarded).
 		s.begin(d, extendAt, time.Time{})
@@ -74,6 +77,23 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	p.n.lastFinished.Store(int64(end))
 	p.n.inFlight.Add(-1)
 	p.unreserve(1)
+}
+
+// pastLastAttempt returns the dead letter's reason for t when its attempt
+// is past maxAttempts, and "" otherwise. Such a delivery comes back after
+// the process that held its last attempt ended (killed, or its lease
+// lost) before that attempt was settled, or after it was dead-lettered
+// but before the backend forgot the delivery: the handler may have run
+// and failed for the last time, its dead letter may be stored already. It
+// is dead-lettered without running: running it could end a task that is
+// dead already in success (two outcomes), and its attempts are used
+// either way. A backend that de-duplicates dead letters of one delivery
+// (JetStream, within its duplicate window) keeps the first one.
+func pastLastAttempt(t *task.Task, maxAttempts int) string {
+	if t.Attempt <= maxAttempts {
+		return ""
+	}
+	return fmt.Sprintf("delivered again after its last attempt (attempt %d of %d): the attempt before it was not settled", t.Attempt, maxAttempts)
 }
 
 // deadlineAfter is start+timeout on the pool's clock, at most the latest

@@ -29,7 +29,8 @@ import (
 // back-off, dead-lettered at the last attempt); leaving the panic to the
 // worker would give the task back without counting the attempt, and run
 // it again at once, forever. rt is nil when the kind has no route;
-// rejected is the task's task.HeaderRejected reason, if any.
+// rejected is the reason to dead-letter d without a handler, if any: its
+// task.HeaderRejected, or that its attempts are used (pastLastAttempt).
 func (p *Pool) settleGuarded(ctx context.Context, s *slot, d *queue.Delivery, rt *route, rejected string, err error) (o task.Outcome, reason string, rerr error) {
 	defer func() {
 		if r := recover(); r != nil {

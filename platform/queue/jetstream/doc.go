@@ -118,7 +118,16 @@
 //   - Retry = a negative ack with an explicit delay (NakWithDelay),
 //     computed by the pool's retry policy; the consumer's BackOff list does
 //     not apply to a plain nak, so none is configured. The next delivery's
-//     attempt is the message's delivery count.
+//     attempt is the message's delivery count. The server writes a
+//     consumer's state (deliveries counted, acks, naks, terms) to its
+//     file store at most every 100ms: a process killed with its embedded
+//     server forgets the last of them, so after the restart an attempt
+//     can be delivered again under the same number (a task may run more
+//     often than its max attempts, though never past the last number),
+//     an acked task can run again, and a dead-lettered one comes back
+//     past its last attempt, which the worker pool dead-letters again
+//     without running it (the dead letter's Nats-Msg-Id keeps one copy;
+//     TestCrashWhileDeadLetteringNeverAlsoSucceeds in cmd/host).
 //   - Release (a delivery the pool leased but did not run, given back on
 //     pause or stop) = publish the task again as a new message, with the
 //     attempts it had used in its Plba-Task header and a Nats-Msg-Id of
