@@ -59,10 +59,15 @@ type Backend struct {
 
 	srv     *embedded.Server // owned when ownsSrv
 	ownsSrv bool
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	done    jetstream.Stream // finished keys (done.go)
-	dead    jetstream.Stream // dead letters (dead.go)
+	// srvSince is when the owned embedded server started (zero for any
+	// other server): messages stored before it were stored by one that
+	// may have died with its process, forgetting their last deliveries
+	// (see deliver).
+	srvSince time.Time
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	done     jetstream.Stream // finished keys (done.go)
+	dead     jetstream.Stream // dead letters (dead.go)
 
 	deadDiscarded atomic.Uint64       // dead letters discarded to make room
 	metricReg     metric.Registration // registerMetrics' callback
@@ -184,7 +189,7 @@ func (b *Backend) start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("jetstream: %w", err)
 		}
-		b.srv, b.ownsSrv = srv, true
+		b.srv, b.ownsSrv, b.srvSince = srv, true, time.Now()
 		opts = append(opts, srv.ClientOptions()...)
 	default:
 		url = strings.Join(b.cfg.servers(), ",")

@@ -271,5 +271,12 @@ func isNotFound(err error) bool {
 	if errors.As(err, &apiErr) {
 		return apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound || strings.Contains(apiErr.Description, "not found")
 	}
-	return errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found")
+	// A failed delete carries the server's answer as text only: "no
+	// message found", or "sequence N not found" (err_code 10043) when
+	// the message deleted meanwhile was the last of the stream.
+	if !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "no message found") || strings.Contains(msg, "err_code=10043") && strings.Contains(msg, "not found")
 }

@@ -124,10 +124,13 @@
 //     server forgets the last of them, so after the restart an attempt
 //     can be delivered again under the same number (a task may run more
 //     often than its max attempts, though never past the last number),
-//     an acked task can run again, and a dead-lettered one comes back
-//     past its last attempt, which the worker pool dead-letters again
-//     without running it (the dead letter's Nats-Msg-Id keeps one copy;
-//     TestCrashWhileDeadLetteringNeverAlsoSucceeds in cmd/host).
+//     and an acked or dead-lettered task comes back. A keyed one is then
+//     recognised by its finished-key marker and not handed out (see
+//     "De-duplication, headers, delays" below); one with a generated key
+//     runs again, or, past its last attempt, is dead-lettered again by
+//     the worker pool without running (the dead letter's Nats-Msg-Id
+//     keeps one copy; TestCrashWhileDeadLetteringNeverAlsoSucceeds in
+//     cmd/host).
 //   - Release (a delivery the pool leased but did not run, given back on
 //     pause or stop) = publish the task again as a new message, with the
 //     attempts it had used in its Plba-Task header and a Nats-Msg-Id of
@@ -168,7 +171,10 @@
 //     that stream by subject, Redrive republishes a copy to the queue
 //     (fresh attempts), records its key as queued again (a finished-key
 //     marker without outcome, written only over the dead letter's, see
-//     done.go) and deletes the dead letter, Purge deletes. Redrive
+//     done.go) and deletes the dead letter, Purge deletes. A Redrive cut
+//     short between the copy and the delete left the dead letter beside
+//     its queued copy: the copy's first delivery deletes it (its
+//     Nats-Msg-Id names the dead letter's sequence; redrive.go). Redrive
 //     leaves a dead letter whose key's marker says succeeded (the task
 //     ran again after it and succeeded: a re-drive that stopped before it
 //     deleted the dead letter, or one stored by a version without the
@@ -243,8 +249,16 @@
 // the Plba-Task-Key-Generated header of the earlier format) is
 // remembered, as every message stored before the flag existed. Measured
 // on the peers harness, the marker was 1.55× of worked/s on keyless
-// no-op tasks. A crash between the marker and the ack runs the task again (at least once) but drops a re-emitted copy, which
-// loses nothing: the queued task still runs. A copy emitted in the very
+// no-op tasks. A crash between the marker and the ack (or, for a dead
+// letter, the term) leaves the task queued and drops a re-emitted copy;
+// the queued task's next delivery finds its marker newer than its
+// message and is acked (or terminated) without being handed out
+// (finishedBefore: one direct get for each delivery of a keyed task
+// after its first, and for the first of one stored before the owned
+// embedded server started: killed with its process, the server before it
+// may have forgotten the deliveries), so the task does not run again after it finished nor
+// end in a second outcome. A task whose key Prepare generated has no
+// marker and runs again (at least once). A copy emitted in the very
 // moment its first task finishes, more than a window after that one was
 // enqueued, can be accepted.
 //

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,9 +33,35 @@ import (
 // task's marker first and drops a task whose key finished within the
 // window. Only keys a producer chose are recorded (task.KeyGenerated,
 // decodeTask): a generated key cannot be enqueued again after a restart. A
-// crash between the marker and the ack leaves the task queued (it runs
-// again, at least once) while a new task with its key is dropped, which
-// loses nothing because the queued one still runs.
+// crash between the marker and the ack (or a dead letter's term) leaves
+// the task queued while a new task with its key is dropped; its next
+// delivery finds the marker newer than its message (finishedBefore, one
+// direct get for each keyed delivery after the first, and for each first
+// one of a message stored before the owned embedded server started, which
+// may have forgotten deliveries when it died) and is acked (or
+// terminated) without being handed out: the task finished once, as the
+// marker, the dead letter and whoever heard its outcome say.
+
+// finishedBefore reports how the task of a message stored at stored,
+// now delivered again, finished since: its key's marker is newer than the
+// message and records a final outcome. Its settlement stored the marker
+// and then was cut short (a process killed between the marker and the
+// ack or term, or a server that forgot an ack or term it had when it was
+// killed with the process); delivered again, the task would run once
+// more and could end in a second, different outcome (dead-lettered, then
+// succeeded). Any error, or no such marker, reports false: the delivery
+// is handed out as before. Both times are the server's.
+func (b *Backend) finishedBefore(ctx context.Context, q *queueState, key string, stored time.Time) (task.Outcome, bool) {
+	m, err := b.lastDone(ctx, q.doneSubject(key))
+	if err != nil || !m.Time.After(stored) {
+		return "", false
+	}
+	o, _, _ := strings.Cut(string(m.Data), "\n")
+	if !task.Outcome(o).Final() {
+		return "", false
+	}
+	return task.Outcome(o), true
+}
 
 // doneLookups bounds the marker lookups one Enqueue runs at a time on a
 // server without batched direct gets.

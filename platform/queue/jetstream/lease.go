@@ -4,9 +4,11 @@ import (
 	"context"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
 )
 
 // Lease waits until a task of queueName is prefetched and returns up to max
@@ -103,6 +105,15 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		}
 		return nil
 	}
+	// Delivered before (or stored before the owned embedded server
+	// started, which may have forgotten the deliveries its killed
+	// predecessor made): the task may have finished already.
+	if keyed && (delivered > 1 || md.Timestamp.Before(b.srvSince)) {
+		if o, ok := b.finishedBefore(ctx, q, t.Key, md.Timestamp); ok {
+			b.dropFinished(q, m, t, o)
+			return nil
+		}
+	}
 	early := 0
 	if q.hasEarly.Load() {
 		q.pmu.Lock()
@@ -114,6 +125,11 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	if delivered > 1 && b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
 		return nil
 	}
+	if delivered == 1 {
+		if from, ok := redrivenFrom(m.Headers().Get(hdrMsgID)); ok {
+			b.dropRedriven(ctx, q, t, from)
+		}
+	}
 	t.Attempt = max(1, t.Attempt+int(delivered)-early) // t.Attempt: attempts used before a Release
 	r.attempt, r.early, r.keyed = t.Attempt, early, keyed
 	r.del = queue.Delivery{Task: t, Receipt: r}
@@ -122,4 +138,24 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	r.setLease(now, leaseFor) // r is not shared yet
 	b.track(r)
 	return d
+}
+
+// dropFinished removes m, a message delivered again whose task finished
+// with o already (finishedBefore): acked when it succeeded, terminated
+// when it was dead-lettered (its dead letter was stored before its
+// marker). A failure leaves it to the server, which delivers it again
+// after its AckWait, when it is looked up again.
+func (b *Backend) dropFinished(q *queueState, m jetstream.Msg, t *task.Task, o task.Outcome) {
+	var err error
+	if o == task.Succeeded {
+		err = m.Ack()
+	} else {
+		err = b.term(m, "finished already: "+string(o))
+	}
+	fields := []zap.Field{zap.String("queue", q.queue), zap.String("task", t.ID), zap.String("outcome", string(o))}
+	if err != nil {
+		b.log.Warn("jetstream: remove a task delivered again after it finished", append(fields, zap.Error(err))...)
+		return
+	}
+	b.log.Info("jetstream: task delivered again after it finished removed (its settlement was cut short)", fields...)
 }

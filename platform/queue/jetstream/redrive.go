@@ -5,7 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/task"
 )
 
 func idSet(ids []string) map[string]bool {
@@ -25,8 +30,11 @@ func idSet(ids []string) map[string]bool {
 // otherwise mark a duplicate emitted meanwhile as dead-lettered, and its
 // source would be told an outcome the re-driven task has not had), then
 // deletes them from the dead-letter stream. A crash between the steps may
-// redrive a task twice, as at-least-once allows, or leave the old marker,
-// which then marks a duplicate as the dead letter it was.
+// leave the old marker, which then marks a duplicate as the dead letter
+// it was, or the dead letter beside its re-driven copy: the copy's first
+// delivery deletes it (dropRedriven), and a Redrive of it before then
+// stores no second copy (its Nats-Msg-Id, within the duplicate window)
+// and deletes it.
 //
 // A publish no stream answered (the work stream was deleted on the
 // server) sets the queue up again, as Enqueue does (restore), once per
@@ -65,7 +73,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 	for _, m := range picked {
 		t := m.dl.Task
 		t.Attempt, t.NotBefore = 0, time.Time{}
-		msgID := msgIDOf(t.Key) + "-redrive-" + strconv.FormatUint(m.seq, 10)
+		msgID := msgIDOf(t.Key) + redriveMark + strconv.FormatUint(m.seq, 10)
 		// The marker the key has now (the dead letter's, when within
 		// the window), which the re-driven task's own settlement may
 		// replace as soon as it is published.
@@ -102,6 +110,62 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 // errSucceededSince is why Redrive leaves a dead letter whose task's key
 // has finished succeeded since.
 var errSucceededSince = errors.New("its key is recorded as succeeded since it was dead-lettered: not re-driven (it would run again; purge the dead letter)")
+
+// redriveMark stands in the Nats-Msg-Id of a re-driven copy between its
+// key and the sequence of the dead letter it was re-driven from.
+const redriveMark = "-redrive-"
+
+// redrivenFrom returns the dead-letter sequence that msgID, a re-driven
+// copy's Nats-Msg-Id, names, if it is one.
+func redrivenFrom(msgID string) (uint64, bool) {
+	i := strings.LastIndex(msgID, redriveMark)
+	if i < 0 {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(msgID[i+len(redriveMark):], 10, 64)
+	return seq, err == nil
+}
+
+// dropRedriven deletes the dead letter at seq that t's message was
+// re-driven from, if it is still there. Redrive deletes it right after it
+// stored the copy; a process that died in between left a dead letter of a
+// task that is queued again, and may succeed: listed as dead, re-driven
+// again by an operator, counted in Stats.Dead. The copy's first delivery
+// finishes that step. Only t's own dead letter is deleted (its queue's
+// subject and t's id): a key that ends like a re-driven copy's id names a
+// sequence that is not its. A failure is logged and leaves the dead
+// letter as Redrive left it.
+func (b *Backend) dropRedriven(ctx context.Context, q *queueState, t *task.Task, seq uint64) {
+	err := func() error {
+		dead, err := b.lookupDead(ctx)
+		if err != nil {
+			return err
+		}
+		m, err := dead.GetMsg(ctx, seq)
+		if isNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if m.Subject != q.deadSubject {
+			return nil
+		}
+		if dl, err := decodeDead(m.Header, nil, q.queue); err != nil || dl.Task.ID != t.ID {
+			return nil
+		}
+		if err := dead.DeleteMsg(ctx, seq); err != nil && !isNotFound(err) {
+			return err
+		}
+		b.log.Info("jetstream: dead letter left by an interrupted redrive deleted", zap.String("queue", q.queue),
+			zap.String("task", t.ID), zap.Uint64("dead_seq", seq))
+		return nil
+	}()
+	if err != nil {
+		b.log.Warn("jetstream: delete the dead letter a task was re-driven from", zap.String("queue", q.queue),
+			zap.String("task", t.ID), zap.Uint64("dead_seq", seq), zap.Error(err))
+	}
+}
 
 // Purge deletes the selected dead letters and returns how many went.
 func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (int, error) {

@@ -1,0 +1,115 @@
+package jetstream
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+	"github.com/plba/plba/platform/task"
+)
+
+// TestTaskDeliveredAgainAfterItFinishedIsNotHandedOut: a settlement cut
+// short after its finished-key marker (the process killed before the ack
+// of a success, or before the term of a dead letter) leaves the message
+// to be delivered again after its AckWait. That delivery is not handed
+// out: the success is acked, the dead letter (stored before its marker)
+// terminated, and the queue is empty. It used to be handed out, so a task
+// already dead-lettered could run again and succeed: two outcomes.
+func TestTaskDeliveredAgainAfterItFinishedIsNotHandedOut(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	q, err := b.queue("again")
+	require.NoError(t, err)
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "ok", Kind: "k", Queue: "again"}, &task.Task{ID: "dead", Kind: "k", Queue: "again"}))
+	lease := func(wait time.Duration) []*queue.Delivery {
+		lctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		ds, err := b.Lease(lctx, "again", 2, time.Second)
+		if lctx.Err() == nil {
+			require.NoError(t, err)
+		}
+		return ds
+	}
+	var ds []*queue.Delivery
+	for len(ds) < 2 {
+		ds = append(ds, lease(10*time.Second)...)
+	}
+	for _, d := range ds {
+		// What the settlement did before it was cut short.
+		if d.Task.ID == "dead" {
+			require.NoError(t, b.publishDead(ctx, q, d.Task, true, d.Receipt.(*receipt).seq, d.Task.Attempt, "bad input"))
+			require.NoError(t, b.markDone(ctx, q, d.Task.Key, task.DeadLettered, "bad input"))
+			continue
+		}
+		require.NoError(t, b.markDone(ctx, q, d.Task.Key, task.Succeeded, ""))
+	}
+	// Past the AckWait the server delivers both again: neither is handed out.
+	got := lease(3 * time.Second)
+	require.Empty(t, got, "a finished task handed out again")
+	require.Eventually(t, func() bool {
+		st, err := b.Stats(ctx, "again")
+		return err == nil && st.Ready+st.InFlight+st.Delayed == 0 && st.Dead == 1
+	}, 10*time.Second, 20*time.Millisecond, "the queue is empty, one dead letter")
+	dead, err := b.ListDead(ctx, "again", 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Equal(t, "dead", dead[0].Task.ID)
+}
+
+// TestRedriveCutShortLeavesNoDeadLetterBehind: a Redrive that stored a
+// dead letter's copy and died before deleting the dead letter left a task
+// both queued and dead. The copy's first delivery deletes that dead
+// letter, and only that one: a task whose key merely ends like a
+// re-driven copy's id names another dead letter, which stays.
+func TestRedriveCutShortLeavesNoDeadLetterBehind(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	q, err := b.queue("rd")
+	require.NoError(t, err)
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "a", Kind: "k", Queue: "rd"}, &task.Task{ID: "b", Kind: "k", Queue: "rd"}))
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var ds []*queue.Delivery
+	for len(ds) < 2 {
+		got, err := b.Lease(lctx, "rd", 2, 5*time.Second)
+		require.NoError(t, err)
+		ds = append(ds, got...)
+	}
+	for _, d := range ds {
+		require.NoError(t, b.DeadLetter(ctx, d, "bad input"))
+	}
+	seqs := map[string]uint64{}
+	require.NoError(t, b.scanDead(ctx, q.queueNames, func(m deadMsg) bool { seqs[m.dl.Task.ID] = m.seq; return true }))
+	require.Len(t, seqs, 2)
+
+	// What Redrive stored for "a" before it was cut short, and a task
+	// whose key names the sequence of "b"'s dead letter.
+	copyOf := &task.Task{ID: "a", Key: "a", Kind: "k", Queue: "rd", EnqueuedAt: time.Now()}
+	msgID := msgIDOf("a") + redriveMark + strconv.FormatUint(seqs["a"], 10)
+	_, err = b.js.PublishMsg(ctx, encodeTask(copyOf, msgSpec{subject: q.subject, msgID: msgID, keyed: true}))
+	require.NoError(t, err)
+	other := "x" + redriveMark + strconv.FormatUint(seqs["b"], 10)
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: other, Kind: "k", Queue: "rd"}))
+
+	var ids []string
+	for len(ids) < 2 {
+		got, err := b.Lease(lctx, "rd", 2, 5*time.Second)
+		require.NoError(t, err)
+		for _, d := range got {
+			ids = append(ids, d.Task.ID)
+			require.NoError(t, b.Ack(ctx, d))
+		}
+	}
+	require.ElementsMatch(t, []string{"a", other}, ids)
+	dead, err := b.ListDead(ctx, "rd", 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1, "the re-driven task's dead letter is gone, the other stays")
+	require.Equal(t, "b", dead[0].Task.ID)
+}
