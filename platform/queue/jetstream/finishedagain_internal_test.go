@@ -43,7 +43,8 @@ func TestTaskDeliveredAgainAfterItFinishedIsNotHandedOut(t *testing.T) {
 	for _, d := range ds {
 		// What the settlement did before it was cut short.
 		if d.Task.ID == "dead" {
-			require.NoError(t, b.publishDead(ctx, q, d.Task, true, d.Receipt.(*receipt).seq, d.Task.Attempt, "bad input"))
+			_, err := b.publishDead(ctx, q, d.Task, true, d.Receipt.(*receipt).seq, d.Task.Attempt, "bad input")
+			require.NoError(t, err)
 			require.NoError(t, b.markDone(ctx, q, d.Task.Key, task.DeadLettered, "bad input"))
 			continue
 		}

@@ -110,7 +110,12 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	// predecessor made): the task may have finished already.
 	if keyed && (delivered > 1 || md.Timestamp.Before(b.srvSince)) {
 		if o, ok := b.finishedBefore(ctx, q, t.Key, md.Timestamp); ok {
-			b.dropFinished(q, m, t, o)
+			// A dead letter is finished as the one stored, its watcher
+			// told (redelivered.go); a success, or a dead letter whose
+			// copy is gone (purged), is only removed.
+			if o != task.DeadLettered || !b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
+				b.dropFinished(q, m, t, o)
+			}
 			return nil
 		}
 	}
