@@ -268,6 +268,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	}
 	raw, err := s.GetMsg(ctx, a.StreamSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+		q.forgetEarly(a.StreamSeq)
 		return nil
 	}
 	if err != nil {
@@ -278,7 +279,9 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 		keyed = false // not a task: no key of its own to remember
 		t = &task.Task{ID: "seq-" + strconv.FormatUint(a.StreamSeq, 10), Kind: "?", Queue: queueName, Payload: raw.Data, EnqueuedAt: raw.Time}
 	}
-	t.Attempt = max(1, t.Attempt+int(a.Deliveries)) // t.Attempt: attempts used before a Release
+	// t.Attempt: attempts used before a Release; the deliveries this
+	// process gave back before NotBefore were not attempts (earlyOf).
+	t.Attempt = max(1, t.Attempt+int(a.Deliveries)-q.earlyOf(a.StreamSeq))
 	prev, err := b.storedCopy(ctx, q, a.StreamSeq, t.ID, adv)
 	if err != nil {
 		return err
@@ -306,6 +309,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNotFound(err) {
 		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)
 	}
+	q.forgetEarly(a.StreamSeq)
 	return nil
 }
 

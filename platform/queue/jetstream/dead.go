@@ -213,7 +213,7 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 	if err := b.term(r.msg, reason); err != nil {
 		return fmt.Errorf("jetstream: terminate task %s: %w", r.d.Task.ID, err)
 	}
-	r.finish()
+	r.finishGone()
 	return nil
 }
 

@@ -118,7 +118,8 @@
 //   - Retry = a negative ack with an explicit delay (NakWithDelay),
 //     computed by the pool's retry policy; the consumer's BackOff list does
 //     not apply to a plain nak, so none is configured. The next delivery's
-//     attempt is the message's delivery count. The server writes a
+//     attempt is the message's delivery count, less its early deliveries
+//     (see Max attempts). The server writes a
 //     consumer's state (deliveries counted, acks, naks, terms) to its
 //     file store at most every 100ms: a process killed with its embedded
 //     server forgets the last of them, so after the restart an attempt
@@ -161,7 +162,16 @@
 //     acknowledgement of a de-duplicated copy gives its sequence, and it
 //     is read back (a read that fails is logged, and the advisory's own
 //     reason and time told) (TestToldDeadLetterIsTheStoredOne). Its
-//     attempts count those used before a Release, as the delivery's do.
+//     attempts count those used before a Release, as the delivery's do,
+//     and not the deliveries this process gave back before the task's
+//     NotBefore (a server without schedules, a bounded stream, a schedule
+//     that fired early): that count is kept in memory until the message
+//     is settled for good, so an advisory handled by another process, or
+//     after a restart, counts them as attempts
+//     (TestEarlyDeliveryIsNotAnAttempt). The server counts them as
+//     deliveries: a task delivered early k times gets MaxDeliver-k
+//     attempts before it is dead-lettered (a Retry on its last delivery,
+//     or the advisory), and its dead letter keeps the attempts it used.
 //   - Dead letter = a copy of the task, its original headers and payload,
 //     plus Plba-Dead-Reason, Plba-Dead-At and Plba-Dead-Attempts headers,
 //     published to the dead-letter stream <prefix>_DEAD (limits retention)

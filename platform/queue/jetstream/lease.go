@@ -116,17 +116,11 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 			if o != task.DeadLettered || !b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
 				b.dropFinished(q, m, t, o)
 			}
+			q.forgetEarly(seq)
 			return nil
 		}
 	}
-	early := 0
-	if q.hasEarly.Load() {
-		q.pmu.Lock()
-		early = q.early[seq]
-		delete(q.early, seq)
-		q.hasEarly.Store(len(q.early) > 0)
-		q.pmu.Unlock()
-	}
+	early := q.earlyOf(seq) // kept until the message is settled for good (see earlyOf)
 	if delivered > 1 && b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
 		return nil
 	}

@@ -260,3 +260,32 @@ func signal(ch chan struct{}) {
 	default:
 	}
 }
+
+// earlyOf returns how many deliveries of the message seq this process
+// gave back before the task's NotBefore (deliver): they are not attempts.
+// The count is kept until the message is settled for good (forgetEarly),
+// so that a delivery after a lease that ran out, or the MAX_DELIVERIES
+// advisory that ends the message (exhausted), still subtracts them. It is
+// this process's memory: another process's early deliveries of the
+// message are counted as attempts. A queue with no early delivery pays
+// one atomic load.
+func (q *queueState) earlyOf(seq uint64) int {
+	if !q.hasEarly.Load() {
+		return 0
+	}
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	return q.early[seq]
+}
+
+// forgetEarly drops the early count of the message seq, settled for good
+// (acknowledged, terminated, deleted).
+func (q *queueState) forgetEarly(seq uint64) {
+	if !q.hasEarly.Load() {
+		return
+	}
+	q.pmu.Lock()
+	delete(q.early, seq)
+	q.hasEarly.Store(len(q.early) > 0)
+	q.pmu.Unlock()
+}

@@ -23,7 +23,7 @@ type receipt struct {
 	task    task.Task // del.Task
 	seq     uint64
 	attempt int
-	early   int  // deliveries before NotBefore, not attempts
+	early   int  // deliveries before NotBefore, not attempts (queueState.earlyOf)
 	keyed   bool // its key is remembered once it finished (decodeTask)
 	ackWait time.Duration
 
@@ -100,6 +100,15 @@ func (r *receipt) begin() error {
 func (r *receipt) finish() {
 	r.settled = true
 	r.b.untrack(r)
+}
+
+// finishGone marks r settled when its message is settled for good
+// (acknowledged or terminated): its early count is dropped. r.mu held.
+func (r *receipt) finishGone() {
+	r.finish()
+	if r.early > 0 {
+		r.q.forgetEarly(r.seq)
+	}
 }
 
 func (b *Backend) receiptOf(d *queue.Delivery) (*receipt, error) {

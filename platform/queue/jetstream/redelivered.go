@@ -65,6 +65,7 @@ func (b *Backend) deadLetteredBefore(ctx context.Context, q *queueState, m jetst
 			zap.String("queue", q.queue), zap.String("task", t.ID), zap.Error(err))
 		return true
 	}
+	q.forgetEarly(md.Sequence.Stream)
 	b.log.Info("jetstream: redelivered task finished as the dead letter stored for it before",
 		zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", md.Sequence.Stream))
 	return true

@@ -37,14 +37,14 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 		if err := b.ack(ctx, r); err != nil {
 			return fmt.Errorf("jetstream: ack task %s: %w", d.Task.ID, err)
 		}
-		r.finish()
+		r.finishGone()
 		return nil
 	}
 	if !b.cfg.AckSync {
 		if err := b.markDoneThenAck(ctx, r); err != nil {
 			return err
 		}
-		r.finish()
+		r.finishGone()
 		return nil
 	}
 	if err := b.markDone(ctx, r.q, d.Task.Key, task.Succeeded, ""); err != nil {
@@ -53,7 +53,7 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	if err := b.ack(ctx, r); err != nil {
 		return fmt.Errorf("jetstream: ack task %s: %w", d.Task.ID, err)
 	}
-	r.finish()
+	r.finishGone()
 	return nil
 }
 
@@ -126,7 +126,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 		// AckWait: a duplicate, not a loss.
 		return fmt.Errorf("jetstream: release task %s: ack original: %w", t.ID, err)
 	}
-	r.finish()
+	r.finishGone()
 	return nil
 }
 
@@ -159,10 +159,6 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 	r.q.pmu.Lock()
 	if delay > 0 {
 		r.q.nakDelayed[r.seq] = at
-	}
-	if r.early > 0 {
-		r.q.early[r.seq] = r.early // the next delivery counts attempts alike
-		r.q.hasEarly.Store(true)
 	}
 	r.q.pmu.Unlock()
 	r.finish()
