@@ -268,11 +268,15 @@ func signal(ch chan struct{}) {
 // advisory that ends the message (exhausted), still subtracts them. It is
 // this process's memory: another process's early deliveries of the
 // message are counted as attempts. A queue with no early delivery pays
-// one atomic load.
+// one atomic load (inlined).
 func (q *queueState) earlyOf(seq uint64) int {
 	if !q.hasEarly.Load() {
 		return 0
 	}
+	return q.earlyCount(seq)
+}
+
+func (q *queueState) earlyCount(seq uint64) int {
 	q.pmu.Lock()
 	defer q.pmu.Unlock()
 	return q.early[seq]
