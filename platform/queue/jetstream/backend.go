@@ -57,6 +57,10 @@ type Backend struct {
 	startErr  error
 	started   atomic.Bool
 
+	// copyLookups counts the dead-letter lookups of deliveries after the
+	// first (redeliveredCopy).
+	copyLookups atomic.Int64
+
 	srv     *embedded.Server // owned when ownsSrv
 	ownsSrv bool
 	// srvSince is when the owned embedded server started (zero for any

@@ -54,6 +54,12 @@ func (q *queueState) refresh(now time.Time) {
 			delete(q.nakDelayed, seq)
 		}
 	}
+	keep := max(retriedKeep, 4*q.ackWait())
+	for seq, due := range q.retried {
+		if now.Sub(due) > keep {
+			delete(q.retried, seq) // delivered elsewhere, or late: its next delivery looks
+		}
+	}
 }
 
 // prefetched reports the buffered messages and the locally known retries

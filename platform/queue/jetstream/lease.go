@@ -121,7 +121,7 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		}
 	}
 	early := q.earlyOf(seq) // kept until the message is settled for good (see earlyOf)
-	if delivered > 1 && b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
+	if delivered > 1 && !q.retriedHere(seq) && b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
 		return nil
 	}
 	if delivered == 1 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -26,7 +27,14 @@ import (
 // runtime tells the source, as for a dead letter the backend made on its
 // own), its key is recorded as dead-lettered, the message terminated,
 // and it is not handed out. A first delivery (NumDelivered 1) cannot
-// have a dead letter and pays nothing.
+// have a dead letter and pays nothing, nor does a delivery that follows
+// this process's own Retry of the message (retriedHere): that delivery
+// passed this check (or was the first), and its Retry made no dead
+// letter, so no copy can be there. The lookup is left to deliveries
+// after a lease ran out, after a Retry by another process, or after a
+// crash, where a scan during an incident that dead-letters many tasks
+// (about 1 ms per hundred stored since the message) must not slow every
+// retry of an older message.
 
 // deadLetteredBefore reports whether the redelivered message m, task t,
 // must not be handed out: it had been dead-lettered (its copy is stored)
@@ -80,6 +88,7 @@ func (b *Backend) deadLetteredBefore(ctx context.Context, q *queueState, m jetst
 // it is older than that; otherwise the dead letters stored since are
 // scanned (deadCopyOf).
 func (b *Backend) redeliveredCopy(ctx context.Context, q *queueState, md *jetstream.MsgMetadata, id string) (*queue.DeadLetter, error) {
+	b.copyLookups.Add(1)
 	seq := md.Sequence.Stream
 	since := md.Timestamp.Add(-copyLookupMargin)
 	last, err := b.lastDead(ctx, q.deadSubject)
@@ -114,4 +123,20 @@ func (b *Backend) lastDead(ctx context.Context, subject string) (*jetstream.RawS
 		m, err = b.dead.GetLastMsgForSubject(ctx, subject)
 	}
 	return m, err
+}
+
+// retriedKeep is how long after its due time a local Retry is
+// remembered (retriedHere); at least four AckWaits. A redelivery later
+// than that (a backlog, or another process took it) is looked up.
+const retriedKeep = 10 * time.Minute
+
+// retriedHere reports, and forgets, whether this process's Retry of the
+// message seq was the last settlement of its previous delivery (see
+// deadLetteredBefore). Only deliveries after the first ask.
+func (q *queueState) retriedHere(seq uint64) bool {
+	q.pmu.Lock()
+	_, ok := q.retried[seq]
+	delete(q.retried, seq)
+	q.pmu.Unlock()
+	return ok
 }

@@ -47,3 +47,37 @@ func BenchmarkRedeliveredCopy(b *testing.B) {
 	}
 	b.Run("older", func(b *testing.B) { lookup(b, time.Now().Add(time.Hour)) })
 }
+
+// A delivery that follows this process's own Retry needs no dead-letter
+// lookup (its previous delivery passed it and its Retry made no dead
+// letter) and pays none, also with dead letters stored since the
+// message; a delivery after a lease ran out still looks.
+func TestDeliveryAfterALocalRetryIsNotLookedUp(t *testing.T) {
+	be := openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: 300 * time.Millisecond, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	ctx := t.Context()
+	const qn = "retried-here"
+	require.NoError(t, be.Enqueue(ctx, &task.Task{ID: "r", Kind: "k", Queue: qn}))
+	q, err := be.queue(qn)
+	require.NoError(t, err)
+	ds, err := be.Lease(ctx, qn, 1, time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	for i := range 20 { // dead letters of other tasks, stored since the message
+		_, err := be.publishDead(ctx, q, &task.Task{ID: fmt.Sprint("d", i), Kind: "k", Queue: qn}, false, uint64(1_000+i), 1, "other")
+		require.NoError(t, err)
+	}
+	require.NoError(t, be.Retry(ctx, ds[0], time.Now()))
+	ds, err = be.Lease(ctx, qn, 1, time.Millisecond)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, 2, ds[0].Task.Attempt)
+	require.Zero(t, be.copyLookups.Load(), "the delivery after a local Retry")
+
+	// Left unsettled: the server delivers it again after AckWait.
+	ds, err = be.Lease(ctx, qn, 1, time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, 3, ds[0].Task.Attempt)
+	require.Equal(t, int64(1), be.copyLookups.Load(), "the delivery after an expired lease")
+	require.NoError(t, be.Ack(ctx, ds[0]))
+}

@@ -160,6 +160,11 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 	if delay > 0 {
 		r.q.nakDelayed[r.seq] = at
 	}
+	due := at
+	if delay <= 0 {
+		due = time.Now()
+	}
+	r.q.retried[r.seq] = due
 	r.q.pmu.Unlock()
 	r.finish()
 	return nil
