@@ -55,8 +55,8 @@ func (q *queueState) refresh(now time.Time) {
 		}
 	}
 	keep := max(retriedKeep, 4*q.ackWait())
-	for seq, due := range q.retried {
-		if now.Sub(due) > keep {
+	for seq, e := range q.retried {
+		if now.Sub(e.due) > keep {
 			delete(q.retried, seq) // delivered elsewhere, or late: its next delivery looks
 		}
 	}

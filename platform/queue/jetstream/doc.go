@@ -217,8 +217,9 @@
 //     and it is not handed out. A lookup that fails leaves the message to
 //     the server, delivered again after AckWait (as a dead letter's copy
 //     that fails does). A first delivery pays nothing, nor does one that
-//     follows this process's own Retry of the message (its previous
-//     delivery passed the lookup and its Retry made no dead letter), so
+//     follows this process's own Retry of the delivery just before it
+//     (that delivery passed the lookup and its Retry made no dead
+//     letter), so
 //     an incident that dead-letters many tasks does not slow this host's
 //     retries; deliveries after an expired lease, a crash or another
 //     process's Retry look.

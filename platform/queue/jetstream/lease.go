@@ -86,7 +86,7 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		return nil
 	}
 	delivered, seq := md.NumDelivered, md.Sequence.Stream
-	r := &receipt{b: b, q: q, msg: m, seq: seq, ackWait: ackWait, touched: in.touched}
+	r := &receipt{b: b, q: q, msg: m, seq: seq, delivered: delivered, ackWait: ackWait, touched: in.touched}
 	t := &r.task // one allocation for the receipt, its delivery and its task
 	keyed, err := decodeTaskInto(t, m.Headers(), m.Data(), q.queue)
 	if err != nil {
@@ -121,7 +121,7 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		}
 	}
 	early := q.earlyOf(seq) // kept until the message is settled for good (see earlyOf)
-	if delivered > 1 && !q.retriedHere(seq) && b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
+	if delivered > 1 && !q.retriedHere(seq, delivered) && b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
 		return nil
 	}
 	if delivered == 1 {

@@ -36,7 +36,7 @@ type queueState struct {
 	pmu        sync.Mutex
 	buf        []inbound
 	nakDelayed map[uint64]time.Time // stream seq -> retry due (local Retry with a delay)
-	retried    map[uint64]time.Time // stream seq -> retry due (every local Retry; see retriedHere)
+	retried    map[uint64]retried   // stream seq -> the local Retry of its last delivery (see retriedHere)
 	early      map[uint64]int       // stream seq -> deliveries given back before NotBefore
 	hasEarly   atomic.Bool          // early is not empty
 	taken      int                  // messages Lease took since rateAt
@@ -105,7 +105,7 @@ func (b *Backend) queue(name string) (*queueState, error) {
 	q := &queueState{
 		queueNames: qn,
 		nakDelayed: make(map[uint64]time.Time),
-		retried:    make(map[uint64]time.Time),
+		retried:    make(map[uint64]retried),
 		early:      make(map[uint64]int),
 		avail:      make(chan struct{}, 1),
 		room:       make(chan struct{}, 1),

@@ -15,17 +15,18 @@ import (
 // receipt is the private settlement handle of one delivery. The delivery
 // and its task live in it (one allocation for all three).
 type receipt struct {
-	b       *Backend
-	q       *queueState
-	msg     jetstream.Msg
-	d       *queue.Delivery // &del
-	del     queue.Delivery
-	task    task.Task // del.Task
-	seq     uint64
-	attempt int
-	early   int  // deliveries before NotBefore, not attempts (queueState.earlyOf)
-	keyed   bool // its key is remembered once it finished (decodeTask)
-	ackWait time.Duration
+	b         *Backend
+	q         *queueState
+	msg       jetstream.Msg
+	d         *queue.Delivery // &del
+	del       queue.Delivery
+	task      task.Task // del.Task
+	seq       uint64
+	delivered uint64 // the server's delivery count of this delivery
+	attempt   int
+	early     int  // deliveries before NotBefore, not attempts (queueState.earlyOf)
+	keyed     bool // its key is remembered once it finished (decodeTask)
+	ackWait   time.Duration
 
 	mu       sync.Mutex
 	settled  bool

@@ -130,13 +130,22 @@ func (b *Backend) lastDead(ctx context.Context, subject string) (*jetstream.RawS
 // than that (a backlog, or another process took it) is looked up.
 const retriedKeep = 10 * time.Minute
 
-// retriedHere reports, and forgets, whether this process's Retry of the
-// message seq was the last settlement of its previous delivery (see
-// deadLetteredBefore). Only deliveries after the first ask.
-func (q *queueState) retriedHere(seq uint64) bool {
+// retried is a local Retry of a message: when it is due, and the
+// server's delivery count of the delivery it settled.
+type retried struct {
+	due       time.Time
+	delivered uint64
+}
+
+// retriedHere reports, and forgets, whether this process's Retry settled
+// the delivery just before this one (delivered, the server's count) of
+// the message seq (see deadLetteredBefore); a delivery in between, made
+// to another process, may have dead-lettered it. Only deliveries after
+// the first ask.
+func (q *queueState) retriedHere(seq, delivered uint64) bool {
 	q.pmu.Lock()
-	_, ok := q.retried[seq]
+	e, ok := q.retried[seq]
 	delete(q.retried, seq)
 	q.pmu.Unlock()
-	return ok
+	return ok && e.delivered+1 == delivered
 }

@@ -80,4 +80,12 @@ func TestDeliveryAfterALocalRetryIsNotLookedUp(t *testing.T) {
 	require.Equal(t, 3, ds[0].Task.Attempt)
 	require.Equal(t, int64(1), be.copyLookups.Load(), "the delivery after an expired lease")
 	require.NoError(t, be.Ack(ctx, ds[0]))
+
+	// A local Retry of delivery 1 does not vouch for delivery 3: delivery
+	// 2 went to another process, which may have dead-lettered it.
+	q.pmu.Lock()
+	q.retried[42] = retried{due: time.Now(), delivered: 1}
+	q.pmu.Unlock()
+	require.False(t, q.retriedHere(42, 3))
+	require.False(t, q.retriedHere(42, 2), "forgotten once asked")
 }

@@ -164,7 +164,7 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 	if delay <= 0 {
 		due = time.Now()
 	}
-	r.q.retried[r.seq] = due
+	r.q.retried[r.seq] = retried{due: due, delivered: r.delivered}
 	r.q.pmu.Unlock()
 	r.finish()
 	return nil
