@@ -10,7 +10,6 @@ import (
 
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream"
-	"github.com/plba/plba/platform/queue/jetstream/embedded"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -28,20 +27,8 @@ func TestExhaustedTaskRetriedPastTheWindowIsDeadLetteredOnce(t *testing.T) {
 	const window = time.Second
 	cfg := jetstream.Config{MaxDeliver: 1, AckWait: 500 * time.Millisecond, DuplicateWindow: window,
 		PublishTimeout: 500 * time.Millisecond}
-	t.Run("embedded", func(t *testing.T) {
-		t.Parallel()
-		c := cfg
-		c.Mode, c.Embedded = jetstream.ModeEmbedded, embedded.Config{StoreDir: t.TempDir()}
-		exhaustedPastTheWindow(t, c, window)
-	})
-	t.Run("external", func(t *testing.T) {
-		url := externalURL(t)
-		t.Parallel()
-		prefix := uniquePrefix(t)
-		t.Cleanup(func() { deleteStreams(t, url, prefix) })
-		c := cfg
-		c.URL, c.StreamPrefix = url, prefix
-		exhaustedPastTheWindow(t, c, window)
+	onEachServer(t, cfg, func(t *testing.T, config func(t *testing.T) jetstream.Config) {
+		exhaustedPastTheWindow(t, config(t), window)
 	})
 }
 

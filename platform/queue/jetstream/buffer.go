@@ -102,7 +102,7 @@ func (b *Backend) stopConsumers(ctx context.Context) {
 	b.wmu.Unlock()
 	b.stopPull()
 	b.wg.Wait()
-	gctx, stop := b.giveBackContext(ctx)
+	gctx, stop := b.serverContext(ctx)
 	defer stop()
 	for _, q := range b.knownQueues() {
 		q.pmu.Lock()
@@ -116,12 +116,14 @@ func (b *Backend) stopConsumers(ctx context.Context) {
 // maxParallelGiveBacks bounds the releases giveBack runs at a time.
 const maxParallelGiveBacks = 16
 
-// giveBackContext bounds the give-backs of one Close (or of one Lease
-// that took messages after Close began), all queues together: they need
-// the server, so they end with ctx, after Config.PublishTimeout, or as
-// soon as the connection is lost (an outage would otherwise hold Close
-// for all of ctx, a host's whole stop timeout).
-func (b *Backend) giveBackContext(ctx context.Context) (context.Context, func()) {
+// serverContext bounds calls that need the server and must not wait out
+// an outage: they end with ctx, after Config.PublishTimeout, or as soon as
+// the connection is lost. It bounds the give-backs of one Close (or of one
+// Lease that took messages after Close began), all queues together (an
+// outage would otherwise hold Close for all of ctx, a host's whole stop
+// timeout), and the dead-letter copies and lookups made inside Lease
+// (poison, deadLetteredBefore).
+func (b *Backend) serverContext(ctx context.Context) (context.Context, func()) {
 	tctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	gctx, stop := b.whileConnected(tctx)
 	return gctx, func() { stop(); cancel() }
@@ -136,7 +138,7 @@ func (b *Backend) giveBackContext(ctx context.Context) (context.Context, func())
 // cannot be stored). Messages whose wait in the buffer outlived their
 // AckWait are left to the server, which redelivers them.
 //
-// What is not given back when ctx ends (see giveBackContext) is left to
+// What is not given back when ctx ends (see serverContext) is left to
 // the server as it is, delivered again after its AckWait (the delivery
 // then counts), and is not waited for as in flight.
 func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {

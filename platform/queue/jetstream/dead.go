@@ -246,9 +246,7 @@ func (b *Backend) poison(ctx context.Context, q *queueState, m jetstream.Msg, md
 			t.SetHeader(k, vs[0])
 		}
 	}
-	tctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
-	defer cancel()
-	pctx, stop := b.whileConnected(tctx)
+	pctx, stop := b.serverContext(ctx)
 	defer stop()
 	stored, err := b.publishDead(pctx, q, t, false, md.Sequence.Stream, int(md.NumDelivered), cause.Error())
 	if err != nil {

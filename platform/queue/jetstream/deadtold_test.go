@@ -11,7 +11,6 @@ import (
 
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream"
-	"github.com/plba/plba/platform/queue/jetstream/embedded"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -30,25 +29,7 @@ import (
 func TestToldDeadLetterIsTheStoredOne(t *testing.T) {
 	t.Parallel()
 	cfg := jetstream.Config{AckWait: 500 * time.Millisecond}
-	t.Run("embedded", func(t *testing.T) {
-		t.Parallel()
-		toldIsStored(t, func(t *testing.T) jetstream.Config {
-			c := cfg
-			c.Mode, c.Embedded = jetstream.ModeEmbedded, embedded.Config{StoreDir: t.TempDir()}
-			return c
-		})
-	})
-	t.Run("external", func(t *testing.T) {
-		url := externalURL(t)
-		t.Parallel()
-		toldIsStored(t, func(t *testing.T) jetstream.Config {
-			prefix := uniquePrefix(t)
-			t.Cleanup(func() { deleteStreams(t, url, prefix) })
-			c := cfg
-			c.URL, c.StreamPrefix = url, prefix
-			return c
-		})
-	})
+	onEachServer(t, cfg, toldIsStored)
 }
 
 func toldIsStored(t *testing.T, config func(t *testing.T) jetstream.Config) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
 	"github.com/plba/plba/platform/queue/queuetest"
 )
 
@@ -26,6 +27,33 @@ func externalURL(t testing.TB) string {
 		t.Skip("PLBA_TEST_NATS_URL not set")
 	}
 	return u
+}
+
+// onEachServer runs test as the parallel subtests "embedded" (a server in
+// the process, its store in a temporary directory) and "external"
+// (PLBA_TEST_NATS_URL's, skipped when unset). config completes cfg for
+// the subtest's server: on the external one under a stream prefix of its
+// own, whose streams are deleted when the test ends.
+func onEachServer(t *testing.T, cfg jetstream.Config, test func(t *testing.T, config func(t *testing.T) jetstream.Config)) {
+	t.Run("embedded", func(t *testing.T) {
+		t.Parallel()
+		test(t, func(t *testing.T) jetstream.Config {
+			c := cfg
+			c.Mode, c.Embedded = jetstream.ModeEmbedded, embedded.Config{StoreDir: t.TempDir()}
+			return c
+		})
+	})
+	t.Run("external", func(t *testing.T) {
+		url := externalURL(t)
+		t.Parallel()
+		test(t, func(t *testing.T) jetstream.Config {
+			prefix := uniquePrefix(t)
+			t.Cleanup(func() { deleteStreams(t, url, prefix) })
+			c := cfg
+			c.URL, c.StreamPrefix = url, prefix
+			return c
+		})
+	})
 }
 
 // uniquePrefix returns a stream prefix no other run uses.

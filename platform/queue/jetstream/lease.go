@@ -52,7 +52,7 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 			// Taken from the buffer after Close began: given back like the
 			// rest of the buffer (within the publish timeout), even when
 			// this Lease's ctx ends.
-			gctx, stop := b.giveBackContext(context.WithoutCancel(ctx))
+			gctx, stop := b.serverContext(context.WithoutCancel(ctx))
 			b.giveBack(gctx, q, ins)
 			stop()
 			return nil, queue.ErrClosed

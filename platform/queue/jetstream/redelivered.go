@@ -43,9 +43,7 @@ import (
 // message whose copy failed). The lookup runs within ctx (the Lease's),
 // at most Config.PublishTimeout and while connected.
 func (b *Backend) deadLetteredBefore(ctx context.Context, q *queueState, m jetstream.Msg, md *jetstream.MsgMetadata, t *task.Task, keyed bool) bool {
-	tctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
-	defer cancel()
-	lctx, stop := b.whileConnected(tctx)
+	lctx, stop := b.serverContext(ctx)
 	defer stop()
 	prev, err := b.redeliveredCopy(lctx, q, md, t.ID)
 	if err != nil {
