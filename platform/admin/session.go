@@ -22,8 +22,9 @@ const CSRFHeader = "X-CSRF-Token"
 // the web UI's action forms have it.
 const CSRFField = "csrf"
 
-// maxFormBody bounds the form read for its CSRFField.
-const maxFormBody = 256 << 10
+// MaxFormBody bounds a form the admin server or its web UI reads (for its
+// CSRFField, or an action's fields).
+const MaxFormBody = 256 << 10
 
 // formPost reports whether r is a form as a browser posts it.
 func formPost(r *http.Request) bool {
@@ -33,13 +34,13 @@ func formPost(r *http.Request) bool {
 
 // csrfOf returns the CSRF token r carries: its CSRFHeader, or else, for
 // a form (formPost), its field CSRFField. Reading the field parses the
-// form (at most maxFormBody), which the handler then finds parsed.
+// form (at most MaxFormBody), which the handler then finds parsed.
 func csrfOf(r *http.Request) string {
 	if v := r.Header.Get(CSRFHeader); v != "" || !formPost(r) {
 		return v
 	}
 	if r.PostForm == nil {
-		r.Body = http.MaxBytesReader(nil, r.Body, maxFormBody)
+		r.Body = http.MaxBytesReader(nil, r.Body, MaxFormBody)
 		if err := r.ParseForm(); err != nil {
 			return ""
 		}

@@ -153,11 +153,8 @@ func stuck(comp *lifecycle.Registry) string {
 			names = append(names, s.Name)
 		}
 	}
-	if len(names) == 0 {
-		return ""
-	}
 	slices.Sort(names)
-	return " (waiting for " + strings.Join(names, ", ") + ")"
+	return waitingFor(names)
 }
 
 // stopping names the components that the stop was waiting for: those
@@ -167,7 +164,12 @@ func stopping(comp *lifecycle.Registry) string {
 	if comp == nil {
 		return ""
 	}
-	names := comp.StopsUnderway()
+	return waitingFor(comp.StopsUnderway())
+}
+
+// waitingFor is the note a start or stop timeout adds for names: empty
+// when there are none.
+func waitingFor(names []string) string {
 	if len(names) == 0 {
 		return ""
 	}

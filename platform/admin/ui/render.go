@@ -142,9 +142,6 @@ type view struct {
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, s *session) error
 
-// maxForm bounds a form the UI reads.
-const maxForm = 256 << 10
-
 // page wraps a page or action: security headers, the form (actions),
 // who the caller is (GET SessionPath on the API with the caller's
 // credentials; without any, a page sends the browser to the sign-in), and
@@ -155,7 +152,7 @@ func (u *UI) page(f handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secure(w)
 		if r.Method == http.MethodPost {
-			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+			r.Body = http.MaxBytesReader(w, r.Body, admin.MaxFormBody)
 			if err := r.ParseForm(); err != nil {
 				u.fail(w, r, nil, &APIError{Code: http.StatusBadRequest, Msg: "form: " + err.Error()})
 				return

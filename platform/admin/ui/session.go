@@ -51,7 +51,7 @@ func (u *UI) signInForm(w http.ResponseWriter, r *http.Request, code int, name, 
 // audits) and hands its session cookie to the browser.
 func (u *UI) signIn(w http.ResponseWriter, r *http.Request) error {
 	admin.AuditedElsewhere(r)
-	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	r.Body = http.MaxBytesReader(w, r.Body, admin.MaxFormBody)
 	if err := r.ParseForm(); err != nil {
 		return &APIError{Code: http.StatusBadRequest, Msg: "form: " + err.Error()}
 	}
@@ -97,7 +97,7 @@ func (u *UI) signIn(w http.ResponseWriter, r *http.Request) error {
 // the sign-in.
 func (u *UI) signOut(w http.ResponseWriter, r *http.Request) error {
 	admin.AuditedElsewhere(r)
-	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	r.Body = http.MaxBytesReader(w, r.Body, admin.MaxFormBody)
 	if err := r.ParseForm(); err != nil {
 		return &APIError{Code: http.StatusBadRequest, Msg: "form: " + err.Error()}
 	}
