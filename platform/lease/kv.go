@@ -133,7 +133,7 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 
 // createBucket creates the leases' bucket, or binds to it when it exists.
 func createBucket(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (jetstream.KeyValue, error) {
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+	return createOrBind(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "plba leases: one holder per key",
 		History:     1,
@@ -141,6 +141,12 @@ func createBucket(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (je
 		Replicas:    cfg.Replicas,
 		Storage:     jetstream.FileStorage,
 	})
+}
+
+// createOrBind creates the bucket cfg describes, or binds to it when it
+// exists (as another host created it, perhaps with other settings).
+func createOrBind(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, cfg)
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		return js.KeyValue(ctx, cfg.Bucket)
 	}

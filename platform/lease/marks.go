@@ -55,11 +55,7 @@ func OpenMarks(ctx context.Context, js jetstream.JetStream, bucket string, repli
 
 // createBucket creates the marks' bucket, or binds to it when it exists.
 func (m *Marks) createBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := m.js.CreateKeyValue(ctx, m.cfg)
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		return m.js.KeyValue(ctx, m.cfg.Bucket)
-	}
-	return kv, err
+	return createOrBind(ctx, m.js, m.cfg)
 }
 
 // restored sets the bucket up again when err says it may be gone
