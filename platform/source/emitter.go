@@ -42,7 +42,6 @@ func NewEmitter(src Source, enq task.Enqueuer) Emitter {
 	if cp, ok := src.(Completer); ok {
 		comps := &Completions{}
 		_ = comps.Add(e.name, cp) // a named source and a non-nil completer: cannot fail
-		e.completes = true
 		e.own = func(ctx context.Context, t *task.Task, o task.Outcome, reason string) error {
 			return comps.CompleteWithin(ctx, nil, DefaultCompleteTimeout, t, o, reason)
 		}
@@ -52,14 +51,13 @@ func NewEmitter(src Source, enq task.Enqueuer) Emitter {
 }
 
 type emitter struct {
-	name      string
-	completes bool
-	own       CompleteFunc // the emitter's own completion; nil unless completes
-	complete  CompleteFunc // own, or the supervisor's (SetCompleter)
-	enq       task.Enqueuer
-	emitted   atomic.Int64
-	obs       Observer // nil: none
-	gate      gate     // closed while the supervisor has the source paused
+	name     string
+	own      CompleteFunc // the emitter's own completion; nil: its source is no Completer
+	complete CompleteFunc // own, or the supervisor's (SetCompleter); nil with own
+	enq      task.Enqueuer
+	emitted  atomic.Int64
+	obs      Observer // nil: none
+	gate     gate     // closed while the supervisor has the source paused
 }
 
 // Emit waits while the source is paused (Supervisor.Pause), then stamps
@@ -68,7 +66,7 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	if err := e.gate.wait(ctx); err != nil {
 		return err
 	}
-	if e.completes {
+	if e.complete != nil {
 		for _, t := range tasks {
 			if t != nil {
 				task.Unmark(t)
@@ -83,7 +81,7 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 			e.obs.Emitted(ctx, e.name, len(tasks))
 		}
 	}
-	if !e.completes {
+	if e.complete == nil {
 		return err
 	}
 	var errs []error

@@ -162,7 +162,7 @@ func (s *Supervisor) SetObserver(o Observer) {
 // queue, under the pool's guard.
 func (s *Supervisor) SetCompleter(f CompleteFunc) {
 	for _, r := range s.runs {
-		if !r.emit.completes {
+		if r.emit.own == nil {
 			continue
 		}
 		if f == nil {
