@@ -391,7 +391,7 @@ func TestSecondSignalForcesExit(t *testing.T) {
 	require.Eventually(t, func() bool { c, _ := httpGet(t, "http://"+addr+"/readyz"); return c == 200 }, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	time.Sleep(200 * time.Millisecond)
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT), "the host ended before the second signal:\n%s", p.output())
 	require.Equal(t, 1, p.wait(t, 5*time.Second))
 	require.Contains(t, p.output(), "second signal")
 }
