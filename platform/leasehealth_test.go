@@ -14,6 +14,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	"github.com/plba/plba/internal/natstest"
 	"github.com/plba/plba/platform"
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/source"
@@ -29,6 +30,7 @@ func TestUnobtainableLeaseMakesTheHostNotReady(t *testing.T) {
 	t.Parallel()
 	url := natsURL(t)
 	id := fmt.Sprintf("T%d", time.Now().UnixNano())
+	natstest.DeleteStreamsAtCleanup(t, url, id)
 	bucket := "leases_" + id
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)

@@ -96,6 +96,7 @@ func TestExclusiveSourcesAndSchedulesOnceAcrossHosts(t *testing.T) {
 	t.Parallel()
 	url := natsURL(t)
 	id := fmt.Sprintf("T%d", time.Now().UnixNano())
+	natstest.DeleteStreamsAtCleanup(t, url, id)
 	seen := &running{now: map[string]bool{}}
 	var (
 		mu    sync.Mutex

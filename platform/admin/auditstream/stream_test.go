@@ -43,6 +43,7 @@ func backend(t *testing.T, dir string, external bool) *jetstream.Backend {
 			t.Skip("PLBA_TEST_NATS_URL not set (e.g. nats://127.0.0.1:4222)")
 		}
 		cfg = jetstream.Config{URLs: []string{u}, StreamPrefix: fmt.Sprintf("T%d", time.Now().UnixNano())}
+		natstest.DeleteStreamsAtCleanup(t, u, cfg.StreamPrefix)
 	}
 	b, err := jetstream.Open(context.Background(), jetstream.Params{Config: cfg})
 	require.NoError(t, err)
