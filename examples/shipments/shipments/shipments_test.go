@@ -133,11 +133,15 @@ func TestWebhookDeduplicatesByShipment(t *testing.T) {
 	svc := newNotifyService(t)
 	// No feedback delay: the clock would jump three days, past the window.
 	k, url := start(t, svc, plbatest.Set("queue.memory.dedup_window=1h", "shipments.feedback_after=0s"))
-	code, _ := post(t, url, event)
+	first := time.Now()
+	code, _ := postSigned(t, url, event, shipments.Sign(secret, first, []byte(event)))
 	require.Equal(t, http.StatusAccepted, code)
 	k.RunUntilIdle()
-	// The warehouse posts the event again, signed anew.
-	code, _ = postSigned(t, url, event, shipments.Sign(secret, time.Now().Add(-time.Second), []byte(event)))
+	// The warehouse posts the event again, signed anew: a timestamp one
+	// second earlier than the first, so never the same signature (the
+	// timestamp has whole seconds; "now minus a second" fell in the
+	// first's second when the first post was sent late in one).
+	code, _ = postSigned(t, url, event, shipments.Sign(secret, first.Add(-time.Second), []byte(event)))
 	require.Equal(t, http.StatusAccepted, code, "a duplicate is accepted, and dropped")
 	k.RunUntilIdle()
 	require.Len(t, k.Succeeded(shipments.Notice.Name()), 1)
