@@ -5,7 +5,8 @@
 //     never driven by an external dependency, so a mail server outage does
 //     not get the pod restarted.
 //   - GET /readyz: every readiness-gating check passes, every component is
-//     running, and the host is not shutting down.
+//     running, and the host is neither starting (its start has not
+//     returned, SetStarting) nor shutting down.
 //   - GET /healthz: JSON detail of every check and component (Report),
 //     with status 503 when the host is not live or not ready.
 //

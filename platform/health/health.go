@@ -79,6 +79,7 @@ type Registry struct {
 	// hanging check holds one goroutine, not one more per interval.
 	running   map[string]*atomic.Bool
 	shutting  atomic.Bool
+	starting  atomic.Bool
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc
 	startOnce sync.Once
@@ -155,6 +156,13 @@ func (r *Registry) RunAll(ctx context.Context) {
 
 // SetShuttingDown turns readiness off for good: the host is stopping.
 func (r *Registry) SetShuttingDown() { r.shutting.Store(true) }
+
+// SetStarting holds readiness off while on is true: the host is starting,
+// and its start has not returned yet. Every component can be running and
+// every check healthy before the last start hook has returned; a host
+// that read ready then would be sent work, and a stop, while its start
+// could still fail or be abandoned.
+func (r *Registry) SetStarting(on bool) { r.starting.Store(on) }
 
 // Retry pace of a failing check. While the host starts (the first
 // startupWindow after Start) a failing check runs again every retryInitial,
@@ -283,13 +291,13 @@ func liveness(s lifecycle.Status, failed bool) (bool, string) {
 	return true, "ok"
 }
 
-// Ready reports whether the host should receive work: not shutting down,
-// every component that gates readiness running (an External component
+// Ready reports whether the host should receive work: neither starting
+// (SetStarting) nor shutting down, every component that gates readiness running (an External component
 // gates it only when it was registered so: a source, when configured)
 // and every gating check healthy.
 func (r *Registry) Ready() (bool, string) {
-	if r.shutting.Load() {
-		return false, "shutting down"
+	if ok, why := r.held(); !ok {
+		return false, why
 	}
 	if r.components != nil {
 		if ok, why := readiness(r.components.ReadyRunning()); !ok {
@@ -299,6 +307,18 @@ func (r *Registry) Ready() (bool, string) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.checksReadyLocked()
+}
+
+// held reports readiness off while the host starts or stops, whatever
+// its components and checks say.
+func (r *Registry) held() (bool, string) {
+	if r.shutting.Load() {
+		return false, "shutting down"
+	}
+	if r.starting.Load() {
+		return false, "starting"
+	}
+	return true, ""
 }
 
 // readiness words lifecycle's ReadyRunning answer.

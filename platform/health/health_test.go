@@ -157,6 +157,26 @@ func TestShuttingDownTurnsReadinessOff(t *testing.T) {
 	require.Equal(t, 200, code)
 }
 
+// While the host's start has not returned, it is not ready, on /readyz
+// and in /healthz's report alike, even with every check passing; live.
+func TestStartingHoldsReadinessOff(t *testing.T) {
+	t.Parallel()
+	r, h := newServer(t, nil, Check{Name: "a", Func: ok, Gating: true})
+	r.SetStarting(true)
+	code, body := get(t, h, "/readyz")
+	require.Equal(t, 503, code)
+	require.Contains(t, body, "starting")
+	rep := r.Report()
+	require.False(t, rep.Ready)
+	require.Equal(t, "starting", rep.Reason)
+	code, _ = get(t, h, "/livez")
+	require.Equal(t, 200, code)
+	r.SetStarting(false)
+	code, _ = get(t, h, "/readyz")
+	require.Equal(t, 200, code)
+	require.True(t, r.Report().Ready)
+}
+
 func TestHealthzJSON(t *testing.T) {
 	t.Parallel()
 	comps := lifecycle.NewRegistry(nil, nil)

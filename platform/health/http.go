@@ -28,8 +28,8 @@ func (r *Registry) Report() Report {
 		comps = r.components.Snapshot()
 	}
 	live, why := liveness(lifecycle.LiveFailureIn(comps))
-	ready, rwhy := false, "shutting down"
-	if !r.shutting.Load() {
+	ready, rwhy := r.held()
+	if ready {
 		ready, rwhy = readiness(lifecycle.ReadyRunningIn(comps))
 	}
 	r.mu.RLock()

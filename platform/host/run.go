@@ -37,6 +37,9 @@ func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) i
 		return o.startError(stderr, err)
 	}
 	lc := c.lifecycle
+	// Not ready until the start has returned: the last start hooks may
+	// still run after every component is up.
+	hr.SetStarting(true)
 
 	// Listen for SIGINT and SIGTERM (and a fatal component's shutdown)
 	// before starting: a signal that arrives while the host starts must
@@ -61,6 +64,8 @@ func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) i
 		}
 		return o.startError(stderr, fmt.Errorf("start failed: %w", err))
 	}
+
+	hr.SetStarting(false)
 
 	// A component failing with the stop policy arrives here too, with exit
 	// status 1.
