@@ -50,6 +50,13 @@ type Delivery struct {
 	LeaseUntil time.Time
 	// Receipt is the backend's handle for settling this delivery.
 	Receipt any
+	// Last is set by the consumer (the worker pool) before it settles a
+	// delivery it ran as its task's last attempt. A backend that
+	// remembers finished tasks by their keys (JetStream) then records
+	// this one's success even when its key was generated: were the ack
+	// lost (a process or server killed), the task would come back past
+	// its last attempt and be dead-lettered although it succeeded.
+	Last bool
 }
 
 // Stats are the counts of one queue at one moment.

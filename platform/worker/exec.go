@@ -51,6 +51,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 		s.octx = octx
 	} else {
 		// recover → timeout → observer → handler
+		d.Last = t.Attempt >= rt.maxAttemptsFor(p.cfg.MaxAttempts)
 		timeout := rt.timeoutFor(p.cfg.TaskTimeout)
 		deadline := deadlineAfter(start, timeout)
 		// A handler that ignores its cancellation keeps its worker, not

@@ -273,8 +273,13 @@
 // after its first, and for the first of one stored before the owned
 // embedded server started: killed with its process, the server before it
 // may have forgotten the deliveries), so the task does not run again after it finished nor
-// end in a second outcome. A task whose key Prepare generated has no
-// marker and runs again (at least once). A copy emitted in the very
+// end in a second outcome. A task whose key Prepare generated has a
+// marker only for a success on its last attempt (queue.Delivery.Last,
+// set by the pool): without it, a lost ack would bring the task back
+// past that attempt, to be dead-lettered although it succeeded. Its
+// deliveries after the first, unless this process's own Retry settled
+// the one before, look the marker up; before its last attempt it has
+// none, and a lost ack runs it again (at least once). A copy emitted in the very
 // moment its first task finishes, more than a window after that one was
 // enqueued, can be accepted.
 //

@@ -107,8 +107,13 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	}
 	// Delivered before (or stored before the owned embedded server
 	// started, which may have forgotten the deliveries its killed
-	// predecessor made): the task may have finished already.
-	if keyed && (delivered > 1 || md.Timestamp.Before(b.srvSince)) {
+	// predecessor made): the task may have finished already. A task with
+	// a generated key has a marker only when it succeeded on its last
+	// attempt (Ack), so only a delivery after one this process did not
+	// retry itself can find one.
+	retriedHere := delivered > 1 && q.retriedHere(seq, delivered) // asked once: it forgets
+	if keyed && (delivered > 1 || md.Timestamp.Before(b.srvSince)) ||
+		!keyed && delivered > 1 && !retriedHere {
 		if o, ok := b.finishedBefore(ctx, q, t.Key, md.Timestamp); ok {
 			// A dead letter is finished as the one stored, its watcher
 			// told (redelivered.go); a success, or a dead letter whose
@@ -121,7 +126,7 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		}
 	}
 	early := q.earlyOf(seq) // kept until the message is settled for good (see earlyOf)
-	if delivered > 1 && !q.retriedHere(seq, delivered) && b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
+	if delivered > 1 && !retriedHere && b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
 		return nil
 	}
 	if delivered == 1 {

@@ -21,7 +21,10 @@ import (
 // task unacked: it is delivered again after AckWait, as a lost ack would
 // be. A record no stream answered (the server lost the stream) is stored
 // once more after the stream is set up again, and the ack follows
-// (restore.go).
+// (restore.go). A task whose key Prepare generated is recorded only on
+// its last attempt (queue.Delivery.Last): a lost ack would otherwise
+// bring it back past that attempt, to be dead-lettered although it
+// succeeded; before, its retries are left to run.
 func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -32,7 +35,7 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
-	if !r.keyed {
+	if !r.keyed && !d.Last {
 		// A generated key is not remembered (done.go): the ack alone.
 		if err := b.ack(ctx, r); err != nil {
 			return fmt.Errorf("jetstream: ack task %s: %w", d.Task.ID, err)
