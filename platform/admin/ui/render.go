@@ -216,7 +216,7 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, s *session, err error)
 		// An action refused before it called the API: audited here (when
 		// it called the API, the API route's entry stands and this one is
 		// dropped, see do).
-		admin.Audit(r, admin.AuditEntry{Action: r.Pattern, Target: r.URL.Path, Error: msg})
+		admin.Audit(r, admin.AuditEntry{Action: r.Pattern, Target: r.URL.EscapedPath(), Error: msg})
 	}
 	if htmx(r) || s == nil {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
