@@ -358,7 +358,15 @@ func TestCrashWhileDeadLetteringNeverAlsoSucceeds(t *testing.T) {
 			require.LessOrEqual(t, x.attempt, maxAttempts, "task %s ran past its last attempt: %+v", id, rs)
 			fails++
 		}
-		require.NotZero(t, fails, "task %s dead-lettered without a run", id)
+		if fails == 0 {
+			// Each of its attempts was cut by a kill before the handler
+			// recorded it (mid-work, or the delivery still in the
+			// prefetch buffer): only the delivery past its last attempt
+			// may dead-letter it without a run (seen once in a loaded CI
+			// run, with an AckWait of 3s bringing cut deliveries back
+			// into the next kill).
+			require.Contains(t, dead[id][0].Reason, "delivered again after its last attempt", "task %s dead-lettered without a run: %+v", id, dead[id])
+		}
 	}
 	require.Len(t, dead, n, "no unknown dead letters")
 	require.Zero(t, st.Ready+st.Delayed+st.InFlight, "nothing left queued: %+v", st)
