@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,6 +29,7 @@ type Store struct {
 	subject  string
 	origin   string // this store's own part of every message id
 	log      *zap.Logger
+	started  atomic.Bool // Start created or found the stream
 }
 
 var _ admin.AuditStore = (*Store)(nil)
@@ -71,7 +73,35 @@ func (s *Store) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("auditstream: create stream %q: %w", s.cfg.Stream, err)
 	}
+	s.started.Store(true)
 	return nil
+}
+
+// notFoundGrace is how long stream retries a "stream not found" once
+// Start created or found the stream: on a cluster, a server answers so
+// for a moment after the stream was created, until the stream's
+// assignment reached it (seen with three hosts starting at once).
+const notFoundGrace = 10 * time.Second
+
+// stream looks the stream up (one request, whose answer carries its
+// state: CachedInfo), retrying what jsapi.Retry retries and, after
+// Start, "not found" for up to notFoundGrace.
+func (s *Store) stream(ctx context.Context) (jetstream.Stream, error) {
+	js := s.js()
+	until := time.Now().Add(notFoundGrace)
+	for {
+		st, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, s.cfg.Stream) })
+		if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) || !s.started.Load() || time.Now().After(until) {
+			return st, err
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
 }
 
 // Append publishes e and waits for the stream's acknowledgement. Its
@@ -98,16 +128,15 @@ const fetchWait = 2 * time.Second
 // that does not decode is skipped; when any was, one warning counts them
 // (the history has holes).
 func (s *Store) Recent(ctx context.Context, n int) ([]admin.AuditEntry, error) {
-	js := s.js()
-	st, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, s.cfg.Stream) })
+	st, err := s.stream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("auditstream: stream %q: %w", s.cfg.Stream, err)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("auditstream: stream %q: info: %w", s.cfg.Stream, err)
-	}
-	state := info.State
+	// The state the lookup returned: asking again is one more request
+	// that a cluster answers from the stream's leader only, and one made
+	// while that leader is being elected (a stream just created, or a
+	// node lost) gets no answer and waited out the whole start.
+	state := st.CachedInfo().State
 	if state.Msgs == 0 || n <= 0 {
 		return nil, nil
 	}
