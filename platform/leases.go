@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/fx"
 
+	"github.com/plba/plba/internal/sleep"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/lease"
 	"github.com/plba/plba/platform/queue"
@@ -173,12 +174,8 @@ func (l *lazyLease) Acquire(ctx context.Context) (lease.Hold, error) {
 		if retry == nil {
 			retry = openRetry(l.k.cfg.TTL)
 		}
-		t := time.NewTimer(retry.NextBackOff())
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := sleep.Ctx(ctx, retry.NextBackOff()); err != nil {
+			return nil, err
 		}
 	}
 }

@@ -3,6 +3,8 @@
 package jsapi
 
 import (
+	"github.com/plba/plba/internal/sleep"
+
 	"context"
 	"errors"
 	"strings"
@@ -42,12 +44,8 @@ func Retry[T any](ctx context.Context, op func(context.Context) (T, error)) (T, 
 		if errors.Is(err, context.DeadlineExceeded) {
 			bound = min(2*bound, MaxAttempt)
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep.For(ctx.Done(), delay) {
 			return v, err
-		case <-t.C:
 		}
 		delay = min(2*delay, time.Second)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/internal/sleep"
 	"github.com/plba/plba/platform/source"
 )
 
@@ -219,12 +220,8 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 		s.st.Reconnects++
 		s.mu.Unlock()
 		s.log.Warn("imap connection lost, reconnecting", zap.Error(err), zap.Duration("in", delay))
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep.For(ctx.Done(), delay) {
 			return nil
-		case <-t.C:
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/plba/plba/internal/jsapi"
+	"github.com/plba/plba/internal/sleep"
 )
 
 // Defaults of KVConfig.
@@ -267,12 +268,8 @@ func (l *kvLease) Acquire(ctx context.Context) (Hold, error) {
 			return nil, ctx.Err()
 		}
 		l.setErr(err)
-		t := time.NewTimer(every)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := sleep.Ctx(ctx, every); err != nil {
+			return nil, err
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/internal/sleep"
 	"github.com/plba/plba/platform/lifecycle"
 	"github.com/plba/plba/platform/task"
 )
@@ -153,7 +154,7 @@ func (s *Supervisor) loop(ctx context.Context, r *run) {
 				zap.Int("failures_in_window", len(failures)))
 			r.comp.Set(lifecycle.Degraded, err)
 		}
-		if !sleepCtx(ctx, delay) {
+		if !sleep.For(ctx.Done(), delay) {
 			if !failed {
 				r.comp.Set(lifecycle.Stopped, nil)
 			}

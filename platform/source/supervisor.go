@@ -261,15 +261,3 @@ func pruneBefore(ts []time.Time, cutoff time.Time) []time.Time {
 	}
 	return append(ts[:0], ts[i:]...)
 }
-
-// sleepCtx waits d or until ctx ends; it reports whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

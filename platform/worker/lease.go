@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/internal/sleep"
 	"github.com/plba/plba/platform/lifecycle"
 	"github.com/plba/plba/platform/queue"
 )
@@ -104,7 +104,7 @@ func (p *Pool) fetch() {
 			p.setLastError(err)
 			p.log.Warn("lease failed", zap.Error(err), zap.Duration("retry_in", delay))
 			p.comp.Set(lifecycle.Degraded, fmt.Errorf("lease: %w", err))
-			if !p.sleep(delay) {
+			if !sleep.For(p.stop.ch, delay) {
 				return
 			}
 			continue
@@ -146,18 +146,6 @@ func (p *Pool) handOver(ds []*queue.Delivery) {
 		// Paused while this batch was leased or handed over: Pause may
 		// have emptied the buffer before these arrived.
 		p.returnBuffered()
-	}
-}
-
-// sleep waits d unless the pool stops; it reports whether d passed.
-func (p *Pool) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-p.stop.ch:
-		return false
 	}
 }
 

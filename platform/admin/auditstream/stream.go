@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/internal/jsapi"
+	"github.com/plba/plba/internal/sleep"
 	"github.com/plba/plba/platform/admin"
 )
 
@@ -94,12 +95,8 @@ func (s *Store) stream(ctx context.Context) (jetstream.Stream, error) {
 		if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) || !s.started.Load() || time.Now().After(until) {
 			return st, err
 		}
-		t := time.NewTimer(100 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep.For(ctx.Done(), 100*time.Millisecond) {
 			return nil, err
-		case <-t.C:
 		}
 	}
 }

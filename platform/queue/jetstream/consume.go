@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/internal/sleep"
 	"github.com/plba/plba/platform/queue"
 )
 
@@ -67,7 +68,7 @@ func (q *queueState) pull(b *Backend) {
 			cancel()
 			if err != nil {
 				b.log.Warn("jetstream: re-create consumer", zap.String("queue", q.queue), zap.Error(err))
-				if !sleep(b.closing, backoff) {
+				if !sleep.For(b.closing, backoff) {
 					return
 				}
 				backoff = min(2*backoff, 5*time.Second)
@@ -118,7 +119,7 @@ func (q *queueState) pull(b *Backend) {
 		// Back off, also between re-creations: a consumer that is not
 		// answering yet (a cluster electing its leader) must not turn
 		// this into a loop of requests.
-		if !sleep(b.closing, backoff) {
+		if !sleep.For(b.closing, backoff) {
 			return
 		}
 		backoff = min(2*backoff, 5*time.Second)
@@ -171,18 +172,6 @@ func (q *queueState) fetch(ctx context.Context, b *Backend, n int) error {
 		return nil
 	}
 	return err
-}
-
-// sleep waits d or until stop closes; it reports whether d passed.
-func sleep(stop <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-stop:
-		return false
-	}
 }
 
 // repull ends the open Fetch at once, so the puller asks again (the

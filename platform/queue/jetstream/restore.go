@@ -1,6 +1,8 @@
 package jetstream
 
 import (
+	"github.com/plba/plba/internal/sleep"
+
 	"context"
 	"errors"
 	"fmt"
@@ -138,7 +140,7 @@ func (b *Backend) keepStores() {
 		}
 		b.log.Warn("jetstream: set streams up again (tried again later)", zap.Error(err))
 		if b.nc.IsConnected() {
-			if !sleep(b.closing, backoff) {
+			if !sleep.For(b.closing, backoff) {
 				return
 			}
 			backoff = min(2*backoff, 30*time.Second)
