@@ -37,7 +37,12 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		if err != nil {
 			return sessionError{errFromFatal(err)}
 		}
+		// The SELECT is bounded by ctx as every later command is: dial
+		// bounds only the login, and a SELECT the server never answers
+		// would otherwise hold the loop, and Close, forever.
+		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 		sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
+		stop()
 		if err != nil {
 			c.Close()
 			return sessionError{fmt.Errorf("select %q: %w", s.cfg.Mailbox, err)}

@@ -287,3 +287,47 @@ func TestCompletionLostWithTheProcessIsAppliedAfterRestart(t *testing.T) {
 	require.Empty(t, messages(t, srv, "INBOX"))
 	require.Len(t, messages(t, srv, "Processed"), 1)
 }
+
+// A server that logs the completion connection in and then never answers
+// its SELECT does not hold the completion loop forever: the batch's
+// deadline cuts the connection, so Close returns within its drain time
+// and the completion is applied on a fresh connection.
+func TestCompletionSelectLeftUnansweredDoesNotHangClose(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	held := make(chan struct{})
+	var once sync.Once
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		if _, name, _ := command(line); name == "SELECT" && c.N() == 2 { // the completion connection's first
+			once.Do(func() { close(held) })
+			return true // never answered
+		}
+		return false
+	}})
+	appendN(t, srv, 1, 1)
+	src, err := imap.NewSource(testConfig(p.Host(), p.Port()), nil)
+	require.NoError(t, err)
+	em := &fakeEmitter{}
+	_, stop := start(t, src, em)
+	waitEmitted(t, em, 1)
+	stop() // the watching connection is done; the completion opens the second
+	require.NoError(t, src.Complete(context.Background(), em.all()[0], task.Succeeded, ""))
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the completion never selected the mailbox")
+	}
+
+	closed := make(chan error, 1)
+	go func() { closed <- src.Close() }() // owned by the test: waited for below
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		p.Close() // ends the held SELECT, and so Close
+		<-closed
+		t.Fatal("Close still waits for a SELECT the server never answers")
+	}
+	require.Empty(t, messages(t, srv, "INBOX"))
+	require.Len(t, messages(t, srv, "Processed"), 1, "the drain applied the completion on a fresh connection")
+}
