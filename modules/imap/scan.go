@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -293,7 +294,9 @@ func sizeText(n int64) string {
 }
 
 // ensureFolder creates folder unless it exists. known caches what this
-// connection already checked (nil: no cache).
+// connection already checked (nil: no cache). A name LIST shows as
+// \Noselect or \NonExistent (the parent of a subfolder, a folder deleted
+// with children) cannot take mail: it is created too.
 func ensureFolder(c *imapclient.Client, folder string, known map[string]bool) error {
 	if known[folder] {
 		return nil
@@ -302,7 +305,7 @@ func ensureFolder(c *imapclient.Client, folder string, known map[string]bool) er
 	if err != nil {
 		return fmt.Errorf("imap: list %q: %w", folder, err)
 	}
-	if len(list) == 0 {
+	if !selectable(list, folder) {
 		if err := c.Create(folder, nil).Wait(); err != nil {
 			var ie *imap.Error
 			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
@@ -314,4 +317,16 @@ func ensureFolder(c *imapclient.Client, folder string, known map[string]bool) er
 		known[folder] = true
 	}
 	return nil
+}
+
+// selectable reports whether list, LIST's answer for folder, shows folder
+// as a mailbox that can hold mail.
+func selectable(list []*imap.ListData, folder string) bool {
+	for _, l := range list {
+		same := l.Mailbox == folder || strings.EqualFold(l.Mailbox, "INBOX") && strings.EqualFold(folder, "INBOX")
+		if same && !slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) && !slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) {
+			return true
+		}
+	}
+	return false
 }

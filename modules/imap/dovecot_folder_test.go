@@ -1,0 +1,48 @@
+package imap_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/modules/imap/dovecottest"
+	"github.com/plba/plba/modules/imap/imaptest"
+	"github.com/plba/plba/platform/task"
+)
+
+// Processed that exists only as the parent of a subfolder (someone made
+// Processed.2024 for last year's mail first): LIST shows the name, as
+// \Noselect, and a MOVE to it fails with NO [TRYCREATE]. The completion
+// creates the folder and moves the mail, instead of taking the \Noselect
+// name for the folder and retrying the MOVE forever.
+func TestDovecotFolderThatIsOnlyAParentIsCreated(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	c, err := d.Dial()
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Create("Processed.2024", nil).Wait())
+	list, err := c.List("", "Processed", nil).Collect()
+	require.NoError(t, err)
+	require.Len(t, list, 1, "LIST shows the parent's name")
+	require.Contains(t, list[0].Attrs, goimap.MailboxAttrNoSelect)
+
+	require.NoError(t, d.Append("INBOX", imaptest.Message("1@parent-folder", "order", "x")))
+	src := newSource(t, dovecotConfig(d, imap.ModePoll))
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, src.Complete(ctx, em.all()[0], task.Succeeded, ""))
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+	ids, err := d.MessageIDs("Processed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1@parent-folder"}, ids)
+	require.Zero(t, dovecotCount(t, d, "INBOX"))
+	require.Zero(t, src.Status().CompletionFailures)
+}
