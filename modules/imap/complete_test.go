@@ -278,3 +278,37 @@ func sizes(msgs []memserver.Message) []int64 {
 	}
 	return out
 }
+
+// A dead letter re-driven once the cause is fixed (the database is back)
+// succeeds later: its mail, moved to Failed by the dead letter, moves on
+// to Processed, flagged \Seen, instead of staying in Failed while its
+// task succeeded. Another mail of the same Message-ID in Failed stays.
+func TestRedrivenDeadLetterThatSucceedsMovesItsMailOutOfFailed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{Mailboxes: []string{"Failed"}}, nil)
+	other := imaptest.Message("1@example.com", "order 1", "another mail, same Message-ID")
+	_, err := b.srv.Append("Failed", other)
+	require.NoError(t, err)
+	appendN(t, b.srv, 1, 1)
+	b.run(t)
+	waitEmitted(t, b.em, 1)
+	tk := b.em.all()[0]
+
+	complete(t, b.src, tk, task.DeadLettered)
+	require.Empty(t, messages(t, b.srv, "INBOX"))
+	require.Len(t, messages(t, b.srv, "Failed"), 2)
+
+	complete(t, b.src, tk, task.Succeeded) // the re-driven task
+	processed := messages(t, b.srv, "Processed")
+	require.Len(t, processed, 1, "the mail of the task that succeeded is in Processed")
+	require.Equal(t, tk.Payload, processed[0].Raw)
+	require.True(t, processed[0].HasFlag(goimap.FlagSeen))
+	failed := messages(t, b.srv, "Failed")
+	require.Len(t, failed, 1)
+	require.Equal(t, other, failed[0].Raw, "only the same mail moved")
+
+	complete(t, b.src, tk, task.Succeeded) // idempotent
+	require.Len(t, messages(t, b.srv, "Processed"), 1)
+	require.Len(t, messages(t, b.srv, "Failed"), 1)
+	require.Empty(t, messages(t, b.srv, "INBOX"))
+}

@@ -64,8 +64,9 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		order  []action
 		groups = map[action][]imap.UID{}
 		all    []imap.UID
+		reqs   = make([][]imap.UID, len(batch)) // each request's candidates
 	)
-	for _, r := range batch {
+	for i, r := range batch {
 		a := action{seen: r.seen, moveTo: r.moveTo}
 		if _, ok := groups[a]; !ok {
 			order = append(order, a)
@@ -77,23 +78,24 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		}
 		r.settled = dupe{validity: cp.validity, uids: s.dupesOf(r.t.Key, cp.validity)}
 		uids = append(uids, r.settled.uids...)
+		reqs[i] = uids
 		groups[a] = append(groups[a], uids...)
 		all = append(all, uids...)
 	}
-	if len(all) == 0 {
-		return nil
-	}
-	data, err := c.UIDSearch(&imap.SearchCriteria{
-		UID:     []imap.UIDSet{imap.UIDSetNum(all...)},
-		NotFlag: []imap.Flag{imap.FlagDeleted},
-	}, nil).Wait()
-	if err != nil {
-		return fmt.Errorf("uid search: %w", err)
-	}
 	exists := map[imap.UID]bool{}
-	for _, u := range data.AllUIDs() {
-		exists[u] = true
+	if len(all) > 0 {
+		data, err := c.UIDSearch(&imap.SearchCriteria{
+			UID:     []imap.UIDSet{imap.UIDSetNum(all...)},
+			NotFlag: []imap.Flag{imap.FlagDeleted},
+		}, nil).Wait()
+		if err != nil {
+			return fmt.Errorf("uid search: %w", err)
+		}
+		for _, u := range data.AllUIDs() {
+			exists[u] = true
+		}
 	}
+	gone := s.failedAndSucceeded(batch, reqs, exists)
 	for _, a := range order {
 		var uids []imap.UID
 		for _, u := range groups[a] {
@@ -121,7 +123,7 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 			}
 		}
 	}
-	return nil
+	return s.fromFailed(c, gone)
 }
 
 // locate returns the candidate UIDs of the message behind t in the
@@ -139,12 +141,20 @@ func (s *Source) locate(c *imapclient.Client, validity uint32, r *compReq) ([]im
 	if errU == nil && errV == nil && uid != 0 && uint32(v) == validity {
 		return []imap.UID{imap.UID(uid)}, nil
 	}
-	msgID := t.Header(HeaderMessageID)
-	if msgID == "" {
+	if t.Header(HeaderMessageID) == "" {
 		s.log.Warn("completion: UIDVALIDITY changed and the message has no Message-ID: cannot find it",
 			zap.String("key", t.Key), zap.String("uid", t.Header(HeaderUID)))
 		return nil, nil
 	}
+	return s.findByContent(c, r)
+}
+
+// findByContent returns the UIDs, in the selected mailbox, of the
+// messages with exactly r's Message-ID (not empty) and, when the task
+// carried its payload, the same bytes; for a stand-in, see locate.
+func (s *Source) findByContent(c *imapclient.Client, r *compReq) ([]imap.UID, error) {
+	t := r.t
+	msgID := t.Header(HeaderMessageID)
 	data, err := c.UIDSearch(&imap.SearchCriteria{
 		Header:  []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: msgID}},
 		NotFlag: []imap.Flag{imap.FlagDeleted},

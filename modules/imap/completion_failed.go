@@ -1,0 +1,102 @@
+package imap
+
+import (
+	"fmt"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// A task dead-lettered and later re-driven (its cause fixed) can succeed:
+// its mail, which the dead letter's completion moved to OnFailure.MoveTo,
+// then belongs in OnSuccess.MoveTo. The success's completion finds it no
+// longer in the watched mailbox and looks for it in the failed folder,
+// by Message-ID and content, as after a UIDVALIDITY change.
+
+// failedAndSucceeded returns the requests of batch that succeeded, move
+// their mail, and whose message is no longer in the watched mailbox
+// (none of reqs[i], their candidate UIDs, exists): their mail may be in
+// the failed folder. A request without payload or Message-ID cannot be
+// found there.
+func (s *Source) failedAndSucceeded(batch []*compReq, reqs [][]imap.UID, exists map[imap.UID]bool) []*compReq {
+	failed := *s.cfg.OnFailure.MoveTo
+	if failed == "" || failed == s.cfg.Mailbox {
+		return nil
+	}
+	var out []*compReq
+	for i, r := range batch {
+		if r.outcome != task.Succeeded || r.moveTo == "" || r.moveTo == failed || r.size == 0 || r.t.Header(HeaderMessageID) == "" {
+			continue
+		}
+		found := false
+		for _, u := range reqs[i] {
+			found = found || exists[u]
+		}
+		if !found {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// fromFailed selects the failed folder, applies each request's action to
+// its mail found there, and selects the watched mailbox again. On any
+// failure in between the connection is dropped, so that no later command
+// runs on the failed folder by mistake; a server's NO is narrowed down to
+// its request as any other (see processBatch).
+func (s *Source) fromFailed(c *imapclient.Client, reqs []*compReq) error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	cp := &s.comp
+	failed := *s.cfg.OnFailure.MoveTo
+	err := s.applyInFailed(c, failed, reqs)
+	if err == nil {
+		var sel *imap.SelectData
+		if sel, err = c.Select(s.cfg.Mailbox, nil).Wait(); err == nil {
+			cp.validity = sel.UIDValidity
+			return nil
+		}
+		err = fmt.Errorf("select %q again: %w", s.cfg.Mailbox, err)
+	}
+	cp.reset() // the next attempt starts on a fresh connection
+	return err
+}
+
+func (s *Source) applyInFailed(c *imapclient.Client, failed string, reqs []*compReq) error {
+	if _, err := c.Select(failed, nil).Wait(); err != nil {
+		if isNo(err, "", imap.ResponseCodeNonExistent) {
+			return nil // no failed folder: nothing there
+		}
+		return fmt.Errorf("select %q: %w", failed, err)
+	}
+	for _, r := range reqs {
+		uids, err := s.findByContent(c, r)
+		if err != nil {
+			return fmt.Errorf("in %q: %w", failed, err)
+		}
+		if len(uids) == 0 {
+			continue
+		}
+		set := imap.UIDSetNum(uids...)
+		if r.seen {
+			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+			if err != nil {
+				return fmt.Errorf("flag \\Seen uid %v in %q: %w", set, failed, err)
+			}
+		}
+		if err := ensureFolder(c, r.moveTo, s.comp.folders); err != nil {
+			return err
+		}
+		if err := move(c, set, r.moveTo); err != nil {
+			return fmt.Errorf("move uid %v from %q to %q: %w", set, failed, r.moveTo, err)
+		}
+		s.log.Info("a task that succeeded after its dead letter: its mail moved out of the failed folder",
+			zap.String("key", r.t.Key), zap.String("message_id", r.t.Header(HeaderMessageID)),
+			zap.String("from", failed), zap.String("moved_to", r.moveTo))
+	}
+	return nil
+}
