@@ -86,7 +86,10 @@ func (r *compReq) uid() (imap.UID, uint32) {
 // the same content when t carries its payload; for a stand-in without
 // it, the same size, imap-size, and nothing is moved when several mails
 // match: the scan emits them again); a message that is no
-// longer there was handled already, so completion is idempotent. Further
+// longer there was handled already, so completion is idempotent, except
+// that the mail of a task that succeeded (re-driven after its dead
+// letter) is looked for in OnFailure.MoveTo too, by Message-ID and
+// content, and moved on to OnSuccess.MoveTo. Further
 // copies of the message (same task key) that the source saw but did not
 // emit are settled the same way.
 //

@@ -20,7 +20,9 @@
 //   - complete.go: Complete, which only queues; completion_queue.go: the
 //     queue and the loop that applies it in batches, retried without
 //     limit; completion_apply.go: one batch on the completion connection
-//     (move.go: MOVE, or a COPY confirmed before the original is deleted);
+//     (move.go: MOVE, or a COPY confirmed before the original is deleted;
+//     completion_failed.go: the mail of a task that succeeded after its
+//     dead letter, taken out of the failed folder);
 //   - watchdog.go: the command timeout; status.go and metrics.go: Status,
 //     the readiness check and the metrics; config.go: Config.
 //
