@@ -46,3 +46,33 @@ func TestDovecotFolderThatIsOnlyAParentIsCreated(t *testing.T) {
 	require.Zero(t, dovecotCount(t, d, "INBOX"))
 	require.Zero(t, src.Status().CompletionFailures)
 }
+
+// On Dovecot too, the mail of a dead letter re-driven and then successful
+// moves from Failed to Processed, and the completion connection selects
+// the INBOX again: later mail is still completed there.
+func TestDovecotRedrivenSuccessMovesTheMailOutOfFailed(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Append("INBOX", imaptest.Message("1@redriven", "order", "x")))
+	src := newSource(t, dovecotConfig(d, imap.ModePoll))
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 1)
+	complete(t, src, em.all()[0], task.DeadLettered)
+	ids, err := d.MessageIDs("Failed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1@redriven"}, ids)
+
+	complete(t, src, em.all()[0], task.Succeeded)
+	require.Zero(t, dovecotCount(t, d, "Failed"))
+	ids, err = d.MessageIDs("Processed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1@redriven"}, ids)
+
+	require.NoError(t, d.Save("INBOX", imaptest.Message("2@redriven", "order", "x")))
+	waitEmitted(t, em, 2)
+	complete(t, src, em.all()[1], task.Succeeded)
+	require.Zero(t, dovecotCount(t, d, "INBOX"))
+	require.Equal(t, 2, dovecotCount(t, d, "Processed"))
+	require.Zero(t, src.Status().CompletionFailures)
+}
