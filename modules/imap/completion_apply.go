@@ -91,7 +91,11 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		if err != nil {
 			return fmt.Errorf("uid search: %w", err)
 		}
-		for _, u := range data.AllUIDs() {
+		found, err := searchUIDs(c, data)
+		if err != nil {
+			return fmt.Errorf("uid search: %w", err)
+		}
+		for _, u := range found {
 			exists[u] = true
 		}
 	}
@@ -162,7 +166,10 @@ func (s *Source) findByContent(c *imapclient.Client, r *compReq) ([]imap.UID, er
 	if err != nil {
 		return nil, fmt.Errorf("uid search: %w", err)
 	}
-	cands := data.AllUIDs()
+	cands, err := searchUIDs(c, data)
+	if err != nil {
+		return nil, fmt.Errorf("uid search: %w", err)
+	}
 	if len(cands) == 0 {
 		return nil, nil
 	}

@@ -23,6 +23,8 @@
 //     (move.go: MOVE, or a COPY confirmed before the original is deleted;
 //     completion_failed.go: the mail of a task that succeeded after its
 //     dead letter, taken out of the failed folder);
+//   - uids.go: a search answer's UIDs, refused when they are more than
+//     the mailbox can hold (a server's answer is not trusted);
 //   - watchdog.go: the command timeout; status.go and metrics.go: Status,
 //     the readiness check and the metrics; config.go: Config.
 //

@@ -57,8 +57,12 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	if err = w.done(err); err != nil {
 		return fmt.Errorf("imap: uid search: %w", err)
 	}
+	found, err := searchUIDs(c, data)
+	if err != nil {
+		return fmt.Errorf("imap: uid search: %w", err)
+	}
 	var uids, below []imap.UID
-	for _, u := range data.AllUIDs() {
+	for _, u := range found {
 		if u > last { // "n:*" matches the highest UID even when it is below n
 			uids = append(uids, u)
 		} else if full {
@@ -67,7 +71,7 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	}
 	slices.Sort(below)
 	if full {
-		s.forgetGone(data.AllUIDs(), searched)
+		s.forgetGone(found, searched)
 	}
 	if again := s.unfinished(below); len(again) > 0 {
 		uids = append(again, uids...)
