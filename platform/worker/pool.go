@@ -210,6 +210,11 @@ func (p *Pool) Start(ctx context.Context) error {
 		return fmt.Errorf("worker: start pool %q: %w", p.queue, ErrPoolStopped)
 	}
 	p.state = stateRunning
+	// Halted is what Pause and Resume made it before Start only if they
+	// came in that order: a Resume before Start leaves it set (Resume
+	// clears it on a running pool only), and the pool would give back
+	// every delivery it leased. Started, the pool is halted while paused.
+	p.halted.Store(p.paused)
 	p.started.Store(int64(p.clock()))
 	p.hardCtx, p.hardCancel = context.WithCancel(context.Background())
 	p.newLeaseCtxLocked()
