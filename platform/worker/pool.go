@@ -263,8 +263,19 @@ func (p *Pool) Pause() {
 	if p.state == stateRunning {
 		p.comp.Set(lifecycle.Paused, nil)
 	}
+	// A stopping pool gives its buffer back itself (shutdown); otherwise
+	// Stop, should it begin meanwhile, waits for this Pause's give-backs
+	// (counted before Stop can change the state, see stopping.pauses).
+	stopping := p.state == stateStopping || p.state == stateStopped
+	if !stopping {
+		p.stop.pauses.Add(1)
+	}
 	p.mu.Unlock()
 	p.log.Info("pool paused")
+	if stopping {
+		return
+	}
+	defer p.stop.pauses.Done()
 	// After halted is set: what the fetcher hands over from now on is
 	// returned by the fetcher itself (see fetch).
 	p.returnBuffered()

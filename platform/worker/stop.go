@@ -24,8 +24,12 @@ type stopping struct {
 	workers     sync.WaitGroup
 	fetcher     sync.WaitGroup
 	housekeeper sync.WaitGroup
-	hkStop      chan struct{} // closed once the workers are done
-	abandoning  chan struct{} // guarded by Pool.mu: closed once Stop's give-backs for abandoned handlers returned; nil: none
+	// pauses counts the Pause calls giving the hand-over buffer back (in
+	// their callers' goroutines); added to under Pool.mu while the pool
+	// is not stopping, so before shutdown waits for it.
+	pauses     sync.WaitGroup
+	hkStop     chan struct{} // closed once the workers are done
+	abandoning chan struct{} // guarded by Pool.mu: closed once Stop's give-backs for abandoned handlers returned; nil: none
 
 	running running
 	late    atomic.Int64 // give-backs cut short by their context
@@ -167,7 +171,8 @@ func (p *Pool) Stop(ctx context.Context) error {
 
 // shutdown ends the pool once Stop began: the fetcher returns (giving back
 // what it leased but could not hand over), the hand-over buffer goes back,
-// the workers finish (and Stop's give-backs of what handlers that ignore
+// the workers finish (and the give-backs of a Pause that took the buffer
+// before Stop began, and Stop's give-backs of what handlers that ignore
 // cancellation held, see abandon), then the housekeeper, which extends
 // leases while the handlers drain. It closes p.done when all of them have
 // ended.
@@ -178,6 +183,10 @@ func (p *Pool) shutdown() {
 	// (and give back) some of what is buffered.
 	p.returnBuffered()
 	p.stop.workers.Wait()
+	// A Pause that began before Stop may still be giving back what it
+	// took from the buffer: those deliveries are the pool's until they
+	// are back in the queue.
+	p.stop.pauses.Wait()
 	p.mu.Lock()
 	abandoning := p.stop.abandoning
 	p.mu.Unlock()
