@@ -83,6 +83,10 @@ func (b *Backend) enqueueOne(ctx context.Context, q *queueState, tasks []*task.T
 		}
 		w.need = need
 		q.spaceWaiters.push(w)
+		// A waiter woken for room that another Enqueue took meanwhile
+		// waits again, behind the others: one of those may fit the room
+		// left, and nothing else would wake it.
+		q.wakeSpace()
 		q.mu.Unlock()
 		if err := q.waitSpace(ctx, w); err != nil {
 			return err
@@ -226,6 +230,7 @@ func (b *Backend) enqueueMany(ctx context.Context, tasks []*task.Task) error {
 		}
 		w.need = need
 		full.spaceWaiters.push(w)
+		full.wakeSpace() // as in enqueueOne
 		unlockAll()
 		if err := full.waitSpace(ctx, w); err != nil {
 			return err
