@@ -109,6 +109,8 @@ type Consumer interface {
 	// Lease blocks until at least one task of queue is deliverable, then
 	// returns up to max of them leased for leaseFor. It returns ctx.Err()
 	// when ctx ends first and ErrClosed when the backend closes.
+	// Deliveries returned beside an error (a batch that broke off) are
+	// leased all the same: the worker pool runs and settles them.
 	Lease(ctx context.Context, queue string, max int, leaseFor time.Duration) ([]*Delivery, error)
 	// Extend pushes the lease of d to now+leaseFor, for long tasks.
 	Extend(ctx context.Context, d *Delivery, leaseFor time.Duration) error

@@ -95,6 +95,11 @@ func (p *Pool) fetch() {
 			return err
 		})
 		p.unreserve(n - len(ds))
+		if err != nil && len(ds) > 0 {
+			// Leased all the same (a batch that broke off midway): run
+			// them, then treat the error as any other.
+			p.handOver(ds)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				continue // paused or stopping: reserve decides
