@@ -72,7 +72,9 @@ type Marks interface {
 // has passed. What it knows of earlier runs comes from its Marks
 // (WithMarks): a due time at or before the mark already ran, and is not
 // run again even when it lies ahead of this host's clock (the host that
-// ran it had a clock ahead, or this one was set back). Without
+// ran it had a clock ahead, or this one was set back); nor is a due time
+// this schedule emitted itself before (a Run again after a lost lease or
+// a restart by the supervisor), whatever its marks say. Without
 // marks it derives the answer from the clock and the policy: with
 // SkipMissed the latest passed due time fires only within the grace (and
 // its key drops it if a host ran it before, since the grace is under the
@@ -256,6 +258,11 @@ func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
 			return fmt.Errorf("schedule %q: read last run: %w", s.name, err)
 		}
 	}
+	// A due time this schedule emitted in an earlier Run (before its
+	// lease was lost, or its supervisor restarted it) ran, whatever the
+	// marks say: they may have lost it (a bucket the server lost, a write
+	// that failed).
+	last = latestOf(last, s.lastFired())
 	now := s.clock.Now()
 	// A due time that passed before the start: on time within the grace,
 	// else missed.
