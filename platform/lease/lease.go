@@ -20,7 +20,11 @@
 //     again by the next attempt that finds it gone a TTL after the first
 //     one did, when every hold on the lost bucket has ended; a host that
 //     starts meanwhile creates it at once (OpenKV), and a holder learns
-//     of the new bucket at its next renewal.
+//     of the new bucket at its next renewal. Such a host can take a lease
+//     while a holder cut off from the server still believes it holds it
+//     on the lost bucket, for up to three quarters of the TTL: the one
+//     window of two holders left (after a server lost its store while a
+//     new host started).
 //   - Local: a lease within one process, for the memory backend and a
 //     single host. It costs a mutex.
 //
