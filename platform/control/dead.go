@@ -65,6 +65,9 @@ func filterOf(r *http.Request) (queue.DeadQuery, error) {
 	if q.Until, err = timeParam(v.Get("until"), "until"); err != nil {
 		return q, err
 	}
+	if err := checkRange(q.Since, q.Until); err != nil {
+		return q, err
+	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > queue.MaxDeadLimit {
@@ -84,6 +87,17 @@ func timeParam(s, name string) (time.Time, error) {
 		return time.Time{}, status(http.StatusBadRequest, "%s %q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", name, s)
 	}
 	return t, nil
+}
+
+// checkRange refuses since at or after until (both set): a range that
+// holds nothing, most likely the two swapped; answering it with nothing
+// matched would pass an action that did nothing off as done.
+func checkRange(since, until time.Time) error {
+	if since.IsZero() || until.IsZero() || since.Before(until) {
+		return nil
+	}
+	return status(http.StatusBadRequest, "since %s is not before until %s: the range holds nothing (swapped?)",
+		since.Format(time.RFC3339Nano), until.Format(time.RFC3339Nano))
 }
 
 func (a *API) listDead(w http.ResponseWriter, r *http.Request) error {
@@ -219,6 +233,9 @@ func (a *API) deadAction(w http.ResponseWriter, r *http.Request, action string,
 	}
 	if len(body.IDs) > 0 && (!body.Filter.empty() || body.All) {
 		return status(http.StatusBadRequest, "select dead letters by ids or by filter, not both")
+	}
+	if err := checkRange(body.Filter.Since, body.Filter.Until); err != nil {
+		return err
 	}
 	ctx := r.Context()
 	base := queue.DeadQuery{Kind: body.Filter.Kind, Reason: body.Filter.Reason, Since: body.Filter.Since,
