@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plba/plba/platform/control"
+	"github.com/plba/plba/platform/queue"
 )
 
 func (c *ctl) dlqCmd() *cobra.Command {
@@ -27,16 +28,25 @@ func (c *ctl) dlqCmd() *cobra.Command {
 		k.Flags().StringVar(&flt.since, "since", "", "only dead-lettered at or after `TIME` (RFC 3339)")
 		k.Flags().StringVar(&flt.until, "until", "", "only dead-lettered before `TIME` (RFC 3339)")
 	}
-	list := &cobra.Command{
+	var list *cobra.Command
+	list = &cobra.Command{
 		Use: "list QUEUE", Short: "a page of dead letters (no payloads)", Args: cobra.ExactArgs(1),
 		RunE: c.run(func(ctx context.Context, cl *ctlClient, args []string) error {
+			for name, s := range map[string]string{"since": flt.since, "until": flt.until} {
+				if _, err := ctlTime(s, name); err != nil {
+					return err
+				}
+			}
 			v := url.Values{}
 			for k, s := range map[string]string{"kind": flt.kind, "reason": flt.reason, "since": flt.since, "until": flt.until, "cursor": flt.cursor} {
 				if s != "" {
 					v.Set(k, s)
 				}
 			}
-			if flt.limit > 0 {
+			if list.Flags().Changed("limit") {
+				if flt.limit < 1 || flt.limit > queue.MaxDeadLimit {
+					return usageError{fmt.Errorf("--limit %d: want 1 to %d", flt.limit, queue.MaxDeadLimit)}
+				}
 				v.Set("limit", strconv.Itoa(flt.limit))
 			}
 			var out control.DeadList
