@@ -32,10 +32,8 @@ func (c *ctl) dlqCmd() *cobra.Command {
 	list = &cobra.Command{
 		Use: "list QUEUE", Short: "a page of dead letters (no payloads)", Args: cobra.ExactArgs(1),
 		RunE: c.run(func(ctx context.Context, cl *ctlClient, args []string) error {
-			for name, s := range map[string]string{"since": flt.since, "until": flt.until} {
-				if _, err := ctlTime(s, name); err != nil {
-					return err
-				}
+			if _, _, err := ctlRange(flt.since, flt.until); err != nil {
+				return err
 			}
 			v := url.Values{}
 			for k, s := range map[string]string{"kind": flt.kind, "reason": flt.reason, "since": flt.since, "until": flt.until, "cursor": flt.cursor} {
@@ -108,10 +106,7 @@ func (c *ctl) dlqCmd() *cobra.Command {
 				body := control.DeadAction{IDs: args[1:], All: flt.all, DryRun: flt.dry,
 					Filter: control.DeadFilter{Kind: flt.kind, Reason: flt.reason}}
 				var err error
-				if body.Filter.Since, err = ctlTime(flt.since, "since"); err != nil {
-					return err
-				}
-				if body.Filter.Until, err = ctlTime(flt.until, "until"); err != nil {
+				if body.Filter.Since, body.Filter.Until, err = ctlRange(flt.since, flt.until); err != nil {
 					return err
 				}
 				var res control.DeadResult
@@ -152,6 +147,22 @@ func pastTense(action string) string {
 		return "re-driven"
 	}
 	return "purged"
+}
+
+// ctlRange parses --since and --until and refuses a range that holds
+// nothing (since at or after until), as the server would, as a usage
+// error.
+func ctlRange(since, until string) (s, u time.Time, err error) {
+	if s, err = ctlTime(since, "since"); err != nil {
+		return s, u, err
+	}
+	if u, err = ctlTime(until, "until"); err != nil {
+		return s, u, err
+	}
+	if !s.IsZero() && !u.IsZero() && !s.Before(u) {
+		return s, u, usageError{fmt.Errorf("--since %s is not before --until %s: the range holds nothing", since, until)}
+	}
+	return s, u, nil
 }
 
 func ctlTime(s, flag string) (time.Time, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plba/plba/platform/control"
+	"github.com/plba/plba/platform/worker"
 )
 
 func (c *ctl) poolCmd() *cobra.Command {
@@ -57,8 +58,8 @@ func (c *ctl) poolCmd() *cobra.Command {
 		act("resume QUEUE", "resume a pool", "resume", cobra.ExactArgs(1), none),
 		act("resize QUEUE SIZE", "set a pool's number of workers", "resize", cobra.ExactArgs(2), func(args []string) (any, error) {
 			n, err := strconv.Atoi(args[1])
-			if err != nil || n < 1 {
-				return nil, usageError{fmt.Errorf("resize: size %q: want a whole number of at least 1", args[1])}
+			if err != nil || n < 1 || n > worker.MaxConcurrency {
+				return nil, usageError{fmt.Errorf("resize: size %q: want a whole number from 1 to %d", args[1], worker.MaxConcurrency)}
 			}
 			return control.Resize{Size: n}, nil
 		}),
