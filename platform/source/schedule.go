@@ -74,7 +74,8 @@ type Marks interface {
 // run again even when it lies ahead of this host's clock (the host that
 // ran it had a clock ahead, or this one was set back); nor is a due time
 // this schedule emitted itself before (a Run again after a lost lease or
-// a restart by the supervisor), whatever its marks say. Without
+// a restart by the supervisor), whatever its marks say (it is written
+// back to them, for a host that takes the schedule over). Without
 // marks it derives the answer from the clock and the policy: with
 // SkipMissed the latest passed due time fires only within the grace (and
 // its key drops it if a host ran it before, since the grace is under the
@@ -262,7 +263,19 @@ func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
 	// lease was lost, or its supervisor restarted it) ran, whatever the
 	// marks say: they may have lost it (a bucket the server lost, a write
 	// that failed).
-	last = latestOf(last, s.lastFired())
+	if fired := s.lastFired(); fired.After(last) {
+		last = fired
+		// Written back, so that a host that takes the schedule over
+		// knows it too.
+		if marks != nil {
+			mctx, cancel := context.WithTimeout(ctx, markTimeout)
+			err := marks.SetLastRun(mctx, s.name, fired)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("schedule %q: record last run %s again: %w", s.name, fired.Format(time.RFC3339), err)
+			}
+		}
+	}
 	now := s.clock.Now()
 	// A due time that passed before the start: on time within the grace,
 	// else missed.

@@ -13,7 +13,8 @@ import (
 // it emitted (the server lost the marks' bucket with its store, or the
 // mark's write failed) does not run that due time again: it is past the
 // grace by then, and past the de-duplication window, so catching it up
-// would run it twice.
+// would run it twice. It writes that due time back to the marks, for a
+// host that takes the schedule over.
 func TestScheduleRunAgainDoesNotCatchUpADueTimeItEmitted(t *testing.T) {
 	marks := &MemoryMarks{}
 	s, err := Every("job", time.Hour, "job.run", OnMissed(CatchUpOnce), WithMarks(marks))
@@ -46,4 +47,9 @@ func TestScheduleRunAgainDoesNotCatchUpADueTimeItEmitted(t *testing.T) {
 	require.Equal(t, at("2026-12-04T11:00:00Z"), c.nextSleep(t))
 	require.Zero(t, len(b.emitted), "10:00 ran already on this host: it is not caught up again")
 	require.Zero(t, s.Details().(ScheduleDetails).Missed)
+	// And the marks know it again: a host that takes the schedule over
+	// does not catch 10:00 up either.
+	got, err := marks.LastRun(context.Background(), "job")
+	require.NoError(t, err)
+	require.Equal(t, at("2026-12-04T10:00:00Z"), got)
 }
