@@ -292,9 +292,9 @@ func liveness(s lifecycle.Status, failed bool) (bool, string) {
 }
 
 // Ready reports whether the host should receive work: neither starting
-// (SetStarting) nor shutting down, every component that gates readiness running (an External component
-// gates it only when it was registered so: a source, when configured)
-// and every gating check healthy.
+// (SetStarting) nor shutting down, every component that gates readiness
+// running (an External component gates it only when it was registered
+// so: a source, when configured) and every gating check healthy.
 func (r *Registry) Ready() (bool, string) {
 	if ok, why := r.held(); !ok {
 		return false, why

@@ -40,8 +40,12 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	)
 	rt := p.router.lookup(t.Kind)
 	rejected := t.Header(task.HeaderRejected)
-	if rejected == "" && rt != nil {
-		rejected = pastLastAttempt(t, rt.maxAttemptsFor(p.cfg.MaxAttempts))
+	maxAttempts := 0
+	if rt != nil {
+		maxAttempts = rt.maxAttemptsFor(p.cfg.MaxAttempts)
+		if rejected == "" {
+			rejected = pastLastAttempt(t, maxAttempts)
+		}
 	}
 	if rt == nil || rejected != "" {
 		// Dead-lettered without a handler (see settleGuarded).
@@ -51,7 +55,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 		s.octx = octx
 	} else {
 		// recover → timeout → observer → handler
-		d.Last = t.Attempt >= rt.maxAttemptsFor(p.cfg.MaxAttempts)
+		d.Last = t.Attempt >= maxAttempts
 		timeout := rt.timeoutFor(p.cfg.TaskTimeout)
 		deadline := deadlineAfter(start, timeout)
 		// A handler that ignores its cancellation keeps its worker, not
