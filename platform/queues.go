@@ -18,10 +18,14 @@ import (
 //     workers.mailordr would otherwise create a pool, and on JetStream a
 //     stream, while the real queue ran with the defaults); the entry
 //     "default" is the defaults of every pool and always allowed;
-//   - on JetStream, queue.jetstream.max_deliver lower than the attempts a
-//     route's tasks may take (workers.<queue>.max_attempts, or the route's
-//     own MaxAttempts): the server would dead-letter a task before its
-//     last attempt.
+//   - on JetStream, a queue.jetstream.max_deliver that is not above the
+//     attempts a route's tasks may take (workers.<queue>.max_attempts, or
+//     the route's own MaxAttempts): the server counts every delivery
+//     against max_deliver, also one given back because it came before the
+//     task's NotBefore (every delayed task on a server without message
+//     schedules or on a bounded stream, or a schedule that fired early).
+//     With no delivery to spare, such a task lost its last attempt, and
+//     with max_deliver 1 it was dead-lettered without ever running.
 //
 // The result is a *config.Error keyed like the configuration's own
 // problems (the host exits 2).
@@ -50,7 +54,8 @@ func checkQueues(rt *worker.Runtime, qc QueueConfig, js jetstream.Config, wc wor
 	return ps.Err()
 }
 
-// maxDeliverProblems lists the routes whose attempts exceed max_deliver.
+// maxDeliverProblems lists the routes whose attempts leave max_deliver no
+// delivery to spare for one that comes before the task's NotBefore.
 func maxDeliverProblems(router *worker.Router, wc worker.Config, maxDeliver int) config.Problems {
 	key := JetStreamSection + ".max_deliver"
 	var ps config.Problems
@@ -62,10 +67,11 @@ func maxDeliverProblems(router *worker.Router, wc worker.Config, maxDeliver int)
 		if r.MaxAttempts > 0 {
 			attempts, from = r.MaxAttempts, fmt.Sprintf("the max attempts of the route for kind %q", kind)
 		}
-		if attempts > maxDeliver && !seen[from] {
+		if attempts >= maxDeliver && !seen[from] {
 			seen[from] = true
-			ps.Add(key, "%d is lower than %s (%d): the server would dead-letter a task of kind %q before its last attempt; set %s to at least %d or lower %s.%s.max_attempts",
-				maxDeliver, from, attempts, kind, key, attempts, WorkersSection, q)
+			ps.Add(key, "%d is not above %s (%d): the server counts a delivery that came before a delayed task's time as one of max_deliver, so a task of kind %q "+
+				"could be dead-lettered before its last attempt (or, with max_deliver 1, without running); set %s to at least %d or lower %s.%s.max_attempts",
+				maxDeliver, from, attempts, kind, key, attempts+1, WorkersSection, q)
 		}
 	}
 	return ps

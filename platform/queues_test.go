@@ -45,19 +45,33 @@ func TestWorkersForAnUnknownQueueIsAConfigError(t *testing.T) {
 	require.NoError(t, app.Err(), "a routed queue and the defaults entry are fine")
 }
 
-// TestMaxDeliverBelowMaxAttemptsIsAConfigError: on JetStream, a max_deliver
-// lower than a queue's max_attempts is a configuration error naming both
-// keys: the server would dead-letter tasks before their last attempt.
-func TestMaxDeliverBelowMaxAttemptsIsAConfigError(t *testing.T) {
+// TestMaxDeliverNotAboveMaxAttemptsIsAConfigError: on JetStream, a
+// max_deliver that is not above a queue's max_attempts is a configuration
+// error naming both keys. The server counts a delivery given back before
+// a delayed task's NotBefore as one of max_deliver: equal to the
+// attempts, it left a delayed task one attempt short, and with 1 it
+// dead-lettered the task without running it
+// (TestEarlyDeliveryIsNotAnAttempt in platform/queue/jetstream: 2
+// attempts of 3). Equal used to be accepted.
+func TestMaxDeliverNotAboveMaxAttemptsIsAConfigError(t *testing.T) {
 	t.Parallel()
-	ps := buildErr(t, "queue.backend=jetstream", "queue.jetstream.max_deliver=3", "workers.echoes.max_attempts=5")
-	require.Len(t, ps, 1)
-	require.Equal(t, "queue.jetstream.max_deliver", ps[0].Key)
-	require.Contains(t, ps[0].Msg, "3 is lower than workers.echoes.max_attempts (5)")
-	require.Contains(t, ps[0].Msg, `kind "echo"`)
+	for _, c := range []struct {
+		maxDeliver, attempts string
+		msg                  string
+	}{
+		{"3", "5", "3 is not above workers.echoes.max_attempts (5)"},
+		{"5", "5", "5 is not above workers.echoes.max_attempts (5)"},
+		{"1", "1", "1 is not above workers.echoes.max_attempts (1)"},
+	} {
+		ps := buildErr(t, "queue.backend=jetstream", "queue.jetstream.max_deliver="+c.maxDeliver, "workers.echoes.max_attempts="+c.attempts)
+		require.Len(t, ps, 1)
+		require.Equal(t, "queue.jetstream.max_deliver", ps[0].Key)
+		require.Contains(t, ps[0].Msg, c.msg)
+		require.Contains(t, ps[0].Msg, `kind "echo"`)
+	}
 
 	for _, sets := range [][]string{
-		{"queue.backend=jetstream", "queue.jetstream.max_deliver=5", "workers.echoes.max_attempts=5"},
+		{"queue.backend=jetstream", "queue.jetstream.max_deliver=6", "workers.echoes.max_attempts=5"},
 		{"queue.backend=jetstream", "queue.jetstream.max_deliver=-1", "workers.echoes.max_attempts=50"},
 		{"queue.backend=memory", "queue.jetstream.max_deliver=3", "workers.echoes.max_attempts=5"},
 	} {

@@ -281,7 +281,8 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	}
 	// t.Attempt: attempts used before a Release; the deliveries this
 	// process gave back before NotBefore were not attempts (earlyOf).
-	t.Attempt = max(1, t.Attempt+int(a.Deliveries)-q.earlyOf(a.StreamSeq))
+	early := q.earlyOf(a.StreamSeq)
+	t.Attempt = max(0, t.Attempt+int(a.Deliveries)-early)
 	prev, err := b.storedCopy(ctx, q, a.StreamSeq, t.ID, adv)
 	if err != nil {
 		return err
@@ -293,7 +294,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 		stored = deadInfo{reason: prev.Reason, at: prev.At, attempts: prev.Task.Attempt}
 	} else {
 		// A copy stored within the duplicate window is the one told.
-		reason := fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", a.Deliveries)
+		reason := exhaustedReason(a.Deliveries, early, t.Attempt)
 		if stored, err = b.publishDead(ctx, q, t, keyed, a.StreamSeq, t.Attempt, reason); err != nil {
 			return err
 		}
@@ -311,6 +312,20 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	}
 	q.forgetEarly(a.StreamSeq)
 	return nil
+}
+
+// exhaustedReason is the reason of the dead letter of a task the server
+// stopped delivering after deliveries, early of which came before its
+// NotBefore and were given back unrun; attempts ran. Only a delivery
+// that ran can have had its lease expire.
+func exhaustedReason(deliveries uint64, early, attempts int) string {
+	switch {
+	case early == 0:
+		return fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", deliveries)
+	case attempts == 0:
+		return fmt.Sprintf("max deliveries (%d) exhausted before the task's not-before time: every delivery came early and was given back; it never ran", deliveries)
+	}
+	return fmt.Sprintf("max deliveries (%d) exhausted: %d came before the task's not-before time and were given back unrun, %d ran", deliveries, early, attempts)
 }
 
 // copyLookupMargin is how much earlier than the advisory a dead-letter

@@ -172,6 +172,11 @@
 //     deliveries: a task delivered early k times gets MaxDeliver-k
 //     attempts before it is dead-lettered (a Retry on its last delivery,
 //     or the advisory), and its dead letter keeps the attempts it used.
+//     With MaxDeliver 1, an early delivery is the task's only one: it is
+//     dead-lettered without running, and its dead letter says so, with 0
+//     attempts (TestEarlyDeliveryOnTheOnlyDeliveryIsToldAsSuch). A host therefore refuses a
+//     max_deliver that is not above a route's max attempts (exit 2,
+//     naming both keys), which spares a delayed task's one early delivery.
 //   - Dead letter = a copy of the task, its original headers and payload,
 //     plus Plba-Dead-Reason, Plba-Dead-At and Plba-Dead-Attempts headers,
 //     published to the dead-letter stream <prefix>_DEAD (limits retention)

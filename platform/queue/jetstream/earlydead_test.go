@@ -68,3 +68,50 @@ func TestEarlyDeliveryIsNotAnAttempt(t *testing.T) {
 	require.Equal(t, 2, dead[0].Task.Attempt, "the dead letter keeps the attempts used, not the deliveries")
 	require.Equal(t, 2, told[0].Task.Attempt, "the watcher is told the attempts used")
 }
+
+// TestEarlyDeliveryOnTheOnlyDeliveryIsToldAsSuch: with MaxDeliver 1, a
+// delayed task stored ready (a bounded work stream has no message
+// schedules) has its one delivery before its NotBefore; the server then
+// gives up on it and the advisory dead-letters it without a run (a host
+// refuses such a max_deliver; platform.checkQueues). Its dead letter used
+// to say that it used one attempt and that its lease expired on the last
+// delivery: neither happened. It now says that it never ran, with 0
+// attempts, in the store and to the watcher.
+func TestEarlyDeliveryOnTheOnlyDeliveryIsToldAsSuch(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openBackend(t, jetstream.Config{Mode: jetstream.ModeEmbedded, Embedded: embedded.Config{StoreDir: t.TempDir()},
+		AckWait: 500 * time.Millisecond, MaxDeliver: 1, MaxMsgs: 100})
+	told := make(chan queue.DeadLetter, 4)
+	b.WatchDead(func(dl queue.DeadLetter) { told <- dl })
+	const qn = "early-only"
+	due := time.Now().Add(700 * time.Millisecond)
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "later", Kind: "k", Queue: qn, NotBefore: due}))
+	lctx, cancel := context.WithCancel(ctx)
+	leased := make(chan []*queue.Delivery, 1)
+	go func() {
+		ds, _ := b.Lease(lctx, qn, 1, time.Second) // gives the early delivery back; nothing comes after it
+		leased <- ds
+	}()
+	var dl queue.DeadLetter
+	select {
+	case dl = <-told:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the watcher was not told")
+	}
+	cancel()
+	require.Empty(t, <-leased, "handed out after the server gave up on it")
+	for _, got := range []queue.DeadLetter{dl, onlyDead(t, b, qn)} {
+		require.Equal(t, 0, got.Task.Attempt, "no attempt ran")
+		require.Contains(t, got.Reason, "never ran")
+		require.NotContains(t, got.Reason, "lease expired")
+	}
+}
+
+func onlyDead(t *testing.T, b *jetstream.Backend, qn string) queue.DeadLetter {
+	t.Helper()
+	dead, err := b.ListDead(t.Context(), qn, 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	return dead[0]
+}
