@@ -57,6 +57,20 @@ type Delivery struct {
 	// lost (a process or server killed), the task would come back past
 	// its last attempt and be dead-lettered although it succeeded.
 	Last bool
+	// FailReason is set by the consumer before it calls Retry: why the
+	// attempt failed. A backend that dead-letters the task instead (its
+	// own delivery limit, ErrDeadLettered) stores it in the dead letter's
+	// reason.
+	FailReason string
+	// DeadReason is set by DeadLetter, and by a Retry that dead-lettered
+	// the task (ErrDeadLettered), to the reason the task's dead letter
+	// was stored with, when a backend may store another than the one
+	// asked: JetStream keeps the reason of a copy stored before for the
+	// same message (a dead letter whose termination was lost, or one made
+	// from the server's max-deliveries advisory). The consumer tells the
+	// task's source this reason, the one its dead letter shows. Empty
+	// when the backend stored the reason asked.
+	DeadReason string
 }
 
 // Stats are the counts of one queue at one moment.

@@ -336,6 +336,67 @@ func TestRetryTheBackendDeadLetteredIsADeadLetter(t *testing.T) {
 	src.mu.Unlock()
 }
 
+// storedBefore is a memory backend whose dead letters keep the reason of
+// a copy stored before, as JetStream's do when a DeadLetter is
+// de-duplicated behind one (a term lost, the max-deliveries advisory): it
+// gives that reason in Delivery.DeadReason, and its Retry dead-letters
+// with Delivery.FailReason in the reason stored.
+type storedBefore struct{ *memory.Backend }
+
+func (b storedBefore) DeadLetter(ctx context.Context, d *queue.Delivery, _ string) error {
+	if err := b.Backend.DeadLetter(ctx, d, "stored before: lease expired"); err != nil {
+		return err
+	}
+	d.DeadReason = "stored before: lease expired"
+	return nil
+}
+
+func (b storedBefore) Retry(ctx context.Context, d *queue.Delivery, _ time.Time) error {
+	reason := d.FailReason + " (retry requested after the last of 1 deliveries (max_deliver))"
+	if err := b.Backend.DeadLetter(ctx, d, reason); err != nil {
+		return err
+	}
+	d.DeadReason = reason
+	return fmt.Errorf("retry requested after the last of 1 deliveries (max_deliver): %w", queue.ErrDeadLettered)
+}
+
+// TestSourceIsToldTheReasonTheDeadLetterWasStoredWith: a backend that
+// stored a task's dead letter with another reason than the one asked
+// (queue.Delivery.DeadReason) has the source told that reason, the one
+// the dead letter shows; the source used to be told the pool's own. A
+// Retry the backend dead-letters is given the handler's error
+// (Delivery.FailReason) to store.
+func TestSourceIsToldTheReasonTheDeadLetterWasStoredWith(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"dead letter", task.Permanentf("bad order"), "stored before: lease expired"},
+		{"retry dead-lettered", errors.New("database down"), "database down (retry requested after the last of 1 deliveries (max_deliver))"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			be := storedBefore{newMemory(t)}
+			src := &inbox{emit: []string{"o1"}}
+			route := orderRoute
+			route.MaxAttempts = 5
+			route.Handler = task.HandlerFunc(func(context.Context, *task.Task) error { return c.err })
+			startInbox(t, be, fast, src, route, &outcomes{})
+			require.Eventually(t, func() bool { return len(src.snapshot()) == 1 }, 10*time.Second, time.Millisecond)
+			require.Equal(t, map[string][]task.Outcome{"o1": {task.DeadLettered}}, src.snapshot())
+			src.mu.Lock()
+			require.Equal(t, c.want, src.reasons["o1"])
+			src.mu.Unlock()
+			dead, err := be.ListDead(t.Context(), "orders", 0)
+			require.NoError(t, err)
+			require.Len(t, dead, 1)
+			require.Equal(t, c.want, dead[0].Reason, "the dead letter shows what the source was told")
+		})
+	}
+}
+
 // TestRejectedTaskIsDeadLetteredWithoutAHandler: a task carrying
 // task.HeaderRejected (a stand-in for one the backend refused) is
 // dead-lettered with that reason, its handler never runs, and its source

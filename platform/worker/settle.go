@@ -127,6 +127,7 @@ func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, 
 	if !s.claim() {
 		return task.Returned, "", report
 	}
+	d.FailReason = msg // stored, should the backend dead-letter the task instead
 	sctx, cancel := p.settleCtx()
 	rerr := p.backendCall(OpRetry, t, func() error { return p.backend.Retry(sctx, d, time.Now().Add(delay)) })
 	cancel()
@@ -138,8 +139,11 @@ func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, 
 		return task.Retried, "", report
 	case errors.Is(rerr, queue.ErrDeadLettered):
 		// The backend's own delivery limit: it dead-lettered the task.
-		why, _ := errorText(rerr)
-		reason := msg + " (" + why + ")"
+		reason := d.DeadReason
+		if reason == "" {
+			why, _ := errorText(rerr)
+			reason = msg + " (" + why + ")"
+		}
 		p.dead(ctx, d, reason)
 		return task.DeadLettered, reason, report
 	default:
@@ -162,6 +166,9 @@ func (p *Pool) deadLetter(ctx context.Context, s *slot, d *queue.Delivery, reaso
 			serr = fmt.Errorf("%w; %w", report, serr)
 		}
 		return task.Returned, "", serr
+	}
+	if d.DeadReason != "" {
+		reason = d.DeadReason // the dead letter's, as stored
 	}
 	p.dead(ctx, d, reason)
 	return task.DeadLettered, reason, report

@@ -33,17 +33,54 @@ func TestRetryOnTheLastDeliveryReportsTheDeadLetter(t *testing.T) {
 	require.NoError(t, b.Retry(ctx, d, time.Now()), "attempt 1 of 2: a real retry")
 	d = lease()
 	require.Equal(t, 2, d.Task.Attempt)
+	d.FailReason = "database down"
 	require.ErrorIs(t, b.Retry(ctx, d, time.Now()), queue.ErrDeadLettered)
 	dead, err := b.ListDead(ctx, "rt", 0)
 	require.NoError(t, err)
 	require.Len(t, dead, 1)
 	require.Equal(t, "t1", dead[0].Task.ID)
+	// The dead letter keeps why the attempt failed, and the consumer is
+	// given the reason stored (it used to store only "retry requested
+	// ...", while the source was told the handler's error).
+	require.Equal(t, "database down (retry requested after the last of 2 deliveries (max_deliver))", dead[0].Reason)
+	require.Equal(t, dead[0].Reason, d.DeadReason)
 	// The original's termination is an ack the server applies after
 	// Retry returned: the queue empties soon after.
 	require.Eventually(t, func() bool {
 		st, err := b.Stats(ctx, "rt")
 		return err == nil && st.Ready+st.InFlight+st.Delayed == 0
 	}, 5*time.Second, 10*time.Millisecond, "the dead-lettered task left the queue")
+}
+
+// TestDeadLetterBehindAnEarlierCopyGivesItsReason: a DeadLetter for a
+// delivery whose dead letter was stored before (a DeadLetter whose term
+// was lost, or the server's max-deliveries advisory: the copy's
+// Nats-Msg-Id names the work message) is de-duplicated behind that copy,
+// which keeps its reason. The consumer used to be left with its own
+// reason and told the task's source that one, while ListDead showed the
+// stored one; Delivery.DeadReason now gives the stored reason.
+func TestDeadLetterBehindAnEarlierCopyGivesItsReason(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{MaxDeliver: 3, AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t1", Kind: "k", Queue: "behind"}))
+	lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	ds, err := b.Lease(lctx, "behind", 1, 5*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	d := ds[0]
+	r, err := b.receiptOf(d)
+	require.NoError(t, err)
+	_, err = b.publishDead(ctx, r.q, d.Task, r.keyed, r.seq, 1, "stored first")
+	require.NoError(t, err)
+
+	require.NoError(t, b.DeadLetter(ctx, d, "handler: bad order"))
+	require.Equal(t, "stored first", d.DeadReason, "the reason stored, not the one asked")
+	dead, err := b.ListDead(ctx, "behind", 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Equal(t, "stored first", dead[0].Reason)
 }
 
 // TestExhaustedTasksReachAWatcherAcrossACrash: tasks whose lease expired on

@@ -186,7 +186,8 @@ func (b *Backend) discardOldestDead(ctx context.Context) error {
 // DeadLetter copies d's task with reason (and its headers and attempt
 // count) to the dead-letter stream, then terminates the delivery, which
 // removes it from the work queue. If the copy fails, d stays leased and
-// the error is returned.
+// the error is returned. d.DeadReason is set to the reason stored: a copy
+// stored before for the same message keeps its own (publishDead).
 func (b *Backend) DeadLetter(ctx context.Context, d *queue.Delivery, reason string) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -205,6 +206,7 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 	if err != nil {
 		return err
 	}
+	r.d.DeadReason = stored.reason // an earlier copy's, or this one's as stored
 	if r.keyed {
 		if err := b.markDone(ctx, r.q, r.d.Task.Key, task.DeadLettered, stored.reason); err != nil {
 			return err

@@ -136,9 +136,10 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 // Retry settles d as failed for now with a negative ack delayed until at.
 // The next delivery's Attempt (NumDelivered) is one higher. When d was the
 // last delivery Config.MaxDeliver allows, the task is dead-lettered
-// instead, because the server would not deliver it again, and Retry
-// returns queue.ErrDeadLettered: the settlement happened, as a dead
-// letter.
+// instead, because the server would not deliver it again, with
+// d.FailReason in its reason, d.DeadReason is set to the reason stored,
+// and Retry returns queue.ErrDeadLettered: the settlement happened, as a
+// dead letter.
 func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -150,7 +151,11 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 		return err
 	}
 	if b.cfg.MaxDeliver > 0 && r.attempt+r.early >= b.cfg.MaxDeliver {
-		if err := b.deadLetterLocked(ctx, r, fmt.Sprintf("retry requested after the last of %d deliveries (max_deliver)", b.cfg.MaxDeliver)); err != nil {
+		reason := fmt.Sprintf("retry requested after the last of %d deliveries (max_deliver)", b.cfg.MaxDeliver)
+		if d.FailReason != "" {
+			reason = d.FailReason + " (" + reason + ")"
+		}
+		if err := b.deadLetterLocked(ctx, r, reason); err != nil {
 			return err
 		}
 		return fmt.Errorf("jetstream: retry task %s on its last delivery (max_deliver %d): %w", d.Task.ID, b.cfg.MaxDeliver, queue.ErrDeadLettered)
