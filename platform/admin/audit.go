@@ -1,7 +1,10 @@
 package admin
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -42,8 +45,10 @@ type AuditEntry struct {
 	// Params are the call's parameters. Values under a key that names a
 	// secret (password, token, secret, cookie, authorization, credential,
 	// api_key, private_key), at any depth, are replaced by "[redacted]";
-	// strings (in maps and slices too) are cleaned and bounded as Error
-	// is.
+	// strings (in maps, slices and structs too, at any depth) and keys
+	// are cleaned and bounded as Error and Target are. A value other than
+	// a string, a number, a bool, a map or a slice of them (a struct, a
+	// pointer, a named type) is recorded as its JSON encoding decodes.
 	Params map[string]any `json:"params,omitempty"`
 	// Result is AuditOK, AuditPartial, AuditFailed, AuditDenied or
 	// AuditUnknown. Left
@@ -223,6 +228,7 @@ func redactParams(p map[string]any) map[string]any {
 	}
 	out := make(map[string]any, len(p))
 	for k, v := range p {
+		k = auditText(k, maxAuditField)
 		if secretName(k) {
 			out[k] = Redacted
 			continue
@@ -258,8 +264,29 @@ func redactValue(v any) any {
 			out[i] = redactValue(e)
 		}
 		return out
+	case nil, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		return v
+	case json.Number: // as decoded below; one that is not a number is text
+		if _, err := x.Float64(); err != nil {
+			return auditText(string(x), maxAuditError)
+		}
+		return v
 	}
-	return v
+	// Anything else (a struct such as a filter, a pointer, a map or slice
+	// of another type, a named string) is taken as its JSON says it, so
+	// that its strings are cleaned and bounded and its secrets redacted
+	// like a map's: a struct's field a client filled is no way around them.
+	b, err := json.Marshal(v)
+	if err != nil {
+		return auditText(fmt.Sprintf("[not JSON: %v]", err), maxAuditError)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // an int64 stays exact
+	var g any
+	if err := dec.Decode(&g); err != nil {
+		return auditText(fmt.Sprintf("[not JSON: %v]", err), maxAuditError)
+	}
+	return redactValue(g)
 }
 
 // AuditedElsewhere marks the request r as audited by the admin calls its

@@ -220,3 +220,40 @@ func TestAuditParamsAreBounded(t *testing.T) {
 	key := p.Entries[0].Params["key"].(string)
 	require.Equal(t, strings.Repeat("k", 1024)+"…", key)
 }
+
+// TestAuditParamsInStructsAreBoundedAndRedacted: a parameter that is a
+// struct (a filter a client filled, a login) is held to what a map's
+// values are: its strings cleaned and bounded, its secret fields
+// redacted; numbers stay exact.
+func TestAuditParamsInStructsAreBoundedAndRedacted(t *testing.T) {
+	t.Parallel()
+	type filter struct {
+		Kind     string `json:"kind"`
+		Password string `json:"password"`
+		N        int64  `json:"n"`
+	}
+	routes := []admin.Route{{Pattern: "POST /admin/v1/things", Role: admin.RoleOperator, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		admin.Audit(r, admin.AuditEntry{Action: "thing.add", Params: map[string]any{
+			"filter": filter{Kind: "a\nforged: line" + strings.Repeat("k", 1<<20), Password: "s3cret", N: 1<<62 + 1},
+			"ptr":    &filter{Kind: "b\u202e"}, "key\nforged": 1}})
+		w.WriteHeader(http.StatusCreated)
+	})}}
+	s, err := admin.NewServer(local(), nil, admin.StatusInfo{}, nil, nil, routes)
+	require.NoError(t, err)
+	s.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/admin/v1/things", nil))
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, admin.AuditPath, nil))
+	require.Less(t, rec.Body.Len(), 8<<10, "the whole page")
+	require.NotContains(t, rec.Body.String(), "s3cret")
+	dec := json.NewDecoder(strings.NewReader(rec.Body.String()))
+	dec.UseNumber()
+	var p admin.AuditPage
+	require.NoError(t, dec.Decode(&p))
+	require.Len(t, p.Entries, 1)
+	f := p.Entries[0].Params["filter"].(map[string]any)
+	require.Equal(t, "aforged: line"+strings.Repeat("k", 1024-len("aforged: line"))+"…", f["kind"])
+	require.Equal(t, admin.Redacted, f["password"])
+	require.Equal(t, json.Number("4611686018427387905"), f["n"])
+	require.Equal(t, "b", p.Entries[0].Params["ptr"].(map[string]any)["kind"])
+	require.Contains(t, p.Entries[0].Params, "keyforged")
+}
