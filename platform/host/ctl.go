@@ -165,10 +165,14 @@ const auditPath = control.Prefix + "/audit"
 func (c *ctl) auditCmd() *cobra.Command {
 	var limit int
 	var cursor string
-	cmd := &cobra.Command{Use: "audit", Short: "the latest state-changing calls: who did what, when, with what result", Args: cobra.NoArgs,
+	var cmd *cobra.Command
+	cmd = &cobra.Command{Use: "audit", Short: "the latest state-changing calls: who did what, when, with what result", Args: cobra.NoArgs,
 		RunE: c.run(func(ctx context.Context, cl *ctlClient, _ []string) error {
 			v := url.Values{}
-			if limit > 0 {
+			if cmd.Flags().Changed("limit") {
+				if limit < 1 || limit > admin.MaxAuditLimit {
+					return usageError{fmt.Errorf("--limit %d: want 1 to %d", limit, admin.MaxAuditLimit)}
+				}
 				v.Set("limit", strconv.Itoa(limit))
 			}
 			if cursor != "" {
@@ -192,7 +196,7 @@ func (c *ctl) auditCmd() *cobra.Command {
 			})
 			return nil
 		})}
-	cmd.Flags().IntVar(&limit, "limit", 0, "entries per page (default the server's)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "entries per page, 1 to 1000 (default the server's, 50)")
 	cmd.Flags().StringVar(&cursor, "cursor", "", "continue after the page that printed `CURSOR`")
 	return cmd
 }
