@@ -36,7 +36,9 @@ type AuthConfig struct {
 	// SessionTTL is how long a session lasts after its sign-in. Default 8h.
 	SessionTTL time.Duration `koanf:"session_ttl"`
 	// MaxSessions bounds the sessions held in memory; a sign-in past it
-	// ends the session closest to its expiry. Default 1000.
+	// ends a session of the user holding the most (the one closest to its
+	// expiry), so that one user signing in again and again ends their own
+	// sessions, not everyone else's. Default 1000.
 	MaxSessions int `koanf:"max_sessions"`
 	// FailedAttempts failed sign-ins or bearer tokens from one address
 	// are allowed at once; then one more per FailedWindow/FailedAttempts

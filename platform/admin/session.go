@@ -89,16 +89,32 @@ func (s *sessions) create(user string, role Role, now time.Time) *session {
 		}
 	}
 	for len(s.byID) >= s.max {
-		var first *session
-		for _, o := range s.byID {
-			if first == nil || o.expires.Before(first.expires) {
-				first = o
-			}
-		}
-		delete(s.byID, first.id)
+		delete(s.byID, s.victim().id)
 	}
 	s.byID[se.id] = se
 	return se
+}
+
+// victim is the session a full table gives up: of the user holding the
+// most sessions, the one closest to its expiry (among users holding as
+// many, the closest of all of theirs). A user signing in again and again
+// so ends their own sessions, not everyone else's. s.mu held, the table
+// not empty.
+func (s *sessions) victim() *session {
+	held := make(map[string]int, len(s.byID))
+	for _, o := range s.byID {
+		held[o.user]++
+	}
+	var v *session
+	for _, o := range s.byID {
+		switch {
+		case v == nil, held[o.user] > held[v.user]:
+			v = o
+		case held[o.user] == held[v.user] && o.expires.Before(v.expires):
+			v = o
+		}
+	}
+	return v
 }
 
 // get returns the live session id names.

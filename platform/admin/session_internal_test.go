@@ -104,3 +104,51 @@ func TestPasswordChecksAreBounded(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Len(t, s.auth.sessions.byID, 1)
 }
+
+// TestSignInsOfOneUserDoNotEndOthersSessions: the sessions are bounded
+// (auth.max_sessions), and a user who signs in again and again (any user:
+// a viewer, whose sign-ins the rate limit does not count, as they do not
+// fail) ends their own sessions past the bound, not everyone else's: a
+// full table gives up a session of the user holding the most.
+func TestSignInsOfOneUserDoNotEndOthersSessions(t *testing.T) {
+	t.Parallel()
+	h, err := bcrypt.GenerateFromPassword([]byte("password1"), bcrypt.MinCost)
+	require.NoError(t, err)
+	cfg := Config{Listen: "127.0.0.1:0", Auth: AuthConfig{SessionTTL: time.Hour, MaxSessions: 3, Users: []UserConfig{
+		{Name: "alice", Role: RoleOperator, PasswordHash: string(h)},
+		{Name: "bob", Role: RoleOperator, PasswordHash: string(h)},
+		{Name: "mallory", Role: RoleViewer, PasswordHash: string(h)}}}}
+	s, err := NewServer(cfg, nil, StatusInfo{}, nil, nil, nil)
+	require.NoError(t, err)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.auth.now = func() time.Time { return now }
+	signIn := func(name string) *http.Cookie {
+		now = now.Add(time.Second)
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, SessionPath, strings.NewReader(`{"name":"`+name+`","password":"password1"}`))
+		s.Handler().ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		return rec.Result().Cookies()[0]
+	}
+	live := func(c *http.Cookie) bool {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, StatusPath, nil)
+		req.AddCookie(c)
+		s.Handler().ServeHTTP(rec, req)
+		return rec.Code == http.StatusOK
+	}
+	alice := signIn("alice")
+	var mallory []*http.Cookie
+	for range 10 {
+		mallory = append(mallory, signIn("mallory"))
+	}
+	require.True(t, live(alice), "mallory's sign-ins ended alice's session")
+	require.True(t, live(mallory[9]))
+	require.True(t, live(mallory[8]))
+	require.False(t, live(mallory[7]), "the table holds 3: alice's and mallory's newest two")
+	bob := signIn("bob") // full: one of mallory's (the user holding the most) ends
+	require.True(t, live(alice))
+	require.True(t, live(bob))
+	require.True(t, live(mallory[9]))
+	require.False(t, live(mallory[8]))
+}
