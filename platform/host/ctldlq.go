@@ -109,6 +109,14 @@ func (c *ctl) dlqCmd() *cobra.Command {
 				if body.Filter.Since, body.Filter.Until, err = ctlRange(flt.since, flt.until); err != nil {
 					return err
 				}
+				// As the server would refuse it: a usage error, nothing sent.
+				byFilter := body.Filter != (control.DeadFilter{})
+				switch {
+				case len(body.IDs) == 0 && !byFilter && !body.All:
+					return usageError{fmt.Errorf("%s: select dead letters: ids, a filter (--kind, --reason, --since, --until) or --all", name)}
+				case len(body.IDs) > 0 && (byFilter || body.All):
+					return usageError{fmt.Errorf("%s: select dead letters by ids or by a filter (or --all), not both", name)}
+				}
 				var res control.DeadResult
 				raw, err := cl.do(ctx, "POST", control.Prefix+"/queues/"+url.PathEscape(args[0])+"/dead/"+name, body, &res)
 				if err != nil {
