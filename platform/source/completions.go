@@ -87,10 +87,13 @@ func Wants(t *task.Task) bool { return t.Header(task.HeaderCompletion) != "" }
 // Complete reports outcome o (with the dead-letter reason, if any) of t to
 // the completer its task.HeaderCompletion header names. A task without the
 // header needs no completion and Complete returns nil. An unknown name
-// returns an error wrapping ErrUnknownCompleter; a completer's panic is
-// recovered and returned as an error. A nil *Completions knows no
-// completer.
-func (c *Completions) Complete(ctx context.Context, t *task.Task, o task.Outcome, reason string) (err error) {
+// returns an error wrapping ErrUnknownCompleter. A completer's panic is
+// recovered and returned as an error (a *task.PanicError); so is its
+// runtime.Goexit (testing's FailNow, say), as an error wrapping
+// task.ErrGoexit, which leaves the caller's goroutine running: the
+// completer runs on a goroutine of its own, which Complete waits for. A
+// nil *Completions knows no completer.
+func (c *Completions) Complete(ctx context.Context, t *task.Task, o task.Outcome, reason string) error {
 	name := t.Header(task.HeaderCompletion)
 	if name == "" {
 		return nil
@@ -104,24 +107,45 @@ func (c *Completions) Complete(ctx context.Context, t *task.Task, o task.Outcome
 	if cp == nil {
 		return fmt.Errorf("source: complete task %s: %w: %q", t.ID, ErrUnknownCompleter, name)
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("source %q: complete task %s: %w", name, t.ID, &task.PanicError{Value: r, Stack: debug.Stack()})
-		}
-	}()
-	if err := cp.Complete(ctx, t, o, reason); err != nil {
+	if err := call(func() error { return cp.Complete(ctx, t, o, reason) }); err != nil {
 		return fmt.Errorf("source %q: complete task %s (%s): %w", name, t.ID, o, err)
 	}
 	return nil
+}
+
+// call runs f on a goroutine of its own and returns its error once it
+// ended: a panic as a *task.PanicError, and runtime.Goexit, which nothing
+// can recover, as task.ErrGoexit. As the worker pools do for a worker's
+// goroutine, it tells Goexit from a return by a flag set after f
+// returned: the deferred function finds it unset, with nothing to
+// recover.
+func call(f func() error) (err error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		returned := false
+		defer func() {
+			if r := recover(); r != nil {
+				err = &task.PanicError{Value: r, Stack: debug.Stack()}
+			} else if !returned {
+				err = task.ErrGoexit
+			}
+		}()
+		err = f()
+		returned = true
+	}()
+	<-done
+	return err
 }
 
 // CompleteWithin is Complete under the guard of every completion the
 // runtime makes: the completer's context keeps ctx's values but not its
 // cancellation (the outcome happened; whoever tells it may be stopping
 // meanwhile), and ends after timeout, or earlier when stop ends (a nil
-// stop never does). A panic is an error, as with Complete. Worker pools
-// call it with their task timeout and their Stop's context; an Emitter
-// for a task the backend dropped as a duplicate of a finished one.
+// stop never does). A panic or runtime.Goexit is an error, as with
+// Complete. Worker pools call it with their task timeout and their Stop's
+// context; an Emitter for a task the backend dropped as a duplicate of a
+// finished one.
 func (c *Completions) CompleteWithin(ctx, stop context.Context, timeout time.Duration, t *task.Task, o task.Outcome, reason string) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()

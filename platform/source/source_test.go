@@ -3,6 +3,7 @@ package source_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -331,4 +332,21 @@ func TestEmitterCompletesDuplicatesOfFinishedTasks(t *testing.T) {
 	st, err := be.Stats(ctx, "q")
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.Ready, "only the new task was enqueued")
+}
+
+// TestCompleteGoexitIsAFailedCompletion: a completer that ends its
+// goroutine with runtime.Goexit (testing's FailNow, say) fails its
+// completion like one that panics, and the caller's goroutine goes on. It
+// used to end the caller's goroutine too (here the test's: it stopped
+// with "test executed panic(nil) or runtime.Goexit").
+func TestCompleteGoexitIsAFailedCompletion(t *testing.T) {
+	t.Parallel()
+	c := &source.Completions{}
+	require.NoError(t, c.Add("exits", completerFunc(func() error { runtime.Goexit(); return nil })))
+	tk := &task.Task{ID: "g", Headers: map[string]string{task.HeaderCompletion: "exits"}}
+	err := c.Complete(context.Background(), tk, task.Succeeded, "")
+	require.ErrorIs(t, err, task.ErrGoexit)
+	require.ErrorContains(t, err, `source "exits": complete task g`)
+	err = c.CompleteWithin(context.Background(), nil, time.Second, tk, task.DeadLettered, "bad")
+	require.ErrorIs(t, err, task.ErrGoexit)
 }

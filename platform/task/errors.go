@@ -92,6 +92,14 @@ func RetryDelay(err error) (time.Duration, bool) {
 	return 0, false
 }
 
+// ErrGoexit is the failure recorded for code the runtime calls that ended
+// its goroutine with runtime.Goexit (testing's FailNow, say) instead of
+// returning: a handler, middleware or observer (its worker dies and is
+// replaced; the attempt fails) or a source's Complete (a failed
+// completion). Goexit cannot be recovered; the runtime notices that the
+// call neither returned nor panicked.
+var ErrGoexit = errors.New("runtime.Goexit called")
+
 // PanicError is the failure recorded when a handler panics.
 type PanicError struct {
 	Value any

@@ -95,7 +95,9 @@
 // Stats. A worker goroutine that dies outside a handler, or of
 // runtime.Goexit (a handler calling testing's FailNow), is replaced and
 // counted (worker_restarts); the attempt it held fails, and the observer
-// that saw it start hears its outcome (Finished) like any other. Pause, Resume and Resize(n) control a running
+// that saw it start hears its outcome (Finished) like any other. A
+// source's Complete that calls runtime.Goexit ends only its own
+// goroutine: a failed completion (completion_failed), the worker goes on. Pause, Resume and Resize(n) control a running
 // pool; Check is the stalled-pool health check (ready work, nothing
 // finished for StallAfter: the component turns degraded).
 //

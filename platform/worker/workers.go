@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
 )
 
 // The worker goroutines: each takes deliveries from the hand-over buffer
@@ -121,7 +121,9 @@ func (p *Pool) worker(s *slot) {
 }
 
 // errGoexit is what crashed reports for a worker ended by runtime.Goexit.
-var errGoexit = errors.New("runtime.Goexit called (by the handler, a middleware or an observer)")
+// A source's Complete that calls it fails its completion instead (see
+// source.Completions.Complete): the worker goes on.
+var errGoexit = fmt.Errorf("%w (by the handler, a middleware or an observer)", task.ErrGoexit)
 
 // loop is the worker's loop; it returns when the worker is surplus or
 // the pool stops.
