@@ -185,9 +185,13 @@ func (p *Pool) renew(d *queue.Delivery) bool {
 
 // call runs the observer's Starting and the handler with panics
 // recovered as *task.PanicError. It keeps the observer's context on s,
-// for a worker that dies in the handler (crashed).
-func (p *Pool) call(ctx context.Context, s *slot, h task.Handler, t *task.Task) (octx context.Context, err error) {
+// for a worker that dies in the handler (crashed). When the handler (or
+// Starting) calls runtime.Goexit, which takes the worker with it, ctx
+// ends on the way out, as when the handler returns: its timer and its
+// hook on the pool's context are not held until the deadline.
+func (p *Pool) call(ctx *taskContext, s *slot, h task.Handler, t *task.Task) (octx context.Context, err error) {
 	octx = ctx
+	returned := false
 	defer func() {
 		if r := recover(); r != nil {
 			stack := debug.Stack()
@@ -195,10 +199,14 @@ func (p *Pool) call(ctx context.Context, s *slot, h task.Handler, t *task.Task) 
 			p.log.Error("handler panicked", zap.String("task", t.ID), zap.String("kind", t.Kind),
 				zap.Int("attempt", t.Attempt), zap.Any("panic", r), zap.ByteString("stack", stack))
 			err = &task.PanicError{Value: r, Stack: stack}
+		} else if !returned {
+			ctx.finish() // runtime.Goexit: the worker dies (see worker)
 		}
 	}()
 	s.octx = ctx
 	octx = p.obs.Starting(ctx, t)
 	s.octx = octx
-	return octx, h.Handle(octx, t)
+	err = h.Handle(octx, t)
+	returned = true
+	return octx, err
 }

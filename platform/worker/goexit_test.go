@@ -125,3 +125,31 @@ func TestWorkerCrashedAfterSettlementCountsTheDelivery(t *testing.T) {
 	require.False(t, st.LastFinished.IsZero())
 	require.Zero(t, st.InFlight)
 }
+
+// TestHandlerGoexitEndsItsContext: the context of a handler that called
+// runtime.Goexit ends when its worker dies, as when a handler returns,
+// and no longer holds its deadline's timer (and its hook on the pool's
+// context) until the deadline: here an hour.
+func TestHandlerGoexitEndsItsContext(t *testing.T) {
+	t.Parallel()
+	ctxs := make(chan context.Context, 1)
+	cfg := fast
+	cfg.Concurrency = 1
+	cfg.TaskTimeout = time.Hour
+	b := setup(t, cfg, task.Route{Kind: "k", MaxAttempts: 1, Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+		_ = ctx.Done() // armed: the deadline's timer runs
+		ctxs <- ctx
+		runtime.Goexit()
+		return nil
+	})})
+	b.enqueue(t, &task.Task{Kind: "k"})
+	ctx := within(t, ctxs, "the handler to run")
+	p := b.pool(t, "default")
+	require.Eventually(t, func() bool { return p.Stats().WorkerRestarts == 1 }, 10*time.Second, time.Millisecond)
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the context of a handler that called runtime.Goexit still runs")
+	}
+	require.ErrorIs(t, ctx.Err(), context.Canceled)
+}
