@@ -33,7 +33,7 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		}
 	}
 	if cp.c == nil {
-		c, err := dial(ctx, s.cfg, nil)
+		c, err := dial(ctx, s.cfg, nil, nil)
 		if err != nil {
 			return sessionError{errFromFatal(err)}
 		}

@@ -34,7 +34,9 @@ const (
 	ModePoll Mode = "poll"
 	// ModeIdle waits in IMAP IDLE and fetches as soon as the server reports
 	// new mail, renews IDLE every IdleRenew and runs a watchdog search every
-	// Reconcile. It falls back to polling when the server lacks IDLE.
+	// Reconcile. An IDLE the server ends on its own (ErrIdleEnded) is
+	// started over at once, on a new connection, with the Reconnect
+	// back-off. It falls back to polling when the server lacks IDLE.
 	ModeIdle Mode = "idle"
 )
 

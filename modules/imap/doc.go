@@ -8,6 +8,8 @@
 //   - source.go: Source, NewSource and Run, the reconnect loop around
 //     sessions (back-off in backoff.go, shared with the completion loop);
 //   - session.go: one connection: dial and login, SELECT, IDLE or polling;
+//     idlewatch.go: noticing an IDLE the server ends on its own (the
+//     session then starts over, see ErrIdleEnded);
 //   - scan.go: the search above the cursor, batching, emitting (a message
 //     above MaxMessageSize, not fetched, and, in reject.go, a task the
 //     queue refuses for good become their task.Rejected stand-ins);

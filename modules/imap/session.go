@@ -27,7 +27,8 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 			}
 		},
 	}
-	c, err := dial(ctx, s.cfg, handler)
+	iw := newIdleWatch()
+	c, err := dial(ctx, s.cfg, handler, iw)
 	if err != nil {
 		return false, err
 	}
@@ -62,7 +63,7 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 			return true, err
 		}
 		if idle {
-			err = s.idleOnce(ctx, c)
+			err = s.idleOnce(ctx, c, iw)
 		} else {
 			err = s.pollWait(ctx, c)
 		}
@@ -73,8 +74,9 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 }
 
 // dial connects, secures the connection per cfg.TLS and logs in, all
-// bounded by cfg.DialTimeout and ctx.
-func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHandler) (*imapclient.Client, error) {
+// bounded by cfg.DialTimeout and ctx. A non-nil iw watches the
+// conversation for an IDLE the server ends (see idleWatch).
+func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHandler, iw *idleWatch) (*imapclient.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -86,6 +88,9 @@ func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHan
 	stop := context.AfterFunc(dctx, func() { _ = conn.Close() })
 	tlsCfg := &tls.Config{ServerName: strings.Trim(cfg.Host, "[]"), InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in for tests
 	opts := &imapclient.Options{UnilateralDataHandler: handler, TLSConfig: tlsCfg}
+	if iw != nil {
+		opts.DebugWriter = iw
+	}
 
 	fail := func(step string, err error) (*imapclient.Client, error) {
 		stop()
@@ -170,21 +175,25 @@ func (s *Source) signal() {
 // idleOnce idles until the server reports new mail, the watchdog interval
 // (min(Reconcile, IdleRenew)) passes, ctx ends or the connection drops.
 // Starting and ending the IDLE are bounded by CommandTimeout; the wait in
-// between is not.
-func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client) error {
+// between is not. An IDLE the server ends on its own (iw) ends the
+// session with ErrIdleEnded: Run starts over with its back-off.
+func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client, iw *idleWatch) error {
 	select {
 	case <-s.wake: // mail arrived during the last scan
 		return nil
 	default:
 	}
+	iw.arm() // before IDLE is sent: the server may end it at once
+	defer iw.disarm()
 	w := s.guard(c)
 	cmd, err := c.Idle()
 	if err = w.done(err); err != nil {
 		return fmt.Errorf("imap: idle: %w", err)
 	}
+	began := time.Now()
 	t := time.NewTimer(min(s.cfg.Reconcile, s.cfg.IdleRenew))
 	defer t.Stop()
-	why := "new mail"
+	why, ended := "new mail", false
 	select {
 	case <-s.wake:
 	case <-t.C:
@@ -193,6 +202,24 @@ func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client) error {
 		why = "stop"
 	case <-c.Closed():
 		why = "connection closed"
+	case <-iw.ended:
+		ended = true
+	}
+	iw.disarm()
+	if !ended { // the server may have ended it as something else happened
+		select {
+		case <-iw.ended:
+			ended = true
+		default:
+		}
+	}
+	if ended {
+		// No DONE: the session's deferred Close drops the connection.
+		// The error's text is the same each time, so that Run backs off
+		// from a server that ends every IDLE at once.
+		s.log.Debug("the server ended IDLE on its own; starting over", zap.String("status", iw.reason()),
+			zap.Duration("after", time.Since(began)))
+		return fmt.Errorf("%w (%s)", ErrIdleEnded, iw.reason())
 	}
 	s.log.Debug("idle ended", zap.String("why", why))
 	w = s.guard(c)

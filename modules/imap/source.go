@@ -171,7 +171,8 @@ func (s *Source) Config() Config { return s.cfg }
 // Run connects, selects the mailbox and emits every message not yet
 // emitted, then watches for new mail (IDLE or polling) until ctx ends,
 // when it returns nil. Lost connections, commands the server does not
-// answer within Config.CommandTimeout and temporary refusals are retried
+// answer within Config.CommandTimeout, an IDLE the server ended on its own
+// (ErrIdleEnded) and temporary refusals are retried
 // inside Run with exponential back-off (Config.Reconnect), so a flaky
 // server does not crash-loop the supervisor; a session that selected the
 // mailbox resets the back-off unless it failed exactly as the one before
