@@ -46,8 +46,10 @@ type Server struct {
 
 // Start starts a Dovecot instance for tb and stops it when tb ends. It
 // skips tb unless PLBA_TEST_DOVECOT=1, and fails it when the dovecot
-// binary is missing (install the dovecot-imapd package).
-func Start(tb testing.TB) *Server {
+// binary is missing (install the dovecot-imapd package). Each of conf is
+// a line added to the configuration (such as "imap_idle_notify_interval
+// = 1 secs").
+func Start(tb testing.TB, conf ...string) *Server {
 	tb.Helper()
 	if os.Getenv(EnvVar) != "1" {
 		tb.Skipf("set %s=1 to run the tests against a real Dovecot (apt-get install dovecot-imapd)", EnvVar)
@@ -57,7 +59,7 @@ func Start(tb testing.TB) *Server {
 	}
 	dir := tb.TempDir()
 	s := &Server{tb: tb, dir: dir, conf: filepath.Join(dir, "dovecot.conf"), port: freePort(tb)}
-	if err := s.writeConfig(); err != nil {
+	if err := s.writeConfig(conf); err != nil {
 		tb.Fatalf("dovecottest: %v", err)
 	}
 	tb.Cleanup(func() { s.Stop() })
@@ -77,7 +79,7 @@ func (s *Server) Addr() string { return net.JoinHostPort(s.Host(), strconv.Itoa(
 // LogPath is Dovecot's log file.
 func (s *Server) LogPath() string { return filepath.Join(s.dir, "dovecot.log") }
 
-func (s *Server) writeConfig() error {
+func (s *Server) writeConfig(extra []string) error {
 	mail := filepath.Join(s.dir, "mail")
 	if err := os.MkdirAll(mail, 0o777); err != nil {
 		return err
@@ -139,6 +141,9 @@ service anvil {
   chroot =
 }
 `, s.dir, mailUser, s.port)
+	for _, line := range extra {
+		conf += line + "\n"
+	}
 	return os.WriteFile(s.conf, []byte(conf), 0o644)
 }
 

@@ -70,3 +70,13 @@ func parseWho(out string, title func(pid int) (string, error)) ([]Session, error
 	}
 	return ss, nil
 }
+
+// Kick disconnects every IMAP session of user (doveadm kick): each one is
+// sent "* BYE" and its connection closed, as at a server's shutdown.
+func (s *Server) Kick(ctx context.Context, user string) error {
+	out, err := exec.CommandContext(ctx, "doveadm", "-c", s.conf, "kick", user).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("dovecottest: doveadm kick %s: %w: %s", user, err, out)
+	}
+	return nil
+}
