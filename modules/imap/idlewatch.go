@@ -29,7 +29,9 @@ var ErrIdleEnded = errors.New("imap: the server ended IDLE on its own")
 // follows the server's responses line by line, literals skipped, and
 // fires at the first tagged status response (OK, NO or BAD: during IDLE
 // no other command is pending, so it answers the IDLE) or BYE. The
-// client's own line while armed ("<tag> IDLE") is no status response.
+// client's own lines while armed are no status response: "<tag> IDLE",
+// and the "DONE" with which the client renews the IDLE itself (go-imap
+// does every 28 minutes), whose answer is therefore not an end either.
 type idleWatch struct {
 	armed atomic.Bool
 	ended chan struct{} // buffered 1: fired
@@ -40,6 +42,7 @@ type idleWatch struct {
 	tail   []byte // the last bytes of the current line, for a literal
 	skip   int64  // literal bytes still to skip
 	why    string // the status of the response that ended the IDLE
+	done   bool   // the client sent DONE: the next tagged response answers it
 }
 
 const (
@@ -55,7 +58,7 @@ func newIdleWatch() *idleWatch { return &idleWatch{ended: make(chan struct{}, 1)
 // command's responses have been read by then.
 func (w *idleWatch) arm() {
 	w.mu.Lock()
-	w.head, w.headed, w.tail, w.skip, w.why = w.head[:0], false, w.tail[:0], 0, ""
+	w.head, w.headed, w.tail, w.skip, w.why, w.done = w.head[:0], false, w.tail[:0], 0, "", false
 	w.mu.Unlock()
 	select {
 	case <-w.ended:
@@ -116,8 +119,13 @@ func (w *idleWatch) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// judge fires when head begins a tagged status response or a BYE.
+// judge fires when head begins a tagged status response or a BYE, but
+// for the answer to the client's DONE.
 func (w *idleWatch) judge() {
+	if bytes.EqualFold(bytes.TrimRight(w.head, "\r\n"), []byte("DONE")) {
+		w.done = true
+		return
+	}
 	tag, rest, ok := bytes.Cut(w.head, []byte(" "))
 	if !ok || len(tag) == 0 || tag[0] == '+' {
 		return
@@ -129,6 +137,9 @@ func (w *idleWatch) judge() {
 			return
 		}
 	} else if s != "OK" && s != "NO" && s != "BAD" {
+		return
+	} else if w.done {
+		w.done = false // the IDLE the client ended; a new one follows
 		return
 	}
 	if w.why == "" {

@@ -29,7 +29,8 @@ func feed(t *testing.T, w *idleWatch, chunks ...string) {
 // The IDLE watch fires at a tagged status response or a BYE during an
 // IDLE, wherever the reads split the lines, and at nothing else: the
 // client's own IDLE line, the continuation, untagged data, a line inside
-// a literal, or anything while disarmed.
+// a literal, the answer to the client's own DONE, or anything while
+// disarmed.
 func TestIdleWatchFiresAtTheServersEndOnly(t *testing.T) {
 	t.Parallel()
 	w := newIdleWatch()
@@ -43,7 +44,9 @@ func TestIdleWatchFiresAtTheServersEndOnly(t *testing.T) {
 	require.False(t, fired(w), "a line inside a literal is no response")
 	feed(t, w, "* 2 FETCH (BODY[] {1", "2}\r\nT4 OK ", "fake\r\n)\r\n")
 	require.False(t, fired(w), "nor when the reads split the literal's size")
-	feed(t, w, "T4", " ok IDLE terminated\r\n")
+	feed(t, w, "DONE\r\n", "T4 OK Idle completed\r\n", "T5 IDLE\r\n", "+ idling\r\n")
+	require.False(t, fired(w), "the client renewed the IDLE itself")
+	feed(t, w, "T5", " ok IDLE terminated\r\n")
 	require.True(t, fired(w))
 	require.Equal(t, "OK", w.reason())
 
