@@ -70,7 +70,7 @@ func TestExclusiveSourceOnKVLease(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = srcs[name].Run(ctx, discard{}) }()
 	}
-	first := recv(t, ev.started, 10*time.Second)
+	first := recv(t, ev.started, ttl+10*time.Second)
 	other := map[string]string{"host-a": "host-b", "host-b": "host-a"}[first]
 	d := srcs[other].(source.Detailer).Details().(source.ExclusiveDetails)
 	for d.Lease.Holder != first { // the other host sees who holds it

@@ -94,15 +94,13 @@ type KV struct {
 
 	mu     sync.Mutex
 	leases map[string]*kvLease
-	// goneSince is when an attempt first found the bucket missing (zero:
-	// it was there at the last attempt); see restoreBucket.
-	goneSince time.Time
 }
 
 // OpenKV binds to the leases' bucket, creating it with cfg's TTL and
 // replicas when it is missing. It fails (wrapping ErrConfig) when the
 // bucket exists with another TTL: hosts that disagree on the TTL could
-// both believe they hold a lease.
+// both believe they hold a lease. Leases from a bucket it creates are held
+// only a TTL after (see the package doc).
 func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, error) {
 	cfg = cfg.withDefaults()
 	if cfg.TTL < time.Second {
@@ -164,40 +162,21 @@ func bucketGone(err error) bool {
 }
 
 // restoreBucket sets the bucket up again after an attempt found it gone
-// (err, see bucketGone), but only once the TTL has passed since an
-// attempt first found it so: a hold on the lost bucket ends at the latest
-// the TTL after its last renewal, which came before the loss, so no host
-// can take a lease from the new bucket while the holder of one on the old
-// bucket still believes it holds it. It returns err, with what it did.
+// (err, see bucketGone). A lease is taken from the new bucket only once it
+// is the TTL old (see youngFor): a hold on the lost bucket ends at the
+// latest the TTL after its last renewal, which came before the loss, so
+// no host takes a lease from the new bucket while the holder of one on the
+// old bucket still believes it holds it. It returns err, with what it did.
 func (k *KV) restoreBucket(ctx context.Context, err error) error {
 	if !bucketGone(err) {
 		return err
 	}
-	now := time.Now()
-	k.mu.Lock()
-	if k.goneSince.IsZero() {
-		k.goneSince = now
-	}
-	since := k.goneSince
-	k.mu.Unlock()
-	if now.Sub(since) < k.cfg.TTL {
-		return fmt.Errorf("%w (bucket %q gone? it is set up again from %s on)", err, k.cfg.Bucket,
-			since.Add(k.cfg.TTL).Format(time.RFC3339Nano))
-	}
 	cctx, cancel := context.WithTimeout(ctx, k.cfg.TTL/3)
 	defer cancel()
 	if _, cerr := createBucket(cctx, k.js, k.cfg); cerr != nil {
-		return fmt.Errorf("%w (bucket %q gone; set it up again: %w)", err, k.cfg.Bucket, cerr)
+		return fmt.Errorf("%w (bucket %q gone? set it up again: %w)", err, k.cfg.Bucket, cerr)
 	}
-	k.bucketAnswered()
-	return fmt.Errorf("%w (bucket %q was gone: set up again)", err, k.cfg.Bucket)
-}
-
-// bucketAnswered forgets a loss of the bucket: an attempt found it there.
-func (k *KV) bucketAnswered() {
-	k.mu.Lock()
-	k.goneSince = time.Time{}
-	k.mu.Unlock()
+	return fmt.Errorf("%w (bucket %q was gone, or its stream had no leader: set up again, or found there)", err, k.cfg.Bucket)
 }
 
 // Lease returns the lease named name (the same one for the same name),
@@ -256,7 +235,8 @@ func (l *kvLease) Status() Status {
 }
 
 // Acquire tries to create the key at once and then every third of the TTL
-// until it succeeds or ctx ends.
+// until it succeeds or ctx ends. From a bucket younger than the TTL it
+// returns once the bucket is the TTL old (see holdWhenOld).
 func (l *kvLease) Acquire(ctx context.Context) (Hold, error) {
 	every := l.k.cfg.TTL / 3
 	for {
@@ -285,24 +265,11 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	rev, err := l.k.kv.Create(rctx, l.key, val)
 	cancel()
 	if err == nil {
-		l.k.bucketAnswered()
-		l.mu.Lock()
-		handover := l.sawHolder
-		l.sawHolder = false
-		if handover {
-			l.st.HandOvers++
-		}
-		l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = rec.Holder, rec.Since, true, rev, ""
-		l.mu.Unlock()
-		if handover {
-			l.k.handovers.Add(ctx, 1, metric.WithAttributes(attribute.String("lease", l.name)))
-		}
-		return startHold(l, val, rev, sent), nil
+		return l.took(ctx, rec, val, rev, sent)
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("lease %q: create: %w", l.name, l.k.restoreBucket(ctx, err))
 	}
-	l.k.bucketAnswered()
 	gctx, cancel := context.WithTimeout(ctx, l.k.cfg.TTL/3)
 	e, err := l.k.kv.Get(gctx, l.key)
 	cancel()
@@ -330,6 +297,40 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = other.Holder, other.Since, false, e.Revision(), ""
 	l.mu.Unlock()
 	return nil, nil
+}
+
+// took starts the hold on the key this host created at revision rev (by
+// a request sent at sent) and returns it once the bucket is the TTL old:
+// at once but for a bucket set up again after the server lost it, or new.
+func (l *kvLease) took(ctx context.Context, rec record, val []byte, rev uint64, sent time.Time) (*kvHold, error) {
+	h := startHold(l, val, rev, sent)
+	wait, err := l.k.youngFor(ctx, l.key)
+	if err != nil {
+		err = fmt.Errorf("lease %q: age of its bucket unknown, taken as new: %w", l.name, err)
+	}
+	if wait > 0 {
+		if werr := l.holdWhenOld(ctx, h, rec, wait); werr != nil {
+			return nil, errors.Join(werr, err)
+		}
+	}
+	h.mu.Lock()
+	if h.isLost { // else lose's Status comes after this one (it sets isLost first)
+		h.mu.Unlock()
+		return nil, fmt.Errorf("lease %q: lost as it was taken", l.name)
+	}
+	l.mu.Lock()
+	handover := l.sawHolder
+	l.sawHolder = false
+	if handover {
+		l.st.HandOvers++
+	}
+	l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = rec.Holder, rec.Since, true, h.rev, ""
+	l.mu.Unlock()
+	h.mu.Unlock()
+	if handover {
+		l.k.handovers.Add(ctx, 1, metric.WithAttributes(attribute.String("lease", l.name)))
+	}
+	return h, nil
 }
 
 func (l *kvLease) setErr(err error) {

@@ -100,7 +100,7 @@ func TestKVHandOverWhenTheHolderStopsRenewing(t *testing.T) {
 	a := newHost(t, url, bucket, "host-a", ttl)
 	b := newHost(t, url, bucket, "host-b", ttl)
 	hostA := a.kv.Lease("imap/INBOX")
-	ha := acquire(t, hostA, 10*time.Second)
+	ha := acquire(t, hostA, ttl+10*time.Second) // a new bucket: held a TTL after it was created
 	stA := hostA.Status()
 	require.True(t, stA.Held)
 	require.Equal(t, "host-a", stA.Holder)
@@ -169,7 +169,7 @@ func TestKVReleaseHandsOver(t *testing.T) {
 	const ttl = 3 * time.Second
 	a := newHost(t, url, bucket, "host-a", ttl).kv.Lease("nightly report")
 	b := newHost(t, url, bucket, "host-b", ttl).kv.Lease("nightly report")
-	ha := acquire(t, a, 10*time.Second)
+	ha := acquire(t, a, ttl+10*time.Second)
 	rev := a.Status().Revision
 	got := make(chan lease.Hold, 1)
 	go func() {

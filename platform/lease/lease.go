@@ -15,16 +15,20 @@
 //     a quarter of the TTL before the key can expire, measured from when
 //     it sent its last successful renewal, so its work stops before anyone
 //     else can hold the lease. Release deletes the key on the held
-//     revision: the next host takes over at its next attempt. A bucket the
-//     server lost (restarted without its store, or deleted) is set up
-//     again by the next attempt that finds it gone a TTL after the first
-//     one did, when every hold on the lost bucket has ended; a host that
-//     starts meanwhile creates it at once (OpenKV), and a holder learns
-//     of the new bucket at its next renewal. Such a host can take a lease
-//     while a holder cut off from the server still believes it holds it
-//     on the lost bucket, for up to three quarters of the TTL: the one
-//     window of two holders left (after a server lost its store while a
-//     new host started).
+//     revision: the next host takes over at its next attempt. A lease is
+//     held only once its bucket is the TTL old, measured in the server's
+//     time (the bucket's creation against the time the server reports):
+//     a host that took it from a younger bucket holds the key, renewing
+//     it, and its Acquire returns when the bucket is the TTL old (Status
+//     says from when). A bucket the server lost (restarted without its
+//     store, or deleted) is set up again by the next attempt that finds
+//     it gone, or by a host that starts (OpenKV), and a holder learns of
+//     the new bucket at its next renewal; a holder cut off from the
+//     server may still believe it holds a lease on the lost bucket, until
+//     three quarters of the TTL after its last renewal, which came before
+//     the loss, so before the new bucket is the TTL old. The cost: the
+//     first lease from a new bucket (a new deployment's first start)
+//     comes a TTL after the bucket was created.
 //   - Local: a lease within one process, for the memory backend and a
 //     single host. It costs a mutex.
 //
@@ -34,7 +38,8 @@
 // The promise "never two holders" rests on the holder's work stopping
 // within the margin once its hold is lost (source.Exclusive cancels the
 // source's context at once) and on the NATS servers' clocks agreeing
-// within that margin (a key's age is measured by the server).
+// within that margin (a key's age, and a bucket's, are measured by the
+// servers).
 package lease
 
 import (
@@ -76,6 +81,11 @@ type Status struct {
 	Holder string `json:"holder,omitempty"`
 	// Since is when Holder took the lease.
 	Since time.Time `json:"since,omitzero"`
+	// HeldFrom is when this host will hold the lease it took from a
+	// bucket younger than the TTL (KV leases: a bucket new, or set up
+	// again after the server lost it); zero otherwise. Holder names this
+	// host meanwhile, and Held is false.
+	HeldFrom time.Time `json:"held_from,omitzero"`
 	// Held says whether this host is the holder.
 	Held bool `json:"held"`
 	// Revision is the key's revision this host last saw (KV leases).

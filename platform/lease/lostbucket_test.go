@@ -30,7 +30,7 @@ func TestKVBucketLostIsSetUpAgain(t *testing.T) {
 	const ttl = 2 * time.Second
 	a := newHost(t, url, bucket, "host-a", ttl)
 	b := newHost(t, url, bucket, "host-b", ttl)
-	ha := acquire(t, a.kv.Lease("imap/INBOX"), 10*time.Second)
+	ha := acquire(t, a.kv.Lease("imap/INBOX"), ttl+10*time.Second)
 
 	js, err := jetstream.New(a.nc)
 	require.NoError(t, err)
@@ -117,7 +117,7 @@ func TestKVLeaseAfterTheServerLostItsStore(t *testing.T) {
 		return kv
 	}
 	a, b := connect("host-a"), connect("host-b")
-	ha := acquire(t, a.Lease("imap/INBOX"), 10*time.Second)
+	ha := acquire(t, a.Lease("imap/INBOX"), ttl+10*time.Second)
 
 	require.NoError(t, srv.Shutdown(context.Background()))
 	start(t.TempDir(), "127.0.0.1:"+port) // an empty store

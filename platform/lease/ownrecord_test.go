@@ -22,7 +22,7 @@ func TestRetakingItsOwnLeaseIsNoHandOver(t *testing.T) {
 	p := netfault.NewProxy(t, hostPort(t, url))
 	a := newHost(t, "nats://"+p.Addr(), bucket, "host-a", ttl)
 	l := a.kv.Lease("imap/INBOX")
-	h := acquire(t, l, 10*time.Second)
+	h := acquire(t, l, ttl+10*time.Second)
 	time.Sleep(ttl / 2) // a renewal or two
 
 	p.Freeze()

@@ -35,7 +35,7 @@ func TestExclusiveSourceStopsWhenItsHostIsPartitioned(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = srcs[name].Run(ctx, discard{}) }()
 	}
-	first := recv(t, ev.started, 10*time.Second)
+	first := recv(t, ev.started, ttl+10*time.Second)
 	other := map[string]string{"host-a": "host-b", "host-b": "host-a"}[first]
 	time.Sleep(ttl) // a few renewals
 

@@ -21,7 +21,7 @@ func TestReleaseWhileCutOffHonoursItsContext(t *testing.T) {
 	const ttl = 8 * time.Second // renewals every 2 s, lost 6 s after the last
 	p := netfault.NewProxy(t, hostPort(t, url))
 	a := newHost(t, "nats://"+p.Addr(), bucket, "host-a", ttl)
-	h := acquire(t, a.kv.Lease("imap/INBOX"), 10*time.Second)
+	h := acquire(t, a.kv.Lease("imap/INBOX"), ttl+10*time.Second)
 	p.Freeze()
 	time.Sleep(ttl/4 + ttl/8) // the first renewal is under way, and stuck
 	select {
@@ -53,7 +53,7 @@ func TestReleaseWaitsForARenewalUnderWay(t *testing.T) {
 	p := netfault.NewProxy(t, hostPort(t, url))
 	a := newHost(t, "nats://"+p.Addr(), bucket, "host-a", ttl)
 	b := newHost(t, url, bucket, "host-b", ttl)
-	h := acquire(t, a.kv.Lease("imap/INBOX"), 10*time.Second)
+	h := acquire(t, a.kv.Lease("imap/INBOX"), ttl+10*time.Second)
 	p.Freeze()
 	time.Sleep(ttl/4 + ttl/8) // the first renewal is under way
 	p.Thaw()

@@ -1,0 +1,89 @@
+package lease
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A hold on a bucket the server lost (restarted without its store, or the
+// bucket deleted) may still be believed by a holder cut off from the
+// server, until three quarters of the TTL after its last renewal, which
+// came before the loss. A bucket set up again after the loss (by a host
+// that starts, or one that found the bucket gone) is younger than the
+// TTL until then; a host that takes a lease from a bucket younger than
+// the TTL holds it only once the bucket is the TTL old.
+
+// youngFor returns how long from now the bucket stays younger than the
+// TTL, asked after this host created a lease's key in it: at most the
+// TTL. The bucket's age is measured in the server's time: its creation
+// against the time the server reports with the bucket's info (servers
+// 2.10 on) or, from older servers, against the time the server stored
+// the key's latest entry. When the age is unknown (a request failed), the
+// bucket is taken to be new: the key was created in it before, so it is
+// the TTL old a TTL from now. The error says why the age is unknown.
+func (k *KV) youngFor(ctx context.Context, key string) (time.Duration, error) {
+	ttl := k.cfg.TTL
+	rctx, cancel := context.WithTimeout(ctx, ttl/3)
+	defer cancel()
+	st, err := k.kv.Status(rctx)
+	if err != nil {
+		return ttl, fmt.Errorf("bucket %q: status: %w", k.cfg.Bucket, err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil || bs.StreamInfo().Created.IsZero() {
+		return ttl, fmt.Errorf("bucket %q: status without the time of its creation", k.cfg.Bucket)
+	}
+	created, serverNow := bs.StreamInfo().Created, bs.StreamInfo().TimeStamp
+	if serverNow.IsZero() {
+		e, err := k.kv.Get(rctx, key)
+		if err != nil {
+			return ttl, fmt.Errorf("bucket %q: server time (key %q): %w", k.cfg.Bucket, key, err)
+		}
+		serverNow = e.Created()
+	}
+	return youngLeft(created, serverNow, ttl), nil
+}
+
+// youngLeft returns how long a bucket created at created (server time)
+// stays younger than ttl, from serverNow (server time, no later than now):
+// between 0 and ttl.
+func youngLeft(created, serverNow time.Time, ttl time.Duration) time.Duration {
+	left := created.Add(ttl).Sub(serverNow)
+	return max(0, min(left, ttl))
+}
+
+// holdWhenOld waits until h's bucket is the TTL old (wait from now), with
+// Status saying so: the hold is this host's, not yet usable. It returns an
+// error when the hold is lost meanwhile, and ctx.Err() (the hold
+// released) when ctx ends first.
+func (l *kvLease) holdWhenOld(ctx context.Context, h *kvHold, rec record, wait time.Duration) error {
+	from := time.Now().Add(wait)
+	h.mu.Lock()
+	if !h.isLost { // else lose's Status comes after this one (it sets isLost first)
+		l.mu.Lock()
+		l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.HeldFrom = rec.Holder, rec.Since, false, h.rev, from
+		l.mu.Unlock()
+	}
+	h.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.st.HeldFrom = time.Time{}
+		l.mu.Unlock()
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-h.Lost():
+		return fmt.Errorf("lease %q: lost before its bucket %q was %v old", l.name, l.k.cfg.Bucket, l.k.cfg.TTL)
+	case <-ctx.Done():
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.k.cfg.TTL/3)
+		defer cancel()
+		_ = h.Release(rctx) // a failed release expires after the TTL
+		return ctx.Err()
+	}
+}
