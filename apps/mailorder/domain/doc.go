@@ -62,9 +62,10 @@
 // least once delivery) always yields the same order, and the store can
 // de-duplicate on (message id, attachment hash). A mail without Message-ID
 // gets a synthetic one derived from the SHA-256 of the raw mail; a mail
-// whose Message-ID holds bytes that are not UTF-8 or control characters gets
-// one derived from the SHA-256 of that id (replacing the bytes could make
-// two mails' ids equal).
+// whose Message-ID holds bytes that are not UTF-8 or control characters, or
+// is longer than [MaxMessageIDBytes] (more than a store's index entry may
+// hold), gets one derived from the SHA-256 of that id (replacing the bytes
+// or cutting the id could make two mails' ids equal).
 //
 // # Text
 //

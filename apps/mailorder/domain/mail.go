@@ -76,7 +76,8 @@ type Attachment struct {
 // *RejectError. ParseMail never panics and reads at most cfg's limits.
 // The Mail's text (addresses, name, subject, file names, notes) is valid
 // UTF-8 without control characters (see cleanText); a Message-ID that is
-// not is replaced by a synthetic one derived from its bytes.
+// not, or that is longer than MaxMessageIDBytes, is replaced by a
+// synthetic one derived from its bytes.
 func ParseMail(raw []byte, cfg Config) (*Mail, error) {
 	cfg = cfg.WithDefaults()
 	if int64(len(raw)) > cfg.MaxMailBytes {

@@ -62,18 +62,31 @@ func cleanField(field string, s *string, notes *[]string) {
 	*notes = append(*notes, field+" held bytes that are not UTF-8 text or control characters; they were replaced by U+FFFD")
 }
 
-// cleanMessageID returns id when it is clean text; otherwise a synthetic
-// id derived from the SHA-256 of its bytes ("msgid-sha256-<hex>@mailorder.invalid")
-// and a note. Replacing the bad bytes would not do: the Message-ID is half
-// of an order's identity, and two mails whose ids differ only in such
-// bytes would share their orders.
+// MaxMessageIDBytes is the longest Message-ID an order keeps as it is:
+// the most a header line may hold (RFC 5322). A store indexes the
+// Message-ID with the attachment's hash, and an index entry has a
+// bound (PostgreSQL's is about 2.7 kB): a longer id is replaced by a
+// synthetic one (see cleanMessageID).
+const MaxMessageIDBytes = 998
+
+// cleanMessageID returns id when it is clean text of at most
+// MaxMessageIDBytes; otherwise a synthetic id derived from the SHA-256 of
+// its bytes ("msgid-sha256-<hex>@mailorder.invalid") and a note.
+// Replacing the bad bytes or cutting the id short would not do: the
+// Message-ID is half of an order's identity, and two mails whose ids
+// differ only in such bytes (or past the cut) would share their orders.
 func cleanMessageID(id string, notes *[]string) string {
-	if _, changed := cleanText(id); !changed {
+	_, changed := cleanText(id)
+	if !changed && len(id) <= MaxMessageIDBytes {
 		return id
 	}
 	sum := sha256.Sum256([]byte(id))
 	syn := "msgid-sha256-" + hex.EncodeToString(sum[:16]) + "@mailorder.invalid"
-	*notes = append(*notes, fmt.Sprintf("Message-ID %q is not UTF-8 text without control characters; using %s", clip(id), syn))
+	if changed {
+		*notes = append(*notes, fmt.Sprintf("Message-ID %q is not UTF-8 text without control characters; using %s", clip(id), syn))
+	} else {
+		*notes = append(*notes, fmt.Sprintf("Message-ID %q is %d bytes long, more than %d; using %s", clip(id), len(id), MaxMessageIDBytes, syn))
+	}
 	return syn
 }
 

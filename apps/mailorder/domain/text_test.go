@@ -98,3 +98,31 @@ func TestUncleanMessageIDsStayDistinctAndStable(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "x@example.com", clean[0].MessageID, "a clean id is kept")
 }
+
+// A Message-ID longer than a store's index entry may hold is replaced by a
+// synthetic one derived from its bytes (PostgreSQL refused the order: a
+// valid order mail was retried and dead-lettered as a store failure): it
+// stays the same for the same mail, differs for two ids that differ past
+// any cut, and the audit says so. An id of MaxMessageIDBytes is kept.
+func TestLongMessageIDIsReplacedStablyAndDistinctly(t *testing.T) {
+	t.Parallel()
+	mail := func(id string) []byte {
+		return []byte("From: a@example.com\r\nMessage-ID: <" + id + ">\r\nContent-Type: text/csv; name=o.csv\r\n\r\nsku,qty,price\r\nAB-1,1,1\r\n")
+	}
+	long := strings.Repeat("x", 3000) + "@example.com"
+	a1, _, err := domain.BuildOrders(mail(long+"a"), domain.Config{})
+	require.NoError(t, err)
+	a2, _, err := domain.BuildOrders(mail(long+"a"), domain.Config{})
+	require.NoError(t, err)
+	b, _, err := domain.BuildOrders(mail(long+"b"), domain.Config{})
+	require.NoError(t, err)
+	require.LessOrEqual(t, len(a1[0].MessageID), domain.MaxMessageIDBytes)
+	require.True(t, strings.HasPrefix(a1[0].MessageID, "msgid-sha256-"), a1[0].MessageID)
+	require.Equal(t, a1[0].ID, a2[0].ID)
+	require.NotEqual(t, a1[0].ID, b[0].ID)
+	require.Contains(t, strings.Join(a1[0].Audit, "\n"), "bytes long, more than 998")
+	edge := strings.Repeat("y", domain.MaxMessageIDBytes-len("@example.com")) + "@example.com"
+	kept, _, err := domain.BuildOrders(mail(edge), domain.Config{})
+	require.NoError(t, err)
+	require.Equal(t, edge, kept[0].MessageID)
+}

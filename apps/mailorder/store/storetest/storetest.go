@@ -95,6 +95,23 @@ const HostileMail = "From: =?utf-8?q?M=C3=BCller=00=07?= <buyer@example.com>\r\n
 	`{"customer":"C-\u0000-1","reference":"PO\u0000\u001b[31m","lines":[{"sku":"CD-2","qty":1,"unit_price":"9.99"}]}` + "\r\n" +
 	"--b1--\r\n"
 
+// LongMessageIDMail is a valid order mail (one CSV order) whose
+// Message-ID is n bytes of text that does not compress (a hostile or
+// broken sender's): longer than a database index entry may be.
+func LongMessageIDMail(n int) []byte {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	id := make([]byte, n)
+	x := uint32(2463534242)
+	for i := range id {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		id[i] = alphabet[x%uint32(len(alphabet))]
+	}
+	return []byte("From: buyer@example.com\r\nMessage-ID: <" + string(id) + "@example.com>\r\n" +
+		"Content-Type: text/csv; name=o.csv\r\n\r\nsku,qty,price\r\nAB-1,2,3.50\r\n")
+}
+
 // Run runs the conformance suite against stores made by newStore.
 func Run(t *testing.T, newStore NewFunc) {
 	t.Helper()
@@ -306,6 +323,23 @@ func Run(t *testing.T, newStore NewFunc) {
 		pending, err := s.PendingConfirmations(ctx, 10)
 		require.NoError(t, err)
 		require.Equal(t, []domain.Confirmation{orders[0].Confirmation(), orders[1].Confirmation()}, pending)
+	})
+
+	t.Run("OrderOfAMailWithALongMessageID", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		orders, _, err := domain.BuildOrders(LongMessageIDMail(8000), domain.Config{})
+		require.NoError(t, err)
+		require.Len(t, orders, 1)
+		created, err := s.SaveOrder(ctx, orders[0])
+		require.NoError(t, err, "a valid order whatever the length of its mail's Message-ID")
+		require.True(t, created)
+		got, err := s.Get(ctx, orders[0].ID)
+		require.NoError(t, err)
+		RequireEqualOrders(t, orders[0], got)
+		created, err = s.SaveOrder(ctx, orders[0])
+		require.NoError(t, err)
+		require.False(t, created, "stored once")
 	})
 
 	t.Run("ManyLines", func(t *testing.T) {
