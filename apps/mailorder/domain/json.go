@@ -11,7 +11,8 @@ import (
 // {"lines": [...], "customer": "...", "reference": "..."} or a bare array of
 // lines. A line is an object with sku, qty and unit_price (same aliases as
 // the CSV columns, keys compared case-insensitively); numbers may be JSON
-// numbers or strings, and are never read through a float.
+// numbers or strings, and are never read through a float. A key given
+// twice in one object (the same key, or two of its aliases) is rejected.
 func ParseJSON(name string, data []byte, maxLines int) (Draft, error) {
 	d := Draft{Attachment: name}
 	data = bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\ufeff")))
@@ -29,20 +30,25 @@ func ParseJSON(name string, data []byte, maxLines int) (Draft, error) {
 		if err := json.Unmarshal(data, &obj); err != nil {
 			return d, reject(name, 0, "", "malformed JSON: "+jsonErr(err))
 		}
+		if f, err := keyGivenTwice(data, orderKey); err != nil {
+			return d, reject(name, 0, "", "malformed JSON: "+jsonErr(err))
+		} else if f != "" {
+			return d, reject(name, 0, f, "given twice")
+		}
 		for k, v := range obj {
-			switch normaliseKey(k) {
-			case "lines", "items", "positions", "order lines":
+			switch orderKey(k) {
+			case "lines":
 				if err := json.Unmarshal(v, &rawLines); err != nil {
 					return d, reject(name, 0, "lines", "must be an array of line objects")
 				}
-			case "customer", "customer id", "customer no", "customer number":
+			case "customer":
 				s, err := jsonScalar(v)
 				if err != nil {
 					return d, reject(name, 0, "customer", "must be a string or number")
 				}
 				d.CustomerRef = s
 				cleanField(fmt.Sprintf("attachment %q: customer", name), &d.CustomerRef, &d.Notes)
-			case "reference", "order reference", "ref", "po", "po number":
+			case "reference":
 				s, err := jsonScalar(v)
 				if err != nil {
 					return d, reject(name, 0, "reference", "must be a string or number")
@@ -67,14 +73,16 @@ func ParseJSON(name string, data []byte, maxLines int) (Draft, error) {
 		if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
 			return d, reject(name, n, "", "line is not an object")
 		}
+		if f, err := keyGivenTwice(raw, lineKey); err != nil {
+			return d, reject(name, n, "", "line is not an object")
+		} else if f != "" {
+			return d, reject(name, n, f, "given twice")
+		}
 		fields := map[string]string{}
 		for k, v := range obj {
 			f, ok := columnAliases[normaliseKey(k)]
 			if !ok {
 				continue
-			}
-			if _, dup := fields[f]; dup {
-				return d, reject(name, n, f, "given twice")
 			}
 			s, err := jsonScalar(v)
 			if err != nil {
@@ -102,6 +110,54 @@ func ParseJSON(name string, data []byte, maxLines int) (Draft, error) {
 		d.Lines = append(d.Lines, dl)
 	}
 	return d, nil
+}
+
+// orderKey returns the field an order object's key names ("lines",
+// "customer", "reference"), "" for a key that is not read.
+func orderKey(k string) string {
+	switch normaliseKey(k) {
+	case "lines", "items", "positions", "order lines":
+		return "lines"
+	case "customer", "customer id", "customer no", "customer number":
+		return "customer"
+	case "reference", "order reference", "ref", "po", "po number":
+		return "reference"
+	}
+	return ""
+}
+
+// lineKey returns the field a line object's key names, "" for a key that
+// is not read.
+func lineKey(k string) string { return columnAliases[normaliseKey(k)] }
+
+// keyGivenTwice returns the first field that two keys of the JSON object
+// data name (the same key twice, or two of its aliases), "" when none
+// does; field maps a key to its field ("" for a key that is not read).
+// A map decoded from the object keeps one value of such keys, silently.
+func keyGivenTwice(data []byte, field func(string) string) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if _, err := dec.Token(); err != nil { // the object's '{'
+		return "", err
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", err
+		}
+		k, _ := tok.(string)
+		if f := field(k); f != "" {
+			if seen[f] {
+				return f, nil
+			}
+			seen[f] = true
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", err
+		}
+	}
+	return "", nil
 }
 
 // jsonScalar returns a JSON string's value or a JSON number's literal text.

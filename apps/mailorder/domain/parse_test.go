@@ -141,3 +141,31 @@ func TestValidate(t *testing.T) {
 	_, _, err = domain.Validate(big, domain.Config{})
 	require.ErrorContains(t, err, "order total too large")
 }
+
+// A JSON order that gives a key twice (the same key, or two of its
+// aliases) is ambiguous: it is rejected naming the key. Before, the last
+// of two equal keys won silently, and of two aliases ("lines" and
+// "items") whichever Go's map order visited last: an order lost the
+// lines of the other, differently on every run.
+func TestJSONKeyGivenTwiceIsRejected(t *testing.T) {
+	t.Parallel()
+	const a, b = `[{"sku":"A-1","qty":1,"price":1}]`, `[{"sku":"B-2","qty":2,"price":2}]`
+	for in, want := range map[string]string{
+		`{"lines":` + a + `,"items":` + b + `}`:                                         `field "lines": given twice`,
+		`{"lines":` + a + `,"lines":` + b + `}`:                                         `field "lines": given twice`,
+		`{"customer":"C-1","customer_no":"C-2","lines":` + a + `}`:                      `field "customer": given twice`,
+		`{"reference":"P-1","PO":"P-2","lines":` + a + `}`:                              `field "reference": given twice`,
+		`[{"sku":"A-1","qty":1,"qty":100,"price":1}]`:                                   `line 1 field "qty": given twice`,
+		`[{"sku":"A-1","qty":1,"price":1},{"sku":"A-1","sku":"B-2","qty":1,"price":1}]`: `line 2 field "sku": given twice`,
+	} {
+		for range 20 { // map order is random: every run must reject
+			_, err := domain.ParseJSON("o.json", []byte(in), 10)
+			require.ErrorIs(t, err, domain.ErrRejected, in)
+			require.ErrorContains(t, err, want, in)
+		}
+	}
+	// A key that is not read may repeat.
+	d, err := domain.ParseJSON("o.json", []byte(`{"note":"x","note":"y","lines":`+a+`}`), 10)
+	require.NoError(t, err)
+	require.Len(t, d.Lines, 1)
+}
