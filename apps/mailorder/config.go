@@ -3,6 +3,7 @@ package mailorder
 import (
 	"errors"
 	"net"
+	"strings"
 
 	"github.com/plba/plba/apps/mailorder/domain"
 	"github.com/plba/plba/apps/mailorder/store/postgres"
@@ -116,13 +117,9 @@ func (c Config) Validate() error {
 	}
 	switch c.Store.Driver {
 	case DriverSQLite:
-		if err := sqlite.Config(c.Store.SQLite).WithDefaults().Validate(); err != nil {
-			ps.Add("store.sqlite", "%v", err)
-		}
+		addKeyed(&ps, "store.sqlite", sqlite.Config(c.Store.SQLite).WithDefaults().Validate())
 	case DriverPostgres:
-		if err := postgres.Config(c.Store.Postgres).WithDefaults().Validate(); err != nil {
-			ps.Add("store.postgres", "%v", err)
-		}
+		addKeyed(&ps, "store.postgres", postgres.Config(c.Store.Postgres).WithDefaults().Validate())
 	default:
 		ps.Add("store.driver", "must be %q or %q (got %q)", DriverSQLite, DriverPostgres, c.Store.Driver)
 	}
@@ -156,6 +153,29 @@ func (c Config) Validate() error {
 		}
 	}
 	return ps.Err()
+}
+
+// addKeyed adds the problems of err, a store's Validate error, at their
+// keys below prefix: err joins errors that each start with the key at
+// fault ("max_conns: must be at least 1"); one that does not is added at
+// prefix.
+func addKeyed(ps *config.Problems, prefix string, err error) {
+	if err == nil {
+		return
+	}
+	errs := []error{err}
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		errs = joined.Unwrap()
+	}
+	for _, e := range errs {
+		key, msg, ok := strings.Cut(e.Error(), ": ")
+		if ok && key != "" && !strings.ContainsAny(key, " \t") {
+			ps.Add(prefix+"."+key, "%s", msg)
+		} else {
+			ps.Add(prefix, "%v", e)
+		}
+	}
 }
 
 // demoAddr is where the demo server listens.

@@ -54,7 +54,9 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports a configuration that cannot work.
+// Validate reports a configuration that cannot work: one error per
+// setting at fault, each starting with its key ("max_quantity: ..."),
+// joined.
 func (c Config) Validate() error {
 	var errs []error
 	if c.MaxMailBytes < 0 {
@@ -75,8 +77,5 @@ func (c Config) Validate() error {
 	if c.MaxDepth < 0 || c.MaxDepth > 64 {
 		errs = append(errs, fmt.Errorf("max_depth: must be between 1 and 64, got %d", c.MaxDepth))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("mailorder: config: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }

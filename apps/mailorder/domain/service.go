@@ -55,7 +55,7 @@ func NewService(store Store, cfg Config) (*Service, error) {
 	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mailorder: new service: limits: %w", err)
 	}
 	return &Service{store: store, cfg: cfg}, nil
 }

@@ -37,22 +37,29 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports a configuration that cannot work.
+// Validate reports a configuration that cannot work: every setting at
+// fault, each as "key: problem", joined under "sqlite store: config: ".
 func (c Config) Validate() error {
+	var errs []error
 	switch {
 	case c.Path == "":
-		return errors.New("sqlite store: config: path is required")
+		errs = append(errs, errors.New("path: required"))
 	case strings.ContainsRune(c.Path, '?'):
-		return fmt.Errorf("sqlite store: config: path %q must not contain '?'", c.Path)
-	case c.BusyTimeout < 0:
-		return fmt.Errorf("sqlite store: config: busy_timeout must not be negative, got %s", c.BusyTimeout)
-	case c.MaxReaders < 0:
-		return fmt.Errorf("sqlite store: config: max_readers must not be negative, got %d", c.MaxReaders)
+		errs = append(errs, fmt.Errorf("path: %q must not contain '?'", c.Path))
+	}
+	if c.BusyTimeout < 0 {
+		errs = append(errs, fmt.Errorf("busy_timeout: must not be negative, got %s", c.BusyTimeout))
+	}
+	if c.MaxReaders < 0 {
+		errs = append(errs, fmt.Errorf("max_readers: must not be negative, got %d", c.MaxReaders))
 	}
 	switch strings.ToUpper(c.Synchronous) {
 	case "NORMAL", "FULL", "EXTRA":
 	default:
-		return fmt.Errorf("sqlite store: config: synchronous must be NORMAL, FULL or EXTRA, got %q", c.Synchronous)
+		errs = append(errs, fmt.Errorf("synchronous: must be NORMAL, FULL or EXTRA, got %q", c.Synchronous))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite store: config: %w", err)
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	require.NoError(t, sqlite.Config{Path: "x.db"}.WithDefaults().Validate())
 	_, err := sqlite.Open(context.Background(), sqlite.Config{})
-	require.ErrorContains(t, err, "path is required")
+	require.ErrorContains(t, err, "path: required")
 }
 
 // One process per database: a second Open of the same file fails at once
