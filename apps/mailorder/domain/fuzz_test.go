@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/plba/plba/apps/mailorder/domain"
@@ -80,6 +81,42 @@ func FuzzParseCSV(f *testing.F) {
 		}
 		if len(d.Lines) > 500 {
 			t.Fatalf("%d lines passed the limit", len(d.Lines))
+		}
+		if _, _, err := domain.Validate(d, domain.Config{}); err != nil && !errors.Is(err, domain.ErrRejected) {
+			t.Fatalf("unclassified error: %v", err)
+		}
+	})
+}
+
+// FuzzParseJSON checks that ParseJSON and Validate never panic and only
+// fail with rejections, and that a parse is the same every time (the
+// order of a Go map must not choose between two values of one field): go
+// test -run '^$' -fuzz FuzzParseJSON ./apps/mailorder/domain
+func FuzzParseJSON(f *testing.F) {
+	for _, s := range []string{
+		`[{"sku":"A-1","qty":1,"price":"1.50"}]`,
+		`{"customer":4711,"reference":"PO 9","lines":[{"article":"a-1","menge":3,"preis":"2,50"}]}`,
+		`{"lines":[{"sku":"A-1","qty":1,"price":1}],"items":[]}`,
+		`[{"sku":"A-1","qty":1,"qty":2,"price":1}]`,
+		`{"lines": [`,
+		`[1, null, {}]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := domain.ParseJSON("f.json", data, 500)
+		if err != nil {
+			if !errors.Is(err, domain.ErrRejected) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			return
+		}
+		if len(d.Lines) > 500 {
+			t.Fatalf("%d lines passed the limit", len(d.Lines))
+		}
+		again, err := domain.ParseJSON("f.json", data, 500)
+		if err != nil || !reflect.DeepEqual(d, again) {
+			t.Fatalf("parsed differently the second time: %+v, then %+v (%v)", d, again, err)
 		}
 		if _, _, err := domain.Validate(d, domain.Config{}); err != nil && !errors.Is(err, domain.ErrRejected) {
 			t.Fatalf("unclassified error: %v", err)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 )
 
 // ParseJSON reads an order in JSON: either an object
@@ -35,7 +37,8 @@ func ParseJSON(name string, data []byte, maxLines int) (Draft, error) {
 		} else if f != "" {
 			return d, reject(name, 0, f, "given twice")
 		}
-		for k, v := range obj {
+		for _, k := range slices.Sorted(maps.Keys(obj)) { // the same notes and reason every run
+			v := obj[k]
 			switch orderKey(k) {
 			case "lines":
 				if err := json.Unmarshal(v, &rawLines); err != nil {
@@ -79,7 +82,8 @@ func ParseJSON(name string, data []byte, maxLines int) (Draft, error) {
 			return d, reject(name, n, f, "given twice")
 		}
 		fields := map[string]string{}
-		for k, v := range obj {
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			v := obj[k]
 			f, ok := columnAliases[normaliseKey(k)]
 			if !ok {
 				continue

@@ -169,3 +169,23 @@ func TestJSONKeyGivenTwiceIsRejected(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, d.Lines, 1)
 }
+
+// A JSON order reads the same on every run: its notes in one order, and
+// of two problems always the same one reported (a redelivered mail's
+// audit and dead-letter reason do not depend on Go's map order).
+func TestJSONParseIsTheSameEveryTime(t *testing.T) {
+	t.Parallel()
+	in := []byte(`{"customer":"C\u0000","reference":"R\u0000","lines":[{"sku":"A-1","qty":1,"price":1}]}`)
+	first, err := domain.ParseJSON("o.json", in, 10)
+	require.NoError(t, err)
+	bad := []byte(`[{"sku":true,"qty":[],"price":{}}]`)
+	_, firstErr := domain.ParseJSON("o.json", bad, 10)
+	require.Error(t, firstErr)
+	for range 50 {
+		d, err := domain.ParseJSON("o.json", in, 10)
+		require.NoError(t, err)
+		require.Equal(t, first, d)
+		_, err = domain.ParseJSON("o.json", bad, 10)
+		require.Equal(t, firstErr.Error(), err.Error())
+	}
+}
