@@ -11,7 +11,9 @@ import (
 // Config configures the SQLite store.
 type Config struct {
 	// Path is the database file; it is created when missing. Required. It
-	// must not contain '?'.
+	// must not contain '?'. ":memory:" is a database in memory, gone when
+	// the store closes (for tests and trials): one connection serves
+	// writes and reads.
 	Path string `koanf:"path"`
 	// BusyTimeout is how long a statement waits for a lock held by another
 	// process. Default 5s.

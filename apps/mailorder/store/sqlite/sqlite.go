@@ -19,6 +19,11 @@ import (
 // this one) has the database open: one process per database file.
 var ErrInUse = dirlock.ErrLocked
 
+// memoryPath is the path of an in-memory database: it lives as long as
+// the store, has no lock file, and one connection serves writes and
+// reads.
+const memoryPath = ":memory:"
+
 // Store is the SQLite order store. It is safe for concurrent use.
 type Store struct {
 	w, r *sql.DB       // one writer connection, a pool of readers
@@ -37,7 +42,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	var lock *dirlock.Lock
-	if cfg.Path != ":memory:" {
+	if cfg.Path != memoryPath {
 		l, err := dirlock.Acquire(cfg.Path + ".lock")
 		if err != nil {
 			return nil, fmt.Errorf("sqlite store: %s: %w", cfg.Path, err)
@@ -67,14 +72,20 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
-	r, err := sql.Open("sqlite", cfg.dsn())
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlite store: open %q: %w", cfg.Path, err)
+	if cfg.Path == memoryPath {
+		// Every connection to ":memory:" is a database of its own: the
+		// reads go through the writer's one connection.
+		s.r = w
+	} else {
+		r, err := sql.Open("sqlite", cfg.dsn())
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("sqlite store: open %q: %w", cfg.Path, err)
+		}
+		r.SetMaxOpenConns(cfg.MaxReaders)
+		r.SetMaxIdleConns(cfg.MaxReaders)
+		s.r = r
 	}
-	r.SetMaxOpenConns(cfg.MaxReaders)
-	r.SetMaxIdleConns(cfg.MaxReaders)
-	s.r = r
 	for _, p := range []struct {
 		stmt **sql.Stmt
 		sql  string
@@ -316,7 +327,7 @@ func (s *Store) Close() error {
 			errs = append(errs, st.Close())
 		}
 	}
-	if s.r != nil {
+	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
 	}
 	errs = append(errs, s.w.Close())

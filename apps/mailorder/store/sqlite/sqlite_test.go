@@ -80,3 +80,27 @@ func TestSecondOpenIsRefused(t *testing.T) {
 	s = open(t, path)
 	require.NoError(t, s.Close())
 }
+
+// An in-memory database (path ":memory:") is one database: what the writer
+// stores, the reads see. Before, every connection of the read pool opened
+// its own empty database: Count, List and Get failed with "no such table"
+// while Ping, and so the health check, passed.
+func TestInMemoryDatabaseReadsWhatItStores(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t, ":memory:")
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	o := storetest.MakeOrder(1, 2)
+	created, err := s.SaveOrder(ctx, o)
+	require.NoError(t, err)
+	require.True(t, created)
+	n, err := s.Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	got, err := s.Get(ctx, o.ID)
+	require.NoError(t, err)
+	storetest.RequireEqualOrders(t, o, got)
+	list, err := s.List(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+}
