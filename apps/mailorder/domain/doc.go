@@ -62,7 +62,8 @@
 // least once delivery) always yields the same order, and the store can
 // de-duplicate on (message id, attachment hash). A mail without Message-ID
 // gets a synthetic one derived from the SHA-256 of the raw mail; a mail
-// whose Message-ID holds bytes that are not UTF-8 or control characters, or
+// whose Message-ID holds bytes that are not UTF-8, control characters or
+// bidirectional overrides, or
 // is longer than [MaxMessageIDBytes] (more than a store's index entry may
 // hold), gets one derived from the SHA-256 of that id (replacing the bytes
 // or cutting the id could make two mails' ids equal).
@@ -71,7 +72,9 @@
 //
 // Every text of a Mail, a Draft and an Order (addresses, names, subject, file
 // names, JSON strings, notes) is valid UTF-8 without control characters but
-// tab: a sender's 8-bit header bytes, NULs or escape sequences are replaced
-// by U+FFFD and noted in the audit, so every store keeps the order (PostgreSQL
-// refuses bytes that are not UTF-8 and the NUL byte) and pages show it as is.
+// tab and without bidirectional embeddings, overrides and isolates: a
+// sender's 8-bit header bytes, NULs, escape sequences or a U+202E that
+// would show "order<U+202E>vsc.exe" as "orderexe.csv" are replaced by U+FFFD
+// and noted in the audit, so every store keeps the order (PostgreSQL refuses
+// bytes that are not UTF-8 and the NUL byte) and pages show it as it is.
 package domain

@@ -11,13 +11,15 @@ import (
 // Text taken from a mail (its headers, file names, the strings of a JSON
 // order) is stored and shown: every store must be able to keep it as
 // text (PostgreSQL refuses bytes that are not UTF-8 and the NUL byte),
-// and a status page or a log must show it without control sequences. So
-// the text fields of a Mail, a Draft and an Order are valid UTF-8 without
-// control characters (tab aside): whatever else a sender wrote there is
-// replaced by U+FFFD and noted in the audit.
+// and a status page or a log must show it without control sequences or
+// text reordered by bidirectional overrides. So the text fields of a
+// Mail, a Draft and an Order are valid UTF-8 without control characters
+// (tab aside) and bidirectional overrides: whatever else a sender wrote
+// there is replaced by U+FFFD and noted in the audit.
 
-// cleanText returns s with every byte that is not UTF-8 and every control
-// character but tab replaced by U+FFFD, and whether anything was replaced.
+// cleanText returns s with every byte that is not UTF-8, every control
+// character but tab and every bidirectional override (see unsafeRune)
+// replaced by U+FFFD, and whether anything was replaced.
 func cleanText(s string) (string, bool) {
 	ok := utf8.ValidString(s)
 	if ok {
@@ -45,10 +47,13 @@ func cleanText(s string) (string, bool) {
 	return b.String(), true
 }
 
-// unsafeRune reports a C0 control character other than tab, DEL, or a C1
-// control character.
+// unsafeRune reports a C0 control character other than tab, DEL, a C1
+// control character, or one of Unicode's bidirectional embeddings,
+// overrides and isolates (U+202A to U+202E, U+2066 to U+2069), which
+// reorder what a page or a log shows around them.
 func unsafeRune(r rune) bool {
-	return r < 0x20 && r != '\t' || r >= 0x7f && r < 0xa0
+	return r < 0x20 && r != '\t' || r >= 0x7f && r < 0xa0 ||
+		r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069
 }
 
 // cleanField cleans *s in place (see cleanText) and, when something was
@@ -59,7 +64,7 @@ func cleanField(field string, s *string, notes *[]string) {
 		return
 	}
 	*s = c
-	*notes = append(*notes, field+" held bytes that are not UTF-8 text or control characters; they were replaced by U+FFFD")
+	*notes = append(*notes, field+" held bytes that are not UTF-8 text, control characters or bidirectional overrides; they were replaced by U+FFFD")
 }
 
 // MaxMessageIDBytes is the longest Message-ID an order keeps as it is:
@@ -83,7 +88,7 @@ func cleanMessageID(id string, notes *[]string) string {
 	sum := sha256.Sum256([]byte(id))
 	syn := "msgid-sha256-" + hex.EncodeToString(sum[:16]) + "@mailorder.invalid"
 	if changed {
-		*notes = append(*notes, fmt.Sprintf("Message-ID %q is not UTF-8 text without control characters; using %s", clip(id), syn))
+		*notes = append(*notes, fmt.Sprintf("Message-ID %q is not UTF-8 text without control characters and bidirectional overrides; using %s", clip(id), syn))
 	} else {
 		*notes = append(*notes, fmt.Sprintf("Message-ID %q is %d bytes long, more than %d; using %s", clip(id), len(id), MaxMessageIDBytes, syn))
 	}

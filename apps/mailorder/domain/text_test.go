@@ -22,6 +22,9 @@ func cleanTextProblem(s string) string {
 		if r < 0x20 && r != '\t' || r >= 0x7f && r < 0xa0 {
 			return "control character"
 		}
+		if r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 {
+			return "bidirectional override"
+		}
 	}
 	return ""
 }
@@ -125,4 +128,31 @@ func TestLongMessageIDIsReplacedStablyAndDistinctly(t *testing.T) {
 	kept, _, err := domain.BuildOrders(mail(edge), domain.Config{})
 	require.NoError(t, err)
 	require.Equal(t, edge, kept[0].MessageID)
+}
+
+// Unicode's bidirectional embeddings, overrides and isolates reorder
+// what a page or a log shows: an attachment "order<U+202E>vsc.exe" shows
+// as "orderexe.csv", a sender's address as another. They are replaced in
+// every text of a mail (and noted), as control characters are; a
+// Message-ID holding one gets a synthetic id.
+func TestBidiOverridesAreReplaced(t *testing.T) {
+	t.Parallel()
+	raw := "From: \"Evil \u202eRLO\" <ab\u202ec@example.com>\r\nSubject: x\u2066y\r\nMessage-ID: <a\u202eb@example.com>\r\n" +
+		"Content-Type: text/csv; name=\"order\u202evsc.exe\"\r\n\r\nsku,qty,price\r\nAB-1,1,1\r\n"
+	orders, m, err := domain.BuildOrders([]byte(raw), domain.Config{})
+	require.NoError(t, err)
+	require.Len(t, orders, 1)
+	require.Empty(t, orderTextProblems(orders[0]))
+	require.Equal(t, "ab\ufffdc@example.com", m.From)
+	require.Equal(t, "Evil \ufffdRLO", m.FromName)
+	require.Equal(t, "x\ufffdy", m.Subject)
+	require.Equal(t, "order\ufffdvsc.exe", orders[0].AttachmentName)
+	require.True(t, strings.HasPrefix(m.MessageID, "msgid-sha256-"), m.MessageID)
+	audit := strings.Join(orders[0].Audit, "\n")
+	for _, want := range []string{"sender address held", "sender name held", "subject held", "file name"} {
+		require.Contains(t, audit, want)
+	}
+	d, err := domain.ParseJSON("o.json", []byte(`{"customer":"C\u202e1","lines":[{"sku":"A-1","qty":1,"price":1}]}`), 10)
+	require.NoError(t, err)
+	require.Equal(t, "C\ufffd1", d.CustomerRef)
 }
