@@ -98,7 +98,7 @@ func TestOrdersPageShowsMailsStoredLaterResolved(t *testing.T) {
 	require.NoError(t, err)
 	dead := &fakeDead{}
 	for _, i := range []int{stored, notStored} {
-		dead.items = append(dead.items, queue.DeadLetter{Reason: "database down", Task: &task.Task{ID: fmt.Sprint("t", i),
+		dead.items = append(dead.items, queue.DeadLetter{Reason: "database down", Task: &task.Task{ID: fmt.Sprint("t", i), Kind: Kind,
 			Payload: sample.Mail(i), Headers: map[string]string{imap.HeaderMessageID: sample.MessageID(i)}}})
 	}
 	a := testApp(t, cfg, st, dead)

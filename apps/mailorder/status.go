@@ -31,7 +31,8 @@ type Status struct {
 	// RecentOrders are the newest orders (at most 20).
 	RecentOrders []OrderSummary `json:"recent_orders"`
 	// FailedMails are the mails in the dead letter of Queue (of the oldest
-	// 200, read without their payloads),
+	// 200 of Kind, read without their payloads; a shared queue's dead
+	// letters of other kinds are not mails),
 	// oldest first, each with the reason it failed, except those resolved.
 	FailedMails []FailedMail `json:"failed_mails"`
 	// ResolvedMails counts the dead letters (of the 200 looked at) whose
@@ -125,7 +126,7 @@ func (a *App) Status(ctx context.Context) (Status, error) {
 		})
 	}
 	if a.backend != nil {
-		page, err := a.backend.QueryDead(ctx, a.cfg.Queue, queue.DeadQuery{Limit: statusDeadLimit})
+		page, err := a.backend.QueryDead(ctx, a.cfg.Queue, queue.DeadQuery{Kind: Kind, Limit: statusDeadLimit})
 		if err != nil {
 			return st, fmt.Errorf("mailorder: status: dead letters: %w", err)
 		}

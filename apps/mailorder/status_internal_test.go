@@ -28,6 +28,9 @@ func (f *fakeDead) QueryDead(_ context.Context, _ string, q queue.DeadQuery) (qu
 		if len(page.Items) == q.PageLimit() {
 			break
 		}
+		if q.Kind != "" && d.Task.Kind != q.Kind {
+			continue
+		}
 		t := *d.Task
 		d.PayloadSize, t.Payload = len(t.Payload), nil
 		d.Task = &t
@@ -58,14 +61,14 @@ func TestStatusResolvesDeadLettersOfMailsStoredLater(t *testing.T) {
 
 	dead := &fakeDead{}
 	for _, i := range []int{stored, notStored} {
-		dead.items = append(dead.items, queue.DeadLetter{Reason: "database down", Task: &task.Task{ID: fmt.Sprint("t", i),
+		dead.items = append(dead.items, queue.DeadLetter{Reason: "database down", Task: &task.Task{ID: fmt.Sprint("t", i), Kind: Kind,
 			Payload: sample.Mail(i), Headers: map[string]string{imap.HeaderMessageID: sample.MessageID(i)}}})
 	}
 	dead.items = append(dead.items, queue.DeadLetter{Reason: "message of 9.1 MiB exceeds the queue's max payload of 8 MiB",
-		Task: &task.Task{ID: "big", Headers: map[string]string{imap.HeaderMessageID: "big@example.com"}}})
+		Task: &task.Task{ID: "big", Kind: Kind, Headers: map[string]string{imap.HeaderMessageID: "big@example.com"}}})
 	// A mail the domain rejected is not read whole: it cannot have orders.
 	dead.items = append(dead.items, queue.DeadLetter{Reason: `mail <bad@example.com> from "a" (subject "b")` + rejectedMarker + "no attachment",
-		Task: &task.Task{ID: "bad", Payload: []byte("Subject: b\r\n\r\nno attachment"), Headers: map[string]string{imap.HeaderMessageID: "bad@example.com"}}})
+		Task: &task.Task{ID: "bad", Kind: Kind, Payload: []byte("Subject: b\r\n\r\nno attachment"), Headers: map[string]string{imap.HeaderMessageID: "bad@example.com"}}})
 
 	a := testApp(t, cfg, st, dead)
 	s, err := a.Status(ctx)
@@ -92,13 +95,35 @@ func TestStatusResolvesTransientFailureWhoseIDLooksRejected(t *testing.T) {
 	require.NoError(t, err)
 
 	reason := fmt.Sprintf("mailorder: mail <%s>: %s", "x"+rejectedMarker+"y", "database down")
-	dead := &fakeDead{items: []queue.DeadLetter{{Reason: reason, Task: &task.Task{ID: "t", Payload: sample.Mail(i),
+	dead := &fakeDead{items: []queue.DeadLetter{{Reason: reason, Task: &task.Task{ID: "t", Kind: Kind, Payload: sample.Mail(i),
 		Headers: map[string]string{imap.HeaderMessageID: sample.MessageID(i)}}}}}
 	a := testApp(t, cfg, st, dead)
 	s, err := a.Status(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, s.ResolvedMails)
 	require.Empty(t, s.FailedMails)
+}
+
+// The failed mails are the dead letters of the application's kind: a
+// queue shared with another application (mailorder.queue: default) holds
+// dead letters of other kinds, which are not mails. Before, the status
+// listed them as failed mails (and read their payloads to look for
+// orders); the Orders page already kept to the kind.
+func TestStatusListsOnlyDeadLettersOfMails(t *testing.T) {
+	ctx := context.Background()
+	cfg, st, _ := testStore(t)
+	dead := &fakeDead{items: []queue.DeadLetter{
+		{Reason: "invoice 7: printer on fire", Task: &task.Task{ID: "other", Kind: "invoices.print", Payload: []byte(`{"invoice":7}`)}},
+		{Reason: `mail <bad@example.com> from "a" (subject "b")` + rejectedMarker + "no attachment",
+			Task: &task.Task{ID: "bad", Kind: Kind, Payload: []byte("Subject: b\r\n\r\nno attachment"), Headers: map[string]string{imap.HeaderMessageID: "bad@example.com"}}},
+	}}
+	a := testApp(t, cfg, st, dead)
+	s, err := a.Status(ctx)
+	require.NoError(t, err)
+	require.Len(t, s.FailedMails, 1)
+	require.Equal(t, "bad@example.com", s.FailedMails[0].MessageID)
+	require.Zero(t, s.ResolvedMails)
+	require.Empty(t, dead.gets, "no payload of another kind is read")
 }
 
 // testStore opens an order store (SQLite in t's temp dir, closed at the
