@@ -54,13 +54,13 @@ func (h *Handler) Handle(ctx context.Context, t *task.Task) error {
 		// A stand-in for a mail the queue refused (task.Rejected): the
 		// pool dead-letters it without a handler; should one run it, the
 		// reason stays the same.
-		return task.Permanent(fmt.Errorf("mail <%s> not handled: %s", t.Header(imap.HeaderMessageID), reason))
+		return task.Permanent(fmt.Errorf("mail <%s> not handled: %s", domain.CleanText(t.Header(imap.HeaderMessageID)), reason))
 	}
 	res, err := h.svc.ProcessMail(ctx, t.Payload)
 	if err != nil {
 		id := res.MessageID
-		if id == "" {
-			id = t.Header(imap.HeaderMessageID)
+		if id == "" { // the server's envelope: shown as a mail's text is
+			id = domain.CleanText(t.Header(imap.HeaderMessageID))
 		}
 		if errors.Is(err, domain.ErrRejected) {
 			var rej *domain.RejectError

@@ -38,3 +38,22 @@ func TestRejectedStandInFailsWithItsReason(t *testing.T) {
 	require.True(t, task.IsPermanent(err), "%v", err)
 	require.ErrorContains(t, err, "mail <big@example.com> not handled: message of 9.1 MiB exceeds the queue's max payload of 8 MiB")
 }
+
+// The Message-ID the source read from the server's envelope, which a
+// reason names when the mail itself could not give one, is shown as the
+// domain shows a mail's text: a bidirectional override or a control
+// character in it (a hostile sender's) is replaced, so the dead letter's
+// reason reads as it is on a page or a terminal.
+func TestReasonShowsTheEnvelopeMessageIDClean(t *testing.T) {
+	svc, err := domain.NewService(nopStore{}, domain.Config{})
+	require.NoError(t, err)
+	h := mailorder.NewHandler(svc, nil)
+	id := "evil\u202emoc.elpmaxe\x1b[2J@example.com"
+	stand := task.Rejected(&task.Task{Headers: map[string]string{"message-id": id}}, "too big")
+	err = h.Handle(context.Background(), stand)
+	require.EqualError(t, err, "permanent: mail <evil\ufffdmoc.elpmaxe\ufffd[2J@example.com> not handled: too big")
+	err = h.Handle(context.Background(), &task.Task{Payload: []byte("Subject: x\r\n\r\nno sender\r\n"),
+		Headers: map[string]string{"message-id": id}})
+	require.True(t, task.IsPermanent(err), "%v", err)
+	require.ErrorContains(t, err, "mail <evil\ufffdmoc.elpmaxe\ufffd[2J@example.com> from")
+}

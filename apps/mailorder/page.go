@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/plba/plba/apps/mailorder/domain"
 	"github.com/plba/plba/modules/imap"
 	"github.com/plba/plba/platform/admin/ui"
 	"github.com/plba/plba/platform/queue"
@@ -114,7 +115,8 @@ func (a *App) renderOrders(r *http.Request) (ui.Content, error) {
 		} else if ok {
 			state = stateResolved
 		}
-		failed.Rows = append(failed.Rows, []any{d.Task.Header(imap.HeaderMessageID), d.Task.Header(imap.HeaderUID), d.Reason, d.Task.Attempt, d.At, state})
+		failed.Rows = append(failed.Rows, []any{domain.CleanText(d.Task.Header(imap.HeaderMessageID)), d.Task.Header(imap.HeaderUID),
+			d.Reason, d.Task.Attempt, d.At, state})
 	}
 	back := q[failedBackParam] // none on the first page (above)
 	if page.Next != "" {

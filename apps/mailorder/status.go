@@ -138,7 +138,7 @@ func (a *App) Status(ctx context.Context) (Status, error) {
 				continue
 			}
 			st.FailedMails = append(st.FailedMails, FailedMail{
-				MessageID: d.Task.Header(imap.HeaderMessageID), UID: d.Task.Header(imap.HeaderUID),
+				MessageID: domain.CleanText(d.Task.Header(imap.HeaderMessageID)), UID: d.Task.Header(imap.HeaderUID),
 				Reason: d.Reason, At: d.At,
 			})
 		}

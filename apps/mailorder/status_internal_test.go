@@ -3,6 +3,7 @@ package mailorder
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
@@ -124,6 +125,25 @@ func TestStatusListsOnlyDeadLettersOfMails(t *testing.T) {
 	require.Equal(t, "bad@example.com", s.FailedMails[0].MessageID)
 	require.Zero(t, s.ResolvedMails)
 	require.Empty(t, dead.gets, "no payload of another kind is read")
+}
+
+// The status and the Orders page show a failed mail's Message-ID (the
+// server's envelope, read by the source) as the domain shows a mail's
+// text: a bidirectional override in it does not reorder the page.
+func TestFailedMailsShowTheirMessageIDClean(t *testing.T) {
+	ctx := context.Background()
+	cfg, st, _ := testStore(t)
+	dead := &fakeDead{items: []queue.DeadLetter{{Reason: "too big", Task: &task.Task{ID: "big", Kind: Kind,
+		Headers: map[string]string{imap.HeaderMessageID: "evil\u202emoc.elpmaxe@example.com"}}}}}
+	a := testApp(t, cfg, st, dead)
+	s, err := a.Status(ctx)
+	require.NoError(t, err)
+	require.Len(t, s.FailedMails, 1)
+	require.Equal(t, "evil\ufffdmoc.elpmaxe@example.com", s.FailedMails[0].MessageID)
+	c, err := ordersPage(a).Render(httptest.NewRequest("GET", "/ui/apps/orders", nil))
+	require.NoError(t, err)
+	require.Len(t, c.Sections[1].Rows, 1)
+	require.Equal(t, "evil\ufffdmoc.elpmaxe@example.com", c.Sections[1].Rows[0][0])
 }
 
 // testStore opens an order store (SQLite in t's temp dir, closed at the

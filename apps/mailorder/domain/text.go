@@ -47,6 +47,16 @@ func cleanText(s string) (string, bool) {
 	return b.String(), true
 }
 
+// CleanText returns s as the text of a Mail is kept and shown: every byte
+// that is not UTF-8, every control character but tab and every
+// bidirectional override replaced by U+FFFD. It is for text about a mail
+// that did not come through ParseMail (a Message-ID the mailbox server
+// reported).
+func CleanText(s string) string {
+	c, _ := cleanText(s)
+	return c
+}
+
 // unsafeRune reports a C0 control character other than tab, DEL, a C1
 // control character, or one of Unicode's bidirectional embeddings,
 // overrides and isolates (U+202A to U+202E, U+2066 to U+2069), which
