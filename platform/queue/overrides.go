@@ -23,7 +23,9 @@ func (o PoolOverride) IsZero() bool { return !o.Paused && o.Size == 0 }
 
 // OverrideStore keeps the pools' overrides. The worker runtime loads them
 // when its pools start and applies them before any pool leases; every
-// change through its control methods is saved before it is applied.
+// change through its control methods is applied, then saved (and undone
+// on the pool when the save fails). A Save that cannot tell whether it
+// stored o returns an error wrapping ErrOutcomeUnknown.
 type OverrideStore interface {
 	// Load returns every saved override by queue.
 	Load(ctx context.Context) (map[string]PoolOverride, error)

@@ -40,6 +40,15 @@ var (
 	// ErrBadCursor is returned by QueryDead for a cursor the backend did
 	// not make.
 	ErrBadCursor = errors.New("queue: bad cursor")
+	// ErrOutcomeUnknown is wrapped by an error of Enqueue (and of an
+	// OverrideStore's Save) when the request may have reached the server
+	// but its answer did not come back (a publish whose ack timed out,
+	// or whose connection was lost after sending): the task may or may
+	// not be stored. Enqueueing it again with the same key is safe,
+	// because plba de-duplicates tasks by key: a stored one is not stored
+	// twice. Errors that say the task was not stored (a refusal, a task
+	// never sent) do not wrap it.
+	ErrOutcomeUnknown = errors.New("queue: outcome unknown (may or may not be stored)")
 )
 
 // Delivery is one leased task. Task.Attempt is the 1-based number of this
