@@ -159,8 +159,9 @@ func status(code int, format string, args ...any) error {
 }
 
 // writeError answers err with its status: 400 for bad input, 404 for an
-// unknown queue, pool, source or dead letter, 503 when the backend is
-// closed, 500 otherwise.
+// unknown queue, pool, source or dead letter, 504 when the backend
+// cannot tell what it did (queue.ErrOutcomeUnknown), 503 when the
+// backend is closed, 500 otherwise.
 func writeError(w http.ResponseWriter, err error) {
 	admin.WriteJSON(w, statusOf(err), admin.Error{Error: err.Error()})
 }
@@ -176,6 +177,8 @@ func statusOf(err error) int {
 		code = http.StatusNotFound
 	case errors.Is(err, queue.ErrBadCursor), errors.Is(err, worker.ErrInvalidSize), errors.Is(err, queue.ErrInvalidTask):
 		code = http.StatusBadRequest
+	case errors.Is(err, queue.ErrOutcomeUnknown):
+		code = http.StatusGatewayTimeout
 	case errors.Is(err, queue.ErrClosed):
 		code = http.StatusServiceUnavailable
 	}

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/plba/plba/platform/admin"
@@ -65,7 +66,12 @@ func (a *API) controlPool(w http.ResponseWriter, r *http.Request, action string,
 	_, err := a.rt.ControlPool(r.Context(), q, change)
 	e := admin.AuditEntry{Action: action, Target: "pool/" + q, Params: params}
 	if err != nil {
+		// A failure is in effect nowhere (see worker.Runtime.ControlPool),
+		// unless the override store could not tell whether it saved it.
 		e.Result, e.Error = admin.AuditFailed, err.Error()
+		if errors.Is(err, queue.ErrOutcomeUnknown) {
+			e.Result = admin.AuditUnknown
+		}
 		admin.Audit(r, e)
 		return err
 	}

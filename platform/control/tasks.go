@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -59,7 +60,11 @@ type Enqueue struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
-// Enqueued answers POST /admin/v1/tasks (201). A task whose key is held
+// Enqueued answers POST /admin/v1/tasks (201). When the backend cannot
+// tell whether it stored the task (queue.ErrOutcomeUnknown: a publish
+// whose acknowledgement was lost), the answer is 504 naming the task's id
+// and key, and the audit records "unknown": enqueueing it again with the
+// same key is safe. A task whose key is held
 // already (queued, delayed, in flight, or finished within the backend's
 // de-duplication window) is not stored, and the answer is 409 naming
 // what holds the key, not Enqueued.
@@ -85,6 +90,16 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) error {
 	err := a.rt.Producer().Enqueue(r.Context(), t)
 	e := admin.AuditEntry{Action: "task.enqueue", Target: "kind/" + body.Kind,
 		Params: map[string]any{"key": body.Key, "payload_size": len(body.Payload)}}
+	if errors.Is(err, queue.ErrOutcomeUnknown) {
+		// The publish may have been stored: neither failed nor enqueued.
+		e.Target = "queue/" + t.Queue
+		e.Params["id"] = t.ID
+		err = status(http.StatusGatewayTimeout, "outcome unknown: task %s (key %q) on queue %q may or may not be stored (%v); "+
+			"enqueueing it again with the same key is safe: plba de-duplicates by key", t.ID, t.Key, t.Queue, err)
+		e.Result, e.Error = admin.AuditUnknown, err.Error()
+		admin.Audit(r, e)
+		return err
+	}
 	if err != nil {
 		e.Result, e.Error = admin.AuditFailed, err.Error()
 		admin.Audit(r, e)

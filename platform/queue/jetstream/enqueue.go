@@ -25,8 +25,10 @@ type TaskError struct {
 // EnqueueError reports the tasks of a batch whose storing the server did
 // not confirm. Most were refused (invalid, too large, a full stream whose
 // wait ended); one whose publish ack did not come in time (a timeout, a
-// lost connection) may still have been stored. The others are stored
-// durably. Enqueueing the whole batch again is safe either way, because
+// lost connection, the caller's context ending) may still have been
+// stored, and its error wraps queue.ErrOutcomeUnknown (so errors.Is on
+// an EnqueueError reports it when any task's outcome is unknown). The
+// others are stored durably. Enqueueing the whole batch again is safe either way, because
 // tasks are de-duplicated by key.
 type EnqueueError struct {
 	Failed []TaskError

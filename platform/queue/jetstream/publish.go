@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plba/plba/platform/queue"
 )
 
 // publish publishes msgs[i] for every i in send asynchronously and waits
@@ -50,7 +52,8 @@ func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) ([]
 			// One never published (no room in the window) was settled
 			// already and is not pending.
 			if b.pubs.take(msgs[i]) != nil {
-				batch.settle(j, fmt.Errorf("publish ack: %w", ctx.Err()))
+				// Sent, unanswered: it may be stored.
+				batch.settle(j, fmt.Errorf("publish ack: %w (%w)", ctx.Err(), queue.ErrOutcomeUnknown))
 			}
 		}
 		<-batch.done
@@ -164,7 +167,7 @@ func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pu
 
 // onPubErr is the async publish error callback (an error reply, no
 // stream, a timeout after Config.PublishTimeout, a reconnect that lost
-// the ack). A finished-key record no stream answered goes to keepStores,
+// the ack; the last two wrap queue.ErrOutcomeUnknown, see pubAckError). A finished-key record no stream answered goes to keepStores,
 // which publishes it again once the stream is set up again. It may run with nats.go's publisher lock held: it only
 // touches the pending map.
 func (b *Backend) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
@@ -178,6 +181,20 @@ func (b *Backend) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 			b.ackAfterRecord(s.ack, s.queue, s.id, fmt.Errorf("publish ack: %w", err))
 			return
 		}
-		s.batch.settle(s.i, fmt.Errorf("publish ack: %w", err))
+		s.batch.settle(s.i, pubAckError(err))
 	}
+}
+
+// pubAckError is the error of a task whose publish failed with err after
+// it was sent. A server's answer says it stored nothing (an API error: a
+// refusal, a full stream) and so does no responder (no stream listens on
+// the subject); anything else (the ack timed out, the connection was lost
+// before it came, an ack that could not be read) may have followed a
+// stored message, and wraps queue.ErrOutcomeUnknown.
+func pubAckError(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return fmt.Errorf("publish ack: %w", err)
+	}
+	return fmt.Errorf("publish ack: %w (%w)", err, queue.ErrOutcomeUnknown)
 }
