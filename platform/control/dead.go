@@ -153,7 +153,7 @@ func trimPartialRune(p []byte) []byte {
 }
 
 // DeadAction is the body of a re-drive or purge: the dead letters with
-// IDs, or (without IDs) every one matching Filter; an empty Filter needs
+// IDs (at most MaxDeadActionIDs), or (without IDs) every one matching Filter; an empty Filter needs
 // All, so that everything is never selected by mistake. DryRun only
 // counts.
 type DeadAction struct {
@@ -233,6 +233,9 @@ func (a *API) deadAction(w http.ResponseWriter, r *http.Request, action string,
 	}
 	if len(body.IDs) > 0 && (!body.Filter.empty() || body.All) {
 		return status(http.StatusBadRequest, "select dead letters by ids or by filter, not both")
+	}
+	if len(body.IDs) > MaxDeadActionIDs {
+		return status(http.StatusBadRequest, "%d ids: at most %d per call (split the list, or select by a filter)", len(body.IDs), MaxDeadActionIDs)
 	}
 	if err := checkRange(body.Filter.Since, body.Filter.Until); err != nil {
 		return err
@@ -383,3 +386,8 @@ func (a *API) collect(ctx context.Context, qname string, q queue.DeadQuery) ([]s
 		q.Cursor = page.Next
 	}
 }
+
+// MaxDeadActionIDs is the most ids one re-drive or purge takes (as many as
+// a page of the dead-letter list holds): each chunk of ids is a scan of
+// the dead-letter queue.
+const MaxDeadActionIDs = queue.MaxDeadLimit

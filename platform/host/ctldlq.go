@@ -116,6 +116,8 @@ func (c *ctl) dlqCmd() *cobra.Command {
 					return usageError{fmt.Errorf("%s: select dead letters: ids, a filter (--kind, --reason, --since, --until) or --all", name)}
 				case len(body.IDs) > 0 && (byFilter || body.All):
 					return usageError{fmt.Errorf("%s: select dead letters by ids or by a filter (or --all), not both", name)}
+				case len(body.IDs) > control.MaxDeadActionIDs:
+					return usageError{fmt.Errorf("%s: %d ids: at most %d per call (split the list, or select by a filter)", name, len(body.IDs), control.MaxDeadActionIDs)}
 				}
 				var res control.DeadResult
 				raw, err := cl.do(ctx, "POST", control.Prefix+"/queues/"+url.PathEscape(args[0])+"/dead/"+name, body, &res)

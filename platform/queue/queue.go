@@ -225,8 +225,34 @@ func (q DeadQuery) PageLimit() int {
 }
 
 // Matches reports whether d passes q's filters (kind, key, reason, time
-// span, ids); the cursor and limit are the backend's business.
+// span, ids); the cursor and limit are the backend's business. It looks
+// the id up in q.IDs one by one: a scan of many dead letters uses
+// Matcher, which builds the set of ids once.
 func (q DeadQuery) Matches(d DeadLetter) bool {
+	return q.matchesFilters(d) && (len(q.IDs) == 0 || slices.Contains(q.IDs, d.Task.ID))
+}
+
+// Matcher returns Matches for a scan: the ids are put in a set once, so
+// each dead letter costs one lookup however many ids q holds.
+func (q DeadQuery) Matcher() func(DeadLetter) bool {
+	if len(q.IDs) == 0 {
+		return q.matchesFilters
+	}
+	ids := make(map[string]struct{}, len(q.IDs))
+	for _, id := range q.IDs {
+		ids[id] = struct{}{}
+	}
+	return func(d DeadLetter) bool {
+		if !q.matchesFilters(d) {
+			return false
+		}
+		_, ok := ids[d.Task.ID]
+		return ok
+	}
+}
+
+// matchesFilters is Matches but for the ids.
+func (q DeadQuery) matchesFilters(d DeadLetter) bool {
 	if d.Task == nil {
 		return false
 	}
@@ -245,7 +271,7 @@ func (q DeadQuery) Matches(d DeadLetter) bool {
 	if !q.Until.IsZero() && !d.At.Before(q.Until) {
 		return false
 	}
-	return len(q.IDs) == 0 || slices.Contains(q.IDs, d.Task.ID)
+	return true
 }
 
 // DeadPage is one page of QueryDead.

@@ -51,10 +51,11 @@ func (b *Backend) QueryDead(ctx context.Context, queueName string, qr queue.Dead
 		start = n + 1
 	}
 	limit := qr.PageLimit()
-	var seqs []uint64 // of page.Items
+	match := qr.Matcher() // the ids as a set: one lookup per dead letter
+	var seqs []uint64     // of page.Items
 	full := false
 	err = b.scanDeadHeaders(ctx, qn, start, func(seq uint64, d queue.DeadLetter) bool {
-		if !qr.Matches(d) {
+		if !match(d) {
 			return true
 		}
 		if full { // one more match exists: there is a next page

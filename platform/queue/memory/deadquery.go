@@ -31,6 +31,7 @@ func (b *Backend) QueryDead(_ context.Context, name string, qr queue.DeadQuery) 
 		return queue.DeadPage{Items: []queue.DeadLetter{}}, nil
 	}
 	limit := qr.PageLimit()
+	match := qr.Matcher() // the ids as a set: one lookup per dead letter
 	now := b.nanos()
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -42,7 +43,7 @@ func (b *Backend) QueryDead(_ context.Context, name string, qr queue.DeadQuery) 
 	for ; i < len(q.dead); i++ {
 		e := q.dead[i]
 		d := deadSummary(e)
-		if !qr.Matches(d) {
+		if !match(d) {
 			continue
 		}
 		if len(page.Items) == limit {
