@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -128,4 +129,21 @@ func TestControlPoolSaveFailsUndoesTheApply(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, o, got)
 	require.Equal(t, lifecycle.Paused, p.State())
+}
+
+// TestControlPoolSaveOfUnknownOutcome: a save the store cannot say it
+// made (it may hold the change) is undone on the pool and reported as
+// of unknown outcome, not as not saved.
+func TestControlPoolSaveOfUnknownOutcome(t *testing.T) {
+	ctx := context.Background()
+	store := &fakeOverrides{failSave: fmt.Errorf("put: timeout: %w", queue.ErrOutcomeUnknown)}
+	rt, p := startOverrideRuntime(t, store)
+
+	o, err := rt.ControlPool(ctx, "default", func(o *queue.PoolOverride) error { o.Paused = true; return nil })
+	require.ErrorIs(t, err, queue.ErrOutcomeUnknown)
+	require.NotErrorIs(t, err, worker.ErrOverrideNotSaved)
+	require.Contains(t, err.Error(), "may or may not")
+	require.True(t, o.IsZero())
+	require.False(t, p.Paused(), "the pool was put back")
+	require.Nil(t, p.Stats().Override)
 }

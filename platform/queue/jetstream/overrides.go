@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plba/plba/internal/jsapi"
@@ -79,7 +80,9 @@ func (s *kvOverrides) Load(ctx context.Context) (map[string]queue.PoolOverride, 
 	return out, nil
 }
 
-// Save keeps o for queue q; a zero o deletes the key.
+// Save keeps o for queue q; a zero o deletes the key. When the put (or
+// delete) was sent but its answer did not come, the error wraps
+// queue.ErrOutcomeUnknown: the bucket may hold the change.
 func (s *kvOverrides) Save(ctx context.Context, q string, o queue.PoolOverride) error {
 	kv, err := s.kv(ctx)
 	if err != nil {
@@ -88,7 +91,7 @@ func (s *kvOverrides) Save(ctx context.Context, q string, o queue.PoolOverride) 
 	key := encodeToken(q)
 	if o.IsZero() {
 		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("jetstream: delete pool override %q: %w", q, err)
+			return fmt.Errorf("jetstream: delete pool override %q: %w", q, unanswered(err))
 		}
 		return nil
 	}
@@ -97,7 +100,19 @@ func (s *kvOverrides) Save(ctx context.Context, q string, o queue.PoolOverride) 
 		return err
 	}
 	if _, err := kv.Put(ctx, key, v); err != nil {
-		return fmt.Errorf("jetstream: save pool override %q: %w", q, err)
+		return fmt.Errorf("jetstream: save pool override %q: %w", q, unanswered(err))
 	}
 	return nil
+}
+
+// unanswered wraps queue.ErrOutcomeUnknown around err, the error of a
+// request sent to the server, when the answer did not come (a timeout,
+// the context ending, the connection lost): the server may have done
+// it. Other errors are returned as they are.
+func unanswered(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected) {
+		return fmt.Errorf("%w (%w)", err, queue.ErrOutcomeUnknown)
+	}
+	return err
 }
