@@ -363,6 +363,10 @@
 // server acknowledged every message (and, with replicas, after a quorum
 // stored it); the acks are collected by the connection's async publish
 // callbacks, and a missing one fails its task after Config.PublishTimeout.
+// A task whose publish was sent and got no answer (that timeout, a lost
+// connection, the caller's context ending) may be stored all the same:
+// its error wraps queue.ErrOutcomeUnknown (enqueueing it again with the
+// same key is safe); a refusal, or a publish never sent, does not.
 // At most Config.MaxAsyncPending publishes are in flight at once (the
 // publish window, window.go, shared with the finished-key records of the
 // ack path): a larger batch waits for acks to make room, as long as its
