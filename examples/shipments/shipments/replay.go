@@ -20,7 +20,7 @@ type replays struct {
 }
 
 type replay struct {
-	task    string    // the notice's task id
+	answer  Answer    // what the webhook answered
 	expires time.Time // when the timestamp leaves the tolerance
 }
 
@@ -32,20 +32,20 @@ const pruneAt = 1024
 
 func newReplays() *replays { return &replays{sigs: make(map[string]replay), limit: pruneAt} }
 
-// get returns the task id of the event signed sig, when it was queued and
-// its timestamp is still within the tolerance at now.
-func (r *replays) get(sig []byte, now time.Time) (string, bool) {
+// get returns the answer to the event signed sig, when it was accepted
+// and its timestamp is still within the tolerance at now.
+func (r *replays) get(sig []byte, now time.Time) (Answer, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.sigs[hex.EncodeToString(sig)]
 	if !ok || now.After(e.expires) {
-		return "", false
+		return Answer{}, false
 	}
-	return e.task, true
+	return e.answer, true
 }
 
-// add remembers sig's event as queued as task until expires.
-func (r *replays) add(sig []byte, task string, expires, now time.Time) {
+// add remembers sig's event as accepted with answer a until expires.
+func (r *replays) add(sig []byte, a Answer, expires, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.sigs) >= r.limit {
@@ -56,5 +56,5 @@ func (r *replays) add(sig []byte, task string, expires, now time.Time) {
 		}
 		r.limit = max(pruneAt, 2*len(r.sigs))
 	}
-	r.sigs[hex.EncodeToString(sig)] = replay{task: task, expires: expires}
+	r.sigs[hex.EncodeToString(sig)] = replay{answer: a, expires: expires}
 }

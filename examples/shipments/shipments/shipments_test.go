@@ -275,3 +275,63 @@ func TestWebhookRefusesReplays(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code, body)
 	require.Len(t, k.Enqueued(shipments.Notice.Name()), 1)
 }
+
+// answer is the webhook's 202 body.
+type answer struct {
+	Task      string `json:"task"`
+	Duplicate bool   `json:"duplicate"`
+	Finished  string `json:"finished"`
+}
+
+func decodeAnswer(t *testing.T, body string) answer {
+	t.Helper()
+	var a answer
+	require.NoError(t, json.Unmarshal([]byte(body), &a), body)
+	return a
+}
+
+// An event signed anew and posted again while its shipment's notice waits
+// for a retry is dropped by the queue: the answer says so and names the
+// notice that holds the shipment, not a task that was never queued.
+func TestWebhookDuplicateWhileQueuedNamesTheQueuedNotice(t *testing.T) {
+	t.Parallel()
+	svc := newNotifyService(t, http.StatusServiceUnavailable)
+	k, url := start(t, svc, plbatest.Set("shipments.feedback_after=0s"))
+	first := time.Now()
+	code, body := postSigned(t, url, event, shipments.Sign(secret, first, []byte(event)))
+	require.Equal(t, http.StatusAccepted, code, body)
+	a1 := decodeAnswer(t, body)
+	require.False(t, a1.Duplicate)
+	require.Eventually(t, func() bool { return len(k.Retried(shipments.Notice.Name())) == 1 }, 30*time.Second, 5*time.Millisecond)
+
+	code, body = postSigned(t, url, event, shipments.Sign(secret, first.Add(-time.Second), []byte(event)))
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.Equal(t, answer{Task: a1.Task, Duplicate: true}, decodeAnswer(t, body), "the notice queued first holds the shipment")
+	k.RunUntilIdle()
+	require.Len(t, k.Succeeded(shipments.Notice.Name()), 1)
+	for _, d := range k.Deliveries(shipments.Notice.Name()) {
+		require.Equal(t, a1.Task, d.Task.ID, "only the first notice ran")
+	}
+}
+
+// An event signed anew and posted again after its notice was sent, within
+// the queue's window, is dropped: the answer says it is a duplicate whose
+// notice succeeded, and names no task (none was queued).
+func TestWebhookDuplicateAfterTheNoticeSaysItFinished(t *testing.T) {
+	t.Parallel()
+	svc := newNotifyService(t)
+	k, url := start(t, svc, plbatest.Set("queue.memory.dedup_window=1h", "shipments.feedback_after=0s"))
+	first := time.Now()
+	code, body := postSigned(t, url, event, shipments.Sign(secret, first, []byte(event)))
+	require.Equal(t, http.StatusAccepted, code, body)
+	k.RunUntilIdle()
+	signed := shipments.Sign(secret, first.Add(-time.Second), []byte(event))
+	code, body = postSigned(t, url, event, signed)
+	require.Equal(t, http.StatusAccepted, code, body)
+	require.Equal(t, answer{Duplicate: true, Finished: "succeeded"}, decodeAnswer(t, body))
+	code, again := postSigned(t, url, event, signed)
+	require.Equal(t, http.StatusAccepted, code, again)
+	require.JSONEq(t, body, again, "the replay of the second post is answered as it was")
+	k.RunUntilIdle()
+	require.Len(t, k.Succeeded(shipments.Notice.Name()), 1)
+}

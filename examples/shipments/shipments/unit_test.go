@@ -122,13 +122,13 @@ func TestReplaysForgetExpired(t *testing.T) {
 	r := newReplays()
 	now := time.Now()
 	for i := range pruneAt {
-		r.add([]byte(fmt.Sprint("old", i)), "t", now.Add(-time.Second), now)
+		r.add([]byte(fmt.Sprint("old", i)), Answer{Task: "t"}, now.Add(-time.Second), now)
 	}
 	_, ok := r.get([]byte("old0"), now)
 	require.False(t, ok, "expired")
-	r.add([]byte("new"), "t-new", now.Add(time.Minute), now)
+	r.add([]byte("new"), Answer{Task: "t-new"}, now.Add(time.Minute), now)
 	require.Len(t, r.sigs, 1)
-	id, ok := r.get([]byte("new"), now)
+	a, ok := r.get([]byte("new"), now)
 	require.True(t, ok)
-	require.Equal(t, "t-new", id)
+	require.Equal(t, Answer{Task: "t-new"}, a)
 }

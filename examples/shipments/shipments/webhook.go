@@ -49,15 +49,16 @@ func (e Event) validate() error {
 }
 
 // webhook accepts shipment events and enqueues a notice for each: 202 with
-// the task's id, 401 with the reason for an event without a valid
+// the task's id (Answer), 401 with the reason for an event without a valid
 // signature or signed outside the tolerance (VerifySignature), 400 for an
 // event it cannot use, 503 when the queue does not take it (the warehouse
 // retries). The same signed request posted again within the tolerance
-// is answered 202 with the first task's id and "duplicate": true, and not
+// is answered 202 as the first time, with "duplicate": true, and not
 // queued again (replays); the task's key is the shipment, so an event
 // signed anew and posted twice makes one notice while the queue
-// de-duplicates it. The route is public (the warehouse holds no admin
-// credentials): the signature is its check.
+// de-duplicates it, and the answer says that the queue dropped it. The
+// route is public (the warehouse holds no admin credentials): the
+// signature is its check.
 func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 	seen, log := newReplays(), log.Named("shipments")
 	return admin.Route{Pattern: "POST " + WebhookPath, Role: admin.RolePublic, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -77,9 +78,10 @@ func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 			http.Error(w, "shipment event: "+err.Error(), http.StatusUnauthorized)
 			return
 		}
-		if id, ok := seen.get(sig, now); ok {
-			log.Info("webhook: event received before, not queued again", zap.String("remote", r.RemoteAddr), zap.String("task", id))
-			accepted(w, id, true)
+		if a, ok := seen.get(sig, now); ok {
+			log.Info("webhook: event received before, not queued again", zap.String("remote", r.RemoteAddr), zap.String("task", a.Task))
+			a.Duplicate = true
+			accepted(w, a)
 			return
 		}
 		var ev Event
@@ -108,21 +110,47 @@ func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 			http.Error(w, "shipment event not queued, try again", status)
 			return
 		}
-		seen.add(sig, t.ID, sent.Add(cfg.WebhookTolerance), now)
-		accepted(w, t.ID, false)
+		a := enqueued(t)
+		seen.add(sig, a, sent.Add(cfg.WebhookTolerance), now)
+		accepted(w, a)
 	})}
 }
 
-// accepted answers 202 with the notice's task id; duplicate says the
-// event (the same signed request) was received before and not queued
-// again.
-func accepted(w http.ResponseWriter, id string, duplicate bool) {
+// Answer is the webhook's 202 body.
+type Answer struct {
+	// Task is the id of the notice that holds the event's shipment: the
+	// one just queued, or the one queued before that a duplicate was
+	// dropped for. Empty when that notice has finished, or its id is
+	// unknown.
+	Task string `json:"task,omitempty"`
+	// Duplicate says the event was not queued: the same signed request
+	// was received before, or the queue dropped its notice because one
+	// for the shipment was queued or finished within the queue's
+	// de-duplication window.
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Finished is, for a duplicate whose shipment's notice finished, how
+	// it finished: "succeeded" or "dead_lettered".
+	Finished string `json:"finished,omitempty"`
+}
+
+// enqueued is the answer for t after Enqueue returned nil: queued, or
+// dropped by the queue as a duplicate of the notice holding its key
+// (task.Held, task.Finished).
+func enqueued(t *task.Task) Answer {
+	if by, ok := task.Held(t); ok {
+		return Answer{Task: by, Duplicate: true}
+	}
+	if o, _, ok := task.Finished(t); ok {
+		return Answer{Duplicate: true, Finished: string(o)}
+	}
+	return Answer{Task: t.ID}
+}
+
+// accepted answers 202 with a.
+func accepted(w http.ResponseWriter, a Answer) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
-	_ = json.NewEncoder(w).Encode(struct {
-		Task      string `json:"task"`
-		Duplicate bool   `json:"duplicate,omitempty"`
-	}{id, duplicate})
+	_ = json.NewEncoder(w).Encode(a)
 }
 
 // sink is the demo notification service: it logs each message. It is
