@@ -158,6 +158,9 @@ func TestWebhookRejectsBadEvents(t *testing.T) {
 		{`{"shipment":"s-1"}`, "missing order, email, carrier, tracking"},
 		{`{"shipment":"s-1","order":"o","email":"not-an-address","carrier":"c","tracking":"t"}`, `email "not-an-address"`},
 		{`{"shipment":"s-1","color":"red"}`, `unknown field "color"`},
+		{event + `{"shipment":"s-2","order":"o-18","email":"bob@example.com","carrier":"DHL","tracking":"JD0124"}`, "one event per post"},
+		{event + ` trailing`, "one event per post"},
+		{`null`, "missing shipment"},
 	} {
 		code, body := post(t, url, tc.body)
 		require.Equal(t, http.StatusBadRequest, code, tc.body)

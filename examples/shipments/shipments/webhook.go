@@ -1,6 +1,7 @@
 package shipments
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,21 @@ func (e Event) validate() error {
 	return nil
 }
 
+// decodeEvent decodes body, which must hold one Event and nothing else:
+// a second event after the first would be signed, and dropped unseen.
+func decodeEvent(body []byte) (Event, error) {
+	var ev Event
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ev); err != nil {
+		return ev, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return ev, errors.New("more after the event: one event per post")
+	}
+	return ev, nil
+}
+
 // webhook accepts shipment events and enqueues a notice for each: 202 with
 // the task's id (Answer), 401 with the reason for an event without a valid
 // signature or signed outside the tolerance (VerifySignature), 400 for an
@@ -84,10 +100,8 @@ func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 			accepted(w, a)
 			return
 		}
-		var ev Event
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&ev); err != nil {
+		ev, err := decodeEvent(body)
+		if err != nil {
 			http.Error(w, "shipment event: "+err.Error(), http.StatusBadRequest)
 			return
 		}
