@@ -29,9 +29,10 @@ type Kind[A any] struct {
 type KindOption func(*kindOptions)
 
 type kindOptions struct {
-	queue       string
-	maxAttempts int
-	timeout     time.Duration
+	queue                      string
+	maxAttempts                int
+	timeout                    time.Duration
+	setMaxAttempts, setTimeout bool
 }
 
 // Queue puts the kind's tasks on the named queue (Route.Queue). Default
@@ -40,30 +41,34 @@ func Queue(name string) KindOption { return func(o *kindOptions) { o.queue = nam
 
 // MaxAttempts overrides the pool's maximum attempts for the kind
 // (Route.MaxAttempts); at least 1.
-func MaxAttempts(n int) KindOption { return func(o *kindOptions) { o.maxAttempts = n } }
+func MaxAttempts(n int) KindOption {
+	return func(o *kindOptions) { o.maxAttempts, o.setMaxAttempts = n, true }
+}
 
 // Timeout overrides the pool's handler timeout for the kind
 // (Route.Timeout); positive.
-func Timeout(d time.Duration) KindOption { return func(o *kindOptions) { o.timeout = d } }
+func Timeout(d time.Duration) KindOption {
+	return func(o *kindOptions) { o.timeout, o.setTimeout = d, true }
+}
 
 // Define defines the kind called name whose payload is an A. It panics
 // on an empty name, a MaxAttempts below 1 or a Timeout that is not
 // positive: definitions are program text, and a mistake must stop the
 // program on its first run.
 func Define[A any](name string, opts ...KindOption) Kind[A] {
-	o := kindOptions{maxAttempts: -1, timeout: -1}
+	var o kindOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
 	switch {
 	case name == "":
 		panic("task: Define: empty kind name")
-	case o.maxAttempts == 0 || o.maxAttempts < -1:
+	case o.setMaxAttempts && o.maxAttempts < 1:
 		panic(fmt.Sprintf("task: Define %q: MaxAttempts must be at least 1 (got %d)", name, o.maxAttempts))
-	case o.timeout == 0 || o.timeout < -1:
+	case o.setTimeout && o.timeout <= 0:
 		panic(fmt.Sprintf("task: Define %q: Timeout must be positive (got %s)", name, o.timeout))
 	}
-	return Kind[A]{name: name, queue: o.queue, maxAttempts: max(o.maxAttempts, 0), timeout: max(o.timeout, 0)}
+	return Kind[A]{name: name, queue: o.queue, maxAttempts: o.maxAttempts, timeout: o.timeout}
 }
 
 // Name returns the kind's name (Task.Kind).

@@ -122,4 +122,7 @@ func TestDefinePanicsOnBadDefinitions(t *testing.T) {
 	require.PanicsWithValue(t, "task: Define: empty kind name", func() { task.Define[int]("") })
 	require.Panics(t, func() { task.Define[int]("k", task.MaxAttempts(0)) })
 	require.Panics(t, func() { task.Define[int]("k", task.Timeout(-time.Second)) })
+	// -1 is no "unset": the options say at least 1, positive.
+	require.PanicsWithValue(t, `task: Define "k": MaxAttempts must be at least 1 (got -1)`, func() { task.Define[int]("k", task.MaxAttempts(-1)) })
+	require.PanicsWithValue(t, `task: Define "k": Timeout must be positive (got -1ns)`, func() { task.Define[int]("k", task.Timeout(-1)) })
 }
