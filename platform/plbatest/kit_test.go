@@ -212,3 +212,45 @@ func TestWaitEnqueued(t *testing.T) {
 	k.RunUntilIdle()
 	require.Len(t, k.Succeeded(sendReceipt.Name()), 2)
 }
+
+var gated = task.Define[orderArgs]("gated.run", task.Queue("gated"))
+
+// Emit's error is what happened: an Emit whose context ends while the
+// queue is full returns that error, and its tasks are not enqueued
+// afterwards (when room comes) behind the test's back.
+func TestSourceEmitThatFailedEnqueuesNothing(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var once atomic.Bool
+	src := plbatest.NewSource("feed")
+	module := fx.Options(src.Module(), worker.SupplyRoute(gated.Handle(func(ctx context.Context, _ orderArgs) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})))
+	k := plbatest.Start(t, module, plbatest.Set("queue.memory.capacity=1"))
+	t.Cleanup(func() { // before the kit stops
+		if once.CompareAndSwap(false, true) {
+			close(release)
+		}
+	})
+	k.Enqueue(mustNew(t, gated, orderArgs{ID: "first", Cents: 1})) // fills the queue while its handler waits
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := src.Emit(ctx, mustNew(t, gated, orderArgs{ID: "late", Cents: 1}))
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the queue is full")
+
+	require.True(t, once.CompareAndSwap(false, true))
+	close(release)
+	k.RunUntilIdle()
+	for _, e := range k.Enqueued(gated.Name()) {
+		a, err := gated.Args(e.Task)
+		require.NoError(t, err)
+		require.NotEqual(t, "late", a.ID, "Emit said it failed, yet the task was enqueued")
+	}
+	require.Len(t, k.Succeeded(gated.Name()), 1)
+}

@@ -20,6 +20,7 @@ type Source struct {
 }
 
 type emission struct {
+	ctx   context.Context // Emit's: the emission ends with it
 	tasks []*task.Task
 	done  chan error
 }
@@ -39,32 +40,35 @@ func (s *Source) Module() fx.Option {
 	return fx.Provide(source.AsSource(func() *Source { return s }))
 }
 
-// Run emits what Emit is given until ctx ends.
+// Run emits what Emit is given until ctx ends. Each emission ends when
+// ctx or the context given to Emit ends, whichever comes first.
 func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case e := <-s.batch:
-			e.done <- emit.Emit(ctx, e.tasks...)
+			ectx, cancel := context.WithCancel(e.ctx) // its deadline and error
+			stop := context.AfterFunc(ctx, cancel)
+			e.done <- emit.Emit(ectx, e.tasks...)
+			stop()
+			cancel()
 		}
 	}
 }
 
-// Emit hands tasks to the running source and returns once the runtime
-// took them (or refused them: the error). It waits for the source to run
-// (the kit started it) until ctx ends.
+// Emit hands tasks to the running source and returns what the runtime's
+// emitter returned: nil once it took them, its error when it refused them
+// or gave up because ctx ended (a full queue, say); tasks it gave up on
+// are not enqueued later. It waits for the source to run (the kit started
+// it) until ctx ends.
 func (s *Source) Emit(ctx context.Context, tasks ...*task.Task) error {
-	e := emission{tasks: tasks, done: make(chan error, 1)}
+	e := emission{ctx: ctx, tasks: tasks, done: make(chan error, 1)}
 	select {
 	case s.batch <- e:
 	case <-ctx.Done():
 		return fmt.Errorf("plbatest: source %s is not running: %w", s.name, ctx.Err())
 	}
-	select {
-	case err := <-e.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	// Run answers once the emitter returns, which it does when ctx ends.
+	return <-e.done
 }
