@@ -3,6 +3,7 @@ package plbatest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -253,4 +254,83 @@ func TestSourceEmitThatFailedEnqueuesNothing(t *testing.T) {
 		require.NotEqual(t, "late", a.ID, "Emit said it failed, yet the task was enqueued")
 	}
 	require.Len(t, k.Succeeded(gated.Name()), 1)
+}
+
+var (
+	ship    = task.Define[orderArgs]("ship.order", task.Queue("orders"))
+	shipped = task.Define[receiptArgs]("ship.notify", task.Queue("mail"))
+)
+
+// A follow-up the backend dropped as a duplicate (its key held, or
+// finished within the window) was not enqueued: Enqueued says so, and
+// RequireEnqueued does not count it.
+func TestDroppedFollowUpIsNotEnqueued(t *testing.T) {
+	t.Parallel()
+	module := fx.Options(
+		fx.Provide(worker.AsRoute(func(e task.Enqueuer) task.Route {
+			return ship.Handle(func(ctx context.Context, a orderArgs) error {
+				tk, err := shipped.New(receiptArgs{Order: a.ID, To: "shop@example.test"})
+				if err != nil {
+					return err
+				}
+				tk.Key = "notify/once" // a bug in the module: one key for every order
+				return e.Enqueue(ctx, tk)
+			})
+		})),
+		worker.SupplyRoute(shipped.Handle(func(context.Context, receiptArgs) error { return nil })),
+	)
+	ct := &captureT{T: t}
+	k := plbatest.Start(ct, module, plbatest.Set("queue.memory.dedup_window=1h"))
+	k.Enqueue(mustNew(t, ship, orderArgs{ID: "o1", Cents: 1}))
+	k.RunUntilIdle()
+	k.Enqueue(mustNew(t, ship, orderArgs{ID: "o2", Cents: 1}))
+	k.RunUntilIdle()
+	require.Len(t, k.Succeeded(shipped.Name()), 1, "the second follow-up was dropped")
+
+	es := k.Enqueued(shipped.Name())
+	require.Len(t, es, 2, "both were handed to the producer")
+	require.False(t, es[0].Dropped)
+	require.True(t, es[1].Dropped, "the backend dropped the second")
+
+	plbatest.RequireEnqueued(k, ship.Name(), shipped, receiptArgs{Order: "o1", To: "shop@example.test"})
+	msg, failed := ct.catch(func() {
+		plbatest.RequireEnqueued(k, ship.Name(), shipped, receiptArgs{Order: "o2", To: "shop@example.test"})
+	})
+	require.True(t, failed, "RequireEnqueued passed for a follow-up that was dropped")
+	require.Contains(t, msg, "dropped")
+}
+
+// captureT is the test's T, whose Fatalf, inside catch, is caught
+// instead of failing the test.
+type captureT struct {
+	*testing.T
+	catching bool
+	msg      string
+}
+
+type caught struct{}
+
+func (c *captureT) Fatalf(format string, args ...any) {
+	if !c.catching {
+		c.T.Helper()
+		c.T.Fatalf(format, args...)
+	}
+	c.msg = fmt.Sprintf(format, args...)
+	panic(caught{})
+}
+
+// catch runs f and returns the message of the Fatalf that ended it.
+func (c *captureT) catch(f func()) (msg string, failed bool) {
+	c.catching, c.msg = true, ""
+	defer func() {
+		c.catching = false
+		if r := recover(); r != nil {
+			if _, ok := r.(caught); !ok {
+				panic(r)
+			}
+			msg, failed = c.msg, true
+		}
+	}()
+	f()
+	return "", false
 }

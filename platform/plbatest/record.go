@@ -22,13 +22,19 @@ type Delivery struct {
 	RetryIn time.Duration
 }
 
-// Enqueued is a task that was enqueued while the kit ran.
+// Enqueued is a task handed to the producer while the kit ran, which the
+// backend accepted: stored, or dropped as a duplicate (Dropped).
 type Enqueued struct {
 	// Task is a copy of the task as enqueued.
 	Task *task.Task
 	// By is the task whose handler enqueued it; nil when the test or a
 	// source did.
 	By *task.Task
+	// Dropped says the backend did not store the task: a task with its
+	// key was live, or finished within the de-duplication window
+	// (task.Held, task.Finished, whose marks Task carries). It will not
+	// run.
+	Dropped bool
 }
 
 // recorder is a task.Observer wrapped around the platform's: it records
@@ -60,7 +66,7 @@ func (r *recorder) Enqueued(ctx context.Context, tasks []*task.Task, err error) 
 		by, _ := ctx.Value(parentKey{}).(*task.Task)
 		r.mu.Lock()
 		for _, t := range tasks {
-			r.enqueued = append(r.enqueued, Enqueued{Task: t.Clone(), By: by})
+			r.enqueued = append(r.enqueued, Enqueued{Task: t.Clone(), By: by, Dropped: task.Dropped(t)})
 		}
 		r.mu.Unlock()
 	}

@@ -45,7 +45,8 @@ func (k *Kit) Retried(kind string) []Delivery { return k.withOutcome(kind, task.
 func (k *Kit) DeadLettered(kind string) []Delivery { return k.withOutcome(kind, task.DeadLettered) }
 
 // Enqueued returns the tasks of kind ("": every kind) enqueued since the
-// kit started (by the test, a source or a handler), in order.
+// kit started (by the test, a source or a handler), in order, the
+// duplicates the backend dropped included (Enqueued.Dropped).
 func (k *Kit) Enqueued(kind string) []Enqueued {
 	_, es := k.rec.snapshot()
 	var out []Enqueued
@@ -59,11 +60,26 @@ func (k *Kit) Enqueued(kind string) []Enqueued {
 
 // EnqueuedBy returns the arguments of the tasks of kind that handlers of
 // tasks of byKind enqueued (byKind "": enqueued by anyone, the test and
-// sources included), in order. A payload that does not decode fails the
+// sources included), in order, the duplicates the backend dropped
+// included (see Kit.Enqueued). A payload that does not decode fails the
 // test.
 func EnqueuedBy[A any](k *Kit, byKind string, kind task.Kind[A]) []A {
 	k.t.Helper()
 	var out []A
+	for _, e := range enqueuedBy(k, byKind, kind) {
+		out = append(out, e.args)
+	}
+	return out
+}
+
+type enqueuedArgs[A any] struct {
+	args    A
+	dropped bool
+}
+
+func enqueuedBy[A any](k *Kit, byKind string, kind task.Kind[A]) []enqueuedArgs[A] {
+	k.t.Helper()
+	var out []enqueuedArgs[A]
 	for _, e := range k.Enqueued(kind.Name()) {
 		if byKind != "" && (e.By == nil || e.By.Kind != byKind) {
 			continue
@@ -72,7 +88,7 @@ func EnqueuedBy[A any](k *Kit, byKind string, kind task.Kind[A]) []A {
 		if err != nil {
 			k.t.Fatalf("plbatest: %v", err)
 		}
-		out = append(out, a)
+		out = append(out, enqueuedArgs[A]{a, e.Dropped})
 	}
 	return out
 }
@@ -80,7 +96,8 @@ func EnqueuedBy[A any](k *Kit, byKind string, kind task.Kind[A]) []A {
 // RequireEnqueued fails the test unless a handler of a byKind task (""
 // : anyone) enqueued a task of kind whose arguments equal want
 // (reflect.DeepEqual after a JSON round trip, as the handler will see
-// them).
+// them) and the backend stored it: a task it dropped as a duplicate
+// (Enqueued.Dropped) does not count, and the failure says it was dropped.
 func RequireEnqueued[A any](k *Kit, byKind string, kind task.Kind[A], want A) {
 	k.t.Helper()
 	probe, err := kind.New(want)
@@ -91,26 +108,36 @@ func RequireEnqueued[A any](k *Kit, byKind string, kind task.Kind[A], want A) {
 	if err != nil {
 		k.t.Fatalf("plbatest: %v", err)
 	}
-	got := EnqueuedBy(k, byKind, kind)
-	for _, a := range got {
-		if reflect.DeepEqual(a, norm) {
-			return
+	got := enqueuedBy(k, byKind, kind)
+	dropped := false
+	for _, e := range got {
+		if reflect.DeepEqual(e.args, norm) {
+			if !e.dropped {
+				return
+			}
+			dropped = true
 		}
 	}
 	by := "anyone"
 	if byKind != "" {
 		by = "a handler of " + byKind
 	}
+	if dropped {
+		k.t.Fatalf("plbatest: the %s task with args %+v enqueued by %s was dropped by the backend as a duplicate of its key (not stored, it will not run); enqueued: %s", kind.Name(), want, by, list(got))
+	}
 	k.t.Fatalf("plbatest: no %s task with args %+v was enqueued by %s; enqueued: %s", kind.Name(), want, by, list(got))
 }
 
-func list[A any](as []A) string {
-	if len(as) == 0 {
+func list[A any](es []enqueuedArgs[A]) string {
+	if len(es) == 0 {
 		return "none"
 	}
-	parts := make([]string, len(as))
-	for i, a := range as {
-		parts[i] = fmt.Sprintf("%+v", a)
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = fmt.Sprintf("%+v", e.args)
+		if e.dropped {
+			parts[i] += " (dropped)"
+		}
 	}
 	return strings.Join(parts, ", ")
 }
