@@ -33,12 +33,12 @@ func Chain(h Handler, mws ...Middleware) Handler {
 
 // JSON adapts a function of a decoded value to a Handler: the payload is
 // decoded as JSON into a T and passed to fn, so domain code never touches
-// Task. A payload that does not decode is a permanent failure (retrying
-// cannot fix it).
+// Task. A payload that does not decode (JSON null included, unless T has
+// a nil value) is a permanent failure (retrying cannot fix it).
 func JSON[T any](fn func(ctx context.Context, v T) error) Handler {
 	return HandlerFunc(func(ctx context.Context, t *Task) error {
 		var v T
-		if err := json.Unmarshal(t.Payload, &v); err != nil {
+		if err := decode(t.Payload, &v); err != nil {
 			return Permanent(fmt.Errorf("task %s: decode %s payload: %w", t.ID, t.Kind, err))
 		}
 		return fn(ctx, v)

@@ -1,9 +1,12 @@
 package task
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -107,16 +110,36 @@ func (k Kind[A]) Args(t *Task) (A, error) {
 	if t.Kind != k.name {
 		return a, fmt.Errorf("task: task %s is of kind %q, not %q", t.ID, t.Kind, k.name)
 	}
-	if err := json.Unmarshal(t.Payload, &a); err != nil {
+	if err := decode(t.Payload, &a); err != nil {
 		return a, fmt.Errorf("task %s: decode %s payload: %w", t.ID, t.Kind, err)
 	}
 	return a, nil
 }
 
+// errNull is decode's error for a payload of JSON null into a type that
+// has no null.
+var errNull = errors.New("null, where a value is due")
+
+// decode unmarshals payload into v. A payload of JSON null is refused
+// unless *v can be nil (a pointer, map, slice or interface):
+// encoding/json leaves *v as it is, so a struct's zero value would pass
+// for one that was sent.
+func decode[T any](payload []byte, v *T) error {
+	if bytes.Equal(bytes.TrimSpace(payload), []byte("null")) {
+		switch reflect.TypeFor[T]().Kind() {
+		case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface:
+		default:
+			return errNull
+		}
+	}
+	return json.Unmarshal(payload, v)
+}
+
 // Handle returns the kind's Route: fn receives each task's decoded
 // payload, and reaches the task itself (id, attempt, headers) through
-// FromContext(ctx). A payload that does not decode is a permanent failure
-// (retrying cannot fix it). mws wrap fn's handler, the first outermost.
+// FromContext(ctx). A payload that does not decode (JSON null included,
+// unless A has a nil value) is a permanent failure (retrying cannot fix
+// it). mws wrap fn's handler, the first outermost.
 func (k Kind[A]) Handle(fn func(ctx context.Context, args A) error, mws ...Middleware) Route {
 	h := HandlerFunc(func(ctx context.Context, t *Task) error {
 		a, err := k.Args(t)

@@ -126,3 +126,31 @@ func TestDefinePanicsOnBadDefinitions(t *testing.T) {
 	require.PanicsWithValue(t, `task: Define "k": MaxAttempts must be at least 1 (got -1)`, func() { task.Define[int]("k", task.MaxAttempts(-1)) })
 	require.PanicsWithValue(t, `task: Define "k": Timeout must be positive (got -1ns)`, func() { task.Define[int]("k", task.Timeout(-1)) })
 }
+
+// A payload of JSON null is no value of a struct (or a number, a string):
+// decoding it would hand the handler the zero value as if it had been
+// sent, so it fails permanently without calling the handler, as a payload
+// that does not decode does. Where null is a value (a pointer, a map, a
+// slice) it decodes to nil.
+func TestNullPayloadIsNoStruct(t *testing.T) {
+	called := false
+	h := invoiceKind.Handle(func(context.Context, invoiceArgs) error { called = true; return nil }).Handler
+	for _, p := range []string{"null", " null\n"} {
+		err := h.Handle(context.Background(), &task.Task{ID: "n", Kind: invoiceKind.Name(), Payload: []byte(p)})
+		require.True(t, task.IsPermanent(err), "%q: %v", p, err)
+		require.ErrorContains(t, err, "decode invoice.send payload: null")
+	}
+	err := task.JSON(func(context.Context, invoiceArgs) error { called = true; return nil }).
+		Handle(context.Background(), &task.Task{ID: "n", Kind: "invoice.send", Payload: []byte("null")})
+	require.True(t, task.IsPermanent(err), "%v", err)
+	require.False(t, called)
+
+	ptr := task.Define[*invoiceArgs]("invoice.maybe")
+	a, err := ptr.Args(&task.Task{Kind: "invoice.maybe", Payload: []byte("null")})
+	require.NoError(t, err)
+	require.Nil(t, a)
+	list := task.Define[[]string]("names")
+	l, err := list.Args(&task.Task{Kind: "names", Payload: []byte("null")})
+	require.NoError(t, err)
+	require.Nil(t, l)
+}
