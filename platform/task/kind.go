@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 )
 
@@ -56,8 +57,12 @@ func Timeout(d time.Duration) KindOption {
 
 // Define defines the kind called name whose payload is an A. It panics
 // on an empty name, a MaxAttempts below 1 or a Timeout that is not
-// positive: definitions are program text, and a mistake must stop the
-// program on its first run.
+// positive, and on a name defined before in the program with another
+// payload type or queue (its handler would decode tasks made as another
+// type, or its tasks would go where its pool is not): definitions are
+// program text, and a mistake must stop the program on its first run.
+// Defining a name again with the same type and queue gives the same kind
+// (MaxAttempts and Timeout are the route's, and may differ).
 func Define[A any](name string, opts ...KindOption) Kind[A] {
 	var o kindOptions
 	for _, opt := range opts {
@@ -71,7 +76,34 @@ func Define[A any](name string, opts ...KindOption) Kind[A] {
 	case o.setTimeout && o.timeout <= 0:
 		panic(fmt.Sprintf("task: Define %q: Timeout must be positive (got %s)", name, o.timeout))
 	}
-	return Kind[A]{name: name, queue: o.queue, maxAttempts: o.maxAttempts, timeout: o.timeout}
+	k := Kind[A]{name: name, queue: o.queue, maxAttempts: o.maxAttempts, timeout: o.timeout}
+	define(name, reflect.TypeFor[A](), k.QueueName())
+	return k
+}
+
+// defined holds the payload type and queue of every kind name Define
+// was given in the program.
+var defined = struct {
+	sync.Mutex
+	kinds map[string]definition
+}{kinds: map[string]definition{}}
+
+type definition struct {
+	payload reflect.Type
+	queue   string
+}
+
+// define records name's payload type and queue, panicking when name was
+// defined with others.
+func define(name string, payload reflect.Type, queue string) {
+	defined.Lock()
+	defer defined.Unlock()
+	d := definition{payload: payload, queue: queue}
+	if prev, ok := defined.kinds[name]; ok && prev != d {
+		panic(fmt.Sprintf("task: Define %q: defined before with payload %s on queue %q, now with payload %s on queue %q",
+			name, prev.payload, prev.queue, payload, queue))
+	}
+	defined.kinds[name] = d
 }
 
 // Name returns the kind's name (Task.Kind).

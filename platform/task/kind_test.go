@@ -16,12 +16,12 @@ type invoiceArgs struct {
 	Cents  int    `json:"cents"`
 }
 
-var invoiceKind = task.Define[invoiceArgs]("invoice.send", task.Queue("billing"), task.MaxAttempts(3), task.Timeout(time.Minute))
+var invoiceKind = task.Define[invoiceArgs]("invoice.test", task.Queue("billing"), task.MaxAttempts(3), task.Timeout(time.Minute))
 
 func TestKindNewAndArgsRoundTrip(t *testing.T) {
 	tk, err := invoiceKind.New(invoiceArgs{Number: "2024-17", Cents: 12000})
 	require.NoError(t, err)
-	require.Equal(t, "invoice.send", tk.Kind)
+	require.Equal(t, "invoice.test", tk.Kind)
 	require.Equal(t, "billing", tk.Queue)
 	require.JSONEq(t, `{"number":"2024-17","cents":12000}`, string(tk.Payload))
 
@@ -31,16 +31,16 @@ func TestKindNewAndArgsRoundTrip(t *testing.T) {
 
 	other := &task.Task{ID: "x", Kind: "other", Payload: tk.Payload}
 	_, err = invoiceKind.Args(other)
-	require.ErrorContains(t, err, `is of kind "other", not "invoice.send"`)
+	require.ErrorContains(t, err, `is of kind "other", not "invoice.test"`)
 }
 
 func TestKindRouteCarriesOptions(t *testing.T) {
 	r := invoiceKind.Handle(func(context.Context, invoiceArgs) error { return nil })
-	require.Equal(t, "invoice.send", r.Kind)
+	require.Equal(t, "invoice.test", r.Kind)
 	require.Equal(t, "billing", r.Queue)
 	require.Equal(t, 3, r.MaxAttempts)
 	require.Equal(t, time.Minute, r.Timeout)
-	require.Equal(t, "task.Define(invoice.send)", r.Name)
+	require.Equal(t, "task.Define(invoice.test)", r.Name)
 
 	plain := task.Define[invoiceArgs]("plain")
 	pr := plain.Handle(func(context.Context, invoiceArgs) error { return nil })
@@ -76,7 +76,7 @@ func TestKindHandleDecodesAndExposesTask(t *testing.T) {
 
 	called := false
 	r = invoiceKind.Handle(func(context.Context, invoiceArgs) error { called = true; return nil })
-	err = r.Handler.Handle(context.Background(), &task.Task{ID: "bad", Kind: "invoice.send", Payload: []byte("{")})
+	err = r.Handler.Handle(context.Background(), &task.Task{ID: "bad", Kind: "invoice.test", Payload: []byte("{")})
 	require.True(t, task.IsPermanent(err), "%v", err)
 	require.False(t, called)
 
@@ -138,10 +138,10 @@ func TestNullPayloadIsNoStruct(t *testing.T) {
 	for _, p := range []string{"null", " null\n"} {
 		err := h.Handle(context.Background(), &task.Task{ID: "n", Kind: invoiceKind.Name(), Payload: []byte(p)})
 		require.True(t, task.IsPermanent(err), "%q: %v", p, err)
-		require.ErrorContains(t, err, "decode invoice.send payload: null")
+		require.ErrorContains(t, err, "decode invoice.test payload: null")
 	}
 	err := task.JSON(func(context.Context, invoiceArgs) error { called = true; return nil }).
-		Handle(context.Background(), &task.Task{ID: "n", Kind: "invoice.send", Payload: []byte("null")})
+		Handle(context.Background(), &task.Task{ID: "n", Kind: "invoice.test", Payload: []byte("null")})
 	require.True(t, task.IsPermanent(err), "%v", err)
 	require.False(t, called)
 
@@ -153,4 +153,21 @@ func TestNullPayloadIsNoStruct(t *testing.T) {
 	l, err := list.Args(&task.Task{Kind: "names", Payload: []byte("null")})
 	require.NoError(t, err)
 	require.Nil(t, l)
+}
+
+// One kind name is one payload type on one queue in a program: a second
+// Define of the name with another type or queue would make tasks its
+// handler decodes as another type, or puts where its pool is not, so it
+// panics, naming both. The same definition again is the same kind.
+func TestDefineTwiceMustAgree(t *testing.T) {
+	task.Define[invoiceArgs]("define.twice", task.Queue("q1"), task.MaxAttempts(2))
+	again := task.Define[invoiceArgs]("define.twice", task.Queue("q1"), task.MaxAttempts(5))
+	require.Equal(t, 5, again.Handle(func(context.Context, invoiceArgs) error { return nil }).MaxAttempts,
+		"attempts and timeout are the route's: one side may leave them out")
+	require.PanicsWithValue(t, `task: Define "define.twice": defined before with payload task_test.invoiceArgs on queue "q1", now with payload int on queue "q1"`,
+		func() { task.Define[int]("define.twice", task.Queue("q1")) })
+	require.PanicsWithValue(t, `task: Define "define.twice": defined before with payload task_test.invoiceArgs on queue "q1", now with payload task_test.invoiceArgs on queue "default"`,
+		func() { task.Define[invoiceArgs]("define.twice") })
+	task.Define[invoiceArgs]("define.default")
+	task.Define[invoiceArgs]("define.default", task.Queue(task.DefaultQueue)) // the same queue, named
 }
