@@ -169,7 +169,10 @@ func Index(id string) (int, bool) {
 		return 0, false
 	}
 	i, err := strconv.Atoi(digits)
-	return i, err == nil && i >= 0
+	if err != nil || i < 0 || ID(i) != id {
+		return 0, false
+	}
+	return i, true
 }
 
 // Recorder is the handler: it waits Config.Work, then fails the attempt

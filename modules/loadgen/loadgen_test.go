@@ -145,6 +145,14 @@ func TestFailingAttemptsAreRecorded(t *testing.T) {
 	require.Equal(t, 42, i)
 	_, ok = loadgen.Index("other")
 	require.False(t, ok)
+	// Only the ids ID makes: another spelling of the number is another id.
+	for _, id := range []string{"lg-5", "lg-+000005", "lg--000000", "lg-0000005 ", "lg-"} {
+		_, ok = loadgen.Index(id)
+		require.False(t, ok, id)
+	}
+	i, ok = loadgen.Index(loadgen.ID(12345678))
+	require.True(t, ok)
+	require.Equal(t, 12345678, i)
 	require.Error(t, loadgen.Config{Batch: 1, Queue: "q", FailFirst: -1}.Validate())
 	require.Error(t, loadgen.Config{Batch: 1, Queue: "q", DeadEvery: -1}.Validate())
 }
