@@ -38,6 +38,12 @@ type Config struct {
 	// covers the default tolerance), which drops a replay within it by the
 	// shipment's key. Default 5m.
 	WebhookTolerance time.Duration `koanf:"webhook_tolerance"`
+	// WebhookEnqueueTimeout bounds the webhook's wait for room in the
+	// queue (a bounded queue that is full blocks the enqueue): past it
+	// the event is refused with 503 and Retry-After, and the warehouse
+	// retries, instead of a request that hangs until room comes. Keep it
+	// below admin.write_timeout (30s by default). Default 10s.
+	WebhookEnqueueTimeout time.Duration `koanf:"webhook_enqueue_timeout"`
 	// Digest sends a summary of the notices sent, on a schedule.
 	Digest DigestConfig `koanf:"digest"`
 	// DemoSink serves POST /shipments/v1/sink on the admin server, which
@@ -70,10 +76,11 @@ type DigestConfig struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		Timeout:          5 * time.Second,
-		FeedbackAfter:    72 * time.Hour,
-		WebhookTolerance: 5 * time.Minute,
-		Digest:           DigestConfig{Enabled: true, Every: time.Hour, To: "ops@example.com", CatchUp: true},
+		Timeout:               5 * time.Second,
+		FeedbackAfter:         72 * time.Hour,
+		WebhookTolerance:      5 * time.Minute,
+		WebhookEnqueueTimeout: 10 * time.Second,
+		Digest:                DigestConfig{Enabled: true, Every: time.Hour, To: "ops@example.com", CatchUp: true},
 	}
 }
 
@@ -95,6 +102,9 @@ func (c Config) Validate() error {
 	}
 	if c.WebhookTolerance <= 0 {
 		ps.Add("webhook_tolerance", "must be positive (got %s)", c.WebhookTolerance)
+	}
+	if c.WebhookEnqueueTimeout <= 0 {
+		ps.Add("webhook_enqueue_timeout", "must be positive (got %s)", c.WebhookEnqueueTimeout)
 	}
 	if c.Timeout <= 0 {
 		ps.Add("timeout", "must be positive (got %s)", c.Timeout)

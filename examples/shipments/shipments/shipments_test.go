@@ -1,6 +1,7 @@
 package shipments_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -337,4 +338,39 @@ func TestWebhookDuplicateAfterTheNoticeSaysItFinished(t *testing.T) {
 	require.JSONEq(t, body, again, "the replay of the second post is answered as it was")
 	k.RunUntilIdle()
 	require.Len(t, k.Succeeded(shipments.Notice.Name()), 1)
+}
+
+// A queue without room (here: a capacity of one, taken by a notice whose
+// service does not answer) is not waited on beyond
+// shipments.webhook_enqueue_timeout: the warehouse gets a 503 to retry
+// on, not a request that hangs until room comes, and nothing is queued.
+func TestWebhookFullQueueAnswers503(t *testing.T) {
+	t.Parallel()
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			_, _ = io.Copy(io.Discard, r.Body) // then the server sees the client go
+			<-r.Context().Done()               // until the notice's handler gives up (the kit stops)
+		}
+	}))
+	t.Cleanup(svc.Close)
+	// The stop cancels the notice that waits on the service at once.
+	k, url := start(t, &notifyService{Server: svc}, plbatest.Set("queue.memory.capacity=1",
+		"shipments.webhook_enqueue_timeout=200ms", "shipments.timeout=1m", "workers.shipments.drain_timeout=100ms"))
+	code, body := post(t, url, event)
+	require.Equal(t, http.StatusAccepted, code, body)
+
+	second := strings.ReplaceAll(event, "s-1", "s-2")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(second))
+	require.NoError(t, err)
+	req.Header.Set(shipments.SignatureHeader, shipments.Sign(secret, time.Now(), []byte(second)))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err, "the webhook did not answer while the queue was full")
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(b))
+	require.Contains(t, string(b), "not queued, try again")
+	require.NotEmpty(t, resp.Header.Get("Retry-After"))
+	require.Len(t, k.Enqueued(shipments.Notice.Name()), 1, "only the first")
 }

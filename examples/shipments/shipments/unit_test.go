@@ -28,6 +28,9 @@ func TestConfigValidate(t *testing.T) {
 	c.WebhookTolerance = 0
 	require.ErrorContains(t, c.Validate(), "webhook_tolerance: must be positive")
 	c.WebhookTolerance = time.Minute
+	c.WebhookEnqueueTimeout = 0
+	require.ErrorContains(t, c.Validate(), "webhook_enqueue_timeout: must be positive")
+	c.WebhookEnqueueTimeout = time.Second
 	c.Digest.Every = time.Second
 	require.ErrorContains(t, c.Validate(), "digest.every: must be at least 1m")
 	c.Digest.Cron, c.Digest.TimeZone = "0 8 * * 1-5", "Europe/Berlin"

@@ -2,6 +2,7 @@ package shipments
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,7 +68,8 @@ func decodeEvent(body []byte) (Event, error) {
 // webhook accepts shipment events and enqueues a notice for each: 202 with
 // the task's id (Answer), 401 with the reason for an event without a valid
 // signature or signed outside the tolerance (VerifySignature), 400 for an
-// event it cannot use, 503 when the queue does not take it (the warehouse
+// event it cannot use, 503 with Retry-After when the queue does not take
+// it, or has no room within Config.WebhookEnqueueTimeout (the warehouse
 // retries). The same signed request posted again within the tolerance
 // is answered 202 as the first time, with "duplicate": true, and not
 // queued again (replays); the task's key is the shipment, so an event
@@ -115,11 +117,16 @@ func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 			return
 		}
 		t.Key = "notice/" + ev.Shipment
-		if err := e.Enqueue(r.Context(), t); err != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), cfg.WebhookEnqueueTimeout)
+		err = e.Enqueue(ctx, t)
+		cancel()
+		if err != nil {
 			log.Warn("webhook: enqueue notice", zap.String("shipment", ev.Shipment), zap.Error(err))
 			status := http.StatusServiceUnavailable
-			if errors.Is(err, r.Context().Err()) {
-				status = http.StatusRequestTimeout
+			if r.Context().Err() != nil {
+				status = http.StatusRequestTimeout // the client is gone
+			} else {
+				w.Header().Set("Retry-After", "5")
 			}
 			http.Error(w, "shipment event not queued, try again", status)
 			return
