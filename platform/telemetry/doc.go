@@ -105,8 +105,9 @@
 //
 // Histogram buckets (s): 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1
 // 2.5 5 10 30 60 120 300. Label sets are cached per (queue, kind, outcome);
-// past 4096 combinations new kinds are reported as kind="_other", which
-// bounds memory and cardinality against producers of arbitrary kinds.
+// past 4096 combinations new kinds are reported as kind="_other", and
+// past 256 more new queues as queue="_other" too, which bounds memory and
+// cardinality against producers of arbitrary kinds or queue names.
 //
 // # Cost
 //

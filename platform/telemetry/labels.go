@@ -21,13 +21,22 @@ const (
 	attrReason  = attribute.Key("reason")
 )
 
-// maxLabelSets bounds the label cache: a flood of distinct kinds (a
-// producer enqueuing garbage) must not grow memory or metric cardinality
-// without bound. Past it, new combinations share kind="_other".
+// maxLabelSets bounds the label cache: a flood of distinct kinds or
+// queues (a producer enqueuing garbage) must not grow memory or metric
+// cardinality without bound. Past it, new combinations share
+// kind="_other"; past maxOtherQueues more, queue="_other" as well (their
+// spans are named "_other publish" and "_other process" then; the
+// attribute messaging.destination.name keeps the queue).
 const maxLabelSets = 4096
 
 // otherKind replaces the kind of label sets created past maxLabelSets.
 const otherKind = "_other"
+
+// maxOtherQueues bounds the queues that get a kind="_other" set of their
+// own past maxLabelSets; past both bounds the queue is "_other" too, so
+// that new queue names (a producer enqueuing on names taken from outside
+// input) do not grow the cache either.
+const maxOtherQueues = 256
 
 // labelKey identifies one cached label set.
 type labelKey struct {
@@ -159,6 +168,12 @@ func (c *labelCache) slow(k labelKey) *labelSet {
 		k.kind = otherKind
 		if ls, ok := (*old)[k]; ok {
 			return ls
+		}
+		if n >= maxLabelSets+maxOtherQueues {
+			k.queue = otherKind
+			if ls, ok := (*old)[k]; ok {
+				return ls
+			}
 		}
 	}
 	attrs := make([]attribute.KeyValue, 0, 3)
