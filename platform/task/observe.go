@@ -45,8 +45,26 @@ type Observer interface {
 	// Finished is called with the context Starting returned once the
 	// delivery is settled: took is the handler's run time; err is what it
 	// returned (nil on success) and reason the dead-letter reason, if any.
+	// A settlement the backend refused is added to err (outcome
+	// Returned); when the handler succeeded and its ack was refused, err
+	// is a *SettleError alone.
 	Finished(ctx context.Context, t *Task, o Outcome, err error, reason string, took time.Duration)
 }
+
+// SettleError is the error Observer.Finished gets for a delivery whose
+// handler succeeded but whose settlement (the ack) the backend refused,
+// did not answer or panicked in: the outcome is Returned, the delivery
+// comes back when its lease ends, and the handler did not fail.
+type SettleError struct {
+	// Err is the settlement's error.
+	Err error
+}
+
+// Error returns the settlement's error text.
+func (e *SettleError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the settlement's error.
+func (e *SettleError) Unwrap() error { return e.Err }
 
 // NopObserver observes nothing.
 type NopObserver struct{}

@@ -253,7 +253,7 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 		ls = o.labels.get(t.Queue, t.Kind, out)
 	}
 	ls.counts[countProcessed].Add(1)
-	if err != nil || out == task.DeadLettered {
+	if handlerFailed(err) || out == task.DeadLettered {
 		ls.counts[countFailed].Add(1)
 	}
 	switch out {
@@ -263,6 +263,17 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 		ls.counts[countDeadLettered].Add(1)
 	}
 	ls.duration.record(took)
+}
+
+// handlerFailed reports whether err, Finished's, says the handler failed:
+// not nil, and not a *task.SettleError (a handler that succeeded and
+// whose ack the backend refused).
+func handlerFailed(err error) bool {
+	if err == nil {
+		return false
+	}
+	_, settle := err.(*task.SettleError)
+	return !settle
 }
 
 // DeadLettered counts t, which the queue backend dead-lettered on its own

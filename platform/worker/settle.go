@@ -82,7 +82,9 @@ func (p *Pool) ack(ctx context.Context, s *slot, d *queue.Delivery) (task.Outcom
 		return task.Returned, "", nil // Stop gave it back
 	}
 	if err := p.backendCall(OpAck, d.Task, func() error { return p.backend.Ack(context.Background(), d) }); err != nil {
-		return task.Returned, "", p.settleFailed(OpAck, d.Task, err)
+		// The handler succeeded: the observer is told of the refused
+		// ack, not of a failed handler.
+		return task.Returned, "", &task.SettleError{Err: p.settleFailed(OpAck, d.Task, err)}
 	}
 	p.n.succeeded.Add(1)
 	// Checked first: a task's success costs no allocation while debug is off.
