@@ -146,7 +146,9 @@ func (b *Backend) captureAdvisories(ctx context.Context, stream string) error {
 // Config.MaxDeliver deliveries (its lease expired on the last one), or a
 // message on a work stream that is not a task. fn runs after the dead
 // letter is stored and before the work message is deleted, so a crash in
-// between calls it again (at least once). fn may be called from several
+// between calls it again (at least once; in the process that takes the
+// advisory next). A handling that fails after fn was called and is tried
+// again by the same process does not call it again. fn may be called from several
 // goroutines and must not block for long. It is told the dead letter as
 // stored (reason, time, attempt), also when the copy was stored before by
 // another path (a DeadLetter whose term was lost). Register it before the first
@@ -165,14 +167,16 @@ func (b *Backend) WatchDead(fn func(queue.DeadLetter)) {
 
 var _ queue.DeadWatcher = (*Backend)(nil)
 
-// toldDead calls the registered watcher, if any.
-func (b *Backend) toldDead(dl queue.DeadLetter) {
+// toldDead calls the registered watcher, if any, and reports whether
+// there was one.
+func (b *Backend) toldDead(dl queue.DeadLetter) bool {
 	b.watchMu.Lock()
 	fn := b.watchFn
 	b.watchMu.Unlock()
 	if fn != nil {
 		fn(dl)
 	}
+	return fn != nil
 }
 
 // startAdvisories starts reading the advisory stream, once.
@@ -269,6 +273,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	raw, err := s.GetMsg(ctx, a.StreamSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
 		q.forgetEarly(a.StreamSeq)
+		q.forgetTold(a.StreamSeq)
 		return nil
 	}
 	if err != nil {
@@ -301,7 +306,12 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	}
 	t.Attempt = stored.attempts
 	_ = adv.InProgress()
-	b.toldDead(queue.DeadLetter{Task: t, Reason: stored.reason, At: stored.at})
+	// Told once by this process: a handling that failed after telling
+	// (the key's marker, the deletion) and is tried again does not tell
+	// again, nor is the one dead letter counted twice.
+	if !q.toldBefore(a.StreamSeq) && b.toldDead(queue.DeadLetter{Task: t, Reason: stored.reason, At: stored.at}) {
+		q.markTold(a.StreamSeq)
+	}
 	if keyed {
 		if err := b.markDone(ctx, q, t.Key, task.DeadLettered, stored.reason); err != nil {
 			return err
@@ -311,6 +321,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)
 	}
 	q.forgetEarly(a.StreamSeq)
+	q.forgetTold(a.StreamSeq)
 	return nil
 }
 

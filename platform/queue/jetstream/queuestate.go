@@ -38,6 +38,7 @@ type queueState struct {
 	nakDelayed map[uint64]time.Time // stream seq -> retry due (local Retry with a delay)
 	retried    map[uint64]retried   // stream seq -> the local Retry of its last delivery (see retriedHere)
 	early      map[uint64]int       // stream seq -> deliveries given back before NotBefore
+	told       map[uint64]struct{}  // stream seqs whose dead letter this process told its watcher, not yet deleted (see exhausted)
 	hasEarly   atomic.Bool          // early is not empty
 	taken      int                  // messages Lease took since rateAt
 	rateAt     time.Time            // when rate was last sampled
@@ -294,4 +295,38 @@ func (q *queueState) forgetEarly(seq uint64) {
 	delete(q.early, seq)
 	q.hasEarly.Store(len(q.early) > 0)
 	q.pmu.Unlock()
+}
+
+// maxTold bounds queueState.told: past it a dead letter handled again is
+// told again (at least once, as across processes), and memory stays
+// bounded should other processes finish the messages this one told.
+const maxTold = 4096
+
+// toldBefore reports whether this process told its watcher of the dead
+// letter of the message seq already (markTold), which is not deleted yet.
+func (q *queueState) toldBefore(seq uint64) bool {
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	_, ok := q.told[seq]
+	return ok
+}
+
+// markTold records that the watcher was told of the dead letter of the
+// message seq.
+func (q *queueState) markTold(seq uint64) {
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	if q.told == nil {
+		q.told = make(map[uint64]struct{})
+	}
+	if len(q.told) < maxTold {
+		q.told[seq] = struct{}{}
+	}
+}
+
+// forgetTold drops the mark of the message seq, deleted.
+func (q *queueState) forgetTold(seq uint64) {
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	delete(q.told, seq)
 }
