@@ -122,7 +122,7 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 	if st.TTL() != cfg.TTL {
 		return nil, fmt.Errorf("%w: bucket %q has ttl %v, configured %v", ErrConfig, cfg.Bucket, st.TTL(), cfg.TTL)
 	}
-	c, err := cfg.Meter.Int64Counter("plba.lease.handovers",
+	c, err := cfg.Meter.Int64Counter("plba.lease.handovers", metric.WithUnit("{handover}"),
 		metric.WithDescription("times this host took a lease after seeing another holder have it"))
 	if err != nil {
 		return nil, fmt.Errorf("lease: metric: %w", err)
