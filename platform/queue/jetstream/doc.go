@@ -149,7 +149,9 @@
 //     the WatchDead function (queue.DeadWatcher), deletes the message and
 //     only then acknowledges the advisory. A crash or a failure in between
 //     leaves the advisory and the message; the next process (or the next
-//     try) does it again, the watcher is told at least once, and the task
+//     try) does it again, the watcher is told at least once (once by the
+//     process that told it, which remembers it until the message is
+//     deleted; again by the next process after a crash), and the task
 //     has one dead letter: its copy's Nats-Msg-Id de-duplicates it within
 //     the dead-letter stream's duplicate window, and an advisory stored
 //     more than half the window ago first looks for its copy among the
