@@ -3,6 +3,7 @@ package config
 import (
 	"encoding"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strconv"
@@ -102,6 +103,8 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 				out.Set(rv)
 				return
 			}
+		case reflect.Float32, reflect.Float64:
+			// Checked below: a NaN or an infinity is refused.
 		default:
 			out.Set(rv)
 			return
@@ -198,6 +201,11 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 			if n.big {
 				f = float64(n.u)
 			}
+		}
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			// NaN passes every range check a Validate method makes.
+			d.add(path, "expected a finite number, got %s", d.describe(in))
+			return
 		}
 		if out.OverflowFloat(f) {
 			d.add(path, "number %v out of range for %s", f, t)
