@@ -2,7 +2,9 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 
 	"go.uber.org/fx"
@@ -73,7 +75,15 @@ func (c QueueConfig) Validate() error {
 	if c.Backend != BackendMemory && c.Backend != BackendJetStream {
 		ps.Add("backend", "must be %q or %q (got %q)", BackendMemory, BackendJetStream, c.Backend)
 	}
-	if err := c.Memory.Validate(); err != nil {
+	// Each problem of memory.Options ("capacity: must not be ...") at its
+	// own key, so that each names its key and source.
+	var joined interface{ Unwrap() []error }
+	if err := c.Memory.Validate(); errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			key, msg, _ := strings.Cut(e.Error(), ": ")
+			ps.Add("memory."+key, "%s", msg)
+		}
+	} else if err != nil {
 		ps.Add("memory", "%v", err)
 	}
 	return ps.Err()

@@ -89,7 +89,8 @@ func (o Options) WithDefaults() Options {
 	return o
 }
 
-// Validate reports options that make no sense (negative values).
+// Validate reports options that make no sense (negative values), each
+// as "key: problem".
 func (o Options) Validate() error {
 	var errs []error
 	if o.Capacity < 0 {
@@ -107,8 +108,7 @@ func (o Options) Validate() error {
 	if o.DefaultLease < 0 {
 		errs = append(errs, fmt.Errorf("default_lease: must not be negative (got %s)", o.DefaultLease))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("memory: invalid options: %w", err)
-	}
-	return nil
+	// Joined as they are, each "key: problem", so that a configuration
+	// reports each at its own key (queue.memory.capacity).
+	return errors.Join(errs...)
 }
