@@ -46,11 +46,24 @@ func ownerOf(secs []declared, key string) string {
 }
 
 func (c *Config) sourceOf(key string) string {
+	if name, ok := c.SourceOf(key); ok {
+		return name
+	}
+	return "default"
+}
+
+// SourceOf names where the value at key (a full dotted key path, as a
+// Problem's Key) came from, as Load names it in its problems: a file
+// path, "env PLBA_X__Y", "--set x.y=..." or "default". ok is false when
+// no layer, not even the defaults, holds the key, a key under it or a
+// parent of it. A check that runs after Load (one that compares
+// sections) uses it to name the source of its problems.
+func (c *Config) SourceOf(key string) (name string, ok bool) {
 	// The key itself or the latest layer that set anything below it (a
 	// later layer may have replaced a value by a mapping or back).
 	best, ok := c.sources[key]
 	if !ok {
-		best = source{name: "default", rank: -1}
+		best = source{rank: -1}
 	}
 	for k, s := range c.sources {
 		if isBelow(k, key) && s.rank > best.rank {
@@ -58,14 +71,14 @@ func (c *Config) sourceOf(key string) string {
 		}
 	}
 	if best.rank >= 0 {
-		return best.name
+		return best.name, true
 	}
 	for p := parentKey(key); p != ""; p = parentKey(p) {
 		if s, ok := c.sources[p]; ok {
-			return s.name
+			return s.name, true
 		}
 	}
-	return "default"
+	return "", false
 }
 
 func parentKey(key string) string {

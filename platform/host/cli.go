@@ -128,7 +128,7 @@ or failed fatally later), 2 usage or configuration error.`,
 		RunE: func(*cobra.Command, []string) error {
 			cfg, err := o.load(&cf)
 			if err != nil {
-				*code = o.configError(stderr, err)
+				*code = o.configError(stderr, nil, err)
 				return nil
 			}
 			*code = o.runHost(cfg, o.configSource(&cf), stderr)
@@ -184,11 +184,11 @@ marked), 1 any other failure.`,
 		RunE: func(*cobra.Command, []string) error {
 			cfg, err := o.load(&cf)
 			if err != nil {
-				*code = o.configError(stderr, err)
+				*code = o.configError(stderr, nil, err)
 				return nil
 			}
 			if err := o.validateGraph(cfg); err != nil {
-				*code = o.startError(stderr, err)
+				*code = o.startError(stderr, cfg, err)
 				return nil
 			}
 			files := cfg.Files()

@@ -104,25 +104,37 @@ func isConfigProblem(err error) bool {
 }
 
 // configError prints a configuration error, one problem a line, and
-// returns exit status 2.
-func (o *options) configError(stderr io.Writer, err error) int {
+// returns exit status 2. cfg, when the configuration loaded, names the
+// source of the problems found after loading (checks across sections, a
+// module's own), as Load names those it finds.
+func (o *options) configError(stderr io.Writer, cfg *config.Config, err error) int {
 	var ce *config.Error
-	if errors.As(err, &ce) {
-		fmt.Fprintf(stderr, "%s: invalid configuration (%d problem(s)):\n", o.prog, len(ce.Problems))
-		for _, p := range ce.Problems {
-			fmt.Fprintf(stderr, "  %s\n", p.Error())
-		}
+	var p config.Problem
+	var ps []config.Problem
+	switch {
+	case errors.As(err, &ce):
+		ps = slices.Clone(ce.Problems)
+	case errors.As(err, &p):
+		ps = []config.Problem{p}
+	default:
+		fmt.Fprintf(stderr, "%s: configuration: %s\n", o.prog, oneLine(err))
 		return ExitUsage
 	}
-	fmt.Fprintf(stderr, "%s: configuration: %s\n", o.prog, oneLine(err))
+	fmt.Fprintf(stderr, "%s: invalid configuration (%d problem(s)):\n", o.prog, len(ps))
+	for _, p := range ps {
+		if p.Source == "" && cfg != nil {
+			p.Source, _ = cfg.SourceOf(p.Key)
+		}
+		fmt.Fprintf(stderr, "  %s\n", p.Error())
+	}
 	return ExitUsage
 }
 
 // startError prints a failure to build or start the host: a configuration
 // problem found while building (exit 2) or anything else (exit 1).
-func (o *options) startError(stderr io.Writer, err error) int {
+func (o *options) startError(stderr io.Writer, cfg *config.Config, err error) int {
 	if isConfigProblem(err) {
-		return o.configError(stderr, err)
+		return o.configError(stderr, cfg, err)
 	}
 	fmt.Fprintf(stderr, "%s: %s\n", o.prog, oneLine(err))
 	return ExitFailure

@@ -28,13 +28,13 @@ func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) i
 	)
 	c, err := o.compose(cfg, fx.Populate(&hr, &comp))
 	if err != nil {
-		return o.configError(stderr, err)
+		return o.configError(stderr, cfg, err)
 	}
 	// The announcement is invoked first: fx runs invokes in order, so it is
 	// the first line the host logs (after the logger's own construction).
 	app := fx.New(announce(source, c.apps), c.option)
 	if err := app.Err(); err != nil {
-		return o.startError(stderr, err)
+		return o.startError(stderr, cfg, err)
 	}
 	lc := c.lifecycle
 	// Not ready until the start has returned: the last start hooks may
@@ -62,7 +62,7 @@ func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) i
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("start timed out after %s%s: %w", lc.StartTimeout, stuck(comp), err)
 		}
-		return o.startError(stderr, fmt.Errorf("start failed: %w", err))
+		return o.startError(stderr, cfg, fmt.Errorf("start failed: %w", err))
 	}
 
 	hr.SetStarting(false)

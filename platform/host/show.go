@@ -22,7 +22,7 @@ import (
 func (o *options) showConfig(cf *configFlags, stdout, stderr io.Writer) int {
 	cfg, err := o.loadWith(cf, true)
 	if cfg == nil {
-		return o.configError(stderr, err)
+		return o.configError(stderr, nil, err)
 	}
 	var problems []config.Problem
 	addProblems := func(err error) {
@@ -54,7 +54,7 @@ func (o *options) showConfig(cf *configFlags, stdout, stderr io.Writer) int {
 	}
 	_, _ = stdout.Write(out)
 	if len(problems) > 0 {
-		return o.configError(stderr, &config.Error{Problems: dedupeProblems(problems)})
+		return o.configError(stderr, cfg, &config.Error{Problems: dedupeProblems(problems)})
 	}
 	if graphErr != nil {
 		fmt.Fprintf(stderr, "%s: the configuration is complete, but building the host failed: %s\n", o.prog, oneLine(graphErr))
