@@ -35,3 +35,38 @@ func TestMemoryQueueProblemsLandOnTheirKeys(t *testing.T) {
 		require.True(t, strings.HasPrefix(line, "--set queue.memory."), "line without its source: %q", line)
 	}
 }
+
+// TestJetStreamProblemsNameTheirKey: a bad queue.jetstream field is
+// reported at its own full key. The embedded server's fields came at
+// queue.jetstream.embedded ("embedded: sync_interval -1s must not be
+// negative"), and prefetch, max_ack_pending, max_async_pending,
+// publish_timeout and connect_timeout at queue.jetstream, in one message
+// naming several.
+func TestJetStreamProblemsNameTheirKey(t *testing.T) {
+	t.Parallel()
+	for set, key := range map[string]string{
+		"queue.jetstream.embedded.sync_interval=-1s": "queue.jetstream.embedded.sync_interval",
+		"queue.jetstream.embedded.max_store=-1":      "queue.jetstream.embedded.max_store",
+		"queue.jetstream.embedded.max_memory=-1":     "queue.jetstream.embedded.max_memory",
+		"queue.jetstream.embedded.max_payload=-1":    "queue.jetstream.embedded.max_payload",
+		"queue.jetstream.embedded.ready_timeout=-1s": "queue.jetstream.embedded.ready_timeout",
+		"queue.jetstream.embedded.sync=bogus":        "queue.jetstream.embedded.sync",
+		"queue.jetstream.embedded.listen=nope":       "queue.jetstream.embedded.listen",
+		"queue.jetstream.prefetch=-1":                "queue.jetstream.prefetch",
+		"queue.jetstream.max_ack_pending=-1":         "queue.jetstream.max_ack_pending",
+		"queue.jetstream.max_async_pending=-1":       "queue.jetstream.max_async_pending",
+		"queue.jetstream.publish_timeout=-1s":        "queue.jetstream.publish_timeout",
+		"queue.jetstream.connect_timeout=-1s":        "queue.jetstream.connect_timeout",
+	} {
+		_, err := config.Load(config.Options{Environ: []string{}, Sets: []string{"queue.backend=jetstream", set}})
+		var ce *config.Error
+		require.True(t, errors.As(err, &ce), "%s: not a configuration error: %v", set, err)
+		var keys []string
+		for _, p := range ce.Problems {
+			keys = append(keys, p.Key)
+		}
+		require.Equal(t, []string{key}, keys, "%s: %v", set, err)
+		src, _, _ := strings.Cut(set, "=")
+		require.Equal(t, "--set "+src+"=...", ce.Problems[0].Source, set)
+	}
+}

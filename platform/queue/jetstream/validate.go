@@ -37,7 +37,9 @@ func (c Config) Validate() error {
 			return bad("sync", "%q: want %q or %q", c.Sync, embedded.SyncInterval, embedded.SyncAlways)
 		}
 		if err := c.Embedded.Validate(); err != nil {
-			return config.InvalidAs(ErrInvalidConfig, "embedded", "%v", err)
+			// "key: problem", at embedded.key.
+			key, msg, _ := strings.Cut(err.Error(), ": ")
+			return bad("embedded."+key, "%s", msg)
 		}
 		if c.Replicas != 1 {
 			return bad("replicas", "%d: an embedded server has one replica", c.Replicas)
@@ -91,8 +93,13 @@ func (c Config) Validate() error {
 	if c.Consumer != encodeToken(c.Consumer) {
 		return bad("consumer", "%q: only letters, digits and '-'", c.Consumer)
 	}
-	if c.Prefetch < 1 || c.MaxAckPending < 1 || c.MaxAsyncPending < 1 {
-		return bad("", "prefetch, max_ack_pending and max_async_pending must be positive")
+	for _, f := range []struct {
+		key string
+		n   int
+	}{{"prefetch", c.Prefetch}, {"max_ack_pending", c.MaxAckPending}, {"max_async_pending", c.MaxAsyncPending}} {
+		if f.n < 1 {
+			return bad(f.key, "%d: must be positive", f.n)
+		}
 	}
 	if c.Prefetch > PrefetchLimit {
 		return bad("prefetch", "%d: want at most %d", c.Prefetch, PrefetchLimit)
@@ -103,8 +110,11 @@ func (c Config) Validate() error {
 	if c.MaxPrefetch < c.Prefetch {
 		return bad("max_prefetch", "%d is below prefetch (%d)", c.MaxPrefetch, c.Prefetch)
 	}
-	if c.PublishTimeout < 0 || c.ConnectTimeout < 0 {
-		return bad("", "publish_timeout and connect_timeout must not be negative")
+	if c.PublishTimeout < 0 {
+		return bad("publish_timeout", "%s must not be negative", c.PublishTimeout)
+	}
+	if c.ConnectTimeout < 0 {
+		return bad("connect_timeout", "%s must not be negative", c.ConnectTimeout)
 	}
 	if c.MaxMsgs < 0 {
 		return bad("max_msgs", "%d: want 0 (no bound) or more", c.MaxMsgs)

@@ -102,32 +102,36 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid field of c (after defaults).
+// Validate reports the first invalid field of c (after defaults), as
+// "key: problem" (a configuration reports it at that key).
 func (c Config) Validate() error {
 	c = c.WithDefaults()
 	switch c.Sync {
 	case SyncInterval, SyncAlways:
 	default:
-		return fmt.Errorf("embedded: sync %q: want %q or %q", c.Sync, SyncInterval, SyncAlways)
+		return fmt.Errorf("sync: %q: want %q or %q", c.Sync, SyncInterval, SyncAlways)
 	}
 	if c.SyncInterval < 0 {
-		return fmt.Errorf("embedded: sync_interval %s must not be negative", c.SyncInterval)
+		return fmt.Errorf("sync_interval: %s must not be negative", c.SyncInterval)
 	}
 	if c.Sync == SyncAlways && c.SyncInterval != 0 {
-		return errors.New("embedded: sync_interval only applies to sync \"interval\"")
+		return errors.New("sync_interval: only applies to sync \"interval\"")
 	}
 	if c.MaxPayload < 0 || c.MaxPayload > 64<<20 {
-		return fmt.Errorf("embedded: max_payload %d out of range (0..64MiB)", c.MaxPayload)
+		return fmt.Errorf("max_payload: %d out of range (0..64MiB)", c.MaxPayload)
 	}
-	if c.MaxMemory < 0 || c.MaxStore < 0 {
-		return errors.New("embedded: max_memory and max_store must not be negative")
+	if c.MaxMemory < 0 {
+		return fmt.Errorf("max_memory: %d must not be negative", c.MaxMemory)
+	}
+	if c.MaxStore < 0 {
+		return fmt.Errorf("max_store: %d must not be negative", c.MaxStore)
 	}
 	if c.ReadyTimeout < 0 {
-		return fmt.Errorf("embedded: ready_timeout %s must not be negative", c.ReadyTimeout)
+		return fmt.Errorf("ready_timeout: %s must not be negative", c.ReadyTimeout)
 	}
 	if c.Listen != "" {
 		if _, _, err := listenHostPort(c.Listen); err != nil {
-			return err
+			return fmt.Errorf("listen: %w", err)
 		}
 	}
 	return nil
@@ -136,11 +140,11 @@ func (c Config) Validate() error {
 func listenHostPort(addr string) (string, int, error) {
 	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, fmt.Errorf("embedded: listen %q: %w", addr, err)
+		return "", 0, fmt.Errorf("%q: %w", addr, err)
 	}
 	port, err := strconv.Atoi(p)
 	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("embedded: listen %q: bad port", addr)
+		return "", 0, fmt.Errorf("%q: bad port", addr)
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
@@ -153,7 +157,7 @@ func listenHostPort(addr string) (string, int, error) {
 // them to StartWithOptions.
 func (c Config) Options() (*server.Options, error) {
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	c = c.WithDefaults()
 	dir, err := filepath.Abs(c.StoreDir)
