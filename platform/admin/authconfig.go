@@ -170,7 +170,7 @@ func (c AuthConfig) validate(listen string) config.Problems {
 	}
 	digests := map[auth.Digest]string{}
 	for i, t := range c.Tokens {
-		key := fmt.Sprintf("auth.tokens.%d", i)
+		key := fmt.Sprintf("auth.tokens[%d]", i)
 		seen(key, t.Name)
 		role(key, t.Role)
 		v, err := t.tokenValue()
@@ -194,7 +194,7 @@ func (c AuthConfig) validate(listen string) config.Problems {
 		}
 	}
 	for i, u := range c.Users {
-		key := fmt.Sprintf("auth.users.%d", i)
+		key := fmt.Sprintf("auth.users[%d]", i)
 		seen(key, u.Name)
 		if u.Name != strings.TrimSpace(u.Name) {
 			ps.Add(key+".name", "has white space around it (%q): a sign-in's name is compared as given, so %q would be refused; remove the white space", u.Name, strings.TrimSpace(u.Name))

@@ -47,29 +47,29 @@ func TestClosedByDefault(t *testing.T) {
 	}{
 		{"mode", admin.AuthConfig{Mode: "off"}, `auth.mode: must be "auto" or "none" (got "off")`},
 		{"env unset", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer", TokenEnv: "PLBA_TEST_NO_SUCH_VAR"}}},
-			"auth.tokens.0: token_env: environment variable PLBA_TEST_NO_SUCH_VAR is not set"},
-		{"no token", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer"}}}, "auth.tokens.0: no token"},
+			"auth.tokens[0]: token_env: environment variable PLBA_TEST_NO_SUCH_VAR is not set"},
+		{"no token", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer"}}}, "auth.tokens[0]: no token"},
 		{"both", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer", Token: "0123456789abcdef0", TokenEnv: "PLBA_TEST_ADMIN_TOKEN"}}}, "not both"},
-		{"short", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer", Token: "short"}}}, "auth.tokens.0: token shorter than 16"},
-		{"role", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "root", Token: "0123456789abcdef0"}}}, `auth.tokens.0.role: unknown role "root"`},
-		{"public role", admin.AuthConfig{Users: []admin.UserConfig{{Name: "a", Role: admin.RolePublic, PasswordHash: hash(t, "xxxxxxxx")}}}, `auth.users.0.role: unknown role "public"`},
+		{"short", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer", Token: "short"}}}, "auth.tokens[0]: token shorter than 16"},
+		{"role", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "root", Token: "0123456789abcdef0"}}}, `auth.tokens[0].role: unknown role "root"`},
+		{"public role", admin.AuthConfig{Users: []admin.UserConfig{{Name: "a", Role: admin.RolePublic, PasswordHash: hash(t, "xxxxxxxx")}}}, `auth.users[0].role: unknown role "public"`},
 		{"same token", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer", Token: "0123456789abcdef0"}, {Name: "b", Role: "admin", Token: "0123456789abcdef0"}}},
-			"auth.tokens.1: same token as auth.tokens.0"},
+			"auth.tokens[1]: same token as auth.tokens[0]"},
 		{"same name", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer", Token: "0123456789abcdef0"}},
-			Users: []admin.UserConfig{{Name: "a", Role: "viewer", PasswordHash: hash(t, "xxxxxxxx")}}}, `auth.users.0.name: "a" is also the name of auth.tokens.0`},
-		{"no name", admin.AuthConfig{Users: []admin.UserConfig{{Role: "viewer", PasswordHash: hash(t, "xxxxxxxx")}}}, "auth.users.0.name: is empty"},
-		{"no hash", admin.AuthConfig{Users: []admin.UserConfig{{Name: "a", Role: "viewer"}}}, "auth.users.0.password_hash: is empty"},
-		{"bad hash", admin.AuthConfig{Users: []admin.UserConfig{{Name: "a", Role: "viewer", PasswordHash: "plaintext"}}}, "auth.users.0.password_hash: not a bcrypt hash"},
+			Users: []admin.UserConfig{{Name: "a", Role: "viewer", PasswordHash: hash(t, "xxxxxxxx")}}}, `auth.users[0].name: "a" is also the name of auth.tokens[0]`},
+		{"no name", admin.AuthConfig{Users: []admin.UserConfig{{Role: "viewer", PasswordHash: hash(t, "xxxxxxxx")}}}, "auth.users[0].name: is empty"},
+		{"no hash", admin.AuthConfig{Users: []admin.UserConfig{{Name: "a", Role: "viewer"}}}, "auth.users[0].password_hash: is empty"},
+		{"bad hash", admin.AuthConfig{Users: []admin.UserConfig{{Name: "a", Role: "viewer", PasswordHash: "plaintext"}}}, "auth.users[0].password_hash: not a bcrypt hash"},
 		{"negative", admin.AuthConfig{SessionTTL: -1, FailedAttempts: -1}, "auth.session_ttl: must not be negative"},
 		// The Authorization header's token is trimmed: a configured token
 		// with white space around it could never match.
 		{"token spaces", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer", Token: " 0123456789abcdef0 "}}},
-			"auth.tokens.0.token: has white space around it"},
+			"auth.tokens[0].token: has white space around it"},
 		{"token newline", admin.AuthConfig{Tokens: []admin.TokenConfig{{Name: "a", Role: "viewer", Token: "0123456789abcdef0\n"}}},
-			"auth.tokens.0.token: has white space around it"},
+			"auth.tokens[0].token: has white space around it"},
 		// A sign-in's name is compared as given: "alice " would refuse "alice".
 		{"user name spaces", admin.AuthConfig{Users: []admin.UserConfig{{Name: "alice ", Role: "viewer", PasswordHash: hash(t, "xxxxxxxx")}}},
-			"auth.users.0.name: has white space around it"},
+			"auth.users[0].name: has white space around it"},
 	} {
 		cfg := admin.DefaultConfig()
 		cfg.Auth = c.auth

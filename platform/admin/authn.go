@@ -65,7 +65,7 @@ func newAuthenticator(c Config, log *zap.Logger) (*authenticator, error) {
 	for i, t := range ac.Tokens {
 		v, err := t.tokenValue()
 		if err != nil {
-			return nil, fmt.Errorf("auth.tokens.%d: %w", i, err)
+			return nil, fmt.Errorf("auth.tokens[%d]: %w", i, err)
 		}
 		a.tokens = append(a.tokens, tokenCred{name: t.Name, role: t.Role, digest: auth.DigestOf(v)})
 	}

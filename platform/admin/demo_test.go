@@ -28,7 +28,7 @@ func TestDemoUserAndToken(t *testing.T) {
 	require.ErrorContains(t, err, "loopback")
 	taken := local()
 	taken.Auth = admin.AuthConfig{Demo: true, Users: []admin.UserConfig{{Name: "demo", Role: admin.RoleViewer, PasswordHash: hash(t, "demodemo")}}}
-	require.ErrorContains(t, taken.Validate(), `auth.demo: "demo" is also the name of auth.users.0`)
+	require.ErrorContains(t, taken.Validate(), `auth.demo: "demo" is also the name of auth.users[0]`)
 
 	c := local()
 	c.Auth.Demo = true
