@@ -92,7 +92,24 @@ func Load(opts Options) (*Config, error) {
 	// apply merges one layer; srcOf names the source of each leaf key.
 	apply := func(layer map[string]any, srcOf func(key string) string) {
 		flat := map[string]any{}
-		flatten("", layer, flat)
+		var twice []string
+		flatten("", layer, flat, &twice)
+		// One source that sets a key twice (a dotted key and a nested one,
+		// or a value and, below it, a mapping) would lose one of the
+		// values, which one depending on map order.
+		slices.Sort(twice)
+		for _, key := range twice {
+			problems = append(problems, Problem{Source: srcOf(key), Key: key, Msg: "set twice in this source (a dotted key and a nested one name it): one value would be lost"})
+		}
+		reported := map[string]bool{}
+		for _, key := range sortedKeys(flat) {
+			for p := parentKey(key); p != ""; p = parentKey(p) {
+				if v, ok := flat[p]; ok && v != nil && !emptyMapping(v) && !reported[p] {
+					reported[p] = true
+					problems = append(problems, Problem{Source: srcOf(p), Key: p, Msg: "set twice in this source: to a value, and to a mapping by " + key + ": one would be lost"})
+				}
+			}
+		}
 		nested := map[string]any{}
 		for _, key := range sortedKeys(flat) {
 			if flat[key] == nil && k.Exists(key) {
@@ -148,6 +165,10 @@ func Load(opts Options) (*Config, error) {
 			continue
 		}
 		key := strings.Join(parts, ".")
+		if prev, twice := envSrc[key]; twice {
+			// PLBA_LOG__LEVEL and PLBA_log__level: one would be lost.
+			problems = append(problems, Problem{Source: "env " + name, Key: key, Msg: "set twice (also by " + strings.TrimPrefix(prev, "env ") + ")"})
+		}
 		envLayer[key] = text(val)
 		envSrc[key] = "env " + name
 	}
@@ -279,16 +300,27 @@ func (c *Config) sectionTree(secs []declared, name string) any {
 
 // flatten records the leaves of tree (non-mapping values and empty
 // mappings) under their dotted paths; dotted YAML keys ("queue.jetstream:")
-// thereby become nested ones.
-func flatten(prefix string, tree map[string]any, out map[string]any) {
+// thereby become nested ones. A path reached twice (a dotted key and a
+// nested one) is appended to twice.
+func flatten(prefix string, tree map[string]any, out map[string]any, twice *[]string) {
 	for k, v := range tree {
 		p := joinKey(prefix, k)
 		if m, ok := v.(map[string]any); ok && len(m) > 0 {
-			flatten(p, m, out)
+			flatten(p, m, out, twice)
 			continue
+		}
+		if _, ok := out[p]; ok && !slices.Contains(*twice, p) {
+			*twice = append(*twice, p)
 		}
 		out[p] = v
 	}
+}
+
+// emptyMapping reports whether v is an empty mapping (a leaf of flatten
+// that a mapping below it merely fills).
+func emptyMapping(v any) bool {
+	m, ok := v.(map[string]any)
+	return ok && len(m) == 0
 }
 
 // dropEmptyKeys removes the empty keys of tree, at any depth, and returns
