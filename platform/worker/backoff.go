@@ -19,7 +19,7 @@ import (
 type Backoff struct {
 	// Initial is the delay after the first failure. Default 1s.
 	Initial time.Duration `koanf:"initial"`
-	// Max caps the delay. Default 5m.
+	// Max caps the delay: at most MaxBackoffMax (50 years). Default 5m.
 	Max time.Duration `koanf:"max"`
 	// Multiplier grows the delay per attempt; at least 1. Default 2.
 	Multiplier float64 `koanf:"multiplier"`
@@ -27,6 +27,12 @@ type Backoff struct {
 	// Default 0.2; a negative value means no jitter.
 	Jitter float64 `koanf:"jitter"`
 }
+
+// MaxBackoffMax bounds Backoff.Max (and so Initial): a delay is spread by
+// up to Jitter (at most 1) above Max, and the spread delay must still
+// fit a time.Duration; past it a delay wrapped round to a negative one
+// and the task was retried at once. Fifty years.
+const MaxBackoffMax = 50 * 365 * 24 * time.Hour
 
 // WithDefaults returns b with zero fields set to their defaults.
 func (b Backoff) WithDefaults() Backoff {
@@ -54,8 +60,12 @@ func (b Backoff) Validate() error {
 	if b.Max < 0 {
 		errs = append(errs, fmt.Errorf("max: must not be negative (got %s)", b.Max))
 	}
-	if b.Max > 0 && b.Initial > b.Max {
-		errs = append(errs, fmt.Errorf("initial: must not exceed max %s (got %s)", b.Max, b.Initial))
+	if b.Max > MaxBackoffMax {
+		errs = append(errs, fmt.Errorf("max: must be at most %s (got %s)", MaxBackoffMax, b.Max))
+	}
+	// Against the max in effect: a zero Max is the default one.
+	if limit := b.WithDefaults().Max; b.Initial > limit && limit <= MaxBackoffMax {
+		errs = append(errs, fmt.Errorf("initial: must not exceed max %s (got %s)", limit, b.Initial))
 	}
 	if b.Multiplier != 0 && b.Multiplier < 1 {
 		errs = append(errs, fmt.Errorf("multiplier: must be at least 1 (got %g)", b.Multiplier))
