@@ -26,7 +26,8 @@ type Config struct {
 	// whose Run failed. Each further failure doubles it, up to
 	// RestartMax. Default 1s.
 	RestartInitial time.Duration `koanf:"restart_initial"`
-	// RestartMax caps the restart delay. Default 5m.
+	// RestartMax caps the restart delay: at most MaxRestartDelay (50
+	// years), as RestartInitial. Default 5m.
 	RestartMax time.Duration `koanf:"restart_max"`
 	// RestartJitter spreads each delay by a random factor in
 	// [1-RestartJitter, 1+RestartJitter] (never beyond RestartMax), so
@@ -64,6 +65,12 @@ const (
 	DefaultCrashLoopWindow = time.Minute
 )
 
+// MaxRestartDelay bounds RestartInitial and RestartMax: a delay is spread
+// by up to RestartJitter (at most 1) above them, and the spread delay must
+// still fit a time.Duration; past it a delay wrapped round to a negative
+// one and the source restarted at once. Fifty years.
+const MaxRestartDelay = 50 * 365 * 24 * time.Hour
+
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
 	if c.RestartInitial == 0 {
@@ -95,8 +102,17 @@ func (c Config) Validate() error {
 	if c.RestartMax < 0 {
 		ps.Add("restart_max", "must not be negative (got %s)", c.RestartMax)
 	}
-	if c.RestartMax > 0 && c.RestartInitial > c.RestartMax {
-		ps.Add("restart_initial", "must not exceed restart_max %s (got %s)", c.RestartMax, c.RestartInitial)
+	for _, f := range []struct {
+		key string
+		v   time.Duration
+	}{{"restart_initial", c.RestartInitial}, {"restart_max", c.RestartMax}} {
+		if f.v > MaxRestartDelay {
+			ps.Add(f.key, "must be at most %s (got %s)", MaxRestartDelay, f.v)
+		}
+	}
+	// Against the max in effect: a zero RestartMax is the default one.
+	if limit := c.WithDefaults().RestartMax; c.RestartInitial > limit && limit <= MaxRestartDelay && c.RestartInitial <= MaxRestartDelay {
+		ps.Add("restart_initial", "must not exceed restart_max %s (got %s)", limit, c.RestartInitial)
 	}
 	if c.RestartJitter > 1 {
 		ps.Add("restart_jitter", "must be at most 1 (got %g)", c.RestartJitter)
