@@ -216,9 +216,16 @@ type FailureAction struct {
 type Backoff struct {
 	// Initial is the first delay. Default 250ms.
 	Initial time.Duration `koanf:"initial"`
-	// Max caps the delay. Default 2s.
+	// Max caps the delay: at most MaxReconnectDelay (50 years). Default
+	// 2s.
 	Max time.Duration `koanf:"max"`
 }
+
+// MaxReconnectDelay bounds Backoff.Max (and so Initial): a delay is drawn
+// up to 50% above its step, and the draw must still fit a time.Duration;
+// past it a delay wrapped round to a negative one and the source
+// reconnected at once. Fifty years.
+const MaxReconnectDelay = 50 * 365 * 24 * time.Hour
 
 // Ptr returns a pointer to v, for the optional fields of Config.
 func Ptr[T any](v T) *T { return &v }
@@ -367,7 +374,9 @@ func (c Config) Validate() error {
 	if c.Reconnect.Initial <= 0 {
 		bad("reconnect.initial", "must be positive, got %s", c.Reconnect.Initial)
 	}
-	if c.Reconnect.Max < c.Reconnect.Initial {
+	if c.Reconnect.Max > MaxReconnectDelay {
+		bad("reconnect.max", "must be at most %s, got %s", MaxReconnectDelay, c.Reconnect.Max)
+	} else if c.Reconnect.Max < c.Reconnect.Initial {
 		bad("reconnect.max", "must be at least reconnect.initial (%s), got %s", c.Reconnect.Initial, c.Reconnect.Max)
 	}
 	if c.DialTimeout <= 0 {
