@@ -1,6 +1,9 @@
 package config
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 type source struct {
 	name string
@@ -87,4 +90,16 @@ func parentKey(key string) string {
 		return ""
 	}
 	return key[:i]
+}
+
+// IsSet reports whether a layer above the declared defaults (a file, the
+// environment, --set, Options.Values) set a key of the declared section
+// name; keys of dotted sections below it do not count. The host uses it
+// to report a section that is set but that no composed module uses.
+func (c *Config) IsSet(name string) bool {
+	secs := c.reg.snapshot()
+	if !slices.ContainsFunc(secs, func(d declared) bool { return d.name == name }) {
+		return false
+	}
+	return !c.untouched(secs, name)
 }

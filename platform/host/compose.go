@@ -67,7 +67,11 @@ func (o *options) validateGraph(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	return fx.New(c.option).Err()
+	var p provided
+	if err := fx.New(p.option(), c.option).Err(); err != nil {
+		return err
+	}
+	return o.unusedSections(cfg, p.sections, c.apps)
 }
 
 // announce logs, as the host's first line, which configuration and apps

@@ -32,9 +32,13 @@ func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) i
 	}
 	// The announcement is invoked first: fx runs invokes in order, so it is
 	// the first line the host logs (after the logger's own construction).
-	app := fx.New(announce(source, c.apps), c.option)
+	var p provided
+	app := fx.New(p.option(), announce(source, c.apps), c.option)
 	if err := app.Err(); err != nil {
 		return o.startError(stderr, cfg, err)
+	}
+	if err := o.unusedSections(cfg, p.sections, c.apps); err != nil {
+		return o.configError(stderr, cfg, err)
 	}
 	lc := c.lifecycle
 	// Not ready until the start has returned: the last start hooks may

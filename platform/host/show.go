@@ -38,7 +38,12 @@ func (o *options) showConfig(cf *configFlags, stdout, stderr io.Writer) int {
 		addProblems(err)
 		sections = cfg.Sections() // the apps are unknown: show everything
 	} else {
-		graphErr = fx.New(config.ReportProvided(func(names []string) { sections = append(sections, names...) }), c.option).Err()
+		var p provided
+		graphErr = fx.New(p.option(), c.option).Err()
+		sections = append(sections, p.sections...)
+		if graphErr == nil {
+			addProblems(o.unusedSections(cfg, p.sections, c.apps))
+		}
 	}
 	slices.Sort(sections)
 	sections = slices.Compact(sections)
