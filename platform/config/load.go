@@ -28,7 +28,8 @@ const EnvPrefix = "PLBA_"
 // Options says where Load finds configuration. Later layers win:
 // declared defaults < Files in order < Environ < Sets in order.
 type Options struct {
-	// Files are YAML files, applied in order.
+	// Files are YAML files, applied in order; each must be a regular file
+	// (or a link to one): a FIFO or a device is refused.
 	Files []string
 	// Environ is the environment as "KEY=value" strings; nil means
 	// os.Environ(). Pass an empty, non-nil slice to ignore the environment.
@@ -132,6 +133,13 @@ func Load(opts Options) (*Config, error) {
 
 	parser := yaml.Parser()
 	for _, name := range opts.Files {
+		// A FIFO nobody writes to would block the read for ever, a device
+		// feed it up to the size limit. (A name that cannot be stat'ed,
+		// such as an embedded configuration's, is left to read.)
+		if err := regularFile(name); err != nil {
+			problems = append(problems, Problem{Source: name, Msg: "cannot read file: " + err.Error()})
+			continue
+		}
 		b, err := read(name)
 		if err != nil {
 			var pe *fs.PathError
