@@ -179,6 +179,16 @@ func (b *Backend) toldDead(dl queue.DeadLetter) bool {
 	return fn != nil
 }
 
+// tellDeadOnce tells the watcher of dl, the dead letter of q's message
+// seq, unless this process told it already: a handling that failed after
+// telling (the key's marker, the deletion or termination) and is tried
+// again does not tell again, nor is the one dead letter counted twice.
+func (b *Backend) tellDeadOnce(q *queueState, seq uint64, dl queue.DeadLetter) {
+	if !q.toldBefore(seq) && b.toldDead(dl) {
+		q.markTold(seq)
+	}
+}
+
 // startAdvisories starts reading the advisory stream, once.
 func (b *Backend) startAdvisories() error {
 	b.advMu.Lock()
@@ -272,8 +282,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	}
 	raw, err := s.GetMsg(ctx, a.StreamSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
-		q.forgetEarly(a.StreamSeq)
-		q.forgetTold(a.StreamSeq)
+		q.forgetMessage(a.StreamSeq)
 		return nil
 	}
 	if err != nil {
@@ -306,12 +315,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	}
 	t.Attempt = stored.attempts
 	_ = adv.InProgress()
-	// Told once by this process: a handling that failed after telling
-	// (the key's marker, the deletion) and is tried again does not tell
-	// again, nor is the one dead letter counted twice.
-	if !q.toldBefore(a.StreamSeq) && b.toldDead(queue.DeadLetter{Task: t, Reason: stored.reason, At: stored.at}) {
-		q.markTold(a.StreamSeq)
-	}
+	b.tellDeadOnce(q, a.StreamSeq, queue.DeadLetter{Task: t, Reason: stored.reason, At: stored.at})
 	if keyed {
 		if err := b.markDone(ctx, q, t.Key, task.DeadLettered, stored.reason); err != nil {
 			return err
@@ -320,8 +324,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNotFound(err) {
 		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)
 	}
-	q.forgetEarly(a.StreamSeq)
-	q.forgetTold(a.StreamSeq)
+	q.forgetMessage(a.StreamSeq)
 	return nil
 }
 

@@ -324,8 +324,10 @@ func (q *queueState) markTold(seq uint64) {
 	}
 }
 
-// forgetTold drops the mark of the message seq, deleted.
-func (q *queueState) forgetTold(seq uint64) {
+// forgetMessage drops what this process remembers of the message seq,
+// deleted or terminated: its early count and its told mark.
+func (q *queueState) forgetMessage(seq uint64) {
+	q.forgetEarly(seq)
 	q.pmu.Lock()
 	defer q.pmu.Unlock()
 	delete(q.told, seq)

@@ -58,11 +58,8 @@ func (b *Backend) deadLetteredBefore(ctx context.Context, q *queueState, m jetst
 	// the time its dead letter keeps.
 	dt := *t
 	dt.Attempt = prev.Task.Attempt
-	// Told once by this process, as for an advisory (see exhausted).
 	seq := md.Sequence.Stream
-	if !q.toldBefore(seq) && b.toldDead(queue.DeadLetter{Task: &dt, Reason: prev.Reason, At: prev.At}) {
-		q.markTold(seq)
-	}
+	b.tellDeadOnce(q, seq, queue.DeadLetter{Task: &dt, Reason: prev.Reason, At: prev.At})
 	if keyed {
 		if err := b.markDone(lctx, q, t.Key, task.DeadLettered, prev.Reason); err != nil {
 			b.log.Warn("jetstream: redelivered dead letter: record its key (delivered again later)",
@@ -75,8 +72,7 @@ func (b *Backend) deadLetteredBefore(ctx context.Context, q *queueState, m jetst
 			zap.String("queue", q.queue), zap.String("task", t.ID), zap.Error(err))
 		return true
 	}
-	q.forgetEarly(seq)
-	q.forgetTold(seq)
+	q.forgetMessage(seq)
 	b.log.Info("jetstream: redelivered task finished as the dead letter stored for it before",
 		zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", md.Sequence.Stream))
 	return true
