@@ -282,11 +282,13 @@
 // may have forgotten the deliveries), so the task does not run again after it finished nor
 // end in a second outcome. A task whose key Prepare generated has a
 // marker only for a success on its last attempt (queue.Delivery.Last,
-// set by the pool): without it, a lost ack would bring the task back
-// past that attempt, to be dead-lettered although it succeeded. Its
-// deliveries after the first, unless this process's own Retry settled
-// the one before, look the marker up; before its last attempt it has
-// none, and a lost ack runs it again (at least once). A copy emitted in the very
+// set by the pool), or for one a source waits to hear of
+// (task.HeaderCompletion): without it, a lost ack would bring the task
+// back, past its last attempt to be dead-lettered although it succeeded,
+// or to run again and tell its source a second outcome. Its deliveries
+// after the first, unless this process's own Retry settled the one
+// before, look the marker up; other keyless tasks have none before
+// their last attempt, and a lost ack runs them again (at least once). A copy emitted in the very
 // moment its first task finishes, more than a window after that one was
 // enqueued, can be accepted.
 //

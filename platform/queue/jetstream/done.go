@@ -34,7 +34,8 @@ import (
 // window. Only keys a producer chose are recorded (task.KeyGenerated,
 // decodeTask): a generated key cannot be enqueued again after a restart;
 // a generated key's success on the task's last attempt
-// (queue.Delivery.Last) is recorded too, for its redelivery only. A
+// (queue.Delivery.Last), or of a task whose source waits for its outcome
+// (task.HeaderCompletion), is recorded too, for its redelivery only. A
 // crash between the marker and the ack (or a dead letter's term) leaves
 // the task queued while a new task with its key is dropped; its next
 // delivery finds the marker newer than its message (finishedBefore, one

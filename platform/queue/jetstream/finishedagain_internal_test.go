@@ -180,3 +180,53 @@ func TestKeylessTaskAckedOnItsLastAttemptIsNotHandedOutAgain(t *testing.T) {
 		return err == nil && st.Ready+st.InFlight+st.Delayed+st.Dead == 0
 	}, 10*time.Second, 20*time.Millisecond, "the queue is empty, no dead letter")
 }
+
+// A task with a generated key whose source waits for its outcome
+// (task.HeaderCompletion) is recorded as finished by the Ack of any
+// attempt, and Ack returns only once the record is stored: the source is
+// told "succeeded" when Ack returns, and were the ack lost then (a
+// disconnect, a process or embedded server killed), the task would come
+// back and run again, and its source would hear a second outcome. Before,
+// only its last attempt was recorded, so the redelivery was handed out.
+func TestKeylessTaskItsSourceWaitsForIsNotHandedOutAgain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	q, err := b.queue("told")
+	require.NoError(t, err)
+	leaseOne := func() *queue.Delivery {
+		var ds []*queue.Delivery
+		for len(ds) == 0 {
+			ds = leaseWithin(t, b, "told", 10*time.Second)
+		}
+		require.Len(t, ds, 1)
+		require.False(t, ds[0].Receipt.(*receipt).keyed, "the key is generated")
+		return ds[0]
+	}
+	enqueue := func() {
+		tk := &task.Task{Kind: "k", Queue: "told"}
+		tk.SetHeader(task.HeaderCompletion, "mailbox")
+		tk.Prepare(time.Now())
+		require.NoError(t, b.Enqueue(ctx, tk))
+	}
+
+	// Not the last attempt: the marker is stored when Ack returns.
+	enqueue()
+	d := leaseOne()
+	require.False(t, d.Last)
+	require.NoError(t, b.Ack(ctx, d))
+	seq, ok, err := b.doneMarker(ctx, q, d.Task.Key)
+	require.NoError(t, err)
+	require.True(t, seq > 0 && ok, "no finished marker when Ack returned for a task its source waits for")
+
+	// The settlement cut short after the marker, the ack lost: past the
+	// AckWait the server delivers the task again, and it is not handed out.
+	enqueue()
+	d = leaseOne()
+	require.NoError(t, b.markDone(ctx, q, d.Task.Key, task.Succeeded, ""))
+	require.Empty(t, leaseWithin(t, b, "told", 3*time.Second), "a task whose source heard its success handed out again")
+	require.Eventually(t, func() bool {
+		st, err := b.Stats(ctx, "told")
+		return err == nil && st.Ready+st.InFlight+st.Delayed+st.Dead == 0
+	}, 10*time.Second, 20*time.Millisecond, "the queue is empty, no dead letter")
+}

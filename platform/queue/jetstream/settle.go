@@ -22,9 +22,15 @@ import (
 // be. A record no stream answered (the server lost the stream) is stored
 // once more after the stream is set up again, and the ack follows
 // (restore.go). A task whose key Prepare generated is recorded only on
-// its last attempt (queue.Delivery.Last): a lost ack would otherwise
-// bring it back past that attempt, to be dead-lettered although it
-// succeeded; before, its retries are left to run.
+// its last attempt (queue.Delivery.Last), or when a source waits to be
+// told its outcome (task.HeaderCompletion): a lost ack would otherwise
+// bring it back, past its last attempt to be dead-lettered although it
+// succeeded, or to run again and tell its source a second outcome.
+// Other keyless successes are acked alone: a lost ack runs them again
+// (at least once). For a task whose source waits, Ack returns only once
+// the record is stored, whatever AckSync says: the source is told
+// "succeeded" after Ack returns, and a record lost after that would let
+// the task run again and end otherwise.
 func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -35,7 +41,8 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
-	if !r.keyed && !d.Last {
+	told := d.Task.Header(task.HeaderCompletion) != ""
+	if !r.keyed && !d.Last && !told {
 		// A generated key is not remembered (done.go): the ack alone.
 		if err := b.ack(ctx, r); err != nil {
 			return fmt.Errorf("jetstream: ack task %s: %w", d.Task.ID, err)
@@ -43,7 +50,7 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 		r.finishGone()
 		return nil
 	}
-	if !b.cfg.AckSync {
+	if !b.cfg.AckSync && !told {
 		if err := b.markDoneThenAck(ctx, r); err != nil {
 			return err
 		}
