@@ -27,6 +27,10 @@ const (
 // letter), which is when a completion is due.
 func (o Outcome) Final() bool { return o == Succeeded || o == DeadLettered }
 
+// NotRun is the run time Observer.Finished gets for a delivery that was
+// settled without running a handler.
+const NotRun time.Duration = -1
+
 // Observer sees tasks cross the runtime's boundaries. Telemetry implements
 // it (spans, metrics, log fields); the runtime calls a no-op one when
 // telemetry is off. Implementations must be safe for concurrent use and
@@ -43,7 +47,9 @@ type Observer interface {
 	// returned context is the handler's.
 	Starting(ctx context.Context, t *Task) context.Context
 	// Finished is called with the context Starting returned once the
-	// delivery is settled: took is the handler's run time; err is what it
+	// delivery is settled: took is the handler's run time, or NotRun when
+	// no handler ran (no route for the kind, a rejected task, a delivery
+	// past its last attempt, a worker that crashed first); err is what it
 	// returned (nil on success) and reason the dead-letter reason, if any.
 	// A settlement the backend refused is added to err (outcome
 	// Returned); when the handler succeeded and its ack was refused, err

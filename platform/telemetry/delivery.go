@@ -262,7 +262,9 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 	case task.DeadLettered:
 		ls.counts[countDeadLettered].Add(1)
 	}
-	ls.duration.record(took)
+	if took != task.NotRun {
+		ls.duration.record(took) // the handler's run time: none for a delivery that ran none
+	}
 }
 
 // handlerFailed reports whether err, Finished's, says the handler failed:

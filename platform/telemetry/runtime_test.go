@@ -691,3 +691,36 @@ func TestRuntimeCountsDroppedDuplicatesApart(t *testing.T) {
 	require.Equal(t, float64(2), promValue(t, mfs, "plba_task_enqueued_total", with("ok")))
 	require.Equal(t, float64(1), promValue(t, mfs, "plba_task_enqueued_total", with("duplicate")))
 }
+
+// A delivery settled without running a handler (here: a task of a kind
+// no route handles, dead-lettered by the pool) adds no sample to
+// plba.task.duration, the handlers' run time; it is counted as processed
+// and dead-lettered. Before, it recorded a run time of 0 s, which pulled
+// the kind's quantiles towards zero.
+func TestDeliveryWithoutAHandlerRecordsNoDuration(t *testing.T) {
+	t.Parallel()
+	be := newBackend(t)
+	h := startHost(t, be, hostOpts{admin: true, routes: []task.Route{{
+		Kind: "invoice.create", Queue: "billing",
+		Handler: task.HandlerFunc(func(context.Context, *task.Task) error { return nil }),
+	}}})
+	orphan := &task.Task{Kind: "invoice.lost", Queue: "billing"}
+	orphan.Prepare(time.Now())
+	require.NoError(t, be.Enqueue(context.Background(), orphan))
+	require.NoError(t, h.enq.Enqueue(context.Background(), &task.Task{Kind: "invoice.create"}))
+
+	url := "http://" + h.srv.Addr() + telemetry.MetricsPath
+	lost := map[string]string{"queue": "billing", "kind": "invoice.lost", "outcome": "dead_lettered"}
+	created := map[string]string{"queue": "billing", "kind": "invoice.create", "outcome": "succeeded"}
+	require.Eventually(t, func() bool {
+		mfs := scrapeURL(t, url)
+		return counterOr0(mfs, "plba_task_dead_lettered_total", lost) == 1 &&
+			counterOr0(mfs, "plba_task_processed_total", created) == 1
+	}, 15*time.Second, 20*time.Millisecond)
+	mfs := scrapeURL(t, url)
+	require.Equal(t, float64(1), promValue(t, mfs, "plba_task_processed_total", lost))
+	if m, ok := findSeries(mfs, "plba_task_duration_seconds", lost); ok {
+		require.Zero(t, m.GetHistogram().GetSampleCount(), "a run time recorded for a delivery that ran no handler")
+	}
+	require.Equal(t, uint64(1), promHistCount(t, mfs, "plba_task_duration_seconds", created))
+}

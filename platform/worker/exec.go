@@ -35,7 +35,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	var (
 		octx context.Context
 		err  error
-		took time.Duration
+		took = task.NotRun
 		end  time.Duration
 	)
 	rt := p.router.lookup(t.Kind)

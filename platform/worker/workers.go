@@ -235,7 +235,7 @@ func (p *Pool) settleCrashed(s *slot, d *queue.Delivery, err error) {
 	o, reason, rerr := p.fail(octx, s, d, p.router.lookup(d.Task.Kind), err)
 	if s.octx != nil {
 		// The observer saw the delivery start: it hears how it ended.
-		var took time.Duration
+		took := task.NotRun
 		if s.ran {
 			took = p.clock() - s.handlerAt
 		}
