@@ -5,8 +5,6 @@ import (
 	"sort"
 	"strings"
 
-	"go.uber.org/zap"
-
 	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/queue/jetstream"
 	"github.com/plba/plba/platform/task"
@@ -77,23 +75,6 @@ func maxDeliverProblems(router *worker.Router, wc worker.Config, maxDeliver int)
 		}
 	}
 	return ps
-}
-
-// warnJetStreamUnused warns when queue.jetstream is set (by a file, the
-// environment or --set) while the backend is memory: its settings are
-// not used, and the tasks are kept in memory, lost when the host stops.
-// A section given for a JetStream host whose backend key was forgotten
-// would otherwise pass without a word. It is a warning, not a
-// configuration error: switching a configured host to memory for a
-// while (--set queue.backend=memory) is legitimate.
-func warnJetStreamUnused(cfg *config.Config, qc QueueConfig, log *zap.Logger) {
-	if cfg == nil || qc.Backend != BackendMemory || !cfg.IsSet(JetStreamSection) {
-		return
-	}
-	src, _ := cfg.SourceOf(JetStreamSection)
-	log.Warn(JetStreamSection+" is set but "+QueueSection+".backend is "+BackendMemory+
-		": the JetStream settings are not used, and tasks are kept in memory, lost when the host stops; set "+
-		QueueSection+".backend: "+BackendJetStream+" to use them", zap.String("source", src))
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -7,9 +7,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/plba/plba/platform"
 	"github.com/plba/plba/platform/config"
@@ -80,32 +77,5 @@ func TestMaxDeliverNotAboveMaxAttemptsIsAConfigError(t *testing.T) {
 	} {
 		app := fx.New(fx.NopLogger, platform.Module(load(t, sets...), platform.Info{}), echoRoute)
 		require.NoError(t, app.Err(), "%v", sets)
-	}
-}
-
-// A queue.jetstream section set while the backend is memory is not used:
-// the host says so at start, naming where it was set (before: not a
-// word, and a host meant for JetStream kept its tasks in memory).
-func TestJetStreamSettingsWithTheMemoryBackendAreWarnedOf(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct {
-		sets []string
-		warn bool
-	}{
-		{[]string{"queue.jetstream.urls=[nats://127.0.0.1:1]"}, true},
-		{[]string{"queue.backend=memory", "queue.jetstream.max_deliver=9"}, true},
-		{[]string{"queue.backend=memory"}, false},
-	} {
-		core, logs := observer.New(zapcore.WarnLevel)
-		app := fx.New(fx.NopLogger, platform.Module(load(t, c.sets...), platform.Info{}), echoRoute,
-			fx.Decorate(func(*zap.Logger) *zap.Logger { return zap.New(core) }))
-		require.NoError(t, app.Err(), "%v", c.sets)
-		got := logs.FilterMessageSnippet("queue.jetstream is set but queue.backend is memory").All()
-		if !c.warn {
-			require.Empty(t, got, "%v", c.sets)
-			continue
-		}
-		require.Len(t, got, 1, "%v", c.sets)
-		require.Contains(t, got[0].ContextMap()["source"], "--set queue.jetstream.", "%v", c.sets)
 	}
 }

@@ -190,14 +190,6 @@ func taskRuntime() fx.Option {
 		control.Module,
 		fx.Invoke(func(rt *worker.Runtime) { ps.rt.Store(rt) }),
 		fx.Invoke(checkQueues),
-		fx.Invoke(func(p struct {
-			fx.In
-			Config *config.Config `optional:"true"`
-			Queue  QueueConfig
-			Log    *zap.Logger
-		}) {
-			warnJetStreamUnused(p.Config, p.Queue, p.Log)
-		}),
 	)
 }
 

@@ -76,13 +76,24 @@ func (o *options) validateGraph(cfg *config.Config) error {
 
 // announce logs, as the host's first line, which configuration and apps
 // it runs.
-func announce(source string, apps []string) fx.Option {
+func announce(source string, apps []string, warnings []warning) fx.Option {
 	return fx.Invoke(func(l *zap.Logger) {
 		version, commit := buildinfo.Resolved()
 		if len(apps) == 0 {
 			apps = []string{}
 		}
-		l.Named("host").Info("host starting with "+source,
+		l = l.Named("host")
+		l.Info("host starting with "+source,
 			zap.Strings("apps", apps), zap.String("version", version), zap.String("commit", commit))
+		for _, w := range warnings {
+			l.Warn(w.msg, w.fields...)
+		}
 	})
+}
+
+// warning is a line the host logs after its announcement: configuration
+// that is valid but does not do what it seems to.
+type warning struct {
+	msg    string
+	fields []zap.Field
 }

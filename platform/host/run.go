@@ -33,7 +33,7 @@ func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) i
 	// The announcement is invoked first: fx runs invokes in order, so it is
 	// the first line the host logs (after the logger's own construction).
 	var p provided
-	app := fx.New(p.option(), announce(source, c.apps), c.option)
+	app := fx.New(p.option(), announce(source, c.apps, o.configWarnings(cfg)), c.option)
 	if err := app.Err(); err != nil {
 		return o.startError(stderr, cfg, err)
 	}

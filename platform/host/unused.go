@@ -5,7 +5,9 @@ import (
 	"strings"
 
 	"go.uber.org/fx"
+	"go.uber.org/zap"
 
+	"github.com/plba/plba/platform"
 	"github.com/plba/plba/platform/config"
 )
 
@@ -39,4 +41,29 @@ func (o *options) unusedSections(cfg *config.Config, provided, apps []string) er
 		ps.Add(name, "set, but no composed application uses this section (apps: %s): add its application to host.apps or remove the section", list)
 	}
 	return ps.Err()
+}
+
+// configWarnings returns what the host warns of at start: a
+// queue.jetstream section set while queue.backend is memory. Its settings
+// are not used, and the tasks are kept in memory, lost when the host
+// stops; a host meant for JetStream whose backend key was forgotten would
+// otherwise start without a word. It is no configuration error: running
+// a configured host on memory for a while (--set queue.backend=memory) is
+// legitimate. The built-in demo's own section is left alone.
+func (o *options) configWarnings(cfg *config.Config) []warning {
+	var q platform.QueueConfig
+	if err := cfg.Decode(platform.QueueSection, &q); err != nil || q.Backend != platform.BackendMemory ||
+		!cfg.IsSet(platform.JetStreamSection) {
+		return nil
+	}
+	src, _ := cfg.SourceOf(platform.JetStreamSection)
+	if o.defaultName != "" && src == o.defaultName {
+		return nil
+	}
+	return []warning{{
+		msg: platform.JetStreamSection + " is set but " + platform.QueueSection + ".backend is " + platform.BackendMemory +
+			": its settings are not used, and tasks are kept in memory, lost when the host stops; set " +
+			platform.QueueSection + ".backend: " + platform.BackendJetStream + " to use them",
+		fields: []zap.Field{zap.String("source", src)},
+	}}
 }
