@@ -70,3 +70,34 @@ func TestJetStreamProblemsNameTheirKey(t *testing.T) {
 		require.Equal(t, "--set "+src+"=...", ce.Problems[0].Source, set)
 	}
 }
+
+// TestJetStreamProblemsAreAllReported: every bad queue.jetstream field
+// is reported at once, each at its key, the embedded server's too; the
+// first one alone was, so a host was fixed and started again once per
+// mistake.
+func TestJetStreamProblemsAreAllReported(t *testing.T) {
+	t.Parallel()
+	sets := []string{
+		"queue.jetstream.embedded.sync_interval=-1s", "queue.jetstream.embedded.max_store=-1",
+		"queue.jetstream.prefetch=-1", "queue.jetstream.ack_wait=1ms", "queue.jetstream.stream_prefix=a.b",
+	}
+	_, err := config.Load(config.Options{Environ: []string{}, Sets: append([]string{"queue.backend=jetstream"}, sets...)})
+	var ce *config.Error
+	require.True(t, errors.As(err, &ce), "not a configuration error: %v", err)
+	var keys []string
+	for _, p := range ce.Problems {
+		require.NotContains(t, p.Msg, "\n", "problem %q", p.Error())
+		keys = append(keys, p.Key)
+	}
+	var want []string
+	for _, s := range sets {
+		k, _, _ := strings.Cut(s, "=")
+		want = append(want, k)
+	}
+	require.ElementsMatch(t, want, keys, "%v", err)
+
+	_, err = config.Load(config.Options{Environ: []string{}, Sets: []string{"queue.backend=jetstream", "queue.jetstream.replicas=2"}})
+	require.True(t, errors.As(err, &ce), "not a configuration error: %v", err)
+	require.Len(t, ce.Problems, 1, "one problem for one bad value: %v", err)
+	require.Equal(t, "queue.jetstream.replicas", ce.Problems[0].Key)
+}

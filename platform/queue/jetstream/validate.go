@@ -22,40 +22,46 @@ const PrefetchLimit = 100_000
 // ErrInvalidConfig wraps every Validate failure.
 var ErrInvalidConfig = errors.New("jetstream: invalid config")
 
-// Validate reports the first invalid field of c (after defaults).
+// Validate reports every invalid field of c (after defaults), each as a
+// problem at its key that matches ErrInvalidConfig, joined into one error.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
-	bad := func(key, format string, args ...any) error {
-		return config.InvalidAs(ErrInvalidConfig, key, format, args...)
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, config.InvalidAs(ErrInvalidConfig, key, format, args...))
 	}
 	switch c.Mode {
 	case ModeEmbedded:
 		if len(c.servers()) > 0 {
-			return bad("mode", "%q, but url/urls are set", c.Mode)
+			bad("mode", "%q, but url/urls are set", c.Mode)
 		}
 		if c.Sync != "" && c.Sync != embedded.SyncInterval && c.Sync != embedded.SyncAlways {
-			return bad("sync", "%q: want %q or %q", c.Sync, embedded.SyncInterval, embedded.SyncAlways)
+			bad("sync", "%q: want %q or %q", c.Sync, embedded.SyncInterval, embedded.SyncAlways)
 		}
 		if err := c.Embedded.Validate(); err != nil {
-			// "key: problem", at embedded.key.
-			key, msg, _ := strings.Cut(err.Error(), ": ")
-			return bad("embedded."+key, "%s", msg)
+			// Each "key: problem" at embedded.key.
+			all := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				all = j.Unwrap()
+			}
+			for _, e := range all {
+				key, msg, _ := strings.Cut(e.Error(), ": ")
+				bad("embedded."+key, "%s", msg)
+			}
 		}
 		if c.Replicas != 1 {
-			return bad("replicas", "%d: an embedded server has one replica", c.Replicas)
+			bad("replicas", "%d: an embedded server has one replica", c.Replicas)
 		}
 	case ModeExternal:
 		if len(c.servers()) == 0 {
-			return bad("urls", "mode %q needs url or urls", c.Mode)
+			bad("urls", "mode %q needs url or urls", c.Mode)
 		}
-		if err := c.checkURLs(); err != nil {
-			return err
-		}
+		errs = append(errs, c.checkURLs()...)
 		if c.Sync != "" && c.Sync != embedded.SyncInterval {
-			return bad("sync", "%q: external servers sync as their own configuration says (sync_interval: always)", c.Sync)
+			bad("sync", "%q: external servers sync as their own configuration says (sync_interval: always)", c.Sync)
 		}
 	default:
-		return bad("mode", "%q: want %q or %q", c.Mode, ModeEmbedded, ModeExternal)
+		bad("mode", "%q: want %q or %q", c.Mode, ModeEmbedded, ModeExternal)
 	}
 	auth := 0
 	if c.User != "" || c.Password != "" {
@@ -67,97 +73,93 @@ func (c Config) Validate() error {
 		}
 	}
 	if auth > 1 {
-		return bad("", "choose one of user/password, token, nkey_seed, creds")
+		bad("", "choose one of user/password, token, nkey_seed, creds")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return bad("tls", "cert_file and key_file go together")
+		bad("tls", "cert_file and key_file go together")
 	}
-	if c.Replicas != 1 && c.Replicas != 3 {
-		return bad("replicas", "%d: want 1 or 3", c.Replicas)
+	if c.Mode != ModeEmbedded && c.Replicas != 1 && c.Replicas != 3 {
+		bad("replicas", "%d: want 1 or 3", c.Replicas)
 	}
 	if c.Storage != StorageFile && c.Storage != StorageMemory {
-		return bad("storage", "%q: want %q or %q", c.Storage, StorageFile, StorageMemory)
+		bad("storage", "%q: want %q or %q", c.Storage, StorageFile, StorageMemory)
 	}
 	if c.DuplicateWindow < 0 {
-		return bad("duplicate_window", "%s must not be negative", c.DuplicateWindow)
+		bad("duplicate_window", "%s must not be negative", c.DuplicateWindow)
 	}
 	if c.MaxDeliver < -1 {
-		return bad("max_deliver", "%d: want -1 (unlimited) or > 0", c.MaxDeliver)
+		bad("max_deliver", "%d: want -1 (unlimited) or > 0", c.MaxDeliver)
 	}
 	if c.AckWait < time.Millisecond*10 {
-		return bad("ack_wait", "%s: want at least 10ms", c.AckWait)
+		bad("ack_wait", "%s: want at least 10ms", c.AckWait)
 	}
 	if c.StreamPrefix != encodeToken(c.StreamPrefix) {
-		return bad("stream_prefix", "%q: only letters, digits and '-'", c.StreamPrefix)
+		bad("stream_prefix", "%q: only letters, digits and '-'", c.StreamPrefix)
 	}
 	if c.Consumer != encodeToken(c.Consumer) {
-		return bad("consumer", "%q: only letters, digits and '-'", c.Consumer)
+		bad("consumer", "%q: only letters, digits and '-'", c.Consumer)
 	}
 	for _, f := range []struct {
 		key string
 		n   int
 	}{{"prefetch", c.Prefetch}, {"max_ack_pending", c.MaxAckPending}, {"max_async_pending", c.MaxAsyncPending}} {
 		if f.n < 1 {
-			return bad(f.key, "%d: must be positive", f.n)
+			bad(f.key, "%d: must be positive", f.n)
 		}
 	}
 	if c.Prefetch > PrefetchLimit {
-		return bad("prefetch", "%d: want at most %d", c.Prefetch, PrefetchLimit)
+		bad("prefetch", "%d: want at most %d", c.Prefetch, PrefetchLimit)
 	}
 	if c.MaxPrefetch > PrefetchLimit {
-		return bad("max_prefetch", "%d: want at most %d", c.MaxPrefetch, PrefetchLimit)
+		bad("max_prefetch", "%d: want at most %d", c.MaxPrefetch, PrefetchLimit)
 	}
 	if c.MaxPrefetch < c.Prefetch {
-		return bad("max_prefetch", "%d is below prefetch (%d)", c.MaxPrefetch, c.Prefetch)
+		bad("max_prefetch", "%d is below prefetch (%d)", c.MaxPrefetch, c.Prefetch)
 	}
 	if c.PublishTimeout < 0 {
-		return bad("publish_timeout", "%s must not be negative", c.PublishTimeout)
+		bad("publish_timeout", "%s must not be negative", c.PublishTimeout)
 	}
 	if c.ConnectTimeout < 0 {
-		return bad("connect_timeout", "%s must not be negative", c.ConnectTimeout)
+		bad("connect_timeout", "%s must not be negative", c.ConnectTimeout)
 	}
 	if c.MaxMsgs < 0 {
-		return bad("max_msgs", "%d: want 0 (no bound) or more", c.MaxMsgs)
+		bad("max_msgs", "%d: want 0 (no bound) or more", c.MaxMsgs)
 	}
 	if c.MaxBytes < 0 {
-		return bad("max_bytes", "%d: want 0 (no bound) or more", c.MaxBytes)
+		bad("max_bytes", "%d: want 0 (no bound) or more", c.MaxBytes)
 	}
 	if c.Dead.MaxAge < time.Minute {
-		return bad("dead.max_age", "%s: want at least 1m", c.Dead.MaxAge)
+		bad("dead.max_age", "%s: want at least 1m", c.Dead.MaxAge)
 	}
 	if c.Dead.MaxBytes < -1 || c.Dead.MaxBytes > 0 && c.Dead.MaxBytes < 1<<20 {
-		return bad("dead.max_bytes", "%d: want -1 (no bound) or at least 1048576 (1 MiB)", c.Dead.MaxBytes)
+		bad("dead.max_bytes", "%d: want -1 (no bound) or at least 1048576 (1 MiB)", c.Dead.MaxBytes)
 	}
 	if c.Dead.MaxMsgs < -1 {
-		return bad("dead.max_msgs", "%d: want -1 (no bound) or more than 0", c.Dead.MaxMsgs)
+		bad("dead.max_msgs", "%d: want -1 (no bound) or more than 0", c.Dead.MaxMsgs)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // checkURLs parses every server URL as the NATS client will (a URL
 // without a scheme gets "nats://"), so that a malformed one fails
 // validation naming its key instead of the first connection.
-func (c Config) checkURLs() error {
-	check := func(key, list string) error {
+func (c Config) checkURLs() []error {
+	var errs []error
+	check := func(key, list string) {
 		for _, raw := range strings.Split(list, ",") {
 			if raw = strings.TrimSpace(raw); raw == "" {
 				continue
 			}
 			if err := checkURL(raw); err != nil {
-				return config.InvalidAs(ErrInvalidConfig, key, "%s", config.RedactURLsIn(err.Error()))
+				errs = append(errs, config.InvalidAs(ErrInvalidConfig, key, "%s", config.RedactURLsIn(err.Error())))
 			}
 		}
-		return nil
 	}
-	if err := check("url", c.URL); err != nil {
-		return err
-	}
+	check("url", c.URL)
 	for i, u := range c.URLs {
-		if err := check(fmt.Sprintf("urls[%d]", i), u); err != nil {
-			return err
-		}
+		check(fmt.Sprintf("urls[%d]", i), u)
 	}
-	return nil
+	return errs
 }
 
 // natsSchemes are the URL schemes the NATS client connects with.

@@ -102,39 +102,41 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid field of c (after defaults), as
-// "key: problem" (a configuration reports it at that key).
+// Validate reports every invalid field of c (after defaults), each as
+// "key: problem" (a configuration reports it at that key), joined into
+// one error.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
+	var errs []error
 	switch c.Sync {
 	case SyncInterval, SyncAlways:
 	default:
-		return fmt.Errorf("sync: %q: want %q or %q", c.Sync, SyncInterval, SyncAlways)
+		errs = append(errs, fmt.Errorf("sync: %q: want %q or %q", c.Sync, SyncInterval, SyncAlways))
 	}
 	if c.SyncInterval < 0 {
-		return fmt.Errorf("sync_interval: %s must not be negative", c.SyncInterval)
+		errs = append(errs, fmt.Errorf("sync_interval: %s must not be negative", c.SyncInterval))
 	}
 	if c.Sync == SyncAlways && c.SyncInterval != 0 {
-		return errors.New("sync_interval: only applies to sync \"interval\"")
+		errs = append(errs, errors.New("sync_interval: only applies to sync \"interval\""))
 	}
 	if c.MaxPayload < 0 || c.MaxPayload > 64<<20 {
-		return fmt.Errorf("max_payload: %d out of range (0..64MiB)", c.MaxPayload)
+		errs = append(errs, fmt.Errorf("max_payload: %d out of range (0..64MiB)", c.MaxPayload))
 	}
 	if c.MaxMemory < 0 {
-		return fmt.Errorf("max_memory: %d must not be negative", c.MaxMemory)
+		errs = append(errs, fmt.Errorf("max_memory: %d must not be negative", c.MaxMemory))
 	}
 	if c.MaxStore < 0 {
-		return fmt.Errorf("max_store: %d must not be negative", c.MaxStore)
+		errs = append(errs, fmt.Errorf("max_store: %d must not be negative", c.MaxStore))
 	}
 	if c.ReadyTimeout < 0 {
-		return fmt.Errorf("ready_timeout: %s must not be negative", c.ReadyTimeout)
+		errs = append(errs, fmt.Errorf("ready_timeout: %s must not be negative", c.ReadyTimeout))
 	}
 	if c.Listen != "" {
 		if _, _, err := listenHostPort(c.Listen); err != nil {
-			return fmt.Errorf("listen: %w", err)
+			errs = append(errs, fmt.Errorf("listen: %w", err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func listenHostPort(addr string) (string, int, error) {
