@@ -17,7 +17,8 @@ type Queue struct {
 	queue.Stats
 	Rates
 	// Pool is the state of this process's pool of the queue, if it has
-	// one: running, paused, ...
+	// one: its component state, as GET /admin/v1/pools says it (running,
+	// paused, degraded, draining, stopped, ...).
 	Pool string `json:"pool,omitempty"`
 }
 
@@ -65,10 +66,7 @@ func (a *API) queueInfo(r *http.Request, name string) (Queue, error) {
 	}
 	q := Queue{Stats: st, Rates: a.rates.rate(name, time.Now(), a.sample()[name])}
 	if p, ok := a.rt.Pool(name); ok {
-		q.Pool = "running"
-		if p.Paused() {
-			q.Pool = "paused"
-		}
+		q.Pool = string(p.State())
 	}
 	return q, nil
 }
