@@ -266,7 +266,7 @@ func cell(v any) template.HTML {
 	return template.HTML(template.HTMLEscapeString(fmt.Sprint(v)))
 }
 
-// when renders t as a <time> element app.js shows in the browser's zone
+// when renders t as a <time> element app.js shows in the browser's zone (named)
 // and as a relative time; "–" for the zero time.
 func when(t time.Time) template.HTML {
 	if t.IsZero() {

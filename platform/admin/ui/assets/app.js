@@ -1,6 +1,6 @@
 // plba admin UI: the only script besides htmx (no inline script: the
 // Content-Security-Policy forbids it). It shows times in the browser's
-// zone with relative times, selects every dead letter of a page, closes
+// zone, named, with relative times, selects every dead letter of a page, closes
 // confirmations, swaps an HTML answer whatever its status (an action that
 // failed midway says what it did), and shows the message of a refused or
 // failed request.
@@ -21,7 +21,9 @@
     for (var i = 0; i < els.length; i++) {
       var el = els[i], d = new Date(el.getAttribute("datetime"));
       if (isNaN(d.getTime())) continue;
-      el.textContent = d.toLocaleString() + " (" + relative(Date.now() - d.getTime()) + ")";
+      // The zone is named: a local time without it would pass for the
+      // UTC the server wrote.
+      el.textContent = d.toLocaleString(undefined, { timeZoneName: "short" }) + " (" + relative(Date.now() - d.getTime()) + ")";
       el.title = d.toISOString();
     }
   }
