@@ -40,7 +40,11 @@ func (e *ctlError) Error() string { return e.msg }
 
 // newCtlClient reads the token (file first, then the environment).
 func newCtlClient(url, tokenFile string, timeout time.Duration) (*ctlClient, error) {
-	c := &ctlClient{base: strings.TrimRight(url, "/"), timeout: timeout, http: &http.Client{Timeout: timeout}}
+	c := &ctlClient{base: strings.TrimRight(url, "/"), timeout: timeout, http: &http.Client{Timeout: timeout,
+		// A redirect is answered as it is (do fails naming it): followed, a
+		// POST or PUT would come back as a GET whose 200 reads as done,
+		// and the token would go where the redirect points.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	switch {
 	case tokenFile != "":
 		b, err := os.ReadFile(tokenFile)
@@ -61,7 +65,8 @@ func newCtlClient(url, tokenFile string, timeout time.Duration) (*ctlClient, err
 }
 
 // do calls method path with body (JSON, nil for none) and decodes a 2xx
-// answer into out (nil: discard). It returns the raw body as well.
+// answer into out (nil: discard). It returns the raw body as well. A
+// redirect is not followed: it is a failure naming where it points.
 func (c *ctlClient) do(ctx context.Context, method, path string, body, out any) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
@@ -98,6 +103,10 @@ func (c *ctlClient) do(ctx context.Context, method, path string, body, out any) 
 		msg := strings.TrimSpace(string(raw))
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
 			msg = e.Error
+		}
+		if resp.StatusCode/100 == 3 {
+			msg = "the server redirects to " + resp.Header.Get("Location") +
+				": not followed, the call is not done; give --url the admin server's own address"
 		}
 		code := ExitFailure
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
