@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -87,14 +89,18 @@ func (c *ctlClient) do(ctx context.Context, method, path string, body, out any) 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	var sent atomic.Bool // the request's headers were written: the server may have it
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteHeaders: func() { sent.Store(true) },
+	}))
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s %s: %v%s", method, path, err, unknownOutcome(method, err))}
+		return nil, &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s %s: %v%s", method, path, err, unknownOutcome(method, sent.Load(), err))}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s %s: read answer: %v%s", method, path, err, unknownOutcome(method, err))}
+		return nil, &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s %s: read answer: %v%s", method, path, err, unknownOutcome(method, true, err))}
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {
@@ -126,16 +132,17 @@ func (c *ctlClient) do(ctx context.Context, method, path string, body, out any) 
 }
 
 // unknownOutcome is what an error of a call with method adds: for a
-// call that changes state and reached the server (the connection was
-// made: a timeout, a connection lost), that the server may have done it.
-// The server audits what it did either way.
-func unknownOutcome(method string, err error) string {
+// call that changes state and reached the server (its request was
+// written, sent: a timeout, a connection lost), that the server may have
+// done it. One that never got that far (no connection, a TLS handshake
+// that failed) did nothing. The server audits what it did either way.
+func unknownOutcome(method string, sent bool, err error) string {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return ""
 	}
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
+	if !sent || (errors.As(err, &op) && op.Op == "dial") {
 		return "" // never sent
 	}
 	return " (no answer: the server may have done it or not; `host ctl audit` shows what it did)"
