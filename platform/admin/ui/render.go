@@ -78,7 +78,20 @@ var funcs = template.FuncMap{
 		}
 		return m
 	},
-	"upper": strings.ToUpper,
+	"upper":  strings.ToUpper,
+	"params": params,
+}
+
+// params renders an audit entry's parameters as compact JSON, keys
+// sorted, as the API recorded them.
+func params(p map[string]any) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // the template escapes
+	if err := enc.Encode(p); err != nil {
+		return fmt.Sprint(p)
+	}
+	return strings.TrimSpace(buf.String())
 }
 
 func parseTemplates() (*templates, error) {

@@ -86,7 +86,7 @@ func TestSignInPagesAndSignOut(t *testing.T) {
 	}
 	// The audit page shows who tried, from where and why it failed.
 	audit := c.get("/ui/audit").body
-	require.Regexp(t, `<td>olive</td><td><code>session.create</code></td><td>user/olive</td><td><span class="result-denied">denied</span></td><td class="err">wrong password</td><td><code>127\.0\.0\.1:\d+</code></td>`, audit)
+	require.Regexp(t, `<td>olive</td><td><code>session.create</code></td><td>user/olive</td><td class="params"></td><td><span class="result-denied">denied</span></td><td class="err">wrong password</td><td><code>127\.0\.0\.1:\d+</code></td>`, audit)
 	r = c.get("/ui/signin")
 	require.Equal(t, http.StatusSeeOther, r.code, "signed in: the sign-in page sends to the overview")
 
