@@ -107,8 +107,13 @@ func (c *ctlClient) do(ctx context.Context, method, path string, body, out any) 
 			Error string `json:"error"`
 		}
 		msg := strings.TrimSpace(string(raw))
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+		apiErr := json.Unmarshal(raw, &e) == nil && e.Error != ""
+		if apiErr {
 			msg = e.Error
+		} else if resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout {
+			// A proxy's answer, not the API's: it gave up waiting or lost
+			// the answer, and the server may have done the call.
+			msg += unknownOutcome(method, true, nil)
 		}
 		if resp.StatusCode/100 == 3 {
 			msg = "the server redirects to " + resp.Header.Get("Location") +
