@@ -3,7 +3,7 @@
 // zone, named, with relative times, selects every dead letter of a page, closes
 // confirmations, swaps an HTML answer whatever its status (an action that
 // failed midway says what it did), and shows the message of a refused or
-// failed request.
+// failed request (an action without an answer may have been done).
 (function () {
   "use strict";
 
@@ -52,8 +52,12 @@
     var x = e.detail.xhr;
     flash((x && x.responseText) ? x.responseText : "The request failed.");
   });
-  document.addEventListener("htmx:sendError", function () {
-    flash("The admin server did not answer.");
+  // No answer to an action is no proof it was not done: the server may
+  // have acted and the answer been lost on the way.
+  document.addEventListener("htmx:sendError", function (e) {
+    var c = e.detail && e.detail.requestConfig, verb = c && c.verb ? String(c.verb).toLowerCase() : "get";
+    flash(verb === "get" ? "The admin server did not answer." :
+      "The admin server did not answer: the action may have been done or not. The audit (Log & audit) says what was done.");
   });
 
   document.addEventListener("change", function (e) {
