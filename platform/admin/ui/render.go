@@ -264,9 +264,16 @@ func (u *UI) write(w http.ResponseWriter, code int, t *template.Template, name s
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set(ownHeader, "1")
 	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
 }
+
+// ownHeader marks an HTML answer as the UI's own: app.js swaps one whose
+// status says an error (an action that failed midway says what it did),
+// and not a page a proxy answered with instead (502, 504), whose action
+// may have been done.
+const ownHeader = "X-Plba-Ui"
 
 // cell renders one cell of an application page.
 func cell(v any) template.HTML {

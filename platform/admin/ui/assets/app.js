@@ -39,25 +39,35 @@
   document.addEventListener("htmx:load", function (e) { times(e.target); });
   document.addEventListener("htmx:afterSwap", function (e) { times(e.target); });
   document.addEventListener("htmx:beforeRequest", function () { flash(""); });
-  // An HTML answer is swapped whatever its status: an action that failed
-  // midway answers what it did (the UI's errors are text, flashed).
+  function isAction(e) {
+    var c = e.detail && e.detail.requestConfig;
+    return !!(c && c.verb && String(c.verb).toLowerCase() !== "get");
+  }
+  var maybeDone = "the action may have been done or not. The audit (Log & audit) says what was done.";
+
+  // The UI's own HTML answer (X-Plba-Ui) is swapped whatever its status:
+  // an action that failed midway answers what it did (the UI's errors
+  // are text, flashed). A page of another (a proxy's 502 or 504) is not.
   document.addEventListener("htmx:beforeSwap", function (e) {
     var x = e.detail.xhr, ct = x ? x.getResponseHeader("Content-Type") || "" : "";
-    if (x && x.status >= 400 && ct.indexOf("text/html") === 0) {
+    if (x && x.status >= 400 && ct.indexOf("text/html") === 0 && x.getResponseHeader("X-Plba-Ui")) {
       e.detail.shouldSwap = true;
       e.detail.isError = false;
     }
   });
   document.addEventListener("htmx:responseError", function (e) {
-    var x = e.detail.xhr;
+    var x = e.detail.xhr, ct = x ? x.getResponseHeader("Content-Type") || "" : "";
+    if (x && ct.indexOf("text/html") === 0 && !x.getResponseHeader("X-Plba-Ui")) {
+      var msg = "The admin server's address answered " + x.status + " " + (x.statusText || "") + " with a page not of the admin UI (a proxy's?)";
+      flash(isAction(e) && x.status >= 500 ? msg + ": " + maybeDone : msg + ".");
+      return;
+    }
     flash((x && x.responseText) ? x.responseText : "The request failed.");
   });
   // No answer to an action is no proof it was not done: the server may
   // have acted and the answer been lost on the way.
   document.addEventListener("htmx:sendError", function (e) {
-    var c = e.detail && e.detail.requestConfig, verb = c && c.verb ? String(c.verb).toLowerCase() : "get";
-    flash(verb === "get" ? "The admin server did not answer." :
-      "The admin server did not answer: the action may have been done or not. The audit (Log & audit) says what was done.");
+    flash(isAction(e) ? "The admin server did not answer: " + maybeDone : "The admin server did not answer.");
   });
 
   document.addEventListener("change", function (e) {
