@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/plba/plba/platform/admin"
 )
@@ -74,7 +76,7 @@ func (u *UI) signIn(w http.ResponseWriter, r *http.Request) error {
 		msg := "Wrong name or password."
 		switch rec.code {
 		case http.StatusTooManyRequests:
-			msg = "Too many failed sign-ins from this address: wait a minute and try again."
+			msg = "Too many failed sign-ins from this address: try again " + retryIn(rec.header.Get("Retry-After")) + "."
 		case http.StatusBadRequest:
 			msg = "Give a name and a password."
 		case http.StatusForbidden:
@@ -113,4 +115,18 @@ func (u *UI) signOut(w http.ResponseWriter, r *http.Request) error {
 	}
 	redirect(w, r, Prefix+"signin")
 	return nil
+}
+
+// retryIn words the API's Retry-After (seconds) for the sign-in form:
+// "in 12 seconds", "in 12 minutes"; "later" without one.
+func retryIn(after string) string {
+	secs, err := strconv.Atoi(after)
+	if err != nil || secs < 1 {
+		return "later"
+	}
+	d := time.Duration(secs) * time.Second
+	if d < 2*time.Minute {
+		return "in " + strconv.Itoa(secs) + " seconds"
+	}
+	return "in " + strconv.Itoa(int((d+time.Minute-1)/time.Minute)) + " minutes"
 }
