@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -122,7 +123,12 @@ func (c *ctl) dlqCmd() *cobra.Command {
 				var res control.DeadResult
 				raw, err := cl.do(ctx, "POST", control.Prefix+"/queues/"+url.PathEscape(args[0])+"/dead/"+name, body, &res)
 				if err != nil {
-					return err
+					// An action the API stopped midway answers an error
+					// status with what it knows (done, unknown, not
+					// tried): shown, then the error.
+					if !stoppedResult(raw, &res) {
+						return err
+					}
 				}
 				c.show(raw, func(w *tabw) {
 					if res.DryRun {
@@ -136,7 +142,16 @@ func (c *ctl) dlqCmd() *cobra.Command {
 					for _, f := range res.Failed {
 						w.row("failed", f.ID, f.Error)
 					}
+					if res.Unknown > 0 {
+						w.note(fmt.Sprintf("%d unknown: the backend failed on them and what it did could not be checked (dlq list shows what is still dead)", res.Unknown))
+					}
+					if res.NotTried > 0 {
+						w.note(fmt.Sprintf("%d not tried: the action stopped first", res.NotTried))
+					}
 				})
+				if err != nil {
+					return err
+				}
 				if n := len(res.Failed) + res.Gone; n > 0 {
 					return &ctlError{code: ExitFailure, msg: fmt.Sprintf("%s: %d not done", name, n)}
 				}
@@ -150,6 +165,19 @@ func (c *ctl) dlqCmd() *cobra.Command {
 	}
 	cmd.AddCommand(list, show, action("redrive", "re-drive dead letters (ids, a filter, or --all)"), action("purge", "delete dead letters (ids, a filter, or --all)"))
 	return cmd
+}
+
+// stoppedResult decodes into res the answer of a re-drive or purge the
+// API stopped midway: an error status whose body is a DeadResult with
+// its error. It reports whether raw is one.
+func stoppedResult(raw []byte, res *control.DeadResult) bool {
+	var has struct {
+		Matched *int `json:"matched"`
+	}
+	if json.Unmarshal(raw, &has) != nil || has.Matched == nil || json.Unmarshal(raw, res) != nil {
+		return false
+	}
+	return res.Error != ""
 }
 
 func pastTense(action string) string {
