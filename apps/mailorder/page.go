@@ -80,6 +80,9 @@ func (a *App) renderOrders(r *http.Request) (ui.Content, error) {
 	orders := ui.Section{Title: "Recent orders", Note: fmt.Sprintf("%d orders stored (%s), newest first.", total, a.cfg.Store.Driver),
 		Columns: []string{"Order", "Customer", "Lines", "Total", "Attachment", "Message-ID", "Received"},
 		Empty:   "No orders yet."}
+	if total > maxOrdersPaged {
+		orders.Note += fmt.Sprintf(" The pages list the newest %d; older ones are not shown here.", maxOrdersPaged)
+	}
 	for i, o := range list {
 		if i < off {
 			continue
