@@ -35,6 +35,10 @@ type Status struct {
 	// letters of other kinds are not mails),
 	// oldest first, each with the reason it failed, except those resolved.
 	FailedMails []FailedMail `json:"failed_mails"`
+	// FailedMailsMore says the queue holds more dead letters of Kind
+	// than the 200 looked at: FailedMails and ResolvedMails are not all
+	// of them (the queue's page in the web UI lists every one).
+	FailedMailsMore bool `json:"failed_mails_more,omitempty"`
 	// ResolvedMails counts the dead letters (of the 200 looked at) whose
 	// mail a later run stored: every order of the mail is in the store (the
 	// mail was dead-lettered, say, while the database was down, and
@@ -130,6 +134,7 @@ func (a *App) Status(ctx context.Context) (Status, error) {
 		if err != nil {
 			return st, fmt.Errorf("mailorder: status: dead letters: %w", err)
 		}
+		st.FailedMailsMore = page.Next != ""
 		for _, d := range page.Items {
 			if ok, err := a.resolved(ctx, d); err != nil {
 				return st, fmt.Errorf("mailorder: status: dead letters: %w", err)
