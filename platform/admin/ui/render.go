@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/worker"
 )
 
 //go:embed templates/*.html
@@ -80,6 +81,8 @@ var funcs = template.FuncMap{
 	},
 	"upper":  strings.ToUpper,
 	"params": params,
+	// maxWorkers bounds the resize field as the API bounds a size.
+	"maxWorkers": func() int { return worker.MaxConcurrency },
 }
 
 // params renders an audit entry's parameters as compact JSON, keys
