@@ -38,11 +38,16 @@ func (u *UI) audit(w http.ResponseWriter, r *http.Request, s *session) error {
 }
 
 // setLogLevel changes the log level through the API (PUT
-// admin.LogLevelPath) and answers the level form.
+// admin.LogLevelPath) and answers the level form (htmx), or sends a
+// browser without scripts back to the page.
 func (u *UI) setLogLevel(w http.ResponseWriter, r *http.Request, s *session) error {
 	var lv admin.LogLevel
 	if err := u.call(r, http.MethodPut, admin.LogLevelPath, admin.LogLevel{Level: r.PostForm.Get("level")}, &lv); err != nil {
 		return err
+	}
+	if !htmx(r) { // a form posted without scripts: the whole page
+		redirect(w, r, Prefix+"audit")
+		return nil
 	}
 	u.fragment(w, http.StatusOK, "loglevel", map[string]any{"Level": lv.Level, "Levels": []string{"debug", "info", "warn", "error"}, "S": s, "Saved": true})
 	return nil
