@@ -92,6 +92,9 @@ func (d deadOp) path() string {
 type deadConfirmView struct {
 	Op     deadOp
 	Result control.DeadResult
+	// CSRF is the session's token, in the Yes form's field for a browser
+	// without scripts (htmx sends it in the header).
+	CSRF string
 }
 
 // IDs are the ids the confirmation's Yes posts: the selected ones less
@@ -113,7 +116,7 @@ func (v deadConfirmView) IDs() []string {
 
 // deadConfirm asks the API how many dead letters the operation would
 // take (a dry run) and answers the confirmation, which states the count.
-func (u *UI) deadConfirm(w http.ResponseWriter, r *http.Request, _ *session) error {
+func (u *UI) deadConfirm(w http.ResponseWriter, r *http.Request, s *session) error {
 	d, err := deadOpFrom(r, "")
 	if err != nil {
 		return err
@@ -125,16 +128,31 @@ func (u *UI) deadConfirm(w http.ResponseWriter, r *http.Request, _ *session) err
 	if err := u.call(r, http.MethodPost, d.path(), d.action(true), &res); err != nil {
 		return err
 	}
-	u.fragment(w, http.StatusOK, "dead-confirm", deadConfirmView{Op: d, Result: res})
+	u.deadAnswer(w, r, s, http.StatusOK, false, deadConfirmView{Op: d, Result: res, CSRF: s.CSRF})
 	return nil
 }
 
+// deadAnswer answers the confirmation (done false) or the result: the
+// fragment for htmx, a page of its own for a browser without scripts.
+func (u *UI) deadAnswer(w http.ResponseWriter, r *http.Request, s *session, code int, done bool, v deadConfirmView) {
+	if htmx(r) {
+		name := "dead-confirm"
+		if done {
+			name = "dead-result"
+		}
+		u.fragment(w, code, name, v)
+		return
+	}
+	u.render(w, code, "deadaction", view{Title: "Re-drive or purge", Nav: "queues", S: s, Pages: u.pages,
+		Data: map[string]any{"V": v, "Done": done}})
+}
+
 func (u *UI) deadRedrive(w http.ResponseWriter, r *http.Request, s *session) error {
-	return u.deadDo(w, r, "redrive")
+	return u.deadDo(w, r, s, "redrive")
 }
 
 func (u *UI) deadPurge(w http.ResponseWriter, r *http.Request, s *session) error {
-	return u.deadDo(w, r, "purge")
+	return u.deadDo(w, r, s, "purge")
 }
 
 // deadDo re-drives or purges through the API and answers what it did;
@@ -143,7 +161,7 @@ func (u *UI) deadPurge(w http.ResponseWriter, r *http.Request, s *session) error
 // as a result too, with the API's status and what is known: done, gone,
 // failed, unknown, not tried, and why it stopped (app.js swaps an HTML
 // answer whatever its status).
-func (u *UI) deadDo(w http.ResponseWriter, r *http.Request, op string) error {
+func (u *UI) deadDo(w http.ResponseWriter, r *http.Request, s *session, op string) error {
 	d, err := deadOpFrom(r, op)
 	if err != nil {
 		return err
@@ -165,7 +183,7 @@ func (u *UI) deadDo(w http.ResponseWriter, r *http.Request, op string) error {
 			zap.Int("status", rec.code), zap.String("error", res.Error))
 	}
 	w.Header().Set("HX-Trigger", "dead-changed")
-	u.fragment(w, rec.code, "dead-result", deadConfirmView{Op: d, Result: res})
+	u.deadAnswer(w, r, s, rec.code, true, deadConfirmView{Op: d, Result: res})
 	return nil
 }
 

@@ -11,8 +11,10 @@
 // log level, the audit) with the same credentials. Each action (re-drive,
 // purge, pause, resume, resize, the log level) is a route that needs
 // RoleOperator and, with a session, its CSRF token (htmx sends it in the
-// header admin.CSRFHeader; a form posted without scripts carries it in
-// its field admin.CSRFField, and is answered with the whole page), and
+// header admin.CSRFHeader; every action form posts where it acts without
+// scripts too, carrying it in its field admin.CSRFField, and is answered
+// with a whole page: a re-drive's or purge's confirmation and result on
+// a page of their own), and
 // passes the call on to the API route that does it, which checks the role and the token
 // again and records the audit entry; an action the UI refuses itself
 // (a malformed form) is audited as failed under the UI's route. A viewer

@@ -66,3 +66,45 @@ func TestActionFormsWorkWithoutScripts(t *testing.T) {
 	r = post("/ui/audit", "/ui/loglevel", url.Values{"level": {"debug"}})
 	require.Contains(t, r.body, `<option value="debug" selected>`)
 }
+
+// TestDeadLetterFormsWorkWithoutScripts: without scripts, the dead
+// letters' form asks for the confirmation on a page of its own, whose Yes
+// (with the CSRF token in its field) re-drives and answers with the
+// result on a page.
+func TestDeadLetterFormsWorkWithoutScripts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	e.fail.Store(true)
+	ids := e.enqueue(2)
+	eventually(t, "two dead letters", func() bool { return e.dead() == 2 })
+	e.fail.Store(false)
+	c := e.client()
+	c.signIn(operatorName)
+	q := "/ui/queues/" + testQueue
+	v := formTo(t, c.get(q).body, q+"/dead/confirm")
+	v["ids"], v["action"] = ids, []string{"redrive:ids"}
+	r := c.do(http.MethodPost, q+"/dead/confirm", v, false)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, "<html", "a whole page")
+	require.Contains(t, r.body, "Re-drive 2 dead letters")
+	checkPage(t, "the confirmation's page", r)
+	require.Equal(t, int64(2), e.dead(), "asked only")
+
+	yes := formTo(t, r.body, q+"/dead/redrive")
+	r = c.do(http.MethodPost, q+"/dead/redrive", yes, false)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, "<html", "a whole page")
+	require.Contains(t, r.body, "Re-drove 2 of 2 dead letters.")
+	require.Contains(t, r.body, `href="`+q+`"`, "the way back to the list")
+	require.Zero(t, e.dead())
+
+	// The dead letter's own page asks the same way.
+	e.fail.Store(true)
+	one := e.enqueue(1)
+	eventually(t, "a dead letter", func() bool { return e.dead() == 1 })
+	v = formTo(t, c.get(q+"/dead/"+one[0]).body, q+"/dead/confirm")
+	v["op"] = []string{"purge"}
+	r = c.do(http.MethodPost, q+"/dead/confirm", v, false)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, "Purge 1 dead letter")
+}
