@@ -240,6 +240,13 @@ func (b *Backend) onAdvisory(m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
+	if a.StreamSeq == 0 {
+		// Names no message (the server's never do: forged or damaged);
+		// looking it up fails the same way every time.
+		b.log.Warn("jetstream: bad max-deliveries advisory: no stream_seq", zap.String("stream", a.Stream), zap.ByteString("advisory", clipBytes(m.Data())))
+		_ = m.Term()
+		return
+	}
 	queueName, ok := b.names.queueOfStream(a.Stream)
 	if !ok || a.Consumer != b.cfg.Consumer {
 		_ = m.Ack()

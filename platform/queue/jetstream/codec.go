@@ -344,6 +344,14 @@ func clip(s string) string {
 	return s
 }
 
+// clipBytes cuts b, quoted in a log, to 128 bytes.
+func clipBytes(b []byte) []byte {
+	if len(b) > 128 {
+		return b[:128]
+	}
+	return b
+}
+
 // deadInfo is what a dead-letter copy adds to its task.
 type deadInfo struct {
 	reason   string
