@@ -43,6 +43,12 @@ const (
 	HeaderDeadReason   = "Plba-Dead-Reason"
 	HeaderDeadAt       = "Plba-Dead-At"
 	HeaderDeadAttempts = "Plba-Dead-Attempts"
+	// HeaderDeadDropped marks a dead letter that could not keep all of
+	// its task: "payload", or "payload headers", when the copy would not
+	// have fitted the server's max_payload (a message published by
+	// someone else, larger than Enqueue allows). Its reason says so, and
+	// Redrive leaves it.
+	HeaderDeadDropped = "Plba-Dead-Dropped"
 )
 
 // hdrKeyGenerated marked, in the format before HeaderTask, the message of

@@ -95,6 +95,9 @@ func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, 
 	info := deadInfo{reason: sanitizeValue(reason), at: time.Now(), attempts: attempts}
 	msgID := deadMsgID(q.stream, seq)
 	m := encodeDead(t, q.deadSubject, msgID, keyed, info)
+	if limit := b.MaxPayload(); limit > 0 && msgSize(m) > limit {
+		m, info = fitDead(t, q.deadSubject, msgID, keyed, info, limit)
+	}
 	restored := false
 	for {
 		ack, err := b.js.PublishMsg(ctx, m)
@@ -128,6 +131,36 @@ func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, 
 			return deadInfo{}, fmt.Errorf("jetstream: dead-letter task %s of %q: %w; making room: %w", t.ID, q.queue, err, derr)
 		}
 	}
+}
+
+// fitDead builds the dead-letter copy of t, whose full copy exceeds
+// limit (the server's max_payload), without its payload and, if that is
+// not enough, without its headers, and says so in the reason and in
+// HeaderDeadDropped: a message published by someone else, larger than
+// Enqueue allows, is dead-lettered with what fits rather than never
+// (the server refuses the copy every time). A copy that does not fit
+// even then is returned as it is; publishing it fails.
+func fitDead(t *task.Task, subject, msgID string, keyed bool, info deadInfo, limit int64) (*nats.Msg, deadInfo) {
+	var m *nats.Msg
+	c := *t
+	c.Payload = nil
+	for _, dropped := range [...]string{"payload", "payload headers"} {
+		var note string
+		if dropped == "payload" {
+			note = fmt.Sprintf(" (its payload of %d bytes is not kept: with the dead letter's headers it exceeds the server's max_payload of %d bytes)", len(t.Payload), limit)
+		} else {
+			c.Headers = nil
+			note = fmt.Sprintf(" (its payload of %d bytes and its headers are not kept: with the dead letter's headers they exceed the server's max_payload of %d bytes)", len(t.Payload), limit)
+		}
+		d := info
+		d.reason = info.reason[:min(len(info.reason), maxReason-len(note))] + note
+		m = encodeDead(&c, subject, msgID, keyed, d)
+		m.Header[HeaderDeadDropped] = []string{dropped}
+		if msgSize(m) <= limit {
+			return m, d
+		}
+	}
+	return m, info
 }
 
 // storedDead reads the reason, time and attempts of the dead letter at

@@ -72,6 +72,11 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 	restored := false // the queue was set up again (publishWork)
 	for _, m := range picked {
 		t := m.dl.Task
+		if dropped := m.raw.Header.Get(HeaderDeadDropped); dropped != "" {
+			// Re-driven, it would run without what it lost.
+			skipped = append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: the dead letter does not keep its %s: %w", t.ID, q.queue, dropped, errNotKept))
+			continue
+		}
 		t.Attempt, t.NotBefore = 0, time.Time{}
 		msgID := msgIDOf(t.Key) + redriveMark + strconv.FormatUint(m.seq, 10)
 		// The marker the key has now (the dead letter's, when within
@@ -110,6 +115,10 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 // errSucceededSince is why Redrive leaves a dead letter whose task's key
 // has finished succeeded since.
 var errSucceededSince = errors.New("its key is recorded as succeeded since it was dead-lettered: not re-driven (it would run again; purge the dead letter)")
+
+// errNotKept is why Redrive leaves a dead letter that could not keep all
+// of its task (HeaderDeadDropped).
+var errNotKept = errors.New("not re-driven: it would run without what its dead letter does not keep (purge the dead letter)")
 
 // redriveMark stands in the Nats-Msg-Id of a re-driven copy between its
 // key and the sequence of the dead letter it was re-driven from.
