@@ -134,12 +134,19 @@ func (b *Backend) readDead(ctx context.Context, qn queueNames, seq uint64) (queu
 func decodeDeadOrRaw(h map[string][]string, data []byte, queueName string, seq uint64, at time.Time) queue.DeadLetter {
 	dl, err := decodeDead(h, data, queueName)
 	if err != nil {
-		return queue.DeadLetter{
-			Task:   &task.Task{ID: "seq-" + strconv.FormatUint(seq, 10), Kind: "?", Queue: queueName, Payload: data},
-			Reason: err.Error(), At: at,
-		}
+		return deadStandIn(queueName, seq, data, at, err)
 	}
 	return dl
+}
+
+// deadStandIn shows the message at seq of the dead-letter stream, which
+// does not decode as a dead letter (err), as a task "seq-<n>" of kind
+// "?" with the decoding error as its reason.
+func deadStandIn(queueName string, seq uint64, data []byte, at time.Time, err error) queue.DeadLetter {
+	return queue.DeadLetter{
+		Task:   &task.Task{ID: "seq-" + strconv.FormatUint(seq, 10), Kind: "?", Queue: queueName, Payload: data},
+		Reason: err.Error(), At: at,
+	}
 }
 
 // scanDeadHeaders calls fn with every dead letter of qn from stream
@@ -235,6 +242,9 @@ type deadMsg struct {
 	seq uint64
 	dl  queue.DeadLetter
 	raw *jetstream.RawStreamMsg
+	// bad is why the message does not decode as a dead letter (dl then
+	// shows it as decodeDeadOrRaw does), or nil.
+	bad error
 }
 
 // scanDead calls fn for every dead letter of q, oldest first, until fn
@@ -253,14 +263,11 @@ func (b *Backend) scanDead(ctx context.Context, q queueNames, fn func(deadMsg) b
 			return fmt.Errorf("jetstream: read dead letters of %q: %w", q.queue, err)
 		}
 		seq = raw.Sequence + 1
-		dl, err := decodeDead(raw.Header, raw.Data, q.queue)
-		if err != nil {
-			dl = queue.DeadLetter{
-				Task:   &task.Task{ID: "seq-" + strconv.FormatUint(raw.Sequence, 10), Queue: q.queue, Payload: raw.Data},
-				Reason: err.Error(), At: raw.Time,
-			}
+		dl, bad := decodeDead(raw.Header, raw.Data, q.queue)
+		if bad != nil {
+			dl = deadStandIn(q.queue, raw.Sequence, raw.Data, raw.Time, bad)
 		}
-		if !fn(deadMsg{seq: raw.Sequence, dl: dl, raw: raw}) {
+		if !fn(deadMsg{seq: raw.Sequence, dl: dl, raw: raw, bad: bad}) {
 			return nil
 		}
 	}

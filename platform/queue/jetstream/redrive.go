@@ -72,6 +72,12 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 	restored := false // the queue was set up again (publishWork)
 	for _, m := range picked {
 		t := m.dl.Task
+		if m.bad != nil {
+			// A stand-in for what is stored: re-driven, it would not
+			// decode either, and what it lost would be gone.
+			skipped = append(skipped, fmt.Errorf("jetstream: redrive %s of %q: %w (%w)", t.ID, q.queue, errNotADeadLetter, m.bad))
+			continue
+		}
 		if dropped := m.raw.Header.Get(HeaderDeadDropped); dropped != "" {
 			// Re-driven, it would run without what it lost.
 			skipped = append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: the dead letter does not keep its %s: %w", t.ID, q.queue, dropped, errNotKept))
@@ -115,6 +121,11 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 // errSucceededSince is why Redrive leaves a dead letter whose task's key
 // has finished succeeded since.
 var errSucceededSince = errors.New("its key is recorded as succeeded since it was dead-lettered: not re-driven (it would run again; purge the dead letter)")
+
+// errNotADeadLetter is why Redrive leaves a message of the dead-letter
+// stream that does not decode as a dead letter (published there by
+// someone else, or damaged).
+var errNotADeadLetter = errors.New("not a dead letter this backend can decode: not re-driven (purge it)")
 
 // errNotKept is why Redrive leaves a dead letter that could not keep all
 // of its task (HeaderDeadDropped).

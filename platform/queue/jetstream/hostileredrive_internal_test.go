@@ -1,0 +1,72 @@
+package jetstream
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+	"github.com/plba/plba/platform/task"
+)
+
+// TestRedriveLeavesADeadLetterThatIsNotATask: a message in the
+// dead-letter stream that does not decode as a dead letter (published
+// there with nats pub, or damaged) is listed as "seq-<n>" of kind "?"
+// with the decoding error as its reason; Redrive leaves it as it is and
+// says why, and re-drives the others; Purge deletes it. Redrive used to
+// publish it to the queue as a task without a kind, its headers dropped,
+// and delete it: the copy was undecodable in turn and dead-lettered
+// again as a stand-in that had lost what the stored one had.
+func TestRedriveLeavesADeadLetterThatIsNotATask(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{MaxDeliver: 3, AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qn = "deadjunk"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "good", Kind: "k", Queue: qn}))
+	lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	ds, err := b.Lease(lctx, qn, 1, 5*time.Second)
+	cancel()
+	require.NoError(t, err)
+	require.NoError(t, b.DeadLetter(ctx, ds[0], "failed"))
+	q, err := b.queue(qn)
+	require.NoError(t, err)
+	junk := &nats.Msg{Subject: q.deadSubject, Header: nats.Header{"X-Origin": {"nats pub"}, HeaderTask: {"kind=%zz"}}, Data: []byte("junk")}
+	ack, err := b.js.PublishMsg(ctx, junk)
+	require.NoError(t, err)
+	junkID := "seq-" + strconv.FormatUint(ack.Sequence, 10)
+
+	dead, err := b.ListDead(ctx, qn, 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 2)
+	require.Equal(t, junkID, dead[1].Task.ID)
+	require.Equal(t, "?", dead[1].Task.Kind, "listed as QueryDead lists it")
+	require.Contains(t, dead[1].Reason, "bad escape")
+
+	n, err := b.Redrive(ctx, qn)
+	require.ErrorIs(t, err, errNotADeadLetter)
+	require.ErrorContains(t, err, junkID)
+	require.Equal(t, 1, n, "the good dead letter is re-driven")
+	lctx, cancel = context.WithTimeout(ctx, 20*time.Second)
+	ds, err = b.Lease(lctx, qn, 10, 5*time.Second)
+	cancel()
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, "good", ds[0].Task.ID)
+	require.NoError(t, b.Ack(ctx, ds[0]))
+
+	raw, err := b.dead.GetMsg(ctx, ack.Sequence)
+	require.NoError(t, err, "the junk is left where it was")
+	require.Equal(t, "nats pub", raw.Header.Get("X-Origin"))
+	require.Equal(t, "junk", string(raw.Data))
+
+	n, err = b.Purge(ctx, qn, junkID)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	dead, err = b.ListDead(ctx, qn, 0)
+	require.NoError(t, err)
+	require.Empty(t, dead)
+}
