@@ -158,7 +158,8 @@ func status(code int, format string, args ...any) error {
 	return &httpError{code: code, err: fmt.Errorf(format, args...)}
 }
 
-// writeError answers err with its status: 400 for bad input, 404 for an
+// writeError answers err with its status: 400 for bad input, 413 for a
+// task the backend refuses as too large (queue.ErrTooLarge), 404 for an
 // unknown queue, pool, source or dead letter, 504 when the backend
 // cannot tell what it did (queue.ErrOutcomeUnknown), 503 when the
 // backend is closed, 500 otherwise.
@@ -177,6 +178,8 @@ func statusOf(err error) int {
 		code = http.StatusNotFound
 	case errors.Is(err, queue.ErrBadCursor), errors.Is(err, worker.ErrInvalidSize), errors.Is(err, queue.ErrInvalidTask):
 		code = http.StatusBadRequest
+	case errors.Is(err, queue.ErrTooLarge):
+		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, queue.ErrOutcomeUnknown):
 		code = http.StatusGatewayTimeout
 	case errors.Is(err, queue.ErrClosed):
