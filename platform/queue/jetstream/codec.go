@@ -311,7 +311,7 @@ func decodeTaskInto(t *task.Task, h nats.Header, data []byte, queueName string) 
 			t.EnqueuedAt = at
 		case HeaderAttempts:
 			n, err := strconv.Atoi(vs[0])
-			if err != nil || n < 0 {
+			if err != nil || n < 0 || n > maxAttemptsField {
 				return false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
 			}
 			t.Attempt = n // the base; deliver adds this message's deliveries
@@ -387,7 +387,7 @@ func decodeDead(h nats.Header, data []byte, queueName string) (queue.DeadLetter,
 	if at, err := time.Parse(time.RFC3339Nano, h.Get(HeaderDeadAt)); err == nil {
 		dl.At = at
 	}
-	if n, err := strconv.Atoi(h.Get(HeaderDeadAttempts)); err == nil {
+	if n, err := strconv.Atoi(h.Get(HeaderDeadAttempts)); err == nil && n >= 0 && n <= maxAttemptsField {
 		t.Attempt = n
 	}
 	return dl, nil

@@ -195,7 +195,8 @@ func TestMalformedTaskHeader(t *testing.T) {
 		{"kind=a\tb", "raw byte"},
 		{"kind=k at=yesterday", "field at"},
 		{"kind=k not-before=2026-13-01T00:00:00Z", "field not-before"},
-		{"kind=k attempts=-1", "negative"},
+		{"kind=k attempts=-1", "-1 is outside 0 to 2147483647"},
+		{"kind=k attempts=2147483648", "2147483648 is outside 0 to 2147483647"},
 		{"kind=k attempts=x", "field attempts"},
 	} {
 		h := nats.Header{HeaderTask: {c.v}, hdrMsgID: {"m"}}

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ import (
 //   - at (Task.EnqueuedAt) and not-before (Task.NotBefore) are RFC 3339
 //     times in UTC with nanoseconds, left out when zero;
 //   - attempts is the number of attempts the task used before a Release,
-//     left out when 0;
+//     left out when 0 (a reader rejects one above math.MaxInt32);
 //   - the flag key-generated says that task.Prepare generated the key
 //     (task.KeyGenerated): it is not remembered once the task finished.
 //
@@ -163,8 +164,8 @@ func parseTaskHeader(v string, t *task.Task) (keyGenerated bool, err error) {
 			err = once(1<<6, name)
 			if err == nil {
 				t.Attempt, err = strconv.Atoi(val) // the base; deliver adds this message's deliveries
-				if err == nil && t.Attempt < 0 {
-					err = errors.New("negative")
+				if err == nil && (t.Attempt < 0 || t.Attempt > maxAttemptsField) {
+					err = fmt.Errorf("%d is outside 0 to %d", t.Attempt, maxAttemptsField)
 				}
 			}
 		case "":
@@ -181,6 +182,11 @@ func parseTaskHeader(v string, t *task.Task) (keyGenerated bool, err error) {
 	}
 	return keyGenerated, nil
 }
+
+// maxAttemptsField bounds the attempts a message may say it used before
+// a Release: far beyond any attempt limit, and far enough below the
+// largest int that adding a message's deliveries cannot overflow.
+const maxAttemptsField = math.MaxInt32
 
 // parseTaskTime reads a time of HeaderTask: RFC 3339, whose year in UTC
 // is one that RFC 3339 can write again (a copy of the task, to the dead
