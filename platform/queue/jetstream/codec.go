@@ -280,8 +280,9 @@ func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, bool,
 // its receipt). t is partly filled when it fails.
 func decodeTaskInto(t *task.Task, h nats.Header, data []byte, queueName string) (keyed bool, err error) {
 	t.Queue, t.Payload = queueName, data
-	var msgID string
+	var msgID, legacy string
 	keyed = true
+	seenTask := false
 	for k, vs := range h {
 		if len(vs) == 0 {
 			continue
@@ -293,29 +294,33 @@ func decodeTaskInto(t *task.Task, h nats.Header, data []byte, queueName string) 
 				return false, fmt.Errorf("%w: bad %s %q: %w", errUndecodable, k, clip(vs[0]), err)
 			}
 			keyed = keyed && !gen
+			seenTask = true
 		case hdrMsgID:
 			msgID = vs[0]
 		case HeaderID:
-			t.ID = vs[0]
+			t.ID, legacy = vs[0], k
 		case HeaderKind:
-			t.Kind = vs[0]
+			t.Kind, legacy = vs[0], k
 		case HeaderKey:
-			t.Key = vs[0]
+			t.Key, legacy = vs[0], k
 		case hdrKeyGenerated:
-			keyed = false
+			keyed, legacy = false, k
 		case HeaderEnqueuedAt:
+			legacy = k
 			at, err := time.Parse(time.RFC3339Nano, vs[0])
 			if err != nil {
 				return false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
 			}
 			t.EnqueuedAt = at
 		case HeaderAttempts:
+			legacy = k
 			n, err := strconv.Atoi(vs[0])
 			if err != nil || n < 0 || n > maxAttemptsField {
 				return false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
 			}
 			t.Attempt = n // the base; deliver adds this message's deliveries
 		case HeaderNotBefore:
+			legacy = k
 			at, err := time.Parse(time.RFC3339Nano, vs[0])
 			if err != nil {
 				return false, fmt.Errorf("%w: bad %s %q", errUndecodable, k, clip(vs[0]))
@@ -329,6 +334,11 @@ func decodeTaskInto(t *task.Task, h nats.Header, data []byte, queueName string) 
 				t.Headers[k] = vs[0]
 			}
 		}
+	}
+	if seenTask && legacy != "" {
+		// Which of the two would win depends on the map's order: the
+		// task would change from one delivery to the next.
+		return false, fmt.Errorf("%w: both %s and %s (the earlier form)", errUndecodable, HeaderTask, legacy)
 	}
 	if t.ID == "" {
 		t.ID = msgID

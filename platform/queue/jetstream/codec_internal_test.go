@@ -212,6 +212,23 @@ func TestMalformedTaskHeader(t *testing.T) {
 	require.Equal(t, "k", got.Kind)
 }
 
+// A message with both forms of a task's fields (Plba-Task and one of the
+// earlier headers, as only someone else writes it) is undecodable, every
+// time: it used to decode to the one the header map's order put last, a
+// task whose kind or id could change from one delivery to the next.
+func TestBothFormsOfTaskHeaderAreUndecodable(t *testing.T) {
+	for _, legacy := range []string{HeaderKind, HeaderID, HeaderKey, HeaderEnqueuedAt, HeaderNotBefore, HeaderAttempts, hdrKeyGenerated} {
+		v := map[string]string{HeaderKind: "b", HeaderID: "i", HeaderKey: "y", HeaderEnqueuedAt: "2026-01-02T03:04:05Z",
+			HeaderNotBefore: "2026-01-02T03:04:05Z", HeaderAttempts: "1", hdrKeyGenerated: "1"}[legacy]
+		h := nats.Header{HeaderTask: {"kind=a id=x key=z"}, legacy: {v}, hdrMsgID: {"m"}}
+		for range 20 { // map order varies
+			_, _, err := decodeTask(h, nil, "q")
+			require.ErrorIs(t, err, errUndecodable, legacy)
+			require.ErrorContains(t, err, "both Plba-Task and "+legacy, legacy)
+		}
+	}
+}
+
 // Plba-Task is the package's: a task may not carry it among its headers,
 // and a foreign message's copy does not pass it on.
 func TestTaskHeaderIsReserved(t *testing.T) {

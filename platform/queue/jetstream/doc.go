@@ -324,7 +324,8 @@
 // without one. Versions before Plba-Task wrote one header per field
 // (Plba-Task-Kind, Plba-Task-Id, Plba-Task-Key, Plba-Task-Enqueued-At,
 // Plba-Task-Not-Before, Plba-Task-Attempts, Plba-Task-Key-Generated);
-// messages stored that way, queued or dead-lettered, are still read. A
+// messages stored that way, queued or dead-lettered, are still read (one
+// with both forms, which no version writes, is undecodable). A
 // version that knows only that form dead-letters a message with a
 // Plba-Task header as undecodable: during a rolling upgrade, hosts of the
 // earlier version must stop consuming before the first new one enqueues.
