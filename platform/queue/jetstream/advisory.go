@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -298,7 +297,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	t, keyed, err := decodeTask(raw.Header, raw.Data, queueName)
 	if err != nil {
 		keyed = false // not a task: no key of its own to remember
-		t = &task.Task{ID: "seq-" + strconv.FormatUint(a.StreamSeq, 10), Kind: "?", Queue: queueName, Payload: raw.Data, EnqueuedAt: raw.Time}
+		t = foreignStandIn(queueName, a.StreamSeq, raw.Header, raw.Data, raw.Time)
 	}
 	// t.Attempt: attempts used before a Release; the deliveries this
 	// process gave back before NotBefore were not attempts (earlyOf).

@@ -275,12 +275,7 @@ func (b *Backend) term(m jetstream.Msg, reason string) error {
 func (b *Backend) poison(ctx context.Context, q *queueState, m jetstream.Msg, md *jetstream.MsgMetadata, cause error) {
 	b.log.Warn("jetstream: undecodable message dead-lettered", zap.String("queue", q.queue),
 		zap.Uint64("seq", md.Sequence.Stream), zap.Error(cause))
-	t := &task.Task{ID: "seq-" + strconv.FormatUint(md.Sequence.Stream, 10), Kind: "?", Queue: q.queue, Payload: m.Data(), EnqueuedAt: md.Timestamp}
-	for k, vs := range m.Headers() {
-		if len(vs) > 0 && validHeaderName(k) && validHeaderValue(vs[0]) && !reserved(k) {
-			t.SetHeader(k, vs[0])
-		}
-	}
+	t := foreignStandIn(q.queue, md.Sequence.Stream, m.Headers(), m.Data(), md.Timestamp)
 	pctx, stop := b.serverContext(ctx)
 	defer stop()
 	stored, err := b.publishDead(pctx, q, t, false, md.Sequence.Stream, int(md.NumDelivered), cause.Error())
@@ -291,6 +286,37 @@ func (b *Backend) poison(ctx context.Context, q *queueState, m jetstream.Msg, md
 	t.Attempt = stored.attempts
 	b.toldDead(queue.DeadLetter{Task: t, Reason: stored.reason, At: stored.at})
 	_ = b.term(m, "not a task")
+}
+
+// foreignPrefix goes before the name of a header this package or the
+// server owns (reserved) in a foreign message's stand-in.
+const foreignPrefix = "Plba-Foreign-"
+
+// foreignStandIn is the task that stands for the message at seq of
+// queueName's work stream, which is not a task (h, data, stored at at):
+// id "seq-<n>", kind "?", the message's payload, and all its headers, so
+// that its dead letter shows what was sent: those this package or the
+// server own (the Plba-Task that did not decode, the Nats-Msg-Id, ...)
+// under foreignPrefix and their name, and the values of a header given
+// more than once joined by ", ".
+func foreignStandIn(queueName string, seq uint64, h nats.Header, data []byte, at time.Time) *task.Task {
+	t := &task.Task{ID: "seq-" + strconv.FormatUint(seq, 10), Kind: "?", Queue: queueName, Payload: data, EnqueuedAt: at}
+	for k, vs := range h {
+		if len(vs) == 0 {
+			continue
+		}
+		if reserved(k) {
+			k = foreignPrefix + k
+		}
+		v := vs[0]
+		if len(vs) > 1 {
+			v = strings.Join(vs, ", ")
+		}
+		if validHeaderName(k) && validHeaderValue(v) {
+			t.SetHeader(k, v)
+		}
+	}
+	return t
 }
 
 // isNotFound reports whether err says that the message asked for is not

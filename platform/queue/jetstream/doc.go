@@ -321,7 +321,11 @@
 // headers, which every delivery decodes. A Plba-Task that does not parse
 // (a bad escape, an unknown flag, a field twice, no kind) makes the
 // message undecodable: it is dead-lettered with the reason, as a message
-// without one. Versions before Plba-Task wrote one header per field
+// without one, as the task "seq-<n>" (its sequence in the work stream)
+// of kind "?" with the message's payload and all its headers (those the
+// package or the server own, the Plba-Task that did not decode among
+// them, under "Plba-Foreign-" and their name; the values of a header
+// given more than once joined by ", "). Versions before Plba-Task wrote one header per field
 // (Plba-Task-Kind, Plba-Task-Id, Plba-Task-Key, Plba-Task-Enqueued-At,
 // Plba-Task-Not-Before, Plba-Task-Attempts, Plba-Task-Key-Generated);
 // messages stored that way, queued or dead-lettered, are still read (one
