@@ -340,7 +340,15 @@ func decodeTaskInto(t *task.Task, h nats.Header, data []byte, queueName string) 
 		// task would change from one delivery to the next.
 		return false, fmt.Errorf("%w: both %s and %s (the earlier form)", errUndecodable, HeaderTask, legacy)
 	}
+	if legacy != "" && !(validHeaderValue(t.ID) && validHeaderValue(t.Kind) && validHeaderValue(t.Key)) {
+		// A client may send a lone CR or LF in a value; no copy of the
+		// task (a Release, the dead letter) could carry it.
+		return false, fmt.Errorf("%w: id, kind or key holds a line break", errUndecodable)
+	}
 	if t.ID == "" {
+		if !validHeaderValue(msgID) {
+			return false, fmt.Errorf("%w: %s %q holds a line break", errUndecodable, hdrMsgID, clip(msgID))
+		}
 		t.ID = msgID
 	}
 	if t.ID == "" || t.Kind == "" {

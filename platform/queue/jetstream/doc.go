@@ -325,7 +325,10 @@
 // of kind "?" with the message's payload and all its headers (those the
 // package or the server own, the Plba-Task that did not decode among
 // them, under "Plba-Foreign-" and their name; the values of a header
-// given more than once joined by ", "). Versions before Plba-Task wrote one header per field
+// given more than once joined by ", "; see foreignStandIn). A lone CR or
+// LF that a client sent in a task's Nats-Msg-Id, or in a field of the
+// earlier form, makes the message undecodable too: no copy could carry
+// it. Versions before Plba-Task wrote one header per field
 // (Plba-Task-Kind, Plba-Task-Id, Plba-Task-Key, Plba-Task-Enqueued-At,
 // Plba-Task-Not-Before, Plba-Task-Attempts, Plba-Task-Key-Generated);
 // messages stored that way, queued or dead-lettered, are still read (one
