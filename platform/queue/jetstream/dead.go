@@ -95,7 +95,7 @@ func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, 
 	info := deadInfo{reason: sanitizeValue(reason), at: time.Now(), attempts: attempts}
 	msgID := deadMsgID(q.stream, seq)
 	m := encodeDead(t, q.deadSubject, msgID, keyed, info)
-	if limit := b.MaxPayload(); limit > 0 && msgSize(m) > limit {
+	if limit := b.MaxPayload(); limit > 0 && msgSize(m) > limit || headerSize(m.Header) > maxHeaderBlock {
 		m, info = fitDead(t, q.deadSubject, msgID, keyed, info, limit)
 	}
 	restored := false
@@ -134,29 +134,35 @@ func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, 
 }
 
 // fitDead builds the dead-letter copy of t, whose full copy exceeds
-// limit (the server's max_payload), without its payload and, if that is
-// not enough, without its headers, and says so in the reason and in
+// limit (the server's max_payload) or the headers JetStream stores
+// (maxHeaderBlock), with what fits: without its payload, or without its
+// headers, or without both, and says so in the reason and in
 // HeaderDeadDropped: a message published by someone else, larger than
 // Enqueue allows, is dead-lettered with what fits rather than never
 // (the server refuses the copy every time). A copy that does not fit
-// even then is returned as it is; publishing it fails.
+// even then (an id, kind or key too large) is returned as it is;
+// publishing it fails.
 func fitDead(t *task.Task, subject, msgID string, keyed bool, info deadInfo, limit int64) (*nats.Msg, deadInfo) {
 	var m *nats.Msg
-	c := *t
-	c.Payload = nil
-	for _, dropped := range [...]string{"payload", "payload headers"} {
+	for _, dropped := range [...]string{"payload", "headers", "payload headers"} {
+		c := *t
 		var note string
-		if dropped == "payload" {
+		switch dropped {
+		case "payload":
+			c.Payload = nil
 			note = fmt.Sprintf(" (its payload of %d bytes is not kept: with the dead letter's headers it exceeds the server's max_payload of %d bytes)", len(t.Payload), limit)
-		} else {
+		case "headers":
 			c.Headers = nil
-			note = fmt.Sprintf(" (its payload of %d bytes and its headers are not kept: with the dead letter's headers they exceed the server's max_payload of %d bytes)", len(t.Payload), limit)
+			note = fmt.Sprintf(" (its headers are not kept: with the dead letter's own they exceed what the server stores (%d bytes of headers, %d in all))", maxHeaderBlock, limit)
+		default:
+			c.Payload, c.Headers = nil, nil
+			note = fmt.Sprintf(" (its payload of %d bytes and its headers are not kept: with the dead letter's headers they exceed what the server stores (%d bytes of headers, %d in all))", len(t.Payload), maxHeaderBlock, limit)
 		}
 		d := info
 		d.reason = info.reason[:min(len(info.reason), maxReason-len(note))] + note
 		m = encodeDead(&c, subject, msgID, keyed, d)
 		m.Header[HeaderDeadDropped] = []string{dropped}
-		if msgSize(m) <= limit {
+		if msgSize(m) <= limit && headerSize(m.Header) <= maxHeaderBlock {
 			return m, d
 		}
 	}

@@ -197,12 +197,15 @@
 //     deleted the dead letter, or one stored by a version without the
 //     check below) and says so in its error: re-driving it would run a
 //     succeeded task once more. Only a key's marker tells, so within the
-//     duplicate window after that success. A message published by
-//     someone else whose copy would exceed the server's max_payload
-//     (Enqueue leaves room for the copy's headers; nats pub does not) is
-//     dead-lettered without its payload (and, if that is not enough,
-//     without its headers): the reason says what was not kept and how
-//     large it was, Plba-Dead-Dropped marks it, and Redrive leaves it.
+//     duplicate window after that success. Enqueue refuses
+//     (queue.ErrTooLarge) a task whose message leaves no room for its
+//     dead-letter copy's headers within the server's max_payload, or
+//     within the 64 KiB JetStream allows a message's headers. A message
+//     published by someone else whose copy would exceed either (nats
+//     pub leaves no such room) is dead-lettered without its payload, or
+//     without its headers, or without both, whichever is the least that
+//     fits: the reason says what was not kept, Plba-Dead-Dropped marks
+//     it, and Redrive leaves it.
 //   - A dead letter is final. Its copy is stored before the work message
 //     is terminated (the copy is the record; a term first would lose the
 //     task if the copy then failed), so a term that does not reach the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -154,12 +155,18 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			m = encodeTask(t, spec)
 		}
 		msgs[i] = m
-		if size, room := msgSize(m), copyRoom(t, spec); size > b.MaxPayload()-room {
+		hs, room := headerSize(m.Header), copyRoom(t, spec)
+		if size := int64(len(m.Data)) + hs; size > b.MaxPayload()-room {
 			// Stored, it could never be dead-lettered: the copy adds the
 			// reason and its headers (and may write the id), and would
 			// not fit.
 			fail(i, fmt.Errorf("task of %d bytes (payload and headers) exceeds %d, the server's max_payload less %d bytes kept for a dead-letter copy's headers and id: %w",
 				size, b.MaxPayload()-room, room, queue.ErrTooLarge))
+			continue
+		} else if hs > maxHeaderBlock-room {
+			// Likewise for the headers, which JetStream bounds apart.
+			fail(i, fmt.Errorf("task with %d bytes of headers (its own, its key and fields) exceeds %d, the %d JetStream allows a message's headers less %d bytes kept for a dead-letter copy's: %w",
+				hs, maxHeaderBlock-room, maxHeaderBlock, room, queue.ErrTooLarge))
 			continue
 		}
 		send = append(send, i)
@@ -257,6 +264,11 @@ func fullBackoff() *backoff.ExponentialBackOff {
 	return bo
 }
 
+// maxHeaderBlock is the largest header block JetStream stores with a
+// message (the server refuses more: "header size exceeds maximum allowed
+// of 64k"), whatever the max_payload.
+const maxHeaderBlock = math.MaxUint16
+
 // deadLetterRoom is what a task must leave free of the server's
 // max_payload for its dead-letter copy: the reason (at most maxReason
 // bytes), the other Plba-Dead- headers it adds and the copy's own
@@ -267,13 +279,18 @@ const deadLetterRoom = maxReason + 512
 // msgSize is the size of m on the wire as max_payload counts it: the
 // payload and the header block.
 func msgSize(m *nats.Msg) int64 {
-	n := len(m.Data)
-	if len(m.Header) > 0 {
-		n += len("NATS/1.0\r\n\r\n")
-		for k, vs := range m.Header {
-			for _, v := range vs {
-				n += len(k) + len(": \r\n") + len(v)
-			}
+	return int64(len(m.Data)) + headerSize(m.Header)
+}
+
+// headerSize is the size of h's header block on the wire.
+func headerSize(h nats.Header) int64 {
+	if len(h) == 0 {
+		return 0
+	}
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(": \r\n") + len(v)
 		}
 	}
 	return int64(n)
