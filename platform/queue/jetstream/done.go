@@ -133,6 +133,15 @@ func doneData(o task.Outcome, reason string) []byte {
 // every one (nats.go only reads a message's data).
 var doneSucceeded = []byte(task.Succeeded)
 
+// ownMarker reports whether data is a marker's this backend writes (see
+// doneData): empty, or a final outcome and, for a dead letter, a line
+// with its reason. A message someone else published on a marker's
+// subject says nothing about the key.
+func ownMarker(data []byte) bool {
+	o, _, _ := strings.Cut(string(data), "\n")
+	return len(data) == 0 || task.Outcome(o).Final()
+}
+
 // markFinished marks t, a duplicate Enqueue drops, with the outcome its
 // key's marker data records, when it records a final one; a marker
 // without one (the task was released or re-driven, and its copy is
@@ -289,7 +298,7 @@ func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueS
 				return nil, fmt.Errorf("jetstream: look up %d keys: %w", len(chunk), err)
 			}
 			for _, i := range at[m.Subject] {
-				out[i] = doneMark{done: true, data: m.Data}
+				out[i] = doneMark{done: ownMarker(m.Data), data: m.Data}
 			}
 		}
 	}
@@ -313,7 +322,7 @@ func (b *Backend) finishedOneByOne(ctx context.Context, tasks []*task.Task, qs [
 			m, err := b.done.GetLastMsgForSubject(ctx, qs[i].doneSubject(t.Key))
 			switch {
 			case err == nil:
-				out[i] = doneMark{done: true, data: m.Data}
+				out[i] = doneMark{done: ownMarker(m.Data), data: m.Data}
 			case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):
 			default:
 				errs[i] = fmt.Errorf("jetstream: look up key %q of %q: %w", t.Key, t.Queue, err)
