@@ -289,6 +289,10 @@ func decodeTaskInto(t *task.Task, h nats.Header, data []byte, queueName string) 
 		}
 		switch k {
 		case HeaderTask:
+			if len(vs) > 1 {
+				// Which one is the task? As a field given twice.
+				return false, fmt.Errorf("%w: %s given %d times", errUndecodable, k, len(vs))
+			}
 			gen, err := parseTaskHeader(vs[0], t)
 			if err != nil {
 				return false, fmt.Errorf("%w: bad %s %q: %w", errUndecodable, k, clip(vs[0]), err)

@@ -229,6 +229,17 @@ func TestBothFormsOfTaskHeaderAreUndecodable(t *testing.T) {
 	}
 }
 
+// A message with Plba-Task twice is undecodable, like one with a field
+// twice: which one is the task is anybody's guess. The first one used to
+// be taken, the other dropped without a word.
+func TestTaskHeaderGivenTwiceIsUndecodable(t *testing.T) {
+	h, err := nats.DecodeHeadersMsg([]byte("NATS/1.0\r\nPlba-Task: kind=a\r\nPlba-Task: kind=b\r\nNats-Msg-Id: m\r\n\r\n"))
+	require.NoError(t, err)
+	_, _, err = decodeTask(h, nil, "q")
+	require.ErrorIs(t, err, errUndecodable)
+	require.ErrorContains(t, err, "Plba-Task given 2 times")
+}
+
 // Plba-Task is the package's: a task may not carry it among its headers,
 // and a foreign message's copy does not pass it on.
 func TestTaskHeaderIsReserved(t *testing.T) {

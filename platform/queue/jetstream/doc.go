@@ -322,9 +322,9 @@
 // key only when it differs from the id; '%', blanks and control bytes in
 // kind, id and key written as %XX). A keyless task's message has three
 // headers, which every delivery decodes. A Plba-Task that does not parse
-// (a bad escape, an unknown flag, a field twice, no kind) makes the
-// message undecodable: it is dead-lettered with the reason, as a message
-// without one, as the task "seq-<n>" (its sequence in the work stream)
+// (a bad escape, an unknown flag, a field twice, no kind), or is given
+// twice, makes the message undecodable: it is dead-lettered with the
+// reason, as a message without one, as the task "seq-<n>" (its sequence in the work stream)
 // of kind "?" with the message's payload and all its headers (those the
 // package or the server own, the Plba-Task that did not decode among
 // them, under "Plba-Foreign-" and their name; the values of a header
