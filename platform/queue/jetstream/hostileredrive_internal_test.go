@@ -3,12 +3,14 @@ package jetstream
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 	"github.com/plba/plba/platform/task"
 )
@@ -69,4 +71,42 @@ func TestRedriveLeavesADeadLetterThatIsNotATask(t *testing.T) {
 	dead, err = b.ListDead(ctx, qn, 0)
 	require.NoError(t, err)
 	require.Empty(t, dead)
+}
+
+// TestRedriveSkipsADeadLetterItCannotCopy: a dead letter whose re-driven
+// copy the server would refuse (stored by someone else: an id of 33 KiB,
+// which the copy writes twice, past the 64 KiB of headers JetStream
+// stores) is left and named in the error (queue.ErrTooLarge), and the
+// dead letters after it are re-driven. Redrive used to stop at its
+// refused publish, so no Redrive of the queue ever got past it.
+func TestRedriveSkipsADeadLetterItCannotCopy(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{MaxDeliver: 3, AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qn = "deadbig"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "good", Kind: "k", Queue: qn}))
+	q, err := b.queue(qn)
+	require.NoError(t, err)
+	bigID := strings.Repeat("i", 33<<10)
+	big := encodeDead(&task.Task{ID: bigID, Kind: "k", Queue: qn}, q.deadSubject, "dead-by-hand-1", true, deadInfo{reason: "by hand", at: time.Now(), attempts: 1})
+	_, err = b.js.PublishMsg(ctx, big)
+	require.NoError(t, err, "the dead letter itself is stored")
+	lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	ds, err := b.Lease(lctx, qn, 1, 5*time.Second)
+	cancel()
+	require.NoError(t, err)
+	require.NoError(t, b.DeadLetter(ctx, ds[0], "failed"))
+
+	n, err := b.Redrive(ctx, qn)
+	require.ErrorIs(t, err, queue.ErrTooLarge)
+	require.Equal(t, 1, n, "the dead letter after it is re-driven")
+	dead, err := b.ListDead(ctx, qn, 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Equal(t, bigID, dead[0].Task.ID, "left as it was")
+	lctx, cancel = context.WithTimeout(ctx, 20*time.Second)
+	ds, err = b.Lease(lctx, qn, 10, 5*time.Second)
+	cancel()
+	require.NoError(t, err)
+	require.Equal(t, "good", ds[0].Task.ID)
 }

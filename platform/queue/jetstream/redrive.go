@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -39,6 +40,13 @@ func idSet(ids []string) map[string]bool {
 // A publish no stream answered (the work stream was deleted on the
 // server) sets the queue up again, as Enqueue does (restore), once per
 // call, and is tried once more.
+//
+// Dead letters that cannot be re-driven are left as they are, each named
+// in the error, and the others re-driven: one whose key is recorded as
+// succeeded since (errSucceededSince), one that does not decode
+// (errNotADeadLetter), one that lost part of its task (errNotKept), and
+// one whose copy the server would refuse as too large (queue.ErrTooLarge:
+// stored by someone else).
 func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) (int, error) {
 	if err := b.usable(); err != nil {
 		return 0, err
@@ -104,6 +112,14 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		// Re-driven by an operator, the task is remembered by its key
 		// once it finishes, whoever chose the key.
 		pm := encodeTask(t, msgSpec{subject: q.subject, msgID: msgID, keyed: true})
+		if hs := headerSize(pm.Header); hs > maxHeaderBlock || hs+int64(len(pm.Data)) > b.MaxPayload() {
+			// Only a dead letter this backend did not store (Enqueue
+			// leaves room for the copy): the server would refuse it
+			// every time, and stop the dead letters after it.
+			skipped = append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: its copy of %d bytes (%d of headers) exceeds what the server stores (max_payload %d, %d of headers): %w",
+				t.ID, q.queue, hs+int64(len(pm.Data)), hs, b.MaxPayload(), maxHeaderBlock, queue.ErrTooLarge))
+			continue
+		}
 		if err := b.publishWork(ctx, q, pm, &restored); err != nil {
 			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
 		}
