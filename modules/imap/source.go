@@ -24,7 +24,8 @@ const (
 	// HeaderMailbox is the mailbox the message was found in.
 	HeaderMailbox = "imap-mailbox"
 	// HeaderMessageID is the Message-ID without angle brackets ("" when the
-	// message has none).
+	// message has none, or one longer than 998 bytes or with a control
+	// character: see usableMessageID).
 	HeaderMessageID = "message-id"
 	// HeaderSize is the message size in bytes (decimal).
 	HeaderSize = "imap-size"

@@ -545,3 +545,26 @@ func TestUncompletedMessageIsEmittedAgain(t *testing.T) {
 	require.Empty(t, messages(t, b.srv, "INBOX"))
 	require.Zero(t, b.src.Status().InFlight)
 }
+
+// A Message-ID longer than a mail header line may be (RFC 5322: 998
+// characters) is treated as absent: the task is keyed by the content's
+// hash alone and carries no Message-ID header, and its completion finds
+// the mail by UID. Kept, a 40 KB id went into the key and a header: on
+// JetStream, whose headers are bounded to 64 KiB with room kept for a
+// dead letter's, the task and its rejected stand-in were refused, and the
+// mailbox retried the mail for ever.
+func TestOverlongMessageIDIsTreatedAsAbsent(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, nil)
+	long := strings.Repeat("x", 40<<10) + "@example.test"
+	raw := imaptest.Message(long, "long id", "body")
+	_, err := b.srv.Append("INBOX", raw)
+	require.NoError(t, err)
+	b.run(t)
+	waitEmitted(t, b.em, 1)
+	tk := b.em.all()[0]
+	require.True(t, strings.HasPrefix(tk.Key, "imap:INBOX:sha256:"), "key %.80q", tk.Key)
+	require.Empty(t, tk.Header(imap.HeaderMessageID))
+	complete(t, b.src, tk, task.Succeeded)
+	require.Len(t, messages(t, b.srv, "Processed"), 1)
+}
