@@ -110,5 +110,9 @@
 // acked. Give-backs run
 // concurrently and, like every settlement once Stop began, are bounded by
 // Stop's ctx as well as by the lease; when ctx ends first, Stop returns an
-// error naming what still runs.
+// error naming what still runs (a handler that ignores its cancellation
+// included: Stop gives its delivery back itself). Stop returns by ctx's
+// deadline, and Runtime.StopPools leaves a quarter of the time left to
+// the queue backend, which closes after the pools (fx runs no stop hook
+// once the stop timeout has passed).
 package worker

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -224,8 +225,14 @@ func (r *Runtime) StartPools(ctx context.Context) error {
 	return nil
 }
 
-// StopPools drains every pool in parallel.
+// StopPools drains every pool in parallel. When ctx has a deadline, the
+// pools are done a quarter of the time left before it (see poolsShare):
+// the queue backend, closed after them within the same deadline, has that
+// time to give back what it prefetched and to flush its acks, also when a
+// handler ignores its cancellation and holds its pool to the end.
 func (r *Runtime) StopPools(ctx context.Context) error {
+	ctx, cancel := poolsShare(ctx)
+	defer cancel()
 	errs := make([]error, len(r.pools))
 	var wg sync.WaitGroup
 	for i, p := range r.pools {
@@ -237,6 +244,28 @@ func (r *Runtime) StopPools(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(append(errs, r.dead.close(ctx))...)
+}
+
+// backendShare is the part of the time left that StopPools leaves to what
+// stops after the pools (the queue backend's close): one in backendShare.
+const backendShare = 4
+
+// poolsShare returns ctx, or, when ctx has a deadline, a context that
+// ends a backendShare-th of the time left before it. fx runs no stop hook
+// once the stop timeout has passed, so pools that used it all would leave
+// the backend unclosed: a JetStream backend's prefetched tasks would then
+// come back with a delivery counted for an attempt that never ran, and
+// its embedded server would not be shut down.
+func poolsShare(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	left := time.Until(dl)
+	if left <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, dl.Add(-left/backendShare))
 }
 
 // StartSources starts the source supervisor.

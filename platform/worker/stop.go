@@ -92,6 +92,27 @@ func (s *stopping) init() {
 // not.
 const stopGrace = 50 * time.Millisecond
 
+// stopMargin is how long before its ctx's deadline Stop stops waiting
+// (see byDeadline): the grace and the give-backs after it (at most three
+// stop graces) end before the deadline, not after it.
+const stopMargin = 4 * stopGrace
+
+// byDeadline returns the context Stop works within: ctx, or, when ctx has
+// a deadline, one that ends stopMargin before it (at most half the time
+// left), so that Stop returns by ctx's deadline even when it has to wait
+// out its grace and give back the deliveries of handlers that ignore
+// their cancellation. A caller that stops something else after the pool
+// within the same deadline (fx runs no stop hook once the deadline has
+// passed) gets its turn.
+func byDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	margin := min(stopMargin, time.Until(dl)/2)
+	return context.WithDeadline(ctx, dl.Add(-max(margin, 0)))
+}
+
 // Stop drains the pool: it stops leasing, gives the deliveries waiting in
 // the hand-over buffer back at once, lets in-flight handlers finish for up
 // to DrainTimeout (or until ctx ends, whichever is first), then cancels
@@ -110,9 +131,13 @@ const stopGrace = 50 * time.Millisecond
 // housekeeper's lease extension; "pool goroutines" when it is none of
 // these) and how many deliveries could not be given back in time (their
 // leases run out and the backend delivers them again). What still runs
-// ends on its own; a later Stop waits for it. Stop is idempotent and may
-// be called before Start.
+// ends on its own; a later Stop waits for it. When ctx has a deadline,
+// Stop ends a short margin (200ms, at most half the time left) before it,
+// grace and give-backs included, so it returns by the deadline. Stop is
+// idempotent and may be called before Start.
 func (p *Pool) Stop(ctx context.Context) error {
+	ctx, cancel := byDeadline(ctx)
+	defer cancel()
 	p.mu.Lock()
 	switch p.state {
 	case stateNew:
