@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
@@ -37,14 +38,17 @@ func (q *queueState) take(max int) []inbound {
 }
 
 // refresh sends an in-progress ack for prefetched messages that waited
-// longer than half their AckWait, so none expires in the buffer.
-func (q *queueState) refresh(now time.Time) {
+// longer than half their AckWait, so none expires in the buffer. Not
+// while the connection is down (see inProgress): a message whose AckWait
+// ran out meanwhile is then seen as expired when Lease takes it, and
+// left to the server, which delivers it again.
+func (q *queueState) refresh(b *Backend, now time.Time) {
 	q.pmu.Lock()
 	defer q.pmu.Unlock()
 	for i := range q.buf {
 		in := &q.buf[i]
 		if now.Sub(in.touched) > q.ackWait()/2 {
-			if in.msg.InProgress() == nil {
+			if b.inProgress(in.msg) == nil {
 				in.touched = now
 			}
 		}
@@ -75,6 +79,19 @@ func (q *queueState) prefetched(now time.Time) (buffered, delayed int) {
 	return len(q.buf), delayed
 }
 
+// inProgress sends an in-progress ack for m (the server restarts its
+// AckWait) and fails with errNotConnected while the connection is down:
+// nats.go would only buffer the ack until it reconnects and report
+// success, and the server, which does not hear it, delivers the message
+// again once its AckWait ran out; a buffered message or a lease counted
+// as renewed then would be handed out (or kept) beside that new delivery.
+func (b *Backend) inProgress(m jetstream.Msg) error {
+	if !b.nc.IsConnected() {
+		return errNotConnected
+	}
+	return m.InProgress()
+}
+
 // keepBuffers runs refresh over every queue until Close.
 func (b *Backend) keepBuffers() {
 	defer b.wg.Done()
@@ -88,7 +105,7 @@ func (b *Backend) keepBuffers() {
 		case now := <-t.C:
 			for _, q := range b.knownQueues() {
 				if q.ready.Load() {
-					q.refresh(now)
+					q.refresh(b, now)
 				}
 			}
 		}

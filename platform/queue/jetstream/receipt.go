@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -73,8 +74,10 @@ func (r *receipt) keep(now time.Time) (forget bool) {
 	if !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
 		return false
 	}
-	if err := r.msg.InProgress(); err != nil {
-		r.b.log.Warn("jetstream: keep lease", zap.String("queue", r.q.queue), zap.Error(err))
+	if err := r.b.inProgress(r.msg); err != nil {
+		if !errors.Is(err, errNotConnected) { // an outage is logged as a disconnect
+			r.b.log.Warn("jetstream: keep lease", zap.String("queue", r.q.queue), zap.Error(err))
+		}
 		return false
 	}
 	r.touched = now

@@ -188,6 +188,8 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 // Extend sends an in-progress ack (the server restarts AckWait) and
 // promises the lease until now+leaseFor, kept alive with further
 // in-progress acks when leaseFor exceeds AckWait. d.LeaseUntil is updated.
+// It fails while the connection is down: the server would not hear the
+// in-progress ack.
 func (b *Backend) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.Duration) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -205,7 +207,7 @@ func (b *Backend) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.D
 	if now.After(r.leaseEnd) {
 		return fmt.Errorf("jetstream: lease ended at %s: %w", r.leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
 	}
-	if err := r.msg.InProgress(); err != nil {
+	if err := b.inProgress(r.msg); err != nil {
 		return fmt.Errorf("jetstream: extend task %s: %w", d.Task.ID, err)
 	}
 	r.touched = now
