@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 	"github.com/plba/plba/platform/task"
 )
@@ -68,6 +69,7 @@ func TestBufferDoesNotOutliveAnOutage(t *testing.T) {
 	// Lease everything without settling: a task handed out twice is run
 	// twice at once.
 	held := map[string]int{}
+	var leased []*queue.Delivery
 	for len(held) < len(tasks)-1 {
 		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		ds, err := b.Lease(lctx, qname, prefetch, 30*time.Second)
@@ -76,6 +78,7 @@ func TestBufferDoesNotOutliveAnOutage(t *testing.T) {
 		for _, d := range ds {
 			held[d.Task.ID]++
 		}
+		leased = append(leased, ds...)
 	}
 	// The other copies, if any, arrive with the next pull.
 	lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -83,6 +86,10 @@ func TestBufferDoesNotOutliveAnOutage(t *testing.T) {
 	cancel()
 	for _, d := range ds {
 		held[d.Task.ID]++
+	}
+	leased = append(leased, ds...)
+	for _, d := range leased {
+		require.NoError(t, b.Ack(ctx, d))
 	}
 	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing more to lease")
 	for id, n := range held {
