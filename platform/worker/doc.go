@@ -112,7 +112,8 @@
 // Stop's ctx as well as by the lease; when ctx ends first, Stop returns an
 // error naming what still runs (a handler that ignores its cancellation
 // included: Stop gives its delivery back itself). Stop returns by ctx's
-// deadline, and Runtime.StopPools leaves a quarter of the time left to
-// the queue backend, which closes after the pools (fx runs no stop hook
-// once the stop timeout has passed).
+// deadline; Runtime.StopSources leaves half the time left to the pools
+// and the backend, and Runtime.StopPools a quarter of what is left then
+// to the queue backend, which closes after the pools (fx runs no stop
+// hook once the stop timeout has passed).
 package worker

@@ -31,6 +31,11 @@ import (
 // sources stop first (no new tasks), then pools drain. The runtime depends
 // on queue.Backend, so a backend that appends its own hook in its
 // constructor starts before the pools and is closed after they drained.
+// fx runs no stop hook once the stop timeout has passed, so the sources
+// wait for their Run at most half the time left, and the pools drain
+// within three quarters of what is left then: a source or a handler that
+// ignores its cancellation does not keep the pools from draining or the
+// backend from closing.
 //
 // The producer is provided by its own constructor (bound to the router
 // when the runtime is built), so route constructors may depend on

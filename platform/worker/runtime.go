@@ -231,7 +231,7 @@ func (r *Runtime) StartPools(ctx context.Context) error {
 // time to give back what it prefetched and to flush its acks, also when a
 // handler ignores its cancellation and holds its pool to the end.
 func (r *Runtime) StopPools(ctx context.Context) error {
-	ctx, cancel := poolsShare(ctx)
+	ctx, cancel := leaving(ctx, poolsShare)
 	defer cancel()
 	errs := make([]error, len(r.pools))
 	var wg sync.WaitGroup
@@ -246,17 +246,24 @@ func (r *Runtime) StopPools(ctx context.Context) error {
 	return errors.Join(append(errs, r.dead.close(ctx))...)
 }
 
-// backendShare is the part of the time left that StopPools leaves to what
-// stops after the pools (the queue backend's close): one in backendShare.
-const backendShare = 4
+// The shares of a stop's time: the hooks of an fx app stop in turn
+// within one deadline (the stop timeout), and fx runs none once it has
+// passed. So the sources, stopped first, leave the pools and the backend
+// half the time left (a source that ignores its cancellation would
+// otherwise keep the pools from draining at all: their handlers cut off
+// by the process's exit, their leased tasks coming back as new attempts),
+// and the pools leave the queue backend, closed after them, a quarter (a
+// JetStream backend's prefetched tasks would otherwise come back with a
+// delivery counted for an attempt that never ran, and its embedded
+// server would not be shut down).
+const (
+	sourcesShare = 2 // the sources leave 1/2 of the time left
+	poolsShare   = 4 // the pools leave 1/4 of the time left
+)
 
-// poolsShare returns ctx, or, when ctx has a deadline, a context that
-// ends a backendShare-th of the time left before it. fx runs no stop hook
-// once the stop timeout has passed, so pools that used it all would leave
-// the backend unclosed: a JetStream backend's prefetched tasks would then
-// come back with a delivery counted for an attempt that never ran, and
-// its embedded server would not be shut down.
-func poolsShare(ctx context.Context) (context.Context, context.CancelFunc) {
+// leaving returns ctx, or, when ctx has a deadline, a context that ends
+// one in share of the time left before it.
+func leaving(ctx context.Context, share time.Duration) (context.Context, context.CancelFunc) {
 	dl, ok := ctx.Deadline()
 	if !ok {
 		return ctx, func() {}
@@ -265,14 +272,21 @@ func poolsShare(ctx context.Context) (context.Context, context.CancelFunc) {
 	if left <= 0 {
 		return ctx, func() {}
 	}
-	return context.WithDeadline(ctx, dl.Add(-left/backendShare))
+	return context.WithDeadline(ctx, dl.Add(-left/share))
 }
 
 // StartSources starts the source supervisor.
 func (r *Runtime) StartSources(ctx context.Context) error { return r.supervisor.Start(ctx) }
 
-// StopSources stops the sources and waits for them.
-func (r *Runtime) StopSources(ctx context.Context) error { return r.supervisor.Stop(ctx) }
+// StopSources stops the sources and waits for them. When ctx has a
+// deadline, it waits at most half the time left (see sourcesShare): the
+// pools, stopped after the sources within the same deadline, drain in the
+// rest.
+func (r *Runtime) StopSources(ctx context.Context) error {
+	ctx, cancel := leaving(ctx, sourcesShare)
+	defer cancel()
+	return r.supervisor.Stop(ctx)
+}
 
 // bind sets the producer's router once.
 func (p *Producer) bind(r *Router) { p.bound.Store(r) }

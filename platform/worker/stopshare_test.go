@@ -12,6 +12,7 @@ import (
 	"github.com/plba/plba/platform/lifecycle"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/memory"
+	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
 	"github.com/plba/plba/platform/worker"
 )
@@ -116,5 +117,69 @@ func TestBackendClosesAfterAHandlerThatIgnoresCancellation(t *testing.T) {
 	st, err := rec.Stats(context.Background(), "default")
 	if err == nil { // closed: nothing to read
 		require.Equal(t, int64(1), st.Ready)
+	}
+}
+
+// deafSource is a source whose Run ignores its cancellation until
+// release closes.
+type deafSource struct{ release chan struct{} }
+
+func (deafSource) Name() string { return "deaf" }
+func (s deafSource) Run(context.Context, source.Emitter) error {
+	<-s.release
+	return nil
+}
+
+// TestPoolsDrainAfterASourceThatIgnoresCancellation: in an fx app, a
+// source that ignores its cancellation does not take the whole stop
+// timeout from the pools, which stop after the sources: the running
+// handler is cancelled after the drain timeout and its task given back,
+// and the backend is closed. The sources' stop used to run into the
+// deadline, and fx then ran neither the pools' stop (the handler was
+// never cancelled, its task never given back) nor the backend's close.
+func TestPoolsDrainAfterASourceThatIgnoresCancellation(t *testing.T) {
+	t.Parallel()
+	rec := &closeRecorder{Backend: memory.New(memory.Options{}), left: make(chan time.Duration, 1)}
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{}, 1)
+	cancelled := make(chan struct{})
+	var rt *worker.Runtime
+	app := fxtest.New(t,
+		fx.NopLogger,
+		fx.Supply(lifecycle.NewRegistry(nil, nil)),
+		fx.Provide(func(lc fx.Lifecycle) queue.Backend {
+			lc.Append(fx.StopHook(rec.Close))
+			return rec
+		}),
+		fx.Supply(worker.Config{"default": {Concurrency: 1, BatchSize: 1, DrainTimeout: 100 * time.Millisecond}}),
+		fx.Provide(source.AsSource(func() deafSource { return deafSource{release: release} })),
+		worker.SupplyRoute(task.Route{Kind: "k", Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+			started <- struct{}{}
+			<-ctx.Done()
+			close(cancelled)
+			return ctx.Err()
+		})}),
+		worker.Module,
+		fx.Populate(&rt),
+		fx.StopTimeout(2*time.Second),
+	)
+	app.RequireStart()
+	require.NoError(t, rec.Enqueue(context.Background(), &task.Task{ID: "long", Kind: "k", Queue: "default"}))
+	within(t, started, "the handler")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := app.Stop(ctx)
+	require.ErrorContains(t, err, "sources still running: deaf")
+	within(t, cancelled, "the handler's cancellation")
+	pool, ok := rt.Pool("default")
+	require.True(t, ok)
+	require.Equal(t, int64(1), pool.Stats().Returned, "the task was given back")
+	select {
+	case left := <-rec.left:
+		require.GreaterOrEqual(t, left, 250*time.Millisecond, "the backend's close had too little time left")
+	default:
+		t.Fatal("the backend was never closed")
 	}
 }
