@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -53,7 +54,8 @@ type Observer interface {
 	// returned (nil on success) and reason the dead-letter reason, if any.
 	// A settlement the backend refused is added to err (outcome
 	// Returned); when the handler succeeded and its ack was refused, err
-	// is a *SettleError alone.
+	// is a *SettleError alone; when the pool's Stop cancelled the handler,
+	// err wraps ErrStopped.
 	Finished(ctx context.Context, t *Task, o Outcome, err error, reason string, took time.Duration)
 }
 
@@ -71,6 +73,12 @@ func (e *SettleError) Error() string { return e.Err.Error() }
 
 // Unwrap returns the settlement's error.
 func (e *SettleError) Unwrap() error { return e.Err }
+
+// ErrStopped is wrapped by the error Observer.Finished gets for a
+// delivery whose handler was cancelled because its pool stopped (outcome
+// Returned, with the handler's own error): the handler was cut short, it
+// did not fail, and its task goes back to the queue uncounted.
+var ErrStopped = errors.New("handler cancelled: its pool stopped")
 
 // NopObserver observes nothing.
 type NopObserver struct{}

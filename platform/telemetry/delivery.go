@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -268,14 +269,17 @@ func (o *Observer) Finished(ctx context.Context, t *task.Task, out task.Outcome,
 }
 
 // handlerFailed reports whether err, Finished's, says the handler failed:
-// not nil, and not a *task.SettleError (a handler that succeeded and
-// whose ack the backend refused).
+// not nil, not a *task.SettleError (a handler that succeeded and whose
+// ack the backend refused), and not task.ErrStopped (a handler its pool's
+// Stop cancelled: the task went back to the queue).
 func handlerFailed(err error) bool {
 	if err == nil {
 		return false
 	}
-	_, settle := err.(*task.SettleError)
-	return !settle
+	if _, settle := err.(*task.SettleError); settle {
+		return false
+	}
+	return !errors.Is(err, task.ErrStopped)
 }
 
 // DeadLettered counts t, which the queue backend dead-lettered on its own

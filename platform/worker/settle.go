@@ -46,10 +46,11 @@ func (p *Pool) settleGuarded(ctx context.Context, s *slot, d *queue.Delivery, rt
 		return p.ack(ctx, s, d)
 	case p.hardCtx.Err() != nil:
 		// Stopping: the handler was cancelled; the task goes back as it is.
+		// It did not fail (Stats.Failed, the observer: task.ErrStopped).
 		if s.claim() {
 			p.giveBack(p.settleParent(), d)
 		}
-		return task.Returned, "", printable(err)
+		return task.Returned, "", fmt.Errorf("%w: %w", task.ErrStopped, printable(err))
 	}
 	return p.fail(ctx, s, d, rt, err)
 }
