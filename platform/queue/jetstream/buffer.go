@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -38,18 +39,21 @@ func (q *queueState) take(max int) []inbound {
 }
 
 // refresh sends an in-progress ack for prefetched messages that waited
-// longer than half their AckWait, so none expires in the buffer. Not
-// while the connection is down (see inProgress): a message whose AckWait
-// ran out meanwhile is then seen as expired when Lease takes it, and
-// left to the server, which delivers it again.
-func (q *queueState) refresh(b *Backend, now time.Time) {
+// longer than half their AckWait, so none expires in the buffer, and
+// returns them; they count as renewed (touched) only once the server
+// confirmed it heard them (refreshBuffers). None is sent while the
+// connection is down (see inProgress), nor for a message whose AckWait
+// ran out unrenewed (an outage, a partition): the server delivers it
+// again, and Lease will see it expired.
+func (q *queueState) refresh(b *Backend, now time.Time) []jetstream.Msg {
 	q.pmu.Lock()
 	defer q.pmu.Unlock()
+	var sent []jetstream.Msg
 	for i := range q.buf {
 		in := &q.buf[i]
-		if now.Sub(in.touched) > q.ackWait()/2 {
+		if waited := now.Sub(in.touched); waited > q.ackWait()/2 && waited < q.ackWait() {
 			if b.inProgress(in.msg) == nil {
-				in.touched = now
+				sent = append(sent, in.msg)
 			}
 		}
 	}
@@ -62,6 +66,23 @@ func (q *queueState) refresh(b *Backend, now time.Time) {
 	for seq, e := range q.retried {
 		if now.Sub(e.due) > keep {
 			delete(q.retried, seq) // delivered elsewhere, or late: its next delivery looks
+		}
+	}
+	return sent
+}
+
+// renewed marks the buffered messages among sent as touched at: the
+// server heard their in-progress acks.
+func (q *queueState) renewed(sent []jetstream.Msg, at time.Time) {
+	set := make(map[jetstream.Msg]struct{}, len(sent))
+	for _, m := range sent {
+		set[m] = struct{}{}
+	}
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	for i := range q.buf {
+		if _, ok := set[q.buf[i].msg]; ok {
+			q.buf[i].touched = at
 		}
 	}
 }
@@ -85,11 +106,29 @@ func (q *queueState) prefetched(now time.Time) (buffered, delayed int) {
 // success, and the server, which does not hear it, delivers the message
 // again once its AckWait ran out; a buffered message or a lease counted
 // as renewed then would be handed out (or kept) beside that new delivery.
+// Sent is not heard: on a connection that looks up but reaches nobody (a
+// network partition), only confirmHeard tells.
 func (b *Backend) inProgress(m jetstream.Msg) error {
 	if !b.nc.IsConnected() {
 		return errNotConnected
 	}
 	return m.InProgress()
+}
+
+// confirmHeard waits until the server has read everything sent on the
+// connection so far (a PING's PONG: it reads a connection in order), at
+// most until ctx ends or, without a deadline, for the publish timeout.
+// One round trip confirms every in-progress ack sent before it.
+func (b *Backend) confirmHeard(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.cfg.PublishTimeout)
+		defer cancel()
+	}
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("jetstream: the server did not confirm: %w", err)
+	}
+	return nil
 }
 
 // keepBuffers runs refresh over every queue until Close.
@@ -103,12 +142,43 @@ func (b *Backend) keepBuffers() {
 		case <-b.closing:
 			return
 		case now := <-t.C:
-			for _, q := range b.knownQueues() {
-				if q.ready.Load() {
-					q.refresh(b, now)
-				}
+			b.refreshBuffers(now, every)
+		}
+	}
+}
+
+// refreshBuffers runs refresh over every queue and, once the server
+// confirmed it heard the in-progress acks (within every, the keeper's
+// period), marks those messages renewed as of now. Unconfirmed (a
+// partitioned server), they are not: a message whose AckWait ran out is
+// then seen as expired when Lease takes it, and left to the server, which
+// delivers it again, instead of being handed out beside that new
+// delivery (TestBufferDoesNotOutliveAPartition).
+func (b *Backend) refreshBuffers(now time.Time, every time.Duration) {
+	type round struct {
+		q    *queueState
+		sent []jetstream.Msg
+	}
+	var rounds []round
+	for _, q := range b.knownQueues() {
+		if q.ready.Load() {
+			if sent := q.refresh(b, now); len(sent) > 0 {
+				rounds = append(rounds, round{q, sent})
 			}
 		}
+	}
+	if len(rounds) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.pullCtx, every)
+	err := b.confirmHeard(ctx)
+	cancel()
+	if err != nil {
+		b.log.Debug("jetstream: keep prefetched messages alive", zap.Error(err))
+		return
+	}
+	for _, r := range rounds {
+		r.q.renewed(r.sent, now)
 	}
 }
 

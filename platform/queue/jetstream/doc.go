@@ -38,12 +38,15 @@
 // JetStream runtime at about half the bare client's rate, the rate-sized
 // buffer at about 0.8x. Messages waiting in the
 // buffer are kept alive with in-progress acks, so they never expire there
-// and their delivery count stays honest. None is sent while the
-// connection is down (nats.go would buffer it and report success, the
-// server would not hear it): a buffered message whose AckWait ran out
-// during an outage is left to the server, which delivers it again, and
-// not handed out beside that new delivery (TestBufferDoesNotOutliveAnOutage);
-// Extend fails then, and the lease keeper does not renew. Close gives buffered messages back at once, for another
+// and their delivery count stays honest. An in-progress ack counts only
+// once the server confirmed it heard it (one PING round trip for all of a
+// round), and none is sent while the connection is down (nats.go would
+// buffer it and report success): a buffered message whose AckWait ran
+// out unrenewed during an outage or a network partition is left to the
+// server, which delivers it again, and not handed out beside that new
+// delivery (TestBufferDoesNotOutliveAnOutage,
+// TestBufferDoesNotOutliveAPartition). Likewise the lease keeper, and
+// Extend, which then reports the lease lost. Close gives buffered messages back at once, for another
 // replica, without counting a delivery: each goes back as Release gives
 // back a delivery (a copy that carries the attempts used, then the ack of
 // the original), since a negative ack would count one for a task that

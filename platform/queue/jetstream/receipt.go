@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -48,40 +49,53 @@ func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 }
 
 // keep sends an in-progress ack when the promised lease extends beyond
-// the server's AckWait and half of that has passed since the last touch.
-// It reports whether r can be forgotten: its lease and the server's
-// AckWait have both ended without a settlement (the server has
-// redelivered the message; a handler that never settles, or a delivery
-// the pool skipped, must not stay tracked with its message forever).
+// the server's AckWait and half of that has passed since the last touch,
+// and reports it sent: r is touched once the server confirmed it heard
+// it (see keepLeases). It reports whether r can be forgotten: its lease
+// and the server's AckWait have both ended without a settlement (the
+// server has redelivered the message; a handler that never settles, or a
+// delivery the pool skipped, must not stay tracked with its message
+// forever).
 //
 // A receipt whose lock is held is being settled (settlements hold it
 // across their network calls, a publish for Release or a dead letter):
 // it is skipped until the next round rather than waited for, so that one
 // slow settlement cannot hold up the renewal of every other lease.
-func (r *receipt) keep(now time.Time) (forget bool) {
+func (r *receipt) keep(now time.Time) (forget, sent bool) {
 	if !r.mu.TryLock() {
-		return false
+		return false, false
 	}
 	defer r.mu.Unlock()
 	if r.settled || r.b.connDone.Load() {
-		return false
+		return false, false
 	}
 	serverEnd := r.touched.Add(r.ackWait)
 	if now.After(serverEnd) {
 		// Too late: the server has redelivered it.
-		return now.After(r.leaseEnd)
+		return now.After(r.leaseEnd), false
 	}
 	if !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
-		return false
+		return false, false
 	}
 	if err := r.b.inProgress(r.msg); err != nil {
 		if !errors.Is(err, errNotConnected) { // an outage is logged as a disconnect
 			r.b.log.Warn("jetstream: keep lease", zap.String("queue", r.q.queue), zap.Error(err))
 		}
-		return false
+		return false, false
 	}
-	r.touched = now
-	return false
+	return false, true
+}
+
+// renewed marks r touched at, when the server confirmed it heard the
+// in-progress ack keep sent then (skipped while r is being settled).
+func (r *receipt) renewed(at time.Time) {
+	if !r.mu.TryLock() {
+		return
+	}
+	if at.After(r.touched) {
+		r.touched = at
+	}
+	r.mu.Unlock()
 }
 
 // begin checks that r may be settled now and marks it settled. r.mu held.
@@ -159,6 +173,23 @@ func (b *Backend) pruneInflight(now time.Time) int {
 	return len(b.inflight)
 }
 
+// confirmRenewals marks the receipts sent renewed as of at once the server
+// confirmed it heard their in-progress acks (within every). Unconfirmed
+// (a partitioned server), they are not: the server may deliver their
+// messages again, and Extend then says the lease is lost.
+func (b *Backend) confirmRenewals(sent []*receipt, at time.Time, every time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), every)
+	err := b.confirmHeard(ctx)
+	cancel()
+	if err != nil {
+		b.log.Debug("jetstream: keep leases", zap.Error(err))
+		return
+	}
+	for _, r := range sent {
+		r.renewed(at)
+	}
+}
+
 // keepLeases keeps the leases of handed-out deliveries that were promised
 // beyond the server's AckWait: every quarter AckWait it sends an
 // in-progress ack for each one half of whose AckWait has passed, so the
@@ -184,11 +215,19 @@ func (b *Backend) keepLeases() {
 			}
 			b.imu.Unlock()
 			n := 0
+			var sent []*receipt
 			for _, r := range rs {
-				if r.keep(now) {
+				forget, kept := r.keep(now)
+				if kept {
+					sent = append(sent, r)
+				}
+				if forget {
 					rs[n] = r
 					n++
 				}
+			}
+			if len(sent) > 0 {
+				b.confirmRenewals(sent, now, every)
 			}
 			if n > 0 {
 				b.imu.Lock()

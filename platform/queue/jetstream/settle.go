@@ -188,8 +188,11 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 // Extend sends an in-progress ack (the server restarts AckWait) and
 // promises the lease until now+leaseFor, kept alive with further
 // in-progress acks when leaseFor exceeds AckWait. d.LeaseUntil is updated.
-// It fails while the connection is down: the server would not hear the
-// in-progress ack.
+// It returns once the server confirmed it heard the in-progress ack (one
+// round trip), fails while the connection is down or the server does not
+// confirm within ctx (or the publish timeout), and reports the lease lost
+// when the server's AckWait ran out without one (an outage, a partition:
+// the server delivers the task again).
 func (b *Backend) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.Duration) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -207,7 +210,15 @@ func (b *Backend) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.D
 	if now.After(r.leaseEnd) {
 		return fmt.Errorf("jetstream: lease ended at %s: %w", r.leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
 	}
+	if end := r.touched.Add(r.ackWait); now.After(end) {
+		// No in-progress ack the server heard since: its AckWait ran out
+		// (an outage, a partition), and it delivers the message again.
+		return fmt.Errorf("jetstream: AckWait unrenewed since %s: %w", end.Format(time.RFC3339Nano), queue.ErrLeaseLost)
+	}
 	if err := b.inProgress(r.msg); err != nil {
+		return fmt.Errorf("jetstream: extend task %s: %w", d.Task.ID, err)
+	}
+	if err := b.confirmHeard(ctx); err != nil {
 		return fmt.Errorf("jetstream: extend task %s: %w", d.Task.ID, err)
 	}
 	r.touched = now
