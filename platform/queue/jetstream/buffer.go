@@ -39,21 +39,23 @@ func (q *queueState) take(max int) []inbound {
 }
 
 // refresh sends an in-progress ack for prefetched messages that waited
-// longer than half their AckWait, so none expires in the buffer, and
-// returns them; they count as renewed (touched) only once the server
-// confirmed it heard them (refreshBuffers). None is sent while the
-// connection is down (see inProgress), nor for a message whose AckWait
-// ran out unrenewed (an outage, a partition): the server delivers it
-// again, and Lease will see it expired.
-func (q *queueState) refresh(b *Backend, now time.Time) []jetstream.Msg {
+// longer than half their AckWait, so none expires in the buffer, marks
+// them touched and returns them, with when each was touched before: should
+// the server not confirm it heard them, they are marked so again
+// (unrenewed, see refreshBuffers). None is sent while the connection is
+// down (see inProgress), nor for a message whose AckWait ran out
+// unrenewed (an outage, a partition): the server delivers it again, and
+// Lease will see it expired.
+func (q *queueState) refresh(b *Backend, now time.Time) []renewal {
 	q.pmu.Lock()
 	defer q.pmu.Unlock()
-	var sent []jetstream.Msg
+	var sent []renewal
 	for i := range q.buf {
 		in := &q.buf[i]
 		if waited := now.Sub(in.touched); waited > q.ackWait()/2 && waited < q.ackWait() {
 			if b.inProgress(in.msg) == nil {
-				sent = append(sent, in.msg)
+				sent = append(sent, renewal{msg: in.msg, before: in.touched})
+				in.touched = now
 			}
 		}
 	}
@@ -71,18 +73,26 @@ func (q *queueState) refresh(b *Backend, now time.Time) []jetstream.Msg {
 	return sent
 }
 
-// renewed marks the buffered messages among sent as touched at: the
-// server heard their in-progress acks.
-func (q *queueState) renewed(sent []jetstream.Msg, at time.Time) {
-	set := make(map[jetstream.Msg]struct{}, len(sent))
-	for _, m := range sent {
-		set[m] = struct{}{}
+// renewal is a buffered message refresh sent an in-progress ack for, and
+// when it was touched before.
+type renewal struct {
+	msg    jetstream.Msg
+	before time.Time
+}
+
+// unrenewed marks the buffered messages among sent touched as before the
+// in-progress acks sent at, which the server did not confirm (unless
+// touched again since).
+func (q *queueState) unrenewed(sent []renewal, at time.Time) {
+	before := make(map[jetstream.Msg]time.Time, len(sent))
+	for _, r := range sent {
+		before[r.msg] = r.before
 	}
 	q.pmu.Lock()
 	defer q.pmu.Unlock()
 	for i := range q.buf {
-		if _, ok := set[q.buf[i].msg]; ok {
-			q.buf[i].touched = at
+		if t, ok := before[q.buf[i].msg]; ok && q.buf[i].touched.Equal(at) {
+			q.buf[i].touched = t
 		}
 	}
 }
@@ -142,22 +152,23 @@ func (b *Backend) keepBuffers() {
 		case <-b.closing:
 			return
 		case now := <-t.C:
-			b.refreshBuffers(now, every)
+			b.refreshBuffers(now, max(b.cfg.AckWait/2, every))
 		}
 	}
 }
 
-// refreshBuffers runs refresh over every queue and, once the server
-// confirmed it heard the in-progress acks (within every, the keeper's
-// period), marks those messages renewed as of now. Unconfirmed (a
-// partitioned server), they are not: a message whose AckWait ran out is
-// then seen as expired when Lease takes it, and left to the server, which
-// delivers it again, instead of being handed out beside that new
-// delivery (TestBufferDoesNotOutliveAPartition).
-func (b *Backend) refreshBuffers(now time.Time, every time.Duration) {
+// refreshBuffers runs refresh over every queue and then makes sure the
+// server heard the in-progress acks (within wait: half an AckWait, when
+// the AckWait of a message sent one would end). Unconfirmed (a
+// partitioned server: the connection looks up, nothing passes), they do
+// not count: a message whose AckWait ran out meanwhile is seen as expired
+// when Lease takes it, and left to the server, which delivers it again,
+// instead of being handed out beside that new delivery
+// (TestBufferDoesNotOutliveAPartition).
+func (b *Backend) refreshBuffers(now time.Time, wait time.Duration) {
 	type round struct {
 		q    *queueState
-		sent []jetstream.Msg
+		sent []renewal
 	}
 	var rounds []round
 	for _, q := range b.knownQueues() {
@@ -170,15 +181,15 @@ func (b *Backend) refreshBuffers(now time.Time, every time.Duration) {
 	if len(rounds) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(b.pullCtx, every)
+	ctx, cancel := context.WithTimeout(b.pullCtx, wait)
 	err := b.confirmHeard(ctx)
 	cancel()
-	if err != nil {
-		b.log.Debug("jetstream: keep prefetched messages alive", zap.Error(err))
+	if err == nil || b.pullCtx.Err() != nil {
 		return
 	}
+	b.log.Debug("jetstream: keep prefetched messages alive", zap.Error(err))
 	for _, r := range rounds {
-		r.q.renewed(r.sent, now)
+		r.q.unrenewed(r.sent, now)
 	}
 }
 

@@ -38,10 +38,11 @@
 // JetStream runtime at about half the bare client's rate, the rate-sized
 // buffer at about 0.8x. Messages waiting in the
 // buffer are kept alive with in-progress acks, so they never expire there
-// and their delivery count stays honest. An in-progress ack counts only
-// once the server confirmed it heard it (one PING round trip for all of a
-// round), and none is sent while the connection is down (nats.go would
-// buffer it and report success): a buffered message whose AckWait ran
+// and their delivery count stays honest. An in-progress ack the server
+// does not confirm it heard (one PING round trip for all of a round,
+// within half an AckWait) does not count, and none is sent while the
+// connection is down (nats.go would buffer it and report success) or
+// once a message's AckWait ran out: a buffered message whose AckWait ran
 // out unrenewed during an outage or a network partition is left to the
 // server, which delivers it again, and not handed out beside that new
 // delivery (TestBufferDoesNotOutliveAnOutage,

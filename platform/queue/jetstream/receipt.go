@@ -50,8 +50,9 @@ func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 
 // keep sends an in-progress ack when the promised lease extends beyond
 // the server's AckWait and half of that has passed since the last touch,
-// and reports it sent: r is touched once the server confirmed it heard
-// it (see keepLeases). It reports whether r can be forgotten: its lease
+// touches r and reports it sent, with when r was touched before: should
+// the server not confirm it heard it, r is marked so again (see
+// confirmRenewals). It reports whether r can be forgotten: its lease
 // and the server's AckWait have both ended without a settlement (the
 // server has redelivered the message; a handler that never settles, or a
 // delivery the pool skipped, must not stay tracked with its message
@@ -61,39 +62,42 @@ func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 // across their network calls, a publish for Release or a dead letter):
 // it is skipped until the next round rather than waited for, so that one
 // slow settlement cannot hold up the renewal of every other lease.
-func (r *receipt) keep(now time.Time) (forget, sent bool) {
+func (r *receipt) keep(now time.Time) (forget, sent bool, before time.Time) {
 	if !r.mu.TryLock() {
-		return false, false
+		return false, false, before
 	}
 	defer r.mu.Unlock()
 	if r.settled || r.b.connDone.Load() {
-		return false, false
+		return false, false, before
 	}
 	serverEnd := r.touched.Add(r.ackWait)
 	if now.After(serverEnd) {
 		// Too late: the server has redelivered it.
-		return now.After(r.leaseEnd), false
+		return now.After(r.leaseEnd), false, before
 	}
 	if !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
-		return false, false
+		return false, false, before
 	}
 	if err := r.b.inProgress(r.msg); err != nil {
 		if !errors.Is(err, errNotConnected) { // an outage is logged as a disconnect
 			r.b.log.Warn("jetstream: keep lease", zap.String("queue", r.q.queue), zap.Error(err))
 		}
-		return false, false
+		return false, false, before
 	}
-	return false, true
+	before = r.touched
+	r.touched = now
+	return false, true, before
 }
 
-// renewed marks r touched at, when the server confirmed it heard the
-// in-progress ack keep sent then (skipped while r is being settled).
-func (r *receipt) renewed(at time.Time) {
+// unrenewed marks r touched at before again, when the server did not
+// confirm it heard the in-progress ack keep sent at (unless r was touched
+// since; skipped while r is being settled).
+func (r *receipt) unrenewed(at, before time.Time) {
 	if !r.mu.TryLock() {
 		return
 	}
-	if at.After(r.touched) {
-		r.touched = at
+	if r.touched.Equal(at) {
+		r.touched = before
 	}
 	r.mu.Unlock()
 }
@@ -173,20 +177,28 @@ func (b *Backend) pruneInflight(now time.Time) int {
 	return len(b.inflight)
 }
 
-// confirmRenewals marks the receipts sent renewed as of at once the server
-// confirmed it heard their in-progress acks (within every). Unconfirmed
-// (a partitioned server), they are not: the server may deliver their
-// messages again, and Extend then says the lease is lost.
-func (b *Backend) confirmRenewals(sent []*receipt, at time.Time, every time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), every)
+// keptLease is a receipt keep sent an in-progress ack for, and when it
+// was touched before.
+type keptLease struct {
+	r      *receipt
+	before time.Time
+}
+
+// confirmRenewals makes sure the server heard the in-progress acks sent
+// at (within wait: half an AckWait, when the AckWait of a receipt sent
+// one would end). Unconfirmed (a partitioned server), they do not count:
+// the server may deliver those messages again, and Extend then says the
+// lease is lost.
+func (b *Backend) confirmRenewals(sent []keptLease, at time.Time, wait time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	err := b.confirmHeard(ctx)
 	cancel()
-	if err != nil {
-		b.log.Debug("jetstream: keep leases", zap.Error(err))
+	if err == nil {
 		return
 	}
-	for _, r := range sent {
-		r.renewed(at)
+	b.log.Debug("jetstream: keep leases", zap.Error(err))
+	for _, k := range sent {
+		k.r.unrenewed(at, k.before)
 	}
 }
 
@@ -215,11 +227,11 @@ func (b *Backend) keepLeases() {
 			}
 			b.imu.Unlock()
 			n := 0
-			var sent []*receipt
+			var sent []keptLease
 			for _, r := range rs {
-				forget, kept := r.keep(now)
+				forget, kept, before := r.keep(now)
 				if kept {
-					sent = append(sent, r)
+					sent = append(sent, keptLease{r, before})
 				}
 				if forget {
 					rs[n] = r
@@ -227,7 +239,7 @@ func (b *Backend) keepLeases() {
 				}
 			}
 			if len(sent) > 0 {
-				b.confirmRenewals(sent, now, every)
+				b.confirmRenewals(sent, now, max(b.cfg.AckWait/2, every))
 			}
 			if n > 0 {
 				b.imu.Lock()
