@@ -233,8 +233,8 @@ func (b *Backend) serverContext(ctx context.Context) (context.Context, func()) {
 // too high for a task that never ran. Each is given back as Release gives
 // back a delivery instead: a copy that carries the attempts used, then the
 // ack of the original (Release falls back to a negative ack when the copy
-// cannot be stored). Messages whose wait in the buffer outlived their
-// AckWait are left to the server, which redelivers them.
+// cannot be stored while connected). Messages whose wait in the buffer
+// outlived their AckWait are left to the server, which redelivers them.
 //
 // What is not given back when ctx ends (see serverContext) is left to
 // the server as it is, delivered again after its AckWait (the delivery

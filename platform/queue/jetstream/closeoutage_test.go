@@ -225,3 +225,56 @@ func TestLeaseOfForeignMessagesDuringAnOutageReturnsSoon(t *testing.T) {
 		return err == nil && len(dls) == 3
 	}, 20*time.Second, 50*time.Millisecond, "every foreign message reaches the dead letter")
 }
+
+// TestGiveBackDuringAnOutageIsNoReturn: a pool stopping while the
+// connection is lost cannot give back the deliveries waiting in its
+// hand-over buffer: the copy is not stored, and a negative ack would only
+// be buffered by nats.go until a reconnect the stopping process does not
+// see. They are counted as failed releases (delivered again when their
+// AckWait ends), not as returned. They used to be counted returned: the
+// negative ack reported sent was dropped with the connection.
+func TestGiveBackDuringAnOutageIsNoReturn(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv, proxy := proxiedServer(t)
+	b, err := jetstream.Open(ctx, jetstream.Params{Config: jetstream.Config{URLs: []string{"nats://" + proxy.Addr()}, AckWait: 2 * time.Second}})
+	require.NoError(t, err)
+	started := make(chan string, 20)
+	release := make(chan struct{})
+	route := task.Route{Kind: "k", Queue: "outage", Handler: task.HandlerFunc(func(ctx context.Context, tk *task.Task) error {
+		started <- tk.ID
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})}
+	rt, err := worker.New(worker.Params{Routes: []task.Route{route}, Backend: b,
+		Config: worker.Config{"outage": {Concurrency: 1, BatchSize: 4, Lease: 30 * time.Second}}})
+	require.NoError(t, err)
+	tasks := make([]*task.Task, 5)
+	for i := range tasks {
+		tasks[i] = &task.Task{ID: fmt.Sprint("t", i), Kind: "k", Queue: "outage"}
+	}
+	require.NoError(t, b.Enqueue(ctx, tasks...))
+	require.NoError(t, rt.StartPools(ctx))
+	<-started
+	require.Eventually(t, func() bool {
+		st, err := b.Stats(ctx, "outage")
+		return err == nil && st.InFlight == 4 // one runs, three wait in the hand-over buffer
+	}, 10*time.Second, 10*time.Millisecond)
+
+	proxy.Close()
+	require.Eventually(t, func() bool { return !b.Status().Connected }, 10*time.Second, 10*time.Millisecond)
+	close(release)
+	stopCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	_ = rt.Stop(stopCtx)
+	_ = b.Close(stopCtx)
+	p, ok := rt.Pool("outage")
+	require.True(t, ok)
+	st := p.Stats()
+	require.Zero(t, st.Returned, "nothing reached the server: %+v", st)
+	require.Equal(t, int64(3), st.SettleFailed.Release, "%+v", st)
+	requireDeliveredAgain(t, srv.ClientURL(), "outage", tasks)
+}

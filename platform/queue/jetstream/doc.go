@@ -57,7 +57,10 @@
 // does not hold a stopping host for its whole stop timeout during an
 // outage (TestCloseDuringAnOutageReturnsSoon). Release, which a pool
 // uses to give back what it leased but did not run, likewise stops
-// waiting when the connection is lost (whileConnected).
+// waiting when the connection is lost (whileConnected), and then fails:
+// the delivery is left to the server rather than negatively acked into
+// nats.go's reconnect buffer, so the pool counts a failed release, not a
+// return (TestGiveBackDuringAnOutageIsNoReturn).
 //
 // The pull requests and settlements go through nats.go's jetstream API:
 // the puller calls Consumer.Fetch for the room left and moves each

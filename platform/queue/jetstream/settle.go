@@ -93,7 +93,9 @@ func (b *Backend) ack(ctx context.Context, r *receipt) error {
 // it had used in HeaderTask's attempts field) and only then is the original
 // acknowledged. A crash in between leaves both: the task is delivered
 // twice, never lost. If the publish fails, Release falls back to a
-// negative ack (the delivery then counts). It does not wait for a server
+// negative ack (the delivery then counts), unless the connection is down:
+// then it fails, the delivery left to the server, which delivers it again
+// after its AckWait (TestGiveBackDuringAnOutageIsNoReturn). It does not wait for a server
 // it has lost: the publish ends as soon as the connection drops (or when
 // it is down already), so a pool stopping during an outage is not held
 // for a lease per give-back (TestPoolStopDuringAnOutageReturnsSoon).
@@ -124,6 +126,13 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 		_, perr = b.js.PublishMsg(ctx, msg)
 	}
 	if perr != nil {
+		if !b.nc.IsConnected() {
+			// A negative ack would only be buffered by nats.go until a
+			// reconnect (reported sent), which a stopping process does
+			// not see: the delivery is left to the server as it is.
+			r.finish()
+			return fmt.Errorf("jetstream: release task %s: %w (not connected: left to the server, delivered again after its AckWait)", t.ID, perr)
+		}
 		if err := r.msg.Nak(); err != nil {
 			return fmt.Errorf("jetstream: release task %s: publish: %w; nak: %w", t.ID, perr, err)
 		}
