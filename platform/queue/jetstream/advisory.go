@@ -89,7 +89,10 @@ func (b *Backend) setUpAdvisoryStream(ctx context.Context) (c jetstream.Consumer
 		})
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("jetstream: create stream %q: %w", name, err)
+		return nil, false, fmt.Errorf("jetstream: create stream %q: %w", name, replicasProblem(err, b.cfg.Replicas))
+	}
+	if have := s.CachedInfo().Config.Replicas; !created && b.agrees() && have != b.cfg.Replicas {
+		return nil, false, differs("replicas", b.cfg.Replicas, have, fmt.Sprintf("stream %q", name))
 	}
 	c, err = b.setUpAdvisoryConsumer(ctx, s)
 	return c, created, err

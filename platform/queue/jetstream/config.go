@@ -110,6 +110,11 @@ type Config struct {
 	// ConnectTimeout bounds the first connection. Default 5s.
 	ConnectTimeout time.Duration `koanf:"connect_timeout"`
 
+	// Replicas, DuplicateWindow, MaxDeliver and AckWait are stored in the
+	// streams and consumers every host shares: a host connected to
+	// servers it does not own refuses to start when they differ from what
+	// it finds there (ErrSettingsDiffer, agree.go).
+	//
 	// Replicas is the replication factor of the streams: 1 or 3 (3 needs a
 	// JetStream cluster). Default 1.
 	Replicas int `koanf:"replicas"`

@@ -41,9 +41,12 @@ func (b *Backend) ensureDeadStream(ctx context.Context) error {
 			st = info.State
 		}
 	}
+	if err := b.agreeStream(ctx, b.deadStreamConfig(), "duplicate_window", ""); err != nil {
+		return err
+	}
 	s, err := createOrUpdateStream(ctx, b.js, b.deadStreamConfig())
 	if err != nil {
-		return fmt.Errorf("jetstream: create stream %q: %w", b.names.deadStream(), err)
+		return fmt.Errorf("jetstream: create stream %q: %w", b.names.deadStream(), replicasProblem(err, b.cfg.Replicas))
 	}
 	b.dead = s
 	return nil

@@ -72,9 +72,12 @@ const doneLookups = 32
 
 // ensureDoneStream creates or updates the stream of finished keys.
 func (b *Backend) ensureDoneStream(ctx context.Context) error {
+	if err := b.agreeStream(ctx, b.doneStreamConfig(), "", "duplicate_window"); err != nil {
+		return err
+	}
 	s, err := createOrUpdateStream(ctx, b.js, b.doneStreamConfig())
 	if err != nil {
-		return fmt.Errorf("jetstream: create stream %q: %w", b.names.doneStream(), err)
+		return fmt.Errorf("jetstream: create stream %q: %w", b.names.doneStream(), replicasProblem(err, b.cfg.Replicas))
 	}
 	b.done = s
 	return nil

@@ -166,16 +166,23 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	if q.ready.Load() {
 		return nil
 	}
-	s, err := createOrUpdateStream(ctx, b.js, b.streamConfig(q))
+	sc := b.streamConfig(q)
+	if err := b.agreeStream(ctx, sc, "duplicate_window", ""); err != nil {
+		return fmt.Errorf("jetstream: queue %q: %w", q.queue, err)
+	}
+	s, err := createOrUpdateStream(ctx, b.js, sc)
 	if err != nil && b.limited() && strings.Contains(err.Error(), "schedules can not be disabled") {
 		return fmt.Errorf("jetstream: stream %q was created without max_msgs/max_bytes and stores message schedules, which a bounded stream cannot: "+
 			"drain the queue and delete the stream to bound it, or unset queue.jetstream.max_msgs and max_bytes: %w", q.stream, err)
 	}
 	if err != nil {
-		return fmt.Errorf("jetstream: create stream %q: %w", q.stream, err)
+		return fmt.Errorf("jetstream: create stream %q: %w", q.stream, replicasProblem(err, b.cfg.Replicas))
 	}
 	if err := b.captureAdvisories(ctx, q.stream); err != nil {
 		return err
+	}
+	if err := b.agreeConsumer(ctx, s); err != nil {
+		return fmt.Errorf("jetstream: queue %q: %w", q.queue, err)
 	}
 	cons, err := createOrUpdateConsumer(ctx, s, jetstream.ConsumerConfig{
 		Durable:       b.cfg.Consumer,

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue/jetstream"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+)
+
+// A host started against streams another host made with other settings
+// that every host must share, or with replicas: 3 against a server
+// outside a cluster, exits 2 naming the key and the file that set it,
+// and changes nothing on the server.
+func TestStreamsWithOtherSettingsExit2(t *testing.T) {
+	t.Parallel()
+	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
+	require.NoError(t, err)
+	srv, err := embedded.StartWithOptions(t.Context(), opts, 30*time.Second, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	url := srv.ClientURL()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	first, err := jetstream.Open(ctx, jetstream.Params{Config: jetstream.Config{URL: url}})
+	require.NoError(t, err)
+	require.NoError(t, first.Close(ctx))
+
+	for _, tc := range []struct {
+		name, set string
+		want      []string
+	}{
+		{"duplicate window", "duplicate_window: 10m", []string{"queue.jetstream.duplicate_window: 10m0s, but stream", "has 2m0s"}},
+		{"replicas", "replicas: 3", []string{"queue.jetstream.replicas: 3, but stream", "has 1"}},
+		{"replicas outside a cluster", "replicas: 3\n    stream_prefix: OTHER", []string{"queue.jetstream.replicas: 3, but the server is not part of a JetStream cluster"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, "host.yaml", "admin:\n  listen: 127.0.0.1:0\nqueue:\n  backend: jetstream\n  jetstream:\n    url: "+url+"\n    "+tc.set+"\n")
+			r := runHostCmd(t, nil, "run", "--config", path)
+			require.Equal(t, 2, r.code, r.stderr)
+			for _, w := range append(tc.want, "host.yaml") {
+				require.Contains(t, r.stderr, w)
+			}
+			require.NotContains(t, r.stderr, "goroutine ")
+		})
+	}
+	b, err := jetstream.Open(ctx, jetstream.Params{Config: jetstream.Config{URL: url}})
+	require.NoError(t, err, "the first host's settings are still the server's")
+	require.NoError(t, b.Close(ctx))
+}

@@ -1,0 +1,161 @@
+package jetstream_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/queue/jetstream"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+)
+
+// openOn opens a backend with cfg and closes it when t ends; the error of
+// Open is returned, not checked.
+func openOn(t *testing.T, cfg jetstream.Config) (*jetstream.Backend, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	b, err := jetstream.Open(ctx, jetstream.Params{Config: cfg})
+	if err == nil {
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_ = b.Close(ctx)
+		})
+	}
+	return b, err
+}
+
+// requireProblem checks that err is ErrSettingsDiffer's problem at key,
+// naming want and have.
+func requireProblem(t *testing.T, err error, sentinel error, key string, says ...string) {
+	t.Helper()
+	require.ErrorIs(t, err, sentinel)
+	var p config.Problem
+	require.ErrorAs(t, err, &p, "a configuration problem (exit 2): %v", err)
+	require.Equal(t, key, p.Key, "%v", err)
+	for _, s := range says {
+		require.Contains(t, p.Msg, s)
+	}
+}
+
+// consumerOf returns the configuration of the durable consumer of queue
+// q's work stream on the server at url.
+func consumerOf(t *testing.T, url, prefix, q string) njs.ConsumerConfig {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	c, err := js.Consumer(t.Context(), prefix+"_Q_"+q, jetstream.DefaultConsumer)
+	require.NoError(t, err)
+	return c.CachedInfo().Config
+}
+
+// TestHostsMustAgreeOnSharedSettings: a host started against streams and
+// consumers another host made with other settings every host must share
+// refuses to start naming the key, instead of changing them under the
+// other host, which went on acting on its own values (an ack_wait of 30s
+// kept its deliveries alive only every 15s, while the consumer, updated
+// to 5s by the second host, delivered them again to others after 5s).
+func TestHostsMustAgreeOnSharedSettings(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", nil)
+	url := srv.ClientURL()
+	first, err := openOn(t, jetstream.Config{URL: url, MaxDeliver: 3})
+	require.NoError(t, err)
+	require.NoError(t, first.Declare(t.Context(), "q"))
+
+	t.Run("ack_wait", func(t *testing.T) {
+		b, err := openOn(t, jetstream.Config{URL: url, MaxDeliver: 3, AckWait: 5 * time.Second})
+		require.NoError(t, err)
+		err = b.Declare(t.Context(), "q")
+		requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream.ack_wait", "5s", "30s", `"plba-workers"`)
+		require.Equal(t, jetstream.DefaultAckWait, consumerOf(t, url, "PLBA", "q").AckWait, "the first host's consumer is left alone")
+	})
+	t.Run("max_deliver", func(t *testing.T) {
+		b, err := openOn(t, jetstream.Config{URL: url, MaxDeliver: 7})
+		require.NoError(t, err)
+		err = b.Declare(t.Context(), "q")
+		requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream.max_deliver", "7", "3")
+		require.Equal(t, 3, consumerOf(t, url, "PLBA", "q").MaxDeliver)
+	})
+	t.Run("duplicate_window", func(t *testing.T) {
+		_, err := openOn(t, jetstream.Config{URL: url, MaxDeliver: 3, DuplicateWindow: 10 * time.Minute})
+		requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream.duplicate_window", "10m0s", "2m0s")
+	})
+	t.Run("same settings", func(t *testing.T) {
+		b, err := openOn(t, jetstream.Config{URL: url, MaxDeliver: 3})
+		require.NoError(t, err)
+		require.NoError(t, b.Declare(t.Context(), "q"))
+	})
+}
+
+// TestOwnEmbeddedServerAppliesItsSettings: a host that owns its embedded
+// server (one process per store) is the only one that set its streams
+// up: a new configuration is applied on its next start.
+func TestOwnEmbeddedServerAppliesItsSettings(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	open := func(ackWait time.Duration) *jetstream.Backend {
+		b, err := openOn(t, jetstream.Config{AckWait: ackWait, Embedded: embedded.Config{StoreDir: dir}})
+		require.NoError(t, err)
+		require.NoError(t, b.Declare(t.Context(), "q"))
+		return b
+	}
+	b := open(30 * time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, b.Close(ctx))
+	open(5 * time.Second)
+}
+
+// TestReplicasOnAServerOutsideACluster: replicas: 3 against a server that
+// is not in a cluster is a configuration problem naming the key.
+func TestReplicasOnAServerOutsideACluster(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", nil)
+	_, err := openOn(t, jetstream.Config{URL: srv.ClientURL(), Replicas: 3})
+	requireProblem(t, err, jetstream.ErrInvalidConfig, "queue.jetstream.replicas", "3", "not part of a JetStream cluster")
+}
+
+// TestClusterHostsMustAgreeOnReplicas: on a three-node cluster whose
+// streams have three replicas, a host configured with one (the default)
+// refuses to start, rather than taking every stream down to one copy.
+func TestClusterHostsMustAgreeOnReplicas(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("PLBA_TEST_CLUSTER") == "" {
+		t.Skip("set PLBA_TEST_CLUSTER=1 to run a three-node cluster")
+	}
+	srvs := startCluster(t, 3)
+	urls := make([]string, len(srvs))
+	for i, s := range srvs {
+		urls[i] = s.ClientURL()
+	}
+	url := strings.Join(urls, ",")
+	r3, err := openOn(t, jetstream.Config{URL: url, Replicas: 3})
+	require.NoError(t, err)
+	require.NoError(t, r3.Declare(t.Context(), "q"))
+
+	_, err = openOn(t, jetstream.Config{URL: url})
+	requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream.replicas", "1", "3")
+
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	for name := range js.StreamNames(t.Context()).Name() {
+		s, err := js.Stream(t.Context(), name)
+		require.NoError(t, err)
+		require.Equal(t, 3, s.CachedInfo().Config.Replicas, "stream %s keeps its replicas", name)
+	}
+}
