@@ -287,3 +287,26 @@ func TestKVRefusesABucketWithAnotherTTL(t *testing.T) {
 	require.ErrorIs(t, err, lease.ErrConfig)
 	require.ErrorContains(t, err, "has ttl 3s, configured 5s")
 }
+
+// A bucket made with other replicas than the configuration's is refused,
+// as one with another TTL is, rather than used as it is: on a cluster, a
+// host asking for three replicas bound to a bucket of one, which the loss
+// of its server would take away.
+func TestKVRefusesABucketWithOtherReplicas(t *testing.T) {
+	if os.Getenv("PLBA_TEST_CLUSTER") == "" {
+		t.Skip("set PLBA_TEST_CLUSTER=1 to run a three-node cluster")
+	}
+	srvs := natstest.StartCluster(t, 3)
+	nc, err := nats.Connect(srvs[0].ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	_, err = lease.OpenKV(ctx, js, lease.KVConfig{Bucket: "leases", TTL: 3 * time.Second, Replicas: 1})
+	require.NoError(t, err)
+	_, err = lease.OpenKV(ctx, js, lease.KVConfig{Bucket: "leases", TTL: 3 * time.Second, Replicas: 3})
+	require.ErrorIs(t, err, lease.ErrConfig)
+	require.ErrorContains(t, err, "has replicas 1, configured 3")
+}
