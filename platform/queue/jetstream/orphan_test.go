@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/queue"
@@ -79,4 +81,65 @@ func TestAckedMessageLeftByACrashIsRemoved(t *testing.T) {
 	st, err = b.Stats(ctx, "orph")
 	require.NoError(t, err)
 	require.Equal(t, queue.Stats{Queue: "orph"}, st)
+}
+
+// A task whose last delivery's lease ran out (its process died holding
+// it) stays in the work stream, undelivered, until its max-deliveries
+// advisory is handled. A process that opens the queue before that (no
+// host ran meanwhile, or one starts while another handles it), while
+// later tasks were acked, must not take it for an acked task a crash left
+// (dropAcked): the server keeps the ack floor below it (nats-server
+// 2.15), and it is dead-lettered from its advisory, its watcher told.
+func TestExhaustedTaskPastTheAckFloorIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", nil)
+	cfg := jetstream.Config{URL: srv.ClientURL(), MaxDeliver: 1, AckWait: 300 * time.Millisecond}
+	ctx := t.Context()
+	a := openBackend(t, cfg)
+	tk := &task.Task{ID: "t-1", Key: "order-1", Kind: "k", Queue: "exh", Payload: []byte("p")}
+	tk.Prepare(time.Now())
+	require.NoError(t, a.Enqueue(ctx, tk))
+	require.NoError(t, a.Enqueue(ctx, &task.Task{ID: "t-2", Key: "order-2", Kind: "k", Queue: "exh"}))
+	closeBackend(t, a)
+
+	// A process takes the first task's only delivery and dies with it:
+	// nothing settles it, and the server gives up on the task once its
+	// lease ran out, with nobody reading the advisory it captures. The
+	// second task, acked, moves the ack floor over the first.
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	c, err := js.Consumer(ctx, jetstream.DefaultStreamPrefix+"_Q_exh", jetstream.DefaultConsumer)
+	require.NoError(t, err)
+	batch, err := c.Fetch(2, njs.FetchMaxWait(5*time.Second))
+	require.NoError(t, err)
+	var got []njs.Msg
+	for m := range batch.Messages() {
+		got = append(got, m)
+	}
+	require.Len(t, got, 2, "each task's one delivery")
+	require.NoError(t, got[1].DoubleAck(ctx))
+	waitFor(t, 20*time.Second, "the server to give up on the task", func() bool {
+		s, err := js.Stream(ctx, jetstream.DefaultStreamPrefix+"_ADV_"+jetstream.DefaultConsumer)
+		return err == nil && s.CachedInfo().State.Msgs == 1
+	})
+
+	b := openBackend(t, cfg)
+	require.NoError(t, b.Declare(ctx, "exh"))
+	told := make(chan queue.DeadLetter, 4)
+	b.WatchDead(func(dl queue.DeadLetter) { told <- dl })
+	select {
+	case dl := <-told:
+		require.Equal(t, "t-1", dl.Task.ID)
+		require.Contains(t, dl.Reason, "max deliveries")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the exhausted task was never dead-lettered: removed as acked when the queue was opened")
+	}
+	// The acked task's message is not the test's: the server deletes it.
+	dead, err := b.ListDead(ctx, "exh", 10)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Equal(t, "t-1", dead[0].Task.ID)
 }
