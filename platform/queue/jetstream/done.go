@@ -52,18 +52,30 @@ import (
 // ack or term, or a server that forgot an ack or term it had when it was
 // killed with the process); delivered again, the task would run once
 // more and could end in a second, different outcome (dead-lettered, then
-// succeeded). Any error, or no such marker, reports false: the delivery
-// is handed out as before. Both times are the server's.
-func (b *Backend) finishedBefore(ctx context.Context, q *queueState, key string, stored time.Time) (task.Outcome, bool) {
-	m, err := b.lastDone(ctx, q.doneSubject(key))
-	if err != nil || !m.Time.After(stored) {
-		return "", false
+// succeeded). No such marker reports false: the delivery is handed out
+// as before. A lookup that fails (the stream of finished keys electing a
+// leader after the loss of a server, a connection going) is an error:
+// the delivery is not handed out, the server delivers it again after
+// its AckWait, as when its dead letter cannot be looked for
+// (deadLetteredBefore). Both times are the server's.
+func (b *Backend) finishedBefore(ctx context.Context, q *queueState, key string, stored time.Time) (task.Outcome, bool, error) {
+	lctx, stop := b.serverContext(ctx)
+	defer stop()
+	m, err := b.lastDone(lctx, q.doneSubject(key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if !m.Time.After(stored) {
+		return "", false, nil
 	}
 	o, _, _ := strings.Cut(string(m.Data), "\n")
 	if !task.Outcome(o).Final() {
-		return "", false
+		return "", false, nil
 	}
-	return task.Outcome(o), true
+	return task.Outcome(o), true, nil
 }
 
 // doneLookups bounds the marker lookups one Enqueue runs at a time on a

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/queue"
@@ -229,4 +231,46 @@ func TestKeylessTaskItsSourceWaitsForIsNotHandedOutAgain(t *testing.T) {
 		st, err := b.Stats(ctx, "told")
 		return err == nil && st.Ready+st.InFlight+st.Delayed+st.Dead == 0
 	}, 10*time.Second, 20*time.Millisecond, "the queue is empty, no dead letter")
+}
+
+// lookupFails is a stream of finished keys whose marker lookups fail, as
+// they do while the stream elects a leader after the loss of a server.
+type lookupFails struct{ jetstream.Stream }
+
+func (lookupFails) GetLastMsgForSubject(context.Context, string) (*jetstream.RawStreamMsg, error) {
+	return nil, nats.ErrNoResponders
+}
+
+// TestFinishedTaskIsNotHandedOutWhileItsMarkerCannotBeRead: a task whose
+// settlement was cut short after its finished-key marker is delivered
+// again while the marker cannot be read (on a cluster, the stream of
+// finished keys without a leader for a while after a server was lost).
+// It is not handed out then, but left to the server, and dropped as
+// finished once the marker can be read. It used to be handed out, so the
+// task ran again (seen in TestClusterNodeLossTellsEachTaskOnce as a
+// scheduled due time handled twice) and could end in a second, different
+// outcome.
+func TestFinishedTaskIsNotHandedOutWhileItsMarkerCannotBeRead(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	q, err := b.queue("again")
+	require.NoError(t, err)
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "ok", Key: "order-1", Kind: "k", Queue: "again"}))
+	ds := leaseWithin(t, b, "again", 10*time.Second)
+	require.Len(t, ds, 1)
+	// What the settlement did before it was cut short.
+	require.NoError(t, b.markDone(ctx, q, "order-1", task.Succeeded, ""))
+
+	done := b.done
+	b.done = lookupFails{done}
+	// Past the AckWait the server delivers it again, twice within 3 s:
+	// it is not handed out while its marker cannot be read.
+	require.Empty(t, leaseWithin(t, b, "again", 3*time.Second), "a finished task handed out again")
+	b.done = done
+	require.Empty(t, leaseWithin(t, b, "again", 3*time.Second), "a finished task handed out again")
+	require.Eventually(t, func() bool {
+		st, err := b.Stats(ctx, "again")
+		return err == nil && st.Ready+st.InFlight+st.Delayed == 0
+	}, 10*time.Second, 20*time.Millisecond, "the finished task dropped once its marker could be read")
 }

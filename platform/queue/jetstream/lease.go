@@ -114,7 +114,13 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	retriedHere := delivered > 1 && q.retriedHere(seq, delivered) // asked once: it forgets
 	if keyed && (delivered > 1 || md.Timestamp.Before(b.srvSince)) ||
 		!keyed && delivered > 1 && !retriedHere {
-		if o, ok := b.finishedBefore(ctx, q, t.Key, md.Timestamp); ok {
+		o, ok, err := b.finishedBefore(ctx, q, t.Key, md.Timestamp)
+		if err != nil {
+			b.log.Warn("jetstream: redelivered task not handed out: its finished-key marker could not be looked for (delivered again later)",
+				zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", seq), zap.Error(err))
+			return nil
+		}
+		if ok {
 			// A dead letter is finished as the one stored, its watcher
 			// told (redelivered.go); a success, or a dead letter whose
 			// copy is gone (purged), is only removed.
