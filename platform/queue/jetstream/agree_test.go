@@ -14,6 +14,7 @@ import (
 	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/queue/jetstream"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
+	"github.com/plba/plba/platform/task"
 )
 
 // openOn opens a backend with cfg and closes it when t ends; the error of
@@ -158,4 +159,52 @@ func TestClusterHostsMustAgreeOnReplicas(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 3, s.CachedInfo().Config.Replicas, "stream %s keeps its replicas", name)
 	}
+}
+
+// TestClusterReadsMarkersFromTheLeader (PLBA_TEST_CLUSTER=1): with three
+// replicas, the finished keys are read from the stream's leader, not with
+// direct gets any replica answers (a follower catching up after the loss
+// of a server read a stored marker as missing, and a finished task ran
+// again: TestClusterNodeLossTellsEachTaskOnce); a finished key is still
+// recognised when it is enqueued again.
+func TestClusterReadsMarkersFromTheLeader(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("PLBA_TEST_CLUSTER") == "" {
+		t.Skip("set PLBA_TEST_CLUSTER=1 to run a three-node cluster")
+	}
+	srvs := startCluster(t, 3)
+	urls := make([]string, len(srvs))
+	for i, s := range srvs {
+		urls[i] = s.ClientURL()
+	}
+	b, err := openOn(t, jetstream.Config{URL: strings.Join(urls, ","), Replicas: 3})
+	require.NoError(t, err)
+	ctx := t.Context()
+	require.NoError(t, b.Enqueue(ctx, &task.Task{Kind: "k", Queue: "q", Key: "order-1"}))
+	lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	ds, err := b.Lease(lctx, "q", 1, 5*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.NoError(t, b.Ack(ctx, ds[0]))
+
+	// Until the ack's marker is stored the copy is held by the queued
+	// task; then it is finished. It is never accepted as a new task.
+	require.Eventually(t, func() bool {
+		again := &task.Task{Kind: "k", Queue: "q", Key: "order-1"}
+		require.NoError(t, b.Enqueue(ctx, again))
+		_, held := task.Held(again)
+		o, _, finished := task.Finished(again)
+		require.True(t, held || finished, "a copy of a finished task accepted")
+		return finished && o == task.Succeeded
+	}, 20*time.Second, 20*time.Millisecond, "the finished key is recognised")
+
+	nc, err := nats.Connect(urls[0])
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	s, err := js.Stream(ctx, jetstream.DefaultStreamPrefix+"_DONE")
+	require.NoError(t, err)
+	require.False(t, s.CachedInfo().Config.AllowDirect, "markers are not read from any replica")
 }

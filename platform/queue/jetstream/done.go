@@ -107,9 +107,19 @@ func (b *Backend) doneStreamConfig() jetstream.StreamConfig {
 		MaxAge:            b.cfg.DuplicateWindow,
 		MaxMsgsPerSubject: 1,
 		Discard:           jetstream.DiscardOld,
-		AllowDirect:       true,
+		AllowDirect:       b.directDone(),
 	}
 }
+
+// directDone reports whether the markers are read with direct gets. Any
+// replica answers a direct get, a follower that has not applied the
+// latest markers too (after the loss of a server, one catching up): a
+// marker stored and acknowledged would read as missing, and a finished
+// task would be accepted again or run again. With replicas the markers
+// are read from the stream's leader (one request per key); a single
+// replica answers direct gets (batched, BENCHMARKS.md) from what it
+// stored.
+func (b *Backend) directDone() bool { return b.cfg.Replicas == 1 }
 
 // doneSubject is the marker subject of key on q: the prefix and the hex
 // of the first 16 bytes of the key's SHA-256, built in one allocation.
@@ -283,7 +293,7 @@ func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueS
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
-	if !b.multiGet {
+	if !b.multiGet || !b.directDone() {
 		return out, b.finishedOneByOne(ctx, tasks, qs, out)
 	}
 	at := make(map[string][]int, keyed) // subject -> tasks
