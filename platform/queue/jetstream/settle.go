@@ -27,10 +27,10 @@ import (
 // bring it back, past its last attempt to be dead-lettered although it
 // succeeded, or to run again and tell its source a second outcome.
 // Other keyless successes are acked alone: a lost ack runs them again
-// (at least once). For a task whose source waits, Ack returns only once
-// the record is stored, whatever AckSync says: the source is told
-// "succeeded" after Ack returns, and a record lost after that would let
-// the task run again and end otherwise.
+// (at least once). Ack does not wait for the record unless AckSync: a
+// record whose answer was lost (a server shut down) would fail the Ack
+// although the record is stored, and the redelivery, finished by that
+// record without being handed out, would leave a waiting source untold.
 func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -50,7 +50,7 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 		r.finishGone()
 		return nil
 	}
-	if !b.cfg.AckSync && !told {
+	if !b.cfg.AckSync {
 		if err := b.markDoneThenAck(ctx, r); err != nil {
 			return err
 		}
