@@ -110,6 +110,22 @@ func (q *queueState) prefetched(now time.Time) (buffered, delayed int) {
 	return len(q.buf), delayed
 }
 
+// confirmOrUndo waits, at most for wait, until the server confirms it
+// heard the in-progress acks sent so far (confirmHeard); unconfirmed (a
+// partitioned server: the connection looks up, nothing passes), it runs
+// undo, so that they do not count, unless parent ended (the backend
+// closing).
+func (b *Backend) confirmOrUndo(parent context.Context, wait time.Duration, what string, undo func()) {
+	ctx, cancel := context.WithTimeout(parent, wait)
+	err := b.confirmHeard(ctx)
+	cancel()
+	if err == nil || parent.Err() != nil {
+		return
+	}
+	b.log.Debug("jetstream: "+what, zap.Error(err))
+	undo()
+}
+
 // inProgress sends an in-progress ack for m (the server restarts its
 // AckWait) and fails with errNotConnected while the connection is down:
 // nats.go would only buffer the ack until it reconnects and report
@@ -181,16 +197,11 @@ func (b *Backend) refreshBuffers(now time.Time, wait time.Duration) {
 	if len(rounds) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(b.pullCtx, wait)
-	err := b.confirmHeard(ctx)
-	cancel()
-	if err == nil || b.pullCtx.Err() != nil {
-		return
-	}
-	b.log.Debug("jetstream: keep prefetched messages alive", zap.Error(err))
-	for _, r := range rounds {
-		r.q.unrenewed(r.sent, now)
-	}
+	b.confirmOrUndo(b.pullCtx, wait, "keep prefetched messages alive", func() {
+		for _, r := range rounds {
+			r.q.unrenewed(r.sent, now)
+		}
+	})
 }
 
 // stopConsumers stops the pullers (ending their open Fetch) and gives

@@ -190,16 +190,11 @@ type keptLease struct {
 // the server may deliver those messages again, and Extend then says the
 // lease is lost.
 func (b *Backend) confirmRenewals(sent []keptLease, at time.Time, wait time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	err := b.confirmHeard(ctx)
-	cancel()
-	if err == nil {
-		return
-	}
-	b.log.Debug("jetstream: keep leases", zap.Error(err))
-	for _, k := range sent {
-		k.r.unrenewed(at, k.before)
-	}
+	b.confirmOrUndo(context.Background(), wait, "keep leases", func() {
+		for _, k := range sent {
+			k.r.unrenewed(at, k.before)
+		}
+	})
 }
 
 // keepLeases keeps the leases of handed-out deliveries that were promised
