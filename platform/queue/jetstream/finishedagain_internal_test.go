@@ -276,3 +276,52 @@ func TestFinishedTaskIsNotHandedOutWhileItsMarkerCannotBeRead(t *testing.T) {
 		return err == nil && st.Ready+st.InFlight+st.Delayed == 0
 	}, 10*time.Second, 20*time.Millisecond, "the finished task dropped once its marker could be read")
 }
+
+// TestRedriveCutShortWithItsCopyFirstDeliveredToTheDeadLeavesNoDeadLetter:
+// a host killed midway through a Redrive may also have been delivered the
+// copy it had just stored, in its prefetch buffer, without handing it
+// out. The copy's next delivery is then its second, and it must still
+// delete the dead letter it was re-driven from; only a first delivery
+// used to, so the task ran, succeeded, and stayed listed as a dead letter
+// (TestCrashDuringRedriveLeavesEachDeadLetterInOnePlace, under -race).
+func TestRedriveCutShortWithItsCopyFirstDeliveredToTheDeadLeavesNoDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	q, err := b.queue("rd2")
+	require.NoError(t, err)
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "a", Kind: "k", Queue: "rd2"}))
+	var ds []*queue.Delivery
+	for len(ds) == 0 {
+		ds = leaseWithin(t, b, "rd2", 10*time.Second)
+	}
+	require.NoError(t, b.DeadLetter(ctx, ds[0], "bad input"))
+	var seq uint64
+	require.NoError(t, b.scanDead(ctx, q.queueNames, func(m deadMsg) bool { seq = m.seq; return true }))
+
+	// What Redrive stored before it was cut short, and its first delivery,
+	// taken by the process that died before it handed the copy out.
+	copyOf := &task.Task{ID: "a", Key: "a", Kind: "k", Queue: "rd2", EnqueuedAt: time.Now()}
+	msgID := msgIDOf("a") + redriveMark + strconv.FormatUint(seq, 10)
+	_, err = b.js.PublishMsg(ctx, encodeTask(copyOf, msgSpec{subject: q.subject, msgID: msgID, keyed: true}))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		q.pmu.Lock()
+		defer q.pmu.Unlock()
+		if len(q.buf) == 0 {
+			return false
+		}
+		q.buf = q.buf[:0] // lost with the process
+		return true
+	}, 10*time.Second, time.Millisecond, "the copy's first delivery, prefetched")
+
+	ds = nil
+	for len(ds) == 0 {
+		ds = leaseWithin(t, b, "rd2", 10*time.Second)
+	}
+	require.Equal(t, "a", ds[0].Task.ID)
+	require.NoError(t, b.Ack(ctx, ds[0]))
+	dead, err := b.ListDead(ctx, "rd2", 0)
+	require.NoError(t, err)
+	require.Empty(t, dead, "the re-driven task succeeded: its dead letter is gone")
+}

@@ -112,6 +112,15 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	// attempt (Ack), so only a delivery after one this process did not
 	// retry itself can find one.
 	retriedHere := delivered > 1 && q.retriedHere(seq, delivered) // asked once: it forgets
+	if !retriedHere {
+		// A re-driven copy deletes the dead letter it came from, if a
+		// Redrive cut short left it: on its first delivery, or on a later
+		// one when the first went to a process that died before it got
+		// here (a prefetched copy), before it may be found finished.
+		if from, ok := redrivenFrom(m.Headers().Get(hdrMsgID)); ok {
+			b.dropRedriven(ctx, q, t, from)
+		}
+	}
 	if keyed && (delivered > 1 || md.Timestamp.Before(b.srvSince)) ||
 		!keyed && delivered > 1 && !retriedHere {
 		o, ok, err := b.finishedBefore(ctx, q, t.Key, md.Timestamp)
@@ -134,11 +143,6 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	early := q.earlyOf(seq) // kept until the message is settled for good (see earlyOf)
 	if delivered > 1 && !retriedHere && b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
 		return nil
-	}
-	if delivered == 1 {
-		if from, ok := redrivenFrom(m.Headers().Get(hdrMsgID)); ok {
-			b.dropRedriven(ctx, q, t, from)
-		}
 	}
 	t.Attempt = max(1, t.Attempt+int(delivered)-early) // t.Attempt: attempts used before a Release
 	r.attempt, r.early, r.keyed = t.Attempt, early, keyed

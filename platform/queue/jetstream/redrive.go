@@ -32,7 +32,7 @@ func idSet(ids []string) map[string]bool {
 // source would be told an outcome the re-driven task has not had), then
 // deletes them from the dead-letter stream. A crash between the steps may
 // leave the old marker, which then marks a duplicate as the dead letter
-// it was, or the dead letter beside its re-driven copy: the copy's first
+// it was, or the dead letter beside its re-driven copy: the copy's next
 // delivery deletes it (dropRedriven), and a Redrive of it before then
 // stores no second copy (its Nats-Msg-Id, within the duplicate window)
 // and deletes it.
@@ -166,8 +166,9 @@ func redrivenFrom(msgID string) (uint64, bool) {
 // re-driven from, if it is still there. Redrive deletes it right after it
 // stored the copy; a process that died in between left a dead letter of a
 // task that is queued again, and may succeed: listed as dead, re-driven
-// again by an operator, counted in Stats.Dead. The copy's first delivery
-// finishes that step. Only t's own dead letter is deleted (its queue's
+// again by an operator, counted in Stats.Dead. The copy's next delivery
+// (its first, or a later one when the first was prefetched by a process
+// that died) finishes that step. Only t's own dead letter is deleted (its queue's
 // subject and t's id): a key that ends like a re-driven copy's id names a
 // sequence that is not its. A failure is logged and leaves the dead
 // letter as Redrive left it.
