@@ -293,6 +293,22 @@ type DeadWatcher interface {
 	WatchDead(fn func(DeadLetter))
 }
 
+// FinishedWatcher is an optional interface of a backend that can find a
+// task delivered again after it succeeded (JetStream: a settlement cut
+// short after the success was recorded, an ack lost or refused, leaves the
+// message to be delivered again, and that delivery is removed without
+// being handed out). The settlement that was cut short may not have told
+// the task's source, and nothing else would: the runtime registers one
+// function, and the backend calls it for each such task that carries
+// task.HeaderCompletion, once the delivery is removed, so that the source
+// is told task.Succeeded. A source may so hear of a success twice (the
+// first settlement told it, and only its ack was lost): Complete is
+// idempotent. fn must not block for long and must not call back into the
+// backend.
+type FinishedWatcher interface {
+	WatchFinished(fn func(*task.Task))
+}
+
 // Declarer is an optional interface of a backend that sets queues up
 // ahead of their first use (JetStream: the stream and the durable
 // consumer of each). The runtime declares every queue its routes use

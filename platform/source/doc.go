@@ -53,10 +53,13 @@
 //     survives a durable backend (the task, header included, is stored
 //     with it and the completion comes when, and where, it is finally
 //     handled);
-//   - once per settlement, with a bounded context: a failed completion
-//     (one that panicked or called runtime.Goexit included) is counted and
-//     logged, not retried by the runtime. Applying it (and
-//     retrying that) is the source's job: queue it and return.
+//   - once per settlement (and again, succeeded, when the backend finds
+//     the task delivered again after a settlement that recorded its
+//     success was cut short: queue.FinishedWatcher), with a bounded
+//     context: a failed completion (one that panicked or called
+//     runtime.Goexit included) is counted and logged, not retried by the
+//     runtime. Applying it (and retrying that) is the source's job: queue
+//     it and return.
 //
 // If the process dies after the settlement and before the source applied
 // the completion, the source emits the task again after its restart; the

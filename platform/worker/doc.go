@@ -52,7 +52,11 @@
 // again. A Retry the backend answers with queue.ErrDeadLettered (its own
 // delivery limit) is a dead letter. Dead letters a backend makes on its
 // own (queue.DeadWatcher) are reported to the Runtime, which tells their
-// sources and counts them on the queue's pool. Every other call into the
+// sources and counts them on the queue's pool; so are the tasks with a
+// source that a backend finds delivered again after they succeeded
+// (queue.FinishedWatcher: a settlement cut short after the success was
+// recorded, which may not have told the source), whose sources are told
+// task.Succeeded, at least once. Every other call into the
 // backend is guarded the same way: a Lease, Extend or Stats that panics
 // is that call's error (a failed lease is retried after a back-off, a
 // failed extension leaves the delivery on what is left of its lease, a
@@ -70,8 +74,10 @@
 // the pool neither retries it nor turns the task into a dead letter:
 // applying a completion, and retrying it, is the source's own job. A
 // process that dies between the ack and the completion leaves the source
-// untold: the source emits the task again after its restart, the
-// idempotent handler runs once more, and the completion is made then.
+// untold (when the ack was lost too, a backend that finds the task
+// delivered again tells it: queue.FinishedWatcher); the source emits the task again after its
+// restart, the idempotent handler runs once more, and the completion is
+// made then.
 //
 // Settlement never trusts the handler's error: an error whose Error method
 // panics (a nil pointer of an error type returned as an error) is reported

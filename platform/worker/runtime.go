@@ -77,7 +77,7 @@ type Runtime struct {
 	supervisor *source.Supervisor
 	log        *zap.Logger
 	backend    queue.Backend
-	dead       *deadTeller
+	dead       *teller
 	ov         overrides
 }
 
@@ -149,7 +149,7 @@ func New(p Params) (*Runtime, error) {
 		r.pools = append(r.pools, pool)
 		r.byQueue[q] = pool
 	}
-	r.dead = newDeadTeller(sup.Completions(), r.byQueue, p.Observer, p.Logger.Named("worker"))
+	r.dead = newTeller(sup.Completions(), r.byQueue, p.Observer, p.Logger.Named("worker"))
 	sup.SetCompleter(r.completeFinished)
 	return r, nil
 }
@@ -192,7 +192,9 @@ func (r *Runtime) Stop(ctx context.Context) error {
 // (queue.DeadWatcher) reports each such dead letter to the runtime from
 // now on, which tells the task's source (task.DeadLettered, with the
 // backend's reason), counts it on the pool of its queue and tells the
-// observer, when it is a task.DeadObserver.
+// observer, when it is a task.DeadObserver. A backend that finds tasks
+// delivered again after they succeeded (queue.FinishedWatcher) reports
+// those that carry a source, which is told task.Succeeded.
 func (r *Runtime) StartPools(ctx context.Context) error {
 	for _, p := range r.pools { // their start begins with their queues' declaration
 		p.comp.BeginStart()
@@ -209,9 +211,12 @@ func (r *Runtime) StartPools(ctx context.Context) error {
 	if err := r.applyOverrides(ctx); err != nil {
 		return err
 	}
+	r.dead.start()
 	if w, ok := r.backend.(queue.DeadWatcher); ok {
-		r.dead.start()
-		w.WatchDead(r.dead.add)
+		w.WatchDead(r.dead.addDead)
+	}
+	if w, ok := r.backend.(queue.FinishedWatcher); ok {
+		w.WatchFinished(r.dead.addFinished)
 	}
 	for i, p := range r.pools {
 		if err := p.Start(ctx); err != nil {

@@ -180,7 +180,7 @@ func (p *Pool) deadLetter(ctx context.Context, s *slot, d *queue.Delivery, reaso
 // dead counts and logs d, which the backend dead-lettered with reason,
 // and tells its source. This is the one log line of a dead letter the
 // pool made (warn); one the backend made on its own is logged once by
-// the runtime's deadTeller. Sources should not log it again at warn.
+// the runtime's teller. Sources should not log it again at warn.
 func (p *Pool) dead(ctx context.Context, d *queue.Delivery, reason string) {
 	t := d.Task
 	p.n.dead.Add(1)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
+	"github.com/plba/plba/platform/task"
 )
 
 // Sentinel errors of this package (see also queue's errors).
@@ -107,8 +108,9 @@ type Backend struct {
 
 	stores restorer // sets lost streams up again (restore.go)
 
-	watchMu sync.Mutex
-	watchFn func(queue.DeadLetter) // WatchDead's function
+	watchMu    sync.Mutex
+	watchFn    func(queue.DeadLetter) // WatchDead's function
+	finishedFn func(*task.Task)       // WatchFinished's function
 
 	smu         sync.Mutex
 	reconnects  uint64

@@ -300,7 +300,10 @@
 // after its first, and for the first of one stored before the owned
 // embedded server started: killed with its process, the server before it
 // may have forgotten the deliveries), so the task does not run again after it finished nor
-// end in a second outcome. A task whose key Prepare generated has a
+// end in a second outcome. A success so found, of a task whose source
+// waits for it, is reported to the WatchFinished function
+// (queue.FinishedWatcher), so that the runtime tells the source, which
+// the settlement cut short may not have done (dropFinished). A task whose key Prepare generated has a
 // marker only for a success on its last attempt (queue.Delivery.Last,
 // set by the pool), or for one a source waits to hear of
 // (task.HeaderCompletion): without it, a lost ack would bring the task

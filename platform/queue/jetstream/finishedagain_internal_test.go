@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -324,4 +325,48 @@ func TestRedriveCutShortWithItsCopyFirstDeliveredToTheDeadLeavesNoDeadLetter(t *
 	dead, err := b.ListDead(ctx, "rd2", 0)
 	require.NoError(t, err)
 	require.Empty(t, dead, "the re-driven task succeeded: its dead letter is gone")
+}
+
+// TestTaskFoundSucceededAgainTellsItsSource: a settlement that recorded a
+// success and was then cut short (its ack lost or refused; ack_sync's
+// record whose answer was lost) may not have told the task's source. Its
+// redelivery, found succeeded and removed without being handed out, is
+// reported to the WatchFinished function when the task has a source, so
+// that the runtime tells it; a task without one is not reported. It used
+// to be removed in silence: a source waiting for the outcome never heard
+// it.
+func TestTaskFoundSucceededAgainTellsItsSource(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	var (
+		mu    sync.Mutex
+		found []string
+	)
+	b.WatchFinished(func(tk *task.Task) {
+		mu.Lock()
+		found = append(found, tk.ID+" from "+tk.Header(task.HeaderCompletion))
+		mu.Unlock()
+	})
+	withSource := &task.Task{ID: "told", Kind: "k", Queue: "fin"}
+	withSource.SetHeader(task.HeaderCompletion, "mailbox")
+	require.NoError(t, b.Enqueue(ctx, withSource, &task.Task{ID: "silent", Kind: "k", Queue: "fin"}))
+	q, err := b.queue("fin")
+	require.NoError(t, err)
+	var ds []*queue.Delivery
+	for len(ds) < 2 {
+		ds = append(ds, leaseWithin(t, b, "fin", 10*time.Second)...)
+	}
+	for _, d := range ds {
+		// The success recorded, its ack lost.
+		require.NoError(t, b.markDone(ctx, q, d.Task.Key, task.Succeeded, ""))
+	}
+	require.Empty(t, leaseWithin(t, b, "fin", 3*time.Second), "a finished task handed out again")
+	require.Eventually(t, func() bool {
+		st, err := b.Stats(ctx, "fin")
+		return err == nil && st.Ready+st.InFlight+st.Delayed == 0
+	}, 10*time.Second, 20*time.Millisecond, "both removed")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"told from mailbox"}, found)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
@@ -152,24 +151,4 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	r.setLease(now, leaseFor) // r is not shared yet
 	b.track(r)
 	return d
-}
-
-// dropFinished removes m, a message delivered again whose task finished
-// with o already (finishedBefore): acked when it succeeded, terminated
-// when it was dead-lettered (its dead letter was stored before its
-// marker). A failure leaves it to the server, which delivers it again
-// after its AckWait, when it is looked up again.
-func (b *Backend) dropFinished(q *queueState, m jetstream.Msg, t *task.Task, o task.Outcome) {
-	var err error
-	if o == task.Succeeded {
-		err = m.Ack()
-	} else {
-		err = b.term(m, "finished already: "+string(o))
-	}
-	fields := []zap.Field{zap.String("queue", q.queue), zap.String("task", t.ID), zap.String("outcome", string(o))}
-	if err != nil {
-		b.log.Warn("jetstream: remove a task delivered again after it finished", append(fields, zap.Error(err))...)
-		return
-	}
-	b.log.Info("jetstream: task delivered again after it finished removed (its settlement was cut short)", fields...)
 }

@@ -233,6 +233,14 @@ func (f *Faulty) WatchDead(fn func(queue.DeadLetter)) {
 	}
 }
 
+// WatchFinished registers fn with the wrapped backend when it is a
+// queue.FinishedWatcher (else fn is never called).
+func (f *Faulty) WatchFinished(fn func(*task.Task)) {
+	if w, ok := f.Backend.(queue.FinishedWatcher); ok {
+		w.WatchFinished(fn)
+	}
+}
+
 // Declare declares queues to the wrapped backend when it is a
 // queue.Declarer (else it does nothing), so that a runtime on a Faulty
 // backend sets its queues up at start as it would on the backend itself.

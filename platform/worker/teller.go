@@ -1,0 +1,194 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/source"
+	"github.com/plba/plba/platform/task"
+)
+
+// teller tells sources of the outcomes a backend found on its own: the
+// dead letters it made outside any settlement (queue.DeadWatcher), and the
+// tasks it found delivered again after they succeeded
+// (queue.FinishedWatcher). The backend hands each one over without
+// blocking (addDead, addFinished queue it), and one goroutine, running
+// from StartPools to StopPools, calls the task's source's Complete: with
+// task.DeadLettered and the backend's reason, counted on the pool of the
+// task's queue (Dead, and CompletionFailed when the source fails) and told
+// to the observer when it is a task.DeadObserver (telemetry's
+// plba.task.dead_lettered); with task.Succeeded for a finished task,
+// counted only when the source fails (its success was counted, if at all,
+// by the settlement that recorded it). Nothing is dropped while the
+// runtime runs: what is queued when it stops is told within Stop's ctx.
+// What the backend reports after that (it closes after the pools) is
+// logged as not told.
+type teller struct {
+	comps *source.Completions
+	pools map[string]*Pool
+	obs   task.DeadObserver // nil: the observer does not count dead letters
+	log   *zap.Logger
+
+	mu      sync.Mutex
+	pending []toldOutcome
+	running bool
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// toldOutcome is an outcome the teller tells a task's source.
+type toldOutcome struct {
+	t      *task.Task
+	o      task.Outcome
+	reason string
+}
+
+func newTeller(comps *source.Completions, pools map[string]*Pool, obs task.Observer, log *zap.Logger) *teller {
+	d := &teller{comps: comps, pools: pools, log: log, wake: make(chan struct{}, 1)}
+	d.obs, _ = obs.(task.DeadObserver)
+	return d
+}
+
+// addDead queues dl; it never blocks for long and never calls the backend.
+func (d *teller) addDead(dl queue.DeadLetter) {
+	if dl.Task == nil {
+		return
+	}
+	if p := d.pools[dl.Task.Queue]; p != nil {
+		p.n.dead.Add(1)
+	}
+	if d.obs != nil {
+		d.obs.DeadLettered(context.Background(), dl.Task, dl.Reason)
+	}
+	// The one log line of this dead letter (warn), whichever way it goes.
+	msg := "task dead-lettered by the backend"
+	tell := d.queue(toldOutcome{t: dl.Task, o: task.DeadLettered, reason: dl.Reason})
+	if !tell && dl.Task.Header(task.HeaderCompletion) != "" {
+		msg += " after the runtime stopped; its source is not told"
+	}
+	d.log.Warn(msg, zap.String("task", dl.Task.ID), zap.String("kind", dl.Task.Kind), zap.String("queue", dl.Task.Queue),
+		zap.Int("attempt", dl.Task.Attempt), zap.String("reason", dl.Reason))
+}
+
+// addFinished queues t, a task the backend found delivered again after
+// it succeeded, for its source to be told task.Succeeded; it never blocks
+// for long and never calls the backend.
+func (d *teller) addFinished(t *task.Task) {
+	if t == nil || t.Header(task.HeaderCompletion) == "" {
+		return
+	}
+	if d.queue(toldOutcome{t: t, o: task.Succeeded}) {
+		d.log.Info("task found succeeded on a delivery after its settlement was cut short; its source is told",
+			zap.String("task", t.ID), zap.String("kind", t.Kind), zap.String("queue", t.Queue))
+		return
+	}
+	d.log.Warn("task found succeeded on a delivery after the runtime stopped; its source is not told",
+		zap.String("task", t.ID), zap.String("kind", t.Kind), zap.String("queue", t.Queue))
+}
+
+// queue queues o for telling when its task has a source and the teller
+// runs, and reports whether it did.
+func (d *teller) queue(o toldOutcome) bool {
+	if o.t.Header(task.HeaderCompletion) == "" {
+		return false
+	}
+	d.mu.Lock()
+	tell := d.running
+	if tell {
+		d.pending = append(d.pending, o)
+	}
+	d.mu.Unlock()
+	if tell {
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+	}
+	return tell
+}
+
+// start starts the goroutine once.
+func (d *teller) start() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running {
+		return
+	}
+	d.running = true
+	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	go d.run()
+}
+
+// close stops the goroutine after it told what is queued, within ctx.
+func (d *teller) close(ctx context.Context) error {
+	d.mu.Lock()
+	if !d.running {
+		d.mu.Unlock()
+		return nil
+	}
+	d.running = false
+	stop, done := d.stop, d.done
+	d.mu.Unlock()
+	close(stop)
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("worker: tell sources of the outcomes the backend found: %w", ctx.Err())
+	}
+	// Whatever arrived meanwhile.
+	d.drain(ctx)
+	return nil
+}
+
+func (d *teller) run() {
+	defer close(d.done)
+	for {
+		select {
+		case <-d.wake:
+			d.drain(context.Background())
+		case <-d.stop:
+			d.drain(context.Background())
+			return
+		}
+	}
+}
+
+// drain tells every queued outcome, each bounded by parent and by the
+// task timeout of its queue's pool (DefaultTaskTimeout without one).
+func (d *teller) drain(parent context.Context) {
+	for {
+		d.mu.Lock()
+		batch := d.pending
+		d.pending = nil
+		d.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		for _, o := range batch {
+			d.tell(parent, o)
+		}
+	}
+}
+
+func (d *teller) tell(parent context.Context, o toldOutcome) {
+	timeout := DefaultTaskTimeout
+	p := d.pools[o.t.Queue]
+	if p != nil {
+		timeout = p.cfg.TaskTimeout
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	if err := d.comps.Complete(ctx, o.t, o.o, o.reason); err != nil {
+		if p != nil {
+			p.n.completionFailed.Add(1)
+			p.setLastError(err)
+		}
+		d.log.Error("completion of a task the backend finished failed", zap.String("task", o.t.ID),
+			zap.String("queue", o.t.Queue), zap.String("outcome", string(o.o)), zap.Error(err))
+	}
+}
