@@ -94,6 +94,7 @@ func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) i
 	}
 
 	stopped := make(chan error, 1)
+	began := time.Now()
 	go func() { // owned: the select below waits for it unless forced out
 		ctx, cancel := context.WithTimeout(context.Background(), lc.StopTimeout)
 		defer cancel()
@@ -103,7 +104,11 @@ func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) i
 	case err := <-stopped:
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) {
-				err = fmt.Errorf("stop timed out after %s%s: %w", lc.StopTimeout, stopping(comp), err)
+				// Each stage gives up by its share of the time (sources,
+				// then pools, then the backend): the host may end well
+				// before the whole of it, and says when.
+				err = fmt.Errorf("stop timed out: gave up after %s of its %s (lifecycle.stop_timeout)%s: %w",
+					time.Since(began).Round(time.Millisecond), lc.StopTimeout, stopping(comp), err)
 			}
 			fmt.Fprintf(stderr, "%s: stop: %s\n", o.prog, oneLine(err))
 			return ExitFailure
