@@ -23,6 +23,7 @@ import (
 type ctlFlags struct {
 	url       string
 	tokenFile string
+	caFile    string
 	output    string
 	timeout   time.Duration
 }
@@ -39,7 +40,9 @@ type ctl struct {
 const ctlHelp = `Ctl is a command-line client of the host's admin API (JSON under /admin/v1).
 
 It calls --url (default http://127.0.0.1:8080) with the bearer token from
---token-file, or else from the environment variable PLBA_CTL_TOKEN. It prints
+--token-file, or else from the environment variable PLBA_CTL_TOKEN. An
+https:// URL is checked against the system's certificate authorities and
+those of --ca-file. It prints
 tables for people and, with -o json, the API's JSON answer for scripts.
 
 Exit status: 0 done, 1 failed (the call failed, or an action left some
@@ -61,6 +64,7 @@ func ctlCommand(stdin io.Reader, stdout, stderr io.Writer, code *int) *cobra.Com
 	pf := root.PersistentFlags()
 	pf.StringVar(&f.url, "url", "http://127.0.0.1:8080", "the admin server's base `URL`")
 	pf.StringVar(&f.tokenFile, "token-file", "", "read the bearer token from `FILE` (default: $"+CtlTokenEnv+")")
+	pf.StringVar(&f.caFile, "ca-file", "", "trust the certificates in `FILE` (PEM) for an https:// --url, beside the system's: a host whose admin.tls certificate a private CA signed")
 	pf.StringVarP(&f.output, "output", "o", "table", "output `FORMAT`: table or json")
 	pf.DurationVar(&f.timeout, "timeout", 30*time.Second, "bound of one call")
 
@@ -76,7 +80,7 @@ func (c *ctl) run(body func(ctx context.Context, cl *ctlClient, args []string) e
 		if c.f.output != "table" && c.f.output != "json" {
 			return fmt.Errorf("--output %q: want table or json", c.f.output)
 		}
-		cl, err := newCtlClient(c.f.url, c.f.tokenFile, c.f.timeout)
+		cl, err := newCtlClient(c.f)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,8 @@ package host
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,8 +42,10 @@ type ctlError struct {
 
 func (e *ctlError) Error() string { return e.msg }
 
-// newCtlClient reads the token (file first, then the environment).
-func newCtlClient(url, tokenFile string, timeout time.Duration) (*ctlClient, error) {
+// newCtlClient reads the token (file first, then the environment) and
+// the certificate authorities of f.caFile.
+func newCtlClient(f *ctlFlags) (*ctlClient, error) {
+	url, tokenFile, timeout := f.url, f.tokenFile, f.timeout
 	c := &ctlClient{base: strings.TrimRight(url, "/"), timeout: timeout, http: &http.Client{Timeout: timeout,
 		// A redirect is answered as it is (do fails naming it): followed, a
 		// POST or PUT would come back as a GET whose 200 reads as done,
@@ -63,7 +67,36 @@ func newCtlClient(url, tokenFile string, timeout time.Duration) (*ctlClient, err
 	if !strings.HasPrefix(c.base, "http://") && !strings.HasPrefix(c.base, "https://") {
 		return nil, fmt.Errorf("--url %q: want http://host:port or https://host:port", url)
 	}
+	if f.caFile != "" {
+		if !strings.HasPrefix(c.base, "https://") {
+			return nil, fmt.Errorf("--ca-file is for an https:// --url (got %q)", url)
+		}
+		roots, err := caPool(f.caFile)
+		if err != nil {
+			return nil, err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		c.http.Transport = tr
+	}
 	return c, nil
+}
+
+// caPool returns the system's certificate authorities with those of the
+// PEM file path added.
+func caPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", path)
+	}
+	return roots, nil
 }
 
 // do calls method path with body (JSON, nil for none) and decodes a 2xx
