@@ -333,3 +333,22 @@ func TestAuthOff(t *testing.T) {
 		})
 	}
 }
+
+// TestSecureCookiesBehindATLSProxy: behind a proxy that terminates TLS
+// the server serves plain HTTP, and its session cookie, not Secure, would
+// also be sent over plain HTTP to the same host. auth.secure_cookies
+// marks it Secure, and its removal at sign-out too. There was no way to.
+func TestSecureCookiesBehindATLSProxy(t *testing.T) {
+	t.Parallel()
+	c := secured(t)
+	c.Auth.SecureCookies = true
+	_, srv := serve(t, c, nil)
+	resp, err := http.Post(srv.URL+admin.SessionPath, "application/json", strings.NewReader(`{"name":"alice","password":"alicealice"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.True(t, resp.Cookies()[0].Secure, "the session cookie is Secure")
+	cookie, csrf := signIn(t, srv.URL, "alice", "alicealice")
+	_, _, h := request(t, http.MethodDelete, srv.URL+admin.SessionPath, "", map[string]string{"Cookie": cookie.String(), "X-CSRF-Token": csrf})
+	require.Contains(t, h.Get("Set-Cookie"), "Secure", "its removal too")
+}

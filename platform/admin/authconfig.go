@@ -46,6 +46,11 @@ type AuthConfig struct {
 	FailedAttempts int `koanf:"failed_attempts"`
 	// FailedWindow: see FailedAttempts.
 	FailedWindow time.Duration `koanf:"failed_window"`
+	// SecureCookies marks the session cookie Secure (sent by browsers
+	// over HTTPS only) although the server itself serves plain HTTP:
+	// behind a proxy that terminates TLS. With admin.tls it is Secure
+	// anyway. Default false.
+	SecureCookies bool `koanf:"secure_cookies"`
 	// Demo adds the user DemoUser and the bearer token DemoToken, both
 	// with RoleOperator, with a password and a token made at random at
 	// every start and printed at warn in the start-up log with the web

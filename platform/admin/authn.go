@@ -56,7 +56,7 @@ func newAuthenticator(c Config, log *zap.Logger) (*authenticator, error) {
 		sessions: newSessions(ac.SessionTTL, ac.MaxSessions),
 		limit:    newFailLimiter(ac.FailedAttempts, ac.FailedWindow),
 		checks:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
-		secure:   c.TLS.Enabled(),
+		secure:   c.TLS.Enabled() || ac.SecureCookies,
 		log:      log,
 		now:      time.Now,
 	}
