@@ -129,8 +129,8 @@ func (b *Backend) readDead(ctx context.Context, qn queueNames, seq uint64) (queu
 }
 
 // decodeDeadOrRaw decodes a stored dead letter, or shows a message that is
-// not one as a task "seq-<n>" of kind "?" with the decoding error as its
-// reason (as scanDead does).
+// not one as a task "dead-seq-<n>" of kind "?" with the decoding error as
+// its reason (as scanDead does).
 func decodeDeadOrRaw(h map[string][]string, data []byte, queueName string, seq uint64, at time.Time) queue.DeadLetter {
 	dl, err := decodeDead(h, data, queueName)
 	if err != nil {
@@ -140,11 +140,13 @@ func decodeDeadOrRaw(h map[string][]string, data []byte, queueName string, seq u
 }
 
 // deadStandIn shows the message at seq of the dead-letter stream, which
-// does not decode as a dead letter (err), as a task "seq-<n>" of kind
-// "?" with the decoding error as its reason.
+// does not decode as a dead letter (err), as a task "dead-seq-<n>" of
+// kind "?" with the decoding error as its reason: not "seq-<n>", the id a
+// message of the work stream that is not a task is dead-lettered with
+// (foreignStandIn), whose sequence may be the same.
 func deadStandIn(queueName string, seq uint64, data []byte, at time.Time, err error) queue.DeadLetter {
 	return queue.DeadLetter{
-		Task:   &task.Task{ID: "seq-" + strconv.FormatUint(seq, 10), Kind: "?", Queue: queueName, Payload: data},
+		Task:   &task.Task{ID: "dead-seq-" + strconv.FormatUint(seq, 10), Kind: "?", Queue: queueName, Payload: data},
 		Reason: err.Error(), At: at,
 	}
 }

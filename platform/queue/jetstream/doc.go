@@ -202,8 +202,11 @@
 //     marker without outcome, written only over the dead letter's, see
 //     done.go) and deletes the dead letter, Purge deletes. A Redrive cut
 //     short between the copy and the delete left the dead letter beside
-//     its queued copy: the copy's first delivery deletes it (its
-//     Nats-Msg-Id names the dead letter's sequence; redrive.go). Redrive
+//     its queued copy: the copy's next delivery (its first, or a later
+//     one when a process that died had prefetched the first) deletes it
+//     (its Nats-Msg-Id names the dead letter's sequence; redrive.go). A
+//     message of that stream that is not a dead letter is listed as the
+//     task "dead-seq-<n>" of kind "?", and Redrive leaves it. Redrive
 //     leaves a dead letter whose key's marker says succeeded (the task
 //     ran again after it and succeeded: a re-drive that stopped before it
 //     deleted the dead letter, or one stored by a version without the

@@ -17,7 +17,7 @@ import (
 
 // TestRedriveLeavesADeadLetterThatIsNotATask: a message in the
 // dead-letter stream that does not decode as a dead letter (published
-// there with nats pub, or damaged) is listed as "seq-<n>" of kind "?"
+// there with nats pub, or damaged) is listed as "dead-seq-<n>" of kind "?"
 // with the decoding error as its reason; Redrive leaves it as it is and
 // says why, and re-drives the others; Purge deletes it. Redrive used to
 // publish it to the queue as a task without a kind, its headers dropped,
@@ -39,7 +39,7 @@ func TestRedriveLeavesADeadLetterThatIsNotATask(t *testing.T) {
 	junk := &nats.Msg{Subject: q.deadSubject, Header: nats.Header{"X-Origin": {"nats pub"}, HeaderTask: {"kind=%zz"}}, Data: []byte("junk")}
 	ack, err := b.js.PublishMsg(ctx, junk)
 	require.NoError(t, err)
-	junkID := "seq-" + strconv.FormatUint(ack.Sequence, 10)
+	junkID := "dead-seq-" + strconv.FormatUint(ack.Sequence, 10)
 
 	dead, err := b.ListDead(ctx, qn, 0)
 	require.NoError(t, err)
@@ -109,4 +109,46 @@ func TestRedriveSkipsADeadLetterItCannotCopy(t *testing.T) {
 	cancel()
 	require.NoError(t, err)
 	require.Equal(t, "good", ds[0].Task.ID)
+}
+
+// TestStandInsOfTheTwoStreamsDoNotShareAnID: a message of the work stream
+// that is not a task is dead-lettered as "seq-<n>", n its sequence in the
+// work stream; a message of the dead-letter stream that is not a dead
+// letter is listed as "dead-seq-<n>", n its sequence there. Both used to
+// be "seq-<n>": with equal sequences, two dead letters shared one id, and
+// a Purge or Redrive of one by its id took the other too.
+func TestStandInsOfTheTwoStreamsDoNotShareAnID(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qn = "twins"
+	require.NoError(t, b.Declare(ctx, qn))
+	q, err := b.queue(qn)
+	require.NoError(t, err)
+	junk, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: q.deadSubject, Header: nats.Header{HeaderTask: {"kind=%zz"}}, Data: []byte("junk")})
+	require.NoError(t, err)
+	foreign, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: q.subject, Data: []byte("not a task")})
+	require.NoError(t, err)
+	require.Equal(t, junk.Sequence, foreign.Sequence, "the same sequence in both streams")
+	require.Eventually(t, func() bool {
+		lctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		_, _ = b.Lease(lctx, qn, 1, time.Second) // dead-letters the foreign message
+		st, err := b.Stats(ctx, qn)
+		return err == nil && st.Dead == 2
+	}, 20*time.Second, 10*time.Millisecond)
+
+	dead, err := b.ListDead(ctx, qn, 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 2)
+	ids := []string{dead[0].Task.ID, dead[1].Task.ID}
+	seq := strconv.FormatUint(junk.Sequence, 10)
+	require.ElementsMatch(t, []string{"dead-seq-" + seq, "seq-" + seq}, ids)
+	n, err := b.Purge(ctx, qn, "seq-"+seq)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "only the foreign message's dead letter")
+	dead, err = b.ListDead(ctx, qn, 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	require.Equal(t, "junk", string(dead[0].Task.Payload))
 }
