@@ -114,10 +114,13 @@
 // their deliveries go back to the queue unsettled (task.Returned), through
 // the backend's Release (no attempt counted). Nothing unfinished is ever
 // acked. Give-backs run
-// concurrently and, like every settlement once Stop began, are bounded by
-// Stop's ctx as well as by the lease; when ctx ends first, Stop returns an
-// error naming what still runs (a handler that ignores its cancellation
-// included: Stop gives its delivery back itself). Stop returns by ctx's
+// concurrently and, like every settlement once Stop began (and one in
+// progress then: a dead letter waiting for a stream that lost its
+// leader), are bounded by Stop's ctx as well as by the lease; a
+// settlement cut short is told to no source, and the backend delivers
+// the task again. When ctx ends first, Stop returns an error naming what
+// still runs (a handler that ignores its cancellation included: Stop
+// gives its delivery back itself) and the settlements it cut short. Stop returns by ctx's
 // deadline; Runtime.StopSources leaves half the time left to the pools
 // and the backend, and Runtime.StopPools a quarter of what is left then
 // to the queue backend, which closes after the pools (fx runs no stop

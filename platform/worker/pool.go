@@ -121,6 +121,11 @@ type Pool struct {
 	extendEvery, renewBelow time.Duration
 	extendCtx               context.Context
 	extendCancel            context.CancelFunc
+	// settling is the parent of every settlement call (settleCtx); it
+	// ends with Stop's ctx, so a settlement in progress when Stop began
+	// (bounded only by the lease before) ends with it too.
+	settling     context.Context
+	settlingStop context.CancelFunc
 
 	stop stopping // stop.go
 }
@@ -174,6 +179,7 @@ func NewPool(p PoolParams) (*Pool, error) {
 	}
 	pl.stop.init()
 	pl.extendCtx, pl.extendCancel = context.WithCancel(context.Background())
+	pl.settling, pl.settlingStop = context.WithCancel(context.Background())
 	pl.extendEvery = min(max(cfg.Lease/4, time.Millisecond), 5*time.Second)
 	pl.renewBelow = max(cfg.Lease/2, pl.extendEvery)
 	pl.target.Store(int64(cfg.Concurrency))

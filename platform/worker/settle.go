@@ -133,6 +133,9 @@ func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, 
 	d.FailReason = msg // stored, should the backend dead-letter the task instead
 	sctx, cancel := p.settleCtx()
 	rerr := p.backendCall(OpRetry, t, func() error { return p.backend.Retry(sctx, d, time.Now().Add(delay)) })
+	if rerr != nil && !errors.Is(rerr, queue.ErrDeadLettered) {
+		p.settleCut(sctx)
+	}
 	cancel()
 	switch {
 	case rerr == nil:
@@ -162,6 +165,9 @@ func (p *Pool) deadLetter(ctx context.Context, s *slot, d *queue.Delivery, reaso
 	}
 	sctx, cancel := p.settleCtx()
 	err := p.backendCall(OpDeadLetter, d.Task, func() error { return p.backend.DeadLetter(sctx, d, reason) })
+	if err != nil {
+		p.settleCut(sctx)
+	}
 	cancel()
 	if err != nil {
 		serr := p.settleFailed(OpDeadLetter, d.Task, err)
@@ -189,8 +195,9 @@ func (p *Pool) dead(ctx context.Context, d *queue.Delivery, reason string) {
 	p.complete(ctx, t, task.DeadLettered, reason)
 }
 
-// settleParent is the parent of every settlement context: Stop's ctx once
-// the pool stops, else context.Background().
+// settleParent is the parent of give-backs and completions: Stop's ctx
+// once the pool stops, else context.Background(). (Settlement calls have
+// their own, see settleCtx.)
 func (p *Pool) settleParent() context.Context {
 	if c := p.stop.ctx.Load(); c != nil {
 		return *c
@@ -199,13 +206,25 @@ func (p *Pool) settleParent() context.Context {
 }
 
 // settleCtx bounds a settlement call (retry, dead letter) by the lease
-// and, once Stop began, by Stop's ctx, whichever ends first. It is not
-// tied to the handler's context (a settlement must go through even while
-// the pool stops), but a backend that never answers cannot hold a worker
-// longer than the delivery's lease (after that the backend redelivers the
-// task anyway), nor Stop past its ctx.
+// and by Stop's ctx, whichever ends first, also when the call began
+// before Stop (p.settling ends with Stop's ctx). It is not tied to the
+// handler's context (a settlement must go through even while the pool
+// stops), but a backend that never answers (a stream without a leader,
+// a publish whose answer was lost) cannot hold a worker longer than the
+// delivery's lease (after that the backend redelivers the task anyway),
+// nor Stop past its ctx: the settlement fails, the source is told
+// nothing, and the delivery is left to the backend, which delivers it
+// again when its lease ends.
 func (p *Pool) settleCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(p.settleParent(), p.cfg.Lease)
+	return context.WithTimeout(p.settling, p.cfg.Lease)
+}
+
+// settleCut counts the failed settlement whose context Stop's ctx ended
+// (Stop's error reports it).
+func (p *Pool) settleCut(sctx context.Context) {
+	if sctx.Err() != nil && p.settling.Err() != nil {
+		p.stop.cut.Add(1)
+	}
 }
 
 // settleFailed counts and logs the failed settlement op of t and returns

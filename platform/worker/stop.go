@@ -33,6 +33,7 @@ type stopping struct {
 
 	running running
 	late    atomic.Int64 // give-backs cut short by their context
+	cut     atomic.Int64 // settlements (retry, dead letter) cut short by Stop's ctx
 }
 
 // activity is work in progress outside a handler that can outlive Stop's
@@ -117,9 +118,11 @@ func byDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 // the hand-over buffer back at once, lets in-flight handlers finish for up
 // to DrainTimeout (or until ctx ends, whichever is first), then cancels
 // the contexts of those still running; they go back to the queue
-// unsettled (outcome task.Returned; never acked). Every settlement and
-// give-back from then on is bounded by ctx as well as by the lease, and so
-// is every lease extension, including one in progress when Stop began (a
+// unsettled (outcome task.Returned; never acked). Every settlement
+// (retry, dead letter) and give-back from then on is bounded by ctx as
+// well as by the lease, and so is every lease extension and settlement in
+// progress when Stop began (one cut short fails: its source is told
+// nothing, and the backend delivers the task again; a
 // give-back of a delivery that did not run, starting only after ctx ended,
 // is bounded by a short grace instead: see returnUnrun).
 //
@@ -129,8 +132,9 @@ func byDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 // an error wrapping ctx.Err() that names what still runs (those handlers,
 // settlements, give-backs and lease renewals in progress, the fetcher, the
 // housekeeper's lease extension; "pool goroutines" when it is none of
-// these) and how many deliveries could not be given back in time (their
-// leases run out and the backend delivers them again). What still runs
+// these), how many deliveries could not be given back in time and how
+// many settlements it cut short (their leases run out and the backend
+// delivers them again). What still runs
 // ends on its own; a later Stop waits for it. When ctx has a deadline,
 // Stop ends a short margin (200ms, at most half the time left) before it,
 // grace and give-backs included, so it returns by the deadline. Stop is
@@ -160,6 +164,8 @@ func (p *Pool) Stop(ctx context.Context) error {
 	p.state = stateStopping
 	p.stop.ctx.Store(&ctx)
 	p.stop.late.Store(0)
+	// Settlements in progress, and those to come, end with ctx.
+	context.AfterFunc(ctx, p.settlingStop)
 	p.halted.Store(true)
 	close(p.stop.ch)
 	p.leaseCancel()
@@ -187,6 +193,11 @@ func (p *Pool) Stop(ctx context.Context) error {
 		err = p.overrun(ctx)
 	}
 	p.extendCancel()
+	if n := p.stop.cut.Load(); n > 0 && err == nil {
+		// The pool ended within the grace, but not every settlement
+		// happened.
+		err = fmt.Errorf("worker: stop pool %q: %w; %s", p.queue, ctx.Err(), cutShort(n))
+	}
 	p.mu.Lock()
 	p.state = stateStopped
 	p.mu.Unlock()
@@ -253,7 +264,7 @@ func (p *Pool) overrun(ctx context.Context) error {
 		still = append(still, "pool goroutines")
 	}
 	late := p.stop.late.Load()
-	if len(still) == 0 && late == 0 {
+	if len(still) == 0 && late == 0 && p.stop.cut.Load() == 0 {
 		return nil // everything ended within the grace
 	}
 	err := fmt.Errorf("worker: stop pool %q: %w", p.queue, ctx.Err())
@@ -263,7 +274,15 @@ func (p *Pool) overrun(ctx context.Context) error {
 	if late > 0 {
 		err = fmt.Errorf("%w; %d deliveries could not be given back in time (they are delivered again when their leases end)", err, late)
 	}
+	if n := p.stop.cut.Load(); n > 0 {
+		err = fmt.Errorf("%w; %s", err, cutShort(n))
+	}
 	return err
+}
+
+// cutShort is how Stop's error names n settlements its ctx cut short.
+func cutShort(n int64) string {
+	return fmt.Sprintf("%d settlements cut short (not told to their sources; delivered again when their leases end)", n)
 }
 
 // abandon gives back the deliveries of handlers that ignore cancellation

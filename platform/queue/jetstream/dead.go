@@ -240,7 +240,7 @@ func (b *Backend) DeadLetter(ctx context.Context, d *queue.Delivery, reason stri
 	if err := r.begin(); err != nil {
 		return err
 	}
-	return b.deadLetterLocked(ctx, r, reason)
+	return r.failedIf(b.deadLetterLocked(ctx, r, reason))
 }
 
 func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason string) error {

@@ -32,6 +32,7 @@ type receipt struct {
 
 	mu       sync.Mutex
 	settled  bool
+	failed   bool      // its last settlement failed: left to the server (Close does not wait for it)
 	touched  time.Time // last time the server's AckWait timer restarted
 	leaseEnd time.Time // the lease promised to the caller
 }
@@ -104,6 +105,7 @@ func (r *receipt) unrenewed(at, before time.Time) {
 
 // begin checks that r may be settled now and marks it settled. r.mu held.
 func (r *receipt) begin() error {
+	r.failed = false
 	if r.b.connDone.Load() {
 		return queue.ErrClosed
 	}
@@ -116,6 +118,15 @@ func (r *receipt) begin() error {
 		return fmt.Errorf("jetstream: lease ended at %s: %w", r.leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
 	}
 	return nil
+}
+
+// failedIf marks r failed when err, its settlement's error, is not nil
+// (see pruneInflight) and returns err. r.mu held.
+func (r *receipt) failedIf(err error) error {
+	if err != nil && !r.settled {
+		r.failed = true
+	}
+	return err
 }
 
 // finish marks r settled. r.mu held.
@@ -162,19 +173,28 @@ func (b *Backend) untrack(r *receipt) {
 }
 
 // pruneInflight forgets deliveries whose lease has ended and returns how
-// many remain.
+// many remain that a settlement may still settle: not those whose last
+// settlement failed (the caller reported the failure and left the
+// delivery to the server, which delivers it again after its lease), so
+// that Close does not wait for them; a delivery being settled counts.
 func (b *Backend) pruneInflight(now time.Time) int {
 	b.imu.Lock()
 	defer b.imu.Unlock()
+	n := 0
 	for r := range b.inflight {
 		if r.mu.TryLock() {
-			if !r.settled && now.After(r.leaseEnd) {
+			gone, failed := !r.settled && now.After(r.leaseEnd), r.failed
+			if gone {
 				delete(b.inflight, r)
 			}
 			r.mu.Unlock()
+			if gone || failed {
+				continue
+			}
 		}
+		n++
 	}
-	return len(b.inflight)
+	return n
 }
 
 // keptLease is a receipt keep sent an in-progress ack for, and when it

@@ -31,7 +31,7 @@ import (
 // record whose answer was lost (a server shut down) would fail the Ack
 // although the record is stored, and the redelivery, finished by that
 // record without being handed out, would leave a waiting source untold.
-func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
+func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) (err error) {
 	r, err := b.receiptOf(d)
 	if err != nil {
 		return err
@@ -41,6 +41,7 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
+	defer func() { err = r.failedIf(err) }()
 	told := d.Task.Header(task.HeaderCompletion) != ""
 	if !r.keyed && !d.Last && !told {
 		// A generated key is not remembered (done.go): the ack alone.
@@ -99,7 +100,7 @@ func (b *Backend) ack(ctx context.Context, r *receipt) error {
 // it has lost: the publish ends as soon as the connection drops (or when
 // it is down already), so a pool stopping during an outage is not held
 // for a lease per give-back (TestPoolStopDuringAnOutageReturnsSoon).
-func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
+func (b *Backend) Release(ctx context.Context, d *queue.Delivery) (err error) {
 	r, err := b.receiptOf(d)
 	if err != nil {
 		return err
@@ -109,6 +110,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
+	defer func() { err = r.failedIf(err) }()
 	ctx, stop := b.whileConnected(ctx)
 	defer stop()
 	t := d.Task
@@ -156,7 +158,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
 // d.FailReason in its reason, d.DeadReason is set to the reason stored,
 // and Retry returns queue.ErrDeadLettered: the settlement happened, as a
 // dead letter.
-func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) error {
+func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) (err error) {
 	r, err := b.receiptOf(d)
 	if err != nil {
 		return err
@@ -166,6 +168,7 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) er
 	if err := r.begin(); err != nil {
 		return err
 	}
+	defer func() { err = r.failedIf(err) }()
 	if b.cfg.MaxDeliver > 0 && r.attempt+r.early >= b.cfg.MaxDeliver {
 		reason := fmt.Sprintf("retry requested after the last of %d deliveries (max_deliver)", b.cfg.MaxDeliver)
 		if d.FailReason != "" {
