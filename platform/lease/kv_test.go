@@ -291,7 +291,7 @@ func TestKVRefusesABucketWithAnotherTTL(t *testing.T) {
 // A bucket made with other replicas than the configuration's is refused,
 // as one with another TTL is, rather than used as it is: on a cluster, a
 // host asking for three replicas bound to a bucket of one, which the loss
-// of its server would take away.
+// of its server would take away. The same for the marks' bucket.
 func TestKVRefusesABucketWithOtherReplicas(t *testing.T) {
 	if os.Getenv("PLBA_TEST_CLUSTER") == "" {
 		t.Skip("set PLBA_TEST_CLUSTER=1 to run a three-node cluster")
@@ -309,4 +309,13 @@ func TestKVRefusesABucketWithOtherReplicas(t *testing.T) {
 	_, err = lease.OpenKV(ctx, js, lease.KVConfig{Bucket: "leases", TTL: 3 * time.Second, Replicas: 3})
 	require.ErrorIs(t, err, lease.ErrConfig)
 	require.ErrorContains(t, err, "has replicas 1, configured 3")
+
+	// So is the schedules' marks bucket (it was bound as it was).
+	_, err = lease.OpenMarks(ctx, js, "marks", 1)
+	require.NoError(t, err)
+	_, err = lease.OpenMarks(ctx, js, "marks", 3)
+	require.ErrorIs(t, err, lease.ErrConfig)
+	require.ErrorContains(t, err, "has replicas 1, configured 3")
+	_, err = lease.OpenMarks(ctx, js, "marks", 1)
+	require.NoError(t, err, "the same replicas")
 }
