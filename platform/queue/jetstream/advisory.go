@@ -71,7 +71,6 @@ func (b *Backend) setUpAdvisoryStream(ctx context.Context) (c jetstream.Consumer
 	name := b.names.advisoryStream()
 	s, err := lookupStream(ctx, b.js, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		created = true
 		s, err = jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
 			s, err := b.js.CreateStream(ctx, jetstream.StreamConfig{
 				Name:        name,
@@ -85,6 +84,7 @@ func (b *Backend) setUpAdvisoryStream(ctx context.Context) (c jetstream.Consumer
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				return lookupStream(ctx, b.js, name) // another host's create won
 			}
+			created = err == nil
 			return s, err
 		})
 	}
@@ -99,15 +99,19 @@ func (b *Backend) setUpAdvisoryStream(ctx context.Context) (c jetstream.Consumer
 }
 
 // setUpAdvisoryConsumer creates or updates the durable consumer of the
-// advisory stream s.
+// advisory stream s (setUpConsumer: its ack wait is every host's
+// ack_wait, which a host that checks what it finds does not change).
 func (b *Backend) setUpAdvisoryConsumer(ctx context.Context, s jetstream.Stream) (jetstream.Consumer, error) {
-	c, err := createOrUpdateConsumer(ctx, s, jetstream.ConsumerConfig{
+	c, err := b.setUpConsumer(ctx, s, jetstream.ConsumerConfig{
 		Durable:     b.cfg.Consumer,
 		Description: "plba: dead-letters exhausted tasks",
 		AckPolicy:   jetstream.AckExplicitPolicy,
 		AckWait:     b.cfg.AckWait,
 		MaxDeliver:  -1,
 	})
+	if errors.Is(err, ErrSettingsDiffer) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: create consumer %q on %q: %w", b.cfg.Consumer, b.names.advisoryStream(), err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/plba/plba/internal/jsapi"
 	"github.com/plba/plba/platform/config"
 )
 
@@ -30,6 +31,14 @@ const errReplicasUnsupported = 10074
 // with its configuration and refuses to start on a difference, naming the
 // key; a host with its own embedded server (one process per store, the
 // store lock) applies its configuration, as the only host that set it up.
+// Compared: every stream's replicas; the duplicate window of the work
+// streams and the dead letters' (the finished keys' maximum age); the
+// dead letters' max_age, max_bytes and max_msgs (a later host's bounds
+// would have its dead letters discarded or kept otherwise than the
+// first host counts on); the ack wait and maximum deliveries of the work
+// streams' consumers and the ack wait of the advisory stream's consumer.
+// Not compared: max_ack_pending and the work streams' max_msgs and
+// max_bytes, which the last host to set a stream up applies.
 
 // differs returns the ErrSettingsDiffer problem for key: want is this
 // host's value, have the one on the server.
@@ -45,11 +54,18 @@ func differs(key string, want, have any, what string) error {
 // (see above): every host but one that owns its embedded server.
 func (b *Backend) agrees() bool { return !b.ownsSrv }
 
+// streamKeys name the configuration keys a stream's settings come from,
+// for the settings agreeStream compares beside its replicas; an empty one
+// is not compared.
+type streamKeys struct {
+	dup, age, bytes, msgs string
+}
+
 // agreeStream checks the stream named want.Name, when it exists, against
-// want: its replicas, and its duplicate window when want sets one
-// (dupKey names the setting it comes from), or its maximum age when want
-// sets one (ageKey). A stream that does not exist passes.
-func (b *Backend) agreeStream(ctx context.Context, want jetstream.StreamConfig, dupKey, ageKey string) error {
+// want: its replicas, and each setting keys names: its duplicate window
+// (when want sets one), maximum age (when want sets one), maximum bytes
+// and maximum messages. A stream that does not exist passes.
+func (b *Backend) agreeStream(ctx context.Context, want jetstream.StreamConfig, keys streamKeys) error {
 	if !b.agrees() {
 		return nil
 	}
@@ -65,36 +81,92 @@ func (b *Backend) agreeStream(ctx context.Context, want jetstream.StreamConfig, 
 	switch {
 	case have.Replicas != want.Replicas:
 		return differs("replicas", want.Replicas, have.Replicas, what)
-	case dupKey != "" && want.Duplicates != 0 && have.Duplicates != want.Duplicates:
-		return differs(dupKey, want.Duplicates, have.Duplicates, what+" (duplicate window)")
-	case ageKey != "" && want.MaxAge != 0 && have.MaxAge != want.MaxAge:
-		return differs(ageKey, want.MaxAge, have.MaxAge, what+" (max age)")
+	case keys.dup != "" && want.Duplicates != 0 && have.Duplicates != want.Duplicates:
+		return differs(keys.dup, want.Duplicates, have.Duplicates, what+" (duplicate window)")
+	case keys.age != "" && want.MaxAge != 0 && have.MaxAge != want.MaxAge:
+		return differs(keys.age, want.MaxAge, have.MaxAge, what+" (max age)")
+	case keys.bytes != "" && have.MaxBytes != want.MaxBytes:
+		return differs(keys.bytes, want.MaxBytes, have.MaxBytes, what+" (max bytes)")
+	case keys.msgs != "" && have.MaxMsgs != want.MaxMsgs:
+		return differs(keys.msgs, want.MaxMsgs, have.MaxMsgs, what+" (max messages)")
 	}
 	return nil
 }
 
-// agreeConsumer checks the durable consumer of the work stream s, when it
-// exists, against this host's ack_wait and max_deliver.
-func (b *Backend) agreeConsumer(ctx context.Context, s jetstream.Stream) error {
+// setUpStream creates the stream cfg describes, or updates it when it
+// exists. A host that checks what it finds (agrees) creates it, which
+// the server refuses when the stream exists with another configuration
+// (another host's create may have come first, a moment ago), and only
+// then checks the stream against cfg (agreeStream, keys) and updates it:
+// so of two hosts that start at once with different settings, one
+// creates the stream and the other refuses to start, where a check before
+// a create-or-update let both find nothing and the later one overwrite
+// the settings under the first.
+func (b *Backend) setUpStream(ctx context.Context, cfg jetstream.StreamConfig, keys streamKeys) (jetstream.Stream, error) {
+	if b.agrees() {
+		s, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+			s, err := b.js.CreateStream(ctx, cfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return nil, nil // it exists, made otherwise: checked below
+			}
+			return s, err
+		})
+		if err != nil || s != nil {
+			return s, err
+		}
+		if err := b.agreeStream(ctx, cfg, keys); err != nil {
+			return nil, err
+		}
+	}
+	return createOrUpdateStream(ctx, b.js, cfg)
+}
+
+// agreeConsumer checks the durable consumer of stream s, when it exists,
+// against want: its ack wait (ack_wait) and maximum deliveries
+// (max_deliver).
+func (b *Backend) agreeConsumer(ctx context.Context, s jetstream.Stream, want jetstream.ConsumerConfig) error {
 	if !b.agrees() {
 		return nil
 	}
-	c, err := s.Consumer(ctx, b.cfg.Consumer)
+	c, err := s.Consumer(ctx, want.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("jetstream: consumer %q on %q: %w", b.cfg.Consumer, s.CachedInfo().Config.Name, err)
+		return fmt.Errorf("jetstream: consumer %q on %q: %w", want.Durable, s.CachedInfo().Config.Name, err)
 	}
 	have := c.CachedInfo().Config
-	what := fmt.Sprintf("consumer %q of stream %q", b.cfg.Consumer, s.CachedInfo().Config.Name)
+	what := fmt.Sprintf("consumer %q of stream %q", want.Durable, s.CachedInfo().Config.Name)
 	switch {
-	case have.AckWait != b.cfg.AckWait:
-		return differs("ack_wait", b.cfg.AckWait, have.AckWait, what)
-	case have.MaxDeliver != b.cfg.MaxDeliver:
-		return differs("max_deliver", b.cfg.MaxDeliver, have.MaxDeliver, what)
+	case have.AckWait != want.AckWait:
+		return differs("ack_wait", want.AckWait, have.AckWait, what)
+	case have.MaxDeliver != want.MaxDeliver:
+		return differs("max_deliver", want.MaxDeliver, have.MaxDeliver, what)
 	}
 	return nil
+}
+
+// setUpConsumer creates the durable consumer cfg describes on s, or
+// updates it when it exists, as setUpStream does a stream: a host that
+// checks what it finds creates it first, and checks (agreeConsumer) and
+// updates one that exists with another configuration.
+func (b *Backend) setUpConsumer(ctx context.Context, s jetstream.Stream, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	if b.agrees() {
+		c, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+			c, err := s.CreateConsumer(ctx, cfg)
+			if errors.Is(err, jetstream.ErrConsumerExists) {
+				return nil, nil // it exists, made otherwise: checked below
+			}
+			return c, err
+		})
+		if err != nil || c != nil {
+			return c, err
+		}
+		if err := b.agreeConsumer(ctx, s, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return createOrUpdateConsumer(ctx, s, cfg)
 }
 
 // replicasProblem turns the server's refusal of replicated streams on a

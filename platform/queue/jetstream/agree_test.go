@@ -2,8 +2,10 @@ package jetstream_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,12 +78,33 @@ func TestHostsMustAgreeOnSharedSettings(t *testing.T) {
 	require.NoError(t, first.Declare(t.Context(), "q"))
 
 	t.Run("ack_wait", func(t *testing.T) {
-		b, err := openOn(t, jetstream.Config{URL: url, MaxDeliver: 3, AckWait: 5 * time.Second})
-		require.NoError(t, err)
-		err = b.Declare(t.Context(), "q")
-		requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream.ack_wait", "5s", "30s", `"plba-workers"`)
+		// The advisory stream's consumer, set up at start, has it too: it
+		// was updated to the later host's.
+		_, err := openOn(t, jetstream.Config{URL: url, MaxDeliver: 3, AckWait: 5 * time.Second})
+		requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream.ack_wait", "5s", "30s", `"plba-workers"`, "PLBA_ADV_plba-workers")
 		require.Equal(t, jetstream.DefaultAckWait, consumerOf(t, url, "PLBA", "q").AckWait, "the first host's consumer is left alone")
+		require.Equal(t, jetstream.DefaultAckWait, advisoryConsumerOf(t, url, "PLBA").AckWait, "the first host's advisory consumer is left alone")
 	})
+	// The dead letters' bounds: a later host's were applied to the
+	// stream, under the first host's.
+	for _, tc := range []struct {
+		key  string
+		dead jetstream.DeadConfig
+		says string
+	}{
+		{"dead.max_age", jetstream.DeadConfig{MaxAge: time.Hour}, "1h0m0s"},
+		{"dead.max_bytes", jetstream.DeadConfig{MaxBytes: 1 << 20}, "1048576"},
+		{"dead.max_msgs", jetstream.DeadConfig{MaxMsgs: 100}, "100"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			_, err := openOn(t, jetstream.Config{URL: url, MaxDeliver: 3, Dead: tc.dead})
+			requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream."+tc.key, tc.says, `"PLBA_DEAD"`)
+			dead := streamOf(t, url, "PLBA_DEAD")
+			require.Equal(t, jetstream.DefaultDeadMaxAge, dead.MaxAge)
+			require.Equal(t, int64(jetstream.DefaultDeadMaxBytes), dead.MaxBytes)
+			require.Equal(t, int64(-1), dead.MaxMsgs)
+		})
+	}
 	t.Run("max_deliver", func(t *testing.T) {
 		b, err := openOn(t, jetstream.Config{URL: url, MaxDeliver: 7})
 		require.NoError(t, err)
@@ -207,4 +230,87 @@ func TestClusterReadsMarkersFromTheLeader(t *testing.T) {
 	s, err := js.Stream(ctx, jetstream.DefaultStreamPrefix+"_DONE")
 	require.NoError(t, err)
 	require.False(t, s.CachedInfo().Config.AllowDirect, "markers are not read from any replica")
+}
+
+// TestHostsStartingTogetherMustAgree: two hosts with different shared
+// settings start at the same instant on a new stream prefix. One of them
+// sets the streams and consumers up; the other refuses to start naming
+// the key, and what the server keeps is the first's. Before, both checked
+// before either created: both found nothing and both started, the later
+// create-or-update overwriting the first's settings under it.
+func TestHostsStartingTogetherMustAgree(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", nil)
+	url := srv.ClientURL()
+	type host struct {
+		cfg jetstream.Config
+		err error
+	}
+	start := func(h *host, prefix string, gate <-chan struct{}) {
+		<-gate
+		h.cfg.URL, h.cfg.StreamPrefix = url, prefix
+		b, err := openOn(t, h.cfg)
+		if err == nil {
+			err = b.Declare(t.Context(), "q")
+		}
+		h.err = err
+	}
+	for i := range 24 {
+		prefix := fmt.Sprintf("RACE%d", i)
+		a := &host{cfg: jetstream.Config{MaxDeliver: 3}}
+		b := &host{cfg: jetstream.Config{MaxDeliver: 3, AckWait: 20 * time.Second}}
+		key, onServer := "queue.jetstream.ack_wait", func() any { return consumerOf(t, url, prefix, "q").AckWait }
+		want := []any{jetstream.DefaultAckWait, 20 * time.Second}
+		if i%2 == 1 {
+			b.cfg = jetstream.Config{MaxDeliver: 3, DuplicateWindow: 3 * time.Minute}
+			key, onServer = "queue.jetstream.duplicate_window", func() any { return streamOf(t, url, prefix+"_Q_q").Duplicates }
+			want = []any{jetstream.DefaultDuplicateWindow, 3 * time.Minute}
+		}
+		gate := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() { start(a, prefix, gate) })
+		wg.Go(func() { start(b, prefix, gate) })
+		close(gate)
+		wg.Wait()
+		switch {
+		case a.err == nil && b.err == nil:
+			t.Fatalf("%s: both hosts started with different %s; the server has %v", prefix, key, onServer())
+		case a.err == nil:
+			requireProblem(t, b.err, jetstream.ErrSettingsDiffer, key)
+			require.Equal(t, want[0], onServer(), prefix)
+		case b.err == nil:
+			requireProblem(t, a.err, jetstream.ErrSettingsDiffer, key)
+			require.Equal(t, want[1], onServer(), prefix)
+		default:
+			t.Fatalf("%s: neither host started: %v; %v", prefix, a.err, b.err)
+		}
+	}
+}
+
+// advisoryConsumerOf returns the configuration of the durable consumer
+// of the advisory stream of prefix on the server at url.
+func advisoryConsumerOf(t *testing.T, url, prefix string) njs.ConsumerConfig {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	c, err := js.Consumer(t.Context(), prefix+"_ADV_"+jetstream.DefaultConsumer, jetstream.DefaultConsumer)
+	require.NoError(t, err)
+	return c.CachedInfo().Config
+}
+
+// streamOf returns the configuration of the stream name on the server at
+// url.
+func streamOf(t *testing.T, url, name string) njs.StreamConfig {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := njs.New(nc)
+	require.NoError(t, err)
+	s, err := js.Stream(t.Context(), name)
+	require.NoError(t, err)
+	return s.CachedInfo().Config
 }

@@ -43,7 +43,8 @@ const (
 // queue). A dead letter older than MaxAge expires; when a new one would
 // exceed MaxBytes or MaxMsgs, the oldest are discarded to make room, and
 // each discard is counted (Status.DeadDiscarded and the metric
-// plba.queue.dead_discarded).
+// plba.queue.dead_discarded). Every host on the stream prefix must have
+// the same (agree.go).
 type DeadConfig struct {
 	// MaxAge is how long a dead letter is kept. Default 720h (30 days).
 	MaxAge time.Duration `koanf:"max_age"`
@@ -110,8 +111,8 @@ type Config struct {
 	// ConnectTimeout bounds the first connection. Default 5s.
 	ConnectTimeout time.Duration `koanf:"connect_timeout"`
 
-	// Replicas, DuplicateWindow, MaxDeliver and AckWait are stored in the
-	// streams and consumers every host shares: a host connected to
+	// Replicas, DuplicateWindow, MaxDeliver, AckWait and Dead are stored
+	// in the streams and consumers every host shares: a host connected to
 	// servers it does not own refuses to start when they differ from what
 	// it finds there (ErrSettingsDiffer, agree.go).
 	//

@@ -27,7 +27,12 @@ import (
 // within them first, the same way, so the server does not trim it
 // silently when the bounds are applied.
 func (b *Backend) ensureDeadStream(ctx context.Context) error {
+	keys := streamKeys{dup: "duplicate_window", age: "dead.max_age", bytes: "dead.max_bytes", msgs: "dead.max_msgs"}
 	if s, err := lookupStream(ctx, b.js, b.names.deadStream()); err == nil {
+		// Checked first: a host whose bounds differ discards nothing.
+		if err := b.agreeStream(ctx, b.deadStreamConfig(), keys); err != nil {
+			return err
+		}
 		b.dead = s
 		st := s.CachedInfo().State
 		for over := b.deadOver(st); over; over = b.deadOver(st) {
@@ -41,10 +46,10 @@ func (b *Backend) ensureDeadStream(ctx context.Context) error {
 			st = info.State
 		}
 	}
-	if err := b.agreeStream(ctx, b.deadStreamConfig(), "duplicate_window", ""); err != nil {
+	s, err := b.setUpStream(ctx, b.deadStreamConfig(), keys)
+	if errors.Is(err, ErrSettingsDiffer) {
 		return err
 	}
-	s, err := createOrUpdateStream(ctx, b.js, b.deadStreamConfig())
 	if err != nil {
 		return fmt.Errorf("jetstream: create stream %q: %w", b.names.deadStream(), replicasProblem(err, b.cfg.Replicas))
 	}

@@ -262,6 +262,9 @@
 // is "new", so the server never drops a dead letter silently: when one
 // does not fit, the backend deletes the oldest until it does, logs each
 // and counts it (Status.DeadDiscarded, metric plba.queue.dead_discarded).
+// Every host on the stream prefix must have the same bounds: a host
+// connected to servers it does not own refuses to start on a difference,
+// as for replicas, duplicate_window, ack_wait and max_deliver (agree.go).
 // Work streams have no bound by default; with Config.MaxMsgs or MaxBytes
 // they use discard policy "new": a full stream refuses new tasks and
 // Enqueue waits (back-off up to 1s) until there is room or its context

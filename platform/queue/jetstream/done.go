@@ -84,10 +84,10 @@ const doneLookups = 32
 
 // ensureDoneStream creates or updates the stream of finished keys.
 func (b *Backend) ensureDoneStream(ctx context.Context) error {
-	if err := b.agreeStream(ctx, b.doneStreamConfig(), "", "duplicate_window"); err != nil {
+	s, err := b.setUpStream(ctx, b.doneStreamConfig(), streamKeys{age: "duplicate_window"})
+	if errors.Is(err, ErrSettingsDiffer) {
 		return err
 	}
-	s, err := createOrUpdateStream(ctx, b.js, b.doneStreamConfig())
 	if err != nil {
 		return fmt.Errorf("jetstream: create stream %q: %w", b.names.doneStream(), replicasProblem(err, b.cfg.Replicas))
 	}

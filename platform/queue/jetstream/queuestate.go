@@ -167,10 +167,10 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 		return nil
 	}
 	sc := b.streamConfig(q)
-	if err := b.agreeStream(ctx, sc, "duplicate_window", ""); err != nil {
+	s, err := b.setUpStream(ctx, sc, streamKeys{dup: "duplicate_window"})
+	if errors.Is(err, ErrSettingsDiffer) {
 		return fmt.Errorf("jetstream: queue %q: %w", q.queue, err)
 	}
-	s, err := createOrUpdateStream(ctx, b.js, sc)
 	if err != nil && b.limited() && strings.Contains(err.Error(), "schedules can not be disabled") {
 		return fmt.Errorf("jetstream: stream %q was created without max_msgs/max_bytes and stores message schedules, which a bounded stream cannot: "+
 			"drain the queue and delete the stream to bound it, or unset queue.jetstream.max_msgs and max_bytes: %w", q.stream, err)
@@ -181,10 +181,7 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 	if err := b.captureAdvisories(ctx, q.stream); err != nil {
 		return err
 	}
-	if err := b.agreeConsumer(ctx, s); err != nil {
-		return fmt.Errorf("jetstream: queue %q: %w", q.queue, err)
-	}
-	cons, err := createOrUpdateConsumer(ctx, s, jetstream.ConsumerConfig{
+	cons, err := b.setUpConsumer(ctx, s, jetstream.ConsumerConfig{
 		Durable:       b.cfg.Consumer,
 		Description:   "plba workers of queue " + q.queue,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -194,6 +191,9 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 		FilterSubject: q.subject,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
+	if errors.Is(err, ErrSettingsDiffer) {
+		return fmt.Errorf("jetstream: queue %q: %w", q.queue, err)
+	}
 	if err != nil {
 		return fmt.Errorf("jetstream: create consumer %q on %q: %w", b.cfg.Consumer, q.stream, err)
 	}
