@@ -15,16 +15,15 @@ import (
 // The prefetch buffer: Lease takes from it, the buffer keeper keeps what
 // waits in it alive, and Close gives what is left back.
 
-// take removes up to max prefetched messages.
-func (q *queueState) take(max int) []inbound {
+// take removes up to max prefetched messages and appends them to dst.
+func (q *queueState) take(dst []inbound, max int) []inbound {
 	q.pmu.Lock()
 	n := min(max, len(q.buf))
 	if n == 0 {
 		q.pmu.Unlock()
-		return nil
+		return dst
 	}
-	out := make([]inbound, n)
-	copy(out, q.buf)
+	out := append(dst, q.buf[:n]...)
 	rest := copy(q.buf, q.buf[n:])
 	clear(q.buf[rest:])
 	q.buf = q.buf[:rest]
@@ -259,7 +258,7 @@ func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
 			left++
 			continue
 		}
-		d := b.deliver(ctx, q, in, q.ackWait())
+		d := b.deliver(ctx, q, in, q.ackWait(), new(receipt))
 		if d == nil {
 			continue // expired, not a task (dead-lettered) or not due yet: handled
 		}

@@ -230,3 +230,45 @@ func TestBlankEdgedKeysStayDistinct(t *testing.T) {
 	require.Equal(t, "rel ", d.Task.ID)
 	require.Equal(t, 1, d.Task.Attempt)
 }
+
+// TestLeaseAllocations guards what a batch Lease allocates for messages
+// already prefetched: per task, the metadata nats.go parses (the
+// attempt count) and the task's header map (two: a small map); per
+// batch, the slice of deliveries and the receipts, which hold the
+// deliveries and their tasks. Taking the messages from the buffer
+// allocates nothing up to leaseRoom.
+func TestLeaseAllocations(t *testing.T) {
+	ctx := t.Context()
+	const batch, queued = 32, 256 // the puller asks for more once half the buffer is free: not within two batches
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, Prefetch: queued, MaxPrefetch: queued,
+		Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	tasks := make([]*task.Task, queued)
+	for i := range tasks {
+		tasks[i] = &task.Task{Kind: "k", Queue: "allocs", Payload: make([]byte, 128),
+			Headers: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"}}
+	}
+	require.NoError(t, b.Enqueue(ctx, tasks...))
+	q, err := b.queue("allocs")
+	require.NoError(t, err)
+	require.NoError(t, q.consuming(ctx, b))
+	require.Eventually(t, func() bool {
+		q.pmu.Lock()
+		defer q.pmu.Unlock()
+		return len(q.buf) == queued
+	}, 20*time.Second, 5*time.Millisecond, "every task prefetched")
+
+	leased := make([][]*queue.Delivery, 0, 2)
+	allocs := testing.AllocsPerRun(1, func() { // once to warm up, once measured
+		ds, err := b.Lease(ctx, "allocs", batch, time.Minute)
+		require.NoError(t, err)
+		require.Len(t, ds, batch)
+		leased = append(leased, ds)
+	})
+	t.Logf("allocations per task leased: %.2f", allocs/batch)
+	require.LessOrEqual(t, allocs, float64(3*batch+8), "3 per task and 2 per batch, with room for the odd allocation of another goroutine")
+	for _, ds := range leased {
+		for _, d := range ds {
+			require.NoError(t, b.Ack(ctx, d))
+		}
+	}
+}
