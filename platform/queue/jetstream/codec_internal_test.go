@@ -289,20 +289,47 @@ func FuzzTaskHeader(f *testing.F) {
 	})
 }
 
-// The message of a keyless task with a trace context costs four
-// allocations to build (the message with its header values, the header
-// map and its slots, the Plba-Task text) and three to decode (the task,
-// its header map and slots); the fields are substrings of the header.
+// The message of a keyless task with a trace context costs three
+// allocations to build (the message with its header values and its
+// Plba-Task text, the header map and its slots) and three to decode (the
+// task, its header map and slots); the fields are substrings of the
+// header.
 func TestTaskCodecAllocations(t *testing.T) {
 	tk := &task.Task{Kind: "noop", Queue: "q", Payload: make([]byte, 128),
 		Headers: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}
 	tk.Prepare(time.Now())
 	spec := msgSpec{subject: "s", msgID: tk.Key, keyed: !tk.KeyGenerated()}
 	m := encodeTask(tk, spec)
-	require.LessOrEqual(t, testing.AllocsPerRun(200, func() { m = encodeTask(tk, spec) }), 4.0)
+	require.LessOrEqual(t, testing.AllocsPerRun(200, func() { m = encodeTask(tk, spec) }), 3.0)
 	h := wire(t, m.Header)
 	require.Len(t, h, 3)
 	require.LessOrEqual(t, testing.AllocsPerRun(200, func() { _, _, _ = decodeTask(h, m.Data, "q") }), 3.0)
+}
+
+// The Plba-Task text is written into the message's own allocation when
+// it fits and beside it when it does not; both come back as written, and
+// two messages built one after the other keep their own text.
+func TestTaskHeaderTextInAndBesideTheMessage(t *testing.T) {
+	at := time.Date(2026, 12, 5, 10, 0, 0, 123456789, time.UTC)
+	short := &task.Task{ID: "a", Kind: "k", Key: "a", Queue: "q", EnqueuedAt: at}
+	long := &task.Task{ID: "b", Kind: "k", Key: strings.Repeat("key with spaces ", 20), Queue: "q", EnqueuedAt: at}
+	ms := encodeTask(short, msgSpec{subject: "s", msgID: short.ID, keyed: true})
+	ml := encodeTask(long, msgSpec{subject: "s", msgID: long.ID, keyed: true})
+	require.Less(t, len(ms.Header.Get(HeaderTask)), len(taskMsg{}.text))
+	require.Greater(t, len(ml.Header.Get(HeaderTask)), len(taskMsg{}.text))
+	for _, c := range []struct {
+		want *task.Task
+		m    *nats.Msg
+	}{{short, ms}, {long, ml}} {
+		got, keyed, err := decodeTask(wire(t, c.m.Header), c.m.Data, "q")
+		require.NoError(t, err)
+		require.True(t, keyed)
+		require.Equal(t, c.want.ID, got.ID)
+		require.Equal(t, c.want.Key, got.Key)
+		require.Equal(t, c.want.Kind, got.Kind)
+		require.True(t, c.want.EnqueuedAt.Equal(got.EnqueuedAt))
+	}
+	require.Equal(t, "kind=k at=2026-12-05T10:00:00.123456789Z", ms.Header.Get(HeaderTask))
 }
 
 // BenchmarkTaskDecode measures what every delivery pays for its headers:
