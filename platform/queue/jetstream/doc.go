@@ -111,10 +111,11 @@
 // message delivered to this process is in the buffer and kept alive.
 // The cost, measured against the hand-written pull protocol this
 // replaced (BENCHMARKS.md, issue 15): 6 more allocations per task
-// (Fetch's loop arms a timer for every message; the jetstream.Msg
-// wrapper; its metadata) and, on a loaded 2-core machine, 1 to 4 µs
-// more CPU per task (2 to 6%: the pull path itself, and a second
-// goroutine hand-over per message), not visible in tasks per second.
+// (Fetch's loop armed a timer for every message, 3 of them, which
+// nats.go v1.56.0's Fetch no longer does; the jetstream.Msg wrapper;
+// its metadata) and, on a loaded 2-core machine, 1 to 4 µs more CPU
+// per task (2 to 6%: the pull path itself, and a second goroutine
+// hand-over per message), not visible in tasks per second.
 // A Consume-based puller measured no cheaper within the spread. No part
 // of the hand-written protocol is kept.
 //
