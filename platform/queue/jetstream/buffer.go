@@ -258,7 +258,7 @@ func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
 			left++
 			continue
 		}
-		d := b.deliver(ctx, q, in, q.ackWait(), new(receipt))
+		d := b.deliver(ctx, q, in, q.ackWait())
 		if d == nil {
 			continue // expired, not a task (dead-lettered) or not due yet: handled
 		}

@@ -58,9 +58,8 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 			return nil, queue.ErrClosed
 		}
 		out := make([]*queue.Delivery, 0, len(ins))
-		rs := make([]receipt, len(ins)) // one allocation for the receipts of the batch
-		for i, in := range ins {
-			if d := b.deliver(ctx, q, in, leaseFor, &rs[i]); d != nil {
+		for _, in := range ins {
+			if d := b.deliver(ctx, q, in, leaseFor); d != nil {
 				out = append(out, d)
 			}
 		}
@@ -78,9 +77,8 @@ const leaseRoom = 64
 // deliver turns a prefetched message into a delivery, or returns nil when
 // it must not be handed out. A message that is not a task goes to the
 // dead letter within ctx (see poison); a message delivered again whose
-// task was dead-lettered is finished as such (redelivered.go). r is the
-// zero receipt the delivery is to live in.
-func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseFor time.Duration, r *receipt) *queue.Delivery {
+// task was dead-lettered is finished as such (redelivered.go).
+func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseFor time.Duration) *queue.Delivery {
 	m := in.msg
 	now := time.Now()
 	ackWait := q.ackWait()
@@ -93,8 +91,8 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		return nil
 	}
 	delivered, seq := md.NumDelivered, md.Sequence.Stream
-	r.b, r.q, r.msg, r.seq, r.delivered, r.ackWait, r.touched = b, q, m, seq, delivered, ackWait, in.touched
-	t := &r.task // the receipt holds its delivery and its task
+	r := &receipt{b: b, q: q, msg: m, seq: seq, delivered: delivered, ackWait: ackWait, touched: in.touched}
+	t := &r.task // one allocation for the receipt, its delivery and its task
 	keyed, err := decodeTaskInto(t, m.Headers(), m.Data(), q.queue)
 	if err != nil {
 		b.poison(ctx, q, m, md, err)

@@ -15,8 +15,7 @@ import (
 )
 
 // receipt is the private settlement handle of one delivery. The delivery
-// and its task live in it, and Lease allocates the receipts of one batch
-// together: one allocation for a batch's receipts, deliveries and tasks.
+// and its task live in it (one allocation for all three).
 type receipt struct {
 	b         *Backend
 	q         *queueState
