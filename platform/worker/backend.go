@@ -9,7 +9,7 @@ import (
 )
 
 // Calls into the queue backend (Lease, Extend, Ack, Retry, DeadLetter,
-// Release, Stats) go through backendCall: a panic in one, a broken
+// Release, Stats, Probe) go through backendCall: a panic in one, a broken
 // backend, is recovered there and becomes that call's error, so that the
 // caller's error path handles it like a refusal. A settlement that
 // panicked is a failed settlement (Stats.SettleFailed, task.Returned, the
@@ -28,6 +28,7 @@ const (
 	opLease  = "lease"
 	opExtend = "extend"
 	opStats  = "stats"
+	opProbe  = "probe"
 )
 
 // backendCall runs call, the backend's op about t (nil: no task), and

@@ -105,7 +105,12 @@
 // source's Complete that calls runtime.Goexit ends only its own
 // goroutine: a failed completion (completion_failed), the worker goes on. Pause, Resume and Resize(n) control a running
 // pool; Check is the stalled-pool health check (ready work, nothing
-// finished for StallAfter: the component turns degraded).
+// finished for StallAfter: the component turns degraded). A failed Lease
+// degrades the pool until a Lease returns tasks or, while the next Lease
+// waits on an empty queue, a probe of the backend (queue.Prober; memory
+// and JetStream have it) reaches the queue: a pool that recovered shows
+// running though no task came, and one whose backend does not answer
+// stays degraded (a Lease that only waits says nothing either way).
 //
 // # Drain
 //

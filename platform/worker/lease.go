@@ -78,7 +78,9 @@ func (p *Pool) unreserve(n int) {
 }
 
 // fetch is the leasing loop. A failing Lease is tried again after a
-// back-off (leaseRetry), and the pool is degraded meanwhile.
+// back-off (leaseRetry), and the pool is degraded until a Lease returns
+// tasks, or, while the next Lease waits on an empty queue, a probe of the
+// backend reaches the queue (recover.go).
 func (p *Pool) fetch() {
 	defer p.stop.fetcher.Done()
 	defer p.stop.running.n[fetching].Store(0)
@@ -90,10 +92,21 @@ func (p *Pool) fetch() {
 			return
 		}
 		var ds []*queue.Delivery
+		stopWatch := func() bool { return false }
+		if failing {
+			stopWatch = p.watchRecovery(ctx) // recover.go
+		}
 		err := p.backendCall(opLease, nil, func() (err error) {
 			ds, err = p.backend.Lease(ctx, p.queue, n, p.cfg.Lease)
 			return err
 		})
+		if stopWatch() {
+			// A probe reached the queue while this Lease waited: the pool
+			// is healthy again. A failure of this Lease is still recorded
+			// below, after it.
+			failing = false
+			retry.Reset()
+		}
 		p.unreserve(n - len(ds))
 		if err != nil && len(ds) > 0 {
 			// Leased all the same (a batch that broke off midway): run

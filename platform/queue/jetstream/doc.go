@@ -435,4 +435,14 @@
 // at a time, within the check's timeout. The connection reconnects forever with exponential back-off
 // (100ms to 5s, jittered); every disconnect and reconnect is logged and
 // counted in Status.
+//
+// Probe (queue.Prober) tells a worker pool degraded by a failed Lease
+// whether its queue is reachable while its next Lease waits on an empty
+// queue: ErrUnreachable until the queue is set up and its puller runs,
+// then one request for the durable consumer, which fails when it does not
+// get its answer within the probe's ctx (during a reconnect requests wait
+// for it). A Lease whose server is down does not fail: setting its queue
+// up waits for the reconnect (until the Lease's ctx ends); it fails on
+// what the server refuses (settings that differ from the queue's, limits,
+// permissions).
 package jetstream

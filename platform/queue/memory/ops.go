@@ -208,3 +208,12 @@ func (b *Backend) DeadLetter(_ context.Context, d *queue.Delivery, reason string
 		q.checkDrained()
 	})
 }
+
+// Probe reports whether a Lease of the queue reaches it (queue.Prober):
+// nil while the backend is open, which is all a memory queue needs.
+func (b *Backend) Probe(ctx context.Context, _ string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.open()
+}
