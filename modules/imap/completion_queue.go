@@ -82,16 +82,32 @@ func (cp *completer) poke() {
 }
 
 // take removes and returns up to maxCompletionBatch requests due at now,
-// and the earliest time a request left waits for (zero: none).
+// and the earliest time a request left waits for (zero: none). It takes
+// at most one request per task key, the first queued: a later one (a
+// success told after the dead letter, which takes the mail out of the
+// failed folder) must see what the earlier one did, which it does not in
+// the same batch (every request's message is looked for before any is
+// moved).
 func (cp *completer) take(now time.Time) (batch []*compReq, nextDue time.Time) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	keep := cp.pending[:0]
+	// Keys taken (true) or held back (false): their later requests wait.
+	held := map[string]bool{}
 	for _, r := range cp.pending {
+		key := r.t.Key
+		taken, ok := held[key]
 		switch {
+		case ok:
+			if taken {
+				nextDue = now // due once the one before it is settled
+			}
+			keep = append(keep, r)
 		case len(batch) < maxCompletionBatch && !r.notBefore.After(now):
 			batch = append(batch, r)
+			held[key] = true
 		default:
+			held[key] = false
 			if !r.notBefore.After(now) {
 				nextDue = now
 			} else if nextDue.IsZero() || r.notBefore.Before(nextDue) {
@@ -206,19 +222,31 @@ func (s *Source) completionLoop() {
 
 // drainCompletions makes one attempt, bounded by drainTimeout, at the
 // completions still queued when Close is called.
+// A task's later completions wait for its first (see take): they are
+// taken by the next rounds.
 func (s *Source) drainCompletions() {
 	cp := &s.comp
-	batch, _ := cp.take(time.Now().Add(24 * time.Hour)) // due or not
-	if len(batch) == 0 {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
-	again, _ := s.processBatch(ctx, batch)
-	cp.settle(len(batch), nil)
-	if len(again) > 0 {
+	left := 0
+	for ctx.Err() == nil {
+		batch, _ := cp.take(time.Now().Add(24 * time.Hour)) // due or not
+		if len(batch) == 0 {
+			break
+		}
+		again, err := s.processBatch(ctx, batch)
+		cp.settle(len(batch), nil)
+		left += len(again)
+		if err != nil {
+			break
+		}
+	}
+	cp.mu.Lock()
+	left += len(cp.pending)
+	cp.mu.Unlock()
+	if left > 0 {
 		s.log.Warn("completions left unapplied at close: their messages stay in the mailbox and are emitted again after a restart",
-			zap.Int("messages", len(again)))
+			zap.Int("messages", left))
 	}
 }
 
