@@ -78,12 +78,14 @@ func (r *compReq) uid() (imap.UID, uint32) {
 //
 // A completion loop owned by the source applies the queue in batches as
 // large as the backlog (one UID STORE and one UID MOVE per action for many
-// messages) on its own connection, which it syncs (NOOP) before it looks
-// for the messages. The completions of one task (a dead letter re-driven, a
+// messages) on its own connection, on which it selects the mailbox again
+// before it looks for the messages (the SELECT syncs the session's view,
+// and it is the mailbox's current UIDVALIDITY the task's is compared
+// with). The completions of one task (a dead letter re-driven, a
 // completion told twice) are never in one batch: they are applied one
 // after the other, in the order Complete was called. A failed batch is
-// retried with the reconnect back-off without limit, counted in Status.CompletionFailures and logged once per
-// batch. The message is found by the UID in t's headers while the mailbox
+// retried with the reconnect back-off without limit, counted in
+// Status.CompletionFailures and logged once per batch. The message is found by the UID in t's headers while the mailbox
 // UIDVALIDITY still matches, else by its Message-ID (an exact match, and
 // the same content when t carries its payload; for a stand-in without
 // it, the same size, imap-size, and nothing is moved when several mails

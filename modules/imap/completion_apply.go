@@ -18,7 +18,7 @@ type action struct {
 	moveTo string
 }
 
-// applyBatch connects when needed, syncs the session (NOOP), finds the
+// applyBatch connects when needed, selects the mailbox (again), finds the
 // messages of every request (by UID while UIDVALIDITY matches, else by
 // Message-ID), keeps those that still exist (one UID SEARCH for all) and
 // applies each action to its messages at once (one UID STORE, one UID
@@ -37,28 +37,29 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		if err != nil {
 			return sessionError{errFromFatal(err)}
 		}
-		// The SELECT is bounded by ctx as every later command is: dial
-		// bounds only the login, and a SELECT the server never answers
-		// would otherwise hold the loop, and Close, forever.
-		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-		sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
-		stop()
-		if err != nil {
-			c.Close()
-			return sessionError{fmt.Errorf("select %q: %w", s.cfg.Mailbox, err)}
-		}
-		cp.c, cp.validity = c, sel.UIDValidity
+		cp.c = c
 	}
 	c := cp.c
+	// Every command, the SELECT included, is bounded by ctx: dial bounds
+	// only the login, and a SELECT the server never answers would
+	// otherwise hold the loop, and Close, forever.
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 
-	// A server adds messages delivered since the last command to a
-	// session's view only when it syncs: without this a UID SEARCH for a
-	// fresh message finds nothing, which would read as "handled already".
-	if err := c.Noop().Wait(); err != nil {
-		return fmt.Errorf("noop: %w", err)
+	// Every batch selects the mailbox again. It syncs the session's view,
+	// as a NOOP would: a server adds the messages delivered since the
+	// last command only then, and without it a UID SEARCH for a fresh
+	// message finds nothing, which would read as "handled already". And
+	// it sees the mailbox as it is now: one deleted and created again
+	// under its name (a new UIDVALIDITY) stays, to a session that had it
+	// selected, the deleted one (Dovecot answers every command there from
+	// the old view), where the new mailbox's mail is never found.
+	sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
+	if err != nil {
+		cp.reset()
+		return sessionError{fmt.Errorf("select %q: %w", s.cfg.Mailbox, err)}
 	}
+	cp.validity = sel.UIDValidity
 
 	var (
 		order  []action

@@ -100,8 +100,10 @@ type Config struct {
 	// IdleRenew is how long one IDLE command lasts before it is renewed.
 	// Default 25m; must be below 29m.
 	IdleRenew time.Duration `koanf:"idle_renew"`
-	// Reconcile is the watchdog UID SEARCH interval in idle mode (IDLE
-	// connections can go silent). Default 1m.
+	// Reconcile is how often the scan selects the mailbox again and
+	// searches all of it (reconcile.go), in either mode; in idle mode it
+	// is also the watchdog interval (IDLE connections can go silent).
+	// Default 1m.
 	Reconcile time.Duration `koanf:"reconcile"`
 	// BatchSize is the most tasks handed to one Emit call. Default 50.
 	BatchSize int `koanf:"batch_size"`

@@ -13,8 +13,8 @@
 //   - scan.go: the search above the cursor, batching, emitting (a message
 //     above MaxMessageSize, not fetched, and, in reject.go, a task the
 //     queue refuses for good become their task.Rejected stand-ins);
-//     reconcile.go: the periodic whole-mailbox pass that
-//     finishes handled-but-unmoved mail;
+//     reconcile.go: the periodic whole-mailbox pass (the mailbox
+//     selected again) that finishes handled-but-unmoved mail;
 //   - fetch.go and refusal.go: fetching metadata and bodies, and what
 //     becomes of messages the server refuses to return;
 //   - inflight.go: what was emitted and not completed yet, copies of it,

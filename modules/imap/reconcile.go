@@ -7,7 +7,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// The reconcile pass: every Reconcile, the scan searches the whole
+// The reconcile pass: every Reconcile, the scan selects the mailbox
+// again (see scan: a mailbox deleted and created again under its name is
+// seen only so, with its new UIDVALIDITY), searches the whole
 // mailbox instead of only above the cursor, and emits again a message
 // below the cursor that is neither in flight, nor set aside, nor finished
 // within the last two Reconcile intervals: a message handled but left in

@@ -24,6 +24,28 @@ import (
 // reconcile pass, see reconcile.go) and emits them in batches.
 func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emitter) error {
 	s.reapStale(time.Now())
+	full := s.reconcileDue(time.Now())
+	// A server shows a session the mail delivered since its last command
+	// only when it syncs; a search alone would see it one poll late. A
+	// reconcile pass syncs by selecting the mailbox again, which also
+	// sees a mailbox deleted and created again under its name (a new
+	// UIDVALIDITY): a session that had it selected goes on seeing the
+	// deleted one (Dovecot answers NOOP, SEARCH and FETCH there from the
+	// old view), and the new one's mail would never be found.
+	searched := time.Now()
+	if full {
+		w := s.guard(c)
+		sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
+		if err = w.done(err); err != nil {
+			return fmt.Errorf("imap: select %q again: %w", s.cfg.Mailbox, err)
+		}
+		s.selected(sel.UIDValidity)
+	} else {
+		w := s.guard(c)
+		if err := w.done(c.Noop().Wait()); err != nil {
+			return fmt.Errorf("imap: noop: %w", err)
+		}
+	}
 	s.mu.Lock()
 	if s.rescan != 0 && s.rescan <= s.lastUID {
 		s.lastUID = s.rescan - 1
@@ -33,7 +55,6 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	last := s.lastUID
 	s.mu.Unlock()
 	from := last + 1
-	full := s.reconcileDue(time.Now())
 	if full {
 		from = 1
 	}
@@ -45,14 +66,7 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 		// Processed mail stays in the mailbox, flagged \Seen.
 		crit.NotFlag = append(crit.NotFlag, imap.FlagSeen)
 	}
-	// A server shows a session the mail delivered since its last command
-	// only when it syncs; a search alone would see it one poll late.
-	searched := time.Now()
 	w := s.guard(c)
-	if err := w.done(c.Noop().Wait()); err != nil {
-		return fmt.Errorf("imap: noop: %w", err)
-	}
-	w = s.guard(c)
 	data, err := c.UIDSearch(crit, nil).Wait()
 	if err = w.done(err); err != nil {
 		return fmt.Errorf("imap: uid search: %w", err)
