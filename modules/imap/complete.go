@@ -85,17 +85,20 @@ func (r *compReq) uid() (imap.UID, uint32) {
 // completion told twice) are never in one batch: they are applied one
 // after the other, in the order Complete was called. A failed batch is
 // retried with the reconnect back-off without limit, counted in
-// Status.CompletionFailures and logged once per batch. The message is found by the UID in t's headers while the mailbox
-// UIDVALIDITY still matches, else by its Message-ID (an exact match, and
-// the same content when t carries its payload; for a stand-in without
-// it, the same size, imap-size, and nothing is moved when several mails
-// match: the scan emits them again); a message that is no
-// longer there was handled already, so completion is idempotent, except
-// that the mail of a task that succeeded (re-driven after its dead
-// letter) is looked for in OnFailure.MoveTo too, by Message-ID and
-// content, and moved on to OnSuccess.MoveTo. Further
-// copies of the message (same task key) that the source saw but did not
-// emit are settled the same way.
+// Status.CompletionFailures and logged once per batch.
+//
+// The message is found by the UID in t's headers while the mailbox
+// UIDVALIDITY still matches, else by content (see findByContent): its
+// Message-ID (an exact match) and the same bytes when t carries its
+// payload, or, when the Message-ID finds none, the same bytes among the
+// messages of about its size; for a stand-in without payload, its
+// Message-ID and size (imap-size), and nothing is moved when several
+// mails match (the scan emits them again). A message that is no longer
+// there was handled already, so completion is idempotent, except that
+// the mail of a task that succeeded (re-driven after its dead letter) is
+// looked for in OnFailure.MoveTo too, by content, and moved on to
+// OnSuccess.MoveTo. Further copies of the message (same task key) that
+// the source saw but did not emit are settled the same way.
 //
 // Until it is applied the message stays in flight: it is not emitted
 // again. If the process ends first, the message is still in the mailbox

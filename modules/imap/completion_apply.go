@@ -2,14 +2,10 @@ package imap
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
-	"go.uber.org/zap"
 )
 
 // action is what a completion does to its messages.
@@ -129,94 +125,6 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		}
 	}
 	return s.fromFailed(c, gone)
-}
-
-// locate returns the candidate UIDs of the message behind t in the
-// selected mailbox: its UID while UIDVALIDITY matches (the caller checks
-// that it still exists), else the messages with exactly its Message-ID
-// and, when the task carried its payload, the same bytes (by hash); for
-// a stand-in without payload, the one message of its size (imap-size),
-// none when several match. (A HEADER search matches substrings:
-// <1@example.com> finds <11@example.com> too; and two different
-// messages may share a Message-ID.)
-func (s *Source) locate(c *imapclient.Client, validity uint32, r *compReq) ([]imap.UID, error) {
-	t := r.t
-	uid, errU := strconv.ParseUint(t.Header(HeaderUID), 10, 32)
-	v, errV := strconv.ParseUint(t.Header(HeaderUIDValidity), 10, 32)
-	if errU == nil && errV == nil && uid != 0 && uint32(v) == validity {
-		return []imap.UID{imap.UID(uid)}, nil
-	}
-	if t.Header(HeaderMessageID) == "" {
-		s.log.Warn("completion: UIDVALIDITY changed and the message has no Message-ID: cannot find it",
-			zap.String("key", t.Key), zap.String("uid", t.Header(HeaderUID)))
-		return nil, nil
-	}
-	return s.findByContent(c, r)
-}
-
-// findByContent returns the UIDs, in the selected mailbox, of the
-// messages with exactly r's Message-ID (not empty) and, when the task
-// carried its payload, the same bytes; for a stand-in, see locate.
-func (s *Source) findByContent(c *imapclient.Client, r *compReq) ([]imap.UID, error) {
-	t := r.t
-	msgID := t.Header(HeaderMessageID)
-	data, err := c.UIDSearch(&imap.SearchCriteria{
-		Header:  []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: msgID}},
-		NotFlag: []imap.Flag{imap.FlagDeleted},
-	}, nil).Wait()
-	if err != nil {
-		return nil, fmt.Errorf("uid search: %w", err)
-	}
-	cands, err := searchUIDs(c, data)
-	if err != nil {
-		return nil, fmt.Errorf("uid search: %w", err)
-	}
-	if len(cands) == 0 {
-		return nil, nil
-	}
-	bufs, err := c.Fetch(imap.UIDSetNum(cands...), &imap.FetchOptions{UID: true, Envelope: true, RFC822Size: true}).Collect()
-	if err != nil {
-		return nil, fmt.Errorf("fetch envelopes: %w", err)
-	}
-	// A stand-in (r.size 0: an oversized or queue-refused mail, without
-	// its content) has only the size the server reported (imap-size) to
-	// tell its message from others that reuse the Message-ID.
-	wantSize, errS := strconv.ParseInt(t.Header(HeaderSize), 10, 64)
-	var exact []imap.UID
-	for _, b := range bufs {
-		if b.UID != 0 && b.Envelope != nil && b.Envelope.MessageID == msgID &&
-			(r.size > 0 || errS != nil || b.RFC822Size == wantSize) {
-			exact = append(exact, b.UID)
-		}
-	}
-	if r.size == 0 {
-		if len(exact) > 1 {
-			// Several mails of the stand-in's id and size: which one it
-			// stood for is unknown, and moving all of them would move
-			// mails that were never handled. None is moved; they stay in
-			// the mailbox, where the scan under the new UIDVALIDITY
-			// emits them again.
-			s.log.Warn("completion: UIDVALIDITY changed and several mails match the stand-in's Message-ID and size: none is moved",
-				zap.String("key", t.Key), zap.String("message_id", msgID), zap.Int("candidates", len(exact)))
-			return nil, nil
-		}
-		return exact, nil
-	}
-	if len(exact) == 0 {
-		return exact, nil
-	}
-	// Bodies larger than the payload cannot be it: they are not read.
-	bodies, _, err := fetchBodies(c, imap.UIDSetNum(exact...), &imap.FetchItemBodySection{Peek: true}, int64(r.size), nil)
-	if err != nil {
-		return nil, fmt.Errorf("fetch bodies: %w", err)
-	}
-	var same []imap.UID
-	for _, u := range exact {
-		if b, ok := bodies[u]; ok && len(b) == r.size && sha256.Sum256(b) == r.sum {
-			same = append(same, u)
-		}
-	}
-	return same, nil
 }
 
 // isServerNo reports whether err is the server's answer (NO or BAD) to a

@@ -14,12 +14,12 @@ import (
 // its mail, which the dead letter's completion moved to OnFailure.MoveTo,
 // then belongs in OnSuccess.MoveTo. The success's completion finds it no
 // longer in the watched mailbox and looks for it in the failed folder,
-// by Message-ID and content, as after a UIDVALIDITY change.
+// by content (findByContent), as after a UIDVALIDITY change.
 
 // failedAndSucceeded returns the requests of batch that succeeded, move
 // their mail, and whose message is no longer in the watched mailbox
 // (none of reqs[i], their candidate UIDs, exists): their mail may be in
-// the failed folder. A request without payload or Message-ID cannot be
+// the failed folder. A request without payload (a stand-in) cannot be
 // found there.
 func (s *Source) failedAndSucceeded(batch []*compReq, reqs [][]imap.UID, exists map[imap.UID]bool) []*compReq {
 	failed := *s.cfg.OnFailure.MoveTo
@@ -28,7 +28,7 @@ func (s *Source) failedAndSucceeded(batch []*compReq, reqs [][]imap.UID, exists 
 	}
 	var out []*compReq
 	for i, r := range batch {
-		if r.outcome != task.Succeeded || r.moveTo == "" || r.moveTo == failed || r.size == 0 || r.t.Header(HeaderMessageID) == "" {
+		if r.outcome != task.Succeeded || r.moveTo == "" || r.moveTo == failed || r.size == 0 {
 			continue
 		}
 		found := false

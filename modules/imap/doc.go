@@ -22,7 +22,8 @@
 //   - complete.go: Complete, which only queues; completion_queue.go: the
 //     queue and the loop that applies it in batches, retried without
 //     limit; completion_apply.go: one batch on the completion connection
-//     (move.go: MOVE, or a COPY confirmed before the original is deleted;
+//     (find.go: a message found by content once its UID is void;
+//     move.go: MOVE, or a COPY confirmed before the original is deleted;
 //     completion_failed.go: the mail of a task that succeeded after its
 //     dead letter, taken out of the failed folder);
 //   - uids.go: a search answer's UIDs, refused when they are more than

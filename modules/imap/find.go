@@ -1,0 +1,142 @@
+package imap
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"strconv"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"go.uber.org/zap"
+)
+
+// locate returns the candidate UIDs of the message behind t in the
+// selected mailbox: its UID while UIDVALIDITY matches (the caller checks
+// that it still exists), else the messages found by content (see
+// findByContent).
+func (s *Source) locate(c *imapclient.Client, validity uint32, r *compReq) ([]imap.UID, error) {
+	t := r.t
+	uid, errU := strconv.ParseUint(t.Header(HeaderUID), 10, 32)
+	v, errV := strconv.ParseUint(t.Header(HeaderUIDValidity), 10, 32)
+	if errU == nil && errV == nil && uid != 0 && uint32(v) == validity {
+		return []imap.UID{imap.UID(uid)}, nil
+	}
+	if t.Header(HeaderMessageID) == "" && r.size == 0 {
+		s.log.Warn("completion: UIDVALIDITY changed and the stand-in has no Message-ID: cannot find its message",
+			zap.String("key", t.Key), zap.String("uid", t.Header(HeaderUID)))
+		return nil, nil
+	}
+	return s.findByContent(c, r)
+}
+
+// findByContent returns the UIDs, in the selected mailbox, of the
+// messages with exactly r's Message-ID and, when the task carried its
+// payload, the same bytes (by hash). For a stand-in without payload it
+// is the one message of its Message-ID and size (imap-size), none when
+// several match. (A HEADER search matches substrings: <1@example.com>
+// finds <11@example.com> too; and two different messages may share a
+// Message-ID.) A task with its payload whose message the Message-ID does
+// not find (it has none, or one the server's HEADER search does not match
+// as it is, such as one shaped like an RFC 2047 encoded word, which the
+// server decodes before it compares) is looked for by size and content
+// (findBySize).
+func (s *Source) findByContent(c *imapclient.Client, r *compReq) ([]imap.UID, error) {
+	t := r.t
+	msgID := t.Header(HeaderMessageID)
+	if msgID == "" {
+		return s.findBySize(c, r)
+	}
+	data, err := c.UIDSearch(&imap.SearchCriteria{
+		Header:  []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: msgID}},
+		NotFlag: []imap.Flag{imap.FlagDeleted},
+	}, nil).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("uid search: %w", err)
+	}
+	cands, err := searchUIDs(c, data)
+	if err != nil {
+		return nil, fmt.Errorf("uid search: %w", err)
+	}
+	if len(cands) == 0 {
+		if r.size > 0 {
+			return s.findBySize(c, r)
+		}
+		return nil, nil
+	}
+	bufs, err := c.Fetch(imap.UIDSetNum(cands...), &imap.FetchOptions{UID: true, Envelope: true, RFC822Size: true}).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("fetch envelopes: %w", err)
+	}
+	// A stand-in (r.size 0: an oversized or queue-refused mail, without
+	// its content) has only the size the server reported (imap-size) to
+	// tell its message from others that reuse the Message-ID.
+	wantSize, errS := strconv.ParseInt(t.Header(HeaderSize), 10, 64)
+	var exact []imap.UID
+	for _, b := range bufs {
+		if b.UID != 0 && b.Envelope != nil && b.Envelope.MessageID == msgID &&
+			(r.size > 0 || errS != nil || b.RFC822Size == wantSize) {
+			exact = append(exact, b.UID)
+		}
+	}
+	if r.size == 0 {
+		if len(exact) > 1 {
+			// Several mails of the stand-in's id and size: which one it
+			// stood for is unknown, and moving all of them would move
+			// mails that were never handled. None is moved; they stay in
+			// the mailbox, where the scan under the new UIDVALIDITY
+			// emits them again.
+			s.log.Warn("completion: UIDVALIDITY changed and several mails match the stand-in's Message-ID and size: none is moved",
+				zap.String("key", t.Key), zap.String("message_id", msgID), zap.Int("candidates", len(exact)))
+			return nil, nil
+		}
+		return exact, nil
+	}
+	same, err := s.sameContent(c, r, exact)
+	if err != nil || len(same) > 0 {
+		return same, err
+	}
+	return s.findBySize(c, r)
+}
+
+// findBySize returns the UIDs of the messages whose bytes are r's
+// payload, among those whose RFC822.SIZE is from the payload's size to
+// twice it (a server may count a bare LF as CRLF).
+func (s *Source) findBySize(c *imapclient.Client, r *compReq) ([]imap.UID, error) {
+	if r.size == 0 {
+		return nil, nil
+	}
+	data, err := c.UIDSearch(&imap.SearchCriteria{
+		Larger:  int64(r.size) - 1,
+		Smaller: 2*int64(r.size) + 1,
+		NotFlag: []imap.Flag{imap.FlagDeleted},
+	}, nil).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("uid search by size: %w", err)
+	}
+	cands, err := searchUIDs(c, data)
+	if err != nil {
+		return nil, fmt.Errorf("uid search by size: %w", err)
+	}
+	return s.sameContent(c, r, cands)
+}
+
+// sameContent returns those of uids whose bytes are r's payload (by
+// hash). Bodies larger than the payload are not read; those read are
+// fetched in groups of at most MaxBatchBytes.
+func (s *Source) sameContent(c *imapclient.Client, r *compReq, uids []imap.UID) ([]imap.UID, error) {
+	per := max(1, int(s.cfg.MaxBatchBytes/int64(r.size)))
+	var same []imap.UID
+	for i := 0; i < len(uids); i += per {
+		group := uids[i:min(i+per, len(uids))]
+		bodies, _, err := fetchBodies(c, imap.UIDSetNum(group...), &imap.FetchItemBodySection{Peek: true}, int64(r.size), nil)
+		if err != nil {
+			return nil, fmt.Errorf("fetch bodies: %w", err)
+		}
+		for _, u := range group {
+			if b, ok := bodies[u]; ok && len(b) == r.size && sha256.Sum256(b) == r.sum {
+				same = append(same, u)
+			}
+		}
+	}
+	return same, nil
+}
