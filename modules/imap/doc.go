@@ -16,7 +16,8 @@
 //     reconcile.go: the periodic whole-mailbox pass (the mailbox
 //     selected again) that finishes handled-but-unmoved mail;
 //   - fetch.go and refusal.go: fetching metadata and bodies, and what
-//     becomes of messages the server refuses to return;
+//     becomes of messages the server refuses to return; poison.go: of
+//     those it drops the connection on;
 //   - inflight.go: what was emitted and not completed yet, copies of it,
 //     and the reaper that emits again what never completes;
 //   - complete.go: Complete, which only queues; completion_queue.go: the

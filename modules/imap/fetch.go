@@ -12,24 +12,37 @@ import (
 // fetchMeta fetches the metadata of uids. When the server refuses the
 // lot (see refused), it asks for each message on its own and hands those
 // it refuses to settleRefused: set aside when it returned another, else
-// the error (the session fails and is retried).
+// the error (the session fails and is retried). When the connection
+// ended during such a fetch, the next sessions ask for each of them on
+// its own too (see poison.go).
 func (s *Source) fetchMeta(c *imapclient.Client, uids []imap.UID) ([]meta, error) {
-	metas, err := s.fetchMetaOf(c, uids)
-	if !refused(err) {
-		return metas, err
-	}
 	var refs []refusal
-	if len(uids) == 1 {
-		refs = append(refs, refusal{meta{uid: uids[0]}, err}) // asking again is the same question
-	} else {
+	var metas []meta
+	alone := s.anySuspect(uids) // see poison.go
+	if !alone {
+		var err error
+		metas, err = s.fetchMetaOf(c, uids)
+		if s.suspectAll(uids, err) || !refused(err) {
+			return metas, err
+		}
 		metas = nil
+		if len(uids) == 1 {
+			refs = append(refs, refusal{meta{uid: uids[0]}, err}) // asking again is the same question
+		}
+		alone = len(uids) > 1
+	}
+	if alone {
 		for _, u := range uids {
+			if s.skipLost(meta{uid: u}, "metadata") {
+				continue
+			}
 			m, err := s.fetchMetaOf(c, []imap.UID{u})
 			if refused(err) {
 				refs = append(refs, refusal{meta{uid: u}, err})
 				continue
 			}
 			if err != nil {
+				s.lostAlone(meta{uid: u}, "metadata", err)
 				return nil, err
 			}
 			metas = append(metas, m...)
@@ -73,31 +86,41 @@ func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, err
 // and the error is returned, so that the session fails and Run retries
 // it with back-off; only a message refused alone in
 // RefusedSessionsBeforeSetAside consecutive sessions is then set aside
-// (see settleRefused).
+// (see settleRefused). A group the connection ended on is fetched one by
+// one in the next sessions (see poison.go).
 func (s *Source) fetchGroup(c *imapclient.Client, group []meta) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, err error) {
-	set := imap.UIDSet{}
-	for _, m := range group {
-		set.AddNum(m.uid)
-	}
-	bodies, oversize, err = s.fetchBodies(c, set)
-	if !refused(err) {
-		if err == nil {
-			s.fetchedFine(bodies, oversize)
-		}
-		return bodies, oversize, err
+	uids := make([]imap.UID, len(group))
+	for i, m := range group {
+		uids[i] = m.uid
 	}
 	var refs []refusal
+	alone := s.anySuspect(uids) // see poison.go
+	if !alone {
+		bodies, oversize, err = s.fetchBodies(c, imap.UIDSetNum(uids...))
+		if s.suspectAll(uids, err) || !refused(err) {
+			if err == nil {
+				s.fetchedFine(bodies, oversize)
+			}
+			return bodies, oversize, err
+		}
+		if len(group) == 1 {
+			refs = append(refs, refusal{group[0], err}) // asking again is the same question
+		}
+		alone = len(group) > 1
+	}
 	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
-	if len(group) == 1 {
-		refs = append(refs, refusal{group[0], err}) // asking again is the same question
-	} else {
+	if alone {
 		for _, m := range group {
+			if s.skipLost(m, "body") {
+				continue
+			}
 			b, o, err := s.fetchBodies(c, imap.UIDSetNum(m.uid))
 			if refused(err) {
 				refs = append(refs, refusal{m, err})
 				continue
 			}
 			if err != nil {
+				s.lostAlone(m, "body", err)
 				return nil, nil, err
 			}
 			maps.Copy(bodies, b)

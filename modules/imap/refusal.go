@@ -20,7 +20,9 @@ import (
 // only a message still refused alone after this many sessions, and over
 // at least Reconnect.Max since its first refusal, is set aside, so that a
 // message the server can never return does not block the mailbox
-// forever while a server failing for a while only delays mail.
+// forever while a server failing for a while only delays mail. A message
+// whose fetch alone ends the connection is counted the same way (see
+// poison.go).
 const RefusedSessionsBeforeSetAside = 3
 
 // refusal is a message the server refused to return on its own, with its
@@ -87,7 +89,7 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string) error
 // to return (FETCH answered NO, as Exchange does for a message it cannot
 // convert) while it returns others of the same batch, or that it has
 // refused alone in RefusedSessionsBeforeSetAside consecutive sessions
-// (see settleRefused). It is neither emitted nor moved: it stays in the
+// (see settleRefused), or that ended the connection as often (skipLost). It is neither emitted nor moved: it stays in the
 // mailbox, and the cursor moves past it, so it is tried again only after
 // a restart or a UIDVALIDITY change.
 func (s *Source) setAside(m meta, what string, err error) {

@@ -162,6 +162,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	for _, u := range uids {
 		delete(s.refusedAlone, u)
 	}
+	s.cleared(uids)
 	s.mu.Unlock()
 	return nil
 }

@@ -154,6 +154,7 @@ func (s *Source) selected(validity uint32) {
 		s.lastUID = 0
 		s.rescan = 0
 		clear(s.refusedAlone)
+		clear(s.suspects)
 		clear(s.aside)
 		clear(s.finished)
 		s.st.UIDValidityChanges++

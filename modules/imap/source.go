@@ -101,6 +101,9 @@ type Source struct {
 	// message's body is fetched fine or the message is set aside, and
 	// all of them when UIDVALIDITY changes.
 	refusedAlone map[imap.UID]refusedAlone
+	// suspects are the UIDs (under uidValidity) a fetch asked for when
+	// the connection ended: they are fetched alone (see poison.go).
+	suspects map[imap.UID]bool
 	// aside is the UIDs (under uidValidity) the source leaves in the
 	// mailbox on purpose; finished those a completion settled lately,
 	// when; nextReconcile when the next scan searches the whole mailbox
@@ -138,6 +141,7 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 		inflight:     map[string]emitted{},
 		dupes:        map[string]dupe{},
 		refusedAlone: map[imap.UID]refusedAlone{},
+		suspects:     map[imap.UID]bool{},
 		aside:        map[imap.UID]bool{},
 		finished:     map[imap.UID]time.Time{},
 		now:          time.Now,
@@ -182,7 +186,9 @@ func (s *Source) Config() Config { return s.cfg }
 // the session too and is retried so: nothing is skipped. A message is set
 // aside (see Status.Refused) only when the server returns others of its
 // batch, or once it has been refused alone in
-// RefusedSessionsBeforeSetAside consecutive sessions. Run returns an
+// RefusedSessionsBeforeSetAside consecutive sessions, or once asking for
+// it alone has ended the connection in as many (a message the server
+// dies on: see poison.go). Run returns an
 // error only for what a retry cannot fix: refused credentials (ErrAuth),
 // a mailbox that does not exist (ErrMailbox), a certificate that does not
 // verify, or an Emit failure other than ctx ending (ErrEmit). Only one

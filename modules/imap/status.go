@@ -9,8 +9,8 @@ import (
 // Status is a snapshot of a source, for the control plane and logs.
 // Refused counts the messages set aside: the server refused to return
 // them (FETCH answered NO) while it returned others of the same batch, or
-// refused them alone in RefusedSessionsBeforeSetAside consecutive
-// sessions. They are left in the mailbox and tried again after a restart
+// refused them alone, or ended the connection when asked for them alone,
+// in RefusedSessionsBeforeSetAside consecutive sessions. They are left in the mailbox and tried again after a restart
 // or a UIDVALIDITY change. A refusal of every message asked for is not
 // counted here at first: the session fails (LastError, Reconnects) and is
 // retried with back-off, so a transient server failure skips no mail.

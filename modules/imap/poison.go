@@ -1,0 +1,100 @@
+package imap
+
+import (
+	"errors"
+
+	"github.com/emersion/go-imap/v2"
+	"go.uber.org/zap"
+)
+
+// A message the server fails on: asked for it, the server drops the
+// connection instead of answering, every time (Dovecot's imap process
+// dies on a maildir file shorter than the size its name records). Until
+// the source knows which message it is, every session fails on the
+// batch that holds it, and no mail of the mailbox is emitted.
+//
+// So a fetch that ends with the connection (no answer from the server,
+// not even a NO) makes the messages it asked for suspects: the next
+// sessions ask for each of them alone. A message whose fetch alone ends
+// the connection is counted as refused alone (see refusedAlone), and is
+// set aside, as one the server refuses, once that has happened in
+// RefusedSessionsBeforeSetAside consecutive sessions over at least
+// Reconnect.Max: the others flow meanwhile, each session getting one
+// message further. A network failure makes suspects too: they are then
+// fetched alone once, which costs round trips and loses nothing.
+
+// lostConnection reports whether err, a fetch's error, is not the
+// server's answer: the connection ended (or the command timed out).
+func lostConnection(err error) bool {
+	var ie *imap.Error
+	return err != nil && !errors.As(err, &ie)
+}
+
+// suspectAll makes uids suspects when err ended the connection, and
+// reports whether it did.
+func (s *Source) suspectAll(uids []imap.UID, err error) bool {
+	if !lostConnection(err) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range uids {
+		s.suspects[u] = true
+	}
+	return true
+}
+
+// anySuspect reports whether one of uids is a suspect.
+func (s *Source) anySuspect(uids []imap.UID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range uids {
+		if s.suspects[u] {
+			return true
+		}
+	}
+	return false
+}
+
+// lostAlone counts a fetch of m alone that ended the connection with err.
+func (s *Source) lostAlone(m meta, what string, err error) {
+	if !lostConnection(err) {
+		return
+	}
+	s.mu.Lock()
+	ra := s.refusedAlone[m.uid]
+	if ra.sessions == 0 {
+		ra.since = s.now()
+	}
+	ra.sessions++
+	s.refusedAlone[m.uid] = ra
+	s.mu.Unlock()
+	s.log.Warn("the connection ended while fetching one message alone: the server may fail on it",
+		zap.Uint32("uid", uint32(m.uid)), zap.String("fetch", what), zap.Int("sessions", ra.sessions),
+		zap.Int("set_aside_after_sessions", RefusedSessionsBeforeSetAside), zap.Error(err))
+}
+
+// skipLost sets m aside, and reports true, when fetching it alone has
+// ended the connection in RefusedSessionsBeforeSetAside consecutive
+// sessions over at least Reconnect.Max.
+func (s *Source) skipLost(m meta, what string) bool {
+	s.mu.Lock()
+	ra, ok := s.refusedAlone[m.uid]
+	poisoned := ok && s.suspects[m.uid] && ra.sessions >= RefusedSessionsBeforeSetAside && s.now().Sub(ra.since) >= s.cfg.Reconnect.Max
+	if poisoned {
+		delete(s.suspects, m.uid)
+	}
+	s.mu.Unlock()
+	if poisoned {
+		s.setAside(m, what, errors.New("the connection ends whenever the server is asked for this message"))
+	}
+	return poisoned
+}
+
+// cleared forgets the suspects among uids (their chunk went through).
+// The caller holds s.mu.
+func (s *Source) cleared(uids []imap.UID) {
+	for _, u := range uids {
+		delete(s.suspects, u)
+	}
+}
