@@ -90,8 +90,8 @@ func (r *compReq) uid() (imap.UID, uint32) {
 // The message is found by the UID in t's headers while the mailbox
 // UIDVALIDITY still matches, else by content (see findByContent): its
 // Message-ID (an exact match) and the same bytes when t carries its
-// payload, or, when the Message-ID finds none, the same bytes among the
-// messages of about its size; for a stand-in without payload, its
+// payload, or, when it has no Message-ID that a search finds as it is,
+// the same bytes among the messages of about its size; for a stand-in without payload, its
 // Message-ID and size (imap-size), and nothing is moved when several
 // mails match (the scan emits them again). A message that is no longer
 // there was handled already, so completion is idempotent, except that

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -35,10 +36,9 @@ func (s *Source) locate(c *imapclient.Client, validity uint32, r *compReq) ([]im
 // is the one message of its Message-ID and size (imap-size), none when
 // several match. (A HEADER search matches substrings: <1@example.com>
 // finds <11@example.com> too; and two different messages may share a
-// Message-ID.) A task with its payload whose message the Message-ID does
-// not find (it has none, or one the server's HEADER search does not match
-// as it is, such as one shaped like an RFC 2047 encoded word, which the
-// server decodes before it compares) is looked for by size and content
+// Message-ID.) A task with its payload whose message the Message-ID
+// cannot find (it has none, or one the server's HEADER search may not
+// match as it is: see searchable) is looked for by size and content
 // (findBySize).
 func (s *Source) findByContent(c *imapclient.Client, r *compReq) ([]imap.UID, error) {
 	t := r.t
@@ -58,7 +58,7 @@ func (s *Source) findByContent(c *imapclient.Client, r *compReq) ([]imap.UID, er
 		return nil, fmt.Errorf("uid search: %w", err)
 	}
 	if len(cands) == 0 {
-		if r.size > 0 {
+		if r.size > 0 && !searchable(msgID) {
 			return s.findBySize(c, r)
 		}
 		return nil, nil
@@ -92,10 +92,24 @@ func (s *Source) findByContent(c *imapclient.Client, r *compReq) ([]imap.UID, er
 		return exact, nil
 	}
 	same, err := s.sameContent(c, r, exact)
-	if err != nil || len(same) > 0 {
+	if err != nil || len(same) > 0 || searchable(msgID) {
 		return same, err
 	}
 	return s.findBySize(c, r)
+}
+
+// searchable reports whether a HEADER search finds msgID as it is: it is
+// ASCII without "=?" (a server decodes RFC 2047 encoded words in a header
+// before it compares, and compares non-ASCII text in a charset of its
+// choosing). A message of such an id that the search does not find is not
+// there; any other is looked for by size too, which reads more.
+func searchable(msgID string) bool {
+	for i := 0; i < len(msgID); i++ {
+		if msgID[i] >= 0x80 {
+			return false
+		}
+	}
+	return !strings.Contains(msgID, "=?")
 }
 
 // findBySize returns the UIDs of the messages whose bytes are r's

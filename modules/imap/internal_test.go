@@ -144,3 +144,17 @@ func TestSettleRefused(t *testing.T) {
 	require.NoError(t, s.settleRefused(refs(4), false, "metadata"))
 	require.EqualValues(t, 4, s.Status().Refused)
 }
+
+// Only an id a HEADER search may not match as it is (non-ASCII, or with
+// "=?" as an encoded word has) sends a completion to the size search.
+func TestSearchableMessageID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"1@example.com":                true,
+		"":                             true,
+		"=?utf-8?q?x=ZZ?=@example.com": false,
+		"café@example.com":             false,
+		"a=b?c@example.com":            true,
+	} {
+		require.Equal(t, want, searchable(id), id)
+	}
+}
