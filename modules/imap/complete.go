@@ -55,8 +55,10 @@ type compReq struct {
 	failures  int
 	notBefore time.Time
 	// settled is the copies of the message the batch included, set by
-	// the loop when it applies the request.
+	// the loop when it applies the request; found whether the request's
+	// message (or a copy) was there to act on.
 	settled dupe
+	found   bool
 }
 
 func (r *compReq) act() bool { return r.seen || r.moveTo != "" }
@@ -157,8 +159,17 @@ func (s *Source) finish(r *compReq) (again bool) {
 	if r.outcome == task.DeadLettered {
 		// The dead letter itself was logged at warn where it was made (the
 		// pool); this line says where its mail went.
-		s.log.Info("message moved after its dead letter", zap.String("uid", r.t.Header(HeaderUID)),
-			zap.String("message_id", r.t.Header(HeaderMessageID)), zap.String("moved_to", r.moveTo), zap.String("reason", r.reason))
+		switch {
+		case r.found:
+			s.log.Info("message moved after its dead letter", zap.String("uid", r.t.Header(HeaderUID)),
+				zap.String("message_id", r.t.Header(HeaderMessageID)), zap.String("moved_to", r.moveTo), zap.String("reason", r.reason))
+		case r.act():
+			s.log.Info("the mail of a dead letter is no longer in the mailbox: not moved (moved or removed before, or its task's outcome told twice)",
+				zap.String("uid", r.t.Header(HeaderUID)), zap.String("message_id", r.t.Header(HeaderMessageID)), zap.String("reason", r.reason))
+		default:
+			s.log.Info("message left in the mailbox after its dead letter (no failed folder)", zap.String("uid", r.t.Header(HeaderUID)),
+				zap.String("message_id", r.t.Header(HeaderMessageID)), zap.String("reason", r.reason))
+		}
 	}
 	return false
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -95,6 +96,9 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		for _, u := range found {
 			exists[u] = true
 		}
+	}
+	for i, r := range batch {
+		r.found = slices.ContainsFunc(reqs[i], func(u imap.UID) bool { return exists[u] })
 	}
 	gone := s.failedAndSucceeded(batch, reqs, exists)
 	for _, a := range order {

@@ -81,6 +81,7 @@ func (s *Source) applyInFailed(c *imapclient.Client, failed string, reqs []*comp
 		if len(uids) == 0 {
 			continue
 		}
+		r.found = true
 		set := imap.UIDSetNum(uids...)
 		if r.seen {
 			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/plba/plba/modules/imap"
 	"github.com/plba/plba/modules/imap/dovecottest"
@@ -48,4 +51,41 @@ func TestDovecotSuccessAfterQueuedDeadLetter(t *testing.T) {
 	require.ElementsMatch(t, []string{"1@twice", "2@twice"}, ids)
 	require.Zero(t, dovecotCount(t, d, "Failed"))
 	require.Zero(t, dovecotCount(t, d, "INBOX"))
+}
+
+// A dead letter told after the task's success (its outcome told twice,
+// out of order) leaves the mail in Processed, and the log says that its
+// mail was not moved: it said "message moved after its dead letter",
+// moved_to Failed, of a mail that stayed in Processed. A dead letter
+// without a failed folder says that its mail is left in the mailbox.
+func TestDovecotDeadLetterToldAfterTheSuccessSaysNothingMoved(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Append("INBOX", imaptest.Message("1@late-dead", "order", "x")))
+	core, logs := observer.New(zapcore.InfoLevel)
+	src, err := imap.NewSource(dovecotConfig(d, imap.ModePoll), zap.New(core))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = src.Close() })
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 1)
+	tk := em.all()[0]
+	complete(t, src, tk, task.Succeeded)
+	complete(t, src, tk, task.DeadLettered)
+	ids, err := d.MessageIDs("Processed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1@late-dead"}, ids)
+	require.Zero(t, dovecotCount(t, d, "Failed"))
+	require.Zero(t, logs.FilterMessage("message moved after its dead letter").Len(), "nothing was moved")
+	require.Equal(t, 1, logs.FilterMessageSnippet("no longer in the mailbox: not moved").Len())
+
+	empty := ""
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.OnFailure.MoveTo = &empty
+	kept, err := imap.NewSource(cfg, zap.New(core))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kept.Close() })
+	complete(t, kept, tk, task.DeadLettered)
+	require.Zero(t, logs.FilterMessage("message moved after its dead letter").Len(), "nothing was moved")
+	require.Equal(t, 1, logs.FilterMessageSnippet("left in the mailbox after its dead letter").Len())
 }
