@@ -76,3 +76,39 @@ func TestDovecotRedrivenSuccessMovesTheMailOutOfFailed(t *testing.T) {
 	require.Equal(t, 2, dovecotCount(t, d, "Processed"))
 	require.Zero(t, src.Status().CompletionFailures)
 }
+
+// Processed deleted by another client while the source runs, after its
+// completion connection created it: the next completions create it again
+// and move their mail there; none is lost or left in the INBOX.
+func TestDovecotProcessedDeletedWhileRunningIsCreatedAgain(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Append("INBOX", imaptest.Message("1@gone-folder", "order", "x")))
+	src := newSource(t, dovecotConfig(d, imap.ModePoll))
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 1)
+	complete(t, src, em.all()[0], task.Succeeded)
+	require.Equal(t, 1, dovecotCount(t, d, "Processed"))
+
+	c, err := d.Dial()
+	require.NoError(t, err)
+	require.NoError(t, c.Delete("Processed").Wait())
+	require.NoError(t, c.Logout().Wait())
+	var msgs [][]byte
+	for _, id := range []string{"2@gone-folder", "3@gone-folder", "4@gone-folder"} {
+		msgs = append(msgs, imaptest.Message(id, "order", "x"))
+	}
+	require.NoError(t, d.Append("INBOX", msgs...))
+	waitEmitted(t, em, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, tk := range em.all()[1:] {
+		require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
+	}
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+	ids, err := d.MessageIDs("Processed")
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"2@gone-folder", "3@gone-folder", "4@gone-folder"}, ids)
+	require.Zero(t, dovecotCount(t, d, "INBOX"))
+}
