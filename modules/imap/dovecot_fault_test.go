@@ -106,3 +106,36 @@ func TestDovecotPartitionMidFetchEmitsEveryMailWholeOnce(t *testing.T) {
 	checkEmitted(t, em, sums)
 	require.Eventually(t, func() bool { return src.Status().Connected }, 10*time.Second, 20*time.Millisecond)
 }
+
+// The network to Dovecot partitioned while the source idles: the IDLE
+// watchdog (Reconcile) ends the IDLE, the command timeout ends the
+// session, the readiness check fails while the source cannot reconnect,
+// and the mail delivered meanwhile is emitted once the network is back.
+func TestDovecotPartitionMidIdleLosesNoMail(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	p := netfault.NewProxy(t, d.Addr())
+	host, port, err := net.SplitHostPort(p.Addr())
+	require.NoError(t, err)
+	cfg := dovecotConfig(d, imap.ModeIdle)
+	cfg.Host = host
+	cfg.Port, err = strconv.Atoi(port)
+	require.NoError(t, err)
+	cfg.Reconcile, cfg.CommandTimeout, cfg.DialTimeout = time.Second, time.Second, time.Second
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	require.NoError(t, d.Save("INBOX", imaptest.Message("1@idle-partition", "order", "x")))
+	waitEmitted(t, em, 1)
+
+	p.Freeze()
+	require.NoError(t, d.Save("INBOX", imaptest.Message("2@idle-partition", "order", "x")))
+	require.Eventually(t, func() bool { return src.Status().Reconnects >= 1 }, 10*time.Second, 20*time.Millisecond)
+	hr := dovecotHealth(t, src)
+	waitCheck(t, hr, false, 10*time.Second, "not ready while partitioned")
+	require.Equal(t, 1, em.count())
+	p.Thaw()
+	waitEmitted(t, em, 2)
+	require.Equal(t, "2@idle-partition", em.all()[1].Header(imap.HeaderMessageID))
+	waitCheck(t, hr, true, 10*time.Second, "ready again")
+}
