@@ -85,7 +85,8 @@ func (r *compReq) uid() (imap.UID, uint32) {
 // and it is the mailbox's current UIDVALIDITY the task's is compared
 // with). The completions of one task (a dead letter re-driven, a
 // completion told twice) are never in one batch: they are applied one
-// after the other, in the order Complete was called. A failed batch is
+// after the other, so that a success told after the dead letter finds
+// the mail where the dead letter put it. A failed batch is
 // retried with the reconnect back-off without limit, counted in
 // Status.CompletionFailures and logged once per batch.
 //

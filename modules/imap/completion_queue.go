@@ -83,31 +83,28 @@ func (cp *completer) poke() {
 
 // take removes and returns up to maxCompletionBatch requests due at now,
 // and the earliest time a request left waits for (zero: none). It takes
-// at most one request per task key, the first queued: a later one (a
-// success told after the dead letter, which takes the mail out of the
-// failed folder) must see what the earlier one did, which it does not in
-// the same batch (every request's message is looked for before any is
-// moved).
+// at most one request per task key, the first due: a later one (a success
+// told after the dead letter, which takes the mail out of the failed
+// folder) must see what the earlier one did, which it does not in the
+// same batch (every request's message is looked for before any is
+// moved). Applied one batch apart, in either order, a task's completions
+// leave its mail where its success puts it (a dead letter finds no mail
+// to move once the success moved it), so one that waits out a refusal
+// (notBefore) does not hold up the others.
 func (cp *completer) take(now time.Time) (batch []*compReq, nextDue time.Time) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	keep := cp.pending[:0]
-	// Keys taken (true) or held back (false): their later requests wait.
-	held := map[string]bool{}
+	taken := map[string]bool{} // keys in batch: their later requests wait
 	for _, r := range cp.pending {
-		key := r.t.Key
-		taken, ok := held[key]
 		switch {
-		case ok:
-			if taken {
-				nextDue = now // due once the one before it is settled
-			}
+		case taken[r.t.Key]:
+			nextDue = now // due once the one before it is settled
 			keep = append(keep, r)
 		case len(batch) < maxCompletionBatch && !r.notBefore.After(now):
 			batch = append(batch, r)
-			held[key] = true
+			taken[r.t.Key] = true
 		default:
-			held[key] = false
 			if !r.notBefore.After(now) {
 				nextDue = now
 			} else if nextDue.IsZero() || r.notBefore.Before(nextDue) {

@@ -89,3 +89,29 @@ func TestDovecotDeadLetterToldAfterTheSuccessSaysNothingMoved(t *testing.T) {
 	require.Zero(t, logs.FilterMessage("message moved after its dead letter").Len(), "nothing was moved")
 	require.Equal(t, 1, logs.FilterMessageSnippet("left in the mailbox after its dead letter").Len())
 }
+
+// A dead letter whose move the server refuses (a failed folder it will
+// not create) is retried with its own back-off, and the success told
+// after it, once the task was re-driven, is applied meanwhile: the mail
+// moves to Processed; the dead letter's retry then finds no mail to move.
+func TestDovecotRefusedDeadLetterDoesNotHoldUpTheSuccess(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Append("INBOX", imaptest.Message("1@refused-dead", "order", "x")))
+	cfg := dovecotConfig(d, imap.ModePoll)
+	bad := "~Failed" // Dovecot refuses a mailbox name that begins with ~
+	cfg.OnFailure.MoveTo = &bad
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 1)
+	tk := em.all()[0]
+	ctx := context.Background()
+	require.NoError(t, src.Complete(ctx, tk, task.DeadLettered, "bad order"))
+	require.Eventually(t, func() bool { return src.Status().CompletionFailures > 0 }, 10*time.Second, 10*time.Millisecond)
+	require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
+	require.Eventually(t, func() bool { return dovecotCount(t, d, "Processed") == 1 }, 10*time.Second, 20*time.Millisecond,
+		"status %+v", src.Status())
+	waitCompletions(t, src)
+	require.Zero(t, dovecotCount(t, d, "INBOX"))
+}
