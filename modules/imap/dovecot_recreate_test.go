@@ -114,3 +114,27 @@ func TestDovecotCompletionAfterTheMailboxWasCreatedAgain(t *testing.T) {
 	require.ElementsMatch(t, []string{"1@recreated", "2@recreated"}, ids)
 	require.Zero(t, dovecotCount(t, d, "Orders"))
 }
+
+// A mail without a Message-ID whose mailbox was deleted and created
+// again with the same mail in it: the completion of its task finds it by
+// size and content and moves it (it found nothing: "no Message-ID:
+// cannot find it").
+func TestDovecotCompletionFindsMailWithoutMessageIDAfterRecreate(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	mail := imaptest.Message("", "order", "no id")
+	require.NoError(t, d.Append("Orders", mail))
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.Mailbox, cfg.Reconcile = "Orders", time.Hour
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 1)
+
+	deleteAndCreate(t, d, "Orders", imaptest.Message("other@recreated", "order", "other"), mail)
+	complete(t, src, em.all()[0], task.Succeeded)
+	require.Equal(t, 1, dovecotCount(t, d, "Processed"))
+	ids, err := d.MessageIDs("Orders")
+	require.NoError(t, err)
+	require.Equal(t, []string{"other@recreated"}, ids)
+}
