@@ -115,3 +115,35 @@ func TestDovecotRefusedDeadLetterDoesNotHoldUpTheSuccess(t *testing.T) {
 	waitCompletions(t, src)
 	require.Zero(t, dovecotCount(t, d, "INBOX"))
 }
+
+// A dead letter and its task's success both still queued when the
+// source closes: Close's last attempt applies the success too, after the
+// dead letter, and the mail ends in Processed (it took only one
+// completion per task, and the mail stayed in Failed).
+func TestDovecotCloseAppliesASuccessQueuedAfterItsDeadLetter(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Append("INBOX", imaptest.Message("1@close", "order", "x")))
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.Reconnect = imap.Backoff{Initial: 20 * time.Second, Max: 20 * time.Second} // no retry before Close
+	src, err := imap.NewSource(cfg, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = src.Close() })
+	em := &fakeEmitter{}
+	_, stop := start(t, src, em)
+	waitEmitted(t, em, 1)
+	stop()
+
+	d.Stop()
+	tk := em.all()[0]
+	ctx := context.Background()
+	require.NoError(t, src.Complete(ctx, tk, task.DeadLettered, "bad order"))
+	require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
+	require.Eventually(t, func() bool { return src.Status().CompletionFailures > 0 }, 10*time.Second, 10*time.Millisecond)
+	d.Resume()
+	require.NoError(t, src.Close())
+	ids, err := d.MessageIDs("Processed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1@close"}, ids)
+	require.Zero(t, dovecotCount(t, d, "Failed"))
+}
