@@ -148,12 +148,16 @@ func (s *Source) finish(r *compReq) (again bool) {
 	} else if validity == s.uidValidity {
 		s.leftInPlace(uid) // dead-lettered, no folder to move it to
 	}
+	_, emitted := s.inflight[key]
 	delete(s.inflight, key)
 	s.dropDupes(key, r.act())
 	s.st.InFlight = len(s.inflight)
-	if r.outcome == task.Succeeded {
+	switch {
+	case r.act() && !emitted && !r.found:
+		s.st.CompletedAgain++ // told twice, or finished elsewhere: nothing done
+	case r.outcome == task.Succeeded:
 		s.st.CompletedOK++
-	} else {
+	default:
 		s.st.CompletedFailed++
 	}
 	s.mu.Unlock()

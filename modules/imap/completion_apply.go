@@ -98,7 +98,9 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		}
 	}
 	for i, r := range batch {
-		r.found = slices.ContainsFunc(reqs[i], func(u imap.UID) bool { return exists[u] })
+		if slices.ContainsFunc(reqs[i], func(u imap.UID) bool { return exists[u] }) {
+			r.found = true // by any application of r: an earlier one may have moved it
+		}
 	}
 	gone := s.failedAndSucceeded(batch, reqs, exists)
 	for _, a := range order {

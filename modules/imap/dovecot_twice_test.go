@@ -147,3 +147,29 @@ func TestDovecotCloseAppliesASuccessQueuedAfterItsDeadLetter(t *testing.T) {
 	require.Equal(t, []string{"1@close"}, ids)
 	require.Zero(t, dovecotCount(t, d, "Failed"))
 }
+
+// A task's success told twice moves its mail once and counts once:
+// completed_ok counted each telling (the pilot's demo summary, which
+// waits for completed_ok+completed_failed to reach its mail count, could
+// report every mail processed early). The second is completed_again.
+func TestDovecotSuccessToldTwiceCountsOnce(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Append("INBOX", imaptest.Message("1@told-twice", "order", "x"), imaptest.Message("2@told-twice", "order", "y")))
+	src := newSource(t, dovecotConfig(d, imap.ModePoll))
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 2)
+	first := em.all()[0]
+	complete(t, src, first, task.Succeeded)
+	complete(t, src, first, task.Succeeded)
+	complete(t, src, first, task.DeadLettered)
+	st := src.Status()
+	require.EqualValues(t, 1, st.CompletedOK)
+	require.Zero(t, st.CompletedFailed)
+	require.EqualValues(t, 2, st.CompletedAgain)
+	require.EqualValues(t, 1, st.InFlight)
+	require.Equal(t, 1, dovecotCount(t, d, "Processed"))
+	require.Equal(t, 1, dovecotCount(t, d, "INBOX"))
+	require.Zero(t, dovecotCount(t, d, "Failed"))
+}

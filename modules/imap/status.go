@@ -21,13 +21,19 @@ type Status struct {
 	Connected bool   `json:"connected"`
 	// Standby: the source is exclusive and this host waits for its lease
 	// (another host watches the mailbox).
-	Standby           bool   `json:"standby,omitempty"`
-	UIDValidity       uint32 `json:"uidvalidity"`
-	LastUID           uint32 `json:"last_uid"`
-	InFlight          int    `json:"in_flight"`
-	Emitted           uint64 `json:"emitted"`
+	Standby     bool   `json:"standby,omitempty"`
+	UIDValidity uint32 `json:"uidvalidity"`
+	LastUID     uint32 `json:"last_uid"`
+	InFlight    int    `json:"in_flight"`
+	Emitted     uint64 `json:"emitted"`
+	// CompletedOK and CompletedFailed count the completions applied
+	// (task.Succeeded, task.DeadLettered): of a task this source has in
+	// flight, or whose mail it found to act on. CompletedAgain counts
+	// those of neither (an outcome told twice, or a mail handled
+	// elsewhere or removed meanwhile): nothing was left to do.
 	CompletedOK       uint64 `json:"completed_ok"`
 	CompletedFailed   uint64 `json:"completed_failed"`
+	CompletedAgain    uint64 `json:"completed_again"`
 	Oversized         uint64 `json:"oversized"`
 	Refused           uint64 `json:"refused"`
 	CompletionBatches uint64 `json:"completion_batches"`
