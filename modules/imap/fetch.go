@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -15,14 +16,14 @@ import (
 // the error (the session fails and is retried). When the connection
 // ended during such a fetch, the next sessions ask for each of them on
 // its own too (see poison.go).
-func (s *Source) fetchMeta(c *imapclient.Client, uids []imap.UID) ([]meta, error) {
+func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []imap.UID) ([]meta, error) {
 	var refs []refusal
 	var metas []meta
 	alone := s.anySuspect(uids) // see poison.go
 	if !alone {
 		var err error
 		metas, err = s.fetchMetaOf(c, uids)
-		if s.suspectAll(uids, err) || !refused(err) {
+		if s.suspectAll(ctx, uids, err) || !refused(err) {
 			return metas, err
 		}
 		metas = nil
@@ -42,7 +43,7 @@ func (s *Source) fetchMeta(c *imapclient.Client, uids []imap.UID) ([]meta, error
 				continue
 			}
 			if err != nil {
-				s.lostAlone(meta{uid: u}, "metadata", err)
+				s.lostAlone(ctx, meta{uid: u}, "metadata", err)
 				return nil, err
 			}
 			metas = append(metas, m...)
@@ -88,7 +89,7 @@ func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, err
 // RefusedSessionsBeforeSetAside consecutive sessions is then set aside
 // (see settleRefused). A group the connection ended on is fetched one by
 // one in the next sessions (see poison.go).
-func (s *Source) fetchGroup(c *imapclient.Client, group []meta) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, err error) {
+func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []meta) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, err error) {
 	uids := make([]imap.UID, len(group))
 	for i, m := range group {
 		uids[i] = m.uid
@@ -97,7 +98,7 @@ func (s *Source) fetchGroup(c *imapclient.Client, group []meta) (bodies map[imap
 	alone := s.anySuspect(uids) // see poison.go
 	if !alone {
 		bodies, oversize, err = s.fetchBodies(c, imap.UIDSetNum(uids...))
-		if s.suspectAll(uids, err) || !refused(err) {
+		if s.suspectAll(ctx, uids, err) || !refused(err) {
 			if err == nil {
 				s.fetchedFine(bodies, oversize)
 			}
@@ -120,7 +121,7 @@ func (s *Source) fetchGroup(c *imapclient.Client, group []meta) (bodies map[imap
 				continue
 			}
 			if err != nil {
-				s.lostAlone(m, "body", err)
+				s.lostAlone(ctx, m, "body", err)
 				return nil, nil, err
 			}
 			maps.Copy(bodies, b)

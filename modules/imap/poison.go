@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"errors"
 
 	"github.com/emersion/go-imap/v2"
@@ -24,16 +25,17 @@ import (
 // fetched alone once, which costs round trips and loses nothing.
 
 // lostConnection reports whether err, a fetch's error, is not the
-// server's answer: the connection ended (or the command timed out).
-func lostConnection(err error) bool {
+// server's answer: the connection ended (or the command timed out), and
+// not because ctx, the session's, ended.
+func lostConnection(ctx context.Context, err error) bool {
 	var ie *imap.Error
-	return err != nil && !errors.As(err, &ie)
+	return err != nil && !errors.As(err, &ie) && ctx.Err() == nil
 }
 
 // suspectAll makes uids suspects when err ended the connection, and
 // reports whether it did.
-func (s *Source) suspectAll(uids []imap.UID, err error) bool {
-	if !lostConnection(err) {
+func (s *Source) suspectAll(ctx context.Context, uids []imap.UID, err error) bool {
+	if !lostConnection(ctx, err) {
 		return false
 	}
 	s.mu.Lock()
@@ -57,8 +59,8 @@ func (s *Source) anySuspect(uids []imap.UID) bool {
 }
 
 // lostAlone counts a fetch of m alone that ended the connection with err.
-func (s *Source) lostAlone(m meta, what string, err error) {
-	if !lostConnection(err) {
+func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) {
+	if !lostConnection(ctx, err) {
 		return
 	}
 	s.mu.Lock()

@@ -117,7 +117,7 @@ type meta struct {
 // Messages the server refuses to return are set aside, or the chunk fails
 // (see fetchGroup); the cursor moves past the chunk only when it did not.
 func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit source.Emitter, uids []imap.UID) error {
-	metas, err := s.fetchMeta(c, uids)
+	metas, err := s.fetchMeta(ctx, c, uids)
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 }
 
 func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit source.Emitter, group []meta) error {
-	bodies, oversize, err := s.fetchGroup(c, group)
+	bodies, oversize, err := s.fetchGroup(ctx, c, group)
 	if err != nil {
 		return err
 	}
