@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"testing"
@@ -157,4 +158,28 @@ func TestSearchableMessageID(t *testing.T) {
 	} {
 		require.Equal(t, want, searchable(id), id)
 	}
+}
+
+// A fetch cut because the session itself ended (Run's context cancelled)
+// makes no suspects and counts against no message; one the server cut
+// does both (see poison.go). A NO is the server's answer, not a cut.
+func TestOnlyAConnectionTheServerEndedMakesSuspects(t *testing.T) {
+	t.Parallel()
+	s, err := NewSource(Config{Host: "localhost", TLS: TLSNone, Username: "u", Password: "p", Kind: "k"}, nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Close()) }()
+	cut := fmt.Errorf("imap: fetch bodies: %w", io.ErrUnexpectedEOF)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.False(t, s.suspectAll(ended, []imap.UID{7}, cut))
+	s.lostAlone(ended, meta{uid: 7}, "body", cut)
+	require.Empty(t, s.suspects)
+	require.Empty(t, s.refusedAlone)
+
+	no := &imap.Error{Type: imap.StatusResponseTypeNo, Text: "refused"}
+	require.False(t, s.suspectAll(context.Background(), []imap.UID{7}, no))
+	require.True(t, s.suspectAll(context.Background(), []imap.UID{7, 8}, cut))
+	require.True(t, s.anySuspect([]imap.UID{8}))
+	s.lostAlone(context.Background(), meta{uid: 7}, "body", cut)
+	require.Equal(t, 1, s.refusedAlone[7].sessions)
 }
