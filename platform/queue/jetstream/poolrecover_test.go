@@ -41,6 +41,9 @@ func startOutagePool(t *testing.T) *outagePool {
 	require.NoError(t, err)
 	require.NoError(t, other.Declare(ctx, "recover"))
 	require.NoError(t, other.Close(ctx))
+	// Only the queue's consumer differs: Open checks the advisory
+	// consumer's ack wait too, and would refuse to open.
+	o.deleteConsumerOf(t, jetstream.DefaultStreamPrefix+"_ADV_"+jetstream.DefaultConsumer)
 
 	b, err := jetstream.Open(ctx, jetstream.Params{Config: jetstream.Config{URLs: []string{o.srv.ClientURL()}, AckWait: 2 * time.Second}})
 	require.NoError(t, err)
@@ -79,12 +82,18 @@ func startOutagePool(t *testing.T) *outagePool {
 // an operator would to settle the conflict.
 func (o *outagePool) deleteConsumer(t *testing.T) {
 	t.Helper()
+	o.deleteConsumerOf(t, jetstream.DefaultStreamPrefix+"_Q_recover")
+}
+
+// deleteConsumerOf deletes the durable consumer of stream on the server.
+func (o *outagePool) deleteConsumerOf(t *testing.T, stream string) {
+	t.Helper()
 	nc, err := nats.Connect(o.srv.ClientURL())
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := njs.New(nc)
 	require.NoError(t, err)
-	require.NoError(t, js.DeleteConsumer(t.Context(), jetstream.DefaultStreamPrefix+"_Q_recover", jetstream.DefaultConsumer))
+	require.NoError(t, js.DeleteConsumer(t.Context(), stream, jetstream.DefaultConsumer))
 }
 
 // A pool whose Lease failed (the queue could not be set up: another
