@@ -205,7 +205,8 @@
 //     short between the copy and the delete left the dead letter beside
 //     its queued copy: the copy's next delivery (its first, or a later
 //     one when a process that died had prefetched the first) deletes it
-//     (its Nats-Msg-Id names the dead letter's sequence; redrive.go). A
+//     (its Nats-Msg-Id names the dead letter's sequence; redrive.go), and
+//     is not handed out while it could not (delivered again later). A
 //     message of that stream that is not a dead letter is listed as the
 //     task "dead-seq-<n>" of kind "?", and Redrive leaves it. Redrive
 //     leaves a dead letter whose key's marker says succeeded (the task

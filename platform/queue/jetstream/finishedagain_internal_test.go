@@ -370,3 +370,48 @@ func TestTaskFoundSucceededAgainTellsItsSource(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, []string{"told from mailbox"}, found)
 }
+
+// TestRedrivenCopyIsNotHandedOutWhileItsDeadLetterStays: a re-driven
+// copy whose delivery cannot delete the dead letter it came from (a
+// Redrive cut short left it; the delete fails now) is not handed out: run,
+// it could succeed and stay listed as a dead letter too. The server
+// delivers it again after AckWait, and that delivery deletes the dead
+// letter and is handed out. The copy used to run whatever the delete did.
+func TestRedrivenCopyIsNotHandedOutWhileItsDeadLetterStays(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	q, err := b.queue("rd3")
+	require.NoError(t, err)
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "a", Kind: "k", Queue: "rd3"}))
+	var ds []*queue.Delivery
+	for len(ds) == 0 {
+		ds = leaseWithin(t, b, "rd3", 10*time.Second)
+	}
+	require.NoError(t, b.DeadLetter(ctx, ds[0], "bad input"))
+	var seq uint64
+	require.NoError(t, b.scanDead(ctx, q.queueNames, func(m deadMsg) bool { seq = m.seq; return true }))
+
+	copyOf := &task.Task{ID: "a", Key: "a", Kind: "k", Queue: "rd3", EnqueuedAt: time.Now()}
+	msgID := msgIDOf("a") + redriveMark + strconv.FormatUint(seq, 10)
+	_, err = b.js.PublishMsg(ctx, encodeTask(copyOf, msgSpec{subject: q.subject, msgID: msgID, keyed: true}))
+	require.NoError(t, err)
+	var ins []inbound
+	require.Eventually(t, func() bool { ins = q.take(ins, 1); return len(ins) == 1 }, 10*time.Second, time.Millisecond)
+	failing, cancel := context.WithCancel(ctx)
+	cancel() // the delete cannot be made
+	require.Nil(t, b.deliver(failing, q, ins[0], time.Second), "handed out beside its dead letter")
+	dead, err := b.ListDead(ctx, "rd3", 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+
+	ds = nil
+	for len(ds) == 0 {
+		ds = leaseWithin(t, b, "rd3", 10*time.Second)
+	}
+	require.Equal(t, "a", ds[0].Task.ID)
+	dead, err = b.ListDead(ctx, "rd3", 0)
+	require.NoError(t, err)
+	require.Empty(t, dead, "deleted by the delivery that was handed out")
+	require.NoError(t, b.Ack(ctx, ds[0]))
+}

@@ -121,9 +121,12 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		// A re-driven copy deletes the dead letter it came from, if a
 		// Redrive cut short left it: on its first delivery, or on a later
 		// one when the first went to a process that died before it got
-		// here (a prefetched copy), before it may be found finished.
-		if from, ok := redrivenFrom(m.Headers().Get(hdrMsgID)); ok {
-			b.dropRedriven(ctx, q, t, from)
+		// here (a prefetched copy), before it may be found finished. Not
+		// handed out while that dead letter may still be there: run, it
+		// could succeed and stay listed as dead too. The server delivers
+		// it again after AckWait, and the delete is tried again.
+		if from, ok := redrivenFrom(m.Headers().Get(hdrMsgID)); ok && !b.dropRedriven(ctx, q, t, from) {
+			return nil
 		}
 	}
 	if keyed && (delivered > 1 || md.Timestamp.Before(b.srvSince)) ||

@@ -170,9 +170,13 @@ func redrivenFrom(msgID string) (uint64, bool) {
 // (its first, or a later one when the first was prefetched by a process
 // that died) finishes that step. Only t's own dead letter is deleted (its queue's
 // subject and t's id): a key that ends like a re-driven copy's id names a
-// sequence that is not its. A failure is logged and leaves the dead
-// letter as Redrive left it.
-func (b *Backend) dropRedriven(ctx context.Context, q *queueState, t *task.Task, seq uint64) {
+// sequence that is not its. It reports whether that dead letter is gone
+// (or was never t's); a failure is logged, leaves the dead letter as
+// Redrive left it, and reports false. It runs within ctx (the Lease's), at
+// most Config.PublishTimeout and while connected.
+func (b *Backend) dropRedriven(ctx context.Context, q *queueState, t *task.Task, seq uint64) bool {
+	ctx, stop := b.serverContext(ctx)
+	defer stop()
 	err := func() error {
 		dead, err := b.lookupDead(ctx)
 		if err != nil {
@@ -199,9 +203,11 @@ func (b *Backend) dropRedriven(ctx context.Context, q *queueState, t *task.Task,
 		return nil
 	}()
 	if err != nil {
-		b.log.Warn("jetstream: delete the dead letter a task was re-driven from", zap.String("queue", q.queue),
-			zap.String("task", t.ID), zap.Uint64("dead_seq", seq), zap.Error(err))
+		b.log.Warn("jetstream: re-driven task not handed out: the dead letter it was re-driven from could not be deleted (delivered again later)",
+			zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("dead_seq", seq), zap.Error(err))
+		return false
 	}
+	return true
 }
 
 // Purge deletes the selected dead letters and returns how many went.
