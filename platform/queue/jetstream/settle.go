@@ -27,10 +27,15 @@ import (
 // bring it back, past its last attempt to be dead-lettered although it
 // succeeded, or to run again and tell its source a second outcome.
 // Other keyless successes are acked alone: a lost ack runs them again
-// (at least once). Ack does not wait for the record unless AckSync: a
-// record whose answer was lost (a server shut down) would fail the Ack
-// although the record is stored, and the redelivery, finished by that
-// record without being handed out, would leave a waiting source untold.
+// (at least once). For a task whose source waits, Ack returns only once
+// the record is stored, whatever AckSync says: the source is told
+// "succeeded" after Ack returns, and a record lost after that (the
+// server it went to shut down) would let the task run again after its
+// source heard it succeeded. A record whose answer was lost fails the Ack
+// although the record is stored: the source is not told then, and the
+// redelivery, found finished by that record and removed without being
+// handed out, is reported to the WatchFinished function, which tells it
+// (finishedagain.go).
 func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) (err error) {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -51,7 +56,7 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) (err error) {
 		r.finishGone()
 		return nil
 	}
-	if !b.cfg.AckSync {
+	if !b.cfg.AckSync && !told {
 		if err := b.markDoneThenAck(ctx, r); err != nil {
 			return err
 		}
