@@ -164,12 +164,15 @@ func (t *Task) Prepare(now time.Time) {
 // dropped (HeaderFinished, HeaderFinishedReason, HeaderHeld). Prepare
 // calls it; so does whoever reads the marks after an Enqueue that may have
 // failed before the backend prepared t, so that only this Enqueue's marks
-// are read.
+// are read. A task without marks is not written to (a delete is a write
+// even of a missing key): the same task enqueued again while a backend
+// keeps it, its headers shared with the deliveries being handled, stays
+// untouched.
 func Unmark(t *Task) {
-	if len(t.Headers) > 0 {
-		delete(t.Headers, HeaderFinished)
-		delete(t.Headers, HeaderFinishedReason)
-		delete(t.Headers, HeaderHeld)
+	for _, h := range [...]string{HeaderFinished, HeaderFinishedReason, HeaderHeld} {
+		if _, ok := t.Headers[h]; ok {
+			delete(t.Headers, h)
+		}
 	}
 }
 
@@ -204,10 +207,16 @@ func (t *Task) Header(name string) string {
 	return t.Headers[name]
 }
 
-// SetHeader sets header name to value, allocating the map if needed.
+// SetHeader sets header name to value, allocating the map if needed. A
+// header that holds value already is not written to (a source emitting
+// again a task a backend keeps, whose headers its deliveries share, sets
+// its completion header again).
 func (t *Task) SetHeader(name, value string) {
 	if t.Headers == nil {
 		t.Headers = make(map[string]string, 4)
+	}
+	if v, ok := t.Headers[name]; ok && v == value {
+		return
 	}
 	t.Headers[name] = value
 }

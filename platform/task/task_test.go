@@ -176,3 +176,28 @@ func TestPrepareDropsTheHeldMark(t *testing.T) {
 	_, ok = task.Held(&task.Task{Kind: "k"})
 	require.False(t, ok)
 }
+
+// TestPrepareAndSetHeaderAgainWriteNothing: a task prepared and stamped
+// once (a backend keeps it, its deliveries share its headers) is not
+// written to when it is prepared and stamped again (the same task emitted
+// or enqueued again): a handler reading its headers meanwhile is no data
+// race (run with -race). Prepare deleted the marks from a task that had
+// none, and SetHeader wrote a value the header held already.
+func TestPrepareAndSetHeaderAgainWriteNothing(t *testing.T) {
+	tk := &task.Task{Kind: "k"}
+	tk.SetHeader(task.HeaderCompletion, "inbox")
+	tk.Prepare(time.Now())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 1000 {
+			_ = tk.Header(task.HeaderCompletion)
+		}
+	}()
+	for range 100 {
+		tk.SetHeader(task.HeaderCompletion, "inbox")
+		tk.Prepare(time.Now())
+	}
+	<-done
+	require.Equal(t, map[string]string{task.HeaderCompletion: "inbox"}, tk.Headers)
+}
