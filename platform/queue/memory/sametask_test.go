@@ -44,4 +44,5 @@ func TestSameTaskEnqueuedAgainWhileLeased(t *testing.T) {
 	require.Equal(t, int64(0), st.Ready)
 	require.Equal(t, int64(1), st.InFlight)
 	require.Equal(t, "1", ds[0].Task.Header("x"))
+	require.NoError(t, b.Ack(ctx, ds[0]))
 }
