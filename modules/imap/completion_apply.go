@@ -70,7 +70,7 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 			order = append(order, a)
 			groups[a] = nil
 		}
-		uids, err := s.locate(c, cp.validity, r)
+		uids, err := s.locate(ctx, c, boxRef{s.cfg.Mailbox, cp.validity}, r)
 		if err != nil {
 			return err
 		}
@@ -130,7 +130,7 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 			}
 		}
 	}
-	return s.fromFailed(c, gone)
+	return s.fromFailed(ctx, c, gone)
 }
 
 // isServerNo reports whether err is the server's answer (NO or BAD) to a

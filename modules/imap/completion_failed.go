@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/emersion/go-imap/v2"
@@ -47,13 +48,13 @@ func (s *Source) failedAndSucceeded(batch []*compReq, reqs [][]imap.UID, exists 
 // failure in between the connection is dropped, so that no later command
 // runs on the failed folder by mistake; a server's NO is narrowed down to
 // its request as any other (see processBatch).
-func (s *Source) fromFailed(c *imapclient.Client, reqs []*compReq) error {
+func (s *Source) fromFailed(ctx context.Context, c *imapclient.Client, reqs []*compReq) error {
 	if len(reqs) == 0 {
 		return nil
 	}
 	cp := &s.comp
 	failed := *s.cfg.OnFailure.MoveTo
-	err := s.applyInFailed(c, failed, reqs)
+	err := s.applyInFailed(ctx, c, failed, reqs)
 	if err == nil {
 		var sel *imap.SelectData
 		if sel, err = c.Select(s.cfg.Mailbox, nil).Wait(); err == nil {
@@ -66,15 +67,16 @@ func (s *Source) fromFailed(c *imapclient.Client, reqs []*compReq) error {
 	return err
 }
 
-func (s *Source) applyInFailed(c *imapclient.Client, failed string, reqs []*compReq) error {
-	if _, err := c.Select(failed, nil).Wait(); err != nil {
+func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed string, reqs []*compReq) error {
+	sel, err := c.Select(failed, nil).Wait()
+	if err != nil {
 		if isNo(err, "", imap.ResponseCodeNonExistent) {
 			return nil // no failed folder: nothing there
 		}
 		return fmt.Errorf("select %q: %w", failed, err)
 	}
 	for _, r := range reqs {
-		uids, err := s.findByContent(c, r)
+		uids, err := s.findByContent(ctx, c, boxRef{failed, sel.UIDValidity}, r)
 		if err != nil {
 			return fmt.Errorf("in %q: %w", failed, err)
 		}

@@ -20,6 +20,7 @@ type completer struct {
 	c        *imapclient.Client
 	validity uint32
 	folders  map[string]bool
+	suspects completionSuspects // see completion_poison.go
 
 	wake chan struct{} // cap 1: work was queued
 	stop chan struct{} // closed by close: the loop drains and ends
@@ -35,6 +36,7 @@ type completer struct {
 
 func (cp *completer) init() {
 	cp.folders = map[string]bool{}
+	cp.suspects.init()
 	cp.wake = make(chan struct{}, 1)
 	cp.stop = make(chan struct{})
 	cp.done = make(chan struct{})

@@ -24,6 +24,8 @@
 //     queue and the loop that applies it in batches, retried without
 //     limit; completion_apply.go: one batch on the completion connection
 //     (find.go: a message found by content once its UID is void;
+//     completion_poison.go: of the messages it reads, those the server
+//     drops the connection on, set aside so the queue gets past them;
 //     move.go: MOVE, or a COPY confirmed before the original is deleted;
 //     completion_failed.go: the mail of a task that succeeded after its
 //     dead letter, taken out of the failed folder);

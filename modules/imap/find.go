@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"strconv"
@@ -15,11 +16,11 @@ import (
 // selected mailbox: its UID while UIDVALIDITY matches (the caller checks
 // that it still exists), else the messages found by content (see
 // findByContent).
-func (s *Source) locate(c *imapclient.Client, validity uint32, r *compReq) ([]imap.UID, error) {
+func (s *Source) locate(ctx context.Context, c *imapclient.Client, box boxRef, r *compReq) ([]imap.UID, error) {
 	t := r.t
 	uid, errU := strconv.ParseUint(t.Header(HeaderUID), 10, 32)
 	v, errV := strconv.ParseUint(t.Header(HeaderUIDValidity), 10, 32)
-	if errU == nil && errV == nil && uid != 0 && uint32(v) == validity {
+	if errU == nil && errV == nil && uid != 0 && uint32(v) == box.validity {
 		return []imap.UID{imap.UID(uid)}, nil
 	}
 	if t.Header(HeaderMessageID) == "" && r.size == 0 {
@@ -27,7 +28,7 @@ func (s *Source) locate(c *imapclient.Client, validity uint32, r *compReq) ([]im
 			zap.String("key", t.Key), zap.String("uid", t.Header(HeaderUID)))
 		return nil, nil
 	}
-	return s.findByContent(c, r)
+	return s.findByContent(ctx, c, box, r)
 }
 
 // findByContent returns the UIDs, in the selected mailbox, of the
@@ -40,11 +41,11 @@ func (s *Source) locate(c *imapclient.Client, validity uint32, r *compReq) ([]im
 // cannot find (it has none, or one the server's HEADER search may not
 // match as it is: see searchable) is looked for by size and content
 // (findBySize).
-func (s *Source) findByContent(c *imapclient.Client, r *compReq) ([]imap.UID, error) {
+func (s *Source) findByContent(ctx context.Context, c *imapclient.Client, box boxRef, r *compReq) ([]imap.UID, error) {
 	t := r.t
 	msgID := t.Header(HeaderMessageID)
 	if msgID == "" {
-		return s.findBySize(c, r)
+		return s.findBySize(ctx, c, box, r)
 	}
 	data, err := c.UIDSearch(&imap.SearchCriteria{
 		Header:  []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: msgID}},
@@ -59,11 +60,16 @@ func (s *Source) findByContent(c *imapclient.Client, r *compReq) ([]imap.UID, er
 	}
 	if len(cands) == 0 {
 		if r.size > 0 && !searchable(msgID) {
-			return s.findBySize(c, r)
+			return s.findBySize(ctx, c, box, r)
 		}
 		return nil, nil
 	}
-	bufs, err := c.Fetch(imap.UIDSetNum(cands...), &imap.FetchOptions{UID: true, Envelope: true, RFC822Size: true}).Collect()
+	var bufs []*imapclient.FetchMessageBuffer
+	err = s.fetchCarefully(ctx, box, cands, "envelope", func(uids []imap.UID) error {
+		b, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Envelope: true, RFC822Size: true}).Collect()
+		bufs = append(bufs, b...)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch envelopes: %w", err)
 	}
@@ -91,11 +97,11 @@ func (s *Source) findByContent(c *imapclient.Client, r *compReq) ([]imap.UID, er
 		}
 		return exact, nil
 	}
-	same, err := s.sameContent(c, r, exact)
+	same, err := s.sameContent(ctx, c, box, r, exact)
 	if err != nil || len(same) > 0 || searchable(msgID) {
 		return same, err
 	}
-	return s.findBySize(c, r)
+	return s.findBySize(ctx, c, box, r)
 }
 
 // searchable reports whether a HEADER search finds msgID as it is: it is
@@ -115,7 +121,7 @@ func searchable(msgID string) bool {
 // findBySize returns the UIDs of the messages whose bytes are r's
 // payload, among those whose RFC822.SIZE is from the payload's size to
 // twice it (a server may count a bare LF as CRLF).
-func (s *Source) findBySize(c *imapclient.Client, r *compReq) ([]imap.UID, error) {
+func (s *Source) findBySize(ctx context.Context, c *imapclient.Client, box boxRef, r *compReq) ([]imap.UID, error) {
 	if r.size == 0 {
 		return nil, nil
 	}
@@ -131,25 +137,29 @@ func (s *Source) findBySize(c *imapclient.Client, r *compReq) ([]imap.UID, error
 	if err != nil {
 		return nil, fmt.Errorf("uid search by size: %w", err)
 	}
-	return s.sameContent(c, r, cands)
+	return s.sameContent(ctx, c, box, r, cands)
 }
 
 // sameContent returns those of uids whose bytes are r's payload (by
 // hash). Bodies larger than the payload are not read; those read are
-// fetched in groups of at most MaxBatchBytes.
-func (s *Source) sameContent(c *imapclient.Client, r *compReq, uids []imap.UID) ([]imap.UID, error) {
+// fetched in groups of at most MaxBatchBytes, or alone (see
+// fetchCarefully).
+func (s *Source) sameContent(ctx context.Context, c *imapclient.Client, box boxRef, r *compReq, uids []imap.UID) ([]imap.UID, error) {
 	per := max(1, int(s.cfg.MaxBatchBytes/int64(r.size)))
 	var same []imap.UID
 	for i := 0; i < len(uids); i += per {
 		group := uids[i:min(i+per, len(uids))]
-		bodies, _, err := fetchBodies(c, imap.UIDSetNum(group...), &imap.FetchItemBodySection{Peek: true}, int64(r.size), nil)
+		err := s.fetchCarefully(ctx, box, group, "body", func(uids []imap.UID) error {
+			bodies, _, err := fetchBodies(c, imap.UIDSetNum(uids...), &imap.FetchItemBodySection{Peek: true}, int64(r.size), nil)
+			for _, u := range uids {
+				if b, ok := bodies[u]; ok && len(b) == r.size && sha256.Sum256(b) == r.sum {
+					same = append(same, u)
+				}
+			}
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("fetch bodies: %w", err)
-		}
-		for _, u := range group {
-			if b, ok := bodies[u]; ok && len(b) == r.size && sha256.Sum256(b) == r.sum {
-				same = append(same, u)
-			}
 		}
 	}
 	return same, nil

@@ -1,0 +1,122 @@
+package imap
+
+import (
+	"context"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"go.uber.org/zap"
+)
+
+// A completion that looks for its mail by content (find.go) fetches
+// other messages too: those of its Message-ID, or of about its size. One
+// the server drops the connection on whenever it is asked for (see
+// poison.go) would fail that completion's batch every time, and the
+// queue, retried without limit, would never get past it.
+//
+// So, as the watching session does for emission, a fetch of several
+// messages that ends with the connection makes them suspects of the
+// completion connection: the next attempts fetch each of them alone. One
+// whose fetch alone ended the connection in RefusedSessionsBeforeSetAside
+// consecutive attempts over at least Reconnect.Max is set aside: it is
+// no longer fetched, and is taken for a message other than the one
+// looked for (its bytes cannot be read to tell). It stays where it is;
+// a mail of the watched mailbox is then emitted again by the scan, which
+// sets it aside on its own if the server fails on it there too.
+
+// boxRef is a mailbox as the completion connection selected it.
+type boxRef struct {
+	name     string
+	validity uint32
+}
+
+// boxUID is a message of a mailbox.
+type boxUID struct {
+	box boxRef
+	uid imap.UID
+}
+
+// lostFetches counts the consecutive fetches of one message alone that
+// ended the completion connection.
+type lostFetches struct {
+	times int
+	since time.Time
+}
+
+// completionSuspects is what the completion loop knows of the messages
+// the server may fail on. It is owned by the loop goroutine, and outlives
+// the loop's connections.
+type completionSuspects struct {
+	suspect  map[boxUID]bool
+	lost     map[boxUID]lostFetches
+	setAside map[boxUID]bool
+}
+
+func (cs *completionSuspects) init() {
+	cs.suspect = map[boxUID]bool{}
+	cs.lost = map[boxUID]lostFetches{}
+	cs.setAside = map[boxUID]bool{}
+}
+
+// fetchCarefully calls fetch with uids, messages of box, at once; or,
+// when one of them is a suspect, with each alone, but for those set
+// aside. what names the fetch in the log.
+func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID, what string, fetch func([]imap.UID) error) error {
+	cs := &s.comp.suspects
+	alone := false
+	for _, u := range uids {
+		alone = alone || cs.suspect[boxUID{box, u}]
+	}
+	if !alone {
+		err := fetch(uids)
+		if lostConnection(ctx, err) && len(uids) > 1 {
+			for _, u := range uids {
+				cs.suspect[boxUID{box, u}] = true
+			}
+		}
+		if lostConnection(ctx, err) && len(uids) == 1 {
+			s.completionLostAlone(box, uids[0], what, err)
+		}
+		return err
+	}
+	for _, u := range uids {
+		k := boxUID{box, u}
+		if cs.setAside[k] {
+			continue
+		}
+		if l, ok := cs.lost[k]; ok && l.times >= RefusedSessionsBeforeSetAside && s.now().Sub(l.since) >= s.cfg.Reconnect.Max {
+			cs.setAside[k] = true
+			delete(cs.lost, k)
+			delete(cs.suspect, k)
+			s.log.Warn("completion: a message the connection ends on whenever it is fetched is set aside: it is taken for another mail than the one looked for, and left where it is",
+				zap.String("folder", box.name), zap.Uint32("uid", uint32(u)), zap.String("fetch", what), zap.Int("times", l.times))
+			continue
+		}
+		if err := fetch([]imap.UID{u}); err != nil {
+			if lostConnection(ctx, err) {
+				s.completionLostAlone(box, u, what, err)
+			}
+			return err
+		}
+		delete(cs.suspect, k)
+		delete(cs.lost, k)
+	}
+	return nil
+}
+
+// completionLostAlone counts a fetch of uid alone that ended the
+// completion connection with err.
+func (s *Source) completionLostAlone(box boxRef, uid imap.UID, what string, err error) {
+	cs := &s.comp.suspects
+	k := boxUID{box, uid}
+	cs.suspect[k] = true
+	l := cs.lost[k]
+	if l.times == 0 {
+		l.since = s.now()
+	}
+	l.times++
+	cs.lost[k] = l
+	s.log.Warn("completion: the connection ended while fetching one message alone: the server may fail on it",
+		zap.String("folder", box.name), zap.Uint32("uid", uint32(uid)), zap.String("fetch", what),
+		zap.Int("times", l.times), zap.Int("set_aside_after", RefusedSessionsBeforeSetAside), zap.Error(err))
+}
