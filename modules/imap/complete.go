@@ -100,7 +100,8 @@ func (r *compReq) uid() (imap.UID, uint32) {
 // there was handled already, so completion is idempotent, except that
 // the mail of a task that succeeded (re-driven after its dead letter) is
 // looked for in OnFailure.MoveTo too, by content, and moved on to
-// OnSuccess.MoveTo. Further copies of the message (same task key) that
+// OnSuccess.MoveTo (flagged \Seen and moved back to the mailbox when
+// OnSuccess.MoveTo is empty). Further copies of the message (same task key) that
 // the source saw but did not emit are settled the same way.
 //
 // Until it is applied the message stays in flight: it is not emitted

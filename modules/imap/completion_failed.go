@@ -13,15 +13,26 @@ import (
 
 // A task dead-lettered and later re-driven (its cause fixed) can succeed:
 // its mail, which the dead letter's completion moved to OnFailure.MoveTo,
-// then belongs in OnSuccess.MoveTo. The success's completion finds it no
-// longer in the watched mailbox and looks for it in the failed folder,
-// by content (findByContent), as after a UIDVALIDITY change.
+// then belongs where a success puts it: in OnSuccess.MoveTo, or, when
+// that is empty (seen-only mode), back in the watched mailbox, flagged
+// \Seen (which keeps the scan from emitting it again). The success's
+// completion finds it no longer in the watched mailbox and looks for it
+// in the failed folder, by content (findByContent), as after a
+// UIDVALIDITY change.
 
-// failedAndSucceeded returns the requests of batch that succeeded, move
-// their mail, and whose message is no longer in the watched mailbox
-// (none of reqs[i], their candidate UIDs, exists): their mail may be in
-// the failed folder. A request without payload (a stand-in) cannot be
-// found there.
+// successFolder is where the mail of r, a success, belongs: its move's
+// folder, else (seen-only mode) the watched mailbox.
+func (s *Source) successFolder(r *compReq) string {
+	if r.moveTo != "" {
+		return r.moveTo
+	}
+	return s.cfg.Mailbox
+}
+
+// failedAndSucceeded returns the requests of batch that succeeded and
+// whose message is no longer in the watched mailbox (none of reqs[i],
+// their candidate UIDs, exists): their mail may be in the failed folder.
+// A request without payload (a stand-in) cannot be found there.
 func (s *Source) failedAndSucceeded(batch []*compReq, reqs [][]imap.UID, exists map[imap.UID]bool) []*compReq {
 	failed := *s.cfg.OnFailure.MoveTo
 	if failed == "" || failed == s.cfg.Mailbox {
@@ -29,7 +40,7 @@ func (s *Source) failedAndSucceeded(batch []*compReq, reqs [][]imap.UID, exists 
 	}
 	var out []*compReq
 	for i, r := range batch {
-		if r.outcome != task.Succeeded || r.moveTo == "" || r.moveTo == failed || r.size == 0 {
+		if r.outcome != task.Succeeded || (r.moveTo == "" && !r.seen) || r.moveTo == failed || r.size == 0 {
 			continue
 		}
 		found := false
@@ -44,7 +55,7 @@ func (s *Source) failedAndSucceeded(batch []*compReq, reqs [][]imap.UID, exists 
 }
 
 // fromFailed selects the failed folder, applies each request's action to
-// its mail found there, and selects the watched mailbox again. On any
+// its mail found there (see successFolder), and selects the watched mailbox again. On any
 // failure in between the connection is dropped, so that no later command
 // runs on the failed folder by mistake; a server's NO is narrowed down to
 // its request as any other (see processBatch).
@@ -91,15 +102,16 @@ func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed
 				return fmt.Errorf("flag \\Seen uid %v in %q: %w", set, failed, err)
 			}
 		}
-		if err := ensureFolder(c, r.moveTo, s.comp.folders); err != nil {
+		to := s.successFolder(r)
+		if err := ensureFolder(c, to, s.comp.folders); err != nil {
 			return err
 		}
-		if err := move(c, set, r.moveTo); err != nil {
-			return fmt.Errorf("move uid %v from %q to %q: %w", set, failed, r.moveTo, err)
+		if err := move(c, set, to); err != nil {
+			return fmt.Errorf("move uid %v from %q to %q: %w", set, failed, to, err)
 		}
 		s.log.Info("a task that succeeded after its dead letter: its mail moved out of the failed folder",
 			zap.String("key", r.t.Key), zap.String("message_id", r.t.Header(HeaderMessageID)),
-			zap.String("from", failed), zap.String("moved_to", r.moveTo))
+			zap.String("from", failed), zap.String("moved_to", to))
 	}
 	return nil
 }

@@ -169,7 +169,9 @@ type SuccessAction struct {
 	// only takes unseen messages, so a mail that someone (a person in a
 	// mail client, another program) marks as read before the source
 	// fetched it is never emitted. Use a folder where people read the
-	// mailbox too.
+	// mailbox too. Either way, the mail of a task that succeeds after its
+	// dead letter (re-driven) is taken out of OnFailure.MoveTo: to this
+	// folder, or, when it is "", back into the mailbox, flagged \Seen.
 	MoveTo *string `koanf:"move_to"`
 }
 

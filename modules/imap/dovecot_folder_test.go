@@ -112,3 +112,43 @@ func TestDovecotProcessedDeletedWhileRunningIsCreatedAgain(t *testing.T) {
 	require.ElementsMatch(t, []string{"2@gone-folder", "3@gone-folder", "4@gone-folder"}, ids)
 	require.Zero(t, dovecotCount(t, d, "INBOX"))
 }
+
+// Seen-only mode (on_success.move_to ""): the mail of a dead letter
+// re-driven and then successful ends where a success puts it, back in
+// the INBOX and flagged \Seen, and is not emitted again. It stayed in
+// Failed: the success's completion did not look there.
+func TestDovecotSeenOnlyRedrivenSuccess(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Append("INBOX", imaptest.Message("1@seen-only", "order", "x")))
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.OnSuccess.MoveTo = imap.Ptr("")
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 1)
+	complete(t, src, em.all()[0], task.DeadLettered)
+	ids, err := d.MessageIDs("Failed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1@seen-only"}, ids)
+
+	complete(t, src, em.all()[0], task.Succeeded)
+	require.Zero(t, dovecotCount(t, d, "Failed"))
+	c, err := d.Dial()
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Select("INBOX", &goimap.SelectOptions{ReadOnly: true}).Wait()
+	require.NoError(t, err)
+	data, err := c.UIDSearch(&goimap.SearchCriteria{Flag: []goimap.Flag{goimap.FlagSeen}}, nil).Wait()
+	require.NoError(t, err)
+	require.Len(t, data.AllUIDs(), 1, "the mail is back in the INBOX, seen")
+	ids, err = d.MessageIDs("INBOX")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1@seen-only"}, ids)
+	time.Sleep(5 * cfg.PollInterval)
+	require.Equal(t, 1, em.count(), "a seen mail is not emitted again")
+	st := src.Status()
+	require.Zero(t, st.CompletionFailures)
+	require.EqualValues(t, 1, st.CompletedOK)
+	require.EqualValues(t, 1, st.CompletedFailed)
+}
