@@ -122,10 +122,7 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 			}
 		}
 		if a.moveTo != "" {
-			if err := ensureFolder(c, a.moveTo, cp.folders); err != nil {
-				return err
-			}
-			if err := move(c, set, a.moveTo); err != nil {
+			if err := moveInto(c, set, a.moveTo, cp.folders); err != nil {
 				return fmt.Errorf("move uid %v to %q: %w", set, a.moveTo, err)
 			}
 		}

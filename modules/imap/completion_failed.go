@@ -103,10 +103,7 @@ func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed
 			}
 		}
 		to := s.successFolder(r)
-		if err := ensureFolder(c, to, s.comp.folders); err != nil {
-			return err
-		}
-		if err := move(c, set, to); err != nil {
+		if err := moveInto(c, set, to, s.comp.folders); err != nil {
 			return fmt.Errorf("move uid %v from %q to %q: %w", set, failed, to, err)
 		}
 		s.log.Info("a task that succeeded after its dead letter: its mail moved out of the failed folder",

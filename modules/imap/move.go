@@ -7,6 +7,27 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 )
 
+// moveInto moves the messages of set to folder, created when missing
+// (see ensureFolder; known caches the folders this connection checked).
+// A folder deleted since it was checked (another client cleaning up)
+// makes the move fail with NO [TRYCREATE], having moved nothing: it is
+// created again and the move made once more, so the completion does not
+// fail and wait its back-off for it.
+func moveInto(c *imapclient.Client, set imap.UIDSet, folder string, known map[string]bool) error {
+	if err := ensureFolder(c, folder, known); err != nil {
+		return err
+	}
+	err := move(c, set, folder)
+	if isNo(err, imap.ResponseCodeTryCreate) {
+		delete(known, folder)
+		if err := ensureFolder(c, folder, known); err != nil {
+			return err
+		}
+		err = move(c, set, folder)
+	}
+	return err
+}
+
 // move moves the messages of set to folder: UID MOVE when the server has
 // MOVE (or IMAP4rev2). Without it, UID COPY, and only once the server has
 // answered OK to the copy, STORE \Deleted and EXPUNGE (UID EXPUNGE with
