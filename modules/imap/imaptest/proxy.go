@@ -76,6 +76,10 @@ func (c *Conn) Reply(s string) {
 // to hang while the TCP connection stays up.
 func (c *Conn) Mute() { c.muted.Store(true) }
 
+// Close ends the connection both ways, as a server process that dies
+// does.
+func (c *Conn) Close() { c.close() }
+
 func (c *Conn) close() {
 	c.once.Do(func() {
 		_ = c.client.Close()

@@ -1,0 +1,101 @@
+package imap_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/modules/imap/imaptest"
+	"github.com/plba/plba/modules/imap/memserver"
+	"github.com/plba/plba/platform/task"
+)
+
+// A completion looking for its mail by Message-ID (its UIDVALIDITY is
+// stale) among mails of that id, one of which the server drops the
+// connection on whenever its envelope is fetched: that one is fetched
+// alone, set aside after RefusedSessionsBeforeSetAside attempts, and the
+// mail is found and moved. The envelope fetch of the candidates ended
+// the connection every time, and the completion was retried forever.
+func TestCompletionGetsPastAnEnvelopeTheServerDiesOn(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	poison := imaptest.Message("1@same-id", "order", "another mail of the same id")
+	mail := imaptest.Message("1@same-id", "order", "the order")
+	for _, m := range [][]byte{poison, mail} { // UID 1 is the poison
+		_, err := srv.Append("INBOX", m)
+		require.NoError(t, err)
+	}
+	var cut atomic.Int32
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		_, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "ENVELOPE") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		cut.Add(1)
+		c.Close()
+		return true
+	}})
+	src := newSource(t, testConfig(p.Host(), p.Port()))
+	validity, err := srv.UIDValidity("INBOX")
+	require.NoError(t, err)
+	tk := &task.Task{Key: "k", Payload: mail, Headers: map[string]string{
+		imap.HeaderMessageID: "1@same-id", imap.HeaderUID: "1", imap.HeaderUIDValidity: strconv.FormatUint(uint64(validity)+1, 10),
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+
+	processed := messages(t, srv, "Processed")
+	require.Len(t, processed, 1)
+	require.Equal(t, mail, processed[0].Raw)
+	inbox := messages(t, srv, "INBOX")
+	require.Len(t, inbox, 1, "the mail the server dies on stays")
+	require.Equal(t, poison, inbox[0].Raw)
+	require.GreaterOrEqual(t, cut.Load(), int32(imap.RefusedSessionsBeforeSetAside+1))
+	require.EqualValues(t, 1, src.Status().CompletedOK)
+}
+
+// A connection that ends a few times while the completion reads the
+// candidates (a network failure, not the message) sets nothing aside:
+// the mail, fetched alone meanwhile, is found and moved once the
+// connection holds.
+func TestCompletionSetsNothingAsideOnATransientFailure(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	mail := imaptest.Message("1@transient", "order", "the order")
+	for _, m := range [][]byte{mail, imaptest.Message("1@transient", "order", "another")} {
+		_, err := srv.Append("INBOX", m)
+		require.NoError(t, err)
+	}
+	var cut atomic.Int32
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		_, name, rest := command(line)
+		// The group's fetch, then the mail's alone, one less time than
+		// it takes to set it aside.
+		if name != "UID FETCH" || !strings.Contains(rest, "ENVELOPE") || cut.Load() >= imap.RefusedSessionsBeforeSetAside {
+			return false
+		}
+		cut.Add(1)
+		c.Close()
+		return true
+	}})
+	src := newSource(t, testConfig(p.Host(), p.Port()))
+	validity, err := srv.UIDValidity("INBOX")
+	require.NoError(t, err)
+	tk := &task.Task{Key: "k", Payload: mail, Headers: map[string]string{
+		imap.HeaderMessageID: "1@transient", imap.HeaderUID: "1", imap.HeaderUIDValidity: strconv.FormatUint(uint64(validity)+1, 10),
+	}}
+	complete(t, src, tk, task.Succeeded)
+	require.EqualValues(t, imap.RefusedSessionsBeforeSetAside, cut.Load())
+	processed := messages(t, srv, "Processed")
+	require.Len(t, processed, 1)
+	require.Equal(t, mail, processed[0].Raw)
+	require.EqualValues(t, 1, src.Status().CompletedOK)
+}
