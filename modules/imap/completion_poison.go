@@ -20,7 +20,9 @@ import (
 // whose fetch alone ended the connection in RefusedSessionsBeforeSetAside
 // consecutive attempts over at least Reconnect.Max is set aside: it is
 // no longer fetched, and is taken for a message other than the one
-// looked for (its bytes cannot be read to tell). It stays where it is;
+// looked for (its bytes cannot be read to tell), for the life of the
+// source; the suspects and counts are forgotten once a batch goes
+// through. It stays where it is;
 // a mail of the watched mailbox is then emitted again by the scan, which
 // sets it aside on its own if the server fails on it there too.
 
@@ -56,6 +58,14 @@ func (cs *completionSuspects) init() {
 	cs.suspect = map[boxUID]bool{}
 	cs.lost = map[boxUID]lostFetches{}
 	cs.setAside = map[boxUID]bool{}
+}
+
+// batchApplied forgets the suspects and the counts of lost fetches once
+// a batch went through: what made them no longer holds anything up (the
+// messages set aside stay so).
+func (cs *completionSuspects) batchApplied() {
+	clear(cs.suspect)
+	clear(cs.lost)
 }
 
 // fetchCarefully calls fetch with uids, messages of box, at once; or,

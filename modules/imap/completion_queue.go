@@ -263,6 +263,7 @@ func (s *Source) processBatch(ctx context.Context, batch []*compReq) (again []*c
 	}
 	switch {
 	case err == nil:
+		cp.suspects.batchApplied()
 		s.mu.Lock()
 		s.st.CompletionBatches++
 		s.mu.Unlock()
