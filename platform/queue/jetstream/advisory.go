@@ -147,54 +147,6 @@ func (b *Backend) captureAdvisories(ctx context.Context, stream string) error {
 	return fmt.Errorf("jetstream: add %q to stream %q: concurrent updates kept removing it", subj, name)
 }
 
-// WatchDead registers fn, called once for each dead letter the backend
-// makes on its own: a task the server stopped delivering after
-// Config.MaxDeliver deliveries (its lease expired on the last one), or a
-// message on a work stream that is not a task. fn runs after the dead
-// letter is stored and before the work message is deleted, so a crash in
-// between calls it again (at least once; in the process that takes the
-// advisory next). A handling that fails after fn was called and is tried
-// again by the same process does not call it again. fn may be called from several
-// goroutines and must not block for long. It is told the dead letter as
-// stored (reason, time, attempt), also when the copy was stored before by
-// another path (a DeadLetter whose term was lost). Register it before the first
-// Lease: advisories are read from then on (or from this call), and
-// wait in their stream until then.
-func (b *Backend) WatchDead(fn func(queue.DeadLetter)) {
-	b.watchMu.Lock()
-	b.watchFn = fn
-	b.watchMu.Unlock()
-	if b.started.Load() {
-		if err := b.startAdvisories(); err != nil {
-			b.log.Error("jetstream: read advisories", zap.Error(err))
-		}
-	}
-}
-
-var _ queue.DeadWatcher = (*Backend)(nil)
-
-// toldDead calls the registered watcher, if any, and reports whether
-// there was one.
-func (b *Backend) toldDead(dl queue.DeadLetter) bool {
-	b.watchMu.Lock()
-	fn := b.watchFn
-	b.watchMu.Unlock()
-	if fn != nil {
-		fn(dl)
-	}
-	return fn != nil
-}
-
-// tellDeadOnce tells the watcher of dl, the dead letter of q's message
-// seq, unless this process told it already: a handling that failed after
-// telling (the key's marker, the deletion or termination) and is tried
-// again does not tell again, nor is the one dead letter counted twice.
-func (b *Backend) tellDeadOnce(q *queueState, seq uint64, dl queue.DeadLetter) {
-	if !q.toldBefore(seq) && b.toldDead(dl) {
-		q.markTold(seq)
-	}
-}
-
 // startAdvisories starts reading the advisory stream, once.
 func (b *Backend) startAdvisories() error {
 	b.advMu.Lock()

@@ -4,7 +4,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -37,27 +36,5 @@ func (b *Backend) dropFinished(q *queueState, m jetstream.Msg, t *task.Task, o t
 	b.log.Info("jetstream: task delivered again after it finished removed (its settlement was cut short)", fields...)
 	if o == task.Succeeded && t.Header(task.HeaderCompletion) != "" {
 		b.toldFinished(t)
-	}
-}
-
-// WatchFinished registers fn, called for each task with a source
-// (task.HeaderCompletion) that a delivery found succeeded already and
-// removed (dropFinished), so that its source is told. fn is called from
-// the goroutine that leases and must not block for long.
-func (b *Backend) WatchFinished(fn func(*task.Task)) {
-	b.watchMu.Lock()
-	b.finishedFn = fn
-	b.watchMu.Unlock()
-}
-
-var _ queue.FinishedWatcher = (*Backend)(nil)
-
-// toldFinished calls the WatchFinished function, if any.
-func (b *Backend) toldFinished(t *task.Task) {
-	b.watchMu.Lock()
-	fn := b.finishedFn
-	b.watchMu.Unlock()
-	if fn != nil {
-		fn(t)
 	}
 }
