@@ -12,7 +12,9 @@
 // already settled, returns ErrLeaseLost and changes nothing. A caller
 // treats a settlement that returned an error as not done (if it took
 // effect all the same, a timeout say, nothing is lost: the delivery was
-// settled; if not, it comes back when its lease ends), except Retry's
+// settled; if not, it comes back when its lease ends, which the backend
+// may bring forward and then says so in the delivery's LeaseUntil:
+// JetStream stops renewing it), except Retry's
 // ErrDeadLettered: the backend dead-lettered the delivery instead. A backend that
 // dead-letters on its own outside a settlement says so through
 // DeadWatcher.

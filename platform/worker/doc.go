@@ -48,8 +48,9 @@
 // done:
 // it is counted in Stats.SettleFailed (metric plba.task.settle_failed),
 // reported to the observer as task.Returned with the error, and the
-// delivery stays leased until its lease ends, when the backend delivers it
-// again. A Retry the backend answers with queue.ErrDeadLettered (its own
+// delivery stays leased until its lease ends (which the backend may bring
+// forward: JetStream no longer renews it, so it ends with its AckWait),
+// when the backend delivers it again. A Retry the backend answers with queue.ErrDeadLettered (its own
 // delivery limit) is a dead letter. Dead letters a backend makes on its
 // own (queue.DeadWatcher) are reported to the Runtime, which tells their
 // sources and counts them on the queue's pool; so are the tasks with a

@@ -71,8 +71,11 @@ type Backend struct {
 	srvSince time.Time
 	nc       *nats.Conn
 	js       jetstream.JetStream
-	done     jetstream.Stream // finished keys (done.go)
-	dead     jetstream.Stream // dead letters (dead.go)
+	// faultJS, set by tests before Start, wraps js with a fault (a slow
+	// publish); nil otherwise.
+	faultJS func(jetstream.JetStream) jetstream.JetStream
+	done    jetstream.Stream // finished keys (done.go)
+	dead    jetstream.Stream // dead letters (dead.go)
 
 	deadDiscarded atomic.Uint64       // dead letters discarded to make room
 	metricReg     metric.Registration // registerMetrics' callback
@@ -214,6 +217,9 @@ func (b *Backend) start(ctx context.Context) error {
 	)
 	if err != nil {
 		return fmt.Errorf("jetstream: new context: %w", err)
+	}
+	if b.faultJS != nil {
+		js = b.faultJS(js)
 	}
 	b.js = js
 	if err := b.ensureDeadStream(ctx); err != nil {

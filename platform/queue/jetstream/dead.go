@@ -232,9 +232,13 @@ func (b *Backend) discardOldestDead(ctx context.Context) error {
 
 // DeadLetter copies d's task with reason (and its headers and attempt
 // count) to the dead-letter stream, then terminates the delivery, which
-// removes it from the work queue. If the copy fails, d stays leased and
-// the error is returned. d.DeadReason is set to the reason stored: a copy
-// stored before for the same message keeps its own (publishDead).
+// removes it from the work queue. If the copy fails, the error is
+// returned and d is left to the server (see failedIf). The copy is
+// bounded by d's lease, renewed meanwhile (receipt.keep); when the
+// server's AckWait ran out unrenewed before the term, the copy is stored
+// but DeadLetter fails with queue.ErrLeaseLost (receipt.lastWord).
+// d.DeadReason is set to the reason stored: a copy stored before for the
+// same message keeps its own (publishDead).
 func (b *Backend) DeadLetter(ctx context.Context, d *queue.Delivery, reason string) error {
 	r, err := b.receiptOf(d)
 	if err != nil {
@@ -245,6 +249,8 @@ func (b *Backend) DeadLetter(ctx context.Context, d *queue.Delivery, reason stri
 	if err := r.begin(); err != nil {
 		return err
 	}
+	ctx, cancel := r.settleCtx(ctx)
+	defer cancel()
 	return r.failedIf(b.deadLetterLocked(ctx, r, reason))
 }
 
@@ -258,6 +264,12 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 		if err := b.markDone(ctx, r.q, r.d.Task.Key, task.DeadLettered, stored.reason); err != nil {
 			return err
 		}
+	}
+	if err := r.lastWord("dead-letter"); err != nil {
+		// The copy is stored: the delivery the server makes now finds it
+		// and finishes as that dead letter (redelivered.go), unless it was
+		// made before the copy was stored.
+		return fmt.Errorf("%w (its dead letter is stored)", err)
 	}
 	if err := b.term(r.msg, reason); err != nil {
 		return fmt.Errorf("jetstream: terminate task %s: %w", r.d.Task.ID, err)

@@ -127,7 +127,25 @@
 //     with in-progress acks (InProgress), each of which restarts AckWait: one
 //     keeper goroutine per backend looks at the deliveries in flight every
 //     quarter AckWait and refreshes those half of whose AckWait has
-//     passed (no timer per delivery).
+//     passed (no timer per delivery). A delivery being settled is renewed
+//     too, up to its lease: a settlement can take longer than AckWait (a
+//     dead-letter copy's or a Release's publish while a stream elects a
+//     leader), and the server would otherwise deliver the task again
+//     meanwhile, to a worker that runs it while the first settlement
+//     still goes on to report another outcome
+//     (TestSlowDeadLetterKeepsItsLease). So a settlement's network calls
+//     are bounded by the lease (past it nothing renews the server's
+//     AckWait), and before its last word (ack, negative ack, term) it
+//     checks that the server's AckWait did not run out unrenewed (the
+//     in-progress acks were not confirmed: a partition); if it did, the
+//     settlement fails with queue.ErrLeaseLost rather than report an
+//     outcome beside the redelivery's (TestSettlementPastItsLeaseReportsNoOutcome,
+//     TestSettlementWhoseLeaseRanOutUnrenewedReportsNoOutcome). What it
+//     stored before stays: a dead letter (see "A dead letter is final"),
+//     a Release's copy (the task delivered twice). A delivery whose
+//     settlement failed is not renewed: its lease (LeaseUntil) ends with
+//     the server's AckWait, which delivers it again then rather than at
+//     the end of the lease the pool asked for (TestFailedSettlementIsNotRenewed).
 //   - Retry = a negative ack with an explicit delay (NakWithDelay),
 //     computed by the pool's retry policy; the consumer's BackOff list does
 //     not apply to a plain nak, so none is configured. The next delivery's
@@ -228,7 +246,10 @@
 //     task if the copy then failed), so a term that does not reach the
 //     server (the connection lost at that moment) or a process gone
 //     between the two leaves the message, which the server delivers again
-//     after AckWait. Running it again could make it succeed: the source
+//     after AckWait; so does a DeadLetter whose lease ran out before its
+//     term (above: it fails with queue.ErrLeaseLost, its copy stored, and
+//     when the server delivered the task again before the copy was stored,
+//     that delivery runs). Running it again could make it succeed: the source
 //     told succeeded and its key marked so while its dead letter stays
 //     listed, for an operator to re-drive. Removing the dead letter when
 //     such a run succeeds instead was weighed and not taken: the runtime

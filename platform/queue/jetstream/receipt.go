@@ -30,16 +30,23 @@ type receipt struct {
 	keyed     bool // its key is remembered once it finished (decodeTask)
 	ackWait   time.Duration
 
-	mu       sync.Mutex
-	settled  bool
-	failed   bool      // its last settlement failed: left to the server (Close does not wait for it)
+	// mu is held by a settlement (and Extend) across its network calls.
+	mu      sync.Mutex
+	settled bool
+	failed  bool // its last settlement failed: left to the server (Close does not wait for it)
+
+	// The lease, under lmu rather than mu: the lease keeper renews it
+	// while a settlement holds mu (keep).
+	lmu      sync.Mutex
 	touched  time.Time // last time the server's AckWait timer restarted
 	leaseEnd time.Time // the lease promised to the caller
+	ending   bool      // no in-progress ack may follow: settled, its last word (ack, nak, term) going out, or its settlement failed
 }
 
 // setLease promises the lease until now+leaseFor (at least AckWait after
 // the last touch). When that is beyond the server's AckWait, the lease
-// keeper (keepLeases) sends in-progress acks to keep it. r.mu held.
+// keeper (keepLeases) sends in-progress acks to keep it. r.lmu held, or
+// r not shared yet.
 func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 	end := r.touched.Add(r.ackWait)
 	if want := now.Add(leaseFor); want.After(end) {
@@ -59,22 +66,35 @@ func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 // delivery the pool skipped, must not stay tracked with its message
 // forever).
 //
-// A receipt whose lock is held is being settled (settlements hold it
-// across their network calls, a publish for Release or a dead letter):
-// it is skipped until the next round rather than waited for, so that one
-// slow settlement cannot hold up the renewal of every other lease.
+// A delivery being settled (its settlement holds r.mu across its network
+// calls: a dead-letter copy's publish, a Release's) is renewed as well,
+// up to the lease promised: were it not, the server would deliver the
+// message again after AckWait while the first settlement still runs (a
+// dead letter stored, and the source told so, after the redelivery ran
+// and succeeded). Settlements are bounded by that lease (settleCtx) and
+// take lmu to send their last word (lastWord), so no in-progress ack
+// follows an ack, a negative ack (it would cut a retry's delay short)
+// or a term. A delivery whose settlement failed is not renewed: it is
+// left to the server, which delivers it again after its AckWait rather
+// than after the whole lease.
 func (r *receipt) keep(now time.Time) (forget, sent bool, before time.Time) {
-	if !r.mu.TryLock() {
-		return false, false, before
+	idle := r.mu.TryLock() // false: being settled (or extended)
+	if idle {
+		defer r.mu.Unlock()
+		if r.settled {
+			return false, false, before
+		}
 	}
-	defer r.mu.Unlock()
-	if r.settled || r.b.connDone.Load() {
-		return false, false, before
-	}
+	r.lmu.Lock()
+	defer r.lmu.Unlock()
 	serverEnd := r.touched.Add(r.ackWait)
 	if now.After(serverEnd) {
-		// Too late: the server has redelivered it.
-		return now.After(r.leaseEnd), false, before
+		// Too late: the server has redelivered it. Forgotten once its
+		// lease ended too, unless a settlement is still at it.
+		return idle && now.After(r.leaseEnd), false, before
+	}
+	if r.ending || r.b.connDone.Load() {
+		return false, false, before
 	}
 	if !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
 		return false, false, before
@@ -92,15 +112,13 @@ func (r *receipt) keep(now time.Time) (forget, sent bool, before time.Time) {
 
 // unrenewed marks r touched at before again, when the server did not
 // confirm it heard the in-progress ack keep sent at (unless r was touched
-// since; skipped while r is being settled).
+// since).
 func (r *receipt) unrenewed(at, before time.Time) {
-	if !r.mu.TryLock() {
-		return
-	}
+	r.lmu.Lock()
 	if r.touched.Equal(at) {
 		r.touched = before
 	}
-	r.mu.Unlock()
+	r.lmu.Unlock()
 }
 
 // begin checks that r may be settled now and marks it settled. r.mu held.
@@ -112,19 +130,58 @@ func (r *receipt) begin() error {
 	if r.settled {
 		return fmt.Errorf("jetstream: delivery already settled: %w", queue.ErrLeaseLost)
 	}
-	if time.Now().After(r.leaseEnd) {
-		r.settled = true
-		r.b.untrack(r)
-		return fmt.Errorf("jetstream: lease ended at %s: %w", r.leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
+	r.lmu.Lock()
+	end := r.leaseEnd
+	r.lmu.Unlock()
+	if time.Now().After(end) {
+		r.finish()
+		return fmt.Errorf("jetstream: lease ended at %s: %w", end.Format(time.RFC3339Nano), queue.ErrLeaseLost)
+	}
+	return nil
+}
+
+// settleCtx bounds a settlement's network calls by r's lease: past it the
+// lease keeper no longer renews the server's AckWait, and the server
+// delivers the message again (see keep). r.mu held.
+func (r *receipt) settleCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	r.lmu.Lock()
+	end := r.leaseEnd
+	r.lmu.Unlock()
+	return context.WithDeadline(ctx, end)
+}
+
+// lastWord is called before r's settlement sends its last word to the
+// server (ack, negative ack, term): no in-progress ack follows it. It
+// fails with queue.ErrLeaseLost when the server's AckWait ran out
+// unrenewed meanwhile (a settlement longer than the lease, renewals the
+// server did not confirm): the server has delivered the message again,
+// perhaps to another worker, and what this settlement would report is
+// not the task's outcome. r.mu held.
+func (r *receipt) lastWord(op string) error {
+	r.lmu.Lock()
+	defer r.lmu.Unlock()
+	r.ending = true
+	if end := r.touched.Add(r.ackWait); time.Now().After(end) {
+		return fmt.Errorf("jetstream: %s task %s: AckWait unrenewed since %s, the task is delivered again: %w",
+			op, r.d.Task.ID, end.Format(time.RFC3339Nano), queue.ErrLeaseLost)
 	}
 	return nil
 }
 
 // failedIf marks r failed when err, its settlement's error, is not nil
-// (see pruneInflight) and returns err. r.mu held.
+// (see pruneInflight) and returns err. The lease keeper no longer renews
+// it: its lease ends with the server's AckWait, when the server delivers
+// it again. r.mu held.
 func (r *receipt) failedIf(err error) error {
 	if err != nil && !r.settled {
 		r.failed = true
+		r.lmu.Lock()
+		r.ending = true
+		if end := r.touched.Add(r.ackWait); end.Before(r.leaseEnd) {
+			r.leaseEnd = end
+			r.d.LeaseUntil = end
+		}
+		r.lmu.Unlock()
 	}
 	return err
 }
@@ -132,6 +189,9 @@ func (r *receipt) failedIf(err error) error {
 // finish marks r settled. r.mu held.
 func (r *receipt) finish() {
 	r.settled = true
+	r.lmu.Lock()
+	r.ending = true
+	r.lmu.Unlock()
 	r.b.untrack(r)
 }
 
@@ -183,7 +243,9 @@ func (b *Backend) pruneInflight(now time.Time) int {
 	n := 0
 	for r := range b.inflight {
 		if r.mu.TryLock() {
+			r.lmu.Lock()
 			gone, failed := !r.settled && now.After(r.leaseEnd), r.failed
+			r.lmu.Unlock()
 			if gone {
 				delete(b.inflight, r)
 			}

@@ -50,6 +50,9 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) (err error) {
 	told := d.Task.Header(task.HeaderCompletion) != ""
 	if !r.keyed && !d.Last && !told {
 		// A generated key is not remembered (done.go): the ack alone.
+		if err := r.lastWord("ack"); err != nil {
+			return err
+		}
 		if err := b.ack(ctx, r); err != nil {
 			return fmt.Errorf("jetstream: ack task %s: %w", d.Task.ID, err)
 		}
@@ -57,13 +60,21 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) (err error) {
 		return nil
 	}
 	if !b.cfg.AckSync && !told {
+		if err := r.lastWord("ack"); err != nil { // the ack follows the record
+			return err
+		}
 		if err := b.markDoneThenAck(ctx, r); err != nil {
 			return err
 		}
 		r.finishGone()
 		return nil
 	}
-	if err := b.markDone(ctx, r.q, d.Task.Key, task.Succeeded, ""); err != nil {
+	sctx, cancel := r.settleCtx(ctx)
+	defer cancel()
+	if err := b.markDone(sctx, r.q, d.Task.Key, task.Succeeded, ""); err != nil {
+		return err
+	}
+	if err := r.lastWord("ack"); err != nil {
 		return err
 	}
 	if err := b.ack(ctx, r); err != nil {
@@ -116,6 +127,8 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) (err error) {
 		return err
 	}
 	defer func() { err = r.failedIf(err) }()
+	ctx, cancel := r.settleCtx(ctx)
+	defer cancel()
 	ctx, stop := b.whileConnected(ctx)
 	defer stop()
 	t := d.Task
@@ -140,12 +153,20 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) (err error) {
 			r.finish()
 			return fmt.Errorf("jetstream: release task %s: %w (not connected: left to the server, delivered again after its AckWait)", t.ID, perr)
 		}
+		if err := r.lastWord("release"); err != nil {
+			return fmt.Errorf("jetstream: release task %s: publish: %w; %w", t.ID, perr, err)
+		}
 		if err := r.msg.Nak(); err != nil {
 			return fmt.Errorf("jetstream: release task %s: publish: %w; nak: %w", t.ID, perr, err)
 		}
 		r.finish()
 		b.log.Warn("jetstream: release fell back to a negative ack (the delivery counts)", zap.String("task", t.ID), zap.Error(perr))
 		return nil
+	}
+	if err := r.lastWord("release"); err != nil {
+		// The copy is stored and the original delivered again: a
+		// duplicate, not a loss.
+		return fmt.Errorf("jetstream: release task %s: its copy is queued: %w", t.ID, err)
 	}
 	if err := b.ack(ctx, r); err != nil {
 		// The copy is stored; the original will be redelivered after
@@ -179,10 +200,15 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) (e
 		if d.FailReason != "" {
 			reason = d.FailReason + " (" + reason + ")"
 		}
-		if err := b.deadLetterLocked(ctx, r, reason); err != nil {
+		sctx, cancel := r.settleCtx(ctx)
+		defer cancel()
+		if err := b.deadLetterLocked(sctx, r, reason); err != nil {
 			return err
 		}
 		return fmt.Errorf("jetstream: retry task %s on its last delivery (max_deliver %d): %w", d.Task.ID, b.cfg.MaxDeliver, queue.ErrDeadLettered)
+	}
+	if err := r.lastWord("retry"); err != nil {
+		return err
 	}
 	delay := time.Until(at)
 	if err := r.msg.NakWithDelay(delay); err != nil { // a plain nak when delay <= 0
@@ -224,13 +250,16 @@ func (b *Backend) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.D
 		return fmt.Errorf("jetstream: delivery already settled: %w", queue.ErrLeaseLost)
 	}
 	now := time.Now()
-	if now.After(r.leaseEnd) {
-		return fmt.Errorf("jetstream: lease ended at %s: %w", r.leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
+	r.lmu.Lock()
+	leaseEnd, serverEnd := r.leaseEnd, r.touched.Add(r.ackWait)
+	r.lmu.Unlock()
+	if now.After(leaseEnd) {
+		return fmt.Errorf("jetstream: lease ended at %s: %w", leaseEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
 	}
-	if end := r.touched.Add(r.ackWait); now.After(end) {
+	if now.After(serverEnd) {
 		// No in-progress ack the server heard since: its AckWait ran out
 		// (an outage, a partition), and it delivers the message again.
-		return fmt.Errorf("jetstream: AckWait unrenewed since %s: %w", end.Format(time.RFC3339Nano), queue.ErrLeaseLost)
+		return fmt.Errorf("jetstream: AckWait unrenewed since %s: %w", serverEnd.Format(time.RFC3339Nano), queue.ErrLeaseLost)
 	}
 	if err := b.inProgress(r.msg); err != nil {
 		return fmt.Errorf("jetstream: extend task %s: %w", d.Task.ID, err)
@@ -238,7 +267,12 @@ func (b *Backend) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.D
 	if err := b.confirmHeard(ctx); err != nil {
 		return fmt.Errorf("jetstream: extend task %s: %w", d.Task.ID, err)
 	}
-	r.touched = now
+	r.lmu.Lock()
+	if now.After(r.touched) {
+		r.touched = now
+	}
+	r.ending = false // kept again after a failed settlement
 	r.setLease(now, leaseFor)
+	r.lmu.Unlock()
 	return nil
 }
