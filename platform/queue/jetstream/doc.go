@@ -215,7 +215,12 @@
 //     published to the dead-letter stream <prefix>_DEAD (limits retention)
 //     and then the delivery is terminated (with the reason from 2.11 on:
 //     an older server does not take "+TERM <reason>" for a term and would
-//     deliver the task again). ListDead reads
+//     deliver the task again). A copy without an answer within
+//     Config.PublishTimeout (stored, its answer lost with a stream leader)
+//     is sent again with its Nats-Msg-Id, which the server de-duplicates
+//     (error 10158, the same id still being stored, is waited out), rather
+//     than waited for until the lease ends
+//     (TestDeadLetterCopyWhoseAnswerIsLostIsSentAgain). ListDead reads
 //     that stream by subject, Redrive republishes a copy to the queue
 //     (fresh attempts), records its key as queued again (a finished-key
 //     marker without outcome, written only over the dead letter's, see

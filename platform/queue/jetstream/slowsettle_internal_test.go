@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -244,4 +245,75 @@ func TestFailedSettlementIsNotRenewed(t *testing.T) {
 	require.Equal(t, "t", ds[0].Task.ID)
 	require.NoError(t, b.Ack(ctx, ds[0]))
 	require.WithinDuration(t, start, leaseUntil, ackWait, "the failed delivery's lease ends with the server's AckWait")
+}
+
+// firstDeadJS is a JetStream API whose first dead-letter publish is
+// answered by first (a fault); the others go through.
+type firstDeadJS struct {
+	jetstream.JetStream
+	first func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error)
+	once  sync.Once
+}
+
+func (f *firstDeadJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if strings.Contains(m.Subject, ".dead.") {
+		faulty := false
+		f.once.Do(func() { faulty = true })
+		if faulty {
+			return f.first(ctx, m)
+		}
+	}
+	return f.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+// TestDeadLetterCopyWhoseAnswerIsLostIsSentAgain: the first dead-letter
+// copy is stored but its answer is lost (a reply dropped, a leader gone),
+// or the server answers that the same Nats-Msg-Id is being stored (error
+// 10158). The copy is sent again after Config.PublishTimeout (or a pause)
+// with its Nats-Msg-Id, one dead letter is stored, and DeadLetter
+// returns: it used to wait for the lost answer until its context ended,
+// the whole lease (30 s in a worker pool), and then fail.
+func TestDeadLetterCopyWhoseAnswerIsLostIsSentAgain(t *testing.T) {
+	t.Parallel()
+	const publishTimeout = time.Second
+	for name, first := range map[string]func(real jetstream.JetStream) func(context.Context, *nats.Msg) (*jetstream.PubAck, error){
+		"answer lost": func(real jetstream.JetStream) func(context.Context, *nats.Msg) (*jetstream.PubAck, error) {
+			return func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
+				if _, err := real.PublishMsg(ctx, m); err != nil {
+					return nil, err
+				}
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+		},
+		"in process": func(jetstream.JetStream) func(context.Context, *nats.Msg) (*jetstream.PubAck, error) {
+			return func(context.Context, *nats.Msg) (*jetstream.PubAck, error) {
+				return nil, fmt.Errorf("nats: %w", &jetstream.APIError{Code: 503, ErrorCode: errDupInProcess, Description: "duplicate message id is in process"})
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b, err := New(Params{Config: Config{Mode: ModeEmbedded, AckWait: time.Second, PublishTimeout: publishTimeout,
+				Embedded: embedded.Config{StoreDir: t.TempDir()}}})
+			require.NoError(t, err)
+			b.faultJS = func(js jetstream.JetStream) jetstream.JetStream {
+				return &firstDeadJS{JetStream: js, first: first(js)}
+			}
+			t.Cleanup(func() { _ = b.Close(context.Background()) })
+			require.NoError(t, b.Start(ctx))
+			const qname = "lostanswer"
+			require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t", Kind: "k", Queue: qname}))
+			d := leaseOne(t, b, qname)
+			require.NoError(t, b.Extend(ctx, d, 20*time.Second))
+			start := time.Now()
+			require.NoError(t, b.DeadLetter(ctx, d, "permanent failure"))
+			require.Less(t, time.Since(start), 3*publishTimeout, "sent again after the publish timeout, not waited for until the lease ends")
+			require.Equal(t, "permanent failure", d.DeadReason)
+			dead, err := b.ListDead(ctx, qname, 10)
+			require.NoError(t, err)
+			require.Len(t, dead, 1)
+		})
+	}
 }
