@@ -14,8 +14,9 @@ import (
 )
 
 // A dead letter is stored first and the work message terminated after
-// (deadLetterLocked). When the term does not take effect (it failed, or
-// was lost with the connection) or the process dies in between, the
+// (deadLetterLocked). When the term does not take effect (it failed, was
+// lost with the connection, or was not sent: the lease ran out before
+// it, see receipt.lastWord) or the process dies in between, the
 // server delivers the message again after AckWait. The task was
 // dead-lettered: its dead letter is listed and, for a keyed task, its
 // key recorded so. Running it again could make it succeed, and its
