@@ -252,9 +252,10 @@
 //     server (the connection lost at that moment) or a process gone
 //     between the two leaves the message, which the server delivers again
 //     after AckWait; so does a DeadLetter whose lease ran out before its
-//     term (above: it fails with queue.ErrLeaseLost, its copy stored, and
-//     when the server delivered the task again before the copy was stored,
-//     that delivery runs). Running it again could make it succeed: the source
+//     term (see Lease = AckWait: it fails, with queue.ErrLeaseLost when
+//     its copy was stored; a copy stored only after the server delivered
+//     the task again does not stop that delivery, which runs). Running it
+//     again could make it succeed: the source
 //     told succeeded and its key marked so while its dead letter stays
 //     listed, for an operator to re-drive. Removing the dead letter when
 //     such a run succeeds instead was weighed and not taken: the runtime
