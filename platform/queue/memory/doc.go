@@ -44,7 +44,10 @@
 // # Sharing
 //
 // The backend keeps the enqueued *task.Task values; deliveries carry
-// shallow copies whose Payload and Headers are shared and read-only.
+// shallow copies whose Payload and Headers are shared and read-only. The
+// backend never writes into them: a task it stored before (one whose late
+// handler may still read its headers) that is enqueued again and dropped
+// gets a copy of its headers carrying the mark.
 // Nothing survives the process: Close drops what is stored once in-flight
 // deliveries are settled (or ctx ends).
 package memory

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -127,7 +128,10 @@ func (q *queueState) isDup(key string, h uint64, now int64) bool {
 // task with its ID) is live is that task, not a duplicate of another:
 // nothing is marked. The mark goes on t only, never on the stored task:
 // when t is the very task kept as a dead letter, the dead letter keeps a
-// copy of its own.
+// copy of its own. Nor does it go into t's headers map: t may be a task
+// this backend stored before, whose deliveries share that map (Lease
+// copies the Task, not its headers), and a late handler of one (its lease
+// ran out) may still read it. t gets a copy of its headers with the mark.
 func (q *queueState) markDup(t *task.Task, h uint64) {
 	ref, ok := q.keys.get(t.Key, h)
 	switch {
@@ -136,12 +140,15 @@ func (q *queueState) markDup(t *task.Task, h uint64) {
 		if ref.e.t == t {
 			ref.e.t = t.Clone()
 		}
+		t.Headers = maps.Clone(t.Headers)
 		task.MarkFinished(t, task.DeadLettered, ref.e.reason)
 	case ref.e != nil:
 		if ref.e.t.ID != t.ID {
+			t.Headers = maps.Clone(t.Headers)
 			task.MarkHeld(t, ref.e.t.ID)
 		}
 	case ref.outcome.Final():
+		t.Headers = maps.Clone(t.Headers)
 		task.MarkFinished(t, ref.outcome, ref.reason)
 	}
 }
