@@ -118,8 +118,11 @@ type Producer interface {
 	// in flight), as held by it (task.MarkHeld; the holder's id when the
 	// backend knows it). A caller tells "stored" from "dropped" by these
 	// marks alone. The same task enqueued again (the same Task, or one
-	// with its ID and key) while it is stored is not marked: it holds the
-	// key itself, and the earlier call stored it. A task that is stored
+	// with its ID and key) while it is stored is not marked held or
+	// finished: it holds the key itself. It is marked stored already
+	// (task.MarkStoredAgain): the earlier call stored it, this one stored
+	// nothing. The very Task twice in one batch is stored by that batch,
+	// and not marked. A task that is stored
 	// never carries either mark (Task.Prepare drops one that came with
 	// it).
 	// A batch is accepted as a whole or the error says it was not.

@@ -67,6 +67,21 @@ func Finished(t *Task) (o Outcome, reason string, ok bool) {
 // the holder.
 func MarkHeld(t *Task, by string) { t.SetHeader(HeaderHeld, by) }
 
+// MarkStoredAgain records on t, enqueued again while the backend stores
+// it already (the same Task, or one with its ID and key), that this
+// Enqueue stored nothing: an earlier one did. Backends call it; callers
+// read it through StoredAgain. It is not a duplicate's mark (Dropped stays
+// false, Held and Finished report nothing): t holds its key itself. It
+// lives outside the headers, which a backend may share with the task's
+// deliveries; a backend sets it on the caller's Task only, never on the
+// one it keeps.
+func MarkStoredAgain(t *Task) { t.again = true }
+
+// StoredAgain reports whether the last Enqueue of t stored nothing because
+// the backend stored t already (MarkStoredAgain): a counter of the tasks
+// stored counts t once.
+func StoredAgain(t *Task) bool { return t.again }
+
 // Held reports whether Enqueue dropped t because another task with its key
 // was stored and had not finished, and that task's id ("" when the backend
 // could not tell). A task whose key finished is reported by Finished
@@ -109,6 +124,9 @@ type Task struct {
 
 	// keyMade is set by Prepare when it chose both the ID and the Key.
 	keyMade bool
+	// again is set by a backend on a task enqueued again while it stores
+	// it already (MarkStoredAgain); Prepare clears it.
+	again bool
 }
 
 // idPrefix is random per process; idSeq counts the ids made since start
@@ -144,8 +162,8 @@ func NewID() string {
 // them, after Prepare, on a duplicate it dropped (MarkFinished, MarkHeld);
 // a task that arrives with them (headers copied from outside, or a task
 // enqueued again after a backend dropped it) would otherwise be reported
-// as finished before it ran, or as not stored when it was. It is
-// idempotent.
+// as finished before it ran, or as not stored when it was. It clears
+// StoredAgain likewise. It is idempotent.
 func (t *Task) Prepare(now time.Time) {
 	if t.ID == "" {
 		t.ID = NewID()
@@ -158,6 +176,9 @@ func (t *Task) Prepare(now time.Time) {
 		t.EnqueuedAt = now
 	}
 	Unmark(t)
+	if t.again {
+		t.again = false
+	}
 }
 
 // Unmark removes from t the marks a backend sets on a duplicate it

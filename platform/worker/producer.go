@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,8 +75,21 @@ func (p *Producer) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		}
 		return fmt.Errorf("worker: enqueue batch of %d tasks: %w", len(tasks), err)
 	}
-	for _, t := range tasks {
-		if task.Dropped(t) {
+	var seen map[*task.Task]struct{} // for batches too long to scan
+	if len(tasks) > 16 {
+		seen = make(map[*task.Task]struct{}, len(tasks))
+	}
+	for i, t := range tasks {
+		if task.Dropped(t) || task.StoredAgain(t) {
+			continue
+		}
+		// The very Task twice in a batch is stored once (queue.Producer).
+		if seen != nil {
+			if _, ok := seen[t]; ok {
+				continue
+			}
+			seen[t] = struct{}{}
+		} else if slices.Contains(tasks[:i], t) {
 			continue
 		}
 		c, ok := p.counts.Load(t.Queue)
@@ -89,7 +103,8 @@ func (p *Producer) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 
 // Enqueued returns how many tasks this producer enqueued on each queue
 // since it was made: tasks the backend stored, not the duplicates it
-// dropped (task.Held, task.Finished). It is what the admin API's enqueue
+// dropped (task.Held, task.Finished) nor a stored task enqueued again
+// (task.StoredAgain), which counts once. It is what the admin API's enqueue
 // rate is computed from.
 func (p *Producer) Enqueued() map[string]int64 {
 	out := map[string]int64{}

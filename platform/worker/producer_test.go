@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -30,4 +31,43 @@ func TestProducerCountsWhatWasStored(t *testing.T) {
 	_, isHeld := task.Held(held)
 	require.True(t, isHeld, "the backend dropped the duplicate")
 	require.Equal(t, map[string]int64{task.DefaultQueue: 2}, p.Enqueued())
+}
+
+// TestProducerCountsAStoredTaskEnqueuedAgainOnce: the same task enqueued
+// again while it is stored (the very Task, a copy with its ID and key, or
+// the very Task twice in one batch) is stored once and counted once. The
+// backend does not mark it held or finished (it holds its key itself), and
+// Enqueued counted every call as a task stored.
+func TestProducerCountsAStoredTaskEnqueuedAgainOnce(t *testing.T) {
+	t.Parallel()
+	be := newMemory(t)
+	rt, err := worker.New(worker.Params{Backend: be})
+	require.NoError(t, err)
+	ctx := context.Background()
+	p := rt.Producer()
+	first := &task.Task{ID: "order-1", Kind: "k"}
+	require.NoError(t, p.Enqueue(ctx, first))
+	require.False(t, task.StoredAgain(first), "the first call stored it")
+	require.NoError(t, p.Enqueue(ctx, first))
+	require.True(t, task.StoredAgain(first), "the very task, enqueued again")
+	require.False(t, task.Dropped(first), "it holds its key itself: not held, not finished")
+	cp := first.Clone()
+	require.NoError(t, p.Enqueue(ctx, cp))
+	require.True(t, task.StoredAgain(cp), "a copy with its ID and key")
+	twice := &task.Task{ID: "order-2", Kind: "k"}
+	require.NoError(t, p.Enqueue(ctx, twice, twice))
+	require.False(t, task.StoredAgain(twice), "the batch stored it")
+	require.Equal(t, map[string]int64{task.DefaultQueue: 2}, p.Enqueued())
+	st, err := be.Stats(ctx, task.DefaultQueue)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), st.Ready, "what the counter says is what is stored")
+	// Stored anew after it was acked (no de-duplication window): counted.
+	ds, err := be.Lease(ctx, task.DefaultQueue, 2, time.Minute)
+	require.NoError(t, err)
+	for _, d := range ds {
+		require.NoError(t, be.Ack(ctx, d))
+	}
+	require.NoError(t, p.Enqueue(ctx, first))
+	require.False(t, task.StoredAgain(first), "Prepare cleared the mark; stored anew")
+	require.Equal(t, map[string]int64{task.DefaultQueue: 3}, p.Enqueued())
 }

@@ -355,7 +355,9 @@
 // by a task that has not finished. The publish ack of a duplicate names
 // the stored message it duplicates; Enqueue reads that message (one get
 // per such task) and marks the task held by the task it carries, unless
-// that is the task itself, enqueued again (held.go). A holder that moved
+// that is the task itself, enqueued again (held.go), which is marked
+// stored already instead (task.MarkStoredAgain; not when this very call
+// stored it, the same Task twice in one batch). A holder that moved
 // (a released copy, a message schedule that fired) or cannot be read
 // marks it held by an unknown task ("").
 //

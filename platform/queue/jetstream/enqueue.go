@@ -133,6 +133,7 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	msgs := make([]*nats.Msg, len(tasks))
 	var send []int    // tasks to publish
 	var dups []dupPub // tasks whose publish the server found a duplicate
+	var stored []bool // by index: the tasks this call stored (nil: none yet)
 	for i, t := range tasks {
 		if done[i].done {
 			// Its key finished within the window, or its task was
@@ -190,6 +191,10 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			case errs[j] == nil && seqs[j].dup:
 				dups = append(dups, dupPub{i: i, seq: seqs[j].seq})
 			case errs[j] == nil:
+				if stored == nil {
+					stored = make([]bool, len(tasks))
+				}
+				stored[i] = true
 			case isStreamFull(errs[j]):
 				full = append(full, i)
 			case !restored && errors.Is(errs[j], jetstream.ErrNoStreamResponse):
@@ -235,7 +240,7 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		}
 	}
 	if len(dups) > 0 {
-		b.markHeld(ctx, tasks, qs, dups)
+		b.markHeld(ctx, tasks, qs, dups, stored)
 	}
 	if len(failed) > 0 {
 		return &EnqueueError{Failed: failed, Total: len(tasks)}

@@ -22,7 +22,8 @@ import (
 // can also be the task's own earlier copy (the same Task, or one with its
 // ID, enqueued again after an Enqueue that stored it, or after an
 // EnqueueError whose publish ack did not come), and that task is stored,
-// not held by another; nothing is marked then. A publish Enqueue repeats
+// not held by another: it is marked stored already (task.MarkStoredAgain),
+// unless this very call stored it (the very Task twice in its batch). A publish Enqueue repeats
 // itself, after a full stream refused it, cannot meet its own copy: a
 // refused message is not recorded for de-duplication. A task whose key
 // Prepare generated is never held: no other task can carry that key, so
@@ -56,7 +57,7 @@ type dupMark struct {
 // markHeld marks the tasks of dups (see above). The lookups run at most
 // doneLookups at a time and only read the tasks; the marks are set after
 // all of them, one by one (a batch may hold the same Task twice).
-func (b *Backend) markHeld(ctx context.Context, tasks []*task.Task, qs []*queueState, dups []dupPub) {
+func (b *Backend) markHeld(ctx context.Context, tasks []*task.Task, qs []*queueState, dups []dupPub, stored []bool) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
 	marks := make([]dupMark, len(dups))
@@ -78,7 +79,10 @@ func (b *Backend) markHeld(ctx context.Context, tasks []*task.Task, qs []*queueS
 	for k, d := range dups {
 		t, m := tasks[d.i], marks[k]
 		switch {
+		case m.own && storedHere(tasks, stored, t):
+			// The very Task twice in this batch: this call stored it.
 		case m.own:
+			task.MarkStoredAgain(t)
 		case m.finished != nil:
 			markFinished(t, m.finished)
 		default:
@@ -115,6 +119,17 @@ func (b *Backend) dupMarkOf(ctx context.Context, q *queueState, t *task.Task, se
 			zap.String("queue", t.Queue), zap.String("key", t.Key), zap.String("task", t.ID), zap.Error(err))
 		return dupMark{}
 	}
+}
+
+// storedHere reports whether this Enqueue stored t itself (the very Task,
+// at another index of tasks; stored says which it stored).
+func storedHere(tasks []*task.Task, stored []bool, t *task.Task) bool {
+	for i, s := range stored {
+		if s && tasks[i] == t {
+			return true
+		}
+	}
+	return false
 }
 
 // errHolderGone says the message a duplicate's ack named is no longer

@@ -65,7 +65,7 @@ func TestDuplicateMarksFollowTheStoredMessage(t *testing.T) {
 	qs := []*queueState{q, q, q, q, q, q}
 	b.markHeld(ctx, tasks, qs, []dupPub{
 		{0, holderSeq}, {1, holderSeq}, {2, holderSeq}, {3, holderSeq}, {4, finishingSeq}, {5, holderSeq + 1000},
-	})
+	}, nil)
 	by, ok := task.Held(other)
 	require.True(t, ok, "another task's duplicate is held")
 	require.Equal(t, holder.ID, by)
@@ -73,6 +73,7 @@ func TestDuplicateMarksFollowTheStoredMessage(t *testing.T) {
 		_, held := task.Held(tk)
 		_, _, finished := task.Finished(tk)
 		require.False(t, held || finished, "%s is its own holder: unmarked", name)
+		require.True(t, task.StoredAgain(tk), "%s is marked stored already", name)
 	}
 	o, _, ok := task.Finished(late)
 	require.True(t, ok, "a holder gone since the check is told by its marker")
@@ -88,7 +89,7 @@ func TestDuplicateMarksFollowTheStoredMessage(t *testing.T) {
 	ended, cancel := context.WithCancel(ctx)
 	cancel()
 	blind := newTask("live")
-	b.markHeld(ended, []*task.Task{blind}, []*queueState{q}, []dupPub{{0, holderSeq}})
+	b.markHeld(ended, []*task.Task{blind}, []*queueState{q}, []dupPub{{0, holderSeq}}, nil)
 	by, ok = task.Held(blind)
 	require.True(t, ok)
 	require.Empty(t, by)

@@ -39,7 +39,7 @@
 // after it was acked or purged. A dropped task is marked with what holds
 // its key (queue.Producer): the outcome of a finished task, or the id of a
 // live one (task.MarkHeld); the same task enqueued again while stored is
-// not marked.
+// marked stored already (task.MarkStoredAgain), not held.
 //
 // # Sharing
 //

@@ -149,11 +149,11 @@ func (q *queueState) countNew(tasks []*task.Task, now int64) int {
 // insertAll stores the tasks that are not duplicates and returns the
 // earliest due time among the delayed ones (never if none).
 func (q *queueState) insertAll(tasks []*task.Task, now int64) int64 {
-	readied, first := 0, int64(never)
+	readied, first, batch := 0, int64(never), q.seq
 	for _, t := range tasks {
 		h := q.keys.hash(t.Key)
 		if q.isDup(t.Key, h, now) {
-			q.markDup(t, h)
+			q.markDup(t, h, batch)
 			continue
 		}
 		if ready, due := q.insert(t, h, now); ready {

@@ -125,14 +125,16 @@ func (q *queueState) isDup(key string, h uint64, now int64) bool {
 // the task of its key finished, when it did (a dead letter still kept, or
 // a key remembered after its task ended), or the live task (queued,
 // delayed or in flight) that holds it. t enqueued again while it (or a
-// task with its ID) is live is that task, not a duplicate of another:
-// nothing is marked. The mark goes on t only, never on the stored task:
-// when t is the very task kept as a dead letter, the dead letter keeps a
-// copy of its own. Nor does it go into t's headers map: t may be a task
+// task with its ID) is live is that task, not a duplicate of another: it
+// is marked stored already (task.MarkStoredAgain), not held. The mark goes
+// on t only, never on the stored task: when t is the very task kept (as a
+// live task or a dead letter), the backend keeps a copy of its own. The
+// very Task twice in one batch is stored by the batch (entries from seq
+// batch on are its own), and not marked. Nor does it go into t's headers map: t may be a task
 // this backend stored before, whose deliveries share that map (Lease
 // copies the Task, not its headers), and a late handler of one (its lease
 // ran out) may still read it. t gets a copy of its headers with the mark.
-func (q *queueState) markDup(t *task.Task, h uint64) {
+func (q *queueState) markDup(t *task.Task, h, batch uint64) {
 	ref, ok := q.keys.get(t.Key, h)
 	switch {
 	case !ok:
@@ -142,11 +144,17 @@ func (q *queueState) markDup(t *task.Task, h uint64) {
 		}
 		t.Headers = maps.Clone(t.Headers)
 		task.MarkFinished(t, task.DeadLettered, ref.e.reason)
-	case ref.e != nil:
-		if ref.e.t.ID != t.ID {
-			t.Headers = maps.Clone(t.Headers)
-			task.MarkHeld(t, ref.e.t.ID)
+	case ref.e != nil && ref.e.t.ID == t.ID:
+		if ref.e.t == t && ref.e.seq >= batch {
+			return // this very call stored t, earlier in its batch
 		}
+		if ref.e.t == t {
+			ref.e.t = t.Clone()
+		}
+		task.MarkStoredAgain(t)
+	case ref.e != nil:
+		t.Headers = maps.Clone(t.Headers)
+		task.MarkHeld(t, ref.e.t.ID)
 	case ref.outcome.Final():
 		t.Headers = maps.Clone(t.Headers)
 		task.MarkFinished(t, ref.outcome, ref.reason)

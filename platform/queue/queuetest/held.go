@@ -35,7 +35,9 @@ func requireUnmarked(t *testing.T, tk *task.Task, what string) {
 // finished (ready, delayed, in flight or released; an earlier task of the
 // same batch) is dropped and marked held by that task (task.Held). A task that
 // is stored is never marked, nor is the same task enqueued again (the very
-// Task, or a copy with its ID and key): it is the holder. A held mark that
+// Task, or a copy with its ID and key) marked held or finished: it is the
+// holder, and is marked stored already (task.StoredAgain) unless its own
+// batch stored it. A held mark that
 // comes with a task is dropped, and a delivery never carries one.
 func testDuplicateOfLive(t *testing.T, s *suite) {
 	flight, released := s.newTask("in-flight"), s.newTask("released")
@@ -84,24 +86,32 @@ func testDuplicateOfLive(t *testing.T, s *suite) {
 
 	// The same task enqueued again, the very object or a copy with its ID
 	// and key, is the task that holds the key: not held by another.
+	// It stored nothing, and says so (task.StoredAgain).
 	s.enqueue(ready)
 	requireUnmarked(t, ready, "a stored task enqueued again")
+	require.True(t, task.StoredAgain(ready), "a stored task enqueued again is marked stored already")
 	copyOfFlight := flight.Clone()
 	s.enqueue(copyOfFlight)
 	requireUnmarked(t, copyOfFlight, "a copy of a task in flight")
+	require.True(t, task.StoredAgain(copyOfFlight), "a copy of a task in flight is marked stored already")
+	// The very Task twice in one batch is stored by it: not marked.
+	twice := s.newTask("twice")
+	s.enqueue(twice, twice)
+	requireUnmarked(t, twice, "the very task twice in one batch")
+	require.False(t, task.StoredAgain(twice), "the very task twice in one batch is stored by it")
 	// A task that was marked held and is enqueued again while its key is
 	// still held is marked again, by the same holder.
 	s.enqueue(dupReady)
 	requireHeldBy(t, dupReady, ready.ID, "ready")
 
 	got := map[string]bool{}
-	for _, d := range s.leaseN(5, longLease) {
+	for _, d := range s.leaseN(6, longLease) {
 		got[string(d.Task.Payload)] = true
 		_, held := task.Held(d.Task)
 		require.False(t, held, "delivery of %q carries no held mark", d.Task.Payload)
 		require.NoError(t, s.b.Ack(s.ctx, d))
 	}
-	require.Equal(t, map[string]bool{"ready": true, "released": true, "forged": true, "batch-first": true, "fresh": true}, got)
+	require.Equal(t, map[string]bool{"ready": true, "released": true, "forged": true, "batch-first": true, "fresh": true, "twice": true}, got)
 	s.expectNone(s.f.Lease / 2)
 	require.NoError(t, s.b.Ack(s.ctx, leased))
 }
