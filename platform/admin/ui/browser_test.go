@@ -229,6 +229,17 @@ func (b *browser) waitText(sel, want string) {
 	}
 }
 
+// settledIn selects sel inside target once htmx has settled the swap
+// that put it there. htmx binds the hx- attributes of swapped-in content
+// when it settles the swap (settleDelay after it: 20 ms, longer on a
+// loaded machine), and marks target htmx-settling until then: a button
+// clicked while it is visible but not yet bound submits its form without
+// htmx, as a browser without scripts does (a page of its own, not the
+// fragment in place).
+func settledIn(target, sel string) string {
+	return target + ":not(.htmx-settling) " + sel
+}
+
 // mark sets a value on the page's window: still there later, the page
 // was not reloaded (the counts came through htmx).
 func (b *browser) mark() chromedp.Action[chromedp.Void] {
@@ -296,7 +307,8 @@ func TestBrowserOperator(t *testing.T) {
 	require.Equal(t, "upstream refused the order", b.text("#reason"))
 	require.Contains(t, b.text("#payload"), `"order": {`)
 	b.shot("3-dead-letter")
-	b.run("ask to re-drive", chromedp.Click(chromedp.CSS(`button[value="redrive"]`)), chromedp.WaitVisible(chromedp.CSS("#confirm-text")))
+	b.run("ask to re-drive", chromedp.Click(chromedp.CSS(`button[value="redrive"]`)),
+		chromedp.WaitVisible(chromedp.CSS(settledIn("#confirm", "#confirm-yes"))))
 	require.Contains(t, b.text("#confirm-text"), "Re-drive 1 dead letter")
 	require.Equal(t, int64(1), e.dead(), "the confirmation did nothing yet")
 	b.shot("4-confirm")
@@ -395,13 +407,14 @@ func TestBrowserStoppedRedrive(t *testing.T) {
 	b.signIn(operatorName)
 	b.run("the queue", chromedp.Navigate(e.base+"/ui/queues/"+testQueue), chromedp.WaitVisible(chromedp.CSS(`input[value="`+ids[1]+`"]`)))
 	b.run("ask to re-drive both", chromedp.Click(chromedp.CSS("#select-all")), chromedp.Click(chromedp.CSS("#redrive-selected")),
-		chromedp.WaitVisible(chromedp.CSS("#confirm-yes")))
+		chromedp.WaitVisible(chromedp.CSS(settledIn("#confirm", "#confirm-yes"))))
 	require.Equal(t, "Yes, re-drive 2", b.text("#confirm-yes"))
 	b.setAllow(func(msg string) bool { return strings.Contains(msg, "500") })
 	e.api.broken.Store(true)
-	b.run("confirm", chromedp.Click(chromedp.CSS("#confirm-yes")), chromedp.WaitVisible(chromedp.CSS("#result-text")))
+	b.run("confirm", b.mark(), chromedp.Click(chromedp.CSS("#confirm-yes")), chromedp.WaitVisible(chromedp.CSS("#result-text")))
 	e.api.broken.Store(false)
 	b.shot("stopped")
+	require.True(t, b.marked(), "the result is in place of the confirmation (htmx), not a page of its own")
 	require.Equal(t, "Re-drove 0 of 2 dead letters, then stopped.", b.text("#result-text"))
 	require.Contains(t, b.text("#result-unknown"), "2 unknown")
 	require.Contains(t, b.text("#result-error"), errConnectionLost.Error())
