@@ -2,7 +2,6 @@ package imap
 
 import (
 	"context"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"go.uber.org/zap"
@@ -38,25 +37,18 @@ type boxUID struct {
 	uid imap.UID
 }
 
-// lostFetches counts the consecutive fetches of one message alone that
-// ended the completion connection.
-type lostFetches struct {
-	times int
-	since time.Time
-}
-
 // completionSuspects is what the completion loop knows of the messages
 // the server may fail on. It is owned by the loop goroutine, and outlives
 // the loop's connections.
 type completionSuspects struct {
 	suspect  map[boxUID]bool
-	lost     map[boxUID]lostFetches
+	lost     map[boxUID]refusedAlone // fetches alone that ended the connection
 	setAside map[boxUID]bool
 }
 
 func (cs *completionSuspects) init() {
 	cs.suspect = map[boxUID]bool{}
-	cs.lost = map[boxUID]lostFetches{}
+	cs.lost = map[boxUID]refusedAlone{}
 	cs.setAside = map[boxUID]bool{}
 }
 
@@ -94,12 +86,12 @@ func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID
 		if cs.setAside[k] {
 			continue
 		}
-		if l, ok := cs.lost[k]; ok && l.times >= RefusedSessionsBeforeSetAside && s.now().Sub(l.since) >= s.cfg.Reconnect.Max {
+		if l, ok := cs.lost[k]; ok && l.due(s.now(), s.cfg.Reconnect.Max) {
 			cs.setAside[k] = true
 			delete(cs.lost, k)
 			delete(cs.suspect, k)
 			s.log.Warn("completion: a message the connection ends on whenever it is fetched is set aside: it is taken for another mail than the one looked for, and left where it is",
-				zap.String("folder", box.name), zap.Uint32("uid", uint32(u)), zap.String("fetch", what), zap.Int("times", l.times))
+				zap.String("folder", box.name), zap.Uint32("uid", uint32(u)), zap.String("fetch", what), zap.Int("times", l.sessions))
 			continue
 		}
 		if err := fetch([]imap.UID{u}); err != nil {
@@ -121,12 +113,9 @@ func (s *Source) completionLostAlone(box boxRef, uid imap.UID, what string, err 
 	k := boxUID{box, uid}
 	cs.suspect[k] = true
 	l := cs.lost[k]
-	if l.times == 0 {
-		l.since = s.now()
-	}
-	l.times++
+	l.add(s.now())
 	cs.lost[k] = l
 	s.log.Warn("completion: the connection ended while fetching one message alone: the server may fail on it",
 		zap.String("folder", box.name), zap.Uint32("uid", uint32(uid)), zap.String("fetch", what),
-		zap.Int("times", l.times), zap.Int("set_aside_after", RefusedSessionsBeforeSetAside), zap.Error(err))
+		zap.Int("times", l.sessions), zap.Int("set_aside_after", RefusedSessionsBeforeSetAside), zap.Error(err))
 }

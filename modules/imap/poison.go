@@ -65,10 +65,7 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 	}
 	s.mu.Lock()
 	ra := s.refusedAlone[m.uid]
-	if ra.sessions == 0 {
-		ra.since = s.now()
-	}
-	ra.sessions++
+	ra.add(s.now())
 	s.refusedAlone[m.uid] = ra
 	s.mu.Unlock()
 	s.log.Warn("the connection ended while fetching one message alone: the server may fail on it",
@@ -82,7 +79,7 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 func (s *Source) skipLost(m meta, what string) bool {
 	s.mu.Lock()
 	ra, ok := s.refusedAlone[m.uid]
-	poisoned := ok && s.suspects[m.uid] && ra.sessions >= RefusedSessionsBeforeSetAside && s.now().Sub(ra.since) >= s.cfg.Reconnect.Max
+	poisoned := ok && s.suspects[m.uid] && ra.due(s.now(), s.cfg.Reconnect.Max)
 	if poisoned {
 		delete(s.suspects, m.uid)
 	}

@@ -43,10 +43,26 @@ type refusal struct {
 // aside. The error's text is the same every time the same batch fails
 // the same way, so that Run's back-off grows.
 // refusedAlone is how often, and since when, the server refused a
-// message alone (settleRefused).
+// message alone (settleRefused), or ended the connection on it alone
+// (poison.go, completion_poison.go).
 type refusedAlone struct {
 	sessions int
 	since    time.Time
+}
+
+// add counts one more refusal at now.
+func (ra *refusedAlone) add(now time.Time) {
+	if ra.sessions == 0 {
+		ra.since = now
+	}
+	ra.sessions++
+}
+
+// due reports whether the message is to be set aside at now: refused in
+// RefusedSessionsBeforeSetAside consecutive sessions over at least
+// minSpan (Reconnect.Max), so that a passing failure sets nothing aside.
+func (ra refusedAlone) due(now time.Time, minSpan time.Duration) bool {
+	return ra.sessions >= RefusedSessionsBeforeSetAside && now.Sub(ra.since) >= minSpan
 }
 
 func (s *Source) settleRefused(refs []refusal, returned bool, what string) error {
@@ -59,12 +75,9 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string) error
 		now := s.now()
 		for _, r := range refs {
 			ra := s.refusedAlone[r.m.uid]
-			if ra.sessions == 0 {
-				ra.since = now
-			}
-			ra.sessions++
+			ra.add(now)
 			s.refusedAlone[r.m.uid] = ra
-			if ra.sessions < RefusedSessionsBeforeSetAside || now.Sub(ra.since) < s.cfg.Reconnect.Max {
+			if !ra.due(now, s.cfg.Reconnect.Max) {
 				pending++
 			}
 		}

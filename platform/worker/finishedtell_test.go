@@ -72,5 +72,7 @@ func TestTaskFoundSucceededIsToldToItsSource(t *testing.T) {
 	require.Zero(t, st.CompletionFailed)
 
 	// A task without a source is not told to anyone.
-	be.found(t, &task.Task{ID: "x", Kind: "mail.order", Queue: "orders"})
+	be.found(t, &task.Task{ID: "x", Kind: "mail.order", Queue: "orders", Payload: []byte("x")})
+	require.Never(t, func() bool { return len(src.snapshot()) != 1 }, 200*time.Millisecond, 10*time.Millisecond,
+		"a task without a source told to a source")
 }
