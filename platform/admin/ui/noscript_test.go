@@ -97,6 +97,12 @@ func TestDeadLetterFormsWorkWithoutScripts(t *testing.T) {
 	require.Contains(t, r.body, "Re-drove 2 of 2 dead letters.")
 	require.Contains(t, r.body, `href="`+q+`"`, "the way back to the list")
 	require.Zero(t, e.dead())
+	// The re-driven copies run before the handler fails again: with one
+	// attempt, a copy still queued then would be a dead letter once more.
+	eventually(t, "the re-driven tasks ran and succeeded", func() bool {
+		p, _ := e.rt.Pool(testQueue)
+		return p.Stats().Succeeded == 2
+	})
 
 	// The dead letter's own page asks the same way.
 	e.fail.Store(true)
