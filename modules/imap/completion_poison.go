@@ -90,6 +90,9 @@ func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID
 			cs.setAside[k] = true
 			delete(cs.lost, k)
 			delete(cs.suspect, k)
+			s.mu.Lock()
+			s.st.CompletionSetAside++
+			s.mu.Unlock()
 			s.log.Warn("completion: a message the connection ends on whenever it is fetched is set aside: it is taken for another mail than the one looked for, and left where it is",
 				zap.String("folder", box.name), zap.Uint32("uid", uint32(u)), zap.String("fetch", what), zap.Int("times", l.sessions))
 			continue

@@ -60,6 +60,8 @@ func TestCompletionGetsPastAnEnvelopeTheServerDiesOn(t *testing.T) {
 	require.Equal(t, poison, inbox[0].Raw)
 	require.GreaterOrEqual(t, cut.Load(), int32(imap.RefusedSessionsBeforeSetAside+1))
 	require.EqualValues(t, 1, src.Status().CompletedOK)
+	require.EqualValues(t, 1, src.Status().CompletionSetAside, "the mail the server dies on, counted")
+	require.Zero(t, src.Status().Refused, "the emission set nothing aside")
 }
 
 // A connection that ends a few times while the completion reads the
@@ -98,4 +100,5 @@ func TestCompletionSetsNothingAsideOnATransientFailure(t *testing.T) {
 	require.Len(t, processed, 1)
 	require.Equal(t, mail, processed[0].Raw)
 	require.EqualValues(t, 1, src.Status().CompletedOK)
+	require.Zero(t, src.Status().CompletionSetAside)
 }

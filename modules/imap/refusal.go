@@ -102,9 +102,10 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string) error
 // to return (FETCH answered NO, as Exchange does for a message it cannot
 // convert) while it returns others of the same batch, or that it has
 // refused alone in RefusedSessionsBeforeSetAside consecutive sessions
-// (see settleRefused), or that ended the connection as often (skipLost). It is neither emitted nor moved: it stays in the
-// mailbox, and the cursor moves past it, so it is tried again only after
-// a restart or a UIDVALIDITY change.
+// (see settleRefused), or that ended the connection as often
+// (skipLost). It is neither emitted nor moved: it stays in the mailbox,
+// and the cursor moves past it, so it is tried again only after a
+// restart or a UIDVALIDITY change.
 func (s *Source) setAside(m meta, what string, err error) {
 	s.mu.Lock()
 	s.st.Refused++

@@ -31,12 +31,22 @@ type Status struct {
 	// flight, or whose mail it found to act on. CompletedAgain counts
 	// those of neither (an outcome told twice, or a mail handled
 	// elsewhere or removed meanwhile): nothing was left to do.
-	CompletedOK       uint64 `json:"completed_ok"`
-	CompletedFailed   uint64 `json:"completed_failed"`
-	CompletedAgain    uint64 `json:"completed_again"`
-	Oversized         uint64 `json:"oversized"`
-	Refused           uint64 `json:"refused"`
-	CompletionBatches uint64 `json:"completion_batches"`
+	CompletedOK     uint64 `json:"completed_ok"`
+	CompletedFailed uint64 `json:"completed_failed"`
+	CompletedAgain  uint64 `json:"completed_again"`
+	// Oversized counts the messages over the size limit (see Rejected).
+	Oversized uint64 `json:"oversized"`
+	// Refused counts the messages set aside by the emission: the server
+	// refused to return them, or ended the connection whenever one was
+	// fetched alone. They stay in the mailbox, not emitted, until a
+	// restart or a UIDVALIDITY change.
+	Refused uint64 `json:"refused"`
+	// CompletionSetAside counts the messages set aside by the
+	// completions: the connection ended whenever one was fetched alone
+	// while looking for a task's mail. They are left where they are and
+	// passed over by later completions until a restart.
+	CompletionSetAside uint64 `json:"completion_set_aside"`
+	CompletionBatches  uint64 `json:"completion_batches"`
 	// CompletionsQueued counts the completions queued (Complete);
 	// CompletionsPending is how many wait to be applied now.
 	CompletionsQueued  uint64 `json:"completions_queued"`
