@@ -188,11 +188,13 @@ func (s *Source) Config() Config { return s.cfg }
 // batch, or once it has been refused alone in
 // RefusedSessionsBeforeSetAside consecutive sessions, or once asking for
 // it alone has ended the connection in as many (a message the server
-// dies on: see poison.go). Run returns an
-// error only for what a retry cannot fix: refused credentials (ErrAuth),
-// a mailbox that does not exist (ErrMailbox), a certificate that does not
-// verify, or an Emit failure other than ctx ending (ErrEmit). Only one
-// Run may be active.
+// dies on: see poison.go). Run returns an error only for what a retry
+// cannot fix: refused credentials (ErrAuth), a mailbox that does not
+// exist when Run starts (ErrMailbox), a certificate that does not verify,
+// or an Emit failure other than ctx ending (ErrEmit). A mailbox gone
+// after Run watched it is waited for with the reconnect back-off, like a
+// lost connection (Status.LastError says so, and Check fails), and
+// watched again once it is created again. Only one Run may be active.
 func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
@@ -202,6 +204,11 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 
 	bo := newBackoff(s.cfg.Reconnect)
 	var prev string // the last session's error
+	// watched: a session of this Run selected the mailbox. A mailbox gone
+	// since (deleted, maybe to be created again: a SELECT may come
+	// between the two) is waited for like a lost connection; only one
+	// missing from the start is ErrMailbox.
+	var watched bool
 	for {
 		began := time.Now()
 		progressed, err := s.session(ctx, emit)
@@ -210,10 +217,11 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 		}
 		s.setError(err)
 		var f fatal
-		if errors.As(err, &f) {
+		if errors.As(err, &f) && !(watched && errors.Is(f.err, ErrMailbox)) {
 			s.log.Error("imap source stopped", zap.Error(err))
 			return f.err
 		}
+		watched = watched || progressed
 		// A session that selected the mailbox resets the back-off, unless
 		// it was short and failed exactly as the one before: a command the
 		// server refuses every time must not be retried at the initial
