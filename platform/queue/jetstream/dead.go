@@ -86,7 +86,7 @@ func deadMsgID(stream string, seq uint64) string {
 // watcher and the key's marker are to be told, as operators see it
 // listed. A copy no stream answered is published once more after the
 // streams were set up again (restore.go); one without an answer within
-// Config.PublishTimeout is sent again (publishDeadOnce).
+// Config.PublishTimeout is sent again (publishAnswered).
 //
 // The copy's Nats-Msg-Id (deadMsgID) makes the server drop a second copy
 // of the same message within the stream's duplicate window, silently:
@@ -109,7 +109,7 @@ func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, 
 	}
 	restored := false
 	for {
-		ack, err := b.publishDeadOnce(ctx, m)
+		ack, err := b.publishAnswered(ctx, m, "dead-letter copy")
 		if err == nil {
 			if !ack.Duplicate {
 				return info, nil
@@ -140,50 +140,6 @@ func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, 
 			return deadInfo{}, fmt.Errorf("jetstream: dead-letter task %s of %q: %w; making room: %w", t.ID, q.queue, err, derr)
 		}
 	}
-}
-
-// publishDeadOnce publishes m, a dead-letter copy, waiting for the
-// server's answer at most Config.PublishTimeout at a time: a copy whose
-// answer was lost (a stream leader gone with it, a reply dropped) is sent
-// again with the same Nats-Msg-Id, which the server de-duplicates (the
-// answer then names the copy stored first), rather than waited for until
-// ctx ends (the delivery's lease, 30 s by default in a worker pool). A
-// server still storing the first (error 10158, "duplicate message id is
-// in process") is asked again after a pause. It returns when a copy is
-// answered, on any other error, or when ctx ends.
-func (b *Backend) publishDeadOnce(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
-	pause := min(b.cfg.PublishTimeout/10, 250*time.Millisecond)
-	for {
-		pctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
-		ack, err := b.js.PublishMsg(pctx, m)
-		cancel()
-		switch {
-		case err == nil || ctx.Err() != nil:
-			return ack, err
-		case errors.Is(err, context.DeadlineExceeded):
-			b.log.Warn("jetstream: dead-letter copy unanswered within publish_timeout: sent again (the server keeps one)",
-				zap.String("subject", m.Subject), zap.String("msg_id", m.Header.Get(hdrMsgID)))
-		case dupInProcess(err):
-			select {
-			case <-time.After(pause):
-			case <-ctx.Done():
-				return nil, err
-			}
-		default:
-			return ack, err
-		}
-		m = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
-	}
-}
-
-// errDupInProcess is the server's error 10158: a message with the same
-// Nats-Msg-Id is being stored (a clustered stream proposing it).
-const errDupInProcess = 10158
-
-// dupInProcess reports whether err is the server's error 10158.
-func dupInProcess(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == errDupInProcess
 }
 
 // fitDead builds the dead-letter copy of t, whose full copy exceeds

@@ -167,7 +167,12 @@
 //     pause or stop) = publish the task again as a new message, with the
 //     attempts it had used in its Plba-Task header and a Nats-Msg-Id of
 //     its own, then ack the original: a nak would count a delivery for work
-//     that never happened. A crash in between delivers the task twice.
+//     that never happened. A crash in between delivers the task twice. A
+//     copy without an answer within Config.PublishTimeout is sent again
+//     with its Nats-Msg-Id, as a dead-letter copy is (see Dead letter
+//     below; TestReleasedCopyWhoseAnswerIsLostIsSentAgain): waited for
+//     until the lease ended, it used to fall back to a nak then, which
+//     counted the delivery beside a copy stored.
 //   - Max attempts = MaxDeliver. A Retry on the last allowed delivery
 //     dead-letters the task instead and returns queue.ErrDeadLettered. A
 //     task whose lease expires on its last allowed delivery (a crashing or

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
 )
@@ -197,4 +199,50 @@ func pubAckError(err error) error {
 		return fmt.Errorf("publish ack: %w", err)
 	}
 	return fmt.Errorf("publish ack: %w (%w)", err, queue.ErrOutcomeUnknown)
+}
+
+// publishAnswered publishes m, a copy a settlement stores before it
+// settles its delivery (what: a dead-letter copy, a Release's copy),
+// waiting for the server's answer at most Config.PublishTimeout at a
+// time: a copy whose answer was lost (a stream leader gone with it, a
+// reply dropped) is sent again with the same Nats-Msg-Id, which the
+// server de-duplicates (the answer then names the copy stored first),
+// rather than waited for until ctx ends (the delivery's lease, 30 s by
+// default in a worker pool). A server still storing the first (error
+// 10158, "duplicate message id is in process") is asked again after a
+// pause. It returns when a copy is answered, on any other error, or when
+// ctx ends.
+func (b *Backend) publishAnswered(ctx context.Context, m *nats.Msg, what string) (*jetstream.PubAck, error) {
+	pause := min(b.cfg.PublishTimeout/10, 250*time.Millisecond)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+		ack, err := b.js.PublishMsg(pctx, m)
+		cancel()
+		switch {
+		case err == nil || ctx.Err() != nil:
+			return ack, err
+		case errors.Is(err, context.DeadlineExceeded):
+			b.log.Warn("jetstream: "+what+" unanswered within publish_timeout: sent again (the server keeps one)",
+				zap.String("subject", m.Subject), zap.String("msg_id", m.Header.Get(hdrMsgID)))
+		case dupInProcess(err):
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return nil, err
+			}
+		default:
+			return ack, err
+		}
+		m = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
+	}
+}
+
+// errDupInProcess is the server's error 10158: a message with the same
+// Nats-Msg-Id is being stored (a clustered stream proposing it).
+const errDupInProcess = 10158
+
+// dupInProcess reports whether err is the server's error 10158.
+func dupInProcess(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errDupInProcess
 }

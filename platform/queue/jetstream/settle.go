@@ -109,7 +109,11 @@ func (b *Backend) ack(ctx context.Context, r *receipt) error {
 // of its own, so that the duplicate window does not drop it; the attempts
 // it had used in HeaderTask's attempts field) and only then is the original
 // acknowledged. A crash in between leaves both: the task is delivered
-// twice, never lost. If the publish fails, Release falls back to a
+// twice, never lost. A copy without an answer within
+// Config.PublishTimeout (stored, its answer lost with a stream leader) is
+// sent again with its Nats-Msg-Id, which the server de-duplicates, as a
+// dead-letter copy is (publishAnswered), rather than waited for until
+// the lease ends. If the publish fails, Release falls back to a
 // negative ack (the delivery then counts), unless the connection is down:
 // then it fails, the delivery left to the server, which delivers it again
 // after its AckWait (TestGiveBackDuringAnOutageIsNoReturn). It does not wait for a server
@@ -143,7 +147,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) (err error) {
 		perr = b.markDone(ctx, r.q, t.Key, task.Returned, "")
 	}
 	if perr == nil {
-		_, perr = b.js.PublishMsg(ctx, msg)
+		_, perr = b.publishAnswered(ctx, msg, "released copy")
 	}
 	if perr != nil {
 		if !b.nc.IsConnected() {

@@ -247,16 +247,17 @@ func TestFailedSettlementIsNotRenewed(t *testing.T) {
 	require.WithinDuration(t, start, leaseUntil, ackWait, "the failed delivery's lease ends with the server's AckWait")
 }
 
-// firstDeadJS is a JetStream API whose first dead-letter publish is
-// answered by first (a fault); the others go through.
-type firstDeadJS struct {
+// firstFaultJS is a JetStream API whose first publish that match
+// selects is answered by first (a fault); the others go through.
+type firstFaultJS struct {
 	jetstream.JetStream
+	match func(m *nats.Msg) bool
 	first func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error)
 	once  sync.Once
 }
 
-func (f *firstDeadJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	if strings.Contains(m.Subject, ".dead.") {
+func (f *firstFaultJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if f.match(m) {
 		faulty := false
 		f.once.Do(func() { faulty = true })
 		if faulty {
@@ -266,17 +267,14 @@ func (f *firstDeadJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetst
 	return f.JetStream.PublishMsg(ctx, m, opts...)
 }
 
-// TestDeadLetterCopyWhoseAnswerIsLostIsSentAgain: the first dead-letter
-// copy is stored but its answer is lost (a reply dropped, a leader gone),
-// or the server answers that the same Nats-Msg-Id is being stored (error
-// 10158). The copy is sent again after Config.PublishTimeout (or a pause)
-// with its Nats-Msg-Id, one dead letter is stored, and DeadLetter
-// returns: it used to wait for the lost answer until its context ended,
-// the whole lease (30 s in a worker pool), and then fail.
-func TestDeadLetterCopyWhoseAnswerIsLostIsSentAgain(t *testing.T) {
-	t.Parallel()
-	const publishTimeout = time.Second
-	for name, first := range map[string]func(real jetstream.JetStream) func(context.Context, *nats.Msg) (*jetstream.PubAck, error){
+// isDeadCopy matches a dead-letter copy.
+func isDeadCopy(m *nats.Msg) bool { return strings.Contains(m.Subject, ".dead.") }
+
+// lostAnswers are the faults of a copy's first publish: stored, its
+// answer lost (a reply dropped, a leader gone), or answered that the same
+// Nats-Msg-Id is being stored (error 10158).
+func lostAnswers() map[string]func(real jetstream.JetStream) func(context.Context, *nats.Msg) (*jetstream.PubAck, error) {
+	return map[string]func(real jetstream.JetStream) func(context.Context, *nats.Msg) (*jetstream.PubAck, error){
 		"answer lost": func(real jetstream.JetStream) func(context.Context, *nats.Msg) (*jetstream.PubAck, error) {
 			return func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
 				if _, err := real.PublishMsg(ctx, m); err != nil {
@@ -291,18 +289,41 @@ func TestDeadLetterCopyWhoseAnswerIsLostIsSentAgain(t *testing.T) {
 				return nil, fmt.Errorf("nats: %w", &jetstream.APIError{Code: 503, ErrorCode: errDupInProcess, Description: "duplicate message id is in process"})
 			}
 		},
-	} {
+	}
+}
+
+// openFirstFault starts a backend from cfg whose first publish that
+// match selects is answered by the fault first makes, and closes it when
+// t ends.
+func openFirstFault(t *testing.T, cfg Config, match func(*nats.Msg) bool,
+	first func(real jetstream.JetStream) func(context.Context, *nats.Msg) (*jetstream.PubAck, error)) *Backend {
+	t.Helper()
+	b, err := New(Params{Config: cfg})
+	require.NoError(t, err)
+	b.faultJS = func(js jetstream.JetStream) jetstream.JetStream {
+		return &firstFaultJS{JetStream: js, match: match, first: first(js)}
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	require.NoError(t, b.Start(t.Context()))
+	return b
+}
+
+// TestDeadLetterCopyWhoseAnswerIsLostIsSentAgain: the first dead-letter
+// copy is stored but its answer is lost (a reply dropped, a leader gone),
+// or the server answers that the same Nats-Msg-Id is being stored (error
+// 10158). The copy is sent again after Config.PublishTimeout (or a pause)
+// with its Nats-Msg-Id, one dead letter is stored, and DeadLetter
+// returns: it used to wait for the lost answer until its context ended,
+// the whole lease (30 s in a worker pool), and then fail.
+func TestDeadLetterCopyWhoseAnswerIsLostIsSentAgain(t *testing.T) {
+	t.Parallel()
+	const publishTimeout = time.Second
+	for name, first := range lostAnswers() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			b, err := New(Params{Config: Config{Mode: ModeEmbedded, AckWait: time.Second, PublishTimeout: publishTimeout,
-				Embedded: embedded.Config{StoreDir: t.TempDir()}}})
-			require.NoError(t, err)
-			b.faultJS = func(js jetstream.JetStream) jetstream.JetStream {
-				return &firstDeadJS{JetStream: js, first: first(js)}
-			}
-			t.Cleanup(func() { _ = b.Close(context.Background()) })
-			require.NoError(t, b.Start(ctx))
+			b := openFirstFault(t, Config{Mode: ModeEmbedded, AckWait: time.Second, PublishTimeout: publishTimeout,
+				Embedded: embedded.Config{StoreDir: t.TempDir()}}, isDeadCopy, first)
 			const qname = "lostanswer"
 			require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t", Kind: "k", Queue: qname}))
 			d := leaseOne(t, b, qname)
