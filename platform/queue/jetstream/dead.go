@@ -235,7 +235,8 @@ func (b *Backend) discardOldestDead(ctx context.Context) error {
 // count) to the dead-letter stream, then terminates the delivery, which
 // removes it from the work queue. If the copy fails, the error is
 // returned and d is left to the server (see failedIf). The copy is
-// bounded by d's lease, renewed meanwhile (receipt.keep); when the
+// bounded by d's lease, renewed meanwhile (receipt.keep): cut short by
+// its end, DeadLetter fails with queue.ErrLeaseLost (leaseCut); when the
 // server's AckWait ran out unrenewed before the term, the copy is stored
 // but DeadLetter fails with queue.ErrLeaseLost (receipt.lastWord).
 // d.DeadReason is set to the reason stored: a copy stored before for the
@@ -252,7 +253,7 @@ func (b *Backend) DeadLetter(ctx context.Context, d *queue.Delivery, reason stri
 	}
 	ctx, cancel := r.settleCtx(ctx)
 	defer cancel()
-	return r.failedIf(b.deadLetterLocked(ctx, r, reason))
+	return r.failedIf(leaseCut(ctx, b.deadLetterLocked(ctx, r, reason)))
 }
 
 func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason string) error {

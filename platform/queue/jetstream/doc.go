@@ -135,7 +135,10 @@
 //     still goes on to report another outcome
 //     (TestSlowDeadLetterKeepsItsLease). So a settlement's network calls
 //     are bounded by the lease (past it nothing renews the server's
-//     AckWait), and before its last word (ack, negative ack, term) it
+//     AckWait): cut short there, it fails with queue.ErrLeaseLost (and
+//     the context's DeadlineExceeded), which callers branch on, while one
+//     its caller's ctx cut short (a stopping pool) fails with that ctx's
+//     error alone (TestFailedSettlementIsNotRenewed); and before its last word (ack, negative ack, term) it
 //     checks that the server's AckWait did not run out unrenewed (the
 //     in-progress acks were not confirmed: a partition); if it did, the
 //     settlement fails with queue.ErrLeaseLost rather than report an

@@ -142,12 +142,29 @@ func (r *receipt) begin() error {
 
 // settleCtx bounds a settlement's network calls by r's lease: past it the
 // lease keeper no longer renews the server's AckWait, and the server
-// delivers the message again (see keep). r.mu held.
+// delivers the message again (see keep). Its end at the lease's has a
+// cause that wraps queue.ErrLeaseLost (see leaseCut). r.mu held.
 func (r *receipt) settleCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	r.lmu.Lock()
 	end := r.leaseEnd
 	r.lmu.Unlock()
-	return context.WithDeadline(ctx, end)
+	return context.WithDeadlineCause(ctx, end, fmt.Errorf("jetstream: settlement cut short at the end of the delivery's lease (%s): %w",
+		end.Format(time.RFC3339Nano), queue.ErrLeaseLost))
+}
+
+// leaseCut returns err, the error of a settlement whose calls sctx (from
+// settleCtx) bounded, wrapping queue.ErrLeaseLost as well when sctx ended
+// with the delivery's lease: callers branch on it (the worker pool logs a
+// lost lease; the server delivers the task again). A settlement its
+// caller's ctx cut short (a stopping pool) is reported as such.
+func leaseCut(sctx context.Context, err error) error {
+	if err == nil || sctx.Err() == nil || errors.Is(err, queue.ErrLeaseLost) {
+		return err
+	}
+	if cause := context.Cause(sctx); errors.Is(cause, queue.ErrLeaseLost) {
+		return fmt.Errorf("%w (%w)", err, cause)
+	}
+	return err
 }
 
 // lastWord is called before r's settlement sends its last word to the

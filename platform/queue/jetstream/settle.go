@@ -72,7 +72,7 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) (err error) {
 	sctx, cancel := r.settleCtx(ctx)
 	defer cancel()
 	if err := b.markDone(sctx, r.q, d.Task.Key, task.Succeeded, ""); err != nil {
-		return err
+		return leaseCut(sctx, err)
 	}
 	if err := r.lastWord("ack"); err != nil {
 		return err
@@ -135,6 +135,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) (err error) {
 	defer cancel()
 	ctx, stop := b.whileConnected(ctx)
 	defer stop()
+	defer func() { err = leaseCut(ctx, err) }() // before stop ends ctx
 	t := d.Task
 	msg := encodeTask(t, msgSpec{subject: r.q.subject, msgID: msgIDOf(t.Key) + "-release-" + strconv.FormatUint(r.seq, 10), keyed: r.keyed,
 		attempts: r.attempt - 1})
@@ -207,7 +208,7 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) (e
 		sctx, cancel := r.settleCtx(ctx)
 		defer cancel()
 		if err := b.deadLetterLocked(sctx, r, reason); err != nil {
-			return err
+			return leaseCut(sctx, err)
 		}
 		return fmt.Errorf("jetstream: retry task %s on its last delivery (max_deliver %d): %w", d.Task.ID, b.cfg.MaxDeliver, queue.ErrDeadLettered)
 	}

@@ -150,7 +150,10 @@ func TestSlowDeadLetterKeepsItsLease(t *testing.T) {
 // letter after the server delivered the task again to a worker that ran
 // it (it used to wait for the copy and report it: two outcomes). The
 // copy, stored late beside that success, stays listed, as a dead letter
-// whose term was lost does (doc.go, "A dead letter is final").
+// whose term was lost does (doc.go, "A dead letter is final"). Its error
+// is queue.ErrLeaseLost, which callers branch on (the worker pool logs a
+// lost lease, not a failure); it used to be the context's
+// DeadlineExceeded alone.
 func TestSettlementPastItsLeaseReportsNoOutcome(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -171,6 +174,8 @@ func TestSettlementPastItsLeaseReportsNoOutcome(t *testing.T) {
 	<-settled
 	require.Equal(t, []string{"t"}, again, "the server delivers the task again once its lease ended")
 	require.Error(t, derr, "the dead letter was not stored within the lease: no outcome to report beside the redelivery's")
+	require.ErrorIs(t, derr, queue.ErrLeaseLost, "cut short by the lease's end: the lease is lost (callers branch on it)")
+	require.ErrorIs(t, derr, context.DeadlineExceeded)
 }
 
 // TestSettlementWhoseLeaseRanOutUnrenewedReportsNoOutcome: the network to
@@ -235,7 +240,9 @@ func TestFailedSettlementIsNotRenewed(t *testing.T) {
 	start := time.Now()
 	cut, cancel := context.WithCancel(ctx)
 	cancel() // the settlement is cut short before its copy is stored
-	require.Error(t, b.DeadLetter(cut, d, "permanent failure"))
+	err := b.DeadLetter(cut, d, "permanent failure")
+	require.ErrorIs(t, err, context.Canceled)
+	require.NotErrorIs(t, err, queue.ErrLeaseLost, "cut short by its caller (a Stop), not by the lease: reported as such")
 	leaseUntil := d.LeaseUntil
 	lctx, lcancel := context.WithTimeout(ctx, 4*ackWait)
 	defer lcancel()
