@@ -12,7 +12,8 @@ import (
 // Close stops leasing (blocked Lease calls return queue.ErrClosed),
 // gives prefetched messages back without counting a delivery (see
 // giveBack), waits until every delivery handed out is
-// settled (or its lease ended, or its settlement failed: the caller left
+// settled (an Ack's ack sent, when it waited for the finished-key record:
+// see Ack; or its lease ended, or its settlement failed: the caller left
 // it to the server) or ctx ends, then drains the connection and
 // shuts the owned embedded server down. Unsettled deliveries are
 // redelivered by the server after their AckWait. Close is idempotent.

@@ -133,7 +133,12 @@
 //     leader), and the server would otherwise deliver the task again
 //     meanwhile, to a worker that runs it while the first settlement
 //     still goes on to report another outcome
-//     (TestSlowDeadLetterKeepsItsLease). So a settlement's network calls
+//     (TestSlowDeadLetterKeepsItsLease). So is the delivery of an Ack
+//     without Config.AckSync that records a finished key: Ack returns
+//     once the record is published, its ack goes out when the server
+//     stored it (up to Config.PublishTimeout later), and a redelivery
+//     before then would find no marker and run the task again
+//     (TestAckWaitingForItsRecordKeepsItsLease). So a settlement's network calls
 //     are bounded by the lease (past it nothing renews the server's
 //     AckWait): cut short there, it fails with queue.ErrLeaseLost (and
 //     the context's DeadlineExceeded), which callers branch on, while one

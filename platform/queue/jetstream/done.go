@@ -231,19 +231,23 @@ func (b *Backend) markQueuedAgain(ctx context.Context, q *queueState, key string
 	return nil
 }
 
-// ackAfterRecord runs on nats.go's ack-processing goroutine when the
-// finished-key record of the task id on queue q was stored (err nil): it
-// acks the task's message msg. A refused record leaves the task unacked.
-func (b *Backend) ackAfterRecord(msg jetstream.Msg, q, id string, err error) {
-	if err != nil {
-		b.log.Warn("jetstream: record a finished key (the task is delivered again after its AckWait)",
-			zap.String("queue", q), zap.String("task", id), zap.Error(err))
-		return
-	}
-	if err := msg.Ack(); err != nil {
-		b.log.Warn("jetstream: ack (the task is delivered again after its AckWait)",
-			zap.String("queue", q), zap.String("task", id), zap.Error(err))
-	}
+// ackAfterRecord runs on nats.go's ack-processing goroutine (or
+// keepStores's, restore.go) when the finished-key record of r, the
+// delivery of task id, was stored (err nil): it acks r's message. A
+// refused record leaves the task unacked. Either way r's lease is no
+// longer renewed from then on, and r is forgotten (receipt.acked).
+func (b *Backend) ackAfterRecord(r *receipt, id string, err error) {
+	r.acked(func() {
+		if err != nil {
+			b.log.Warn("jetstream: record a finished key (the task is delivered again after its AckWait)",
+				zap.String("queue", r.q.queue), zap.String("task", id), zap.Error(err))
+			return
+		}
+		if err := r.msg.Ack(); err != nil {
+			b.log.Warn("jetstream: ack (the task is delivered again after its AckWait)",
+				zap.String("queue", r.q.queue), zap.String("task", id), zap.Error(err))
+		}
+	})
 }
 
 // maxLastFor is how many subjects one batched direct get asks for (the
@@ -252,13 +256,15 @@ const maxLastFor = 1024
 
 // markDoneThenAck publishes the marker that r's key finished and sends
 // r's ack once the server stored it, without waiting for either (only,
-// when the publish window is full, for room in it: see window.go).
+// when the publish window is full, for room in it: see window.go). r
+// must be marked acking (receipt.ackFollows): its lease is renewed until
+// the ack goes out.
 func (b *Backend) markDoneThenAck(ctx context.Context, r *receipt) error {
 	if err := b.acquire(ctx); err != nil {
 		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.d.Task.Key, r.q.queue, err)
 	}
 	m := &nats.Msg{Subject: r.q.doneSubject(r.d.Task.Key), Data: doneData(task.Succeeded, "")}
-	b.pubs.addAck(m, r.msg, r.q.queue, r.d.Task.ID)
+	b.pubs.addAck(m, r, r.d.Task.ID)
 	if _, err := b.js.PublishMsgAsync(m); err != nil {
 		b.releaseWindow() // nats.go forgot it: no callback comes
 		b.pubs.take(m)    // unless the error callback had it already

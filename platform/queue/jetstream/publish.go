@@ -97,14 +97,14 @@ func (p *pubBatch) settle(i int, err error) {
 }
 
 // pubSlot is where a published message's outcome goes: message i of a
-// batch, or, for a finished-key record, the ack of the task's message
-// (ack, with the queue and task id for the log; see ackAfterRecord).
-// Slots are stored by value: no allocation of their own.
+// batch, or, for a finished-key record, the ack of the delivery whose
+// key it records (ack, with the task id for the log; see
+// ackAfterRecord). Slots are stored by value: no allocation of their
+// own.
 type pubSlot struct {
 	batch *pubBatch
 	i     int
-	ack   jetstream.Msg
-	queue string
+	ack   *receipt
 	id    string
 }
 
@@ -119,9 +119,9 @@ type pending struct {
 func (p *pending) add(m *nats.Msg, b *pubBatch, i int) { p.put(m, pubSlot{batch: b, i: i}) }
 
 // addAck makes the outcome of m, a finished-key record, decide whether
-// ack, the message of task id on queue q, is acked (ackAfterRecord).
-func (p *pending) addAck(m *nats.Msg, ack jetstream.Msg, q, id string) {
-	p.put(m, pubSlot{ack: ack, queue: q, id: id})
+// r, the delivery of task id, is acked (ackAfterRecord).
+func (p *pending) addAck(m *nats.Msg, r *receipt, id string) {
+	p.put(m, pubSlot{ack: r, id: id})
 }
 
 func (p *pending) put(m *nats.Msg, s pubSlot) {
@@ -160,7 +160,7 @@ func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pu
 	b.releaseWindow()
 	if s, ok := b.pubs.takeSlot(m); ok {
 		if s.ack != nil {
-			b.ackAfterRecord(s.ack, s.queue, s.id, nil)
+			b.ackAfterRecord(s.ack, s.id, nil)
 			return
 		}
 		s.batch.settleAck(s.i, ack)
@@ -180,7 +180,7 @@ func (b *Backend) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 				b.retryRecord(m, s) // after the stream is set up again (restore.go)
 				return
 			}
-			b.ackAfterRecord(s.ack, s.queue, s.id, fmt.Errorf("publish ack: %w", err))
+			b.ackAfterRecord(s.ack, s.id, fmt.Errorf("publish ack: %w", err))
 			return
 		}
 		s.batch.settle(s.i, pubAckError(err))

@@ -41,6 +41,7 @@ type receipt struct {
 	touched  time.Time // last time the server's AckWait timer restarted
 	leaseEnd time.Time // the lease promised to the caller
 	ending   bool      // no in-progress ack may follow: settled, its last word (ack, nak, term) going out, or its settlement failed
+	acking   bool      // settled by an Ack whose ack waits for its finished-key record (ackFollows): renewed until it goes out
 }
 
 // setLease promises the lease until now+leaseFor (at least AckWait after
@@ -76,17 +77,21 @@ func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 // follows an ack, a negative ack (it would cut a retry's delay short)
 // or a term. A delivery whose settlement failed is not renewed: it is
 // left to the server, which delivers it again after its AckWait rather
-// than after the whole lease.
+// than after the whole lease. A delivery an Ack settled whose ack waits
+// for its finished-key record (without Config.AckSync, see Ack) is
+// renewed as well until the ack goes out: the record may take up to
+// Config.PublishTimeout, and a redelivery before it is stored finds no
+// marker and is handed out again (finishedBefore).
 func (r *receipt) keep(now time.Time) (forget, sent bool, before time.Time) {
 	idle := r.mu.TryLock() // false: being settled (or extended)
 	if idle {
 		defer r.mu.Unlock()
-		if r.settled {
-			return false, false, before
-		}
 	}
 	r.lmu.Lock()
 	defer r.lmu.Unlock()
+	if idle && r.settled && !r.acking {
+		return false, false, before
+	}
 	serverEnd := r.touched.Add(r.ackWait)
 	if now.After(serverEnd) {
 		// Too late: the server has redelivered it. Forgotten once its
@@ -178,11 +183,46 @@ func (r *receipt) lastWord(op string) error {
 	r.lmu.Lock()
 	defer r.lmu.Unlock()
 	r.ending = true
+	return r.ranOut(op)
+}
+
+// ackFollows is lastWord for an Ack whose ack goes out once its
+// finished-key record is stored (markDoneThenAck): it fails the same
+// way, and otherwise marks r acking, so that the lease keeper goes on
+// renewing it until ackAfterRecord sends the ack (or gives up on the
+// record). r.mu held.
+func (r *receipt) ackFollows() error {
+	r.lmu.Lock()
+	defer r.lmu.Unlock()
+	if err := r.ranOut("ack"); err != nil {
+		r.ending = true
+		return err
+	}
+	r.acking = true
+	return nil
+}
+
+// ranOut fails with queue.ErrLeaseLost when the server's AckWait ran
+// out unrenewed (see lastWord). r.lmu held.
+func (r *receipt) ranOut(op string) error {
 	if end := r.touched.Add(r.ackWait); time.Now().After(end) {
 		return fmt.Errorf("jetstream: %s task %s: AckWait unrenewed since %s, the task is delivered again: %w",
 			op, r.d.Task.ID, end.Format(time.RFC3339Nano), queue.ErrLeaseLost)
 	}
 	return nil
+}
+
+// acked runs ack, which sends r's ack once its finished-key record was
+// stored (or gives up on it), as r's last word: no in-progress ack
+// follows. r is then forgotten. It does not take r.mu: the Ack that
+// marked r acking may still hold it (ackAfterRecord can run before
+// markDoneThenAck returns).
+func (r *receipt) acked(ack func()) {
+	r.lmu.Lock()
+	r.acking, r.ending = false, true
+	ack()
+	r.lmu.Unlock()
+	r.b.untrack(r)
 }
 
 // failedIf marks r failed when err, its settlement's error, is not nil
@@ -193,7 +233,7 @@ func (r *receipt) failedIf(err error) error {
 	if err != nil && !r.settled {
 		r.failed = true
 		r.lmu.Lock()
-		r.ending = true
+		r.ending, r.acking = true, false
 		if end := r.touched.Add(r.ackWait); end.Before(r.leaseEnd) {
 			r.leaseEnd = end
 			r.d.LeaseUntil = end
@@ -216,6 +256,19 @@ func (r *receipt) finish() {
 // (acknowledged or terminated): its early count is dropped. r.mu held.
 func (r *receipt) finishGone() {
 	r.finish()
+	r.forgetEarly()
+}
+
+// finishAcking marks r settled by an Ack whose ack waits for its
+// finished-key record (ackFollows): r stays tracked and renewed until
+// ackAfterRecord sends the ack (acked). r.mu held.
+func (r *receipt) finishAcking() {
+	r.settled = true
+	r.forgetEarly()
+}
+
+// forgetEarly drops r's early count (see queueState.earlyOf).
+func (r *receipt) forgetEarly() {
 	if r.early > 0 {
 		r.q.forgetEarly(r.seq)
 	}

@@ -160,7 +160,7 @@ func (b *Backend) publishRecordsAgain(records []recordRetry) {
 		if err != nil {
 			err = fmt.Errorf("publish again after setting the streams up: %w", err)
 		}
-		b.ackAfterRecord(rr.slot.ack, rr.slot.queue, rr.slot.id, err)
+		b.ackAfterRecord(rr.slot.ack, rr.slot.id, err)
 	}
 }
 

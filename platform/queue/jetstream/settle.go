@@ -16,7 +16,10 @@ import (
 // then acknowledges the message, which the work-queue stream deletes. With
 // Config.AckSync it waits for the server to store the record and to
 // confirm the ack. Without (the default), it publishes the record and
-// returns; the ack goes out when the server has stored the record. A
+// returns; the ack goes out when the server has stored the record, and
+// the delivery's lease is renewed until then (up to Config.PublishTimeout
+// later: a redelivery before the record is stored would find no marker
+// and run; TestAckWaitingForItsRecordKeepsItsLease). A
 // record the server refuses or a connection lost before then leaves the
 // task unacked: it is delivered again after AckWait, as a lost ack would
 // be. A record no stream answered (the server lost the stream) is stored
@@ -60,13 +63,13 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) (err error) {
 		return nil
 	}
 	if !b.cfg.AckSync && !told {
-		if err := r.lastWord("ack"); err != nil { // the ack follows the record
+		if err := r.ackFollows(); err != nil { // the ack follows the record
 			return err
 		}
 		if err := b.markDoneThenAck(ctx, r); err != nil {
 			return err
 		}
-		r.finishGone()
+		r.finishAcking()
 		return nil
 	}
 	sctx, cancel := r.settleCtx(ctx)
