@@ -306,7 +306,8 @@ func (b *Backend) untrack(r *receipt) {
 // many remain that a settlement may still settle: not those whose last
 // settlement failed (the caller reported the failure and left the
 // delivery to the server, which delivers it again after its lease), so
-// that Close does not wait for them; a delivery being settled counts.
+// that Close does not wait for them; a delivery being settled counts, and
+// so does one whose ack waits for its finished-key record (acking).
 func (b *Backend) pruneInflight(now time.Time) int {
 	b.imu.Lock()
 	defer b.imu.Unlock()
