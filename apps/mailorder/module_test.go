@@ -195,7 +195,9 @@ func TestEndToEndMailboxToOrders(t *testing.T) {
 	require.True(t, st.Mailbox.Connected)
 	require.EqualValues(t, n, st.Mailbox.Emitted)
 
-	// A mail appended while the source idles is processed within 2s.
+	// A mail appended while the source idles is processed before the
+	// next reconcile pass (30 s) could find it: IDLE told the source. The
+	// bound is not a latency guard (a loaded machine takes seconds).
 	time.Sleep(200 * time.Millisecond) // let the source enter IDLE
 	began := time.Now()
 	_, err = srv.Append("INBOX", sample.Mail(n))
@@ -203,7 +205,7 @@ func TestEndToEndMailboxToOrders(t *testing.T) {
 	require.Eventually(t, func() bool {
 		c, err := h.app.Store().Count(ctx)
 		return err == nil && c == want.Orders+sample.VariantOf(n).Orders()
-	}, 2*time.Second, 5*time.Millisecond, "a mail appended while idling is stored within 2s")
+	}, 15*time.Second, 5*time.Millisecond, "a mail appended while idling is stored before a reconcile pass")
 	t.Logf("append → stored order: %s", time.Since(began))
 }
 
