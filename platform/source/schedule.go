@@ -99,6 +99,8 @@ type Schedule struct {
 	mu         sync.Mutex
 	next, last time.Time
 	missedRuns int64
+	retries    int64
+	lastErr    string // of the last failed attempt, until one succeeds
 }
 
 var (
@@ -234,6 +236,13 @@ type ScheduleDetails struct {
 	// before the start counts only when the schedule knows it did not run
 	// (from its Marks), or, without Marks, when it is not run at start.
 	Missed int64 `json:"missed"`
+	// Retries counts the attempts made again after a failed one (an
+	// emit, a mark, the read of the marks; see Run).
+	Retries int64 `json:"retries"`
+	// LastError is the error of the last failed attempt, until an
+	// attempt succeeds: while it shows, the schedule is retrying (or its
+	// Run ended with it, see the source's last_error).
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Details returns the schedule's expression, time zone, next due time and
@@ -241,22 +250,44 @@ type ScheduleDetails struct {
 func (s *Schedule) Details() any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return ScheduleDetails{Schedule: s.spec, Location: s.loc.String(), Next: s.next, Last: s.last, Missed: s.missedRuns}
+	return ScheduleDetails{Schedule: s.spec, Location: s.loc.String(), Next: s.next, Last: s.last, Missed: s.missedRuns,
+		Retries: s.retries, LastError: s.lastErr}
 }
 
-// Run emits each due time's task until ctx ends. An Emit or Marks error
-// ends Run with that error (the supervisor restarts the source, which
-// then treats the due time like any other it reaches late). Run returns
-// nil when the schedule has no further due time.
+// Run emits each due time's task until ctx ends. Run returns nil when
+// the schedule has no further due time.
+//
+// A failed Emit or Marks call is tried again, with back-off (100ms
+// doubling up to 5s) on the schedule's clock, within the due time's grace:
+// a short outage (a NATS server restarted, a leader elected) delays the
+// due time's task, it does not end Run, and the cadence is kept. The last
+// attempt is made at the due time plus the grace (a missed due time
+// caught up has a grace from when it is fired). A retried Emit sends the
+// same task with the same key, so a task stored by an attempt whose
+// answer was lost is not stored twice; a failed mark is retried alone,
+// the task is not emitted again. The read of the marks at start, and the
+// write-back of the due time this schedule emitted last, are retried
+// likewise for a grace from the start. An error that retrying cannot fix
+// (the WithTask function's, task.Permanent, queue.ErrInvalidTask,
+// queue.ErrTooLarge, queue.ErrClosed) and one still there when the grace
+// is used up end Run with that error: the supervisor restarts the
+// source, which then treats the due time like any other it reaches late
+// (a due time it emitted is not emitted again by this host, see above).
+// While the schedule retries, its details show the last error and count
+// the retries (ScheduleDetails).
 func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
 	var last time.Time
 	s.mu.Lock()
 	marks := s.marks
 	s.mu.Unlock()
+	// The marks' steps at start may take a grace (then the supervisor
+	// restarts the schedule).
+	start := s.clock.Now()
+	r := s.retryUntil(start.Add(s.grace), start)
 	if marks != nil {
 		var err error
-		if last, err = marks.LastRun(ctx, s.name); err != nil {
-			return fmt.Errorf("schedule %q: read last run: %w", s.name, err)
+		if last, err = s.lastRun(ctx, marks, r); err != nil {
+			return s.stopped(ctx, err)
 		}
 	}
 	// A due time this schedule emitted in an earlier Run (before its
@@ -268,11 +299,8 @@ func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
 		// Written back, so that a host that takes the schedule over
 		// knows it too.
 		if marks != nil {
-			mctx, cancel := context.WithTimeout(ctx, markTimeout)
-			err := marks.SetLastRun(mctx, s.name, fired)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("schedule %q: record last run %s again: %w", s.name, fired.Format(time.RFC3339), err)
+			if err := s.mark(ctx, marks, fired, r, "record last run again"); err != nil {
+				return s.stopped(ctx, err)
 			}
 		}
 	}
@@ -304,72 +332,6 @@ func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
 			return err
 		}
 	}
-}
-
-// maybeFire fires due, the latest of passed due times, when it is at most
-// the grace late at now, or when the policy catches up missed due times;
-// the others count as missed.
-func (s *Schedule) maybeFire(ctx context.Context, emit Emitter, due time.Time, passed int64, now time.Time) error {
-	if now.Sub(due) > s.grace && s.missed != CatchUpOnce {
-		s.mu.Lock()
-		s.missedRuns += passed
-		s.mu.Unlock()
-		return nil
-	}
-	s.mu.Lock()
-	s.missedRuns += passed - 1
-	s.mu.Unlock()
-	if err := s.fire(ctx, emit, due); err != nil {
-		return s.stopped(ctx, err)
-	}
-	return nil
-}
-
-// stopped is Run's result for err: nil when ctx ended (a stop, not a
-// failure).
-func (s *Schedule) stopped(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
-}
-
-// fire enqueues due's task and records the mark.
-func (s *Schedule) fire(ctx context.Context, emit Emitter, due time.Time) error {
-	t := &task.Task{Kind: s.kind}
-	if s.build != nil {
-		var err error
-		if t, err = s.build(due); err != nil {
-			return fmt.Errorf("schedule %q: task for %s: %w", s.name, due.Format(time.RFC3339), err)
-		}
-		if t == nil {
-			return fmt.Errorf("schedule %q: task for %s: build returned nil", s.name, due.Format(time.RFC3339))
-		}
-	}
-	t.Key = s.Key(due)
-	t.SetHeader(HeaderSchedule, s.name)
-	t.SetHeader(HeaderScheduledAt, due.UTC().Format(time.RFC3339Nano))
-	pctx, end := StartPoll(ctx, s.name)
-	err := emit.Emit(pctx, t)
-	end(err)
-	if err != nil {
-		return fmt.Errorf("schedule %q: emit %s: %w", s.name, due.Format(time.RFC3339), err)
-	}
-	s.mu.Lock()
-	s.last = due
-	marks := s.marks
-	s.mu.Unlock()
-	if marks != nil {
-		// The task is enqueued: its mark is written even when the run was
-		// stopped meanwhile (the lease lost, the host stopping), else the
-		// next host catching up would run the due time again.
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
-		defer cancel()
-		if err := marks.SetLastRun(mctx, s.name, due); err != nil {
-			return fmt.Errorf("schedule %q: record last run %s: %w", s.name, due.Format(time.RFC3339), err)
-		}
-	}
-	return nil
 }
 
 // lastFired is the last due time this schedule emitted (zero: none).

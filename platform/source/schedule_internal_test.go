@@ -2,7 +2,6 @@ package source
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -324,23 +323,6 @@ func TestMissedWhileRunning(t *testing.T) {
 			want = 3 // 11:00, 12:00, 13:00 (10:00 was caught up at start)
 		}
 		require.Equal(t, want, s.Details().(ScheduleDetails).Missed, "policy %d", tc.missed)
-	}
-}
-
-func TestScheduleEmitErrorEndsRun(t *testing.T) {
-	s, err := Every("job", time.Hour, "job.run")
-	require.NoError(t, err)
-	c := newFakeClock(at("2026-12-04T10:30:00Z"))
-	b := newDedup()
-	b.fail = errors.New("queue down")
-	done, runErr := runSchedule(t, s, c, b)
-	c.nextSleep(t)
-	c.set(at("2026-12-04T11:00:00Z"))
-	select {
-	case <-done:
-		require.ErrorContains(t, *runErr, `schedule "job": emit 2026-12-04T11:00:00Z: queue down`)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run does not end")
 	}
 }
 
