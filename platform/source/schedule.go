@@ -262,10 +262,10 @@ func (s *Schedule) Details() any {
 // a short outage (a NATS server restarted, a leader elected) delays the
 // due time's task, it does not end Run, and the cadence is kept. The last
 // attempt is made at the due time plus the grace (a missed due time
-// caught up has a grace from when it is fired). A retried Emit sends the
-// same task with the same key, so a task stored by an attempt whose
-// answer was lost is not stored twice; a failed mark is retried alone,
-// the task is not emitted again. The read of the marks at start, and the
+// caught up has a grace from when it is fired). A retried Emit sends a
+// copy of the same task, with the due time's key, so a task stored by an
+// attempt whose answer was lost is not stored twice; a failed mark is
+// retried alone, the task is not emitted again. The read of the marks at start, and the
 // write-back of the due time this schedule emitted last, are retried
 // likewise for a grace from the start. An error that retrying cannot fix
 // (the WithTask function's, task.Permanent, queue.ErrInvalidTask,
