@@ -362,11 +362,17 @@ func nodeLoss(t *testing.T, leads func(s *server.Server) bool) {
 	for at, runs := range ticks {
 		// Emitted once (one task); run again only as a delivery after a
 		// settlement the loss of a server cut (at least once: the
-		// handler's success was not recorded), never twice at once.
+		// handler's success was not recorded), never twice at once. An
+		// attempt number can be skipped: a delivery the server sent on a
+		// connection to the server shut down never reached a worker (a
+		// CI run saw a due time's only run at attempt 2).
 		require.Len(t, runs, 1, "due time %s stored as %d tasks: %v", at, len(runs), runs)
 		for id, attempts := range runs {
 			for i, a := range attempts {
-				require.Equal(t, i+1, a, "due time %s (task %s) ran at attempts %v", at, id, attempts)
+				require.Greater(t, a, 0, "due time %s (task %s) ran at attempts %v", at, id, attempts)
+				if i > 0 {
+					require.Greater(t, a, attempts[i-1], "due time %s (task %s) ran at attempts %v: each run a later delivery", at, id, attempts)
+				}
 			}
 			if len(attempts) > 1 {
 				t.Logf("due time %s ran %d times, one attempt each (its settlement cut by the loss of a server)", at, len(attempts))

@@ -170,7 +170,10 @@
 //     runs again, or, past its last attempt, is dead-lettered again by
 //     the worker pool without running (the dead letter's Nats-Msg-Id
 //     keeps one copy; TestCrashWhileDeadLetteringNeverAlsoSucceeds in
-//     cmd/host).
+//     cmd/host). A delivery the server sent that never reached this
+//     process (lost with the connection to a server that went down)
+//     counts too: the next one's attempt skips its number, and a task
+//     can reach its last attempt having run fewer times.
 //   - Release (a delivery the pool leased but did not run, given back on
 //     pause or stop) = publish the task again as a new message, with the
 //     attempts it had used in its Plba-Task header and a Nats-Msg-Id of
