@@ -6,10 +6,12 @@ import "context"
 // Lease of a queue reaches the queue now, also while the queue is empty:
 // a Lease then blocks, and a Lease that blocks says nothing (it blocks as
 // well on a backend whose requests wait out a reconnect). A worker pool
-// whose Lease failed probes the backend while its next Lease waits, so
-// that a pool that recovered shows running again though no task came,
-// and one whose backend is still unreachable stays degraded. memory and
-// JetStream have it.
+// probes the backend while its Lease waits: one whose Lease failed, so
+// that it shows running again once it recovered though no task came, and
+// stays degraded while its backend is still unreachable; a healthy one,
+// so that it shows degraded once its probes failed for its
+// UnreachableAfter (a server gone away while the pool waited for work).
+// memory and JetStream have it.
 type Prober interface {
 	// Probe returns nil when the backend reached the queue's delivery
 	// path just now (memory: the backend is open; JetStream: the queue is

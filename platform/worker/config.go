@@ -20,6 +20,9 @@ const (
 	DefaultMaxAttempts  = 5
 	DefaultDrainTimeout = 10 * time.Second
 	DefaultStallAfter   = 5 * time.Minute
+	// DefaultUnreachableAfter is how long a pool's backend may fail its
+	// probes while a Lease waits before the pool shows degraded.
+	DefaultUnreachableAfter = 10 * time.Second
 
 	DefaultBackoffInitial    = time.Second
 	DefaultBackoffMax        = 5 * time.Minute
@@ -82,6 +85,20 @@ type PoolConfig struct {
 	// nothing finished for longer than this, so the pool reports itself
 	// degraded. Default 5m.
 	StallAfter time.Duration `koanf:"stall_after"`
+	// UnreachableAfter is how long the backend may stay unreachable
+	// while the pool's Lease waits before the pool reports itself
+	// degraded. A Lease on an empty queue blocks, and it blocks as well
+	// on a backend that waits out an outage (JetStream waits for the
+	// reconnect): while it waits, the pool probes a backend that is a
+	// queue.Prober every UnreachableAfter/2 (at most every 5s), and once
+	// its probes failed for UnreachableAfter, with none reaching the
+	// queue in between, the pool is degraded with the probe's error
+	// (about 1.5 x UnreachableAfter after the outage began, plus the
+	// probe's own timeout of 5s when the server does not answer at all).
+	// The first probe that reaches the queue again makes it healthy. A
+	// slow but answering backend never degrades the pool this way.
+	// Default 10s.
+	UnreachableAfter time.Duration `koanf:"unreachable_after"`
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -107,6 +124,9 @@ func (c PoolConfig) WithDefaults() PoolConfig {
 	}
 	if c.StallAfter == 0 {
 		c.StallAfter = DefaultStallAfter
+	}
+	if c.UnreachableAfter == 0 {
+		c.UnreachableAfter = DefaultUnreachableAfter
 	}
 	return c
 }
@@ -139,6 +159,9 @@ func (c PoolConfig) Validate() error {
 	}
 	if c.StallAfter < 0 {
 		errs = append(errs, fmt.Errorf("stall_after: must not be negative (got %s)", c.StallAfter))
+	}
+	if c.UnreachableAfter < 0 {
+		errs = append(errs, fmt.Errorf("unreachable_after: must not be negative (got %s)", c.UnreachableAfter))
 	}
 	return errors.Join(errs...)
 }
@@ -236,6 +259,9 @@ func merge(c, d PoolConfig) PoolConfig {
 	}
 	if c.StallAfter == 0 {
 		c.StallAfter = d.StallAfter
+	}
+	if c.UnreachableAfter == 0 {
+		c.UnreachableAfter = d.UnreachableAfter
 	}
 	return c
 }

@@ -111,7 +111,14 @@
 // waits on an empty queue, a probe of the backend (queue.Prober; memory
 // and JetStream have it) reaches the queue: a pool that recovered shows
 // running though no task came, and one whose backend does not answer
-// stays degraded (a Lease that only waits says nothing either way).
+// stays degraded (a Lease that only waits says nothing either way). A
+// healthy pool whose Lease waits probes the backend too, every
+// UnreachableAfter/2 (at most 5s): once the probes failed for
+// UnreachableAfter (10s), the pool shows degraded with the probe's error
+// ("lease: backend unreachable for 10s: ..."), until one reaches the
+// queue again; a JetStream server that went away while the pool waited
+// for work makes no Lease fail (they wait for the reconnect), and a slow
+// server that answers within a probe's timeout (5s) degrades nothing.
 //
 // # Drain
 //

@@ -80,7 +80,8 @@ func (p *Pool) unreserve(n int) {
 // fetch is the leasing loop. A failing Lease is tried again after a
 // back-off (leaseRetry), and the pool is degraded until a Lease returns
 // tasks, or, while the next Lease waits on an empty queue, a probe of the
-// backend reaches the queue (recover.go).
+// backend reaches the queue; a Lease that waits while the backend stays
+// unreachable for UnreachableAfter degrades the pool as well (recover.go).
 func (p *Pool) fetch() {
 	defer p.stop.fetcher.Done()
 	defer p.stop.running.n[fetching].Store(0)
@@ -91,20 +92,24 @@ func (p *Pool) fetch() {
 		if !ok {
 			return
 		}
-		var ds []*queue.Delivery
-		stopWatch := func() bool { return false }
-		if failing {
-			stopWatch = p.watchRecovery(ctx) // recover.go
+		if failing && p.comp.State() != lifecycle.Degraded {
+			// Paused and resumed since it failed: Resume showed the pool
+			// running, and the watch finds out afresh whether the
+			// backend is reachable.
+			failing = false
 		}
+		var ds []*queue.Delivery
+		stopWatch := p.watchLease(ctx, failing) // recover.go
 		err := p.backendCall(opLease, nil, func() (err error) {
 			ds, err = p.backend.Lease(ctx, p.queue, n, p.cfg.Lease)
 			return err
 		})
-		if stopWatch() {
-			// A probe reached the queue while this Lease waited: the pool
-			// is healthy again. A failure of this Lease is still recorded
-			// below, after it.
-			failing = false
+		if was := failing; was != stopWatch() {
+			// A probe reached the queue while this Lease waited (the pool
+			// is healthy again), or the probes failed for UnreachableAfter
+			// (degraded). A failure of this Lease is still recorded below,
+			// after it.
+			failing = !was
 			retry.Reset()
 		}
 		p.unreserve(n - len(ds))

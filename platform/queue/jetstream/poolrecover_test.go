@@ -22,7 +22,7 @@ import (
 // queue up first: the pool's first Lease cannot set the queue up (its
 // durable consumer differs), and the pool is degraded. (A Lease whose
 // server is down does not fail: setting the queue up waits for the
-// reconnect, and the pool is not degraded then.)
+// reconnect; the pool's probes degrade it then, poolunreachable_test.go.)
 type outagePool struct {
 	dir, addr string
 	srv       *embedded.Server
