@@ -10,7 +10,8 @@
 // a hand-over buffer that refills by half batches; a buffered delivery
 // that waited half its lease or more is extended before it runs, one
 // whose lease ended before a worker took it is skipped, counted as
-// expired, and delivered again by the backend as a new attempt) and hands
+// expired, and delivered again by the backend as a new attempt; so is one
+// given back at Pause or Stop whose lease had ended) and hands
 // each delivery to a worker, which runs it through recover → timeout →
 // observer → handler:
 //

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -206,7 +207,7 @@ func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
 		defer cancel()
 		parent = ctx
 	}
-	p.giveBackAll(parent, ds)
+	p.giveBackAll(parent, ds, true)
 	end()
 	p.unreserve(len(ds))
 }
@@ -214,13 +215,23 @@ func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
 // giveBack returns d to the queue unsettled (Release, which does not count
 // the attempt), bounded by parent and by the lease. A failed release is
 // counted (SettleFailures.Release): the delivery stays leased until its
-// lease ends, and comes back then as a new attempt.
-func (p *Pool) giveBack(parent context.Context, d *queue.Delivery) {
+// lease ends, and comes back then as a new attempt. A delivery the pool
+// did not run (unrun) whose lease the backend says ended (queue.ErrLeaseLost)
+// expired instead, in the hand-over buffer: it is counted as a worker
+// that took it would have counted it (Stats.Expired), since nothing
+// failed; the backend delivers it again as a new attempt.
+func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) {
 	ctx, cancel := context.WithTimeout(parent, p.cfg.Lease)
 	defer cancel()
 	err := p.backendCall(OpRelease, d.Task, func() error { return p.backend.Release(ctx, d) })
 	if err == nil {
 		p.n.returned.Add(1)
+		return
+	}
+	if unrun && errors.Is(err, queue.ErrLeaseLost) {
+		p.n.expired.Add(1)
+		p.log.Warn("lease ended before the task was given back unrun; it is delivered again",
+			zap.String("task", d.Task.ID), zap.String("kind", d.Task.Kind), zap.Time("lease_until", d.LeaseUntil))
 		return
 	}
 	if ctx.Err() != nil {
@@ -235,9 +246,9 @@ const maxParallelGiveBacks = 16
 // giveBackAll gives ds back, up to maxParallelGiveBacks at a time, and
 // waits for all: a slow backend delays Pause and Stop by about one call,
 // not by one call per delivery.
-func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery) {
+func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery, unrun bool) {
 	if len(ds) == 1 {
-		p.giveBack(parent, ds[0])
+		p.giveBack(parent, ds[0], unrun)
 		return
 	}
 	var (
@@ -247,7 +258,7 @@ func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery) {
 	for range min(len(ds), maxParallelGiveBacks) {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(len(ds)); i = next.Add(1) - 1 {
-				p.giveBack(parent, ds[i])
+				p.giveBack(parent, ds[i], unrun)
 			}
 		})
 	}

@@ -40,8 +40,10 @@ type Stats struct {
 	// retried by the pool: the settlement stands.
 	CompletionFailed int64 `json:"completion_failed"`
 	// Expired counts deliveries skipped because their lease ended (or
-	// could not be extended) while they waited for a worker (the backend
-	// delivers them again, as a new attempt).
+	// could not be extended) while they waited for a worker, and those
+	// given back unrun (Pause, Stop) whose lease the backend says had
+	// ended (queue.ErrLeaseLost): the backend delivers them again, as a
+	// new attempt. Neither is a failed settlement.
 	Expired int64 `json:"expired"`
 	// Panics counts recovered handler panics (also counted in Failed).
 	Panics int64 `json:"panics"`

@@ -319,7 +319,7 @@ func (p *Pool) abandon(ctx context.Context) []string {
 		defer close(finished)
 		defer cancel()
 		defer end()
-		p.giveBackAll(gctx, ds)
+		p.giveBackAll(gctx, ds, false)
 	}()
 	wait := time.NewTimer(2 * stopGrace)
 	select {
