@@ -20,8 +20,9 @@ import (
 // a backend the pool cannot reach. Its Probe is memory's own.
 type leaseOutage struct {
 	*memory.Backend
-	down   atomic.Bool
-	failed atomic.Int64 // Lease calls refused
+	down    atomic.Bool
+	failed  atomic.Int64 // Lease calls refused
+	leasing atomic.Int64 // Lease calls in memory's Lease now
 }
 
 func (b *leaseOutage) Lease(ctx context.Context, q string, max int, leaseFor time.Duration) ([]*queue.Delivery, error) {
@@ -29,6 +30,8 @@ func (b *leaseOutage) Lease(ctx context.Context, q string, max int, leaseFor tim
 		b.failed.Add(1)
 		return nil, errors.New("backend: unreachable")
 	}
+	b.leasing.Add(1)
+	defer b.leasing.Add(-1)
 	return b.Backend.Lease(ctx, q, max, leaseFor)
 }
 
@@ -77,7 +80,11 @@ func TestPoolDegradedByFailedLeasesRunsAgainOnceRecoveredWithAnEmptyQueue(t *tes
 	require.NoError(t, out.Enqueue(t.Context(), &task.Task{ID: "after", Kind: "k", Queue: "q"}))
 	require.Equal(t, "after", within(t, ran, "the task enqueued after the recovery"))
 
-	// Down again: the Lease after that task fails, and the pool says so.
+	// Down again, once the next Lease waits (one that began after would
+	// fail, and the task below would never be leased): the Lease after
+	// that task fails, and the pool says so.
+	require.Eventually(t, func() bool { return out.leasing.Load() == 1 }, 10*time.Second, time.Millisecond,
+		"the next Lease waiting")
 	out.down.Store(true)
 	require.NoError(t, out.Enqueue(t.Context(), &task.Task{ID: "wake", Kind: "k", Queue: "q"}))
 	require.Equal(t, "wake", within(t, ran, "the task that ends the waiting Lease"))
