@@ -100,12 +100,12 @@ func (p *Pool) fetch() {
 			failing = false
 		}
 		var ds []*queue.Delivery
-		stopWatch := p.watchLease(ctx, failing) // recover.go
+		p.leaseBegins(ctx, failing) // recover.go
 		err := p.backendCall(opLease, nil, func() (err error) {
 			ds, err = p.backend.Lease(ctx, p.queue, n, p.cfg.Lease)
 			return err
 		})
-		if was := failing; was != stopWatch() {
+		if was := failing; was != p.leaseEnds() {
 			// A probe reached the queue while this Lease waited (the pool
 			// is healthy again), or the probes failed for UnreachableAfter
 			// (degraded). A failure of this Lease is still recorded below,

@@ -98,6 +98,7 @@ type Pool struct {
 	leased atomic.Int64 // reserved or leased deliveries not yet finished
 	wake   chan struct{}
 	work   chan *queue.Delivery
+	lw     leaseWatch // recover.go
 
 	// Workers (workers.go).
 	halted   atomic.Bool  // paused or stopping: workers start no new delivery
@@ -178,6 +179,7 @@ func NewPool(p PoolParams) (*Pool, error) {
 		work:    make(chan *queue.Delivery, cfg.Concurrency+cfg.BatchSize),
 	}
 	pl.stop.init()
+	pl.lw.wake = make(chan struct{}, 1)
 	pl.extendCtx, pl.extendCancel = context.WithCancel(context.Background())
 	pl.settling, pl.settlingStop = context.WithCancel(context.Background())
 	pl.extendEvery = min(max(cfg.Lease/4, time.Millisecond), 5*time.Second)
@@ -230,6 +232,10 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.stop.fetcher.Add(1)
 	p.stop.running.n[fetching].Store(1)
 	go p.fetch()
+	if pr, ok := p.backend.(queue.Prober); ok {
+		p.stop.fetcher.Add(1)
+		go p.watchLeases(pr) // recover.go
+	}
 	p.stop.housekeeper.Add(1)
 	go p.housekeep()
 	p.comp.Set(p.healthyLocked(), nil)

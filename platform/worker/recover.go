@@ -8,7 +8,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/plba/plba/internal/sleep"
 	"github.com/plba/plba/platform/lifecycle"
 	"github.com/plba/plba/platform/queue"
 )
@@ -21,7 +20,7 @@ import (
 // server went away would show running while no task can be leased, and
 // neither its blocking nor a Lease cut short by a deadline tells "idle"
 // from "unreachable". A backend that is a queue.Prober says so itself:
-// while the fetcher's Lease waits, the pool probes it.
+// while the fetcher's Lease waits, the pool's watcher probes it.
 //
 //   - A healthy pool probes every watchPeriod (UnreachableAfter/2, at
 //     most 5s). Once its probes failed for UnreachableAfter, none
@@ -34,6 +33,13 @@ import (
 //
 // A backend without Probe keeps a pool degraded by a failed Lease until a
 // Lease returns tasks, and cannot degrade one whose Lease only waits.
+//
+// The watcher is one goroutine per pool (owned like the fetcher, ended by
+// Stop); the fetcher tells it when each Lease begins and ends (leaseWatch),
+// which costs a busy pool a lock and a non-blocking send per Lease. A
+// probe's result applies only to the Lease it began in, while that Lease
+// still waits: the fetcher, once its Lease returned, records a failure of
+// it after any probe, so a probe's success never hides a later failure.
 
 // probeEvery is the pause before each probe of a degraded pool's backend
 // (the first one included: a Lease that returns tasks at once needs
@@ -45,6 +51,25 @@ var (
 	maxWatchPeriod = 5 * time.Second
 )
 
+// leaseWatch is what the fetcher and the watcher share about the Lease in
+// progress.
+type leaseWatch struct {
+	wake chan struct{} // a Lease began
+
+	mu      sync.Mutex
+	leasing bool            // a Lease waits
+	gen     uint64          // counts Leases
+	ctx     context.Context // the waiting Lease's ctx (the lease ctx)
+	next    time.Time       // when to probe next
+	failing bool            // degraded by a failed Lease or by the probes
+	since   time.Time       // when the probes of a healthy pool began to fail (zero: they did not)
+	// sleeps is when the watcher wakes up on its own (zero: it waits
+	// for wake). A Lease wakes it only if it must probe before then: a
+	// busy pool, whose Leases return at once, wakes it at most once a
+	// watchPeriod.
+	sleeps time.Time
+}
+
 // watchPeriod is the pause before each probe of a pool that is failing or
 // not.
 func (p *Pool) watchPeriod(failing bool) time.Duration {
@@ -54,59 +79,105 @@ func (p *Pool) watchPeriod(failing bool) time.Duration {
 	return min(max(p.cfg.UnreachableAfter/2, time.Millisecond), maxWatchPeriod)
 }
 
-// watchLease starts watching the backend, when it is a queue.Prober,
-// while the fetcher's Lease under ctx (the lease ctx) waits; failing says
-// whether the pool is degraded by a failed Lease or by earlier probes.
-// The returned func stops the watch, waits for it, and reports whether
-// the pool is failing now: a probe that reached the queue made a failing
-// pool healthy again, probes that failed for UnreachableAfter degraded a
-// healthy one. The fetcher owns the watch and stops it once its Lease
-// returned, before it records any new failure, so that a probe's success
-// never hides a later failure.
-func (p *Pool) watchLease(ctx context.Context, failing bool) (stop func() (failing bool)) {
-	pr, ok := p.backend.(queue.Prober)
-	if !ok {
-		return func() bool { return failing }
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { failing = p.watch(ctx, pr, failing) })
-	return func() bool {
-		cancel()
-		wg.Wait()
-		return failing
+// leaseBegins tells the watcher that the fetcher's Lease under ctx (the
+// lease ctx) begins, the pool failing or not.
+func (p *Pool) leaseBegins(ctx context.Context, failing bool) {
+	w := &p.lw
+	w.mu.Lock()
+	w.leasing, w.ctx, w.failing = true, ctx, failing
+	w.gen++
+	w.next = time.Now().Add(p.watchPeriod(failing))
+	w.since = time.Time{}
+	wake := w.sleeps.IsZero() || w.next.Before(w.sleeps)
+	w.mu.Unlock()
+	if wake {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// watch probes pr until ctx ends (see watchLease) and returns whether the
-// pool is failing then.
-func (p *Pool) watch(ctx context.Context, pr queue.Prober, failing bool) bool {
-	var since time.Time // when the probes of a healthy pool began to fail
-	for sleep.For(ctx.Done(), p.watchPeriod(failing)) {
+// leaseEnds tells the watcher that the fetcher's Lease returned, and
+// reports whether the pool is failing now: a probe that reached the queue
+// made a failing pool healthy again, probes that failed for
+// UnreachableAfter degraded a healthy one. No probe result applies after
+// it.
+func (p *Pool) leaseEnds() (failing bool) {
+	w := &p.lw
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.leasing, w.ctx = false, nil
+	return w.failing
+}
+
+// watchLeases is the watcher: it probes pr while a Lease waits (see
+// above), until Stop begins.
+func (p *Pool) watchLeases(pr queue.Prober) {
+	defer p.stop.fetcher.Done()
+	w := &p.lw
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		w.mu.Lock()
+		leasing, gen, ctx, next := w.leasing, w.gen, w.ctx, w.next
+		wait := time.Until(next)
+		switch {
+		case !leasing:
+			w.sleeps = time.Time{}
+		case wait > 0:
+			w.sleeps = next
+		}
+		w.mu.Unlock()
+		if !leasing || wait > 0 {
+			if leasing {
+				timer.Reset(wait)
+			}
+			select {
+			case <-p.stop.ch:
+				return
+			case <-w.wake:
+				timer.Stop()
+			case <-timer.C:
+			}
+			continue
+		}
 		start := time.Now()
 		err := p.probe(ctx, pr)
-		switch {
-		case err == nil:
-			since = time.Time{}
-			if failing && p.recovered() {
-				failing = false
-			}
-		case ctx.Err() != nil:
-			return failing // the Lease returned: this probe was cut short
-		case failing:
-			p.log.Debug("lease: backend still unreachable", zap.Error(err))
-		default:
-			if since.IsZero() {
-				since = start
-			}
-			if d := time.Since(since); d >= p.cfg.UnreachableAfter {
-				failing = p.unreachable(ctx, d, err)
-			} else {
-				p.log.Debug("lease: probe of the backend failed", zap.Error(err))
-			}
+		w.mu.Lock()
+		if w.leasing && w.gen == gen {
+			p.probed(ctx, start, err)
+			w.next = time.Now().Add(p.watchPeriod(w.failing))
+		}
+		w.mu.Unlock()
+	}
+}
+
+// probed applies the result err of a probe that began at start while the
+// Lease under ctx waits. p.lw.mu held.
+func (p *Pool) probed(ctx context.Context, start time.Time, err error) {
+	w := &p.lw
+	switch {
+	case err == nil:
+		w.since = time.Time{}
+		if w.failing && p.recovered() {
+			w.failing = false
+		}
+	case ctx.Err() != nil:
+		// Paused or stopping: this probe was cut short.
+	case w.failing:
+		p.log.Debug("lease: backend still unreachable", zap.Error(err))
+	default:
+		if w.since.IsZero() {
+			w.since = start
+		}
+		if d := time.Since(w.since); d >= p.cfg.UnreachableAfter {
+			w.failing = p.unreachable(ctx, d, err)
+		} else {
+			p.log.Debug("lease: probe of the backend failed", zap.Error(err))
 		}
 	}
-	return failing
 }
 
 // probe runs one Probe of the pool's queue, bounded by probeTimeout and
