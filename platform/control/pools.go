@@ -14,7 +14,11 @@ import (
 type Pool struct {
 	Queue string `json:"queue"`
 	// State is the pool's component state: running, paused, degraded,
-	// draining, stopped, ...
+	// draining, stopped, ... A pool is degraded while it is stalled
+	// (StallAfter), after a Lease failed until leasing works again, and
+	// while its backend stays unreachable (its probes failed for
+	// UnreachableAfter while a Lease waited: a JetStream Lease waits out
+	// an outage instead of failing); Stats.LastError says why.
 	State lifecycle.State `json:"state"`
 	// Configured is the concurrency from the configuration.
 	Configured int `json:"configured_size"`
