@@ -482,13 +482,15 @@
 // (100ms to 5s, jittered); every disconnect and reconnect is logged and
 // counted in Status.
 //
-// Probe (queue.Prober) tells a worker pool degraded by a failed Lease
-// whether its queue is reachable while its next Lease waits on an empty
-// queue: ErrUnreachable until the queue is set up and its puller runs,
-// then one request for the durable consumer, which fails when it does not
-// get its answer within the probe's ctx (during a reconnect requests wait
-// for it). A Lease whose server is down does not fail: setting its queue
-// up waits for the reconnect (until the Lease's ctx ends); it fails on
-// what the server refuses (settings that differ from the queue's, limits,
-// permissions).
+// Probe (queue.Prober) tells a worker pool whether its queue is reachable
+// while its Lease waits on an empty queue: ErrUnreachable at once while
+// the connection is down, and until the queue is set up and its puller
+// runs, then one request for the durable consumer, which fails when it
+// does not get its answer within the probe's ctx (a partition). A Lease
+// whose server is down does not fail: setting its queue up and fetching
+// wait for the reconnect (until the Lease's ctx ends); it fails on what
+// the server refuses (settings that differ from the queue's, limits,
+// permissions). So a pool learns of an outage from its probes: it shows
+// degraded once they failed for its UnreachableAfter, and running again
+// once one reaches the queue (platform/worker).
 package jetstream
