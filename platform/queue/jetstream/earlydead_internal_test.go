@@ -20,7 +20,7 @@ func TestEarlyCountDroppedWhenSettled(t *testing.T) {
 	ctx := t.Context()
 	b := openTestBackend(t, Config{Mode: ModeEmbedded, Embedded: embedded.Config{StoreDir: t.TempDir()},
 		AckWait: 5 * time.Second, MaxMsgs: 100})
-	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "later", Kind: "k", Queue: "early", NotBefore: time.Now().Add(300 * time.Millisecond)}))
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "later", Kind: "k", Queue: "early", NotBefore: time.Now().Add(2 * time.Second)}))
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ds, err := b.Lease(lctx, "early", 1, time.Second)

@@ -21,7 +21,7 @@ import (
 func TestExpiredUnsettledReceiptsAreForgotten(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	b := openTestBackend(t, Config{Mode: ModeEmbedded, MaxDeliver: -1, AckWait: 300 * time.Millisecond,
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, MaxDeliver: -1, AckWait: time.Second,
 		Embedded: embedded.Config{StoreDir: t.TempDir()}})
 	const n = 20
 	for range n {
