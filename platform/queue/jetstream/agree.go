@@ -33,12 +33,20 @@ const errReplicasUnsupported = 10074
 // store lock) applies its configuration, as the only host that set it up.
 // Compared: every stream's replicas; the duplicate window of the work
 // streams and the dead letters' (the finished keys' maximum age); the
-// dead letters' max_age, max_bytes and max_msgs (a later host's bounds
-// would have its dead letters discarded or kept otherwise than the
-// first host counts on); the ack wait and maximum deliveries of the work
-// streams' consumers and the ack wait of the advisory stream's consumer.
-// Not compared: max_ack_pending and the work streams' max_msgs and
-// max_bytes, which the last host to set a stream up applies.
+// work streams' max_msgs and max_bytes (a full work stream refuses new
+// tasks, discard policy "new", and Enqueue waits for room until its
+// context ends: a later host's lower bound would block the Enqueue of
+// every other host where they count on room, a higher or no bound would
+// take away the back-pressure they count on, and a stream made without
+// a bound stores message schedules, which a bounded one cannot); the dead
+// letters' max_age, max_bytes and max_msgs (a later host's bounds would
+// have its dead letters discarded or kept otherwise than the first host
+// counts on); the ack wait, maximum deliveries and max_ack_pending of the
+// work streams' consumers (a later host's max_ack_pending would bound the
+// deliveries in flight of every host, across all of them) and the ack
+// wait of the advisory stream's consumer. A bound of 0 and -1 both mean
+// none. The key-value buckets of the sources' leases and the schedules'
+// marks are compared too, when the host starts (see package platform).
 
 // differs returns the ErrSettingsDiffer problem for key: want is this
 // host's value, have the one on the server.
@@ -61,10 +69,28 @@ type streamKeys struct {
 	dup, age, bytes, msgs string
 }
 
+// bound is a stream's bound n as the server keeps it: -1 for none (the
+// server stores 0 as -1).
+func bound(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// boundText shows the bound n, saying when it is none.
+func boundText(n int64) string {
+	if bound(n) == -1 {
+		return fmt.Sprintf("%d (no bound)", n)
+	}
+	return fmt.Sprint(n)
+}
+
 // agreeStream checks the stream named want.Name, when it exists, against
 // want: its replicas, and each setting keys names: its duplicate window
-// (when want sets one), maximum age (when want sets one), maximum bytes
-// and maximum messages. A stream that does not exist passes.
+// (when want sets one), maximum age (when want sets one), maximum
+// messages and maximum bytes (0 and -1 both none). A stream that does not
+// exist passes.
 func (b *Backend) agreeStream(ctx context.Context, want jetstream.StreamConfig, keys streamKeys) error {
 	if !b.agrees() {
 		return nil
@@ -85,10 +111,10 @@ func (b *Backend) agreeStream(ctx context.Context, want jetstream.StreamConfig, 
 		return differs(keys.dup, want.Duplicates, have.Duplicates, what+" (duplicate window)")
 	case keys.age != "" && want.MaxAge != 0 && have.MaxAge != want.MaxAge:
 		return differs(keys.age, want.MaxAge, have.MaxAge, what+" (max age)")
-	case keys.bytes != "" && have.MaxBytes != want.MaxBytes:
-		return differs(keys.bytes, want.MaxBytes, have.MaxBytes, what+" (max bytes)")
-	case keys.msgs != "" && have.MaxMsgs != want.MaxMsgs:
-		return differs(keys.msgs, want.MaxMsgs, have.MaxMsgs, what+" (max messages)")
+	case keys.msgs != "" && bound(have.MaxMsgs) != bound(want.MaxMsgs):
+		return differs(keys.msgs, boundText(want.MaxMsgs), boundText(have.MaxMsgs), what+" (max messages)")
+	case keys.bytes != "" && bound(have.MaxBytes) != bound(want.MaxBytes):
+		return differs(keys.bytes, boundText(want.MaxBytes), boundText(have.MaxBytes), what+" (max bytes)")
 	}
 	return nil
 }
@@ -122,8 +148,9 @@ func (b *Backend) setUpStream(ctx context.Context, cfg jetstream.StreamConfig, k
 }
 
 // agreeConsumer checks the durable consumer of stream s, when it exists,
-// against want: its ack wait (ack_wait) and maximum deliveries
-// (max_deliver).
+// against want: its ack wait (ack_wait), maximum deliveries (max_deliver)
+// and, when want sets one, its maximum of deliveries in flight
+// (max_ack_pending; the advisory stream's consumer has the server's).
 func (b *Backend) agreeConsumer(ctx context.Context, s jetstream.Stream, want jetstream.ConsumerConfig) error {
 	if !b.agrees() {
 		return nil
@@ -142,6 +169,8 @@ func (b *Backend) agreeConsumer(ctx context.Context, s jetstream.Stream, want je
 		return differs("ack_wait", want.AckWait, have.AckWait, what)
 	case have.MaxDeliver != want.MaxDeliver:
 		return differs("max_deliver", want.MaxDeliver, have.MaxDeliver, what)
+	case want.MaxAckPending != 0 && have.MaxAckPending != want.MaxAckPending:
+		return differs("max_ack_pending", want.MaxAckPending, have.MaxAckPending, what)
 	}
 	return nil
 }

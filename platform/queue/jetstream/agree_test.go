@@ -123,6 +123,56 @@ func TestHostsMustAgreeOnSharedSettings(t *testing.T) {
 	})
 }
 
+// TestHostsMustAgreeOnWorkStreamBounds: the work streams' max_msgs and
+// max_bytes and their consumers' max_ack_pending are every host's too. A
+// later host applied its own to the stream or consumer the first host
+// made: a lower max_msgs had the first host's Enqueue wait for room where
+// it counted on some (a full work stream refuses new tasks), a higher one
+// or none took away the back-pressure it counted on, and a lower
+// max_ack_pending bounded the deliveries in flight of every host.
+func TestHostsMustAgreeOnWorkStreamBounds(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", nil)
+	url := srv.ClientURL()
+	base := jetstream.Config{URL: url, MaxDeliver: 3, MaxMsgs: 100}
+	first, err := openOn(t, base)
+	require.NoError(t, err)
+	require.NoError(t, first.Declare(t.Context(), "q"))
+	unchanged := func(t *testing.T) {
+		t.Helper()
+		st := streamOf(t, url, "PLBA_Q_q")
+		require.Equal(t, int64(100), st.MaxMsgs, "the first host's stream is left alone")
+		require.Equal(t, int64(-1), st.MaxBytes, "the first host's stream is left alone")
+		require.Equal(t, jetstream.DefaultMaxAckPending, consumerOf(t, url, "PLBA", "q").MaxAckPending, "the first host's consumer is left alone")
+	}
+	for _, tc := range []struct {
+		name, key string
+		set       func(*jetstream.Config)
+		says      []string
+	}{
+		{"max_msgs lower", "max_msgs", func(c *jetstream.Config) { c.MaxMsgs = 50 }, []string{"50", "100", `"PLBA_Q_q"`}},
+		{"max_msgs none", "max_msgs", func(c *jetstream.Config) { c.MaxMsgs = 0 }, []string{"0 (no bound)", "100"}},
+		{"max_bytes", "max_bytes", func(c *jetstream.Config) { c.MaxBytes = 1 << 20 }, []string{"1048576", "-1 (no bound)"}},
+		{"max_ack_pending", "max_ack_pending", func(c *jetstream.Config) { c.MaxAckPending = 500 }, []string{"500", "10000", `"plba-workers"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			tc.set(&cfg)
+			b, err := openOn(t, cfg)
+			require.NoError(t, err)
+			err = b.Declare(t.Context(), "q")
+			requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream."+tc.key, tc.says...)
+			unchanged(t)
+		})
+	}
+	t.Run("same settings", func(t *testing.T) {
+		b, err := openOn(t, base)
+		require.NoError(t, err)
+		require.NoError(t, b.Declare(t.Context(), "q"))
+		unchanged(t)
+	})
+}
+
 // TestOwnEmbeddedServerAppliesItsSettings: a host that owns its embedded
 // server (one process per store) is the only one that set its streams
 // up: a new configuration is applied on its next start.

@@ -111,10 +111,11 @@ type Config struct {
 	// ConnectTimeout bounds the first connection. Default 5s.
 	ConnectTimeout time.Duration `koanf:"connect_timeout"`
 
-	// Replicas, DuplicateWindow, MaxDeliver, AckWait and Dead are stored
-	// in the streams and consumers every host shares: a host connected to
-	// servers it does not own refuses to start when they differ from what
-	// it finds there (ErrSettingsDiffer, agree.go).
+	// Replicas, DuplicateWindow, MaxDeliver, AckWait, MaxAckPending,
+	// MaxMsgs, MaxBytes and Dead are stored in the streams and consumers
+	// every host shares: a host connected to servers it does not own
+	// refuses to start when they differ from what it finds there
+	// (ErrSettingsDiffer, agree.go).
 	//
 	// Replicas is the replication factor of the streams: 1 or 3 (3 needs a
 	// JetStream cluster). Default 1.
@@ -147,7 +148,8 @@ type Config struct {
 	// for a buffer of a fixed size. Both are at most PrefetchLimit.
 	MaxPrefetch int `koanf:"max_prefetch"`
 	// MaxAckPending bounds deliveries in flight per queue across all
-	// replicas (tasks waiting for a retry back-off count). Default 10000.
+	// replicas (tasks waiting for a retry back-off count). Every host must
+	// have the same. Default 10000.
 	MaxAckPending int `koanf:"max_ack_pending"`
 	// AckSync waits for the server to confirm every Ack (slower; an ack lost
 	// in a disconnect otherwise means one redelivery). Default false.
@@ -178,7 +180,7 @@ type Config struct {
 	// NotBefore tasks are then stored ready and given back with delayed
 	// negative acks until their time. A stream created without a bound
 	// cannot get one later (message schedules cannot be turned off): Start
-	// of its queue fails saying so.
+	// of its queue fails saying so. Every host must have the same.
 	MaxMsgs  int64 `koanf:"max_msgs"`
 	MaxBytes int64 `koanf:"max_bytes"`
 

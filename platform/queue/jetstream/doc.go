@@ -309,11 +309,16 @@
 // and counts it (Status.DeadDiscarded, metric plba.queue.dead_discarded).
 // Every host on the stream prefix must have the same bounds: a host
 // connected to servers it does not own refuses to start on a difference,
-// as for replicas, duplicate_window, ack_wait and max_deliver (agree.go).
-// Work streams have no bound by default; with Config.MaxMsgs or MaxBytes
-// they use discard policy "new": a full stream refuses new tasks and
-// Enqueue waits (back-off up to 1s) until there is room or its context
-// ends, so the pressure reaches the source and no queued task is dropped.
+// as for replicas, duplicate_window, ack_wait, max_deliver and
+// max_ack_pending (agree.go). Work streams have no bound by default; with
+// Config.MaxMsgs or MaxBytes they use discard policy "new": a full stream
+// refuses new tasks and Enqueue waits (back-off up to 1s) until there is
+// room or its context ends, so the pressure reaches the source and no
+// queued task is dropped. Every host on the stream prefix must have the
+// same max_msgs and max_bytes too: the queue's set-up (Declare, the
+// first Enqueue or Lease) of a host with others fails naming the key,
+// where the last host to set a stream up applied its own under the
+// others.
 // The server cannot schedule messages in such a stream, so NotBefore
 // tasks wait there as delayed negative acks, as on servers before 2.12.
 //

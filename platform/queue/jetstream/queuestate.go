@@ -167,7 +167,7 @@ func (q *queueState) ensure(ctx context.Context, b *Backend) error {
 		return nil
 	}
 	sc := b.streamConfig(q)
-	s, err := b.setUpStream(ctx, sc, streamKeys{dup: "duplicate_window"})
+	s, err := b.setUpStream(ctx, sc, streamKeys{dup: "duplicate_window", msgs: "max_msgs", bytes: "max_bytes"})
 	if errors.Is(err, ErrSettingsDiffer) {
 		return fmt.Errorf("jetstream: queue %q: %w", q.queue, err)
 	}
