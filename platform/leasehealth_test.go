@@ -17,15 +17,18 @@ import (
 	"github.com/plba/plba/internal/natstest"
 	"github.com/plba/plba/platform"
 	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/source"
 )
 
 // A host whose exclusive source can never take its lease (here: the
 // cluster's lease bucket has another TTL than this host's, which the
-// sources.lease docs say makes a host fail to take any lease) is not
-// ready, and says why: before, it answered /readyz 200 while its mailbox
-// waited for ever, as a standby would. A host whose lease store works is
-// ready, whether it holds the lease or not.
+// sources.lease docs say makes a host fail to take any lease; the bucket
+// is made by another host after this one's start checked it, which a
+// bucket there before refuses: TestBackendStartChecksTheLeasesBucket) is
+// not ready, and says why: before, it answered /readyz 200 while its
+// mailbox waited for ever, as a standby would. A host whose lease store
+// works is ready, whether it holds the lease or not.
 func TestUnobtainableLeaseMakesTheHostNotReady(t *testing.T) {
 	t.Parallel()
 	url := natsURL(t)
@@ -44,12 +47,12 @@ func TestUnobtainableLeaseMakesTheHostNotReady(t *testing.T) {
 	t.Cleanup(func() { _ = js.DeleteKeyValue(context.Background(), bucket) })
 
 	seen := &running{now: map[string]bool{}}
-	start := func(host, ttl string) *admin.Server {
+	start := func(host, bucket, ttl string, opts ...fx.Option) *admin.Server {
 		var srv *admin.Server
 		cfg := load(t, "queue.backend=jetstream", "queue.jetstream.url="+url, "queue.jetstream.stream_prefix="+id,
 			"sources.lease.bucket="+bucket, "sources.lease.marks_bucket=marks_"+id, "sources.lease.ttl="+ttl,
 			"sources.lease.holder="+host, "health.interval=100ms")
-		app := fxtest.New(t, platform.Module(cfg, platform.Info{}),
+		app := fxtest.New(t, fx.Module("test", opts...), platform.Module(cfg, platform.Info{}),
 			fx.Provide(source.AsSource(func() *watcher { return &watcher{host: host, seen: seen} })),
 			fx.Populate(&srv))
 		app.RequireStart()
@@ -60,16 +63,27 @@ func TestUnobtainableLeaseMakesTheHostNotReady(t *testing.T) {
 		return httpGet(t, "http://"+srv.Addr()+"/readyz")
 	}
 
-	good := start("host-good", "5s")
+	good := start("host-good", bucket, "5s")
 	require.Eventually(t, func() bool { return seen.holder() == "host-good" }, 10*time.Second, 20*time.Millisecond)
 	require.Eventually(t, func() bool { c, _ := readyz(good); return c == 200 }, 10*time.Second, 20*time.Millisecond,
 		"the holder is ready")
 
-	other := start("host-other", "5s")
+	other := start("host-other", bucket, "5s")
 	require.Eventually(t, func() bool { c, _ := readyz(other); return c == 200 }, 10*time.Second, 20*time.Millisecond,
 		"a standby whose lease store works is ready")
 
-	wrong := start("host-wrong-ttl", "2s")
+	// Another host makes the bucket between this host's start and its
+	// first lease: in a module of its own, listed before the platform's
+	// (whose invokes build the runtime), the hook comes after the
+	// backend's start (it needs the backend) and before the sources'.
+	late := "late_" + id
+	t.Cleanup(func() { _ = js.DeleteKeyValue(context.Background(), late) })
+	wrong := start("host-wrong-ttl", late, "2s", fx.Invoke(func(lc fx.Lifecycle, _ queue.Backend) {
+		lc.Append(fx.Hook{OnStart: func(ctx context.Context) error {
+			_, err := js.CreateKeyValue(ctx, njs.KeyValueConfig{Bucket: late, TTL: 5 * time.Second, History: 1})
+			return err
+		}})
+	}))
 	code, body := readyz(wrong)
 	for deadline := time.Now().Add(10 * time.Second); code != 503 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/plba/plba/internal/sleep"
+	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/lease"
 	"github.com/plba/plba/platform/queue"
@@ -38,8 +40,8 @@ type leasesResult struct {
 // newLeases gives exclusive sources their leases and schedules their
 // marks: in JetStream key-value buckets (sources.lease, replicated like the
 // streams) when the backend is JetStream, so that one host of the cluster
-// runs each; local to the process otherwise. The buckets are opened on
-// first use, after the backend started.
+// runs each; local to the process otherwise. The buckets are checked when
+// the backend starts (startJetStream), and opened on first use.
 func newLeases(p leasesParams) leasesResult {
 	lc := p.Sources.WithDefaults().Lease
 	jb, ok := p.Backend.(*jetstream.Backend)
@@ -54,6 +56,63 @@ func newLeases(p leasesParams) leasesResult {
 	kv := &lazyKV{js: jb.JetStream, cfg: cfg, leases: map[string]*lazyLease{}}
 	marks := &lazyMarks{js: jb.JetStream, bucket: lc.MarksBucket, replicas: replicas}
 	return leasesResult{Leases: kv, Marks: marks}
+}
+
+// startJetStream starts the JetStream backend b and then checks the
+// buckets of the sources' leases and the schedules' marks (lc) that exist
+// against this host's settings, as the backend checks its streams: a
+// host connected to servers it does not own refuses to start on a
+// difference (a configuration problem naming the key, exit 2), rather
+// than failing its first lease or mark at run time. The buckets are
+// still opened, and created when missing, on first use. A backend that
+// fails its checks is closed again.
+func startJetStream(ctx context.Context, b *jetstream.Backend, lc source.LeaseConfig) error {
+	if err := b.Start(ctx); err != nil {
+		return err
+	}
+	if b.OwnsServer() {
+		return nil
+	}
+	err := checkBuckets(ctx, b.JetStream(), lc, b.Config().Replicas)
+	if err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = b.Close(cctx)
+	}
+	return err
+}
+
+// checkBuckets checks the leases' and the marks' buckets, when they
+// exist, against lc's TTL and replicas (the streams').
+func checkBuckets(ctx context.Context, js njs.JetStream, lc source.LeaseConfig, replicas int) error {
+	if err := lease.CheckKV(ctx, js, lease.KVConfig{Bucket: lc.Bucket, TTL: lc.TTL, Replicas: replicas}); err != nil {
+		return bucketProblem(err, "leases")
+	}
+	if err := lease.CheckMarks(ctx, js, lc.MarksBucket, replicas); err != nil {
+		return bucketProblem(err, "schedule marks")
+	}
+	return nil
+}
+
+// bucketProblem turns a bucket found with another setting than this
+// host's (lease.BucketDiffers) into the problem of a setting every host
+// must agree on (jetstream.ErrSettingsDiffer), naming its key: the
+// replicas are the streams' (queue.jetstream.replicas), the TTL is
+// sources.lease.ttl. Other errors are returned as they are.
+func bucketProblem(err error, what string) error {
+	var d *lease.BucketDiffers
+	if !errors.As(err, &d) {
+		return err
+	}
+	key := JetStreamSection + ".replicas"
+	if d.Setting == lease.SettingTTL {
+		key = SourcesSection + ".lease.ttl"
+	}
+	return fmt.Errorf("%w: %w", config.InvalidAs(jetstream.ErrSettingsDiffer, key,
+		"%v, but the %s bucket %q on the server has %v (made by another host or an earlier configuration): "+
+			"every host on the NATS servers must have the same; to change it, change the bucket first "+
+			"(nats kv edit, or nats stream edit KV_%s) and then every host's configuration",
+		d.Want, what, d.Bucket, d.Have, d.Bucket), lease.ErrConfig)
 }
 
 type leaseChecksParams struct {
@@ -141,7 +200,7 @@ func (k *lazyKV) open(ctx context.Context) (*lease.KV, error) {
 	defer cancel()
 	kv, err := lease.OpenKV(octx, js, k.cfg)
 	if err != nil {
-		return nil, fmt.Errorf("sources.lease: %w", err)
+		return nil, fmt.Errorf("sources.lease: %w", bucketProblem(err, "leases"))
 	}
 	k.kv = kv
 	return kv, nil
@@ -252,7 +311,7 @@ func (m *lazyMarks) open(ctx context.Context) (*lease.Marks, error) {
 	}
 	mk, err := lease.OpenMarks(ctx, js, m.bucket, m.replicas)
 	if err != nil {
-		return nil, fmt.Errorf("sources.lease.marks_bucket: %w", err)
+		return nil, fmt.Errorf("sources.lease.marks_bucket: %w", bucketProblem(err, "schedule marks"))
 	}
 	m.m = mk
 	return mk, nil

@@ -96,6 +96,7 @@ type backendParams struct {
 	Lifecycle  fx.Lifecycle
 	Queue      QueueConfig
 	JetStream  jetstream.Config
+	Sources    source.Config
 	Log        *zap.Logger
 	Components *lifecycle.Registry
 }
@@ -123,7 +124,8 @@ func newBackend(p backendParams) (backendResult, error) {
 		if err != nil {
 			return backendResult{}, fmt.Errorf("queue.jetstream: %w", err)
 		}
-		comp, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, b.Start, b.Close)
+		start := func(ctx context.Context) error { return startJetStream(ctx, b, p.Sources.WithDefaults().Lease) }
+		comp, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, start, b.Close)
 		if err != nil {
 			return backendResult{}, err
 		}

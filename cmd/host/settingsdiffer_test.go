@@ -7,14 +7,16 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/plba/plba/platform/lease"
 	"github.com/plba/plba/platform/queue/jetstream"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
+	"github.com/plba/plba/platform/task"
 )
 
-// A host started against streams another host made with other settings
-// that every host must share, or with replicas: 3 against a server
-// outside a cluster, exits 2 naming the key and the file that set it,
-// and changes nothing on the server.
+// A host started against streams, consumers or key-value buckets another
+// host made with other settings that every host must share, or with
+// replicas: 3 against a server outside a cluster, exits 2 naming the key
+// and the file that set it, and changes nothing on the server.
 func TestStreamsWithOtherSettingsExit2(t *testing.T) {
 	t.Parallel()
 	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
@@ -28,18 +30,29 @@ func TestStreamsWithOtherSettingsExit2(t *testing.T) {
 	defer cancel()
 	first, err := jetstream.Open(ctx, jetstream.Params{Config: jetstream.Config{URL: url}})
 	require.NoError(t, err)
+	require.NoError(t, first.Declare(ctx, task.DefaultQueue))
+	_, err = lease.OpenKV(ctx, first.JetStream(), lease.KVConfig{}) // the sources' leases, TTL 6s
+	require.NoError(t, err)
 	require.NoError(t, first.Close(ctx))
 
 	for _, tc := range []struct {
 		name, set string
+		top       string // a section of its own
 		want      []string
 	}{
-		{"duplicate window", "duplicate_window: 10m", []string{"queue.jetstream.duplicate_window: 10m0s, but stream", "has 2m0s"}},
-		{"replicas", "replicas: 3", []string{"queue.jetstream.replicas: 3, but stream", "has 1"}},
-		{"replicas outside a cluster", "replicas: 3\n    stream_prefix: OTHER", []string{"queue.jetstream.replicas: 3, but the server is not part of a JetStream cluster"}},
+		{"duplicate window", "duplicate_window: 10m", "", []string{"queue.jetstream.duplicate_window: 10m0s, but stream", "has 2m0s"}},
+		{"replicas", "replicas: 3", "", []string{"queue.jetstream.replicas: 3, but stream", "has 1"}},
+		{"replicas outside a cluster", "replicas: 3\n    stream_prefix: OTHER", "", []string{"queue.jetstream.replicas: 3, but the server is not part of a JetStream cluster"}},
+		// The work streams' bounds and their consumers' max_ack_pending
+		// were applied by the last host to set them up.
+		{"max_msgs", "max_msgs: 50", "", []string{"queue.jetstream.max_msgs: 50, but stream", "has -1 (no bound)"}},
+		{"max_ack_pending", "max_ack_pending: 500", "", []string{"queue.jetstream.max_ack_pending: 500, but consumer", "has 10000"}},
+		// The leases' bucket was checked at the first lease only: the host
+		// started, and its exclusive sources never ran.
+		{"lease ttl", "stream_prefix: LEASES", "sources:\n  lease:\n    ttl: 3s\n", []string{"sources.lease.ttl: 3s, but the leases bucket \"plba_leases\"", "has 6s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := writeFile(t, "host.yaml", "admin:\n  listen: 127.0.0.1:0\nqueue:\n  backend: jetstream\n  jetstream:\n    url: "+url+"\n    "+tc.set+"\n")
+			path := writeFile(t, "host.yaml", "admin:\n  listen: 127.0.0.1:0\nqueue:\n  backend: jetstream\n  jetstream:\n    url: "+url+"\n    "+tc.set+"\n"+tc.top)
 			r := runHostCmd(t, nil, "run", "--config", path)
 			require.Equal(t, 2, r.code, r.stderr)
 			for _, w := range append(tc.want, "host.yaml") {

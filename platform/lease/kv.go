@@ -98,11 +98,12 @@ type KV struct {
 }
 
 // OpenKV binds to the leases' bucket, creating it with cfg's TTL and
-// replicas when it is missing. It fails (wrapping ErrConfig) when the
-// bucket exists with another TTL: hosts that disagree on the TTL could
-// both believe they hold a lease; and when it has other replicas, which
-// binding to it as it is would leave unsaid. Leases from a bucket it creates are held
-// only a TTL after (see the package doc).
+// replicas when it is missing. It fails with a *BucketDiffers (wrapping
+// ErrConfig) when the bucket exists with another TTL: hosts that disagree
+// on the TTL could both believe they hold a lease; and when it has other
+// replicas, which binding to it as it is would leave unsaid (CheckKV
+// checks the same without opening it). Leases from a bucket it creates
+// are held only a TTL after (see the package doc).
 func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, error) {
 	cfg = cfg.withDefaults()
 	if cfg.TTL < time.Second {
@@ -117,21 +118,8 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 	if err != nil {
 		return nil, fmt.Errorf("lease: bucket %q: %w", cfg.Bucket, err)
 	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("lease: bucket %q: status: %w", cfg.Bucket, err)
-	}
-	if st.TTL() != cfg.TTL {
-		return nil, fmt.Errorf("%w: bucket %q has ttl %v, configured %v", ErrConfig, cfg.Bucket, st.TTL(), cfg.TTL)
-	}
-	if kst, ok := st.(*jetstream.KeyValueBucketStatus); ok && kst.StreamInfo() != nil {
-		if have := kst.StreamInfo().Config.Replicas; have != cfg.Replicas {
-			// Bound as it is, the bucket would not survive the loss of a
-			// server the configuration says it survives (or would cost
-			// copies it does not ask for), and nobody would know.
-			return nil, fmt.Errorf("%w: bucket %q has replicas %d, configured %d (change the bucket first: nats kv edit, or nats stream edit KV_%s)",
-				ErrConfig, cfg.Bucket, have, cfg.Replicas, cfg.Bucket)
-		}
+	if err := checkBucket(ctx, kv, cfg.Bucket, cfg.TTL, cfg.Replicas); err != nil {
+		return nil, err
 	}
 	c, err := cfg.Meter.Int64Counter("plba.lease.handovers", metric.WithUnit("{handover}"),
 		metric.WithDescription("times this host took a lease after seeing another holder have it"))

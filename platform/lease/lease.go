@@ -35,6 +35,11 @@
 // Marks keep each schedule's last due time in a key-value bucket shared
 // by the hosts (source.Marks), for schedules that catch up missed runs.
 //
+// Every host must agree on the leases' TTL and on both buckets' replicas:
+// OpenKV and OpenMarks refuse a bucket that has others, and CheckKV and
+// CheckMarks check one that exists without opening it, so that a host
+// can refuse to start on a difference (*BucketDiffers, ErrConfig).
+//
 // The promise "never two holders" rests on the holder's work stopping
 // within the margin once its hold is lost (source.Exclusive cancels the
 // source's context at once) and on the NATS servers' clocks agreeing

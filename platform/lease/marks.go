@@ -30,8 +30,9 @@ type Marks struct {
 }
 
 // OpenMarks binds to bucket (DefaultMarksBucket when empty), creating it
-// with replicas (1 or 3) when it is missing. It fails (wrapping
-// ErrConfig) when the bucket exists with other replicas, as OpenKV does:
+// with replicas (1 or 3) when it is missing. It fails with a
+// *BucketDiffers (wrapping ErrConfig) when the bucket exists with other
+// replicas, as OpenKV does (CheckMarks checks the same without opening it):
 // bound as it is, the marks would not survive the loss of a server the
 // configuration says they survive, and nobody would know.
 func OpenMarks(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*Marks, error) {
@@ -52,15 +53,8 @@ func OpenMarks(ctx context.Context, js jetstream.JetStream, bucket string, repli
 	if err != nil {
 		return nil, fmt.Errorf("lease: marks bucket %q: %w", bucket, err)
 	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("lease: marks bucket %q: status: %w", bucket, err)
-	}
-	if kst, ok := st.(*jetstream.KeyValueBucketStatus); ok && kst.StreamInfo() != nil {
-		if have := kst.StreamInfo().Config.Replicas; have != replicas {
-			return nil, fmt.Errorf("%w: marks bucket %q has replicas %d, configured %d (change the bucket first: nats kv edit, or nats stream edit KV_%s)",
-				ErrConfig, bucket, have, replicas, bucket)
-		}
+	if err := checkBucket(ctx, kv, bucket, 0, replicas); err != nil {
+		return nil, err
 	}
 	m.kv = kv
 	return m, nil

@@ -62,6 +62,12 @@ func differs(key string, want, have any, what string) error {
 // (see above): every host but one that owns its embedded server.
 func (b *Backend) agrees() bool { return !b.ownsSrv }
 
+// OwnsServer reports whether the backend started its own embedded server
+// (mode "embedded" without Params.Server): it is then the only host on
+// the server, and applies its configuration to the streams and consumers
+// it finds instead of checking them against it (ErrSettingsDiffer).
+func (b *Backend) OwnsServer() bool { return b.ownsSrv }
+
 // streamKeys name the configuration keys a stream's settings come from,
 // for the settings agreeStream compares beside its replicas; an empty one
 // is not compared.

@@ -1,0 +1,99 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plba/plba/internal/jsapi"
+)
+
+// Settings of a bucket that every host must agree on, as BucketDiffers
+// names them.
+const (
+	SettingTTL      = "ttl"
+	SettingReplicas = "replicas"
+)
+
+// BucketDiffers is the error of a bucket found on the server with another
+// setting than this host's configuration: the leases' TTL or replicas,
+// the marks' replicas. It wraps ErrConfig.
+type BucketDiffers struct {
+	// Bucket is the bucket's name.
+	Bucket string
+	// Setting is SettingTTL or SettingReplicas.
+	Setting string
+	// Want is this host's value, Have the bucket's.
+	Want, Have any
+}
+
+func (e *BucketDiffers) Error() string {
+	return fmt.Sprintf("%v: bucket %q has %s %v, configured %v (change the bucket first: nats kv edit, or nats stream edit KV_%s)",
+		ErrConfig, e.Bucket, e.Setting, e.Have, e.Want, e.Bucket)
+}
+
+// Unwrap returns ErrConfig.
+func (e *BucketDiffers) Unwrap() error { return ErrConfig }
+
+// CheckKV compares the leases' bucket cfg names, when it exists, with
+// cfg's TTL and replicas, as OpenKV does, without creating it or binding
+// to it: a host checks it when it starts, so that a difference stops the
+// host at once rather than failing its first lease. A bucket that does
+// not exist passes. A difference is a *BucketDiffers.
+func CheckKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) error {
+	cfg = cfg.withDefaults()
+	return checkExisting(ctx, js, cfg.Bucket, cfg.TTL, cfg.Replicas)
+}
+
+// CheckMarks compares the marks' bucket (DefaultMarksBucket when empty),
+// when it exists, with replicas (1 when 0), as OpenMarks does, without
+// creating it. A bucket that does not exist passes. A difference is a
+// *BucketDiffers.
+func CheckMarks(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) error {
+	if bucket == "" {
+		bucket = DefaultMarksBucket
+	}
+	if replicas == 0 {
+		replicas = 1
+	}
+	return checkExisting(ctx, js, bucket, 0, replicas)
+}
+
+// checkExisting looks bucket up and checks it (checkBucket) when it
+// exists.
+func checkExisting(ctx context.Context, js jetstream.JetStream, bucket string, ttl time.Duration, replicas int) error {
+	kv, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) })
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("lease: bucket %q: %w", bucket, err)
+	}
+	return checkBucket(ctx, kv, bucket, ttl, replicas)
+}
+
+// checkBucket compares kv's TTL (unless ttl is 0) and replicas with
+// this host's.
+func checkBucket(ctx context.Context, kv jetstream.KeyValue, bucket string, ttl time.Duration, replicas int) error {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("lease: bucket %q: status: %w", bucket, err)
+	}
+	if ttl != 0 && st.TTL() != ttl {
+		// Hosts that disagree on the TTL could both believe they hold a
+		// lease.
+		return &BucketDiffers{Bucket: bucket, Setting: SettingTTL, Want: ttl, Have: st.TTL()}
+	}
+	if kst, ok := st.(*jetstream.KeyValueBucketStatus); ok && kst.StreamInfo() != nil {
+		if have := kst.StreamInfo().Config.Replicas; have != replicas {
+			// Bound as it is, the bucket would not survive the loss of a
+			// server the configuration says it survives (or would cost
+			// copies it does not ask for), and nobody would know.
+			return &BucketDiffers{Bucket: bucket, Setting: SettingReplicas, Want: replicas, Have: have}
+		}
+	}
+	return nil
+}
