@@ -44,7 +44,8 @@ const errReplicasUnsupported = 10074
 // counts on); the ack wait, maximum deliveries and max_ack_pending of the
 // work streams' consumers (a later host's max_ack_pending would bound the
 // deliveries in flight of every host, across all of them) and the ack
-// wait of the advisory stream's consumer. A bound of 0 and -1 both mean
+// wait of the advisory stream's consumer; the replicas of the pool
+// overrides' bucket (agreeOverrides). A bound of 0 and -1 both mean
 // none. The key-value buckets of the sources' leases and the schedules'
 // marks are compared too, when the host starts (see package platform).
 

@@ -203,7 +203,8 @@ func TestReplicasOnAServerOutsideACluster(t *testing.T) {
 
 // TestClusterHostsMustAgreeOnReplicas: on a three-node cluster whose
 // streams have three replicas, a host configured with one (the default)
-// refuses to start, rather than taking every stream down to one copy.
+// refuses to start, rather than taking every stream down to one copy; a
+// host with three refuses a pool overrides' bucket of one.
 func TestClusterHostsMustAgreeOnReplicas(t *testing.T) {
 	t.Parallel()
 	if os.Getenv("PLBA_TEST_CLUSTER") == "" {
@@ -232,6 +233,13 @@ func TestClusterHostsMustAgreeOnReplicas(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 3, s.CachedInfo().Config.Replicas, "stream %s keeps its replicas", name)
 	}
+
+	// The pool overrides' bucket too: it was bound as it was found, at
+	// first use, its replicas unchecked.
+	_, err = js.CreateKeyValue(t.Context(), njs.KeyValueConfig{Bucket: "OVR_OVERRIDES", History: 1, Replicas: 1})
+	require.NoError(t, err)
+	_, err = openOn(t, jetstream.Config{URL: url, Replicas: 3, StreamPrefix: "OVR"})
+	requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream.replicas", "3", "1", `"KV_OVR_OVERRIDES"`)
 }
 
 // TestClusterReadsMarkersFromTheLeader (PLBA_TEST_CLUSTER=1): with three

@@ -231,6 +231,9 @@ func (b *Backend) start(ctx context.Context) error {
 	if err := b.ensureAdvisoryStream(ctx); err != nil {
 		return err
 	}
+	if err := b.agreeOverrides(ctx); err != nil {
+		return err
+	}
 	b.schedules = serverAtLeast(nc.ConnectedServerVersion(), 2, 12)
 	b.multiGet = serverAtLeast(nc.ConnectedServerVersion(), 2, 11)
 	b.termWhy = serverAtLeast(nc.ConnectedServerVersion(), 2, 11)

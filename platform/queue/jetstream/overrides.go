@@ -21,10 +21,19 @@ func (n names) overridesBucket() string { return n.prefix + "_OVERRIDES" }
 // bucket <prefix>_OVERRIDES (one key per queue, the queue name encoded
 // like a stream token), with the backend's storage and replicas: a
 // paused or resized pool stays so after a restart of any replica. The
-// bucket is created on first use (the backend must be started).
+// bucket is created on first use (the backend must be started). A host
+// connected to servers it does not own refuses to start when the bucket
+// exists with other replicas (ErrSettingsDiffer, agree.go).
 func (b *Backend) Overrides() queue.OverrideStore { return &kvOverrides{b: b} }
 
 type kvOverrides struct{ b *Backend }
+
+// agreeOverrides checks the overrides' bucket, when it exists, against
+// this host's replicas, as the streams are (agreeStream): first use binds
+// to it as it is. The backend checks it when it starts.
+func (b *Backend) agreeOverrides(ctx context.Context) error {
+	return b.agreeStream(ctx, jetstream.StreamConfig{Name: "KV_" + b.names.overridesBucket(), Replicas: b.cfg.Replicas}, streamKeys{})
+}
 
 func (s *kvOverrides) Durable() bool { return s.b.cfg.Storage != StorageMemory }
 
@@ -36,10 +45,16 @@ func (s *kvOverrides) kv(ctx context.Context) (jetstream.KeyValue, error) {
 	kv, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return s.b.js.KeyValue(ctx, name) })
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = jsapi.Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
-			return s.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			kv, err := s.b.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 				Bucket: name, Description: "plba pool overrides", History: 1,
 				Storage: s.b.storage(), Replicas: s.b.cfg.Replicas,
 			})
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				// Another host made it a moment ago: bound as it is, not
+				// updated to this host's replicas under it.
+				return s.b.js.KeyValue(ctx, name)
+			}
+			return kv, err
 		})
 	}
 	if err != nil {
