@@ -353,12 +353,18 @@ func nodeLoss(t *testing.T, leads func(s *server.Server) bool) {
 	rec.mu.Unlock()
 	require.Equal(t, handled, check(), "no order ran again")
 
-	t.Logf("told %d times for %d orders; schedule ran %d due times; the exclusive source ran on %v; emit errors %q", rec.count(keys), total, len(ticks), seen.ran, rec.emitErrs)
-	seen.mu.Lock()
-	require.Empty(t, seen.overlap, "never two hosts at once")
-	seen.mu.Unlock()
+	told := rec.count(keys)
 	mu.Lock()
 	defer mu.Unlock()
+	seen.mu.Lock()
+	ran, overlap := append([]string(nil), seen.ran...), seen.overlap
+	seen.mu.Unlock()
+	rec.mu.Lock()
+	emitErrs := append([]string(nil), rec.emitErrs...)
+	rec.mu.Unlock()
+	// Read under their locks: the hosts' handlers still run (a tick's).
+	t.Logf("told %d times for %d orders; schedule ran %d due times; the exclusive source ran on %v; emit errors %q", told, total, len(ticks), ran, emitErrs)
+	require.Empty(t, overlap, "never two hosts at once")
 	for at, runs := range ticks {
 		// Emitted once (one task); run again only as a delivery after a
 		// settlement the loss of a server cut (at least once: the

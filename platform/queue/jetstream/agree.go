@@ -48,6 +48,8 @@ const errReplicasUnsupported = 10074
 // overrides' bucket (agreeOverrides). A bound of 0 and -1 both mean
 // none. The key-value buckets of the sources' leases and the schedules'
 // marks are compared too, when the host starts (see package platform).
+// Not compared: storage, which the server refuses to change (the set-up
+// fails, without naming the key).
 
 // differs returns the ErrSettingsDiffer problem for key: want is this
 // host's value, have the one on the server.
