@@ -13,7 +13,6 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/plba/plba/internal/sleep"
-	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/lease"
 	"github.com/plba/plba/platform/queue"
@@ -108,11 +107,8 @@ func bucketProblem(err error, what string) error {
 	if d.Setting == lease.SettingTTL {
 		key = SourcesSection + ".lease.ttl"
 	}
-	return fmt.Errorf("%w: %w", config.InvalidAs(jetstream.ErrSettingsDiffer, key,
-		"%v, but the %s bucket %q on the server has %v (made by another host or an earlier configuration): "+
-			"every host on the NATS servers must have the same; to change it, change the bucket first "+
-			"(nats kv edit, or nats stream edit KV_%s) and then every host's configuration",
-		d.Want, what, d.Bucket, d.Have, d.Bucket), lease.ErrConfig)
+	return fmt.Errorf("%w: %w", jetstream.SettingDiffers(key, d.Want, d.Have, fmt.Sprintf("the %s bucket %q", what, d.Bucket),
+		"nats kv edit, or nats stream edit KV_"+d.Bucket), lease.ErrConfig)
 }
 
 type leaseChecksParams struct {

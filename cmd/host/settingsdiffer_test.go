@@ -47,6 +47,9 @@ func TestStreamsWithOtherSettingsExit2(t *testing.T) {
 		// were applied by the last host to set them up.
 		{"max_msgs", "max_msgs: 50", "", []string{"queue.jetstream.max_msgs: 50, but stream", "has -1 (no bound)"}},
 		{"max_ack_pending", "max_ack_pending: 500", "", []string{"queue.jetstream.max_ack_pending: 500, but consumer", "has 10000"}},
+		// The server refuses to change a stream's storage: the host failed
+		// with its error, which named no key (exit 1).
+		{"storage", "storage: memory", "", []string{"queue.jetstream.storage: memory, but stream", "has file storage"}},
 		// The leases' bucket was checked at the first lease only: the host
 		// started, and its exclusive sources never ran.
 		{"lease ttl", "stream_prefix: LEASES", "sources:\n  lease:\n    ttl: 3s\n", []string{"sources.lease.ttl: 3s, but the leases bucket \"plba_leases\"", "has 6s"}},

@@ -91,8 +91,11 @@ func (b *Backend) setUpAdvisoryStream(ctx context.Context) (c jetstream.Consumer
 	if err != nil {
 		return nil, false, fmt.Errorf("jetstream: create stream %q: %w", name, replicasProblem(err, b.cfg.Replicas))
 	}
-	if have := s.CachedInfo().Config.Replicas; !created && b.agrees() && have != b.cfg.Replicas {
-		return nil, false, differs("replicas", b.cfg.Replicas, have, fmt.Sprintf("stream %q", name))
+	if !created {
+		want := jetstream.StreamConfig{Name: name, Replicas: b.cfg.Replicas, Storage: b.storage()}
+		if err := b.compareStream(s.CachedInfo().Config, want, streamKeys{}); err != nil {
+			return nil, false, err
+		}
 	}
 	c, err = b.setUpAdvisoryConsumer(ctx, s)
 	return c, created, err

@@ -47,18 +47,33 @@ const errReplicasUnsupported = 10074
 // wait of the advisory stream's consumer; the replicas of the pool
 // overrides' bucket (agreeOverrides). A bound of 0 and -1 both mean
 // none. The key-value buckets of the sources' leases and the schedules'
-// marks are compared too, when the host starts (see package platform).
-// Not compared: storage, which the server refuses to change (the set-up
-// fails, without naming the key).
+// marks are compared too, when the host starts, and the admin audit
+// stream when the admin server starts (see package platform; a host that
+// owns its server applies its configuration to them). Compared on every
+// host, one that owns its server too: the storage of every stream and of
+// the overrides' bucket, which the server refuses to change (its refusal
+// named no key).
 
-// differs returns the ErrSettingsDiffer problem for key: want is this
-// host's value, have the one on the server.
-func differs(key string, want, have any, what string) error {
-	return config.InvalidAs(ErrSettingsDiffer, "queue.jetstream."+key,
+// SettingDiffers returns the problem of a setting every host must agree
+// on, found on the server with another value than this host's: a
+// config.Problem at key (the full configuration key, so the host exits
+// 2) wrapping ErrSettingsDiffer. want is this host's value, have the
+// server's; what names what has it (`stream "X"`, `the leases bucket
+// "Y"`), edit the command that changes it on the server. The platform's
+// other shared streams and buckets (the admin audit, the sources'
+// leases) report theirs with it too.
+func SettingDiffers(key string, want, have any, what, edit string) error {
+	return config.InvalidAs(ErrSettingsDiffer, key,
 		"%v, but %s on the server has %v (made by another host or an earlier configuration): "+
-			"every host on the stream prefix must have the same; to change it, change the server's first "+
-			"(nats stream edit / nats consumer edit) and then every host's configuration",
-		want, what, have)
+			"every host on the NATS servers must have the same; to change it, change the server's first "+
+			"(%s) and then every host's configuration",
+		want, what, have, edit)
+}
+
+// differs returns the ErrSettingsDiffer problem for the key
+// queue.jetstream.<key> (SettingDiffers).
+func differs(key string, want, have any, what string) error {
+	return SettingDiffers("queue.jetstream."+key, want, have, what, "nats stream edit / nats consumer edit")
 }
 
 // agrees reports whether this host checks what it finds on the server
@@ -96,14 +111,8 @@ func boundText(n int64) string {
 }
 
 // agreeStream checks the stream named want.Name, when it exists, against
-// want: its replicas, and each setting keys names: its duplicate window
-// (when want sets one), maximum age (when want sets one), maximum
-// messages and maximum bytes (0 and -1 both none). A stream that does not
-// exist passes.
+// want (compareStream). A stream that does not exist passes.
 func (b *Backend) agreeStream(ctx context.Context, want jetstream.StreamConfig, keys streamKeys) error {
-	if !b.agrees() {
-		return nil
-	}
 	s, err := lookupStream(ctx, b.js, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
@@ -111,8 +120,23 @@ func (b *Backend) agreeStream(ctx context.Context, want jetstream.StreamConfig, 
 	if err != nil {
 		return fmt.Errorf("jetstream: stream %q: %w", want.Name, err)
 	}
-	have := s.CachedInfo().Config
+	return b.compareStream(s.CachedInfo().Config, want, keys)
+}
+
+// compareStream compares have, a stream's configuration on the server,
+// with want: its storage, which the server cannot change, on every host;
+// and on a host that checks what it finds (agrees) its replicas and each
+// setting keys names: its duplicate window (when want sets one), maximum
+// age (when want sets one), maximum messages and maximum bytes (0 and -1
+// both none).
+func (b *Backend) compareStream(have, want jetstream.StreamConfig, keys streamKeys) error {
 	what := fmt.Sprintf("stream %q", want.Name)
+	if have.Storage != want.Storage {
+		return storageDiffers(want.Storage, have.Storage, what)
+	}
+	if !b.agrees() {
+		return nil
+	}
 	switch {
 	case have.Replicas != want.Replicas:
 		return differs("replicas", want.Replicas, have.Replicas, what)
@@ -128,8 +152,29 @@ func (b *Backend) agreeStream(ctx context.Context, want jetstream.StreamConfig, 
 	return nil
 }
 
+// storageName is the Config.Storage value of the storage t.
+func storageName(t jetstream.StorageType) string {
+	if t == jetstream.MemoryStorage {
+		return StorageMemory
+	}
+	return StorageFile
+}
+
+// storageDiffers is the problem of a stream found with another storage
+// than this host's, at queue.jetstream.storage: the server refuses to
+// change a stream's storage, for a host that owns it too, where its
+// update failed with an error that named no key.
+func storageDiffers(want, have jetstream.StorageType, what string) error {
+	return config.InvalidAs(ErrSettingsDiffer, "queue.jetstream.storage",
+		"%s, but %s on the server has %s storage (made by another host or an earlier configuration), "+
+			"which the server cannot change: set storage: %s, or move the stream's messages elsewhere "+
+			"and delete it (nats stream rm) to have it made anew with %s storage",
+		storageName(want), what, storageName(have), storageName(have), storageName(want))
+}
+
 // setUpStream creates the stream cfg describes, or updates it when it
-// exists. A host that checks what it finds (agrees) creates it, which
+// exists (a host that owns its server checks its storage first,
+// agreeStream). A host that checks what it finds (agrees) creates it, which
 // the server refuses when the stream exists with another configuration
 // (another host's create may have come first, a moment ago), and only
 // then checks the stream against cfg (agreeStream, keys) and updates it:
@@ -149,9 +194,11 @@ func (b *Backend) setUpStream(ctx context.Context, cfg jetstream.StreamConfig, k
 		if err != nil || s != nil {
 			return s, err
 		}
-		if err := b.agreeStream(ctx, cfg, keys); err != nil {
-			return nil, err
-		}
+	}
+	// A host that owns the server checks the storage only, which its
+	// update could not change.
+	if err := b.agreeStream(ctx, cfg, keys); err != nil {
+		return nil, err
 	}
 	return createOrUpdateStream(ctx, b.js, cfg)
 }

@@ -372,3 +372,37 @@ func streamOf(t *testing.T, url, name string) njs.StreamConfig {
 	require.NoError(t, err)
 	return s.CachedInfo().Config
 }
+
+// TestStorageIsComparedNamingTheKey: the server refuses to change a
+// stream's storage, so a host whose queue.jetstream.storage differs from
+// the streams' failed its start with the server's error, which named no
+// key (exit 1), whether it owned its embedded server or not. It is a
+// configuration problem at queue.jetstream.storage (exit 2), and the
+// streams are left as they are.
+func TestStorageIsComparedNamingTheKey(t *testing.T) {
+	t.Parallel()
+	t.Run("shared server", func(t *testing.T) {
+		t.Parallel()
+		srv := startServer(t, t.TempDir(), "127.0.0.1:0", nil)
+		url := srv.ClientURL()
+		first, err := openOn(t, jetstream.Config{URL: url})
+		require.NoError(t, err)
+		require.NoError(t, first.Declare(t.Context(), "q"))
+		_, err = openOn(t, jetstream.Config{URL: url, Storage: jetstream.StorageMemory})
+		requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream.storage", "memory, but", "file storage", `"PLBA_DEAD"`, "set storage: file")
+		require.Equal(t, njs.FileStorage, streamOf(t, url, "PLBA_DEAD").Storage)
+		require.Equal(t, njs.FileStorage, streamOf(t, url, "PLBA_Q_q").Storage)
+	})
+	t.Run("own embedded server", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		b, err := openOn(t, jetstream.Config{Embedded: embedded.Config{StoreDir: dir}})
+		require.NoError(t, err)
+		require.NoError(t, b.Declare(t.Context(), "q"))
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, b.Close(ctx))
+		_, err = openOn(t, jetstream.Config{Storage: jetstream.StorageMemory, Embedded: embedded.Config{StoreDir: dir}})
+		requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream.storage", "memory, but", "file storage")
+	})
+}

@@ -29,10 +29,12 @@ func (b *Backend) Overrides() queue.OverrideStore { return &kvOverrides{b: b} }
 type kvOverrides struct{ b *Backend }
 
 // agreeOverrides checks the overrides' bucket, when it exists, against
-// this host's replicas, as the streams are (agreeStream): first use binds
-// to it as it is. The backend checks it when it starts.
+// this host's replicas and storage, as the streams are (agreeStream):
+// first use binds to it as it is (and Durable answers from the
+// configured storage). The backend checks it when it starts.
 func (b *Backend) agreeOverrides(ctx context.Context) error {
-	return b.agreeStream(ctx, jetstream.StreamConfig{Name: "KV_" + b.names.overridesBucket(), Replicas: b.cfg.Replicas}, streamKeys{})
+	want := jetstream.StreamConfig{Name: "KV_" + b.names.overridesBucket(), Replicas: b.cfg.Replicas, Storage: b.storage()}
+	return b.agreeStream(ctx, want, streamKeys{})
 }
 
 func (s *kvOverrides) Durable() bool { return s.b.cfg.Storage != StorageMemory }
