@@ -13,6 +13,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/plba/plba/internal/sleep"
+	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/health"
 	"github.com/plba/plba/platform/lease"
 	"github.com/plba/plba/platform/queue"
@@ -39,8 +40,9 @@ type leasesResult struct {
 // newLeases gives exclusive sources their leases and schedules their
 // marks: in JetStream key-value buckets (sources.lease, replicated like the
 // streams) when the backend is JetStream, so that one host of the cluster
-// runs each; local to the process otherwise. The buckets are checked when
-// the backend starts (startJetStream), and opened on first use.
+// runs each; local to the process otherwise. The buckets are checked (or,
+// on a host that owns its server, brought to its settings) when the
+// backend starts (startJetStream), and opened on first use.
 func newLeases(p leasesParams) leasesResult {
 	lc := p.Sources.WithDefaults().Lease
 	jb, ok := p.Backend.(*jetstream.Backend)
@@ -57,22 +59,26 @@ func newLeases(p leasesParams) leasesResult {
 	return leasesResult{Leases: kv, Marks: marks}
 }
 
-// startJetStream starts the JetStream backend b and then checks the
-// buckets of the sources' leases and the schedules' marks (lc) that exist
-// against this host's settings, as the backend checks its streams: a
-// host connected to servers it does not own refuses to start on a
-// difference (a configuration problem naming the key, exit 2), rather
-// than failing its first lease or mark at run time. The buckets are
-// still opened, and created when missing, on first use. A backend that
-// fails its checks is closed again.
+// startJetStream starts the JetStream backend b and then sets up the
+// buckets of the sources' leases and the schedules' marks (lc) that
+// exist, as the backend does its streams: a host connected to servers it
+// does not own checks them against its settings and refuses to start on
+// a difference (a configuration problem naming the key, exit 2), rather
+// than failing its first lease or mark at run time; a host that owns its
+// embedded server (the only host on it) applies its settings to them, a
+// TTL changed in its configuration as much as its streams' settings,
+// where the bucket's old TTL failed every lease at first use and left the
+// host never ready. The buckets are still opened, and created when
+// missing, on first use. A backend that fails here is closed again.
 func startJetStream(ctx context.Context, b *jetstream.Backend, lc source.LeaseConfig) error {
 	if err := b.Start(ctx); err != nil {
 		return err
 	}
+	set := checkBuckets
 	if b.OwnsServer() {
-		return nil
+		set = applyBuckets
 	}
-	err := checkBuckets(ctx, b.JetStream(), lc, b.Config().Replicas)
+	err := set(ctx, b.JetStream(), lc, b.Config().Replicas)
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -93,11 +99,24 @@ func checkBuckets(ctx context.Context, js njs.JetStream, lc source.LeaseConfig, 
 	return nil
 }
 
+// applyBuckets brings the leases' and the marks' buckets, when they
+// exist, to lc's TTL and replicas (the streams').
+func applyBuckets(ctx context.Context, js njs.JetStream, lc source.LeaseConfig, replicas int) error {
+	if err := lease.ApplyKV(ctx, js, lease.KVConfig{Bucket: lc.Bucket, TTL: lc.TTL, Replicas: replicas}); err != nil {
+		return bucketProblem(err, "leases")
+	}
+	if err := lease.ApplyMarks(ctx, js, lc.MarksBucket, replicas); err != nil {
+		return bucketProblem(err, "schedule marks")
+	}
+	return nil
+}
+
 // bucketProblem turns a bucket found with another setting than this
 // host's (lease.BucketDiffers) into the problem of a setting every host
 // must agree on (jetstream.ErrSettingsDiffer), naming its key: the
 // replicas are the streams' (queue.jetstream.replicas), the TTL is
-// sources.lease.ttl. Other errors are returned as they are.
+// sources.lease.ttl. A bucket the server refused to change (Refused) is
+// said so. Other errors are returned as they are.
 func bucketProblem(err error, what string) error {
 	var d *lease.BucketDiffers
 	if !errors.As(err, &d) {
@@ -106,6 +125,12 @@ func bucketProblem(err error, what string) error {
 	key := JetStreamSection + ".replicas"
 	if d.Setting == lease.SettingTTL {
 		key = SourcesSection + ".lease.ttl"
+	}
+	if d.Refused != nil {
+		return fmt.Errorf("%w: %w", config.InvalidAs(jetstream.ErrSettingsDiffer, key,
+			"%v, but the %s bucket %q on the server has %v, and the server refused to change it (%v): "+
+				"set %v, or change the bucket otherwise (nats kv edit, or delete it: nats kv rm %s)",
+			d.Want, what, d.Bucket, d.Have, d.Refused, d.Have, d.Bucket), lease.ErrConfig)
 	}
 	return fmt.Errorf("%w: %w", jetstream.SettingDiffers(key, d.Want, d.Have, fmt.Sprintf("the %s bucket %q", what, d.Bucket),
 		"nats kv edit, or nats stream edit KV_"+d.Bucket), lease.ErrConfig)

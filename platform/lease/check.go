@@ -28,9 +28,17 @@ type BucketDiffers struct {
 	Setting string
 	// Want is this host's value, Have the bucket's.
 	Want, Have any
+	// Refused is the server's answer when a host that applies its
+	// configuration (ApplyKV, ApplyMarks) could not change the bucket;
+	// nil when the bucket was only compared.
+	Refused error
 }
 
 func (e *BucketDiffers) Error() string {
+	if e.Refused != nil {
+		return fmt.Sprintf("%v: bucket %q has %s %v, configured %v, and the server refused to change it: %v",
+			ErrConfig, e.Bucket, e.Setting, e.Have, e.Want, e.Refused)
+	}
 	return fmt.Sprintf("%v: bucket %q has %s %v, configured %v (change the bucket first: nats kv edit, or nats stream edit KV_%s)",
 		ErrConfig, e.Bucket, e.Setting, e.Have, e.Want, e.Bucket)
 }
@@ -53,13 +61,8 @@ func CheckKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) error {
 // creating it. A bucket that does not exist passes. A difference is a
 // *BucketDiffers.
 func CheckMarks(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) error {
-	if bucket == "" {
-		bucket = DefaultMarksBucket
-	}
-	if replicas == 0 {
-		replicas = 1
-	}
-	return checkExisting(ctx, js, bucket, 0, replicas)
+	c := marksConfig(bucket, replicas)
+	return checkExisting(ctx, js, c.Bucket, 0, c.Replicas)
 }
 
 // checkExisting looks bucket up and checks it (checkBucket) when it

@@ -131,14 +131,20 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 
 // createBucket creates the leases' bucket, or binds to it when it exists.
 func createBucket(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (jetstream.KeyValue, error) {
-	return createOrBind(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
+	return createOrBind(ctx, js, cfg.bucketConfig())
+}
+
+// bucketConfig is the configuration of the leases' bucket c (defaults
+// applied) describes.
+func (c KVConfig) bucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      c.Bucket,
 		Description: "plba leases: one holder per key",
 		History:     1,
-		TTL:         cfg.TTL,
-		Replicas:    cfg.Replicas,
+		TTL:         c.TTL,
+		Replicas:    c.Replicas,
 		Storage:     jetstream.FileStorage,
-	})
+	}
 }
 
 // createOrBind creates the bucket cfg describes, or binds to it when it

@@ -36,28 +36,34 @@ type Marks struct {
 // bound as it is, the marks would not survive the loss of a server the
 // configuration says they survive, and nobody would know.
 func OpenMarks(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*Marks, error) {
+	m := &Marks{js: js, cfg: marksConfig(bucket, replicas)}
+	kv, err := jsapi.Retry(ctx, m.createBucket)
+	if err != nil {
+		return nil, fmt.Errorf("lease: marks bucket %q: %w", m.cfg.Bucket, err)
+	}
+	if err := checkBucket(ctx, kv, m.cfg.Bucket, 0, m.cfg.Replicas); err != nil {
+		return nil, err
+	}
+	m.kv = kv
+	return m, nil
+}
+
+// marksConfig is the configuration of the marks' bucket: bucket
+// (DefaultMarksBucket when empty) with replicas (1 when 0).
+func marksConfig(bucket string, replicas int) jetstream.KeyValueConfig {
 	if bucket == "" {
 		bucket = DefaultMarksBucket
 	}
 	if replicas == 0 {
 		replicas = 1
 	}
-	m := &Marks{js: js, cfg: jetstream.KeyValueConfig{
+	return jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "plba schedules: the last due time each one ran",
 		History:     1,
 		Replicas:    replicas,
 		Storage:     jetstream.FileStorage,
-	}}
-	kv, err := jsapi.Retry(ctx, m.createBucket)
-	if err != nil {
-		return nil, fmt.Errorf("lease: marks bucket %q: %w", bucket, err)
 	}
-	if err := checkBucket(ctx, kv, bucket, 0, replicas); err != nil {
-		return nil, err
-	}
-	m.kv = kv
-	return m, nil
 }
 
 // createBucket creates the marks' bucket, or binds to it when it exists.

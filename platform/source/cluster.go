@@ -51,8 +51,10 @@ type LeaseConfig struct {
 	// holder renews it every quarter TTL and stops its source a quarter
 	// TTL before it could expire when it cannot renew; another host takes
 	// over within TTL + TTL/3 after the holder died. Every host of a
-	// cluster must agree (a host with another TTL fails to take any
-	// lease). Default 6s (hand-over within 8s); at least 1s.
+	// cluster must agree: a host connected to servers it does not own
+	// refuses to start when the bucket has another TTL (exit 2); a host
+	// that owns its embedded server applies its TTL to the bucket when it
+	// starts. Default 6s (hand-over within 8s); at least 1s.
 	TTL time.Duration `koanf:"ttl"`
 	// Bucket is the JetStream key-value bucket of the leases. Default
 	// "plba_leases".

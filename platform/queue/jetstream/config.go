@@ -121,6 +121,8 @@ type Config struct {
 	// JetStream cluster). Default 1.
 	Replicas int `koanf:"replicas"`
 	// Storage is "file" (default) or "memory" (lost when the servers stop).
+	// The server cannot change a stream's storage: a host that finds its
+	// streams with another refuses to start naming the key (exit 2).
 	Storage string `koanf:"storage"`
 	// DuplicateWindow is how long a task key is remembered for
 	// de-duplication. Default 2m.
