@@ -70,6 +70,10 @@ type AuditConfig struct {
 	// the queue backend is JetStream. Default PLBA_AUDIT.
 	Stream string `koanf:"stream"`
 	// MaxAge is how long the stream keeps an entry. Default 2160h (90 days).
+	// The hosts of a cluster share the stream and must agree on MaxAge
+	// and MaxMsgs: a host connected to servers it does not own refuses to
+	// start when the stream has others (exit 2); one that owns its
+	// embedded server applies its own.
 	MaxAge time.Duration `koanf:"max_age"`
 	// MaxMsgs bounds the entries the stream keeps (the oldest go first).
 	// Default 1000000.

@@ -1,7 +1,9 @@
 // Package auditstream keeps the admin audit in a JetStream stream, so
 // that it survives restarts: admin.AuditStore on JetStream. The platform
 // provides it when the queue backend is JetStream; the admin server
-// appends every entry and fills its ring from the stream at start.
+// appends every entry and fills its ring from the stream at start. The
+// hosts of a cluster share the stream and must agree on its limits (see
+// Store.Start).
 package auditstream
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/plba/plba/internal/jsapi"
 	"github.com/plba/plba/internal/sleep"
 	"github.com/plba/plba/platform/admin"
+	queuejs "github.com/plba/plba/platform/queue/jetstream"
 )
 
 // Store is the audit stream.
@@ -31,6 +34,7 @@ type Store struct {
 	origin   string // this store's own part of every message id
 	log      *zap.Logger
 	started  atomic.Bool // Start created or found the stream
+	owns     func() bool // see OwnedWhen
 }
 
 var _ admin.AuditStore = (*Store)(nil)
@@ -51,30 +55,95 @@ func New(js func() jetstream.JetStream, cfg admin.AuditConfig, replicas int, log
 	return &Store{js: js, cfg: cfg, replicas: replicas, subject: cfg.Stream + ".entries", origin: rand.Text()[:13], log: log}
 }
 
-// Start creates the stream, or updates its limits to the configured ones.
+// OwnedWhen has Start apply the configuration to the stream it finds
+// when owns reports true (called at Start: the host owns its embedded
+// server and is the only host on it, jetstream.Backend.OwnsServer), as
+// the queue backend does its streams. Without it, or when owns reports
+// false, Start compares the stream with the configuration (see Start).
+// It returns s.
+func (s *Store) OwnedWhen(owns func() bool) *Store {
+	s.owns = owns
+	return s
+}
+
+// streamConfig is the configuration of the audit stream.
+func (s *Store) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        s.cfg.Stream,
+		Description: "plba admin audit: every state-changing call on the admin server",
+		Subjects:    []string{s.subject},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      s.cfg.MaxAge,
+		MaxMsgs:     s.cfg.MaxMsgs,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.replicas,
+		Duplicates:  time.Minute,
+	}
+}
+
+// Start creates the stream, or sets it up as it finds it. The hosts of
+// a cluster share it, and every one must have the same limits: a host
+// that owns its server (OwnedWhen) updates the stream to its
+// configuration; any other creates it, and compares one that exists with
+// another configuration, refusing to start on a difference in its
+// admin.audit.max_msgs, admin.audit.max_age or queue.jetstream.replicas
+// (queuejs.SettingDiffers, a configuration problem naming the key:
+// exit 2), where the last host to start applied its own under the others
+// (a lower max_msgs had the other hosts' entries discarded sooner than
+// they say, one replica took the audit down to one copy). Settings it
+// does not compare are updated to its own.
 func (s *Store) Start(ctx context.Context) error {
 	js := s.js()
 	if js == nil {
 		return errors.New("auditstream: the JetStream backend has not started")
 	}
-	_, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
-		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        s.cfg.Stream,
-			Description: "plba admin audit: every state-changing call on the admin server",
-			Subjects:    []string{s.subject},
-			Retention:   jetstream.LimitsPolicy,
-			Discard:     jetstream.DiscardOld,
-			MaxAge:      s.cfg.MaxAge,
-			MaxMsgs:     s.cfg.MaxMsgs,
-			Storage:     jetstream.FileStorage,
-			Replicas:    s.replicas,
-			Duplicates:  time.Minute,
+	want := s.streamConfig()
+	if s.owns == nil || !s.owns() {
+		st, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+			st, err := js.CreateStream(ctx, want)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return nil, nil // it exists, made otherwise: compared below
+			}
+			return st, err
 		})
+		if err != nil {
+			return fmt.Errorf("auditstream: create stream %q: %w", s.cfg.Stream, err)
+		}
+		if st == nil {
+			if err := s.agree(ctx, js, want); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, want)
 	})
 	if err != nil {
 		return fmt.Errorf("auditstream: create stream %q: %w", s.cfg.Stream, err)
 	}
 	s.started.Store(true)
+	return nil
+}
+
+// agree compares the stream on the server with want: its replicas,
+// maximum messages and maximum age.
+func (s *Store) agree(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	st, err := jsapi.Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, want.Name) })
+	if err != nil {
+		return fmt.Errorf("auditstream: stream %q: %w", want.Name, err)
+	}
+	have := st.CachedInfo().Config
+	what := fmt.Sprintf("the audit stream %q", want.Name)
+	edit := "nats stream edit " + want.Name
+	switch {
+	case have.Replicas != want.Replicas:
+		return queuejs.SettingDiffers("queue.jetstream.replicas", want.Replicas, have.Replicas, what, edit)
+	case have.MaxMsgs != want.MaxMsgs:
+		return queuejs.SettingDiffers("admin.audit.max_msgs", want.MaxMsgs, have.MaxMsgs, what, edit)
+	case have.MaxAge != want.MaxAge:
+		return queuejs.SettingDiffers("admin.audit.max_age", want.MaxAge, have.MaxAge, what, edit)
+	}
 	return nil
 }
 
