@@ -157,3 +157,16 @@ func TestClusterBackendStartChecksBucketReplicas(t *testing.T) {
 	require.NoError(t, js.DeleteKeyValue(ctx, lc.MarksBucket))
 	require.NoError(t, start(), "no bucket yet: created on first use")
 }
+
+// TestRefusedBucketChangeNamesTheKey: a bucket a host that owns its
+// server could not bring to its settings stops the host naming the key
+// and saying the server refused (exit 2).
+func TestRefusedBucketChangeNamesTheKey(t *testing.T) {
+	t.Parallel()
+	refused := fmt.Errorf("replicas > 1 not supported in non-clustered mode")
+	err := bucketProblem(&lease.BucketDiffers{Bucket: "plba_leases", Setting: lease.SettingReplicas, Want: 3, Have: 1, Refused: refused}, "leases")
+	requireSettingsDiffer(t, err, "queue.jetstream.replicas", "3, but the leases bucket \"plba_leases\"", "has 1", "the server refused to change it", refused.Error())
+	require.ErrorIs(t, err, lease.ErrConfig)
+	err = bucketProblem(&lease.BucketDiffers{Bucket: "b", Setting: lease.SettingTTL, Want: 3 * time.Second, Have: 6 * time.Second, Refused: refused}, "leases")
+	requireSettingsDiffer(t, err, "sources.lease.ttl", "3s", "6s", "refused")
+}
