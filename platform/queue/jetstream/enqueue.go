@@ -131,9 +131,11 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		failed = append(failed, TaskError{ID: tasks[i].ID, Queue: tasks[i].Queue, Err: err})
 	}
 	msgs := make([]*nats.Msg, len(tasks))
-	var send []int    // tasks to publish
 	var dups []dupPub // tasks whose publish the server found a duplicate
 	var stored []bool // by index: the tasks this call stored (nil: none yet)
+	// Each message is published as soon as it is encoded: the server
+	// stores the first ones while the next are encoded.
+	first := b.startPublish(ctx, msgs, len(tasks))
 	for i, t := range tasks {
 		if done[i].done {
 			// Its key finished within the window, or its task was
@@ -170,7 +172,7 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 				hs, maxHeaderBlock-room, maxHeaderBlock, room, queue.ErrTooLarge))
 			continue
 		}
-		send = append(send, i)
+		first.add(i)
 	}
 	// A work stream at its max_msgs or max_bytes refuses new messages
 	// (DiscardNew): those tasks are published again, with back-off, until
@@ -183,8 +185,9 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	// per Enqueue, and those tasks are published again at once.
 	wait := fullBackoff()
 	restored := false
+	send := first.send
+	errs, seqs := first.wait()
 	for len(send) > 0 {
-		errs, seqs := b.publish(ctx, msgs, send)
 		var full, lost []int
 		for j, i := range send {
 			switch {
@@ -219,25 +222,16 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			m := msgs[i]
 			msgs[i] = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
 		}
-		if len(full) == 0 {
-			continue // only restored queues' tasks: at once
-		}
-		t := time.NewTimer(wait.NextBackOff())
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if len(full) > 0 && !b.waitForRoom(ctx, wait, func(err error) {
 			for _, i := range send {
-				fail(i, fmt.Errorf("queue %q is full (its stream's max_msgs or max_bytes): %w", tasks[i].Queue, ctx.Err()))
+				fail(i, fmt.Errorf("queue %q is full (its stream's max_msgs or max_bytes): %w", tasks[i].Queue, err))
 			}
-			send = nil
-		case <-b.closing:
-			t.Stop()
-			for _, i := range send {
-				fail(i, fmt.Errorf("queue %q is full: %w", tasks[i].Queue, queue.ErrClosed))
-			}
-			send = nil
+		}) {
+			break
 		}
+		// Again: after the back-off when a stream was full, else (only
+		// restored queues' tasks) at once.
+		errs, seqs = b.publish(ctx, msgs, send)
 	}
 	if len(dups) > 0 {
 		b.markHeld(ctx, tasks, qs, dups, stored)
@@ -246,6 +240,23 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		return &EnqueueError{Failed: failed, Total: len(tasks)}
 	}
 	return nil
+}
+
+// waitForRoom waits out wait's next back-off before the tasks refused by
+// a full stream are offered again, and reports true; when ctx ends or the
+// backend closes first, it calls fail with the cause and reports false.
+func (b *Backend) waitForRoom(ctx context.Context, wait *backoff.ExponentialBackOff, fail func(error)) bool {
+	t := time.NewTimer(wait.NextBackOff())
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		fail(ctx.Err())
+	case <-b.closing:
+		fail(queue.ErrClosed)
+	}
+	return false
 }
 
 // isStreamFull reports whether err is a stream's refusal of a message

@@ -19,6 +19,18 @@ import (
 // for their acks (or ctx); the results have one entry per entry of send:
 // the error, and whether the server found the message a duplicate of one
 // it stored (and which).
+func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) ([]error, []dupAck) {
+	r := b.startPublish(ctx, msgs, len(send))
+	for _, i := range send {
+		r.add(i)
+	}
+	return r.wait()
+}
+
+// pubRound is one round of asynchronous publishes: add publishes a
+// message at once, so that the server stores the first messages of a
+// batch while the caller still encodes the next ones, and wait waits for
+// the acks of all.
 // Acks come back through the backend's async publish callbacks (onPubAck,
 // onPubErr), which count down the batch: no channels or futures per
 // message.
@@ -26,46 +38,74 @@ import (
 // At most Config.MaxAsyncPending publishes are in flight (the backend's
 // publish window, shared with the ack path's finished-key records): a
 // larger batch waits for acks to make room, until ctx ends or the backend
-// closes; the tasks not published by then fail with that cause.
-func (b *Backend) publish(ctx context.Context, msgs []*nats.Msg, send []int) ([]error, []dupAck) {
-	batch := &pubBatch{errs: make([]error, len(send)), dups: make([]dupAck, len(send)), done: make(chan struct{})}
-	batch.left.Store(int64(len(send)))
-	for j, i := range send {
-		if err := b.acquire(ctx); err != nil {
-			for k := j; k < len(send); k++ {
-				batch.settle(k, fmt.Errorf("publish: waiting for room among %d publishes in flight: %w", cap(b.window), err))
-			}
-			break
-		}
-		m := msgs[i]            // a message of its own for every attempt (Enqueue copies it for the next)
-		b.pubs.add(m, batch, j) // before publishing: the ack may come first
-		if _, err := b.js.PublishMsgAsync(m); err != nil {
-			b.releaseWindow() // nats.go forgot it: no callback comes
-			if b.pubs.take(m) != nil {
-				batch.settle(j, fmt.Errorf("publish: %w", err))
-			}
+// closes; the messages not published by then fail with that cause.
+type pubRound struct {
+	b     *Backend
+	ctx   context.Context
+	msgs  []*nats.Msg
+	send  []int // the indexes in msgs added, in order
+	batch *pubBatch
+	stop  error // why no more messages are published (no room in the window)
+}
+
+// startPublish starts a round that publishes up to max messages of msgs.
+func (b *Backend) startPublish(ctx context.Context, msgs []*nats.Msg, max int) pubRound {
+	batch := &pubBatch{errs: make([]error, max), dups: make([]dupAck, max), done: make(chan struct{})}
+	batch.left.Store(1) // wait's: the round is not done before wait
+	return pubRound{b: b, ctx: ctx, msgs: msgs, send: make([]int, 0, max), batch: batch}
+}
+
+// add publishes msgs[i] (a message of its own for every round: Enqueue
+// copies it for the next).
+func (r *pubRound) add(i int) {
+	b, batch, j := r.b, r.batch, len(r.send)
+	r.send = append(r.send, i)
+	batch.left.Add(1)
+	if r.stop == nil {
+		if err := b.acquire(r.ctx); err != nil {
+			r.stop = fmt.Errorf("publish: waiting for room among %d publishes in flight: %w", cap(b.window), err)
 		}
 	}
+	if r.stop != nil {
+		batch.settle(j, r.stop)
+		return
+	}
+	m := r.msgs[i]
+	b.pubs.add(m, batch, j) // before publishing: the ack may come first
+	if _, err := b.js.PublishMsgAsync(m); err != nil {
+		b.releaseWindow() // nats.go forgot it: no callback comes
+		if b.pubs.take(m) != nil {
+			batch.settle(j, fmt.Errorf("publish: %w", err))
+		}
+	}
+}
+
+// wait waits for the acks of the messages added (or for ctx) and
+// returns their results, one entry per add in order.
+func (r *pubRound) wait() ([]error, []dupAck) {
+	batch := r.batch
+	batch.release()
 	select {
 	case <-batch.done:
-	case <-ctx.Done():
+	case <-r.ctx.Done():
 		// Give up on the acks still missing; late ones are ignored.
-		for j, i := range send {
+		for j, i := range r.send {
 			// One never published (no room in the window) was settled
 			// already and is not pending.
-			if b.pubs.take(msgs[i]) != nil {
+			if r.b.pubs.take(r.msgs[i]) != nil {
 				// Sent, unanswered: it may be stored.
-				batch.settle(j, fmt.Errorf("publish ack: %w (%w)", ctx.Err(), queue.ErrOutcomeUnknown))
+				batch.settle(j, fmt.Errorf("publish ack: %w (%w)", r.ctx.Err(), queue.ErrOutcomeUnknown))
 			}
 		}
 		<-batch.done
 	}
-	return batch.errs, batch.dups
+	n := len(r.send)
+	return batch.errs[:n], batch.dups[:n]
 }
 
 // pubBatch waits for the publish acks of one Enqueue call.
 type pubBatch struct {
-	left atomic.Int64  // acks (or errors) still missing
+	left atomic.Int64  // acks (or errors) still missing, plus one until wait
 	errs []error       // per message; written once each, before left drops
 	dups []dupAck      // per message; written with errs, by a duplicate's ack
 	done chan struct{} // closed when left reaches 0
@@ -91,6 +131,12 @@ func (p *pubBatch) settleAck(i int, ack *jetstream.PubAck) {
 // settle records the outcome of message i (err nil: stored).
 func (p *pubBatch) settle(i int, err error) {
 	p.errs[i] = err
+	p.release()
+}
+
+// release counts one outcome (or the round's own count, see startPublish)
+// as in.
+func (p *pubBatch) release() {
 	if p.left.Add(-1) == 0 {
 		close(p.done)
 	}
