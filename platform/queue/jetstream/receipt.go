@@ -79,9 +79,10 @@ func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 // left to the server, which delivers it again after its AckWait rather
 // than after the whole lease. A delivery an Ack settled whose ack waits
 // for its finished-key record (without Config.AckSync, see Ack) is
-// renewed as well until the ack goes out: the record may take up to
-// Config.PublishTimeout, and a redelivery before it is stored finds no
-// marker and is handed out again (finishedBefore).
+// renewed as well until the ack goes out, past its lease's end if need
+// be: the record may take up to Config.PublishTimeout, and a redelivery
+// before it is stored finds no marker and is handed out again
+// (finishedBefore; TestAckWaitingForItsRecordOutlivesItsLease).
 func (r *receipt) keep(now time.Time) (forget, sent bool, before time.Time) {
 	idle := r.mu.TryLock() // false: being settled (or extended)
 	if idle {
@@ -101,7 +102,9 @@ func (r *receipt) keep(now time.Time) (forget, sent bool, before time.Time) {
 	if r.ending || r.b.connDone.Load() {
 		return false, false, before
 	}
-	if !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
+	// Renewed up to its lease's end; one whose ack waits for its record,
+	// past it: the ack is still to go out.
+	if !r.acking && !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
 		return false, false, before
 	}
 	if err := r.b.inProgress(r.msg); err != nil {

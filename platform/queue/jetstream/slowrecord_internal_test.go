@@ -48,6 +48,23 @@ func (s *slowRecordJS) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt
 // until the ack goes out, and nothing is handed out again.
 func TestAckWaitingForItsRecordKeepsItsLease(t *testing.T) {
 	t.Parallel()
+	ackWaitingForItsRecord(t, 30*time.Second)
+}
+
+// TestAckWaitingForItsRecordOutlivesItsLease: a pool's lease that ends
+// before the record is stored (an Ack near the end of a short lease, a
+// record slower than the rest of it) does not end the renewals: the ack
+// is still to go out. They stopped at the lease's end, and the task was
+// handed out again before its record was stored.
+func TestAckWaitingForItsRecordOutlivesItsLease(t *testing.T) {
+	t.Parallel()
+	ackWaitingForItsRecord(t, 2*time.Second)
+}
+
+// ackWaitingForItsRecord acks a delivery leased for lease whose
+// finished-key record takes 3 s, with an AckWait of 1 s: nothing is
+// handed out meanwhile, and the queue is empty once the record is stored.
+func ackWaitingForItsRecord(t *testing.T, lease time.Duration) {
 	ctx := t.Context()
 	const (
 		ackWait = time.Second
@@ -70,7 +87,7 @@ func TestAckWaitingForItsRecordKeepsItsLease(t *testing.T) {
 	require.NoError(t, b.Start(ctx))
 	const qname = "slowrecord"
 	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t", Key: "k-1", Kind: "k", Queue: qname}))
-	ds, err := b.Lease(ctx, qname, 1, 30*time.Second) // the pool's lease
+	ds, err := b.Lease(ctx, qname, 1, lease) // the pool's lease
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
 	start := time.Now()
