@@ -1,14 +1,15 @@
 //go:build plbacpuprof
 
-// This file is an extra adapter for the peers harness (../shared/peers), not
-// part of plba's build: run.sh in this directory copies the harness, adds it
-// and builds with the plbacpuprof tag. It registers one system, cpuprof,
-// which runs the system named by PEERS_CPUPROF_SYSTEM (plba-jetstream,
-// natsjs, ...) unchanged and writes the child's CPU profile of each phase,
-// <prefix>.enqueue (the Enqueue call) and <prefix>.work (from the start of
-// Work to the n-th task done), and, with PEERS_CPUPROF_CONTENTION=1, the
-// mutex and block profiles of the work phase (<prefix>.mutex,
-// <prefix>.block; every contention event sampled, which slows the run):
+// This file is an extra adapter for the peers harness (../shared/peers),
+// not part of plba's build: run.sh in this directory copies the harness,
+// adds it (with ../profile.go) and builds with the plbacpuprof tag. It
+// registers one system, cpuprof, which runs the system named by
+// PEERS_CPUPROF_SYSTEM (plba-jetstream, natsjs, ...) unchanged and writes
+// the child's CPU profile of each phase, <prefix>.enqueue (the Enqueue
+// call) and <prefix>.work (from the start of Work to the n-th task done),
+// and, with PEERS_CPUPROF_CONTENTION=1, the mutex and block profiles of
+// the work phase (<prefix>.mutex, <prefix>.block; every contention event
+// sampled, which slows the run):
 //
 //	go tool pprof -top <p>.work
 //	go tool pprof -top <p>.mutex
@@ -42,30 +43,18 @@ func init() {
 }
 
 type cpuprofAdapter struct {
-	Adapter
-	prefix string // path of the profiles, without the phase
-	dir    string
-	system string
-	c      int
-	phase  string
-	cpu0   time.Duration // process CPU time at the start of the phase
-	n      int64
-	done   atomic.Int64
-	stop   sync.Once
-	file   *os.File
+	profiled
+	c     int
+	phase string
+	cpu0  time.Duration // process CPU time at the start of the phase
+	n     int64
+	done  atomic.Int64
+	stop  sync.Once
+	file  *os.File
 }
 
 func newCPUProf(env Env) Adapter {
-	name := os.Getenv("PEERS_CPUPROF_SYSTEM")
-	e, ok := registry[name]
-	if !ok || name == "cpuprof" {
-		panic(fmt.Sprintf("cpuprof: PEERS_CPUPROF_SYSTEM=%q names no other system", name))
-	}
-	dir := os.Getenv("PEERS_CPUPROF_DIR")
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	return &cpuprofAdapter{Adapter: e.New(env), dir: dir, system: name, prefix: filepath.Join(dir, fmt.Sprintf("cpuprof-%s-%d", name, os.Getpid()))}
+	return &cpuprofAdapter{profiled: newProfiled("cpuprof", env)}
 }
 
 func (a *cpuprofAdapter) Enqueue(ctx context.Context, n int) error {
@@ -92,8 +81,8 @@ func (a *cpuprofAdapter) Work(ctx context.Context, concurrency int, onDone func(
 				if contention {
 					runtime.SetMutexProfileFraction(0)
 					runtime.SetBlockProfileRate(0)
-					a.write("mutex")
-					a.write("block")
+					writeProfile("cpuprof", "mutex", a.prefix+".mutex")
+					writeProfile("cpuprof", "block", a.prefix+".block")
 				}
 			})
 		}
@@ -125,19 +114,6 @@ func (a *cpuprofAdapter) end() {
 	a.file.Close()
 	fmt.Fprintln(os.Stderr, "cpuprof: wrote", a.file.Name())
 	a.file = nil
-}
-
-func (a *cpuprofAdapter) write(name string) {
-	f, err := os.Create(a.prefix + "." + name)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cpuprof:", err)
-		return
-	}
-	defer f.Close()
-	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
-		fmt.Fprintln(os.Stderr, "cpuprof:", err)
-	}
-	fmt.Fprintln(os.Stderr, "cpuprof: wrote", f.Name())
 }
 
 // report prints the CPU time per task of the phase that ends now.

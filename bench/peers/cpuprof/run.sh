@@ -13,16 +13,5 @@
 #
 # PEERS_DIR names the harness when it is not at ../shared/peers.
 set -euo pipefail
-[ $# -ge 1 ] || { echo "usage: $0 <system> [harness flags]" >&2; exit 2; }
-SYSTEM=$1; shift
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../../.." && pwd)
-PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/peers}
-[ -x "$PEERS_DIR/run.sh" ] || { echo "cpuprof/run.sh: no harness at $PEERS_DIR (set PEERS_DIR)" >&2; exit 2; }
-COPY=$(mktemp -d /tmp/peers-cpuprof.XXXXXX)
-trap 'rm -rf "$COPY"' EXIT
-cp "$PEERS_DIR"/*.go "$PEERS_DIR"/go.mod "$PEERS_DIR"/go.sum "$PEERS_DIR"/run.sh "$COPY/"
-cp "$HERE/adapter_cpuprof.go" "$HERE/../headers/adapter_natsjs_headers.go" "$COPY/"
-chmod -R u+w "$COPY"
-PEERS_CPUPROF_SYSTEM=$SYSTEM PLBA_DIR=${PLBA_DIR:-$ROOT} GOFLAGS="${GOFLAGS:+$GOFLAGS }-tags=plbacpuprof,plbaheaders" \
-  "$COPY/run.sh" -systems cpuprof "$@"
+. "$(dirname "$0")/../harness.sh"
+peers_profile cpuprof "$@"

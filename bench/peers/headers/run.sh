@@ -9,13 +9,7 @@
 #
 # PEERS_DIR names the harness when it is not at ../shared/peers.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
-PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/peers}
-[ -x "$PEERS_DIR/run.sh" ] || { echo "headers/run.sh: no harness at $PEERS_DIR (set PEERS_DIR)" >&2; exit 2; }
-COPY=$(mktemp -d /tmp/peers-headers.XXXXXX)
-trap 'rm -rf "$COPY"' EXIT
-cp "$PEERS_DIR"/*.go "$PEERS_DIR"/go.mod "$PEERS_DIR"/go.sum "$PEERS_DIR"/run.sh "$COPY/"
-cp "$(dirname "$0")/adapter_natsjs_headers.go" "$COPY/"
-chmod -R u+w "$COPY"
+. "$(dirname "$0")/../harness.sh"
+peers_copy headers "$PEERS_HERE/headers/adapter_natsjs_headers.go"
 [ $# -gt 0 ] || set -- -systems natsjs,natsjs-msgid,natsjs-plbahdr,plba-jetstream -n 50000 -c 8,64 -r 3
-PLBA_DIR=${PLBA_DIR:-$ROOT} GOFLAGS="${GOFLAGS:+$GOFLAGS }-tags=plbaheaders" "$COPY/run.sh" "$@"
+peers_run plbaheaders "$@"

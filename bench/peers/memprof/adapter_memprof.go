@@ -1,13 +1,14 @@
 //go:build plbamemprof
 
-// This file is an extra adapter for the peers harness (../shared/peers), not
-// part of plba's build: run.sh in this directory copies the harness, adds it
-// and builds with the plbamemprof tag. It registers one system, memprof,
-// which runs the system named by PEERS_MEMPROF_SYSTEM (plba-jetstream,
-// natsjs, ...) unchanged and writes the child's allocation profile (pprof's
-// allocs, every allocation sampled) three times: before Enqueue, after it,
-// and when the n-th task is done. Compared with pprof's -base, the three
-// show what each phase allocates and where:
+// This file is an extra adapter for the peers harness (../shared/peers),
+// not part of plba's build: run.sh in this directory copies the harness,
+// adds it (with ../profile.go) and builds with the plbamemprof tag. It
+// registers one system, memprof, which runs the system named by
+// PEERS_MEMPROF_SYSTEM (plba-jetstream, natsjs, ...) unchanged and writes
+// the child's allocation profile (pprof's allocs, every allocation
+// sampled) three times: before Enqueue, after it, and when the n-th task
+// is done. Compared with pprof's -base, the three show what each phase
+// allocates and where:
 //
 //	go tool pprof -sample_index=alloc_objects -base <p>.setup -top <p>.enqueue
 //	go tool pprof -sample_index=alloc_objects -base <p>.enqueue -top <p>.work
@@ -19,11 +20,7 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"sync/atomic"
 )
 
@@ -34,23 +31,13 @@ func init() {
 }
 
 type memprofAdapter struct {
-	Adapter
-	prefix string // path of the profiles, without the phase
-	n      int64
-	done   atomic.Int64
+	profiled
+	n    int64
+	done atomic.Int64
 }
 
 func newMemprof(env Env) Adapter {
-	name := os.Getenv("PEERS_MEMPROF_SYSTEM")
-	e, ok := registry[name]
-	if !ok || name == "memprof" {
-		panic(fmt.Sprintf("memprof: PEERS_MEMPROF_SYSTEM=%q names no other system", name))
-	}
-	dir := os.Getenv("PEERS_MEMPROF_DIR")
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	return &memprofAdapter{Adapter: e.New(env), prefix: filepath.Join(dir, fmt.Sprintf("memprof-%s-%d", name, os.Getpid()))}
+	return &memprofAdapter{profiled: newProfiled("memprof", env)}
 }
 
 func (a *memprofAdapter) Enqueue(ctx context.Context, n int) error {
@@ -74,14 +61,5 @@ func (a *memprofAdapter) Work(ctx context.Context, concurrency int, onDone func(
 // the profile waits for) to a.prefix.phase.
 func (a *memprofAdapter) write(phase string) {
 	runtime.GC()
-	f, err := os.Create(a.prefix + "." + phase)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "memprof:", err)
-		return
-	}
-	defer f.Close()
-	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-		fmt.Fprintln(os.Stderr, "memprof:", err)
-	}
-	fmt.Fprintln(os.Stderr, "memprof: wrote", f.Name())
+	writeProfile("memprof", "allocs", a.prefix+"."+phase)
 }
