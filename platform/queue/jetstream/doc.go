@@ -74,8 +74,8 @@
 //     delivery is terminated. A dead letter is final: a delivery after
 //     an expired lease, a crash or another process's Retry looks for its
 //     message's copy and, when it finds one, finishes as that dead letter
-//     instead of running. ListDead, Redrive
-//     and Purge read, re-drive and delete dead letters.
+//     instead of running. ListDead, Redrive and Purge read, re-drive and
+//     delete dead letters.
 //
 // # Bounded storage
 //
@@ -110,7 +110,9 @@
 // A message that does not decode is dead-lettered with the reason.
 // DecodeTask decodes a message for tools. A task with a future NotBefore
 // is stored as a one-shot message schedule that the server turns into a
-// ready task at that time.
+// ready task at that time; on servers before 2.12, and in a work stream
+// with bounds, which the server cannot schedule messages in, it waits as
+// a delayed negative ack instead.
 //
 // # Stats
 //
