@@ -24,7 +24,7 @@ import (
 // was dropped on the first attempt), and the dead letter stored and told
 // from the advisory counted it too (3 attempts for 2). The server counts
 // the early delivery against MaxDeliver: the task gets 2 attempts of 3
-// (doc.go, Max attempts).
+// (docs/jetstream.md, "Max attempts").
 func TestEarlyDeliveryIsNotAnAttempt(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()

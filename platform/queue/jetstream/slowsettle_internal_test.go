@@ -150,7 +150,7 @@ func TestSlowDeadLetterKeepsItsLease(t *testing.T) {
 // letter after the server delivered the task again to a worker that ran
 // it (it used to wait for the copy and report it: two outcomes). The
 // copy, stored late beside that success, stays listed, as a dead letter
-// whose term was lost does (doc.go, "A dead letter is final"). Its error
+// whose term was lost does (docs/jetstream.md, "A dead letter is final"). Its error
 // is queue.ErrLeaseLost, which callers branch on (the worker pool logs a
 // lost lease, not a failure); it used to be the context's
 // DeadlineExceeded alone.
