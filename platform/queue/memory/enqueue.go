@@ -163,6 +163,7 @@ func (q *queueState) insertAll(tasks []*task.Task, now int64) int64 {
 		}
 	}
 	if readied > 0 {
+		q.readyHint.Store(int64(q.ready.len()))
 		q.wakeLeasers(readied)
 	}
 	return first

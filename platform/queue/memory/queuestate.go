@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -45,6 +46,11 @@ type queueState struct {
 	recentHead int
 
 	free []*entry // recycled entries
+
+	// readyHint is about how many tasks are ready (stored by Lease and
+	// Enqueue before they unlock mu): Lease allocates that many
+	// deliveries, up to its max, before it locks mu.
+	readyHint atomic.Int64
 
 	// discarded counts the dead letters dropped at Options.MaxDead;
 	// loggedDiscards is that count at the latest log line, at loggedAt.
