@@ -1062,3 +1062,30 @@ func TestDroppedBatchAllocations(t *testing.T) {
 	require.LessOrEqual(t, allocs/batch, 3.1)
 	require.NotEmpty(t, batches[0][0].Header("traceparent"))
 }
+
+// TestUnsampledDeliveryKeepsItsProducer: an unsampled delivery's span
+// context (and its log fields) stay the producer's for the whole handler,
+// even when the task's traceparent header changes meanwhile (the handler
+// enqueues its own task again, whose header map the deliveries share).
+func TestUnsampledDeliveryKeepsItsProducer(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *telemetry.Config) { c.Traces.Sampler = telemetry.SamplerNever })
+	tasks := []*task.Task{newTask("k", "q")}
+	b.obs.Enqueued(b.obs.Enqueuing(context.Background(), tasks), tasks, nil)
+	producer := tasks[0].Headers["traceparent"]
+	require.NotEmpty(t, producer)
+	var before, after trace.SpanContext
+	var fields telemetry.DeliveryFields
+	deliver(context.Background(), b.obs, tasks[0], 1, task.Succeeded, nil, "", func(ctx context.Context) {
+		before = trace.SpanContextFromContext(ctx)
+		b.obs.Enqueued(b.obs.Enqueuing(context.Background(), tasks), tasks, nil) // a new traceparent
+		require.NotEqual(t, producer, tasks[0].Headers["traceparent"])
+		after = trace.SpanContextFromContext(ctx)
+		fields, _ = telemetry.FieldsFromContext(ctx)
+	})
+	require.True(t, before.IsValid())
+	require.True(t, before.Equal(after), "span context %v became %v", before, after)
+	require.Equal(t, "00-"+before.TraceID().String()+"-"+before.SpanID().String()+"-00", producer)
+	require.Equal(t, before.TraceID(), fields.TraceID)
+	require.Equal(t, before.SpanID(), fields.SpanID)
+}
