@@ -18,10 +18,11 @@ import (
 
 // HeaderTask is the NATS header that carries a task's own fields (kind,
 // id, key, enqueue time, NotBefore, attempts used before a Release, and
-// whether Prepare generated the key) in one line of text; see
-// appendTaskHeader for its format. Task.Headers travel beside it under
-// their own names (traceparent, tracestate, baggage, plba-completion, ...),
-// and the task's key (or a key derived from it) is its Nats-Msg-Id.
+// whether Prepare generated the key, and its traceparent) in one line of
+// text; see appendTaskHeader for its format. The other Task.Headers
+// travel beside it under their own names (tracestate, baggage,
+// plba-completion, ...), and the task's key (or a key derived from it)
+// is its Nats-Msg-Id.
 const HeaderTask = "Plba-Task"
 
 // Header names of the format before HeaderTask, one header per field.
@@ -144,12 +145,13 @@ type msgSpec struct {
 }
 
 // taskMsg is a task's message with room for its header values and the
-// text of its HeaderTask: one allocation for all three (256 bytes, a size
-// class of its own) when the text fits, as a task's usually does.
+// text of its HeaderTask: one allocation for all three (320 bytes, a size
+// class of its own) when the text fits, as a task's with a traceparent
+// usually does.
 type taskMsg struct {
 	msg  nats.Msg
 	vals [3]string
-	text [104]byte
+	text [168]byte
 }
 
 // encodeTask builds the message for t (already prepared and checked):
@@ -163,6 +165,10 @@ func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
 	if s.msgID != "" {
 		n++
 	}
+	_, tpInField := traceField(t)
+	if tpInField {
+		n-- // a field of HeaderTask
+	}
 	tm := &taskMsg{msg: nats.Msg{Subject: s.subject, Data: t.Payload}}
 	// One backing array for every value: a header is a one-element slice
 	// of it.
@@ -172,6 +178,9 @@ func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
 	}
 	h := make(nats.Header, n+s.extra)
 	for k, v := range t.Headers {
+		if tpInField && k == hdrTraceparent {
+			continue
+		}
 		vals = setHeader(h, vals, k, v)
 	}
 	v := appendTaskHeader(tm.text[:0], t, writesID(t, s), s.keyed, s.attempts)
@@ -285,7 +294,7 @@ func decodeTask(h nats.Header, data []byte, queueName string) (*task.Task, bool,
 // its receipt). t is partly filled when it fails.
 func decodeTaskInto(t *task.Task, h nats.Header, data []byte, queueName string) (keyed bool, err error) {
 	t.Queue, t.Payload = queueName, data
-	var msgID, legacy string
+	var msgID, legacy, traceparent string
 	keyed = true
 	seenTask := false
 	for k, vs := range h {
@@ -298,7 +307,8 @@ func decodeTaskInto(t *task.Task, h nats.Header, data []byte, queueName string) 
 				// Which one is the task? As a field given twice.
 				return false, fmt.Errorf("%w: %s given %d times", errUndecodable, k, len(vs))
 			}
-			gen, err := parseTaskHeader(vs[0], t)
+			gen, tp, err := parseTaskHeader(vs[0], t)
+			traceparent = tp
 			if err != nil {
 				return false, fmt.Errorf("%w: bad %s %q: %w", errUndecodable, k, clip(vs[0]), err)
 			}
@@ -343,6 +353,13 @@ func decodeTaskInto(t *task.Task, h nats.Header, data []byte, queueName string) 
 				t.Headers[k] = vs[0]
 			}
 		}
+	}
+	if traceparent != "" {
+		// After the headers: the field wins over a traceparent header.
+		if t.Headers == nil {
+			t.Headers = make(map[string]string, 1)
+		}
+		t.Headers[hdrTraceparent] = traceparent
 	}
 	if seenTask && legacy != "" {
 		// Which of the two would win depends on the map's order: the

@@ -33,8 +33,8 @@ func wire(t testing.TB, h nats.Header) nats.Header {
 // Every task checkTask admits comes back from its message as it was: odd
 // bytes in kind, id and key, NotBefore, the attempts of a Release, its
 // headers, and whether its key was generated; the message has one
-// header for the task's fields, one per Task.Headers entry and the
-// Nats-Msg-Id.
+// header for the task's fields (and its traceparent), one per other
+// Task.Headers entry and the Nats-Msg-Id.
 func TestTaskHeaderRoundTrip(t *testing.T) {
 	at := time.Date(2026, 12, 4, 14, 59, 0, 123456789, time.FixedZone("x", 3600))
 	odd := " lead % 100%25 a=b\ttab\x01\x7f é  trail "
@@ -55,6 +55,8 @@ func TestTaskHeaderRoundTrip(t *testing.T) {
 		{"headers", task.Task{ID: "h", Key: "h", Kind: "k", Headers: map[string]string{
 			"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "a": "1", "b": "2", "c": "3"}},
 			msgSpec{msgID: "h", keyed: true}},
+		{"odd traceparent", task.Task{ID: "h", Key: "h", Kind: "k", Headers: map[string]string{"traceparent": odd}},
+			msgSpec{msgID: "h", keyed: true}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -66,6 +68,10 @@ func TestTaskHeaderRoundTrip(t *testing.T) {
 			want := len(in.Headers) + 1
 			if c.spec.msgID != "" {
 				want++
+			}
+			if _, ok := in.Headers[hdrTraceparent]; ok {
+				want-- // a field of Plba-Task
+				require.NotContains(t, m.Header, hdrTraceparent)
 			}
 			require.Len(t, m.Header, want)
 			v := m.Header.Get(HeaderTask)
@@ -229,6 +235,44 @@ func TestBothFormsOfTaskHeaderAreUndecodable(t *testing.T) {
 	}
 }
 
+// The traceparent travels in Plba-Task; one in a header of its own (as
+// earlier versions and other publishers write it) is read as well, and a
+// message with both reads the field's, whatever the header map's order.
+// One that Plba-Task cannot carry (empty, or with a line break that a
+// client sent) stays a header of its own. A bad traceparent field makes
+// the message undecodable like any bad field.
+func TestTraceparentField(t *testing.T) {
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	got, _, err := decodeTask(wire(t, nats.Header{HeaderTask: {"kind=k"}, hdrMsgID: {"m"}, "traceparent": {tp}, "tracestate": {"a=b"}}), nil, "q")
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"traceparent": tp, "tracestate": "a=b"}, got.Headers)
+
+	both := nats.Header{HeaderTask: {"kind=k traceparent=" + tp}, hdrMsgID: {"m"}, "traceparent": {"00-other"}}
+	for range 20 { // map order varies
+		got, _, err := decodeTask(both, nil, "q")
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"traceparent": tp}, got.Headers)
+	}
+
+	for _, v := range []string{"", "a\rb"} {
+		tk := &task.Task{ID: "i", Key: "i", Kind: "k", Headers: map[string]string{"traceparent": v}}
+		m := encodeTask(tk, msgSpec{subject: "s", msgID: "i", keyed: true})
+		require.Equal(t, []string{v}, m.Header[hdrTraceparent], "%q", v)
+		require.NotContains(t, m.Header.Get(HeaderTask), "traceparent", "%q", v)
+	}
+
+	for _, c := range []struct{ v, reason string }{
+		{"kind=k traceparent=", "empty value"},
+		{"kind=k traceparent=a traceparent=a", "given twice"},
+		{"kind=k traceparent=a%0Db", "line break"},
+		{"kind=k traceparent=%zz", "bad escape"},
+	} {
+		_, _, err := decodeTask(nats.Header{HeaderTask: {c.v}, hdrMsgID: {"m"}}, nil, "q")
+		require.ErrorIs(t, err, errUndecodable, c.v)
+		require.ErrorContains(t, err, c.reason, c.v)
+	}
+}
+
 // A message with Plba-Task twice is undecodable, like one with a field
 // twice: which one is the task is anybody's guess. The first one used to
 // be taken, the other dropped without a word.
@@ -255,14 +299,18 @@ func TestTaskHeaderIsReserved(t *testing.T) {
 // to fields that encode back to a value decoding to the same fields.
 func FuzzTaskHeader(f *testing.F) {
 	for _, s := range []string{"kind=k", "kind=a%20b id=%25 key=x at=2026-12-04T14:59:00.000000005Z attempts=3 key-generated",
-		"kind=k not-before=2026-01-02T03:04:05Z", "kind=%0", "kind=k x=y"} {
+		"kind=k not-before=2026-01-02T03:04:05Z", "kind=%0", "kind=k x=y",
+		"kind=k key-generated traceparent=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "kind=k traceparent=a%20b traceparent=c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
 		var a task.Task
-		gen, err := parseTaskHeader(v, &a)
+		gen, tp, err := parseTaskHeader(v, &a)
 		if err != nil {
 			return
+		}
+		if tp != "" {
+			a.Headers = map[string]string{hdrTraceparent: tp}
 		}
 		if a.ID == "" {
 			a.ID = "msg"
@@ -274,9 +322,10 @@ func FuzzTaskHeader(f *testing.F) {
 			t.Fatalf("%q decoded to a line break", v)
 		}
 		var b task.Task
-		gen2, err := parseTaskHeader(string(appendTaskHeader(nil, &a, true, !gen, a.Attempt)), &b)
+		gen2, tp2, err := parseTaskHeader(string(appendTaskHeader(nil, &a, true, !gen, a.Attempt)), &b)
 		require.NoError(t, err)
 		require.Equal(t, gen, gen2)
+		require.Equal(t, tp, tp2)
 		require.Equal(t, a.Kind, b.Kind)
 		require.Equal(t, a.ID, b.ID)
 		if b.Key == "" { // left out when it equals the id
@@ -293,7 +342,8 @@ func FuzzTaskHeader(f *testing.F) {
 // allocations to build (the message with its header values and its
 // Plba-Task text, the header map and its slots) and three to decode (the
 // task, its header map and slots); the fields are substrings of the
-// header.
+// header. The message has two headers: Plba-Task (with the traceparent)
+// and the Nats-Msg-Id.
 func TestTaskCodecAllocations(t *testing.T) {
 	tk := &task.Task{Kind: "noop", Queue: "q", Payload: make([]byte, 128),
 		Headers: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}
@@ -302,7 +352,7 @@ func TestTaskCodecAllocations(t *testing.T) {
 	m := encodeTask(tk, spec)
 	require.LessOrEqual(t, testing.AllocsPerRun(200, func() { m = encodeTask(tk, spec) }), 3.0)
 	h := wire(t, m.Header)
-	require.Len(t, h, 3)
+	require.Len(t, h, 2)
 	require.LessOrEqual(t, testing.AllocsPerRun(200, func() { _, _, _ = decodeTask(h, m.Data, "q") }), 3.0)
 }
 

@@ -14,11 +14,11 @@ import (
 // The value of HeaderTask is one line of text, fields separated by single
 // spaces, in this order:
 //
-//	kind=<kind> [id=<id>] [key=<key>] [at=<enqueued at>] [not-before=<time>] [attempts=<n>] [key-generated]
+//	kind=<kind> [id=<id>] [key=<key>] [at=<enqueued at>] [not-before=<time>] [attempts=<n>] [key-generated] [traceparent=<value>]
 //
 // for example
 //
-//	Plba-Task: kind=invoice.send at=2026-12-04T14:59:00.123456789Z key-generated
+//	Plba-Task: kind=invoice.send at=2026-12-04T14:59:00.123456789Z key-generated traceparent=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01
 //
 //   - kind is the task's kind;
 //   - id is left out when it equals the Nats-Msg-Id, key when it equals
@@ -28,9 +28,13 @@ import (
 //   - attempts is the number of attempts the task used before a Release,
 //     left out when 0 (a reader rejects one above math.MaxInt32);
 //   - the flag key-generated says that task.Prepare generated the key
-//     (task.KeyGenerated): it is not remembered once the task finished.
+//     (task.KeyGenerated): it is not remembered once the task finished;
+//   - traceparent is Task.Headers["traceparent"] (see traceField), which
+//     then has no NATS header of its own: one header less to store,
+//     parse and decode on every delivery. A message with both (written
+//     by someone else) reads the field's.
 //
-// Kind, id and key may hold any byte but CR and LF (checkTask): in a
+// Kind, id, key and traceparent may hold any byte but CR and LF (checkTask): in a
 // value, '%', the space, the other control bytes and DEL are written as
 // %XX (two upper-case hex digits), so a field never holds a space and the line splits
 // without ambiguity; everything else, UTF-8 included, is written as it is.
@@ -47,13 +51,27 @@ const (
 	fieldAt           = "at"
 	fieldNotBefore    = "not-before"
 	fieldAttempts     = "attempts"
+	fieldTraceparent  = hdrTraceparent
 	flagKeyGenerated  = "key-generated"
 	taskHeaderTimeFmt = time.RFC3339Nano
 )
 
+// hdrTraceparent is the W3C trace context header, which a task's message
+// carries as a field of HeaderTask (traceField).
+const hdrTraceparent = "traceparent"
+
+// traceField returns Task.Headers["traceparent"] and reports whether
+// HeaderTask carries it (instead of a header of its own): when it is set
+// and holds no line break (a lone CR or LF, which a client may send in a
+// header, stays a header of its own).
+func traceField(t *task.Task) (string, bool) {
+	v, ok := t.Headers[hdrTraceparent]
+	return v, ok && v != "" && validHeaderValue(v)
+}
+
 // appendTaskHeader appends the HeaderTask value of t to b: its id only
 // when withID, its key when it differs from the id (and is set), the key-generated flag
-// when !keyed, attempts when above 0.
+// when !keyed, attempts when above 0, its traceparent as traceField says.
 func appendTaskHeader(b []byte, t *task.Task, withID, keyed bool, attempts int) []byte {
 	b = append(b, fieldKind+"="...)
 	b = appendEscaped(b, t.Kind)
@@ -80,6 +98,10 @@ func appendTaskHeader(b []byte, t *task.Task, withID, keyed bool, attempts int) 
 	if !keyed {
 		b = append(b, " "+flagKeyGenerated...)
 	}
+	if tp, ok := traceField(t); ok {
+		b = append(b, " "+fieldTraceparent+"="...)
+		b = appendEscaped(b, tp)
+	}
 	return b
 }
 
@@ -103,11 +125,12 @@ func appendEscaped(b []byte, s string) []byte {
 }
 
 // parseTaskHeader reads a HeaderTask value into t's fields and reports
-// whether it carries the key-generated flag. Values are substrings of v
+// whether it carries the key-generated flag, and its traceparent ("" for
+// none: the caller puts it into t.Headers). Values are substrings of v
 // unless they hold an escape.
-func parseTaskHeader(v string, t *task.Task) (keyGenerated bool, err error) {
+func parseTaskHeader(v string, t *task.Task) (keyGenerated bool, traceparent string, err error) {
 	if v == "" {
-		return false, errors.New("empty")
+		return false, "", errors.New("empty")
 	}
 	var seen uint8
 	once := func(bit uint8, name string) error {
@@ -121,15 +144,15 @@ func parseTaskHeader(v string, t *task.Task) (keyGenerated bool, err error) {
 		var f string
 		f, rest, more = strings.Cut(rest, " ")
 		if f == "" {
-			return false, errors.New("empty field")
+			return false, "", errors.New("empty field")
 		}
 		name, val, hasVal := strings.Cut(f, "=")
 		if !hasVal {
 			if name != flagKeyGenerated {
-				return false, fmt.Errorf("unknown flag %q", clip(name))
+				return false, "", fmt.Errorf("unknown flag %q", clip(name))
 			}
 			if err := once(1<<0, name); err != nil {
-				return false, err
+				return false, "", err
 			}
 			keyGenerated = true
 			continue
@@ -168,19 +191,24 @@ func parseTaskHeader(v string, t *task.Task) (keyGenerated bool, err error) {
 					err = fmt.Errorf("%d is outside 0 to %d", t.Attempt, maxAttemptsField)
 				}
 			}
+		case fieldTraceparent:
+			err = once(1<<7, name)
+			if err == nil {
+				traceparent, err = unescape(val)
+			}
 		case "":
 			err = errors.New("field without a name")
 		default:
 			// A field of a later version: skipped.
 		}
 		if err != nil {
-			return false, fmt.Errorf("field %s: %w", clip(name), err)
+			return false, "", fmt.Errorf("field %s: %w", clip(name), err)
 		}
 	}
 	if seen&(1<<1) == 0 {
-		return false, errors.New("no kind")
+		return false, "", errors.New("no kind")
 	}
-	return keyGenerated, nil
+	return keyGenerated, traceparent, nil
 }
 
 // maxAttemptsField bounds the attempts a message may say it used before
