@@ -102,10 +102,10 @@
 // marked finished or held (see queue.Producer).
 //
 // A task's message has the payload as its data, Task.Headers under their
-// own names, the Nats-Msg-Id, and the task's own fields in one header of
-// text, readable with the nats CLI:
+// own names, the Nats-Msg-Id, and the task's own fields and traceparent
+// in one header of text, readable with the nats CLI:
 //
-//	Plba-Task: kind=invoice.send at=2026-12-04T14:59:00.123456789Z key-generated
+//	Plba-Task: kind=invoice.send at=2026-12-04T14:59:00.123456789Z key-generated traceparent=00-…-01
 //
 // A message that does not decode is dead-lettered with the reason.
 // DecodeTask decodes a message for tools. A task with a future NotBefore

@@ -32,7 +32,8 @@ import (
 //   - traceparent is Task.Headers["traceparent"] (see traceField), which
 //     then has no NATS header of its own: one header less to store,
 //     parse and decode on every delivery. A message with both (written
-//     by someone else) reads the field's.
+//     by someone else) reads the field's; a version before the field
+//     skips it (its deliveries start new traces).
 //
 // Kind, id, key and traceparent may hold any byte but CR and LF (checkTask): in a
 // value, '%', the space, the other control bytes and DEL are written as
