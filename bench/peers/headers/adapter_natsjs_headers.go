@@ -10,9 +10,9 @@
 //   - natsjs-msgid: a Nats-Msg-Id (32 hex characters, unique per message),
 //     which the server checks against its de-duplication window and
 //     remembers;
-//   - natsjs-plbahdr: the three headers plba writes for a task without a
-//     key of its own: Nats-Msg-Id, Plba-Task (kind, enqueue time and the
-//     key-generated flag) and an unsampled W3C traceparent.
+//   - natsjs-plbahdr: the two headers plba writes for a task without a
+//     key of its own: Nats-Msg-Id and Plba-Task (kind, enqueue time, the
+//     key-generated flag and an unsampled W3C traceparent).
 //
 // Enqueue, the stream and the Work loop are natsjs's own.
 package main
@@ -29,7 +29,7 @@ import (
 type natsjsHeadersAdapter struct {
 	natsjsAdapter
 	name string
-	all  bool // all three headers; otherwise Nats-Msg-Id alone
+	all  bool // both headers; otherwise Nats-Msg-Id alone
 }
 
 func init() {
@@ -38,7 +38,7 @@ func init() {
 		Note: "natsjs with a unique Nats-Msg-Id per message (plba experiment)"})
 	register(entry{Name: "natsjs-plbahdr",
 		New:  func(env Env) Adapter { return &natsjsHeadersAdapter{natsjsAdapter{env: env}, "natsjs-plbahdr", true} },
-		Note: "natsjs with plba's three headers per message (plba experiment)"})
+		Note: "natsjs with plba's two headers per message (plba experiment)"})
 }
 
 func (a *natsjsHeadersAdapter) Name() string { return a.name }
@@ -57,8 +57,8 @@ func (a *natsjsHeadersAdapter) Enqueue(ctx context.Context, n int) error {
 		key := hex.EncodeToString(id[:])
 		h := nats.Header{"Nats-Msg-Id": {key}}
 		if a.all {
-			h["Plba-Task"] = []string{"kind=peers.noop at=" + time.Now().UTC().Format(time.RFC3339Nano) + " key-generated"}
-			h["traceparent"] = []string{"00-" + key + "-" + key[16:] + "-00"}
+			h["Plba-Task"] = []string{"kind=peers.noop at=" + time.Now().UTC().Format(time.RFC3339Nano) +
+				" key-generated traceparent=00-" + key + "-" + key[16:] + "-00"}
 		}
 		if _, err := a.js.PublishMsgAsync(&nats.Msg{Subject: natsjsSubject, Data: payload, Header: h}); err != nil {
 			return err
