@@ -35,10 +35,11 @@ import (
 //     by someone else) reads the field's; a version before the field
 //     skips it (its deliveries start new traces).
 //
-// Kind, id, key and traceparent may hold any byte but CR and LF (checkTask): in a
-// value, '%', the space, the other control bytes and DEL are written as
-// %XX (two upper-case hex digits), so a field never holds a space and the line splits
-// without ambiguity; everything else, UTF-8 included, is written as it is.
+// Kind, id, key and traceparent may hold any byte but CR and LF
+// (checkTask): in a value, '%', the space, the other control bytes and
+// DEL are written as %XX (two upper-case hex digits), so a field never
+// holds a space and the line splits without ambiguity; everything else,
+// UTF-8 included, is written as it is.
 // A reader rejects a value that is empty, holds a raw control byte or a
 // bad escape, a field given twice, an empty field, and an unknown flag; a
 // name=value field it does not know is skipped, so a later version may
