@@ -33,8 +33,8 @@ func wire(t testing.TB, h nats.Header) nats.Header {
 // Every task checkTask admits comes back from its message as it was: odd
 // bytes in kind, id and key, NotBefore, the attempts of a Release, its
 // headers, and whether its key was generated; the message has one
-// header for the task's fields (and its traceparent), one per other
-// Task.Headers entry and the Nats-Msg-Id.
+// header for the task's fields (and its traceparent, unless it holds a
+// byte to escape inside), one per other Task.Headers entry and the Nats-Msg-Id.
 func TestTaskHeaderRoundTrip(t *testing.T) {
 	at := time.Date(2026, 12, 4, 14, 59, 0, 123456789, time.FixedZone("x", 3600))
 	odd := " lead % 100%25 a=b\ttab\x01\x7f é  trail "
@@ -55,7 +55,7 @@ func TestTaskHeaderRoundTrip(t *testing.T) {
 		{"headers", task.Task{ID: "h", Key: "h", Kind: "k", Headers: map[string]string{
 			"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "a": "1", "b": "2", "c": "3"}},
 			msgSpec{msgID: "h", keyed: true}},
-		{"odd traceparent", task.Task{ID: "h", Key: "h", Kind: "k", Headers: map[string]string{"traceparent": odd}},
+		{"odd traceparent", task.Task{ID: "h", Key: "h", Kind: "k", Headers: map[string]string{"traceparent": "00-" + odd + "-01"}},
 			msgSpec{msgID: "h", keyed: true}},
 	}
 	for _, c := range cases {
@@ -69,7 +69,7 @@ func TestTaskHeaderRoundTrip(t *testing.T) {
 			if c.spec.msgID != "" {
 				want++
 			}
-			if _, ok := in.Headers[hdrTraceparent]; ok {
+			if _, ok := traceField(&in); ok {
 				want-- // a field of Plba-Task
 				require.NotContains(t, m.Header, hdrTraceparent)
 			}
@@ -238,8 +238,9 @@ func TestBothFormsOfTaskHeaderAreUndecodable(t *testing.T) {
 // The traceparent travels in Plba-Task; one in a header of its own (as
 // earlier versions and other publishers write it) is read as well, and a
 // message with both reads the field's, whatever the header map's order.
-// One that Plba-Task cannot carry (empty, or with a line break that a
-// client sent) stays a header of its own. A bad traceparent field makes
+// One that Plba-Task does not carry (empty, with a line break that a
+// client sent, or with another byte it would escape, not at an end)
+// stays a header of its own. A bad traceparent field makes
 // the message undecodable like any bad field.
 func TestTraceparentField(t *testing.T) {
 	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -254,12 +255,20 @@ func TestTraceparentField(t *testing.T) {
 		require.Equal(t, map[string]string{"traceparent": tp}, got.Headers)
 	}
 
-	for _, v := range []string{"", "a\rb"} {
+	for _, v := range []string{"", "a\rb", "a b", "a%b"} {
 		tk := &task.Task{ID: "i", Key: "i", Kind: "k", Headers: map[string]string{"traceparent": v}}
 		m := encodeTask(tk, msgSpec{subject: "s", msgID: "i", keyed: true})
 		require.Equal(t, []string{v}, m.Header[hdrTraceparent], "%q", v)
 		require.NotContains(t, m.Header.Get(HeaderTask), "traceparent", "%q", v)
 	}
+
+	// A blank at an end, which a header would lose, is kept in the field.
+	tk := &task.Task{ID: "i", Key: "i", Kind: "k", Headers: map[string]string{"traceparent": " a b"}}
+	m := encodeTask(tk, msgSpec{subject: "s", msgID: "i", keyed: true})
+	require.NotContains(t, m.Header, hdrTraceparent)
+	got, _, err = decodeTask(wire(t, m.Header), nil, "q")
+	require.NoError(t, err)
+	require.Equal(t, tk.Headers, got.Headers)
 
 	for _, c := range []struct{ v, reason string }{
 		{"kind=k traceparent=", "empty value"},
@@ -271,6 +280,35 @@ func TestTraceparentField(t *testing.T) {
 		require.ErrorIs(t, err, errUndecodable, c.v)
 		require.ErrorContains(t, err, c.reason, c.v)
 	}
+}
+
+// A message that an earlier version stored, with its traceparent in a
+// header of its own, keeps its copies within what Enqueue left room for:
+// a traceparent with bytes the field would escape (checkTask admits
+// blanks, say) stays a header of its own, as it was stored, instead of
+// growing by two bytes per such byte in Plba-Task. With 3,000 blanks,
+// the dead-letter copy of a task stored at Enqueue's limit came to
+// 67,036 bytes of a max_payload of 65,536 (its payload dropped, so it
+// could not be re-driven), and its Release copy to 66,979 (refused: a
+// negative ack that counts the attempt).
+func TestTraceparentCopiesDoNotGrow(t *testing.T) {
+	const limit = 64 << 10
+	tp := "a" + strings.Repeat(" ", 3000) + "b"
+	id := "0123456789abcdef0123456789abcdef" // a generated key's
+	h := nats.Header{HeaderTask: {"kind=k key-generated"}, hdrMsgID: {id}, hdrTraceparent: {tp}}
+	stored := &task.Task{ID: id, Key: id}
+	data := make([]byte, limit-copyRoom(stored, msgSpec{msgID: id})-headerSize(h))
+	tk, keyed, err := decodeTask(wire(t, h), data, "q")
+	require.NoError(t, err)
+	require.Equal(t, tp, tk.Headers[hdrTraceparent])
+	dead := encodeDead(tk, "d", deadMsgID("PLBA_Q_q", 7), keyed, deadInfo{reason: strings.Repeat("r", maxReason), at: time.Now(), attempts: 3})
+	require.LessOrEqual(t, msgSize(dead), int64(limit), "the dead-letter copy")
+	release := encodeTask(tk, msgSpec{subject: "s", msgID: msgIDOf(tk.Key) + "-release-9", keyed: keyed, attempts: 1})
+	require.LessOrEqual(t, msgSize(release), int64(limit), "the Release copy")
+	require.Equal(t, []string{tp}, release.Header[hdrTraceparent], "a header of its own, as stored")
+	got, _, err := decodeTask(wire(t, release.Header), nil, "q")
+	require.NoError(t, err)
+	require.Equal(t, tp, got.Headers[hdrTraceparent])
 }
 
 // A message with Plba-Task twice is undecodable, like one with a field
@@ -296,7 +334,9 @@ func TestTaskHeaderIsReserved(t *testing.T) {
 }
 
 // FuzzTaskHeader: any HeaderTask value either fails to decode or decodes
-// to fields that encode back to a value decoding to the same fields.
+// to fields that encode back to a value decoding to the same fields (a
+// traceparent with a byte to escape inside goes back as a header of its
+// own).
 func FuzzTaskHeader(f *testing.F) {
 	for _, s := range []string{"kind=k", "kind=a%20b id=%25 key=x at=2026-12-04T14:59:00.000000005Z attempts=3 key-generated",
 		"kind=k not-before=2026-01-02T03:04:05Z", "kind=%0", "kind=k x=y",
@@ -325,6 +365,9 @@ func FuzzTaskHeader(f *testing.F) {
 		gen2, tp2, err := parseTaskHeader(string(appendTaskHeader(nil, &a, true, !gen, a.Attempt)), &b)
 		require.NoError(t, err)
 		require.Equal(t, gen, gen2)
+		if _, ok := traceField(&a); !ok {
+			tp = "" // a header of its own
+		}
 		require.Equal(t, tp, tp2)
 		require.Equal(t, a.Kind, b.Kind)
 		require.Equal(t, a.ID, b.ID)

@@ -25,6 +25,8 @@ func FuzzMessageHeaders(f *testing.F) {
 		"Plba-Task: kind=%zz\r\nplba-completion: imap",
 		"Plba-Task: kind=k traceparent=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\ntraceparent: x\r\nNats-Msg-Id: m",
 		"Nats-Msg-Id:  \r\nPlba-Task: kind=k not-before=9999-12-31T23:59:59.999999999Z",
+		"Plba-Task: kind=k traceparent=%20a%20b\r\nNats-Msg-Id: m",
+		"Plba-Task: kind=k traceparent=a%20b\r\nNats-Msg-Id: m",
 	} {
 		f.Add(s)
 	}

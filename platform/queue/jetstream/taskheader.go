@@ -29,17 +29,20 @@ import (
 //     left out when 0 (a reader rejects one above math.MaxInt32);
 //   - the flag key-generated says that task.Prepare generated the key
 //     (task.KeyGenerated): it is not remembered once the task finished;
-//   - traceparent is Task.Headers["traceparent"] (see traceField), which
-//     then has no NATS header of its own: one header less to store,
-//     parse and decode on every delivery. A message with both (written
-//     by someone else) reads the field's; a version before the field
-//     skips it (its deliveries start new traces).
+//   - traceparent is Task.Headers["traceparent"] unless it holds a byte
+//     to escape inside (see traceField), which then has no NATS header
+//     of its own: one header less to store, parse and decode on every
+//     delivery.
+//     A message with both (written by someone else) reads the field's; a
+//     version before the field skips it (its deliveries start new
+//     traces, and its copies of the task lose it).
 //
-// Kind, id, key and traceparent may hold any byte but CR and LF
-// (checkTask): in a value, '%', the space, the other control bytes and
-// DEL are written as %XX (two upper-case hex digits), so a field never
-// holds a space and the line splits without ambiguity; everything else,
-// UTF-8 included, is written as it is.
+// Kind, id and key may hold any byte but CR and LF (checkTask), and so
+// may a traceparent field that another writer escaped: in a value, '%',
+// the space, the other control bytes and DEL are written as %XX (two
+// upper-case hex digits), so a field never holds a space and the line
+// splits without ambiguity; everything else, UTF-8 included, is written
+// as it is.
 // A reader rejects a value that is empty, holds a raw control byte or a
 // bad escape, a field given twice, an empty field, and an unknown flag; a
 // name=value field it does not know is skipped, so a later version may
@@ -63,12 +66,30 @@ const (
 const hdrTraceparent = "traceparent"
 
 // traceField returns Task.Headers["traceparent"] and reports whether
-// HeaderTask carries it (instead of a header of its own): when it is set
-// and holds no line break (a lone CR or LF, which a client may send in a
-// header, stays a header of its own).
+// HeaderTask carries it (instead of a header of its own): when it is set,
+// holds no line break (a lone CR or LF, which a client may send in a
+// header) and no other byte that the field would escape, as no W3C
+// traceparent does. One with such bytes inside stays a header of its
+// own, as versions before the field stored it: written as a field it
+// would grow by two bytes per escaped byte, and the copies (Release, dead
+// letter) of a message such a version stored at Enqueue's limit would no
+// longer fit. One with a blank at either end goes in the field all the
+// same: nats.go trims those from a header value, so no earlier version
+// stored it in a header, and the field keeps it as it is.
 func traceField(t *task.Task) (string, bool) {
 	v, ok := t.Headers[hdrTraceparent]
-	return v, ok && v != "" && validHeaderValue(v)
+	if !ok || v == "" || !validHeaderValue(v) {
+		return v, false
+	}
+	if isBlank(v[0]) || isBlank(v[len(v)-1]) {
+		return v, true
+	}
+	for i := 0; i < len(v); i++ {
+		if escaped(v[i]) {
+			return v, false
+		}
+	}
+	return v, true
 }
 
 // appendTaskHeader appends the HeaderTask value of t to b: its id only
