@@ -33,12 +33,20 @@ func (b *Backend) Close(ctx context.Context) error {
 	return b.closeErr
 }
 
-// waitInflight waits until no delivery is in flight or ctx ends.
+// waitInflight waits until no delivery is in flight or ctx ends. An Ack
+// waiting for its finished-key record (see Ack) is waited for only while
+// the connection is up: once it is lost, the record's answer cannot come
+// (its publish would time out after publish_timeout), and the server
+// delivers the task again after its AckWait, as it does a task whose ack
+// was cut off.
 func (b *Backend) waitInflight(ctx context.Context) error {
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
+	conn, stop := b.whileConnected(context.Background())
+	defer stop()
+	lost := conn.Done()
 	for {
-		n := b.pruneInflight(time.Now())
+		n := b.pruneInflight(time.Now(), conn.Err() != nil)
 		if n == 0 {
 			return nil
 		}
@@ -47,6 +55,8 @@ func (b *Backend) waitInflight(ctx context.Context) error {
 			return fmt.Errorf("jetstream: close: %d deliveries unsettled (redelivered after their lease): %w", n, ctx.Err())
 		case <-b.settled:
 		case <-tick.C:
+		case <-lost:
+			lost = nil // counted without the acks waiting for their record from now on
 		}
 	}
 }

@@ -310,12 +310,21 @@ func (b *Backend) untrack(r *receipt) {
 // settlement failed (the caller reported the failure and left the
 // delivery to the server, which delivers it again after its lease), so
 // that Close does not wait for them; a delivery being settled counts, and
-// so does one whose ack waits for its finished-key record (acking).
-func (b *Backend) pruneInflight(now time.Time) int {
+// so does one whose ack waits for its finished-key record (acking),
+// unless offline: the connection is lost, and the record's answer with it.
+func (b *Backend) pruneInflight(now time.Time, offline bool) int {
 	b.imu.Lock()
 	defer b.imu.Unlock()
 	n := 0
 	for r := range b.inflight {
+		if offline {
+			r.lmu.Lock()
+			acking := r.acking
+			r.lmu.Unlock()
+			if acking {
+				continue
+			}
+		}
 		if r.mu.TryLock() {
 			r.lmu.Lock()
 			gone, failed := !r.settled && now.After(r.leaseEnd), r.failed
