@@ -66,6 +66,7 @@ func (b *Backend) Lease(ctx context.Context, name string, max int, leaseFor time
 		}
 		q.leaseWaiters.push(w)
 		q.mu.Unlock()
+		ds = deliveries{} // not kept while waiting, which may be long
 		select {
 		case <-w.ch:
 		case <-ctx.Done():
