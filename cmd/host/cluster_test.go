@@ -240,7 +240,13 @@ loadgen:
 	require.Zero(t, dupTicks, "each scheduled run once")
 	gaps := tickGaps(tickTimes, 1500*time.Millisecond)
 	t.Logf("schedule: gaps over 1.5 s between runs: %v (the kill at %s, the NATS server stopped after)", gaps, killed.UTC().Format(time.RFC3339))
-	require.Greater(t, ticks, int(ran/time.Second)-12, "one run a second, but for the hand-over of the schedule's lease; gaps %v", gaps)
+	// Allowed: the hand-over of the schedule's lease (up to its TTL, 6 s
+	// by default) and, when the stopped NATS server led the work stream,
+	// one publish_timeout (10 s by default): the emit in flight then gets
+	// no answer, its outcome unknown until the timeout, and the retry
+	// within the grace stores it (a CI run saw gaps of 4 s and 10 s, 32
+	// runs in 45 s).
+	require.Greater(t, ticks, int(ran/time.Second)-18, "one run a second, but for the hand-over of the schedule's lease and one publish timeout at the server's stop; gaps %v", gaps)
 
 	// Every mail moved, no order twice.
 	want := sample.Count(mails)
