@@ -423,6 +423,8 @@ func TestRejectedTaskIsDeadLetteredWithoutAHandler(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, dead, 1)
 	require.Equal(t, "message of 9.1 MiB exceeds the queue's max payload of 8 MiB", dead[0].Reason)
+	// The pool counts the dead letter, then tells the source.
+	require.Eventually(t, func() bool { return len(src.snapshot()) == 1 }, 10*time.Second, time.Millisecond)
 	require.Equal(t, map[string][]task.Outcome{"o9": {task.DeadLettered}}, src.snapshot())
 }
 
