@@ -163,8 +163,8 @@ func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
 	if s.msgID != "" {
 		n++
 	}
-	_, tpInField := traceField(t)
-	if tpInField {
+	tp := traceField(t) // "": a header of its own
+	if tp != "" {
 		n-- // a field of HeaderTask
 	}
 	tm := &taskMsg{msg: nats.Msg{Subject: s.subject, Data: t.Payload}}
@@ -176,12 +176,12 @@ func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
 	}
 	h := make(nats.Header, n+s.extra)
 	for k, v := range t.Headers {
-		if tpInField && k == hdrTraceparent {
+		if tp != "" && k == hdrTraceparent {
 			continue
 		}
 		vals = setHeader(h, vals, k, v)
 	}
-	v := appendTaskHeader(tm.text[:0], t, writesID(t, s), s.keyed, s.attempts)
+	v := appendTaskHeader(tm.text[:0], t, writesID(t, s), s.keyed, s.attempts, tp)
 	// The value is the bytes just written (in tm.text, or in the array
 	// append moved them to when they did not fit): nothing writes them
 	// again, so they can be the string without a copy.

@@ -65,8 +65,8 @@ const (
 // carries as a field of HeaderTask (traceField).
 const hdrTraceparent = "traceparent"
 
-// traceField returns Task.Headers["traceparent"] and reports whether
-// HeaderTask carries it (instead of a header of its own): when it is set,
+// traceField returns Task.Headers["traceparent"] when HeaderTask carries
+// it (instead of a header of its own), else "": when it is set,
 // holds no line break (a lone CR or LF, which a client may send in a
 // header) and no other byte that the field would escape, as no W3C
 // traceparent does. One with such bytes inside stays a header of its
@@ -76,26 +76,27 @@ const hdrTraceparent = "traceparent"
 // longer fit. One with a blank at either end goes in the field all the
 // same: nats.go trims those from a header value, so no earlier version
 // stored it in a header, and the field keeps it as it is.
-func traceField(t *task.Task) (string, bool) {
-	v, ok := t.Headers[hdrTraceparent]
-	if !ok || v == "" || !validHeaderValue(v) {
-		return v, false
+func traceField(t *task.Task) string {
+	v := t.Headers[hdrTraceparent]
+	if v == "" || !validHeaderValue(v) {
+		return ""
 	}
 	if isBlank(v[0]) || isBlank(v[len(v)-1]) {
-		return v, true
+		return v
 	}
 	for i := 0; i < len(v); i++ {
 		if escaped(v[i]) {
-			return v, false
+			return ""
 		}
 	}
-	return v, true
+	return v
 }
 
 // appendTaskHeader appends the HeaderTask value of t to b: its id only
 // when withID, its key when it differs from the id (and is set), the key-generated flag
-// when !keyed, attempts when above 0, its traceparent as traceField says.
-func appendTaskHeader(b []byte, t *task.Task, withID, keyed bool, attempts int) []byte {
+// when !keyed, attempts when above 0, tp (the traceparent traceField puts
+// in the field) when set.
+func appendTaskHeader(b []byte, t *task.Task, withID, keyed bool, attempts int, tp string) []byte {
 	b = append(b, fieldKind+"="...)
 	b = appendEscaped(b, t.Kind)
 	if withID {
@@ -121,7 +122,7 @@ func appendTaskHeader(b []byte, t *task.Task, withID, keyed bool, attempts int) 
 	if !keyed {
 		b = append(b, " "+flagKeyGenerated...)
 	}
-	if tp, ok := traceField(t); ok {
+	if tp != "" {
 		b = append(b, " "+fieldTraceparent+"="...)
 		b = appendEscaped(b, tp)
 	}
