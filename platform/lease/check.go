@@ -85,6 +85,12 @@ func checkBucket(ctx context.Context, kv jetstream.KeyValue, bucket string, ttl 
 	if err != nil {
 		return fmt.Errorf("lease: bucket %q: status: %w", bucket, err)
 	}
+	return checkStatus(st, bucket, ttl, replicas)
+}
+
+// checkStatus compares the TTL (unless ttl is 0) and replicas of a
+// bucket's status st with this host's: a *BucketDiffers, or nil.
+func checkStatus(st jetstream.KeyValueStatus, bucket string, ttl time.Duration, replicas int) error {
 	if ttl != 0 && st.TTL() != ttl {
 		// Hosts that disagree on the TTL could both believe they hold a
 		// lease.

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -92,6 +93,8 @@ type KV struct {
 	// knows its own records (a hold it lost, an attempt whose reply it
 	// never got) from another holder's, whatever the Holder names say.
 	nonce string
+	// seenTTL is the bucket's TTL as last seen (nanoseconds): see ttl.go.
+	seenTTL atomic.Int64
 
 	mu     sync.Mutex
 	leases map[string]*kvLease
@@ -126,7 +129,9 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 	if err != nil {
 		return nil, fmt.Errorf("lease: metric: %w", err)
 	}
-	return &KV{cfg: cfg, js: js, kv: kv, handovers: c, nonce: newToken()}, nil
+	k := &KV{cfg: cfg, js: js, kv: kv, handovers: c, nonce: newToken()}
+	k.seenTTL.Store(int64(cfg.TTL)) // checkBucket found it so
+	return k, nil
 }
 
 // createBucket creates the leases' bucket, or binds to it when it exists.
@@ -176,7 +181,7 @@ func (k *KV) restoreBucket(ctx context.Context, err error) error {
 	if !bucketGone(err) {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, k.cfg.TTL/3)
+	cctx, cancel := context.WithTimeout(ctx, k.ttl()/3)
 	defer cancel()
 	if _, cerr := createBucket(cctx, k.js, k.cfg); cerr != nil {
 		return fmt.Errorf("%w (bucket %q gone? set it up again: %w)", err, k.cfg.Bucket, cerr)
@@ -240,10 +245,10 @@ func (l *kvLease) Status() Status {
 }
 
 // Acquire tries to create the key at once and then every third of the TTL
-// until it succeeds or ctx ends. From a bucket younger than the TTL it
-// returns once the bucket is the TTL old (see holdWhenOld).
+// it counts on (ttl.go) until it succeeds or ctx ends. From a bucket
+// younger than the TTL, or whose TTL was lowered less than the old TTL
+// ago, it returns once that has passed (see holdWhenOld).
 func (l *kvLease) Acquire(ctx context.Context) (Hold, error) {
-	every := l.k.cfg.TTL / 3
 	for {
 		h, err := l.try(ctx)
 		if h != nil {
@@ -253,29 +258,37 @@ func (l *kvLease) Acquire(ctx context.Context) (Hold, error) {
 			return nil, ctx.Err()
 		}
 		l.setErr(err)
-		if err := sleep.Ctx(ctx, every); err != nil {
+		if err := sleep.Ctx(ctx, l.k.ttl()/3); err != nil {
 			return nil, err
 		}
 	}
 }
 
 // try makes one attempt: the hold, or (nil, nil) when another host holds
-// the lease, or the store's error.
+// the lease, or the store's error. It asks the bucket's TTL first: a hold
+// it takes counts on it (ttl.go).
 func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
+	sctx, cancel := context.WithTimeout(ctx, l.k.ttl()/3)
+	_, err := l.k.status(sctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("lease %q: %w", l.name, l.k.restoreBucket(ctx, err))
+	}
+	ttl := l.k.ttl()
 	token := l.k.nonce + "." + newToken()
 	sent := time.Now()
 	rec := record{Holder: l.k.cfg.Holder, Since: sent.UTC().Truncate(time.Millisecond), Token: token}
 	val, _ := json.Marshal(rec)
-	rctx, cancel := context.WithTimeout(ctx, l.k.cfg.TTL/3)
+	rctx, cancel := context.WithTimeout(ctx, ttl/3)
 	rev, err := l.k.kv.Create(rctx, l.key, val)
 	cancel()
 	if err == nil {
-		return l.took(ctx, rec, val, rev, sent)
+		return l.took(ctx, rec, val, rev, sent, ttl)
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("lease %q: create: %w", l.name, l.k.restoreBucket(ctx, err))
 	}
-	gctx, cancel := context.WithTimeout(ctx, l.k.cfg.TTL/3)
+	gctx, cancel := context.WithTimeout(ctx, ttl/3)
 	e, err := l.k.kv.Get(gctx, l.key)
 	cancel()
 	switch {
@@ -299,16 +312,18 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 		// taking the lease after it is a hand-over.
 		l.sawHolder = true
 	}
-	l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = other.Holder, other.Since, false, e.Revision(), ""
+	l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = other.Holder, other.Since, false, e.Revision(), l.k.ttlProblem()
 	l.mu.Unlock()
 	return nil, nil
 }
 
-// took starts the hold on the key this host created at revision rev (by
-// a request sent at sent) and returns it once the bucket is the TTL old:
-// at once but for a bucket set up again after the server lost it, or new.
-func (l *kvLease) took(ctx context.Context, rec record, val []byte, rev uint64, sent time.Time) (*kvHold, error) {
-	h := startHold(l, val, rev, sent)
+// took starts the hold, counting on ttl, on the key this host created at
+// revision rev (by a request sent at sent) and returns it once the bucket
+// is the TTL old and its TTL was not lowered within the old TTL: at once
+// but for a bucket set up again after the server lost it, or new, or
+// lowered (youngFor).
+func (l *kvLease) took(ctx context.Context, rec record, val []byte, rev uint64, sent time.Time, ttl time.Duration) (*kvHold, error) {
+	h := startHold(l, val, rev, sent, ttl)
 	wait, err := l.k.youngFor(ctx, l.key)
 	if err != nil {
 		err = fmt.Errorf("lease %q: age of its bucket unknown, taken as new: %w", l.name, err)
@@ -329,7 +344,7 @@ func (l *kvLease) took(ctx context.Context, rec record, val []byte, rev uint64, 
 	if handover {
 		l.st.HandOvers++
 	}
-	l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = rec.Holder, rec.Since, true, h.rev, ""
+	l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = rec.Holder, rec.Since, true, h.rev, l.k.ttlProblem()
 	l.mu.Unlock()
 	h.mu.Unlock()
 	if handover {

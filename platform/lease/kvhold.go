@@ -29,26 +29,26 @@ type kvHold struct {
 }
 
 // startHold starts renewing the lease created at revision rev by a
-// request sent at sent.
-func startHold(l *kvLease, val []byte, rev uint64, sent time.Time) *kvHold {
+// request sent at sent, counting on ttl (ttl.go).
+func startHold(l *kvLease, val []byte, rev uint64, sent time.Time, ttl time.Duration) *kvHold {
 	h := &kvHold{l: l, val: val, rev: rev, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	h.cut, h.cutStop = context.WithCancel(context.Background())
-	go h.renew(sent)
+	go h.renew(sent, ttl)
 	return h
 }
 
 func (h *kvHold) Lost() <-chan struct{} { return h.lost }
 
-// renew updates the key every quarter of the TTL. The lease is valid until
-// the TTL after the last successful renewal was sent; the hold is lost a
-// quarter of the TTL before that (three renewals failed), or at once when
-// the key is no longer at the held revision.
-func (h *kvHold) renew(sent time.Time) {
+// renew updates the key every quarter of the TTL it counts on: ttl, then
+// the shorter of the host's and the bucket's as seen after each renewal
+// (ttl.go). The lease is valid until that TTL after the last successful
+// renewal was sent; the hold is lost a quarter of it before that (three
+// renewals failed), or at once when the key is no longer at the held
+// revision. Its times are the local monotonic clock's.
+func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 	defer close(h.done)
-	ttl := h.l.k.cfg.TTL
-	every, margin := ttl/4, ttl/4
-	lostAt := sent.Add(ttl - margin)
-	next := sent.Add(every)
+	lostAt := sent.Add(ttl - ttl/4)
+	next := sent.Add(ttl / 4)
 	t := time.NewTimer(time.Until(next))
 	defer t.Stop()
 	for {
@@ -59,7 +59,7 @@ func (h *kvHold) renew(sent time.Time) {
 		}
 		now := time.Now()
 		if !now.Before(lostAt) {
-			h.lose(fmt.Errorf("lease %q: not renewed within %v", h.l.name, ttl-margin))
+			h.lose(fmt.Errorf("lease %q: not renewed within %v", h.l.name, ttl-ttl/4))
 			return
 		}
 		ctx, cancel := context.WithDeadline(h.cut, lostAt)
@@ -67,17 +67,28 @@ func (h *kvHold) renew(sent time.Time) {
 		rev := h.rev
 		h.mu.Unlock()
 		newRev, err := h.l.k.kv.Update(ctx, h.l.key, h.val, rev)
+		var serr error
+		if err == nil {
+			// The bucket's TTL now: a lowering after this is ApplyKV's
+			// to cover (lowered.go). Unknown, the last seen stands.
+			_, serr = h.l.k.status(ctx)
+		}
 		cancel()
 		switch {
 		case err == nil:
 			h.mu.Lock()
 			h.rev = newRev
 			h.mu.Unlock()
+			ttl = h.l.k.ttl()
+			problem := h.l.k.ttlProblem()
+			if serr != nil {
+				problem = fmt.Sprintf("lease %q: renewed, but %v", h.l.name, serr)
+			}
 			h.l.mu.Lock()
-			h.l.st.Revision, h.l.st.LastError = newRev, ""
+			h.l.st.Revision, h.l.st.LastError = newRev, problem
 			h.l.mu.Unlock()
-			lostAt = now.Add(ttl - margin)
-			next = now.Add(every)
+			lostAt = now.Add(ttl - ttl/4)
+			next = now.Add(ttl / 4)
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists):
 			// Not at our revision: expired and maybe taken. (Also when
 			// a renewal was applied but its reply lost: the hold ends,
@@ -88,7 +99,7 @@ func (h *kvHold) renew(sent time.Time) {
 			return // cut short by Release: it may still have been applied
 		default:
 			h.l.setErr(fmt.Errorf("lease %q: renew: %w", h.l.name, err))
-			next = time.Now().Add(every / 2)
+			next = time.Now().Add(ttl / 8)
 			if next.After(lostAt) {
 				next = lostAt
 			}
@@ -140,7 +151,7 @@ func (h *kvHold) Release(ctx context.Context) error {
 	h.l.st.Held, h.l.st.Holder, h.l.st.Since = false, "", time.Time{}
 	h.l.mu.Unlock()
 	if err := h.l.k.kv.Delete(ctx, h.l.key, jetstream.LastRevision(rev)); err != nil {
-		return fmt.Errorf("lease %q: release: %w (it expires after %v)", h.l.name, err, h.l.k.cfg.TTL)
+		return fmt.Errorf("lease %q: release: %w (it expires after %v)", h.l.name, err, h.l.k.ttl())
 	}
 	return nil
 }

@@ -16,21 +16,25 @@ import (
 // TTL until then; a host that takes a lease from a bucket younger than
 // the TTL holds it only once the bucket is the TTL old.
 
-// youngFor returns how long from now the bucket stays younger than the
-// TTL, asked after this host created a lease's key in it: at most the
-// TTL. The bucket's age is measured in the server's time: its creation
+// youngFor returns how long from now no lease may be held from the
+// bucket, asked after this host created a lease's key in it: while the
+// bucket is younger than the TTL (at most the TTL), and while its TTL was
+// lowered less than the old TTL ago (at most the old TTL: lowered.go).
+// The bucket's age is measured in the server's time: its creation
 // against the time the server reports with the bucket's info (servers
 // 2.10 on) or, from older servers, against the time the server stored
-// the key's latest entry. When the age is unknown (a request failed), the
-// bucket is taken to be new: the key was created in it before, so it is
-// the TTL old a TTL from now. The error says why the age is unknown.
+// the key's latest entry; so is the time since a lowering. When the age
+// is unknown (a request failed), the bucket is taken to be new: the key
+// was created in it before, so it is the TTL old a TTL from now. The
+// error says why the age is unknown, or why a lowering's mark cannot be
+// read (then the wait is at least this host's TTL).
 func (k *KV) youngFor(ctx context.Context, key string) (time.Duration, error) {
 	ttl := k.cfg.TTL
-	rctx, cancel := context.WithTimeout(ctx, ttl/3)
+	rctx, cancel := context.WithTimeout(ctx, k.ttl()/3)
 	defer cancel()
-	st, err := k.kv.Status(rctx)
+	st, err := k.status(rctx)
 	if err != nil {
-		return ttl, fmt.Errorf("bucket %q: status: %w", k.cfg.Bucket, err)
+		return ttl, err
 	}
 	bs, ok := st.(*jetstream.KeyValueBucketStatus)
 	if !ok || bs.StreamInfo() == nil || bs.StreamInfo().Created.IsZero() {
@@ -44,7 +48,12 @@ func (k *KV) youngFor(ctx context.Context, key string) (time.Duration, error) {
 		}
 		serverNow = e.Created()
 	}
-	return youngLeft(created, serverNow, ttl), nil
+	wait := youngLeft(created, serverNow, ttl)
+	lw, _, err := loweringIn(bs.StreamInfo().Config.Metadata)
+	if err != nil {
+		return max(wait, ttl), fmt.Errorf("bucket %q: %w", k.cfg.Bucket, err)
+	}
+	return max(wait, lw.left(serverNow)), nil
 }
 
 // youngLeft returns how long a bucket created at created (server time)
@@ -55,7 +64,8 @@ func youngLeft(created, serverNow time.Time, ttl time.Duration) time.Duration {
 	return max(0, min(left, ttl))
 }
 
-// holdWhenOld waits until h's bucket is the TTL old (wait from now), with
+// holdWhenOld waits until h's bucket is the TTL old, and past a lowering of
+// its TTL (wait from now: youngFor), with
 // Status saying so: the hold is this host's, not yet usable. It returns an
 // error when the hold is lost meanwhile, and ctx.Err() (the hold
 // released) when ctx ends first.
@@ -79,9 +89,9 @@ func (l *kvLease) holdWhenOld(ctx context.Context, h *kvHold, rec record, wait t
 	case <-t.C:
 		return nil
 	case <-h.Lost():
-		return fmt.Errorf("lease %q: lost before its bucket %q was %v old", l.name, l.k.cfg.Bucket, l.k.cfg.TTL)
+		return fmt.Errorf("lease %q: lost before it could be held from its bucket %q (new, or its TTL lowered)", l.name, l.k.cfg.Bucket)
 	case <-ctx.Done():
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.k.cfg.TTL/3)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.k.ttl()/3)
 		defer cancel()
 		_ = h.Release(rctx) // a failed release expires after the TTL
 		return ctx.Err()
