@@ -24,7 +24,9 @@ import (
 // as it applies its configuration to its streams, and its exclusive
 // source runs. Before, the bucket was checked at the first lease only,
 // which failed on the old TTL: the host was never ready and the source
-// never ran.
+// never ran. Started again with a lower TTL, it runs the source only once
+// the old TTL has passed since it applied the new one: a host on its
+// server counting on the old TTL may hold the lease until then.
 func TestOwnServerAppliesTheLeaseTTL(t *testing.T) {
 	t.Parallel()
 	store := filepath.Join(t.TempDir(), "nats")
@@ -70,11 +72,23 @@ func TestOwnServerAppliesTheLeaseTTL(t *testing.T) {
 
 	seen = &running{now: map[string]bool{}}
 	srv, b, app = start("3s", seen)
-	defer app.RequireStop()
 	require.Equal(t, 3*time.Second, bucketTTL(b), "the bucket has the configured TTL once the host started")
 	require.Eventually(t, func() bool { return seen.holder() == "host" }, 15*time.Second, 20*time.Millisecond,
 		"the exclusive source runs")
 	ready(srv)
 	code, body := httpGet(t, "http://"+srv.Addr()+"/readyz")
 	require.Equal(t, 200, code, "the lease's check passes: %s", body)
+	app.RequireStop()
+
+	seen = &running{now: map[string]bool{}}
+	starting := time.Now()
+	srv, b, app = start("2s", seen)
+	defer app.RequireStop()
+	require.Equal(t, 2*time.Second, bucketTTL(b), "the bucket has the lowered TTL once the host started")
+	require.Eventually(t, func() bool { return seen.holder() == "host" }, 15*time.Second, 20*time.Millisecond,
+		"the exclusive source runs")
+	ran := time.Since(starting)
+	t.Logf("lowered TTL (3s -> 2s): the source runs %v after the host began to start", ran)
+	require.GreaterOrEqual(t, ran, 3*time.Second, "the source ran before the old TTL passed since the change")
+	ready(srv)
 }

@@ -65,10 +65,13 @@ func newLeases(p leasesParams) leasesResult {
 // does not own checks them against its settings and refuses to start on
 // a difference (a configuration problem naming the key, exit 2), rather
 // than failing its first lease or mark at run time; a host that owns its
-// embedded server (the only host on it) applies its settings to them, a
-// TTL changed in its configuration as much as its streams' settings,
-// where the bucket's old TTL failed every lease at first use and left the
-// host never ready. The buckets are still opened, and created when
+// embedded server applies its settings to them, a TTL changed in its
+// configuration as much as its streams' settings, where the bucket's old
+// TTL failed every lease at first use and left the host never ready.
+// Other hosts may use that server (embedded.listen), holding leases that
+// count on the old TTL: a lowered TTL is marked in the bucket, and no
+// host takes a lease from it until the old TTL has passed since
+// (lease.ApplyKV). The buckets are still opened, and created when
 // missing, on first use. A backend that fails here is closed again.
 func startJetStream(ctx context.Context, b *jetstream.Backend, lc source.LeaseConfig) error {
 	if err := b.Start(ctx); err != nil {
@@ -100,7 +103,8 @@ func checkBuckets(ctx context.Context, js njs.JetStream, lc source.LeaseConfig, 
 }
 
 // applyBuckets brings the leases' and the marks' buckets, when they
-// exist, to lc's TTL and replicas (the streams').
+// exist, to lc's TTL and replicas (the streams'); a lowered TTL delays
+// every host's leases by the old TTL (lease.ApplyKV).
 func applyBuckets(ctx context.Context, js njs.JetStream, lc source.LeaseConfig, replicas int) error {
 	if err := lease.ApplyKV(ctx, js, lease.KVConfig{Bucket: lc.Bucket, TTL: lc.TTL, Replicas: replicas}); err != nil {
 		return bucketProblem(err, "leases")
@@ -153,7 +157,8 @@ type leaseChecksResult struct {
 // true, as source.Prepare wraps it) a readiness-gating check named
 // "lease/source/<name>" that fails while the lease's store fails (the
 // lease's last error: the bucket cannot be opened or does not have this
-// host's TTL, a create or renewal that failed). A standby passes the
+// host's TTL, when it opens it or later, as another host lowered it; a
+// create or renewal that failed). A standby passes the
 // source's own check (another host runs it); this one tells whether it
 // could take over, so a host that can never take the lease is not ready
 // instead of waiting for ever as a standby that looks ready.

@@ -44,7 +44,9 @@ type KVConfig struct {
 	Bucket string
 	// TTL is how long a lease outlives its holder's last renewal: the
 	// bucket's TTL. Default DefaultTTL; at least one second. Every host
-	// must agree: OpenKV fails when the bucket has another TTL.
+	// must agree: OpenKV fails when the bucket has another TTL. A bucket
+	// whose TTL is lowered under an open KV is counted on (see the
+	// package doc).
 	TTL time.Duration
 	// Replicas of the bucket: 3 on a three-node cluster, so that a lease
 	// survives the loss of a server. Default 1. OpenKV fails when the

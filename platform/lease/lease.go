@@ -28,7 +28,19 @@
 //     three quarters of the TTL after its last renewal, which came before
 //     the loss, so before the new bucket is the TTL old. The cost: the
 //     first lease from a new bucket (a new deployment's first start)
-//     comes a TTL after the bucket was created.
+//     comes a TTL after the bucket was created. The TTL a holder counts
+//     on is its own or, when the bucket's is shorter, the bucket's, asked
+//     before each attempt and after each renewal: the bucket's TTL can be
+//     lowered under a running host (ApplyKV on a host that owns the
+//     server others use), and a holder counting on the old one would
+//     believe its hold after its key expired. A bucket TTL other than the
+//     host's stays in the lease's Status.LastError. ApplyKV marks a lower
+//     TTL in the bucket's metadata with the time of the change, and no
+//     host takes a lease from the bucket until the old TTL has passed
+//     since (Status.HeldFrom says when), so that every holder counting
+//     on the old TTL has renewed into the change, learning the new one,
+//     or let go. A TTL lowered by hand (nats kv edit) leaves no mark:
+//     lower it with the hosts stopped, or through ApplyKV.
 //   - Local: a lease within one process, for the memory backend and a
 //     single host. It costs a mutex.
 //
@@ -88,8 +100,9 @@ type Status struct {
 	Since time.Time `json:"since,omitzero"`
 	// HeldFrom is when this host will hold the lease it took from a
 	// bucket younger than the TTL (KV leases: a bucket new, or set up
-	// again after the server lost it); zero otherwise. Holder names this
-	// host meanwhile, and Held is false.
+	// again after the server lost it) or whose TTL was lowered less than
+	// the old TTL ago (ApplyKV); zero otherwise. Holder names this host
+	// meanwhile, and Held is false.
 	HeldFrom time.Time `json:"held_from,omitzero"`
 	// Held says whether this host is the holder.
 	Held bool `json:"held"`
@@ -99,7 +112,8 @@ type Status struct {
 	// another holder have it.
 	HandOvers int64 `json:"hand_overs"`
 	// LastError is the last error of the store (KV leases), cleared by
-	// the next success.
+	// the next success; or, while the bucket's TTL is not this host's,
+	// that difference (the host counts on the shorter of the two).
 	LastError string `json:"last_error,omitempty"`
 }
 
