@@ -136,8 +136,12 @@ func bucketProblem(err error, what string) error {
 				"set %v, or change the bucket otherwise (nats kv edit, or delete it: nats kv rm %s)",
 			d.Want, what, d.Bucket, d.Have, d.Refused, d.Have, d.Bucket), lease.ErrConfig)
 	}
+	how := "nats kv edit, or nats stream edit KV_" + d.Bucket
+	if d.Lowering() {
+		how += "; lowering the ttl by hand: with every host stopped"
+	}
 	return fmt.Errorf("%w: %w", jetstream.SettingDiffers(key, d.Want, d.Have, fmt.Sprintf("the %s bucket %q", what, d.Bucket),
-		"nats kv edit, or nats stream edit KV_"+d.Bucket), lease.ErrConfig)
+		how), lease.ErrConfig)
 }
 
 type leaseChecksParams struct {

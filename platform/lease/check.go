@@ -39,9 +39,25 @@ func (e *BucketDiffers) Error() string {
 		return fmt.Sprintf("%v: bucket %q has %s %v, configured %v, and the server refused to change it: %v",
 			ErrConfig, e.Bucket, e.Setting, e.Have, e.Want, e.Refused)
 	}
-	return fmt.Sprintf("%v: bucket %q has %s %v, configured %v (change the bucket first: nats kv edit, or nats stream edit KV_%s)",
-		ErrConfig, e.Bucket, e.Setting, e.Have, e.Want, e.Bucket)
+	return fmt.Sprintf("%v: bucket %q has %s %v, configured %v (change the bucket first: nats kv edit, or nats stream edit KV_%s%s)",
+		ErrConfig, e.Bucket, e.Setting, e.Have, e.Want, e.Bucket, e.lowering())
 }
+
+// lowering is the caution for an operator about to lower the bucket's TTL
+// by hand, which leaves no mark for the hosts counting on the old one
+// (see ApplyKV); "" for another change.
+func (e *BucketDiffers) lowering() string {
+	have, ok1 := e.Have.(time.Duration)
+	want, ok2 := e.Want.(time.Duration)
+	if e.Setting != SettingTTL || !ok1 || !ok2 || want >= have {
+		return ""
+	}
+	return "; lowering the ttl by hand: with every host stopped"
+}
+
+// Lowering reports whether the difference is a TTL this host's
+// configuration would lower.
+func (e *BucketDiffers) Lowering() bool { return e.lowering() != "" }
 
 // Unwrap returns ErrConfig.
 func (e *BucketDiffers) Unwrap() error { return ErrConfig }

@@ -60,9 +60,6 @@ func overlapAfterCut(t *testing.T, old, new time.Duration, lower func(ctx contex
 	rev := la.Status().Revision
 	require.Eventually(t, func() bool { return la.Status().Revision > rev }, old, time.Millisecond,
 		"host-a renews after the change")
-	st := la.Status()
-	t.Logf("host-a after the bucket was lowered: %+v", st)
-	require.True(t, st.Held, "host-a still holds the lease")
 
 	b := openKVIn(t, srv.ClientURL(), bucket, "host-b", new)
 	type took struct {
@@ -94,6 +91,10 @@ func overlapAfterCut(t *testing.T, old, new time.Duration, lower func(ctx contex
 	require.Eventually(t, func() bool { return la.Status().Revision > rev }, old, time.Millisecond, "host-a renews")
 	p.Freeze()
 	cut := time.Now()
+	// This renewal, and its look at the bucket, came after the change.
+	st := la.Status()
+	t.Logf("host-a after the bucket was lowered: %+v", st)
+	require.True(t, st.Held, "host-a still holds the lease")
 	var aLost time.Time
 	select {
 	case <-ha.Lost():
@@ -313,4 +314,19 @@ func TestApplyKVRefusesToLowerTheTTLOnAServerBefore2_10(t *testing.T) {
 
 	require.NoError(t, lease.ApplyKV(ctx, js, lease.KVConfig{Bucket: bucket, TTL: 3 * time.Second}))
 	require.NoError(t, lease.CheckKV(ctx, js, lease.KVConfig{Bucket: bucket, TTL: 3 * time.Second}), "raised")
+}
+
+// A TTL a host's configuration would lower is cautioned against lowering
+// by hand while hosts run (it leaves no mark); other differences are not.
+func TestBucketDiffersCautionsAgainstLoweringByHand(t *testing.T) {
+	lower := &lease.BucketDiffers{Bucket: "b", Setting: lease.SettingTTL, Want: time.Second, Have: 3 * time.Second}
+	require.True(t, lower.Lowering())
+	require.Contains(t, lower.Error(), "lowering the ttl by hand: with every host stopped")
+	for _, d := range []*lease.BucketDiffers{
+		{Bucket: "b", Setting: lease.SettingTTL, Want: 3 * time.Second, Have: time.Second},
+		{Bucket: "b", Setting: lease.SettingReplicas, Want: 1, Have: 3},
+	} {
+		require.False(t, d.Lowering(), "%v", d)
+		require.NotContains(t, d.Error(), "lowering")
+	}
 }
