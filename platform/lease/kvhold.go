@@ -151,7 +151,8 @@ func (h *kvHold) Release(ctx context.Context) error {
 	h.l.st.Held, h.l.st.Holder, h.l.st.Since = false, "", time.Time{}
 	h.l.mu.Unlock()
 	if err := h.l.k.kv.Delete(ctx, h.l.key, jetstream.LastRevision(rev)); err != nil {
-		return fmt.Errorf("lease %q: release: %w (it expires after %v)", h.l.name, err, h.l.k.ttl())
+		return fmt.Errorf("lease %q: release: %w (it expires after the bucket's TTL, %v when last seen)", h.l.name, err,
+			time.Duration(h.l.k.seenTTL.Load()))
 	}
 	return nil
 }
