@@ -28,7 +28,10 @@
 // The Emitter a source receives enqueues through the platform's
 // task.Enqueuer (the worker package's producer). Emit blocks while the
 // target queue is full, so a fast source is slowed to the pace of its
-// consumers and memory stays bounded. When the source implements Completer,
+// consumers and memory stays bounded. A Schedule's emit is the exception:
+// each attempt is bounded by its attempt timeout and retried within the
+// due time's grace (see Schedule.Run), a wait for room included, since a
+// due time is run at most the grace late. When the source implements Completer,
 // the emitter stamps every task with task.HeaderCompletion = the source's
 // name.
 //

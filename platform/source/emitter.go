@@ -61,7 +61,8 @@ type emitter struct {
 }
 
 // Emit waits while the source is paused (Supervisor.Pause), then stamps
-// the completion header (when due) and enqueues tasks.
+// the completion header (when due) and enqueues tasks, within the attempt
+// timeout a Schedule gives its emits (see Schedule.Run).
 func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	if err := e.gate.wait(ctx); err != nil {
 		return err
@@ -74,7 +75,10 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 			}
 		}
 	}
-	err := e.enq.Enqueue(ctx, tasks...)
+	// A schedule's attempt timeout (withAttemptTimeout) bounds the
+	// Enqueue, not the wait above.
+	ectx, attempted := attemptContext(ctx)
+	err := attempted(e.enq.Enqueue(ectx, tasks...))
 	if err == nil {
 		e.emitted.Add(int64(len(tasks)))
 		if e.obs != nil {

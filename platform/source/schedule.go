@@ -58,8 +58,8 @@ type Marks interface {
 // Missed due times: the schedule emits at most one task each time it
 // wakes, for the latest due time that has come. A due time reached at most
 // the grace late (WithGrace, default DefaultGrace) fires; one reached
-// later is missed (no host ran the schedule then, Emit blocked on a full
-// queue, the machine slept), and so are the due times before it that the
+// later is missed (no host ran the schedule then, the emit of an earlier
+// due time took its grace, the machine slept), and so are the due times before it that the
 // schedule never reached. The Missed policy decides: SkipMissed (default)
 // drops them and waits for the next due time; CatchUpOnce fires the latest
 // of them once. Due times are wall-clock times: the schedule reads the
@@ -85,19 +85,21 @@ type Marks interface {
 // was missed across restarts; MemoryMarks survive only a restart of the
 // source by its supervisor.
 type Schedule struct {
-	name   string
-	spec   string
-	kind   string
-	times  dueTimes
-	loc    *time.Location
-	missed Missed
-	marks  Marks
-	build  func(due time.Time) (*task.Task, error)
-	grace  time.Duration
-	clock  clock
+	name    string
+	spec    string
+	kind    string
+	times   dueTimes
+	loc     *time.Location
+	missed  Missed
+	marks   Marks
+	build   func(due time.Time) (*task.Task, error)
+	grace   time.Duration
+	attempt time.Duration // WithAttemptTimeout's; 0: derived (attemptTimeout)
+	clock   clock
 
 	mu         sync.Mutex
 	next, last time.Time
+	nextTry    time.Duration // the attempt timeout of next's emit
 	missedRuns int64
 	retries    int64
 	lastErr    string // of the last failed attempt, until one succeeds
@@ -135,7 +137,8 @@ func OnMissed(m Missed) ScheduleOption { return func(s *Schedule) { s.missed = m
 const DefaultGrace = time.Minute
 
 // WithGrace sets how late a due time may fire before it counts as missed
-// (the host was down, Emit blocked on a full queue, the machine slept).
+// (the host was down, the emit of an earlier due time took long, the
+// machine slept), and how long a due time's emit is retried (see Run).
 // Default DefaultGrace. Keep it under the backend's de-duplication window.
 func WithGrace(d time.Duration) ScheduleOption {
 	return func(s *Schedule) {
@@ -243,6 +246,10 @@ type ScheduleDetails struct {
 	// attempt succeeds: while it shows, the schedule is retrying (or its
 	// Run ended with it, see the source's last_error).
 	LastError string `json:"last_error,omitempty"`
+	// AttemptTimeout bounds each attempt at the next due time's emit
+	// (e.g. "2s"; see Run and WithAttemptTimeout): an attempt without an
+	// answer by then is cut and retried.
+	AttemptTimeout string `json:"attempt_timeout,omitempty"`
 }
 
 // Details returns the schedule's expression, time zone, next due time and
@@ -250,8 +257,12 @@ type ScheduleDetails struct {
 func (s *Schedule) Details() any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return ScheduleDetails{Schedule: s.spec, Location: s.loc.String(), Next: s.next, Last: s.last, Missed: s.missedRuns,
+	d := ScheduleDetails{Schedule: s.spec, Location: s.loc.String(), Next: s.next, Last: s.last, Missed: s.missedRuns,
 		Retries: s.retries, LastError: s.lastErr}
+	if s.nextTry > 0 {
+		d.AttemptTimeout = s.nextTry.String()
+	}
+	return d
 }
 
 // Run emits each due time's task until ctx ends. Run returns nil when
@@ -265,9 +276,29 @@ func (s *Schedule) Details() any {
 // caught up has a grace from when it is fired). A retried Emit sends a
 // copy of the same task, with the due time's key, so a task stored by an
 // attempt whose answer was lost is not stored twice; a failed mark is
-// retried alone, the task is not emitted again. The read of the marks at start, and the
-// write-back of the due time this schedule emitted last, are retried
-// likewise for a grace from the start. An error that retrying cannot fix
+// retried alone, the task is not emitted again.
+//
+// Each attempt at an emit waits for the backend at most its attempt
+// timeout (ScheduleDetails.AttemptTimeout): WithAttemptTimeout's, else
+// the time to the due time after it, at least MinAttemptTimeout (2s) and
+// at most a quarter of the grace (2s for a schedule every second, 15s
+// for an hourly one with the default grace). An attempt without an
+// answer by then (the NATS server leading the work stream stopped with
+// the publish in flight: JetStream would wait out its publish_timeout,
+// 10s by default, while a frequent schedule's due times pass) is cut
+// (JetStream reports a publish it sent and did not hear back of as
+// queue.ErrOutcomeUnknown) and retried like any failed attempt, with the
+// due time's key, so the task is stored once whichever attempt stored
+// it. The runtime's emitter
+// (NewEmitter) applies the timeout from when it lets the emit through: a
+// schedule paused by its supervisor waits in Emit uncut (another Emitter
+// gets no timeout). It covers a wait for room in a full queue too: the
+// grace bounds how late a due time's task is enqueued, and a queue full
+// for longer ends Run like an outage.
+//
+// The read of the marks at start, and the write-back of the due time
+// this schedule emitted last, are retried likewise for a grace from the
+// start. An error that retrying cannot fix
 // (the WithTask function's, task.Permanent, queue.ErrInvalidTask,
 // queue.ErrTooLarge, queue.ErrClosed) and one still there when the grace
 // is used up end Run with that error: the supervisor restarts the
@@ -353,7 +384,8 @@ func latestOf(ts ...time.Time) time.Time {
 }
 
 func (s *Schedule) setNext(t time.Time) {
+	try := s.attemptTimeout(t)
 	s.mu.Lock()
-	s.next = t
+	s.next, s.nextTry = t, try
 	s.mu.Unlock()
 }

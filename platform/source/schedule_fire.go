@@ -52,8 +52,9 @@ func (s *Schedule) fire(ctx context.Context, emit Emitter, due time.Time, r *ret
 	if err != nil {
 		return err // not retried: build made no task
 	}
+	attempt := withAttemptTimeout(ctx, s.attemptTimeout(due))
 	for {
-		pctx, end := StartPoll(ctx, s.name)
+		pctx, end := StartPoll(attempt, s.name)
 		err := emit.Emit(pctx, t.Clone())
 		end(err)
 		if err == nil {
