@@ -174,3 +174,31 @@ func readTail(path string) string {
 	}
 	return string(b)
 }
+
+// streamLeader returns the name of the server that leads stream, asked
+// of the server at url.
+func streamLeader(url, stream string) (string, error) {
+	nc, err := nats.Connect(url, nats.Timeout(time.Second), nats.MaxReconnects(0))
+	if err != nil {
+		return "", err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return "", fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return "", fmt.Errorf("stream %s: %w", stream, err)
+	}
+	if info.Cluster == nil || info.Cluster.Leader == "" {
+		return "", fmt.Errorf("stream %s has no leader", stream)
+	}
+	return info.Cluster.Leader, nil
+}
