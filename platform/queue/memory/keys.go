@@ -17,20 +17,21 @@ type keyRef struct {
 	reason  string
 }
 
-// keyIndex maps task keys to keyRefs. It is keyed by a 64-bit hash of the
-// key, which makes the three lookups every task costs (check, insert,
-// delete) cheap: the key string is compared only on a hit. The keys of
-// stored tasks (live) map to their entry alone, 16 bytes a slot, whose
-// task holds the key; the keys remembered after their task ended (done,
-// used with Options.DedupWindow) keep their whole keyRef. With every task
-// enqueued before any is worked (the peers harness), the live map holds
-// all of them: a 64-byte keyRef per slot made it 4.5 times larger, its
-// growth a fifth of Enqueue's bytes, and the delete at each ack a cache
-// miss more often. A hash belongs to at most one key in live and done
+// keyIndex maps task keys to keyRefs. The keys of stored tasks (live)
+// that are this process's generated ids are in pages, by the id's
+// counter (keypages.go: the default key, and the most common, and the
+// one whose delete at each ack missed the cache). Every other key is
+// keyed by a 64-bit hash, which makes the three lookups every task costs
+// (check, insert, delete) cheap: the key string is compared only on a
+// hit. Those of stored tasks (live) map to their entry alone, 16 bytes a
+// slot, whose task holds the key; the keys remembered after their task
+// ended (done, used with Options.DedupWindow), generated or not, keep
+// their whole keyRef. A hash belongs to at most one key in live and done
 // together; another key with that hash goes to spill (practically never
 // used).
 type keyIndex struct {
 	seed  maphash.Seed
+	pages keyPages // live keys that are generated ids (genSeq)
 	live  map[uint64]*entry
 	done  map[uint64]keyRef
 	spill map[string]keyRef
@@ -44,7 +45,11 @@ func (x *keyIndex) hash(key string) uint64 { return maphash.String(x.seed, key) 
 
 // get returns the ref of key (whose hash is h).
 func (x *keyIndex) get(key string, h uint64) (keyRef, bool) {
-	if e, ok := x.live[h]; ok && e.t.Key == key {
+	if s, ok := genSeq(key); ok {
+		if e := x.pages.get(s); e != nil && e.t.Key == key {
+			return keyRef{key: key, e: e}, true
+		}
+	} else if e, ok := x.live[h]; ok && e.t.Key == key {
 		return keyRef{key: key, e: e}, true
 	}
 	if ref, ok := x.done[h]; ok && ref.key == key {
@@ -55,6 +60,47 @@ func (x *keyIndex) get(key string, h uint64) (keyRef, bool) {
 		return ref, ok
 	}
 	return keyRef{}, false
+}
+
+// add indexes the key of e, a stored task's entry (not refused: no
+// other stored task holds it), whose hash is h.
+func (x *keyIndex) add(e *entry, h uint64) {
+	key := e.t.Key
+	if s, ok := genSeq(key); ok {
+		x.pages.put(s, e)
+		e.kh, e.kpage, e.kspill = s, true, false
+		if len(x.done) > 0 {
+			if ref, ok := x.done[h]; ok && ref.key == key {
+				delete(x.done, h) // its window ended (pruneKeys runs first)
+			}
+		}
+		return
+	}
+	e.kh, e.kpage = h, false
+	e.kspill = x.set(key, h, keyRef{e: e})
+}
+
+// drop forgets the key of e, indexed by add.
+func (x *keyIndex) drop(e *entry) {
+	if e.kpage {
+		x.pages.del(e.kh)
+		return
+	}
+	x.forget(e.t.Key, e.kh, e.kspill)
+}
+
+// keep replaces the ref of e's key, indexed by add, with ref (e == nil:
+// a key remembered after its task ended) and returns the key's hash.
+func (x *keyIndex) keep(e *entry, ref keyRef) (h uint64) {
+	key := e.t.Key
+	if !e.kpage {
+		x.replace(key, e.kh, e.kspill, ref)
+		return e.kh
+	}
+	x.pages.del(e.kh)
+	h = x.hash(key)
+	x.set(key, h, ref)
+	return h
 }
 
 // taken reports whether h belongs to a key other than key.

@@ -92,10 +92,10 @@ func (q *queueState) release(e *entry, now int64, o task.Outcome) {
 		if o == task.DeadLettered {
 			ref.reason = e.reason
 		}
-		q.keys.replace(key, e.kh, e.kspill, ref)
-		q.recent = append(q.recent, keyExpiry{key: key, h: e.kh, until: until})
+		h := q.keys.keep(e, ref)
+		q.recent = append(q.recent, keyExpiry{key: key, h: h, until: until})
 	} else {
-		q.keys.forget(key, e.kh, e.kspill)
+		q.keys.drop(e)
 	}
 	e.t, e.reason, e.state = nil, "", stFree
 	if len(q.free) < maxFree {
@@ -170,8 +170,7 @@ func (q *queueState) markDup(t *task.Task, h, batch uint64) {
 // insert stores t (not a duplicate) and returns whether it is ready now.
 func (q *queueState) insert(t *task.Task, h uint64, now int64) (ready bool, due int64) {
 	e := q.newEntry(t)
-	e.kh = h
-	e.kspill = q.keys.set(t.Key, h, keyRef{e: e})
+	q.keys.add(e, h)
 	q.live++
 	if !t.NotBefore.IsZero() {
 		if due = q.b.at(t.NotBefore); due > now {

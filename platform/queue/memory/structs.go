@@ -23,13 +23,14 @@ type entry struct {
 	t        *task.Task // the stored task; never written after Enqueue
 	due      int64      // delayed: when ready; leased: when the lease ends
 	seq      uint64     // enqueue order, to break ties in the heaps
-	kh       uint64     // hash of t.Key in the queue's key index
+	kh       uint64     // hash of t.Key in the queue's key index; its counter when kpage
 	gen      uint64     // bumped on every lease
 	idx      int        // position in the heap holding it, -1 if none
 	attempts int        // deliveries so far
 	expiries int        // leases that ended without a settlement
 	state    uint8
 	kspill   bool      // t.Key is in the key index's spill (keyIndex.set)
+	kpage    bool      // t.Key is in the key index's pages (keyIndex.add)
 	reason   string    // dead-letter reason
 	deadAt   time.Time // when it was dead-lettered
 	deadSeq  uint64    // order among the queue's dead letters (QueryDead's cursor)

@@ -1,0 +1,131 @@
+package memory
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// TestGenSeq: an id task.NewID makes in this process is read as its
+// counter (consecutive ids, consecutive counters); anything else is not.
+func TestGenSeq(t *testing.T) {
+	t.Parallel()
+	a, b := task.NewID(), task.NewID()
+	sa, ok := genSeq(a)
+	require.True(t, ok, a)
+	sb, ok := genSeq(b)
+	require.True(t, ok, b)
+	require.Greater(t, sb, sa)
+	for _, k := range []string{
+		"", "order-1", a[:31], a + "0", strings.ToUpper(a),
+		"0123456789abcdef" + a[16:], // another prefix
+		a[:16] + "0123456789abcdeg", // not hex
+		a[:16] + "0123456789abcde/",
+	} {
+		if k == a {
+			continue
+		}
+		_, ok := genSeq(k)
+		require.False(t, ok, k)
+	}
+}
+
+// TestKeyPages: entries are found by counter across page boundaries; a
+// page that empties is removed (and kept as a spare), and a counter whose
+// page is gone finds nothing.
+func TestKeyPages(t *testing.T) {
+	t.Parallel()
+	var p keyPages
+	es := map[uint64]*entry{}
+	for s := uint64(keyPageLen - 3); s < 3*keyPageLen+5; s += 2 {
+		es[s] = &entry{}
+		p.put(s, es[s])
+	}
+	require.Equal(t, len(es), p.len())
+	for s, e := range es {
+		require.Same(t, e, p.get(s))
+		require.Nil(t, p.get(s+1))
+	}
+	for s := range es {
+		p.del(s)
+		require.Nil(t, p.get(s))
+	}
+	require.Zero(t, p.len())
+	require.Empty(t, p.m)
+	require.NotEmpty(t, p.spare)
+	require.LessOrEqual(t, len(p.spare), maxSparePages)
+	for _, pg := range p.spare {
+		require.Equal(t, keyPage{}, *pg, "a spare page is empty")
+	}
+	e := &entry{}
+	p.put(7*keyPageLen, e)
+	require.Same(t, e, p.get(7*keyPageLen))
+	require.Nil(t, p.get(8*keyPageLen))
+}
+
+// TestGeneratedKeysDeduplicate: the keys of tasks with generated ids are
+// in the pages, and de-duplicate as any key does: a task with the key of
+// a stored one is held; after the holder's ack, with a window, it is
+// refused as finished; the window over, it is stored. The index holds no
+// key once every task ended.
+func TestGeneratedKeysDeduplicate(t *testing.T) {
+	t.Parallel()
+	var now atomic.Int64
+	now.Store(time.Unix(1_000_000, 0).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	b := New(Options{DedupWindow: time.Minute, Now: clock})
+	defer b.Close(context.Background())
+	ctx := context.Background()
+
+	first := &task.Task{Kind: "k", Queue: "q"}
+	require.NoError(t, b.Enqueue(ctx, first))
+	q := b.queueFor("q")
+	q.mu.Lock()
+	require.Equal(t, 1, q.keys.pages.len(), "a generated key is in the pages")
+	require.Empty(t, q.keys.live)
+	q.mu.Unlock()
+
+	same := &task.Task{Kind: "k", Queue: "q", Key: first.Key}
+	require.NoError(t, b.Enqueue(ctx, same))
+	by, held := task.Held(same)
+	require.True(t, held)
+	require.Equal(t, first.ID, by)
+
+	ds, err := b.Lease(ctx, "q", 1, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.NoError(t, b.Ack(ctx, ds[0]))
+	q.mu.Lock()
+	require.Zero(t, q.keys.pages.len())
+	require.Len(t, q.keys.done, 1, "remembered for the window")
+	q.mu.Unlock()
+
+	again := &task.Task{Kind: "k", Queue: "q", Key: first.Key}
+	require.NoError(t, b.Enqueue(ctx, again))
+	o, _, fin := task.Finished(again)
+	require.True(t, fin)
+	require.Equal(t, task.Succeeded, o)
+
+	now.Add(int64(2 * time.Minute))
+	later := &task.Task{Kind: "k", Queue: "q", Key: first.Key}
+	require.NoError(t, b.Enqueue(ctx, later))
+	require.False(t, task.Dropped(later))
+	q.mu.Lock()
+	require.Equal(t, 1, q.keys.pages.len())
+	require.Empty(t, q.keys.done, "its own remembered key was pruned")
+	q.mu.Unlock()
+	ds, err = b.Lease(ctx, "q", 1, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, later.ID, ds[0].Task.ID)
+	require.NoError(t, b.Ack(ctx, ds[0]))
+	q.mu.Lock()
+	require.Zero(t, q.keys.pages.len())
+	q.mu.Unlock()
+}
