@@ -27,9 +27,9 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	}
 	// Extend at about half-life of the lease as the backend granted it
 	// (or as renew extended it).
-	extendAt := p.epoch.Add(start + p.cfg.Lease/2)
+	extendAt := start + p.cfg.Lease/2
 	if !d.LeaseUntil.IsZero() {
-		extendAt = d.LeaseUntil.Add(-p.cfg.Lease / 2)
+		extendAt = max(p.onClock(d.LeaseUntil), 0) - p.cfg.Lease/2
 	}
 
 	var (
@@ -49,7 +49,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	}
 	if rt == nil || rejected != "" {
 		// Dead-lettered without a handler (see settleGuarded).
-		s.begin(d, extendAt, time.Time{})
+		s.begin(d, extendAt, 0)
 		s.octx = p.hardCtx
 		octx = p.obs.Starting(p.hardCtx, t)
 		s.octx = octx
@@ -61,7 +61,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 		// A handler that ignores its cancellation keeps its worker, not
 		// its task: the lease is extended until one lease period after
 		// the timeout, then left to end (see extendLeases).
-		s.begin(d, extendAt, p.epoch.Add(deadlineAfter(deadline, p.cfg.Lease)))
+		s.begin(d, extendAt, deadlineAfter(deadline, p.cfg.Lease))
 		ctx := newTaskContext(p.hardCtx, &p.epoch, deadline)
 		s.handlerAt, s.ran = start, true
 		octx, err = p.call(ctx, s, rt.Handler, t)
@@ -120,15 +120,15 @@ func (p *Pool) leaseHeld(d *queue.Delivery, start time.Duration) bool {
 		p.n.inFlight.Add(1)
 		return true
 	}
-	now := p.epoch.Add(start)
-	if !now.Before(d.LeaseUntil) {
+	until := p.onClock(d.LeaseUntil)
+	if until <= start {
 		// The lease ended while the delivery waited in the hand-over
 		// buffer: the backend may have given the task to another
 		// consumer already, and will deliver it again in any case.
 		p.skipExpired(d)
 		return false
 	}
-	if d.LeaseUntil.Sub(now) > p.renewBelow {
+	if until-start > p.renewBelow {
 		p.n.inFlight.Add(1)
 		return true
 	}

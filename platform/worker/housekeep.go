@@ -37,20 +37,21 @@ func (p *Pool) housekeep() {
 	}
 }
 
-func (p *Pool) extendLeases(now time.Time) {
+func (p *Pool) extendLeases(nowT time.Time) {
+	now := p.onClock(nowT)
 	p.mu.Lock()
 	slots := append([]*slot(nil), p.slots...)
 	p.mu.Unlock()
 	for _, s := range slots {
 		s.mu.Lock()
 		d := s.d
-		due := d != nil && !s.settled && !now.Before(s.extendAt)
-		overrun := due && !s.keepUntil.IsZero() && now.After(s.keepUntil)
+		due := d != nil && !s.settled && now >= s.extendAt
+		overrun := due && s.keepUntil != 0 && now > s.keepUntil
 		first := overrun && !s.overrun
 		if overrun {
 			s.overrun, due = true, false
 		} else if due {
-			s.extendAt = now.Add(p.cfg.Lease / 2)
+			s.extendAt = now + p.cfg.Lease/2
 		}
 		s.mu.Unlock()
 		if first {

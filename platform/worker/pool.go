@@ -195,6 +195,10 @@ func NewPool(p PoolParams) (*Pool, error) {
 // alone (cheaper than time.Now on the per-task path).
 func (p *Pool) clock() time.Duration { return time.Since(p.epoch) }
 
+// onClock returns t on the pool's clock: the time since its epoch
+// (monotonic when t has a monotonic reading, as Pool.clock).
+func (p *Pool) onClock(t time.Time) time.Duration { return t.Sub(p.epoch) }
+
 // Queue returns the pool's queue name.
 func (p *Pool) Queue() string { return p.queue }
 

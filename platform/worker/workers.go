@@ -19,13 +19,16 @@ import (
 // slot is one worker's current delivery, shared with the housekeeper
 // (lease extension) and Stop (returning what a stuck handler holds).
 type slot struct {
-	mu       sync.Mutex
-	d        *queue.Delivery
-	settled  bool
-	extendAt time.Time
-	// keepUntil is when the housekeeper stops extending d's lease: one
-	// lease period after its handler's timeout (zero: no handler runs).
-	keepUntil time.Time
+	mu      sync.Mutex
+	d       *queue.Delivery
+	settled bool
+	// extendAt and keepUntil are on the pool's clock (Pool.clock): they
+	// cost no time.Time arithmetic per task. extendAt is when the
+	// housekeeper extends d's lease next; keepUntil when it stops
+	// extending it: one lease period after its handler's timeout (zero:
+	// no handler runs).
+	extendAt  time.Duration
+	keepUntil time.Duration
 	overrun   bool // keepUntil passed with the handler still running
 
 	// The observer's side of the current delivery, for a worker that
@@ -41,7 +44,7 @@ type slot struct {
 
 // begin records d as the slot's current delivery, whose lease is
 // extended from extendAt on until keepUntil.
-func (s *slot) begin(d *queue.Delivery, extendAt, keepUntil time.Time) {
+func (s *slot) begin(d *queue.Delivery, extendAt, keepUntil time.Duration) {
 	s.mu.Lock()
 	s.d, s.settled, s.extendAt, s.keepUntil, s.overrun = d, false, extendAt, keepUntil, false
 	s.mu.Unlock()
