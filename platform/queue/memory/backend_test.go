@@ -290,3 +290,43 @@ func TestCloseDeadlineReportsUnsettled(t *testing.T) {
 	require.True(t, errors.Is(err, context.DeadlineExceeded), "Close: %v", err)
 	require.ErrorContains(t, err, "1 deliveries unsettled")
 }
+
+// TestStaleReceiptsOfARecycledEntry: a delivery settles its own lease and
+// no other: not the lease after its own ran out, of the same stored task,
+// nor one of a task stored later in the recycled memory of an acked one.
+// Every stale settlement fails with queue.ErrLeaseLost and changes
+// nothing.
+func TestStaleReceiptsOfARecycledEntry(t *testing.T) {
+	t.Parallel()
+	c := &clock{now: time.Unix(1_000_000, 0)}
+	b := newBackend(t, memory.Options{Now: c.Now})
+	ctx := context.Background()
+	require.NoError(t, b.Enqueue(ctx, tk("a")))
+	first := lease(t, b, 1)[0]
+	c.add(time.Minute + time.Second) // its lease ran out
+	second := lease(t, b, 1)[0]
+	require.Equal(t, first.Task.ID, second.Task.ID)
+	require.Equal(t, 2, second.Task.Attempt)
+	for _, settle := range []func(*queue.Delivery) error{
+		func(d *queue.Delivery) error { return b.Ack(ctx, d) },
+		func(d *queue.Delivery) error { return b.Retry(ctx, d, time.Time{}) },
+		func(d *queue.Delivery) error { return b.Release(ctx, d) },
+		func(d *queue.Delivery) error { return b.DeadLetter(ctx, d, "x") },
+		func(d *queue.Delivery) error { return b.Extend(ctx, d, time.Minute) },
+	} {
+		require.ErrorIs(t, settle(first), queue.ErrLeaseLost)
+	}
+	require.NoError(t, b.Ack(ctx, second))
+	require.ErrorIs(t, b.Ack(ctx, second), queue.ErrLeaseLost, "acked already")
+
+	require.NoError(t, b.Enqueue(ctx, tk("b"))) // stored in the acked task's entry
+	third := lease(t, b, 1)[0]
+	require.Equal(t, "b", string(third.Task.Payload))
+	require.ErrorIs(t, b.Ack(ctx, first), queue.ErrLeaseLost)
+	require.ErrorIs(t, b.DeadLetter(ctx, second, "x"), queue.ErrLeaseLost)
+	st, err := b.Stats(ctx, "q")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.InFlight)
+	require.Zero(t, st.Dead)
+	require.NoError(t, b.Ack(ctx, third))
+}
