@@ -26,7 +26,8 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 		return
 	}
 	// Extend at about half-life of the lease as the backend granted it
-	// (or as renew extended it).
+	// (or as renew extended it), on the pool's clock (a lease end more
+	// than a Duration before the epoch is read as the epoch, not wrapped).
 	extendAt := start + p.cfg.Lease/2
 	if !d.LeaseUntil.IsZero() {
 		extendAt = max(p.onClock(d.LeaseUntil), 0) - p.cfg.Lease/2
