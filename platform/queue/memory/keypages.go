@@ -12,10 +12,11 @@ import "github.com/plba/plba/platform/task"
 // each Ack's delete missed the cache with the queue locked (BENCHMARKS.md,
 // "plba-memory: the key index by id").
 
-// keyPageBits sets the page size: keyPageLen entries, 512 bytes. A page
+// keyPageBits sets the page size: keyPageLen entries, 520 bytes. A page
 // lives while one of its keys is stored: ids interleaved among several
 // queues, or a task that stays stored (delayed, failing, dead) while
-// thousands are made, keep pages that hold few keys.
+// thousands are made, keep pages that hold few keys; at worst a page per
+// stored task (the hash map takes about 20 bytes a key).
 const (
 	keyPageBits = 6
 	keyPageLen  = 1 << keyPageBits
