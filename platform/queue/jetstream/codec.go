@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -152,6 +153,12 @@ type taskMsg struct {
 	text [168]byte
 }
 
+// taskMsgs holds messages Enqueue is done with (recycle), with their
+// header maps, for the next encodeTask: the three allocations of a task's
+// message (the taskMsg, its map and the map's slots) are then made once
+// for many tasks.
+var taskMsgs sync.Pool
+
 // encodeTask builds the message for t (already prepared and checked):
 // Task.Headers under their own names, the task's fields in HeaderTask and
 // the Nats-Msg-Id. Fields that repeat another are left out to keep every
@@ -159,6 +166,12 @@ type taskMsg struct {
 // equals the Nats-Msg-Id (unless s.keepID), the key when it equals the
 // id. decodeTask fills them back in.
 func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
+	return &encodeTaskMsg(t, s).msg
+}
+
+// encodeTaskMsg is encodeTask, returning the taskMsg around the message,
+// which the caller may recycle once nothing uses the message any more.
+func encodeTaskMsg(t *task.Task, s msgSpec) *taskMsg {
 	n := len(t.Headers) + 1 // HeaderTask
 	if s.msgID != "" {
 		n++
@@ -167,14 +180,21 @@ func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
 	if tp != "" {
 		n-- // a field of HeaderTask
 	}
-	tm := &taskMsg{msg: nats.Msg{Subject: s.subject, Data: t.Payload}}
+	tm, _ := taskMsgs.Get().(*taskMsg)
+	if tm == nil {
+		tm = new(taskMsg)
+	}
+	h := tm.msg.Header // an empty map of a recycled message, or nil
+	if h == nil {
+		h = make(nats.Header, n+s.extra)
+	}
+	tm.msg = nats.Msg{Subject: s.subject, Data: t.Payload}
 	// One backing array for every value: a header is a one-element slice
 	// of it.
 	vals := tm.vals[:0]
 	if n > len(tm.vals) {
 		vals = make([]string, 0, n)
 	}
-	h := make(nats.Header, n+s.extra)
 	for k, v := range t.Headers {
 		if tp != "" && k == hdrTraceparent {
 			continue
@@ -190,8 +210,27 @@ func encodeTask(t *task.Task, s msgSpec) *nats.Msg {
 		setHeader(h, vals, hdrMsgID, s.msgID)
 	}
 	tm.msg.Header = h
-	return &tm.msg
+	return tm
 }
+
+// recycle gives tm back for another encodeTask. Nothing may use its
+// message again, nor any value of its headers (HeaderTask's is written in
+// tm.text): Enqueue recycles a message once the server acknowledged it
+// (pubBatch.acked), after which nats.go holds it no more.
+func (tm *taskMsg) recycle() {
+	h := tm.msg.Header
+	if len(h) > maxRecycledHeaders {
+		return // a large map: not kept for tasks that mostly have few
+	}
+	clear(h)
+	tm.msg = nats.Msg{Header: h}
+	tm.vals = [len(tm.vals)]string{}
+	taskMsgs.Put(tm)
+}
+
+// maxRecycledHeaders is the most headers a recycled message may have had:
+// a small map's (up to 8 entries, one group of slots).
+const maxRecycledHeaders = 8
 
 // writesID reports whether t's message written with s carries the id in
 // HeaderTask: unless s.keepID, it is left out when the Nats-Msg-Id names

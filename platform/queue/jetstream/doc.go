@@ -152,7 +152,10 @@
 // publish window, window.go, shared with the finished-key records of the
 // ack path): a larger batch waits for acks to make room, as long as its
 // context allows, and the tasks it could not publish fail with the
-// context's error in the EnqueueError. What "stored" means is
+// context's error in the EnqueueError. A message the server acknowledged
+// is done with (nats.go holds it no more once its ack callback ran), and
+// its memory serves the next tasks' messages (taskMsg.recycle); one
+// without an answer is left to the garbage collector. What "stored" means is
 // Config.Sync: with "interval" (the default) the server writes to the
 // file system at once and flushes to disk every sync interval (2 minutes
 // unless Config.Embedded.SyncInterval says otherwise), so an acknowledged

@@ -131,8 +131,9 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		failed = append(failed, TaskError{ID: tasks[i].ID, Queue: tasks[i].Queue, Err: err})
 	}
 	msgs := make([]*nats.Msg, len(tasks))
-	var dups []dupPub // tasks whose publish the server found a duplicate
-	var stored []bool // by index: the tasks this call stored (nil: none yet)
+	tms := make([]*taskMsg, len(tasks)) // msgs[i]'s, for recycle
+	var dups []dupPub                   // tasks whose publish the server found a duplicate
+	var stored []bool                   // by index: the tasks this call stored (nil: none yet)
 	// Each message is published as soon as it is encoded: the server
 	// stores the first ones while the next are encoded.
 	first := b.startPublish(ctx, msgs, len(tasks))
@@ -145,17 +146,18 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			continue
 		}
 		q := qs[i]
-		var m *nats.Msg
 		spec := msgSpec{subject: q.subject, msgID: msgIDOf(t.Key), keyed: !t.KeyGenerated()}
-		if t.NotBefore.After(now) && b.scheduling() {
+		sched := t.NotBefore.After(now) && b.scheduling()
+		if sched {
 			// The message the schedule produces need not keep the
 			// Nats-Msg-Id: the id travels in HeaderTask.
 			spec.subject, spec.keepID, spec.extra = q.schedPrefix+schedToken(t.ID), true, 2
-			m = encodeTask(t, spec)
+		}
+		tms[i] = encodeTaskMsg(t, spec)
+		m := &tms[i].msg
+		if sched {
 			m.Header[hdrSchedule] = []string{"@at " + t.NotBefore.UTC().Format(time.RFC3339Nano)}
 			m.Header[hdrScheduleTarget] = []string{q.subject}
-		} else {
-			m = encodeTask(t, spec)
 		}
 		msgs[i] = m
 		hs, room := headerSize(m.Header), copyRoom(t, spec)
@@ -187,6 +189,16 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	restored := false
 	send := first.send
 	errs, seqs := first.wait()
+	// The messages the server acknowledged at once are done with (the
+	// rest of Enqueue reads the tasks, and republishes only those it did
+	// not acknowledge): their allocations serve the next tasks.
+	defer func() {
+		for j, i := range first.send {
+			if first.batch.acked[j] {
+				tms[i].recycle()
+			}
+		}
+	}()
 	for len(send) > 0 {
 		var full, lost []int
 		for j, i := range send {

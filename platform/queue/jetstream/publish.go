@@ -50,7 +50,7 @@ type pubRound struct {
 
 // startPublish starts a round that publishes up to max messages of msgs.
 func (b *Backend) startPublish(ctx context.Context, msgs []*nats.Msg, max int) pubRound {
-	batch := &pubBatch{errs: make([]error, max), dups: make([]dupAck, max), done: make(chan struct{})}
+	batch := &pubBatch{errs: make([]error, max), dups: make([]dupAck, max), acked: make([]bool, max), done: make(chan struct{})}
 	batch.left.Store(1) // wait's: the round is not done before wait
 	return pubRound{b: b, ctx: ctx, msgs: msgs, send: make([]int, 0, max), batch: batch}
 }
@@ -105,10 +105,11 @@ func (r *pubRound) wait() ([]error, []dupAck) {
 
 // pubBatch waits for the publish acks of one Enqueue call.
 type pubBatch struct {
-	left atomic.Int64  // acks (or errors) still missing, plus one until wait
-	errs []error       // per message; written once each, before left drops
-	dups []dupAck      // per message; written with errs, by a duplicate's ack
-	done chan struct{} // closed when left reaches 0
+	left  atomic.Int64  // acks (or errors) still missing, plus one until wait
+	errs  []error       // per message; written once each, before left drops
+	dups  []dupAck      // per message; written with errs, by a duplicate's ack
+	acked []bool        // per message; written with errs: the server acknowledged it (see onPubAck)
+	done  chan struct{} // closed when left reaches 0
 }
 
 // dupAck is what a publish ack says of a duplicate: the server stored
@@ -125,6 +126,7 @@ func (p *pubBatch) settleAck(i int, ack *jetstream.PubAck) {
 	if ack != nil && ack.Duplicate {
 		p.dups[i] = dupAck{dup: true, seq: ack.Sequence}
 	}
+	p.acked[i] = true
 	p.settle(i, nil)
 }
 
@@ -201,7 +203,9 @@ func (p *pending) takeSlot(m *nats.Msg) (pubSlot, bool) {
 
 // onPubAck is the async publish ack callback: the message is stored (or
 // was a duplicate within the window, which is success too; Enqueue marks
-// the task held, see held.go).
+// the task held, see held.go). nats.go removed the message from its
+// pending acks before it called this, and holds it no more: Enqueue
+// recycles it (taskMsg.recycle).
 func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
 	b.releaseWindow()
 	if s, ok := b.pubs.takeSlot(m); ok {
