@@ -44,13 +44,17 @@ func (h *kvHold) Lost() <-chan struct{} { return h.lost }
 // (ttl.go). The lease is valid until that TTL after the last successful
 // renewal was sent; the hold is lost a quarter of it before that (three
 // renewals failed), or at once when the key is no longer at the held
-// revision. Its times are the local monotonic clock's.
+// revision. A renewal after which the bucket's status cannot be read
+// counts as failed (the key is renewed, the hold not extended): the
+// bucket's TTL may have been lowered unseen. Its times are the local
+// monotonic clock's.
 func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 	defer close(h.done)
 	lostAt := sent.Add(ttl - ttl/4)
 	next := sent.Add(ttl / 4)
 	t := time.NewTimer(time.Until(next))
 	defer t.Stop()
+	var failed error // of the last renewal that did not extend the hold
 	for {
 		select {
 		case <-h.stop:
@@ -59,7 +63,11 @@ func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 		}
 		now := time.Now()
 		if !now.Before(lostAt) {
-			h.lose(fmt.Errorf("lease %q: not renewed within %v", h.l.name, ttl-ttl/4))
+			if failed != nil {
+				h.lose(fmt.Errorf("lease %q: not renewed within %v: %w", h.l.name, ttl-ttl/4, failed))
+			} else {
+				h.lose(fmt.Errorf("lease %q: not renewed within %v", h.l.name, ttl-ttl/4))
+			}
 			return
 		}
 		ctx, cancel := context.WithDeadline(h.cut, lostAt)
@@ -70,22 +78,36 @@ func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 		var serr error
 		if err == nil {
 			// The bucket's TTL now: a lowering after this is ApplyKV's
-			// to cover (lowered.go). Unknown, the last seen stands.
+			// to cover (lowered.go).
 			_, serr = h.l.k.status(ctx)
 		}
 		cancel()
 		switch {
+		case err == nil && serr != nil:
+			// Renewed, but under a TTL unknown: the bucket's may have
+			// been lowered since it was last seen, and the mark of the
+			// change covers only the old TTL from the change (lowered.go).
+			// The hold is not extended: tried again soon, like a failed
+			// renewal, and lost when no renewal is followed by a look at
+			// the bucket in time.
+			h.mu.Lock()
+			h.rev = newRev
+			h.mu.Unlock()
+			failed = fmt.Errorf("renewed, but not extended: %w", serr)
+			h.l.mu.Lock()
+			h.l.st.Revision, h.l.st.LastError = newRev, fmt.Sprintf("lease %q: %v", h.l.name, failed)
+			h.l.mu.Unlock()
+			next = time.Now().Add(ttl / 8)
+			if next.After(lostAt) {
+				next = lostAt
+			}
 		case err == nil:
 			h.mu.Lock()
 			h.rev = newRev
 			h.mu.Unlock()
-			ttl = h.l.k.ttl()
-			problem := h.l.k.ttlProblem()
-			if serr != nil {
-				problem = fmt.Sprintf("lease %q: renewed, but %v", h.l.name, serr)
-			}
+			ttl, failed = h.l.k.ttl(), nil
 			h.l.mu.Lock()
-			h.l.st.Revision, h.l.st.LastError = newRev, problem
+			h.l.st.Revision, h.l.st.LastError = newRev, h.l.k.ttlProblem()
 			h.l.mu.Unlock()
 			lostAt = now.Add(ttl - ttl/4)
 			next = now.Add(ttl / 4)
@@ -98,7 +120,8 @@ func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 		case h.cut.Err() != nil:
 			return // cut short by Release: it may still have been applied
 		default:
-			h.l.setErr(fmt.Errorf("lease %q: renew: %w", h.l.name, err))
+			failed = fmt.Errorf("renew: %w", err)
+			h.l.setErr(fmt.Errorf("lease %q: %w", h.l.name, failed))
 			next = time.Now().Add(ttl / 8)
 			if next.After(lostAt) {
 				next = lostAt

@@ -30,7 +30,8 @@
 //     first lease from a new bucket (a new deployment's first start)
 //     comes a TTL after the bucket was created. The TTL a holder counts
 //     on is its own or, when the bucket's is shorter, the bucket's, asked
-//     before each attempt and after each renewal: the bucket's TTL can be
+//     before each attempt and after each renewal (a renewal whose look
+//     fails does not extend the hold): the bucket's TTL can be
 //     lowered under a running host (ApplyKV on a host that owns the
 //     server others use), and a holder counting on the old one would
 //     believe its hold after its key expired. A bucket TTL other than the

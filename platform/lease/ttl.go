@@ -15,7 +15,9 @@ import (
 // or an operator's nats kv edit). A host asks the bucket's status before
 // each attempt to take a lease and after each renewal, and counts on what
 // it saw: it renews every quarter of it and believes its hold until three
-// quarters of it after its last renewal was sent. A lowering after the
+// quarters of it after its last renewal was sent; a renewal after which
+// the status cannot be read does not extend its hold (the TTL may have
+// been lowered unseen), as a failed renewal does not. A lowering after the
 // host looked is ApplyKV's to cover (see lowered.go): no host takes a
 // lease from the bucket until the old TTL has passed since the change.
 // A bucket TTL other than the host's is a configuration problem, shown as

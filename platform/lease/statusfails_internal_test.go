@@ -1,0 +1,121 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+)
+
+// statusFails is a bucket whose Status fails while fail is set (the
+// server's JetStream API overloaded, say), while its keys are read and
+// written as usual; while cut is set, its updates fail too (the host cut
+// off from the server).
+type statusFails struct {
+	jetstream.KeyValue
+	fail, cut atomic.Bool
+}
+
+func (s *statusFails) Status(ctx context.Context) (jetstream.KeyValueStatus, error) {
+	if s.fail.Load() {
+		return nil, errors.New("status: no answer")
+	}
+	return s.KeyValue.Status(ctx)
+}
+
+func (s *statusFails) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if s.cut.Load() {
+		return 0, errors.New("update: no answer")
+	}
+	return s.KeyValue.Update(ctx, key, value, rev)
+}
+
+// openKVAt connects to url and opens bucket with ttl as holder.
+func openKVAt(t *testing.T, url, bucket, holder string, ttl time.Duration) *KV {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.Name(holder))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	k, err := OpenKV(t.Context(), js, KVConfig{Bucket: bucket, TTL: ttl, Holder: holder})
+	require.NoError(t, err)
+	return k
+}
+
+// TestKVHolderWhoseStatusFailsDoesNotOverlap: host-a holds a lease with a
+// TTL of 4 s, renewing every second; its reads of the bucket's status
+// fail from then on, while its renewals go through. A host that owns the
+// server lowers the bucket's TTL to 2 s (ApplyKV). Once the old TTL has
+// passed since the change, host-a is cut off just after a renewal, and
+// host-b (configured with 2 s) contends. host-a never learnt the new TTL:
+// counting on the old one, it believed its hold for 3 s after that
+// renewal, while its key expired after 2 s and host-b took the lease.
+// Now a renewal whose look at the bucket failed does not extend the
+// hold: host-a lets go before the mark of the change runs out.
+func TestKVHolderWhoseStatusFailsDoesNotOverlap(t *testing.T) {
+	t.Parallel()
+	const old, new = 4 * time.Second, 2 * time.Second
+	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
+	require.NoError(t, err)
+	srv, err := embedded.StartWithOptions(context.Background(), opts, 20*time.Second, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	const bucket = "plba_test_status_fails"
+
+	a := openKVAt(t, srv.ClientURL(), bucket, "host-a", old)
+	sf := &statusFails{KeyValue: a.kv}
+	a.kv = sf
+	time.Sleep(old) // the bucket is the TTL old: no wait for the first lease
+	la := a.Lease("imap/INBOX")
+	actx, acancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer acancel()
+	ha, err := la.Acquire(actx)
+	require.NoError(t, err)
+	defer func() { _ = ha.Release(context.Background()) }()
+
+	sf.fail.Store(true)
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	require.NoError(t, ApplyKV(t.Context(), js, KVConfig{Bucket: bucket, TTL: new}))
+	changed := time.Now()
+	b := openKVAt(t, srv.ClientURL(), bucket, "host-b", new)
+	time.Sleep(time.Until(changed.Add(old)))
+
+	select {
+	case <-ha.Lost():
+		st := la.Status()
+		t.Logf("host-a let go: %+v", st)
+		require.Contains(t, st.LastError, "renewed, but not extended", "host-a says why it let go")
+		require.Contains(t, st.LastError, "status: no answer")
+	default:
+		// Cut off just after a renewal.
+		rev := la.Status().Revision
+		require.Eventually(t, func() bool { return la.Status().Revision > rev }, old, time.Millisecond, "host-a renews")
+		sf.cut.Store(true)
+		t.Logf("host-a cut off %v after the change, holding: %+v", time.Since(changed), la.Status())
+	}
+
+	bctx, bcancel := context.WithTimeout(t.Context(), 2*old)
+	defer bcancel()
+	hb, err := b.Lease("imap/INBOX").Acquire(bctx)
+	require.NoError(t, err, "host-b takes the lease (host-a: %+v)", la.Status())
+	took := time.Now()
+	defer func() { _ = hb.Release(context.Background()) }()
+	select {
+	case <-ha.Lost():
+	default:
+		t.Fatalf("host-b took the lease %v after the change while host-a still held it (%+v)", took.Sub(changed), la.Status())
+	}
+	t.Logf("host-a: %+v; host-b took the lease %v after the change", la.Status(), took.Sub(changed))
+}
