@@ -271,7 +271,7 @@ func (l *kvLease) Acquire(ctx context.Context) (Hold, error) {
 // it takes counts on it (ttl.go).
 func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	sctx, cancel := context.WithTimeout(ctx, l.k.ttl()/3)
-	_, err := l.k.status(sctx)
+	st, err := l.k.status(sctx)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("lease %q: %w", l.name, l.k.restoreBucket(ctx, err))
@@ -285,7 +285,7 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	rev, err := l.k.kv.Create(rctx, l.key, val)
 	cancel()
 	if err == nil {
-		return l.took(ctx, rec, val, rev, sent, ttl)
+		return l.took(ctx, rec, val, rev, sent, ttl, loweredFrom(st))
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("lease %q: create: %w", l.name, l.k.restoreBucket(ctx, err))
@@ -323,12 +323,13 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 // revision rev (by a request sent at sent) and returns it once the bucket
 // is the TTL old and its TTL was not lowered within the old TTL: at once
 // but for a bucket set up again after the server lost it, or new, or
-// lowered (youngFor).
-func (l *kvLease) took(ctx context.Context, rec record, val []byte, rev uint64, sent time.Time, ttl time.Duration) (*kvHold, error) {
+// lowered (youngFor; lowered is the old TTL of a lowering the look before
+// the attempt saw marked, 0 for none).
+func (l *kvLease) took(ctx context.Context, rec record, val []byte, rev uint64, sent time.Time, ttl, lowered time.Duration) (*kvHold, error) {
 	h := startHold(l, val, rev, sent, ttl)
-	wait, err := l.k.youngFor(ctx, l.key)
+	wait, err := l.k.youngFor(ctx, l.key, lowered)
 	if err != nil {
-		err = fmt.Errorf("lease %q: age of its bucket unknown, taken as new: %w", l.name, err)
+		err = fmt.Errorf("lease %q: age of its bucket unknown, taken as new (and lowered now, when it was marked lowered): %w", l.name, err)
 	}
 	if wait > 0 {
 		if werr := l.holdWhenOld(ctx, h, rec, wait); werr != nil {

@@ -119,3 +119,61 @@ func TestKVHolderWhoseStatusFailsDoesNotOverlap(t *testing.T) {
 	}
 	t.Logf("host-a: %+v; host-b took the lease %v after the change", la.Status(), took.Sub(changed))
 }
+
+// statusFailsOnce is a bucket whose nth Status fails (a read that timed
+// out on a loaded server, say).
+type statusFailsOnce struct {
+	jetstream.KeyValue
+	n, calls atomic.Int64
+}
+
+func (s *statusFailsOnce) Status(ctx context.Context) (jetstream.KeyValueStatus, error) {
+	if s.calls.Add(1) == s.n.Load() {
+		return nil, errors.New("status: no answer")
+	}
+	return s.KeyValue.Status(ctx)
+}
+
+// TestKVLeaseAfterALoweringWaitsWhenItsAgeIsUnknown: a host configured
+// with a TTL of 1 s takes a lease from a bucket whose TTL was just
+// lowered from 4 s (ApplyKV), and its look at the bucket after it
+// created the key fails. It took the bucket to be new, waiting its own
+// TTL (1 s), and held the lease long before the old TTL had passed since
+// the change, while a holder counting on the old TTL could still believe
+// its hold. Now it waits at least the old TTL its look before the
+// attempt saw marked.
+func TestKVLeaseAfterALoweringWaitsWhenItsAgeIsUnknown(t *testing.T) {
+	t.Parallel()
+	const old, new = 4 * time.Second, time.Second
+	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
+	require.NoError(t, err)
+	srv, err := embedded.StartWithOptions(context.Background(), opts, 20*time.Second, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	const bucket = "plba_test_lowered_unknown"
+
+	openKVAt(t, srv.ClientURL(), bucket, "host-a", old)
+	time.Sleep(old) // the bucket is the TTL old
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	require.NoError(t, ApplyKV(t.Context(), js, KVConfig{Bucket: bucket, TTL: new}))
+	changed := time.Now()
+
+	b := openKVAt(t, srv.ClientURL(), bucket, "host-b", new)
+	sf := &statusFailsOnce{KeyValue: b.kv}
+	sf.n.Store(2) // the look before the attempt passes, the one after fails
+	b.kv = sf
+	ctx, cancel := context.WithTimeout(t.Context(), 3*old)
+	defer cancel()
+	l := b.Lease("imap/INBOX")
+	h, err := l.Acquire(ctx)
+	require.NoError(t, err)
+	took := time.Now()
+	defer func() { _ = h.Release(context.Background()) }()
+	t.Logf("held %v after the change: %+v", took.Sub(changed), l.Status())
+	require.GreaterOrEqual(t, sf.calls.Load(), int64(2), "the look after the attempt was made")
+	require.GreaterOrEqual(t, took.Sub(changed), old, "held before the old TTL passed since the change")
+}

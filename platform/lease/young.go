@@ -25,33 +25,36 @@ import (
 // 2.10 on) or, from older servers, against the time the server stored
 // the key's latest entry; so is the time since a lowering. When the age
 // is unknown (a request failed), the bucket is taken to be new: the key
-// was created in it before, so it is the TTL old a TTL from now. The
-// error says why the age is unknown, or why a lowering's mark cannot be
-// read (then the wait is at least this host's TTL).
-func (k *KV) youngFor(ctx context.Context, key string) (time.Duration, error) {
-	ttl := k.cfg.TTL
+// was created in it before, so it is the TTL old a TTL from now; and
+// lowered (the old TTL of a lowering marked when the host looked before
+// its attempt, 0 for none) is taken to have just begun: the wait is
+// the longer of the two. The error says why the age is unknown, or why
+// a lowering's mark cannot be read (then the wait is at least this
+// host's TTL and lowered).
+func (k *KV) youngFor(ctx context.Context, key string, lowered time.Duration) (time.Duration, error) {
+	unknown := max(k.cfg.TTL, lowered) // the wait when the age is unknown
 	rctx, cancel := context.WithTimeout(ctx, k.ttl()/3)
 	defer cancel()
 	st, err := k.status(rctx)
 	if err != nil {
-		return ttl, err
+		return unknown, err
 	}
 	bs, ok := st.(*jetstream.KeyValueBucketStatus)
 	if !ok || bs.StreamInfo() == nil || bs.StreamInfo().Created.IsZero() {
-		return ttl, fmt.Errorf("bucket %q: status without the time of its creation", k.cfg.Bucket)
+		return unknown, fmt.Errorf("bucket %q: status without the time of its creation", k.cfg.Bucket)
 	}
 	created, serverNow := bs.StreamInfo().Created, bs.StreamInfo().TimeStamp
 	if serverNow.IsZero() {
 		e, err := k.kv.Get(rctx, key)
 		if err != nil {
-			return ttl, fmt.Errorf("bucket %q: server time (key %q): %w", k.cfg.Bucket, key, err)
+			return unknown, fmt.Errorf("bucket %q: server time (key %q): %w", k.cfg.Bucket, key, err)
 		}
 		serverNow = e.Created()
 	}
-	wait := youngLeft(created, serverNow, ttl)
+	wait := youngLeft(created, serverNow, k.cfg.TTL)
 	lw, _, err := loweringIn(bs.StreamInfo().Config.Metadata)
 	if err != nil {
-		return max(wait, ttl), fmt.Errorf("bucket %q: %w", k.cfg.Bucket, err)
+		return max(wait, unknown), fmt.Errorf("bucket %q: %w", k.cfg.Bucket, err)
 	}
 	return max(wait, lw.left(serverNow)), nil
 }
