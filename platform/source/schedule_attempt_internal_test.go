@@ -182,3 +182,39 @@ func TestScheduleAttemptTimeout(t *testing.T) {
 		require.Equal(t, tc.want, s.attemptTimeout(due), "%v %q", tc.every, tc.cron)
 	}
 }
+
+// A due time's emit that waits for room in a full queue is cut at its
+// attempt timeout and retried within the grace; a queue still full then
+// ends Run. What the schedule's details and Run's error say is what an
+// operator reads: that the queue is full, not only that a context
+// deadline passed (which reads like a backend that did not answer).
+func TestScheduleEmitToAFullQueueSaysItIsFull(t *testing.T) {
+	be := memory.New(memory.Options{Capacity: 1, DedupWindow: 2 * time.Minute})
+	t.Cleanup(func() { _ = be.Close(context.Background()) })
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "filler", Kind: "other", Queue: "q"}))
+	s, err := Every("tick", time.Second, "tick.run", WithGrace(10*time.Second))
+	require.NoError(t, err)
+	enq := &unanswered{be: be, calls: 1} // every call passes through
+	start := at("2026-12-04T10:30:00Z").Add(500 * time.Millisecond)
+	c := newFakeClock(start)
+	done, runErr := runSchedule(t, s, c, NewEmitter(s, enq))
+	retryAt := c.nextSleep(t) // the first attempt was cut
+	d := s.Details().(ScheduleDetails)
+	t.Logf("retrying: %s", d.LastError)
+	require.Contains(t, d.LastError, "attempt timeout of 2s")
+	require.Contains(t, d.LastError, `queue "q" is full`, "the details say why the attempt waited")
+
+	// The grace used up: the last attempt, cut too, ends Run.
+	c.set(retryAt.Add(time.Hour))
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run goes on past the grace")
+	}
+	t.Logf("Run: %v", *runErr)
+	require.ErrorIs(t, *runErr, context.DeadlineExceeded)
+	require.ErrorContains(t, *runErr, `queue "q" is full`, "Run's error says why")
+	st, err := be.Stats(context.Background(), "q")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Ready, "the due time's task was not stored")
+}

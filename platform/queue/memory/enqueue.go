@@ -107,7 +107,8 @@ func (q *queueState) fullErr(need int) error {
 	return nil
 }
 
-// waitSpace blocks until w is signalled (room freed, or Close) or ctx ends.
+// waitSpace blocks until w is signalled (room freed, or Close) or ctx ends
+// (its error then says that the queue was full).
 func (q *queueState) waitSpace(ctx context.Context, w *waiter) error {
 	select {
 	case <-w.ch:
@@ -119,7 +120,7 @@ func (q *queueState) waitSpace(ctx context.Context, w *waiter) error {
 			q.wakeSpace()
 		}
 		q.mu.Unlock()
-		return ctx.Err()
+		return fmt.Errorf("memory: queue %q is full (capacity %d): waiting for room: %w", q.name, q.b.opts.Capacity, ctx.Err())
 	}
 }
 
