@@ -219,7 +219,8 @@ loadgen:
 	require.Eventually(t, func() bool { all, _ := handled(); return loadgenDone(all) == tasks }, 180*time.Second, 100*time.Millisecond,
 		"every task handled")
 	time.Sleep(5 * time.Second) // more ticks on the survivors
-	ran := time.Since(began)
+	ended := time.Now()
+	ran := ended.Sub(began)
 	for _, h := range hosts {
 		if !h.killed {
 			require.NoError(t, h.p.cmd.Process.Signal(syscall.SIGTERM))
@@ -253,7 +254,7 @@ loadgen:
 	require.LessOrEqual(t, dupTasks, 4*(4+64), "a task runs twice only when its host died (or its ack was lost) after the handler: at most what was in flight")
 	require.Zero(t, dupTicks, "each scheduled run once")
 	gaps := tickGaps(tickTimes, 1500*time.Millisecond)
-	atStop := widestGapAfter(tickTimes, stopped)
+	atStop := widestGapAfter(tickTimes, stopped, ended)
 	t.Logf("schedule: gaps over 1.5 s between runs: %v (the hosts started at %s, the kill at %s, the NATS server stopped at %s); the widest after the stop: %v; %d runs in %v",
 		gaps, began.UTC().Format(time.RFC3339Nano), killed.UTC().Format(time.RFC3339), stopped.UTC().Format(time.RFC3339Nano), atStop, ticks, ran)
 	// The server that led the work stream stopped: an emit in flight (or
@@ -367,27 +368,29 @@ func checkOrdersOnce(t *testing.T, pgURL, schema string, mails int) {
 	}
 }
 
-// tickGaps returns the gaps longer than over between the due times of
-// sorted schedule task ids ("tick@<RFC 3339 time>"), each as its start
-// and length.
 // widestGapAfter returns the widest gap between consecutive runs of the
-// schedule (sorted tick ids) that ends after at.
-func widestGapAfter(sorted []string, at time.Time) time.Duration {
+// schedule (sorted tick ids) that ends after at, the one from the last
+// run to end (when the hosts were stopped) included: a schedule that
+// stopped running after at has that gap.
+func widestGapAfter(sorted []string, at, end time.Time) time.Duration {
 	var widest time.Duration
-	var prev time.Time
+	prev := at
 	for _, id := range sorted {
 		due, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(id, "tick@"))
 		if err != nil {
 			continue
 		}
-		if !prev.IsZero() && due.After(at) {
+		if due.After(at) {
 			widest = max(widest, due.Sub(prev))
 		}
 		prev = due
 	}
-	return widest
+	return max(widest, end.Sub(prev))
 }
 
+// tickGaps returns the gaps longer than over between the due times of
+// sorted schedule task ids ("tick@<RFC 3339 time>"), each as its start
+// and length.
 func tickGaps(sorted []string, over time.Duration) []string {
 	var gaps []string
 	var prev time.Time
@@ -402,4 +405,21 @@ func tickGaps(sorted []string, over time.Duration) []string {
 		prev = at
 	}
 	return gaps
+}
+
+// The widest gap after a time counts the one from the last run to the
+// end: a schedule that stopped running then had no gap between runs
+// after it, and passed the bound on its gaps.
+func TestWidestGapAfter(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		require.NoError(t, err)
+		return v
+	}
+	ticks := []string{"tick@2026-12-04T10:00:00Z", "tick@2026-12-04T10:00:01Z", "tick@2026-12-04T10:00:05Z", "tick@2026-12-04T10:00:06Z"}
+	require.Equal(t, 4*time.Second, widestGapAfter(ticks, at("2026-12-04T10:00:01.5Z"), at("2026-12-04T10:00:07Z")))
+	require.Equal(t, 10*time.Second, widestGapAfter(ticks, at("2026-12-04T10:00:01.5Z"), at("2026-12-04T10:00:16Z")),
+		"the runs stopped after the last")
+	require.Equal(t, 20*time.Second, widestGapAfter(ticks, at("2026-12-04T10:00:10Z"), at("2026-12-04T10:00:26Z")),
+		"no run after the time")
 }
