@@ -10,7 +10,8 @@
 // flight (dead letters do not count). A batch needs room only for the
 // tasks it stores: duplicates (of stored keys, or of an earlier task of
 // the batch) need none. Enqueue blocks while a queue lacks
-// room for a batch, until an ack or dead letter frees it or ctx ends; with
+// room for a batch, until an ack or dead letter frees it or ctx ends (its
+// error, wrapping ctx's, then names the full queue); with
 // Options.FailFast it returns queue.ErrFull at once instead. Blocked
 // producers are woken in the order they blocked as room frees up; a
 // producer that arrives just then may take the room first, and the woken
