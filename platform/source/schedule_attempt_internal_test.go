@@ -217,4 +217,22 @@ func TestScheduleEmitToAFullQueueSaysItIsFull(t *testing.T) {
 	st, err := be.Stats(context.Background(), "q")
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.Ready, "the due time's task was not stored")
+
+	// Restarted (as its supervisor does) with room in the queue: the due
+	// time it gave up on is past its grace and does not run; the latest
+	// one does.
+	ds, err := be.Lease(context.Background(), "q", 1, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, be.Ack(context.Background(), ds[0]))
+	now := c.Now()
+	runSchedule(t, s, c, NewEmitter(s, enq))
+	c.nextSleep(t)
+	require.Equal(t, now.Truncate(time.Second), s.Details().(ScheduleDetails).Last, "the latest due time runs")
+	st, err = be.Stats(context.Background(), "q")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Ready, "one task: the latest due time's")
+	ds, err = be.Lease(context.Background(), "q", 1, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, s.Key(now.Truncate(time.Second)), ds[0].Task.Key)
+	require.NoError(t, be.Ack(context.Background(), ds[0]))
 }
