@@ -276,7 +276,7 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lease %q: %w", l.name, l.k.restoreBucket(ctx, err))
 	}
-	ttl := l.k.ttl()
+	ttl := countOn(l.k.cfg.TTL, st.TTL()) // this read's (see renew)
 	token := l.k.nonce + "." + newToken()
 	sent := time.Now()
 	rec := record{Holder: l.k.cfg.Holder, Since: sent.UTC().Truncate(time.Millisecond), Token: token}

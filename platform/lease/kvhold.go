@@ -75,11 +75,16 @@ func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 		rev := h.rev
 		h.mu.Unlock()
 		newRev, err := h.l.k.kv.Update(ctx, h.l.key, h.val, rev)
-		var serr error
+		var (
+			serr error
+			st   jetstream.KeyValueStatus
+		)
 		if err == nil {
 			// The bucket's TTL now: a lowering after this is ApplyKV's
-			// to cover (lowered.go).
-			_, serr = h.l.k.status(ctx)
+			// to cover (lowered.go). The hold counts on this read's, not
+			// on the last seen by any of the KV's leases, which a slower
+			// read from before a lowering may have set meanwhile.
+			st, serr = h.l.k.status(ctx)
 		}
 		cancel()
 		switch {
@@ -105,7 +110,7 @@ func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 			h.mu.Lock()
 			h.rev = newRev
 			h.mu.Unlock()
-			ttl, failed = h.l.k.ttl(), nil
+			ttl, failed = countOn(h.l.k.cfg.TTL, st.TTL()), nil
 			h.l.mu.Lock()
 			h.l.st.Revision, h.l.st.LastError = newRev, h.l.k.ttlProblem()
 			h.l.mu.Unlock()
