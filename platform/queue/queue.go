@@ -55,7 +55,10 @@ var (
 // delivery. Receipt is private to the backend that made the delivery.
 type Delivery struct {
 	Task *task.Task
-	// LeaseUntil is when the lease ends unless extended.
+	// LeaseUntil is when the lease ends unless extended. One with a
+	// monotonic reading (made from time.Now in this process) is read on
+	// the monotonic clock; one without, as a wall time, against the wall
+	// clock.
 	LeaseUntil time.Time
 	// Receipt is the backend's handle for settling this delivery.
 	Receipt any

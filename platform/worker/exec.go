@@ -30,7 +30,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	// than a Duration before the epoch is read as the epoch, not wrapped).
 	extendAt := start + p.cfg.Lease/2
 	if !d.LeaseUntil.IsZero() {
-		extendAt = max(p.onClock(d.LeaseUntil), 0) - p.cfg.Lease/2
+		extendAt = max(p.leaseOnClock(d.LeaseUntil, start), 0) - p.cfg.Lease/2
 	}
 
 	var (
@@ -121,7 +121,7 @@ func (p *Pool) leaseHeld(d *queue.Delivery, start time.Duration) bool {
 		p.n.inFlight.Add(1)
 		return true
 	}
-	until := p.onClock(d.LeaseUntil)
+	until := p.leaseOnClock(d.LeaseUntil, start)
 	if until <= start {
 		// The lease ended while the delivery waited in the hand-over
 		// buffer: the backend may have given the task to another

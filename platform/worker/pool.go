@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -195,9 +196,27 @@ func NewPool(p PoolParams) (*Pool, error) {
 // alone (cheaper than time.Now on the per-task path).
 func (p *Pool) clock() time.Duration { return time.Since(p.epoch) }
 
-// onClock returns t on the pool's clock: the time since its epoch
-// (monotonic when t has a monotonic reading, as Pool.clock).
+// onClock returns t, a time with a monotonic reading (time.Now, a
+// ticker's), on the pool's clock: the time since its epoch.
 func (p *Pool) onClock(t time.Time) time.Duration { return t.Sub(p.epoch) }
+
+// leaseOnClock returns a delivery's lease end t on the pool's clock,
+// where now is start. A t with a monotonic reading (the backend read the
+// clock in this process) is read on it, as Pool.clock. One without is a
+// wall time (from a server, a database): it is read against the wall
+// clock now, never against the epoch's wall reading, which the wall clock
+// leaves behind when it steps (NTP) or runs on while the monotonic clock
+// stops (suspend). It saturates instead of wrapping.
+func (p *Pool) leaseOnClock(t time.Time, start time.Duration) time.Duration {
+	if t == t.Round(0) { // no monotonic reading (Round(0) strips it)
+		left := t.Sub(time.Now())
+		if left > math.MaxInt64-start {
+			return math.MaxInt64
+		}
+		return start + left
+	}
+	return t.Sub(p.epoch)
+}
 
 // Queue returns the pool's queue name.
 func (p *Pool) Queue() string { return p.queue }
