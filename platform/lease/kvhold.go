@@ -63,11 +63,11 @@ func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 		}
 		now := time.Now()
 		if !now.Before(lostAt) {
+			err := fmt.Errorf("lease %q: not renewed within %v", h.l.name, ttl-ttl/4)
 			if failed != nil {
-				h.lose(fmt.Errorf("lease %q: not renewed within %v: %w", h.l.name, ttl-ttl/4, failed))
-			} else {
-				h.lose(fmt.Errorf("lease %q: not renewed within %v", h.l.name, ttl-ttl/4))
+				err = fmt.Errorf("%w: %w", err, failed)
 			}
+			h.lose(err)
 			return
 		}
 		ctx, cancel := context.WithDeadline(h.cut, lostAt)
@@ -87,6 +87,11 @@ func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 			st, serr = h.l.k.status(ctx)
 		}
 		cancel()
+		if err == nil {
+			h.mu.Lock()
+			h.rev = newRev
+			h.mu.Unlock()
+		}
 		switch {
 		case err == nil && serr != nil:
 			// Renewed, but under a TTL unknown: the bucket's may have
@@ -95,9 +100,6 @@ func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 			// The hold is not extended: tried again soon, like a failed
 			// renewal, and lost when no renewal is followed by a look at
 			// the bucket in time.
-			h.mu.Lock()
-			h.rev = newRev
-			h.mu.Unlock()
 			failed = fmt.Errorf("renewed, but not extended: %w", serr)
 			h.l.mu.Lock()
 			h.l.st.Revision, h.l.st.LastError = newRev, fmt.Sprintf("lease %q: %v", h.l.name, failed)
@@ -107,9 +109,6 @@ func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 				next = lostAt
 			}
 		case err == nil:
-			h.mu.Lock()
-			h.rev = newRev
-			h.mu.Unlock()
 			ttl, failed = countOn(h.l.k.cfg.TTL, st.TTL()), nil
 			h.l.mu.Lock()
 			h.l.st.Revision, h.l.st.LastError = newRev, h.l.k.ttlProblem()

@@ -133,12 +133,3 @@ func (p *keyPages) del(s uint64) {
 		p.spare = append(p.spare, pg)
 	}
 }
-
-// len returns how many entries the pages hold.
-func (p *keyPages) len() int {
-	n := 0
-	for _, pg := range p.m {
-		n += pg.n
-	}
-	return n
-}

@@ -129,3 +129,12 @@ func TestGeneratedKeysDeduplicate(t *testing.T) {
 	require.Zero(t, q.keys.pages.len())
 	q.mu.Unlock()
 }
+
+// len returns how many entries the pages hold.
+func (p *keyPages) len() int {
+	n := 0
+	for _, pg := range p.m {
+		n += pg.n
+	}
+	return n
+}
