@@ -57,6 +57,15 @@ func (b *Backend) Lease(ctx context.Context, queueName string, max int, leaseFor
 			stop()
 			return nil, queue.ErrClosed
 		}
+		if len(ins) == 1 {
+			// Alone: returned in a slice its receipt holds.
+			if d := b.deliver(ctx, q, ins[0], leaseFor); d != nil {
+				r := d.Receipt.(*receipt)
+				r.alone[0] = d
+				return r.alone[:], nil
+			}
+			continue
+		}
 		out := make([]*queue.Delivery, 0, len(ins))
 		for _, in := range ins {
 			if d := b.deliver(ctx, q, in, leaseFor); d != nil {

@@ -26,14 +26,18 @@ type receipt struct {
 	seq       uint64
 	delivered uint64 // the server's delivery count of this delivery
 	attempt   int
-	early     int  // deliveries before NotBefore, not attempts (queueState.earlyOf)
-	keyed     bool // its key is remembered once it finished (decodeTask)
+	early     int // deliveries before NotBefore, not attempts (queueState.earlyOf)
 	ackWait   time.Duration
+	// alone is the slice a Lease that hands out this delivery alone
+	// returns (alone[:]): no allocation for it. Nothing here reads it,
+	// so the caller may write to the slice it was given.
+	alone [1]*queue.Delivery
 
 	// mu is held by a settlement (and Extend) across its network calls.
 	mu      sync.Mutex
 	settled bool
 	failed  bool // its last settlement failed: left to the server (Close does not wait for it)
+	keyed   bool // its key is remembered once it finished (decodeTask); beside the flags above, in one word with them
 
 	// The lease, under lmu rather than mu: the lease keeper renews it
 	// while a settlement holds mu (keep).
