@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -230,6 +231,17 @@ func TestBlankEdgedKeysStayDistinct(t *testing.T) {
 	d = leaseOne(t, b, "edges")
 	require.Equal(t, "rel ", d.Task.ID)
 	require.Equal(t, 1, d.Task.Attempt)
+}
+
+// TestReceiptSize guards the size of a delivery's one allocation (its
+// receipt, delivery and task, and the slice a Lease of it alone returns)
+// on 64-bit platforms: 416 bytes is a size class of its own, and 8 bytes
+// more would allocate 448.
+func TestReceiptSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("64-bit platforms only")
+	}
+	require.LessOrEqual(t, unsafe.Sizeof(receipt{}), uintptr(416))
 }
 
 // TestLeaseAllocations guards what a Lease of one prefetched task
