@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -37,8 +38,13 @@ type CompleteFunc func(ctx context.Context, t *task.Task, o task.Outcome, reason
 // Completions.CompleteWithin, bounded by DefaultCompleteTimeout; its
 // error (a panic included) is returned by Emit, beside Enqueue's. Only the
 // marks of this Enqueue count: Emit removes any a task carries before.
+//
+// The emitter is a queue.TaskFinder: it looks tasks up through enq when
+// enq is one, and fails otherwise. A Schedule looks up the key of a due
+// time whose emit it gave up with its outcome unknown (see Schedule.Run).
 func NewEmitter(src Source, enq task.Enqueuer) Emitter {
 	e := &emitter{name: src.Name(), enq: enq}
+	e.find, _ = enq.(queue.TaskFinder)
 	if cp, ok := src.(Completer); ok {
 		comps := &Completions{}
 		_ = comps.Add(e.name, cp) // a named source and a non-nil completer: cannot fail
@@ -55,6 +61,7 @@ type emitter struct {
 	own      CompleteFunc // the emitter's own completion; nil: its source is no Completer
 	complete CompleteFunc // own, or the supervisor's (SetCompleter); nil with own
 	enq      task.Enqueuer
+	find     queue.TaskFinder // enq, when it can look tasks up; nil: it cannot
 	emitted  atomic.Int64
 	obs      Observer // nil: none
 	gate     gate     // closed while the supervisor has the source paused
@@ -103,4 +110,16 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 		return err
 	}
 	return errors.Join(append([]error{err}, errs...)...)
+}
+
+// errCannotFind is FindTasks' error when the enqueuer cannot look tasks up.
+var errCannotFind = errors.New("source: the enqueuer cannot look tasks up")
+
+// FindTasks looks tasks up through the enqueuer, when it is a
+// queue.TaskFinder.
+func (e *emitter) FindTasks(ctx context.Context, queueName string, l queue.TaskLookup) (queue.TaskSearch, error) {
+	if e.find == nil {
+		return queue.TaskSearch{}, errCannotFind
+	}
+	return e.find.FindTasks(ctx, queueName, l)
 }

@@ -101,8 +101,13 @@ type Schedule struct {
 	next, last time.Time
 	nextTry    time.Duration // the attempt timeout of next's emit
 	missedRuns int64
-	retries    int64
-	lastErr    string // of the last failed attempt, until one succeeds
+	// unknown is the last due time whose emit was given up with its
+	// outcome unknown, until it is settled or passed; unknownRuns counts
+	// those not settled (ScheduleDetails.Unknown).
+	unknown     unknownDue
+	unknownRuns int64
+	retries     int64
+	lastErr     string // of the last failed attempt, until one succeeds
 }
 
 var (
@@ -228,43 +233,6 @@ func (s *Schedule) Key(due time.Time) string {
 	return s.name + "@" + due.UTC().Format(time.RFC3339Nano)
 }
 
-// ScheduleDetails is a schedule's status (its component's details).
-type ScheduleDetails struct {
-	Schedule string    `json:"schedule"`
-	Location string    `json:"location"`
-	Next     time.Time `json:"next,omitzero"`
-	Last     time.Time `json:"last,omitzero"`
-	// Missed counts the due times that passed without a run of their own
-	// (CatchUpOnce runs only the latest of them). A due time that passed
-	// before the start counts only when the schedule knows it did not run
-	// (from its Marks), or, without Marks, when it is not run at start.
-	Missed int64 `json:"missed"`
-	// Retries counts the attempts made again after a failed one (an
-	// emit, a mark, the read of the marks; see Run).
-	Retries int64 `json:"retries"`
-	// LastError is the error of the last failed attempt, until an
-	// attempt succeeds: while it shows, the schedule is retrying (or its
-	// Run ended with it, see the source's last_error).
-	LastError string `json:"last_error,omitempty"`
-	// AttemptTimeout bounds each attempt at the next due time's emit
-	// (e.g. "2s"; see Run and WithAttemptTimeout): an attempt without an
-	// answer by then is cut and retried.
-	AttemptTimeout string `json:"attempt_timeout,omitempty"`
-}
-
-// Details returns the schedule's expression, time zone, next due time and
-// the last due time it emitted.
-func (s *Schedule) Details() any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d := ScheduleDetails{Schedule: s.spec, Location: s.loc.String(), Next: s.next, Last: s.last, Missed: s.missedRuns,
-		Retries: s.retries, LastError: s.lastErr}
-	if s.nextTry > 0 {
-		d.AttemptTimeout = s.nextTry.String()
-	}
-	return d
-}
-
 // Run emits each due time's task until ctx ends. Run returns nil when
 // the schedule has no further due time.
 //
@@ -321,6 +289,9 @@ func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
 			return s.stopped(ctx, err)
 		}
 	}
+	// A due time an earlier Run gave up with its outcome unknown: it
+	// ran when the marks say so or its task is found now.
+	s.settleUnknown(ctx, emit, last)
 	// A due time this schedule emitted in an earlier Run (before its
 	// lease was lost, or its supervisor restarted it) ran, whatever the
 	// marks say: they may have lost it (a bucket the server lost, a write
@@ -339,7 +310,7 @@ func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
 	// A due time that passed before the start: on time within the grace,
 	// else missed.
 	if due, n := latest(s.times, last, now); !due.IsZero() {
-		if err := s.maybeFire(ctx, emit, due, n, now); err != nil {
+		if err := s.maybeFire(ctx, emit, last, due, n, now); err != nil {
 			return err
 		}
 	}
@@ -358,8 +329,9 @@ func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
 		now = s.clock.Now()
 		// The latest due time that has come: next, or a later one when
 		// the clock jumped (the machine slept); those between are missed.
-		due, n := latest(s.times, next.Add(-time.Nanosecond), now)
-		if err := s.maybeFire(ctx, emit, due, n, now); err != nil {
+		since := next.Add(-time.Nanosecond)
+		due, n := latest(s.times, since, now)
+		if err := s.maybeFire(ctx, emit, since, due, n, now); err != nil {
 			return err
 		}
 	}

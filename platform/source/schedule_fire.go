@@ -12,19 +12,25 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
-// maybeFire fires due, the latest of passed due times, when it is at most
-// the grace late at now, or when the policy catches up missed due times;
-// the others count as missed.
-func (s *Schedule) maybeFire(ctx context.Context, emit Emitter, due time.Time, passed int64, now time.Time) error {
-	if now.Sub(due) > s.grace && s.missed != CatchUpOnce {
-		s.mu.Lock()
-		s.missedRuns += passed
-		s.mu.Unlock()
-		return nil
+// maybeFire fires due, the latest of the passed due times after since,
+// when it is at most the grace late at now, or when the policy catches up
+// missed due times; the others count as missed, except one counted as
+// unknown already (given up with its outcome unknown by an earlier Run).
+func (s *Schedule) maybeFire(ctx context.Context, emit Emitter, since, due time.Time, passed int64, now time.Time) error {
+	skip := now.Sub(due) > s.grace && s.missed != CatchUpOnce
+	missed := passed
+	if !skip {
+		missed-- // due fires
 	}
 	s.mu.Lock()
-	s.missedRuns += passed - 1
+	if s.countedUnknown(since, due) && (skip || !s.unknown.due.Equal(due)) {
+		missed--
+	}
+	s.missedRuns += missed
 	s.mu.Unlock()
+	if skip {
+		return nil
+	}
 	if err := s.fire(ctx, emit, due, s.retryUntil(due.Add(s.grace), now)); err != nil {
 		return s.stopped(ctx, err)
 	}
@@ -45,35 +51,51 @@ func (s *Schedule) stopped(ctx context.Context, err error) error {
 // the task built once (a backend may keep the Task it was given, and the
 // emitter and backend write to it): every copy has the due time's key,
 // so one stored by an attempt whose answer was lost
-// (queue.ErrOutcomeUnknown) is not stored twice. A failed mark is retried
-// on its own, never by emitting again.
+// (queue.ErrOutcomeUnknown) is not stored twice. When the attempts are
+// given up after one whose outcome was unknown, a lookup of the key
+// decides: the task found stored, the due time ran; else it counts as
+// unknown (givenUp). A failed mark is retried on its own, never by
+// emitting again.
 func (s *Schedule) fire(ctx context.Context, emit Emitter, due time.Time, r *retry) error {
 	t, err := s.task(due)
 	if err != nil {
 		return err // not retried: build made no task
 	}
-	attempt := withAttemptTimeout(ctx, s.attemptTimeout(due))
-	for {
-		pctx, end := StartPoll(attempt, s.name)
-		err := emit.Emit(pctx, t.Clone())
-		end(err)
-		if err == nil {
-			break
-		}
-		err = fmt.Errorf("schedule %q: emit %s: %w", s.name, due.Format(time.RFC3339), err)
-		if !r.again(ctx, err) {
-			return err
-		}
+	if err := s.emitTask(ctx, emit, t, due, r); err != nil {
+		return err
 	}
-	s.mu.Lock()
-	s.last = due
-	marks := s.marks
-	s.mu.Unlock()
+	marks := s.ran(due)
 	s.attempted(nil)
 	if marks == nil {
 		return nil
 	}
 	return s.mark(ctx, marks, due, r, "record last run")
+}
+
+// emitTask emits copies of due's task t until one is stored (or found
+// stored, see fire), retried until r's deadline.
+func (s *Schedule) emitTask(ctx context.Context, emit Emitter, t *task.Task, due time.Time, r *retry) error {
+	attempt := withAttemptTimeout(ctx, s.attemptTimeout(due))
+	unknown, q := false, "" // an attempt's outcome was unknown; the queue its copy went to
+	for {
+		c := t.Clone()
+		pctx, end := StartPoll(attempt, s.name)
+		err := emit.Emit(pctx, c)
+		end(err)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, queue.ErrOutcomeUnknown) {
+			unknown, q = true, c.Queue
+		}
+		err = fmt.Errorf("schedule %q: emit %s: %w", s.name, due.Format(time.RFC3339), err)
+		if !r.again(ctx, err) {
+			if unknown {
+				return s.givenUp(ctx, emit, due, q, err)
+			}
+			return err
+		}
+	}
 }
 
 // task builds due's task and sets its key and headers.

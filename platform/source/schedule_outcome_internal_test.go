@@ -1,0 +1,316 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/memory"
+	"github.com/plba/plba/platform/task"
+)
+
+// lostAnswers is an Enqueuer in front of a memory backend whose answers
+// are lost while lose is set, as a publish's when the NATS server leading
+// the work stream stops with it in flight, for longer than a grace: with
+// stores, the server stored the task (its copies are dropped by the key);
+// without, it was lost with the server. Its finder looks tasks up in the
+// backend (the server is back) or fails (it is not).
+type lostAnswers struct {
+	be     *memory.Backend
+	stores bool
+
+	mu       sync.Mutex
+	lose     bool
+	findDown bool
+	calls    int
+}
+
+func (l *lostAnswers) Enqueue(ctx context.Context, tasks ...*task.Task) error {
+	for _, t := range tasks {
+		t.Queue = "q"
+	}
+	l.mu.Lock()
+	l.calls++
+	lose := l.lose
+	l.mu.Unlock()
+	if !lose {
+		return l.be.Enqueue(ctx, tasks...)
+	}
+	if l.stores {
+		if err := l.be.Enqueue(ctx, tasks...); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("publish ack: %w (%w)", context.DeadlineExceeded, queue.ErrOutcomeUnknown)
+}
+
+func (l *lostAnswers) set(lose, findDown bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lose, l.findDown = lose, findDown
+}
+
+func (l *lostAnswers) attempts() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls
+}
+
+// finder is l as a queue.TaskFinder.
+func (l *lostAnswers) finder() *finding { return &finding{l} }
+
+type finding struct{ *lostAnswers }
+
+func (f *finding) FindTasks(ctx context.Context, q string, lk queue.TaskLookup) (queue.TaskSearch, error) {
+	f.mu.Lock()
+	down := f.findDown
+	f.mu.Unlock()
+	if down {
+		return queue.TaskSearch{}, errors.New("nats: no responders available for request")
+	}
+	return f.be.FindTasks(ctx, q, lk)
+}
+
+// startRun runs s on c with e until stop, which returns Run's error.
+func startRun(t *testing.T, s *Schedule, c *fakeClock, e Emitter) (done <-chan struct{}, stop func() error) {
+	t.Helper()
+	s.clock = c
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan struct{})
+	var err error
+	go func() { defer close(ch); err = s.Run(ctx, e) }()
+	stop = func() error {
+		cancel()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run does not return after cancel")
+		}
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return ch, stop
+}
+
+// retryUntilGivenUp moves c through the retries of an emit until
+// deadline, and returns the time the schedule sleeps for after it (the
+// next due time), or the zero time when Run ended.
+func retryUntilGivenUp(t *testing.T, c *fakeClock, done <-chan struct{}, deadline time.Time) time.Time {
+	t.Helper()
+	for {
+		select {
+		case <-done:
+			return time.Time{}
+		case at := <-c.sleeping:
+			if at.After(deadline) {
+				return at
+			}
+			c.set(at)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the schedule neither sleeps nor ends")
+		}
+	}
+}
+
+// queued returns the keys of the tasks stored on q (leased and acked).
+func queued(t *testing.T, be *memory.Backend) []string {
+	t.Helper()
+	st, err := be.Stats(context.Background(), "q")
+	require.NoError(t, err)
+	if st.Ready == 0 {
+		return nil
+	}
+	ds, err := be.Lease(context.Background(), "q", 10, time.Minute)
+	require.NoError(t, err)
+	var keys []string
+	for _, d := range ds {
+		keys = append(keys, d.Task.Key)
+		require.NoError(t, be.Ack(context.Background(), d))
+	}
+	return keys
+}
+
+func newLost(t *testing.T, stores bool) *lostAnswers {
+	be := memory.New(memory.Options{DedupWindow: 2 * time.Minute})
+	t.Cleanup(func() { _ = be.Close(context.Background()) })
+	return &lostAnswers{be: be, stores: stores, lose: true}
+}
+
+func markOf(t *testing.T, m Marks) time.Time {
+	t.Helper()
+	last, err := m.LastRun(context.Background(), "job")
+	require.NoError(t, err)
+	return last
+}
+
+// An emit whose every answer was lost until the grace passed, while the
+// backend stored the task: the schedule looks the due time's key up, finds
+// the task, and reports the due time as run (Last, the mark) and goes on;
+// the next Run does not count it missed. Before, Run ended with the error,
+// the mark was not written, and the next Run counted the due time missed
+// although its task was stored and ran.
+func TestScheduleFindsTheTaskOfAnEmitGivenUpWithItsOutcomeUnknown(t *testing.T) {
+	marks := &MemoryMarks{}
+	require.NoError(t, marks.SetLastRun(context.Background(), "job", at("2026-12-04T10:00:00Z")))
+	s, err := Every("job", time.Hour, "job.run", WithGrace(10*time.Second), WithMarks(marks))
+	require.NoError(t, err)
+	enq := newLost(t, true)
+	c := newFakeClock(at("2026-12-04T10:30:00Z"))
+	done, stop := startRun(t, s, c, NewEmitter(s, enq.finder()))
+	require.Equal(t, at("2026-12-04T11:00:00Z"), c.nextSleep(t))
+	c.set(at("2026-12-04T11:00:00Z"))
+	next := retryUntilGivenUp(t, c, done, at("2026-12-04T11:00:10Z"))
+	require.Equal(t, at("2026-12-04T12:00:00Z"), next, "Run goes on to the next due time")
+	require.Greater(t, enq.attempts(), 2, "retried within the grace")
+	d := s.Details().(ScheduleDetails)
+	require.Equal(t, at("2026-12-04T11:00:00Z"), d.Last, "the task was stored: the due time ran")
+	require.Zero(t, d.Missed)
+	require.Zero(t, d.Unknown)
+	require.Empty(t, d.LastError)
+	require.Equal(t, at("2026-12-04T11:00:00Z"), markOf(t, marks))
+	require.NoError(t, stop())
+
+	// The next Run, past 11:00's grace, neither counts nor runs it.
+	enq.set(false, false)
+	c = newFakeClock(at("2026-12-04T11:30:00Z"))
+	startRun(t, s, c, NewEmitter(s, enq.finder()))
+	require.Equal(t, at("2026-12-04T12:00:00Z"), c.nextSleep(t))
+	d = s.Details().(ScheduleDetails)
+	require.Zero(t, d.Missed)
+	require.Zero(t, d.Unknown)
+	require.Equal(t, []string{"job@2026-12-04T11:00:00Z"}, queued(t, enq.be), "one task for 11:00")
+}
+
+// An emit whose every answer was lost until the grace passed, with no
+// lookup that finds the task (the lookup fails, the emitter cannot look
+// up, or the task was not stored), ends Run and counts the due time as
+// unknown: not missed, not run. What the next Run does with it: a lookup
+// that finds it makes it run (Last, the mark); CatchUpOnce emits it again,
+// the copy dropped by the key when the task was stored; SkipMissed leaves
+// it unknown. Before, the due time counted as missed at the next Run
+// (SkipMissed), whether or not its task was stored and ran.
+func TestScheduleCountsAnEmitGivenUpWithItsOutcomeUnknownAsUnknown(t *testing.T) {
+	type finderKind int
+	const (
+		noFinder finderKind = iota
+		finderDown
+		finderUp
+	)
+	cases := []struct {
+		name      string
+		stores    bool
+		missed    Missed
+		first     finderKind // the emitter's lookups in the Run that gives the due time up
+		nextFind  bool       // the next Run's emitter can look up
+		wantLast  bool       // the next Run reports 11:00 as run
+		wantTasks []string
+	}{
+		{name: "stored, the lookup fails, found at the next Run", stores: true, first: finderDown, nextFind: true,
+			wantLast: true, wantTasks: []string{"job@2026-12-04T11:00:00Z"}},
+		{name: "stored, no lookup, caught up once: the copy is dropped", stores: true, missed: CatchUpOnce,
+			wantLast: true, wantTasks: []string{"job@2026-12-04T11:00:00Z"}},
+		{name: "stored, no lookup, skipped: stays unknown", stores: true, wantTasks: []string{"job@2026-12-04T11:00:00Z"}},
+		{name: "not stored, not found: stays unknown", first: finderUp, nextFind: true},
+		{name: "not stored, caught up once", missed: CatchUpOnce, first: finderUp, nextFind: true,
+			wantLast: true, wantTasks: []string{"job@2026-12-04T11:00:00Z"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			marks := &MemoryMarks{}
+			require.NoError(t, marks.SetLastRun(context.Background(), "job", at("2026-12-04T10:00:00Z")))
+			s, err := Every("job", time.Hour, "job.run", WithGrace(10*time.Second), WithMarks(marks), OnMissed(tc.missed))
+			require.NoError(t, err)
+			enq := newLost(t, tc.stores)
+			var e Emitter = NewEmitter(s, enq)
+			if tc.first != noFinder {
+				enq.set(true, tc.first == finderDown)
+				e = NewEmitter(s, enq.finder())
+			}
+			c := newFakeClock(at("2026-12-04T10:30:00Z"))
+			done, stop := startRun(t, s, c, e)
+			require.Equal(t, at("2026-12-04T11:00:00Z"), c.nextSleep(t))
+			c.set(at("2026-12-04T11:00:00Z"))
+			require.True(t, retryUntilGivenUp(t, c, done, at("2026-12-04T11:00:10Z")).IsZero(), "Run ends")
+			err = stop()
+			require.ErrorIs(t, err, queue.ErrOutcomeUnknown)
+			require.ErrorContains(t, err, "counts as unknown, not missed")
+			d := s.Details().(ScheduleDetails)
+			require.Zero(t, d.Last, "not known to have run")
+			require.Zero(t, d.Missed, "not known to be missed")
+			require.Equal(t, int64(1), d.Unknown)
+			require.Equal(t, at("2026-12-04T10:00:00Z"), markOf(t, marks))
+
+			// The next Run, past 11:00's grace, the backend answering.
+			enq.set(false, false)
+			e = NewEmitter(s, enq)
+			if tc.nextFind {
+				e = NewEmitter(s, enq.finder())
+			}
+			c = newFakeClock(at("2026-12-04T11:30:00Z"))
+			startRun(t, s, c, e)
+			require.Equal(t, at("2026-12-04T12:00:00Z"), c.nextSleep(t))
+			d = s.Details().(ScheduleDetails)
+			require.Zero(t, d.Missed)
+			if tc.wantLast {
+				require.Equal(t, at("2026-12-04T11:00:00Z"), d.Last)
+				require.Equal(t, at("2026-12-04T11:00:00Z"), markOf(t, marks))
+				require.Zero(t, d.Unknown)
+			} else {
+				require.Zero(t, d.Last)
+				require.Equal(t, at("2026-12-04T10:00:00Z"), markOf(t, marks))
+				require.Equal(t, int64(1), d.Unknown)
+			}
+			require.Equal(t, tc.wantTasks, queued(t, enq.be))
+
+			// 12:00 runs; an unknown 11:00 stays counted as unknown.
+			c.set(at("2026-12-04T12:00:00Z"))
+			require.Equal(t, at("2026-12-04T13:00:00Z"), c.nextSleep(t))
+			d = s.Details().(ScheduleDetails)
+			require.Equal(t, at("2026-12-04T12:00:00Z"), d.Last)
+			require.Zero(t, d.Missed)
+			unknown := int64(1)
+			if tc.wantLast {
+				unknown = 0
+			}
+			require.Equal(t, unknown, d.Unknown)
+		})
+	}
+}
+
+// The opposite: an emit given up without an attempt whose outcome was
+// unknown (the backend refused each, so none stored the task) is not
+// reported as run (no Last, no mark) nor as unknown, and the next Run
+// counts it missed.
+func TestScheduleEmitGivenUpWithoutAnUnknownOutcomeIsNotRun(t *testing.T) {
+	marks := &MemoryMarks{}
+	require.NoError(t, marks.SetLastRun(context.Background(), "job", at("2026-12-04T10:00:00Z")))
+	s, err := Every("job", time.Hour, "job.run", WithGrace(10*time.Second), WithMarks(marks))
+	require.NoError(t, err)
+	b := newDedup()
+	e := &flakyEmitter{fails: -1, err: errors.New("nats: no responders available for request"), next: b}
+	c := newFakeClock(at("2026-12-04T10:30:00Z"))
+	done, stop := startRun(t, s, c, e)
+	require.Equal(t, at("2026-12-04T11:00:00Z"), c.nextSleep(t))
+	c.set(at("2026-12-04T11:00:00Z"))
+	require.True(t, retryUntilGivenUp(t, c, done, at("2026-12-04T11:00:10Z")).IsZero(), "Run ends")
+	require.ErrorContains(t, stop(), "no responders")
+	d := s.Details().(ScheduleDetails)
+	require.Zero(t, d.Last)
+	require.Zero(t, d.Unknown)
+	require.Equal(t, at("2026-12-04T10:00:00Z"), markOf(t, marks))
+
+	c = newFakeClock(at("2026-12-04T11:30:00Z"))
+	startRun(t, s, c, b)
+	require.Equal(t, at("2026-12-04T12:00:00Z"), c.nextSleep(t))
+	d = s.Details().(ScheduleDetails)
+	require.Equal(t, int64(1), d.Missed)
+	require.Zero(t, d.Unknown)
+	require.Zero(t, d.Last)
+	require.Empty(t, b.accepted)
+}
