@@ -31,9 +31,13 @@
 // consumers and memory stays bounded. A Schedule's emit is the exception:
 // each attempt is bounded by its attempt timeout and retried within the
 // due time's grace (see Schedule.Run), a wait for room included, since a
-// due time is run at most the grace late. When the source implements Completer,
-// the emitter stamps every task with task.HeaderCompletion = the source's
-// name.
+// due time is run at most the grace late. A due time whose emit is given
+// up after an attempt whose outcome is unknown (queue.ErrOutcomeUnknown)
+// is looked up by its key: found, it ran; else the schedule reports it as
+// unknown, neither missed nor run (ScheduleDetails.Unknown). The emitter
+// looks tasks up through its enqueuer when that is a queue.TaskFinder.
+// When the source implements Completer, the emitter stamps every task
+// with task.HeaderCompletion = the source's name.
 //
 // # Completions
 //

@@ -112,6 +112,8 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	return errors.Join(append([]error{err}, errs...)...)
 }
 
+var _ queue.TaskFinder = (*emitter)(nil)
+
 // errCannotFind is FindTasks' error when the enqueuer cannot look tasks up.
 var errCannotFind = errors.New("source: the enqueuer cannot look tasks up")
 

@@ -274,6 +274,25 @@ func (s *Schedule) Key(due time.Time) string {
 // (a due time it emitted is not emitted again by this host, see above).
 // While the schedule retries, its details show the last error and count
 // the retries (ScheduleDetails).
+//
+// An emit given up (the grace used up, an error retrying cannot fix, or
+// ctx ended) after an attempt whose outcome is unknown may have stored
+// the task: the schedule looks the due time's key up, through emit when
+// it is a queue.TaskFinder (the runtime's emitter is one when its
+// enqueuer is: NewEmitter), bounded by the attempt timeout. The task
+// found (waiting, in flight, finished or dead-lettered), the due time ran:
+// it is the last (ScheduleDetails.Last), its mark is written, and Run
+// goes on. Otherwise (not found: a publish cut in flight may still be
+// stored; the lookup failed or cannot be made) nothing says whether it
+// ran: the due time counts as unknown (ScheduleDetails.Unknown), not as
+// missed, not as run, and Run ends with the error. When Run starts again,
+// the marks (a host ran it) or a lookup of its key that finds the task
+// make it run after all; else it stays unknown, and it is fired again
+// only as any due time is (CatchUpOnce fires the latest passed due time:
+// the copy is dropped by its key when the task was stored within the
+// backend's de-duplication window, and the due time is then the last).
+// A host that takes the schedule over knows only the marks: to it the
+// due time is one that did not run.
 func (s *Schedule) Run(ctx context.Context, emit Emitter) error {
 	var last time.Time
 	s.mu.Lock()

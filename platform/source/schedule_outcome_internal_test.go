@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/queue"
@@ -239,12 +240,12 @@ func TestScheduleCountsAnEmitGivenUpWithItsOutcomeUnknownAsUnknown(t *testing.T)
 			require.True(t, retryUntilGivenUp(t, c, done, at("2026-12-04T11:00:10Z")).IsZero(), "Run ends")
 			err = stop()
 			require.ErrorIs(t, err, queue.ErrOutcomeUnknown)
-			require.ErrorContains(t, err, "counts as unknown, not missed")
+			assert.ErrorContains(t, err, "counts as unknown, not missed")
 			d := s.Details().(ScheduleDetails)
-			require.Zero(t, d.Last, "not known to have run")
-			require.Zero(t, d.Missed, "not known to be missed")
-			require.Equal(t, int64(1), d.Unknown)
-			require.Equal(t, at("2026-12-04T10:00:00Z"), markOf(t, marks))
+			assert.Zero(t, d.Last, "not known to have run")
+			assert.Zero(t, d.Missed, "not known to be missed")
+			assert.Equal(t, int64(1), d.Unknown, "the outcome is unknown")
+			assert.Equal(t, at("2026-12-04T10:00:00Z"), markOf(t, marks))
 
 			// The next Run, past 11:00's grace, the backend answering.
 			enq.set(false, false)
@@ -256,29 +257,29 @@ func TestScheduleCountsAnEmitGivenUpWithItsOutcomeUnknownAsUnknown(t *testing.T)
 			startRun(t, s, c, e)
 			require.Equal(t, at("2026-12-04T12:00:00Z"), c.nextSleep(t))
 			d = s.Details().(ScheduleDetails)
-			require.Zero(t, d.Missed)
+			assert.Zero(t, d.Missed, "the next Run does not count 11:00 missed")
 			if tc.wantLast {
-				require.Equal(t, at("2026-12-04T11:00:00Z"), d.Last)
-				require.Equal(t, at("2026-12-04T11:00:00Z"), markOf(t, marks))
-				require.Zero(t, d.Unknown)
+				assert.Equal(t, at("2026-12-04T11:00:00Z"), d.Last, "11:00 ran")
+				assert.Equal(t, at("2026-12-04T11:00:00Z"), markOf(t, marks))
+				assert.Zero(t, d.Unknown)
 			} else {
-				require.Zero(t, d.Last)
-				require.Equal(t, at("2026-12-04T10:00:00Z"), markOf(t, marks))
-				require.Equal(t, int64(1), d.Unknown)
+				assert.Zero(t, d.Last)
+				assert.Equal(t, at("2026-12-04T10:00:00Z"), markOf(t, marks))
+				assert.Equal(t, int64(1), d.Unknown, "11:00 stays unknown")
 			}
-			require.Equal(t, tc.wantTasks, queued(t, enq.be))
+			assert.Equal(t, tc.wantTasks, queued(t, enq.be))
 
 			// 12:00 runs; an unknown 11:00 stays counted as unknown.
 			c.set(at("2026-12-04T12:00:00Z"))
 			require.Equal(t, at("2026-12-04T13:00:00Z"), c.nextSleep(t))
 			d = s.Details().(ScheduleDetails)
-			require.Equal(t, at("2026-12-04T12:00:00Z"), d.Last)
-			require.Zero(t, d.Missed)
+			assert.Equal(t, at("2026-12-04T12:00:00Z"), d.Last)
+			assert.Zero(t, d.Missed)
 			unknown := int64(1)
 			if tc.wantLast {
 				unknown = 0
 			}
-			require.Equal(t, unknown, d.Unknown)
+			assert.Equal(t, unknown, d.Unknown)
 		})
 	}
 }
@@ -313,4 +314,41 @@ func TestScheduleEmitGivenUpWithoutAnUnknownOutcomeIsNotRun(t *testing.T) {
 	require.Zero(t, d.Unknown)
 	require.Zero(t, d.Last)
 	require.Empty(t, b.accepted)
+}
+
+// cancelAfter is an Emitter that cancels the run (its host lost the
+// lease, or stops) once an Emit returned, and looks tasks up through its
+// Emitter.
+type cancelAfter struct {
+	Emitter
+	cancel context.CancelFunc
+}
+
+func (e *cancelAfter) Emit(ctx context.Context, tasks ...*task.Task) error {
+	err := e.Emitter.Emit(ctx, tasks...)
+	e.cancel()
+	return err
+}
+
+func (e *cancelAfter) FindTasks(ctx context.Context, q string, l queue.TaskLookup) (queue.TaskSearch, error) {
+	return e.Emitter.(queue.TaskFinder).FindTasks(ctx, q, l)
+}
+
+// A run stopped while its emit's outcome is unknown looks the key up all
+// the same: the task found, the due time is marked, so that the host that
+// takes the schedule over neither counts it missed nor runs it again.
+func TestScheduleStoppedWithAnUnknownOutcomeMarksAStoredTask(t *testing.T) {
+	marks := &ctxMarks{}
+	s, err := Every("job", time.Hour, "job.run", OnMissed(CatchUpOnce), WithMarks(marks))
+	require.NoError(t, err)
+	enq := newLost(t, true)
+	s.clock = newFakeClock(at("2026-12-04T10:30:00Z"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, s.Run(ctx, &cancelAfter{Emitter: NewEmitter(s, enq.finder()), cancel: cancel}))
+	require.Equal(t, 1, enq.attempts())
+	require.Equal(t, at("2026-12-04T10:00:00Z"), markOf(t, marks), "caught up at the start (no mark), stored")
+	d := s.Details().(ScheduleDetails)
+	require.Equal(t, at("2026-12-04T10:00:00Z"), d.Last)
+	require.Zero(t, d.Unknown)
 }
