@@ -16,14 +16,21 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
-// lostAnswers is an Enqueuer in front of a memory backend whose answers
+// backend is a queue backend's Enqueue and FindTasks.
+type backend interface {
+	task.Enqueuer
+	queue.TaskFinder
+}
+
+// lostAnswers is an Enqueuer in front of a backend whose answers
 // are lost while lose is set, as a publish's when the NATS server leading
 // the work stream stops with it in flight, for longer than a grace: with
 // stores, the server stored the task (its copies are dropped by the key);
 // without, it was lost with the server. Its finder looks tasks up in the
 // backend (the server is back) or fails (it is not).
 type lostAnswers struct {
-	be     *memory.Backend
+	be     backend
+	mem    *memory.Backend // be, when it is a memory backend
 	stores bool
 
 	mu       sync.Mutex
@@ -140,7 +147,7 @@ func queued(t *testing.T, be *memory.Backend) []string {
 func newLost(t *testing.T, stores bool) *lostAnswers {
 	be := memory.New(memory.Options{DedupWindow: 2 * time.Minute})
 	t.Cleanup(func() { _ = be.Close(context.Background()) })
-	return &lostAnswers{be: be, stores: stores, lose: true}
+	return &lostAnswers{be: be, mem: be, stores: stores, lose: true}
 }
 
 func markOf(t *testing.T, m Marks) time.Time {
@@ -185,7 +192,7 @@ func TestScheduleFindsTheTaskOfAnEmitGivenUpWithItsOutcomeUnknown(t *testing.T) 
 	d = s.Details().(ScheduleDetails)
 	require.Zero(t, d.Missed)
 	require.Zero(t, d.Unknown)
-	require.Equal(t, []string{"job@2026-12-04T11:00:00Z"}, queued(t, enq.be), "one task for 11:00")
+	require.Equal(t, []string{"job@2026-12-04T11:00:00Z"}, queued(t, enq.mem), "one task for 11:00")
 }
 
 // An emit whose every answer was lost until the grace passed, with no
@@ -267,7 +274,7 @@ func TestScheduleCountsAnEmitGivenUpWithItsOutcomeUnknownAsUnknown(t *testing.T)
 				assert.Equal(t, at("2026-12-04T10:00:00Z"), markOf(t, marks))
 				assert.Equal(t, int64(1), d.Unknown, "11:00 stays unknown")
 			}
-			assert.Equal(t, tc.wantTasks, queued(t, enq.be))
+			assert.Equal(t, tc.wantTasks, queued(t, enq.mem))
 
 			// 12:00 runs; an unknown 11:00 stays counted as unknown.
 			c.set(at("2026-12-04T12:00:00Z"))
