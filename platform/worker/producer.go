@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -26,7 +27,14 @@ type Producer struct {
 	counts  sync.Map // queue name -> *atomic.Int64: tasks this producer enqueued
 }
 
-var _ task.Enqueuer = (*Producer)(nil)
+var (
+	_ task.Enqueuer    = (*Producer)(nil)
+	_ queue.TaskFinder = (*Producer)(nil)
+)
+
+// errCannotFind is FindTasks' error when the backend can neither look
+// tasks up nor list its dead letters.
+var errCannotFind = errors.New("worker: the queue backend cannot look tasks up")
 
 // NewProducer returns a producer enqueuing on backend with routes from
 // router. A nil observer observes nothing. A nil router is bound later by
@@ -113,4 +121,22 @@ func (p *Producer) Enqueued() map[string]int64 {
 		return true
 	})
 	return out
+}
+
+// FindTasks looks the tasks of queue name up by id or key on the backend
+// (queue.FindTasks: through its queue.TaskFinder, else among its dead
+// letters alone, as the search says). It makes the producer a
+// queue.TaskFinder, so that a source's emitter over it can look up a task
+// whose Enqueue ended with its outcome unknown (a schedule's due time).
+func (p *Producer) FindTasks(ctx context.Context, name string, l queue.TaskLookup) (queue.TaskSearch, error) {
+	switch b := p.backend.(type) {
+	case queue.DeadLetters:
+		return queue.FindTasks(ctx, b, name, l)
+	case queue.TaskFinder:
+		if err := l.Check(); err != nil {
+			return queue.TaskSearch{}, err
+		}
+		return b.FindTasks(ctx, name, l)
+	}
+	return queue.TaskSearch{}, errCannotFind
 }

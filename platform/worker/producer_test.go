@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
 	"github.com/plba/plba/platform/worker"
 )
@@ -70,4 +72,39 @@ func TestProducerCountsAStoredTaskEnqueuedAgainOnce(t *testing.T) {
 	require.NoError(t, p.Enqueue(ctx, first))
 	require.False(t, task.StoredAgain(first), "Prepare cleared the mark; stored anew")
 	require.Equal(t, map[string]int64{task.DefaultQueue: 3}, p.Enqueued())
+}
+
+// TestProducerFindsTasks: the runtime's producer looks tasks up on its
+// backend, so that a source's emitter over it is a queue.TaskFinder: a
+// schedule whose emit was given up with its outcome unknown looks the due
+// time's key up through it. Before, the producer could not, and under the
+// runtime such a due time could never be found stored.
+func TestProducerFindsTasks(t *testing.T) {
+	t.Parallel()
+	be := newMemory(t)
+	rt, err := worker.New(worker.Params{Backend: be})
+	require.NoError(t, err)
+	ctx := context.Background()
+	p := rt.Producer()
+	require.NoError(t, p.Enqueue(ctx, &task.Task{Kind: "k", Key: "order-1"}))
+
+	var f queue.TaskFinder = p
+	found, err := f.FindTasks(ctx, task.DefaultQueue, queue.TaskLookup{Key: "order-1"})
+	require.NoError(t, err)
+	require.Len(t, found.Found, 1)
+	require.Equal(t, "order-1", found.Found[0].Task.Key)
+	none, err := f.FindTasks(ctx, task.DefaultQueue, queue.TaskLookup{Key: "order-2"})
+	require.NoError(t, err)
+	require.Empty(t, none.Found)
+	_, err = f.FindTasks(ctx, task.DefaultQueue, queue.TaskLookup{})
+	require.ErrorIs(t, err, queue.ErrBadLookup)
+
+	sched, err := source.Every("job", time.Hour, "k")
+	require.NoError(t, err)
+	em := source.NewEmitter(sched, p)
+	ef, ok := em.(queue.TaskFinder)
+	require.True(t, ok, "an emitter over the producer looks tasks up")
+	found, err = ef.FindTasks(ctx, task.DefaultQueue, queue.TaskLookup{Key: "order-1"})
+	require.NoError(t, err)
+	require.Len(t, found.Found, 1)
 }
