@@ -96,7 +96,15 @@ func Held(t *Task) (by string, ok bool) {
 // Task is one unit of work: a kind, a payload and the metadata the runtime
 // needs to deliver it at least once.
 type Task struct {
-	// ID uniquely identifies the task. Enqueue fills it when empty.
+	// ID uniquely identifies the task. Enqueue fills it when empty
+	// (NewID). An ID the producer gives is taken as it is: nothing
+	// checks that no other task has it, and one written like NewID's
+	// (this or another process's prefix) may equal an id Prepare makes
+	// later. Its key stays apart from the generated ones all the same
+	// (see Key), so neither task is dropped as the other's duplicate;
+	// but the two share an id, and what is looked up by id finds both.
+	// A producer that takes ids from outside (a request, a message)
+	// gives them as Key instead and leaves ID empty.
 	ID string
 	// Kind selects the handler (through the route registered for it).
 	Kind string
@@ -112,7 +120,12 @@ type Task struct {
 	// de-duplication window). Empty means the ID. A key the producer chose
 	// (or an ID it chose) is remembered after the task finished, across
 	// restarts on JetStream; a task with neither gets a generated key that
-	// nobody can re-emit, and is not remembered (KeyGenerated).
+	// nobody can re-emit, and is not remembered (KeyGenerated). The two
+	// are separate spaces: a producer's key de-duplicates against
+	// producers' keys only, never against a generated one, even when it
+	// is written the same (an id seen in a log, its successor guessed),
+	// so no producer can take the key of a task still to be made, nor
+	// the key of one stored.
 	Key string
 	// Attempt is the 1-based number of the current delivery attempt. It is
 	// 0 before the first delivery.
@@ -122,7 +135,8 @@ type Task struct {
 	// NotBefore delays the first delivery until this time. Zero means now.
 	NotBefore time.Time
 
-	// keyMade is set by Prepare when it chose both the ID and the Key.
+	// keyMade is set by Prepare when it chose both the ID and the Key,
+	// and kept while the Key is that ID.
 	keyMade bool
 	// again is set by a backend on a task enqueued again while it stores
 	// it already (MarkStoredAgain); Prepare clears it.
@@ -163,7 +177,9 @@ func NewID() string {
 // a task that arrives with them (headers copied from outside, or a task
 // enqueued again after a backend dropped it) would otherwise be reported
 // as finished before it ran, or as not stored when it was. It clears
-// StoredAgain likewise. It is idempotent.
+// StoredAgain likewise. A Key that is no longer the ID Prepare generated
+// (set since) is the producer's from then on (KeyGenerated). It is
+// idempotent.
 func (t *Task) Prepare(now time.Time) {
 	if t.ID == "" {
 		t.ID = NewID()
@@ -171,6 +187,11 @@ func (t *Task) Prepare(now time.Time) {
 	}
 	if t.Key == "" {
 		t.Key = t.ID
+	}
+	if t.keyMade && t.Key != t.ID {
+		// A key set after an earlier Prepare (a schedule's, on a task
+		// its build had prepared) is the producer's.
+		t.keyMade = false
 	}
 	if t.EnqueuedAt.IsZero() {
 		t.EnqueuedAt = now
@@ -218,6 +239,14 @@ func Dropped(t *Task) bool {
 // window covers; a backend therefore need not remember its key after the
 // task finished. De-duplication across restarts is for tasks whose
 // producer chose the key (or the ID).
+//
+// A generated key and a key a producer gave never de-duplicate against
+// each other (see Key): a backend keeps them apart by this flag. It
+// holds while the Key is the ID Prepare generated: Clone keeps it, and a
+// copy of the Task keeps it; a Key set since (a schedule's own key on a
+// task its build prepared) makes it false at the next Prepare. A task a
+// backend rebuilt from its store (a JetStream delivery, a dead letter)
+// does not carry it: enqueued again, its ID, and so its key, is given.
 func (t *Task) KeyGenerated() bool { return t.keyMade }
 
 // Header returns the value of header name, or "" when absent.

@@ -85,6 +85,19 @@ func TestPrepareAndClone(t *testing.T) {
 	require.Equal(t, "mine", byID.Key)
 	require.False(t, byID.KeyGenerated(), "the producer chose the id, which is the key")
 
+	// The flag goes with the key: a copy keeps it, a key set since (a
+	// schedule's on a task its build prepared) is the producer's.
+	require.True(t, tk.Clone().KeyGenerated(), "a clone keeps it")
+	cp := *tk
+	require.True(t, cp.KeyGenerated(), "a copy keeps it")
+	rekeyed := tk.Clone()
+	rekeyed.Key = "schedule-key"
+	rekeyed.Prepare(now)
+	require.False(t, rekeyed.KeyGenerated(), "a key set after Prepare is the producer's")
+	rekeyed.Key = rekeyed.ID
+	rekeyed.Prepare(now)
+	require.False(t, rekeyed.KeyGenerated(), "and stays so, even set back to the id")
+
 	require.Empty(t, tk.Header("x"))
 	tk.SetHeader("x", "1")
 	tk.Payload = []byte("abc")

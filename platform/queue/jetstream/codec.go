@@ -239,17 +239,83 @@ func writesID(t *task.Task, s msgSpec) bool {
 	return s.keepID || s.msgID != t.ID
 }
 
-// msgIDOf is the Nats-Msg-Id that de-duplicates key: the key itself,
-// unless nats.go would change it on the wire (it trims the blanks around
-// a header value, so "abc " would arrive as "abc", the id of another
-// task); such a key's is "Plba-Key-SHA256:" and the hex of its SHA-256.
-func msgIDOf(key string) string {
-	if key == "" || !isBlank(key[0]) && !isBlank(key[len(key)-1]) {
+// msgIDOf is the Nats-Msg-Id that de-duplicates key; made says whether
+// task.Prepare generated it (task.KeyGenerated: a task's id, 32 lowercase
+// hex digits). A generated key is its own. So is a producer's key, unless
+// it could be taken for an id that is not its own: one nats.go would
+// change on the wire (it trims the blanks around a header value, so "abc "
+// would arrive as "abc", the id of another task), one written as a
+// generated key (of any process: the duplicate window is the stream's,
+// which every process shares; a producer's key must not take the id of a
+// keyless task still to come, nor be taken by a stored one), one written
+// as a Release or redrive copy's id (a key, "-release-" or "-redrive-",
+// digits: it would swallow that copy) or one starting with
+// keyHashPrefix. Such a key's is keyHashPrefix and the hex of its
+// SHA-256, which is none of those. So the generated keys, the producers'
+// keys and the copies' ids never share a Nats-Msg-Id, and within each
+// the mapping is one to one (SHA-256 taken as such).
+//
+// Messages stored before the producer's keys written as generated ones
+// or copies' ids were hashed carry such a key as their Nats-Msg-Id: they
+// decode the same (HeaderTask writes the id and key whenever the
+// Nats-Msg-Id is not the id), and are no longer de-duplicated against by
+// a task with their key within the duplicate window (the finished-key
+// markers, by key, still are).
+func msgIDOf(key string, made bool) string {
+	if made || ownMsgID(key) {
 		return key
 	}
 	sum := sha256.Sum256([]byte(key))
-	return "Plba-Key-SHA256:" + hex.EncodeToString(sum[:])
+	return keyHashPrefix + hex.EncodeToString(sum[:])
 }
+
+// keyHashPrefix starts the Nats-Msg-Id of a producer's key that is not
+// its own (msgIDOf). A producer's key starting with "Plba-Key-" is hashed
+// too, which keeps the prefix for the ids this package derives.
+const keyHashPrefix = "Plba-Key-SHA256:"
+
+// ownMsgID reports whether key, a producer's, is its own Nats-Msg-Id
+// (msgIDOf).
+func ownMsgID(key string) bool {
+	if key == "" {
+		return true
+	}
+	if isBlank(key[0]) || isBlank(key[len(key)-1]) || strings.HasPrefix(key, "Plba-Key-") {
+		return false
+	}
+	return !generatedShape(key) && !copyShape(key)
+}
+
+// generatedShape reports whether key is written as task.NewID writes ids:
+// 32 lowercase hex digits.
+func generatedShape(key string) bool {
+	if len(key) != 32 {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// copyShape reports whether key is written as the Nats-Msg-Id of a
+// Release or redrive copy: anything, "-release-" or redriveMark, digits.
+func copyShape(key string) bool {
+	i := len(key)
+	for i > 0 && key[i-1] >= '0' && key[i-1] <= '9' {
+		i--
+	}
+	if i == len(key) {
+		return false
+	}
+	return strings.HasSuffix(key[:i], releaseMark) || strings.HasSuffix(key[:i], redriveMark)
+}
+
+// releaseMark stands in the Nats-Msg-Id of a Release's copy between its
+// key's and the sequence of the message it copies.
+const releaseMark = "-release-"
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' }
 

@@ -48,6 +48,9 @@ func TestTaskHeaderRoundTrip(t *testing.T) {
 		{"key apart", task.Task{ID: "i-1", Key: "k 1", Kind: "k"}, msgSpec{msgID: "k 1", keyed: true}},
 		{"odd bytes", task.Task{ID: odd, Key: odd + "k", Kind: odd + "kind"}, msgSpec{msgID: odd + "k", keyed: true}},
 		{"odd id is the msg id", task.Task{ID: odd, Key: odd, Kind: "k"}, msgSpec{msgID: odd, keyed: true}},
+		{"producer's key written as an id", task.Task{ID: "i-2", Key: "0123456789abcdef0123456789abcdef", Kind: "k"}, msgSpec{msgID: "0123456789abcdef0123456789abcdef", keyed: true}},
+		{"producer's id written as an id", task.Task{ID: "0123456789abcdef0123456789abcdef", Key: "0123456789abcdef0123456789abcdef", Kind: "k"}, msgSpec{msgID: "0123456789abcdef0123456789abcdef", keyed: true}},
+		{"generated", task.Task{ID: "0123456789abcdef0123456789abcdef", Key: "0123456789abcdef0123456789abcdef", Kind: "k"}, msgSpec{msgID: "0123456789abcdef0123456789abcdef"}},
 		{"release", task.Task{ID: "i", Key: "i", Kind: "k", NotBefore: at.Add(time.Hour)}, msgSpec{msgID: "i-release-9", keyed: true, attempts: 3}},
 		{"schedule", task.Task{ID: "s", Key: "s", Kind: "k", NotBefore: at}, msgSpec{msgID: "s", keepID: true}},
 		{"no msg id", task.Task{ID: "n", Key: "n", Kind: "k"}, msgSpec{keyed: true}},
@@ -63,7 +66,9 @@ func TestTaskHeaderRoundTrip(t *testing.T) {
 			in := c.t
 			in.Queue, in.Payload, in.EnqueuedAt = "q", []byte("p"), at
 			c.spec.subject = "s"
-			c.spec.msgID = msgIDOf(c.spec.msgID) // as every caller writes it
+			if !copyShape(c.spec.msgID) {
+				c.spec.msgID = msgIDOf(c.spec.msgID, !c.spec.keyed) // as every caller writes it
+			}
 			m := encodeTask(&in, c.spec)
 			want := len(in.Headers) + 1
 			if c.spec.msgID != "" {
@@ -303,7 +308,7 @@ func TestTraceparentCopiesDoNotGrow(t *testing.T) {
 	require.Equal(t, tp, tk.Headers[hdrTraceparent])
 	dead := encodeDead(tk, "d", deadMsgID("PLBA_Q_q", 7), keyed, deadInfo{reason: strings.Repeat("r", maxReason), at: time.Now(), attempts: 3})
 	require.LessOrEqual(t, msgSize(dead), int64(limit), "the dead-letter copy")
-	release := encodeTask(tk, msgSpec{subject: "s", msgID: msgIDOf(tk.Key) + "-release-9", keyed: keyed, attempts: 1})
+	release := encodeTask(tk, msgSpec{subject: "s", msgID: msgIDOf(tk.Key, !keyed) + "-release-9", keyed: keyed, attempts: 1})
 	require.LessOrEqual(t, msgSize(release), int64(limit), "the Release copy")
 	require.Equal(t, []string{tp}, release.Header[hdrTraceparent], "a header of its own, as stored")
 	got, _, err := decodeTask(wire(t, release.Header), nil, "q")
@@ -524,4 +529,61 @@ func TestTaskTimesOutsideRFC3339AreRefused(t *testing.T) {
 		require.ErrorIs(t, checkTask(tk), queue.ErrInvalidTask, tk.ID)
 	}
 	require.NoError(t, checkTask(&task.Task{ID: "d", Kind: "k", Queue: "q", NotBefore: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)}))
+}
+
+// TestMsgIDSpaces: generated keys, producers' keys and the ids of
+// Release and redrive copies never share a Nats-Msg-Id. A producer's key
+// written as a generated key (of any process), as a copy's id, as a
+// hashed key's id, or with a blank at an end (which nats.go would trim)
+// is hashed; others are their own id; within the producers' keys the
+// mapping is one to one.
+func TestMsgIDSpaces(t *testing.T) {
+	gen := task.NewID()
+	other := "0123456789abcdef" + gen[16:] // another process's id
+	require.Equal(t, gen, msgIDOf(gen, true), "a generated key is its own id")
+	hashed := msgIDOf(" abc", false)
+	require.True(t, strings.HasPrefix(hashed, keyHashPrefix), hashed)
+	keys := []string{
+		gen, other, strings.ToUpper(gen), gen + "0", gen[:31],
+		gen + releaseMark + "5", gen + redriveMark + "5", "order-1" + releaseMark + "12", gen + releaseMark, gen + releaseMark + "x",
+		hashed, hashed + " ", " abc", "abc ", "abc", "\tabc", "Plba-Key-x", "Plba-Key:x", "plba-key-sha256:x",
+		"order-1", "release-5", "-release-5", "a-b-c",
+	}
+	ids := map[string]string{}
+	for _, k := range keys {
+		id := msgIDOf(k, false)
+		require.NotEmpty(t, id)
+		if prev, ok := ids[id]; ok {
+			t.Fatalf("keys %q and %q share the id %q", prev, k, id)
+		}
+		ids[id] = k
+		require.False(t, generatedShape(id), "%q: the id %q is written as a generated key", k, id)
+		require.False(t, copyShape(id), "%q: the id %q is written as a copy's", k, id)
+		require.False(t, isBlank(id[0]) || isBlank(id[len(id)-1]), "%q: the id %q has a blank at an end", k, id)
+	}
+	for _, k := range []string{"order-1", "release-5", "a-b-c", "abc", gen + "0", strings.ToUpper(gen), gen + releaseMark + "x"} {
+		require.Equal(t, k, msgIDOf(k, false), "a plain key is its own id")
+	}
+	for _, k := range []string{gen, other, gen + releaseMark + "5", gen + redriveMark + "5", "-release-5", hashed, "Plba-Key-x", " abc"} {
+		require.NotEqual(t, k, msgIDOf(k, false), "%q is hashed", k)
+	}
+	// The copies of a generated key's task are not a producer's key's id.
+	for _, k := range []string{gen + releaseMark + "5", gen + redriveMark + "5"} {
+		_, ok := ids[k]
+		require.False(t, ok, "%q is no producer's key's id", k)
+	}
+}
+
+// A message of a producer's key written as a generated id, stored before
+// such keys were hashed (its Nats-Msg-Id the key, its id left to it),
+// decodes as it did: id and key the Nats-Msg-Id, keyed.
+func TestStoredIDShapedKeyDecodes(t *testing.T) {
+	id := "0123456789abcdef0123456789abcdef"
+	h := nats.Header{HeaderTask: {"kind=k at=2026-12-04T14:59:00Z"}, hdrMsgID: {id}}
+	got, keyed, err := decodeTask(h, nil, "q")
+	require.NoError(t, err)
+	require.True(t, keyed)
+	require.Equal(t, id, got.ID)
+	require.Equal(t, id, got.Key)
+	require.False(t, got.KeyGenerated())
 }

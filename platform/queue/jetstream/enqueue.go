@@ -146,7 +146,8 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			continue
 		}
 		q := qs[i]
-		spec := msgSpec{subject: q.subject, msgID: msgIDOf(t.Key), keyed: !t.KeyGenerated()}
+		made := t.KeyGenerated()
+		spec := msgSpec{subject: q.subject, msgID: msgIDOf(t.Key, made), keyed: !made}
 		sched := t.NotBefore.After(now) && b.scheduling()
 		if sched {
 			// The message the schedule produces need not keep the

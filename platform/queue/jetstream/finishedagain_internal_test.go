@@ -101,7 +101,7 @@ func TestRedriveCutShortLeavesNoDeadLetterBehind(t *testing.T) {
 	// What Redrive stored for "a" before it was cut short, and a task
 	// whose key names the sequence of "b"'s dead letter.
 	copyOf := &task.Task{ID: "a", Key: "a", Kind: "k", Queue: "rd", EnqueuedAt: time.Now()}
-	msgID := msgIDOf("a") + redriveMark + strconv.FormatUint(seqs["a"], 10)
+	msgID := msgIDOf("a", false) + redriveMark + strconv.FormatUint(seqs["a"], 10)
 	_, err = b.js.PublishMsg(ctx, encodeTask(copyOf, msgSpec{subject: q.subject, msgID: msgID, keyed: true}))
 	require.NoError(t, err)
 	other := "x" + redriveMark + strconv.FormatUint(seqs["b"], 10)
@@ -304,7 +304,7 @@ func TestRedriveCutShortWithItsCopyFirstDeliveredToTheDeadLeavesNoDeadLetter(t *
 	// What Redrive stored before it was cut short, and its first delivery,
 	// taken by the process that died before it handed the copy out.
 	copyOf := &task.Task{ID: "a", Key: "a", Kind: "k", Queue: "rd2", EnqueuedAt: time.Now()}
-	msgID := msgIDOf("a") + redriveMark + strconv.FormatUint(seq, 10)
+	msgID := msgIDOf("a", false) + redriveMark + strconv.FormatUint(seq, 10)
 	_, err = b.js.PublishMsg(ctx, encodeTask(copyOf, msgSpec{subject: q.subject, msgID: msgID, keyed: true}))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
@@ -394,7 +394,7 @@ func TestRedrivenCopyIsNotHandedOutWhileItsDeadLetterStays(t *testing.T) {
 	require.NoError(t, b.scanDead(ctx, q.queueNames, func(m deadMsg) bool { seq = m.seq; return true }))
 
 	copyOf := &task.Task{ID: "a", Key: "a", Kind: "k", Queue: "rd3", EnqueuedAt: time.Now()}
-	msgID := msgIDOf("a") + redriveMark + strconv.FormatUint(seq, 10)
+	msgID := msgIDOf("a", false) + redriveMark + strconv.FormatUint(seq, 10)
 	_, err = b.js.PublishMsg(ctx, encodeTask(copyOf, msgSpec{subject: q.subject, msgID: msgID, keyed: true}))
 	require.NoError(t, err)
 	var ins []inbound

@@ -70,7 +70,7 @@ func FuzzMessageHeaders(f *testing.F) {
 			require.Equal(t, keyed, gotKeyed, what)
 		}
 		// A Release's copy: the attempts used travel with it.
-		m := encodeTask(tk, msgSpec{subject: "s", msgID: msgIDOf(tk.Key) + "-release-1", keyed: keyed, attempts: tk.Attempt})
+		m := encodeTask(tk, msgSpec{subject: "s", msgID: msgIDOf(tk.Key, !keyed) + "-release-1", keyed: keyed, attempts: tk.Attempt})
 		got, gotKeyed, err := decodeTask(wire(t, m.Header), m.Data, "q")
 		require.NoError(t, err, "%q", block)
 		same("released copy", got, gotKeyed)

@@ -92,7 +92,9 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 			continue
 		}
 		t.Attempt, t.NotBefore = 0, time.Time{}
-		msgID := msgIDOf(t.Key) + redriveMark + strconv.FormatUint(m.seq, 10)
+		// Remembered as a producer's key once re-driven (below), its
+		// copy's id starts as one's does.
+		msgID := msgIDOf(t.Key, false) + redriveMark + strconv.FormatUint(m.seq, 10)
 		// The marker the key has now (the dead letter's, when within
 		// the window), which the re-driven task's own settlement may
 		// replace as soon as it is published.

@@ -140,7 +140,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) (err error) {
 	defer stop()
 	defer func() { err = leaseCut(ctx, err) }() // before stop ends ctx
 	t := d.Task
-	msg := encodeTask(t, msgSpec{subject: r.q.subject, msgID: msgIDOf(t.Key) + "-release-" + strconv.FormatUint(r.seq, 10), keyed: r.keyed,
+	msg := encodeTask(t, msgSpec{subject: r.q.subject, msgID: msgIDOf(t.Key, !r.keyed) + releaseMark + strconv.FormatUint(r.seq, 10), keyed: r.keyed,
 		attempts: r.attempt - 1})
 	// The copy's Nats-Msg-Id is not the key, so after a restart the
 	// server would not refuse the key while the copy is queued: record

@@ -40,7 +40,12 @@
 // after it was acked or purged. A dropped task is marked with what holds
 // its key (queue.Producer): the outcome of a finished task, or the id of a
 // live one (task.MarkHeld); the same task enqueued again while stored is
-// marked stored already (task.MarkStoredAgain), not held.
+// marked stored already (task.MarkStoredAgain), not held. A key
+// task.Prepare generated (task.KeyGenerated) and a key a producer gave
+// (Key, or an ID standing for it) are two keys even when written the
+// same: a producer's key equal to a generated id, one seen or one still
+// to come, is refused only by producers' keys, and neither holds nor
+// takes the generated key's task. FindTasks by key finds both.
 //
 // # Sharing
 //

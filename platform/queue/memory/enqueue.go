@@ -127,20 +127,22 @@ func (q *queueState) waitSpace(ctx context.Context, w *waiter) error {
 // countNew counts the tasks insertAll would store: those whose key is
 // neither refused (isDup) nor taken by an earlier task of the batch.
 func (q *queueState) countNew(tasks []*task.Task, now int64) int {
-	var seen map[string]struct{}
+	var seen map[keyID]struct{}
 	if len(tasks) > 1 {
-		seen = make(map[string]struct{}, len(tasks))
+		seen = make(map[keyID]struct{}, len(tasks))
 	}
 	n := 0
 	for _, t := range tasks {
-		if q.isDup(t.Key, q.keys.hash(t.Key), now) {
+		made := t.KeyGenerated()
+		if q.isDup(t, q.keys.hash(t.Key, made), now) {
 			continue
 		}
 		if seen != nil {
-			if _, ok := seen[t.Key]; ok {
+			id := keyID{t.Key, made}
+			if _, ok := seen[id]; ok {
 				continue
 			}
-			seen[t.Key] = struct{}{}
+			seen[id] = struct{}{}
 		}
 		n++
 	}
@@ -152,8 +154,8 @@ func (q *queueState) countNew(tasks []*task.Task, now int64) int {
 func (q *queueState) insertAll(tasks []*task.Task, now int64) int64 {
 	readied, first, batch := 0, int64(never), q.seq
 	for _, t := range tasks {
-		h := q.keys.hash(t.Key)
-		if q.isDup(t.Key, h, now) {
+		h := q.keys.hash(t.Key, t.KeyGenerated())
+		if q.isDup(t, h, now) {
 			q.markDup(t, h, batch)
 			continue
 		}

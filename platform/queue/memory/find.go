@@ -18,7 +18,8 @@ var memorySearched = []string{"ready tasks", "delayed tasks", "tasks in flight",
 // backend keeps them: ready, delayed, in flight, dead-lettered, and (by
 // key only) finished within Options.DedupWindow, as its de-duplication
 // index remembers it. An id is found by a scan of the queue's tasks; a
-// key through the index.
+// key through the index, where a key a producer gave and a generated one
+// written the same are two keys (both are found).
 func (b *Backend) FindTasks(_ context.Context, name string, l queue.TaskLookup) (queue.TaskSearch, error) {
 	if err := l.Check(); err != nil {
 		return queue.TaskSearch{}, err
@@ -41,18 +42,24 @@ func (b *Backend) FindTasks(_ context.Context, name string, l queue.TaskLookup) 
 	defer q.mu.Unlock()
 	q.advance(now)
 	if l.Key != "" {
-		h := q.keys.hash(l.Key)
-		ref, ok := q.keys.get(l.Key, h)
-		switch {
-		case !ok:
-		case ref.e != nil:
-			s.Found = append(s.Found, b.found(ref.e))
-		case ref.until > now && ref.outcome.Final():
-			st := queue.StateSucceeded
-			if ref.outcome == task.DeadLettered {
-				st = queue.StateDead
+		// The key a producer gave, and the generated key written the
+		// same, if it can be one: two tasks may hold them.
+		for _, made := range [...]bool{false, true} {
+			if _, ok := genSeq(l.Key); made && !ok {
+				break // not an id of this process: never generated here
 			}
-			s.Found = append(s.Found, queue.FoundTask{State: st, Task: &task.Task{Key: l.Key, Queue: name}, Reason: ref.reason})
+			ref, ok := q.keys.get(l.Key, made, q.keys.hash(l.Key, made))
+			switch {
+			case !ok:
+			case ref.e != nil:
+				s.Found = append(s.Found, b.found(ref.e))
+			case ref.until > now && ref.outcome.Final():
+				st := queue.StateSucceeded
+				if ref.outcome == task.DeadLettered {
+					st = queue.StateDead
+				}
+				s.Found = append(s.Found, queue.FoundTask{State: st, Task: &task.Task{Key: l.Key, Queue: name}, Reason: ref.reason})
+			}
 		}
 		return s, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,12 +16,16 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
-// TestKeysAgainstAModel: keys that are this process's generated ids (made
-// by task.NewID, or written by hand with its prefix and any counter),
-// look-alikes that are not (another prefix, upper case, one digit more)
-// and others de-duplicate as a plain map of keys says, through enqueues,
-// acks and the window's end, in random order; once every task ended and
-// the window passed, the index holds nothing.
+// TestKeysAgainstAModel: keys producers give that are written as this
+// process's generated ids (made by task.NewID, written by hand with its
+// prefix and any counter, the id of a keyless task stored or done, the
+// id the next keyless task will get), look-alikes that are not (another
+// prefix, upper case, one digit more) and others de-duplicate as a plain
+// map of producers' keys says, through enqueues, acks and the window's
+// end, in random order; a keyless task (its key generated, another
+// space) is always stored, whatever producers' keys are written as its
+// id; once every task ended and the window passed, the index holds
+// nothing.
 func TestKeysAgainstAModel(t *testing.T) {
 	t.Parallel()
 	var now atomic.Int64
@@ -40,11 +45,18 @@ func TestKeysAgainstAModel(t *testing.T) {
 		genPrefix+"0000000000000000", genPrefix+"0000000000000001", genPrefix+"ffffffffffffffff",
 		genPrefix+"000000000000003f", genPrefix+"0000000000000040",
 		strings.ToUpper(id), id[:31]+"g", id+"0", "0123456789abcdef"+id[16:], "order-1", "order-2")
+	var ids []string // keyless tasks' ids, and the id that follows each
+	next := func(id string) string {
+		n, err := strconv.ParseUint(id[16:], 16, 64)
+		require.NoError(t, err)
+		return fmt.Sprintf("%s%016x", id[:16], n+1)
+	}
+	ids = append(ids, next(task.NewID()))
 	rng := rand.New(rand.NewPCG(1, 2))
 	live := map[string]bool{}
 	done := map[string]int64{} // until, in clock nanoseconds
 	var leased []*queue.Delivery
-	heldN, finN := 0, 0
+	heldN, finN, madeN, keyless, stored, acked := 0, 0, 0, 0, 0, 0
 	lease := func(n int) []*queue.Delivery { // what is ready, without waiting
 		c, cancel := context.WithTimeout(ctx, time.Millisecond)
 		defer cancel()
@@ -58,7 +70,13 @@ func TestKeysAgainstAModel(t *testing.T) {
 		switch op := rng.IntN(10); {
 		case op < 5:
 			k := keys[rng.IntN(len(keys))]
-			tk := &task.Task{Kind: "k", Queue: "q", Key: k}
+			switch rng.IntN(4) {
+			case 0: // the latest keyless task's id, or the next one's
+				k = ids[len(ids)-1-rng.IntN(min(2, len(ids)))]
+			case 1:
+				k = ids[rng.IntN(len(ids))]
+			}
+			tk := &task.Task{ID: "p" + strconv.Itoa(i), Kind: "k", Queue: "q", Key: k} // its id given: the ids Prepare makes are the keyless tasks'
 			require.NoError(t, b.Enqueue(ctx, tk))
 			_, held := task.Held(tk)
 			_, _, fin := task.Finished(tk)
@@ -72,9 +90,18 @@ func TestKeysAgainstAModel(t *testing.T) {
 			default:
 				require.False(t, task.Dropped(tk), "%d: %s is stored", i, k)
 				live[k] = true
+				stored++
 			}
 		case op < 6:
-			require.NoError(t, b.Enqueue(ctx, &task.Task{Kind: "k", Queue: "q"})) // a fresh generated key
+			tk := &task.Task{Kind: "k", Queue: "q"} // a fresh generated key
+			require.NoError(t, b.Enqueue(ctx, tk))
+			require.False(t, task.Dropped(tk), "%d: a keyless task is stored", i)
+			require.False(t, task.StoredAgain(tk), "%d: a keyless task is stored", i)
+			if live[tk.ID] || done[tk.ID] > now.Load() {
+				madeN++ // a producer's key written as its id holds or held
+			}
+			ids = append(ids, tk.ID, next(tk.ID))
+			keyless++
 		case op < 8:
 			leased = append(leased, lease(1+rng.IntN(3))...)
 		case op < 9 && len(leased) > 0:
@@ -83,7 +110,8 @@ func TestKeysAgainstAModel(t *testing.T) {
 			leased = append(leased[:j], leased[j+1:]...)
 			k := d.Task.Key
 			require.NoError(t, b.Ack(ctx, d))
-			if live[k] {
+			acked++
+			if !d.Task.KeyGenerated() && live[k] {
 				delete(live, k)
 				done[k] = now.Load() + int64(window)
 			}
@@ -93,6 +121,7 @@ func TestKeysAgainstAModel(t *testing.T) {
 	}
 	require.Positive(t, heldN, "keys held")
 	require.Positive(t, finN, "keys refused as finished")
+	require.Positive(t, madeN, "keyless tasks whose id a producer's key held")
 	for {
 		ds := lease(100)
 		leased = append(leased, ds...)
@@ -102,7 +131,9 @@ func TestKeysAgainstAModel(t *testing.T) {
 	}
 	for _, d := range leased {
 		require.NoError(t, b.Ack(ctx, d))
+		acked++
 	}
+	require.Equal(t, stored+keyless, acked, "every task stored was worked once")
 	now.Add(int64(2 * window))
 	require.NoError(t, b.Enqueue(ctx, &task.Task{Kind: "k", Queue: "other"})) // prunes nothing of q
 	q := b.queueFor("q")

@@ -2,9 +2,10 @@ package memory
 
 import "github.com/plba/plba/platform/task"
 
-// The keys of stored tasks that are this process's generated ids
-// (task.NewID: a random prefix fixed per process, then a counter, in
-// hex) are indexed by their counter, in pages of keyPageLen entries,
+// The keys of stored tasks that Prepare generated (task.KeyGenerated:
+// this process's ids, task.NewID: a random prefix fixed per process,
+// then a counter, in hex) are indexed by their counter, in pages of
+// keyPageLen entries,
 // instead of by hash: ids are made in order, and tasks mostly enqueued,
 // leased and acked in that order, so the insert at Enqueue and the
 // delete at each Ack touch the page the previous one touched. Indexed by
@@ -26,8 +27,10 @@ const (
 // process (the random half, before the counter).
 var genPrefix = task.NewID()[:16]
 
-// genSeq returns the counter of key when key is an id task.NewID made in
-// this process (32 lowercase hex digits, genPrefix first).
+// genSeq returns the counter of key when key is written like an id
+// task.NewID made in this process (32 lowercase hex digits, genPrefix
+// first). A producer's key written so is not a generated key: only a
+// task's own flag says that (keyIndex).
 func genSeq(key string) (uint64, bool) {
 	if len(key) != 32 || key[:16] != genPrefix {
 		return 0, false

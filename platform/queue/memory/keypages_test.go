@@ -70,10 +70,12 @@ func TestKeyPages(t *testing.T) {
 }
 
 // TestGeneratedKeysDeduplicate: the keys of tasks with generated ids are
-// in the pages, and de-duplicate as any key does: a task with the key of
-// a stored one is held; after the holder's ack, with a window, it is
-// refused as finished; the window over, it is stored. The index holds no
-// key once every task ended.
+// in the pages, and de-duplicate as any key does against the task's
+// copies (which carry the generated key): a copy of a stored task is that
+// task (stored already); after its ack, with a window, it is refused as
+// finished; the window over, it is stored. A producer's key written as
+// that id is another key, in the map by hash: stored beside it, and
+// remembered apart. The index holds no key once every task ended.
 func TestGeneratedKeysDeduplicate(t *testing.T) {
 	t.Parallel()
 	var now atomic.Int64
@@ -91,34 +93,46 @@ func TestGeneratedKeysDeduplicate(t *testing.T) {
 	require.Empty(t, q.keys.live)
 	q.mu.Unlock()
 
-	same := &task.Task{Kind: "k", Queue: "q", Key: first.Key}
+	same := first.Clone()
 	require.NoError(t, b.Enqueue(ctx, same))
-	by, held := task.Held(same)
-	require.True(t, held)
-	require.Equal(t, first.ID, by)
+	require.False(t, task.Dropped(same))
+	require.True(t, task.StoredAgain(same), "a copy of a stored task is that task")
 
-	ds, err := b.Lease(ctx, "q", 1, time.Minute)
-	require.NoError(t, err)
-	require.Len(t, ds, 1)
-	require.NoError(t, b.Ack(ctx, ds[0]))
+	producers := &task.Task{Kind: "k", Queue: "q", Key: first.Key}
+	require.NoError(t, b.Enqueue(ctx, producers))
+	require.False(t, task.Dropped(producers), "a producer's key written as a generated one is another key")
+	require.False(t, task.StoredAgain(producers))
 	q.mu.Lock()
-	require.Zero(t, q.keys.pages.len())
-	require.Len(t, q.keys.done, 1, "remembered for the window")
+	require.Equal(t, 1, q.keys.pages.len())
+	require.Len(t, q.keys.live, 1, "a producer's key is in the map by hash")
 	q.mu.Unlock()
 
-	again := &task.Task{Kind: "k", Queue: "q", Key: first.Key}
-	require.NoError(t, b.Enqueue(ctx, again))
-	o, _, fin := task.Finished(again)
-	require.True(t, fin)
-	require.Equal(t, task.Succeeded, o)
+	ds, err := b.Lease(ctx, "q", 2, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, ds, 2)
+	for _, d := range ds {
+		require.NoError(t, b.Ack(ctx, d))
+	}
+	q.mu.Lock()
+	require.Zero(t, q.keys.pages.len())
+	require.Empty(t, q.keys.live)
+	require.Len(t, q.keys.done, 2, "both remembered for the window, apart")
+	q.mu.Unlock()
+
+	for _, again := range []*task.Task{first.Clone(), {Kind: "k", Queue: "q", Key: first.Key}} {
+		require.NoError(t, b.Enqueue(ctx, again))
+		o, _, fin := task.Finished(again)
+		require.True(t, fin)
+		require.Equal(t, task.Succeeded, o)
+	}
 
 	now.Add(int64(2 * time.Minute))
-	later := &task.Task{Kind: "k", Queue: "q", Key: first.Key}
+	later := first.Clone()
 	require.NoError(t, b.Enqueue(ctx, later))
 	require.False(t, task.Dropped(later))
 	q.mu.Lock()
 	require.Equal(t, 1, q.keys.pages.len())
-	require.Empty(t, q.keys.done, "its own remembered key was pruned")
+	require.Empty(t, q.keys.done, "the remembered keys were pruned")
 	q.mu.Unlock()
 	ds, err = b.Lease(ctx, "q", 1, time.Minute)
 	require.NoError(t, err)

@@ -23,6 +23,7 @@ const maxFree = 4096
 // keyExpiry is a remembered key in the order its window ends.
 type keyExpiry struct {
 	key   string
+	made  bool // generated (task.KeyGenerated)
 	h     uint64
 	until int64
 }
@@ -85,7 +86,7 @@ func (q *queueState) newEntry(t *task.Task) *entry {
 // release forgets e's task (keeping its key for the window, with the
 // outcome it ended with and, for a dead letter, its reason) and recycles e.
 func (q *queueState) release(e *entry, now int64, o task.Outcome) {
-	key := e.t.Key
+	key, made := e.t.Key, e.t.KeyGenerated()
 	if w := q.b.opts.DedupWindow; w > 0 {
 		until := after(now, w)
 		ref := keyRef{until: until, outcome: o}
@@ -93,7 +94,7 @@ func (q *queueState) release(e *entry, now int64, o task.Outcome) {
 			ref.reason = e.reason
 		}
 		h := q.keys.keep(e, ref)
-		q.recent = append(q.recent, keyExpiry{key: key, h: h, until: until})
+		q.recent = append(q.recent, keyExpiry{key: key, made: made, h: h, until: until})
 	} else {
 		q.keys.drop(e)
 	}
@@ -107,8 +108,8 @@ func (q *queueState) release(e *entry, now int64, o task.Outcome) {
 func (q *queueState) pruneKeys(now int64) {
 	for q.recentHead < len(q.recent) && q.recent[q.recentHead].until <= now {
 		k := q.recent[q.recentHead]
-		if ref, ok := q.keys.get(k.key, k.h); ok && ref.e == nil && ref.until == k.until {
-			q.keys.del(k.key, k.h)
+		if ref, ok := q.keys.get(k.key, k.made, k.h); ok && ref.e == nil && ref.until == k.until {
+			q.keys.del(k.key, k.made, k.h)
 		}
 		q.recent[q.recentHead] = keyExpiry{}
 		q.recentHead++
@@ -121,9 +122,9 @@ func (q *queueState) pruneKeys(now int64) {
 	}
 }
 
-// isDup reports whether key (whose hash is h) is refused at now.
-func (q *queueState) isDup(key string, h uint64, now int64) bool {
-	ref, ok := q.keys.get(key, h)
+// isDup reports whether t's key (whose hash is h) is refused at now.
+func (q *queueState) isDup(t *task.Task, h uint64, now int64) bool {
+	ref, ok := q.keys.get(t.Key, t.KeyGenerated(), h)
 	return ok && (ref.e != nil || ref.until > now)
 }
 
@@ -141,7 +142,7 @@ func (q *queueState) isDup(key string, h uint64, now int64) bool {
 // copies the Task, not its headers), and a late handler of one (its lease
 // ran out) may still read it. t gets a copy of its headers with the mark.
 func (q *queueState) markDup(t *task.Task, h, batch uint64) {
-	ref, ok := q.keys.get(t.Key, h)
+	ref, ok := q.keys.get(t.Key, t.KeyGenerated(), h)
 	switch {
 	case !ok:
 	case ref.e != nil && ref.e.state == stDead:

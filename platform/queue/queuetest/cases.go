@@ -62,6 +62,7 @@ var cases = []testCase{
 	}, run: testDuplicateOfRedriven},
 	{name: "ForgedFinishedMark", run: testForgedFinishedMark},
 	{name: "DuplicateOfLive", run: testDuplicateOfLive},
+	{name: "KeySpaces", run: testKeySpaces},
 	{name: "LeaseExpiry", run: testLeaseExpiry},
 	{name: "Extend", run: testExtend},
 	{name: "Release", run: testRelease},

@@ -1,0 +1,67 @@
+package jetstream
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+	"github.com/plba/plba/platform/task"
+)
+
+// TestAProducersKeyTakesNoReleasedCopy: a producer's key written as the
+// Nats-Msg-Id of the copy a Release will publish (the task's key,
+// "-release-", the sequence of the message it copies: whoever saw the
+// task's id and guesses the sequence can write it) is stored as a task of
+// its own, and the Release's copy is stored too, for a keyless task and
+// for a keyed one: every task is worked once. The copy used to be
+// refused as a duplicate of the producer's task, which Release took for
+// its own copy stored already: it acked the original, and the released
+// task was lost.
+func TestAProducersKeyTakesNoReleasedCopy(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qn = "keyspace-release"
+	keyless := &task.Task{Kind: "k", Queue: qn, Payload: []byte("keyless")}
+	keyed := &task.Task{Kind: "k", Queue: qn, Key: "order-1", Payload: []byte("keyed")}
+	require.NoError(t, b.Enqueue(ctx, keyless, keyed))
+	var ds []*queue.Delivery
+	var crafted []*task.Task
+	for range 2 {
+		d := leaseOne(t, b, qn)
+		r, err := b.receiptOf(d)
+		require.NoError(t, err)
+		c := &task.Task{Kind: "k", Queue: qn, Key: d.Task.Key + releaseMark + strconv.FormatUint(r.seq, 10),
+			Payload: []byte("crafted-" + string(d.Task.Payload))}
+		crafted = append(crafted, c)
+		ds = append(ds, d)
+	}
+	require.NoError(t, b.Enqueue(ctx, crafted...))
+	for _, c := range crafted {
+		require.False(t, task.Dropped(c), "%s is stored", c.Payload)
+	}
+	for _, d := range ds {
+		require.NoError(t, b.Release(ctx, d))
+	}
+	want := map[string]string{"keyless": keyless.ID, "keyed": keyed.ID, "crafted-keyless": crafted[0].ID, "crafted-keyed": crafted[1].ID}
+	if string(ds[0].Task.Payload) == "keyed" {
+		want["crafted-keyless"], want["crafted-keyed"] = crafted[1].ID, crafted[0].ID
+	}
+	for range len(want) {
+		d := leaseOne(t, b, qn)
+		id, ok := want[string(d.Task.Payload)]
+		require.True(t, ok, "%s delivered once", d.Task.Payload)
+		require.Equal(t, id, d.Task.ID)
+		delete(want, string(d.Task.Payload))
+		require.NoError(t, b.Ack(ctx, d))
+	}
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	extra, err := b.Lease(lctx, qn, 1, time.Second)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing more: %v", extra)
+}
