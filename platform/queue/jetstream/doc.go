@@ -24,7 +24,9 @@
 // Queue names are encoded into NATS tokens: letters, digits and '-' pass,
 // every other byte becomes '_' and two hex digits. Subjects:
 // <prefix>.q.<queue> (ready tasks), <prefix>.s.<queue>.<id> (delayed
-// tasks, see below), <prefix>.dead.<queue> (dead letters).
+// tasks, see below: one subject each, its id, and for a task whose
+// producer gave its key or id the key's Nats-Msg-Id beside it, encoded
+// as a token), <prefix>.dead.<queue> (dead letters).
 //
 // Each work stream has one durable pull consumer, Config.Consumer
 // ("plba-workers"), with explicit acks, shared by every replica of the

@@ -152,7 +152,7 @@ func (b *Backend) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 		if sched {
 			// The message the schedule produces need not keep the
 			// Nats-Msg-Id: the id travels in HeaderTask.
-			spec.subject, spec.keepID, spec.extra = q.schedPrefix+schedToken(t.ID), true, 2
+			spec.subject, spec.keepID, spec.extra = q.schedPrefix+schedToken(schedName(t, made, spec.msgID)), true, 2
 		}
 		tms[i] = encodeTaskMsg(t, spec)
 		m := &tms[i].msg

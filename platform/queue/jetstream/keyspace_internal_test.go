@@ -65,3 +65,42 @@ func TestAProducersKeyTakesNoReleasedCopy(t *testing.T) {
 	extra, err := b.Lease(lctx, qn, 1, time.Second)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing more: %v", extra)
 }
+
+// TestDelayedTasksWithOneIDAreBothKept: two delayed tasks of one queue
+// with one id (given by producers, with two keys; or given by one and
+// generated for the other, a keyless task) are both stored and both
+// become ready. The server keeps one message schedule per subject, which
+// was the task's id: the second replaced the first, which was lost while
+// Enqueue had reported it stored. The same task (its id and key)
+// enqueued again still has one schedule.
+func TestDelayedTasksWithOneIDAreBothKept(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	if !b.scheduling() {
+		t.Skip("the server has no message schedules")
+	}
+	const qn = "keyspace-sched"
+	at := time.Now().Add(time.Second)
+	keyless := &task.Task{Kind: "k", Queue: qn, NotBefore: at, Payload: []byte("keyless")}
+	require.NoError(t, b.Enqueue(ctx, keyless))
+	mk := func(id, key, payload string) *task.Task {
+		return &task.Task{ID: id, Key: key, Kind: "k", Queue: qn, NotBefore: at, Payload: []byte(payload)}
+	}
+	tasks := []*task.Task{mk("same", "k1", "k1"), mk("same", "k2", "k2"), mk(keyless.ID, "", "given-id")}
+	require.NoError(t, b.Enqueue(ctx, tasks...))
+	for _, tk := range tasks {
+		require.False(t, task.Dropped(tk), "%s is stored", tk.Payload)
+	}
+	want := map[string]bool{"keyless": true, "k1": true, "k2": true, "given-id": true}
+	for range len(want) {
+		d := leaseOne(t, b, qn)
+		require.True(t, want[string(d.Task.Payload)], "%s delivered once", d.Task.Payload)
+		delete(want, string(d.Task.Payload))
+		require.NoError(t, b.Ack(ctx, d))
+	}
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	extra, err := b.Lease(lctx, qn, 1, time.Second)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing more: %v", extra)
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
 )
 
 // maxStreamName is the longest stream name the server accepts.
@@ -49,8 +50,24 @@ func encodeToken(s string) string {
 // beyond that by closing the connection.
 const maxSchedToken = 256
 
+// schedName names the message schedule of t, a delayed task whose
+// Nats-Msg-Id is msgID (made: its key generated). A new schedule on a
+// subject replaces the one before (the server keeps one per subject),
+// so two delayed tasks must not share one: a task whose key Prepare
+// generated has its id, which nothing else generates; any other task its
+// id and, after a line break (which no id holds), its Nats-Msg-Id. Two
+// tasks with one id given by producers (or one given and one generated)
+// have two schedules, unless they are the same task (its id and key),
+// whose schedule enqueued again replaces itself.
+func schedName(t *task.Task, made bool, msgID string) string {
+	if made {
+		return t.ID
+	}
+	return t.ID + "\n" + msgID
+}
+
 // schedToken is the last token of the schedule subject of the delayed
-// task id: encodeToken(id) when that is at most maxSchedToken bytes,
+// task named id (schedName): encodeToken(id) when that is at most maxSchedToken bytes,
 // otherwise "_H" and the hex of the id's SHA-256, which encodeToken never
 // produces ('H' is no hex digit). Nothing decodes it: the task's id
 // travels in its HeaderTask.
@@ -127,7 +144,7 @@ type queueNames struct {
 	queue       string // the queue's own name
 	stream      string // <prefix>_Q_<enc>
 	subject     string // <prefix>.q.<enc>
-	schedPrefix string // <prefix>.s.<enc>. (one schedule subject per delayed task)
+	schedPrefix string // <prefix>.s.<enc>. (one schedule subject per delayed task: schedName)
 	deadSubject string // <prefix>.dead.<enc>
 	donePrefix  string // <prefix>.done.<enc>. (one marker subject per finished key)
 }

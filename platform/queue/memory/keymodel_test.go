@@ -33,7 +33,12 @@ func TestKeysAgainstAModel(t *testing.T) {
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
 	const window = time.Minute
 	b := New(Options{DedupWindow: window, Now: clock, Capacity: 1 << 20})
-	defer b.Close(context.Background())
+	defer func() {
+		// Bounded: a failed check leaves deliveries unsettled.
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = b.Close(cctx)
+	}()
 	ctx := context.Background()
 
 	var keys []string
