@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Well-known header names that the runtime sets or reads. Trace context
@@ -181,14 +182,16 @@ func NewID() string {
 // (set since) is the producer's from then on (KeyGenerated). It is
 // idempotent.
 func (t *Task) Prepare(now time.Time) {
-	if t.ID == "" {
+	switch {
+	case t.ID == "":
 		t.ID = NewID()
 		t.keyMade = t.Key == ""
-	}
-	if t.Key == "" {
+		if t.keyMade {
+			t.Key = t.ID
+		}
+	case t.Key == "":
 		t.Key = t.ID
-	}
-	if t.keyMade && t.Key != t.ID {
+	case t.keyMade && !sameString(t.Key, t.ID):
 		// A key set after an earlier Prepare (a schedule's, on a task
 		// its build had prepared) is the producer's.
 		t.keyMade = false
@@ -200,6 +203,13 @@ func (t *Task) Prepare(now time.Time) {
 	if t.again {
 		t.again = false
 	}
+}
+
+// sameString reports a == b, at once when they are the same bytes: the
+// Key Prepare set to the ID is, and a task is prepared again at each
+// Enqueue (the producer's, then the backend's).
+func sameString(a, b string) bool {
+	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || a == b)
 }
 
 // Unmark removes from t the marks a backend sets on a duplicate it
