@@ -100,8 +100,15 @@
 // <prefix>_DONE, which Enqueue looks keys up in, so such a key is
 // accepted once whether its first task is still queued or finished
 // within the window, across restarts and replicas. A task whose key
-// task.Prepare generated is not looked up. A dropped task is
-// marked finished or held (see queue.Producer).
+// task.Prepare generated is not looked up. A generated key and a key a
+// producer gave are separate spaces, and the ids of Release and redrive
+// copies a third: a producer's key that could be taken for another (one
+// written as a generated id, as a copy's id, with a blank at an end or
+// starting with Plba-Key-) has "Plba-Key-SHA256:" and the hex of its
+// SHA-256 as its Nats-Msg-Id, so no producer can take the key of a
+// keyless task still to come, in this process or another (codec.go,
+// msgIDOf). A dropped task is marked finished or held (see
+// queue.Producer).
 //
 // A task's message has the payload as its data, Task.Headers under their
 // own names, the Nats-Msg-Id, and the task's own fields and traceparent

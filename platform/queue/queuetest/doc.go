@@ -25,7 +25,9 @@
 // delivered after it with the attempt increased; dead letters keep task and
 // reason, are not delivered again, and ListDead, Redrive and Purge work;
 // the backend's max-deliveries
-// limit; de-duplication by key; a duplicate of a finished task is marked
+// limit; de-duplication by key, with generated keys and producers' keys
+// apart (a producer's key written as an id still to come takes no keyless
+// task's key, nor does an id given so); a duplicate of a finished task is marked
 // with its outcome, and one of a re-driven dead letter, queued again, is
 // not; a task that arrives with the mark of a
 // dropped duplicate (task.HeaderFinished) is stored unmarked; lease expiry redelivers and the old
