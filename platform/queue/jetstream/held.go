@@ -26,7 +26,8 @@ import (
 // unless this very call stored it (the very Task twice in its batch). A publish Enqueue repeats
 // itself, after a full stream refused it, cannot meet its own copy: a
 // refused message is not recorded for de-duplication. A task whose key
-// Prepare generated is never held: no other task can carry that key, so
+// Prepare generated is never held: no other task can carry that key (a
+// producer's key written the same has another Nats-Msg-Id: msgIDOf), so
 // its duplicate is always its own copy.
 //
 // The stored message may be gone by the time it is read: its task
