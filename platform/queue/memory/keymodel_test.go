@@ -127,6 +127,7 @@ func TestKeysAgainstAModel(t *testing.T) {
 	require.Positive(t, heldN, "keys held")
 	require.Positive(t, finN, "keys refused as finished")
 	require.Positive(t, madeN, "keyless tasks whose id a producer's key held")
+	t.Logf("keys held %d, refused as finished %d; keyless tasks %d, %d of them with an id a producer's key held", heldN, finN, keyless, madeN)
 	for {
 		ds := lease(100)
 		leased = append(leased, ds...)

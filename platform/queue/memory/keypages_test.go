@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -106,6 +107,13 @@ func TestGeneratedKeysDeduplicate(t *testing.T) {
 	require.Equal(t, 1, q.keys.pages.len())
 	require.Len(t, q.keys.live, 1, "a producer's key is in the map by hash")
 	q.mu.Unlock()
+	found, err := b.FindTasks(ctx, "q", queue.TaskLookup{Key: first.Key})
+	require.NoError(t, err)
+	var ids []string
+	for _, f := range found.Found {
+		ids = append(ids, f.Task.ID)
+	}
+	require.ElementsMatch(t, []string{first.ID, producers.ID}, ids, "a key is found in both spaces")
 
 	ds, err := b.Lease(ctx, "q", 2, time.Minute)
 	require.NoError(t, err)
