@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"sync/atomic"
 	"time"
-	"unsafe"
 )
 
 // Well-known header names that the runtime sets or reads. Trace context
@@ -191,7 +190,7 @@ func (t *Task) Prepare(now time.Time) {
 		}
 	case t.Key == "":
 		t.Key = t.ID
-	case t.keyMade && !sameString(t.Key, t.ID):
+	case t.keyMade && t.Key != t.ID:
 		// A key set after an earlier Prepare (a schedule's, on a task
 		// its build had prepared) is the producer's.
 		t.keyMade = false
@@ -203,13 +202,6 @@ func (t *Task) Prepare(now time.Time) {
 	if t.again {
 		t.again = false
 	}
-}
-
-// sameString reports a == b, at once when they are the same bytes: the
-// Key Prepare set to the ID is, and a task is prepared again at each
-// Enqueue (the producer's, then the backend's).
-func sameString(a, b string) bool {
-	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || a == b)
 }
 
 // Unmark removes from t the marks a backend sets on a duplicate it
