@@ -149,19 +149,24 @@ func (s *Source) finish(r *compReq) (again bool) {
 	} else if validity == s.uidValidity {
 		s.leftInPlace(uid) // dead-lettered, no folder to move it to
 	}
-	_, emitted := s.inflight[key]
 	delete(s.inflight, key)
 	s.dropDupes(key, r.act())
 	s.st.InFlight = len(s.inflight)
 	switch {
-	case r.act() && !emitted && !r.found:
-		s.st.CompletedAgain++ // told twice, or finished elsewhere: nothing done
+	case r.act() && !r.found:
+		// Told twice, finished elsewhere, or the mail moved or removed by
+		// another client since it was emitted: nothing done.
+		s.st.CompletedAgain++
 	case r.outcome == task.Succeeded:
 		s.st.CompletedOK++
 	default:
 		s.st.CompletedFailed++
 	}
 	s.mu.Unlock()
+	if r.outcome == task.Succeeded && r.act() && !r.found {
+		s.log.Info("the mail of a task that succeeded is no longer in the mailbox: not flagged nor moved (moved or removed by another client, or its task's outcome told twice)",
+			zap.String("uid", r.t.Header(HeaderUID)), zap.String("message_id", r.t.Header(HeaderMessageID)))
+	}
 	if r.outcome == task.DeadLettered {
 		// The dead letter itself was logged at warn where it was made (the
 		// pool); this line says where its mail went.

@@ -27,10 +27,12 @@ type Status struct {
 	InFlight    int    `json:"in_flight"`
 	Emitted     uint64 `json:"emitted"`
 	// CompletedOK and CompletedFailed count the completions applied
-	// (task.Succeeded, task.DeadLettered): of a task this source has in
-	// flight, or whose mail it found to act on. CompletedAgain counts
-	// those of neither (an outcome told twice, or a mail handled
-	// elsewhere or removed meanwhile): nothing was left to do.
+	// (task.Succeeded, task.DeadLettered) whose mail the source found
+	// and flagged or moved, or that had nothing to do (a dead letter
+	// without a failed folder). CompletedAgain counts those whose mail
+	// it did not find (an outcome told twice, a mail handled elsewhere,
+	// or moved or removed by another client since it was emitted):
+	// nothing was flagged or moved, and the log says so.
 	CompletedOK     uint64 `json:"completed_ok"`
 	CompletedFailed uint64 `json:"completed_failed"`
 	CompletedAgain  uint64 `json:"completed_again"`
