@@ -98,6 +98,56 @@ func TestRefusedMessageIsSetAsideAndLaterMailFlows(t *testing.T) {
 	require.EqualValues(t, 1, warned[0].ContextMap()["uid"])
 }
 
+// The mail the source leaves in the mailbox on purpose stays left when
+// the cursor moves back below it: here a message the server refuses (set
+// aside) and one dead-lettered without a failed folder (left in place),
+// above a message whose task never completes, which the reaper emits
+// again after InFlightTimeout by scanning again from it. The scan from
+// there fetched the refused message again and set it aside again (one
+// message counted refused once per reap, Status.Refused growing without
+// bound), and emitted the dead letter's mail again: a second task, a
+// second dead letter, of a mail whose outcome was settled.
+func TestMailLeftInPlaceIsNotEmittedAgainWhenTheCursorMovesBack(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 3) // UID 1 never completes; the server refuses UID 2; UID 3 is dead-lettered
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 2) {
+			return false
+		}
+		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.InFlightTimeout = 200 * time.Millisecond
+	cfg.OnFailure.MoveTo = imap.Ptr("")
+	src, logs := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 2)
+	byUID := map[string]*task.Task{}
+	for _, tk := range em.all() {
+		byUID[tk.Header(imap.HeaderUID)] = tk
+	}
+	require.Contains(t, byUID, "3")
+	complete(t, src, byUID["3"], task.DeadLettered)
+
+	require.Eventually(t, func() bool { return src.Status().Reemitted >= 3 }, 10*time.Second, 10*time.Millisecond,
+		"the task of UID 1 never completes: it is emitted again and again")
+	time.Sleep(100 * time.Millisecond) // the scan that follows the last reap
+	perUID := map[string]int{}
+	for _, tk := range em.all() {
+		perUID[tk.Header(imap.HeaderUID)]++
+	}
+	require.GreaterOrEqual(t, perUID["1"], 3)
+	require.Equal(t, 1, perUID["3"], "the dead letter's mail is not emitted again")
+	require.Zero(t, perUID["2"])
+	require.EqualValues(t, 1, src.Status().Refused, "one message refused, counted once")
+	require.Len(t, logs.FilterMessageSnippet("refuses to return").All(), 1)
+	require.Len(t, messages(t, srv, "INBOX"), 3, "all left in the mailbox")
+}
+
 // A server that fails as a whole for a moment (NO [SERVERBUG] to every
 // FETCH, of the metadata or of the bodies) skips no mail: nothing is set
 // aside, the sessions fail and are retried with back-off, and once the

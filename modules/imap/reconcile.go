@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"slices"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -75,6 +76,17 @@ func (s *Source) leftInPlace(uid imap.UID) {
 	if uid != 0 {
 		s.aside[uid] = true
 	}
+}
+
+// withoutAside returns uids without those the source leaves in the
+// mailbox on purpose (see leftInPlace): a scan above a cursor moved back
+// below them does not fetch a message set aside again (and count it
+// refused again), nor emit again the mail of a dead letter left in
+// place.
+func (s *Source) withoutAside(uids []imap.UID) []imap.UID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.DeleteFunc(uids, func(u imap.UID) bool { return s.aside[u] })
 }
 
 // finishedUIDs records the messages a completion just settled, so that a

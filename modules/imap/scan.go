@@ -83,6 +83,9 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 			below = append(below, u)
 		}
 	}
+	// Above a cursor moved back (a message emitted again, see reapStale
+	// and Source.rescan) may be mail left in the mailbox on purpose.
+	uids = s.withoutAside(uids)
 	slices.Sort(below)
 	if full {
 		s.forgetGone(found, searched)

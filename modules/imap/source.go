@@ -105,7 +105,9 @@ type Source struct {
 	// the connection ended: they are fetched alone (see poison.go).
 	suspects map[imap.UID]bool
 	// aside is the UIDs (under uidValidity) the source leaves in the
-	// mailbox on purpose; finished those a completion settled lately,
+	// mailbox on purpose: no scan emits them again, nor fetches them,
+	// until UIDVALIDITY changes (see withoutAside, unfinished);
+	// finished those a completion settled lately,
 	// when; nextReconcile when the next scan searches the whole mailbox
 	// (see reconcile.go).
 	aside         map[imap.UID]bool
