@@ -156,6 +156,46 @@ func TestIdleFallsBackToPollingWithoutIdle(t *testing.T) {
 	require.Equal(t, imap.ModePoll, src.Status().Mode)
 }
 
+// A server that announces IDLE and refuses it (a NO or a BAD to the
+// IDLE command, as a server with a limit on idling connections does)
+// gets polled on the same connection, as one without IDLE: the source
+// reconnected instead, every Reconnect.Max for ever (here 58 logins in
+// 5 s), and, between two sessions, reported itself not connected, so
+// its readiness check failed while its mail flowed.
+func TestRefusedIdleFallsBackToPolling(t *testing.T) {
+	t.Parallel()
+	for _, answer := range []string{"NO IDLE not allowed", "BAD Unknown command"} {
+		t.Run(answer, func(t *testing.T) {
+			t.Parallel()
+			srv := imaptest.NewServer(t, memserver.Options{})
+			p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+				if tag, name, _ := command(line); name == "IDLE" {
+					c.Reply(tag + " " + answer + "\r\n")
+					return true
+				}
+				return false
+			}})
+			cfg := testConfig(p.Host(), p.Port())
+			cfg.Mode, cfg.PollInterval = imap.ModeIdle, 50*time.Millisecond
+			src, logs := observedSource(t, cfg)
+			em := &fakeEmitter{}
+			start(t, src, em)
+			appendN(t, srv, 1, 1)
+			waitEmitted(t, em, 1)
+			appendN(t, srv, 2, 1)
+			waitEmitted(t, em, 2)
+			time.Sleep(500 * time.Millisecond)
+			st := src.Status()
+			require.Zero(t, st.Reconnects, "one connection: %s", st.LastError)
+			require.EqualValues(t, 1, p.Accepted())
+			require.Equal(t, imap.ModePoll, st.Mode)
+			require.True(t, st.Connected)
+			require.NoError(t, src.Check(context.Background()))
+			require.Len(t, logs.FilterMessageSnippet("refuses IDLE").All(), 1)
+		})
+	}
+}
+
 func TestCheckFailsWhenTheLastSearchIsStale(t *testing.T) {
 	t.Parallel()
 	b := setup(t, memserver.Options{}, func(c *imap.Config) { c.PollInterval = 100 * time.Millisecond })

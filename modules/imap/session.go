@@ -64,6 +64,18 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 		}
 		if idle {
 			err = s.idleOnce(ctx, c, iw)
+			if errors.Is(err, errIdleRefused) {
+				// The connection is fine; polling on it beats a new
+				// login every Reconnect.Max. The next session tries
+				// IDLE again.
+				s.log.Warn("the server refuses IDLE: polling instead on this connection",
+					zap.Error(err), zap.Duration("interval", s.cfg.PollInterval))
+				idle = false
+				s.mu.Lock()
+				s.st.Mode = ModePoll
+				s.mu.Unlock()
+				err = s.pollWait(ctx, c)
+			}
 		} else {
 			err = s.pollWait(ctx, c)
 		}
@@ -72,6 +84,11 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 		}
 	}
 }
+
+// errIdleRefused: the server answered the IDLE command with a NO or a
+// BAD (it announced IDLE, but refuses it now, or to this client). The
+// session polls instead.
+var errIdleRefused = errors.New("imap: the server refused IDLE")
 
 // dial connects, secures the connection per cfg.TLS and logs in, all
 // bounded by cfg.DialTimeout and ctx. A non-nil iw watches the
@@ -177,7 +194,9 @@ func (s *Source) signal() {
 // (min(Reconcile, IdleRenew)) passes, ctx ends or the connection drops.
 // Starting and ending the IDLE are bounded by CommandTimeout; the wait in
 // between is not. An IDLE the server ends on its own (iw) ends the
-// session with ErrIdleEnded: Run starts over with its back-off.
+// session with ErrIdleEnded: Run starts over with its back-off. One it
+// refuses (a NO or BAD to the IDLE command) returns errIdleRefused: the
+// session polls instead.
 func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client, iw *idleWatch) error {
 	select {
 	case <-s.wake: // mail arrived during the last scan
@@ -188,6 +207,11 @@ func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client, iw *idleWat
 	defer iw.disarm()
 	w := s.guard(c)
 	cmd, err := c.Idle()
+	var ie *imap.Error
+	if errors.As(err, &ie) && !w.fired.Load() {
+		_ = w.done(nil)
+		return fmt.Errorf("%w: %w", errIdleRefused, err)
+	}
 	if err = w.done(err); err != nil {
 		return fmt.Errorf("imap: idle: %w", err)
 	}
