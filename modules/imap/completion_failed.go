@@ -81,8 +81,13 @@ func (s *Source) fromFailed(ctx context.Context, c *imapclient.Client, reqs []*c
 func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed string, reqs []*compReq) error {
 	sel, err := c.Select(failed, nil).Wait()
 	if err != nil {
-		if isNo(err, "", imap.ResponseCodeNonExistent) {
-			return nil // no failed folder: nothing there
+		// No failed folder, or one the server can never have (NO
+		// [CANNOT]: Dovecot's answer to a name with a character it
+		// refuses, such as "/" where its separator is "."): nothing
+		// there. The dead letters that would move mail there fail on
+		// their own, and are retried, saying why.
+		if isNo(err, "", imap.ResponseCodeNonExistent, imap.ResponseCodeCannot) {
+			return nil
 		}
 		return fmt.Errorf("select %q: %w", failed, err)
 	}

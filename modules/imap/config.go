@@ -182,7 +182,10 @@ type FailureAction struct {
 	// MoveTo moves the message to this folder (created when missing).
 	// Default "Failed"; "" leaves it in place (it will be emitted again
 	// after a restart and de-duplicated by its key while the backend
-	// remembers it).
+	// remembers it). A name the server cannot create (Dovecot refuses
+	// "/" where its hierarchy separator is ".": use "Orders.Failed"
+	// there) holds up the dead letters only: they are retried, the
+	// server's answer in Status.LastCompletionError.
 	MoveTo *string `koanf:"move_to"`
 }
 

@@ -156,3 +156,47 @@ func TestDovecotSeenOnlyRedrivenSuccess(t *testing.T) {
 	require.EqualValues(t, 1, st.CompletedOK)
 	require.EqualValues(t, 1, st.CompletedFailed)
 }
+
+// A failed folder the server can never create (Dovecot's separator is
+// ".", and it refuses "/" in a name with NO [CANNOT]) holds up only the
+// dead letters, whose move cannot be made: they are retried, and the
+// error says why. A success applied in the same batch was retried with
+// them for ever: applied again alone, it found its mail gone from the
+// INBOX (it had moved it to Processed) and looked for it in the failed
+// folder, whose SELECT the server refused as well. The success was never
+// counted, its completion stayed pending, and WaitCompletions waited.
+func TestDovecotUncreatableFailedFolderHoldsOnlyDeadLetters(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Append("INBOX", imaptest.Message("1@cannot", "order", "x"), imaptest.Message("2@cannot", "order", "y")))
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.OnFailure.MoveTo = imap.Ptr("Orders/Failed")
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 2)
+	byID := map[string]*task.Task{}
+	for _, tk := range em.all() {
+		byID[tk.Header(imap.HeaderMessageID)] = tk
+	}
+
+	d.Stop() // both completions wait, and are applied in one batch
+	ctx := context.Background()
+	require.NoError(t, src.Complete(ctx, byID["1@cannot"], task.Succeeded, ""))
+	require.NoError(t, src.Complete(ctx, byID["2@cannot"], task.DeadLettered, "bad order"))
+	require.Eventually(t, func() bool { return src.Status().CompletionFailures > 0 }, 20*time.Second, 10*time.Millisecond)
+	d.Resume()
+
+	require.Eventually(t, func() bool { return src.Status().CompletedOK == 1 }, 10*time.Second, 10*time.Millisecond,
+		"the success is applied and counted")
+	ids, err := d.MessageIDs("Processed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1@cannot"}, ids)
+	ids, err = d.MessageIDs("INBOX")
+	require.NoError(t, err)
+	require.Equal(t, []string{"2@cannot"}, ids, "the dead letter's mail stays until its folder can be made")
+	st := src.Status()
+	require.Equal(t, 1, st.CompletionsPending, "the dead letter is retried")
+	require.Contains(t, st.LastCompletionError, `create "Orders/Failed"`)
+	require.Zero(t, st.CompletedFailed)
+}
