@@ -59,6 +59,10 @@ type compReq struct {
 	// message (or a copy) was there to act on.
 	settled dupe
 	found   bool
+	// copySent: an application moved the message without MOVE and
+	// failed after its COPY was sent; the next one looks for the copy
+	// before it copies again (see copiedBefore).
+	copySent bool
 }
 
 func (r *compReq) act() bool { return r.seen || r.moveTo != "" }

@@ -103,26 +103,47 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		}
 	}
 	gone := s.failedAndSucceeded(batch, reqs, exists)
+	copied, err := s.copiedBefore(ctx, c, batch, reqs, exists)
+	if err != nil {
+		return err
+	}
 	for _, a := range order {
-		var uids []imap.UID
+		var uids, done []imap.UID // done: copied by an earlier application
 		for _, u := range groups[a] {
 			if exists[u] {
-				uids = append(uids, u)
+				if copied[u] {
+					done = append(done, u)
+				} else {
+					uids = append(uids, u)
+				}
 				delete(exists, u) // one action per message
 			}
 		}
-		if len(uids) == 0 {
+		if len(uids)+len(done) == 0 {
 			continue
 		}
-		set := imap.UIDSetNum(uids...)
 		if a.seen {
+			set := imap.UIDSetNum(append(slices.Clone(uids), done...)...)
 			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
 			if err != nil {
 				return fmt.Errorf("flag \\Seen uid %v: %w", set, err)
 			}
 		}
-		if a.moveTo != "" {
+		if a.moveTo == "" {
+			continue
+		}
+		if len(done) > 0 {
+			set := imap.UIDSetNum(done...)
+			if err := deleteMessages(c, set); err != nil {
+				return fmt.Errorf("delete uid %v, copied to %q before: %w", set, a.moveTo, err)
+			}
+		}
+		if len(uids) > 0 {
+			set := imap.UIDSetNum(uids...)
 			if err := moveInto(c, set, a.moveTo, cp.folders); err != nil {
+				if errors.As(err, new(copiedError)) {
+					copySent(batch, reqs, a, uids)
+				}
 				return fmt.Errorf("move uid %v to %q: %w", set, a.moveTo, err)
 			}
 		}

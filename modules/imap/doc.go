@@ -26,7 +26,9 @@
 //     (find.go: a message found by content once its UID is void;
 //     completion_poison.go: of the messages it reads, those the server
 //     drops the connection on, set aside so the queue gets past them;
-//     move.go: MOVE, or a COPY confirmed before the original is deleted;
+//     move.go: MOVE, or a COPY confirmed before the original is deleted,
+//     and, after a connection lost once the COPY was sent, the copy
+//     looked for before the next one;
 //     completion_failed.go: the mail of a task that succeeded after its
 //     dead letter, taken out of the failed folder);
 //   - uids.go: a search answer's UIDs, refused when they are more than

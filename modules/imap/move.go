@@ -1,7 +1,10 @@
 package imap
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -36,8 +39,11 @@ func moveInto(c *imapclient.Client, set imap.UIDSet, folder string, known map[st
 // go-imap's own fallback for Move sends the three commands at once, so
 // a COPY the server refuses (the folder deleted meanwhile, a full quota)
 // is still followed by the STORE and the EXPUNGE: the message was deleted
-// without its copy. A copy made twice (the STORE failed, the completion
-// is retried) leaves two copies in folder and loses nothing.
+// without its copy. A move that fails once the COPY was sent (its answer
+// lost with the connection, or the originals not deleted) returns a
+// copiedError: the completion then looks for the copies before it copies
+// again (see copiedBefore), so that a retry does not leave two copies in
+// folder.
 func move(c *imapclient.Client, set imap.UIDSet, folder string) error {
 	caps := c.Caps()
 	if caps.Has(imap.CapMove) {
@@ -47,19 +53,116 @@ func move(c *imapclient.Client, set imap.UIDSet, folder string) error {
 		return nil
 	}
 	if _, err := c.Copy(set, folder).Wait(); err != nil {
-		return fmt.Errorf("copy (no MOVE): %w", err)
+		err = fmt.Errorf("copy (no MOVE): %w", err)
+		var ie *imap.Error
+		if !errors.As(err, &ie) {
+			return copiedError{err} // sent: made or not, the answer is lost
+		}
+		return err
 	}
+	if err := deleteMessages(c, set); err != nil {
+		return copiedError{fmt.Errorf("after the copy (no MOVE): %w", err)}
+	}
+	return nil
+}
+
+// deleteMessages flags the messages of set \Deleted and expunges them
+// (UID EXPUNGE with UIDPLUS; a plain EXPUNGE also removes what others
+// flagged \Deleted).
+func deleteMessages(c *imapclient.Client, set imap.UIDSet) error {
 	err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
 	if err != nil {
-		return fmt.Errorf("flag \\Deleted after the copy (no MOVE): %w", err)
+		return fmt.Errorf("flag \\Deleted: %w", err)
 	}
-	if caps.Has(imap.CapUIDPlus) {
+	if c.Caps().Has(imap.CapUIDPlus) {
 		err = c.UIDExpunge(set).Close()
 	} else {
 		err = c.Expunge().Close()
 	}
 	if err != nil {
-		return fmt.Errorf("expunge after the copy (no MOVE): %w", err)
+		return fmt.Errorf("expunge: %w", err)
 	}
 	return nil
+}
+
+// copiedError is a move without MOVE that failed after its COPY was sent:
+// the messages may have their copies in the folder already.
+type copiedError struct{ err error }
+
+func (e copiedError) Error() string { return e.err.Error() }
+func (e copiedError) Unwrap() error { return e.err }
+
+// copySent marks the requests of batch with action a that have one of
+// uids among their messages (reqs): a move of uids failed after its COPY
+// was sent.
+func copySent(batch []*compReq, reqs [][]imap.UID, a action, uids []imap.UID) {
+	for i, r := range batch {
+		if r.seen == a.seen && r.moveTo == a.moveTo && slices.ContainsFunc(reqs[i], func(u imap.UID) bool { return slices.Contains(uids, u) }) {
+			r.copySent = true
+		}
+	}
+}
+
+// copiedBefore returns the messages of the mailbox (among exists) whose
+// copy an earlier application made already: of the requests whose move
+// without MOVE failed after its COPY was sent (copySent), those whose
+// mail their folder holds, found by content (findByContent; a COPY is
+// all or nothing, so one copy found stands for all of a request's
+// messages). Their originals are then deleted, not copied again. It
+// examines each such folder and selects the mailbox again; on any
+// failure in between the connection is dropped, so that no later
+// command runs on the folder by mistake. A stand-in without Message-ID
+// cannot be found so: it is copied again.
+func (s *Source) copiedBefore(ctx context.Context, c *imapclient.Client, batch []*compReq, reqs [][]imap.UID, exists map[imap.UID]bool) (map[imap.UID]bool, error) {
+	var folders []string
+	byFolder := map[string][]int{}
+	for i, r := range batch {
+		if !r.copySent || r.moveTo == "" || !slices.ContainsFunc(reqs[i], func(u imap.UID) bool { return exists[u] }) {
+			continue
+		}
+		if _, ok := byFolder[r.moveTo]; !ok {
+			folders = append(folders, r.moveTo)
+		}
+		byFolder[r.moveTo] = append(byFolder[r.moveTo], i)
+	}
+	if len(folders) == 0 {
+		return nil, nil
+	}
+	cp := &s.comp
+	copied := map[imap.UID]bool{}
+	err := func() error {
+		for _, f := range folders {
+			sel, err := c.Select(f, &imap.SelectOptions{ReadOnly: true}).Wait()
+			if isNo(err, "", imap.ResponseCodeNonExistent, imap.ResponseCodeCannot) {
+				continue // no folder: no copy
+			}
+			if err != nil {
+				return fmt.Errorf("examine %q: %w", f, err)
+			}
+			for _, i := range byFolder[f] {
+				found, err := s.findByContent(ctx, c, boxRef{f, sel.UIDValidity}, batch[i])
+				if err != nil {
+					return fmt.Errorf("in %q: %w", f, err)
+				}
+				if len(found) > 0 {
+					for _, u := range reqs[i] {
+						copied[u] = true
+					}
+				}
+			}
+		}
+		sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
+		if err != nil {
+			return fmt.Errorf("select %q again: %w", s.cfg.Mailbox, err)
+		}
+		if sel.UIDValidity != cp.validity {
+			return fmt.Errorf("select %q again: UIDVALIDITY changed from %d to %d", s.cfg.Mailbox, cp.validity, sel.UIDValidity)
+		}
+		return nil
+	}()
+	if err != nil {
+		cp.reset()
+		return nil, err
+	}
+	return copied, nil
 }

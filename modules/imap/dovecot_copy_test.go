@@ -1,0 +1,75 @@
+package imap_test
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/modules/imap/dovecottest"
+	"github.com/plba/plba/modules/imap/imaptest"
+	"github.com/plba/plba/platform/task"
+)
+
+// A server without MOVE: the completion copies the mail, then deletes
+// the original. The connection lost once the COPY was sent (before its
+// answer, or before the STORE \Deleted reached the server) leaves one
+// copy in the folder, not two: the retry looks for the copy there and,
+// found, only deletes the original. It copied again, and Processed (or
+// Failed) held the mail twice.
+func TestDovecotCopyCutOnceLeavesOneCopy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, cutAt string
+		drop        bool // the command does not reach the server
+		outcome     task.Outcome
+		folder      string
+	}{
+		{"copy ok", "UID COPY", false, task.Succeeded, "Processed"},
+		{"copy dead", "UID COPY", false, task.DeadLettered, "Failed"},
+		{"delete ok", `(\Deleted)`, true, task.Succeeded, "Processed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := dovecottest.Start(t)
+			require.NoError(t, d.Append("INBOX", imaptest.Message("1@copy", "order", "x")))
+			var armed, cut atomic.Bool
+			var copies atomic.Int32
+			p := imaptest.NewProxyWith(t, d.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+				if strings.Contains(line, "UID COPY") {
+					copies.Add(1)
+				}
+				if armed.Load() && strings.Contains(line, tc.cutAt) && cut.CompareAndSwap(false, true) {
+					if tc.drop {
+						c.Close()
+						return true
+					}
+					c.Mute() // the command reaches the server; its answer is lost
+					go func() { time.Sleep(200 * time.Millisecond); c.Close() }()
+				}
+				return false
+			}})
+			p.HideCapability("MOVE")
+			cfg := dovecotConfig(d, imap.ModePoll)
+			cfg.Host, cfg.Port = p.Host(), p.Port()
+			src := newSource(t, cfg)
+			em := &fakeEmitter{}
+			start(t, src, em)
+			waitEmitted(t, em, 1)
+			armed.Store(true)
+			complete(t, src, em.all()[0], tc.outcome)
+
+			ids, err := d.MessageIDs(tc.folder)
+			require.NoError(t, err)
+			require.Equal(t, []string{"1@copy"}, ids, "one copy")
+			require.True(t, cut.Load())
+			require.EqualValues(t, 1, copies.Load(), "not copied again")
+			require.Zero(t, dovecotCount(t, d, "INBOX"))
+			st := src.Status()
+			require.EqualValues(t, 1, st.CompletedOK+st.CompletedFailed)
+		})
+	}
+}
