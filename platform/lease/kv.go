@@ -97,6 +97,10 @@ type KV struct {
 	nonce string
 	// seenTTL is the bucket's TTL as last seen (nanoseconds): see ttl.go.
 	seenTTL atomic.Int64
+	// reads are the status reads its leases share, and epoch the origin
+	// of the grid their renewals are due on (ttl.go).
+	reads statusReads
+	epoch time.Time
 
 	mu     sync.Mutex
 	leases map[string]*kvLease
@@ -131,7 +135,7 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 	if err != nil {
 		return nil, fmt.Errorf("lease: metric: %w", err)
 	}
-	k := &KV{cfg: cfg, js: js, kv: kv, handovers: c, nonce: newToken()}
+	k := &KV{cfg: cfg, js: js, kv: kv, handovers: c, nonce: newToken(), epoch: time.Now()}
 	k.seenTTL.Store(int64(cfg.TTL)) // checkBucket found it so
 	return k, nil
 }
@@ -271,7 +275,7 @@ func (l *kvLease) Acquire(ctx context.Context) (Hold, error) {
 // it takes counts on it (ttl.go).
 func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	sctx, cancel := context.WithTimeout(ctx, l.k.ttl()/3)
-	st, err := l.k.status(sctx)
+	st, err := l.k.statusSince(sctx, time.Now())
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("lease %q: %w", l.name, l.k.restoreBucket(ctx, err))

@@ -39,9 +39,10 @@ func startHold(l *kvLease, val []byte, rev uint64, sent time.Time, ttl time.Dura
 
 func (h *kvHold) Lost() <-chan struct{} { return h.lost }
 
-// renew updates the key every quarter of the TTL it counts on: ttl, then
-// the shorter of the host's and the bucket's as seen after each renewal
-// (ttl.go). The lease is valid until that TTL after the last successful
+// renew updates the key every quarter of the TTL it counts on (brought
+// forward onto the KV's grid: renewalDue): ttl, then the shorter of the
+// host's and the bucket's as seen by a read that started after each
+// renewal was sent (ttl.go). The lease is valid until that TTL after the last successful
 // renewal was sent; the hold is lost a quarter of it before that (three
 // renewals failed), or at once when the key is no longer at the held
 // revision. A renewal after which the bucket's status cannot be read
@@ -51,7 +52,7 @@ func (h *kvHold) Lost() <-chan struct{} { return h.lost }
 func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 	defer close(h.done)
 	lostAt := sent.Add(ttl - ttl/4)
-	next := sent.Add(ttl / 4)
+	next := h.l.k.renewalDue(sent, ttl)
 	t := time.NewTimer(time.Until(next))
 	defer t.Stop()
 	var failed error // of the last renewal that did not extend the hold
@@ -81,10 +82,12 @@ func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 		)
 		if err == nil {
 			// The bucket's TTL now: a lowering after this is ApplyKV's
-			// to cover (lowered.go). The hold counts on this read's, not
-			// on the last seen by any of the KV's leases, which a slower
-			// read from before a lowering may have set meanwhile.
-			st, serr = h.l.k.status(ctx)
+			// to cover (lowered.go). The hold counts on a read that
+			// started after this renewal was sent (its own, or one of
+			// another lease's: statusSince), not on the last seen by any
+			// of the KV's leases, which a slower read from before a
+			// lowering may have set meanwhile.
+			st, serr = h.l.k.statusSince(ctx, now)
 		}
 		cancel()
 		if err == nil {
@@ -114,7 +117,7 @@ func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 			h.l.st.Revision, h.l.st.LastError = newRev, h.l.k.ttlProblem()
 			h.l.mu.Unlock()
 			lostAt = now.Add(ttl - ttl/4)
-			next = now.Add(ttl / 4)
+			next = h.l.k.renewalDue(now, ttl)
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists):
 			// Not at our revision: expired and maybe taken. (Also when
 			// a renewal was applied but its reply lost: the hold ends,

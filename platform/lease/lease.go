@@ -8,7 +8,8 @@
 //   - KV: a JetStream key-value bucket whose TTL is the lease's. The holder
 //     creates the lease's key (Create: only if absent) and renews it with
 //     Update on the revision it holds (optimistic concurrency), every
-//     quarter of the TTL. A holder that dies stops renewing; the key
+//     quarter of the TTL (brought forward onto a grid of a sixteenth of
+//     it, so that the renewals of many leases come together). A holder that dies stops renewing; the key
 //     expires after the TTL and another host's next attempt (every third of
 //     the TTL) takes it: the default TTL of 6 s hands over within 8 s. A
 //     holder that cannot renew (cut off from NATS) declares its hold lost
@@ -31,7 +32,9 @@
 //     comes a TTL after the bucket was created. The TTL a holder counts
 //     on is its own or, when the bucket's is shorter, the bucket's, asked
 //     before each attempt and after each renewal (a renewal whose look
-//     fails does not extend the hold): the bucket's TTL can be
+//     fails does not extend the hold; the leases of a KV share a look
+//     that started after each one's need arose, never one from before
+//     it): the bucket's TTL can be
 //     lowered under a running host (ApplyKV on a host that owns the
 //     server others use), and a holder counting on the old one would
 //     believe its hold after its key expired. A bucket TTL other than the

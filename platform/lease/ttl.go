@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +23,16 @@ import (
 // lease from the bucket until the old TTL has passed since the change.
 // A bucket TTL other than the host's is a configuration problem, shown as
 // the lease's last error until the two agree.
+//
+// The leases of one KV share their reads (statusSince): a holder counts
+// on a read that started no earlier than its need arose (the renewal
+// sent, the attempt begun), under way or done, and starts one of its own
+// when the latest started before. A lowering after such a read is the
+// mark's to cover, as after a read of its own; a read that started
+// before the need could have been answered before a lowering that the
+// renewal then misses. Renewals are due on a grid of the KV's (a
+// sixteenth of the TTL, earlier never later), so that the renewals of
+// many leases come together and share few reads.
 
 // countOn is the TTL a host whose own is own counts on when the bucket's
 // is bucket: the shorter (a bucket without a TTL, 0, keeps keys for ever).
@@ -45,6 +56,85 @@ func (k *KV) status(ctx context.Context) (jetstream.KeyValueStatus, error) {
 	}
 	k.seenTTL.Store(int64(st.TTL()))
 	return st, nil
+}
+
+// statusRead is one read of the bucket's status, shared by the leases
+// of a KV (statusSince).
+type statusRead struct {
+	started time.Time     // before its request was sent
+	done    chan struct{} // closed once st and err are set
+	st      jetstream.KeyValueStatus
+	err     error
+	// cut: the read ended with its starter's context, not with an
+	// answer of the server's.
+	cut bool
+}
+
+// statusReads holds a KV's latest status read.
+type statusReads struct {
+	mu     sync.Mutex
+	latest *statusRead
+}
+
+// statusSince returns the bucket's status from a read that started no
+// earlier than since (the time the caller's need arose): the KV's latest
+// read, under way or done, when it started at or after since, else a new
+// one that the caller makes (and that later callers may share). A shared
+// read that its starter's context cut short is made again.
+func (k *KV) statusSince(ctx context.Context, since time.Time) (jetstream.KeyValueStatus, error) {
+	for {
+		k.reads.mu.Lock()
+		r := k.reads.latest
+		own := r == nil || r.started.Before(since)
+		if own {
+			r = &statusRead{started: time.Now(), done: make(chan struct{})}
+			k.reads.latest = r
+		}
+		k.reads.mu.Unlock()
+		if own {
+			r.st, r.err = k.status(ctx)
+			if r.err != nil && ctx.Err() != nil {
+				r.cut = true
+				k.reads.mu.Lock()
+				if k.reads.latest == r {
+					k.reads.latest = nil
+				}
+				k.reads.mu.Unlock()
+			}
+			close(r.done)
+			return r.st, r.err
+		}
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bucket %q: status: %w", k.cfg.Bucket, ctx.Err())
+		}
+		if !r.cut {
+			return r.st, r.err
+		}
+	}
+}
+
+// renewalGrid is the step of the grid a renewal counting on ttl is due
+// on (see renewalDue).
+func renewalGrid(ttl time.Duration) time.Duration { return ttl / 16 }
+
+// renewalDue is when a renewal counting on ttl is due after one sent at
+// sent: a quarter of ttl after it, brought forward onto the KV's grid, so
+// that the renewals of its leases come together and share their status
+// reads (statusSince). Never later than a quarter of ttl after sent, more
+// than three sixteenths after it.
+func (k *KV) renewalDue(sent time.Time, ttl time.Duration) time.Time {
+	due := sent.Add(ttl / 4)
+	g := renewalGrid(ttl)
+	if g <= 0 || k.epoch.IsZero() {
+		return due
+	}
+	off := due.Sub(k.epoch) % g
+	if off < 0 {
+		off += g
+	}
+	return due.Add(-off)
 }
 
 // ttlProblem says how the bucket's TTL, as last seen, differs from this
