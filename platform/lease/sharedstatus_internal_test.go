@@ -172,8 +172,8 @@ func TestRenewalCountsOnAReadStartedAfterItWasSent(t *testing.T) {
 	require.False(t, updated.IsZero(), "the renewal was sent")
 	require.True(t, r2.started.After(updated), "the renewal's read started after it was sent")
 	r1.answer <- ttl
-	r2.answer <- 2 * time.Second // lowered meanwhile
 	requireTTL(t, before, ttl, "the other lease's read")
+	r2.answer <- 2 * time.Second // lowered meanwhile
 	require.Eventually(t, func() bool { return time.Duration(k.seenTTL.Load()) == 2*time.Second }, 2*time.Second, time.Millisecond)
 	// Counting on 2 s, the hold renews within half a second (a quarter
 	// of it, on the grid), not within the 2 s a quarter of 8 s would
@@ -209,4 +209,29 @@ func TestSharedStatusReadCutByItsStarterIsMadeAgain(t *testing.T) {
 	g.nextRead(t, 2*time.Second, "the need that shared a read cut short reads anew").answer <- time.Second
 	requireTTL(t, sharer, time.Second, "the read made again")
 	_ = r1
+}
+
+// TestAttemptCountsOnAReadStartedAfterItBegan: a read of the bucket's
+// status under way as an attempt to take a lease begins (another
+// lease's) does not count for the attempt: it reads anew.
+func TestAttemptCountsOnAReadStartedAfterItBegan(t *testing.T) {
+	t.Parallel()
+	g := newGatedBucket()
+	k := &KV{cfg: KVConfig{Bucket: "gated", TTL: 4 * time.Second}, kv: g, epoch: time.Now()}
+	before := goStatusSince(k, time.Now()) // another lease's read, under way
+	r1 := g.nextRead(t, 5*time.Second, "the other lease's read")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	began := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := k.Lease("imap/INBOX").Acquire(ctx)
+		done <- err
+	}()
+	r2 := g.nextRead(t, 2*time.Second, "the attempt counted on a read that started before it began")
+	require.True(t, r2.started.After(began), "the attempt's read started after it began")
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	r1.answer <- 4 * time.Second
+	requireTTL(t, before, 4*time.Second, "the other lease's read")
 }
