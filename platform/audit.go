@@ -6,22 +6,39 @@ import (
 
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/admin/auditstream"
+	"github.com/plba/plba/platform/config"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream"
 )
 
-// auditStore keeps the admin audit in the JetStream stream
-// admin.audit.stream when the queue backend is JetStream (the admin server
-// then depends on the backend, so it starts after it), and nowhere but the
-// log and the ring otherwise. A host that owns its embedded server applies
-// its settings to the stream; any other compares them with the stream's
-// (auditstream.Store.Start).
+// auditStore keeps the admin audit in a JetStream stream when the queue
+// backend is JetStream (the admin server then depends on the backend, so
+// it starts after it), and nowhere but the log and the ring otherwise.
+// The stream is admin.audit.stream or, unset, the host's stream prefix
+// with "_AUDIT" (admin.AuditConfig.StreamFor): deployments that share a
+// NATS server under their own prefixes keep their audits apart, as they
+// do their queues. A name the server would refuse is a configuration
+// problem (the host exits 2). A host that owns its embedded server
+// applies its settings to the stream; any other compares them with the
+// stream's (auditstream.Store.Start).
 func auditStore() fx.Option {
-	return fx.Provide(func(b queue.Backend, js jetstream.Config, c admin.Config, log *zap.Logger) admin.AuditStore {
+	return fx.Provide(func(b queue.Backend, js jetstream.Config, c admin.Config, log *zap.Logger) (admin.AuditStore, error) {
 		jb, ok := b.(*jetstream.Backend)
 		if !ok {
-			return nil
+			return nil, nil
 		}
-		return auditstream.New(jb.JetStream, c.Audit, js.WithDefaults().Replicas, log).OwnedWhen(jb.OwnsServer)
+		ac := c.Audit
+		stream, err := ac.StreamFor(js.WithDefaults().StreamPrefix)
+		if err != nil {
+			key := AdminSection + ".audit.stream"
+			if ac.Stream == "" {
+				key = JetStreamSection + ".stream_prefix"
+			}
+			var ps config.Problems
+			ps.Add(key, "%v", err)
+			return nil, ps.Err()
+		}
+		ac.Stream = stream
+		return auditstream.New(jb.JetStream, ac, js.WithDefaults().Replicas, log).OwnedWhen(jb.OwnsServer), nil
 	})
 }

@@ -59,8 +59,9 @@ func TestStreamsWithOtherSettingsExit2(t *testing.T) {
 		// started, and its exclusive sources never ran.
 		{"lease ttl", "stream_prefix: LEASES", "sources:\n  lease:\n    ttl: 3s\n", "", []string{"sources.lease.ttl: 3s, but the leases bucket \"plba_leases\"", "has 6s"}},
 		// The audit stream was created or updated by every host: the last
-		// one's max_msgs applied to all.
-		{"audit max_msgs", "stream_prefix: AUDIT", "", "  audit:\n    max_msgs: 50\n", []string{"admin.audit.max_msgs: 50, but the audit stream \"PLBA_AUDIT\"", "has 1000000"}},
+		// one's max_msgs applied to all. (The stream set by name: by
+		// default it follows the stream prefix.)
+		{"audit max_msgs", "stream_prefix: AUDIT", "", "  audit:\n    stream: PLBA_AUDIT\n    max_msgs: 50\n", []string{"admin.audit.max_msgs: 50, but the audit stream \"PLBA_AUDIT\"", "has 1000000"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, "host.yaml", "admin:\n  listen: 127.0.0.1:0\n"+tc.admin+"queue:\n  backend: jetstream\n  jetstream:\n    url: "+url+"\n    "+tc.set+"\n"+tc.top)

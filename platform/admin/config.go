@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -67,7 +68,11 @@ type AuditConfig struct {
 	// newest). Default 1000.
 	RingSize int `koanf:"ring_size"`
 	// Stream names the JetStream stream the entries are appended to when
-	// the queue backend is JetStream. Default PLBA_AUDIT.
+	// the queue backend is JetStream. Default (empty) the JetStream stream
+	// prefix (queue.jetstream.stream_prefix) with "_AUDIT" (StreamFor):
+	// PLBA_AUDIT with the default prefix, so that deployments sharing a
+	// NATS server under their own prefixes keep their audits apart. A
+	// stream set here is used whatever the prefix.
 	Stream string `koanf:"stream"`
 	// MaxAge is how long the stream keeps an entry. Default 2160h (90 days).
 	// The hosts of a cluster share the stream and must agree on MaxAge
@@ -80,15 +85,51 @@ type AuditConfig struct {
 	MaxMsgs int64 `koanf:"max_msgs"`
 }
 
-// Defaults of AuditConfig.
+// Defaults of AuditConfig. DefaultAuditStream is the audit stream of
+// the default JetStream stream prefix ("PLBA" with AuditStreamSuffix).
 const (
 	DefaultAuditRingSize = 1000
-	DefaultAuditStream   = "PLBA_AUDIT"
+	DefaultAuditStream   = "PLBA" + AuditStreamSuffix
 	DefaultAuditMaxAge   = 90 * 24 * time.Hour
 	DefaultAuditMaxMsgs  = 1_000_000
 )
 
-// WithDefaults returns c with every zero value set to its default.
+// AuditStreamSuffix follows the JetStream stream prefix in the name of
+// the audit stream when AuditConfig.Stream is not set.
+const AuditStreamSuffix = "_AUDIT"
+
+// maxStreamName is the longest stream name the NATS server accepts.
+const maxStreamName = 255
+
+// StreamFor returns the audit stream of a host whose JetStream stream
+// prefix (defaults applied) is prefix: Stream when set, else the prefix
+// with AuditStreamSuffix. It fails when the name is not one the server
+// accepts (a prefix so long that the name is over 255 bytes, say).
+func (c AuditConfig) StreamFor(prefix string) (string, error) {
+	name := c.Stream
+	if name == "" {
+		name = prefix + AuditStreamSuffix
+	}
+	if msg := streamNameProblem(name); msg != "" {
+		return name, fmt.Errorf("the audit stream %s", msg)
+	}
+	return name, nil
+}
+
+// streamNameProblem says why name is not a stream name; "" when it is.
+func streamNameProblem(name string) string {
+	switch {
+	case strings.ContainsAny(name, " .*>/\\"):
+		return fmt.Sprintf("%q is not a stream name (no spaces, dots, wildcards or slashes)", name)
+	case len(name) > maxStreamName:
+		return fmt.Sprintf("%q is longer than the %d bytes of a stream name", name, maxStreamName)
+	}
+	return ""
+}
+
+// WithDefaults returns c with every zero value set to its default; an
+// empty Stream becomes DefaultAuditStream (a host resolves it against its
+// stream prefix first: StreamFor).
 func (c AuditConfig) WithDefaults() AuditConfig {
 	if c.RingSize == 0 {
 		c.RingSize = DefaultAuditRingSize
@@ -125,7 +166,7 @@ func DefaultConfig() Config {
 		IdleTimeout:       DefaultIdleTimeout,
 		ShutdownTimeout:   DefaultShutdownTimeout,
 		Auth:              AuthConfig{}.withDefaults(),
-		Audit:             AuditConfig{}.WithDefaults(),
+		Audit:             AuditConfig{}.withDefaults(),
 	}
 }
 
@@ -144,7 +185,17 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	c.Auth = c.Auth.withDefaults()
-	c.Audit = c.Audit.WithDefaults()
+	c.Audit = c.Audit.withDefaults()
+	return c
+}
+
+// withDefaults is WithDefaults leaving Stream empty when it is: the
+// section's defaults, in which the stream follows the host's stream
+// prefix (StreamFor).
+func (c AuditConfig) withDefaults() AuditConfig {
+	stream := c.Stream
+	c = c.WithDefaults()
+	c.Stream = stream
 	return c
 }
 
@@ -169,8 +220,10 @@ func (c Config) Validate() error {
 	if a.MaxMsgs < 0 {
 		ps.Add("audit.max_msgs", "must not be negative (got %d)", a.MaxMsgs)
 	}
-	if strings.ContainsAny(a.Stream, " .*>/\\") {
-		ps.Add("audit.stream", "%q is not a stream name (no spaces, dots, wildcards or slashes)", a.Stream)
+	if a.Stream != "" {
+		if msg := streamNameProblem(a.Stream); msg != "" {
+			ps.Add("audit.stream", "%s", msg)
+		}
 	}
 	for _, f := range []struct {
 		key string
