@@ -271,30 +271,32 @@ func (l *kvLease) Acquire(ctx context.Context) (Hold, error) {
 }
 
 // try makes one attempt: the hold, or (nil, nil) when another host holds
-// the lease, or the store's error. It asks the bucket's TTL first: a hold
-// it takes counts on it (ttl.go).
+// the lease, or the store's error. Once it created the key, it asks the
+// bucket's TTL: the hold counts on a read that started after the create
+// was sent, as a renewal does on one after the renewal (ttl.go); an
+// attempt that finds the lease held asks nothing more. A key created
+// under a TTL it cannot read is let go.
 func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
-	sctx, cancel := context.WithTimeout(ctx, l.k.ttl()/3)
-	st, err := l.k.statusSince(sctx, time.Now())
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("lease %q: %w", l.name, l.k.restoreBucket(ctx, err))
-	}
-	ttl := countOn(l.k.cfg.TTL, st.TTL()) // this read's (see renew)
 	token := l.k.nonce + "." + newToken()
 	sent := time.Now()
 	rec := record{Holder: l.k.cfg.Holder, Since: sent.UTC().Truncate(time.Millisecond), Token: token}
 	val, _ := json.Marshal(rec)
-	rctx, cancel := context.WithTimeout(ctx, ttl/3)
+	rctx, cancel := context.WithTimeout(ctx, l.k.ttl()/3)
 	rev, err := l.k.kv.Create(rctx, l.key, val)
 	cancel()
 	if err == nil {
-		return l.took(ctx, rec, val, rev, sent, ttl, loweredFrom(st))
+		sctx, cancel := context.WithTimeout(ctx, l.k.ttl()/3)
+		st, err := l.k.statusSince(sctx, sent)
+		cancel()
+		if err != nil {
+			return nil, l.letGo(ctx, rev, err)
+		}
+		return l.took(ctx, rec, val, rev, sent, countOn(l.k.cfg.TTL, st.TTL()), loweredFrom(st))
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("lease %q: create: %w", l.name, l.k.restoreBucket(ctx, err))
 	}
-	gctx, cancel := context.WithTimeout(ctx, ttl/3)
+	gctx, cancel := context.WithTimeout(ctx, l.k.ttl()/3)
 	e, err := l.k.kv.Get(gctx, l.key)
 	cancel()
 	switch {
@@ -323,12 +325,27 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	return nil, nil
 }
 
+// letGo deletes the key this host created at revision rev, when the
+// bucket's TTL could not be read after (err): the bucket's may be shorter
+// than the host's, and a hold counting on the host's could outlive its
+// key. A delete that fails leaves the key to expire; nobody holds it
+// meanwhile.
+func (l *kvLease) letGo(ctx context.Context, rev uint64, err error) error {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.k.ttl()/3)
+	defer cancel()
+	err = fmt.Errorf("lease %q: created, but let go: the bucket's TTL is unknown: %w", l.name, err)
+	if derr := l.k.kv.Delete(dctx, l.key, jetstream.LastRevision(rev)); derr != nil {
+		err = fmt.Errorf("%w (delete: %w: the key expires after the bucket's TTL)", err, derr)
+	}
+	return err
+}
+
 // took starts the hold, counting on ttl, on the key this host created at
 // revision rev (by a request sent at sent) and returns it once the bucket
 // is the TTL old and its TTL was not lowered within the old TTL: at once
 // but for a bucket set up again after the server lost it, or new, or
-// lowered (youngFor; lowered is the old TTL of a lowering the look before
-// the attempt saw marked, 0 for none).
+// lowered (youngFor; lowered is the old TTL of a lowering the look after
+// the create saw marked, 0 for none).
 func (l *kvLease) took(ctx context.Context, rec record, val []byte, rev uint64, sent time.Time, ttl, lowered time.Duration) (*kvHold, error) {
 	h := startHold(l, val, rev, sent, ttl)
 	wait, err := l.k.youngFor(ctx, l.key, lowered)

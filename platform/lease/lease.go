@@ -31,9 +31,10 @@
 //     first lease from a new bucket (a new deployment's first start)
 //     comes a TTL after the bucket was created. The TTL a holder counts
 //     on is its own or, when the bucket's is shorter, the bucket's, asked
-//     before each attempt and after each renewal (a renewal whose look
-//     fails does not extend the hold; the leases of a KV share a look
-//     that started after each one's need arose, never one from before
+//     after it created the key and after each renewal (a renewal whose
+//     look fails does not extend the hold, a key created under a TTL
+//     unknown is let go; the leases of a KV share a look that started
+//     after each one's create or renewal was sent, never one from before
 //     it): the bucket's TTL can be
 //     lowered under a running host (ApplyKV on a host that owns the
 //     server others use), and a holder counting on the old one would

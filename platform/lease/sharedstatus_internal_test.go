@@ -26,12 +26,14 @@ type gatedRead struct {
 }
 
 // gatedBucket is a bucket whose status reads wait for the test to answer
-// them, each with the TTL it chooses, and whose updates succeed at once.
+// them, each with the TTL it chooses, and whose creates, updates and
+// deletes succeed at once.
 type gatedBucket struct {
 	jetstream.KeyValue
 	reads   chan *gatedRead // each read as it starts
 	mu      sync.Mutex
 	updated time.Time // when the last Update was called
+	created time.Time // when the last Create was called
 }
 
 func newGatedBucket() *gatedBucket { return &gatedBucket{reads: make(chan *gatedRead, 16)} }
@@ -52,6 +54,13 @@ func (g *gatedBucket) Update(_ context.Context, _ string, _ []byte, rev uint64) 
 	g.updated = time.Now()
 	g.mu.Unlock()
 	return rev + 1, nil
+}
+
+func (g *gatedBucket) Create(context.Context, string, []byte, ...jetstream.KVCreateOpt) (uint64, error) {
+	g.mu.Lock()
+	g.created = time.Now()
+	g.mu.Unlock()
+	return 1, nil
 }
 
 func (g *gatedBucket) Delete(context.Context, string, ...jetstream.KVDeleteOpt) error { return nil }
@@ -211,10 +220,11 @@ func TestSharedStatusReadCutByItsStarterIsMadeAgain(t *testing.T) {
 	_ = r1
 }
 
-// TestAttemptCountsOnAReadStartedAfterItBegan: a read of the bucket's
-// status under way as an attempt to take a lease begins (another
-// lease's) does not count for the attempt: it reads anew.
-func TestAttemptCountsOnAReadStartedAfterItBegan(t *testing.T) {
+// TestTakeCountsOnAReadStartedAfterItsCreate: a read of the bucket's
+// status under way as an attempt creates the lease's key (another
+// lease's, begun before the create was sent) does not count for the
+// hold: it reads anew.
+func TestTakeCountsOnAReadStartedAfterItsCreate(t *testing.T) {
 	t.Parallel()
 	g := newGatedBucket()
 	k := &KV{cfg: KVConfig{Bucket: "gated", TTL: 4 * time.Second}, kv: g, epoch: time.Now()}
@@ -222,14 +232,17 @@ func TestAttemptCountsOnAReadStartedAfterItBegan(t *testing.T) {
 	r1 := g.nextRead(t, 5*time.Second, "the other lease's read")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	began := time.Now()
 	done := make(chan error, 1)
 	go func() {
 		_, err := k.Lease("imap/INBOX").Acquire(ctx)
 		done <- err
 	}()
-	r2 := g.nextRead(t, 2*time.Second, "the attempt counted on a read that started before it began")
-	require.True(t, r2.started.After(began), "the attempt's read started after it began")
+	r2 := g.nextRead(t, 2*time.Second, "the take counted on a read that started before its create was sent")
+	g.mu.Lock()
+	created := g.created
+	g.mu.Unlock()
+	require.False(t, created.IsZero(), "the key was created")
+	require.True(t, r2.started.After(created), "the take's read started after its create")
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
 	r1.answer <- 4 * time.Second

@@ -136,12 +136,12 @@ func (s *statusFailsOnce) Status(ctx context.Context) (jetstream.KeyValueStatus,
 
 // TestKVLeaseAfterALoweringWaitsWhenItsAgeIsUnknown: a host configured
 // with a TTL of 1 s takes a lease from a bucket whose TTL was just
-// lowered from 4 s (ApplyKV), and its look at the bucket after it
+// lowered from 4 s (ApplyKV), and its look at the bucket's age after it
 // created the key fails. It took the bucket to be new, waiting its own
 // TTL (1 s), and held the lease long before the old TTL had passed since
 // the change, while a holder counting on the old TTL could still believe
-// its hold. Now it waits at least the old TTL its look before the
-// attempt saw marked.
+// its hold. Now it waits at least the old TTL its look after the create
+// saw marked.
 func TestKVLeaseAfterALoweringWaitsWhenItsAgeIsUnknown(t *testing.T) {
 	t.Parallel()
 	const old, new = 4 * time.Second, time.Second
@@ -164,7 +164,7 @@ func TestKVLeaseAfterALoweringWaitsWhenItsAgeIsUnknown(t *testing.T) {
 
 	b := openKVAt(t, srv.ClientURL(), bucket, "host-b", new)
 	sf := &statusFailsOnce{KeyValue: b.kv}
-	sf.n.Store(2) // the look before the attempt passes, the one after fails
+	sf.n.Store(2) // the look after the create passes, the one for the bucket's age fails
 	b.kv = sf
 	ctx, cancel := context.WithTimeout(t.Context(), 3*old)
 	defer cancel()
@@ -176,4 +176,33 @@ func TestKVLeaseAfterALoweringWaitsWhenItsAgeIsUnknown(t *testing.T) {
 	t.Logf("held %v after the change: %+v", took.Sub(changed), l.Status())
 	require.GreaterOrEqual(t, sf.calls.Load(), int64(2), "the look after the attempt was made")
 	require.GreaterOrEqual(t, took.Sub(changed), old, "held before the old TTL passed since the change")
+}
+
+// TestKVTakeWhoseStatusFailsLetsGo: a host creates a lease's key, and
+// its look at the bucket's TTL after fails: the bucket's TTL may be
+// shorter than the host's, which the hold would count on. It does not
+// hold the lease, and deletes the key at once, so that another host need
+// not wait for it to expire.
+func TestKVTakeWhoseStatusFailsLetsGo(t *testing.T) {
+	t.Parallel()
+	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
+	require.NoError(t, err)
+	srv, err := embedded.StartWithOptions(context.Background(), opts, 20*time.Second, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+
+	a := openKVAt(t, srv.ClientURL(), "plba_test_take_status_fails", "host-a", time.Second)
+	sf := &statusFails{KeyValue: a.kv}
+	sf.fail.Store(true)
+	a.kv = sf
+	l := a.Lease("imap/INBOX")
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	_, err = l.Acquire(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "not held")
+	require.Contains(t, l.Status().LastError, "created, but let go")
+	require.Contains(t, l.Status().LastError, "status: no answer")
+	require.False(t, l.Status().Held)
+	_, err = sf.KeyValue.Get(t.Context(), keyFor("lease", "imap/INBOX"))
+	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the key is deleted")
 }

@@ -13,21 +13,23 @@ import (
 // bucket's is shorter, the bucket's: the bucket's TTL (its stream's
 // MaxAge) is what makes a key expire, and it can be lowered under a
 // running host (ApplyKV on a host that owns the server other hosts use,
-// or an operator's nats kv edit). A host asks the bucket's status before
-// each attempt to take a lease and after each renewal, and counts on what
-// it saw: it renews every quarter of it and believes its hold until three
+// or an operator's nats kv edit). A host asks the bucket's status after
+// it created a lease's key and after each renewal, and counts on what it
+// saw: it renews every quarter of it and believes its hold until three
 // quarters of it after its last renewal was sent; a renewal after which
 // the status cannot be read does not extend its hold (the TTL may have
-// been lowered unseen), as a failed renewal does not. A lowering after the
+// been lowered unseen), as a failed renewal does not, and a key created
+// after which it cannot be read is let go (deleted). A lowering after the
 // host looked is ApplyKV's to cover (see lowered.go): no host takes a
 // lease from the bucket until the old TTL has passed since the change.
 // A bucket TTL other than the host's is a configuration problem, shown as
 // the lease's last error until the two agree.
 //
 // The leases of one KV share their reads (statusSince): a holder counts
-// on a read that started no earlier than its need arose (the renewal
-// sent, the attempt begun), under way or done, and starts one of its own
-// when the latest started before. A lowering after such a read is the
+// on a read that started no earlier than its need arose (its create or
+// its renewal sent: the time its hold is counted from), under way or
+// done, and starts one of its own when the latest started before. An
+// attempt that finds the lease held reads nothing. A lowering after such a read is the
 // mark's to cover, as after a read of its own; a read that started
 // before the need could have been answered before a lowering that the
 // renewal then misses. Renewals are due on a grid of the KV's (a
