@@ -274,8 +274,9 @@ func (l *kvLease) Acquire(ctx context.Context) (Hold, error) {
 // the lease, or the store's error. Once it created the key, it asks the
 // bucket's TTL: the hold counts on a read that started after the create
 // was sent, as a renewal does on one after the renewal (ttl.go); an
-// attempt that finds the lease held asks nothing more. A key created
-// under a TTL it cannot read is let go.
+// attempt that finds the lease held takes the TTL for its Status from a
+// read of the KV's that started within the TTL. A key created under a
+// TTL it cannot read is let go.
 func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	token := l.k.nonce + "." + newToken()
 	sent := time.Now()
@@ -309,6 +310,12 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	if json.Unmarshal(e.Value(), &other) != nil {
 		other.Holder = "(unreadable)"
 	}
+	// The bucket's TTL as last seen is what Status says of it, and what
+	// the attempts are paced by; nothing counts on it. A read that started
+	// within the TTL does, shared by the KV's attempts and holds.
+	sctx, cancel := context.WithTimeout(ctx, l.k.ttl()/3)
+	_, _ = l.k.statusSince(sctx, time.Now().Add(-l.k.cfg.TTL))
+	cancel()
 	l.mu.Lock()
 	if l.st.Held { // held by another caller in this process: its status stands
 		l.mu.Unlock()

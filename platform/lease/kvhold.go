@@ -42,13 +42,13 @@ func (h *kvHold) Lost() <-chan struct{} { return h.lost }
 // renew updates the key every quarter of the TTL it counts on (brought
 // forward onto the KV's grid: renewalDue): ttl, then the shorter of the
 // host's and the bucket's as seen by a read that started after each
-// renewal was sent (ttl.go). The lease is valid until that TTL after the last successful
-// renewal was sent; the hold is lost a quarter of it before that (three
-// renewals failed), or at once when the key is no longer at the held
-// revision. A renewal after which the bucket's status cannot be read
-// counts as failed (the key is renewed, the hold not extended): the
-// bucket's TTL may have been lowered unseen. Its times are the local
-// monotonic clock's.
+// renewal was sent (ttl.go). The lease is valid until that TTL after the
+// last successful renewal was sent; the hold is lost a quarter of it
+// before that (three renewals failed), or at once when the key is no
+// longer at the held revision. A renewal after which the bucket's status
+// cannot be read counts as failed (the key is renewed, the hold not
+// extended): the bucket's TTL may have been lowered unseen. Its times are
+// the local monotonic clock's.
 func (h *kvHold) renew(sent time.Time, ttl time.Duration) {
 	defer close(h.done)
 	lostAt := sent.Add(ttl - ttl/4)

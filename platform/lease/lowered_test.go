@@ -330,3 +330,46 @@ func TestBucketDiffersCautionsAgainstLoweringByHand(t *testing.T) {
 		require.NotContains(t, d.Error(), "lowering")
 	}
 }
+
+// TestKVContenderSaysTheBucketsTTLIsNotItsOwn: host-b contends for a
+// lease host-a holds, and the bucket's TTL is raised under both (by hand):
+// host-b's status says that the bucket's TTL is not its own, as host-a's
+// does, though host-b takes nothing (its attempts find the lease held).
+func TestKVContenderSaysTheBucketsTTLIsNotItsOwn(t *testing.T) {
+	t.Parallel()
+	const ttl = time.Second
+	url := natsURL(t)
+	bucket := uniqueBucket(t)
+	a := openKVIn(t, url, bucket, "host-a", ttl)
+	time.Sleep(ttl) // the bucket is the TTL old
+	la := a.Lease("imap/INBOX")
+	ha := acquire(t, la, 5*time.Second)
+	defer func() { _ = ha.Release(context.Background()) }()
+	b := openKVIn(t, url, bucket, "host-b", ttl)
+	lb := b.Lease("imap/INBOX")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if h, err := lb.Acquire(ctx); err == nil {
+			_ = h.Release(context.Background())
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	require.Eventually(t, func() bool { return lb.Status().Holder == "host-a" }, 5*time.Second, 10*time.Millisecond)
+
+	js := jsFor(t, url)
+	kv, err := js.KeyValue(t.Context(), bucket)
+	require.NoError(t, err)
+	st, err := kv.Status(t.Context())
+	require.NoError(t, err)
+	cfg := st.(*jetstream.KeyValueBucketStatus).Config()
+	cfg.TTL = 2 * ttl
+	_, err = js.UpdateKeyValue(t.Context(), cfg)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.Contains(la.Status().LastError, "has ttl 2s") }, 5*time.Second, 10*time.Millisecond,
+		"the holder's status: %+v", la.Status())
+	require.Eventually(t, func() bool { return strings.Contains(lb.Status().LastError, "has ttl 2s") }, 5*time.Second, 10*time.Millisecond,
+		"the contender's status: %+v", lb.Status())
+	require.False(t, lb.Status().Held)
+}

@@ -28,13 +28,14 @@ import (
 // The leases of one KV share their reads (statusSince): a holder counts
 // on a read that started no earlier than its need arose (its create or
 // its renewal sent: the time its hold is counted from), under way or
-// done, and starts one of its own when the latest started before. An
-// attempt that finds the lease held reads nothing. A lowering after such a read is the
-// mark's to cover, as after a read of its own; a read that started
-// before the need could have been answered before a lowering that the
-// renewal then misses. Renewals are due on a grid of the KV's (a
-// sixteenth of the TTL, earlier never later), so that the renewals of
-// many leases come together and share few reads.
+// done, and starts one of its own when the latest started before. A
+// lowering after such a read is the mark's to cover, as after a read of
+// its own; a read that started before the need could have been answered
+// before a lowering that the renewal then misses. Renewals are due on a
+// grid of the KV's (a sixteenth of the TTL, earlier never later), so
+// that the renewals of many leases come together and share few reads. An
+// attempt that finds the lease held counts on nothing: for the TTL its
+// Status shows, any read that started within the TTL does.
 
 // countOn is the TTL a host whose own is own counts on when the bucket's
 // is bucket: the shorter (a bucket without a TTL, 0, keeps keys for ever).
