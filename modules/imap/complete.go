@@ -61,8 +61,8 @@ type compReq struct {
 	found   bool
 	// copySent: an application moved the message without MOVE and
 	// failed after its COPY was sent; the next one looks for the copy
-	// before it copies again (see copiedBefore).
-	copySent bool
+	// there before it copies again (see copiedBefore).
+	copySent *copyMark
 }
 
 func (r *compReq) act() bool { return r.seen || r.moveTo != "" }

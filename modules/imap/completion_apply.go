@@ -141,8 +141,9 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		if len(uids) > 0 {
 			set := imap.UIDSetNum(uids...)
 			if err := moveInto(c, set, a.moveTo, cp.folders); err != nil {
-				if errors.As(err, new(copiedError)) {
-					copySent(batch, reqs, a, uids)
+				var ce copiedError
+				if errors.As(err, &ce) {
+					copySent(batch, reqs, a, uids, ce.since)
 				}
 				return fmt.Errorf("move uid %v to %q: %w", set, a.moveTo, err)
 			}

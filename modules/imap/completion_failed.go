@@ -92,7 +92,7 @@ func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed
 		return fmt.Errorf("select %q: %w", failed, err)
 	}
 	for _, r := range reqs {
-		uids, err := s.findByContent(ctx, c, boxRef{failed, sel.UIDValidity}, r)
+		uids, err := s.findByContent(ctx, c, boxRef{failed, sel.UIDValidity}, r, 0)
 		if err != nil {
 			return fmt.Errorf("in %q: %w", failed, err)
 		}

@@ -73,3 +73,54 @@ func TestDovecotCopyCutOnceLeavesOneCopy(t *testing.T) {
 		})
 	}
 }
+
+// A COPY cut before it reached the server copied nothing, whatever the
+// folder already holds: a mail there of the same content (the stand-in's
+// Message-ID and size; the same bytes, copied back to the mailbox by a
+// person) is not the copy. The retry took it for the copy and deleted the
+// original without copying it: the oversized mail lost, or one of two
+// left.
+func TestDovecotCopyDroppedIsNotFoundInOlderMail(t *testing.T) {
+	t.Parallel()
+	big := func(fill string) []byte { return imaptest.Message("1@same", "order", strings.Repeat(fill, 3000)) }
+	for _, tc := range []struct {
+		name        string
+		inbox, kept []byte
+		outcome     task.Outcome
+		folder      string
+	}{
+		{"stand-in", big("a"), big("b"), task.DeadLettered, "Failed"},
+		{"same bytes", big("a"), big("a"), task.Succeeded, "Processed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := dovecottest.Start(t)
+			require.NoError(t, d.Append(tc.folder, tc.kept))
+			require.NoError(t, d.Append("INBOX", tc.inbox))
+			var armed, cut atomic.Bool
+			p := imaptest.NewProxyWith(t, d.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+				if armed.Load() && strings.Contains(line, "UID COPY") && cut.CompareAndSwap(false, true) {
+					c.Close() // the COPY does not reach the server
+					return true
+				}
+				return false
+			}})
+			p.HideCapability("MOVE")
+			cfg := dovecotConfig(d, imap.ModePoll)
+			cfg.Host, cfg.Port = p.Host(), p.Port()
+			if tc.outcome == task.DeadLettered {
+				cfg.MaxMessageSize = 1000 // its stand-in is emitted
+			}
+			src := newSource(t, cfg)
+			em := &fakeEmitter{}
+			start(t, src, em)
+			waitEmitted(t, em, 1)
+			armed.Store(true)
+			complete(t, src, em.all()[0], tc.outcome)
+
+			require.True(t, cut.Load())
+			require.Equal(t, 2, dovecotCount(t, d, tc.folder), "the mail copied, beside the older one")
+			require.Zero(t, dovecotCount(t, d, "INBOX"))
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,7 +29,7 @@ func (s *Source) locate(ctx context.Context, c *imapclient.Client, box boxRef, r
 			zap.String("key", t.Key), zap.String("uid", t.Header(HeaderUID)))
 		return nil, nil
 	}
-	return s.findByContent(ctx, c, box, r)
+	return s.findByContent(ctx, c, box, r, 0)
 }
 
 // findByContent returns the UIDs, in the selected mailbox, of the
@@ -40,27 +41,25 @@ func (s *Source) locate(ctx context.Context, c *imapclient.Client, box boxRef, r
 // Message-ID.) A task with its payload whose message the Message-ID
 // cannot find (it has none, or one the server's HEADER search may not
 // match as it is: see searchable) is looked for by size and content
-// (findBySize).
-func (s *Source) findByContent(ctx context.Context, c *imapclient.Client, box boxRef, r *compReq) ([]imap.UID, error) {
+// (findBySize). A non-zero from looks only at the messages from that UID
+// up (those a folder took since its UIDNEXT was from).
+func (s *Source) findByContent(ctx context.Context, c *imapclient.Client, box boxRef, r *compReq, from imap.UID) ([]imap.UID, error) {
 	t := r.t
 	msgID := t.Header(HeaderMessageID)
 	if msgID == "" {
-		return s.findBySize(ctx, c, box, r)
+		return s.findBySize(ctx, c, box, r, from)
 	}
-	data, err := c.UIDSearch(&imap.SearchCriteria{
+	crit := &imap.SearchCriteria{
 		Header:  []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: msgID}},
 		NotFlag: []imap.Flag{imap.FlagDeleted},
-	}, nil).Wait()
-	if err != nil {
-		return nil, fmt.Errorf("uid search: %w", err)
 	}
-	cands, err := searchUIDs(c, data)
+	cands, err := searchFrom(c, crit, from)
 	if err != nil {
 		return nil, fmt.Errorf("uid search: %w", err)
 	}
 	if len(cands) == 0 {
 		if r.size > 0 && !searchable(msgID) {
-			return s.findBySize(ctx, c, box, r)
+			return s.findBySize(ctx, c, box, r, from)
 		}
 		return nil, nil
 	}
@@ -101,7 +100,25 @@ func (s *Source) findByContent(ctx context.Context, c *imapclient.Client, box bo
 	if err != nil || len(same) > 0 || searchable(msgID) {
 		return same, err
 	}
-	return s.findBySize(ctx, c, box, r)
+	return s.findBySize(ctx, c, box, r, from)
+}
+
+// searchFrom runs the UID SEARCH crit, limited to the UIDs from from up
+// when from is not zero, and returns the UIDs found.
+func searchFrom(c *imapclient.Client, crit *imap.SearchCriteria, from imap.UID) ([]imap.UID, error) {
+	if from > 0 {
+		crit.UID = []imap.UIDSet{{{Start: from, Stop: 0}}}
+	}
+	data, err := c.UIDSearch(crit, nil).Wait()
+	if err != nil {
+		return nil, err
+	}
+	uids, err := searchUIDs(c, data)
+	if err != nil {
+		return nil, err
+	}
+	// "n:*" matches the highest UID even when it is below n.
+	return slices.DeleteFunc(uids, func(u imap.UID) bool { return u < from }), nil
 }
 
 // searchable reports whether a HEADER search finds msgID as it is: it is
@@ -120,20 +137,17 @@ func searchable(msgID string) bool {
 
 // findBySize returns the UIDs of the messages whose bytes are r's
 // payload, among those whose RFC822.SIZE is from the payload's size to
-// twice it (a server may count a bare LF as CRLF).
-func (s *Source) findBySize(ctx context.Context, c *imapclient.Client, box boxRef, r *compReq) ([]imap.UID, error) {
+// twice it (a server may count a bare LF as CRLF), from UID from up when
+// it is not zero.
+func (s *Source) findBySize(ctx context.Context, c *imapclient.Client, box boxRef, r *compReq, from imap.UID) ([]imap.UID, error) {
 	if r.size == 0 {
 		return nil, nil
 	}
-	data, err := c.UIDSearch(&imap.SearchCriteria{
+	cands, err := searchFrom(c, &imap.SearchCriteria{
 		Larger:  int64(r.size) - 1,
 		Smaller: 2*int64(r.size) + 1,
 		NotFlag: []imap.Flag{imap.FlagDeleted},
-	}, nil).Wait()
-	if err != nil {
-		return nil, fmt.Errorf("uid search by size: %w", err)
-	}
-	cands, err := searchUIDs(c, data)
+	}, from)
 	if err != nil {
 		return nil, fmt.Errorf("uid search by size: %w", err)
 	}

@@ -43,7 +43,10 @@ func moveInto(c *imapclient.Client, set imap.UIDSet, folder string, known map[st
 // lost with the connection, or the originals not deleted) returns a
 // copiedError: the completion then looks for the copies before it copies
 // again (see copiedBefore), so that a retry does not leave two copies in
-// folder.
+// folder. It looks only at the mail the folder took since the COPY was
+// sent (STATUS UIDNEXT asked before it): a mail of the same content there
+// before (an earlier delivery's stand-in of the same Message-ID and size,
+// the same bytes copied back to the mailbox by a person) is not the copy.
 func move(c *imapclient.Client, set imap.UIDSet, folder string) error {
 	caps := c.Caps()
 	if caps.Has(imap.CapMove) {
@@ -52,16 +55,24 @@ func move(c *imapclient.Client, set imap.UIDSet, folder string) error {
 		}
 		return nil
 	}
+	var since copyMark
+	st, err := c.Status(folder, &imap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
+	var ie *imap.Error
+	switch {
+	case err == nil:
+		since = copyMark{folder: folder, validity: st.UIDValidity, next: st.UIDNext}
+	case !errors.As(err, &ie):
+		return fmt.Errorf("status %q before the copy (no MOVE): %w", folder, err)
+	} // refused: a copy sent now is not looked for (copied again, never lost)
 	if _, err := c.Copy(set, folder).Wait(); err != nil {
 		err = fmt.Errorf("copy (no MOVE): %w", err)
-		var ie *imap.Error
 		if !errors.As(err, &ie) {
-			return copiedError{err} // sent: made or not, the answer is lost
+			return copiedError{err, since} // sent: made or not, the answer is lost
 		}
 		return err
 	}
 	if err := deleteMessages(c, set); err != nil {
-		return copiedError{fmt.Errorf("after the copy (no MOVE): %w", err)}
+		return copiedError{fmt.Errorf("after the copy (no MOVE): %w", err), since}
 	}
 	return nil
 }
@@ -86,19 +97,40 @@ func deleteMessages(c *imapclient.Client, set imap.UIDSet) error {
 }
 
 // copiedError is a move without MOVE that failed after its COPY was sent:
-// the messages may have their copies in the folder already.
-type copiedError struct{ err error }
+// the messages may have their copies in the folder already, at or above
+// since.next.
+type copiedError struct {
+	err   error
+	since copyMark
+}
 
 func (e copiedError) Error() string { return e.err.Error() }
 func (e copiedError) Unwrap() error { return e.err }
 
+// copyMark is where the copies of a COPY whose answer was lost can be: in
+// folder under validity, from UID next (the folder's UIDNEXT before the
+// COPY); uids is the messages of the mailbox that COPY copied. A zero
+// next: unknown (the server refused the STATUS), nothing is looked for.
+type copyMark struct {
+	folder   string
+	validity uint32
+	next     imap.UID
+	uids     []imap.UID
+}
+
 // copySent marks the requests of batch with action a that have one of
 // uids among their messages (reqs): a move of uids failed after its COPY
-// was sent.
-func copySent(batch []*compReq, reqs [][]imap.UID, a action, uids []imap.UID) {
+// was sent (since).
+func copySent(batch []*compReq, reqs [][]imap.UID, a action, uids []imap.UID, since copyMark) {
 	for i, r := range batch {
-		if r.seen == a.seen && r.moveTo == a.moveTo && slices.ContainsFunc(reqs[i], func(u imap.UID) bool { return slices.Contains(uids, u) }) {
-			r.copySent = true
+		if r.seen != a.seen || r.moveTo != a.moveTo {
+			continue
+		}
+		sent := slices.DeleteFunc(slices.Clone(reqs[i]), func(u imap.UID) bool { return !slices.Contains(uids, u) })
+		if len(sent) > 0 {
+			m := since
+			m.uids = sent
+			r.copySent = &m
 		}
 	}
 }
@@ -106,18 +138,21 @@ func copySent(batch []*compReq, reqs [][]imap.UID, a action, uids []imap.UID) {
 // copiedBefore returns the messages of the mailbox (among exists) whose
 // copy an earlier application made already: of the requests whose move
 // without MOVE failed after its COPY was sent (copySent), those whose
-// mail their folder holds, found by content (findByContent; a COPY is
-// all or nothing, so one copy found stands for all of a request's
-// messages). Their originals are then deleted, not copied again. It
-// examines each such folder and selects the mailbox again; on any
-// failure in between the connection is dropped, so that no later
-// command runs on the folder by mistake. A stand-in without Message-ID
-// cannot be found so: it is copied again.
+// mail their folder took since, found by content (findByContent above
+// the folder's UIDNEXT before the COPY; a COPY is all or nothing, so one
+// copy found stands for all the messages of the request it copied).
+// Their originals are then deleted, not copied again. It examines each
+// such folder and selects the mailbox again; on any failure in between
+// the connection is dropped, so that no later command runs on the folder
+// by mistake. A stand-in without Message-ID cannot be found so, nor a
+// copy into a folder whose UIDNEXT is unknown or that was created again
+// since (another UIDVALIDITY): it is copied again.
 func (s *Source) copiedBefore(ctx context.Context, c *imapclient.Client, batch []*compReq, reqs [][]imap.UID, exists map[imap.UID]bool) (map[imap.UID]bool, error) {
 	var folders []string
 	byFolder := map[string][]int{}
 	for i, r := range batch {
-		if !r.copySent || r.moveTo == "" || !slices.ContainsFunc(reqs[i], func(u imap.UID) bool { return exists[u] }) {
+		m := r.copySent
+		if m == nil || m.next == 0 || m.folder != r.moveTo || !slices.ContainsFunc(m.uids, func(u imap.UID) bool { return exists[u] }) {
 			continue
 		}
 		if _, ok := byFolder[r.moveTo]; !ok {
@@ -140,12 +175,16 @@ func (s *Source) copiedBefore(ctx context.Context, c *imapclient.Client, batch [
 				return fmt.Errorf("examine %q: %w", f, err)
 			}
 			for _, i := range byFolder[f] {
-				found, err := s.findByContent(ctx, c, boxRef{f, sel.UIDValidity}, batch[i])
+				m := batch[i].copySent
+				if sel.UIDValidity != m.validity {
+					continue // created again since: the copy, if made, went with the old one
+				}
+				found, err := s.findByContent(ctx, c, boxRef{f, sel.UIDValidity}, batch[i], m.next)
 				if err != nil {
 					return fmt.Errorf("in %q: %w", f, err)
 				}
 				if len(found) > 0 {
-					for _, u := range reqs[i] {
+					for _, u := range m.uids {
 						copied[u] = true
 					}
 				}
