@@ -55,8 +55,9 @@ type compReq struct {
 	failures  int
 	notBefore time.Time
 	// settled is the copies of the message the batch included, set by
-	// the loop when it applies the request; found whether the request's
-	// message (or a copy) was there to act on.
+	// the loop when it applies the request; found whether an application
+	// acted on the request's message (or a copy): sent a command for it
+	// that the server did not refuse unchanged (see acting).
 	settled dupe
 	found   bool
 	// copySent: an application moved the message without MOVE and

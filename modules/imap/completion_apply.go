@@ -97,11 +97,6 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 			exists[u] = true
 		}
 	}
-	for i, r := range batch {
-		if slices.ContainsFunc(reqs[i], func(u imap.UID) bool { return exists[u] }) {
-			r.found = true // by any application of r: an earlier one may have moved it
-		}
-	}
 	gone := s.failedAndSucceeded(batch, reqs, exists)
 	copied, err := s.copiedBefore(ctx, c, batch, reqs, exists)
 	if err != nil {
@@ -122,10 +117,14 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		if len(uids)+len(done) == 0 {
 			continue
 		}
+		undo := acting(batch, reqs, append(slices.Clone(uids), done...))
 		if a.seen {
 			set := imap.UIDSetNum(append(slices.Clone(uids), done...)...)
 			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
 			if err != nil {
+				if refusedUnchanged(err) {
+					undo()
+				}
 				return fmt.Errorf("flag \\Seen uid %v: %w", set, err)
 			}
 		}
@@ -144,12 +143,46 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 				var ce copiedError
 				if errors.As(err, &ce) {
 					copySent(batch, reqs, a, uids, ce.since)
+				} else if !a.seen && len(done) == 0 && refusedUnchanged(err) {
+					undo()
 				}
 				return fmt.Errorf("move uid %v to %q: %w", set, a.moveTo, err)
 			}
 		}
 	}
 	return s.fromFailed(ctx, c, gone)
+}
+
+// acting records, before the commands are sent, that an application
+// acts on uids: the requests of batch with one of them among their
+// messages (reqs) found their mail (compReq.found, which later
+// applications keep: the mail may be gone because this one moved it). It
+// returns what undoes that for the requests it marked, for commands the
+// server refused before they changed anything (see refusedUnchanged):
+// the mail is not theirs to count if another client takes it away before
+// the next application.
+func acting(batch []*compReq, reqs [][]imap.UID, uids []imap.UID) (undo func()) {
+	var marked []*compReq
+	for i, r := range batch {
+		if !r.found && slices.ContainsFunc(reqs[i], func(u imap.UID) bool { return slices.Contains(uids, u) }) {
+			r.found = true
+			marked = append(marked, r)
+		}
+	}
+	return func() {
+		for _, r := range marked {
+			r.found = false
+		}
+	}
+}
+
+// refusedUnchanged reports whether err is the server's NO or BAD to a
+// STORE, or to a move (or what precedes it: LIST, CREATE, COPY), that
+// changed nothing: not a lost connection (the command may have been
+// applied), nor a move without MOVE that failed after its COPY.
+func refusedUnchanged(err error) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie) && !errors.As(err, new(copiedError))
 }
 
 // isServerNo reports whether err is the server's answer (NO or BAD) to a

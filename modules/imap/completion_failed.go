@@ -99,16 +99,23 @@ func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed
 		if len(uids) == 0 {
 			continue
 		}
+		was := r.found // see acting
 		r.found = true
 		set := imap.UIDSetNum(uids...)
 		if r.seen {
 			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
 			if err != nil {
+				if refusedUnchanged(err) {
+					r.found = was
+				}
 				return fmt.Errorf("flag \\Seen uid %v in %q: %w", set, failed, err)
 			}
 		}
 		to := s.successFolder(r)
 		if err := moveInto(c, set, to, s.comp.folders); err != nil {
+			if !r.seen && refusedUnchanged(err) {
+				r.found = was
+			}
 			return fmt.Errorf("move uid %v from %q to %q: %w", set, failed, to, err)
 		}
 		s.log.Info("a task that succeeded after its dead letter: its mail moved out of the failed folder",

@@ -1,8 +1,10 @@
 package imap_test
 
 import (
+	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/stretchr/testify/require"
@@ -70,4 +72,50 @@ func TestDovecotMailTakenAwayBeforeCompletionIsNotCountedAsMoved(t *testing.T) {
 	require.Zero(t, dovecotCount(t, d, "INBOX"))
 	gone := logs.FilterMessageSnippet("no longer in the mailbox").All()
 	require.Len(t, gone, 2, "the success's and the dead letter's")
+}
+
+// A completion whose move the server refuses (here a failed folder it
+// can never create) is retried; a person who meanwhile takes the mail
+// out of the mailbox by hand did what the completion could not: the
+// retry finds nothing, and the dead letter is completed_again, its mail
+// not said moved. The refused attempt had found the mail, and the retry
+// counted it completed_failed, logging it moved to the folder that
+// cannot exist.
+func TestDovecotMailTakenAwayWhileRetriedIsNotMoved(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Append("INBOX", imaptest.Message("1@stuck", "order", "x")))
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.OnFailure.MoveTo = imap.Ptr("Orders/Failed")
+	core, logs := observer.New(zapcore.InfoLevel)
+	src, err := imap.NewSource(cfg, zap.New(core))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = src.Close() })
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 1)
+	tk := em.all()[0]
+	require.NoError(t, src.Complete(context.Background(), tk, task.DeadLettered, "bad order"))
+	require.Eventually(t, func() bool { return src.Status().CompletionFailures > 0 }, 10*time.Second, 10*time.Millisecond)
+
+	c, err := d.Dial()
+	require.NoError(t, err)
+	require.NoError(t, c.Create("Archive", nil).Wait())
+	_, err = c.Select("INBOX", nil).Wait()
+	require.NoError(t, err)
+	u, err := strconv.ParseUint(tk.Header(imap.HeaderUID), 10, 32)
+	require.NoError(t, err)
+	_, err = c.Move(goimap.UIDSetNum(goimap.UID(u)), "Archive").Wait()
+	require.NoError(t, err)
+	require.NoError(t, c.Logout().Wait())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, src.WaitCompletions(ctx))
+	st := src.Status()
+	require.Zero(t, st.CompletedFailed, "nothing was moved")
+	require.EqualValues(t, 1, st.CompletedAgain)
+	require.Empty(t, logs.FilterMessageSnippet("message moved after its dead letter").All())
+	require.Len(t, logs.FilterMessageSnippet("no longer in the mailbox").All(), 1)
+	require.Equal(t, 1, dovecotCount(t, d, "Archive"))
 }
