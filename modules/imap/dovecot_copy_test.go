@@ -124,3 +124,39 @@ func TestDovecotCopyDroppedIsNotFoundInOlderMail(t *testing.T) {
 		})
 	}
 }
+
+// A MOVE whose answer is lost with the connection moved the mail: the
+// retry finds it gone from the mailbox and counts it moved (completed_ok
+// or completed_failed), not completed_again.
+func TestDovecotMoveAnswerLostCountsMoved(t *testing.T) {
+	t.Parallel()
+	for _, o := range []task.Outcome{task.Succeeded, task.DeadLettered} {
+		t.Run(string(o), func(t *testing.T) {
+			t.Parallel()
+			d := dovecottest.Start(t)
+			require.NoError(t, d.Append("INBOX", imaptest.Message("1@lost", "order", "x")))
+			var armed, cut atomic.Bool
+			p := imaptest.NewProxyWith(t, d.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+				if armed.Load() && strings.Contains(line, "UID MOVE") && cut.CompareAndSwap(false, true) {
+					c.Mute() // the MOVE reaches the server; its answer is lost
+					go func() { time.Sleep(200 * time.Millisecond); c.Close() }()
+				}
+				return false
+			}})
+			cfg := dovecotConfig(d, imap.ModePoll)
+			cfg.Host, cfg.Port = p.Host(), p.Port()
+			src := newSource(t, cfg)
+			em := &fakeEmitter{}
+			start(t, src, em)
+			waitEmitted(t, em, 1)
+			armed.Store(true)
+			complete(t, src, em.all()[0], o)
+
+			require.True(t, cut.Load())
+			require.Zero(t, dovecotCount(t, d, "INBOX"))
+			st := src.Status()
+			require.EqualValues(t, 1, st.CompletedOK+st.CompletedFailed)
+			require.Zero(t, st.CompletedAgain)
+		})
+	}
+}
