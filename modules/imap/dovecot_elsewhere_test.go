@@ -119,3 +119,43 @@ func TestDovecotMailTakenAwayWhileRetriedIsNotMoved(t *testing.T) {
 	require.Len(t, logs.FilterMessageSnippet("no longer in the mailbox").All(), 1)
 	require.Equal(t, 1, dovecotCount(t, d, "Archive"))
 }
+
+// Mail left in the mailbox on purpose (a dead letter without a failed
+// folder) is recorded so that no scan emits it again; once it is no
+// longer in the mailbox (a person moved or deleted it), a reconcile pass
+// forgets it. The record kept every such mail for the life of the
+// source: a dead-letter rate in seen-only mode grew it without bound.
+func TestDovecotLeftInPlaceForgottenOnceGone(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Append("INBOX", imaptest.Message("1@left", "order", "x"), imaptest.Message("2@left", "order", "y")))
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.OnFailure.MoveTo = imap.Ptr("")
+	cfg.Reconcile = 300 * time.Millisecond
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 2)
+	byID := map[string]*task.Task{}
+	for _, tk := range em.all() {
+		byID[tk.Header(imap.HeaderMessageID)] = tk
+		complete(t, src, tk, task.DeadLettered)
+	}
+	require.Equal(t, 2, imap.LeftInPlace(src))
+
+	c, err := d.Dial()
+	require.NoError(t, err)
+	_, err = c.Select("INBOX", nil).Wait()
+	require.NoError(t, err)
+	u, err := strconv.ParseUint(byID["1@left"].Header(imap.HeaderUID), 10, 32)
+	require.NoError(t, err)
+	require.NoError(t, c.Store(goimap.UIDSetNum(goimap.UID(u)), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close())
+	require.NoError(t, c.Expunge().Close())
+	require.NoError(t, c.Logout().Wait())
+
+	require.Eventually(t, func() bool { return imap.LeftInPlace(src) == 1 }, 10*time.Second, 10*time.Millisecond,
+		"the mail deleted is forgotten, the other one kept")
+	time.Sleep(700 * time.Millisecond) // two more reconcile passes
+	require.Equal(t, 1, imap.LeftInPlace(src))
+	require.Equal(t, 2, em.count(), "the mail left in place is not emitted again")
+}

@@ -7,3 +7,11 @@ func PendingCopies(s *Source) int {
 	defer s.mu.Unlock()
 	return len(s.dupes)
 }
+
+// LeftInPlace is how many messages the source leaves in the mailbox on
+// purpose, for tests that check the record does not grow without bound.
+func LeftInPlace(s *Source) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.aside)
+}

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -106,7 +107,11 @@ func (s *Source) finishedUIDs(validity uint32, uids []imap.UID, now time.Time) {
 // started at searched no longer finds: another host handled their task and
 // moved or flagged them (an exclusive source's tasks are handled, and
 // completed, on any host), or a person removed them. Their completion, if
-// it still comes here, finds nothing to do.
+// it still comes here, finds nothing to do. It forgets too the messages
+// left in the mailbox on purpose that the search no longer finds, so that
+// their record stays as small as the mailbox (a UID is never given again
+// under one UIDVALIDITY; one flagged \Deleted, or \Seen in seen-only
+// mode, and cleared again is a message of its own).
 func (s *Source) forgetGone(found []imap.UID, searched time.Time) {
 	there := make(map[imap.UID]bool, len(found))
 	for _, u := range found {
@@ -114,6 +119,7 @@ func (s *Source) forgetGone(found []imap.UID, searched time.Time) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	maps.DeleteFunc(s.aside, func(u imap.UID, _ bool) bool { return !there[u] })
 	n := 0
 	for key, e := range s.inflight {
 		if e.completing || e.validity != s.uidValidity || !e.at.Before(searched) || there[e.uid] {
