@@ -106,7 +106,8 @@ type Source struct {
 	suspects map[imap.UID]bool
 	// aside is the UIDs (under uidValidity) the source leaves in the
 	// mailbox on purpose: no scan emits them again, nor fetches them,
-	// until UIDVALIDITY changes (see withoutAside, unfinished);
+	// until UIDVALIDITY changes (see withoutAside, unfinished); a
+	// reconcile pass forgets those no longer there (see forgetGone);
 	// finished those a completion settled lately,
 	// when; nextReconcile when the next scan searches the whole mailbox
 	// (see reconcile.go).
