@@ -142,7 +142,7 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 			if err := moveInto(c, set, a.moveTo, cp.folders); err != nil {
 				var ce copiedError
 				if errors.As(err, &ce) {
-					copySent(batch, reqs, a, uids, ce.since)
+					copySent(batch, reqs, a, uids, cp.validity, ce.since)
 				} else if !a.seen && len(done) == 0 && refusedUnchanged(err) {
 					undo()
 				}

@@ -1,6 +1,7 @@
 package imap_test
 
 import (
+	"context"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -159,4 +160,75 @@ func TestDovecotMoveAnswerLostCountsMoved(t *testing.T) {
 			require.Zero(t, st.CompletedAgain)
 		})
 	}
+}
+
+// A COPY whose answer was lost names the messages it copied by their
+// UIDs under the mailbox's UIDVALIDITY then. The mailbox created again
+// before the retry gives those UIDs to other mail: here the dead
+// letter's, applied in the same batch, took the UID the success's mail
+// had when it was copied, and was deleted as if copied already, never
+// copied to Failed: lost. After such a change the copy is not looked
+// for: the success's mail is copied again (twice in Processed), and
+// none is lost.
+func TestDovecotCopyCutThenMailboxRecreated(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	a, c := imaptest.Message("1@ok", "order", "a"), imaptest.Message("3@dead", "order", "c")
+	require.NoError(t, d.Append("Orders", a, c))
+	var armed, cut, held atomic.Bool
+	release := make(chan struct{})
+	selecting := make(chan struct{})
+	p := imaptest.NewProxyWith(t, d.Addr(), imaptest.Hooks{OnLine: func(conn *imaptest.Conn, line string) bool {
+		if !armed.Load() {
+			return false
+		}
+		if strings.Contains(line, "UID COPY") && cut.CompareAndSwap(false, true) {
+			conn.Mute() // the COPY reaches the server; its answer is lost
+			go func() { time.Sleep(200 * time.Millisecond); conn.Close() }()
+		} else if cut.Load() && strings.Contains(line, "SELECT") && held.CompareAndSwap(false, true) {
+			close(selecting) // the retry, on a fresh connection
+			select {
+			case <-release:
+			case <-conn.Closed():
+			}
+		}
+		return false
+	}})
+	p.HideCapability("MOVE")
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.Host, cfg.Port, cfg.Mailbox = p.Host(), p.Port(), "Orders"
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 2)
+	byID := map[string]*task.Task{}
+	for _, tk := range em.all() {
+		byID[tk.Header(imap.HeaderMessageID)] = tk
+	}
+
+	d.Stop() // both completions wait, and are applied in one batch
+	ctx := context.Background()
+	require.NoError(t, src.Complete(ctx, byID["1@ok"], task.Succeeded, ""))
+	require.NoError(t, src.Complete(ctx, byID["3@dead"], task.DeadLettered, "bad order"))
+	require.Eventually(t, func() bool { return src.Status().CompletionFailures > 0 }, 20*time.Second, 10*time.Millisecond)
+	armed.Store(true)
+	d.Resume()
+	select {
+	case <-selecting:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no retry after the cut")
+	}
+	deleteAndCreate(t, d, "Orders", c, a) // the dead letter's mail takes UID 1
+	close(release)
+
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	require.NoError(t, src.WaitCompletions(wctx))
+	ids, err := d.MessageIDs("Failed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"3@dead"}, ids, "the dead letter's mail")
+	ids, err = d.MessageIDs("Processed")
+	require.NoError(t, err)
+	require.NotEmpty(t, ids)
+	require.Zero(t, dovecotCount(t, d, "Orders"))
 }

@@ -109,19 +109,22 @@ func (e copiedError) Unwrap() error { return e.err }
 
 // copyMark is where the copies of a COPY whose answer was lost can be: in
 // folder under validity, from UID next (the folder's UIDNEXT before the
-// COPY); uids is the messages of the mailbox that COPY copied. A zero
-// next: unknown (the server refused the STATUS), nothing is looked for.
+// COPY); uids is the messages of the mailbox that COPY copied, under the
+// mailbox's UIDVALIDITY box (under another one they name other mail). A
+// zero next: unknown (the server refused the STATUS), nothing is looked
+// for.
 type copyMark struct {
 	folder   string
 	validity uint32
 	next     imap.UID
+	box      uint32
 	uids     []imap.UID
 }
 
 // copySent marks the requests of batch with action a that have one of
-// uids among their messages (reqs): a move of uids failed after its COPY
-// was sent (since).
-func copySent(batch []*compReq, reqs [][]imap.UID, a action, uids []imap.UID, since copyMark) {
+// uids among their messages (reqs): a move of uids, in the mailbox under
+// UIDVALIDITY box, failed after its COPY was sent (since).
+func copySent(batch []*compReq, reqs [][]imap.UID, a action, uids []imap.UID, box uint32, since copyMark) {
 	for i, r := range batch {
 		if r.seen != a.seen || r.moveTo != a.moveTo {
 			continue
@@ -129,7 +132,7 @@ func copySent(batch []*compReq, reqs [][]imap.UID, a action, uids []imap.UID, si
 		sent := slices.DeleteFunc(slices.Clone(reqs[i]), func(u imap.UID) bool { return !slices.Contains(uids, u) })
 		if len(sent) > 0 {
 			m := since
-			m.uids = sent
+			m.box, m.uids = box, sent
 			r.copySent = &m
 		}
 	}
@@ -146,13 +149,15 @@ func copySent(batch []*compReq, reqs [][]imap.UID, a action, uids []imap.UID, si
 // the connection is dropped, so that no later command runs on the folder
 // by mistake. A stand-in without Message-ID cannot be found so, nor a
 // copy into a folder whose UIDNEXT is unknown or that was created again
-// since (another UIDVALIDITY): it is copied again.
+// since (another UIDVALIDITY), nor one of a mailbox created again since:
+// it is copied again.
 func (s *Source) copiedBefore(ctx context.Context, c *imapclient.Client, batch []*compReq, reqs [][]imap.UID, exists map[imap.UID]bool) (map[imap.UID]bool, error) {
 	var folders []string
 	byFolder := map[string][]int{}
 	for i, r := range batch {
 		m := r.copySent
-		if m == nil || m.next == 0 || m.folder != r.moveTo || !slices.ContainsFunc(m.uids, func(u imap.UID) bool { return exists[u] }) {
+		if m == nil || m.next == 0 || m.folder != r.moveTo || m.box != s.comp.validity ||
+			!slices.ContainsFunc(m.uids, func(u imap.UID) bool { return exists[u] }) {
 			continue
 		}
 		if _, ok := byFolder[r.moveTo]; !ok {
