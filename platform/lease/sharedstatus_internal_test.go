@@ -248,3 +248,27 @@ func TestTakeCountsOnAReadStartedAfterItsCreate(t *testing.T) {
 	r1.answer <- 4 * time.Second
 	requireTTL(t, before, 4*time.Second, "the other lease's read")
 }
+
+// TestTTLLastSeenIsTheLatestReadsNotTheLastAnswereds: two reads of the
+// bucket's status under way, the later one answered first with a lowered
+// TTL, the earlier one (started before the lowering) after it. The TTL
+// last seen, which the leases' Status and health checks say, was the
+// last answered: the old one, as if the bucket agreed with the host, while
+// its holders counted on the lowered one. It is the latest read's.
+func TestTTLLastSeenIsTheLatestReadsNotTheLastAnswereds(t *testing.T) {
+	t.Parallel()
+	const own, lowered = 4 * time.Second, time.Second
+	g := newGatedBucket()
+	k := &KV{cfg: KVConfig{Bucket: "gated", TTL: own}, kv: g}
+	k.seenTTL.Store(int64(own))
+	first := goStatusSince(k, time.Now())
+	r1 := g.nextRead(t, 5*time.Second, "the first read")
+	second := goStatusSince(k, time.Now())
+	r2 := g.nextRead(t, 2*time.Second, "the second read")
+	r2.answer <- lowered
+	requireTTL(t, second, lowered, "the later read")
+	r1.answer <- own // answered last, from before the lowering
+	requireTTL(t, first, own, "the earlier read")
+	require.Equal(t, lowered, time.Duration(k.seenTTL.Load()), "the TTL last seen is the latest read's")
+	require.Contains(t, k.ttlProblem(), "has ttl 1s", "the difference stays said")
+}

@@ -51,13 +51,22 @@ func (k *KV) ttl() time.Duration {
 	return countOn(k.cfg.TTL, time.Duration(k.seenTTL.Load()))
 }
 
-// status asks the bucket's status and records its TTL as last seen.
+// status asks the bucket's status and records its TTL as last seen,
+// unless a read that started later recorded one already: reads answered
+// out of order (one from before a lowering answered after one from
+// after it) leave the latest read's TTL, not the last answered.
 func (k *KV) status(ctx context.Context) (jetstream.KeyValueStatus, error) {
+	started := time.Now()
 	st, err := k.kv.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %q: status: %w", k.cfg.Bucket, err)
 	}
-	k.seenTTL.Store(int64(st.TTL()))
+	k.reads.mu.Lock()
+	if !started.Before(k.reads.seenFrom) {
+		k.reads.seenFrom = started
+		k.seenTTL.Store(int64(st.TTL()))
+	}
+	k.reads.mu.Unlock()
 	return st, nil
 }
 
@@ -73,10 +82,12 @@ type statusRead struct {
 	cut bool
 }
 
-// statusReads holds a KV's latest status read.
+// statusReads holds a KV's latest status read, and when the read whose
+// TTL is the last seen started.
 type statusReads struct {
-	mu     sync.Mutex
-	latest *statusRead
+	mu       sync.Mutex
+	latest   *statusRead
+	seenFrom time.Time
 }
 
 // statusSince returns the bucket's status from a read that started no
