@@ -9,9 +9,10 @@
 //     creates the lease's key (Create: only if absent) and renews it with
 //     Update on the revision it holds (optimistic concurrency), every
 //     quarter of the TTL (brought forward onto a grid of a sixteenth of
-//     it, so that the renewals of many leases come together). A holder that dies stops renewing; the key
-//     expires after the TTL and another host's next attempt (every third of
-//     the TTL) takes it: the default TTL of 6 s hands over within 8 s. A
+//     it, so that the renewals of many leases come together). A holder
+//     that dies stops renewing; the key expires after the TTL and another
+//     host's next attempt (every third of the TTL) takes it: the default
+//     TTL of 6 s hands over within 8 s. A
 //     holder that cannot renew (cut off from NATS) declares its hold lost
 //     a quarter of the TTL before the key can expire, measured from when
 //     it sent its last successful renewal, so its work stops before anyone
@@ -35,17 +36,18 @@
 //     look fails does not extend the hold, a key created under a TTL
 //     unknown is let go; the leases of a KV share a look that started
 //     after each one's create or renewal was sent, never one from before
-//     it): the bucket's TTL can be
-//     lowered under a running host (ApplyKV on a host that owns the
-//     server others use), and a holder counting on the old one would
-//     believe its hold after its key expired. A bucket TTL other than the
-//     host's stays in the lease's Status.LastError. ApplyKV marks a lower
-//     TTL in the bucket's metadata with the time of the change, and no
-//     host takes a lease from the bucket until the old TTL has passed
-//     since (Status.HeldFrom says when), so that every holder counting
-//     on the old TTL has renewed into the change, learning the new one,
-//     or let go. A TTL lowered by hand (nats kv edit) leaves no mark:
-//     lower it with the hosts stopped, or through ApplyKV.
+//     it): the bucket's TTL can be lowered under a running host (ApplyKV
+//     on a host that owns the server others use), and a holder counting
+//     on the old one would believe its hold after its key expired. A
+//     bucket TTL other than the host's stays in the lease's
+//     Status.LastError (as the latest read saw it, not the last
+//     answered). ApplyKV marks a lower TTL in the bucket's metadata with
+//     the time of the change, and no host takes a lease from the bucket
+//     until the old TTL has passed since (Status.HeldFrom says when), so
+//     that every holder counting on the old TTL has renewed into the
+//     change, learning the new one, or let go. A TTL lowered by hand (nats
+//     kv edit) leaves no mark: lower it with the hosts stopped, or through
+//     ApplyKV.
 //   - Local: a lease within one process, for the memory backend and a
 //     single host. It costs a mutex.
 //

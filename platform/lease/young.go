@@ -26,8 +26,8 @@ import (
 // the key's latest entry; so is the time since a lowering. When the age
 // is unknown (a request failed), the bucket is taken to be new: the key
 // was created in it before, so it is the TTL old a TTL from now; and
-// lowered (the old TTL of a lowering marked when the host looked before
-// its attempt, 0 for none) is taken to have just begun: the wait is
+// lowered (the old TTL of a lowering marked when the host looked after
+// it created the key, 0 for none) is taken to have just begun: the wait is
 // the longer of the two. The error says why the age is unknown, or why
 // a lowering's mark cannot be read (then the wait is at least this
 // host's TTL and lowered).
