@@ -285,7 +285,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	_ = adv.InProgress()
 	b.tellDeadOnce(q, a.StreamSeq, queue.DeadLetter{Task: t, Reason: stored.reason, At: stored.at})
 	if keyed {
-		if err := b.markDone(ctx, q, t.Key, task.DeadLettered, stored.reason); err != nil {
+		if err := b.markDone(ctx, q, t.Key, true, task.DeadLettered, stored.reason); err != nil {
 			return err
 		}
 	}

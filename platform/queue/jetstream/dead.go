@@ -263,7 +263,7 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason strin
 	}
 	r.d.DeadReason = stored.reason // an earlier copy's, or this one's as stored
 	if r.keyed {
-		if err := b.markDone(ctx, r.q, r.d.Task.Key, task.DeadLettered, stored.reason); err != nil {
+		if err := b.markDone(ctx, r.q, r.d.Task.Key, true, task.DeadLettered, stored.reason); err != nil {
 			return err
 		}
 	}

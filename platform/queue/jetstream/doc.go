@@ -107,7 +107,9 @@
 // starting with Plba-Key-) has "Plba-Key-SHA256:" and the hex of its
 // SHA-256 as its Nats-Msg-Id, so no producer can take the key of a
 // keyless task still to come, in this process or another (codec.go,
-// msgIDOf). A dropped task is marked finished or held (see
+// msgIDOf), and a keyless task's success, recorded for its redelivery,
+// has a marker a producer's key written the same never meets
+// (doneSubject). A dropped task is marked finished or held (see
 // queue.Producer).
 //
 // A task's message has the payload as its data, Task.Headers under their

@@ -35,7 +35,8 @@ import (
 // decodeTask): a generated key cannot be enqueued again after a restart;
 // a generated key's success on the task's last attempt
 // (queue.Delivery.Last), or of a task whose source waits for its outcome
-// (task.HeaderCompletion), is recorded too, for its redelivery only. A
+// (task.HeaderCompletion), is recorded too, for its redelivery only, on
+// a subject no producer's key has (doneSubject). A
 // crash between the marker and the ack (or a dead letter's term) leaves
 // the task queued while a new task with its key is dropped; its next
 // delivery finds the marker newer than its message (finishedBefore, one
@@ -58,10 +59,10 @@ import (
 // the delivery is not handed out, the server delivers it again after
 // its AckWait, as when its dead letter cannot be looked for
 // (deadLetteredBefore). Both times are the server's.
-func (b *Backend) finishedBefore(ctx context.Context, q *queueState, key string, stored time.Time) (task.Outcome, bool, error) {
+func (b *Backend) finishedBefore(ctx context.Context, q *queueState, key string, keyed bool, stored time.Time) (task.Outcome, bool, error) {
 	lctx, stop := b.serverContext(ctx)
 	defer stop()
-	m, err := b.lastDone(lctx, q.doneSubject(key))
+	m, err := b.lastDone(lctx, q.doneSubject(key, keyed))
 	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
 		return "", false, nil
 	}
@@ -123,8 +124,21 @@ func (b *Backend) directDone() bool { return b.cfg.Replicas == 1 }
 
 // doneSubject is the marker subject of key on q: the prefix and the hex
 // of the first 16 bytes of the key's SHA-256, built in one allocation.
-func (q *queueState) doneSubject(key string) string {
-	sum := sha256.Sum256([]byte(key))
+// keyed says whose key it is: a producer's, or one Prepare generated
+// (task.KeyGenerated; a delivery's keyed, decodeTask). A generated key's
+// is the hash of a line break and the key, which no producer's key
+// starts with (a key holds no line break: checkTask): a producer's key
+// written as a generated one never meets that task's marker (msgIDOf
+// keeps their Nats-Msg-Ids apart likewise). A re-driven task's key is
+// remembered as a producer's (Redrive).
+func (q *queueState) doneSubject(key string, keyed bool) string {
+	var sum [sha256.Size]byte
+	if keyed {
+		sum = sha256.Sum256([]byte(key))
+	} else {
+		var kb [1 + 64]byte // a generated key is 32 bytes: no allocation
+		sum = sha256.Sum256(append(append(kb[:0], '\n'), key...))
+	}
 	var buf [128]byte
 	b := append(buf[:0], q.donePrefix...)
 	b = hex.AppendEncode(b, sum[:16])
@@ -180,17 +194,18 @@ func markFinished(t *task.Task, data []byte) {
 	task.MarkHeld(t, "")
 }
 
-// markDone stores the marker that key finished on q with outcome o (and a
-// dead letter's reason), and waits for the server to store it.
+// markDone stores the marker that key (a producer's when keyed:
+// doneSubject) finished on q with outcome o (and a dead letter's
+// reason), and waits for the server to store it.
 // A record no stream answered is published once more after the streams
 // were set up again (restore.go).
-func (b *Backend) markDone(ctx context.Context, q *queueState, key string, o task.Outcome, reason string) error {
-	_, err := b.js.Publish(ctx, q.doneSubject(key), doneData(o, reason))
+func (b *Backend) markDone(ctx context.Context, q *queueState, key string, keyed bool, o task.Outcome, reason string) error {
+	_, err := b.js.Publish(ctx, q.doneSubject(key, keyed), doneData(o, reason))
 	if storeGone(err) {
 		if rerr := b.awaitRestore(ctx); rerr != nil {
 			return fmt.Errorf("jetstream: record key %q of %q as finished: %w; setting the stream up again: %w", key, q.queue, err, rerr)
 		}
-		_, err = b.js.Publish(ctx, q.doneSubject(key), doneData(o, reason))
+		_, err = b.js.Publish(ctx, q.doneSubject(key, keyed), doneData(o, reason))
 	}
 	if err != nil {
 		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", key, q.queue, err)
@@ -198,11 +213,12 @@ func (b *Backend) markDone(ctx context.Context, q *queueState, key string, o tas
 	return nil
 }
 
-// doneMarker returns the stream sequence of key's marker on q (0 when
+// doneMarker returns the stream sequence of key's marker on q (a
+// producer's key when keyed: doneSubject; 0 when
 // the key has none: never finished, or its marker aged out of the
 // window) and whether it records that the task succeeded.
-func (b *Backend) doneMarker(ctx context.Context, q *queueState, key string) (seq uint64, succeeded bool, err error) {
-	m, err := b.lastDone(ctx, q.doneSubject(key))
+func (b *Backend) doneMarker(ctx context.Context, q *queueState, key string, keyed bool) (seq uint64, succeeded bool, err error) {
+	m, err := b.lastDone(ctx, q.doneSubject(key, keyed))
 	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
 		return 0, false, nil
 	}
@@ -219,7 +235,7 @@ func (b *Backend) doneMarker(ctx context.Context, q *queueState, key string) (se
 // only over prev: when the re-driven task finished meanwhile, its own
 // marker stands.
 func (b *Backend) markQueuedAgain(ctx context.Context, q *queueState, key string, prev uint64) error {
-	_, err := b.js.Publish(ctx, q.doneSubject(key), doneData(task.Returned, ""), jetstream.WithExpectLastSequencePerSubject(prev))
+	_, err := b.js.Publish(ctx, q.doneSubject(key, true), doneData(task.Returned, ""), jetstream.WithExpectLastSequencePerSubject(prev))
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
@@ -263,7 +279,7 @@ func (b *Backend) markDoneThenAck(ctx context.Context, r *receipt) error {
 	if err := b.acquire(ctx); err != nil {
 		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.d.Task.Key, r.q.queue, err)
 	}
-	m := &nats.Msg{Subject: r.q.doneSubject(r.d.Task.Key), Data: doneData(task.Succeeded, "")}
+	m := &nats.Msg{Subject: r.q.doneSubject(r.d.Task.Key, r.keyed), Data: doneData(task.Succeeded, "")}
 	b.pubs.addAck(m, r, r.d.Task.ID)
 	if _, err := b.js.PublishMsgAsync(m); err != nil {
 		b.releaseWindow() // nats.go forgot it: no callback comes
@@ -308,7 +324,7 @@ func (b *Backend) finished(ctx context.Context, tasks []*task.Task, qs []*queueS
 		if t.KeyGenerated() {
 			continue
 		}
-		subj := qs[i].doneSubject(t.Key)
+		subj := qs[i].doneSubject(t.Key, true)
 		if _, ok := at[subj]; !ok {
 			subjects = append(subjects, subj)
 		}
@@ -350,7 +366,7 @@ func (b *Backend) finishedOneByOne(ctx context.Context, tasks []*task.Task, qs [
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			m, err := b.done.GetLastMsgForSubject(ctx, qs[i].doneSubject(t.Key))
+			m, err := b.done.GetLastMsgForSubject(ctx, qs[i].doneSubject(t.Key, true))
 			switch {
 			case err == nil:
 				out[i] = doneMark{done: ownMarker(m.Data), data: m.Data}

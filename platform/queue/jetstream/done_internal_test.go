@@ -23,8 +23,8 @@ func TestFinishedLookups(t *testing.T) {
 	require.NoError(t, err)
 	q2, err := b.queue("two")
 	require.NoError(t, err)
-	require.NoError(t, b.markDone(ctx, q1, "a", task.Succeeded, ""))
-	require.NoError(t, b.markDone(ctx, q2, "b", task.DeadLettered, "bad input"))
+	require.NoError(t, b.markDone(ctx, q1, "a", true, task.Succeeded, ""))
+	require.NoError(t, b.markDone(ctx, q2, "b", true, task.DeadLettered, "bad input"))
 	tasks := []*task.Task{{Key: "a", Queue: "one"}, {Key: "a", Queue: "two"}, {Key: "b", Queue: "two"}, {Key: "c", Queue: "one"}, {Key: "a", Queue: "one"}}
 	qs := []*queueState{q1, q2, q2, q1, q1}
 	ok, dead := doneMark{true, []byte("succeeded")}, doneMark{true, []byte("dead_lettered\nbad input")}
@@ -52,7 +52,7 @@ func TestFinishedLookupsInChunks(t *testing.T) {
 		tasks[i] = &task.Task{Key: strconv.Itoa(i), Queue: "big"}
 		qs[i] = q
 		if i%2 == 0 {
-			require.NoError(t, b.markDone(ctx, q, tasks[i].Key, task.Succeeded, ""))
+			require.NoError(t, b.markDone(ctx, q, tasks[i].Key, true, task.Succeeded, ""))
 		}
 	}
 	got, err := b.finished(ctx, tasks, qs)
@@ -78,7 +78,7 @@ func TestQueuedAgainMarkerKeepsANewerOutcome(t *testing.T) {
 	}
 
 	// No marker yet, and none meanwhile: the key is recorded as queued.
-	prev, _, err := b.doneMarker(ctx, q, "fresh")
+	prev, _, err := b.doneMarker(ctx, q, "fresh", true)
 	require.NoError(t, err)
 	require.Zero(t, prev)
 	require.NoError(t, b.markQueuedAgain(ctx, q, "fresh", prev))
@@ -88,11 +88,11 @@ func TestQueuedAgainMarkerKeepsANewerOutcome(t *testing.T) {
 
 	// The dead letter's marker, then the re-driven task's success before
 	// the re-drive records the key: the success stands.
-	require.NoError(t, b.markDone(ctx, q, "k", task.DeadLettered, "bad"))
-	prev, _, err = b.doneMarker(ctx, q, "k")
+	require.NoError(t, b.markDone(ctx, q, "k", true, task.DeadLettered, "bad"))
+	prev, _, err = b.doneMarker(ctx, q, "k", true)
 	require.NoError(t, err)
 	require.NotZero(t, prev)
-	require.NoError(t, b.markDone(ctx, q, "k", task.Succeeded, ""))
+	require.NoError(t, b.markDone(ctx, q, "k", true, task.Succeeded, ""))
 	require.NoError(t, b.markQueuedAgain(ctx, q, "k", prev))
 	require.Equal(t, doneMark{done: true, data: []byte("succeeded")}, lookup("k"))
 }

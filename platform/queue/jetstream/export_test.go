@@ -80,7 +80,7 @@ func StoreDeadOnly(ctx context.Context, b *Backend, d *queue.Delivery, reason st
 		return err
 	}
 	if r.keyed {
-		return b.markDone(ctx, r.q, r.d.Task.Key, task.DeadLettered, reason)
+		return b.markDone(ctx, r.q, r.d.Task.Key, r.keyed, task.DeadLettered, reason)
 	}
 	return nil
 }
@@ -93,7 +93,7 @@ func DoneMarker(tb testing.TB, b *Backend, d *queue.Delivery) string {
 	if !r.keyed {
 		return ""
 	}
-	m, err := b.lastDone(tb.Context(), r.q.doneSubject(d.Task.Key))
+	m, err := b.lastDone(tb.Context(), r.q.doneSubject(d.Task.Key, true))
 	require.NoError(tb, err)
 	return string(m.Data)
 }

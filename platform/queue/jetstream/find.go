@@ -65,19 +65,28 @@ func (b *Backend) FindTasks(ctx context.Context, queueName string, l queue.TaskL
 		return s, nil
 	}
 	s.Searched = append(s.Searched, fmt.Sprintf("finished keys that producers chose (stream %s, kept for %s, queue.jetstream.duplicate_window)", b.names.doneStream(), b.cfg.DuplicateWindow))
-	m, err := b.lastDone(ctx, (&queueState{queueNames: qn}).doneSubject(l.Key))
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):
-	case err != nil:
-		return s, fmt.Errorf("jetstream: look up key %q of %q: %w", l.Key, queueName, err)
-	default:
-		o, reason, _ := strings.Cut(string(m.Data), "\n")
-		switch task.Outcome(o) {
-		case task.Succeeded:
-			s.Found = append(s.Found, queue.FoundTask{State: queue.StateSucceeded, Task: &task.Task{Key: l.Key, Queue: queueName}, At: m.Time})
-		case task.DeadLettered:
-			if !hasDead(s.Found) { // the dead letter itself is listed when still kept
-				s.Found = append(s.Found, queue.FoundTask{State: queue.StateDead, Task: &task.Task{Key: l.Key, Queue: queueName}, Reason: reason, At: m.Time})
+	// The marker of the key a producer gave, and of the generated key
+	// written the same, if it can be one (a keyless task's success on
+	// its last attempt, or told to its source, is recorded: done.go).
+	q := &queueState{queueNames: qn}
+	for _, keyed := range [...]bool{true, false} {
+		if !keyed && !generatedShape(l.Key) {
+			break
+		}
+		m, err := b.lastDone(ctx, q.doneSubject(l.Key, keyed))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):
+		case err != nil:
+			return s, fmt.Errorf("jetstream: look up key %q of %q: %w", l.Key, queueName, err)
+		default:
+			o, reason, _ := strings.Cut(string(m.Data), "\n")
+			switch task.Outcome(o) {
+			case task.Succeeded:
+				s.Found = append(s.Found, queue.FoundTask{State: queue.StateSucceeded, Task: &task.Task{Key: l.Key, Queue: queueName}, At: m.Time})
+			case task.DeadLettered:
+				if !hasDead(s.Found) { // the dead letter itself is listed when still kept
+					s.Found = append(s.Found, queue.FoundTask{State: queue.StateDead, Task: &task.Task{Key: l.Key, Queue: queueName}, Reason: reason, At: m.Time})
+				}
 			}
 		}
 	}

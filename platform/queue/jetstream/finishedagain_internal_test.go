@@ -40,10 +40,10 @@ func TestTaskDeliveredAgainAfterItFinishedIsNotHandedOut(t *testing.T) {
 		if d.Task.ID == "dead" {
 			_, err := b.publishDead(ctx, q, d.Task, true, d.Receipt.(*receipt).seq, d.Task.Attempt, "bad input")
 			require.NoError(t, err)
-			require.NoError(t, b.markDone(ctx, q, d.Task.Key, task.DeadLettered, "bad input"))
+			require.NoError(t, b.markDone(ctx, q, d.Task.Key, d.Receipt.(*receipt).keyed, task.DeadLettered, "bad input"))
 			continue
 		}
-		require.NoError(t, b.markDone(ctx, q, d.Task.Key, task.Succeeded, ""))
+		require.NoError(t, b.markDone(ctx, q, d.Task.Key, d.Receipt.(*receipt).keyed, task.Succeeded, ""))
 	}
 	// Past the AckWait the server delivers both again: neither is handed out.
 	got := lease(3 * time.Second)
@@ -152,7 +152,7 @@ func TestKeylessTaskAckedOnItsLastAttemptIsNotHandedOutAgain(t *testing.T) {
 		require.NoError(t, b.Enqueue(ctx, tk))
 	}
 	marker := func(key string) (uint64, bool) {
-		seq, ok, err := b.doneMarker(ctx, q, key)
+		seq, ok, err := b.doneMarker(ctx, q, key, false)
 		require.NoError(t, err)
 		return seq, ok
 	}
@@ -176,7 +176,7 @@ func TestKeylessTaskAckedOnItsLastAttemptIsNotHandedOutAgain(t *testing.T) {
 	// AckWait the server delivers the task again, and it is not handed out.
 	enqueue()
 	d = leaseOne()
-	require.NoError(t, b.markDone(ctx, q, d.Task.Key, task.Succeeded, ""))
+	require.NoError(t, b.markDone(ctx, q, d.Task.Key, d.Receipt.(*receipt).keyed, task.Succeeded, ""))
 	require.Empty(t, lease(3*time.Second), "a task that succeeded on its last attempt handed out again")
 	require.Eventually(t, func() bool {
 		st, err := b.Stats(ctx, "last")
@@ -221,7 +221,7 @@ func TestKeylessTaskItsSourceWaitsForIsNotHandedOutAgain(t *testing.T) {
 	d := leaseOne()
 	require.False(t, d.Last)
 	require.NoError(t, b.Ack(ctx, d))
-	seq, ok, err := b.doneMarker(ctx, q, d.Task.Key)
+	seq, ok, err := b.doneMarker(ctx, q, d.Task.Key, false)
 	require.NoError(t, err)
 	require.True(t, seq > 0 && ok, "no finished marker when Ack returned for a task its source waits for")
 
@@ -229,7 +229,7 @@ func TestKeylessTaskItsSourceWaitsForIsNotHandedOutAgain(t *testing.T) {
 	// AckWait the server delivers the task again, and it is not handed out.
 	enqueue()
 	d = leaseOne()
-	require.NoError(t, b.markDone(ctx, q, d.Task.Key, task.Succeeded, ""))
+	require.NoError(t, b.markDone(ctx, q, d.Task.Key, d.Receipt.(*receipt).keyed, task.Succeeded, ""))
 	require.Empty(t, leaseWithin(t, b, "told", 3*time.Second), "a task whose source heard its success handed out again")
 	require.Eventually(t, func() bool {
 		st, err := b.Stats(ctx, "told")
@@ -264,7 +264,7 @@ func TestFinishedTaskIsNotHandedOutWhileItsMarkerCannotBeRead(t *testing.T) {
 	ds := leaseWithin(t, b, "again", 10*time.Second)
 	require.Len(t, ds, 1)
 	// What the settlement did before it was cut short.
-	require.NoError(t, b.markDone(ctx, q, "order-1", task.Succeeded, ""))
+	require.NoError(t, b.markDone(ctx, q, "order-1", true, task.Succeeded, ""))
 
 	done := b.done
 	b.done = lookupFails{done}
@@ -360,7 +360,7 @@ func TestTaskFoundSucceededAgainTellsItsSource(t *testing.T) {
 	}
 	for _, d := range ds {
 		// The success recorded, its ack lost.
-		require.NoError(t, b.markDone(ctx, q, d.Task.Key, task.Succeeded, ""))
+		require.NoError(t, b.markDone(ctx, q, d.Task.Key, d.Receipt.(*receipt).keyed, task.Succeeded, ""))
 	}
 	require.Empty(t, leaseWithin(t, b, "fin", 3*time.Second), "a finished task handed out again")
 	require.Eventually(t, func() bool {

@@ -100,7 +100,7 @@ func (b *Backend) dupMarkOf(ctx context.Context, q *queueState, t *task.Task, se
 	case err == nil:
 		return dupMark{own: by == t.ID, by: by}
 	case errors.Is(err, errHolderGone):
-		m, err := b.done.GetLastMsgForSubject(ctx, q.doneSubject(t.Key))
+		m, err := b.done.GetLastMsgForSubject(ctx, q.doneSubject(t.Key, true))
 		switch {
 		case err == nil:
 			return dupMark{finished: m.Data}

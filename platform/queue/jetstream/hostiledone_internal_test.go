@@ -25,9 +25,9 @@ func TestForeignFinishedKeyMarkerIsNotAMarker(t *testing.T) {
 	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "first", Kind: "k", Queue: qn}))
 	q, err := b.queue(qn)
 	require.NoError(t, err)
-	_, err = b.js.Publish(ctx, q.doneSubject("k1"), []byte("garbage"))
+	_, err = b.js.Publish(ctx, q.doneSubject("k1", true), []byte("garbage"))
 	require.NoError(t, err)
-	_, err = b.js.Publish(ctx, q.doneSubject("k2"), []byte(task.Succeeded))
+	_, err = b.js.Publish(ctx, q.doneSubject("k2", true), []byte(task.Succeeded))
 	require.NoError(t, err)
 
 	t1 := &task.Task{Kind: "k", Queue: qn, Key: "k1"}

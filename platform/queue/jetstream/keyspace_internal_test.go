@@ -104,3 +104,49 @@ func TestDelayedTasksWithOneIDAreBothKept(t *testing.T) {
 	extra, err := b.Lease(lctx, qn, 1, time.Second)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing more: %v", extra)
 }
+
+// TestAProducersKeyMeetsNoGeneratedKeysMarker: a keyless task whose
+// success is recorded (its source waits for its outcome, or it
+// succeeded on its last attempt) leaves a finished-key marker for its
+// generated key; a producer's key written as that id is another key: it
+// is stored and worked, not dropped as finished. The two markers shared
+// a subject: the producer's task was dropped as succeeded before it ran,
+// and, the other way, a producer's key finished made a redelivery of the
+// keyless task look finished.
+func TestAProducersKeyMeetsNoGeneratedKeysMarker(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qn = "keyspace-done"
+	keyless := &task.Task{Kind: "k", Queue: qn, Payload: []byte("keyless")}
+	keyless.SetHeader(task.HeaderCompletion, "mailbox")
+	require.NoError(t, b.Enqueue(ctx, keyless))
+	require.True(t, keyless.KeyGenerated())
+	d := leaseOne(t, b, qn)
+	require.NoError(t, b.Ack(ctx, d))
+
+	producer := &task.Task{Kind: "k", Queue: qn, Key: keyless.ID, Payload: []byte("producer")}
+	require.NoError(t, b.Enqueue(ctx, producer))
+	require.False(t, task.Dropped(producer), "a producer's key is not the generated one: %v", producer.Headers)
+	d = leaseOne(t, b, qn)
+	require.Equal(t, "producer", string(d.Task.Payload))
+	require.NoError(t, b.Ack(ctx, d))
+
+	// Each space keeps its own marker: the keyless task's success (for
+	// its redelivery), and the producer's key, remembered.
+	q, err := b.queue(qn)
+	require.NoError(t, err)
+	o, ok, err := b.finishedBefore(ctx, q, keyless.Key, false, time.Time{})
+	require.NoError(t, err)
+	require.True(t, ok && o == task.Succeeded, "the keyless task's marker stands")
+	require.Eventually(t, func() bool {
+		_, ok, err := b.finishedBefore(ctx, q, keyless.Key, true, time.Time{})
+		return err == nil && ok
+	}, 5*time.Second, 10*time.Millisecond, "the producer's key is remembered")
+	f, err := b.FindTasks(ctx, qn, queue.TaskLookup{Key: keyless.ID})
+	require.NoError(t, err)
+	require.Len(t, f.Found, 2, "both are found by the key: %+v", f.Found)
+	again := &task.Task{Kind: "k", Queue: qn, Key: keyless.ID, Payload: []byte("again")}
+	require.NoError(t, b.Enqueue(ctx, again))
+	require.True(t, task.Dropped(again), "the producer's key finished")
+}

@@ -140,7 +140,7 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	}
 	if keyed && (delivered > 1 || md.Timestamp.Before(b.srvSince)) ||
 		!keyed && delivered > 1 && !retriedHere {
-		o, ok, err := b.finishedBefore(ctx, q, t.Key, md.Timestamp)
+		o, ok, err := b.finishedBefore(ctx, q, t.Key, keyed, md.Timestamp)
 		if err != nil {
 			b.log.Warn("jetstream: redelivered task not handed out: its finished-key marker could not be looked for (delivered again later)",
 				zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", seq), zap.Error(err))

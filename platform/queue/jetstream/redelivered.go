@@ -62,7 +62,7 @@ func (b *Backend) deadLetteredBefore(ctx context.Context, q *queueState, m jetst
 	seq := md.Sequence.Stream
 	b.tellDeadOnce(q, seq, queue.DeadLetter{Task: &dt, Reason: prev.Reason, At: prev.At})
 	if keyed {
-		if err := b.markDone(lctx, q, t.Key, task.DeadLettered, prev.Reason); err != nil {
+		if err := b.markDone(lctx, q, t.Key, true, task.DeadLettered, prev.Reason); err != nil {
 			b.log.Warn("jetstream: redelivered dead letter: record its key (delivered again later)",
 				zap.String("queue", q.queue), zap.String("task", t.ID), zap.Error(err))
 			return true

@@ -98,7 +98,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		// The marker the key has now (the dead letter's, when within
 		// the window), which the re-driven task's own settlement may
 		// replace as soon as it is published.
-		prev, succeeded, err := b.doneMarker(ctx, q, t.Key)
+		prev, succeeded, err := b.doneMarker(ctx, q, t.Key, true)
 		if err != nil {
 			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
 		}

@@ -32,7 +32,7 @@ func TestRedriveOfATaskThatSucceededSinceIsRefused(t *testing.T) {
 	// "ran" succeeded afterwards: its ack recorded its key so.
 	q, err := b.queue(qn)
 	require.NoError(t, err)
-	require.NoError(t, b.markDone(ctx, q, "ran", task.Succeeded, ""))
+	require.NoError(t, b.markDone(ctx, q, "ran", true, task.Succeeded, ""))
 
 	n, err := b.Redrive(ctx, qn)
 	require.Equal(t, 1, n, "the other dead letter is re-driven")

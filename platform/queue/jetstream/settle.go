@@ -74,7 +74,7 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) (err error) {
 	}
 	sctx, cancel := r.settleCtx(ctx)
 	defer cancel()
-	if err := b.markDone(sctx, r.q, d.Task.Key, task.Succeeded, ""); err != nil {
+	if err := b.markDone(sctx, r.q, d.Task.Key, r.keyed, task.Succeeded, ""); err != nil {
 		return leaseCut(sctx, err)
 	}
 	if err := r.lastWord("ack"); err != nil {
@@ -148,7 +148,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) (err error) {
 	// leaves the original queued, which is what the record says.
 	var perr error
 	if r.keyed {
-		perr = b.markDone(ctx, r.q, t.Key, task.Returned, "")
+		perr = b.markDone(ctx, r.q, t.Key, true, task.Returned, "")
 	}
 	if perr == nil {
 		_, perr = b.publishAnswered(ctx, msg, "released copy")
