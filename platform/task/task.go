@@ -136,17 +136,22 @@ type Task struct {
 	NotBefore time.Time
 
 	// keyMade is set by Prepare when it chose both the ID and the Key,
-	// and kept while the Key is that ID.
+	// and kept while the Key and the ID are the id it made (madeLow).
 	keyMade bool
 	// again is set by a backend on a task enqueued again while it stores
 	// it already (MarkStoredAgain); Prepare clears it.
 	again bool
+	// madeLow is the low half of the counter of the id Prepare made
+	// (keyMade): with this process's prefix it tells that id from one
+	// given since (madeHere). Beside the flags, in their word.
+	madeLow uint32
 }
 
 // idPrefix is random per process; idSeq counts the ids made since start
 // (from a random offset).
 var (
 	idPrefix [8]byte
+	idHex    string // idPrefix in hex, as ids start
 	idSeq    atomic.Uint64
 )
 
@@ -154,6 +159,7 @@ func init() {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	copy(idPrefix[:], b[:8])
+	idHex = hex.EncodeToString(idPrefix[:])
 	idSeq.Store(binary.BigEndian.Uint64(b[8:]))
 }
 
@@ -163,10 +169,33 @@ func init() {
 // processes only if two draw the same 64 random bits. It is cheap enough
 // for every task (no system call).
 func NewID() string {
+	id, _ := newID()
+	return id
+}
+
+// newID is NewID, with the counter the id holds.
+func newID() (string, uint64) {
 	var b [16]byte
 	copy(b[:8], idPrefix[:])
-	binary.BigEndian.PutUint64(b[8:], idSeq.Add(1))
-	return hex.EncodeToString(b[:])
+	n := idSeq.Add(1)
+	binary.BigEndian.PutUint64(b[8:], n)
+	return hex.EncodeToString(b[:]), n
+}
+
+// madeHere reports whether t's ID is still the id Prepare made for it
+// (keyMade): this process's prefix, and the low half of the counter it
+// kept. An id given since (a prepared task cloned as a template, its id
+// set) is not, even another task's generated id.
+func (t *Task) madeHere() bool {
+	id := t.ID
+	if len(id) != 32 || id[:16] != idHex {
+		return false
+	}
+	var raw [4]byte
+	binary.BigEndian.PutUint32(raw[:], t.madeLow)
+	var h [8]byte
+	hex.Encode(h[:], raw[:])
+	return id[24:] == string(h[:])
 }
 
 // Prepare fills the defaults that every backend relies on: an ID, a Key
@@ -177,22 +206,28 @@ func NewID() string {
 // a task that arrives with them (headers copied from outside, or a task
 // enqueued again after a backend dropped it) would otherwise be reported
 // as finished before it ran, or as not stored when it was. It clears
-// StoredAgain likewise. A Key that is no longer the ID Prepare generated
-// (set since) is the producer's from then on (KeyGenerated). It is
-// idempotent.
+// StoredAgain likewise. A Key or ID that is no longer the id Prepare
+// generated (set since) is the producer's from then on (KeyGenerated);
+// a Key emptied since is the ID again. It is idempotent.
 func (t *Task) Prepare(now time.Time) {
 	switch {
 	case t.ID == "":
-		t.ID = NewID()
+		var n uint64
+		t.ID, n = newID()
 		t.keyMade = t.Key == ""
 		if t.keyMade {
-			t.Key = t.ID
+			t.Key, t.madeLow = t.ID, uint32(n)
 		}
 	case t.Key == "":
 		t.Key = t.ID
-	case t.keyMade && t.Key != t.ID:
-		// A key set after an earlier Prepare (a schedule's, on a task
-		// its build had prepared) is the producer's.
+		if t.keyMade && !t.madeHere() {
+			// An id given after an earlier Prepare (a prepared task
+			// cloned, its id set, its key emptied) is the producer's.
+			t.keyMade = false
+		}
+	case t.keyMade && (t.Key != t.ID || !t.madeHere()):
+		// A key (or an id) set after an earlier Prepare (a schedule's
+		// key, on a task its build had prepared) is the producer's.
 		t.keyMade = false
 	}
 	if t.EnqueuedAt.IsZero() {
@@ -246,7 +281,8 @@ func Dropped(t *Task) bool {
 // each other (see Key): a backend keeps them apart by this flag. It
 // holds while the Key is the ID Prepare generated: Clone keeps it, and a
 // copy of the Task keeps it; a Key set since (a schedule's own key on a
-// task its build prepared) makes it false at the next Prepare. A task a
+// task its build prepared), or an ID (a prepared task cloned as a
+// template), makes it false at the next Prepare. A task a
 // backend rebuilt from its store (a JetStream delivery, a dead letter)
 // does not carry it: enqueued again, its ID, and so its key, is given.
 func (t *Task) KeyGenerated() bool { return t.keyMade }

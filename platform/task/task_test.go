@@ -98,6 +98,31 @@ func TestPrepareAndClone(t *testing.T) {
 	rekeyed.Prepare(now)
 	require.False(t, rekeyed.KeyGenerated(), "and stays so, even set back to the id")
 
+	// An id given since, the key emptied or set to it (a prepared task
+	// cloned as a template): both are the producer's.
+	for _, key := range []string{"", "order-9"} {
+		reid := tk.Clone()
+		reid.ID, reid.Key = "order-9", key
+		reid.Prepare(now)
+		require.Equal(t, "order-9", reid.Key)
+		require.False(t, reid.KeyGenerated(), "an id given after Prepare (key %q) is the producer's", key)
+	}
+	// Another generated id, the key emptied: not the one Prepare made
+	// for this task.
+	other := &task.Task{Kind: "k"}
+	other.Prepare(now)
+	reid := tk.Clone()
+	reid.ID, reid.Key = other.ID, ""
+	reid.Prepare(now)
+	require.False(t, reid.KeyGenerated(), "another task's generated id given is the producer's")
+	// Its own id, the key emptied: still the key Prepare made.
+	same := tk.Clone()
+	same.Key = ""
+	same.Prepare(now)
+	require.Equal(t, tk.ID, same.Key)
+	require.True(t, same.KeyGenerated(), "the key emptied is the generated id again")
+	require.Zero(t, testing.AllocsPerRun(100, func() { same.Prepare(now) }), "telling the id made costs no allocation")
+
 	require.Empty(t, tk.Header("x"))
 	tk.SetHeader("x", "1")
 	tk.Payload = []byte("abc")

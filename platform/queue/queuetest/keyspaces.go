@@ -21,7 +21,8 @@ import (
 // still de-duplicates within itself: the very Task, or a copy, enqueued
 // again is stored already; another task with a producer's key (written
 // as an id) is held by the first, and refused as finished after it
-// finished within the window.
+// finished within the window. A key is the producer's once an id was
+// given after Prepare (a prepared task cloned as a template).
 func testKeySpaces(t *testing.T, s *suite) {
 	const ahead = 16
 	var all []*task.Task // every task stored
@@ -94,6 +95,22 @@ func testKeySpaces(t *testing.T, s *suite) {
 	dupMine.Key = mine.Key
 	s.enqueue(dupMine)
 	requireHeldBy(t, dupMine, mine.ID, "producer-keyed")
+
+	// A prepared task cloned, its id given and its key emptied (a
+	// template): the id is the producer's key, which a task given that
+	// id meets (the same id and key: that task, stored already).
+	tmpl := s.newTask("template")
+	tmpl.Prepare(time.Now())
+	given := tmpl.Clone()
+	given.ID, given.Key, given.Payload = "given-"+s.q, "", []byte("template-with-id")
+	s.enqueue(given)
+	requireUnmarked(t, given, "a template with an id given")
+	all = append(all, given)
+	sameID := s.newTask("same-id-as-template")
+	sameID.ID = given.ID
+	s.enqueue(sameID)
+	requireUnmarked(t, sameID, "a task with the template's id")
+	require.True(t, task.StoredAgain(sameID), "a task with the template's id and key is stored already")
 
 	want := map[string]*task.Task{}
 	for _, tk := range all {
