@@ -150,3 +150,51 @@ func TestAProducersKeyMeetsNoGeneratedKeysMarker(t *testing.T) {
 	require.NoError(t, b.Enqueue(ctx, again))
 	require.True(t, task.Dropped(again), "the producer's key finished")
 }
+
+// TestADelayedTaskScheduledBeforeIsReplacedWhenEnqueuedAgain: a delayed
+// task whose key is its id, scheduled by a version that named every
+// schedule by the task's id alone, and enqueued again after the
+// duplicate window (which no longer refuses it) replaces that schedule
+// as it did then: it is delivered once. Named by its id and Nats-Msg-Id,
+// it had a second schedule and ran twice.
+func TestADelayedTaskScheduledBeforeIsReplacedWhenEnqueuedAgain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const window = time.Second
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, DuplicateWindow: window, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	if !b.scheduling() {
+		t.Skip("the server has no message schedules")
+	}
+	const qn = "keyspace-sched-upgrade"
+	at := time.Now().Add(3 * window)
+	mk := func() *task.Task {
+		tk := &task.Task{ID: "reminder-1", Kind: "k", Queue: qn, NotBefore: at, Payload: []byte("reminder")}
+		tk.Prepare(time.Now())
+		return tk
+	}
+	// The queue set up (by a task of its own, worked), then the delayed
+	// task's schedule as the version before wrote it.
+	require.NoError(t, b.Enqueue(ctx, &task.Task{Kind: "k", Queue: qn}))
+	require.NoError(t, b.Ack(ctx, leaseOne(t, b, qn)))
+	old := mk()
+	q, err := b.queue(qn)
+	require.NoError(t, err)
+	tm := encodeTaskMsg(old, msgSpec{subject: q.schedPrefix + schedToken(old.ID), msgID: msgIDOf(old.Key, false), keyed: true, keepID: true, extra: 2})
+	tm.msg.Header[hdrSchedule] = []string{"@at " + at.UTC().Format(time.RFC3339Nano)}
+	tm.msg.Header[hdrScheduleTarget] = []string{q.subject}
+	_, err = b.js.PublishMsg(ctx, &tm.msg)
+	require.NoError(t, err)
+
+	time.Sleep(window + 200*time.Millisecond)
+	again := mk()
+	require.NoError(t, b.Enqueue(ctx, again))
+	require.False(t, task.Dropped(again), "past the window, stored")
+
+	d := leaseOne(t, b, qn)
+	require.Equal(t, "reminder-1", d.Task.ID)
+	require.NoError(t, b.Ack(ctx, d))
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	extra, err := b.Lease(lctx, qn, 1, time.Second)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "delivered once: %v", extra)
+}

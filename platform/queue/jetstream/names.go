@@ -54,13 +54,17 @@ const maxSchedToken = 256
 // Nats-Msg-Id is msgID (made: its key generated). A new schedule on a
 // subject replaces the one before (the server keeps one per subject),
 // so two delayed tasks must not share one: a task whose key Prepare
-// generated has its id, which nothing else generates; any other task its
-// id and, after a line break (which no id holds), its Nats-Msg-Id. Two
-// tasks with one id given by producers (or one given and one generated)
-// have two schedules, unless they are the same task (its id and key),
-// whose schedule enqueued again replaces itself.
+// generated, or whose key is its id and its own Nats-Msg-Id, has its id
+// (as every schedule had before: the same task enqueued again replaces a
+// schedule stored by an earlier version); any other task its id and,
+// after a line break (which no id holds), its Nats-Msg-Id. The first are
+// apart from each other (a generated id is never a producer's key's own
+// Nats-Msg-Id: msgIDOf) and from the others (no line break). Two tasks
+// with one id given by producers (or one given and one generated) have
+// two schedules, unless they are the same task (its id and key), whose
+// schedule enqueued again replaces itself.
 func schedName(t *task.Task, made bool, msgID string) string {
-	if made {
+	if made || msgID == t.ID {
 		return t.ID
 	}
 	return t.ID + "\n" + msgID
