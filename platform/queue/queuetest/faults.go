@@ -251,8 +251,18 @@ func (f *Faulty) Declare(ctx context.Context, queues ...string) error {
 	return nil
 }
 
+// FindTasks looks tasks up on the wrapped backend (queue.FindTasks:
+// through its queue.TaskFinder, else among its dead letters alone), so
+// that a Faulty is a TaskFinder as its backend is: a task whose Enqueue
+// heard an injected queue.ErrOutcomeUnknown, but was stored (Applied),
+// is found as on the backend itself.
+func (f *Faulty) FindTasks(ctx context.Context, queueName string, l queue.TaskLookup) (queue.TaskSearch, error) {
+	return queue.FindTasks(ctx, f.Backend, queueName, l)
+}
+
 var (
 	_ queue.Backend     = (*Faulty)(nil)
 	_ queue.DeadWatcher = (*Faulty)(nil)
 	_ queue.Declarer    = (*Faulty)(nil)
+	_ queue.TaskFinder  = (*Faulty)(nil)
 )

@@ -79,3 +79,21 @@ func TestFaultyInjects(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, st.InFlight, "acked")
 }
+
+// TestFaultyFindsTasksThroughItsBackend: a Faulty wraps a backend that
+// looks tasks up (queue.TaskFinder) and looks them up through it: a task
+// whose Enqueue was cut with its outcome unknown, but stored, is found by
+// its key. Wrapped, the backend could only list its dead letters.
+func TestFaultyFindsTasksThroughItsBackend(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := memory.New(memory.Options{})
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	f := queuetest.NewFaulty(b)
+	f.Inject(queuetest.OpEnqueue, queuetest.Fault{Err: queue.ErrOutcomeUnknown, Applied: true})
+	tk := &task.Task{Kind: "k", Queue: "q", Key: "sched@2030-01-01T00:00:00Z"}
+	require.ErrorIs(t, f.Enqueue(ctx, tk), queue.ErrOutcomeUnknown)
+	s, err := queue.FindTasks(ctx, f, "q", queue.TaskLookup{Key: tk.Key})
+	require.NoError(t, err)
+	require.Len(t, s.Found, 1, "the stored task is found: %+v", s)
+}
