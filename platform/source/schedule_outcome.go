@@ -86,7 +86,8 @@ func (s *Schedule) givenUp(ctx context.Context, emit Emitter, due time.Time, q s
 
 // lookUp reports whether due's task is stored on queue q, as a lookup of
 // its key through emit finds it (emit must be a queue.TaskFinder), or
-// why it does not know. A lookup that finds nothing does not say the task
+// why it does not know. A task found is stored, even when a later part
+// of the lookup failed. A lookup that finds nothing does not say the task
 // is not stored: a publish cut in flight may still be stored after it.
 // The lookup is bounded by the attempt timeout; it is made even when ctx
 // ended (a stop with an emit given up), bounded by markTimeout then, so
@@ -107,6 +108,9 @@ func (s *Schedule) lookUp(ctx context.Context, emit Emitter, q string, due time.
 	defer cancel()
 	found, err := f.FindTasks(lctx, q, queue.TaskLookup{Key: s.Key(due)})
 	switch {
+	case len(found.Found) > 0:
+		// Found, even by a lookup that failed after (a backend's work
+		// stream searched, its dead letters not).
 	case err != nil:
 		return false, fmt.Sprintf("the lookup of its key failed: %v", err)
 	case len(found.Found) == 0:

@@ -359,3 +359,24 @@ func TestScheduleStoppedWithAnUnknownOutcomeMarksAStoredTask(t *testing.T) {
 	require.Equal(t, at("2026-12-04T10:00:00Z"), d.Last)
 	require.Zero(t, d.Unknown)
 }
+
+// partFinder is an Emitter whose lookups find the task in the place
+// searched first and then fail (a backend whose work stream answered and
+// whose dead letters did not).
+type partFinder struct {
+	Emitter
+}
+
+func (partFinder) FindTasks(_ context.Context, q string, l queue.TaskLookup) (queue.TaskSearch, error) {
+	return queue.TaskSearch{Found: []queue.FoundTask{{State: queue.StateReady, Task: &task.Task{Key: l.Key, Queue: q}}}},
+		errors.New("dead letters: nats: no responders available for request")
+}
+
+// A lookup that found the due time's task before a later part of it
+// failed found the task: the due time ran. It counted as unknown.
+func TestScheduleLookupThatFoundTheTaskBeforeFailingFoundIt(t *testing.T) {
+	s, err := Every("job", time.Hour, "job.run")
+	require.NoError(t, err)
+	found, why := s.lookUp(context.Background(), partFinder{}, "q", at("2026-12-04T10:00:00Z"))
+	require.True(t, found, "found: %s", why)
+}
