@@ -106,8 +106,11 @@ type Schedule struct {
 	// those not settled (ScheduleDetails.Unknown).
 	unknown     unknownDue
 	unknownRuns int64
-	retries     int64
-	lastErr     string // of the last failed attempt, until one succeeds
+	// counted is the latest due time counted (run, missed or unknown):
+	// a Run started again does not count those before it again.
+	counted time.Time
+	retries int64
+	lastErr string // of the last failed attempt, until one succeeds
 }
 
 var (

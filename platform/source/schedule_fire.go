@@ -15,18 +15,28 @@ import (
 // maybeFire fires due, the latest of the passed due times after since,
 // when it is at most the grace late at now, or when the policy catches up
 // missed due times; the others count as missed, except one counted as
-// unknown already (given up with its outcome unknown by an earlier Run).
+// unknown already (given up with its outcome unknown by an earlier Run)
+// and those an earlier Run counted (uncounted).
 func (s *Schedule) maybeFire(ctx context.Context, emit Emitter, since, due time.Time, passed int64, now time.Time) error {
 	skip := now.Sub(due) > s.grace && s.missed != CatchUpOnce
-	missed := passed
-	if !skip {
-		missed-- // due fires
-	}
 	s.mu.Lock()
-	if s.countedUnknown(since, due) && (skip || !s.unknown.due.Equal(due)) {
-		missed--
+	from, missed := s.uncounted(since, due, passed)
+	if missed > 0 { // due among them
+		if !skip {
+			missed-- // due fires
+		}
+		if s.countedUnknown(from, due) && (skip || !s.unknown.due.Equal(due)) {
+			missed--
+		}
 	}
 	s.missedRuns += missed
+	// Counted: the due times before due, and due unless it fires (a
+	// fire that fails leaves it to the next Run).
+	counted := due
+	if !skip {
+		counted = due.Add(-time.Nanosecond)
+	}
+	s.countedThrough(counted)
 	s.mu.Unlock()
 	if skip {
 		return nil
@@ -35,6 +45,34 @@ func (s *Schedule) maybeFire(ctx context.Context, emit Emitter, since, due time.
 		return s.stopped(ctx, err)
 	}
 	return nil
+}
+
+// uncounted returns, of the passed due times after since up to due
+// (passed of them, see latest), those no Run counted yet: the time after
+// which they are, and how many. A Run started again (its supervisor
+// restarts it after an error, or its lease came back) sees the due times
+// after the same mark as the Run before, which counted them missed (or
+// unknown) already. Call it with s.mu held.
+func (s *Schedule) uncounted(since, due time.Time, passed int64) (time.Time, int64) {
+	c := s.counted
+	switch {
+	case c.IsZero() || !c.After(since):
+		return since, passed
+	case !c.Before(due):
+		return c, 0
+	case since.IsZero():
+		return since, passed // due alone, after c
+	}
+	_, n := latest(s.times, c, due)
+	return c, n
+}
+
+// countedThrough records that the due times up to t are counted (run,
+// missed or unknown). Call it with s.mu held.
+func (s *Schedule) countedThrough(t time.Time) {
+	if t.After(s.counted) {
+		s.counted = t
+	}
 }
 
 // stopped is Run's result for err: nil when ctx ended (a stop, not a

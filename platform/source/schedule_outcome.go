@@ -20,7 +20,9 @@ type ScheduleDetails struct {
 	// (CatchUpOnce runs only the latest of them). A due time that passed
 	// before the start counts only when the schedule knows it did not run
 	// (from its Marks), or, without Marks, when it is not run at start. A
-	// due time counted in Unknown is not counted here.
+	// due time counted in Unknown is not counted here. Each counts once:
+	// a Run started again (after an error, or its lease came back) does
+	// not count again those an earlier Run counted.
 	Missed int64 `json:"missed"`
 	// Unknown counts the due times whose task may or may not have been
 	// stored: their emit was given up (see Run) after an attempt whose
@@ -80,6 +82,7 @@ func (s *Schedule) givenUp(ctx context.Context, emit Emitter, due time.Time, q s
 		s.unknownRuns++
 	}
 	s.unknown = unknownDue{due: due, queue: q}
+	s.countedThrough(due)
 	s.mu.Unlock()
 	return fmt.Errorf("%w; its task may have been stored (%s): the due time counts as unknown, not missed", err, why)
 }
@@ -127,6 +130,7 @@ func (s *Schedule) ran(due time.Time) Marks {
 	defer s.mu.Unlock()
 	s.last = due
 	s.settled(due, true)
+	s.countedThrough(due)
 	return s.marks
 }
 

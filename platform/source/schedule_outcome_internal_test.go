@@ -380,3 +380,41 @@ func TestScheduleLookupThatFoundTheTaskBeforeFailingFoundIt(t *testing.T) {
 	found, why := s.lookUp(context.Background(), partFinder{}, "q", at("2026-12-04T10:00:00Z"))
 	require.True(t, found, "found: %s", why)
 }
+
+// A Run started again (its supervisor restarts it after an error, a
+// lease taken back) does not count again the due times an earlier Run
+// counted missed: they are missed once. Each start counted every due
+// time after the mark again.
+func TestScheduleRunAgainDoesNotCountMissedTwice(t *testing.T) {
+	for _, withMarks := range []bool{true, false} {
+		t.Run(fmt.Sprintf("marks=%v", withMarks), func(t *testing.T) {
+			var opts []ScheduleOption
+			opts = append(opts, WithGrace(10*time.Second))
+			if withMarks {
+				marks := &MemoryMarks{}
+				require.NoError(t, marks.SetLastRun(context.Background(), "job", at("2026-12-04T10:00:00Z")))
+				opts = append(opts, WithMarks(marks))
+			}
+			s, err := Every("job", time.Hour, "job.run", opts...)
+			require.NoError(t, err)
+			enq := newLost(t, true)
+			enq.set(false, false)
+			want := int64(2) // 11:00 and 12:00
+			if !withMarks {
+				want = 1 // 12:00: without marks, only the latest is known not run
+			}
+			c := newFakeClock(at("2026-12-04T12:30:00Z"))
+			_, stop := startRun(t, s, c, NewEmitter(s, enq.finder()))
+			require.Equal(t, at("2026-12-04T13:00:00Z"), c.nextSleep(t))
+			require.NoError(t, stop())
+			require.Equal(t, want, s.Details().(ScheduleDetails).Missed)
+
+			c = newFakeClock(at("2026-12-04T12:40:00Z"))
+			_, stop = startRun(t, s, c, NewEmitter(s, enq.finder()))
+			require.Equal(t, at("2026-12-04T13:00:00Z"), c.nextSleep(t))
+			require.NoError(t, stop())
+			require.Equal(t, want, s.Details().(ScheduleDetails).Missed, "counted once")
+			require.Empty(t, queued(t, enq.mem))
+		})
+	}
+}
