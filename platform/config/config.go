@@ -41,6 +41,9 @@ func (c *Config) Decode(name string, out any) error {
 		return &Error{Problems: dedupe(c.attribute(d.problems))}
 	}
 	applyDefaults(rv.Elem())
+	if d, _ := c.reg.lookup(name); rv.Elem().Type() == d.typ {
+		rv.Elem().Set(reflect.ValueOf(c.reg.derive(c, name, rv.Elem().Interface())))
+	}
 	return nil
 }
 

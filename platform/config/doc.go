@@ -20,7 +20,9 @@
 // Tag.
 //
 // After decoding and validation, a section type's method WithDefaults()
-// (returning its own type), if it has one, is applied: the graph and
-// `host config show` get the effective values, not zeros that stand for a
-// default.
+// (returning its own type), if it has one, is applied, and then the
+// function a declaration's Derived gave, which completes a default that
+// follows another section (admin.audit.stream follows
+// queue.jetstream.stream_prefix): the graph and `host config show` get
+// the effective values, not zeros that stand for a default.
 package config

@@ -230,6 +230,10 @@ func Load(opts Options) (*Config, error) {
 		c.values[s.name] = v.Interface()
 	}
 	problems = append(problems, c.attribute(d.problems)...)
+	for _, s := range secs {
+		v := reflect.ValueOf(c.values[s.name]).Elem()
+		v.Set(reflect.ValueOf(reg.derive(c, s.name, v.Interface())))
+	}
 	if len(problems) > 0 && !opts.Partial {
 		return nil, &Error{Problems: dedupe(problems)}
 	}

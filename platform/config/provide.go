@@ -35,6 +35,22 @@ func Declare[T any](name string, def T) Declaration[T] {
 	return Declaration[T]{Name: name}
 }
 
+// Derived has the section's value completed from other sections
+// (Registry.Derive in DefaultRegistry): fn gets the section's value with
+// its defaults applied and the configuration, and returns the value that
+// takes effect, filling only what the layers left unset. Call it at
+// package level, on Declare's result:
+//
+//	var settings = config.Declare("admin", DefaultConfig()).Derived(withStream)
+//
+// A second call for the same section panics, as a conflicting Declare does.
+func (d Declaration[T]) Derived(fn func(v T, c *Config) T) Declaration[T] {
+	if err := DefaultRegistry.Derive(d.Name, func(c *Config, v any) any { return fn(v.(T), c) }); err != nil {
+		panic(err)
+	}
+	return d
+}
+
 // Provide declares the section (as Declare does) and returns the option
 // that provides it (as Declaration.Provide does): one call, the name and
 // the default written once. Use it where the module is a package-level

@@ -16,6 +16,7 @@ import (
 type Registry struct {
 	mu       sync.RWMutex
 	sections map[string]declared
+	derived  map[string]func(c *Config, v any) any
 }
 
 type declared struct {
@@ -30,7 +31,40 @@ var DefaultRegistry = NewRegistry()
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{sections: map[string]declared{}}
+	return &Registry{sections: map[string]declared{}, derived: map[string]func(*Config, any) any{}}
+}
+
+// Derive completes the declared section name from other sections: after
+// every section is decoded and its WithDefaults applied, fn gets the
+// configuration and the section's value (of the declared type, not a
+// pointer) and returns the value that takes effect, as Decode, the graph
+// and `host config show` get it. It is for a default that follows
+// another section's setting; fn fills only what the layers left unset,
+// may Decode other sections (not its own), and must not fail: a section
+// that does not decode leaves the value as it is. One fn per section.
+func (r *Registry) Derive(name string, fn func(c *Config, v any) any) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.sections[name]; !ok {
+		return fmt.Errorf("config: derive %q: %w", name, ErrUnknownSection)
+	}
+	if _, dup := r.derived[name]; dup {
+		return fmt.Errorf("config: derive %q: section derived twice", name)
+	}
+	r.derived[name] = fn
+	return nil
+}
+
+// derive returns the value v of section name completed by its Derive
+// function, or v when it has none.
+func (r *Registry) derive(c *Config, name string, v any) any {
+	r.mu.RLock()
+	fn := r.derived[name]
+	r.mu.RUnlock()
+	if fn == nil {
+		return v
+	}
+	return fn(c, v)
 }
 
 var sectionName = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)*$`)
