@@ -15,9 +15,10 @@ import (
 // backend is JetStream (the admin server then depends on the backend, so
 // it starts after it), and nowhere but the log and the ring otherwise.
 // The stream is admin.audit.stream or, unset, the host's stream prefix
-// with "_AUDIT" (admin.AuditConfig.StreamFor): deployments that share a
-// NATS server under their own prefixes keep their audits apart, as they
-// do their queues. A name the server would refuse is a configuration
+// with "_AUDIT" (admin.AuditConfig.StreamFor, filled in when the
+// configuration loads: withAuditStream): deployments that share a NATS
+// server under their own prefixes keep their audits apart, as they do
+// their queues. A name the server would refuse is a configuration
 // problem (the host exits 2). A host that owns its embedded server
 // applies its settings to the stream; any other compares them with the
 // stream's (auditstream.Store.Start).
@@ -27,18 +28,41 @@ func auditStore() fx.Option {
 		if !ok {
 			return nil, nil
 		}
+		js = js.WithDefaults()
 		ac := c.Audit
-		stream, err := ac.StreamFor(js.WithDefaults().StreamPrefix)
+		key := AdminSection + ".audit.stream"
+		// The name the prefix gives (withAuditStream filled it in, or it
+		// was set to it): a problem is the prefix's.
+		set := ac.Stream != "" && ac.Stream != js.StreamPrefix+admin.AuditStreamSuffix
+		if !set {
+			ac.Stream = ""
+			key = JetStreamSection + ".stream_prefix"
+		}
+		stream, err := ac.StreamFor(js.StreamPrefix)
 		if err != nil {
-			key := AdminSection + ".audit.stream"
-			if ac.Stream == "" {
-				key = JetStreamSection + ".stream_prefix"
-			}
 			var ps config.Problems
 			ps.Add(key, "%v", err)
 			return nil, ps.Err()
 		}
 		ac.Stream = stream
-		return auditstream.New(jb.JetStream, ac, js.WithDefaults().Replicas, log).OwnedWhen(jb.OwnsServer), nil
+		return auditstream.New(jb.JetStream, ac, js.Replicas, log).OwnedWhen(jb.OwnsServer), nil
 	})
+}
+
+// withAuditStream fills admin.audit.stream, when no layer set it, with
+// the stream the audit goes to: the JetStream stream prefix with
+// "_AUDIT" (admin.AuditConfig.StreamFor), so that `host config show` and
+// the effective configuration show the name used. With a JetStream
+// section that does not decode it is left empty (that section's problems
+// are reported).
+func withAuditStream(a admin.Config, cfg *config.Config) admin.Config {
+	if a.Audit.Stream != "" {
+		return a
+	}
+	var js jetstream.Config
+	if cfg.Decode(JetStreamSection, &js) != nil {
+		return a
+	}
+	a.Audit.Stream, _ = a.Audit.StreamFor(js.StreamPrefix)
+	return a
 }

@@ -25,7 +25,7 @@ const (
 
 var (
 	lifecycleSection = config.Declare(LifecycleSection, lifecycle.DefaultConfig())
-	adminSection     = config.Declare(AdminSection, admin.DefaultConfig())
+	adminSection     = config.Declare(AdminSection, admin.DefaultConfig()).Derived(withAuditStream)
 	healthSection    = config.Declare(HealthSection, DefaultHealthConfig())
 )
 

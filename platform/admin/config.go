@@ -68,11 +68,14 @@ type AuditConfig struct {
 	// newest). Default 1000.
 	RingSize int `koanf:"ring_size"`
 	// Stream names the JetStream stream the entries are appended to when
-	// the queue backend is JetStream. Default (empty) the JetStream stream
-	// prefix (queue.jetstream.stream_prefix) with "_AUDIT" (StreamFor):
+	// the queue backend is JetStream. Default the JetStream stream prefix
+	// (queue.jetstream.stream_prefix) with "_AUDIT" (StreamFor):
 	// PLBA_AUDIT with the default prefix, so that deployments sharing a
-	// NATS server under their own prefixes keep their audits apart. A
-	// stream set here is used whatever the prefix.
+	// NATS server under their own prefixes keep their audits apart. The
+	// section's declared default is empty; the host fills the name in when
+	// the configuration loads, so that the effective configuration
+	// (`host config show`) shows it. A stream set here is used whatever
+	// the prefix.
 	Stream string `koanf:"stream"`
 	// MaxAge is how long the stream keeps an entry. Default 2160h (90 days).
 	// The hosts of a cluster share the stream and must agree on MaxAge
@@ -128,8 +131,8 @@ func streamNameProblem(name string) string {
 }
 
 // WithDefaults returns c with every zero value set to its default; an
-// empty Stream becomes DefaultAuditStream (a host resolves it against its
-// stream prefix first: StreamFor).
+// empty Stream becomes DefaultAuditStream (a host has filled it in from
+// its stream prefix before: StreamFor).
 func (c AuditConfig) WithDefaults() AuditConfig {
 	if c.RingSize == 0 {
 		c.RingSize = DefaultAuditRingSize
