@@ -1,6 +1,10 @@
 package platform
 
 import (
+	"errors"
+	"fmt"
+	"strings"
+
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
@@ -18,10 +22,11 @@ import (
 // with "_AUDIT" (admin.AuditConfig.StreamFor, filled in when the
 // configuration loads: withAuditStream): deployments that share a NATS
 // server under their own prefixes keep their audits apart, as they do
-// their queues. A name the server would refuse is a configuration
-// problem (the host exits 2). A host that owns its embedded server
-// applies its settings to the stream; any other compares them with the
-// stream's (auditstream.Store.Start).
+// their queues. A name the server would refuse, or one of the host's own
+// streams (hostStreamProblem), is a configuration problem (the host exits
+// 2). A host that owns its embedded server applies its settings to the
+// stream; any other compares them with the stream's
+// (auditstream.Store.Start).
 func auditStore() fx.Option {
 	return fx.Provide(func(b queue.Backend, js jetstream.Config, c admin.Config, log *zap.Logger) (admin.AuditStore, error) {
 		jb, ok := b.(*jetstream.Backend)
@@ -39,6 +44,11 @@ func auditStore() fx.Option {
 			key = JetStreamSection + ".stream_prefix"
 		}
 		stream, err := ac.StreamFor(js.StreamPrefix)
+		if err == nil && set {
+			if msg := hostStreamProblem(stream, js); msg != "" {
+				err = errors.New(msg)
+			}
+		}
 		if err != nil {
 			var ps config.Problems
 			ps.Add(key, "%v", err)
@@ -65,4 +75,38 @@ func withAuditStream(a admin.Config, cfg *config.Config) admin.Config {
 	}
 	a.Audit.Stream, _ = a.Audit.StreamFor(js.StreamPrefix)
 	return a
+}
+
+// hostStreamProblem says why the audit stream name, set in
+// admin.audit.stream, would be one of the streams the host keeps under
+// its stream prefix js.StreamPrefix (platform/queue/jetstream's names.go
+// and overrides.go, and the lease buckets of package lease), whose
+// setting up would change that stream's subjects and limits to the
+// audit's and write the audit into it; "" when it is none. The work
+// streams are named after the queues the routes give, so every name of
+// their form (<prefix>_Q_...) is refused; so is every key-value
+// bucket's stream (KV_..., OBJ_... of an object store): the pool
+// overrides, sources.lease.bucket and sources.lease.marks_bucket, and
+// the buckets of applications.
+func hostStreamProblem(name string, js jetstream.Config) string {
+	p := js.StreamPrefix
+	var what string
+	switch {
+	case strings.HasPrefix(name, p+"_Q_"):
+		what = "a work stream of the host's queues (" + p + "_Q_<queue>, queue.jetstream.stream_prefix " + p + ")"
+	case name == p+"_DEAD":
+		what = "the host's dead-letter stream"
+	case name == p+"_DONE":
+		what = "the host's stream of finished task keys"
+	case strings.HasPrefix(name, p+"_ADV_"):
+		what = "an advisory stream of the host's consumers (" + p + "_ADV_<consumer>)"
+	case strings.HasPrefix(name, "KV_"):
+		what = "the stream of a key-value bucket (KV_<bucket>: the pool overrides KV_" + p + "_OVERRIDES, sources.lease.bucket, sources.lease.marks_bucket)"
+	case strings.HasPrefix(name, "OBJ_"):
+		what = "the stream of an object store (OBJ_<store>)"
+	default:
+		return ""
+	}
+	return fmt.Sprintf("the audit stream %q is %s: the audit would be written into it; name a stream of its own, or leave it unset for %s%s",
+		name, what, p, admin.AuditStreamSuffix)
 }

@@ -13,11 +13,14 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
 
 	"github.com/plba/plba/internal/natstest"
 	"github.com/plba/plba/platform"
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/queue"
+	queuejs "github.com/plba/plba/platform/queue/jetstream"
 )
 
 // Hosts of two deployments share one NATS server under their own stream
@@ -97,4 +100,88 @@ func TestAuditStreamNameTooLongIsAConfigProblem(t *testing.T) {
 	require.ErrorAs(t, app.Err(), &ce, "%v", app.Err())
 	require.Equal(t, "queue.jetstream.stream_prefix", ce.Problems[0].Key, "%v", ce)
 	require.Contains(t, ce.Problems[0].Msg, "longer than the 255 bytes")
+}
+
+// auditStoreErr builds the platform with sets on a JetStream backend
+// that is not connected to (fx.New only) and returns what providing the
+// audit store gave.
+func auditStoreErr(t *testing.T, sets ...string) error {
+	t.Helper()
+	cfg := load(t, append([]string{"queue.backend=jetstream", "queue.jetstream.url=nats://127.0.0.1:1"}, sets...)...)
+	return fx.New(fx.NopLogger, platform.Module(cfg, platform.Info{}), fx.Invoke(func(admin.AuditStore) {})).Err()
+}
+
+// An admin.audit.stream that names one of the host's own streams (a work
+// stream, the dead letters, the finished keys, an advisory stream, a
+// key-value bucket's) is a configuration problem at the key (exit 2):
+// setting the audit stream up would have changed that stream's subjects
+// and limits to the audit's and written the audit into it. Names that
+// only resemble them, or another prefix's, are fine.
+func TestAuditStreamOnAHostStreamIsAConfigProblem(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{
+		"PLBA_Q_orders", "PLBA_Q_mailorder", "PLBA_DEAD", "PLBA_DONE", "PLBA_ADV_plba-workers", "PLBA_ADV_other",
+		"KV_PLBA_OVERRIDES", "KV_plba_leases", "KV_plba_schedule_marks", "KV_anything", "OBJ_files",
+	} {
+		err := auditStoreErr(t, "admin.audit.stream="+name)
+		var ce *config.Error
+		require.ErrorAs(t, err, &ce, "%s: %v", name, err)
+		require.Equal(t, "admin.audit.stream", ce.Problems[0].Key, "%s: %v", name, ce)
+		require.Contains(t, ce.Problems[0].Msg, `the audit stream "`+name+`" is `, "%s", name)
+	}
+	err := auditStoreErr(t, "queue.jetstream.stream_prefix=SHOP", "admin.audit.stream=SHOP_Q_orders")
+	require.ErrorContains(t, err, "SHOP_Q_<queue>", "the host's own prefix")
+	for _, sets := range [][]string{
+		{"admin.audit.stream=MY_AUDIT"},
+		{"admin.audit.stream=PLBA_AUDIT"},
+		{"admin.audit.stream=PLBA_QUEUE"},
+		{"admin.audit.stream=PLBA_DEADLETTERS"},
+		{"admin.audit.stream=OTHER_Q_orders"}, // another prefix's name, not this host's
+		{"queue.jetstream.stream_prefix=SHOP", "admin.audit.stream=PLBA_DEAD"},
+		{"queue.jetstream.stream_prefix=SHOP"},
+	} {
+		require.NoError(t, auditStoreErr(t, sets...), "%v", sets)
+	}
+}
+
+// Every stream a started host made on its server (its queues', the dead
+// letters', the finished keys', the advisories', the pool overrides'
+// bucket) is refused as the audit stream: the names the check knows are
+// the ones the backend uses.
+func TestAuditStreamRefusesEveryStreamTheHostMakes(t *testing.T) {
+	t.Parallel()
+	url := natsURL(t)
+	id := fmt.Sprintf("T%d", time.Now().UnixNano())
+	natstest.DeleteStreamsAtCleanup(t, url, id)
+	sets := []string{"queue.backend=jetstream", "queue.jetstream.url=" + url, "queue.jetstream.stream_prefix=" + id,
+		"sources.lease.bucket=leases_" + id, "sources.lease.marks_bucket=marks_" + id}
+	var b queue.Backend
+	app := fxtest.New(t, platform.Module(load(t, sets...), platform.Info{}), fx.Populate(&b))
+	app.RequireStart()
+	defer app.RequireStop()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	jb := b.(*queuejs.Backend)
+	require.NoError(t, jb.Declare(ctx, "orders", "mail.in"))
+	_, err := jb.Overrides().Load(ctx)
+	require.NoError(t, err)
+
+	var made []string
+	names := jb.JetStream().StreamNames(ctx)
+	for n := range names.Name() {
+		if strings.Contains(n, id) && n != id+admin.AuditStreamSuffix {
+			made = append(made, n)
+		}
+	}
+	require.NoError(t, names.Err())
+	t.Logf("the host's streams: %v", made)
+	for _, want := range []string{id + "_Q_orders", id + "_DEAD", id + "_DONE", "KV_" + id + "_OVERRIDES"} {
+		require.Contains(t, made, want)
+	}
+	for _, n := range made {
+		err := auditStoreErr(t, append(sets, "admin.audit.stream="+n)...)
+		var ce *config.Error
+		require.ErrorAs(t, err, &ce, "the host's stream %s as the audit stream: %v", n, err)
+		require.Equal(t, "admin.audit.stream", ce.Problems[0].Key, "%s", n)
+	}
 }

@@ -75,7 +75,9 @@ type AuditConfig struct {
 	// section's declared default is empty; the host fills the name in when
 	// the configuration loads, so that the effective configuration
 	// (`host config show`) shows it. A stream set here is used whatever
-	// the prefix.
+	// the prefix, unless it is one of the host's own streams (its work
+	// streams, dead letters, finished keys, advisories, a key-value
+	// bucket's): the host refuses to start then (exit 2).
 	Stream string `koanf:"stream"`
 	// MaxAge is how long the stream keeps an entry. Default 2160h (90 days).
 	// The hosts of a cluster share the stream and must agree on MaxAge
