@@ -21,9 +21,14 @@ import (
 // no longer fetched, and is taken for a message other than the one
 // looked for (its bytes cannot be read to tell), for the life of the
 // source; the suspects and counts are forgotten once a batch goes
-// through. It stays where it is;
-// a mail of the watched mailbox is then emitted again by the scan, which
-// sets it aside on its own if the server fails on it there too.
+// through. It stays where it is, and no dead letter is made for it, as
+// the emission does for a message it gives up (refusedTask): it was
+// fetched as a candidate for another task's mail (same Message-ID, or
+// about the same size), and may be a mail never emitted nor handled,
+// that a stand-in would move to the failed folder under a reason that
+// is not its own. A mail of the watched mailbox is emitted by the scan,
+// which gives it up with its own stand-in if the server fails on it
+// there too; one in the failed folder has its dead letter already.
 
 // boxRef is a mailbox as the completion connection selected it.
 type boxRef struct {
@@ -116,7 +121,7 @@ func (s *Source) completionLostAlone(box boxRef, uid imap.UID, what string, err 
 	k := boxUID{box, uid}
 	cs.suspect[k] = true
 	l := cs.lost[k]
-	l.add(s.now())
+	l.add(s.now(), err)
 	cs.lost[k] = l
 	s.log.Warn("completion: the connection ended while fetching one message alone: the server may fail on it",
 		zap.String("folder", box.name), zap.Uint32("uid", uint32(uid)), zap.String("fetch", what),

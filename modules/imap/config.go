@@ -114,7 +114,9 @@ type Config struct {
 	// is emitted with the reason, so the pool dead-letters it and its
 	// completion moves the message to OnFailure.MoveTo (or leaves it in
 	// place when that is empty), as for any mail that cannot become a
-	// task (Status.Oversized counts them). It is checked against the
+	// task (Status.Oversized counts them; a message the server refuses
+	// to return gets such a stand-in too, see Status.Refused). It is
+	// checked against the
 	// server's RFC822.SIZE and again against the body the server sends,
 	// which is never read beyond it. Default 25 MiB.
 	MaxMessageSize int64 `koanf:"max_message_size"`

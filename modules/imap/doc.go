@@ -11,13 +11,15 @@
 //     idlewatch.go: noticing an IDLE the server ends on its own (the
 //     session then starts over, see ErrIdleEnded);
 //   - scan.go: the search above the cursor, batching, emitting (a message
-//     above MaxMessageSize, not fetched, and, in reject.go, a task the
-//     queue refuses for good become their task.Rejected stand-ins);
+//     above MaxMessageSize, not fetched, one the server refuses to
+//     return, and, in reject.go, a task the queue refuses for good
+//     become their task.Rejected stand-ins, dead-lettered with the
+//     reason);
 //     reconcile.go: the periodic whole-mailbox pass (the mailbox
 //     selected again) that finishes handled-but-unmoved mail;
-//   - fetch.go and refusal.go: fetching metadata and bodies, and what
-//     becomes of messages the server refuses to return; poison.go: of
-//     those it drops the connection on;
+//   - fetch.go and refusal.go: fetching metadata and bodies, and when a
+//     message the server refuses to return is given up (its stand-in
+//     dead-lettered); poison.go: one it drops the connection on;
 //   - inflight.go: what was emitted and not completed yet, copies of it,
 //     and the reaper that emits again what never completes;
 //   - complete.go: Complete, which only queues; completion_queue.go: the
@@ -25,7 +27,9 @@
 //     limit; completion_apply.go: one batch on the completion connection
 //     (find.go: a message found by content once its UID is void;
 //     completion_poison.go: of the messages it reads, those the server
-//     drops the connection on, set aside so the queue gets past them;
+//     drops the connection on, set aside so the queue gets past them
+//     (not dead-lettered: it may be another mail than the one looked
+//     for);
 //     move.go: MOVE, or a COPY confirmed before the original is deleted,
 //     and, after a connection lost once the COPY was sent, the copy
 //     looked for before the next one;

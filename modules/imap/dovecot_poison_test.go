@@ -1,9 +1,12 @@
 package imap_test
 
 import (
-	"os"
+	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,49 +15,130 @@ import (
 	"github.com/plba/plba/modules/imap"
 	"github.com/plba/plba/modules/imap/dovecottest"
 	"github.com/plba/plba/modules/imap/imaptest"
+	"github.com/plba/plba/platform/task"
 )
 
 // A mail Dovecot's imap process dies on whenever it is fetched (its
 // maildir file shorter than the size its name records: "Cached message
-// size larger than expected", then a panic): the mail is set aside,
-// left in the INBOX and counted, and the mail around it flows. Every
-// session ended on the batch that held it, and nothing of the mailbox
-// was emitted, for good.
-func TestDovecotMailTheServerDiesOnIsSetAside(t *testing.T) {
+// size larger than expected", then a panic): it is given up after a few
+// sessions, and its stand-in is dead-lettered with the reason (the
+// connection ended, how many sessions) and moves it to Failed; the mail
+// around it flows. It was set aside, left in the INBOX where no dead
+// letter showed it, and fetched again after a restart. Every session
+// ended on the batch that held it, and nothing of the mailbox was
+// emitted, for good, before it was set aside at all.
+func TestDovecotMailTheServerDiesOnIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	d := dovecottest.Start(t)
 	for _, id := range []string{"1@poison", "2@poison", "3@poison"} {
 		require.NoError(t, d.Save("INBOX", imaptest.Message(id, "order", strings.Repeat(id+" ", 20))))
 	}
-	files, err := filepath.Glob(filepath.Join(filepath.Dir(d.LogPath()), "mail", dovecottest.Username, "new", "*"))
-	require.NoError(t, err)
-	var poison string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		if strings.Contains(string(b), "<2@poison>") {
-			poison = f
-			require.NoError(t, os.WriteFile(f, b[:len(b)/3], 0o666))
-		}
-	}
-	require.NotEmpty(t, poison)
+	truncateMail(t, d, "INBOX", "<2@poison>")
 
 	cfg := dovecotConfig(d, imap.ModePoll)
 	cfg.Reconnect = imap.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}
 	src := newSource(t, cfg)
 	em := &workerEmitter{src: src}
 	start(t, src, em)
-	require.Eventually(t, func() bool { return dovecotCount(t, d, "Processed") == 2 }, 30*time.Second, 50*time.Millisecond,
-		"the other mail is emitted and moved")
+	require.Eventually(t, func() bool {
+		// Dovecot dies on a fetch of Failed's mail too: the maildir tells.
+		return dovecotCount(t, d, "Processed") == 2 && len(maildirFiles(t, d, "Failed")) == 1
+	}, 30*time.Second, 50*time.Millisecond, "the other mail is emitted and moved, the poison dead-lettered")
 	ids, err := d.MessageIDs("Processed")
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"1@poison", "3@poison"}, ids)
+	require.Zero(t, dovecotCount(t, d, "INBOX"))
+
 	st := src.Status()
-	require.EqualValues(t, 1, st.Refused, "the mail the server dies on is set aside")
-	require.Equal(t, 2, em.count())
-	// Dovecot moved it from new/ to cur/, under the same base name.
-	base := strings.SplitN(filepath.Base(poison), ",", 2)[0]
-	left, err := filepath.Glob(filepath.Join(filepath.Dir(filepath.Dir(poison)), "*", base+",*"))
+	require.EqualValues(t, 1, st.Refused, "the mail the server dies on is given up")
+	require.EqualValues(t, 1, st.CompletedFailed)
+	require.EqualValues(t, 2, st.CompletedOK)
+	require.Equal(t, 3, em.count())
+	var standIn *task.Task
+	for _, tk := range em.all() {
+		if tk.Header(task.HeaderRejected) != "" {
+			require.Nil(t, standIn, "one stand-in")
+			standIn = tk
+		}
+	}
+	require.NotNil(t, standIn)
+	require.Nil(t, standIn.Payload)
+	// Dovecot dies on its envelope too: only its place is known.
+	require.Empty(t, standIn.Header(imap.HeaderMessageID))
+	require.Equal(t, "INBOX", standIn.Header(imap.HeaderMailbox))
+	require.Equal(t, "2", standIn.Header(imap.HeaderUID))
+	require.NotEmpty(t, standIn.Header(imap.HeaderUIDValidity))
+	reason := standIn.Header(task.HeaderRejected)
+	require.Contains(t, reason, "ends the connection whenever it is asked for the message (metadata fetch alone")
+	require.Contains(t, reason, fmt.Sprintf("%d consecutive sessions ended", imap.RefusedSessionsBeforeSetAside))
+}
+
+// maildirFiles is the mail files of box's maildir (new and cur).
+func maildirFiles(t *testing.T, d *dovecottest.Server, box string) []string {
+	t.Helper()
+	var out []string
+	for _, sub := range []string{"new", "cur"} {
+		files, err := filepath.Glob(filepath.Join(maildirOf(d, box), sub, "*"))
+		require.NoError(t, err)
+		out = append(out, files...)
+	}
+	return out
+}
+
+// A mail Dovecot refuses to return (here a proxy answers NO for its
+// body, as Exchange does for a mail it cannot convert) while it returns
+// the rest: its stand-in carries its Message-ID and the server's answer,
+// is dead-lettered, and moves the mail to Failed, where it is not
+// fetched again. It was set aside, left in the INBOX unseen by the dead
+// letters.
+func TestDovecotRefusedMailIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	for _, id := range []string{"1@refused", "2@refused", "3@refused"} {
+		require.NoError(t, d.Save("INBOX", imaptest.Message(id, "order", id)))
+	}
+	var asked atomic.Int32
+	p := imaptest.NewProxyWith(t, net.JoinHostPort(d.Host(), strconv.Itoa(d.Port())), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 2) {
+			return false
+		}
+		asked.Add(1)
+		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		return true
+	}})
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.Host, cfg.Port = p.Host(), p.Port()
+	src := newSource(t, cfg)
+	em := &workerEmitter{src: src}
+	start(t, src, em)
+	require.Eventually(t, func() bool {
+		return dovecotCount(t, d, "Processed") == 2 && dovecotCount(t, d, "Failed") == 1
+	}, 30*time.Second, 50*time.Millisecond, "the other mail moved, the refused one dead-lettered")
+	ids, err := d.MessageIDs("Failed")
 	require.NoError(t, err)
-	require.Len(t, left, 1, "the mail stays in the INBOX")
+	require.Equal(t, []string{"2@refused"}, ids)
+	require.Zero(t, dovecotCount(t, d, "INBOX"))
+
+	var standIn *task.Task
+	for _, tk := range em.all() {
+		if tk.Header(task.HeaderRejected) != "" {
+			require.Nil(t, standIn, "one stand-in")
+			standIn = tk
+		}
+	}
+	require.NotNil(t, standIn)
+	require.Equal(t, "2@refused", standIn.Header(imap.HeaderMessageID))
+	require.Equal(t, "2", standIn.Header(imap.HeaderUID))
+	require.NotEmpty(t, standIn.Header(imap.HeaderSize))
+	reason := standIn.Header(task.HeaderRejected)
+	require.Contains(t, reason, "refuses to return the message (body fetch")
+	require.Contains(t, reason, "could not be converted to an RFC-822 compatible format")
+	st := src.Status()
+	require.EqualValues(t, 1, st.Refused)
+	require.EqualValues(t, 1, st.CompletedFailed)
+	require.Zero(t, st.Reconnects)
+	n := asked.Load()
+	time.Sleep(3 * cfg.PollInterval)
+	require.Equal(t, n, asked.Load(), "not asked for again")
 }

@@ -33,7 +33,8 @@ func dovecotConfig(d *dovecottest.Server, mode imap.Mode) imap.Config {
 
 // workerEmitter plays the queue and the worker pool: each task emitted is
 // "handled" at once by its own goroutine, which reports the success to
-// the source, as the pool does.
+// the source, as the pool does, or, for a stand-in (task.Rejected), its
+// dead letter with the stand-in's reason.
 type workerEmitter struct {
 	fakeEmitter
 	src *imap.Source
@@ -48,6 +49,11 @@ func (e *workerEmitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 		e.wg.Add(1)
 		go func() { // owned by the test: it waits for wg
 			defer e.wg.Done()
+			if reason := tk.Header(task.HeaderRejected); reason != "" {
+				// A stand-in: the pool dead-letters it with its reason.
+				_ = e.src.Complete(context.Background(), tk, task.DeadLettered, reason)
+				return
+			}
 			_ = e.src.Complete(context.Background(), tk, task.Succeeded, "")
 		}()
 	}

@@ -63,10 +63,13 @@ func TestStaleTaskIsEmittedAgainAfterUIDValidityChange(t *testing.T) {
 
 // One message the server refuses to return (FETCH answered NO, as
 // Exchange does for a message it cannot convert to RFC 822) while it
-// returns the others of its batch is set aside at once
-// (counted, logged at warn with its UID, left in the mailbox untouched)
-// instead of failing the session over and over: the mail after it flows.
-func TestRefusedMessageIsSetAsideAndLaterMailFlows(t *testing.T) {
+// returns the others of its batch is given up at once instead of failing
+// the session over and over: its stand-in is emitted (no content, the
+// server's answer as the reason, its UID and Message-ID), counted,
+// logged at warn with its UID, and its dead letter's completion moves it
+// to the failed folder; the mail after it flows. It was set aside, left
+// in the INBOX where no dead letter showed it.
+func TestRefusedMessageIsDeadLetteredAndLaterMailFlows(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{})
 	appendN(t, srv, 1, 5) // UID 1 is the one the server refuses
@@ -82,31 +85,51 @@ func TestRefusedMessageIsSetAsideAndLaterMailFlows(t *testing.T) {
 	em := &fakeEmitter{}
 	start(t, src, em)
 
-	waitEmitted(t, em, 4)
+	waitEmitted(t, em, 5)
+	var standIn *task.Task
 	for i, tk := range em.all() {
-		require.Equal(t, fmt.Sprintf("%d@example.com", i+2), tk.Header(imap.HeaderMessageID))
+		require.Equal(t, fmt.Sprintf("%d@example.com", i+1), tk.Header(imap.HeaderMessageID))
+		if i == 0 {
+			standIn = tk
+			continue
+		}
+		require.Empty(t, tk.Header(task.HeaderRejected))
 	}
+	require.Nil(t, standIn.Payload, "a stand-in, without the content")
+	require.Equal(t, "1", standIn.Header(imap.HeaderUID))
+	require.NotEmpty(t, standIn.Header(imap.HeaderSize), "the size the server reported")
+	reason := standIn.Header(task.HeaderRejected)
+	require.Contains(t, reason, "refuses to return the message")
+	require.Contains(t, reason, "could not be converted to an RFC-822 compatible format", "what the server said")
+	require.Contains(t, reason, "refused in 1 consecutive sessions")
 	st := src.Status()
 	require.EqualValues(t, 1, st.Refused)
+	require.Zero(t, st.Oversized)
 	require.Zero(t, st.Reconnects, "a refused message does not fail the session")
-	inbox := messages(t, srv, "INBOX")
-	require.Len(t, messageIDs(inbox), 5)
-	require.Equal(t, goimap.UID(1), inbox[0].UID)
-	require.False(t, inbox[0].HasFlag(goimap.FlagDeleted) || inbox[0].HasFlag(goimap.FlagSeen), "left untouched")
 	warned := logs.FilterFieldKey("uid").FilterMessageSnippet("refuses").All()
 	require.Len(t, warned, 1)
 	require.EqualValues(t, 1, warned[0].ContextMap()["uid"])
+
+	// Its dead letter moves it to the failed folder, untouched otherwise.
+	complete(t, src, standIn, task.DeadLettered)
+	require.Equal(t, []string{"2@example.com", "3@example.com", "4@example.com", "5@example.com"}, messageIDs(messages(t, srv, "INBOX")))
+	failed := messages(t, srv, "Failed")
+	require.Equal(t, []string{"1@example.com"}, messageIDs(failed))
+	require.False(t, failed[0].HasFlag(goimap.FlagSeen))
+	require.EqualValues(t, 1, src.Status().CompletedFailed)
 }
 
 // The mail the source leaves in the mailbox on purpose stays left when
-// the cursor moves back below it: here a message the server refuses (set
-// aside) and one dead-lettered without a failed folder (left in place),
+// the cursor moves back below it: here a message the server refuses and
+// one dead-lettered without a failed folder (both left in place),
 // above a message whose task never completes, which the reaper emits
 // again after InFlightTimeout by scanning again from it. The scan from
-// there fetched the refused message again and set it aside again (one
+// there fetched the refused message again and gave it up again (one
 // message counted refused once per reap, Status.Refused growing without
 // bound), and emitted the dead letter's mail again: a second task, a
-// second dead letter, of a mail whose outcome was settled.
+// second dead letter, of a mail whose outcome was settled. (The refused
+// message's stand-in is dead-lettered too: without a failed folder its
+// mail stays in place, and is fetched no more.)
 func TestMailLeftInPlaceIsNotEmittedAgainWhenTheCursorMovesBack(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{})
@@ -125,12 +148,14 @@ func TestMailLeftInPlaceIsNotEmittedAgainWhenTheCursorMovesBack(t *testing.T) {
 	src, logs := observedSource(t, cfg)
 	em := &fakeEmitter{}
 	start(t, src, em)
-	waitEmitted(t, em, 2)
+	waitEmitted(t, em, 3)
 	byUID := map[string]*task.Task{}
 	for _, tk := range em.all() {
 		byUID[tk.Header(imap.HeaderUID)] = tk
 	}
 	require.Contains(t, byUID, "3")
+	require.NotEmpty(t, byUID["2"].Header(task.HeaderRejected), "the refused message's stand-in")
+	complete(t, src, byUID["2"], task.DeadLettered)
 	complete(t, src, byUID["3"], task.DeadLettered)
 
 	require.Eventually(t, func() bool { return src.Status().Reemitted >= 3 }, 10*time.Second, 10*time.Millisecond,
@@ -142,17 +167,17 @@ func TestMailLeftInPlaceIsNotEmittedAgainWhenTheCursorMovesBack(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, perUID["1"], 3)
 	require.Equal(t, 1, perUID["3"], "the dead letter's mail is not emitted again")
-	require.Zero(t, perUID["2"])
+	require.Equal(t, 1, perUID["2"], "the refused message is not fetched again")
 	require.EqualValues(t, 1, src.Status().Refused, "one message refused, counted once")
 	require.Len(t, logs.FilterMessageSnippet("refuses to return").All(), 1)
 	require.Len(t, messages(t, srv, "INBOX"), 3, "all left in the mailbox")
 }
 
 // A server that fails as a whole for a moment (NO [SERVERBUG] to every
-// FETCH, of the metadata or of the bodies) skips no mail: nothing is set
-// aside, the sessions fail and are retried with back-off, and once the
+// FETCH, of the metadata or of the bodies) skips no mail: nothing is
+// given up, the sessions fail and are retried with back-off, and once the
 // server recovers every message is emitted. Here the failure lasts one
-// session less than it takes to set a message refused alone aside.
+// session less than it takes to give a message refused alone up.
 func TestTransientFetchFailureSkipsNoMail(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -192,15 +217,15 @@ func TestTransientFetchFailureSkipsNoMail(t *testing.T) {
 
 			waitEmitted(t, em, 3)
 			st := src.Status()
-			require.Zero(t, st.Refused, "nothing set aside")
+			require.Zero(t, st.Refused, "nothing given up")
 			require.EqualValues(t, brokenSessions, st.Reconnects, "each broken session failed and was retried")
 			require.Empty(t, st.LastError, "reconnected: the status shows no error")
 			require.Contains(t, lastLostError(logs), "SERVERBUG")
-			require.Contains(t, lastLostError(logs), "none set aside yet")
+			require.Contains(t, lastLostError(logs), "none given up yet")
 			// Each broken session asked for the batch, then for each message.
 			require.EqualValues(t, brokenSessions*4, refusals.Load())
-			require.Len(t, logs.FilterMessageSnippet("retrying before setting any aside").All(), brokenSessions)
-			require.Empty(t, logs.FilterMessageSnippet("set aside, left in the mailbox").All())
+			require.Len(t, logs.FilterMessageSnippet("retrying before giving any up").All(), brokenSessions)
+			require.Empty(t, logs.FilterMessageSnippet("stand-in is dead-lettered").All())
 
 			appendN(t, srv, 4, 1) // later mail flows too
 			waitEmitted(t, em, 4)
@@ -215,12 +240,14 @@ func TestTransientFetchFailureSkipsNoMail(t *testing.T) {
 }
 
 // A message the server refuses alone (the only one in the mailbox, so no
-// other message shows that the server works) is not set aside at once:
+// other message shows that the server works) is not given up at once:
 // the session fails and is retried, and only after it has been refused in
 // RefusedSessionsBeforeSetAside consecutive sessions, over at least
-// Reconnect.Max, is it set aside, so that it does not block the mailbox
-// forever. Later mail then flows, and the message is not asked for again.
-func TestMessageRefusedAloneIsSetAsideAfterRetries(t *testing.T) {
+// Reconnect.Max, is it given up, so that it does not block the mailbox
+// forever: its stand-in, with the server's answer and the sessions as
+// the reason, is dead-lettered, and moves it to the failed folder. Later
+// mail then flows, and the message is not asked for again.
+func TestMessageRefusedAloneIsDeadLetteredAfterRetries(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{})
 	appendN(t, srv, 1, 1) // UID 1, which the server refuses
@@ -245,24 +272,31 @@ func TestMessageRefusedAloneIsSetAsideAfterRetries(t *testing.T) {
 	sessions := asked.Load()
 	require.GreaterOrEqual(t, sessions, int32(imap.RefusedSessionsBeforeSetAside))
 	require.EqualValues(t, sessions-1, st.Reconnects, "asked once per session")
-	require.Zero(t, em.count())
-	require.Len(t, logs.FilterMessageSnippet("retrying before setting any aside").All(), int(sessions-1))
+	require.Equal(t, 1, em.count())
+	standIn := em.all()[0]
+	require.Nil(t, standIn.Payload)
+	require.Equal(t, "1@example.com", standIn.Header(imap.HeaderMessageID))
+	require.Contains(t, standIn.Header(task.HeaderRejected), "could not be converted to an RFC-822 compatible format")
+	require.Contains(t, standIn.Header(task.HeaderRejected), fmt.Sprintf("refused in %d consecutive sessions", sessions))
+	require.Len(t, logs.FilterMessageSnippet("retrying before giving any up").All(), int(sessions-1))
 
 	appendN(t, srv, 2, 2)
-	waitEmitted(t, em, 2)
+	waitEmitted(t, em, 3)
 	for i, tk := range em.all() {
-		require.Equal(t, fmt.Sprintf("%d@example.com", i+2), tk.Header(imap.HeaderMessageID))
+		require.Equal(t, fmt.Sprintf("%d@example.com", i+1), tk.Header(imap.HeaderMessageID))
 	}
 	st = src.Status()
 	require.EqualValues(t, 1, st.Refused)
-	require.EqualValues(t, sessions-1, st.Reconnects, "no session failed after it was set aside")
+	require.EqualValues(t, sessions-1, st.Reconnects, "no session failed after it was given up")
 	require.Equal(t, sessions, asked.Load(), "not asked for again")
-	inbox := messages(t, srv, "INBOX")
-	require.Equal(t, goimap.UID(1), inbox[0].UID)
-	require.False(t, inbox[0].HasFlag(goimap.FlagDeleted) || inbox[0].HasFlag(goimap.FlagSeen), "left untouched")
-	warned := logs.FilterFieldKey("uid").FilterMessageSnippet("set aside, left in the mailbox").All()
+	warned := logs.FilterFieldKey("uid").FilterMessageSnippet("stand-in is dead-lettered").All()
 	require.Len(t, warned, 1)
 	require.EqualValues(t, 1, warned[0].ContextMap()["uid"])
+
+	complete(t, src, standIn, task.DeadLettered)
+	require.Equal(t, []string{"1@example.com"}, messageIDs(messages(t, srv, "Failed")))
+	require.Equal(t, []string{"2@example.com", "3@example.com"}, messageIDs(messages(t, srv, "INBOX")))
+	require.Equal(t, sessions, asked.Load(), "not asked for again")
 }
 
 // A session that fails after selecting the mailbox, the same way each

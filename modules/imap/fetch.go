@@ -12,47 +12,50 @@ import (
 
 // fetchMeta fetches the metadata of uids. When the server refuses the
 // lot (see refused), it asks for each message on its own and hands those
-// it refuses to settleRefused: set aside when it returned another, else
+// it refuses to settleRefused: given up when it returned another (gone,
+// those returned for their stand-ins: only their UIDs are known), else
 // the error (the session fails and is retried). When the connection
 // ended during such a fetch, the next sessions ask for each of them on
 // its own too (see poison.go).
-func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []imap.UID) ([]meta, error) {
-	var refs []refusal
+func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []imap.UID) ([]meta, []refusal, error) {
+	var refs, lost []refusal
 	var metas []meta
 	alone := s.anySuspect(uids) // see poison.go
 	if !alone {
 		var err error
 		metas, err = s.fetchMetaOf(c, uids)
 		if s.suspectAll(ctx, uids, err) || !refused(err) {
-			return metas, err
+			return metas, nil, err
 		}
 		metas = nil
 		if len(uids) == 1 {
-			refs = append(refs, refusal{meta{uid: uids[0]}, err}) // asking again is the same question
+			refs = append(refs, refusal{m: meta{uid: uids[0]}, err: err}) // asking again is the same question
 		}
 		alone = len(uids) > 1
 	}
 	if alone {
 		for _, u := range uids {
-			if s.skipLost(meta{uid: u}, "metadata") {
+			if r, ok := s.skipLost(meta{uid: u}, "metadata"); ok {
+				lost = append(lost, r)
 				continue
 			}
 			m, err := s.fetchMetaOf(c, []imap.UID{u})
 			if refused(err) {
-				refs = append(refs, refusal{meta{uid: u}, err})
+				refs = append(refs, refusal{m: meta{uid: u}, err: err})
 				continue
 			}
 			if err != nil {
 				s.lostAlone(ctx, meta{uid: u}, "metadata", err)
-				return nil, err
+				return nil, nil, err
 			}
 			metas = append(metas, m...)
 		}
 	}
-	if err := s.settleRefused(refs, len(metas) > 0, "metadata"); err != nil {
-		return nil, err
+	given, err := s.settleRefused(refs, len(metas) > 0, "metadata")
+	if err != nil {
+		return nil, nil, err
 	}
-	return metas, nil
+	return metas, append(lost, given...), nil
 }
 
 func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, error) {
@@ -81,20 +84,21 @@ func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, err
 // those whose body is above MaxMessageSize (not read). When the server
 // refuses the group (a NO that is not a temporary refusal), each message
 // is fetched on its own. If the server returns at least one, its
-// refusals are specific to the others: those are set aside. If it
-// returns none (a group of one included), the server may be failing as a
-// whole: nothing is set aside, each refusal is counted against its UID
-// and the error is returned, so that the session fails and Run retries
-// it with back-off; only a message refused alone in
-// RefusedSessionsBeforeSetAside consecutive sessions is then set aside
-// (see settleRefused). A group the connection ended on is fetched one by
-// one in the next sessions (see poison.go).
-func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []meta) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, err error) {
+// refusals are specific to the others: those are given up, returned
+// (refs) for their stand-ins (see refusedTask). If it returns none (a
+// group of one included), the server may be failing as a whole: nothing
+// is given up, each refusal is counted against its UID and the error is
+// returned, so that the session fails and Run retries it with back-off;
+// only a message refused alone in RefusedSessionsBeforeSetAside
+// consecutive sessions is then given up (see settleRefused). A group the
+// connection ended on is fetched one by one in the next sessions (see
+// poison.go).
+func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []meta) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, refs []refusal, err error) {
 	uids := make([]imap.UID, len(group))
 	for i, m := range group {
 		uids[i] = m.uid
 	}
-	var refs []refusal
+	var lost []refusal
 	alone := s.anySuspect(uids) // see poison.go
 	if !alone {
 		bodies, oversize, err = s.fetchBodies(c, imap.UIDSetNum(uids...))
@@ -102,37 +106,39 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 			if err == nil {
 				s.fetchedFine(bodies, oversize)
 			}
-			return bodies, oversize, err
+			return bodies, oversize, nil, err
 		}
 		if len(group) == 1 {
-			refs = append(refs, refusal{group[0], err}) // asking again is the same question
+			refs = append(refs, refusal{m: group[0], err: err}) // asking again is the same question
 		}
 		alone = len(group) > 1
 	}
 	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
 	if alone {
 		for _, m := range group {
-			if s.skipLost(m, "body") {
+			if r, ok := s.skipLost(m, "body"); ok {
+				lost = append(lost, r)
 				continue
 			}
 			b, o, err := s.fetchBodies(c, imap.UIDSetNum(m.uid))
 			if refused(err) {
-				refs = append(refs, refusal{m, err})
+				refs = append(refs, refusal{m: m, err: err})
 				continue
 			}
 			if err != nil {
 				s.lostAlone(ctx, m, "body", err)
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			maps.Copy(bodies, b)
 			maps.Copy(oversize, o)
 		}
 	}
 	s.fetchedFine(bodies, oversize)
-	if err := s.settleRefused(refs, len(bodies)+len(oversize) > 0, "body"); err != nil {
-		return nil, nil, err
+	given, err := s.settleRefused(refs, len(bodies)+len(oversize) > 0, "body")
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	return bodies, oversize, nil
+	return bodies, oversize, append(lost, given...), nil
 }
 
 // fetchedFine forgets the refusals counted against the messages whose

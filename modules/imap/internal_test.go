@@ -77,12 +77,13 @@ func TestCopyBookkeeping(t *testing.T) {
 	require.NoError(t, s.Close())
 }
 
-// What becomes of messages the server refused one by one: set aside at
-// once when it returned another of the batch; else counted per UID and
-// an error (the session is retried), until every one of them has been
-// refused alone in RefusedSessionsBeforeSetAside sessions over at least
-// Reconnect.Max. A message fetched fine, set aside, or a UIDVALIDITY
-// change clears its count.
+// What becomes of messages the server refused one by one: given up at
+// once (returned, with the reason for their stand-ins) when it returned
+// another of the batch; else counted per UID and an error (the session
+// is retried), until every one of them has been refused alone in
+// RefusedSessionsBeforeSetAside sessions over at least Reconnect.Max. A
+// message fetched fine, given up, or a UIDVALIDITY change clears its
+// count. One the server says was expunged is set aside, not given up.
 func TestSettleRefused(t *testing.T) {
 	t.Parallel()
 	s, err := NewSource(Config{Host: "localhost", TLS: TLSNone, Username: "u", Password: "p", Kind: "k"}, nil)
@@ -96,54 +97,82 @@ func TestSettleRefused(t *testing.T) {
 	refs := func(uids ...imap.UID) []refusal {
 		var out []refusal
 		for _, u := range uids {
-			out = append(out, refusal{meta{uid: u}, no})
+			out = append(out, refusal{m: meta{uid: u}, err: no})
 		}
 		return out
 	}
+	given := func(rs []refusal) (uids []imap.UID) {
+		for _, r := range rs {
+			require.Contains(t, r.reason, "Internal error", "the server's answer")
+			uids = append(uids, r.m.uid)
+		}
+		return uids
+	}
 
-	// Others of the batch returned: specific to these, set aside at once.
-	require.NoError(t, s.settleRefused(refs(1), true, "body"))
-	require.EqualValues(t, 1, s.Status().Refused)
+	// Others of the batch returned: specific to these, given up at once.
+	out, err := s.settleRefused(refs(1), true, "body")
+	require.NoError(t, err)
+	require.Equal(t, []imap.UID{1}, given(out))
+	require.Contains(t, out[0].reason, "body fetch, refused in 1 consecutive sessions")
 	require.Empty(t, s.refusedAlone)
 
 	// None returned: an error, the same each time, until the limit.
 	var msgs []string
 	for range RefusedSessionsBeforeSetAside - 1 {
-		err := s.settleRefused(refs(2, 3), false, "body")
+		out, err := s.settleRefused(refs(2, 3), false, "body")
 		require.Error(t, err)
 		require.ErrorIs(t, err, no)
+		require.Empty(t, out)
 		msgs = append(msgs, err.Error())
 	}
 	require.Equal(t, msgs[0], msgs[len(msgs)-1], "the same text each session: Run's back-off grows")
-	require.EqualValues(t, 1, s.Status().Refused)
 
 	// 3 was fetched fine meanwhile: it starts over, so 2 waits for it.
 	s.fetchedFine(map[imap.UID][]byte{3: []byte("x")}, nil)
-	require.Error(t, s.settleRefused(refs(2, 3), false, "body"))
-	require.EqualValues(t, 1, s.Status().Refused)
+	_, err = s.settleRefused(refs(2, 3), false, "body")
+	require.Error(t, err)
 	for range RefusedSessionsBeforeSetAside - 2 {
-		require.Error(t, s.settleRefused(refs(2, 3), false, "body"))
+		_, err = s.settleRefused(refs(2, 3), false, "body")
+		require.Error(t, err)
 	}
 	// Enough sessions, but not yet Reconnect.Max since the first refusal
 	// of 3: a server failing for a while only delays mail.
-	require.Error(t, s.settleRefused(refs(2, 3), false, "body"))
+	_, err = s.settleRefused(refs(2, 3), false, "body")
+	require.Error(t, err)
 	now = now.Add(time.Minute)
-	require.NoError(t, s.settleRefused(refs(2, 3), false, "body"))
-	require.EqualValues(t, 3, s.Status().Refused)
-	require.Empty(t, s.refusedAlone)
+	out, err = s.settleRefused(refs(2, 3), false, "body")
+	require.NoError(t, err)
+	require.Equal(t, []imap.UID{2, 3}, given(out))
+	require.Contains(t, out[0].reason, fmt.Sprintf("refused in %d consecutive sessions", 2*RefusedSessionsBeforeSetAside))
+	require.Contains(t, out[1].reason, fmt.Sprintf("refused in %d consecutive sessions", RefusedSessionsBeforeSetAside+1))
+	require.Len(t, s.refusedAlone, 2, "kept until their stand-ins are emitted (processChunk forgets them)")
+	delete(s.refusedAlone, 2)
+	delete(s.refusedAlone, 3)
 
 	// A UIDVALIDITY change voids the counts.
-	require.Error(t, s.settleRefused(refs(4), false, "metadata"))
+	_, err = s.settleRefused(refs(4), false, "metadata")
+	require.Error(t, err)
 	s.selected(7)
 	require.Len(t, s.refusedAlone, 1, "same UIDVALIDITY: kept")
 	s.selected(8)
 	require.Empty(t, s.refusedAlone)
 	for range RefusedSessionsBeforeSetAside - 1 {
-		require.Error(t, s.settleRefused(refs(4), false, "metadata"))
+		_, err = s.settleRefused(refs(4), false, "metadata")
+		require.Error(t, err)
 	}
 	now = now.Add(time.Minute)
-	require.NoError(t, s.settleRefused(refs(4), false, "metadata"))
-	require.EqualValues(t, 4, s.Status().Refused)
+	out, err = s.settleRefused(refs(4), false, "metadata")
+	require.NoError(t, err)
+	require.Equal(t, []imap.UID{4}, given(out))
+	require.Contains(t, out[0].reason, "metadata fetch")
+
+	// Expunged by another client: nothing to dead-letter, set aside.
+	gone := fmt.Errorf("imap: fetch bodies: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: "EXPUNGEISSUED", Text: "Some of the requested messages no longer exist"})
+	out, err = s.settleRefused([]refusal{{m: meta{uid: 5}, err: gone}}, true, "body")
+	require.NoError(t, err)
+	require.Empty(t, out)
+	require.EqualValues(t, 1, s.Status().SetAside)
+	require.Zero(t, s.Status().Refused, "counted when a stand-in is emitted, not here")
 }
 
 // Only an id a HEADER search may not match as it is (non-ASCII, or with

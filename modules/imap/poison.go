@@ -3,6 +3,7 @@ package imap
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/emersion/go-imap/v2"
 	"go.uber.org/zap"
@@ -18,11 +19,13 @@ import (
 // not even a NO) makes the messages it asked for suspects: the next
 // sessions ask for each of them alone. A message whose fetch alone ends
 // the connection is counted as refused alone (see refusedAlone), and is
-// set aside, as one the server refuses, once that has happened in
+// given up, as one the server refuses, once that has happened in
 // RefusedSessionsBeforeSetAside consecutive sessions over at least
-// Reconnect.Max: the others flow meanwhile, each session getting one
-// message further. A network failure makes suspects too: they are then
-// fetched alone once, which costs round trips and loses nothing.
+// Reconnect.Max: its stand-in is dead-lettered with the reason (see
+// refusedTask), and its completion moves it to the failed folder. The
+// others flow meanwhile, each session getting one message further. A
+// network failure makes suspects too: they are then fetched alone once,
+// which costs round trips and loses nothing.
 
 // lostConnection reports whether err, a fetch's error, is not the
 // server's answer: the connection ended (or the command timed out), and
@@ -65,18 +68,19 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 	}
 	s.mu.Lock()
 	ra := s.refusedAlone[m.uid]
-	ra.add(s.now())
+	ra.add(s.now(), err)
 	s.refusedAlone[m.uid] = ra
 	s.mu.Unlock()
 	s.log.Warn("the connection ended while fetching one message alone: the server may fail on it",
 		zap.Uint32("uid", uint32(m.uid)), zap.String("fetch", what), zap.Int("sessions", ra.sessions),
-		zap.Int("set_aside_after_sessions", RefusedSessionsBeforeSetAside), zap.Error(err))
+		zap.Int("given_up_after_sessions", RefusedSessionsBeforeSetAside), zap.Error(err))
 }
 
-// skipLost sets m aside, and reports true, when fetching it alone has
-// ended the connection in RefusedSessionsBeforeSetAside consecutive
-// sessions over at least Reconnect.Max.
-func (s *Source) skipLost(m meta, what string) bool {
+// skipLost gives m up, and returns its refusal with the reason for its
+// stand-in (see refusedTask), when fetching it alone has ended the
+// connection in RefusedSessionsBeforeSetAside consecutive sessions over
+// at least Reconnect.Max.
+func (s *Source) skipLost(m meta, what string) (refusal, bool) {
 	s.mu.Lock()
 	ra, ok := s.refusedAlone[m.uid]
 	poisoned := ok && s.suspects[m.uid] && ra.due(s.now(), s.cfg.Reconnect.Max)
@@ -84,10 +88,13 @@ func (s *Source) skipLost(m meta, what string) bool {
 		delete(s.suspects, m.uid)
 	}
 	s.mu.Unlock()
-	if poisoned {
-		s.setAside(m, what, errors.New("the connection ends whenever the server is asked for this message"))
+	if !poisoned {
+		return refusal{}, false
 	}
-	return poisoned
+	err := errors.New("the connection ends whenever the server is asked for this message")
+	return refusal{m: m, err: err, reason: fmt.Sprintf(
+		"the IMAP server ends the connection whenever it is asked for the message (%s fetch alone, %d consecutive sessions ended; the last: %v)",
+		what, ra.sessions, ra.last)}, true
 }
 
 // cleared forgets the suspects among uids (their chunk went through).

@@ -71,8 +71,8 @@ func (s *Source) unfinished(found []imap.UID) []imap.UID {
 }
 
 // leftInPlace records a message the source leaves in the mailbox on
-// purpose (set aside, oversized or dead-lettered without a folder to move
-// to): the reconcile pass does not emit it again. The caller holds s.mu.
+// purpose (set aside: expunged, said the server; or dead-lettered, a
+// stand-in's included, without a folder to move to): the reconcile pass does not emit it again. The caller holds s.mu.
 func (s *Source) leftInPlace(uid imap.UID) {
 	if uid != 0 {
 		s.aside[uid] = true

@@ -13,70 +13,81 @@ import (
 // RefusedSessionsBeforeSetAside is how many consecutive sessions the
 // server must refuse a message alone (it was asked for that message and
 // the others of its batch one by one, and returned none) before the
-// message is set aside. A refusal of only some messages of a batch is
-// specific to them: those are set aside at once. A refusal of all of them
-// may as well be the server failing as a whole (NO [SERVERBUG] for a
-// moment), so the session fails instead and Run retries it with back-off;
-// only a message still refused alone after this many sessions, and over
-// at least Reconnect.Max since its first refusal, is set aside, so that a
-// message the server can never return does not block the mailbox
-// forever while a server failing for a while only delays mail. A message
-// whose fetch alone ends the connection is counted the same way (see
-// poison.go).
+// message is given up: its stand-in is dead-lettered (see refusedTask). A
+// refusal of only some messages of a batch is specific to them: those
+// are given up at once. A refusal of all of them may as well be the
+// server failing as a whole (NO [SERVERBUG] for a moment), so the session
+// fails instead and Run retries it with back-off; only a message still
+// refused alone after this many sessions, and over at least Reconnect.Max
+// since its first refusal, is given up, so that a message the server can
+// never return does not block the mailbox forever while a server failing
+// for a while only delays mail. A message whose fetch alone ends the
+// connection is counted the same way (see poison.go). (The name is from
+// when such a message was only set aside, left in the mailbox unseen by
+// the dead letters.)
 const RefusedSessionsBeforeSetAside = 3
 
 // refusal is a message the server refused to return on its own, with its
-// answer.
+// answer, and, once it is given up (settleRefused, skipLost), the reason
+// its stand-in is dead-lettered with.
 type refusal struct {
-	m   meta
-	err error
+	m      meta
+	err    error
+	reason string
+}
+
+// refusedAlone is how often, and since when, the server refused a
+// message alone (settleRefused), or ended the connection on it alone
+// (poison.go, completion_poison.go), and its last such error.
+type refusedAlone struct {
+	sessions int
+	since    time.Time
+	last     error
+}
+
+// add counts one more refusal, err, at now.
+func (ra *refusedAlone) add(now time.Time, err error) {
+	if ra.sessions == 0 {
+		ra.since = now
+	}
+	ra.sessions++
+	ra.last = err
+}
+
+// due reports whether the message is to be given up at now: refused in
+// RefusedSessionsBeforeSetAside consecutive sessions over at least
+// minSpan (Reconnect.Max), so that a passing failure gives nothing up.
+func (ra refusedAlone) due(now time.Time, minSpan time.Duration) bool {
+	return ra.sessions >= RefusedSessionsBeforeSetAside && now.Sub(ra.since) >= minSpan
 }
 
 // settleRefused decides what becomes of the messages of a batch the
 // server refused one by one (what: "metadata" or "body"). When it
 // returned another message of the batch (returned), the refusals are
-// specific to these messages: they are set aside. When it returned none,
-// it may be failing as a whole: each refusal is counted against its UID
-// and an error is returned (the session fails, Run retries with
-// back-off), unless every one of them has now been refused alone in
-// RefusedSessionsBeforeSetAside consecutive sessions: then they are set
-// aside. The error's text is the same every time the same batch fails
-// the same way, so that Run's back-off grows.
-// refusedAlone is how often, and since when, the server refused a
-// message alone (settleRefused), or ended the connection on it alone
-// (poison.go, completion_poison.go).
-type refusedAlone struct {
-	sessions int
-	since    time.Time
-}
-
-// add counts one more refusal at now.
-func (ra *refusedAlone) add(now time.Time) {
-	if ra.sessions == 0 {
-		ra.since = now
-	}
-	ra.sessions++
-}
-
-// due reports whether the message is to be set aside at now: refused in
-// RefusedSessionsBeforeSetAside consecutive sessions over at least
-// minSpan (Reconnect.Max), so that a passing failure sets nothing aside.
-func (ra refusedAlone) due(now time.Time, minSpan time.Duration) bool {
-	return ra.sessions >= RefusedSessionsBeforeSetAside && now.Sub(ra.since) >= minSpan
-}
-
-func (s *Source) settleRefused(refs []refusal, returned bool, what string) error {
+// specific to these messages: they are given up, and returned with the
+// reason for their stand-ins (see refusedTask). When it returned none, it
+// may be failing as a whole: each refusal is counted against its UID and
+// an error is returned (the session fails, Run retries with back-off),
+// unless every one of them has now been refused alone in
+// RefusedSessionsBeforeSetAside consecutive sessions: then they are given
+// up. The error's text is the same every time the same batch fails the
+// same way, so that Run's back-off grows. A message the server says was
+// expunged (NO [EXPUNGEISSUED]) is no refusal of its content: there is
+// no mail to dead-letter, it is set aside.
+func (s *Source) settleRefused(refs []refusal, returned bool, what string) ([]refusal, error) {
 	if len(refs) == 0 {
-		return nil
+		return nil, nil
 	}
+	sessions := make([]int, len(refs))
 	if !returned {
 		s.mu.Lock()
 		pending := 0
 		now := s.now()
-		for _, r := range refs {
+		for i, r := range refs {
 			ra := s.refusedAlone[r.m.uid]
-			ra.add(now)
+			ra.add(now, r.err)
 			s.refusedAlone[r.m.uid] = ra
+			sessions[i] = ra.sessions
 			if !ra.due(now, s.cfg.Reconnect.Max) {
 				pending++
 			}
@@ -84,35 +95,43 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string) error
 		s.mu.Unlock()
 		if pending > 0 {
 			first, last := refs[0].m.uid, refs[len(refs)-1].m.uid
-			s.log.Warn("the server refuses every message asked for: retrying before setting any aside",
-				zap.String("fetch", what), zap.Int("messages", len(refs)), zap.Int("not_yet_set_aside", pending),
+			s.log.Warn("the server refuses every message asked for: retrying before giving any up",
+				zap.String("fetch", what), zap.Int("messages", len(refs)), zap.Int("not_yet_given_up", pending),
 				zap.Uint32("first_uid", uint32(first)), zap.Uint32("last_uid", uint32(last)),
-				zap.Int("set_aside_after_sessions", RefusedSessionsBeforeSetAside), zap.Error(refs[0].err))
-			return fmt.Errorf("imap: fetch %s: the server refused each of %d messages (uid %d to %d), none set aside yet: %w",
+				zap.Int("given_up_after_sessions", RefusedSessionsBeforeSetAside), zap.Error(refs[0].err))
+			return nil, fmt.Errorf("imap: fetch %s: the server refused each of %d messages (uid %d to %d), none given up yet: %w",
 				what, len(refs), first, last, refs[0].err)
 		}
 	}
-	for _, r := range refs {
-		s.setAside(r.m, what, r.err)
+	var out []refusal
+	for i, r := range refs {
+		if isNo(r.err, responseCodeExpungeIssued) {
+			s.setAside(r.m, what, r.err)
+			continue
+		}
+		r.reason = fmt.Sprintf("the IMAP server refuses to return the message (%s fetch, refused in %d consecutive sessions): %v",
+			what, max(1, sessions[i]), r.err)
+		out = append(out, r)
 	}
-	return nil
+	return out, nil
 }
 
-// setAside counts (Status.Refused) and logs a message the server refuses
-// to return (FETCH answered NO, as Exchange does for a message it cannot
-// convert) while it returns others of the same batch, or that it has
-// refused alone in RefusedSessionsBeforeSetAside consecutive sessions
-// (see settleRefused), or that ended the connection as often
-// (skipLost). It is neither emitted nor moved: it stays in the mailbox,
-// and the cursor moves past it, so it is tried again only after a
-// restart or a UIDVALIDITY change.
+// responseCodeExpungeIssued is the NO a server gives for a message
+// another client expunged meanwhile (RFC 2180 4.1.3).
+const responseCodeExpungeIssued imap.ResponseCode = "EXPUNGEISSUED"
+
+// setAside counts (Status.SetAside) and logs a message the source leaves
+// in the mailbox without a dead letter: one the server says was expunged
+// when asked for it (settleRefused). It is neither emitted nor moved, and
+// the cursor moves past it, so it is tried again only after a restart or
+// a UIDVALIDITY change.
 func (s *Source) setAside(m meta, what string, err error) {
 	s.mu.Lock()
-	s.st.Refused++
+	s.st.SetAside++
 	delete(s.refusedAlone, m.uid)
 	s.leftInPlace(m.uid)
 	s.mu.Unlock()
-	s.log.Warn("the server refuses to return a message: set aside, left in the mailbox",
+	s.log.Warn("the server refuses to return a message it says was expunged: set aside, not dead-lettered",
 		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID), zap.String("fetch", what), zap.Error(err))
 }
 

@@ -117,10 +117,11 @@ type meta struct {
 // bodies (BODY.PEEK[]: nothing is flagged) in groups bounded by
 // MaxBatchBytes and emits each group. A message above MaxMessageSize is
 // not fetched: its stand-in is emitted instead (see oversizedTask).
-// Messages the server refuses to return are set aside, or the chunk fails
-// (see fetchGroup); the cursor moves past the chunk only when it did not.
+// Messages the server refuses to return are given up, their stand-ins
+// emitted (see refusedTask), or the chunk fails (see fetchGroup); the
+// cursor moves past the chunk only when it did not.
 func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit source.Emitter, uids []imap.UID) error {
-	metas, err := s.fetchMeta(ctx, c, uids)
+	metas, refs, err := s.fetchMeta(ctx, c, uids)
 	if err != nil {
 		return err
 	}
@@ -152,7 +153,10 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	if err := flush(); err != nil {
 		return err
 	}
-	if err := s.emitMessages(ctx, emit, big, nil); err != nil {
+	for _, r := range refs {
+		big = append(big, r.m)
+	}
+	if err := s.emitMessages(ctx, emit, big, nil, refs); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -161,7 +165,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 		s.st.LastUID = uint32(hi)
 	}
 	// Every message of the chunk was emitted (or its stand-in), set aside
-	// or expunged meanwhile: none is refused alone any more.
+	// (expunged) or expunged meanwhile: none is refused alone any more.
 	for _, u := range uids {
 		delete(s.refusedAlone, u)
 	}
@@ -171,26 +175,31 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 }
 
 func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit source.Emitter, group []meta) error {
-	bodies, oversize, err := s.fetchGroup(ctx, c, group)
+	bodies, oversize, refs, err := s.fetchGroup(ctx, c, group)
 	if err != nil {
 		return err
+	}
+	given := map[imap.UID]bool{}
+	for _, r := range refs {
+		given[r.m.uid] = true
 	}
 	var out []meta
 	for _, m := range group {
 		if size, ok := oversize[m.uid]; ok { // RFC822.SIZE said less
 			m.size = size
 			out = append(out, m)
-		} else if _, ok := bodies[m.uid]; ok { // else expunged meanwhile, or set aside
+		} else if _, ok := bodies[m.uid]; ok || given[m.uid] { // else expunged meanwhile, or set aside
 			out = append(out, m)
 		}
 	}
-	return s.emitMessages(ctx, emit, out, bodies)
+	return s.emitMessages(ctx, emit, out, bodies, refs)
 }
 
 // emitMessages emits one task per message of ms: its body from bodies, or,
-// for a message without one there (above MaxMessageSize, not read), its
-// stand-in (oversizedTask).
-func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []meta, bodies map[imap.UID][]byte) error {
+// for a message the server refused to return (in refs), its stand-in
+// (refusedTask), or, for one without either (above MaxMessageSize, not
+// read), its stand-in (oversizedTask).
+func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []meta, bodies map[imap.UID][]byte, refs []refusal) error {
 	if len(ms) == 0 {
 		return nil
 	}
@@ -201,13 +210,22 @@ func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []met
 	// copy is emitted as a message of its own).
 	s.mu.Lock()
 	validity := s.uidValidity
+	refused := make(map[imap.UID]refusal, len(refs))
+	for _, r := range refs {
+		refused[r.m.uid] = r
+	}
 	tasks := make([]*task.Task, 0, len(ms))
-	big := 0
+	big, denied := 0, 0
 	for _, m := range ms {
 		var t *task.Task
-		if raw, ok := bodies[m.uid]; ok {
+		raw, fetched := bodies[m.uid]
+		r, isRefused := refused[m.uid]
+		switch {
+		case fetched:
 			t = s.newTask(m, validity, raw)
-		} else {
+		case isRefused:
+			t = s.refusedTask(r, validity)
+		default:
 			t = s.oversizedTask(m, validity)
 		}
 		if s.addDupe(t.Key, m.uid) { // a copy of one in flight, maybe emitted just above
@@ -215,7 +233,10 @@ func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []met
 		}
 		s.inflight[t.Key] = emitted{uid: m.uid, validity: validity, at: time.Now()}
 		tasks = append(tasks, t)
-		if t.Payload == nil && t.Header(task.HeaderRejected) != "" {
+		switch {
+		case !fetched && isRefused:
+			denied++
+		case !fetched:
 			big++
 		}
 	}
@@ -251,6 +272,7 @@ func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []met
 	}
 	s.st.Emitted += uint64(len(tasks))
 	s.st.Oversized += uint64(big)
+	s.st.Refused += uint64(denied)
 	s.log.Debug("emitted", zap.Int("tasks", len(tasks)))
 	return nil
 }
@@ -305,6 +327,31 @@ func (s *Source) oversizedTask(m meta, validity uint32) *task.Task {
 		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID),
 		zap.Int64("size", m.size), zap.Int64("max", s.cfg.MaxMessageSize), zap.String("moved_to", *s.cfg.OnFailure.MoveTo))
 	return task.Rejected(t, reason)
+}
+
+// refusedTask is the stand-in (task.Rejected, without the message) of a
+// message the server refuses to return, given up (settleRefused,
+// skipLost): the pool dead-letters it with r's reason (the server's
+// answer, how many sessions it refused the message or ended on it), and
+// its completion moves the message to OnFailure.MoveTo (or leaves it
+// where it is, not fetched again, without a failed folder), as for an
+// oversized mail. It carries what is known of the message: its UID and
+// the mailbox's UIDVALIDITY, and, when the server returned its metadata,
+// its Message-ID, size and arrival time. Its key is the message's place,
+// as an oversized stand-in's.
+func (s *Source) refusedTask(r refusal, validity uint32) *task.Task {
+	m := r.m
+	t := s.newTask(m, validity, nil)
+	t.Key = "imap:" + s.cfg.Mailbox + ":" + m.msgID + ":refused:" + strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(m.uid), 10)
+	if m.size > 0 {
+		t.Headers[HeaderSize] = strconv.FormatInt(m.size, 10)
+	} else {
+		delete(t.Headers, HeaderSize) // the metadata was refused too: unknown
+	}
+	s.log.Warn("the server refuses to return a message: its stand-in is dead-lettered with the reason, to move to the failed folder",
+		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID),
+		zap.String("reason", r.reason), zap.String("moved_to", *s.cfg.OnFailure.MoveTo))
+	return task.Rejected(t, r.reason)
 }
 
 // sizeText formats n bytes in bytes below 1 MiB, else in MiB (mib).

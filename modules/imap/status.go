@@ -7,13 +7,14 @@ import (
 )
 
 // Status is a snapshot of a source, for the control plane and logs.
-// Refused counts the messages set aside: the server refused to return
-// them (FETCH answered NO) while it returned others of the same batch, or
-// refused them alone, or ended the connection when asked for them alone,
-// in RefusedSessionsBeforeSetAside consecutive sessions. They are left in the mailbox and tried again after a restart
-// or a UIDVALIDITY change. A refusal of every message asked for is not
-// counted here at first: the session fails (LastError, Reconnects) and is
-// retried with back-off, so a transient server failure skips no mail.
+// Refused counts the messages the server refused to return (FETCH
+// answered NO) while it returned others of the same batch, or refused
+// alone, or ended the connection when asked for them alone, in
+// RefusedSessionsBeforeSetAside consecutive sessions: each one's stand-in
+// was dead-lettered with the reason, and its mail moves to the failed
+// folder. A refusal of every message asked for is not counted here at
+// first: the session fails (LastError, Reconnects) and is retried with
+// back-off, so a transient server failure gives up no mail.
 type Status struct {
 	Name      string `json:"name"`
 	Mailbox   string `json:"mailbox"`
@@ -38,15 +39,25 @@ type Status struct {
 	CompletedAgain  uint64 `json:"completed_again"`
 	// Oversized counts the messages over the size limit (see Rejected).
 	Oversized uint64 `json:"oversized"`
-	// Refused counts the messages set aside by the emission: the server
+	// Refused counts the messages the emission gave up: the server
 	// refused to return them, or ended the connection whenever one was
-	// fetched alone. They stay in the mailbox, not emitted, until a
-	// restart or a UIDVALIDITY change.
+	// fetched alone. Each one's stand-in was emitted (task.Rejected,
+	// carrying the server's answer), to be dead-lettered, and the
+	// message moves to the failed folder (or, without one, stays in the
+	// mailbox, not fetched again).
 	Refused uint64 `json:"refused"`
+	// SetAside counts the messages the emission left in the mailbox
+	// without a dead letter: the server answered that another client
+	// expunged them (NO [EXPUNGEISSUED]) when asked for them. They are
+	// not fetched again until a restart or a UIDVALIDITY change.
+	SetAside uint64 `json:"set_aside,omitempty"`
 	// CompletionSetAside counts the messages set aside by the
 	// completions: the connection ended whenever one was fetched alone
-	// while looking for a task's mail. They are left where they are and
-	// passed over by later completions until a restart.
+	// while looking for a task's mail (by content: it may be another
+	// mail than the one looked for, so no dead letter is made for it).
+	// They are left where they are and passed over by later completions
+	// until a restart; one of the watched mailbox is given up by the
+	// emission on its own (Refused) if the server fails on it there too.
 	CompletionSetAside uint64 `json:"completion_set_aside"`
 	CompletionBatches  uint64 `json:"completion_batches"`
 	// CompletionsQueued counts the completions queued (Complete);
