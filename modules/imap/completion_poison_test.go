@@ -61,7 +61,7 @@ func TestCompletionGetsPastAnEnvelopeTheServerDiesOn(t *testing.T) {
 	require.GreaterOrEqual(t, cut.Load(), int32(imap.RefusedSessionsBeforeSetAside+1))
 	require.EqualValues(t, 1, src.Status().CompletedOK)
 	require.EqualValues(t, 1, src.Status().CompletionSetAside, "the mail the server dies on, counted")
-	require.Zero(t, src.Status().Refused, "the emission set nothing aside")
+	require.Zero(t, src.Status().Refused, "the emission gave nothing up")
 }
 
 // A connection that ends a few times while the completion reads the

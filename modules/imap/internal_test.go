@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/task"
 )
 
 // Only a refusal that no retry can fix ends Run: credentials refused
@@ -211,4 +215,35 @@ func TestOnlyAConnectionTheServerEndedMakesSuspects(t *testing.T) {
 	require.True(t, s.anySuspect([]imap.UID{8}))
 	s.lostAlone(context.Background(), meta{uid: 7}, "body", cut)
 	require.Equal(t, 1, s.refusedAlone[7].sessions)
+}
+
+// The stand-in of a message the server refuses carries the server's
+// words as its reason, made fit for a task header: a queue refuses a
+// header with a line break (the task, and so the dead letter, would be
+// lost to the source's error), so control characters become spaces, and
+// a hostile server's long text is cut.
+func TestRefusedStandInReasonIsAHeaderValue(t *testing.T) {
+	t.Parallel()
+	s, err := NewSource(Config{Host: "localhost", TLS: TLSNone, Username: "u", Password: "p", Kind: "k", Mailbox: "INBOX"}, nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Close()) }()
+	long := strings.Repeat("é", 3000)
+	r := refusal{m: meta{uid: 9, msgID: "x@y", size: 42}, reason: "refused:\r\nline two\x00" + long}
+	tk := s.refusedTask(r, 7)
+	reason := tk.Header(task.HeaderRejected)
+	require.True(t, strings.HasPrefix(reason, "refused:  line two é"), reason[:30])
+	require.NotContains(t, reason, "\n")
+	require.LessOrEqual(t, len(reason), maxReasonBytes+len("…"))
+	require.True(t, utf8.ValidString(reason))
+	require.Nil(t, tk.Payload)
+	require.Equal(t, "imap:INBOX:x@y:refused:7:9", tk.Key)
+	require.Equal(t, "42", tk.Header(HeaderSize))
+	require.Equal(t, "9", tk.Header(HeaderUID))
+	require.Equal(t, "7", tk.Header(HeaderUIDValidity))
+
+	// The metadata refused too: only the place is known.
+	tk = s.refusedTask(refusal{m: meta{uid: 3}, reason: "r"}, 7)
+	require.Equal(t, "imap:INBOX::refused:7:3", tk.Key)
+	require.Empty(t, tk.Header(HeaderMessageID))
+	require.NotContains(t, tk.Headers, HeaderSize, "unknown, not 0")
 }

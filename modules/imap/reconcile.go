@@ -81,9 +81,10 @@ func (s *Source) leftInPlace(uid imap.UID) {
 
 // withoutAside returns uids without those the source leaves in the
 // mailbox on purpose (see leftInPlace): a scan above a cursor moved back
-// below them does not fetch a message set aside again (and count it
-// refused again), nor emit again the mail of a dead letter left in
-// place.
+// below them does not fetch a message set aside again, nor emit again
+// the mail of a dead letter left in place (nor fetch again, and count
+// refused again, one the server refused, whose stand-in's dead letter
+// left it there).
 func (s *Source) withoutAside(uids []imap.UID) []imap.UID {
 	s.mu.Lock()
 	defer s.mu.Unlock()

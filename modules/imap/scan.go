@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -351,7 +352,31 @@ func (s *Source) refusedTask(r refusal, validity uint32) *task.Task {
 	s.log.Warn("the server refuses to return a message: its stand-in is dead-lettered with the reason, to move to the failed folder",
 		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID),
 		zap.String("reason", r.reason), zap.String("moved_to", *s.cfg.OnFailure.MoveTo))
-	return task.Rejected(t, r.reason)
+	return task.Rejected(t, headerText(r.reason))
+}
+
+// maxReasonBytes bounds a stand-in's reason made from the server's words.
+const maxReasonBytes = 2000
+
+// headerText is s fit for a task header, as a queue takes one (JetStream:
+// no line break): control characters (a hostile server's words, an
+// error's text over several lines) become spaces, and a text longer than
+// maxReasonBytes is cut, on a character boundary, with "…".
+func headerText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\ufffd"))
+	if len(s) <= maxReasonBytes {
+		return s
+	}
+	cut := maxReasonBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // sizeText formats n bytes in bytes below 1 MiB, else in MiB (mib).
