@@ -51,7 +51,8 @@ func rejectedReason(reason string) bool {
 // source moves it to the failed folder. Any other failure is retried.
 func (h *Handler) Handle(ctx context.Context, t *task.Task) error {
 	if reason := t.Header(task.HeaderRejected); reason != "" {
-		// A stand-in for a mail the queue refused (task.Rejected): the
+		// A stand-in (task.Rejected) for a mail the queue refused, one
+		// too large to fetch, or one the server refuses to return: the
 		// pool dead-letters it without a handler; should one run it, the
 		// reason stays the same.
 		return task.Permanent(fmt.Errorf("mail <%s> not handled: %s", domain.CleanText(t.Header(imap.HeaderMessageID)), reason))
