@@ -12,9 +12,9 @@
 //     session then starts over, see ErrIdleEnded);
 //   - scan.go: the search above the cursor, batching, emitting (a message
 //     above MaxMessageSize, not fetched, one the server refuses to
-//     return, and, in reject.go, a task the queue refuses for good
-//     become their task.Rejected stand-ins, dead-lettered with the
-//     reason);
+//     return (its stand-in made in refusal.go), and, in reject.go, a
+//     task the queue refuses for good become their task.Rejected
+//     stand-ins, dead-lettered with the reason);
 //     reconcile.go: the periodic whole-mailbox pass (the mailbox
 //     selected again) that finishes handled-but-unmoved mail;
 //   - fetch.go and refusal.go: fetching metadata and bodies, and when a

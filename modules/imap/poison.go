@@ -83,10 +83,10 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 func (s *Source) skipLost(m meta, what string) (refusal, bool) {
 	s.mu.Lock()
 	ra, ok := s.refusedAlone[m.uid]
+	// It stays a suspect, and its count stays, until its chunk is
+	// emitted (processChunk): a session that fails before gives it up
+	// again at once.
 	poisoned := ok && s.suspects[m.uid] && ra.due(s.now(), s.cfg.Reconnect.Max)
-	if poisoned {
-		delete(s.suspects, m.uid)
-	}
 	s.mu.Unlock()
 	if !poisoned {
 		return refusal{}, false

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -328,55 +327,6 @@ func (s *Source) oversizedTask(m meta, validity uint32) *task.Task {
 		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID),
 		zap.Int64("size", m.size), zap.Int64("max", s.cfg.MaxMessageSize), zap.String("moved_to", *s.cfg.OnFailure.MoveTo))
 	return task.Rejected(t, reason)
-}
-
-// refusedTask is the stand-in (task.Rejected, without the message) of a
-// message the server refuses to return, given up (settleRefused,
-// skipLost): the pool dead-letters it with r's reason (the server's
-// answer, how many sessions it refused the message or ended on it), and
-// its completion moves the message to OnFailure.MoveTo (or leaves it
-// where it is, not fetched again, without a failed folder), as for an
-// oversized mail. It carries what is known of the message: its UID and
-// the mailbox's UIDVALIDITY, and, when the server returned its metadata,
-// its Message-ID, size and arrival time. Its key is the message's place,
-// as an oversized stand-in's.
-func (s *Source) refusedTask(r refusal, validity uint32) *task.Task {
-	m := r.m
-	t := s.newTask(m, validity, nil)
-	t.Key = "imap:" + s.cfg.Mailbox + ":" + m.msgID + ":refused:" + strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(m.uid), 10)
-	if m.size > 0 {
-		t.Headers[HeaderSize] = strconv.FormatInt(m.size, 10)
-	} else {
-		delete(t.Headers, HeaderSize) // the metadata was refused too: unknown
-	}
-	s.log.Warn("the server refuses to return a message: its stand-in is dead-lettered with the reason, to move to the failed folder",
-		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID),
-		zap.String("reason", r.reason), zap.String("moved_to", *s.cfg.OnFailure.MoveTo))
-	return task.Rejected(t, headerText(r.reason))
-}
-
-// maxReasonBytes bounds a stand-in's reason made from the server's words.
-const maxReasonBytes = 2000
-
-// headerText is s fit for a task header, as a queue takes one (JetStream:
-// no line break): control characters (a hostile server's words, an
-// error's text over several lines) become spaces, and a text longer than
-// maxReasonBytes is cut, on a character boundary, with "…".
-func headerText(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(s, "\ufffd"))
-	if len(s) <= maxReasonBytes {
-		return s
-	}
-	cut := maxReasonBytes
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }
 
 // sizeText formats n bytes in bytes below 1 MiB, else in MiB (mib).
