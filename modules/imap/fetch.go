@@ -35,8 +35,10 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 	}
 	if alone {
 		for _, u := range uids {
-			if r, ok := s.skipLost(meta{uid: u}, "metadata"); ok {
-				lost = append(lost, r)
+			if r, skip, standIn := s.skipLost(meta{uid: u}, "metadata"); skip {
+				if standIn {
+					lost = append(lost, r)
+				}
 				continue
 			}
 			m, err := s.fetchMetaOf(c, []imap.UID{u})
@@ -116,8 +118,10 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
 	if alone {
 		for _, m := range group {
-			if r, ok := s.skipLost(m, "body"); ok {
-				lost = append(lost, r)
+			if r, skip, standIn := s.skipLost(m, "body"); skip {
+				if standIn {
+					lost = append(lost, r)
+				}
 				continue
 			}
 			b, o, err := s.fetchBodies(c, imap.UIDSetNum(m.uid))

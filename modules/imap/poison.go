@@ -25,7 +25,10 @@ import (
 // refusedTask), and its completion moves it to the failed folder. The
 // others flow meanwhile, each session getting one message further. A
 // network failure makes suspects too: they are then fetched alone once,
-// which costs round trips and loses nothing.
+// which costs round trips and loses nothing. A network that goes silent
+// whenever a body is sent ends every fetch alone by the command timeout,
+// without a word from the server: a message counted so is only set
+// aside until the next reconcile pass, never dead-lettered (skipLost).
 
 // lostConnection reports whether err, a fetch's error, is not the
 // server's answer: the connection ended (or the command timed out), and
@@ -76,11 +79,17 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 		zap.Int("given_up_after_sessions", RefusedSessionsBeforeSetAside), zap.Error(err))
 }
 
-// skipLost gives m up, and returns its refusal with the reason for its
-// stand-in (see refusedTask), when fetching it alone has ended the
-// connection in RefusedSessionsBeforeSetAside consecutive sessions over
-// at least Reconnect.Max.
-func (s *Source) skipLost(m meta, what string) (refusal, bool) {
+// skipLost reports whether m is to be skipped, fetching it alone having
+// ended the connection in RefusedSessionsBeforeSetAside consecutive
+// sessions over at least Reconnect.Max. When the server closed the
+// connection each time, m is given up: standIn, and its refusal with the
+// reason for its stand-in (see refusedTask). When one of those fetches
+// went unanswered until the command timeout, that is no sign the server
+// fails on m (a network gone silent whenever the body is sent, a path
+// that drops large packets, does that to any mail): m is set aside
+// (Status.SetAside), left in the mailbox without a dead letter, so that
+// the mail after it flows and no good mail goes to the failed folder.
+func (s *Source) skipLost(m meta, what string) (r refusal, skip, standIn bool) {
 	s.mu.Lock()
 	ra, ok := s.refusedAlone[m.uid]
 	// It stays a suspect, and its count stays, until its chunk is
@@ -89,12 +98,16 @@ func (s *Source) skipLost(m meta, what string) (refusal, bool) {
 	poisoned := ok && s.suspects[m.uid] && ra.due(s.now(), s.cfg.Reconnect.Max)
 	s.mu.Unlock()
 	if !poisoned {
-		return refusal{}, false
+		return refusal{}, false, false
+	}
+	if ra.silent {
+		s.setAside(m, what, ra.last, "no answer whenever a message is fetched alone: set aside until the next reconcile pass, not dead-lettered (the network may be at fault)", true)
+		return refusal{}, true, false
 	}
 	err := errors.New("the connection ends whenever the server is asked for this message")
 	return refusal{m: m, err: err, reason: fmt.Sprintf(
 		"the IMAP server ends the connection whenever it is asked for the message (%s fetch alone, %d consecutive sessions ended; the last: %v)",
-		what, ra.sessions, ra.last)}, true
+		what, ra.sessions, ra.last)}, true, true
 }
 
 // cleared forgets the suspects among uids (their chunk went through).

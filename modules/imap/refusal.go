@@ -48,6 +48,9 @@ type refusedAlone struct {
 	sessions int
 	since    time.Time
 	last     error
+	// silent: one of the connections counted ended by the command
+	// timeout, without a word from the server (see errNoAnswer).
+	silent bool
 }
 
 // add counts one more refusal, err, at now.
@@ -57,6 +60,7 @@ func (ra *refusedAlone) add(now time.Time, err error) {
 	}
 	ra.sessions++
 	ra.last = err
+	ra.silent = ra.silent || errors.Is(err, errNoAnswer)
 }
 
 // due reports whether the message is to be given up at now: refused in
@@ -111,7 +115,7 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string) ([]re
 	var out []refusal
 	for i, r := range refs {
 		if isNo(r.err, responseCodeExpungeIssued) {
-			s.setAside(r.m, what, r.err)
+			s.setAside(r.m, what, r.err, "the server refuses to return a message it says was expunged: set aside, not dead-lettered", false)
 			continue
 		}
 		r.reason = fmt.Sprintf("the IMAP server refuses to return the message (%s fetch, refused in %d consecutive sessions): %v",
@@ -174,18 +178,22 @@ func headerText(s string) string {
 // another client expunged meanwhile (RFC 2180 4.1.3).
 const responseCodeExpungeIssued imap.ResponseCode = "EXPUNGEISSUED"
 
-// setAside counts (Status.SetAside) and logs a message the source leaves
-// in the mailbox without a dead letter: one the server says was expunged
-// when asked for it (settleRefused). It is neither emitted nor moved, and
-// the cursor moves past it, so it is tried again only after a restart or
-// a UIDVALIDITY change.
-func (s *Source) setAside(m meta, what string, err error) {
+// setAside counts (Status.SetAside) and logs (msg) a message the source
+// leaves in the mailbox without a dead letter: one the server says was
+// expunged when asked for it (settleRefused), or one whose fetch alone
+// went unanswered (skipLost: again). It is neither emitted nor moved,
+// and the cursor moves past it. It is tried again after a restart or a
+// UIDVALIDITY change, and, when again, by the next reconcile pass (see
+// reconcile.go), which finds it below the cursor, not accounted for.
+func (s *Source) setAside(m meta, what string, err error, msg string, again bool) {
 	s.mu.Lock()
 	s.st.SetAside++
 	delete(s.refusedAlone, m.uid)
-	s.leftInPlace(m.uid)
+	if !again {
+		s.leftInPlace(m.uid)
+	}
 	s.mu.Unlock()
-	s.log.Warn("the server refuses to return a message it says was expunged: set aside, not dead-lettered",
+	s.log.Warn(msg,
 		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID), zap.String("fetch", what), zap.Error(err))
 }
 

@@ -193,7 +193,8 @@ func (s *Source) Config() Config { return s.cfg }
 // the server returns others of its batch, or once it has been refused
 // alone in RefusedSessionsBeforeSetAside consecutive sessions, or once
 // asking for it alone has ended the connection in as many (a message the
-// server dies on: see poison.go). Run returns an error only for what a retry
+// server dies on: see poison.go; one whose fetch alone went unanswered
+// until the command timeout is set aside instead, see Status.SetAside). Run returns an error only for what a retry
 // cannot fix: refused credentials (ErrAuth), a mailbox that does not
 // exist when Run starts (ErrMailbox), a certificate that does not verify,
 // or an Emit failure other than ctx ending (ErrEmit). A mailbox gone

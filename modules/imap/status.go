@@ -9,7 +9,7 @@ import (
 // Status is a snapshot of a source, for the control plane and logs.
 // Refused counts the messages the server refused to return (FETCH
 // answered NO) while it returned others of the same batch, or refused
-// alone, or ended the connection when asked for them alone, in
+// alone, or closed the connection when asked for them alone, in
 // RefusedSessionsBeforeSetAside consecutive sessions: each one's stand-in
 // was dead-lettered with the reason, and its mail moves to the failed
 // folder. A refusal of every message asked for is not counted here at
@@ -46,10 +46,14 @@ type Status struct {
 	// message moves to the failed folder (or, without one, stays in the
 	// mailbox, not fetched again).
 	Refused uint64 `json:"refused"`
-	// SetAside counts the messages the emission left in the mailbox
-	// without a dead letter: the server answered that another client
-	// expunged them (NO [EXPUNGEISSUED]) when asked for them. They are
-	// not fetched again until a restart or a UIDVALIDITY change.
+	// SetAside counts the times the emission left a message in the
+	// mailbox without a dead letter: the server answered that another
+	// client expunged it (NO [EXPUNGEISSUED]) when asked for it (not
+	// fetched again until a restart or a UIDVALIDITY change), or its
+	// fetch alone went unanswered until the command timeout in
+	// RefusedSessionsBeforeSetAside sessions (a silent network does that
+	// to any mail: fetched again by the next reconcile pass, and counted
+	// again if set aside again).
 	SetAside uint64 `json:"set_aside,omitempty"`
 	// CompletionSetAside counts the messages set aside by the
 	// completions: the connection ended whenever one was fetched alone

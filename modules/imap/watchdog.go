@@ -48,5 +48,10 @@ func (w *watchdog) done(err error) error {
 	if err == nil {
 		err = errors.New("connection closed")
 	}
-	return fmt.Errorf("%w (no answer within command_timeout %s)", err, w.d)
+	return fmt.Errorf("%w (%w within command_timeout %s)", err, errNoAnswer, w.d)
 }
+
+// errNoAnswer marks an error of a command the watchdog cut: the server
+// did not answer in time, which a network gone silent does as well as a
+// server stuck on the command.
+var errNoAnswer = errors.New("no answer")
