@@ -3,6 +3,7 @@ package imap_test
 import (
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,4 +60,34 @@ func TestDovecotSilentNetworkOnABodySendsNoMailToFailed(t *testing.T) {
 	require.Equal(t, 1, dovecotCount(t, d, "Processed"))
 	require.Zero(t, src.Status().Refused)
 	require.EqualValues(t, 1, src.Status().SetAside)
+}
+
+// A server that closes the connection whenever a mail's body is asked
+// for, and returns its envelope: the stand-in's reason says the body
+// fetch ended the connection, and it carries the Message-ID and size the
+// server returned. It said "metadata fetch alone", a fetch that never
+// failed, and carried neither.
+func TestDovecotDeathOnTheBodyIsSaidSo(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Save("INBOX", imaptest.Message("1@body-dies", "order", "an order")))
+	p := imaptest.NewProxyWith(t, d.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		if strings.Contains(line, "BODY.PEEK[]") {
+			c.Close()
+			return true
+		}
+		return false
+	}})
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.Host, cfg.Port = p.Host(), p.Port()
+	cfg.Reconnect = imap.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 1)
+	tk := em.all()[0]
+	reason := tk.Header(task.HeaderRejected)
+	require.Contains(t, reason, "(body fetch alone, 3 consecutive sessions ended")
+	require.Equal(t, "1@body-dies", tk.Header(imap.HeaderMessageID))
+	require.NotEmpty(t, tk.Header(imap.HeaderSize))
 }

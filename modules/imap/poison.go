@@ -72,6 +72,7 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 	s.mu.Lock()
 	ra := s.refusedAlone[m.uid]
 	ra.add(s.now(), err)
+	ra.what = what
 	s.refusedAlone[m.uid] = ra
 	s.mu.Unlock()
 	s.log.Warn("the connection ended while fetching one message alone: the server may fail on it",
@@ -95,7 +96,11 @@ func (s *Source) skipLost(m meta, what string) (r refusal, skip, standIn bool) {
 	// It stays a suspect, and its count stays, until its chunk is
 	// emitted (processChunk): a session that fails before gives it up
 	// again at once.
-	poisoned := ok && s.suspects[m.uid] && ra.due(s.now(), s.cfg.Reconnect.Max)
+	// A message whose body fetch ended the connection is given up
+	// where its body is asked for, with the metadata the server returned
+	// (its Message-ID and size for its stand-in).
+	poisoned := ok && s.suspects[m.uid] && ra.due(s.now(), s.cfg.Reconnect.Max) &&
+		(what == "body" || ra.what == what)
 	s.mu.Unlock()
 	if !poisoned {
 		return refusal{}, false, false
@@ -107,7 +112,7 @@ func (s *Source) skipLost(m meta, what string) (r refusal, skip, standIn bool) {
 	err := errors.New("the connection ends whenever the server is asked for this message")
 	return refusal{m: m, err: err, reason: fmt.Sprintf(
 		"the IMAP server ends the connection whenever it is asked for the message (%s fetch alone, %d consecutive sessions ended; the last: %v)",
-		what, ra.sessions, ra.last)}, true, true
+		ra.what, ra.sessions, ra.last)}, true, true
 }
 
 // cleared forgets the suspects among uids (their chunk went through).

@@ -51,6 +51,9 @@ type refusedAlone struct {
 	// silent: one of the connections counted ended by the command
 	// timeout, without a word from the server (see errNoAnswer).
 	silent bool
+	// what: the fetch the last connection counted ended on ("metadata",
+	// "body"; see lostAlone).
+	what string
 }
 
 // add counts one more refusal, err, at now.
