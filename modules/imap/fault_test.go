@@ -177,7 +177,8 @@ func TestMailLeftInPlaceIsNotEmittedAgainWhenTheCursorMovesBack(t *testing.T) {
 // FETCH, of the metadata or of the bodies) skips no mail: nothing is
 // given up, the sessions fail and are retried with back-off, and once the
 // server recovers every message is emitted. Here the failure lasts one
-// session less than it takes to give a message refused alone up.
+// session less than it takes to give a message refused alone up (a
+// SERVERBUG is never counted so: see TestServerBugForSecondsGivesUpNoMail).
 func TestTransientFetchFailureSkipsNoMail(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {

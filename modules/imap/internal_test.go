@@ -97,7 +97,7 @@ func TestSettleRefused(t *testing.T) {
 	s.now = func() time.Time { return now }
 	s.cfg.Reconnect.Max = time.Minute
 	s.selected(7)
-	no := fmt.Errorf("imap: fetch bodies: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error"})
+	no := fmt.Errorf("imap: fetch bodies: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Internal error"})
 	refs := func(uids ...imap.UID) []refusal {
 		var out []refusal
 		for _, u := range uids {
@@ -169,6 +169,19 @@ func TestSettleRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []imap.UID{4}, given(out))
 	require.Contains(t, out[0].reason, "metadata fetch")
+
+	// NO [SERVERBUG] to every message asked for: the server failing,
+	// for as long as it does; given up only once another is returned.
+	bug := fmt.Errorf("imap: fetch bodies: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error"})
+	for range 2 * RefusedSessionsBeforeSetAside {
+		_, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, false, "body")
+		require.Error(t, err)
+		now = now.Add(time.Minute)
+	}
+	out, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, true, "body")
+	require.NoError(t, err)
+	require.Equal(t, []imap.UID{9}, given(out))
+	delete(s.refusedAlone, 9)
 
 	// Expunged by another client: nothing to dead-letter, set aside.
 	gone := fmt.Errorf("imap: fetch bodies: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: "EXPUNGEISSUED", Text: "Some of the requested messages no longer exist"})

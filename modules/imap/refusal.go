@@ -24,7 +24,8 @@ import (
 // server failing as a whole (NO [SERVERBUG] for a moment), so the session
 // fails instead and Run retries it with back-off; only a message still
 // refused alone after this many sessions, and over at least Reconnect.Max
-// since its first refusal, is given up, so that a message the server can
+// since its first refusal, is given up (never for NO [SERVERBUG], the
+// server saying it fails), so that a message the server can
 // never return does not block the mailbox forever while a server failing
 // for a while only delays mail. A message whose fetch alone ends the
 // connection is counted the same way (see poison.go). (The name is from
@@ -81,8 +82,9 @@ func (ra refusedAlone) due(now time.Time, minSpan time.Duration) bool {
 // may be failing as a whole: each refusal is counted against its UID and
 // an error is returned (the session fails, Run retries with back-off),
 // unless every one of them has now been refused alone in
-// RefusedSessionsBeforeSetAside consecutive sessions: then they are given
-// up. The error's text is the same every time the same batch fails the
+// RefusedSessionsBeforeSetAside consecutive sessions, and none with NO
+// [SERVERBUG] (the server failing, for as long as it does): then they
+// are given up. The error's text is the same every time the same batch fails the
 // same way, so that Run's back-off grows. A message the server says was
 // expunged (NO [EXPUNGEISSUED]) is no refusal of its content: there is
 // no mail to dead-letter, it is set aside.
@@ -100,7 +102,12 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string) ([]re
 			ra.add(now, r.err)
 			s.refusedAlone[r.m.uid] = ra
 			sessions[i] = ra.sessions
-			if !ra.due(now, s.cfg.Reconnect.Max) {
+			// NO [SERVERBUG] to every message asked for is the server
+			// saying it fails (Dovecot's internal error: storage, index,
+			// locks), not that a message is bad: however long it lasts,
+			// it gives nothing up. A message it refuses so while it
+			// returns another is given up (returned).
+			if !ra.due(now, s.cfg.Reconnect.Max) || isNo(r.err, imap.ResponseCodeServerBug) {
 				pending++
 			}
 		}

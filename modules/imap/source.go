@@ -191,7 +191,8 @@ func (s *Source) Config() Config { return s.cfg }
 // given up (see Status.Refused: its stand-in, carrying the server's
 // answer, is dead-lettered, and moves it to the failed folder) only when
 // the server returns others of its batch, or once it has been refused
-// alone in RefusedSessionsBeforeSetAside consecutive sessions, or once
+// alone in RefusedSessionsBeforeSetAside consecutive sessions (other
+// than with NO [SERVERBUG]: the server failing), or once
 // asking for it alone has ended the connection in as many (a message the
 // server dies on: see poison.go; one whose fetch alone went unanswered
 // until the command timeout is set aside instead, see Status.SetAside). Run returns an error only for what a retry

@@ -14,7 +14,8 @@ import (
 // was dead-lettered with the reason, and its mail moves to the failed
 // folder. A refusal of every message asked for is not counted here at
 // first: the session fails (LastError, Reconnects) and is retried with
-// back-off, so a transient server failure gives up no mail.
+// back-off, so a transient server failure gives up no mail; one answered
+// NO [SERVERBUG] (the server failing) never is, however long it lasts.
 type Status struct {
 	Name      string `json:"name"`
 	Mailbox   string `json:"mailbox"`
