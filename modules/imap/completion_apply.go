@@ -117,9 +117,10 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		if len(uids)+len(done) == 0 {
 			continue
 		}
-		undo := acting(batch, reqs, append(slices.Clone(uids), done...))
+		both := append(slices.Clone(uids), done...)
+		undo := acting(batch, reqs, both)
 		if a.seen {
-			set := imap.UIDSetNum(append(slices.Clone(uids), done...)...)
+			set := imap.UIDSetNum(both...)
 			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
 			if err != nil {
 				if refusedUnchanged(err) {

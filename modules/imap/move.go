@@ -42,8 +42,9 @@ func moveInto(c *imapclient.Client, set imap.UIDSet, folder string, known map[st
 // without its copy. A move that fails once the COPY was sent (its answer
 // lost with the connection, or the originals not deleted) returns a
 // copiedError: the completion then looks for the copies before it copies
-// again (see copiedBefore), so that a retry does not leave two copies in
-// folder. It looks only at the mail the folder took since the COPY was
+// again (see copiedBefore; the completions in the watched mailbox do,
+// applyInFailed does not yet), so that a retry does not leave two copies
+// in folder. It looks only at the mail the folder took since the COPY was
 // sent (STATUS UIDNEXT asked before it): a mail of the same content there
 // before (an earlier delivery's stand-in of the same Message-ID and size,
 // the same bytes copied back to the mailbox by a person) is not the copy.
@@ -60,7 +61,7 @@ func move(c *imapclient.Client, set imap.UIDSet, folder string) error {
 	var ie *imap.Error
 	switch {
 	case err == nil:
-		since = copyMark{folder: folder, validity: st.UIDValidity, next: st.UIDNext}
+		since = copyMark{validity: st.UIDValidity, next: st.UIDNext}
 	case !errors.As(err, &ie):
 		return fmt.Errorf("status %q before the copy (no MOVE): %w", folder, err)
 	} // refused: a copy sent now is not looked for (copied again, never lost)
@@ -108,13 +109,13 @@ func (e copiedError) Error() string { return e.err.Error() }
 func (e copiedError) Unwrap() error { return e.err }
 
 // copyMark is where the copies of a COPY whose answer was lost can be: in
-// folder under validity, from UID next (the folder's UIDNEXT before the
+// the request's folder (copySent marks the requests moved there) under
+// validity, from UID next (the folder's UIDNEXT before the
 // COPY); uids is the messages of the mailbox that COPY copied, under the
 // mailbox's UIDVALIDITY box (under another one they name other mail). A
 // zero next: unknown (the server refused the STATUS), nothing is looked
 // for.
 type copyMark struct {
-	folder   string
 	validity uint32
 	next     imap.UID
 	box      uint32
@@ -156,7 +157,7 @@ func (s *Source) copiedBefore(ctx context.Context, c *imapclient.Client, batch [
 	byFolder := map[string][]int{}
 	for i, r := range batch {
 		m := r.copySent
-		if m == nil || m.next == 0 || m.folder != r.moveTo || m.box != s.comp.validity ||
+		if m == nil || m.next == 0 || m.box != s.comp.validity ||
 			!slices.ContainsFunc(m.uids, func(u imap.UID) bool { return exists[u] }) {
 			continue
 		}

@@ -148,7 +148,7 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string) ([]re
 func (s *Source) refusedTask(r refusal, validity uint32) *task.Task {
 	m := r.m
 	t := s.newTask(m, validity, nil)
-	t.Key = "imap:" + s.cfg.Mailbox + ":" + m.msgID + ":refused:" + strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(m.uid), 10)
+	t.Key = s.standInKey(m, validity, "refused")
 	if m.size > 0 {
 		t.Headers[HeaderSize] = strconv.FormatInt(m.size, 10)
 	} else {

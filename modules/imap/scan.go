@@ -312,6 +312,13 @@ func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
 	return t
 }
 
+// standInKey is the key of m's stand-in of the given kind ("oversized",
+// "refused"): the message's place (the mailbox's UIDVALIDITY and its
+// UID, the content being unknown), stable across restarts.
+func (s *Source) standInKey(m meta, validity uint32, kind string) string {
+	return "imap:" + s.cfg.Mailbox + ":" + m.msgID + ":" + kind + ":" + strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(m.uid), 10)
+}
+
 // oversizedTask is the stand-in (task.Rejected, without the message) of
 // a message above MaxMessageSize, whose body is not fetched: the pool
 // dead-letters it with the reason, and its completion moves the message to
@@ -320,7 +327,7 @@ func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
 // it is stable across restarts and de-duplicated as any task key.
 func (s *Source) oversizedTask(m meta, validity uint32) *task.Task {
 	t := s.newTask(m, validity, nil)
-	t.Key = "imap:" + s.cfg.Mailbox + ":" + m.msgID + ":oversized:" + strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(m.uid), 10)
+	t.Key = s.standInKey(m, validity, "oversized")
 	t.Headers[HeaderSize] = strconv.FormatInt(m.size, 10)
 	reason := fmt.Sprintf("message of %s exceeds max_message_size of %s: not fetched", sizeText(m.size), sizeText(s.cfg.MaxMessageSize))
 	s.log.Warn("message too large: its stand-in is dead-lettered with the reason, to move to the failed folder",

@@ -34,10 +34,9 @@ type kvLease struct {
 	name string
 	key  string
 
-	mu         sync.Mutex
-	st         Status
-	sawHolder  bool // another holder's record seen since this host last held it
-	acquireErr error
+	mu        sync.Mutex
+	st        Status
+	sawHolder bool // another holder's record seen since this host last held it
 }
 
 func (l *kvLease) Name() string { return l.name }

@@ -114,12 +114,12 @@ func (s *Schedule) lookUp(ctx context.Context, emit Emitter, q string, due time.
 	case len(found.Found) > 0:
 		// Found, even by a lookup that failed after (a backend's work
 		// stream searched, its dead letters not).
+		return true, ""
 	case err != nil:
 		return false, fmt.Sprintf("the lookup of its key failed: %v", err)
-	case len(found.Found) == 0:
+	default:
 		return false, "a lookup of its key did not find it"
 	}
-	return true, ""
 }
 
 // ran records that due's task is stored: due is the last due time this

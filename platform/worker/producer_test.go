@@ -102,9 +102,8 @@ func TestProducerFindsTasks(t *testing.T) {
 	sched, err := source.Every("job", time.Hour, "k")
 	require.NoError(t, err)
 	em := source.NewEmitter(sched, p)
-	ef, ok := em.(queue.TaskFinder)
-	require.True(t, ok, "an emitter over the producer looks tasks up")
-	found, err = ef.FindTasks(ctx, task.DefaultQueue, queue.TaskLookup{Key: "order-1"})
+	// An emitter over the producer looks tasks up through it.
+	found, err = em.(queue.TaskFinder).FindTasks(ctx, task.DefaultQueue, queue.TaskLookup{Key: "order-1"})
 	require.NoError(t, err)
 	require.Len(t, found.Found, 1)
 }
