@@ -54,16 +54,20 @@ type Options struct {
 // Server is a running in-memory IMAP server. Its methods are safe for
 // concurrent use.
 type Server struct {
-	opts  Options
-	ln    net.Listener
-	srv   *imapserver.Server
-	user  *imapmemserver.User
-	done  chan struct{}
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	once  sync.Once
-	err   error
-	idle  idlers
+	opts Options
+	ln   net.Listener
+	srv  *imapserver.Server
+	user *imapmemserver.User
+	done chan struct{}
+	// serving is closed at Serve's first Accept (serveOnce): Serve has
+	// registered the listener and its wait group by then.
+	serving   chan struct{}
+	serveOnce sync.Once
+	mu        sync.Mutex
+	conns     map[net.Conn]struct{}
+	once      sync.Once
+	err       error
+	idle      idlers
 }
 
 // idlers counts the sessions in IDLE.
@@ -135,7 +139,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		logger = zap.NewNop()
 	}
 
-	s := &Server{opts: opts, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	s := &Server{opts: opts, done: make(chan struct{}), serving: make(chan struct{}), conns: map[net.Conn]struct{}{}}
 	s.user = imapmemserver.NewUser(opts.Username, opts.Password)
 	for _, name := range append([]string{opts.Mailbox}, opts.Mailboxes...) {
 		if err := s.user.Create(name, nil); err != nil {
@@ -338,6 +342,14 @@ func (s *Server) DropConnections() int {
 // loop to end. It is idempotent.
 func (s *Server) Close() error {
 	s.once.Do(func() {
+		// imapserver.Server.Close waits for Serve's wait group, which
+		// Serve adds to after it registered the listener: a Close right
+		// after Start raced that Add (the race detector's "WaitGroup Add
+		// concurrent with Wait"). Wait for Serve to accept, or to end.
+		select {
+		case <-s.serving:
+		case <-s.done:
+		}
 		s.err = s.srv.Close()
 		// imapserver.Server.Close only closes listeners Serve has already
 		// registered: a Close racing the Serve goroutine's start would
@@ -358,6 +370,7 @@ type trackingListener struct {
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
+	l.s.serveOnce.Do(func() { close(l.s.serving) })
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
