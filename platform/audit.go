@@ -78,30 +78,20 @@ func withAuditStream(a admin.Config, cfg *config.Config) admin.Config {
 }
 
 // hostStreamProblem says why the audit stream name, set in
-// admin.audit.stream, would be one of the streams the host keeps under
-// its stream prefix js.StreamPrefix (platform/queue/jetstream's names.go
-// and overrides.go, and the lease buckets of package lease), whose
+// admin.audit.stream, would be one of the streams the host keeps, whose
 // setting up would change that stream's subjects and limits to the
-// audit's and write the audit into it; "" when it is none. The work
-// streams are named after the queues the routes give, so every name of
-// their form (<prefix>_Q_...) is refused; so is every key-value
-// bucket's stream (KV_..., OBJ_... of an object store): the pool
-// overrides, sources.lease.bucket and sources.lease.marks_bucket, and
-// the buckets of applications.
+// audit's and write the audit into it; "" when it is none. The
+// backend's own streams under js.StreamPrefix are the backend's to name
+// (jetstream.Config.OwnStream); every key-value bucket's stream (KV_...:
+// sources.lease.bucket, sources.lease.marks_bucket, the buckets of
+// applications) and object store's (OBJ_...) is refused too.
 func hostStreamProblem(name string, js jetstream.Config) string {
 	p := js.StreamPrefix
-	var what string
+	what, ok := js.OwnStream(name)
 	switch {
-	case strings.HasPrefix(name, p+"_Q_"):
-		what = "a work stream of the host's queues (" + p + "_Q_<queue>, queue.jetstream.stream_prefix " + p + ")"
-	case name == p+"_DEAD":
-		what = "the host's dead-letter stream"
-	case name == p+"_DONE":
-		what = "the host's stream of finished task keys"
-	case strings.HasPrefix(name, p+"_ADV_"):
-		what = "an advisory stream of the host's consumers (" + p + "_ADV_<consumer>)"
+	case ok:
 	case strings.HasPrefix(name, "KV_"):
-		what = "the stream of a key-value bucket (KV_<bucket>: the pool overrides KV_" + p + "_OVERRIDES, sources.lease.bucket, sources.lease.marks_bucket)"
+		what = "the stream of a key-value bucket (KV_<bucket>: sources.lease.bucket, sources.lease.marks_bucket, the buckets of applications)"
 	case strings.HasPrefix(name, "OBJ_"):
 		what = "the stream of an object store (OBJ_<store>)"
 	default:

@@ -156,7 +156,8 @@ type queueNames struct {
 func (n names) deadStream() string     { return n.prefix + "_DEAD" }
 func (n names) doneStream() string     { return n.prefix + "_DONE" }
 func (n names) doneSubjects() string   { return n.prefix + ".done.>" }
-func (n names) advisoryStream() string { return n.prefix + "_ADV_" + n.consumer }
+func (n names) advisoryPrefix() string { return n.prefix + "_ADV_" }
+func (n names) advisoryStream() string { return n.advisoryPrefix() + n.consumer }
 
 // advisorySubject is the subject of the max-deliveries advisories of the
 // durable consumer on one work stream.
