@@ -101,10 +101,11 @@ type Schedule struct {
 	next, last time.Time
 	nextTry    time.Duration // the attempt timeout of next's emit
 	missedRuns int64
-	// unknown is the last due time whose emit was given up with its
-	// outcome unknown, until it is settled or passed; unknownRuns counts
-	// those not settled (ScheduleDetails.Unknown).
-	unknown     unknownDue
+	// unknown holds the due times whose emit was given up with their
+	// outcome unknown, earliest first, until each is settled (at most
+	// maxUnknown of them); unknownRuns counts those not settled
+	// (ScheduleDetails.Unknown).
+	unknown     []unknownDue
 	unknownRuns int64
 	// counted is the latest due time counted (run, missed or unknown):
 	// a Run started again does not count those before it again.

@@ -25,9 +25,7 @@ func (s *Schedule) maybeFire(ctx context.Context, emit Emitter, since, due time.
 		if !skip {
 			missed-- // due fires
 		}
-		if s.countedUnknown(from, due) && (skip || !s.unknown.due.Equal(due)) {
-			missed--
-		}
+		missed = max(missed-s.countedUnknown(from, due, !skip), 0)
 	}
 	s.missedRuns += missed
 	// Counted: the due times before due, and due unless it fires (a

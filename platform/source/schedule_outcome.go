@@ -2,7 +2,9 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/plba/plba/platform/queue"
@@ -32,7 +34,10 @@ type ScheduleDetails struct {
 	// found stored after all: by a lookup when the schedule's Run starts
 	// again, by its Marks (a host ran it), or by an emit of it again that
 	// succeeds (CatchUpOnce: a copy dropped by its key when the task was
-	// stored within the backend's de-duplication window).
+	// stored within the backend's de-duplication window). Each due time
+	// counted is kept until it is settled, whatever due times run after
+	// it, up to the latest 32 (maxUnknown): an earlier one stays counted,
+	// no longer looked up.
 	Unknown int64 `json:"unknown"`
 	// Retries counts the attempts made again after a failed one (an
 	// emit, a mark, the read of the marks; see Run).
@@ -60,6 +65,11 @@ func (s *Schedule) Details() any {
 	return d
 }
 
+// maxUnknown caps the unsettled unknown due times a schedule keeps to look
+// up again: past it, the earliest is no longer looked up (it stays
+// counted in ScheduleDetails.Unknown, never settled).
+const maxUnknown = 32
+
 // unknownDue is a due time whose emit was given up with its outcome
 // unknown, and the queue its task went to (to look its key up).
 type unknownDue struct {
@@ -73,35 +83,53 @@ type unknownDue struct {
 // Otherwise due counts as unknown (once, whichever Run gave it up), is
 // kept to be settled later (settleUnknown), and the error says so.
 func (s *Schedule) givenUp(ctx context.Context, emit Emitter, due time.Time, q string, err error) error {
-	found, why := s.lookUp(ctx, emit, q, due)
+	found, lerr := s.lookUp(ctx, emit, q, due)
 	if found {
 		return nil
 	}
-	s.mu.Lock()
-	if !s.unknown.due.Equal(due) {
-		s.unknownRuns++
+	why := "a lookup of its key did not find it"
+	if lerr != nil {
+		why = lerr.Error()
 	}
-	s.unknown = unknownDue{due: due, queue: q}
+	s.mu.Lock()
+	s.keepUnknown(unknownDue{due: due, queue: q})
 	s.countedThrough(due)
 	s.mu.Unlock()
 	return fmt.Errorf("%w; its task may have been stored (%s): the due time counts as unknown, not missed", err, why)
 }
 
+// keepUnknown adds u to the unknown due times, counted once: a due time
+// given up again is kept once. Past maxUnknown the earliest is dropped,
+// still counted. Call it with s.mu held.
+func (s *Schedule) keepUnknown(u unknownDue) {
+	i, found := slices.BinarySearchFunc(s.unknown, u.due, func(k unknownDue, t time.Time) int { return k.due.Compare(t) })
+	if found {
+		s.unknown[i] = u
+		return
+	}
+	s.unknownRuns++
+	s.unknown = slices.Insert(s.unknown, i, u)
+	if len(s.unknown) > maxUnknown {
+		s.unknown = slices.Delete(s.unknown, 0, len(s.unknown)-maxUnknown)
+	}
+}
+
 // lookUp reports whether due's task is stored on queue q, as a lookup of
-// its key through emit finds it (emit must be a queue.TaskFinder), or
-// why it does not know. A task found is stored, even when a later part
-// of the lookup failed. A lookup that finds nothing does not say the task
-// is not stored: a publish cut in flight may still be stored after it.
-// The lookup is bounded by the attempt timeout; it is made even when ctx
-// ended (a stop with an emit given up), bounded by markTimeout then, so
-// that a task found stored is marked.
-func (s *Schedule) lookUp(ctx context.Context, emit Emitter, q string, due time.Time) (bool, string) {
+// its key through emit finds it (emit must be a queue.TaskFinder), or,
+// with an error, why it does not know (nil: the lookup did not find it).
+// A task found is stored, even when a later part of the lookup failed. A
+// lookup that finds nothing does not say the task is not stored: a
+// publish cut in flight may still be stored after it. The lookup is
+// bounded by the attempt timeout; it is made even when ctx ended (a stop
+// with an emit given up), bounded by markTimeout then, so that a task
+// found stored is marked.
+func (s *Schedule) lookUp(ctx context.Context, emit Emitter, q string, due time.Time) (bool, error) {
 	f, ok := emit.(queue.TaskFinder)
 	if !ok {
-		return false, "the emitter cannot look its key up"
+		return false, errors.New("the emitter cannot look its key up")
 	}
 	if q == "" {
-		return false, "its queue is not known"
+		return false, errors.New("its queue is not known")
 	}
 	d := s.attemptTimeout(due)
 	if ctx.Err() != nil {
@@ -114,74 +142,83 @@ func (s *Schedule) lookUp(ctx context.Context, emit Emitter, q string, due time.
 	case len(found.Found) > 0:
 		// Found, even by a lookup that failed after (a backend's work
 		// stream searched, its dead letters not).
-		return true, ""
+		return true, nil
 	case err != nil:
-		return false, fmt.Sprintf("the lookup of its key failed: %v", err)
+		return false, fmt.Errorf("the lookup of its key failed: %w", err)
 	default:
-		return false, "a lookup of its key did not find it"
+		return false, nil
 	}
 }
 
 // ran records that due's task is stored: due is the last due time this
-// schedule emitted, and a due time counted as unknown at or before it is
-// settled. It returns the schedule's marks.
+// schedule emitted unless a later one is, and due, when it counted as
+// unknown, is settled. It returns the schedule's marks.
 func (s *Schedule) ran(due time.Time) Marks {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.last = due
-	s.settled(due, true)
+	if due.After(s.last) {
+		s.last = due
+	}
+	s.settled(due)
 	s.countedThrough(due)
 	return s.marks
 }
 
-// settled forgets the unknown due time when it is at or before due (the
-// schedule is past it): when it is due and stored, it leaves the Unknown
-// count; an earlier one stays counted. Call it with s.mu held.
-func (s *Schedule) settled(due time.Time, stored bool) {
-	u := s.unknown.due
-	if u.IsZero() || u.After(due) {
+// settled settles due when it counts as unknown: it is stored, it leaves
+// the unknown due times and their count. Call it with s.mu held.
+func (s *Schedule) settled(due time.Time) {
+	i, found := slices.BinarySearchFunc(s.unknown, due, func(k unknownDue, t time.Time) int { return k.due.Compare(t) })
+	if !found {
 		return
 	}
-	if u.Equal(due) && stored {
-		s.unknownRuns--
-	}
-	s.unknown = unknownDue{}
+	s.unknown = slices.Delete(s.unknown, i, i+1)
+	s.unknownRuns--
 }
 
-// settleUnknown settles, at the start of a Run, a due time an earlier Run
-// gave up with its outcome unknown, given last, the due time the marks
-// say ran last: the marks say it ran (last is it), or a lookup of its key
-// finds it stored (then it is the last due time this schedule emitted,
-// written back to the marks by Run). It stays unknown otherwise.
+// settleUnknown settles, at the start of a Run, the due times earlier
+// Runs gave up with their outcome unknown, given last, the due time the
+// marks say ran last: the marks say one ran (last is it), or a lookup of
+// its key finds it stored (then, when it is the latest, it is the last
+// due time this schedule emitted, written back to the marks by Run). The
+// others stay unknown. The lookups stop at the first that fails (the
+// backend does not answer): those left are looked up at the next start.
 func (s *Schedule) settleUnknown(ctx context.Context, emit Emitter, last time.Time) {
 	s.mu.Lock()
-	u := s.unknown
+	us := slices.Clone(s.unknown)
 	s.mu.Unlock()
-	if u.due.IsZero() {
-		return
-	}
-	if !last.Before(u.due) {
-		s.mu.Lock()
-		s.settled(last, true)
-		s.mu.Unlock()
-		return
-	}
-	if found, _ := s.lookUp(ctx, emit, u.queue, u.due); found {
-		s.ran(u.due)
+	for _, u := range us {
+		if u.due.Equal(last) {
+			s.mu.Lock()
+			s.settled(last)
+			s.mu.Unlock()
+			continue
+		}
+		found, err := s.lookUp(ctx, emit, u.queue, u.due)
+		if found {
+			s.ran(u.due)
+			continue
+		}
+		if err != nil || ctx.Err() != nil {
+			return
+		}
 	}
 }
 
-// countedUnknown reports whether the unknown due time is among the due
+// countedUnknown returns how many unknown due times are among the due
 // times after since up to due, the latest of them (all of them counted
-// when since is not zero, due alone otherwise; see latest): it counts as
-// unknown already, not as missed. Call it with s.mu held.
-func (s *Schedule) countedUnknown(since, due time.Time) bool {
-	u := s.unknown.due
-	if u.IsZero() {
-		return false
+// when since is not zero, due alone otherwise; see latest), due left out
+// when it fires: they count as unknown already, not as missed. Call it
+// with s.mu held.
+func (s *Schedule) countedUnknown(since, due time.Time, fires bool) int64 {
+	var n int64
+	for _, u := range s.unknown {
+		in := u.due.Equal(due)
+		if !since.IsZero() {
+			in = u.due.After(since) && !u.due.After(due)
+		}
+		if in && !(fires && u.due.Equal(due)) {
+			n++
+		}
 	}
-	if since.IsZero() {
-		return u.Equal(due)
-	}
-	return u.After(since) && !u.After(due)
+	return n
 }

@@ -377,8 +377,8 @@ func (partFinder) FindTasks(_ context.Context, q string, l queue.TaskLookup) (qu
 func TestScheduleLookupThatFoundTheTaskBeforeFailingFoundIt(t *testing.T) {
 	s, err := Every("job", time.Hour, "job.run")
 	require.NoError(t, err)
-	found, why := s.lookUp(context.Background(), partFinder{}, "q", at("2026-12-04T10:00:00Z"))
-	require.True(t, found, "found: %s", why)
+	found, err := s.lookUp(context.Background(), partFinder{}, "q", at("2026-12-04T10:00:00Z"))
+	require.True(t, found, "found: %v", err)
 }
 
 // A Run started again (its supervisor restarts it after an error, a
@@ -417,4 +417,70 @@ func TestScheduleRunAgainDoesNotCountMissedTwice(t *testing.T) {
 			require.Empty(t, queued(t, enq.mem))
 		})
 	}
+}
+
+// Two due times given up in turn with their outcome unknown, both stored:
+// the next Run that can look them up finds both, and neither counts as
+// unknown any more. Before, the second replaced the first, which stayed
+// counted in Unknown for ever, never looked up again.
+func TestScheduleKeepsEveryUnknownDueTimeUntilSettled(t *testing.T) {
+	marks := &MemoryMarks{}
+	require.NoError(t, marks.SetLastRun(context.Background(), "job", at("2026-12-04T10:00:00Z")))
+	s, err := Every("job", time.Hour, "job.run", WithGrace(10*time.Second), WithMarks(marks))
+	require.NoError(t, err)
+	enq := newLost(t, true)
+	enq.set(true, true) // answers lost, lookups fail
+	giveUp := func(start, due string) {
+		t.Helper()
+		c := newFakeClock(at(start))
+		done, stop := startRun(t, s, c, NewEmitter(s, enq.finder()))
+		require.Equal(t, at(due), c.nextSleep(t))
+		c.set(at(due))
+		require.True(t, retryUntilGivenUp(t, c, done, at(due).Add(10*time.Second)).IsZero(), "Run ends")
+		require.ErrorIs(t, stop(), queue.ErrOutcomeUnknown)
+	}
+	giveUp("2026-12-04T10:30:00Z", "2026-12-04T11:00:00Z")
+	require.Equal(t, int64(1), s.Details().(ScheduleDetails).Unknown)
+	giveUp("2026-12-04T11:30:00Z", "2026-12-04T12:00:00Z")
+	d := s.Details().(ScheduleDetails)
+	require.Equal(t, int64(2), d.Unknown, "11:00 and 12:00")
+	require.Zero(t, d.Missed)
+	require.Zero(t, d.Last)
+
+	// The backend back: the next Run finds both.
+	enq.set(false, false)
+	c := newFakeClock(at("2026-12-04T12:30:00Z"))
+	startRun(t, s, c, NewEmitter(s, enq.finder()))
+	require.Equal(t, at("2026-12-04T13:00:00Z"), c.nextSleep(t))
+	d = s.Details().(ScheduleDetails)
+	assert.Zero(t, d.Unknown, "both found stored")
+	assert.Zero(t, d.Missed)
+	assert.Equal(t, at("2026-12-04T12:00:00Z"), d.Last)
+	assert.Equal(t, at("2026-12-04T12:00:00Z"), markOf(t, marks))
+	assert.Equal(t, []string{"job@2026-12-04T11:00:00Z", "job@2026-12-04T12:00:00Z"}, queued(t, enq.mem))
+}
+
+// The unknown due times kept are bounded: past maxUnknown the earliest is
+// no longer kept (it stays counted), and a due time given up again is
+// kept and counted once.
+func TestScheduleUnknownDueTimesAreBounded(t *testing.T) {
+	s, err := Every("job", time.Hour, "job.run")
+	require.NoError(t, err)
+	base := at("2026-12-04T00:00:00Z")
+	errLost := fmt.Errorf("publish ack: %w", queue.ErrOutcomeUnknown)
+	for i := range maxUnknown + 3 {
+		// An emitter that cannot look up: each due time counts as unknown.
+		require.ErrorIs(t, s.givenUp(context.Background(), newDedup(), base.Add(time.Duration(i)*time.Hour), "q", errLost), queue.ErrOutcomeUnknown)
+	}
+	require.ErrorIs(t, s.givenUp(context.Background(), newDedup(), base.Add(5*time.Hour), "q", errLost), queue.ErrOutcomeUnknown)
+	require.Equal(t, int64(maxUnknown+3), s.Details().(ScheduleDetails).Unknown, "each counted once")
+	s.mu.Lock()
+	require.Len(t, s.unknown, maxUnknown)
+	require.Equal(t, base.Add(3*time.Hour), s.unknown[0].due, "the earliest dropped")
+	s.mu.Unlock()
+	s.ran(base.Add(5 * time.Hour))
+	require.Equal(t, int64(maxUnknown+2), s.Details().(ScheduleDetails).Unknown, "settled by its emit")
+	s.ran(base.Add(1 * time.Hour))
+	require.Equal(t, int64(maxUnknown+2), s.Details().(ScheduleDetails).Unknown, "dropped: not settled")
+	require.Equal(t, base.Add(5*time.Hour), s.Details().(ScheduleDetails).Last, "Last does not go back")
 }
