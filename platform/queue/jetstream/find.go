@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
@@ -20,8 +24,9 @@ const maxFindScan = 20_000
 
 // FindTasks finds the tasks of queue queueName with l's id or key:
 //
-//   - in the queue's work stream (at most its first 20,000 messages, read
-//     one request each, as a work-queue stream admits no second consumer): a task waiting for its NotBefore (a message
+//   - in the queue's work stream (at most 20,000 of its messages, read
+//     one request each, as a work-queue stream admits no second
+//     consumer, findWorkers ranges of it at once): a task waiting for its NotBefore (a message
 //     schedule) is delayed; one the durable consumer delivered and that is
 //     not acknowledged is in flight (running, prefetched, or waiting for a
 //     retry's redelivery: delayed, with its due time, when this process
@@ -102,9 +107,17 @@ func hasDead(fs []queue.FoundTask) bool {
 	return false
 }
 
-// findQueued reads the work stream of qn, one message per request (at
-// most maxFindScan), for the messages match accepts, and adds them to s
-// with their state.
+// findQueued reads the work stream of qn (at most maxFindScan messages)
+// for the messages match accepts, and adds them to s with their state,
+// in stream order. A work-queue stream admits no second consumer beside
+// the durable one, whose filter takes every task subject: the messages
+// are read by direct gets, up to findBatch a request, when the server
+// answers batched direct gets (2.11 on) and the stream allows them (a
+// single replica); else one request each, the next stored after the
+// last, the stream's sequences split into findWorkers ranges read at
+// once (a stored message costs one request, its payload discarded). A
+// lookup through 20,000 queued tasks takes a fraction of a second
+// (TestFindTasksThroughABacklog).
 func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*task.Task) bool, s *queue.TaskSearch) error {
 	st, err := b.js.Stream(ctx, qn.stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -131,27 +144,7 @@ func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*tas
 		}
 		q.pmu.Unlock()
 	}
-	// A work-queue stream admits no second consumer: the messages are
-	// read one by one, each the next after the last (a stored message
-	// costs one request, its payload discarded).
-	first, read := st.CachedInfo().State.FirstSeq, 0
-	for seq := max(first, 1); ; read++ {
-		if read >= maxFindScan {
-			s.NotSearched = append(s.NotSearched, fmt.Sprintf("the work stream beyond its first %d messages (from sequence %d on)", maxFindScan, seq))
-			return nil
-		}
-		raw, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
-		if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("jetstream: read the tasks of %q: %w", qn.queue, err)
-		}
-		seq = raw.Sequence + 1
-		t, _, err := decodeTask(raw.Header, nil, qn.queue)
-		if err != nil || !match(t) {
-			continue // not a task this backend wrote, or another task
-		}
+	state := func(raw *jetstream.RawStreamMsg, t *task.Task) queue.FoundTask {
 		f := queue.FoundTask{Task: t, State: queue.StateReady, PayloadSize: len(raw.Data)}
 		switch {
 		case strings.HasPrefix(raw.Subject, qn.schedPrefix):
@@ -163,6 +156,175 @@ func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*tas
 		case raw.Sequence <= delivered:
 			f.State = queue.StateInFlight
 		}
-		s.Found = append(s.Found, f)
+		return f
 	}
+	info := st.CachedInfo()
+	var budget atomic.Int64
+	budget.Store(maxFindScan)
+	keep := func(f *[]queue.FoundTask) func(*jetstream.RawStreamMsg) {
+		return func(raw *jetstream.RawStreamMsg) {
+			t, _, err := decodeTask(raw.Header, nil, qn.queue)
+			if err != nil || !match(t) {
+				return // not a task this backend wrote, or another task
+			}
+			*f = append(*f, state(raw, t))
+		}
+	}
+	rs := findRanges(max(info.State.FirstSeq, 1), info.State.LastSeq)
+	if b.multiGet && info.Config.AllowDirect {
+		// One range, read in batches.
+		r := &rs[0]
+		r.hi = math.MaxUint64
+		r.err = r.readBatches(ctx, b.js, qn.stream, &budget, keep(&r.found))
+		rs = rs[:1]
+	} else {
+		b.readRanges(ctx, st, rs, &budget, keep)
+	}
+	var errs []error
+	var unread []string
+	for _, r := range rs {
+		s.Found = append(s.Found, r.found...)
+		if r.err != nil && (len(errs) == 0 || !errors.Is(r.err, context.Canceled)) {
+			errs = append(errs, r.err)
+		}
+		if r.unreadFrom != 0 {
+			unread = append(unread, r.unread())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("jetstream: read the tasks of %q: %w", qn.queue, err)
+	}
+	if len(unread) > 0 {
+		s.NotSearched = append(s.NotSearched, fmt.Sprintf("the work stream beyond the %d messages a lookup reads (sequences %s)", maxFindScan, strings.Join(unread, ", ")))
+	}
+	return nil
+}
+
+// readRanges reads the ranges rs of stream st at once, each message by
+// request, through keep.
+func (b *Backend) readRanges(ctx context.Context, st jetstream.Stream, rs []findRange, budget *atomic.Int64, keep func(*[]queue.FoundTask) func(*jetstream.RawStreamMsg)) {
+	var wg sync.WaitGroup
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &rs[i]
+			r.err = r.read(rctx, st, budget, keep(&r.found))
+			if r.err != nil {
+				cancel() // the lookup fails: the other ranges need not be read
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// findBatch and findBatchBytes bound a batch of a work stream's messages
+// that one direct get returns.
+const (
+	findBatch      = 1000
+	findBatchBytes = 4 << 20
+)
+
+// readBatches reads r from r.lo to the stream's end with batched direct
+// gets (a server from 2.11 on, a stream that allows direct gets), calling
+// fn with each message, until budget is used up.
+func (r *findRange) readBatches(ctx context.Context, js jetstream.JetStream, stream string, budget *atomic.Int64, fn func(*jetstream.RawStreamMsg)) error {
+	for seq := r.lo; ; {
+		msgs, err := jetstreamext.GetBatch(ctx, js, stream, findBatch,
+			jetstreamext.GetBatchSeq(seq), jetstreamext.GetBatchMaxBytes(findBatchBytes))
+		if err != nil {
+			return err
+		}
+		got := 0
+		for raw, err := range msgs {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			got++
+			if budget.Add(-1) < 0 {
+				r.unreadFrom = raw.Sequence
+				return nil
+			}
+			fn(raw)
+			seq = raw.Sequence + 1
+		}
+		if got == 0 {
+			return nil
+		}
+	}
+}
+
+// findWorkers is how many ranges of a work stream one lookup reads at
+// once; findMinRange is the fewest sequences a range spans.
+const (
+	findWorkers  = 16
+	findMinRange = 256
+)
+
+// findRange is a range of a work stream's sequences that a lookup reads,
+// from lo to hi (the last range has no end: a message stored since the
+// lookup began is read too), and what reading it found.
+type findRange struct {
+	lo, hi     uint64
+	found      []queue.FoundTask
+	unreadFrom uint64 // not zero: the range was read up to here (the budget used up)
+	err        error
+}
+
+// findRanges splits the sequences first to last into at most findWorkers
+// ranges of findMinRange sequences or more.
+func findRanges(first, last uint64) []findRange {
+	span := uint64(1)
+	if last > first {
+		span = last - first + 1
+	}
+	n := min(max(span/findMinRange, 1), findWorkers)
+	size := (span + n - 1) / n
+	rs := make([]findRange, 0, n)
+	for lo := first; uint64(len(rs)) < n; lo += size {
+		rs = append(rs, findRange{lo: lo, hi: lo + size - 1})
+	}
+	rs[len(rs)-1].hi = math.MaxUint64
+	return rs
+}
+
+// read reads the messages of r one request each, each the next stored
+// after the last, calling fn with each, until the range or the stream
+// ends, or budget (shared by the ranges) is used up.
+func (r *findRange) read(ctx context.Context, st jetstream.Stream, budget *atomic.Int64, fn func(*jetstream.RawStreamMsg)) error {
+	for seq := r.lo; seq <= r.hi; {
+		raw, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if raw.Sequence > r.hi {
+			return nil // the next range's
+		}
+		if budget.Add(-1) < 0 {
+			r.unreadFrom = raw.Sequence
+			return nil
+		}
+		fn(raw)
+		if raw.Sequence == math.MaxUint64 {
+			return nil
+		}
+		seq = raw.Sequence + 1
+	}
+	return nil
+}
+
+// unread names the sequences of r left unread.
+func (r *findRange) unread() string {
+	if r.hi == math.MaxUint64 {
+		return fmt.Sprintf("%d on", r.unreadFrom)
+	}
+	return fmt.Sprintf("%d-%d", r.unreadFrom, r.hi)
 }

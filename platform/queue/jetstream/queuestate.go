@@ -127,7 +127,11 @@ func (b *Backend) streamConfig(q *queueState) jetstream.StreamConfig {
 		Discard:           jetstream.DiscardOld, // inert: no limit to discard by
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
-		Metadata:          map[string]string{"plba_queue": q.queue},
+		// A single replica answers direct gets from what it stored: a
+		// lookup reads the tasks in batches (FindTasks). With replicas a
+		// follower would answer too, from what it has applied.
+		AllowDirect: b.directDone(),
+		Metadata:    map[string]string{"plba_queue": q.queue},
 	}
 	if b.limited() {
 		// A full stream refuses new tasks, never drops queued ones. The
