@@ -91,7 +91,7 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 		if err != nil {
 			return nil, l.letGo(ctx, rev, err)
 		}
-		return l.took(ctx, rec, val, rev, sent, countOn(l.k.cfg.TTL, st.TTL()), loweredFrom(st))
+		return l.took(ctx, rec, val, rev, sent, st)
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("lease %q: create: %w", l.name, l.k.restoreBucket(ctx, err))
@@ -146,15 +146,15 @@ func (l *kvLease) letGo(ctx context.Context, rev uint64, err error) error {
 	return err
 }
 
-// took starts the hold, counting on ttl, on the key this host created at
-// revision rev (by a request sent at sent) and returns it once the bucket
+// took starts the hold on the key this host created at revision rev (by
+// a request sent at sent), counting on the TTL of st (the bucket's status
+// read after the create) and the host's, and returns it once the bucket
 // is the TTL old and its TTL was not lowered within the old TTL: at once
 // but for a bucket set up again after the server lost it, or new, or
-// lowered (youngFor; lowered is the old TTL of a lowering the look after
-// the create saw marked, 0 for none).
-func (l *kvLease) took(ctx context.Context, rec record, val []byte, rev uint64, sent time.Time, ttl, lowered time.Duration) (*kvHold, error) {
-	h := startHold(l, val, rev, sent, ttl)
-	wait, err := l.k.youngFor(ctx, l.key, lowered)
+// lowered (youngFor, from st: no second read).
+func (l *kvLease) took(ctx context.Context, rec record, val []byte, rev uint64, sent time.Time, st jetstream.KeyValueStatus) (*kvHold, error) {
+	h := startHold(l, val, rev, sent, countOn(l.k.cfg.TTL, st.TTL()))
+	wait, err := l.k.youngFor(ctx, l.key, st)
 	if err != nil {
 		err = fmt.Errorf("lease %q: age of its bucket unknown, taken as new (and lowered now, when it was marked lowered): %w", l.name, err)
 	}

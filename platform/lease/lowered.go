@@ -71,20 +71,6 @@ func loweringIn(meta map[string]string) (lw lowering, ok bool, err error) {
 	return lw, true, nil
 }
 
-// loweredFrom is the old TTL of a lowering marked in the bucket whose
-// status is st (0: none, or a mark that cannot be read).
-func loweredFrom(st jetstream.KeyValueStatus) time.Duration {
-	bs, ok := st.(*jetstream.KeyValueBucketStatus)
-	if !ok || bs.StreamInfo() == nil {
-		return 0
-	}
-	lw, _, err := loweringIn(bs.StreamInfo().Config.Metadata)
-	if err != nil {
-		return 0
-	}
-	return lw.from
-}
-
 // left returns how long from serverNow (the server's time with the
 // metadata read) no lease may be taken: until the old TTL after the
 // change, between 0 and the old TTL.

@@ -120,28 +120,31 @@ func TestKVHolderWhoseStatusFailsDoesNotOverlap(t *testing.T) {
 	t.Logf("host-a: %+v; host-b took the lease %v after the change", la.Status(), took.Sub(changed))
 }
 
-// statusFailsOnce is a bucket whose nth Status fails (a read that timed
-// out on a loaded server, say).
-type statusFailsOnce struct {
+// agelessStatus is a bucket whose status does not say when it was
+// created (the age unknown), and that counts its status reads.
+type agelessStatus struct {
 	jetstream.KeyValue
-	n, calls atomic.Int64
+	calls atomic.Int64
 }
 
-func (s *statusFailsOnce) Status(ctx context.Context) (jetstream.KeyValueStatus, error) {
-	if s.calls.Add(1) == s.n.Load() {
-		return nil, errors.New("status: no answer")
+func (s *agelessStatus) Status(ctx context.Context) (jetstream.KeyValueStatus, error) {
+	s.calls.Add(1)
+	st, err := s.KeyValue.Status(ctx)
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		bs.StreamInfo().Created = time.Time{}
 	}
-	return s.KeyValue.Status(ctx)
+	return st, err
 }
 
 // TestKVLeaseAfterALoweringWaitsWhenItsAgeIsUnknown: a host configured
 // with a TTL of 1 s takes a lease from a bucket whose TTL was just
-// lowered from 4 s (ApplyKV), and its look at the bucket's age after it
-// created the key fails. It took the bucket to be new, waiting its own
-// TTL (1 s), and held the lease long before the old TTL had passed since
-// the change, while a holder counting on the old TTL could still believe
-// its hold. Now it waits at least the old TTL its look after the create
-// saw marked.
+// lowered from 4 s (ApplyKV), and the status it reads after it created
+// the key does not give the bucket's age. It took the bucket to be new,
+// waiting its own TTL (1 s), and held the lease long before the old TTL
+// had passed since the change, while a holder counting on the old TTL
+// could still believe its hold. Now it waits at least the old TTL that
+// status shows marked. The attempt reads the bucket's status once: it
+// read it twice (once for the TTL, once for the age and the lowering).
 func TestKVLeaseAfterALoweringWaitsWhenItsAgeIsUnknown(t *testing.T) {
 	t.Parallel()
 	const old, new = 4 * time.Second, time.Second
@@ -153,7 +156,6 @@ func TestKVLeaseAfterALoweringWaitsWhenItsAgeIsUnknown(t *testing.T) {
 	const bucket = "plba_test_lowered_unknown"
 
 	openKVAt(t, srv.ClientURL(), bucket, "host-a", old)
-	time.Sleep(old) // the bucket is the TTL old
 	nc, err := nats.Connect(srv.ClientURL())
 	require.NoError(t, err)
 	defer nc.Close()
@@ -163,18 +165,29 @@ func TestKVLeaseAfterALoweringWaitsWhenItsAgeIsUnknown(t *testing.T) {
 	changed := time.Now()
 
 	b := openKVAt(t, srv.ClientURL(), bucket, "host-b", new)
-	sf := &statusFailsOnce{KeyValue: b.kv}
-	sf.n.Store(2) // the look after the create passes, the one for the bucket's age fails
-	b.kv = sf
+	sa := &agelessStatus{KeyValue: b.kv}
+	b.kv = sa
 	ctx, cancel := context.WithTimeout(t.Context(), 3*old)
 	defer cancel()
 	l := b.Lease("imap/INBOX")
-	h, err := l.Acquire(ctx)
-	require.NoError(t, err)
+	type result struct {
+		h   Hold
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		h, err := l.Acquire(ctx)
+		got <- result{h, err}
+	}()
+	// Waiting to hold it: the attempt is done with the bucket's status
+	// (its first renewal, a quarter of the TTL after, reads it again).
+	require.Eventually(t, func() bool { return !l.Status().HeldFrom.IsZero() }, new/8, time.Millisecond, "waits: %+v", l.Status())
+	require.Equal(t, int64(1), sa.calls.Load(), "status reads of the attempt")
+	r := <-got
+	require.NoError(t, r.err)
 	took := time.Now()
-	defer func() { _ = h.Release(context.Background()) }()
+	defer func() { _ = r.h.Release(context.Background()) }()
 	t.Logf("held %v after the change: %+v", took.Sub(changed), l.Status())
-	require.GreaterOrEqual(t, sf.calls.Load(), int64(2), "the look after the attempt was made")
 	require.GreaterOrEqual(t, took.Sub(changed), old, "held before the old TTL passed since the change")
 }
 
@@ -206,3 +219,4 @@ func TestKVTakeWhoseStatusFailsLetsGo(t *testing.T) {
 	_, err = sf.KeyValue.Get(t.Context(), keyFor("lease", "imap/INBOX"))
 	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the key is deleted")
 }
+

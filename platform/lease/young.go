@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,44 +18,47 @@ import (
 // the TTL holds it only once the bucket is the TTL old.
 
 // youngFor returns how long from now no lease may be held from the
-// bucket, asked after this host created a lease's key in it: while the
-// bucket is younger than the TTL (at most the TTL), and while its TTL was
-// lowered less than the old TTL ago (at most the old TTL: lowered.go).
-// The bucket's age is measured in the server's time: its creation
-// against the time the server reports with the bucket's info (servers
-// 2.10 on) or, from older servers, against the time the server stored
-// the key's latest entry; so is the time since a lowering. When the age
-// is unknown (a request failed), the bucket is taken to be new: the key
-// was created in it before, so it is the TTL old a TTL from now; and
-// lowered (the old TTL of a lowering marked when the host looked after
-// it created the key, 0 for none) is taken to have just begun: the wait is
-// the longer of the two. The error says why the age is unknown, or why
-// a lowering's mark cannot be read (then the wait is at least this
-// host's TTL and lowered).
-func (k *KV) youngFor(ctx context.Context, key string, lowered time.Duration) (time.Duration, error) {
-	unknown := max(k.cfg.TTL, lowered) // the wait when the age is unknown
-	rctx, cancel := context.WithTimeout(ctx, k.ttl()/3)
-	defer cancel()
-	st, err := k.status(rctx)
-	if err != nil {
-		return unknown, err
-	}
+// bucket, from st, its status read after this host created a lease's key
+// in it (the read the hold counts its TTL on: try): while the bucket is
+// younger than the TTL (at most the TTL), and while its TTL was lowered
+// less than the old TTL ago (at most the old TTL: lowered.go). The
+// bucket's age is measured in the server's time: its creation against
+// the time the server reports with the bucket's info (servers 2.10 on)
+// or, from older servers, against the time the server stored the key's
+// latest entry (one more request); so is the time since a lowering. When
+// the age is unknown (st without the bucket's creation, or the key's
+// entry unreadable), the bucket is taken to be new: the key was created
+// in it before, so it is the TTL old a TTL from now; and a lowering st
+// shows marked is taken to have just begun: the wait is the longer of
+// the two. The error says why the age is unknown, or why a lowering's
+// mark cannot be read (then the wait is at least this host's TTL).
+func (k *KV) youngFor(ctx context.Context, key string, st jetstream.KeyValueStatus) (time.Duration, error) {
 	bs, ok := st.(*jetstream.KeyValueBucketStatus)
-	if !ok || bs.StreamInfo() == nil || bs.StreamInfo().Created.IsZero() {
-		return unknown, fmt.Errorf("bucket %q: status without the time of its creation", k.cfg.Bucket)
+	if !ok || bs.StreamInfo() == nil {
+		return k.cfg.TTL, fmt.Errorf("bucket %q: status without its stream's info", k.cfg.Bucket)
 	}
-	created, serverNow := bs.StreamInfo().Created, bs.StreamInfo().TimeStamp
+	info := bs.StreamInfo()
+	lw, _, lerr := loweringIn(info.Config.Metadata)
+	if lerr != nil {
+		lw, lerr = lowering{}, fmt.Errorf("bucket %q: %w", k.cfg.Bucket, lerr)
+	}
+	unknown := max(k.cfg.TTL, lw.from) // the wait when the age is unknown
+	if info.Created.IsZero() {
+		return unknown, errors.Join(fmt.Errorf("bucket %q: status without the time of its creation", k.cfg.Bucket), lerr)
+	}
+	serverNow := info.TimeStamp
 	if serverNow.IsZero() {
+		rctx, cancel := context.WithTimeout(ctx, k.ttl()/3)
 		e, err := k.kv.Get(rctx, key)
+		cancel()
 		if err != nil {
-			return unknown, fmt.Errorf("bucket %q: server time (key %q): %w", k.cfg.Bucket, key, err)
+			return unknown, errors.Join(fmt.Errorf("bucket %q: server time (key %q): %w", k.cfg.Bucket, key, err), lerr)
 		}
 		serverNow = e.Created()
 	}
-	wait := youngLeft(created, serverNow, k.cfg.TTL)
-	lw, _, err := loweringIn(bs.StreamInfo().Config.Metadata)
-	if err != nil {
-		return max(wait, unknown), fmt.Errorf("bucket %q: %w", k.cfg.Bucket, err)
+	wait := youngLeft(info.Created, serverNow, k.cfg.TTL)
+	if lerr != nil {
+		return max(wait, unknown), lerr
 	}
 	return max(wait, lw.left(serverNow)), nil
 }
