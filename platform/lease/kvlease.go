@@ -19,8 +19,9 @@ import (
 )
 
 // A KV lease (kvLease) attempts to take its key: Acquire, each attempt
-// (try), a key created under a TTL unknown let go (letGo), and a key
-// created taken as a hold (took, kvhold.go renewing it).
+// (try), a key created under a TTL unknown let go (letGo; one whose
+// delete failed deleted again when an attempt finds it, deleteLeft), and
+// a key created taken as a hold (took, kvhold.go renewing it).
 
 // record is a lease key's value.
 type record struct {
@@ -37,6 +38,16 @@ type kvLease struct {
 	mu        sync.Mutex
 	st        Status
 	sawHolder bool // another holder's record seen since this host last held it
+	// left is a key this host created and let go whose delete failed,
+	// until it is found gone: Status shows it meanwhile (leftKey).
+	left leftKey
+}
+
+// leftKey is the revision of a key a lease let go without deleting it,
+// and why (0: none).
+type leftKey struct {
+	rev uint64
+	err string
 }
 
 func (l *kvLease) Name() string { return l.name }
@@ -85,6 +96,7 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	rev, err := l.k.kv.Create(rctx, l.key, val)
 	cancel()
 	if err == nil {
+		l.setLeft(leftKey{}) // the key let go is gone
 		sctx, cancel := context.WithTimeout(ctx, l.k.ttl()/3)
 		st, err := l.k.statusSince(sctx, sent)
 		cancel()
@@ -101,9 +113,14 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	cancel()
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound): // expired in between: the next attempt
+		l.setLeft(leftKey{})
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("lease %q: get: %w", l.name, err)
+	}
+	left, gone := l.deleteLeft(ctx, e.Revision())
+	if gone {
+		return nil, nil // the key this host let go: the next attempt
 	}
 	var other record
 	if json.Unmarshal(e.Value(), &other) != nil {
@@ -127,21 +144,61 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 		l.sawHolder = true
 	}
 	l.st.Holder, l.st.Since, l.st.Held, l.st.Revision, l.st.LastError = other.Holder, other.Since, false, e.Revision(), l.k.ttlProblem()
+	if left != "" {
+		l.st.LastError = strings.TrimSuffix(left+"; "+l.st.LastError, "; ")
+	}
 	l.mu.Unlock()
 	return nil, nil
+}
+
+// deleteLeft deletes again the key found at revision rev when it is the
+// one this host let go without deleting it (letGo): gone reports that it
+// is deleted now, else left says why it is still there (the first
+// delete's error and this one's), "" when rev is not that key (it is
+// gone: expired, or deleted by another).
+func (l *kvLease) deleteLeft(ctx context.Context, rev uint64) (left string, gone bool) {
+	l.mu.Lock()
+	lk := l.left
+	l.mu.Unlock()
+	if lk.rev == 0 {
+		return "", false
+	}
+	if lk.rev != rev {
+		l.setLeft(leftKey{})
+		return "", false
+	}
+	dctx, cancel := context.WithTimeout(ctx, l.k.ttl()/3)
+	derr := l.k.kv.Delete(dctx, l.key, jetstream.LastRevision(rev))
+	cancel()
+	if derr == nil {
+		l.setLeft(leftKey{})
+		return "", true
+	}
+	return fmt.Sprintf("lease %q: its key, created by this host and let go at revision %d, is not deleted: nobody holds the lease until it is, or expires after the bucket's TTL (%s; deleted again: %v)",
+		l.name, rev, lk.err, derr), false
+}
+
+// setLeft records the key this host let go without deleting it (zero:
+// none, or found gone).
+func (l *kvLease) setLeft(lk leftKey) {
+	l.mu.Lock()
+	l.left = lk
+	l.mu.Unlock()
 }
 
 // letGo deletes the key this host created at revision rev, when the
 // bucket's TTL could not be read after (err): the bucket's may be shorter
 // than the host's, and a hold counting on the host's could outlive its
 // key. A delete that fails leaves the key to expire; nobody holds it
-// meanwhile.
+// meanwhile. The Status of the attempts that find it says so (its last
+// error) until it is gone, and each deletes it again (deleteLeft).
 func (l *kvLease) letGo(ctx context.Context, rev uint64, err error) error {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.k.ttl()/3)
 	defer cancel()
 	err = fmt.Errorf("lease %q: created, but let go: the bucket's TTL is unknown: %w", l.name, err)
 	if derr := l.k.kv.Delete(dctx, l.key, jetstream.LastRevision(rev)); derr != nil {
 		err = fmt.Errorf("%w (delete: %w: the key expires after the bucket's TTL)", err, derr)
+		l.setLeft(leftKey{rev: rev, err: err.Error()})
 	}
 	return err
 }

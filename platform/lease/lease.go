@@ -34,7 +34,9 @@
 //     on is its own or, when the bucket's is shorter, the bucket's, asked
 //     after it created the key and after each renewal (a renewal whose
 //     look fails does not extend the hold, a key created under a TTL
-//     unknown is let go; the leases of a KV share a look that started
+//     unknown is let go, deleted: one whose delete failed stays in the
+//     lease's Status.LastError, and is deleted again by each attempt
+//     that finds it, until it is gone; the leases of a KV share a look that started
 //     after each one's create or renewal was sent, never one from before
 //     it): the bucket's TTL can be lowered under a running host (ApplyKV
 //     on a host that owns the server others use), and a holder counting
@@ -120,7 +122,10 @@ type Status struct {
 	HandOvers int64 `json:"hand_overs"`
 	// LastError is the last error of the store (KV leases), cleared by
 	// the next success; or, while the bucket's TTL is not this host's,
-	// that difference (the host counts on the shorter of the two).
+	// that difference (the host counts on the shorter of the two); or,
+	// while a key this host created and let go (the bucket's TTL
+	// unknown) is still there, its delete's failure: nobody holds the
+	// lease until it is deleted or expires.
 	LastError string `json:"last_error,omitempty"`
 }
 

@@ -220,3 +220,85 @@ func TestKVTakeWhoseStatusFailsLetsGo(t *testing.T) {
 	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the key is deleted")
 }
 
+// letGoFails is a bucket whose status reads fail and whose deletes fail
+// while told so, and that records the revision of its last create.
+type letGoFails struct {
+	jetstream.KeyValue
+	statusFail, deleteFail atomic.Bool
+	created                atomic.Uint64
+}
+
+func (s *letGoFails) Status(ctx context.Context) (jetstream.KeyValueStatus, error) {
+	if s.statusFail.Load() {
+		return nil, errors.New("status: no answer")
+	}
+	return s.KeyValue.Status(ctx)
+}
+
+func (s *letGoFails) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	rev, err := s.KeyValue.Create(ctx, key, value, opts...)
+	if err == nil {
+		s.created.Store(rev)
+	}
+	return rev, err
+}
+
+func (s *letGoFails) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	if s.deleteFail.Load() {
+		return errors.New("delete: no answer")
+	}
+	return s.KeyValue.Delete(ctx, key, opts...)
+}
+
+// TestKVLetGoWhoseDeleteFailsShowsUntilGone: a host let a key it created
+// go (the bucket's TTL unreadable after) and its delete failed. The
+// attempts after, which find that key, say so in the lease's Status until
+// it is gone, and delete it again. Before, the next attempt cleared the
+// error: Status showed this host's own record, not held, and no error,
+// until the key expired.
+func TestKVLetGoWhoseDeleteFailsShowsUntilGone(t *testing.T) {
+	t.Parallel()
+	opts, err := embedded.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}.Options()
+	require.NoError(t, err)
+	srv, err := embedded.StartWithOptions(context.Background(), opts, 20*time.Second, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+
+	const ttl = 3 * time.Second // attempts every second; the key outlives a few of them
+	a := openKVAt(t, srv.ClientURL(), "plba_test_letgo_delete_fails", "host-a", ttl)
+	lf := &letGoFails{KeyValue: a.kv}
+	lf.statusFail.Store(true)
+	lf.deleteFail.Store(true)
+	a.kv = lf
+	l := a.Lease("imap/INBOX")
+	ctx, cancel := context.WithTimeout(t.Context(), 4*ttl)
+	defer cancel()
+	type result struct {
+		h   Hold
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		h, err := l.Acquire(ctx)
+		got <- result{h, err}
+	}()
+	// The first attempt let the key go; an attempt after found it.
+	require.Eventually(t, func() bool { r := lf.created.Load(); return r != 0 && l.Status().Revision == r }, ttl, time.Millisecond)
+	st := l.Status()
+	require.False(t, st.Held)
+	require.Contains(t, st.LastError, "is not deleted")
+	require.Contains(t, st.LastError, "delete: no answer")
+	rev := lf.created.Load()
+
+	// The delete works again: the next attempt deletes the key, and the
+	// one after creates it anew and takes the lease.
+	lf.deleteFail.Store(false)
+	lf.statusFail.Store(false)
+	r := <-got
+	require.NoError(t, r.err)
+	defer func() { _ = r.h.Release(context.Background()) }()
+	st = l.Status()
+	require.True(t, st.Held || !st.HeldFrom.IsZero(), "%+v", st)
+	require.Greater(t, lf.created.Load(), rev, "created again")
+	require.NotContains(t, st.LastError, "is not deleted")
+}
