@@ -193,6 +193,9 @@ func (s *Schedule) settleUnknown(ctx context.Context, emit Emitter, last time.Ti
 			s.mu.Unlock()
 			continue
 		}
+		if u.queue == "" {
+			continue // nowhere to look it up
+		}
 		found, err := s.lookUp(ctx, emit, u.queue, u.due)
 		if found {
 			s.ran(u.due)
