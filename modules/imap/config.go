@@ -54,6 +54,7 @@ const (
 	DefaultReconnectInit   = 250 * time.Millisecond
 	DefaultReconnectMax    = 2 * time.Second
 	DefaultInFlightTimeout = time.Hour
+	DefaultRefusalSpan     = time.Minute
 	// MaxIdleRenew is the bound IdleRenew must stay under: RFC 2177 lets a
 	// server drop an idling client after 29 minutes.
 	MaxIdleRenew = 29 * time.Minute
@@ -153,6 +154,14 @@ type Config struct {
 	// mailorder store is. Keep it above the longest retry schedule of the
 	// queue. Default 1h.
 	InFlightTimeout time.Duration `koanf:"inflight_timeout"`
+	// RefusalSpan is the shortest time over which the server must keep
+	// refusing one message, while it returns the others of its batch (or
+	// keep closing the connection whenever that message alone is
+	// fetched), before the message is given up and its stand-in
+	// dead-lettered (see RefusedSessionsBeforeSetAside): long enough that
+	// a server restarting, or failing for a moment, is not taken for a
+	// bad mail. Reconnect.Max, when longer, is the span. Default 1m.
+	RefusalSpan time.Duration `koanf:"refusal_span"`
 	// Exclusive runs the source on one host of the cluster at a time: the
 	// runtime holds a lease named after the source (on JetStream, in a
 	// key-value bucket shared by the hosts; see sources.lease) and runs
@@ -274,11 +283,18 @@ func (c Config) WithDefaults() Config {
 	if c.InFlightTimeout == 0 {
 		c.InFlightTimeout = DefaultInFlightTimeout
 	}
+	if c.RefusalSpan == 0 {
+		c.RefusalSpan = DefaultRefusalSpan
+	}
 	if c.Exclusive == nil {
 		c.Exclusive = Ptr(true)
 	}
 	return c
 }
+
+// refusalSpan is the shortest span over which a message is refused
+// before it is given up: RefusalSpan, or Reconnect.Max when longer.
+func (c Config) refusalSpan() time.Duration { return max(c.RefusalSpan, c.Reconnect.Max) }
 
 // addr is the host:port to dial.
 func (c Config) addr() string { return net.JoinHostPort(c.Host, fmt.Sprint(c.Port)) }

@@ -42,6 +42,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	require.Equal(t, "Processed", *c.OnSuccess.MoveTo)
 	require.Equal(t, "Failed", *c.OnFailure.MoveTo)
 	require.Equal(t, imap.DefaultCommandTimeout, c.CommandTimeout)
+	require.Equal(t, imap.DefaultRefusalSpan, c.RefusalSpan)
 
 	starttls := base
 	starttls.TLS = imap.TLSStartTLS
@@ -63,6 +64,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{"moving into the watched mailbox", func(c *imap.Config) { c.OnFailure.MoveTo = imap.Ptr("inbox") }, "on_failure.move_to"},
 		{"port out of range", func(c *imap.Config) { c.Port = 70000 }, "port"},
 		{"negative command timeout", func(c *imap.Config) { c.CommandTimeout = -time.Second }, "command_timeout"},
+		{"negative refusal span", func(c *imap.Config) { c.RefusalSpan = -time.Second }, "refusal_span"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

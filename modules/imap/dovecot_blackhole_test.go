@@ -38,6 +38,7 @@ func TestDovecotSilentNetworkOnABodySendsNoMailToFailed(t *testing.T) {
 	cfg.CommandTimeout, cfg.DialTimeout = 300*time.Millisecond, time.Second
 	cfg.Reconcile = time.Second
 	cfg.Reconnect = imap.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+	cfg.RefusalSpan = cfg.Reconnect.Max
 	src := newSource(t, cfg)
 	em := &workerEmitter{src: src}
 	start(t, src, em)
@@ -81,6 +82,7 @@ func TestDovecotDeathOnTheBodyIsSaidSo(t *testing.T) {
 	cfg := dovecotConfig(d, imap.ModePoll)
 	cfg.Host, cfg.Port = p.Host(), p.Port()
 	cfg.Reconnect = imap.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+	cfg.RefusalSpan = cfg.Reconnect.Max
 	src := newSource(t, cfg)
 	em := &fakeEmitter{}
 	start(t, src, em)

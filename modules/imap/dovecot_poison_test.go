@@ -37,6 +37,7 @@ func TestDovecotMailTheServerDiesOnIsDeadLettered(t *testing.T) {
 
 	cfg := dovecotConfig(d, imap.ModePoll)
 	cfg.Reconnect = imap.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}
+	cfg.RefusalSpan = cfg.Reconnect.Max
 	src := newSource(t, cfg)
 	em := &workerEmitter{src: src}
 	start(t, src, em)

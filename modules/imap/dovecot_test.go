@@ -27,6 +27,7 @@ func dovecotConfig(d *dovecottest.Server, mode imap.Mode) imap.Config {
 		Mode: mode, PollInterval: 200 * time.Millisecond, Reconcile: time.Minute,
 		Queue: "mail", Kind: "mail.received",
 		Reconnect:   imap.Backoff{Initial: 100 * time.Millisecond, Max: time.Second},
+		RefusalSpan: time.Second,
 		DialTimeout: 5 * time.Second,
 	}
 }

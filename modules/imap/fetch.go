@@ -12,7 +12,7 @@ import (
 
 // fetchMeta fetches the metadata of uids. When the server refuses the
 // lot (see refused), it asks for each message on its own and hands those
-// it refuses to settleRefused: given up when it returned another (gone,
+// it refuses to settleRefused: held, then given up, when it returned another (gone,
 // those returned for their stand-ins: only their UIDs are known), else
 // the error (the session fails and is retried). When the connection
 // ended during such a fetch, the next sessions ask for each of them on
@@ -86,13 +86,12 @@ func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, err
 // those whose body is above MaxMessageSize (not read). When the server
 // refuses the group (a NO that is not a temporary refusal), each message
 // is fetched on its own. If the server returns at least one, its
-// refusals are specific to the others: those are given up, returned
-// (refs) for their stand-ins (see refusedTask). If it returns none (a
-// group of one included), the server may be failing as a whole: nothing
-// is given up, each refusal is counted against its UID and the error is
-// returned, so that the session fails and Run retries it with back-off;
-// only a message refused alone in RefusedSessionsBeforeSetAside
-// consecutive sessions is then given up (see settleRefused). A group the
+// refusals are evidence about the others: those are counted, held, and
+// given up once due, returned (refs) for their stand-ins (see
+// settleRefused, refusedTask). If it returns none (a group of one
+// included), the server may be failing as a whole: nothing is given up
+// and the error is returned, so that the session fails and Run retries
+// it with back-off (see settleRefused). A group the
 // connection ended on is fetched one by one in the next sessions (see
 // poison.go).
 func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []meta) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, refs []refusal, err error) {

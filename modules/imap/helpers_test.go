@@ -98,6 +98,7 @@ func testConfig(host string, port int) imap.Config {
 		Reconcile: 300 * time.Millisecond,
 		Queue:     "mail", Kind: "mail.received",
 		Reconnect:   imap.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond},
+		RefusalSpan: 100 * time.Millisecond,
 		DialTimeout: 2 * time.Second,
 	}
 }

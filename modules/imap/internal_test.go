@@ -113,74 +113,65 @@ func TestSettleRefused(t *testing.T) {
 		return uids
 	}
 
-	// Others of the batch returned: specific to these, given up at once.
-	out, err := s.settleRefused(refs(1), true, "body")
-	require.NoError(t, err)
-	require.Equal(t, []imap.UID{1}, given(out))
-	require.Contains(t, out[0].reason, "body fetch, refused in 1 consecutive sessions")
-	require.Empty(t, s.refusedAlone)
-
-	// None returned: an error, the same each time, until the limit.
+	// None returned, whatever the answer (a bare NO): the server failing
+	// as a whole. An error, the same each time, and however many
+	// sessions over however long, nothing is counted nor given up.
 	var msgs []string
-	for range RefusedSessionsBeforeSetAside - 1 {
+	for range 2 * RefusedSessionsBeforeSetAside {
 		out, err := s.settleRefused(refs(2, 3), false, "body")
 		require.Error(t, err)
 		require.ErrorIs(t, err, no)
 		require.Empty(t, out)
 		msgs = append(msgs, err.Error())
+		now = now.Add(time.Minute)
 	}
 	require.Equal(t, msgs[0], msgs[len(msgs)-1], "the same text each session: Run's back-off grows")
+	require.Empty(t, s.refusedAlone, "no evidence about any message")
 
-	// 3 was fetched fine meanwhile: it starts over, so 2 waits for it.
-	s.fetchedFine(map[imap.UID][]byte{3: []byte("x")}, nil)
-	_, err = s.settleRefused(refs(2, 3), false, "body")
-	require.Error(t, err)
-	for range RefusedSessionsBeforeSetAside - 2 {
-		_, err = s.settleRefused(refs(2, 3), false, "body")
-		require.Error(t, err)
+	// Others of the batch returned: evidence about 1, held (no error, not
+	// given up, scanned again from it) until refused so in
+	// RefusedSessionsBeforeSetAside sessions over at least the span.
+	for i := range RefusedSessionsBeforeSetAside {
+		out, err := s.settleRefused(refs(1), true, "body")
+		require.NoError(t, err)
+		require.Empty(t, out, "held, refusal %d", i+1)
+		require.True(t, s.refusedAlone[1].held)
+		require.EqualValues(t, 1, s.rescan, "scanned again from it")
+		s.rescan = 0
 	}
-	// Enough sessions, but not yet Reconnect.Max since the first refusal
-	// of 3: a server failing for a while only delays mail.
-	_, err = s.settleRefused(refs(2, 3), false, "body")
-	require.Error(t, err)
+	// Refused alone now (the others done): the evidence about it stands,
+	// so that counts, and it fails no session; due once the span passed.
 	now = now.Add(time.Minute)
-	out, err = s.settleRefused(refs(2, 3), false, "body")
+	out, err := s.settleRefused(refs(1), false, "body")
 	require.NoError(t, err)
-	require.Equal(t, []imap.UID{2, 3}, given(out))
-	require.Contains(t, out[0].reason, fmt.Sprintf("refused in %d consecutive sessions", 2*RefusedSessionsBeforeSetAside))
-	require.Contains(t, out[1].reason, fmt.Sprintf("refused in %d consecutive sessions", RefusedSessionsBeforeSetAside+1))
-	require.Len(t, s.refusedAlone, 2, "kept until their stand-ins are emitted (processChunk forgets them)")
-	delete(s.refusedAlone, 2)
-	delete(s.refusedAlone, 3)
+	require.Equal(t, []imap.UID{1}, given(out))
+	require.Contains(t, out[0].reason, fmt.Sprintf("body fetch, refused in %d sessions while it returned other mail", RefusedSessionsBeforeSetAside+1))
+	require.Empty(t, s.refusedAlone, "given up: forgotten")
 
-	// A UIDVALIDITY change voids the counts.
-	_, err = s.settleRefused(refs(4), false, "metadata")
+	// Refused alone with one never refused beside it: no evidence about
+	// the other, the server may be failing: nothing counted.
+	_, err = s.settleRefused(refs(4), true, "metadata")
+	require.NoError(t, err)
+	_, err = s.settleRefused(refs(4, 5), false, "metadata")
 	require.Error(t, err)
+	require.Equal(t, 1, s.refusedAlone[4].sessions)
+	// A UIDVALIDITY change voids the counts.
 	s.selected(7)
 	require.Len(t, s.refusedAlone, 1, "same UIDVALIDITY: kept")
 	s.selected(8)
 	require.Empty(t, s.refusedAlone)
-	for range RefusedSessionsBeforeSetAside - 1 {
-		_, err = s.settleRefused(refs(4), false, "metadata")
-		require.Error(t, err)
-	}
-	now = now.Add(time.Minute)
-	out, err = s.settleRefused(refs(4), false, "metadata")
-	require.NoError(t, err)
-	require.Equal(t, []imap.UID{4}, given(out))
-	require.Contains(t, out[0].reason, "metadata fetch")
 
-	// NO [SERVERBUG] to every message asked for: the server failing,
-	// for as long as it does; given up only once another is returned.
+	// NO [SERVERBUG] to every message asked for, one held included: the
+	// server failing, for as long as it does; counts against none.
 	bug := fmt.Errorf("imap: fetch bodies: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error"})
+	_, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, true, "body")
+	require.NoError(t, err)
 	for range 2 * RefusedSessionsBeforeSetAside {
 		_, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, false, "body")
 		require.Error(t, err)
 		now = now.Add(time.Minute)
 	}
-	out, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, true, "body")
-	require.NoError(t, err)
-	require.Equal(t, []imap.UID{9}, given(out))
+	require.Equal(t, 1, s.refusedAlone[9].sessions)
 	delete(s.refusedAlone, 9)
 
 	// Expunged by another client: nothing to dead-letter, set aside.

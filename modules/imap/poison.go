@@ -20,15 +20,18 @@ import (
 // sessions ask for each of them alone. A message whose fetch alone ends
 // the connection is counted as refused alone (see refusedAlone), and is
 // given up, as one the server refuses, once that has happened in
-// RefusedSessionsBeforeSetAside consecutive sessions over at least
-// Reconnect.Max: its stand-in is dead-lettered with the reason (see
-// refusedTask), and its completion moves it to the failed folder. The
-// others flow meanwhile, each session getting one message further. A
-// network failure makes suspects too: they are then fetched alone once,
-// which costs round trips and loses nothing. A network that goes silent
-// whenever a body is sent ends every fetch alone by the command timeout,
-// without a word from the server: a message counted so is only set
-// aside until the next reconcile pass, never dead-lettered (skipLost).
+// RefusedSessionsBeforeSetAside sessions over at least Config.RefusalSpan:
+// its stand-in is dead-lettered with the reason (see refusedTask), and
+// its completion moves it to the failed folder. The others flow
+// meanwhile, each session getting one message further. A network failure
+// makes suspects too: they are then fetched alone once, which costs round
+// trips and loses nothing. Only the server closing the connection is
+// evidence about the message: a fetch alone that ends by the command
+// timeout, without a word from the server (a network gone silent whenever
+// a body is sent), or by a reset (the network, a firewall, a server
+// crashing) says nothing about the mail, and a message counted so is only
+// set aside until the next reconcile pass, never dead-lettered
+// (skipLost).
 
 // lostConnection reports whether err, a fetch's error, is not the
 // server's answer: the connection ended (or the command timed out), and
@@ -81,13 +84,14 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 }
 
 // skipLost reports whether m is to be skipped, fetching it alone having
-// ended the connection in RefusedSessionsBeforeSetAside consecutive
-// sessions over at least Reconnect.Max. When the server closed the
-// connection each time, m is given up: standIn, and its refusal with the
-// reason for its stand-in (see refusedTask). When one of those fetches
-// went unanswered until the command timeout, that is no sign the server
-// fails on m (a network gone silent whenever the body is sent, a path
-// that drops large packets, does that to any mail): m is set aside
+// ended the connection in RefusedSessionsBeforeSetAside sessions over at
+// least Config.RefusalSpan. When the server closed the connection each
+// time, m is given up: standIn, and its refusal with the reason for its
+// stand-in (see refusedTask). When one of those fetches went unanswered
+// until the command timeout, or ended by a reset, that is no sign the
+// server fails on m (a network gone silent whenever the body is sent, a
+// path that drops large packets, a firewall resetting connections, does
+// that to any mail): m is set aside
 // (Status.SetAside), left in the mailbox without a dead letter, so that
 // the mail after it flows and no good mail goes to the failed folder.
 func (s *Source) skipLost(m meta, what string) (r refusal, skip, standIn bool) {
@@ -99,14 +103,14 @@ func (s *Source) skipLost(m meta, what string) (r refusal, skip, standIn bool) {
 	// A message whose body fetch ended the connection is given up
 	// where its body is asked for, with the metadata the server returned
 	// (its Message-ID and size for its stand-in).
-	poisoned := ok && s.suspects[m.uid] && ra.due(s.now(), s.cfg.Reconnect.Max) &&
+	poisoned := ok && s.suspects[m.uid] && ra.due(s.now(), s.cfg.refusalSpan()) &&
 		(what == "body" || ra.what == what)
 	s.mu.Unlock()
 	if !poisoned {
 		return refusal{}, false, false
 	}
-	if ra.silent {
-		s.setAside(m, what, ra.last, "no answer whenever a message is fetched alone: set aside until the next reconcile pass, not dead-lettered (the network may be at fault)", true)
+	if ra.network {
+		s.setAside(m, what, ra.last, "no answer, or a reset, whenever a message is fetched alone: set aside until the next reconcile pass, not dead-lettered (the network may be at fault)", true)
 		return refusal{}, true, false
 	}
 	err := errors.New("the connection ends whenever the server is asked for this message")

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -15,22 +16,21 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
-// RefusedSessionsBeforeSetAside is how many consecutive sessions the
-// server must refuse a message alone (it was asked for that message and
-// the others of its batch one by one, and returned none) before the
-// message is given up: its stand-in is dead-lettered (see refusedTask). A
-// refusal of only some messages of a batch is specific to them: those
-// are given up at once. A refusal of all of them may as well be the
-// server failing as a whole (NO [SERVERBUG] for a moment), so the session
-// fails instead and Run retries it with back-off; only a message still
-// refused alone after this many sessions, and over at least Reconnect.Max
-// since its first refusal, is given up (never for NO [SERVERBUG], the
-// server saying it fails), so that a message the server can
-// never return does not block the mailbox forever while a server failing
-// for a while only delays mail. A message whose fetch alone ends the
-// connection is counted the same way (see poison.go). (The name is from
-// when such a message was only set aside, left in the mailbox unseen by
-// the dead letters.)
+// RefusedSessionsBeforeSetAside is how many sessions the server must
+// refuse a message on evidence about that message before it is given up:
+// its stand-in is dead-lettered (see refusedTask). Evidence is the
+// server answering the others of the message's batch but not it, or
+// closing the connection whenever the message alone is asked for (see
+// poison.go); and the refusals must span Config.RefusalSpan (1m by
+// default), so that a server restarting, or failing for a moment, is not
+// taken for a bad mail. A refusal of every message asked for is no
+// evidence about any of them, whatever the server's answer (NO
+// [SERVERBUG], a bare NO, NO [UNAVAILABLE]): it is the server failing as
+// a whole, the session fails and Run retries it with back-off, for as
+// long as it lasts, and no mail is given up for it. A message still to
+// be given up is held meanwhile (see settleRefused): the mail around it
+// flows. (The name is from when such a message was only set aside, left
+// in the mailbox unseen by the dead letters.)
 const RefusedSessionsBeforeSetAside = 3
 
 // refusal is a message the server refused to return on its own, with its
@@ -43,18 +43,23 @@ type refusal struct {
 }
 
 // refusedAlone is how often, and since when, the server refused a
-// message alone (settleRefused), or ended the connection on it alone
-// (poison.go, completion_poison.go), and its last such error.
+// message on evidence about it (settleRefused), or ended the connection
+// on it alone (poison.go, completion_poison.go), and its last such error.
 type refusedAlone struct {
 	sessions int
 	since    time.Time
 	last     error
-	// silent: one of the connections counted ended by the command
-	// timeout, without a word from the server (see errNoAnswer).
-	silent bool
+	// network: one of the connections counted ended without the server
+	// closing it: the command timeout, with no word from the server (see
+	// errNoAnswer), or a reset (see resetByPeer).
+	network bool
 	// what: the fetch the last connection counted ended on ("metadata",
 	// "body"; see lostAlone).
 	what string
+	// held: the server refused the message while it returned another of
+	// its batch, and it is not given up yet: it is asked for again, with
+	// the mail above it (see settleRefused).
+	held bool
 }
 
 // add counts one more refusal, err, at now.
@@ -64,63 +69,85 @@ func (ra *refusedAlone) add(now time.Time, err error) {
 	}
 	ra.sessions++
 	ra.last = err
-	ra.silent = ra.silent || errors.Is(err, errNoAnswer)
+	ra.network = ra.network || errors.Is(err, errNoAnswer) || resetByPeer(err)
 }
 
 // due reports whether the message is to be given up at now: refused in
-// RefusedSessionsBeforeSetAside consecutive sessions over at least
-// minSpan (Reconnect.Max), so that a passing failure gives nothing up.
+// RefusedSessionsBeforeSetAside sessions over at least minSpan
+// (Config.refusalSpan), so that a passing failure gives nothing up.
 func (ra refusedAlone) due(now time.Time, minSpan time.Duration) bool {
 	return ra.sessions >= RefusedSessionsBeforeSetAside && now.Sub(ra.since) >= minSpan
+}
+
+// resetByPeer reports whether err is a connection reset: the network's
+// failure or a server's crash, never the server's word about a message.
+// go-imap (v2.0.0-beta.8) formats the read error of a response with %v,
+// so the reset is known by its text there.
+func resetByPeer(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || err != nil && strings.Contains(err.Error(), syscall.ECONNRESET.Error())
 }
 
 // settleRefused decides what becomes of the messages of a batch the
 // server refused one by one (what: "metadata" or "body"). When it
 // returned another message of the batch (returned), the refusals are
-// specific to these messages: they are given up, and returned with the
-// reason for their stand-ins (see refusedTask). When it returned none, it
-// may be failing as a whole: each refusal is counted against its UID and
-// an error is returned (the session fails, Run retries with back-off),
-// unless every one of them has now been refused alone in
-// RefusedSessionsBeforeSetAside consecutive sessions, and none with NO
-// [SERVERBUG] (the server failing, for as long as it does): then they
-// are given up. The error's text is the same every time the same batch fails the
-// same way, so that Run's back-off grows. A message the server says was
-// expunged (NO [EXPUNGEISSUED]) is no refusal of its content: there is
-// no mail to dead-letter, it is set aside.
+// evidence about these messages: each is counted against its UID, and
+// given up once due (see RefusedSessionsBeforeSetAside), returned with
+// the reason for its stand-in (see refusedTask); one not due yet is held:
+// neither emitted nor given up, it is scanned again from its UID
+// (Source.rescan), the mail around it flowing. When it returned none, it
+// may be failing as a whole, whatever it answered: unless every message
+// refused is held already (the evidence about it stands, there was
+// nothing else to ask for) and the answer is no NO [SERVERBUG] (the
+// server saying it fails), nothing is counted nor given up and an error
+// is returned: the session fails, Run retries with back-off, for as long
+// as the server fails. The error's text is the same every time the same
+// batch fails the same way, so that Run's back-off grows. A message the
+// server says was expunged (NO [EXPUNGEISSUED]) is no refusal of its
+// content: there is no mail to dead-letter, it is set aside.
 func (s *Source) settleRefused(refs []refusal, returned bool, what string) ([]refusal, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
 	sessions := make([]int, len(refs))
+	due := make([]bool, len(refs))
+	s.mu.Lock()
+	now := s.now()
+	// Without another message returned, the refusals are evidence only
+	// about messages refused before while the server returned others
+	// (held), and only if it does not say it fails.
+	proven := returned
 	if !returned {
-		s.mu.Lock()
-		pending := 0
-		now := s.now()
-		for i, r := range refs {
-			ra := s.refusedAlone[r.m.uid]
-			ra.add(now, r.err)
-			s.refusedAlone[r.m.uid] = ra
-			sessions[i] = ra.sessions
-			// NO [SERVERBUG] to every message asked for is the server
-			// saying it fails (Dovecot's internal error: storage, index,
-			// locks), not that a message is bad: however long it lasts,
-			// it gives nothing up. A message it refuses so while it
-			// returns another is given up (returned).
-			if !ra.due(now, s.cfg.Reconnect.Max) || isNo(r.err, imap.ResponseCodeServerBug) {
-				pending++
+		proven = true
+		for _, r := range refs {
+			if !isNo(r.err, responseCodeExpungeIssued) && (!s.refusedAlone[r.m.uid].held || isNo(r.err, imap.ResponseCodeServerBug)) {
+				proven = false
 			}
 		}
-		s.mu.Unlock()
-		if pending > 0 {
-			first, last := refs[0].m.uid, refs[len(refs)-1].m.uid
-			s.log.Warn("the server refuses every message asked for: retrying before giving any up",
-				zap.String("fetch", what), zap.Int("messages", len(refs)), zap.Int("not_yet_given_up", pending),
-				zap.Uint32("first_uid", uint32(first)), zap.Uint32("last_uid", uint32(last)),
-				zap.Int("given_up_after_sessions", RefusedSessionsBeforeSetAside), zap.Error(refs[0].err))
-			return nil, fmt.Errorf("imap: fetch %s: the server refused each of %d messages (uid %d to %d), none given up yet: %w",
-				what, len(refs), first, last, refs[0].err)
+	}
+	if proven {
+		for i, r := range refs {
+			if isNo(r.err, responseCodeExpungeIssued) {
+				continue
+			}
+			ra := s.refusedAlone[r.m.uid]
+			ra.add(now, r.err)
+			ra.held = true
+			if due[i] = ra.due(now, s.cfg.refusalSpan()); due[i] {
+				delete(s.refusedAlone, r.m.uid) // given up: its chunk moves on
+			} else {
+				s.refusedAlone[r.m.uid] = ra
+			}
+			sessions[i] = ra.sessions
 		}
+	}
+	s.mu.Unlock()
+	if !proven {
+		first, last := refs[0].m.uid, refs[len(refs)-1].m.uid
+		s.log.Warn("the server refuses every message asked for: retrying, giving none up for that",
+			zap.String("fetch", what), zap.Int("messages", len(refs)),
+			zap.Uint32("first_uid", uint32(first)), zap.Uint32("last_uid", uint32(last)), zap.Error(refs[0].err))
+		return nil, fmt.Errorf("imap: fetch %s: the server refused each of %d messages (uid %d to %d), none given up: %w",
+			what, len(refs), first, last, refs[0].err)
 	}
 	var out []refusal
 	for i, r := range refs {
@@ -128,11 +155,30 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string) ([]re
 			s.setAside(r.m, what, r.err, "the server refuses to return a message it says was expunged: set aside, not dead-lettered", false)
 			continue
 		}
-		r.reason = fmt.Sprintf("the IMAP server refuses to return the message (%s fetch, refused in %d consecutive sessions): %v",
-			what, max(1, sessions[i]), r.err)
+		if !due[i] {
+			s.hold(r.m.uid)
+			s.log.Warn("the server refuses a message while it returns the others of its batch: held, asked for again before it is given up",
+				zap.Uint32("uid", uint32(r.m.uid)), zap.String("fetch", what), zap.Int("sessions", sessions[i]),
+				zap.Int("given_up_after_sessions", RefusedSessionsBeforeSetAside), zap.Duration("over_at_least", s.cfg.refusalSpan()),
+				zap.Error(r.err))
+			continue
+		}
+		r.reason = fmt.Sprintf("the IMAP server refuses to return the message (%s fetch, refused in %d sessions while it returned other mail): %v",
+			what, sessions[i], r.err)
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// hold has the next scan see uid again (Source.rescan): a message the
+// server refused, not given up yet. The mail emitted above it is in
+// flight, found again and not emitted twice (see addDupe).
+func (s *Source) hold(uid imap.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rescan == 0 || uid < s.rescan {
+		s.rescan = uid
+	}
 }
 
 // refusedTask is the stand-in (task.Rejected, without the message) of a

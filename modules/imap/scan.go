@@ -165,9 +165,12 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 		s.st.LastUID = uint32(hi)
 	}
 	// Every message of the chunk was emitted (or its stand-in), set aside
-	// (expunged) or expunged meanwhile: none is refused alone any more.
+	// (expunged), expunged meanwhile or held (see settleRefused): none
+	// but those held is refused alone any more.
 	for _, u := range uids {
-		delete(s.refusedAlone, u)
+		if !s.refusedAlone[u].held {
+			delete(s.refusedAlone, u)
+		}
 	}
 	s.cleared(uids)
 	s.mu.Unlock()

@@ -15,13 +15,27 @@ import (
 )
 
 // The server fails as a whole for several sessions over more than
-// Reconnect.Max (every body fetch answered NO [SERVERBUG], Dovecot's
-// internal error), then recovers: no mail is given up, every mail is
-// emitted whole. Each mail was given up after three sessions over
-// Reconnect.Max (2s by default), dead-lettered and moved to Failed
-// unprocessed.
+// Reconnect.Max and RefusalSpan (every body fetch answered NO [SERVERBUG],
+// Dovecot's internal error, or a bare NO, what many servers say whatever
+// went wrong), then recovers: no mail is given up, every mail is emitted
+// whole. Each mail was given up after three sessions over Reconnect.Max
+// (2s by default), dead-lettered and moved to Failed unprocessed: for
+// NO [SERVERBUG] until that code was told apart, for a bare NO until
+// nothing returned of a batch was taken as no evidence about its mail.
 func TestServerBugForSecondsGivesUpNoMail(t *testing.T) {
 	t.Parallel()
+	for name, answer := range map[string]string{
+		"serverbug": " NO [SERVERBUG] Internal error occurred. Refer to server log for more information.\r\n",
+		"bare":      " NO Internal error occurred.\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			serverFailsForSeconds(t, answer)
+		})
+	}
+}
+
+func serverFailsForSeconds(t *testing.T, answer string) {
 	srv := imaptest.NewServer(t, memserver.Options{})
 	appendN(t, srv, 1, 3)
 	var failing atomic.Bool
@@ -31,7 +45,7 @@ func TestServerBugForSecondsGivesUpNoMail(t *testing.T) {
 		if !failing.Load() || name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") {
 			return false
 		}
-		c.Reply(tag + " NO [SERVERBUG] Internal error occurred. Refer to server log for more information.\r\n")
+		c.Reply(tag + answer)
 		return true
 	}})
 	cfg := testConfig(p.Host(), p.Port())
@@ -40,7 +54,7 @@ func TestServerBugForSecondsGivesUpNoMail(t *testing.T) {
 	start(t, src, em)
 	began := time.Now()
 	require.Eventually(t, func() bool {
-		return src.Status().Reconnects > imap.RefusedSessionsBeforeSetAside && time.Since(began) > 2*cfg.Reconnect.Max
+		return src.Status().Reconnects > imap.RefusedSessionsBeforeSetAside && time.Since(began) > 2*max(cfg.Reconnect.Max, cfg.RefusalSpan)
 	}, 15*time.Second, 5*time.Millisecond)
 	failing.Store(false)
 	waitEmitted(t, em, 3)

@@ -95,12 +95,12 @@ type Source struct {
 	// its original's completion could not settle. Set by Complete, which
 	// runs beside the scan, and applied when the next scan starts.
 	rescan imap.UID
-	// refusedAlone counts, per UID under uidValidity, the consecutive
-	// sessions in which the server refused the message alone (see
+	// refusedAlone counts, per UID under uidValidity, the sessions in
+	// which the server refused the message on evidence about it (see
 	// RefusedSessionsBeforeSetAside). An entry is dropped when the
-	// message's body is fetched fine, its chunk emitted (the message or
-	// its stand-in) or the message set aside, and all of them when
-	// UIDVALIDITY changes.
+	// message's body is fetched fine, it is given up, its chunk emitted
+	// (the message or its stand-in) unless it is held, or the message set
+	// aside, and all of them when UIDVALIDITY changes.
 	refusedAlone map[imap.UID]refusedAlone
 	// suspects are the UIDs (under uidValidity) a fetch asked for when
 	// the connection ended: they are fetched alone (see poison.go).
@@ -187,15 +187,15 @@ func (s *Source) Config() Config { return s.cfg }
 // mailbox resets the back-off unless it failed exactly as the one before
 // within Reconnect.Max. A FETCH the server refuses for every message it
 // is asked for (none returned, as when the server fails as a whole) ends
-// the session too and is retried so: nothing is skipped. A message is
-// given up (see Status.Refused: its stand-in, carrying the server's
-// answer, is dead-lettered, and moves it to the failed folder) only when
-// the server returns others of its batch, or once it has been refused
-// alone in RefusedSessionsBeforeSetAside consecutive sessions (other
-// than with NO [SERVERBUG]: the server failing), or once
-// asking for it alone has ended the connection in as many (a message the
-// server dies on: see poison.go; one whose fetch alone went unanswered
-// until the command timeout is set aside instead, see Status.SetAside). Run returns an error only for what a retry
+// the session too and is retried so, whatever the server answers:
+// nothing is skipped. A message is given up (see Status.Refused: its
+// stand-in, carrying the server's answer, is dead-lettered, and moves it
+// to the failed folder) only on evidence about it: refused while the
+// server returns others of its batch, or asking for it alone ending the
+// connection, in RefusedSessionsBeforeSetAside sessions over at least
+// Config.RefusalSpan (a message the server dies on: see poison.go; one
+// whose fetch alone went unanswered until the command timeout, or ended
+// by a reset, is set aside instead, see Status.SetAside). Run returns an error only for what a retry
 // cannot fix: refused credentials (ErrAuth), a mailbox that does not
 // exist when Run starts (ErrMailbox), a certificate that does not verify,
 // or an Emit failure other than ctx ending (ErrEmit). A mailbox gone

@@ -8,14 +8,14 @@ import (
 
 // Status is a snapshot of a source, for the control plane and logs.
 // Refused counts the messages the server refused to return (FETCH
-// answered NO) while it returned others of the same batch, or refused
-// alone, or closed the connection when asked for them alone, in
-// RefusedSessionsBeforeSetAside consecutive sessions: each one's stand-in
-// was dead-lettered with the reason, and its mail moves to the failed
-// folder. A refusal of every message asked for is not counted here at
-// first: the session fails (LastError, Reconnects) and is retried with
-// back-off, so a transient server failure gives up no mail; one answered
-// NO [SERVERBUG] (the server failing) never is, however long it lasts.
+// answered NO) while it returned others of the same batch, or closed the
+// connection when asked for them alone, in RefusedSessionsBeforeSetAside
+// sessions over at least Config.RefusalSpan: each one's stand-in was
+// dead-lettered with the reason, and its mail moves to the failed folder.
+// A refusal of every message asked for (the server failing as a whole,
+// whatever it answers) is never counted here: the session fails
+// (LastError, Reconnects) and is retried with back-off, however long it
+// lasts.
 type Status struct {
 	Name      string `json:"name"`
 	Mailbox   string `json:"mailbox"`
@@ -51,10 +51,10 @@ type Status struct {
 	// mailbox without a dead letter: the server answered that another
 	// client expunged it (NO [EXPUNGEISSUED]) when asked for it (not
 	// fetched again until a restart or a UIDVALIDITY change), or its
-	// fetch alone went unanswered until the command timeout in
-	// RefusedSessionsBeforeSetAside sessions (a silent network does that
-	// to any mail: fetched again by the next reconcile pass, and counted
-	// again if set aside again).
+	// fetch alone went unanswered until the command timeout, or ended by
+	// a connection reset, in RefusedSessionsBeforeSetAside sessions (a
+	// silent network, a firewall, does that to any mail: fetched again by
+	// the next reconcile pass, and counted again if set aside again).
 	SetAside uint64 `json:"set_aside,omitempty"`
 	// CompletionSetAside counts the messages set aside by the
 	// completions: the connection ended whenever one was fetched alone

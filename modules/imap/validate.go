@@ -124,6 +124,9 @@ func (c Config) Validate() error {
 	if c.InFlightTimeout <= 0 {
 		bad("inflight_timeout", "must be positive, got %s", c.InFlightTimeout)
 	}
+	if c.RefusalSpan < 0 {
+		bad("refusal_span", "must not be negative, got %s", c.RefusalSpan)
+	}
 	return errors.Join(errs...)
 }
 

@@ -80,6 +80,18 @@ func (c *Conn) Mute() { c.muted.Store(true) }
 // does.
 func (c *Conn) Close() { c.close() }
 
+// Reset ends the connection with a TCP reset to the client (as a
+// firewall, or a host that crashed, does), and closes the server side.
+func (c *Conn) Reset() {
+	c.once.Do(func() {
+		if tc, ok := c.client.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = c.client.Close()
+		_ = c.server.Close()
+	})
+}
+
 func (c *Conn) close() {
 	c.once.Do(func() {
 		_ = c.client.Close()
