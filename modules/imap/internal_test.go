@@ -155,6 +155,13 @@ func TestSettleRefused(t *testing.T) {
 	_, err = s.settleRefused(refs(4, 5), false, "metadata")
 	require.Error(t, err)
 	require.Equal(t, 1, s.refusedAlone[4].sessions)
+	// A held message gone from the mailbox (expunged by another client):
+	// the reconcile pass forgets its count.
+	_, err = s.settleRefused(refs(6), true, "body")
+	require.NoError(t, err)
+	s.forgetGone([]imap.UID{4}, now)
+	require.NotContains(t, s.refusedAlone, imap.UID(6))
+	require.Contains(t, s.refusedAlone, imap.UID(4))
 	// A UIDVALIDITY change voids the counts.
 	s.selected(7)
 	require.Len(t, s.refusedAlone, 1, "same UIDVALIDITY: kept")
