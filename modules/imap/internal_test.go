@@ -247,14 +247,43 @@ func TestRefusedStandInReasonIsAHeaderValue(t *testing.T) {
 	require.LessOrEqual(t, len(reason), maxReasonBytes+len("…"))
 	require.True(t, utf8.ValidString(reason))
 	require.Nil(t, tk.Payload)
-	require.Equal(t, "imap:INBOX:x@y:refused:7:9", tk.Key)
+	require.Equal(t, "imap:INBOX:x@y:refused:u@localhost:7:9", tk.Key)
 	require.Equal(t, "42", tk.Header(HeaderSize))
 	require.Equal(t, "9", tk.Header(HeaderUID))
 	require.Equal(t, "7", tk.Header(HeaderUIDValidity))
 
 	// The metadata refused too: only the place is known.
 	tk = s.refusedTask(refusal{m: meta{uid: 3}, reason: "r"}, 7)
-	require.Equal(t, "imap:INBOX::refused:7:3", tk.Key)
+	require.Equal(t, "imap:INBOX::refused:u@localhost:7:3", tk.Key)
 	require.Empty(t, tk.Header(HeaderMessageID))
 	require.NotContains(t, tk.Headers, HeaderSize, "unknown, not 0")
+}
+
+// Two sources on one queue watching mailboxes of the same name under the
+// same UIDVALIDITY (two accounts, two servers) give the stand-ins of
+// their UID 3 without a Message-ID different keys: they shared one, so
+// the backend dropped the second stand-in as a duplicate, and its mail
+// was neither dead-lettered nor moved. The same source gives the same
+// key every time (stable across restarts).
+func TestStandInKeysNameTheAccount(t *testing.T) {
+	t.Parallel()
+	source := func(host, user string) *Source {
+		s, err := NewSource(Config{Host: host, TLS: TLSNone, Username: user, Password: "p", Kind: "k", Mailbox: "INBOX", Queue: "mail"}, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, s.Close()) })
+		return s
+	}
+	a, b, c := source("localhost", "orders"), source("localhost", "invoices"), source("127.0.0.1", "orders")
+	m := meta{uid: 3, size: 1 << 30}
+	for _, kind := range []string{"oversized", "refused"} {
+		task := func(s *Source) string {
+			if kind == "oversized" {
+				return s.oversizedTask(m, 7).Key
+			}
+			return s.refusedTask(refusal{m: m, reason: "r"}, 7).Key
+		}
+		keys := map[string]bool{task(a): true, task(b): true, task(c): true}
+		require.Len(t, keys, 3, "%s: one key per account", kind)
+		require.Equal(t, task(a), task(source("LocalHost", "orders")), "%s: stable", kind)
+	}
 }

@@ -315,19 +315,28 @@ func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
 	return t
 }
 
-// standInKey is the key of m's stand-in of the given kind ("oversized",
-// "refused"): the message's place (the mailbox's UIDVALIDITY and its
-// UID, the content being unknown), stable across restarts.
+// standInKey is the key of m's stand-in of a kind ("oversized",
+// "refused"): the message's place, the content being unknown: the
+// account and mailbox (username@host, so that two sources on one queue
+// watching mailboxes of the same name, under the same UIDVALIDITY, do not
+// share a key, one stand-in dropped as the other's duplicate), the
+// mailbox's UIDVALIDITY and the message's UID; stable across restarts.
+// (Before the account was in it, a stand-in emitted again after an
+// upgrade, its first one still in the queue, is not de-duplicated: it is
+// dead-lettered twice, its mail moved once, the second completion
+// counted in Status.CompletedAgain.)
 func (s *Source) standInKey(m meta, validity uint32, kind string) string {
-	return "imap:" + s.cfg.Mailbox + ":" + m.msgID + ":" + kind + ":" + strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(m.uid), 10)
+	account := s.cfg.Username + "@" + strings.ToLower(s.cfg.Host)
+	return "imap:" + s.cfg.Mailbox + ":" + m.msgID + ":" + kind + ":" + account + ":" +
+		strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(m.uid), 10)
 }
 
 // oversizedTask is the stand-in (task.Rejected, without the message) of
 // a message above MaxMessageSize, whose body is not fetched: the pool
 // dead-letters it with the reason, and its completion moves the message to
 // OnFailure.MoveTo, as for any mail that cannot become a task. Its key is
-// the message's place (UIDVALIDITY and UID, the content being unknown), so
-// it is stable across restarts and de-duplicated as any task key.
+// the message's place (see standInKey), so it is stable across restarts
+// and de-duplicated as any task key.
 func (s *Source) oversizedTask(m meta, validity uint32) *task.Task {
 	t := s.newTask(m, validity, nil)
 	t.Key = s.standInKey(m, validity, "oversized")
