@@ -178,9 +178,9 @@ func TestMailLeftInPlaceIsNotEmittedAgainWhenTheCursorMovesBack(t *testing.T) {
 // A server that fails as a whole for a moment (NO [SERVERBUG] to every
 // FETCH, of the metadata or of the bodies) skips no mail: nothing is
 // given up, the sessions fail and are retried with back-off, and once the
-// server recovers every message is emitted. Here the failure lasts one
-// session less than it takes to give a message refused alone up (a
-// SERVERBUG is never counted so: see TestServerBugForSecondsGivesUpNoMail).
+// server recovers every message is emitted (a refusal of every message
+// asked for is never counted against them: see
+// TestServerBugForSecondsGivesUpNoMail).
 func TestTransientFetchFailureSkipsNoMail(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -473,4 +473,44 @@ func TestBodyLargerThanItsReportedSizeIsTreatedAsOversized(t *testing.T) {
 	complete(t, src, stand, task.DeadLettered)
 	require.Equal(t, []string{"big@example.com"}, messageIDs(messages(t, srv, "Failed")))
 	require.Equal(t, []string{"1@example.com"}, messageIDs(messages(t, srv, "INBOX")))
+}
+
+// A stand-in whose task does not complete within InFlightTimeout is
+// emitted again, as any task, and its mail still counts once: one mail
+// the server refuses and one over the size limit, each emitted twice,
+// are Refused 1 and Oversized 1. Each emission counted again (2 and 2).
+func TestStandInEmittedAgainCountsItsMailOnce(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 2) // the server refuses UID 1; UID 2 is returned
+	_, err := srv.Append("INBOX", imaptest.Message("3@example.com", "big", strings.Repeat("x", 4096)))
+	require.NoError(t, err)
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.MaxMessageSize = 1024
+	cfg.InFlightTimeout = 300 * time.Millisecond
+	src := newSource(t, cfg)
+	em := &fakeEmitter{} // completes nothing: every task is emitted again
+	start(t, src, em)
+	require.Eventually(t, func() bool {
+		k := em.keys()
+		n := 0
+		for key, c := range k {
+			if strings.Contains(key, ":refused:") || strings.Contains(key, ":oversized:") {
+				n += min(c, 2)
+			}
+		}
+		return n == 4
+	}, 15*time.Second, 10*time.Millisecond, "both stand-ins emitted twice")
+	st := src.Status()
+	require.EqualValues(t, 1, st.Refused, "one mail refused")
+	require.EqualValues(t, 1, st.Oversized, "one mail oversized")
+	require.GreaterOrEqual(t, st.Reemitted, uint64(2))
 }

@@ -218,6 +218,7 @@ func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []met
 		refused[r.m.uid] = r
 	}
 	tasks := make([]*task.Task, 0, len(ms))
+	var standIns []imap.UID
 	big, denied := 0, 0
 	for _, m := range ms {
 		var t *task.Task
@@ -236,10 +237,13 @@ func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []met
 		}
 		s.inflight[t.Key] = emitted{uid: m.uid, validity: validity, at: time.Now()}
 		tasks = append(tasks, t)
-		switch {
-		case !fetched && isRefused:
+		if fetched || s.counted[m.uid] { // a stand-in emitted again counts its mail once
+			continue
+		}
+		standIns = append(standIns, m.uid)
+		if isRefused {
 			denied++
-		case !fetched:
+		} else {
 			big++
 		}
 	}
@@ -274,6 +278,9 @@ func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []met
 		}
 	}
 	s.st.Emitted += uint64(len(tasks))
+	for _, u := range standIns {
+		s.counted[u] = true
+	}
 	s.st.Oversized += uint64(big)
 	s.st.Refused += uint64(denied)
 	s.log.Debug("emitted", zap.Int("tasks", len(tasks)))

@@ -174,6 +174,7 @@ func (s *Source) selected(validity uint32) {
 		clear(s.suspects)
 		clear(s.aside)
 		clear(s.finished)
+		clear(s.counted)
 		s.st.UIDValidityChanges++
 	}
 	s.uidValidity = validity

@@ -112,8 +112,13 @@ type Source struct {
 	// finished those a completion settled lately,
 	// when; nextReconcile when the next scan searches the whole mailbox
 	// (see reconcile.go).
-	aside         map[imap.UID]bool
-	finished      map[imap.UID]time.Time
+	aside    map[imap.UID]bool
+	finished map[imap.UID]time.Time
+	// counted is the UIDs (under uidValidity) whose stand-in was counted
+	// in Status.Refused or Status.Oversized: a stand-in emitted again
+	// (after InFlightTimeout) counts its mail once. A reconcile pass
+	// forgets those no longer there (see forgetGone).
+	counted       map[imap.UID]bool
 	nextReconcile time.Time
 	st            Status
 	emitting      bool
@@ -148,6 +153,7 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 		suspects:     map[imap.UID]bool{},
 		aside:        map[imap.UID]bool{},
 		finished:     map[imap.UID]time.Time{},
+		counted:      map[imap.UID]bool{},
 		now:          time.Now,
 	}
 	s.st.Name = cfg.Name

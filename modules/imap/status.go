@@ -12,7 +12,8 @@ import (
 // connection when asked for them alone, in RefusedSessionsBeforeSetAside
 // sessions over at least Config.RefusalSpan: each one's stand-in was
 // dead-lettered with the reason, and its mail moves to the failed folder.
-// A refusal of every message asked for (the server failing as a whole,
+// A mail whose stand-in is emitted again (after InFlightTimeout) counts
+// once. A refusal of every message asked for (the server failing as a whole,
 // whatever it answers) is never counted here: the session fails
 // (LastError, Reconnects) and is retried with back-off, however long it
 // lasts.
@@ -38,7 +39,8 @@ type Status struct {
 	CompletedOK     uint64 `json:"completed_ok"`
 	CompletedFailed uint64 `json:"completed_failed"`
 	CompletedAgain  uint64 `json:"completed_again"`
-	// Oversized counts the messages over the size limit (see Rejected).
+	// Oversized counts the messages over the size limit (see Rejected),
+	// each once, its stand-in emitted again (after InFlightTimeout) or not.
 	Oversized uint64 `json:"oversized"`
 	// Refused counts the messages the emission gave up: the server
 	// refused to return them, or ended the connection whenever one was
