@@ -185,8 +185,13 @@ func TestDovecotCopyCutThenMailboxRecreated(t *testing.T) {
 		if strings.Contains(line, "UID COPY") && cut.CompareAndSwap(false, true) {
 			conn.Mute() // the COPY reaches the server; its answer is lost
 			go func() { time.Sleep(200 * time.Millisecond); conn.Close() }()
-		} else if cut.Load() && strings.Contains(line, "SELECT") && held.CompareAndSwap(false, true) {
-			close(selecting) // the retry, on a fresh connection
+		} else if cut.Load() && strings.Contains(line, "SELECT") {
+			// Every SELECT after the cut (the completion's retry, on a
+			// fresh connection, and the scan's) waits for the mailbox
+			// to be created again: the retry must see the new one.
+			if held.CompareAndSwap(false, true) {
+				close(selecting)
+			}
 			select {
 			case <-release:
 			case <-conn.Closed():
