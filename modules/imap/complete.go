@@ -62,7 +62,7 @@ type compReq struct {
 	found   bool
 	// copySent: an application moved the message without MOVE and
 	// failed after its COPY was sent; the next one looks for the copy
-	// there before it copies again (see copiedBefore).
+	// there before it copies again (see copiesFound).
 	copySent *copyMark
 }
 

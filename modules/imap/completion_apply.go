@@ -98,7 +98,7 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		}
 	}
 	gone := s.failedAndSucceeded(batch, reqs, exists)
-	copied, err := s.copiedBefore(ctx, c, batch, reqs, exists)
+	copied, err := s.copiedBefore(ctx, c, batch, exists)
 	if err != nil {
 		return err
 	}
@@ -143,7 +143,7 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 			if err := moveInto(c, set, a.moveTo, cp.folders); err != nil {
 				var ce copiedError
 				if errors.As(err, &ce) {
-					copySent(batch, reqs, a, uids, cp.validity, ce.since)
+					copySent(batch, reqs, a, uids, boxRef{s.cfg.Mailbox, cp.validity}, ce.since)
 				} else if !a.seen && len(done) == 0 && refusedUnchanged(err) {
 					undo()
 				}

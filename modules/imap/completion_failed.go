@@ -2,7 +2,9 @@ package imap
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -78,6 +80,12 @@ func (s *Source) fromFailed(ctx context.Context, c *imapclient.Client, reqs []*c
 	return err
 }
 
+// applyInFailed applies, in the failed folder, the action of each of
+// reqs to its mail found there. A move without MOVE that failed after its
+// COPY was sent (its answer lost) is marked on its request, and the next
+// application looks for the copy in its destination before it copies
+// again, as the watched mailbox's completions do (see copiesFound): found,
+// the original is only deleted, so that the mail is not there twice.
 func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed string, reqs []*compReq) error {
 	sel, err := c.Select(failed, nil).Wait()
 	if err != nil {
@@ -91,11 +99,25 @@ func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed
 		}
 		return fmt.Errorf("select %q: %w", failed, err)
 	}
-	for _, r := range reqs {
-		uids, err := s.findByContent(ctx, c, boxRef{failed, sel.UIDValidity}, r, 0)
+	from := boxRef{failed, sel.UIDValidity}
+	found := make([][]imap.UID, len(reqs))
+	var cands []*compReq
+	for i, r := range reqs {
+		uids, err := s.findByContent(ctx, c, from, r, 0)
 		if err != nil {
 			return fmt.Errorf("in %q: %w", failed, err)
 		}
+		found[i] = uids
+		if r.copied(from, func(u imap.UID) bool { return slices.Contains(uids, u) }) {
+			cands = append(cands, r)
+		}
+	}
+	copied, err := s.copiesFound(ctx, c, from, cands, s.successFolder)
+	if err != nil {
+		return err
+	}
+	for i, r := range reqs {
+		uids := found[i]
 		if len(uids) == 0 {
 			continue
 		}
@@ -112,8 +134,17 @@ func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed
 			}
 		}
 		to := s.successFolder(r)
-		if err := moveInto(c, set, to, s.comp.folders); err != nil {
-			if !r.seen && refusedUnchanged(err) {
+		if copied[r] {
+			if err := deleteMessages(c, set); err != nil {
+				return fmt.Errorf("delete uid %v in %q, copied to %q before: %w", set, failed, to, err)
+			}
+		} else if err := moveInto(c, set, to, s.comp.folders); err != nil {
+			var ce copiedError
+			if errors.As(err, &ce) {
+				m := ce.since
+				m.from, m.uids = from, uids
+				r.copySent = &m
+			} else if !r.seen && refusedUnchanged(err) {
 				r.found = was
 			}
 			return fmt.Errorf("move uid %v from %q to %q: %w", set, failed, to, err)

@@ -42,9 +42,9 @@ func moveInto(c *imapclient.Client, set imap.UIDSet, folder string, known map[st
 // without its copy. A move that fails once the COPY was sent (its answer
 // lost with the connection, or the originals not deleted) returns a
 // copiedError: the completion then looks for the copies before it copies
-// again (see copiedBefore; the completions in the watched mailbox do,
-// applyInFailed does not yet), so that a retry does not leave two copies
-// in folder. It looks only at the mail the folder took since the COPY was
+// again (see copiesFound: the completions in the watched mailbox do, and
+// those that move a mail out of the failed folder), so that a retry does
+// not leave two copies in folder. It looks only at the mail the folder took since the COPY was
 // sent (STATUS UIDNEXT asked before it): a mail of the same content there
 // before (an earlier delivery's stand-in of the same Message-ID and size,
 // the same bytes copied back to the mailbox by a person) is not the copy.
@@ -109,23 +109,23 @@ func (e copiedError) Error() string { return e.err.Error() }
 func (e copiedError) Unwrap() error { return e.err }
 
 // copyMark is where the copies of a COPY whose answer was lost can be: in
-// the request's folder (copySent marks the requests moved there) under
-// validity, from UID next (the folder's UIDNEXT before the
-// COPY); uids is the messages of the mailbox that COPY copied, under the
-// mailbox's UIDVALIDITY box (under another one they name other mail). A
-// zero next: unknown (the server refused the STATUS), nothing is looked
-// for.
+// the request's destination under validity, from UID next (the folder's
+// UIDNEXT before the COPY); from is the mailbox the COPY copied from
+// (the watched mailbox, or the failed folder: see applyInFailed) under
+// the UIDVALIDITY it had, and uids its messages that COPY copied (under
+// another UIDVALIDITY they name other mail). A zero next: unknown (the
+// server refused the STATUS), nothing is looked for.
 type copyMark struct {
 	validity uint32
 	next     imap.UID
-	box      uint32
+	from     boxRef
 	uids     []imap.UID
 }
 
 // copySent marks the requests of batch with action a that have one of
-// uids among their messages (reqs): a move of uids, in the mailbox under
-// UIDVALIDITY box, failed after its COPY was sent (since).
-func copySent(batch []*compReq, reqs [][]imap.UID, a action, uids []imap.UID, box uint32, since copyMark) {
+// uids among their messages (reqs): a move of uids, out of from, failed
+// after its COPY was sent (since).
+func copySent(batch []*compReq, reqs [][]imap.UID, a action, uids []imap.UID, from boxRef, since copyMark) {
 	for i, r := range batch {
 		if r.seen != a.seen || r.moveTo != a.moveTo {
 			continue
@@ -133,44 +133,70 @@ func copySent(batch []*compReq, reqs [][]imap.UID, a action, uids []imap.UID, bo
 		sent := slices.DeleteFunc(slices.Clone(reqs[i]), func(u imap.UID) bool { return !slices.Contains(uids, u) })
 		if len(sent) > 0 {
 			m := since
-			m.box, m.uids = box, sent
+			m.from, m.uids = from, sent
 			r.copySent = &m
 		}
 	}
 }
 
-// copiedBefore returns the messages of the mailbox (among exists) whose
-// copy an earlier application made already: of the requests whose move
-// without MOVE failed after its COPY was sent (copySent), those whose
-// mail their folder took since, found by content (findByContent above
-// the folder's UIDNEXT before the COPY; a COPY is all or nothing, so one
-// copy found stands for all the messages of the request it copied).
-// Their originals are then deleted, not copied again. It examines each
-// such folder and selects the mailbox again; on any failure in between
-// the connection is dropped, so that no later command runs on the folder
-// by mistake. A stand-in without Message-ID cannot be found so, nor a
-// copy into a folder whose UIDNEXT is unknown or that was created again
-// since (another UIDVALIDITY), nor one of a mailbox created again since:
-// it is copied again.
-func (s *Source) copiedBefore(ctx context.Context, c *imapclient.Client, batch []*compReq, reqs [][]imap.UID, exists map[imap.UID]bool) (map[imap.UID]bool, error) {
+// copied reports whether an earlier application's move of r's messages
+// out of from (the mailbox selected) failed after its COPY was sent, and
+// one of those messages is still among uids: its copy may be made
+// already (see copiesFound).
+func (r *compReq) copied(from boxRef, uids func(imap.UID) bool) bool {
+	m := r.copySent
+	return m != nil && m.next != 0 && m.from == from && slices.ContainsFunc(m.uids, uids)
+}
+
+// copiedBefore returns the messages of the watched mailbox (among
+// exists) whose copy an earlier application made already (see
+// copiesFound): their originals are then deleted, not copied again.
+func (s *Source) copiedBefore(ctx context.Context, c *imapclient.Client, batch []*compReq, exists map[imap.UID]bool) (map[imap.UID]bool, error) {
+	from := boxRef{s.cfg.Mailbox, s.comp.validity}
+	var cands []*compReq
+	for _, r := range batch {
+		if r.copied(from, func(u imap.UID) bool { return exists[u] }) {
+			cands = append(cands, r)
+		}
+	}
+	found, err := s.copiesFound(ctx, c, from, cands, func(r *compReq) string { return r.moveTo })
+	if err != nil {
+		return nil, err
+	}
+	copied := map[imap.UID]bool{}
+	for r := range found {
+		for _, u := range r.copySent.uids {
+			copied[u] = true
+		}
+	}
+	return copied, nil
+}
+
+// copiesFound returns the requests among cands (each copied out of from,
+// the mailbox selected: see compReq.copied) whose mail their destination
+// (dest) took since the COPY was sent: found by content (findByContent
+// above the folder's UIDNEXT before the COPY; a COPY is all or nothing,
+// so one copy found stands for all the messages of the request it
+// copied). It examines each such folder and selects from again; on any
+// failure in between (from created again meanwhile included) the
+// connection is dropped, so that no later command runs on the wrong
+// mailbox by mistake. A stand-in without Message-ID cannot be found so,
+// nor a copy into a folder created again since (another UIDVALIDITY): it
+// is copied again.
+func (s *Source) copiesFound(ctx context.Context, c *imapclient.Client, from boxRef, cands []*compReq, dest func(*compReq) string) (map[*compReq]bool, error) {
 	var folders []string
-	byFolder := map[string][]int{}
-	for i, r := range batch {
-		m := r.copySent
-		if m == nil || m.next == 0 || m.box != s.comp.validity ||
-			!slices.ContainsFunc(m.uids, func(u imap.UID) bool { return exists[u] }) {
-			continue
+	byFolder := map[string][]*compReq{}
+	for _, r := range cands {
+		f := dest(r)
+		if _, ok := byFolder[f]; !ok {
+			folders = append(folders, f)
 		}
-		if _, ok := byFolder[r.moveTo]; !ok {
-			folders = append(folders, r.moveTo)
-		}
-		byFolder[r.moveTo] = append(byFolder[r.moveTo], i)
+		byFolder[f] = append(byFolder[f], r)
 	}
 	if len(folders) == 0 {
 		return nil, nil
 	}
-	cp := &s.comp
-	copied := map[imap.UID]bool{}
+	found := map[*compReq]bool{}
 	err := func() error {
 		for _, f := range folders {
 			sel, err := c.Select(f, &imap.SelectOptions{ReadOnly: true}).Wait()
@@ -180,34 +206,32 @@ func (s *Source) copiedBefore(ctx context.Context, c *imapclient.Client, batch [
 			if err != nil {
 				return fmt.Errorf("examine %q: %w", f, err)
 			}
-			for _, i := range byFolder[f] {
-				m := batch[i].copySent
+			for _, r := range byFolder[f] {
+				m := r.copySent
 				if sel.UIDValidity != m.validity {
 					continue // created again since: the copy, if made, went with the old one
 				}
-				found, err := s.findByContent(ctx, c, boxRef{f, sel.UIDValidity}, batch[i], m.next)
+				uids, err := s.findByContent(ctx, c, boxRef{f, sel.UIDValidity}, r, m.next)
 				if err != nil {
 					return fmt.Errorf("in %q: %w", f, err)
 				}
-				if len(found) > 0 {
-					for _, u := range m.uids {
-						copied[u] = true
-					}
+				if len(uids) > 0 {
+					found[r] = true
 				}
 			}
 		}
-		sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
+		sel, err := c.Select(from.name, nil).Wait()
 		if err != nil {
-			return fmt.Errorf("select %q again: %w", s.cfg.Mailbox, err)
+			return fmt.Errorf("select %q again: %w", from.name, err)
 		}
-		if sel.UIDValidity != cp.validity {
-			return fmt.Errorf("select %q again: UIDVALIDITY changed from %d to %d", s.cfg.Mailbox, cp.validity, sel.UIDValidity)
+		if sel.UIDValidity != from.validity {
+			return fmt.Errorf("select %q again: UIDVALIDITY changed from %d to %d", from.name, from.validity, sel.UIDValidity)
 		}
 		return nil
 	}()
 	if err != nil {
-		cp.reset()
+		s.comp.reset()
 		return nil, err
 	}
-	return copied, nil
+	return found, nil
 }
