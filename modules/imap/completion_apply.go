@@ -117,10 +117,11 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		if len(uids)+len(done) == 0 {
 			continue
 		}
-		both := append(slices.Clone(uids), done...)
-		undo := acting(batch, reqs, both)
-		if a.seen {
-			set := imap.UIDSetNum(both...)
+		undo := acting(batch, reqs, append(slices.Clone(uids), done...))
+		// The messages copied before were flagged \Seen before their
+		// COPY (the copy carries it): only their delete is left to do.
+		if a.seen && len(uids) > 0 {
+			set := imap.UIDSetNum(uids...)
 			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
 			if err != nil {
 				if refusedUnchanged(err) {

@@ -124,7 +124,7 @@ func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed
 		was := r.found // see acting
 		r.found = true
 		set := imap.UIDSetNum(uids...)
-		if r.seen {
+		if r.seen && !copied[r] { // else flagged before its COPY, the copy with it
 			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
 			if err != nil {
 				if refusedUnchanged(err) {

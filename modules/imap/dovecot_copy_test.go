@@ -19,8 +19,9 @@ import (
 // the original. The connection lost once the COPY was sent (before its
 // answer, or before the STORE \Deleted reached the server) leaves one
 // copy in the folder, not two: the retry looks for the copy there and,
-// found, only deletes the original. It copied again, and Processed (or
-// Failed) held the mail twice.
+// found, only deletes the original (its \Seen stored once, before the
+// COPY: not stored again on the retry). It copied again, and Processed
+// (or Failed) held the mail twice.
 func TestDovecotCopyCutOnceLeavesOneCopy(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -38,10 +39,13 @@ func TestDovecotCopyCutOnceLeavesOneCopy(t *testing.T) {
 			d := dovecottest.Start(t)
 			require.NoError(t, d.Append("INBOX", imaptest.Message("1@copy", "order", "x")))
 			var armed, cut atomic.Bool
-			var copies atomic.Int32
+			var copies, seenStores atomic.Int32
 			p := imaptest.NewProxyWith(t, d.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 				if strings.Contains(line, "UID COPY") {
 					copies.Add(1)
+				}
+				if armed.Load() && strings.Contains(line, "STORE") && strings.Contains(line, `\Seen`) {
+					seenStores.Add(1)
 				}
 				if armed.Load() && strings.Contains(line, tc.cutAt) && cut.CompareAndSwap(false, true) {
 					if tc.drop {
@@ -68,6 +72,9 @@ func TestDovecotCopyCutOnceLeavesOneCopy(t *testing.T) {
 			require.Equal(t, []string{"1@copy"}, ids, "one copy")
 			require.True(t, cut.Load())
 			require.EqualValues(t, 1, copies.Load(), "not copied again")
+			if tc.outcome == task.Succeeded {
+				require.EqualValues(t, 1, seenStores.Load(), "\\Seen stored once, not again with the original's delete")
+			}
 			require.Zero(t, dovecotCount(t, d, "INBOX"))
 			st := src.Status()
 			require.EqualValues(t, 1, st.CompletedOK+st.CompletedFailed)

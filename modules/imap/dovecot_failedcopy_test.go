@@ -35,8 +35,11 @@ func TestDovecotCopyOutOfFailedCutOnceLeavesOneCopy(t *testing.T) {
 			d := dovecottest.Start(t)
 			require.NoError(t, d.Append("INBOX", imaptest.Message("1@failed-copy", "order", "x")))
 			var armed, cut atomic.Bool
-			var copies atomic.Int32
+			var copies, seenStores atomic.Int32
 			p := imaptest.NewProxyWith(t, d.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+				if armed.Load() && strings.Contains(line, "STORE") && strings.Contains(line, `\Seen`) {
+					seenStores.Add(1)
+				}
 				if !armed.Load() || !strings.Contains(line, "UID COPY") {
 					return false
 				}
@@ -67,6 +70,7 @@ func TestDovecotCopyOutOfFailedCutOnceLeavesOneCopy(t *testing.T) {
 			require.Equal(t, []string{"1@failed-copy"}, ids, "one copy")
 			require.True(t, cut.Load())
 			require.EqualValues(t, 1, copies.Load(), "not copied again")
+			require.EqualValues(t, 1, seenStores.Load(), "\\Seen stored once, not again with the original's delete")
 			require.Zero(t, dovecotCount(t, d, "Failed"))
 			st := src.Status()
 			require.EqualValues(t, 1, st.CompletedOK)
