@@ -32,9 +32,10 @@ const (
 	// new mail, renews IDLE every IdleRenew and runs a watchdog search every
 	// Reconcile. An IDLE the server ends on its own (ErrIdleEnded) is
 	// started over at once, on a new connection, with the Reconnect
-	// back-off. It falls back to polling when the server lacks IDLE, and
-	// for the rest of a connection on which the server refuses it (a NO
-	// or a BAD to the IDLE command).
+	// back-off. It falls back to polling when the server lacks IDLE, and,
+	// on a connection on which the server refuses it (a NO or a BAD to
+	// the IDLE command: NO [LIMIT] may pass), until it tries IDLE again
+	// there, at the first poll once Reconcile has passed.
 	ModeIdle Mode = "idle"
 )
 

@@ -53,27 +53,36 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 	} else if s.cfg.Mode == ModeIdle {
 		s.log.Info("server does not support IDLE, polling instead", zap.Duration("interval", s.cfg.PollInterval))
 	}
-	s.mu.Lock()
-	s.st.Mode = mode
-	s.mu.Unlock()
+	s.setMode(mode)
 	s.log.Info("imap connected", zap.Uint32("uidvalidity", sel.UIDValidity), zap.Uint32("messages", sel.NumMessages), zap.String("mode", string(mode)))
 
+	var idleAgain time.Time // IDLE refused: when to try it again
+	refusals := 0
 	for {
 		if err := s.scan(ctx, c, emit); err != nil {
 			return true, err
+		}
+		if !idle && !idleAgain.IsZero() && !time.Now().Before(idleAgain) {
+			idle = true // a refusal may pass (NO [LIMIT]: too many idling connections)
 		}
 		if idle {
 			err = s.idleOnce(ctx, c, iw)
 			if errors.Is(err, errIdleRefused) {
 				// The connection is fine; polling on it beats a new
-				// login every Reconnect.Max. The next session tries
-				// IDLE again.
-				s.log.Warn("the server refuses IDLE: polling instead on this connection",
-					zap.Error(err), zap.Duration("interval", s.cfg.PollInterval))
+				// login every Reconnect.Max. IDLE is tried again on it
+				// at the first poll once Reconcile has passed (the
+				// refusal may be temporary), and by the next session.
+				refusals++
+				log := s.log.Warn
+				if refusals > 1 {
+					log = s.log.Debug
+				}
+				log("the server refuses IDLE: polling instead on this connection, trying IDLE again later",
+					zap.Error(err), zap.Duration("interval", s.cfg.PollInterval), zap.Duration("idle_again_in", s.cfg.Reconcile),
+					zap.Int("refusals", refusals))
 				idle = false
-				s.mu.Lock()
-				s.st.Mode = ModePoll
-				s.mu.Unlock()
+				idleAgain = time.Now().Add(s.cfg.Reconcile)
+				s.setMode(ModePoll)
 				err = s.pollWait(ctx, c)
 			}
 		} else {
@@ -87,7 +96,8 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 
 // errIdleRefused: the server answered the IDLE command with a NO or a
 // BAD (it announced IDLE, but refuses it now, or to this client). The
-// session polls instead.
+// session polls instead, and tries IDLE again at the first poll once
+// Reconcile has passed.
 var errIdleRefused = errors.New("imap: the server refused IDLE")
 
 // dial connects, secures the connection per cfg.TLS and logs in, all
@@ -216,6 +226,7 @@ func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client, iw *idleWat
 	if err = w.done(err); err != nil {
 		return fmt.Errorf("imap: idle: %w", err)
 	}
+	s.setMode(ModeIdle) // again, after a refusal
 	began := time.Now()
 	t := time.NewTimer(min(s.cfg.Reconcile, s.cfg.IdleRenew))
 	defer t.Stop()
@@ -256,6 +267,13 @@ func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client, iw *idleWat
 		return fmt.Errorf("imap: idle: %w", err)
 	}
 	return ctx.Err()
+}
+
+// setMode records the session's mode in Status.
+func (s *Source) setMode(m Mode) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.Mode = m
 }
 
 // pollWait sleeps PollInterval ±10%.
