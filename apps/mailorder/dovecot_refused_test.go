@@ -67,7 +67,9 @@ func TestDovecotMailTheServerDiesOnIsADeadLetter(t *testing.T) {
 	}
 	require.True(t, cut)
 
-	h := newDovecotHost(t, d, "")
+	// Given up after three sessions over at least refusal_span (1m by
+	// default): 2s, the default reconnect.max, keeps the test short.
+	h := newDovecotHost(t, d, "    refusal_span: 2s\n")
 	p := h.run(t)
 	require.Eventually(t, func() bool {
 		// A MOVE links the file into its folder before it expunges
