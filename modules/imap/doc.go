@@ -11,15 +11,16 @@
 //     idlewatch.go: noticing an IDLE the server ends on its own (the
 //     session then starts over, see ErrIdleEnded);
 //   - scan.go: the search above the cursor, batching, emitting (a message
-//     above MaxMessageSize, not fetched, one the server refuses to
-//     return (its stand-in made in refusal.go), and, in reject.go, a
-//     task the queue refuses for good become their task.Rejected
-//     stand-ins, dead-lettered with the reason);
+//     above MaxMessageSize, not fetched, and one the server refuses to
+//     return become their task.Rejected stand-ins, made in standin.go,
+//     and, in reject.go, so does a task the queue refuses for good,
+//     dead-lettered with the reason);
 //     reconcile.go: the periodic whole-mailbox pass (the mailbox
 //     selected again) that finishes handled-but-unmoved mail;
 //   - fetch.go and refusal.go: fetching metadata and bodies, and when a
-//     message the server refuses to return is given up (its stand-in
-//     dead-lettered); poison.go: one it drops the connection on;
+//     message the server refuses to return is given up, on evidence
+//     about it over Config.RefusalSpan (its stand-in dead-lettered), or
+//     held meanwhile; poison.go: one it drops the connection on;
 //   - inflight.go: what was emitted and not completed yet, copies of it,
 //     and the reaper that emits again what never completes;
 //   - complete.go: Complete, which only queues; completion_queue.go: the

@@ -4,16 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"go.uber.org/zap"
-
-	"github.com/plba/plba/platform/task"
 )
 
 // RefusedSessionsBeforeSetAside is how many sessions the server must
@@ -179,55 +175,6 @@ func (s *Source) hold(uid imap.UID) {
 	if s.rescan == 0 || uid < s.rescan {
 		s.rescan = uid
 	}
-}
-
-// refusedTask is the stand-in (task.Rejected, without the message) of a
-// message the server refuses to return, given up (settleRefused,
-// skipLost): the pool dead-letters it with r's reason (the server's
-// answer, how many sessions it refused the message or ended on it), and
-// its completion moves the message to OnFailure.MoveTo (or leaves it
-// where it is, not fetched again, without a failed folder), as for an
-// oversized mail. It carries what is known of the message: its UID and
-// the mailbox's UIDVALIDITY, and, when the server returned its metadata,
-// its Message-ID, size and arrival time. Its key is the message's place,
-// as an oversized stand-in's.
-func (s *Source) refusedTask(r refusal, validity uint32) *task.Task {
-	m := r.m
-	t := s.newTask(m, validity, nil)
-	t.Key = s.standInKey(m, validity, "refused")
-	if m.size > 0 {
-		t.Headers[HeaderSize] = strconv.FormatInt(m.size, 10)
-	} else {
-		delete(t.Headers, HeaderSize) // the metadata was refused too: unknown
-	}
-	s.log.Warn("the server refuses to return a message: its stand-in is dead-lettered with the reason, to move to the failed folder",
-		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID),
-		zap.String("reason", r.reason), zap.String("moved_to", *s.cfg.OnFailure.MoveTo))
-	return task.Rejected(t, headerText(r.reason))
-}
-
-// maxReasonBytes bounds a stand-in's reason made from the server's words.
-const maxReasonBytes = 2000
-
-// headerText is s fit for a task header, as a queue takes one (JetStream:
-// no line break): control characters (a hostile server's words, an
-// error's text over several lines) become spaces, and a text longer than
-// maxReasonBytes is cut, on a character boundary, with "…".
-func headerText(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(s, "\ufffd"))
-	if len(s) <= maxReasonBytes {
-		return s
-	}
-	cut := maxReasonBytes
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }
 
 // responseCodeExpungeIssued is the NO a server gives for a message

@@ -322,47 +322,6 @@ func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
 	return t
 }
 
-// standInKey is the key of m's stand-in of a kind ("oversized",
-// "refused"): the message's place, the content being unknown: the
-// account and mailbox (username@host, so that two sources on one queue
-// watching mailboxes of the same name, under the same UIDVALIDITY, do not
-// share a key, one stand-in dropped as the other's duplicate), the
-// mailbox's UIDVALIDITY and the message's UID; stable across restarts.
-// (Before the account was in it, a stand-in emitted again after an
-// upgrade, its first one still in the queue, is not de-duplicated: it is
-// dead-lettered twice, its mail moved once, the second completion
-// counted in Status.CompletedAgain.)
-func (s *Source) standInKey(m meta, validity uint32, kind string) string {
-	account := s.cfg.Username + "@" + strings.ToLower(s.cfg.Host)
-	return "imap:" + s.cfg.Mailbox + ":" + m.msgID + ":" + kind + ":" + account + ":" +
-		strconv.FormatUint(uint64(validity), 10) + ":" + strconv.FormatUint(uint64(m.uid), 10)
-}
-
-// oversizedTask is the stand-in (task.Rejected, without the message) of
-// a message above MaxMessageSize, whose body is not fetched: the pool
-// dead-letters it with the reason, and its completion moves the message to
-// OnFailure.MoveTo, as for any mail that cannot become a task. Its key is
-// the message's place (see standInKey), so it is stable across restarts
-// and de-duplicated as any task key.
-func (s *Source) oversizedTask(m meta, validity uint32) *task.Task {
-	t := s.newTask(m, validity, nil)
-	t.Key = s.standInKey(m, validity, "oversized")
-	t.Headers[HeaderSize] = strconv.FormatInt(m.size, 10)
-	reason := fmt.Sprintf("message of %s exceeds max_message_size of %s: not fetched", sizeText(m.size), sizeText(s.cfg.MaxMessageSize))
-	s.log.Warn("message too large: its stand-in is dead-lettered with the reason, to move to the failed folder",
-		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID),
-		zap.Int64("size", m.size), zap.Int64("max", s.cfg.MaxMessageSize), zap.String("moved_to", *s.cfg.OnFailure.MoveTo))
-	return task.Rejected(t, reason)
-}
-
-// sizeText formats n bytes in bytes below 1 MiB, else in MiB (mib).
-func sizeText(n int64) string {
-	if n < 1<<20 {
-		return strconv.FormatInt(n, 10) + " bytes"
-	}
-	return mib(n)
-}
-
 // ensureFolder creates folder unless it exists. known caches what this
 // connection already checked (nil: no cache). A name LIST shows as
 // \Noselect or \NonExistent (the parent of a subfolder, a folder deleted
