@@ -89,9 +89,8 @@ func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, err
 // refusals are evidence about the others: those are counted, held, and
 // given up once due, returned (refs) for their stand-ins (see
 // settleRefused, refusedTask). If it returns none (a group of one
-// included), the server may be failing as a whole: nothing is given up
-// and the error is returned, so that the session fails and Run retries
-// it with back-off (see settleRefused). A group the
+// included), the refusals are returned as a refusedGroup error, settled
+// by processChunk with the other groups' answers. A group the
 // connection ended on is fetched one by one in the next sessions (see
 // poison.go).
 func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []meta) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, refs []refusal, err error) {
@@ -137,11 +136,31 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 		}
 	}
 	s.fetchedFine(bodies, oversize)
-	given, err := s.settleRefused(refs, len(bodies)+len(oversize) > 0, "body")
+	if len(bodies)+len(oversize) == 0 && len(refs) > 0 {
+		// Nothing returned: whether the server fails on these messages or
+		// as a whole is told by the other groups of the chunk (see
+		// processChunk).
+		return bodies, oversize, lost, refusedGroup{refs}
+	}
+	given, err := s.settleRefused(refs, true, "body")
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	return bodies, oversize, append(lost, given...), nil
+}
+
+// refusedGroup is fetchGroup's error for a group of which the server
+// returned no message, each refused: processChunk settles refs (see
+// settleRefused) once it knows whether the server returned the mail of
+// another group of the chunk. A group is alone (a group of one, a mail
+// whose neighbour does not fit beside it within MaxBatchBytes) whatever
+// the server does: were its refusal taken for the server failing as a
+// whole, the session would fail on it for ever, the mail after it never
+// emitted.
+type refusedGroup struct{ refs []refusal }
+
+func (e refusedGroup) Error() string {
+	return fmt.Sprintf("imap: fetch body: the server refused each of %d messages of a group", len(e.refs))
 }
 
 // fetchedFine forgets the refusals counted against the messages whose

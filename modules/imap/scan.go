@@ -129,12 +129,24 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 
 	var group, big []meta
 	var groupBytes int64
+	// A group whose every message the server refused (see refusedGroup)
+	// waits for the others: if the server returned the mail of another
+	// group of the chunk, the refusals are evidence about the refused
+	// messages; if not, it may be failing as a whole (see settleRefused).
+	var pending []refusal
+	returned := false
 	flush := func() error {
 		if len(group) == 0 {
 			return nil
 		}
-		err := s.emitGroup(ctx, c, emit, group)
+		sent, err := s.emitGroup(ctx, c, emit, group)
 		group, groupBytes = nil, 0
+		var rg refusedGroup
+		if errors.As(err, &rg) {
+			pending = append(pending, rg.refs...)
+			return nil
+		}
+		returned = returned || sent
 		return err
 	}
 	for _, m := range metas {
@@ -153,6 +165,11 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	if err := flush(); err != nil {
 		return err
 	}
+	given, err := s.settleRefused(pending, returned, "body")
+	if err != nil {
+		return err
+	}
+	refs = append(refs, given...)
 	for _, r := range refs {
 		big = append(big, r.m)
 	}
@@ -177,10 +194,12 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	return nil
 }
 
-func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit source.Emitter, group []meta) error {
+// emitGroup fetches group and emits its mail, and reports whether the
+// server returned the body of one of its messages.
+func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit source.Emitter, group []meta) (bool, error) {
 	bodies, oversize, refs, err := s.fetchGroup(ctx, c, group)
 	if err != nil {
-		return err
+		return false, err
 	}
 	given := map[imap.UID]bool{}
 	for _, r := range refs {
@@ -195,7 +214,7 @@ func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit sourc
 			out = append(out, m)
 		}
 	}
-	return s.emitMessages(ctx, emit, out, bodies, refs)
+	return len(bodies)+len(oversize) > 0, s.emitMessages(ctx, emit, out, bodies, refs)
 }
 
 // emitMessages emits one task per message of ms: its body from bodies, or,

@@ -1,0 +1,51 @@
+package imap_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/modules/imap/imaptest"
+	"github.com/plba/plba/modules/imap/memserver"
+	"github.com/plba/plba/platform/task"
+)
+
+// A mail the server refuses whose body is fetched alone every time
+// (MaxBatchBytes holds one mail: its neighbour never fits beside it),
+// while the server returns the mail after it: the refusal is evidence
+// about that mail, which is held and then given up, the mail after it
+// flowing. Its lone group was taken for the server failing as a whole:
+// the session failed on it for ever, and no mail after it was emitted.
+func TestRefusedMailAloneInItsBodyGroupDoesNotBlockTheMailbox(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 3) // UID 1 is the one the server refuses
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.MaxBatchBytes = int64(len(imaptest.Message("1@example.com", "order 1", "hello"))) // one mail a group
+	src, _ := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	waitEmitted(t, em, 3)
+	all := em.all()
+	for i, tk := range all[:2] {
+		require.Equal(t, fmt.Sprintf("%d@example.com", i+2), tk.Header(imap.HeaderMessageID))
+		require.Empty(t, tk.Header(task.HeaderRejected))
+	}
+	standIn := all[2]
+	require.Equal(t, "1@example.com", standIn.Header(imap.HeaderMessageID))
+	require.Nil(t, standIn.Payload)
+	require.Contains(t, standIn.Header(task.HeaderRejected), "while it returned other mail")
+	require.EqualValues(t, 1, src.Status().Refused)
+}
