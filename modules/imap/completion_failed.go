@@ -123,35 +123,63 @@ func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed
 		}
 		was := r.found // see acting
 		r.found = true
-		set := imap.UIDSetNum(uids...)
-		if r.seen && !copied[r] { // else flagged before its COPY, the copy with it
-			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
-			if err != nil {
-				if refusedUnchanged(err) {
-					r.found = was
-				}
-				return fmt.Errorf("flag \\Seen uid %v in %q: %w", set, failed, err)
-			}
-		}
 		to := s.successFolder(r)
+		// The messages the lost COPY copied (their copy found in to) are
+		// only deleted: flagged before their COPY, the copy carries it.
+		// The others found (the same content come to the folder since)
+		// are flagged and moved.
+		var done []imap.UID
 		if copied[r] {
+			done = slices.DeleteFunc(slices.Clone(uids), func(u imap.UID) bool { return !slices.Contains(r.copySent.uids, u) })
+			uids = slices.DeleteFunc(uids, func(u imap.UID) bool { return slices.Contains(done, u) })
+		}
+		if len(done) > 0 {
+			set := imap.UIDSetNum(done...)
 			if err := deleteMessages(c, set); err != nil {
 				return fmt.Errorf("delete uid %v in %q, copied to %q before: %w", set, failed, to, err)
 			}
-		} else if err := moveInto(c, set, to, s.comp.folders); err != nil {
-			var ce copiedError
-			if errors.As(err, &ce) {
-				m := ce.since
-				m.from, m.uids = from, uids
-				r.copySent = &m
-			} else if !r.seen && refusedUnchanged(err) {
+		}
+		if err := s.moveOutOfFailed(c, from, r, uids, to); err != nil {
+			if len(done) == 0 && refusedUnchanged(err) && (!r.seen || !errors.As(err, new(moveError))) {
 				r.found = was
 			}
-			return fmt.Errorf("move uid %v from %q to %q: %w", set, failed, to, err)
+			return err
 		}
 		s.log.Info("a task that succeeded after its dead letter: its mail moved out of the failed folder",
 			zap.String("key", r.t.Key), zap.String("message_id", r.t.Header(HeaderMessageID)),
 			zap.String("from", failed), zap.String("moved_to", to))
+	}
+	return nil
+}
+
+// moveError is moveOutOfFailed's error from the move itself (the \Seen
+// STORE passed).
+type moveError struct{ error }
+
+func (e moveError) Unwrap() error { return e.error }
+
+// moveOutOfFailed flags uids, r's mail in the failed folder (from), \Seen
+// when r asks for it, and moves them to to. A move without MOVE that
+// fails once its COPY was sent is marked on r (see copiesFound).
+func (s *Source) moveOutOfFailed(c *imapclient.Client, from boxRef, r *compReq, uids []imap.UID, to string) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	set := imap.UIDSetNum(uids...)
+	if r.seen {
+		err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+		if err != nil {
+			return fmt.Errorf("flag \\Seen uid %v in %q: %w", set, from.name, err)
+		}
+	}
+	if err := moveInto(c, set, to, s.comp.folders); err != nil {
+		var ce copiedError
+		if errors.As(err, &ce) {
+			m := ce.since
+			m.from, m.uids = from, uids
+			r.copySent = &m
+		}
+		return moveError{fmt.Errorf("move uid %v from %q to %q: %w", set, from.name, to, err)}
 	}
 	return nil
 }

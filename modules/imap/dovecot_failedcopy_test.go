@@ -78,3 +78,51 @@ func TestDovecotCopyOutOfFailedCutOnceLeavesOneCopy(t *testing.T) {
 		})
 	}
 }
+
+// As above, and while the connection is cut a second mail of the same
+// content reaches the failed folder (the same mail delivered twice, both
+// dead-lettered): the retry finds both there. Only the one the lost COPY
+// copied has its copy in Processed: it alone is only deleted, the other
+// is moved. Both were deleted, the second never copied: a mail lost.
+func TestDovecotCopyOutOfFailedCutDeletesOnlyWhatItCopied(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	raw := imaptest.Message("1@failed-twice", "order", "x")
+	require.NoError(t, d.Append("INBOX", raw))
+	var armed, cut atomic.Bool
+	var copies atomic.Int32
+	arrived := make(chan error, 1)
+	p := imaptest.NewProxyWith(t, d.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		if !armed.Load() || !strings.Contains(line, "UID COPY") {
+			return false
+		}
+		copies.Add(1)
+		if cut.CompareAndSwap(false, true) {
+			c.Mute() // the COPY reaches the server; its answer is lost
+			go func() {
+				time.Sleep(200 * time.Millisecond)
+				arrived <- d.Append("Failed", raw)
+				c.Close()
+			}()
+		}
+		return false
+	}})
+	p.HideCapability("MOVE")
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.Host, cfg.Port = p.Host(), p.Port()
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 1)
+	complete(t, src, em.all()[0], task.DeadLettered)
+	require.Equal(t, 1, dovecotCount(t, d, "Failed"))
+
+	armed.Store(true)
+	complete(t, src, em.all()[0], task.Succeeded)
+	require.NoError(t, <-arrived)
+	ids, err := d.MessageIDs("Processed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1@failed-twice", "1@failed-twice"}, ids, "each mail of Failed once in Processed")
+	require.EqualValues(t, 2, copies.Load(), "the second mail copied, the first not again")
+	require.Zero(t, dovecotCount(t, d, "Failed"))
+}
