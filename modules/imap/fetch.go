@@ -140,7 +140,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 		// Nothing returned: whether the server fails on these messages or
 		// as a whole is told by the other groups of the chunk (see
 		// processChunk).
-		return bodies, oversize, lost, refusedGroup{refs}
+		return nil, nil, nil, refusedGroup{refs: refs, lost: lost}
 	}
 	given, err := s.settleRefused(refs, true, "body")
 	if err != nil {
@@ -156,8 +156,9 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 // whose neighbour does not fit beside it within MaxBatchBytes) whatever
 // the server does: were its refusal taken for the server failing as a
 // whole, the session would fail on it for ever, the mail after it never
-// emitted.
-type refusedGroup struct{ refs []refusal }
+// emitted. lost is the group's messages given up already (skipLost),
+// their stand-ins to emit.
+type refusedGroup struct{ refs, lost []refusal }
 
 func (e refusedGroup) Error() string {
 	return fmt.Sprintf("imap: fetch body: the server refused each of %d messages of a group", len(e.refs))

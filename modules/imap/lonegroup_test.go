@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -48,4 +49,50 @@ func TestRefusedMailAloneInItsBodyGroupDoesNotBlockTheMailbox(t *testing.T) {
 	require.Nil(t, standIn.Payload)
 	require.Contains(t, standIn.Header(task.HeaderRejected), "while it returned other mail")
 	require.EqualValues(t, 1, src.Status().Refused)
+}
+
+// A group of two whose every message the server fails on, the first by
+// closing the connection whenever it is asked for (given up so, see
+// poison.go), the second by a NO, beside a group the server returns: the
+// first's stand-in is emitted, the second is held and given up, the
+// third emitted. With the group's refusals settled by the chunk, the
+// first was skipped without its stand-in: neither emitted nor left for a
+// later scan (until a reconcile pass found it below the cursor).
+func TestMailGivenUpInARefusedGroupHasItsStandIn(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 3)
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") {
+			return false
+		}
+		set := strings.Fields(rest)[0]
+		switch {
+		case uidSetHas(set, 1):
+			c.Close()
+		case uidSetHas(set, 2):
+			c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		default:
+			return false
+		}
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.MaxBatchBytes = 2 * int64(len(imaptest.Message("1@example.com", "order 1", "hello"))) // groups: 1 and 2, then 3
+	cfg.Reconcile = time.Hour                                                                 // no reconcile pass finds a mail skipped
+	src, _ := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	waitEmitted(t, em, 3)
+	byID := map[string]*task.Task{}
+	for _, tk := range em.all() {
+		byID[tk.Header(imap.HeaderMessageID)] = tk
+	}
+	require.Len(t, byID, 3)
+	require.NotNil(t, byID["3@example.com"].Payload)
+	require.Contains(t, byID["1@example.com"].Header(task.HeaderRejected), "ends the connection whenever it is asked for the message")
+	require.Contains(t, byID["2@example.com"].Header(task.HeaderRejected), "while it returned other mail")
+	require.EqualValues(t, 2, src.Status().Refused)
 }

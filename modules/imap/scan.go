@@ -133,7 +133,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	// waits for the others: if the server returned the mail of another
 	// group of the chunk, the refusals are evidence about the refused
 	// messages; if not, it may be failing as a whole (see settleRefused).
-	var pending []refusal
+	var pending, lost []refusal
 	returned := false
 	flush := func() error {
 		if len(group) == 0 {
@@ -144,6 +144,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 		var rg refusedGroup
 		if errors.As(err, &rg) {
 			pending = append(pending, rg.refs...)
+			lost = append(lost, rg.lost...)
 			return nil
 		}
 		returned = returned || sent
@@ -169,7 +170,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	if err != nil {
 		return err
 	}
-	refs = append(refs, given...)
+	refs = append(append(refs, lost...), given...)
 	for _, r := range refs {
 		big = append(big, r.m)
 	}
