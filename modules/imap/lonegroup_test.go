@@ -96,3 +96,38 @@ func TestMailGivenUpInARefusedGroupHasItsStandIn(t *testing.T) {
 	require.Contains(t, byID["2@example.com"].Header(task.HeaderRejected), "while it returned other mail")
 	require.EqualValues(t, 2, src.Status().Refused)
 }
+
+// As above with batch_size 1: every chunk is one mail, so the refused
+// mail is judged by the next chunk, which the server returns. Its chunk
+// of one was taken for the server failing as a whole: the session failed
+// on it for ever, no mail after it emitted.
+func TestRefusedMailInAChunkOfOneDoesNotBlockTheMailbox(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 3) // UID 1 is the one the server refuses
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.BatchSize = 1
+	src, _ := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	waitEmitted(t, em, 3)
+	all := em.all()
+	for i, tk := range all[:2] {
+		require.Equal(t, fmt.Sprintf("%d@example.com", i+2), tk.Header(imap.HeaderMessageID))
+		require.Empty(t, tk.Header(task.HeaderRejected))
+	}
+	standIn := all[2]
+	require.Equal(t, "1@example.com", standIn.Header(imap.HeaderMessageID))
+	require.Nil(t, standIn.Payload)
+	require.Contains(t, standIn.Header(task.HeaderRejected), "while it returned other mail")
+	require.EqualValues(t, 1, src.Status().Refused)
+}

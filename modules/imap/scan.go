@@ -94,9 +94,34 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 		uids = append(again, uids...)
 	}
 	slices.Sort(uids)
+	// A chunk whose every body the server refused (see refusedGroup) is
+	// judged by the next one, as a group is by the others of its chunk:
+	// a chunk of one (batch_size 1) is alone whatever the server does.
+	var deferred []refusal
 	for i := 0; i < len(uids); i += s.cfg.BatchSize {
-		if err := s.processChunk(ctx, c, emit, uids[i:min(i+s.cfg.BatchSize, len(uids))]); err != nil {
+		next := i+s.cfg.BatchSize < len(uids) && deferred == nil
+		returned, err := s.processChunk(ctx, c, emit, uids[i:min(i+s.cfg.BatchSize, len(uids))], next)
+		var rg refusedGroup
+		if errors.As(err, &rg) {
+			deferred = rg.refs
+			continue
+		}
+		if err != nil {
 			return err
+		}
+		if deferred != nil {
+			given, err := s.settleRefused(deferred, returned, "body")
+			if err != nil {
+				return err
+			}
+			ms := make([]meta, len(given))
+			for i, r := range given {
+				ms[i] = r.m
+			}
+			if err := s.emitMessages(ctx, emit, ms, nil, given); err != nil {
+				return err
+			}
+			deferred = nil
 		}
 	}
 	s.mu.Lock()
@@ -119,11 +144,16 @@ type meta struct {
 // not fetched: its stand-in is emitted instead (see oversizedTask).
 // Messages the server refuses to return are given up, their stand-ins
 // emitted (see refusedTask), or the chunk fails (see fetchGroup); the
-// cursor moves past the chunk only when it did not.
-func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit source.Emitter, uids []imap.UID) error {
+// cursor moves past the chunk only when it did not. When the server
+// returned no body of the chunk, refusing some, and next (a chunk
+// follows), those are held (scanned again) and returned, once the rest
+// of the chunk is done, in a refusedGroup: the scan settles them with the
+// next chunk's answers. returned reports whether the server returned a
+// body of the chunk.
+func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit source.Emitter, uids []imap.UID, next bool) (returned bool, err error) {
 	metas, refs, err := s.fetchMeta(ctx, c, uids)
 	if err != nil {
-		return err
+		return false, err
 	}
 	slices.SortFunc(metas, func(a, b meta) int { return cmp.Compare(a.uid, b.uid) })
 
@@ -134,7 +164,6 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	// group of the chunk, the refusals are evidence about the refused
 	// messages; if not, it may be failing as a whole (see settleRefused).
 	var pending, lost []refusal
-	returned := false
 	flush := func() error {
 		if len(group) == 0 {
 			return nil
@@ -157,25 +186,34 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 		}
 		if len(group) > 0 && groupBytes+m.size > s.cfg.MaxBatchBytes {
 			if err := flush(); err != nil {
-				return err
+				return returned, err
 			}
 		}
 		group = append(group, m)
 		groupBytes += m.size
 	}
 	if err := flush(); err != nil {
-		return err
+		return returned, err
 	}
-	given, err := s.settleRefused(pending, returned, "body")
-	if err != nil {
-		return err
+	var deferred []refusal
+	if len(pending) > 0 && !returned && next {
+		deferred = pending
+		for _, r := range pending {
+			s.hold(r.m.uid)
+		}
+	} else {
+		given, err := s.settleRefused(pending, returned, "body")
+		if err != nil {
+			return returned, err
+		}
+		refs = append(refs, given...)
 	}
-	refs = append(append(refs, lost...), given...)
+	refs = append(refs, lost...)
 	for _, r := range refs {
 		big = append(big, r.m)
 	}
 	if err := s.emitMessages(ctx, emit, big, nil, refs); err != nil {
-		return err
+		return returned, err
 	}
 	s.mu.Lock()
 	if hi := uids[len(uids)-1]; hi > s.lastUID {
@@ -192,7 +230,10 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	}
 	s.cleared(uids)
 	s.mu.Unlock()
-	return nil
+	if deferred != nil {
+		return false, refusedGroup{refs: deferred}
+	}
+	return returned, nil
 }
 
 // emitGroup fetches group and emits its mail, and reports whether the
