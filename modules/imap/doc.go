@@ -33,7 +33,8 @@
 //     for);
 //     move.go: MOVE, or a COPY confirmed before the original is deleted,
 //     and, after a connection lost once the COPY was sent, the copy
-//     looked for before the next one;
+//     looked for before the next one, and the folders moved to, created
+//     when missing (ensureFolder);
 //     completion_failed.go: the mail of a task that succeeded after its
 //     dead letter, taken out of the failed folder);
 //   - uids.go: a search answer's UIDs, refused when they are more than

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -234,4 +235,42 @@ func (s *Source) copiesFound(ctx context.Context, c *imapclient.Client, from box
 		return nil, err
 	}
 	return found, nil
+}
+
+// ensureFolder creates folder unless it exists. known caches what this
+// connection already checked (nil: no cache). A name LIST shows as
+// \Noselect or \NonExistent (the parent of a subfolder, a folder deleted
+// with children) cannot take mail: it is created too.
+func ensureFolder(c *imapclient.Client, folder string, known map[string]bool) error {
+	if known[folder] {
+		return nil
+	}
+	list, err := c.List("", folder, nil).Collect()
+	if err != nil {
+		return fmt.Errorf("imap: list %q: %w", folder, err)
+	}
+	if !selectable(list, folder) {
+		if err := c.Create(folder, nil).Wait(); err != nil {
+			var ie *imap.Error
+			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
+				return fmt.Errorf("imap: create %q: %w", folder, err)
+			}
+		}
+	}
+	if known != nil {
+		known[folder] = true
+	}
+	return nil
+}
+
+// selectable reports whether list, LIST's answer for folder, shows folder
+// as a mailbox that can hold mail.
+func selectable(list []*imap.ListData, folder string) bool {
+	for _, l := range list {
+		same := l.Mailbox == folder || strings.EqualFold(l.Mailbox, "INBOX") && strings.EqualFold(folder, "INBOX")
+		if same && !slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) && !slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) {
+			return true
+		}
+	}
+	return false
 }
