@@ -287,3 +287,17 @@ func TestStandInKeysNameTheAccount(t *testing.T) {
 		require.Equal(t, task(a), task(source("LocalHost", "orders")), "%s: stable", kind)
 	}
 }
+
+// The reconcile pass forgets every per-UID record of a message no longer
+// in the mailbox: the suspects too (a fetch the connection ended on, its
+// message expunged by another client before it is fetched again), which
+// stayed until a restart or a UIDVALIDITY change.
+func TestReconcileForgetsGoneSuspects(t *testing.T) {
+	s, err := NewSource(Config{Host: "localhost", TLS: TLSNone, Username: "u", Password: "p", Kind: "k"}, nil)
+	require.NoError(t, err)
+	s.suspects[3], s.suspects[5] = true, true
+	s.aside[5] = true
+	s.forgetGone([]imap.UID{3}, time.Now())
+	require.Equal(t, map[imap.UID]bool{3: true}, s.suspects)
+	require.Empty(t, s.aside)
+}

@@ -110,7 +110,8 @@ func (s *Source) finishedUIDs(validity uint32, uids []imap.UID, now time.Time) {
 // completed, on any host), or a person removed them. Their completion, if
 // it still comes here, finds nothing to do. It forgets too the messages
 // left in the mailbox on purpose, the refusals counted (a message held,
-// see settleRefused), and the stand-ins counted (Source.counted), that
+// see settleRefused), the suspects (see poison.go), and the stand-ins
+// counted (Source.counted), that
 // the search no longer finds, so that
 // their record stays as small as the mailbox (a UID is never given again
 // under one UIDVALIDITY; one flagged \Deleted, or \Seen in seen-only
@@ -124,6 +125,7 @@ func (s *Source) forgetGone(found []imap.UID, searched time.Time) {
 	defer s.mu.Unlock()
 	maps.DeleteFunc(s.aside, func(u imap.UID, _ bool) bool { return !there[u] })
 	maps.DeleteFunc(s.refusedAlone, func(u imap.UID, _ refusedAlone) bool { return !there[u] })
+	maps.DeleteFunc(s.suspects, func(u imap.UID, _ bool) bool { return !there[u] })
 	maps.DeleteFunc(s.counted, func(u imap.UID, _ bool) bool { return !there[u] })
 	n := 0
 	for key, e := range s.inflight {
