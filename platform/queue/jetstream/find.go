@@ -113,7 +113,8 @@ func hasDead(fs []queue.FoundTask) bool {
 // the durable one, whose filter takes every task subject: the messages
 // are read by direct gets, up to findBatch a request, when the server
 // answers batched direct gets (2.11 on) and the stream allows them (a
-// single replica); else one request each, the next stored after the
+// single replica); else (the stream's server older than the one the
+// backend connected to: the rest of the stream) one request each, the next stored after the
 // last, the stream's sequences split into findWorkers ranges read at
 // once (a stored message costs one request, its payload discarded). A
 // lookup through 20,000 queued tasks takes a fraction of a second
@@ -170,14 +171,23 @@ func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*tas
 			*f = append(*f, state(raw, t))
 		}
 	}
-	rs := findRanges(max(info.State.FirstSeq, 1), info.State.LastSeq)
+	var rs []findRange
 	if b.multiGet && info.Config.AllowDirect {
 		// One range, read in batches.
-		r := &rs[0]
-		r.hi = math.MaxUint64
+		r := findRange{lo: max(info.State.FirstSeq, 1), hi: math.MaxUint64}
 		r.err = r.readBatches(ctx, b.js, qn.stream, &budget, keep(&r.found))
-		rs = rs[:1]
+		rs = []findRange{r}
+		if errors.Is(r.err, jetstreamext.ErrBatchUnsupported) {
+			// The stream's server answers one message a direct get
+			// (before 2.11: a cluster upgraded one server after the
+			// other, or a host that reconnected to an older one): the
+			// rest is read one message per request.
+			rest := findRanges(r.lo, info.State.LastSeq)
+			b.readRanges(ctx, st, rest, &budget, keep)
+			rs = append([]findRange{{found: r.found}}, rest...)
+		}
 	} else {
+		rs = findRanges(max(info.State.FirstSeq, 1), info.State.LastSeq)
 		b.readRanges(ctx, st, rs, &budget, keep)
 	}
 	var errs []error
@@ -229,11 +239,14 @@ const (
 
 // readBatches reads r from r.lo to the stream's end with batched direct
 // gets (a server from 2.11 on, a stream that allows direct gets), calling
-// fn with each message, until budget is used up.
+// fn with each message, until budget is used up. r.lo follows the
+// messages read: an error leaves it at the first not read
+// (jetstreamext.ErrBatchUnsupported: the stream's server answers no
+// batched gets).
 func (r *findRange) readBatches(ctx context.Context, js jetstream.JetStream, stream string, budget *atomic.Int64, fn func(*jetstream.RawStreamMsg)) error {
-	for seq := r.lo; ; {
+	for {
 		msgs, err := jetstreamext.GetBatch(ctx, js, stream, findBatch,
-			jetstreamext.GetBatchSeq(seq), jetstreamext.GetBatchMaxBytes(findBatchBytes))
+			jetstreamext.GetBatchSeq(r.lo), jetstreamext.GetBatchMaxBytes(findBatchBytes))
 		if err != nil {
 			return err
 		}
@@ -251,7 +264,7 @@ func (r *findRange) readBatches(ctx context.Context, js jetstream.JetStream, str
 				return nil
 			}
 			fn(raw)
-			seq = raw.Sequence + 1
+			r.lo = raw.Sequence + 1
 		}
 		if got == 0 {
 			return nil
