@@ -22,13 +22,15 @@ const findBacklog = 20_000
 // dead-lettered one, and says it searched the whole work stream (it said
 // the stream was unread beyond 20,000 messages when none was left):
 //
-//   - on PLBA_TEST_NATS_URL's server (one outside the process, which the
-//     race detector does not slow; one request per message when it is
-//     older than 2.11, in ranges read at once) within three seconds: a
-//     schedule's lookup of a due time whose emit was given up is bounded
-//     by its attempt timeout, two seconds or more. Read one message after
-//     the other, the lookup took 4.9 seconds on a 2.9 server (7.8 under
-//     the race detector), and the schedule's due time stayed unknown;
+//   - on PLBA_TEST_NATS_URL's server (one request per message when it is
+//     older than 2.11, in ranges read at once: TestFindRangesAreReadAtOnce
+//     shows they are, where a bound on the time taken would fail under
+//     load), the time taken logged: a schedule's lookup of a due time
+//     whose emit was given up is bounded by its attempt timeout, two
+//     seconds or more. Read one message after the other, the lookup took
+//     4.9 seconds on a 2.9 server (7.8 under the race detector), and the
+//     schedule's due time stayed unknown; in ranges, 0.9 s (1.7 under the
+//     race detector with the machine's two cores shared);
 //   - on an embedded server (2.11 on: batched direct gets) with a request
 //     per thousand messages or so, where it made one per message.
 func TestFindTasksThroughABacklog(t *testing.T) {
@@ -37,9 +39,7 @@ func TestFindTasksThroughABacklog(t *testing.T) {
 		prefix := uniquePrefix(t)
 		t.Cleanup(func() { deleteStreams(t, url, prefix) })
 		b := openBackend(t, jetstream.Config{URL: url, StreamPrefix: prefix, AckWait: time.Minute})
-		findThroughBacklog(t, b, func(took time.Duration, _ int) {
-			require.Less(t, took, 3*time.Second)
-		})
+		findThroughBacklog(t, b, func(time.Duration, int) {})
 	})
 	t.Run("embedded", func(t *testing.T) {
 		b := openBackend(t, jetstream.Config{Mode: jetstream.ModeEmbedded, AckWait: time.Minute,
