@@ -32,7 +32,7 @@ type ScheduleDetails struct {
 	// was lost), and a lookup of the due time's key did not find the task
 	// (or could not be made). A due time leaves the count when it is
 	// found stored after all: by a lookup when the schedule's Run starts
-	// again, by its Marks (a host ran it), or by an emit of it again that
+	// again (those a quarter of the grace allows), by its Marks (a host ran it), or by an emit of it again that
 	// succeeds (CatchUpOnce: a copy dropped by its key when the task was
 	// stored within the backend's de-duplication window). Each due time
 	// counted is kept until it is settled, whatever due times run after
@@ -181,11 +181,15 @@ func (s *Schedule) settled(due time.Time) {
 // its key finds it stored (then, when it is the latest, it is the last
 // due time this schedule emitted, written back to the marks by Run). The
 // others stay unknown. The lookups stop at the first that fails (the
-// backend does not answer): those left are looked up at the next start.
+// backend does not answer), and none starts a quarter of the grace after
+// the first (on the schedule's clock; a lookup is bounded by its attempt
+// timeout): a due time that passed shortly before the start still fires
+// within its grace. Those left are looked up at the next start.
 func (s *Schedule) settleUnknown(ctx context.Context, emit Emitter, last time.Time) {
 	s.mu.Lock()
 	us := slices.Clone(s.unknown)
 	s.mu.Unlock()
+	until := s.clock.Now().Add(s.grace / 4)
 	for _, u := range us {
 		if u.due.Equal(last) {
 			s.mu.Lock()
@@ -195,6 +199,9 @@ func (s *Schedule) settleUnknown(ctx context.Context, emit Emitter, last time.Ti
 		}
 		if u.queue == "" {
 			continue // nowhere to look it up
+		}
+		if !s.clock.Now().Before(until) {
+			continue // looked up at the next start
 		}
 		found, err := s.lookUp(ctx, emit, u.queue, u.due)
 		if found {

@@ -484,3 +484,53 @@ func TestScheduleUnknownDueTimesAreBounded(t *testing.T) {
 	require.Equal(t, int64(maxUnknown+2), s.Details().(ScheduleDetails).Unknown, "dropped: not settled")
 	require.Equal(t, base.Add(5*time.Hour), s.Details().(ScheduleDetails).Last, "Last does not go back")
 }
+
+// slowFinder is an Emitter whose lookups each take step on the
+// schedule's clock c and find nothing (a backend slow to read through a
+// long work stream).
+type slowFinder struct {
+	*dedupBackend
+	c       *fakeClock
+	step    time.Duration
+	mu      sync.Mutex
+	lookups int
+}
+
+func (f *slowFinder) FindTasks(context.Context, string, queue.TaskLookup) (queue.TaskSearch, error) {
+	f.mu.Lock()
+	f.lookups++
+	f.mu.Unlock()
+	f.c.set(f.c.Now().Add(f.step))
+	return queue.TaskSearch{}, nil
+}
+
+// The lookups at a start of the due times kept unknown take at most a
+// quarter of the grace: a due time that passed shortly before the start
+// fires within its grace, the unknown due times not looked up left to the
+// next start. Before, the ten lookups of 5 s each took 50 s, the due time
+// passed 20 s before the start was then 70 s late, past its 60 s grace,
+// and counted missed, not run.
+func TestScheduleLookupsAtStartLeaveTheGraceToTheDueTime(t *testing.T) {
+	marks := &MemoryMarks{}
+	require.NoError(t, marks.SetLastRun(context.Background(), "job", at("2026-12-04T09:00:00Z")))
+	s, err := Every("job", time.Hour, "job.run", WithGrace(time.Minute), WithMarks(marks))
+	require.NoError(t, err)
+	s.mu.Lock()
+	for i := range 10 {
+		due := at("2026-12-03T00:00:00Z").Add(time.Duration(i) * time.Hour)
+		s.keepUnknown(unknownDue{due: due, queue: "q"})
+		s.countedThrough(due)
+	}
+	s.mu.Unlock()
+	c := newFakeClock(at("2026-12-04T10:00:20Z"))
+	e := &slowFinder{dedupBackend: newDedup(), c: c, step: 5 * time.Second}
+	runSchedule(t, s, c, e)
+	require.Equal(t, "job@2026-12-04T10:00:00Z", e.next(t), "the due time 20 s before the start fires")
+	require.Equal(t, at("2026-12-04T11:00:00Z"), c.nextSleep(t))
+	d := s.Details().(ScheduleDetails)
+	assert.Zero(t, d.Missed)
+	assert.Equal(t, int64(10), d.Unknown, "none found")
+	e.mu.Lock()
+	assert.Equal(t, 3, e.lookups, "15 s of lookups: the rest at the next start")
+	e.mu.Unlock()
+}
