@@ -83,7 +83,8 @@ func (l *kvLease) Acquire(ctx context.Context) (Hold, error) {
 // try makes one attempt: the hold, or (nil, nil) when another host holds
 // the lease, or the store's error. Once it created the key, it asks the
 // bucket's TTL: the hold counts on a read that started after the create
-// was sent, as a renewal does on one after the renewal (ttl.go); an
+// was answered (a renewal on one started after the renewal was sent,
+// ttl.go), which shows too a lowering of the TTL before the create; an
 // attempt that finds the lease held takes the TTL for its Status from a
 // read of the KV's that started within the TTL. A key created under a
 // TTL it cannot read is let go.
@@ -97,8 +98,13 @@ func (l *kvLease) try(ctx context.Context) (*kvHold, error) {
 	cancel()
 	if err == nil {
 		l.setLeft(leftKey{}) // the key let go is gone
+		// A read started once the create was answered: one started
+		// after it was sent may have been answered before it reached
+		// the server, and miss a lowering of the TTL (marked) that came
+		// between (youngFor).
+		answered := time.Now()
 		sctx, cancel := context.WithTimeout(ctx, l.k.ttl()/3)
-		st, err := l.k.statusSince(sctx, sent)
+		st, err := l.k.statusSince(sctx, answered)
 		cancel()
 		if err != nil {
 			return nil, l.letGo(ctx, rev, err)

@@ -37,8 +37,8 @@
 //     unknown is let go, deleted: one whose delete failed stays in the
 //     lease's Status.LastError, and is deleted again by each attempt
 //     that finds it, until it is gone; the leases of a KV share a look that started
-//     after each one's create or renewal was sent, never one from before
-//     it): the bucket's TTL can be lowered under a running host (ApplyKV
+//     after each one's create was answered or renewal was sent, never
+//     one from before it): the bucket's TTL can be lowered under a running host (ApplyKV
 //     on a host that owns the server others use), and a holder counting
 //     on the old one would believe its hold after its key expired. A
 //     bucket TTL other than the host's stays in the lease's
