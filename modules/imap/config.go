@@ -156,8 +156,9 @@ type Config struct {
 	// queue. Default 1h.
 	InFlightTimeout time.Duration `koanf:"inflight_timeout"`
 	// RefusalSpan is the shortest time over which the server must keep
-	// refusing one message, while it returns the others of its batch (or
-	// keep closing the connection whenever that message alone is
+	// refusing one message, while it returns the others of its batch, or
+	// another message of the mailbox when that one is all there is to
+	// ask for (see control) (or keep closing the connection whenever that message alone is
 	// fetched), before the message is given up and its stand-in
 	// dead-lettered (see RefusedSessionsBeforeSetAside): long enough that
 	// a server restarting, or failing for a moment, is not taken for a

@@ -20,7 +20,10 @@
 //   - fetch.go and refusal.go: fetching metadata and bodies, and when a
 //     message the server refuses to return is given up, on evidence
 //     about it over Config.RefusalSpan (its stand-in dead-lettered), or
-//     held meanwhile; poison.go: one it drops the connection on;
+//     held meanwhile; control.go: the fetch of another message that
+//     tells, when a held message is all that is asked for, its refusal
+//     from the server failing as a whole; poison.go: one it drops the
+//     connection on;
 //   - inflight.go: what was emitted and not completed yet, copies of it,
 //     and the reaper that emits again what never completes;
 //   - complete.go: Complete, which only queues; completion_queue.go: the

@@ -53,7 +53,7 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 			metas = append(metas, m...)
 		}
 	}
-	given, err := s.settleRefused(refs, len(metas) > 0, "metadata")
+	given, err := s.settleRefused(refs, len(metas) > 0, "metadata", s.controlOn(c))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -142,7 +142,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 		// processChunk).
 		return nil, nil, nil, refusedGroup{refs: refs, lost: lost}
 	}
-	given, err := s.settleRefused(refs, true, "body")
+	given, err := s.settleRefused(refs, true, "body", s.controlOn(c))
 	if err != nil {
 		return nil, nil, nil, err
 	}

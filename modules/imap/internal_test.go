@@ -105,6 +105,14 @@ func TestSettleRefused(t *testing.T) {
 		}
 		return out
 	}
+	// The control (see control): the server returns another message in
+	// the session unless shown says otherwise; asked records the calls.
+	var shown error
+	var asked [][]imap.UID
+	check := func(suspects []imap.UID, what string) error {
+		asked = append(asked, suspects)
+		return shown
+	}
 	given := func(rs []refusal) (uids []imap.UID) {
 		for _, r := range rs {
 			require.Contains(t, r.reason, "Internal error", "the server's answer")
@@ -118,7 +126,7 @@ func TestSettleRefused(t *testing.T) {
 	// sessions over however long, nothing is counted nor given up.
 	var msgs []string
 	for range 2 * RefusedSessionsBeforeSetAside {
-		out, err := s.settleRefused(refs(2, 3), false, "body")
+		out, err := s.settleRefused(refs(2, 3), false, "body", check)
 		require.Error(t, err)
 		require.ErrorIs(t, err, no)
 		require.Empty(t, out)
@@ -127,22 +135,39 @@ func TestSettleRefused(t *testing.T) {
 	}
 	require.Equal(t, msgs[0], msgs[len(msgs)-1], "the same text each session: Run's back-off grows")
 	require.Empty(t, s.refusedAlone, "no evidence about any message")
+	require.Empty(t, asked, "none held: no control asked for")
 
 	// Others of the batch returned: evidence about 1, held (no error, not
 	// given up, scanned again from it) until refused so in
 	// RefusedSessionsBeforeSetAside sessions over at least the span.
 	for i := range RefusedSessionsBeforeSetAside {
-		out, err := s.settleRefused(refs(1), true, "body")
+		out, err := s.settleRefused(refs(1), true, "body", check)
 		require.NoError(t, err)
 		require.Empty(t, out, "held, refusal %d", i+1)
 		require.True(t, s.refusedAlone[1].held)
 		require.EqualValues(t, 1, s.rescan, "scanned again from it")
 		s.rescan = 0
 	}
-	// Refused alone now (the others done): the evidence about it stands,
-	// so that counts, and it fails no session; due once the span passed.
+	// Refused alone now (the others done), and the server returns no
+	// other message in the session (a control refused, or none to ask
+	// for): it may be failing as a whole, however long: nothing counted.
 	now = now.Add(time.Minute)
-	out, err := s.settleRefused(refs(1), false, "body")
+	for _, why := range []error{errNoControl, no} {
+		shown = why
+		for range 2 * RefusedSessionsBeforeSetAside {
+			out, err := s.settleRefused(refs(1), false, "body", check)
+			require.ErrorIs(t, err, why)
+			require.Empty(t, out)
+			now = now.Add(time.Minute)
+		}
+	}
+	require.Equal(t, RefusedSessionsBeforeSetAside, s.refusedAlone[1].sessions, "not counted")
+	require.Equal(t, []imap.UID{1}, asked[0], "the control asks for another message")
+	// The server returns another message in the session: the evidence
+	// about it stands, so that counts, and it fails no session; due once
+	// the span passed.
+	shown = nil
+	out, err := s.settleRefused(refs(1), false, "body", check)
 	require.NoError(t, err)
 	require.Equal(t, []imap.UID{1}, given(out))
 	require.Contains(t, out[0].reason, fmt.Sprintf("body fetch, refused in %d sessions while it returned other mail", RefusedSessionsBeforeSetAside+1))
@@ -150,14 +175,14 @@ func TestSettleRefused(t *testing.T) {
 
 	// Refused alone with one never refused beside it: no evidence about
 	// the other, the server may be failing: nothing counted.
-	_, err = s.settleRefused(refs(4), true, "metadata")
+	_, err = s.settleRefused(refs(4), true, "metadata", check)
 	require.NoError(t, err)
-	_, err = s.settleRefused(refs(4, 5), false, "metadata")
+	_, err = s.settleRefused(refs(4, 5), false, "metadata", check)
 	require.Error(t, err)
 	require.Equal(t, 1, s.refusedAlone[4].sessions)
 	// A held message gone from the mailbox (expunged by another client):
 	// the reconcile pass forgets its count.
-	_, err = s.settleRefused(refs(6), true, "body")
+	_, err = s.settleRefused(refs(6), true, "body", check)
 	require.NoError(t, err)
 	s.forgetGone([]imap.UID{4}, now)
 	require.NotContains(t, s.refusedAlone, imap.UID(6))
@@ -171,10 +196,10 @@ func TestSettleRefused(t *testing.T) {
 	// NO [SERVERBUG] to every message asked for, one held included: the
 	// server failing, for as long as it does; counts against none.
 	bug := fmt.Errorf("imap: fetch bodies: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error"})
-	_, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, true, "body")
+	_, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, true, "body", check)
 	require.NoError(t, err)
 	for range 2 * RefusedSessionsBeforeSetAside {
-		_, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, false, "body")
+		_, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, false, "body", check)
 		require.Error(t, err)
 		now = now.Add(time.Minute)
 	}
@@ -183,7 +208,7 @@ func TestSettleRefused(t *testing.T) {
 
 	// Expunged by another client: nothing to dead-letter, set aside.
 	gone := fmt.Errorf("imap: fetch bodies: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: "EXPUNGEISSUED", Text: "Some of the requested messages no longer exist"})
-	out, err = s.settleRefused([]refusal{{m: meta{uid: 5}, err: gone}}, true, "body")
+	out, err = s.settleRefused([]refusal{{m: meta{uid: 5}, err: gone}}, true, "body", check)
 	require.NoError(t, err)
 	require.Empty(t, out)
 	require.EqualValues(t, 1, s.Status().SetAside)

@@ -23,10 +23,12 @@ import (
 // evidence about any of them, whatever the server's answer (NO
 // [SERVERBUG], a bare NO, NO [UNAVAILABLE]): it is the server failing as
 // a whole, the session fails and Run retries it with back-off, for as
-// long as it lasts, and no mail is given up for it. A message still to
-// be given up is held meanwhile (see settleRefused): the mail around it
-// flows. (The name is from when such a message was only set aside, left
-// in the mailbox unseen by the dead letters.)
+// long as it lasts, and no mail is given up for it; so is a refusal of a
+// held message alone unless the server returns another message in the
+// same session (see control). A message still to be given up is held
+// meanwhile (see settleRefused): the mail around it flows. (The name is
+// from when such a message was only set aside, left in the mailbox
+// unseen by the dead letters.)
 const RefusedSessionsBeforeSetAside = 3
 
 // refusal is a message the server refused to return on its own, with its
@@ -92,34 +94,51 @@ func resetByPeer(err error) bool {
 // neither emitted nor given up, it is scanned again from its UID
 // (Source.rescan), the mail around it flowing. When it returned none, it
 // may be failing as a whole, whatever it answered: unless every message
-// refused is held already (the evidence about it stands, there was
-// nothing else to ask for) and the answer is no NO [SERVERBUG] (the
-// server saying it fails), nothing is counted nor given up and an error
-// is returned: the session fails, Run retries with back-off, for as long
-// as the server fails. The error's text is the same every time the same
-// batch fails the same way, so that Run's back-off grows. A message the
-// server says was expunged (NO [EXPUNGEISSUED]) is no refusal of its
-// content: there is no mail to dead-letter, it is set aside.
-func (s *Source) settleRefused(refs []refusal, returned bool, what string) ([]refusal, error) {
+// refused is held already, the answer is no NO [SERVERBUG] (the server
+// saying it fails), and the server returns another message in the same
+// session when asked for it (check, see control), nothing is counted nor
+// given up and an error is returned: the session fails, Run retries with
+// back-off, for as long as the server fails. A held message alone in its
+// mailbox (no other to ask for) so waits for other mail, the sessions
+// failing meanwhile, rather than good mail being given up for a server
+// that refused every message for a while. The error's text is the same
+// every time the same batch fails the same way, so that Run's back-off
+// grows. A message the server says was expunged (NO [EXPUNGEISSUED]) is
+// no refusal of its content: there is no mail to dead-letter, it is set
+// aside.
+func (s *Source) settleRefused(refs []refusal, returned bool, what string, check control) ([]refusal, error) {
 	if len(refs) == 0 {
 		return nil, nil
+	}
+	// Without another message returned, the refusals are evidence only
+	// about messages refused before while the server returned others
+	// (held), only if it does not say it fails, and only if it returns
+	// another message now.
+	proven := returned
+	var why error
+	if !returned {
+		proven = true
+		var suspects []imap.UID
+		s.mu.Lock()
+		for _, r := range refs {
+			if isNo(r.err, responseCodeExpungeIssued) {
+				continue // no refusal of its content: nothing to prove
+			}
+			suspects = append(suspects, r.m.uid)
+			if !s.refusedAlone[r.m.uid].held || isNo(r.err, imap.ResponseCodeServerBug) {
+				proven = false
+			}
+		}
+		s.mu.Unlock()
+		if proven && len(suspects) > 0 {
+			why = check(suspects, what)
+			proven = why == nil
+		}
 	}
 	sessions := make([]int, len(refs))
 	due := make([]bool, len(refs))
 	s.mu.Lock()
 	now := s.now()
-	// Without another message returned, the refusals are evidence only
-	// about messages refused before while the server returned others
-	// (held), and only if it does not say it fails.
-	proven := returned
-	if !returned {
-		proven = true
-		for _, r := range refs {
-			if !isNo(r.err, responseCodeExpungeIssued) && (!s.refusedAlone[r.m.uid].held || isNo(r.err, imap.ResponseCodeServerBug)) {
-				proven = false
-			}
-		}
-	}
 	if proven {
 		for i, r := range refs {
 			if isNo(r.err, responseCodeExpungeIssued) {
@@ -139,6 +158,14 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string) ([]re
 	s.mu.Unlock()
 	if !proven {
 		first, last := refs[0].m.uid, refs[len(refs)-1].m.uid
+		if why != nil {
+			s.log.Warn("the server refuses again mail it refused before, and returns no other mail now: retrying, counting nothing for that",
+				zap.String("fetch", what), zap.Int("messages", len(refs)),
+				zap.Uint32("first_uid", uint32(first)), zap.Uint32("last_uid", uint32(last)),
+				zap.Error(refs[0].err), zap.NamedError("control", why))
+			return nil, fmt.Errorf("imap: fetch %s: the server refused each of %d held messages (uid %d to %d), none counted: %w (%w)",
+				what, len(refs), first, last, refs[0].err, why)
+		}
 		s.log.Warn("the server refuses every message asked for: retrying, giving none up for that",
 			zap.String("fetch", what), zap.Int("messages", len(refs)),
 			zap.Uint32("first_uid", uint32(first)), zap.Uint32("last_uid", uint32(last)), zap.Error(refs[0].err))

@@ -109,7 +109,7 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 			return err
 		}
 		if deferred != nil {
-			given, err := s.settleRefused(deferred, returned, "body")
+			given, err := s.settleRefused(deferred, returned, "body", s.controlOn(c))
 			if err != nil {
 				return err
 			}
@@ -201,7 +201,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 			s.hold(r.m.uid)
 		}
 	} else {
-		given, err := s.settleRefused(pending, returned, "body")
+		given, err := s.settleRefused(pending, returned, "body", s.controlOn(c))
 		if err != nil {
 			return returned, err
 		}

@@ -1,0 +1,99 @@
+package imap
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// control asks the server, in the session, for another message than
+// suspects, as the refused fetch (what: "metadata" or "body") asked for
+// them: nil when it returns it, else why not. settleRefused asks it when
+// every message the server refused in a session is held already and
+// nothing else of the session's fetch came back: the refusals count
+// against them only if the server shows, in the same session, that it
+// returns mail; a server refusing every body for a while (mail on a
+// failing store, the index fine) is then not taken for mail refused.
+type control func(suspects []imap.UID, what string) error
+
+// controlCandidates bounds the messages whose size the control fetch
+// asks for to choose the smallest.
+const controlCandidates = 16
+
+// errNoControl is control's answer when the mailbox holds no message to
+// ask for but the suspects (and those known for trouble): the refusals
+// are no evidence, the held mail waits for other mail.
+var errNoControl = errors.New("no other message in the mailbox to tell the server's failure from the message's")
+
+// controlOn is the control on c (see controlFetch).
+func (s *Source) controlOn(c *imapclient.Client) control {
+	return func(suspects []imap.UID, what string) error { return s.controlFetch(c, suspects, what) }
+}
+
+// controlFetch is the control (see control) on c: of the mailbox's
+// messages other than suspects, and than those known for trouble
+// (refused, fetched when a connection ended, left in the mailbox on
+// purpose), up to controlCandidates of the highest UIDs, it asks for the
+// sizes (RFC822.SIZE), then for the smallest as what was refused: its
+// metadata, or its body with BODY.PEEK[] (no flag changes; a body above
+// MaxMessageSize is drained unread, returned all the same). A NO to any
+// of it is the server failing: the error says so, and the session fails.
+func (s *Source) controlFetch(c *imapclient.Client, suspects []imap.UID, what string) error {
+	w := s.guard(c)
+	data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
+	if err = w.done(err); err != nil {
+		return fmt.Errorf("imap: control: uid search: %w", err)
+	}
+	all, err := searchUIDs(c, data)
+	if err != nil {
+		return fmt.Errorf("imap: control: uid search: %w", err)
+	}
+	s.mu.Lock()
+	var others []imap.UID
+	for _, u := range all {
+		_, refused := s.refusedAlone[u]
+		if !slices.Contains(suspects, u) && !refused && !s.suspects[u] && !s.aside[u] {
+			others = append(others, u)
+		}
+	}
+	s.mu.Unlock()
+	if len(others) == 0 {
+		return errNoControl
+	}
+	slices.Sort(others)
+	others = others[max(0, len(others)-controlCandidates):]
+	w = s.guard(c)
+	bufs, err := c.Fetch(imap.UIDSetNum(others...), &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
+	if err = w.done(err); err != nil {
+		return fmt.Errorf("imap: control: fetch sizes: %w", err)
+	}
+	bufs = slices.DeleteFunc(bufs, func(b *imapclient.FetchMessageBuffer) bool { return b.UID == 0 })
+	if len(bufs) == 0 {
+		return errNoControl // expunged meanwhile
+	}
+	small := slices.MinFunc(bufs, func(a, b *imapclient.FetchMessageBuffer) int {
+		return cmp.Or(cmp.Compare(a.RFC822Size, b.RFC822Size), cmp.Compare(a.UID, b.UID))
+	})
+	if what == "metadata" {
+		metas, err := s.fetchMetaOf(c, []imap.UID{small.UID})
+		if err != nil {
+			return fmt.Errorf("imap: control: uid %d: %w", small.UID, err)
+		}
+		if len(metas) == 0 {
+			return errNoControl
+		}
+		return nil
+	}
+	bodies, oversize, err := s.fetchBodies(c, imap.UIDSetNum(small.UID))
+	if err != nil {
+		return fmt.Errorf("imap: control: uid %d: %w", small.UID, err)
+	}
+	if len(bodies)+len(oversize) == 0 {
+		return errNoControl
+	}
+	return nil
+}
