@@ -42,10 +42,10 @@ func heldThroughOutage(t *testing.T, moveTo string) {
 		healed
 	)
 	var state atomic.Int32
-	var controls atomic.Int32 // bodies of 2 or 3 asked for alone in the outage
+	var ctl control
 	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 		tag, name, rest := command(line)
-		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") {
+		if ctl.saw(name, rest) || name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") {
 			return false
 		}
 		set := strings.Fields(rest)[0]
@@ -58,9 +58,6 @@ func heldThroughOutage(t *testing.T, moveTo string) {
 				return false
 			}
 		case outage:
-			if set == "2" || set == "3" {
-				controls.Add(1)
-			}
 		default:
 			return false
 		}
@@ -88,7 +85,7 @@ func heldThroughOutage(t *testing.T, moveTo string) {
 	}, 15*time.Second, 5*time.Millisecond)
 	require.Equal(t, 2, em.count(), "a good mail given up for a server failing every body")
 	if moveTo == "" {
-		require.NotZero(t, controls.Load(), "the mail left in the mailbox asked for as the control")
+		require.NotZero(t, ctl.bodies.Load(), "the mail left in the mailbox asked for as the control")
 	}
 
 	state.Store(healed)
@@ -114,18 +111,13 @@ func TestHeldMailAloneIsGivenUpWhenTheServerReturnsOtherMail(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{})
 	appendN(t, srv, 1, 3) // UID 1 is the one the server refuses
-	var controls atomic.Int32
-	var alone atomic.Bool
+	var ctl control
 	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 		tag, name, rest := command(line)
-		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") {
+		if ctl.saw(name, rest) || name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") {
 			return false
 		}
-		set := strings.Fields(rest)[0]
-		if alone.Load() && set == "2" {
-			controls.Add(1)
-		}
-		if !uidSetHas(set, 1) {
+		if !uidSetHas(strings.Fields(rest)[0], 1) {
 			return false
 		}
 		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
@@ -142,14 +134,41 @@ func TestHeldMailAloneIsGivenUpWhenTheServerReturnsOtherMail(t *testing.T) {
 	for _, tk := range em.all()[:2] {
 		complete(t, src, tk, task.Succeeded)
 	}
-	alone.Store(true)
 	waitEmitted(t, em, 3)
 	standIn := em.all()[2]
 	require.Equal(t, "1@example.com", standIn.Header(imap.HeaderMessageID))
 	require.Nil(t, standIn.Payload)
 	require.Contains(t, standIn.Header(task.HeaderRejected), "while it returned other mail")
-	require.NotZero(t, controls.Load(), "the control asked for UID 2, the smallest")
+	require.NotZero(t, ctl.bodies.Load(), "the control asked for a body")
+	require.Equal(t, "2", ctl.last.Load(), "the smallest, the lowest UID among equals")
 	require.EqualValues(t, 1, src.Status().Refused)
+}
+
+// control tells the source's control fetches apart (see imap's
+// control.go): a fetch of sizes alone (RFC822.SIZE without ENVELOPE),
+// then of the body of the smallest.
+type control struct {
+	sized  atomic.Bool
+	bodies atomic.Int32
+	last   atomic.Value // the UID set of the last control body fetch
+}
+
+// saw records a command line's name and rest; it reports nothing
+// handled (the proxy goes on with the line).
+func (c *control) saw(name, rest string) bool {
+	if name != "UID FETCH" {
+		return false
+	}
+	switch {
+	case strings.Contains(rest, "RFC822.SIZE") && !strings.Contains(rest, "ENVELOPE"):
+		c.sized.Store(true)
+	case strings.Contains(rest, "BODY.PEEK[]") && c.sized.Swap(false):
+		c.bodies.Add(1)
+		c.last.Store(strings.Fields(rest)[0])
+	default:
+		c.sized.Store(false)
+	}
+	return false
 }
 
 func flagNames(m memserver.Message) []string {
