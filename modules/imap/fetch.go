@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -16,8 +17,13 @@ import (
 // those returned for their stand-ins: only their UIDs are known), else
 // the error (the session fails and is retried). When the connection
 // ended during such a fetch, the next sessions ask for each of them on
-// its own too (see poison.go).
-func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []imap.UID) ([]meta, []refusal, error) {
+// its own too (see poison.go). When the server returned no metadata of
+// uids, refusing some, and next (a chunk follows), those are held and
+// returned, with the lot given up already (skipLost), in a refusedGroup:
+// the scan settles them with the next chunk's answers, as it does a
+// chunk whose every body was refused (a chunk of one is alone whatever
+// the server does).
+func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []imap.UID, next bool) ([]meta, []refusal, error) {
 	var refs, lost []refusal
 	var metas []meta
 	alone := s.anySuspect(uids) // see poison.go
@@ -52,6 +58,12 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 			}
 			metas = append(metas, m...)
 		}
+	}
+	if len(metas) == 0 && len(refs) > 0 && next {
+		for _, r := range refs {
+			s.hold(r.m.uid)
+		}
+		return nil, lost, refusedGroup{refs: refs, what: "metadata"}
 	}
 	given, err := s.settleRefused(refs, len(metas) > 0, "metadata", s.controlOn(c))
 	if err != nil {
@@ -157,11 +169,20 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 // the server does: were its refusal taken for the server failing as a
 // whole, the session would fail on it for ever, the mail after it never
 // emitted. lost is the group's messages given up already (skipLost),
-// their stand-ins to emit.
-type refusedGroup struct{ refs, lost []refusal }
+// their stand-ins to emit. what is the fetch refused ("metadata";
+// "" for "body").
+type refusedGroup struct {
+	refs, lost []refusal
+	what       string
+}
+
+// fetch is the fetch the server refused: "metadata" or "body".
+func (e refusedGroup) fetch() string {
+	return cmp.Or(e.what, "body")
+}
 
 func (e refusedGroup) Error() string {
-	return fmt.Sprintf("imap: fetch body: the server refused each of %d messages of a group", len(e.refs))
+	return fmt.Sprintf("imap: fetch %s: the server refused each of %d messages of a group", e.fetch(), len(e.refs))
 }
 
 // fetchedFine forgets the refusals counted against the messages whose

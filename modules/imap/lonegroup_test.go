@@ -131,3 +131,38 @@ func TestRefusedMailInAChunkOfOneDoesNotBlockTheMailbox(t *testing.T) {
 	require.Contains(t, standIn.Header(task.HeaderRejected), "while it returned other mail")
 	require.EqualValues(t, 1, src.Status().Refused)
 }
+
+// As above, the server refusing the mail's metadata (its ENVELOPE) rather
+// than its body: the chunk of one is judged by the next chunk too. It was
+// taken for the server failing as a whole: the session failed on it for
+// ever, no mail after it emitted.
+func TestRefusedMetadataInAChunkOfOneDoesNotBlockTheMailbox(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 3) // UID 1 is the one the server refuses
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "ENVELOPE") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		c.Reply(tag + " NO Internal error occurred.\r\n")
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.BatchSize = 1
+	src, _ := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	waitEmitted(t, em, 3)
+	all := em.all()
+	for i, tk := range all[:2] {
+		require.Equal(t, fmt.Sprintf("%d@example.com", i+2), tk.Header(imap.HeaderMessageID))
+		require.Empty(t, tk.Header(task.HeaderRejected))
+	}
+	standIn := all[2]
+	require.Equal(t, "1", standIn.Header(imap.HeaderUID))
+	require.Nil(t, standIn.Payload)
+	require.Contains(t, standIn.Header(task.HeaderRejected), "metadata fetch, refused in")
+	require.EqualValues(t, 1, src.Status().Refused)
+}

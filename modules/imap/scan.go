@@ -93,23 +93,25 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 		uids = append(again, uids...)
 	}
 	slices.Sort(uids)
-	// A chunk whose every body the server refused (see refusedGroup) is
-	// judged by the next one, as a group is by the others of its chunk:
-	// a chunk of one (batch_size 1) is alone whatever the server does.
+	// A chunk whose every body, or every metadata, the server refused
+	// (see refusedGroup) is judged by the next one, as a group is by the
+	// others of its chunk: a chunk of one (batch_size 1) is alone
+	// whatever the server does.
 	var deferred []refusal
+	var deferredWhat string
 	for i := 0; i < len(uids); i += s.cfg.BatchSize {
 		next := i+s.cfg.BatchSize < len(uids) && deferred == nil
 		returned, err := s.processChunk(ctx, c, emit, uids[i:min(i+s.cfg.BatchSize, len(uids))], next)
 		var rg refusedGroup
 		if errors.As(err, &rg) {
-			deferred = rg.refs
+			deferred, deferredWhat = rg.refs, rg.fetch()
 			continue
 		}
 		if err != nil {
 			return err
 		}
 		if deferred != nil {
-			given, err := s.settleRefused(deferred, returned, "body", s.controlOn(c))
+			given, err := s.settleRefused(deferred, returned, deferredWhat, s.controlOn(c))
 			if err != nil {
 				return err
 			}
@@ -147,10 +149,15 @@ type meta struct {
 // returned no body of the chunk, refusing some, and next (a chunk
 // follows), those are held (scanned again) and returned, once the rest
 // of the chunk is done, in a refusedGroup: the scan settles them with the
-// next chunk's answers. returned reports whether the server returned a
-// body of the chunk.
+// next chunk's answers; so are the chunk's messages whose metadata was
+// refused when none was returned (see fetchMeta). returned reports
+// whether the server returned a body of the chunk.
 func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit source.Emitter, uids []imap.UID, next bool) (returned bool, err error) {
-	metas, refs, err := s.fetchMeta(ctx, c, uids)
+	metas, refs, err := s.fetchMeta(ctx, c, uids, next)
+	var deferred *refusedGroup
+	if rg := (refusedGroup{}); errors.As(err, &rg) {
+		deferred, err = &rg, nil // the chunk's metadata, all refused: see fetchMeta
+	}
 	if err != nil {
 		return false, err
 	}
@@ -194,9 +201,8 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	if err := flush(); err != nil {
 		return returned, err
 	}
-	var deferred []refusal
 	if len(pending) > 0 && !returned && next {
-		deferred = pending
+		deferred = &refusedGroup{refs: pending}
 		for _, r := range pending {
 			s.hold(r.m.uid)
 		}
@@ -230,7 +236,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 	s.cleared(uids)
 	s.mu.Unlock()
 	if deferred != nil {
-		return false, refusedGroup{refs: deferred}
+		return false, refusedGroup{refs: deferred.refs, what: deferred.what}
 	}
 	return returned, nil
 }
