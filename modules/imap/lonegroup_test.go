@@ -166,3 +166,79 @@ func TestRefusedMetadataInAChunkOfOneDoesNotBlockTheMailbox(t *testing.T) {
 	require.Contains(t, standIn.Header(task.HeaderRejected), "metadata fetch, refused in")
 	require.EqualValues(t, 1, src.Status().Refused)
 }
+
+// As above with two mails in a row that the server refuses, each a chunk
+// of one: both are judged by the chunk after them, which the server
+// returns. The second chunk's refusal, with the first deferred already,
+// was taken for the server failing as a whole: the session failed on
+// them for ever, the mail after them never emitted.
+func TestRefusedMailInTwoChunksOfOneInARowDoesNotBlockTheMailbox(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 3) // UIDs 1 and 2 are the ones the server refuses
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		set := strings.Fields(rest + " x")[0]
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(set, 1) && !uidSetHas(set, 2) {
+			return false
+		}
+		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.BatchSize = 1
+	src, _ := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	waitEmitted(t, em, 3)
+	all := em.all()
+	require.Equal(t, "3@example.com", all[0].Header(imap.HeaderMessageID))
+	require.Empty(t, all[0].Header(task.HeaderRejected))
+	for _, standIn := range all[1:] {
+		require.Contains(t, []string{"1@example.com", "2@example.com"}, standIn.Header(imap.HeaderMessageID))
+		require.Nil(t, standIn.Payload)
+		require.Contains(t, standIn.Header(task.HeaderRejected), "while it returned other mail")
+	}
+	require.NotEqual(t, all[1].Header(imap.HeaderMessageID), all[2].Header(imap.HeaderMessageID))
+	require.EqualValues(t, 2, src.Status().Refused)
+}
+
+// As above with a refused mail followed by one above MaxMessageSize
+// (never fetched: the server returns no body of its chunk), each a chunk
+// of one: the refused mail is judged by the chunk after them. It was
+// settled by the oversized mail's chunk, taken for the server failing as
+// a whole: the session failed on it for ever, the mail after them never
+// emitted.
+func TestRefusedMailBeforeAnOversizedMailDoesNotBlockTheMailbox(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 1) // UID 1 is the one the server refuses
+	_, err := srv.Append("INBOX", imaptest.Message("2@example.com", "order 2", strings.Repeat("big ", 1000)))
+	require.NoError(t, err)
+	appendN(t, srv, 3, 1)
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.BatchSize = 1
+	cfg.MaxMessageSize = 2000
+	src, _ := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	waitEmitted(t, em, 3)
+	byID := map[string]*task.Task{}
+	for _, tk := range em.all() {
+		byID[tk.Header(imap.HeaderMessageID)] = tk
+	}
+	require.NotNil(t, byID["3@example.com"].Payload)
+	require.Nil(t, byID["2@example.com"].Payload)
+	require.Contains(t, byID["1@example.com"].Header(task.HeaderRejected), "while it returned other mail")
+	require.EqualValues(t, 1, src.Status().Refused)
+}

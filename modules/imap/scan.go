@@ -94,24 +94,30 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	}
 	slices.Sort(uids)
 	// A chunk whose every body, or every metadata, the server refused
-	// (see refusedGroup) is judged by the next one, as a group is by the
-	// others of its chunk: a chunk of one (batch_size 1) is alone
-	// whatever the server does.
-	var deferred []refusal
-	var deferredWhat string
+	// (see refusedGroup) is judged by the next chunk of which the server
+	// returns a body, as a group is by the others of its chunk: a chunk
+	// of one (batch_size 1) is alone whatever the server does, and so may
+	// be the next (another mail refused, or one above MaxMessageSize,
+	// never fetched): were those taken for the server failing as a whole,
+	// the session would fail on them for ever, the mail after them never
+	// emitted. The last chunk settles them with its answer.
+	var deferred []refusedGroup
 	for i := 0; i < len(uids); i += s.cfg.BatchSize {
-		next := i+s.cfg.BatchSize < len(uids) && deferred == nil
+		next := i+s.cfg.BatchSize < len(uids)
 		returned, err := s.processChunk(ctx, c, emit, uids[i:min(i+s.cfg.BatchSize, len(uids))], next)
 		var rg refusedGroup
 		if errors.As(err, &rg) {
-			deferred, deferredWhat = rg.refs, rg.fetch()
+			deferred = append(deferred, rg)
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if deferred != nil {
-			given, err := s.settleRefused(deferred, returned, deferredWhat, s.controlOn(c))
+		if len(deferred) == 0 || !returned && next {
+			continue
+		}
+		for _, d := range deferred {
+			given, err := s.settleRefused(d.refs, returned, d.fetch(), s.controlOn(c))
 			if err != nil {
 				return err
 			}
@@ -122,8 +128,8 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 			if err := s.emitMessages(ctx, emit, ms, nil, given); err != nil {
 				return err
 			}
-			deferred = nil
 		}
+		deferred = nil
 	}
 	s.mu.Lock()
 	s.st.LastPoll = time.Now()
