@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,6 +184,14 @@ func (s *Source) SetStandby(on bool) {
 // Config returns the effective configuration (defaults applied).
 func (s *Source) Config() Config { return s.cfg }
 
+// serverStamp is the time a server stamps its answers with (Dovecot's
+// internal error: "Internal error occurred. Refer to server log for more
+// information. [2026-12-06 03:45:21]"). Run compares a session's error
+// with the last one's without it: a server failing every session the same
+// way gives another text each second, and the back-off must grow all the
+// same.
+var serverStamp = regexp.MustCompile(`\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\]`)
+
 // Run connects, selects the mailbox and emits every message not yet
 // emitted, then watches for new mail (IDLE or polling) until ctx ends,
 // when it returns nil. Lost connections, commands the server does not
@@ -239,7 +248,7 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 		// it was short and failed exactly as the one before: a command the
 		// server refuses every time must not be retried at the initial
 		// delay forever.
-		msg := fmt.Sprint(err)
+		msg := serverStamp.ReplaceAllString(fmt.Sprint(err), "[stamp]")
 		if progressed && (msg != prev || time.Since(began) >= s.cfg.Reconnect.Max) {
 			bo.Reset()
 		}
