@@ -100,14 +100,25 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	// be the next (another mail refused, or one above MaxMessageSize,
 	// never fetched): were those taken for the server failing as a whole,
 	// the session would fail on them for ever, the mail after them never
-	// emitted. The last chunk settles them with its answer.
+	// emitted. The last chunk settles them with its answer. A second
+	// chunk refused so in a row has the server asked once for another
+	// message (see control, asked for no evidence here): refused too, the
+	// server fails as a whole and the session fails there, rather than
+	// asking for every message of the mailbox on its own first.
 	var deferred []refusedGroup
+	var serving bool // the control returned another message in this scan
 	for i := 0; i < len(uids); i += s.cfg.BatchSize {
 		next := i+s.cfg.BatchSize < len(uids)
 		returned, err := s.processChunk(ctx, c, emit, uids[i:min(i+s.cfg.BatchSize, len(uids))], next)
 		var rg refusedGroup
 		if errors.As(err, &rg) {
 			deferred = append(deferred, rg)
+			if len(deferred) > 1 && !serving {
+				if err := s.serverReturns(c, deferred, rg.fetch()); err != nil {
+					return err
+				}
+				serving = true
+			}
 			continue
 		}
 		if err != nil {
@@ -135,6 +146,32 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	s.st.LastPoll = time.Now()
 	s.mu.Unlock()
 	return nil
+}
+
+// serverReturns asks the server, in the session, for another message
+// than those of deferred (chunks refused in a row, see scan), as the last
+// refused fetch (what) asked for them: nil when it returns it, or when
+// there is none to ask for; else the error, the server failing as a
+// whole: nothing is counted nor given up, the session fails and Run
+// retries it with back-off.
+func (s *Source) serverReturns(c *imapclient.Client, deferred []refusedGroup, what string) error {
+	var pile []imap.UID
+	for _, d := range deferred {
+		for _, r := range d.refs {
+			pile = append(pile, r.m.uid)
+		}
+	}
+	err := s.controlOn(c)(pile, what)
+	if err == nil || errors.Is(err, errNoControl) {
+		return nil
+	}
+	last := deferred[len(deferred)-1].refs
+	s.log.Warn("the server refuses every message asked for: retrying, giving none up for that",
+		zap.String("fetch", what), zap.Int("messages", len(pile)),
+		zap.Uint32("first_uid", uint32(pile[0])), zap.Uint32("last_uid", uint32(pile[len(pile)-1])),
+		zap.Error(last[0].err), zap.NamedError("control", err))
+	return fmt.Errorf("imap: fetch %s: the server refused each of %d messages (uid %d to %d) and another, none given up: %w (%w)",
+		what, len(pile), pile[0], pile[len(pile)-1], last[0].err, err)
 }
 
 // meta is what the first, cheap fetch of a batch learns of a message.
