@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"go.uber.org/zap"
 )
 
 // control asks the server, in the session, for another message than
@@ -96,4 +97,30 @@ func (s *Source) controlFetch(c *imapclient.Client, suspects []imap.UID, what st
 		return errNoControl
 	}
 	return nil
+}
+
+// serverReturns asks the server, in the session, for another message
+// than those of deferred (chunks refused in a row, see scan), as the last
+// refused fetch (what) asked for them: nil when it returns it, or when
+// there is none to ask for; else the error, the server failing as a
+// whole: nothing is counted nor given up, the session fails and Run
+// retries it with back-off.
+func (s *Source) serverReturns(c *imapclient.Client, deferred []refusedGroup, what string) error {
+	var pile []imap.UID
+	for _, d := range deferred {
+		for _, r := range d.refs {
+			pile = append(pile, r.m.uid)
+		}
+	}
+	err := s.controlOn(c)(pile, what)
+	if err == nil || errors.Is(err, errNoControl) {
+		return nil
+	}
+	last := deferred[len(deferred)-1].refs
+	s.log.Warn("the server refuses every message asked for: retrying, giving none up for that",
+		zap.String("fetch", what), zap.Int("messages", len(pile)),
+		zap.Uint32("first_uid", uint32(pile[0])), zap.Uint32("last_uid", uint32(pile[len(pile)-1])),
+		zap.Error(last[0].err), zap.NamedError("control", err))
+	return fmt.Errorf("imap: fetch %s: the server refused each of %d messages (uid %d to %d) and another, none given up: %w (%w)",
+		what, len(pile), pile[0], pile[len(pile)-1], last[0].err, err)
 }
