@@ -192,6 +192,21 @@ func (s *Source) Config() Config { return s.cfg }
 // same.
 var serverStamp = regexp.MustCompile(`\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\]`)
 
+// localAddr is the client's end of a connection in Go's network errors
+// ("read tcp 127.0.0.1:57736->127.0.0.1:993: read: connection reset by
+// peer"): another port each session, so Run compares errors without it
+// too, or a server failing every session the same way (a reset after
+// SELECT) would reset the back-off every time.
+var localAddr = regexp.MustCompile(`\b((?:tcp|udp)[46]?) \S+->`)
+
+// failureText is err's text as Run compares it with the last session's:
+// without what varies from one session to the next for the same failure
+// (serverStamp, localAddr).
+func failureText(err error) string {
+	msg := serverStamp.ReplaceAllString(fmt.Sprint(err), "[stamp]")
+	return localAddr.ReplaceAllString(msg, "$1 [local]->")
+}
+
 // Run connects, selects the mailbox and emits every message not yet
 // emitted, then watches for new mail (IDLE or polling) until ctx ends,
 // when it returns nil. Lost connections, commands the server does not
@@ -248,7 +263,7 @@ func (s *Source) Run(ctx context.Context, emit source.Emitter) error {
 		// it was short and failed exactly as the one before: a command the
 		// server refuses every time must not be retried at the initial
 		// delay forever.
-		msg := serverStamp.ReplaceAllString(fmt.Sprint(err), "[stamp]")
+		msg := failureText(err)
 		if progressed && (msg != prev || time.Since(began) >= s.cfg.Reconnect.Max) {
 			bo.Reset()
 		}
