@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -152,7 +151,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 		// Nothing returned: whether the server fails on these messages or
 		// as a whole is told by the other groups of the chunk (see
 		// processChunk).
-		return nil, nil, nil, refusedGroup{refs: refs, lost: lost}
+		return nil, nil, nil, refusedGroup{refs: refs, what: "body", lost: lost}
 	}
 	given, err := s.settleRefused(refs, true, "body", s.controlOn(c))
 	if err != nil {
@@ -169,20 +168,15 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 // the server does: were its refusal taken for the server failing as a
 // whole, the session would fail on it for ever, the mail after it never
 // emitted. lost is the group's messages given up already (skipLost),
-// their stand-ins to emit. what is the fetch refused ("metadata";
-// "" for "body").
+// their stand-ins to emit. what is the fetch refused ("metadata"
+// or "body").
 type refusedGroup struct {
 	refs, lost []refusal
 	what       string
 }
 
-// fetch is the fetch the server refused: "metadata" or "body".
-func (e refusedGroup) fetch() string {
-	return cmp.Or(e.what, "body")
-}
-
 func (e refusedGroup) Error() string {
-	return fmt.Sprintf("imap: fetch %s: the server refused each of %d messages of a group", e.fetch(), len(e.refs))
+	return fmt.Sprintf("imap: fetch %s: the server refused each of %d messages of a group", e.what, len(e.refs))
 }
 
 // fetchedFine forgets the refusals counted against the messages whose

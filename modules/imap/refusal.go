@@ -72,7 +72,8 @@ func (ra *refusedAlone) add(now time.Time, err error) {
 
 // due reports whether the message is to be given up at now: refused in
 // RefusedSessionsBeforeSetAside sessions over at least minSpan
-// (Config.refusalSpan), so that a passing failure gives nothing up.
+// (Config.refusalSpan for the scan; Reconnect.Max for the completions,
+// completion_poison.go), so that a passing failure gives nothing up.
 func (ra refusedAlone) due(now time.Time, minSpan time.Duration) bool {
 	return ra.sessions >= RefusedSessionsBeforeSetAside && now.Sub(ra.since) >= minSpan
 }

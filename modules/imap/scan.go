@@ -114,7 +114,7 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 		if errors.As(err, &rg) {
 			deferred = append(deferred, rg)
 			if len(deferred) > 1 && !serving {
-				if err := s.serverReturns(c, deferred, rg.fetch()); err != nil {
+				if err := s.serverReturns(c, deferred, rg.what); err != nil {
 					return err
 				}
 				serving = true
@@ -128,7 +128,7 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 			continue
 		}
 		for _, d := range deferred {
-			given, err := s.settleRefused(d.refs, returned, d.fetch(), s.controlOn(c))
+			given, err := s.settleRefused(d.refs, returned, d.what, s.controlOn(c))
 			if err != nil {
 				return err
 			}
@@ -219,7 +219,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 		return returned, err
 	}
 	if len(pending) > 0 && !returned && next {
-		deferred = &refusedGroup{refs: pending}
+		deferred = &refusedGroup{refs: pending, what: "body"}
 		for _, r := range pending {
 			s.hold(r.m.uid)
 		}

@@ -102,7 +102,7 @@ func (s *Schedule) givenUp(ctx context.Context, emit Emitter, due time.Time, q s
 // given up again is kept once. Past maxUnknown the earliest is dropped,
 // still counted. Call it with s.mu held.
 func (s *Schedule) keepUnknown(u unknownDue) {
-	i, found := slices.BinarySearchFunc(s.unknown, u.due, func(k unknownDue, t time.Time) int { return k.due.Compare(t) })
+	i, found := s.unknownAt(u.due)
 	if found {
 		s.unknown[i] = u
 		return
@@ -167,7 +167,7 @@ func (s *Schedule) ran(due time.Time) Marks {
 // settled settles due when it counts as unknown: it is stored, it leaves
 // the unknown due times and their count. Call it with s.mu held.
 func (s *Schedule) settled(due time.Time) {
-	i, found := slices.BinarySearchFunc(s.unknown, due, func(k unknownDue, t time.Time) int { return k.due.Compare(t) })
+	i, found := s.unknownAt(due)
 	if !found {
 		return
 	}
@@ -231,4 +231,10 @@ func (s *Schedule) countedUnknown(since, due time.Time, fires bool) int64 {
 		}
 	}
 	return n
+}
+
+// unknownAt finds due in s.unknown (kept in due order): its index, or
+// where it would go. s.mu held.
+func (s *Schedule) unknownAt(due time.Time) (int, bool) {
+	return slices.BinarySearchFunc(s.unknown, due, func(k unknownDue, t time.Time) int { return k.due.Compare(t) })
 }
