@@ -228,15 +228,22 @@ func TestClusterHostsMustAgreeOnReplicas(t *testing.T) {
 	defer nc.Close()
 	js, err := njs.New(nc)
 	require.NoError(t, err)
-	for name := range js.StreamNames(t.Context()).Name() {
-		s, err := js.Stream(t.Context(), name)
+	// A three-replica stream's info is answered by its leader: on a
+	// loaded machine (the race detector, other tests' clusters) that takes
+	// longer than the client's default of five seconds.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		s, err := js.Stream(ctx, name)
 		require.NoError(t, err)
 		require.Equal(t, 3, s.CachedInfo().Config.Replicas, "stream %s keeps its replicas", name)
 	}
+	require.NoError(t, names.Err())
 
 	// The pool overrides' bucket too: it was bound as it was found, at
 	// first use, its replicas unchecked.
-	_, err = js.CreateKeyValue(t.Context(), njs.KeyValueConfig{Bucket: "OVR_OVERRIDES", History: 1, Replicas: 1})
+	_, err = js.CreateKeyValue(ctx, njs.KeyValueConfig{Bucket: "OVR_OVERRIDES", History: 1, Replicas: 1})
 	require.NoError(t, err)
 	_, err = openOn(t, jetstream.Config{URL: url, Replicas: 3, StreamPrefix: "OVR"})
 	requireProblem(t, err, jetstream.ErrSettingsDiffer, "queue.jetstream.replicas", "3", "1", `"KV_OVR_OVERRIDES"`)
