@@ -11,6 +11,7 @@ import (
 	"io"
 	"mime"
 	"mime/quotedprintable"
+	netmail "net/mail"
 	"path"
 	"strings"
 	"time"
@@ -92,6 +93,15 @@ func ParseMail(raw []byte, cfg Config) (*Mail, error) {
 	m := &Mail{}
 
 	from, err := h.AddressList("From")
+	if err != nil {
+		// Text that is not UTF-8 (a Latin-1 mailer's raw bytes) or a word
+		// in an unknown charset: read it as the Subject is read, the bytes
+		// replaced, rather than reject a mail whose address is readable.
+		if l, lerr := lenientAddresses.ParseList(strings.ToValidUTF8(h.Get("From"), "\ufffd")); lerr == nil {
+			m.Notes = append(m.Notes, "sender (From) held bytes that are not UTF-8 text or words in an unknown charset; they were replaced by U+FFFD")
+			from, err = l, nil
+		}
+	}
 	if err != nil || len(from) == 0 || from[0].Address == "" {
 		if err != nil {
 			return nil, reject("", 0, "", "unreadable sender (From): "+err.Error())
@@ -273,6 +283,18 @@ func fallbackMediaType(v, def string) string {
 }
 
 var wordDecoder = mime.WordDecoder{CharsetReader: charset.Reader}
+
+// lenientAddresses reads a From header that the strict reader refused:
+// an RFC 2047 word in a charset it does not know keeps its bytes as they
+// are (cleanText replaces what is not UTF-8 and notes it).
+var lenientAddresses = netmail.AddressParser{WordDecoder: &mime.WordDecoder{
+	CharsetReader: func(cs string, r io.Reader) (io.Reader, error) {
+		if cr, err := charset.Reader(cs, r); err == nil {
+			return cr, nil
+		}
+		return r, nil
+	},
+}}
 
 // cleanName decodes leftover RFC 2047 words and keeps only the base name (a
 // file name is never a path here).

@@ -156,3 +156,31 @@ func TestBidiOverridesAreReplaced(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "C\ufffd1", d.CustomerRef)
 }
+
+// A sender's From header with raw 8-bit bytes (a Latin-1 mailer's
+// "Müller") or an RFC 2047 word in a charset nobody knows is text that
+// is not UTF-8, like such a Subject: the mail still yields its order,
+// with the bytes replaced and noted, instead of being rejected as a mail
+// without a readable sender (its address was readable all along).
+func TestFromWithBytesThatAreNotTextKeepsTheOrder(t *testing.T) {
+	t.Parallel()
+	body := "Message-ID: <latin1@example.com>\r\nContent-Type: text/csv; name=o.csv\r\n\r\nsku,qty,price\r\nAB-1,1,1\r\n"
+	for _, c := range []struct{ from, addr, name string }{
+		{"M\xfcller <buyer@example.com>", "buyer@example.com", "M\ufffdller"},
+		{"\"M\xfcller, Hans\" <buyer@example.com>", "buyer@example.com", "M\ufffdller, Hans"},
+		{"=?x-unknown?q?M=FCller?= <buyer@example.com>", "buyer@example.com", "M\ufffdller"},
+		{"b\xfcyer@example.com", "b\ufffdyer@example.com", ""},
+	} {
+		orders, m, err := domain.BuildOrders([]byte("From: "+c.from+"\r\n"+body), domain.Config{})
+		require.NoError(t, err, "From: %q", c.from)
+		require.Len(t, orders, 1)
+		require.Empty(t, orderTextProblems(orders[0]), "From: %q", c.from)
+		require.Equal(t, c.addr, m.From, "From: %q", c.from)
+		require.Equal(t, c.name, m.FromName, "From: %q", c.from)
+		require.Contains(t, strings.Join(orders[0].Audit, "\n"), "sender (From)", "From: %q", c.from)
+	}
+	for _, from := range []string{"M\xfcller", "=?x-unknown?q?M=FCller?="} { // no address: still no sender
+		_, _, err := domain.BuildOrders([]byte("From: "+from+"\r\n"+body), domain.Config{})
+		require.ErrorIs(t, err, domain.ErrRejected, "From: %q", from)
+	}
+}
