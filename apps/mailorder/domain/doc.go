@@ -13,7 +13,8 @@
 //     when its disposition is "attachment" or when it has a file name (inline
 //     parts with a file name count). Transfer encodings base64 and
 //     quoted-printable are decoded; file names may be RFC 2047 or RFC 2231
-//     encoded.
+//     encoded, in any charset (RFC 2231 continuations too), or raw 8-bit
+//     bytes (replaced as described under Text).
 //  2. parse: [ParseCSV] and [ParseJSON] turn an order attachment into a
 //     [Draft]. The format is chosen by content type (text/csv,
 //     application/json) and else by extension (.csv, .json). Attachments of any

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"mime/quotedprintable"
 	netmail "net/mail"
 	"path"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/charset" // registers charsets for RFC 2047 words and text bodies
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 )
@@ -170,11 +168,7 @@ func (w *walker) walk(th textproto.Header, body io.Reader, depth int) error {
 	h := message.Header{Header: th}
 	mediaType, params := contentType(h)
 	disp, dparams := contentDisposition(h)
-	name := dparams["filename"]
-	if name == "" {
-		name = params["name"]
-	}
-	name = cleanName(name)
+	name := cleanName(fileName(h, dparams, params))
 	cleanField(fmt.Sprintf("file name %q", clip(name)), &name, &w.mail.Notes)
 
 	isAttachment := disp == "attachment" || name != ""
@@ -282,25 +276,16 @@ func fallbackMediaType(v, def string) string {
 	return v
 }
 
-var wordDecoder = mime.WordDecoder{CharsetReader: charset.Reader}
-
 // lenientAddresses reads a From header that the strict reader refused:
 // an RFC 2047 word in a charset it does not know keeps its bytes as they
 // are (cleanText replaces what is not UTF-8 and notes it).
-var lenientAddresses = netmail.AddressParser{WordDecoder: &mime.WordDecoder{
-	CharsetReader: func(cs string, r io.Reader) (io.Reader, error) {
-		if cr, err := charset.Reader(cs, r); err == nil {
-			return cr, nil
-		}
-		return r, nil
-	},
-}}
+var lenientAddresses = netmail.AddressParser{WordDecoder: &lenientWords}
 
 // cleanName decodes leftover RFC 2047 words and keeps only the base name (a
 // file name is never a path here).
 func cleanName(name string) string {
 	if strings.Contains(name, "=?") {
-		if d, err := wordDecoder.DecodeHeader(name); err == nil {
+		if d, err := lenientWords.DecodeHeader(name); err == nil {
 			name = d
 		}
 	}
