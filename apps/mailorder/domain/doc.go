@@ -9,7 +9,8 @@
 //
 //  1. extract: [ParseMail] reads the headers (From, Subject decoded per
 //     RFC 2047, Message-ID, Date) and walks every MIME part in any nesting of
-//     multiparts (and attached message/rfc822 mails). A part is an attachment
+//     multiparts (and forwarded message/rfc822 mails, inline or attached:
+//     their parts are walked as the mail's own). A part is an attachment
 //     when its disposition is "attachment" or when it has a file name (inline
 //     parts with a file name count). Transfer encodings base64 and
 //     quoted-printable are decoded; file names may be RFC 2047 or RFC 2231

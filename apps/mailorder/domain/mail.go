@@ -191,8 +191,10 @@ func (w *walker) walk(th textproto.Header, body io.Reader, depth int) error {
 				return err
 			}
 		}
-	case mediaType == "message/rfc822" && !isAttachment:
-		// A forwarded mail: walk its parts too (its headers are not used).
+	case mediaType == "message/rfc822":
+		// A forwarded mail, inline or attached (as "forward as attachment"
+		// writes it, with a name): walk its parts too (its headers are not
+		// used).
 		br := bufio.NewReader(transferDecoder(h.Get("Content-Transfer-Encoding"), body))
 		inner, err := textproto.ReadHeader(br)
 		if err != nil {
