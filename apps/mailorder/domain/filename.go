@@ -17,7 +17,8 @@ import (
 // it drops a name in ISO-8859-1 (or reads only the tail of one in
 // continuations), and gives up on every parameter of a header holding a
 // raw 8-bit byte outside quotes or a parameter given twice. What it cannot
-// read is read here, leniently; cleanText then replaces what is not text.
+// read is read here, leniently (so are the charset and the boundary of a
+// Content-Type it gave up on); cleanText then replaces what is not text.
 
 // lenientCharsetReader converts from charset cs like charset.Reader, and
 // passes the bytes of a charset it does not know through as they are.

@@ -46,3 +46,26 @@ func TestFileNamesOfEveryWritingAreRead(t *testing.T) {
 		require.Empty(t, orderTextProblems(orders[0]), "%q", c.header)
 	}
 }
+
+// A Content-Type that the standard reader gives up on for one parameter
+// (a raw 8-bit byte in an unquoted name, a value that is no token) still
+// declares its charset and boundary: a Latin-1 CSV so declared was
+// rejected as "not valid UTF-8 text (declare the charset)", a multipart
+// as "without boundary".
+func TestContentTypeParametersBesideABrokenOneAreRead(t *testing.T) {
+	t.Parallel()
+	csv := "sku,qty,price,Beschreibung\r\nAB-1,1,1,K\xe4se\r\n"
+	for _, c := range []struct{ outer, part, name string }{
+		{"multipart/mixed; boundary=XX", "Content-Type: text/csv; charset=iso-8859-1; name=Bestellung\xe4.csv", "Bestellung\ufffd.csv"},
+		{"multipart/mixed; boundary=XX", "Content-Type: text/csv; charset=iso-8859-1; x=[1]\r\nContent-Disposition: attachment; filename=a.csv", "a.csv"},
+		{"multipart/mixed; boundary=\"XX\"; x=[1]", "Content-Type: text/csv; charset=iso-8859-1\r\nContent-Disposition: attachment; filename=a.csv", "a.csv"},
+	} {
+		raw := "From: a@example.com\r\nMessage-ID: <c@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: " + c.outer + "\r\n\r\n" +
+			"--XX\r\n" + c.part + "\r\n\r\n" + csv + "--XX--\r\n"
+		orders, _, err := domain.BuildOrders([]byte(raw), domain.Config{})
+		require.NoError(t, err, "%q %q", c.outer, c.part)
+		require.Len(t, orders, 1)
+		require.Equal(t, c.name, orders[0].AttachmentName)
+		require.Equal(t, "AB-1", orders[0].Lines[0].SKU)
+	}
+}

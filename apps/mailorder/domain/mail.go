@@ -237,12 +237,20 @@ func (w *walker) walk(th textproto.Header, body io.Reader, depth int) error {
 	return nil
 }
 
-// contentType parses Content-Type, tolerating broken parameters; the default
-// is text/plain.
+// contentType parses Content-Type, tolerating broken parameters (the
+// charset and boundary beside one are read leniently); the default is
+// text/plain.
 func contentType(h message.Header) (string, map[string]string) {
 	t, params, err := h.ContentType()
 	if err != nil {
-		return fallbackMediaType(h.Get("Content-Type"), "text/plain"), map[string]string{}
+		v := h.Get("Content-Type")
+		params = map[string]string{}
+		for _, p := range []string{"charset", "boundary"} {
+			if s, _ := lenientParam(v, p); s != "" {
+				params[p] = s
+			}
+		}
+		return fallbackMediaType(v, "text/plain"), params
 	}
 	if params == nil {
 		params = map[string]string{}
