@@ -249,7 +249,9 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 		return fmt.Errorf("stream %q: %w", q.stream, err)
 	}
 	raw, err := s.GetMsg(ctx, a.StreamSeq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+	if isMsgNotFound(err) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Handled before, or its stream deleted since the lookup above,
+		// and the message with it.
 		q.forgetMessage(a.StreamSeq)
 		return nil
 	}
@@ -289,7 +291,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 			return err
 		}
 	}
-	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNotFound(err) {
+	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !isMsgNotFound(err) {
 		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)
 	}
 	q.forgetMessage(a.StreamSeq)

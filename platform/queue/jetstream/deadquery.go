@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -107,7 +106,7 @@ func (b *Backend) GetDead(ctx context.Context, queueName, id string) (queue.Dead
 		return queue.DeadLetter{}, fmt.Errorf("jetstream: dead letter %q of %q: %w", id, queueName, queue.ErrNotFound)
 	}
 	d, err := b.readDead(ctx, qn, found)
-	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+	if isMsgNotFound(err) {
 		return queue.DeadLetter{}, fmt.Errorf("jetstream: dead letter %q of %q: %w", id, queueName, queue.ErrNotFound)
 	}
 	return d, err
@@ -258,7 +257,7 @@ func (b *Backend) scanDead(ctx context.Context, q queueNames, fn func(deadMsg) b
 	}
 	for seq := uint64(1); ; {
 		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(q.deadSubject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+		if isMsgNotFound(err) {
 			return nil
 		}
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 // deleted it for an ack, another replica re-drove or purged it) is taken
 // as deleted: the server refuses the delete with "no message found"
 // (err_code 10057, not wrapped as an API error by nats.go), which
-// isNotFound recognises. Declare's clean-up of acked messages (dropAcked)
+// isMsgNotFound recognises. Declare's clean-up of acked messages (dropAcked)
 // met it when another host acked in between, and failed the host's start
 // (TestClusterFailover under -race).
 func TestDeletingAGoneMessage(t *testing.T) {
@@ -28,5 +28,5 @@ func TestDeletingAGoneMessage(t *testing.T) {
 	require.NoError(t, s.DeleteMsg(ctx, ack.Sequence))
 	err = s.DeleteMsg(ctx, ack.Sequence)
 	require.Error(t, err)
-	require.True(t, isNotFound(err), "%v", err)
+	require.True(t, isMsgNotFound(err), "%v", err)
 }

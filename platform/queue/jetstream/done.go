@@ -63,7 +63,7 @@ func (b *Backend) finishedBefore(ctx context.Context, q *queueState, key string,
 	lctx, stop := b.serverContext(ctx)
 	defer stop()
 	m, err := b.lastDone(lctx, q.doneSubject(key, keyed))
-	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+	if isMsgNotFound(err) {
 		return "", false, nil
 	}
 	if err != nil {
@@ -219,7 +219,7 @@ func (b *Backend) markDone(ctx context.Context, q *queueState, key string, keyed
 // window) and whether it records that the task succeeded.
 func (b *Backend) doneMarker(ctx context.Context, q *queueState, key string, keyed bool) (seq uint64, succeeded bool, err error) {
 	m, err := b.lastDone(ctx, q.doneSubject(key, keyed))
-	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+	if isMsgNotFound(err) {
 		return 0, false, nil
 	}
 	if err != nil {
@@ -370,7 +370,7 @@ func (b *Backend) finishedOneByOne(ctx context.Context, tasks []*task.Task, qs [
 			switch {
 			case err == nil:
 				out[i] = doneMark{done: ownMarker(m.Data), data: m.Data}
-			case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):
+			case isMsgNotFound(err):
 			default:
 				errs[i] = fmt.Errorf("jetstream: look up key %q of %q: %w", t.Key, t.Queue, err)
 			}

@@ -80,7 +80,7 @@ func (b *Backend) FindTasks(ctx context.Context, queueName string, l queue.TaskL
 		}
 		m, err := b.lastDone(ctx, q.doneSubject(l.Key, keyed))
 		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):
+		case isMsgNotFound(err):
 		case err != nil:
 			return s, fmt.Errorf("jetstream: look up key %q of %q: %w", l.Key, queueName, err)
 		default:
@@ -312,7 +312,7 @@ func findRanges(first, last uint64) []findRange {
 func (r *findRange) read(ctx context.Context, st jetstream.Stream, budget *atomic.Int64, fn func(*jetstream.RawStreamMsg)) error {
 	for seq := r.lo; seq <= r.hi; {
 		raw, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
-		if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+		if isMsgNotFound(err) {
 			return nil
 		}
 		if err != nil {

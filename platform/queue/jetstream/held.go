@@ -8,8 +8,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/plba/plba/platform/task"
 )
 
@@ -104,7 +102,7 @@ func (b *Backend) dupMarkOf(ctx context.Context, q *queueState, t *task.Task, se
 		switch {
 		case err == nil:
 			return dupMark{finished: m.Data}
-		case errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err):
+		case isMsgNotFound(err):
 			return dupMark{} // a schedule that fired: its task is live
 		case storeGone(err):
 			// The finished-key stream is gone: a round sets it up again
@@ -144,7 +142,7 @@ func (b *Backend) holderAt(ctx context.Context, q *queueState, seq uint64) (stri
 		return "", fmt.Errorf("jetstream: no message to read on %q (sequence %d)", q.queue, seq)
 	}
 	raw, err := st.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+	if isMsgNotFound(err) {
 		return "", errHolderGone
 	}
 	if err != nil {

@@ -1,12 +1,10 @@
 package jetstream
 
 import (
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/queue"
@@ -64,7 +62,7 @@ func TestGeneratedKeysAreNotRemembered(t *testing.T) {
 	has := func(key string) bool { // in either space
 		for _, keyed := range [...]bool{true, false} {
 			_, err := b.done.GetLastMsgForSubject(ctx, q.doneSubject(key, keyed))
-			if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+			if isMsgNotFound(err) {
 				continue
 			}
 			require.NoError(t, err)
@@ -127,7 +125,7 @@ func TestOldMessagesKeepTheirMarker(t *testing.T) {
 	has := func(key string) bool { // in either space
 		for _, keyed := range [...]bool{true, false} {
 			_, err := b.done.GetLastMsgForSubject(ctx, q.doneSubject(key, keyed))
-			if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+			if isMsgNotFound(err) {
 				continue
 			}
 			require.NoError(t, err)

@@ -23,7 +23,7 @@ import (
 func (b *Backend) dropAcked(ctx context.Context, q *queueState, s jetstream.Stream, c jetstream.Consumer) (int, error) {
 	floor := c.CachedInfo().AckFloor.Stream
 	n, err := ackedLeft(ctx, s, q.subject, floor, func(seq uint64) error {
-		if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNotFound(err) {
+		if err := s.DeleteMsg(ctx, seq); err != nil && !isMsgNotFound(err) {
 			return fmt.Errorf("jetstream: delete acked message %d of stream %q: %w", seq, q.stream, err)
 		}
 		return nil

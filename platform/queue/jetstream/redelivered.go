@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -92,7 +91,7 @@ func (b *Backend) redeliveredCopy(ctx context.Context, q *queueState, md *jetstr
 	seq := md.Sequence.Stream
 	since := md.Timestamp.Add(-copyLookupMargin)
 	last, err := b.lastDead(ctx, q.deadSubject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) || isNotFound(err) {
+	if isMsgNotFound(err) {
 		return nil, nil // the queue has no dead letter
 	}
 	if err != nil {

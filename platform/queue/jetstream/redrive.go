@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
@@ -128,7 +129,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		if err := b.markQueuedAgain(ctx, q, t.Key, prev); err != nil {
 			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
 		}
-		if err := dead.DeleteMsg(ctx, m.seq); err != nil && !isNotFound(err) {
+		if err := dead.DeleteMsg(ctx, m.seq); err != nil && !isMsgNotFound(err) {
 			return n, fmt.Errorf("jetstream: delete dead letter %s: %w", t.ID, err)
 		}
 		n++
@@ -185,8 +186,8 @@ func (b *Backend) dropRedriven(ctx context.Context, q *queueState, t *task.Task,
 			return err
 		}
 		m, err := dead.GetMsg(ctx, seq)
-		if isNotFound(err) {
-			return nil
+		if isMsgNotFound(err) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil // gone, or its stream deleted since lookupDead, and it with it
 		}
 		if err != nil {
 			return err
@@ -197,7 +198,7 @@ func (b *Backend) dropRedriven(ctx context.Context, q *queueState, t *task.Task,
 		if dl, err := decodeDead(m.Header, nil, q.queue); err != nil || dl.Task.ID != t.ID {
 			return nil
 		}
-		if err := dead.DeleteMsg(ctx, seq); err != nil && !isNotFound(err) {
+		if err := dead.DeleteMsg(ctx, seq); err != nil && !isMsgNotFound(err) {
 			return err
 		}
 		b.log.Info("jetstream: dead letter left by an interrupted redrive deleted", zap.String("queue", q.queue),
@@ -238,7 +239,7 @@ func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (i
 	n := 0
 	for _, seq := range seqs {
 		if err := dead.DeleteMsg(ctx, seq); err != nil {
-			if isNotFound(err) {
+			if isMsgNotFound(err) {
 				continue
 			}
 			return n, fmt.Errorf("jetstream: purge dead letter %d of %q: %w", seq, qn.queue, err)
