@@ -14,8 +14,8 @@
 // effect all the same, a timeout say, nothing is lost: the delivery was
 // settled; if not, it comes back when its lease ends, which the backend
 // may bring forward and then says so in the delivery's LeaseUntil:
-// JetStream stops renewing it), except Retry's
-// ErrDeadLettered: the backend dead-lettered the delivery instead. A backend that
+// JetStream stops renewing it), except ErrDeadLettered (from Retry or
+// Release): the backend dead-lettered the delivery instead. A backend that
 // dead-letters on its own outside a settlement says so through
 // DeadWatcher.
 //

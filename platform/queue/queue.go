@@ -29,10 +29,12 @@ var (
 	// task will never be accepted, so a source dead-letters it instead
 	// (task.Rejected) rather than emitting it again.
 	ErrTooLarge = errors.New("queue: task too large")
-	// ErrDeadLettered is returned by Retry when the backend settled the
-	// delivery as a dead letter instead (its own delivery limit was
-	// reached). The settlement happened: the caller counts and reports a
-	// dead letter, not a retry.
+	// ErrDeadLettered is returned by Retry, and by Release, when the
+	// backend settled the delivery as a dead letter instead (its own
+	// delivery limit was reached: a retry is not allowed, or a release
+	// on the last allowed delivery could not be made without counting
+	// it). The settlement happened: the caller counts and reports a
+	// dead letter, not a retry or a give-back.
 	ErrDeadLettered = errors.New("queue: dead-lettered by the backend")
 	// ErrNotFound is returned by GetDead for an id that is not (or no
 	// longer) a dead letter of the queue.
@@ -155,7 +157,11 @@ type Consumer interface {
 	// Release puts d back unsettled, deliverable again at once, without
 	// counting the attempt: the next delivery carries the same attempt
 	// number. A worker pool uses it for deliveries it leased but did not
-	// run (pause, stop) and for handlers cancelled by a stop.
+	// run (pause, stop) and for handlers cancelled by a stop. A backend
+	// that could not put d back uncounted returns an error (the delivery
+	// then counts, as a lease that ran out would), or ErrDeadLettered
+	// when that delivery was the last its delivery limit allows and it
+	// dead-lettered d instead.
 	Release(ctx context.Context, d *Delivery) error
 }
 

@@ -51,8 +51,11 @@
 // reported to the observer as task.Returned with the error, and the
 // delivery stays leased until its lease ends (which the backend may bring
 // forward: JetStream no longer renews it, so it ends with its AckWait),
-// when the backend delivers it again. A Retry the backend answers with queue.ErrDeadLettered (its own
-// delivery limit) is a dead letter. Dead letters a backend makes on its
+// when the backend delivers it again. A Retry or a Release the backend
+// answers with queue.ErrDeadLettered (its own delivery limit; a Release
+// on the last delivery it allows that it could not make uncounted) is a
+// dead letter, told to the task's source (a Release: also counted as a
+// failed settlement). Dead letters a backend makes on its
 // own (queue.DeadWatcher) are reported to the Runtime, which tells their
 // sources and counts them on the queue's pool; so are the tasks with a
 // source that a backend finds delivered again after they succeeded

@@ -215,29 +215,47 @@ func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
 // giveBack returns d to the queue unsettled (Release, which does not count
 // the attempt), bounded by parent and by the lease. A failed release is
 // counted (SettleFailures.Release): the delivery stays leased until its
-// lease ends, and comes back then as a new attempt. A delivery the pool
+// lease ends, and comes back then as a new attempt (sooner when the
+// backend brings the lease's end forward: JetStream gives a delivery whose
+// copy it could not store back with a negative ack). A delivery the pool
 // did not run (unrun) whose lease the backend says ended (queue.ErrLeaseLost)
 // expired instead, in the hand-over buffer: it is counted as a worker
 // that took it would have counted it (Stats.Expired), since nothing
-// failed; the backend delivers it again as a new attempt.
-func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) {
+// failed; the backend delivers it again as a new attempt. A release the
+// backend turned into a dead letter (queue.ErrDeadLettered: the last
+// delivery its delivery limit allows, which it could not give back
+// uncounted) is a failed release and a dead letter: counted as both, and
+// told to the task's source. giveBack then reports the dead letter's
+// reason and true.
+func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (deadReason string, dead bool) {
 	ctx, cancel := context.WithTimeout(parent, p.cfg.Lease)
 	defer cancel()
 	err := p.backendCall(OpRelease, d.Task, func() error { return p.backend.Release(ctx, d) })
 	if err == nil {
 		p.n.returned.Add(1)
-		return
+		return "", false
 	}
 	if unrun && errors.Is(err, queue.ErrLeaseLost) {
 		p.n.expired.Add(1)
 		p.log.Warn("lease ended before the task was given back unrun; it is delivered again",
 			zap.String("task", d.Task.ID), zap.String("kind", d.Task.Kind), zap.Time("lease_until", d.LeaseUntil))
-		return
+		return "", false
+	}
+	if errors.Is(err, queue.ErrDeadLettered) {
+		p.n.settleFailed(OpRelease).Add(1)
+		p.setLastError(fmt.Errorf("%s task %s: %w", OpRelease, d.Task.ID, printable(err)))
+		reason := d.DeadReason
+		if reason == "" {
+			reason, _ = errorText(err)
+		}
+		p.dead(parent, d, reason)
+		return reason, true
 	}
 	if ctx.Err() != nil {
 		p.stop.late.Add(1)
 	}
 	_ = p.settleFailed(OpRelease, d.Task, err)
+	return "", false
 }
 
 // maxParallelGiveBacks bounds the backend calls of one giveBackAll.

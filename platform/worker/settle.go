@@ -48,7 +48,9 @@ func (p *Pool) settleGuarded(ctx context.Context, s *slot, d *queue.Delivery, rt
 		// Stopping: the handler was cancelled; the task goes back as it is.
 		// It did not fail (Stats.Failed, the observer: task.ErrStopped).
 		if s.claim() {
-			p.giveBack(p.settleParent(), d, false)
+			if reason, dead := p.giveBack(p.settleParent(), d, false); dead {
+				return task.DeadLettered, reason, fmt.Errorf("%w: %w", task.ErrStopped, printable(err))
+			}
 		}
 		return task.Returned, "", fmt.Errorf("%w: %w", task.ErrStopped, printable(err))
 	}

@@ -23,8 +23,8 @@ type Stats struct {
 	// Retried counts deliveries the backend scheduled again.
 	Retried int64 `json:"retried"`
 	// Dead counts tasks of the queue the backend dead-lettered: by the
-	// pool's verdict, on its own when asked to retry
-	// (queue.ErrDeadLettered), or on its own outside any settlement
+	// pool's verdict, on its own when asked to retry or to give a
+	// delivery back (queue.ErrDeadLettered), or on its own outside any settlement
 	// (queue.DeadWatcher, reported through the Runtime).
 	Dead int64 `json:"dead"`
 	// Returned counts deliveries the backend took back unsettled (at stop,
@@ -32,8 +32,11 @@ type Stats struct {
 	Returned int64 `json:"returned"`
 	// SettleFailed counts, per operation, settlements the backend refused,
 	// did not answer in time, or panicked in. Such a delivery is not counted as done:
-	// it stays leased until its lease ends, and the backend delivers it
-	// again (a failed ack: the handler runs again).
+	// it stays leased until its lease ends (or the backend brings that
+	// forward), and the backend delivers it again (a failed ack: the
+	// handler runs again; a failed release: as a new attempt), unless it
+	// dead-lettered it (a Release answered queue.ErrDeadLettered, counted
+	// in Dead as well).
 	SettleFailed SettleFailures `json:"settle_failed"`
 	// CompletionFailed counts completions (source.Completer) that returned
 	// an error after the backend settled the task. They are logged and not

@@ -253,11 +253,13 @@ func (b *Backend) DeadLetter(ctx context.Context, d *queue.Delivery, reason stri
 	}
 	ctx, cancel := r.settleCtx(ctx)
 	defer cancel()
-	return r.failedIf(leaseCut(ctx, b.deadLetterLocked(ctx, r, reason)))
+	return r.failedIf(leaseCut(ctx, b.deadLetterLocked(ctx, r, r.attempt, reason)))
 }
 
-func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, reason string) error {
-	stored, err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, r.attempt, reason)
+// deadLetterLocked is DeadLetter's work, the dead letter recording
+// attempts (r.attempt when the delivery ran). r.mu held.
+func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, attempts int, reason string) error {
+	stored, err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, attempts, reason)
 	if err != nil {
 		return err
 	}

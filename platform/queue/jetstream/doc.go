@@ -66,7 +66,12 @@
 //   - Release (a delivery the pool leased but did not run) = publish the
 //     task again as a new message, with the attempts it had used, then
 //     ack the original: a nak would count a delivery for work that never
-//     happened.
+//     happened. A copy the server does not store (a full bounded stream)
+//     fails the Release, which says what became of the delivery: given
+//     back with a nak, counted; on the last allowed delivery, after
+//     which the server delivers the message no more, the copy is offered
+//     again while the lease leaves time, then the task is dead-lettered
+//     with a reason that says so (queue.ErrDeadLettered).
 //   - Max attempts = MaxDeliver. A Retry on the last allowed delivery
 //     dead-letters the task instead; a task whose lease expires on its
 //     last delivery is dead-lettered from the server's MAX_DELIVERIES

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
@@ -116,10 +114,21 @@ func (b *Backend) ack(ctx context.Context, r *receipt) error {
 // Config.PublishTimeout (stored, its answer lost with a stream leader) is
 // sent again with its Nats-Msg-Id, which the server de-duplicates, as a
 // dead-letter copy is (publishAnswered), rather than waited for until
-// the lease ends. If the publish fails, Release falls back to a
-// negative ack (the delivery then counts), unless the connection is down:
-// then it fails, the delivery left to the server, which delivers it again
-// after its AckWait (TestGiveBackDuringAnOutageIsNoReturn). It does not wait for a server
+// the lease ends.
+//
+// A copy the server does not store (a bounded work stream full, a
+// refusal) fails the Release, which says what became of the delivery
+// (releaseRefused): it is given back with a negative ack, delivered again
+// at once and counted as an attempt; on the last delivery
+// Config.MaxDeliver allows, after which the server delivers the message
+// no more, the copy is offered again while a full stream may make room,
+// and when it is still not stored the task is dead-lettered with a reason
+// that says so, and Release returns queue.ErrDeadLettered
+// (TestReleaseRefusedCountsTheDelivery,
+// TestReleaseRefusedOnTheLastDeliveryDeadLettersSaying). While the
+// connection is down Release fails and the delivery is left to the
+// server, which delivers it again after its AckWait
+// (TestGiveBackDuringAnOutageIsNoReturn). It does not wait for a server
 // it has lost: the publish ends as soon as the connection drops (or when
 // it is down already), so a pool stopping during an outage is not held
 // for a lease per give-back (TestPoolStopDuringAnOutageReturnsSoon).
@@ -152,6 +161,9 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) (err error) {
 	}
 	if perr == nil {
 		_, perr = b.publishAnswered(ctx, msg, "released copy")
+		if isStreamFull(perr) && b.lastDelivery(r) {
+			perr = b.copyWhenRoom(ctx, msg, perr)
+		}
 	}
 	if perr != nil {
 		if !b.nc.IsConnected() {
@@ -161,15 +173,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) (err error) {
 			r.finish()
 			return fmt.Errorf("jetstream: release task %s: %w (not connected: left to the server, delivered again after its AckWait)", t.ID, perr)
 		}
-		if err := r.lastWord("release"); err != nil {
-			return fmt.Errorf("jetstream: release task %s: publish: %w; %w", t.ID, perr, err)
-		}
-		if err := r.msg.Nak(); err != nil {
-			return fmt.Errorf("jetstream: release task %s: publish: %w; nak: %w", t.ID, perr, err)
-		}
-		r.finish()
-		b.log.Warn("jetstream: release fell back to a negative ack (the delivery counts)", zap.String("task", t.ID), zap.Error(perr))
-		return nil
+		return b.releaseRefused(ctx, r, perr)
 	}
 	if err := r.lastWord("release"); err != nil {
 		// The copy is stored and the original delivered again: a
@@ -203,14 +207,14 @@ func (b *Backend) Retry(ctx context.Context, d *queue.Delivery, at time.Time) (e
 		return err
 	}
 	defer func() { err = r.failedIf(err) }()
-	if b.cfg.MaxDeliver > 0 && r.attempt+r.early >= b.cfg.MaxDeliver {
+	if b.lastDelivery(r) {
 		reason := fmt.Sprintf("retry requested after the last of %d deliveries (max_deliver)", b.cfg.MaxDeliver)
 		if d.FailReason != "" {
 			reason = d.FailReason + " (" + reason + ")"
 		}
 		sctx, cancel := r.settleCtx(ctx)
 		defer cancel()
-		if err := b.deadLetterLocked(sctx, r, reason); err != nil {
+		if err := b.deadLetterLocked(sctx, r, r.attempt, reason); err != nil {
 			return leaseCut(sctx, err)
 		}
 		return fmt.Errorf("jetstream: retry task %s on its last delivery (max_deliver %d): %w", d.Task.ID, b.cfg.MaxDeliver, queue.ErrDeadLettered)

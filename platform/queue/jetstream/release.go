@@ -1,0 +1,95 @@
+package jetstream
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/plba/plba/platform/queue"
+)
+
+// A Release whose copy the server does not store. The delivery cannot go
+// back uncounted: the server counts it whatever follows, a negative ack
+// or its AckWait running out. Release says so with an error, and with
+// what became of the delivery, rather than report a give-back that did
+// not happen.
+
+// lastDelivery reports whether r is the last delivery Config.MaxDeliver
+// allows (the deliveries given back before the task's NotBefore count
+// with the server: earlyOf): after it the server delivers the message no
+// more, and its MAX_DELIVERIES advisory dead-letters the task (advisory.go).
+func (b *Backend) lastDelivery(r *receipt) bool {
+	return b.cfg.MaxDeliver > 0 && r.attempt+r.early >= b.cfg.MaxDeliver
+}
+
+// copyWhenRoom offers msg, a released copy that a full work stream
+// refused (perr), again with Enqueue's back-off (other tasks acked make
+// room), until the server stores it or ctx (the lease) has no more than
+// Config.PublishTimeout left, kept for the dead letter that follows a
+// copy never stored (releaseRefused). It returns nil once the copy is
+// stored, else why it is not.
+func (b *Backend) copyWhenRoom(ctx context.Context, msg *nats.Msg, perr error) error {
+	if end, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, end.Add(-b.cfg.PublishTimeout))
+		defer cancel()
+	}
+	wait := fullBackoff()
+	for isStreamFull(perr) {
+		if !b.waitForRoom(ctx, wait, func(error) {}) {
+			return perr
+		}
+		// A fresh message for the next attempt, as Enqueue's.
+		msg = &nats.Msg{Subject: msg.Subject, Header: msg.Header, Data: msg.Data}
+		_, err := b.publishAnswered(ctx, msg, "released copy")
+		if err != nil && !isStreamFull(err) && ctx.Err() != nil {
+			return perr // cut short while waiting for the answer: still full, as far as is known
+		}
+		perr = err
+	}
+	return perr
+}
+
+// releaseRefused ends a Release of r whose copy the server did not store
+// (perr), while connected.
+//
+// Before the last allowed delivery, r is given back with a negative ack:
+// delivered again at once, as a new attempt (the server counts this
+// delivery), which the error says; its lease ends now (d.LeaseUntil).
+//
+// On the last one, a negative ack (or the lease running out) would end
+// the task's deliveries, and the advisory would dead-letter it as if
+// its lease had expired on a delivery that ran (exhaustedReason). The
+// task is dead-lettered here instead, with a reason that says what
+// happened, and attempts that do not count this delivery; Release
+// returns queue.ErrDeadLettered, as Retry does: the delivery is settled,
+// as a dead letter, and its caller reports that (the worker pool counts
+// the dead letter and tells the task's source). A dead letter that cannot
+// be stored either leaves the delivery to the server, as any failed
+// settlement.
+func (b *Backend) releaseRefused(ctx context.Context, r *receipt, perr error) error {
+	t := r.d.Task
+	if !b.lastDelivery(r) {
+		if err := r.lastWord("release"); err != nil {
+			return fmt.Errorf("jetstream: release task %s: its copy was not stored: %w; %w", t.ID, perr, err)
+		}
+		if err := r.msg.Nak(); err != nil {
+			return fmt.Errorf("jetstream: release task %s: its copy was not stored: %w; negative ack: %w", t.ID, perr, err)
+		}
+		now := time.Now()
+		r.lmu.Lock()
+		r.leaseEnd, r.d.LeaseUntil = now, now
+		r.lmu.Unlock()
+		r.finish()
+		return fmt.Errorf("jetstream: release task %s: its copy was not stored (%w): given back with a negative ack instead, delivered again at once as attempt %d (this delivery counts)",
+			t.ID, perr, r.attempt+1)
+	}
+	reason := fmt.Sprintf("given back without a result on the last of %d deliveries (max_deliver), after %d attempts: its copy for another delivery was not stored (%v), and the server delivers the message no more",
+		b.cfg.MaxDeliver, r.attempt-1, perr)
+	if err := b.deadLetterLocked(ctx, r, r.attempt-1, reason); err != nil {
+		return fmt.Errorf("jetstream: release task %s on its last delivery (max_deliver %d): its copy was not stored: %w; dead-letter it: %w", t.ID, b.cfg.MaxDeliver, perr, err)
+	}
+	return fmt.Errorf("jetstream: release task %s on its last delivery (max_deliver %d): its copy was not stored (%w): %w", t.ID, b.cfg.MaxDeliver, perr, queue.ErrDeadLettered)
+}
