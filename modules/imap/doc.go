@@ -14,7 +14,8 @@
 //     above MaxMessageSize, not fetched, and one the server refuses to
 //     return become their task.Rejected stand-ins, made in standin.go,
 //     and, in reject.go, so does a task the queue refuses for good,
-//     dead-lettered with the reason);
+//     dead-lettered with the reason); message.go: what the scan knows
+//     of a message (meta) and the task it becomes (its key);
 //     reconcile.go: the periodic whole-mailbox pass (the mailbox
 //     selected again) that finishes handled-but-unmoved mail;
 //   - fetch.go and refusal.go: fetching metadata and bodies, and when a

@@ -3,12 +3,9 @@ package imap
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -146,14 +143,6 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	s.st.LastPoll = time.Now()
 	s.mu.Unlock()
 	return nil
-}
-
-// meta is what the first, cheap fetch of a batch learns of a message.
-type meta struct {
-	uid   imap.UID
-	size  int64
-	msgID string
-	date  time.Time
 }
 
 // processChunk fetches the metadata of up to BatchSize UIDs, fetches the
@@ -368,39 +357,4 @@ func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []met
 	s.st.Refused += uint64(denied)
 	s.log.Debug("emitted", zap.Int("tasks", len(tasks)))
 	return nil
-}
-
-// key is the stable task key of a message: its Message-ID (when it has
-// one) and the SHA-256 of its raw bytes. The hash keeps two different
-// messages that share a Message-ID (a sender reusing ids, a corrected
-// mail) apart, and it is the same for the same message wherever and
-// whenever it is fetched, so a restart or a re-emission reuses the key.
-func (s *Source) key(msgID string, raw []byte) string {
-	sum := sha256.Sum256(raw)
-	h := "sha256:" + hex.EncodeToString(sum[:])
-	if msgID != "" {
-		return "imap:" + s.cfg.Mailbox + ":" + msgID + ":" + h
-	}
-	return "imap:" + s.cfg.Mailbox + ":" + h
-}
-
-func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
-	t := &task.Task{
-		Kind:    s.cfg.Kind,
-		Queue:   s.cfg.Queue,
-		Payload: raw,
-		Key:     s.key(m.msgID, raw),
-		Headers: map[string]string{
-			HeaderUID:             strconv.FormatUint(uint64(m.uid), 10),
-			HeaderUIDValidity:     strconv.FormatUint(uint64(validity), 10),
-			HeaderMailbox:         s.cfg.Mailbox,
-			HeaderMessageID:       m.msgID,
-			HeaderSize:            strconv.Itoa(len(raw)),
-			task.HeaderCompletion: s.cfg.Name,
-		},
-	}
-	if !m.date.IsZero() {
-		t.Headers[HeaderInternalDate] = m.date.UTC().Format(time.RFC3339)
-	}
-	return t
 }

@@ -1,0 +1,58 @@
+package imap
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// A message as the scan knows it (meta), and the task it becomes: its
+// key and headers (the stand-ins, made in standin.go, are built on it).
+
+// meta is what the first, cheap fetch of a batch learns of a message.
+type meta struct {
+	uid   imap.UID
+	size  int64
+	msgID string
+	date  time.Time
+}
+
+// key is the stable task key of a message: its Message-ID (when it has
+// one) and the SHA-256 of its raw bytes. The hash keeps two different
+// messages that share a Message-ID (a sender reusing ids, a corrected
+// mail) apart, and it is the same for the same message wherever and
+// whenever it is fetched, so a restart or a re-emission reuses the key.
+func (s *Source) key(msgID string, raw []byte) string {
+	sum := sha256.Sum256(raw)
+	h := "sha256:" + hex.EncodeToString(sum[:])
+	if msgID != "" {
+		return "imap:" + s.cfg.Mailbox + ":" + msgID + ":" + h
+	}
+	return "imap:" + s.cfg.Mailbox + ":" + h
+}
+
+func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
+	t := &task.Task{
+		Kind:    s.cfg.Kind,
+		Queue:   s.cfg.Queue,
+		Payload: raw,
+		Key:     s.key(m.msgID, raw),
+		Headers: map[string]string{
+			HeaderUID:             strconv.FormatUint(uint64(m.uid), 10),
+			HeaderUIDValidity:     strconv.FormatUint(uint64(validity), 10),
+			HeaderMailbox:         s.cfg.Mailbox,
+			HeaderMessageID:       m.msgID,
+			HeaderSize:            strconv.Itoa(len(raw)),
+			task.HeaderCompletion: s.cfg.Name,
+		},
+	}
+	if !m.date.IsZero() {
+		t.Headers[HeaderInternalDate] = m.date.UTC().Format(time.RFC3339)
+	}
+	return t
+}
