@@ -2,8 +2,10 @@ package imap
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
@@ -30,20 +32,26 @@ const controlCandidates = 16
 // are no evidence, the held mail waits for other mail.
 var errNoControl = errors.New("no other message in the mailbox to tell the server's failure from the message's")
 
-// controlOn is the control on c (see controlFetch).
-func (s *Source) controlOn(c *imapclient.Client) control {
-	return func(suspects []imap.UID, what string) error { return s.controlFetch(c, suspects, what) }
+// controlOn is the control on c in the session ctx (see controlFetch).
+func (s *Source) controlOn(ctx context.Context, c *imapclient.Client) control {
+	return func(suspects []imap.UID, what string) error { return s.controlFetch(ctx, c, suspects, what) }
 }
 
 // controlFetch is the control (see control) on c: of the mailbox's
 // messages other than suspects, and than those known for trouble
 // (refused, fetched when a connection ended, left in the mailbox on
-// purpose), up to controlCandidates of the highest UIDs, it asks for the
-// sizes (RFC822.SIZE), then for the smallest as what was refused: its
+// purpose), up to controlCandidates, it asks for the sizes
+// (RFC822.SIZE), then for the smallest as what was refused: its
 // metadata, or its body with BODY.PEEK[] (no flag changes; a body above
 // MaxMessageSize is drained unread, returned all the same). A NO to any
 // of it is the server failing: the error says so, and the session fails.
-func (s *Source) controlFetch(c *imapclient.Client, suspects []imap.UID, what string) error {
+// The candidates are those that failed the fewest controls (see
+// controlFailed), then the highest UIDs, and the smallest is chosen
+// among those that failed the fewest: a message the server fails on
+// whenever it is asked for (one read and left in the mailbox long ago,
+// never scanned, so never held) does not fail every session's control
+// while another message can tell.
+func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspects []imap.UID, what string) error {
 	w := s.guard(c)
 	data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
 	if err = w.done(err); err != nil {
@@ -61,12 +69,16 @@ func (s *Source) controlFetch(c *imapclient.Client, suspects []imap.UID, what st
 			others = append(others, u)
 		}
 	}
+	s.keepControlFailures(all)
+	failed := maps.Clone(s.controlFailures)
 	s.mu.Unlock()
 	if len(others) == 0 {
 		return errNoControl
 	}
-	slices.Sort(others)
-	others = others[max(0, len(others)-controlCandidates):]
+	slices.SortFunc(others, func(a, b imap.UID) int {
+		return cmp.Or(cmp.Compare(failed[a], failed[b]), cmp.Compare(b, a))
+	})
+	others = others[:min(len(others), controlCandidates)]
 	w = s.guard(c)
 	bufs, err := c.Fetch(imap.UIDSetNum(others...), &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
 	if err = w.done(err); err != nil {
@@ -77,25 +89,29 @@ func (s *Source) controlFetch(c *imapclient.Client, suspects []imap.UID, what st
 		return errNoControl // expunged meanwhile
 	}
 	small := slices.MinFunc(bufs, func(a, b *imapclient.FetchMessageBuffer) int {
-		return cmp.Or(cmp.Compare(a.RFC822Size, b.RFC822Size), cmp.Compare(a.UID, b.UID))
-	})
+		return cmp.Or(cmp.Compare(failed[a.UID], failed[b.UID]), cmp.Compare(a.RFC822Size, b.RFC822Size), cmp.Compare(a.UID, b.UID))
+	}).UID
 	if what == "metadata" {
-		metas, err := s.fetchMetaOf(c, []imap.UID{small.UID})
+		metas, err := s.fetchMetaOf(c, []imap.UID{small})
 		if err != nil {
-			return fmt.Errorf("imap: control: uid %d: %w", small.UID, err)
+			s.controlFailed(ctx, small, err)
+			return fmt.Errorf("imap: control: uid %d: %w", small, err)
 		}
 		if len(metas) == 0 {
 			return errNoControl
 		}
+		s.controlServed(small)
 		return nil
 	}
-	bodies, oversize, err := s.fetchBodies(c, imap.UIDSetNum(small.UID))
+	bodies, oversize, err := s.fetchBodies(c, imap.UIDSetNum(small))
 	if err != nil {
-		return fmt.Errorf("imap: control: uid %d: %w", small.UID, err)
+		s.controlFailed(ctx, small, err)
+		return fmt.Errorf("imap: control: uid %d: %w", small, err)
 	}
 	if len(bodies)+len(oversize) == 0 {
 		return errNoControl
 	}
+	s.controlServed(small)
 	return nil
 }
 
@@ -105,14 +121,14 @@ func (s *Source) controlFetch(c *imapclient.Client, suspects []imap.UID, what st
 // there is none to ask for; else the error, the server failing as a
 // whole: nothing is counted nor given up, the session fails and Run
 // retries it with back-off.
-func (s *Source) serverReturns(c *imapclient.Client, deferred []refusedGroup, what string) error {
+func (s *Source) serverReturns(ctx context.Context, c *imapclient.Client, deferred []refusedGroup, what string) error {
 	var pile []imap.UID
 	for _, d := range deferred {
 		for _, r := range d.refs {
 			pile = append(pile, r.m.uid)
 		}
 	}
-	err := s.controlOn(c)(pile, what)
+	err := s.controlOn(ctx, c)(pile, what)
 	if err == nil || errors.Is(err, errNoControl) {
 		return nil
 	}
@@ -123,4 +139,40 @@ func (s *Source) serverReturns(c *imapclient.Client, deferred []refusedGroup, wh
 		zap.Error(last[0].err), zap.NamedError("control", err))
 	return fmt.Errorf("imap: fetch %s: the server refused each of %d messages (uid %d to %d) and another, none given up: %w (%w)",
 		what, len(pile), pile[0], pile[len(pile)-1], last[0].err, err)
+}
+
+// controlFailed counts a control fetch of u that failed with err (in the
+// session ctx): u is chosen after the others from now on (see
+// controlFetch). A fetch that ended the connection makes u a suspect too,
+// as any fetch does (see poison.go): it is not the control again while it
+// is one, and a scan asks for it alone.
+func (s *Source) controlFailed(ctx context.Context, u imap.UID, err error) {
+	if ctx.Err() != nil {
+		return // the session ended: nothing learnt about u
+	}
+	s.suspectAll(ctx, []imap.UID{u}, err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.controlFailures[u]++
+}
+
+// controlServed forgets the failed controls of u: the server returned it.
+func (s *Source) controlServed(u imap.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.controlFailures, u)
+}
+
+// keepControlFailures forgets the failed controls of the messages no
+// longer in the mailbox (all: the UIDs it holds), so that the record
+// stays as small as the mailbox. The caller holds s.mu.
+func (s *Source) keepControlFailures(all []imap.UID) {
+	if len(s.controlFailures) == 0 {
+		return
+	}
+	there := make(map[imap.UID]bool, len(all))
+	for _, u := range all {
+		there[u] = true
+	}
+	maps.DeleteFunc(s.controlFailures, func(u imap.UID, _ int) bool { return !there[u] })
 }

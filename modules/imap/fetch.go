@@ -64,7 +64,7 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 		}
 		return nil, lost, refusedGroup{refs: refs, what: "metadata"}
 	}
-	given, err := s.settleRefused(refs, len(metas) > 0, "metadata", s.controlOn(c))
+	given, err := s.settleRefused(refs, len(metas) > 0, "metadata", s.controlOn(ctx, c))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -153,7 +153,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 		// processChunk).
 		return nil, nil, nil, refusedGroup{refs: refs, what: "body", lost: lost}
 	}
-	given, err := s.settleRefused(refs, true, "body", s.controlOn(c))
+	given, err := s.settleRefused(refs, true, "body", s.controlOn(ctx, c))
 	if err != nil {
 		return nil, nil, nil, err
 	}

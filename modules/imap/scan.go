@@ -111,7 +111,7 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 		if errors.As(err, &rg) {
 			deferred = append(deferred, rg)
 			if len(deferred) > 1 && !serving {
-				if err := s.serverReturns(c, deferred, rg.what); err != nil {
+				if err := s.serverReturns(ctx, c, deferred, rg.what); err != nil {
 					return err
 				}
 				serving = true
@@ -125,7 +125,7 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 			continue
 		}
 		for _, d := range deferred {
-			given, err := s.settleRefused(d.refs, returned, d.what, s.controlOn(c))
+			given, err := s.settleRefused(d.refs, returned, d.what, s.controlOn(ctx, c))
 			if err != nil {
 				return err
 			}
@@ -213,7 +213,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 			s.hold(r.m.uid)
 		}
 	} else {
-		given, err := s.settleRefused(pending, returned, "body", s.controlOn(c))
+		given, err := s.settleRefused(pending, returned, "body", s.controlOn(ctx, c))
 		if err != nil {
 			return returned, err
 		}

@@ -182,6 +182,7 @@ func (s *Source) selected(validity uint32) {
 		s.rescan = 0
 		clear(s.refusedAlone)
 		clear(s.suspects)
+		clear(s.controlFailures)
 		clear(s.aside)
 		clear(s.finished)
 		clear(s.counted)

@@ -106,6 +106,12 @@ type Source struct {
 	// suspects are the UIDs (under uidValidity) a fetch asked for when
 	// the connection ended: they are fetched alone (see poison.go).
 	suspects map[imap.UID]bool
+	// controlFailures counts, per UID under uidValidity, the control
+	// fetches of the message that failed (see controlFetch): it is
+	// chosen last for the next. An entry is dropped when the message is
+	// returned as the control, or is no longer in the mailbox, and all
+	// of them when UIDVALIDITY changes.
+	controlFailures map[imap.UID]int
 	// aside is the UIDs (under uidValidity) the source leaves in the
 	// mailbox on purpose: no scan emits them again, nor fetches them,
 	// until UIDVALIDITY changes (see withoutAside, unfinished); a
@@ -145,17 +151,18 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 		log = zap.NewNop()
 	}
 	s := &Source{
-		cfg:          cfg,
-		log:          log.Named("imap").With(zap.String("source", cfg.Name), zap.String("mailbox", cfg.Mailbox)),
-		wake:         make(chan struct{}, 1),
-		inflight:     map[string]emitted{},
-		dupes:        map[string]dupe{},
-		refusedAlone: map[imap.UID]refusedAlone{},
-		suspects:     map[imap.UID]bool{},
-		aside:        map[imap.UID]bool{},
-		finished:     map[imap.UID]time.Time{},
-		counted:      map[imap.UID]bool{},
-		now:          time.Now,
+		cfg:             cfg,
+		log:             log.Named("imap").With(zap.String("source", cfg.Name), zap.String("mailbox", cfg.Mailbox)),
+		wake:            make(chan struct{}, 1),
+		inflight:        map[string]emitted{},
+		dupes:           map[string]dupe{},
+		refusedAlone:    map[imap.UID]refusedAlone{},
+		suspects:        map[imap.UID]bool{},
+		controlFailures: map[imap.UID]int{},
+		aside:           map[imap.UID]bool{},
+		finished:        map[imap.UID]time.Time{},
+		counted:         map[imap.UID]bool{},
+		now:             time.Now,
 	}
 	s.st.Name = cfg.Name
 	s.st.Mailbox = cfg.Mailbox
