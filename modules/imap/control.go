@@ -40,17 +40,18 @@ func (s *Source) controlOn(ctx context.Context, c *imapclient.Client) control {
 // controlFetch is the control (see control) on c: of the mailbox's
 // messages other than suspects, and than those known for trouble
 // (refused, fetched when a connection ended, left in the mailbox on
-// purpose), up to controlCandidates, it asks for the sizes
-// (RFC822.SIZE), then for the smallest as what was refused: its
-// metadata, or its body with BODY.PEEK[] (no flag changes; a body above
-// MaxMessageSize is drained unread, returned all the same). A NO to any
-// of it is the server failing: the error says so, and the session fails.
-// The candidates are those that failed the fewest controls (see
-// controlFailed), then the highest UIDs, and the smallest is chosen
-// among those that failed the fewest: a message the server fails on
-// whenever it is asked for (one read and left in the mailbox long ago,
-// never scanned, so never held) does not fail every session's control
-// while another message can tell.
+// purpose), it asks for one as what was refused. Metadata: that of the
+// first candidate, in one fetch (the size of a message does not matter
+// to its metadata). A body: of up to controlCandidates, the sizes
+// (RFC822.SIZE), then the body of the smallest with BODY.PEEK[] (no
+// flag changes; a body above MaxMessageSize is drained unread, returned
+// all the same). A NO to any of it is the server failing: the error says
+// so, and the session fails. The candidates are those that failed the
+// fewest controls (see controlFailed), then the highest UIDs, and the
+// smallest body is chosen among those that failed the fewest: a message
+// the server fails on whenever it is asked for (one read and left in
+// the mailbox long ago, never scanned, so never held) does not fail
+// every session's control while another message can tell.
 func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspects []imap.UID, what string) error {
 	w := s.guard(c)
 	data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
@@ -78,6 +79,19 @@ func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspect
 	slices.SortFunc(others, func(a, b imap.UID) int {
 		return cmp.Or(cmp.Compare(failed[a], failed[b]), cmp.Compare(b, a))
 	})
+	if what == "metadata" {
+		u := others[0]
+		metas, err := s.fetchMetaOf(c, []imap.UID{u})
+		if err != nil {
+			s.controlFailed(ctx, u, err)
+			return fmt.Errorf("imap: control: uid %d: %w", u, err)
+		}
+		if len(metas) == 0 {
+			return errNoControl // expunged meanwhile
+		}
+		s.controlServed(u)
+		return nil
+	}
 	others = others[:min(len(others), controlCandidates)]
 	w = s.guard(c)
 	bufs, err := c.Fetch(imap.UIDSetNum(others...), &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
@@ -91,18 +105,6 @@ func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspect
 	small := slices.MinFunc(bufs, func(a, b *imapclient.FetchMessageBuffer) int {
 		return cmp.Or(cmp.Compare(failed[a.UID], failed[b.UID]), cmp.Compare(a.RFC822Size, b.RFC822Size), cmp.Compare(a.UID, b.UID))
 	}).UID
-	if what == "metadata" {
-		metas, err := s.fetchMetaOf(c, []imap.UID{small})
-		if err != nil {
-			s.controlFailed(ctx, small, err)
-			return fmt.Errorf("imap: control: uid %d: %w", small, err)
-		}
-		if len(metas) == 0 {
-			return errNoControl
-		}
-		s.controlServed(small)
-		return nil
-	}
 	bodies, oversize, err := s.fetchBodies(c, imap.UIDSetNum(small))
 	if err != nil {
 		s.controlFailed(ctx, small, err)

@@ -2,6 +2,7 @@ package imap_test
 
 import (
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -177,4 +178,68 @@ func flagNames(m memserver.Message) []string {
 		out = append(out, string(f))
 	}
 	return out
+}
+
+// As above, the server refusing the mail's metadata (its ENVELOPE) rather
+// than its body: the control asks for the metadata of another mail, one
+// search and one fetch, as the mail's own fetch asked (the size of a
+// mail does not matter to its metadata). It asked for the sizes of up to
+// 16 mails first, to ask for the smallest: a command more in every
+// session the held mail is refused alone.
+func TestMetadataControlIsOneFetch(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 3) // UID 1 is the one whose metadata the server refuses
+	var alone atomic.Bool // UID 1 is all there is to scan
+	var mu sync.Mutex
+	after := map[*imaptest.Conn][]string{} // the commands since UID 1's metadata was refused alone
+	var controls [][]string                // those of each scan, until the next
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		mu.Lock()
+		defer mu.Unlock()
+		if cmds, ok := after[c]; ok {
+			if name == "NOOP" || name == "SELECT" { // the next scan
+				controls = append(controls, cmds)
+				delete(after, c)
+			} else {
+				after[c] = append(cmds, name+" "+rest)
+			}
+		}
+		if name != "UID FETCH" || !strings.Contains(rest, "ENVELOPE") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		if alone.Load() && strings.Fields(rest)[0] == "1" {
+			after[c] = []string{}
+		}
+		c.Reply(tag + " NO Internal error occurred.\r\n")
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.OnSuccess.MoveTo = imap.Ptr("")
+	cfg.RefusalSpan = time.Second // not given up while 2 and 3 are still asked for
+	src, _ := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	waitEmitted(t, em, 2)
+	for _, tk := range em.all()[:2] {
+		complete(t, src, tk, task.Succeeded)
+	}
+	alone.Store(true)
+	waitEmitted(t, em, 3)
+	standIn := em.all()[2]
+	require.Equal(t, "1", standIn.Header(imap.HeaderUID))
+	require.Contains(t, standIn.Header(task.HeaderRejected), "metadata fetch, refused in")
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, controls, "scans with the mail refused alone")
+	for _, cmds := range controls {
+		require.Len(t, cmds, 2, "the control: a search and a fetch, %q", cmds)
+		require.True(t, strings.HasPrefix(cmds[0], "UID SEARCH"), "%q", cmds)
+		require.True(t, strings.HasPrefix(cmds[1], "UID FETCH") && strings.Contains(cmds[1], "ENVELOPE"),
+			"the metadata of another mail: %q", cmds)
+		require.False(t, uidSetHas(strings.Fields(strings.TrimPrefix(cmds[1], "UID FETCH "))[0], 1), "%q", cmds)
+	}
 }
