@@ -29,6 +29,23 @@ func FuzzParseMail(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("From: a@b.c\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x--\r\n"))
+	// The lenient readers: a From with 8-bit bytes, RFC 2231 names in
+	// continuations and other charsets, a Content-Type the standard reader
+	// gives up on, a mail forwarded as an attachment (base64 too).
+	for _, s := range []string{
+		"From: M\xfcller <b@example.com>\r\nContent-Type: text/csv; name=o.csv\r\n\r\nsku,qty,price\r\nAB-1,1,1\r\n",
+		"From: a@b.c\r\nContent-Type: multipart/mixed; boundary=\"XX\"; x=[1]\r\n\r\n--XX\r\n" +
+			"Content-Type: application/octet-stream; charset=iso-8859-1; name=B\xe4.csv\r\n" +
+			"Content-Disposition: attachment; filename*0*=iso-8859-1''Bestell; filename*1*=ung%E4; filename*2=\".csv\"\r\n\r\n" +
+			"sku,qty,price\r\nAB-1,1,1\r\n--XX--\r\n",
+		"From: a@b.c\r\nMessage-ID: <o@b.c>\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\n" +
+			"Content-Type: message/rfc822; name=\"F.eml\"\r\nContent-Disposition: attachment; filename=\"F.eml\"\r\n" +
+			"Content-Transfer-Encoding: base64\r\n\r\n" +
+			"RnJvbTogY0BiLmMNCkNvbnRlbnQtVHlwZTogdGV4dC9jc3Y7IG5hbWU9by5jc3YNCg0Kc2t1LHF0eSxwcmljZQ0KQUItMSwxLDENCg==\r\n" +
+			"--XX\r\nContent-Type: text/csv; name*=UTF-8''o%C3%A4.csv\r\n\r\nsku,qty,price\r\nAB-1,1,1\r\n--XX--\r\n",
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		orders, _, err := domain.BuildOrders(raw, fuzzConfig)
 		if err != nil {
