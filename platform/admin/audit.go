@@ -12,8 +12,9 @@ import (
 )
 
 // AuditEntry is one state-changing call on the admin server, as recorded
-// in the log, in the audit ring served at AuditPath and, when the queue
-// backend is JetStream, in the audit stream.
+// in the log (at info, whatever the log level), in the audit ring served
+// at AuditPath and, when the queue backend is JetStream, in the audit
+// stream.
 //
 // A handler fills Action, Target, Params and, when it knows better than
 // the response's status code, Result and Error; Audit fills the rest

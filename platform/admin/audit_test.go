@@ -250,3 +250,31 @@ func TestFailedSignInIsAudited(t *testing.T) {
 	require.NotContains(t, logged.String(), "\x1b", "the log holds the cleaned name too")
 	require.Contains(t, logged.String(), "name="+cleaned)
 }
+
+// TestAuditIsLoggedAtEveryLogLevel: the log's audit lines (at info) are
+// written whatever the log level: a host run at log.level warn or
+// error, or one whose level an operator raised, wrote none, and the
+// only record of a call was the ring of a process (the "entry not
+// stored" error said it was in the log). Other lines keep the level.
+func TestAuditIsLoggedAtEveryLogLevel(t *testing.T) {
+	t.Parallel()
+	level := zap.NewAtomicLevelAt(zapcore.ErrorLevel)
+	core, logs := observer.New(level)
+	routes := append([]admin.Route{{Pattern: "POST /admin/v1/things/{id}/poke", Role: admin.RoleOperator,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			admin.Audit(r, admin.AuditEntry{Action: "thing.poke", Target: "thing/" + r.PathValue("id")})
+			w.WriteHeader(http.StatusNoContent)
+		})}}, admin.LogLevelRoutes(level, zap.New(core))...)
+	s, err := admin.NewServer(local(), zap.New(core), admin.StatusInfo{}, nil, nil, routes)
+	require.NoError(t, err)
+	h := s.Handler()
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/admin/v1/things/7/poke", nil))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, admin.LogLevelPath, strings.NewReader(`{"level":"warn"}`)))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	audits := logs.FilterMessage("audit").All()
+	require.Len(t, audits, 2, "every call is in the log at level error and warn")
+	require.Equal(t, "thing.poke", audits[0].ContextMap()["action"])
+	require.Equal(t, zapcore.InfoLevel, audits[0].Level)
+	require.Equal(t, "loglevel.set", audits[1].ContextMap()["action"])
+}

@@ -11,13 +11,15 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // recorder is the server's auditor: it assigns each entry its id, writes
-// it to the log at info (logger "admin.audit"), keeps it in the ring and,
-// with a store, appends it there.
+// it to the log at info (logger "admin.audit") whatever the log level,
+// keeps it in the ring and, with a store, appends it there.
 type recorder struct {
-	log   *zap.Logger
+	log   *zap.Logger // the recorder's own lines (the store's failures)
+	trail *zap.Logger // the entries: written at every level (alwaysCore)
 	ring  *ring
 	store AuditStore // nil: the ring only
 
@@ -27,7 +29,23 @@ type recorder struct {
 
 func newRecorder(log *zap.Logger, c AuditConfig) *recorder {
 	c = c.WithDefaults()
-	return &recorder{log: log.Named("audit"), ring: newRing(c.RingSize)}
+	log = log.Named("audit")
+	trail := log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return alwaysCore{c} }))
+	return &recorder{log: log, trail: trail, ring: newRing(c.RingSize)}
+}
+
+// alwaysCore writes every entry to its core whatever the core's level:
+// the audit is a record of what was done, not a diagnostic, and a host
+// run at log.level warn (or an operator raising the level through
+// LogLevelPath) would otherwise write no entry to the log.
+type alwaysCore struct{ zapcore.Core }
+
+func (c alwaysCore) Enabled(zapcore.Level) bool { return true }
+
+func (c alwaysCore) With(fields []zapcore.Field) zapcore.Core { return alwaysCore{c.Core.With(fields)} }
+
+func (c alwaysCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	return ce.AddCore(e, c)
 }
 
 // storeTimeout bounds appending one entry to the store.
@@ -144,7 +162,7 @@ func (r *recorder) record(ctx context.Context, e AuditEntry) {
 	if e.Error != "" {
 		fields = append(fields, zap.String("error", e.Error))
 	}
-	r.log.Info("audit", fields...)
+	r.trail.Info("audit", fields...)
 	r.ring.add(e)
 	if r.store != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
