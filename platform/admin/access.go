@@ -14,8 +14,10 @@ type Role string
 // otherwise.
 const (
 	// RolePublic marks a route that needs no credentials at all (a
-	// webhook with its own signature check, say). Probes and metrics are
-	// public on their own listener, not through this role.
+	// webhook with its own signature check, say). Its calls are audited
+	// only as its handler records them (Audit), with authentication on:
+	// anyone may make them. Probes and metrics are public on their own
+	// listener, not through this role.
 	RolePublic Role = "public"
 	// RoleViewer reads: status, queues, dead letters without payload
 	// changes, pools, sources, the audit.

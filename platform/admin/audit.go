@@ -90,7 +90,11 @@ const (
 // OPTIONS) whose handler recorded nothing is recorded by the server
 // after it, with the route's pattern as Action and the request's path
 // (escaped) as Target: every state-changing call is audited, a handler
-// only makes the entry more precise.
+// only makes the entry more precise. A call of a public route (RolePublic)
+// with authentication on is the exception: anyone may make it, and only
+// what its handler records is recorded (a webhook records an event once
+// its signature checked out), so that calls nobody signed cannot push the
+// operators' entries out of the ring and the stream.
 //
 // Outside a request of the admin server (a handler called directly, with
 // no auditor on its context), Audit does nothing.
@@ -151,6 +155,7 @@ type auditState struct {
 	remote  string
 	id      *Identity // who made the request, once authenticated
 	skip    bool      // not audited: no valid credentials, nothing done
+	public  bool      // a public route's call: only its handler's entries (publicCall)
 	mu      sync.Mutex
 	entries []AuditEntry
 }
@@ -161,14 +166,29 @@ func (s *auditState) add(e AuditEntry) {
 	s.mu.Unlock()
 }
 
-// take returns the entries recorded so far, and whether the request is
-// audited at all.
-func (s *auditState) take() ([]AuditEntry, bool) {
+// take returns the entries recorded so far, whether the request is
+// audited at all, and whether the server records an entry of its own
+// when the handler recorded none (not for a public call).
+func (s *auditState) take() (es []AuditEntry, audit, fallback bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	es := s.entries
+	es = s.entries
 	s.entries = nil
-	return es, !s.skip
+	return es, !s.skip, !s.public
+}
+
+// publicCall marks the request of ctx as a call of a public route made
+// with authentication on: anyone may make it, and nothing identifies
+// its caller. Only the entries its handler records (once its own check,
+// a webhook's signature, passed) are recorded, no entry of the
+// server's: a refused call recorded would let anyone push the
+// operators' entries out of the ring and the audit stream.
+func publicCall(ctx context.Context) {
+	if st, ok := ctx.Value(auditStateKey{}).(*auditState); ok {
+		st.mu.Lock()
+		st.public = true
+		st.mu.Unlock()
+	}
 }
 
 // skipAudit marks the request of ctx as not audited: it was refused

@@ -257,3 +257,65 @@ func TestAuditParamsInStructsAreBoundedAndRedacted(t *testing.T) {
 	require.Equal(t, "b", p.Entries[0].Params["ptr"].(map[string]any)["kind"])
 	require.Contains(t, p.Entries[0].Params, "keyforged")
 }
+
+// TestPublicCallsAreAuditedOnlyAsTheirHandlerSays: a public route (a
+// webhook, its own signature its check) can be called by anyone; each
+// call it refused was recorded under the route's pattern, so that a
+// thousand posts with no signature pushed every operator's entry out of
+// the ring (and, at admin.audit.max_msgs, out of the stream). Only what
+// its handler records is recorded; an operator's call still is, and so
+// is a public call with authentication off (the anonymous operator's).
+func TestPublicCallsAreAuditedOnlyAsTheirHandlerSays(t *testing.T) {
+	t.Parallel()
+	routes := append(sampleRoutes(),
+		admin.Route{Pattern: "POST /hooks/v1/events", Role: admin.RolePublic, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Signature") != "good" {
+				http.Error(w, "bad signature", http.StatusUnauthorized)
+				return
+			}
+			admin.Audit(r, admin.AuditEntry{Action: "event.accept", Target: "event/1", Identity: "webhook"})
+			w.WriteHeader(http.StatusAccepted)
+		})})
+	entries := func(cfg admin.Config) []admin.AuditEntry {
+		t.Helper()
+		s, err := admin.NewServer(cfg, zap.NewNop(), admin.StatusInfo{}, nil, nil, routes)
+		require.NoError(t, err)
+		h := s.Handler()
+		post := func(path string, hdr map[string]string) int {
+			req := httptest.NewRequest(http.MethodPost, path, nil)
+			for k, v := range hdr {
+				req.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			return rec.Code
+		}
+		require.Equal(t, http.StatusOK, post("/admin/v1/pools/orders/pause", map[string]string{"Authorization": "Bearer " + roleTokens[admin.RoleOperator]}))
+		for range 5 {
+			require.Equal(t, http.StatusUnauthorized, post("/hooks/v1/events", nil))
+		}
+		require.Equal(t, http.StatusAccepted, post("/hooks/v1/events", map[string]string{"X-Signature": "good"}))
+		req := httptest.NewRequest(http.MethodGet, admin.AuditPath, nil)
+		req.Header.Set("Authorization", "Bearer "+roleTokens[admin.RoleViewer])
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		var p admin.AuditPage
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &p))
+		return p.Entries
+	}
+	actions := func(es []admin.AuditEntry) []string {
+		var out []string
+		for _, e := range es {
+			out = append(out, e.Action+" "+e.Result)
+		}
+		return out
+	}
+	require.Equal(t, []string{"event.accept ok", "pool.pause ok"}, actions(entries(secured(t))), "newest first")
+
+	off := secured(t)
+	off.Auth.Mode = admin.AuthNone
+	require.Equal(t, []string{"event.accept ok", "POST /hooks/v1/events denied", "POST /hooks/v1/events denied",
+		"POST /hooks/v1/events denied", "POST /hooks/v1/events denied", "POST /hooks/v1/events denied", "pool.pause ok"},
+		actions(entries(off)), "with authentication off every call is the anonymous operator's")
+}

@@ -177,7 +177,8 @@ func (r *recorder) record(ctx context.Context, e AuditEntry) {
 // audited wraps a route's handler: the auditor is on every request's
 // context; a state-changing request's entries are recorded when the
 // handler returns (one with the route's pattern as its action and the
-// request's path as its target when it recorded none), with the result of
+// request's path as its target when it recorded none, but for a public
+// call: publicCall), with the result of
 // the status code it answered, or AuditUnknown when it answered nothing
 // after the client went away.
 func audited(rec auditor, pattern string, h http.Handler) http.Handler {
@@ -202,12 +203,12 @@ func audited(rec auditor, pattern string, h http.Handler) http.Handler {
 			case code == 0:
 				code = http.StatusOK // the handler wrote nothing: net/http answers 200
 			}
-			entries, audit := st.take()
+			entries, audit, fallback := st.take()
 			if !audit {
 				entries = nil
-			} else if len(entries) == 0 {
+			} else if len(entries) == 0 && fallback {
 				AuditContext(ctx, AuditEntry{Action: pattern, Target: r.URL.EscapedPath(), Remote: r.RemoteAddr})
-				entries, _ = st.take()
+				entries, _, _ = st.take()
 			}
 			for _, e := range entries {
 				switch {

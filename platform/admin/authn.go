@@ -264,6 +264,9 @@ func (s *Server) guard(pattern string, need Role, h http.Handler) http.Handler {
 				return
 			}
 		}
+		if need == RolePublic && !s.auth.off {
+			publicCall(r.Context())
+		}
 		id, se, d := s.auth.authenticate(r, need)
 		ctx := r.Context()
 		if id.Name != "" {
