@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -242,8 +243,11 @@ func (b *Backend) serverContext(ctx context.Context) (context.Context, func()) {
 // counts it as a delivery, so the next delivery's Attempt would be one
 // too high for a task that never ran. Each is given back as Release gives
 // back a delivery instead: a copy that carries the attempts used, then the
-// ack of the original (Release falls back to a negative ack when the copy
-// cannot be stored while connected). Messages whose wait in the buffer
+// ack of the original. A copy the server does not store while connected
+// (a full bounded stream) sends the message back with a negative ack,
+// counted; on its last allowed delivery the task's dead letter is stored
+// and the message left to the server, whose max-deliveries advisory
+// tells the dead watcher (releaseRefused). Messages whose wait in the buffer
 // outlived their AckWait are left to the server, which redelivers them.
 //
 // What is not given back when ctx ends (see serverContext) is left to
@@ -265,9 +269,16 @@ func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := b.Release(ctx, d); err != nil {
+			err := b.release(ctx, d, true)
+			switch {
+			case err == nil:
+			case errors.Is(err, queue.ErrDeadLettered):
 				b.leaveToServer(d)
-				b.log.Warn("jetstream: give back a prefetched task (it is delivered again after its AckWait)",
+				b.log.Warn("jetstream: a prefetched task on its last allowed delivery could not be given back: dead-lettered (its source is told when the server's max-deliveries advisory is handled)",
+					zap.String("queue", q.queue), zap.String("task", d.Task.ID), zap.String("reason", d.DeadReason))
+			default:
+				b.leaveToServer(d)
+				b.log.Warn("jetstream: give back a prefetched task (it is delivered again, counted)",
 					zap.String("queue", q.queue), zap.String("task", d.Task.ID), zap.Error(err))
 			}
 		})

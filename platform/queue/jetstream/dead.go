@@ -259,15 +259,8 @@ func (b *Backend) DeadLetter(ctx context.Context, d *queue.Delivery, reason stri
 // deadLetterLocked is DeadLetter's work, the dead letter recording
 // attempts (r.attempt when the delivery ran). r.mu held.
 func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, attempts int, reason string) error {
-	stored, err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, attempts, reason)
-	if err != nil {
+	if err := b.storeDeadLocked(ctx, r, attempts, reason); err != nil {
 		return err
-	}
-	r.d.DeadReason = stored.reason // an earlier copy's, or this one's as stored
-	if r.keyed {
-		if err := b.markDone(ctx, r.q, r.d.Task.Key, true, task.DeadLettered, stored.reason); err != nil {
-			return err
-		}
 	}
 	if err := r.lastWord("dead-letter"); err != nil {
 		// The copy is stored: the delivery the server makes now finds it
@@ -279,6 +272,23 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, attempts int
 		return fmt.Errorf("jetstream: terminate task %s: %w", r.d.Task.ID, err)
 	}
 	r.finishGone()
+	return nil
+}
+
+// storeDeadLocked stores r's dead letter (attempts, reason), sets
+// d.DeadReason to the reason stored and records a keyed task's key as
+// dead-lettered, without settling r. r.mu held.
+func (b *Backend) storeDeadLocked(ctx context.Context, r *receipt, attempts int, reason string) error {
+	stored, err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, attempts, reason)
+	if err != nil {
+		return err
+	}
+	r.d.DeadReason = stored.reason // an earlier copy's, or this one's as stored
+	if r.keyed {
+		if err := b.markDone(ctx, r.q, r.d.Task.Key, true, task.DeadLettered, stored.reason); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -69,7 +69,19 @@ func (b *Backend) copyWhenRoom(ctx context.Context, msg *nats.Msg, perr error) e
 // the dead letter and tells the task's source). A dead letter that cannot
 // be stored either leaves the delivery to the server, as any failed
 // settlement.
-func (b *Backend) releaseRefused(ctx context.Context, r *receipt, perr error) error {
+//
+// With leave (Close's give-back of a prefetched message), no caller
+// settles the delivery, and no one here could tell the task's source (a
+// worker runtime stops telling before it closes its backend): the dead
+// letter is stored, and the message left to the server as it is. The
+// server delivers it no more; the process that handles its
+// MAX_DELIVERIES advisory (another replica, or the next start) finds
+// the dead letter stored for it and tells the dead watcher its reason
+// (exhausted: the copy's Nats-Msg-Id), and deletes the message; a copy
+// given back before, which the server would deliver again, finds it on
+// that delivery likewise (deadLetteredBefore). The error still wraps
+// queue.ErrDeadLettered.
+func (b *Backend) releaseRefused(ctx context.Context, r *receipt, perr error, leave bool) error {
 	t := r.d.Task
 	if !b.lastDelivery(r) {
 		if err := r.lastWord("release"); err != nil {
@@ -88,6 +100,13 @@ func (b *Backend) releaseRefused(ctx context.Context, r *receipt, perr error) er
 	}
 	reason := fmt.Sprintf("given back without a result on the last of %d deliveries (max_deliver), after %d attempts: its copy for another delivery was not stored (%v), and the server delivers the message no more",
 		b.cfg.MaxDeliver, r.attempt-1, perr)
+	if leave {
+		if err := b.storeDeadLocked(ctx, r, r.attempt-1, reason); err != nil {
+			return fmt.Errorf("jetstream: give back task %s on its last delivery (max_deliver %d): its copy was not stored: %w; dead-letter it: %w", t.ID, b.cfg.MaxDeliver, perr, err)
+		}
+		return fmt.Errorf("jetstream: give back task %s on its last delivery (max_deliver %d): its copy was not stored (%w): its dead letter is stored, the message left to the server, whose max-deliveries advisory tells it: %w",
+			t.ID, b.cfg.MaxDeliver, perr, queue.ErrDeadLettered)
+	}
 	if err := b.deadLetterLocked(ctx, r, r.attempt-1, reason); err != nil {
 		return fmt.Errorf("jetstream: release task %s on its last delivery (max_deliver %d): its copy was not stored: %w; dead-letter it: %w", t.ID, b.cfg.MaxDeliver, perr, err)
 	}

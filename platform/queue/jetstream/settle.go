@@ -132,7 +132,14 @@ func (b *Backend) ack(ctx context.Context, r *receipt) error {
 // it has lost: the publish ends as soon as the connection drops (or when
 // it is down already), so a pool stopping during an outage is not held
 // for a lease per give-back (TestPoolStopDuringAnOutageReturnsSoon).
-func (b *Backend) Release(ctx context.Context, d *queue.Delivery) (err error) {
+func (b *Backend) Release(ctx context.Context, d *queue.Delivery) error {
+	return b.release(ctx, d, false)
+}
+
+// release is Release. leave is set for a give-back the backend makes on
+// its own (giveBack, at Close): a task it dead-letters then is left to
+// the server, to be told to the dead watcher (see releaseRefused).
+func (b *Backend) release(ctx context.Context, d *queue.Delivery, leave bool) (err error) {
 	r, err := b.receiptOf(d)
 	if err != nil {
 		return err
@@ -173,7 +180,7 @@ func (b *Backend) Release(ctx context.Context, d *queue.Delivery) (err error) {
 			r.finish()
 			return fmt.Errorf("jetstream: release task %s: %w (not connected: left to the server, delivered again after its AckWait)", t.ID, perr)
 		}
-		return b.releaseRefused(ctx, r, perr)
+		return b.releaseRefused(ctx, r, perr, leave)
 	}
 	if err := r.lastWord("release"); err != nil {
 		// The copy is stored and the original delivered again: a

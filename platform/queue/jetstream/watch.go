@@ -13,8 +13,10 @@ import (
 
 // WatchDead registers fn, called once for each dead letter the backend
 // makes on its own: a task the server stopped delivering after
-// Config.MaxDeliver deliveries (its lease expired on the last one), or a
-// message on a work stream that is not a task. fn runs after the dead
+// Config.MaxDeliver deliveries (its lease expired on the last one, or
+// Close could not give it back from the prefetch buffer and stored its
+// dead letter: giveBack), or a message on a work stream that is not a
+// task. fn runs after the dead
 // letter is stored and before the work message is deleted, so a crash in
 // between calls it again (at least once; in the process that takes the
 // advisory next). A handling that fails after fn was called and is tried
