@@ -168,9 +168,13 @@ func (r *receipt) settleCtx(ctx context.Context) (context.Context, context.Cance
 // settleCtx) bounded, wrapping queue.ErrLeaseLost as well when sctx ended
 // with the delivery's lease: callers branch on it (the worker pool logs a
 // lost lease; the server delivers the task again). A settlement its
-// caller's ctx cut short (a stopping pool) is reported as such.
+// caller's ctx cut short (a stopping pool) is reported as such. A
+// settlement that ended as a dead letter (queue.ErrDeadLettered: a
+// Release's on the last allowed delivery, whose dead letter may be
+// stored in the lease's last moments) took effect: its lease ending
+// after that is not reported.
 func leaseCut(sctx context.Context, err error) error {
-	if err == nil || sctx.Err() == nil || errors.Is(err, queue.ErrLeaseLost) {
+	if err == nil || sctx.Err() == nil || errors.Is(err, queue.ErrLeaseLost) || errors.Is(err, queue.ErrDeadLettered) {
 		return err
 	}
 	if cause := context.Cause(sctx); errors.Is(cause, queue.ErrLeaseLost) {
