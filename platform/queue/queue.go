@@ -76,8 +76,8 @@ type Delivery struct {
 	// own delivery limit, ErrDeadLettered) stores it in the dead letter's
 	// reason.
 	FailReason string
-	// DeadReason is set by DeadLetter, and by a Retry that dead-lettered
-	// the task (ErrDeadLettered), to the reason the task's dead letter
+	// DeadReason is set by DeadLetter, and by a Retry or a Release that
+	// dead-lettered the task (ErrDeadLettered), to the reason the task's dead letter
 	// was stored with, when a backend may store another than the one
 	// asked: JetStream keeps the reason of a copy stored before for the
 	// same message (a dead letter whose termination was lost, or one made
