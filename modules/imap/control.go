@@ -47,7 +47,8 @@ func (s *Source) controlOn(ctx context.Context, c *imapclient.Client) control {
 // flag changes; a body above MaxMessageSize is drained unread, returned
 // all the same). A NO to any of it is the server failing: the error says
 // so, and the session fails. The candidates are those that failed the
-// fewest controls (see controlFailed), then the highest UIDs, and the
+// fewest controls (see controlFailed; one answered with nothing counts
+// as failed, see controlUnanswered), then the highest UIDs, and the
 // smallest body is chosen among those that failed the fewest: a message
 // the server fails on whenever it is asked for (one read and left in
 // the mailbox long ago, never scanned, so never held) does not fail
@@ -87,6 +88,7 @@ func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspect
 			return fmt.Errorf("imap: control: uid %d: %w", u, err)
 		}
 		if len(metas) == 0 {
+			s.controlUnanswered(u)
 			return errNoControl // expunged meanwhile
 		}
 		s.controlServed(u)
@@ -111,7 +113,8 @@ func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspect
 		return fmt.Errorf("imap: control: uid %d: %w", small, err)
 	}
 	if len(bodies)+len(oversize) == 0 {
-		return errNoControl
+		s.controlUnanswered(small)
+		return errNoControl // expunged meanwhile
 	}
 	s.controlServed(small)
 	return nil
@@ -153,6 +156,18 @@ func (s *Source) controlFailed(ctx context.Context, u imap.UID, err error) {
 		return // the session ended: nothing learnt about u
 	}
 	s.suspectAll(ctx, []imap.UID{u}, err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.controlFailures[u]++
+}
+
+// controlUnanswered counts a control fetch of u that the server
+// answered with nothing: no evidence either way (u may have been
+// expunged meanwhile), but u is chosen after the others from now on, as
+// a failed control's mail is: a mail the server lists and never returns
+// would otherwise be asked for in every session, the held mail never
+// told from the server failing while another mail can tell.
+func (s *Source) controlUnanswered(u imap.UID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.controlFailures[u]++

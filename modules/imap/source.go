@@ -107,10 +107,11 @@ type Source struct {
 	// the connection ended: they are fetched alone (see poison.go).
 	suspects map[imap.UID]bool
 	// controlFailures counts, per UID under uidValidity, the control
-	// fetches of the message that failed (see controlFetch): it is
-	// chosen last for the next. An entry is dropped when the message is
-	// returned as the control, or is no longer in the mailbox, and all
-	// of them when UIDVALIDITY changes.
+	// fetches of the message that failed, or that the server answered
+	// with nothing (see controlFetch): it is chosen last for the next.
+	// An entry is dropped when the message is returned as the control,
+	// or is no longer in the mailbox, and all of them when UIDVALIDITY
+	// changes.
 	controlFailures map[imap.UID]int
 	// aside is the UIDs (under uidValidity) the source leaves in the
 	// mailbox on purpose: no scan emits them again, nor fetches them,
