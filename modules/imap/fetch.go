@@ -25,7 +25,8 @@ import (
 func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []imap.UID, next bool) ([]meta, []refusal, error) {
 	var refs, lost []refusal
 	var metas []meta
-	alone := s.anySuspect(uids) // see poison.go
+	suspect := s.anySuspect(uids) // see poison.go
+	alone := suspect
 	if !alone {
 		var err error
 		metas, err = s.fetchMetaOf(c, uids)
@@ -39,7 +40,12 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 		alone = len(uids) > 1
 	}
 	if alone {
-		for _, u := range uids {
+		if suspect {
+			if err := s.proveServing(ctx, c, uids, "metadata"); err != nil {
+				return nil, nil, err
+			}
+		}
+		for _, u := range s.lostLast(uids) {
 			if r, skip, standIn := s.skipLost(meta{uid: u}, "metadata"); skip {
 				if standIn {
 					lost = append(lost, r)
@@ -90,6 +96,9 @@ func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, err
 		}
 		metas = append(metas, m)
 	}
+	if len(metas) > 0 {
+		s.serving("metadata")
+	}
 	return metas, nil
 }
 
@@ -110,7 +119,8 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 		uids[i] = m.uid
 	}
 	var lost []refusal
-	alone := s.anySuspect(uids) // see poison.go
+	suspect := s.anySuspect(uids) // see poison.go
+	alone := suspect
 	if !alone {
 		bodies, oversize, err = s.fetchBodies(c, imap.UIDSetNum(uids...))
 		if s.suspectAll(ctx, uids, err) || !refused(err) {
@@ -126,7 +136,18 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 	}
 	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
 	if alone {
+		if suspect {
+			if err := s.proveServing(ctx, c, uids, "body"); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		order := s.lostLast(uids)
+		byUID := make(map[imap.UID]meta, len(group))
 		for _, m := range group {
+			byUID[m.uid] = m
+		}
+		for _, u := range order {
+			m := byUID[u]
 			if r, skip, standIn := s.skipLost(m, "body"); skip {
 				if standIn {
 					lost = append(lost, r)
@@ -199,6 +220,9 @@ func (s *Source) fetchBodies(c *imapclient.Client, set imap.UIDSet) (map[imap.UI
 	bodies, oversize, err := fetchBodies(c, set, &imap.FetchItemBodySection{Peek: true}, s.cfg.MaxMessageSize, w)
 	if err = w.done(err); err != nil {
 		return nil, nil, fmt.Errorf("imap: fetch bodies: %w", err)
+	}
+	if len(bodies)+len(oversize) > 0 {
+		s.serving("body")
 	}
 	return bodies, oversize, nil
 }

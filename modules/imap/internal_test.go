@@ -250,6 +250,10 @@ func TestOnlyAConnectionTheServerEndedMakesSuspects(t *testing.T) {
 	require.True(t, s.suspectAll(context.Background(), []imap.UID{7, 8}, cut))
 	require.True(t, s.anySuspect([]imap.UID{8}))
 	s.lostAlone(context.Background(), meta{uid: 7}, "body", cut)
+	require.Zero(t, s.refusedAlone[7].sessions, "no other mail returned in the session: not counted")
+	require.True(t, s.refusedAlone[7].dropped)
+	s.serving("body")
+	s.lostAlone(context.Background(), meta{uid: 7}, "body", cut)
 	require.Equal(t, 1, s.refusedAlone[7].sessions)
 }
 

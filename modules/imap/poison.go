@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/zap"
 )
 
@@ -18,8 +20,17 @@ import (
 // So a fetch that ends with the connection (no answer from the server,
 // not even a NO) makes the messages it asked for suspects: the next
 // sessions ask for each of them alone. A message whose fetch alone ends
-// the connection is counted as refused alone (see refusedAlone), and is
-// given up, as one the server refuses, once that has happened in
+// the connection is counted as refused alone (see refusedAlone) only if
+// the server returned other mail, as that fetch asked for it, in the
+// same session: the others of its group first (one the connection ended
+// on before is fetched after them, see lostLast), or, when nothing was
+// returned yet, another message asked for first (see proveServing). A
+// server that ends the connection on every body (Dovecot, its
+// imap_fetch_failure at its default, when its mail store fails) is
+// failing as a whole: nothing is counted, the sessions fail and are
+// retried for as long as it lasts; a message alone in its mailbox so
+// waits for other mail. It is given up, as one the server refuses, once
+// it was counted in
 // RefusedSessionsBeforeSetAside sessions over at least Config.RefusalSpan:
 // its stand-in is dead-lettered with the reason (see refusedTask), and
 // its completion moves it to the failed folder. The others flow
@@ -67,17 +78,31 @@ func (s *Source) anySuspect(uids []imap.UID) bool {
 	return false
 }
 
-// lostAlone counts a fetch of m alone that ended the connection with err.
+// lostAlone counts a fetch of m alone that ended the connection with err,
+// when the server returned other mail as the fetch asked for it (what)
+// in the session: else it may be failing as a whole (Dovecot ends the
+// connection on any body when its mail store fails), nothing is
+// counted, and m is only fetched after the others of its group from now
+// on (see lostLast), so that another mail can tell next time.
 func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) {
 	if !lostConnection(ctx, err) {
 		return
 	}
 	s.mu.Lock()
 	ra := s.refusedAlone[m.uid]
-	ra.add(s.now(), err)
-	ra.what = what
+	ra.dropped = true
+	proven := s.served[what]
+	if proven {
+		ra.add(s.now(), err)
+		ra.what = what
+	}
 	s.refusedAlone[m.uid] = ra
 	s.mu.Unlock()
+	if !proven {
+		s.log.Warn("the connection ended while fetching one message alone, the server having returned no other mail in the session: not counted against it (the server may be failing as a whole)",
+			zap.Uint32("uid", uint32(m.uid)), zap.String("fetch", what), zap.Error(err))
+		return
+	}
 	s.log.Warn("the connection ended while fetching one message alone: the server may fail on it",
 		zap.Uint32("uid", uint32(m.uid)), zap.String("fetch", what), zap.Int("sessions", ra.sessions),
 		zap.Int("given_up_after_sessions", RefusedSessionsBeforeSetAside), zap.Error(err))
@@ -117,6 +142,68 @@ func (s *Source) skipLost(m meta, what string) (r refusal, skip, standIn bool) {
 	return refusal{m: m, err: err, reason: fmt.Sprintf(
 		"the IMAP server ends the connection whenever it is asked for the message (%s fetch alone, %d consecutive sessions ended; the last: %v)",
 		ra.what, ra.sessions, ra.last)}, true, true
+}
+
+// sessionBegins forgets what the server returned in the last session
+// (see lostAlone).
+func (s *Source) sessionBegins() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.served)
+	clear(s.controlAsked)
+}
+
+// serving records that the server returned mail in this session as a
+// fetch (what: "metadata", "body") asked for it.
+func (s *Source) serving(what string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.served[what] = true
+}
+
+// proveServing is asked before suspects among uids are fetched alone
+// (what): when the server returned no mail so in this session, it is
+// asked, once a session, for another message (see control), so that a
+// connection ended on one of them counts against it (see lostAlone).
+// It returns the control's error, the server failing as a whole: the
+// session fails, nothing counted. With no other message to ask for,
+// the suspects are fetched all the same, a message the connection ends
+// on first then fetched after the others next time (see lostLast).
+func (s *Source) proveServing(ctx context.Context, c *imapclient.Client, uids []imap.UID, what string) error {
+	s.mu.Lock()
+	skip := s.served[what] || s.controlAsked[what]
+	s.controlAsked[what] = true
+	s.mu.Unlock()
+	if skip {
+		return nil
+	}
+	err := s.controlOn(ctx, c)(uids, what)
+	if err == nil || errors.Is(err, errNoControl) {
+		return nil
+	}
+	return fmt.Errorf("imap: fetch %s of %d messages alone, the connection having ended on them: the server returns no other message either, none counted: %w",
+		what, len(uids), err)
+}
+
+// lostLast returns uids in the order to fetch them alone: those a fetch
+// alone ended the connection on (see lostAlone) after the others, so that
+// the mail the server returns tells, in the session, whether it fails on
+// those or as a whole.
+func (s *Source) lostLast(uids []imap.UID) []imap.UID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(uids)
+	slices.SortStableFunc(out, func(a, b imap.UID) int {
+		da, db := s.refusedAlone[a].dropped, s.refusedAlone[b].dropped
+		switch {
+		case da == db:
+			return 0
+		case db:
+			return -1
+		}
+		return 1
+	})
+	return out
 }
 
 // cleared forgets the suspects among uids (their chunk went through).

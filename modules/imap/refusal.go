@@ -16,8 +16,8 @@ import (
 // refuse a message on evidence about that message before it is given up:
 // its stand-in is dead-lettered (see refusedTask). Evidence is the
 // server answering the others of the message's batch but not it, or
-// closing the connection whenever the message alone is asked for (see
-// poison.go); and the refusals must span Config.RefusalSpan (1m by
+// closing the connection whenever the message alone is asked for while
+// it returns other mail in the session (see poison.go); and the refusals must span Config.RefusalSpan (1m by
 // default), so that a server restarting, or failing for a moment, is not
 // taken for a bad mail. A refusal of every message asked for is no
 // evidence about any of them, whatever the server's answer (NO
@@ -58,6 +58,10 @@ type refusedAlone struct {
 	// its batch, and it is not given up yet: it is asked for again, with
 	// the mail above it (see settleRefused).
 	held bool
+	// dropped: a fetch of the message alone ended the connection,
+	// counted or not (see lostAlone): it is fetched after the others of
+	// its group.
+	dropped bool
 }
 
 // add counts one more refusal, err, at now.

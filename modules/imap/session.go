@@ -45,6 +45,7 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 		return false, fmt.Errorf("imap: select %q: %w", s.cfg.Mailbox, err)
 	}
 	s.selected(sel.UIDValidity)
+	s.sessionBegins()
 
 	idle := s.cfg.Mode == ModeIdle && c.Caps().Has(imap.CapIdle)
 	mode := ModePoll

@@ -106,6 +106,12 @@ type Source struct {
 	// suspects are the UIDs (under uidValidity) a fetch asked for when
 	// the connection ended: they are fetched alone (see poison.go).
 	suspects map[imap.UID]bool
+	// served is what ("metadata", "body") the server returned in the
+	// current session, and controlAsked what the session asked a control
+	// for before fetching suspects alone: a connection ended on a
+	// message alone counts against it only after the server returned
+	// other mail so in the session (see lostAlone).
+	served, controlAsked map[string]bool
 	// controlFailures counts, per UID under uidValidity, the control
 	// fetches of the message that failed, or that the server answered
 	// with nothing (see controlFetch): it is chosen last for the next.
@@ -159,6 +165,8 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 		dupes:           map[string]dupe{},
 		refusedAlone:    map[imap.UID]refusedAlone{},
 		suspects:        map[imap.UID]bool{},
+		served:          map[string]bool{},
+		controlAsked:    map[string]bool{},
 		controlFailures: map[imap.UID]int{},
 		aside:           map[imap.UID]bool{},
 		finished:        map[imap.UID]time.Time{},
