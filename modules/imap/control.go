@@ -85,7 +85,7 @@ func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspect
 		metas, err := s.fetchMetaOf(c, []imap.UID{u})
 		if err != nil {
 			s.controlFailed(ctx, u, err)
-			return fmt.Errorf("imap: control: uid %d: %w", u, err)
+			return fmt.Errorf("imap: control: %w", err)
 		}
 		if len(metas) == 0 {
 			s.controlUnanswered(u)
@@ -110,7 +110,7 @@ func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspect
 	bodies, oversize, err := s.fetchBodies(c, imap.UIDSetNum(small))
 	if err != nil {
 		s.controlFailed(ctx, small, err)
-		return fmt.Errorf("imap: control: uid %d: %w", small, err)
+		return fmt.Errorf("imap: control: %w", err)
 	}
 	if len(bodies)+len(oversize) == 0 {
 		s.controlUnanswered(small)
@@ -150,15 +150,21 @@ func (s *Source) serverReturns(ctx context.Context, c *imapclient.Client, deferr
 // session ctx): u is chosen after the others from now on (see
 // controlFetch). A fetch that ended the connection makes u a suspect too,
 // as any fetch does (see poison.go): it is not the control again while it
-// is one, and a scan asks for it alone.
+// is one, and a scan asks for it alone. The UID is logged here, not in
+// the control's error: that error ends the session, and a text naming
+// another mail each session (the control's mail changes when it fails)
+// would reset Run's back-off after every session of an outage.
 func (s *Source) controlFailed(ctx context.Context, u imap.UID, err error) {
 	if ctx.Err() != nil {
 		return // the session ended: nothing learnt about u
 	}
 	s.suspectAll(ctx, []imap.UID{u}, err)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.controlFailures[u]++
+	n := s.controlFailures[u]
+	s.mu.Unlock()
+	s.log.Info("the control fetch failed: the message is chosen after the others next time",
+		zap.Uint32("uid", uint32(u)), zap.Int("failed_controls", n), zap.Error(err))
 }
 
 // controlUnanswered counts a control fetch of u that the server
