@@ -21,16 +21,19 @@ import (
 // not even a NO) makes the messages it asked for suspects: the next
 // sessions ask for each of them alone. A message whose fetch alone ends
 // the connection is counted as refused alone (see refusedAlone) only if
-// the server returned other mail, as that fetch asked for it, in the
-// same session: the others of its group first (one the connection ended
-// on before is fetched after them, see lostLast), or, when nothing was
-// returned yet, another message asked for first (see proveServing). A
+// the server returned other mail, as that fetch asked for it or whole,
+// in the same session: the others of its group first (one the
+// connection ended on before is fetched after them, see lostLast), or,
+// when nothing was returned yet, the body of another message asked for
+// first (see proveServing; a body, as the envelope of mail fetched
+// before may come from the server's index while its mail store fails). A
 // server that ends the connection on every body (Dovecot, its
-// imap_fetch_failure at its default, when its mail store fails) is
-// failing as a whole: nothing is counted, the sessions fail and are
-// retried for as long as it lasts; a message alone in its mailbox so
-// waits for other mail. It is given up, as one the server refuses, once
-// it was counted in
+// imap_fetch_failure at its default, when its mail store fails), or on
+// the metadata of every mail it must read for it, is failing as a
+// whole: nothing is counted, the sessions fail and are retried for as
+// long as it lasts; a message alone in its mailbox so waits for other
+// mail. It is given up, as one the server refuses, once it was counted
+// in
 // RefusedSessionsBeforeSetAside sessions over at least Config.RefusalSpan:
 // its stand-in is dead-lettered with the reason (see refusedTask), and
 // its completion moves it to the failed folder. The others flow
@@ -80,10 +83,11 @@ func (s *Source) anySuspect(uids []imap.UID) bool {
 
 // lostAlone counts a fetch of m alone that ended the connection with err,
 // when the server returned other mail as the fetch asked for it (what)
-// in the session: else it may be failing as a whole (Dovecot ends the
-// connection on any body when its mail store fails), nothing is
-// counted, and m is only fetched after the others of its group from now
-// on (see lostLast), so that another mail can tell next time.
+// in the session, or another mail whole: else it may be failing as a
+// whole (Dovecot ends the connection on any body when its mail store
+// fails), nothing is counted, and m is only fetched after the others of
+// its group from now on (see lostLast), so that another mail can tell
+// next time.
 func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) {
 	if !lostConnection(ctx, err) {
 		return
@@ -91,7 +95,7 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 	s.mu.Lock()
 	ra := s.refusedAlone[m.uid]
 	ra.dropped = true
-	proven := s.served[what]
+	proven := s.served[what] || s.served["body"]
 	if proven {
 		ra.add(s.now(), err)
 		ra.what = what
@@ -165,19 +169,24 @@ func (s *Source) serving(what string) {
 // (what): when the server returned no mail so in this session, it is
 // asked, once a session, for another message (see control), so that a
 // connection ended on one of them counts against it (see lostAlone).
-// It returns the control's error, the server failing as a whole: the
-// session fails, nothing counted. With no other message to ask for,
-// the suspects are fetched all the same, a message the connection ends
-// on first then fetched after the others next time (see lostLast).
+// The control asks for that message's body whatever the suspects'
+// fetch: metadata the server returned may come from its index (Dovecot
+// answers the envelope of mail fetched before from its cache, and ends
+// the connection on that of mail it must read from a failing store), a
+// body only from the mail store. It returns the control's error, the
+// server failing as a whole: the session fails, nothing counted. With
+// no other message to ask for, the suspects are fetched all the same, a
+// message the connection ends on first then fetched after the others
+// next time (see lostLast).
 func (s *Source) proveServing(ctx context.Context, c *imapclient.Client, uids []imap.UID, what string) error {
 	s.mu.Lock()
-	skip := s.served[what] || s.controlAsked[what]
+	skip := s.served[what] || s.served["body"] || s.controlAsked[what]
 	s.controlAsked[what] = true
 	s.mu.Unlock()
 	if skip {
 		return nil
 	}
-	err := s.controlOn(ctx, c)(uids, what)
+	err := s.controlOn(ctx, c)(uids, "body")
 	if err == nil || errors.Is(err, errNoControl) {
 		return nil
 	}
