@@ -159,7 +159,8 @@ type Config struct {
 	// refusing one message, while it returns the others of its batch, or
 	// another message of the mailbox when that one is all there is to
 	// ask for (see control), or keep closing the connection whenever
-	// that message alone is fetched, before the message is given up and its stand-in
+	// that message alone is fetched while it returns other mail in the
+	// session (see poison.go), before the message is given up and its stand-in
 	// dead-lettered (see RefusedSessionsBeforeSetAside): long enough that
 	// a server restarting, or failing for a moment, is not taken for a
 	// bad mail. Reconnect.Max, when longer, is the span. Default 1m.

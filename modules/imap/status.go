@@ -9,7 +9,8 @@ import (
 // Status is a snapshot of a source, for the control plane and logs.
 // Refused counts the messages the server refused to return (FETCH
 // answered NO) while it returned others of the same batch, or closed the
-// connection when asked for them alone, in RefusedSessionsBeforeSetAside
+// connection when asked for them alone while it returned other mail in
+// the same session (see poison.go), in RefusedSessionsBeforeSetAside
 // sessions over at least Config.RefusalSpan: each one's stand-in was
 // dead-lettered with the reason, and its mail moves to the failed folder.
 // A mail whose stand-in is emitted again (after InFlightTimeout) counts
