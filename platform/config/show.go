@@ -81,8 +81,9 @@ func (c *Config) Show(sections []string, problems []Problem) ([]byte, error) {
 }
 
 // findKey returns the node that carries the line of the dotted key path
-// (a mapping key node, or a sequence item), or the nearest such node above
-// it; nil when not even the first segment exists.
+// (a mapping key node, a sequence item, or the first key of an item that
+// is a block mapping), or the nearest such node above it; nil when not
+// even the first segment exists.
 func findKey(doc *yaml.Node, key string) *yaml.Node {
 	if key == "" {
 		return nil
@@ -95,8 +96,16 @@ func findKey(doc *yaml.Node, key string) *yaml.Node {
 	for _, seg := range keySegments(key) {
 		switch {
 		case cur.Kind == yaml.MappingNode:
-			i := slices.IndexFunc(cur.Content, func(n *yaml.Node) bool { return n.Value == seg })
-			if i < 0 || i%2 == 1 || i+1 >= len(cur.Content) {
+			// Keys only: a value that reads like the key ("driver:
+			// postgres" above "postgres:") is not its line.
+			i := -1
+			for j := 0; j+1 < len(cur.Content); j += 2 {
+				if cur.Content[j].Value == seg {
+					i = j
+					break
+				}
+			}
+			if i < 0 {
 				return found
 			}
 			found, cur = cur.Content[i], cur.Content[i+1]
@@ -107,6 +116,12 @@ func findKey(doc *yaml.Node, key string) *yaml.Node {
 			}
 			cur = cur.Content[idx]
 			found = cur
+			if cur.Kind == yaml.MappingNode && len(cur.Content) > 0 && cur.Style&yaml.FlowStyle == 0 {
+				// The comment of a block mapping is printed after it, on
+				// the line of whatever follows; its first key shares the
+				// entry's line ("- name: a").
+				found = cur.Content[0]
+			}
 		default:
 			return found
 		}
