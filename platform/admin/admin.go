@@ -128,7 +128,7 @@ func (s *Server) Routes() []Route {
 // /admin/v1/status (viewer), the session routes (sign in and out:
 // public; who am I: viewer) and GET /admin/v1/audit (viewer).
 func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Registry, hr *health.Registry, routes []Route, opts ...Option) (*Server, error) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}

@@ -175,8 +175,12 @@ func DefaultConfig() Config {
 	}
 }
 
-// withDefaults returns c with every zero timeout set to its default.
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with every zero timeout, limit and auth or audit
+// setting at its default (the configuration applies it after validation,
+// so that `host config show` and the digest give the values the server
+// runs with). Audit.Stream stays empty when it is: it follows the host's
+// stream prefix (AuditConfig.StreamFor).
+func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
 	for _, f := range []struct{ v, def *time.Duration }{
 		{&c.ReadHeaderTimeout, &d.ReadHeaderTimeout},

@@ -46,3 +46,29 @@ func TestAuthProblemsUseTheConfigurationsKeys(t *testing.T) {
 	}
 	require.Contains(t, nameLine, "# problem: is empty", "\n%s", out)
 }
+
+// A zero in the admin section stands for its default, and the
+// configuration shows the default the server runs with (`host config
+// show`, the digest), as it does for the other sections: admin.read_timeout:
+// 0s showed 0s, and a digest unlike the default configuration's, while the
+// server read with 10s.
+func TestZerosShowTheDefaultsTheServerUses(t *testing.T) {
+	t.Parallel()
+	r := config.NewRegistry()
+	require.NoError(t, r.Declare("admin", admin.DefaultConfig()))
+	load := func(sets ...string) *config.Config {
+		cfg, err := config.Load(config.Options{Registry: r, Environ: []string{}, Sets: sets})
+		require.NoError(t, err)
+		return cfg
+	}
+	zeros := load("admin.read_header_timeout=0s", "admin.read_timeout=0s", "admin.write_timeout=0s",
+		"admin.idle_timeout=0s", "admin.shutdown_timeout=0s", "admin.auth.mode=", "admin.auth.session_ttl=0s",
+		"admin.auth.max_sessions=0", "admin.auth.failed_attempts=0", "admin.auth.failed_window=0s",
+		"admin.audit.ring_size=0", "admin.audit.max_age=0s", "admin.audit.max_msgs=0")
+	var got admin.Config
+	require.NoError(t, zeros.Decode("admin", &got))
+	require.Equal(t, admin.DefaultConfig(), got)
+	require.Empty(t, got.Audit.Stream, "the stream stays free to follow the stream prefix")
+	require.Equal(t, string(load().YAML()), string(zeros.YAML()))
+	require.Equal(t, load().Digest(), zeros.Digest())
+}

@@ -19,7 +19,7 @@ import (
 func TestDemoDecoyTakesTheUsersCost(t *testing.T) {
 	h, err := bcrypt.GenerateFromPassword([]byte("correct-horse-battery"), bcrypt.MinCost+2)
 	require.NoError(t, err)
-	c := Config{Listen: "127.0.0.1:0", Auth: AuthConfig{Demo: true, Users: []UserConfig{{Name: "olive", Role: RoleOperator, PasswordHash: string(h)}}}}.withDefaults()
+	c := Config{Listen: "127.0.0.1:0", Auth: AuthConfig{Demo: true, Users: []UserConfig{{Name: "olive", Role: RoleOperator, PasswordHash: string(h)}}}}.WithDefaults()
 	require.NoError(t, c.Validate())
 	a, err := newAuthenticator(c, nil)
 	require.NoError(t, err)
