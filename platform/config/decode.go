@@ -274,12 +274,25 @@ func (d *decoder) decodeStruct(path string, in any, out reflect.Value) {
 		}
 		if base, isFile := strings.CutSuffix(key, "_file"); isFile {
 			if f, ok := fieldByKey(fs, base); ok && f.secret {
-				d.secretFile(joinKey(path, key), val, out.FieldByIndex(f.index))
+				if fv := out.FieldByIndex(f.index); fv.Kind() == reflect.String {
+					d.secretFile(joinKey(path, key), val, fv)
+				} else {
+					// A secret mapping or list (exporter headers).
+					d.add(joinKey(path, key), "a file holds one string, but %s is %s: set %s itself (from the environment, say)", base, kindName(fv.Kind()), base)
+				}
 				continue
 			}
 		}
 		d.add(joinKey(path, key), "unknown key (known keys: %s)", fieldKeys(fs))
 	}
+}
+
+// kindName names a secret field's kind for a message.
+func kindName(k reflect.Kind) string {
+	if k == reflect.Map {
+		return "a mapping"
+	}
+	return "a list"
 }
 
 // secretFile reads a secret from the file named by a <key>_file value; an
