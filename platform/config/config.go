@@ -35,7 +35,7 @@ func (c *Config) Decode(name string, out any) error {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("config: decode %q: out must be a non-nil pointer, got %T", name, out)
 	}
-	d := decoder{readFile: c.readFile}
+	d := decoder{readFile: c.readFile, rank: c.rankOf}
 	d.decode(name, c.sectionTree(c.reg.snapshot(), name), rv.Elem())
 	if len(d.problems) > 0 {
 		return &Error{Problems: dedupe(c.attribute(d.problems))}

@@ -28,6 +28,10 @@ type decoder struct {
 	// secret:"true" and everything below it): their values never appear
 	// in a message.
 	secret int
+	// rank gives the layer that set a key (or the nearest parent a layer
+	// set), higher for later layers; it decides between a secret and its
+	// _file key.
+	rank func(key string) int
 }
 
 // describe is the package's describe, or only the kind of the value
@@ -260,8 +264,12 @@ func (d *decoder) decodeStruct(path string, in any, out reflect.Value) {
 		return
 	}
 	fs := fieldsOf(out.Type())
+	skip := d.secretPairs(path, m, fs, out)
 	for _, key := range sortedKeys(m) {
 		val := m[key]
+		if skip[key] {
+			continue
+		}
 		if f, ok := fieldByKey(fs, key); ok {
 			if f.secret || f.userinfo {
 				d.secret++
@@ -285,6 +293,38 @@ func (d *decoder) decodeStruct(path string, in any, out reflect.Value) {
 		}
 		d.add(joinKey(path, key), "unknown key (known keys: %s)", fieldKeys(fs))
 	}
+}
+
+// secretPairs decides, for each string secret of struct out set both by
+// its key and by its _file key (a file name that is not empty), which one
+// counts: the one a later layer set, as for any key. Set by one source,
+// it is a problem (one would be lost). It returns the keys to skip.
+func (d *decoder) secretPairs(path string, m map[string]any, fs []field, out reflect.Value) map[string]bool {
+	skip := map[string]bool{}
+	for _, f := range fs {
+		fileKey := f.key + "_file"
+		name, _ := m[fileKey].(string)
+		if t, ok := m[fileKey].(text); ok {
+			name = string(t)
+		}
+		if _, ok := m[f.key]; !ok || !f.secret || name == "" || out.FieldByIndex(f.index).Kind() != reflect.String {
+			continue
+		}
+		rv, rf := 0, 0
+		if d.rank != nil {
+			rv, rf = d.rank(joinKey(path, f.key)), d.rank(joinKey(path, fileKey))
+		}
+		switch {
+		case rv > rf:
+			skip[fileKey] = true
+		case rf > rv:
+			skip[f.key] = true
+		default:
+			skip[fileKey] = true
+			d.add(joinKey(path, fileKey), "set beside %s in the same source: one would be lost; give one of them", f.key)
+		}
+	}
+	return skip
 }
 
 // kindName names a secret field's kind for a message.
@@ -355,7 +395,7 @@ func (d *decoder) decodeMap(path string, in any, out reflect.Value) {
 		} else if hasTmpl && tmpl != nil && key != defaultEntry {
 			// Start from the template; its own problems are reported
 			// once, at its own key.
-			quiet := decoder{readFile: d.readFile}
+			quiet := decoder{readFile: d.readFile, rank: d.rank}
 			quiet.decodeValue(joinKey(path, defaultEntry), tmpl, elem)
 		}
 		d.decode(joinKey(path, key), m[key], elem)

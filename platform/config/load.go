@@ -210,8 +210,7 @@ func Load(opts Options) (*Config, error) {
 	}
 
 	c.tree = k.Raw()
-	var d decoder
-	d.readFile = read
+	d := decoder{readFile: read, rank: c.rankOf}
 	checkUnknown(&d, secs, "", c.tree)
 	for _, s := range secs {
 		v := reflect.New(s.typ)

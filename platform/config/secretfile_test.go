@@ -34,3 +34,34 @@ func TestSecretFileOfAMappingOrListIsAProblem(t *testing.T) {
 		require.NotContains(t, err.Error(), "t0ken")
 	}
 }
+
+// A secret and its _file key follow the layers like any key: the later
+// layer wins. A file's password_file silently beat the environment's
+// PLBA_SERVER__PASSWORD (the file key decodes after the plain one), so an
+// override of a secret never took effect; both in one source lost one
+// without a word.
+func TestSecretAndItsFileFollowTheLayers(t *testing.T) {
+	t.Parallel()
+	secret := writeFile(t, "pw", "from-file\n")
+	fileRef := writeFile(t, "ref.yaml", "server:\n  password_file: "+secret+"\n")
+	inline := writeFile(t, "inline.yaml", "server:\n  password: inline\n")
+	for _, tc := range []struct {
+		name string
+		opts config.Options
+		want string
+	}{
+		{"env over a file's _file", config.Options{Files: []string{fileRef}, Environ: []string{"PLBA_SERVER__PASSWORD=from-env"}}, "from-env"},
+		{"--set over a file's _file", config.Options{Files: []string{fileRef}, Sets: []string{"server.password=from-set"}}, "from-set"},
+		{"env _file over a file's value", config.Options{Files: []string{inline}, Environ: []string{"PLBA_SERVER__PASSWORD_FILE=" + secret}}, "from-file"},
+		{"an empty _file name is no file", config.Options{Files: []string{inline}, Sets: []string{"server.password_file="}}, "inline"},
+	} {
+		c, err := load(t, tc.opts)
+		require.NoError(t, err, tc.name)
+		require.Equal(t, tc.want, server(t, c).Password, tc.name)
+	}
+
+	both := writeFile(t, "both.yaml", "server:\n  password: inline\n  password_file: "+secret+"\n")
+	_, err := load(t, config.Options{Files: []string{both}})
+	requireProblem(t, err, both, "server.password_file", "set beside password in the same source")
+	require.NotContains(t, err.Error(), "inline")
+}

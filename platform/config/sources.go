@@ -84,6 +84,17 @@ func (c *Config) SourceOf(key string) (name string, ok bool) {
 	return "", false
 }
 
+// rankOf returns the rank of the layer that set key, else of the one that
+// set its nearest parent (a list holding it); -1 when none did.
+func (c *Config) rankOf(key string) int {
+	for k := key; k != ""; k = parentKey(k) {
+		if s, ok := c.sources[k]; ok {
+			return s.rank
+		}
+	}
+	return -1
+}
+
 func parentKey(key string) string {
 	i := strings.LastIndexAny(key, ".[")
 	if i < 0 {
