@@ -1,0 +1,78 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+)
+
+// secretPairs decides, for each string secret of struct out set both by
+// its key and by its _file key (a file name that is not empty), which one
+// counts: the one a later layer set, as for any key. Set by one source,
+// it is a problem (one would be lost). It returns the keys to skip.
+func (d *decoder) secretPairs(path string, m map[string]any, fs []field, out reflect.Value) map[string]bool {
+	skip := map[string]bool{}
+	for _, f := range fs {
+		fileKey := f.key + "_file"
+		name, _ := m[fileKey].(string)
+		if t, ok := m[fileKey].(text); ok {
+			name = string(t)
+		}
+		if _, ok := m[f.key]; !ok || !f.secret || name == "" || out.FieldByIndex(f.index).Kind() != reflect.String {
+			continue
+		}
+		rv, rf := 0, 0
+		if d.rank != nil {
+			rv, rf = d.rank(joinKey(path, f.key)), d.rank(joinKey(path, fileKey))
+		}
+		switch {
+		case rv > rf:
+			skip[fileKey] = true
+		case rf > rv:
+			skip[f.key] = true
+		default:
+			skip[fileKey] = true
+			d.add(joinKey(path, fileKey), "set beside %s in the same source: one would be lost; give one of them", f.key)
+		}
+	}
+	return skip
+}
+
+// kindName names a secret field's kind for a message.
+func kindName(k reflect.Kind) string {
+	if k == reflect.Map {
+		return "a mapping"
+	}
+	return "a list"
+}
+
+// secretFile reads a secret from the file named by a <key>_file value; an
+// empty name leaves the secret as it is. The file must be a regular file
+// (or a link to one): a named pipe would block the read until a writer
+// came, a device could feed it for ever.
+func (d *decoder) secretFile(path string, in any, out reflect.Value) {
+	if s, ok := in.(text); ok {
+		in = string(s)
+	}
+	name, ok := in.(string)
+	if !ok {
+		d.add(path, "expected a file name, got %s", d.describe(in))
+		return
+	}
+	if name == "" {
+		return
+	}
+	if err := regularFile(name); err != nil {
+		d.add(path, "cannot read secret file: %v", err)
+		return
+	}
+	read := d.readFile
+	if read == nil {
+		read = ReadFile
+	}
+	b, err := read(name)
+	if err != nil {
+		d.add(path, "cannot read secret file: %v", err)
+		return
+	}
+	out.SetString(strings.TrimSpace(string(b)))
+}
