@@ -129,8 +129,10 @@
 // Stop stops leasing, gives the hand-over buffer back at once, gives
 // in-flight handlers DrainTimeout to finish, then cancels their contexts;
 // their deliveries go back to the queue unsettled (task.Returned), through
-// the backend's Release (no attempt counted). Nothing unfinished is ever
-// acked. Give-backs run
+// the backend's Release (no attempt counted; a Release the backend answers
+// with queue.ErrDeadLettered is the dead letter it made, reported and told
+// as such, also for a handler that returns only after Stop gave its
+// delivery back). Nothing unfinished is ever acked. Give-backs run
 // concurrently and, like every settlement once Stop began (and one in
 // progress then: a dead letter waiting for a stream that lost its
 // leader), are bounded by Stop's ctx as well as by the lease; a

@@ -207,7 +207,7 @@ func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
 		defer cancel()
 		parent = ctx
 	}
-	p.giveBackAll(parent, ds, true)
+	p.giveBackAll(parent, ds, true, nil)
 	end()
 	p.unreserve(len(ds))
 }
@@ -263,10 +263,17 @@ const maxParallelGiveBacks = 16
 
 // giveBackAll gives ds back, up to maxParallelGiveBacks at a time, and
 // waits for all: a slow backend delays Pause and Stop by about one call,
-// not by one call per delivery.
-func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery, unrun bool) {
+// not by one call per delivery. gave, if not nil, is told what became of
+// each ds[i]: given back, or dead-lettered with reason (see giveBack).
+func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery, unrun bool, gave func(i int, reason string, dead bool)) {
+	one := func(i int) {
+		reason, dead := p.giveBack(parent, ds[i], unrun)
+		if gave != nil {
+			gave(i, reason, dead)
+		}
+	}
 	if len(ds) == 1 {
-		p.giveBack(parent, ds[0], unrun)
+		one(0)
 		return
 	}
 	var (
@@ -276,7 +283,7 @@ func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery, unrun b
 	for range min(len(ds), maxParallelGiveBacks) {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(len(ds)); i = next.Add(1) - 1 {
-				p.giveBack(parent, ds[i], unrun)
+				one(int(i))
 			}
 		})
 	}

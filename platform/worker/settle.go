@@ -47,14 +47,30 @@ func (p *Pool) settleGuarded(ctx context.Context, s *slot, d *queue.Delivery, rt
 	case p.hardCtx.Err() != nil:
 		// Stopping: the handler was cancelled; the task goes back as it is.
 		// It did not fail (Stats.Failed, the observer: task.ErrStopped).
-		if s.claim() {
-			if reason, dead := p.giveBack(p.settleParent(), d, false); dead {
-				return task.DeadLettered, reason, fmt.Errorf("%w: %w", task.ErrStopped, printable(err))
-			}
+		report := fmt.Errorf("%w: %w", task.ErrStopped, printable(err))
+		if !s.claim() {
+			return p.claimedByStop(s, report)
 		}
-		return task.Returned, "", fmt.Errorf("%w: %w", task.ErrStopped, printable(err))
+		if reason, dead := p.giveBack(p.settleParent(), d, false); dead {
+			return task.DeadLettered, reason, report
+		}
+		return task.Returned, "", report
 	}
 	return p.fail(ctx, s, d, rt, err)
+}
+
+// claimedByStop is the outcome of the delivery of s, whose settlement
+// found it claimed already: Stop gave it back itself (abandon), and what
+// that give-back did is what the observer hears (task.Returned, or the
+// dead letter the backend made of it, whose source Stop told), with
+// report, the handler's error. Any other claim (a settlement that
+// panicked after its own) reports task.Returned: whether it took effect
+// is unknown.
+func (p *Pool) claimedByStop(s *slot, report error) (task.Outcome, string, error) {
+	if o, reason, ok := s.takenBack(); ok {
+		return o, reason, report
+	}
+	return task.Returned, "", report
 }
 
 // settlePanicked handles a panic recovered while settling d.
@@ -71,7 +87,7 @@ func (p *Pool) settlePanicked(ctx context.Context, s *slot, d *queue.Delivery, r
 		// lease runs out and the task is delivered again, as a new
 		// attempt.
 		p.setLastError(err)
-		return task.Returned, "", err
+		return p.claimedByStop(s, err)
 	}
 	return p.fail(ctx, s, d, rt, err)
 }
@@ -82,7 +98,7 @@ func (p *Pool) settlePanicked(ctx context.Context, s *slot, d *queue.Delivery, r
 // itself (JetStream's by AckWait).
 func (p *Pool) ack(ctx context.Context, s *slot, d *queue.Delivery) (task.Outcome, string, error) {
 	if !s.claim() {
-		return task.Returned, "", nil // Stop gave it back
+		return p.claimedByStop(s, nil)
 	}
 	if err := p.backendCall(OpAck, d.Task, func() error { return p.backend.Ack(context.Background(), d) }); err != nil {
 		// The handler succeeded: the observer is told of the refused
@@ -130,7 +146,7 @@ func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, 
 		return p.deadLetter(ctx, s, d, msg, report)
 	}
 	if !s.claim() {
-		return task.Returned, "", report
+		return p.claimedByStop(s, report)
 	}
 	d.FailReason = msg // stored, should the backend dead-letter the task instead
 	sctx, cancel := p.settleCtx()
@@ -163,7 +179,7 @@ func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, 
 // is the handler's error, if any, passed through to the observer.
 func (p *Pool) deadLetter(ctx context.Context, s *slot, d *queue.Delivery, reason string, report error) (task.Outcome, string, error) {
 	if !s.claim() {
-		return task.Returned, "", report
+		return p.claimedByStop(s, report)
 	}
 	sctx, cancel := p.settleCtx()
 	err := p.backendCall(OpDeadLetter, d.Task, func() error { return p.backend.DeadLetter(sctx, d, reason) })

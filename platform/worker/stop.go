@@ -118,7 +118,8 @@ func byDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 // the hand-over buffer back at once, lets in-flight handlers finish for up
 // to DrainTimeout (or until ctx ends, whichever is first), then cancels
 // the contexts of those still running; they go back to the queue
-// unsettled (outcome task.Returned; never acked). Every settlement
+// unsettled (outcome task.Returned, or task.DeadLettered when the backend
+// dead-letters a give-back, queue.ErrDeadLettered; never acked). Every settlement
 // (retry, dead letter) and give-back from then on is bounded by ctx as
 // well as by the lease, and so is every lease extension and settlement in
 // progress when Stop began (one cut short fails: its source is told
@@ -286,7 +287,9 @@ func cutShort(n int64) string {
 }
 
 // abandon gives back the deliveries of handlers that ignore cancellation
-// and returns their task ids. The give-backs are bounded by stopGrace (ctx
+// and returns their task ids. What each give-back did (returned, or
+// dead-lettered by the backend) is recorded on its slot: the handler, when
+// it returns, is reported with that outcome, the one its source was told. The give-backs are bounded by stopGrace (ctx
 // is over); Stop waits for them no longer than twice that, in case the
 // backend ignores its context, and counts them as running until they
 // return.
@@ -299,13 +302,15 @@ func (p *Pool) abandon(ctx context.Context) []string {
 	slots := append([]*slot(nil), p.slots...)
 	p.mu.Unlock()
 	var (
-		ds  []*queue.Delivery
-		ids []string
+		ds    []*queue.Delivery
+		ids   []string
+		taken []*slot
 	)
 	for _, s := range slots {
 		if d := s.claimCurrent(); d != nil {
 			ds = append(ds, d)
 			ids = append(ids, d.Task.ID)
+			taken = append(taken, s)
 		}
 	}
 	if len(ds) == 0 {
@@ -319,7 +324,9 @@ func (p *Pool) abandon(ctx context.Context) []string {
 		defer close(finished)
 		defer cancel()
 		defer end()
-		p.giveBackAll(gctx, ds, false)
+		// Each slot learns what its give-back did: the handler's own
+		// settlement, when it returns, reports that (claimedByStop).
+		p.giveBackAll(gctx, ds, false, func(i int, reason string, dead bool) { taken[i].gaveBack(reason, dead) })
 	}()
 	wait := time.NewTimer(2 * stopGrace)
 	select {

@@ -30,6 +30,13 @@ type slot struct {
 	extendAt  time.Duration
 	keepUntil time.Duration
 	overrun   bool // keepUntil passed with the handler still running
+	// taken is set when Stop claimed d to give it back itself (a handler
+	// that ignores its cancellation, see abandon) and closed once that
+	// give-back returned, with its outcome in takenOutcome and
+	// takenReason: what the handler's own settlement then reports.
+	taken        chan struct{}
+	takenOutcome task.Outcome
+	takenReason  string
 
 	// The observer's side of the current delivery, for a worker that
 	// crashes before its settlement (crashed): octx is the context the
@@ -47,6 +54,7 @@ type slot struct {
 func (s *slot) begin(d *queue.Delivery, extendAt, keepUntil time.Duration) {
 	s.mu.Lock()
 	s.d, s.settled, s.extendAt, s.keepUntil, s.overrun = d, false, extendAt, keepUntil, false
+	s.taken, s.takenOutcome, s.takenReason = nil, "", ""
 	s.mu.Unlock()
 	s.octx, s.ran = nil, false
 }
@@ -69,8 +77,9 @@ func (s *slot) unsettled(d *queue.Delivery) bool {
 	return s.d == d && !s.settled
 }
 
-// claimCurrent claims the current delivery and returns it; nil when there
-// is none or it was claimed already.
+// claimCurrent claims the current delivery for Stop, which gives it back
+// itself, and returns it; nil when there is none or it was claimed
+// already. Stop reports the give-back's outcome with gaveBack.
 func (s *slot) claimCurrent() *queue.Delivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -78,7 +87,38 @@ func (s *slot) claimCurrent() *queue.Delivery {
 		return nil
 	}
 	s.settled = true
+	s.taken = make(chan struct{})
 	return s.d
+}
+
+// gaveBack records the outcome of Stop's give-back of the delivery it
+// claimed (claimCurrent): returned, or dead-lettered with reason.
+func (s *slot) gaveBack(reason string, dead bool) {
+	s.mu.Lock()
+	s.takenOutcome, s.takenReason = task.Returned, ""
+	if dead {
+		s.takenOutcome, s.takenReason = task.DeadLettered, reason
+	}
+	taken := s.taken
+	s.mu.Unlock()
+	close(taken)
+}
+
+// takenBack returns the outcome of the current delivery when Stop
+// claimed it (see abandon), once its give-back returned, and false when
+// Stop did not. The wait is the give-back's: bounded by its context, and
+// Stop's shutdown waits for that give-back as well.
+func (s *slot) takenBack() (task.Outcome, string, bool) {
+	s.mu.Lock()
+	taken := s.taken
+	s.mu.Unlock()
+	if taken == nil {
+		return "", "", false
+	}
+	<-taken
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.takenOutcome, s.takenReason, true
 }
 
 // current returns the slot's delivery (nil when idle).
