@@ -29,11 +29,12 @@ import (
 // unacknowledged and the message in its work stream; the next process
 // (or another replica, after AckWait) does the work again, and stores no
 // second dead-letter copy: within the dead-letter stream's duplicate
-// window the copy's Nats-Msg-Id de-duplicates it; an advisory stored
-// longer ago than half the window (its handling failed after the copy
-// and is tried again, or it waited for a process) first looks for the
-// copy among the queue's dead letters stored since the advisory
-// (storedCopy), and stores none if it is there. The watcher is told the
+// window the copy's Nats-Msg-Id de-duplicates it; an advisory whose copy
+// may be older than half the window (its handling failed after the copy
+// and is tried again, it waited for a process, or the copy was stored
+// during the message's last delivery, up to an AckWait before the
+// advisory) first looks for the copy among the queue's dead letters
+// stored since then (storedCopy), and stores none if it is there. The watcher is told the
 // dead letter as stored, not as this handling would have made it: a copy
 // de-duplicated by the server is read back (publishDead), one found by
 // storedCopy is told as found.
@@ -317,24 +318,32 @@ func exhaustedReason(deliveries uint64, early, attempts int) string {
 // streams may have their leaders on servers whose clocks differ.
 const copyLookupMargin = time.Minute
 
-// storedCopy returns the dead letter an earlier handling of the advisory
-// adv stored for the message seq (task id) of q's work stream, or nil.
-// The server de-duplicates the copy by its Nats-Msg-Id (deadMsgID) within
-// the dead-letter stream's duplicate window only: an advisory stored
-// less than half the window ago (the other half is the margin for the
-// clocks of host and server) is not looked up, since any copy made for
-// it is younger than the window. An older one (its handling failed after
-// the copy and is tried again, or it waited for a process to read it)
-// costs a headers-only scan of the queue's dead letters stored since the
-// advisory (scanDeadHeadersFrom: a consumer created, read and deleted).
+// storedCopy returns the dead letter stored before for the message seq
+// (task id) of q's work stream, whose max-deliveries advisory is adv, or
+// nil. Such a copy was stored by an earlier handling of adv, after it, or
+// before it, during the message's last delivery: by a DeadLetter whose
+// term was lost, or by Close's give-back, which leaves a task it
+// dead-lettered to the server (releaseRefused); the server publishes the
+// advisory once that delivery's AckWait ran out, up to an AckWait (and a
+// settlement's publish: Config.PublishTimeout) after the copy. The server
+// de-duplicates the copy by its Nats-Msg-Id (deadMsgID) within the
+// dead-letter stream's duplicate window only: an advisory young enough
+// that any such copy is less than half the window old (the other half is
+// the margin for the clocks of host and server) is not looked up. An
+// older one (its handling failed after the copy and is tried again, it
+// waited for a process to read it, or the AckWait is long for the window)
+// costs a headers-only scan of the queue's dead letters stored since an
+// AckWait before the advisory (scanDeadHeadersFrom: a consumer created,
+// read and deleted).
 func (b *Backend) storedCopy(ctx context.Context, q *queueState, seq uint64, id string, adv jetstream.Msg) (*queue.DeadLetter, error) {
+	before := b.cfg.AckWait + b.cfg.PublishTimeout // how much older than adv a copy made for its message can be
 	md, err := adv.Metadata()
-	if err == nil && time.Since(md.Timestamp) < b.cfg.DuplicateWindow/2 {
+	if err == nil && time.Since(md.Timestamp)+before < b.cfg.DuplicateWindow/2 {
 		return nil, nil
 	}
 	from := deadScanFrom{seq: 1} // the advisory's age unknown: every dead letter of the queue
 	if err == nil {
-		from = deadScanFrom{since: md.Timestamp.Add(-copyLookupMargin)}
+		from = deadScanFrom{since: md.Timestamp.Add(-before - copyLookupMargin)}
 	}
 	return b.deadCopyOf(ctx, q, seq, id, from)
 }

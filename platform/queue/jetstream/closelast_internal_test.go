@@ -25,7 +25,28 @@ import (
 // never heard. On the embedded server and on PLBA_TEST_NATS_URL's.
 func TestCloseLeavesTheDeadLetterOfALastPrefetchedDeliveryToBeTold(t *testing.T) {
 	t.Parallel()
-	cfg := Config{MaxMsgs: 1, MaxDeliver: 1, AckWait: 3 * time.Second, PublishTimeout: time.Second}
+	closeLeavesLast(t, Config{MaxMsgs: 1, MaxDeliver: 1, AckWait: 3 * time.Second, PublishTimeout: time.Second})
+}
+
+// TestCloseLeavesALastDeliveryDeadLetteredOnceWhateverTheWindow: as above,
+// with an AckWait longer than the dead-letter stream's duplicate window:
+// the MAX_DELIVERIES advisory comes up to an AckWait after Close stored
+// the dead letter, when the copy's Nats-Msg-Id no longer de-duplicates
+// the advisory's copy. The dead letter stored at Close is still the one
+// told, and the only one stored. An advisory younger than half the window
+// used to skip the lookup for an earlier copy (one stored for it could
+// only be younger than the advisory), and an older one looked only from a
+// minute before the advisory: the task was dead-lettered a second time,
+// as "lease expired on the last delivery", and told so.
+func TestCloseLeavesALastDeliveryDeadLetteredOnceWhateverTheWindow(t *testing.T) {
+	t.Parallel()
+	closeLeavesLast(t, Config{MaxMsgs: 1, MaxDeliver: 1, AckWait: 3 * time.Second, DuplicateWindow: time.Second,
+		PublishTimeout: time.Second})
+}
+
+// closeLeavesLast is TestCloseLeavesTheDeadLetterOfALastPrefetchedDeliveryToBeTold
+// with cfg.
+func closeLeavesLast(t *testing.T, cfg Config) {
 	onBothServers(t, cfg, func(t *testing.T, cfg Config) {
 		ctx := t.Context()
 		var srv *embedded.Server // the two replicas' server, when embedded
