@@ -30,7 +30,15 @@ func (b *Backend) lastDelivery(r *receipt) bool {
 // Config.PublishTimeout left, kept for the dead letter that follows a
 // copy never stored (releaseRefused). It returns nil once the copy is
 // stored, else why it is not.
+//
+// An offer cut short while waiting for its answer may have been stored
+// (room made as it went out, the answer slow or lost): it is asked once
+// more, with the same Nats-Msg-Id, within half of what is left, and the
+// answer says (the server de-duplicates a copy stored before). Taken for
+// "still full", the task would be dead-lettered while its copy stays
+// queued, to run again.
 func (b *Backend) copyWhenRoom(ctx context.Context, msg *nats.Msg, perr error) error {
+	parent := ctx
 	if end, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, end.Add(-b.cfg.PublishTimeout))
@@ -45,11 +53,31 @@ func (b *Backend) copyWhenRoom(ctx context.Context, msg *nats.Msg, perr error) e
 		msg = &nats.Msg{Subject: msg.Subject, Header: msg.Header, Data: msg.Data}
 		_, err := b.publishAnswered(ctx, msg, "released copy")
 		if err != nil && !isStreamFull(err) && ctx.Err() != nil {
-			return perr // cut short while waiting for the answer: still full, as far as is known
+			return b.askStored(parent, msg, perr)
 		}
 		perr = err
 	}
 	return perr
+}
+
+// askStored offers msg, a released copy whose last offer ctx's wait for
+// room cut short unanswered, once more with the same Nats-Msg-Id, within
+// half of what is left of parent: nil when it is stored (by that offer
+// or this one), else why not (perr, the full stream, when this one is
+// not answered either).
+func (b *Backend) askStored(parent context.Context, msg *nats.Msg, perr error) error {
+	ctx := parent
+	if end, ok := parent.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(parent, time.Until(end)/2)
+		defer cancel()
+	}
+	msg = &nats.Msg{Subject: msg.Subject, Header: msg.Header, Data: msg.Data}
+	_, err := b.publishAnswered(ctx, msg, "released copy")
+	if err != nil && !isStreamFull(err) && ctx.Err() != nil {
+		return perr // unanswered again: still full, as far as is known
+	}
+	return err
 }
 
 // releaseRefused ends a Release of r whose copy the server did not store
