@@ -35,13 +35,13 @@ func TestReleaseWhoseLastCopyWasStoredUnansweredIsNoDeadLetter(t *testing.T) {
 	proxy := netfault.NewProxy(t, srv.NATS().Addr().String())
 	const (
 		qname   = "release-unanswered"
-		publish = 2 * time.Second
+		publish = 4 * time.Second
 	)
 	b := openTestBackend(t, Config{URLs: []string{"nats://" + proxy.Addr()}, MaxMsgs: 2, MaxDeliver: 1,
 		AckWait: 20 * time.Second, PublishTimeout: publish, Prefetch: 1, MaxPrefetch: 1})
 	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "a", Kind: "k", Queue: qname}, &task.Task{ID: "b", Kind: "k", Queue: qname}))
 	first := leaseOne(t, b, qname)
-	require.NoError(t, b.Extend(ctx, first, 8*time.Second))
+	require.NoError(t, b.Extend(ctx, first, 12*time.Second))
 	r, err := b.receiptOf(first)
 	require.NoError(t, err)
 	other := uint64(1)
@@ -74,7 +74,7 @@ func TestReleaseWhoseLastCopyWasStoredUnansweredIsNoDeadLetter(t *testing.T) {
 
 	// The network comes back once the wait for room ended (a publish
 	// timeout before the lease's end), with time left in the lease.
-	wait := time.Until(first.LeaseUntil.Add(-publish + publish/4))
+	wait := time.Until(first.LeaseUntil.Add(-publish + publish/8))
 	select {
 	case err := <-released:
 		t.Fatalf("Release returned while its offer was unanswered: %v", err)
