@@ -67,7 +67,8 @@ func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspect
 	var others []imap.UID
 	for _, u := range all {
 		_, refused := s.refusedAlone[u]
-		if !slices.Contains(suspects, u) && !refused && !s.suspects[u] && !s.aside[u] {
+		_, suspect := s.suspects[u]
+		if !slices.Contains(suspects, u) && !refused && !suspect && !s.aside[u] {
 			others = append(others, u)
 		}
 	}
@@ -84,7 +85,7 @@ func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspect
 		u := others[0]
 		metas, err := s.fetchMetaOf(c, []imap.UID{u})
 		if err != nil {
-			s.controlFailed(ctx, u, err)
+			s.controlFailed(ctx, u, what, err)
 			return fmt.Errorf("imap: control: %w", err)
 		}
 		if len(metas) == 0 {
@@ -109,7 +110,7 @@ func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspect
 	}).UID
 	bodies, oversize, err := s.fetchBodies(c, imap.UIDSetNum(small))
 	if err != nil {
-		s.controlFailed(ctx, small, err)
+		s.controlFailed(ctx, small, what, err)
 		return fmt.Errorf("imap: control: %w", err)
 	}
 	if len(bodies)+len(oversize) == 0 {
@@ -146,19 +147,19 @@ func (s *Source) serverReturns(ctx context.Context, c *imapclient.Client, deferr
 		what, len(pile), pile[0], pile[len(pile)-1], last[0].err, err)
 }
 
-// controlFailed counts a control fetch of u that failed with err (in the
-// session ctx): u is chosen after the others from now on (see
+// controlFailed counts a control fetch (what) of u that failed with err
+// (in the session ctx): u is chosen after the others from now on (see
 // controlFetch). A fetch that ended the connection makes u a suspect too,
 // as any fetch does (see poison.go): it is not the control again while it
 // is one, and a scan asks for it alone. The UID is logged here, not in
 // the control's error: that error ends the session, and a text naming
 // another mail each session (the control's mail changes when it fails)
 // would reset Run's back-off after every session of an outage.
-func (s *Source) controlFailed(ctx context.Context, u imap.UID, err error) {
+func (s *Source) controlFailed(ctx context.Context, u imap.UID, what string, err error) {
 	if ctx.Err() != nil {
 		return // the session ended: nothing learnt about u
 	}
-	s.suspectAll(ctx, []imap.UID{u}, err)
+	s.suspectAll(ctx, []imap.UID{u}, what, err)
 	s.mu.Lock()
 	s.controlFailures[u]++
 	n := s.controlFailures[u]

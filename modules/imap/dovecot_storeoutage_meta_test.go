@@ -57,7 +57,7 @@ func TestDovecotStoreOutageGivesUpNoMailOnItsMetadata(t *testing.T) {
 	cfg.OnSuccess.MoveTo = imap.Ptr("")
 	cfg.Reconnect = imap.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}
 	cfg.RefusalSpan = 200 * time.Millisecond
-	src := newSource(t, cfg)
+	src, logs := observedSource(t, cfg)
 	em := &workerEmitter{src: src}
 	start(t, src, em)
 
@@ -68,6 +68,13 @@ func TestDovecotStoreOutageGivesUpNoMailOnItsMetadata(t *testing.T) {
 	}, 30*time.Second, 10*time.Millisecond)
 	require.Zero(t, em.count(), "a good mail given up while the store failed")
 	require.Zero(t, src.Status().Refused)
+	// The sessions failed on the control asked before the suspects were
+	// fetched alone: the error says the connection ended on their metadata.
+	alone := lostErrors(logs, "messages alone")
+	require.NotEmpty(t, alone)
+	for _, msg := range alone {
+		require.Contains(t, msg, "the connection having ended on their metadata:")
+	}
 
 	for f, mode := range modes {
 		require.NoError(t, os.Chmod(f, mode)) // the store back

@@ -30,7 +30,7 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 	if !alone {
 		var err error
 		metas, err = s.fetchMetaOf(c, uids)
-		if s.suspectAll(ctx, uids, err) || !refused(err) {
+		if s.suspectAll(ctx, uids, "metadata", err) || !refused(err) {
 			return metas, nil, err
 		}
 		metas = nil
@@ -123,7 +123,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 	alone := suspect
 	if !alone {
 		bodies, oversize, err = s.fetchBodies(c, imap.UIDSetNum(uids...))
-		if s.suspectAll(ctx, uids, err) || !refused(err) {
+		if s.suspectAll(ctx, uids, "body", err) || !refused(err) {
 			if err == nil {
 				s.fetchedFine(bodies, oversize)
 			}

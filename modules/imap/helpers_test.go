@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -197,6 +198,18 @@ func lastLostError(logs *observer.ObservedLogs) string {
 		return ""
 	}
 	return fmt.Sprint(lost[len(lost)-1].ContextMap()["error"])
+}
+
+// lostErrors are the errors of the "connection lost" log entries that
+// contain part.
+func lostErrors(logs *observer.ObservedLogs, part string) []string {
+	var out []string
+	for _, e := range logs.FilterMessage("imap connection lost, reconnecting").All() {
+		if msg := fmt.Sprint(e.ContextMap()["error"]); strings.Contains(msg, part) {
+			out = append(out, msg)
+		}
+	}
+	return out
 }
 
 func waitCompletions(t *testing.T, src *imap.Source) {

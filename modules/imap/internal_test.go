@@ -240,14 +240,14 @@ func TestOnlyAConnectionTheServerEndedMakesSuspects(t *testing.T) {
 	cut := fmt.Errorf("imap: fetch bodies: %w", io.ErrUnexpectedEOF)
 	ended, cancel := context.WithCancel(context.Background())
 	cancel()
-	require.False(t, s.suspectAll(ended, []imap.UID{7}, cut))
+	require.False(t, s.suspectAll(ended, []imap.UID{7}, "body", cut))
 	s.lostAlone(ended, meta{uid: 7}, "body", cut)
 	require.Empty(t, s.suspects)
 	require.Empty(t, s.refusedAlone)
 
 	no := &imap.Error{Type: imap.StatusResponseTypeNo, Text: "refused"}
-	require.False(t, s.suspectAll(context.Background(), []imap.UID{7}, no))
-	require.True(t, s.suspectAll(context.Background(), []imap.UID{7, 8}, cut))
+	require.False(t, s.suspectAll(context.Background(), []imap.UID{7}, "body", no))
+	require.True(t, s.suspectAll(context.Background(), []imap.UID{7, 8}, "body", cut))
 	require.True(t, s.anySuspect([]imap.UID{8}))
 	s.lostAlone(context.Background(), meta{uid: 7}, "body", cut)
 	require.Zero(t, s.refusedAlone[7].sessions, "no other mail returned in the session: not counted")
@@ -324,9 +324,9 @@ func TestStandInKeysNameTheAccount(t *testing.T) {
 func TestReconcileForgetsGoneSuspects(t *testing.T) {
 	s, err := NewSource(Config{Host: "localhost", TLS: TLSNone, Username: "u", Password: "p", Kind: "k"}, nil)
 	require.NoError(t, err)
-	s.suspects[3], s.suspects[5] = true, true
+	s.suspects[3], s.suspects[5] = "body", "metadata"
 	s.aside[5] = true
 	s.forgetGone([]imap.UID{3}, time.Now())
-	require.Equal(t, map[imap.UID]bool{3: true}, s.suspects)
+	require.Equal(t, map[imap.UID]string{3: "body"}, s.suspects)
 	require.Empty(t, s.aside)
 }

@@ -55,16 +55,17 @@ func lostConnection(ctx context.Context, err error) bool {
 	return err != nil && !errors.As(err, &ie) && ctx.Err() == nil
 }
 
-// suspectAll makes uids suspects when err ended the connection, and
-// reports whether it did.
-func (s *Source) suspectAll(ctx context.Context, uids []imap.UID, err error) bool {
+// suspectAll makes uids suspects when err, the error of a fetch (what:
+// "metadata", "body") of them, ended the connection, and reports whether
+// it did.
+func (s *Source) suspectAll(ctx context.Context, uids []imap.UID, what string, err error) bool {
 	if !lostConnection(ctx, err) {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, u := range uids {
-		s.suspects[u] = true
+		s.suspects[u] = what
 	}
 	return true
 }
@@ -74,7 +75,7 @@ func (s *Source) anySuspect(uids []imap.UID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, u := range uids {
-		if s.suspects[u] {
+		if _, ok := s.suspects[u]; ok {
 			return true
 		}
 	}
@@ -132,7 +133,8 @@ func (s *Source) skipLost(m meta, what string) (r refusal, skip, standIn bool) {
 	// A message whose body fetch ended the connection is given up
 	// where its body is asked for, with the metadata the server returned
 	// (its Message-ID and size for its stand-in).
-	poisoned := ok && s.suspects[m.uid] && ra.due(s.now(), s.cfg.refusalSpan()) &&
+	_, suspect := s.suspects[m.uid]
+	poisoned := ok && suspect && ra.due(s.now(), s.cfg.refusalSpan()) &&
 		(what == "body" || ra.what == what)
 	s.mu.Unlock()
 	if !poisoned {
@@ -174,10 +176,12 @@ func (s *Source) serving(what string) {
 // answers the envelope of mail fetched before from its cache, and ends
 // the connection on that of mail it must read from a failing store), a
 // body only from the mail store. It returns the control's error, the
-// server failing as a whole: the session fails, nothing counted. With
-// no other message to ask for, the suspects are fetched all the same, a
-// message the connection ends on first then fetched after the others
-// next time (see lostLast).
+// server failing as a whole: the session fails, nothing counted; its
+// text names the fetch of them the connection ended on (see
+// lostOnWhat), and no UID, so that it is the same every session of an
+// outage and Run's back-off grows. With no other message to ask for,
+// the suspects are fetched all the same, a message the connection ends
+// on first then fetched after the others next time (see lostLast).
 func (s *Source) proveServing(ctx context.Context, c *imapclient.Client, uids []imap.UID, what string) error {
 	s.mu.Lock()
 	skip := s.served[what] || s.served["body"] || s.controlAsked[what]
@@ -190,8 +194,32 @@ func (s *Source) proveServing(ctx context.Context, c *imapclient.Client, uids []
 	if err == nil || errors.Is(err, errNoControl) {
 		return nil
 	}
-	return fmt.Errorf("imap: fetch %s of %d messages alone, the connection having ended on them: the server returns no other message either, none counted: %w",
-		what, len(uids), err)
+	return fmt.Errorf("imap: fetch %s of %d messages alone, the connection having ended on their %s: the server returns no other message either, none counted: %w",
+		what, len(uids), s.lostOnWhat(uids), err)
+}
+
+// lostOnWhat names the fetch of the suspects among uids that the
+// connection ended on: "metadata", "bodies", or "metadata or bodies"
+// when it ended on either for some of them.
+func (s *Source) lostOnWhat(uids []imap.UID) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var meta, body bool
+	for _, u := range uids {
+		switch s.suspects[u] {
+		case "metadata":
+			meta = true
+		case "body":
+			body = true
+		}
+	}
+	switch {
+	case meta && body:
+		return "metadata or bodies"
+	case body:
+		return "bodies"
+	}
+	return "metadata"
 }
 
 // lostLast returns uids in the order to fetch them alone: those a fetch

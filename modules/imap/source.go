@@ -104,8 +104,9 @@ type Source struct {
 	// aside, and all of them when UIDVALIDITY changes.
 	refusedAlone map[imap.UID]refusedAlone
 	// suspects are the UIDs (under uidValidity) a fetch asked for when
-	// the connection ended: they are fetched alone (see poison.go).
-	suspects map[imap.UID]bool
+	// the connection ended, with that fetch ("metadata", "body"): they
+	// are fetched alone (see poison.go).
+	suspects map[imap.UID]string
 	// served is what ("metadata", "body") the server returned in the
 	// current session, and controlAsked what the session asked a control
 	// for before fetching suspects alone: a connection ended on a
@@ -164,7 +165,7 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 		inflight:        map[string]emitted{},
 		dupes:           map[string]dupe{},
 		refusedAlone:    map[imap.UID]refusedAlone{},
-		suspects:        map[imap.UID]bool{},
+		suspects:        map[imap.UID]string{},
 		served:          map[string]bool{},
 		controlAsked:    map[string]bool{},
 		controlFailures: map[imap.UID]int{},
