@@ -151,10 +151,13 @@ func (s *Source) serverReturns(ctx context.Context, c *imapclient.Client, deferr
 // (in the session ctx): u is chosen after the others from now on (see
 // controlFetch). A fetch that ended the connection makes u a suspect too,
 // as any fetch does (see poison.go): it is not the control again while it
-// is one, and a scan asks for it alone. The UID is logged here, not in
-// the control's error: that error ends the session, and a text naming
-// another mail each session (the control's mail changes when it fails)
-// would reset Run's back-off after every session of an outage.
+// is one, and a scan asks for it alone (mail processed and left in the
+// mailbox, \Seen, never scanned again, is one until the next reconcile
+// pass, whose search leaves it out: see forgetGone). The UID is logged
+// here, not in the control's error: that error ends the session, and a
+// text naming another mail each session (the control's mail changes
+// when it fails) would reset Run's back-off after every session of an
+// outage.
 func (s *Source) controlFailed(ctx context.Context, u imap.UID, what string, err error) {
 	if ctx.Err() != nil {
 		return // the session ended: nothing learnt about u

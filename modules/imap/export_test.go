@@ -15,3 +15,11 @@ func LeftInPlace(s *Source) int {
 	defer s.mu.Unlock()
 	return len(s.aside)
 }
+
+// Suspects is how many messages are suspects (see poison.go), for tests
+// that check a suspect is not one for ever.
+func Suspects(s *Source) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.suspects)
+}
