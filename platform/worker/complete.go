@@ -38,12 +38,18 @@ func (r *Runtime) completeFinished(ctx context.Context, t *task.Task, o task.Out
 	return nil
 }
 
-// complete reports the final outcome o of t to its source, if it asked.
+// complete reports the final outcome o of t to its source, if it asked,
+// within the task timeout and, once Stop began, Stop's ctx.
 func (p *Pool) complete(ctx context.Context, t *task.Task, o task.Outcome, reason string) {
+	p.completeUntil(ctx, p.settleParent(), t, o, reason)
+}
+
+// completeUntil is complete bounded by stop instead of Stop's ctx.
+func (p *Pool) completeUntil(ctx, stop context.Context, t *task.Task, o task.Outcome, reason string) {
 	if t.Header(task.HeaderCompletion) == "" {
 		return
 	}
-	if err := p.completeGuarded(ctx, t, o, reason); err != nil {
+	if err := p.completeGuarded(ctx, stop, t, o, reason); err != nil {
 		p.n.completionFailed.Add(1)
 		p.setLastError(err)
 		msg, _ := errorText(err)
@@ -53,9 +59,9 @@ func (p *Pool) complete(ctx context.Context, t *task.Task, o task.Outcome, reaso
 }
 
 // completeGuarded calls the source's Complete with a context that keeps
-// ctx's values, is bounded by the task timeout and, once Stop began, by
-// Stop's ctx; a panic in it is a failed completion.
-func (p *Pool) completeGuarded(ctx context.Context, t *task.Task, o task.Outcome, reason string) (err error) {
+// ctx's values, is bounded by the task timeout and by stop; a panic in it
+// is a failed completion.
+func (p *Pool) completeGuarded(ctx, stop context.Context, t *task.Task, o task.Outcome, reason string) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.log.Error("completion panicked", zap.String("task", t.ID), zap.String("kind", t.Kind),
@@ -63,5 +69,5 @@ func (p *Pool) completeGuarded(ctx context.Context, t *task.Task, o task.Outcome
 			err = fmt.Errorf("completion panicked: %v", r)
 		}
 	}()
-	return p.comps.CompleteWithin(ctx, p.settleParent(), p.cfg.TaskTimeout, t, o, reason)
+	return p.comps.CompleteWithin(ctx, stop, p.cfg.TaskTimeout, t, o, reason)
 }

@@ -225,8 +225,9 @@ func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
 // backend turned into a dead letter (queue.ErrDeadLettered: the last
 // delivery its delivery limit allows, which it could not give back
 // uncounted) is a failed release and a dead letter: counted as both, and
-// told to the task's source. giveBack then reports the dead letter's
-// reason and true.
+// told to the task's source (with a grace of its own once Stop's ctx
+// ended, see tellStop). giveBack then reports the dead letter's reason
+// and true.
 func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (deadReason string, dead bool) {
 	ctx, cancel := context.WithTimeout(parent, p.cfg.Lease)
 	defer cancel()
@@ -248,7 +249,9 @@ func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (
 		if reason == "" {
 			reason, _ = errorText(err)
 		}
-		p.dead(parent, d, reason)
+		stop, cancel := p.tellStop()
+		p.dead(parent, stop, d, reason)
+		cancel()
 		return reason, true
 	}
 	if ctx.Err() != nil {
@@ -256,6 +259,24 @@ func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (
 	}
 	_ = p.settleFailed(OpRelease, d.Task, err)
 	return "", false
+}
+
+// tellStop bounds the telling of a dead letter a give-back made: by
+// Stop's ctx, or, once that ended, by stopGrace of its own. Stop's
+// give-backs of the deliveries of handlers that ignore their
+// cancellation, and those of deliveries not run that start only after
+// Stop's ctx ended (see returnUnrun), run after it: with it, the source
+// could not even be told of a dead letter that happened (a source whose
+// Complete honours its context fails it), and would hear of it only
+// when it emits the task again after a restart. The grace keeps Stop
+// bounded: its own give-backs and their telling end within the two
+// graces it waits for them (see abandon).
+func (p *Pool) tellStop() (context.Context, context.CancelFunc) {
+	stop := p.settleParent()
+	if stop.Err() == nil {
+		return stop, func() {}
+	}
+	return context.WithTimeout(context.WithoutCancel(stop), stopGrace)
 }
 
 // maxParallelGiveBacks bounds the backend calls of one giveBackAll.

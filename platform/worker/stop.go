@@ -290,7 +290,8 @@ func cutShort(n int64) string {
 // and returns their task ids. What each give-back did (returned, or
 // dead-lettered by the backend) is recorded on its slot: the handler, when
 // it returns, is reported with that outcome, the one its source was told. The give-backs are bounded by stopGrace (ctx
-// is over); Stop waits for them no longer than twice that, in case the
+// is over), and so is telling the source of a dead letter one made (see
+// tellStop); Stop waits for them no longer than twice that, in case the
 // backend ignores its context, and counts them as running until they
 // return.
 func (p *Pool) abandon(ctx context.Context) []string {
