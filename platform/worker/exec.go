@@ -77,6 +77,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 	if end == 0 {
 		end = p.clock()
 	}
+	s.finished = true
 	p.obs.Finished(octx, t, outcome, err, reason, took)
 	s.end()
 	p.n.processed.Add(1)

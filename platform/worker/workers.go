@@ -47,6 +47,7 @@ type slot struct {
 	octx      context.Context
 	handlerAt time.Duration
 	ran       bool
+	finished  bool // the observer's Finished was called for the current delivery
 }
 
 // begin records d as the slot's current delivery, whose lease is
@@ -56,7 +57,7 @@ func (s *slot) begin(d *queue.Delivery, extendAt, keepUntil time.Duration) {
 	s.d, s.settled, s.extendAt, s.keepUntil, s.overrun = d, false, extendAt, keepUntil, false
 	s.taken, s.takenOutcome, s.takenReason = nil, "", ""
 	s.mu.Unlock()
-	s.octx, s.ran = nil, false
+	s.octx, s.ran, s.finished = nil, false, false
 }
 
 // claim gives the caller the right to settle the current delivery; only
@@ -235,7 +236,9 @@ func (p *Pool) surplus(s *slot) bool {
 // and outside settlement (an observer's Finished, say), or of
 // runtime.Goexit anywhere (r is errGoexit). The delivery it
 // held, unless already settled, fails like a handler error: retried after
-// the back-off, or dead-lettered at its last attempt. Giving it back
+// the back-off, or dead-lettered at its last attempt (one Stop gave back
+// itself while its handler ran is reported with what that give-back did:
+// crashedTaken). Giving it back
 // uncounted (Release) would let a task that crashes every worker run
 // again at once, forever.
 func (p *Pool) crashed(s *slot, r any) {
@@ -249,6 +252,8 @@ func (p *Pool) crashed(s *slot, r any) {
 		// settled now: either way the pool finished with it.
 		if s.unsettled(d) {
 			p.settleCrashed(s, d, err)
+		} else {
+			p.crashedTaken(s, d, err)
 		}
 		p.n.processed.Add(1)
 		p.n.lastFinished.Store(int64(p.clock()))
@@ -258,6 +263,33 @@ func (p *Pool) crashed(s *slot, r any) {
 	}
 	p.stop.workers.Add(1)
 	go p.worker(s)
+}
+
+// crashedTaken reports d, the delivery of a crashed worker that Stop
+// claimed and gave back itself while its handler ran (abandon), to the
+// observer that saw it start and did not hear how it ended: with what
+// that give-back did (see claimedByStop), as stopped, not failed. A panic
+// in the observer is logged.
+func (p *Pool) crashedTaken(s *slot, d *queue.Delivery, err error) {
+	if s.octx == nil || s.finished {
+		return
+	}
+	o, reason, ok := s.takenBack()
+	if !ok {
+		return // settled by its own settlement, whose Finished ran
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("observer panicked on the task of a crashed worker", zap.String("task", d.Task.ID),
+				zap.Any("panic", r), zap.Stack("stack"))
+		}
+	}()
+	took := task.NotRun
+	if s.ran {
+		took = p.clock() - s.handlerAt
+	}
+	s.finished = true
+	p.obs.Finished(s.octx, d.Task, o, fmt.Errorf("%w: %w", task.ErrStopped, err), reason, took)
 }
 
 // settleCrashed fails d, the delivery of a crashed worker. A panic here
