@@ -74,9 +74,10 @@
 // final outcome (source.Completions) after the backend confirmed the
 // settlement: task.Succeeded after the ack, task.DeadLettered with the
 // reason after the dead letter. Complete gets a context bounded by the
-// task timeout (and Stop's ctx; a dead letter made by a give-back after
-// Stop's ctx ended, of a handler that ignores its cancellation or of a
-// delivery not run, is told within a short grace of its own). A failed completion is counted
+// task timeout (and Stop's ctx; an outcome settled after Stop's ctx
+// ended, such as a handler that ignores its cancellation succeeding then,
+// or a dead letter the backend made of a give-back then, is told within
+// a short grace of its own, 50ms). A failed completion is counted
 // (Stats.CompletionFailed, metric plba.task.completion_failed) and logged;
 // the pool neither retries it nor turns the task into a dead letter:
 // applying a completion, and retrying it, is the source's own job. A

@@ -118,3 +118,47 @@ func TestGiveBackAfterStopsDeadlineTellsItsDeadLetter(t *testing.T) {
 		require.Zero(t, p.Stats().Processed, "the handler never ran")
 	})
 }
+
+// TestAckAfterStopsCtxEndedIsTold: a handler that ignores its
+// cancellation and succeeds just after Stop's ctx ended (before Stop
+// gives its delivery back itself) is acked, and its source, also one
+// whose Complete honours its context, is told it succeeded. It used to
+// be told with Stop's ended ctx: the completion failed, and a task
+// without a key was never told at all.
+func TestAckAfterStopsCtxEndedIsTold(t *testing.T) {
+	t.Parallel()
+	be := newMemory(t)
+	src := &strictInbox{}
+	comps, err := source.NewCompletions(src)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background()) // Stop's: no deadline, ended by the test
+	defer cancel()
+	started, cancelled := make(chan struct{}), make(chan struct{})
+	cfg := fast
+	cfg.Concurrency, cfg.DrainTimeout = 1, 20*time.Millisecond
+	p, err := worker.NewPool(worker.PoolParams{Queue: "orders", Config: cfg, Backend: be, Completions: comps,
+		Router: mustRouter(t, task.Route{Kind: "mail.order", Queue: "orders", Handler: task.HandlerFunc(func(hctx context.Context, _ *task.Task) error {
+			close(started)
+			<-hctx.Done() // Stop drained and cancelled it
+			close(cancelled)
+			<-ctx.Done() // ignores that; done once Stop's ctx ended
+			return nil
+		})})})
+	require.NoError(t, err)
+	tk := &task.Task{Kind: "mail.order", Queue: "orders", Payload: []byte("o1")}
+	tk.SetHeader(task.HeaderCompletion, "inbox")
+	require.NoError(t, be.Enqueue(context.Background(), tk))
+	require.NoError(t, p.Start(context.Background()))
+	within(t, started, "the handler")
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Stop(ctx) }()
+	within(t, cancelled, "the handler's cancellation")
+	cancel()
+	<-stopped
+	require.NoError(t, p.Stop(context.Background()))
+	st := p.Stats()
+	require.Equal(t, int64(1), st.Succeeded, "acked: %s", st.LastError)
+	require.Equal(t, map[string][]task.Outcome{"o1": {task.Succeeded}}, src.snapshot(), "last error: %s", st.LastError)
+	require.Zero(t, st.CompletionFailed)
+}

@@ -249,9 +249,7 @@ func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (
 		if reason == "" {
 			reason, _ = errorText(err)
 		}
-		stop, cancel := p.tellStop()
-		p.dead(parent, stop, d, reason)
-		cancel()
+		p.dead(parent, d, reason)
 		return reason, true
 	}
 	if ctx.Err() != nil {
@@ -259,24 +257,6 @@ func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (
 	}
 	_ = p.settleFailed(OpRelease, d.Task, err)
 	return "", false
-}
-
-// tellStop bounds the telling of a dead letter a give-back made: by
-// Stop's ctx, or, once that ended, by stopGrace of its own. Stop's
-// give-backs of the deliveries of handlers that ignore their
-// cancellation, and those of deliveries not run that start only after
-// Stop's ctx ended (see returnUnrun), run after it: with it, the source
-// could not even be told of a dead letter that happened (a source whose
-// Complete honours its context fails it), and would hear of it only
-// when it emits the task again after a restart. The grace keeps Stop
-// bounded: its own give-backs and their telling end within the two
-// graces it waits for them (see abandon).
-func (p *Pool) tellStop() (context.Context, context.CancelFunc) {
-	stop := p.settleParent()
-	if stop.Err() == nil {
-		return stop, func() {}
-	}
-	return context.WithTimeout(context.WithoutCancel(stop), stopGrace)
 }
 
 // maxParallelGiveBacks bounds the backend calls of one giveBackAll.

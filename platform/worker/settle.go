@@ -168,7 +168,7 @@ func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, 
 			why, _ := errorText(rerr)
 			reason = msg + " (" + why + ")"
 		}
-		p.dead(ctx, p.settleParent(), d, reason)
+		p.dead(ctx, d, reason)
 		return task.DeadLettered, reason, report
 	default:
 		return task.Returned, "", fmt.Errorf("%w; %w", report, p.settleFailed(OpRetry, t, rerr))
@@ -197,21 +197,20 @@ func (p *Pool) deadLetter(ctx context.Context, s *slot, d *queue.Delivery, reaso
 	if d.DeadReason != "" {
 		reason = d.DeadReason // the dead letter's, as stored
 	}
-	p.dead(ctx, p.settleParent(), d, reason)
+	p.dead(ctx, d, reason)
 	return task.DeadLettered, reason, report
 }
 
 // dead counts and logs d, which the backend dead-lettered with reason,
-// and tells its source, within stop (see completeUntil). This is the one
-// log line of a dead letter the pool made (warn); one the backend made on
-// its own is logged once by the runtime's teller. Sources should not log
-// it again at warn.
-func (p *Pool) dead(ctx, stop context.Context, d *queue.Delivery, reason string) {
+// and tells its source. This is the one log line of a dead letter the
+// pool made (warn); one the backend made on its own is logged once by
+// the runtime's teller. Sources should not log it again at warn.
+func (p *Pool) dead(ctx context.Context, d *queue.Delivery, reason string) {
 	t := d.Task
 	p.n.dead.Add(1)
 	p.log.Warn("task dead-lettered", zap.String("task", t.ID), zap.String("kind", t.Kind),
 		zap.Int("attempt", t.Attempt), zap.String("reason", reason))
-	p.completeUntil(ctx, stop, t, task.DeadLettered, reason)
+	p.complete(ctx, t, task.DeadLettered, reason)
 }
 
 // settleParent is the parent of give-backs and completions: Stop's ctx
