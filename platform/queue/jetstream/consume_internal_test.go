@@ -99,8 +99,11 @@ func TestPrefetchIsBoundedAndKeptAlive(t *testing.T) {
 	ctx := t.Context()
 	const (
 		prefetch = 4
-		ackWait  = 400 * time.Millisecond
-		n        = 3 * prefetch
+		// Long enough that a loaded machine (the race detector beside
+		// other packages' tests) does not delay the keeper past it: at
+		// 400ms it failed at a load average of 5.
+		ackWait = 1500 * time.Millisecond
+		n       = 3 * prefetch
 	)
 	b := openTestBackend(t, Config{Mode: ModeEmbedded, Prefetch: prefetch, AckWait: ackWait,
 		Embedded: embedded.Config{StoreDir: t.TempDir()}})
@@ -115,7 +118,7 @@ func TestPrefetchIsBoundedAndKeptAlive(t *testing.T) {
 	cons, err := b.js.Consumer(ctx, q.stream, b.cfg.Consumer)
 	require.NoError(t, err)
 	// Nobody leases for several AckWaits.
-	for end := time.Now().Add(5 * ackWait); time.Now().Before(end); {
+	for end := time.Now().Add(4 * ackWait); time.Now().Before(end); {
 		info, err := cons.Info(ctx)
 		require.NoError(t, err)
 		require.LessOrEqual(t, info.NumAckPending, prefetch, "delivered to this process: the leased task and the buffer")
