@@ -138,9 +138,13 @@ func byDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 // delivers them again). What still runs
 // ends on its own; a later Stop waits for it. When ctx has a deadline,
 // Stop ends a short margin (200ms, at most half the time left) before it,
-// grace and give-backs included, so it returns by the deadline. Stop is
-// idempotent and may be called before Start.
+// grace and give-backs included, so it returns by the deadline; when
+// that margin is too short for them (a deadline a few hundred
+// milliseconds away), it stops waiting for them at the deadline, and they
+// go on, named in its error. Stop is idempotent and may be called before Start.
 func (p *Pool) Stop(ctx context.Context) error {
+	limit, cancelLimit := deadlineOf(ctx)
+	defer cancelLimit()
 	ctx, cancel := byDeadline(ctx)
 	defer cancel()
 	p.mu.Lock()
@@ -191,7 +195,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 		// Lease extensions in progress (begun before Stop, bounded only by
 		// the lease) end with ctx.
 		p.extendCancel()
-		err = p.overrun(ctx)
+		err = p.overrun(ctx, limit)
 	}
 	p.extendCancel()
 	if n := p.stop.cut.Load(); n > 0 && err == nil {
@@ -234,14 +238,28 @@ func (p *Pool) shutdown() {
 	p.stop.housekeeper.Wait()
 }
 
+// deadlineOf returns a context that ends at ctx's deadline, and only
+// then (never when ctx has none): how long Stop may wait at most, however
+// short the margin byDeadline could leave it.
+func deadlineOf(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(context.Background(), dl)
+	}
+	return context.Background(), func() {}
+}
+
 // overrun finishes Stop when ctx ended before the pool did (see Stop).
-func (p *Pool) overrun(ctx context.Context) error {
+// Its grace, and its wait for the give-backs after it (abandon), end at
+// limit's end at the latest: the caller's deadline.
+func (p *Pool) overrun(ctx, limit context.Context) error {
 	grace := time.NewTimer(stopGrace)
 	var abandoned []string
 	select {
 	case <-p.stop.done:
 	case <-grace.C:
-		abandoned = p.abandon(ctx)
+		abandoned = p.abandon(ctx, limit)
+	case <-limit.Done():
+		abandoned = p.abandon(ctx, limit)
 	}
 	grace.Stop()
 	var still []string
@@ -293,8 +311,9 @@ func cutShort(n int64) string {
 // is over), and so is telling the source of a dead letter one made (see
 // tellStop); Stop waits for them no longer than twice that, in case the
 // backend ignores its context, and counts them as running until they
-// return.
-func (p *Pool) abandon(ctx context.Context) []string {
+// return; it stops waiting when limit ends (the caller's deadline): the
+// give-backs then go on, and Stop's error names them.
+func (p *Pool) abandon(ctx, limit context.Context) []string {
 	// Announced before any claim: shutdown, past the workers, waits for
 	// it (and if shutdown got there first, no worker holds anything).
 	finished := make(chan struct{})
@@ -333,6 +352,7 @@ func (p *Pool) abandon(ctx context.Context) []string {
 	select {
 	case <-finished:
 	case <-wait.C:
+	case <-limit.Done():
 	}
 	wait.Stop()
 	return ids
