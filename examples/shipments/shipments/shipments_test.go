@@ -382,3 +382,46 @@ func TestWebhookFullQueueAnswers503(t *testing.T) {
 	require.NotEmpty(t, resp.Header.Get("Retry-After"))
 	require.Len(t, k.Enqueued(shipments.Notice.Name()), 1, "only the first")
 }
+
+// With authentication on, the admin server records a public route's calls
+// only as its handler records them (admin.Audit), so that posts nobody
+// signed cannot push the operators' entries out of the audit. The webhook
+// changes state (it queues notices): each event whose signature checked
+// out is in the audit, with the shipment, the task and the result; the
+// refused ones are not.
+func TestSignedEventsAreAudited(t *testing.T) {
+	t.Parallel()
+	svc := newNotifyService(t)
+	const token = "ops-token-0123456789abcdef"
+	_, url := start(t, svc, plbatest.Config("admin:\n  auth:\n    tokens:\n      - {name: ops, role: viewer, token: "+token+"}\n"))
+
+	code, body := postSigned(t, url, event, "")
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	code, body = post(t, url, event)
+	require.Equal(t, http.StatusAccepted, code, body)
+	var a shipments.Answer
+	require.NoError(t, json.Unmarshal([]byte(body), &a))
+	code, body = post(t, url, `{"shipment":"s-2"}`)
+	require.Equal(t, http.StatusBadRequest, code, body)
+
+	req, err := http.NewRequest(http.MethodGet, strings.TrimSuffix(url, shipments.WebhookPath)+admin.AuditPath, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var p admin.AuditPage
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&p))
+	require.Len(t, p.Entries, 2, "the signed events only, newest first: %+v", p.Entries)
+	bad, ok := p.Entries[0], p.Entries[1]
+	require.Equal(t, "shipment.event", ok.Action)
+	require.Equal(t, "shipment/s-1", ok.Target)
+	require.Equal(t, admin.AuditOK, ok.Result)
+	require.Equal(t, http.StatusAccepted, ok.Status)
+	require.Equal(t, a.Task, ok.Params["task"])
+	require.Equal(t, "warehouse", ok.Identity)
+	require.Equal(t, "shipment.event", bad.Action)
+	require.Equal(t, admin.AuditFailed, bad.Result)
+	require.Contains(t, bad.Error, "missing order")
+}

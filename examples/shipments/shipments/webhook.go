@@ -76,7 +76,10 @@ func decodeEvent(body []byte) (Event, error) {
 // signed anew and posted twice makes one notice while the queue
 // de-duplicates it, and the answer says that the queue dropped it. The
 // route is public (the warehouse holds no admin credentials): the
-// signature is its check.
+// signature is its check. Each signed event is audited (admin.Audit:
+// action shipment.event, the shipment, the answer's task and result);
+// the admin server records no public call itself with authentication on,
+// and an event refused for its signature is only logged.
 func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 	seen, log := newReplays(), log.Named("shipments")
 	return admin.Route{Pattern: "POST " + WebhookPath, Role: admin.RolePublic, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -96,23 +99,35 @@ func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 			http.Error(w, "shipment event: "+err.Error(), http.StatusUnauthorized)
 			return
 		}
+		// Signed: the event is audited, with the answer's status as its
+		// result (the admin server records no entry of its own for a
+		// public route's call with authentication on).
+		entry := admin.AuditEntry{Action: "shipment.event", Identity: "warehouse", Role: admin.RolePublic, Auth: "signature"}
+		defer func() { admin.Audit(r, entry) }()
+		ev, evErr := decodeEvent(body)
+		if evErr == nil && ev.Shipment != "" {
+			entry.Target = "shipment/" + ev.Shipment
+		}
 		if a, ok := seen.get(sig, now); ok {
 			log.Info("webhook: event received before, not queued again", zap.String("remote", r.RemoteAddr), zap.String("task", a.Task))
 			a.Duplicate = true
+			entry.Params = answerParams(a)
 			accepted(w, a)
 			return
 		}
-		ev, err := decodeEvent(body)
-		if err != nil {
-			http.Error(w, "shipment event: "+err.Error(), http.StatusBadRequest)
+		if evErr != nil {
+			entry.Error = evErr.Error()
+			http.Error(w, "shipment event: "+evErr.Error(), http.StatusBadRequest)
 			return
 		}
 		if err := ev.validate(); err != nil {
+			entry.Error = err.Error()
 			http.Error(w, "shipment event: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		t, err := Notice.New(NoticeArgs(ev))
 		if err != nil {
+			entry.Error = err.Error()
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -122,6 +137,7 @@ func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 		cancel()
 		if err != nil {
 			log.Warn("webhook: enqueue notice", zap.String("shipment", ev.Shipment), zap.Error(err))
+			entry.Error = "not queued: " + err.Error()
 			status := http.StatusServiceUnavailable
 			if r.Context().Err() != nil {
 				status = http.StatusRequestTimeout // the client is gone
@@ -132,6 +148,7 @@ func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 			return
 		}
 		a := enqueued(t)
+		entry.Params = answerParams(a)
 		seen.add(sig, a, sent.Add(cfg.WebhookTolerance), now)
 		accepted(w, a)
 	})}
@@ -165,6 +182,16 @@ func enqueued(t *task.Task) Answer {
 		return Answer{Duplicate: true, Finished: string(o)}
 	}
 	return Answer{Task: t.ID}
+}
+
+// answerParams are an accepted event's audit parameters: what its
+// answer said.
+func answerParams(a Answer) map[string]any {
+	p := map[string]any{"task": a.Task, "duplicate": a.Duplicate}
+	if a.Finished != "" {
+		p["finished"] = a.Finished
+	}
+	return p
 }
 
 // accepted answers 202 with a.
