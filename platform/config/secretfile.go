@@ -8,7 +8,8 @@ import (
 // secretPairs decides, for each string secret of struct out set both by
 // its key and by its _file key (a file name that is not empty), which one
 // counts: the one a later layer set, as for any key. Set by one source,
-// it is a problem (one would be lost). It returns the keys to skip.
+// it is a problem (one would be lost), unless the secret itself is empty
+// there: then the file counts. It returns the keys to skip.
 func (d *decoder) secretPairs(path string, m map[string]any, fs []field, out reflect.Value) map[string]bool {
 	skip := map[string]bool{}
 	for _, f := range fs {
@@ -27,7 +28,9 @@ func (d *decoder) secretPairs(path string, m map[string]any, fs []field, out ref
 		switch {
 		case rv > rf:
 			skip[fileKey] = true
-		case rf > rv:
+		case rf > rv, emptySecret(m[f.key]):
+			// The file's layer is later, or the same source left the
+			// secret itself empty: nothing is lost.
 			skip[f.key] = true
 		default:
 			skip[fileKey] = true
@@ -35,6 +38,20 @@ func (d *decoder) secretPairs(path string, m map[string]any, fs []field, out ref
 		}
 	}
 	return skip
+}
+
+// emptySecret reports whether a secret's own value, in the same source
+// as its _file key, is empty (null, "" in a file or the environment).
+func emptySecret(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case string:
+		return x == ""
+	case text:
+		return x == ""
+	}
+	return false
 }
 
 // kindName names a secret field's kind for a message.

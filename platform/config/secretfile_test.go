@@ -65,3 +65,28 @@ func TestSecretAndItsFileFollowTheLayers(t *testing.T) {
 	requireProblem(t, err, both, "server.password_file", "set beside password in the same source")
 	require.NotContains(t, err.Error(), "inline")
 }
+
+// An empty secret beside its _file key in one source loses nothing: the
+// file counts, as it did before the two followed the layers. A compose
+// file that passes PLBA_..._PASSWORD: ${PASSWORD:-} beside
+// PLBA_..._PASSWORD_FILE, or a YAML template that renders password: ""
+// beside password_file, was refused ("one would be lost").
+func TestEmptySecretBesideItsFileInOneSource(t *testing.T) {
+	t.Parallel()
+	secret := writeFile(t, "pw", "from-file\n")
+	for _, tc := range []struct {
+		name string
+		opts config.Options
+	}{
+		{"env", config.Options{Environ: []string{"PLBA_SERVER__PASSWORD=", "PLBA_SERVER__PASSWORD_FILE=" + secret}}},
+		{"file", config.Options{Files: []string{writeFile(t, "empty.yaml", "server:\n  password: \"\"\n  password_file: "+secret+"\n")}}},
+	} {
+		c, err := load(t, tc.opts)
+		require.NoError(t, err, tc.name)
+		require.Equal(t, "from-file", server(t, c).Password, tc.name)
+	}
+	// A later layer's empty secret still wins over an earlier file.
+	c, err := load(t, config.Options{Files: []string{writeFile(t, "ref.yaml", "server:\n  password_file: "+secret+"\n")}, Environ: []string{"PLBA_SERVER__PASSWORD="}})
+	require.NoError(t, err)
+	require.Empty(t, server(t, c).Password)
+}
