@@ -62,7 +62,6 @@ func closeLeavesLast(t *testing.T, cfg Config) {
 		require.NoError(t, a.Enqueue(ctx, &task.Task{ID: "t", Key: "k-1", Kind: "k", Queue: qname}))
 		other, err := Open(ctx, Params{Config: cfg, Server: srv}) // another replica
 		require.NoError(t, err)
-		dropStreamsAtEnd(t, other)
 		t.Cleanup(func() { _ = other.Close(context.Background()) })
 		told := make(chan queue.DeadLetter, 4)
 		other.WatchDead(func(dl queue.DeadLetter) { told <- dl })

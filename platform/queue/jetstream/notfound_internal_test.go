@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -42,27 +43,45 @@ func onBothServers(t *testing.T, cfg Config, test func(t *testing.T, cfg Config)
 		require.NoError(t, err)
 		c := cfg
 		c.URL, c.StreamPrefix = url, "PLBATEST-"+strings.ToUpper(hex.EncodeToString(rb[:]))
+		// Registered before the test's own cleanups, so it runs after
+		// them, once its backends are closed, on a connection of its own.
+		t.Cleanup(func() { dropStreams(t, url, c.StreamPrefix) })
 		test(t, c)
 	})
 }
 
-// dropStreamsAtEnd deletes b's streams whose names start with its prefix
-// when t ends (those of an external server outlive the test).
-func dropStreamsAtEnd(t *testing.T, b *Backend) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		names := b.js.StreamNames(ctx)
-		var drop []string
-		for n := range names.Name() {
-			if strings.HasPrefix(n, b.cfg.StreamPrefix+"_") || strings.HasPrefix(n, b.cfg.StreamPrefix+"-") {
-				drop = append(drop, n)
-			}
+// dropStreams deletes the streams of the server at url whose names start
+// with prefix (those of an external server outlive the test). It
+// connects on its own: the backends a test opened are closed by then.
+func dropStreams(t *testing.T, url, prefix string) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Errorf("cleanup: connect to %s: %v", url, err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	var drop []string
+	for n := range names.Name() {
+		if strings.HasPrefix(n, prefix+"_") || strings.HasPrefix(n, prefix+"-") {
+			drop = append(drop, n)
 		}
-		for _, n := range drop {
-			_ = b.js.DeleteStream(ctx, n)
+	}
+	if err := names.Err(); err != nil {
+		t.Errorf("cleanup: list streams: %v", err)
+	}
+	for _, n := range drop {
+		if err := js.DeleteStream(ctx, n); err != nil {
+			t.Errorf("cleanup: delete stream %s: %v", n, err)
 		}
-	})
+	}
 }
 
 // TestMessageNotFoundIsNothingElse: isMsgNotFound is true for the
@@ -77,7 +96,6 @@ func TestMessageNotFoundIsNothingElse(t *testing.T) {
 	t.Parallel()
 	onBothServers(t, Config{AckWait: 5 * time.Second}, func(t *testing.T, cfg Config) {
 		b := openTestBackend(t, cfg)
-		dropStreamsAtEnd(t, b)
 		ctx := t.Context()
 		for _, storage := range []jetstream.StorageType{jetstream.FileStorage, jetstream.MemoryStorage} {
 			for _, direct := range []bool{false, true} {
@@ -187,7 +205,6 @@ func TestFindTasksOnAStreamDeletedMidwayFails(t *testing.T) {
 			_ = b.Close(ctx)
 		})
 		require.NoError(t, b.Start(t.Context()))
-		dropStreamsAtEnd(t, b)
 		ctx := t.Context()
 		require.NoError(t, b.Enqueue(ctx, &task.Task{Kind: "k", Queue: q, Key: "due-at-nine", Payload: []byte("{}")}))
 		// As a stream with replicas: no direct gets (the reads are the
