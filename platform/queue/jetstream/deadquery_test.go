@@ -23,8 +23,8 @@ import (
 func TestQueryDeadReadsNoPayload(t *testing.T) {
 	url := externalURL(t)
 	const n, size = 40, 512 << 10
-	prefix := uniquePrefix(t)
-	t.Cleanup(func() { deleteStreams(t, url, prefix) })
+	prefix := jetstream.UniquePrefix(t)
+	t.Cleanup(func() { jetstream.DeleteStreams(t, url, prefix) })
 	b := openBackend(t, jetstream.Config{URL: url, StreamPrefix: prefix, AckWait: time.Minute})
 	ctx := context.Background()
 	q := "dead-no-payload"

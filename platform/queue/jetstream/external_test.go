@@ -1,17 +1,9 @@
 package jetstream_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	njs "github.com/nats-io/nats.go/jetstream"
-	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream"
@@ -47,8 +39,8 @@ func onEachServer(t *testing.T, cfg jetstream.Config, test func(t *testing.T, co
 		url := externalURL(t)
 		t.Parallel()
 		test(t, func(t *testing.T) jetstream.Config {
-			prefix := uniquePrefix(t)
-			t.Cleanup(func() { deleteStreams(t, url, prefix) })
+			prefix := jetstream.UniquePrefix(t)
+			t.Cleanup(func() { jetstream.DeleteStreams(t, url, prefix) })
 			c := cfg
 			c.URL, c.StreamPrefix = url, prefix
 			return c
@@ -56,48 +48,12 @@ func onEachServer(t *testing.T, cfg jetstream.Config, test func(t *testing.T, co
 	})
 }
 
-// uniquePrefix returns a stream prefix no other run uses.
-func uniquePrefix(t testing.TB) string {
-	t.Helper()
-	var b [5]byte
-	_, err := rand.Read(b[:])
-	require.NoError(t, err)
-	return "PLBATEST-" + strings.ToUpper(hex.EncodeToString(b[:]))
-}
-
-// deleteStreams removes every stream whose name starts with prefix.
-func deleteStreams(t testing.TB, url, prefix string) {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Errorf("cleanup: connect: %v", err)
-		return
-	}
-	defer nc.Close()
-	js, err := njs.New(nc)
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	names := js.StreamNames(ctx)
-	var del []string
-	for n := range names.Name() {
-		if strings.HasPrefix(n, prefix+"_") {
-			del = append(del, n)
-		}
-	}
-	for _, n := range del {
-		if err := js.DeleteStream(ctx, n); err != nil {
-			t.Errorf("cleanup: delete stream %s: %v", n, err)
-		}
-	}
-}
-
 func TestConformanceExternal(t *testing.T) {
 	url := externalURL(t)
 	t.Parallel()
 	cfgFor := func(t *testing.T) jetstream.Config {
-		prefix := uniquePrefix(t)
-		t.Cleanup(func() { deleteStreams(t, url, prefix) })
+		prefix := jetstream.UniquePrefix(t)
+		t.Cleanup(func() { jetstream.DeleteStreams(t, url, prefix) })
 		return jetstream.Config{URL: url, StreamPrefix: prefix, MaxDeliver: 3, AckWait: testLease}
 	}
 	reopen := func(t *testing.T, old queue.Backend) queue.Backend {

@@ -36,8 +36,8 @@ const findBacklog = 20_000
 func TestFindTasksThroughABacklog(t *testing.T) {
 	t.Run("external", func(t *testing.T) {
 		url := externalURL(t)
-		prefix := uniquePrefix(t)
-		t.Cleanup(func() { deleteStreams(t, url, prefix) })
+		prefix := jetstream.UniquePrefix(t)
+		t.Cleanup(func() { jetstream.DeleteStreams(t, url, prefix) })
 		b := openBackend(t, jetstream.Config{URL: url, StreamPrefix: prefix, AckWait: time.Minute})
 		findThroughBacklog(t, b, func(time.Duration, int) {})
 	})

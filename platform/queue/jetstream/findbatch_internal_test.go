@@ -2,11 +2,8 @@ package jetstream
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,25 +28,14 @@ func TestFindTasksWhereBatchedGetsAreUnsupported(t *testing.T) {
 	if url == "" {
 		t.Skip("PLBA_TEST_NATS_URL not set")
 	}
-	var rb [5]byte
-	_, err := rand.Read(rb[:])
-	require.NoError(t, err)
-	prefix := "PLBATEST-" + strings.ToUpper(hex.EncodeToString(rb[:]))
+	prefix := uniquePrefix(t)
+	t.Cleanup(func() { deleteStreams(t, url, prefix) }) // after the backend's Close
 	b := openTestBackend(t, Config{URL: url, StreamPrefix: prefix, AckWait: time.Minute})
 	if b.multiGet {
 		t.Skip("the server answers batched direct gets")
 	}
 	ctx := t.Context()
 	const q = "find-unbatched"
-	t.Cleanup(func() {
-		qn, err := b.names.forQueue(q)
-		require.NoError(t, err)
-		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, n := range []string{qn.stream, b.names.deadStream(), b.names.doneStream(), b.names.advisoryStream()} {
-			_ = b.js.DeleteStream(dctx, n)
-		}
-	})
 	for i := range 300 {
 		require.NoError(t, b.Enqueue(ctx, &task.Task{Kind: "k", Queue: q, Key: fmt.Sprint("key-", i), Payload: []byte("{}")}))
 	}

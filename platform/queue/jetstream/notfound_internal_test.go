@@ -2,15 +2,12 @@ package jetstream
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -38,50 +35,13 @@ func onBothServers(t *testing.T, cfg Config, test func(t *testing.T, cfg Config)
 			t.Skip("PLBA_TEST_NATS_URL not set")
 		}
 		t.Parallel()
-		var rb [5]byte
-		_, err := rand.Read(rb[:])
-		require.NoError(t, err)
 		c := cfg
-		c.URL, c.StreamPrefix = url, "PLBATEST-"+strings.ToUpper(hex.EncodeToString(rb[:]))
+		c.URL, c.StreamPrefix = url, uniquePrefix(t)
 		// Registered before the test's own cleanups, so it runs after
 		// them, once its backends are closed, on a connection of its own.
-		t.Cleanup(func() { dropStreams(t, url, c.StreamPrefix) })
+		t.Cleanup(func() { deleteStreams(t, url, c.StreamPrefix) })
 		test(t, c)
 	})
-}
-
-// dropStreams deletes the streams of the server at url whose names start
-// with prefix (those of an external server outlive the test). It
-// connects on its own: the backends a test opened are closed by then.
-func dropStreams(t *testing.T, url, prefix string) {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Errorf("cleanup: connect to %s: %v", url, err)
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Errorf("cleanup: %v", err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	names := js.StreamNames(ctx)
-	var drop []string
-	for n := range names.Name() {
-		if strings.HasPrefix(n, prefix+"_") || strings.HasPrefix(n, prefix+"-") {
-			drop = append(drop, n)
-		}
-	}
-	if err := names.Err(); err != nil {
-		t.Errorf("cleanup: list streams: %v", err)
-	}
-	for _, n := range drop {
-		if err := js.DeleteStream(ctx, n); err != nil {
-			t.Errorf("cleanup: delete stream %s: %v", n, err)
-		}
-	}
 }
 
 // TestMessageNotFoundIsNothingElse: isMsgNotFound is true for the
