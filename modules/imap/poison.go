@@ -96,7 +96,7 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 	s.mu.Lock()
 	ra := s.refusedAlone[m.uid]
 	ra.dropped = true
-	proven := s.served[what] || s.served["body"]
+	proven := s.servedLocked(what)
 	if proven {
 		ra.add(s.now(), err)
 		ra.what = what
@@ -159,6 +159,14 @@ func (s *Source) sessionBegins() {
 	clear(s.controlAsked)
 }
 
+// servedLocked reports whether the server returned mail in this session
+// that proves it serves what (metadata or body): mail of that kind, or
+// a body, which only its store can give (Dovecot returns the envelopes
+// it cached while its store fails). s.mu held.
+func (s *Source) servedLocked(what string) bool {
+	return s.served[what] || s.served["body"]
+}
+
 // serving records that the server returned mail in this session as a
 // fetch (what: "metadata", "body") asked for it.
 func (s *Source) serving(what string) {
@@ -184,7 +192,7 @@ func (s *Source) serving(what string) {
 // on first then fetched after the others next time (see lostLast).
 func (s *Source) proveServing(ctx context.Context, c *imapclient.Client, uids []imap.UID, what string) error {
 	s.mu.Lock()
-	skip := s.served[what] || s.served["body"] || s.controlAsked[what]
+	skip := s.servedLocked(what) || s.controlAsked[what]
 	s.controlAsked[what] = true
 	s.mu.Unlock()
 	if skip {
