@@ -7,9 +7,12 @@ import (
 
 // secretPairs decides, for each string secret of struct out set both by
 // its key and by its _file key (a file name that is not empty), which one
-// counts: the one a later layer set, as for any key. Set by one source,
-// it is a problem (one would be lost), unless the secret itself is empty
-// there: then the file counts. It returns the keys to skip.
+// counts. An empty secret (null, "") is one not given: the file counts,
+// whichever layer set either (a compose file's PLBA_..._PASSWORD:
+// ${PASSWORD:-} must not wipe out a config file's password_file). A
+// secret that is not empty and its file follow the layers: the later
+// one counts; set by one source, they are a problem (one would be lost).
+// It returns the keys to skip.
 func (d *decoder) secretPairs(path string, m map[string]any, fs []field, out reflect.Value) map[string]bool {
 	skip := map[string]bool{}
 	for _, f := range fs {
@@ -26,12 +29,12 @@ func (d *decoder) secretPairs(path string, m map[string]any, fs []field, out ref
 			rv, rf = d.rank(joinKey(path, f.key)), d.rank(joinKey(path, fileKey))
 		}
 		switch {
+		case emptySecret(m[f.key]), rf > rv:
+			// The secret was left empty, or the file's layer is later:
+			// nothing is lost.
+			skip[f.key] = true
 		case rv > rf:
 			skip[fileKey] = true
-		case rf > rv, emptySecret(m[f.key]):
-			// The file's layer is later, or the same source left the
-			// secret itself empty: nothing is lost.
-			skip[f.key] = true
 		default:
 			skip[fileKey] = true
 			d.add(joinKey(path, fileKey), "set beside %s in the same source: one would be lost; give one of them", f.key)
@@ -40,8 +43,8 @@ func (d *decoder) secretPairs(path string, m map[string]any, fs []field, out ref
 	return skip
 }
 
-// emptySecret reports whether a secret's own value, in the same source
-// as its _file key, is empty (null, "" in a file or the environment).
+// emptySecret reports whether a secret's own value is empty (null, "" in
+// a file, the environment or --set).
 func emptySecret(v any) bool {
 	switch x := v.(type) {
 	case nil:

@@ -85,8 +85,34 @@ func TestEmptySecretBesideItsFileInOneSource(t *testing.T) {
 		require.NoError(t, err, tc.name)
 		require.Equal(t, "from-file", server(t, c).Password, tc.name)
 	}
-	// A later layer's empty secret still wins over an earlier file.
-	c, err := load(t, config.Options{Files: []string{writeFile(t, "ref.yaml", "server:\n  password_file: "+secret+"\n")}, Environ: []string{"PLBA_SERVER__PASSWORD="}})
+}
+
+// An empty secret in a later layer is a secret not given, not a password
+// set to nothing: the earlier layer's _file still counts. A compose
+// file's PLBA_QUEUE__JETSTREAM__PASSWORD: ${PASSWORD:-} (empty when the
+// operator set no PASSWORD) beside a config file's password_file started
+// the host with an empty password. Either way round: an empty _file name
+// in a later layer leaves an earlier secret as it is.
+func TestEmptySecretInALaterLayerKeepsTheFile(t *testing.T) {
+	t.Parallel()
+	secret := writeFile(t, "pw", "from-file\n")
+	ref := writeFile(t, "ref.yaml", "server:\n  password_file: "+secret+"\n")
+	empty := writeFile(t, "empty.yaml", "server:\n  password: \"\"\n")
+	for _, tc := range []struct {
+		name string
+		opts config.Options
+	}{
+		{"empty env over a file's _file", config.Options{Files: []string{ref}, Environ: []string{"PLBA_SERVER__PASSWORD="}}},
+		{"empty --set over a file's _file", config.Options{Files: []string{ref}, Sets: []string{"server.password="}}},
+		{"a later file's empty secret over an earlier file's _file", config.Options{Files: []string{ref, empty}}},
+		{"an env _file over an earlier file's empty secret", config.Options{Files: []string{empty}, Environ: []string{"PLBA_SERVER__PASSWORD_FILE=" + secret}}},
+	} {
+		c, err := load(t, tc.opts)
+		require.NoError(t, err, tc.name)
+		require.Equal(t, "from-file", server(t, c).Password, tc.name)
+	}
+	// A secret given (not empty) in a later layer still wins.
+	c, err := load(t, config.Options{Files: []string{ref}, Environ: []string{"PLBA_SERVER__PASSWORD=from-env"}})
 	require.NoError(t, err)
-	require.Empty(t, server(t, c).Password)
+	require.Equal(t, "from-env", server(t, c).Password)
 }
