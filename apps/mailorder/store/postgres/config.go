@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Config configures the PostgreSQL store.
@@ -50,13 +48,16 @@ func (c Config) WithDefaults() Config {
 }
 
 // Validate reports a configuration that cannot work. It does not echo the
-// URL, which may hold a password.
+// URL, which may hold a password. It parses the URL, which reads the files
+// its TLS settings, the PG* environment or a service file name: each must
+// be a regular file of at most 4 MiB (a named pipe would block the
+// validation for ever).
 func (c Config) Validate() error {
 	var errs []error
 	if c.URL == "" {
 		errs = append(errs, errors.New("url: required"))
-	} else if _, err := pgx.ParseConfig(c.URL); err != nil {
-		errs = append(errs, errors.New("url: not a valid PostgreSQL connection string"))
+	} else if _, err := parseURL(c.URL); err != nil {
+		errs = append(errs, fmt.Errorf("url: %w", err))
 	}
 	if c.MaxConns < 1 {
 		errs = append(errs, fmt.Errorf("max_conns: must be at least 1, got %d", c.MaxConns))

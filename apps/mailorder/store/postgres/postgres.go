@@ -29,7 +29,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cc, err := pgx.ParseConfig(cfg.URL)
+	cc, err := parseURL(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: parse url: %w", err)
 	}
