@@ -79,4 +79,10 @@
 // would show "order<U+202E>vsc.exe" as "orderexe.csv" are replaced by U+FFFD
 // and noted in the audit, so every store keeps the order (PostgreSQL refuses
 // bytes that are not UTF-8 and the NUL byte) and pages show it as it is.
+// The sender's address is the exception: it is the order's customer and
+// the confirmation's recipient, and replaced bytes would make two senders'
+// addresses one. An address that is not clean text (or holds U+FFFD) is
+// replaced by a synthetic one derived from the SHA-256 of the From header
+// ("sender-sha256-<hex>@mailorder.invalid", which matches no real
+// customer and receives no mail), and noted; the order is kept.
 package domain

@@ -38,7 +38,9 @@ type Mail struct {
 	// MessageID is the Message-ID without angle brackets; synthetic
 	// ("sha256-<hex>@mailorder.invalid") when the mail has none.
 	MessageID string
-	// From is the sender's address, lower-cased.
+	// From is the sender's address, lower-cased; synthetic
+	// ("sender-sha256-<hex>@mailorder.invalid") when the address is not
+	// readable text (see cleanSender).
 	From string
 	// FromName is the sender's display name, if any.
 	FromName string
@@ -132,7 +134,7 @@ func ParseMail(raw []byte, cfg Config) (*Mail, error) {
 		m.Notes = append(m.Notes, "unreadable Date header ignored")
 	}
 	m.MessageID = cleanMessageID(m.MessageID, &m.Notes)
-	cleanField("sender address", &m.From, &m.Notes)
+	m.From = cleanSender(m.From, h.Get("From"), &m.Notes)
 	cleanField("sender name", &m.FromName, &m.Notes)
 	cleanField("subject", &m.Subject, &m.Notes)
 

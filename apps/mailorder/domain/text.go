@@ -105,6 +105,26 @@ func cleanMessageID(id string, notes *[]string) string {
 	return syn
 }
 
+// cleanSender returns addr, the sender's address, when it is clean text
+// without U+FFFD; otherwise a synthetic address derived from the SHA-256
+// of header, the From header's bytes
+// ("sender-sha256-<hex>@mailorder.invalid"), and a note. Replacing the
+// bad bytes would not do: the address is the order's customer and the
+// recipient of its confirmation, and "j\xe9r\xf4me@…" and
+// "j\xe8r\xf4me@…" (or an address with a real U+FFFD) would all read
+// "j\ufffdr\ufffdme@…", one customer's orders filed under another's
+// address. The order is kept: its lines were readable.
+func cleanSender(addr, header string, notes *[]string) string {
+	c, changed := cleanText(addr)
+	if !changed && !strings.ContainsRune(addr, utf8.RuneError) {
+		return addr
+	}
+	sum := sha256.Sum256([]byte(header))
+	syn := "sender-sha256-" + hex.EncodeToString(sum[:16]) + "@mailorder.invalid"
+	*notes = append(*notes, fmt.Sprintf("sender address %q is not readable text; using %s", clip(c), syn))
+	return syn
+}
+
 // clip shortens s for a reason text.
 func clip(s string) string {
 	const max = 40

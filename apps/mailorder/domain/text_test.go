@@ -143,13 +143,13 @@ func TestBidiOverridesAreReplaced(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, orders, 1)
 	require.Empty(t, orderTextProblems(orders[0]))
-	require.Equal(t, "ab\ufffdc@example.com", m.From)
+	require.True(t, strings.HasPrefix(m.From, "sender-sha256-"), m.From)
 	require.Equal(t, "Evil \ufffdRLO", m.FromName)
 	require.Equal(t, "x\ufffdy", m.Subject)
 	require.Equal(t, "order\ufffdvsc.exe", orders[0].AttachmentName)
 	require.True(t, strings.HasPrefix(m.MessageID, "msgid-sha256-"), m.MessageID)
 	audit := strings.Join(orders[0].Audit, "\n")
-	for _, want := range []string{"sender address held", "sender name held", "subject held", "file name"} {
+	for _, want := range []string{"sender address \"ab\ufffdc@example.com\" is not readable text", "sender name held", "subject held", "file name"} {
 		require.Contains(t, audit, want)
 	}
 	d, err := domain.ParseJSON("o.json", []byte(`{"customer":"C\u202e1","lines":[{"sku":"A-1","qty":1,"price":1}]}`), 10)
@@ -169,18 +169,59 @@ func TestFromWithBytesThatAreNotTextKeepsTheOrder(t *testing.T) {
 		{"M\xfcller <buyer@example.com>", "buyer@example.com", "M\ufffdller"},
 		{"\"M\xfcller, Hans\" <buyer@example.com>", "buyer@example.com", "M\ufffdller, Hans"},
 		{"=?x-unknown?q?M=FCller?= <buyer@example.com>", "buyer@example.com", "M\ufffdller"},
-		{"b\xfcyer@example.com", "b\ufffdyer@example.com", ""},
+		{"b\xfcyer@example.com", "sender-sha256-", ""}, // see TestUnreadableSenderAddressIsNoOtherCustomer
 	} {
 		orders, m, err := domain.BuildOrders([]byte("From: "+c.from+"\r\n"+body), domain.Config{})
 		require.NoError(t, err, "From: %q", c.from)
 		require.Len(t, orders, 1)
 		require.Empty(t, orderTextProblems(orders[0]), "From: %q", c.from)
-		require.Equal(t, c.addr, m.From, "From: %q", c.from)
+		if strings.HasSuffix(c.addr, "-") {
+			require.True(t, strings.HasPrefix(m.From, c.addr), "From: %q gave %q", c.from, m.From)
+		} else {
+			require.Equal(t, c.addr, m.From, "From: %q", c.from)
+		}
 		require.Equal(t, c.name, m.FromName, "From: %q", c.from)
 		require.Contains(t, strings.Join(orders[0].Audit, "\n"), "sender (From)", "From: %q", c.from)
 	}
 	for _, from := range []string{"M\xfcller", "=?x-unknown?q?M=FCller?="} { // no address: still no sender
 		_, _, err := domain.BuildOrders([]byte("From: "+from+"\r\n"+body), domain.Config{})
 		require.ErrorIs(t, err, domain.ErrRejected, "From: %q", from)
+	}
+}
+
+// A sender's address that is not readable text is not kept with its bad
+// bytes replaced by U+FFFD: "j\xe9rome@", "j\xe8rome@" and a real
+// "j\ufffdrome@" all read "j\ufffdrome@", so one sender's orders were
+// filed under, and confirmed to, an address that another sender's mails
+// gave too. Each mail still yields its order, with a synthetic address
+// derived from its From header (the same for the same header, under
+// .invalid, so it matches no real customer) and a note quoting what was
+// readable.
+func TestUnreadableSenderAddressIsNoOtherCustomer(t *testing.T) {
+	t.Parallel()
+	body := "Message-ID: <x@example.com>\r\nContent-Type: text/csv; name=o.csv\r\n\r\nsku,qty,price\r\nAB-1,1,1\r\n"
+	seen := map[string]string{}
+	for _, from := range []string{
+		"j\xe9rome@example.com",
+		"j\xe8rome@example.com",
+		"J\xe9rome <j\xe9rome@example.com>",
+		"j\ufffdrome@example.com",
+	} {
+		orders, m, err := domain.BuildOrders([]byte("From: "+from+"\r\n"+body), domain.Config{})
+		require.NoError(t, err, "From: %q", from)
+		require.Len(t, orders, 1, "From: %q", from)
+		o := orders[0]
+		require.NotContains(t, o.Customer, "\ufffd", "From: %q", from)
+		require.True(t, strings.HasPrefix(o.Customer, "sender-sha256-") && strings.HasSuffix(o.Customer, "@mailorder.invalid"), "From: %q gave %q", from, o.Customer)
+		require.Equal(t, o.Customer, m.From)
+		require.Equal(t, o.Customer, o.Confirmation().To)
+		require.Contains(t, strings.Join(o.Audit, "\n"), "sender address \"j\ufffdrome@example.com\" is not readable text; using "+o.Customer)
+		require.Empty(t, orderTextProblems(o))
+		prev, dup := seen[o.Customer]
+		require.False(t, dup, "From: %q and %q gave the same customer %q", from, prev, o.Customer)
+		seen[o.Customer] = from
+		again, _, err := domain.BuildOrders([]byte("From: "+from+"\r\n"+body), domain.Config{})
+		require.NoError(t, err)
+		require.Equal(t, o.Customer, again[0].Customer, "the same mail, the same customer")
 	}
 }
