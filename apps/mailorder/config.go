@@ -24,6 +24,11 @@ const Kind = "mailorder.mail"
 // (limits.max_attachment_bytes) in base64.
 const DefaultMaxMessageSize = 7 << 20
 
+// MaxDemoMails is the most sample mails demo.mails may ask for: they are
+// made and put in the in-memory mailbox before the host starts, and a
+// million of them would hold the start for minutes and fill the memory.
+const MaxDemoMails = 10000
+
 // Store drivers.
 const (
 	DriverSQLite   = "sqlite"
@@ -77,7 +82,7 @@ type DemoConfig struct {
 	// logged at start).
 	Listen string `koanf:"listen"`
 	// Mails is how many sample order mails are put in the INBOX at start,
-	// a few of them malformed. Default 50.
+	// a few of them malformed: at most MaxDemoMails. Default 50.
 	Mails int `koanf:"mails"`
 	// Username and Password are the demo account's. Default demo/demo.
 	Username string `koanf:"username"`
@@ -127,8 +132,8 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Demo.Listen); err != nil {
 			ps.Add("demo.listen", "%q is not host:port", c.Demo.Listen)
 		}
-		if c.Demo.Mails < 0 {
-			ps.Add("demo.mails", "must not be negative (got %d)", c.Demo.Mails)
+		if c.Demo.Mails < 0 || c.Demo.Mails > MaxDemoMails {
+			ps.Add("demo.mails", "must be between 0 and %d (got %d)", MaxDemoMails, c.Demo.Mails)
 		}
 		if c.Demo.Username == "" || c.Demo.Password == "" {
 			ps.Add("demo", "username and password must not be empty")

@@ -52,3 +52,55 @@ func TestConfigProblemsNameFileAndKey(t *testing.T) {
 		})
 	}
 }
+
+// Values that pass for numbers but make the application misbehave were
+// accepted: limits under a mail's own size (every mail, every order
+// refused), a SQLite busy_timeout under 1ms or over SQLite's 32-bit
+// millisecond count (either way the PRAGMA reads 0: no waiting on a lock),
+// an idle_in_transaction_timeout the server refuses (every connection
+// fails), max_conns that Open sized a pool for (it panicked), and a demo
+// seeding a million mails before the start. Each is a problem at its
+// full key, naming the file; the values at the bounds pass.
+func TestConfigRefusesValuesOutOfRange(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		yaml string
+		want []string // keys that must have a problem
+	}{
+		{"limits", "mailorder:\n  demo: {enabled: true}\n  limits: {max_mail_bytes: 1, max_attachment_bytes: 1023}\n",
+			[]string{"mailorder.limits.max_mail_bytes", "mailorder.limits.max_attachment_bytes"}},
+		{"sqlite under 1ms", "mailorder:\n  demo: {enabled: true}\n  store:\n    sqlite: {busy_timeout: 500us}\n",
+			[]string{"mailorder.store.sqlite.busy_timeout"}},
+		{"sqlite over the limit", "mailorder:\n  demo: {enabled: true}\n  store:\n    sqlite: {busy_timeout: 1000h}\n",
+			[]string{"mailorder.store.sqlite.busy_timeout"}},
+		{"postgres", "mailorder:\n  demo: {enabled: true}\n  store:\n    driver: postgres\n    postgres: {url: 'postgres://localhost/db', max_conns: 1099511627776, idle_in_transaction_timeout: 1000h}\n",
+			[]string{"mailorder.store.postgres.max_conns", "mailorder.store.postgres.idle_in_transaction_timeout"}},
+		{"demo", "mailorder:\n  demo: {enabled: true, mails: 1000000}\n",
+			[]string{"mailorder.demo.mails"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			require.NoError(t, os.WriteFile(path, []byte(tt.yaml), 0o600))
+			_, err := config.Load(config.Options{Files: []string{path}, Environ: []string{}})
+			var ce *config.Error
+			require.True(t, errors.As(err, &ce), "%v", err)
+			byKey := map[string]config.Problem{}
+			for _, p := range ce.Problems {
+				byKey[p.Key] = p
+			}
+			for _, k := range tt.want {
+				p, ok := byKey[k]
+				require.True(t, ok, "no problem at %s in:\n%v", k, err)
+				require.Equal(t, path, p.Source, "%s", k)
+				require.Contains(t, p.Msg, "must be", "%s", k)
+			}
+			require.Len(t, ce.Problems, len(tt.want), "%v", err)
+		})
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("mailorder:\n  demo: {enabled: true, mails: 10000}\n  limits: {max_mail_bytes: 1024, max_attachment_bytes: 1024}\n  store:\n    sqlite: {busy_timeout: 1ms}\n"), 0o600))
+	_, err := config.Load(config.Options{Files: []string{path}, Environ: []string{}})
+	require.NoError(t, err)
+}

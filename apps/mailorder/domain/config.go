@@ -9,10 +9,11 @@ import (
 // Config holds the limits of the domain. The zero value is usable: every zero
 // field takes its documented default in WithDefaults.
 type Config struct {
-	// MaxMailBytes is the largest raw mail accepted. Default 25 MiB.
+	// MaxMailBytes is the largest raw mail accepted, at least MinLimitBytes.
+	// Default 25 MiB.
 	MaxMailBytes int64 `koanf:"max_mail_bytes"`
 	// MaxAttachmentBytes is the largest order attachment accepted, after
-	// transfer decoding. Default 5 MiB.
+	// transfer decoding, at least MinLimitBytes. Default 5 MiB.
 	MaxAttachmentBytes int64 `koanf:"max_attachment_bytes"`
 	// MaxLinesPerOrder is the most lines one order attachment may hold.
 	// Default 500.
@@ -27,6 +28,12 @@ type Config struct {
 	// time.Now. Not configurable from files; for tests.
 	Now func() time.Time `koanf:"-"`
 }
+
+// MinLimitBytes is the least Config.MaxMailBytes and
+// Config.MaxAttachmentBytes: a mail's headers alone take a few hundred
+// bytes, and under such a limit every mail, or every order, would be
+// refused.
+const MinLimitBytes = 1 << 10
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
@@ -59,11 +66,11 @@ func (c Config) WithDefaults() Config {
 // joined.
 func (c Config) Validate() error {
 	var errs []error
-	if c.MaxMailBytes < 0 {
-		errs = append(errs, fmt.Errorf("max_mail_bytes: must not be negative, got %d", c.MaxMailBytes))
+	if c.MaxMailBytes != 0 && c.MaxMailBytes < MinLimitBytes {
+		errs = append(errs, fmt.Errorf("max_mail_bytes: must be at least %d (every mail would be refused), got %d", MinLimitBytes, c.MaxMailBytes))
 	}
-	if c.MaxAttachmentBytes < 0 {
-		errs = append(errs, fmt.Errorf("max_attachment_bytes: must not be negative, got %d", c.MaxAttachmentBytes))
+	if c.MaxAttachmentBytes != 0 && c.MaxAttachmentBytes < MinLimitBytes {
+		errs = append(errs, fmt.Errorf("max_attachment_bytes: must be at least %d (every order would be refused), got %d", MinLimitBytes, c.MaxAttachmentBytes))
 	}
 	if c.MaxLinesPerOrder < 0 {
 		errs = append(errs, fmt.Errorf("max_lines_per_order: must not be negative, got %d", c.MaxLinesPerOrder))

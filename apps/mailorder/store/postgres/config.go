@@ -15,7 +15,8 @@ type Config struct {
 	// Schema holds the store's tables; it is created when missing. Default
 	// "public".
 	Schema string `koanf:"schema"`
-	// MaxConns is the most connections the store opens. Default 4.
+	// MaxConns is the most connections the store opens: 1 to
+	// MaxMaxConns. Default 4.
 	MaxConns int `koanf:"max_conns"`
 	// IdleInTransactionTimeout is how long the server keeps a session of
 	// the store that sits idle inside a transaction (its
@@ -25,13 +26,25 @@ type Config struct {
 	// any other host storing the same order (its redelivery) waits for
 	// it; the server alone would notice the lost host only by TCP
 	// keepalive, after hours. The store's transactions are never idle
-	// longer than a round trip. Default 10s.
+	// longer than a round trip. At least 1ms, at most
+	// MaxIdleInTransactionTimeout (what the server takes). Default 10s.
 	IdleInTransactionTimeout time.Duration `koanf:"idle_in_transaction_timeout"`
 }
 
 // DefaultIdleInTransactionTimeout is the default of
 // Config.IdleInTransactionTimeout.
 const DefaultIdleInTransactionTimeout = 10 * time.Second
+
+// MaxIdleInTransactionTimeout is the largest
+// Config.IdleInTransactionTimeout: PostgreSQL's
+// idle_in_transaction_session_timeout is a 32-bit count of milliseconds,
+// and a server refuses every connection that asks for more.
+const MaxIdleInTransactionTimeout = (1<<31 - 1) * time.Millisecond
+
+// MaxMaxConns is the largest Config.MaxConns: far more than a server
+// serves one client (PostgreSQL's max_connections is 100 by default); the
+// store sets its pool up for that many connections when it opens.
+const MaxMaxConns = 1000
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
@@ -59,14 +72,14 @@ func (c Config) Validate() error {
 	} else if _, err := parseURL(c.URL); err != nil {
 		errs = append(errs, fmt.Errorf("url: %w", err))
 	}
-	if c.MaxConns < 1 {
-		errs = append(errs, fmt.Errorf("max_conns: must be at least 1, got %d", c.MaxConns))
+	if c.MaxConns < 1 || c.MaxConns > MaxMaxConns {
+		errs = append(errs, fmt.Errorf("max_conns: must be between 1 and %d, got %d", MaxMaxConns, c.MaxConns))
 	}
 	if c.Schema == "" {
 		errs = append(errs, errors.New("schema: required"))
 	}
-	if c.IdleInTransactionTimeout < time.Millisecond {
-		errs = append(errs, fmt.Errorf("idle_in_transaction_timeout: must be at least 1ms, got %v", c.IdleInTransactionTimeout))
+	if c.IdleInTransactionTimeout < time.Millisecond || c.IdleInTransactionTimeout > MaxIdleInTransactionTimeout {
+		errs = append(errs, fmt.Errorf("idle_in_transaction_timeout: must be between 1ms and %v (PostgreSQL's limit), got %v", MaxIdleInTransactionTimeout, c.IdleInTransactionTimeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("postgres store: config: %w", err)

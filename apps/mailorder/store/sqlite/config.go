@@ -16,7 +16,8 @@ type Config struct {
 	// writes and reads.
 	Path string `koanf:"path"`
 	// BusyTimeout is how long a statement waits for a lock held by another
-	// process. Default 5s.
+	// process, in whole milliseconds: at least 1ms, at most
+	// MaxBusyTimeout. Default 5s.
 	BusyTimeout time.Duration `koanf:"busy_timeout"`
 	// Synchronous is the PRAGMA synchronous level: "NORMAL" (default, see
 	// the package documentation) or "FULL".
@@ -24,6 +25,10 @@ type Config struct {
 	// MaxReaders is the size of the read connection pool. Default 4.
 	MaxReaders int `koanf:"max_readers"`
 }
+
+// MaxBusyTimeout is the largest Config.BusyTimeout: SQLite's busy_timeout
+// is a 32-bit count of milliseconds.
+const MaxBusyTimeout = (1<<31 - 1) * time.Millisecond
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
@@ -49,8 +54,10 @@ func (c Config) Validate() error {
 	case strings.ContainsRune(c.Path, '?'):
 		errs = append(errs, fmt.Errorf("path: %q must not contain '?'", c.Path))
 	}
-	if c.BusyTimeout < 0 {
-		errs = append(errs, fmt.Errorf("busy_timeout: must not be negative, got %s", c.BusyTimeout))
+	// Under 1ms the PRAGMA reads 0, which turns waiting off: a statement
+	// would fail at once on any lock; over the limit it reads 0 too.
+	if c.BusyTimeout != 0 && (c.BusyTimeout < time.Millisecond || c.BusyTimeout > MaxBusyTimeout) {
+		errs = append(errs, fmt.Errorf("busy_timeout: must be between 1ms and %v, got %s", MaxBusyTimeout, c.BusyTimeout))
 	}
 	if c.MaxReaders < 0 {
 		errs = append(errs, fmt.Errorf("max_readers: must not be negative, got %d", c.MaxReaders))
