@@ -3,7 +3,9 @@ package sqlite
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -11,7 +13,7 @@ import (
 // Config configures the SQLite store.
 type Config struct {
 	// Path is the database file; it is created when missing. Required. It
-	// must not contain '?'. ":memory:" is a database in memory, gone when
+	// must not contain '?', and must be a regular file when it exists. ":memory:" is a database in memory, gone when
 	// the store closes (for tests and trials): one connection serves
 	// writes and reads.
 	Path string `koanf:"path"`
@@ -53,6 +55,10 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("path: required"))
 	case strings.ContainsRune(c.Path, '?'):
 		errs = append(errs, fmt.Errorf("path: %q must not contain '?'", c.Path))
+	case c.Path != memoryPath:
+		if err := regularOrMissing(c.Path); err != nil {
+			errs = append(errs, fmt.Errorf("path: %w", err))
+		}
 	}
 	// Under 1ms the PRAGMA reads 0, which turns waiting off: a statement
 	// would fail at once on any lock; over the limit it reads 0 too.
@@ -71,6 +77,29 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sqlite store: config: %w", err)
 	}
 	return nil
+}
+
+// regularOrMissing returns an error naming what name is when it exists
+// and is not a regular file (a link is followed): SQLite fails on a named
+// pipe, a device or a directory only with "disk I/O error", after Open
+// made the lock and journal files beside it.
+func regularOrMissing(name string) error {
+	fi, err := os.Stat(name)
+	if err != nil || fi.Mode().IsRegular() {
+		return nil // missing: created; unreadable: SQLite says why
+	}
+	what := "not a regular file"
+	switch m := fi.Mode(); {
+	case m&fs.ModeNamedPipe != 0:
+		what = "a named pipe (FIFO), not a regular file"
+	case m&fs.ModeDevice != 0:
+		what = "a device, not a regular file"
+	case m.IsDir():
+		what = "a directory, not a regular file"
+	case m&fs.ModeSocket != 0:
+		what = "a socket, not a regular file"
+	}
+	return fmt.Errorf("%s is %s", name, what)
 }
 
 func (c Config) dsn() string {
