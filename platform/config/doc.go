@@ -2,7 +2,9 @@
 // by the packages that use them, filled from layers (declared defaults <
 // YAML files < PLBA_<SECTION>__<KEY> environment variables < --set),
 // strictly (an unknown key is an error naming it), every problem reported
-// at once with its source and key path, secrets redacted when printed.
+// at once with its source and key path, secrets redacted when printed. A
+// secret may come from a file named by its <key>_file; an empty secret or
+// _file name is one not given (it replaces nothing an earlier layer gave).
 //
 // A module declares its section once, with the real defaults, and gets
 // it from the graph:

@@ -90,6 +90,12 @@ func Load(opts Options) (*Config, error) {
 	var problems []Problem
 	k := koanf.New(".")
 	rank := 0
+	// keepSecrets: an empty secret or _file name in this layer is one not
+	// given; it does not replace what an earlier layer gave (a compose
+	// file's PLBA_..._PASSWORD: ${PASSWORD:-}, empty when unset, must not
+	// wipe out a config file's password). Options.Values sets its
+	// sections as they are.
+	keepSecrets := false
 	// apply merges one layer; srcOf names the source of each leaf key.
 	apply := func(layer map[string]any, srcOf func(key string) string) {
 		flat := map[string]any{}
@@ -117,6 +123,9 @@ func Load(opts Options) (*Config, error) {
 				// A null does not erase what a lower layer set.
 				continue
 			}
+			if keepSecrets && emptyText(flat[key]) && givenText(k.Get(key)) && secretKey(secs, key) {
+				continue
+			}
 			c.sources[key] = source{name: srcOf(key), rank: rank}
 			setPath(nested, key, flat[key])
 		}
@@ -130,6 +139,7 @@ func Load(opts Options) (*Config, error) {
 		setPath(defaults, s.name, toTree(reflect.ValueOf(s.def), false))
 	}
 	apply(defaults, func(string) string { return "default" })
+	keepSecrets = true
 
 	parser := yaml.Parser()
 	for _, name := range opts.Files {
@@ -196,6 +206,7 @@ func Load(opts Options) (*Config, error) {
 		apply(map[string]any{key: text(val)}, func(string) string { return "--set " + key + "=..." })
 	}
 
+	keepSecrets = false
 	for _, name := range slices.Sorted(maps.Keys(opts.Values)) {
 		d, ok := reg.lookup(name)
 		v := reflect.ValueOf(opts.Values[name])

@@ -2,6 +2,7 @@ package config
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -55,6 +56,69 @@ func emptySecret(v any) bool {
 		return x == ""
 	}
 	return false
+}
+
+// secretKey reports whether the dotted key names a string secret (a
+// field tagged secret:"true") or its _file key, in the declared section
+// that owns it: through structs, pointers and string-keyed maps (an
+// entry of workers.<queue>).
+func secretKey(secs []declared, key string) bool {
+	owner := ownerOf(secs, key)
+	i := slices.IndexFunc(secs, func(d declared) bool { return d.name == owner })
+	if owner == "" || key == owner || i < 0 {
+		return false
+	}
+	t := secs[i].typ
+	parts := strings.Split(strings.TrimPrefix(key, owner+"."), ".")
+	for n, part := range parts {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch t.Kind() {
+		case reflect.Map:
+			if t.Key().Kind() != reflect.String {
+				return false
+			}
+			t = t.Elem()
+			continue
+		case reflect.Struct:
+		default:
+			return false
+		}
+		last := n == len(parts)-1
+		fs := fieldsOf(t)
+		if f, ok := fieldByKey(fs, part); ok {
+			ft := t.FieldByIndex(f.index).Type
+			if last {
+				return f.secret && ft.Kind() == reflect.String
+			}
+			t = ft
+			continue
+		}
+		base, isFile := strings.CutSuffix(part, "_file")
+		f, ok := fieldByKey(fs, base)
+		return last && isFile && ok && f.secret && t.FieldByIndex(f.index).Type.Kind() == reflect.String
+	}
+	return false
+}
+
+// emptyText reports whether v is an empty string (from a file, the
+// environment or --set).
+func emptyText(v any) bool {
+	s, ok := v.(string)
+	if t, isText := v.(text); isText {
+		s, ok = string(t), true
+	}
+	return ok && s == ""
+}
+
+// givenText reports whether v is a string that is not empty.
+func givenText(v any) bool {
+	s, ok := v.(string)
+	if t, isText := v.(text); isText {
+		s, ok = string(t), true
+	}
+	return ok && s != ""
 }
 
 // kindName names a secret field's kind for a message.

@@ -116,3 +116,66 @@ func TestEmptySecretInALaterLayerKeepsTheFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "from-env", server(t, c).Password)
 }
+
+// PoolSecret is an entry of a map-valued section with a secret.
+type PoolSecret struct {
+	Name     string `koanf:"name"`
+	Password string `koanf:"password" secret:"true"`
+}
+
+// An empty secret or _file name in a later layer is one not given: it
+// does not replace a secret, or a _file name, that an earlier layer gave.
+// A compose file's PLBA_..._PASSWORD_FILE: ${PWFILE:-} or
+// PLBA_..._PASSWORD: ${PASSWORD:-}, empty when the operator set nothing,
+// wiped out the config file's password_file or password, and the host
+// started with an empty password. Keys that are not secrets still take
+// an empty value, and Options.Values sets its sections as they are.
+func TestEmptySecretInALaterLayerIsNotGiven(t *testing.T) {
+	t.Parallel()
+	r := config.NewRegistry()
+	require.NoError(t, r.Declare("server", ServerConfig{Host: "localhost", Port: 8080}))
+	require.NoError(t, r.Declare("pools", map[string]PoolSecret{}))
+	secret := writeFile(t, "pw", "from-file\n")
+	ref := writeFile(t, "ref.yaml", "server:\n  password_file: "+secret+"\n")
+	inline := writeFile(t, "inline.yaml", "server:\n  host: example.com\n  password: inline\npools:\n  a: {name: a, password: inline}\n")
+	emptied := writeFile(t, "emptied.yaml", "server:\n  password: \"\"\n  password_file: \"\"\n")
+	get := func(opts config.Options) (ServerConfig, map[string]PoolSecret) {
+		t.Helper()
+		opts.Registry = r
+		if opts.Environ == nil {
+			opts.Environ = []string{}
+		}
+		c, err := config.Load(opts)
+		require.NoError(t, err)
+		var s ServerConfig
+		require.NoError(t, c.Decode("server", &s))
+		var p map[string]PoolSecret
+		require.NoError(t, c.Decode("pools", &p))
+		return s, p
+	}
+	for _, tc := range []struct {
+		name string
+		opts config.Options
+		want string
+	}{
+		{"empty env _file over a file's _file", config.Options{Files: []string{ref}, Environ: []string{"PLBA_SERVER__PASSWORD_FILE="}}, "from-file"},
+		{"empty env and env _file over a file's _file", config.Options{Files: []string{ref}, Environ: []string{"PLBA_SERVER__PASSWORD=", "PLBA_SERVER__PASSWORD_FILE="}}, "from-file"},
+		{"empty env over a file's secret", config.Options{Files: []string{inline}, Environ: []string{"PLBA_SERVER__PASSWORD="}}, "inline"},
+		{"empty --set over a file's secret", config.Options{Files: []string{inline}, Sets: []string{"server.password="}}, "inline"},
+		{"a later file's empty secret and _file", config.Options{Files: []string{inline, emptied}}, "inline"},
+		{"a later file's empty secret and _file over a _file", config.Options{Files: []string{ref, emptied}}, "from-file"},
+	} {
+		s, _ := get(tc.opts)
+		require.Equal(t, tc.want, s.Password, tc.name)
+	}
+	_, pools := get(config.Options{Files: []string{inline}, Environ: []string{"PLBA_POOLS__A__PASSWORD="}})
+	require.Equal(t, "inline", pools["a"].Password, "a map entry's secret")
+
+	s, pools := get(config.Options{Files: []string{inline}, Environ: []string{"PLBA_SERVER__HOST=", "PLBA_POOLS__A__NAME="}})
+	require.Empty(t, s.Host, "not a secret: the empty value counts")
+	require.Empty(t, pools["a"].Name, "not a secret: the empty value counts")
+	require.Equal(t, "inline", s.Password)
+
+	s, _ = get(config.Options{Files: []string{inline}, Values: map[string]any{"server": ServerConfig{Host: "h", Port: 1}}})
+	require.Empty(t, s.Password, "Options.Values sets the section as it is")
+}
