@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/plba/plba/apps/mailorder/domain"
@@ -60,6 +61,9 @@ func FuzzParseMail(f *testing.F) {
 		for _, o := range orders {
 			if p := orderTextProblems(o); len(p) > 0 {
 				t.Fatalf("order text a store cannot keep: %q", p)
+			}
+			if strings.ContainsRune(o.Customer, '\ufffd') {
+				t.Fatalf("customer %q holds U+FFFD: it could be another sender's", o.Customer)
 			}
 			var sum domain.Money
 			for _, l := range o.Lines {
