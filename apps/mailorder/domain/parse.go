@@ -74,6 +74,7 @@ func normaliseKey(s string) string {
 
 // ParseAttachment is the parse step for one order attachment: it converts the
 // charset to UTF-8 when one is declared and reads the data as CSV or JSON.
+// Data over cfg.MaxAttachmentBytes is rejected, as ParseMail rejects it.
 func ParseAttachment(a Attachment, cfg Config) (Draft, error) {
 	cfg = cfg.WithDefaults()
 	name := a.Name
@@ -81,14 +82,26 @@ func ParseAttachment(a Attachment, cfg Config) (Draft, error) {
 		name = "(unnamed " + a.ContentType + ")"
 	}
 	data := a.Data
+	if int64(len(data)) > cfg.MaxAttachmentBytes {
+		// ParseMail refuses it; a caller that made the Attachment itself
+		// gets the same answer, not an order cut short below.
+		return Draft{}, reject(name, 0, "", fmt.Sprintf("attachment is larger than the limit of %d bytes", cfg.MaxAttachmentBytes))
+	}
 	if cs := a.Charset; cs != "" && cs != "utf-8" && cs != "utf8" && cs != "us-ascii" {
 		r, err := charset.Reader(cs, bytes.NewReader(data))
 		if err != nil {
 			return Draft{}, reject(name, 0, "", fmt.Sprintf("unknown charset %q", cs))
 		}
-		conv, err := io.ReadAll(io.LimitReader(r, 4*cfg.MaxAttachmentBytes+4))
+		// A character takes at most 4 bytes in UTF-8, so the text of at
+		// most MaxAttachmentBytes fits; should it not, the attachment is
+		// refused rather than read short (lines would be lost).
+		limit := 4*cfg.MaxAttachmentBytes + 4
+		conv, err := io.ReadAll(io.LimitReader(r, limit+1))
 		if err != nil {
 			return Draft{}, reject(name, 0, "", fmt.Sprintf("cannot convert charset %q: %v", cs, err))
+		}
+		if int64(len(conv)) > limit {
+			return Draft{}, reject(name, 0, "", fmt.Sprintf("attachment in charset %q converts to more than %d bytes", cs, limit))
 		}
 		data = conv
 	}

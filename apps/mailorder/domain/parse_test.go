@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -188,4 +189,25 @@ func TestJSONParseIsTheSameEveryTime(t *testing.T) {
 		_, err = domain.ParseJSON("o.json", bad, 10)
 		require.Equal(t, firstErr.Error(), err.Error())
 	}
+}
+
+// ParseAttachment read an attachment with a declared charset through a
+// limit of 4*MaxAttachmentBytes+4 bytes and kept what came through: a
+// caller's Attachment larger than that (ParseMail refuses one, but
+// ParseAttachment is the parse step's own entry) gave an order of the
+// lines before the cut, the rest silently lost. Such an attachment is
+// refused, as ParseMail refuses it.
+func TestParseAttachmentNeverCutsAnOrderShort(t *testing.T) {
+	t.Parallel()
+	const lines = 600
+	data := []byte("sku,qty,price\n" + strings.Repeat("AB-1,1,1\n", lines)) // 4100 bytes end on a line
+	cfg := domain.Config{MaxAttachmentBytes: 1024, MaxLinesPerOrder: 1000}
+	for _, cs := range []string{"iso-8859-1", ""} {
+		d, err := domain.ParseAttachment(domain.Attachment{Name: "o.csv", Kind: domain.KindCSV, Charset: cs, Data: data}, cfg)
+		require.ErrorIs(t, err, domain.ErrRejected, "charset %q: got %d lines of %d", cs, len(d.Lines), lines)
+		require.ErrorContains(t, err, "larger than the limit of 1024 bytes")
+	}
+	d, err := domain.ParseAttachment(domain.Attachment{Name: "o.csv", Kind: domain.KindCSV, Charset: "iso-8859-1", Data: data}, domain.Config{MaxLinesPerOrder: 1000})
+	require.NoError(t, err)
+	require.Len(t, d.Lines, lines)
 }
