@@ -13,19 +13,24 @@ import (
 	"go.uber.org/zap"
 )
 
-// control asks the server, in the session, for another message than
-// suspects, as the refused fetch (what: "metadata" or "body") asked for
-// them: nil when it returns it, else why not. settleRefused asks it when
-// every message the server refused in a session is held already and
-// nothing else of the session's fetch came back: the refusals count
-// against them only if the server shows, in the same session, that it
-// returns mail; a server refusing every body for a while (mail on a
-// failing store, the index fine) is then not taken for mail refused.
-type control func(suspects []imap.UID, what string) error
+// control asks the server, in the session, for the body of another
+// message than suspects: nil when it returns it, else why not.
+// settleRefused asks it when every message the server refused in a
+// session is held already and nothing else of the session's fetch came
+// back, proveServing before suspects are fetched alone: the refusals
+// count against them only if the server shows, in the same session,
+// that it returns mail; a server refusing every body for a while (mail
+// on a failing store, the index fine) is then not taken for mail
+// refused. It asks for a body whatever fetch was refused: metadata may
+// come from the server's index while its store fails (Dovecot answers
+// the envelope of mail fetched before from its cache), a body only from
+// the store.
+type control func(suspects []imap.UID) error
 
-// controlCandidates bounds the messages whose size the control fetch
-// asks for to choose the smallest.
-const controlCandidates = 16
+// controlBytes is how much of a body the control asks for (BODY.PEEK[]
+// from its start): the server reads it from its store all the same,
+// and a large mail costs no more than a small one.
+const controlBytes = 1024
 
 // errNoControl is control's answer when the mailbox holds no message to
 // ask for but the suspects (and those known for trouble): the refusals
@@ -34,26 +39,14 @@ var errNoControl = errors.New("no other message in the mailbox to tell the serve
 
 // controlOn is the control on c in the session ctx (see controlFetch).
 func (s *Source) controlOn(ctx context.Context, c *imapclient.Client) control {
-	return func(suspects []imap.UID, what string) error { return s.controlFetch(ctx, c, suspects, what) }
+	return func(suspects []imap.UID) error { return s.controlFetch(ctx, c, suspects) }
 }
 
 // controlFetch is the control (see control) on c: of the mailbox's
 // messages other than suspects, and than those known for trouble
 // (refused, fetched when a connection ended, left in the mailbox on
-// purpose), it asks for one as what was refused. Metadata: that of the
-// first candidate, in one fetch (the size of a message does not matter
-// to its metadata). A body: of up to controlCandidates, the sizes
-// (RFC822.SIZE), then the body of the smallest with BODY.PEEK[] (no
-// flag changes; a body above MaxMessageSize is drained unread, returned
-// all the same). A NO to any of it is the server failing: the error says
-// so, and the session fails. The candidates are those that failed the
-// fewest controls (see controlFailed; one answered with nothing counts
-// as failed, see controlUnanswered), then the highest UIDs, and the
-// smallest body is chosen among those that failed the fewest: a message
-// the server fails on whenever it is asked for (one read and left in
-// the mailbox long ago, never scanned, so never held) does not fail
-// every session's control while another message can tell.
-func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspects []imap.UID, what string) error {
+// purpose), it asks for one (see controlAmong).
+func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspects []imap.UID) error {
 	w := s.guard(c)
 	data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
 	if err = w.done(err); err != nil {
@@ -73,57 +66,54 @@ func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspect
 		}
 	}
 	s.keepControlFailures(all)
-	failed := maps.Clone(s.controlFailures)
 	s.mu.Unlock()
+	return s.controlAmong(ctx, c, others)
+}
+
+// controlAmong asks for the first controlBytes of the body of one of
+// others (BODY.PEEK[]<0.n>: no flag changes), in one fetch: the one
+// that failed the fewest controls (see controlFailed; one answered with
+// nothing counts as failed, see controlUnanswered), the highest UID
+// among those. A NO is the server failing: the error says so, and the
+// session fails. A message the server fails on whenever it is asked for
+// (one read and left in the mailbox long ago, never scanned, so never
+// held) so does not fail every session's control while another message
+// can tell: each control asks for one message, and its failure is
+// counted against that message. (The control asked for the sizes of up
+// to 16 messages first, to ask for the smallest body: a server failing
+// on the size of one of them, as Dovecot does on a mail file without
+// its size in its name that it cannot read, failed every control, and
+// the failure was counted against none.) errNoControl when others is
+// empty.
+func (s *Source) controlAmong(ctx context.Context, c *imapclient.Client, others []imap.UID) error {
 	if len(others) == 0 {
 		return errNoControl
 	}
-	slices.SortFunc(others, func(a, b imap.UID) int {
+	s.mu.Lock()
+	failed := maps.Clone(s.controlFailures)
+	s.mu.Unlock()
+	u := slices.MinFunc(others, func(a, b imap.UID) int {
 		return cmp.Or(cmp.Compare(failed[a], failed[b]), cmp.Compare(b, a))
 	})
-	if what == "metadata" {
-		u := others[0]
-		metas, err := s.fetchMetaOf(c, []imap.UID{u})
-		if err != nil {
-			s.controlFailed(ctx, u, what, err)
-			return fmt.Errorf("imap: control: %w", err)
-		}
-		if len(metas) == 0 {
-			s.controlUnanswered(u)
-			return errNoControl // expunged meanwhile
-		}
-		s.controlServed(u)
-		return nil
-	}
-	others = others[:min(len(others), controlCandidates)]
-	w = s.guard(c)
-	bufs, err := c.Fetch(imap.UIDSetNum(others...), &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
+	w := s.guard(c)
+	section := &imap.FetchItemBodySection{Peek: true, Partial: &imap.SectionPartial{Size: controlBytes}}
+	bodies, _, err := fetchBodies(c, imap.UIDSetNum(u), section, controlBytes, w)
 	if err = w.done(err); err != nil {
-		return fmt.Errorf("imap: control: fetch sizes: %w", err)
+		s.controlFailed(ctx, u, err)
+		return fmt.Errorf("imap: control: fetch body: %w", err)
 	}
-	bufs = slices.DeleteFunc(bufs, func(b *imapclient.FetchMessageBuffer) bool { return b.UID == 0 })
-	if len(bufs) == 0 {
+	if _, ok := bodies[u]; !ok {
+		s.controlUnanswered(u)
 		return errNoControl // expunged meanwhile
 	}
-	small := slices.MinFunc(bufs, func(a, b *imapclient.FetchMessageBuffer) int {
-		return cmp.Or(cmp.Compare(failed[a.UID], failed[b.UID]), cmp.Compare(a.RFC822Size, b.RFC822Size), cmp.Compare(a.UID, b.UID))
-	}).UID
-	bodies, oversize, err := s.fetchBodies(c, imap.UIDSetNum(small))
-	if err != nil {
-		s.controlFailed(ctx, small, what, err)
-		return fmt.Errorf("imap: control: %w", err)
-	}
-	if len(bodies)+len(oversize) == 0 {
-		s.controlUnanswered(small)
-		return errNoControl // expunged meanwhile
-	}
-	s.controlServed(small)
+	s.serving("body")
+	s.controlServed(u)
 	return nil
 }
 
 // serverReturns asks the server, in the session, for another message
-// than those of deferred (chunks refused in a row, see scan), as the last
-// refused fetch (what) asked for them: nil when it returns it, or when
+// than those of deferred (chunks refused in a row, see scan; what: the
+// last refused fetch), see control: nil when it returns it, or when
 // there is none to ask for; else the error, the server failing as a
 // whole: nothing is counted nor given up, the session fails and Run
 // retries it with back-off.
@@ -134,7 +124,7 @@ func (s *Source) serverReturns(ctx context.Context, c *imapclient.Client, deferr
 			pile = append(pile, r.m.uid)
 		}
 	}
-	err := s.controlOn(ctx, c)(pile, what)
+	err := s.controlOn(ctx, c)(pile)
 	if err == nil || errors.Is(err, errNoControl) {
 		return nil
 	}
@@ -147,7 +137,7 @@ func (s *Source) serverReturns(ctx context.Context, c *imapclient.Client, deferr
 		what, len(pile), pile[0], pile[len(pile)-1], last[0].err, err)
 }
 
-// controlFailed counts a control fetch (what) of u that failed with err
+// controlFailed counts a control fetch of u that failed with err
 // (in the session ctx): u is chosen after the others from now on (see
 // controlFetch). A fetch that ended the connection makes u a suspect too,
 // as any fetch does (see poison.go): it is not the control again while it
@@ -158,11 +148,11 @@ func (s *Source) serverReturns(ctx context.Context, c *imapclient.Client, deferr
 // text naming another mail each session (the control's mail changes
 // when it fails) would reset Run's back-off after every session of an
 // outage.
-func (s *Source) controlFailed(ctx context.Context, u imap.UID, what string, err error) {
+func (s *Source) controlFailed(ctx context.Context, u imap.UID, err error) {
 	if ctx.Err() != nil {
 		return // the session ended: nothing learnt about u
 	}
-	s.suspectAll(ctx, []imap.UID{u}, what, err)
+	s.suspectAll(ctx, []imap.UID{u}, "body", err)
 	s.mu.Lock()
 	s.controlFailures[u]++
 	n := s.controlFailures[u]

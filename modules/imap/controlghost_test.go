@@ -48,15 +48,16 @@ func controlAnsweredWithNothing(t *testing.T, what string) {
 	var ghostAsked atomic.Int32
 	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 		tag, name, rest := command(line)
-		if name != "UID FETCH" || !strings.Contains(rest, item) {
+		if name != "UID FETCH" {
 			return false
 		}
 		set := strings.Fields(rest)[0]
-		if uidSetHas(set, 1) {
+		if uidSetHas(set, 1) && strings.Contains(rest, item) {
 			c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
 			return true
 		}
-		if !alone.Load() || strings.ContainsAny(set, ":,") {
+		// The control asks for a body, whatever the fetch refused.
+		if !strings.Contains(rest, "BODY.PEEK[]") || !alone.Load() || strings.ContainsAny(set, ":,") {
 			return false
 		}
 		u, err := strconv.ParseUint(set, 10, 32)

@@ -1,6 +1,8 @@
 package imap_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,8 +19,8 @@ import (
 // A mail held (its body refused while Dovecot returned the mail beside
 // it), then alone above the cursor, that mail processed and left in the
 // INBOX \Seen, beside a mail read long ago (\Seen, never scanned), the
-// smallest of the INBOX, that the server fails on whenever it is asked
-// for: refused (a proxy answers NO, as Exchange does for a mail it
+// first the control asks for (the highest UID), that the server fails
+// on whenever it is asked for: refused (a proxy answers NO, as Exchange does for a mail it
 // cannot convert), or dropped (Dovecot's imap process dies on it, its
 // maildir file shorter than the size its name records). The control
 // fetch asked for that old mail every session: every session failed on
@@ -54,18 +56,18 @@ func TestDovecotControlSuspectUntilReconcile(t *testing.T) {
 // for the default) and returns its source.
 func controlMailFails(t *testing.T, dropped bool, reconcile time.Duration) *imap.Source {
 	d := dovecottest.Start(t)
-	// UID 1: the old mail; UID 2: the one the server refuses; UID 3 fine.
-	require.NoError(t, d.Save("INBOX", imaptest.Message("1@old", "read long ago", "x")))
-	require.NoError(t, d.Save("INBOX", imaptest.Message("2@held", "order", strings.Repeat("held ", 40))))
-	require.NoError(t, d.Save("INBOX", imaptest.Message("3@fine", "order", strings.Repeat("fine ", 40))))
+	// UID 1: the one the server refuses; UID 2 fine; UID 3: the old mail.
+	require.NoError(t, d.Save("INBOX", imaptest.Message("1@held", "order", strings.Repeat("held ", 40))))
+	require.NoError(t, d.Save("INBOX", imaptest.Message("2@fine", "order", strings.Repeat("fine ", 40))))
+	require.NoError(t, d.Save("INBOX", imaptest.Message("3@old", "read long ago", "x")))
 	c, err := d.Dial()
 	require.NoError(t, err)
 	_, err = c.Select("INBOX", nil).Wait()
 	require.NoError(t, err)
-	require.NoError(t, c.Store(goimap.UIDSetNum(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Flags: []goimap.Flag{goimap.FlagSeen}}, nil).Close())
+	require.NoError(t, c.Store(goimap.UIDSetNum(3), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Flags: []goimap.Flag{goimap.FlagSeen}}, nil).Close())
 	require.NoError(t, c.Logout().Wait())
 	if dropped {
-		truncateMail(t, d, "INBOX", "<1@old>")
+		truncateMail(t, d, "INBOX", "<3@old>")
 	}
 
 	var oldAsked atomic.Int32 // bodies of the old mail asked for
@@ -75,12 +77,12 @@ func controlMailFails(t *testing.T, dropped bool, reconcile time.Duration) *imap
 			return false
 		}
 		set := strings.Fields(rest)[0]
-		if uidSetHas(set, 1) {
+		if uidSetHas(set, 3) {
 			oldAsked.Add(1)
 			if dropped {
 				return false // Dovecot dies on it
 			}
-		} else if !uidSetHas(set, 2) {
+		} else if !uidSetHas(set, 1) {
 			return false
 		}
 		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
@@ -100,10 +102,51 @@ func controlMailFails(t *testing.T, dropped bool, reconcile time.Duration) *imap
 		"the held mail given up, another mail serving as the control (the old mail asked for %d times)", oldAsked.Load())
 	ids, err := d.MessageIDs("Failed")
 	require.NoError(t, err)
-	require.Equal(t, []string{"2@held"}, ids)
+	require.Equal(t, []string{"1@held"}, ids)
 	require.EqualValues(t, 1, src.Status().Refused)
 	require.EqualValues(t, 1, oldAsked.Load(), "the old mail asked for once as the control, not again")
 	// Dovecot dies on the old mail's envelope too: the maildir tells.
 	require.Len(t, maildirFiles(t, d, "INBOX"), 2, "the old mail and the one processed left in place")
 	return src
+}
+
+// As above, the old mail a file an external agent wrote into the
+// maildir (no size in its name) that Dovecot cannot read: it dies on
+// that mail's RFC822.SIZE. The body control asked for the sizes of up
+// to 16 other mails first, to fetch the smallest: that fetch ended the
+// connection every session, counted against no mail, and the held mail
+// waited for new mail for ever, though the other mail would have told.
+// The control now asks for the start of one mail's body, a failure
+// counted against that mail: the next control asks for the other, and
+// the held mail is given up.
+func TestDovecotControlRotatesPastAMailWhoseSizeTheServerFailsOn(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	// UID 1: the one the server refuses; UID 2 fine; the old mail next.
+	require.NoError(t, d.Save("INBOX", imaptest.Message("1@held", "order", "held")))
+	require.NoError(t, d.Save("INBOX", imaptest.Message("2@fine", "order", "fine")))
+	old := filepath.Join(maildirOf(d, "INBOX"), "cur", "1700000000.M1P1.agent:2,S") // \Seen
+	require.NoError(t, os.WriteFile(old, imaptest.Message("3@old", "read long ago", "x"), 0))
+
+	p := imaptest.NewProxyWith(t, d.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+		return true
+	}})
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.Host, cfg.Port = p.Host(), p.Port()
+	cfg.OnSuccess.MoveTo = imap.Ptr("")
+	src := newSource(t, cfg)
+	em := &workerEmitter{src: src}
+	start(t, src, em)
+
+	require.Eventually(t, func() bool { return dovecotCount(t, d, "Failed") == 1 }, 30*time.Second, 50*time.Millisecond,
+		"the held mail given up, the other mail serving as the control")
+	ids, err := d.MessageIDs("Failed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1@held"}, ids)
+	require.EqualValues(t, 1, src.Status().Refused)
 }

@@ -109,7 +109,7 @@ func TestSettleRefused(t *testing.T) {
 	// the session unless shown says otherwise; asked records the calls.
 	var shown error
 	var asked [][]imap.UID
-	check := func(suspects []imap.UID, what string) error {
+	check := func(suspects []imap.UID) error {
 		asked = append(asked, suspects)
 		return shown
 	}

@@ -15,8 +15,8 @@ import (
 // In normal operation (no suspect, no held mail) a session costs no
 // control fetch: mail delivered across three sessions is fetched with
 // one metadata and one body FETCH per chunk, and the mailbox is never
-// searched whole (the control's UID SEARCH ALL) nor asked for sizes
-// alone (the body control's RFC822.SIZE fetch).
+// searched whole (the control's UID SEARCH ALL) nor asked for part of
+// a body (the control's BODY.PEEK[]<0.1024>) or for sizes alone.
 func TestNormalSessionsAskForNoControl(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{})
@@ -28,7 +28,8 @@ func TestNormalSessionsAskForNoControl(t *testing.T) {
 		defer mu.Unlock()
 		switch {
 		case name == "UID SEARCH" && strings.TrimSpace(rest) == "ALL",
-			name == "UID FETCH" && !strings.Contains(rest, "ENVELOPE") && !strings.Contains(rest, "BODY"):
+			name == "UID FETCH" && (!strings.Contains(rest, "ENVELOPE") && !strings.Contains(rest, "BODY") ||
+				strings.Contains(rest, "BODY.PEEK[]<")):
 			controls = append(controls, line)
 		case name == "UID FETCH":
 			fetches = append(fetches, line)

@@ -21,12 +21,13 @@ import (
 // not even a NO) makes the messages it asked for suspects: the next
 // sessions ask for each of them alone. A message whose fetch alone ends
 // the connection is counted as refused alone (see refusedAlone) only if
-// the server returned other mail, as that fetch asked for it or whole,
-// in the same session: the others of its group first (one the
-// connection ended on before is fetched after them, see lostLast), or,
-// when nothing was returned yet, the body of another message asked for
-// first (see proveServing; a body, as the envelope of mail fetched
-// before may come from the server's index while its mail store fails). A
+// the server returned the body of other mail in the same session: that
+// of the others of its group first (one the connection ended on before
+// is fetched after them, see lostLast), or, when no body was returned
+// yet, that of another message asked for first (see proveServing).
+// Metadata is no proof, whatever the fetch alone asked for: the
+// envelope of mail fetched before may come from the server's index
+// while its mail store fails (see servedLocked). A
 // server that ends the connection on every body (Dovecot, its
 // imap_fetch_failure at its default, when its mail store fails), or on
 // the metadata of every mail it must read for it, is failing as a
@@ -83,8 +84,9 @@ func (s *Source) anySuspect(uids []imap.UID) bool {
 }
 
 // lostAlone counts a fetch of m alone that ended the connection with err,
-// when the server returned other mail as the fetch asked for it (what)
-// in the session, or another mail whole: else it may be failing as a
+// when the server returned the body of another mail in the session
+// (see servedLocked; metadata, which may come from its index, does
+// not count): else it may be failing as a
 // whole (Dovecot ends the connection on any body when its mail store
 // fails), nothing is counted, and m is only fetched after the others of
 // its group from now on (see lostLast), so that another mail can tell
@@ -96,7 +98,7 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 	s.mu.Lock()
 	ra := s.refusedAlone[m.uid]
 	ra.dropped = true
-	proven := s.servedLocked(what)
+	proven := s.servedLocked()
 	if proven {
 		ra.add(s.now(), err)
 		ra.what = what
@@ -160,11 +162,12 @@ func (s *Source) sessionBegins() {
 }
 
 // servedLocked reports whether the server returned mail in this session
-// that proves it serves what (metadata or body): mail of that kind, or
-// a body, which only its store can give (Dovecot returns the envelopes
-// it cached while its store fails). s.mu held.
-func (s *Source) servedLocked(what string) bool {
-	return s.served[what] || s.served["body"]
+// that proves it serves, whatever the fetch (metadata or body): a body,
+// as only its store can give one. Metadata proves nothing: Dovecot
+// returns the envelopes it cached while its store fails, and ends the
+// connection on those it must read from the store. s.mu held.
+func (s *Source) servedLocked() bool {
+	return s.served["body"]
 }
 
 // serving records that the server returned mail in this session as a
@@ -176,7 +179,7 @@ func (s *Source) serving(what string) {
 }
 
 // proveServing is asked before suspects among uids are fetched alone
-// (what): when the server returned no mail so in this session, it is
+// (what): when the server returned no body in this session, it is
 // asked, once a session, for another message (see control), so that a
 // connection ended on one of them counts against it (see lostAlone).
 // The control asks for that message's body whatever the suspects'
@@ -192,13 +195,13 @@ func (s *Source) serving(what string) {
 // on first then fetched after the others next time (see lostLast).
 func (s *Source) proveServing(ctx context.Context, c *imapclient.Client, uids []imap.UID, what string) error {
 	s.mu.Lock()
-	skip := s.servedLocked(what) || s.controlAsked[what]
+	skip := s.servedLocked() || s.controlAsked[what]
 	s.controlAsked[what] = true
 	s.mu.Unlock()
 	if skip {
 		return nil
 	}
-	err := s.controlOn(ctx, c)(uids, "body")
+	err := s.controlOn(ctx, c)(uids)
 	if err == nil || errors.Is(err, errNoControl) {
 		return nil
 	}

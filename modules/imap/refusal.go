@@ -15,9 +15,11 @@ import (
 // RefusedSessionsBeforeSetAside is how many sessions the server must
 // refuse a message on evidence about that message before it is given up:
 // its stand-in is dead-lettered (see refusedTask). Evidence is the
-// server answering the others of the message's batch but not it, or
-// closing the connection whenever the message alone is asked for while
-// it returns other mail in the session (see poison.go); and the refusals must span Config.RefusalSpan (1m by
+// server answering the others of the message's batch but not it (for a
+// metadata refusal, once it returned a body in the session: see
+// metadataProves), or closing the connection whenever the message alone
+// is asked for while it returns the body of other mail in the session
+// (see poison.go); and the refusals must span Config.RefusalSpan (1m by
 // default), so that a server restarting, or failing for a moment, is not
 // taken for a bad mail. A refusal of every message asked for is no
 // evidence about any of them, whatever the server's answer (NO
@@ -136,7 +138,7 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string, check
 		}
 		s.mu.Unlock()
 		if proven && len(suspects) > 0 {
-			why = check(suspects, what)
+			why = check(suspects)
 			proven = why == nil
 		}
 	}
