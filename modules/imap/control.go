@@ -102,9 +102,11 @@ func (s *Source) controlAmong(ctx context.Context, c *imapclient.Client, others 
 		s.controlFailed(ctx, u, err)
 		return fmt.Errorf("imap: control: fetch body: %w", err)
 	}
-	if _, ok := bodies[u]; !ok {
+	if len(bodies[u]) == 0 {
+		// Expunged meanwhile, or a body with nothing in it: no sign the
+		// server reads its store (see hasContent).
 		s.controlUnanswered(u)
-		return errNoControl // expunged meanwhile
+		return errNoControl
 	}
 	s.serving("body")
 	s.controlServed(u)

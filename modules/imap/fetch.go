@@ -293,10 +293,26 @@ func (s *Source) fetchBodies(c *imapclient.Client, set imap.UIDSet) (map[imap.UI
 	if err = w.done(err); err != nil {
 		return nil, nil, fmt.Errorf("imap: fetch bodies: %w", err)
 	}
-	if len(bodies)+len(oversize) > 0 {
+	if hasContent(bodies, oversize) {
 		s.serving("body")
 	}
 	return bodies, oversize, nil
+}
+
+// hasContent reports whether the server returned a body with something
+// in it: a body it answered with nothing in it (BODY[] "") is no sign
+// that it reads its store, and proves nothing about the mail around it
+// (see servedLocked, settleRefused).
+func hasContent(bodies map[imap.UID][]byte, oversize map[imap.UID]int64) bool {
+	if len(oversize) > 0 {
+		return true
+	}
+	for _, b := range bodies {
+		if len(b) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // progressReader kicks a watchdog on every read that returns data.

@@ -267,7 +267,7 @@ func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit sourc
 			out = append(out, m)
 		}
 	}
-	return len(bodies)+len(oversize) > 0, s.emitMessages(ctx, emit, out, bodies, refs)
+	return hasContent(bodies, oversize), s.emitMessages(ctx, emit, out, bodies, refs)
 }
 
 // emitMessages emits one task per message of ms: its body from bodies, or,

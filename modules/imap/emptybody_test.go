@@ -1,0 +1,75 @@
+package imap_test
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/modules/imap"
+	"github.com/plba/plba/modules/imap/imaptest"
+	"github.com/plba/plba/modules/imap/memserver"
+	"github.com/plba/plba/platform/task"
+)
+
+// A held mail alone above the cursor (its body refused, the others
+// processed and left in the mailbox), the server answering every other
+// body with nothing in it (BODY[] "", OK: its store failing): that empty
+// body counted as the server returning the control's mail, and the held
+// mail was given up. An empty body is no sign the server reads its
+// store: nothing counts, and once the server returns the control's body
+// the held mail is given up.
+func TestEmptyBodyIsNoProofTheServerServes(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 3) // UID 1 is the one the server refuses
+	var empty atomic.Bool // the others' bodies answered empty
+	var emptied atomic.Int32
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") {
+			return false
+		}
+		set := strings.Fields(rest)[0]
+		if uidSetHas(set, 1) {
+			c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+			return true
+		}
+		if !empty.Load() || strings.ContainsAny(set, ":,") {
+			return false
+		}
+		emptied.Add(1)
+		// UIDs are sequence numbers here: nothing was expunged.
+		c.Reply(fmt.Sprintf("* %s FETCH (UID %s BODY[]<0> \"\")\r\n%s OK Fetch completed.\r\n", set, set, tag))
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.OnSuccess.MoveTo = imap.Ptr("")
+	cfg.RefusalSpan = 300 * time.Millisecond
+	src, _ := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	waitEmitted(t, em, 2)
+	empty.Store(true)
+	for _, tk := range em.all()[:2] {
+		complete(t, src, tk, task.Succeeded)
+	}
+	began, reconnects := time.Now(), src.Status().Reconnects
+	require.Eventually(t, func() bool {
+		return em.count() > 2 || src.Status().Reconnects > reconnects+2*imap.RefusedSessionsBeforeSetAside &&
+			time.Since(began) > 3*cfg.RefusalSpan
+	}, 15*time.Second, 5*time.Millisecond)
+	require.Equal(t, 2, em.count(), "the held mail given up on an empty body")
+	require.NotZero(t, emptied.Load(), "the control's body answered empty")
+	require.Zero(t, src.Status().Refused)
+
+	empty.Store(false)
+	waitEmitted(t, em, 3)
+	standIn := em.all()[2]
+	require.Equal(t, "1@example.com", standIn.Header(imap.HeaderMessageID))
+	require.Contains(t, standIn.Header(task.HeaderRejected), "while it returned other mail")
+}
