@@ -108,7 +108,7 @@ func (s *Source) controlAmong(ctx context.Context, c *imapclient.Client, others 
 		s.controlUnanswered(u)
 		return errNoControl
 	}
-	s.serving("body")
+	s.serving()
 	s.controlServed(u)
 	return nil
 }
@@ -119,7 +119,7 @@ func (s *Source) controlAmong(ctx context.Context, c *imapclient.Client, others 
 // there is none to ask for; else the error, the server failing as a
 // whole: nothing is counted nor given up, the session fails and Run
 // retries it with back-off.
-func (s *Source) serverReturns(ctx context.Context, c *imapclient.Client, deferred []refusedGroup, what string) error {
+func (s *Source) serverReturns(ctx context.Context, c *imapclient.Client, deferred []refusedGroup, what fetchKind) error {
 	var pile []imap.UID
 	for _, d := range deferred {
 		for _, r := range d.refs {
@@ -132,7 +132,7 @@ func (s *Source) serverReturns(ctx context.Context, c *imapclient.Client, deferr
 	}
 	last := deferred[len(deferred)-1].refs
 	s.log.Warn("the server refuses every message asked for: retrying, giving none up for that",
-		zap.String("fetch", what), zap.Int("messages", len(pile)),
+		zap.String("fetch", string(what)), zap.Int("messages", len(pile)),
 		zap.Uint32("first_uid", uint32(pile[0])), zap.Uint32("last_uid", uint32(pile[len(pile)-1])),
 		zap.Error(last[0].err), zap.NamedError("control", err))
 	return fmt.Errorf("imap: fetch %s: the server refused each of %d messages (uid %d to %d) and another, none given up: %w (%w)",
@@ -154,7 +154,7 @@ func (s *Source) controlFailed(ctx context.Context, u imap.UID, err error) {
 	if ctx.Err() != nil {
 		return // the session ended: nothing learnt about u
 	}
-	s.suspectAll(ctx, []imap.UID{u}, "body", err)
+	s.suspectAll(ctx, []imap.UID{u}, fetchBody, err)
 	s.mu.Lock()
 	s.controlFailures[u]++
 	n := s.controlFailures[u]

@@ -11,6 +11,17 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 )
 
+// fetchKind is what a fetch of mail asks for: its metadata (envelope,
+// size, date) or its body. It names the fetch a connection ended on
+// (suspects), a mail was refused on (settleRefused), in the logs and the
+// stand-ins' reasons.
+type fetchKind string
+
+const (
+	fetchMetadata fetchKind = "metadata"
+	fetchBody     fetchKind = "body"
+)
+
 // fetchMeta fetches the metadata of uids. When the server refuses the
 // lot (see refused), it asks for each message on its own and hands those
 // it refuses to settleRefused: held, then given up, when it returned
@@ -32,7 +43,7 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 	if !alone {
 		var err error
 		metas, err = s.fetchMetaOf(c, uids)
-		if s.suspectAll(ctx, uids, "metadata", err) || !refused(err) {
+		if s.suspectAll(ctx, uids, fetchMetadata, err) || !refused(err) {
 			return metas, nil, err
 		}
 		metas = nil
@@ -43,12 +54,12 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 	}
 	if alone {
 		if suspect {
-			if err := s.proveServing(ctx, c, uids, "metadata"); err != nil {
+			if err := s.proveServing(ctx, c, uids, fetchMetadata); err != nil {
 				return nil, nil, err
 			}
 		}
 		for _, u := range s.lostLast(uids) {
-			if r, skip, standIn := s.skipLost(meta{uid: u}, "metadata"); skip {
+			if r, skip, standIn := s.skipLost(meta{uid: u}, fetchMetadata); skip {
 				if standIn {
 					lost = append(lost, r)
 				}
@@ -63,7 +74,7 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 				continue
 			}
 			if err != nil {
-				s.lostAlone(ctx, meta{uid: u}, "metadata", err)
+				s.lostAlone(ctx, meta{uid: u}, fetchMetadata, err)
 				return nil, nil, err
 			}
 			metas = append(metas, m...)
@@ -73,13 +84,13 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 		for _, r := range refs {
 			s.hold(r.m.uid)
 		}
-		return nil, lost, refusedGroup{refs: refs, what: "metadata"}
+		return nil, lost, refusedGroup{refs: refs, what: fetchMetadata}
 	}
 	returned, err := s.metadataProves(ctx, c, metas, refs)
 	if err != nil {
 		return nil, nil, err
 	}
-	given, err := s.settleRefused(refs, returned, "metadata", s.controlOn(ctx, c))
+	given, err := s.settleRefused(refs, returned, fetchMetadata, s.controlOn(ctx, c))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -168,9 +179,6 @@ func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, err
 		}
 		metas = append(metas, m)
 	}
-	if len(metas) > 0 {
-		s.serving("metadata")
-	}
 	return metas, nil
 }
 
@@ -195,7 +203,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 	alone := suspect
 	if !alone {
 		bodies, oversize, err = s.fetchBodies(c, imap.UIDSetNum(uids...))
-		if s.suspectAll(ctx, uids, "body", err) || !refused(err) {
+		if s.suspectAll(ctx, uids, fetchBody, err) || !refused(err) {
 			if err == nil {
 				s.fetchedFine(bodies, oversize)
 			}
@@ -209,7 +217,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
 	if alone {
 		if suspect {
-			if err := s.proveServing(ctx, c, uids, "body"); err != nil {
+			if err := s.proveServing(ctx, c, uids, fetchBody); err != nil {
 				return nil, nil, nil, err
 			}
 		}
@@ -220,7 +228,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 		}
 		for _, u := range order {
 			m := byUID[u]
-			if r, skip, standIn := s.skipLost(m, "body"); skip {
+			if r, skip, standIn := s.skipLost(m, fetchBody); skip {
 				if standIn {
 					lost = append(lost, r)
 				}
@@ -232,7 +240,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 				continue
 			}
 			if err != nil {
-				s.lostAlone(ctx, m, "body", err)
+				s.lostAlone(ctx, m, fetchBody, err)
 				return nil, nil, nil, err
 			}
 			maps.Copy(bodies, b)
@@ -244,9 +252,9 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 		// Nothing returned: whether the server fails on these messages or
 		// as a whole is told by the other groups of the chunk (see
 		// processChunk).
-		return nil, nil, nil, refusedGroup{refs: refs, what: "body", lost: lost}
+		return nil, nil, nil, refusedGroup{refs: refs, what: fetchBody, lost: lost}
 	}
-	given, err := s.settleRefused(refs, true, "body", s.controlOn(ctx, c))
+	given, err := s.settleRefused(refs, true, fetchBody, s.controlOn(ctx, c))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -265,7 +273,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 // or "body").
 type refusedGroup struct {
 	refs, lost []refusal
-	what       string
+	what       fetchKind
 }
 
 func (e refusedGroup) Error() string {
@@ -294,7 +302,7 @@ func (s *Source) fetchBodies(c *imapclient.Client, set imap.UIDSet) (map[imap.UI
 		return nil, nil, fmt.Errorf("imap: fetch bodies: %w", err)
 	}
 	if hasContent(bodies, oversize) {
-		s.serving("body")
+		s.serving()
 	}
 	return bodies, oversize, nil
 }

@@ -126,7 +126,7 @@ func TestSettleRefused(t *testing.T) {
 	// sessions over however long, nothing is counted nor given up.
 	var msgs []string
 	for range 2 * RefusedSessionsBeforeSetAside {
-		out, err := s.settleRefused(refs(2, 3), false, "body", check)
+		out, err := s.settleRefused(refs(2, 3), false, fetchBody, check)
 		require.Error(t, err)
 		require.ErrorIs(t, err, no)
 		require.Empty(t, out)
@@ -141,7 +141,7 @@ func TestSettleRefused(t *testing.T) {
 	// given up, scanned again from it) until refused so in
 	// RefusedSessionsBeforeSetAside sessions over at least the span.
 	for i := range RefusedSessionsBeforeSetAside {
-		out, err := s.settleRefused(refs(1), true, "body", check)
+		out, err := s.settleRefused(refs(1), true, fetchBody, check)
 		require.NoError(t, err)
 		require.Empty(t, out, "held, refusal %d", i+1)
 		require.True(t, s.refusedAlone[1].held)
@@ -155,7 +155,7 @@ func TestSettleRefused(t *testing.T) {
 	for _, why := range []error{errNoControl, no} {
 		shown = why
 		for range 2 * RefusedSessionsBeforeSetAside {
-			out, err := s.settleRefused(refs(1), false, "body", check)
+			out, err := s.settleRefused(refs(1), false, fetchBody, check)
 			require.ErrorIs(t, err, why)
 			require.Empty(t, out)
 			now = now.Add(time.Minute)
@@ -167,7 +167,7 @@ func TestSettleRefused(t *testing.T) {
 	// about it stands, so that counts, and it fails no session; due once
 	// the span passed.
 	shown = nil
-	out, err := s.settleRefused(refs(1), false, "body", check)
+	out, err := s.settleRefused(refs(1), false, fetchBody, check)
 	require.NoError(t, err)
 	require.Equal(t, []imap.UID{1}, given(out))
 	require.Contains(t, out[0].reason, fmt.Sprintf("body fetch, refused in %d sessions while it returned other mail", RefusedSessionsBeforeSetAside+1))
@@ -175,14 +175,14 @@ func TestSettleRefused(t *testing.T) {
 
 	// Refused alone with one never refused beside it: no evidence about
 	// the other, the server may be failing: nothing counted.
-	_, err = s.settleRefused(refs(4), true, "metadata", check)
+	_, err = s.settleRefused(refs(4), true, fetchMetadata, check)
 	require.NoError(t, err)
-	_, err = s.settleRefused(refs(4, 5), false, "metadata", check)
+	_, err = s.settleRefused(refs(4, 5), false, fetchMetadata, check)
 	require.Error(t, err)
 	require.Equal(t, 1, s.refusedAlone[4].sessions)
 	// A held message gone from the mailbox (expunged by another client):
 	// the reconcile pass forgets its count.
-	_, err = s.settleRefused(refs(6), true, "body", check)
+	_, err = s.settleRefused(refs(6), true, fetchBody, check)
 	require.NoError(t, err)
 	s.forgetGone([]imap.UID{4}, now)
 	require.NotContains(t, s.refusedAlone, imap.UID(6))
@@ -196,10 +196,10 @@ func TestSettleRefused(t *testing.T) {
 	// NO [SERVERBUG] to every message asked for, one held included: the
 	// server failing, for as long as it does; counts against none.
 	bug := fmt.Errorf("imap: fetch bodies: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error"})
-	_, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, true, "body", check)
+	_, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, true, fetchBody, check)
 	require.NoError(t, err)
 	for range 2 * RefusedSessionsBeforeSetAside {
-		_, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, false, "body", check)
+		_, err = s.settleRefused([]refusal{{m: meta{uid: 9}, err: bug}}, false, fetchBody, check)
 		require.Error(t, err)
 		now = now.Add(time.Minute)
 	}
@@ -208,7 +208,7 @@ func TestSettleRefused(t *testing.T) {
 
 	// Expunged by another client: nothing to dead-letter, set aside.
 	gone := fmt.Errorf("imap: fetch bodies: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: "EXPUNGEISSUED", Text: "Some of the requested messages no longer exist"})
-	out, err = s.settleRefused([]refusal{{m: meta{uid: 5}, err: gone}}, true, "body", check)
+	out, err = s.settleRefused([]refusal{{m: meta{uid: 5}, err: gone}}, true, fetchBody, check)
 	require.NoError(t, err)
 	require.Empty(t, out)
 	require.EqualValues(t, 1, s.Status().SetAside)
@@ -240,20 +240,20 @@ func TestOnlyAConnectionTheServerEndedMakesSuspects(t *testing.T) {
 	cut := fmt.Errorf("imap: fetch bodies: %w", io.ErrUnexpectedEOF)
 	ended, cancel := context.WithCancel(context.Background())
 	cancel()
-	require.False(t, s.suspectAll(ended, []imap.UID{7}, "body", cut))
-	s.lostAlone(ended, meta{uid: 7}, "body", cut)
+	require.False(t, s.suspectAll(ended, []imap.UID{7}, fetchBody, cut))
+	s.lostAlone(ended, meta{uid: 7}, fetchBody, cut)
 	require.Empty(t, s.suspects)
 	require.Empty(t, s.refusedAlone)
 
 	no := &imap.Error{Type: imap.StatusResponseTypeNo, Text: "refused"}
-	require.False(t, s.suspectAll(context.Background(), []imap.UID{7}, "body", no))
-	require.True(t, s.suspectAll(context.Background(), []imap.UID{7, 8}, "body", cut))
+	require.False(t, s.suspectAll(context.Background(), []imap.UID{7}, fetchBody, no))
+	require.True(t, s.suspectAll(context.Background(), []imap.UID{7, 8}, fetchBody, cut))
 	require.True(t, s.anySuspect([]imap.UID{8}))
-	s.lostAlone(context.Background(), meta{uid: 7}, "body", cut)
+	s.lostAlone(context.Background(), meta{uid: 7}, fetchBody, cut)
 	require.Zero(t, s.refusedAlone[7].sessions, "no other mail returned in the session: not counted")
 	require.True(t, s.refusedAlone[7].dropped)
-	s.serving("body")
-	s.lostAlone(context.Background(), meta{uid: 7}, "body", cut)
+	s.serving()
+	s.lostAlone(context.Background(), meta{uid: 7}, fetchBody, cut)
 	require.Equal(t, 1, s.refusedAlone[7].sessions)
 }
 
@@ -324,9 +324,9 @@ func TestStandInKeysNameTheAccount(t *testing.T) {
 func TestReconcileForgetsGoneSuspects(t *testing.T) {
 	s, err := NewSource(Config{Host: "localhost", TLS: TLSNone, Username: "u", Password: "p", Kind: "k"}, nil)
 	require.NoError(t, err)
-	s.suspects[3], s.suspects[5] = "body", "metadata"
+	s.suspects[3], s.suspects[5] = fetchBody, fetchMetadata
 	s.aside[5] = true
 	s.forgetGone([]imap.UID{3}, time.Now())
-	require.Equal(t, map[imap.UID]string{3: "body"}, s.suspects)
+	require.Equal(t, map[imap.UID]fetchKind{3: fetchBody}, s.suspects)
 	require.Empty(t, s.aside)
 }

@@ -56,10 +56,9 @@ func lostConnection(ctx context.Context, err error) bool {
 	return err != nil && !errors.As(err, &ie) && ctx.Err() == nil
 }
 
-// suspectAll makes uids suspects when err, the error of a fetch (what:
-// "metadata", "body") of them, ended the connection, and reports whether
-// it did.
-func (s *Source) suspectAll(ctx context.Context, uids []imap.UID, what string, err error) bool {
+// suspectAll makes uids suspects when err, the error of a fetch (what)
+// of them, ended the connection, and reports whether it did.
+func (s *Source) suspectAll(ctx context.Context, uids []imap.UID, what fetchKind, err error) bool {
 	if !lostConnection(ctx, err) {
 		return false
 	}
@@ -91,7 +90,7 @@ func (s *Source) anySuspect(uids []imap.UID) bool {
 // fails), nothing is counted, and m is only fetched after the others of
 // its group from now on (see lostLast), so that another mail can tell
 // next time.
-func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) {
+func (s *Source) lostAlone(ctx context.Context, m meta, what fetchKind, err error) {
 	if !lostConnection(ctx, err) {
 		return
 	}
@@ -107,11 +106,11 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 	s.mu.Unlock()
 	if !proven {
 		s.log.Warn("the connection ended while fetching one message alone, the server having returned no other mail in the session: not counted against it (the server may be failing as a whole)",
-			zap.Uint32("uid", uint32(m.uid)), zap.String("fetch", what), zap.Error(err))
+			zap.Uint32("uid", uint32(m.uid)), zap.String("fetch", string(what)), zap.Error(err))
 		return
 	}
 	s.log.Warn("the connection ended while fetching one message alone: the server may fail on it",
-		zap.Uint32("uid", uint32(m.uid)), zap.String("fetch", what), zap.Int("sessions", ra.sessions),
+		zap.Uint32("uid", uint32(m.uid)), zap.String("fetch", string(what)), zap.Int("sessions", ra.sessions),
 		zap.Int("given_up_after_sessions", RefusedSessionsBeforeSetAside), zap.Error(err))
 }
 
@@ -126,7 +125,7 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what string, err error) 
 // that to any mail): m is set aside
 // (Status.SetAside), left in the mailbox without a dead letter, so that
 // the mail after it flows and no good mail goes to the failed folder.
-func (s *Source) skipLost(m meta, what string) (r refusal, skip, standIn bool) {
+func (s *Source) skipLost(m meta, what fetchKind) (r refusal, skip, standIn bool) {
 	s.mu.Lock()
 	ra, ok := s.refusedAlone[m.uid]
 	// It stays a suspect, and its count stays, until its chunk is
@@ -137,7 +136,7 @@ func (s *Source) skipLost(m meta, what string) (r refusal, skip, standIn bool) {
 	// (its Message-ID and size for its stand-in).
 	_, suspect := s.suspects[m.uid]
 	poisoned := ok && suspect && ra.due(s.now(), s.cfg.refusalSpan()) &&
-		(what == "body" || ra.what == what)
+		(what == fetchBody || ra.what == what)
 	s.mu.Unlock()
 	if !poisoned {
 		return refusal{}, false, false
@@ -157,7 +156,7 @@ func (s *Source) skipLost(m meta, what string) (r refusal, skip, standIn bool) {
 func (s *Source) sessionBegins() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clear(s.served)
+	s.served = false
 	clear(s.controlAsked)
 }
 
@@ -167,15 +166,15 @@ func (s *Source) sessionBegins() {
 // returns the envelopes it cached while its store fails, and ends the
 // connection on those it must read from the store. s.mu held.
 func (s *Source) servedLocked() bool {
-	return s.served["body"]
+	return s.served
 }
 
-// serving records that the server returned mail in this session as a
-// fetch (what: "metadata", "body") asked for it.
-func (s *Source) serving(what string) {
+// serving records that the server returned a body in this session (see
+// hasContent).
+func (s *Source) serving() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.served[what] = true
+	s.served = true
 }
 
 // proveServing is asked before suspects among uids are fetched alone
@@ -193,7 +192,7 @@ func (s *Source) serving(what string) {
 // outage and Run's back-off grows. With no other message to ask for,
 // the suspects are fetched all the same, a message the connection ends
 // on first then fetched after the others next time (see lostLast).
-func (s *Source) proveServing(ctx context.Context, c *imapclient.Client, uids []imap.UID, what string) error {
+func (s *Source) proveServing(ctx context.Context, c *imapclient.Client, uids []imap.UID, what fetchKind) error {
 	s.mu.Lock()
 	skip := s.servedLocked() || s.controlAsked[what]
 	s.controlAsked[what] = true
@@ -218,9 +217,9 @@ func (s *Source) lostOnWhat(uids []imap.UID) string {
 	var meta, body bool
 	for _, u := range uids {
 		switch s.suspects[u] {
-		case "metadata":
+		case fetchMetadata:
 			meta = true
-		case "body":
+		case fetchBody:
 			body = true
 		}
 	}

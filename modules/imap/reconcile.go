@@ -125,7 +125,7 @@ func (s *Source) forgetGone(found []imap.UID, searched time.Time) {
 	defer s.mu.Unlock()
 	maps.DeleteFunc(s.aside, func(u imap.UID, _ bool) bool { return !there[u] })
 	maps.DeleteFunc(s.refusedAlone, func(u imap.UID, _ refusedAlone) bool { return !there[u] })
-	maps.DeleteFunc(s.suspects, func(u imap.UID, _ string) bool { return !there[u] })
+	maps.DeleteFunc(s.suspects, func(u imap.UID, _ fetchKind) bool { return !there[u] })
 	maps.DeleteFunc(s.counted, func(u imap.UID, _ bool) bool { return !there[u] })
 	n := 0
 	for key, e := range s.inflight {

@@ -55,7 +55,7 @@ type refusedAlone struct {
 	network bool
 	// what: the fetch the last connection counted ended on ("metadata",
 	// "body"; see lostAlone).
-	what string
+	what fetchKind
 	// held: the server refused the message while it returned another of
 	// its batch, and it is not given up yet: it is asked for again, with
 	// the mail above it (see settleRefused).
@@ -113,7 +113,7 @@ func resetByPeer(err error) bool {
 // grows. A message the server says was expunged (NO [EXPUNGEISSUED]) is
 // no refusal of its content: there is no mail to dead-letter, it is set
 // aside.
-func (s *Source) settleRefused(refs []refusal, returned bool, what string, check control) ([]refusal, error) {
+func (s *Source) settleRefused(refs []refusal, returned bool, what fetchKind, check control) ([]refusal, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
@@ -167,14 +167,14 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string, check
 		first, last := refs[0].m.uid, refs[len(refs)-1].m.uid
 		if why != nil {
 			s.log.Warn("the server refuses again mail it refused before, and returns no other mail now: retrying, counting nothing for that",
-				zap.String("fetch", what), zap.Int("messages", len(refs)),
+				zap.String("fetch", string(what)), zap.Int("messages", len(refs)),
 				zap.Uint32("first_uid", uint32(first)), zap.Uint32("last_uid", uint32(last)),
 				zap.Error(refs[0].err), zap.NamedError("control", why))
 			return nil, fmt.Errorf("imap: fetch %s: the server refused each of %d held messages (uid %d to %d), none counted: %w (%w)",
 				what, len(refs), first, last, refs[0].err, why)
 		}
 		s.log.Warn("the server refuses every message asked for: retrying, giving none up for that",
-			zap.String("fetch", what), zap.Int("messages", len(refs)),
+			zap.String("fetch", string(what)), zap.Int("messages", len(refs)),
 			zap.Uint32("first_uid", uint32(first)), zap.Uint32("last_uid", uint32(last)), zap.Error(refs[0].err))
 		return nil, fmt.Errorf("imap: fetch %s: the server refused each of %d messages (uid %d to %d), none given up: %w",
 			what, len(refs), first, last, refs[0].err)
@@ -188,7 +188,7 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what string, check
 		if !due[i] {
 			s.hold(r.m.uid)
 			s.log.Warn("the server refuses a message while it returns the others of its batch: held, asked for again before it is given up",
-				zap.Uint32("uid", uint32(r.m.uid)), zap.String("fetch", what), zap.Int("sessions", sessions[i]),
+				zap.Uint32("uid", uint32(r.m.uid)), zap.String("fetch", string(what)), zap.Int("sessions", sessions[i]),
 				zap.Int("given_up_after_sessions", RefusedSessionsBeforeSetAside), zap.Duration("over_at_least", s.cfg.refusalSpan()),
 				zap.Error(r.err))
 			continue
@@ -222,7 +222,7 @@ const responseCodeExpungeIssued imap.ResponseCode = "EXPUNGEISSUED"
 // and the cursor moves past it. It is tried again after a restart or a
 // UIDVALIDITY change, and, when again, by the next reconcile pass (see
 // reconcile.go), which finds it below the cursor, not accounted for.
-func (s *Source) setAside(m meta, what string, err error, msg string, again bool) {
+func (s *Source) setAside(m meta, what fetchKind, err error, msg string, again bool) {
 	s.mu.Lock()
 	s.st.SetAside++
 	delete(s.refusedAlone, m.uid)
@@ -231,7 +231,7 @@ func (s *Source) setAside(m meta, what string, err error, msg string, again bool
 	}
 	s.mu.Unlock()
 	s.log.Warn(msg,
-		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID), zap.String("fetch", what), zap.Error(err))
+		zap.Uint32("uid", uint32(m.uid)), zap.String("message_id", m.msgID), zap.String("fetch", string(what)), zap.Error(err))
 }
 
 // refused reports whether err is the server's NO to a command about

@@ -208,12 +208,12 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 		return returned, err
 	}
 	if len(pending) > 0 && !returned && next {
-		deferred = &refusedGroup{refs: pending, what: "body"}
+		deferred = &refusedGroup{refs: pending, what: fetchBody}
 		for _, r := range pending {
 			s.hold(r.m.uid)
 		}
 	} else {
-		given, err := s.settleRefused(pending, returned, "body", s.controlOn(ctx, c))
+		given, err := s.settleRefused(pending, returned, fetchBody, s.controlOn(ctx, c))
 		if err != nil {
 			return returned, err
 		}

@@ -104,15 +104,16 @@ type Source struct {
 	// aside, and all of them when UIDVALIDITY changes.
 	refusedAlone map[imap.UID]refusedAlone
 	// suspects are the UIDs (under uidValidity) a fetch asked for when
-	// the connection ended, with that fetch ("metadata", "body"): they
-	// are fetched alone (see poison.go).
-	suspects map[imap.UID]string
-	// served is what ("metadata", "body") the server returned in the
-	// current session, and controlAsked what the session asked a control
-	// for before fetching suspects alone: a connection ended on a
-	// message alone counts against it only after the server returned
-	// other mail so in the session (see lostAlone).
-	served, controlAsked map[string]bool
+	// the connection ended, with that fetch: they are fetched alone (see
+	// poison.go).
+	suspects map[imap.UID]fetchKind
+	// served: the server returned a body in the current session; and
+	// controlAsked, the fetches of suspects alone the session asked a
+	// control for before: a connection ended on a message alone counts
+	// against it only after the server returned a body in the session
+	// (see lostAlone).
+	served       bool
+	controlAsked map[fetchKind]bool
 	// controlFailures counts, per UID under uidValidity, the control
 	// fetches of the message that failed, or that the server answered
 	// with nothing (see controlFetch): it is chosen last for the next.
@@ -165,9 +166,8 @@ func NewSource(cfg Config, log *zap.Logger) (*Source, error) {
 		inflight:        map[string]emitted{},
 		dupes:           map[string]dupe{},
 		refusedAlone:    map[imap.UID]refusedAlone{},
-		suspects:        map[imap.UID]string{},
-		served:          map[string]bool{},
-		controlAsked:    map[string]bool{},
+		suspects:        map[imap.UID]fetchKind{},
+		controlAsked:    map[fetchKind]bool{},
 		controlFailures: map[imap.UID]int{},
 		aside:           map[imap.UID]bool{},
 		finished:        map[imap.UID]time.Time{},
