@@ -97,12 +97,14 @@ func (s *Source) controlAmong(ctx context.Context, c *imapclient.Client, others 
 	})
 	w := s.guard(c)
 	section := &imap.FetchItemBodySection{Peek: true, Partial: &imap.SectionPartial{Size: controlBytes}}
-	bodies, _, err := fetchBodies(c, imap.UIDSetNum(u), section, controlBytes, w)
+	// A server that sends more than asked for has the rest drained
+	// unread: a body all the same.
+	bodies, more, err := fetchBodies(c, imap.UIDSetNum(u), section, controlBytes, w)
 	if err = w.done(err); err != nil {
 		s.controlFailed(ctx, u, err)
 		return fmt.Errorf("imap: control: fetch body: %w", err)
 	}
-	if len(bodies[u]) == 0 {
+	if len(bodies[u]) == 0 && more[u] == 0 {
 		// Expunged meanwhile, or a body with nothing in it: no sign the
 		// server reads its store (see hasContent).
 		s.controlUnanswered(u)

@@ -73,3 +73,50 @@ func TestEmptyBodyIsNoProofTheServerServes(t *testing.T) {
 	require.Equal(t, "1@example.com", standIn.Header(imap.HeaderMessageID))
 	require.Contains(t, standIn.Header(task.HeaderRejected), "while it returned other mail")
 }
+
+// As above, the server sending the control's whole body (2000 bytes)
+// where the first KiB was asked for: the control read up to what it
+// asked for, drained the rest unread, and took the mail for one the
+// server answered with nothing; the held mail waited for new mail for
+// ever. A body longer than asked for is a body.
+func TestControlBodyLongerThanAskedForProvesTheServerServes(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 3)  // UID 1 is the one the server refuses
+	var whole atomic.Int32 // control bodies sent whole
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") {
+			return false
+		}
+		set := strings.Fields(rest)[0]
+		if uidSetHas(set, 1) {
+			c.Reply(tag + " NO The requested message could not be converted to an RFC-822 compatible format.\r\n")
+			return true
+		}
+		if !strings.Contains(rest, "BODY.PEEK[]<0.1024>") {
+			return false
+		}
+		whole.Add(1)
+		body := strings.Repeat("x", 2000)
+		c.Reply(fmt.Sprintf("* %s FETCH (UID %s BODY[]<0> {%d}\r\n%s)\r\n%s OK Fetch completed.\r\n", set, set, len(body), body, tag))
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.OnSuccess.MoveTo = imap.Ptr("")
+	cfg.RefusalSpan = 300 * time.Millisecond
+	src, _ := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	waitEmitted(t, em, 2)
+	for _, tk := range em.all()[:2] {
+		complete(t, src, tk, task.Succeeded)
+	}
+	require.Eventually(t, func() bool { return em.count() == 3 }, 15*time.Second, 5*time.Millisecond,
+		"the held mail given up, the control's body sent whole")
+	require.NotZero(t, whole.Load())
+	standIn := em.all()[2]
+	require.Equal(t, "1@example.com", standIn.Header(imap.HeaderMessageID))
+	require.Contains(t, standIn.Header(task.HeaderRejected), "while it returned other mail")
+}
