@@ -2,7 +2,6 @@ package imap
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -95,69 +94,6 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 		return nil, nil, err
 	}
 	return metas, append(lost, given...), nil
-}
-
-// metadataProves reports whether the server, having returned metas and
-// refused the metadata of refs, returned other mail in the session in a
-// way that makes the refusals evidence about refs (see settleRefused):
-// a body. The metadata returned is not enough: it may come from the
-// server's index while its store fails, and the refused metadata be
-// that of mail it must read from the store. When no body came back yet
-// in the session, the control asks for one (see control); the error is
-// the control's, the server failing as a whole: the session fails,
-// nothing counted.
-func (s *Source) metadataProves(ctx context.Context, c *imapclient.Client, metas []meta, refs []refusal) (bool, error) {
-	if len(metas) == 0 || len(refs) == 0 {
-		return len(metas) > 0, nil
-	}
-	s.mu.Lock()
-	served := s.servedLocked()
-	s.mu.Unlock()
-	if served {
-		return true, nil
-	}
-	uids := make([]imap.UID, len(refs))
-	for i, r := range refs {
-		uids[i] = r.m.uid
-	}
-	err := s.controlOn(ctx, c)(uids)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, errNoControl):
-		return false, nil
-	}
-	return false, fmt.Errorf("imap: fetch metadata: the server refused %d messages and returns the body of no other, none counted: %w", len(refs), err)
-}
-
-// proveBefore is asked before the metadata of u is fetched alone, metas
-// those of its group the server returned alone so far: when a fetch of
-// u alone ended the connection before (it is fetched after the others,
-// see lostLast) and the server returned no body in the session, it is
-// asked for the body of one of metas (see controlAmong), so that the
-// connection ending on u counts against it (see lostAlone): their
-// metadata may come from the server's index while its store fails,
-// their body only from the store. Without it a mailbox whose every
-// mail was a suspect (a batch the connection ended on, no other mail
-// to ask for) never told the mail the server dies on from the server
-// failing. It returns the control's error, the server failing as a
-// whole: the session fails, nothing counted.
-func (s *Source) proveBefore(ctx context.Context, c *imapclient.Client, u imap.UID, metas []meta) error {
-	s.mu.Lock()
-	ask := s.refusedAlone[u].dropped && !s.servedLocked() && len(metas) > 0
-	s.mu.Unlock()
-	if !ask {
-		return nil
-	}
-	others := make([]imap.UID, len(metas))
-	for i, m := range metas {
-		others[i] = m.uid
-	}
-	err := s.controlAmong(ctx, c, others)
-	if err == nil || errors.Is(err, errNoControl) {
-		return nil
-	}
-	return fmt.Errorf("imap: fetch metadata of a message alone, the connection having ended on it alone before: the server returns no body of another either, none counted: %w", err)
 }
 
 func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, error) {

@@ -208,6 +208,36 @@ func (s *Source) proveServing(ctx context.Context, c *imapclient.Client, uids []
 		what, len(uids), s.lostOnWhat(uids), err)
 }
 
+// proveBefore is asked before the metadata of u is fetched alone, metas
+// those of its group the server returned alone so far: when a fetch of
+// u alone ended the connection before (it is fetched after the others,
+// see lostLast) and the server returned no body in the session, it is
+// asked for the body of one of metas (see controlAmong), so that the
+// connection ending on u counts against it (see lostAlone): their
+// metadata may come from the server's index while its store fails,
+// their body only from the store. Without it a mailbox whose every
+// mail was a suspect (a batch the connection ended on, no other mail
+// to ask for) never told the mail the server dies on from the server
+// failing. It returns the control's error, the server failing as a
+// whole: the session fails, nothing counted.
+func (s *Source) proveBefore(ctx context.Context, c *imapclient.Client, u imap.UID, metas []meta) error {
+	s.mu.Lock()
+	ask := s.refusedAlone[u].dropped && !s.servedLocked() && len(metas) > 0
+	s.mu.Unlock()
+	if !ask {
+		return nil
+	}
+	others := make([]imap.UID, len(metas))
+	for i, m := range metas {
+		others[i] = m.uid
+	}
+	err := s.controlAmong(ctx, c, others)
+	if err == nil || errors.Is(err, errNoControl) {
+		return nil
+	}
+	return fmt.Errorf("imap: fetch metadata of a message alone, the connection having ended on it alone before: the server returns no body of another either, none counted: %w", err)
+}
+
 // lostOnWhat names the fetch of the suspects among uids that the
 // connection ended on: "metadata", "bodies", or "metadata or bodies"
 // when it ended on either for some of them.

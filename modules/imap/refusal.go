@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/zap"
 )
 
@@ -198,6 +200,39 @@ func (s *Source) settleRefused(refs []refusal, returned bool, what fetchKind, ch
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// metadataProves reports whether the server, having returned metas and
+// refused the metadata of refs, returned other mail in the session in a
+// way that makes the refusals evidence about refs (see settleRefused):
+// a body. The metadata returned is not enough: it may come from the
+// server's index while its store fails, and the refused metadata be
+// that of mail it must read from the store. When no body came back yet
+// in the session, the control asks for one (see control); the error is
+// the control's, the server failing as a whole: the session fails,
+// nothing counted.
+func (s *Source) metadataProves(ctx context.Context, c *imapclient.Client, metas []meta, refs []refusal) (bool, error) {
+	if len(metas) == 0 || len(refs) == 0 {
+		return len(metas) > 0, nil
+	}
+	s.mu.Lock()
+	served := s.servedLocked()
+	s.mu.Unlock()
+	if served {
+		return true, nil
+	}
+	uids := make([]imap.UID, len(refs))
+	for i, r := range refs {
+		uids[i] = r.m.uid
+	}
+	err := s.controlOn(ctx, c)(uids)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errNoControl):
+		return false, nil
+	}
+	return false, fmt.Errorf("imap: fetch metadata: the server refused %d messages and returns the body of no other, none counted: %w", len(refs), err)
 }
 
 // hold has the next scan see uid again (Source.rescan): a message the
