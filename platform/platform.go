@@ -31,11 +31,19 @@ var (
 
 // HealthConfig is the "health" configuration section.
 type HealthConfig struct {
-	// Interval is the default interval between runs of a check. Default 10s.
+	// Interval is the default interval between runs of a check. Default
+	// 10s, at least 10ms.
 	Interval time.Duration `koanf:"interval"`
-	// Timeout is the default timeout of one run of a check. Default 2s.
+	// Timeout is the default timeout of one run of a check. Default 2s,
+	// at least 1ms.
 	Timeout time.Duration `koanf:"timeout"`
 }
+
+// The shortest health.interval and health.timeout Validate accepts.
+const (
+	minHealthInterval = 10 * time.Millisecond
+	minHealthTimeout  = time.Millisecond
+)
 
 // DefaultHealthConfig returns the defaults documented on HealthConfig.
 func DefaultHealthConfig() HealthConfig {
@@ -45,11 +53,13 @@ func DefaultHealthConfig() HealthConfig {
 // Validate checks the section.
 func (c HealthConfig) Validate() error {
 	var ps config.Problems
-	if c.Interval <= 0 {
-		ps.Add("interval", "must be positive (got %s)", c.Interval)
+	// A check every nanosecond runs back to back, a core spent on it; one
+	// bounded by a nanosecond always fails.
+	if c.Interval < minHealthInterval {
+		ps.Add("interval", "want at least %s (got %s)", minHealthInterval, c.Interval)
 	}
-	if c.Timeout <= 0 {
-		ps.Add("timeout", "must be positive (got %s)", c.Timeout)
+	if c.Timeout < minHealthTimeout {
+		ps.Add("timeout", "want at least %s (got %s)", minHealthTimeout, c.Timeout)
 	}
 	return ps.Err()
 }

@@ -122,7 +122,7 @@ type MetricsOTLPConfig struct {
 	OTLPConfig `koanf:",squash"`
 	// Enabled turns the push on. Default false.
 	Enabled bool `koanf:"enabled"`
-	// Interval is the push period. Default 30s.
+	// Interval is the push period. Default 30s, at least 100ms.
 	Interval time.Duration `koanf:"interval"`
 }
 
@@ -222,6 +222,10 @@ func (o OTLPConfig) withDefaults() OTLPConfig {
 	return o
 }
 
+// MinExportInterval is the shortest metrics.otlp.interval Validate
+// accepts.
+const MinExportInterval = 100 * time.Millisecond
+
 // MaxSpanQueueSize bounds TracesConfig.MaxQueueSize: the batch span
 // processor makes its buffer of that size at start (a size of 1<<62
 // panicked there, 4e9 ran out of memory).
@@ -267,8 +271,9 @@ func (c Config) Validate() error {
 		if err := c.Metrics.OTLP.validate("metrics.otlp"); err != nil {
 			return err
 		}
-		if c.Metrics.OTLP.Interval <= 0 {
-			return invalid("metrics.otlp.interval", "must be positive, got %v", c.Metrics.OTLP.Interval)
+		if c.Metrics.OTLP.Interval < MinExportInterval {
+			// Every nanosecond an export: the exporter runs back to back.
+			return invalid("metrics.otlp.interval", "want at least %v, got %v", MinExportInterval, c.Metrics.OTLP.Interval)
 		}
 	}
 	if strings.TrimSpace(c.Resource.ServiceName) == "" {

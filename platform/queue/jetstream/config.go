@@ -108,7 +108,8 @@ type Config struct {
 	// ConnectionName names the connection in server monitoring. Default
 	// "plba".
 	ConnectionName string `koanf:"connection_name"`
-	// ConnectTimeout bounds the first connection. Default 5s.
+	// ConnectTimeout bounds the first connection. Default 5s, at least
+	// 10ms.
 	ConnectTimeout time.Duration `koanf:"connect_timeout"`
 
 	// Replicas, DuplicateWindow, MaxDeliver, AckWait, MaxAckPending,
@@ -125,7 +126,7 @@ type Config struct {
 	// streams with another refuses to start naming the key (exit 2).
 	Storage string `koanf:"storage"`
 	// DuplicateWindow is how long a task key is remembered for
-	// de-duplication. Default 2m.
+	// de-duplication. Default 2m, at least 1s.
 	DuplicateWindow time.Duration `koanf:"duplicate_window"`
 	// MaxDeliver is how many deliveries a task gets before it is moved to
 	// the dead letter (-1: unlimited). Default 10.
@@ -157,7 +158,7 @@ type Config struct {
 	// in a disconnect otherwise means one redelivery). Default false.
 	AckSync bool `koanf:"ack_sync"`
 	// PublishTimeout bounds how long Enqueue waits for the server to
-	// acknowledge a publish. Default 10s.
+	// acknowledge a publish. Default 10s, at least 10ms.
 	PublishTimeout time.Duration `koanf:"publish_timeout"`
 	// MaxAsyncPending bounds unacknowledged asynchronous publishes (tasks
 	// being enqueued and the finished-key records of acks together);

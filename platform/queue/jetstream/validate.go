@@ -19,6 +19,15 @@ import (
 // anyway.
 const PrefetchLimit = 100_000
 
+// MinDuplicateWindow and MinTimeout are the shortest duplicate_window,
+// publish_timeout and connect_timeout Validate accepts: a window of a
+// nanosecond de-duplicates nothing, and a timeout of one fails every
+// publish or connect with an outcome it never waited for.
+const (
+	MinDuplicateWindow = time.Second
+	MinTimeout         = 10 * time.Millisecond
+)
+
 // ErrInvalidConfig wraps every Validate failure.
 var ErrInvalidConfig = errors.New("jetstream: invalid config")
 
@@ -84,8 +93,11 @@ func (c Config) Validate() error {
 	if c.Storage != StorageFile && c.Storage != StorageMemory {
 		bad("storage", "%q: want %q or %q", c.Storage, StorageFile, StorageMemory)
 	}
-	if c.DuplicateWindow < 0 {
-		bad("duplicate_window", "%s must not be negative", c.DuplicateWindow)
+	if c.DuplicateWindow < MinDuplicateWindow {
+		// The window is what makes an Enqueue sent again after an
+		// unanswered publish store its task once: one shorter than the
+		// time a retry takes stores it twice.
+		bad("duplicate_window", "%s: want at least %s", c.DuplicateWindow, MinDuplicateWindow)
 	}
 	if c.MaxDeliver < -1 {
 		bad("max_deliver", "%d: want -1 (unlimited) or > 0", c.MaxDeliver)
@@ -116,11 +128,11 @@ func (c Config) Validate() error {
 	if c.MaxPrefetch < c.Prefetch {
 		bad("max_prefetch", "%d is below prefetch (%d)", c.MaxPrefetch, c.Prefetch)
 	}
-	if c.PublishTimeout < 0 {
-		bad("publish_timeout", "%s must not be negative", c.PublishTimeout)
+	if c.PublishTimeout < MinTimeout {
+		bad("publish_timeout", "%s: want at least %s", c.PublishTimeout, MinTimeout)
 	}
-	if c.ConnectTimeout < 0 {
-		bad("connect_timeout", "%s must not be negative", c.ConnectTimeout)
+	if c.ConnectTimeout < MinTimeout {
+		bad("connect_timeout", "%s: want at least %s", c.ConnectTimeout, MinTimeout)
 	}
 	if c.MaxMsgs < 0 {
 		bad("max_msgs", "%d: want 0 (no bound) or more", c.MaxMsgs)

@@ -34,6 +34,10 @@ const (
 	DefaultReadyTimeout = 10 * time.Second
 )
 
+// MinMaxPayload is the smallest MaxPayload Validate accepts (0 is the
+// default).
+const MinMaxPayload = 64 << 10
+
 // ErrNotReady is returned by Start when the server does not accept
 // connections within Config.ReadyTimeout.
 var ErrNotReady = errors.New("embedded: nats server not ready")
@@ -69,7 +73,8 @@ type Config struct {
 	// MaxStore limits JetStream file storage in bytes; 0 lets the server
 	// choose (1 TB or 75% of the disk).
 	MaxStore int64 `koanf:"max_store"`
-	// MaxPayload is the largest message in bytes. Default 8 MiB.
+	// MaxPayload is the largest message in bytes. Default 8 MiB; 64 KiB
+	// to 64 MiB.
 	MaxPayload int32 `koanf:"max_payload"`
 	// Sync is "interval" (default) or "always"; see the package doc.
 	Sync string `koanf:"sync"`
@@ -119,8 +124,10 @@ func (c Config) Validate() error {
 	if c.Sync == SyncAlways && c.SyncInterval != 0 {
 		errs = append(errs, errors.New("sync_interval: only applies to sync \"interval\""))
 	}
-	if c.MaxPayload < 0 || c.MaxPayload > 64<<20 {
-		errs = append(errs, fmt.Errorf("max_payload: %d out of range (0..64MiB)", c.MaxPayload))
+	if c.MaxPayload != 0 && c.MaxPayload < MinMaxPayload || c.MaxPayload > 64<<20 {
+		// Below 64 KiB a task's headers and its dead letter's leave
+		// little room: every task of a mail-sized payload is refused.
+		errs = append(errs, fmt.Errorf("max_payload: %d out of range (64KiB..64MiB)", c.MaxPayload))
 	}
 	if c.MaxMemory < 0 {
 		errs = append(errs, fmt.Errorf("max_memory: %d must not be negative", c.MaxMemory))
