@@ -43,7 +43,7 @@ func (p *Pool) complete(ctx context.Context, t *task.Task, o task.Outcome, reaso
 	if t.Header(task.HeaderCompletion) == "" {
 		return
 	}
-	stop, cancel := p.tellStop()
+	stop, cancel := p.stopBounded()
 	defer cancel()
 	if err := p.completeGuarded(ctx, stop, t, o, reason); err != nil {
 		p.n.completionFailed.Add(1)
@@ -54,28 +54,9 @@ func (p *Pool) complete(ctx context.Context, t *task.Task, o task.Outcome, reaso
 	}
 }
 
-// tellStop bounds telling a source of an outcome that happened: by
-// Stop's ctx once Stop began, or, once that ended, by stopGrace of its
-// own. An outcome settled after Stop's ctx ended (a handler that ignores
-// its cancellation succeeding just then; Stop's give-backs of the
-// deliveries of those that go on; a give-back of a delivery not run that
-// starts only then, see returnUnrun, which the backend turned into a
-// dead letter) could not even be told with that ctx: a source whose
-// Complete honours its context failed it, and heard of the task only
-// when it emitted it again after a restart, if ever. The grace keeps
-// Stop bounded: its own give-backs and their telling end within the two
-// graces it waits for them (see abandon).
-func (p *Pool) tellStop() (context.Context, context.CancelFunc) {
-	stop := p.settleParent()
-	if stop.Err() == nil {
-		return stop, func() {}
-	}
-	return context.WithTimeout(context.WithoutCancel(stop), stopGrace)
-}
-
 // completeGuarded calls the source's Complete with a context that keeps
 // ctx's values, is bounded by the task timeout and by stop (see
-// tellStop); a panic in it is a failed completion.
+// stopBounded); a panic in it is a failed completion.
 func (p *Pool) completeGuarded(ctx, stop context.Context, t *task.Task, o task.Outcome, reason string) (err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -201,13 +201,9 @@ func (p *Pool) returnBuffered() {
 // and be delivered again as a new attempt.
 func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
 	end := p.stop.running.begin(giveBacks, int64(len(ds)))
-	parent := p.settleParent()
-	if parent.Err() != nil {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), stopGrace)
-		defer cancel()
-		parent = ctx
-	}
+	parent, cancel := p.stopBounded()
 	p.giveBackAll(parent, ds, true, nil)
+	cancel()
 	end()
 	p.unreserve(len(ds))
 }
@@ -226,7 +222,7 @@ func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
 // delivery its delivery limit allows, which it could not give back
 // uncounted) is a failed release and a dead letter: counted as both, and
 // told to the task's source (with a grace of its own once Stop's ctx
-// ended, see tellStop). giveBack then reports the dead letter's reason
+// ended, see stopBounded). giveBack then reports the dead letter's reason
 // and true.
 func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (deadReason string, dead bool) {
 	ctx, cancel := context.WithTimeout(parent, p.cfg.Lease)

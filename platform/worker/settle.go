@@ -51,7 +51,12 @@ func (p *Pool) settleGuarded(ctx context.Context, s *slot, d *queue.Delivery, rt
 		if !s.claim() {
 			return p.claimedByStop(s, report)
 		}
-		if reason, dead := p.giveBack(p.settleParent(), d, false); dead {
+		// A handler cancelled because Stop's ctx ended returns after it:
+		// its give-back gets a grace of its own, as Stop's own do.
+		parent, cancel := p.stopBounded()
+		reason, dead := p.giveBack(parent, d, false)
+		cancel()
+		if dead {
 			return task.DeadLettered, reason, report
 		}
 		return task.Returned, "", report
@@ -213,14 +218,37 @@ func (p *Pool) dead(ctx context.Context, d *queue.Delivery, reason string) {
 	p.complete(ctx, t, task.DeadLettered, reason)
 }
 
-// settleParent is the parent of give-backs and completions: Stop's ctx
-// once the pool stops, else context.Background(). (Settlement calls have
-// their own, see settleCtx.)
+// settleParent is Stop's ctx once the pool stops, else
+// context.Background(). (Settlement calls have their own, see settleCtx;
+// give-backs and completions use stopBounded.)
 func (p *Pool) settleParent() context.Context {
 	if c := p.stop.ctx.Load(); c != nil {
 		return *c
 	}
 	return context.Background()
+}
+
+// stopBounded is the parent of give-backs and of telling a source of an
+// outcome that happened: context.Background() before Stop, Stop's ctx
+// once Stop began, or, once that ended, a context of its own that ends
+// after stopGrace. What starts after Stop's ctx ended (a handler that
+// honours its cancellation returning after Stop cancelled it; one that
+// ignores it, succeeding just then; Stop's give-backs of the deliveries
+// of those that go on; a give-back of a delivery not run, see
+// returnUnrun; a dead letter the backend made of a give-back) could not
+// even be tried with that ctx: a backend that honours its context fails
+// the give-back at once, and the delivery waits for its lease to end and
+// comes back as a new attempt; a source whose Complete honours its
+// context fails the completion, and hears of the task only when it emits
+// it again after a restart, if ever. The grace keeps Stop bounded: its
+// own give-backs and their telling end within the two graces it waits
+// for them (see abandon).
+func (p *Pool) stopBounded() (context.Context, context.CancelFunc) {
+	stop := p.settleParent()
+	if stop.Err() == nil {
+		return stop, func() {}
+	}
+	return context.WithTimeout(context.WithoutCancel(stop), stopGrace)
 }
 
 // settleCtx bounds a settlement call (retry, dead letter) by the lease

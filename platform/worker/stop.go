@@ -124,8 +124,9 @@ func byDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 // well as by the lease, and so is every lease extension and settlement in
 // progress when Stop began (one cut short fails: its source is told
 // nothing, and the backend delivers the task again; a
-// give-back of a delivery that did not run, starting only after ctx ended,
-// is bounded by a short grace instead: see returnUnrun).
+// give-back that starts only after ctx ended, of a delivery that did not
+// run or of a handler that returned once its cancellation came, is
+// bounded by a short grace instead: see stopBounded).
 //
 // Stop returns nil only once every goroutine of the pool has ended. When
 // ctx ends first, it waits a short grace for cancelled handlers, gives back
@@ -309,7 +310,7 @@ func cutShort(n int64) string {
 // dead-lettered by the backend) is recorded on its slot: the handler, when
 // it returns, is reported with that outcome, the one its source was told. The give-backs are bounded by stopGrace (ctx
 // is over), and so is telling the source of a dead letter one made (see
-// tellStop); Stop waits for them no longer than twice that, in case the
+// stopBounded); Stop waits for them no longer than twice that, in case the
 // backend ignores its context, and counts them as running until they
 // return; it stops waiting when limit ends (the caller's deadline): the
 // give-backs then go on, and Stop's error names them.

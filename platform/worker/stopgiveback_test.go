@@ -1,0 +1,72 @@
+package worker_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/memory"
+	"github.com/plba/plba/platform/task"
+	"github.com/plba/plba/platform/worker"
+)
+
+// ctxRelease is a memory backend whose Release honours its ctx, as a
+// network backend's does: a Release whose ctx ended fails without
+// giving anything back.
+type ctxRelease struct{ *memory.Backend }
+
+func (b ctxRelease) Release(ctx context.Context, d *queue.Delivery) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.Backend.Release(ctx, d)
+}
+
+// TestHandlerCancelledByStopsEndedCtxIsGivenBack: a handler that honours
+// its cancellation, cancelled because Stop's ctx ended, returns at once;
+// its delivery goes back to the queue (Release, within a short grace of
+// its own), is counted and reported as returned, and Stop, whose pool
+// ended within its grace, returns nil. The give-back used to run with
+// Stop's ended ctx: it failed before reaching the backend (counted as a
+// failed release, "could not be given back in time"), the observer was
+// told task.Returned of a delivery still leased, and the task waited out
+// its lease (30 s here) to be delivered again as a new attempt; the
+// deliveries of handlers that ignore their cancellation, which Stop gives
+// back itself, got that grace all along.
+func TestHandlerCancelledByStopsEndedCtxIsGivenBack(t *testing.T) {
+	t.Parallel()
+	be := ctxRelease{newMemory(t)}
+	obs := &outcomes{}
+	started := make(chan struct{})
+	cfg := fast
+	cfg.Concurrency = 1
+	cfg.Lease = 30 * time.Second
+	cfg.DrainTimeout = time.Minute // Stop's ctx ends first
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be, Observer: obs,
+		Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		})})})
+	require.NoError(t, err)
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
+	require.NoError(t, p.Start(context.Background()))
+	within(t, started, "the handler to start")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Stop's ctx has ended: the handler is cancelled at once
+	require.NoError(t, p.Stop(ctx), "the pool ended within Stop's grace")
+
+	st := p.Stats()
+	require.Zero(t, st.SettleFailed.Release, "the give-back failed")
+	require.Equal(t, int64(1), st.Returned)
+	outs, _ := obs.snapshot()
+	require.Equal(t, []task.Outcome{task.Returned}, outs)
+	qs, err := be.Stats(context.Background(), "default")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), qs.Ready, "the task is back in the queue, not leased until its lease ends")
+	require.Zero(t, qs.InFlight)
+}
