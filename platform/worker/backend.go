@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -22,6 +23,11 @@ import (
 // outside its delivery (the reservation lost for good, the delivery
 // neither run nor given back) or a goroutine without a recover (the
 // fetcher, the housekeeper, a give-back: the process).
+
+// What a backend call returns is no more trusted than what a handler
+// returns: backendIs examines it with a panic in its Is or Unwrap method
+// (an error type's nil pointer wrapped in it) recovered, as errorText
+// does for its Error method.
 
 // Backend calls other than the settlements (OpAck...), as logged.
 const (
@@ -57,4 +63,21 @@ func (p *Pool) backendPanicked(op string, t *task.Task, r any) error {
 	}
 	p.setLastError(err)
 	return err
+}
+
+// backendIs reports errors.Is(err, target) for err, the error of a
+// backend call; false when examining err panics (an Is or Unwrap method
+// of an error in its chain, a nil pointer of an error type, say): the
+// call failed, and the caller handles err as a refusal it cannot tell
+// apart. Left to the caller, the panic would end a goroutine the pool's
+// code does not expect to end there (a worker giving deliveries back
+// unrun, the fetcher, Stop's give-backs: the process) or the caller of
+// Pause.
+func backendIs(err, target error) (is bool) {
+	defer func() {
+		if recover() != nil {
+			is = false
+		}
+	}()
+	return errors.Is(err, target)
 }

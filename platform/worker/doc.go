@@ -46,7 +46,8 @@
 // What is counted and reported is what the backend did. A settlement it
 // refuses (an error from Ack, Retry, DeadLetter or Release, or a panic in
 // one: recovered and logged with its stack, the call and the task) is not
-// done:
+// done (an error whose Is or Unwrap panics when the pool examines it is
+// such a refusal too):
 // it is counted in Stats.SettleFailed (metric plba.task.settle_failed),
 // reported to the observer as task.Returned with the error, and the
 // delivery stays leased until its lease ends (which the backend may bring

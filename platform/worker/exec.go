@@ -178,7 +178,7 @@ func (p *Pool) renew(d *queue.Delivery) bool {
 	if err == nil {
 		return true
 	}
-	if errors.Is(err, queue.ErrLeaseLost) {
+	if backendIs(err, queue.ErrLeaseLost) {
 		return false
 	}
 	p.log.Warn("extend lease before the handler starts", zap.String("task", d.Task.ID), zap.Error(err))

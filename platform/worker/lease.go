@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -232,13 +231,13 @@ func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (
 		p.n.returned.Add(1)
 		return "", false
 	}
-	if unrun && errors.Is(err, queue.ErrLeaseLost) {
+	if unrun && backendIs(err, queue.ErrLeaseLost) {
 		p.n.expired.Add(1)
 		p.log.Warn("lease ended before the task was given back unrun; it is delivered again",
 			zap.String("task", d.Task.ID), zap.String("kind", d.Task.Kind), zap.Time("lease_until", d.LeaseUntil))
 		return "", false
 	}
-	if errors.Is(err, queue.ErrDeadLettered) {
+	if backendIs(err, queue.ErrDeadLettered) {
 		p.n.settleFailed(OpRelease).Add(1)
 		p.setLastError(fmt.Errorf("%s task %s: %w", OpRelease, d.Task.ID, printable(err)))
 		reason := d.DeadReason

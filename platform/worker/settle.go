@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -156,7 +155,8 @@ func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, 
 	d.FailReason = msg // stored, should the backend dead-letter the task instead
 	sctx, cancel := p.settleCtx()
 	rerr := p.backendCall(OpRetry, t, func() error { return p.backend.Retry(sctx, d, time.Now().Add(delay)) })
-	if rerr != nil && !errors.Is(rerr, queue.ErrDeadLettered) {
+	deadLettered := rerr != nil && backendIs(rerr, queue.ErrDeadLettered)
+	if rerr != nil && !deadLettered {
 		p.settleCut(sctx)
 	}
 	cancel()
@@ -166,7 +166,7 @@ func (p *Pool) fail(ctx context.Context, s *slot, d *queue.Delivery, rt *route, 
 		p.log.Info("task failed, retrying", zap.String("task", t.ID), zap.String("kind", t.Kind),
 			zap.Int("attempt", t.Attempt), zap.Duration("delay", delay), zap.String("error", msg))
 		return task.Retried, "", report
-	case errors.Is(rerr, queue.ErrDeadLettered):
+	case deadLettered:
 		// The backend's own delivery limit: it dead-lettered the task.
 		reason := d.DeadReason
 		if reason == "" {
@@ -280,7 +280,7 @@ func (p *Pool) settleFailed(op string, t *task.Task, err error) error {
 	p.n.settleFailed(op).Add(1)
 	serr := fmt.Errorf("%s task %s: %w", op, t.ID, printable(err))
 	p.setLastError(serr)
-	if errors.Is(err, queue.ErrLeaseLost) {
+	if backendIs(err, queue.ErrLeaseLost) {
 		p.log.Warn("lease lost before settlement; the task will be delivered again",
 			zap.String("op", op), zap.String("task", t.ID), zap.String("kind", t.Kind))
 		return serr
