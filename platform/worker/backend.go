@@ -41,12 +41,39 @@ const (
 // returns its error, or, when it panics, an error saying so (see
 // backendPanicked).
 func (p *Pool) backendCall(op string, t *task.Task, call func() error) (err error) {
+	returned := false
 	defer func() {
 		if r := recover(); r != nil {
 			err = p.backendPanicked(op, t, r)
+		} else if !returned {
+			p.backendGoexit(op, t)
 		}
 	}()
-	return call()
+	err = call()
+	returned = true
+	return err
+}
+
+// backendGoexit logs and counts the backend's op about t (nil: no task)
+// that ended its goroutine with runtime.Goexit, which nothing can
+// recover: the goroutine goes on ending. A settlement's (OpAck...) is a
+// failed settlement, counted here: the worker dies with it, and the pool
+// replaces it and tells the observer (see crashed); what the backend did
+// is unknown, and the delivery, left leased, comes back when its lease
+// ends.
+func (p *Pool) backendGoexit(op string, t *task.Task) {
+	err := fmt.Errorf("backend %s ended its goroutine (runtime.Goexit)", op)
+	switch op {
+	case OpAck, OpRetry, OpDeadLetter, OpRelease:
+		p.n.settleFailed(op).Add(1)
+	}
+	p.setLastError(err)
+	if t != nil {
+		p.log.Error("queue backend called runtime.Goexit", zap.String("op", op), zap.String("task", t.ID),
+			zap.String("kind", t.Kind), zap.Int("attempt", t.Attempt), zap.Stack("stack"))
+		return
+	}
+	p.log.Error("queue backend called runtime.Goexit", zap.String("op", op), zap.Stack("stack"))
 }
 
 // backendPanicked logs the panic r of the backend's op about t (nil: no

@@ -111,6 +111,9 @@
 // runtime.Goexit (a handler calling testing's FailNow), is replaced and
 // counted (worker_restarts); the attempt it held fails, and the observer
 // that saw it start hears its outcome (Finished) like any other. A
+// backend's settlement call that ends the worker with runtime.Goexit is a
+// failed settlement (settle_failed; the observer hears task.Returned with
+// a *task.SettleError), like one that panics. A
 // source's Complete that calls runtime.Goexit ends only its own
 // goroutine: a failed completion (completion_failed), the worker goes on. Pause, Resume and Resize(n) control a running
 // pool; Check is the stalled-pool health check (ready work, nothing

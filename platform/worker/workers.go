@@ -265,18 +265,28 @@ func (p *Pool) crashed(s *slot, r any) {
 	go p.worker(s)
 }
 
-// crashedTaken reports d, the delivery of a crashed worker that Stop
-// claimed and gave back itself while its handler ran (abandon), to the
-// observer that saw it start and did not hear how it ended: with what
-// that give-back did (see claimedByStop), as stopped, not failed. A panic
-// in the observer is logged.
+// crashedTaken reports d, the delivery of a crashed worker that was
+// claimed before the worker died, to the observer that saw it start and
+// did not hear how it ended. One that Stop claimed and gave back itself
+// while its handler ran (abandon) is reported with what that give-back
+// did (see claimedByStop), as stopped, not failed; one its own
+// settlement claimed, the worker dying inside it (a backend call that
+// called runtime.Goexit), as returned with a *task.SettleError: a
+// failed settlement. A panic in the observer is logged.
 func (p *Pool) crashedTaken(s *slot, d *queue.Delivery, err error) {
 	if s.octx == nil || s.finished {
 		return
 	}
 	o, reason, ok := s.takenBack()
-	if !ok {
-		return // settled by its own settlement, whose Finished ran
+	var report error
+	if ok {
+		report = fmt.Errorf("%w: %w", task.ErrStopped, err)
+	} else {
+		// Claimed by its own settlement, and the worker died before
+		// Finished: in the backend's call (runtime.Goexit; a panic there
+		// is the call's error), which backendGoexit counted as a failed
+		// settlement. Whether it took effect is unknown.
+		o, reason, report = task.Returned, "", &task.SettleError{Err: fmt.Errorf("settlement of task %s: %w", d.Task.ID, err)}
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -289,7 +299,7 @@ func (p *Pool) crashedTaken(s *slot, d *queue.Delivery, err error) {
 		took = p.clock() - s.handlerAt
 	}
 	s.finished = true
-	p.obs.Finished(s.octx, d.Task, o, fmt.Errorf("%w: %w", task.ErrStopped, err), reason, took)
+	p.obs.Finished(s.octx, d.Task, o, report, reason, took)
 }
 
 // settleCrashed fails d, the delivery of a crashed worker. A panic here
