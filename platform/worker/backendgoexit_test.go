@@ -101,3 +101,75 @@ func TestBackendGoexitInASettlementIsObserved(t *testing.T) {
 		})
 	}
 }
+
+// TestBackendGoexitInStopsGiveBack: a Release that ends its goroutine
+// (runtime.Goexit) while Stop gives back the delivery of a handler that
+// ignores its cancellation is a failed release: the handler, when it
+// returns, is reported returned, and the pool ends. The handler's
+// settlement used to wait for ever for the outcome of that give-back:
+// its worker never ended, and no later Stop returned nil.
+func TestBackendGoexitInStopsGiveBack(t *testing.T) {
+	t.Parallel()
+	be := &goexitBackend{Backend: newMemory(t), op: worker.OpRelease}
+	obs := &startsAndEnds{}
+	started, gate := make(chan struct{}), make(chan struct{})
+	cfg := fast
+	cfg.Concurrency, cfg.Lease = 1, shortLease
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be, Observer: obs,
+		Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+			close(started)
+			<-gate // ignores its cancellation
+			return nil
+		})})})
+	require.NoError(t, err)
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
+	require.NoError(t, p.Start(context.Background()))
+	within(t, started, "the handler to start")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	require.ErrorContains(t, p.Stop(ctx), "handlers that ignore cancellation")
+	close(gate)
+
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, p.Stop(ctx), "the pool ends once the handler returned")
+	outs, _ := obs.snapshot()
+	require.Equal(t, []task.Outcome{task.Returned}, outs)
+	require.Equal(t, int64(1), p.Stats().SettleFailed.Release)
+}
+
+// TestBackendGoexitInStopsBufferGiveBack: a Release that ends its
+// goroutine (runtime.Goexit) while Stop gives back the hand-over buffer
+// ends no goroutine of Stop's: Stop still waits for the handler in
+// flight, which its drain cancels and whose delivery goes back, and
+// returns once the pool ended. The Goexit used to end Stop's shutdown
+// goroutine, which on its way out reported the pool ended: Stop returned
+// nil at once, while the handler still ran.
+func TestBackendGoexitInStopsBufferGiveBack(t *testing.T) {
+	t.Parallel()
+	be := &goexitBackend{Backend: newMemory(t), op: worker.OpRelease}
+	obs := &startsAndEnds{}
+	h := newHolder()
+	cfg := fast
+	cfg.Concurrency, cfg.BatchSize, cfg.Lease = 1, 1, shortLease
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be, Observer: obs,
+		Router: mustRouter(t, h.route("hold"))})
+	require.NoError(t, err)
+	for _, id := range []string{"a", "b"} {
+		require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: id, Kind: "hold", Queue: "default"}))
+	}
+	require.NoError(t, p.Start(context.Background()))
+	t.Cleanup(h.release)
+	require.Eventually(t, func() bool {
+		st, err := be.Stats(context.Background(), "default")
+		return err == nil && st.InFlight == 2 && p.Stats().InFlight == 1
+	}, 10*time.Second, time.Millisecond, "one runs, one waits in the buffer")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, p.Stop(ctx))
+	outs, _ := obs.snapshot()
+	require.Equal(t, []task.Outcome{task.Returned}, outs, "Stop returned before the handler in flight ended")
+	require.Zero(t, p.Stats().InFlight)
+}

@@ -113,7 +113,8 @@
 // that saw it start hears its outcome (Finished) like any other. A
 // backend's settlement call that ends the worker with runtime.Goexit is a
 // failed settlement (settle_failed; the observer hears task.Returned with
-// a *task.SettleError), like one that panics. A
+// a *task.SettleError), like one that panics; a give-back's (Pause,
+// Stop) ends only a goroutine of its own: a failed release. A
 // source's Complete that calls runtime.Goexit ends only its own
 // goroutine: a failed completion (completion_failed), the worker goes on. Pause, Resume and Resize(n) control a running
 // pool; Check is the stalled-pool health check (ready work, nothing

@@ -261,27 +261,42 @@ const maxParallelGiveBacks = 16
 // waits for all: a slow backend delays Pause and Stop by about one call,
 // not by one call per delivery. gave, if not nil, is told what became of
 // each ds[i]: given back, or dead-lettered with reason (see giveBack).
+//
+// The calls run on goroutines of their own, a single one included: a
+// Release that ends its goroutine (runtime.Goexit, which nothing can
+// recover; backendCall counts it as a failed release) ends one of those,
+// and its delivery is told to gave as given back in vain (not dead), the
+// others are given back all the same, and the caller (a worker, the
+// fetcher, Stop's shutdown or Stop's give-backs, Pause's caller) goes on
+// to free what it holds for them. Ending the caller instead would lose
+// the reservations, end the fetcher for good, or leave a handler's
+// settlement waiting for ever for the outcome of Stop's give-back of its
+// delivery.
 func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery, unrun bool, gave func(i int, reason string, dead bool)) {
 	one := func(i int) {
-		reason, dead := p.giveBack(parent, ds[i], unrun)
+		var (
+			reason string
+			dead   bool
+		)
 		if gave != nil {
-			gave(i, reason, dead)
+			defer func() { gave(i, reason, dead) }()
 		}
-	}
-	if len(ds) == 1 {
-		one(0)
-		return
+		reason, dead = p.giveBack(parent, ds[i], unrun)
 	}
 	var (
 		next atomic.Int64
 		wg   sync.WaitGroup
 	)
-	for range min(len(ds), maxParallelGiveBacks) {
-		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(len(ds)); i = next.Add(1) - 1 {
-				one(int(i))
-			}
-		})
+	// A goroutine that ended in a call leaves the rest to the others;
+	// should all of them end so, new ones take over.
+	for next.Load() < int64(len(ds)) {
+		for range min(len(ds)-int(next.Load()), maxParallelGiveBacks) {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < int64(len(ds)); i = next.Add(1) - 1 {
+					one(int(i))
+				}
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 }
