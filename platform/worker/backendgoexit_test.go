@@ -173,3 +173,46 @@ func TestBackendGoexitInStopsBufferGiveBack(t *testing.T) {
 	require.Equal(t, []task.Outcome{task.Returned}, outs, "Stop returned before the handler in flight ended")
 	require.Zero(t, p.Stats().InFlight)
 }
+
+// leaseGoexit is a memory backend whose first Lease ends its goroutine
+// with runtime.Goexit.
+type leaseGoexit struct {
+	*memory.Backend
+	done atomic.Bool
+}
+
+func (b *leaseGoexit) Lease(ctx context.Context, q string, n int, leaseFor time.Duration) ([]*queue.Delivery, error) {
+	if b.done.CompareAndSwap(false, true) {
+		runtime.Goexit()
+	}
+	return b.Backend.Lease(ctx, q, n, leaseFor)
+}
+
+// TestBackendGoexitInLeaseKeepsTheFetcher: a Lease that ends the
+// fetcher's goroutine (runtime.Goexit) is a failed lease: the pool is
+// degraded, leases again after a back-off, and runs its tasks; Stop
+// returns nil. The fetcher used to end for good: the pool, showing
+// running, never leased again.
+func TestBackendGoexitInLeaseKeepsTheFetcher(t *testing.T) {
+	t.Parallel()
+	be := &leaseGoexit{Backend: newMemory(t)}
+	var runs atomic.Int64
+	cfg := fast
+	cfg.Concurrency = 1
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be,
+		Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+			runs.Add(1)
+			return nil
+		})})})
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background()))
+	require.Eventually(t, be.done.Load, 5*time.Second, time.Millisecond)
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
+	require.Eventually(t, func() bool { return p.Stats().Succeeded == 1 }, 10*time.Second, time.Millisecond,
+		"the pool leases again: stats %+v", p.Stats())
+	require.Contains(t, p.Stats().LastError, "runtime.Goexit")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, p.Stop(ctx))
+	require.Equal(t, int64(1), runs.Load())
+}

@@ -114,7 +114,9 @@
 // backend's settlement call that ends the worker with runtime.Goexit is a
 // failed settlement (settle_failed; the observer hears task.Returned with
 // a *task.SettleError), like one that panics; a give-back's (Pause,
-// Stop) ends only a goroutine of its own: a failed release. A
+// Stop) ends only a goroutine of its own: a failed release; a Lease's
+// is a failed Lease (the pool degraded, a new fetcher leasing after the
+// back-off). A
 // source's Complete that calls runtime.Goexit ends only its own
 // goroutine: a failed completion (completion_failed), the worker goes on. Pause, Resume and Resize(n) control a running
 // pool; Check is the stalled-pool health check (ready work, nothing

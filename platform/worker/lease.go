@@ -2,10 +2,13 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/internal/sleep"
@@ -82,16 +85,59 @@ func (p *Pool) unreserve(n int) {
 // tasks, or, while the next Lease waits on an empty queue, a probe of the
 // backend reaches the queue; a Lease that waits while the backend stays
 // unreachable for UnreachableAfter degrades the pool as well (recover.go).
-func (p *Pool) fetch() {
-	defer p.stop.fetcher.Done()
-	defer p.stop.running.n[fetching].Store(0)
-	retry := leaseRetry()
-	failing := false
+func (p *Pool) fetch() { p.fetchAfter(leaseRetry(), 0) }
+
+// errLeaseGoexit is the error of a Lease that ended the fetcher's
+// goroutine.
+var errLeaseGoexit = errors.New("the backend's Lease ended its goroutine (runtime.Goexit)")
+
+// fetchAfter runs the leasing loop after delay (zero: at once; a failed
+// Lease's back-off, retry, when not). A Lease that ends the fetcher's
+// goroutine with runtime.Goexit, which nothing can recover, is a failed
+// Lease: the reservation it held is freed, the pool degraded, and a new
+// fetcher takes over after the back-off. Left alone, the pool would have
+// shown running and never leased again.
+func (p *Pool) fetchAfter(retry *backoff.ExponentialBackOff, delay time.Duration) {
+	var (
+		returned bool
+		reserved int // held by the Lease in progress
+	)
+	defer func() {
+		if !returned {
+			if r := recover(); r != nil {
+				panic(r) // not the backend's: its calls are guarded (backendCall)
+			}
+			p.unreserve(reserved)
+			p.leaseEnds()
+			delay := retry.NextBackOff()
+			p.setLastError(errLeaseGoexit)
+			p.log.Warn("lease failed", zap.Error(errLeaseGoexit), zap.Duration("retry_in", delay))
+			p.comp.Set(lifecycle.Degraded, fmt.Errorf("lease: %w", errLeaseGoexit))
+			p.stop.fetcher.Add(1) // before this one's Done: Stop waits for the new one
+			go p.fetchAfter(retry, delay)
+		} else {
+			p.stop.running.n[fetching].Store(0)
+		}
+		p.stop.fetcher.Done()
+	}()
+	if delay > 0 && !sleep.For(p.stop.ch, delay) {
+		returned = true
+		return
+	}
+	p.leaseLoop(retry, delay > 0, &reserved)
+	returned = true
+}
+
+// leaseLoop is the fetcher's loop; failing is whether the pool is
+// degraded by a failed Lease, and *reserved what the Lease in progress
+// holds of the pool's reservations.
+func (p *Pool) leaseLoop(retry *backoff.ExponentialBackOff, failing bool, reserved *int) {
 	for {
 		n, ctx, ok := p.reserve()
 		if !ok {
 			return
 		}
+		*reserved = n
 		if failing && p.comp.State() != lifecycle.Degraded {
 			// Paused and resumed since it failed: Resume showed the pool
 			// running, and the watch finds out afresh whether the
@@ -112,6 +158,7 @@ func (p *Pool) fetch() {
 			failing = !was
 			retry.Reset()
 		}
+		*reserved = 0
 		p.unreserve(n - len(ds))
 		if err != nil && len(ds) > 0 {
 			// Leased all the same (a batch that broke off midway): run
