@@ -216,3 +216,47 @@ func TestBackendGoexitInLeaseKeepsTheFetcher(t *testing.T) {
 	require.NoError(t, p.Stop(ctx))
 	require.Equal(t, int64(1), runs.Load())
 }
+
+// extendGoexit is a memory backend whose first Extend ends its goroutine
+// with runtime.Goexit; it counts the Extend calls.
+type extendGoexit struct {
+	*memory.Backend
+	calls atomic.Int64
+}
+
+func (b *extendGoexit) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.Duration) error {
+	if b.calls.Add(1) == 1 {
+		runtime.Goexit()
+	}
+	return b.Backend.Extend(ctx, d, leaseFor)
+}
+
+// TestBackendGoexitInExtendKeepsTheHousekeeper: an Extend that ends the
+// housekeeper's goroutine (runtime.Goexit) is a failed extension: the
+// housekeeper goes on extending the leases of running handlers, and Stop
+// returns nil. The housekeeper used to end for good: no lease was
+// extended again (long handlers' tasks were delivered again while they
+// ran), and the stall check stopped.
+func TestBackendGoexitInExtendKeepsTheHousekeeper(t *testing.T) {
+	t.Parallel()
+	be := &extendGoexit{Backend: newMemory(t)}
+	cfg := fast
+	cfg.Concurrency, cfg.Lease = 1, 400*time.Millisecond
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be,
+		Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+			select {
+			case <-time.After(3 * time.Second):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})})})
+	require.NoError(t, err)
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
+	require.NoError(t, p.Start(context.Background()))
+	require.Eventually(t, func() bool { return be.calls.Load() >= 3 }, 10*time.Second, time.Millisecond,
+		"extensions after the one that ended its goroutine")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, p.Stop(ctx))
+}

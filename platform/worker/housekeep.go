@@ -15,8 +15,29 @@ import (
 // half-life and runs the stall check, until the workers are done (so
 // handlers finishing during the drain keep their leases).
 
+// housekeep runs the housekeeper. A backend call of its own (an Extend,
+// the stall check's Stats) that ends its goroutine with runtime.Goexit,
+// which nothing can recover, is a failed call (logged by backendCall): a
+// new housekeeper takes over. Left alone, the pool would have extended
+// no lease again (its long handlers' tasks delivered again while they
+// run) and Stop would have named the extension as still running.
 func (p *Pool) housekeep() {
-	defer p.stop.housekeeper.Done()
+	returned := false
+	defer func() {
+		if !returned {
+			if r := recover(); r != nil {
+				panic(r) // not the backend's: its calls are guarded (backendCall)
+			}
+			p.stop.housekeeper.Add(1) // before this one's Done: shutdown waits for the new one
+			go p.housekeep()
+		}
+		p.stop.housekeeper.Done()
+	}()
+	p.housekeepLoop()
+	returned = true
+}
+
+func (p *Pool) housekeepLoop() {
 	extendEvery := p.extendEvery
 	checkEvery := min(max(p.cfg.StallAfter/2, 10*time.Millisecond), 30*time.Second)
 	ext := time.NewTicker(extendEvery)
@@ -67,13 +88,7 @@ func (p *Pool) extendLeases(nowT time.Time) {
 		if !due {
 			continue
 		}
-		// Bounded by Stop's ctx too (see extendCtx), and reported by
-		// Stop while it runs past it.
-		end := p.stop.running.begin(extensions, 1)
-		ctx, cancel := context.WithTimeout(p.extendCtx, p.cfg.Lease/2)
-		err := p.backendCall(opExtend, d.Task, func() error { return p.backend.Extend(ctx, d, p.cfg.Lease) })
-		cancel()
-		end()
+		err := p.extend(d)
 		if err != nil && s.unsettled(d) {
 			// (Settled meanwhile: the ack or retry won the race, and the
 			// lease is no longer needed.)
@@ -134,4 +149,14 @@ func (p *Pool) clearStall() {
 			p.comp.Set(healthy, nil)
 		}
 	}
+}
+
+// extend extends the lease of d for the housekeeper, bounded by Stop's
+// ctx too (see extendCtx), and counted as running while it does: Stop
+// names it while it runs past Stop's ctx.
+func (p *Pool) extend(d *queue.Delivery) error {
+	defer p.stop.running.begin(extensions, 1)()
+	ctx, cancel := context.WithTimeout(p.extendCtx, p.cfg.Lease/2)
+	defer cancel()
+	return p.backendCall(opExtend, d.Task, func() error { return p.backend.Extend(ctx, d, p.cfg.Lease) })
 }
