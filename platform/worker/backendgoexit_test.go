@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -221,11 +222,14 @@ func TestBackendGoexitInLeaseKeepsTheFetcher(t *testing.T) {
 // with runtime.Goexit; it counts the Extend calls.
 type extendGoexit struct {
 	*memory.Backend
+	id    string // only the Extend of this task ("": any)
 	calls atomic.Int64
+	done  atomic.Bool
 }
 
 func (b *extendGoexit) Extend(ctx context.Context, d *queue.Delivery, leaseFor time.Duration) error {
-	if b.calls.Add(1) == 1 {
+	b.calls.Add(1)
+	if (b.id == "" || d.Task.ID == b.id) && b.done.CompareAndSwap(false, true) {
 		runtime.Goexit()
 	}
 	return b.Backend.Extend(ctx, d, leaseFor)
@@ -259,4 +263,50 @@ func TestBackendGoexitInExtendKeepsTheHousekeeper(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	require.NoError(t, p.Stop(ctx))
+}
+
+// TestBackendGoexitInRenewalGivesTheDeliveryBack: an Extend that ends a
+// worker's goroutine (runtime.Goexit) while it renews the lease of a
+// delivery that waited in the hand-over buffer gives that delivery back
+// unrun: it runs again at once, the same attempt, and the pool keeps its
+// reservation. It used to be lost with the worker, neither run nor given
+// back: it came back when its lease ended, as a new attempt, and the
+// pool held one delivery fewer for good.
+func TestBackendGoexitInRenewalGivesTheDeliveryBack(t *testing.T) {
+	t.Parallel()
+	be := &extendGoexit{Backend: newMemory(t), id: "B"}
+	var (
+		mu       sync.Mutex
+		attempts = map[string][]int{}
+	)
+	h := newHolder()
+	cfg := fast
+	cfg.Concurrency, cfg.BatchSize, cfg.Lease = 1, 2, slowLease
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be,
+		Router: mustRouter(t, h.route("hold"), task.Route{Kind: "k", Handler: task.HandlerFunc(func(_ context.Context, tk *task.Task) error {
+			mu.Lock()
+			attempts[tk.ID] = append(attempts[tk.ID], tk.Attempt)
+			mu.Unlock()
+			if tk.ID == "A" {
+				time.Sleep(5 * slowLease / 8) // B waits in the buffer: renewed before it runs
+			}
+			return nil
+		})})})
+	require.NoError(t, err)
+	require.NoError(t, be.Enqueue(context.Background(),
+		&task.Task{ID: "A", Kind: "k", Queue: "default"}, &task.Task{ID: "B", Kind: "k", Queue: "default"}))
+	require.NoError(t, p.Start(context.Background()))
+	t.Cleanup(func() {
+		h.release()
+		require.NoError(t, p.Stop(context.Background()))
+	})
+	require.Eventually(t, func() bool { return p.Stats().Succeeded == 2 }, 10*time.Second, time.Millisecond)
+	require.True(t, be.done.Load(), "B's renewal ended its goroutine")
+	mu.Lock()
+	require.Equal(t, map[string][]int{"A": {1}, "B": {1}}, attempts, "B went back unrun, its attempt uncounted")
+	mu.Unlock()
+	st := p.Stats()
+	require.Equal(t, int64(1), st.WorkerRestarts)
+	require.Equal(t, int64(1), st.Returned)
+	requireHoldsAll(t, p, be, h)
 }

@@ -137,7 +137,19 @@ func (p *Pool) leaseHeld(d *queue.Delivery, start time.Duration) bool {
 	// Counted until the delivery is in flight or given back, so that
 	// Stop, whose ctx ends meanwhile, names the worker.
 	defer p.stop.running.begin(renewals, 1)()
-	if !p.renew(d) {
+	renewed := false
+	defer func() {
+		if !renewed {
+			// The backend's Extend ended the worker's goroutine
+			// (runtime.Goexit; the worker is replaced, see worker): d,
+			// not begun, goes back unrun instead of being lost with its
+			// reservation until its lease ends.
+			p.returnUnrun(d)
+		}
+	}()
+	held := p.renew(d)
+	renewed = true
+	if !held {
 		p.skipExpired(d)
 		return false
 	}
