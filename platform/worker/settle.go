@@ -260,13 +260,20 @@ func (p *Pool) stopBounded() (context.Context, context.CancelFunc) {
 // delivery's lease (after that the backend redelivers the task anyway),
 // nor Stop past its ctx: the settlement fails, the source is told
 // nothing, and the delivery is left to the backend, which delivers it
-// again when its lease ends.
+// again when its lease ends. A settlement that begins only after Stop's
+// ctx ended (the attempt of a worker that died once Stop cancelled its
+// handler, a handler that returned just then) gets stopGrace of its own
+// instead, as a give-back then does (see stopBounded): with the ended
+// ctx it could not even be tried.
 func (p *Pool) settleCtx() (context.Context, context.CancelFunc) {
+	if p.settling.Err() != nil || p.settleParent().Err() != nil { // (p.settling ends a moment after Stop's ctx)
+		return context.WithTimeout(context.Background(), min(stopGrace, p.cfg.Lease))
+	}
 	return context.WithTimeout(p.settling, p.cfg.Lease)
 }
 
-// settleCut counts the failed settlement whose context Stop's ctx ended
-// (Stop's error reports it).
+// settleCut counts the failed settlement whose context Stop's ctx, or
+// the grace after it, ended (Stop's error reports it).
 func (p *Pool) settleCut(sctx context.Context) {
 	if sctx.Err() != nil && p.settling.Err() != nil {
 		p.stop.cut.Add(1)

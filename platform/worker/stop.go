@@ -124,9 +124,10 @@ func byDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 // well as by the lease, and so is every lease extension and settlement in
 // progress when Stop began (one cut short fails: its source is told
 // nothing, and the backend delivers the task again; a
-// give-back that starts only after ctx ended, of a delivery that did not
-// run or of a handler that returned once its cancellation came, is
-// bounded by a short grace instead: see stopBounded).
+// give-back or settlement that starts only after ctx ended, of a
+// delivery that did not run or of a handler that returned once its
+// cancellation came, is bounded by a short grace instead: see
+// stopBounded and settleCtx).
 //
 // Stop returns nil only once every goroutine of the pool has ended. When
 // ctx ends first, it waits a short grace for cancelled handlers, gives back

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -69,4 +70,63 @@ func TestHandlerCancelledByStopsEndedCtxIsGivenBack(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(1), qs.Ready, "the task is back in the queue, not leased until its lease ends")
 	require.Zero(t, qs.InFlight)
+}
+
+// ctxRetry is a memory backend whose Retry honours its ctx, as a network
+// backend's does.
+type ctxRetry struct{ *memory.Backend }
+
+func (b ctxRetry) Retry(ctx context.Context, d *queue.Delivery, at time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.Backend.Retry(ctx, d, at)
+}
+
+// TestSettlementBegunAfterStopsCtxEndedIsTried: a settlement that begins
+// only after Stop's ctx ended (here the retry of the attempt of a worker
+// that died, its handler calling runtime.Goexit once Stop cancelled it)
+// gets a short grace of its own, like a give-back then: the retry is
+// made, counted and reported, and Stop returns nil. It ran with the
+// ended ctx: failed before reaching the backend, it was counted as a
+// failed settlement and as one Stop cut short, and the task waited out
+// its lease (30 s here).
+func TestSettlementBegunAfterStopsCtxEndedIsTried(t *testing.T) {
+	t.Parallel()
+	be := ctxRetry{newMemory(t)}
+	obs := &outcomes{}
+	started := make(chan struct{})
+	cfg := fast
+	cfg.Concurrency = 1
+	cfg.Lease = 30 * time.Second
+	cfg.DrainTimeout = time.Minute // Stop's ctx ends first
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be, Observer: obs,
+		Router: mustRouter(t, task.Route{Kind: "k", MaxAttempts: 3, Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+			close(started)
+			<-ctx.Done()
+			// Within Stop's grace (it gives back itself what a handler
+			// still holds after it), but past the moment Stop's ctx
+			// ended for its settlements (the settlement fails, the test
+			// with it, only when it begins after that).
+			time.Sleep(20 * time.Millisecond)
+			runtime.Goexit()
+			return nil
+		})})})
+	require.NoError(t, err)
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
+	require.NoError(t, p.Start(context.Background()))
+	within(t, started, "the handler to start")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, p.Stop(ctx), "the pool ended within Stop's grace, its settlement made")
+
+	st := p.Stats()
+	require.Zero(t, st.SettleFailed.Retry, "the retry failed")
+	require.Equal(t, int64(1), st.Retried)
+	outs, _ := obs.snapshot()
+	require.Equal(t, []task.Outcome{task.Retried}, outs)
+	qs, err := be.Stats(context.Background(), "default")
+	require.NoError(t, err)
+	require.Zero(t, qs.InFlight, "the task is back in the queue, not leased until its lease ends")
 }
