@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/plba/plba/platform/lifecycle"
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/memory"
 	"github.com/plba/plba/platform/task"
@@ -309,4 +310,43 @@ func TestBackendGoexitInRenewalGivesTheDeliveryBack(t *testing.T) {
 	require.Equal(t, int64(1), st.WorkerRestarts)
 	require.Equal(t, int64(1), st.Returned)
 	requireHoldsAll(t, p, be, h)
+}
+
+// probeGoexit is a memory backend whose first Probe ends its goroutine
+// with runtime.Goexit and whose later ones fail.
+type probeGoexit struct {
+	*memory.Backend
+	calls atomic.Int64
+}
+
+func (b *probeGoexit) Probe(context.Context, string) error {
+	if b.calls.Add(1) == 1 {
+		runtime.Goexit()
+	}
+	return errors.New("backend: connection reconnecting")
+}
+
+// TestBackendGoexitInProbeKeepsTheWatcher: a Probe that ends the lease
+// watcher's goroutine (runtime.Goexit) is a failed probe: the watcher
+// goes on probing, and a pool whose probes fail for UnreachableAfter
+// while its Lease waits shows degraded. The watcher used to end for
+// good: the pool probed no more and showed running.
+func TestBackendGoexitInProbeKeepsTheWatcher(t *testing.T) {
+	t.Parallel()
+	be := &probeGoexit{Backend: newMemory(t)}
+	reg := lifecycle.NewRegistry(nil, nil)
+	cfg := fast
+	cfg.UnreachableAfter = 300 * time.Millisecond
+	p, err := worker.NewPool(worker.PoolParams{Queue: "q", Backend: be, Registry: reg, Config: cfg,
+		Router: mustRouter(t, task.Route{Kind: "k", Queue: "q", Handler: task.HandlerFunc(func(context.Context, *task.Task) error { return nil })})})
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background()))
+	comp, ok := reg.Get("pool/q")
+	require.True(t, ok)
+	require.Eventually(t, func() bool { return comp.State() == lifecycle.Degraded }, 10*time.Second, time.Millisecond,
+		"degraded by its failing probes (%d probes)", be.calls.Load())
+	require.Contains(t, comp.Status().LastError, "backend: connection reconnecting")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, p.Stop(ctx))
 }

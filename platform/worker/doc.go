@@ -117,7 +117,8 @@
 // Stop) ends only a goroutine of its own: a failed release; a Lease's
 // is a failed Lease (the pool degraded, a new fetcher leasing after the
 // back-off); an Extend's or a Stats' on the housekeeper a failed
-// extension or check (a new housekeeper goes on). A
+// extension or check (a new housekeeper goes on), a Probe's a failed
+// probe (a new watcher goes on). A
 // source's Complete that calls runtime.Goexit ends only its own
 // goroutine: a failed completion (completion_failed), the worker goes on. Pause, Resume and Resize(n) control a running
 // pool; Check is the stalled-pool health check (ready work, nothing

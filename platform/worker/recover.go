@@ -112,9 +112,29 @@ func (p *Pool) leaseEnds() (failing bool) {
 }
 
 // watchLeases is the watcher: it probes pr while a Lease waits (see
-// above), until Stop begins.
+// above), until Stop begins. A Probe that ends its goroutine with
+// runtime.Goexit, which nothing can recover, is a failed probe (logged by
+// backendCall): a new watcher takes over. Left alone, the pool would
+// have probed no more: degraded by a failed Lease, it stayed so while
+// its next Lease waited, and an unreachable backend no longer degraded
+// it.
 func (p *Pool) watchLeases(pr queue.Prober) {
-	defer p.stop.fetcher.Done()
+	returned := false
+	defer func() {
+		if !returned {
+			if r := recover(); r != nil {
+				panic(r) // not the backend's: its calls are guarded (backendCall)
+			}
+			p.stop.fetcher.Add(1) // before this one's Done: Stop waits for the new one
+			go p.watchLeases(pr)
+		}
+		p.stop.fetcher.Done()
+	}()
+	p.watchLoop(pr)
+	returned = true
+}
+
+func (p *Pool) watchLoop(pr queue.Prober) {
 	w := &p.lw
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
