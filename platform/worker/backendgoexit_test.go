@@ -350,3 +350,44 @@ func TestBackendGoexitInProbeKeepsTheWatcher(t *testing.T) {
 	defer cancel()
 	require.NoError(t, p.Stop(ctx))
 }
+
+// TestBackendGoexitSettlingACrashedWorkersTask: a Retry that ends its
+// goroutine (runtime.Goexit) while the pool fails the attempt of a
+// worker that died (its handler called runtime.Goexit) is a failed
+// settlement: the worker is replaced all the same, the observer hears
+// the delivery returned, and the task, delivered again once its lease
+// ended, runs. The second Goexit used to end the pool's handling of the
+// first: no worker replaced it (a pool of one ran nothing again), its
+// delivery stayed in flight, and the observer heard nothing.
+func TestBackendGoexitSettlingACrashedWorkersTask(t *testing.T) {
+	t.Parallel()
+	be := &goexitBackend{Backend: newMemory(t), op: worker.OpRetry}
+	obs := &startsAndEnds{}
+	var runs atomic.Int64
+	cfg := fast
+	cfg.Concurrency, cfg.Lease = 1, shortLease
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be, Observer: obs,
+		Router: mustRouter(t, task.Route{Kind: "k", MaxAttempts: 3, Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+			if runs.Add(1) == 1 {
+				runtime.Goexit()
+			}
+			return nil
+		})})})
+	require.NoError(t, err)
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
+	require.NoError(t, p.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, p.Stop(context.Background())) })
+
+	require.Eventually(t, func() bool { return p.Stats().Succeeded == 1 }, 10*time.Second, time.Millisecond,
+		"the task runs again")
+	require.Eventually(t, func() bool { outs, _ := obs.snapshot(); return len(outs) == 2 }, 5*time.Second, time.Millisecond)
+	outs, errs := obs.snapshot()
+	require.Equal(t, []task.Outcome{task.Returned, task.Succeeded}, outs)
+	require.ErrorContains(t, errs[0], "runtime.Goexit")
+	st := p.Stats()
+	require.Equal(t, int64(1), st.SettleFailed.Retry)
+	require.Equal(t, int64(1), st.WorkerRestarts)
+	require.Equal(t, int64(2), st.Processed)
+	require.Equal(t, 1, st.Workers)
+	require.Zero(t, st.InFlight)
+}

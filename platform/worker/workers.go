@@ -247,22 +247,29 @@ func (p *Pool) crashed(s *slot, r any) {
 	p.setLastError(err)
 	p.log.Error("worker goroutine died (a panic outside a handler, or runtime.Goexit); replacing it",
 		zap.Any("panic", r), zap.Stack("stack"))
+	// Deferred: the backend's call settling the delivery below may end
+	// this goroutine too (runtime.Goexit); the worker is replaced all the
+	// same.
+	defer func() {
+		p.stop.workers.Add(1)
+		go p.worker(s)
+	}()
 	if d := s.current(); d != nil {
 		// Settled (or given back by Stop) before the worker died, or
 		// settled now: either way the pool finished with it.
+		defer func() {
+			p.n.processed.Add(1)
+			p.n.lastFinished.Store(int64(p.clock()))
+			s.end()
+			p.n.inFlight.Add(-1)
+			p.unreserve(1)
+		}()
 		if s.unsettled(d) {
 			p.settleCrashed(s, d, err)
 		} else {
 			p.crashedTaken(s, d, err)
 		}
-		p.n.processed.Add(1)
-		p.n.lastFinished.Store(int64(p.clock()))
-		s.end()
-		p.n.inFlight.Add(-1)
-		p.unreserve(1)
 	}
-	p.stop.workers.Add(1)
-	go p.worker(s)
 }
 
 // crashedTaken reports d, the delivery of a crashed worker that was
@@ -317,13 +324,20 @@ func (p *Pool) settleCrashed(s *slot, d *queue.Delivery, err error) {
 	if octx == nil {
 		octx = p.hardCtx
 	}
-	o, reason, rerr := p.fail(octx, s, d, p.router.lookup(d.Task.Kind), err)
+	// Unless fail returns (its backend call may end this goroutine as
+	// well: runtime.Goexit, a failed settlement, see backendGoexit), the
+	// observer hears of a failed settlement.
+	o, reason, rerr := task.Returned, "", error(&task.SettleError{Err: fmt.Errorf("settlement of task %s: %w", d.Task.ID, err)})
 	if s.octx != nil {
-		// The observer saw the delivery start: it hears how it ended.
-		took := task.NotRun
-		if s.ran {
-			took = p.clock() - s.handlerAt
-		}
-		p.obs.Finished(s.octx, d.Task, o, rerr, reason, took)
+		defer func() {
+			// The observer saw the delivery start: it hears how it ended.
+			took := task.NotRun
+			if s.ran {
+				took = p.clock() - s.handlerAt
+			}
+			s.finished = true
+			p.obs.Finished(s.octx, d.Task, o, rerr, reason, took)
+		}()
 	}
+	o, reason, rerr = p.fail(octx, s, d, p.router.lookup(d.Task.Kind), err)
 }
