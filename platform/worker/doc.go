@@ -111,17 +111,23 @@
 // runtime.Goexit (a handler calling testing's FailNow), is replaced and
 // counted (worker_restarts); the attempt it held fails, and the observer
 // that saw it start hears its outcome (Finished) like any other. A
-// backend's settlement call that ends the worker with runtime.Goexit is a
-// failed settlement (settle_failed; the observer hears task.Returned with
-// a *task.SettleError), like one that panics; a give-back's (Pause,
-// Stop) ends only a goroutine of its own: a failed release; a Lease's
-// is a failed Lease (the pool degraded, a new fetcher leasing after the
-// back-off); an Extend's or a Stats' on the housekeeper a failed
-// extension or check (a new housekeeper goes on), a Probe's a failed
-// probe (a new watcher goes on). A
-// source's Complete that calls runtime.Goexit ends only its own
-// goroutine: a failed completion (completion_failed), the worker goes on. Pause, Resume and Resize(n) control a running
-// pool; Check is the stalled-pool health check (ready work, nothing
+// backend call that ends its goroutine with runtime.Goexit is a failed
+// call, like one that panics, and the goroutine is replaced:
+//
+//   - a settlement's (Ack, Retry, DeadLetter) a failed settlement
+//     (settle_failed; the observer hears task.Returned with a
+//     *task.SettleError);
+//   - a give-back's (Release at Pause and Stop) ends only a goroutine of
+//     its own: a failed release;
+//   - a renewal's (Extend before a handler starts): its delivery goes
+//     back unrun;
+//   - a Lease's a failed Lease (the pool degraded, a new fetcher leasing
+//     after the back-off); an Extend's or a Stats' on the housekeeper a
+//     failed extension or check; a Probe's a failed probe.
+//
+// A source's Complete that calls runtime.Goexit ends only its own
+// goroutine: a failed completion (completion_failed), the worker goes on.
+// Pause, Resume and Resize(n) control a running pool; Check is the stalled-pool health check (ready work, nothing
 // finished for StallAfter: the component turns degraded). A failed Lease
 // degrades the pool until a Lease returns tasks or, while the next Lease
 // waits on an empty queue, a probe of the backend (queue.Prober; memory
