@@ -62,9 +62,7 @@ func (d *teller) addDead(dl queue.DeadLetter) {
 	if p := d.pools[dl.Task.Queue]; p != nil {
 		p.n.dead.Add(1)
 	}
-	if d.obs != nil {
-		d.obs.DeadLettered(context.Background(), dl.Task, dl.Reason)
-	}
+	d.observeDead(dl)
 	// The one log line of this dead letter (warn), whichever way it goes.
 	msg := "task dead-lettered by the backend"
 	tell := d.queue(toldOutcome{t: dl.Task, o: task.DeadLettered, reason: dl.Reason})
@@ -73,6 +71,23 @@ func (d *teller) addDead(dl queue.DeadLetter) {
 	}
 	d.log.Warn(msg, zap.String("task", dl.Task.ID), zap.String("kind", dl.Task.Kind), zap.String("queue", dl.Task.Queue),
 		zap.Int("attempt", dl.Task.Attempt), zap.String("reason", dl.Reason))
+}
+
+// observeDead tells the observer of dl, if it hears of dead letters. A
+// panic in it is logged: it would end the goroutine the backend reports
+// dl on (JetStream's watcher, the memory backend's caller or timer: the
+// process), and the source would not be told.
+func (d *teller) observeDead(dl queue.DeadLetter) {
+	if d.obs == nil {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			d.log.Error("observer panicked on a dead letter the backend made", zap.String("task", dl.Task.ID),
+				zap.String("queue", dl.Task.Queue), zap.Any("panic", r), zap.Stack("stack"))
+		}
+	}()
+	d.obs.DeadLettered(context.Background(), dl.Task, dl.Reason)
 }
 
 // addFinished queues t, a task the backend found delivered again after
