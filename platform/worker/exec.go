@@ -71,6 +71,7 @@ func (p *Pool) process(s *slot, d *queue.Delivery) {
 		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && p.hardCtx.Err() == nil {
 			err = fmt.Errorf("task timed out after %s: %w", timeout, err)
 		}
+		s.herr = err
 		ctx.finish()
 	}
 	outcome, reason, err := p.settleGuarded(octx, s, d, rt, rejected, err)

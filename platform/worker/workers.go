@@ -42,11 +42,13 @@ type slot struct {
 	// crashes before its settlement (crashed): octx is the context the
 	// observer's Starting returned (the one it was given while Starting
 	// runs; nil before Starting was called), and handlerAt the pool clock
-	// when the handler's run began (ran: it did). Written and read by the
+	// when the handler's run began (ran: it did), herr what it returned
+	// (for a settlement its worker dies in). Written and read by the
 	// slot's worker goroutine only (crashed runs on it), so unguarded.
 	octx      context.Context
 	handlerAt time.Duration
 	ran       bool
+	herr      error
 	finished  bool // the observer's Finished was called for the current delivery
 }
 
@@ -57,7 +59,7 @@ func (s *slot) begin(d *queue.Delivery, extendAt, keepUntil time.Duration) {
 	s.d, s.settled, s.extendAt, s.keepUntil, s.overrun = d, false, extendAt, keepUntil, false
 	s.taken, s.takenOutcome, s.takenReason = nil, "", ""
 	s.mu.Unlock()
-	s.octx, s.ran, s.finished = nil, false, false
+	s.octx, s.ran, s.herr, s.finished = nil, false, nil, false
 }
 
 // claim gives the caller the right to settle the current delivery; only
@@ -293,7 +295,7 @@ func (p *Pool) crashedTaken(s *slot, d *queue.Delivery, err error) {
 		// Finished: in the backend's call (runtime.Goexit; a panic there
 		// is the call's error), which backendGoexit counted as a failed
 		// settlement. Whether it took effect is unknown.
-		o, reason, report = task.Returned, "", &task.SettleError{Err: fmt.Errorf("settlement of task %s: %w", d.Task.ID, err)}
+		o, reason, report = task.Returned, "", p.diedSettling(d, s.herr, err)
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -307,6 +309,23 @@ func (p *Pool) crashedTaken(s *slot, d *queue.Delivery, err error) {
 	}
 	s.finished = true
 	p.obs.Finished(s.octx, d.Task, o, report, reason, took)
+}
+
+// diedSettling is the error the observer hears for d, whose worker died
+// (of err) in its settlement after the handler returned herr: err as a
+// failed settlement (*task.SettleError) when the handler succeeded, added
+// to the handler's error otherwise (wrapping task.ErrStopped when the
+// pool's Stop cancelled the handler), as for a settlement the backend
+// refused (see Observer.Finished).
+func (p *Pool) diedSettling(d *queue.Delivery, herr, err error) error {
+	serr := fmt.Errorf("settlement of task %s: %w", d.Task.ID, err)
+	switch {
+	case herr == nil:
+		return &task.SettleError{Err: serr}
+	case p.hardCtx.Err() != nil:
+		return fmt.Errorf("%w: %w; %w", task.ErrStopped, printable(herr), serr)
+	}
+	return fmt.Errorf("%w; %w", printable(herr), serr)
 }
 
 // settleCrashed fails d, the delivery of a crashed worker. A panic here
@@ -327,7 +346,7 @@ func (p *Pool) settleCrashed(s *slot, d *queue.Delivery, err error) {
 	// Unless fail returns (its backend call may end this goroutine as
 	// well: runtime.Goexit, a failed settlement, see backendGoexit), the
 	// observer hears of a failed settlement.
-	o, reason, rerr := task.Returned, "", error(&task.SettleError{Err: fmt.Errorf("settlement of task %s: %w", d.Task.ID, err)})
+	o, reason, rerr := task.Returned, "", fmt.Errorf("%w; the settlement of task %s did not return", err, d.Task.ID)
 	if s.octx != nil {
 		defer func() {
 			// The observer saw the delivery start: it hears how it ended.
