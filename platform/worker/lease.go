@@ -269,20 +269,21 @@ func (p *Pool) returnUnrun(ds ...*queue.Delivery) {
 // uncounted) is a failed release and a dead letter: counted as both, and
 // told to the task's source (with a grace of its own once Stop's ctx
 // ended, see stopBounded). giveBack then reports the dead letter's reason
-// and true.
-func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (deadReason string, dead bool) {
+// and true. failed is the error of a failed release that is no dead
+// letter, to report (nil otherwise).
+func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (deadReason string, dead bool, failed error) {
 	ctx, cancel := context.WithTimeout(parent, p.cfg.Lease)
 	defer cancel()
 	err := p.backendCall(OpRelease, d.Task, func() error { return p.backend.Release(ctx, d) })
 	if err == nil {
 		p.n.returned.Add(1)
-		return "", false
+		return "", false, nil
 	}
 	if unrun && backendIs(err, queue.ErrLeaseLost) {
 		p.n.expired.Add(1)
 		p.log.Warn("lease ended before the task was given back unrun; it is delivered again",
 			zap.String("task", d.Task.ID), zap.String("kind", d.Task.Kind), zap.Time("lease_until", d.LeaseUntil))
-		return "", false
+		return "", false, nil
 	}
 	if backendIs(err, queue.ErrDeadLettered) {
 		p.n.settleFailed(OpRelease).Add(1)
@@ -292,13 +293,12 @@ func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (
 			reason, _ = errorText(err)
 		}
 		p.dead(parent, d, reason)
-		return reason, true
+		return reason, true, nil
 	}
 	if ctx.Err() != nil {
 		p.stop.late.Add(1)
 	}
-	_ = p.settleFailed(OpRelease, d.Task, err)
-	return "", false
+	return "", false, p.settleFailed(OpRelease, d.Task, err)
 }
 
 // maxParallelGiveBacks bounds the backend calls of one giveBackAll.
@@ -328,7 +328,7 @@ func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery, unrun b
 		if gave != nil {
 			defer func() { gave(i, reason, dead) }()
 		}
-		reason, dead = p.giveBack(parent, ds[i], unrun)
+		reason, dead, _ = p.giveBack(parent, ds[i], unrun)
 	}
 	var (
 		next atomic.Int64

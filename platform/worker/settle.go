@@ -53,10 +53,13 @@ func (p *Pool) settleGuarded(ctx context.Context, s *slot, d *queue.Delivery, rt
 		// A handler cancelled because Stop's ctx ended returns after it:
 		// its give-back gets a grace of its own, as Stop's own do.
 		parent, cancel := p.stopBounded()
-		reason, dead := p.giveBack(parent, d, false)
+		reason, dead, failed := p.giveBack(parent, d, false)
 		cancel()
 		if dead {
 			return task.DeadLettered, reason, report
+		}
+		if failed != nil {
+			return task.Returned, "", fmt.Errorf("%w; %w", report, failed)
 		}
 		return task.Returned, "", report
 	}

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/memory"
+	"github.com/plba/plba/platform/queue/queuetest"
 	"github.com/plba/plba/platform/task"
 	"github.com/plba/plba/platform/worker"
 )
@@ -129,4 +131,36 @@ func TestSettlementBegunAfterStopsCtxEndedIsTried(t *testing.T) {
 	qs, err := be.Stats(context.Background(), "default")
 	require.NoError(t, err)
 	require.Zero(t, qs.InFlight, "the task is back in the queue, not leased until its lease ends")
+}
+
+// TestRefusedGiveBackOfAStoppedHandlerIsReported: a Release the backend
+// refuses, giving back the delivery of a handler Stop cancelled, is added
+// to the error the observer hears (with task.ErrStopped), as every
+// refused settlement is. The observer heard the handler's error alone,
+// as if its delivery had gone back to the queue.
+func TestRefusedGiveBackOfAStoppedHandlerIsReported(t *testing.T) {
+	t.Parallel()
+	be := queuetest.NewFaulty(newMemory(t))
+	be.Inject(queuetest.OpRelease, queuetest.Fault{Err: errors.New("connection reset"), Times: 1})
+	obs := &outcomes{}
+	started := make(chan struct{})
+	cfg := fast
+	cfg.Concurrency, cfg.Lease = 1, shortLease
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be, Observer: obs,
+		Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		})})})
+	require.NoError(t, err)
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
+	require.NoError(t, p.Start(context.Background()))
+	within(t, started, "the handler to start")
+	require.NoError(t, p.Stop(context.Background()))
+
+	outs, errs := obs.snapshot()
+	require.Equal(t, []task.Outcome{task.Returned}, outs)
+	require.ErrorIs(t, errs[0], task.ErrStopped)
+	require.ErrorContains(t, errs[0], "connection reset", "the refused release")
+	require.Equal(t, int64(1), p.Stats().SettleFailed.Release)
 }
