@@ -14,6 +14,7 @@ import (
 	"github.com/plba/plba/internal/sleep"
 	"github.com/plba/plba/platform/lifecycle"
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
 )
 
 // Leasing and the hand-over buffer: the fetcher leases batches while the
@@ -301,34 +302,47 @@ func (p *Pool) giveBack(parent context.Context, d *queue.Delivery, unrun bool) (
 	return "", false, p.settleFailed(OpRelease, d.Task, err)
 }
 
+// errReleaseGoexit is the error of a give-back whose Release ended its
+// goroutine.
+var errReleaseGoexit = errors.New("the backend's Release ended its goroutine (runtime.Goexit)")
+
 // maxParallelGiveBacks bounds the backend calls of one giveBackAll.
 const maxParallelGiveBacks = 16
 
 // giveBackAll gives ds back, up to maxParallelGiveBacks at a time, and
 // waits for all: a slow backend delays Pause and Stop by about one call,
 // not by one call per delivery. gave, if not nil, is told what became of
-// each ds[i]: given back, or dead-lettered with reason (see giveBack).
+// each ds[i] (see giveBack).
 //
 // The calls run on goroutines of their own, a single one included: a
 // Release that ends its goroutine (runtime.Goexit, which nothing can
 // recover; backendCall counts it as a failed release) ends one of those,
-// and its delivery is told to gave as given back in vain (not dead), the
-// others are given back all the same, and the caller (a worker, the
-// fetcher, Stop's shutdown or Stop's give-backs, Pause's caller) goes on
-// to free what it holds for them. Ending the caller instead would lose
-// the reservations, end the fetcher for good, or leave a handler's
-// settlement waiting for ever for the outcome of Stop's give-back of its
-// delivery.
-func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery, unrun bool, gave func(i int, reason string, dead bool)) {
+// and its delivery is told to gave as a failed release, the others are
+// given back all the same, and the caller (a worker, the fetcher, Stop's
+// shutdown or Stop's give-backs, Pause's caller) goes on to free what it
+// holds for them. Ending the caller instead would lose the reservations,
+// end the fetcher for good, or leave a handler's settlement waiting for
+// ever for the outcome of Stop's give-back of its delivery.
+func (p *Pool) giveBackAll(parent context.Context, ds []*queue.Delivery, unrun bool, gave func(i int, g givenBack)) {
 	one := func(i int) {
 		var (
-			reason string
-			dead   bool
+			g        givenBack
+			returned bool
 		)
 		if gave != nil {
-			defer func() { gave(i, reason, dead) }()
+			defer func() {
+				if !returned {
+					g = givenBack{outcome: task.Returned, failed: fmt.Errorf("%s task %s: %w", OpRelease, ds[i].Task.ID, errReleaseGoexit)}
+				}
+				gave(i, g)
+			}()
 		}
-		reason, dead, _ = p.giveBack(parent, ds[i], unrun)
+		reason, dead, failed := p.giveBack(parent, ds[i], unrun)
+		returned = true
+		g = givenBack{outcome: task.Returned, failed: failed}
+		if dead {
+			g = givenBack{outcome: task.DeadLettered, reason: reason}
+		}
 	}
 	var (
 		next atomic.Int64

@@ -70,12 +70,12 @@ func (p *Pool) settleGuarded(ctx context.Context, s *slot, d *queue.Delivery, rt
 // found it claimed already: Stop gave it back itself (abandon), and what
 // that give-back did is what the observer hears (task.Returned, or the
 // dead letter the backend made of it, whose source Stop told), with
-// report, the handler's error. Any other claim (a settlement that
+// report, the handler's error, and the give-back's error when it failed. Any other claim (a settlement that
 // panicked after its own) reports task.Returned: whether it took effect
 // is unknown.
 func (p *Pool) claimedByStop(s *slot, report error) (task.Outcome, string, error) {
-	if o, reason, ok := s.takenBack(); ok {
-		return o, reason, report
+	if g, ok := s.takenBack(); ok {
+		return g.outcome, g.reason, g.withFailed(report)
 	}
 	return task.Returned, "", report
 }

@@ -348,7 +348,7 @@ func (p *Pool) abandon(ctx, limit context.Context) []string {
 		defer end()
 		// Each slot learns what its give-back did: the handler's own
 		// settlement, when it returns, reports that (claimedByStop).
-		p.giveBackAll(gctx, ds, false, func(i int, reason string, dead bool) { taken[i].gaveBack(reason, dead) })
+		p.giveBackAll(gctx, ds, false, func(i int, g givenBack) { taken[i].gaveBack(g) })
 	}()
 	wait := time.NewTimer(2 * stopGrace)
 	select {

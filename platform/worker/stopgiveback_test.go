@@ -164,3 +164,42 @@ func TestRefusedGiveBackOfAStoppedHandlerIsReported(t *testing.T) {
 	require.ErrorContains(t, errs[0], "connection reset", "the refused release")
 	require.Equal(t, int64(1), p.Stats().SettleFailed.Release)
 }
+
+// TestRefusedGiveBackOfAnAbandonedHandlerIsReported: a Release the
+// backend refuses, when Stop gives back the delivery of a handler that
+// ignores its cancellation, is added to the error the observer hears
+// once the handler returns. The observer heard the handler's outcome
+// alone (here a success: no error at all), as if the delivery had gone
+// back to the queue.
+func TestRefusedGiveBackOfAnAbandonedHandlerIsReported(t *testing.T) {
+	t.Parallel()
+	be := queuetest.NewFaulty(newMemory(t))
+	be.Inject(queuetest.OpRelease, queuetest.Fault{Err: errors.New("connection reset"), Times: 1})
+	obs := &outcomes{}
+	started, gate := make(chan struct{}), make(chan struct{})
+	cfg := fast
+	cfg.Concurrency, cfg.Lease = 1, shortLease
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be, Observer: obs,
+		Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(context.Context, *task.Task) error {
+			close(started)
+			<-gate // ignores its cancellation
+			return nil
+		})})})
+	require.NoError(t, err)
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
+	require.NoError(t, p.Start(context.Background()))
+	within(t, started, "the handler to start")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	require.ErrorContains(t, p.Stop(ctx), "handlers that ignore cancellation")
+	close(gate)
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, p.Stop(ctx))
+
+	outs, errs := obs.snapshot()
+	require.Equal(t, []task.Outcome{task.Returned}, outs)
+	require.ErrorContains(t, errs[0], "connection reset", "the refused release")
+	var se *task.SettleError
+	require.ErrorAs(t, errs[0], &se, "the handler succeeded: its settlement failed")
+}

@@ -32,11 +32,10 @@ type slot struct {
 	overrun   bool // keepUntil passed with the handler still running
 	// taken is set when Stop claimed d to give it back itself (a handler
 	// that ignores its cancellation, see abandon) and closed once that
-	// give-back returned, with its outcome in takenOutcome and
-	// takenReason: what the handler's own settlement then reports.
-	taken        chan struct{}
-	takenOutcome task.Outcome
-	takenReason  string
+	// give-back returned, with its outcome in given: what the handler's
+	// own settlement then reports.
+	taken chan struct{}
+	given givenBack
 
 	// The observer's side of the current delivery, for a worker that
 	// crashes before its settlement (crashed): octx is the context the
@@ -57,7 +56,7 @@ type slot struct {
 func (s *slot) begin(d *queue.Delivery, extendAt, keepUntil time.Duration) {
 	s.mu.Lock()
 	s.d, s.settled, s.extendAt, s.keepUntil, s.overrun = d, false, extendAt, keepUntil, false
-	s.taken, s.takenOutcome, s.takenReason = nil, "", ""
+	s.taken, s.given = nil, givenBack{}
 	s.mu.Unlock()
 	s.octx, s.ran, s.herr, s.finished = nil, false, nil, false
 }
@@ -94,34 +93,52 @@ func (s *slot) claimCurrent() *queue.Delivery {
 	return s.d
 }
 
-// gaveBack records the outcome of Stop's give-back of the delivery it
-// claimed (claimCurrent): returned, or dead-lettered with reason.
-func (s *slot) gaveBack(reason string, dead bool) {
+// givenBack is what Stop's give-back of a delivery did: returned, or
+// dead-lettered with reason; failed is the error of a release that failed
+// otherwise (nil: none).
+type givenBack struct {
+	outcome task.Outcome
+	reason  string
+	failed  error
+}
+
+// gaveBack records g, the outcome of Stop's give-back of the delivery it
+// claimed (claimCurrent).
+func (s *slot) gaveBack(g givenBack) {
 	s.mu.Lock()
-	s.takenOutcome, s.takenReason = task.Returned, ""
-	if dead {
-		s.takenOutcome, s.takenReason = task.DeadLettered, reason
-	}
+	s.given = g
 	taken := s.taken
 	s.mu.Unlock()
 	close(taken)
 }
 
-// takenBack returns the outcome of the current delivery when Stop
-// claimed it (see abandon), once its give-back returned, and false when
-// Stop did not. The wait is the give-back's: bounded by its context, and
+// takenBack returns the outcome of the current delivery's give-back when
+// Stop claimed it (see abandon), once that returned, and false when Stop
+// did not. The wait is the give-back's: bounded by its context, and
 // Stop's shutdown waits for that give-back as well.
-func (s *slot) takenBack() (task.Outcome, string, bool) {
+func (s *slot) takenBack() (givenBack, bool) {
 	s.mu.Lock()
 	taken := s.taken
 	s.mu.Unlock()
 	if taken == nil {
-		return "", "", false
+		return givenBack{}, false
 	}
 	<-taken
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.takenOutcome, s.takenReason, true
+	return s.given, true
+}
+
+// withFailed is report, the handler's error (nil: it succeeded), with
+// the failed give-back g added, if it failed.
+func (g givenBack) withFailed(report error) error {
+	switch {
+	case g.failed == nil:
+		return report
+	case report == nil:
+		return &task.SettleError{Err: g.failed}
+	}
+	return fmt.Errorf("%w; %w", report, g.failed)
 }
 
 // current returns the slot's delivery (nil when idle).
@@ -286,10 +303,11 @@ func (p *Pool) crashedTaken(s *slot, d *queue.Delivery, err error) {
 	if s.octx == nil || s.finished {
 		return
 	}
-	o, reason, ok := s.takenBack()
+	g, ok := s.takenBack()
+	o, reason := g.outcome, g.reason
 	var report error
 	if ok {
-		report = fmt.Errorf("%w: %w", task.ErrStopped, err)
+		report = g.withFailed(fmt.Errorf("%w: %w", task.ErrStopped, err))
 	} else {
 		// Claimed by its own settlement, and the worker died before
 		// Finished: in the backend's call (runtime.Goexit; a panic there
