@@ -113,7 +113,11 @@ func (p *Pool) fetchAfter(retry *backoff.ExponentialBackOff, delay time.Duration
 			delay := retry.NextBackOff()
 			p.setLastError(errLeaseGoexit)
 			p.log.Warn("lease failed", zap.Error(errLeaseGoexit), zap.Duration("retry_in", delay))
-			p.comp.Set(lifecycle.Degraded, fmt.Errorf("lease: %w", errLeaseGoexit))
+			select {
+			case <-p.stop.ch: // stopping: the pool shows what Stop set
+			default:
+				p.comp.Set(lifecycle.Degraded, fmt.Errorf("lease: %w", errLeaseGoexit))
+			}
 			p.stop.fetcher.Add(1) // before this one's Done: Stop waits for the new one
 			go p.fetchAfter(retry, delay)
 		} else {
