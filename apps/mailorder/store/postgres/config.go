@@ -64,7 +64,8 @@ func (c Config) WithDefaults() Config {
 // URL, which may hold a password. It parses the URL, which reads the files
 // its TLS settings, the PG* environment or a service file name: each must
 // be a regular file of at most 4 MiB (a named pipe would block the
-// validation for ever).
+// validation for ever); a passfile may also be a directory or the null
+// device, which pgx does without.
 func (c Config) Validate() error {
 	var errs []error
 	if c.URL == "" {

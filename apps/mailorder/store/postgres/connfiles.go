@@ -36,7 +36,8 @@ var errNotConnString = errors.New("not a valid PostgreSQL connection string")
 // PG* environment variables, by a service file's entry, or the defaults
 // under the home directory) is a regular file of at most maxSettingFile
 // bytes; a file that does not exist is left to pgx, which reports it or
-// does without it. The parse is told the keys s was read to hold, so
+// does without it, and so is a passfile pgx does without (a directory,
+// the null device). The parse is told the keys s was read to hold, so
 // that a file setting this reading missed fails the parse before pgx
 // opens any file.
 func parseURL(s string) (*pgx.ConnConfig, error) {
@@ -59,6 +60,9 @@ func parseURL(s string) (*pgx.ConnConfig, error) {
 		name := settings[key]
 		if name == "" || (key == "sslrootcert" && name == "system") || (key == "passfile" && settings["password"] != "") {
 			continue // not read
+		}
+		if key == "passfile" && passfileDoneWithout(name) {
+			continue
 		}
 		if err := checkSettingFile(key, name); err != nil {
 			return nil, err
@@ -98,6 +102,22 @@ func checkSettingFile(key, name string) error {
 		what = "not a regular file"
 	}
 	return fmt.Errorf("%s %s is %s, not a regular file", key, name, what)
+}
+
+// passfileDoneWithout reports whether name is a passfile pgx does
+// without rather than refuses: a directory (pgx ignores a passfile it
+// cannot read; a bind mount of a missing ~/.pgpass makes one) or the null
+// device (PGPASSFILE=/dev/null: no entries). Neither blocks the parse.
+func passfileDoneWithout(name string) bool {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return false
+	}
+	if fi.IsDir() {
+		return true
+	}
+	null, err := os.Stat(os.DevNull)
+	return err == nil && os.SameFile(fi, null)
 }
 
 // serviceEntry reads the entry service of the service file name, as pgx

@@ -219,3 +219,23 @@ func FuzzParseURLAgreesWithPgx(f *testing.F) {
 		require.NoError(t, err, "parseURL refuses %q, which pgx accepts", s)
 	})
 }
+
+// A passfile pgx does without is no problem: pgx reads the passfile
+// only for a password it was not given, and ignores one it cannot read
+// (a directory, such as a bind mount of a missing ~/.pgpass makes) or
+// that is empty (PGPASSFILE=/dev/null, to read none). Validate refused
+// both ("is a directory", "is a device"), so a deployment that
+// connected before no longer started.
+func TestPassfilePgxDoesWithoutIsAccepted(t *testing.T) {
+	home := cleanPGEnv(t)
+	require.NoError(t, os.Mkdir(filepath.Join(home, ".pgpass"), 0o700))
+	for _, s := range []string{
+		"postgres://u@127.0.0.1/db?sslmode=disable",
+		"host=127.0.0.1 user=u passfile=" + home,
+		"postgres://u@127.0.0.1/db?passfile=" + os.DevNull,
+	} {
+		sameConfig(t, s)
+	}
+	t.Setenv("PGPASSFILE", os.DevNull)
+	sameConfig(t, "postgres://u@127.0.0.1/db")
+}
