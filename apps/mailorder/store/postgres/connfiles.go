@@ -49,7 +49,10 @@ func parseURL(s string) (*pgx.ConnConfig, error) {
 	// A URL's user information, hosts and database are keys of their own.
 	keys = append(keys, "user", "password", "host", "port", "database")
 	settings := mergeSettings(homeSettings(), envSettings(), conn)
-	if service := settings["service"]; service != "" {
+	// pgx reads the service file for a service, even an empty one (it
+	// looks the empty name up), and only then.
+	service, withService := settings["service"]
+	if withService {
 		entry, err := serviceEntry(settings["servicefile"], service)
 		if err != nil {
 			return nil, err
@@ -58,7 +61,8 @@ func parseURL(s string) (*pgx.ConnConfig, error) {
 	}
 	for _, key := range fileSettings {
 		name := settings[key]
-		if name == "" || (key == "sslrootcert" && name == "system") || (key == "passfile" && settings["password"] != "") {
+		if name == "" || (key == "sslrootcert" && name == "system") || (key == "passfile" && settings["password"] != "") ||
+			(key == "servicefile" && !withService) {
 			continue // not read
 		}
 		if key == "passfile" && passfileDoneWithout(name) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -238,4 +239,44 @@ func TestPassfilePgxDoesWithoutIsAccepted(t *testing.T) {
 	}
 	t.Setenv("PGPASSFILE", os.DevNull)
 	sameConfig(t, "postgres://u@127.0.0.1/db")
+}
+
+// pgx reads the service file only for a service: without one, a service
+// file that is not a regular file (a directory at ~/.pg_service.conf, a
+// PGSERVICEFILE of /dev/null set for every program) is never opened, and
+// Validate refused it all the same. With a service, even an empty one
+// (pgx looks the empty name up), the file is checked before pgx opens
+// it.
+func TestServiceFileIsCheckedOnlyForAService(t *testing.T) {
+	home := cleanPGEnv(t)
+	require.NoError(t, os.Mkdir(filepath.Join(home, ".pg_service.conf"), 0o700))
+	sameConfig(t, "postgres://u:pw@127.0.0.1/db?sslmode=disable")
+	t.Setenv("PGSERVICEFILE", os.DevNull)
+	sameConfig(t, "host=127.0.0.1 user=u password=pw sslmode=disable")
+
+	pipe := filepath.Join(home, "pipe")
+	require.NoError(t, syscall.Mkfifo(pipe, 0o600))
+	t.Cleanup(func() { // unblocks a reader a defect left behind
+		if f, err := os.OpenFile(pipe, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	for _, s := range []string{
+		"host=127.0.0.1 service='' servicefile=" + pipe,
+		"postgres://u:pw@127.0.0.1/db?service=&servicefile=" + pipe,
+		"postgres://u:pw@127.0.0.1/db?service=orders&servicefile=" + pipe,
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := parseURL(s)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.ErrorContains(t, err, "servicefile "+pipe+" is a named pipe", s)
+			require.NotContains(t, err.Error(), "pw", s)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("parseURL(%q) has not returned after 10s", s)
+		}
+	}
 }
