@@ -19,8 +19,11 @@ type Config struct {
 	values   map[string]any    // section name -> decoded value (pointer)
 	files    []string
 	readFile func(string) ([]byte, error)
-	yaml     []byte
-	digest   string
+	// valuesRank is the rank of the first Options.Values layer (no
+	// source of a file, the environment or --set has it or a higher one).
+	valuesRank int
+	yaml       []byte
+	digest     string
 }
 
 // Decode decodes section name into out (a non-nil pointer), from the same
@@ -35,7 +38,7 @@ func (c *Config) Decode(name string, out any) error {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("config: decode %q: out must be a non-nil pointer, got %T", name, out)
 	}
-	d := decoder{readFile: c.readFile, rank: c.rankOf}
+	d := decoder{readFile: c.readFile, rank: c.rankOf, valuesRank: c.valuesRank}
 	d.decode(name, c.sectionTree(c.reg.snapshot(), name), rv.Elem())
 	if len(d.problems) > 0 {
 		return &Error{Problems: dedupe(c.attribute(d.problems))}

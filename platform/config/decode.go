@@ -32,6 +32,9 @@ type decoder struct {
 	// set), higher for later layers; it decides between a secret and its
 	// _file key.
 	rank func(key string) int
+	// valuesRank is the rank of the first Options.Values layer (0: none
+	// known): a secret such a layer set, even empty, is given.
+	valuesRank int
 }
 
 // describe is the package's describe, or only the kind of the value
@@ -323,7 +326,7 @@ func (d *decoder) decodeMap(path string, in any, out reflect.Value) {
 		} else if hasTmpl && tmpl != nil && key != defaultEntry {
 			// Start from the template; its own problems are reported
 			// once, at its own key.
-			quiet := decoder{readFile: d.readFile, rank: d.rank}
+			quiet := decoder{readFile: d.readFile, rank: d.rank, valuesRank: d.valuesRank}
 			quiet.decodeValue(joinKey(path, defaultEntry), tmpl, elem)
 		}
 		d.decode(joinKey(path, key), m[key], elem)

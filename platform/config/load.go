@@ -44,7 +44,8 @@ type Options struct {
 	ReadFile func(name string) ([]byte, error)
 	// Values sets whole sections, by name, to values of their declared
 	// type: a layer above Sets (a test kit gives a module its section as
-	// a struct this way). Every field counts as set.
+	// a struct this way). Every field counts as set: an empty secret
+	// there is the secret, not one left to an earlier layer's _file key.
 	Values map[string]any
 	// Partial makes Load return the configuration along with its *Error
 	// when it finds problems: every value that decoded, the rest at what
@@ -207,6 +208,7 @@ func Load(opts Options) (*Config, error) {
 	}
 
 	keepSecrets = false
+	c.valuesRank = rank
 	for _, name := range slices.Sorted(maps.Keys(opts.Values)) {
 		d, ok := reg.lookup(name)
 		v := reflect.ValueOf(opts.Values[name])
@@ -221,7 +223,7 @@ func Load(opts Options) (*Config, error) {
 	}
 
 	c.tree = k.Raw()
-	d := decoder{readFile: read, rank: c.rankOf}
+	d := decoder{readFile: read, rank: c.rankOf, valuesRank: c.valuesRank}
 	checkUnknown(&d, secs, "", c.tree)
 	for _, s := range secs {
 		v := reflect.New(s.typ)

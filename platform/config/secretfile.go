@@ -10,10 +10,11 @@ import (
 // its key and by its _file key (a file name that is not empty), which one
 // counts. An empty secret (null, "") is one not given: the file counts,
 // whichever layer set either (a compose file's PLBA_..._PASSWORD:
-// ${PASSWORD:-} must not wipe out a config file's password_file). A
-// secret that is not empty and its file follow the layers: the later
-// one counts; set by one source, they are a problem (one would be lost).
-// It returns the keys to skip.
+// ${PASSWORD:-} must not wipe out a config file's password_file), unless
+// Options.Values set it (a section set as it is). A secret that is not
+// empty and its file follow the layers: the later one counts; set by one
+// source, they are a problem (one would be lost). It returns the keys to
+// skip.
 func (d *decoder) secretPairs(path string, m map[string]any, fs []field, out reflect.Value) map[string]bool {
 	skip := map[string]bool{}
 	for _, f := range fs {
@@ -29,8 +30,9 @@ func (d *decoder) secretPairs(path string, m map[string]any, fs []field, out ref
 		if d.rank != nil {
 			rv, rf = d.rank(joinKey(path, f.key)), d.rank(joinKey(path, fileKey))
 		}
+		asIs := d.valuesRank > 0 && rv >= d.valuesRank
 		switch {
-		case emptySecret(m[f.key]), rf > rv:
+		case emptySecret(m[f.key]) && !asIs, rf > rv:
 			// The secret was left empty, or the file's layer is later:
 			// nothing is lost.
 			skip[f.key] = true

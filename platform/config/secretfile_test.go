@@ -179,3 +179,27 @@ func TestEmptySecretInALaterLayerIsNotGiven(t *testing.T) {
 	s, _ = get(config.Options{Files: []string{inline}, Values: map[string]any{"server": ServerConfig{Host: "h", Port: 1}}})
 	require.Empty(t, s.Password, "Options.Values sets the section as it is")
 }
+
+// Options.Values sets a section as it is, every field counting as set:
+// an empty secret there is the secret, as a non-empty one is, and beats
+// a _file key an earlier layer gave. A test kit's section with no
+// password beside a configuration's password_file got the file's
+// password instead (an empty secret counted as not given, in any layer).
+func TestValuesEmptySecretIsTheSecret(t *testing.T) {
+	t.Parallel()
+	secret := writeFile(t, "pw", "from-file\n")
+	ref := writeFile(t, "ref.yaml", "server:\n  password_file: "+secret+"\n")
+	for _, tc := range []struct {
+		name string
+		opts config.Options
+		want string
+	}{
+		{"empty", config.Options{Files: []string{ref}, Values: map[string]any{"server": ServerConfig{Host: "h", Port: 1}}}, ""},
+		{"empty over an env _file", config.Options{Environ: []string{"PLBA_SERVER__PASSWORD_FILE=" + secret}, Values: map[string]any{"server": ServerConfig{Host: "h", Port: 1}}}, ""},
+		{"given", config.Options{Files: []string{ref}, Values: map[string]any{"server": ServerConfig{Host: "h", Port: 1, Password: "v"}}}, "v"},
+	} {
+		c, err := load(t, tc.opts)
+		require.NoError(t, err, tc.name)
+		require.Equal(t, tc.want, server(t, c).Password, tc.name)
+	}
+}
