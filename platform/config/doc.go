@@ -3,8 +3,11 @@
 // YAML files < PLBA_<SECTION>__<KEY> environment variables < --set),
 // strictly (an unknown key is an error naming it), every problem reported
 // at once with its source and key path, secrets redacted when printed. A
-// secret may come from a file named by its <key>_file; an empty secret or
-// _file name is one not given (it replaces nothing an earlier layer gave).
+// secret may come from a file named by its <key>_file; an empty string
+// secret or _file name in a file, the environment or --set is one not
+// given (it replaces nothing an earlier layer gave; an entry of a secret
+// mapping is not a string secret, and Options.Values sets a section as
+// it is).
 //
 // A module declares its section once, with the real defaults, and gets
 // it from the graph:
