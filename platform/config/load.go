@@ -124,7 +124,7 @@ func Load(opts Options) (*Config, error) {
 				// A null does not erase what a lower layer set.
 				continue
 			}
-			if keepSecrets && emptyText(flat[key]) && givenText(k.Get(key)) && secretKey(secs, key) {
+			if keepSecrets && emptyText(flat[key]) && givenValue(k.Get(key)) && secretKey(secs, key) {
 				continue
 			}
 			c.sources[key] = source{name: srcOf(key), rank: rank}

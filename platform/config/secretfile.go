@@ -114,13 +114,11 @@ func emptyText(v any) bool {
 	return ok && s == ""
 }
 
-// givenText reports whether v is a string that is not empty.
-func givenText(v any) bool {
-	s, ok := v.(string)
-	if t, isText := v.(text); isText {
-		s, ok = string(t), true
-	}
-	return ok && s != ""
+// givenValue reports whether v, what an earlier layer set, is given: any
+// value but null and the empty string (a YAML password: 12345678 is
+// given, and a problem to report, not one a later empty value may hide).
+func givenValue(v any) bool {
+	return v != nil && !emptyText(v)
 }
 
 // kindName names a secret field's kind for a message.

@@ -203,3 +203,27 @@ func TestValuesEmptySecretIsTheSecret(t *testing.T) {
 		require.Equal(t, tc.want, server(t, c).Password, tc.name)
 	}
 }
+
+// An empty secret in a later layer leaves an earlier secret as it is
+// whatever the earlier one holds: a config file's unquoted numeric
+// password (password: 12345678, a problem: "quote it") was replaced by a
+// compose file's empty PLBA_SERVER__PASSWORD, and the host started with
+// an empty password instead of reporting the file's. Only a text value
+// counted as given.
+func TestEmptySecretKeepsAnEarlierSecretThatIsNotText(t *testing.T) {
+	t.Parallel()
+	for _, value := range []string{"12345678", "true", "1.5"} {
+		f := writeFile(t, "pin.yaml", "server:\n  password: "+value+"\n")
+		for _, opts := range []config.Options{
+			{Files: []string{f}, Environ: []string{"PLBA_SERVER__PASSWORD="}},
+			{Files: []string{f}, Sets: []string{"server.password="}},
+			{Files: []string{f, writeFile(t, "empty.yaml", "server:\n  password: \"\"\n")}},
+		} {
+			c, err := load(t, opts)
+			if err == nil {
+				require.Failf(t, "no problem", "password: %s, then an empty one: got %q", value, server(t, c).Password)
+			}
+			requireProblem(t, err, f, "server.password", "expected a string")
+		}
+	}
+}
