@@ -33,10 +33,13 @@ func ReadFile(name string) ([]byte, error) {
 	return b, nil
 }
 
-// regularFile returns an error naming what name is when it exists and is
-// not a regular file (a link is followed). A name it cannot stat is left
-// to the read, which reports why.
-func regularFile(name string) error {
+// RegularFile returns an error naming what name is when it exists and is
+// not a regular file (a link is followed): a named pipe blocks a read
+// until a writer comes, a device may feed it for ever, a directory or a
+// socket fails it with a less clear error. A name it cannot stat
+// (missing, unreadable) is left to whoever opens it, which reports why
+// or does without it: nil.
+func RegularFile(name string) error {
 	fi, err := os.Stat(name)
 	if err != nil || fi.Mode().IsRegular() {
 		return nil

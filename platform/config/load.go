@@ -147,7 +147,7 @@ func Load(opts Options) (*Config, error) {
 		// A FIFO nobody writes to would block the read for ever, a device
 		// feed it up to the size limit. (A name that cannot be stat'ed,
 		// such as an embedded configuration's, is left to read.)
-		if err := regularFile(name); err != nil {
+		if err := RegularFile(name); err != nil {
 			problems = append(problems, Problem{Source: name, Msg: "cannot read file: " + err.Error()})
 			continue
 		}

@@ -145,7 +145,7 @@ func (d *decoder) secretFile(path string, in any, out reflect.Value) {
 	if name == "" {
 		return
 	}
-	if err := regularFile(name); err != nil {
+	if err := RegularFile(name); err != nil {
 		d.add(path, "cannot read secret file: %v", err)
 		return
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/plba/plba/platform/config"
 )
 
 // fileSettings are the connection settings that name files pgx reads while
@@ -82,30 +83,13 @@ func parseURL(s string) (*pgx.ConnConfig, error) {
 // checkSettingFile returns an error naming key and the file when name
 // exists and is not a regular file of at most maxSettingFile bytes.
 func checkSettingFile(key, name string) error {
-	fi, err := os.Stat(name)
-	if err != nil {
-		return nil // missing: pgx reports it, or does without the file
+	if err := config.RegularFile(name); err != nil {
+		return fmt.Errorf("%s %w", key, err)
 	}
-	m := fi.Mode()
-	what := ""
-	switch {
-	case m.IsRegular():
-		if fi.Size() > maxSettingFile {
-			return fmt.Errorf("%s %s is larger than %d MiB", key, name, maxSettingFile>>20)
-		}
-		return nil
-	case m&fs.ModeNamedPipe != 0:
-		what = "a named pipe (FIFO)"
-	case m&fs.ModeDevice != 0:
-		what = "a device"
-	case m.IsDir():
-		what = "a directory"
-	case m&fs.ModeSocket != 0:
-		what = "a socket"
-	default:
-		what = "not a regular file"
+	if fi, err := os.Stat(name); err == nil && fi.Size() > maxSettingFile {
+		return fmt.Errorf("%s %s is larger than %d MiB", key, name, maxSettingFile>>20)
 	}
-	return fmt.Errorf("%s %s is %s, not a regular file", key, name, what)
+	return nil
 }
 
 // passfileDoneWithout reports whether name is a passfile pgx does

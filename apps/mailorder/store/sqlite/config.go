@@ -3,11 +3,11 @@ package sqlite
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/plba/plba/platform/config"
 )
 
 // Config configures the SQLite store.
@@ -56,7 +56,10 @@ func (c Config) Validate() error {
 	case strings.ContainsRune(c.Path, '?'):
 		errs = append(errs, fmt.Errorf("path: %q must not contain '?'", c.Path))
 	case c.Path != memoryPath:
-		if err := regularOrMissing(c.Path); err != nil {
+		// SQLite fails on a named pipe, a device or a directory only
+		// with "disk I/O error", after Open made the lock and journal
+		// files beside it; a missing file is created.
+		if err := config.RegularFile(c.Path); err != nil {
 			errs = append(errs, fmt.Errorf("path: %w", err))
 		}
 	}
@@ -77,29 +80,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sqlite store: config: %w", err)
 	}
 	return nil
-}
-
-// regularOrMissing returns an error naming what name is when it exists
-// and is not a regular file (a link is followed): SQLite fails on a named
-// pipe, a device or a directory only with "disk I/O error", after Open
-// made the lock and journal files beside it.
-func regularOrMissing(name string) error {
-	fi, err := os.Stat(name)
-	if err != nil || fi.Mode().IsRegular() {
-		return nil // missing: created; unreadable: SQLite says why
-	}
-	what := "not a regular file"
-	switch m := fi.Mode(); {
-	case m&fs.ModeNamedPipe != 0:
-		what = "a named pipe (FIFO), not a regular file"
-	case m&fs.ModeDevice != 0:
-		what = "a device, not a regular file"
-	case m.IsDir():
-		what = "a directory, not a regular file"
-	case m&fs.ModeSocket != 0:
-		what = "a socket, not a regular file"
-	}
-	return fmt.Errorf("%s is %s", name, what)
 }
 
 func (c Config) dsn() string {
