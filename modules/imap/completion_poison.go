@@ -21,8 +21,11 @@ import (
 // no longer fetched, and is taken for a message other than the one
 // looked for (its bytes cannot be read to tell), for the life of the
 // source; the suspects and counts are forgotten once a batch goes
-// through. It stays where it is, and no dead letter is made for it, as
-// the emission does for a message it gives up (refusedTask): it was
+// through, and a message's once the fetch the connection ended on (its
+// envelope, or its body) goes through alone: not another (its envelope
+// may come from the server's index while its body never comes). It
+// stays where it is, and no dead letter is made for it, as the emission
+// does for a message it gives up (refusedTask): it was
 // fetched as a candidate for another task's mail (same Message-ID, or
 // about the same size), and may be a mail never emitted nor handled,
 // that a stand-in would move to the failed folder under a reason that
@@ -46,13 +49,15 @@ type boxUID struct {
 // the server may fail on. It is owned by the loop goroutine, and outlives
 // the loop's connections.
 type completionSuspects struct {
-	suspect  map[boxUID]bool
+	// suspect: fetched alone from now on, with the fetch the connection
+	// ended on.
+	suspect  map[boxUID]fetchKind
 	lost     map[boxUID]refusedAlone // fetches alone that ended the connection
 	setAside map[boxUID]bool
 }
 
 func (cs *completionSuspects) init() {
-	cs.suspect = map[boxUID]bool{}
+	cs.suspect = map[boxUID]fetchKind{}
 	cs.lost = map[boxUID]refusedAlone{}
 	cs.setAside = map[boxUID]bool{}
 }
@@ -67,18 +72,19 @@ func (cs *completionSuspects) batchApplied() {
 
 // fetchCarefully calls fetch with uids, messages of box, at once; or,
 // when one of them is a suspect, with each alone, but for those set
-// aside. what names the fetch in the log.
-func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID, what string, fetch func([]imap.UID) error) error {
+// aside. what is the fetch (see its suspects).
+func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID, what fetchKind, fetch func([]imap.UID) error) error {
 	cs := &s.comp.suspects
 	alone := false
 	for _, u := range uids {
-		alone = alone || cs.suspect[boxUID{box, u}]
+		_, suspect := cs.suspect[boxUID{box, u}]
+		alone = alone || suspect
 	}
 	if !alone {
 		err := fetch(uids)
 		if lostConnection(ctx, err) && len(uids) > 1 {
 			for _, u := range uids {
-				cs.suspect[boxUID{box, u}] = true
+				cs.suspect[boxUID{box, u}] = what
 			}
 		}
 		if lostConnection(ctx, err) && len(uids) == 1 {
@@ -99,7 +105,7 @@ func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID
 			s.st.CompletionSetAside++
 			s.mu.Unlock()
 			s.log.Warn("completion: a message the connection ends on whenever it is fetched is set aside: it is taken for another mail than the one looked for, and left where it is",
-				zap.String("folder", box.name), zap.Uint32("uid", uint32(u)), zap.String("fetch", what), zap.Int("times", l.sessions))
+				zap.String("folder", box.name), zap.Uint32("uid", uint32(u)), zap.String("fetch", string(what)), zap.Int("times", l.sessions))
 			continue
 		}
 		if err := fetch([]imap.UID{u}); err != nil {
@@ -108,22 +114,29 @@ func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID
 			}
 			return err
 		}
-		delete(cs.suspect, k)
-		delete(cs.lost, k)
+		if cs.suspect[k] == what {
+			// The fetch the connection ended on goes through: k is no
+			// longer a suspect, its count is forgotten. Not for another
+			// fetch: the envelope of a mail may come from the server's
+			// index, while its body, which the server dies on, never
+			// comes; its count would never reach the set-aside.
+			delete(cs.suspect, k)
+			delete(cs.lost, k)
+		}
 	}
 	return nil
 }
 
 // completionLostAlone counts a fetch of uid alone that ended the
 // completion connection with err.
-func (s *Source) completionLostAlone(box boxRef, uid imap.UID, what string, err error) {
+func (s *Source) completionLostAlone(box boxRef, uid imap.UID, what fetchKind, err error) {
 	cs := &s.comp.suspects
 	k := boxUID{box, uid}
-	cs.suspect[k] = true
+	cs.suspect[k] = what
 	l := cs.lost[k]
 	l.add(s.now(), err)
 	cs.lost[k] = l
 	s.log.Warn("completion: the connection ended while fetching one message alone: the server may fail on it",
-		zap.String("folder", box.name), zap.Uint32("uid", uint32(uid)), zap.String("fetch", what),
+		zap.String("folder", box.name), zap.Uint32("uid", uint32(uid)), zap.String("fetch", string(what)),
 		zap.Int("times", l.sessions), zap.Int("set_aside_after", RefusedSessionsBeforeSetAside), zap.Error(err))
 }

@@ -102,3 +102,52 @@ func TestCompletionSetsNothingAsideOnATransientFailure(t *testing.T) {
 	require.EqualValues(t, 1, src.Status().CompletedOK)
 	require.Zero(t, src.Status().CompletionSetAside)
 }
+
+// A completion looking for its mail by Message-ID among mails of that
+// id, one of which the server drops the connection on whenever its body
+// is fetched, its envelope returned (from the server's index): the
+// envelope fetched alone went through in every attempt, and that forgot
+// the drops of its body, so they were never RefusedSessionsBeforeSetAside
+// and the completion, and every one queued after it, was retried for
+// ever. Only the fetch that dropped the connection going through
+// forgets its drops: the mail is set aside, the mail looked for is found
+// and moved.
+func TestCompletionGetsPastABodyTheServerDiesOn(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	poison := imaptest.Message("1@body-id", "order", "another mail of the same id")
+	mail := imaptest.Message("1@body-id", "order", "the order")
+	for _, m := range [][]byte{poison, mail} { // UID 1 is the poison
+		_, err := srv.Append("INBOX", m)
+		require.NoError(t, err)
+	}
+	var cut atomic.Int32
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		_, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		cut.Add(1)
+		c.Close()
+		return true
+	}})
+	src := newSource(t, testConfig(p.Host(), p.Port()))
+	validity, err := srv.UIDValidity("INBOX")
+	require.NoError(t, err)
+	tk := &task.Task{Key: "k", Payload: mail, Headers: map[string]string{
+		imap.HeaderMessageID: "1@body-id", imap.HeaderUID: "1", imap.HeaderUIDValidity: strconv.FormatUint(uint64(validity)+1, 10),
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+
+	processed := messages(t, srv, "Processed")
+	require.Len(t, processed, 1)
+	require.Equal(t, mail, processed[0].Raw)
+	inbox := messages(t, srv, "INBOX")
+	require.Len(t, inbox, 1, "the mail the server dies on stays")
+	require.Equal(t, poison, inbox[0].Raw)
+	require.GreaterOrEqual(t, cut.Load(), int32(imap.RefusedSessionsBeforeSetAside+1))
+	require.EqualValues(t, 1, src.Status().CompletionSetAside)
+}
