@@ -57,6 +57,7 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		return sessionError{fmt.Errorf("select %q: %w", s.cfg.Mailbox, err)}
 	}
 	cp.validity = sel.UIDValidity
+	cp.suspects.attemptBegins()
 
 	var (
 		order  []action

@@ -2,8 +2,11 @@ package imap
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/zap"
 )
 
@@ -15,23 +18,49 @@ import (
 //
 // So, as the watching session does for emission, a fetch of several
 // messages that ends with the connection makes them suspects of the
-// completion connection: the next attempts fetch each of them alone. One
-// whose fetch alone ended the connection in RefusedSessionsBeforeSetAside
-// consecutive attempts over at least Reconnect.Max is set aside: it is
-// no longer fetched, and is taken for a message other than the one
-// looked for (its bytes cannot be read to tell), for the life of the
-// source; the suspects and counts are forgotten once a batch goes
-// through, and a message's once the fetch the connection ended on (its
-// envelope, or its body) goes through alone: not another (its envelope
-// may come from the server's index while its body never comes). It
-// stays where it is, and no dead letter is made for it, as the emission
-// does for a message it gives up (refusedTask): it was
-// fetched as a candidate for another task's mail (same Message-ID, or
-// about the same size), and may be a mail never emitted nor handled,
-// that a stand-in would move to the failed folder under a reason that
-// is not its own. A mail of the watched mailbox is emitted by the scan,
-// which gives it up with its own stand-in if the server fails on it
-// there too; one in the failed folder has its dead letter already.
+// completion connection: the next attempts fetch each of them alone. A
+// fetch alone that ends the connection counts against the message only
+// when the server proved, on the completion connection and in the same
+// attempt, that it serves: it returned the body of another message of
+// the mailbox, asked for before the first suspect is fetched alone (the
+// scan's control, askControl; metadata proves nothing, as it may come
+// from the server's index while its store fails). When that control
+// fails too, the server fails as a whole (Dovecot ends the connection on
+// every body while its mail store fails): nothing is counted, the batch
+// fails and is retried with back-off for as long as it lasts. Without
+// that, a store outage of a few seconds set the mail looked for aside:
+// not found, it was emitted and handled again (a second order), a
+// re-driven dead letter stayed in the failed folder, a COPY was made
+// twice. A fetch of one message that ends the connection before any
+// proof only makes it a suspect. A control that fails is counted against
+// its message, which is asked for after the others next time; a server
+// that fails on every other message of the mailbox (each refused, or
+// dropped) is taken for failing as a whole, and the completions wait.
+//
+// One whose fetch alone ended the connection, with that proof, in
+// RefusedSessionsBeforeSetAside consecutive attempts over at least
+// Reconnect.Max is set aside. When the mailbox holds no other message to
+// ask for (nor one answering with something), the drops are counted all
+// the same, so that a mail the server dies on does not stall every
+// completion behind it for ever; they must then span
+// Config.RefusalSpan (the scan's span for a failure that is not a
+// moment's, one minute by default) too: a store outage shorter than that
+// sets nothing aside, a longer one, with nothing else in the mailbox,
+// may (logged). A message set aside is no longer fetched, and is taken
+// for a message other than the one looked for (its bytes cannot be read
+// to tell), for the life of the source; the suspects and counts are
+// forgotten once a batch goes through, and a message's once the fetch
+// the connection ended on (its envelope, or its body) goes through
+// alone: not another (its envelope may come from the server's index
+// while its body never comes). It stays where it is, and no dead
+// letter is made for it, as the emission does for a message it gives up
+// (refusedTask): it was fetched as a candidate for another task's mail
+// (same Message-ID, or about the same size), and may be a mail never
+// emitted nor handled, that a stand-in would move to the failed folder
+// under a reason that is not its own. A mail of the watched mailbox is
+// emitted by the scan, which gives it up with its own stand-in if the
+// server fails on it there too; one in the failed folder has its dead
+// letter already.
 
 // boxRef is a mailbox as the completion connection selected it.
 type boxRef struct {
@@ -51,15 +80,38 @@ type boxUID struct {
 type completionSuspects struct {
 	// suspect: fetched alone from now on, with the fetch the connection
 	// ended on.
-	suspect  map[boxUID]fetchKind
-	lost     map[boxUID]refusedAlone // fetches alone that ended the connection
+	suspect map[boxUID]fetchKind
+	// lost: fetches alone that ended the connection, counted (see
+	// completionLostAlone); unproven: one of them was counted with no
+	// other message to prove against (it is due over RefusalSpan too).
+	lost     map[boxUID]refusedAlone
+	unproven map[boxUID]bool
 	setAside map[boxUID]bool
+	// controlFailures: the controls of a message that failed, or that
+	// the server answered with nothing: it is asked for after the others.
+	controlFailures map[boxUID]int
+	// Of the current attempt (see attemptBegins): the mailboxes where the
+	// server returned the body of a control (proven), and those where it
+	// had none to return (noControl).
+	proven, noControl map[boxRef]bool
 }
 
 func (cs *completionSuspects) init() {
 	cs.suspect = map[boxUID]fetchKind{}
 	cs.lost = map[boxUID]refusedAlone{}
+	cs.unproven = map[boxUID]bool{}
 	cs.setAside = map[boxUID]bool{}
+	cs.controlFailures = map[boxUID]int{}
+	cs.proven = map[boxRef]bool{}
+	cs.noControl = map[boxRef]bool{}
+}
+
+// attemptBegins forgets what the last attempt at a batch proved: a proof
+// holds for the attempt (one connection, the mailbox selected again) it
+// was made in.
+func (cs *completionSuspects) attemptBegins() {
+	clear(cs.proven)
+	clear(cs.noControl)
 }
 
 // batchApplied forgets the suspects and the counts of lost fetches once
@@ -68,12 +120,15 @@ func (cs *completionSuspects) init() {
 func (cs *completionSuspects) batchApplied() {
 	clear(cs.suspect)
 	clear(cs.lost)
+	clear(cs.unproven)
+	clear(cs.controlFailures)
 }
 
-// fetchCarefully calls fetch with uids, messages of box, at once; or,
-// when one of them is a suspect, with each alone, but for those set
-// aside. what is the fetch (see its suspects).
-func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID, what fetchKind, fetch func([]imap.UID) error) error {
+// fetchCarefully calls fetch with uids, messages of box (selected on c),
+// at once; or, when one of them is a suspect, with each alone, but for
+// those set aside, the server asked first to prove that it serves (see
+// proveOnCompletion). what names the fetch in the log.
+func (s *Source) fetchCarefully(ctx context.Context, c *imapclient.Client, box boxRef, uids []imap.UID, what fetchKind, fetch func([]imap.UID) error) error {
 	cs := &s.comp.suspects
 	alone := false
 	for _, u := range uids {
@@ -82,13 +137,13 @@ func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID
 	}
 	if !alone {
 		err := fetch(uids)
-		if lostConnection(ctx, err) && len(uids) > 1 {
+		if lostConnection(ctx, err) {
 			for _, u := range uids {
 				cs.suspect[boxUID{box, u}] = what
 			}
-		}
-		if lostConnection(ctx, err) && len(uids) == 1 {
-			s.completionLostAlone(box, uids[0], what, err)
+			if len(uids) == 1 && cs.proven[box] {
+				s.completionLostAlone(box, uids[0], what, err)
+			}
 		}
 		return err
 	}
@@ -97,9 +152,10 @@ func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID
 		if cs.setAside[k] {
 			continue
 		}
-		if l, ok := cs.lost[k]; ok && l.due(s.now(), s.cfg.Reconnect.Max) {
+		if l, ok := cs.lost[k]; ok && l.due(s.now(), s.completionSpan(k)) {
 			cs.setAside[k] = true
 			delete(cs.lost, k)
+			delete(cs.unproven, k)
 			delete(cs.suspect, k)
 			s.mu.Lock()
 			s.st.CompletionSetAside++
@@ -108,8 +164,15 @@ func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID
 				zap.String("folder", box.name), zap.Uint32("uid", uint32(u)), zap.String("fetch", string(what)), zap.Int("times", l.sessions))
 			continue
 		}
+		proven, err := s.proveOnCompletion(ctx, c, box, u)
+		if err != nil {
+			return err
+		}
 		if err := fetch([]imap.UID{u}); err != nil {
 			if lostConnection(ctx, err) {
+				if !proven {
+					cs.unproven[k] = true
+				}
 				s.completionLostAlone(box, u, what, err)
 			}
 			return err
@@ -119,12 +182,82 @@ func (s *Source) fetchCarefully(ctx context.Context, box boxRef, uids []imap.UID
 			// longer a suspect, its count is forgotten. Not for another
 			// fetch: the envelope of a mail may come from the server's
 			// index, while its body, which the server dies on, never
-			// comes; its count would never reach the set-aside.
+			// comes; that count would never reach the set-aside.
 			delete(cs.suspect, k)
 			delete(cs.lost, k)
+			delete(cs.unproven, k)
 		}
 	}
 	return nil
+}
+
+// completionSpan is the shortest span over which the fetches alone of k
+// must have ended the connection for it to be set aside: Reconnect.Max,
+// or, when one was counted with no proof that the server serves (no
+// other message to ask for), the scan's refusalSpan.
+func (s *Source) completionSpan(k boxUID) time.Duration {
+	if s.comp.suspects.unproven[k] {
+		return s.cfg.refusalSpan()
+	}
+	return s.cfg.Reconnect.Max
+}
+
+// proveOnCompletion is asked before u, a suspect of box (selected on c),
+// is fetched alone: unless the server returned the body of a control in
+// box in this attempt, it asks for the first KiB of the body of another
+// message of box (askControl), neither set aside nor one a fetch alone
+// ended the connection on, the one that failed the fewest controls.
+// proven: the server returned it, and a connection then ending on u counts
+// against u. Not proven, and no error, when box holds no such message,
+// or the control's was answered with nothing: the drops are counted
+// over a longer span (see completionSpan). The error when the control
+// fails, the server failing as a whole: nothing is counted, the batch
+// fails and is retried with back-off (a sessionError: not a refusal of
+// the batch's messages).
+func (s *Source) proveOnCompletion(ctx context.Context, c *imapclient.Client, box boxRef, u imap.UID) (proven bool, err error) {
+	cs := &s.comp.suspects
+	if cs.proven[box] || cs.noControl[box] {
+		return cs.proven[box], nil
+	}
+	data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
+	if err != nil {
+		return false, fmt.Errorf("control: uid search: %w", err)
+	}
+	all, err := searchUIDs(c, data)
+	if err != nil {
+		return false, fmt.Errorf("control: uid search: %w", err)
+	}
+	var others []imap.UID
+	failed := map[imap.UID]int{}
+	for _, o := range all {
+		k := boxUID{box, o}
+		if _, lost := cs.lost[k]; o != u && !lost && !cs.setAside[k] {
+			others = append(others, o)
+			failed[o] = cs.controlFailures[k]
+		}
+	}
+	if len(others) == 0 {
+		cs.noControl[box] = true
+		return false, nil
+	}
+	o, served, err := s.askControl(c, others, failed)
+	k := boxUID{box, o}
+	if err != nil {
+		if ctx.Err() == nil {
+			cs.controlFailures[k]++
+		}
+		s.log.Warn("completion: the server returns no other mail either: nothing counted against the message looked at, retrying",
+			zap.String("folder", box.name), zap.Uint32("uid", uint32(u)), zap.Uint32("control_uid", uint32(o)), zap.Error(err))
+		return false, sessionError{fmt.Errorf("the connection ended on a message of %q fetched alone before, and the server returns the body of no other either (none counted): control: %w", box.name, err)}
+	}
+	if !served {
+		cs.controlFailures[k]++
+		cs.noControl[box] = true
+		return false, nil
+	}
+	delete(cs.controlFailures, k)
+	cs.proven[box] = true
+	return true, nil
 }
 
 // completionLostAlone counts a fetch of uid alone that ended the
@@ -135,8 +268,10 @@ func (s *Source) completionLostAlone(box boxRef, uid imap.UID, what fetchKind, e
 	cs.suspect[k] = what
 	l := cs.lost[k]
 	l.add(s.now(), err)
+	l.what = what
 	cs.lost[k] = l
 	s.log.Warn("completion: the connection ended while fetching one message alone: the server may fail on it",
 		zap.String("folder", box.name), zap.Uint32("uid", uint32(uid)), zap.String("fetch", string(what)),
-		zap.Int("times", l.sessions), zap.Int("set_aside_after", RefusedSessionsBeforeSetAside), zap.Error(err))
+		zap.Int("times", l.sessions), zap.Int("set_aside_after", RefusedSessionsBeforeSetAside),
+		zap.Bool("proven", !cs.unproven[k]), zap.Error(err))
 }

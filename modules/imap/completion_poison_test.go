@@ -151,3 +151,42 @@ func TestCompletionGetsPastABodyTheServerDiesOn(t *testing.T) {
 	require.GreaterOrEqual(t, cut.Load(), int32(imap.RefusedSessionsBeforeSetAside+1))
 	require.EqualValues(t, 1, src.Status().CompletionSetAside)
 }
+
+// The mail the server drops the connection on alone in its mailbox, the
+// only candidate of a completion (its Message-ID; the mail looked for is
+// gone): no other mail to prove that the server serves. The drops are
+// counted all the same, over RefusalSpan: the completion, and those
+// queued after it, are not held up for ever by one bad mail, and a store
+// outage shorter than RefusalSpan sets nothing aside (see
+// TestDovecotStoreOutageDuringALookupSetsNothingAside for one with
+// other mail to prove against).
+func TestCompletionSetsAsideTheOnlyCandidateOverRefusalSpan(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	_, err := srv.Append("INBOX", imaptest.Message("1@lone", "order", "a mail of the same id"))
+	require.NoError(t, err)
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		_, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "ENVELOPE") {
+			return false
+		}
+		c.Close()
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.RefusalSpan = 2 * time.Second
+	src := newSource(t, cfg)
+	validity, err := srv.UIDValidity("INBOX")
+	require.NoError(t, err)
+	tk := &task.Task{Key: "k", Payload: imaptest.Message("1@lone", "order", "the order"), Headers: map[string]string{
+		imap.HeaderMessageID: "1@lone", imap.HeaderUID: "1", imap.HeaderUIDValidity: strconv.FormatUint(uint64(validity)+1, 10),
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	began := time.Now()
+	require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+	require.GreaterOrEqual(t, time.Since(began), cfg.RefusalSpan, "set aside before RefusalSpan")
+	require.EqualValues(t, 1, src.Status().CompletionSetAside)
+	require.Len(t, messages(t, srv, "INBOX"), 1, "left where it is")
+}

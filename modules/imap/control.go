@@ -71,20 +71,12 @@ func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspect
 }
 
 // controlAmong asks for the first controlBytes of the body of one of
-// others (BODY.PEEK[]<0.n>: no flag changes), in one fetch: the one
-// that failed the fewest controls (see controlFailed; one answered with
-// nothing counts as failed, see controlUnanswered), the highest UID
-// among those. A NO is the server failing: the error says so, and the
-// session fails. A message the server fails on whenever it is asked for
-// (one read and left in the mailbox long ago, never scanned, so never
-// held) so does not fail every session's control while another message
-// can tell: each control asks for one message, and its failure is
-// counted against that message. (The control asked for the sizes of up
-// to 16 messages first, to ask for the smallest body: a server failing
-// on the size of one of them, as Dovecot does on a mail file without
-// its size in its name that it cannot read, failed every control, and
-// the failure was counted against none.) errNoControl when others is
-// empty.
+// others (see askControl), and keeps the record of the session: the
+// server serves when it returns it (see serving), and the message is
+// chosen after the others from now on when it fails (see controlFailed)
+// or is answered with nothing (see controlUnanswered). A NO is the server
+// failing: the error says so, and the session fails. errNoControl when
+// others is empty, or when the message was answered with nothing.
 func (s *Source) controlAmong(ctx context.Context, c *imapclient.Client, others []imap.UID) error {
 	if len(others) == 0 {
 		return errNoControl
@@ -92,7 +84,39 @@ func (s *Source) controlAmong(ctx context.Context, c *imapclient.Client, others 
 	s.mu.Lock()
 	failed := maps.Clone(s.controlFailures)
 	s.mu.Unlock()
-	u := slices.MinFunc(others, func(a, b imap.UID) int {
+	u, served, err := s.askControl(c, others, failed)
+	if err != nil {
+		s.controlFailed(ctx, u, err)
+		return fmt.Errorf("imap: control: fetch body: %w", err)
+	}
+	if !served {
+		s.controlUnanswered(u)
+		return errNoControl
+	}
+	s.serving()
+	s.controlServed(u)
+	return nil
+}
+
+// askControl is the control's fetch, on c, shared by the watching
+// session (controlAmong) and the completion connection (see
+// completion_poison.go): the first controlBytes of the body of one of
+// others, not empty (BODY.PEEK[]<0.n>: no flag changes), in one fetch:
+// the one that failed the fewest controls (failed), the highest UID
+// among those. It returns the UID asked for, and whether the server
+// returned something of its body: not when it answered with nothing
+// (expunged meanwhile, or a body with nothing in it: no sign the server
+// reads its store, see hasContent). A message the server fails on
+// whenever it is asked for (one read and left in the mailbox long ago,
+// never scanned, so never held) so does not fail every control while
+// another message can tell: each control asks for one message, and its
+// failure is counted against that message by the caller. (The control
+// asked for the sizes of up to 16 messages first, to ask for the
+// smallest body: a server failing on the size of one of them, as Dovecot
+// does on a mail file without its size in its name that it cannot read,
+// failed every control, and the failure was counted against none.)
+func (s *Source) askControl(c *imapclient.Client, others []imap.UID, failed map[imap.UID]int) (u imap.UID, served bool, err error) {
+	u = slices.MinFunc(others, func(a, b imap.UID) int {
 		return cmp.Or(cmp.Compare(failed[a], failed[b]), cmp.Compare(b, a))
 	})
 	w := s.guard(c)
@@ -101,18 +125,9 @@ func (s *Source) controlAmong(ctx context.Context, c *imapclient.Client, others 
 	// unread: a body all the same.
 	bodies, more, err := fetchBodies(c, imap.UIDSetNum(u), section, controlBytes, w)
 	if err = w.done(err); err != nil {
-		s.controlFailed(ctx, u, err)
-		return fmt.Errorf("imap: control: fetch body: %w", err)
+		return u, false, err
 	}
-	if len(bodies[u]) == 0 && more[u] == 0 {
-		// Expunged meanwhile, or a body with nothing in it: no sign the
-		// server reads its store (see hasContent).
-		s.controlUnanswered(u)
-		return errNoControl
-	}
-	s.serving()
-	s.controlServed(u)
-	return nil
+	return u, len(bodies[u]) > 0 || more[u] > 0, nil
 }
 
 // serverReturns asks the server, in the session, for another message

@@ -32,7 +32,8 @@
 //     limit; completion_apply.go: one batch on the completion connection
 //     (find.go: a message found by content once its UID is void;
 //     completion_poison.go: of the messages it reads, those the server
-//     drops the connection on, set aside so the queue gets past them
+//     drops the connection on while it returns another's body (the
+//     control of control.go), set aside so the queue gets past them
 //     (not dead-lettered: it may be another mail than the one looked
 //     for);
 //     move.go: MOVE, or a COPY confirmed before the original is deleted,

@@ -64,7 +64,7 @@ func (s *Source) findByContent(ctx context.Context, c *imapclient.Client, box bo
 		return nil, nil
 	}
 	var bufs []*imapclient.FetchMessageBuffer
-	err = s.fetchCarefully(ctx, box, cands, fetchMetadata, func(uids []imap.UID) error {
+	err = s.fetchCarefully(ctx, c, box, cands, fetchMetadata, func(uids []imap.UID) error {
 		b, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Envelope: true, RFC822Size: true}).Collect()
 		bufs = append(bufs, b...)
 		return err
@@ -163,7 +163,7 @@ func (s *Source) sameContent(ctx context.Context, c *imapclient.Client, box boxR
 	var same []imap.UID
 	for i := 0; i < len(uids); i += per {
 		group := uids[i:min(i+per, len(uids))]
-		err := s.fetchCarefully(ctx, box, group, fetchBody, func(uids []imap.UID) error {
+		err := s.fetchCarefully(ctx, c, box, group, fetchBody, func(uids []imap.UID) error {
 			bodies, _, err := fetchBodies(c, imap.UIDSetNum(uids...), &imap.FetchItemBodySection{Peek: true}, int64(r.size), nil)
 			for _, u := range uids {
 				if b, ok := bodies[u]; ok && len(b) == r.size && sha256.Sum256(b) == r.sum {

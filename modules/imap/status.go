@@ -62,7 +62,10 @@ type Status struct {
 	// CompletionSetAside counts the messages set aside by the
 	// completions: the connection ended whenever one was fetched alone
 	// while looking for a task's mail (by content: it may be another
-	// mail than the one looked for, so no dead letter is made for it).
+	// mail than the one looked for, so no dead letter is made for it),
+	// the server returning the body of another mail of the mailbox in
+	// the same attempts, or none there to ask for over RefusalSpan (see
+	// completion_poison.go).
 	// They are left where they are and passed over by later completions
 	// until a restart; one of the watched mailbox is given up by the
 	// emission on its own (Refused) if the server fails on it there too.
