@@ -120,3 +120,53 @@ func TestControlBodyLongerThanAskedForProvesTheServerServes(t *testing.T) {
 	require.Equal(t, "1@example.com", standIn.Header(imap.HeaderMessageID))
 	require.Contains(t, standIn.Header(task.HeaderRejected), "while it returned other mail")
 }
+
+// The server answering one mail's body with nothing in it (BODY[] "",
+// OK) while its RFC822.SIZE says it holds something: the mail was
+// emitted with an empty payload, its order lost as an empty mail (the
+// worker finds nothing in it, and the mail is moved away as handled).
+// Such a body is no body: the mail is refused as one the server does not
+// return, held while the server returns the others, and given up (its
+// stand-in dead-lettered with the reason, the mail kept whole in the
+// failed folder) only on that evidence over RefusalSpan.
+func TestBodyReturnedEmptyIsNotEmitted(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 3) // UID 2 is the one answered empty
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || strings.Fields(rest)[0] != "2" {
+			return false
+		}
+		// UIDs are sequence numbers here: nothing was expunged.
+		c.Reply(fmt.Sprintf("* 2 FETCH (UID 2 BODY[] \"\")\r\n%s OK Fetch completed.\r\n", tag))
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.BatchSize = 1 // 2's body fetched alone
+	cfg.RefusalSpan = 300 * time.Millisecond
+	src, _ := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	require.Eventually(t, func() bool {
+		for _, tk := range em.all() {
+			if tk.Header(imap.HeaderMessageID) == "2@example.com" {
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 5*time.Millisecond)
+	waitEmitted(t, em, 3)
+	for _, tk := range em.all() {
+		if tk.Header(imap.HeaderMessageID) != "2@example.com" {
+			require.NotEmpty(t, tk.Payload, tk.Key)
+			require.Empty(t, tk.Header(task.HeaderRejected), tk.Key)
+			continue
+		}
+		require.Empty(t, tk.Payload)
+		require.Contains(t, tk.Header(task.HeaderRejected), "returned the message empty",
+			"emitted as a mail with an empty payload")
+	}
+	require.EqualValues(t, 1, src.Status().Refused)
+}

@@ -126,9 +126,10 @@ func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, err
 // given up once due, returned (refs) for their stand-ins (see
 // settleRefused, refusedTask). If it returns none (a group of one
 // included), the refusals are returned as a refusedGroup error, settled
-// by processChunk with the other groups' answers. A group the
-// connection ended on is fetched one by one in the next sessions (see
-// poison.go).
+// by processChunk with the other groups' answers. A body returned with
+// nothing in it while the message's RFC822.SIZE is above 0 is refused so
+// too (see returnedEmpty). A group the connection ended on is fetched
+// one by one in the next sessions (see poison.go).
 func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []meta) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, refs []refusal, err error) {
 	uids := make([]imap.UID, len(group))
 	for i, m := range group {
@@ -139,18 +140,25 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 	alone := suspect
 	if !alone {
 		bodies, oversize, err = s.fetchBodies(c, imap.UIDSetNum(uids...))
-		if s.suspectAll(ctx, uids, fetchBody, err) || !refused(err) {
-			if err == nil {
+		switch {
+		case s.suspectAll(ctx, uids, fetchBody, err) || err != nil && !refused(err):
+			return nil, nil, nil, err
+		case err == nil:
+			if refs = returnedEmpty(group, bodies); len(refs) == 0 {
 				s.fetchedFine(bodies, oversize)
+				return bodies, oversize, nil, nil
 			}
-			return bodies, oversize, nil, err
+		default:
+			bodies, oversize = nil, nil
+			if len(group) == 1 {
+				refs = append(refs, refusal{m: group[0], err: err}) // asking again is the same question
+			}
+			alone = len(group) > 1
 		}
-		if len(group) == 1 {
-			refs = append(refs, refusal{m: group[0], err: err}) // asking again is the same question
-		}
-		alone = len(group) > 1
 	}
-	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
+	if bodies == nil {
+		bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
+	}
 	if alone {
 		if suspect {
 			if err := s.proveServing(ctx, c, uids, fetchBody); err != nil {
@@ -179,6 +187,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 				s.lostAlone(ctx, m, fetchBody, err)
 				return nil, nil, nil, err
 			}
+			refs = append(refs, returnedEmpty([]meta{m}, b)...)
 			maps.Copy(bodies, b)
 			maps.Copy(oversize, o)
 		}
@@ -195,6 +204,23 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 		return nil, nil, nil, err
 	}
 	return bodies, oversize, append(lost, given...), nil
+}
+
+// returnedEmpty takes out of bodies those of group the server returned
+// with nothing in them while their RFC822.SIZE says they hold something,
+// and returns them as refused (see settleRefused): such a body is no
+// body (a server whose store fails may answer so), and emitted it would
+// be handled as an empty mail, its content lost. One whose size is 0
+// is returned as it is.
+func returnedEmpty(group []meta, bodies map[imap.UID][]byte) []refusal {
+	var refs []refusal
+	for _, m := range group {
+		if b, ok := bodies[m.uid]; ok && len(b) == 0 && m.size > 0 {
+			delete(bodies, m.uid)
+			refs = append(refs, refusal{m: m, err: fmt.Errorf("the server returned the message empty, its RFC822.SIZE being %d bytes", m.size)})
+		}
+	}
+	return refs
 }
 
 // refusedGroup is fetchGroup's error for a group of which the server
