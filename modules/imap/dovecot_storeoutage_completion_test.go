@@ -82,6 +82,67 @@ func TestDovecotStoreOutageDuringALookupSetsNothingAside(t *testing.T) {
 	require.Zero(t, src.Status().CompletionSetAside)
 }
 
+// As above, for a dead letter re-driven and then successful: its mail is
+// looked for by content in the failed folder, whose store fails for a
+// few seconds. The mail was set aside there, not found, and stayed in
+// Failed though its task succeeded. It is moved to Processed once the
+// store is back.
+func TestDovecotStoreOutageDuringARedriveSetsNothingAside(t *testing.T) {
+	t.Parallel()
+	d := dovecottest.Start(t)
+	require.NoError(t, d.Save("INBOX", imaptest.Message("1@redrive", "order", "1@redrive")))
+	require.NoError(t, d.Save("INBOX", imaptest.Message("2@other", "order", "2@other")))
+	cfg := dovecotConfig(d, imap.ModePoll)
+	cfg.Reconnect = imap.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}
+	src := newSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 2)
+	for _, tk := range em.all() {
+		complete(t, src, tk, task.DeadLettered)
+	}
+	require.Equal(t, 2, dovecotCount(t, d, "Failed"))
+	var redriven *task.Task
+	for _, tk := range em.all() {
+		if tk.Header(imap.HeaderMessageID) == "1@redrive" {
+			redriven = tk
+		}
+	}
+	require.NotNil(t, redriven)
+	// The Message-ID header in Dovecot's cache: the search is answered
+	// while the store fails, the envelopes and bodies are not.
+	c, err := d.Dial()
+	require.NoError(t, err)
+	_, err = c.Select("Failed", nil).Wait()
+	require.NoError(t, err)
+	_, err = c.UIDSearch(&goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: "1@redrive"}}}, nil).Wait()
+	require.NoError(t, err)
+	require.NoError(t, c.Logout().Wait())
+	restore := storeFails(t, d, "Failed")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	failures := src.Status().CompletionFailures
+	require.NoError(t, src.Complete(ctx, redriven, task.Succeeded, ""))
+	began := time.Now()
+	require.Eventually(t, func() bool {
+		st := src.Status()
+		return st.CompletionSetAside > 0 || st.CompletionsPending == 0 && st.CompletedOK > 0 ||
+			st.CompletionFailures > failures+4*imap.RefusedSessionsBeforeSetAside && time.Since(began) > 10*cfg.Reconnect.Max
+	}, 20*time.Second, 10*time.Millisecond)
+	require.Zero(t, src.Status().CompletionSetAside, "the mail set aside while the store failed")
+
+	restore()
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+	ids, err := d.MessageIDs("Processed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1@redrive"}, ids, "the re-driven mail moved out of Failed once the store is back")
+	ids, err = d.MessageIDs("Failed")
+	require.NoError(t, err)
+	require.Equal(t, []string{"2@other"}, ids)
+	require.Zero(t, src.Status().CompletionSetAside)
+}
+
 // uidValidity is box's UIDVALIDITY on d.
 func uidValidity(t *testing.T, d *dovecottest.Server, box string) uint32 {
 	t.Helper()
