@@ -33,34 +33,36 @@ import (
 // re-driven dead letter stayed in the failed folder, a COPY was made
 // twice. A fetch of one message that ends the connection before any
 // proof only makes it a suspect. A control that fails is counted against
-// its message, which is asked for after the others next time; a server
-// that fails on every other message of the mailbox (each refused, or
-// dropped) is taken for failing as a whole, and the completions wait.
+// its message, which is asked for after the others next time, and no
+// longer once it failed in RefusedSessionsBeforeSetAside attempts over
+// Config.RefusalSpan (it proves nothing).
 //
 // One whose fetch alone ended the connection, with that proof, in
 // RefusedSessionsBeforeSetAside consecutive attempts over at least
 // Reconnect.Max is set aside. When the mailbox holds no other message to
-// ask for (nor one answering with something), the drops are counted all
-// the same, so that a mail the server dies on does not stall every
-// completion behind it for ever; they must then span
-// Config.RefusalSpan (the scan's span for a failure that is not a
-// moment's, one minute by default) too: a store outage shorter than that
-// sets nothing aside, a longer one, with nothing else in the mailbox,
-// may (logged). A message set aside is no longer fetched, and is taken
-// for a message other than the one looked for (its bytes cannot be read
-// to tell), for the life of the source; the suspects and counts are
-// forgotten once a batch goes through, and a message's once the fetch
-// the connection ended on (its envelope, or its body) goes through
-// alone: not another (its envelope may come from the server's index
-// while its body never comes). It stays where it is, and no dead
-// letter is made for it, as the emission does for a message it gives up
-// (refusedTask): it was fetched as a candidate for another task's mail
-// (same Message-ID, or about the same size), and may be a mail never
-// emitted nor handled, that a stand-in would move to the failed folder
-// under a reason that is not its own. A mail of the watched mailbox is
-// emitted by the scan, which gives it up with its own stand-in if the
-// server fails on it there too; one in the failed folder has its dead
-// letter already.
+// ask for (nor one answering with something, nor one that has not failed
+// the control over RefusalSpan), the drops are counted all the same, so
+// that a mail the server dies on does not stall every completion behind
+// it for ever; they must then span Config.RefusalSpan (the scan's span
+// for a failure that is not a moment's, one minute by default) too. So a
+// store outage shorter than RefusalSpan sets nothing aside; a longer one
+// may (with other mail in the mailbox, once every other mail failed the
+// control over RefusalSpan and the drops spanned it once more: logged,
+// and counted in Status.CompletionSetAside). A message set aside is no
+// longer fetched, and is taken for a message other than the one looked
+// for (its bytes cannot be read to tell), for the life of the source;
+// the suspects and counts are forgotten once a batch goes through, and a
+// message's once the fetch the connection ended on (its envelope, or its
+// body) goes through alone: not another (its envelope may come from the
+// server's index while its body never comes). It stays where it is, and
+// no dead letter is made for it, as the emission does for a message it
+// gives up (refusedTask): it was fetched as a candidate for another
+// task's mail (same Message-ID, or about the same size), and may be a
+// mail never emitted nor handled, that a stand-in would move to the
+// failed folder under a reason that is not its own. A mail of the
+// watched mailbox is emitted by the scan, which gives it up with its own
+// stand-in if the server fails on it there too; one in the failed folder
+// has its dead letter already.
 
 // boxRef is a mailbox as the completion connection selected it.
 type boxRef struct {
@@ -88,8 +90,9 @@ type completionSuspects struct {
 	unproven map[boxUID]bool
 	setAside map[boxUID]bool
 	// controlFailures: the controls of a message that failed, or that
-	// the server answered with nothing: it is asked for after the others.
-	controlFailures map[boxUID]int
+	// the server answered with nothing: it is asked for after the others,
+	// and no longer once they are due (see proveOnCompletion).
+	controlFailures map[boxUID]refusedAlone
 	// Of the current attempt (see attemptBegins): the mailboxes where the
 	// server returned the body of a control (proven), and those where it
 	// had none to return (noControl).
@@ -101,7 +104,7 @@ func (cs *completionSuspects) init() {
 	cs.lost = map[boxUID]refusedAlone{}
 	cs.unproven = map[boxUID]bool{}
 	cs.setAside = map[boxUID]bool{}
-	cs.controlFailures = map[boxUID]int{}
+	cs.controlFailures = map[boxUID]refusedAlone{}
 	cs.proven = map[boxRef]bool{}
 	cs.noControl = map[boxRef]bool{}
 }
@@ -210,7 +213,11 @@ func (s *Source) completionSpan(k boxUID) time.Duration {
 // proven: the server returned it, and a connection then ending on u counts
 // against u. Not proven, and no error, when box holds no such message,
 // or the control's was answered with nothing: the drops are counted
-// over a longer span (see completionSpan). The error when the control
+// over a longer span (see completionSpan). A message that failed the
+// control in RefusedSessionsBeforeSetAside attempts over RefusalSpan is
+// no such message: it proves nothing (a mail the server fails on too),
+// and a mailbox of such mail would otherwise hold up the completions for
+// ever; a store outage shorter than RefusalSpan makes none. The error when the control
 // fails, the server failing as a whole: nothing is counted, the batch
 // fails and is retried with back-off (a sessionError: not a refusal of
 // the batch's messages).
@@ -229,11 +236,13 @@ func (s *Source) proveOnCompletion(ctx context.Context, c *imapclient.Client, bo
 	}
 	var others []imap.UID
 	failed := map[imap.UID]int{}
+	now := s.now()
 	for _, o := range all {
 		k := boxUID{box, o}
-		if _, lost := cs.lost[k]; o != u && !lost && !cs.setAside[k] {
+		cf := cs.controlFailures[k]
+		if _, lost := cs.lost[k]; o != u && !lost && !cs.setAside[k] && !cf.due(now, s.cfg.refusalSpan()) {
 			others = append(others, o)
-			failed[o] = cs.controlFailures[k]
+			failed[o] = cf.sessions
 		}
 	}
 	if len(others) == 0 {
@@ -244,14 +253,18 @@ func (s *Source) proveOnCompletion(ctx context.Context, c *imapclient.Client, bo
 	k := boxUID{box, o}
 	if err != nil {
 		if ctx.Err() == nil {
-			cs.controlFailures[k]++
+			cf := cs.controlFailures[k]
+			cf.add(s.now(), err)
+			cs.controlFailures[k] = cf
 		}
 		s.log.Warn("completion: the server returns no other mail either: nothing counted against the message looked at, retrying",
 			zap.String("folder", box.name), zap.Uint32("uid", uint32(u)), zap.Uint32("control_uid", uint32(o)), zap.Error(err))
 		return false, sessionError{fmt.Errorf("the connection ended on a message of %q fetched alone before, and the server returns the body of no other either (none counted): control: %w", box.name, err)}
 	}
 	if !served {
-		cs.controlFailures[k]++
+		cf := cs.controlFailures[k]
+		cf.add(s.now(), errNoControl)
+		cs.controlFailures[k] = cf
 		cs.noControl[box] = true
 		return false, nil
 	}

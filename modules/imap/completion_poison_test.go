@@ -190,3 +190,56 @@ func TestCompletionSetsAsideTheOnlyCandidateOverRefusalSpan(t *testing.T) {
 	require.EqualValues(t, 1, src.Status().CompletionSetAside)
 	require.Len(t, messages(t, srv, "INBOX"), 1, "left where it is")
 }
+
+// As above, the mailbox holding one other mail, whose body the server
+// drops the connection on too: every control failed, the server was
+// taken for failing as a whole, and the completion, and every one queued
+// after it, was retried for ever. A mail that failed the control in
+// RefusedSessionsBeforeSetAside attempts over RefusalSpan can prove
+// nothing: it is no longer asked for, and with no other mail to ask for
+// the candidate's drops count over RefusalSpan.
+func TestCompletionGetsPastCandidateWhenEveryControlFails(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	for _, m := range [][]byte{
+		imaptest.Message("1@no-proof", "order", "a mail of the same id"),
+		imaptest.Message("2@no-proof", "order", "another mail, its body failing too"),
+	} {
+		_, err := srv.Append("INBOX", m)
+		require.NoError(t, err)
+	}
+	var controls atomic.Int32
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		_, name, rest := command(line)
+		if name != "UID FETCH" {
+			return false
+		}
+		set := strings.Fields(rest)[0]
+		switch {
+		case strings.Contains(rest, "ENVELOPE") && uidSetHas(set, 1):
+		case strings.Contains(rest, "BODY.PEEK[]") && uidSetHas(set, 2):
+			controls.Add(1)
+		default:
+			return false
+		}
+		c.Close()
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.RefusalSpan = 500 * time.Millisecond
+	src := newSource(t, cfg)
+	validity, err := srv.UIDValidity("INBOX")
+	require.NoError(t, err)
+	tk := &task.Task{Key: "k", Payload: imaptest.Message("1@no-proof", "order", "the order"), Headers: map[string]string{
+		imap.HeaderMessageID: "1@no-proof", imap.HeaderUID: "1", imap.HeaderUIDValidity: strconv.FormatUint(uint64(validity)+1, 10),
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	began := time.Now()
+	require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+	require.GreaterOrEqual(t, time.Since(began), cfg.RefusalSpan, "set aside before RefusalSpan")
+	require.GreaterOrEqual(t, controls.Load(), int32(imap.RefusedSessionsBeforeSetAside))
+	require.EqualValues(t, 1, src.Status().CompletionSetAside)
+	require.Len(t, messages(t, srv, "INBOX"), 2, "both left where they are")
+}

@@ -50,7 +50,8 @@ func TestDovecotStoreOutageDuringALookupSetsNothingAside(t *testing.T) {
 
 	cfg := dovecotConfig(d, imap.ModePoll)
 	cfg.Reconnect = imap.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}
-	src := newSource(t, cfg) // not run: only its completions
+	cfg.RefusalSpan = time.Minute // the outage is shorter (see completion_poison.go)
+	src := newSource(t, cfg)      // not run: only its completions
 	validity := uidValidity(t, d, "INBOX")
 	tk := &task.Task{Key: "k", Payload: mail, Headers: map[string]string{
 		imap.HeaderMessageID: "1@lookup", imap.HeaderUID: "1", imap.HeaderUIDValidity: strconv.FormatUint(uint64(validity)+1, 10),
@@ -94,6 +95,7 @@ func TestDovecotStoreOutageDuringARedriveSetsNothingAside(t *testing.T) {
 	require.NoError(t, d.Save("INBOX", imaptest.Message("2@other", "order", "2@other")))
 	cfg := dovecotConfig(d, imap.ModePoll)
 	cfg.Reconnect = imap.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}
+	cfg.RefusalSpan = time.Minute // the outage is shorter (see completion_poison.go)
 	src := newSource(t, cfg)
 	em := &fakeEmitter{}
 	start(t, src, em)
