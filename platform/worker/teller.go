@@ -24,7 +24,9 @@ import (
 // plba.task.dead_lettered); with task.Succeeded for a finished task,
 // counted only when the source fails (its success was counted, if at all,
 // by the settlement that recorded it). Nothing is dropped while the
-// runtime runs: what is queued when it stops is told within Stop's ctx.
+// runtime runs: what is queued when it stops is told within Stop's ctx;
+// when that ends first, the telling in progress is cancelled, the rest is
+// logged as not told, and the goroutine ends (a later Stop waits for it).
 // What the backend reports after that (it closes after the pools) is
 // logged as not told.
 type teller struct {
@@ -38,7 +40,11 @@ type teller struct {
 	running bool
 	wake    chan struct{}
 	stop    chan struct{}
-	done    chan struct{}
+	done    chan struct{} // nil until start; closed once the goroutine ended
+	// cut bounds the goroutine's telling; cancelled when close's ctx
+	// ends before the goroutine did.
+	cut       context.Context
+	cancelCut context.CancelFunc
 }
 
 // toldOutcome is an outcome the teller tells a task's source.
@@ -136,45 +142,54 @@ func (d *teller) start() {
 	}
 	d.running = true
 	d.stop, d.done = make(chan struct{}), make(chan struct{})
-	go d.run()
+	d.cut, d.cancelCut = context.WithCancel(context.Background())
+	go d.run(d.cut, d.stop, d.done)
 }
 
 // close stops the goroutine after it told what is queued, within ctx.
+// When ctx ends first, the goroutine's telling is cut short (see drain)
+// and close returns an error; the goroutine ends once the Complete in
+// progress returned, and a later close waits for that.
 func (d *teller) close(ctx context.Context) error {
 	d.mu.Lock()
-	if !d.running {
+	if d.done == nil {
 		d.mu.Unlock()
-		return nil
+		return nil // never started
 	}
-	d.running = false
-	stop, done := d.stop, d.done
+	if d.running {
+		d.running = false
+		close(d.stop)
+	}
+	done, cancelCut := d.done, d.cancelCut
 	d.mu.Unlock()
-	close(stop)
 	select {
 	case <-done:
+		cancelCut()
+		return nil
 	case <-ctx.Done():
+		cancelCut()
 		return fmt.Errorf("worker: tell sources of the outcomes the backend found: %w", ctx.Err())
 	}
-	// Whatever arrived meanwhile.
-	d.drain(ctx)
-	return nil
 }
 
-func (d *teller) run() {
-	defer close(d.done)
+// run is the goroutine: it tells what is queued, bounded by cut, until
+// stop is closed and what was queued before is told.
+func (d *teller) run(cut context.Context, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
 	for {
 		select {
 		case <-d.wake:
-			d.drain(context.Background())
-		case <-d.stop:
-			d.drain(context.Background())
+			d.drain(cut)
+		case <-stop:
+			d.drain(cut)
 			return
 		}
 	}
 }
 
 // drain tells every queued outcome, each bounded by parent and by the
-// task timeout of its queue's pool (DefaultTaskTimeout without one).
+// task timeout of its queue's pool (DefaultTaskTimeout without one). Once
+// parent ended (close's ctx did), what is left is logged as not told.
 func (d *teller) drain(parent context.Context) {
 	for {
 		d.mu.Lock()
@@ -185,6 +200,14 @@ func (d *teller) drain(parent context.Context) {
 			return
 		}
 		for _, o := range batch {
+			if parent.Err() != nil {
+				if p := d.pools[o.t.Queue]; p != nil {
+					p.n.completionFailed.Add(1)
+				}
+				d.log.Warn("the runtime stopped before the source of a task the backend finished was told; it is not told",
+					zap.String("task", o.t.ID), zap.String("queue", o.t.Queue), zap.String("outcome", string(o.o)))
+				continue
+			}
 			d.tell(parent, o)
 		}
 	}
