@@ -39,8 +39,9 @@ type Stats struct {
 	// in Dead as well).
 	SettleFailed SettleFailures `json:"settle_failed"`
 	// CompletionFailed counts completions (source.Completer) that returned
-	// an error after the backend settled the task. They are logged and not
-	// retried by the pool: the settlement stands.
+	// an error after the backend settled the task, and those of outcomes
+	// the backend found on its own that the runtime stopped before telling.
+	// They are logged and not retried by the pool: the settlement stands.
 	CompletionFailed int64 `json:"completion_failed"`
 	// Expired counts deliveries skipped because their lease ended (or
 	// could not be extended) while they waited for a worker, and those
