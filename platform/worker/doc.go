@@ -156,7 +156,8 @@
 // leader), are bounded by Stop's ctx as well as by the lease (a
 // give-back or a settlement that starts only after that ctx ended, such
 // as that of a handler that returns once Stop's ended ctx cancelled it,
-// has a short grace of its own, 50ms); a settlement cut short is told to no source,
+// has a short grace of its own, 50ms, and Stop waits for it within two
+// such graces after its grace for cancelled handlers); a settlement cut short is told to no source,
 // and the backend delivers the task again. When ctx ends first, Stop returns an error naming what
 // still runs (a handler that ignores its cancellation included: Stop
 // gives its delivery back itself) and the settlements it cut short. Stop returns by ctx's

@@ -131,7 +131,9 @@ func byDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 //
 // Stop returns nil only once every goroutine of the pool has ended. When
 // ctx ends first, it waits a short grace for cancelled handlers, gives back
-// itself the deliveries of handlers that ignore their context, and returns
+// itself the deliveries of handlers that ignore their context, waits two
+// more for those give-backs and for the settlements of the handlers that
+// returned within the grace (see awaitSettled), and returns
 // an error wrapping ctx.Err() that names what still runs (those handlers,
 // settlements, give-backs and lease renewals in progress, the fetcher, the
 // housekeeper's lease extension; "pool goroutines" when it is none of
@@ -259,7 +261,9 @@ func (p *Pool) overrun(ctx, limit context.Context) error {
 	select {
 	case <-p.stop.done:
 	case <-grace.C:
+		spare := time.Now().Add(2 * stopGrace)
 		abandoned = p.abandon(ctx, limit)
+		p.awaitSettled(len(abandoned), spare, limit)
 	case <-limit.Done():
 		abandoned = p.abandon(ctx, limit)
 	}
@@ -299,6 +303,35 @@ func (p *Pool) overrun(ctx, limit context.Context) error {
 		err = fmt.Errorf("%w; %s", err, cutShort(n))
 	}
 	return err
+}
+
+// awaitSettled waits, until spare (the two graces Stop keeps for
+// give-backs after its grace for cancelled handlers, see stopMargin) or
+// limit ends, for the pool to end, or, when abandoned handlers (see
+// abandon) keep it from ending, for all else it does to end: the
+// settlements of handlers that returned within the grace, whose
+// give-backs (bounded by a grace of their own, see stopBounded) and
+// telling may run past it, and the other work Stop's error would name.
+// Stop's error named such a settlement as still running, the graces for
+// it unused.
+func (p *Pool) awaitSettled(abandoned int, spare time.Time, limit context.Context) {
+	tick := time.NewTicker(stopGrace / 10)
+	defer tick.Stop()
+	for {
+		if abandoned > 0 && p.n.inFlight.Load() <= int64(abandoned) && len(p.stop.running.describe()) == 0 {
+			return // all that is left is the abandoned handlers
+		}
+		if !time.Now().Before(spare) {
+			return
+		}
+		select {
+		case <-p.stop.done:
+			return
+		case <-limit.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // cutShort is how Stop's error names n settlements its ctx cut short.

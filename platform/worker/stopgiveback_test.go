@@ -203,3 +203,52 @@ func TestRefusedGiveBackOfAnAbandonedHandlerIsReported(t *testing.T) {
 	var se *task.SettleError
 	require.ErrorAs(t, errs[0], &se, "the handler succeeded: its settlement failed")
 }
+
+// lateRelease is a memory backend whose Release takes delay, ignoring
+// its ctx, then gives the delivery back.
+type lateRelease struct {
+	*memory.Backend
+	delay time.Duration
+}
+
+func (b lateRelease) Release(_ context.Context, d *queue.Delivery) error {
+	time.Sleep(b.delay)
+	return b.Backend.Release(context.Background(), d)
+}
+
+// TestStopWaitsForAGiveBackRunningPastItsGrace: a handler that returns
+// at once when Stop, whose ctx ended, cancels it has its delivery given
+// back; when that give-back runs past Stop's grace for cancelled
+// handlers (here a Release that takes 60ms, a little longer than that
+// grace), Stop waits for it within the spare graces it keeps for
+// give-backs (two), as it does for its own, and returns nil once the
+// pool ended. It returned at once, naming "1 workers settling their
+// deliveries", with the give-back still running.
+func TestStopWaitsForAGiveBackRunningPastItsGrace(t *testing.T) {
+	t.Parallel()
+	be := lateRelease{Backend: newMemory(t), delay: 60 * time.Millisecond}
+	obs := &outcomes{}
+	started := make(chan struct{})
+	cfg := fast
+	cfg.Concurrency = 1
+	cfg.Lease = 30 * time.Second
+	cfg.DrainTimeout = time.Minute // Stop's ctx ends first
+	p, err := worker.NewPool(worker.PoolParams{Queue: "default", Config: cfg, Backend: be, Observer: obs,
+		Router: mustRouter(t, task.Route{Kind: "k", Handler: task.HandlerFunc(func(ctx context.Context, _ *task.Task) error {
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		})})})
+	require.NoError(t, err)
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
+	require.NoError(t, p.Start(context.Background()))
+	within(t, started, "the handler to start")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Stop's ctx has ended: the handler is cancelled at once
+	require.NoError(t, p.Stop(ctx), "the pool ended within Stop's graces")
+
+	require.Equal(t, int64(1), p.Stats().Returned)
+	outs, _ := obs.snapshot()
+	require.Equal(t, []task.Outcome{task.Returned}, outs)
+}
