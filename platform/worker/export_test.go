@@ -32,3 +32,9 @@ func StepWallClock(p *Pool, d time.Duration) {
 		panic("StepWallClock: time.Time's layout changed")
 	}
 }
+
+// SetStopGrace makes p, not started yet, wait d instead of stopGrace
+// (see stopGrace): tests whose handlers must return within it, or whose
+// give-backs must end within the graces after it, get margins a loaded
+// machine keeps.
+func SetStopGrace(p *Pool, d time.Duration) { p.grace = d }

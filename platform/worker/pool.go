@@ -123,6 +123,8 @@ type Pool struct {
 	extendEvery, renewBelow time.Duration
 	extendCtx               context.Context
 	extendCancel            context.CancelFunc
+	// grace is stopGrace (tests lengthen it, see SetStopGrace).
+	grace time.Duration
 	// settling is the parent of every settlement call (settleCtx); it
 	// ends with Stop's ctx, so a settlement in progress when Stop began
 	// (bounded only by the lease before) ends with it too.
@@ -185,6 +187,7 @@ func NewPool(p PoolParams) (*Pool, error) {
 	pl.settling, pl.settlingStop = context.WithCancel(context.Background())
 	pl.extendEvery = min(max(cfg.Lease/4, time.Millisecond), 5*time.Second)
 	pl.renewBelow = max(cfg.Lease/2, pl.extendEvery)
+	pl.grace = stopGrace
 	pl.target.Store(int64(cfg.Concurrency))
 	k := make(chan struct{})
 	pl.kick.Store(&k)

@@ -251,7 +251,7 @@ func (p *Pool) stopBounded() (context.Context, context.CancelFunc) {
 	if stop.Err() == nil {
 		return stop, func() {}
 	}
-	return context.WithTimeout(context.WithoutCancel(stop), stopGrace)
+	return context.WithTimeout(context.WithoutCancel(stop), p.grace)
 }
 
 // settleCtx bounds a settlement call (retry, dead letter) by the lease
@@ -270,7 +270,7 @@ func (p *Pool) stopBounded() (context.Context, context.CancelFunc) {
 // ctx it could not even be tried.
 func (p *Pool) settleCtx() (context.Context, context.CancelFunc) {
 	if p.settling.Err() != nil || p.settleParent().Err() != nil { // (p.settling ends a moment after Stop's ctx)
-		return context.WithTimeout(context.Background(), min(stopGrace, p.cfg.Lease))
+		return context.WithTimeout(context.Background(), min(p.grace, p.cfg.Lease))
 	}
 	return context.WithTimeout(p.settling, p.cfg.Lease)
 }

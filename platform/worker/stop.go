@@ -94,23 +94,23 @@ func (s *stopping) init() {
 const stopGrace = 50 * time.Millisecond
 
 // stopMargin is how long before its ctx's deadline Stop stops waiting
-// (see byDeadline): the grace and the give-backs after it (at most three
-// stop graces) end before the deadline, not after it.
-const stopMargin = 4 * stopGrace
+// (see byDeadline), in stop graces: the grace and the give-backs after it
+// (at most three stop graces) end before the deadline, not after it.
+const stopMargin = 4
 
 // byDeadline returns the context Stop works within: ctx, or, when ctx has
-// a deadline, one that ends stopMargin before it (at most half the time
+// a deadline, one that ends margin before it (at most half the time
 // left), so that Stop returns by ctx's deadline even when it has to wait
 // out its grace and give back the deliveries of handlers that ignore
 // their cancellation. A caller that stops something else after the pool
 // within the same deadline (fx runs no stop hook once the deadline has
 // passed) gets its turn.
-func byDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+func byDeadline(ctx context.Context, margin time.Duration) (context.Context, context.CancelFunc) {
 	dl, ok := ctx.Deadline()
 	if !ok {
 		return ctx, func() {}
 	}
-	margin := min(stopMargin, time.Until(dl)/2)
+	margin = min(margin, time.Until(dl)/2)
 	return context.WithDeadline(ctx, dl.Add(-max(margin, 0)))
 }
 
@@ -149,7 +149,7 @@ func byDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 func (p *Pool) Stop(ctx context.Context) error {
 	limit, cancelLimit := deadlineOf(ctx)
 	defer cancelLimit()
-	ctx, cancel := byDeadline(ctx)
+	ctx, cancel := byDeadline(ctx, stopMargin*p.grace)
 	defer cancel()
 	p.mu.Lock()
 	switch p.state {
@@ -256,12 +256,12 @@ func deadlineOf(ctx context.Context) (context.Context, context.CancelFunc) {
 // Its grace, and its wait for the give-backs after it (abandon), end at
 // limit's end at the latest: the caller's deadline.
 func (p *Pool) overrun(ctx, limit context.Context) error {
-	grace := time.NewTimer(stopGrace)
+	grace := time.NewTimer(p.grace)
 	var abandoned []string
 	select {
 	case <-p.stop.done:
 	case <-grace.C:
-		spare := time.Now().Add(2 * stopGrace)
+		spare := time.Now().Add(2 * p.grace)
 		abandoned = p.abandon(ctx, limit)
 		p.awaitSettled(len(abandoned), spare, limit)
 	case <-limit.Done():
@@ -315,7 +315,7 @@ func (p *Pool) overrun(ctx, limit context.Context) error {
 // Stop's error named such a settlement as still running, the graces for
 // it unused.
 func (p *Pool) awaitSettled(abandoned int, spare time.Time, limit context.Context) {
-	tick := time.NewTicker(stopGrace / 10)
+	tick := time.NewTicker(p.grace / 10)
 	defer tick.Stop()
 	for {
 		if abandoned > 0 && p.n.inFlight.Load() <= int64(abandoned) && len(p.stop.running.describe()) == 0 {
@@ -372,7 +372,7 @@ func (p *Pool) abandon(ctx, limit context.Context) []string {
 		close(finished)
 		return nil
 	}
-	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.grace)
 	n := int64(len(ds))
 	end := p.stop.running.begin(giveBacks, n)
 	go func() {
@@ -383,7 +383,7 @@ func (p *Pool) abandon(ctx, limit context.Context) []string {
 		// settlement, when it returns, reports that (claimedByStop).
 		p.giveBackAll(gctx, ds, false, func(i int, g givenBack) { taken[i].gaveBack(g) })
 	}()
-	wait := time.NewTimer(2 * stopGrace)
+	wait := time.NewTimer(2 * p.grace)
 	select {
 	case <-finished:
 	case <-wait.C:

@@ -55,6 +55,7 @@ func TestHandlerCancelledByStopsEndedCtxIsGivenBack(t *testing.T) {
 			return ctx.Err()
 		})})})
 	require.NoError(t, err)
+	worker.SetStopGrace(p, time.Second) // the handler returns within it on a loaded machine too
 	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
 	require.NoError(t, p.Start(context.Background()))
 	within(t, started, "the handler to start")
@@ -107,14 +108,15 @@ func TestSettlementBegunAfterStopsCtxEndedIsTried(t *testing.T) {
 			close(started)
 			<-ctx.Done()
 			// Within Stop's grace (it gives back itself what a handler
-			// still holds after it), but past the moment Stop's ctx
-			// ended for its settlements (the settlement fails, the test
-			// with it, only when it begins after that).
-			time.Sleep(20 * time.Millisecond)
+			// still holds after it; a second here), but past the moment
+			// Stop's ctx ended for its settlements (the settlement
+			// fails, the test with it, only when it begins after that).
+			time.Sleep(200 * time.Millisecond)
 			runtime.Goexit()
 			return nil
 		})})})
 	require.NoError(t, err)
+	worker.SetStopGrace(p, time.Second)
 	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
 	require.NoError(t, p.Start(context.Background()))
 	within(t, started, "the handler to start")
@@ -219,14 +221,15 @@ func (b lateRelease) Release(_ context.Context, d *queue.Delivery) error {
 // TestStopWaitsForAGiveBackRunningPastItsGrace: a handler that returns
 // at once when Stop, whose ctx ended, cancels it has its delivery given
 // back; when that give-back runs past Stop's grace for cancelled
-// handlers (here a Release that takes 60ms, a little longer than that
-// grace), Stop waits for it within the spare graces it keeps for
-// give-backs (two), as it does for its own, and returns nil once the
-// pool ended. It returned at once, naming "1 workers settling their
-// deliveries", with the give-back still running.
+// handlers (here a Release that takes one and a half graces), Stop waits
+// for it within the spare graces it keeps for give-backs (two), as it
+// does for its own, and returns nil once the pool ended. It returned at
+// the grace's end, naming "1 workers settling their deliveries", with
+// the give-back still running.
 func TestStopWaitsForAGiveBackRunningPastItsGrace(t *testing.T) {
 	t.Parallel()
-	be := lateRelease{Backend: newMemory(t), delay: 60 * time.Millisecond}
+	const grace = 400 * time.Millisecond
+	be := lateRelease{Backend: newMemory(t), delay: 3 * grace / 2}
 	obs := &outcomes{}
 	started := make(chan struct{})
 	cfg := fast
@@ -240,6 +243,7 @@ func TestStopWaitsForAGiveBackRunningPastItsGrace(t *testing.T) {
 			return ctx.Err()
 		})})})
 	require.NoError(t, err)
+	worker.SetStopGrace(p, grace)
 	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "default"}))
 	require.NoError(t, p.Start(context.Background()))
 	within(t, started, "the handler to start")
