@@ -116,7 +116,8 @@
 //
 //   - a settlement's (Ack, Retry, DeadLetter) a failed settlement
 //     (settle_failed; the observer hears task.Returned with a
-//     *task.SettleError);
+//     *task.SettleError when the handler succeeded, with the handler's
+//     error and the failed settlement added when it failed);
 //   - a give-back's (Release at Pause and Stop) ends only a goroutine of
 //     its own: a failed release;
 //   - a renewal's (Extend before a handler starts): its delivery goes
