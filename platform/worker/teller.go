@@ -79,21 +79,33 @@ func (d *teller) addDead(dl queue.DeadLetter) {
 		zap.Int("attempt", dl.Task.Attempt), zap.String("reason", dl.Reason))
 }
 
-// observeDead tells the observer of dl, if it hears of dead letters. A
-// panic in it is logged: it would end the goroutine the backend reports
-// dl on (JetStream's watcher, the memory backend's caller or timer: the
-// process), and the source would not be told.
+// observeDead tells the observer of dl, if it hears of dead letters, on
+// a goroutine of its own that it waits for. A panic in it is logged, and
+// so is a runtime.Goexit (which nothing can recover): either would end
+// the goroutine the backend reports dl on (JetStream's watcher, the
+// memory backend's caller or timer: the process, or every later report),
+// and the source would not be told.
 func (d *teller) observeDead(dl queue.DeadLetter) {
 	if d.obs == nil {
 		return
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			d.log.Error("observer panicked on a dead letter the backend made", zap.String("task", dl.Task.ID),
-				zap.String("queue", dl.Task.Queue), zap.Any("panic", r), zap.Stack("stack"))
-		}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		returned := false
+		defer func() {
+			if r := recover(); r != nil {
+				d.log.Error("observer panicked on a dead letter the backend made", zap.String("task", dl.Task.ID),
+					zap.String("queue", dl.Task.Queue), zap.Any("panic", r), zap.Stack("stack"))
+			} else if !returned {
+				d.log.Error("observer called runtime.Goexit on a dead letter the backend made", zap.String("task", dl.Task.ID),
+					zap.String("queue", dl.Task.Queue), zap.Stack("stack"))
+			}
+		}()
+		d.obs.DeadLettered(context.Background(), dl.Task, dl.Reason)
+		returned = true
 	}()
-	d.obs.DeadLettered(context.Background(), dl.Task, dl.Reason)
+	<-done
 }
 
 // addFinished queues t, a task the backend found delivered again after
