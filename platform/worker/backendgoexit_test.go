@@ -229,6 +229,56 @@ func TestBackendGoexitInLeaseKeepsTheFetcher(t *testing.T) {
 	require.Equal(t, int64(1), runs.Load())
 }
 
+// cancelGoexit is a memory backend whose first Lease waits for its ctx
+// to end and then ends its goroutine with runtime.Goexit.
+type cancelGoexit struct {
+	*memory.Backend
+	waiting, done atomic.Bool
+}
+
+func (b *cancelGoexit) Lease(ctx context.Context, q string, n int, leaseFor time.Duration) ([]*queue.Delivery, error) {
+	if !b.done.Load() {
+		b.waiting.Store(true)
+		<-ctx.Done()
+		b.done.Store(true)
+		runtime.Goexit()
+	}
+	return b.Backend.Lease(ctx, q, n, leaseFor)
+}
+
+// TestBackendGoexitInALeasePauseCancelled: a Lease that ends the
+// fetcher's goroutine (runtime.Goexit) once Pause cancelled it is no
+// failed Lease, as one that fails then is not: the pool shows paused,
+// and once resumed leases and runs its tasks at once. It was degraded,
+// showing a failed Lease while paused, and stayed so after Resume until
+// a Lease returned tasks.
+func TestBackendGoexitInALeasePauseCancelled(t *testing.T) {
+	t.Parallel()
+	be := &cancelGoexit{Backend: newMemory(t)}
+	reg := lifecycle.NewRegistry(nil, nil)
+	cfg := fast
+	cfg.Concurrency = 1
+	p, err := worker.NewPool(worker.PoolParams{Queue: "q", Backend: be, Registry: reg, Config: cfg,
+		Router: mustRouter(t, task.Route{Kind: "k", Queue: "q", Handler: task.HandlerFunc(func(context.Context, *task.Task) error { return nil })})})
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, p.Stop(context.Background())) })
+	comp, ok := reg.Get("pool/q")
+	require.True(t, ok)
+	require.Eventually(t, be.waiting.Load, 10*time.Second, time.Millisecond, "the Lease to wait")
+
+	p.Pause()
+	require.Eventually(t, func() bool { return p.Stats().LastError != "" }, 10*time.Second, time.Millisecond,
+		"the Lease to end its goroutine")
+	require.Never(t, func() bool { return comp.State() == lifecycle.Degraded }, 300*time.Millisecond, time.Millisecond,
+		"degraded while paused")
+	require.Equal(t, lifecycle.Paused, comp.State(), "%v", comp.Status())
+	p.Resume()
+	require.Equal(t, lifecycle.Running, comp.State(), "%v", comp.Status())
+	require.NoError(t, be.Enqueue(context.Background(), &task.Task{ID: "t1", Kind: "k", Queue: "q"}))
+	require.Eventually(t, func() bool { return p.Stats().Succeeded == 1 }, 10*time.Second, time.Millisecond)
+}
+
 // extendGoexit is a memory backend whose first Extend ends its goroutine
 // with runtime.Goexit; it counts the Extend calls.
 type extendGoexit struct {

@@ -123,8 +123,9 @@
 //   - a renewal's (Extend before a handler starts): its delivery goes
 //     back unrun;
 //   - a Lease's a failed Lease (the pool degraded, a new fetcher leasing
-//     after the back-off); an Extend's or a Stats' on the housekeeper a
-//     failed extension or check; a Probe's a failed probe.
+//     after the back-off), unless Pause or Stop cancelled it; an
+//     Extend's or a Stats' on the housekeeper a failed extension or
+//     check; a Probe's a failed probe.
 //
 // A source's Complete that calls runtime.Goexit ends only its own
 // goroutine: a failed completion (completion_failed), the worker goes on.

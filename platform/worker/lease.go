@@ -97,26 +97,30 @@ var errLeaseGoexit = errors.New("the backend's Lease ended its goroutine (runtim
 // goroutine with runtime.Goexit, which nothing can recover, is a failed
 // Lease: the reservation it held is freed, the pool degraded, and a new
 // fetcher takes over after the back-off. Left alone, the pool would have
-// shown running and never leased again.
+// shown running and never leased again. One whose context Pause or Stop
+// cancelled is no failure, as a Lease that fails then is not: the pool
+// shows what they set, and the new fetcher goes on at once (reserve
+// decides).
 func (p *Pool) fetchAfter(retry *backoff.ExponentialBackOff, delay time.Duration) {
 	var (
 		returned bool
-		reserved int // held by the Lease in progress
+		cur      leaseInProgress
 	)
 	defer func() {
 		if !returned {
 			if r := recover(); r != nil {
 				panic(r) // not the backend's: its calls are guarded (backendCall)
 			}
-			p.unreserve(reserved)
+			p.unreserve(cur.n)
 			p.leaseEnds()
-			delay := retry.NextBackOff()
 			p.setLastError(errLeaseGoexit)
-			p.log.Warn("lease failed", zap.Error(errLeaseGoexit), zap.Duration("retry_in", delay))
-			select {
-			case <-p.stop.ch: // stopping: the pool shows what Stop set
-			default:
+			delay := time.Duration(0)
+			if cur.ctx == nil || cur.ctx.Err() == nil {
+				delay = retry.NextBackOff()
+				p.log.Warn("lease failed", zap.Error(errLeaseGoexit), zap.Duration("retry_in", delay))
 				p.comp.Set(lifecycle.Degraded, fmt.Errorf("lease: %w", errLeaseGoexit))
+			} else {
+				p.log.Warn("lease ended its goroutine once paused or stopping", zap.Error(errLeaseGoexit))
 			}
 			p.stop.fetcher.Add(1) // before this one's Done: Stop waits for the new one
 			go p.fetchAfter(retry, delay)
@@ -129,20 +133,26 @@ func (p *Pool) fetchAfter(retry *backoff.ExponentialBackOff, delay time.Duration
 		returned = true
 		return
 	}
-	p.leaseLoop(retry, delay > 0, &reserved)
+	p.leaseLoop(retry, delay > 0, &cur)
 	returned = true
 }
 
+// leaseInProgress is what the fetcher's Lease in progress holds of the
+// pool's reservations (n) and its context (nil: none in progress).
+type leaseInProgress struct {
+	n   int
+	ctx context.Context
+}
+
 // leaseLoop is the fetcher's loop; failing is whether the pool is
-// degraded by a failed Lease, and *reserved what the Lease in progress
-// holds of the pool's reservations.
-func (p *Pool) leaseLoop(retry *backoff.ExponentialBackOff, failing bool, reserved *int) {
+// degraded by a failed Lease, and *cur the Lease in progress.
+func (p *Pool) leaseLoop(retry *backoff.ExponentialBackOff, failing bool, cur *leaseInProgress) {
 	for {
 		n, ctx, ok := p.reserve()
 		if !ok {
 			return
 		}
-		*reserved = n
+		*cur = leaseInProgress{n: n, ctx: ctx}
 		if failing && p.comp.State() != lifecycle.Degraded {
 			// Paused and resumed since it failed: Resume showed the pool
 			// running, and the watch finds out afresh whether the
@@ -163,7 +173,7 @@ func (p *Pool) leaseLoop(retry *backoff.ExponentialBackOff, failing bool, reserv
 			failing = !was
 			retry.Reset()
 		}
-		*reserved = 0
+		*cur = leaseInProgress{}
 		p.unreserve(n - len(ds))
 		if err != nil && len(ds) > 0 {
 			// Leased all the same (a batch that broke off midway): run
