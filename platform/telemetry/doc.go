@@ -88,7 +88,7 @@
 //	plba.task.retried         counter    {delivery}  queue, kind, outcome    deliveries scheduled for another attempt (outcome retried)
 //	plba.task.dead_lettered   counter    {task}      queue, kind, outcome    tasks moved to the dead letter (also by the backend on its own: task.DeadObserver)
 //	plba.task.settle_failed   counter    {delivery}  queue, op               settlements the backend refused (or panicked in); op ack|retry|dead_letter|release (PoolStatser)
-//	plba.task.completion_failed counter  {task}      queue                   completions a source failed after the settlement (PoolStatser)
+//	plba.task.completion_failed counter  {task}      queue                   completions a source failed after the settlement, or outcomes not told before a stop (PoolStatser)
 //	plba.task.duration        histogram  s           queue, kind, outcome    handler run time per delivery
 //	plba.task.queue_wait      histogram  s           queue, kind             first enqueue to start of the first delivery
 //	plba.queue.depth          gauge      {task}      queue                   ready tasks (QueueStatser)

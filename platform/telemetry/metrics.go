@@ -71,7 +71,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	gauge(&in.poolBusy, "plba.pool.busy", "{worker}", "Workers running a handler, by queue.")
 	ocounter(&in.deadDiscarded, "plba.queue.dead_discarded", "{task}", "Dead letters the backend discarded at its dead-letter bound, by queue.")
 	ocounter(&in.settleFailed, "plba.task.settle_failed", "{delivery}", "Settlements (ack, retry, dead_letter, release) the backend refused or did not answer, by queue and op.")
-	ocounter(&in.completionFailed, "plba.task.completion_failed", "{task}", "Completions a source failed after the settlement, by queue.")
+	ocounter(&in.completionFailed, "plba.task.completion_failed", "{task}", "Completions a source failed after the settlement, and outcomes the backend found that the runtime stopped before telling, by queue.")
 	ocounter(&in.spansDropped, "plba.telemetry.spans_dropped", "{span}", "Sampled spans the trace export lost, by reason (queue_full: the export buffer was full, the exporter down or slow; export_failed: the exporter refused the batch).")
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("telemetry: create instruments: %w", err)
@@ -130,7 +130,8 @@ type PoolStats struct {
 	// ("ack", "retry", "dead_letter", "release"), since it started.
 	SettleFailed map[string]int64
 	// CompletionFailed counts the completions its tasks' sources failed,
-	// since it started.
+	// and the outcomes the backend found on its own that the runtime
+	// stopped before telling, since it started.
 	CompletionFailed int64
 }
 
