@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -231,26 +230,6 @@ func (b *Backend) restore(ctx context.Context, qs []*queueState, lost []int, fai
 		}
 	}
 	return again
-}
-
-// publishWork publishes m to q's work stream and waits for the ack. A
-// publish no stream answered (the work stream was deleted on the server)
-// sets q up again (restore) and is tried once more, when *restored is
-// false; *restored is then set, so that a caller publishing several
-// messages sets the queue up at most once. m must carry a Nats-Msg-Id
-// when the second publish may repeat a first one the server stored.
-func (b *Backend) publishWork(ctx context.Context, q *queueState, m *nats.Msg, restored *bool) error {
-	_, err := b.js.PublishMsg(ctx, m)
-	if *restored || !errors.Is(err, jetstream.ErrNoStreamResponse) {
-		return err
-	}
-	*restored = true
-	var rerr error
-	if len(b.restore(ctx, []*queueState{q}, []int{0}, func(_ int, err error) { rerr = err })) == 0 {
-		return fmt.Errorf("%w; setting queue %q up again: %w", err, q.queue, rerr)
-	}
-	_, err = b.js.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
-	return err
 }
 
 // consumer returns the queue's durable consumer, as ensure last made it.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -37,6 +38,12 @@ func idSet(ids []string) map[string]bool {
 // delivery deletes it (dropRedriven), and a Redrive of it before then
 // stores no second copy (its Nats-Msg-Id, within the duplicate window)
 // and deletes it.
+//
+// The count is of the copies this call stored: a dead letter whose copy
+// the server already held (its publish acknowledged as a duplicate: two
+// calls re-driving it at once, or a call repeating one that stopped
+// before it deleted the dead letter) is deleted but not counted, so that
+// a dead letter re-driven once is counted once.
 //
 // A publish no stream answered (the work stream was deleted on the
 // server) sets the queue up again, as Enqueue does (restore), once per
@@ -123,7 +130,8 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 				t.ID, q.queue, hs+int64(len(pm.Data)), hs, b.MaxPayload(), maxHeaderBlock, queue.ErrTooLarge))
 			continue
 		}
-		if err := b.publishWork(ctx, q, pm, &restored); err != nil {
+		ack, err := b.publishWork(ctx, q, pm, &restored)
+		if err != nil {
 			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
 		}
 		if err := b.markQueuedAgain(ctx, q, t.Key, prev); err != nil {
@@ -132,9 +140,37 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		if err := dead.DeleteMsg(ctx, m.seq); err != nil && !isMsgNotFound(err) {
 			return n, fmt.Errorf("jetstream: delete dead letter %s: %w", t.ID, err)
 		}
+		if ack.Duplicate {
+			// Another call stored the copy: one re-driving this dead
+			// letter at the same time, or an earlier one that stopped
+			// before it deleted the dead letter. This one queued
+			// nothing, and does not count it (finishing that call's
+			// steps above).
+			continue
+		}
 		n++
 	}
 	return n, errors.Join(skipped...)
+}
+
+// publishWork publishes m to q's work stream and returns the server's
+// ack. A publish no stream answered (the work stream was deleted on the
+// server) sets q up again (restore) and is tried once more, when
+// *restored is false; *restored is then set, so that a caller publishing
+// several messages sets the queue up at most once. m must carry a
+// Nats-Msg-Id when the second publish may repeat a first one the server
+// stored.
+func (b *Backend) publishWork(ctx context.Context, q *queueState, m *nats.Msg, restored *bool) (*jetstream.PubAck, error) {
+	ack, err := b.js.PublishMsg(ctx, m)
+	if *restored || !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return ack, err
+	}
+	*restored = true
+	var rerr error
+	if len(b.restore(ctx, []*queueState{q}, []int{0}, func(_ int, err error) { rerr = err })) == 0 {
+		return nil, fmt.Errorf("%w; setting queue %q up again: %w", err, q.queue, rerr)
+	}
+	return b.js.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
 }
 
 // errSucceededSince is why Redrive leaves a dead letter whose task's key
