@@ -32,6 +32,11 @@ const maxFindScan = 20_000
 //     retry's redelivery: delayed, with its due time, when this process
 //     scheduled the retry); the others are ready;
 //   - among the dead letters (headers only);
+//   - when neither held it, in the work stream once more: a re-drive
+//     stores the task's copy there before it deletes the dead letter,
+//     and may have done both between the two reads (a dead letter is
+//     stored before its work message goes, so the other way round the
+//     dead letters hold it);
 //   - by key only: the marker of a finished key (kept for the duplicate
 //     window), which says whether the task succeeded or was
 //     dead-lettered.
@@ -64,6 +69,21 @@ func (b *Backend) FindTasks(ctx context.Context, queueName string, l queue.TaskL
 		return true
 	}); err != nil {
 		return s, err
+	}
+	if len(s.Found) == 0 {
+		// A task re-driven meanwhile was stored in the work stream after
+		// the read of it, and its dead letter deleted before the read of
+		// the dead letters: the work stream is read once more (a task
+		// dead-lettered meanwhile is among the dead letters, stored
+		// before its work message went).
+		again := queue.TaskSearch{Found: []queue.FoundTask{}}
+		if err := b.findQueued(ctx, qn, match, &again); err != nil {
+			return s, err
+		}
+		s.Found = again.Found
+		if len(s.NotSearched) == 0 {
+			s.NotSearched = again.NotSearched
+		}
 	}
 	if l.Key == "" {
 		s.NotSearched = append(s.NotSearched, "finished tasks: the backend remembers them by key only (look up by key), and only keys that the producer chose (a task enqueued without key or id is forgotten once it finished)")
