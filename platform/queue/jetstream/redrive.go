@@ -130,15 +130,12 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 				t.ID, q.queue, hs+int64(len(pm.Data)), hs, b.MaxPayload(), maxHeaderBlock, queue.ErrTooLarge))
 			continue
 		}
-		ack, err := b.publishWork(ctx, q, pm, &restored)
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
+		}
+		ack, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored)
 		if err != nil {
 			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
-		}
-		if err := b.markQueuedAgain(ctx, q, t.Key, prev); err != nil {
-			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
-		}
-		if err := dead.DeleteMsg(ctx, m.seq); err != nil && !isMsgNotFound(err) {
-			return n, fmt.Errorf("jetstream: delete dead letter %s: %w", t.ID, err)
 		}
 		if ack.Duplicate {
 			// Another call stored the copy: one re-driving this dead
@@ -151,6 +148,35 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		n++
 	}
 	return n, errors.Join(skipped...)
+}
+
+// redriveOne stores pm, the copy of the dead letter at seq of dead, in
+// q's work stream, records key (whose marker was at prev) as queued again
+// and deletes the dead letter, and returns the copy's ack. Once begun,
+// the steps run to their end even when ctx ends (the caller gone: an
+// operator's request cancelled), each within Config.PublishTimeout and
+// while connected (serverContext): cut short by ctx, the copy's outcome
+// was unknown or the dead letter stayed listed beside its queued copy,
+// the re-drive reported failed, and a re-drive of it once the duplicate
+// window had passed queued the task a second time.
+func (b *Backend) redriveOne(ctx context.Context, q *queueState, dead jetstream.Stream, seq uint64, key string, prev uint64,
+	pm *nats.Msg, restored *bool) (*jetstream.PubAck, error) {
+	ctx = context.WithoutCancel(ctx)
+	pctx, stop := b.serverContext(ctx)
+	ack, err := b.publishWork(pctx, q, pm, restored)
+	stop()
+	if err != nil {
+		return nil, err
+	}
+	fctx, stop := b.serverContext(ctx)
+	defer stop()
+	if err := b.markQueuedAgain(fctx, q, key, prev); err != nil {
+		return nil, err
+	}
+	if err := dead.DeleteMsg(fctx, seq); err != nil && !isMsgNotFound(err) {
+		return nil, fmt.Errorf("delete its dead letter: %w", err)
+	}
+	return ack, nil
 }
 
 // publishWork publishes m to q's work stream and returns the server's

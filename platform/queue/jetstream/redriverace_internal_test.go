@@ -117,3 +117,62 @@ func TestRedriveOfOneDeadLetterByTwoCallsCountsItOnce(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded, "one copy queued")
 	})
 }
+
+// TestRedriveCutShortByItsCallerFinishesTheDeadLetterItCopied: the
+// caller of a Redrive goes (an operator's request that timed out, its
+// context cancelled) right after the server stored a dead letter's copy.
+// That dead letter is re-driven all the same: the dead letter deleted
+// and counted, so that the caller's answer and audit say re-driven and
+// the dead letters do not list it. The rest of the steps failed on the
+// ended context: the copy was queued, the dead letter left listed and
+// the Redrive reported failed; re-driven again once the duplicate window
+// had passed (a paused pool: the copy not delivered meanwhile), the task
+// was queued, and ran, twice.
+func TestRedriveCutShortByItsCallerFinishesTheDeadLetterItCopied(t *testing.T) {
+	t.Parallel()
+	onEachTestServer(t, Config{AckWait: 5 * time.Second, DuplicateWindow: time.Second}, func(t *testing.T, cfg Config) {
+		ctx := t.Context()
+		b, err := New(Params{Config: cfg})
+		require.NoError(t, err)
+		js := &copyStoredJS{}
+		b.faultJS = func(inner jetstream.JetStream) jetstream.JetStream {
+			js.JetStream = inner
+			return js
+		}
+		t.Cleanup(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = b.Close(cctx)
+		})
+		require.NoError(t, b.Start(ctx))
+		const qn = "redrive-cut"
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t1", Key: "k1", Kind: "k", Queue: qn}))
+		d := leaseOne(t, b, qn)
+		require.NoError(t, b.DeadLetter(ctx, d, "boom"))
+
+		rctx, cancel := context.WithCancel(ctx)
+		js.mu.Lock()
+		js.meanwhile = cancel // the caller gone once the copy is stored
+		js.mu.Unlock()
+		n, err := b.Redrive(rctx, qn, "t1")
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "the dead letter whose copy was stored is re-driven")
+		dead, err := b.ListDead(ctx, qn, 0)
+		require.NoError(t, err)
+		require.Empty(t, dead, "not listed beside its queued copy")
+
+		// Past the duplicate window, a re-drive of everything finds
+		// nothing to queue again.
+		time.Sleep(1500 * time.Millisecond)
+		n, err = b.Redrive(ctx, qn)
+		require.NoError(t, err)
+		require.Equal(t, 0, n)
+		d = leaseOne(t, b, qn)
+		require.Equal(t, "t1", d.Task.ID)
+		require.NoError(t, b.Ack(ctx, d))
+		lctx, lcancel := context.WithTimeout(ctx, time.Second)
+		defer lcancel()
+		_, err = b.Lease(lctx, qn, 1, time.Second)
+		require.ErrorIs(t, err, context.DeadlineExceeded, "one copy queued")
+	})
+}
