@@ -50,7 +50,8 @@ func idSet(ids []string) map[string]bool {
 // call, and is tried once more.
 //
 // Dead letters that cannot be re-driven are left as they are, each named
-// in the error, and the others re-driven: one whose key is recorded as
+// in the error (also when a failure stops the call later), and the
+// others re-driven: one whose key is recorded as
 // succeeded since (errSucceededSince), one that does not decode
 // (errNotADeadLetter), one that lost part of its task (errNotKept), and
 // one whose copy the server would refuse as too large (queue.ErrTooLarge:
@@ -108,7 +109,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		// replace as soon as it is published.
 		prev, succeeded, err := b.doneMarker(ctx, q, t.Key, true)
 		if err != nil {
-			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
+			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
 		}
 		if succeeded {
 			// The task ran again after its dead letter and succeeded (a
@@ -131,11 +132,11 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
+			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
 		}
 		ack, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored)
 		if err != nil {
-			return n, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err)
+			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
 		}
 		if ack.Duplicate {
 			// Another call stored the copy: one re-driving this dead

@@ -50,3 +50,33 @@ func TestRedriveOfATaskThatSucceededSinceIsRefused(t *testing.T) {
 	_, err = b.Lease(lctx, qn, 1, time.Second)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "the succeeded task is not queued again")
 }
+
+// TestRedriveThatStopsStillSaysWhatItLeft: a Redrive that stops at a
+// dead letter it cannot copy (the work stream full) still names the dead
+// letters it left before for a reason of their own (succeeded since):
+// the error said only why it stopped, and the API reported every dead
+// letter left with that reason, one a full stream did not keep.
+func TestRedriveThatStopsStillSaysWhatItLeft(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, MaxMsgs: 1, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qn = "redrive-stops"
+	for _, id := range []string{"ran", "dead"} {
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: id, Kind: "k", Queue: qn}))
+		d := leaseOne(t, b, qn)
+		require.Equal(t, id, d.Task.ID)
+		require.NoError(t, b.DeadLetter(ctx, d, "boom"))
+	}
+	q, err := b.queue(qn)
+	require.NoError(t, err)
+	require.NoError(t, b.markDone(ctx, q, "ran", true, task.Succeeded, ""))
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "fills", Kind: "k", Queue: qn})) // the stream full
+
+	n, err := b.Redrive(ctx, qn)
+	require.Equal(t, 0, n)
+	require.ErrorContains(t, err, "maximum messages", "why it stopped")
+	require.ErrorIs(t, err, errSucceededSince, "why it left the first")
+	dead, err := b.ListDead(ctx, qn, 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 2, "both left")
+}
