@@ -348,10 +348,7 @@ func (a *API) runDeadAction(ctx context.Context, qname string, ids []string,
 		if err != nil && run.err == nil {
 			run.err = err
 		}
-		why := "still a dead letter after the action"
-		if err != nil {
-			why = err.Error()
-		}
+		why := reasons(err)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
 		still, qerr := a.collect(cctx, qname, queue.DeadQuery{IDs: c, Limit: queue.MaxDeadLimit})
 		cancel()
@@ -361,7 +358,7 @@ func (a *API) runDeadAction(ctx context.Context, qname string, ids []string,
 			break
 		}
 		for _, id := range still {
-			res.Failed = append(res.Failed, Failure{ID: id, Error: why})
+			res.Failed = append(res.Failed, Failure{ID: id, Error: why(id)})
 		}
 		res.Gone += max(0, len(c)-n-len(still))
 	}
