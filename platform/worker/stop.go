@@ -257,23 +257,24 @@ func deadlineOf(ctx context.Context) (context.Context, context.CancelFunc) {
 // limit's end at the latest: the caller's deadline.
 func (p *Pool) overrun(ctx, limit context.Context) error {
 	grace := time.NewTimer(p.grace)
-	var abandoned []string
+	var abandoned []abandonedHandler
 	select {
 	case <-p.stop.done:
 	case <-grace.C:
 		spare := time.Now().Add(2 * p.grace)
 		abandoned = p.abandon(ctx, limit)
-		p.awaitSettled(len(abandoned), spare, limit)
+		p.awaitSettled(abandoned, spare, limit)
 	case <-limit.Done():
 		abandoned = p.abandon(ctx, limit)
 	}
 	grace.Stop()
 	var still []string
-	if n := len(abandoned); n > 0 {
+	ids := stillHeld(abandoned)
+	if n := len(ids); n > 0 {
 		still = append(still, fmt.Sprintf("%d handlers that ignore cancellation (tasks %s; Stop gives their deliveries back)",
-			n, strings.Join(abandoned, ", ")))
+			n, strings.Join(ids, ", ")))
 	}
-	if n := p.n.inFlight.Load() - int64(len(abandoned)); n > 0 {
+	if n := p.n.inFlight.Load() - int64(len(ids)); n > 0 {
 		still = append(still, fmt.Sprintf("%d workers settling their deliveries", n))
 	}
 	still = append(still, p.stop.running.describe()...)
@@ -308,18 +309,19 @@ func (p *Pool) overrun(ctx, limit context.Context) error {
 // awaitSettled waits, until spare (the two graces Stop keeps for
 // give-backs after its grace for cancelled handlers, see stopMargin) or
 // limit ends, for the pool to end, or, when abandoned handlers (see
-// abandon) keep it from ending, for all else it does to end: the
-// settlements of handlers that returned within the grace, whose
+// abandon) still running keep it from ending, for all else it does to
+// end: the settlements of handlers that returned within the grace, whose
 // give-backs (bounded by a grace of their own, see stopBounded) and
 // telling may run past it, and the other work Stop's error would name.
 // Stop's error named such a settlement as still running, the graces for
-// it unused.
-func (p *Pool) awaitSettled(abandoned int, spare time.Time, limit context.Context) {
+// it unused. An abandoned handler that returned meanwhile keeps nothing
+// from ending: Stop waits for the rest.
+func (p *Pool) awaitSettled(abandoned []abandonedHandler, spare time.Time, limit context.Context) {
 	tick := time.NewTicker(p.grace / 10)
 	defer tick.Stop()
 	for {
-		if abandoned > 0 && p.n.inFlight.Load() <= int64(abandoned) && len(p.stop.running.describe()) == 0 {
-			return // all that is left is the abandoned handlers
+		if n := int64(len(stillHeld(abandoned))); n > 0 && p.n.inFlight.Load() <= n && len(p.stop.running.describe()) == 0 {
+			return // all that is left is the abandoned handlers still running
 		}
 		if !time.Now().Before(spare) {
 			return
@@ -334,13 +336,32 @@ func (p *Pool) awaitSettled(abandoned int, spare time.Time, limit context.Contex
 	}
 }
 
+// abandonedHandler is a handler that ignores its cancellation, whose
+// delivery d Stop claimed on its slot s to give it back itself.
+type abandonedHandler struct {
+	s *slot
+	d *queue.Delivery
+}
+
+// stillHeld returns the task ids of the abandoned handlers still running:
+// their slots hold their deliveries until their settlements ended.
+func stillHeld(hs []abandonedHandler) []string {
+	var ids []string
+	for _, h := range hs {
+		if h.s.current() == h.d {
+			ids = append(ids, h.d.Task.ID)
+		}
+	}
+	return ids
+}
+
 // cutShort is how Stop's error names n settlements its ctx cut short.
 func cutShort(n int64) string {
 	return fmt.Sprintf("%d settlements cut short (not told to their sources; delivered again when their leases end)", n)
 }
 
 // abandon gives back the deliveries of handlers that ignore cancellation
-// and returns their task ids. What each give-back did (returned, or
+// and returns those handlers. What each give-back did (returned, or
 // dead-lettered by the backend) is recorded on its slot: the handler, when
 // it returns, is reported with that outcome, the one its source was told. The give-backs are bounded by stopGrace (ctx
 // is over), and so is telling the source of a dead letter one made (see
@@ -348,7 +369,7 @@ func cutShort(n int64) string {
 // backend ignores its context, and counts them as running until they
 // return; it stops waiting when limit ends (the caller's deadline): the
 // give-backs then go on, and Stop's error names them.
-func (p *Pool) abandon(ctx, limit context.Context) []string {
+func (p *Pool) abandon(ctx, limit context.Context) []abandonedHandler {
 	// Announced before any claim: shutdown, past the workers, waits for
 	// it (and if shutdown got there first, no worker holds anything).
 	finished := make(chan struct{})
@@ -358,13 +379,13 @@ func (p *Pool) abandon(ctx, limit context.Context) []string {
 	p.mu.Unlock()
 	var (
 		ds    []*queue.Delivery
-		ids   []string
+		held  []abandonedHandler
 		taken []*slot
 	)
 	for _, s := range slots {
 		if d := s.claimCurrent(); d != nil {
 			ds = append(ds, d)
-			ids = append(ids, d.Task.ID)
+			held = append(held, abandonedHandler{s: s, d: d})
 			taken = append(taken, s)
 		}
 	}
@@ -390,5 +411,5 @@ func (p *Pool) abandon(ctx, limit context.Context) []string {
 	case <-limit.Done():
 	}
 	wait.Stop()
-	return ids
+	return held
 }
