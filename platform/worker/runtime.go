@@ -223,7 +223,9 @@ func (r *Runtime) StartPools(ctx context.Context) error {
 			for _, q := range r.pools[:i] {
 				_ = q.Stop(ctx)
 			}
-			_ = r.dead.close(ctx)
+			limit, cancel := deadlineOf(ctx)
+			_ = r.dead.close(ctx, limit)
+			cancel()
 			return err
 		}
 	}
@@ -234,8 +236,12 @@ func (r *Runtime) StartPools(ctx context.Context) error {
 // pools are done a quarter of the time left before it (see poolsShare):
 // the queue backend, closed after them within the same deadline, has that
 // time to give back what it prefetched and to flush its acks, also when a
-// handler ignores its cancellation and holds its pool to the end.
+// handler ignores its cancellation and holds its pool to the end. The
+// outcomes the backend found on its own (see teller) are told until then,
+// and a short grace after it (never past ctx's deadline).
 func (r *Runtime) StopPools(ctx context.Context) error {
+	limit, cancelLimit := deadlineOf(ctx)
+	defer cancelLimit()
 	ctx, cancel := leaving(ctx, poolsShare)
 	defer cancel()
 	errs := make([]error, len(r.pools))
@@ -248,7 +254,7 @@ func (r *Runtime) StopPools(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(append(errs, r.dead.close(ctx))...)
+	return errors.Join(append(errs, r.dead.close(ctx, limit))...)
 }
 
 // The shares of a stop's time: the hooks of an fx app stop in turn

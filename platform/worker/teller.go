@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -24,8 +25,9 @@ import (
 // plba.task.dead_lettered); with task.Succeeded for a finished task,
 // counted only when the source fails (its success was counted, if at all,
 // by the settlement that recorded it). Nothing is dropped while the
-// runtime runs: what is queued when it stops is told within Stop's ctx;
-// when that ends first, the telling in progress is cancelled, the rest is
+// runtime runs: what is queued when it stops is told within Stop's ctx
+// and a short grace after it (as the pools' own telling then is); when
+// that ends first, the telling in progress is cancelled, the rest is
 // logged as not told, and the goroutine ends (a later Stop waits for it).
 // What the backend reports after that (it closes after the pools) is
 // logged as not told.
@@ -159,10 +161,13 @@ func (d *teller) start() {
 }
 
 // close stops the goroutine after it told what is queued, within ctx.
-// When ctx ends first, the goroutine's telling is cut short (see drain)
-// and close returns an error; the goroutine ends once the Complete in
-// progress returned, and a later close waits for that.
-func (d *teller) close(ctx context.Context) error {
+// When ctx ends first, the goroutine gets the pools' stop grace more (see
+// stopBounded: the pools' own telling that begins once Stop's ctx ended
+// gets it too), ending earlier when limit (the caller's deadline, see
+// deadlineOf) does; then its telling is cut short (see drain) and close
+// returns an error; the goroutine ends once the Complete in progress
+// returned, and a later close waits for that.
+func (d *teller) close(ctx, limit context.Context) error {
 	d.mu.Lock()
 	if d.done == nil {
 		d.mu.Unlock()
@@ -174,14 +179,31 @@ func (d *teller) close(ctx context.Context) error {
 	}
 	done, cancelCut := d.done, d.cancelCut
 	d.mu.Unlock()
+	defer cancelCut()
 	select {
 	case <-done:
-		cancelCut()
 		return nil
 	case <-ctx.Done():
-		cancelCut()
-		return fmt.Errorf("worker: tell sources of the outcomes the backend found: %w", ctx.Err())
 	}
+	grace := time.NewTimer(d.grace())
+	defer grace.Stop()
+	select {
+	case <-done:
+		return nil // all told
+	case <-grace.C:
+	case <-limit.Done():
+	}
+	return fmt.Errorf("worker: tell sources of the outcomes the backend found: %w", ctx.Err())
+}
+
+// grace is the longest stop grace of the pools (stopGrace unless a test
+// lengthened it, see SetStopGrace).
+func (d *teller) grace() time.Duration {
+	g := stopGrace
+	for _, p := range d.pools {
+		g = max(g, p.grace)
+	}
+	return g
 }
 
 // run is the goroutine: it tells what is queued, bounded by cut, until

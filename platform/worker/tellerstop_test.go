@@ -87,3 +87,34 @@ func TestTellerEndsWithStopPools(t *testing.T) {
 	p, _ := rt.Pool("orders")
 	require.Equal(t, int64(2), p.Stats().CompletionFailed, "the one cut short and the one not told")
 }
+
+// TestStopPoolsWithAnEndedCtxTellsWhatIsQueued: StopPools called with a
+// ctx that has ended already (its caller out of time, or cancelled)
+// gives the outcomes the backend found a grace of its own, as the pools
+// give their own telling then: a dead letter reported just before is
+// told, and StopPools, every pool and the telling ended, returns nil. The
+// telling was cut at once: StopPools returned an error saying the
+// telling was cut short, also when nothing was left to tell, and what
+// was queued was not told.
+func TestStopPoolsWithAnEndedCtxTellsWhatIsQueued(t *testing.T) {
+	t.Parallel()
+	be := &deadHook{Backend: newMemory(t)}
+	src := &inbox{}
+	rt, err := worker.New(worker.Params{Backend: be, Config: worker.Config{"orders": fast}, Routes: []task.Route{orderRoute},
+		Sources: []source.Source{src}})
+	require.NoError(t, err)
+	for _, p := range rt.Pools() {
+		worker.SetStopGrace(p, time.Second) // a loaded machine keeps it
+	}
+	require.NoError(t, rt.StartPools(context.Background()))
+	tk := &task.Task{ID: "t1", Kind: "mail.order", Queue: "orders", Payload: []byte("o1")}
+	tk.SetHeader(task.HeaderCompletion, src.Name())
+	be.report(queue.DeadLetter{Task: tk, Reason: "too many deliveries"})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, rt.StopPools(ctx))
+	require.Equal(t, map[string][]task.Outcome{"o1": {task.DeadLettered}}, src.snapshot())
+	p, _ := rt.Pool("orders")
+	require.Zero(t, p.Stats().CompletionFailed)
+}
