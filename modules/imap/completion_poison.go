@@ -63,6 +63,11 @@ import (
 // watched mailbox is emitted by the scan, which gives it up with its own
 // stand-in if the server fails on it there too; one in the failed folder
 // has its dead letter already.
+//
+// A body a lookup fetches that the server answers with nothing in it
+// while its RFC822.SIZE is above 0 is no answer (see sameContent): it
+// counts as a fetch that ended the connection, rather than be taken for
+// another mail's and the mail looked for not found.
 
 // boxRef is a mailbox as the completion connection selected it.
 type boxRef struct {
@@ -274,7 +279,8 @@ func (s *Source) proveOnCompletion(ctx context.Context, c *imapclient.Client, bo
 }
 
 // completionLostAlone counts a fetch of uid alone that ended the
-// completion connection with err.
+// completion connection with err, or whose body came back empty
+// (errReturnedEmpty, see sameContent).
 func (s *Source) completionLostAlone(box boxRef, uid imap.UID, what fetchKind, err error) {
 	cs := &s.comp.suspects
 	k := boxUID{box, uid}
@@ -283,7 +289,7 @@ func (s *Source) completionLostAlone(box boxRef, uid imap.UID, what fetchKind, e
 	l.add(s.now(), err)
 	l.what = what
 	cs.lost[k] = l
-	s.log.Warn("completion: the connection ended while fetching one message alone: the server may fail on it",
+	s.log.Warn("completion: the connection ended while fetching one message alone, or its body came back empty: the server may fail on it",
 		zap.String("folder", box.name), zap.Uint32("uid", uint32(uid)), zap.String("fetch", string(what)),
 		zap.Int("times", l.sessions), zap.Int("set_aside_after", RefusedSessionsBeforeSetAside),
 		zap.Bool("proven", !cs.unproven[k]), zap.Error(err))

@@ -1,7 +1,9 @@
 package imap_test
 
 import (
+	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -169,4 +171,88 @@ func TestBodyReturnedEmptyIsNotEmitted(t *testing.T) {
 			"emitted as a mail with an empty payload")
 	}
 	require.EqualValues(t, 1, src.Status().Refused)
+}
+
+// A completion looking for its mail by content (its UIDVALIDITY stale)
+// while the server answers the mail's body with nothing in it (BODY[]
+// "", OK), its RFC822.SIZE above 0, for a moment: that body was taken
+// for another mail's, the mail not found, the completion counted done
+// (CompletedAgain) and the mail left in the INBOX, to be emitted and
+// handled again. Such a body is no body, as for the emission (see
+// TestBodyReturnedEmptyIsNotEmitted): the completion is retried, and
+// moves the mail once the server returns it.
+func TestCompletionBodyReturnedEmptyIsNoAnswer(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	mail := imaptest.Message("1@empty-answer", "order", "the order")
+	_, err := srv.Append("INBOX", mail)
+	require.NoError(t, err)
+	appendN(t, srv, 2, 1) // another mail, to prove against
+	var empties atomic.Int32
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || strings.Contains(rest, "BODY.PEEK[]<") ||
+			strings.Fields(rest)[0] != "1" || empties.Add(1) > 2 {
+			return false
+		}
+		// UIDs are sequence numbers here: nothing was expunged.
+		c.Reply(fmt.Sprintf("* 1 FETCH (UID 1 BODY[] \"\")\r\n%s OK Fetch completed.\r\n", tag))
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.RefusalSpan = time.Minute
+	src := newSource(t, cfg) // not run: only its completions
+	validity, err := srv.UIDValidity("INBOX")
+	require.NoError(t, err)
+	tk := &task.Task{Key: "k", Payload: mail, Headers: map[string]string{
+		imap.HeaderMessageID: "1@empty-answer", imap.HeaderUID: "1", imap.HeaderUIDValidity: strconv.FormatUint(uint64(validity)+1, 10),
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+
+	st := src.Status()
+	require.Zero(t, st.CompletedAgain, "the mail taken for gone: status %+v", st)
+	require.GreaterOrEqual(t, empties.Load(), int32(2), "the body answered empty")
+	require.EqualValues(t, 1, st.CompletedOK)
+	require.Zero(t, st.CompletionSetAside)
+	processed := messages(t, srv, "Processed")
+	require.Len(t, processed, 1)
+	require.Equal(t, mail, processed[0].Raw)
+	require.Len(t, messages(t, srv, "INBOX"), 1, "the other mail stays")
+}
+
+// As above, the server answering that body empty whenever it is asked
+// for while it returns the other mail's: the mail is taken for one the
+// server fails on and set aside as one the connection ends on is, so
+// the completion, and those queued after it, get past it.
+func TestCompletionGetsPastABodyAlwaysReturnedEmpty(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	mail := imaptest.Message("1@always-empty", "order", "the order")
+	_, err := srv.Append("INBOX", mail)
+	require.NoError(t, err)
+	appendN(t, srv, 2, 1) // another mail, to prove against
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || strings.Contains(rest, "BODY.PEEK[]<") ||
+			strings.Fields(rest)[0] != "1" {
+			return false
+		}
+		c.Reply(fmt.Sprintf("* 1 FETCH (UID 1 BODY[] \"\")\r\n%s OK Fetch completed.\r\n", tag))
+		return true
+	}})
+	src := newSource(t, testConfig(p.Host(), p.Port())) // not run: only its completions
+	validity, err := srv.UIDValidity("INBOX")
+	require.NoError(t, err)
+	tk := &task.Task{Key: "k", Payload: mail, Headers: map[string]string{
+		imap.HeaderMessageID: "1@always-empty", imap.HeaderUID: "1", imap.HeaderUIDValidity: strconv.FormatUint(uint64(validity)+1, 10),
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+	require.EqualValues(t, 1, src.Status().CompletionSetAside)
+	require.Len(t, messages(t, srv, "INBOX"), 2, "left where it is")
 }

@@ -3,6 +3,7 @@ package imap
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -77,10 +78,12 @@ func (s *Source) findByContent(ctx context.Context, c *imapclient.Client, box bo
 	// tell its message from others that reuse the Message-ID.
 	wantSize, errS := strconv.ParseInt(t.Header(HeaderSize), 10, 64)
 	var exact []imap.UID
+	sizes := map[imap.UID]int64{}
 	for _, b := range bufs {
 		if b.UID != 0 && b.Envelope != nil && b.Envelope.MessageID == msgID &&
 			(r.size > 0 || errS != nil || b.RFC822Size == wantSize) {
 			exact = append(exact, b.UID)
+			sizes[b.UID] = b.RFC822Size
 		}
 	}
 	if r.size == 0 {
@@ -96,12 +99,17 @@ func (s *Source) findByContent(ctx context.Context, c *imapclient.Client, box bo
 		}
 		return exact, nil
 	}
-	same, err := s.sameContent(ctx, c, box, r, exact)
+	same, err := s.sameContent(ctx, c, box, r, exact, sizes)
 	if err != nil || len(same) > 0 || searchable(msgID) {
 		return same, err
 	}
 	return s.findBySize(ctx, c, box, r, from)
 }
+
+// errReturnedEmpty is a lookup's fetch of bodies that the server
+// answered with nothing in one of them while its RFC822.SIZE is above 0
+// (see sameContent).
+var errReturnedEmpty = errors.New("the server returned a body empty while its RFC822.SIZE is above 0")
 
 // searchFrom runs the UID SEARCH crit, limited to the UIDs from from up
 // when from is not zero, and returns the UIDs found.
@@ -151,24 +159,37 @@ func (s *Source) findBySize(ctx context.Context, c *imapclient.Client, box boxRe
 	if err != nil {
 		return nil, fmt.Errorf("uid search by size: %w", err)
 	}
-	return s.sameContent(ctx, c, box, r, cands)
+	return s.sameContent(ctx, c, box, r, cands, nil) // each above 0 bytes
 }
 
 // sameContent returns those of uids whose bytes are r's payload (by
 // hash). Bodies larger than the payload are not read; those read are
 // fetched in groups of at most MaxBatchBytes, or alone (see
-// fetchCarefully).
-func (s *Source) sameContent(ctx context.Context, c *imapclient.Client, box boxRef, r *compReq, uids []imap.UID) ([]imap.UID, error) {
+// fetchCarefully). A body the server returns with nothing in it while
+// the message's RFC822.SIZE (sizes; nil: each above 0) is above 0 is no
+// answer, as for the emission (see returnedEmpty): not taken for another
+// mail's, which would leave the mail looked for where it is (handled
+// again), in the failed folder, or copied twice, but errReturnedEmpty,
+// counted as a fetch that ended the connection (see fetchCarefully).
+func (s *Source) sameContent(ctx context.Context, c *imapclient.Client, box boxRef, r *compReq, uids []imap.UID, sizes map[imap.UID]int64) ([]imap.UID, error) {
 	per := max(1, int(s.cfg.MaxBatchBytes/int64(r.size)))
 	var same []imap.UID
 	for i := 0; i < len(uids); i += per {
 		group := uids[i:min(i+per, len(uids))]
 		err := s.fetchCarefully(ctx, c, box, group, fetchBody, func(uids []imap.UID) error {
 			bodies, _, err := fetchBodies(c, imap.UIDSetNum(uids...), &imap.FetchItemBodySection{Peek: true}, int64(r.size), nil)
+			var empty []imap.UID
 			for _, u := range uids {
-				if b, ok := bodies[u]; ok && len(b) == r.size && sha256.Sum256(b) == r.sum {
+				b, ok := bodies[u]
+				if ok && len(b) == r.size && sha256.Sum256(b) == r.sum {
 					same = append(same, u)
 				}
+				if ok && len(b) == 0 && (sizes == nil || sizes[u] > 0) {
+					empty = append(empty, u)
+				}
+			}
+			if err == nil && len(empty) > 0 {
+				return fmt.Errorf("uid %v: %w", imap.UIDSetNum(empty...), errReturnedEmpty)
 			}
 			return err
 		})
