@@ -3,6 +3,7 @@ package imap
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -18,13 +19,17 @@ import (
 //
 // So, as the watching session does for emission, a fetch of several
 // messages that ends with the connection makes them suspects of the
-// completion connection: the next attempts fetch each of them alone. A
+// completion connection: the next attempts fetch each of them alone,
+// those whose fetch alone ended the connection after the others. A
 // fetch alone that ends the connection counts against the message only
 // when the server proved, on the completion connection and in the same
 // attempt, that it serves: it returned the body of another message of
 // the mailbox, asked for before the first suspect is fetched alone (the
 // scan's control, askControl; metadata proves nothing, as it may come
-// from the server's index while its store fails). When that control
+// from the server's index while its store fails), or a body the lookup
+// fetched (see sameContent). The control is no suspect: one the server
+// dies on, the only other message of the mailbox, failed it in every
+// attempt while the server returned the mail looked for. When that control
 // fails too, the server fails as a whole (Dovecot ends the connection on
 // every body while its mail store fails): nothing is counted, the batch
 // fails and is retried with back-off for as long as it lasts. Without
@@ -37,9 +42,9 @@ import (
 // longer once it failed in RefusedSessionsBeforeSetAside attempts over
 // Config.RefusalSpan (it proves nothing).
 //
-// One whose fetch alone ended the connection, with that proof, in
-// RefusedSessionsBeforeSetAside consecutive attempts over at least
-// Reconnect.Max is set aside. When the mailbox holds no other message to
+// One whose fetch alone ended the connection in
+// RefusedSessionsBeforeSetAside consecutive attempts, the last with
+// that proof, over at least Reconnect.Max is set aside. When the mailbox holds no other message to
 // ask for (nor one answering with something, nor one that has not failed
 // the control over RefusalSpan), the drops are counted all the same, so
 // that a mail the server dies on does not stall every completion behind
@@ -89,8 +94,8 @@ type completionSuspects struct {
 	// ended on.
 	suspect map[boxUID]fetchKind
 	// lost: fetches alone that ended the connection, counted (see
-	// completionLostAlone); unproven: one of them was counted with no
-	// other message to prove against (it is due over RefusalSpan too).
+	// completionLostAlone); unproven: the last of them was counted with
+	// no other message to prove against (it is due over RefusalSpan).
 	lost     map[boxUID]refusedAlone
 	unproven map[boxUID]bool
 	setAside map[boxUID]bool
@@ -155,7 +160,7 @@ func (s *Source) fetchCarefully(ctx context.Context, c *imapclient.Client, box b
 		}
 		return err
 	}
-	for _, u := range uids {
+	for _, u := range cs.lostLast(box, uids) {
 		k := boxUID{box, u}
 		if cs.setAside[k] {
 			continue
@@ -178,7 +183,12 @@ func (s *Source) fetchCarefully(ctx context.Context, c *imapclient.Client, box b
 		}
 		if err := fetch([]imap.UID{u}); err != nil {
 			if lostConnection(ctx, err) {
-				if !proven {
+				// The last drop says over which span they count (see
+				// completionSpan): the server proved it serves before
+				// it, or not.
+				if proven = proven || cs.proven[box]; proven {
+					delete(cs.unproven, k)
+				} else {
 					cs.unproven[k] = true
 				}
 				s.completionLostAlone(box, u, what, err)
@@ -199,10 +209,37 @@ func (s *Source) fetchCarefully(ctx context.Context, c *imapclient.Client, box b
 	return nil
 }
 
+// lostLast returns uids, messages of box, those with fetches alone that
+// ended the connection (lost) after the others: the others' bodies,
+// returned, prove that the server serves before those are asked for
+// (see served).
+func (cs *completionSuspects) lostLast(box boxRef, uids []imap.UID) []imap.UID {
+	out := slices.Clone(uids)
+	slices.SortStableFunc(out, func(a, b imap.UID) int {
+		_, la := cs.lost[boxUID{box, a}]
+		_, lb := cs.lost[boxUID{box, b}]
+		switch {
+		case la == lb:
+			return 0
+		case lb:
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// served records that the server returned, in this attempt, a body with
+// something in it of a message of box fetched alone: it serves, as
+// when it returns the control's (see proveOnCompletion).
+func (cs *completionSuspects) served(box boxRef) {
+	cs.proven[box] = true
+}
+
 // completionSpan is the shortest span over which the fetches alone of k
 // must have ended the connection for it to be set aside: Reconnect.Max,
-// or, when one was counted with no proof that the server serves (no
-// other message to ask for), the scan's refusalSpan.
+// or, when the last was counted with no proof that the server serves
+// (no other message to ask for), the scan's refusalSpan.
 func (s *Source) completionSpan(k boxUID) time.Duration {
 	if s.comp.suspects.unproven[k] {
 		return s.cfg.refusalSpan()
@@ -213,8 +250,8 @@ func (s *Source) completionSpan(k boxUID) time.Duration {
 // proveOnCompletion is asked before u, a suspect of box (selected on c),
 // is fetched alone: unless the server returned the body of a control in
 // box in this attempt, it asks for the first KiB of the body of another
-// message of box (askControl), neither set aside nor one a fetch alone
-// ended the connection on, the one that failed the fewest controls.
+// message of box (askControl), neither set aside nor a suspect (a fetch
+// ended the connection on it), the one that failed the fewest controls.
 // proven: the server returned it, and a connection then ending on u counts
 // against u. Not proven, and no error, when box holds no such message,
 // or the control's was answered with nothing: the drops are counted
@@ -245,7 +282,10 @@ func (s *Source) proveOnCompletion(ctx context.Context, c *imapclient.Client, bo
 	for _, o := range all {
 		k := boxUID{box, o}
 		cf := cs.controlFailures[k]
-		if _, lost := cs.lost[k]; o != u && !lost && !cs.setAside[k] && !cf.due(now, s.cfg.refusalSpan()) {
+		// A suspect, a message a fetch ended the connection on, may be
+		// one the server dies on: the control would fail on it while
+		// the server serves, and hold up the completion.
+		if _, suspect := cs.suspect[k]; o != u && !suspect && !cs.setAside[k] && !cf.due(now, s.cfg.refusalSpan()) {
 			others = append(others, o)
 			failed[o] = cf.sessions
 		}

@@ -243,3 +243,54 @@ func TestCompletionGetsPastCandidateWhenEveryControlFails(t *testing.T) {
 	require.EqualValues(t, 1, src.Status().CompletionSetAside)
 	require.Len(t, messages(t, srv, "INBOX"), 2, "both left where they are")
 }
+
+// As TestCompletionGetsPastABodyTheServerDiesOn, the mail the server
+// dies on (2) above the mail looked for (1), and nothing else in the
+// mailbox: the control asked before the mail looked for was fetched
+// alone was the bad mail, the only other one, and failed, so every
+// attempt was taken for the server failing as a whole; the completion,
+// and every one queued after it, waited until the bad mail had failed
+// the control over RefusalSpan, then its drops counted over RefusalSpan
+// again (two minutes by default), though the server returned the mail
+// looked for all along. The mails a lookup's fetch dropped the
+// connection on are no control, a body returned in the attempt proves
+// the server serves, and the mails with drops are fetched after the
+// others: the bad mail is set aside over Reconnect.Max.
+func TestCompletionGetsPastABodyTheServerDiesOnAboveTheMail(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	mail := imaptest.Message("1@above", "order", "the order")
+	poison := imaptest.Message("1@above", "order", "another mail of the same id")
+	for _, m := range [][]byte{mail, poison} { // UID 2 is the poison
+		_, err := srv.Append("INBOX", m)
+		require.NoError(t, err)
+	}
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		_, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 2) {
+			return false
+		}
+		c.Close()
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.RefusalSpan = time.Minute
+	src := newSource(t, cfg)
+	validity, err := srv.UIDValidity("INBOX")
+	require.NoError(t, err)
+	tk := &task.Task{Key: "k", Payload: mail, Headers: map[string]string{
+		imap.HeaderMessageID: "1@above", imap.HeaderUID: "1", imap.HeaderUIDValidity: strconv.FormatUint(uint64(validity)+1, 10),
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+
+	processed := messages(t, srv, "Processed")
+	require.Len(t, processed, 1)
+	require.Equal(t, mail, processed[0].Raw)
+	inbox := messages(t, srv, "INBOX")
+	require.Len(t, inbox, 1, "the mail the server dies on stays")
+	require.Equal(t, poison, inbox[0].Raw)
+	require.EqualValues(t, 1, src.Status().CompletionSetAside)
+}

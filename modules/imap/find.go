@@ -170,14 +170,16 @@ func (s *Source) findBySize(ctx context.Context, c *imapclient.Client, box boxRe
 // answer, as for the emission (see returnedEmpty): not taken for another
 // mail's, which would leave the mail looked for where it is (handled
 // again), in the failed folder, or copied twice, but errReturnedEmpty,
-// counted as a fetch that ended the connection (see fetchCarefully).
+// counted as a fetch that ended the connection (see fetchCarefully). A
+// body returned with something in it proves, for the attempt, that the
+// server serves the mailbox (see completionSuspects.served).
 func (s *Source) sameContent(ctx context.Context, c *imapclient.Client, box boxRef, r *compReq, uids []imap.UID, sizes map[imap.UID]int64) ([]imap.UID, error) {
 	per := max(1, int(s.cfg.MaxBatchBytes/int64(r.size)))
 	var same []imap.UID
 	for i := 0; i < len(uids); i += per {
 		group := uids[i:min(i+per, len(uids))]
 		err := s.fetchCarefully(ctx, c, box, group, fetchBody, func(uids []imap.UID) error {
-			bodies, _, err := fetchBodies(c, imap.UIDSetNum(uids...), &imap.FetchItemBodySection{Peek: true}, int64(r.size), nil)
+			bodies, larger, err := fetchBodies(c, imap.UIDSetNum(uids...), &imap.FetchItemBodySection{Peek: true}, int64(r.size), nil)
 			var empty []imap.UID
 			for _, u := range uids {
 				b, ok := bodies[u]
@@ -190,6 +192,9 @@ func (s *Source) sameContent(ctx context.Context, c *imapclient.Client, box boxR
 			}
 			if err == nil && len(empty) > 0 {
 				return fmt.Errorf("uid %v: %w", imap.UIDSetNum(empty...), errReturnedEmpty)
+			}
+			if err == nil && hasContent(bodies, larger) {
+				s.comp.suspects.served(box) // see fetchCarefully
 			}
 			return err
 		})
