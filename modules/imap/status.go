@@ -60,7 +60,8 @@ type Status struct {
 	// the next reconcile pass, and counted again if set aside again).
 	SetAside uint64 `json:"set_aside,omitempty"`
 	// CompletionSetAside counts the messages set aside by the
-	// completions: the connection ended whenever one was fetched alone
+	// completions: the connection ended (or its body came back empty,
+	// its RFC822.SIZE above 0) whenever one was fetched alone
 	// while looking for a task's mail (by content: it may be another
 	// mail than the one looked for, so no dead letter is made for it),
 	// the server returning the body of another mail of the mailbox in
