@@ -230,8 +230,9 @@ func (cs *completionSuspects) lostLast(box boxRef, uids []imap.UID) []imap.UID {
 }
 
 // served records that the server returned, in this attempt, a body with
-// something in it of a message of box fetched alone: it serves, as
-// when it returns the control's (see proveOnCompletion).
+// something in it of a message of box a lookup fetched (see
+// sameContent): it serves, as when it returns the control's (see
+// proveOnCompletion).
 func (cs *completionSuspects) served(box boxRef) {
 	cs.proven[box] = true
 }
