@@ -2,6 +2,7 @@ package imap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -72,7 +73,8 @@ import (
 // A body a lookup fetches that the server answers with nothing in it
 // while its RFC822.SIZE is above 0 is no answer (see sameContent): it
 // counts as a fetch that ended the connection, rather than be taken for
-// another mail's and the mail looked for not found.
+// another mail's and the mail looked for not found; over RefusalSpan
+// whatever the proof, as the emission gives up such a mail.
 
 // boxRef is a mailbox as the completion connection selected it.
 type boxRef struct {
@@ -95,7 +97,8 @@ type completionSuspects struct {
 	suspect map[boxUID]fetchKind
 	// lost: fetches alone that ended the connection, counted (see
 	// completionLostAlone); unproven: the last of them was counted with
-	// no other message to prove against (it is due over RefusalSpan).
+	// no other message to prove against, or was a body returned empty
+	// (it is due over RefusalSpan).
 	lost     map[boxUID]refusedAlone
 	unproven map[boxUID]bool
 	setAside map[boxUID]bool
@@ -185,8 +188,11 @@ func (s *Source) fetchCarefully(ctx context.Context, c *imapclient.Client, box b
 			if lostConnection(ctx, err) {
 				// The last drop says over which span they count (see
 				// completionSpan): the server proved it serves before
-				// it, or not.
-				if proven = proven || cs.proven[box]; proven {
+				// it, or not. A body returned empty counts over
+				// RefusalSpan whatever the proof, as the emission's
+				// refusals (a server may answer so for a while, and the
+				// mail looked for, set aside, is not found).
+				if proven = proven || cs.proven[box]; proven && !errors.Is(err, errReturnedEmpty) {
 					delete(cs.unproven, k)
 				} else {
 					cs.unproven[k] = true
@@ -240,7 +246,8 @@ func (cs *completionSuspects) served(box boxRef) {
 // completionSpan is the shortest span over which the fetches alone of k
 // must have ended the connection for it to be set aside: Reconnect.Max,
 // or, when the last was counted with no proof that the server serves
-// (no other message to ask for), the scan's refusalSpan.
+// (no other message to ask for), or was a body returned empty, the
+// scan's refusalSpan.
 func (s *Source) completionSpan(k boxUID) time.Duration {
 	if s.comp.suspects.unproven[k] {
 		return s.cfg.refusalSpan()
