@@ -58,7 +58,9 @@
 // dead letter, told to the task's source (a Release: also counted as a
 // failed settlement). Dead letters a backend makes on its
 // own (queue.DeadWatcher) are reported to the Runtime, which tells their
-// sources and counts them on the queue's pool; so are the tasks with a
+// sources and counts them on the queue's pool (the observer hears of
+// them on a goroutine of its own: a panic or runtime.Goexit in its
+// DeadLettered is logged and costs the backend's goroutine nothing); so are the tasks with a
 // source that a backend finds delivered again after they succeeded
 // (queue.FinishedWatcher: a settlement cut short after the success was
 // recorded, which may not have told the source), whose sources are told
@@ -166,5 +168,9 @@
 // deadline; Runtime.StopSources leaves half the time left to the pools
 // and the backend, and Runtime.StopPools a quarter of what is left then
 // to the queue backend, which closes after the pools (fx runs no stop
-// hook once the stop timeout has passed).
+// hook once the stop timeout has passed). The outcomes the backend found
+// on its own are told until the pools' share ends and a stop grace after
+// it (never past StopPools' deadline); the telling then in progress is
+// cancelled, and what is left is logged and counted in
+// Stats.CompletionFailed, not told.
 package worker
