@@ -159,11 +159,15 @@ type Config struct {
 	// refusing one message, while it returns the others of its batch, or
 	// another message of the mailbox when that one is all there is to
 	// ask for (see control), or keep closing the connection whenever
-	// that message alone is fetched while it returns other mail in the
-	// session (see poison.go), before the message is given up and its stand-in
-	// dead-lettered (see RefusedSessionsBeforeSetAside): long enough that
-	// a server restarting, or failing for a moment, is not taken for a
-	// bad mail. Reconnect.Max, when longer, is the span. Default 1m.
+	// that message alone is fetched while it returns the body of other
+	// mail in the session (see poison.go), before the message is given
+	// up and its stand-in dead-lettered (see
+	// RefusedSessionsBeforeSetAside): long enough that a server
+	// restarting, or failing for a moment, is not taken for a bad mail.
+	// A completion's lookup by content sets a message aside over it too
+	// when no other message of its folder shows that the server serves
+	// (see completion_poison.go). Reconnect.Max, when longer, is the
+	// span. Default 1m.
 	RefusalSpan time.Duration `koanf:"refusal_span"`
 	// Exclusive runs the source on one host of the cluster at a time: the
 	// runtime holds a lease named after the source (on JetStream, in a

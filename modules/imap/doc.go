@@ -19,12 +19,14 @@
 //     reconcile.go: the periodic whole-mailbox pass (the mailbox
 //     selected again) that finishes handled-but-unmoved mail;
 //   - fetch.go and refusal.go: fetching metadata and bodies, and when a
-//     message the server refuses to return is given up, on evidence
+//     message the server refuses to return (a body returned empty while
+//     its RFC822.SIZE is above 0 included) is given up, on evidence
 //     about it over Config.RefusalSpan (its stand-in dead-lettered), or
-//     held meanwhile; control.go: the fetch of another message that
-//     tells, when a held message is all that is asked for, its refusal
-//     from the server failing as a whole; poison.go: one it drops the
-//     connection on;
+//     held meanwhile; control.go: the fetch of the first KiB of another
+//     message's body that tells a message's refusal, or a connection
+//     ended on it, from the server failing as a whole (only a body
+//     proves that the server serves: metadata may come from its index
+//     while its store fails); poison.go: one it drops the connection on;
 //   - inflight.go: what was emitted and not completed yet, copies of it,
 //     and the reaper that emits again what never completes;
 //   - complete.go: Complete, which only queues; completion_queue.go: the
@@ -33,7 +35,8 @@
 //     (find.go: a message found by content once its UID is void;
 //     completion_poison.go: of the messages it reads, those the server
 //     drops the connection on while it returns another's body (the
-//     control of control.go), set aside so the queue gets past them
+//     control of control.go; with no other message to ask for, over
+//     Config.RefusalSpan), set aside so the queue gets past them
 //     (not dead-lettered: it may be another mail than the one looked
 //     for);
 //     move.go: MOVE, or a COPY confirmed before the original is deleted,
