@@ -172,7 +172,9 @@ type DeadLetters interface {
 	ListDead(ctx context.Context, queue string, limit int) ([]DeadLetter, error)
 	// Redrive moves the dead letters with the given task ids (all of the
 	// queue's when ids is empty) back to the queue, with fresh attempt
-	// counts. It returns how many moved. A re-driven task is queued
+	// counts. It returns how many this call moved (a dead letter that
+	// two calls re-drive at once is counted by one of them only: the
+	// control API reports it gone to the other). A re-driven task is queued
 	// again, not finished: Enqueue drops a duplicate of it without the
 	// finished mark of its dead letter (its source hears the outcome of
 	// the re-driven task instead). A dead letter whose task the backend
