@@ -3,7 +3,8 @@
 // YAML files < PLBA_<SECTION>__<KEY> environment variables < --set),
 // strictly (an unknown key is an error naming it), every problem reported
 // at once with its source and key path, secrets redacted when printed. A
-// secret may come from a file named by its <key>_file; an empty string
+// secret may come from a file named by its <key>_file (a regular file,
+// see RegularFile, of at most MaxFileSize bytes); an empty string
 // secret or _file name in a file, the environment or --set is one not
 // given (it replaces nothing an earlier layer gave; an entry of a secret
 // mapping is not a string secret, and Options.Values sets a section as
