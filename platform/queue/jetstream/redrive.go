@@ -45,6 +45,11 @@ func idSet(ids []string) map[string]bool {
 // before it deleted the dead letter) is deleted but not counted, so that
 // a dead letter re-driven once is counted once.
 //
+// Each dead letter is claimed for a re-drive before its copy is stored
+// (deadclaim.go): one a purge claimed within the duplicate window is left
+// to it (errPurgeBegun), and a purge after the claim leaves it to this
+// call, so that a dead letter re-driven is not also counted purged.
+//
 // A publish no stream answered (the work stream was deleted on the
 // server) sets the queue up again, as Enqueue does (restore), once per
 // call, and is tried once more.
@@ -53,9 +58,9 @@ func idSet(ids []string) map[string]bool {
 // in the error (also when a failure stops the call later), and the
 // others re-driven: one whose key is recorded as
 // succeeded since (errSucceededSince), one that does not decode
-// (errNotADeadLetter), one that lost part of its task (errNotKept), and
-// one whose copy the server would refuse as too large (queue.ErrTooLarge:
-// stored by someone else).
+// (errNotADeadLetter), one that lost part of its task (errNotKept), one
+// a purge claimed (errPurgeBegun), and one whose copy the server would
+// refuse as too large (queue.ErrTooLarge: stored by someone else).
 func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) (int, error) {
 	if err := b.usable(); err != nil {
 		return 0, err
@@ -133,6 +138,16 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		}
 		if err := ctx.Err(); err != nil {
 			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
+		}
+		// Claimed for a re-drive before its copy (deadclaim.go), so
+		// that a purge of it meanwhile does not count it purged.
+		ok, err := b.claimDead(ctx, q.queueNames, m.seq, claimRedrive)
+		if err != nil {
+			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
+		}
+		if !ok {
+			skipped = append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, errPurgeBegun))
+			continue
 		}
 		ack, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored)
 		if err != nil {
@@ -277,6 +292,10 @@ func (b *Backend) dropRedriven(ctx context.Context, q *queueState, t *task.Task,
 }
 
 // Purge deletes the selected dead letters and returns how many went.
+// Each is claimed for a purge first (deadclaim.go): one a re-drive
+// claimed within the duplicate window is left to it, not deleted nor
+// counted, and named in the error (errRedriveBegun), as its task is
+// queued again (or is once that re-drive is repeated).
 func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (int, error) {
 	if err := b.usable(); err != nil {
 		return 0, err
@@ -285,11 +304,15 @@ func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (i
 	if err != nil {
 		return 0, err
 	}
-	var seqs []uint64
+	type pick struct {
+		seq uint64
+		id  string
+	}
+	var picked []pick
 	set := idSet(ids)
 	if err := b.scanDead(ctx, qn, func(m deadMsg) bool {
 		if set == nil || set[m.dl.Task.ID] {
-			seqs = append(seqs, m.seq)
+			picked = append(picked, pick{m.seq, m.dl.Task.ID})
 		}
 		return true
 	}); err != nil {
@@ -300,14 +323,23 @@ func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (i
 		return 0, err
 	}
 	n := 0
-	for _, seq := range seqs {
-		if err := dead.DeleteMsg(ctx, seq); err != nil {
+	var skipped []error
+	for _, m := range picked {
+		ok, err := b.claimDead(ctx, qn, m.seq, claimPurge)
+		if err != nil {
+			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", m.id, qn.queue, err))...)
+		}
+		if !ok {
+			skipped = append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", m.id, qn.queue, errRedriveBegun))
+			continue
+		}
+		if err := dead.DeleteMsg(ctx, m.seq); err != nil {
 			if isMsgNotFound(err) {
 				continue
 			}
-			return n, fmt.Errorf("jetstream: purge dead letter %d of %q: %w", seq, qn.queue, err)
+			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: purge task %s (dead letter %d) of %q: %w", m.id, m.seq, qn.queue, err))...)
 		}
 		n++
 	}
-	return n, nil
+	return n, errors.Join(skipped...)
 }

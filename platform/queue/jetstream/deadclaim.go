@@ -1,0 +1,83 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A dead letter's claim: which of a re-drive and a purge of it began
+// first. A Redrive stores its copy of a dead letter and then deletes it,
+// a Purge only deletes it: without a claim, a purge that deleted the
+// dead letter after a re-drive stored its copy (the two at once, or a
+// re-drive that stopped before its delete: a crash, an outage) counted
+// it purged while its task was queued again, and the operator was told
+// "purged" of a task that runs.
+//
+// Before its copy, Redrive claims the dead letter for a re-drive; before
+// its delete, Purge claims it for a purge. The claim is a message of the
+// stream of finished keys on a subject of the dead letter's own
+// (deadClaimSubject), stored only when the subject holds none
+// (Nats-Expected-Last-Subject-Sequence 0): the first claim stands, for
+// the duplicate window (the stream's MaxAge), and a claim of the other
+// kind leaves the dead letter to it. A claim of the same kind goes on:
+// two re-drives at once store one copy (its Nats-Msg-Id), two purges
+// delete it once.
+//
+// A claim is no proof of what followed it: a re-drive that stopped
+// between its claim and its copy leaves the dead letter claimed but not
+// queued again; it is not purged until the claim ends with the window
+// (a re-drive of it goes on and queues it). Past the window, the claim
+// is gone with the copy's Nats-Msg-Id: a dead letter left beside its
+// queued copy longer than that (a re-drive that stopped before its
+// delete, the copy not delivered since) is purged, or re-driven a second
+// time, as before.
+
+// Claim kinds (the claim's data).
+const (
+	claimRedrive = "redrive"
+	claimPurge   = "purge"
+)
+
+// errRedriveBegun is why Purge leaves a dead letter a re-drive claimed.
+var errRedriveBegun = errors.New("a re-drive of it began within the duplicate window: not purged (its task is queued again, or is once that re-drive is repeated)")
+
+// errPurgeBegun is why Redrive leaves a dead letter a purge claimed.
+var errPurgeBegun = errors.New("a purge of it began within the duplicate window: not re-driven")
+
+// deadClaimSubject is the subject of the claim of the dead letter at seq
+// of the dead-letter stream, among qn's markers: "claim-<seq>", which no
+// marker's subject (32 hex digits) is.
+func (qn queueNames) deadClaimSubject(seq uint64) string {
+	return qn.donePrefix + "claim-" + strconv.FormatUint(seq, 10)
+}
+
+// claimDead claims the dead letter at seq of qn for kind and reports
+// whether the claim stands: stored now, or one of the same kind stored
+// before. A claim of the other kind reports false.
+func (b *Backend) claimDead(ctx context.Context, qn queueNames, seq uint64, kind string) (bool, error) {
+	subject := qn.deadClaimSubject(seq)
+	for range 2 {
+		_, err := b.js.Publish(ctx, subject, []byte(kind), jetstream.WithExpectLastSequencePerSubject(0))
+		if err == nil {
+			return true, nil
+		}
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
+			apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return false, fmt.Errorf("claim dead letter %d for a %s: %w", seq, kind, err)
+		}
+		m, err := b.lastDone(ctx, subject)
+		if isMsgNotFound(err) {
+			continue // aged out since: claim it again
+		}
+		if err != nil {
+			return false, fmt.Errorf("read the claim of dead letter %d: %w", seq, err)
+		}
+		return string(m.Data) == kind, nil
+	}
+	return false, fmt.Errorf("claim dead letter %d for a %s: its claim changed twice", seq, kind)
+}

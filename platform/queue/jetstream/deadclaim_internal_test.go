@@ -1,0 +1,67 @@
+package jetstream
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/task"
+)
+
+// TestPurgeDuringARedriveDoesNotCountTheRedrivenDeadLetter: an operator
+// purges a dead letter while another re-drives it, the purge after the
+// re-drive stored the task's copy and before it deleted the dead letter.
+// The task is queued again: the purge does not count it purged (it
+// names it, re-driven), the re-drive counts it, and the task runs once.
+// Both counted it (the purge deleted the dead letter, the re-drive's
+// delete found it gone), so that the operator was told "purged" of a
+// task that runs.
+func TestPurgeDuringARedriveDoesNotCountTheRedrivenDeadLetter(t *testing.T) {
+	t.Parallel()
+	onEachTestServer(t, Config{AckWait: 5 * time.Second}, func(t *testing.T, cfg Config) {
+		ctx := t.Context()
+		b, err := New(Params{Config: cfg})
+		require.NoError(t, err)
+		js := &copyStoredJS{}
+		b.faultJS = func(inner jetstream.JetStream) jetstream.JetStream {
+			js.JetStream = inner
+			return js
+		}
+		t.Cleanup(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = b.Close(cctx)
+		})
+		require.NoError(t, b.Start(ctx))
+		const qn = "purge-during-redrive"
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t1", Key: "k1", Kind: "k", Queue: qn}))
+		d := leaseOne(t, b, qn)
+		require.NoError(t, b.DeadLetter(ctx, d, "boom"))
+
+		var purged int
+		var purgeErr error
+		js.mu.Lock()
+		js.meanwhile = func() { purged, purgeErr = b.Purge(ctx, qn, "t1") }
+		js.mu.Unlock()
+		redriven, err := b.Redrive(ctx, qn, "t1")
+		require.NoError(t, err)
+		require.Equal(t, 1, redriven, "its copy stored: re-driven")
+		require.Equal(t, 0, purged, "re-driven: not purged")
+		require.ErrorIs(t, purgeErr, errRedriveBegun)
+		require.ErrorContains(t, purgeErr, "t1")
+
+		dead, err := b.ListDead(ctx, qn, 0)
+		require.NoError(t, err)
+		require.Empty(t, dead)
+		d = leaseOne(t, b, qn)
+		require.Equal(t, "t1", d.Task.ID)
+		require.NoError(t, b.Ack(ctx, d))
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err = b.Lease(lctx, qn, 1, time.Second)
+		require.ErrorIs(t, err, context.DeadlineExceeded, "one copy queued")
+	})
+}
