@@ -2,6 +2,8 @@ package jetstream
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,6 +61,77 @@ func TestPurgeDuringARedriveDoesNotCountTheRedrivenDeadLetter(t *testing.T) {
 		d = leaseOne(t, b, qn)
 		require.Equal(t, "t1", d.Task.ID)
 		require.NoError(t, b.Ack(ctx, d))
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err = b.Lease(lctx, qn, 1, time.Second)
+		require.ErrorIs(t, err, context.DeadlineExceeded, "one copy queued")
+	})
+}
+
+// markerFailsJS is a JetStream API whose publishes on subject fail once
+// armed, as during an outage.
+type markerFailsJS struct {
+	jetstream.JetStream
+	subject string
+	armed   atomic.Bool
+}
+
+func (s *markerFailsJS) Publish(ctx context.Context, subject string, data []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if s.armed.Load() && subject == s.subject {
+		return nil, errors.New("outage")
+	}
+	return s.JetStream.Publish(ctx, subject, data, opts...)
+}
+
+// TestPurgeOfADeadLetterBesideItsQueuedCopyDoesNotCountIt: a re-drive
+// stored a dead letter's copy and then failed (its key's queued-again
+// marker refused: an outage), leaving the dead letter beside its queued
+// copy. A purge of it then does not count it purged (it names it,
+// re-driven): the task is queued and runs, once, and its delivery
+// deletes the dead letter. The purge counted it purged while the copy
+// still ran (dropRedriven finding the dead letter gone).
+func TestPurgeOfADeadLetterBesideItsQueuedCopyDoesNotCountIt(t *testing.T) {
+	t.Parallel()
+	onEachTestServer(t, Config{AckWait: 5 * time.Second}, func(t *testing.T, cfg Config) {
+		ctx := t.Context()
+		b, err := New(Params{Config: cfg})
+		require.NoError(t, err)
+		const qn = "purge-beside-copy"
+		qnames, err := b.names.forQueue(qn)
+		require.NoError(t, err)
+		js := &markerFailsJS{subject: (&queueState{queueNames: qnames}).doneSubject("k1", true)}
+		b.faultJS = func(inner jetstream.JetStream) jetstream.JetStream {
+			js.JetStream = inner
+			return js
+		}
+		t.Cleanup(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = b.Close(cctx)
+		})
+		require.NoError(t, b.Start(ctx))
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t1", Key: "k1", Kind: "k", Queue: qn}))
+		d := leaseOne(t, b, qn)
+		require.NoError(t, b.DeadLetter(ctx, d, "boom"))
+
+		js.armed.Store(true)
+		_, err = b.Redrive(ctx, qn, "t1")
+		require.ErrorContains(t, err, "outage", "the re-drive stopped after its copy")
+		dead, err := b.ListDead(ctx, qn, 0)
+		require.NoError(t, err)
+		require.Len(t, dead, 1, "the dead letter beside its copy")
+
+		purged, err := b.Purge(ctx, qn, "t1")
+		require.Equal(t, 0, purged, "its task queued again: not purged")
+		require.ErrorIs(t, err, errRedriveBegun)
+		require.ErrorContains(t, err, "t1")
+
+		d = leaseOne(t, b, qn)
+		require.Equal(t, "t1", d.Task.ID)
+		require.NoError(t, b.Ack(ctx, d))
+		dead, err = b.ListDead(ctx, qn, 0)
+		require.NoError(t, err)
+		require.Empty(t, dead, "deleted by its copy's delivery")
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		_, err = b.Lease(lctx, qn, 1, time.Second)
