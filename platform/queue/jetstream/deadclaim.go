@@ -7,6 +7,9 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
 )
 
 // A dead letter's claim: which of a re-drive and a purge of it began
@@ -80,4 +83,38 @@ func (b *Backend) claimDead(ctx context.Context, qn queueNames, seq uint64, kind
 		return string(m.Data) == kind, nil
 	}
 	return false, fmt.Errorf("claim dead letter %d for a %s: its claim changed twice", seq, kind)
+}
+
+// queuedTasks returns the ids of the dead letters in picked whose task
+// (the same id and key) is in qn's work stream: a copy a re-drive stored
+// and then could not delete the dead letter (a failed marker or delete,
+// a crash), not delivered since (its delivery deletes the dead letter:
+// dropRedriven). Past the duplicate window neither the copy's Nats-Msg-Id
+// nor the dead letter's claim tells of it: Redrive queued the task a
+// second time, and Purge counted purged a dead letter whose task runs.
+// It reads the work stream as FindTasks does (findQueued: at most
+// maxFindScan messages; a copy beyond them is not found).
+func (b *Backend) queuedTasks(ctx context.Context, qn queueNames, picked []deadMsg) (map[string]bool, error) {
+	want := make(map[string]string, len(picked)) // id -> key
+	for _, m := range picked {
+		if m.bad == nil {
+			want[m.dl.Task.ID] = m.dl.Task.Key
+		}
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	var s queue.TaskSearch
+	err := b.findQueued(ctx, qn, func(t *task.Task) bool {
+		key, ok := want[t.ID]
+		return ok && key == t.Key
+	}, &s)
+	if err != nil {
+		return nil, err
+	}
+	queued := make(map[string]bool, len(s.Found))
+	for _, f := range s.Found {
+		queued[f.Task.ID] = true
+	}
+	return queued, nil
 }

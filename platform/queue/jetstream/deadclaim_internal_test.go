@@ -138,3 +138,58 @@ func TestPurgeOfADeadLetterBesideItsQueuedCopyDoesNotCountIt(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded, "one copy queued")
 	})
 }
+
+// TestRedriveAgainPastTheWindowFindsTheQueuedCopy: a re-drive stored a
+// dead letter's copy and then failed (its key's queued-again marker
+// refused: an outage), leaving the dead letter beside its copy. Re-driven
+// again once the duplicate window has passed (the copy's Nats-Msg-Id
+// forgotten), before the copy is delivered (a paused pool), it finds
+// the copy queued: it queues nothing, counts nothing, and deletes the
+// dead letter; the task runs once. It queued a second copy, and the
+// task ran twice.
+func TestRedriveAgainPastTheWindowFindsTheQueuedCopy(t *testing.T) {
+	t.Parallel()
+	onEachTestServer(t, Config{AckWait: 5 * time.Second, DuplicateWindow: time.Second}, func(t *testing.T, cfg Config) {
+		ctx := t.Context()
+		b, err := New(Params{Config: cfg})
+		require.NoError(t, err)
+		const qn = "redrive-past-window"
+		qnames, err := b.names.forQueue(qn)
+		require.NoError(t, err)
+		js := &markerFailsJS{subject: (&queueState{queueNames: qnames}).doneSubject("k1", true)}
+		b.faultJS = func(inner jetstream.JetStream) jetstream.JetStream {
+			js.JetStream = inner
+			return js
+		}
+		t.Cleanup(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = b.Close(cctx)
+		})
+		require.NoError(t, b.Start(ctx))
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t1", Key: "k1", Kind: "k", Queue: qn}))
+		d := leaseOne(t, b, qn)
+		require.NoError(t, b.DeadLetter(ctx, d, "boom"))
+
+		js.armed.Store(true)
+		_, err = b.Redrive(ctx, qn, "t1")
+		require.ErrorContains(t, err, "outage", "the re-drive stopped after its copy")
+		js.armed.Store(false)
+
+		time.Sleep(2 * time.Second) // past the duplicate window
+		n, err := b.Redrive(ctx, qn, "t1")
+		require.NoError(t, err)
+		require.Equal(t, 0, n, "its copy queued already: nothing re-driven")
+		dead, err := b.ListDead(ctx, qn, 0)
+		require.NoError(t, err)
+		require.Empty(t, dead, "the dead letter beside its copy deleted")
+
+		d = leaseOne(t, b, qn)
+		require.Equal(t, "t1", d.Task.ID)
+		require.NoError(t, b.Ack(ctx, d))
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err = b.Lease(lctx, qn, 1, time.Second)
+		require.ErrorIs(t, err, context.DeadlineExceeded, "one copy queued")
+	})
+}

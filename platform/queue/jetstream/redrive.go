@@ -43,7 +43,11 @@ func idSet(ids []string) map[string]bool {
 // the server already held (its publish acknowledged as a duplicate: two
 // calls re-driving it at once, or a call repeating one that stopped
 // before it deleted the dead letter) is deleted but not counted, so that
-// a dead letter re-driven once is counted once.
+// a dead letter re-driven once is counted once. So is one whose task
+// (its id and key) the work stream holds when the call begins
+// (queuedTasks: a copy stored by a re-drive that then failed, found past
+// the duplicate window too, within the first maxFindScan messages): no
+// second copy is queued.
 //
 // Each dead letter is claimed for a re-drive before its copy is stored
 // (deadclaim.go): one a purge claimed within the duplicate window is left
@@ -88,6 +92,13 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 	dead, err := b.lookupDead(ctx)
 	if err != nil {
 		return 0, err
+	}
+	// A dead letter whose task is queued already (a copy stored by a
+	// re-drive that then failed, past the window of its Nats-Msg-Id) is
+	// not queued again.
+	queued, err := b.queuedTasks(ctx, q.queueNames, picked)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: redrive to %q: look for copies queued already: %w", q.queue, err)
 	}
 	n := 0
 	var skipped []error
@@ -149,16 +160,16 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 			skipped = append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, errPurgeBegun))
 			continue
 		}
-		ack, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored)
+		stored, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored, queued[t.ID])
 		if err != nil {
 			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
 		}
-		if ack.Duplicate {
+		if !stored {
 			// Another call stored the copy: one re-driving this dead
 			// letter at the same time, or an earlier one that stopped
-			// before it deleted the dead letter. This one queued
-			// nothing, and does not count it (finishing that call's
-			// steps above).
+			// before it deleted the dead letter (its copy found queued,
+			// or acknowledged as a duplicate). This one queued nothing,
+			// and does not count it (finishing that call's steps above).
 			continue
 		}
 		n++
@@ -167,8 +178,10 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 }
 
 // redriveOne stores pm, the copy of the dead letter at seq of dead, in
-// q's work stream, records key (whose marker was at prev) as queued again
-// and deletes the dead letter, and returns the copy's ack. Once begun,
+// q's work stream (unless queued: a copy stored before is in the work
+// stream), records key (whose marker was at prev) as queued again and
+// deletes the dead letter, and reports whether it stored the copy (not a
+// duplicate of one stored before). Once begun,
 // the steps run to their end even when ctx ends (the caller gone: an
 // operator's request cancelled), each within Config.PublishTimeout and
 // while connected (serverContext): cut short by ctx, the copy's outcome
@@ -176,23 +189,27 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 // the re-drive reported failed, and a re-drive of it once the duplicate
 // window had passed queued the task a second time.
 func (b *Backend) redriveOne(ctx context.Context, q *queueState, dead jetstream.Stream, seq uint64, key string, prev uint64,
-	pm *nats.Msg, restored *bool) (*jetstream.PubAck, error) {
+	pm *nats.Msg, restored *bool, queued bool) (bool, error) {
 	ctx = context.WithoutCancel(ctx)
-	pctx, stop := b.serverContext(ctx)
-	ack, err := b.publishWork(pctx, q, pm, restored)
-	stop()
-	if err != nil {
-		return nil, err
+	stored := false
+	if !queued {
+		pctx, stop := b.serverContext(ctx)
+		ack, err := b.publishWork(pctx, q, pm, restored)
+		stop()
+		if err != nil {
+			return false, err
+		}
+		stored = !ack.Duplicate
 	}
 	fctx, stop := b.serverContext(ctx)
 	defer stop()
 	if err := b.markQueuedAgain(fctx, q, key, prev); err != nil {
-		return nil, err
+		return false, err
 	}
 	if err := dead.DeleteMsg(fctx, seq); err != nil && !isMsgNotFound(err) {
-		return nil, fmt.Errorf("delete its dead letter: %w", err)
+		return false, fmt.Errorf("delete its dead letter: %w", err)
 	}
-	return ack, nil
+	return stored, nil
 }
 
 // publishWork publishes m to q's work stream and returns the server's
