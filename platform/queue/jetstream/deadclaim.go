@@ -118,3 +118,7 @@ func (b *Backend) queuedTasks(ctx context.Context, qn queueNames, picked []deadM
 	}
 	return queued, nil
 }
+
+// errTaskQueued is why Purge leaves a dead letter whose task is queued
+// again (queuedTasks).
+var errTaskQueued = errors.New("its task is queued again (a re-drive's copy; its delivery deletes the dead letter): not purged")

@@ -193,3 +193,59 @@ func TestRedriveAgainPastTheWindowFindsTheQueuedCopy(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded, "one copy queued")
 	})
 }
+
+// TestPurgePastTheWindowOfADeadLetterBesideItsQueuedCopyDoesNotCountIt:
+// a re-drive stored a dead letter's copy and then failed (its key's
+// queued-again marker refused: an outage), leaving the dead letter beside
+// its copy. Purged once the duplicate window has passed (the re-drive's
+// claim gone), before the copy is delivered, the dead letter is not
+// counted purged (it is named: its task queued again); the task runs
+// once and its delivery deletes the dead letter. The purge counted it
+// purged while the copy still ran.
+func TestPurgePastTheWindowOfADeadLetterBesideItsQueuedCopyDoesNotCountIt(t *testing.T) {
+	t.Parallel()
+	onEachTestServer(t, Config{AckWait: 5 * time.Second, DuplicateWindow: time.Second}, func(t *testing.T, cfg Config) {
+		ctx := t.Context()
+		b, err := New(Params{Config: cfg})
+		require.NoError(t, err)
+		const qn = "purge-past-window"
+		qnames, err := b.names.forQueue(qn)
+		require.NoError(t, err)
+		js := &markerFailsJS{subject: (&queueState{queueNames: qnames}).doneSubject("k1", true)}
+		b.faultJS = func(inner jetstream.JetStream) jetstream.JetStream {
+			js.JetStream = inner
+			return js
+		}
+		t.Cleanup(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = b.Close(cctx)
+		})
+		require.NoError(t, b.Start(ctx))
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t1", Key: "k1", Kind: "k", Queue: qn}))
+		d := leaseOne(t, b, qn)
+		require.NoError(t, b.DeadLetter(ctx, d, "boom"))
+
+		js.armed.Store(true)
+		_, err = b.Redrive(ctx, qn, "t1")
+		require.ErrorContains(t, err, "outage", "the re-drive stopped after its copy")
+		js.armed.Store(false)
+
+		time.Sleep(2 * time.Second) // past the duplicate window
+		purged, err := b.Purge(ctx, qn, "t1")
+		require.Equal(t, 0, purged, "its task queued again: not purged")
+		require.ErrorIs(t, err, errTaskQueued)
+		require.ErrorContains(t, err, "t1")
+
+		d = leaseOne(t, b, qn)
+		require.Equal(t, "t1", d.Task.ID)
+		require.NoError(t, b.Ack(ctx, d))
+		dead, err := b.ListDead(ctx, qn, 0)
+		require.NoError(t, err)
+		require.Empty(t, dead, "deleted by its copy's delivery")
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err = b.Lease(lctx, qn, 1, time.Second)
+		require.ErrorIs(t, err, context.DeadlineExceeded, "one copy queued")
+	})
+}

@@ -312,7 +312,10 @@ func (b *Backend) dropRedriven(ctx context.Context, q *queueState, t *task.Task,
 // Each is claimed for a purge first (deadclaim.go): one a re-drive
 // claimed within the duplicate window is left to it, not deleted nor
 // counted, and named in the error (errRedriveBegun), as its task is
-// queued again (or is once that re-drive is repeated).
+// queued again (or is once that re-drive is repeated). So is one whose
+// task (its id and key) the work stream holds when the call begins
+// (queuedTasks, errTaskQueued: a copy stored by a re-drive that then
+// failed, found past the window too): its delivery deletes it.
 func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (int, error) {
 	if err := b.usable(); err != nil {
 		return 0, err
@@ -321,40 +324,51 @@ func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (i
 	if err != nil {
 		return 0, err
 	}
-	type pick struct {
-		seq uint64
-		id  string
-	}
-	var picked []pick
+	var picked []deadMsg
 	set := idSet(ids)
 	if err := b.scanDead(ctx, qn, func(m deadMsg) bool {
 		if set == nil || set[m.dl.Task.ID] {
-			picked = append(picked, pick{m.seq, m.dl.Task.ID})
+			t := *m.dl.Task
+			t.Payload = nil // only its id and key are needed
+			m.dl.Task, m.raw = &t, nil
+			picked = append(picked, m)
 		}
 		return true
 	}); err != nil {
 		return 0, err
 	}
+	if len(picked) == 0 {
+		return 0, nil
+	}
 	dead, err := b.lookupDead(ctx)
 	if err != nil {
 		return 0, err
 	}
+	queued, err := b.queuedTasks(ctx, qn, picked)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: purge dead letters of %q: look for their tasks queued again: %w", qn.queue, err)
+	}
 	n := 0
 	var skipped []error
 	for _, m := range picked {
+		id := m.dl.Task.ID
+		if m.bad == nil && queued[id] {
+			skipped = append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", id, qn.queue, errTaskQueued))
+			continue
+		}
 		ok, err := b.claimDead(ctx, qn, m.seq, claimPurge)
 		if err != nil {
-			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", m.id, qn.queue, err))...)
+			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", id, qn.queue, err))...)
 		}
 		if !ok {
-			skipped = append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", m.id, qn.queue, errRedriveBegun))
+			skipped = append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", id, qn.queue, errRedriveBegun))
 			continue
 		}
 		if err := dead.DeleteMsg(ctx, m.seq); err != nil {
 			if isMsgNotFound(err) {
 				continue
 			}
-			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: purge task %s (dead letter %d) of %q: %w", m.id, m.seq, qn.queue, err))...)
+			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: purge task %s (dead letter %d) of %q: %w", id, m.seq, qn.queue, err))...)
 		}
 		n++
 	}
