@@ -3,6 +3,8 @@ package jetstream
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,21 +15,47 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
+// redriveClaimedJS is a JetStream API that runs meanwhile, once armed,
+// right after a re-drive's claim of a dead letter was stored: what
+// another call does between a Redrive's start on a dead letter and its
+// copy.
+type redriveClaimedJS struct {
+	jetstream.JetStream
+	mu        sync.Mutex
+	meanwhile func()
+}
+
+func (s *redriveClaimedJS) Publish(ctx context.Context, subject string, data []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := s.JetStream.Publish(ctx, subject, data, opts...)
+	s.mu.Lock()
+	f := s.meanwhile
+	if strings.Contains(subject, ".claim-") && string(data) == claimRedrive {
+		s.meanwhile = nil
+	} else {
+		f = nil
+	}
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return ack, err
+}
+
 // TestPurgeDuringARedriveDoesNotCountTheRedrivenDeadLetter: an operator
-// purges a dead letter while another re-drives it, the purge after the
-// re-drive stored the task's copy and before it deleted the dead letter.
-// The task is queued again: the purge does not count it purged (it
-// names it, re-driven), the re-drive counts it, and the task runs once.
-// Both counted it (the purge deleted the dead letter, the re-drive's
-// delete found it gone), so that the operator was told "purged" of a
-// task that runs.
+// purges a dead letter while another re-drives it: the purge reads the
+// work stream before the re-drive stores the task's copy, and deletes
+// the dead letter before the re-drive does. The task is queued again:
+// the purge does not count it purged (it names it, re-driven), the
+// re-drive counts it, and the task runs once. Both counted it (the purge
+// deleted the dead letter, the re-drive's delete found it gone), so that
+// the operator was told "purged" of a task that runs.
 func TestPurgeDuringARedriveDoesNotCountTheRedrivenDeadLetter(t *testing.T) {
 	t.Parallel()
 	onEachTestServer(t, Config{AckWait: 5 * time.Second}, func(t *testing.T, cfg Config) {
 		ctx := t.Context()
 		b, err := New(Params{Config: cfg})
 		require.NoError(t, err)
-		js := &copyStoredJS{}
+		js := &redriveClaimedJS{}
 		b.faultJS = func(inner jetstream.JetStream) jetstream.JetStream {
 			js.JetStream = inner
 			return js
@@ -123,7 +151,7 @@ func TestPurgeOfADeadLetterBesideItsQueuedCopyDoesNotCountIt(t *testing.T) {
 
 		purged, err := b.Purge(ctx, qn, "t1")
 		require.Equal(t, 0, purged, "its task queued again: not purged")
-		require.ErrorIs(t, err, errRedriveBegun)
+		require.True(t, errors.Is(err, errTaskQueued) || errors.Is(err, errRedriveBegun), "named re-driven: %v", err)
 		require.ErrorContains(t, err, "t1")
 
 		d = leaseOne(t, b, qn)
