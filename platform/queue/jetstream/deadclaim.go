@@ -36,8 +36,8 @@ import (
 // (a re-drive of it goes on and queues it). Past the window, the claim
 // is gone with the copy's Nats-Msg-Id: a dead letter left beside its
 // queued copy longer than that (a re-drive that stopped before its
-// delete, the copy not delivered since) is purged, or re-driven a second
-// time, as before.
+// delete, the copy not delivered since) is found by its task in the work
+// stream instead (queuedTasks, within its first maxFindScan messages).
 
 // Claim kinds (the claim's data).
 const (
