@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	goimap "github.com/emersion/go-imap/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/modules/imap"
@@ -258,4 +259,79 @@ func TestCompletionGetsPastABodyAlwaysReturnedEmpty(t *testing.T) {
 	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
 	require.EqualValues(t, 1, src.Status().CompletionSetAside)
 	require.Len(t, messages(t, srv, "INBOX"), 2, "left where it is")
+}
+
+// The server answering every body with nothing in it (BODY[] "", OK:
+// its store failing) for longer than RefusalSpan, a mail of 0 bytes
+// (RFC822.SIZE 0) in the same group as two mails that hold something:
+// the 0-byte mail's body, as empty as it should be, counted as the
+// server returning mail, so the others' empty answers counted as
+// evidence against them, and both good mails were given up (their
+// stand-ins dead-lettered) for an outage. Only a body with something in
+// it proves the server serves: nothing is given up, the 0-byte mail is
+// emitted all the same, and the others once the server returns them.
+func TestEmptyMailBesideBodiesReturnedEmptyIsNoProof(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 2)
+	_, err := srv.Append("INBOX", []byte{}) // UID 3: 0 bytes
+	require.NoError(t, err)
+	var outage atomic.Bool
+	outage.Store(true)
+	var emptied atomic.Int32
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		tag, name, rest := command(line)
+		if !outage.Load() || name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") {
+			return false
+		}
+		set := strings.Fields(rest)[0]
+		section := "BODY[]"
+		if strings.Contains(rest, "BODY.PEEK[]<") {
+			section = "BODY[]<0>"
+		}
+		var reply strings.Builder
+		for u := 1; u <= 3; u++ { // UIDs are sequence numbers here: nothing was expunged
+			if uidSetHas(set, goimap.UID(u)) {
+				fmt.Fprintf(&reply, "* %d FETCH (UID %d %s \"\")\r\n", u, u, section)
+			}
+		}
+		emptied.Add(1)
+		c.Reply(reply.String() + tag + " OK Fetch completed.\r\n")
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.RefusalSpan = 300 * time.Millisecond
+	src, _ := observedSource(t, cfg)
+	em := &fakeEmitter{}
+	start(t, src, em)
+
+	began := time.Now()
+	require.Eventually(t, func() bool {
+		return em.count() > 1 || src.Status().Reconnects > 4*imap.RefusedSessionsBeforeSetAside && time.Since(began) > 4*cfg.RefusalSpan
+	}, 20*time.Second, 5*time.Millisecond)
+	require.NotZero(t, emptied.Load(), "the bodies answered empty")
+	for _, tk := range em.all() {
+		require.Empty(t, tk.Header(task.HeaderRejected), "a good mail given up while the server answered every body empty")
+	}
+	require.Zero(t, src.Status().Refused)
+	require.Equal(t, 1, em.count(), "the 0-byte mail, emitted once: %v", em.keys())
+	require.Empty(t, em.all()[0].Payload)
+
+	outage.Store(false)
+	emitted := func(id string) *task.Task {
+		for _, tk := range em.all() {
+			if tk.Header(imap.HeaderMessageID) == id {
+				return tk
+			}
+		}
+		return nil
+	}
+	require.Eventually(t, func() bool { return emitted("1@example.com") != nil && emitted("2@example.com") != nil },
+		15*time.Second, 5*time.Millisecond)
+	for _, tk := range em.all() {
+		require.Empty(t, tk.Header(task.HeaderRejected), tk.Key)
+	}
+	require.NotEmpty(t, emitted("1@example.com").Payload)
+	require.NotEmpty(t, emitted("2@example.com").Payload)
+	require.Zero(t, src.Status().Refused)
 }

@@ -125,8 +125,10 @@ func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, err
 // refusals are evidence about the others: those are counted, held, and
 // given up once due, returned (refs) for their stand-ins (see
 // settleRefused, refusedTask). If it returns none (a group of one
-// included), the refusals are returned as a refusedGroup error, settled
-// by processChunk with the other groups' answers. A body returned with
+// included; the bodies of mails of 0 bytes are no answer, see
+// hasContent, and are returned beside the error), the refusals are
+// returned as a refusedGroup error, settled by processChunk with the
+// other groups' answers. A body returned with
 // nothing in it while the message's RFC822.SIZE is above 0 is refused so
 // too (see returnedEmpty). A group the connection ended on is fetched
 // one by one in the next sessions (see poison.go).
@@ -193,11 +195,15 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 		}
 	}
 	s.fetchedFine(bodies, oversize)
-	if len(bodies)+len(oversize) == 0 && len(refs) > 0 {
+	if !hasContent(bodies, oversize) && len(refs) > 0 {
 		// Nothing returned: whether the server fails on these messages or
 		// as a whole is told by the other groups of the chunk (see
-		// processChunk).
-		return nil, nil, nil, refusedGroup{refs: refs, what: fetchBody, lost: lost}
+		// processChunk). The body of a mail of 0 bytes is no sign the
+		// server reads its store (see hasContent): a server answering
+		// every body empty would have the group's other mails given up
+		// for it. Such bodies are returned with the error, to be
+		// emitted all the same (see emitGroup).
+		return bodies, nil, nil, refusedGroup{refs: refs, what: fetchBody, lost: lost}
 	}
 	given, err := s.settleRefused(refs, true, fetchBody, s.controlOn(ctx, c))
 	if err != nil {

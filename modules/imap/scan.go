@@ -251,6 +251,20 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 // server returned the body of one of its messages.
 func (s *Source) emitGroup(ctx context.Context, c *imapclient.Client, emit source.Emitter, group []meta) (bool, error) {
 	bodies, oversize, refs, err := s.fetchGroup(ctx, c, group)
+	if rg := (refusedGroup{}); errors.As(err, &rg) && len(bodies) > 0 {
+		// Mails of 0 bytes returned beside the group's refusals (see
+		// fetchGroup): emitted, the refusals settled by the caller.
+		var out []meta
+		for _, m := range group {
+			if _, ok := bodies[m.uid]; ok {
+				out = append(out, m)
+			}
+		}
+		if err := s.emitMessages(ctx, emit, out, bodies, nil); err != nil {
+			return false, err
+		}
+		return false, rg
+	}
 	if err != nil {
 		return false, err
 	}
