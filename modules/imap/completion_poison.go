@@ -108,7 +108,10 @@ type completionSuspects struct {
 	controlFailures map[boxUID]refusedAlone
 	// Of the current attempt (see attemptBegins): the mailboxes where the
 	// server returned the body of a control (proven), and those where it
-	// had none to return (noControl).
+	// answered the control with nothing (noControl). That a mailbox holds
+	// no other message to ask for is not kept: it is told for each
+	// message asked for (the message itself, and the suspects, are no
+	// control; one of them fetched fine is one for the next).
 	proven, noControl map[boxRef]bool
 }
 
@@ -299,7 +302,11 @@ func (s *Source) proveOnCompletion(ctx context.Context, c *imapclient.Client, bo
 		}
 	}
 	if len(others) == 0 {
-		cs.noControl[box] = true
+		// Not kept for the attempt: the mail looked for, excluded here
+		// (u) or a suspect, may be the control of the next message once
+		// its fetch went through; were "none" kept, the drops of a mail
+		// the server dies on beside it would count over RefusalSpan, every
+		// completion waiting for it, while the server returns that mail.
 		return false, nil
 	}
 	o, served, err := s.askControl(c, others, failed)

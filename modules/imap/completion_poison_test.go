@@ -294,3 +294,58 @@ func TestCompletionGetsPastABodyTheServerDiesOnAboveTheMail(t *testing.T) {
 	require.Equal(t, poison, inbox[0].Raw)
 	require.EqualValues(t, 1, src.Status().CompletionSetAside)
 }
+
+// As TestCompletionGetsPastAnEnvelopeTheServerDiesOn, with RefusalSpan
+// one minute, the mail looked for the only other one in the mailbox:
+// the control asked before the mail looked for was fetched alone found
+// no other mail to ask for (the bad mail a suspect), and that "none" was
+// kept for the attempt, so the control was not asked before the bad
+// mail either, though the mail looked for, its envelope returned, was
+// one to ask for then. Every drop counted unproven, over RefusalSpan:
+// the completion, and every one queued after it, waited a minute while
+// the server returned the mail looked for all along. Whether a mailbox
+// holds a control is told for each message asked for: the drops count
+// over Reconnect.Max.
+func TestCompletionGetsPastAnEnvelopeTheServerDiesOnBelowTheMail(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	poison := imaptest.Message("1@below", "order", "another mail of the same id")
+	mail := imaptest.Message("1@below", "order", "the order")
+	for _, m := range [][]byte{poison, mail} { // UID 1 is the poison
+		_, err := srv.Append("INBOX", m)
+		require.NoError(t, err)
+	}
+	var controls atomic.Int32
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		_, name, rest := command(line)
+		if name == "UID FETCH" && strings.Contains(rest, "BODY.PEEK[]<") {
+			controls.Add(1)
+		}
+		if name != "UID FETCH" || !strings.Contains(rest, "ENVELOPE") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		c.Close()
+		return true
+	}})
+	cfg := testConfig(p.Host(), p.Port())
+	cfg.RefusalSpan = time.Minute
+	src := newSource(t, cfg)
+	validity, err := srv.UIDValidity("INBOX")
+	require.NoError(t, err)
+	tk := &task.Task{Key: "k", Payload: mail, Headers: map[string]string{
+		imap.HeaderMessageID: "1@below", imap.HeaderUID: "1", imap.HeaderUIDValidity: strconv.FormatUint(uint64(validity)+1, 10),
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+
+	processed := messages(t, srv, "Processed")
+	require.Len(t, processed, 1)
+	require.Equal(t, mail, processed[0].Raw)
+	inbox := messages(t, srv, "INBOX")
+	require.Len(t, inbox, 1, "the mail the server dies on stays")
+	require.Equal(t, poison, inbox[0].Raw)
+	require.EqualValues(t, 1, src.Status().CompletionSetAside)
+	require.NotZero(t, controls.Load(), "the mail looked for asked for as the control")
+}
