@@ -144,11 +144,19 @@ func (cs *completionSuspects) batchApplied() {
 }
 
 // fetchCarefully calls fetch with uids, messages of box (selected on c),
-// at once; or, when one of them is a suspect, with each alone, but for
-// those set aside, the server asked first to prove that it serves (see
-// proveOnCompletion). what names the fetch in the log.
+// but for those set aside (not at all when none is left), at once; or,
+// when one of them is a suspect, with each alone, the server asked
+// first to prove that it serves (see proveOnCompletion). what names the
+// fetch in the log.
 func (s *Source) fetchCarefully(ctx context.Context, c *imapclient.Client, box boxRef, uids []imap.UID, what fetchKind, fetch func([]imap.UID) error) error {
 	cs := &s.comp.suspects
+	// A message set aside is fetched no more, in a group or alone: it is
+	// no suspect any longer (see below), and fetched among the others it
+	// ended the connection again in every lookup that read it.
+	uids = slices.DeleteFunc(slices.Clone(uids), func(u imap.UID) bool { return cs.setAside[boxUID{box, u}] })
+	if len(uids) == 0 {
+		return nil
+	}
 	alone := false
 	for _, u := range uids {
 		_, suspect := cs.suspect[boxUID{box, u}]

@@ -349,3 +349,56 @@ func TestCompletionGetsPastAnEnvelopeTheServerDiesOnBelowTheMail(t *testing.T) {
 	require.EqualValues(t, 1, src.Status().CompletionSetAside)
 	require.NotZero(t, controls.Load(), "the mail looked for asked for as the control")
 }
+
+// As TestCompletionGetsPastABodyTheServerDiesOn, then another mail of
+// the same Message-ID completed by content: the mail set aside is no
+// longer fetched. It lost its suspect's mark when set aside, so the next
+// lookup fetched it again among the others, the connection ended, and
+// every completion that read it as a candidate failed an attempt and
+// dropped the connection once more.
+func TestCompletionFetchesNoMailSetAside(t *testing.T) {
+	t.Parallel()
+	srv := imaptest.NewServer(t, memserver.Options{})
+	poison := imaptest.Message("1@aside", "order", "another mail of the same id")
+	mail := imaptest.Message("1@aside", "order", "the order")
+	later := imaptest.Message("1@aside", "order", "a later order")
+	for _, m := range [][]byte{poison, mail, later} { // UID 1 is the poison
+		_, err := srv.Append("INBOX", m)
+		require.NoError(t, err)
+	}
+	var cut atomic.Int32
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
+		_, name, rest := command(line)
+		if name != "UID FETCH" || !strings.Contains(rest, "BODY.PEEK[]") || !uidSetHas(strings.Fields(rest)[0], 1) {
+			return false
+		}
+		cut.Add(1)
+		c.Close()
+		return true
+	}})
+	src := newSource(t, testConfig(p.Host(), p.Port()))
+	validity, err := srv.UIDValidity("INBOX")
+	require.NoError(t, err)
+	taskOf := func(key string, raw []byte) *task.Task {
+		return &task.Task{Key: key, Payload: raw, Headers: map[string]string{
+			imap.HeaderMessageID: "1@aside", imap.HeaderUID: "1", imap.HeaderUIDValidity: strconv.FormatUint(uint64(validity)+1, 10),
+		}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	require.NoError(t, src.Complete(ctx, taskOf("k1", mail), task.Succeeded, ""))
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+	require.EqualValues(t, 1, src.Status().CompletionSetAside)
+	cuts, failures := cut.Load(), src.Status().CompletionFailures
+
+	require.NoError(t, src.Complete(ctx, taskOf("k2", later), task.Succeeded, ""))
+	require.NoError(t, src.WaitCompletions(ctx), "status %+v", src.Status())
+	require.Equal(t, cuts, cut.Load(), "the mail set aside fetched again")
+	st := src.Status()
+	require.Equal(t, failures, st.CompletionFailures, "status %+v", st)
+	require.EqualValues(t, 2, st.CompletedOK)
+	require.Len(t, messages(t, srv, "Processed"), 2)
+	inbox := messages(t, srv, "INBOX")
+	require.Len(t, inbox, 1)
+	require.Equal(t, poison, inbox[0].Raw)
+}
