@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
@@ -36,8 +40,9 @@ import (
 // (a re-drive of it goes on and queues it). Past the window, the claim
 // is gone with the copy's Nats-Msg-Id: a dead letter left beside its
 // queued copy longer than that (a re-drive that stopped before its
-// delete, the copy not delivered since) is found by its task in the work
-// stream instead (queuedTasks, within its first maxFindScan messages).
+// delete, the copy not delivered since) is found by its copy in the work
+// stream instead (queuedTasks: its copy's Nats-Msg-Id, within the
+// stream's first maxFindScan messages).
 
 // Claim kinds (the claim's data).
 const (
@@ -85,36 +90,78 @@ func (b *Backend) claimDead(ctx context.Context, qn queueNames, seq uint64, kind
 	return false, fmt.Errorf("claim dead letter %d for a %s: its claim changed twice", seq, kind)
 }
 
-// queuedTasks returns the ids of the dead letters in picked whose task
-// (the same id and key) is in qn's work stream: a copy a re-drive stored
-// and then could not delete the dead letter (a failed marker or delete,
-// a crash), not delivered since (its delivery deletes the dead letter:
+// queuedTasks returns the sequences of the dead letters in picked whose
+// re-driven copy is in qn's work stream: a copy a re-drive stored and
+// then could not delete the dead letter (a failed marker or delete, a
+// crash), not delivered since (its delivery deletes the dead letter:
 // dropRedriven). Past the duplicate window neither the copy's Nats-Msg-Id
 // nor the dead letter's claim tells of it: Redrive queued the task a
 // second time, and Purge counted purged a dead letter whose task runs.
-// It reads the work stream as FindTasks does (findQueued: at most
-// maxFindScan messages; a copy beyond them is not found).
-func (b *Backend) queuedTasks(ctx context.Context, qn queueNames, picked []deadMsg) (map[string]bool, error) {
-	want := make(map[string]string, len(picked)) // id -> key
+// A copy is known by its Nats-Msg-Id (redrivenFrom: the dead letter's
+// sequence) and its task (the dead letter's id and key), as dropRedriven
+// knows it: the task's own message, left in the work stream beside its
+// dead letter (a term lost), is no copy, and a Redrive that took it for
+// one deleted the dead letter and queued nothing. It reads the work
+// stream as FindTasks does (findQueued: at most maxFindScan messages; a
+// copy beyond them is not found).
+func (b *Backend) queuedTasks(ctx context.Context, qn queueNames, picked []deadMsg) (map[uint64]bool, error) {
+	want := make(map[uint64]*task.Task, len(picked)) // dead-letter seq -> its task
 	for _, m := range picked {
 		if m.bad == nil {
-			want[m.dl.Task.ID] = m.dl.Task.Key
+			want[m.seq] = m.dl.Task
 		}
 	}
 	if len(want) == 0 {
 		return nil, nil
 	}
-	var s queue.TaskSearch
-	err := b.findQueued(ctx, qn, func(t *task.Task) bool {
-		key, ok := want[t.ID]
-		return ok && key == t.Key
-	}, &s)
-	if err != nil {
-		return nil, err
+	st, err := b.js.Stream(ctx, qn.stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
 	}
-	queued := make(map[string]bool, len(s.Found))
-	for _, f := range s.Found {
-		queued[f.Task.ID] = true
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: stream %q: %w", qn.stream, err)
+	}
+	var mu sync.Mutex
+	queued := make(map[uint64]bool)
+	keep := func(*[]queue.FoundTask) func(*jetstream.RawStreamMsg) {
+		return func(raw *jetstream.RawStreamMsg) {
+			seq, ok := redrivenFrom(raw.Header.Get(hdrMsgID))
+			if !ok || want[seq] == nil {
+				return
+			}
+			t, _, err := decodeTask(raw.Header, nil, qn.queue)
+			if err != nil || t.ID != want[seq].ID || t.Key != want[seq].Key {
+				return // a key that merely ends like a copy's id
+			}
+			mu.Lock()
+			queued[seq] = true
+			mu.Unlock()
+		}
+	}
+	info := st.CachedInfo()
+	var budget atomic.Int64
+	budget.Store(maxFindScan)
+	var rs []findRange
+	if b.multiGet && info.Config.AllowDirect {
+		r := findRange{lo: max(info.State.FirstSeq, 1), hi: math.MaxUint64}
+		r.err = r.readBatches(ctx, b.js, qn.stream, &budget, keep(nil))
+		rs = []findRange{r}
+		if errors.Is(r.err, jetstreamext.ErrBatchUnsupported) {
+			rs = findRanges(r.lo, info.State.LastSeq)
+			b.readRanges(ctx, st, rs, &budget, keep)
+		}
+	} else {
+		rs = findRanges(max(info.State.FirstSeq, 1), info.State.LastSeq)
+		b.readRanges(ctx, st, rs, &budget, keep)
+	}
+	var errs []error
+	for _, r := range rs {
+		if r.err != nil && (len(errs) == 0 || !errors.Is(r.err, context.Canceled)) {
+			errs = append(errs, r.err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("jetstream: read the tasks of %q: %w", qn.queue, err)
 	}
 	return queued, nil
 }

@@ -43,9 +43,10 @@ func idSet(ids []string) map[string]bool {
 // the server already held (its publish acknowledged as a duplicate: two
 // calls re-driving it at once, or a call repeating one that stopped
 // before it deleted the dead letter) is deleted but not counted, so that
-// a dead letter re-driven once is counted once. So is one whose task
-// (its id and key) the work stream holds when the call begins
-// (queuedTasks: a copy stored by a re-drive that then failed, found past
+// a dead letter re-driven once is counted once. So is one whose copy
+// the work stream holds when the call begins (queuedTasks: the copy's
+// Nats-Msg-Id names the dead letter, stored by a re-drive that then
+// failed, found past
 // the duplicate window too, within the first maxFindScan messages): no
 // second copy is queued.
 //
@@ -160,7 +161,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 			skipped = append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, errPurgeBegun))
 			continue
 		}
-		stored, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored, queued[t.ID])
+		stored, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored, queued[m.seq])
 		if err != nil {
 			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
 		}
@@ -313,7 +314,7 @@ func (b *Backend) dropRedriven(ctx context.Context, q *queueState, t *task.Task,
 // claimed within the duplicate window is left to it, not deleted nor
 // counted, and named in the error (errRedriveBegun), as its task is
 // queued again (or is once that re-drive is repeated). So is one whose
-// task (its id and key) the work stream holds when the call begins
+// re-driven copy the work stream holds when the call begins
 // (queuedTasks, errTaskQueued: a copy stored by a re-drive that then
 // failed, found past the window too): its delivery deletes it.
 func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (int, error) {
@@ -352,7 +353,7 @@ func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (i
 	var skipped []error
 	for _, m := range picked {
 		id := m.dl.Task.ID
-		if m.bad == nil && queued[id] {
+		if m.bad == nil && queued[m.seq] {
 			skipped = append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", id, qn.queue, errTaskQueued))
 			continue
 		}
