@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -32,7 +33,9 @@ import (
 // the duplicate window (the stream's MaxAge), and a claim of the other
 // kind leaves the dead letter to it. A claim of the same kind goes on:
 // two re-drives at once store one copy (its Nats-Msg-Id), two purges
-// delete it once.
+// delete it once. A claim names its dead letter's time too (claimOf): a
+// claim left by a dead letter of an earlier dead-letter stream with the
+// same sequence (the stream deleted and set up again) is replaced.
 //
 // A claim is no proof of what followed it: a re-drive that stopped
 // between its claim and its copy leaves the dead letter claimed but not
@@ -63,31 +66,55 @@ func (qn queueNames) deadClaimSubject(seq uint64) string {
 	return qn.donePrefix + "claim-" + strconv.FormatUint(seq, 10)
 }
 
-// claimDead claims the dead letter at seq of qn for kind and reports
-// whether the claim stands: stored now, or one of the same kind stored
-// before. A claim of the other kind reports false.
-func (b *Backend) claimDead(ctx context.Context, qn queueNames, seq uint64, kind string) (bool, error) {
-	subject := qn.deadClaimSubject(seq)
-	for range 2 {
-		_, err := b.js.Publish(ctx, subject, []byte(kind), jetstream.WithExpectLastSequencePerSubject(0))
+// claimDead claims the dead letter m of qn for kind and reports whether
+// the claim stands: stored now, or one of the same kind stored before. A
+// claim of the other kind reports false. The claim names the dead letter
+// by its time too (claimData): the dead-letter stream deleted and set up
+// again numbers its dead letters from 1 once more, and a claim of a dead
+// letter of the earlier stream with m's sequence, still within the
+// window, is no claim of m: it is replaced, not obeyed.
+func (b *Backend) claimDead(ctx context.Context, qn queueNames, m deadMsg, kind string) (bool, error) {
+	subject := qn.deadClaimSubject(m.seq)
+	data := claimData(m, kind)
+	var last uint64 // the sequence of the claim replaced (0: none)
+	for range 3 {
+		_, err := b.js.Publish(ctx, subject, data, jetstream.WithExpectLastSequencePerSubject(last))
 		if err == nil {
 			return true, nil
 		}
 		var apiErr *jetstream.APIError
 		if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
 			apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return false, fmt.Errorf("claim dead letter %d for a %s: %w", seq, kind, err)
+			return false, fmt.Errorf("claim dead letter %d for a %s: %w", m.seq, kind, err)
 		}
-		m, err := b.lastDone(ctx, subject)
+		c, err := b.lastDone(ctx, subject)
 		if isMsgNotFound(err) {
+			last = 0
 			continue // aged out since: claim it again
 		}
 		if err != nil {
-			return false, fmt.Errorf("read the claim of dead letter %d: %w", seq, err)
+			return false, fmt.Errorf("read the claim of dead letter %d: %w", m.seq, err)
 		}
-		return string(m.Data) == kind, nil
+		had, of, _ := strings.Cut(string(c.Data), "\n")
+		if of == claimOf(m) {
+			return had == kind, nil
+		}
+		last = c.Sequence // another dead letter's, of an earlier stream
 	}
-	return false, fmt.Errorf("claim dead letter %d for a %s: its claim changed twice", seq, kind)
+	return false, fmt.Errorf("claim dead letter %d for a %s: its claim changed while claimed", m.seq, kind)
+}
+
+// claimData is the data of m's claim for kind: the kind, a line break
+// and claimOf(m).
+func claimData(m deadMsg, kind string) []byte {
+	return []byte(kind + "\n" + claimOf(m))
+}
+
+// claimOf names the dead letter m among those a dead-letter stream
+// stored at its sequence: its time (the one it keeps, or the server's
+// for a message that does not decode), to the nanosecond.
+func claimOf(m deadMsg) string {
+	return strconv.FormatInt(m.dl.At.UnixNano(), 10)
 }
 
 // queuedTasks returns the sequences of the dead letters in picked whose

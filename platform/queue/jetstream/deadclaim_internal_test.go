@@ -29,7 +29,7 @@ func (s *redriveClaimedJS) Publish(ctx context.Context, subject string, data []b
 	ack, err := s.JetStream.Publish(ctx, subject, data, opts...)
 	s.mu.Lock()
 	f := s.meanwhile
-	if strings.Contains(subject, ".claim-") && string(data) == claimRedrive {
+	if strings.Contains(subject, ".claim-") && strings.HasPrefix(string(data), claimRedrive+"\n") {
 		s.meanwhile = nil
 	} else {
 		f = nil

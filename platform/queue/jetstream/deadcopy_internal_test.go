@@ -49,3 +49,42 @@ func TestRedriveOfADeadLetterBesideItsUnsettledTaskQueuesACopy(t *testing.T) {
 		require.Empty(t, dead, "the dead letter went with its re-drive")
 	})
 }
+
+// TestClaimOfADeadLetterOfAnEarlierDeadStreamDoesNotStand: a dead letter
+// purged, the dead-letter stream deleted (an operator, a store lost) and
+// set up again, whose sequences start over: the next dead letter has the
+// purged one's sequence, and so its claim's subject. A Redrive of it
+// re-drives it. The purge's claim, still within the duplicate window,
+// stood for it: the re-drive was refused, said begun by a purge that
+// never touched it.
+func TestClaimOfADeadLetterOfAnEarlierDeadStreamDoesNotStand(t *testing.T) {
+	t.Parallel()
+	onEachTestServer(t, Config{AckWait: 5 * time.Second, DuplicateWindow: time.Minute}, func(t *testing.T, cfg Config) {
+		ctx := t.Context()
+		b, err := New(Params{Config: cfg})
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = b.Close(cctx)
+		})
+		require.NoError(t, b.Start(ctx))
+		const qn = "claim-earlier-stream"
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t1", Key: "k1", Kind: "k", Queue: qn}))
+		require.NoError(t, b.DeadLetter(ctx, leaseOne(t, b, qn), "boom"))
+		n, err := b.Purge(ctx, qn, "t1")
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+
+		require.NoError(t, b.js.DeleteStream(ctx, b.names.deadStream()))
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t2", Key: "k2", Kind: "k", Queue: qn}))
+		require.NoError(t, b.DeadLetter(ctx, leaseOne(t, b, qn), "boom"))
+		dead, err := b.ListDead(ctx, qn, 0)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+
+		n, err = b.Redrive(ctx, qn, "t2")
+		require.NoError(t, err, "no purge began on this dead letter")
+		require.Equal(t, 1, n)
+	})
+}

@@ -153,7 +153,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		}
 		// Claimed for a re-drive before its copy (deadclaim.go), so
 		// that a purge of it meanwhile does not count it purged.
-		ok, err := b.claimDead(ctx, q.queueNames, m.seq, claimRedrive)
+		ok, err := b.claimDead(ctx, q.queueNames, m, claimRedrive)
 		if err != nil {
 			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
 		}
@@ -357,7 +357,7 @@ func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (i
 			skipped = append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", id, qn.queue, errTaskQueued))
 			continue
 		}
-		ok, err := b.claimDead(ctx, qn, m.seq, claimPurge)
+		ok, err := b.claimDead(ctx, qn, m, claimPurge)
 		if err != nil {
 			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", id, qn.queue, err))...)
 		}
