@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
@@ -141,54 +138,20 @@ func (b *Backend) queuedTasks(ctx context.Context, qn queueNames, picked []deadM
 	if len(want) == 0 {
 		return nil, nil
 	}
-	st, err := b.js.Stream(ctx, qn.stream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: stream %q: %w", qn.stream, err)
-	}
-	var mu sync.Mutex
+	var mu sync.Mutex // match runs on the reading goroutines
 	queued := make(map[uint64]bool)
-	keep := func(*[]queue.FoundTask) func(*jetstream.RawStreamMsg) {
-		return func(raw *jetstream.RawStreamMsg) {
-			seq, ok := redrivenFrom(raw.Header.Get(hdrMsgID))
-			if !ok || want[seq] == nil {
-				return
-			}
-			t, _, err := decodeTask(raw.Header, nil, qn.queue)
-			if err != nil || t.ID != want[seq].ID || t.Key != want[seq].Key {
-				return // a key that merely ends like a copy's id
-			}
-			mu.Lock()
-			queued[seq] = true
-			mu.Unlock()
+	match := func(raw *jetstream.RawStreamMsg, t *task.Task) bool {
+		seq, ok := redrivenFrom(raw.Header.Get(hdrMsgID))
+		if !ok || want[seq] == nil || t.ID != want[seq].ID || t.Key != want[seq].Key {
+			return false // another task, or a key that merely ends like a copy's id
 		}
+		mu.Lock()
+		queued[seq] = true
+		mu.Unlock()
+		return false // nothing to list
 	}
-	info := st.CachedInfo()
-	var budget atomic.Int64
-	budget.Store(maxFindScan)
-	var rs []findRange
-	if b.multiGet && info.Config.AllowDirect {
-		r := findRange{lo: max(info.State.FirstSeq, 1), hi: math.MaxUint64}
-		r.err = r.readBatches(ctx, b.js, qn.stream, &budget, keep(nil))
-		rs = []findRange{r}
-		if errors.Is(r.err, jetstreamext.ErrBatchUnsupported) {
-			rs = findRanges(r.lo, info.State.LastSeq)
-			b.readRanges(ctx, st, rs, &budget, keep)
-		}
-	} else {
-		rs = findRanges(max(info.State.FirstSeq, 1), info.State.LastSeq)
-		b.readRanges(ctx, st, rs, &budget, keep)
-	}
-	var errs []error
-	for _, r := range rs {
-		if r.err != nil && (len(errs) == 0 || !errors.Is(r.err, context.Canceled)) {
-			errs = append(errs, r.err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("jetstream: read the tasks of %q: %w", qn.queue, err)
+	if err := b.findQueued(ctx, qn, match, &queue.TaskSearch{}); err != nil {
+		return nil, err
 	}
 	return queued, nil
 }

@@ -53,7 +53,7 @@ func (b *Backend) FindTasks(ctx context.Context, queueName string, l queue.TaskL
 	}
 	s := queue.TaskSearch{Found: []queue.FoundTask{},
 		Searched: []string{"work stream " + qn.stream + " (ready, delayed and in-flight tasks)", "dead letters (stream " + b.names.deadStream() + ")"}}
-	match := func(t *task.Task) bool {
+	match := func(_ *jetstream.RawStreamMsg, t *task.Task) bool {
 		if l.ID != "" {
 			return t.ID == l.ID
 		}
@@ -128,7 +128,8 @@ func hasDead(fs []queue.FoundTask) bool {
 }
 
 // findQueued reads the work stream of qn (at most maxFindScan messages)
-// for the messages match accepts, and adds them to s with their state,
+// for the messages match accepts (a message and its task; match may be
+// called from several goroutines at once), and adds them to s with their state,
 // in stream order. A work-queue stream admits no second consumer beside
 // the durable one, whose filter takes every task subject: the messages
 // are read by direct gets, up to findBatch a request, when the server
@@ -139,7 +140,7 @@ func hasDead(fs []queue.FoundTask) bool {
 // once (a stored message costs one request, its payload discarded). A
 // lookup through 20,000 queued tasks takes a fraction of a second
 // (TestFindTasksThroughABacklog).
-func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*task.Task) bool, s *queue.TaskSearch) error {
+func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*jetstream.RawStreamMsg, *task.Task) bool, s *queue.TaskSearch) error {
 	st, err := b.js.Stream(ctx, qn.stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
@@ -185,7 +186,7 @@ func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*tas
 	keep := func(f *[]queue.FoundTask) func(*jetstream.RawStreamMsg) {
 		return func(raw *jetstream.RawStreamMsg) {
 			t, _, err := decodeTask(raw.Header, nil, qn.queue)
-			if err != nil || !match(t) {
+			if err != nil || !match(raw, t) {
 				return // not a task this backend wrote, or another task
 			}
 			*f = append(*f, state(raw, t))
