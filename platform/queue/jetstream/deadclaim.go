@@ -69,15 +69,27 @@ func (qn queueNames) deadClaimSubject(seq uint64) string {
 // by its time too (claimData): the dead-letter stream deleted and set up
 // again numbers its dead letters from 1 once more, and a claim of a dead
 // letter of the earlier stream with m's sequence, still within the
-// window, is no claim of m: it is replaced, not obeyed.
+// window, is no claim of m: it is replaced, not obeyed. A claim that
+// finds no stream (the stream of finished keys lost on the server) sets
+// the backend's streams up again (awaitRestore) and is made once more.
 func (b *Backend) claimDead(ctx context.Context, qn queueNames, m deadMsg, kind string) (bool, error) {
 	subject := qn.deadClaimSubject(m.seq)
 	data := claimData(m, kind)
 	var last uint64 // the sequence of the claim replaced (0: none)
-	for range 3 {
+	restored := false
+	for range 4 {
 		_, err := b.js.Publish(ctx, subject, data, jetstream.WithExpectLastSequencePerSubject(last))
 		if err == nil {
 			return true, nil
+		}
+		if storeGone(err) && !restored {
+			// The stream of finished keys was lost on the server: set
+			// up again, as for any other publish of the backend.
+			restored = true
+			if rerr := b.awaitRestore(ctx); rerr != nil {
+				return false, fmt.Errorf("claim dead letter %d for a %s: %w; %w", m.seq, kind, err, rerr)
+			}
+			continue
 		}
 		var apiErr *jetstream.APIError
 		if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
