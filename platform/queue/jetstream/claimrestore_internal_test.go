@@ -21,14 +21,7 @@ func TestPurgeSetsUpAgainTheStreamOfClaims(t *testing.T) {
 	t.Parallel()
 	onEachTestServer(t, Config{AckWait: 5 * time.Second}, func(t *testing.T, cfg Config) {
 		ctx := t.Context()
-		b, err := New(Params{Config: cfg})
-		require.NoError(t, err)
-		t.Cleanup(func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = b.Close(cctx)
-		})
-		require.NoError(t, b.Start(ctx))
+		b := openTestBackend(t, cfg)
 		const qn = "purge-claims-gone"
 		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t1", Kind: "k", Queue: qn}))
 		d := leaseOne(t, b, qn)

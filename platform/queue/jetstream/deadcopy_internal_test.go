@@ -1,7 +1,6 @@
 package jetstream
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -25,14 +24,7 @@ func TestRedriveOfADeadLetterBesideItsUnsettledTaskQueuesACopy(t *testing.T) {
 	t.Parallel()
 	onEachTestServer(t, Config{AckWait: 5 * time.Second}, func(t *testing.T, cfg Config) {
 		ctx := t.Context()
-		b, err := New(Params{Config: cfg})
-		require.NoError(t, err)
-		t.Cleanup(func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = b.Close(cctx)
-		})
-		require.NoError(t, b.Start(ctx))
+		b := openTestBackend(t, cfg)
 		const qn = "redrive-beside-unsettled"
 		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t1", Key: "k1", Kind: "k", Queue: qn}))
 		d := leaseOne(t, b, qn)
@@ -61,14 +53,7 @@ func TestClaimOfADeadLetterOfAnEarlierDeadStreamDoesNotStand(t *testing.T) {
 	t.Parallel()
 	onEachTestServer(t, Config{AckWait: 5 * time.Second, DuplicateWindow: time.Minute}, func(t *testing.T, cfg Config) {
 		ctx := t.Context()
-		b, err := New(Params{Config: cfg})
-		require.NoError(t, err)
-		t.Cleanup(func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = b.Close(cctx)
-		})
-		require.NoError(t, b.Start(ctx))
+		b := openTestBackend(t, cfg)
 		const qn = "claim-earlier-stream"
 		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t1", Key: "k1", Kind: "k", Queue: qn}))
 		require.NoError(t, b.DeadLetter(ctx, leaseOne(t, b, qn), "boom"))
