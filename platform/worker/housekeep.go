@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,18 +23,29 @@ import (
 // no lease again (its long handlers' tasks delivered again while they
 // run) and Stop would have named the extension as still running.
 func (p *Pool) housekeep() {
+	replaceOnGoexit(&p.stop.housekeeper, p.housekeepLoop, p.housekeep)
+}
+
+// replaceOnGoexit runs loop, the body of a pool goroutine counted in wg,
+// and then marks it done in wg. A loop that ends the goroutine with
+// runtime.Goexit (a backend call of its own did, which nothing can
+// recover; backendCall has counted it) is replaced: wg counts the new
+// goroutine, run by again, before it lets this one go, so whoever waits
+// on wg waits for the new one too. A panic goes on: the backend's calls
+// are guarded, so it is not theirs.
+func replaceOnGoexit(wg *sync.WaitGroup, loop, again func()) {
 	returned := false
 	defer func() {
 		if !returned {
 			if r := recover(); r != nil {
-				panic(r) // not the backend's: its calls are guarded (backendCall)
+				panic(r)
 			}
-			p.stop.housekeeper.Add(1) // before this one's Done: shutdown waits for the new one
-			go p.housekeep()
+			wg.Add(1)
+			go again()
 		}
-		p.stop.housekeeper.Done()
+		wg.Done()
 	}()
-	p.housekeepLoop()
+	loop()
 	returned = true
 }
 

@@ -119,19 +119,7 @@ func (p *Pool) leaseEnds() (failing bool) {
 // its next Lease waited, and an unreachable backend no longer degraded
 // it.
 func (p *Pool) watchLeases(pr queue.Prober) {
-	returned := false
-	defer func() {
-		if !returned {
-			if r := recover(); r != nil {
-				panic(r) // not the backend's: its calls are guarded (backendCall)
-			}
-			p.stop.fetcher.Add(1) // before this one's Done: Stop waits for the new one
-			go p.watchLeases(pr)
-		}
-		p.stop.fetcher.Done()
-	}()
-	p.watchLoop(pr)
-	returned = true
+	replaceOnGoexit(&p.stop.fetcher, func() { p.watchLoop(pr) }, func() { p.watchLeases(pr) })
 }
 
 func (p *Pool) watchLoop(pr queue.Prober) {
