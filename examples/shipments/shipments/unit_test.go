@@ -127,11 +127,13 @@ func TestReplaysForgetExpired(t *testing.T) {
 	for i := range pruneAt {
 		r.add([]byte(fmt.Sprint("old", i)), Answer{Task: "t"}, now.Add(-time.Second), now)
 	}
-	_, ok := r.get([]byte("old0"), now)
-	require.False(t, ok, "expired")
+	_, c := r.claim([]byte("old0"), now)
+	require.Equal(t, claimMine, c, "expired")
+	r.release([]byte("old0"))
 	r.add([]byte("new"), Answer{Task: "t-new"}, now.Add(time.Minute), now)
 	require.Len(t, r.sigs, 1)
-	a, ok := r.get([]byte("new"), now)
-	require.True(t, ok)
+	a, c := r.claim([]byte("new"), now)
+	require.Equal(t, claimSeen, c)
 	require.Equal(t, Answer{Task: "t-new"}, a)
+	require.Empty(t, r.busy)
 }

@@ -72,7 +72,9 @@ func decodeEvent(body []byte) (Event, error) {
 // it, or has no room within Config.WebhookEnqueueTimeout (the warehouse
 // retries). The same signed request posted again within the tolerance
 // is answered 202 as the first time, with "duplicate": true, and not
-// queued again (replays); the task's key is the shipment, so an event
+// queued again (replays); posted again while the first is still being
+// queued it is answered 409 with Retry-After, since the first may yet
+// fail, and its retry gets the first's answer. The task's key is the shipment, so an event
 // signed anew and posted twice makes one notice while the queue
 // de-duplicates it, and the answer says that the queue dropped it. The
 // route is public (the warehouse holds no admin credentials): the
@@ -108,13 +110,23 @@ func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 		if evErr == nil && ev.Shipment != "" {
 			entry.Target = "shipment/" + ev.Shipment
 		}
-		if a, ok := seen.get(sig, now); ok {
+		switch a, c := seen.claim(sig, now); c {
+		case claimSeen:
 			log.Info("webhook: event received before, not queued again", zap.String("remote", r.RemoteAddr), zap.String("task", a.Task))
 			a.Duplicate = true
 			entry.Params = answerParams(a)
 			accepted(w, a)
 			return
+		case claimBusy:
+			// Not acknowledged: the first may yet fail. Its retry is
+			// answered as the first was.
+			log.Info("webhook: event being queued by an earlier request, not queued again", zap.String("remote", r.RemoteAddr))
+			entry.Error = "being queued by an earlier request"
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "shipment event: the same signed event is being queued by an earlier request, try again", http.StatusConflict)
+			return
 		}
+		defer seen.release(sig)
 		if evErr != nil {
 			entry.Error = evErr.Error()
 			http.Error(w, "shipment event: "+evErr.Error(), http.StatusBadRequest)
