@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/admin"
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -68,9 +69,10 @@ func decodeEvent(body []byte) (Event, error) {
 // webhook accepts shipment events and enqueues a notice for each: 202 with
 // the task's id (Answer), 401 with the reason for an event without a valid
 // signature or signed outside the tolerance (VerifySignature), 400 for an
-// event it cannot use, 503 with Retry-After when the queue does not take
-// it, or has no room within Config.WebhookEnqueueTimeout (the warehouse
-// retries). The same signed request posted again within the tolerance
+// event it cannot use (or whose notice the queue refuses for good:
+// queue.ErrInvalidTask, queue.ErrTooLarge), 503 with Retry-After when the
+// queue does not take it, or has no room within
+// Config.WebhookEnqueueTimeout (the warehouse retries). The same signed request posted again within the tolerance
 // is answered 202 as the first time, with "duplicate": true, and not
 // queued again (replays); posted again while the first is still being
 // queued it is answered 409 with Retry-After, since the first may yet
@@ -147,6 +149,14 @@ func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 		ctx, cancel := context.WithTimeout(r.Context(), cfg.WebhookEnqueueTimeout)
 		err = e.Enqueue(ctx, t)
 		cancel()
+		if err != nil && (errors.Is(err, queue.ErrInvalidTask) || errors.Is(err, queue.ErrTooLarge)) {
+			// Refused for good: the same event is never queued, so no
+			// retry is asked for.
+			log.Info("webhook: notice refused by the queue", zap.String("remote", r.RemoteAddr), zap.Error(err))
+			entry.Error = "refused by the queue: " + err.Error()
+			http.Error(w, "shipment event: the queue refuses its notice (a shipment id it cannot carry, or too large): "+err.Error(), http.StatusBadRequest)
+			return
+		}
 		if err != nil {
 			log.Warn("webhook: enqueue notice", zap.String("shipment", ev.Shipment), zap.Error(err))
 			entry.Error = "not queued: " + err.Error()
