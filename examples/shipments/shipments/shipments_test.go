@@ -425,3 +425,19 @@ func TestSignedEventsAreAudited(t *testing.T) {
 	require.Equal(t, admin.AuditFailed, bad.Result)
 	require.Contains(t, bad.Error, "missing order")
 }
+
+// A body that is not UTF-8 is refused (400), nothing queued: decoded, each
+// invalid byte would become U+FFFD, so that the shipments "s-\xff" and
+// "s-\xfe" would share the key of "s-\uFFFD" and the second be answered
+// as a duplicate of the first, its notice never sent.
+func TestWebhookRefusesBodiesNotUTF8(t *testing.T) {
+	t.Parallel()
+	svc := newNotifyService(t)
+	k, url := start(t, svc, plbatest.Set("queue.memory.dedup_window=1h"))
+	for _, id := range []string{"s-\xff", "s-\xfe"} {
+		code, body := post(t, url, strings.Replace(event, "s-1", id, 1))
+		require.Equal(t, http.StatusBadRequest, code, body)
+		require.Contains(t, body, "not UTF-8")
+	}
+	require.Empty(t, k.Enqueued(""))
+}

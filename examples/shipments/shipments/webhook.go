@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -52,9 +53,14 @@ func (e Event) validate() error {
 }
 
 // decodeEvent decodes body, which must hold one Event and nothing else:
-// a second event after the first would be signed, and dropped unseen.
+// a second event after the first would be signed, and dropped unseen. It
+// must be UTF-8 (RFC 8259): decoded, an invalid byte would become U+FFFD,
+// and two shipment ids that differ in one such byte would be one key.
 func decodeEvent(body []byte) (Event, error) {
 	var ev Event
+	if !utf8.Valid(body) {
+		return ev, errors.New("not UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&ev); err != nil {
