@@ -78,18 +78,19 @@ func decodeEvent(body []byte) (Event, error) {
 // event it cannot use (or whose notice the queue refuses for good:
 // queue.ErrInvalidTask, queue.ErrTooLarge), 503 with Retry-After when the
 // queue does not take it, or has no room within
-// Config.WebhookEnqueueTimeout (the warehouse retries). The same signed request posted again within the tolerance
-// is answered 202 as the first time, with "duplicate": true, and not
-// queued again (replays); posted again while the first is still being
-// queued it is answered 409 with Retry-After, since the first may yet
-// fail, and its retry gets the first's answer. The task's key is the shipment, so an event
-// signed anew and posted twice makes one notice while the queue
-// de-duplicates it, and the answer says that the queue dropped it. The
-// route is public (the warehouse holds no admin credentials): the
-// signature is its check. Each signed event is audited (admin.Audit:
-// action shipment.event, the shipment, the answer's task and result);
-// the admin server records no public call itself with authentication on,
-// and an event refused for its signature is only logged.
+// Config.WebhookEnqueueTimeout (the warehouse retries). The same signed
+// request posted again within the tolerance is answered 202 as the first
+// time, with "duplicate": true, and not queued again (replays); posted
+// again while the first is still being queued it is answered 409 with
+// Retry-After, since the first may yet fail, and its retry gets the
+// first's answer. The task's key is the shipment, so an event signed anew
+// and posted twice makes one notice while the queue de-duplicates it, and
+// the answer says that the queue dropped it. The route is public (the
+// warehouse holds no admin credentials): the signature is its check. Each
+// signed event is audited (admin.Audit: action shipment.event, the
+// shipment, the answer's task and result); the admin server records no
+// public call itself with authentication on, and an event refused for its
+// signature is only logged.
 func webhook(cfg Config, e task.Enqueuer, log *zap.Logger) admin.Route {
 	seen, log := newReplays(), log.Named("shipments")
 	return admin.Route{Pattern: "POST " + WebhookPath, Role: admin.RolePublic, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
