@@ -58,6 +58,13 @@ func AsRoute(ctor any) any {
 	return fx.Annotate(ctor, fx.ResultTags(`group:"`+RoutesGroup+`"`))
 }
 
+// AsRoutes annotates a constructor returning []Route so that each of them
+// joins the "admin.routes" group: for a module whose routes depend on its
+// configuration (none when a feature is off).
+func AsRoutes(ctor any) any {
+	return fx.Annotate(ctor, fx.ResultTags(`group:"`+RoutesGroup+`,flatten"`))
+}
+
 // Server is the admin HTTP server.
 type Server struct {
 	cfg    Config

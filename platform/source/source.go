@@ -52,3 +52,12 @@ const SourcesGroup = "task.sources"
 func AsSource(ctor any) any {
 	return fx.Annotate(ctor, fx.As(new(Source)), fx.ResultTags(`group:"`+SourcesGroup+`"`))
 }
+
+// AsSources annotates a constructor returning []Source so that each of
+// them joins the "task.sources" group: for a module whose sources depend
+// on its configuration (none when a feature is off, or one per entry):
+//
+//	fx.Provide(source.AsSources(func(cfg Config) ([]source.Source, error) { ... }))
+func AsSources(ctor any) any {
+	return fx.Annotate(ctor, fx.ResultTags(`group:"`+SourcesGroup+`,flatten"`))
+}

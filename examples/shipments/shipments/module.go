@@ -39,8 +39,7 @@ var Module = fx.Module("shipments",
 			return health.Check{Name: "shipments/notification-service", Func: n.Check, Interval: 15 * time.Second, Gating: true}
 		}),
 	),
-	fx.Provide(fx.Annotate(digestSource, fx.ResultTags(`group:"task.sources,flatten"`))),
-	fx.Provide(fx.Annotate(demoSink, fx.ResultTags(`group:"admin.routes,flatten"`))),
+	fx.Provide(source.AsSources(digestSource), admin.AsRoutes(demoSink)),
 )
 
 // digestSource is the digest's schedule: one digest task per due time,
