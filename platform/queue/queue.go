@@ -178,11 +178,19 @@ type DeadLetters interface {
 	// again, not finished: Enqueue drops a duplicate of it without the
 	// finished mark of its dead letter (its source hears the outcome of
 	// the re-driven task instead). A dead letter whose task the backend
-	// knows to have succeeded since (JetStream: its key's marker) is left
-	// and named in the error, with the others re-driven and counted.
+	// knows to have succeeded since (JetStream: its key's marker) is left,
+	// with the others re-driven and counted. Each dead letter left for a
+	// reason of the backend's own is reported by a DeadLetterError with
+	// its id, one of the errors the returned error joins; a selected one
+	// that none names and that is still a dead letter was not re-driven
+	// because the call stopped, and its reason is the error's last part,
+	// which is no DeadLetterError: why the call stopped.
 	Redrive(ctx context.Context, queue string, ids ...string) (int, error)
 	// Purge deletes the dead letters with the given ids (all when empty)
-	// and returns how many went.
+	// and returns how many went. It reports the dead letters it left as
+	// Redrive does: each left for a reason of the backend's own by a
+	// DeadLetterError with its id, the others not purged because the
+	// call stopped by the last error, why it stopped.
 	Purge(ctx context.Context, queue string, ids ...string) (int, error)
 	// QueryDead returns one page of the dead letters of queue that match
 	// q, oldest first, and the cursor of the next page ("" after the
@@ -194,6 +202,35 @@ type DeadLetters interface {
 	// its payload and headers, or an error wrapping ErrNotFound.
 	GetDead(ctx context.Context, queue, id string) (DeadLetter, error)
 }
+
+// DeadLetterError is why a dead-letter action (Redrive, Purge) left one
+// selected dead letter as it was, for a reason the backend has for that
+// dead letter alone (JetStream: its task succeeded since, a purge of it
+// began). ID is its task's id.
+//
+// The error of Redrive and Purge joins (errors.Join) one error per dead
+// letter so left, each a DeadLetterError or wrapping one (errors.As finds
+// it), and, when the call stopped before it was done, a last error that is
+// none: why it stopped. A selected dead letter that no DeadLetterError
+// names was done (counted), done by another call meanwhile (not counted),
+// or not done because the call stopped before it or at it: that last
+// error is its reason, never another dead letter's. A caller learns each
+// id's reason from these errors alone, not from their text.
+type DeadLetterError struct {
+	ID  string
+	Err error
+}
+
+// Error names the task and why its dead letter was left.
+func (e *DeadLetterError) Error() string {
+	if e.Err == nil {
+		return "task " + e.ID + ": dead letter left as it was"
+	}
+	return "task " + e.ID + ": " + e.Err.Error()
+}
+
+// Unwrap returns Err, so that errors.Is finds the reason.
+func (e *DeadLetterError) Unwrap() error { return e.Err }
 
 // Bounds of DeadQuery.Limit.
 const (

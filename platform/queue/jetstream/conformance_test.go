@@ -39,6 +39,9 @@ func conformanceFeatures(reopen func(t *testing.T, old queue.Backend) queue.Back
 		Slack:         3 * time.Second,
 		StatsLag:      2 * time.Second,
 		Reopen:        reopen,
+		LeaveDead: func(t *testing.T, b queue.Backend, q, id string, redrive bool) {
+			jetstream.LeaveDead(t, b.(*jetstream.Backend), q, id, redrive)
+		},
 	}
 }
 

@@ -82,7 +82,9 @@
 //     an expired lease, a crash or another process's Retry looks for its
 //     message's copy and, when it finds one, finishes as that dead letter
 //     instead of running. ListDead, Redrive and Purge read, re-drive and
-//     delete dead letters.
+//     delete dead letters; each dead letter Redrive or Purge leaves for a
+//     reason of its own (succeeded since, claimed by the other action,
+//     ...) is reported by a queue.DeadLetterError.
 //
 // # Bounded storage
 //

@@ -97,3 +97,28 @@ func DoneMarker(tb testing.TB, b *Backend, d *queue.Delivery) string {
 	require.NoError(tb, err)
 	return string(m.Data)
 }
+
+// LeaveDead claims the dead letter of queueName whose task has id as the
+// other action running at the same time does: for a purge when redrive
+// is set (the next Redrive of it leaves it, errPurgeBegun), else for a
+// re-drive (the next Purge leaves it, errRedriveBegun).
+func LeaveDead(t *testing.T, b *Backend, queueName, id string, redrive bool) {
+	t.Helper()
+	qn, err := b.names.forQueue(queueName)
+	require.NoError(t, err)
+	var found []deadMsg
+	require.NoError(t, b.scanDead(t.Context(), qn, func(m deadMsg) bool {
+		if m.dl.Task.ID == id {
+			found = append(found, m)
+		}
+		return len(found) == 0
+	}))
+	require.Len(t, found, 1, "the dead letter of task %s of %q", id, queueName)
+	kind := claimRedrive
+	if redrive {
+		kind = claimPurge
+	}
+	ok, err := b.claimDead(t.Context(), qn, found[0], kind)
+	require.NoError(t, err)
+	require.True(t, ok, "claimed for a %s", kind)
+}

@@ -59,9 +59,11 @@ func idSet(ids []string) map[string]bool {
 // server) sets the queue up again, as Enqueue does (restore), once per
 // call, and is tried once more.
 //
-// Dead letters that cannot be re-driven are left as they are, each named
-// in the error (also when a failure stops the call later), and the
-// others re-driven: one whose key is recorded as
+// Dead letters that cannot be re-driven are left as they are, each
+// reported in the error as a queue.DeadLetterError (also when a failure
+// stops the call later: that failure is the error's last part, naming
+// the task it stopped at, and no DeadLetterError), and the others
+// re-driven: one whose key is recorded as
 // succeeded since (errSucceededSince), one that does not decode
 // (errNotADeadLetter), one that lost part of its task (errNotKept), one
 // a purge claimed (errPurgeBegun), and one whose copy the server would
@@ -109,12 +111,12 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		if m.bad != nil {
 			// A stand-in for what is stored: re-driven, it would not
 			// decode either, and what it lost would be gone.
-			skipped = append(skipped, fmt.Errorf("jetstream: redrive %s of %q: %w (%w)", t.ID, q.queue, errNotADeadLetter, m.bad))
+			skipped = append(skipped, leftDead("redrive to", q.queue, t.ID, fmt.Errorf("%w (%w)", errNotADeadLetter, m.bad)))
 			continue
 		}
 		if dropped := m.raw.Header.Get(HeaderDeadDropped); dropped != "" {
 			// Re-driven, it would run without what it lost.
-			skipped = append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: the dead letter does not keep its %s: %w", t.ID, q.queue, dropped, errNotKept))
+			skipped = append(skipped, leftDead("redrive to", q.queue, t.ID, fmt.Errorf("the dead letter does not keep its %s: %w", dropped, errNotKept)))
 			continue
 		}
 		t.Attempt, t.NotBefore = 0, time.Time{}
@@ -126,7 +128,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 		// replace as soon as it is published.
 		prev, succeeded, err := b.doneMarker(ctx, q, t.Key, true)
 		if err != nil {
-			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
+			return n, errors.Join(append(skipped, stopped("redrive to", q.queue, "at", t.ID, err))...)
 		}
 		if succeeded {
 			// The task ran again after its dead letter and succeeded (a
@@ -134,7 +136,7 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 			// a dead letter stored by an earlier version whose work
 			// message was not terminated): re-driving would run it once
 			// more. Left as it is, and said.
-			skipped = append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, errSucceededSince))
+			skipped = append(skipped, leftDead("redrive to", q.queue, t.ID, errSucceededSince))
 			continue
 		}
 		// Re-driven by an operator, the task is remembered by its key
@@ -144,26 +146,26 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 			// Only a dead letter this backend did not store (Enqueue
 			// leaves room for the copy): the server would refuse it
 			// every time, and stop the dead letters after it.
-			skipped = append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: its copy of %d bytes (%d of headers) exceeds what the server stores (max_payload %d, %d of headers): %w",
-				t.ID, q.queue, hs+int64(len(pm.Data)), hs, b.MaxPayload(), maxHeaderBlock, queue.ErrTooLarge))
+			skipped = append(skipped, leftDead("redrive to", q.queue, t.ID, fmt.Errorf("its copy of %d bytes (%d of headers) exceeds what the server stores (max_payload %d, %d of headers): %w",
+				hs+int64(len(pm.Data)), hs, b.MaxPayload(), maxHeaderBlock, queue.ErrTooLarge)))
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
+			return n, errors.Join(append(skipped, stopped("redrive to", q.queue, "before", t.ID, err))...)
 		}
 		// Claimed for a re-drive before its copy (deadclaim.go), so
 		// that a purge of it meanwhile does not count it purged.
 		ok, err := b.claimDead(ctx, q.queueNames, m, claimRedrive)
 		if err != nil {
-			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
+			return n, errors.Join(append(skipped, stopped("redrive to", q.queue, "at", t.ID, err))...)
 		}
 		if !ok {
-			skipped = append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, errPurgeBegun))
+			skipped = append(skipped, leftDead("redrive to", q.queue, t.ID, errPurgeBegun))
 			continue
 		}
 		stored, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored, queued[m.seq])
 		if err != nil {
-			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: redrive task %s to %q: %w", t.ID, q.queue, err))...)
+			return n, errors.Join(append(skipped, stopped("redrive to", q.queue, "at", t.ID, err))...)
 		}
 		if !stored {
 			// Another call stored the copy: one re-driving this dead
@@ -312,11 +314,13 @@ func (b *Backend) dropRedriven(ctx context.Context, q *queueState, t *task.Task,
 // Purge deletes the selected dead letters and returns how many went.
 // Each is claimed for a purge first (deadclaim.go): one a re-drive
 // claimed within the duplicate window is left to it, not deleted nor
-// counted, and named in the error (errRedriveBegun), as its task is
-// queued again (or is once that re-drive is repeated). So is one whose
-// re-driven copy the work stream holds when the call begins
-// (queuedTasks, errTaskQueued: a copy stored by a re-drive that then
-// failed, found past the window too): its delivery deletes it.
+// counted, and reported in the error as a queue.DeadLetterError
+// (errRedriveBegun), as its task is queued again (or is once that
+// re-drive is repeated). So is one whose re-driven copy the work stream
+// holds when the call begins (queuedTasks, errTaskQueued: a copy stored
+// by a re-drive that then failed, found past the window too): its
+// delivery deletes it. A failure that stops the call is the error's last
+// part, naming the task it stopped at, and no DeadLetterError.
 func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (int, error) {
 	if err := b.usable(); err != nil {
 		return 0, err
@@ -354,24 +358,40 @@ func (b *Backend) Purge(ctx context.Context, queueName string, ids ...string) (i
 	for _, m := range picked {
 		id := m.dl.Task.ID
 		if m.bad == nil && queued[m.seq] {
-			skipped = append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", id, qn.queue, errTaskQueued))
+			skipped = append(skipped, leftDead("purge of", qn.queue, id, errTaskQueued))
 			continue
 		}
 		ok, err := b.claimDead(ctx, qn, m, claimPurge)
 		if err != nil {
-			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", id, qn.queue, err))...)
+			return n, errors.Join(append(skipped, stopped("purge of", qn.queue, "at", id, err))...)
 		}
 		if !ok {
-			skipped = append(skipped, fmt.Errorf("jetstream: purge task %s of %q: %w", id, qn.queue, errRedriveBegun))
+			skipped = append(skipped, leftDead("purge of", qn.queue, id, errRedriveBegun))
 			continue
 		}
 		if err := dead.DeleteMsg(ctx, m.seq); err != nil {
 			if isMsgNotFound(err) {
 				continue
 			}
-			return n, errors.Join(append(skipped, fmt.Errorf("jetstream: purge task %s (dead letter %d) of %q: %w", id, m.seq, qn.queue, err))...)
+			return n, errors.Join(append(skipped, stopped("purge of", qn.queue, "at", id, fmt.Errorf("delete dead letter %d: %w", m.seq, err)))...)
 		}
 		n++
 	}
 	return n, errors.Join(skipped...)
+}
+
+// leftDead is the part of a Redrive's or Purge's error (op "redrive to",
+// "purge of") that reports the dead letter of queueName whose task is id
+// left as it was, for err, a reason of its own: a queue.DeadLetterError,
+// which the caller finds by errors.As.
+func leftDead(op, queueName, id string, err error) error {
+	return fmt.Errorf("jetstream: %s %q: %w", op, queueName, &queue.DeadLetterError{ID: id, Err: err})
+}
+
+// stopped is the last part of a Redrive's or Purge's error when err
+// stopped it at (or before) the dead letter whose task is id: no
+// queue.DeadLetterError, as it is the reason of every dead letter the
+// call did not reach too.
+func stopped(op, queueName, where, id string, err error) error {
+	return fmt.Errorf("jetstream: %s %q stopped %s task %s: %w", op, queueName, where, id, err)
 }

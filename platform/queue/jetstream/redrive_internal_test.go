@@ -2,11 +2,13 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 	"github.com/plba/plba/platform/task"
 )
@@ -37,7 +39,9 @@ func TestRedriveOfATaskThatSucceededSinceIsRefused(t *testing.T) {
 	n, err := b.Redrive(ctx, qn)
 	require.Equal(t, 1, n, "the other dead letter is re-driven")
 	require.ErrorIs(t, err, errSucceededSince)
-	require.ErrorContains(t, err, "ran")
+	left, stop := leftAndStop(err)
+	require.Equal(t, []string{"ran"}, left, "reported with its own queue.DeadLetterError")
+	require.NoError(t, stop)
 	dead, err := b.ListDead(ctx, qn, 0)
 	require.NoError(t, err)
 	require.Len(t, dead, 1)
@@ -76,7 +80,32 @@ func TestRedriveThatStopsStillSaysWhatItLeft(t *testing.T) {
 	require.Equal(t, 0, n)
 	require.ErrorContains(t, err, "maximum messages", "why it stopped")
 	require.ErrorIs(t, err, errSucceededSince, "why it left the first")
+	left, stop := leftAndStop(err)
+	require.Equal(t, []string{"ran"}, left, "the one left for a reason of its own, reported with its queue.DeadLetterError")
+	require.ErrorContains(t, stop, "maximum messages", "the stop, no dead letter's own reason")
+	require.ErrorContains(t, stop, "stopped at task dead")
 	dead, err := b.ListDead(ctx, qn, 0)
 	require.NoError(t, err)
 	require.Len(t, dead, 2, "both left")
+}
+
+// leftAndStop splits err, what a Redrive or Purge answered, into the ids
+// of the dead letters it reports left for a reason of their own (each
+// part of the joined error that is a queue.DeadLetterError) and the rest
+// (why it stopped; nil when it did not).
+func leftAndStop(err error) (left []string, stop error) {
+	parts := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts = j.Unwrap()
+	}
+	var rest []error
+	for _, p := range parts {
+		var dl *queue.DeadLetterError
+		if errors.As(p, &dl) {
+			left = append(left, dl.ID)
+		} else if p != nil {
+			rest = append(rest, p)
+		}
+	}
+	return left, errors.Join(rest...)
 }

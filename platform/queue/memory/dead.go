@@ -37,7 +37,9 @@ func (b *Backend) ListDead(_ context.Context, name string, limit int) ([]queue.D
 // Redrive moves the dead letters with the given task ids (all when none
 // are given) back to the ready end of the queue with fresh attempt counts,
 // and returns how many moved. Redriven tasks count against the capacity
-// but are never refused for lack of room.
+// but are never refused for lack of room: no dead letter is left for a
+// reason of its own (no queue.DeadLetterError), and its only error is
+// queue.ErrClosed.
 func (b *Backend) Redrive(_ context.Context, name string, ids ...string) (int, error) {
 	return b.takeDead(name, ids, func(q *queueState, e *entry, _ int64) {
 		e.state, e.reason, e.deadAt = stReady, "", time.Time{}
@@ -50,7 +52,8 @@ func (b *Backend) Redrive(_ context.Context, name string, ids ...string) (int, e
 
 // Purge deletes the dead letters with the given task ids (all when none
 // are given) and returns how many went. Their keys are remembered for
-// Options.DedupWindow, as after an ack.
+// Options.DedupWindow, as after an ack. Like Redrive it leaves no dead
+// letter for a reason of its own.
 func (b *Backend) Purge(_ context.Context, name string, ids ...string) (int, error) {
 	return b.takeDead(name, ids, func(q *queueState, e *entry, now int64) {
 		q.release(e, now, task.DeadLettered)

@@ -35,6 +35,7 @@ var cases = []testCase{
 	{name: "DeadLetterListRedrivePurge", run: testDeadLetter},
 	{name: "DeadLetterRemoves", run: testDeadLetterRemoves},
 	{name: "DeadQuery", run: testDeadQuery},
+	{name: "DeadActionsReportEachLeft", run: testDeadActionsReportEachLeft},
 	{name: "MaxDeliveries", skip: func(f Features) string {
 		if f.MaxDeliveries <= 0 {
 			return "backend has no max-deliveries limit"

@@ -23,7 +23,9 @@
 //
 // The cases cover: ack removes; retry is not delivered before its time and is
 // delivered after it with the attempt increased; dead letters keep task and
-// reason, are not delivered again, and ListDead, Redrive and Purge work;
+// reason, are not delivered again, and ListDead, Redrive and Purge work
+// (each dead letter they leave reported with a queue.DeadLetterError of
+// its own id);
 // the backend's max-deliveries
 // limit; de-duplication by key, with generated keys and producers' keys
 // apart (a producer's key written as an id still to come takes no keyless

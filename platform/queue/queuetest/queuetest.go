@@ -53,6 +53,16 @@ type Features struct {
 	// once); otherwise it polls for up to StatsLag.
 	StatsLag time.Duration
 
+	// LeaveDead, when set, makes b leave the dead letter of queue q whose
+	// task has id for a reason of its own on the next Redrive (redrive
+	// true) or Purge (false) of it, as b may do on its own (JetStream: the
+	// dead letter claimed by the other action). The suite checks that
+	// Redrive and Purge then report each dead letter they left with a
+	// queue.DeadLetterError of its own id, and do the others. Nil means
+	// the backend never leaves one (memory): the suite checks that they
+	// answer no error.
+	LeaveDead func(t *testing.T, b queue.Backend, q, id string, redrive bool)
+
 	// Reopen, when set, declares the backend durable: it must return a
 	// backend over the same store as old, which the suite has closed. It
 	// receives the same *testing.T as the factory call that created old, so
