@@ -180,7 +180,8 @@ type DeadResult struct {
 	Matched int `json:"matched"`
 	// Done is how many the backend re-drove or purged (0 on a dry run).
 	Done int `json:"done"`
-	// Failed are the selected ids that were not done, with why.
+	// Failed are the selected ids that were not done, each with its own
+	// reason: the backend's for it, or why the action stopped.
 	Failed []Failure `json:"failed"`
 	// Gone is how many selected dead letters were no longer dead
 	// letters after the action without the backend counting them done:

@@ -1,67 +1,47 @@
 package control
 
 import (
-	"strings"
-	"unicode"
-	"unicode/utf8"
+	"errors"
+
+	"github.com/plba/plba/platform/queue"
 )
 
 // reasons returns the reason of each id that a dead-letter action left a
 // dead letter, from err, what the backend answered: the part of err (the
-// errors it joined) that names the id, as a backend names each dead
-// letter it left for a reason of its own; else the last part (why the
-// backend stopped), or err itself when it is one error. Each id so gets
-// its own reason, not every id's: an answer as large as the square of
-// the ids it fails.
+// errors it joins, or err itself) that is or wraps the
+// queue.DeadLetterError with the id, found by errors.As, never by the
+// text; else why the backend stopped (the last part that is none), as the
+// backend did not reach the id or stopped at it; else that it is still a
+// dead letter. Each id so gets its own reason, never another dead
+// letter's, and the answer grows with the ids, not their square.
 func reasons(err error) func(id string) string {
 	const still = "still a dead letter after the action"
 	if err == nil {
 		return func(string) string { return still }
 	}
-	j, ok := err.(interface{ Unwrap() []error })
-	if !ok || len(j.Unwrap()) < 2 {
-		s := err.Error()
-		return func(string) string { return s }
+	parts := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts = j.Unwrap()
 	}
-	var parts []string
-	for _, e := range j.Unwrap() {
-		if e != nil {
-			parts = append(parts, e.Error())
+	own := make(map[string]string)
+	other := still
+	for _, p := range parts {
+		if p == nil {
+			continue
+		}
+		var dl *queue.DeadLetterError
+		if !errors.As(p, &dl) {
+			other = "not done, the action stopped: " + p.Error()
+			continue
+		}
+		if _, dup := own[dl.ID]; !dup {
+			own[dl.ID] = p.Error()
 		}
 	}
-	last := still + ": " + parts[len(parts)-1]
 	return func(id string) string {
-		for _, p := range parts {
-			if names(p, id) {
-				return p
-			}
+		if r, ok := own[id]; ok {
+			return r
 		}
-		return last
+		return other
 	}
-}
-
-// names reports whether text holds id as a word of its own: not within a
-// longer id (id "a1" in "a12").
-func names(text, id string) bool {
-	if id == "" {
-		return false
-	}
-	for i := 0; ; {
-		k := strings.Index(text[i:], id)
-		if k < 0 {
-			return false
-		}
-		start, end := i+k, i+k+len(id)
-		before, _ := utf8.DecodeLastRuneInString(text[:start])
-		after, _ := utf8.DecodeRuneInString(text[end:])
-		if !idRune(before) && !idRune(after) {
-			return true
-		}
-		i = start + 1
-	}
-}
-
-// idRune reports whether r may continue an id.
-func idRune(r rune) bool {
-	return r != utf8.RuneError && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_' || r == '.')
 }

@@ -2,22 +2,33 @@ package control
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue"
 )
 
-// Each id gets the part of a joined error that names it as a word of its
-// own (not inside a longer id), else the last part; one error is every
-// id's reason.
-func TestReasonsNameEachIDsOwn(t *testing.T) {
-	err := errors.Join(errors.New("redrive task a12 to \"q\": too large"),
-		errors.New("redrive task a1 to \"q\": succeeded since"),
-		errors.New("redrive task b to \"q\": stream full"))
+// Each id gets the part of a joined error that is (or wraps) its
+// queue.DeadLetterError, whatever the parts' text names; an id no part
+// reports gets why the action stopped (the last part that is no
+// DeadLetterError), else that it is still a dead letter; one error that is
+// no DeadLetterError is every id's stop reason.
+func TestReasonsFindEachIDsOwn(t *testing.T) {
+	left := func(id, why string) error {
+		return fmt.Errorf("redrive to \"q\": %w", &queue.DeadLetterError{ID: id, Err: errors.New(why)})
+	}
+	err := errors.Join(left("a12", "too large"), left("a1", "waits for a12 and b"), errors.New("redrive stopped at task b: stream full"))
 	why := reasons(err)
-	require.Equal(t, `redrive task a1 to "q": succeeded since`, why("a1"))
-	require.Equal(t, `redrive task a12 to "q": too large`, why("a12"))
-	require.Equal(t, `still a dead letter after the action: redrive task b to "q": stream full`, why("c"))
-	require.Equal(t, "boom", reasons(errors.New("boom"))("a1"))
+	require.Equal(t, `redrive to "q": task a1: waits for a12 and b`, why("a1"))
+	require.Equal(t, `redrive to "q": task a12: too large`, why("a12"))
+	require.Equal(t, "not done, the action stopped: redrive stopped at task b: stream full", why("b"))
+	require.Equal(t, "not done, the action stopped: redrive stopped at task b: stream full", why("c"))
+
+	why = reasons(errors.Join(left("a", "its own"), left("c", "c's own")))
+	require.Equal(t, "still a dead letter after the action", why("b"))
+	require.Equal(t, `redrive to "q": task a: its own`, reasons(left("a", "its own"))("a"))
+	require.Equal(t, "not done, the action stopped: boom", reasons(errors.New("boom"))("a1"))
 	require.Equal(t, "still a dead letter after the action", reasons(nil)("a1"))
 }
