@@ -23,8 +23,8 @@ type recorder struct {
 	ring  *ring
 	store AuditStore // nil: the ring only
 
-	mu   sync.Mutex
-	last int64 // the last id given
+	mu   sync.Mutex // gives ids and adds to the ring in one step
+	last int64      // the last id given
 }
 
 func newRecorder(log *zap.Logger, c AuditConfig) *recorder {
@@ -74,9 +74,8 @@ func (r *recorder) start(ctx context.Context) error {
 }
 
 // nextID returns an id above every one given before, close to t.
+// r.mu held.
 func (r *recorder) nextID(t time.Time) int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	id := t.UnixNano()
 	if id <= r.last {
 		id = r.last + 1
@@ -141,7 +140,15 @@ func (e *AuditEntry) clean() {
 
 func (r *recorder) record(ctx context.Context, e AuditEntry) {
 	e.clean()
+	// The id and the ring's place under one lock: the ring is kept in
+	// the order of the ids, which its pages (newest first) and their
+	// cursors (an id) rely on. Given apart, an entry given a lower id but
+	// slower to reach the ring would be served as the newer one, and its
+	// cursor would skip the entry after it.
+	r.mu.Lock()
 	e.ID = r.nextID(e.Time)
+	r.ring.add(e)
+	r.mu.Unlock()
 	fields := []zap.Field{
 		zap.String("action", e.Action), zap.String("result", e.Result),
 		zap.String("identity", e.Identity), zap.String("role", string(e.Role)),
@@ -163,7 +170,6 @@ func (r *recorder) record(ctx context.Context, e AuditEntry) {
 		fields = append(fields, zap.String("error", e.Error))
 	}
 	r.trail.Info("audit", fields...)
-	r.ring.add(e)
 	if r.store != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
