@@ -5,9 +5,11 @@
 //
 // Every route is behind authentication (bearer tokens for machines,
 // users signing in to a session cookie with a CSRF token) and requires
-// the Role it declares (empty: RoleViewer). Without credentials the
-// server is open only on a loopback address or with admin.auth.mode none,
-// and says so at warn on every start. Every state-changing call is
+// the Role it declares (empty: RoleViewer); what a route that needs
+// credentials answers carries Cache-Control: no-store unless its handler
+// sets its own. Without credentials the server is open only on a
+// loopback address or with admin.auth.mode none, and says so at warn on
+// every start. Every state-changing call is
 // audited (Audit): in the log, in a ring served at AuditPath and, given an
 // AuditStore, beyond the process.
 package admin

@@ -244,7 +244,8 @@ func (d *denial) write(w http.ResponseWriter, r *http.Request) {
 }
 
 // guard wraps a route's handler: authentication, the role check, the
-// identity on the context, and the audit.
+// identity on the context, Cache-Control: no-store on the answer of a
+// route that needs credentials, and the audit.
 func (s *Server) guard(pattern string, need Role, h http.Handler) http.Handler {
 	if need == "" {
 		need = RoleViewer
@@ -290,6 +291,12 @@ func (s *Server) guard(pattern string, need Role, h http.Handler) http.Handler {
 		}
 		if se != nil {
 			ctx = context.WithValue(ctx, sessionKey{}, se)
+		}
+		if need != RolePublic {
+			// What a route that needs credentials answers is kept by no
+			// cache (a page seen with a session would stay in the browser
+			// after its user signed out), unless its handler sets its own.
+			w.Header().Set("Cache-Control", "no-store")
 		}
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})
