@@ -3,6 +3,7 @@ package ui_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -322,6 +323,48 @@ func TestActionBehindAProxyThatRewritesHost(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	p, _ := e.rt.Pool(testQueue)
 	require.True(t, p.Paused())
+}
+
+// TestSignInBehindAProxyThatRewritesHost: behind a proxy that sends the
+// server its own Host, the browser's Origin names the proxy's and its
+// Sec-Fetch-Site says same-origin: the sign-in takes the browser's word
+// as every other state-changing request does. Before, the session route
+// compared Origin with Host on its own and refused it as a sign-in from
+// another site: behind such a proxy nobody could sign in, though every
+// action worked (TestActionBehindAProxyThatRewritesHost).
+func TestSignInBehindAProxyThatRewritesHost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	c := e.client()
+	page := c.get("/ui/signin")
+	require.Equal(t, http.StatusOK, page.code, page.body)
+	m := hiddenToken.FindStringSubmatch(page.body)
+	require.NotNil(t, m, "the sign-in form has its token")
+	form := url.Values{"token": {m[1]}, "name": {operatorName}, "password": {password}}
+	req, err := http.NewRequest(http.MethodPost, e.base+"/ui/signin", strings.NewReader(form.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://admin.example")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	res, err := c.hc.Do(req)
+	require.NoError(t, err)
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	require.Equal(t, http.StatusSeeOther, res.StatusCode, string(b))
+	require.Equal(t, "/ui/", res.Header.Get("Location"))
+	over := c.get("/ui/")
+	require.Equal(t, http.StatusOK, over.code, "signed in: the overview, not the sign-in")
+
+	// Posted from another site, the browser says so: refused.
+	req, err = http.NewRequest(http.MethodPost, e.base+admin.SessionPath, strings.NewReader(`{"name":"`+operatorName+`","password":"`+password+`"}`))
+	require.NoError(t, err)
+	req.Header.Set("Origin", "https://admin.example")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	require.Equal(t, http.StatusForbidden, res.StatusCode)
 }
 
 // TestAuditPageSaysTheRingDroppedEntries: the last page of an audit whose
