@@ -3,6 +3,8 @@ package admin
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
 )
 
 // Role is what an identity may do on the admin server. Roles are ordered:
@@ -88,4 +90,18 @@ func WithIdentity(ctx context.Context, id Identity) context.Context {
 func IdentityFrom(ctx context.Context) (Identity, bool) {
 	id, ok := ctx.Value(identityKey{}).(Identity)
 	return id, ok
+}
+
+// changesState reports whether pattern, an http.ServeMux pattern, names a
+// method that changes state (POST, PUT, PATCH, DELETE).
+func changesState(pattern string) bool {
+	method, _, ok := strings.Cut(pattern, " ")
+	if !ok {
+		return false
+	}
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return true
+	}
+	return false
 }

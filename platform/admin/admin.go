@@ -41,7 +41,9 @@ type Route struct {
 	// Pattern is an http.ServeMux pattern, e.g. "GET /admin/v1/queues".
 	Pattern string
 	// Role is the role a request needs (empty: RoleViewer). A route that
-	// changes state needs at least RoleOperator.
+	// changes state needs at least RoleOperator: NewServer refuses a POST,
+	// PUT, PATCH or DELETE route with RoleViewer (RolePublic is for one
+	// with a check of its own, as a signed webhook).
 	Role    Role
 	Handler http.Handler
 	// Page marks a GET route worth opening in a browser (an app's status
@@ -175,6 +177,9 @@ func NewServer(cfg Config, log *zap.Logger, info StatusInfo, comps *lifecycle.Re
 		}
 		if !r.Role.Valid() {
 			return nil, fmt.Errorf("admin: route %q: unknown role %q", r.Pattern, r.Role)
+		}
+		if r.Role == RoleViewer && changesState(r.Pattern) {
+			return nil, fmt.Errorf("admin: route %q changes state: its role must be %s or %s (%s for a route with a check of its own, as a signed webhook), not %s", r.Pattern, RoleOperator, RoleAdmin, RolePublic, r.Role)
 		}
 		s.routes = append(s.routes, r)
 		if err := register(s.mux, r.Pattern, s.guard(r.Pattern, r.Role, r.Handler)); err != nil {

@@ -560,7 +560,7 @@ func TestListeningLineListsThePages(t *testing.T) {
 		{Pattern: "GET /admin/v1/mailorder", Handler: ok, Page: true},
 		{Pattern: "GET /admin/v1/queues", Handler: ok},
 		{Pattern: "GET /admin/v1/hello/{name}", Handler: ok, Page: true},
-		{Pattern: "POST /admin/v1/pause", Handler: ok},
+		{Pattern: "POST /admin/v1/pause", Role: admin.RoleOperator, Handler: ok},
 	}, admin.LogLevelRoutes(zap.NewAtomicLevel(), nil)...)
 	s, err := admin.NewServer(local(), zap.New(core), admin.StatusInfo{}, nil, hr, routes)
 	require.NoError(t, err)
