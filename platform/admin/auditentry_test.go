@@ -190,7 +190,7 @@ func TestAuditStoreFailureIsReported(t *testing.T) {
 	p := auditPage(t, base, "")
 	require.Len(t, p.Entries, 1)
 	require.Equal(t, "pool.pause", p.Entries[0].Action)
-	lost := logs.FilterMessageSnippet("entry not stored").FilterLevelExact(zapcore.ErrorLevel).All()
+	lost := logs.FilterMessageSnippet("entry not confirmed stored").FilterLevelExact(zapcore.ErrorLevel).All()
 	require.Len(t, lost, 1)
 	require.Equal(t, "pool.pause", lost[0].ContextMap()["action"])
 	require.EqualValues(t, p.Entries[0].ID, lost[0].ContextMap()["id"])

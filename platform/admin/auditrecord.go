@@ -174,7 +174,7 @@ func (r *recorder) record(ctx context.Context, e AuditEntry) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
 		if err := r.store.Append(ctx, e); err != nil {
-			r.log.Error("audit: entry not stored (it is in the log and the ring)", zap.Int64("id", e.ID),
+			r.log.Error("audit: entry not confirmed stored: not stored, or its answer lost (it is in the log and the ring)", zap.Int64("id", e.ID),
 				zap.String("action", e.Action), zap.Error(err))
 		}
 	}
