@@ -79,6 +79,7 @@ func (a *API) controlPool(w http.ResponseWriter, r *http.Request, action string,
 		admin.Audit(r, e)
 		return err
 	}
+	e.Result = admin.AuditOK // in effect, whatever the answer below
 	admin.Audit(r, e)
 	pl, err := a.pool(q)
 	if err != nil {
