@@ -260,7 +260,8 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 		return fmt.Errorf("get message %d: %w", a.StreamSeq, err)
 	}
 	t, keyed, err := decodeTask(raw.Header, raw.Data, queueName)
-	if err != nil {
+	foreign := err != nil
+	if foreign {
 		keyed = false // not a task: no key of its own to remember
 		t = foreignStandIn(queueName, a.StreamSeq, raw.Header, raw.Data, raw.Time)
 	}
@@ -271,6 +272,24 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 	prev, err := b.storedCopy(ctx, q, a.StreamSeq, t.ID, adv)
 	if err != nil {
 		return err
+	}
+	if prev == nil && !foreign {
+		// Given back on its last delivery, its copy stored although the
+		// Release could not tell (releaseUnknown) or its ack was lost:
+		// the task lives on as its copy, and is no dead letter.
+		queued, err := b.releasedCopyQueued(ctx, q, a.StreamSeq, raw.Time, t.Key, keyed)
+		if err != nil {
+			return err
+		}
+		if queued {
+			if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !isMsgNotFound(err) {
+				return fmt.Errorf("delete message %d, released: %w", a.StreamSeq, err)
+			}
+			q.forgetMessage(a.StreamSeq)
+			b.log.Info("jetstream: exhausted task not dead-lettered: its released copy is queued",
+				zap.String("queue", queueName), zap.String("task", t.ID), zap.Uint64("seq", a.StreamSeq))
+			return nil
+		}
 	}
 	var stored deadInfo
 	if prev != nil {

@@ -192,25 +192,7 @@ func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*jet
 			*f = append(*f, state(raw, t))
 		}
 	}
-	var rs []findRange
-	if b.multiGet && info.Config.AllowDirect {
-		// One range, read in batches.
-		r := findRange{lo: max(info.State.FirstSeq, 1), hi: math.MaxUint64}
-		r.err = r.readBatches(ctx, b.js, qn.stream, &budget, keep(&r.found))
-		rs = []findRange{r}
-		if errors.Is(r.err, jetstreamext.ErrBatchUnsupported) {
-			// The stream's server answers one message a direct get
-			// (before 2.11: a cluster upgraded one server after the
-			// other, or a host that reconnected to an older one): the
-			// rest is read one message per request.
-			rest := findRanges(r.lo, info.State.LastSeq)
-			b.readRanges(ctx, st, rest, &budget, keep)
-			rs = append([]findRange{{found: r.found}}, rest...)
-		}
-	} else {
-		rs = findRanges(max(info.State.FirstSeq, 1), info.State.LastSeq)
-		b.readRanges(ctx, st, rs, &budget, keep)
-	}
+	rs := b.readWork(ctx, st, max(info.State.FirstSeq, 1), &budget, keep)
 	var errs []error
 	var unread []string
 	for _, r := range rs {
@@ -229,6 +211,33 @@ func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*jet
 		s.NotSearched = append(s.NotSearched, fmt.Sprintf("the work stream beyond the %d messages a lookup reads (sequences %s)", maxFindScan, strings.Join(unread, ", ")))
 	}
 	return nil
+}
+
+// readWork reads the work stream st from the sequence lo to its end
+// through keep, until budget is used up: in batches (findQueued) when the
+// server answers batched direct gets and the stream allows them, else in
+// ranges read at once, one request a message. The ranges read say what
+// each found, where it stopped and why.
+func (b *Backend) readWork(ctx context.Context, st jetstream.Stream, lo uint64, budget *atomic.Int64, keep func(*[]queue.FoundTask) func(*jetstream.RawStreamMsg)) []findRange {
+	info := st.CachedInfo()
+	if !b.multiGet || !info.Config.AllowDirect {
+		rs := findRanges(lo, info.State.LastSeq)
+		b.readRanges(ctx, st, rs, budget, keep)
+		return rs
+	}
+	// One range, read in batches.
+	r := findRange{lo: lo, hi: math.MaxUint64}
+	r.err = r.readBatches(ctx, b.js, info.Config.Name, budget, keep(&r.found))
+	if !errors.Is(r.err, jetstreamext.ErrBatchUnsupported) {
+		return []findRange{r}
+	}
+	// The stream's server answers one message a direct get (before 2.11:
+	// a cluster upgraded one server after the other, or a host that
+	// reconnected to an older one): the rest is read one message per
+	// request.
+	rest := findRanges(r.lo, info.State.LastSeq)
+	b.readRanges(ctx, st, rest, budget, keep)
+	return append([]findRange{{found: r.found}}, rest...)
 }
 
 // readRanges reads the ranges rs of stream st at once, each message by

@@ -134,7 +134,16 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		// handed out while that dead letter may still be there: run, it
 		// could succeed and stay listed as dead too. The server delivers
 		// it again after AckWait, and the delete is tried again.
-		if from, ok := redrivenFrom(m.Headers().Get(hdrMsgID)); ok && !b.dropRedriven(ctx, q, t, from) {
+		id := m.Headers().Get(hdrMsgID)
+		if from, ok := redrivenFrom(id); ok && !b.dropRedriven(ctx, q, t, from) {
+			return nil
+		}
+		// A Release's copy deletes the message it copies, if a Release
+		// that could not tell whether its copy was stored left it to the
+		// server (releaseUnknown), or its ack was lost: that message's
+		// max-deliveries advisory would dead-letter the task while its
+		// copy runs. Not handed out while it may still be there.
+		if from, ok := releasedFrom(id); ok && !b.dropReleased(ctx, q, t, from) {
 			return nil
 		}
 	}

@@ -2,12 +2,19 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
 )
 
 // A Release whose copy the server does not store. The delivery cannot go
@@ -36,7 +43,8 @@ func (b *Backend) lastDelivery(r *receipt) bool {
 // more, with the same Nats-Msg-Id, within half of what is left, and the
 // answer says (the server de-duplicates a copy stored before). Taken for
 // "still full", the task would be dead-lettered while its copy stays
-// queued, to run again.
+// queued, to run again. Unanswered again, the Release leaves the
+// delivery to the server (releaseUnknown).
 func (b *Backend) copyWhenRoom(ctx context.Context, msg *nats.Msg, perr error) error {
 	parent := ctx
 	if end, ok := ctx.Deadline(); ok {
@@ -63,8 +71,8 @@ func (b *Backend) copyWhenRoom(ctx context.Context, msg *nats.Msg, perr error) e
 // askStored offers msg, a released copy whose last offer ctx's wait for
 // room cut short unanswered, once more with the same Nats-Msg-Id, within
 // half of what is left of parent: nil when it is stored (by that offer
-// or this one), else why not (perr, the full stream, when this one is
-// not answered either).
+// or this one), else why not; errCopyUnanswered when this one is not
+// answered either: stored or not, no one can tell yet (releaseUnknown).
 func (b *Backend) askStored(parent context.Context, msg *nats.Msg, perr error) error {
 	ctx := parent
 	if end, ok := parent.Deadline(); ok {
@@ -75,9 +83,88 @@ func (b *Backend) askStored(parent context.Context, msg *nats.Msg, perr error) e
 	msg = &nats.Msg{Subject: msg.Subject, Header: msg.Header, Data: msg.Data}
 	_, err := b.publishAnswered(ctx, msg, "released copy")
 	if err != nil && !isStreamFull(err) && ctx.Err() != nil {
-		return perr // unanswered again: still full, as far as is known
+		return fmt.Errorf("%w (the stream was full before: %w)", errCopyUnanswered, perr)
 	}
 	return err
+}
+
+// errCopyUnanswered says that a released copy's last offers went
+// unanswered until the lease left no time to ask again: the copy may be
+// stored, or not (releaseUnknown).
+var errCopyUnanswered = errors.New("its copy's last offers went unanswered: it may be queued")
+
+// releaseUnknown ends a Release of r on its last delivery whose copy may
+// be stored, or not: its offers went unanswered (perr, errCopyUnanswered)
+// until the lease left no time to ask again (the network to the server
+// frozen, the work stream's leader slow). A dead letter would not be
+// true if the copy is queued, to run, nor would a give-back if it is
+// not: the delivery is left to the server as it is, which delivers the
+// message no more. Its MAX_DELIVERIES advisory, after the AckWait, finds
+// out (releasedCopyQueued): the copy queued, the message is deleted and
+// the copy runs; else the task is dead-lettered, and the dead watcher
+// told. Release fails saying so, with no queue.ErrDeadLettered: its
+// caller tells the task's source nothing, which hears the outcome of the
+// copy or of the dead letter, one of them.
+func (b *Backend) releaseUnknown(r *receipt, perr error) error {
+	r.finish()
+	return fmt.Errorf("jetstream: release task %s on its last delivery (max_deliver %d): %w: left to the server, whose max-deliveries advisory dead-letters the task unless its copy is queued",
+		r.d.Task.ID, b.cfg.MaxDeliver, perr)
+}
+
+// releasedCopyQueued reports whether a Release's copy of the message seq
+// of q's work stream, stored at stored (task key, keyed), is queued in
+// that stream, for the max-deliveries advisory of the message
+// (exhausted): a Release on the last delivery that could not tell whether
+// its copy was stored (releaseUnknown), or whose ack of the message was
+// lost after its copy was stored, leaves the message to the server. Such
+// a Release recorded the key's marker (task.Returned) before it offered
+// the copy: with no marker newer than the message (less
+// copyLookupMargin, for the clocks of the servers leading the two
+// streams), one direct get, there is no copy; else the work stream after
+// seq is read for the Nats-Msg-Id of a copy of the task (readWork, as
+// FindTasks; the copy's, or that of a copy of it released again): a
+// stream not read to its end (maxFindScan) is an error, the advisory
+// tried again later.
+func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, seq uint64, stored time.Time, key string, keyed bool) (bool, error) {
+	m, err := b.lastDone(ctx, q.doneSubject(key, keyed))
+	if isMsgNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up the marker of key %q: %w", key, err)
+	}
+	if m.Time.Before(stored.Add(-copyLookupMargin)) {
+		return false, nil
+	}
+	st, err := b.js.Stream(ctx, q.stream)
+	if err != nil {
+		return false, fmt.Errorf("stream %q: %w", q.stream, err)
+	}
+	copyID := msgIDOf(key, !keyed) + releaseMark // then a sequence: seq's, or a copy's of it, released again
+	var budget atomic.Int64
+	budget.Store(maxFindScan)
+	keep := func(f *[]queue.FoundTask) func(*jetstream.RawStreamMsg) {
+		return func(raw *jetstream.RawStreamMsg) {
+			if strings.HasPrefix(raw.Header.Get(hdrMsgID), copyID) {
+				*f = append(*f, queue.FoundTask{})
+			}
+		}
+	}
+	var errs []error
+	for _, r := range b.readWork(ctx, st, seq+1, &budget, keep) {
+		switch {
+		case len(r.found) > 0:
+			return true, nil
+		case r.err != nil:
+			errs = append(errs, r.err)
+		case r.unreadFrom != 0:
+			errs = append(errs, fmt.Errorf("not read beyond %d messages (sequences %s)", maxFindScan, r.unread()))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return false, fmt.Errorf("look for the released copy of message %d: %w", seq, err)
+	}
+	return false, nil
 }
 
 // releaseRefused ends a Release of r whose copy the server did not store
@@ -139,4 +226,60 @@ func (b *Backend) releaseRefused(ctx context.Context, r *receipt, perr error, le
 		return fmt.Errorf("jetstream: release task %s on its last delivery (max_deliver %d): its copy was not stored: %w; dead-letter it: %w", t.ID, b.cfg.MaxDeliver, perr, err)
 	}
 	return fmt.Errorf("jetstream: release task %s on its last delivery (max_deliver %d): its copy was not stored (%w): %w", t.ID, b.cfg.MaxDeliver, perr, queue.ErrDeadLettered)
+}
+
+// releasedFrom returns the sequence of the message that msgID, a
+// Release's copy's Nats-Msg-Id, copies, if it is one (a producer's key
+// written so is hashed: msgIDOf).
+func releasedFrom(msgID string) (uint64, bool) {
+	i := strings.LastIndex(msgID, releaseMark)
+	if i < 0 {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(msgID[i+len(releaseMark):], 10, 64)
+	return seq, err == nil
+}
+
+// dropReleased deletes the message at seq of q's work stream that t's
+// message, a Release's copy, copies, if it is still there: a Release
+// acknowledges it once its copy is stored, but one on the last delivery
+// that could not tell (releaseUnknown), or whose ack was lost, leaves it
+// to the server, whose max-deliveries advisory for it would dead-letter
+// the task while the copy runs (it does not when the copy is still
+// queued: releasedCopyQueued). The copy's next delivery (its first, or a
+// later one when the first was prefetched by a process that died)
+// deletes it first, as a re-driven copy its dead letter (dropRedriven):
+// the advisory then finds it gone. Only t's own message is deleted (t's
+// id). It reports whether that message is gone; a failure is logged,
+// leaves it, and reports false. It runs within ctx (the Lease's), at
+// most Config.PublishTimeout and while connected.
+func (b *Backend) dropReleased(ctx context.Context, q *queueState, t *task.Task, seq uint64) bool {
+	ctx, stop := b.serverContext(ctx)
+	defer stop()
+	err := func() error {
+		st := q.workStream()
+		m, err := st.GetMsg(ctx, seq)
+		if isMsgNotFound(err) {
+			return nil // acknowledged, as a Release does
+		}
+		if err != nil {
+			return err
+		}
+		if o, _, err := decodeTask(m.Header, nil, q.queue); err != nil || o.ID != t.ID {
+			return nil
+		}
+		if err := st.DeleteMsg(ctx, seq); err != nil && !isMsgNotFound(err) {
+			return err
+		}
+		q.forgetMessage(seq)
+		b.log.Info("jetstream: message a Release left to the server deleted: its copy is delivered", zap.String("queue", q.queue),
+			zap.String("task", t.ID), zap.Uint64("seq", seq))
+		return nil
+	}()
+	if err != nil {
+		b.log.Warn("jetstream: released task not handed out: the message it copies could not be deleted (delivered again later)",
+			zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", seq), zap.Error(err))
+		return false
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -161,15 +162,22 @@ func (b *Backend) release(ctx context.Context, d *queue.Delivery, leave bool) (e
 	// The copy's Nats-Msg-Id is not the key, so after a restart the
 	// server would not refuse the key while the copy is queued: record
 	// it with the finished keys first (done.go). A crash in between
-	// leaves the original queued, which is what the record says.
+	// leaves the original queued, which is what the record says. On the
+	// last delivery a generated key is recorded so too: the message's
+	// max-deliveries advisory, when the Release leaves it to the server,
+	// looks for the copy only after such a record (releasedCopyQueued).
+	last := b.lastDelivery(r)
 	var perr error
-	if r.keyed {
-		perr = b.markDone(ctx, r.q, t.Key, true, task.Returned, "")
+	if r.keyed || last {
+		perr = b.markDone(ctx, r.q, t.Key, r.keyed, task.Returned, "")
 	}
 	if perr == nil {
 		_, perr = b.publishAnswered(ctx, msg, "released copy")
-		if isStreamFull(perr) && b.lastDelivery(r) {
+		switch {
+		case isStreamFull(perr) && last:
 			perr = b.copyWhenRoom(ctx, msg, perr)
+		case perr != nil && last && ctx.Err() != nil:
+			perr = fmt.Errorf("%w: %w", errCopyUnanswered, perr) // cut short unanswered
 		}
 	}
 	if perr != nil {
@@ -179,6 +187,9 @@ func (b *Backend) release(ctx context.Context, d *queue.Delivery, leave bool) (e
 			// not see: the delivery is left to the server as it is.
 			r.finish()
 			return fmt.Errorf("jetstream: release task %s: %w (not connected: left to the server, delivered again after its AckWait)", t.ID, perr)
+		}
+		if errors.Is(perr, errCopyUnanswered) {
+			return b.releaseUnknown(r, perr)
 		}
 		return b.releaseRefused(ctx, r, perr, leave)
 	}
