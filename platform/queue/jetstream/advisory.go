@@ -37,7 +37,10 @@ import (
 // stored since then (storedCopy), and stores none if it is there. The watcher is told the
 // dead letter as stored, not as this handling would have made it: a copy
 // de-duplicated by the server is read back (publishDead), one found by
-// storedCopy is told as found.
+// storedCopy is told as found. A message a Release on its last delivery
+// left to the server, its copy stored, is no dead letter: its copy is
+// looked for in the work stream (releasedCopyQueued), and a copy
+// delivered before deleted it (dropReleased).
 
 // maxDeliveriesAdvisory is the part of the server's advisory we use.
 type maxDeliveriesAdvisory struct {

@@ -71,7 +71,11 @@
 //     back with a nak, counted; on the last allowed delivery, after
 //     which the server delivers the message no more, the copy is offered
 //     again while the lease leaves time, then the task is dead-lettered
-//     with a reason that says so (queue.ErrDeadLettered).
+//     with a reason that says so (queue.ErrDeadLettered); a copy whose
+//     offers all went unanswered, maybe stored, leaves the delivery to
+//     the MAX_DELIVERIES advisory, which looks for the copy in the work
+//     stream and dead-letters the task only when none is there (a
+//     released copy's delivery deletes the message it copies first).
 //   - Max attempts = MaxDeliver. A Retry on the last allowed delivery
 //     dead-letters the task instead; a task whose lease expires on its
 //     last delivery is dead-lettered from the server's MAX_DELIVERIES

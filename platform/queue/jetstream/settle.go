@@ -126,7 +126,10 @@ func (b *Backend) ack(ctx context.Context, r *receipt) error {
 // and when it is still not stored the task is dead-lettered with a reason
 // that says so, and Release returns queue.ErrDeadLettered
 // (TestReleaseRefusedCountsTheDelivery,
-// TestReleaseRefusedOnTheLastDeliveryDeadLettersSaying). While the
+// TestReleaseRefusedOnTheLastDeliveryDeadLettersSaying). On the last
+// delivery, a copy whose offers all went unanswered may be stored or
+// not: the delivery is left to the server, whose max-deliveries advisory
+// finds out, and Release fails saying so (releaseUnknown). While the
 // connection is down Release fails and the delivery is left to the
 // server, which delivers it again after its AckWait
 // (TestGiveBackDuringAnOutageIsNoReturn). It does not wait for a server
