@@ -181,10 +181,12 @@ type DeadLetters interface {
 	// knows to have succeeded since (JetStream: its key's marker) is left,
 	// with the others re-driven and counted. Each dead letter left for a
 	// reason of the backend's own is reported by a DeadLetterError with
-	// its id, one of the errors the returned error joins; a selected one
-	// that none names and that is still a dead letter was not re-driven
-	// because the call stopped, and its reason is the error's last part,
-	// which is no DeadLetterError: why the call stopped.
+	// its id, one of the errors the returned error joins (so is one the
+	// call stopped at once its task was queued again: JetStream's copy
+	// stored, its dead letter not deleted); a selected one that none
+	// names and that is still a dead letter was not re-driven because
+	// the call stopped, and its reason is the error's last part, which
+	// is no DeadLetterError: why the call stopped.
 	Redrive(ctx context.Context, queue string, ids ...string) (int, error)
 	// Purge deletes the dead letters with the given ids (all when empty)
 	// and returns how many went. It reports the dead letters it left as

@@ -43,7 +43,10 @@ func idSet(ids []string) map[string]bool {
 // the server already held (its publish acknowledged as a duplicate: two
 // calls re-driving it at once, or a call repeating one that stopped
 // before it deleted the dead letter) is deleted but not counted, so that
-// a dead letter re-driven once is counted once. So is one whose copy
+// a dead letter re-driven once is counted at most once (a call that
+// stopped after the copy but before the delete did not count it either:
+// it is still listed, and reported with errLeftBesideCopy, below). So is
+// one whose copy
 // the work stream holds when the call begins (queuedTasks: the copy's
 // Nats-Msg-Id names the dead letter, stored by a re-drive that then
 // failed, found past
@@ -67,7 +70,11 @@ func idSet(ids []string) map[string]bool {
 // succeeded since (errSucceededSince), one that does not decode
 // (errNotADeadLetter), one that lost part of its task (errNotKept), one
 // a purge claimed (errPurgeBegun), and one whose copy the server would
-// refuse as too large (queue.ErrTooLarge: stored by someone else).
+// refuse as too large (queue.ErrTooLarge: stored by someone else). The
+// dead letter a failure stopped the call at after its copy was in the
+// work stream (the marker or the delete failed) is reported too, with
+// errLeftBesideCopy: its task is queued again, and the copy's delivery
+// deletes it; the stop is the reason of those after it.
 func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) (int, error) {
 	if err := b.usable(); err != nil {
 		return 0, err
@@ -163,8 +170,13 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 			skipped = append(skipped, leftDead("redrive to", q.queue, t.ID, errPurgeBegun))
 			continue
 		}
-		stored, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored, queued[m.seq])
+		stored, copied, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored, queued[m.seq])
 		if err != nil {
+			if copied {
+				// Its task is queued again: said as its own reason,
+				// not left to the stop's, which says "not re-driven".
+				skipped = append(skipped, leftDead("redrive to", q.queue, t.ID, fmt.Errorf("%w: %w", errLeftBesideCopy, err)))
+			}
 			return n, errors.Join(append(skipped, stopped("redrive to", q.queue, "at", t.ID, err))...)
 		}
 		if !stored {
@@ -184,7 +196,9 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 // q's work stream (unless queued: a copy stored before is in the work
 // stream), records key (whose marker was at prev) as queued again and
 // deletes the dead letter, and reports whether it stored the copy (not a
-// duplicate of one stored before). Once begun,
+// duplicate of one stored before) and, with an error, whether the copy
+// is in the work stream all the same (copied: the marker or the delete
+// failed after it). Once begun,
 // the steps run to their end even when ctx ends (the caller gone: an
 // operator's request cancelled), each within Config.PublishTimeout and
 // while connected (serverContext): cut short by ctx, the copy's outcome
@@ -192,27 +206,26 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 // the re-drive reported failed, and a re-drive of it once the duplicate
 // window had passed queued the task a second time.
 func (b *Backend) redriveOne(ctx context.Context, q *queueState, dead jetstream.Stream, seq uint64, key string, prev uint64,
-	pm *nats.Msg, restored *bool, queued bool) (bool, error) {
+	pm *nats.Msg, restored *bool, queued bool) (stored, copied bool, err error) {
 	ctx = context.WithoutCancel(ctx)
-	stored := false
 	if !queued {
 		pctx, stop := b.serverContext(ctx)
 		ack, err := b.publishWork(pctx, q, pm, restored)
 		stop()
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		stored = !ack.Duplicate
 	}
 	fctx, stop := b.serverContext(ctx)
 	defer stop()
 	if err := b.markQueuedAgain(fctx, q, key, prev); err != nil {
-		return false, err
+		return false, true, err
 	}
 	if err := dead.DeleteMsg(fctx, seq); err != nil && !isMsgNotFound(err) {
-		return false, fmt.Errorf("delete its dead letter: %w", err)
+		return false, true, fmt.Errorf("delete its dead letter: %w", err)
 	}
-	return stored, nil
+	return stored, true, nil
 }
 
 // publishWork publishes m to q's work stream and returns the server's
@@ -243,6 +256,12 @@ var errSucceededSince = errors.New("its key is recorded as succeeded since it wa
 // stream that does not decode as a dead letter (published there by
 // someone else, or damaged).
 var errNotADeadLetter = errors.New("not a dead letter this backend can decode: not re-driven (purge it)")
+
+// errLeftBesideCopy is why Redrive leaves a dead letter whose copy is in
+// the work stream when the call stopped before it deleted the dead
+// letter (the key's marker or the delete failed): its task is queued
+// again, and the copy's delivery deletes the dead letter (dropRedriven).
+var errLeftBesideCopy = errors.New("re-driven, its task queued again, but its dead letter not deleted (the re-driven task's delivery deletes it)")
 
 // errNotKept is why Redrive leaves a dead letter that could not keep all
 // of its task (HeaderDeadDropped).

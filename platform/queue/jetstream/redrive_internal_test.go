@@ -109,3 +109,53 @@ func leftAndStop(err error) (left []string, stop error) {
 	}
 	return left, errors.Join(rest...)
 }
+
+// TestRedriveThatStopsAfterACopySaysItsTaskIsQueued: a Redrive that
+// stored a dead letter's copy and then could not delete the dead letter
+// (here the dead-letter stream denies deletes) stops there, and reports
+// that dead letter with a queue.DeadLetterError of its own saying its
+// task is queued again: the stop alone was every unreached dead
+// letter's reason too, "not re-driven", and the API answered "not done"
+// for a task that runs. The dead letter after it, not reached, is
+// reported by the stop alone.
+func TestRedriveThatStopsAfterACopySaysItsTaskIsQueued(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qn = "redrive-stops-after-copy"
+	for _, id := range []string{"copied", "unreached"} {
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: id, Kind: "k", Queue: qn}))
+		d := leaseOne(t, b, qn)
+		require.Equal(t, id, d.Task.ID)
+		require.NoError(t, b.DeadLetter(ctx, d, "boom"))
+	}
+	s, err := b.js.Stream(ctx, b.names.deadStream())
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.DenyDelete = true
+	_, err = b.js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+
+	n, err := b.Redrive(ctx, qn)
+	require.Error(t, err)
+	require.Equal(t, 0, n, "no dead letter re-driven whole")
+	left, stop := leftAndStop(err)
+	require.Equal(t, []string{"copied"}, left, "the dead letter whose copy was stored, reported with its own reason: %v", err)
+	require.ErrorIs(t, err, errLeftBesideCopy)
+	require.ErrorContains(t, stop, "stopped at task copied", "why the call stopped, the reason of the one not reached")
+
+	found, err := b.FindTasks(ctx, qn, queue.TaskLookup{ID: "copied"})
+	require.NoError(t, err)
+	queued := 0
+	for _, f := range found.Found {
+		if f.State != queue.StateDead { // ready, or prefetched (in flight)
+			queued++
+		}
+	}
+	require.Equal(t, 1, queued, "its copy is queued, as reported: %+v", found.Found)
+	found, err = b.FindTasks(ctx, qn, queue.TaskLookup{ID: "unreached"})
+	require.NoError(t, err)
+	for _, f := range found.Found {
+		require.Equal(t, queue.StateDead, f.State, "not reached: only its dead letter")
+	}
+}
