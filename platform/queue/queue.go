@@ -182,8 +182,9 @@ type DeadLetters interface {
 	// with the others re-driven and counted. Each dead letter left for a
 	// reason of the backend's own is reported by a DeadLetterError with
 	// its id, one of the errors the returned error joins (so is one the
-	// call stopped at once its task was queued again: JetStream's copy
-	// stored, its dead letter not deleted); a selected one that none
+	// call stopped at once its task was, or may have been, queued again:
+	// JetStream's copy stored, its dead letter not deleted, or its
+	// copy's publish unanswered, ErrOutcomeUnknown); a selected one that none
 	// names and that is still a dead letter was not re-driven because
 	// the call stopped, and its reason is the error's last part, which
 	// is no DeadLetterError: why the call stopped.

@@ -74,7 +74,9 @@ func idSet(ids []string) map[string]bool {
 // dead letter a failure stopped the call at after its copy was in the
 // work stream (the marker or the delete failed) is reported too, with
 // errLeftBesideCopy: its task is queued again, and the copy's delivery
-// deletes it; the stop is the reason of those after it.
+// deletes it; so is one whose copy's publish got no answer, with
+// queue.ErrOutcomeUnknown: the server may have stored the copy. The stop
+// is the reason of those after it.
 func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) (int, error) {
 	if err := b.usable(); err != nil {
 		return 0, err
@@ -170,12 +172,12 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 			skipped = append(skipped, leftDead("redrive to", q.queue, t.ID, errPurgeBegun))
 			continue
 		}
-		stored, copied, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored, queued[m.seq])
+		stored, own, err := b.redriveOne(ctx, q, dead, m.seq, t.Key, prev, pm, &restored, queued[m.seq])
 		if err != nil {
-			if copied {
-				// Its task is queued again: said as its own reason,
-				// not left to the stop's, which says "not re-driven".
-				skipped = append(skipped, leftDead("redrive to", q.queue, t.ID, fmt.Errorf("%w: %w", errLeftBesideCopy, err)))
+			if own != nil {
+				// Its task is (or may be) queued again: said as its own
+				// reason, not left to the stop's, "not re-driven".
+				skipped = append(skipped, leftDead("redrive to", q.queue, t.ID, own))
 			}
 			return n, errors.Join(append(skipped, stopped("redrive to", q.queue, "at", t.ID, err))...)
 		}
@@ -196,9 +198,11 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 // q's work stream (unless queued: a copy stored before is in the work
 // stream), records key (whose marker was at prev) as queued again and
 // deletes the dead letter, and reports whether it stored the copy (not a
-// duplicate of one stored before) and, with an error, whether the copy
-// is in the work stream all the same (copied: the marker or the delete
-// failed after it). Once begun,
+// duplicate of one stored before). With an error, own is the dead
+// letter's reason when its task is or may be queued again all the same:
+// the marker or the delete failed after the copy was in the work stream
+// (errLeftBesideCopy), or the copy's publish got no answer
+// (queue.ErrOutcomeUnknown: the server may have stored it). Once begun,
 // the steps run to their end even when ctx ends (the caller gone: an
 // operator's request cancelled), each within Config.PublishTimeout and
 // while connected (serverContext): cut short by ctx, the copy's outcome
@@ -206,26 +210,41 @@ func (b *Backend) Redrive(ctx context.Context, queueName string, ids ...string) 
 // the re-drive reported failed, and a re-drive of it once the duplicate
 // window had passed queued the task a second time.
 func (b *Backend) redriveOne(ctx context.Context, q *queueState, dead jetstream.Stream, seq uint64, key string, prev uint64,
-	pm *nats.Msg, restored *bool, queued bool) (stored, copied bool, err error) {
+	pm *nats.Msg, restored *bool, queued bool) (stored bool, own, err error) {
 	ctx = context.WithoutCancel(ctx)
 	if !queued {
 		pctx, stop := b.serverContext(ctx)
 		ack, err := b.publishWork(pctx, q, pm, restored)
 		stop()
 		if err != nil {
-			return false, false, err
+			if unknownCopy(err) {
+				own = fmt.Errorf("its copy's publish got no answer: %w (%w): its task may be queued again (a re-drive of it within the duplicate window stores no second copy)", err, queue.ErrOutcomeUnknown)
+			}
+			return false, own, err
 		}
 		stored = !ack.Duplicate
 	}
 	fctx, stop := b.serverContext(ctx)
 	defer stop()
 	if err := b.markQueuedAgain(fctx, q, key, prev); err != nil {
-		return false, true, err
+		return false, fmt.Errorf("%w: %w", errLeftBesideCopy, err), err
 	}
 	if err := dead.DeleteMsg(fctx, seq); err != nil && !isMsgNotFound(err) {
-		return false, true, fmt.Errorf("delete its dead letter: %w", err)
+		err = fmt.Errorf("delete its dead letter: %w", err)
+		return false, fmt.Errorf("%w: %w", errLeftBesideCopy, err), err
 	}
-	return stored, true, nil
+	return stored, nil, nil
+}
+
+// unknownCopy reports whether err, what publishWork answered, leaves
+// open whether the server stored the copy: a server's answer (an API
+// error: a refusal, a full stream) says it stored nothing, and so does
+// no stream answering (no responders); anything else (the answer timed
+// out, the connection was lost before it came) may have followed a
+// stored copy, as for an Enqueue (pubAckError).
+func unknownCopy(err error) bool {
+	var apiErr *jetstream.APIError
+	return !errors.As(err, &apiErr) && !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders)
 }
 
 // publishWork publishes m to q's work stream and returns the server's
