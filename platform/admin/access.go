@@ -93,12 +93,14 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 }
 
 // changesState reports whether pattern, an http.ServeMux pattern, names a
-// method that changes state (POST, PUT, PATCH, DELETE).
+// method that changes state (POST, PUT, PATCH, DELETE). A pattern without
+// a method (any method) is not refused: its handler chooses what it does.
 func changesState(pattern string) bool {
-	method, _, ok := strings.Cut(pattern, " ")
-	if !ok {
+	i := strings.IndexAny(pattern, " \t") // as http.ServeMux splits a pattern
+	if i < 0 {
 		return false
 	}
+	method := pattern[:i]
 	switch method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 		return true

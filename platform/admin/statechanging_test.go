@@ -24,9 +24,12 @@ func TestStateChangingRouteNeedsMoreThanAViewer(t *testing.T) {
 	}
 	for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
 		for _, role := range []Role{"", RoleViewer} {
-			err := newServer(Route{Pattern: m + " /admin/v1/app/thing", Role: role, Handler: ok})
-			if err == nil || !strings.Contains(err.Error(), m+" /admin/v1/app/thing") || !strings.Contains(err.Error(), "changes state") {
-				t.Errorf("%s with role %q: NewServer answered %v, want an error naming the route", m, role, err)
+			for _, sep := range []string{" ", "\t", " \t "} {
+				p := m + sep + "/admin/v1/app/thing"
+				err := newServer(Route{Pattern: p, Role: role, Handler: ok})
+				if err == nil || !strings.Contains(err.Error(), "/admin/v1/app/thing") || !strings.Contains(err.Error(), "changes state") {
+					t.Errorf("%q with role %q: NewServer answered %v, want an error naming the route", p, role, err)
+				}
 			}
 		}
 		for _, role := range []Role{RoleOperator, RoleAdmin, RolePublic} {

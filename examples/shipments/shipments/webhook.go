@@ -82,8 +82,9 @@ func decodeEvent(body []byte) (Event, error) {
 // request posted again within the tolerance is answered 202 as the first
 // time, with "duplicate": true, and not queued again (replays); posted
 // again while the first is still being queued it is answered 409 with
-// Retry-After, since the first may yet fail, and its retry gets the
-// first's answer. The task's key is the shipment, so an event signed anew
+// Retry-After, since the first may yet fail; its retry gets the first's
+// answer once the first was queued, and is queued itself if the first
+// failed. The task's key is the shipment, so an event signed anew
 // and posted twice makes one notice while the queue de-duplicates it, and
 // the answer says that the queue dropped it. The route is public (the
 // warehouse holds no admin credentials): the signature is its check. Each
