@@ -280,16 +280,16 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 		// Given back on its last delivery, its copy stored although the
 		// Release could not tell (releaseUnknown) or its ack was lost:
 		// the task lives on as its copy, and is no dead letter.
-		queued, err := b.releasedCopyQueued(ctx, q, a.StreamSeq, raw.Time, t.Key, keyed)
+		copied, err := b.releasedCopyQueued(ctx, q, s, a.StreamSeq, raw.Time, t.Key, keyed)
 		if err != nil {
 			return err
 		}
-		if queued {
+		if copied {
 			if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !isMsgNotFound(err) {
 				return fmt.Errorf("delete message %d, released: %w", a.StreamSeq, err)
 			}
 			q.forgetMessage(a.StreamSeq)
-			b.log.Info("jetstream: exhausted task not dead-lettered: its released copy is queued",
+			b.log.Info("jetstream: exhausted task not dead-lettered: its released copy is queued, or was delivered",
 				zap.String("queue", queueName), zap.String("task", t.ID), zap.Uint64("seq", a.StreamSeq))
 			return nil
 		}

@@ -112,20 +112,24 @@ func (b *Backend) releaseUnknown(r *receipt, perr error) error {
 }
 
 // releasedCopyQueued reports whether a Release's copy of the message seq
-// of q's work stream, stored at stored (task key, keyed), is queued in
-// that stream, for the max-deliveries advisory of the message
-// (exhausted): a Release on the last delivery that could not tell whether
-// its copy was stored (releaseUnknown), or whose ack of the message was
-// lost after its copy was stored, leaves the message to the server. Such
-// a Release recorded the key's marker (task.Returned) before it offered
-// the copy: with no marker newer than the message (less
-// copyLookupMargin, for the clocks of the servers leading the two
+// of q's work stream st, stored at stored (task key, keyed), is queued in
+// that stream, or was delivered, for the max-deliveries advisory of the
+// message (exhausted): a Release on the last delivery that could not
+// tell whether its copy was stored (releaseUnknown), or whose ack of the
+// message was lost after its copy was stored, leaves the message to the
+// server. Such a Release recorded the key's marker (task.Returned)
+// before it offered the copy: with no marker newer than the message
+// (less copyLookupMargin, for the clocks of the servers leading the two
 // streams), one direct get, there is no copy; else the work stream after
 // seq is read for the Nats-Msg-Id of a copy of the task (readWork, as
 // FindTasks; the copy's, or that of a copy of it released again): a
 // stream not read to its end (maxFindScan) is an error, the advisory
-// tried again later.
-func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, seq uint64, stored time.Time, key string, keyed bool) (bool, error) {
+// tried again later. A copy delivered, run and acked while the stream
+// is read is no longer there to be found; its delivery deleted the
+// message seq first (dropReleased), before it was handed out: so when
+// the read finds no copy, the message is read once more, and is gone
+// if a copy was delivered (TestACopyRunDuringTheAdvisorysScanIsNoDeadLetter).
+func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, st jetstream.Stream, seq uint64, stored time.Time, key string, keyed bool) (bool, error) {
 	m, err := b.lastDone(ctx, q.doneSubject(key, keyed))
 	if isMsgNotFound(err) {
 		return false, nil
@@ -135,10 +139,6 @@ func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, seq uin
 	}
 	if m.Time.Before(stored.Add(-copyLookupMargin)) {
 		return false, nil
-	}
-	st, err := b.js.Stream(ctx, q.stream)
-	if err != nil {
-		return false, fmt.Errorf("stream %q: %w", q.stream, err)
 	}
 	copyID := msgIDOf(key, !keyed) + releaseMark // then a sequence: seq's, or a copy's of it, released again
 	var budget atomic.Int64
@@ -163,6 +163,12 @@ func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, seq uin
 	}
 	if err := errors.Join(errs...); err != nil {
 		return false, fmt.Errorf("look for the released copy of message %d: %w", seq, err)
+	}
+	switch _, err := st.GetMsg(ctx, seq); {
+	case isMsgNotFound(err):
+		return true, nil // deleted by its copy's delivery (or handled otherwise) since it was read
+	case err != nil:
+		return false, fmt.Errorf("read message %d again after the look for its released copy: %w", seq, err)
 	}
 	return false, nil
 }
