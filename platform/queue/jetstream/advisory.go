@@ -51,8 +51,31 @@ type maxDeliveriesAdvisory struct {
 }
 
 // advisoryRetry is how long a failed advisory waits before it is tried
-// again.
-const advisoryRetry = time.Second
+// again the first time; each failure after doubles it, up to
+// maxAdvisoryRetry (advisoryBackoff).
+const (
+	advisoryRetry    = time.Second
+	maxAdvisoryRetry = time.Minute
+)
+
+// advisoryBackoff is how long the advisory m, which failed on its
+// delivered-th delivery, waits before it is tried again: advisoryRetry,
+// doubled with each delivery before, up to maxAdvisoryRetry. An advisory
+// that fails for as long as something lasts (a look for a released copy
+// behind a backlog longer than one look reads: releasedCopyQueued) would
+// otherwise do its work again every second, holding the advisories
+// behind it (they are handled one at a time).
+func advisoryBackoff(m jetstream.Msg) time.Duration {
+	delivered := uint64(1)
+	if md, err := m.Metadata(); err == nil {
+		delivered = md.NumDelivered
+	}
+	d := advisoryRetry
+	for n := uint64(1); n < delivered && d < maxAdvisoryRetry; n++ {
+		d *= 2
+	}
+	return min(d, maxAdvisoryRetry)
+}
 
 // ensureAdvisoryStream creates the stream that captures the
 // max-deliveries advisories (its subjects are added queue by queue, see
@@ -229,7 +252,7 @@ func (b *Backend) onAdvisory(m jetstream.Msg) {
 	if err := b.exhausted(ctx, queueName, a, m); err != nil {
 		b.log.Error("jetstream: dead-letter exhausted task (tried again later)", zap.String("queue", queueName),
 			zap.Uint64("seq", a.StreamSeq), zap.Error(err))
-		_ = m.NakWithDelay(advisoryRetry)
+		_ = m.NakWithDelay(advisoryBackoff(m))
 		return
 	}
 	if err := m.Ack(); err != nil {
