@@ -303,7 +303,7 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 		// Given back on its last delivery, its copy stored although the
 		// Release could not tell (releaseUnknown) or its ack was lost:
 		// the task lives on as its copy, and is no dead letter.
-		copied, err := b.releasedCopyQueued(ctx, q, s, a.StreamSeq, raw.Time, t.Key, keyed)
+		copied, err := b.releasedCopyQueued(ctx, q, s, a.StreamSeq, raw.Time, t.ID, t.Key, keyed)
 		if err != nil {
 			return err
 		}

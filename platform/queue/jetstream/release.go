@@ -112,7 +112,7 @@ func (b *Backend) releaseUnknown(r *receipt, perr error) error {
 }
 
 // releasedCopyQueued reports whether a Release's copy of the message seq
-// of q's work stream st, stored at stored (task key, keyed), is queued in
+// of q's work stream st, stored at stored (task id, key, keyed), is queued in
 // that stream, or was delivered, for the max-deliveries advisory of the
 // message (exhausted): a Release on the last delivery that could not
 // tell whether its copy was stored (releaseUnknown), or whose ack of the
@@ -122,14 +122,15 @@ func (b *Backend) releaseUnknown(r *receipt, perr error) error {
 // (less copyLookupMargin, for the clocks of the servers leading the two
 // streams), one direct get, there is no copy; else the work stream after
 // seq is read for the Nats-Msg-Id of a copy of the task (readWork, as
-// FindTasks; the copy's, or that of a copy of it released again): a
+// FindTasks; the copy's, or that of a copy of it released again: the
+// key's, releaseMark, a sequence) and the task's id: a
 // stream not read to its end (maxFindScan) is an error, the advisory
 // tried again later. A copy delivered, run and acked while the stream
 // is read is no longer there to be found; its delivery deleted the
 // message seq first (dropReleased), before it was handed out: so when
 // the read finds no copy, the message is read once more, and is gone
 // if a copy was delivered (TestACopyRunDuringTheAdvisorysScanIsNoDeadLetter).
-func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, st jetstream.Stream, seq uint64, stored time.Time, key string, keyed bool) (bool, error) {
+func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, st jetstream.Stream, seq uint64, stored time.Time, id, key string, keyed bool) (bool, error) {
 	m, err := b.lastDone(ctx, q.doneSubject(key, keyed))
 	if isMsgNotFound(err) {
 		return false, nil
@@ -145,7 +146,17 @@ func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, st jets
 	budget.Store(maxFindScan)
 	keep := func(f *[]queue.FoundTask) func(*jetstream.RawStreamMsg) {
 		return func(raw *jetstream.RawStreamMsg) {
-			if strings.HasPrefix(raw.Header.Get(hdrMsgID), copyID) {
+			// Another task's key may begin so too: a sequence follows,
+			// and the task is this one.
+			msgID := raw.Header.Get(hdrMsgID)
+			rest, ok := strings.CutPrefix(msgID, copyID)
+			if !ok {
+				return
+			}
+			if _, err := strconv.ParseUint(rest, 10, 64); err != nil {
+				return
+			}
+			if c, _, err := decodeTask(raw.Header, nil, q.queue); err == nil && c.ID == id {
 				*f = append(*f, queue.FoundTask{})
 			}
 		}

@@ -82,3 +82,31 @@ func TestACopyRunDuringTheAdvisorysScanIsNoDeadLetter(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, dead, "the task ran, as its copy")
 }
+
+// TestAnotherTaskWhoseKeyLooksLikeACopyIsNoCopy: the max-deliveries
+// advisory of a message whose key was recorded as released looks for the
+// Release's copy in the work stream by its Nats-Msg-Id: the key,
+// "-release-", a sequence. Another task whose key is the first's with
+// "-release-" and more (its own Nats-Msg-Id) is no copy of it: the task
+// is dead-lettered. It was taken for the copy: the message was deleted,
+// and the task lost, with no dead letter and no copy.
+func TestAnotherTaskWhoseKeyLooksLikeACopyIsNoCopy(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{MaxDeliver: 1, AckWait: 2 * time.Second, Prefetch: 1, MaxPrefetch: 1,
+		Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qn = "release-copy-lookalike"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t", Key: "order-7", Kind: "k", Queue: qn}))
+	d := leaseOne(t, b, qn)
+	r, err := b.receiptOf(d)
+	require.NoError(t, err)
+	// A Release's record, its copy never stored; the message is left to
+	// the server. Another task's key begins with the copy's Nats-Msg-Id.
+	require.NoError(t, b.markDone(ctx, r.q, d.Task.Key, r.keyed, task.Returned, ""))
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "other", Key: "order-7" + releaseMark + "notes", Kind: "k", Queue: qn}))
+
+	require.Eventually(t, func() bool {
+		dead, err := b.ListDead(ctx, qn, 0)
+		return err == nil && len(dead) == 1 && dead[0].Task.ID == "t"
+	}, 60*time.Second, 50*time.Millisecond, "the task, whose copy was never stored, is dead-lettered")
+}
