@@ -34,8 +34,12 @@ func TestHandlerGoexitIsACrash(t *testing.T) {
 	})})
 	b.enqueue(t, &task.Task{Kind: "k"})
 	p := b.pool(t, "default")
-	require.Eventually(t, func() bool { return p.Stats().Succeeded == 1 }, 10*time.Second, time.Millisecond,
-		"stats %+v", p.Stats())
+	// The pool counts a delivery it finished with (Processed, InFlight)
+	// after its outcome (Succeeded): await both deliveries finished.
+	require.Eventually(t, func() bool {
+		st := p.Stats()
+		return st.Succeeded == 1 && st.Processed == 2 && st.InFlight == 0
+	}, 10*time.Second, time.Millisecond, "stats %+v", p.Stats())
 	st := p.Stats()
 	require.Equal(t, int64(2), runs.Load())
 	require.Equal(t, int64(1), st.WorkerRestarts)
@@ -85,7 +89,12 @@ func TestCrashedDeliveryIsObserved(t *testing.T) {
 	require.NoError(t, rt.Producer().Enqueue(context.Background(), &task.Task{Kind: "k"}))
 
 	p, _ := rt.Pool("default")
-	require.Eventually(t, func() bool { return p.Stats().Dead == 1 }, 10*time.Second, time.Millisecond, "stats %+v", p.Stats())
+	// The pool counts a crashed worker's delivery as processed after its
+	// outcome (Dead): await both deliveries finished.
+	require.Eventually(t, func() bool {
+		st := p.Stats()
+		return st.Dead == 1 && st.Processed == 2 && st.InFlight == 0
+	}, 10*time.Second, time.Millisecond, "stats %+v", p.Stats())
 	st := p.Stats()
 	require.Equal(t, int64(2), st.WorkerRestarts)
 	require.Equal(t, int64(1), st.Retried)
@@ -118,8 +127,11 @@ func TestWorkerCrashedAfterSettlementCountsTheDelivery(t *testing.T) {
 	t.Cleanup(func() { require.NoError(t, rt.Stop(context.Background())) })
 	require.NoError(t, rt.Producer().Enqueue(context.Background(), &task.Task{Kind: "k"}))
 	p, _ := rt.Pool("default")
-	require.Eventually(t, func() bool { st := p.Stats(); return st.WorkerRestarts == 1 && st.Processed == 1 },
-		5*time.Second, time.Millisecond, "stats %+v", p.Stats())
+	// InFlight falls last, once Processed and LastFinished are counted.
+	require.Eventually(t, func() bool {
+		st := p.Stats()
+		return st.WorkerRestarts == 1 && st.Processed == 1 && st.InFlight == 0
+	}, 10*time.Second, time.Millisecond, "stats %+v", p.Stats())
 	st := p.Stats()
 	require.Equal(t, int64(1), st.Succeeded)
 	require.False(t, st.LastFinished.IsZero())
