@@ -438,8 +438,12 @@ func TestBackendGoexitSettlingACrashedWorkersTask(t *testing.T) {
 	require.NoError(t, p.Start(context.Background()))
 	t.Cleanup(func() { require.NoError(t, p.Stop(context.Background())) })
 
-	require.Eventually(t, func() bool { return p.Stats().Succeeded == 1 }, 10*time.Second, time.Millisecond,
-		"the task runs again")
+	// The pool counts a delivery it finished with (Processed, InFlight)
+	// after its outcome and the observer's Finished: await both.
+	require.Eventually(t, func() bool {
+		st := p.Stats()
+		return st.Succeeded == 1 && st.Processed == 2 && st.InFlight == 0
+	}, 10*time.Second, time.Millisecond, "the task runs again: %+v", p.Stats())
 	require.Eventually(t, func() bool { outs, _ := obs.snapshot(); return len(outs) == 2 }, 5*time.Second, time.Millisecond)
 	outs, errs := obs.snapshot()
 	require.Equal(t, []task.Outcome{task.Returned, task.Succeeded}, outs)
