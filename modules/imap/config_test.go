@@ -178,7 +178,9 @@ func TestRefusedIdleFallsBackToPolling(t *testing.T) {
 				return false
 			}})
 			cfg := testConfig(p.Host(), p.Port())
-			cfg.Mode, cfg.PollInterval = imap.ModeIdle, 50*time.Millisecond
+			// Check allows 3 poll intervals since the last search: seconds,
+			// as a loaded machine may take a while over one.
+			cfg.Mode, cfg.PollInterval = imap.ModeIdle, time.Second
 			src, logs := observedSource(t, cfg)
 			em := &fakeEmitter{}
 			start(t, src, em)
