@@ -203,10 +203,17 @@ func (f emitterFunc) Emit(ctx context.Context, ts ...*task.Task) error { return 
 // whose ack or term was lost: the redelivery finds the task finished and
 // tells it again), always the same one.
 //
-// Known failure (about one step-down run in fifteen): an order that
-// succeeds after retries runs again, at a later attempt, after its
-// success was told (its finished-key marker stored): the redelivery's
-// marker lookup (lease.go, finishedBefore) did not find it.
+// Known failure: after a consumer leader step-down the server can deliver
+// a message again while its previous delivery still runs, within its
+// AckWait (seen: deliveries 3 and 4 of a retried task 14 ms apart, on
+// two hosts). Both pass the finished-key lookup (no marker yet) and run;
+// both settle and tell. The step-down run fails about once in fifteen
+// (an order run again at the next attempt, told succeeded twice), most
+// runs with PLBA_TEST_CHURN_ALL_RETRY=1 (every order fails its first two
+// attempts). With PLBA_TEST_CHURN_REFUSE_LATE=1 too (attempt 4 and later
+// refused for good) the first phase checks only that each order was
+// told one outcome: orders are told dead_lettered and succeeded (a dead
+// letter listed for a task whose marker says it succeeded).
 func TestClusterChurnTellsEachTaskOnce(t *testing.T) {
 	// A probe, not a regression test: it runs for minutes and fails now
 	// and then (see the comment above).
@@ -228,7 +235,9 @@ func churn(t *testing.T, mode string) {
 		amu      sync.Mutex
 		attempts = map[string][]int{}
 	)
-	retryKey := func(k string) bool { return len(k)%2 == 0 && strings.HasSuffix(k, "3") }
+	retryKey := func(k string) bool {
+		return os.Getenv("PLBA_TEST_CHURN_ALL_RETRY") != "" || len(k)%2 == 0 && strings.HasSuffix(k, "3")
+	}
 	emit := make(chan []string, 64)
 	src := &countedOrders{orders: orders{emit: emit, rec: rec}, emits: map[string]int{}}
 	start := func(host string, first int, in chan []string) (*fxtest.App, queue.Backend) {
@@ -263,6 +272,9 @@ func churn(t *testing.T, mode string) {
 				amu.Unlock()
 				if deadKey(tk.Key) && !redriven.Load() {
 					return task.Permanentf("order %s refused", tk.Key)
+				}
+				if os.Getenv("PLBA_TEST_CHURN_REFUSE_LATE") != "" && tk.Attempt >= 4 && !redriven.Load() {
+					return task.Permanentf("order %s refused at attempt %d", tk.Key, tk.Attempt)
 				}
 				if retryKey(tk.Key) && tk.Attempt < 3 {
 					return fmt.Errorf("order %s: try again", tk.Key)
@@ -346,6 +358,20 @@ func churn(t *testing.T, mode string) {
 		}
 	}
 	waitTold("first run", func(string) int { return 1 })
+	if os.Getenv("PLBA_TEST_CHURN_REFUSE_LATE") != "" {
+		time.Sleep(5 * time.Second) // the tells of late duplicates
+		rec.mu.Lock()
+		for _, k := range keys {
+			o := rec.outcomes[k]
+			for i := 1; i < len(o); i++ {
+				if o[i] != o[0] {
+					t.Errorf("order %s told %v %q", k, o, rec.reasons[k])
+				}
+			}
+		}
+		rec.mu.Unlock()
+		return // the later phases expect no late refusals
+	}
 	rec.mu.Lock()
 	ranAfter := append([]string(nil), rec.ranAgain...)
 	rec.mu.Unlock()
