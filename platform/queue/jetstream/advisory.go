@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -249,7 +250,10 @@ func (b *Backend) onAdvisory(m jetstream.Msg) {
 		case <-ctx.Done():
 		}
 	}()
-	if err := b.exhausted(ctx, queueName, a, m); err != nil {
+	working := b.keepAdvisoryInProgress(m)
+	err := b.exhausted(ctx, queueName, a, m)
+	working() // before the settlement, which a later in-progress would undo
+	if err != nil {
 		b.log.Error("jetstream: dead-letter exhausted task (tried again later)", zap.String("queue", queueName),
 			zap.Uint64("seq", a.StreamSeq), zap.Error(err))
 		_ = m.NakWithDelay(advisoryBackoff(m))
@@ -257,6 +261,45 @@ func (b *Backend) onAdvisory(m jetstream.Msg) {
 	}
 	if err := m.Ack(); err != nil {
 		b.log.Warn("jetstream: ack advisory", zap.Error(err))
+	}
+}
+
+// keepAdvisoryInProgress tells the server every third of the advisory
+// consumer's AckWait that the advisory m is still being handled, until
+// the function it returns is called (which waits for the last word). A
+// handling may take up to Config.PublishTimeout (a look for a released
+// copy behind a long backlog, dead letters scanned, a slow server), and
+// the AckWait may be shorter: the server would deliver the advisory again
+// meanwhile, handled once more as soon as this handling ends, and a
+// failed one tried again at once rather than after its backoff
+// (advisoryBackoff), which an in-progress sent after the negative ack
+// would undo too.
+func (b *Backend) keepAdvisoryInProgress(m jetstream.Msg) func() {
+	wait := b.cfg.AckWait
+	b.advMu.Lock()
+	if c := b.advCons; c != nil {
+		if info := c.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+			wait = min(wait, info.Config.AckWait) // set up by another host
+		}
+	}
+	b.advMu.Unlock()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(max(wait/3, time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_ = m.InProgress()
+			}
+		}
+	})
+	return func() {
+		close(stop)
+		wg.Wait()
 	}
 }
 
