@@ -142,8 +142,12 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		// that could not tell whether its copy was stored left it to the
 		// server (releaseUnknown), or its ack was lost: that message's
 		// max-deliveries advisory would dead-letter the task while its
-		// copy runs. Not handed out while it may still be there.
-		if from, ok := releasedFrom(id); ok && !b.dropReleased(ctx, q, t, from) {
+		// copy runs. Not handed out while it may still be there. That
+		// message is older than its copy: a copy stored at or before the
+		// sequence it names (its work stream set up anew since, its
+		// numbering started again) copies no message of this stream, and
+		// would delete itself, or another message of its task.
+		if from, ok := releasedFrom(id); ok && from < seq && !b.dropReleased(ctx, q, t, from) {
 			return nil
 		}
 	}
