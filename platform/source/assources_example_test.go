@@ -12,7 +12,7 @@ import (
 
 // A module whose sources depend on its configuration contributes them as
 // a slice with AsSources: each joins the "task.sources" group, and a nil
-// slice contributes none.
+// slice contributes none. A value group keeps no order.
 func ExampleAsSources() {
 	type config struct{ Inboxes []string }
 	newSources := func(cfg config) []source.Source {
@@ -39,7 +39,7 @@ func ExampleAsSources() {
 	for _, s := range in.Sources {
 		fmt.Println(s.Name())
 	}
-	// Output:
+	// Unordered output:
 	// orders
 	// returns
 }
