@@ -26,7 +26,7 @@ import (
 // lastDelivery reports whether r is the last delivery Config.MaxDeliver
 // allows (the deliveries given back before the task's NotBefore count
 // with the server: earlyOf): after it the server delivers the message no
-// more, and its MAX_DELIVERIES advisory dead-letters the task (advisory.go).
+// more, and its MAX_DELIVERIES advisory dead-letters the task (advisory.go, exhausted.go).
 func (b *Backend) lastDelivery(r *receipt) bool {
 	return b.cfg.MaxDeliver > 0 && r.attempt+r.early >= b.cfg.MaxDeliver
 }

@@ -1,0 +1,172 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
+)
+
+// What an advisory's message becomes: a dead letter (stored once, the
+// watcher told, the message deleted), or nothing when a released copy of
+// it is queued (see advisory.go for how advisories reach the backend).
+
+// exhausted dead-letters the message an advisory names: store the copy,
+// tell the watcher, delete the message. A message already gone was
+// handled before (the watcher was told before it was deleted).
+func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveriesAdvisory, adv jetstream.Msg) error {
+	q, err := b.queue(queueName)
+	if err != nil {
+		return err
+	}
+	s, err := b.js.Stream(ctx, q.stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stream %q: %w", q.stream, err)
+	}
+	raw, err := s.GetMsg(ctx, a.StreamSeq)
+	if isMsgNotFound(err) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Handled before, or its stream deleted since the lookup above,
+		// and the message with it.
+		q.forgetMessage(a.StreamSeq)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get message %d: %w", a.StreamSeq, err)
+	}
+	t, keyed, err := decodeTask(raw.Header, raw.Data, queueName)
+	foreign := err != nil
+	if foreign {
+		keyed = false // not a task: no key of its own to remember
+		t = foreignStandIn(queueName, a.StreamSeq, raw.Header, raw.Data, raw.Time)
+	}
+	// t.Attempt: attempts used before a Release; the deliveries this
+	// process gave back before NotBefore were not attempts (earlyOf).
+	early := q.earlyOf(a.StreamSeq)
+	t.Attempt = max(0, t.Attempt+int(a.Deliveries)-early)
+	prev, err := b.storedCopy(ctx, q, a.StreamSeq, t.ID, adv)
+	if err != nil {
+		return err
+	}
+	if prev == nil && !foreign {
+		// Given back on its last delivery, its copy stored although the
+		// Release could not tell (releaseUnknown) or its ack was lost:
+		// the task lives on as its copy, and is no dead letter.
+		copied, err := b.releasedCopyQueued(ctx, q, s, a.StreamSeq, raw.Time, t.ID, t.Key, keyed)
+		if err != nil {
+			return err
+		}
+		if copied {
+			if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !isMsgNotFound(err) {
+				return fmt.Errorf("delete message %d, released: %w", a.StreamSeq, err)
+			}
+			q.forgetMessage(a.StreamSeq)
+			b.log.Info("jetstream: exhausted task not dead-lettered: its released copy is queued, or was delivered",
+				zap.String("queue", queueName), zap.String("task", t.ID), zap.Uint64("seq", a.StreamSeq))
+			return nil
+		}
+	}
+	var stored deadInfo
+	if prev != nil {
+		// Stored before (an earlier handling of this advisory, or a
+		// DeadLetter whose term was lost): tell it as it was.
+		stored = deadInfo{reason: prev.Reason, at: prev.At, attempts: prev.Task.Attempt}
+	} else {
+		// A copy stored within the duplicate window is the one told.
+		reason := exhaustedReason(a.Deliveries, early, t.Attempt)
+		if stored, err = b.publishDead(ctx, q, t, keyed, a.StreamSeq, t.Attempt, reason); err != nil {
+			return err
+		}
+	}
+	t.Attempt = stored.attempts
+	_ = adv.InProgress()
+	b.tellDeadOnce(q, a.StreamSeq, queue.DeadLetter{Task: t, Reason: stored.reason, At: stored.at})
+	if keyed {
+		if err := b.markDone(ctx, q, t.Key, true, task.DeadLettered, stored.reason); err != nil {
+			return err
+		}
+	}
+	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !isMsgNotFound(err) {
+		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)
+	}
+	q.forgetMessage(a.StreamSeq)
+	return nil
+}
+
+// exhaustedReason is the reason of the dead letter of a task the server
+// stopped delivering after deliveries, early of which came before its
+// NotBefore and were given back unrun; attempts ran. Only a delivery
+// that ran can have had its lease expire.
+func exhaustedReason(deliveries uint64, early, attempts int) string {
+	switch {
+	case early == 0:
+		return fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", deliveries)
+	case attempts == 0:
+		return fmt.Sprintf("max deliveries (%d) exhausted before the task's not-before time: every delivery came early and was given back; it never ran", deliveries)
+	}
+	return fmt.Sprintf("max deliveries (%d) exhausted: %d came before the task's not-before time and were given back unrun, %d ran", deliveries, early, attempts)
+}
+
+// copyLookupMargin is how much earlier than the advisory a dead-letter
+// copy made for it is looked for: the advisory and the dead-letter
+// streams may have their leaders on servers whose clocks differ.
+const copyLookupMargin = time.Minute
+
+// storedCopy returns the dead letter stored before for the message seq
+// (task id) of q's work stream, whose max-deliveries advisory is adv, or
+// nil. Such a copy was stored by an earlier handling of adv, after it, or
+// before it, during the message's last delivery: by a DeadLetter whose
+// term was lost, or by Close's give-back, which leaves a task it
+// dead-lettered to the server (releaseRefused); the server publishes the
+// advisory once that delivery's AckWait ran out, up to an AckWait (and a
+// settlement's publish: Config.PublishTimeout) after the copy. The server
+// de-duplicates the copy by its Nats-Msg-Id (deadMsgID) within the
+// dead-letter stream's duplicate window only: an advisory young enough
+// that any such copy is less than half the window old (the other half is
+// the margin for the clocks of host and server) is not looked up. An
+// older one (its handling failed after the copy and is tried again, it
+// waited for a process to read it, or the AckWait is long for the window)
+// costs a headers-only scan of the queue's dead letters stored since an
+// AckWait before the advisory (scanDeadHeadersFrom: a consumer created,
+// read and deleted).
+func (b *Backend) storedCopy(ctx context.Context, q *queueState, seq uint64, id string, adv jetstream.Msg) (*queue.DeadLetter, error) {
+	before := b.cfg.AckWait + b.cfg.PublishTimeout // how much older than adv a copy made for its message can be
+	md, err := adv.Metadata()
+	if err == nil && time.Since(md.Timestamp)+before < b.cfg.DuplicateWindow/2 {
+		return nil, nil
+	}
+	from := deadScanFrom{seq: 1} // the advisory's age unknown: every dead letter of the queue
+	if err == nil {
+		from = deadScanFrom{since: md.Timestamp.Add(-before - copyLookupMargin)}
+	}
+	return b.deadCopyOf(ctx, q, seq, id, from)
+}
+
+// deadCopyOf returns the dead letter stored for the message seq (task id)
+// of q's work stream among the queue's dead letters from from on, or nil:
+// a headers-only scan (scanDeadHeadersFrom) for the copy's Nats-Msg-Id
+// (deadMsgID) and task id.
+func (b *Backend) deadCopyOf(ctx context.Context, q *queueState, seq uint64, id string, from deadScanFrom) (*queue.DeadLetter, error) {
+	msgID := deadMsgID(q.stream, seq)
+	var found *queue.DeadLetter
+	err := b.scanDeadHeadersFrom(ctx, q.queueNames, from, func(_ uint64, h nats.Header, d queue.DeadLetter) bool {
+		if h.Get(hdrMsgID) == msgID && d.Task.ID == id {
+			found = &d
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look for the dead letter of message %d: %w", seq, err)
+	}
+	return found, nil
+}
