@@ -276,6 +276,10 @@ func (b *Backend) giveBack(ctx context.Context, q *queueState, ins []inbound) {
 				b.leaveToServer(d)
 				b.log.Warn("jetstream: a prefetched task on its last allowed delivery could not be given back: dead-lettered (its source is told when the server's max-deliveries advisory is handled)",
 					zap.String("queue", q.queue), zap.String("task", d.Task.ID), zap.String("reason", d.DeadReason))
+			case errors.Is(err, errCopyUnanswered):
+				b.leaveToServer(d)
+				b.log.Warn("jetstream: a prefetched task on its last allowed delivery could not be given back: its copy may be queued; left to the server, whose max-deliveries advisory dead-letters it unless its copy is queued",
+					zap.String("queue", q.queue), zap.String("task", d.Task.ID), zap.Error(err))
 			default:
 				b.leaveToServer(d)
 				b.log.Warn("jetstream: give back a prefetched task (it is delivered again, counted)",
