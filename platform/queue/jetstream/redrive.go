@@ -292,12 +292,16 @@ const redriveMark = "-redrive-"
 
 // redrivenFrom returns the dead-letter sequence that msgID, a re-driven
 // copy's Nats-Msg-Id, names, if it is one.
-func redrivenFrom(msgID string) (uint64, bool) {
-	i := strings.LastIndex(msgID, redriveMark)
+func redrivenFrom(msgID string) (uint64, bool) { return markedSeq(msgID, redriveMark) }
+
+// markedSeq returns the sequence after the last mark in msgID, a copy's
+// Nats-Msg-Id (redriveMark, releaseMark), if it has one.
+func markedSeq(msgID, mark string) (uint64, bool) {
+	i := strings.LastIndex(msgID, mark)
 	if i < 0 {
 		return 0, false
 	}
-	seq, err := strconv.ParseUint(msgID[i+len(redriveMark):], 10, 64)
+	seq, err := strconv.ParseUint(msgID[i+len(mark):], 10, 64)
 	return seq, err == nil
 }
 

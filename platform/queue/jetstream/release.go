@@ -248,14 +248,7 @@ func (b *Backend) releaseRefused(ctx context.Context, r *receipt, perr error, le
 // releasedFrom returns the sequence of the message that msgID, a
 // Release's copy's Nats-Msg-Id, copies, if it is one (a producer's key
 // written so is hashed: msgIDOf).
-func releasedFrom(msgID string) (uint64, bool) {
-	i := strings.LastIndex(msgID, releaseMark)
-	if i < 0 {
-		return 0, false
-	}
-	seq, err := strconv.ParseUint(msgID[i+len(releaseMark):], 10, 64)
-	return seq, err == nil
-}
+func releasedFrom(msgID string) (uint64, bool) { return markedSeq(msgID, releaseMark) }
 
 // dropReleased deletes the message at seq of q's work stream that t's
 // message, a Release's copy, copies, if it is still there: a Release
