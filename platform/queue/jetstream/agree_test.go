@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/config"
@@ -292,8 +293,15 @@ func TestClusterReadsMarkersFromTheLeader(t *testing.T) {
 	defer nc.Close()
 	js, err := njs.New(nc)
 	require.NoError(t, err)
-	s, err := js.Stream(ctx, jetstream.DefaultStreamPrefix+"_DONE")
-	require.NoError(t, err)
+	// The stream's info comes from its leader, which may be moving on a
+	// loaded machine (a request without an answer in time): asked again.
+	var s njs.Stream
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		s, err = js.Stream(ictx, jetstream.DefaultStreamPrefix+"_DONE")
+		assert.NoError(c, err)
+	}, 40*time.Second, 100*time.Millisecond)
 	require.False(t, s.CachedInfo().Config.AllowDirect, "markers are not read from any replica")
 }
 
