@@ -100,7 +100,7 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		return nil
 	}
 	delivered, seq := md.NumDelivered, md.Sequence.Stream
-	r := &receipt{b: b, q: q, msg: m, seq: seq, delivered: delivered, ackWait: ackWait, touched: in.touched}
+	r := &receipt{b: b, q: q, msg: m, seq: seq, stored: md.Timestamp, delivered: delivered, ackWait: ackWait, touched: in.touched}
 	t := &r.task // one allocation for the receipt, its delivery and its task
 	keyed, err := decodeTaskInto(t, m.Headers(), m.Data(), q.queue)
 	if err != nil {

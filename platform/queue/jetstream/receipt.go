@@ -24,7 +24,8 @@ type receipt struct {
 	del       queue.Delivery
 	task      task.Task // del.Task
 	seq       uint64
-	delivered uint64 // the server's delivery count of this delivery
+	stored    time.Time // when the server stored the message (its clock)
+	delivered uint64    // the server's delivery count of this delivery
 	attempt   int
 	early     int // deliveries before NotBefore, not attempts (queueState.earlyOf)
 	ackWait   time.Duration
