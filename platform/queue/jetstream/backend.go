@@ -75,9 +75,13 @@ type Backend struct {
 	// publish); nil otherwise.
 	faultJS func(jetstream.JetStream) jetstream.JetStream
 	done    jetstream.Stream // finished keys (done.go)
-	dead    jetstream.Stream // dead letters (dead.go)
+	// claimWin is the duplicate window of the finished-key stream, as the
+	// server has it (claim.go): nanoseconds, 0 before it was set up.
+	claimWin atomic.Int64
+	dead     jetstream.Stream // dead letters (dead.go)
 
 	deadDiscarded atomic.Uint64       // dead letters discarded to make room
+	claimsLost    atomic.Uint64       // settlements another delivery's claim beat (claim.go)
 	metricReg     metric.Registration // registerMetrics' callback
 
 	closing   chan struct{} // closed when Close begins

@@ -111,6 +111,7 @@ func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, 
 	for {
 		ack, err := b.publishAnswered(ctx, m, "dead-letter copy")
 		if err == nil {
+			info.seq = ack.Sequence
 			if !ack.Duplicate {
 				return info, nil
 			}
@@ -121,6 +122,7 @@ func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, 
 					zap.Uint64("dead_seq", ack.Sequence), zap.Error(err))
 				return info, nil
 			}
+			stored.seq = ack.Sequence
 			return stored, nil
 		}
 		if storeGone(err) && !restored {
@@ -269,27 +271,55 @@ func (b *Backend) deadLetterLocked(ctx context.Context, r *receipt, attempts int
 		return fmt.Errorf("%w (its dead letter is stored)", err)
 	}
 	if err := b.term(r.msg, reason); err != nil {
-		return fmt.Errorf("jetstream: terminate task %s: %w", r.d.Task.ID, err)
+		return fmt.Errorf("jetstream: terminate task %s: %w", r.del.Task.ID, err)
 	}
 	r.finishGone()
 	return nil
 }
 
 // storeDeadLocked stores r's dead letter (attempts, reason), sets
-// d.DeadReason to the reason stored and records a keyed task's key as
-// dead-lettered, without settling r. r.mu held.
+// d.DeadReason to the reason stored and claims r's message as
+// dead-lettered (claim.go: its key's marker records it), without
+// settling r. A claim another delivery of the message won first ends r
+// (claimLost): its dead letter is deleted again unless that delivery
+// dead-lettered the task too (the two stored one copy). r.mu held.
 func (b *Backend) storeDeadLocked(ctx context.Context, r *receipt, attempts int, reason string) error {
-	stored, err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, attempts, reason)
+	stored, err := b.publishDead(ctx, r.q, r.del.Task, r.keyed, r.seq, attempts, reason)
 	if err != nil {
 		return err
 	}
-	r.d.DeadReason = stored.reason // an earlier copy's, or this one's as stored
-	if r.keyed {
-		if err := b.markDone(ctx, r.q, r.d.Task.Key, true, task.DeadLettered, stored.reason); err != nil {
-			return err
+	r.del.DeadReason = stored.reason // an earlier copy's, or this one's as stored
+	if err := b.claim(ctx, r, task.DeadLettered, stored.reason); err != nil {
+		if errors.Is(err, errClaimLost) {
+			b.dropLostDead(ctx, r, stored.seq)
+			return b.claimLost(r, "dead-letter", err)
 		}
+		return err
 	}
 	return nil
+}
+
+// dropLostDead deletes the dead letter at seq of the dead-letter stream,
+// which r's settlement stored before its claim was lost, unless the
+// delivery that won dead-lettered the task too (its marker says so: the
+// copy is theirs as well, one Nats-Msg-Id for both). A dead letter that
+// cannot be told apart so is kept, and logged.
+func (b *Backend) dropLostDead(ctx context.Context, r *receipt, seq uint64) {
+	m, err := b.lastDone(ctx, r.q.doneSubject(r.del.Task.Key, r.keyed))
+	if err == nil {
+		o, _, _ := strings.Cut(string(m.Data), "\n")
+		if task.Outcome(o) == task.DeadLettered {
+			return
+		}
+		err = b.dead.DeleteMsg(ctx, seq)
+		if err == nil || isMsgNotFound(err) {
+			b.log.Info("jetstream: dead letter deleted: another delivery of its message settled it first",
+				zap.String("queue", r.q.queue), zap.String("task", r.del.Task.ID), zap.Uint64("dead_seq", seq), zap.String("outcome", o))
+			return
+		}
+	}
+	b.log.Warn("jetstream: a dead letter stored by a settlement that another delivery of its message beat may be listed for a task that did not end so",
+		zap.String("queue", r.q.queue), zap.String("task", r.del.Task.ID), zap.Uint64("dead_seq", seq), zap.Error(err))
 }
 
 // term terminates m: the server stops delivering it and, for a work

@@ -16,6 +16,7 @@ type deadInfo struct {
 	reason   string
 	at       time.Time
 	attempts int
+	seq      uint64 // where the dead-letter stream stores it (publishDead's answer)
 }
 
 // encodeDead builds the dead-letter copy of t: its message (as

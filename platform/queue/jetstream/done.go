@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
@@ -93,6 +92,7 @@ func (b *Backend) ensureDoneStream(ctx context.Context) error {
 		return fmt.Errorf("jetstream: create stream %q: %w", b.names.doneStream(), replicasProblem(err, b.cfg.Replicas))
 	}
 	b.done = s
+	b.claimWin.Store(int64(s.CachedInfo().Config.Duplicates))
 	return nil
 }
 
@@ -254,6 +254,12 @@ func (b *Backend) markQueuedAgain(ctx context.Context, q *queueState, key string
 // longer renewed from then on, and r is forgotten (receipt.acked).
 func (b *Backend) ackAfterRecord(r *receipt, id string, err error) {
 	r.acked(func() {
+		if errors.Is(err, errClaimLost) {
+			b.claimsLost.Add(1)
+			b.log.Info("jetstream: ack not sent: another delivery of the message settled it first",
+				zap.String("queue", r.q.queue), zap.String("task", id), zap.Uint64("seq", r.seq), zap.Uint64("delivered", r.delivered))
+			return
+		}
 		if err != nil {
 			b.log.Warn("jetstream: record a finished key (the task is delivered again after its AckWait)",
 				zap.String("queue", r.q.queue), zap.String("task", id), zap.Error(err))
@@ -270,21 +276,28 @@ func (b *Backend) ackAfterRecord(r *receipt, id string, err error) {
 // server answers at most 1024 messages to one request).
 const maxLastFor = 1024
 
-// markDoneThenAck publishes the marker that r's key finished and sends
-// r's ack once the server stored it, without waiting for either (only,
-// when the publish window is full, for room in it: see window.go). r
-// must be marked acking (receipt.ackFollows): its lease is renewed until
-// the ack goes out.
+// markDoneThenAck publishes r's claim that its task succeeded (the
+// marker that its key finished, claim.go) and sends r's ack once the
+// server stored it, without waiting for either (only, when the publish
+// window is full, for room in it: see window.go; and, for a claim made
+// late, for the marker it reads first). r must be marked acking
+// (receipt.ackFollows): its lease is renewed until the ack goes out. A
+// claim another delivery of the message won first sends no ack (the
+// winner settles the message): the Ack returned before the server
+// answered, which is logged and counted (Status.ClaimsLost).
 func (b *Backend) markDoneThenAck(ctx context.Context, r *receipt) error {
-	if err := b.acquire(ctx); err != nil {
-		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.d.Task.Key, r.q.queue, err)
+	m, err := b.claimMsg(ctx, r, task.Succeeded, "")
+	if err != nil {
+		return err
 	}
-	m := &nats.Msg{Subject: r.q.doneSubject(r.d.Task.Key, r.keyed), Data: doneData(task.Succeeded, "")}
-	b.pubs.addAck(m, r, r.d.Task.ID)
+	if err := b.acquire(ctx); err != nil {
+		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.del.Task.Key, r.q.queue, err)
+	}
+	b.pubs.addAck(m, r, r.del.Task.ID)
 	if _, err := b.js.PublishMsgAsync(m); err != nil {
 		b.releaseWindow() // nats.go forgot it: no callback comes
 		b.pubs.take(m)    // unless the error callback had it already
-		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.d.Task.Key, r.q.queue, err)
+		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.del.Task.Key, r.q.queue, err)
 	}
 	return nil
 }

@@ -76,11 +76,11 @@ func LoseTerm(d *queue.Delivery) {
 // unsettled.
 func StoreDeadOnly(ctx context.Context, b *Backend, d *queue.Delivery, reason string) error {
 	r := d.Receipt.(*receipt)
-	if _, err := b.publishDead(ctx, r.q, r.d.Task, r.keyed, r.seq, r.attempt, reason); err != nil {
+	if _, err := b.publishDead(ctx, r.q, r.del.Task, r.keyed, r.seq, r.attempt, reason); err != nil {
 		return err
 	}
 	if r.keyed {
-		return b.markDone(ctx, r.q, r.d.Task.Key, r.keyed, task.DeadLettered, reason)
+		return b.markDone(ctx, r.q, r.del.Task.Key, r.keyed, task.DeadLettered, reason)
 	}
 	return nil
 }

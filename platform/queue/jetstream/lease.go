@@ -100,13 +100,14 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		return nil
 	}
 	delivered, seq := md.NumDelivered, md.Sequence.Stream
-	r := &receipt{b: b, q: q, msg: m, seq: seq, stored: md.Timestamp, delivered: delivered, ackWait: ackWait, touched: in.touched}
+	r := &receipt{b: b, q: q, msg: m, seq: seq, stored: md.Timestamp.UnixNano(), delivered: delivered, ackWait: ackWait, touched: in.touched}
 	t := &r.task // one allocation for the receipt, its delivery and its task
 	keyed, err := decodeTaskInto(t, m.Headers(), m.Data(), q.queue)
 	if err != nil {
 		b.poison(ctx, q, m, md, err)
 		return nil
 	}
+	r.keyed = keyed
 	if !t.NotBefore.IsZero() && t.NotBefore.After(now) {
 		// A server without schedules, or a schedule that fired early
 		// (clock skew between servers): not an attempt.
@@ -163,7 +164,7 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 			// A dead letter is finished as the one stored, its watcher
 			// told (redelivered.go); a success, or a dead letter whose
 			// copy is gone (purged), is only removed.
-			if o != task.DeadLettered || !b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
+			if o != task.DeadLettered || !b.deadLetteredBefore(ctx, r, md) {
 				b.dropFinished(q, m, t, o)
 			}
 			q.forgetEarly(seq)
@@ -171,14 +172,13 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		}
 	}
 	early := q.earlyOf(seq) // kept until the message is settled for good (see earlyOf)
-	if delivered > 1 && !retriedHere && b.deadLetteredBefore(ctx, q, m, md, t, keyed) {
+	if delivered > 1 && !retriedHere && b.deadLetteredBefore(ctx, r, md) {
 		return nil
 	}
 	t.Attempt = max(1, t.Attempt+int(delivered)-early) // t.Attempt: attempts used before a Release
 	r.attempt, r.early, r.keyed = t.Attempt, early, keyed
 	r.del = queue.Delivery{Task: t, Receipt: r}
 	d := &r.del
-	r.d = d
 	r.setLease(now, leaseFor) // r is not shared yet
 	b.track(r)
 	return d

@@ -15,7 +15,9 @@ const MeterName = "github.com/plba/plba/platform/queue/jetstream"
 // meter provider (the telemetry module sets it; instruments registered
 // before that are forwarded once it is): plba.queue.dead_discarded, the
 // dead letters this process discarded because the dead-letter stream was
-// full. Close unregisters it.
+// full, and plba.queue.claims_lost, its settlements that did not happen
+// because another delivery of the same message was settled first
+// (claim.go). Close unregisters them.
 func (b *Backend) registerMetrics() error {
 	m := otel.GetMeterProvider().Meter(MeterName)
 	c, err := m.Int64ObservableCounter("plba.queue.dead_discarded", metric.WithUnit("{task}"),
@@ -23,10 +25,16 @@ func (b *Backend) registerMetrics() error {
 	if err != nil {
 		return fmt.Errorf("jetstream: metric: %w", err)
 	}
+	lost, err := m.Int64ObservableCounter("plba.queue.claims_lost", metric.WithUnit("{task}"),
+		metric.WithDescription("Settlements not made because the server had delivered the task twice at once and the other delivery was settled first."))
+	if err != nil {
+		return fmt.Errorf("jetstream: metric: %w", err)
+	}
 	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(c, int64(b.deadDiscarded.Load()))
+		o.ObserveInt64(lost, int64(b.claimsLost.Load()))
 		return nil
-	}, c)
+	}, c, lost)
 	if err != nil {
 		return fmt.Errorf("jetstream: metric: %w", err)
 	}

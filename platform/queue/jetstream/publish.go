@@ -210,7 +210,7 @@ func (b *Backend) onPubAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pu
 	b.releaseWindow()
 	if s, ok := b.pubs.takeSlot(m); ok {
 		if s.ack != nil {
-			b.ackAfterRecord(s.ack, s.id, nil)
+			b.ackAfterRecord(s.ack, s.id, claimErr(ack, nil))
 			return
 		}
 		s.batch.settleAck(s.i, ack)
@@ -230,7 +230,10 @@ func (b *Backend) onPubErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 				b.retryRecord(m, s) // after the stream is set up again (restore.go)
 				return
 			}
-			b.ackAfterRecord(s.ack, s.id, fmt.Errorf("publish ack: %w", err))
+			if err = claimErr(nil, err); !errors.Is(err, errClaimLost) {
+				err = fmt.Errorf("publish ack: %w", err)
+			}
+			b.ackAfterRecord(s.ack, s.id, err)
 			return
 		}
 		s.batch.settle(s.i, pubAckError(err))

@@ -20,12 +20,11 @@ type receipt struct {
 	b         *Backend
 	q         *queueState
 	msg       jetstream.Msg
-	d         *queue.Delivery // &del
 	del       queue.Delivery
 	task      task.Task // del.Task
 	seq       uint64
-	stored    time.Time // when the server stored the message (its clock)
-	delivered uint64    // the server's delivery count of this delivery
+	stored    int64  // when the server stored the message: Unix nanoseconds, its clock
+	delivered uint64 // the server's delivery count of this delivery
 	attempt   int
 	early     int // deliveries before NotBefore, not attempts (queueState.earlyOf)
 	ackWait   time.Duration
@@ -59,7 +58,7 @@ func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 		end = want
 	}
 	r.leaseEnd = end
-	r.d.LeaseUntil = end
+	r.del.LeaseUntil = end
 }
 
 // keep sends an in-progress ack when the promised lease extends beyond
@@ -219,7 +218,7 @@ func (r *receipt) ackFollows() error {
 func (r *receipt) ranOut(op string) error {
 	if end := r.touched.Add(r.ackWait); time.Now().After(end) {
 		return fmt.Errorf("jetstream: %s task %s: AckWait unrenewed since %s, the task is delivered again: %w",
-			op, r.d.Task.ID, end.Format(time.RFC3339Nano), queue.ErrLeaseLost)
+			op, r.del.Task.ID, end.Format(time.RFC3339Nano), queue.ErrLeaseLost)
 	}
 	return nil
 }
@@ -248,7 +247,7 @@ func (r *receipt) failedIf(err error) error {
 		r.ending, r.acking = true, false
 		if end := r.touched.Add(r.ackWait); end.Before(r.leaseEnd) {
 			r.leaseEnd = end
-			r.d.LeaseUntil = end
+			r.del.LeaseUntil = end
 		}
 		r.lmu.Unlock()
 	}

@@ -2,7 +2,9 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,13 +38,14 @@ import (
 // (about 1 ms per hundred stored since the message) must not slow every
 // retry of an older message.
 
-// deadLetteredBefore reports whether the redelivered message m, task t,
-// must not be handed out: it had been dead-lettered (its copy is stored)
-// and is now finished as such, or the lookup failed and it is left to the
+// deadLetteredBefore reports whether r's redelivered message (md its
+// metadata) must not be handed out: it had been dead-lettered (its copy
+// is stored) and is now finished as such (claimFoundDead), or the lookup failed and it is left to the
 // server, which delivers it again after its AckWait (as poison leaves a
 // message whose copy failed). The lookup runs within ctx (the Lease's),
 // at most Config.PublishTimeout and while connected.
-func (b *Backend) deadLetteredBefore(ctx context.Context, q *queueState, m jetstream.Msg, md *jetstream.MsgMetadata, t *task.Task, keyed bool) bool {
+func (b *Backend) deadLetteredBefore(ctx context.Context, r *receipt, md *jetstream.MsgMetadata) bool {
+	q, m, t := r.q, r.msg, &r.task
 	lctx, stop := b.serverContext(ctx)
 	defer stop()
 	prev, err := b.redeliveredCopy(lctx, q, md, t.ID)
@@ -54,18 +57,23 @@ func (b *Backend) deadLetteredBefore(ctx context.Context, q *queueState, m jetst
 	if prev == nil {
 		return false
 	}
+	if !b.claimFoundDead(lctx, r, prev.Reason) {
+		return true
+	}
 	// The task as it was dead-lettered: its attempts then, the reason and
 	// the time its dead letter keeps.
 	dt := *t
 	dt.Attempt = prev.Task.Attempt
 	seq := md.Sequence.Stream
 	b.tellDeadOnce(q, seq, queue.DeadLetter{Task: &dt, Reason: prev.Reason, At: prev.At})
-	if keyed {
-		if err := b.markDone(lctx, q, t.Key, true, task.DeadLettered, prev.Reason); err != nil {
-			b.log.Warn("jetstream: redelivered dead letter: record its key (delivered again later)",
-				zap.String("queue", q.queue), zap.String("task", t.ID), zap.Error(err))
-			return true
-		}
+	if err := lctx.Err(); err != nil {
+		// The watcher took longer than the lookups may: the server may
+		// have delivered the message again meanwhile, to be found and
+		// terminated then, and not told again (a term now would forget
+		// that it was told, and that delivery would tell it again).
+		b.log.Warn("jetstream: redelivered dead letter: told, not terminated (delivered again later)",
+			zap.String("queue", q.queue), zap.String("task", t.ID), zap.Error(err))
+		return true
 	}
 	if err := b.term(m, prev.Reason); err != nil {
 		b.log.Warn("jetstream: redelivered dead letter: terminate it (delivered again later)",
@@ -75,6 +83,36 @@ func (b *Backend) deadLetteredBefore(ctx context.Context, q *queueState, m jetst
 	q.forgetMessage(seq)
 	b.log.Info("jetstream: redelivered task finished as the dead letter stored for it before",
 		zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", md.Sequence.Stream))
+	return true
+}
+
+// claimFoundDead claims r's message as dead-lettered with reason, its
+// dead letter found stored (claim.go), and reports whether it is to be
+// finished as that dead letter: the claim won, or lost to one that
+// dead-lettered it as well (the settlement that stored the copy, whose
+// term was lost or which died before it; its source is told again, the
+// same outcome). A claim lost to another outcome (another delivery of
+// the message, run at the same time, succeeded first: the settlement
+// that stored the copy lost its claim and deletes it) or that fails
+// leaves the delivery to the server, not handed out.
+func (b *Backend) claimFoundDead(ctx context.Context, r *receipt, reason string) bool {
+	err := b.claim(ctx, r, task.DeadLettered, reason)
+	if errors.Is(err, errClaimLost) {
+		var m *jetstream.RawStreamMsg
+		if m, err = b.lastDone(ctx, r.q.doneSubject(r.task.Key, r.keyed)); err == nil {
+			if o, _, _ := strings.Cut(string(m.Data), "\n"); task.Outcome(o) == task.DeadLettered {
+				return true
+			}
+			b.log.Info("jetstream: redelivered task not handed out: a dead letter is stored for it, but another delivery of its message settled it otherwise first",
+				zap.String("queue", r.q.queue), zap.String("task", r.task.ID), zap.Uint64("seq", r.seq))
+			return false
+		}
+	}
+	if err != nil {
+		b.log.Warn("jetstream: redelivered dead letter: record its key (delivered again later)",
+			zap.String("queue", r.q.queue), zap.String("task", r.task.ID), zap.Error(err))
+		return false
+	}
 	return true
 }
 

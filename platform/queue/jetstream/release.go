@@ -108,7 +108,7 @@ var errCopyUnanswered = errors.New("its copy's last offers went unanswered: it m
 func (b *Backend) releaseUnknown(r *receipt, perr error) error {
 	r.finish()
 	return fmt.Errorf("jetstream: release task %s on its last delivery (max_deliver %d): %w: left to the server, whose max-deliveries advisory dead-letters the task unless its copy is queued",
-		r.d.Task.ID, b.cfg.MaxDeliver, perr)
+		r.del.Task.ID, b.cfg.MaxDeliver, perr)
 }
 
 // releasedCopyQueued reports whether a Release's copy of the message seq
@@ -214,7 +214,7 @@ func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, st jets
 // that delivery likewise (deadLetteredBefore). The error still wraps
 // queue.ErrDeadLettered.
 func (b *Backend) releaseRefused(ctx context.Context, r *receipt, perr error, leave bool) error {
-	t := r.d.Task
+	t := r.del.Task
 	if !b.lastDelivery(r) {
 		if err := r.lastWord("release"); err != nil {
 			return fmt.Errorf("jetstream: release task %s: its copy was not stored: %w; %w", t.ID, perr, err)
@@ -224,7 +224,7 @@ func (b *Backend) releaseRefused(ctx context.Context, r *receipt, perr error, le
 		}
 		now := time.Now()
 		r.lmu.Lock()
-		r.leaseEnd, r.d.LeaseUntil = now, now
+		r.leaseEnd, r.del.LeaseUntil = now, now
 		r.lmu.Unlock()
 		r.finish()
 		return fmt.Errorf("jetstream: release task %s: its copy was not stored (%w): given back with a negative ack instead, delivered again at once as attempt %d (this delivery counts)",

@@ -155,9 +155,9 @@ func (b *Backend) keepStores() {
 func (b *Backend) publishRecordsAgain(records []recordRetry) {
 	for _, rr := range records {
 		ctx, cancel := context.WithTimeout(b.pullCtx, b.cfg.PublishTimeout)
-		_, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: rr.m.Subject, Header: rr.m.Header, Data: rr.m.Data})
+		ack, err := b.js.PublishMsg(ctx, claimAgain(rr.m))
 		cancel()
-		if err != nil {
+		if err = claimErr(ack, err); err != nil && !errors.Is(err, errClaimLost) {
 			err = fmt.Errorf("publish again after setting the streams up: %w", err)
 		}
 		b.ackAfterRecord(rr.slot.ack, rr.slot.id, err)

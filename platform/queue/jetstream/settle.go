@@ -66,6 +66,12 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) (err error) {
 			return err
 		}
 		if err := b.markDoneThenAck(ctx, r); err != nil {
+			if errors.Is(err, errClaimLost) {
+				r.lmu.Lock()
+				r.acking = false
+				r.lmu.Unlock()
+				return b.claimLost(r, "ack", err)
+			}
 			return err
 		}
 		r.finishAcking()
@@ -73,7 +79,10 @@ func (b *Backend) Ack(ctx context.Context, d *queue.Delivery) (err error) {
 	}
 	sctx, cancel := r.settleCtx(ctx)
 	defer cancel()
-	if err := b.markDone(sctx, r.q, d.Task.Key, r.keyed, task.Succeeded, ""); err != nil {
+	if err := b.claim(sctx, r, task.Succeeded, ""); err != nil {
+		if errors.Is(err, errClaimLost) {
+			return b.claimLost(r, "ack", err)
+		}
 		return leaseCut(sctx, err)
 	}
 	if err := r.lastWord("ack"); err != nil {

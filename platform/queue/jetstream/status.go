@@ -28,7 +28,12 @@ type Status struct {
 	// LastError is the last connection or asynchronous error.
 	// DeadDiscarded counts the dead letters this process discarded
 	// because the dead-letter stream was full (Config.Dead).
+	// ClaimsLost counts this process's settlements that did not happen
+	// because another delivery of the same message, made while it ran
+	// (the server delivered it twice at once), was settled first (see
+	// claim.go).
 	DeadDiscarded uint64    `json:"dead_discarded"`
+	ClaimsLost    uint64    `json:"claims_lost"`
 	Reconnects    uint64    `json:"reconnects"`
 	Disconnects   uint64    `json:"disconnects"`
 	LastError     string    `json:"last_error,omitempty"`
@@ -48,7 +53,7 @@ func (b *Backend) recordErr(err error) {
 func (b *Backend) Status() Status {
 	b.smu.Lock()
 	s := Status{Reconnects: b.reconnects, Disconnects: b.disconnects, LastError: b.lastErr, LastErrorAt: b.lastErrAt,
-		DeadDiscarded: b.deadDiscarded.Load()}
+		DeadDiscarded: b.deadDiscarded.Load(), ClaimsLost: b.claimsLost.Load()}
 	b.smu.Unlock()
 	if nc := b.nc; nc != nil && b.started.Load() {
 		s.Connected = nc.IsConnected()
