@@ -22,6 +22,7 @@ import (
 
 	"github.com/plba/plba/platform"
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream"
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
 	"github.com/plba/plba/platform/source"
 	"github.com/plba/plba/platform/task"
@@ -286,7 +287,18 @@ func churn(t *testing.T, mode string) {
 		return app, b
 	}
 	appA, backA := start("host-a", 0, emit)
-	appB, _ := start("host-b", 1, make(chan []string))
+	appB, backB := start("host-b", 1, make(chan []string))
+	t.Cleanup(func() {
+		// Settlements a claim lost to another delivery of the same
+		// message (the server delivered it twice at once).
+		lost := func(b queue.Backend) uint64 {
+			if js, ok := b.(*jetstream.Backend); ok {
+				return js.Status().ClaimsLost
+			}
+			return 0
+		}
+		t.Logf("claims lost: host-a %d, host-b %d", lost(backA), lost(backB))
+	})
 	t.Cleanup(func() {
 		for _, app := range []*fxtest.App{appB, appA} {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
