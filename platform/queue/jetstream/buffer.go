@@ -38,6 +38,42 @@ func (q *queueState) take(dst []inbound, max int) []inbound {
 	return out
 }
 
+// prefetch puts m, which the server just delivered, into the buffer and
+// reports whether it did. A message stored more than half an AckWait
+// before is sent an in-progress ack at once; a delivery again of a
+// message this process holds is not buffered (heldAgain), and one of a
+// message still buffered takes its place there (see holding.go). A first
+// delivery can be neither: it is looked up nowhere.
+func (q *queueState) prefetch(b *Backend, m jetstream.Msg, now time.Time) bool {
+	md, err := m.Metadata()
+	if err != nil {
+		md = nil // deliver says so
+	}
+	again := md != nil && md.NumDelivered > 1
+	if again {
+		if h := b.holder(q, md.Sequence.Stream, md.Timestamp, now); h != nil {
+			b.heldAgain(q, h, md)
+			return false
+		}
+	}
+	if md != nil && oldAt(md.Timestamp, now, q.ackWait()) {
+		_ = b.inProgress(m) // touched now all the same: it arrived now
+	}
+	in := inbound{msg: m, md: md, touched: now}
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	if again {
+		for i := range q.buf {
+			if o := q.buf[i].md; o != nil && o.Sequence.Stream == md.Sequence.Stream && o.Timestamp.Equal(md.Timestamp) {
+				q.buf[i] = in
+				return true
+			}
+		}
+	}
+	q.buf = append(q.buf, in)
+	return true
+}
+
 // refresh sends an in-progress ack for prefetched messages that waited
 // longer than half their AckWait, so none expires in the buffer, marks
 // them touched and returns them, with when each was touched before: should

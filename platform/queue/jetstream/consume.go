@@ -162,10 +162,9 @@ func (q *queueState) fetch(ctx context.Context, b *Backend, n int) error {
 	for m := range batch.Messages() {
 		// Into the buffer also while closing: Close gives the buffer back
 		// once the puller has stopped (stopConsumers).
-		q.pmu.Lock()
-		q.buf = append(q.buf, inbound{msg: m, touched: time.Now()})
-		q.pmu.Unlock()
-		signal(q.avail)
+		if q.prefetch(b, m, time.Now()) {
+			signal(q.avail)
+		}
 	}
 	err = batch.Error()
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {

@@ -67,7 +67,7 @@ func (b *Backend) keepLeases() {
 			if n > 0 {
 				b.imu.Lock()
 				for _, r := range rs[:n] {
-					delete(b.inflight, r)
+					b.forgetLocked(r)
 				}
 				b.imu.Unlock()
 			}

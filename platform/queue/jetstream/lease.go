@@ -94,12 +94,30 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	if now.Sub(in.touched) >= ackWait {
 		return nil // its lease ran out in the buffer; the server redelivers it
 	}
-	md, err := m.Metadata()
-	if err != nil {
-		b.log.Warn("jetstream: message without metadata", zap.String("queue", q.queue), zap.String("reply", m.Reply()), zap.Error(err))
-		return nil
+	md := in.md // parsed by prefetch
+	if md == nil {
+		var err error
+		if md, err = m.Metadata(); err != nil {
+			b.log.Warn("jetstream: message without metadata", zap.String("queue", q.queue), zap.String("reply", m.Reply()), zap.Error(err))
+			return nil
+		}
 	}
 	delivered, seq := md.NumDelivered, md.Sequence.Stream
+	if delivered > 1 {
+		// Delivered again while this process holds it: not handed out
+		// (holding.go). Asked again when it is tracked (track), in case
+		// its other delivery is being handed out meanwhile.
+		if h := b.holder(q, seq, md.Timestamp, now); h != nil {
+			b.heldAgain(q, h, md)
+			return nil
+		}
+	}
+	if oldAt(md.Timestamp, now, ackWait) && !oldAt(md.Timestamp, in.touched, ackWait) {
+		// Grown old in the buffer since it arrived or was last kept
+		// alive: an in-progress ack replicates a true delivery time
+		// (holding.go).
+		_ = b.inProgress(m)
+	}
 	r := &receipt{b: b, q: q, msg: m, seq: seq, stored: md.Timestamp.UnixNano(), delivered: delivered, ackWait: ackWait, touched: in.touched}
 	t := &r.task // one allocation for the receipt, its delivery and its task
 	keyed, err := decodeTaskInto(t, m.Headers(), m.Data(), q.queue)
@@ -180,6 +198,9 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	r.del = queue.Delivery{Task: t, Receipt: r}
 	d := &r.del
 	r.setLease(now, leaseFor) // r is not shared yet
-	b.track(r)
+	if h := b.track(r, now); h != nil {
+		b.heldAgain(q, h, md)
+		return nil
+	}
 	return d
 }

@@ -246,9 +246,10 @@ func TestReceiptSize(t *testing.T) {
 
 // TestLeaseAllocations guards what a Lease of one prefetched task
 // allocates: the receipt (which holds the delivery, its task and the
-// slice Lease returns), the metadata nats.go parses (the attempt count)
-// and the task's header map (two: a small map). Taking the message from
-// the buffer allocates nothing (up to leaseRoom messages).
+// slice Lease returns) and the task's header map (two: a small map).
+// Taking the message from the buffer allocates nothing (up to leaseRoom
+// messages); the metadata nats.go parses (the attempt count) is parsed
+// when the message reaches the buffer (prefetch).
 func TestLeaseAllocations(t *testing.T) {
 	ctx := t.Context()
 	const runs, queued = 100, 256 // the puller asks for more once half the buffer is free: not within the runs
@@ -278,7 +279,7 @@ func TestLeaseAllocations(t *testing.T) {
 		leased = append(leased, ds[0])
 	})
 	t.Logf("allocations per Lease of one task: %.2f", allocs)
-	require.LessOrEqual(t, allocs, 4.3, "4, with room for the odd allocation of another goroutine")
+	require.LessOrEqual(t, allocs, 3.3, "3, with room for the odd allocation of another goroutine")
 	for _, d := range leased {
 		require.NoError(t, b.Ack(ctx, d))
 	}

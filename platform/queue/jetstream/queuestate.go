@@ -46,6 +46,11 @@ type queueState struct {
 	fmu         sync.Mutex
 	cancelFetch context.CancelFunc // ends the open Fetch (repull); nil when none
 
+	// holding indexes the deliveries of this queue handed out and not
+	// settled by stream sequence (see holder). Guarded by the Backend's
+	// imu, with its inflight set, and kept in step with it (track).
+	holding map[uint64]*receipt
+
 	avail chan struct{} // signalled when buf gains messages
 	room  chan struct{} // signalled when Lease takes messages
 	gone  atomic.Bool   // consumer deleted: the puller re-creates it
@@ -54,10 +59,12 @@ type queueState struct {
 // ackWait is the consumer's AckWait.
 func (q *queueState) ackWait() time.Duration { return time.Duration(q.ackWaitNs.Load()) }
 
-// inbound is a prefetched message and when the server's AckWait timer was
-// last (re)started for it.
+// inbound is a prefetched message, its metadata (nil when it has none:
+// deliver says so) and when the server's AckWait timer was last
+// (re)started for it.
 type inbound struct {
 	msg     jetstream.Msg
+	md      *jetstream.MsgMetadata
 	touched time.Time
 }
 
@@ -107,6 +114,7 @@ func (b *Backend) queue(name string) (*queueState, error) {
 		nakDelayed: make(map[uint64]time.Time),
 		retried:    make(map[uint64]retried),
 		early:      make(map[uint64]int),
+		holding:    make(map[uint64]*receipt),
 		avail:      make(chan struct{}, 1),
 		room:       make(chan struct{}, 1),
 	}

@@ -296,16 +296,24 @@ func (b *Backend) receiptOf(d *queue.Delivery) (*receipt, error) {
 	return r, nil
 }
 
-// track records a handed-out delivery until it is settled.
-func (b *Backend) track(r *receipt) {
+// track records a handed-out delivery until it is settled, indexed by its
+// message's stream sequence, unless this process holds another delivery
+// of that message (holderLocked): then r is not tracked, must not be
+// handed out, and that delivery is returned.
+func (b *Backend) track(r *receipt, now time.Time) *receipt {
 	b.imu.Lock()
+	defer b.imu.Unlock()
+	if h := r.q.holderLocked(r.seq, time.Unix(0, r.stored), now); h != nil {
+		return h
+	}
 	b.inflight[r] = struct{}{}
-	b.imu.Unlock()
+	r.q.holding[r.seq] = r
+	return nil
 }
 
 func (b *Backend) untrack(r *receipt) {
 	b.imu.Lock()
-	delete(b.inflight, r)
+	b.forgetLocked(r)
 	b.imu.Unlock()
 	select {
 	case b.settled <- struct{}{}:
@@ -338,7 +346,7 @@ func (b *Backend) pruneInflight(now time.Time, offline bool) int {
 			gone, failed := !r.settled && now.After(r.leaseEnd), r.failed
 			r.lmu.Unlock()
 			if gone {
-				delete(b.inflight, r)
+				b.forgetLocked(r)
 			}
 			r.mu.Unlock()
 			if gone || failed {
@@ -348,4 +356,13 @@ func (b *Backend) pruneInflight(now time.Time, offline bool) int {
 		n++
 	}
 	return n
+}
+
+// forgetLocked stops tracking r (and drops it from its queue's index,
+// unless another delivery of its message took its place). b.imu held.
+func (b *Backend) forgetLocked(r *receipt) {
+	delete(b.inflight, r)
+	if r.q.holding[r.seq] == r {
+		delete(r.q.holding, r.seq)
+	}
 }

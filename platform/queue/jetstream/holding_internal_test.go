@@ -1,0 +1,240 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
+	"github.com/plba/plba/platform/task"
+)
+
+// watchedMsg counts the in-progress acks sent on a work message, and
+// fails its ack when ackFails is set.
+type watchedMsg struct {
+	jetstream.Msg
+	wpi      *atomic.Int32
+	ackFails bool
+}
+
+func (m watchedMsg) InProgress() error {
+	m.wpi.Add(1)
+	return m.Msg.InProgress()
+}
+
+func (m watchedMsg) Ack() error {
+	if m.ackFails {
+		return errors.New("nats: connection closed")
+	}
+	return m.Msg.Ack()
+}
+
+// holdTestBackend opens a backend on its own embedded server with an
+// AckWait of ackWait.
+func holdTestBackend(t *testing.T, ackWait time.Duration) *Backend {
+	return openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: ackWait, Prefetch: 4, MaxPrefetch: 4,
+		Embedded: embedded.Config{StoreDir: t.TempDir()}})
+}
+
+// believeRenewed makes the process believe d's lease was renewed at
+// touched, as the lease keeper or Extend would (the server heard
+// nothing: its AckWait runs out as it was), and watches d's message.
+func believeRenewed(d *queue.Delivery, touched time.Time, ackFails bool) *atomic.Int32 {
+	r := d.Receipt.(*receipt)
+	wpi := new(atomic.Int32)
+	r.mu.Lock()
+	r.lmu.Lock()
+	r.msg = watchedMsg{Msg: r.msg, wpi: wpi, ackFails: ackFails}
+	r.touched = touched
+	r.leaseEnd = touched.Add(r.ackWait) // not beyond AckWait: the keeper sends nothing
+	d.LeaseUntil = r.leaseEnd
+	r.lmu.Unlock()
+	r.mu.Unlock()
+	return wpi
+}
+
+// leaseWaiting leases up to 4 deliveries of qname, waiting up to wait.
+func leaseWaiting(t *testing.T, b *Backend, qname string, wait time.Duration) ([]*queue.Delivery, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	return b.Lease(ctx, qname, 4, 100*time.Millisecond)
+}
+
+// TestASecondDeliveryOfAHeldMessageIsNotHandedOut: the server delivers
+// again a message whose delivery this process handed out and holds (as a
+// new consumer leader does after a leader change: holding.go; here its
+// AckWait runs out while the process believes it renewed the lease).
+// That delivery is not handed out, nor settled; an in-progress ack goes
+// out on the held delivery instead, and the held delivery's ack settles
+// the message for good. The second delivery used to be handed out: the
+// task ran twice at once.
+func TestASecondDeliveryOfAHeldMessageIsNotHandedOut(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const ackWait = time.Second
+	b := holdTestBackend(t, ackWait)
+	const qname = "held"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "h1", Kind: "k", Queue: qname}))
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	d := ds[0]
+	require.Equal(t, 1, d.Task.Attempt)
+	wpi := believeRenewed(d, time.Now().Add(6*time.Second), false)
+
+	// The server's AckWait runs out after a second: it delivers the
+	// message again (more than once, while nothing renews it).
+	again, err := leaseWaiting(t, b, qname, 3*ackWait)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing handed out while the first delivery is held")
+	require.Empty(t, again)
+	require.Positive(t, wpi.Load(), "an in-progress ack went out on the held delivery")
+
+	require.NoError(t, b.Ack(ctx, d))
+	q := b.knownQueue(qname)
+	require.Eventually(t, func() bool {
+		info, err := q.workStream().Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	}, 10*time.Second, 20*time.Millisecond, "the held delivery's ack settled the message")
+	after, err := leaseWaiting(t, b, qname, 2*ackWait)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "no delivery after the ack")
+	require.Empty(t, after)
+	b.imu.Lock()
+	defer b.imu.Unlock()
+	require.Empty(t, q.holding, "the index follows the settlement")
+}
+
+// TestADeliveryWhoseLeaseRanOutIsHandedOutAgain: a delivery nothing
+// renewed, whose AckWait ran out, is not held: the server's delivery
+// again is handed out, and the first delivery can no longer be settled.
+func TestADeliveryWhoseLeaseRanOutIsHandedOutAgain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const ackWait = time.Second
+	b := holdTestBackend(t, ackWait)
+	const qname = "ranout"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "r1", Kind: "k", Queue: qname}))
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	first := ds[0]
+
+	ds, err = leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	second := ds[0]
+	require.Equal(t, "r1", second.Task.ID)
+	require.Equal(t, 2, second.Task.Attempt)
+	require.ErrorIs(t, b.Ack(ctx, first), queue.ErrLeaseLost)
+	require.NoError(t, b.Ack(ctx, second))
+}
+
+// TestADeliveryWhoseSettlementFailedIsHandedOutAgain: a delivery whose
+// ack failed is left to the server, and no longer held, although the
+// process still believes its lease runs: the server's delivery again is
+// handed out.
+func TestADeliveryWhoseSettlementFailedIsHandedOutAgain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const ackWait = time.Second
+	b := holdTestBackend(t, ackWait)
+	const qname = "failed"
+	f1 := &task.Task{Kind: "k", Queue: qname} // keyless: its ack goes out alone
+	require.NoError(t, b.Enqueue(ctx, f1))
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	first := ds[0]
+	believeRenewed(first, time.Now().Add(6*time.Second), true)
+	require.Error(t, b.Ack(ctx, first))
+
+	ds, err = leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, f1.ID, ds[0].Task.ID)
+	require.Equal(t, 2, ds[0].Task.Attempt)
+	require.NoError(t, b.Ack(ctx, ds[0]))
+}
+
+// TestASecondDeliveryOfABufferedMessageTakesItsPlace: the server delivers
+// again a message still in the prefetch buffer (here its AckWait runs
+// out while the buffer keeper believes it renewed it): the buffer keeps
+// one of the two, the later, and the task is handed out once.
+func TestASecondDeliveryOfABufferedMessageTakesItsPlace(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const ackWait = time.Second
+	b := holdTestBackend(t, ackWait)
+	const qname = "buffered"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "b1", Kind: "k", Queue: qname}))
+	q, err := b.queue(qname)
+	require.NoError(t, err)
+	require.NoError(t, q.consuming(ctx, b))
+	buffered := func() (n int, delivered uint64) {
+		q.pmu.Lock()
+		defer q.pmu.Unlock()
+		for _, in := range q.buf {
+			delivered = max(delivered, in.md.NumDelivered)
+		}
+		return len(q.buf), delivered
+	}
+	require.Eventually(t, func() bool { n, _ := buffered(); return n == 1 }, 20*time.Second, 5*time.Millisecond, "prefetched")
+	q.pmu.Lock()
+	q.buf[0].touched = time.Now().Add(6 * time.Second) // the keeper sends nothing for a while
+	q.pmu.Unlock()
+
+	require.Eventually(t, func() bool { _, dc := buffered(); return dc >= 2 }, 20*time.Second, 10*time.Millisecond, "delivered again")
+	n, _ := buffered()
+	require.Equal(t, 1, n, "one of the two deliveries buffered")
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, "b1", ds[0].Task.ID)
+	require.NoError(t, b.Ack(ctx, ds[0]))
+	after, err := leaseWaiting(t, b, qname, 2*ackWait)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "handed out once")
+	require.Empty(t, after)
+}
+
+// TestAnOldMessageIsKeptInProgressOnArrival: a message stored more than
+// half an AckWait before it reaches the buffer is sent an in-progress ack
+// at once, so that a consumer leader change soon after does not take its
+// delivery for expired (holding.go); a young one is not.
+func TestAnOldMessageIsKeptInProgressOnArrival(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const ackWait = 4 * time.Second
+	b := holdTestBackend(t, ackWait)
+	const qname = "old"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "o1", Kind: "k", Queue: qname}))
+	q, err := b.queue(qname)
+	require.NoError(t, err)
+	require.NoError(t, q.ensure(ctx, b))
+	fetchOne := func() jetstream.Msg {
+		batch, err := q.consumer().Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		require.NoError(t, err)
+		var m jetstream.Msg
+		for got := range batch.Messages() {
+			m = got
+		}
+		require.NotNil(t, m)
+		return m
+	}
+	m := fetchOne()
+	wpi := new(atomic.Int32)
+	require.True(t, q.prefetch(b, watchedMsg{Msg: m, wpi: wpi}, time.Now()))
+	require.Zero(t, wpi.Load(), "a young message pays nothing")
+
+	q.pmu.Lock()
+	q.buf = q.buf[:0]
+	q.pmu.Unlock()
+	require.True(t, q.prefetch(b, watchedMsg{Msg: m, wpi: wpi}, time.Now().Add(ackWait/2+time.Second)))
+	require.EqualValues(t, 1, wpi.Load(), "an old one is kept in progress at once")
+	require.NoError(t, m.Ack())
+}
