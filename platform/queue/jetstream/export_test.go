@@ -55,6 +55,14 @@ func WorkSubject(tb testing.TB, b *Backend, queueName string) string {
 	return qn.subject
 }
 
+// WorkStream is the name of queueName's work stream on b.
+func WorkStream(tb testing.TB, b *Backend, queueName string) string {
+	tb.Helper()
+	qn, err := b.names.forQueue(queueName)
+	require.NoError(tb, err)
+	return qn.stream
+}
+
 // termLost is a work message whose term does not reach the server (the
 // connection lost at that moment).
 type termLost struct{ jetstream.Msg }
