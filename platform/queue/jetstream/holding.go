@@ -85,6 +85,7 @@ func (r *receipt) holds(now time.Time) bool {
 // heldAgain is called for a delivery md of the message that h holds,
 // which is not handed out (see above): it sends an in-progress ack on h's
 // message, unless h's last word (ack, negative ack, term) is going out.
+// It reads nothing of h's task, which its caller owns.
 func (b *Backend) heldAgain(q *queueState, h *receipt, md *jetstream.MsgMetadata) {
 	h.lmu.Lock()
 	ending := h.ending
@@ -94,7 +95,7 @@ func (b *Backend) heldAgain(q *queueState, h *receipt, md *jetstream.MsgMetadata
 	}
 	h.lmu.Unlock()
 	b.log.Info("jetstream: the server delivered a message again while this process holds it (a consumer leader change): not handed out",
-		zap.String("queue", q.queue), zap.String("task", h.task.ID), zap.Uint64("seq", md.Sequence.Stream),
+		zap.String("queue", q.queue), zap.Uint64("seq", md.Sequence.Stream),
 		zap.Uint64("delivered", md.NumDelivered), zap.Uint64("held_delivered", h.delivered), zap.Bool("ending", ending), zap.Error(err))
 }
 
