@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -87,14 +88,21 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 			return err
 		}
 	}
+	if !foreign {
+		// Claimed as dead-lettered (claim.go), as a DeadLetter claims its
+		// message: a delivery of it whose Ack claimed it first (its ack
+		// lost on the last delivery) settled it as a success.
+		succeeded, err := b.claimExhausted(ctx, q, a.StreamSeq, raw.Time, t, keyed, stored.reason)
+		if err != nil {
+			return err
+		}
+		if succeeded {
+			return b.exhaustedSucceeded(ctx, q, s, a.StreamSeq, t, prev == nil, stored.seq)
+		}
+	}
 	t.Attempt = stored.attempts
 	_ = adv.InProgress()
 	b.tellDeadOnce(q, a.StreamSeq, queue.DeadLetter{Task: t, Reason: stored.reason, At: stored.at})
-	if keyed {
-		if err := b.markDone(ctx, q, t.Key, true, task.DeadLettered, stored.reason); err != nil {
-			return err
-		}
-	}
 	if err := s.DeleteMsg(ctx, a.StreamSeq); err != nil && !isMsgNotFound(err) {
 		return fmt.Errorf("delete message %d: %w", a.StreamSeq, err)
 	}
@@ -169,4 +177,58 @@ func (b *Backend) deadCopyOf(ctx context.Context, q *queueState, seq uint64, id 
 		return nil, fmt.Errorf("look for the dead letter of message %d: %w", seq, err)
 	}
 	return found, nil
+}
+
+// claimExhausted claims the message seq of q's work stream, stored at
+// stored, task t, as dead-lettered with reason (claim.go), for its
+// max-deliveries advisory. It reports succeeded when a delivery of the
+// message claimed it first as a success (an Ack whose ack was lost: the
+// task is no dead letter). A claim lost to a dead letter (a DeadLetter
+// whose term was lost, an earlier handling of the advisory) goes on as
+// that dead letter; one lost to anything else fails, and the advisory is
+// handled again later.
+func (b *Backend) claimExhausted(ctx context.Context, q *queueState, seq uint64, stored time.Time, t *task.Task, keyed bool, reason string) (succeeded bool, err error) {
+	r := &receipt{b: b, q: q, seq: seq, stored: stored.UnixNano(), keyed: keyed, task: *t}
+	err = b.claim(ctx, r, task.DeadLettered, reason)
+	if !errors.Is(err, errClaimLost) {
+		return false, err
+	}
+	m, err := b.lastDone(ctx, q.doneSubject(t.Key, keyed))
+	if err != nil {
+		return false, fmt.Errorf("claim message %d: lost; read its marker: %w", seq, err)
+	}
+	switch o, _, _ := strings.Cut(string(m.Data), "\n"); task.Outcome(o) {
+	case task.DeadLettered:
+		return false, nil
+	case task.Succeeded:
+		return true, nil
+	default:
+		return false, fmt.Errorf("claim message %d: another settlement of it claimed it first (%q)", seq, o)
+	}
+}
+
+// exhaustedSucceeded removes the message seq of q's work stream (s), task
+// t, whose max-deliveries advisory found it claimed as a success
+// (claimExhausted): the dead letter stored for it at deadSeq of the
+// dead-letter stream is deleted when this handling stored it (stored; a
+// copy found stored before, left by a DeadLetter whose claim was lost
+// and whose delete failed, is left and logged), the message is deleted,
+// and the task's source, if any, told it succeeded (as dropFinished
+// does: the Ack that claimed it failed, and told no one).
+func (b *Backend) exhaustedSucceeded(ctx context.Context, q *queueState, s jetstream.Stream, seq uint64, t *task.Task, stored bool, deadSeq uint64) error {
+	fields := []zap.Field{zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", seq)}
+	if !stored {
+		b.log.Warn("jetstream: exhausted task succeeded, but a dead letter of it is stored: it stays listed", fields...)
+	} else if err := b.dead.DeleteMsg(ctx, deadSeq); err != nil && !isMsgNotFound(err) {
+		return fmt.Errorf("delete dead letter %d of message %d, succeeded: %w", deadSeq, seq, err)
+	}
+	if err := s.DeleteMsg(ctx, seq); err != nil && !isMsgNotFound(err) {
+		return fmt.Errorf("delete message %d, succeeded: %w", seq, err)
+	}
+	q.forgetMessage(seq)
+	b.log.Info("jetstream: exhausted task not dead-lettered: a delivery of it succeeded (its ack was lost)", fields...)
+	if t.Header(task.HeaderCompletion) != "" {
+		b.toldFinished(t)
+	}
+	return nil
 }
