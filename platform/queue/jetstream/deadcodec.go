@@ -17,6 +17,7 @@ type deadInfo struct {
 	at       time.Time
 	attempts int
 	seq      uint64 // where the dead-letter stream stores it (publishDead's answer)
+	before   bool   // stored before: publishDead's copy was a duplicate of it
 }
 
 // encodeDead builds the dead-letter copy of t: its message (as
