@@ -19,7 +19,10 @@ var (
 	// backend is configured to fail fast instead of blocking.
 	ErrFull = errors.New("queue: queue full")
 	// ErrLeaseLost is returned when a delivery is settled or extended after
-	// its lease expired (another consumer may have it now) or twice.
+	// its lease expired (another consumer may have it now) or twice, or
+	// when the backend delivered the task again while this delivery ran
+	// and the other delivery was settled first (the task's outcome is
+	// that one's).
 	ErrLeaseLost = errors.New("queue: lease lost")
 	// ErrInvalidTask is returned by Enqueue for a task without a kind or
 	// queue.

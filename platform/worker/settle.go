@@ -291,7 +291,7 @@ func (p *Pool) settleFailed(op string, t *task.Task, err error) error {
 	serr := fmt.Errorf("%s task %s: %w", op, t.ID, printable(err))
 	p.setLastError(serr)
 	if backendIs(err, queue.ErrLeaseLost) {
-		p.log.Warn("lease lost before settlement; the task will be delivered again",
+		p.log.Warn("lease lost before settlement; the task will be delivered again, or another delivery of it settled it",
 			zap.String("op", op), zap.String("task", t.ID), zap.String("kind", t.Kind))
 		return serr
 	}
