@@ -243,12 +243,16 @@ func churn(t *testing.T, mode string) {
 	src := &countedOrders{orders: orders{emit: emit, rec: rec}, emits: map[string]int{}}
 	start := func(host string, first int, in chan []string) (*fxtest.App, queue.Backend) {
 		order := append(append([]string{}, urls[first:]...), urls[:first]...)
-		cfg := load(t, "queue.backend=jetstream", "queue.jetstream.url="+strings.Join(order, ","),
-			"queue.jetstream.replicas=3", "queue.jetstream.stream_prefix="+id, "queue.jetstream.ack_wait=3s",
+		sets := []string{"queue.backend=jetstream", "queue.jetstream.url=" + strings.Join(order, ","),
+			"queue.jetstream.replicas=3", "queue.jetstream.stream_prefix=" + id, "queue.jetstream.ack_wait=3s",
 			"queue.jetstream.duplicate_window=10m",
-			"sources.lease.ttl=3s", "sources.lease.holder="+host,
+			"sources.lease.ttl=3s", "sources.lease.holder=" + host,
 			"workers.orders.concurrency=8", "workers.orders.max_attempts=8",
-			"workers.orders.backoff.initial=100ms", "workers.orders.backoff.max=500ms")
+			"workers.orders.backoff.initial=100ms", "workers.orders.backoff.max=500ms"}
+		if lv := os.Getenv("PLBA_TEST_CHURN_LOG"); lv != "" { // the hosts' log level (error when unset)
+			sets = append(sets, "log.level="+lv)
+		}
+		cfg := load(t, sets...)
 		var b queue.Backend
 		app := fxtest.New(t, platform.Module(cfg, platform.Info{}),
 			fx.Provide(source.AsSource(func() source.Source {

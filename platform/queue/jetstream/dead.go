@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -301,63 +300,6 @@ func (b *Backend) storeDeadLocked(ctx context.Context, r *receipt, attempts int,
 	return nil
 }
 
-// dropLostDead deletes the dead letter stored (publishDead's answer),
-// which r's settlement stored before its claim was lost, unless it is
-// the dead letter of the delivery that won: that delivery dead-lettered
-// the task too (its marker says so), and stored this copy (one
-// Nats-Msg-Id for both, within the dead-letter stream's duplicate
-// window: a copy stored before, or one the winner's publish found) and
-// not one of its own (the two more than that window apart: a copy of
-// the message other than this one is stored). A dead letter that cannot
-// be told apart so is kept, and logged.
-func (b *Backend) dropLostDead(ctx context.Context, r *receipt, stored deadInfo) {
-	seq := stored.seq
-	m, err := b.lastDone(ctx, r.q.doneSubject(r.del.Task.Key, r.keyed))
-	if err == nil {
-		o, _, _ := strings.Cut(string(m.Data), "\n")
-		if task.Outcome(o) == task.DeadLettered {
-			if stored.before {
-				return
-			}
-			var other bool
-			if other, err = b.otherDeadCopy(ctx, r, seq); err == nil && !other {
-				return
-			}
-		}
-		if err == nil {
-			err = b.dead.DeleteMsg(ctx, seq)
-		}
-		if err == nil || isMsgNotFound(err) {
-			b.log.Info("jetstream: dead letter deleted: another delivery of its message settled it first",
-				zap.String("queue", r.q.queue), zap.String("task", r.del.Task.ID), zap.Uint64("dead_seq", seq), zap.String("outcome", o))
-			return
-		}
-	}
-	b.log.Warn("jetstream: a dead letter stored by a settlement that another delivery of its message beat may be listed for a task that did not end so, or twice",
-		zap.String("queue", r.q.queue), zap.String("task", r.del.Task.ID), zap.Uint64("dead_seq", seq), zap.Error(err))
-}
-
-// otherDeadCopy reports whether a dead letter of r's message other than
-// the one at seq of the dead-letter stream is stored: one stored since
-// the message was (less copyLookupMargin, for the clocks of the servers)
-// with the copy's Nats-Msg-Id (deadMsgID) and r's task id.
-func (b *Backend) otherDeadCopy(ctx context.Context, r *receipt, seq uint64) (bool, error) {
-	msgID := deadMsgID(r.q.stream, r.seq)
-	from := deadScanFrom{since: time.Unix(0, r.stored).Add(-copyLookupMargin)}
-	found := false
-	err := b.scanDeadHeadersFrom(ctx, r.q.queueNames, from, func(s uint64, h nats.Header, d queue.DeadLetter) bool {
-		if s != seq && h.Get(hdrMsgID) == msgID && d.Task.ID == r.del.Task.ID {
-			found = true
-			return false
-		}
-		return true
-	})
-	if err != nil {
-		return false, fmt.Errorf("look for another dead letter of message %d: %w", r.seq, err)
-	}
-	return found, nil
-}
-
 // term terminates m: the server stops delivering it and, for a work
 // queue, deletes it. The reason goes with it where the server reads one
 // (its term advisory shows it): a server before 2.10.4 compares the
@@ -392,71 +334,4 @@ func (b *Backend) poison(ctx context.Context, q *queueState, m jetstream.Msg, md
 	t.Attempt = stored.attempts
 	b.toldDead(queue.DeadLetter{Task: t, Reason: stored.reason, At: stored.at})
 	_ = b.term(m, "not a task")
-}
-
-// isMsgNotFound reports whether err says that the message asked for is
-// not stored, and nothing else: a get answered "message not found"
-// (err_code 10037, jetstream.ErrMsgNotFound: the API's answer and a
-// direct get's 404 alike), or a delete the server refused because the
-// message was gone already (deleted for an ack, or by another replica,
-// since it was read). A stream or consumer that is not found (10059,
-// 10014), a stream without responders, a timeout, is not "no such
-// message": the caller did not search, and says so (an error), or
-// handles a stream gone on its own (storeGone, restore.go).
-//
-// nats.go reports a refused delete as ErrMsgDeleteUnsuccessful with the
-// server's error as text only ("...: nats: API error: code=500
-// err_code=10057 description=no message found"): its error code and
-// description are read from that text (deleteRefusal). A message gone
-// is err_code 10043 ("sequence N not found": a memory store, or a
-// clustered stream's leader that found nothing to remove), or err_code
-// 10057 (the store's error) with "no message found", or "stream store
-// EOF" (a sequence past the stream's last: the message went with a
-// stream set up again). Other 10057 descriptions (an I/O error, "message
-// delete not permitted") are failures. Checked on nats-server 2.9 and
-// 2.15 (TestMessageNotFoundIsNothingElse).
-func isMsgNotFound(err error) bool {
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return true
-	}
-	if !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
-		return false
-	}
-	code, desc, ok := deleteRefusal(err)
-	if !ok {
-		return false
-	}
-	switch code {
-	case errSequenceNotFound:
-		return true
-	case errMsgDeleteFailed:
-		return desc == "no message found" || desc == "stream store EOF"
-	}
-	return false
-}
-
-// Error codes of a refused delete (nats-server's JSSequenceNotFoundErrF
-// and JSStreamMsgDeleteFailedF), which nats.go has no names for.
-const (
-	errSequenceNotFound jetstream.ErrorCode = 10043
-	errMsgDeleteFailed  jetstream.ErrorCode = 10057
-)
-
-// deleteRefusal reads the server's error code and description from the
-// text of a refused delete (ErrMsgDeleteUnsuccessful), which nats.go
-// writes with APIError's format: "... err_code=N description=D".
-func deleteRefusal(err error) (code jetstream.ErrorCode, desc string, ok bool) {
-	_, rest, found := strings.Cut(err.Error(), "err_code=")
-	if !found {
-		return 0, "", false
-	}
-	num, desc, found := strings.Cut(rest, " description=")
-	if !found {
-		return 0, "", false
-	}
-	n, perr := strconv.ParseUint(num, 10, 16)
-	if perr != nil {
-		return 0, "", false
-	}
-	return jetstream.ErrorCode(n), desc, true
 }
