@@ -66,6 +66,7 @@ func (q *queueState) prefetch(b *Backend, m jetstream.Msg, now time.Time) bool {
 		for i := range q.buf {
 			if o := q.buf[i].md; o != nil && o.Sequence.Stream == md.Sequence.Stream && o.Timestamp.Equal(md.Timestamp) {
 				q.buf[i] = in
+				q.skippedLocked(md.Sequence.Stream) // the delivery it replaces: no attempt
 				return true
 			}
 		}

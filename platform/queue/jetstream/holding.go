@@ -87,6 +87,7 @@ func (r *receipt) holds(now time.Time) bool {
 // message, unless h's last word (ack, negative ack, term) is going out.
 // It reads nothing of h's task, which its caller owns.
 func (b *Backend) heldAgain(q *queueState, h *receipt, md *jetstream.MsgMetadata) {
+	q.skipped(md.Sequence.Stream) // the server counts it: no attempt
 	h.lmu.Lock()
 	ending := h.ending
 	var err error

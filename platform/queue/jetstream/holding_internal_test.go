@@ -238,3 +238,35 @@ func TestAnOldMessageIsKeptInProgressOnArrival(t *testing.T) {
 	require.EqualValues(t, 1, wpi.Load(), "an old one is kept in progress at once")
 	require.NoError(t, m.Ack())
 }
+
+// TestADeliveryHeldBackIsNoAttempt: the server delivers again a message
+// this process holds, and the delivery is held back (not handed out); the
+// held delivery then asks for a retry. The next delivery is the task's
+// second attempt: the one held back, which the server counted, ran
+// nothing. It used to count, so that a task the server delivered again
+// during a cluster's leader changes reached its last attempt having run
+// fewer times, and was dead-lettered for it.
+func TestADeliveryHeldBackIsNoAttempt(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const ackWait = time.Second
+	b := holdTestBackend(t, ackWait)
+	const qname = "held-no-attempt"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "h1", Kind: "k", Queue: qname}))
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	d := ds[0]
+	require.Equal(t, 1, d.Task.Attempt)
+	wpi := believeRenewed(d, time.Now().Add(6*time.Second), false)
+	again, err := leaseWaiting(t, b, qname, 3*ackWait)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing handed out while the first delivery is held")
+	require.Empty(t, again)
+	require.Positive(t, wpi.Load(), "the server delivered it again, held back")
+
+	require.NoError(t, b.Retry(ctx, d, time.Now()))
+	next, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, next, 1)
+	require.Equal(t, 2, next[0].Task.Attempt, "the delivery held back is no attempt")
+}

@@ -155,6 +155,7 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		// it again after AckWait, and the delete is tried again.
 		id := m.Headers().Get(hdrMsgID)
 		if from, ok := redrivenFrom(id); ok && !b.dropRedriven(ctx, q, t, from) {
+			q.skipped(seq)
 			return nil
 		}
 		// A Release's copy deletes the message it copies, if a Release
@@ -167,6 +168,7 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		// numbering started again) copies no message of this stream, and
 		// would delete itself, or another message of its task.
 		if from, ok := releasedFrom(id); ok && from < seq && !b.dropReleased(ctx, q, t, from) {
+			q.skipped(seq)
 			return nil
 		}
 	}
@@ -176,6 +178,7 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		if err != nil {
 			b.log.Warn("jetstream: redelivered task not handed out: its finished-key marker could not be looked for (delivered again later)",
 				zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", seq), zap.Error(err))
+			q.skipped(seq)
 			return nil
 		}
 		if ok {

@@ -283,6 +283,33 @@ func (q *queueState) earlyCount(seq uint64) int {
 	return q.early[seq]
 }
 
+// maxEarly bounds queueState.early: past it, deliveries skipped (see
+// skipped) count as attempts, and memory stays bounded should other
+// processes settle the messages this one skipped.
+const maxEarly = 1 << 16
+
+// skipped counts a delivery of the message seq that this process did
+// not hand out and left to the server, which counts it: a delivery again
+// of a message it holds (holding.go), or one whose finished key or dead
+// letter could not be looked for. It is no attempt, as a delivery before
+// the task's NotBefore is none (earlyOf): without it, a task the server
+// delivered again and again during an outage, not handed out, reached
+// its last attempt (max_attempts) having run fewer times, and was
+// dead-lettered for it.
+func (q *queueState) skipped(seq uint64) {
+	q.pmu.Lock()
+	q.skippedLocked(seq)
+	q.pmu.Unlock()
+}
+
+// skippedLocked is skipped with q.pmu held.
+func (q *queueState) skippedLocked(seq uint64) {
+	if len(q.early) < maxEarly || q.early[seq] > 0 {
+		q.early[seq]++
+		q.hasEarly.Store(true)
+	}
+}
+
 // forgetEarly drops the early count of the message seq, settled for good
 // (acknowledged, terminated, deleted).
 func (q *queueState) forgetEarly(seq uint64) {

@@ -52,12 +52,14 @@ func (b *Backend) deadLetteredBefore(ctx context.Context, r *receipt, md *jetstr
 	if err != nil {
 		b.log.Warn("jetstream: redelivered task not handed out: its dead letter could not be looked for (delivered again later)",
 			zap.String("queue", q.queue), zap.String("task", t.ID), zap.Uint64("seq", md.Sequence.Stream), zap.Error(err))
+		q.skipped(md.Sequence.Stream)
 		return true
 	}
 	if prev == nil {
 		return false
 	}
 	if !b.claimFoundDead(lctx, r, prev.Reason) {
+		q.skipped(md.Sequence.Stream)
 		return true
 	}
 	// The task as it was dead-lettered: its attempts then, the reason and
