@@ -111,9 +111,8 @@ func (b *Backend) claimMsg(ctx context.Context, r *receipt, o task.Outcome, reas
 // claim stores r's claim (claimMsg) and waits for the server. It returns
 // errClaimLost (wrapped) when another delivery of r's message claimed it
 // first: a duplicate, or a marker newer than the one a late claim read.
-// A claim no stream answered is stored once more after the streams were
-// set up again (restore.go), without the marker it read: the stream is
-// new.
+// A claim no stream answered is made once more after the streams were
+// set up again (restore.go).
 func (b *Backend) claim(ctx context.Context, r *receipt, o task.Outcome, reason string) error {
 	m, err := b.claimMsg(ctx, r, o, reason)
 	if err != nil {
@@ -124,20 +123,18 @@ func (b *Backend) claim(ctx context.Context, r *receipt, o task.Outcome, reason 
 		if rerr := b.awaitRestore(ctx); rerr != nil {
 			return fmt.Errorf("jetstream: record key %q of %q as finished: %w; setting the stream up again: %w", r.task.Key, r.q.queue, err, rerr)
 		}
-		ack, err = b.js.PublishMsg(ctx, claimAgain(m))
+		// Built again: a late claim reads the marker again (the stream
+		// may be the one it read, its leader elected meanwhile, or a new
+		// one).
+		if m, err = b.claimMsg(ctx, r, o, reason); err != nil {
+			return err
+		}
+		ack, err = b.js.PublishMsg(ctx, m)
 	}
 	if err = claimErr(ack, err); err != nil {
 		return fmt.Errorf("jetstream: record key %q of %q as finished: %w", r.task.Key, r.q.queue, err)
 	}
 	return nil
-}
-
-// claimAgain is the claim m to publish once more after the streams were
-// set up again: without the marker a late claim read, which went with
-// the stream.
-func claimAgain(m *nats.Msg) *nats.Msg {
-	h := nats.Header{hdrMsgID: m.Header[hdrMsgID]}
-	return &nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}
 }
 
 // claimErr is the outcome of a claim the server answered with ack or err:

@@ -1,8 +1,6 @@
 package jetstream
 
 import (
-	"github.com/plba/plba/internal/sleep"
-
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/plba/plba/internal/sleep"
+	"github.com/plba/plba/platform/task"
 )
 
 // A server that lost its store while this process keeps running (an
@@ -155,7 +156,12 @@ func (b *Backend) keepStores() {
 func (b *Backend) publishRecordsAgain(records []recordRetry) {
 	for _, rr := range records {
 		ctx, cancel := context.WithTimeout(b.pullCtx, b.cfg.PublishTimeout)
-		ack, err := b.js.PublishMsg(ctx, claimAgain(rr.m))
+		// The claim built again: a late one reads the marker again.
+		m, err := b.claimMsg(ctx, rr.slot.ack, task.Succeeded, "")
+		var ack *jetstream.PubAck
+		if err == nil {
+			ack, err = b.js.PublishMsg(ctx, m)
+		}
 		cancel()
 		if err = claimErr(ack, err); err != nil && !errors.Is(err, errClaimLost) {
 			err = fmt.Errorf("publish again after setting the streams up: %w", err)
