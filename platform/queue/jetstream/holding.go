@@ -32,10 +32,13 @@ import (
 //     so that a leader change soon after does not find its delivery
 //     expired. Younger messages pay a comparison.
 //
-// A delivery whose settlement failed, or whose AckWait ran out by this
-// process's clock (less heldSlack), is not held: the server's delivery
-// of its message again is legitimate and is handed out
-// (TestADeliveryWhoseLeaseRanOutIsHandedOutAgain). What another process
+// A delivery whose settlement failed, whose negative ack is going out
+// (the server delivers the message again once its delay ran out, perhaps
+// before the settlement has forgotten the delivery), or whose AckWait ran
+// out by this process's clock (less heldSlack), is not held: the
+// server's delivery of its message again is legitimate and is handed out
+// (TestADeliveryWhoseLeaseRanOutIsHandedOutAgain,
+// TestADeliveryAfterARetrysNegativeAckIsHandedOut). What another process
 // holds is not known here: two processes can still both run a message.
 
 // heldSlack is how long before the end of a delivery's AckWait, by this
@@ -76,7 +79,7 @@ func (r *receipt) holds(now time.Time) bool {
 	}
 	r.lmu.Lock()
 	defer r.lmu.Unlock()
-	if failed && r.ending { // not renewed since (Extend renews it again)
+	if r.ending && (failed || r.naking) { // not renewed since (Extend renews it again); a negative ack going out (lastWord)
 		return false
 	}
 	return now.Before(r.touched.Add(r.ackWait - heldSlack(r.ackWait)))

@@ -270,3 +270,47 @@ func TestADeliveryHeldBackIsNoAttempt(t *testing.T) {
 	require.Len(t, next, 1)
 	require.Equal(t, 2, next[0].Task.Attempt, "the delivery held back is no attempt")
 }
+
+// slowNakMsg is a work message whose negative ack goes out and then
+// takes a while to return, as on a busy host the goroutine that sent it
+// may not run again at once.
+type slowNakMsg struct {
+	jetstream.Msg
+	after time.Duration
+}
+
+func (m slowNakMsg) NakWithDelay(delay time.Duration) error {
+	err := m.Msg.NakWithDelay(delay)
+	time.Sleep(m.after)
+	return err
+}
+
+// TestADeliveryAfterARetrysNegativeAckIsHandedOut: the delivery the
+// server makes at once after a Retry's negative ack (its delay run out)
+// reaches the process before the Retry returns: it is handed out, not
+// held back by the delivery the Retry is settling, which would leave the
+// message undelivered for a whole AckWait.
+func TestADeliveryAfterARetrysNegativeAckIsHandedOut(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const ackWait = 8 * time.Second
+	b := holdTestBackend(t, ackWait)
+	const qname = "retried"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{Kind: "k", Queue: qname}))
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	first := ds[0]
+	r := first.Receipt.(*receipt)
+	r.mu.Lock()
+	r.msg = slowNakMsg{Msg: r.msg, after: time.Second}
+	r.mu.Unlock()
+
+	require.NoError(t, b.Retry(ctx, first, time.Now())) // a plain negative ack: delivered again at once
+	ds, err = leaseWaiting(t, b, qname, ackWait/2)
+	require.NoError(t, err, "delivered again at once, not after another AckWait")
+	require.Len(t, ds, 1)
+	require.Equal(t, first.Task.ID, ds[0].Task.ID)
+	require.Equal(t, 2, ds[0].Task.Attempt)
+	require.NoError(t, b.Ack(ctx, ds[0]))
+}

@@ -45,6 +45,7 @@ type receipt struct {
 	touched  time.Time // last time the server's AckWait timer restarted
 	leaseEnd time.Time // the lease promised to the caller
 	ending   bool      // no in-progress ack may follow: settled, its last word (ack, nak, term) going out, or its settlement failed
+	naking   bool      // its last word is a negative ack: the server's delivery after it is not held back (holds)
 	acking   bool      // settled by an Ack whose ack waits for its finished-key record (ackFollows): renewed until it goes out
 }
 
@@ -190,12 +191,27 @@ func leaseCut(sctx context.Context, err error) error {
 // server did not confirm): the server has delivered the message again,
 // perhaps to another worker, and what this settlement would report is
 // not the task's outcome. r.mu held.
+//
+// A negative ack's (op nakOp or giveBackOp) marks r naking: the server
+// may deliver the message again at once (a retry whose delay ran out),
+// and that delivery can reach the process before the settlement has
+// forgotten r; it must not be held back as a second delivery of r's
+// message (holds), which would leave the message undelivered for a
+// whole AckWait.
 func (r *receipt) lastWord(op string) error {
 	r.lmu.Lock()
 	defer r.lmu.Unlock()
 	r.ending = true
+	r.naking = op == nakOp || op == giveBackOp
 	return r.ranOut(op)
 }
+
+// The ops of lastWord whose last word is a negative ack: Retry's, and a
+// Release's whose copy was not stored (releaseRefused).
+const (
+	nakOp      = "retry"
+	giveBackOp = "give back"
+)
 
 // ackFollows is lastWord for an Ack whose ack goes out once its
 // finished-key record is stored (markDoneThenAck): it fails the same

@@ -216,7 +216,7 @@ func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, st jets
 func (b *Backend) releaseRefused(ctx context.Context, r *receipt, perr error, leave bool) error {
 	t := r.del.Task
 	if !b.lastDelivery(r) {
-		if err := r.lastWord("release"); err != nil {
+		if err := r.lastWord(giveBackOp); err != nil {
 			return fmt.Errorf("jetstream: release task %s: its copy was not stored: %w; %w", t.ID, perr, err)
 		}
 		if err := r.msg.Nak(); err != nil {
