@@ -285,6 +285,12 @@ func (m slowNakMsg) NakWithDelay(delay time.Duration) error {
 	return err
 }
 
+func (m slowNakMsg) Nak() error {
+	err := m.Msg.Nak()
+	time.Sleep(m.after)
+	return err
+}
+
 // TestADeliveryAfterARetrysNegativeAckIsHandedOut: the delivery the
 // server makes at once after a Retry's negative ack (its delay run out)
 // reaches the process before the Retry returns: it is handed out, not
@@ -311,6 +317,37 @@ func TestADeliveryAfterARetrysNegativeAckIsHandedOut(t *testing.T) {
 	require.NoError(t, err, "delivered again at once, not after another AckWait")
 	require.Len(t, ds, 1)
 	require.Equal(t, first.Task.ID, ds[0].Task.ID)
+	require.Equal(t, 2, ds[0].Task.Attempt)
+	require.NoError(t, b.Ack(ctx, ds[0]))
+}
+
+// TestADeliveryAfterARefusedReleasesNegativeAckIsHandedOut: as
+// TestADeliveryAfterARetrysNegativeAckIsHandedOut, for a Release whose
+// copy the full work stream refused, which gives the delivery back with
+// a negative ack.
+func TestADeliveryAfterARefusedReleasesNegativeAckIsHandedOut(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const ackWait = 8 * time.Second
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: ackWait, MaxMsgs: 1, PublishTimeout: time.Second,
+		Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qname = "refused"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "f1", Key: "k-1", Kind: "k", Queue: qname}))
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	first := ds[0]
+	r := first.Receipt.(*receipt)
+	r.mu.Lock()
+	r.msg = slowNakMsg{Msg: r.msg, after: time.Second}
+	r.mu.Unlock()
+
+	err = b.Release(ctx, first)
+	require.ErrorContains(t, err, "negative ack", "its copy refused: given back with a negative ack")
+	ds, err = leaseWaiting(t, b, qname, ackWait/2)
+	require.NoError(t, err, "delivered again at once, not after another AckWait")
+	require.Len(t, ds, 1)
+	require.Equal(t, "f1", ds[0].Task.ID)
 	require.Equal(t, 2, ds[0].Task.Attempt)
 	require.NoError(t, b.Ack(ctx, ds[0]))
 }
