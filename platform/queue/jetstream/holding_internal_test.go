@@ -351,3 +351,22 @@ func TestADeliveryAfterARefusedReleasesNegativeAckIsHandedOut(t *testing.T) {
 	require.Equal(t, 2, ds[0].Task.Attempt)
 	require.NoError(t, b.Ack(ctx, ds[0]))
 }
+
+// TestASettlementAfterAFailedRetryHolds: a delivery whose Retry failed
+// (its negative ack not sent) and which a settlement then takes up again
+// (an Ack) holds its message while that settlement runs, as after any
+// failed settlement: the failed negative ack does not leave it marked as
+// one going out.
+func TestASettlementAfterAFailedRetryHolds(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	r := &receipt{b: &Backend{}, ackWait: time.Minute, touched: now}
+	r.setLease(now, time.Minute)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	require.NoError(t, r.begin())
+	require.NoError(t, r.lastWord(nakOp))
+	require.Error(t, r.failedIf(errors.New("nats: connection closed")))
+	require.NoError(t, r.begin()) // the next settlement, r.mu held across it
+	require.True(t, r.holds(now), "held while the next settlement runs")
+}

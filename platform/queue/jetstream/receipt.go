@@ -260,7 +260,7 @@ func (r *receipt) failedIf(err error) error {
 	if err != nil && !r.settled {
 		r.failed = true
 		r.lmu.Lock()
-		r.ending, r.acking = true, false
+		r.ending, r.acking, r.naking = true, false, false // failed: not held (holds) until a settlement or Extend takes it up again
 		if end := r.touched.Add(r.ackWait); end.Before(r.leaseEnd) {
 			r.leaseEnd = end
 			r.del.LeaseUntil = end
