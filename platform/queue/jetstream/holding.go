@@ -34,11 +34,13 @@ import (
 //
 // A delivery whose settlement failed, whose negative ack is going out
 // (the server delivers the message again once its delay ran out, perhaps
-// before the settlement has forgotten the delivery), or whose AckWait ran
-// out by this process's clock (less heldSlack), is not held: the
+// before the settlement has forgotten the delivery), whose lease ended
+// with no settlement under way, or whose AckWait ran out by this
+// process's clock (less heldSlack), is not held: the
 // server's delivery of its message again is legitimate and is handed out
 // (TestADeliveryWhoseLeaseRanOutIsHandedOutAgain,
-// TestADeliveryAfterARetrysNegativeAckIsHandedOut). What another process
+// TestADeliveryAfterARetrysNegativeAckIsHandedOut,
+// TestADeliveryWhoseLeaseEndedIsHandedOutAgain). What another process
 // holds is not known here: two processes can still both run a message.
 
 // heldSlack is how long before the end of a delivery's AckWait, by this
@@ -70,16 +72,22 @@ func (q *queueState) holderLocked(seq uint64, stored, now time.Time) *receipt {
 
 // holds reports whether r, tracked, still holds its message (see
 // holderLocked). A settlement (or Extend) holding r.mu has cleared its
-// failure (begin): r is held while it runs.
+// failure (begin): r is held while it runs. With none running, r holds
+// nothing once its lease ended (a handler that hangs), unless its ack is
+// still to go out (acking): any settlement of it fails (begin), although
+// the server's AckWait may run on a while after its last renewal.
 func (r *receipt) holds(now time.Time) bool {
-	failed := false
-	if r.mu.TryLock() {
+	idle, failed := r.mu.TryLock(), false
+	if idle {
 		failed = r.failed
 		r.mu.Unlock()
 	}
 	r.lmu.Lock()
 	defer r.lmu.Unlock()
 	if r.ending && (failed || r.naking) { // not renewed since (Extend renews it again); a negative ack going out (lastWord)
+		return false
+	}
+	if idle && !r.ending && !r.acking && now.After(r.leaseEnd) {
 		return false
 	}
 	return now.Before(r.touched.Add(r.ackWait - heldSlack(r.ackWait)))

@@ -370,3 +370,37 @@ func TestASettlementAfterAFailedRetryHolds(t *testing.T) {
 	require.NoError(t, r.begin()) // the next settlement, r.mu held across it
 	require.True(t, r.holds(now), "held while the next settlement runs")
 }
+
+// TestADeliveryWhoseLeaseEndedIsHandedOutAgain: a delivery whose lease
+// ended with no settlement under way (a handler that hangs) holds
+// nothing, although the server's AckWait may run on a while after it
+// (its last renewal): any settlement of it fails. The server's delivery
+// of its message again is handed out, not held back with an in-progress
+// ack that would keep the message from every worker for another AckWait.
+func TestADeliveryWhoseLeaseEndedIsHandedOutAgain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const ackWait = time.Second
+	b := holdTestBackend(t, ackWait)
+	const qname = "leaseended"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "e1", Kind: "k", Queue: qname}))
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	first := ds[0]
+	wpi := believeRenewed(first, time.Now().Add(6*time.Second), false)
+	r := first.Receipt.(*receipt)
+	r.lmu.Lock()
+	r.leaseEnd = time.Now() // ended; the process believes the server's AckWait runs on
+	first.LeaseUntil = r.leaseEnd
+	r.lmu.Unlock()
+
+	ds, err = leaseWaiting(t, b, qname, 3*ackWait)
+	require.NoError(t, err, "delivered again and handed out")
+	require.Len(t, ds, 1)
+	require.Equal(t, "e1", ds[0].Task.ID)
+	require.Equal(t, 2, ds[0].Task.Attempt)
+	require.Zero(t, wpi.Load(), "no in-progress ack for the delivery whose lease ended")
+	require.ErrorIs(t, b.Ack(ctx, first), queue.ErrLeaseLost)
+	require.NoError(t, b.Ack(ctx, ds[0]))
+}
