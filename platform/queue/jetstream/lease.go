@@ -187,8 +187,10 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 			// copy is gone (purged), is only removed.
 			if o != task.DeadLettered || !b.deadLetteredBefore(ctx, r, md) {
 				b.dropFinished(q, m, t, o)
+				q.forgetEarly(seq)
 			}
-			q.forgetEarly(seq)
+			// (deadLetteredBefore forgets the message it terminated, and
+			// counts one it left to the server as skipped.)
 			return nil
 		}
 	}
