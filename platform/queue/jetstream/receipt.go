@@ -294,12 +294,10 @@ func (r *receipt) finishAcking() {
 	r.forgetEarly()
 }
 
-// forgetEarly drops r's early count (see queueState.earlyOf).
-func (r *receipt) forgetEarly() {
-	if r.early > 0 {
-		r.q.forgetEarly(r.seq)
-	}
-}
+// forgetEarly drops the early count of r's message (see
+// queueState.earlyOf): not only r.early, which r's delivery found, but
+// also the deliveries held back while r held the message (heldAgain).
+func (r *receipt) forgetEarly() { r.q.forgetEarly(r.seq) }
 
 func (b *Backend) receiptOf(d *queue.Delivery) (*receipt, error) {
 	if d == nil {

@@ -1,0 +1,64 @@
+package jetstream
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/task"
+)
+
+// heldBack leases the one task of qname and makes the server deliver its
+// message again while the delivery is held (TestADeliveryHeldBackIsNoAttempt):
+// the delivery again is held back, counted as no attempt after the held
+// delivery was handed out.
+func heldBack(t *testing.T, b *Backend, qname string) *queue.Delivery {
+	t.Helper()
+	const ackWait = time.Second
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	d := ds[0]
+	require.Equal(t, 1, d.Task.Attempt)
+	wpi := believeRenewed(d, time.Now().Add(6*time.Second), false)
+	again, err := leaseWaiting(t, b, qname, 3*ackWait)
+	require.Error(t, err, "nothing handed out while the first delivery is held")
+	require.Empty(t, again)
+	require.Positive(t, wpi.Load(), "the server delivered it again, held back")
+	return d
+}
+
+// TestADeliveryHeldBackIsForgottenWithItsMessage: a delivery held back
+// after the held delivery was handed out counts as no attempt of its
+// message until the message is settled for good; the held delivery's ack
+// or dead letter then forgets it. Its settlement used to forget the count
+// only when its own delivery had found one, so that every message
+// delivered again while held left its count behind for good (memory, an
+// atomic load turned into a lock on every delivery, and past maxEarly
+// deliveries held back counted as attempts again).
+func TestADeliveryHeldBackIsForgottenWithItsMessage(t *testing.T) {
+	t.Parallel()
+	for _, op := range []string{"ack", "dead-letter"} {
+		t.Run(op, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := holdTestBackend(t, time.Second)
+			qname := "held-forgotten-" + op
+			require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "h1", Kind: "k", Queue: qname}))
+			d := heldBack(t, b, qname)
+			q := b.knownQueue(qname)
+			require.Positive(t, q.earlyOf(d.Receipt.(*receipt).seq), "the delivery held back is counted")
+			if op == "ack" {
+				require.NoError(t, b.Ack(ctx, d))
+			} else {
+				require.NoError(t, b.DeadLetter(ctx, d, "given up"))
+			}
+			q.pmu.Lock()
+			defer q.pmu.Unlock()
+			require.Empty(t, q.early, "the message settled for good is forgotten")
+			require.False(t, q.hasEarly.Load())
+		})
+	}
+}
