@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/queue"
+	"github.com/plba/plba/platform/queue/jetstream/embedded"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -61,4 +62,47 @@ func TestADeliveryHeldBackIsForgottenWithItsMessage(t *testing.T) {
 			require.False(t, q.hasEarly.Load())
 		})
 	}
+}
+
+// TestARetryAfterADeliveryHeldBackOnTheLastDeliveryDeadLetters: with
+// max_deliver 2, the server delivers a held message again (its second and
+// last delivery), held back; the held delivery's Retry is then on the
+// server's last delivery: the task is dead-lettered with the handler's
+// reason and the one attempt it ran, and Retry says so
+// (queue.ErrDeadLettered). The Retry used to count only the deliveries
+// held back before its own was handed out: it sent a negative ack the
+// server answered with no delivery, and the max-deliveries advisory
+// dead-lettered the task later, its reason that a delivery came before
+// the task's not-before time, the handler's lost, while the pool
+// reported a retry.
+func TestARetryAfterADeliveryHeldBackOnTheLastDeliveryDeadLetters(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: time.Second, MaxDeliver: 2, Prefetch: 4, MaxPrefetch: 4,
+		Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qname = "held-last"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "h1", Kind: "k", Queue: qname}))
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	d := ds[0]
+	believeRenewed(d, time.Now().Add(6*time.Second), false)
+	q, seq := b.knownQueue(qname), d.Receipt.(*receipt).seq
+	// Retried as soon as the delivery again is held back: the in-progress
+	// ack on the held delivery keeps it an AckWait more, which the
+	// process would renew (here it believes it did).
+	for deadline := time.Now().Add(20 * time.Second); q.earlyOf(seq) == 0; {
+		require.True(t, time.Now().Before(deadline), "the server delivers the message again")
+		again, err := leaseWaiting(t, b, qname, 50*time.Millisecond)
+		require.Error(t, err, "nothing handed out while the first delivery is held")
+		require.Empty(t, again)
+	}
+	d.FailReason = "handler failed"
+	err = b.Retry(ctx, d, time.Now())
+	require.ErrorIs(t, err, queue.ErrDeadLettered, "the server delivers it no more")
+	require.Contains(t, d.DeadReason, "handler failed")
+	dl, err := b.GetDead(ctx, qname, "h1")
+	require.NoError(t, err)
+	require.Equal(t, 1, dl.Task.Attempt, "it ran once")
+	require.Contains(t, dl.Reason, "handler failed")
 }

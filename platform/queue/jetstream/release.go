@@ -27,8 +27,12 @@ import (
 // allows (the deliveries given back before the task's NotBefore count
 // with the server: earlyOf): after it the server delivers the message no
 // more, and its MAX_DELIVERIES advisory dead-letters the task (advisory.go, exhausted.go).
+// The deliveries of r's message this process held back since r was
+// handed out (heldAgain: the server delivered it again while r ran)
+// count with the server too: its count is what earlyOf says now, not
+// what r's delivery found (r.early).
 func (b *Backend) lastDelivery(r *receipt) bool {
-	return b.cfg.MaxDeliver > 0 && r.attempt+r.early >= b.cfg.MaxDeliver
+	return b.cfg.MaxDeliver > 0 && r.attempt+max(r.early, r.q.earlyOf(r.seq)) >= b.cfg.MaxDeliver
 }
 
 // copyWhenRoom offers msg, a released copy that a full work stream
