@@ -156,9 +156,11 @@ func claimErr(ack *jetstream.PubAck, err error) error {
 
 // claimLost ends r's settlement that lost its claim (err, errClaimLost):
 // r is settled without a word to the server (the winner's settlement
-// acks or terminates the message), and the error says so.
+// acks or terminates the message), and the error says so. The message
+// ends for good (the winner settles it, or the delivery after finds it
+// finished): its deliveries held back here are forgotten (forgetEarly).
 func (b *Backend) claimLost(r *receipt, op string, err error) error {
-	r.finish()
+	r.finishGone()
 	b.claimsLost.Add(1)
 	b.log.Info("jetstream: settlement not made: another delivery of the message settled it first",
 		zap.String("op", op), zap.String("queue", r.q.queue), zap.String("task", r.task.ID),

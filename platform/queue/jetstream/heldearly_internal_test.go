@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/queue"
@@ -105,4 +106,29 @@ func TestARetryAfterADeliveryHeldBackOnTheLastDeliveryDeadLetters(t *testing.T) 
 	require.NoError(t, err)
 	require.Equal(t, 1, dl.Task.Attempt, "it ran once")
 	require.Contains(t, dl.Reason, "handler failed")
+}
+
+// TestASettlementWhoseClaimIsLostForgetsTheDeliveriesHeldBack: a delivery
+// whose message another delivery (another process's) claimed first ends
+// its message for good as well (the winner settles it, or the delivery
+// after finds it finished): the deliveries of it this process held back
+// are forgotten. They used to stay counted for good.
+func TestASettlementWhoseClaimIsLostForgetsTheDeliveriesHeldBack(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := holdTestBackend(t, time.Second)
+	const qname = "held-claim-lost"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "h1", Kind: "k", Queue: qname}))
+	d := heldBack(t, b, qname)
+	r := d.Receipt.(*receipt)
+	q := b.knownQueue(qname)
+	require.Positive(t, q.earlyOf(r.seq))
+	// Another delivery of the message claimed it as a success first.
+	_, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: q.doneSubject(r.task.Key, r.keyed),
+		Header: nats.Header{hdrMsgID: []string{claimID(r)}}, Data: doneData(task.Succeeded, "")})
+	require.NoError(t, err)
+	require.ErrorIs(t, b.DeadLetter(ctx, d, "given up"), queue.ErrLeaseLost)
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	require.Empty(t, q.early, "the message the winner settles is forgotten")
 }
