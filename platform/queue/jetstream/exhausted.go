@@ -111,17 +111,21 @@ func (b *Backend) exhausted(ctx context.Context, queueName string, a maxDeliveri
 }
 
 // exhaustedReason is the reason of the dead letter of a task the server
-// stopped delivering after deliveries, early of which came before its
-// NotBefore and were given back unrun; attempts ran. Only a delivery
+// stopped delivering after deliveries, early of which this process did
+// not run (earlyOf: given back before the task's NotBefore, or skipped:
+// delivered again while it held another delivery of the message, or left
+// to the server when a lookup failed); attempts ran. Only a delivery
 // that ran can have had its lease expire.
 func exhaustedReason(deliveries uint64, early, attempts int) string {
 	switch {
 	case early == 0:
 		return fmt.Sprintf("max deliveries (%d) exhausted: lease expired on the last delivery", deliveries)
 	case attempts == 0:
-		return fmt.Sprintf("max deliveries (%d) exhausted before the task's not-before time: every delivery came early and was given back; it never ran", deliveries)
+		return fmt.Sprintf("max deliveries (%d) exhausted before the task's not-before time, or while none could be handed out "+
+			"(delivered again while another delivery of it ran, or its lookups failed): it never ran", deliveries)
 	}
-	return fmt.Sprintf("max deliveries (%d) exhausted: %d came before the task's not-before time and were given back unrun, %d ran", deliveries, early, attempts)
+	return fmt.Sprintf("max deliveries (%d) exhausted: %d ran, %d were not run (given back before the task's not-before time, "+
+		"or not handed out: delivered again while another delivery of it ran, or its lookups failed)", deliveries, attempts, early)
 }
 
 // copyLookupMargin is how much earlier than the advisory a dead-letter

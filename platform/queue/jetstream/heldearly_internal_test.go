@@ -132,3 +132,28 @@ func TestASettlementWhoseClaimIsLostForgetsTheDeliveriesHeldBack(t *testing.T) {
 	defer q.pmu.Unlock()
 	require.Empty(t, q.early, "the message the winner settles is forgotten")
 }
+
+// TestAnExhaustedTaskWhoseDeliveryWasHeldBackSaysSo: a task whose
+// delivery again was held back while its delivery ran, and whose lease
+// then ran out on the server's last delivery (max_deliver 2), is
+// dead-lettered by the max-deliveries advisory with the one attempt it
+// ran, and a reason that does not say a delivery came before the task's
+// not-before time (it has none): it used to, the only reason it gave.
+func TestAnExhaustedTaskWhoseDeliveryWasHeldBackSaysSo(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{Mode: ModeEmbedded, AckWait: time.Second, MaxDeliver: 2, Prefetch: 4, MaxPrefetch: 4,
+		Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	const qname = "held-exhausted"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "h1", Kind: "k", Queue: qname}))
+	heldBack(t, b, qname) // nothing renews the held delivery after the in-progress ack on it
+	var dl queue.DeadLetter
+	require.Eventually(t, func() bool {
+		var err error
+		dl, err = b.GetDead(ctx, qname, "h1")
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond, "the max-deliveries advisory dead-letters it")
+	require.Equal(t, 1, dl.Task.Attempt, "it ran once")
+	require.NotContains(t, dl.Reason, "came before the task's not-before time")
+	require.Contains(t, dl.Reason, "delivered again while another delivery of it ran")
+}
