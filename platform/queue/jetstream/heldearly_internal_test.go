@@ -157,3 +157,36 @@ func TestAnExhaustedTaskWhoseDeliveryWasHeldBackSaysSo(t *testing.T) {
 	require.NotContains(t, dl.Reason, "came before the task's not-before time")
 	require.Contains(t, dl.Reason, "delivered again while another delivery of it ran")
 }
+
+// TestADeliveryThatRanOutInTheBufferIsNoAttempt: a prefetched delivery
+// whose AckWait ran out in the buffer (an outage kept the buffer keeper
+// from renewing it) is not handed out, and the server delivers the
+// message again: that delivery is the task's first attempt. The one left
+// in the buffer used to count, so that a task delivered again and again
+// during an outage reached its last attempt having run fewer times.
+func TestADeliveryThatRanOutInTheBufferIsNoAttempt(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const ackWait = time.Second
+	b := holdTestBackend(t, ackWait)
+	const qname = "ran-out-buffered"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "b1", Kind: "k", Queue: qname}))
+	q, err := b.queue(qname)
+	require.NoError(t, err)
+	require.NoError(t, q.consuming(ctx, b))
+	require.Eventually(t, func() bool {
+		q.pmu.Lock()
+		defer q.pmu.Unlock()
+		if len(q.buf) == 0 {
+			return false
+		}
+		q.buf[0].touched = time.Now().Add(-2 * ackWait) // as if nothing renewed it since
+		return true
+	}, 20*time.Second, 5*time.Millisecond, "prefetched")
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, uint64(2), ds[0].Receipt.(*receipt).delivered, "delivered again")
+	require.Equal(t, 1, ds[0].Task.Attempt, "the delivery that ran out in the buffer is no attempt")
+	require.NoError(t, b.Ack(ctx, ds[0]))
+}

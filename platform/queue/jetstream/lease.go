@@ -92,7 +92,13 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	now := time.Now()
 	ackWait := q.ackWait()
 	if now.Sub(in.touched) >= ackWait {
-		return nil // its lease ran out in the buffer; the server redelivers it
+		// Its lease ran out in the buffer (nothing renewed it: an
+		// outage); the server delivers it again, and counted this
+		// delivery, which ran nothing: no attempt (skipped).
+		if in.md != nil {
+			q.skipped(in.md.Sequence.Stream)
+		}
+		return nil
 	}
 	md := in.md // parsed by prefetch
 	if md == nil {

@@ -290,8 +290,9 @@ const maxEarly = 1 << 16
 
 // skipped counts a delivery of the message seq that this process did
 // not hand out and left to the server, which counts it: a delivery again
-// of a message it holds (holding.go), or one whose finished key or dead
-// letter could not be looked for. It is no attempt, as a delivery before
+// of a message it holds (holding.go), one whose lease ran out in the
+// prefetch buffer (deliver), or one whose finished key or dead letter
+// could not be looked for. It is no attempt, as a delivery before
 // the task's NotBefore is none (earlyOf): without it, a task the server
 // delivered again and again during an outage, not handed out, reached
 // its last attempt (max_attempts) having run fewer times, and was
