@@ -268,7 +268,9 @@ func (b *Backend) ackAfterRecord(r *receipt, id string, err error) {
 		if err := r.msg.Ack(); err != nil {
 			b.log.Warn("jetstream: ack (the task is delivered again after its AckWait)",
 				zap.String("queue", r.q.queue), zap.String("task", id), zap.Error(err))
+			return
 		}
+		r.forgetEarly() // and the deliveries held back while the ack waited for the record
 	})
 }
 

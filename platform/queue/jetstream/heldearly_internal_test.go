@@ -1,10 +1,12 @@
 package jetstream
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/queue"
@@ -189,4 +191,50 @@ func TestADeliveryThatRanOutInTheBufferIsNoAttempt(t *testing.T) {
 	require.Equal(t, uint64(2), ds[0].Receipt.(*receipt).delivered, "delivered again")
 	require.Equal(t, 1, ds[0].Task.Attempt, "the delivery that ran out in the buffer is no attempt")
 	require.NoError(t, b.Ack(ctx, ds[0]))
+}
+
+// TestADeliveryHeldBackWhileAnAckWaitsForItsRecordIsForgotten: the server
+// delivers a message again while its Ack's ack waits for the finished-key
+// record (the delivery is held: holding.go); the delivery is held back,
+// and forgotten once the ack went out. It used to stay counted for good:
+// the Ack forgot the count when it returned, before the record.
+func TestADeliveryHeldBackWhileAnAckWaitsForItsRecordIsForgotten(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const ackWait = time.Second
+	b, err := New(Params{Config: Config{Mode: ModeEmbedded, AckWait: ackWait, PublishTimeout: 12 * ackWait,
+		Embedded: embedded.Config{StoreDir: t.TempDir()}}})
+	require.NoError(t, err)
+	slow := &slowRecordJS{delay: 3 * ackWait}
+	b.faultJS = func(js jetstream.JetStream) jetstream.JetStream {
+		slow.JetStream = js
+		return slow
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.Close(ctx)
+	})
+	t.Cleanup(slow.wg.Wait) // before Close
+	require.NoError(t, b.Start(ctx))
+	const qname = "held-acking"
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t", Key: "k-1", Kind: "k", Queue: qname}))
+	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	d := ds[0]
+	believeRenewed(d, time.Now().Add(6*time.Second), false) // the keeper renews nothing: the server delivers it again
+	require.NoError(t, b.Ack(ctx, d))
+	q, seq := b.knownQueue(qname), d.Receipt.(*receipt).seq
+	again, err := leaseWaiting(t, b, qname, 2*ackWait)
+	require.Error(t, err, "nothing handed out while the ack waits for its record")
+	require.Empty(t, again)
+	require.Positive(t, q.earlyOf(seq), "the delivery again was held back")
+	require.Eventually(t, func() bool {
+		st, err := b.Stats(ctx, qname)
+		return err == nil && st.Ready+st.InFlight+st.Delayed+st.Dead == 0
+	}, 20*time.Second, 20*time.Millisecond, "acked once its record was stored")
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	require.Empty(t, q.early, "the message acked is forgotten")
 }
