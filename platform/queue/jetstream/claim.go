@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -99,7 +98,7 @@ func (b *Backend) claimMsg(ctx context.Context, r *receipt, o task.Outcome, reas
 	case isMsgNotFound(err):
 	case err != nil:
 		return nil, fmt.Errorf("jetstream: record key %q of %q as finished: read its marker: %w", r.task.Key, r.q.queue, err)
-	case finalMarker(prev.Data) && prev.Time.After(stored):
+	case markerOutcome(prev.Data).Final() && prev.Time.After(stored):
 		return nil, errClaimLost
 	default:
 		seq = prev.Sequence
@@ -166,11 +165,4 @@ func (b *Backend) claimLost(r *receipt, op string, err error) error {
 		zap.String("op", op), zap.String("queue", r.q.queue), zap.String("task", r.task.ID),
 		zap.Uint64("seq", r.seq), zap.Uint64("delivered", r.delivered))
 	return fmt.Errorf("jetstream: %s task %s: %w", op, r.task.ID, err)
-}
-
-// finalMarker reports whether data, a marker's, records a final outcome
-// (see doneData).
-func finalMarker(data []byte) bool {
-	o, _, _ := strings.Cut(string(data), "\n")
-	return task.Outcome(o).Final()
 }

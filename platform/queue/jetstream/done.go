@@ -71,11 +71,11 @@ func (b *Backend) finishedBefore(ctx context.Context, q *queueState, key string,
 	if !m.Time.After(stored) {
 		return "", false, nil
 	}
-	o, _, _ := strings.Cut(string(m.Data), "\n")
-	if !task.Outcome(o).Final() {
+	o := markerOutcome(m.Data)
+	if !o.Final() {
 		return "", false, nil
 	}
-	return task.Outcome(o), true, nil
+	return o, true, nil
 }
 
 // doneLookups bounds the marker lookups one Enqueue runs at a time on a
@@ -177,8 +177,24 @@ var doneSucceeded = []byte(task.Succeeded)
 // with its reason. A message someone else published on a marker's
 // subject says nothing about the key.
 func ownMarker(data []byte) bool {
+	return len(data) == 0 || markerOutcome(data).Final()
+}
+
+// markerOutcome is the outcome a marker's data records (its first line;
+// see doneData): "" for a released or re-driven task's.
+func markerOutcome(data []byte) task.Outcome {
 	o, _, _ := strings.Cut(string(data), "\n")
-	return len(data) == 0 || task.Outcome(o).Final()
+	return task.Outcome(o)
+}
+
+// markedOutcome reads the outcome key's marker on q records now (see
+// markerOutcome): after a lost claim, the winner's.
+func (b *Backend) markedOutcome(ctx context.Context, q *queueState, key string, keyed bool) (task.Outcome, error) {
+	m, err := b.lastDone(ctx, q.doneSubject(key, keyed))
+	if err != nil {
+		return "", err
+	}
+	return markerOutcome(m.Data), nil
 }
 
 // markFinished marks t, a duplicate Enqueue drops, with the outcome its

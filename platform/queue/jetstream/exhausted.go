@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -160,18 +159,19 @@ func (b *Backend) storedCopy(ctx context.Context, q *queueState, seq uint64, id 
 	if err == nil {
 		from = deadScanFrom{since: md.Timestamp.Add(-before - copyLookupMargin)}
 	}
-	return b.deadCopyOf(ctx, q, seq, id, from)
+	return b.deadCopyOf(ctx, q, seq, id, from, 0)
 }
 
 // deadCopyOf returns the dead letter stored for the message seq (task id)
-// of q's work stream among the queue's dead letters from from on, or nil:
-// a headers-only scan (scanDeadHeadersFrom) for the copy's Nats-Msg-Id
-// (deadMsgID) and task id.
-func (b *Backend) deadCopyOf(ctx context.Context, q *queueState, seq uint64, id string, from deadScanFrom) (*queue.DeadLetter, error) {
+// of q's work stream among the queue's dead letters from from on, other
+// than the one at sequence not of the dead-letter stream (0: none), or
+// nil: a headers-only scan (scanDeadHeadersFrom) for the copy's
+// Nats-Msg-Id (deadMsgID) and task id.
+func (b *Backend) deadCopyOf(ctx context.Context, q *queueState, seq uint64, id string, from deadScanFrom, not uint64) (*queue.DeadLetter, error) {
 	msgID := deadMsgID(q.stream, seq)
 	var found *queue.DeadLetter
-	err := b.scanDeadHeadersFrom(ctx, q.queueNames, from, func(_ uint64, h nats.Header, d queue.DeadLetter) bool {
-		if h.Get(hdrMsgID) == msgID && d.Task.ID == id {
+	err := b.scanDeadHeadersFrom(ctx, q.queueNames, from, func(s uint64, h nats.Header, d queue.DeadLetter) bool {
+		if s != not && h.Get(hdrMsgID) == msgID && d.Task.ID == id {
 			found = &d
 			return false
 		}
@@ -197,11 +197,11 @@ func (b *Backend) claimExhausted(ctx context.Context, q *queueState, seq uint64,
 	if !errors.Is(err, errClaimLost) {
 		return false, err
 	}
-	m, err := b.lastDone(ctx, q.doneSubject(t.Key, keyed))
+	o, err := b.markedOutcome(ctx, q, t.Key, keyed)
 	if err != nil {
 		return false, fmt.Errorf("claim message %d: lost; read its marker: %w", seq, err)
 	}
-	switch o, _, _ := strings.Cut(string(m.Data), "\n"); task.Outcome(o) {
+	switch o {
 	case task.DeadLettered:
 		return false, nil
 	case task.Succeeded:

@@ -14,13 +14,15 @@ import (
 	"github.com/plba/plba/platform/task"
 )
 
-// heldBack leases the one task of qname and makes the server deliver its
-// message again while the delivery is held (TestADeliveryHeldBackIsNoAttempt):
-// the delivery again is held back, counted as no attempt after the held
-// delivery was handed out.
+// heldBack leases the one task of qname, makes the process believe it
+// renewed the lease while the server's AckWait runs out, and waits until
+// the server delivered the message again (more than once, while nothing
+// renews it): nothing is handed out, an in-progress ack goes out on the
+// held delivery, which it returns, and the deliveries held back count as
+// no attempt (TestADeliveryHeldBackIsNoAttempt).
 func heldBack(t *testing.T, b *Backend, qname string) *queue.Delivery {
 	t.Helper()
-	const ackWait = time.Second
+	ackWait := b.cfg.AckWait
 	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
 	require.NoError(t, err)
 	require.Len(t, ds, 1)
@@ -28,7 +30,7 @@ func heldBack(t *testing.T, b *Backend, qname string) *queue.Delivery {
 	require.Equal(t, 1, d.Task.Attempt)
 	wpi := believeRenewed(d, time.Now().Add(6*time.Second), false)
 	again, err := leaseWaiting(t, b, qname, 3*ackWait)
-	require.Error(t, err, "nothing handed out while the first delivery is held")
+	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing handed out while the first delivery is held")
 	require.Empty(t, again)
 	require.Positive(t, wpi.Load(), "the server delivered it again, held back")
 	return d
@@ -97,7 +99,7 @@ func TestARetryAfterADeliveryHeldBackOnTheLastDeliveryDeadLetters(t *testing.T) 
 	for deadline := time.Now().Add(20 * time.Second); q.earlyOf(seq) == 0; {
 		require.True(t, time.Now().Before(deadline), "the server delivers the message again")
 		again, err := leaseWaiting(t, b, qname, 50*time.Millisecond)
-		require.Error(t, err, "nothing handed out while the first delivery is held")
+		require.ErrorIs(t, err, context.DeadlineExceeded, "nothing handed out while the first delivery is held")
 		require.Empty(t, again)
 	}
 	d.FailReason = "handler failed"

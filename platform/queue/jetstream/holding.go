@@ -54,17 +54,17 @@ func heldSlack(ackWait time.Duration) time.Duration { return min(ackWait/10, tim
 func (b *Backend) holder(q *queueState, seq uint64, stored, now time.Time) *receipt {
 	b.imu.Lock()
 	defer b.imu.Unlock()
-	return q.holderLocked(seq, stored, now)
+	return q.holderLocked(seq, stored.UnixNano(), now)
 }
 
-// holderLocked returns the delivery of the message seq (stored at stored:
-// not a message of a work stream set up anew) that this process handed
+// holderLocked returns the delivery of the message seq (stored at stored,
+// Unix nanoseconds: not a message of a work stream set up anew) that this process handed
 // out and still holds, or nil: tracked (not settled), its last
 // settlement not failed, and the server's AckWait, as this process last
 // restarted it, not run out (less heldSlack). The Backend's imu held.
-func (q *queueState) holderLocked(seq uint64, stored, now time.Time) *receipt {
+func (q *queueState) holderLocked(seq uint64, stored int64, now time.Time) *receipt {
 	h := q.holding[seq]
-	if h == nil || h.stored != stored.UnixNano() || !h.holds(now) {
+	if h == nil || h.stored != stored || !h.holds(now) {
 		return nil
 	}
 	return h

@@ -67,27 +67,6 @@ func leaseWaiting(t *testing.T, b *Backend, qname string, wait time.Duration) ([
 	return b.Lease(ctx, qname, 4, 100*time.Millisecond)
 }
 
-// heldAgainOnce enqueues a task on qname, leases it, makes the process
-// believe it renewed the lease while the server's AckWait (ackWait) runs
-// out, and waits until the server delivered it again (more than once,
-// while nothing renews it): nothing is handed out, and an in-progress
-// ack goes out on the held delivery, which it returns.
-func heldAgainOnce(t *testing.T, b *Backend, qname string, ackWait time.Duration) *queue.Delivery {
-	t.Helper()
-	require.NoError(t, b.Enqueue(t.Context(), &task.Task{ID: "h1", Kind: "k", Queue: qname}))
-	ds, err := leaseWaiting(t, b, qname, 20*time.Second)
-	require.NoError(t, err)
-	require.Len(t, ds, 1)
-	d := ds[0]
-	require.Equal(t, 1, d.Task.Attempt)
-	wpi := believeRenewed(d, time.Now().Add(6*time.Second), false)
-	again, err := leaseWaiting(t, b, qname, 3*ackWait)
-	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing handed out while the first delivery is held")
-	require.Empty(t, again)
-	require.Positive(t, wpi.Load(), "an in-progress ack went out on the held delivery")
-	return d
-}
-
 // TestASecondDeliveryOfAHeldMessageIsNotHandedOut: the server delivers
 // again a message whose delivery this process handed out and holds (as a
 // new consumer leader does after a leader change: holding.go; here its
@@ -102,7 +81,8 @@ func TestASecondDeliveryOfAHeldMessageIsNotHandedOut(t *testing.T) {
 	const ackWait = time.Second
 	b := holdTestBackend(t, ackWait)
 	const qname = "held"
-	d := heldAgainOnce(t, b, qname, ackWait)
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "h1", Kind: "k", Queue: qname}))
+	d := heldBack(t, b, qname)
 
 	require.NoError(t, b.Ack(ctx, d))
 	q := b.knownQueue(qname)
@@ -260,7 +240,8 @@ func TestADeliveryHeldBackIsNoAttempt(t *testing.T) {
 	const ackWait = time.Second
 	b := holdTestBackend(t, ackWait)
 	const qname = "held-no-attempt"
-	d := heldAgainOnce(t, b, qname, ackWait)
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "h1", Kind: "k", Queue: qname}))
+	d := heldBack(t, b, qname)
 
 	require.NoError(t, b.Retry(ctx, d, time.Now()))
 	next, err := leaseWaiting(t, b, qname, 20*time.Second)

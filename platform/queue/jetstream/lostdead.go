@@ -2,14 +2,10 @@ package jetstream
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
-	"github.com/plba/plba/platform/queue"
 	"github.com/plba/plba/platform/task"
 )
 
@@ -24,10 +20,9 @@ import (
 // be told apart so is kept, and logged.
 func (b *Backend) dropLostDead(ctx context.Context, r *receipt, stored deadInfo) {
 	seq := stored.seq
-	m, err := b.lastDone(ctx, r.q.doneSubject(r.del.Task.Key, r.keyed))
+	o, err := b.markedOutcome(ctx, r.q, r.del.Task.Key, r.keyed)
 	if err == nil {
-		o, _, _ := strings.Cut(string(m.Data), "\n")
-		if task.Outcome(o) == task.DeadLettered {
+		if o == task.DeadLettered {
 			if stored.before {
 				return
 			}
@@ -41,7 +36,7 @@ func (b *Backend) dropLostDead(ctx context.Context, r *receipt, stored deadInfo)
 		}
 		if err == nil || isMsgNotFound(err) {
 			b.log.Info("jetstream: dead letter deleted: another delivery of its message settled it first",
-				zap.String("queue", r.q.queue), zap.String("task", r.del.Task.ID), zap.Uint64("dead_seq", seq), zap.String("outcome", o))
+				zap.String("queue", r.q.queue), zap.String("task", r.del.Task.ID), zap.Uint64("dead_seq", seq), zap.String("outcome", string(o)))
 			return
 		}
 	}
@@ -52,20 +47,9 @@ func (b *Backend) dropLostDead(ctx context.Context, r *receipt, stored deadInfo)
 // otherDeadCopy reports whether a dead letter of r's message other than
 // the one at seq of the dead-letter stream is stored: one stored since
 // the message was (less copyLookupMargin, for the clocks of the servers)
-// with the copy's Nats-Msg-Id (deadMsgID) and r's task id.
+// (deadCopyOf).
 func (b *Backend) otherDeadCopy(ctx context.Context, r *receipt, seq uint64) (bool, error) {
-	msgID := deadMsgID(r.q.stream, r.seq)
 	from := deadScanFrom{since: time.Unix(0, r.stored).Add(-copyLookupMargin)}
-	found := false
-	err := b.scanDeadHeadersFrom(ctx, r.q.queueNames, from, func(s uint64, h nats.Header, d queue.DeadLetter) bool {
-		if s != seq && h.Get(hdrMsgID) == msgID && d.Task.ID == r.del.Task.ID {
-			found = true
-			return false
-		}
-		return true
-	})
-	if err != nil {
-		return false, fmt.Errorf("look for another dead letter of message %d: %w", r.seq, err)
-	}
-	return found, nil
+	d, err := b.deadCopyOf(ctx, r.q, r.seq, r.del.Task.ID, from, seq)
+	return d != nil, err
 }

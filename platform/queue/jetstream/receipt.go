@@ -317,7 +317,7 @@ func (b *Backend) receiptOf(d *queue.Delivery) (*receipt, error) {
 func (b *Backend) track(r *receipt, now time.Time) *receipt {
 	b.imu.Lock()
 	defer b.imu.Unlock()
-	if h := r.q.holderLocked(r.seq, time.Unix(0, r.stored), now); h != nil {
+	if h := r.q.holderLocked(r.seq, r.stored, now); h != nil {
 		return h
 	}
 	b.inflight[r] = struct{}{}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -100,9 +99,9 @@ func (b *Backend) deadLetteredBefore(ctx context.Context, r *receipt, md *jetstr
 func (b *Backend) claimFoundDead(ctx context.Context, r *receipt, reason string) bool {
 	err := b.claim(ctx, r, task.DeadLettered, reason)
 	if errors.Is(err, errClaimLost) {
-		var m *jetstream.RawStreamMsg
-		if m, err = b.lastDone(ctx, r.q.doneSubject(r.task.Key, r.keyed)); err == nil {
-			if o, _, _ := strings.Cut(string(m.Data), "\n"); task.Outcome(o) == task.DeadLettered {
+		var o task.Outcome
+		if o, err = b.markedOutcome(ctx, r.q, r.task.Key, r.keyed); err == nil {
+			if o == task.DeadLettered {
 				return true
 			}
 			b.log.Info("jetstream: redelivered task not handed out: a dead letter is stored for it, but another delivery of its message settled it otherwise first",
@@ -147,7 +146,7 @@ func (b *Backend) redeliveredCopy(ctx context.Context, q *queueState, md *jetstr
 			return &dl, nil
 		}
 	}
-	return b.deadCopyOf(ctx, q, seq, id, deadScanFrom{since: since})
+	return b.deadCopyOf(ctx, q, seq, id, deadScanFrom{since: since}, 0)
 }
 
 // lastDead reads the newest dead letter of subject. When no stream
