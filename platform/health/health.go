@@ -74,10 +74,11 @@ type Registry struct {
 	checks     []Check
 	mu         sync.RWMutex
 	results    map[string]*Result
-	// running marks a check whose last run has not returned yet (it
-	// ignores its context): it is not started again until it does, so a
-	// hanging check holds one goroutine, not one more per interval.
-	running   map[string]*atomic.Bool
+	// running holds a token while a check's last run has not returned
+	// (it returns late, or ignores its context): it is not started again
+	// until it does, so a hanging check holds one goroutine, not one more
+	// per interval. A run waits for the token within its own timeout.
+	running   map[string]chan struct{}
 	shutting  atomic.Bool
 	starting  atomic.Bool
 	wg        sync.WaitGroup
@@ -100,7 +101,7 @@ func NewRegistry(opts Options, components *lifecycle.Registry, checks []Check) (
 	}
 	sorted := append([]Check(nil), checks...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	r := &Registry{opts: opts, components: components, results: map[string]*Result{}, running: map[string]*atomic.Bool{}}
+	r := &Registry{opts: opts, components: components, results: map[string]*Result{}, running: map[string]chan struct{}{}}
 	for i := range sorted {
 		c := &sorted[i]
 		if c.Name == "" || c.Func == nil {
@@ -116,7 +117,7 @@ func NewRegistry(opts Options, components *lifecycle.Registry, checks []Check) (
 			c.Timeout = opts.DefaultTimeout
 		}
 		r.results[c.Name] = &Result{Name: c.Name, Gating: c.Gating, LastError: "not checked yet"}
-		r.running[c.Name] = new(atomic.Bool)
+		r.running[c.Name] = make(chan struct{}, 1)
 	}
 	r.checks = sorted
 	return r, nil
@@ -206,9 +207,14 @@ func (r *Registry) runOnce(ctx context.Context, c Check) bool {
 	cctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	start := time.Now()
 	var err error
-	if busy := r.running[c.Name]; busy.CompareAndSwap(false, true) {
-		err = runGuarded(cctx, c.Func, func() { busy.Store(false) })
-	} else {
+	// A run that timed out may return a moment after its deadline (a
+	// driver closing its connection): the next run waits for it, within
+	// its own timeout, before it calls the previous run hung.
+	busy := r.running[c.Name]
+	select {
+	case busy <- struct{}{}:
+		err = runGuarded(cctx, c.Func, func() { <-busy })
+	case <-cctx.Done():
 		err = errors.New("its previous run has not returned yet (the check ignores its context)")
 	}
 	took := time.Since(start)

@@ -412,3 +412,26 @@ func TestHealthzIsNotStored(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
 }
+
+// A check that returns a moment after its timeout (a driver closing its
+// connection) is run again by the next run, which waits for it: its
+// reason is its own, not "previous run has not returned yet".
+func TestLateReturningCheckRunsAgain(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int32
+	r, err := NewRegistry(Options{}, nil, []Check{{Name: "late", Timeout: 50 * time.Millisecond,
+		Func: func(ctx context.Context) error {
+			runs.Add(1)
+			<-ctx.Done()
+			time.Sleep(10 * time.Millisecond)
+			return ctx.Err()
+		}}})
+	require.NoError(t, err)
+	for range 3 {
+		r.RunAll(context.Background())
+		res := r.Results()[0]
+		require.False(t, res.Healthy)
+		require.Contains(t, res.LastError, "deadline exceeded")
+	}
+	require.Equal(t, int32(3), runs.Load(), "each run ran the check")
+}
