@@ -59,8 +59,12 @@ var errClaimLost = fmt.Errorf("another delivery of its message was settled first
 // claimID is the Nats-Msg-Id of the claim of r's message: its work
 // stream, sequence and stored time (a work stream set up again numbers
 // its messages from 1 again).
-func claimID(r *receipt) string {
-	return "fin-" + r.q.stream + "-" + strconv.FormatUint(r.seq, 10) + "-" + strconv.FormatInt(r.stored, 36)
+func claimID(r *receipt) string { return claimIDOf(r.q.stream, r.seq, r.stored) }
+
+// claimIDOf is the Nats-Msg-Id of the claim of the message at seq of the
+// work stream, stored at stored (Unix nanoseconds).
+func claimIDOf(stream string, seq uint64, stored int64) string {
+	return "fin-" + stream + "-" + strconv.FormatUint(seq, 10) + "-" + strconv.FormatInt(stored, 36)
 }
 
 // claimWindow is how long the finished-key stream de-duplicates claims:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -28,7 +29,11 @@ import (
 // producer's key written the same has another Nats-Msg-Id: msgIDOf), so
 // its duplicate is always its own copy.
 //
-// The stored message may be gone by the time it is read: its task
+// The stored message may be settled already, its term or ack not yet
+// heard: its key's marker is that message's own claim (claim.go), which
+// records the outcome, and the duplicate is marked finished as it says
+// (an enqueue answered "in flight" while the task's dead letter was
+// listed). The stored message may be gone by the time it is read: its task
 // finished between the finished-key check and the publish (the server
 // remembers the id for the window after the message went), or it was a
 // message schedule that fired (the task it made is live, under another
@@ -93,10 +98,18 @@ func (b *Backend) markHeld(ctx context.Context, tasks []*task.Task, qs []*queueS
 // dupMarkOf finds what holds the key of t on q: the task of the message
 // stored at seq, or, when that message is gone, the key's finished marker.
 func (b *Backend) dupMarkOf(ctx context.Context, q *queueState, t *task.Task, seq uint64) dupMark {
-	by, err := b.holderAt(ctx, q, seq)
+	by, stored, err := b.holderAt(ctx, q, seq)
 	switch {
+	case err == nil && by == t.ID:
+		return dupMark{own: true, by: by}
 	case err == nil:
-		return dupMark{own: by == t.ID, by: by}
+		// A marker the holder's settlement claimed says how it ended;
+		// any other (none, an earlier task's, unreadable) leaves it held.
+		m, err := b.done.GetLastMsgForSubject(ctx, q.doneSubject(t.Key, true))
+		if err == nil && markerOutcome(m.Data).Final() && m.Header.Get(hdrMsgID) == claimIDOf(q.stream, seq, stored.UnixNano()) {
+			return dupMark{finished: m.Data}
+		}
+		return dupMark{by: by}
 	case errors.Is(err, errHolderGone):
 		m, err := b.done.GetLastMsgForSubject(ctx, q.doneSubject(t.Key, true))
 		switch {
@@ -135,22 +148,23 @@ func storedHere(tasks []*task.Task, stored []bool, t *task.Task) bool {
 // stored.
 var errHolderGone = errors.New("jetstream: the message holding the key is gone")
 
-// holderAt returns the id of the task stored at seq on q's work stream.
-func (b *Backend) holderAt(ctx context.Context, q *queueState, seq uint64) (string, error) {
+// holderAt returns the id of the task stored at seq on q's work stream,
+// and when it was stored.
+func (b *Backend) holderAt(ctx context.Context, q *queueState, seq uint64) (string, time.Time, error) {
 	st := q.workStream()
 	if st == nil || seq == 0 {
-		return "", fmt.Errorf("jetstream: no message to read on %q (sequence %d)", q.queue, seq)
+		return "", time.Time{}, fmt.Errorf("jetstream: no message to read on %q (sequence %d)", q.queue, seq)
 	}
 	raw, err := st.GetMsg(ctx, seq)
 	if isMsgNotFound(err) {
-		return "", errHolderGone
+		return "", time.Time{}, errHolderGone
 	}
 	if err != nil {
-		return "", fmt.Errorf("jetstream: read message %d of %q: %w", seq, q.stream, err)
+		return "", time.Time{}, fmt.Errorf("jetstream: read message %d of %q: %w", seq, q.stream, err)
 	}
 	h, _, err := decodeTask(raw.Header, nil, q.queue)
 	if err != nil {
-		return "", fmt.Errorf("jetstream: message %d of %q: %w", seq, q.stream, err)
+		return "", time.Time{}, fmt.Errorf("jetstream: message %d of %q: %w", seq, q.stream, err)
 	}
-	return h.ID, nil
+	return h.ID, raw.Time, nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plba/plba/platform/queue/jetstream/embedded"
@@ -93,4 +94,51 @@ func TestDuplicateMarksFollowTheStoredMessage(t *testing.T) {
 	by, ok = task.Held(blind)
 	require.True(t, ok)
 	require.Empty(t, by)
+}
+
+// A duplicate of a task whose settlement claimed its message (the key's
+// marker is that message's claim) and whose term or ack the server has
+// not yet heard is marked finished as the claim says, not held by a task
+// still queued: an enqueue answered "in flight" while the task's dead
+// letter was listed. A final marker that is not the holder's own claim
+// (an earlier task's of the key) leaves the duplicate held.
+func TestDuplicateOfAClaimedTaskIsFinished(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := openTestBackend(t, Config{AckWait: 5 * time.Second, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	q, err := b.queue("claimed")
+	require.NoError(t, err)
+	again := func(key string) *task.Task {
+		tk := &task.Task{Kind: "k", Queue: "claimed", Key: key}
+		tk.Prepare(time.Now())
+		return tk
+	}
+
+	holder := &task.Task{Kind: "k", Queue: "claimed", Key: "claimed"}
+	require.NoError(t, b.Enqueue(ctx, holder))
+	d := leaseOne(t, b, "claimed")
+	r := d.Receipt.(*receipt)
+	r.mu.Lock()
+	require.NoError(t, b.claim(ctx, r, task.DeadLettered, "refused"))
+	r.mu.Unlock()
+	dup := again("claimed")
+	b.markHeld(ctx, []*task.Task{dup}, []*queueState{q}, []dupPub{{0, r.seq}}, nil)
+	o, reason, ok := task.Finished(dup)
+	require.True(t, ok, "the holder's own claim says it finished")
+	require.Equal(t, task.DeadLettered, o)
+	require.Equal(t, "refused", reason)
+	_, held := task.Held(dup)
+	require.False(t, held)
+
+	// A final marker of the key that is not the holder's claim (written
+	// as an earlier task's marker would be, without the holder's id).
+	older := &task.Task{Kind: "k", Queue: "claimed", Key: "older"}
+	require.NoError(t, b.Enqueue(ctx, older))
+	_, err = b.js.PublishMsg(ctx, &nats.Msg{Subject: q.doneSubject("older", true), Data: doneData(task.Succeeded, "")})
+	require.NoError(t, err)
+	dup = again("older")
+	b.markHeld(ctx, []*task.Task{dup}, []*queueState{q}, []dupPub{{0, lastSeq(t, q)}}, nil)
+	by, held := task.Held(dup)
+	require.True(t, held, "a marker that is not the holder's claim leaves it held")
+	require.Equal(t, older.ID, by)
 }
