@@ -172,7 +172,7 @@ func messages(t *testing.T, srv *memserver.Server, mailbox string) []memserver.M
 
 func waitEmitted(t *testing.T, em *fakeEmitter, n int) {
 	t.Helper()
-	require.Eventually(t, func() bool { return em.count() >= n }, 10*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return em.count() >= n }, 30*time.Second, 5*time.Millisecond,
 		"want %d emitted", n)
 }
 
