@@ -63,7 +63,8 @@ func (o *options) compose(cfg *config.Config, extra ...fx.Option) (composed, err
 // (constructors run; they open nothing, which is what start hooks are
 // for).
 func (o *options) validateGraph(cfg *config.Config) error {
-	c, err := o.compose(cfg, fx.NopLogger)
+	var comp *lifecycle.Registry
+	c, err := o.compose(cfg, fx.NopLogger, fx.Populate(&comp))
 	if err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func (o *options) validateGraph(cfg *config.Config) error {
 	if err := fx.New(p.option(), c.option).Err(); err != nil {
 		return err
 	}
-	return o.unusedSections(cfg, p.sections, c.apps)
+	return o.builtChecks(cfg, p.sections, c.apps, c.lifecycle, comp)
 }
 
 // announce logs, as the host's first line, which configuration and apps

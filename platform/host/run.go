@@ -37,7 +37,7 @@ func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) i
 	if err := app.Err(); err != nil {
 		return o.startError(stderr, cfg, err)
 	}
-	if err := o.unusedSections(cfg, p.sections, c.apps); err != nil {
+	if err := o.builtChecks(cfg, p.sections, c.apps, c.lifecycle, comp); err != nil {
 		return o.configError(stderr, cfg, err)
 	}
 	lc := c.lifecycle

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/lifecycle"
 )
 
 // showConfig prints the effective configuration of the composed host:
@@ -34,7 +35,8 @@ func (o *options) showConfig(cf *configFlags, stdout, stderr io.Writer) int {
 	addProblems(err)
 	sections := []string{Section}
 	var graphErr error
-	if c, err := o.compose(cfg, fx.NopLogger); err != nil {
+	var comp *lifecycle.Registry
+	if c, err := o.compose(cfg, fx.NopLogger, fx.Populate(&comp)); err != nil {
 		addProblems(err)
 		sections = cfg.Sections() // the apps are unknown: show everything
 	} else {
@@ -42,7 +44,7 @@ func (o *options) showConfig(cf *configFlags, stdout, stderr io.Writer) int {
 		graphErr = fx.New(p.option(), c.option).Err()
 		sections = append(sections, p.sections...)
 		if graphErr == nil {
-			addProblems(o.unusedSections(cfg, p.sections, c.apps))
+			addProblems(o.builtChecks(cfg, p.sections, c.apps, c.lifecycle, comp))
 		}
 	}
 	slices.Sort(sections)

@@ -1,6 +1,8 @@
 package host
 
 import (
+	"errors"
+	"maps"
 	"slices"
 	"strings"
 
@@ -9,6 +11,7 @@ import (
 
 	"github.com/plba/plba/platform"
 	"github.com/plba/plba/platform/config"
+	"github.com/plba/plba/platform/lifecycle"
 )
 
 // provided collects the sections the graph's modules provide
@@ -39,6 +42,44 @@ func (o *options) unusedSections(cfg *config.Config, provided, apps []string) er
 			list = "none"
 		}
 		ps.Add(name, "set, but no composed application uses this section (apps: %s): add its application to host.apps or remove the section", list)
+	}
+	return ps.Err()
+}
+
+// builtChecks returns the problems found once the host's graph is built:
+// the sections no composed module uses (unusedSections) and the
+// lifecycle policies that name no component (unknownPolicies).
+func (o *options) builtChecks(cfg *config.Config, provided, apps []string, lc lifecycle.Config, comp *lifecycle.Registry) error {
+	var ps config.Problems
+	for _, err := range []error{o.unusedSections(cfg, provided, apps), unknownPolicies(lc, comp)} {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			ps = append(ps, ce.Problems...)
+		}
+	}
+	return ps.Err()
+}
+
+// unknownPolicies returns a problem for every lifecycle.policies entry
+// that names no component of the built host (a misspelt pool or source):
+// the component meant would keep its default policy without a word, a
+// pool meant to stay up degraded stopping the host, or the reverse. The
+// components are those registered while the graph was built, which is
+// when the platform's and the applications' constructors register them.
+func unknownPolicies(lc lifecycle.Config, comp *lifecycle.Registry) error {
+	if comp == nil || len(lc.Policies) == 0 {
+		return nil
+	}
+	names := comp.Names()
+	list := strings.Join(names, ", ")
+	if list == "" {
+		list = "none"
+	}
+	var ps config.Problems
+	for _, name := range slices.Sorted(maps.Keys(lc.Policies)) {
+		if !slices.Contains(names, name) {
+			ps.Add(platform.LifecycleSection+".policies."+name, "no component %q in this host (components: %s)", name, list)
+		}
 	}
 	return ps.Err()
 }

@@ -21,7 +21,9 @@ type Config struct {
 	// sequence begins, so load balancers notice. Default 0.
 	ShutdownDelay time.Duration `koanf:"shutdown_delay"`
 	// Policies overrides the failure policy of named components:
-	// "stop" (the host exits with status 1) or "degrade" (stay up).
+	// "stop" (the host exits with status 1) or "degrade" (stay up). The
+	// host (platform/host) refuses a name that no component registered
+	// while its graph was built has, as a configuration problem.
 	Policies map[string]Policy `koanf:"policies"`
 }
 

@@ -214,6 +214,9 @@ func ReadyRunningIn(ss []Status) (string, bool) {
 	return "", true
 }
 
+// Names returns the names of every registered component, sorted.
+func (r *Registry) Names() []string { return r.names(func(*Component) bool { return true }) }
+
 // StartsUnderway names, sorted, the components whose start has begun
 // (BeginStart) and not ended: they are still in state Starting. It is what
 // a start that timed out was waiting for; the components whose turn had

@@ -1,0 +1,27 @@
+package host
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestPolicyOfNoComponentIsAProblem: lifecycle.policies naming a component
+// the host does not have (a misspelt pool or source) is a configuration
+// problem naming the file, the key and the components there are, for
+// validate, run and show alike. It was taken without a word: the
+// component it meant kept its default policy, so a pool meant to stay up
+// degraded stopped the host, or the reverse.
+func TestPolicyOfNoComponentIsAProblem(t *testing.T) {
+	file := writeConfig(t, "lifecycle:\n  policies:\n    pool/defualt: degrade\n")
+	for _, args := range [][]string{{"config", "validate", "--config", file}, {"run", "--config", file, "--set", "admin.listen=127.0.0.1:0"}, {"config", "show", "--config", file}} {
+		r := cli(t, args)
+		require.Equal(t, ExitUsage, r.code, "%v: %s", args, r.stderr)
+		require.Contains(t, r.stderr, file+`: lifecycle.policies.pool/defualt: no component "pool/defualt" in this host (components: pool/default, queue/memory)`, "%v", args)
+	}
+
+	// Components the host has are fine.
+	ok := writeConfig(t, "lifecycle:\n  policies:\n    pool/default: degrade\n    queue/memory: stop\n")
+	r := cli(t, []string{"config", "validate", "--config", ok})
+	require.Equal(t, ExitOK, r.code, r.stderr)
+}
