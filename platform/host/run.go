@@ -72,14 +72,15 @@ func (o *options) runHost(cfg *config.Config, source string, stderr io.Writer) i
 	hr.SetStarting(false)
 
 	// A component failing with the stop policy arrives here too, with exit
-	// status 1.
+	// status 1; it is named (not another component that failed under the
+	// degrade policy and kept the host up).
 	sd := <-wait
 	force := make(chan os.Signal, 1)
 	signal.Notify(force, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(force)
 	hr.SetShuttingDown()
 	code := sd.ExitCode
-	if s, failed := comp.AnyFailed(); failed && code != ExitOK {
+	if s, failed := comp.FatalFailure(); failed && code != ExitOK {
 		fmt.Fprintf(stderr, "%s: component %s failed: %s\n", o.prog, s.Name, s.LastError)
 	} else {
 		fmt.Fprintf(stderr, "%s: %s received, stopping (send again to force exit)\n", o.prog, sd.Signal)

@@ -124,6 +124,11 @@ func TestFailurePolicy(t *testing.T) {
 	s, failed := reg.AnyFailed()
 	require.True(t, failed)
 	require.Equal(t, "imap", s.Name)
+	// What stopped the host is the pool, as it failed then.
+	s, failed = reg.FatalFailure()
+	require.True(t, failed)
+	require.Equal(t, "pool", s.Name)
+	require.Equal(t, "backend gone", s.LastError)
 }
 
 func TestFatalShutsDownApp(t *testing.T) {

@@ -72,6 +72,9 @@ type Registry struct {
 	policies map[string]Policy
 	fatal    FatalFunc
 	now      func() time.Time
+	// fatalOf is the first component whose failure called fatal, as it
+	// was then (FatalFailure).
+	fatalOf *Status
 }
 
 // NewRegistry returns an empty registry. policies overrides the failure
@@ -183,6 +186,20 @@ func (r *Registry) AllRunning() (string, bool) {
 		}
 	}
 	return "", true
+}
+
+// FatalFailure returns the component whose failure first called the
+// registry's fatal function (a component with policy StopHost that
+// failed), with its state and error as they were then: what stopped the
+// host. Components that failed under StayDegraded, before or after, are
+// not it, whatever their names.
+func (r *Registry) FatalFailure() (Status, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fatalOf == nil {
+		return Status{}, false
+	}
+	return *r.fatalOf, true
 }
 
 // LiveFailure returns the first failed component that drives liveness
@@ -340,11 +357,21 @@ func (c *Component) Set(s State, err error) {
 		c.lastErr = err.Error()
 	}
 	policy := c.policy
+	st := Status{Name: c.name, State: c.state, Since: c.since, LastError: c.lastErr, Policy: c.policy,
+		External: c.external, GatesReadiness: c.gatesReady}
 	c.mu.Unlock()
 	if s == Failed && changed && policy == StopHost {
 		if err == nil {
 			err = errors.New("failed")
 		}
+		c.reg.mu.Lock()
+		if c.reg.fatalOf == nil {
+			if st.LastError == "" {
+				st.LastError = err.Error()
+			}
+			c.reg.fatalOf = &st
+		}
+		c.reg.mu.Unlock()
 		c.reg.fatal(c.name, err)
 	}
 }
