@@ -109,6 +109,11 @@ func (a *API) listDead(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if len(page.Items) == 0 && q.Cursor == "" {
+		if err := a.knownQueue(r, r.PathValue("queue")); err != nil {
+			return err
+		}
+	}
 	out := DeadList{Items: make([]DeadSummary, 0, len(page.Items)), Next: page.Next}
 	for _, d := range page.Items {
 		out.Items = append(out.Items, summary(d))
@@ -273,6 +278,11 @@ func (a *API) deadAction(w http.ResponseWriter, r *http.Request, action string,
 		}
 	}
 	res.Matched = len(ids)
+	if res.Matched == 0 {
+		if err := a.knownQueue(r, qname); err != nil {
+			return err
+		}
+	}
 	params := map[string]any{"ids": len(body.IDs), "filter": body.Filter, "all": body.All, "dry_run": body.DryRun}
 	if body.DryRun {
 		admin.Audit(r, admin.AuditEntry{Action: action + ".dry_run", Target: "queue/" + qname, Params: params})

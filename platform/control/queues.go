@@ -3,6 +3,7 @@ package control
 import (
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/plba/plba/platform/admin"
@@ -59,6 +60,25 @@ func (a *API) queueNames(r *http.Request) ([]string, error) {
 	return names, nil
 }
 
+// knownQueue answers 404 naming the queue when neither the backend nor
+// a pool of this process knows name (a misspelt queue): its dead letters
+// and tasks would read as none. The routes that find nothing ask it, so
+// that what a queue holds never waits for the lookup.
+func (a *API) knownQueue(r *http.Request, name string) error {
+	names, err := a.queueNames(r)
+	if err != nil {
+		return err
+	}
+	if i := sort.SearchStrings(names, name); i == len(names) || names[i] != name {
+		known := strings.Join(names, ", ")
+		if known == "" {
+			known = "none"
+		}
+		return status(http.StatusNotFound, "no queue %q (queues: %s)", name, known)
+	}
+	return nil
+}
+
 func (a *API) queueInfo(r *http.Request, name string) (Queue, error) {
 	st, err := a.backend.Stats(r.Context(), name)
 	if err != nil {
@@ -90,12 +110,8 @@ func (a *API) listQueues(w http.ResponseWriter, r *http.Request) error {
 
 func (a *API) getQueue(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("queue")
-	names, err := a.queueNames(r)
-	if err != nil {
+	if err := a.knownQueue(r, name); err != nil {
 		return err
-	}
-	if i := sort.SearchStrings(names, name); i == len(names) || names[i] != name {
-		return status(http.StatusNotFound, "no queue %q", name)
 	}
 	q, err := a.queueInfo(r, name)
 	if err != nil {

@@ -48,6 +48,11 @@ func (a *API) findTasks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if len(s.Found) == 0 {
+		if err := a.knownQueue(r, r.PathValue("queue")); err != nil {
+			return err
+		}
+	}
 	admin.WriteJSON(w, http.StatusOK, s)
 	return nil
 }
