@@ -80,6 +80,9 @@ func (c *ctl) run(body func(ctx context.Context, cl *ctlClient, args []string) e
 		if c.f.output != "table" && c.f.output != "json" {
 			return fmt.Errorf("--output %q: want table or json", c.f.output)
 		}
+		if c.f.timeout <= 0 {
+			return fmt.Errorf("--timeout %s: want a positive duration, such as 30s", c.f.timeout)
+		}
 		cl, err := newCtlClient(c.f)
 		if err != nil {
 			return err
