@@ -132,7 +132,10 @@ type ResourceConfig struct {
 	ServiceName string `koanf:"service_name"`
 	// ServiceVersion is service.version. Default empty (omitted).
 	ServiceVersion string `koanf:"service_version"`
-	// ServiceInstanceID is service.instance.id. Default "<hostname>-<pid>".
+	// ServiceInstanceID is service.instance.id. Empty (the default):
+	// "<hostname>-<pid>" of the running process, filled by New and not
+	// by WithDefaults, so that the effective configuration, and its
+	// digest, is the same in every process that loads the same settings.
 	ServiceInstanceID string `koanf:"service_instance_id"`
 	// Attributes are extra resource attributes (deployment.environment.name,
 	// ...). They cannot override the three above.
@@ -169,9 +172,7 @@ func (c MetricsConfig) RuntimeEnabled() bool {
 // fills it with "<hostname>-<pid>" of the running process.
 func DefaultConfig() Config {
 	c := Config{Metrics: MetricsConfig{Enabled: Bool(true), Prometheus: Bool(true), Runtime: Bool(true)}}
-	c = c.WithDefaults()
-	c.Resource.ServiceInstanceID = ""
-	return c
+	return c.WithDefaults()
 }
 
 // WithDefaults returns c with every unset field set to its documented
@@ -202,14 +203,17 @@ func (c Config) WithDefaults() Config {
 	if r.ServiceName == "" {
 		r.ServiceName = "plba"
 	}
-	if r.ServiceInstanceID == "" {
-		host, err := os.Hostname()
-		if err != nil || host == "" {
-			host = "localhost"
-		}
-		r.ServiceInstanceID = host + "-" + strconv.Itoa(os.Getpid())
-	}
 	return c
+}
+
+// instanceID is the default service.instance.id: "<hostname>-<pid>" of
+// the running process.
+func instanceID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return host + "-" + strconv.Itoa(os.Getpid())
 }
 
 func (o OTLPConfig) withDefaults() OTLPConfig {

@@ -111,6 +111,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
+	if cfg.Resource.ServiceInstanceID == "" {
+		cfg.Resource.ServiceInstanceID = instanceID()
+	}
 	res, err := newResource(ctx, cfg.Resource)
 	if err != nil {
 		return nil, err

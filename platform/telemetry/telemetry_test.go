@@ -9,6 +9,8 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -769,6 +771,21 @@ func TestResourceAttributes(t *testing.T) {
 	require.Equal(t, "1.4.0", res["service.version"])
 	require.Equal(t, "host-a-1", res["service.instance.id"])
 	require.Equal(t, "test", res["deployment.environment.name"])
+
+	// Left empty, it is this process's: <hostname>-<pid>.
+	cfg.Resource.ServiceInstanceID = ""
+	spans.Reset()
+	tel2, err := telemetry.New(context.Background(), cfg, telemetry.WithSyncSpanExporter(spans))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, tel2.Shutdown(context.Background())) }()
+	_, s = tel2.TracerProvider().Tracer("test").Start(context.Background(), "x")
+	s.End()
+	got = spans.GetSpans()
+	require.Len(t, got, 1)
+	for _, kv := range got[0].Resource.Attributes() {
+		res[string(kv.Key)] = kv.Value.Emit()
+	}
+	require.True(t, strings.HasSuffix(res["service.instance.id"], "-"+strconv.Itoa(os.Getpid())), res["service.instance.id"])
 }
 
 // TestOTLPHTTPExport sends spans and metrics to an OTLP/HTTP endpoint on
