@@ -356,19 +356,22 @@ func (c *Component) Set(s State, err error) {
 	if err != nil {
 		c.lastErr = err.Error()
 	}
-	policy := c.policy
-	st := Status{Name: c.name, State: c.state, Since: c.since, LastError: c.lastErr, Policy: c.policy,
-		External: c.external, GatesReadiness: c.gatesReady}
+	fatal := s == Failed && changed && c.policy == StopHost
+	var st Status
+	if fatal {
+		st = Status{Name: c.name, State: c.state, Since: c.since, LastError: c.lastErr, Policy: c.policy,
+			External: c.external, GatesReadiness: c.gatesReady}
+	}
 	c.mu.Unlock()
-	if s == Failed && changed && policy == StopHost {
+	if fatal {
 		if err == nil {
 			err = errors.New("failed")
 		}
+		if st.LastError == "" {
+			st.LastError = err.Error()
+		}
 		c.reg.mu.Lock()
 		if c.reg.fatalOf == nil {
-			if st.LastError == "" {
-				st.LastError = err.Error()
-			}
 			c.reg.fatalOf = &st
 		}
 		c.reg.mu.Unlock()
