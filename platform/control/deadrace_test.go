@@ -23,19 +23,23 @@ type meddling struct {
 	queue.Backend
 	mu     sync.Mutex
 	before func()
-	fail   error // Redrive: done, but answered with this; QueryDead: refused
+	after  func() // runs once, after the backend's Redrive, before it is answered
+	fail   error  // Redrive: done, but answered with this; QueryDead: refused
 	failed bool
 }
 
 func (m *meddling) Redrive(ctx context.Context, q string, ids ...string) (int, error) {
 	m.mu.Lock()
-	before, fail := m.before, m.fail
-	m.before = nil
+	before, after, fail := m.before, m.after, m.fail
+	m.before, m.after = nil, nil
 	m.mu.Unlock()
 	if before != nil {
 		before()
 	}
 	n, err := m.Backend.Redrive(ctx, q, ids...)
+	if after != nil {
+		after()
+	}
 	if fail != nil && err == nil {
 		m.mu.Lock()
 		m.failed = true
