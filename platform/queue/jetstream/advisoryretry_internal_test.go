@@ -16,18 +16,21 @@ import (
 
 // TestAnAdvisoryThatCannotLookForTheCopyBacksOff: the max-deliveries
 // advisory of a released message looks for its copy in the work stream
-// after it; with more than maxFindScan messages behind it the look fails
-// each time, as long as the backlog lasts. Each try reads maxFindScan
-// messages (and holds the advisories behind it): the tries come ever
-// further apart. They came every second (advisoryRetry).
+// after it; with more messages behind it than a lookup reads (scanLimit,
+// lowered here from maxFindScan so that the looks are quick under the race
+// detector) the look fails each time, as long as the backlog lasts. Each
+// try reads that many messages (and holds the advisories behind it): the
+// tries come ever further apart. They came every second (advisoryRetry).
 func TestAnAdvisoryThatCannotLookForTheCopyBacksOff(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
+	const scan = 2_000
 	core, logs := observer.New(zap.ErrorLevel)
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	b, err := Open(octx, Params{Logger: zap.New(core), Config: Config{MaxDeliver: 1, AckWait: 2 * time.Second,
-		PublishTimeout: 30 * time.Second, Prefetch: 1, MaxPrefetch: 1, Embedded: embedded.Config{StoreDir: t.TempDir()}}})
+		PublishTimeout: 30 * time.Second, Prefetch: 1, MaxPrefetch: 1, Embedded: embedded.Config{StoreDir: t.TempDir()},
+		findScan: scan}})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -40,9 +43,9 @@ func TestAnAdvisoryThatCannotLookForTheCopyBacksOff(t *testing.T) {
 	// first look could read the stream to its end.
 	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "t", Kind: "k", Queue: qn}))
 	batch := make([]*task.Task, 0, 500)
-	for i := range maxFindScan + 1 {
+	for i := range scan + 1 {
 		batch = append(batch, &task.Task{ID: "b" + strconv.Itoa(i), Kind: "k", Queue: qn})
-		if len(batch) == cap(batch) || i == maxFindScan {
+		if len(batch) == cap(batch) || i == scan {
 			require.NoError(t, b.Enqueue(ctx, batch...))
 			batch = batch[:0]
 		}

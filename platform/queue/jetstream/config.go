@@ -192,6 +192,11 @@ type Config struct {
 
 	// Embedded configures the in-process server (mode "embedded").
 	Embedded embedded.Config `koanf:"embedded"`
+
+	// findScan bounds the messages of a work stream one lookup reads
+	// (maxFindScan when 0): tests lower it, so that a backlog beyond it
+	// is quick to build and to read under the race detector.
+	findScan int64
 }
 
 // servers returns URL and URLs as one list.

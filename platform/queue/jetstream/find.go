@@ -22,6 +22,15 @@ var _ queue.TaskFinder = (*Backend)(nil)
 // maxFindScan bounds the messages of a work stream that one lookup reads.
 const maxFindScan = 20_000
 
+// scanLimit is the bound one lookup on a work stream reads to:
+// maxFindScan, or the configuration's own (findScan).
+func (b *Backend) scanLimit() int64 {
+	if b.cfg.findScan > 0 {
+		return b.cfg.findScan
+	}
+	return maxFindScan
+}
+
 // FindTasks finds the tasks of queue queueName with l's id or key:
 //
 //   - in the queue's work stream (at most 20,000 of its messages, read
@@ -182,7 +191,7 @@ func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*jet
 	}
 	info := st.CachedInfo()
 	var budget atomic.Int64
-	budget.Store(maxFindScan)
+	budget.Store(b.scanLimit())
 	keep := func(f *[]queue.FoundTask) func(*jetstream.RawStreamMsg) {
 		return func(raw *jetstream.RawStreamMsg) {
 			t, _, err := decodeTask(raw.Header, nil, qn.queue)
@@ -208,7 +217,7 @@ func (b *Backend) findQueued(ctx context.Context, qn queueNames, match func(*jet
 		return fmt.Errorf("jetstream: read the tasks of %q: %w", qn.queue, err)
 	}
 	if len(unread) > 0 {
-		s.NotSearched = append(s.NotSearched, fmt.Sprintf("the work stream beyond the %d messages a lookup reads (sequences %s)", maxFindScan, strings.Join(unread, ", ")))
+		s.NotSearched = append(s.NotSearched, fmt.Sprintf("the work stream beyond the %d messages a lookup reads (sequences %s)", b.scanLimit(), strings.Join(unread, ", ")))
 	}
 	return nil
 }

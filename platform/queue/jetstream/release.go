@@ -147,7 +147,7 @@ func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, st jets
 	}
 	copyID := msgIDOf(key, !keyed) + releaseMark // then a sequence: seq's, or a copy's of it, released again
 	var budget atomic.Int64
-	budget.Store(maxFindScan)
+	budget.Store(b.scanLimit())
 	keep := func(f *[]queue.FoundTask) func(*jetstream.RawStreamMsg) {
 		return func(raw *jetstream.RawStreamMsg) {
 			// Another task's key may begin so too: a sequence follows,
@@ -173,7 +173,7 @@ func (b *Backend) releasedCopyQueued(ctx context.Context, q *queueState, st jets
 		case r.err != nil:
 			errs = append(errs, r.err)
 		case r.unreadFrom != 0:
-			errs = append(errs, fmt.Errorf("not read beyond %d messages (sequences %s)", maxFindScan, r.unread()))
+			errs = append(errs, fmt.Errorf("not read beyond %d messages (sequences %s)", b.scanLimit(), r.unread()))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
