@@ -86,7 +86,10 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	// Enqueue, not the wait above.
 	ectx, attempted := attemptContext(ctx)
 	err := attempted(e.enq.Enqueue(ectx, tasks...))
-	if err == nil {
+	// An Emit of no task emits nothing: it is not counted, nor the sign
+	// of a working source (LastEmit, the end of a failure episode) that
+	// an emitted task is.
+	if err == nil && len(tasks) > 0 {
 		e.emitted.Add(int64(len(tasks)))
 		if e.obs != nil {
 			e.obs.Emitted(ctx, e.name, len(tasks))
