@@ -7,7 +7,8 @@
 // # Supervision
 //
 // A Supervisor runs each Source in its own goroutine with its own context.
-// A Run that returns an error or panics is restarted after a delay that
+// A Run that returns an error, panics or ends its goroutine with
+// runtime.Goexit (testing's FailNow, say) is restarted after a delay that
 // starts at Config.RestartInitial and doubles with each failure up to
 // Config.RestartMax (default 5m), spread by Config.RestartJitter
 // (github.com/cenkalti/backoff/v5). A source is never given up: a disk

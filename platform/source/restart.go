@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -193,12 +192,21 @@ func (r *run) showedWork() bool {
 	return r.worked
 }
 
-// runGuarded runs the source once, turning a panic into an error.
-func runGuarded(ctx context.Context, r *run, obs Observer) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("source %q: run: %w", r.src.Name(), &task.PanicError{Value: v, Stack: debug.Stack()})
-		}
-	}()
-	return r.src.Run(runContext(ctx, obs, r.src.Name()), r.emit)
+// runGuarded runs the source once, turning a panic into an error, and
+// runtime.Goexit (testing's FailNow, say) into one wrapping
+// task.ErrGoexit: Run runs on a goroutine of its own (see call), so that
+// the supervisor's loop survives it and restarts the source, as after a
+// panic, instead of ending with it (the source never restarted, and
+// shown running).
+func runGuarded(ctx context.Context, r *run, obs Observer) error {
+	returned := false
+	err := call(func() error {
+		err := r.src.Run(runContext(ctx, obs, r.src.Name()), r.emit)
+		returned = true
+		return err
+	})
+	if !returned {
+		return fmt.Errorf("source %q: run: %w", r.src.Name(), err)
+	}
+	return err
 }

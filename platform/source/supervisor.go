@@ -60,8 +60,9 @@ type Detailer interface {
 }
 
 // Supervisor runs every source in its own goroutine with its own context
-// and restarts a source whose Run fails (returns an error or panics), for
-// ever, with capped exponential back-off (see Config). Each source is the
+// and restarts a source whose Run fails (returns an error, panics or calls
+// runtime.Goexit), for ever, with capped exponential back-off (see
+// Config). Each source is the
 // lifecycle component "source/<name>", registered lifecycle.External: it
 // never drives liveness, and gates readiness only when named in
 // Config.GateReadiness. Its state: running; degraded while it waits for a
