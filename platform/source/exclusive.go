@@ -19,8 +19,9 @@ const ExclusiveReleaseTimeout = 5 * time.Second
 // cancels src's context as soon as the hold is lost (l closes Lost a
 // margin before the lease could pass to another host; src must return
 // promptly on cancel). A lost hold is not a failure: Run waits for the
-// lease again. When src returns, or Run's context ends, the lease is
-// released, so another host takes over at once. src's error ends Run
+// lease again. When src returns (or panics, or calls runtime.Goexit), or
+// Run's context ends, the lease is released, so another host, or the
+// restarted Run, takes over at once. src's error ends Run
 // (the supervisor restarts it, and it contends for the lease again).
 //
 // The result has src's name, forwards Completer when src implements it
@@ -88,10 +89,7 @@ func (x *exclusive) Run(ctx context.Context, emit Emitter) error {
 			}
 			return fmt.Errorf("source %q: lease: %w", x.src.Name(), err)
 		}
-		lost, err := x.runHeld(ctx, h, emit)
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ExclusiveReleaseTimeout)
-		_ = h.Release(rctx) // a failed release expires after the lease's TTL
-		cancel()
+		lost, err := x.runReleasing(ctx, h, emit)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -103,6 +101,21 @@ func (x *exclusive) Run(ctx context.Context, emit Emitter) error {
 		}
 		return err
 	}
+}
+
+// runReleasing runs the source under h (see runHeld) and releases h when
+// it returns, and also when it panics or ends its goroutine with
+// runtime.Goexit (the supervisor restarts it): a hold left unreleased
+// would keep the lease renewed (a KV lease) or taken (a local one) for
+// as long as the process lives, and the restarted Run, like every other
+// host's, would wait for it for ever.
+func (x *exclusive) runReleasing(ctx context.Context, h lease.Hold, emit Emitter) (lost bool, err error) {
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ExclusiveReleaseTimeout)
+		_ = h.Release(rctx) // a failed release expires after the lease's TTL
+		cancel()
+	}()
+	return x.runHeld(ctx, h, emit)
 }
 
 // runHeld runs the source until it returns, cancelling it when the hold
