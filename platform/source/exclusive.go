@@ -25,9 +25,10 @@ const ExclusiveReleaseTimeout = 5 * time.Second
 // (the supervisor restarts it, and it contends for the lease again).
 //
 // The result has src's name, forwards Completer when src implements it
-// (completions find a source by name on whichever host handles the task),
-// and is a Detailer: the lease's Status (holder, since when, hand-overs)
-// beside src's own details.
+// (completions find a source by name on whichever host handles the task)
+// and Pauser's Pause and Resume (nothing when src is no Pauser), and is
+// a Detailer: the lease's Status (holder, since when, hand-overs) beside
+// src's own details.
 func Exclusive(src Source, l lease.Lease) Source {
 	x := &exclusive{src: src, l: l}
 	if c, ok := src.(Completer); ok {
@@ -44,9 +45,27 @@ type exclusive struct {
 	losses int64
 }
 
-var _ Detailer = (*exclusive)(nil)
+var (
+	_ Detailer = (*exclusive)(nil)
+	_ Pauser   = (*exclusive)(nil)
+)
 
 func (x *exclusive) Name() string { return x.src.Name() }
+
+// Pause tells the source to stop fetching when it is a Pauser (see
+// Supervisor.Pause); it does nothing otherwise.
+func (x *exclusive) Pause() {
+	if p, ok := x.src.(Pauser); ok {
+		p.Pause()
+	}
+}
+
+// Resume undoes Pause.
+func (x *exclusive) Resume() {
+	if p, ok := x.src.(Pauser); ok {
+		p.Resume()
+	}
+}
 
 // ExclusiveDetails is an exclusive source's status.
 type ExclusiveDetails struct {
