@@ -66,6 +66,7 @@ type QueueConfig struct {
 func DefaultQueueConfig() QueueConfig {
 	return QueueConfig{Backend: BackendMemory, Memory: memory.Options{
 		Capacity: memory.DefaultCapacity, MaxDead: memory.DefaultMaxDead, DefaultLease: memory.DefaultLease,
+		DedupWindow: memory.DefaultDedupWindow, MaxFinishedKeys: memory.DefaultMaxFinishedKeys,
 	}}
 }
 

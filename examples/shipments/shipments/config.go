@@ -33,9 +33,9 @@ type Config struct {
 	// WebhookTolerance is how far an event's signed timestamp may be from
 	// the server's clock, before or after: an older event (a captured
 	// request replayed) is refused with 401. Keep it no longer than the
-	// queue's de-duplication window (queue.memory.dedup_window, 0 by
-	// default; queue.jetstream.duplicate_window, 2m by default: neither
-	// covers the default tolerance), which drops a replay within it by the
+	// queue's de-duplication window (queue.memory.dedup_window and
+	// queue.jetstream.duplicate_window, 2m by default: neither covers the
+	// default tolerance), which drops a replay within it by the
 	// shipment's key. Default 5m.
 	WebhookTolerance time.Duration `koanf:"webhook_tolerance"`
 	// WebhookEnqueueTimeout bounds the webhook's wait for room in the

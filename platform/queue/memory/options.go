@@ -19,12 +19,22 @@ const (
 	// DefaultMaxDead is the per-queue dead-letter bound used when
 	// Options.MaxDead is zero.
 	DefaultMaxDead = 10_000
+	// DefaultDedupWindow is the host's default Options.DedupWindow
+	// (queue.memory.dedup_window), as long as the JetStream backend's
+	// default de-duplication window. The zero Options keep a key only
+	// while its task is live.
+	DefaultDedupWindow = 2 * time.Minute
+	// DefaultMaxFinishedKeys is the per-queue bound on the keys
+	// remembered after their task finished used when
+	// Options.MaxFinishedKeys is zero.
+	DefaultMaxFinishedKeys = 100_000
 )
 
 // Options configure a Backend. The zero value is ready to use: bounded
 // queues of DefaultCapacity that block producers when full, at most
 // DefaultMaxDead dead letters per queue, keys de-duplicated while their
-// task is live, no max-deliveries limit.
+// task is live (the host's default keeps them DefaultDedupWindow longer),
+// no max-deliveries limit.
 type Options struct {
 	// Capacity bounds each queue: ready + delayed + in-flight tasks (dead
 	// letters do not count). Zero means DefaultCapacity (10,000).
@@ -42,9 +52,17 @@ type Options struct {
 	FailFast bool `koanf:"fail_fast"`
 	// DedupWindow is how long a task's key keeps being refused after the
 	// task was acked or purged. Keys are always refused while their task is
-	// live (ready, delayed, in flight or dead). Zero (the default) means
-	// only while live.
+	// live (ready, delayed, in flight or dead). Zero means only while
+	// live; the host's default (queue.memory.dedup_window) is
+	// DefaultDedupWindow.
 	DedupWindow time.Duration `koanf:"dedup_window"`
+	// MaxFinishedKeys bounds the keys each queue remembers after their
+	// task finished (with DedupWindow): one more forgets the oldest of
+	// them at once, before its window ends, so that a flood of unique keys
+	// costs bounded memory: about 300 bytes a key of 18 bytes, some 30 MB
+	// a queue at the default bound.
+	// Zero means DefaultMaxFinishedKeys (100,000).
+	MaxFinishedKeys int `koanf:"max_finished_keys"`
 	// MaxDeliveries is a safety net for tasks that hang or crash their
 	// consumer: a task whose lease expired this many times is dead-lettered
 	// with the reason "lease expired N times". Zero (the default) means off.
@@ -74,6 +92,9 @@ func (o Options) WithDefaults() Options {
 	if o.DedupWindow < 0 {
 		o.DedupWindow = 0
 	}
+	if o.MaxFinishedKeys <= 0 {
+		o.MaxFinishedKeys = DefaultMaxFinishedKeys
+	}
 	if o.MaxDeliveries < 0 {
 		o.MaxDeliveries = 0
 	}
@@ -101,6 +122,9 @@ func (o Options) Validate() error {
 	}
 	if o.DedupWindow < 0 {
 		errs = append(errs, fmt.Errorf("dedup_window: must not be negative (got %s)", o.DedupWindow))
+	}
+	if o.MaxFinishedKeys < 0 {
+		errs = append(errs, fmt.Errorf("max_finished_keys: must not be negative (got %d)", o.MaxFinishedKeys))
 	}
 	if o.MaxDeliveries < 0 {
 		errs = append(errs, fmt.Errorf("max_deliveries: must not be negative (got %d)", o.MaxDeliveries))

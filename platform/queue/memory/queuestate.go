@@ -95,6 +95,9 @@ func (q *queueState) release(e *entry, now int64, o task.Outcome) {
 		}
 		h := q.keys.keep(e, ref)
 		q.recent = append(q.recent, keyExpiry{key: key, made: made, h: h, until: until})
+		for len(q.recent)-q.recentHead > q.b.opts.MaxFinishedKeys {
+			q.forgetOldest() // the bound: the oldest key's window ends early
+		}
 	} else {
 		q.keys.drop(e)
 	}
@@ -107,12 +110,7 @@ func (q *queueState) release(e *entry, now int64, o task.Outcome) {
 // pruneKeys forgets keys whose window has ended.
 func (q *queueState) pruneKeys(now int64) {
 	for q.recentHead < len(q.recent) && q.recent[q.recentHead].until <= now {
-		k := q.recent[q.recentHead]
-		if ref, ok := q.keys.get(k.key, k.made, k.h); ok && ref.e == nil && ref.until == k.until {
-			q.keys.del(k.key, k.made, k.h)
-		}
-		q.recent[q.recentHead] = keyExpiry{}
-		q.recentHead++
+		q.forgetOldest()
 	}
 	if q.recentHead == len(q.recent) {
 		q.recent, q.recentHead = q.recent[:0], 0
@@ -120,6 +118,17 @@ func (q *queueState) pruneKeys(now int64) {
 		n := copy(q.recent, q.recent[q.recentHead:])
 		q.recent, q.recentHead = q.recent[:n], 0
 	}
+}
+
+// forgetOldest forgets the oldest remembered key (unless its key was
+// taken again since, by a live task or a later window).
+func (q *queueState) forgetOldest() {
+	k := q.recent[q.recentHead]
+	if ref, ok := q.keys.get(k.key, k.made, k.h); ok && ref.e == nil && ref.until == k.until {
+		q.keys.del(k.key, k.made, k.h)
+	}
+	q.recent[q.recentHead] = keyExpiry{}
+	q.recentHead++
 }
 
 // isDup reports whether t's key (whose hash is h) is refused at now.
