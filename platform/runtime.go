@@ -126,7 +126,7 @@ func newBackend(p backendParams) (backendResult, error) {
 			return backendResult{}, fmt.Errorf("queue.jetstream: %w", err)
 		}
 		start := func(ctx context.Context) error { return startJetStream(ctx, b, p.Sources.WithDefaults().Lease) }
-		comp, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, start, b.Close)
+		comp, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, start, b.Close, lifecycle.NeverFails())
 		if err != nil {
 			return backendResult{}, err
 		}
@@ -134,7 +134,7 @@ func newBackend(p backendParams) (backendResult, error) {
 		return backendResult{Backend: b, Overrides: b.Overrides(), Checks: []health.Check{b.HealthCheck()}}, nil
 	default:
 		b := memory.New(p.Queue.Memory)
-		comp, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, nil, b.Close)
+		comp, err := p.Components.Track(p.Lifecycle, name, lifecycle.StopHost, nil, b.Close, lifecycle.NeverFails())
 		if err != nil {
 			return backendResult{}, err
 		}

@@ -61,9 +61,12 @@ func (o *options) builtChecks(cfg *config.Config, provided, apps []string, lc li
 }
 
 // unknownPolicies returns a problem for every lifecycle.policies entry
-// that names no component of the built host (a misspelt pool or source):
-// the component meant would keep its default policy without a word, a
-// pool meant to stay up degraded stopping the host, or the reverse. The
+// that names no component of the built host (a misspelt source): the
+// component meant would keep its default policy without a word, a source
+// meant to stay up degraded stopping the host, or the reverse; and for
+// every entry naming a component that never fails after start
+// (lifecycle.NeverFails: the pools, the queue backend), whose policy
+// would have no effect, a pool meant to stop the host staying up. The
 // components are those registered while the graph was built, which is
 // when the platform's and the applications' constructors register them.
 func unknownPolicies(lc lifecycle.Config, comp *lifecycle.Registry) error {
@@ -77,8 +80,12 @@ func unknownPolicies(lc lifecycle.Config, comp *lifecycle.Registry) error {
 	}
 	var ps config.Problems
 	for _, name := range slices.Sorted(maps.Keys(lc.Policies)) {
-		if !slices.Contains(names, name) {
+		switch {
+		case !slices.Contains(names, name):
 			ps.Add(platform.LifecycleSection+".policies."+name, "no component %q in this host (components: %s)", name, list)
+		case comp.NeverFails(name):
+			ps.Add(platform.LifecycleSection+".policies."+name,
+				"component %q never fails after start (its trouble shows as degraded; a failed start fails the host's start): a policy has no effect", name)
 		}
 	}
 	return ps.Err()

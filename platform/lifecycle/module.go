@@ -70,9 +70,9 @@ func NewFromConfig(cfg Config, sd fx.Shutdowner, log *zap.Logger) *Registry {
 // Track registers a component called name and appends fx hooks that run
 // start and stop with the component's state following them: Starting ->
 // Running (or Failed) on start, Draining -> Stopped on stop. Either func may
-// be nil.
-func (r *Registry) Track(lc fx.Lifecycle, name string, def Policy, start, stop func(ctx context.Context) error) (*Component, error) {
-	c, err := r.Register(name, def)
+// be nil. opts tune the component as for Register.
+func (r *Registry) Track(lc fx.Lifecycle, name string, def Policy, start, stop func(ctx context.Context) error, opts ...Option) (*Component, error) {
+	c, err := r.Register(name, def, opts...)
 	if err != nil {
 		return nil, err
 	}

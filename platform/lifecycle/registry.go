@@ -103,6 +103,23 @@ func External(gatesReadiness bool) Option {
 	}
 }
 
+// NeverFails marks a component that never moves to failed after its
+// start: its trouble shows as degraded, and a start that fails fails the
+// host's start whatever its policy. A policy for it would have no effect,
+// and the host refuses one (lifecycle.policies): NeverFails tells.
+func NeverFails() Option {
+	return func(c *Component) { c.neverFails = true }
+}
+
+// NeverFails reports whether the component called name was registered
+// with the option NeverFails.
+func (r *Registry) NeverFails(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.comps[name]
+	return ok && c.neverFails
+}
+
 // Register adds a component in state Starting with def as its failure
 // policy unless configuration overrides it. A second registration of a
 // name returns ErrDuplicateComponent.
@@ -286,6 +303,8 @@ type Component struct {
 	// external and gatesReady are set at registration (External).
 	external   bool
 	gatesReady bool
+	// neverFails is set at registration (NeverFails).
+	neverFails bool
 	// begun says that the component's start has begun (BeginStart): a
 	// component is in state Starting from its registration on, also
 	// while its turn to start has not come.

@@ -164,7 +164,7 @@ func NewPool(p PoolParams) (*Pool, error) {
 	if p.Registry == nil {
 		p.Registry = lifecycle.NewRegistry(nil, nil)
 	}
-	comp, err := p.Registry.Register(ComponentPrefix+p.Queue, lifecycle.StayDegraded)
+	comp, err := p.Registry.Register(ComponentPrefix+p.Queue, lifecycle.StayDegraded, lifecycle.NeverFails())
 	if err != nil {
 		return nil, fmt.Errorf("worker: pool %q: %w", p.Queue, err)
 	}
