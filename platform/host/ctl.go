@@ -48,7 +48,8 @@ tables for people and, with -o json, the API's JSON answer for scripts.
 Exit status: 0 done, 1 failed (the call failed, or an action left some
 targets undone), 2 usage error, 3 denied (401 without or with a wrong token,
 403 for a role too weak: viewers read, operators act, admins also read the
-configuration).`
+configuration; 429 for an address that sent too many wrong tokens, refused
+whatever its token until the time the answer names).`
 
 // ctlCommand builds `ctl` and its subcommands.
 func ctlCommand(stdin io.Reader, stdout, stderr io.Writer, code *int) *cobra.Command {

@@ -19,7 +19,9 @@ import (
 )
 
 // ExitDenied is the exit status of a `ctl` command the admin server
-// refused: no or wrong credentials (401) or a role too weak (403).
+// refused: no or wrong credentials (401), a role too weak (403), or an
+// address rate-limited after too many wrong tokens (429, whatever the
+// token: the call is not done).
 const ExitDenied = 3
 
 // CtlTokenEnv is the environment variable `ctl` takes its bearer token
@@ -153,7 +155,8 @@ func (c *ctlClient) do(ctx context.Context, method, path string, body, out any) 
 				": not followed, the call is not done; give --url the admin server's own address"
 		}
 		code := ExitFailure
-		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		switch resp.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests:
 			code = ExitDenied
 			if c.token == "" && resp.StatusCode == http.StatusUnauthorized {
 				msg += " (no token: set " + CtlTokenEnv + " or --token-file)"
