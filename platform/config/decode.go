@@ -35,6 +35,11 @@ type decoder struct {
 	// valuesRank is the rank of the first Options.Values layer (0: none
 	// known): a secret such a layer set, even empty, is given.
 	valuesRank int
+	// entry and entryKey are the path and the key of the map entry being
+	// decoded (workers.orders, orders): a name with a "." in it, split
+	// into nested keys when the configuration loads, shows there as a
+	// mapping where the entry's value was expected.
+	entry, entryKey string
 }
 
 // describe is the package's describe, or only the kind of the value
@@ -150,7 +155,18 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 	case reflect.String:
 		s, ok := in.(string)
 		if !ok {
-			d.add(path, "expected a string, got %s (quote it)", d.describe(in))
+			switch in.(type) {
+			case map[string]any:
+				if path == d.entry {
+					d.add(path, "a name with a \".\" (%s) %s", quoteAll(leafNames(d.entryKey, in.(map[string]any))), dottedName)
+					return
+				}
+				d.add(path, "expected a string, got %s", d.describe(in))
+			case []any:
+				d.add(path, "expected a string, got %s", d.describe(in))
+			default: // a number, true or false: quoted, it is a string
+				d.add(path, "expected a string, got %s (quote it)", d.describe(in))
+			}
 			return
 		}
 		out.SetString(s)
@@ -294,6 +310,12 @@ func (d *decoder) decodeStruct(path string, in any, out reflect.Value) {
 				continue
 			}
 		}
+		if _, isMap := val.(map[string]any); isMap && path == d.entry {
+			// workers.orders.eu: {...} is most likely the pool "orders.eu".
+			d.add(joinKey(path, key), "unknown key (known keys: %s); or, if %q is meant as a name: a name with a \".\" %s",
+				fieldKeys(fs), d.entryKey+"."+key, dottedName)
+			continue
+		}
 		d.add(joinKey(path, key), "unknown key (known keys: %s)", fieldKeys(fs))
 	}
 }
@@ -329,7 +351,10 @@ func (d *decoder) decodeMap(path string, in any, out reflect.Value) {
 			quiet := decoder{readFile: d.readFile, rank: d.rank, valuesRank: d.valuesRank}
 			quiet.decodeValue(joinKey(path, defaultEntry), tmpl, elem)
 		}
+		prevEntry, prevKey := d.entry, d.entryKey
+		d.entry, d.entryKey = joinKey(path, key), key
 		d.decode(joinKey(path, key), m[key], elem)
+		d.entry, d.entryKey = prevEntry, prevKey
 		out.SetMapIndex(k, elem)
 	}
 }

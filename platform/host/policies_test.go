@@ -39,3 +39,24 @@ func TestPolicyOfAComponentThatNeverFailsIsAProblem(t *testing.T) {
 		}
 	}
 }
+
+// TestDottedNameIsExplained: a queue or component name with a "." under
+// workers or lifecycle.policies is split into nested keys when the
+// configuration loads, quoted or not. The problem says so, naming the
+// name as written, instead of the hint "(quote it)", which quoting does
+// not satisfy (a quoted name is split all the same), or a bare "unknown
+// key".
+func TestDottedNameIsExplained(t *testing.T) {
+	for _, body := range []string{
+		"workers:\n  orders.eu:\n    concurrency: 2\nlifecycle:\n  policies:\n    source/mail.eu: degrade\n",
+		"workers:\n  \"orders.eu\":\n    concurrency: 2\nlifecycle:\n  policies:\n    \"source/mail.eu\": degrade\n",
+	} {
+		file := writeConfig(t, body)
+		r := cli(t, []string{"config", "validate", "--config", file})
+		require.Equal(t, ExitUsage, r.code, r.stderr)
+		require.NotContains(t, r.stderr, "quote it", "quoting does not keep a dotted name whole")
+		require.Contains(t, r.stderr, file+`: lifecycle.policies.source/mail: a name with a "." ("source/mail.eu") is read as nested keys, quoted or not: a name here cannot contain "."`)
+		require.Contains(t, r.stderr, file+`: workers.orders.eu: unknown key (known keys: `)
+		require.Contains(t, r.stderr, `if "orders.eu" is meant as a name: a name with a "." is read as nested keys, quoted or not: a name here cannot contain "."`)
+	}
+}
