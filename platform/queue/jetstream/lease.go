@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/plba/plba/platform/queue"
@@ -204,8 +205,16 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 	if delivered > 1 && !retriedHere && b.deadLetteredBefore(ctx, r, md) {
 		return nil
 	}
+	now = time.Now()
+	touched, live := b.touchForHandOut(ctx, m, in.touched, now, ackWait)
+	if !live {
+		// Its AckWait ran out during the lookups above, or may have: the
+		// server delivers it again; this delivery ran nothing.
+		q.skipped(seq)
+		return nil
+	}
 	t.Attempt = max(1, t.Attempt+int(delivered)-early) // t.Attempt: attempts used before a Release
-	r.attempt, r.early, r.keyed = t.Attempt, early, keyed
+	r.attempt, r.early, r.keyed, r.touched = t.Attempt, early, keyed, touched
 	r.del = queue.Delivery{Task: t, Receipt: r}
 	d := &r.del
 	r.setLease(now, leaseFor) // r is not shared yet
@@ -214,4 +223,36 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 		return nil
 	}
 	return d
+}
+
+// touchForHandOut tells whether a prefetched message last touched at
+// touched may be handed out at now, after deliver's lookups, and when it
+// was last touched then. Nothing renews it while they run (a slow server,
+// a loaded process): taken from the buffer, the buffer keeper does not
+// refresh it, and it is not tracked yet for the lease keeper. Its
+// AckWait, as restarted at touched, must not have run out, less
+// heldSlack (the server started it before this process touched it); when
+// half of it has passed, as the lease keeper would have it renewed by
+// then, an in-progress ack must be heard (confirmHeard) before it runs
+// out. A message that ran out is delivered again by the server; handed
+// out, it would run beside that delivery
+// (TestADeliveryWhoseLookupsOutlastItsAckWaitIsNotHandedOut).
+func (b *Backend) touchForHandOut(ctx context.Context, m jetstream.Msg, touched, now time.Time, ackWait time.Duration) (time.Time, bool) {
+	end := touched.Add(ackWait - heldSlack(ackWait))
+	if !now.Before(end) {
+		return touched, false
+	}
+	if now.Sub(touched) < ackWait/2 {
+		return touched, true
+	}
+	if b.inProgress(m) != nil {
+		return touched, false
+	}
+	cctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+	if err := b.confirmHeard(cctx); err != nil {
+		b.log.Debug("jetstream: renew a prefetched message before it is handed out", zap.Error(err))
+		return touched, false
+	}
+	return now, true
 }
