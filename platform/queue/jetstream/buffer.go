@@ -76,8 +76,8 @@ func (q *queueState) prefetch(b *Backend, m jetstream.Msg, now time.Time) bool {
 }
 
 // refresh sends an in-progress ack for prefetched messages that waited
-// longer than half their AckWait, so none expires in the buffer, marks
-// them touched and returns them, with when each was touched before: should
+// about half their AckWait (renewAfter), so none expires in the buffer,
+// marks them touched and returns them, with when each was touched before: should
 // the server not confirm it heard them, they are marked so again
 // (unrenewed, see refreshBuffers). None is sent while the connection is
 // down (see inProgress), nor for a message whose AckWait ran out
@@ -89,7 +89,7 @@ func (q *queueState) refresh(b *Backend, now time.Time) []renewal {
 	var sent []renewal
 	for i := range q.buf {
 		in := &q.buf[i]
-		if waited := now.Sub(in.touched); waited > q.ackWait()/2 && waited < q.ackWait() {
+		if waited := now.Sub(in.touched); waited >= renewAfter(q.ackWait()) && waited < q.ackWait() {
 			if b.inProgress(in.msg) == nil {
 				sent = append(sent, renewal{msg: in.msg, before: in.touched})
 				in.touched = now

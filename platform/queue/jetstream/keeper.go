@@ -27,11 +27,11 @@ func (b *Backend) confirmRenewals(sent []keptLease, at time.Time, wait time.Dura
 
 // keepLeases keeps the leases of handed-out deliveries that were promised
 // beyond the server's AckWait: every quarter AckWait it sends an
-// in-progress ack for each one half of whose AckWait has passed, so the
-// server's timer never runs out while the promise holds (one goroutine
-// for all deliveries instead of a timer each), and forgets deliveries
-// whose lease ran out unsettled. It runs until leaseStop closes, after
-// Close waited for the deliveries in flight.
+// in-progress ack for each one half of whose AckWait has passed
+// (renewAfter), so the server's timer never runs out while the promise
+// holds (one goroutine for all deliveries instead of a timer each), and
+// forgets deliveries whose lease ran out unsettled. It runs until
+// leaseStop closes, after Close waited for the deliveries in flight.
 func (b *Backend) keepLeases() {
 	defer b.lwg.Done()
 	every := max(b.cfg.AckWait/4, 5*time.Millisecond)
@@ -75,3 +75,14 @@ func (b *Backend) keepLeases() {
 		}
 	}
 }
+
+// renewAfter is how long after its last touch the keepers (keepLeases,
+// keepBuffers) renew a lease or a prefetched message: at their second
+// tick after it, half an AckWait later. A renewal touches at its tick's
+// time, and that second tick comes a little early when the first one was
+// late (a loaded process); compared with half the AckWait, it renewed
+// nothing, and the renewal waited for the third tick, leaving a quarter
+// AckWait for the keeper to be scheduled and the server to hear it
+// (TestTheKeepersRenewAtTheirSecondTick). Three eighths take a second
+// tick up to an eighth of an AckWait early.
+func renewAfter(ackWait time.Duration) time.Duration { return ackWait * 3 / 8 }

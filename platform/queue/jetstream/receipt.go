@@ -63,7 +63,8 @@ func (r *receipt) setLease(now time.Time, leaseFor time.Duration) {
 }
 
 // keep sends an in-progress ack when the promised lease extends beyond
-// the server's AckWait and half of that has passed since the last touch,
+// the server's AckWait and about half of that has passed since the last
+// touch (renewAfter),
 // touches r and reports it sent, with when r was touched before: should
 // the server not confirm it heard it, r is marked so again (see
 // confirmRenewals). It reports whether r can be forgotten: its lease
@@ -109,7 +110,7 @@ func (r *receipt) keep(now time.Time) (forget, sent bool, before time.Time) {
 	}
 	// Renewed up to its lease's end; one whose ack waits for its record,
 	// past it: the ack is still to go out.
-	if !r.acking && !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < r.ackWait/2 {
+	if !r.acking && !r.leaseEnd.After(serverEnd) || now.Sub(r.touched) < renewAfter(r.ackWait) {
 		return false, false, before
 	}
 	if err := r.b.inProgress(r.msg); err != nil {
