@@ -55,6 +55,9 @@ func TestBufferDoesNotOutliveAnOutage(t *testing.T) {
 	require.NoError(t, b.Enqueue(ctx, tasks...))
 	first := leaseOne(t, b, qname) // starts the puller
 	require.NoError(t, b.Ack(ctx, first))
+	// Its ack goes out without waiting for an answer: heard before the
+	// server goes away, or the server delivers that task again as well.
+	require.NoError(t, b.confirmHeard(ctx), "the server heard the first task's ack")
 	q := b.knownQueue(qname)
 	require.Eventually(t, func() bool {
 		buffered, _ := q.prefetched(time.Now())
@@ -131,6 +134,9 @@ func TestBufferDoesNotOutliveAPartition(t *testing.T) {
 	require.NoError(t, b.Enqueue(ctx, tasks...))
 	first := leaseOne(t, b, qname) // starts the puller
 	require.NoError(t, b.Ack(ctx, first))
+	// Its ack goes out without waiting for an answer: heard before the
+	// server goes away, or the server delivers that task again as well.
+	require.NoError(t, b.confirmHeard(ctx), "the server heard the first task's ack")
 	q := b.knownQueue(qname)
 	require.Eventually(t, func() bool {
 		buffered, _ := q.prefetched(time.Now())
