@@ -345,8 +345,15 @@ func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []met
 	defer s.mu.Unlock()
 	s.emitting = false
 	if err != nil {
-		// The cursor stays below the group: all of it is scanned again.
+		// The cursor stays below the group: all of it is scanned again,
+		// but for a message whose task was completed during Emit (a
+		// duplicate of a finished one, told at once by the emitter): it
+		// stays in flight until its completion is applied, which settles
+		// its copies.
 		for _, t := range tasks {
+			if s.inflight[t.Key].completing {
+				continue
+			}
 			delete(s.inflight, t.Key)
 			delete(s.dupes, t.Key)
 		}
