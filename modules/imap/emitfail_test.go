@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,4 +139,43 @@ func TestEmitFailureKeepsACompletingMailInFlight(t *testing.T) {
 	require.Zero(t, st.InFlight)
 	require.Zero(t, st.CompletedAgain)
 	require.Equal(t, uint64(2), st.CompletedOK)
+}
+
+// A batch the queue refuses as too large is emitted again task by task;
+// a task of it that the emitter completed meanwhile (a duplicate of one
+// that finished) is not among them: it is told its outcome once.
+func TestTooLargeBatchDoesNotTellAFinishedDuplicateTwice(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memserver.Options{}, nil)
+	_, err := b.srv.Append("INBOX", imaptest.Message("done@example.com", "handled before", "x"))
+	require.NoError(t, err)
+	_, err = b.srv.Append("INBOX", imaptest.Message("big@example.com", "big", strings.Repeat("z", 4000)))
+	require.NoError(t, err)
+	_, err = b.srv.Append("INBOX", imaptest.Message("new@example.com", "new", "y"))
+	require.NoError(t, err)
+	be := newDupBackend()
+	be.finished["done@example.com"] = task.Succeeded
+	be.max = 2000
+	start(t, b.src, source.NewEmitter(b.src, be))
+
+	require.Eventually(t, func() bool {
+		return be.storedOf("big@example.com", true) != nil && be.storedOf("new@example.com", false) != nil
+	}, 30*time.Second, 5*time.Millisecond)
+	waitCompletions(t, b.src)
+	st := b.src.Status()
+	require.Equal(t, uint64(1), st.CompletionsQueued)
+	require.Zero(t, st.CompletedAgain, "told once")
+	require.Equal(t, 1, be.handedOf("done@example.com"), "the finished duplicate is not emitted again on its own")
+	require.Equal(t, uint64(1), st.Rejected)
+
+	complete(t, b.src, be.storedOf("new@example.com", false), task.Succeeded)
+	complete(t, b.src, be.storedOf("big@example.com", true), task.DeadLettered)
+	require.Empty(t, messages(t, b.srv, "INBOX"))
+	require.ElementsMatch(t, []string{"done@example.com", "new@example.com"}, messageIDs(messages(t, b.srv, "Processed")))
+	require.Equal(t, []string{"big@example.com"}, messageIDs(messages(t, b.srv, imap.DefaultFailed)))
+	st = b.src.Status()
+	require.Zero(t, st.InFlight)
+	require.Zero(t, st.CompletedAgain)
+	require.Equal(t, uint64(2), st.CompletedOK)
+	require.Equal(t, uint64(1), st.CompletedFailed)
 }

@@ -47,13 +47,19 @@ func permanentEmit(err error) bool {
 // key), and each one the queue refuses for good is replaced by its
 // stand-in (task.Rejected), carrying the reason: the pool dead-letters it
 // and the completion moves the message to the failed folder, so one mail
-// that cannot become a task does not stop the mailbox.
+// that cannot become a task does not stop the mailbox. A task completed
+// during the batch's Emit (a duplicate of a finished one, which the
+// emitter tells at once, or one a worker finished already) is not
+// emitted again: its outcome would be told a second time.
 func (s *Source) emitTasks(ctx context.Context, emit source.Emitter, tasks []*task.Task) error {
 	err := emit.Emit(ctx, tasks...)
 	if err == nil || !permanentEmit(err) || ctx.Err() != nil {
 		return err
 	}
 	for _, t := range tasks {
+		if s.told(t.Key) {
+			continue
+		}
 		err := emit.Emit(ctx, t)
 		if err == nil {
 			continue
@@ -73,6 +79,16 @@ func (s *Source) emitTasks(ctx context.Context, emit source.Emitter, tasks []*ta
 			zap.String("reason", reason), zap.Error(err))
 	}
 	return nil
+}
+
+// told reports whether the task of key, emitted by the running
+// emitMessages (in flight before its Emit), was completed since: its
+// completion is queued (completing) or applied (no longer in flight).
+func (s *Source) told(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.inflight[key]
+	return !ok || e.completing
 }
 
 // rejectReason says why the queue refused t, for its dead letter.
