@@ -335,6 +335,9 @@ func (d *decoder) decodeMap(path string, in any, out reflect.Value) {
 		d.add(path, "expected a mapping, got %s", d.describe(in))
 		return
 	}
+	if t.Elem() == reflect.TypeFor[string]() {
+		m = dottedEntries(m)
+	}
 	if out.IsNil() {
 		out.Set(reflect.MakeMapWithSize(t, len(m)))
 	}
