@@ -155,10 +155,11 @@ func (d *decoder) decodeValue(path string, in any, out reflect.Value) {
 	case reflect.String:
 		s, ok := in.(string)
 		if !ok {
-			switch in.(type) {
+			switch in := in.(type) {
 			case map[string]any:
-				if path == d.entry {
-					d.add(path, "a name with a \".\" (%s) %s", quoteAll(leafNames(d.entryKey, in.(map[string]any))), dottedName)
+				// An empty mapping ({}) is no name split at a ".".
+				if path == d.entry && len(in) > 0 {
+					d.add(path, "a name with a \".\" (%s) %s", quoteAll(leafNames(d.entryKey, in)), dottedName)
 					return
 				}
 				d.add(path, "expected a string, got %s", d.describe(in))

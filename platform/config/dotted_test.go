@@ -32,3 +32,26 @@ func TestDottedNamesOfAStringMapAreKept(t *testing.T) {
 		"deployment.environment.name": "prod", "service.namespace": "shop", "team": "core", "cloud.region": "eu-west-1",
 	}, rc.Attributes)
 }
+
+// Level is a named string type: a map of it keeps the dotted-name problem.
+type Level string
+
+// LevelsConfig is a map of a named string type (lifecycle.policies).
+type LevelsConfig struct {
+	Levels map[string]Level `koanf:"levels"`
+}
+
+// TestAnEmptyMappingIsNoDottedName: an entry written as an empty mapping
+// where a string is expected had no "." in its name: the problem says
+// what it got, not that a name with a "." ("") was split.
+func TestAnEmptyMappingIsNoDottedName(t *testing.T) {
+	t.Parallel()
+	r := config.NewRegistry()
+	require.NoError(t, r.Declare("logs", LevelsConfig{}))
+	f := writeFile(t, "levels.yaml", "logs:\n  levels:\n    web: {}\n    db.eu: debug\n")
+	_, err := config.Load(config.Options{Registry: r, Environ: []string{}, Files: []string{f}})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), `logs.levels.web: expected a string, got`)
+	require.NotContains(t, err.Error(), `()`)
+	require.Contains(t, err.Error(), `logs.levels.db: a name with a "." ("db.eu")`, "a dotted name is still explained")
+}
