@@ -77,12 +77,13 @@ func (b *Backend) keepLeases() {
 }
 
 // renewAfter is how long after its last touch the keepers (keepLeases,
-// keepBuffers) renew a lease or a prefetched message: at their second
-// tick after it, half an AckWait later. A renewal touches at its tick's
-// time, and that second tick comes a little early when the first one was
-// late (a loaded process); compared with half the AckWait, it renewed
-// nothing, and the renewal waited for the third tick, leaving a quarter
-// AckWait for the keeper to be scheduled and the server to hear it
+// keepBuffers) renew a lease or a prefetched message, and Lease a message
+// it hands out (touchForHandOut): at their second tick after it, half an
+// AckWait later. A renewal touches at its tick's time, and that second
+// tick comes a little early when the first one was late (a loaded
+// process); compared with half the AckWait, it renewed nothing, and the
+// renewal waited for the third tick, leaving a quarter AckWait for the
+// keeper to be scheduled and the server to hear it
 // (TestTheKeepersRenewAtTheirSecondTick). Three eighths take a second
 // tick up to an eighth of an AckWait early.
 func renewAfter(ackWait time.Duration) time.Duration { return ackWait * 3 / 8 }

@@ -60,3 +60,37 @@ func TestTheKeepersRenewAtTheirSecondTick(t *testing.T) {
 	require.Len(t, renewed, 1, "the buffer keeper's second tick after a touch renews a buffered message")
 	require.NoError(t, b.Ack(ctx, d))
 }
+
+// TestAHandOutRenewsWhatTheLeaseKeeperWouldHave: a prefetched message
+// taken from the buffer is not renewed by the buffer keeper, and the
+// lease keeper renews it at its first tick after the hand-out that finds
+// renewAfter passed since the message's last touch. Handed out three
+// eighths to half an AckWait after that touch without a renewal, that
+// tick could come up to a quarter AckWait later, three quarters into the
+// AckWait: the gap the keepers' renewAfter closed for their own ticks.
+// touchForHandOut renews such a message before it is handed out, as the
+// lease keeper would have done by then.
+func TestAHandOutRenewsWhatTheLeaseKeeperWouldHave(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const (
+		qname   = "handouttick"
+		ackWait = 40 * time.Second
+	)
+	b := openTestBackend(t, Config{AckWait: ackWait, Embedded: embedded.Config{StoreDir: t.TempDir()}})
+	require.NoError(t, b.Enqueue(ctx, &task.Task{ID: "a", Kind: "k", Queue: qname}))
+	d := leaseOne(t, b, qname)
+	r := d.Receipt.(*receipt)
+
+	now := time.Now()
+	touched := now.Add(-(renewAfter(ackWait) + ackWait/16)) // seven sixteenths: below half
+	got, live := b.touchForHandOut(ctx, r.msg, touched, now, ackWait)
+	require.True(t, live)
+	require.Equal(t, now, got, "handed out past renewAfter since its touch: renewed at the hand-out")
+
+	touched = now.Add(-renewAfter(ackWait) + ackWait/16) // five sixteenths
+	got, live = b.touchForHandOut(ctx, r.msg, touched, now, ackWait)
+	require.True(t, live)
+	require.Equal(t, touched, got, "handed out before renewAfter since its touch: left to the lease keeper")
+	require.NoError(t, b.Ack(ctx, d))
+}

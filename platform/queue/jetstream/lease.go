@@ -232,17 +232,20 @@ func (b *Backend) deliver(ctx context.Context, q *queueState, in inbound, leaseF
 // refresh it, and it is not tracked yet for the lease keeper. Its
 // AckWait, as restarted at touched, must not have run out, less
 // heldSlack (the server started it before this process touched it); when
-// half of it has passed, as the lease keeper would have it renewed by
-// then, an in-progress ack must be heard (confirmHeard) before it runs
-// out. A message that ran out is delivered again by the server; handed
-// out, it would run beside that delivery
+// renewAfter of it has passed, as the lease keeper would have it renewed
+// by then, an in-progress ack must be heard (confirmHeard) before it runs
+// out: left to the lease keeper, whose first tick after the hand-out may
+// come a quarter AckWait later, it would be renewed up to three quarters
+// into its AckWait (TestAHandOutRenewsWhatTheLeaseKeeperWouldHave). A
+// message that ran out is delivered again by the server; handed out, it
+// would run beside that delivery
 // (TestADeliveryWhoseLookupsOutlastItsAckWaitIsNotHandedOut).
 func (b *Backend) touchForHandOut(ctx context.Context, m jetstream.Msg, touched, now time.Time, ackWait time.Duration) (time.Time, bool) {
 	end := touched.Add(ackWait - heldSlack(ackWait))
 	if !now.Before(end) {
 		return touched, false
 	}
-	if now.Sub(touched) < ackWait/2 {
+	if now.Sub(touched) < renewAfter(ackWait) {
 		return touched, true
 	}
 	if b.inProgress(m) != nil {
