@@ -27,7 +27,7 @@ func (b *Backend) confirmRenewals(sent []keptLease, at time.Time, wait time.Dura
 
 // keepLeases keeps the leases of handed-out deliveries that were promised
 // beyond the server's AckWait: every quarter AckWait it sends an
-// in-progress ack for each one half of whose AckWait has passed
+// in-progress ack for each one three eighths of whose AckWait has passed
 // (renewAfter), so the server's timer never runs out while the promise
 // holds (one goroutine for all deliveries instead of a timer each), and
 // forgets deliveries whose lease ran out unsettled. It runs until
