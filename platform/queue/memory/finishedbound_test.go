@@ -42,3 +42,35 @@ func TestFinishedKeysAreBounded(t *testing.T) {
 func memoryOptions(window time.Duration, maxFinished int) memory.Options {
 	return memory.Options{DedupWindow: window, MaxFinishedKeys: maxFinished}
 }
+
+// The bound is kept apart for producers' keys and generated ones: a
+// flood of keyless tasks finishing (more than the bound) forgets the
+// oldest generated keys, never a producer's key whose window still runs.
+// Sharing one bound, about 830 keyless tasks a second on a queue pushed
+// a producer's key out within its 2-minute window, and the key was
+// stored again.
+func TestKeylessTasksDoNotPushAProducersKeyOut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const max = 10
+	b := newBackend(t, memoryOptions(time.Hour, max))
+	require.NoError(t, b.Enqueue(ctx, &task.Task{Kind: "k", Queue: "q", Key: "order-1"}))
+	for _, d := range lease(t, b, 1) {
+		require.NoError(t, b.Ack(ctx, d))
+	}
+	for range 3 {
+		flood := make([]*task.Task, max)
+		for i := range flood {
+			flood[i] = &task.Task{Kind: "k", Queue: "q"}
+		}
+		require.NoError(t, b.Enqueue(ctx, flood...))
+		for _, d := range lease(t, b, max) {
+			require.NoError(t, b.Ack(ctx, d))
+		}
+	}
+	again := &task.Task{Kind: "k", Queue: "q", Key: "order-1"}
+	require.NoError(t, b.Enqueue(ctx, again))
+	o, _, finished := task.Finished(again)
+	require.True(t, finished, "a producer's key within its window is still refused")
+	require.Equal(t, task.Succeeded, o)
+}

@@ -57,10 +57,12 @@ type Options struct {
 	// DefaultDedupWindow.
 	DedupWindow time.Duration `koanf:"dedup_window"`
 	// MaxFinishedKeys bounds the keys each queue remembers after their
-	// task finished (with DedupWindow): one more forgets the oldest of
-	// them at once, before its window ends, so that a flood of unique keys
+	// task finished (with DedupWindow), producers' keys and generated
+	// ones (task.KeyGenerated) each apart, so that keyless tasks never
+	// push a producer's key out: one more forgets the oldest of its space
+	// at once, before its window ends, so that a flood of unique keys
 	// costs bounded memory: about 300 bytes a key of 18 bytes, some 30 MB
-	// a queue at the default bound.
+	// a space and a queue at the default bound.
 	// Zero means DefaultMaxFinishedKeys (100,000).
 	MaxFinishedKeys int `koanf:"max_finished_keys"`
 	// MaxDeliveries is a safety net for tasks that hang or crash their
