@@ -11,9 +11,19 @@ import (
 // BenchmarkCycle is the backend alone, one goroutine: enqueue a batch of
 // 64 tasks, lease them in one call, ack each. One op is one task's
 // enqueue, lease and ack.
-func BenchmarkCycle(b *testing.B) {
+func BenchmarkCycle(b *testing.B) { cycle(b, memory.Options{}) }
+
+// BenchmarkCycleHostDefaults is BenchmarkCycle with the host's default
+// de-duplication window (memory.DefaultDedupWindow): each finished key
+// is remembered, up to the bound, the oldest forgotten at each ack once
+// it is reached.
+func BenchmarkCycleHostDefaults(b *testing.B) {
+	cycle(b, memory.Options{DedupWindow: memory.DefaultDedupWindow})
+}
+
+func cycle(b *testing.B, o memory.Options) {
 	const batch = 64
-	be := memory.New(memory.Options{})
+	be := memory.New(o)
 	defer be.Close(context.Background())
 	ctx := context.Background()
 	buf := make([]*task.Task, batch)

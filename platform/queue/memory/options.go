@@ -51,18 +51,18 @@ type Options struct {
 	// its context ends.
 	FailFast bool `koanf:"fail_fast"`
 	// DedupWindow is how long a task's key keeps being refused after the
-	// task was acked or purged. Keys are always refused while their task is
-	// live (ready, delayed, in flight or dead). Zero means only while
+	// task was acked or purged, a key its producer gave (a generated key,
+	// task.KeyGenerated, only while its task is live). Keys are always
+	// refused while their task is live (ready, delayed, in flight or dead). Zero means only while
 	// live; the host's default (queue.memory.dedup_window) is
 	// DefaultDedupWindow.
 	DedupWindow time.Duration `koanf:"dedup_window"`
 	// MaxFinishedKeys bounds the keys each queue remembers after their
-	// task finished (with DedupWindow), producers' keys and generated
-	// ones (task.KeyGenerated) each apart, so that keyless tasks never
-	// push a producer's key out: one more forgets the oldest of its space
-	// at once, before its window ends, so that a flood of unique keys
-	// costs bounded memory: about 300 bytes a key of 18 bytes, some 30 MB
-	// a space and a queue at the default bound.
+	// task finished (with DedupWindow; producers' keys only: a generated
+	// key, task.KeyGenerated, is not remembered after its task): one more
+	// forgets the oldest of them at once, before its window ends, so that
+	// a flood of unique keys costs bounded memory: about 300 bytes a key
+	// of 18 bytes, some 30 MB a queue at the default bound.
 	// Zero means DefaultMaxFinishedKeys (100,000).
 	MaxFinishedKeys int `koanf:"max_finished_keys"`
 	// MaxDeliveries is a safety net for tasks that hang or crash their

@@ -42,12 +42,9 @@ type queueState struct {
 	seq     uint64
 	deadSeq uint64 // last dead letter's entry.deadSeq
 
-	keys keyIndex
-	// recent lists the keys remembered after their task ended, by key
-	// space (recent[0] producers' keys, recent[1] generated ones), each
-	// bounded apart: a busy queue's keyless tasks never push a producer's
-	// key out before its window ends.
-	recent [2]finishedKeys
+	keys       keyIndex
+	recent     []keyExpiry // keys remembered after their task ended, oldest first
+	recentHead int
 
 	free []*entry // recycled entries
 
@@ -86,21 +83,26 @@ func (q *queueState) newEntry(t *task.Task) *entry {
 	return e
 }
 
-// release forgets e's task (keeping its key for the window, with the
-// outcome it ended with and, for a dead letter, its reason) and recycles e.
+// release forgets e's task (keeping a producer's key for the window,
+// with the outcome it ended with and, for a dead letter, its reason) and
+// recycles e. A key Prepare generated is not kept: only the call that
+// made it can send it again (task.KeyGenerated), and this backend's
+// Enqueue stores a batch whole or fails. Kept, it doubled the backend's
+// cost per keyless task with the host's default window
+// (BenchmarkCycleHostDefaults), and a busy queue's keyless tasks filled
+// the bound and pushed producers' keys out before their window ended.
 func (q *queueState) release(e *entry, now int64, o task.Outcome) {
 	key, made := e.t.Key, e.t.KeyGenerated()
-	if w := q.b.opts.DedupWindow; w > 0 {
+	if w := q.b.opts.DedupWindow; w > 0 && !made {
 		until := after(now, w)
 		ref := keyRef{until: until, outcome: o}
 		if o == task.DeadLettered {
 			ref.reason = e.reason
 		}
 		h := q.keys.keep(e, ref)
-		r := &q.recent[spaceOf(made)]
-		r.list = append(r.list, keyExpiry{key: key, made: made, h: h, until: until})
-		for r.len() > q.b.opts.MaxFinishedKeys {
-			q.forgetOldest(r) // the bound: the oldest key's window ends early
+		q.recent = append(q.recent, keyExpiry{key: key, made: made, h: h, until: until})
+		for len(q.recent)-q.recentHead > q.b.opts.MaxFinishedKeys {
+			q.forgetOldest() // the bound: the oldest key's window ends early
 		}
 	} else {
 		q.keys.drop(e)
@@ -113,52 +115,26 @@ func (q *queueState) release(e *entry, now int64, o task.Outcome) {
 
 // pruneKeys forgets keys whose window has ended.
 func (q *queueState) pruneKeys(now int64) {
-	for i := range q.recent {
-		r := &q.recent[i]
-		for r.len() > 0 && r.list[r.head].until <= now {
-			q.forgetOldest(r)
-		}
-		r.compact()
+	for q.recentHead < len(q.recent) && q.recent[q.recentHead].until <= now {
+		q.forgetOldest()
+	}
+	if q.recentHead == len(q.recent) {
+		q.recent, q.recentHead = q.recent[:0], 0
+	} else if q.recentHead > 1024 && q.recentHead > len(q.recent)/2 {
+		n := copy(q.recent, q.recent[q.recentHead:])
+		q.recent, q.recentHead = q.recent[:n], 0
 	}
 }
 
-// forgetOldest forgets the oldest key of r (unless its key was taken
-// again since, by a live task or a later window).
-func (q *queueState) forgetOldest(r *finishedKeys) {
-	k := r.list[r.head]
+// forgetOldest forgets the oldest remembered key (unless its key was
+// taken again since, by a live task or a later window).
+func (q *queueState) forgetOldest() {
+	k := q.recent[q.recentHead]
 	if ref, ok := q.keys.get(k.key, k.made, k.h); ok && ref.e == nil && ref.until == k.until {
 		q.keys.del(k.key, k.made, k.h)
 	}
-	r.list[r.head] = keyExpiry{}
-	r.head++
-}
-
-// finishedKeys lists keys remembered after their task ended, oldest
-// first, from head on.
-type finishedKeys struct {
-	list []keyExpiry
-	head int
-}
-
-func (r *finishedKeys) len() int { return len(r.list) - r.head }
-
-// compact drops the forgotten keys at the front once they are most of
-// the list.
-func (r *finishedKeys) compact() {
-	if r.head == len(r.list) {
-		r.list, r.head = r.list[:0], 0
-	} else if r.head > 1024 && r.head > len(r.list)/2 {
-		n := copy(r.list, r.list[r.head:])
-		r.list, r.head = r.list[:n], 0
-	}
-}
-
-// spaceOf is the index in queueState.recent of a key's space.
-func spaceOf(made bool) int {
-	if made {
-		return 1
-	}
-	return 0
+	q.recent[q.recentHead] = keyExpiry{}
+	q.recentHead++
 }
 
 // isDup reports whether t's key (whose hash is h) is refused at now.
