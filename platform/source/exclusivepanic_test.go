@@ -3,7 +3,6 @@ package source_test
 import (
 	"context"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 
 	"github.com/plba/plba/platform/lease"
 	"github.com/plba/plba/platform/source"
-	"github.com/plba/plba/platform/task"
 )
 
 // TestExclusiveRunGoexitReleasesTheLease: an exclusive source whose Run
@@ -21,27 +19,7 @@ import (
 // the restarted Run waited for it and never ran.
 func TestExclusiveRunGoexitReleasesTheLease(t *testing.T) {
 	t.Parallel()
-	var runs atomic.Int64
-	inner := &funcSource{name: "mailbox", run: func(ctx context.Context, emit source.Emitter) error {
-		if runs.Add(1) == 1 {
-			runtime.Goexit()
-		}
-		if err := emit.Emit(ctx, &task.Task{Kind: "k"}); err != nil {
-			return err
-		}
-		<-ctx.Done()
-		return nil
-	}}
-	src := source.Exclusive(inner, lease.NewLocal("source/mailbox", "this-host"))
-	cfg := source.Config{RestartInitial: 10 * time.Millisecond, RestartMax: 20 * time.Millisecond, RestartJitter: -1}
-	col := &collector{}
-	s, err := source.NewSupervisor(cfg, col, nil, nil, src)
-	require.NoError(t, err)
-	require.NoError(t, s.Start(context.Background()))
-	defer stopSupervisor(t, s)
-
-	require.Eventually(t, func() bool { return len(col.all()) == 1 }, 20*time.Second, time.Millisecond,
-		"the restarted exclusive source takes its lease again and runs")
+	exclusiveRestarted(t, runtime.Goexit)
 }
 
 // TestExclusiveRunPanicReleasesTheLease: likewise for a Run that panics:
@@ -49,26 +27,24 @@ func TestExclusiveRunGoexitReleasesTheLease(t *testing.T) {
 // find its lease released.
 func TestExclusiveRunPanicReleasesTheLease(t *testing.T) {
 	t.Parallel()
-	var runs atomic.Int64
-	inner := &funcSource{name: "mailbox", run: func(ctx context.Context, emit source.Emitter) error {
-		if runs.Add(1) == 1 {
-			panic("bad mail")
-		}
-		if err := emit.Emit(ctx, &task.Task{Kind: "k"}); err != nil {
-			return err
-		}
-		<-ctx.Done()
-		return nil
-	}}
+	s := exclusiveRestarted(t, func() { panic("bad mail") })
+	require.Contains(t, s.Stats()[0].LastError, "bad mail")
+}
+
+// exclusiveRestarted supervises an exclusive source whose first Run ends
+// with end, and waits for its restarted Run to take the lease again and
+// emit.
+func exclusiveRestarted(t *testing.T, end func()) *source.Supervisor {
+	t.Helper()
+	inner := &funcSource{name: "mailbox", run: endsFirstRun(end)}
 	src := source.Exclusive(inner, lease.NewLocal("source/mailbox", "this-host"))
 	cfg := source.Config{RestartInitial: 10 * time.Millisecond, RestartMax: 20 * time.Millisecond, RestartJitter: -1}
 	col := &collector{}
 	s, err := source.NewSupervisor(cfg, col, nil, nil, src)
 	require.NoError(t, err)
 	require.NoError(t, s.Start(context.Background()))
-	defer stopSupervisor(t, s)
-
+	t.Cleanup(func() { stopSupervisor(t, s) })
 	require.Eventually(t, func() bool { return len(col.all()) == 1 }, 20*time.Second, time.Millisecond,
 		"the restarted exclusive source takes its lease again and runs")
-	require.Contains(t, s.Stats()[0].LastError, "bad mail")
+	return s
 }

@@ -21,17 +21,7 @@ import (
 // for the source: never restarted, and shown running for ever.
 func TestRunGoexitIsAFailureAndTheSourceIsRestarted(t *testing.T) {
 	t.Parallel()
-	var runs atomic.Int64
-	src := &funcSource{name: "goexit", run: func(ctx context.Context, emit source.Emitter) error {
-		if runs.Add(1) == 1 {
-			runtime.Goexit()
-		}
-		if err := emit.Emit(ctx, &task.Task{Kind: "k"}); err != nil {
-			return err
-		}
-		<-ctx.Done()
-		return nil
-	}}
+	src := &funcSource{name: "goexit", run: endsFirstRun(runtime.Goexit)}
 	reg := lifecycle.NewRegistry(nil, nil)
 	cfg := source.Config{RestartInitial: 10 * time.Millisecond, RestartMax: 20 * time.Millisecond, RestartJitter: -1}
 	col := &collector{}
@@ -47,4 +37,21 @@ func TestRunGoexitIsAFailureAndTheSourceIsRestarted(t *testing.T) {
 	require.Equal(t, int64(1), st.Errors)
 	require.Contains(t, st.LastError, task.ErrGoexit.Error())
 	require.Equal(t, lifecycle.Running, componentState(t, reg, "goexit").State)
+}
+
+// endsFirstRun is a Run that ends its first call with end (a panic,
+// runtime.Goexit), and in every later call emits one task and runs until
+// its context ends.
+func endsFirstRun(end func()) func(context.Context, source.Emitter) error {
+	var runs atomic.Int64
+	return func(ctx context.Context, emit source.Emitter) error {
+		if runs.Add(1) == 1 {
+			end()
+		}
+		if err := emit.Emit(ctx, &task.Task{Kind: "k"}); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	}
 }

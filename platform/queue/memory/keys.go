@@ -102,11 +102,6 @@ func (x *keyIndex) add(e *entry, h uint64) {
 	if s, ok := pageSeq(key, made); ok {
 		x.pages.put(s, e)
 		e.kh, e.kpage, e.kspill = s, true, false
-		if len(x.done) > 0 {
-			if ref, ok := x.done[h]; ok && ref.key == key {
-				delete(x.done, h) // its window ended (pruneKeys runs first)
-			}
-		}
 		return
 	}
 	e.kh, e.kpage = h, false
@@ -122,18 +117,13 @@ func (x *keyIndex) drop(e *entry) {
 	x.forget(e.t.Key, e.t.KeyGenerated(), e.kh, e.kspill)
 }
 
-// keep replaces the ref of e's key, indexed by add, with ref (e == nil:
-// a key remembered after its task ended) and returns the key's hash.
+// keep replaces the ref of e's key, a producer's (a generated key is not
+// remembered after its task: queueState.release), indexed by add, with
+// ref (e == nil: a key remembered after its task ended) and returns the
+// key's hash.
 func (x *keyIndex) keep(e *entry, ref keyRef) (h uint64) {
-	key, made := e.t.Key, e.t.KeyGenerated()
-	if !e.kpage {
-		x.replace(key, made, e.kh, e.kspill, ref)
-		return e.kh
-	}
-	x.pages.del(e.kh)
-	h = x.hash(key, made)
-	x.set(key, made, h, ref)
-	return h
+	x.replace(e.t.Key, false, e.kh, e.kspill, ref)
+	return e.kh
 }
 
 // taken reports whether h belongs to a key other than key. Two keys

@@ -20,10 +20,10 @@ const discardLogEvery = time.Minute
 // maxFree bounds the recycled entries kept per queue.
 const maxFree = 4096
 
-// keyExpiry is a remembered key in the order its window ends.
+// keyExpiry is a remembered key (a producer's) in the order its window
+// ends.
 type keyExpiry struct {
 	key   string
-	made  bool // generated (task.KeyGenerated)
 	h     uint64
 	until int64
 }
@@ -92,15 +92,14 @@ func (q *queueState) newEntry(t *task.Task) *entry {
 // (BenchmarkCycleHostDefaults), and a busy queue's keyless tasks filled
 // the bound and pushed producers' keys out before their window ended.
 func (q *queueState) release(e *entry, now int64, o task.Outcome) {
-	key, made := e.t.Key, e.t.KeyGenerated()
-	if w := q.b.opts.DedupWindow; w > 0 && !made {
+	if w := q.b.opts.DedupWindow; w > 0 && !e.t.KeyGenerated() {
 		until := after(now, w)
 		ref := keyRef{until: until, outcome: o}
 		if o == task.DeadLettered {
 			ref.reason = e.reason
 		}
 		h := q.keys.keep(e, ref)
-		q.recent = append(q.recent, keyExpiry{key: key, made: made, h: h, until: until})
+		q.recent = append(q.recent, keyExpiry{key: e.t.Key, h: h, until: until})
 		for len(q.recent)-q.recentHead > q.b.opts.MaxFinishedKeys {
 			q.forgetOldest() // the bound: the oldest key's window ends early
 		}
@@ -130,8 +129,8 @@ func (q *queueState) pruneKeys(now int64) {
 // taken again since, by a live task or a later window).
 func (q *queueState) forgetOldest() {
 	k := q.recent[q.recentHead]
-	if ref, ok := q.keys.get(k.key, k.made, k.h); ok && ref.e == nil && ref.until == k.until {
-		q.keys.del(k.key, k.made, k.h)
+	if ref, ok := q.keys.get(k.key, false, k.h); ok && ref.e == nil && ref.until == k.until {
+		q.keys.del(k.key, false, k.h)
 	}
 	q.recent[q.recentHead] = keyExpiry{}
 	q.recentHead++
