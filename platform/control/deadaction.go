@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/plba/plba/platform/admin"
@@ -35,7 +36,8 @@ func (f DeadFilter) empty() bool { return f == DeadFilter{} }
 // DeadResult answers a re-drive or purge.
 type DeadResult struct {
 	DryRun bool `json:"dry_run"`
-	// Matched is how many dead letters the selection found.
+	// Matched is how many dead letters the selection found (each
+	// dead letter of a selected id: tasks may share an id).
 	Matched int `json:"matched"`
 	// Done is how many the backend re-drove or purged (0 on a dry run).
 	Done int `json:"done"`
@@ -104,8 +106,8 @@ func (a *API) deadAction(w http.ResponseWriter, r *http.Request, action string,
 	base := queue.DeadQuery{Kind: body.Filter.Kind, Reason: body.Filter.Reason, Since: body.Filter.Since,
 		Until: body.Filter.Until, Limit: queue.MaxDeadLimit}
 	res := DeadResult{DryRun: body.DryRun, Failed: []Failure{}}
-	var ids []string
-	selected := map[string]time.Time{} // id -> when the selected dead letter was made
+	sel := selection{}
+	var ids []string // each selected id once
 	if len(body.IDs) > 0 {
 		for c := range chunks(dedupe(body.IDs), actionChunk) {
 			q := base
@@ -114,12 +116,10 @@ func (a *API) deadAction(w http.ResponseWriter, r *http.Request, action string,
 			if err != nil {
 				return err
 			}
-			for _, d := range got {
-				selected[d.id] = d.at
-			}
+			sel.add(got)
 		}
 		for _, id := range dedupe(body.IDs) {
-			if _, ok := selected[id]; ok {
+			if _, ok := sel[id]; ok {
 				ids = append(ids, id)
 			} else {
 				res.Failed = append(res.Failed, Failure{ID: id, Error: "not a dead letter of queue " + qname})
@@ -130,12 +130,15 @@ func (a *API) deadAction(w http.ResponseWriter, r *http.Request, action string,
 		if err != nil {
 			return err
 		}
-		for _, d := range got {
-			ids = append(ids, d.id)
-			selected[d.id] = d.at
+		ids = sel.add(got)
+		if !body.Filter.empty() {
+			var err error
+			if ids, err = a.leaveShared(ctx, qname, ids, sel, &res); err != nil {
+				return err
+			}
 		}
 	}
-	res.Matched = len(ids)
+	res.Matched = sel.count(nil)
 	if res.Matched == 0 {
 		if err := a.knownQueue(r, qname); err != nil {
 			return err
@@ -147,7 +150,7 @@ func (a *API) deadAction(w http.ResponseWriter, r *http.Request, action string,
 		admin.WriteJSON(w, http.StatusOK, res)
 		return nil
 	}
-	run := a.runDeadAction(ctx, qname, ids, selected, op, &res)
+	run := a.runDeadAction(ctx, qname, ids, sel, op, &res)
 	params["matched"], params["done"], params["failed"], params["gone"] = res.Matched, res.Done, len(res.Failed), res.Gone
 	if res.Unknown > 0 || res.NotTried > 0 {
 		params["unknown"], params["not_tried"] = res.Unknown, res.NotTried
@@ -192,30 +195,38 @@ type deadRun struct {
 const checkTimeout = 10 * time.Second
 
 // runDeadAction hands ids to op in chunks and fills res's Done, Failed,
-// Gone, Unknown and NotTried. A chunk the backend did not do whole is
-// checked: the ids still the dead letters selected (made at the time
-// selected holds for them) are Failed, the others not counted done are
-// Gone (another call re-drove or purged them between the selection and
-// the action, or the backend did them and failed before it could say
-// so). A dead letter of the id made since is not the one selected: its
-// task was re-driven, ran and was dead-lettered again (by this call,
-// which counted it done, or by another). When the check itself fails,
-// what the backend did with the chunk is Unknown, and the action stops:
-// the later chunks are NotTried. So is everything after the request
-// ended.
-func (a *API) runDeadAction(ctx context.Context, qname string, ids []string, selected map[string]time.Time,
+// Gone, Unknown and NotTried, each a count of dead letters (sel holds
+// those selected of each id: the backend does every dead letter of an
+// id, and tasks may share one). A chunk the backend did not do whole is
+// checked: the dead letters selected (made at the time sel holds) that
+// are still there are Failed, the others not counted done are Gone
+// (another call re-drove or purged them between the selection and the
+// action, or the backend did them and failed before it could say so). A
+// dead letter of the id made since is not one selected: its task was
+// re-driven, ran and was dead-lettered again (by this call, which
+// counted it done, or by another). When the check itself fails, what the
+// backend did with the chunk is Unknown, and the action stops: the later
+// chunks are NotTried. So is everything after the request ended. A
+// backend that did more dead letters of a chunk's ids than were
+// selected (one made between the selection and the action) counts them
+// matched too: done, they were found by the ids selected.
+func (a *API) runDeadAction(ctx context.Context, qname string, ids []string, sel selection,
 	op func(ctx context.Context, queue string, ids ...string) (int, error), res *DeadResult) deadRun {
 	var run deadRun
-	tried := 0
+	total, tried := sel.count(ids), 0
 	for c := range chunks(ids, actionChunk) {
 		if err := ctx.Err(); err != nil {
 			run.err, run.stopped = errors.Join(run.err, err), true
 			break
 		}
-		tried += len(c)
+		want := sel.count(c)
+		tried += want
 		n, err := op(ctx, qname, c...)
 		res.Done += n
-		if err == nil && n == len(c) {
+		if n > want {
+			res.Matched += n - want
+		}
+		if err == nil && n >= want {
 			continue
 		}
 		if err != nil && run.err == nil {
@@ -226,22 +237,86 @@ func (a *API) runDeadAction(ctx context.Context, qname string, ids []string, sel
 		still, qerr := a.collect(cctx, qname, queue.DeadQuery{IDs: c, Limit: queue.MaxDeadLimit})
 		cancel()
 		if qerr != nil {
-			res.Unknown += len(c) - n
+			res.Unknown += max(0, want-n)
 			run.err, run.stopped = errors.Join(run.err, fmt.Errorf("check which are still dead letters: %w", qerr)), true
 			break
 		}
 		failed := 0
 		for _, d := range still {
-			if at, ok := selected[d.id]; ok && !d.at.Equal(at) {
-				continue // dead again since: not the dead letter selected
+			if !sel.has(d) {
+				continue // dead again since: not a dead letter selected
 			}
 			res.Failed = append(res.Failed, Failure{ID: d.id, Error: why(d.id)})
 			failed++
 		}
-		res.Gone += max(0, len(c)-n-failed)
+		res.Gone += max(0, want-n-failed)
 	}
-	res.NotTried = len(ids) - tried
+	res.NotTried = total - tried
 	return run
+}
+
+// selection is the dead letters an action selected: for each task id,
+// when each of its dead letters was made (tasks may share an id, and a
+// dead letter of the same task made later is another).
+type selection map[string][]time.Time
+
+// add selects refs and returns the ids new to the selection, in order.
+func (s selection) add(refs []deadRef) []string {
+	var ids []string
+	for _, d := range refs {
+		if _, ok := s[d.id]; !ok {
+			ids = append(ids, d.id)
+		}
+		s[d.id] = append(s[d.id], d.at)
+	}
+	return ids
+}
+
+// count is how many dead letters of ids (all when nil) are selected.
+func (s selection) count(ids []string) int {
+	n := 0
+	if ids == nil {
+		for _, ats := range s {
+			n += len(ats)
+		}
+		return n
+	}
+	for _, id := range ids {
+		n += len(s[id])
+	}
+	return n
+}
+
+// has reports whether d is a dead letter selected.
+func (s selection) has(d deadRef) bool {
+	return slices.ContainsFunc(s[d.id], d.at.Equal)
+}
+
+// leaveShared takes out of ids those that share their task id with a dead
+// letter a filter did not select: the backend acts by id, on every dead
+// letter of it, so it would do one nobody selected. Their selected dead
+// letters are reported Failed, saying so; the others ids are returned.
+func (a *API) leaveShared(ctx context.Context, qname string, ids []string, sel selection, res *DeadResult) ([]string, error) {
+	all := selection{}
+	for c := range chunks(ids, actionChunk) {
+		got, err := a.collect(ctx, qname, queue.DeadQuery{IDs: c, Limit: queue.MaxDeadLimit})
+		if err != nil {
+			return nil, err
+		}
+		all.add(got)
+	}
+	kept := ids[:0:0]
+	for _, id := range ids {
+		if extra := len(all[id]) - len(sel[id]); extra > 0 {
+			for range sel[id] {
+				res.Failed = append(res.Failed, Failure{ID: id, Error: fmt.Sprintf(
+					"shares its id with %d dead letters the filter does not select, which an action on it would take too (select them by id)", extra)})
+			}
+			continue
+		}
+		kept = append(kept, id)
+	}
+	return kept, nil
 }
 
 // deadRef is a dead letter as an action selects it: its task's id and
