@@ -101,6 +101,13 @@ type Stats struct {
 	// started because its dead-letter bound was reached (memory:
 	// Options.MaxDead). Zero for a backend without a bound.
 	DeadDiscarded int64 `json:"dead_discarded"`
+	// FinishedKeysForgotten counts the finished tasks' keys the backend
+	// forgot before their de-duplication window ended, since it started,
+	// because its bound on them was reached (memory:
+	// Options.MaxFinishedKeys): a task enqueued again with such a key
+	// within its window was stored, not refused. Zero for a backend
+	// without such a bound.
+	FinishedKeysForgotten int64 `json:"finished_keys_forgotten"`
 }
 
 // DeadLetter is a task that failed for good, with why. Task.Attempt is

@@ -227,6 +227,7 @@ func (b *Backend) Stats(_ context.Context, name string) (queue.Stats, error) {
 	st.InFlight = int64(len(q.leased))
 	st.Dead = int64(len(q.dead))
 	st.DeadDiscarded = q.discarded
+	st.FinishedKeysForgotten = q.forgotten
 	q.mu.Unlock()
 	return st, nil
 }

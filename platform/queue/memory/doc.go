@@ -37,7 +37,9 @@
 //
 // A task's Key is refused while a task with that key is live (ready,
 // delayed, in flight or dead) and, with Options.DedupWindow, for that long
-// after it was acked or purged. A dropped task is marked with what holds
+// after it was acked or purged, within Options.MaxFinishedKeys per queue
+// (beyond, the oldest key is forgotten before its window ends, counted in
+// queue.Stats.FinishedKeysForgotten and logged). A dropped task is marked with what holds
 // its key (queue.Producer): the outcome of a finished task, or the id of a
 // live one (task.MarkHeld); the same task enqueued again while stored is
 // marked stored already (task.MarkStoredAgain), not held. A key

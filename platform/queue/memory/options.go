@@ -62,7 +62,11 @@ type Options struct {
 	// key, task.KeyGenerated, is not remembered after its task): one more
 	// forgets the oldest of them at once, before its window ends, so that
 	// a flood of unique keys costs bounded memory: about 300 bytes a key
-	// of 18 bytes, some 30 MB a queue at the default bound.
+	// of 18 bytes, some 30 MB a queue at the default bound. A key so
+	// forgotten before its window ended is counted
+	// (queue.Stats.FinishedKeysForgotten) and logged (at most once a
+	// minute per queue, with the count): a copy of its task enqueued
+	// within the window is stored and runs again.
 	// Zero means DefaultMaxFinishedKeys (100,000).
 	MaxFinishedKeys int `koanf:"max_finished_keys"`
 	// MaxDeliveries is a safety net for tasks that hang or crash their
@@ -72,8 +76,8 @@ type Options struct {
 	// DefaultLease is the lease Lease uses when called with leaseFor <= 0.
 	// Zero means DefaultLease (30s).
 	DefaultLease time.Duration `koanf:"default_lease"`
-	// Logger receives the warnings about discarded dead letters; nil
-	// discards them (the count is still in Stats).
+	// Logger receives the warnings about discarded dead letters and keys
+	// forgotten early; nil discards them (the counts are still in Stats).
 	Logger *zap.Logger `koanf:"-"`
 	// Now replaces time.Now, for tests. Due times (retries, NotBefore,
 	// leases, the de-duplication window) are judged by it whenever a call

@@ -58,6 +58,12 @@ type queueState struct {
 	discarded, loggedDiscards int64
 	loggedAt                  time.Time
 
+	// forgotten counts the keys the bound (Options.MaxFinishedKeys)
+	// forgot before their window ended; loggedForgotten is that count at
+	// the latest log line, at loggedForgetAt.
+	forgotten, loggedForgotten int64
+	loggedForgetAt             int64
+
 	leaseWaiters waitList
 	spaceWaiters waitList
 	drained      chan struct{} // made by Close; closed when leased empties
@@ -101,7 +107,10 @@ func (q *queueState) release(e *entry, now int64, o task.Outcome) {
 		h := q.keys.keep(e, ref)
 		q.recent = append(q.recent, keyExpiry{key: e.t.Key, h: h, until: until})
 		for len(q.recent)-q.recentHead > q.b.opts.MaxFinishedKeys {
-			q.forgetOldest() // the bound: the oldest key's window ends early
+			// The bound: the oldest key's window ends early.
+			if k, ok := q.forgetOldest(); ok && k.until > now {
+				q.forgotEarly(k.key, now)
+			}
 		}
 	} else {
 		q.keys.drop(e)
@@ -126,14 +135,32 @@ func (q *queueState) pruneKeys(now int64) {
 }
 
 // forgetOldest forgets the oldest remembered key (unless its key was
-// taken again since, by a live task or a later window).
-func (q *queueState) forgetOldest() {
-	k := q.recent[q.recentHead]
+// taken again since, by a live task or a later window) and returns it,
+// with whether it was forgotten.
+func (q *queueState) forgetOldest() (k keyExpiry, forgot bool) {
+	k = q.recent[q.recentHead]
 	if ref, ok := q.keys.get(k.key, false, k.h); ok && ref.e == nil && ref.until == k.until {
 		q.keys.del(k.key, false, k.h)
+		forgot = true
 	}
 	q.recent[q.recentHead] = keyExpiry{}
 	q.recentHead++
+	return k, forgot
+}
+
+// forgotEarly counts key, which the bound forgot before its window
+// ended, and logs at most once per discardLogEvery.
+func (q *queueState) forgotEarly(key string, now int64) {
+	q.forgotten++
+	if q.loggedForgotten != 0 && now-q.loggedForgetAt < int64(discardLogEvery) {
+		return
+	}
+	q.b.opts.Logger.Warn("finished-key bound reached: oldest key forgotten before its de-duplication window ended",
+		zap.String("queue", q.name), zap.Int("max_finished_keys", q.b.opts.MaxFinishedKeys),
+		zap.Duration("dedup_window", q.b.opts.DedupWindow),
+		zap.Int64("forgotten_since_last_report", q.forgotten-q.loggedForgotten),
+		zap.Int64("forgotten_total", q.forgotten), zap.String("key", key))
+	q.loggedForgotten, q.loggedForgetAt = q.forgotten, now
 }
 
 // isDup reports whether t's key (whose hash is h) is refused at now.
