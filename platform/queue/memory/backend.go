@@ -182,8 +182,9 @@ func (b *Backend) tick() {
 	}
 }
 
-// Queues lists the queues the backend knows of (those that were enqueued
-// to or leased from), sorted.
+// Queues lists the queues the backend knows of (those declared, as the
+// worker pools declare theirs when they start, and those enqueued to or
+// leased from), sorted.
 func (b *Backend) Queues(context.Context) ([]string, error) {
 	if err := b.open(); err != nil {
 		return nil, err
