@@ -50,3 +50,37 @@ func TestStatusIsOneSnapshot(t *testing.T) {
 		require.Equal(t, running, st.Ready, "status %d: ready %v, component %+v", i, st.Ready, st.Components[0])
 	}
 }
+
+// /admin/v1/status claims no policy for a component that never fails
+// after start (a pool, the queue backend: lifecycle.NeverFails), as the
+// host refuses one for it in lifecycle.policies: it says never_fails. A
+// component that can fail shows its policy.
+func TestStatusClaimsNoPolicyForAComponentThatNeverFails(t *testing.T) {
+	t.Parallel()
+	comps := lifecycle.NewRegistry(nil, nil)
+	comps.MustRegister("pool/default", lifecycle.StayDegraded, lifecycle.NeverFails()).Set(lifecycle.Running, nil)
+	comps.MustRegister("queue/memory", lifecycle.StopHost, lifecycle.NeverFails()).Set(lifecycle.Running, nil)
+	comps.MustRegister("source/mail", lifecycle.StayDegraded, lifecycle.External(false)).Set(lifecycle.Running, nil)
+	hr, err := health.NewRegistry(health.Options{}, comps, nil)
+	require.NoError(t, err)
+	for _, h := range []http.Handler{statusHandler(StatusInfo{}, comps, hr), statusHandler(StatusInfo{}, comps, nil)} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, StatusPath, nil))
+		require.Equal(t, http.StatusOK, rec.Code)
+		var st struct {
+			Components []map[string]any `json:"components"`
+		}
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
+		require.Len(t, st.Components, 3)
+		for _, c := range st.Components {
+			switch c["name"] {
+			case "pool/default", "queue/memory":
+				require.NotContains(t, c, "policy", "%v", c)
+				require.Equal(t, true, c["never_fails"], "%v", c)
+			default:
+				require.Equal(t, "degrade", c["policy"], "%v", c)
+				require.NotContains(t, c, "never_fails", "%v", c)
+			}
+		}
+	}
+}

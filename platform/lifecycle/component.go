@@ -95,8 +95,7 @@ func (c *Component) Set(s State, err error) {
 	fatal := s == Failed && changed && c.policy == StopHost
 	var st Status
 	if fatal {
-		st = Status{Name: c.name, State: c.state, Since: c.since, LastError: c.lastErr, Policy: c.policy,
-			External: c.external, GatesReadiness: c.gatesReady}
+		st = c.statusLocked()
 	}
 	c.mu.Unlock()
 	if fatal {
@@ -123,12 +122,23 @@ func (c *Component) Status() Status { return c.status(true) }
 
 func (c *Component) status(details bool) Status {
 	c.mu.Lock()
-	s := Status{Name: c.name, State: c.state, Since: c.since, LastError: c.lastErr, Policy: c.policy,
-		External: c.external, GatesReadiness: c.gatesReady}
+	s := c.statusLocked()
 	d := c.details
 	c.mu.Unlock()
 	if d != nil && details {
 		s.Details = d()
+	}
+	return s
+}
+
+// statusLocked is the component's status without details, with c.mu
+// held. A component that never fails after start shows no policy: none
+// would act.
+func (c *Component) statusLocked() Status {
+	s := Status{Name: c.name, State: c.state, Since: c.since, LastError: c.lastErr,
+		External: c.external, GatesReadiness: c.gatesReady, NeverFails: c.neverFails}
+	if !c.neverFails {
+		s.Policy = c.policy
 	}
 	return s
 }

@@ -11,7 +11,15 @@ type Status struct {
 	State     State     `json:"state"`
 	Since     time.Time `json:"since"`
 	LastError string    `json:"last_error,omitempty"`
-	Policy    Policy    `json:"policy"`
+	// Policy is what the component's failure after start does to the
+	// host; empty for a component that never fails after start
+	// (NeverFails), for which no policy does anything.
+	Policy Policy `json:"policy,omitempty"`
+	// NeverFails marks a component registered with NeverFails (a worker
+	// pool, the queue backend): it never moves to failed after its start
+	// (its trouble shows as degraded, a failed start fails the host's
+	// start), so it has no policy.
+	NeverFails bool `json:"never_fails,omitempty"`
 	// External marks a component whose state follows a dependency outside
 	// the process (see External): its failure never makes the host not
 	// live.
