@@ -99,10 +99,14 @@ type storeParams struct {
 // newStore registers the store as the component "mailorder/store": opened
 // (migrations applied) on start, before the pools that use it start, and
 // closed on stop after they drained. Building the graph opens nothing.
+// It never moves to failed after its start (lifecycle.NeverFails): a
+// store that stops answering shows in the gating check "mailorder/store"
+// (not ready), one that does not open fails the host's start; so the
+// host refuses a lifecycle.policies entry for it, which would do nothing.
 func newStore(p storeParams) (Store, error) {
 	s := &startedStore{cfg: p.Config.Store}
 	if _, err := p.Components.Track(p.Lifecycle, "mailorder/store", lifecycle.StopHost, s.open,
-		func(context.Context) error { return s.Close() }); err != nil {
+		func(context.Context) error { return s.Close() }, lifecycle.NeverFails()); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -65,7 +65,8 @@ func (o *options) builtChecks(cfg *config.Config, provided, apps []string, lc li
 // component meant would keep its default policy without a word, a source
 // meant to stay up degraded stopping the host, or the reverse; and for
 // every entry naming a component that never fails after start
-// (lifecycle.NeverFails: the pools, the queue backend), whose policy
+// (lifecycle.NeverFails: the pools, the queue backend, an application's
+// such as the mailorder store), whose policy
 // would have no effect, a pool meant to stop the host staying up. The
 // components are those registered while the graph was built, which is
 // when the platform's and the applications' constructors register them.
@@ -85,7 +86,7 @@ func unknownPolicies(lc lifecycle.Config, comp *lifecycle.Registry) error {
 			ps.Add(platform.LifecycleSection+".policies."+name, "no component %q in this host (components: %s)", name, list)
 		case comp.NeverFails(name):
 			ps.Add(platform.LifecycleSection+".policies."+name,
-				"component %q never fails after start (its trouble shows as degraded; a failed start fails the host's start): a policy has no effect", name)
+				"component %q never fails after start (its trouble shows as degraded or in the health checks; a failed start fails the host's start): a policy has no effect", name)
 		}
 	}
 	return ps.Err()

@@ -23,7 +23,8 @@ type Config struct {
 	// Policies overrides the failure policy of named components:
 	// "stop" (the host exits with status 1) or "degrade" (stay up). The
 	// host (platform/host) refuses a name that no component registered
-	// while its graph was built has, as a configuration problem.
+	// while its graph was built has, and the name of a component
+	// registered NeverFails, as a configuration problem.
 	Policies map[string]Policy `koanf:"policies"`
 }
 
