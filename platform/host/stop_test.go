@@ -41,12 +41,13 @@ func TestStopTimeoutNamesWhatItWaitedFor(t *testing.T) {
 		}),
 	))
 	r := cli(t, []string{"run", "--set", "admin.listen=127.0.0.1:0", "--set", "log.level=error",
-		"--set", "lifecycle.stop_timeout=1s"}, app)
+		"--set", "lifecycle.stop_timeout=4s"}, app)
 	require.Equal(t, ExitFailure, r.code, r.stderr)
-	m := regexp.MustCompile(`stop: stop timed out: gave up after ([0-9.]+m?s) of its 1s \(lifecycle.stop_timeout\) \(waiting for [^)]*source/stuck[^)]*\)`).FindStringSubmatch(r.stderr)
+	m := regexp.MustCompile(`stop: stop timed out: gave up after ([0-9.]+m?s) of its 4s \(lifecycle.stop_timeout\) \(waiting for [^)]*source/stuck[^)]*\)`).FindStringSubmatch(r.stderr)
 	require.NotNil(t, m, r.stderr)
-	// The sources' share is half of it; the rest stops at once.
+	// The sources' share is half of it (2s); the rest stops at once: well
+	// before the whole 4s, also on a loaded machine.
 	took, err := time.ParseDuration(m[1])
 	require.NoError(t, err)
-	require.Less(t, took, time.Second, "it says how long it took, not the whole stop_timeout")
+	require.Less(t, took, 4*time.Second, "it says how long it took, not the whole stop_timeout")
 }
