@@ -43,8 +43,13 @@ func statusHandler(info StatusInfo, comps *lifecycle.Registry, hr *health.Regist
 			rep := hr.Report()
 			st.Live, st.Ready, st.Components = rep.Live, rep.Ready, rep.Components
 		}
-		if st.Components == nil && comps != nil { // a health registry without them
+		if st.Components == nil && comps != nil { // a health registry without them, or none
 			st.Components = comps.Snapshot()
+			if hr == nil { // no checks, no start or stop held: judged on the components alone
+				_, failed := lifecycle.LiveFailureIn(st.Components)
+				_, ready := lifecycle.ReadyRunningIn(st.Components)
+				st.Live, st.Ready = !failed, ready
+			}
 		}
 		WriteJSON(w, http.StatusOK, st)
 	})

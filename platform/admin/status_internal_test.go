@@ -84,3 +84,33 @@ func TestStatusClaimsNoPolicyForAComponentThatNeverFails(t *testing.T) {
 		}
 	}
 }
+
+// Without a health registry (NewServer's hr nil), /admin/v1/status judges
+// live and ready on the components it lists: it said live and ready
+// whatever their states.
+func TestStatusWithoutHealthJudgesItsComponents(t *testing.T) {
+	t.Parallel()
+	comps := lifecycle.NewRegistry(nil, nil)
+	c := comps.MustRegister("mailbox", lifecycle.StayDegraded)
+	h := statusHandler(StatusInfo{}, comps, nil)
+	read := func() Status {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, StatusPath, nil))
+		require.Equal(t, http.StatusOK, rec.Code)
+		var st Status
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
+		return st
+	}
+	st := read()
+	require.True(t, st.Live)
+	require.False(t, st.Ready, "mailbox is starting")
+	c.Set(lifecycle.Running, nil)
+	st = read()
+	require.True(t, st.Live)
+	require.True(t, st.Ready)
+	c.Fail(errors.New("gone"))
+	st = read()
+	require.False(t, st.Live, "mailbox failed")
+	require.False(t, st.Ready)
+	require.Equal(t, lifecycle.Failed, st.Components[0].State)
+}
