@@ -191,7 +191,7 @@ func (s *Source) finish(r *compReq) (again bool) {
 }
 
 // markCompleting keeps the reaper off a message whose completion is
-// queued.
+// queued. The caller holds s.comp.mu (see enqueue).
 func (s *Source) markCompleting(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -200,6 +200,21 @@ func (s *Source) markCompleting(key string) {
 		s.inflight[key] = e
 	}
 	s.st.CompletionsQueued++
+}
+
+// released gives back to the reaper the messages of completions that
+// will not be applied (left at Close): in flight as before their task
+// completed, they are emitted again after InFlightTimeout if Run goes on
+// (or on the next Run) instead of staying in flight for good.
+func (s *Source) released(rs []*compReq) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range rs {
+		if e, ok := s.inflight[r.t.Key]; ok {
+			e.completing = false
+			s.inflight[r.t.Key] = e
+		}
+	}
 }
 
 // WaitCompletions waits until every completion queued before it (and
@@ -211,8 +226,10 @@ func (s *Source) WaitCompletions(ctx context.Context) error {
 
 // Close applies what it can of the completion queue within a few seconds
 // (what is left is applied after a restart: the messages are emitted
-// again), stops the completion loop and closes its connection; later
-// Complete calls return ErrClosed. Call it after the worker pools have
+// again; or, if Run goes on, after InFlightTimeout), stops the completion
+// loop and closes its connection; later Complete calls return ErrClosed
+// and leave their message in flight, emitted again after
+// InFlightTimeout. Call it after the worker pools have
 // drained (the fx module does, on stop). It does not stop Run: cancel
 // Run's context for that.
 func (s *Source) Close() error {

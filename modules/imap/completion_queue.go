@@ -45,7 +45,6 @@ func (cp *completer) init() {
 
 // enqueue adds r (starting the loop on first use).
 func (cp *completer) enqueue(ctx context.Context, s *Source, r *compReq) error {
-	s.markCompleting(r.t.Key) // before the loop can finish it
 	waitUntil := time.Now().Add(queueWait)
 	for {
 		cp.mu.Lock()
@@ -58,6 +57,12 @@ func (cp *completer) enqueue(ctx context.Context, s *Source, r *compReq) error {
 			go s.completionLoop() // owned by the source: Close stops it
 		}
 		if len(cp.pending) < maxQueuedCompletions || time.Now().After(waitUntil) || ctx.Err() != nil {
+			// Marked once queued, before the loop can finish it, and
+			// under cp.mu: a completion refused (ErrClosed) leaves its
+			// message as it was, in flight, emitted again after
+			// InFlightTimeout; one queued is released by the drain if
+			// it is not applied (see drainCompletions).
+			s.markCompleting(r.t.Key)
 			cp.pending = append(cp.pending, r)
 			cp.mu.Unlock()
 			cp.poke()
@@ -227,7 +232,7 @@ func (s *Source) drainCompletions() {
 	cp := &s.comp
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
-	left := 0
+	var left []*compReq
 	for ctx.Err() == nil {
 		batch, _ := cp.take(time.Now().Add(24 * time.Hour)) // due or not
 		if len(batch) == 0 {
@@ -235,17 +240,19 @@ func (s *Source) drainCompletions() {
 		}
 		again, err := s.processBatch(ctx, batch)
 		cp.settle(len(batch), nil)
-		left += len(again)
+		left = append(left, again...)
 		if err != nil {
 			break
 		}
 	}
 	cp.mu.Lock()
-	left += len(cp.pending)
+	left = append(left, cp.pending...)
+	cp.pending = nil
 	cp.mu.Unlock()
-	if left > 0 {
-		s.log.Warn("completions left unapplied at close: their messages stay in the mailbox and are emitted again after a restart",
-			zap.Int("messages", left))
+	if len(left) > 0 {
+		s.released(left)
+		s.log.Warn("completions left unapplied at close: their messages stay in the mailbox and are emitted again (after InFlightTimeout, or a restart)",
+			zap.Int("messages", len(left)))
 	}
 }
 
