@@ -321,6 +321,13 @@ func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []met
 		if s.addDupe(t.Key, m.uid) { // a copy of one in flight, maybe emitted just above
 			continue
 		}
+		if _, done := s.finished[m.uid]; done {
+			// Completed since this scan's search (a rescan from below
+			// the cursor finds mail emitted before): its task was told,
+			// emitting it again would tell it twice.
+			s.log.Debug("a message completed during the scan: not emitted again", zap.Uint32("uid", uint32(m.uid)))
+			continue
+		}
 		s.inflight[t.Key] = emitted{uid: m.uid, validity: validity, at: time.Now()}
 		tasks = append(tasks, t)
 		if fetched || s.counted[m.uid] { // a stand-in emitted again counts its mail once

@@ -126,7 +126,8 @@ type Source struct {
 	// until UIDVALIDITY changes (see withoutAside, unfinished); a
 	// reconcile pass forgets those no longer there (see forgetGone);
 	// finished those a completion settled lately,
-	// when; nextReconcile when the next scan searches the whole mailbox
+	// when (a scan does not emit them again, see emitMessages);
+	// nextReconcile when the next scan searches the whole mailbox
 	// (see reconcile.go).
 	aside    map[imap.UID]bool
 	finished map[imap.UID]time.Time
