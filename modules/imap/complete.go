@@ -25,7 +25,8 @@ const (
 	// after it the completion is queued all the same (a request holds no
 	// payload, so the queue stays small).
 	queueWait = 5 * time.Second
-	// completionTimeout bounds one batch (after the dial timeout).
+	// completionTimeout bounds one batch (after the dial timeout); the
+	// batches after one cut by it are smaller (see completer.limit).
 	completionTimeout = 30 * time.Second
 	// drainTimeout bounds the last attempt Close makes to apply the
 	// completions still queued.

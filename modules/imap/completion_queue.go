@@ -21,6 +21,11 @@ type completer struct {
 	validity uint32
 	folders  map[string]bool
 	suspects completionSuspects // see completion_poison.go
+	// limit is the most requests the loop takes in a batch: halved when
+	// a batch is cut by its deadline (timeout, after the dial timeout),
+	// doubled again, up to maxCompletionBatch, when one is applied.
+	limit   int
+	timeout time.Duration
 
 	wake chan struct{} // cap 1: work was queued
 	stop chan struct{} // closed by close: the loop drains and ends
@@ -36,6 +41,7 @@ type completer struct {
 
 func (cp *completer) init() {
 	cp.folders = map[string]bool{}
+	cp.limit, cp.timeout = maxCompletionBatch, completionTimeout
 	cp.suspects.init()
 	cp.wake = make(chan struct{}, 1)
 	cp.stop = make(chan struct{})
@@ -88,7 +94,7 @@ func (cp *completer) poke() {
 	}
 }
 
-// take removes and returns up to maxCompletionBatch requests due at now,
+// take removes and returns up to limit requests due at now,
 // and the earliest time a request left waits for (zero: none). It takes
 // at most one request per task key, the first due: a later one (a success
 // told after the dead letter, which takes the mail out of the failed
@@ -98,7 +104,7 @@ func (cp *completer) poke() {
 // leave its mail where its success puts it (a dead letter finds no mail
 // to move once the success moved it), so one that waits out a refusal
 // (notBefore) does not hold up the others.
-func (cp *completer) take(now time.Time) (batch []*compReq, nextDue time.Time) {
+func (cp *completer) take(now time.Time, limit int) (batch []*compReq, nextDue time.Time) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	keep := cp.pending[:0]
@@ -108,7 +114,7 @@ func (cp *completer) take(now time.Time) (batch []*compReq, nextDue time.Time) {
 		case taken[r.t.Key]:
 			nextDue = now // due once the one before it is settled
 			keep = append(keep, r)
-		case len(batch) < maxCompletionBatch && !r.notBefore.After(now):
+		case len(batch) < limit && !r.notBefore.After(now):
 			batch = append(batch, r)
 			taken[r.t.Key] = true
 		default:
@@ -172,7 +178,7 @@ func (s *Source) completionLoop() {
 		var batch []*compReq
 		var nextDue time.Time
 		if !now.Before(retryAt) {
-			batch, nextDue = cp.take(now)
+			batch, nextDue = cp.take(now, cp.limit)
 		}
 		if len(batch) == 0 {
 			wakeAt := nextDue
@@ -197,7 +203,7 @@ func (s *Source) completionLoop() {
 			}
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout+completionTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout+cp.timeout)
 		go func() { // owned by this batch: ends with ctx
 			select {
 			case <-cp.stop: // Close waits for this batch: give it drainTimeout
@@ -213,8 +219,20 @@ func (s *Source) completionLoop() {
 			}
 		}()
 		again, connErr := s.processBatch(ctx, batch)
+		cut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 		cancel()
 		cp.settle(len(batch), again)
+		switch {
+		case cut && len(batch) > 1:
+			// Retried whole, a batch that needs longer than it may take
+			// (mail looked for by content one by one on a slow server)
+			// would be cut again every time, none of it ever applied.
+			cp.limit = max(1, len(batch)/2)
+			s.log.Warn("a completion batch took longer than it may: applying smaller ones",
+				zap.Int("batch", len(batch)), zap.Int("next_at_most", cp.limit), zap.Duration("timeout", s.cfg.DialTimeout+cp.timeout))
+		case connErr == nil:
+			cp.limit = min(maxCompletionBatch, 2*cp.limit)
+		}
 		if connErr != nil {
 			retryAt = time.Now().Add(next(bo))
 		} else {
@@ -234,7 +252,7 @@ func (s *Source) drainCompletions() {
 	defer cancel()
 	var left []*compReq
 	for ctx.Err() == nil {
-		batch, _ := cp.take(time.Now().Add(24 * time.Hour)) // due or not
+		batch, _ := cp.take(time.Now().Add(24*time.Hour), cp.limit) // due or not
 		if len(batch) == 0 {
 			break
 		}

@@ -1,5 +1,7 @@
 package imap
 
+import "time"
+
 // PendingCopies is how many in-flight messages have copies recorded, for
 // tests that check no bookkeeping is left behind.
 func PendingCopies(s *Source) int {
@@ -22,4 +24,10 @@ func Suspects(s *Source) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.suspects)
+}
+
+// SetCompletionTimeout sets how long one completion batch may take (after
+// the dial timeout), for tests of batches cut by it.
+func SetCompletionTimeout(s *Source, d time.Duration) {
+	s.comp.timeout = d
 }
