@@ -200,11 +200,17 @@ func (s *Source) markCompleting(key string) {
 		e.completing = true
 		s.inflight[key] = e
 	}
+}
+
+// countQueued counts a completion queued (Status.CompletionsQueued).
+func (s *Source) countQueued() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.st.CompletionsQueued++
 }
 
 // released gives back to the reaper the messages of completions that
-// will not be applied (left at Close): in flight as before their task
+// will not be applied (refused or left at Close): in flight as before their task
 // completed, they are emitted again after InFlightTimeout if Run goes on
 // (or on the next Run) instead of staying in flight for good.
 func (s *Source) released(rs []*compReq) {

@@ -52,23 +52,32 @@ func (cp *completer) init() {
 // enqueue adds r (starting the loop on first use).
 func (cp *completer) enqueue(ctx context.Context, s *Source, r *compReq) error {
 	waitUntil := time.Now().Add(queueWait)
+	marked := false
 	for {
 		cp.mu.Lock()
 		if cp.closed {
 			cp.mu.Unlock()
+			if marked {
+				s.released([]*compReq{r})
+			}
 			return ErrClosed
+		}
+		if !marked {
+			// Marked under cp.mu once Close is ruled out, before the
+			// loop can finish it (and before a wait for room, which the
+			// reaper must not take for a task that never completes): a
+			// completion refused (ErrClosed) leaves its message as it
+			// was, in flight, emitted again after InFlightTimeout, and
+			// so does one Close leaves unapplied (see drainCompletions).
+			s.markCompleting(r.t.Key)
+			marked = true
 		}
 		if !cp.started {
 			cp.started = true
 			go s.completionLoop() // owned by the source: Close stops it
 		}
 		if len(cp.pending) < maxQueuedCompletions || time.Now().After(waitUntil) || ctx.Err() != nil {
-			// Marked once queued, before the loop can finish it, and
-			// under cp.mu: a completion refused (ErrClosed) leaves its
-			// message as it was, in flight, emitted again after
-			// InFlightTimeout; one queued is released by the drain if
-			// it is not applied (see drainCompletions).
-			s.markCompleting(r.t.Key)
+			s.countQueued()
 			cp.pending = append(cp.pending, r)
 			cp.mu.Unlock()
 			cp.poke()
