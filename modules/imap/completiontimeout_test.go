@@ -3,6 +3,7 @@ package imap_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,16 +23,25 @@ import (
 func TestCompletionBatchCutByItsDeadlineIsSplit(t *testing.T) {
 	t.Parallel()
 	srv := imaptest.NewServer(t, memserver.Options{})
+	var completing atomic.Bool
+	queued := make(chan struct{})
 	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
-		if _, name, rest := command(line); name == "UID SEARCH" && strings.Contains(strings.ToUpper(rest), "HEADER") {
-			select { // a slow server: 8 of them take longer than the batch may
+		_, name, rest := command(line)
+		if name == "SELECT" && completing.Load() {
+			select { // the first batch waits until every completion is queued
+			case <-queued:
+			case <-c.Closed():
+			}
+		}
+		if name == "UID SEARCH" && strings.Contains(strings.ToUpper(rest), "HEADER") {
+			select { // a slow server: 5 of them take longer than the batch may
 			case <-time.After(400 * time.Millisecond):
 			case <-c.Closed():
 			}
 		}
 		return false
 	}})
-	const n = 8
+	const n = 16
 	appendN(t, srv, 1, n)
 	cfg := testConfig(p.Host(), p.Port())
 	cfg.DialTimeout = time.Second
@@ -41,6 +51,7 @@ func TestCompletionBatchCutByItsDeadlineIsSplit(t *testing.T) {
 	_, stop := start(t, src, em)
 	waitEmitted(t, em, n)
 	stop()
+	completing.Store(true)
 	require.NoError(t, srv.RecreateMailbox("INBOX")) // new UIDVALIDITY: found by content
 	appendN(t, srv, 1, n)
 
@@ -49,6 +60,7 @@ func TestCompletionBatchCutByItsDeadlineIsSplit(t *testing.T) {
 	for _, tk := range em.all() {
 		require.NoError(t, src.Complete(ctx, tk, task.Succeeded, ""))
 	}
+	close(queued) // one of the first two batches holds at least 8
 	require.NoError(t, src.WaitCompletions(ctx), "completions applied")
 	require.Empty(t, messages(t, srv, "INBOX"))
 	require.Len(t, messages(t, srv, "Processed"), n)
