@@ -96,6 +96,7 @@
 //	plba.queue.delayed        gauge      {task}      queue                   tasks waiting for their not-before time (QueueStatser)
 //	plba.queue.dead           gauge      {task}      queue                   dead letters (QueueStatser)
 //	plba.queue.dead_discarded counter    {task}      queue                   dead letters discarded at the backend's bound (QueueStatser)
+//	plba.queue.finished_keys_forgotten counter {key} queue                   finished keys forgotten at the backend's bound before their window ended (QueueStatser)
 //	plba.pool.size            gauge      {worker}    queue                   pool concurrency (PoolStatser)
 //	plba.pool.busy            gauge      {worker}    queue                   workers running a handler (PoolStatser)
 //	plba.telemetry.spans_dropped counter {span}      reason                  sampled spans the trace export lost; reason queue_full|export_failed (spandrops.go)

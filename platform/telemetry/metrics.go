@@ -32,7 +32,7 @@ type instruments struct {
 
 	// Cumulative counts kept by the backend and the pools themselves,
 	// reported on collection like the gauges.
-	deadDiscarded, settleFailed, completionFailed metric.Int64ObservableCounter
+	deadDiscarded, keysForgotten, settleFailed, completionFailed metric.Int64ObservableCounter
 
 	// spansDropped counts the spans the batch export lost (spandrops.go).
 	spansDropped metric.Int64ObservableCounter
@@ -70,6 +70,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	gauge(&in.poolSize, "plba.pool.size", "{worker}", "Workers of a pool (its concurrency), by queue.")
 	gauge(&in.poolBusy, "plba.pool.busy", "{worker}", "Workers running a handler, by queue.")
 	ocounter(&in.deadDiscarded, "plba.queue.dead_discarded", "{task}", "Dead letters the backend discarded at its dead-letter bound, by queue.")
+	ocounter(&in.keysForgotten, "plba.queue.finished_keys_forgotten", "{key}", "Finished tasks' keys the backend forgot at its bound before their de-duplication window ended (a copy enqueued within the window was stored), by queue.")
 	ocounter(&in.settleFailed, "plba.task.settle_failed", "{delivery}", "Settlements (ack, retry, dead_letter, release) the backend refused or did not answer, by queue and op.")
 	ocounter(&in.completionFailed, "plba.task.completion_failed", "{task}", "Completions a source failed after the settlement, and outcomes the backend found that the runtime stopped before telling, by queue.")
 	ocounter(&in.spansDropped, "plba.telemetry.spans_dropped", "{span}", "Sampled spans the trace export lost, by reason (queue_full: the export buffer was full, the exporter down or slow; export_failed: the exporter refused the batch).")
@@ -185,12 +186,13 @@ func (in *instruments) observeQueues(s QueueStatser) (metric.Registration, error
 			o.ObserveInt64(in.delayed, st.Delayed, opt)
 			o.ObserveInt64(in.dead, st.Dead, opt)
 			o.ObserveInt64(in.deadDiscarded, st.DeadDiscarded, opt)
+			o.ObserveInt64(in.keysForgotten, st.FinishedKeysForgotten, opt)
 		}
 		if err != nil {
 			return fmt.Errorf("telemetry: queue stats: %w", err)
 		}
 		return nil
-	}, in.depth, in.inFlight, in.delayed, in.dead, in.deadDiscarded)
+	}, in.depth, in.inFlight, in.delayed, in.dead, in.deadDiscarded, in.keysForgotten)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: register queue gauges: %w", err)
 	}

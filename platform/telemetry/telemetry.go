@@ -287,7 +287,8 @@ func (t *Telemetry) SourceObserver() SourceObserver {
 }
 
 // ObserveQueues feeds the queue gauges (plba.queue.depth, in_flight,
-// delayed, dead) from s on every collection, until Shutdown.
+// delayed, dead) and the backend's counters (plba.queue.dead_discarded,
+// finished_keys_forgotten) from s on every collection, until Shutdown.
 func (t *Telemetry) ObserveQueues(s QueueStatser) error {
 	return t.register(func() (metric.Registration, error) { return t.obs.inst.observeQueues(s) })
 }

@@ -453,7 +453,7 @@ func TestQueueAndPoolGauges(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	require.NoError(t, b.tel.ObserveQueues(telemetry.QueueStatserFunc(func(context.Context) ([]queue.Stats, error) {
-		return []queue.Stats{{Queue: "mail", Ready: 7, Delayed: 2, InFlight: 3, Dead: 1, DeadDiscarded: 5}}, nil
+		return []queue.Stats{{Queue: "mail", Ready: 7, Delayed: 2, InFlight: 3, Dead: 1, DeadDiscarded: 5, FinishedKeysForgotten: 8}}, nil
 	})))
 	require.NoError(t, b.tel.ObservePools(telemetry.PoolStatserFunc(func() []telemetry.PoolStats {
 		return []telemetry.PoolStats{{Queue: "mail", Size: 4, Busy: 3, CompletionFailed: 6,
@@ -468,6 +468,7 @@ func TestQueueAndPoolGauges(t *testing.T) {
 	require.Equal(t, int64(4), gaugeValue(t, rm, "plba.pool.size", q))
 	require.Equal(t, int64(3), gaugeValue(t, rm, "plba.pool.busy", q))
 	require.Equal(t, int64(5), sumCounter(t, rm, "plba.queue.dead_discarded", q))
+	require.Equal(t, int64(8), sumCounter(t, rm, "plba.queue.finished_keys_forgotten", q))
 	require.Equal(t, int64(6), sumCounter(t, rm, "plba.task.completion_failed", q))
 	require.Equal(t, int64(2), sumCounter(t, rm, "plba.task.settle_failed", map[string]string{"queue": "mail", "op": "ack"}))
 	require.Equal(t, int64(1), sumCounter(t, rm, "plba.task.settle_failed", map[string]string{"queue": "mail", "op": "retry"}))
