@@ -335,8 +335,9 @@ func (t *Telemetry) ForceFlush(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Shutdown flushes the finished spans and pending metrics, then stops the
-// exporters, bounded by ctx. The host calls it after the worker pools have
+// Shutdown flushes the finished spans and pending metrics (the last
+// push collects every gauge and counter, those fed by ObserveQueues and
+// ObservePools included), then stops the exporters, bounded by ctx. The host calls it after the worker pools have
 // drained, so the last deliveries' spans are exported. It is idempotent;
 // calls after the first return nil.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
@@ -351,17 +352,20 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	t.mu.Unlock()
 
 	var errs []error
-	for _, r := range regs {
-		if err := r.Unregister(); err != nil {
-			errs = append(errs, fmt.Errorf("telemetry: unregister callback: %w", err))
-		}
-	}
 	if err := t.tp.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("telemetry: shut down tracer provider: %w", err))
 	}
 	if t.mp != nil {
+		// The callbacks stay registered until the meter provider is shut
+		// down: its periodic readers' last collection (the last OTLP
+		// push) reports the queue, pool and span drop counts at the stop.
 		if err := t.mp.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("telemetry: shut down meter provider: %w", err))
+		}
+	}
+	for _, r := range regs {
+		if err := r.Unregister(); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: unregister callback: %w", err))
 		}
 	}
 	return errors.Join(errs...)
