@@ -33,6 +33,12 @@ type spanDrops struct {
 	max                     int64
 	pending                 atomic.Int64
 	queueFull, exportFailed atomic.Int64
+	// stopped ends the exports still running, and fails those still to
+	// come, once Shutdown stopped waiting for them (abort): the batch
+	// processor's own shutdown gives up on its context but goes on
+	// exporting what it holds, each batch up to the exporter's timeout.
+	stopped context.Context
+	abort   context.CancelFunc
 }
 
 // dropCountingProcessor drops and counts the sampled spans that would not
@@ -65,6 +71,10 @@ type dropCountingExporter struct {
 // ExportSpans exports spans, counting them as dropped when it fails.
 func (e dropCountingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	e.d.pending.Add(-int64(len(spans)))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(e.d.stopped, cancel)
+	defer stop()
 	err := e.SpanExporter.ExportSpans(ctx, spans)
 	if err != nil {
 		e.d.exportFailed.Add(int64(len(spans)))
@@ -76,6 +86,7 @@ func (e dropCountingExporter) ExportSpans(ctx context.Context, spans []sdktrace.
 // with opts, its drops counted in the returned spanDrops.
 func newDropCountingBatcher(exporter sdktrace.SpanExporter, maxQueueSize int, opts ...sdktrace.BatchSpanProcessorOption) (sdktrace.SpanProcessor, *spanDrops) {
 	d := &spanDrops{max: int64(maxQueueSize)}
+	d.stopped, d.abort = context.WithCancel(context.Background())
 	bsp := sdktrace.NewBatchSpanProcessor(dropCountingExporter{SpanExporter: exporter, d: d},
 		append(opts, sdktrace.WithMaxQueueSize(maxQueueSize))...)
 	return dropCountingProcessor{SpanProcessor: bsp, d: d}, d

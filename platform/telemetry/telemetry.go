@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -93,6 +94,11 @@ type Telemetry struct {
 	handler  http.Handler
 	obs      *Observer
 	off      bool
+	// pushes: a metric reader exports on Shutdown (OTLP, or one given
+	// with WithMetricReader), after the span flush.
+	pushes bool
+	// drops are the batch span export's (nil without one).
+	drops *spanDrops
 
 	mu       sync.Mutex
 	regs     []metric.Registration
@@ -180,6 +186,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 		for _, newReader := range o.readers {
 			mpOpts = append(mpOpts, sdkmetric.WithReader(newReader(hists)))
 		}
+		t.pushes = (cfg.Metrics.MetricsEnabled() && cfg.Metrics.OTLP.Enabled) || len(o.readers) > 0
 		t.mp = sdkmetric.NewMeterProvider(mpOpts...)
 		t.meter = t.mp
 		if cfg.Metrics.RuntimeEnabled() {
@@ -201,6 +208,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Telemetry, error) {
 		return nil, err
 	}
 	hists.labels.Store(&t.obs.labels)
+	t.drops = drops
 	if drops != nil {
 		if err := t.register(func() (metric.Registration, error) { return t.obs.inst.observeSpanDrops(drops) }); err != nil {
 			_ = t.Shutdown(ctx)
@@ -337,7 +345,10 @@ func (t *Telemetry) ForceFlush(ctx context.Context) error {
 
 // Shutdown flushes the finished spans and pending metrics (the last
 // push collects every gauge and counter, those fed by ObserveQueues and
-// ObservePools included), then stops the exporters, bounded by ctx. The host calls it after the worker pools have
+// ObservePools included), then stops the exporters, within half of the
+// time ctx leaves (the span flush within half of that when metrics are
+// pushed too), so that the stop hooks after it (the queue backend's) get
+// the rest even when the collector is down. The host calls it after the worker pools have
 // drained, so the last deliveries' spans are exported. It is idempotent;
 // calls after the first return nil.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
@@ -351,8 +362,25 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	t.regs = nil
 	t.mu.Unlock()
 
+	// With the collector down the exporters wait out their timeouts (the
+	// spans', then the metrics': 20 s with the defaults) and would take
+	// all the time ctx leaves; fx runs no stop hook once the stop timeout
+	// has passed, and the queue backend's comes after this one. So
+	// telemetry takes at most half of what ctx leaves, and the span flush
+	// at most half of that when metrics are pushed after it.
+	ctx, cancel := shareOf(ctx)
+	defer cancel()
+	tctx, tcancel := ctx, context.CancelFunc(func() {})
+	if t.pushes {
+		tctx, tcancel = shareOf(ctx)
+	}
 	var errs []error
-	if err := t.tp.Shutdown(ctx); err != nil {
+	err := t.tp.Shutdown(tctx)
+	tcancel()
+	if t.drops != nil {
+		t.drops.abort() // what the flush did not export in time is dropped
+	}
+	if err != nil {
 		errs = append(errs, fmt.Errorf("telemetry: shut down tracer provider: %w", err))
 	}
 	if t.mp != nil {
@@ -369,4 +397,14 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// shareOf returns ctx bounded to half of the time its deadline leaves
+// (ctx as it is without a deadline).
+func shareOf(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
 }
