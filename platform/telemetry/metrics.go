@@ -56,7 +56,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 		errs = append(errs, err)
 		*dst = c
 	}
-	ocounter(&in.enqueued, "plba.task.enqueued", "{task}", "Tasks handed to a queue backend, by queue, kind and outcome (ok: stored, duplicate: dropped for a key another task holds, error).")
+	ocounter(&in.enqueued, "plba.task.enqueued", "{task}", "Tasks handed to a queue backend, by queue, kind and outcome (ok: stored, duplicate: dropped for a key another task holds, or stored already, error).")
 	ocounter(&in.processed, "plba.task.processed", "{delivery}", "Settled deliveries, by queue, kind and outcome (succeeded, retried, dead_lettered, returned).")
 	ocounter(&in.failed, "plba.task.failed", "{delivery}", "Deliveries whose handler failed or that were dead-lettered, by queue, kind and outcome.")
 	ocounter(&in.retried, "plba.task.retried", "{delivery}", "Deliveries scheduled for another attempt, by queue and kind.")

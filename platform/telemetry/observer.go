@@ -187,7 +187,8 @@ func (s *sharedContext) inject(ctx context.Context, t *task.Task) {
 // when err != nil) and counts the tasks on plba.task.enqueued: outcome
 // "error" when the backend refused the batch, "duplicate" for a task it
 // dropped because another holds its key (marked task.Held or
-// task.Finished: nothing was stored), else "ok".
+// task.Finished) and for one it stored already (task.StoredAgain: an
+// earlier Enqueue stored it), nothing stored either way, else "ok".
 func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) {
 	if st, ok := ctx.Value(enqueueKey{}).(*enqueueState); ok {
 		for _, s := range st.spans {
@@ -210,7 +211,7 @@ func (o *Observer) Enqueued(ctx context.Context, tasks []*task.Task, err error) 
 			continue
 		}
 		out := outcome
-		if err == nil && task.Dropped(t) {
+		if err == nil && (task.Dropped(t) || task.StoredAgain(t)) {
 			out = outcomeDuplicate
 		}
 		ls := o.labels.getLast(run, t.Queue, t.Kind, out)
@@ -246,5 +247,5 @@ func (c taskCarrier) Keys() []string {
 }
 
 // outcomeDuplicate is the plba.task.enqueued outcome of a task the
-// backend dropped as a duplicate.
+// backend dropped as a duplicate, or had stored already.
 const outcomeDuplicate task.Outcome = "duplicate"

@@ -724,3 +724,36 @@ func TestDeliveryWithoutAHandlerRecordsNoDuration(t *testing.T) {
 	}
 	require.Equal(t, uint64(1), promHistCount(t, mfs, "plba_task_duration_seconds", created))
 }
+
+// TestRuntimeCountsATaskStoredAgainOnce: a task enqueued again while the
+// backend stores it already (the same task emitted again, after an
+// Enqueue whose outcome was unknown, say: marked task.StoredAgain) was
+// stored by the first Enqueue alone. It was counted on plba.task.enqueued
+// with outcome "ok" a second time, as stored again; it is "duplicate"
+// now, nothing stored, as the producer's own count (the admin API's
+// enqueue rate) has it.
+func TestRuntimeCountsATaskStoredAgainOnce(t *testing.T) {
+	t.Parallel()
+	be := newBackend(t)
+	var rt *worker.Runtime
+	h := startHostWith(t, be, hostOpts{routes: []task.Route{{
+		Kind: "order.store", Queue: "orders",
+		Handler: task.HandlerFunc(func(context.Context, *task.Task) error { return nil }),
+	}}}, fx.Populate(&rt))
+	p, ok := rt.Pool("orders")
+	require.True(t, ok)
+	p.Pause() // the task stays stored
+	ctx := context.Background()
+	tk := &task.Task{Kind: "order.store", Key: "o1"}
+	require.NoError(t, h.enq.Enqueue(ctx, tk))
+	require.NoError(t, h.enq.Enqueue(ctx, tk))
+	require.True(t, task.StoredAgain(tk))
+
+	mfs := scrape(t, h.tel.MetricsHandler())
+	with := func(outcome string) map[string]string {
+		return map[string]string{"queue": "orders", "kind": "order.store", "outcome": outcome}
+	}
+	require.Equal(t, float64(1), promValue(t, mfs, "plba_task_enqueued_total", with("ok")))
+	require.Equal(t, float64(1), promValue(t, mfs, "plba_task_enqueued_total", with("duplicate")))
+	require.Equal(t, map[string]int64{"orders": 1}, rt.Producer().Enqueued())
+}
