@@ -108,7 +108,9 @@
 // 2.5 5 10 30 60 120 300. Label sets are cached per (queue, kind, outcome);
 // past 4096 combinations new kinds are reported as kind="_other", and
 // past 256 more new queues as queue="_other" too, which bounds memory and
-// cardinality against producers of arbitrary kinds or queue names.
+// cardinality against producers of arbitrary kinds or queue names. The
+// plba.queue.* series name the first MaxQueueSeries queues listed and sum
+// the others as queue="_other".
 //
 // # Cost
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -175,11 +176,39 @@ func (in *instruments) observeTasks(c *labelCache) (metric.Registration, error) 
 	return reg, nil
 }
 
+// MaxQueueSeries bounds the queues the queue gauges and counters name
+// (plba.queue.*): queue names are the producers' (a backend lists every
+// queue enqueued to), so past the first MaxQueueSeries queues seen, the
+// counts of the others are reported summed, as queue="_other".
+const MaxQueueSeries = 512
+
+// queueNames are the queues the queue gauges name: the first
+// MaxQueueSeries seen, kept for good so that their series go on.
+type queueNames struct {
+	mu    sync.Mutex
+	named map[string]struct{}
+}
+
+// admit reports whether queue is named, naming it while there is room.
+func (n *queueNames) admit(queue string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.named[queue]; ok {
+		return true
+	}
+	if len(n.named) >= MaxQueueSeries {
+		return false
+	}
+	n.named[queue] = struct{}{}
+	return true
+}
+
 // observeQueues registers the queue gauges' callback over s.
 func (in *instruments) observeQueues(s QueueStatser) (metric.Registration, error) {
+	names := &queueNames{named: make(map[string]struct{})}
 	reg, err := in.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		stats, err := s.QueueStats(ctx)
-		for _, st := range stats {
+		observe := func(st queue.Stats) {
 			opt := metric.WithAttributeSet(attribute.NewSet(attrQueue.String(st.Queue)))
 			o.ObserveInt64(in.depth, st.Ready, opt)
 			o.ObserveInt64(in.inFlight, st.InFlight, opt)
@@ -187,6 +216,23 @@ func (in *instruments) observeQueues(s QueueStatser) (metric.Registration, error
 			o.ObserveInt64(in.dead, st.Dead, opt)
 			o.ObserveInt64(in.deadDiscarded, st.DeadDiscarded, opt)
 			o.ObserveInt64(in.keysForgotten, st.FinishedKeysForgotten, opt)
+		}
+		other, others := queue.Stats{Queue: otherKind}, false
+		for _, st := range stats {
+			if st.Queue != otherKind && names.admit(st.Queue) {
+				observe(st)
+				continue
+			}
+			others = true
+			other.Ready += st.Ready
+			other.InFlight += st.InFlight
+			other.Delayed += st.Delayed
+			other.Dead += st.Dead
+			other.DeadDiscarded += st.DeadDiscarded
+			other.FinishedKeysForgotten += st.FinishedKeysForgotten
+		}
+		if others {
+			observe(other)
 		}
 		if err != nil {
 			return fmt.Errorf("telemetry: queue stats: %w", err)

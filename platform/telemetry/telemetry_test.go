@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -1106,4 +1107,41 @@ func TestUnsampledDeliveryKeepsItsProducer(t *testing.T) {
 	require.Equal(t, "00-"+before.TraceID().String()+"-"+before.SpanID().String()+"-00", producer)
 	require.Equal(t, before.TraceID(), fields.TraceID)
 	require.Equal(t, before.SpanID(), fields.SpanID)
+}
+
+// TestQueueGaugesAreBoundedOverQueues: the queue gauges name at most
+// telemetry.MaxQueueSeries queues (the first seen); the counts of the
+// others are reported together as queue="_other". Queue names are the
+// producers' (the backend lists every queue enqueued to), and a producer
+// taking them from outside input made six series per name on every
+// scrape, where the task counters' label sets were bounded.
+func TestQueueGaugesAreBoundedOverQueues(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const extra = 40
+	stats := make([]queue.Stats, 0, telemetry.MaxQueueSeries+extra)
+	for i := range telemetry.MaxQueueSeries + extra {
+		stats = append(stats, queue.Stats{Queue: fmt.Sprintf("q%04d", i), Ready: 1, Dead: 2, DeadDiscarded: 3, FinishedKeysForgotten: 4})
+	}
+	require.NoError(t, b.tel.ObserveQueues(telemetry.QueueStatserFunc(func(context.Context) ([]queue.Stats, error) {
+		return stats, nil
+	})))
+	rm := b.collect(t)
+	depth, ok := findMetric(t, rm, "plba.queue.depth").Data.(metricdata.Gauge[int64])
+	require.True(t, ok)
+	require.Equal(t, telemetry.MaxQueueSeries+1, len(depth.DataPoints), "series of plba.queue.depth")
+	first := map[string]string{"queue": "q0000"}
+	require.Equal(t, int64(1), gaugeValue(t, rm, "plba.queue.depth", first))
+	other := map[string]string{"queue": "_other"}
+	require.Equal(t, int64(extra), gaugeValue(t, rm, "plba.queue.depth", other))
+	require.Equal(t, int64(2*extra), gaugeValue(t, rm, "plba.queue.dead", other))
+	require.Equal(t, int64(3*extra), sumCounter(t, rm, "plba.queue.dead_discarded", other))
+	require.Equal(t, int64(4*extra), sumCounter(t, rm, "plba.queue.finished_keys_forgotten", other))
+
+	// The queues named first stay named (their series go on), whatever
+	// the order of a later listing.
+	slices.Reverse(stats)
+	rm = b.collect(t)
+	require.Equal(t, int64(1), gaugeValue(t, rm, "plba.queue.depth", first))
+	require.Equal(t, int64(extra), gaugeValue(t, rm, "plba.queue.depth", other))
 }
