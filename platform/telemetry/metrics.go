@@ -95,7 +95,8 @@ type QueueStatserFunc func(ctx context.Context) ([]queue.Stats, error)
 func (f QueueStatserFunc) QueueStats(ctx context.Context) ([]queue.Stats, error) { return f(ctx) }
 
 // BackendStats returns a QueueStatser over a backend: the stats of every
-// queue it lists.
+// queue it lists. A queue whose stats fail is left out, the others are
+// returned with the error (the first, and how many failed).
 func BackendStats(b interface {
 	Queues(ctx context.Context) ([]string, error)
 	Stats(ctx context.Context, queue string) (queue.Stats, error)
@@ -106,17 +107,25 @@ func BackendStats(b interface {
 			return nil, fmt.Errorf("telemetry: list queues: %w", err)
 		}
 		out := make([]queue.Stats, 0, len(names))
+		var first error
+		failed := 0
 		for _, n := range names {
 			s, err := b.Stats(ctx, n)
 			if err != nil {
-				return out, fmt.Errorf("telemetry: stats of queue %q: %w", n, err)
+				if failed++; first == nil {
+					first = fmt.Errorf("telemetry: stats of queue %q: %w", n, err)
+				}
+				continue
 			}
 			if s.Queue == "" {
 				s.Queue = n
 			}
 			out = append(out, s)
 		}
-		return out, nil
+		if failed > 1 {
+			return out, fmt.Errorf("%w (and %d more queues)", first, failed-1)
+		}
+		return out, first
 	})
 }
 
