@@ -89,8 +89,9 @@ var Module = fx.Module("imap",
 	),
 )
 
-// HealthCheck is s's readiness-gating check: connected, and the last
-// successful search younger than StaleAfter.
+// HealthCheck is s's readiness-gating check: connected, and the scan's
+// last progress (a chunk of mail emitted, a scan ended) younger than
+// StaleAfter (see Source.Check).
 func HealthCheck(s *Source) health.Check {
 	return health.Check{Name: s.Name(), Func: s.Check, Gating: true, Interval: 5 * time.Second}
 }

@@ -141,6 +141,7 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	}
 	s.mu.Lock()
 	s.st.LastPoll = time.Now()
+	s.progressedLocked()
 	s.mu.Unlock()
 	return nil
 }
@@ -240,6 +241,7 @@ func (s *Source) processChunk(ctx context.Context, c *imapclient.Client, emit so
 		}
 	}
 	s.cleared(uids)
+	s.progressedLocked()
 	s.mu.Unlock()
 	if deferred != nil {
 		return false, refusedGroup{refs: deferred.refs, what: deferred.what}
@@ -378,6 +380,7 @@ func (s *Source) emitMessages(ctx context.Context, emit source.Emitter, ms []met
 		}
 	}
 	s.st.Emitted += uint64(len(tasks))
+	s.progressedLocked()
 	for _, u := range standIns {
 		s.counted[u] = true
 	}

@@ -57,7 +57,7 @@ var (
 	// ErrClosed: Complete was called after Close.
 	ErrClosed = errors.New("imap: source closed")
 	// ErrNotReady is wrapped by Check when the source is not connected or
-	// its last successful search is too old.
+	// its scan has made no progress for StaleAfter.
 	ErrNotReady = errors.New("imap: not ready")
 )
 

@@ -92,11 +92,17 @@ type Status struct {
 	Gone uint64 `json:"gone"`
 	// Reconciled counts the messages a reconcile pass found handled or
 	// emitted before yet still in the mailbox, and emitted again.
-	Reconciled         uint64    `json:"reconciled"`
-	UIDValidityChanges uint64    `json:"uidvalidity_changes"`
-	Reconnects         uint64    `json:"reconnects"`
-	LastPoll           time.Time `json:"last_poll"`
-	LastError          string    `json:"last_error,omitempty"`
+	Reconciled         uint64 `json:"reconciled"`
+	UIDValidityChanges uint64 `json:"uidvalidity_changes"`
+	Reconnects         uint64 `json:"reconnects"`
+	// LastPoll is when the last scan ended: every mail its search found
+	// was emitted (or set aside). LastProgress is when the scan last
+	// moved on: a chunk of mail fetched and emitted (or given up), a
+	// scan ended. Check judges LastProgress: a first scan of a backlog
+	// may last much longer than StaleAfter.
+	LastPoll     time.Time `json:"last_poll"`
+	LastProgress time.Time `json:"last_progress"`
+	LastError    string    `json:"last_error,omitempty"`
 }
 
 // Status returns a snapshot of the source's state and counters.
@@ -126,7 +132,7 @@ func (s *Source) setError(err error) {
 	s.mu.Unlock()
 }
 
-// StaleAfter is how old the last successful search may be before Check
+// StaleAfter is how long the scan may go without progress before Check
 // fails: 3× PollInterval when polling, 3× min(Reconcile, IdleRenew) when
 // idling.
 func (s *Source) StaleAfter() time.Duration {
@@ -139,13 +145,24 @@ func (s *Source) StaleAfter() time.Duration {
 	return 3 * s.cfg.PollInterval
 }
 
+// progressedLocked records that the scan moved on (Status.LastProgress).
+// s.mu is held.
+func (s *Source) progressedLocked() { s.st.LastProgress = time.Now() }
+
 // Check is a readiness check: it fails (wrapping ErrNotReady) while the
-// source is not connected or its last successful search is older than
-// StaleAfter, unless it is blocked handing a batch to a full queue
-// (back-pressure is not a fault). An exclusive source whose host waits
-// for the mailbox's lease (another host holds it: see SetStandby) passes:
-// the standby is ready to take over (the platform's lease check tells
-// whether it could: it fails while the lease's store does).
+// source is not connected, or while its scan has made no progress for
+// longer than StaleAfter: no chunk of mail (up to BatchSize) fetched and
+// emitted, no scan ended (Status.LastProgress). So a source working
+// through a backlog (a first scan of thousands of mails, which may last
+// far longer than StaleAfter) passes as long as its chunks keep coming,
+// and one stuck on a command the server does not answer (the command
+// timeout far), or failing every session after its search, or that has
+// made no progress yet since it started, fails. It passes while the
+// source is blocked handing a batch to a full queue (back-pressure is
+// not a fault). An exclusive source whose host waits for the mailbox's
+// lease (another host holds it: see SetStandby) passes: the standby is
+// ready to take over (the platform's lease check tells whether it
+// could: it fails while the lease's store does).
 func (s *Source) Check(context.Context) error {
 	stale := s.StaleAfter()
 	if s.standby.Load() && !s.running.Load() {
@@ -162,8 +179,11 @@ func (s *Source) Check(context.Context) error {
 	if s.emitting {
 		return nil
 	}
-	if age := time.Since(s.st.LastPoll); s.st.LastPoll.IsZero() || age > stale {
-		return fmt.Errorf("%w: %s: last successful search %s ago (limit %s)", ErrNotReady, s.cfg.Name, age.Round(time.Second), stale)
+	if s.st.LastProgress.IsZero() {
+		return fmt.Errorf("%w: %s: no progress yet: no scan has ended, nor emitted a chunk of mail", ErrNotReady, s.cfg.Name)
+	}
+	if age := time.Since(s.st.LastProgress); age > stale {
+		return fmt.Errorf("%w: %s: no progress for %s (limit %s): no scan has ended, nor emitted a chunk of mail", ErrNotReady, s.cfg.Name, age.Round(time.Second), stale)
 	}
 	return nil
 }
