@@ -30,11 +30,11 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		}
 	}
 	if cp.c == nil {
-		c, err := dial(ctx, s.cfg, nil, nil)
+		c, m, err := dial(ctx, s.cfg, nil, nil)
 		if err != nil {
 			return sessionError{errFromFatal(err)}
 		}
-		cp.c = c
+		cp.c, cp.conn = c, m
 	}
 	c := cp.c
 	// Every command, the SELECT included, is bounded by ctx: dial bounds

@@ -18,6 +18,7 @@ import (
 type completer struct {
 	// Owned by the loop goroutine (and by close once it has ended).
 	c        *imapclient.Client
+	conn     *meter // c's connection (see meter)
 	validity uint32
 	folders  map[string]bool
 	suspects completionSuspects // see completion_poison.go
@@ -352,7 +353,7 @@ func (cp *completer) reset() {
 	if cp.c != nil {
 		_ = cp.c.Close()
 	}
-	cp.c = nil
+	cp.c, cp.conn = nil, nil
 	cp.validity = 0
 	cp.folders = map[string]bool{}
 }

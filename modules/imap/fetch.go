@@ -96,12 +96,16 @@ func (s *Source) fetchMeta(ctx context.Context, c *imapclient.Client, uids []ima
 	return metas, append(lost, given...), nil
 }
 
+// fetchMetaOf fetches the metadata of uids under CommandTimeout, its
+// answer bounded by answerBudget (see meter): the client reads an
+// envelope's strings into memory whole.
 func (s *Source) fetchMetaOf(c *imapclient.Client, uids []imap.UID) ([]meta, error) {
 	w := s.guard(c)
+	s.conn.arm("metadata fetch", s.cfg.answerBudget())
 	bufs, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
 		UID: true, RFC822Size: true, Envelope: true, InternalDate: true,
 	}).Collect()
-	if err = w.done(err); err != nil {
+	if err = s.conn.done(w.done(err)); err != nil {
 		return nil, fmt.Errorf("imap: fetch metadata: %w", err)
 	}
 	metas := make([]meta, 0, len(bufs))

@@ -66,9 +66,10 @@ func (s *Source) findByContent(ctx context.Context, c *imapclient.Client, box bo
 	}
 	var bufs []*imapclient.FetchMessageBuffer
 	err = s.fetchCarefully(ctx, c, box, cands, fetchMetadata, func(uids []imap.UID) error {
+		s.comp.conn.arm("metadata fetch", s.cfg.answerBudget()) // see meter
 		b, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Envelope: true, RFC822Size: true}).Collect()
 		bufs = append(bufs, b...)
-		return err
+		return s.comp.conn.done(err)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch envelopes: %w", err)

@@ -28,11 +28,12 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 		},
 	}
 	iw := newIdleWatch()
-	c, err := dial(ctx, s.cfg, handler, iw)
+	c, m, err := dial(ctx, s.cfg, handler, iw)
 	if err != nil {
 		return false, err
 	}
 	defer c.Close()
+	s.conn = m
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 
@@ -103,15 +104,20 @@ var errIdleRefused = errors.New("imap: the server refused IDLE")
 
 // dial connects, secures the connection per cfg.TLS and logs in, all
 // bounded by cfg.DialTimeout and ctx. A non-nil iw watches the
-// conversation for an IDLE the server ends (see idleWatch).
-func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHandler, iw *idleWatch) (*imapclient.Client, error) {
+// conversation for an IDLE the server ends (see idleWatch). It returns
+// the client and its connection's meter, which bounds what a command's
+// answer may make it read (see meter).
+func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHandler, iw *idleWatch) (*imapclient.Client, *meter, error) {
 	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	var d net.Dialer
-	conn, err := d.DialContext(dctx, "tcp", cfg.addr())
+	raw, err := d.DialContext(dctx, "tcp", cfg.addr())
 	if err != nil {
-		return nil, fmt.Errorf("imap: dial %s: %w", cfg.addr(), err)
+		return nil, nil, fmt.Errorf("imap: dial %s: %w", cfg.addr(), err)
 	}
+	// The meter counts the bytes read off the wire (encrypted ones under
+	// TLS: a little more than the answer's own).
+	conn := &meter{Conn: raw}
 	// Closing the raw connection unblocks every step below when dctx ends.
 	stop := context.AfterFunc(dctx, func() { _ = conn.Close() })
 	tlsCfg := &tls.Config{ServerName: strings.Trim(cfg.Host, "[]"), InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in for tests
@@ -120,7 +126,7 @@ func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHan
 		opts.DebugWriter = iw
 	}
 
-	fail := func(step string, err error) (*imapclient.Client, error) {
+	fail := func(step string, err error) (*imapclient.Client, *meter, error) {
 		stop()
 		_ = conn.Close()
 		if dctx.Err() != nil && ctx.Err() == nil {
@@ -128,9 +134,9 @@ func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHan
 		}
 		var cv *tls.CertificateVerificationError
 		if errors.As(err, &cv) {
-			return nil, fatal{fmt.Errorf("imap: %s %s: %w", step, cfg.addr(), err)}
+			return nil, nil, fatal{fmt.Errorf("imap: %s %s: %w", step, cfg.addr(), err)}
 		}
-		return nil, fmt.Errorf("imap: %s %s: %w", step, cfg.addr(), err)
+		return nil, nil, fmt.Errorf("imap: %s %s: %w", step, cfg.addr(), err)
 	}
 
 	var c *imapclient.Client
@@ -157,7 +163,7 @@ func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHan
 		c.Close()
 		if permanentLogin(err) {
 			stop()
-			return nil, fatal{fmt.Errorf("%w: %s as %q: %w", ErrAuth, cfg.addr(), cfg.Username, err)}
+			return nil, nil, fatal{fmt.Errorf("%w: %s as %q: %w", ErrAuth, cfg.addr(), cfg.Username, err)}
 		}
 		return fail("login", err)
 	}
@@ -165,7 +171,7 @@ func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHan
 		c.Close()
 		return fail("login", dctx.Err())
 	}
-	return c, nil
+	return c, conn, nil
 }
 
 // selected records the mailbox's UIDVALIDITY after a SELECT. A change

@@ -139,6 +139,9 @@ type Source struct {
 	nextReconcile time.Time
 	st            Status
 	emitting      bool
+	// conn is the session's connection (see meter); only the session's
+	// goroutine (Run) uses it.
+	conn *meter
 
 	comp completer
 }
