@@ -317,7 +317,7 @@ func (s *Source) proveOnCompletion(ctx context.Context, c *imapclient.Client, bo
 		// completion waiting for it, while the server returns that mail.
 		return false, nil
 	}
-	o, served, err := s.askControl(c, others, failed)
+	o, served, err := s.askControl(c, s.comp.conn, others, failed)
 	k := boxUID{box, o}
 	if err != nil {
 		if ctx.Err() == nil {

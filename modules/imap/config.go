@@ -123,16 +123,18 @@ type Config struct {
 	// which is never read beyond it. Default 25 MiB.
 	MaxMessageSize int64 `koanf:"max_message_size"`
 	// MaxBatchBytes caps the payload bytes of one batch (and so the memory
-	// one fetch round holds), and, at least 4 MiB, what the server's
-	// answer to one metadata fetch (envelopes, sizes, dates; the
-	// scan's, and the completions' lookups by Message-ID) may make the
-	// source read, the client holding an envelope's strings in memory
-	// whole: an answer beyond it (a hostile or broken server sending a
-	// string of gigabytes) fails the fetch, its error naming the limit,
-	// and ends the connection, retried with back-off; the mails asked
-	// for are then fetched alone, and one whose answer alone exceeds it
-	// every time is given up as a mail the server drops the connection
-	// on (see Status.Refused). Default 64 MiB.
+	// one fetch round holds). At least 4 MiB, it also bounds what the
+	// server's answer to one fetch may make the source read besides the
+	// body literals it reads itself (bounded by MaxMessageSize each): the
+	// answer to a metadata fetch (envelopes, sizes, dates; the scan's,
+	// and the completions' lookups by Message-ID), a body sent as a
+	// quoted string, items not asked for, which the client holds in
+	// memory whole. An answer beyond it (a hostile or broken server
+	// sending a string of gigabytes) fails the fetch, its error naming
+	// the limit, and ends the connection, retried with back-off; the
+	// mails asked for are then fetched alone, and one whose answer alone
+	// exceeds it every time is given up as a mail the server drops the
+	// connection on (see Status.Refused). Default 64 MiB.
 	MaxBatchBytes int64 `koanf:"max_batch_bytes"`
 	// Queue and Kind are set on every task emitted. Kind is required; an
 	// empty Queue lets the runtime route by Kind.

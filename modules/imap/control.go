@@ -84,7 +84,7 @@ func (s *Source) controlAmong(ctx context.Context, c *imapclient.Client, others 
 	s.mu.Lock()
 	failed := maps.Clone(s.controlFailures)
 	s.mu.Unlock()
-	u, served, err := s.askControl(c, others, failed)
+	u, served, err := s.askControl(c, s.conn, others, failed)
 	if err != nil {
 		s.controlFailed(ctx, u, err)
 		return fmt.Errorf("imap: control: fetch body: %w", err)
@@ -98,8 +98,8 @@ func (s *Source) controlAmong(ctx context.Context, c *imapclient.Client, others 
 	return nil
 }
 
-// askControl is the control's fetch, on c, shared by the watching
-// session (controlAmong) and the completion connection (see
+// askControl is the control's fetch, on c (its connection m), shared by
+// the watching session (controlAmong) and the completion connection (see
 // completion_poison.go): the first controlBytes of the body of one of
 // others, not empty (BODY.PEEK[]<0.n>: no flag changes), in one fetch:
 // the one that failed the fewest controls (failed), the highest UID
@@ -115,7 +115,7 @@ func (s *Source) controlAmong(ctx context.Context, c *imapclient.Client, others 
 // smallest body: a server failing on the size of one of them, as Dovecot
 // does on a mail file without its size in its name that it cannot read,
 // failed every control, and the failure was counted against none.)
-func (s *Source) askControl(c *imapclient.Client, others []imap.UID, failed map[imap.UID]int) (u imap.UID, served bool, err error) {
+func (s *Source) askControl(c *imapclient.Client, m *meter, others []imap.UID, failed map[imap.UID]int) (u imap.UID, served bool, err error) {
 	u = slices.MinFunc(others, func(a, b imap.UID) int {
 		return cmp.Or(cmp.Compare(failed[a], failed[b]), cmp.Compare(b, a))
 	})
@@ -123,7 +123,7 @@ func (s *Source) askControl(c *imapclient.Client, others []imap.UID, failed map[
 	section := &imap.FetchItemBodySection{Peek: true, Partial: &imap.SectionPartial{Size: controlBytes}}
 	// A server that sends more than asked for has the rest drained
 	// unread: a body all the same.
-	bodies, more, err := fetchBodies(c, imap.UIDSetNum(u), section, controlBytes, w)
+	bodies, more, err := fetchBodies(c, m, s.cfg, imap.UIDSetNum(u), section, controlBytes, w)
 	if err = w.done(err); err != nil {
 		return u, false, err
 	}

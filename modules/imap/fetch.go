@@ -269,7 +269,7 @@ func (s *Source) fetchedFine(bodies map[imap.UID][]byte, oversize map[imap.UID]i
 // from the last progress).
 func (s *Source) fetchBodies(c *imapclient.Client, set imap.UIDSet) (map[imap.UID][]byte, map[imap.UID]int64, error) {
 	w := s.guard(c)
-	bodies, oversize, err := fetchBodies(c, set, &imap.FetchItemBodySection{Peek: true}, s.cfg.MaxMessageSize, w)
+	bodies, oversize, err := fetchBodies(c, s.conn, s.cfg, set, &imap.FetchItemBodySection{Peek: true}, s.cfg.MaxMessageSize, w)
 	if err = w.done(err); err != nil {
 		return nil, nil, fmt.Errorf("imap: fetch bodies: %w", err)
 	}
@@ -313,6 +313,9 @@ func (p progressReader) Read(b []byte) (int, error) {
 // UID, reading no literal above limit: those are drained unread and
 // reported in oversize with their size (the server's RFC822.SIZE is not
 // trusted to bound memory). w, when not nil, is kicked as data arrives.
+// The rest of the answer (a body sent as a quoted string, which go-imap
+// reads whole; items not asked for) is bounded by cfg.answerBudget on
+// m, c's connection (see meter).
 //
 // It does not use FetchCommand.Collect: in go-imap v2.0.0-beta.8 a
 // literal cut mid-read (connection closed) ends with a plain io.EOF, so it
@@ -321,7 +324,13 @@ func (p progressReader) Read(b []byte) (int, error) {
 // literal's length and, on a short or failed read, closes the client and
 // abandons the command, so nothing truncated is emitted and the
 // connection is never read from two goroutines.
-func fetchBodies(c *imapclient.Client, set imap.UIDSet, section *imap.FetchItemBodySection, limit int64, w *watchdog) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, err error) {
+func fetchBodies(c *imapclient.Client, m *meter, cfg Config, set imap.UIDSet, section *imap.FetchItemBodySection, limit int64, w *watchdog) (bodies map[imap.UID][]byte, oversize map[imap.UID]int64, err error) {
+	m.arm("body fetch", cfg.answerBudget())
+	defer func() {
+		if err = m.done(err); err != nil {
+			bodies, oversize = nil, nil
+		}
+	}()
 	cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 	bodies, oversize = map[imap.UID][]byte{}, map[imap.UID]int64{}
 	for {
@@ -346,6 +355,7 @@ func fetchBodies(c *imapclient.Client, set imap.UIDSet, section *imap.FetchItemB
 					continue
 				}
 				size := it.Literal.Size()
+				m.grant(size) // read below, kept up to limit
 				r := progressReader{r: it.Literal, w: w}
 				var n int64
 				if size > limit {

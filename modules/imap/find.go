@@ -180,7 +180,7 @@ func (s *Source) sameContent(ctx context.Context, c *imapclient.Client, box boxR
 	for i := 0; i < len(uids); i += per {
 		group := uids[i:min(i+per, len(uids))]
 		err := s.fetchCarefully(ctx, c, box, group, fetchBody, func(uids []imap.UID) error {
-			bodies, larger, err := fetchBodies(c, imap.UIDSetNum(uids...), &imap.FetchItemBodySection{Peek: true}, int64(r.size), nil)
+			bodies, larger, err := fetchBodies(c, s.comp.conn, s.cfg, imap.UIDSetNum(uids...), &imap.FetchItemBodySection{Peek: true}, int64(r.size), nil)
 			var empty []imap.UID
 			for _, u := range uids {
 				b, ok := bodies[u]

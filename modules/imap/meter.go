@@ -14,8 +14,10 @@ import (
 // otherwise make it read a literal of gigabytes in one metadata fetch,
 // and the host's memory grow with it until the command timeout. Bodies
 // are bounded per literal by the source itself, which reads them (see
-// fetchBodies); a metadata fetch is bounded by answerBudget (see
-// fetchMetaOf). Once the budget is spent every read fails: go-imap
+// fetchBodies): their literals are granted to the budget, and the rest
+// of a body fetch's answer (a body sent as a quoted string, which
+// go-imap reads whole, or items not asked for) is bounded by
+// answerBudget, as a metadata fetch's answer is (see fetchMetaOf). Once the budget is spent every read fails: go-imap
 // closes the connection, the command fails, and the session ends,
 // retried with back-off (the messages asked for are fetched alone next,
 // see poison.go).
@@ -71,6 +73,20 @@ func (m *meter) arm(what string, limit int64) {
 	}
 	m.mu.Lock()
 	m.what, m.limit, m.left = what, limit, limit
+	m.mu.Unlock()
+}
+
+// grant lets the armed command read n bytes more: a literal the source
+// reads itself, bounding what it keeps of it (see fetchBodies). A nil
+// meter does nothing.
+func (m *meter) grant(n int64) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	if m.limit > 0 {
+		m.left += n
+	}
 	m.mu.Unlock()
 }
 
