@@ -99,7 +99,9 @@ type Stats struct {
 	Dead     int64  `json:"dead"`      // in the dead letter
 	// DeadDiscarded counts the dead letters the backend discarded since it
 	// started because its dead-letter bound was reached (memory:
-	// Options.MaxDead). Zero for a backend without a bound.
+	// Options.MaxDead; JetStream: Config.Dead MaxBytes and MaxMsgs, the
+	// dead letters of the queue this process discarded, not the other
+	// hosts'). Zero for a backend without a bound.
 	DeadDiscarded int64 `json:"dead_discarded"`
 	// FinishedKeysForgotten counts the finished tasks' keys the backend
 	// forgot before their de-duplication window ended, since it started,

@@ -80,9 +80,13 @@ type Backend struct {
 	claimWin atomic.Int64
 	dead     jetstream.Stream // dead letters (dead.go)
 
-	deadDiscarded atomic.Uint64       // dead letters discarded to make room
-	claimsLost    atomic.Uint64       // settlements another delivery's claim beat (claim.go)
-	metricReg     metric.Registration // registerMetrics' callback
+	deadDiscarded atomic.Uint64 // dead letters discarded to make room
+	// discardMu guards discardedBy: the dead letters this process
+	// discarded to make room, by queue (dead.go, discardOldestDead).
+	discardMu   sync.Mutex
+	discardedBy map[string]int64
+	claimsLost  atomic.Uint64       // settlements another delivery's claim beat (claim.go)
+	metricReg   metric.Registration // registerMetrics' callback
 
 	closing   chan struct{} // closed when Close begins
 	closeOnce sync.Once

@@ -42,8 +42,9 @@ const (
 // DeadConfig bounds the dead-letter stream <prefix>_DEAD (shared by every
 // queue). A dead letter older than MaxAge expires; when a new one would
 // exceed MaxBytes or MaxMsgs, the oldest are discarded to make room, and
-// each discard is counted (Status.DeadDiscarded and the metric
-// plba.queue.dead_discarded). Every host on the stream prefix must have
+// each discard is counted (Status.DeadDiscarded, and Stats.DeadDiscarded
+// of its queue, which telemetry exports as plba.queue.dead_discarded).
+// Every host on the stream prefix must have
 // the same (agree.go).
 type DeadConfig struct {
 	// MaxAge is how long a dead letter is kept. Default 720h (30 days).

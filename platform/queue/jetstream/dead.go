@@ -98,7 +98,8 @@ func deadMsgID(stream string, seq uint64) string {
 //
 // When the dead-letter stream is full (Config.Dead.MaxBytes or MaxMsgs),
 // the oldest dead letters are deleted until the new one fits; each is
-// counted in Status.DeadDiscarded and logged.
+// counted in Status.DeadDiscarded and its queue's Stats.DeadDiscarded,
+// and logged.
 func (b *Backend) publishDead(ctx context.Context, q *queueState, t *task.Task, keyed bool, seq uint64, attempts int, reason string) (deadInfo, error) {
 	info := deadInfo{reason: sanitizeValue(reason), at: time.Now(), attempts: attempts}
 	msgID := deadMsgID(q.stream, seq)
@@ -205,7 +206,12 @@ func (b *Backend) deadOver(st jetstream.StreamState) bool {
 }
 
 // discardOldestDead deletes the oldest dead letter to make room for a new
-// one, and counts it.
+// one, and counts it: in Status.DeadDiscarded and in the Stats of its
+// queue (deadDiscardedOf), which its subject names. It is read first,
+// for its queue and the log; one that cannot be read is deleted all the
+// same (dead-lettering must not stop on it), logged with the error, and
+// counted in Status.DeadDiscarded only: its queue is not known. One
+// another host deleted first is that host's to count.
 func (b *Backend) discardOldestDead(ctx context.Context) error {
 	info, err := b.dead.Info(ctx)
 	if err != nil {
@@ -219,18 +225,52 @@ func (b *Backend) discardOldestDead(ctx context.Context) error {
 	if err := b.dead.DeleteMsg(ctx, first); err != nil && !isMsgNotFound(err) {
 		return err
 	} else if err != nil {
-		return nil // another replica deleted it first: it counts it
+		return nil // another host deleted it first: it counts it
 	}
-	b.deadDiscarded.Add(1)
-	fields := []zap.Field{zap.Uint64("seq", first), zap.Uint64("discarded_total", b.deadDiscarded.Load())}
+	var qn, subject string
+	known := false
 	if gerr == nil {
-		qn, _ := b.names.queueOfDeadSubject(raw.Subject)
+		subject = raw.Subject
+		qn, known = b.names.queueOfDeadSubject(subject)
+	}
+	total := b.countDiscard(qn, known)
+	fields := []zap.Field{zap.Uint64("seq", first), zap.Uint64("discarded_total", total)}
+	switch {
+	case gerr != nil:
+		fields = append(fields, zap.NamedError("read_error", gerr))
+	case !known:
+		fields = append(fields, zap.String("subject", subject))
+	default:
+		fields = append(fields, zap.String("queue", qn))
 		if dl, err := decodeDead(raw.Header, raw.Data, qn); err == nil {
-			fields = append(fields, zap.String("task", dl.Task.ID), zap.String("queue", dl.Task.Queue), zap.String("reason", dl.Reason))
+			fields = append(fields, zap.String("task", dl.Task.ID), zap.String("reason", dl.Reason))
 		}
 	}
 	b.log.Warn("jetstream: dead-letter stream full (dead.max_bytes / dead.max_msgs): oldest dead letter discarded", fields...)
 	return nil
+}
+
+// countDiscard counts a dead letter discarded to make room, for queue
+// qn when known (not when it could not be read, or its subject names no
+// queue: published there by another program), and returns the total.
+func (b *Backend) countDiscard(qn string, known bool) uint64 {
+	if known {
+		b.discardMu.Lock()
+		if b.discardedBy == nil {
+			b.discardedBy = make(map[string]int64)
+		}
+		b.discardedBy[qn]++
+		b.discardMu.Unlock()
+	}
+	return b.deadDiscarded.Add(1)
+}
+
+// deadDiscardedOf returns the dead letters of queue qn this process
+// discarded to make room since it started (queue.Stats.DeadDiscarded).
+func (b *Backend) deadDiscardedOf(qn string) int64 {
+	b.discardMu.Lock()
+	defer b.discardMu.Unlock()
+	return b.discardedBy[qn]
 }
 
 // DeadLetter copies d's task with reason (and its headers and attempt

@@ -94,7 +94,8 @@
 //
 // The dead-letter stream is bounded by Config.Dead (30 days, 1 GiB by
 // default); a dead letter that does not fit makes room by deleting the
-// oldest, each logged and counted (Status.DeadDiscarded). Work streams
+// oldest, each logged and counted (Status.DeadDiscarded, and the queue's
+// Stats.DeadDiscarded: this process's discards). Work streams
 // have no bound by default; with Config.MaxMsgs or MaxBytes a full
 // stream refuses new tasks and Enqueue waits for room, so the pressure
 // reaches the source and no queued task is dropped. Every host on the

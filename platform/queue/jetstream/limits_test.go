@@ -57,24 +57,44 @@ func TestFullQueuePushesBack(t *testing.T) {
 
 // The dead-letter stream is bounded: past dead.max_msgs the oldest dead
 // letters are discarded to make room for new ones, and every discard is
-// counted.
+// counted, in Status and in the Stats of the queue whose dead letter it
+// was (telemetry exports plba.queue.dead_discarded per queue from it).
 func TestDeadLetterDiscardsAreCounted(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	cfg := embeddedConfig(t.TempDir())
 	cfg.Dead.MaxMsgs = 2
 	b := openBackend(t, cfg)
-	for _, id := range []string{"d1", "d2", "d3"} {
-		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: id, Kind: "k", Queue: "dl"}))
-		d := leaseOne(t, b, "dl")
+	deadLetter := func(q, id string) {
+		t.Helper()
+		require.NoError(t, b.Enqueue(ctx, &task.Task{ID: id, Kind: "k", Queue: q}))
+		d := leaseOne(t, b, q)
 		require.NoError(t, b.DeadLetter(ctx, d, "bad "+id))
 	}
+	discarded := func(q string) int64 {
+		t.Helper()
+		st, err := b.Stats(ctx, q)
+		require.NoError(t, err)
+		return st.DeadDiscarded
+	}
+	deadLetter("dl", "d1")
+	deadLetter("other", "o1")
+	deadLetter("dl", "d2") // discards d1
 	dead, err := b.ListDead(ctx, "dl", 0)
 	require.NoError(t, err)
-	require.Len(t, dead, 2)
+	require.Len(t, dead, 1)
 	require.Equal(t, "d2", dead[0].Task.ID)
-	require.Equal(t, "d3", dead[1].Task.ID)
 	require.EqualValues(t, 1, b.Status().DeadDiscarded)
+	require.EqualValues(t, 1, discarded("dl"), "d1 was discarded")
+	require.EqualValues(t, 0, discarded("other"))
+
+	deadLetter("dl", "d3") // discards o1
+	require.EqualValues(t, 2, b.Status().DeadDiscarded)
+	require.EqualValues(t, 1, discarded("dl"))
+	require.EqualValues(t, 1, discarded("other"), "o1 was discarded")
+	st, err := b.Stats(ctx, "other")
+	require.NoError(t, err)
+	require.EqualValues(t, 0, st.Dead)
 }
 
 func TestLimitsConfig(t *testing.T) {
@@ -118,6 +138,9 @@ func TestLoweredDeadBoundsAreCounted(t *testing.T) {
 	cfg.Dead.MaxMsgs = 2
 	b = openBackend(t, cfg)
 	require.EqualValues(t, 2, b.Status().DeadDiscarded)
+	st, err := b.Stats(ctx, "low")
+	require.NoError(t, err)
+	require.EqualValues(t, 2, st.DeadDiscarded, "counted for the queue of the dead letters discarded")
 	dead, err := b.ListDead(ctx, "low", 0)
 	require.NoError(t, err)
 	require.Len(t, dead, 2)

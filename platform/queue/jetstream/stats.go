@@ -19,7 +19,13 @@ import (
 // which the server also holds as pending acks); Delayed is the
 // not-yet-fired NotBefore schedules (stream messages minus the two
 // above, less acked tasks a crash left stored: see dropAcked); Dead is
-// the queue's message count in the dead-letter stream. A queue never
+// the queue's message count in the dead-letter stream. DeadDiscarded is
+// this process's count, since it started, of the queue's dead letters it
+// discarded because the dead-letter stream was full (Config.Dead
+// MaxBytes, MaxMsgs; discardOldestDead): another host's discards are in
+// that host's Stats, and dead letters expired at Config.Dead.MaxAge are
+// not counted. FinishedKeysForgotten is 0: the finished-key stream has
+// no bound that forgets a key before its window ends. A queue never
 // used has zero counts.
 func (b *Backend) Stats(ctx context.Context, queueName string) (queue.Stats, error) {
 	st := queue.Stats{Queue: queueName}
@@ -83,6 +89,7 @@ func (b *Backend) Stats(ctx context.Context, queueName string) (queue.Stats, err
 		return st, fmt.Errorf("jetstream: stream info %q: %w", b.names.deadStream(), err)
 	}
 	st.Dead = int64(di.State.Subjects[qn.deadSubject])
+	st.DeadDiscarded = b.deadDiscardedOf(queueName)
 	return st, nil
 }
 

@@ -27,7 +27,9 @@ type Status struct {
 	// Reconnects and Disconnects count connection events since Start;
 	// LastError is the last connection or asynchronous error.
 	// DeadDiscarded counts the dead letters this process discarded
-	// because the dead-letter stream was full (Config.Dead).
+	// because the dead-letter stream was full (Config.Dead), of all
+	// queues: Stats has each queue's (those it could not read before
+	// deleting them, or whose subject names no queue, are only here).
 	// ClaimsLost counts this process's settlements that did not happen
 	// because another delivery of the same message, made while it ran
 	// (the server delivered it twice at once), was settled first (see
