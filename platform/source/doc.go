@@ -22,7 +22,9 @@
 // and its delay starts over. A source's component is
 // lifecycle.External: it never makes /livez fail, and it makes /readyz
 // fail only when Config.GateReadiness names it. The component's details
-// are the source's Stats: emitted, errors, restarts, last_error.
+// are the source's Stats: emitted (the tasks the backend stored),
+// duplicates (those it dropped as duplicates of another task), errors,
+// restarts, last_error.
 //
 // # Emitting and back-pressure
 //

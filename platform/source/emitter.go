@@ -62,9 +62,13 @@ type emitter struct {
 	complete CompleteFunc // own, or the supervisor's (SetCompleter); nil with own
 	enq      task.Enqueuer
 	find     queue.TaskFinder // enq, when it can look tasks up; nil: it cannot
-	emitted  atomic.Int64
-	obs      Observer // nil: none
-	gate     gate     // closed while the supervisor has the source paused
+	// emitted counts the tasks the backend stored, duplicates the ones
+	// it dropped as duplicates of other tasks (see Stats).
+	emitted    atomic.Int64
+	duplicates atomic.Int64
+	obs        Observer // nil: none
+	pushed     func()   // called after each accepted non-empty batch; nil: none
+	gate       gate     // closed while the supervisor has the source paused
 }
 
 // Emit waits while the source is paused (Supervisor.Pause), then stamps
@@ -74,10 +78,12 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	if err := e.gate.wait(ctx); err != nil {
 		return err
 	}
-	if e.complete != nil {
-		for _, t := range tasks {
-			if t != nil {
-				task.Unmark(t)
+	for _, t := range tasks {
+		if t != nil {
+			// Only the marks of this Enqueue count (the completions
+			// below, the counters).
+			task.Unmark(t)
+			if e.complete != nil {
 				t.SetHeader(task.HeaderCompletion, e.name)
 			}
 		}
@@ -86,14 +92,17 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	// Enqueue, not the wait above.
 	ectx, attempted := attemptContext(ctx)
 	err := attempted(e.enq.Enqueue(ectx, tasks...))
-	// An Emit of no task emits nothing: it is not counted, nor the sign
-	// of a working source (LastEmit, the end of a failure episode) that
-	// an emitted task is.
-	if err == nil && len(tasks) > 0 {
-		e.emitted.Add(int64(len(tasks)))
-		if e.obs != nil {
-			e.obs.Emitted(ctx, e.name, len(tasks))
-		}
+	c := countEmit(tasks, err)
+	e.emitted.Add(int64(c.stored))
+	e.duplicates.Add(int64(c.dropped))
+	if c.stored > 0 && e.obs != nil {
+		e.obs.Emitted(ctx, e.name, c.stored)
+	}
+	// An Emit of no task emits nothing: it is not the sign of a working
+	// source (LastEmit, the end of a failure episode) that an accepted
+	// batch is, all of its tasks duplicates included.
+	if err == nil && len(tasks) > 0 && e.pushed != nil {
+		e.pushed()
 	}
 	if e.complete == nil {
 		return err

@@ -16,7 +16,9 @@ type Observer interface {
 	// StartPoll begins one poll of source; tasks emitted under the
 	// returned context belong to it. end(err) finishes it.
 	StartPoll(ctx context.Context, source string) (context.Context, func(err error))
-	// Emitted counts n tasks emitted by source.
+	// Emitted counts n tasks emitted by source that the backend stored
+	// (an Emit's duplicates, which the backend dropped, are not counted:
+	// see Stats.Emitted).
 	Emitted(ctx context.Context, source string, n int)
 }
 
@@ -56,7 +58,7 @@ func runContext(ctx context.Context, o Observer, name string) context.Context {
 
 // healthObserver passes a source's polls and emits on to the supervisor's
 // observer and tells the source's run that it works when a poll ends
-// without error or a task is emitted.
+// without error.
 type healthObserver struct {
 	next Observer
 	run  *run
@@ -73,8 +75,8 @@ func (h *healthObserver) StartPoll(ctx context.Context, source string) (context.
 	}
 }
 
+// Emitted passes the count on; the emitter tells the run of the batches
+// it handed over through run.pushed, duplicates included.
 func (h *healthObserver) Emitted(ctx context.Context, source string, n int) {
 	h.next.Emitted(ctx, source, n)
-	h.run.lastEmit.Store(time.Now().UnixNano())
-	h.run.working()
 }

@@ -66,6 +66,14 @@ func (r *run) running() bool {
 	return !r.ended
 }
 
+// pushed records that an Emit handed a non-empty batch over (the backend
+// accepted it, duplicates included): when the source last emitted, and
+// that it works.
+func (r *run) pushed() {
+	r.lastEmit.Store(time.Now().UnixNano())
+	r.working()
+}
+
 // working records that the source showed it works (a poll without error,
 // an emit, or a Run up for a whole crash-loop window): a restarted Run
 // that does has recovered, and its component is running again.
@@ -84,7 +92,7 @@ func (r *run) working() {
 }
 
 func (r *run) stats() Stats {
-	s := Stats{Name: r.src.Name(), Emitted: r.emit.emitted.Load(), Errors: r.errors.Load(), Restarts: r.restarts.Load(), Paused: r.emit.gate.isPaused()}
+	s := Stats{Name: r.src.Name(), Emitted: r.emit.emitted.Load(), Duplicates: r.emit.duplicates.Load(), Errors: r.errors.Load(), Restarts: r.restarts.Load(), Paused: r.emit.gate.isPaused()}
 	if p := r.lastErr.Load(); p != nil {
 		s.LastError = *p
 	}

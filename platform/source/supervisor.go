@@ -29,10 +29,23 @@ const ComponentPrefix = "source/"
 // Stats are the counters of one supervised source; they are also its
 // lifecycle component's details.
 type Stats struct {
-	Name     string `json:"name"`
-	Emitted  int64  `json:"emitted"`
-	Errors   int64  `json:"errors"`
-	Restarts int64  `json:"restarts"`
+	Name string `json:"name"`
+	// Emitted counts the tasks the source emitted that the backend
+	// stored, as the result of each Enqueue tells: not the duplicates it
+	// dropped (Duplicates), nor a task emitted again while the backend
+	// stores it already (task.StoredAgain), which counts once; a task
+	// of a batch that failed is counted when the error confirms it was
+	// stored (a JetStream batch partly stored), not one whose storing
+	// was not confirmed (queue.ErrOutcomeUnknown: emitted again, it is
+	// stored then, or found stored already and not counted).
+	Emitted int64 `json:"emitted"`
+	// Duplicates counts the tasks the source emitted that the backend
+	// dropped as duplicates of another task with their key: one still
+	// live (task.Held) or one that finished (task.Finished), whose
+	// outcome the source is told.
+	Duplicates int64 `json:"duplicates"`
+	Errors     int64 `json:"errors"`
+	Restarts   int64 `json:"restarts"`
 	// Paused reports whether an operator paused the source (Pause).
 	Paused    bool   `json:"paused"`
 	LastError string `json:"last_error,omitempty"`
@@ -137,6 +150,7 @@ func NewSupervisor(cfg Config, enq task.Enqueuer, reg *lifecycle.Registry, log *
 		r := &run{src: src, emit: NewEmitter(src, enq).(*emitter), comp: comp, log: log.With(zap.String("source", src.Name()))}
 		r.obs = &healthObserver{next: nopObserver{}, run: r}
 		r.emit.obs = r.obs
+		r.emit.pushed = r.pushed
 		comp.SetDetails(func() any { return r.stats() })
 		s.runs = append(s.runs, r)
 	}
