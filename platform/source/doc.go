@@ -40,7 +40,10 @@
 // unknown, neither missed nor run (ScheduleDetails.Unknown). The emitter
 // looks tasks up through its enqueuer when that is a queue.TaskFinder.
 // When the source implements Completer, the emitter stamps every task
-// with task.HeaderCompletion = the source's name.
+// with task.HeaderCompletion = the source's name. The worker's producer
+// stores the header only on the tasks of such an emitter (Emitting): a
+// handler's follow-up made from its task with task.Clone is stored
+// without it, so the source hears the outcome of its own task alone.
 //
 // # Completions
 //

@@ -91,6 +91,9 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	// A schedule's attempt timeout (withAttemptTimeout) bounds the
 	// Enqueue, not the wait above.
 	ectx, attempted := attemptContext(ctx)
+	if e.complete != nil {
+		ectx = context.WithValue(ectx, emittingKey{}, e.name)
+	}
 	err := attempted(e.enq.Enqueue(ectx, tasks...))
 	c := countEmit(tasks, err)
 	e.emitted.Add(int64(c.stored))
@@ -125,6 +128,21 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 }
 
 var _ queue.TaskFinder = (*emitter)(nil)
+
+type emittingKey struct{}
+
+// Emitting reports the name of the source whose emitter makes the Enqueue
+// called with ctx, when that source implements Completer: the emitter
+// set task.HeaderCompletion to that name on each task of the batch. An
+// enqueuer keeps the header on such a task only: anywhere else it was
+// inherited (a handler's follow-up made from its task by task.Clone, a
+// task copied from outside), and its source would be told the outcome of
+// a task it never emitted, a second outcome for what it sees as one item.
+// The worker's producer drops it then (see worker.Producer).
+func Emitting(ctx context.Context) (name string, ok bool) {
+	name, ok = ctx.Value(emittingKey{}).(string)
+	return name, ok
+}
 
 // errCannotFind is FindTasks' error when the enqueuer cannot look tasks up.
 var errCannotFind = errors.New("source: the enqueuer cannot look tasks up")

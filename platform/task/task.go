@@ -323,7 +323,12 @@ func Rejected(t *Task, reason string) *Task {
 }
 
 // Clone returns a deep copy of t (payload and headers included), for code
-// that must keep a task beyond the call that handed it over.
+// that must keep a task beyond the call that handed it over. The copy
+// keeps every header, HeaderCompletion included: a handler that makes a
+// follow-up task from the task it handles need not remove it, the
+// platform's producer stores a task with that header only when a
+// source's emitter set it (worker.Producer), so that the source is told
+// the outcome of its own task alone.
 func (t *Task) Clone() *Task {
 	c := *t
 	if t.Payload != nil {

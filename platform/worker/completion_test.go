@@ -414,7 +414,9 @@ func TestRejectedTaskIsDeadLetteredWithoutAHandler(t *testing.T) {
 	big.SetHeader(task.HeaderCompletion, "inbox")
 	stand := task.Rejected(big, "message of 9.1 MiB exceeds the queue's max payload of 8 MiB")
 	stand.Payload = []byte("o9") // the inbox records completions by payload
-	require.NoError(t, rt.Producer().Enqueue(context.Background(), stand))
+	// Emitted by the source: the producer stores the completion header
+	// its emitter sets (source.Emitting), not one a task inherited.
+	require.NoError(t, source.NewEmitter(src, rt.Producer()).Emit(context.Background(), stand))
 
 	p, _ := rt.Pool("orders")
 	require.Eventually(t, func() bool { return p.Stats().Dead == 1 }, 10*time.Second, time.Millisecond)

@@ -19,6 +19,15 @@ import (
 // dead-letters it with "no handler for kind X"), lets the Observer see the
 // batch (trace context) and hands it to the backend in one call. It is safe
 // for concurrent use.
+//
+// A task's task.HeaderCompletion is stored only when the source's emitter
+// set it for this Enqueue (source.Emitting): a task that carries one
+// otherwise inherited it (a handler's follow-up made from its task by
+// task.Clone), and is stored without it, so that the source named there
+// is not told the follow-up's outcome as well as its own task's. The
+// caller's task keeps its headers (the backend stores a copy); the marks
+// of what Enqueue did (task.Held, task.Finished, task.StoredAgain) are
+// set on it all the same.
 type Producer struct {
 	backend queue.Producer
 	bound   atomic.Pointer[Router]
@@ -74,9 +83,11 @@ func (p *Producer) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 			t.Queue = router.QueueFor(t.Kind)
 		}
 	}
-	octx := p.obs.Enqueuing(ctx, tasks)
-	err := p.backend.Enqueue(octx, tasks...)
-	p.obs.Enqueued(octx, tasks, err)
+	sent := withoutInherited(ctx, tasks)
+	octx := p.obs.Enqueuing(ctx, sent)
+	err := p.backend.Enqueue(octx, sent...)
+	p.obs.Enqueued(octx, sent, err)
+	markAsSent(tasks, sent)
 	if err != nil {
 		if len(tasks) == 1 {
 			return fmt.Errorf("worker: enqueue %s task %s on %q: %w", tasks[0].Kind, tasks[0].ID, tasks[0].Queue, err)
