@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +35,8 @@ type CompleteFunc func(ctx context.Context, t *task.Task, o task.Outcome, reason
 // (task.Finished) is completed at once with that outcome, whether or not
 // Enqueue failed for other tasks of the batch: the source that emits it
 // again (after a restart, say) may never have heard it, and no other
-// completion will come. The completion runs under
+// completion will come. The very Task twice in a batch is one task, told
+// once. The completion runs under
 // Completions.CompleteWithin, bounded by DefaultCompleteTimeout; its
 // error (a panic included) is returned by Emit, beside Enqueue's. Only the
 // marks of this Enqueue count: Emit removes any a task carries before.
@@ -111,11 +113,14 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 		return err
 	}
 	var errs []error
-	for _, t := range tasks {
+	for i, t := range tasks {
 		if t == nil {
 			continue
 		}
 		if o, reason, ok := task.Finished(t); ok {
+			if slices.Contains(tasks[:i], t) {
+				continue // the very Task twice in a batch is one task, told once
+			}
 			if cerr := e.complete(ctx, t, o, reason); cerr != nil {
 				errs = append(errs, fmt.Errorf("source %s: complete task %s, a duplicate of one that %s: %w", e.name, t.ID, o, cerr))
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,4 +155,40 @@ func TestEmitterIgnoresMarksFromOutside(t *testing.T) {
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	require.Empty(t, src.seen)
+}
+
+// countingCompleter is a completing source that counts its completions by
+// task id.
+type countingCompleter struct {
+	funcSource
+	mu   sync.Mutex
+	told map[string]int
+}
+
+func (c *countingCompleter) Complete(_ context.Context, t *task.Task, _ task.Outcome, _ string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.told == nil {
+		c.told = map[string]int{}
+	}
+	c.told[t.ID]++
+	return nil
+}
+
+// TestEmitterTellsTheVeryTaskTwiceInABatchOnce: the very Task twice in
+// one batch is one task (queue.Producer: stored once by the batch): when
+// the backend drops it as a duplicate of a finished one, its source is
+// told that outcome once. Before, it was told once per place in the
+// batch.
+func TestEmitterTellsTheVeryTaskTwiceInABatchOnce(t *testing.T) {
+	t.Parallel()
+	be := memory.New(memory.Options{DedupWindow: time.Minute})
+	t.Cleanup(func() { _ = be.Close(context.Background()) })
+	finishedTask(t, be, "a")
+	src := &countingCompleter{funcSource: funcSource{name: "mailbox"}}
+	a := &task.Task{ID: "a", Kind: "k", Queue: "q"}
+	require.NoError(t, source.NewEmitter(src, be).Emit(t.Context(), a, a))
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	require.Equal(t, map[string]int{"a": 1}, src.told)
 }
