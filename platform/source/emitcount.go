@@ -2,6 +2,7 @@ package source
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/plba/plba/platform/queue/jetstream"
 	"github.com/plba/plba/platform/task"
@@ -37,11 +38,11 @@ func countEmit(tasks []*task.Task, err error) emitCount {
 		}
 	}
 	var c emitCount
-	var seen map[*task.Task]struct{}
-	if len(tasks) > 1 {
+	var seen map[*task.Task]struct{} // for batches too long to scan
+	if len(tasks) > 16 {
 		seen = make(map[*task.Task]struct{}, len(tasks))
 	}
-	for _, t := range tasks {
+	for i, t := range tasks {
 		if t == nil {
 			continue
 		}
@@ -50,6 +51,8 @@ func countEmit(tasks []*task.Task, err error) emitCount {
 				continue
 			}
 			seen[t] = struct{}{}
+		} else if slices.Contains(tasks[:i], t) {
+			continue
 		}
 		switch {
 		case task.Dropped(t):
