@@ -66,3 +66,30 @@ func countEmit(tasks []*task.Task, err error) emitCount {
 	}
 	return c
 }
+
+// unsettled returns the tasks of an Enqueue that returned err which it
+// neither stored nor dropped, as far as its result tells (see countEmit):
+// those a JetStream EnqueueError names, else every task not dropped.
+func unsettled(tasks []*task.Task, err error) []*task.Task {
+	var failed map[string]struct{}
+	var ee *jetstream.EnqueueError
+	if errors.As(err, &ee) {
+		failed = make(map[string]struct{}, len(ee.Failed))
+		for _, f := range ee.Failed {
+			failed[f.ID] = struct{}{}
+		}
+	}
+	var out []*task.Task
+	for _, t := range tasks {
+		if t == nil || task.Dropped(t) {
+			continue
+		}
+		if failed != nil {
+			if _, ok := failed[t.ID]; !ok {
+				continue
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}

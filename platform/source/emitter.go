@@ -75,7 +75,12 @@ type emitter struct {
 
 // Emit waits while the source is paused (Supervisor.Pause), then stamps
 // the completion header (when due) and enqueues tasks, within the attempt
-// timeout a Schedule gives its emits (see Schedule.Run).
+// timeout a Schedule gives its emits (see Schedule.Run). An Enqueue still
+// under way when the source is paused (waiting for room in a full queue)
+// is cut: once the source is resumed, the tasks it did not store nor drop
+// are enqueued again (the same tasks: their keys keep one that was
+// stored after all from being stored twice), so that a paused source
+// hands nothing over.
 func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	if err := e.gate.wait(ctx); err != nil {
 		return err
@@ -90,18 +95,26 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 			}
 		}
 	}
-	// A schedule's attempt timeout (withAttemptTimeout) bounds the
-	// Enqueue, not the wait above.
-	ectx, attempted := attemptContext(ctx)
-	if e.complete != nil {
-		ectx = context.WithValue(ectx, emittingKey{}, e.name)
-	}
-	err := attempted(e.enq.Enqueue(ectx, tasks...))
-	c := countEmit(tasks, err)
-	e.emitted.Add(int64(c.stored))
-	e.duplicates.Add(int64(c.dropped))
-	if c.stored > 0 && e.obs != nil {
-		e.obs.Emitted(ctx, e.name, c.stored)
+	send := tasks
+	var err error
+	var errs []error // the completions'
+	for {
+		var cut bool
+		cut, err = e.enqueue(ctx, send)
+		errs = e.settle(ctx, send, err, errs)
+		if !cut || ctx.Err() != nil {
+			break
+		}
+		if send = unsettled(send, err); len(send) == 0 {
+			err = nil
+			break
+		}
+		for _, t := range send {
+			task.Unmark(t)
+		}
+		if err = e.gate.wait(ctx); err != nil {
+			break
+		}
 	}
 	// An Emit of no task emits nothing: it is not the sign of a working
 	// source (LastEmit, the end of a failure episode) that an accepted
@@ -109,10 +122,45 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	if err == nil && len(tasks) > 0 && e.pushed != nil {
 		e.pushed()
 	}
-	if e.complete == nil {
+	if len(errs) == 0 {
 		return err
 	}
-	var errs []error
+	return errors.Join(append([]error{err}, errs...)...)
+}
+
+// enqueue makes one Enqueue of tasks, cut when the source is paused
+// meanwhile; wasCut reports that the pause cut it (it failed then).
+func (e *emitter) enqueue(ctx context.Context, tasks []*task.Task) (wasCut bool, err error) {
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	c := &cut{cancel: cancel}
+	if !e.gate.enter(c) {
+		return true, errPaused // paused since the wait: nothing was sent
+	}
+	defer e.gate.leave(c)
+	// A schedule's attempt timeout (withAttemptTimeout) bounds the
+	// Enqueue, not the wait for the gate.
+	ectx, attempted := attemptContext(pctx)
+	if e.complete != nil {
+		ectx = context.WithValue(ectx, emittingKey{}, e.name)
+	}
+	err = attempted(e.enq.Enqueue(ectx, tasks...))
+	return err != nil && errors.Is(context.Cause(pctx), errPaused), err
+}
+
+// settle counts what the Enqueue of tasks that returned err did, and
+// tells the source of each task it dropped as a duplicate of a finished
+// one (see NewEmitter); it returns errs with the completions' errors.
+func (e *emitter) settle(ctx context.Context, tasks []*task.Task, err error, errs []error) []error {
+	c := countEmit(tasks, err)
+	e.emitted.Add(int64(c.stored))
+	e.duplicates.Add(int64(c.dropped))
+	if c.stored > 0 && e.obs != nil {
+		e.obs.Emitted(ctx, e.name, c.stored)
+	}
+	if e.complete == nil {
+		return errs
+	}
 	for i, t := range tasks {
 		if t == nil {
 			continue
@@ -126,10 +174,7 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 			}
 		}
 	}
-	if len(errs) == 0 {
-		return err
-	}
-	return errors.Join(append([]error{err}, errs...)...)
+	return errs
 }
 
 var _ queue.TaskFinder = (*emitter)(nil)

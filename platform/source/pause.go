@@ -28,26 +28,57 @@ type gate struct {
 	mu     sync.Mutex
 	paused bool
 	open   chan struct{} // closed when resumed; nil while not paused
+	cuts   map[*cut]struct{}
 }
+
+// cut is an Enqueue let through the gate and under way: the next pause
+// cuts it (see emitter.Emit).
+type cut struct{ cancel context.CancelCauseFunc }
+
+// errPaused is the cause of an Enqueue cut by a pause of its source.
+var errPaused = errors.New("source: paused")
 
 // wait blocks while the gate is closed, until ctx ends.
 func (g *gate) wait(ctx context.Context) error {
-	g.mu.Lock()
-	ch := g.open
-	g.mu.Unlock()
-	if ch == nil {
-		return nil
-	}
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		g.mu.Lock()
+		ch := g.open
+		g.mu.Unlock()
+		if ch == nil {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
+// enter registers c, to be cut at the next pause, and reports true; it
+// reports false, registering nothing, when the source was paused since
+// it passed wait. leave unregisters c.
+func (g *gate) enter(c *cut) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.paused {
+		return false
+	}
+	if g.cuts == nil {
+		g.cuts = make(map[*cut]struct{})
+	}
+	g.cuts[c] = struct{}{}
+	return true
+}
+
+func (g *gate) leave(c *cut) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.cuts, c)
+}
+
 // set closes (paused) or opens the gate; it reports whether that changed
-// anything.
+// anything. Closing it cuts the Enqueues under way before it returns.
 func (g *gate) set(paused bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -57,6 +88,10 @@ func (g *gate) set(paused bool) bool {
 	g.paused = paused
 	if paused {
 		g.open = make(chan struct{})
+		for c := range g.cuts {
+			c.cancel(errPaused)
+		}
+		clear(g.cuts)
 	} else {
 		close(g.open)
 		g.open = nil
@@ -72,7 +107,9 @@ func (g *gate) isPaused() bool {
 
 // Pause stops the source called name from handing over tasks: its Emit
 // blocks (so a source that polls and emits stops at its next emit,
-// holding its position, and sends nothing), its component shows
+// holding its position, and sends nothing; an Emit that was waiting for
+// room in a full queue is cut and hands its batch over after Resume,
+// what it had stored already left stored), its component shows
 // lifecycle.Paused, and a source that implements Pauser is told to stop
 // fetching. A paused source keeps running (and keeps its connections);
 // Resume releases the blocked Emit. Pausing a paused source does
