@@ -100,7 +100,7 @@
 //	plba.pool.size            gauge      {worker}    queue                   pool concurrency (PoolStatser)
 //	plba.pool.busy            gauge      {worker}    queue                   workers running a handler (PoolStatser)
 //	plba.telemetry.spans_dropped counter {span}      reason                  sampled spans the trace export lost; reason queue_full|export_failed (spandrops.go)
-//	plba.source.emitted       counter    {task}      source                  tasks emitted by a source (SourceObserver.Emitted)
+//	plba.source.emitted       counter    {task}      source                  tasks a source emitted that the backend stored (SourceObserver.Emitted)
 //	plba.source.errors        counter    {error}     source                  failed polls (SourceObserver.StartPoll)
 //	go.*                      various                                        Go runtime (go.memory.used, go.goroutine.count, ...; metrics.runtime)
 //

@@ -60,7 +60,8 @@ func (o *Observer) StartPoll(ctx context.Context, source string) (context.Contex
 	}
 }
 
-// Emitted counts n tasks emitted by source on plba.source.emitted.
+// Emitted counts n tasks that source emitted and the backend stored (not
+// the duplicates it dropped) on plba.source.emitted.
 func (o *Observer) Emitted(ctx context.Context, source string, n int) {
 	if n <= 0 {
 		return

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,36 +87,31 @@ func (p *Producer) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 	err := p.backend.Enqueue(octx, sent...)
 	p.obs.Enqueued(octx, sent, err)
 	markAsSent(tasks, sent)
+	p.count(tasks, err)
 	if err != nil {
 		if len(tasks) == 1 {
 			return fmt.Errorf("worker: enqueue %s task %s on %q: %w", tasks[0].Kind, tasks[0].ID, tasks[0].Queue, err)
 		}
 		return fmt.Errorf("worker: enqueue batch of %d tasks: %w", len(tasks), err)
 	}
-	var seen map[*task.Task]struct{} // for batches too long to scan
-	if len(tasks) > 16 {
-		seen = make(map[*task.Task]struct{}, len(tasks))
-	}
-	for i, t := range tasks {
-		if task.Dropped(t) || task.StoredAgain(t) {
-			continue
-		}
-		// The very Task twice in a batch is stored once (queue.Producer).
-		if seen != nil {
-			if _, ok := seen[t]; ok {
-				continue
-			}
-			seen[t] = struct{}{}
-		} else if slices.Contains(tasks[:i], t) {
-			continue
+	return nil
+}
+
+// count adds the tasks of a batch that its Enqueue, returning err,
+// stored (queue.Stored: also those of a batch stored in part, which a
+// queue.PartialEnqueueError names apart) to the producer's counts.
+func (p *Producer) count(tasks []*task.Task, err error) {
+	pe := queue.PartialOf(err)
+	queue.EachOnce(tasks, func(t *task.Task) {
+		if !queue.Stored(t, err, pe) {
+			return
 		}
 		c, ok := p.counts.Load(t.Queue)
 		if !ok {
 			c, _ = p.counts.LoadOrStore(t.Queue, new(atomic.Int64))
 		}
 		c.(*atomic.Int64).Add(1)
-	}
-	return nil
+	})
 }
 
 // Enqueued returns how many tasks this producer enqueued on each queue

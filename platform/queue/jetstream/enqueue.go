@@ -50,6 +50,20 @@ func (e *EnqueueError) Error() string {
 	return sb.String()
 }
 
+var _ queue.PartialEnqueueError = (*EnqueueError)(nil)
+
+// NotStored reports whether t is one of the tasks the error names
+// (queue.PartialEnqueueError): matched by id and queue, as Failed names
+// them.
+func (e *EnqueueError) NotStored(t *task.Task) bool {
+	for _, f := range e.Failed {
+		if f.ID == t.ID && f.Queue == t.Queue {
+			return true
+		}
+	}
+	return false
+}
+
 // Unwrap returns the distinct causes, so errors.Is works on them.
 func (e *EnqueueError) Unwrap() []error {
 	out := make([]error, 0, 1)
