@@ -69,6 +69,11 @@ func TestRecycledMessagesKeepEveryTask(t *testing.T) {
 // allocation of its own once an earlier Enqueue's were acknowledged: the
 // taskMsg, its header map and the map's slots (3 per task) are reused.
 func TestEnqueueRecyclesItsMessages(t *testing.T) {
+	if raceEnabled {
+		// sync.Pool drops a random quarter of what it is given there: 2.3
+		// and 1.94 per task seen, a measure of the detector, not of Enqueue.
+		t.Skip("allocation counts of recycled messages are not measured under the race detector")
+	}
 	ctx := t.Context()
 	b := openTestBackend(t, Config{Mode: ModeEmbedded, Embedded: embedded.Config{StoreDir: t.TempDir()}})
 	const batch = 50
@@ -95,7 +100,6 @@ func TestEnqueueRecyclesItsMessages(t *testing.T) {
 	})
 	perTask := (without - withPool) / batch
 	t.Logf("allocations per Enqueue of %d tasks: %.1f with recycled messages, %.1f without (%.2f per task)", batch, withPool, without, perTask)
-	// 3 per task: the taskMsg, its map and its slots; under the race
-	// detector sync.Pool drops a quarter of what it is given (2.3 seen).
+	// 3 per task: the taskMsg, its map and its slots.
 	require.GreaterOrEqual(t, perTask, 2.0, "3 per task: the taskMsg, its map and its slots")
 }
