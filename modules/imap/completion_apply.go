@@ -51,8 +51,9 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 	// under its name (a new UIDVALIDITY) stays, to a session that had it
 	// selected, the deleted one (Dovecot answers every command there from
 	// the old view), where the new mailbox's mail is never found.
+	cp.conn.arm("SELECT", s.cfg.answerBudget())
 	sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
-	if err != nil {
+	if err = cp.conn.done(err); err != nil {
 		cp.reset()
 		return sessionError{fmt.Errorf("select %q: %w", s.cfg.Mailbox, err)}
 	}
@@ -83,11 +84,12 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 	}
 	exists := map[imap.UID]bool{}
 	if len(all) > 0 {
+		cp.conn.arm("UID SEARCH", s.cfg.mailboxBudget(c))
 		data, err := c.UIDSearch(&imap.SearchCriteria{
 			UID:     []imap.UIDSet{imap.UIDSetNum(all...)},
 			NotFlag: []imap.Flag{imap.FlagDeleted},
 		}, nil).Wait()
-		if err != nil {
+		if err = cp.conn.done(err); err != nil {
 			return fmt.Errorf("uid search: %w", err)
 		}
 		found, err := searchUIDs(c, data)
@@ -123,8 +125,9 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		// COPY (the copy carries it): only their delete is left to do.
 		if a.seen && len(uids) > 0 {
 			set := imap.UIDSetNum(uids...)
+			cp.conn.arm("UID STORE", s.cfg.mailboxBudget(c))
 			err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
-			if err != nil {
+			if err = cp.conn.done(err); err != nil {
 				if refusedUnchanged(err) {
 					undo()
 				}
@@ -136,13 +139,13 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 		}
 		if len(done) > 0 {
 			set := imap.UIDSetNum(done...)
-			if err := deleteMessages(c, set); err != nil {
+			if err := deleteMessages(c, cp.conn, s.cfg, set); err != nil {
 				return fmt.Errorf("delete uid %v, copied to %q before: %w", set, a.moveTo, err)
 			}
 		}
 		if len(uids) > 0 {
 			set := imap.UIDSetNum(uids...)
-			if err := moveInto(c, set, a.moveTo, cp.folders); err != nil {
+			if err := moveInto(c, cp.conn, s.cfg, set, a.moveTo, cp.folders); err != nil {
 				var ce copiedError
 				if errors.As(err, &ce) {
 					copySent(batch, reqs, a, uids, boxRef{s.cfg.Mailbox, cp.validity}, ce.since)

@@ -70,7 +70,9 @@ func (s *Source) fromFailed(ctx context.Context, c *imapclient.Client, reqs []*c
 	err := s.applyInFailed(ctx, c, failed, reqs)
 	if err == nil {
 		var sel *imap.SelectData
-		if sel, err = c.Select(s.cfg.Mailbox, nil).Wait(); err == nil {
+		cp.conn.arm("SELECT", s.cfg.answerBudget())
+		sel, err = c.Select(s.cfg.Mailbox, nil).Wait()
+		if err = cp.conn.done(err); err == nil {
 			cp.validity = sel.UIDValidity
 			return nil
 		}
@@ -87,8 +89,9 @@ func (s *Source) fromFailed(ctx context.Context, c *imapclient.Client, reqs []*c
 // again, as the watched mailbox's completions do (see copiesFound): found,
 // the original is only deleted, so that the mail is not there twice.
 func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed string, reqs []*compReq) error {
+	s.comp.conn.arm("SELECT", s.cfg.answerBudget())
 	sel, err := c.Select(failed, nil).Wait()
-	if err != nil {
+	if err = s.comp.conn.done(err); err != nil {
 		// No failed folder, or one the server can never have (NO
 		// [CANNOT]: Dovecot's answer to a name with a character it
 		// refuses, such as "/" where its separator is "."): nothing
@@ -135,7 +138,7 @@ func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed
 		}
 		if len(done) > 0 {
 			set := imap.UIDSetNum(done...)
-			if err := deleteMessages(c, set); err != nil {
+			if err := deleteMessages(c, s.comp.conn, s.cfg, set); err != nil {
 				return fmt.Errorf("delete uid %v in %q, copied to %q before: %w", set, failed, to, err)
 			}
 		}
@@ -167,12 +170,13 @@ func (s *Source) moveOutOfFailed(c *imapclient.Client, from boxRef, r *compReq, 
 	}
 	set := imap.UIDSetNum(uids...)
 	if r.seen {
+		s.comp.conn.arm("UID STORE", s.cfg.mailboxBudget(c))
 		err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
-		if err != nil {
+		if err = s.comp.conn.done(err); err != nil {
 			return fmt.Errorf("flag \\Seen uid %v in %q: %w", set, from.name, err)
 		}
 	}
-	if err := moveInto(c, set, to, s.comp.folders); err != nil {
+	if err := moveInto(c, s.comp.conn, s.cfg, set, to, s.comp.folders); err != nil {
 		var ce copiedError
 		if errors.As(err, &ce) {
 			m := ce.since

@@ -287,8 +287,9 @@ func (s *Source) proveOnCompletion(ctx context.Context, c *imapclient.Client, bo
 	if cs.proven[box] || cs.noControl[box] {
 		return cs.proven[box], nil
 	}
+	s.comp.conn.arm("UID SEARCH", s.cfg.mailboxBudget(c))
 	data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
-	if err != nil {
+	if err = s.comp.conn.done(err); err != nil {
 		return false, fmt.Errorf("control: uid search: %w", err)
 	}
 	all, err := searchUIDs(c, data)

@@ -134,7 +134,12 @@ type Config struct {
 	// the limit, and ends the connection, retried with back-off; the
 	// mails asked for are then fetched alone, and one whose answer alone
 	// exceeds it every time is given up as a mail the server drops the
-	// connection on (see Status.Refused). Default 64 MiB.
+	// connection on (see Status.Refused). It bounds so the answers to
+	// the other commands (the greeting and login, SELECT, STATUS, LIST,
+	// CREATE) and what the server sends between commands; those that
+	// grow with the mailbox (UID SEARCH, NOOP, IDLE, STORE, COPY, MOVE,
+	// EXPUNGE) may take 12 bytes per UID the mailbox can hold if that
+	// is more (see meter.go). Default 64 MiB.
 	MaxBatchBytes int64 `koanf:"max_batch_bytes"`
 	// Queue and Kind are set on every task emitted. Kind is required; an
 	// empty Queue lets the runtime route by Kind.

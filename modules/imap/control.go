@@ -48,8 +48,9 @@ func (s *Source) controlOn(ctx context.Context, c *imapclient.Client) control {
 // purpose), it asks for one (see controlAmong).
 func (s *Source) controlFetch(ctx context.Context, c *imapclient.Client, suspects []imap.UID) error {
 	w := s.guard(c)
+	s.conn.arm("UID SEARCH", s.cfg.mailboxBudget(c))
 	data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
-	if err = w.done(err); err != nil {
+	if err = s.conn.done(w.done(err)); err != nil {
 		return fmt.Errorf("imap: control: uid search: %w", err)
 	}
 	all, err := searchUIDs(c, data)

@@ -54,7 +54,7 @@ func (s *Source) findByContent(ctx context.Context, c *imapclient.Client, box bo
 		Header:  []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: msgID}},
 		NotFlag: []imap.Flag{imap.FlagDeleted},
 	}
-	cands, err := searchFrom(c, crit, from)
+	cands, err := s.searchFrom(c, crit, from)
 	if err != nil {
 		return nil, fmt.Errorf("uid search: %w", err)
 	}
@@ -112,14 +112,16 @@ func (s *Source) findByContent(ctx context.Context, c *imapclient.Client, box bo
 // (see sameContent).
 var errReturnedEmpty = errors.New("the server returned a body empty while its RFC822.SIZE is above 0")
 
-// searchFrom runs the UID SEARCH crit, limited to the UIDs from from up
-// when from is not zero, and returns the UIDs found.
-func searchFrom(c *imapclient.Client, crit *imap.SearchCriteria, from imap.UID) ([]imap.UID, error) {
+// searchFrom runs the UID SEARCH crit on c, the completions'
+// connection, limited to the UIDs from from up when from is not zero,
+// and returns the UIDs found.
+func (s *Source) searchFrom(c *imapclient.Client, crit *imap.SearchCriteria, from imap.UID) ([]imap.UID, error) {
 	if from > 0 {
 		crit.UID = []imap.UIDSet{{{Start: from, Stop: 0}}}
 	}
+	s.comp.conn.arm("UID SEARCH", s.cfg.mailboxBudget(c))
 	data, err := c.UIDSearch(crit, nil).Wait()
-	if err != nil {
+	if err = s.comp.conn.done(err); err != nil {
 		return nil, err
 	}
 	uids, err := searchUIDs(c, data)
@@ -152,7 +154,7 @@ func (s *Source) findBySize(ctx context.Context, c *imapclient.Client, box boxRe
 	if r.size == 0 {
 		return nil, nil
 	}
-	cands, err := searchFrom(c, &imap.SearchCriteria{
+	cands, err := s.searchFrom(c, &imap.SearchCriteria{
 		Larger:  int64(r.size) - 1,
 		Smaller: 2*int64(r.size) + 1,
 		NotFlag: []imap.Flag{imap.FlagDeleted},

@@ -23,8 +23,14 @@ import (
 // until the client stops reading; later ones reach the server.
 func hugeAnswer(t *testing.T, srv *memserver.Server, head string, size int64, words ...string) *imaptest.Proxy {
 	t.Helper()
+	return hugeAnswers(t, srv, 1, head, size, words...)
+}
+
+// hugeAnswers is hugeAnswer for the first n such commands.
+func hugeAnswers(t *testing.T, srv *memserver.Server, n int32, head string, size int64, words ...string) *imaptest.Proxy {
+	t.Helper()
 	var left atomic.Int32
-	left.Store(1)
+	left.Store(n)
 	chunk := strings.Repeat("x", 1<<20)
 	return imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{OnLine: func(c *imaptest.Conn, line string) bool {
 		up := strings.ToUpper(line)

@@ -17,17 +17,19 @@ import (
 // makes the move fail with NO [TRYCREATE], having moved nothing: it is
 // created again and the move made once more, so the completion does not
 // fail and wait its back-off for it.
-func moveInto(c *imapclient.Client, set imap.UIDSet, folder string, known map[string]bool) error {
-	if err := ensureFolder(c, folder, known); err != nil {
+//
+// m is c's connection, bounding each command's answer (see meter).
+func moveInto(c *imapclient.Client, m *meter, cfg Config, set imap.UIDSet, folder string, known map[string]bool) error {
+	if err := ensureFolder(c, m, cfg, folder, known); err != nil {
 		return err
 	}
-	err := move(c, set, folder)
+	err := move(c, m, cfg, set, folder)
 	if isNo(err, imap.ResponseCodeTryCreate) {
 		delete(known, folder)
-		if err := ensureFolder(c, folder, known); err != nil {
+		if err := ensureFolder(c, m, cfg, folder, known); err != nil {
 			return err
 		}
-		err = move(c, set, folder)
+		err = move(c, m, cfg, set, folder)
 	}
 	return err
 }
@@ -49,16 +51,17 @@ func moveInto(c *imapclient.Client, set imap.UIDSet, folder string, known map[st
 // sent (STATUS UIDNEXT asked before it): a mail of the same content there
 // before (an earlier delivery's stand-in of the same Message-ID and size,
 // the same bytes copied back to the mailbox by a person) is not the copy.
-func move(c *imapclient.Client, set imap.UIDSet, folder string) error {
+func move(c *imapclient.Client, m *meter, cfg Config, set imap.UIDSet, folder string) error {
 	caps := c.Caps()
 	if caps.Has(imap.CapMove) {
-		if _, err := c.Move(set, folder).Wait(); err != nil {
-			return err
-		}
-		return nil
+		m.arm("UID MOVE", cfg.mailboxBudget(c))
+		_, err := c.Move(set, folder).Wait()
+		return m.done(err)
 	}
 	var since copyMark
+	m.arm("STATUS", cfg.answerBudget())
 	st, err := c.Status(folder, &imap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
+	err = m.done(err)
 	var ie *imap.Error
 	switch {
 	case err == nil:
@@ -66,14 +69,16 @@ func move(c *imapclient.Client, set imap.UIDSet, folder string) error {
 	case !errors.As(err, &ie):
 		return fmt.Errorf("status %q before the copy (no MOVE): %w", folder, err)
 	} // refused: a copy sent now is not looked for (copied again, never lost)
-	if _, err := c.Copy(set, folder).Wait(); err != nil {
+	m.arm("UID COPY", cfg.mailboxBudget(c))
+	_, err = c.Copy(set, folder).Wait()
+	if err = m.done(err); err != nil {
 		err = fmt.Errorf("copy (no MOVE): %w", err)
 		if !errors.As(err, &ie) {
 			return copiedError{err, since} // sent: made or not, the answer is lost
 		}
 		return err
 	}
-	if err := deleteMessages(c, set); err != nil {
+	if err := deleteMessages(c, m, cfg, set); err != nil {
 		return copiedError{fmt.Errorf("after the copy (no MOVE): %w", err), since}
 	}
 	return nil
@@ -82,17 +87,19 @@ func move(c *imapclient.Client, set imap.UIDSet, folder string) error {
 // deleteMessages flags the messages of set \Deleted and expunges them
 // (UID EXPUNGE with UIDPLUS; a plain EXPUNGE also removes what others
 // flagged \Deleted).
-func deleteMessages(c *imapclient.Client, set imap.UIDSet) error {
-	err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
+func deleteMessages(c *imapclient.Client, m *meter, cfg Config, set imap.UIDSet) error {
+	m.arm("UID STORE", cfg.mailboxBudget(c))
+	err := m.done(c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close())
 	if err != nil {
 		return fmt.Errorf("flag \\Deleted: %w", err)
 	}
+	m.arm("EXPUNGE", cfg.mailboxBudget(c))
 	if c.Caps().Has(imap.CapUIDPlus) {
 		err = c.UIDExpunge(set).Close()
 	} else {
 		err = c.Expunge().Close()
 	}
-	if err != nil {
+	if err = m.done(err); err != nil {
 		return fmt.Errorf("expunge: %w", err)
 	}
 	return nil
@@ -200,7 +207,9 @@ func (s *Source) copiesFound(ctx context.Context, c *imapclient.Client, from box
 	found := map[*compReq]bool{}
 	err := func() error {
 		for _, f := range folders {
+			s.comp.conn.arm("EXAMINE", s.cfg.answerBudget())
 			sel, err := c.Select(f, &imap.SelectOptions{ReadOnly: true}).Wait()
+			err = s.comp.conn.done(err)
 			if isNo(err, "", imap.ResponseCodeNonExistent, imap.ResponseCodeCannot) {
 				continue // no folder: no copy
 			}
@@ -221,8 +230,9 @@ func (s *Source) copiesFound(ctx context.Context, c *imapclient.Client, from box
 				}
 			}
 		}
+		s.comp.conn.arm("SELECT", s.cfg.answerBudget())
 		sel, err := c.Select(from.name, nil).Wait()
-		if err != nil {
+		if err = s.comp.conn.done(err); err != nil {
 			return fmt.Errorf("select %q again: %w", from.name, err)
 		}
 		if sel.UIDValidity != from.validity {
@@ -240,17 +250,20 @@ func (s *Source) copiesFound(ctx context.Context, c *imapclient.Client, from box
 // ensureFolder creates folder unless it exists. known caches what this
 // connection already checked (nil: no cache). A name LIST shows as
 // \Noselect or \NonExistent (the parent of a subfolder, a folder deleted
-// with children) cannot take mail: it is created too.
-func ensureFolder(c *imapclient.Client, folder string, known map[string]bool) error {
+// with children) cannot take mail: it is created too. m is c's
+// connection, bounding each answer (see meter).
+func ensureFolder(c *imapclient.Client, m *meter, cfg Config, folder string, known map[string]bool) error {
 	if known[folder] {
 		return nil
 	}
+	m.arm("LIST", cfg.answerBudget())
 	list, err := c.List("", folder, nil).Collect()
-	if err != nil {
+	if err = m.done(err); err != nil {
 		return fmt.Errorf("imap: list %q: %w", folder, err)
 	}
 	if !selectable(list, folder) {
-		if err := c.Create(folder, nil).Wait(); err != nil {
+		m.arm("CREATE", cfg.answerBudget())
+		if err := m.done(c.Create(folder, nil).Wait()); err != nil {
 			var ie *imap.Error
 			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
 				return fmt.Errorf("imap: create %q: %w", folder, err)

@@ -31,14 +31,16 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	searched := time.Now()
 	if full {
 		w := s.guard(c)
+		s.conn.arm("SELECT", s.cfg.answerBudget())
 		sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
-		if err = w.done(err); err != nil {
+		if err = s.conn.done(w.done(err)); err != nil {
 			return fmt.Errorf("imap: select %q again: %w", s.cfg.Mailbox, err)
 		}
 		s.selected(sel.UIDValidity)
 	} else {
 		w := s.guard(c)
-		if err := w.done(c.Noop().Wait()); err != nil {
+		s.conn.arm("NOOP", s.cfg.mailboxBudget(c))
+		if err := s.conn.done(w.done(c.Noop().Wait())); err != nil {
 			return fmt.Errorf("imap: noop: %w", err)
 		}
 	}
@@ -63,8 +65,9 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 		crit.NotFlag = append(crit.NotFlag, imap.FlagSeen)
 	}
 	w := s.guard(c)
+	s.conn.arm("UID SEARCH", s.cfg.mailboxBudget(c))
 	data, err := c.UIDSearch(crit, nil).Wait()
-	if err = w.done(err); err != nil {
+	if err = s.conn.done(w.done(err)); err != nil {
 		return fmt.Errorf("imap: uid search: %w", err)
 	}
 	found, err := searchUIDs(c, data)

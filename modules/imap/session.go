@@ -38,8 +38,9 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 	defer stop()
 
 	w := s.guard(c)
+	m.arm("SELECT", s.cfg.answerBudget())
 	sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
-	if err = w.done(err); err != nil {
+	if err = m.done(w.done(err)); err != nil {
 		if permanentSelect(err) {
 			return false, fatal{fmt.Errorf("%w %q: %w", ErrMailbox, s.cfg.Mailbox, err)}
 		}
@@ -116,8 +117,9 @@ func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHan
 		return nil, nil, fmt.Errorf("imap: dial %s: %w", cfg.addr(), err)
 	}
 	// The meter counts the bytes read off the wire (encrypted ones under
-	// TLS: a little more than the answer's own).
-	conn := &meter{Conn: raw}
+	// TLS: a little more than the answer's own), the greeting and the
+	// login's answers within answerBudget.
+	conn := newMeter(raw, cfg.answerBudget())
 	// Closing the raw connection unblocks every step below when dctx ends.
 	stop := context.AfterFunc(dctx, func() { _ = conn.Close() })
 	tlsCfg := &tls.Config{ServerName: strings.Trim(cfg.Host, "[]"), InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in for tests
@@ -128,6 +130,7 @@ func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHan
 
 	fail := func(step string, err error) (*imapclient.Client, *meter, error) {
 		stop()
+		err = conn.done(err)
 		_ = conn.Close()
 		if dctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("%w (dial timeout %s)", err, cfg.DialTimeout)
@@ -161,7 +164,7 @@ func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHan
 	}
 	if err := c.Login(cfg.Username, cfg.Password).Wait(); err != nil {
 		c.Close()
-		if permanentLogin(err) {
+		if permanentLogin(err) && conn.done(nil) == nil {
 			stop()
 			return nil, nil, fatal{fmt.Errorf("%w: %s as %q: %w", ErrAuth, cfg.addr(), cfg.Username, err)}
 		}
@@ -170,6 +173,10 @@ func dial(ctx context.Context, cfg Config, handler *imapclient.UnilateralDataHan
 	if !stop() {
 		c.Close()
 		return fail("login", dctx.Err())
+	}
+	if err := conn.done(nil); err != nil {
+		c.Close()
+		return fail("login", err)
 	}
 	return c, conn, nil
 }
@@ -216,16 +223,25 @@ func (s *Source) signal() {
 // session with ErrIdleEnded: Run starts over with its back-off. One it
 // refuses (a NO or BAD to the IDLE command) returns errIdleRefused: the
 // session polls instead.
-func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client, iw *idleWatch) error {
+func (s *Source) idleOnce(ctx context.Context, c *imapclient.Client, iw *idleWatch) (err error) {
 	select {
 	case <-s.wake: // mail arrived during the last scan
 		return nil
 	default:
 	}
+	// What the server sends from IDLE to the answer to DONE (new mail,
+	// flags changed, expunges) is bounded as one answer (see meter).
+	s.conn.arm("IDLE", s.cfg.mailboxBudget(c))
+	defer func() {
+		if tooLarge := s.conn.done(nil); tooLarge != nil {
+			err = fmt.Errorf("imap: idle: %w", tooLarge)
+		}
+	}()
 	iw.arm() // before IDLE is sent: the server may end it at once
 	defer iw.disarm()
 	w := s.guard(c)
-	cmd, err := c.Idle()
+	var cmd *imapclient.IdleCommand
+	cmd, err = c.Idle()
 	var ie *imap.Error
 	if errors.As(err, &ie) && !w.fired.Load() {
 		_ = w.done(nil)
@@ -294,7 +310,7 @@ func (s *Source) pollWait(ctx context.Context, c *imapclient.Client) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.Closed():
-		return errors.New("imap: connection closed by server")
+		return s.conn.done(errors.New("imap: connection closed by server")) // or by the meter
 	case <-t.C:
 		return nil
 	}

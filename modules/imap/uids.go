@@ -23,10 +23,7 @@ func searchUIDs(c *imapclient.Client, data *imap.SearchData) ([]imap.UID, error)
 	if !ok {
 		return nil, nil
 	}
-	limit := uint64(maxSearchUIDs)
-	if mb := c.Mailbox(); mb != nil {
-		limit = min(limit, 2*uint64(mb.NumMessages)+1024)
-	}
+	limit := uidLimit(c)
 	var n uint64
 	for _, r := range set {
 		lo, hi := min(r.Start, r.Stop), max(r.Start, r.Stop)
@@ -38,4 +35,18 @@ func searchUIDs(c *imapclient.Client, data *imap.SearchData) ([]imap.UID, error)
 		}
 	}
 	return data.AllUIDs(), nil
+}
+
+// uidLimit is the most UIDs the mailbox selected on c can hold: twice
+// the messages the server announced, and 1024 more, for mail announced
+// late; at most maxSearchUIDs (all of them when none is selected).
+func uidLimit(c *imapclient.Client) uint64 {
+	limit := uint64(maxSearchUIDs)
+	if c == nil {
+		return limit
+	}
+	if mb := c.Mailbox(); mb != nil {
+		limit = min(limit, 2*uint64(mb.NumMessages)+1024)
+	}
+	return limit
 }
