@@ -141,3 +141,39 @@ func TestHugeAnswersToACompletionLookupAreBounded(t *testing.T) { // not paralle
 		})
 	}
 }
+
+// An honest UID SEARCH answer listing a million UIDs (a server without
+// ESEARCH: about 7 MB, beyond max_batch_bytes) in a mailbox that holds
+// a million messages is within its budget, which grows with the
+// mailbox (12 bytes per UID it can hold): the scan goes on and emits.
+func TestLargeSearchAnswerOfALargeMailboxIsNotCut(t *testing.T) {
+	t.Parallel()
+	const n = 1_000_000
+	srv := imaptest.NewServer(t, memserver.Options{})
+	appendN(t, srv, 1, 2)
+	var list strings.Builder
+	list.WriteString("* SEARCH")
+	for u := 1; u <= n; u++ {
+		list.WriteString(" " + strconv.Itoa(u))
+	}
+	list.WriteString("\r\n")
+	require.Greater(t, list.Len(), 4<<20)
+	p := imaptest.NewProxyWith(t, srv.Addr(), imaptest.Hooks{
+		OnLine: func(c *imaptest.Conn, line string) bool {
+			tag, name, _ := command(line)
+			if name != "UID SEARCH" {
+				return false
+			}
+			c.Reply(list.String() + tag + " OK SEARCH completed\r\n")
+			return true
+		},
+		Rewrite: func(b []byte) []byte { // the mailbox announced holds a million messages
+			return []byte(strings.ReplaceAll(string(b), "* 2 EXISTS", fmt.Sprintf("* %d EXISTS", n)))
+		},
+	})
+	src, logs := hugeSource(t, testConfig(p.Host(), p.Port()))
+	em := &fakeEmitter{}
+	start(t, src, em)
+	waitEmitted(t, em, 2)
+	require.Empty(t, lostErrors(logs, "answer too large"))
+}
