@@ -20,8 +20,11 @@ func (c *ctl) taskCmd() *cobra.Command {
 		Short: "find a task by id, or the tasks with --key, wherever the backend keeps them (ready, delayed, in flight, dead, finished)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: c.run(func(ctx context.Context, cl *ctlClient, args []string) error {
-			if (len(args) == 2) == (key != "") {
+			switch {
+			case len(args) == 2 && key != "":
 				return usageError{errors.New("task: give an ID or --key, not both")}
+			case len(args) < 2 && key == "":
+				return usageError{errors.New("task: give a task ID or --key KEY")}
 			}
 			path := control.Prefix + "/queues/" + url.PathEscape(args[0]) + "/tasks"
 			if key != "" {
