@@ -84,7 +84,7 @@ func (h *handlers) digest(ctx context.Context, a DigestArgs) error {
 	ids := h.ledger.Take()
 	err := h.notifier.Send(ctx, Message{
 		To:      h.cfg.Digest.To,
-		Subject: "Shipping notices since " + a.Period,
+		Subject: "Shipping notices until " + a.Period,
 		Body:    fmt.Sprintf("%d notice(s) sent: %v", len(ids), ids),
 	})
 	if err != nil {

@@ -22,7 +22,8 @@ type FeedbackArgs struct {
 
 // DigestArgs is the summary for one period.
 type DigestArgs struct {
-	// Period is the start of the period, RFC 3339.
+	// Period is the digest's due time, RFC 3339: the end of the period
+	// it sums up (the notices sent since the digest before).
 	Period string `json:"period"`
 }
 

@@ -220,6 +220,9 @@ func TestScheduledDigest(t *testing.T) {
 	msgs := svc.messages()
 	require.Len(t, msgs, 1)
 	require.Equal(t, "ops@example.test", msgs[0].To)
+	// The due time ends the period the digest sums up: the notices sent
+	// until then, since the digest before.
+	require.Equal(t, "Shipping notices until "+hour, msgs[0].Subject)
 	require.Contains(t, msgs[0].Body, "0 notice(s) sent")
 }
 
