@@ -48,7 +48,12 @@ func (c *ctl) taskCmd() *cobra.Command {
 					if !when.IsZero() {
 						at = when.UTC().Format(time.RFC3339)
 					}
-					w.row(f.State, orDash(f.Task.ID), orDash(f.Task.Kind), orDash(f.Task.Key), f.Attempts, at, orDash(cut(f.Reason, 60)))
+					// A key's marker (no task id) keeps no attempt count.
+					var attempts any = f.Attempts
+					if f.Task.ID == "" {
+						attempts = "-"
+					}
+					w.row(f.State, orDash(f.Task.ID), orDash(f.Task.Kind), orDash(f.Task.Key), attempts, at, orDash(cut(f.Reason, 60)))
 				}
 				w.note("searched: " + strings.Join(out.Searched, "; "))
 				if len(out.NotSearched) > 0 {
