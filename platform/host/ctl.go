@@ -17,6 +17,7 @@ import (
 	"github.com/plba/plba/platform/admin"
 	"github.com/plba/plba/platform/admin/auth"
 	"github.com/plba/plba/platform/control"
+	plbalog "github.com/plba/plba/platform/log"
 )
 
 // ctlFlags are the flags every `ctl` command shares.
@@ -157,6 +158,9 @@ func (c *ctl) loglevelCmd() *cobra.Command {
 			if len(args) == 0 {
 				raw, err = cl.do(ctx, "GET", admin.LogLevelPath, nil, &out)
 			} else {
+				if _, perr := plbalog.ParseLevel(args[0]); perr != nil {
+					return usageError{fmt.Errorf("loglevel: %w", perr)}
+				}
 				raw, err = cl.do(ctx, "PUT", admin.LogLevelPath, admin.LogLevel{Level: args[0]}, &out)
 			}
 			if err != nil {
