@@ -13,15 +13,15 @@ import (
 )
 
 // A non-loopback admin.listen without credentials is a configuration
-// error: `config validate` and `run` exit 2 naming admin.auth and why;
-// admin.auth.mode none makes it valid on purpose.
+// error: `config validate` and `run` exit 2 naming the file, admin.listen,
+// admin.auth and why; admin.auth.mode none makes it valid on purpose.
 func TestOpenAdminOffLoopbackExits2(t *testing.T) {
 	t.Parallel()
 	path := writeFile(t, "open.yaml", "admin:\n  listen: 0.0.0.0:8080\n")
 	for _, cmd := range [][]string{{"config", "validate"}, {"run"}} {
 		r := runHostCmd(t, nil, append(cmd, "--config", path)...)
 		require.Equal(t, 2, r.code, "%v: %s", cmd, r.stderr)
-		require.Contains(t, r.stderr, "admin.auth: no credentials configured and admin.listen 0.0.0.0:8080 is not a loopback address")
+		require.Contains(t, r.stderr, path+": admin.listen: 0.0.0.0:8080 is not a loopback address and admin.auth has no credentials configured")
 		require.Contains(t, r.stderr, "admin.auth.mode: none")
 	}
 	r := runHostCmd(t, nil, "config", "validate", "--config", path, "--set", "admin.auth.mode=none")

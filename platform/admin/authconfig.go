@@ -234,7 +234,10 @@ func (c AuthConfig) validate(listen string) config.Problems {
 		}
 	}
 	if (c.Mode == "" || c.Mode == AuthAuto) && !c.HasCredentials() && listen != "" && !Loopback(listen) {
-		ps.Add("auth", "no credentials configured and admin.listen %s is not a loopback address: the admin server would be open to the network; configure admin.auth.tokens or admin.auth.users, or set admin.auth.mode: none to run it open on purpose", listen)
+		// Keyed at admin.listen: the address is what opens the server (the
+		// default is loopback), so the problem names the file, variable or
+		// flag that set it; admin.auth, left at its defaults, has none.
+		ps.Add("listen", "%s is not a loopback address and admin.auth has no credentials configured: the admin server would be open to the network; configure admin.auth.tokens or admin.auth.users, or set admin.auth.mode: none to run it open on purpose", listen)
 	}
 	return ps
 }

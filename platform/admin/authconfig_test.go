@@ -19,14 +19,14 @@ func TestLoopback(t *testing.T) {
 }
 
 // TestClosedByDefault: off loopback, no credentials is a problem on
-// admin.auth unless mode none says so; credentials are checked.
+// admin.listen unless mode none says so; credentials are checked.
 func TestClosedByDefault(t *testing.T) {
 	t.Setenv("PLBA_TEST_ADMIN_TOKEN", "env-token-0123456789abcdef")
 	open := admin.DefaultConfig()
 	open.Listen = "0.0.0.0:8080"
 	err := open.Validate()
 	require.Error(t, err)
-	require.Contains(t, err.Error(), "auth: no credentials configured and admin.listen 0.0.0.0:8080 is not a loopback address")
+	require.Contains(t, err.Error(), "listen: 0.0.0.0:8080 is not a loopback address and admin.auth has no credentials configured")
 
 	none := open
 	none.Auth.Mode = admin.AuthNone
