@@ -21,15 +21,20 @@ type StatusInfo struct {
 
 // Status is the JSON body of GET /admin/v1/status.
 type Status struct {
-	Version      string             `json:"version"`
-	Commit       string             `json:"commit"`
-	GoVersion    string             `json:"go_version,omitempty"`
-	Started      time.Time          `json:"started"`
-	Uptime       string             `json:"uptime"`
-	ConfigDigest string             `json:"config_digest"`
-	Live         bool               `json:"live"`
-	Ready        bool               `json:"ready"`
-	Components   []lifecycle.Status `json:"components"`
+	Version      string    `json:"version"`
+	Commit       string    `json:"commit"`
+	GoVersion    string    `json:"go_version,omitempty"`
+	Started      time.Time `json:"started"`
+	Uptime       string    `json:"uptime"`
+	ConfigDigest string    `json:"config_digest"`
+	Live         bool      `json:"live"`
+	Ready        bool      `json:"ready"`
+	// Reason says why the host is not live, else why it is not ready
+	// (the first failed component, the first gating check that failed,
+	// "starting", "shutting down"), as /healthz says it; empty when it
+	// is both.
+	Reason     string             `json:"reason,omitempty"`
+	Components []lifecycle.Status `json:"components"`
 }
 
 func statusHandler(info StatusInfo, comps *lifecycle.Registry, hr *health.Registry) http.Handler {
@@ -41,14 +46,20 @@ func statusHandler(info StatusInfo, comps *lifecycle.Registry, hr *health.Regist
 		}
 		if hr != nil { // live, ready and the components from one snapshot
 			rep := hr.Report()
-			st.Live, st.Ready, st.Components = rep.Live, rep.Ready, rep.Components
+			st.Live, st.Ready, st.Reason, st.Components = rep.Live, rep.Ready, rep.Reason, rep.Components
 		}
 		if st.Components == nil && comps != nil { // a health registry without them, or none
 			st.Components = comps.Snapshot()
 			if hr == nil { // no checks, no start or stop held: judged on the components alone
-				_, failed := lifecycle.LiveFailureIn(st.Components)
-				_, ready := lifecycle.ReadyRunningIn(st.Components)
+				f, failed := lifecycle.LiveFailureIn(st.Components)
+				why, ready := lifecycle.ReadyRunningIn(st.Components)
 				st.Live, st.Ready = !failed, ready
+				switch { // worded as the health registry words them
+				case failed:
+					st.Reason = "component " + f.Name + " failed: " + f.LastError
+				case !ready:
+					st.Reason = "component " + why
+				}
 			}
 		}
 		WriteJSON(w, http.StatusOK, st)

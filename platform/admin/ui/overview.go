@@ -16,9 +16,9 @@ type overviewView struct {
 }
 
 // overview shows the host: version, uptime, configuration digest, live
-// and ready (with the health report's reason when not), the components,
-// the health checks and the throughput of the last 15 minutes, from GET
-// /admin/v1/status, /healthz and /admin/v1/throughput.
+// and ready (with the status's reason when not, from the same snapshot),
+// the components, the health checks and the throughput of the last 15
+// minutes, from GET /admin/v1/status, /healthz and /admin/v1/throughput.
 func (u *UI) overview(w http.ResponseWriter, r *http.Request, s *session) error {
 	var v overviewView
 	if err := u.call(r, http.MethodGet, admin.StatusPath, nil, &v.Status); err != nil {
