@@ -15,11 +15,14 @@ import (
 
 // Backoff is the retry delay policy: the delay after the n-th failed
 // attempt is Initial × Multiplier^(n-1), capped at Max, then spread by a
-// random factor in [1-Jitter, 1+Jitter].
+// random factor in [1-Jitter, 1+Jitter], never beyond Max: a spread
+// above Max is folded back below it, so that delays at the cap still
+// differ.
 type Backoff struct {
 	// Initial is the delay after the first failure. Default 1s.
 	Initial time.Duration `koanf:"initial"`
-	// Max caps the delay: at most MaxBackoffMax (50 years). Default 5m.
+	// Max caps the delay, jitter included: no delay is longer. At most
+	// MaxBackoffMax (50 years). Default 5m.
 	Max time.Duration `koanf:"max"`
 	// Multiplier grows the delay per attempt; at least 1. Default 2.
 	Multiplier float64 `koanf:"multiplier"`
@@ -28,10 +31,11 @@ type Backoff struct {
 	Jitter float64 `koanf:"jitter"`
 }
 
-// MaxBackoffMax bounds Backoff.Max (and so Initial): a delay is spread by
-// up to Jitter (at most 1) above Max, and the spread delay must still
-// fit a time.Duration; past it a delay wrapped round to a negative one
-// and the task was retried at once. Fifty years.
+// MaxBackoffMax bounds Backoff.Max (and so Initial): the delay is spread
+// by up to Jitter (at most 1) above the capped one before it is folded
+// back below Max, and that spread must still fit a time.Duration; past
+// it a delay wrapped round to a negative one and the task was retried at
+// once. Fifty years.
 const MaxBackoffMax = 50 * 365 * 24 * time.Hour
 
 // WithDefaults returns b with zero fields set to their defaults.
@@ -97,14 +101,20 @@ func (b Backoff) steps() int {
 	return int(math.Ceil(math.Log(float64(b.Max)/float64(b.Initial))/math.Log(b.Multiplier))) + 1
 }
 
-// Delay returns the delay after failed attempt n (1-based), with jitter.
-// b must have its defaults applied.
+// Delay returns the delay after failed attempt n (1-based), with jitter,
+// at most Max. b must have its defaults applied.
 func (b Backoff) Delay(n int) time.Duration {
 	e := b.exponential()
 	for range min(max(n, 1), b.steps()) - 1 {
 		e.NextBackOff()
 	}
-	return e.NextBackOff()
+	d := e.NextBackOff()
+	if d > b.Max {
+		// The jitter spread the capped delay above Max (by at most Max,
+		// as Jitter is at most 1): fold it back below, keeping it spread.
+		d = max(b.Max-(d-b.Max), 0)
+	}
+	return d
 }
 
 // leaseRetry is the back-off between failed Lease calls: 50ms doubling up

@@ -36,3 +36,23 @@ func TestBackoffMaxThatCannotBeJitteredIsRefused(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "initial: must not exceed max "+worker.DefaultBackoffMax.String())
 }
+
+// TestBackoffNeverExceedsMax: backoff.max is the longest delay, jitter
+// included: the jitter spreads the capped delay below max, never above
+// it. With max 200ms and the default jitter a delay of 228ms was seen.
+// Below max the delay is still spread both ways.
+func TestBackoffNeverExceedsMax(t *testing.T) {
+	t.Parallel()
+	b := worker.Backoff{Initial: 100 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2, Jitter: 0.2}
+	require.NoError(t, b.Validate())
+	var above bool
+	for range 500 {
+		for n := 1; n <= 6; n++ {
+			d := b.Delay(n)
+			require.LessOrEqual(t, d, b.Max, "attempt %d", n)
+			require.GreaterOrEqual(t, d, 80*time.Millisecond, "attempt %d", n)
+		}
+		above = above || b.Delay(1) > 100*time.Millisecond
+	}
+	require.True(t, above, "below max the jitter spreads the delay above it too")
+}

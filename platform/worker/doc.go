@@ -29,7 +29,8 @@
 //   - task.RetryAfter(d): retried at now+d (still an attempt: past the
 //     maximum attempts it is dead-lettered);
 //   - any other error: retried after the back-off (Initial × Multiplier^(n-1)
-//     capped at Max, ±Jitter; github.com/cenkalti/backoff/v5), dead-lettered
+//     capped at Max, ±Jitter but never beyond Max;
+//     github.com/cenkalti/backoff/v5), dead-lettered
 //     with the last error as reason once the attempt reaches MaxAttempts
 //     (the route's, else the pool's);
 //   - a kind without a route: dead letter with "no handler for kind X";
