@@ -131,9 +131,16 @@ func (c *ctl) dlqCmd() *cobra.Command {
 					}
 				}
 				c.show(raw, func(w *tabw) {
-					if res.DryRun {
+					switch {
+					case res.DryRun:
 						w.note(fmt.Sprintf("dry run: %d dead letters would be %s", res.Matched, pastTense(name)))
-					} else {
+					case res.Matched == 0 && len(body.IDs) > 0:
+						// No id given is a dead letter of the queue: each
+						// is listed failed below with the server's why.
+						w.note("nothing " + pastTense(name))
+					case res.Matched == 0:
+						w.note(fmt.Sprintf("nothing %s: no dead letter of queue %s selected", pastTense(name), args[0]))
+					default:
 						w.note(fmt.Sprintf("%s %d of %d", pastTense(name), res.Done, res.Matched))
 					}
 					if res.Gone > 0 {
