@@ -160,7 +160,13 @@ type Config struct {
 	// closed and the source reconnects with back-off: a server that stops
 	// answering while the TCP connection stays up does not stall the
 	// source. Waiting in IDLE is not bounded by it (IDLE is renewed every
-	// min(Reconcile, IdleRenew)). Default 2m.
+	// min(Reconcile, IdleRenew)). A metadata fetch must be done within it
+	// whatever its progress; a body fetch within it plus the bytes asked
+	// for (the messages' RFC822.SIZE) at 64 KiB/s, so that a server
+	// dripping an answer, a byte at a time, cannot hold the session and
+	// the mail behind it: the fetch fails, its error naming the limit,
+	// and its messages are fetched alone next (a mail cut so whenever it
+	// is fetched alone is set aside, see Status.SetAside). Default 2m.
 	CommandTimeout time.Duration `koanf:"command_timeout"`
 	// InFlightTimeout is how long an emitted message may wait for its
 	// task's completion before the source emits it again. The backend

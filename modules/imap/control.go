@@ -120,7 +120,7 @@ func (s *Source) askControl(c *imapclient.Client, m *meter, others []imap.UID, f
 	u = slices.MinFunc(others, func(a, b imap.UID) int {
 		return cmp.Or(cmp.Compare(failed[a], failed[b]), cmp.Compare(b, a))
 	})
-	w := s.guard(c)
+	w := s.guardBody(c, controlBytes)
 	section := &imap.FetchItemBodySection{Peek: true, Partial: &imap.SectionPartial{Size: controlBytes}}
 	// A server that sends more than asked for has the rest drained
 	// unread: a body all the same.

@@ -47,8 +47,10 @@
 //     dead letter, taken out of the failed folder);
 //   - uids.go: a search answer's UIDs, refused when they are more than
 //     the mailbox can hold (a server's answer is not trusted);
-//   - watchdog.go: the command timeout; status.go and metrics.go: Status,
-//     the readiness check and the metrics; config.go: Config.
+//   - watchdog.go: the command timeout and a body fetch's overall
+//     deadline (a drip cannot hold the session); status.go and
+//     metrics.go: Status, the readiness check and the metrics;
+//     config.go: Config.
 //
 // Module is one mailbox source configured by its own "imap" section
 // (config.Provide); an application that keeps its mailbox inside its own

@@ -145,7 +145,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 	suspect := s.anySuspect(uids) // see poison.go
 	alone := suspect
 	if !alone {
-		bodies, oversize, err = s.fetchBodies(c, imap.UIDSetNum(uids...))
+		bodies, oversize, err = s.fetchBodies(c, group)
 		switch {
 		case s.suspectAll(ctx, uids, fetchBody, err) || err != nil && !refused(err):
 			return nil, nil, nil, err
@@ -184,7 +184,7 @@ func (s *Source) fetchGroup(ctx context.Context, c *imapclient.Client, group []m
 				}
 				continue
 			}
-			b, o, err := s.fetchBodies(c, imap.UIDSetNum(m.uid))
+			b, o, err := s.fetchBodies(c, []meta{m})
 			if refused(err) {
 				refs = append(refs, refusal{m: m, err: err})
 				continue
@@ -265,11 +265,19 @@ func (s *Source) fetchedFine(bodies map[imap.UID][]byte, oversize map[imap.UID]i
 	}
 }
 
-// fetchBodies fetches BODY.PEEK[] of set under CommandTimeout (counted
-// from the last progress).
-func (s *Source) fetchBodies(c *imapclient.Client, set imap.UIDSet) (map[imap.UID][]byte, map[imap.UID]int64, error) {
-	w := s.guard(c)
-	bodies, oversize, err := fetchBodies(c, s.conn, s.cfg, set, &imap.FetchItemBodySection{Peek: true}, s.cfg.MaxMessageSize, w)
+// fetchBodies fetches BODY.PEEK[] of group under CommandTimeout (counted
+// from the last progress) and within CommandTimeout plus the bytes asked
+// for (their RFC822.SIZE, each at most MaxMessageSize) at minBodyRate
+// overall, whatever the progress (see guardBody).
+func (s *Source) fetchBodies(c *imapclient.Client, group []meta) (map[imap.UID][]byte, map[imap.UID]int64, error) {
+	uids := make([]imap.UID, len(group))
+	var want int64
+	for i, m := range group {
+		uids[i] = m.uid
+		want += min(max(m.size, 0), s.cfg.MaxMessageSize)
+	}
+	w := s.guardBody(c, want)
+	bodies, oversize, err := fetchBodies(c, s.conn, s.cfg, imap.UIDSetNum(uids...), &imap.FetchItemBodySection{Peek: true}, s.cfg.MaxMessageSize, w)
 	if err = w.done(err); err != nil {
 		return nil, nil, fmt.Errorf("imap: fetch bodies: %w", err)
 	}
@@ -295,7 +303,8 @@ func hasContent(bodies map[imap.UID][]byte, oversize map[imap.UID]int64) bool {
 	return false
 }
 
-// progressReader kicks a watchdog on every read that returns data.
+// progressReader kicks a watchdog on every read that returns data (not
+// past the watchdog's overall deadline, see guardBody).
 type progressReader struct {
 	r io.Reader
 	w *watchdog
@@ -312,7 +321,8 @@ func (p progressReader) Read(b []byte) (int, error) {
 // fetchBodies fetches the given section of every message in set, keyed by
 // UID, reading no literal above limit: those are drained unread and
 // reported in oversize with their size (the server's RFC822.SIZE is not
-// trusted to bound memory). w, when not nil, is kicked as data arrives.
+// trusted to bound memory). w, when not nil, is kicked as data arrives,
+// within its overall deadline (see guardBody).
 // The rest of the answer (a body sent as a quoted string, which go-imap
 // reads whole; items not asked for) is bounded by cfg.answerBudget on
 // m, c's connection (see meter).

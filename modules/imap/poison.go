@@ -43,7 +43,9 @@ import (
 // trips and loses nothing. Only the server closing the connection is
 // evidence about the message: a fetch alone that ends by the command
 // timeout, without a word from the server (a network gone silent whenever
-// a body is sent), or by a reset (the network, a firewall, a server
+// a body is sent), by a body fetch's overall deadline (an answer too
+// slow: a slow network, or a server dripping it, see guardBody), or by a
+// reset (the network, a firewall, a server
 // crashing) says nothing about the mail, and a message counted so is only
 // set aside until the next reconcile pass, never dead-lettered
 // (skipLost).
@@ -119,7 +121,8 @@ func (s *Source) lostAlone(ctx context.Context, m meta, what fetchKind, err erro
 // least Config.RefusalSpan. When the server closed the connection each
 // time, m is given up: standIn, and its refusal with the reason for its
 // stand-in (see refusedTask). When one of those fetches went unanswered
-// until the command timeout, or ended by a reset, that is no sign the
+// until the command timeout, was cut by its overall deadline (see
+// guardBody), or ended by a reset, that is no sign the
 // server fails on m (a network gone silent whenever the body is sent, a
 // path that drops large packets, a firewall resetting connections, does
 // that to any mail): m is set aside

@@ -53,7 +53,8 @@ type refusedAlone struct {
 	last     error
 	// network: one of the connections counted ended without the server
 	// closing it: the command timeout, with no word from the server (see
-	// errNoAnswer), or a reset (see resetByPeer).
+	// errNoAnswer), a body fetch's overall deadline, its answer coming
+	// too slowly (see errTooSlow), or a reset (see resetByPeer).
 	network bool
 	// what: the fetch the last connection counted ended on ("metadata",
 	// "body"; see lostAlone).
@@ -75,7 +76,7 @@ func (ra *refusedAlone) add(now time.Time, err error) {
 	}
 	ra.sessions++
 	ra.last = err
-	ra.network = ra.network || errors.Is(err, errNoAnswer) || resetByPeer(err)
+	ra.network = ra.network || errors.Is(err, errNoAnswer) || errors.Is(err, errTooSlow) || resetByPeer(err)
 }
 
 // due reports whether the message is to be given up at now: refused in

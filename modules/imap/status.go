@@ -54,10 +54,12 @@ type Status struct {
 	// mailbox without a dead letter: the server answered that another
 	// client expunged it (NO [EXPUNGEISSUED]) when asked for it (not
 	// fetched again until a restart or a UIDVALIDITY change), or its
-	// fetch alone went unanswered until the command timeout, or ended by
-	// a connection reset, in RefusedSessionsBeforeSetAside sessions (a
-	// silent network, a firewall, does that to any mail: fetched again by
-	// the next reconcile pass, and counted again if set aside again).
+	// fetch alone went unanswered until the command timeout, was cut by
+	// a body fetch's overall deadline (see Config.CommandTimeout), or
+	// ended by a connection reset, in RefusedSessionsBeforeSetAside
+	// sessions (a silent or slow network, a firewall, does that to any
+	// mail: fetched again by the next reconcile pass, and counted again
+	// if set aside again).
 	SetAside uint64 `json:"set_aside,omitempty"`
 	// CompletionSetAside counts the messages set aside by the
 	// completions: the connection ended (or its body came back empty,
