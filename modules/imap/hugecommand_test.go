@@ -50,7 +50,7 @@ func TestHugeSearchAnswerIsBounded(t *testing.T) { // not parallel: it measures 
 	em := &fakeEmitter{}
 	took, growth := runUntilEmitted(t, src, em, 2)
 	t.Logf("heap growth %d MiB (literal %d MiB), mail emitted after %s", growth>>20, size>>20, took)
-	require.Less(t, growth, int64(64<<20), "the heap grew with the literal")
+	require.Less(t, growth, int64(heapBound), "the heap grew with the literal")
 	require.Equal(t, 2, em.count(), "the mail was not emitted within 30s")
 	tooLarge := lostErrors(logs, "answer to the UID SEARCH exceeded 4194304 bytes (max_batch_bytes, at least 4194304)")
 	require.NotEmpty(t, tooLarge, "the session did not fail on the answer's size: %q", lastLostError(logs))
@@ -80,7 +80,7 @@ func TestHugeDataDuringIdleIsBounded(t *testing.T) { // not parallel: it measure
 		"the IDLE was not cut: %+v", src.Status())
 	growth := peak()
 	t.Logf("heap growth %d MiB (literal %d MiB)", growth>>20, size>>20)
-	require.Less(t, growth, int64(64<<20), "the heap grew with the literal")
+	require.Less(t, growth, int64(heapBound), "the heap grew with the literal")
 	tooLarge := lostErrors(logs, "answer to the IDLE exceeded 4194304 bytes (max_batch_bytes, at least 4194304)")
 	require.NotEmpty(t, tooLarge, "the session did not fail on the answer's size: %q", lastLostError(logs))
 	t.Logf("failed with: %s", tooLarge[0])
@@ -128,7 +128,7 @@ func TestHugeAnswersToACompletionLookupAreBounded(t *testing.T) { // not paralle
 				"the lookup did not fail: %+v", src.Status())
 			growth := peak()
 			t.Logf("heap growth %d MiB (literal %d MiB)", growth>>20, size>>20)
-			require.Less(t, growth, int64(64<<20), "the heap grew with the literal")
+			require.Less(t, growth, int64(heapBound), "the heap grew with the literal")
 			last := src.Status().LastCompletionError
 			t.Logf("failed with: %s", last)
 			require.Contains(t, last, "answer to the "+tc.what+" exceeded 4194304 bytes (max_batch_bytes, at least 4194304)")
