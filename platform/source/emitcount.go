@@ -21,14 +21,18 @@ type emitCount struct {
 // it. Any other error says the batch was not stored. The duplicates are
 // counted by their marks, which a backend sets only on the tasks it
 // dropped (the emitter removes any a task came with before the Enqueue).
-func countEmit(tasks []*task.Task, err error) emitCount {
+// A task of unknown, an Enqueue of the same Emit cut by a pause whose
+// outcome was unknown, that this Enqueue finds stored already was stored
+// by that cut Enqueue, which did not count it: it counts stored here.
+func countEmit(tasks []*task.Task, err error, unknown map[*task.Task]struct{}) emitCount {
 	pe := queue.PartialOf(err)
 	var c emitCount
 	queue.EachOnce(tasks, func(t *task.Task) {
+		_, cut := unknown[t]
 		switch {
 		case task.Dropped(t):
 			c.dropped++
-		case queue.Stored(t, err, pe):
+		case queue.Stored(t, err, pe), cut && task.StoredAgain(t):
 			c.stored++
 		}
 	})

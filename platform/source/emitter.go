@@ -97,11 +97,12 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	}
 	send := tasks
 	var err error
-	var errs []error // the completions'
+	var errs []error                    // the completions'
+	var unknown map[*task.Task]struct{} // sent by a cut Enqueue, outcome unknown
 	for {
 		var cut bool
 		cut, err = e.enqueue(ctx, send)
-		errs = e.settle(ctx, send, err, errs)
+		errs = e.settle(ctx, send, err, unknown, errs)
 		if !cut || ctx.Err() != nil {
 			break
 		}
@@ -109,8 +110,15 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 			err = nil
 			break
 		}
+		maybe := errors.Is(err, queue.ErrOutcomeUnknown)
 		for _, t := range send {
 			task.Unmark(t)
+			if maybe {
+				if unknown == nil {
+					unknown = make(map[*task.Task]struct{}, len(send))
+				}
+				unknown[t] = struct{}{}
+			}
 		}
 		if err = e.gate.wait(ctx); err != nil {
 			break
@@ -148,11 +156,13 @@ func (e *emitter) enqueue(ctx context.Context, tasks []*task.Task) (wasCut bool,
 	return err != nil && errors.Is(context.Cause(pctx), errPaused), err
 }
 
-// settle counts what the Enqueue of tasks that returned err did, and
-// tells the source of each task it dropped as a duplicate of a finished
-// one (see NewEmitter); it returns errs with the completions' errors.
-func (e *emitter) settle(ctx context.Context, tasks []*task.Task, err error, errs []error) []error {
-	c := countEmit(tasks, err)
+// settle counts what the Enqueue of tasks that returned err did (unknown:
+// the tasks an Enqueue of this Emit cut by a pause may have stored, see
+// countEmit), and tells the source of each task it dropped as a
+// duplicate of a finished one (see NewEmitter); it returns errs with the
+// completions' errors.
+func (e *emitter) settle(ctx context.Context, tasks []*task.Task, err error, unknown map[*task.Task]struct{}, errs []error) []error {
+	c := countEmit(tasks, err, unknown)
 	e.emitted.Add(int64(c.stored))
 	e.duplicates.Add(int64(c.dropped))
 	if c.stored > 0 && e.obs != nil {
