@@ -78,9 +78,14 @@ type emitter struct {
 // timeout a Schedule gives its emits (see Schedule.Run). An Enqueue still
 // under way when the source is paused (waiting for room in a full queue)
 // is cut: once the source is resumed, the tasks it did not store nor drop
-// are enqueued again (the same tasks: their keys keep one that was
-// stored after all from being stored twice), so that a paused source
-// hands nothing over.
+// are enqueued again, so that a paused source hands nothing over. The
+// tasks whose publish the cut left unanswered (queue.ErrOutcomeUnknown)
+// are enqueued again at once, within UnknownSettleTimeout, not after
+// Resume: their keys keep one that was stored after all from being
+// stored twice only while the backend remembers them (JetStream: its
+// duplicate_window); one that was not stored is stored then, having
+// been handed over before the pause (a full queue leaves it for after
+// Resume).
 func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 	if err := e.gate.wait(ctx); err != nil {
 		return err
@@ -110,15 +115,22 @@ func (e *emitter) Emit(ctx context.Context, tasks ...*task.Task) error {
 			err = nil
 			break
 		}
-		maybe := errors.Is(err, queue.ErrOutcomeUnknown)
-		for _, t := range send {
-			task.Unmark(t)
-			if maybe {
-				if unknown == nil {
-					unknown = make(map[*task.Task]struct{}, len(send))
-				}
+		if errors.Is(err, queue.ErrOutcomeUnknown) {
+			if unknown == nil {
+				unknown = make(map[*task.Task]struct{}, len(send))
+			}
+			for _, t := range send {
 				unknown[t] = struct{}{}
 			}
+			// Settled at once: the backend finds what the cut Enqueue
+			// stored while it still remembers their keys.
+			if send, errs, err = e.settleUnknown(ctx, send, unknown, errs); len(send) == 0 {
+				err = nil
+				break
+			}
+		}
+		for _, t := range send {
+			task.Unmark(t)
 		}
 		if err = e.gate.wait(ctx); err != nil {
 			break
@@ -154,6 +166,38 @@ func (e *emitter) enqueue(ctx context.Context, tasks []*task.Task) (wasCut bool,
 	}
 	err = attempted(e.enq.Enqueue(ectx, tasks...))
 	return err != nil && errors.Is(context.Cause(pctx), errPaused), err
+}
+
+// UnknownSettleTimeout bounds the Enqueue by which an Emit cut by a pause
+// settles the tasks whose outcome the cut left unknown (see Emit).
+const UnknownSettleTimeout = 10 * time.Second
+
+// settleUnknown enqueues again, at once, the tasks of send that an
+// Enqueue cut by a pause sent without hearing whether they were stored
+// (queue.ErrOutcomeUnknown), within UnknownSettleTimeout: the backend
+// finds each one stored then (task.StoredAgain, counted stored: see
+// countEmit), while it still remembers its key; after the pause it may
+// not (JetStream remembers a key for its duplicate_window, 2 minutes by
+// default) and would store it again. A task not stored is stored now: it
+// was handed over before the pause. It returns the tasks left unsettled
+// (a full queue: they wait for Resume), errs with the completions'
+// errors, and the Enqueue's error.
+func (e *emitter) settleUnknown(ctx context.Context, send []*task.Task, unknown map[*task.Task]struct{}, errs []error) ([]*task.Task, []error, error) {
+	for _, t := range send {
+		task.Unmark(t)
+	}
+	sctx, cancel := context.WithTimeout(ctx, UnknownSettleTimeout)
+	defer cancel()
+	ectx, attempted := attemptContext(sctx)
+	if e.complete != nil {
+		ectx = context.WithValue(ectx, emittingKey{}, e.name)
+	}
+	err := attempted(e.enq.Enqueue(ectx, send...))
+	errs = e.settle(ctx, send, err, unknown, errs)
+	if err == nil {
+		return nil, errs, nil
+	}
+	return unsettled(send, err), errs, err
 }
 
 // settle counts what the Enqueue of tasks that returned err did (unknown:

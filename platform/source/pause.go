@@ -109,7 +109,8 @@ func (g *gate) isPaused() bool {
 // blocks (so a source that polls and emits stops at its next emit,
 // holding its position, and sends nothing; an Emit that was waiting for
 // room in a full queue is cut and hands its batch over after Resume,
-// what it had stored already left stored), its component shows
+// what it had stored already left stored, the tasks whose publish the
+// cut left unanswered settled at once, UnknownSettleTimeout), its component shows
 // lifecycle.Paused, and a source that implements Pauser is told to stop
 // fetching. A paused source keeps running (and keeps its connections);
 // Resume releases the blocked Emit. Pausing a paused source does
