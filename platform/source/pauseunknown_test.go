@@ -70,10 +70,10 @@ func (l *lostAnswers) Enqueue(ctx context.Context, tasks ...*task.Task) error {
 
 // TestPausedEmitCountsATaskStoredByTheEnqueueItCut: an Emit whose Enqueue
 // the pause cut after the backend stored its task, unanswered (the
-// outcome unknown), enqueues the task again after Resume; the backend
-// finds it stored (task.StoredAgain): it was stored by this Emit, and
-// Emitted counts it. Before, the cut Enqueue counted it not stored and the
-// one after Resume stored nothing: Emitted was 0 for a task stored.
+// outcome unknown), enqueues the task again; the backend finds it stored
+// (task.StoredAgain): it was stored by this Emit, and Emitted counts it.
+// Before, the cut Enqueue counted it not stored and the next one stored
+// nothing: Emitted was 0 for a task stored.
 func TestPausedEmitCountsATaskStoredByTheEnqueueItCut(t *testing.T) {
 	t.Parallel()
 	enq := &lostAnswers{entered: make(chan struct{}), stored: map[string]bool{}}
@@ -99,7 +99,7 @@ func TestPausedEmitCountsATaskStoredByTheEnqueueItCut(t *testing.T) {
 		t.Fatal("Emit did not return after Resume")
 	}
 	enq.mu.Lock()
-	require.Equal(t, 2, enq.calls, "enqueued again after Resume")
+	require.Equal(t, 2, enq.calls, "enqueued again once")
 	require.Len(t, enq.stored, 1)
 	enq.mu.Unlock()
 	require.EqualValues(t, 1, statsOf(t, s).Emitted, "the task stored by the Enqueue the pause cut")
