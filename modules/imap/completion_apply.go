@@ -52,7 +52,7 @@ func (s *Source) applyBatch(ctx context.Context, batch []*compReq) error {
 	// selected, the deleted one (Dovecot answers every command there from
 	// the old view), where the new mailbox's mail is never found.
 	cp.conn.arm("SELECT", s.cfg.answerBudget())
-	sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
+	sel, err := selectWait(c, s.cfg.Mailbox, nil)
 	if err = cp.conn.done(err); err != nil {
 		cp.reset()
 		return sessionError{fmt.Errorf("select %q: %w", s.cfg.Mailbox, err)}

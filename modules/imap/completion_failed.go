@@ -71,7 +71,7 @@ func (s *Source) fromFailed(ctx context.Context, c *imapclient.Client, reqs []*c
 	if err == nil {
 		var sel *imap.SelectData
 		cp.conn.arm("SELECT", s.cfg.answerBudget())
-		sel, err = c.Select(s.cfg.Mailbox, nil).Wait()
+		sel, err = selectWait(c, s.cfg.Mailbox, nil)
 		if err = cp.conn.done(err); err == nil {
 			cp.validity = sel.UIDValidity
 			return nil
@@ -90,7 +90,7 @@ func (s *Source) fromFailed(ctx context.Context, c *imapclient.Client, reqs []*c
 // the original is only deleted, so that the mail is not there twice.
 func (s *Source) applyInFailed(ctx context.Context, c *imapclient.Client, failed string, reqs []*compReq) error {
 	s.comp.conn.arm("SELECT", s.cfg.answerBudget())
-	sel, err := c.Select(failed, nil).Wait()
+	sel, err := selectWait(c, failed, nil)
 	if err = s.comp.conn.done(err); err != nil {
 		// No failed folder, or one the server can never have (NO
 		// [CANNOT]: Dovecot's answer to a name with a character it

@@ -208,7 +208,7 @@ func (s *Source) copiesFound(ctx context.Context, c *imapclient.Client, from box
 	err := func() error {
 		for _, f := range folders {
 			s.comp.conn.arm("EXAMINE", s.cfg.answerBudget())
-			sel, err := c.Select(f, &imap.SelectOptions{ReadOnly: true}).Wait()
+			sel, err := selectWait(c, f, &imap.SelectOptions{ReadOnly: true})
 			err = s.comp.conn.done(err)
 			if isNo(err, "", imap.ResponseCodeNonExistent, imap.ResponseCodeCannot) {
 				continue // no folder: no copy
@@ -231,7 +231,7 @@ func (s *Source) copiesFound(ctx context.Context, c *imapclient.Client, from box
 			}
 		}
 		s.comp.conn.arm("SELECT", s.cfg.answerBudget())
-		sel, err := c.Select(from.name, nil).Wait()
+		sel, err := selectWait(c, from.name, nil)
 		if err = s.comp.conn.done(err); err != nil {
 			return fmt.Errorf("select %q again: %w", from.name, err)
 		}

@@ -32,7 +32,7 @@ func (s *Source) scan(ctx context.Context, c *imapclient.Client, emit source.Emi
 	if full {
 		w := s.guard(c)
 		s.conn.arm("SELECT", s.cfg.answerBudget())
-		sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
+		sel, err := selectWait(c, s.cfg.Mailbox, nil)
 		if err = s.conn.done(w.done(err)); err != nil {
 			return fmt.Errorf("imap: select %q again: %w", s.cfg.Mailbox, err)
 		}

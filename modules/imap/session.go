@@ -39,7 +39,7 @@ func (s *Source) session(ctx context.Context, emit source.Emitter) (progressed b
 
 	w := s.guard(c)
 	m.arm("SELECT", s.cfg.answerBudget())
-	sel, err := c.Select(s.cfg.Mailbox, nil).Wait()
+	sel, err := selectWait(c, s.cfg.Mailbox, nil)
 	if err = m.done(w.done(err)); err != nil {
 		if permanentSelect(err) {
 			return false, fatal{fmt.Errorf("%w %q: %w", ErrMailbox, s.cfg.Mailbox, err)}
