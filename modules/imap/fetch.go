@@ -303,21 +303,6 @@ func hasContent(bodies map[imap.UID][]byte, oversize map[imap.UID]int64) bool {
 	return false
 }
 
-// progressReader kicks a watchdog on every read that returns data (not
-// past the watchdog's overall deadline, see guardBody).
-type progressReader struct {
-	r io.Reader
-	w *watchdog
-}
-
-func (p progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if n > 0 {
-		p.w.kick()
-	}
-	return n, err
-}
-
 // fetchBodies fetches the given section of every message in set, keyed by
 // UID, reading no literal above limit: those are drained unread and
 // reported in oversize with their size (the server's RFC822.SIZE is not
@@ -398,27 +383,4 @@ func fetchBodies(c *imapclient.Client, m *meter, cfg Config, set imap.UIDSet, se
 		return nil, nil, err
 	}
 	return bodies, oversize, nil
-}
-
-// maxMessageID is the longest Message-ID the source keeps: a mail header
-// line holds at most 998 characters (RFC 5322).
-const maxMessageID = 998
-
-// usableMessageID returns id, or "" (no Message-ID) when it is longer
-// than maxMessageID or holds a control character. It goes into the
-// task's key and a header: a queue bounds both (JetStream: 64 KiB of
-// headers, and no line break in a value), and a task it refuses for
-// good, its rejected stand-in too, would leave the mail unprocessed for
-// ever. Without it the task is keyed by the content's hash and its
-// completion finds the mail by UID.
-func usableMessageID(id string) string {
-	if len(id) > maxMessageID {
-		return ""
-	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
-			return ""
-		}
-	}
-	return id
 }

@@ -56,3 +56,26 @@ func (s *Source) newTask(m meta, validity uint32, raw []byte) *task.Task {
 	}
 	return t
 }
+
+// maxMessageID is the longest Message-ID the source keeps: a mail header
+// line holds at most 998 characters (RFC 5322).
+const maxMessageID = 998
+
+// usableMessageID returns id, or "" (no Message-ID) when it is longer
+// than maxMessageID or holds a control character. It goes into the
+// task's key and a header: a queue bounds both (JetStream: 64 KiB of
+// headers, and no line break in a value), and a task it refuses for
+// good, its rejected stand-in too, would leave the mail unprocessed for
+// ever. Without it the task is keyed by the content's hash and its
+// completion finds the mail by UID.
+func usableMessageID(id string) string {
+	if len(id) > maxMessageID {
+		return ""
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f {
+			return ""
+		}
+	}
+	return id
+}

@@ -3,6 +3,7 @@ package imap
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -114,3 +115,18 @@ var errNoAnswer = errors.New("no answer")
 // (see guardBody): the answer came too slowly, which a slow network does
 // as well as a server dripping it.
 var errTooSlow = errors.New("answer too slow")
+
+// progressReader kicks a watchdog on every read that returns data (not
+// past the watchdog's overall deadline, see guardBody).
+type progressReader struct {
+	r io.Reader
+	w *watchdog
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.w.kick()
+	}
+	return n, err
+}
