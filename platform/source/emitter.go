@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -158,14 +157,19 @@ func (e *emitter) enqueue(ctx context.Context, tasks []*task.Task) (wasCut bool,
 		return true, errPaused // paused since the wait: nothing was sent
 	}
 	defer e.gate.leave(c)
-	// A schedule's attempt timeout (withAttemptTimeout) bounds the
-	// Enqueue, not the wait for the gate.
-	ectx, attempted := attemptContext(pctx)
+	err = e.send(pctx, tasks)
+	return err != nil && errors.Is(context.Cause(pctx), errPaused), err
+}
+
+// send hands tasks to the enqueuer, within a schedule's attempt timeout
+// (withAttemptTimeout: it bounds the Enqueue, not the wait for the gate),
+// its context saying which source's emitter makes it (Emitting).
+func (e *emitter) send(ctx context.Context, tasks []*task.Task) error {
+	ectx, attempted := attemptContext(ctx)
 	if e.complete != nil {
 		ectx = context.WithValue(ectx, emittingKey{}, e.name)
 	}
-	err = attempted(e.enq.Enqueue(ectx, tasks...))
-	return err != nil && errors.Is(context.Cause(pctx), errPaused), err
+	return attempted(e.enq.Enqueue(ectx, tasks...))
 }
 
 // UnknownSettleTimeout bounds the Enqueue by which an Emit cut by a pause
@@ -188,11 +192,7 @@ func (e *emitter) settleUnknown(ctx context.Context, send []*task.Task, unknown 
 	}
 	sctx, cancel := context.WithTimeout(ctx, UnknownSettleTimeout)
 	defer cancel()
-	ectx, attempted := attemptContext(sctx)
-	if e.complete != nil {
-		ectx = context.WithValue(ectx, emittingKey{}, e.name)
-	}
-	err := attempted(e.enq.Enqueue(ectx, send...))
+	err := e.send(sctx, send)
 	errs = e.settle(ctx, send, err, unknown, errs)
 	if err == nil {
 		return nil, errs, nil
@@ -215,19 +215,14 @@ func (e *emitter) settle(ctx context.Context, tasks []*task.Task, err error, unk
 	if e.complete == nil {
 		return errs
 	}
-	for i, t := range tasks {
-		if t == nil {
-			continue
-		}
+	// The very Task twice in a batch is one task, told once.
+	queue.EachOnce(tasks, func(t *task.Task) {
 		if o, reason, ok := task.Finished(t); ok {
-			if slices.Contains(tasks[:i], t) {
-				continue // the very Task twice in a batch is one task, told once
-			}
 			if cerr := e.complete(ctx, t, o, reason); cerr != nil {
 				errs = append(errs, fmt.Errorf("source %s: complete task %s, a duplicate of one that %s: %w", e.name, t.ID, o, cerr))
 			}
 		}
-	}
+	})
 	return errs
 }
 
