@@ -227,8 +227,8 @@ func (b *Backend) Stats(_ context.Context, name string) (queue.Stats, error) {
 	st.Delayed = int64(len(q.delayed))
 	st.InFlight = int64(len(q.leased))
 	st.Dead = int64(len(q.dead))
-	st.DeadDiscarded = q.discarded
-	st.FinishedKeysForgotten = q.forgotten
+	st.DeadDiscarded = q.discarded.total
+	st.FinishedKeysForgotten = q.forgotten.total
 	q.mu.Unlock()
 	return st, nil
 }

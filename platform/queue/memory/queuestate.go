@@ -53,16 +53,10 @@ type queueState struct {
 	// deliveries, up to its max, before it locks mu.
 	readyHint atomic.Int64
 
-	// discarded counts the dead letters dropped at Options.MaxDead;
-	// loggedDiscards is that count at the latest log line, at loggedAt.
-	discarded, loggedDiscards int64
-	loggedAt                  time.Time
-
-	// forgotten counts the keys the bound (Options.MaxFinishedKeys)
-	// forgot before their window ended; loggedForgotten is that count at
-	// the latest log line, at loggedForgetAt.
-	forgotten, loggedForgotten int64
-	loggedForgetAt             int64
+	// discarded counts the dead letters dropped at Options.MaxDead,
+	// forgotten the keys the bound (Options.MaxFinishedKeys) forgot
+	// before their window ended.
+	discarded, forgotten boundCount
 
 	leaseWaiters waitList
 	spaceWaiters waitList
@@ -151,16 +145,32 @@ func (q *queueState) forgetOldest() (k keyExpiry, forgot bool) {
 // forgotEarly counts key, which the bound forgot before its window
 // ended, and logs at most once per discardLogEvery.
 func (q *queueState) forgotEarly(key string, now int64) {
-	q.forgotten++
-	if q.loggedForgotten != 0 && now-q.loggedForgetAt < int64(discardLogEvery) {
-		return
+	if since := q.forgotten.add(now); since > 0 {
+		q.b.opts.Logger.Warn("finished-key bound reached: oldest key forgotten before its de-duplication window ended",
+			zap.String("queue", q.name), zap.Int("max_finished_keys", q.b.opts.MaxFinishedKeys),
+			zap.Duration("dedup_window", q.b.opts.DedupWindow),
+			zap.Int64("forgotten_since_last_report", since),
+			zap.Int64("forgotten_total", q.forgotten.total), zap.String("key", key))
 	}
-	q.b.opts.Logger.Warn("finished-key bound reached: oldest key forgotten before its de-duplication window ended",
-		zap.String("queue", q.name), zap.Int("max_finished_keys", q.b.opts.MaxFinishedKeys),
-		zap.Duration("dedup_window", q.b.opts.DedupWindow),
-		zap.Int64("forgotten_since_last_report", q.forgotten-q.loggedForgotten),
-		zap.Int64("forgotten_total", q.forgotten), zap.String("key", key))
-	q.loggedForgotten, q.loggedForgetAt = q.forgotten, now
+}
+
+// boundCount counts what a bound of a queue dropped, and says when to
+// log it: the first time, then at most once per discardLogEvery.
+type boundCount struct {
+	total, logged int64 // logged: total at the latest log line
+	loggedAt      int64 // unix nanoseconds of that line
+}
+
+// add counts one more at now (unix nanoseconds) and returns how many
+// were counted since the latest log line when a line is due, else 0.
+func (c *boundCount) add(now int64) (since int64) {
+	c.total++
+	if c.logged != 0 && now-c.loggedAt < int64(discardLogEvery) {
+		return 0
+	}
+	since = c.total - c.logged
+	c.logged, c.loggedAt = c.total, now
+	return since
 }
 
 // isDup reports whether t's key (whose hash is h) is refused at now.
@@ -283,14 +293,12 @@ func (q *queueState) discardOldest(now time.Time) {
 	q.dead = q.dead[1:]
 	id, reason := old.t.ID, old.reason
 	q.release(old, q.b.nanos(), task.DeadLettered)
-	q.discarded++
-	if q.loggedDiscards == 0 || now.Sub(q.loggedAt) >= discardLogEvery {
+	if since := q.discarded.add(now.UnixNano()); since > 0 {
 		q.b.opts.Logger.Warn("dead-letter bound reached: oldest dead letter discarded",
 			zap.String("queue", q.name), zap.Int("max_dead", q.b.opts.MaxDead),
-			zap.Int64("discarded_since_last_report", q.discarded-q.loggedDiscards),
-			zap.Int64("discarded_total", q.discarded),
+			zap.Int64("discarded_since_last_report", since),
+			zap.Int64("discarded_total", q.discarded.total),
 			zap.String("task", id), zap.String("reason", reason))
-		q.loggedDiscards, q.loggedAt = q.discarded, now
 	}
 }
 
